@@ -1,0 +1,1 @@
+"""Cryptography, one home each: hashing.py, keys.py (signing), address.py."""

@@ -1,0 +1,97 @@
+"""All hashing in GRIDNET goes through this module (BLAKE2b).
+
+Every use has its own personalisation string, so a digest made for one purpose
+can never be confused with a digest made for another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from gridnet.units import ADDRESS_BYTES, HASH_BYTES, Hash32
+
+# Personalisations (at most 16 bytes each).
+P_ADDRESS: Final = b"gn-address"
+P_CHECKSUM: Final = b"gn-addr-check"
+P_TXID: Final = b"gn-txid"
+P_HEADER: Final = b"gn-header"
+P_MERKLE_LEAF: Final = b"gn-merkle-leaf"
+P_MERKLE_NODE: Final = b"gn-merkle-node"
+P_STATE_LEAF: Final = b"gn-state-leaf"
+P_STATE_BUCKET: Final = b"gn-state-bucket"
+P_STATE_NODE: Final = b"gn-state-node"
+P_STATE_KEY: Final = b"gn-state-key"
+P_IDENTITY: Final = b"gn-identity"
+P_PARAMS: Final = b"gn-params"
+P_GENERIC: Final = b"gn-generic"
+
+_blake2b = hashlib.blake2b
+
+
+def hash32(data: bytes, person: bytes = P_GENERIC) -> Hash32:
+    """32-byte BLAKE2b digest of ``data`` under the personalisation ``person``."""
+    return _blake2b(data, digest_size=HASH_BYTES, person=person).digest()
+
+
+def address_digest(public_key: bytes) -> bytes:
+    """20-byte address digest of an Ed25519 public key."""
+    return _blake2b(public_key, digest_size=ADDRESS_BYTES, person=P_ADDRESS).digest()
+
+
+def checksum4(data: bytes) -> bytes:
+    """4-byte checksum for text forms (addresses)."""
+    return _blake2b(data, digest_size=4, person=P_CHECKSUM).digest()
+
+
+def txid(body: bytes, signature: bytes) -> Hash32:
+    """Transaction id: the digest of its canonical body and its signature."""
+    h = _blake2b(body, digest_size=HASH_BYTES, person=P_TXID)
+    h.update(signature)
+    return h.digest()
+
+
+def header_hash(encoded_header: bytes) -> Hash32:
+    """Block hash: the digest of the canonical header (the proof-of-work digest too)."""
+    return _blake2b(encoded_header, digest_size=HASH_BYTES, person=P_HEADER).digest()
+
+
+def merkle_leaf(item: bytes) -> Hash32:
+    return _blake2b(item, digest_size=HASH_BYTES, person=P_MERKLE_LEAF).digest()
+
+
+def merkle_node(left: bytes, right: bytes) -> Hash32:
+    return _blake2b(left + right, digest_size=HASH_BYTES, person=P_MERKLE_NODE).digest()
+
+
+def state_leaf(key: bytes, value: bytes) -> Hash32:
+    h = _blake2b(len(key).to_bytes(2, "big"), digest_size=HASH_BYTES, person=P_STATE_LEAF)
+    h.update(key)
+    h.update(value)
+    return h.digest()
+
+
+def state_bucket(concatenated_leaves: bytes) -> Hash32:
+    return _blake2b(concatenated_leaves, digest_size=HASH_BYTES, person=P_STATE_BUCKET).digest()
+
+
+def state_node(concatenated_children: bytes) -> Hash32:
+    return _blake2b(concatenated_children, digest_size=HASH_BYTES, person=P_STATE_NODE).digest()
+
+
+def state_key_digest(key: bytes) -> bytes:
+    """Digest that places a state key in its bucket."""
+    return _blake2b(key, digest_size=4, person=P_STATE_KEY).digest()
+
+
+def identity_digest(data: bytes) -> Hash32:
+    return _blake2b(data, digest_size=HASH_BYTES, person=P_IDENTITY).digest()
+
+
+def params_hash(encoded_params: bytes) -> Hash32:
+    return _blake2b(encoded_params, digest_size=HASH_BYTES, person=P_PARAMS).digest()
+
+
+def digest_int(digest: bytes) -> int:
+    """A digest read as a big-endian unsigned integer (for target comparisons)."""
+    return int.from_bytes(digest, "big")

@@ -1,0 +1,86 @@
+"""Canonical encoding: all bytes that are hashed, signed, stored or sent come from here.
+
+Objects are frozen msgspec Structs encoded as MessagePack arrays (field order is
+the declaration order). Decoding is strict: it rejects oversize input, trailing
+bytes, extra (unknown) fields, wrong types and values out of range, each with a
+named :class:`~gridnet.errors.DecodeError`; ``decode`` also rejects any encoding
+that is not the single canonical one (re-encoding must give the same bytes).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Final, TypeVar
+
+import msgspec
+
+from gridnet.errors import (
+    DecodeError,
+    Malformed,
+    NonCanonicalEncoding,
+    Oversize,
+    TrailingBytes,
+    UnknownField,
+    WrongType,
+)
+from gridnet.units import ADDRESS_BYTES, HASH_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
+
+T = TypeVar("T")
+
+# Constrained field types shared by every wire object.
+U8 = Annotated[int, msgspec.Meta(ge=0, le=2**8 - 1)]
+U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""Non-negative integer that fits a signed 64-bit word (msgspec range checks stop there)."""
+AddressBytes = Annotated[bytes, msgspec.Meta(min_length=ADDRESS_BYTES, max_length=ADDRESS_BYTES)]
+HashBytes = Annotated[bytes, msgspec.Meta(min_length=HASH_BYTES, max_length=HASH_BYTES)]
+PublicKeyBytes = Annotated[bytes, msgspec.Meta(min_length=PUBLIC_KEY_BYTES, max_length=PUBLIC_KEY_BYTES)]
+SignatureBytes = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_BYTES, max_length=SIGNATURE_BYTES)]
+OptionalKeyBytes = Annotated[bytes, msgspec.Meta(max_length=PUBLIC_KEY_BYTES)]
+OptionalSignatureBytes = Annotated[bytes, msgspec.Meta(max_length=SIGNATURE_BYTES)]
+
+DEFAULT_MAX_BYTES: Final = 4 * 1024 * 1024
+
+
+class Wire(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """Base of every canonical object: frozen, encoded as an array, no unknown fields."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+"""Canonical bytes of a Wire object (or of plain lists/ints/bytes)."""
+
+
+@cache
+def _decoder(type_: Any) -> msgspec.msgpack.Decoder[Any]:
+    return msgspec.msgpack.Decoder(type_)
+
+
+def _classify(exc: Exception, what: str) -> DecodeError:
+    msg = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        if "of at most length" in msg:
+            return UnknownField(f"{what}: unknown extra field(s): {msg}")
+        return WrongType(f"{what}: {msg}")
+    if "trailing characters" in msg:
+        return TrailingBytes(f"{what}: {msg}")
+    return Malformed(f"{what}: {msg}")
+
+
+def decode_lenient(data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
+    """Strict decode without the canonical re-encoding check (for callers that check it
+    once over a larger enclosing object)."""
+    if len(data) > max_bytes:
+        raise Oversize(f"{type_.__name__}: {len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        return _decoder(type_).decode(data)  # type: ignore[no-any-return,arg-type]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _classify(exc, type_.__name__) from None
+
+
+def decode(data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
+    """Decode ``data`` as ``type_``, accepting only its canonical encoding."""
+    obj = decode_lenient(data, type_, max_bytes=max_bytes)
+    if _encoder.encode(obj) != data:
+        raise NonCanonicalEncoding(f"{type_.__name__}: bytes are not the canonical encoding")
+    return obj

@@ -1,0 +1,228 @@
+"""One exception tree for GRIDNET.
+
+Every rejection names the rule it enforces: the class name is the rule and
+``rule`` returns it, so tests and peers can assert *which* rule was broken.
+Messages are one line a person understands (what, where, what to do).
+"""
+
+from __future__ import annotations
+
+
+class GridnetError(Exception):
+    """Base of every error GRIDNET raises on purpose."""
+
+    @property
+    def rule(self) -> str:
+        return type(self).__name__
+
+
+# --- user input, configuration and files ------------------------------------------------
+
+
+class ConfigError(GridnetError):
+    """A configuration file (genesis, scenario, policy) is missing or invalid."""
+
+
+class KeyFileError(GridnetError):
+    """A key file cannot be written or read safely."""
+
+
+class StoreError(GridnetError):
+    """A data directory is missing, not initialised, or belongs to another chain."""
+
+
+class InvalidAddress(GridnetError):
+    """A textual address is malformed or its checksum does not match."""
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+class DecodeError(GridnetError):
+    """Bytes that do not decode to the expected object."""
+
+
+class Oversize(DecodeError):
+    """Input longer than the limit for its kind."""
+
+
+class TrailingBytes(DecodeError):
+    """Extra bytes after a complete object."""
+
+
+class UnknownField(DecodeError):
+    """More fields than the object type has."""
+
+
+class WrongType(DecodeError):
+    """A field of the wrong type or out of its range."""
+
+
+class Malformed(DecodeError):
+    """Bytes that are not valid MessagePack at all."""
+
+
+class NonCanonicalEncoding(DecodeError):
+    """Valid MessagePack that is not the one canonical encoding of its value."""
+
+
+# --- transactions -----------------------------------------------------------------------
+
+
+class InvalidTransaction(GridnetError):
+    """A transaction breaks a rule; subclasses name the rule."""
+
+
+class BadSignature(InvalidTransaction):
+    """The signature does not verify for the sender's key and this chain."""
+
+
+class MalformedTransaction(InvalidTransaction):
+    """A field has the wrong size or an out-of-range value."""
+
+
+class NonceTooLow(InvalidTransaction):
+    """The nonce was already used: a replayed or superseded transaction."""
+
+
+class NonceGap(InvalidTransaction):
+    """The nonce is ahead of the account's next nonce."""
+
+
+class InsufficientBalance(InvalidTransaction):
+    """The sender cannot pay amount plus fee."""
+
+
+class FeeTooLow(InvalidTransaction):
+    """The fee is below the chain's minimum for the transaction's size."""
+
+
+class IdentityProofInsufficient(InvalidTransaction):
+    """The identity proof-of-work does not reach the identity target."""
+
+
+class IdentityAlreadyRegistered(InvalidTransaction):
+    """The address already has a registered identity."""
+
+
+class UnknownIdentity(InvalidTransaction):
+    """The operation needs a registered identity and the sender has none."""
+
+
+class InsufficientBond(InvalidTransaction):
+    """Unbonding more coin than is bonded."""
+
+
+class MisplacedCoinbase(InvalidTransaction):
+    """A coinbase anywhere but first in a block, or a signed transaction first."""
+
+
+# --- blocks -----------------------------------------------------------------------------
+
+
+class InvalidBlock(GridnetError):
+    """A block breaks a rule; subclasses name the rule."""
+
+
+class UnknownParent(InvalidBlock):
+    """The block's previous hash is not a block we know."""
+
+
+class BadHeight(InvalidBlock):
+    """The height is not the parent's height plus one."""
+
+
+class BadVersion(InvalidBlock):
+    """The header version is not one this node validates."""
+
+
+class BadProofOfWork(InvalidBlock):
+    """The header hash is not below the header's target."""
+
+
+class WrongTarget(InvalidBlock):
+    """The header's target is not the one the retarget rule gives."""
+
+
+class TimestampTooOld(InvalidBlock):
+    """The timestamp is not after the median of the previous blocks."""
+
+
+class TimestampTooFarInFuture(InvalidBlock):
+    """The timestamp is further ahead of the local clock than allowed."""
+
+
+class BlockTooLarge(InvalidBlock):
+    """The encoded block exceeds the chain's maximum block size."""
+
+
+class BadMerkleRoot(InvalidBlock):
+    """The header's transaction root does not match the transactions."""
+
+
+class BadStateRoot(InvalidBlock):
+    """The header's state root does not match the state after the block."""
+
+
+class MissingCoinbase(InvalidBlock):
+    """The block does not start with exactly one coinbase."""
+
+
+class WrongReward(InvalidBlock):
+    """The coinbase claims another amount than reward schedule plus fees."""
+
+
+class DuplicateTransaction(InvalidBlock):
+    """The same transaction appears twice in a block."""
+
+
+class HashMismatch(InvalidBlock):
+    """A stored block's header does not hash to the hash it is stored under."""
+
+
+class MissingBlock(InvalidBlock):
+    """The main-chain index names a block the store does not hold, or skips a height."""
+
+
+class StateMismatch(InvalidBlock):
+    """The stored state differs from the state a replay from genesis gives."""
+
+
+class KnownInvalid(InvalidBlock):
+    """The block, or one of its ancestors, was already found invalid."""
+
+
+class BlockTransactionInvalid(InvalidBlock):
+    """A transaction inside the block is invalid; wraps the transaction error."""
+
+    def __init__(self, index: int, error: InvalidTransaction) -> None:
+        super().__init__(f"transaction {index}: {error.rule}: {error}")
+        self.index = index
+        self.error = error
+
+    @property
+    def rule(self) -> str:
+        return self.error.rule
+
+
+# --- mempool ----------------------------------------------------------------------------
+
+
+class MempoolRejection(GridnetError):
+    """The mempool refuses a transaction that is not itself invalid."""
+
+
+class AlreadyKnown(MempoolRejection):
+    """The transaction is already in the mempool."""
+
+
+class MempoolFull(MempoolRejection):
+    """The mempool is full and the transaction pays less than what it holds."""
+
+
+class ReplacementUnderpriced(MempoolRejection):
+    """A transaction with the same sender and nonce pays an equal or higher fee."""
+
+
+class TooManyPending(MempoolRejection):
+    """The sender already has the maximum number of pending transactions."""

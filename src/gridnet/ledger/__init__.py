@@ -1,0 +1,1 @@
+"""Consensus: transactions, blocks, state, state transition, chain, store, mempool."""

@@ -1,0 +1,475 @@
+"""The chain: block index, fork choice by most cumulative work, reorgs, state.
+
+``Chain.add_block`` is the one way blocks enter: it checks the header against
+its ancestors, stores the block, and when the block's branch has more work than
+the current head it switches to it: disconnecting blocks through their stored
+undo records and connecting the new ones through ``apply_block``, all in one
+SQLite transaction (and, in memory, all-or-nothing as well).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gridnet.crypto.hashing import header_hash
+from gridnet.encoding import Wire, decode, decode_lenient, encode
+from gridnet.errors import (
+    BlockTooLarge,
+    InvalidBlock,
+    InvalidTransaction,
+    KnownInvalid,
+    StoreError,
+    UnknownParent,
+)
+from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
+from gridnet.ledger.commitment import CommitUndo, StateCommitment
+from gridnet.ledger.genesis import genesis_block, genesis_state
+from gridnet.ledger.merkle import merkle_root
+from gridnet.ledger.params import ChainParams, block_reward
+from gridnet.ledger.pow import median_time, next_target
+from gridnet.ledger.state import ACCOUNTS, Account, StateView
+from gridnet.ledger.store import Store
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transition import (
+    HeaderContext,
+    VerifiedTx,
+    apply_block,
+    apply_coinbase,
+    apply_transaction,
+    validate_header,
+)
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.bond import process_unbonding
+from gridnet.ledger.txs.coinbase import Coinbase
+from gridnet.units import Address, Hash32
+from gridnet.work import target_from_bytes, work_of_target
+
+MAX_BLOCK_DECODE = 64 * 1024 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True, eq=False)
+class BlockEntry:
+    """One known block in the index (main chain or side branch)."""
+
+    hash: Hash32
+    header: Header
+    parent: BlockEntry | None
+    total_work: int
+    invalid: bool = False
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+
+class AddStatus(enum.Enum):
+    DUPLICATE = "duplicate"
+    SIDE = "side"
+    """Stored on a branch with less work than the head."""
+    EXTENDED = "extended"
+    """Connected on top of the head."""
+    REORG = "reorg"
+    """The head moved to another branch."""
+
+
+@dataclass(slots=True)
+class AddResult:
+    status: AddStatus
+    block_hash: Hash32
+    connected: list[Block] = field(default_factory=list)
+    disconnected: list[Block] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BlockTemplate:
+    block: Block
+    included: list[VerifiedTx]
+    rejected: list[tuple[VerifiedTx, InvalidTransaction]]
+
+
+class UndoRecord(Wire, frozen=True):
+    """Values the block's changes replaced (None = key did not exist)."""
+
+    keys: tuple[bytes, ...]
+    values: tuple[bytes | None, ...]
+
+
+_ABSENT = object()
+
+
+class _Overlay(Mapping[bytes, bytes]):
+    """Pending changes over the committed state, for reorgs."""
+
+    def __init__(self, base: dict[bytes, bytes], pending: dict[bytes, bytes | None]) -> None:
+        self.base = base
+        self.pending = pending
+
+    def get(self, key: bytes, default: object = None) -> bytes | None:  # type: ignore[override]
+        v = self.pending.get(key, _ABSENT)
+        if v is _ABSENT:
+            return self.base.get(key)
+        return v  # type: ignore[return-value]
+
+    def __getitem__(self, key: bytes) -> bytes:
+        v = self.get(key)
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def __iter__(self) -> Iterator[bytes]:  # pragma: no cover - not needed by the view
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Chain:
+    """A chain backed by one data directory."""
+
+    def __init__(self, store: Store, params: ChainParams) -> None:
+        self.store = store
+        self.params = params
+        genesis = genesis_block(params)
+        self.chain_id: Hash32 = header_hash(encode(genesis.header))
+        self.entries: dict[Hash32, BlockEntry] = {}
+        self.main: list[BlockEntry] = []
+        self.values: dict[bytes, bytes] = {}
+        self.commitment = StateCommitment()
+        self._load(genesis)
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, data_dir: Path, params: ChainParams) -> Chain:
+        store = Store(data_dir, create=True)
+        if store.get_meta("params") is not None:
+            store.close()
+            raise StoreError(f"{data_dir} already holds a chain; choose an empty directory")
+        genesis = genesis_block(params)
+        gh = header_hash(encode(genesis.header))
+        state = genesis_state(params)
+        store.begin()
+        store.set_meta("params", encode(params))
+        store.set_meta("genesis", gh)
+        store.put_block(gh, 0, encode(genesis.header), encode(genesis.txs))
+        store.connect(gh, 0, dict(state), encode(UndoRecord((), ())), [])
+        store.set_meta("head", gh)
+        store.commit()
+        return cls(store, params)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Chain:
+        store = Store(data_dir)
+        raw = store.get_meta("params")
+        if raw is None:
+            store.close()
+            raise StoreError(f"{data_dir} has no chain parameters; run 'gridnet chain init' first")
+        return cls(store, decode(raw, ChainParams))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _load(self, genesis: Block) -> None:
+        stored_genesis = self.store.get_meta("genesis")
+        if stored_genesis != self.chain_id:
+            raise StoreError("the stored genesis does not match the chain parameters")
+        for h, raw_header, invalid in self.store.block_rows():
+            header = decode_lenient(raw_header, Header)
+            parent = self.entries.get(header.prev_hash)
+            if parent is None and header.height != 0:
+                continue
+            work = work_of_target(target_from_bytes(header.target))
+            entry = BlockEntry(h, header, parent, (parent.total_work if parent else 0) + work)
+            entry.invalid = bool(invalid) or (parent is not None and parent.invalid)
+            self.entries[h] = entry
+        for height, h in self.store.main_hashes():
+            if height != len(self.main) or h not in self.entries:
+                raise StoreError(f"main chain index is broken at height {height}; run 'gridnet chain verify'")
+            self.main.append(self.entries[h])
+        head = self.store.get_meta("head")
+        if not self.main or head != self.main[-1].hash:
+            raise StoreError("stored head does not match the main chain index")
+        self.values = dict(self.store.state_items())
+        self.commitment = StateCommitment.from_items(self.values.items())
+        if self.commitment.root != self.head.header.state_root:
+            raise StoreError("stored state does not match the head's state root")
+
+    # --- queries ---------------------------------------------------------------------------
+
+    @property
+    def head(self) -> BlockEntry:
+        return self.main[-1]
+
+    @property
+    def height(self) -> int:
+        return self.main[-1].height
+
+    def account(self, address: Address) -> Account:
+        raw = self.values.get(ACCOUNTS.key(address))
+        return Account(balance=0) if raw is None else decode_lenient(raw, Account)
+
+    def view(self) -> StateView:
+        return StateView(self.values)
+
+    def get_block(self, block_hash: Hash32) -> Block | None:
+        data = self.store.block_data(block_hash)
+        if data is None:
+            return None
+        header = decode_lenient(data[0], Header)
+        txs = decode_lenient(data[1], tuple[Transaction, ...], max_bytes=MAX_BLOCK_DECODE)
+        return Block(header, txs)
+
+    def block_at(self, height: int) -> Block | None:
+        if not 0 <= height < len(self.main):
+            return None
+        return self.get_block(self.main[height].hash)
+
+    def is_main(self, entry: BlockEntry) -> bool:
+        return entry.height < len(self.main) and self.main[entry.height] is entry
+
+    def ancestor(self, entry: BlockEntry, height: int) -> BlockEntry:
+        if self.is_main(entry):
+            return self.main[height]
+        e: BlockEntry | None = entry
+        while e is not None and e.height > height:
+            if self.is_main(e):
+                return self.main[height]
+            e = e.parent
+        assert e is not None and e.height == height
+        return e
+
+    def locator(self) -> list[Hash32]:
+        """Hashes of main-chain blocks, dense near the head then exponentially sparse."""
+        hashes = []
+        step, height = 1, self.height
+        while height > 0:
+            hashes.append(self.main[height].hash)
+            if len(hashes) >= 10:
+                step *= 2
+            height -= step
+        hashes.append(self.main[0].hash)
+        return hashes
+
+    # --- header context --------------------------------------------------------------------
+
+    def expected_target(self, parent: BlockEntry) -> bytes:
+        return next_target(self.params, parent.header, lambda h: self.ancestor(parent, h).header.timestamp)
+
+    def median_time_past(self, parent: BlockEntry) -> int:
+        stamps: list[int] = []
+        e: BlockEntry | None = parent
+        while e is not None and len(stamps) < self.params.median_time_span:
+            stamps.append(e.header.timestamp)
+            e = e.parent
+        return median_time(stamps)
+
+    def header_context(self, parent: BlockEntry, now: int) -> HeaderContext:
+        return HeaderContext(
+            params=self.params,
+            chain_id=self.chain_id,
+            parent_hash=parent.hash,
+            parent_height=parent.height,
+            expected_target=self.expected_target(parent),
+            median_time_past=self.median_time_past(parent),
+            now=now,
+        )
+
+    # --- adding blocks ---------------------------------------------------------------------
+
+    def add_block(self, block: Block, *, now: int | None = None, encoded: bytes | None = None) -> AddResult:
+        """Validate and store ``block``; move the head if its branch has the most work."""
+        now = now_ms() if now is None else now
+        header = block.header
+        h = header_hash(encode(header))
+        known = self.entries.get(h)
+        if known is not None:
+            if known.invalid:
+                raise KnownInvalid(f"block {header.height} {h.hex()[:16]} was already found invalid")
+            return AddResult(AddStatus.DUPLICATE, h)
+        parent = self.entries.get(header.prev_hash)
+        if parent is None:
+            raise UnknownParent(
+                f"block {header.height} builds on unknown parent {header.prev_hash.hex()[:16]}"
+            )
+        if parent.invalid:
+            raise KnownInvalid(f"block {header.height} builds on an invalid block")
+        size = len(encoded) if encoded is not None else len(encode(block))
+        if size > self.params.max_block_bytes:
+            raise BlockTooLarge(f"block {header.height} is {size} bytes; limit {self.params.max_block_bytes}")
+        validate_header(header, self.header_context(parent, now))
+        entry = BlockEntry(
+            h, header, parent, parent.total_work + work_of_target(target_from_bytes(header.target))
+        )
+        txs_bytes = encode(block.txs)
+        if entry.total_work <= self.head.total_work:
+            self.store.put_block(h, header.height, encode(header), txs_bytes)
+            self.entries[h] = entry
+            return AddResult(AddStatus.SIDE, h)
+        self.entries[h] = entry
+        return self._activate(entry, {h: block}, now)
+
+    def _activate(self, tip: BlockEntry, cache: dict[Hash32, Block], now: int) -> AddResult:
+        old_head = self.head
+        # Find the fork point and the two paths.
+        to_connect: list[BlockEntry] = []
+        e: BlockEntry | None = tip
+        while e is not None and not self.is_main(e):
+            to_connect.append(e)
+            e = e.parent
+        assert e is not None, "every branch descends from genesis"
+        fork = e
+        to_connect.reverse()
+        to_disconnect = self.main[fork.height + 1 :][::-1]
+
+        pending: dict[bytes, bytes | None] = {}
+        overlay: Mapping[bytes, bytes] = _Overlay(self.values, pending) if to_disconnect else self.values
+        commit_undos: list[CommitUndo] = []
+        disconnected: list[Block] = []
+        connected: list[Block] = []
+        failing: BlockEntry | None = None
+        store = self.store
+        store.begin()
+        try:
+            for d in to_disconnect:
+                block = self.get_block(d.hash)
+                raw_undo = store.get_undo(d.hash)
+                if block is None or raw_undo is None:
+                    raise StoreError(f"block {d.height} or its undo record is missing from the store")
+                record = decode_lenient(raw_undo, UndoRecord)
+                restore = dict(zip(record.keys, record.values, strict=True))
+                commit_undos.append(self.commitment.update(restore))
+                pending.update(restore)
+                txids = [tx_id(t) for t in block.txs]
+                store.disconnect(d.hash, d.height, restore, txids)
+                disconnected.append(block)
+            for c in to_connect:
+                block = cache.get(c.hash) or self.get_block(c.hash)
+                if block is None:
+                    raise StoreError(f"block {c.height} is missing from the store")
+                assert c.parent is not None
+                ctx = self.header_context(c.parent, now)
+                txs_bytes = encode(block.txs)
+                failing = c
+                result = apply_block(
+                    StateView(overlay), self.commitment, block, ctx, encoded_size=len(encode(block))
+                )
+                commit_undos.append(result.commit_undo)
+                old = [overlay.get(k) for k in result.changes]
+                undo = encode(UndoRecord(tuple(result.changes), tuple(old)))
+                if overlay is self.values:
+                    pending = result.changes
+                else:
+                    pending.update(result.changes)
+                store.put_block(c.hash, c.height, encode(block.header), txs_bytes)
+                store.connect(c.hash, c.height, result.changes, undo, result.txids)
+                connected.append(block)
+            store.set_meta("head", tip.hash)
+            store.commit()
+        except BaseException as exc:
+            store.rollback()
+            for u in reversed(commit_undos):
+                self.commitment.revert(u)
+            if isinstance(exc, InvalidBlock) and failing is not None:
+                self._mark_invalid(failing)
+                # A valid part of the branch may still carry more work than the old head.
+                prefix = failing.parent
+                if (
+                    prefix is not None
+                    and not self.is_main(prefix)
+                    and prefix.total_work > old_head.total_work
+                ):
+                    self._activate(prefix, cache, now)
+            raise
+        values = self.values
+        for k, v in pending.items():
+            if v is None:
+                values.pop(k, None)
+            else:
+                values[k] = v
+        del self.main[fork.height + 1 :]
+        self.main.extend(to_connect)
+        status = AddStatus.EXTENDED if fork is old_head else AddStatus.REORG
+        return AddResult(status, tip.hash, connected, disconnected)
+
+    def _mark_invalid(self, entry: BlockEntry) -> None:
+        """Mark ``entry`` and every descendant invalid (in memory and in the store)."""
+        entry.invalid = True
+        self.store.mark_invalid(entry.hash)
+        for e in self.entries.values():
+            p = e.parent
+            while p is not None and not p.invalid and not self.is_main(p):
+                p = p.parent
+            if p is not None and p.invalid:
+                e.invalid = True
+
+    # --- building blocks -------------------------------------------------------------------
+
+    def build_block(
+        self,
+        miner: Address,
+        candidates: Iterable[VerifiedTx],
+        *,
+        now: int | None = None,
+        timestamp: int | None = None,
+    ) -> BlockTemplate:
+        """An unmined block on the head with as many ``candidates`` as fit and apply.
+
+        ``candidates`` must come in an order that respects each sender's nonces.
+        """
+        now = now_ms() if now is None else now
+        parent = self.head
+        ctx = self.header_context(parent, now)
+        ts = max(now if timestamp is None else timestamp, ctx.median_time_past + 1)
+        height = parent.height + 1
+        view = StateView(self.values)
+        env = BlockEnv(self.params, self.chain_id, height, miner, ts)
+        process_unbonding(view, env)
+        budget = self.params.max_block_bytes - 512
+        used = 0
+        included: list[VerifiedTx] = []
+        rejected: list[tuple[VerifiedTx, InvalidTransaction]] = []
+        for vtx in candidates:
+            if used + vtx.size + 4 > budget:
+                continue
+            mark = view.checkpoint()
+            try:
+                apply_transaction(view, env, vtx)
+            except InvalidTransaction as exc:
+                view.rollback(mark)
+                rejected.append((vtx, exc))
+                continue
+            used += vtx.size + 4
+            included.append(vtx)
+        view.release()
+        coinbase = Transaction(
+            payload=Coinbase(height=height, reward=block_reward(self.params, height), fees=env.fees),
+            sender=b"",
+            nonce=0,
+            fee=0,
+            signature=b"",
+        )
+        apply_coinbase(view, env, coinbase)
+        undo = self.commitment.update(view.changes())
+        root = self.commitment.root
+        self.commitment.revert(undo)
+        txids = [tx_id(coinbase)] + [v.txid for v in included]
+        header = Header(
+            version=BLOCK_VERSION,
+            height=height,
+            prev_hash=parent.hash,
+            tx_root=merkle_root(txids),
+            state_root=root,
+            timestamp=ts,
+            target=ctx.expected_target,
+            nonce=0,
+            miner=miner,
+        )
+        return BlockTemplate(Block(header, (coinbase, *(v.tx for v in included))), included, rejected)

@@ -1,0 +1,303 @@
+"""Chain parameters and the genesis file (TOML).
+
+The parameters are committed to by the genesis block (its ``prev_hash`` is the
+digest of the encoded parameters), so two chains with different rules have
+different genesis hashes and never accept each other's blocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.crypto.hashing import params_hash
+from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, encode
+from gridnet.errors import ConfigError, GridnetError
+from gridnet.units import UNITS_PER_GNC, Hash32, Height, Units
+from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
+
+DEFAULT_GENESIS_TIME = "2026-01-01T00:00:00Z"
+
+
+class Allocation(Wire, frozen=True):
+    address: AddressBytes
+    amount: U63
+    """Coin credited at genesis [base units]."""
+
+
+class ChainParams(Wire, frozen=True):
+    """Every consensus parameter of a chain (all integers: ms, bytes, base units)."""
+
+    name: str
+    genesis_time: U63
+    """Genesis timestamp [ms since the Unix epoch]."""
+    block_interval_ms: U63
+    """Block interval the retarget aims for [ms]."""
+    initial_target: HashBytes
+    """Proof-of-work target of the first blocks (32-byte big-endian integer)."""
+    pow_limit: HashBytes
+    """Easiest target ever allowed (32-byte big-endian integer)."""
+    retarget_window: U32
+    """Blocks between retargets; the target changes only at multiples of it."""
+    max_retarget_factor: U32
+    """A retarget changes the target by at most this factor either way."""
+    median_time_span: U32
+    """A timestamp must exceed the median of this many previous timestamps."""
+    max_future_ms: U63
+    """How far a block's timestamp may be ahead of the local clock [ms]."""
+    max_block_bytes: U32
+    """Largest encoded block [bytes]."""
+    identity_target: HashBytes
+    """Identity proof-of-work target (32-byte big-endian integer)."""
+    unbonding_delay: U32
+    """Blocks between an unbond and the coin's return to the balance."""
+    min_fee_per_byte: U63
+    """Minimum fee per byte of transaction [base units / byte]."""
+    initial_reward: U63
+    """Block reward before the first halving [base units]."""
+    halving_interval: U32
+    """Blocks between reward halvings (the reward is capped: it halves to zero)."""
+    allocations: tuple[Allocation, ...]
+    """Coin credited at genesis."""
+
+    @property
+    def initial_target_int(self) -> int:
+        return target_from_bytes(self.initial_target)
+
+    @property
+    def pow_limit_int(self) -> int:
+        return target_from_bytes(self.pow_limit)
+
+    @property
+    def identity_target_int(self) -> int:
+        return target_from_bytes(self.identity_target)
+
+
+def params_digest(params: ChainParams) -> Hash32:
+    return params_hash(encode(params))
+
+
+def block_reward(params: ChainParams, height: Height) -> Units:
+    """New coin the block at ``height`` may create: halving every ``halving_interval``."""
+    if height == 0:
+        return 0
+    halvings = (height - 1) // params.halving_interval
+    return params.initial_reward >> halvings if halvings < 64 else 0
+
+
+def max_supply(params: ChainParams) -> Units:
+    """All coin that can ever exist: allocations plus every block reward."""
+    total = sum(a.amount for a in params.allocations)
+    reward = params.initial_reward
+    while reward:
+        total += reward * params.halving_interval
+        reward >>= 1
+    return total
+
+
+# --- genesis TOML -----------------------------------------------------------------------
+
+_SCHEMA: dict[str, dict[str, type]] = {
+    "chain": {
+        "name": str,
+        "genesis_time": str,
+        "block_interval_s": float,
+        "max_block_bytes": int,
+        "max_future_s": float,
+    },
+    "pow": {
+        "initial_difficulty_bits": int,
+        "min_difficulty_bits": int,
+        "retarget_window": int,
+        "max_retarget_factor": int,
+        "median_time_span": int,
+    },
+    "identity": {"difficulty_bits": int},
+    "staking": {"unbonding_delay_blocks": int},
+    "fees": {"min_fee_per_byte": int},
+    "reward": {"initial_gnc": float, "halving_interval": int},
+}
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "chain": {
+        "name": "gridnet-devnet",
+        "genesis_time": DEFAULT_GENESIS_TIME,
+        "block_interval_s": 1.0,
+        "max_block_bytes": 1_000_000,
+        "max_future_s": 120.0,
+    },
+    "pow": {
+        "initial_difficulty_bits": 10,
+        "min_difficulty_bits": 4,
+        "retarget_window": 20,
+        "max_retarget_factor": 4,
+        "median_time_span": 11,
+    },
+    "identity": {"difficulty_bits": 12},
+    "staking": {"unbonding_delay_blocks": 10},
+    "fees": {"min_fee_per_byte": 1},
+    "reward": {"initial_gnc": 50.0, "halving_interval": 100_000},
+}
+
+
+def parse_time_ms(text: str) -> int:
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"genesis_time {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _gnc_to_units(value: float | int | str, where: str) -> int:
+    try:
+        units = round(float(value) * UNITS_PER_GNC)
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not an amount of GNC") from None
+    if units < 0:
+        raise ConfigError(f"{where}: amounts cannot be negative")
+    return units
+
+
+def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParams:
+    """Build parameters from a parsed genesis document (sections as in DEFAULTS)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for section, fields in _SCHEMA.items():
+        given = doc.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        unknown = set(given) - set(fields)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {sorted(unknown)} in [{section}]; known keys: {sorted(fields)}"
+            )
+        merged[section] = dict(DEFAULTS[section])
+        for key, value in given.items():
+            want = fields[key]
+            ok = isinstance(value, want) or (want is float and isinstance(value, int))
+            if isinstance(value, bool) or not ok:
+                raise ConfigError(f"{source}: [{section}] {key} must be a {want.__name__}")
+            merged[section][key] = value
+    extra = set(doc) - set(_SCHEMA) - {"allocation"}
+    if extra:
+        raise ConfigError(f"{source}: unknown section(s) {sorted(extra)}")
+
+    allocations = []
+    for i, entry in enumerate(doc.get("allocation", [])):
+        where = f"{source}: allocation {i + 1}"
+        if not isinstance(entry, dict) or "address" not in entry or "gnc" not in entry:
+            raise ConfigError(f"{where}: needs 'address' and 'gnc'")
+        try:
+            address = address_from_text(str(entry["address"]))
+        except GridnetError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        allocations.append(Allocation(address=address, amount=_gnc_to_units(entry["gnc"], where)))
+
+    c, p = merged["chain"], merged["pow"]
+    try:
+        params = ChainParams(
+            name=c["name"],
+            genesis_time=parse_time_ms(c["genesis_time"]),
+            block_interval_ms=int(c["block_interval_s"] * 1000),
+            initial_target=target_to_bytes(target_from_bits(p["initial_difficulty_bits"])),
+            pow_limit=target_to_bytes(target_from_bits(p["min_difficulty_bits"])),
+            retarget_window=p["retarget_window"],
+            max_retarget_factor=p["max_retarget_factor"],
+            median_time_span=p["median_time_span"],
+            max_future_ms=int(c["max_future_s"] * 1000),
+            max_block_bytes=c["max_block_bytes"],
+            identity_target=target_to_bytes(target_from_bits(merged["identity"]["difficulty_bits"])),
+            unbonding_delay=merged["staking"]["unbonding_delay_blocks"],
+            min_fee_per_byte=merged["fees"]["min_fee_per_byte"],
+            initial_reward=_gnc_to_units(merged["reward"]["initial_gnc"], "[reward] initial_gnc"),
+            halving_interval=merged["reward"]["halving_interval"],
+            allocations=tuple(allocations),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return validate_params(params, source)
+
+
+def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams:
+    """Range checks a person would want named before a chain starts."""
+    checks = [
+        (params.block_interval_ms > 0, "block_interval_s must be positive"),
+        (params.retarget_window >= 1, "retarget_window must be at least 1"),
+        (params.max_retarget_factor >= 1, "max_retarget_factor must be at least 1"),
+        (params.median_time_span >= 1, "median_time_span must be at least 1"),
+        (params.max_block_bytes >= 1024, "max_block_bytes must be at least 1024"),
+        (params.halving_interval >= 1, "halving_interval must be at least 1"),
+        (
+            params.initial_target_int <= params.pow_limit_int,
+            "initial_difficulty_bits must be at least min_difficulty_bits",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {message}")
+    return params
+
+
+def load_genesis_file(path: Path) -> ChainParams:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"genesis file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"genesis file {path} is not valid TOML: {exc}") from None
+    return params_from_dict(doc, str(path))
+
+
+def default_params(allocations: tuple[Allocation, ...] = ()) -> ChainParams:
+    return msgspec.structs.replace(params_from_dict({}, "defaults"), allocations=allocations)
+
+
+def params_to_toml(params: ChainParams) -> str:
+    """A genesis file that reproduces ``params`` (targets rounded to whole bits)."""
+
+    def bits(raw: bytes) -> int:
+        return 256 - (target_from_bytes(raw).bit_length() - 1)
+
+    when = dt.datetime.fromtimestamp(params.genesis_time / 1000, tz=dt.UTC)
+    lines = [
+        "[chain]",
+        f'name = "{params.name}"',
+        f'genesis_time = "{when.isoformat().replace("+00:00", "Z")}"',
+        f"block_interval_s = {params.block_interval_ms / 1000}",
+        f"max_block_bytes = {params.max_block_bytes}",
+        f"max_future_s = {params.max_future_ms / 1000}",
+        "",
+        "[pow]",
+        f"initial_difficulty_bits = {bits(params.initial_target)}",
+        f"min_difficulty_bits = {bits(params.pow_limit)}",
+        f"retarget_window = {params.retarget_window}",
+        f"max_retarget_factor = {params.max_retarget_factor}",
+        f"median_time_span = {params.median_time_span}",
+        "",
+        "[identity]",
+        f"difficulty_bits = {bits(params.identity_target)}",
+        "",
+        "[staking]",
+        f"unbonding_delay_blocks = {params.unbonding_delay}",
+        "",
+        "[fees]",
+        f"min_fee_per_byte = {params.min_fee_per_byte}",
+        "",
+        "[reward]",
+        f"initial_gnc = {params.initial_reward / UNITS_PER_GNC}",
+        f"halving_interval = {params.halving_interval}",
+    ]
+    for a in params.allocations:
+        lines += [
+            "",
+            "[[allocation]]",
+            f'address = "{address_to_text(a.address)}"',
+            f"gnc = {a.amount / UNITS_PER_GNC}",
+        ]
+    return "\n".join(lines) + "\n"

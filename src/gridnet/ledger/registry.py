@@ -1,0 +1,31 @@
+"""The transaction registry: every payload type the ledger knows, and its rules.
+
+To add a transaction type: write ``ledger/txs/<name>.py`` (payload Struct with a
+unique ``tag``, ``validate_*``, ``apply_*``, ``RULES``) and add it to ``Payload``
+and ``RULES`` below. ``tests/ledger/test_registry.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gridnet.ledger.txs import bond, identity, transfer
+from gridnet.ledger.txs.base import AnyRules
+from gridnet.ledger.txs.bond import Bond, Unbond
+from gridnet.ledger.txs.coinbase import Coinbase
+from gridnet.ledger.txs.identity import RegisterIdentity
+from gridnet.ledger.txs.transfer import Transfer
+
+Payload = Coinbase | Transfer | RegisterIdentity | Bond | Unbond
+"""Every payload a transaction can carry (msgspec decodes by the tag)."""
+
+RULES: Final[dict[type, AnyRules]] = {
+    rules.payload_type: rules
+    for rules in (
+        transfer.RULES,
+        identity.RULES,
+        bond.BOND_RULES,
+        bond.UNBOND_RULES,
+    )
+}
+"""Rules of every signed transaction type (Coinbase is checked by the block)."""

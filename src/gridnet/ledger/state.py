@@ -1,0 +1,181 @@
+"""Ledger state: typed tables over one key-value map, and a per-block view with undo.
+
+The state is a map from keys (table prefix || table key) to canonical value bytes.
+:class:`StateView` is what the state transition reads and writes: it decodes on
+first read, keeps decoded objects, records what it changed, and can roll back to
+a checkpoint (so a failing transaction leaves no trace while a block is built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+from msgspec.structs import replace
+
+from gridnet.encoding import U63, AddressBytes, Wire, decode_lenient, encode
+from gridnet.identity import IdentityProof
+from gridnet.units import Address, Height, Units
+
+V = TypeVar("V", bound=Wire)
+
+
+class Table(Generic[V]):
+    """One kind of state entry: a key prefix and the value's type."""
+
+    __slots__ = ("name", "prefix", "value_type")
+
+    def __init__(self, name: str, prefix: bytes, value_type: type[V]) -> None:
+        self.name = name
+        self.prefix = prefix
+        self.value_type = value_type
+
+    def key(self, k: bytes) -> bytes:
+        return self.prefix + k
+
+
+_TABLES: dict[bytes, Table[Any]] = {}
+
+
+def register_table(name: str, prefix: bytes, value_type: type[V]) -> Table[V]:
+    """Declare a state table; prefixes are unique across the whole ledger."""
+    if prefix in _TABLES:
+        raise ValueError(f"state table prefix {prefix!r} already used by {_TABLES[prefix].name}")
+    table = Table(name, prefix, value_type)
+    _TABLES[prefix] = table
+    return table
+
+
+def table_of(full_key: bytes) -> Table[Any]:
+    return _TABLES[full_key[:1]]
+
+
+# --- core tables ------------------------------------------------------------------------
+
+
+class Account(Wire, frozen=True):
+    """An account: spendable coin, replay-protection nonce, coin locked as a bond."""
+
+    balance: U63
+    """Spendable coin [base units]."""
+    nonce: U63 = 0
+    """Number of transactions this account has sent (the next one must carry it)."""
+    bonded: U63 = 0
+    """Coin locked as a bond [base units]; forfeitable by fraud proofs."""
+    unbonding: U63 = 0
+    """Coin released from the bond, waiting out the unbonding delay [base units]."""
+
+
+class Identity(Wire, frozen=True):
+    """A registered identity: its proof-of-work stake."""
+
+    proof: IdentityProof
+    registered_at: U63
+    """Height of the block that registered it."""
+
+
+class UnbondEntry(Wire, frozen=True):
+    address: AddressBytes
+    amount: U63
+    """Coin returning to the account's balance [base units]."""
+
+
+class UnbondQueue(Wire, frozen=True):
+    """Bonds that return to their accounts' balances at one height."""
+
+    entries: tuple[UnbondEntry, ...]
+
+
+ACCOUNTS = register_table("accounts", b"A", Account)
+IDENTITIES = register_table("identities", b"I", Identity)
+UNBONDING = register_table("unbonding", b"U", UnbondQueue)
+
+
+def height_key(height: Height) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+# --- the view the state transition works on --------------------------------------------
+
+_MISSING = object()
+
+
+class StateView:
+    """A mutable overlay on a base map of encoded state (which it never modifies)."""
+
+    __slots__ = ("_base", "_dirty", "_journal", "_objects")
+
+    def __init__(self, base: Mapping[bytes, bytes]) -> None:
+        self._base = base
+        self._objects: dict[bytes, Any] = {}
+        self._dirty: set[bytes] = set()
+        self._journal: list[tuple[bytes, Any, bool]] | None = None
+
+    def get(self, table: Table[V], key: bytes) -> V | None:
+        fk = table.prefix + key
+        obj = self._objects.get(fk, _MISSING)
+        if obj is _MISSING:
+            raw = self._base.get(fk)
+            obj = None if raw is None else decode_lenient(raw, table.value_type)
+            self._objects[fk] = obj
+        return obj  # type: ignore[no-any-return]
+
+    def put(self, table: Table[V], key: bytes, value: V | None) -> None:
+        """Set (or, with None, delete) an entry."""
+        fk = table.prefix + key
+        if self._journal is not None:
+            self._journal.append((fk, self._objects.get(fk, _MISSING), fk in self._dirty))
+        self._objects[fk] = value
+        self._dirty.add(fk)
+
+    def account(self, address: Address) -> Account:
+        """The account at ``address`` (an empty one if it never held coin)."""
+        acct = self.get(ACCOUNTS, address)
+        return acct if acct is not None else Account(balance=0)
+
+    def credit(self, address: Address, amount: Units) -> None:
+        acct = self.account(address)
+        self.put(
+            ACCOUNTS,
+            address,
+            replace(acct, balance=acct.balance + amount),
+        )
+
+    # --- checkpoints (used while building blocks; validation needs none) -----------------
+
+    def checkpoint(self) -> int:
+        if self._journal is None:
+            self._journal = []
+        return len(self._journal)
+
+    def rollback(self, mark: int) -> None:
+        journal = self._journal
+        assert journal is not None, "rollback without checkpoint"
+        while len(journal) > mark:
+            fk, old, was_dirty = journal.pop()
+            if old is _MISSING:
+                self._objects.pop(fk, None)
+            else:
+                self._objects[fk] = old
+            if not was_dirty:
+                self._dirty.discard(fk)
+
+    def release(self) -> None:
+        """Forget checkpoints (keeps all changes)."""
+        self._journal = None
+
+    # --- results ---------------------------------------------------------------------------
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Encoded changes relative to the base: key -> new bytes (None = deleted).
+
+        Entries written back to their base value are left out.
+        """
+        out: dict[bytes, bytes | None] = {}
+        base = self._base
+        for fk in self._dirty:
+            obj = self._objects[fk]
+            new = None if obj is None else encode(obj)
+            if base.get(fk) != new:
+                out[fk] = new
+        return out

@@ -1,0 +1,193 @@
+"""SQLite storage of a chain (WAL mode).
+
+A connected block and all its state changes, undo record and index rows are
+written in one SQLite transaction, as is a whole reorg: a process killed at any
+moment leaves the store at the last complete block, and reopening needs no repair.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from gridnet.errors import StoreError
+from gridnet.units import Hash32
+
+SCHEMA_VERSION = 1
+DB_NAME = "chain.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    hash BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    txs BLOB NOT NULL,
+    invalid INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_height ON blocks(height);
+CREATE TABLE IF NOT EXISTS main (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS txindex (
+    txid BLOB PRIMARY KEY, block BLOB NOT NULL, pos INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    txid BLOB PRIMARY KEY, data BLOB NOT NULL, added INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class Store:
+    """Thin, typed access to the SQLite file of one data directory."""
+
+    def __init__(self, data_dir: Path, *, create: bool = False, readonly: bool = False) -> None:
+        self.data_dir = data_dir
+        path = data_dir / DB_NAME
+        if not path.exists():
+            if not create:
+                raise StoreError(
+                    f"no chain in {data_dir} (create one with 'gridnet chain init --data-dir {data_dir}')"
+                )
+            data_dir.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+            self.db.execute("PRAGMA cache_size=-65536")
+            version = self.get_meta("schema")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a readable GRIDNET store: {exc}") from None
+        if version is None and not readonly:
+            self.set_meta("schema", str(SCHEMA_VERSION).encode())
+        elif version is not None and int(version) != SCHEMA_VERSION:
+            raise StoreError(f"{path} has schema {int(version)}; this version reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    # --- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- blocks ------------------------------------------------------------------------------
+
+    def put_block(self, block_hash: Hash32, height: int, header: bytes, txs: bytes) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO blocks(hash, height, header, txs) VALUES (?, ?, ?, ?)",
+            (block_hash, height, header, txs),
+        )
+
+    def mark_invalid(self, block_hash: Hash32) -> None:
+        self.db.execute("UPDATE blocks SET invalid=1 WHERE hash=?", (block_hash,))
+
+    def block_rows(self) -> Iterator[tuple[bytes, bytes, int]]:
+        """(hash, header bytes, invalid) of every stored block, by height."""
+        for h, header, invalid in self.db.execute("SELECT hash, header, invalid FROM blocks ORDER BY height"):
+            yield bytes(h), bytes(header), int(invalid)
+
+    def block_data(self, block_hash: Hash32) -> tuple[bytes, bytes] | None:
+        row = self.db.execute("SELECT header, txs FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def main_hashes(self) -> Iterator[tuple[int, bytes]]:
+        for height, h in self.db.execute("SELECT height, hash FROM main ORDER BY height"):
+            yield int(height), bytes(h)
+
+    def main_hash(self, height: int) -> bytes | None:
+        row = self.db.execute("SELECT hash FROM main WHERE height=?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # --- connecting and disconnecting ------------------------------------------------------
+
+    def connect(
+        self,
+        block_hash: Hash32,
+        height: int,
+        changes: dict[bytes, bytes | None],
+        undo: bytes,
+        txids: Iterable[Hash32],
+    ) -> None:
+        db = self.db
+        db.executemany(
+            "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+            [(k, v) for k, v in changes.items() if v is not None],
+        )
+        deleted = [(k,) for k, v in changes.items() if v is None]
+        if deleted:
+            db.executemany("DELETE FROM state WHERE key=?", deleted)
+        db.execute("INSERT OR REPLACE INTO undo(hash, data) VALUES (?, ?)", (block_hash, undo))
+        db.execute("INSERT OR REPLACE INTO main(height, hash) VALUES (?, ?)", (height, block_hash))
+        db.executemany(
+            "INSERT OR REPLACE INTO txindex(txid, block, pos) VALUES (?, ?, ?)",
+            [(t, block_hash, i) for i, t in enumerate(txids)],
+        )
+        db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in txids])
+
+    def disconnect(
+        self,
+        block_hash: Hash32,
+        height: int,
+        restore: dict[bytes, bytes | None],
+        txids: Iterable[Hash32],
+    ) -> None:
+        db = self.db
+        db.executemany(
+            "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+            [(k, v) for k, v in restore.items() if v is not None],
+        )
+        db.executemany("DELETE FROM state WHERE key=?", [(k,) for k, v in restore.items() if v is None])
+        db.execute("DELETE FROM undo WHERE hash=?", (block_hash,))
+        db.execute("DELETE FROM main WHERE height=?", (height,))
+        db.executemany("DELETE FROM txindex WHERE txid=?", [(t,) for t in txids])
+
+    def get_undo(self, block_hash: Hash32) -> bytes | None:
+        row = self.db.execute("SELECT data FROM undo WHERE hash=?", (block_hash,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # --- state and indexes -------------------------------------------------------------------
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self.db.execute("SELECT key, value FROM state"):
+            yield bytes(k), bytes(v)
+
+    def tx_location(self, tx_id: Hash32) -> tuple[bytes, int] | None:
+        row = self.db.execute("SELECT block, pos FROM txindex WHERE txid=?", (tx_id,)).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    # --- pending transactions (the mempool's durable copy) -------------------------------
+
+    def add_pending(self, tx_id: Hash32, data: bytes, added: int) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO pending(txid, data, added) VALUES (?, ?, ?)",
+            (tx_id, data, added),
+        )
+
+    def remove_pending(self, tx_ids: Iterable[Hash32]) -> None:
+        self.db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in tx_ids])
+
+    def pending(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (bytes(t), bytes(d)) for t, d in self.db.execute("SELECT txid, data FROM pending ORDER BY added")
+        ]

@@ -1,0 +1,257 @@
+"""The state transition: ``apply_block`` and the rules of every transaction.
+
+Reads top to bottom like execution-specs' ``state_transition``: validate the
+header against its context, check size, validate every transaction statelessly,
+recompute the transaction root, apply each transaction, pay the coinbase,
+recompute the state root, and compare each root with the header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from msgspec.structs import replace
+
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import address_digest, header_hash, txid
+from gridnet.crypto.keys import Domain, verify_signature
+from gridnet.encoding import encode
+from gridnet.errors import (
+    BadHeight,
+    BadMerkleRoot,
+    BadProofOfWork,
+    BadSignature,
+    BadStateRoot,
+    BadVersion,
+    BlockTooLarge,
+    BlockTransactionInvalid,
+    DuplicateTransaction,
+    FeeTooLow,
+    InsufficientBalance,
+    InvalidTransaction,
+    MalformedTransaction,
+    MisplacedCoinbase,
+    MissingCoinbase,
+    NonceGap,
+    NonceTooLow,
+    TimestampTooFarInFuture,
+    TimestampTooOld,
+    WrongReward,
+    WrongTarget,
+)
+from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
+from gridnet.ledger.commitment import CommitUndo, StateCommitment
+from gridnet.ledger.merkle import merkle_root
+from gridnet.ledger.params import ChainParams, block_reward
+from gridnet.ledger.registry import RULES
+from gridnet.ledger.state import ACCOUNTS, StateView
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.bond import process_unbonding
+from gridnet.ledger.txs.coinbase import Coinbase
+from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, Hash32
+from gridnet.work import target_from_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderContext:
+    """What the chain knows about a header's place: computed from its ancestors."""
+
+    params: ChainParams
+    chain_id: Hash32
+    parent_hash: Hash32
+    parent_height: int
+    expected_target: bytes
+    median_time_past: int
+    """Median timestamp of the last ``median_time_span`` ancestors [ms]."""
+    now: int
+    """Local clock [ms]."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedTx:
+    """A transaction that passed its stateless checks."""
+
+    tx: Transaction
+    txid: Hash32
+    sender: Address
+    size: int
+
+
+@dataclass(slots=True)
+class BlockResult:
+    changes: dict[bytes, bytes | None]
+    """Encoded state changes of the block (None = deleted)."""
+    commit_undo: CommitUndo
+    """Reverts the state commitment to before the block."""
+    txids: list[Hash32]
+    fees: int
+    reward: int
+
+
+# --- headers ----------------------------------------------------------------------------
+
+
+def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
+    """Context-dependent header rules; returns the header hash."""
+    if header.version != BLOCK_VERSION:
+        raise BadVersion(f"header version {header.version}, expected {BLOCK_VERSION}")
+    if header.prev_hash != ctx.parent_hash:
+        raise BadHeight(f"block {header.height} does not extend parent {ctx.parent_hash.hex()}")
+    if header.height != ctx.parent_height + 1:
+        raise BadHeight(f"height {header.height} after parent height {ctx.parent_height}")
+    digest = header_hash(encode(header))
+    # Proof-of-work first: it is the cheapest check that costs an attacker real work.
+    if int.from_bytes(digest, "big") >= target_from_bytes(header.target):
+        raise BadProofOfWork(f"block {header.height}: hash {digest.hex()} is not below its target")
+    if header.target != ctx.expected_target:
+        raise WrongTarget(
+            f"block {header.height}: target {header.target.hex()} differs from the retarget "
+            f"rule's {ctx.expected_target.hex()}"
+        )
+    if header.timestamp <= ctx.median_time_past:
+        raise TimestampTooOld(
+            f"block {header.height}: timestamp {header.timestamp} is not after the median "
+            f"of previous blocks ({ctx.median_time_past})"
+        )
+    if header.timestamp > ctx.now + ctx.params.max_future_ms:
+        raise TimestampTooFarInFuture(
+            f"block {header.height}: timestamp {header.timestamp} is "
+            f"{header.timestamp - ctx.now} ms ahead of the local clock "
+            f"(limit {ctx.params.max_future_ms} ms)"
+        )
+    return digest
+
+
+# --- transactions: stateless ------------------------------------------------------------
+
+
+def validate_transaction(tx: Transaction, params: ChainParams, chain_id: Hash32) -> VerifiedTx:
+    """Stateless rules of a signed transaction: shape, fee, type rules, signature."""
+    payload = tx.payload
+    if type(payload) is Coinbase:
+        raise MisplacedCoinbase("a coinbase may only be the first transaction of a block")
+    if len(tx.sender) != PUBLIC_KEY_BYTES or len(tx.signature) != SIGNATURE_BYTES:
+        raise MalformedTransaction("a signed transaction needs a 32-byte key and 64-byte signature")
+    body = encode((payload, tx.sender, tx.nonce, tx.fee))
+    size = len(body) + SIGNATURE_BYTES
+    if tx.fee < size * params.min_fee_per_byte:
+        raise FeeTooLow(
+            f"fee {tx.fee} is below the minimum {size * params.min_fee_per_byte} "
+            f"({params.min_fee_per_byte} per byte x {size} bytes)"
+        )
+    RULES[type(payload)].validate(payload, params)
+    if not verify_signature(Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature):
+        raise BadSignature("signature does not verify for the sender's key on this chain")
+    return VerifiedTx(tx, txid(body, tx.signature), address_digest(tx.sender), size)
+
+
+# --- transactions: stateful -------------------------------------------------------------
+
+
+def apply_transaction(state: StateView, env: BlockEnv, vtx: VerifiedTx) -> None:
+    """Common rules (nonce, fee) then the type's own rules, applied to ``state``."""
+    tx = vtx.tx
+    sender = vtx.sender
+    acct = state.account(sender)
+    if tx.nonce < acct.nonce:
+        raise NonceTooLow(
+            f"nonce {tx.nonce} of {address_to_text(sender)} was already used "
+            f"(next is {acct.nonce}): replayed transaction"
+        )
+    if tx.nonce > acct.nonce:
+        raise NonceGap(f"nonce {tx.nonce} of {address_to_text(sender)} skips ahead of {acct.nonce}")
+    if acct.balance < tx.fee:
+        raise InsufficientBalance(f"balance {acct.balance} cannot pay the fee {tx.fee}")
+    state.put(
+        ACCOUNTS,
+        sender,
+        replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1),
+    )
+    env.fees += tx.fee
+    RULES[type(tx.payload)].apply(state, env, sender, tx.payload)
+
+
+def apply_coinbase(state: StateView, env: BlockEnv, tx: Transaction) -> int:
+    """Pay reward plus fees to the miner; returns the reward."""
+    cb = tx.payload
+    assert isinstance(cb, Coinbase)
+    reward = block_reward(env.params, env.height)
+    if cb.height != env.height:
+        raise WrongReward(f"coinbase names height {cb.height} in block {env.height}")
+    if cb.reward != reward:
+        raise WrongReward(f"coinbase claims reward {cb.reward}; the schedule gives {reward}")
+    if cb.fees != env.fees:
+        raise WrongReward(f"coinbase claims fees {cb.fees}; the block's fees are {env.fees}")
+    state.credit(env.miner, reward + env.fees)
+    return reward
+
+
+def split_coinbase(block: Block) -> tuple[Transaction, tuple[Transaction, ...]]:
+    txs = block.txs
+    if not txs or type(txs[0].payload) is not Coinbase:
+        raise MissingCoinbase(f"block {block.header.height} does not start with a coinbase")
+    cb = txs[0]
+    if cb.sender or cb.signature or cb.nonce or cb.fee:
+        raise MissingCoinbase("a coinbase carries no sender, signature, nonce or fee")
+    return cb, txs[1:]
+
+
+# --- blocks -----------------------------------------------------------------------------
+
+
+def apply_block(
+    state: StateView,
+    commitment: StateCommitment,
+    block: Block,
+    ctx: HeaderContext,
+    *,
+    encoded_size: int,
+    verified: Iterable[VerifiedTx] | None = None,
+) -> BlockResult:
+    """Validate ``block`` on top of ``state`` and apply it.
+
+    On success ``state`` holds the block's changes and ``commitment`` its new
+    root; on failure an :class:`InvalidBlock` names the rule and ``commitment``
+    is unchanged. ``verified`` may pass transactions already checked statelessly
+    (by this node's mempool), in block order after the coinbase.
+    """
+    header = block.header
+    params = ctx.params
+    validate_header(header, ctx)
+    if encoded_size > params.max_block_bytes:
+        raise BlockTooLarge(f"block {header.height} is {encoded_size} bytes; limit {params.max_block_bytes}")
+
+    coinbase, body = split_coinbase(block)
+    if verified is None:
+        vtxs = []
+        for i, tx in enumerate(body, start=1):
+            try:
+                vtxs.append(validate_transaction(tx, params, ctx.chain_id))
+            except InvalidTransaction as exc:
+                raise BlockTransactionInvalid(i, exc) from None
+    else:
+        vtxs = list(verified)
+    txids = [tx_id(coinbase)]
+    txids.extend(v.txid for v in vtxs)
+    if len(set(txids)) != len(txids):
+        raise DuplicateTransaction(f"block {header.height} contains a transaction twice")
+    if merkle_root(txids) != header.tx_root:
+        raise BadMerkleRoot(f"block {header.height}: transaction root does not match its transactions")
+
+    env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
+    process_unbonding(state, env)
+    for i, vtx in enumerate(vtxs, start=1):
+        try:
+            apply_transaction(state, env, vtx)
+        except InvalidTransaction as exc:
+            raise BlockTransactionInvalid(i, exc) from None
+    reward = apply_coinbase(state, env, coinbase)
+
+    changes = state.changes()
+    undo = commitment.update(changes)
+    if commitment.root != header.state_root:
+        commitment.revert(undo)
+        raise BadStateRoot(f"block {header.height}: state root does not match the state after it")
+    return BlockResult(changes=changes, commit_undo=undo, txids=txids, fees=env.fees, reward=reward)

@@ -1,0 +1,44 @@
+"""What every transaction type module provides, and the block environment it sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.state import StateView
+from gridnet.units import Address, Hash32, Height, Units
+
+P = TypeVar("P")
+
+
+@dataclass(slots=True)
+class BlockEnv:
+    """The block a transaction is applied in."""
+
+    params: ChainParams
+    chain_id: Hash32
+    height: Height
+    miner: Address
+    timestamp: int
+    fees: Units = 0
+    """Fees collected so far in this block [base units]."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxRules(Generic[P]):
+    """The two checks of one transaction type.
+
+    ``validate(payload, params)``: stateless (sizes, ranges); raises InvalidTransaction.
+    ``apply(state, env, sender, payload)``: stateful check-and-apply, run after the
+    common rules (nonce, fee) have been applied to the sender; must check every rule
+    before it changes anything.
+    """
+
+    payload_type: type[P]
+    validate: Callable[[P, ChainParams], None]
+    apply: Callable[[StateView, BlockEnv, Address, P], None]
+
+
+AnyRules = TxRules[Any]
