@@ -21,7 +21,6 @@ P_MERKLE_NODE: Final = b"gn-merkle-node"
 P_STATE_LEAF: Final = b"gn-state-leaf"
 P_STATE_BUCKET: Final = b"gn-state-bucket"
 P_STATE_NODE: Final = b"gn-state-node"
-P_STATE_KEY: Final = b"gn-state-key"
 P_IDENTITY: Final = b"gn-identity"
 P_PARAMS: Final = b"gn-params"
 P_GENERIC: Final = b"gn-generic"
@@ -65,10 +64,10 @@ def merkle_node(left: bytes, right: bytes) -> Hash32:
 
 
 def state_leaf(key: bytes, value: bytes) -> Hash32:
-    h = _blake2b(len(key).to_bytes(2, "big"), digest_size=HASH_BYTES, person=P_STATE_LEAF)
-    h.update(key)
-    h.update(value)
-    return h.digest()
+    """Digest of one state entry; the key's length (< 256) makes the split unambiguous."""
+    return _blake2b(
+        len(key).to_bytes(1, "big") + key + value, digest_size=HASH_BYTES, person=P_STATE_LEAF
+    ).digest()
 
 
 def state_bucket(concatenated_leaves: bytes) -> Hash32:
@@ -77,11 +76,6 @@ def state_bucket(concatenated_leaves: bytes) -> Hash32:
 
 def state_node(concatenated_children: bytes) -> Hash32:
     return _blake2b(concatenated_children, digest_size=HASH_BYTES, person=P_STATE_NODE).digest()
-
-
-def state_key_digest(key: bytes) -> bytes:
-    """Digest that places a state key in its bucket."""
-    return _blake2b(key, digest_size=4, person=P_STATE_KEY).digest()
 
 
 def identity_digest(data: bytes) -> Hash32:

@@ -308,15 +308,15 @@ class Chain:
         entry = BlockEntry(
             h, header, parent, parent.total_work + work_of_target(target_from_bytes(header.target))
         )
-        txs_bytes = encode(block.txs)
         if entry.total_work <= self.head.total_work:
-            self.store.put_block(h, header.height, encode(header), txs_bytes)
+            self.store.put_block(h, header.height, encode(header), encode(block.txs))
             self.entries[h] = entry
             return AddResult(AddStatus.SIDE, h)
         self.entries[h] = entry
-        return self._activate(entry, {h: block}, now)
+        return self._activate(entry, {h: (block, size)}, now)
 
-    def _activate(self, tip: BlockEntry, cache: dict[Hash32, Block], now: int) -> AddResult:
+    def _activate(self, tip: BlockEntry, cache: dict[Hash32, tuple[Block, int]], now: int) -> AddResult:
+        """Make ``tip`` the head; ``cache`` holds blocks (and encoded sizes) not yet stored."""
         old_head = self.head
         # Find the fork point and the two paths.
         to_connect: list[BlockEntry] = []
@@ -351,16 +351,17 @@ class Chain:
                 store.disconnect(d.hash, d.height, restore, txids)
                 disconnected.append(block)
             for c in to_connect:
-                block = cache.get(c.hash) or self.get_block(c.hash)
-                if block is None:
-                    raise StoreError(f"block {c.height} is missing from the store")
+                cached = cache.get(c.hash)
+                if cached is None:
+                    stored = self.get_block(c.hash)
+                    if stored is None:
+                        raise StoreError(f"block {c.height} is missing from the store")
+                    cached = (stored, len(encode(stored)))
+                block, size = cached
                 assert c.parent is not None
                 ctx = self.header_context(c.parent, now)
-                txs_bytes = encode(block.txs)
                 failing = c
-                result = apply_block(
-                    StateView(overlay), self.commitment, block, ctx, encoded_size=len(encode(block))
-                )
+                result = apply_block(StateView(overlay), self.commitment, block, ctx, encoded_size=size)
                 commit_undos.append(result.commit_undo)
                 old = [overlay.get(k) for k in result.changes]
                 undo = encode(UndoRecord(tuple(result.changes), tuple(old)))
@@ -368,7 +369,7 @@ class Chain:
                     pending = result.changes
                 else:
                     pending.update(result.changes)
-                store.put_block(c.hash, c.height, encode(block.header), txs_bytes)
+                store.put_block(c.hash, c.height, encode(block.header), encode(block.txs))
                 store.connect(c.hash, c.height, result.changes, undo, result.txids)
                 connected.append(block)
             store.set_meta("head", tip.hash)

@@ -1,7 +1,8 @@
 """State commitment: a fixed-shape bucketed Merkle tree over all state entries.
 
 Every state entry ``key -> value`` has a leaf digest ``H(len(key) || key || value)``.
-Keys fall into one of ``2**16`` buckets by a digest of the key. A bucket's digest
+Keys fall into one of ``2**16`` buckets by their last two bytes (keys end in an
+address, itself a digest, or in a big-endian counter, so buckets stay balanced). A bucket's digest
 is the hash of its leaves sorted by key (a fixed all-zero digest when empty); four
 levels of 16-ary nodes lead from the buckets to the root. Updating a block's
 changes costs one digest per changed key and per touched node, not per entry, so
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from gridnet.crypto.hashing import state_bucket, state_key_digest, state_leaf, state_node
+from gridnet.crypto.hashing import state_bucket, state_leaf, state_node
 from gridnet.units import Hash32
 
 FANOUT_BITS: Final = 4
@@ -35,7 +36,7 @@ EMPTY: Final = _empty_digests()
 
 
 def bucket_of(key: bytes) -> int:
-    return int.from_bytes(state_key_digest(key)[:2], "big")
+    return (key[-2] << 8) | key[-1]
 
 
 @dataclass

@@ -143,7 +143,6 @@ class Store:
             "INSERT OR REPLACE INTO txindex(txid, block, pos) VALUES (?, ?, ?)",
             [(t, block_hash, i) for i, t in enumerate(txids)],
         )
-        db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in txids])
 
     def disconnect(
         self,

@@ -35,6 +35,7 @@ class VerifyReport:
     """Height of the stored head (or the last height checked when invalid)."""
     blocks: int
     transactions: int
+    """Signed transactions replayed (coinbases not counted)."""
     seconds: float
     bad_height: int | None = None
     rule: str | None = None
@@ -123,7 +124,7 @@ def _verify(
                         values.pop(k, None)
                     else:
                         values[k] = v
-                n_txs += len(txs)
+                n_txs += len(txs) - 1  # signed transactions (the coinbase aside)
         except GridnetError as exc:
             return fail(height, exc)
         headers.append(header)

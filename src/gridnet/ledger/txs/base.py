@@ -34,11 +34,14 @@ class TxRules(Generic[P]):
     ``apply(state, env, sender, payload)``: stateful check-and-apply, run after the
     common rules (nonce, fee) have been applied to the sender; must check every rule
     before it changes anything.
+    ``spends(payload)``: coin the payload takes from the sender's balance beyond the
+    fee [base units] (the mempool uses it to refuse what a sender cannot pay).
     """
 
     payload_type: type[P]
     validate: Callable[[P, ChainParams], None]
     apply: Callable[[StateView, BlockEnv, Address, P], None]
+    spends: Callable[[P], int] = lambda _payload: 0
 
 
 AnyRules = TxRules[Any]

@@ -84,5 +84,5 @@ def process_unbonding(state: StateView, env: BlockEnv) -> None:
     state.put(UNBONDING, key, None)
 
 
-BOND_RULES = TxRules(Bond, validate_amount, apply_bond)
+BOND_RULES = TxRules(Bond, validate_amount, apply_bond, spends=lambda p: p.amount)
 UNBOND_RULES = TxRules(Unbond, validate_amount, apply_unbond)

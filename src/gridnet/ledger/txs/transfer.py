@@ -37,4 +37,4 @@ def apply_transfer(state: StateView, env: BlockEnv, sender: Address, payload: Tr
     state.credit(payload.to, payload.amount)
 
 
-RULES = TxRules(Transfer, validate_transfer, apply_transfer)
+RULES = TxRules(Transfer, validate_transfer, apply_transfer, spends=lambda p: p.amount)

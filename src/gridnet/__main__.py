@@ -1,0 +1,3 @@
+from gridnet.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Benchmarks (``gridnet bench ...``): each returns a dict of figures, printed as JSON."""

@@ -1,0 +1,186 @@
+"""Ledger benchmark: signed transfers validated, applied and persisted in blocks.
+
+Every rate is set against the raw Ed25519 verification rate measured in the same
+process, because the machines this runs on are noisy: the ratio is what counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gridnet.crypto.hashing import address_digest, txid
+from gridnet.crypto.keys import PrivateKey, raw_verify
+from gridnet.encoding import decode, encode
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.miner import produce_block
+from gridnet.ledger.params import Allocation, ChainParams, default_params
+from gridnet.ledger.transactions import sign_transaction, tx_body
+from gridnet.ledger.transition import VerifiedTx
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.units import UNITS_PER_GNC
+
+Progress = Callable[[str], None]
+
+
+def measure_raw_verify(seconds: float = 1.0) -> float:
+    """Raw PyNaCl Ed25519 verifications per second (same message size as a transfer)."""
+    key = PrivateKey.from_label("bench-raw")
+    msgs = [os.urandom(125) for _ in range(64)]
+    sigs = [bytes(key._signing.sign(m).signature) for m in msgs]
+    pk = key.public_key
+    n = 0
+    start = time.perf_counter()
+    while True:
+        for m, s in zip(msgs, sigs, strict=True):
+            raw_verify(pk, m, s)
+        n += len(msgs)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def bench_params(n_keys: int, blocks: int) -> tuple[ChainParams, list[PrivateKey]]:
+    keys = [PrivateKey.from_label(f"bench-{i}") for i in range(n_keys)]
+    base = default_params(tuple(Allocation(k.address, 1_000 * UNITS_PER_GNC) for k in keys))
+    # Genesis far enough in the past that every block's timestamp is in the past too,
+    # and an easy fixed difficulty: the benchmark measures validation, not mining.
+    import msgspec
+
+    interval = base.block_interval_ms
+    return (
+        msgspec.structs.replace(
+            base,
+            genesis_time=int(time.time() * 1000) - (blocks + 10) * interval,
+            initial_target=(1 << 252).to_bytes(32, "big"),
+            pow_limit=(1 << 252).to_bytes(32, "big"),
+        ),
+        keys,
+    )
+
+
+def make_blocks(
+    workdir: Path,
+    params: ChainParams,
+    keys: list[PrivateKey],
+    blocks: int,
+    per_block: int,
+    progress: Progress,
+) -> list[bytes]:
+    """Produce ``blocks`` encoded blocks of ``per_block`` signed transfers each."""
+    producer = Chain.create(workdir / "producer", params)
+    out = []
+    nonces = [0] * len(keys)
+    fee = 200
+    for b in range(blocks):
+        vtxs = []
+        for i in range(per_block):
+            k = (b * per_block + i) % len(keys)
+            key = keys[k]
+            to = keys[(k + 1) % len(keys)].address
+            tx = sign_transaction(key, producer.chain_id, Transfer(to, 1000 + i), nonces[k], fee)
+            nonces[k] += 1
+            body = tx_body(tx)
+            # Setup only: skip the signature check here, the measured import does it.
+            vtxs.append(
+                VerifiedTx(tx, txid(body, tx.signature), address_digest(key.public_key), len(body) + 64)
+            )
+        ts = params.genesis_time + (b + 1) * params.block_interval_ms
+        block, template = produce_block(producer, keys[0].address, vtxs, timestamp=ts)
+        assert len(template.included) == per_block, template.rejected[:1]
+        producer.add_block(block)
+        out.append(encode(block))
+        progress(f"built block {b + 1}/{blocks}")
+    producer.close()
+    return out
+
+
+def import_blocks(chain: Chain, encoded: list[bytes]) -> tuple[int, float]:
+    """Decode, fully validate, apply and persist each block; returns (txs, seconds)."""
+    n = 0
+    start = time.perf_counter()
+    for raw in encoded:
+        block = decode(raw, Block, max_bytes=chain.params.max_block_bytes)
+        chain.add_block(block, encoded=raw)
+        n += len(block.txs) - 1
+    return n, time.perf_counter() - start
+
+
+def run_verify_subprocess(data_dir: Path) -> dict[str, Any]:
+    """Run ``gridnet chain verify --json`` in a child process; add its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gridnet",
+            "chain",
+            "verify",
+            "--data-dir",
+            str(data_dir),
+            "--json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"chain verify failed: {proc.stdout.strip()} {proc.stderr.strip()}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["peak_rss_mb"] = round(max(peak_kb, before) / 1024, 1)
+    return result
+
+
+def run(
+    *, blocks: int = 100, per_block: int = 1000, n_keys: int = 2000, progress: Progress | None = None
+) -> dict[str, Any]:
+    say = progress or (lambda _msg: None)
+    params, keys = bench_params(n_keys, blocks)
+    with tempfile.TemporaryDirectory(prefix="gridnet-bench-") as tmp:
+        work = Path(tmp)
+        say("measuring raw Ed25519 verification")
+        verify_before = measure_raw_verify()
+        encoded = make_blocks(work, params, keys, blocks, per_block, say)
+        say("importing blocks (validate + apply + persist)")
+        chain = Chain.create(work / "node", params)
+        n, seconds = import_blocks(chain, encoded)
+        chain.close()
+        verify_after = measure_raw_verify()
+        ed_rate = (verify_before + verify_after) / 2
+        tx_per_s = n / seconds
+        say("running 'gridnet chain verify' on the imported chain")
+        audit = run_verify_subprocess(work / "node")
+        verify_rate = audit["tx_per_s"]
+        mean_tx = sum(len(r) for r in encoded) / (blocks * (per_block + 1))
+        beta = params.max_block_bytes
+        rho = params.block_interval_ms / 1000
+        return {
+            "tx_per_s": round(tx_per_s, 1),
+            "ed25519_verify_per_s": round(ed_rate, 1),
+            "ratio": round(tx_per_s / ed_rate, 3),
+            "transactions": n,
+            "blocks": blocks,
+            "txs_per_block": per_block,
+            "verify_tx_per_s": round(verify_rate, 1),
+            "verify_ratio": round(verify_rate / ed_rate, 3),
+            "verify_transactions": audit["transactions"],
+            "verify_peak_rss_mb": audit["peak_rss_mb"],
+            "paper": {
+                "beta_block_bytes": beta,
+                "mu_mean_tx_bytes": round(mean_tx, 1),
+                "rho_block_interval_s": rho,
+                "tau_tx_per_s": round(beta / mean_tx / rho, 1),
+                "measured_tx_per_s": round(tx_per_s, 1),
+            },
+        }

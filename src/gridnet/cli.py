@@ -1,0 +1,373 @@
+"""The ``gridnet`` command: thin wrappers that parse, call and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.crypto.keys import PrivateKey, read_key_file, write_key_file
+from gridnet.errors import (
+    ConfigError,
+    DecodeError,
+    GridnetError,
+    InvalidBlock,
+    InvalidTransaction,
+    MempoolRejection,
+)
+from gridnet.identity import find_identity_proof
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.txs.bond import Bond, Unbond
+from gridnet.ledger.txs.identity import RegisterIdentity
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.ledger.verify import verify_chain
+from gridnet.ledger.wallet import MinedBlock, mine_blocks, submit
+from gridnet.units import UNITS_PER_GNC, format_gnc
+
+app = typer.Typer(
+    help="GRIDNET: a fully distributed smart-grid ledger.", no_args_is_help=True, add_completion=False
+)
+keys_app = typer.Typer(help="Key files.", no_args_is_help=True)
+chain_app = typer.Typer(
+    help="Create, mine, inspect and audit a chain in a data directory.", no_args_is_help=True
+)
+tx_app = typer.Typer(help="Sign transactions into a data directory's pending pool.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (figures as JSON).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(chain_app, name="chain")
+app.add_typer(tx_app, name="tx")
+app.add_typer(bench_app, name="bench")
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Data directory of the chain.")]
+KeyFile = Annotated[Path, typer.Option("--key", help="Key file (from 'gridnet keys new').")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def parse_gnc(text: str) -> int:
+    """'1.5' -> 150000000 base units; refuses more than 8 decimals or negatives."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"amount {text!r} is not a number of GNC (e.g. 12.5)") from None
+    units = value * UNITS_PER_GNC
+    if units != units.to_integral_value() or units <= 0:
+        raise ConfigError(f"amount {text!r} must be positive with at most 8 decimals")
+    return int(units)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+# --- keys ------------------------------------------------------------------------------
+
+
+@keys_app.command("new")
+def keys_new(out: Annotated[Path, typer.Option("--out", help="Where to write the key (mode 0600).")]) -> None:
+    """Create a new Ed25519 key file and print its address."""
+    key = PrivateKey.generate()
+    write_key_file(out, key)
+    console.print(address_to_text(key.address))
+
+
+@keys_app.command("show")
+def keys_show(key: KeyFile) -> None:
+    """Print the address of a key file."""
+    console.print(address_to_text(read_key_file(key).address))
+
+
+# --- chain -----------------------------------------------------------------------------
+
+
+@chain_app.command("init")
+def chain_init(
+    data_dir: DataDir,
+    genesis: Annotated[
+        Path | None, typer.Option("--genesis", help="Genesis TOML (default: built-in devnet).")
+    ] = None,
+) -> None:
+    """Create a chain from a genesis file in an empty data directory."""
+    params = load_genesis_file(genesis) if genesis else default_params()
+    chain = Chain.create(data_dir, params)
+    (data_dir / "genesis.toml").write_text(params_to_toml(params))
+    console.print(f"initialised {params.name} in {data_dir}; genesis {chain.chain_id.hex()}")
+    chain.close()
+
+
+@chain_app.command("genesis")
+def chain_genesis(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    alloc: Annotated[
+        list[str] | None, typer.Option("--alloc", help="ADDRESS=GNC credited at genesis (repeatable).")
+    ] = None,
+) -> None:
+    """Write a genesis file with the default parameters, to edit before 'chain init'."""
+    from gridnet.ledger.params import Allocation
+
+    allocations = []
+    for item in alloc or []:
+        address, sep, amount = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--alloc {item!r} must look like ADDRESS=GNC")
+        allocations.append(Allocation(address_from_text(address), parse_gnc(amount)))
+    if out.exists():
+        raise ConfigError(f"{out} already exists; refusing to overwrite it")
+    out.write_text(params_to_toml(default_params(tuple(allocations))))
+    console.print(f"wrote {out}")
+
+
+def _miner_key(data_dir: Path, key: Path | None) -> PrivateKey:
+    if key is not None:
+        return read_key_file(key)
+    path = data_dir / "miner.key"
+    if not path.exists():
+        write_key_file(path, PrivateKey.generate())
+    return read_key_file(path)
+
+
+@chain_app.command("mine")
+def chain_mine(
+    data_dir: DataDir,
+    blocks: Annotated[int, typer.Option("--blocks", min=1, help="How many blocks to mine.")],
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="Miner key (default: DATA_DIR/miner.key, created if missing)."),
+    ] = None,
+) -> None:
+    """Mine blocks on the head, including pending transactions."""
+    chain = Chain.open(data_dir)
+    miner = _miner_key(data_dir, key)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("mining", total=blocks)
+            mined_txs = 0
+
+            def on_block(m: MinedBlock) -> None:
+                nonlocal mined_txs
+                mined_txs += len(m.block.txs) - 1
+                for e in m.events:
+                    if e.rule:
+                        err_console.print(f"dropped {e.txid.hex()[:16]}: {e.rule}: {e.message}")
+                progress.advance(task)
+
+            mine_blocks(chain, miner, blocks, on_block=on_block)
+        balance = format_gnc(chain.account(miner.address).balance)
+        console.print(
+            f"mined {blocks} block(s) with {mined_txs} transaction(s); height {chain.height}, "
+            f"miner {address_to_text(miner.address)} balance {balance}"
+        )
+    finally:
+        chain.close()
+
+
+def chain_summary(chain: Chain) -> dict[str, Any]:
+    row = chain.store.db.execute("SELECT COUNT(*) FROM txindex").fetchone()
+    coinbases = chain.height  # every block but genesis has one
+    return {
+        "name": chain.params.name,
+        "height": chain.height,
+        "head": chain.head.hash.hex(),
+        "cumulative_work": chain.head.total_work,
+        "transactions": int(row[0]) - coinbases,
+        "genesis": chain.chain_id.hex(),
+        "pending": len(chain.store.pending()),
+    }
+
+
+@chain_app.command("show")
+def chain_show(data_dir: DataDir, as_json: JsonFlag = False) -> None:
+    """Height, head hash, cumulative work and transaction count."""
+    chain = Chain.open(data_dir)
+    try:
+        summary = chain_summary(chain)
+    finally:
+        chain.close()
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"chain {summary['name']}", show_header=False)
+    for k, v in summary.items():
+        table.add_row(k.replace("_", " "), str(v))
+    console.print(table)
+
+
+@chain_app.command("account")
+def chain_account(
+    data_dir: DataDir,
+    address: Annotated[str, typer.Option("--address", help="Address (gn...).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Balance, nonce and bond of an address."""
+    addr = address_from_text(address)
+    chain = Chain.open(data_dir)
+    try:
+        acct = chain.account(addr)
+    finally:
+        chain.close()
+    if as_json:
+        print(
+            json.dumps(
+                {"address": address_to_text(addr), **{f: getattr(acct, f) for f in acct.__struct_fields__}}
+            )
+        )
+        return
+    console.print(
+        f"{address_to_text(addr)}: balance {format_gnc(acct.balance)}, nonce {acct.nonce}, "
+        f"bonded {format_gnc(acct.bonded)}, unbonding {format_gnc(acct.unbonding)}"
+    )
+
+
+@chain_app.command("verify")
+def chain_verify(
+    data_dir: DataDir,
+    as_json: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Re-validate everything from genesis. Exit 0 when valid; otherwise exit 1 and
+    name the first bad height and the rule."""
+    if quiet:
+        report = verify_chain(data_dir)
+    else:
+        with _progress() as progress:
+            task = progress.add_task("verifying", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = verify_chain(data_dir, progress=on_progress)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "height": report.height,
+                    "blocks": report.blocks,
+                    "transactions": report.transactions,
+                    "seconds": round(report.seconds, 3),
+                    "tx_per_s": round(report.tx_per_s, 1),
+                    "bad_height": report.bad_height,
+                    "rule": report.rule,
+                    "message": report.message,
+                }
+            )
+        )
+    elif report.ok:
+        console.print(
+            f"chain valid: {report.blocks} blocks, {report.transactions} transactions "
+            f"verified in {report.seconds:.2f} s ({report.tx_per_s:.0f} tx/s)"
+        )
+    else:
+        print(f"chain invalid at height {report.bad_height}: {report.rule}: {report.message}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --- transactions ----------------------------------------------------------------------
+
+
+def _submit(data_dir: Path, key: Path, payload: Payload, fee: int | None) -> None:
+    signer = read_key_file(key)
+    chain = Chain.open(data_dir)
+    try:
+        event = submit(chain, signer, payload, fee)
+    finally:
+        chain.close()
+    console.print(f"pending {event.txid.hex()} (mine it with 'gridnet chain mine --data-dir {data_dir}')")
+
+
+FeeOpt = Annotated[int | None, typer.Option("--fee", help="Fee in base units (default: the minimum).")]
+
+
+@tx_app.command("transfer")
+def tx_transfer(
+    data_dir: DataDir,
+    key: KeyFile,
+    to: Annotated[str, typer.Option("--to", help="Recipient address (gn...).")],
+    amount: Annotated[str, typer.Option("--amount", help="Amount in GNC, e.g. 2.5.")],
+    fee: FeeOpt = None,
+) -> None:
+    """Send coin to an address."""
+    _submit(data_dir, key, Transfer(address_from_text(to), parse_gnc(amount)), fee)
+
+
+@tx_app.command("register-identity")
+def tx_register_identity(data_dir: DataDir, key: KeyFile, fee: FeeOpt = None) -> None:
+    """Solve the identity proof-of-work for the key's address and register it."""
+    signer = read_key_file(key)
+    chain = Chain.open(data_dir)
+    target = chain.params.identity_target_int
+    chain.close()
+    with console.status("solving the identity proof-of-work"):
+        proof = find_identity_proof(signer.address, target)
+    console.print(f"identity proof: rounds {proof.rounds}, nonce {proof.nonce}")
+    _submit(data_dir, key, RegisterIdentity(proof), fee)
+
+
+@tx_app.command("bond")
+def tx_bond(
+    data_dir: DataDir, key: KeyFile, amount: Annotated[str, typer.Option("--amount")], fee: FeeOpt = None
+) -> None:
+    """Lock coin as the identity's bond."""
+    _submit(data_dir, key, Bond(parse_gnc(amount)), fee)
+
+
+@tx_app.command("unbond")
+def tx_unbond(
+    data_dir: DataDir, key: KeyFile, amount: Annotated[str, typer.Option("--amount")], fee: FeeOpt = None
+) -> None:
+    """Release bonded coin (back in the balance after the unbonding delay)."""
+    _submit(data_dir, key, Unbond(parse_gnc(amount)), fee)
+
+
+# --- benchmarks ------------------------------------------------------------------------
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    as_json: JsonFlag = False,
+    blocks: Annotated[int, typer.Option("--blocks", min=1)] = 100,
+    per_block: Annotated[int, typer.Option("--per-block", min=1)] = 1000,
+) -> None:
+    """tx/s validated+applied+persisted, against raw Ed25519 verify/s in the same run."""
+    from gridnet.bench import ledger
+
+    figures = ledger.run(
+        blocks=blocks, per_block=per_block, progress=lambda m: err_console.log(m) if not as_json else None
+    )
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        console.print_json(json.dumps(figures))
+
+
+def main() -> None:
+    try:
+        app()
+    except GridnetError as exc:
+        named = isinstance(exc, InvalidTransaction | InvalidBlock | MempoolRejection | DecodeError)
+        prefix = f"{exc.rule}: " if named else ""
+        err_console.print(f"[red]error:[/red] {prefix}{exc}", highlight=False, markup=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

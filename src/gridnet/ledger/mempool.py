@@ -1,0 +1,255 @@
+"""The mempool: pending transactions ordered by fee, per-sender nonce order, a cap.
+
+Every outcome is reported as a :class:`PoolEvent` naming the rule: accepted,
+rejected (with the rule broken), evicted (with why), included in a block, or
+dropped as stale after a block. Nothing leaves the pool silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from gridnet.crypto.address import address_to_text
+from gridnet.errors import (
+    AlreadyKnown,
+    GridnetError,
+    InsufficientBalance,
+    InvalidTransaction,
+    MempoolFull,
+    NonceGap,
+    NonceTooLow,
+    ReplacementUnderpriced,
+    TooManyPending,
+)
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.registry import RULES
+from gridnet.ledger.state import Account
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transition import VerifiedTx, validate_transaction
+from gridnet.units import Address, Hash32, format_gnc
+
+
+class EventKind(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    EVICTED = "evicted"
+    INCLUDED = "included"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEvent:
+    kind: EventKind
+    txid: Hash32
+    sender: Address | None
+    rule: str = ""
+    """Name of the rule for rejected, evicted and dropped transactions."""
+    message: str = ""
+
+
+def fee_rate(vtx: VerifiedTx) -> float:
+    return vtx.tx.fee / vtx.size
+
+
+class Mempool:
+    """Pending transactions of one node (in memory; the node persists them)."""
+
+    def __init__(
+        self,
+        params: ChainParams,
+        chain_id: Hash32,
+        *,
+        max_txs: int = 50_000,
+        max_per_sender: int = 256,
+    ) -> None:
+        self.params = params
+        self.chain_id = chain_id
+        self.max_txs = max_txs
+        self.max_per_sender = max_per_sender
+        self.by_id: dict[Hash32, VerifiedTx] = {}
+        self.by_sender: dict[Address, dict[int, VerifiedTx]] = {}
+        self._heap: list[tuple[float, int, Hash32]] = []  # lowest fee rate first (lazy)
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __contains__(self, tx_id: Hash32) -> bool:
+        return tx_id in self.by_id
+
+    # --- admission -------------------------------------------------------------------------
+
+    def admit(
+        self,
+        tx: Transaction,
+        account_of: Callable[[Address], Account],
+        verified: VerifiedTx | None = None,
+    ) -> list[PoolEvent]:
+        """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
+        followed by any evictions it caused."""
+        vtx = verified or validate_transaction(tx, self.params, self.chain_id)
+        return self._admit(vtx, account_of)
+
+    def add(
+        self,
+        tx: Transaction,
+        account_of: Callable[[Address], Account],
+        verified: VerifiedTx | None = None,
+    ) -> list[PoolEvent]:
+        """Like :meth:`admit`, but a refusal is reported as a REJECTED event."""
+        try:
+            return self.admit(tx, account_of, verified)
+        except GridnetError as exc:
+            sender = verified.sender if verified else None
+            return [PoolEvent(EventKind.REJECTED, tx_id(tx), sender, exc.rule, str(exc))]
+
+    def _admit(self, vtx: VerifiedTx, account_of: Callable[[Address], Account]) -> list[PoolEvent]:
+        if vtx.txid in self.by_id:
+            raise AlreadyKnown("transaction is already pending")
+        acct = account_of(vtx.sender)
+        queue = self.by_sender.get(vtx.sender, {})
+        nonce = vtx.tx.nonce
+        if nonce < acct.nonce:
+            raise NonceTooLow(f"nonce {nonce} was already used (next is {acct.nonce}): replayed transaction")
+        next_free = acct.nonce + len(queue)
+        if nonce > next_free:
+            raise NonceGap(f"nonce {nonce} skips ahead of the next pending nonce {next_free}")
+        events: list[PoolEvent] = []
+        replaced = queue.get(nonce)
+        if replaced is not None and vtx.tx.fee <= replaced.tx.fee:
+            raise ReplacementUnderpriced(
+                f"a pending transaction with nonce {nonce} pays fee {replaced.tx.fee}; pay more to replace it"
+            )
+        if replaced is None and len(queue) >= self.max_per_sender:
+            raise TooManyPending(f"sender already has {len(queue)} pending transactions")
+        # The sender must be able to pay for everything it has pending.
+        cost = sum(
+            v.tx.fee + RULES[type(v.tx.payload)].spends(v.tx.payload) for n, v in queue.items() if n != nonce
+        )
+        cost += vtx.tx.fee + RULES[type(vtx.tx.payload)].spends(vtx.tx.payload)
+        if cost > acct.balance:
+            raise InsufficientBalance(
+                f"{address_to_text(vtx.sender)} has {format_gnc(acct.balance)} but needs {format_gnc(cost)} "
+                "for this transaction and its other pending ones (amounts plus fees)"
+            )
+        if replaced is not None:
+            self._remove(replaced)
+            events.append(
+                PoolEvent(
+                    EventKind.EVICTED, replaced.txid, replaced.sender, "Replaced", "replaced by a higher fee"
+                )
+            )
+        elif len(self.by_id) >= self.max_txs:
+            events.extend(self._make_room(vtx))
+        self._insert(vtx)
+        return [PoolEvent(EventKind.ACCEPTED, vtx.txid, vtx.sender), *events]
+
+    def _make_room(self, incoming: VerifiedTx) -> list[PoolEvent]:
+        lowest = self._lowest()
+        assert lowest is not None
+        if fee_rate(lowest) >= fee_rate(incoming):
+            raise MempoolFull(
+                f"mempool holds {len(self.by_id)} transactions paying at least "
+                f"{fee_rate(lowest):.2f} per byte; this one pays {fee_rate(incoming):.2f}"
+            )
+        # Evict the lowest payer and, to leave no nonce gap, its sender's later ones.
+        queue = self.by_sender[lowest.sender]
+        victims = [v for n, v in sorted(queue.items()) if n >= lowest.tx.nonce]
+        events = []
+        for v in victims:
+            self._remove(v)
+            events.append(
+                PoolEvent(
+                    EventKind.EVICTED,
+                    v.txid,
+                    v.sender,
+                    MempoolFull.__name__,
+                    "evicted from a full mempool by a transaction paying a higher fee",
+                )
+            )
+        return events
+
+    def _lowest(self) -> VerifiedTx | None:
+        heap = self._heap
+        while heap:
+            _, _, tid = heap[0]
+            vtx = self.by_id.get(tid)
+            if vtx is not None:
+                return vtx
+            heapq.heappop(heap)
+        return None
+
+    def _insert(self, vtx: VerifiedTx) -> None:
+        self.by_id[vtx.txid] = vtx
+        self.by_sender.setdefault(vtx.sender, {})[vtx.tx.nonce] = vtx
+        heapq.heappush(self._heap, (fee_rate(vtx), next(self._seq), vtx.txid))
+        if len(self._heap) > 4 * max(len(self.by_id), 1024):
+            self._heap = [(fee_rate(v), next(self._seq), t) for t, v in self.by_id.items()]
+            heapq.heapify(self._heap)
+
+    def _remove(self, vtx: VerifiedTx) -> None:
+        del self.by_id[vtx.txid]
+        queue = self.by_sender[vtx.sender]
+        del queue[vtx.tx.nonce]
+        if not queue:
+            del self.by_sender[vtx.sender]
+
+    # --- block building and updates ------------------------------------------------------
+
+    def candidates(self) -> Iterator[VerifiedTx]:
+        """Pending transactions, highest fee rate first, each sender's in nonce order."""
+        queues = {s: sorted(q.items()) for s, q in self.by_sender.items()}
+        heap = [(-fee_rate(q[0][1]), i, s) for i, (s, q) in enumerate(queues.items())]
+        heapq.heapify(heap)
+        positions = dict.fromkeys(queues, 0)
+        while heap:
+            _, i, sender = heapq.heappop(heap)
+            queue = queues[sender]
+            pos = positions[sender]
+            yield queue[pos][1]
+            pos += 1
+            positions[sender] = pos
+            if pos < len(queue):
+                heapq.heappush(heap, (-fee_rate(queue[pos][1]), i, sender))
+
+    def remove_rejected(self, vtx: VerifiedTx, error: InvalidTransaction) -> list[PoolEvent]:
+        """Drop a transaction block building found invalid, with its sender's later ones."""
+        if vtx.txid not in self.by_id:
+            return []
+        queue = self.by_sender[vtx.sender]
+        events = []
+        for n, v in sorted(queue.items()):
+            if n >= vtx.tx.nonce:
+                self._remove(v)
+                events.append(PoolEvent(EventKind.DROPPED, v.txid, v.sender, error.rule, str(error)))
+        return events
+
+    def update_after_block(
+        self, included: set[Hash32], account_of: Callable[[Address], Account]
+    ) -> list[PoolEvent]:
+        """Remove what a new head included and what its nonces made stale."""
+        events = []
+        for tid in included:
+            vtx = self.by_id.get(tid)
+            if vtx is not None:
+                self._remove(vtx)
+                events.append(PoolEvent(EventKind.INCLUDED, tid, vtx.sender))
+        for sender in list(self.by_sender):
+            acct = account_of(sender)
+            for n, v in sorted(self.by_sender[sender].items()):
+                if n < acct.nonce:
+                    self._remove(v)
+                    events.append(
+                        PoolEvent(
+                            EventKind.DROPPED,
+                            v.txid,
+                            sender,
+                            NonceTooLow.__name__,
+                            f"nonce {n} was used by another transaction in the chain",
+                        )
+                    )
+        return events

@@ -1,0 +1,90 @@
+"""Local operations on a data directory: submit to its pending pool, mine its blocks.
+
+What ``gridnet tx ...`` and ``gridnet chain mine`` do: pending transactions are
+kept in the store's ``pending`` table (the mempool's durable copy) until a block
+includes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import decode, encode
+from gridnet.errors import DecodeError
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import Chain, now_ms
+from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
+from gridnet.ledger.miner import produce_block
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
+
+
+@dataclass(slots=True)
+class MinedBlock:
+    block: Block
+    events: list[PoolEvent]
+
+
+def load_mempool(chain: Chain) -> tuple[Mempool, list[PoolEvent]]:
+    """The data directory's pending transactions, re-validated against the head."""
+    pool = Mempool(chain.params, chain.chain_id)
+    events: list[PoolEvent] = []
+    dropped = []
+    for tid, raw in chain.store.pending():
+        try:
+            tx = decode(raw, Transaction)
+        except DecodeError as exc:
+            events.append(PoolEvent(EventKind.DROPPED, tid, None, exc.rule, str(exc)))
+            dropped.append(tid)
+            continue
+        outcome = pool.add(tx, chain.account)[0]
+        if outcome.kind is not EventKind.ACCEPTED:
+            events.append(PoolEvent(EventKind.DROPPED, tid, outcome.sender, outcome.rule, outcome.message))
+            dropped.append(tid)
+    if dropped:
+        chain.store.remove_pending(dropped)
+    return pool, events
+
+
+def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = None) -> PoolEvent:
+    """Sign ``payload`` with the next free nonce and add it to the pending pool.
+
+    Raises the named :class:`InvalidTransaction` / mempool error if it is refused.
+    """
+    pool, _ = load_mempool(chain)
+    nonce = chain.account(key.address).nonce + len(pool.by_sender.get(key.address, {}))
+    fee = min_fee(chain.params.min_fee_per_byte, payload) if fee is None else fee
+    tx = sign_transaction(key, chain.chain_id, payload, nonce, fee)
+    outcome = pool.admit(tx, chain.account)[0]
+    chain.store.add_pending(outcome.txid, encode(tx), now_ms())
+    return outcome
+
+
+def mine_blocks(
+    chain: Chain,
+    miner: PrivateKey,
+    count: int,
+    *,
+    on_block: Callable[[MinedBlock], None] | None = None,
+) -> list[MinedBlock]:
+    """Mine ``count`` blocks on the head with the pending transactions, by wall clock."""
+    pool, _ = load_mempool(chain)
+    mined = []
+    for _ in range(count):
+        block, template = produce_block(chain, miner.address, pool.candidates())
+        events: list[PoolEvent] = []
+        for vtx, error in template.rejected:
+            events.extend(pool.remove_rejected(vtx, error))
+        chain.add_block(block)
+        included = {v.txid for v in template.included}
+        events.extend(pool.update_after_block(included, chain.account))
+        gone = [e.txid for e in events]
+        if gone:
+            chain.store.remove_pending(gone)
+        result = MinedBlock(block, events)
+        mined.append(result)
+        if on_block is not None:
+            on_block(result)
+    return mined
