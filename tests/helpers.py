@@ -1,0 +1,81 @@
+"""Shared builders for tests: fast chain parameters, funded keys, mined blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.miner import produce_block
+from gridnet.ledger.params import Allocation, ChainParams, default_params
+from gridnet.ledger.pow import mine
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
+from gridnet.ledger.transition import validate_transaction
+from gridnet.units import UNITS_PER_GNC
+from gridnet.work import target_from_bits, target_to_bytes
+
+GENESIS_TIME = 1_767_225_600_000  # 2026-01-01T00:00:00Z [ms]
+INTERVAL = 1_000  # block interval of the test chain [ms]
+
+
+def test_keys(n: int = 4) -> list[PrivateKey]:
+    return [PrivateKey.from_label(f"test-key-{i}") for i in range(n)]
+
+
+def test_params(keys: Sequence[PrivateKey] = (), gnc: int = 1_000, **overrides: object) -> ChainParams:
+    """Easy targets (4-bit blocks, 6-bit identities), genesis in the past, funded keys."""
+    base = default_params(tuple(Allocation(k.address, gnc * UNITS_PER_GNC) for k in keys))
+    fields: dict[str, object] = {
+        "genesis_time": GENESIS_TIME,
+        "block_interval_ms": INTERVAL,
+        "initial_target": target_to_bytes(target_from_bits(4)),
+        "pow_limit": target_to_bytes(target_from_bits(4)),
+        "identity_target": target_to_bytes(target_from_bits(6)),
+        "unbonding_delay": 3,
+    }
+    fields.update(overrides)
+    return msgspec.structs.replace(base, **fields)  # type: ignore[arg-type]
+
+
+def new_chain(path: Path, params: ChainParams) -> Chain:
+    return Chain.create(path, params)
+
+
+def sign(chain: Chain, key: PrivateKey, payload: Payload, nonce: int, fee: int | None = None) -> Transaction:
+    fee = min_fee(chain.params.min_fee_per_byte, payload) if fee is None else fee
+    return sign_transaction(key, chain.chain_id, payload, nonce, fee)
+
+
+def next_block(
+    chain: Chain,
+    txs: Iterable[Transaction] = (),
+    miner: PrivateKey | None = None,
+    timestamp: int | None = None,
+) -> Block:
+    """A valid mined block on ``chain``'s head (not added). Fails if a tx is rejected."""
+    vtxs = [validate_transaction(t, chain.params, chain.chain_id) for t in txs]
+    ts = timestamp if timestamp is not None else chain.head.header.timestamp + INTERVAL
+    addr = (miner or PrivateKey.from_label("test-miner")).address
+    block, template = produce_block(chain, addr, vtxs, now=ts, timestamp=ts)
+    assert not template.rejected, template.rejected
+    return block
+
+
+def extend(chain: Chain, txs: Iterable[Transaction] = (), **kw: object) -> Block:
+    """Mine and add the next block; returns it."""
+    block = next_block(chain, txs, **kw)  # type: ignore[arg-type]
+    chain.add_block(block, now=block.header.timestamp)
+    return block
+
+
+def remine(block: Block, **header_changes: object) -> Block:
+    """The block with header fields changed and a fresh valid proof-of-work."""
+    header = msgspec.structs.replace(block.header, **header_changes)  # type: ignore[arg-type]
+    solved = mine(header, 10_000_000)
+    assert solved is not None
+    return msgspec.structs.replace(block, header=solved)
