@@ -1,0 +1,1 @@
+"""Transports: in-memory (simulation and tests); asyncio TCP comes with the real network."""

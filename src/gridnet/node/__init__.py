@@ -1,0 +1,1 @@
+"""The node core: ledger + mempool + miner + gossip logic, without any I/O."""

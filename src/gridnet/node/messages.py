@@ -1,0 +1,59 @@
+"""Peer-to-peer messages and their canonical encoding (one tagged union)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gridnet.encoding import U32, U63, HashBytes, Wire, decode, encode
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.transactions import Transaction
+
+MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+
+
+class TxMsg(Wire, frozen=True, tag=1):
+    """A transaction to add to the mempool and relay."""
+
+    tx: Transaction
+
+
+class BlockMsg(Wire, frozen=True, tag=2):
+    """A block (newly mined, relayed, or sent in answer to GetBlocksMsg)."""
+
+    block: Block
+
+
+class StatusMsg(Wire, frozen=True, tag=3):
+    """The sender's head, announced periodically so peers behind it ask for blocks."""
+
+    height: U63
+    head: HashBytes
+    total_work: bytes
+    """Cumulative work of the head's branch (big-endian unsigned integer)."""
+
+
+class GetBlocksMsg(Wire, frozen=True, tag=4):
+    """Ask for main-chain blocks after the first locator hash the peer knows."""
+
+    locator: tuple[HashBytes, ...]
+    limit: U32
+
+
+class TxRejectedMsg(Wire, frozen=True, tag=5):
+    """Tells the sender of a transaction why it was refused or evicted."""
+
+    txid: HashBytes
+    rule: str
+    message: str
+
+
+Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg
+
+
+def encode_message(msg: Message) -> bytes:
+    return encode(msg)
+
+
+def decode_message(data: bytes) -> Message:
+    """Canonical decode; raises a named DecodeError (Oversize, Malformed, ...)."""
+    return decode(data, Message, max_bytes=MAX_MESSAGE_BYTES)  # type: ignore[arg-type]

@@ -1,0 +1,277 @@
+"""The sans-IO node: ``handle(peer, message, now)`` and ``tick(now)`` return the
+messages to send; the caller (in-memory network or TCP transport) delivers them.
+
+The same node runs in the simulator (simulated clock) and as a process (wall clock).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from msgspec.structs import replace
+
+from gridnet.crypto.hashing import header_hash
+from gridnet.encoding import encode
+from gridnet.errors import InvalidBlock, UnknownParent
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import AddResult, AddStatus, BlockTemplate, Chain
+from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
+from gridnet.ledger.pow import mine
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.node.messages import (
+    BlockMsg,
+    GetBlocksMsg,
+    Message,
+    StatusMsg,
+    TxMsg,
+    TxRejectedMsg,
+)
+from gridnet.units import Address, Hash32
+
+Outgoing = tuple[str, Message]
+"""(destination peer, message)."""
+
+
+@dataclass
+class NodeConfig:
+    miner: Address | None = None
+    """Mine to this address; None = do not mine."""
+    hashes_per_tick: int = 200
+    """Proof-of-work attempts per tick (the node's simulated or real hash budget)."""
+    template_refresh_ms: int = 1_000
+    """Rebuild the block template at least this often (to pick up new transactions)."""
+    status_interval_ms: int = 2_000
+    blocks_per_request: int = 64
+    max_orphans: int = 256
+    mempool_max_txs: int = 50_000
+
+
+@dataclass
+class NodeStats:
+    blocks_mined: int = 0
+    blocks_received: int = 0
+    reorgs: int = 0
+    invalid_blocks: int = 0
+    txs_accepted: int = 0
+    txs_rejected: int = 0
+    peer_faults: dict[str, int] = field(default_factory=dict)
+
+
+class Node:
+    def __init__(self, name: str, chain: Chain, config: NodeConfig | None = None) -> None:
+        self.name = name
+        self.chain = chain
+        self.config = config or NodeConfig()
+        self.mempool = Mempool(chain.params, chain.chain_id, max_txs=self.config.mempool_max_txs)
+        self.peers: list[str] = []
+        self.peer_work: dict[str, int] = {}
+        self.orphans: OrderedDict[Hash32, Block] = OrderedDict()
+        self.events: list[PoolEvent] = []
+        """Every mempool outcome of this node, in order (nothing is dropped silently)."""
+        self.stats = NodeStats()
+        self._tx_origin: dict[Hash32, str] = {}
+        self._template: BlockTemplate | None = None
+        self._template_at = 0
+        self._nonce = 0
+        self._last_status = -(10**18)
+
+    # --- peers -----------------------------------------------------------------------------
+
+    def add_peer(self, peer: str) -> None:
+        if peer not in self.peers:
+            self.peers.append(peer)
+
+    def remove_peer(self, peer: str) -> None:
+        if peer in self.peers:
+            self.peers.remove(peer)
+
+    def _others(self, exclude: str | None, msg: Message) -> list[Outgoing]:
+        return [(p, msg) for p in self.peers if p != exclude]
+
+    def _fault(self, peer: str) -> None:
+        self.stats.peer_faults[peer] = self.stats.peer_faults.get(peer, 0) + 1
+
+    def status(self) -> StatusMsg:
+        head = self.chain.head
+        return StatusMsg(head.height, head.hash, head.total_work.to_bytes(40, "big"))
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def submit_tx(self, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
+        """A transaction from a local user: admit it and gossip it."""
+        return self._on_tx(None, tx, now)
+
+    def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
+        if isinstance(msg, TxMsg):
+            return self._on_tx(peer, msg.tx, now)[1]
+        if isinstance(msg, BlockMsg):
+            return self._on_block(peer, msg.block, now)
+        if isinstance(msg, StatusMsg):
+            return self._on_status(peer, msg)
+        if isinstance(msg, GetBlocksMsg):
+            return self._on_get_blocks(peer, msg)
+        return []  # TxRejectedMsg: informative for the sender's user
+
+    def tick(self, now: int) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        if now - self._last_status >= self.config.status_interval_ms:
+            self._last_status = now
+            out.extend((p, self.status()) for p in self.peers)
+        if self.config.miner is not None:
+            out.extend(self._mine(now))
+        return out
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def _on_tx(self, peer: str | None, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
+        tid = tx_id(tx)
+        if tid in self.mempool:
+            return [], []
+        events = self.mempool.add(tx, self.chain.account)
+        out: list[Outgoing] = []
+        outcome = events[0]
+        if outcome.kind is EventKind.ACCEPTED:
+            self.stats.txs_accepted += 1
+            if peer is not None:
+                self._tx_origin[tid] = peer
+            out.extend(self._others(peer, TxMsg(tx)))
+        else:
+            self.stats.txs_rejected += 1
+            if peer is not None and outcome.rule != "AlreadyKnown":
+                out.append((peer, TxRejectedMsg(tid, outcome.rule, outcome.message)))
+        out.extend(
+            self._record(events[1:] if outcome.kind is EventKind.ACCEPTED else [], include_first=events[0])
+        )
+        return events, out
+
+    def _record(self, events: list[PoolEvent], include_first: PoolEvent | None = None) -> list[Outgoing]:
+        """Log events; tell the relaying peer of any transaction evicted or dropped."""
+        out: list[Outgoing] = []
+        if include_first is not None:
+            self.events.append(include_first)
+        for e in events:
+            self.events.append(e)
+            origin = self._tx_origin.pop(e.txid, None)
+            if origin is not None and e.kind in (EventKind.EVICTED, EventKind.DROPPED):
+                out.append((origin, TxRejectedMsg(e.txid, e.rule, e.message)))
+        return out
+
+    # --- blocks ----------------------------------------------------------------------------
+
+    def _on_block(self, peer: str | None, block: Block, now: int) -> list[Outgoing]:
+        self.stats.blocks_received += 1
+        out: list[Outgoing] = []
+        try:
+            result = self.chain.add_block(block, now=now)
+        except UnknownParent:
+            self._keep_orphan(block)
+            if peer is not None:
+                out.append((peer, GetBlocksMsg(tuple(self.chain.locator()), self.config.blocks_per_request)))
+            return out
+        except InvalidBlock:
+            self.stats.invalid_blocks += 1
+            if peer is not None:
+                self._fault(peer)
+            return out
+        out.extend(self._after_add(result, peer))
+        out.extend(self._connect_orphans(result.block_hash, now))
+        return out
+
+    def _after_add(self, result: AddResult, source: str | None) -> list[Outgoing]:
+        if result.status not in (AddStatus.EXTENDED, AddStatus.REORG):
+            return []
+        out: list[Outgoing] = []
+        if result.status is AddStatus.REORG:
+            self.stats.reorgs += 1
+        included = {tx_id(t) for b in result.connected for t in b.txs[1:]}
+        events = self.mempool.update_after_block(included, self.chain.account)
+        for b in result.disconnected:  # transactions of the losing branch return to the pool
+            for t in b.txs[1:]:
+                if tx_id(t) not in included:
+                    events.extend(
+                        e for e in self.mempool.add(t, self.chain.account) if e.kind is not EventKind.REJECTED
+                    )
+        out.extend(self._record(events))
+        self._template = None
+        tip = self.chain.head
+        tip_block = result.connected[-1] if result.connected else None
+        if tip_block is not None and tip.hash == result.block_hash:
+            out.extend(self._others(source, BlockMsg(tip_block)))
+        return out
+
+    def _keep_orphan(self, block: Block) -> None:
+        self.orphans[header_hash(encode(block.header))] = block
+        while len(self.orphans) > self.config.max_orphans:
+            self.orphans.popitem(last=False)
+
+    def _connect_orphans(self, parent_hash: Hash32, now: int) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        parents = [parent_hash]
+        while parents:
+            p = parents.pop()
+            children = [h for h, b in self.orphans.items() if b.header.prev_hash == p]
+            for h in children:
+                block = self.orphans.pop(h)
+                try:
+                    result = self.chain.add_block(block, now=now)
+                except InvalidBlock:
+                    self.stats.invalid_blocks += 1
+                    continue
+                out.extend(self._after_add(result, None))
+                parents.append(h)
+        return out
+
+    def _on_status(self, peer: str, msg: StatusMsg) -> list[Outgoing]:
+        work = int.from_bytes(msg.total_work, "big")
+        self.peer_work[peer] = work
+        if work > self.chain.head.total_work and msg.head not in self.chain.entries:
+            return [(peer, GetBlocksMsg(tuple(self.chain.locator()), self.config.blocks_per_request))]
+        return []
+
+    def _on_get_blocks(self, peer: str, msg: GetBlocksMsg) -> list[Outgoing]:
+        chain = self.chain
+        start = 0
+        for h in msg.locator:
+            entry = chain.entries.get(h)
+            if entry is not None and chain.is_main(entry):
+                start = entry.height + 1
+                break
+        limit = min(msg.limit, self.config.blocks_per_request)
+        out: list[Outgoing] = []
+        for height in range(start, min(start + limit, chain.height + 1)):
+            block = chain.block_at(height)
+            if block is not None:
+                out.append((peer, BlockMsg(block)))
+        if start + limit <= chain.height:
+            out.append((peer, self.status()))  # more to come: the peer asks again
+        return out
+
+    # --- mining ----------------------------------------------------------------------------
+
+    def _mine(self, now: int) -> list[Outgoing]:
+        miner = self.config.miner
+        assert miner is not None
+        tpl = self._template
+        if (
+            tpl is None
+            or tpl.block.header.prev_hash != self.chain.head.hash
+            or now - self._template_at >= self.config.template_refresh_ms
+        ):
+            tpl = self.chain.build_block(miner, self.mempool.candidates(), now=now)
+            events: list[PoolEvent] = []
+            for vtx, error in tpl.rejected:
+                events.extend(self.mempool.remove_rejected(vtx, error))
+            out = self._record(events)
+            self._template, self._template_at, self._nonce = tpl, now, 0
+        else:
+            out = []
+        header = mine(tpl.block.header, self.config.hashes_per_tick, self._nonce)
+        self._nonce += self.config.hashes_per_tick
+        if header is None:
+            return out
+        block = replace(tpl.block, header=header)
+        result = self.chain.add_block(block, now=now)
+        self.stats.blocks_mined += 1
+        out.extend(self._after_add(result, None))
+        return out
