@@ -85,7 +85,9 @@ class AddResult:
     status: AddStatus
     block_hash: Hash32
     connected: list[Block] = field(default_factory=list)
+    """Blocks connected, in chain order."""
     disconnected: list[Block] = field(default_factory=list)
+    """Blocks disconnected, head first (the reverse of chain order)."""
 
 
 @dataclass(slots=True)

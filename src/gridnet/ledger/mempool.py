@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import address_digest
 from gridnet.errors import (
     AlreadyKnown,
     GridnetError,
@@ -30,7 +31,7 @@ from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import Account
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.transition import VerifiedTx, validate_transaction
-from gridnet.units import Address, Hash32, format_gnc
+from gridnet.units import PUBLIC_KEY_BYTES, Address, Hash32, format_gnc
 
 
 class EventKind(enum.Enum):
@@ -104,7 +105,7 @@ class Mempool:
         try:
             return self.admit(tx, account_of, verified)
         except GridnetError as exc:
-            sender = verified.sender if verified else None
+            sender = address_digest(tx.sender) if len(tx.sender) == PUBLIC_KEY_BYTES else None
             return [PoolEvent(EventKind.REJECTED, tx_id(tx), sender, exc.rule, str(exc))]
 
     def _admit(self, vtx: VerifiedTx, account_of: Callable[[Address], Account]) -> list[PoolEvent]:

@@ -186,7 +186,7 @@ class Node:
             self.stats.reorgs += 1
         included = {tx_id(t) for b in result.connected for t in b.txs[1:]}
         events = self.mempool.update_after_block(included, self.chain.account)
-        for b in result.disconnected:  # transactions of the losing branch return to the pool
+        for b in reversed(result.disconnected):  # the losing branch's transactions return, in order
             for t in b.txs[1:]:
                 if tx_id(t) not in included:
                     events.extend(

@@ -1,0 +1,1 @@
+"""The simulator: scenarios drive real nodes on a simulated clock and produce a report."""
