@@ -1,0 +1,121 @@
+"""Mempool: fee priority, per-sender nonce order, cap with eviction, named outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.mempool import EventKind, Mempool
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.txs.transfer import Transfer
+from tests.helpers import extend, new_chain, sign, test_keys, test_params
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Chain:
+    return new_chain(tmp_path / "c", test_params(test_keys(6)))
+
+
+def transfer(chain: Chain, key: PrivateKey, nonce: int, fee: int, amount: int = 1_000) -> Transaction:
+    return sign(chain, key, Transfer(test_keys(6)[5].address, amount), nonce, fee)
+
+
+def test_candidates_by_fee_rate_with_sender_nonce_order(chain: Chain) -> None:
+    a, b, c = test_keys(3)
+    pool = Mempool(chain.params, chain.chain_id)
+    txs = [
+        transfer(chain, a, 0, 200),
+        transfer(chain, a, 1, 900),  # pays most, but must follow a's nonce 0
+        transfer(chain, b, 0, 500),
+        transfer(chain, c, 0, 300),
+    ]
+    for tx in txs:
+        assert pool.add(tx, chain.account)[0].kind is EventKind.ACCEPTED
+    order = [(v.tx.fee, v.tx.nonce) for v in pool.candidates()]
+    assert order == [(500, 0), (300, 0), (200, 0), (900, 1)]
+
+
+def test_replay_and_gap_are_rejected_by_name(chain: Chain) -> None:
+    a = test_keys(1)[0]
+    tx0 = transfer(chain, a, 0, 200)
+    extend(chain, [tx0])
+    pool = Mempool(chain.params, chain.chain_id)
+    replay = pool.add(tx0, chain.account)[0]
+    assert (replay.kind, replay.rule) == (EventKind.REJECTED, "NonceTooLow")
+    gap = pool.add(transfer(chain, a, 5, 200), chain.account)[0]
+    assert (gap.kind, gap.rule) == (EventKind.REJECTED, "NonceGap")
+
+
+def test_forged_signature_rejected(chain: Chain) -> None:
+    a = test_keys(1)[0]
+    tx = transfer(chain, a, 0, 200)
+    forged = msgspec.structs.replace(tx, signature=bytes(64))
+    event = Mempool(chain.params, chain.chain_id).add(forged, chain.account)[0]
+    assert (event.kind, event.rule) == (EventKind.REJECTED, "BadSignature")
+
+
+def test_full_pool_evicts_lowest_payer_or_refuses(chain: Chain) -> None:
+    a, b, c, d = test_keys(4)
+    pool = Mempool(chain.params, chain.chain_id, max_txs=3)
+    for key, fee in ((a, 300), (b, 200), (c, 400)):
+        assert pool.add(transfer(chain, key, 0, fee), chain.account)[0].kind is EventKind.ACCEPTED
+    low = pool.add(transfer(chain, d, 0, 150), chain.account)
+    assert [(e.kind, e.rule) for e in low] == [(EventKind.REJECTED, "MempoolFull")]
+    high = pool.add(transfer(chain, d, 0, 500), chain.account)
+    assert [(e.kind, e.rule) for e in high] == [
+        (EventKind.ACCEPTED, ""),
+        (EventKind.EVICTED, "MempoolFull"),
+    ]
+    assert high[1].sender == b.address
+    assert len(pool) == 3
+
+
+def test_eviction_takes_the_senders_later_nonces_too(chain: Chain) -> None:
+    a, b = test_keys(2)
+    pool = Mempool(chain.params, chain.chain_id, max_txs=3)
+    pool.add(transfer(chain, a, 0, 150), chain.account)
+    pool.add(transfer(chain, a, 1, 900), chain.account)
+    pool.add(transfer(chain, b, 0, 300), chain.account)
+    events = pool.add(transfer(chain, b, 1, 400), chain.account)
+    evicted = [(e.sender, e.rule) for e in events if e.kind is EventKind.EVICTED]
+    assert evicted == [(a.address, "MempoolFull"), (a.address, "MempoolFull")]
+    assert all(v.sender == b.address for v in pool.by_id.values())
+
+
+def test_replacement_needs_a_higher_fee(chain: Chain) -> None:
+    a = test_keys(1)[0]
+    pool = Mempool(chain.params, chain.chain_id)
+    pool.add(transfer(chain, a, 0, 300), chain.account)
+    same = pool.add(transfer(chain, a, 0, 300, amount=7), chain.account)[0]
+    assert same.rule == "ReplacementUnderpriced"
+    higher = pool.add(transfer(chain, a, 0, 301, amount=7), chain.account)
+    assert [(e.kind, e.rule) for e in higher] == [(EventKind.ACCEPTED, ""), (EventKind.EVICTED, "Replaced")]
+
+
+def test_pending_spending_cannot_exceed_balance(chain: Chain) -> None:
+    a = test_keys(1)[0]
+    balance = chain.account(a.address).balance
+    pool = Mempool(chain.params, chain.chain_id)
+    first = pool.add(transfer(chain, a, 0, 200, amount=balance // 2), chain.account)[0]
+    assert first.kind is EventKind.ACCEPTED
+    second = pool.add(transfer(chain, a, 1, 200, amount=balance // 2), chain.account)[0]
+    assert (second.kind, second.rule) == (EventKind.REJECTED, "InsufficientBalance")
+
+
+def test_block_updates_report_included_and_stale(chain: Chain) -> None:
+    a, b = test_keys(2)
+    pool = Mempool(chain.params, chain.chain_id)
+    mined = transfer(chain, a, 0, 200)
+    rival = transfer(chain, b, 0, 200, amount=5)
+    competing = transfer(chain, b, 0, 250, amount=6)  # the chain will carry this one instead
+    pool.add(mined, chain.account)
+    pool.add(rival, chain.account)
+    block = extend(chain, [mined, competing])
+
+    events = pool.update_after_block({tx_id(t) for t in block.txs}, chain.account)
+    assert sorted((e.kind.value, e.rule) for e in events) == [("dropped", "NonceTooLow"), ("included", "")]
+    assert len(pool) == 0
