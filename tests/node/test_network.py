@@ -84,6 +84,11 @@ def test_partition_heals_to_most_work_chain(tmp_path: Path) -> None:
     spend_b = sign(net.nodes["n1"].chain, keys[1], Transfer(keys[3].address, 7 * UNITS_PER_GNC), 0)
     net.submit("n0", spend_a)
     net.submit("n1", spend_b)
+    # A run of transactions from one sender on n0's side: if n0's branch loses, they
+    # must return to the mempool in nonce order and be mined on the winning branch.
+    for nonce in range(3):
+        tx = sign(net.nodes["n0"].chain, keys[0], Transfer(keys[3].address, 1), nonce)
+        assert net.submit("n0", tx)[0].kind.value == "accepted"
     net.run_for(40_000)
     heads = {name: n.chain.head.hash for name, n in net.nodes.items()}
     assert heads["n0"] != heads["n1"], "each side must have mined its own branch"
@@ -99,4 +104,8 @@ def test_partition_heals_to_most_work_chain(tmp_path: Path) -> None:
     # Exactly one of the two conflicting spends survives everywhere.
     b2 = net.nodes["n2"].chain.account(keys[2].address).balance
     b3 = net.nodes["n2"].chain.account(keys[3].address).balance
-    assert {b2, b3} == {1_000 * UNITS_PER_GNC, 1_007 * UNITS_PER_GNC}
+    assert {b2, b3 - 3} == {1_000 * UNITS_PER_GNC, 1_007 * UNITS_PER_GNC}
+    net.run_for(20_000)
+    assert net.settle()
+    for node in net.nodes.values():
+        assert node.chain.account(keys[0].address).nonce == 3
