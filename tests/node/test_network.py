@@ -75,7 +75,7 @@ def test_transactions_gossip_and_get_mined(tmp_path: Path) -> None:
 
 
 def test_partition_heals_to_most_work_chain(tmp_path: Path) -> None:
-    net, keys = make_network(tmp_path, 3, miners={0, 1})
+    net, keys = make_network(tmp_path, 3, miners={0, 1, 2})
     net.run_for(6_000)
     assert net.settle()
     # Split: n0 alone mines on one side, n1 with n2 on the other.
@@ -86,26 +86,29 @@ def test_partition_heals_to_most_work_chain(tmp_path: Path) -> None:
     net.submit("n1", spend_b)
     # A run of transactions from one sender on n0's side: if n0's branch loses, they
     # must return to the mempool in nonce order and be mined on the winning branch.
+    # Spaced out so that they land in different blocks.
     for nonce in range(3):
         tx = sign(net.nodes["n0"].chain, keys[0], Transfer(keys[3].address, 1), nonce)
         assert net.submit("n0", tx)[0].kind.value == "accepted"
-    net.run_for(40_000)
+        net.run_for(10_000)
+    net.run_for(10_000)
     heads = {name: n.chain.head.hash for name, n in net.nodes.items()}
     assert heads["n0"] != heads["n1"], "each side must have mined its own branch"
     assert heads["n1"] == heads["n2"]
     works = {name: n.chain.head.total_work for name, n in net.nodes.items()}
+    assert works["n1"] > works["n0"], "two miners out-mine one: n0's branch must lose"
     net.heal()
     assert net.settle(max_ms=60_000)
     winner = max(works.values())
     for node in net.nodes.values():
         assert node.chain.head.total_work >= winner
+    net.run_for(20_000)
+    assert net.settle()
     roots = {replay_root(n.chain) for n in net.nodes.values()}
     assert len(roots) == 1
+    for node in net.nodes.values():
+        assert node.chain.account(keys[0].address).nonce == 3
     # Exactly one of the two conflicting spends survives everywhere.
     b2 = net.nodes["n2"].chain.account(keys[2].address).balance
     b3 = net.nodes["n2"].chain.account(keys[3].address).balance
     assert {b2, b3 - 3} == {1_000 * UNITS_PER_GNC, 1_007 * UNITS_PER_GNC}
-    net.run_for(20_000)
-    assert net.settle()
-    for node in net.nodes.values():
-        assert node.chain.account(keys[0].address).nonce == 3
