@@ -1,0 +1,416 @@
+"""End-to-end tests of the ``gridnet`` command, run as a real subprocess in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gridnet.crypto.keys import write_key_file
+from gridnet.errors import ConfigError
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import load_genesis_file
+from gridnet.ledger.txs.transfer import Transfer
+from tests.helpers import extend, sign, test_keys, test_params
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+ADDRESS = re.compile(r"^gn[a-z2-7]{39}$")
+
+
+def gridnet(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m gridnet ARGS`` in ``cwd``; never raises on a non-zero exit."""
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "gridnet", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert success; return stdout."""
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    )
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert exit 1 with exactly one 'error: ...' line on stderr (no traceback); return it."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, (
+        f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr!r}"
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+def new_key(cwd: Path, name: str) -> str:
+    out = ok(gridnet("keys", "new", "--out", name, cwd=cwd)).strip()
+    assert ADDRESS.match(out), out
+    return out
+
+
+def account(cwd: Path, data_dir: str | Path, address: str) -> dict[str, object]:
+    out = ok(gridnet("chain", "account", "--data-dir", data_dir, "--address", address, "--json", cwd=cwd))
+    return json.loads(out)
+
+
+def show(cwd: Path, data_dir: str | Path) -> dict[str, object]:
+    return json.loads(ok(gridnet("chain", "show", "--data-dir", data_dir, "--json", cwd=cwd)))
+
+
+@dataclass
+class Funded:
+    """A chain of height 5 whose block 4 carries one transfer of 2.5 GNC from a to b."""
+
+    root: Path
+    data: Path
+    a: str
+    b: str
+
+
+@pytest.fixture(scope="module")
+def funded(tmp_path_factory: pytest.TempPathFactory) -> Funded:
+    root = tmp_path_factory.mktemp("funded")
+    a = new_key(root, "a.key")
+    b = new_key(root, "b.key")
+    out = ok(gridnet("chain", "init", "--data-dir", "D", cwd=root))
+    assert "initialised" in out
+    out = ok(gridnet("chain", "mine", "--data-dir", "D", "--blocks", "3", "--key", "a.key", cwd=root))
+    assert "mined 3 block(s)" in out and "height 3" in out and a in out
+    out = ok(
+        gridnet("tx", "transfer", "--data-dir", "D", "--key", "a.key", "--to", b, "--amount", "2.5", cwd=root)
+    )
+    assert re.search(r"pending [0-9a-f]{64}", out), out
+    out = ok(gridnet("chain", "mine", "--data-dir", "D", "--blocks", "2", "--key", "a.key", cwd=root))
+    assert "with 1 transaction(s)" in out and "height 5" in out, out
+    return Funded(root, root / "D", a, b)
+
+
+def copy_chain(funded: Funded, tmp_path: Path) -> Path:
+    """A private copy of the funded chain (with the key files) for tests that change it."""
+    dest = tmp_path / "D"
+    shutil.copytree(funded.data, dest)
+    for name in ("a.key", "b.key"):
+        shutil.copy2(funded.root / name, tmp_path / name)
+    return dest
+
+
+# --- keys ------------------------------------------------------------------------------
+
+
+def test_keys_new_mode_0600_and_refuses_overwrite(tmp_path: Path) -> None:
+    address = new_key(tmp_path, "k.key")
+    path = tmp_path / "k.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+
+    line = one_line_error(gridnet("keys", "new", "--out", "k.key", cwd=tmp_path))
+    assert "refus" in line and "overwrite" in line and "k.key" in line
+    assert path.read_bytes() == before, "the existing key file was changed"
+    assert ok(gridnet("keys", "show", "--key", "k.key", cwd=tmp_path)).strip() == address
+
+
+def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    new_key(tmp_path, "k.key")
+    (tmp_path / "k.key").chmod(0o644)
+    line = one_line_error(gridnet("keys", "show", "--key", "k.key", cwd=tmp_path))
+    assert "chmod 600" in line
+
+
+# --- a chain with a transfer ------------------------------------------------------------
+
+
+def test_transfer_is_credited_in_base_units(funded: Funded) -> None:
+    acct_b = account(funded.root, funded.data, funded.b)
+    assert acct_b == {
+        "address": funded.b,
+        "balance": 250_000_000,
+        "nonce": 0,
+        "bonded": 0,
+        "unbonding": 0,
+    }
+    acct_a = account(funded.root, funded.data, funded.a)
+    assert acct_a["nonce"] == 1
+    # 5 rewards of 50 GNC, minus 2.5 sent; the fee went back to a as the miner.
+    assert acct_a["balance"] == 5 * 50 * 10**8 - 250_000_000
+    text = ok(gridnet("chain", "account", "--data-dir", funded.data, "--address", funded.b, cwd=funded.root))
+    assert "2.50000000 GNC" in text
+
+
+def test_chain_show_json(funded: Funded) -> None:
+    summary = show(funded.root, funded.data)
+    assert summary["height"] == 5
+    assert HEX64.match(str(summary["head"]))
+    assert isinstance(summary["cumulative_work"], int) and summary["cumulative_work"] > 0
+    assert summary["transactions"] == 1
+    assert summary["pending"] == 0
+
+
+def test_chain_verify_valid(funded: Funded) -> None:
+    result = gridnet("chain", "verify", "--data-dir", funded.data, cwd=funded.root)
+    out = ok(result)
+    assert out.startswith("chain valid: 6 blocks, 1 transactions"), out
+
+
+def test_chain_verify_json(funded: Funded) -> None:
+    out = ok(gridnet("chain", "verify", "--data-dir", funded.data, "--json", cwd=funded.root))
+    assert len(out.strip().splitlines()) == 1, out
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert report["height"] == 5
+    assert report["transactions"] == 1
+    assert isinstance(report["tx_per_s"], int | float) and report["tx_per_s"] >= 0
+
+
+@pytest.mark.parametrize("kind", ["typo", "truncated", "prefix"])
+def test_transfer_to_mistyped_address(funded: Funded, kind: str) -> None:
+    b = funded.b
+    if kind == "typo":
+        bad = b[:12] + ("a" if b[12] != "a" else "b") + b[13:]
+        expected = "checksum"
+    elif kind == "truncated":
+        bad = b[:-1]
+        expected = "characters"
+    else:
+        bad = "gx" + b[2:]
+        expected = "start with"
+    result = gridnet(
+        "tx", "transfer", "--data-dir", funded.data, "--key", "a.key", "--to", bad, "--amount", "1",
+        cwd=funded.root,
+    )  # fmt: skip
+    line = one_line_error(result)
+    assert bad in line and "address" in line and expected in line, line
+    assert show(funded.root, funded.data)["pending"] == 0
+
+
+def test_overspend_names_insufficient_balance(funded: Funded) -> None:
+    result = gridnet(
+        "tx", "transfer", "--data-dir", funded.data, "--key", "b.key", "--to", funded.a, "--amount", "100",
+        cwd=funded.root,
+    )  # fmt: skip
+    line = one_line_error(result)
+    assert "InsufficientBalance" in line, line
+    assert show(funded.root, funded.data)["pending"] == 0
+
+
+@pytest.mark.parametrize("amount", ["abc", "0", "1.000000001"])
+def test_bad_amount_is_one_line(funded: Funded, amount: str) -> None:
+    result = gridnet(
+        "tx", "transfer", "--data-dir", funded.data, "--key", "a.key", "--to", funded.b, "--amount", amount,
+        cwd=funded.root,
+    )  # fmt: skip
+    line = one_line_error(result)
+    assert repr(amount) in line, line
+
+
+# --- audit of a tampered store ------------------------------------------------------------
+
+
+def ok_or_1(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1, result.stdout
+    return result.stdout
+
+
+def tamper(data_dir: Path, height: int, column: str, index: int) -> None:
+    """Flip one bit of ``blocks.<column>`` of the main-chain block at ``height``."""
+    db = sqlite3.connect(data_dir / "chain.sqlite")
+    try:
+        (block_hash,) = db.execute("SELECT hash FROM main WHERE height=?", (height,)).fetchone()
+        (raw,) = db.execute(f"SELECT {column} FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+        data = bytearray(raw)
+        data[index] ^= 0x01
+        db.execute(f"UPDATE blocks SET {column}=? WHERE hash=?", (bytes(data), block_hash))
+        db.commit()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("height", "column", "index", "rule"),
+    [
+        (4, "txs", -5, None),  # inside the transfer's signature
+        (2, "header", 10, "HashMismatch"),
+        (3, "txs", -1, None),  # the coinbase-only block
+        (1, "header", -1, "HashMismatch"),
+    ],
+)
+def test_verify_names_tampered_height(
+    funded: Funded, tmp_path: Path, height: int, column: str, index: int, rule: str | None
+) -> None:
+    data = copy_chain(funded, tmp_path)
+    tamper(data, height, column, index)
+
+    result = gridnet("chain", "verify", "--data-dir", data, cwd=tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    m = re.fullmatch(rf"chain invalid at height {height}: ([A-Z][A-Za-z]+): (.+)", lines[0])
+    assert m, lines[0]
+    if rule is not None:
+        assert m.group(1) == rule, lines[0]
+
+    report = json.loads(ok_or_1(gridnet("chain", "verify", "--data-dir", data, "--json", cwd=tmp_path)))
+    assert report["ok"] is False
+    assert report["bad_height"] == height
+    assert report["rule"] == m.group(1)
+
+
+def test_verify_detects_tampered_state(funded: Funded, tmp_path: Path) -> None:
+    data = copy_chain(funded, tmp_path)
+    db = sqlite3.connect(data / "chain.sqlite")
+    (key,) = db.execute("SELECT key FROM state ORDER BY key LIMIT 1").fetchone()
+    db.execute("DELETE FROM state WHERE key=?", (key,))
+    db.commit()
+    db.close()
+    result = gridnet("chain", "verify", "--data-dir", data, cwd=tmp_path)
+    line = ok_or_1(result).strip()
+    assert re.fullmatch(r"chain invalid at height 5: StateMismatch: .+", line), line
+
+
+# --- init / mine misuse -----------------------------------------------------------------
+
+
+def test_init_on_existing_chain_fails_clearly(funded: Funded, tmp_path: Path) -> None:
+    data = copy_chain(funded, tmp_path)
+    line = one_line_error(gridnet("chain", "init", "--data-dir", data, cwd=tmp_path))
+    assert "already holds a chain" in line and str(data) in line, line
+    assert show(tmp_path, data)["height"] == 5
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_mine_without_chain_hints_init(tmp_path: Path, existing: bool) -> None:
+    data = tmp_path / "nochain"
+    if existing:
+        data.mkdir()
+    line = one_line_error(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", cwd=tmp_path))
+    assert "gridnet chain init" in line, line
+    assert data.exists() == existing, "a failed 'chain mine' must not create the data directory"
+    if existing:
+        assert list(data.iterdir()) == [], "a failed 'chain mine' must leave the directory empty"
+
+
+# --- identity and bond --------------------------------------------------------------------
+
+
+def test_register_identity_and_bond(funded: Funded, tmp_path: Path) -> None:
+    data = copy_chain(funded, tmp_path)
+    out = ok(gridnet("tx", "register-identity", "--data-dir", data, "--key", "a.key", cwd=tmp_path))
+    assert "identity proof" in out and "pending" in out
+    ok(gridnet("tx", "bond", "--data-dir", data, "--key", "a.key", "--amount", "1", cwd=tmp_path))
+    assert show(tmp_path, data)["pending"] == 2
+    # Mined by b so that a's balance only changes by its own transactions.
+    before = account(tmp_path, data, funded.a)
+    out = ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    assert "with 2 transaction(s)" in out, out
+    after = account(tmp_path, data, funded.a)
+    assert after["bonded"] == 100_000_000
+    assert after["nonce"] == 3
+    fees = before["balance"] - after["balance"] - 100_000_000  # type: ignore[operator]
+    assert 0 < fees < 10_000, fees
+    ok(gridnet("chain", "verify", "--data-dir", data, cwd=tmp_path))
+
+
+# --- genesis files ------------------------------------------------------------------------
+
+
+def test_genesis_allocation_is_credited(tmp_path: Path) -> None:
+    a = new_key(tmp_path, "a.key")
+    b = new_key(tmp_path, "b.key")
+    out = ok(
+        gridnet(
+            "chain", "genesis", "--out", "g.toml", "--alloc", f"{a}=100", "--alloc", f"{b}=0.5", cwd=tmp_path
+        )
+    )
+    assert "g.toml" in out
+    ok(gridnet("chain", "init", "--data-dir", "G", "--genesis", "g.toml", cwd=tmp_path))
+    assert account(tmp_path, "G", a)["balance"] == 100 * 10**8
+    assert account(tmp_path, "G", b)["balance"] == 50_000_000
+    # The allocation is spendable.
+    ok(
+        gridnet(
+            "tx", "transfer", "--data-dir", "G", "--key", "a.key", "--to", b, "--amount", "1", cwd=tmp_path
+        )
+    )
+    ok(gridnet("chain", "mine", "--data-dir", "G", "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    assert account(tmp_path, "G", b)["balance"] > 150_000_000
+    ok(gridnet("chain", "verify", "--data-dir", "G", cwd=tmp_path))
+
+    line = one_line_error(gridnet("chain", "genesis", "--out", "g.toml", cwd=tmp_path))
+    assert "refusing to overwrite" in line
+
+
+BAD_GENESIS = {
+    "unknown_key": ("[chain]\nfoo = 1\n", ["foo", "[chain]"]),
+    "unknown_section": ("[mining]\nbits = 1\n", ["mining"]),
+    "wrong_type": ('[pow]\ninitial_difficulty_bits = "ten"\n', ["initial_difficulty_bits", "[pow]"]),
+    "negative_reward": ("[reward]\ninitial_gnc = -1\n", ["initial_gnc", "[reward]", "negative"]),
+    "bad_address": ('[[allocation]]\naddress = "gnabc"\ngnc = 1\n', ["allocation 1", "gnabc"]),
+    "bad_time": ('[chain]\ngenesis_time = "yesterday"\n', ["genesis_time", "yesterday"]),
+    "not_toml": ("[chain\n", ["not valid TOML"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GENESIS))
+def test_bad_genesis_is_a_config_error_one_liner(tmp_path: Path, case: str) -> None:
+    text, needles = BAD_GENESIS[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        load_genesis_file(path)
+    line = one_line_error(gridnet("chain", "init", "--data-dir", "H", "--genesis", "bad.toml", cwd=tmp_path))
+    for needle in needles:
+        assert needle in line, f"{needle!r} missing from {line!r}"
+    assert not (tmp_path / "H" / "chain.sqlite").exists()
+
+
+def test_user_text_with_brackets_is_printed_verbatim(funded: Funded) -> None:
+    """User input echoed in an error must not be interpreted as console markup."""
+    result = gridnet(
+        "tx", "transfer", "--data-dir", funded.data, "--key", "a.key", "--to", "[/x]", "--amount", "1",
+        cwd=funded.root,
+    )  # fmt: skip
+    line = one_line_error(result)
+    assert "'[/x]'" in line, line
+
+
+def test_default_fee_still_sufficient_after_128_transactions(tmp_path: Path) -> None:
+    """The default fee must cover the transaction's real size whatever its nonce (a nonce
+    of 128 or more encodes one byte longer than a nonce below 128)."""
+    a, b = test_keys(2)
+    chain = Chain.create(tmp_path / "D", test_params([a]))
+    try:
+        txs = [sign(chain, a, Transfer(b.address, 1_000), nonce, fee=1_000) for nonce in range(128)]
+        extend(chain, txs)
+        assert chain.account(a.address).nonce == 128
+    finally:
+        chain.close()
+    write_key_file(tmp_path / "a.key", a)
+    b_text = ok(gridnet("keys", "new", "--out", "b.key", cwd=tmp_path)).strip()
+
+    result = gridnet(
+        "tx", "transfer", "--data-dir", "D", "--key", "a.key", "--to", b_text, "--amount", "1", cwd=tmp_path
+    )  # fmt: skip
+    ok(result)
+    out = ok(gridnet("chain", "mine", "--data-dir", "D", "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    assert "with 1 transaction(s)" in out, out
+    assert account(tmp_path, "D", b_text)["balance"] > 100_000_000
