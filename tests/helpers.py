@@ -47,7 +47,7 @@ def new_chain(path: Path, params: ChainParams) -> Chain:
 
 
 def sign(chain: Chain, key: PrivateKey, payload: Payload, nonce: int, fee: int | None = None) -> Transaction:
-    fee = min_fee(chain.params.min_fee_per_byte, payload) if fee is None else fee
+    fee = min_fee(chain.params.min_fee_per_byte, payload, nonce) if fee is None else fee
     return sign_transaction(key, chain.chain_id, payload, nonce, fee)
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey, read_key_file, write_key_file
@@ -48,12 +49,17 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(tx_app, name="tx")
 app.add_typer(bench_app, name="bench")
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# markup=False: user text (paths, addresses, messages) is printed verbatim, never parsed.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Data directory of the chain.")]
 KeyFile = Annotated[Path, typer.Option("--key", help="Key file (from 'gridnet keys new').")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def parse_gnc(text: str) -> int:
@@ -181,14 +187,12 @@ def chain_mine(
 
 
 def chain_summary(chain: Chain) -> dict[str, Any]:
-    row = chain.store.db.execute("SELECT COUNT(*) FROM txindex").fetchone()
-    coinbases = chain.height  # every block but genesis has one
     return {
         "name": chain.params.name,
         "height": chain.height,
         "head": chain.head.hash.hex(),
         "cumulative_work": chain.head.total_work,
-        "transactions": int(row[0]) - coinbases,
+        "transactions": chain.store.main_tx_count(),
         "genesis": chain.chain_id.hex(),
         "pending": len(chain.store.pending()),
     }
@@ -273,7 +277,7 @@ def chain_verify(
         )
     elif report.ok:
         console.print(
-            f"chain valid: {report.blocks} blocks, {report.transactions} transactions "
+            f"chain valid: {_count(report.blocks, 'block')}, {_count(report.transactions, 'transaction')} "
             f"verified in {report.seconds:.2f} s ({report.tx_per_s:.0f} tx/s)"
         )
     else:
@@ -415,7 +419,7 @@ def main() -> None:
     except GridnetError as exc:
         named = isinstance(exc, InvalidTransaction | InvalidBlock | MempoolRejection | DecodeError)
         prefix = f"{exc.rule}: " if named else ""
-        err_console.print(f"[red]error:[/red] {prefix}{exc}", highlight=False, markup=True)
+        err_console.print(Text("error: ", style="red") + Text(f"{prefix}{exc}"))
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -196,7 +196,7 @@ class BlockTransactionInvalid(InvalidBlock):
     """A transaction inside the block is invalid; wraps the transaction error."""
 
     def __init__(self, index: int, error: InvalidTransaction) -> None:
-        super().__init__(f"transaction {index}: {error.rule}: {error}")
+        super().__init__(f"transaction {index}: {error}")
         self.index = index
         self.error = error
 

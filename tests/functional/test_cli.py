@@ -166,7 +166,7 @@ def test_chain_show_json(funded: Funded) -> None:
 def test_chain_verify_valid(funded: Funded) -> None:
     result = gridnet("chain", "verify", "--data-dir", funded.data, cwd=funded.root)
     out = ok(result)
-    assert out.startswith("chain valid: 6 blocks, 1 transactions"), out
+    assert out.startswith("chain valid: 6 blocks, 1 transaction "), out
 
 
 def test_chain_verify_json(funded: Funded) -> None:

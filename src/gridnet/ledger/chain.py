@@ -349,8 +349,7 @@ class Chain:
                 restore = dict(zip(record.keys, record.values, strict=True))
                 commit_undos.append(self.commitment.update(restore))
                 pending.update(restore)
-                txids = [tx_id(t) for t in block.txs]
-                store.disconnect(d.hash, d.height, restore, txids)
+                store.disconnect(d.hash, d.height, restore)
                 disconnected.append(block)
             for c in to_connect:
                 cached = cache.get(c.hash)

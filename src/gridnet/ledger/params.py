@@ -145,11 +145,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_time_ms(text: str) -> int:
+def parse_time_ms(text: str, where: str = "genesis_time") -> int:
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"genesis_time {text!r} is not an ISO 8601 time") from None
+        raise ConfigError(f"{where}: {text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
@@ -182,7 +182,8 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             want = fields[key]
             ok = isinstance(value, want) or (want is float and isinstance(value, int))
             if isinstance(value, bool) or not ok:
-                raise ConfigError(f"{source}: [{section}] {key} must be a {want.__name__}")
+                kind = {int: "an integer", float: "a number", str: "a string"}[want]
+                raise ConfigError(f"{source}: [{section}] {key} must be {kind}")
             merged[section][key] = value
     extra = set(doc) - set(_SCHEMA) - {"allocation"}
     if extra:
@@ -203,7 +204,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
     try:
         params = ChainParams(
             name=c["name"],
-            genesis_time=parse_time_ms(c["genesis_time"]),
+            genesis_time=parse_time_ms(c["genesis_time"], f"{source}: [chain] genesis_time"),
             block_interval_ms=int(c["block_interval_s"] * 1000),
             initial_target=target_to_bytes(target_from_bits(p["initial_difficulty_bits"])),
             pow_limit=target_to_bytes(target_from_bits(p["min_difficulty_bits"])),
@@ -215,7 +216,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             identity_target=target_to_bytes(target_from_bits(merged["identity"]["difficulty_bits"])),
             unbonding_delay=merged["staking"]["unbonding_delay_blocks"],
             min_fee_per_byte=merged["fees"]["min_fee_per_byte"],
-            initial_reward=_gnc_to_units(merged["reward"]["initial_gnc"], "[reward] initial_gnc"),
+            initial_reward=_gnc_to_units(merged["reward"]["initial_gnc"], f"{source}: [reward] initial_gnc"),
             halving_interval=merged["reward"]["halving_interval"],
             allocations=tuple(allocations),
         )

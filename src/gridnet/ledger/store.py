@@ -27,12 +27,11 @@ CREATE TABLE IF NOT EXISTS blocks (
     invalid INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_height ON blocks(height);
-CREATE TABLE IF NOT EXISTS main (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS main (
+    height INTEGER PRIMARY KEY, hash BLOB NOT NULL, txs INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS txindex (
-    txid BLOB PRIMARY KEY, block BLOB NOT NULL, pos INTEGER NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
     txid BLOB PRIMARY KEY, data BLOB NOT NULL, added INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -45,6 +44,8 @@ class Store:
     def __init__(self, data_dir: Path, *, create: bool = False, readonly: bool = False) -> None:
         self.data_dir = data_dir
         path = data_dir / DB_NAME
+        if data_dir.exists() and not data_dir.is_dir():
+            raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
         if not path.exists():
             if not create:
                 raise StoreError(
@@ -127,8 +128,10 @@ class Store:
         height: int,
         changes: dict[bytes, bytes | None],
         undo: bytes,
-        txids: Iterable[Hash32],
+        txids: list[Hash32],
     ) -> None:
+        """Make ``block_hash`` the main block at ``height`` with its state changes;
+        ``txids`` are its transactions (coinbase first), which leave the pending pool."""
         db = self.db
         db.executemany(
             "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
@@ -138,18 +141,18 @@ class Store:
         if deleted:
             db.executemany("DELETE FROM state WHERE key=?", deleted)
         db.execute("INSERT OR REPLACE INTO undo(hash, data) VALUES (?, ?)", (block_hash, undo))
-        db.execute("INSERT OR REPLACE INTO main(height, hash) VALUES (?, ?)", (height, block_hash))
-        db.executemany(
-            "INSERT OR REPLACE INTO txindex(txid, block, pos) VALUES (?, ?, ?)",
-            [(t, block_hash, i) for i, t in enumerate(txids)],
+        db.execute(
+            "INSERT OR REPLACE INTO main(height, hash, txs) VALUES (?, ?, ?)",
+            (height, block_hash, max(len(txids) - 1, 0)),
         )
+        if self.db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None:
+            db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in txids])
 
     def disconnect(
         self,
         block_hash: Hash32,
         height: int,
         restore: dict[bytes, bytes | None],
-        txids: Iterable[Hash32],
     ) -> None:
         db = self.db
         db.executemany(
@@ -159,7 +162,6 @@ class Store:
         db.executemany("DELETE FROM state WHERE key=?", [(k,) for k, v in restore.items() if v is None])
         db.execute("DELETE FROM undo WHERE hash=?", (block_hash,))
         db.execute("DELETE FROM main WHERE height=?", (height,))
-        db.executemany("DELETE FROM txindex WHERE txid=?", [(t,) for t in txids])
 
     def get_undo(self, block_hash: Hash32) -> bytes | None:
         row = self.db.execute("SELECT data FROM undo WHERE hash=?", (block_hash,)).fetchone()
@@ -171,9 +173,10 @@ class Store:
         for k, v in self.db.execute("SELECT key, value FROM state"):
             yield bytes(k), bytes(v)
 
-    def tx_location(self, tx_id: Hash32) -> tuple[bytes, int] | None:
-        row = self.db.execute("SELECT block, pos FROM txindex WHERE txid=?", (tx_id,)).fetchone()
-        return None if row is None else (bytes(row[0]), int(row[1]))
+    def main_tx_count(self) -> int:
+        """Signed transactions in the main chain."""
+        row = self.db.execute("SELECT COALESCE(SUM(txs), 0) FROM main").fetchone()
+        return int(row[0])
 
     # --- pending transactions (the mempool's durable copy) -------------------------------
 

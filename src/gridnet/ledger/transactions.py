@@ -47,12 +47,16 @@ def sign_transaction(
     return Transaction(payload=payload, sender=key.public_key, nonce=nonce, fee=fee, signature=signature)
 
 
-def min_fee(min_fee_per_byte: int, payload: Payload) -> int:
-    """Smallest fee a signed transaction with ``payload`` may pay (its size includes the
-    fee itself, so this iterates to the fixed point)."""
+def min_fee(min_fee_per_byte: int, payload: Payload, nonce: int | None = None) -> int:
+    """Smallest fee a signed transaction with ``payload`` and ``nonce`` may pay.
+
+    The size includes the encoded nonce and the fee itself, so this iterates to the
+    fixed point. Without ``nonce`` it sizes for the largest nonce (never too low).
+    """
+    sized_nonce = 2**63 - 1 if nonce is None else nonce
     fee = 0
     while True:
-        size = len(encode((payload, bytes(32), 0, fee))) + SIGNATURE_BYTES
+        size = len(encode((payload, bytes(32), sized_nonce, fee))) + SIGNATURE_BYTES
         need = size * min_fee_per_byte
         if need <= fee:
             return fee

@@ -99,8 +99,11 @@ def _verify(
         try:
             if header_hash(raw_header) != h:
                 raise HashMismatch(f"block {height}: stored header does not hash to {h.hex()[:16]}")
-            header = decode(raw_header, Header)
-            txs = decode(raw_txs, tuple[Transaction, ...], max_bytes=MAX_BLOCK_DECODE)
+            try:
+                header = decode(raw_header, Header)
+                txs = decode(raw_txs, tuple[Transaction, ...], max_bytes=MAX_BLOCK_DECODE)
+            except DecodeError as exc:
+                raise type(exc)(f"block {height} does not decode: {exc}") from None
             if height == 0:
                 if header != genesis.header or txs:
                     raise HashMismatch("stored genesis block differs from the chain parameters")

@@ -55,7 +55,7 @@ def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = No
     """
     pool, _ = load_mempool(chain)
     nonce = chain.account(key.address).nonce + len(pool.by_sender.get(key.address, {}))
-    fee = min_fee(chain.params.min_fee_per_byte, payload) if fee is None else fee
+    fee = min_fee(chain.params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(key, chain.chain_id, payload, nonce, fee)
     outcome = pool.admit(tx, chain.account)[0]
     chain.store.add_pending(outcome.txid, encode(tx), now_ms())

@@ -104,7 +104,7 @@ def run_demo(
 
     def send(i: int, payload: Any) -> None:
         """Participant ``i`` signs ``payload`` and hands it to its home node."""
-        fee = min_fee(params.min_fee_per_byte, payload)
+        fee = min_fee(params.min_fee_per_byte, payload, nonces[i])
         tx = sign_transaction(keys[i], chain_id, payload, nonces[i], fee)
         events = net.submit(names[i % len(names)], tx)
         if events[0].kind.value == "accepted":
