@@ -47,7 +47,7 @@ from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import block_reward, max_supply
 from gridnet.ledger.state import ACCOUNTS, UNBONDING, Account, height_key
-from gridnet.ledger.transactions import min_fee, tx_id
+from gridnet.ledger.transactions import tx_id
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.identity import RegisterIdentity
@@ -208,7 +208,7 @@ def test_second_transaction_with_same_nonce_in_one_block_is_rejected(chain: Chai
 
 
 def test_overspend_is_rejected_and_exact_spend_accepted(chain: Chain) -> None:
-    fee = min_fee(chain.params.min_fee_per_byte, Transfer(B.address, 1000 * GNC))
+    fee = sign(chain, A, Transfer(B.address, 1000 * GNC), 0).fee  # the minimum at nonce 0
     over = sign(chain, A, Transfer(B.address, 1000 * GNC - fee + 1), 0, fee)
     reject_tx(
         chain,
@@ -236,7 +236,7 @@ def test_unfunded_sender_cannot_pay_the_fee(chain: Chain) -> None:
 
 def test_fee_below_minimum_is_rejected(chain: Chain) -> None:
     payload = Transfer(B.address, 5 * GNC)
-    fee = min_fee(chain.params.min_fee_per_byte, payload)
+    fee = sign(chain, A, payload, 0).fee  # the minimum at nonce 0
     validate_transaction(sign(chain, A, payload, 0, fee), chain.params, chain.chain_id)
     low = sign(chain, A, payload, 0, fee - 1)
     with pytest.raises(FeeTooLow):
