@@ -35,7 +35,3 @@ class Block(Wire, frozen=True):
 
 def block_hash(header: Header) -> Hash32:
     return header_hash(encode(header))
-
-
-def encode_txs(txs: tuple[Transaction, ...]) -> bytes:
-    return encode(txs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, block_reward
 from gridnet.ledger.pow import median_time, next_target
-from gridnet.ledger.state import ACCOUNTS, Account, StateView
+from gridnet.ledger.state import ACCOUNTS, Account, StateSource, StateView
 from gridnet.ledger.store import Store
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.transition import (
@@ -107,30 +107,18 @@ class UndoRecord(Wire, frozen=True):
 _ABSENT = object()
 
 
-class _Overlay(Mapping[bytes, bytes]):
-    """Pending changes over the committed state, for reorgs."""
+class _Overlay:
+    """Pending changes (None = deleted) over the committed state, for reorgs."""
 
     def __init__(self, base: dict[bytes, bytes], pending: dict[bytes, bytes | None]) -> None:
         self.base = base
         self.pending = pending
 
-    def get(self, key: bytes, default: object = None) -> bytes | None:  # type: ignore[override]
+    def get(self, key: bytes, /) -> bytes | None:
         v = self.pending.get(key, _ABSENT)
         if v is _ABSENT:
             return self.base.get(key)
         return v  # type: ignore[return-value]
-
-    def __getitem__(self, key: bytes) -> bytes:
-        v = self.get(key)
-        if v is None:
-            raise KeyError(key)
-        return v
-
-    def __iter__(self) -> Iterator[bytes]:  # pragma: no cover - not needed by the view
-        raise NotImplementedError
-
-    def __len__(self) -> int:  # pragma: no cover
-        raise NotImplementedError
 
 
 class Chain:
@@ -332,7 +320,7 @@ class Chain:
         to_disconnect = self.main[fork.height + 1 :][::-1]
 
         pending: dict[bytes, bytes | None] = {}
-        overlay: Mapping[bytes, bytes] = _Overlay(self.values, pending) if to_disconnect else self.values
+        overlay: StateSource = _Overlay(self.values, pending) if to_disconnect else self.values
         commit_undos: list[CommitUndo] = []
         disconnected: list[Block] = []
         connected: list[Block] = []

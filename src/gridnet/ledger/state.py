@@ -8,8 +8,7 @@ a checkpoint (so a failing transaction leaves no trace while a block is built).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from msgspec.structs import replace
 
@@ -44,10 +43,6 @@ def register_table(name: str, prefix: bytes, value_type: type[V]) -> Table[V]:
     table = Table(name, prefix, value_type)
     _TABLES[prefix] = table
     return table
-
-
-def table_of(full_key: bytes) -> Table[Any]:
-    return _TABLES[full_key[:1]]
 
 
 # --- core tables ------------------------------------------------------------------------
@@ -100,12 +95,18 @@ def height_key(height: Height) -> bytes:
 _MISSING = object()
 
 
+class StateSource(Protocol):
+    """Where a view reads encoded state from (a dict, or pending changes over one)."""
+
+    def get(self, key: bytes, /) -> bytes | None: ...
+
+
 class StateView:
     """A mutable overlay on a base map of encoded state (which it never modifies)."""
 
     __slots__ = ("_base", "_dirty", "_journal", "_objects")
 
-    def __init__(self, base: Mapping[bytes, bytes]) -> None:
+    def __init__(self, base: StateSource) -> None:
         self._base = base
         self._objects: dict[bytes, Any] = {}
         self._dirty: set[bytes] = set()

@@ -116,10 +116,6 @@ class Store:
         for height, h in self.db.execute("SELECT height, hash FROM main ORDER BY height"):
             yield int(height), bytes(h)
 
-    def main_hash(self, height: int) -> bytes | None:
-        row = self.db.execute("SELECT hash FROM main WHERE height=?", (height,)).fetchone()
-        return None if row is None else bytes(row[0])
-
     # --- connecting and disconnecting ------------------------------------------------------
 
     def connect(

@@ -8,7 +8,6 @@ recompute the state root, and compare each root with the header.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from msgspec.structs import replace
@@ -46,7 +45,7 @@ from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, block_reward
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import ACCOUNTS, StateView
-from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transactions import Transaction, tx_id, tx_size
 from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.bond import process_unbonding
 from gridnet.ledger.txs.coinbase import Coinbase
@@ -135,7 +134,7 @@ def validate_transaction(tx: Transaction, params: ChainParams, chain_id: Hash32)
     if len(tx.sender) != PUBLIC_KEY_BYTES or len(tx.signature) != SIGNATURE_BYTES:
         raise MalformedTransaction("a signed transaction needs a 32-byte key and 64-byte signature")
     body = encode((payload, tx.sender, tx.nonce, tx.fee))
-    size = len(body) + SIGNATURE_BYTES
+    size = tx_size(body)
     if tx.fee < size * params.min_fee_per_byte:
         raise FeeTooLow(
             f"fee {tx.fee} is below the minimum {size * params.min_fee_per_byte} "
@@ -208,14 +207,12 @@ def apply_block(
     ctx: HeaderContext,
     *,
     encoded_size: int,
-    verified: Iterable[VerifiedTx] | None = None,
 ) -> BlockResult:
     """Validate ``block`` on top of ``state`` and apply it.
 
     On success ``state`` holds the block's changes and ``commitment`` its new
     root; on failure an :class:`InvalidBlock` names the rule and ``commitment``
-    is unchanged. ``verified`` may pass transactions already checked statelessly
-    (by this node's mempool), in block order after the coinbase.
+    is unchanged.
     """
     header = block.header
     params = ctx.params
@@ -224,15 +221,12 @@ def apply_block(
         raise BlockTooLarge(f"block {header.height} is {encoded_size} bytes; limit {params.max_block_bytes}")
 
     coinbase, body = split_coinbase(block)
-    if verified is None:
-        vtxs = []
-        for i, tx in enumerate(body, start=1):
-            try:
-                vtxs.append(validate_transaction(tx, params, ctx.chain_id))
-            except InvalidTransaction as exc:
-                raise BlockTransactionInvalid(i, exc) from None
-    else:
-        vtxs = list(verified)
+    vtxs = []
+    for i, tx in enumerate(body, start=1):
+        try:
+            vtxs.append(validate_transaction(tx, params, ctx.chain_id))
+        except InvalidTransaction as exc:
+            raise BlockTransactionInvalid(i, exc) from None
     txids = [tx_id(coinbase)]
     txids.extend(v.txid for v in vtxs)
     if len(set(txids)) != len(txids):
