@@ -16,19 +16,43 @@ import pytest
 from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.errors import BadStateRoot, BlockTransactionInvalid, KnownInvalid, NonceTooLow, UnknownParent
+from gridnet.errors import (
+    BadStateRoot,
+    BlockTransactionInvalid,
+    InsufficientBalance,
+    InsufficientBond,
+    InvalidTransaction,
+    KnownInvalid,
+    NonceTooLow,
+    UnknownIdentity,
+    UnknownParent,
+)
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, Chain
-from gridnet.ledger.params import ChainParams
+from gridnet.ledger.miner import produce_block
+from gridnet.ledger.params import ChainParams, block_reward
+from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import IDENTITIES, UNBONDING
+from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.bond import Bond, Unbond
+from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.verify import verify_chain
 from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_from_bytes, work_of_target
-from tests.helpers import GENESIS_TIME, extend, new_chain, next_block, remine, sign, test_keys, test_params
+from tests.helpers import (
+    GENESIS_TIME,
+    INTERVAL,
+    extend,
+    new_chain,
+    next_block,
+    remine,
+    sign,
+    test_keys,
+    test_params,
+)
 from tests.ledger.forge import forge_block
 
 GNC = UNITS_PER_GNC
@@ -353,3 +377,42 @@ def test_failed_reorg_keeps_the_old_head_and_state(tmp_path: Path, params: Chain
     assert verify_chain(tmp_path / "x", now=reopened.head.header.timestamp).ok
     for c in (q, reopened, fresh):
         c.close()
+
+
+# --- building blocks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (Transfer(C.address, 2000 * GNC), InsufficientBalance),  # pays the fee, not the amount
+        (Bond(GNC), UnknownIdentity),  # B has no identity
+        (Unbond(GNC), InsufficientBond),  # B has nothing bonded
+    ],
+    ids=["overspend", "bond-without-identity", "unbond-without-bond"],
+)
+def test_builder_rejection_leaves_no_fee(
+    tmp_path: Path, params: ChainParams, payload: Payload, error: type[InvalidTransaction]
+) -> None:
+    """A candidate that passes the nonce and fee checks and then fails its type's own
+    rule is rejected by the builder; the block it builds must still be valid, so the
+    rejected candidate's fee must not be counted in the coinbase.
+
+    Fails today: Chain.build_block rolls the state view back but not ``env.fees``, which
+    ``apply_transaction`` already raised; the coinbase claims the rejected fee and the
+    node's own block is refused with WrongReward.
+    """
+    chain = new_chain(tmp_path / "c", params)
+    good = sign(chain, A, Transfer(B.address, GNC), 0)
+    bad = sign(chain, B, payload, 0)
+    vtxs = [validate_transaction(t, chain.params, chain.chain_id) for t in (good, bad)]
+    ts = chain.head.header.timestamp + INTERVAL
+    block, template = produce_block(chain, MINER_P.address, vtxs, now=ts, timestamp=ts)
+    assert [type(e) for _, e in template.rejected] == [error]
+    assert [v.tx for v in template.included] == [good]
+    assert block.txs[1:] == (good,)
+    coinbase = block.txs[0].payload
+    assert isinstance(coinbase, Coinbase)
+    assert (coinbase.reward, coinbase.fees) == (block_reward(params, 1), good.fee)
+    assert chain.add_block(block, now=ts).status is AddStatus.EXTENDED
+    chain.close()
