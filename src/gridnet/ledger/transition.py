@@ -168,8 +168,8 @@ def apply_transaction(state: StateView, env: BlockEnv, vtx: VerifiedTx) -> None:
         sender,
         replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1),
     )
-    env.fees += tx.fee
     RULES[type(tx.payload)].apply(state, env, sender, tx.payload)
+    env.fees += tx.fee  # only once the type's rules passed: a builder may roll the tx back
 
 
 def apply_coinbase(state: StateView, env: BlockEnv, tx: Transaction) -> int:
