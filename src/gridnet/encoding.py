@@ -56,6 +56,11 @@ def _decoder(type_: Any) -> msgspec.msgpack.Decoder[Any]:
     return msgspec.msgpack.Decoder(type_)
 
 
+def _name(type_: Any) -> str:
+    """A readable name for a decode target (a class, a union, a generic alias)."""
+    return getattr(type_, "__name__", None) or str(type_).replace("gridnet.", "")
+
+
 def _classify(exc: Exception, what: str) -> DecodeError:
     msg = str(exc)
     if isinstance(exc, msgspec.ValidationError):
@@ -67,20 +72,24 @@ def _classify(exc: Exception, what: str) -> DecodeError:
     return Malformed(f"{what}: {msg}")
 
 
-def decode_lenient(data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
+def decode_lenient(
+    data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES, what: str | None = None
+) -> T:
     """Strict decode without the canonical re-encoding check (for callers that check it
     once over a larger enclosing object)."""
+    name = what or _name(type_)
     if len(data) > max_bytes:
-        raise Oversize(f"{type_.__name__}: {len(data)} bytes exceeds the limit of {max_bytes}")
+        raise Oversize(f"{name}: {len(data)} bytes exceeds the limit of {max_bytes}")
     try:
         return _decoder(type_).decode(data)  # type: ignore[no-any-return,arg-type]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise _classify(exc, type_.__name__) from None
+        raise _classify(exc, name) from None
 
 
-def decode(data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
-    """Decode ``data`` as ``type_``, accepting only its canonical encoding."""
-    obj = decode_lenient(data, type_, max_bytes=max_bytes)
+def decode(data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES, what: str | None = None) -> T:
+    """Decode ``data`` as ``type_``, accepting only its canonical encoding; ``what``
+    names the object in error messages (default: the type's name)."""
+    obj = decode_lenient(data, type_, max_bytes=max_bytes, what=what)
     if _encoder.encode(obj) != data:
-        raise NonCanonicalEncoding(f"{type_.__name__}: bytes are not the canonical encoding")
+        raise NonCanonicalEncoding(f"{what or _name(type_)}: bytes are not the canonical encoding")
     return obj

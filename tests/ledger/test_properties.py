@@ -127,10 +127,9 @@ def check_random_chain(plan: list[list[tuple[str, int, int, int]]], post_fee_fai
             assert chain.account(address).balance == balance
         for address, nonce in model.nonce.items():
             assert chain.account(address).nonce == nonce
-        now = chain.head.header.timestamp
         height = chain.height
         chain.close()
-        report = verify_chain(path, now=now)
+        report = verify_chain(path)
         assert report.ok, report
         assert (report.height, report.blocks) == (height, height + 1)
 
@@ -172,7 +171,7 @@ def stored_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
         extend(chain, txs)
     now = chain.head.header.timestamp
     chain.close()
-    assert verify_chain(path, now=now).ok
+    assert verify_chain(path).ok
     return path, now
 
 
@@ -190,7 +189,7 @@ def main_hashes(db: sqlite3.Connection) -> list[bytes]:
 def test_flipping_any_byte_of_a_stored_block_fails_verification(
     stored_chain: tuple[Path, int], column: str, data: st.DataObject
 ) -> None:
-    stored, now = stored_chain
+    stored, _ = stored_chain
     with tempfile.TemporaryDirectory() as d:
         path = copy_of(stored, Path(d) / "chain")
         db = sqlite3.connect(path / DB_NAME)
@@ -203,7 +202,7 @@ def test_flipping_any_byte_of_a_stored_block_fails_verification(
         db.execute(f"UPDATE blocks SET {column}=? WHERE hash=?", (bytes(raw), hashes[height]))
         db.commit()
         db.close()
-        report = verify_chain(path, now=now)
+        report = verify_chain(path)
         assert not report.ok
         assert report.bad_height == height, report
         assert report.rule
@@ -219,22 +218,22 @@ def tamper(stored: Path, into: Path, sql: str, *args: object) -> Path:
 
 
 def test_tampered_state_is_reported(stored_chain: tuple[Path, int], tmp_path: Path) -> None:
-    stored, now = stored_chain
+    stored, _ = stored_chain
     key = b"A" + KEYS[0].address
     db = sqlite3.connect(stored / DB_NAME)
     (value,) = db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
     db.close()
     forged = bytes(value[:-1]) + bytes([value[-1] ^ 1])
     path = tamper(stored, tmp_path / "state", "UPDATE state SET value=? WHERE key=?", forged, key)
-    report = verify_chain(path, now=now)
+    report = verify_chain(path)
     assert not report.ok
     assert report.rule == "StateMismatch"
 
 
 def test_missing_main_chain_entry_is_reported(stored_chain: tuple[Path, int], tmp_path: Path) -> None:
-    stored, now = stored_chain
+    stored, _ = stored_chain
     path = tamper(stored, tmp_path / "main", "DELETE FROM main WHERE height=?", 2)
-    report = verify_chain(path, now=now)
+    report = verify_chain(path)
     assert not report.ok
     assert (report.rule, report.bad_height) == ("MissingBlock", 2)
 
@@ -242,14 +241,14 @@ def test_missing_main_chain_entry_is_reported(stored_chain: tuple[Path, int], tm
 def test_main_chain_pointing_at_a_missing_block_is_reported(
     stored_chain: tuple[Path, int], tmp_path: Path
 ) -> None:
-    stored, now = stored_chain
+    stored, _ = stored_chain
     path = tamper(stored, tmp_path / "gone", "DELETE FROM blocks WHERE height=?", 3)
-    report = verify_chain(path, now=now)
+    report = verify_chain(path)
     assert not report.ok
     assert (report.rule, report.bad_height) == ("MissingBlock", 3)
 
 
 def test_untampered_copy_verifies(stored_chain: tuple[Path, int], tmp_path: Path) -> None:
-    stored, now = stored_chain
-    report = verify_chain(copy_of(stored, tmp_path / "copy"), now=now)
+    stored, _ = stored_chain
+    report = verify_chain(copy_of(stored, tmp_path / "copy"))
     assert report.ok and report.height == 5

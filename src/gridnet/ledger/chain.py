@@ -320,7 +320,10 @@ class Chain:
         to_disconnect = self.main[fork.height + 1 :][::-1]
 
         pending: dict[bytes, bytes | None] = {}
-        overlay: StateSource = _Overlay(self.values, pending) if to_disconnect else self.values
+        # Extending the head by one block reads the committed state directly; anything
+        # longer reads pending changes over it.
+        single = not to_disconnect and len(to_connect) == 1
+        overlay: StateSource = self.values if single else _Overlay(self.values, pending)
         commit_undos: list[CommitUndo] = []
         disconnected: list[Block] = []
         connected: list[Block] = []
@@ -354,10 +357,7 @@ class Chain:
                 commit_undos.append(result.commit_undo)
                 old = [overlay.get(k) for k in result.changes]
                 undo = encode(UndoRecord(tuple(result.changes), tuple(old)))
-                if overlay is self.values:
-                    pending = result.changes
-                else:
-                    pending.update(result.changes)
+                pending.update(result.changes)
                 store.put_block(c.hash, c.height, encode(block.header), encode(block.txs))
                 store.connect(c.hash, c.height, result.changes, undo, result.txids)
                 connected.append(block)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest
+from gridnet.encoding import decode, encode
 from gridnet.errors import (
     AlreadyKnown,
     GridnetError,
@@ -92,7 +93,11 @@ class Mempool:
     ) -> list[PoolEvent]:
         """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
         followed by any evictions it caused."""
-        vtx = verified or validate_transaction(tx, self.params, self.chain_id)
+        if verified is None:
+            # A local object never went through decoding: hold it to the wire's ranges.
+            decode(encode(tx), Transaction, what="transaction")
+            verified = validate_transaction(tx, self.params, self.chain_id)
+        vtx = verified
         return self._admit(vtx, account_of)
 
     def add(
@@ -152,7 +157,7 @@ class Mempool:
     def _make_room(self, incoming: VerifiedTx) -> list[PoolEvent]:
         lowest = self._lowest()
         assert lowest is not None
-        if fee_rate(lowest) >= fee_rate(incoming):
+        if fee_rate(lowest) >= fee_rate(incoming) or lowest.sender == incoming.sender:
             raise MempoolFull(
                 f"mempool holds {len(self.by_id)} transactions paying at least "
                 f"{fee_rate(lowest):.2f} per byte; this one pays {fee_rate(incoming):.2f}"
@@ -230,7 +235,7 @@ class Mempool:
         return events
 
     def update_after_block(
-        self, included: set[Hash32], account_of: Callable[[Address], Account]
+        self, included: Iterable[Hash32], account_of: Callable[[Address], Account]
     ) -> list[PoolEvent]:
         """Remove what a new head included and what its nonces made stale."""
         events = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import msgspec
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.hashing import params_hash
-from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, encode
-from gridnet.errors import ConfigError, GridnetError
+from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, decode, encode
+from gridnet.errors import ConfigError, DecodeError, GridnetError
 from gridnet.units import UNITS_PER_GNC, Hash32, Height, Units
 from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
@@ -120,7 +121,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "identity": {"difficulty_bits": int},
     "staking": {"unbonding_delay_blocks": int},
     "fees": {"min_fee_per_byte": int},
-    "reward": {"initial_gnc": float, "halving_interval": int},
+    "reward": {"initial_gnc": str, "halving_interval": int},
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -141,7 +142,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "identity": {"difficulty_bits": 12},
     "staking": {"unbonding_delay_blocks": 10},
     "fees": {"min_fee_per_byte": 1},
-    "reward": {"initial_gnc": 50.0, "halving_interval": 100_000},
+    "reward": {"initial_gnc": "50", "halving_interval": 100_000},
 }
 
 
@@ -156,13 +157,23 @@ def parse_time_ms(text: str, where: str = "genesis_time") -> int:
 
 
 def _gnc_to_units(value: float | int | str, where: str) -> int:
+    """Exact conversion: '12.34567891' (a string keeps every digit) or a TOML number."""
     try:
-        units = round(float(value) * UNITS_PER_GNC)
-    except ValueError:
+        amount = Decimal(str(value))
+    except InvalidOperation:
         raise ConfigError(f"{where}: {value!r} is not an amount of GNC") from None
+    units = amount * UNITS_PER_GNC
+    if units != units.to_integral_value():
+        raise ConfigError(f"{where}: {value!r} has more than 8 decimals")
     if units < 0:
         raise ConfigError(f"{where}: amounts cannot be negative")
-    return units
+    return int(units)
+
+
+def _units_to_gnc(units: int) -> str:
+    """Exact GNC text for a genesis file (a string, so no digit is lost to floats)."""
+    whole, frac = divmod(units, UNITS_PER_GNC)
+    return f'"{whole}.{frac:08d}"'
 
 
 def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParams:
@@ -181,8 +192,12 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
         for key, value in given.items():
             want = fields[key]
             ok = isinstance(value, want) or (want is float and isinstance(value, int))
+            if key.endswith("_gnc"):  # an amount: a number or an exact decimal string
+                ok = isinstance(value, int | float | str)
             if isinstance(value, bool) or not ok:
                 kind = {int: "an integer", float: "a number", str: "a string"}[want]
+                if key.endswith("_gnc"):
+                    kind = "an amount of GNC (a number or a decimal string)"
                 raise ConfigError(f"{source}: [{section}] {key} must be {kind}")
             merged[section][key] = value
     extra = set(doc) - set(_SCHEMA) - {"allocation"}
@@ -205,13 +220,13 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
         params = ChainParams(
             name=c["name"],
             genesis_time=parse_time_ms(c["genesis_time"], f"{source}: [chain] genesis_time"),
-            block_interval_ms=int(c["block_interval_s"] * 1000),
+            block_interval_ms=round(c["block_interval_s"] * 1000),
             initial_target=target_to_bytes(target_from_bits(p["initial_difficulty_bits"])),
             pow_limit=target_to_bytes(target_from_bits(p["min_difficulty_bits"])),
             retarget_window=p["retarget_window"],
             max_retarget_factor=p["max_retarget_factor"],
             median_time_span=p["median_time_span"],
-            max_future_ms=int(c["max_future_s"] * 1000),
+            max_future_ms=round(c["max_future_s"] * 1000),
             max_block_bytes=c["max_block_bytes"],
             identity_target=target_to_bytes(target_from_bits(merged["identity"]["difficulty_bits"])),
             unbonding_delay=merged["staking"]["unbonding_delay_blocks"],
@@ -225,14 +240,32 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
     return validate_params(params, source)
 
 
+MAX_BLOCK_BYTES_LIMIT = 3 * 1024 * 1024
+"""Largest max_block_bytes a genesis may set: a block must fit one peer message (4 MiB)."""
+MAX_COIN = 2**63 - 1
+"""No balance may exceed this: it is the largest integer the encoding carries."""
+
+
 def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams:
     """Range checks a person would want named before a chain starts."""
+    try:
+        decode(encode(params), ChainParams)
+    except DecodeError as exc:
+        raise ConfigError(f"{source}: a value is out of range ({exc})") from None
     checks = [
         (params.block_interval_ms > 0, "block_interval_s must be positive"),
         (params.retarget_window >= 1, "retarget_window must be at least 1"),
         (params.max_retarget_factor >= 1, "max_retarget_factor must be at least 1"),
         (params.median_time_span >= 1, "median_time_span must be at least 1"),
-        (params.max_block_bytes >= 1024, "max_block_bytes must be at least 1024"),
+        (
+            1024 <= params.max_block_bytes <= MAX_BLOCK_BYTES_LIMIT,
+            f"max_block_bytes must be between 1024 and {MAX_BLOCK_BYTES_LIMIT}",
+        ),
+        (params.unbonding_delay >= 1, "unbonding_delay_blocks must be at least 1"),
+        (
+            max_supply(params) <= MAX_COIN,
+            f"allocations plus all block rewards exceed {MAX_COIN} base units",
+        ),
         (params.halving_interval >= 1, "halving_interval must be at least 1"),
         (
             params.initial_target_int <= params.pow_limit_int,
@@ -291,7 +324,7 @@ def params_to_toml(params: ChainParams) -> str:
         f"min_fee_per_byte = {params.min_fee_per_byte}",
         "",
         "[reward]",
-        f"initial_gnc = {params.initial_reward / UNITS_PER_GNC}",
+        f"initial_gnc = {_units_to_gnc(params.initial_reward)}",
         f"halving_interval = {params.halving_interval}",
     ]
     for a in params.allocations:
@@ -299,6 +332,6 @@ def params_to_toml(params: ChainParams) -> str:
             "",
             "[[allocation]]",
             f'address = "{address_to_text(a.address)}"',
-            f"gnc = {a.amount / UNITS_PER_GNC}",
+            f"gnc = {_units_to_gnc(a.amount)}",
         ]
     return "\n".join(lines) + "\n"

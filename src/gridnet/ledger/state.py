@@ -109,7 +109,7 @@ class StateView:
     def __init__(self, base: StateSource) -> None:
         self._base = base
         self._objects: dict[bytes, Any] = {}
-        self._dirty: set[bytes] = set()
+        self._dirty: dict[bytes, None] = {}  # insertion-ordered: deterministic undo bytes
         self._journal: list[tuple[bytes, Any, bool]] | None = None
 
     def get(self, table: Table[V], key: bytes) -> V | None:
@@ -127,7 +127,7 @@ class StateView:
         if self._journal is not None:
             self._journal.append((fk, self._objects.get(fk, _MISSING), fk in self._dirty))
         self._objects[fk] = value
-        self._dirty.add(fk)
+        self._dirty[fk] = None
 
     def account(self, address: Address) -> Account:
         """The account at ``address`` (an empty one if it never held coin)."""
@@ -159,7 +159,7 @@ class StateView:
             else:
                 self._objects[fk] = old
             if not was_dirty:
-                self._dirty.discard(fk)
+                self._dirty.pop(fk, None)
 
     def release(self) -> None:
         """Forget checkpoints (keeps all changes)."""

@@ -19,6 +19,7 @@ from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
+from gridnet.units import Hash32
 
 
 @dataclass(slots=True)
@@ -32,13 +33,15 @@ def load_mempool(chain: Chain) -> tuple[Mempool, list[PoolEvent]]:
     pool = Mempool(chain.params, chain.chain_id)
     events: list[PoolEvent] = []
     dropped = []
+    txs: list[tuple[Hash32, Transaction]] = []
     for tid, raw in chain.store.pending():
         try:
-            tx = decode(raw, Transaction)
+            txs.append((tid, decode(raw, Transaction)))
         except DecodeError as exc:
             events.append(PoolEvent(EventKind.DROPPED, tid, None, exc.rule, str(exc)))
             dropped.append(tid)
-            continue
+    txs.sort(key=lambda item: (item[1].sender, item[1].nonce))  # each sender's in nonce order
+    for tid, tx in txs:
         outcome = pool.add(tx, chain.account)[0]
         if outcome.kind is not EventKind.ACCEPTED:
             events.append(PoolEvent(EventKind.DROPPED, tid, outcome.sender, outcome.rule, outcome.message))
@@ -78,8 +81,7 @@ def mine_blocks(
         for vtx, error in template.rejected:
             events.extend(pool.remove_rejected(vtx, error))
         chain.add_block(block)
-        included = {v.txid for v in template.included}
-        events.extend(pool.update_after_block(included, chain.account))
+        events.extend(pool.update_after_block([v.txid for v in template.included], chain.account))
         gone = [e.txid for e in events]
         if gone:
             chain.store.remove_pending(gone)

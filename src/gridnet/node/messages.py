@@ -56,4 +56,4 @@ def encode_message(msg: Message) -> bytes:
 
 def decode_message(data: bytes) -> Message:
     """Canonical decode; raises a named DecodeError (Oversize, Malformed, ...)."""
-    return decode(data, Message, max_bytes=MAX_MESSAGE_BYTES)  # type: ignore[arg-type]
+    return decode(data, Message, max_bytes=MAX_MESSAGE_BYTES, what="peer message")  # type: ignore[arg-type]

@@ -184,14 +184,17 @@ class Node:
         out: list[Outgoing] = []
         if result.status is AddStatus.REORG:
             self.stats.reorgs += 1
-        included = {tx_id(t) for b in result.connected for t in b.txs[1:]}
+        included = [tx_id(t) for b in result.connected for t in b.txs[1:]]  # block order
         events = self.mempool.update_after_block(included, self.chain.account)
+        included_set = set(included)
         for b in reversed(result.disconnected):  # the losing branch's transactions return, in order
             for t in b.txs[1:]:
-                if tx_id(t) not in included:
-                    events.extend(
-                        e for e in self.mempool.add(t, self.chain.account) if e.kind is not EventKind.REJECTED
-                    )
+                if tx_id(t) in included_set:
+                    continue
+                for e in self.mempool.add(t, self.chain.account):
+                    if e.kind is EventKind.REJECTED:  # e.g. the winning branch spent its nonce
+                        e = PoolEvent(EventKind.DROPPED, e.txid, e.sender, e.rule, e.message)
+                    events.append(e)
         out.extend(self._record(events))
         self._template = None
         tip = self.chain.head
