@@ -18,6 +18,7 @@ from pathlib import Path
 from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import Wire, decode, decode_lenient, encode
 from gridnet.errors import (
+    BadMerkleRoot,
     BlockTooLarge,
     InvalidBlock,
     InvalidTransaction,
@@ -40,6 +41,7 @@ from gridnet.ledger.transition import (
     apply_block,
     apply_coinbase,
     apply_transaction,
+    check_tx_root,
     validate_header,
 )
 from gridnet.ledger.txs.base import BlockEnv
@@ -133,6 +135,7 @@ class Chain:
         self.main: list[BlockEntry] = []
         self.values: dict[bytes, bytes] = {}
         self.commitment = StateCommitment()
+        self._best: BlockEntry | None = None
         self._load(genesis)
 
     # --- opening ---------------------------------------------------------------------------
@@ -236,16 +239,30 @@ class Chain:
         assert e is not None and e.height == height
         return e
 
-    def locator(self) -> list[Hash32]:
-        """Hashes of main-chain blocks, dense near the head then exponentially sparse."""
+    def best_tip(self) -> BlockEntry:
+        """The known valid block with the most cumulative work (the head, or a side
+        block whose branch is still being downloaded)."""
+        if self._best is None:
+            self._best = max(
+                (e for e in self.entries.values() if not e.invalid),
+                key=lambda e: (e.total_work, e is self.head),
+            )
+        return self._best
+
+    def locator(self, tip: BlockEntry | None = None) -> list[Hash32]:
+        """Hashes back from ``tip`` (default: the best known tip): dense near it, then
+        exponentially sparse, ending at genesis. A peer answers with the main-chain blocks
+        that follow the first of them it has on its main chain."""
         hashes = []
-        step, height = 1, self.height
-        while height > 0:
-            hashes.append(self.main[height].hash)
+        entry: BlockEntry | None = tip or self.best_tip()
+        step = 1
+        while entry is not None:
+            hashes.append(entry.hash)
+            if entry.height == 0:
+                break
             if len(hashes) >= 10:
                 step *= 2
-            height -= step
-        hashes.append(self.main[0].hash)
+            entry = self.ancestor(entry, max(0, entry.height - step))
         return hashes
 
     # --- header context --------------------------------------------------------------------
@@ -299,11 +316,26 @@ class Chain:
             h, header, parent, parent.total_work + work_of_target(target_from_bytes(header.target))
         )
         if entry.total_work <= self.head.total_work:
+            check_tx_root(block)  # never store a body that is not the header's own
             self.store.put_block(h, header.height, encode(header), encode(block.txs))
-            self.entries[h] = entry
+            self._index(entry)
             return AddResult(AddStatus.SIDE, h)
-        self.entries[h] = entry
-        return self._activate(entry, {h: (block, size)}, now)
+        self._index(entry)
+        try:
+            return self._activate(entry, {h: (block, size)}, now)
+        except BaseException:
+            if not entry.invalid:
+                # Not stored (a body that is not the header's, or a storage error):
+                # forget it, so the real block can still come.
+                del self.entries[h]
+                self._best = None
+            raise
+
+    def _index(self, entry: BlockEntry) -> None:
+        self.entries[entry.hash] = entry
+        best = self._best
+        if best is not None and entry.total_work > best.total_work:
+            self._best = entry
 
     def _activate(self, tip: BlockEntry, cache: dict[Hash32, tuple[Block, int]], now: int) -> AddResult:
         """Make ``tip`` the head; ``cache`` holds blocks (and encoded sizes) not yet stored."""
@@ -367,7 +399,7 @@ class Chain:
             store.rollback()
             for u in reversed(commit_undos):
                 self.commitment.revert(u)
-            if isinstance(exc, InvalidBlock) and failing is not None:
+            if isinstance(exc, InvalidBlock) and not isinstance(exc, BadMerkleRoot) and failing is not None:
                 self._mark_invalid(failing)
                 # A valid part of the branch may still carry more work than the old head.
                 prefix = failing.parent
@@ -393,6 +425,7 @@ class Chain:
         """Mark ``entry`` and every descendant invalid (in memory and in the store)."""
         entry.invalid = True
         self.store.mark_invalid(entry.hash)
+        self._best = None
         for e in self.entries.values():
             p = e.parent
             while p is not None and not p.invalid and not self.is_main(p):

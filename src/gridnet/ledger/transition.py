@@ -45,7 +45,7 @@ from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, block_reward
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import ACCOUNTS, StateView
-from gridnet.ledger.transactions import Transaction, tx_id, tx_size
+from gridnet.ledger.transactions import Transaction, tx_size
 from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.bond import process_unbonding
 from gridnet.ledger.txs.coinbase import Coinbase
@@ -126,14 +126,20 @@ def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
 # --- transactions: stateless ------------------------------------------------------------
 
 
-def validate_transaction(tx: Transaction, params: ChainParams, chain_id: Hash32) -> VerifiedTx:
-    """Stateless rules of a signed transaction: shape, fee, type rules, signature."""
+def validate_transaction(
+    tx: Transaction, params: ChainParams, chain_id: Hash32, body: bytes | None = None
+) -> VerifiedTx:
+    """Stateless rules of a signed transaction: shape, fee, type rules, signature.
+
+    ``body`` may pass the transaction's already encoded body (see ``tx_body``).
+    """
     payload = tx.payload
     if type(payload) is Coinbase:
         raise MisplacedCoinbase("a coinbase may only be the first transaction of a block")
     if len(tx.sender) != PUBLIC_KEY_BYTES or len(tx.signature) != SIGNATURE_BYTES:
         raise MalformedTransaction("a signed transaction needs a 32-byte key and 64-byte signature")
-    body = encode((payload, tx.sender, tx.nonce, tx.fee))
+    if body is None:
+        body = encode((payload, tx.sender, tx.nonce, tx.fee))
     size = tx_size(body)
     if tx.fee < size * params.min_fee_per_byte:
         raise FeeTooLow(
@@ -200,6 +206,17 @@ def split_coinbase(block: Block) -> tuple[Transaction, tuple[Transaction, ...]]:
 # --- blocks -----------------------------------------------------------------------------
 
 
+def check_tx_root(block: Block) -> tuple[list[bytes], list[Hash32]]:
+    """The transactions' bodies and ids, once they are shown to be those the header
+    commits to. A mismatch (``BadMerkleRoot``) says the *body* is not the header's: the
+    header itself is not at fault and may still arrive with its real transactions."""
+    bodies = [encode((t.payload, t.sender, t.nonce, t.fee)) for t in block.txs]
+    ids = [txid(b, t.signature) for b, t in zip(bodies, block.txs, strict=True)]
+    if merkle_root(ids) != block.header.tx_root:
+        raise BadMerkleRoot(f"block {block.header.height}: transaction root does not match its transactions")
+    return bodies, ids
+
+
 def apply_block(
     state: StateView,
     commitment: StateCommitment,
@@ -220,19 +237,17 @@ def apply_block(
     if encoded_size > params.max_block_bytes:
         raise BlockTooLarge(f"block {header.height} is {encoded_size} bytes; limit {params.max_block_bytes}")
 
+    # From here on the transactions are the header's own: any failure condemns the header.
+    bodies, txids = check_tx_root(block)
     coinbase, body = split_coinbase(block)
     vtxs = []
     for i, tx in enumerate(body, start=1):
         try:
-            vtxs.append(validate_transaction(tx, params, ctx.chain_id))
+            vtxs.append(validate_transaction(tx, params, ctx.chain_id, bodies[i]))
         except InvalidTransaction as exc:
             raise BlockTransactionInvalid(i, exc) from None
-    txids = [tx_id(coinbase)]
-    txids.extend(v.txid for v in vtxs)
     if len(set(txids)) != len(txids):
         raise DuplicateTransaction(f"block {header.height} contains a transaction twice")
-    if merkle_root(txids) != header.tx_root:
-        raise BadMerkleRoot(f"block {header.height}: transaction root does not match its transactions")
 
     env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
     process_unbonding(state, env)

@@ -39,6 +39,12 @@ class GetBlocksMsg(Wire, frozen=True, tag=4):
     limit: U32
 
 
+class BlocksMsg(Wire, frozen=True, tag=6):
+    """The answer to GetBlocksMsg: consecutive main-chain blocks (possibly none)."""
+
+    blocks: tuple[Block, ...]
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -47,7 +53,7 @@ class TxRejectedMsg(Wire, frozen=True, tag=5):
     message: str
 
 
-Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg
+Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg
 
 
 def encode_message(msg: Message) -> bytes:

@@ -15,12 +15,13 @@ from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import encode
 from gridnet.errors import InvalidBlock, UnknownParent
 from gridnet.ledger.blocks import Block
-from gridnet.ledger.chain import AddResult, AddStatus, BlockTemplate, Chain
+from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
-from gridnet.ledger.pow import mine
+from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.node.messages import (
     BlockMsg,
+    BlocksMsg,
     GetBlocksMsg,
     Message,
     StatusMsg,
@@ -28,9 +29,15 @@ from gridnet.node.messages import (
     TxRejectedMsg,
 )
 from gridnet.units import Address, Hash32
+from gridnet.work import target_from_bytes
 
 Outgoing = tuple[str, Message]
 """(destination peer, message)."""
+
+MAX_LOCATOR = 64
+"""Locator hashes read from a peer's request (ours have about 10 + log2(height))."""
+MAX_REPLY_BYTES = 3 * 1024 * 1024
+"""Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
 
 
 @dataclass
@@ -43,7 +50,10 @@ class NodeConfig:
     """Rebuild the block template at least this often (to pick up new transactions)."""
     status_interval_ms: int = 2_000
     blocks_per_request: int = 64
-    max_orphans: int = 256
+    request_timeout_ms: int = 5_000
+    """A block request unanswered for this long may be sent again."""
+    max_orphans: int = 64
+    max_orphans_per_peer: int = 16
     mempool_max_txs: int = 50_000
 
 
@@ -66,7 +76,12 @@ class Node:
         self.mempool = Mempool(chain.params, chain.chain_id, max_txs=self.config.mempool_max_txs)
         self.peers: list[str] = []
         self.peer_work: dict[str, int] = {}
-        self.orphans: OrderedDict[Hash32, Block] = OrderedDict()
+        self.orphans: OrderedDict[Hash32, tuple[str, Block]] = OrderedDict()
+        """Blocks whose parent is unknown yet: hash -> (peer it came from, block)."""
+        self._inflight: dict[str, int] = {}
+        """Peer -> when we sent it the block request it has not answered yet."""
+        self._peer_tip: dict[str, BlockEntry] = {}
+        """Peer -> the last block of its answers: where the next request continues."""
         self.events: list[PoolEvent] = []
         """Every mempool outcome of this node, in order (nothing is dropped silently)."""
         self.stats = NodeStats()
@@ -108,7 +123,9 @@ class Node:
         if isinstance(msg, BlockMsg):
             return self._on_block(peer, msg.block, now)
         if isinstance(msg, StatusMsg):
-            return self._on_status(peer, msg)
+            return self._on_status(peer, msg, now)
+        if isinstance(msg, BlocksMsg):
+            return self._on_blocks(peer, msg, now)
         if isinstance(msg, GetBlocksMsg):
             return self._on_get_blocks(peer, msg)
         return []  # TxRejectedMsg: informative for the sender's user
@@ -165,9 +182,11 @@ class Node:
         try:
             result = self.chain.add_block(block, now=now)
         except UnknownParent:
-            self._keep_orphan(block)
-            if peer is not None:
-                out.append((peer, GetBlocksMsg(tuple(self.chain.locator()), self.config.blocks_per_request)))
+            if not self._keep_orphan(peer, block):
+                if peer is not None:
+                    self._fault(peer)
+                return out
+            out.extend(self._request_blocks(peer, now))
             return out
         except InvalidBlock:
             self.stats.invalid_blocks += 1
@@ -178,7 +197,7 @@ class Node:
         out.extend(self._connect_orphans(result.block_hash, now))
         return out
 
-    def _after_add(self, result: AddResult, source: str | None) -> list[Outgoing]:
+    def _after_add(self, result: AddResult, source: str | None, *, relay: bool = True) -> list[Outgoing]:
         if result.status not in (AddStatus.EXTENDED, AddStatus.REORG):
             return []
         out: list[Outgoing] = []
@@ -199,23 +218,86 @@ class Node:
         self._template = None
         tip = self.chain.head
         tip_block = result.connected[-1] if result.connected else None
-        if tip_block is not None and tip.hash == result.block_hash:
+        if relay and tip_block is not None and tip.hash == result.block_hash:
             out.extend(self._others(source, BlockMsg(tip_block)))
         return out
 
-    def _keep_orphan(self, block: Block) -> None:
-        self.orphans[header_hash(encode(block.header))] = block
+    def _keep_orphan(self, peer: str | None, block: Block) -> bool:
+        """Keep a block whose parent is unknown, if it is plausible; False if it is junk.
+
+        Plausible: within the size limit, a target no easier than the proof-of-work
+        limit, and a header that meets its own target (so each costs real work). A peer
+        holds at most ``max_orphans_per_peer``; the pool at most ``max_orphans``.
+        """
+        params = self.chain.params
+        header = block.header
+        if (
+            len(encode(block)) > params.max_block_bytes
+            or target_from_bytes(header.target) > params.pow_limit_int
+            or not meets_target(header)
+        ):
+            return False
+        h = header_hash(encode(header))
+        if h in self.orphans:
+            return True
+        origin = peer or ""
+        mine = [k for k, (p, _) in self.orphans.items() if p == origin]
+        if len(mine) >= self.config.max_orphans_per_peer:
+            del self.orphans[mine[0]]
+        self.orphans[h] = (origin, block)
         while len(self.orphans) > self.config.max_orphans:
             self.orphans.popitem(last=False)
+        return True
+
+    def _request_blocks(self, peer: str | None, now: int) -> list[Outgoing]:
+        """Ask ``peer`` for the blocks after the tip of what it sent us (or our best tip),
+        unless a request to it is still unanswered (for ``request_timeout_ms``): out-of-
+        order arrivals and repeated announcements never multiply requests."""
+        if peer is None or now - self._inflight.get(peer, -(10**18)) < self.config.request_timeout_ms:
+            return []
+        self._inflight[peer] = now
+        tip = self._peer_tip.get(peer)
+        if tip is None or tip.invalid or tip.hash not in self.chain.entries:
+            tip = self.chain.best_tip()
+        return [(peer, GetBlocksMsg(tuple(self.chain.locator(tip)), self.config.blocks_per_request))]
+
+    def _on_blocks(self, peer: str, msg: BlocksMsg, now: int) -> list[Outgoing]:
+        """A batch answering our request: import in order, relay the new head once, and ask
+        for the next batch while the peer announced more work than we know."""
+        self._inflight.pop(peer, None)
+        head_before = self.chain.head.hash
+        out: list[Outgoing] = []
+        for block in msg.blocks:
+            self.stats.blocks_received += 1
+            try:
+                result = self.chain.add_block(block, now=now)
+            except UnknownParent:
+                break  # the batch does not connect to what we know: ask again below
+            except InvalidBlock:
+                self.stats.invalid_blocks += 1
+                self._fault(peer)
+                return out
+            entry = self.chain.entries.get(result.block_hash)
+            if entry is not None:
+                self._peer_tip[peer] = entry
+            out.extend(self._after_add(result, peer, relay=False))
+            out.extend(self._connect_orphans(result.block_hash, now))
+        if self.chain.head.hash != head_before:
+            tip_block = self.chain.block_at(self.chain.height)
+            if tip_block is not None:
+                out.extend(self._others(peer, BlockMsg(tip_block)))
+        if msg.blocks and self.peer_work.get(peer, 0) > self.chain.best_tip().total_work:
+            out.extend(self._request_blocks(peer, now))
+        return out
 
     def _connect_orphans(self, parent_hash: Hash32, now: int) -> list[Outgoing]:
         out: list[Outgoing] = []
         parents = [parent_hash]
         while parents:
             p = parents.pop()
-            children = [h for h, b in self.orphans.items() if b.header.prev_hash == p]
+            children = [h for h, (_, b) in self.orphans.items() if b.header.prev_hash == p]
             for h in children:
-                block = self.orphans.pop(h)
+                _, block = self.orphans.pop(h)
                 try:
                     result = self.chain.add_block(block, now=now)
                 except InvalidBlock:
@@ -225,30 +307,33 @@ class Node:
                 parents.append(h)
         return out
 
-    def _on_status(self, peer: str, msg: StatusMsg) -> list[Outgoing]:
+    def _on_status(self, peer: str, msg: StatusMsg, now: int) -> list[Outgoing]:
         work = int.from_bytes(msg.total_work, "big")
         self.peer_work[peer] = work
-        if work > self.chain.head.total_work and msg.head not in self.chain.entries:
-            return [(peer, GetBlocksMsg(tuple(self.chain.locator()), self.config.blocks_per_request))]
+        if work > self.chain.best_tip().total_work and msg.head not in self.chain.entries:
+            return self._request_blocks(peer, now)
         return []
 
     def _on_get_blocks(self, peer: str, msg: GetBlocksMsg) -> list[Outgoing]:
         chain = self.chain
         start = 0
-        for h in msg.locator:
+        for h in msg.locator[:MAX_LOCATOR]:
             entry = chain.entries.get(h)
             if entry is not None and chain.is_main(entry):
                 start = entry.height + 1
                 break
         limit = min(msg.limit, self.config.blocks_per_request)
-        out: list[Outgoing] = []
+        blocks: list[Block] = []
+        size = 0
         for height in range(start, min(start + limit, chain.height + 1)):
             block = chain.block_at(height)
-            if block is not None:
-                out.append((peer, BlockMsg(block)))
-        if start + limit <= chain.height:
-            out.append((peer, self.status()))  # more to come: the peer asks again
-        return out
+            if block is None:
+                break
+            size += len(encode(block))
+            if blocks and size > MAX_REPLY_BYTES:
+                break  # the batch must fit one message; the peer asks for the rest
+            blocks.append(block)
+        return [(peer, BlocksMsg(tuple(blocks)))]
 
     # --- mining ----------------------------------------------------------------------------
 

@@ -1,0 +1,136 @@
+"""Hostile or unlucky inputs to nodes: each is refused by name and nothing gets stuck."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import BadMerkleRoot
+from gridnet.ledger.blocks import Block, Header
+from gridnet.ledger.chain import AddStatus, Chain
+from gridnet.ledger.mempool import EventKind
+from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.net.memory import MemoryNetwork
+from gridnet.node.messages import BlockMsg, decode_message, encode_message
+from gridnet.node.node import Node
+from tests.helpers import extend, new_chain, next_block, sign, test_keys, test_params
+
+KEYS = test_keys(3)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Chain, Chain]:
+    params = test_params(KEYS)
+    return new_chain(tmp_path / "victim", params), new_chain(tmp_path / "source", params)
+
+
+def test_a_wrong_body_never_condemns_the_real_header(pair: tuple[Chain, Chain]) -> None:
+    chain, _ = pair
+    real = next_block(chain, [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), 0)])
+    stripped = msgspec.structs.replace(real, txs=real.txs[:1])
+    with pytest.raises(BadMerkleRoot):
+        chain.add_block(stripped, now=real.header.timestamp)
+    assert chain.add_block(real, now=real.header.timestamp).status is AddStatus.EXTENDED
+
+
+def test_a_side_block_with_a_wrong_body_is_not_stored(pair: tuple[Chain, Chain]) -> None:
+    chain, source = pair
+    extend(chain, miner=PrivateKey.from_label("victim-miner"))
+    b1 = extend(source, [sign(source, KEYS[0], Transfer(KEYS[1].address, 5), 0)], miner=KEYS[2])
+    b2 = extend(source, miner=KEYS[2])
+    with pytest.raises(BadMerkleRoot):
+        chain.add_block(msgspec.structs.replace(b1, txs=b1.txs[:1]), now=b1.header.timestamp)
+    assert chain.add_block(b1, now=b1.header.timestamp).status is AddStatus.SIDE
+    assert chain.add_block(b2, now=b2.header.timestamp).status is AddStatus.REORG
+    assert chain.head.hash == source.head.hash
+
+
+def test_a_storage_error_leaves_no_phantom_block(
+    pair: tuple[Chain, Chain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain, source = pair
+    x1, x2 = extend(source), extend(source)
+
+    def locked(*_args: object, **_kw: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as m:
+        m.setattr(chain.store, "connect", locked)
+        with pytest.raises(sqlite3.OperationalError):
+            chain.add_block(x1, now=x1.header.timestamp)
+    assert chain.add_block(x1, now=x1.header.timestamp).status is AddStatus.EXTENDED
+    assert chain.add_block(x2, now=x2.header.timestamp).status is AddStatus.EXTENDED
+
+
+def test_junk_orphans_are_not_kept_and_fault_the_peer(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    node = Node("victim", chain)
+    tx = Transaction(Transfer(bytes(20), 1), bytes(32), 0, 0, bytes(64))
+    for _ in range(5):
+        # Unknown parent, no proof-of-work (target zero): costs the sender nothing.
+        header = Header(1, 5, os.urandom(32), bytes(32), bytes(32), 0, bytes(32), 0, bytes(20))
+        out = node.handle("evil", BlockMsg(Block(header, (tx,) * 3)), now=0)
+        assert out == []
+    assert len(node.orphans) == 0
+    assert node.stats.peer_faults == {"evil": 5}
+
+
+def test_orphans_are_capped_per_peer(tmp_path: Path) -> None:
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "c", params)
+    source = new_chain(tmp_path / "s", params)
+    blocks = [extend(source) for _ in range(30)]
+    node = Node("victim", chain)
+    for b in blocks[1:]:  # every one lacks its parent
+        node.handle("peer", BlockMsg(b), now=b.header.timestamp)
+    assert len(node.orphans) == node.config.max_orphans_per_peer
+
+
+def test_malformed_frames_are_counted_not_fatal(tmp_path: Path) -> None:
+    params = test_params(KEYS)
+    net = MemoryNetwork(start_ms=params.genesis_time, latency_ms=10, jitter_ms=0)
+    net.add(Node("a", new_chain(tmp_path / "a", params)))
+    net.add(Node("b", new_chain(tmp_path / "b", params)))
+    net.link_all()
+    for junk in (b"\xc1", encode_message(BlockMsg(next_block(net.nodes["a"].chain)))[:-3], b"\x00" * 10):
+        net._queue.append((net.now, 0, "a", "b", junk))
+    net.run_for(100)
+    assert net.stats.undecodable == 3
+    with pytest.raises(Exception) as info:
+        decode_message(b"\xc1")
+    assert info.value.__class__.__name__ == "Malformed"
+
+
+def test_local_transaction_outside_wire_ranges_is_rejected(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    node = Node("n", chain)
+    evil = sign(chain, KEYS[0], Transfer(KEYS[1].address, -(10**11)), 0, fee=500)
+    events, out = node.submit_tx(evil, now=chain.params.genesis_time)
+    assert (events[0].kind, events[0].rule) == (EventKind.REJECTED, "WrongType")
+    assert out == []
+
+
+@pytest.mark.parametrize("jitter", [0, 40])
+def test_lagging_node_on_a_long_weaker_branch_catches_up_with_few_messages(
+    tmp_path: Path, jitter: int
+) -> None:
+    params = test_params(KEYS)
+    a, b = new_chain(tmp_path / "a", params), new_chain(tmp_path / "b", params)
+    for _ in range(150):
+        extend(a, miner=PrivateKey.from_label("miner-a"))
+    for _ in range(100):
+        extend(b, miner=PrivateKey.from_label("miner-b"))
+    assert a.head.total_work > b.head.total_work
+    net = MemoryNetwork(start_ms=a.head.header.timestamp + 1_000, latency_ms=40, jitter_ms=jitter, seed=3)
+    net.add(Node("A", a))
+    net.add(Node("B", b))
+    net.link_all()
+    assert net.settle(max_ms=30_000)
+    assert b.head.hash == a.head.hash
+    assert net.stats.sent < 60  # a handful of batches and statuses, not a request storm
