@@ -134,3 +134,16 @@ def test_lagging_node_on_a_long_weaker_branch_catches_up_with_few_messages(
     assert net.settle(max_ms=30_000)
     assert b.head.hash == a.head.hash
     assert net.stats.sent < 60  # a handful of batches and statuses, not a request storm
+
+
+def test_a_restarted_node_keeps_its_pending_transactions(tmp_path: Path) -> None:
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "n", params)
+    node = Node("n", chain)
+    txs = [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), nonce) for nonce in range(3)]
+    for tx in txs:
+        assert node.submit_tx(tx, now=params.genesis_time)[0][0].kind is EventKind.ACCEPTED
+    chain.close()
+    restarted = Node("n", Chain.open(tmp_path / "n"))
+    assert len(restarted.mempool) == 3
+    assert [v.tx.nonce for v in restarted.mempool.candidates()] == [0, 1, 2]

@@ -94,6 +94,8 @@ class Mempool:
         """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
         followed by any evictions it caused."""
         if verified is None:
+            if tx_id(tx) in self.by_id:  # before the costly checks: gossip repeats a lot
+                raise AlreadyKnown("transaction is already pending")
             # A local object never went through decoding: hold it to the wire's ranges.
             decode(encode(tx), Transaction, what="transaction")
             verified = validate_transaction(tx, self.params, self.chain_id)

@@ -31,6 +31,12 @@ class MinedBlock:
 def load_mempool(chain: Chain) -> tuple[Mempool, list[PoolEvent]]:
     """The data directory's pending transactions, re-validated against the head."""
     pool = Mempool(chain.params, chain.chain_id)
+    return pool, restore_pending(chain, pool)
+
+
+def restore_pending(chain: Chain, pool: Mempool) -> list[PoolEvent]:
+    """Fill ``pool`` from the store's pending table; drop (and report) what no longer
+    applies to the head."""
     events: list[PoolEvent] = []
     dropped = []
     txs: list[tuple[Hash32, Transaction]] = []
@@ -48,7 +54,7 @@ def load_mempool(chain: Chain) -> tuple[Mempool, list[PoolEvent]]:
             dropped.append(tid)
     if dropped:
         chain.store.remove_pending(dropped)
-    return pool, events
+    return events
 
 
 def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = None) -> PoolEvent:

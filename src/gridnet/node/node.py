@@ -19,6 +19,7 @@ from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.wallet import restore_pending
 from gridnet.node.messages import (
     BlockMsg,
     BlocksMsg,
@@ -86,6 +87,7 @@ class Node:
         """Every mempool outcome of this node, in order (nothing is dropped silently)."""
         self.stats = NodeStats()
         self._tx_origin: dict[Hash32, str] = {}
+        self.events.extend(restore_pending(chain, self.mempool))  # the pool survives restarts
         self._template: BlockTemplate | None = None
         self._template_at = 0
         self._nonce = 0
@@ -142,31 +144,30 @@ class Node:
     # --- transactions ----------------------------------------------------------------------
 
     def _on_tx(self, peer: str | None, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
-        tid = tx_id(tx)
-        if tid in self.mempool:
-            return [], []
         events = self.mempool.add(tx, self.chain.account)
-        out: list[Outgoing] = []
         outcome = events[0]
+        out: list[Outgoing] = []
         if outcome.kind is EventKind.ACCEPTED:
             self.stats.txs_accepted += 1
+            self.chain.store.add_pending(outcome.txid, encode(tx), now)
             if peer is not None:
-                self._tx_origin[tid] = peer
+                self._tx_origin[outcome.txid] = peer
             out.extend(self._others(peer, TxMsg(tx)))
-        else:
+        elif outcome.rule != "AlreadyKnown":  # gossip brings most transactions more than once
             self.stats.txs_rejected += 1
-            if peer is not None and outcome.rule != "AlreadyKnown":
-                out.append((peer, TxRejectedMsg(tid, outcome.rule, outcome.message)))
-        out.extend(
-            self._record(events[1:] if outcome.kind is EventKind.ACCEPTED else [], include_first=events[0])
-        )
+            if peer is not None:
+                out.append((peer, TxRejectedMsg(outcome.txid, outcome.rule, outcome.message)))
+        self.events.append(outcome)
+        out.extend(self._record(events[1:]))  # evictions the new transaction caused
         return events, out
 
-    def _record(self, events: list[PoolEvent], include_first: PoolEvent | None = None) -> list[Outgoing]:
-        """Log events; tell the relaying peer of any transaction evicted or dropped."""
+    def _record(self, events: list[PoolEvent]) -> list[Outgoing]:
+        """Log events, keep the store's pending table in step, and tell the relaying peer
+        of any transaction evicted or dropped."""
         out: list[Outgoing] = []
-        if include_first is not None:
-            self.events.append(include_first)
+        gone = [e.txid for e in events if e.kind in (EventKind.EVICTED, EventKind.DROPPED)]
+        if gone:
+            self.chain.store.remove_pending(gone)
         for e in events:
             self.events.append(e)
             origin = self._tx_origin.pop(e.txid, None)
