@@ -21,6 +21,7 @@ P_MERKLE_NODE: Final = b"gn-merkle-node"
 P_STATE_LEAF: Final = b"gn-state-leaf"
 P_STATE_BUCKET: Final = b"gn-state-bucket"
 P_STATE_NODE: Final = b"gn-state-node"
+P_STATE_PATH: Final = b"gn-state-path"
 P_IDENTITY: Final = b"gn-identity"
 P_PARAMS: Final = b"gn-params"
 P_GENERIC: Final = b"gn-generic"
@@ -76,6 +77,11 @@ def state_bucket(concatenated_leaves: bytes) -> Hash32:
 
 def state_node(concatenated_children: bytes) -> Hash32:
     return _blake2b(concatenated_children, digest_size=HASH_BYTES, person=P_STATE_NODE).digest()
+
+
+def state_path(key: bytes) -> bytes:
+    """Where a state key sits in the commitment trie (its nibbles are the path)."""
+    return _blake2b(key, digest_size=HASH_BYTES, person=P_STATE_PATH).digest()
 
 
 def identity_digest(data: bytes) -> Hash32:

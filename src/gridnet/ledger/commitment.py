@@ -1,12 +1,17 @@
-"""State commitment: a fixed-shape bucketed Merkle tree over all state entries.
+"""State commitment: a hexary Merkle trie over hashed keys, with small leaf buckets.
 
-Every state entry ``key -> value`` has a leaf digest ``H(len(key) || key || value)``.
-Keys fall into one of ``2**16`` buckets by their last two bytes (keys end in an
-address, itself a digest, or in a big-endian counter, so buckets stay balanced). A bucket's digest
-is the hash of its leaves sorted by key (a fixed all-zero digest when empty); four
-levels of 16-ary nodes lead from the buckets to the root. Updating a block's
-changes costs one digest per changed key and per touched node, not per entry, so
-the root is recomputed for every block at little cost.
+Every state entry ``key -> value`` has a leaf digest ``H_leaf(len(key) || key || value)``
+and a path ``H_path(key)`` whose 4-bit nibbles lead down the trie. The shape depends
+only on the set of keys: a subtree holding at most ``BUCKET_SIZE`` entries is a leaf
+bucket (digest: ``H_bucket`` of its leaf digests in path order; an empty subtree is all
+zero), a larger one is an inner node with 16 children by the next nibble (digest:
+``H_node`` of the 16 child digests). Because keys are placed by a hash, crowding one
+path takes a brute-force search per key, and even then an update only costs one leaf
+bucket plus one node per level: never work proportional to the size of the state.
+
+Updates are applied in place and return the inverse changes, so a block that fails
+validation is reverted exactly (the shape is canonical, so re-applying the old leaves
+restores every node).
 """
 
 from __future__ import annotations
@@ -15,47 +20,47 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from gridnet.crypto.hashing import state_bucket, state_leaf, state_node
+from gridnet.crypto.hashing import state_bucket, state_leaf, state_node, state_path
 from gridnet.units import Hash32
 
-FANOUT_BITS: Final = 4
-LEVELS: Final = 4
-BUCKET_BITS: Final = FANOUT_BITS * LEVELS
-FANOUT: Final = 1 << FANOUT_BITS
+BUCKET_SIZE: Final = 16
+"""Largest subtree kept as one leaf bucket."""
+EMPTY: Final = bytes(32)
+"""Digest of an empty subtree (and the root of an empty state)."""
+MAX_DEPTH: Final = 64
+"""Nibbles in a 32-byte path: the deepest a node can be."""
 
 
-def _empty_digests() -> list[Hash32]:
-    empties = [bytes(32)]
-    for _ in range(LEVELS):
-        empties.append(state_node(empties[-1] * FANOUT))
-    return empties
+def _nibble(path: bytes, depth: int) -> int:
+    byte = path[depth >> 1]
+    return byte >> 4 if depth & 1 == 0 else byte & 15
 
 
-EMPTY: Final = _empty_digests()
-"""EMPTY[0]: an empty bucket; EMPTY[level]: an empty node at that level; EMPTY[LEVELS]: root."""
+class _Node:
+    """A leaf bucket (``entries``) or an inner node (``children``); ``digest`` None = stale."""
 
+    __slots__ = ("children", "count", "digest", "entries")
 
-def bucket_of(key: bytes) -> int:
-    return (key[-2] << 8) | key[-1]
+    def __init__(self) -> None:
+        self.entries: dict[bytes, tuple[bytes, Hash32]] | None = {}  # key -> (path, leaf)
+        self.children: list[_Node | None] | None = None
+        self.count = 0
+        self.digest: Hash32 | None = EMPTY
 
 
 @dataclass
 class CommitUndo:
-    """What :meth:`StateCommitment.update` replaced, so that it can be reverted."""
+    """The leaf digests an update replaced (None = the key did not exist)."""
 
-    buckets: dict[int, dict[bytes, bytes] | None] = field(default_factory=dict)
-    nodes: list[dict[int, Hash32]] = field(default_factory=list)
+    leaves: dict[bytes, Hash32 | None] = field(default_factory=dict)
 
 
 class StateCommitment:
     """Incrementally maintained root over a key-value state."""
 
     def __init__(self) -> None:
-        self._buckets: dict[int, dict[bytes, bytes]] = {}
-        # _levels[0]: bucket digests; _levels[l]: level-l nodes; _levels[LEVELS][0]: root.
-        self._levels: list[list[Hash32]] = [
-            [EMPTY[level]] * (1 << (BUCKET_BITS - FANOUT_BITS * level)) for level in range(LEVELS + 1)
-        ]
+        self._root = _Node()
+        self._leaves: dict[bytes, tuple[bytes, Hash32]] = {}  # key -> (path, leaf digest)
 
     @classmethod
     def from_items(cls, items: Iterable[tuple[bytes, bytes]]) -> StateCommitment:
@@ -65,54 +70,112 @@ class StateCommitment:
 
     @property
     def root(self) -> Hash32:
-        return self._levels[LEVELS][0]
+        return _digest(self._root)
 
     def update(self, changes: Mapping[bytes, bytes | None]) -> CommitUndo:
         """Apply ``changes`` (value None = deleted); returns what :meth:`revert` needs."""
-        undo = CommitUndo(nodes=[{} for _ in range(LEVELS + 1)])
-        buckets = self._buckets
-        touched: set[int] = set()
+        undo = CommitUndo()
         for key, value in changes.items():
-            b = bucket_of(key)
-            if b not in undo.buckets:
-                old = buckets.get(b)
-                undo.buckets[b] = old
-                buckets[b] = dict(old) if old else {}
-            contents = buckets[b]
-            if value is None:
-                contents.pop(key, None)
-            else:
-                contents[key] = state_leaf(key, value)
-            touched.add(b)
-        level0 = self._levels[0]
-        saved = undo.nodes[0]
-        for b in touched:
-            contents = buckets[b]
-            saved[b] = level0[b]
-            if contents:
-                level0[b] = state_bucket(b"".join(v for _, v in sorted(contents.items())))
-            else:
-                del buckets[b]
-                level0[b] = EMPTY[0]
-        for level in range(1, LEVELS + 1):
-            below = self._levels[level - 1]
-            nodes = self._levels[level]
-            saved = undo.nodes[level]
-            touched = {i >> FANOUT_BITS for i in touched}
-            for parent in touched:
-                first = parent << FANOUT_BITS
-                saved[parent] = nodes[parent]
-                nodes[parent] = state_node(b"".join(below[first : first + FANOUT]))
+            old = self._leaves.get(key)
+            if key not in undo.leaves:
+                undo.leaves[key] = old[1] if old is not None else None
+            self._set(key, None if value is None else state_leaf(key, value), old)
         return undo
 
     def revert(self, undo: CommitUndo) -> None:
         """Undo the :meth:`update` that returned ``undo`` (must be the latest one)."""
-        for b, contents in undo.buckets.items():
-            if contents is None:
-                self._buckets.pop(b, None)
-            else:
-                self._buckets[b] = contents
-        for level, saved in enumerate(undo.nodes):
-            nodes = self._levels[level]
-            for i, d in saved.items():
-                nodes[i] = d
+        for key, leaf in undo.leaves.items():
+            self._set(key, leaf, self._leaves.get(key))
+
+    # --- the trie ----------------------------------------------------------------------
+
+    def _set(self, key: bytes, leaf: Hash32 | None, old: tuple[bytes, Hash32] | None) -> None:
+        if leaf is None:
+            if old is not None:
+                del self._leaves[key]
+                _delete(self._root, 0, old[0], key)
+            return
+        path = old[0] if old is not None else state_path(key)
+        self._leaves[key] = (path, leaf)
+        _insert(self._root, 0, path, key, leaf, old is None)
+
+
+def _insert(node: _Node, depth: int, path: bytes, key: bytes, leaf: Hash32, new: bool) -> None:
+    while True:
+        node.digest = None
+        if new:
+            node.count += 1
+        entries = node.entries
+        if entries is not None:
+            entries[key] = (path, leaf)
+            if node.count > BUCKET_SIZE and depth < MAX_DEPTH:
+                _split(node, depth)
+            return
+        children = node.children
+        assert children is not None
+        i = _nibble(path, depth)
+        child = children[i]
+        if child is None:
+            child = children[i] = _Node()
+        node = child
+        depth += 1
+
+
+def _split(node: _Node, depth: int) -> None:
+    """Turn an over-full leaf bucket into an inner node (children may split again)."""
+    entries = node.entries
+    assert entries is not None
+    children: list[_Node | None] = [None] * 16
+    node.entries, node.children = None, children
+    for key, (path, leaf) in entries.items():
+        i = _nibble(path, depth)
+        child = children[i]
+        if child is None:
+            child = children[i] = _Node()
+        _insert(child, depth + 1, path, key, leaf, True)
+
+
+def _delete(node: _Node, depth: int, path: bytes, key: bytes) -> None:
+    node.digest = None
+    node.count -= 1
+    if node.entries is not None:
+        del node.entries[key]
+        return
+    children = node.children
+    assert children is not None
+    i = _nibble(path, depth)
+    child = children[i]
+    assert child is not None
+    _delete(child, depth + 1, path, key)
+    if child.count == 0:
+        children[i] = None
+    if node.count <= BUCKET_SIZE:  # small enough again: back to one leaf bucket
+        merged: dict[bytes, tuple[bytes, Hash32]] = {}
+        _collect(node, merged)
+        node.children, node.entries = None, merged
+
+
+def _collect(node: _Node, into: dict[bytes, tuple[bytes, Hash32]]) -> None:
+    if node.entries is not None:
+        into.update(node.entries)
+        return
+    assert node.children is not None
+    for child in node.children:
+        if child is not None:
+            _collect(child, into)
+
+
+def _digest(node: _Node) -> Hash32:
+    d = node.digest
+    if d is not None:
+        return d
+    if node.entries is not None:
+        if node.entries:
+            d = state_bucket(b"".join(leaf for _, leaf in sorted(node.entries.values())))
+        else:
+            d = EMPTY
+    else:
+        assert node.children is not None
+        d = state_node(b"".join(EMPTY if c is None else _digest(c) for c in node.children))
+    node.digest = d
+    return d
