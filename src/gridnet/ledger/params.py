@@ -8,6 +8,7 @@ different genesis hashes and never accept each other's blocks.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -251,7 +252,10 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
     try:
         decode(encode(params), ChainParams)
     except DecodeError as exc:
-        raise ConfigError(f"{source}: a value is out of range ({exc})") from None
+        # Name the field, not its position: "$[13]" -> "initial_reward".
+        fields = ChainParams.__struct_fields__
+        detail = re.sub(r"\$\[(\d+)\]", lambda m: fields[int(m.group(1))], str(exc))
+        raise ConfigError(f"{source}: a value is out of range ({detail})") from None
     checks = [
         (params.block_interval_ms > 0, "block_interval_s must be positive"),
         (params.retarget_window >= 1, "retarget_window must be at least 1"),
