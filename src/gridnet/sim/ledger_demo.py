@@ -8,6 +8,7 @@ SQLite); only the clock is simulated. The same seed gives the same chain.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -164,7 +165,7 @@ def run_demo(
         "simulation_s": round(sim_seconds, 2),
         "total_s": round(time.perf_counter() - started, 2),
     }
-    (out / "report.json").write_text(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
