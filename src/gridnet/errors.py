@@ -117,6 +117,51 @@ class MisplacedCoinbase(InvalidTransaction):
     """A coinbase anywhere but first in a block, or a signed transaction first."""
 
 
+# --- meters and readings ---------------------------------------------------------------
+
+
+class InvalidReading(InvalidTransaction):
+    """A signed meter reading breaks a rule; subclasses name the rule."""
+
+
+class ReadingSignatureInvalid(InvalidReading):
+    """The reading is not signed by the registered meter's key (a foreign key, or a
+    reading altered or replayed for another interval)."""
+
+
+class UnknownMeter(InvalidReading):
+    """The reading names a meter that is not registered on chain."""
+
+
+class RevokedMeter(InvalidReading):
+    """The meter's certificate was revoked by its manufacturer."""
+
+
+class ConflictingReading(InvalidReading):
+    """A second, different reading for an interval the meter already reported."""
+
+
+class DuplicateReading(InvalidReading):
+    """The same reading was already recorded."""
+
+
+class ReadingOutOfOrder(InvalidReading):
+    """A reading for an interval before the meter's latest recorded one."""
+
+
+class CountersWentBackwards(InvalidReading):
+    """A cumulative counter is lower than in the meter's previous reading."""
+
+
+class InconsistentCounters(InvalidReading):
+    """The cumulative counters grew by less than the interval's own energy."""
+
+
+class InvalidCertificate(InvalidTransaction):
+    """A meter certificate is not signed by the manufacturer it names, or that key is not
+    a registered manufacturer."""
+
+
 # --- blocks -----------------------------------------------------------------------------
 
 

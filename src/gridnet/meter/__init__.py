@@ -1,0 +1,1 @@
+"""Smart meters: manufacturer certificates and signed 15-minute readings (pure)."""
