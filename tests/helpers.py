@@ -84,3 +84,19 @@ def remine(block: Block, **header_changes: object) -> Block:
 # Builders, not tests (their names start with "test_" for readability at call sites).
 test_keys.__test__ = False  # type: ignore[attr-defined]
 test_params.__test__ = False  # type: ignore[attr-defined]
+
+
+def rejection(chain: Chain, tx: Transaction) -> Exception:
+    """The named error the block builder gets when it applies ``tx`` on the head."""
+    vtx = validate_transaction(tx, chain.params, chain.chain_id)
+    template = chain.build_block(PrivateKey.from_label("test-miner").address, [vtx])
+    assert template.rejected, "the transaction was accepted"
+    return template.rejected[0][1]
+
+
+def register_identity(chain: Chain, key: PrivateKey, nonce: int = 0) -> Transaction:
+    from gridnet.identity import find_identity_proof
+    from gridnet.ledger.txs.identity import RegisterIdentity
+
+    proof = find_identity_proof(key.address, chain.params.identity_target_int)
+    return sign(chain, key, RegisterIdentity(proof), nonce)

@@ -157,9 +157,49 @@ class InconsistentCounters(InvalidReading):
     """The cumulative counters grew by less than the interval's own energy."""
 
 
+class MeterAlreadyRegistered(InvalidTransaction):
+    """The meter id is already registered on chain."""
+
+
+class NotAuthorized(InvalidTransaction):
+    """The sender lacks the authority role (or ownership) the operation needs."""
+
+
+class AuthorityAlreadyRegistered(InvalidTransaction):
+    """The address is already a registered authority."""
+
+
 class InvalidCertificate(InvalidTransaction):
     """A meter certificate is not signed by the manufacturer it names, or that key is not
     a registered manufacturer."""
+
+
+# --- market (off chain) ----------------------------------------------------------------
+
+
+class InvalidOrder(GridnetError):
+    """A signed bid or offer breaks a rule; subclasses name the rule."""
+
+
+class MalformedOrder(InvalidOrder):
+    """A field has an impossible value (no energy, an unknown side, an empty area)."""
+
+
+class OwnerMismatch(InvalidOrder):
+    """The order's owner is not the address of the key it says signed it."""
+
+
+class OrderSignatureInvalid(InvalidOrder):
+    """The signature is not the owner key's signature of this order (a foreign key, or an
+    order altered after signing)."""
+
+
+class OrderExpired(InvalidOrder):
+    """The order's expiry or its delivery interval is already past."""
+
+
+class OrderNotInAuction(InvalidOrder):
+    """An order handed to an auction it does not belong to (other side, area or interval)."""
 
 
 # --- blocks -----------------------------------------------------------------------------

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnet.ledger.txs import bond, identity, transfer
+from gridnet.ledger.txs import authority, bond, identity, meter, transfer
+from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.identity import RegisterIdentity
+from gridnet.ledger.txs.meter import RegisterMeter, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.transfer import Transfer
 
-Payload = Coinbase | Transfer | RegisterIdentity | Bond | Unbond
+Payload = (
+    Coinbase
+    | Transfer
+    | RegisterIdentity
+    | Bond
+    | Unbond
+    | RegisterAuthority
+    | PublishFlag
+    | RegisterMeter
+    | RevokeMeter
+    | SubmitReadings
+)
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
 RULES: Final[dict[type, AnyRules]] = {
@@ -26,6 +39,11 @@ RULES: Final[dict[type, AnyRules]] = {
         identity.RULES,
         bond.BOND_RULES,
         bond.UNBOND_RULES,
+        authority.REGISTER_AUTHORITY_RULES,
+        authority.PUBLISH_FLAG_RULES,
+        meter.REGISTER_METER_RULES,
+        meter.REVOKE_METER_RULES,
+        meter.SUBMIT_READINGS_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

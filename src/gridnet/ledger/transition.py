@@ -174,6 +174,7 @@ def apply_transaction(state: StateView, env: BlockEnv, vtx: VerifiedTx) -> None:
         sender,
         replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1),
     )
+    env.sender_key = tx.sender
     RULES[type(tx.payload)].apply(state, env, sender, tx.payload)
     env.fees += tx.fee  # only once the type's rules passed: a builder may roll the tx back
 

@@ -24,6 +24,8 @@ class BlockEnv:
     timestamp: int
     fees: Units = 0
     """Fees collected so far in this block [base units]."""
+    sender_key: bytes = b""
+    """Public key of the transaction being applied (set per transaction)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Authorities, their roles and flags; trust in them is local to each participant."""

@@ -1,0 +1,216 @@
+"""Authorities, flags, meter registration and revocation, and reading batches on chain:
+each rule broken, asserting its named rejection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import (
+    AuthorityAlreadyRegistered,
+    ConflictingReading,
+    CountersWentBackwards,
+    DuplicateReading,
+    InconsistentCounters,
+    InvalidCertificate,
+    MalformedTransaction,
+    MeterAlreadyRegistered,
+    NotAuthorized,
+    ReadingOutOfOrder,
+    ReadingSignatureInvalid,
+    RevokedMeter,
+    UnknownIdentity,
+    UnknownMeter,
+)
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority, flagged_by
+from gridnet.ledger.txs.meter import (
+    METERS,
+    READINGS,
+    RegisterMeter,
+    RevokeMeter,
+    SubmitReadings,
+    reading_key,
+)
+from gridnet.meter.certificate import SignedCertificate, issue_certificate
+from gridnet.meter.reading import Reading, SignedReading, sign_reading
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.security.roles import FlagTarget, Role
+from tests.helpers import extend, new_chain, register_identity, rejection, sign, test_keys, test_params
+
+MAKER, OWNER, COLLECTOR, OTHER, DSO = test_keys(5)
+METER_KEY = PrivateKey.from_label("meter-1")
+FOREIGN_KEY = PrivateKey.from_label("not-the-meter")
+INTERVAL = 1_960_000  # some interval in 2025
+
+
+class World:
+    """A chain with a manufacturer authority, an owner identity and one meter."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.nonces = {k.address: 0 for k in test_keys(5)}
+
+    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
+        tx = sign(self.chain, key, payload, self.nonces[key.address])
+        self.nonces[key.address] += 1
+        return tx
+
+    def mine(self, *txs: Transaction) -> None:
+        extend(self.chain, list(txs))
+
+    def pending(self, key: PrivateKey, payload: Payload) -> Transaction:
+        """A signed transaction with the next nonce, not counted as sent."""
+        return sign(self.chain, key, payload, self.nonces[key.address])
+
+
+def cert_for(meter: PrivateKey, maker: PrivateKey = MAKER) -> SignedCertificate:
+    return issue_certificate(
+        maker, meter.public_key, vendor="Acme", model="M1", firmware="1.0.0", serial=meter.address.hex()[:8]
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    w = World(new_chain(tmp_path / "c", test_params(test_keys(5))))
+    w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, DSO)))
+    for k in (MAKER, OWNER, DSO):
+        w.nonces[k.address] = 1
+    w.mine(
+        w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme Meters")),
+        w.tx(DSO, RegisterAuthority(int(Role.DSO), "Grid Co")),
+    )
+    w.mine(w.tx(OWNER, RegisterMeter(cert_for(METER_KEY))))
+    return w
+
+
+def test_meter_is_bound_to_owner_without_the_owner_holding_its_key(world: World) -> None:
+    record = world.chain.view().get(METERS, METER_KEY.address)
+    assert record is not None
+    assert record.owner == OWNER.address and record.meter_key == METER_KEY.public_key
+    assert record.manufacturer == MAKER.address and not record.revoked
+
+
+def test_authority_needs_identity_once_and_known_roles(world: World) -> None:
+    assert isinstance(
+        rejection(world.chain, world.pending(OTHER, RegisterAuthority(1, "X"))), UnknownIdentity
+    )
+    again = world.pending(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme again"))
+    assert isinstance(rejection(world.chain, again), AuthorityAlreadyRegistered)
+    bad = world.pending(MAKER, RegisterAuthority(1 << 10, "?"))
+    with pytest.raises(MalformedTransaction):
+        validate_transaction(bad, world.chain.params, world.chain.chain_id)
+
+
+def test_certificate_rules(world: World) -> None:
+    forged = msgspec.structs.replace(cert_for(PrivateKey.from_label("m2")), signature=bytes(64))
+    with pytest.raises(InvalidCertificate):
+        validate_transaction(
+            world.pending(OWNER, RegisterMeter(forged)), world.chain.params, world.chain.chain_id
+        )
+    by_stranger = cert_for(PrivateKey.from_label("m3"), maker=OTHER)  # OTHER is no manufacturer
+    assert isinstance(
+        rejection(world.chain, world.pending(OWNER, RegisterMeter(by_stranger))), InvalidCertificate
+    )
+    dso_cert = cert_for(PrivateKey.from_label("m4"), maker=DSO)  # an authority, but not a manufacturer
+    assert isinstance(
+        rejection(world.chain, world.pending(OWNER, RegisterMeter(dso_cert))), InvalidCertificate
+    )
+    twice = world.pending(OWNER, RegisterMeter(cert_for(METER_KEY)))
+    assert isinstance(rejection(world.chain, twice), MeterAlreadyRegistered)
+    no_identity = world.pending(COLLECTOR, RegisterMeter(cert_for(PrivateKey.from_label("m5"))))
+    assert isinstance(rejection(world.chain, no_identity), UnknownIdentity)
+
+
+def readings(
+    meter: SimulatedMeter, energy: list[tuple[int, int]], start: int = INTERVAL
+) -> list[SignedReading]:
+    return [meter.read(start + i, exp, imp) for i, (exp, imp) in enumerate(energy)]
+
+
+def test_a_batch_of_readings_is_recorded(world: World) -> None:
+    meter = SimulatedMeter(METER_KEY)
+    batch = readings(meter, [(500, 0), (700, 20), (0, 300)])
+    world.mine(world.tx(COLLECTOR, SubmitReadings(tuple(batch))))
+    view = world.chain.view()
+    rec = view.get(READINGS, reading_key(METER_KEY.address, INTERVAL + 1))
+    assert rec is not None and (rec.exported_wh, rec.imported_wh) == (700, 20)
+    meter_rec = view.get(METERS, METER_KEY.address)
+    assert meter_rec is not None and meter_rec.last_interval == INTERVAL + 2
+    assert meter_rec.last_total_exported_wh == 1200
+
+
+def submit_rejection(world: World, *signed: SignedReading) -> Exception:
+    return rejection(world.chain, world.pending(COLLECTOR, SubmitReadings(tuple(signed))))
+
+
+def test_reading_with_a_foreign_key(world: World) -> None:
+    r = Reading(METER_KEY.address, INTERVAL, 100, 0, 100, 0, "1.0.0")
+    assert isinstance(submit_rejection(world, sign_reading(FOREIGN_KEY, r)), ReadingSignatureInvalid)
+
+
+def test_reading_replayed_for_another_interval(world: World) -> None:
+    signed = SimulatedMeter(METER_KEY).read(INTERVAL, 400, 0)
+    moved = msgspec.structs.replace(
+        signed, reading=msgspec.structs.replace(signed.reading, interval=INTERVAL + 5)
+    )
+    assert isinstance(submit_rejection(world, moved), ReadingSignatureInvalid)
+
+
+def test_reading_from_an_unregistered_meter(world: World) -> None:
+    signed = SimulatedMeter(PrivateKey.from_label("unregistered")).read(INTERVAL, 1, 0)
+    assert isinstance(submit_rejection(world, signed), UnknownMeter)
+
+
+def test_revoked_meter_is_refused_and_only_its_maker_revokes(world: World) -> None:
+    not_maker = world.pending(DSO, RevokeMeter(METER_KEY.address))
+    assert isinstance(rejection(world.chain, not_maker), NotAuthorized)
+    world.mine(world.tx(MAKER, RevokeMeter(METER_KEY.address)))
+    assert isinstance(submit_rejection(world, SimulatedMeter(METER_KEY).read(INTERVAL, 1, 0)), RevokedMeter)
+
+
+def test_second_reading_for_an_interval(world: World) -> None:
+    meter = SimulatedMeter(METER_KEY)
+    first = meter.read(INTERVAL, 300, 0)
+    world.mine(world.tx(COLLECTOR, SubmitReadings((first,))))
+    assert isinstance(submit_rejection(world, first), DuplicateReading)
+    other = sign_reading(METER_KEY, msgspec.structs.replace(first.reading, exported_wh=299))
+    assert isinstance(submit_rejection(world, other), ConflictingReading)
+
+
+def test_reading_out_of_order(world: World) -> None:
+    meter = SimulatedMeter(METER_KEY)
+    world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(INTERVAL + 3, 10, 0),))))
+    assert isinstance(submit_rejection(world, meter.read(INTERVAL + 1, 10, 0)), ReadingOutOfOrder)
+
+
+def test_counters_going_backwards_or_not_covering_the_interval(world: World) -> None:
+    meter = SimulatedMeter(METER_KEY)
+    world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(INTERVAL, 1000, 50),))))
+    back = Reading(METER_KEY.address, INTERVAL + 1, 0, 0, 900, 50, "1.0.0")
+    assert isinstance(submit_rejection(world, sign_reading(METER_KEY, back)), CountersWentBackwards)
+    short = Reading(METER_KEY.address, INTERVAL + 1, 200, 0, 1100, 50, "1.0.0")
+    assert isinstance(submit_rejection(world, sign_reading(METER_KEY, short)), InconsistentCounters)
+
+
+def test_one_bad_reading_rejects_the_whole_batch(world: World) -> None:
+    meter = SimulatedMeter(METER_KEY)
+    good = meter.read(INTERVAL, 10, 0)
+    bad = sign_reading(FOREIGN_KEY, Reading(METER_KEY.address, INTERVAL + 1, 1, 0, 11, 0, "1.0.0"))
+    assert isinstance(submit_rejection(world, good, bad), ReadingSignatureInvalid)
+    assert world.chain.view().get(READINGS, reading_key(METER_KEY.address, INTERVAL)) is None
+
+
+def test_flags_are_published_and_withdrawn_by_authorities_only(world: World) -> None:
+    flag = PublishFlag(int(FlagTarget.METER), METER_KEY.address, "tampered seal", True)
+    assert isinstance(rejection(world.chain, world.pending(OWNER, flag)), NotAuthorized)
+    world.mine(world.tx(DSO, flag))
+    assert flagged_by(world.chain.view(), FlagTarget.METER, METER_KEY.address) == {DSO.address}
+    world.mine(world.tx(DSO, msgspec.structs.replace(flag, active=False)))
+    assert flagged_by(world.chain.view(), FlagTarget.METER, METER_KEY.address) == frozenset()
