@@ -1,0 +1,231 @@
+"""MQTT telemetry through a real amqtt broker on 127.0.0.1 (real TCP, no mocks).
+
+Readings travel meter -> broker -> collector with none lost, each still verifying against
+its meter's key, per-meter order kept; garbage on the topic is counted, never fatal; the
+broker frees its port when stopped. Every test stops what it starts, even when it fails.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import ConfigError
+from gridnet.meter.mqtt import LOOPBACK, MqttBroker, MqttTelemetry, TelemetryTimeout
+from gridnet.meter.reading import SignedReading, is_signed_by
+from gridnet.meter.telemetry import SimulatedMeter
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT_S = 10.0
+PREFIX = "gridnet/test/readings"
+START = 1_966_080
+METERS = 20
+INTERVALS = 8
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def broker() -> Iterator[MqttBroker]:
+    server = MqttBroker().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def telemetry(broker: MqttBroker) -> Iterator[MqttTelemetry]:
+    client = MqttTelemetry(LOOPBACK, broker.port, topic_prefix=PREFIX, timeout_s=WAIT_S)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def raw_client(broker: MqttBroker) -> Iterator[paho.Client]:
+    """A plain paho client on the same broker, to publish what no meter would."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="gridnet-test-raw")
+    client.connect(LOOPBACK, broker.port, keepalive=30)
+    client.loop_start()
+    try:
+        assert wait_until(client.is_connected)
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def meters(n: int = METERS) -> list[SimulatedMeter]:
+    return [SimulatedMeter(PrivateKey.from_label(f"mqtt-meter-{i}")) for i in range(n)]
+
+
+def intervals_by_meter(readings: list[SignedReading]) -> dict[bytes, list[int]]:
+    """Each meter's intervals in the order its readings appear."""
+    out: dict[bytes, list[int]] = {}
+    for r in readings:
+        out.setdefault(r.reading.meter, []).append(r.reading.interval)
+    return out
+
+
+def publish_day(telemetry: MqttTelemetry, fleet: list[SimulatedMeter]) -> list[SignedReading]:
+    sent = []
+    for offset in range(INTERVALS):
+        for i, meter in enumerate(fleet):
+            reading = meter.read(START + offset, exported_wh=100 * i + offset, imported_wh=offset)
+            telemetry.publish(reading)
+            sent.append(reading)
+    return sent
+
+
+def test_readings_travel_meter_broker_collector_with_none_lost(telemetry: MqttTelemetry) -> None:
+    fleet = meters()
+    sent = publish_day(telemetry, fleet)
+    assert len(sent) == METERS * INTERVALS == telemetry.published
+
+    assert telemetry.flush(len(sent), timeout_s=WAIT_S) == len(sent)
+    got = telemetry.collect()
+    assert len(got) == len(sent)
+    assert sorted(got, key=lambda r: (r.reading.meter, r.reading.interval)) == sorted(
+        sent, key=lambda r: (r.reading.meter, r.reading.interval)
+    )
+    for meter in fleet:
+        own = [r for r in got if r.reading.meter == meter.meter_id]
+        assert [r.reading.interval for r in own] == [START + i for i in range(INTERVALS)]
+        assert all(is_signed_by(r, meter.key.public_key) for r in own)
+    assert telemetry.undecodable == 0
+    assert telemetry.collect() == []
+
+
+def test_flush_without_a_count_waits_for_everything_published(telemetry: MqttTelemetry) -> None:
+    fleet = meters(3)
+    first = publish_day(telemetry, fleet)
+    assert telemetry.flush() == len(first)
+    assert intervals_by_meter(telemetry.collect()) == intervals_by_meter(first)
+    second = [meter.read(START + INTERVALS, 1, 1) for meter in fleet]
+    for reading in second:
+        telemetry.publish(reading)
+    assert telemetry.flush() == len(second)
+    assert intervals_by_meter(telemetry.collect()) == intervals_by_meter(second)
+    assert telemetry.received == telemetry.published == len(first) + len(second)
+
+
+def test_flush_is_bounded_and_names_the_shortfall(telemetry: MqttTelemetry) -> None:
+    telemetry.publish(meters(1)[0].read(START, 1, 0))
+    started = time.monotonic()
+    with pytest.raises(TelemetryTimeout, match="only 1 of 5 readings"):
+        telemetry.flush(5, timeout_s=0.3)
+    assert time.monotonic() - started < 3
+
+
+def test_garbage_payload_is_counted_and_collection_goes_on(
+    telemetry: MqttTelemetry, raw_client: paho.Client
+) -> None:
+    fleet = meters(4)
+    before = [meter.read(START, 5, 0) for meter in fleet]
+    for reading in before:
+        telemetry.publish(reading)
+    telemetry.flush(len(before))
+
+    for payload in (b"\xc1 not msgpack", b"\x93\x01\x02\x03", b""):
+        raw_client.publish(f"{PREFIX}/{fleet[0].meter_id.hex()}", payload, qos=1).wait_for_publish(WAIT_S)
+    assert wait_until(lambda: telemetry.undecodable == 3)
+
+    after = [meter.read(START + 1, 5, 0) for meter in fleet]
+    for reading in after:
+        telemetry.publish(reading)
+    telemetry.flush(len(before) + len(after))
+    got = telemetry.collect()
+    assert len(got) == len(before) + len(after)
+    assert {(r.reading.meter, r.reading.interval) for r in got} == {
+        (r.reading.meter, r.reading.interval) for r in before + after
+    }
+    assert telemetry.undecodable == 3
+
+
+def test_readings_from_another_client_on_the_prefix_are_collected(
+    telemetry: MqttTelemetry, raw_client: paho.Client
+) -> None:
+    from gridnet.encoding import encode
+
+    reading = meters(1)[0].read(START, 7, 0)
+    raw_client.publish(f"{PREFIX}/elsewhere", encode(reading), qos=1).wait_for_publish(WAIT_S)
+    raw_client.publish("gridnet/other-topic", encode(reading), qos=1).wait_for_publish(WAIT_S)
+    assert telemetry.flush(1) == 1
+    assert telemetry.collect() == [reading]
+    time.sleep(0.1)  # the message outside the prefix would have arrived by now
+    assert telemetry.collect() == []
+
+
+def test_broker_stop_frees_the_port_and_clients_then_fail_clearly() -> None:
+    first = MqttBroker().start()
+    try:
+        port = first.port
+        with MqttTelemetry(port=port, topic_prefix=PREFIX) as telemetry:
+            telemetry.publish(meters(1)[0].read(START, 1, 0))
+            telemetry.flush(1)
+    finally:
+        first.stop()
+    with pytest.raises(ConfigError):
+        _ = first.port
+    with pytest.raises(ConfigError, match="cannot be reached"):
+        MqttTelemetry(port=port, topic_prefix=PREFIX, timeout_s=2.0)
+
+    with MqttBroker(port) as second:
+        assert second.port == port
+        with MqttTelemetry(port=second.port, topic_prefix=PREFIX) as telemetry:
+            telemetry.publish(meters(1)[0].read(START, 1, 0))
+            assert telemetry.flush(1) == 1
+
+
+def test_broker_listens_on_127_0_0_1_only(broker: MqttBroker) -> None:
+    with socket.create_connection((LOOPBACK, broker.port), timeout=2.0):
+        pass
+    # Another loopback address reaches a socket bound to every interface, not one bound to 127.0.0.1.
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.2", broker.port), timeout=2.0):
+        pass
+
+
+def test_a_port_in_use_is_a_config_error(broker: MqttBroker) -> None:
+    second = MqttBroker(broker.port, timeout_s=5.0)
+    try:
+        with pytest.raises(ConfigError, match="could not listen"):
+            second.start()
+        assert not second.running
+    finally:
+        second.stop()
+    with MqttTelemetry(port=broker.port, topic_prefix=PREFIX) as telemetry:  # the first still serves
+        telemetry.publish(meters(1)[0].read(START, 1, 0))
+        assert telemetry.flush(1) == 1
+
+
+def test_bad_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        MqttBroker(port=70_000)
+    with pytest.raises(ConfigError, match="wildcards"):
+        MqttTelemetry(port=1, topic_prefix="gridnet/#")
+
+
+def test_nothing_is_left_running_after_close_and_stop() -> None:
+    before = set(threading.enumerate())
+    with MqttBroker() as broker, MqttTelemetry(port=broker.port, topic_prefix=PREFIX) as telemetry:
+        telemetry.publish(meters(1)[0].read(START, 1, 0))
+        telemetry.flush(1)
+        assert len(set(threading.enumerate()) - before) >= 3  # broker loop + two paho loops
+    assert wait_until(lambda: set(threading.enumerate()) <= before, timeout_s=5.0)

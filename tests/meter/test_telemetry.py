@@ -1,0 +1,73 @@
+"""In-memory telemetry and simulated meters: order, counters, signatures."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.meter.reading import is_signed_by
+from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
+
+KEY = PrivateKey.from_label("telemetry-test-meter")
+OTHER = PrivateKey.from_label("telemetry-test-other")
+START = 1_966_080  # an interval index (2026-01-29)
+
+
+def test_in_memory_telemetry_returns_readings_in_order_and_empties() -> None:
+    telemetry: Telemetry = InMemoryTelemetry()
+    meters = [SimulatedMeter(KEY), SimulatedMeter(OTHER)]
+    sent = [meter.read(START + i, 10 * i, i) for i in range(3) for meter in meters]
+    for reading in sent:
+        telemetry.publish(reading)
+    assert telemetry.collect() == sent
+    assert telemetry.collect() == []
+    late = meters[0].read(START + 3, 1, 1)
+    telemetry.publish(late)
+    assert telemetry.collect() == [late]
+
+
+def test_simulated_meter_counters_accumulate_and_readings_verify() -> None:
+    meter = SimulatedMeter(KEY, firmware="2.1.0")
+    energy = [(500, 0), (250, 40), (0, 300), (0, 0)]
+    total_export = total_import = 0
+    for offset, (exported, imported) in enumerate(energy):
+        signed = meter.read(START + offset, exported, imported)
+        total_export += exported
+        total_import += imported
+        reading = signed.reading
+        assert reading.meter == KEY.address == meter.meter_id
+        assert reading.interval == START + offset
+        assert (reading.exported_wh, reading.imported_wh) == (exported, imported)
+        assert (reading.total_exported_wh, reading.total_imported_wh) == (total_export, total_import)
+        assert reading.firmware == "2.1.0"
+        assert is_signed_by(signed, KEY.public_key)
+        assert not is_signed_by(signed, OTHER.public_key)
+    assert (meter.total_exported_wh, meter.total_imported_wh) == (750, 340)
+
+
+def test_simulated_meter_refuses_negative_energy() -> None:
+    meter = SimulatedMeter(KEY)
+    with pytest.raises(ValueError):
+        meter.read(START, -1, 0)
+    with pytest.raises(ValueError):
+        meter.read(START, 0, -1)
+    assert (meter.total_exported_wh, meter.total_imported_wh) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"interval": START + 1},
+        {"exported_wh": 1_000},
+        {"imported_wh": 1},
+        {"total_exported_wh": 10_000},
+        {"firmware": "6.6.6"},
+        {"meter": OTHER.address},
+    ],
+)
+def test_reading_altered_after_signing_fails_verification(change: dict[str, object]) -> None:
+    signed = SimulatedMeter(KEY).read(START, 400, 20)
+    assert is_signed_by(signed, KEY.public_key)
+    altered = msgspec.structs.replace(signed, reading=msgspec.structs.replace(signed.reading, **change))
+    assert not is_signed_by(altered, KEY.public_key)
