@@ -202,6 +202,78 @@ class OrderNotInAuction(InvalidOrder):
     """An order handed to an auction it does not belong to (other side, area or interval)."""
 
 
+# --- energy contracts ------------------------------------------------------------------
+
+
+class InvalidContract(InvalidTransaction):
+    """An energy-contract operation breaks a rule; subclasses name the rule."""
+
+
+class MissingPartySignature(InvalidContract):
+    """A party (buyer, seller or a line owner on the path) has not signed the terms."""
+
+
+class MalformedContract(InvalidContract):
+    """Terms or a state out of shape: empty or reversed intervals, zero energy, duplicates."""
+
+
+class MeterNotOwned(InvalidContract):
+    """A contract names a meter that is not registered to that party."""
+
+
+class ContractExists(InvalidContract):
+    """A contract with the same terms is already open."""
+
+
+class UnknownContract(InvalidContract):
+    """No open contract has that id."""
+
+
+class ContractClosed(InvalidContract):
+    """The contract was already closed."""
+
+
+class StateSignatureInvalid(InvalidContract):
+    """The state is not signed by the contract's buyer."""
+
+
+class StaleState(InvalidContract):
+    """A state whose sequence number is not above the last one settled."""
+
+
+class StateRegression(InvalidContract):
+    """A state acknowledges less energy in an interval than was already paid."""
+
+
+class DeliveryOutsideContract(InvalidContract):
+    """A state acknowledges energy in an interval the terms do not cover."""
+
+
+class ContractLimitExceeded(InvalidContract):
+    """A state acknowledges more energy than the terms' maximum."""
+
+
+class MissingReading(InvalidContract):
+    """No reading of the seller's meter is on chain for an interval being paid."""
+
+
+class DoubleSelling(InvalidContract):
+    """Across its contracts the seller would be paid for more energy in an interval than
+    its meter signed as exported."""
+
+
+class DisputeWindowOpen(InvalidContract):
+    """Closing before the contract ended, or before its dispute window passed."""
+
+
+class NotEquivocation(InvalidContract):
+    """The two states are not two different buyer-signed states with the same sequence."""
+
+
+class FraudAlreadyReported(InvalidContract):
+    """This contract's equivocation was already punished."""
+
+
 # --- blocks -----------------------------------------------------------------------------
 
 

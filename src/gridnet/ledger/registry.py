@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnet.ledger.txs import authority, bond, identity, meter, transfer
+from gridnet.ledger.txs import authority, bond, contract, identity, meter, transfer
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
+from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import RegisterMeter, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.transfer import Transfer
@@ -29,6 +30,10 @@ Payload = (
     | RegisterMeter
     | RevokeMeter
     | SubmitReadings
+    | OpenContract
+    | SettleContract
+    | CloseContract
+    | ReportEquivocation
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -44,6 +49,10 @@ RULES: Final[dict[type, AnyRules]] = {
         meter.REGISTER_METER_RULES,
         meter.REVOKE_METER_RULES,
         meter.SUBMIT_READINGS_RULES,
+        contract.OPEN_RULES,
+        contract.SETTLE_RULES,
+        contract.CLOSE_RULES,
+        contract.EQUIVOCATION_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -1,0 +1,2 @@
+"""Energy contracts (state-full channels): terms every party signs, and the buyer's
+signed states acknowledging delivered energy (pure)."""

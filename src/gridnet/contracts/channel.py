@@ -1,0 +1,128 @@
+"""Contract terms, signed states, and the payout arithmetic.
+
+Terms name the buyer, the seller, their meters, the power-line owners on the path with
+their fee per kWh, the price per kWh, the delivery intervals and the maximum energy.
+Every party signs the terms (buyer, seller, each line owner). The buyer's device,
+after checking the meters' signed readings, signs states: a sequence number and the
+cumulative Wh it acknowledges per interval. A later state supersedes an earlier one;
+two different states with the same sequence number prove the buyer equivocated.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from gridnet.crypto.address import address_from_public_key
+from gridnet.crypto.hashing import hash32
+from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.encoding import U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
+from gridnet.units import Address, Hash32, Units, energy_cost
+
+MAX_LINE_OWNERS = 8
+MAX_SPAN = 96
+"""Most intervals one contract may cover (one day)."""
+
+
+class LineFee(Wire, frozen=True):
+    owner: AddressBytes
+    """A power-line owner on the path."""
+    fee: U63
+    """Its fee [base units per kWh delivered]."""
+
+
+class ContractTerms(Wire, frozen=True):
+    buyer: AddressBytes
+    seller: AddressBytes
+    buyer_meter: AddressBytes
+    seller_meter: AddressBytes
+    """Its signed readings bound what the seller can be paid for."""
+    line_fees: Annotated[tuple[LineFee, ...], msgspec.Meta(max_length=MAX_LINE_OWNERS)]
+    price: U63
+    """Paid to the seller [base units per kWh]."""
+    first_interval: U63
+    last_interval: U63
+    max_wh: U63
+    """Most energy the contract pays for [Wh]."""
+    dispute_window: U63
+    """Blocks after the last settlement in which a later state may still supersede it."""
+    nonce: U63
+    """Makes otherwise equal terms distinct."""
+
+
+class PartySignature(Wire, frozen=True):
+    public_key: PublicKeyBytes
+    signature: SignatureBytes
+
+
+class SignedTerms(Wire, frozen=True):
+    terms: ContractTerms
+    signatures: Annotated[tuple[PartySignature, ...], msgspec.Meta(max_length=2 + MAX_LINE_OWNERS)]
+
+
+class Delivery(Wire, frozen=True):
+    interval: U63
+    wh: U63
+    """Cumulative energy acknowledged in the interval [Wh]."""
+
+
+class ContractState(Wire, frozen=True):
+    contract: HashBytes
+    seq: U63
+    deliveries: Annotated[tuple[Delivery, ...], msgspec.Meta(max_length=MAX_SPAN)]
+
+
+class SignedState(Wire, frozen=True):
+    state: ContractState
+    signature: SignatureBytes
+    """The buyer's signature (CONTRACT_STATE domain)."""
+
+
+def contract_id(terms: ContractTerms) -> Hash32:
+    return hash32(encode(terms))
+
+
+def parties(terms: ContractTerms) -> list[Address]:
+    """Everyone who must sign the terms: buyer, seller, then each line owner."""
+    return [terms.buyer, terms.seller, *(f.owner for f in terms.line_fees)]
+
+
+def sign_terms(terms: ContractTerms, key: PrivateKey) -> PartySignature:
+    return PartySignature(key.public_key, key.sign(Domain.CONTRACT_TERMS, encode(terms)))
+
+
+def missing_signers(signed: SignedTerms) -> list[Address]:
+    """Parties without a valid signature on the terms (empty when complete)."""
+    message = encode(signed.terms)
+    valid = {
+        address_from_public_key(s.public_key)
+        for s in signed.signatures
+        if verify_signature(Domain.CONTRACT_TERMS, s.public_key, message, s.signature)
+    }
+    return [p for p in parties(signed.terms) if p not in valid]
+
+
+def sign_state(state: ContractState, buyer: PrivateKey) -> SignedState:
+    return SignedState(state, buyer.sign(Domain.CONTRACT_STATE, encode(state)))
+
+
+def is_signed_by_buyer(signed: SignedState, buyer_key: bytes) -> bool:
+    return verify_signature(Domain.CONTRACT_STATE, buyer_key, encode(signed.state), signed.signature)
+
+
+def deposit(terms: ContractTerms) -> Units:
+    """What opening locks from the buyer: the maximum energy at price plus every fee."""
+    return energy_cost(terms.max_wh, terms.price) + sum(
+        energy_cost(terms.max_wh, f.fee) for f in terms.line_fees
+    )
+
+
+def payouts(terms: ContractTerms, paid_wh_before: int, paid_wh_after: int) -> list[tuple[Address, Units]]:
+    """Who is paid what when the acknowledged total grows from ``paid_wh_before`` to
+    ``paid_wh_after`` [Wh]. Each payee's amount is the difference of its cumulative
+    rounded-down totals, so rounding never pays more than the deposit holds."""
+    out = [(terms.seller, energy_cost(paid_wh_after, terms.price) - energy_cost(paid_wh_before, terms.price))]
+    for f in terms.line_fees:
+        out.append((f.owner, energy_cost(paid_wh_after, f.fee) - energy_cost(paid_wh_before, f.fee)))
+    return out

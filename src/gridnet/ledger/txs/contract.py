@@ -1,0 +1,265 @@
+"""Energy contracts on chain: open (lock the buyer's deposit), settle (pay newly
+acknowledged energy to the seller and each line owner), close (refund the rest after the
+end and the dispute window), and punish a buyer's equivocation (forfeit its bond).
+
+No double selling: across all its contracts, a seller is never paid for more Wh in an
+interval than its meter signed as exported in that interval (``ReadingRecord.sold_wh``).
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from gridnet.contracts.channel import (
+    MAX_SPAN,
+    ContractState,
+    ContractTerms,
+    Delivery,
+    SignedState,
+    SignedTerms,
+    contract_id,
+    deposit,
+    is_signed_by_buyer,
+    missing_signers,
+    payouts,
+)
+from gridnet.crypto.address import address_to_text
+from gridnet.encoding import U63, HashBytes, PublicKeyBytes, Wire
+from gridnet.errors import (
+    ContractClosed,
+    ContractExists,
+    ContractLimitExceeded,
+    DeliveryOutsideContract,
+    DisputeWindowOpen,
+    DoubleSelling,
+    FraudAlreadyReported,
+    InsufficientBalance,
+    MalformedContract,
+    MeterNotOwned,
+    MissingPartySignature,
+    MissingReading,
+    NotAuthorized,
+    NotEquivocation,
+    StaleState,
+    StateRegression,
+    StateSignatureInvalid,
+    UnknownContract,
+)
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.state import ACCOUNTS, StateView, register_table
+from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.units import Address, interval_start
+
+
+class ContractRecord(Wire, frozen=True):
+    terms: ContractTerms
+    buyer_key: PublicKeyBytes
+    """Verifies the buyer's states."""
+    remaining: U63
+    """Deposit not paid out yet [base units]."""
+    paid: tuple[Delivery, ...] = ()
+    """Energy paid so far, per interval [Wh]."""
+    paid_wh: U63 = 0
+    settled_seq: U63 = 0
+    settled: bool = False
+    last_change_height: U63 = 0
+    """Height of the opening or of the latest settlement (starts the dispute window)."""
+    closed: bool = False
+    fraud_reported: bool = False
+
+
+CONTRACTS = register_table("contracts", b"C", ContractRecord)
+
+
+class OpenContract(Wire, frozen=True, tag=10):
+    signed: SignedTerms
+
+
+class SettleContract(Wire, frozen=True, tag=11):
+    signed: SignedState
+
+
+class CloseContract(Wire, frozen=True, tag=12):
+    contract: HashBytes
+
+
+class ReportEquivocation(Wire, frozen=True, tag=13):
+    first: SignedState
+    second: SignedState
+
+
+# --- open ------------------------------------------------------------------------------
+
+
+def validate_open_contract(payload: OpenContract, params: ChainParams) -> None:
+    t = payload.signed.terms
+    if t.first_interval > t.last_interval or t.last_interval - t.first_interval >= MAX_SPAN:
+        raise MalformedContract(f"a contract covers 1 to {MAX_SPAN} intervals, first to last")
+    if t.max_wh == 0:
+        raise MalformedContract("a contract for zero energy")
+    owners = [f.owner for f in t.line_fees]
+    if t.buyer == t.seller or len(set(owners)) != len(owners):
+        raise MalformedContract("buyer and seller must differ and line owners appear once")
+    missing = missing_signers(payload.signed)
+    if missing:
+        names = ", ".join(address_to_text(a) for a in missing)
+        raise MissingPartySignature(f"the terms lack a valid signature of {names}")
+
+
+def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payload: OpenContract) -> None:
+    t = payload.signed.terms
+    if sender != t.buyer:
+        raise NotAuthorized("only the buyer opens a contract (its deposit is locked)")
+    for meter, party in ((t.seller_meter, t.seller), (t.buyer_meter, t.buyer)):
+        record = state.get(METERS, meter)
+        if record is None or record.owner != party:
+            raise MeterNotOwned(
+                f"meter {address_to_text(meter)} is not registered to {address_to_text(party)}"
+            )
+    cid = contract_id(t)
+    if state.get(CONTRACTS, cid) is not None:
+        raise ContractExists(f"contract {cid.hex()[:16]} is already open")
+    locked = deposit(t)
+    acct = state.account(sender)
+    if acct.balance < locked:
+        raise InsufficientBalance(f"the deposit of {locked} exceeds the buyer's balance {acct.balance}")
+    state.put(ACCOUNTS, sender, replace(acct, balance=acct.balance - locked))
+    # The sender is the buyer: its key verifies the states it will sign.
+    state.put(CONTRACTS, cid, ContractRecord(t, env.sender_key, locked, last_change_height=env.height))
+
+
+# --- settle ----------------------------------------------------------------------------
+
+
+def validate_settle_contract(payload: SettleContract, params: ChainParams) -> None:
+    intervals = [d.interval for d in payload.signed.state.deliveries]
+    if intervals != sorted(set(intervals)):
+        raise MalformedContract("deliveries must list each interval once, in increasing order")
+
+
+def open_record(state: StateView, cid: bytes) -> ContractRecord:
+    record = state.get(CONTRACTS, cid)
+    if record is None:
+        raise UnknownContract(f"no contract {cid.hex()[:16]} is open")
+    if record.closed:
+        raise ContractClosed(f"contract {cid.hex()[:16]} is closed")
+    return record
+
+
+def apply_settle_contract(state: StateView, env: BlockEnv, sender: Address, payload: SettleContract) -> None:
+    s: ContractState = payload.signed.state
+    record = open_record(state, s.contract)
+    t = record.terms
+    if not is_signed_by_buyer(payload.signed, record.buyer_key):
+        raise StateSignatureInvalid("the state is not signed by the contract's buyer")
+    if record.settled and s.seq <= record.settled_seq:
+        raise StaleState(f"state {s.seq} does not supersede the settled state {record.settled_seq}")
+    paid = {d.interval: d.wh for d in record.paid}
+    newly: list[tuple[int, int]] = []
+    total = 0
+    for d in s.deliveries:
+        if not t.first_interval <= d.interval <= t.last_interval:
+            raise DeliveryOutsideContract(f"interval {d.interval} is outside the contract")
+        before = paid.get(d.interval, 0)
+        if d.wh < before:
+            raise StateRegression(f"interval {d.interval}: {d.wh} Wh acknowledged, {before} Wh already paid")
+        total += d.wh
+        if d.wh > before:
+            newly.append((d.interval, d.wh - before))
+    listed = {d.interval for d in s.deliveries}
+    for interval, wh in paid.items():
+        if wh and interval not in listed:
+            raise StateRegression(f"interval {interval}: the state drops {wh} Wh already paid")
+    if total > t.max_wh:
+        raise ContractLimitExceeded(f"{total} Wh acknowledged; the contract pays at most {t.max_wh} Wh")
+    for interval, wh in newly:  # every rule first: nothing is written before all pass
+        reading = state.get(READINGS, reading_key(t.seller_meter, interval))
+        if reading is None:
+            raise MissingReading(f"no reading of the seller's meter for interval {interval} is on chain")
+        if reading.sold_wh + wh > reading.exported_wh:
+            raise DoubleSelling(
+                f"interval {interval}: the seller's meter exported {reading.exported_wh} Wh; "
+                f"{reading.sold_wh} Wh are already paid and {wh} Wh more would exceed it"
+            )
+    for interval, wh in newly:
+        key = reading_key(t.seller_meter, interval)
+        reading = state.get(READINGS, key)
+        assert reading is not None
+        state.put(READINGS, key, replace(reading, sold_wh=reading.sold_wh + wh))
+    amounts = payouts(t, record.paid_wh, total)
+    for payee, amount in amounts:
+        if amount:
+            state.credit(payee, amount)
+    state.put(
+        CONTRACTS,
+        s.contract,
+        replace(
+            record,
+            remaining=record.remaining - sum(a for _, a in amounts),
+            paid=s.deliveries,
+            paid_wh=total,
+            settled=True,
+            settled_seq=s.seq,
+            last_change_height=env.height,
+        ),
+    )
+
+
+# --- close -----------------------------------------------------------------------------
+
+
+def validate_close_contract(payload: CloseContract, params: ChainParams) -> None:
+    """Nothing to check without state."""
+
+
+def apply_close_contract(state: StateView, env: BlockEnv, sender: Address, payload: CloseContract) -> None:
+    record = open_record(state, payload.contract)
+    t = record.terms
+    if env.timestamp < interval_start(t.last_interval + 1):
+        raise DisputeWindowOpen("the contract's last interval has not ended")
+    if env.height < record.last_change_height + t.dispute_window:
+        raise DisputeWindowOpen(
+            f"a later state may still be settled until height {record.last_change_height + t.dispute_window}"
+        )
+    if record.remaining:
+        state.credit(t.buyer, record.remaining)
+    state.put(CONTRACTS, payload.contract, replace(record, remaining=0, closed=True))
+
+
+# --- equivocation ----------------------------------------------------------------------
+
+
+def validate_report_equivocation(payload: ReportEquivocation, params: ChainParams) -> None:
+    a, b = payload.first.state, payload.second.state
+    if a.contract != b.contract or a.seq != b.seq or a == b:
+        raise NotEquivocation("a fraud proof needs two different states with the same sequence number")
+
+
+def apply_report_equivocation(
+    state: StateView, env: BlockEnv, sender: Address, payload: ReportEquivocation
+) -> None:
+    cid = payload.first.state.contract
+    record = state.get(CONTRACTS, cid)
+    if record is None:
+        raise UnknownContract(f"no contract {cid.hex()[:16]}")
+    if not (
+        is_signed_by_buyer(payload.first, record.buyer_key)
+        and is_signed_by_buyer(payload.second, record.buyer_key)
+    ):
+        raise NotEquivocation("both states must carry the buyer's signature")
+    if record.fraud_reported:
+        raise FraudAlreadyReported(f"contract {cid.hex()[:16]}'s equivocation was already punished")
+    buyer = state.account(record.terms.buyer)
+    if buyer.bonded:
+        state.put(ACCOUNTS, record.terms.buyer, replace(buyer, bonded=0))
+        state.credit(record.terms.seller, buyer.bonded)  # the wronged party receives the bond
+    state.put(CONTRACTS, cid, replace(record, fraud_reported=True))
+
+
+OPEN_RULES = TxRules(
+    OpenContract, validate_open_contract, apply_open_contract, spends=lambda p: deposit(p.signed.terms)
+)
+SETTLE_RULES = TxRules(SettleContract, validate_settle_contract, apply_settle_contract)
+CLOSE_RULES = TxRules(CloseContract, validate_close_contract, apply_close_contract)
+EQUIVOCATION_RULES = TxRules(ReportEquivocation, validate_report_equivocation, apply_report_equivocation)

@@ -1,0 +1,246 @@
+"""Energy contracts on chain: every rule broken asserts its named rejection; payouts,
+refunds and the no-double-selling invariant hold exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.contracts.channel import (
+    ContractState,
+    ContractTerms,
+    Delivery,
+    LineFee,
+    SignedState,
+    SignedTerms,
+    contract_id,
+    deposit,
+    sign_state,
+    sign_terms,
+)
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import (
+    ContractClosed,
+    ContractExists,
+    ContractLimitExceeded,
+    DeliveryOutsideContract,
+    DisputeWindowOpen,
+    DoubleSelling,
+    FraudAlreadyReported,
+    InsufficientBalance,
+    MeterNotOwned,
+    MissingPartySignature,
+    MissingReading,
+    NotAuthorized,
+    NotEquivocation,
+    StaleState,
+    StateRegression,
+    StateSignatureInvalid,
+)
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.bond import Bond
+from gridnet.ledger.txs.contract import (
+    CONTRACTS,
+    CloseContract,
+    OpenContract,
+    ReportEquivocation,
+    SettleContract,
+)
+from gridnet.ledger.txs.meter import READINGS, RegisterMeter, SubmitReadings, reading_key
+from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.security.roles import Role
+from gridnet.units import UNITS_PER_GNC, energy_cost, interval_of
+from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, rejection, sign, test_params
+
+MAKER, BUYER, SELLER, LINE_A, LINE_B, OTHER = (PrivateKey.from_label(f"contract-{n}") for n in range(6))
+PEOPLE = (MAKER, BUYER, SELLER, LINE_A, LINE_B, OTHER)
+SELLER_METER = SimulatedMeter(PrivateKey.from_label("seller-meter"))
+BUYER_METER = SimulatedMeter(PrivateKey.from_label("buyer-meter"))
+PAST = interval_of(GENESIS_TIME) - 10  # an interval that has ended when the chain starts
+PRICE, FEE_A, FEE_B = 20 * UNITS_PER_GNC // 100, 3_000_000, 1_500_000  # per kWh
+
+
+class Market:
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.nonce = dict.fromkeys((k.address for k in PEOPLE), 0)
+
+    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
+        tx = sign(self.chain, key, payload, self.nonce[key.address])
+        self.nonce[key.address] += 1
+        return tx
+
+    def pending(self, key: PrivateKey, payload: Payload) -> Transaction:
+        return sign(self.chain, key, payload, self.nonce[key.address])
+
+    def mine(self, *txs: Transaction) -> None:
+        extend(self.chain, list(txs))
+
+    def refused(self, key: PrivateKey, payload: Payload) -> Exception:
+        return rejection(self.chain, self.pending(key, payload))
+
+
+def terms(**changes: object) -> ContractTerms:
+    base = ContractTerms(
+        buyer=BUYER.address,
+        seller=SELLER.address,
+        buyer_meter=BUYER_METER.meter_id,
+        seller_meter=SELLER_METER.meter_id,
+        line_fees=(LineFee(LINE_A.address, FEE_A), LineFee(LINE_B.address, FEE_B)),
+        price=PRICE,
+        first_interval=PAST,
+        last_interval=PAST + 1,
+        max_wh=2_000,
+        dispute_window=2,
+        nonce=0,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def signed(
+    t: ContractTerms, signers: tuple[PrivateKey, ...] = (BUYER, SELLER, LINE_A, LINE_B)
+) -> SignedTerms:
+    return SignedTerms(t, tuple(sign_terms(t, k) for k in signers))
+
+
+def state(t: ContractTerms, seq: int, *wh: int, key: PrivateKey = BUYER) -> SignedState:
+    deliveries = tuple(Delivery(PAST + i, w) for i, w in enumerate(wh))
+    return sign_state(ContractState(contract_id(t), seq, deliveries), key)
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Market:
+    m = Market(new_chain(tmp_path / "c", test_params(PEOPLE, gnc=1_000)))
+    m.mine(*(m.tx(k, register_identity(m.chain, k).payload) for k in (MAKER, BUYER, SELLER)))
+    m.mine(m.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")))
+    certs = [
+        issue_certificate(MAKER, meter.key.public_key, vendor="Acme", model="M", firmware="1", serial=name)
+        for meter, name in ((SELLER_METER, "s"), (BUYER_METER, "b"))
+    ]
+    m.mine(m.tx(SELLER, RegisterMeter(certs[0])), m.tx(BUYER, RegisterMeter(certs[1])))
+    # The seller's meter signed 1,000 Wh exported in PAST and 600 Wh in PAST + 1.
+    readings = (SELLER_METER.read(PAST, 1_000, 0), SELLER_METER.read(PAST + 1, 600, 0))
+    m.mine(m.tx(OTHER, SubmitReadings(readings)))
+    return m
+
+
+def test_opening_locks_the_deposit(market: Market) -> None:
+    t = terms()
+    before = market.chain.account(BUYER.address).balance
+    open_tx = market.tx(BUYER, OpenContract(signed(t)))
+    market.mine(open_tx)
+    record = market.chain.view().get(CONTRACTS, contract_id(t))
+    assert record is not None and record.remaining == deposit(t)
+    assert deposit(t) == energy_cost(2_000, PRICE) + energy_cost(2_000, FEE_A) + energy_cost(2_000, FEE_B)
+    assert market.chain.account(BUYER.address).balance == before - deposit(t) - open_tx.fee
+
+
+def test_contract_missing_a_line_owners_signature(market: Market) -> None:
+    bad = market.pending(BUYER, OpenContract(signed(terms(), (BUYER, SELLER, LINE_A))))
+    with pytest.raises(MissingPartySignature):
+        validate_transaction(bad, market.chain.params, market.chain.chain_id)
+
+
+def test_open_rules(market: Market) -> None:
+    assert isinstance(market.refused(SELLER, OpenContract(signed(terms()))), NotAuthorized)
+    foreign_meter = terms(seller_meter=BUYER_METER.meter_id)
+    assert isinstance(market.refused(BUYER, OpenContract(signed(foreign_meter))), MeterNotOwned)
+    huge = terms(max_wh=10**12)
+    assert isinstance(market.refused(BUYER, OpenContract(signed(huge))), InsufficientBalance)
+    market.mine(market.tx(BUYER, OpenContract(signed(terms()))))
+    assert isinstance(market.refused(BUYER, OpenContract(signed(terms()))), ContractExists)
+
+
+def test_settlement_pays_seller_and_each_line_owner_exactly(market: Market) -> None:
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))))
+    balances = {k.address: market.chain.account(k.address).balance for k in (SELLER, LINE_A, LINE_B)}
+    market.mine(market.tx(OTHER, SettleContract(state(t, 1, 500))))
+    market.mine(market.tx(OTHER, SettleContract(state(t, 2, 900, 300))))
+    got = {a: market.chain.account(a).balance - b for a, b in balances.items()}
+    assert got == {
+        SELLER.address: energy_cost(1_200, PRICE),
+        LINE_A.address: energy_cost(1_200, FEE_A),
+        LINE_B.address: energy_cost(1_200, FEE_B),
+    }
+    record = market.chain.view().get(CONTRACTS, contract_id(t))
+    assert record is not None and record.remaining == deposit(t) - sum(got.values())
+    sold = market.chain.view().get(READINGS, reading_key(SELLER_METER.meter_id, PAST))
+    assert sold is not None and sold.sold_wh == 900
+
+
+def test_settlement_with_a_stale_state_after_a_newer_one(market: Market) -> None:
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))))
+    market.mine(market.tx(SELLER, SettleContract(state(t, 5, 800))))
+    assert isinstance(market.refused(BUYER, SettleContract(state(t, 3, 400))), StaleState)
+
+
+def test_state_rules(market: Market) -> None:
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))))
+    assert isinstance(
+        market.refused(SELLER, SettleContract(state(t, 1, 500, key=SELLER))), StateSignatureInvalid
+    )
+    market.mine(market.tx(SELLER, SettleContract(state(t, 1, 500))))
+    assert isinstance(market.refused(SELLER, SettleContract(state(t, 2, 400))), StateRegression)
+    outside = sign_state(ContractState(contract_id(t), 2, (Delivery(PAST + 5, 10),)), BUYER)
+    assert isinstance(market.refused(SELLER, SettleContract(outside)), DeliveryOutsideContract)
+    assert isinstance(
+        market.refused(SELLER, SettleContract(state(t, 2, 1_000, 1_001))), ContractLimitExceeded
+    )
+
+
+def test_settlement_needs_the_sellers_reading(market: Market) -> None:
+    t = terms(first_interval=PAST + 2, last_interval=PAST + 2)
+    market.mine(market.tx(BUYER, OpenContract(signed(t))))
+    no_reading = sign_state(ContractState(contract_id(t), 1, (Delivery(PAST + 2, 10),)), BUYER)
+    assert isinstance(market.refused(SELLER, SettleContract(no_reading)), MissingReading)
+
+
+def test_a_seller_is_never_paid_twice_for_the_same_wh(market: Market) -> None:
+    first, second = terms(nonce=1), terms(nonce=2)
+    market.mine(market.tx(BUYER, OpenContract(signed(first))), market.tx(BUYER, OpenContract(signed(second))))
+    market.mine(market.tx(SELLER, SettleContract(state(first, 1, 700))))
+    # The meter exported 1,000 Wh in PAST: 700 are paid, 400 more would be double selling.
+    assert isinstance(market.refused(SELLER, SettleContract(state(second, 1, 400))), DoubleSelling)
+    market.mine(market.tx(SELLER, SettleContract(state(second, 1, 300))))
+    sold = market.chain.view().get(READINGS, reading_key(SELLER_METER.meter_id, PAST))
+    assert sold is not None and sold.sold_wh == sold.exported_wh == 1_000
+
+
+def test_equivocating_states_forfeit_the_buyers_bond_to_the_seller(market: Market) -> None:
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))), market.tx(BUYER, Bond(50 * UNITS_PER_GNC)))
+    a, b = state(t, 4, 500), state(t, 4, 600)
+    same = ReportEquivocation(a, a)
+    with pytest.raises(NotEquivocation):
+        validate_transaction(market.pending(OTHER, same), market.chain.params, market.chain.chain_id)
+    seller_before = market.chain.account(SELLER.address).balance
+    market.mine(market.tx(OTHER, ReportEquivocation(a, b)))
+    assert market.chain.account(BUYER.address).bonded == 0
+    assert market.chain.account(SELLER.address).balance == seller_before + 50 * UNITS_PER_GNC
+    assert isinstance(market.refused(OTHER, ReportEquivocation(b, a)), FraudAlreadyReported)
+
+
+def test_close_refunds_the_rest_only_after_the_end_and_the_dispute_window(market: Market) -> None:
+    t = terms()
+    future = terms(first_interval=PAST + 20, last_interval=PAST + 30, nonce=9)
+    market.mine(market.tx(BUYER, OpenContract(signed(t))), market.tx(BUYER, OpenContract(signed(future))))
+    assert isinstance(market.refused(OTHER, CloseContract(contract_id(future))), DisputeWindowOpen)
+    market.mine(market.tx(SELLER, SettleContract(state(t, 1, 1_000, 200))))
+    assert isinstance(market.refused(OTHER, CloseContract(contract_id(t))), DisputeWindowOpen)
+    market.mine()
+    before = market.chain.account(BUYER.address).balance
+    record = market.chain.view().get(CONTRACTS, contract_id(t))
+    assert record is not None
+    market.mine(market.tx(OTHER, CloseContract(contract_id(t))))
+    assert market.chain.account(BUYER.address).balance == before + record.remaining
+    assert isinstance(market.refused(SELLER, SettleContract(state(t, 9, 1_000, 300))), ContractClosed)
