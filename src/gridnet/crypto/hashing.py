@@ -24,6 +24,7 @@ P_STATE_NODE: Final = b"gn-state-node"
 P_STATE_PATH: Final = b"gn-state-path"
 P_IDENTITY: Final = b"gn-identity"
 P_PARAMS: Final = b"gn-params"
+P_ORDER: Final = b"gn-order"
 P_GENERIC: Final = b"gn-generic"
 
 _blake2b = hashlib.blake2b
@@ -90,6 +91,11 @@ def identity_digest(data: bytes) -> Hash32:
 
 def params_hash(encoded_params: bytes) -> Hash32:
     return _blake2b(encoded_params, digest_size=HASH_BYTES, person=P_PARAMS).digest()
+
+
+def order_digest(encoded_order: bytes) -> Hash32:
+    """Market order id: the digest of the canonical order (its signature left out)."""
+    return _blake2b(encoded_order, digest_size=HASH_BYTES, person=P_ORDER).digest()
 
 
 def digest_int(digest: bytes) -> int:

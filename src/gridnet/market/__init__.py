@@ -1,0 +1,1 @@
+"""The off-chain energy market: signed orders, deterministic matching, private policies (pure)."""
