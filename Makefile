@@ -33,6 +33,7 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
+	$(BIN)/gridnet bench market --json
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

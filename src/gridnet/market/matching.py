@@ -1,0 +1,214 @@
+"""Deterministic matching: anyone holding the same orders computes the same trades.
+
+Two mechanisms, both pure functions of a *set* of already verified orders (the order in
+which orders arrived never matters, and an order received twice counts once):
+
+* :func:`clear_double_auction` — the uniform-price double auction of one area and delivery
+  interval (pay-as-clear). Bids are ranked by price, highest first, offers by price, lowest
+  first; equal prices are ranked by order id (the byte order of the digests). The best bid
+  and the best offer are matched while the bid's price is at least the offer's price, each
+  trade filling the smaller remaining amount, so an order may be split over several trades.
+  **Clearing price:** the floor of the midpoint of the last matched bid's price and the last
+  matched offer's price. The last matched bid has the lowest price of all matched bids and
+  the last matched offer the highest of all matched offers, so the clearing price is never
+  above any matched bid's price nor below any matched offer's price. Every trade of the
+  auction is at that one price. When matching stops, no remaining bid and remaining offer
+  both accept the clearing price, and the traded energy is the most any uniform price could
+  clear.
+* :func:`buyer_auction` — a buyer-initiated auction (seed 004: n1 asks, n3 and n5 offer, the
+  lowest eligible offer wins). The buyer's request is a bid: an amount under a price cap.
+  The offers for the same area and interval that the buyer's eligibility predicate accepts
+  and that ask no more than the cap are taken cheapest first (ties by order id) until the
+  amount is filled. **Each trade is at the offer's own price** (pay-as-offered): the buyer
+  asked, and each seller named what it accepts.
+
+Eligibility is a predicate on the offer (``Callable[[Order], bool]``) so that the buyer's
+private policy, not the matcher, decides which offers count (see
+:meth:`gridnet.market.policy.Policy.is_offer_eligible`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from gridnet.encoding import U63, AddressBytes, HashBytes, Wire
+from gridnet.errors import OrderNotInAuction
+from gridnet.market.orders import Order, Side, VerifiedOrder
+from gridnet.units import Hash32, Interval, UnitsPerKWh, Wh
+
+Eligibility = Callable[[Order], bool]
+"""Does a buyer consider this offer at all (trusted meter, not flagged, ...)?"""
+
+
+class Trade(Wire, frozen=True):
+    bid_id: HashBytes
+    """Id of the bid (the buyer's order)."""
+    offer_id: HashBytes
+    """Id of the offer (the seller's order)."""
+    buyer: AddressBytes
+    """The bid's owner."""
+    seller: AddressBytes
+    """The offer's owner."""
+    seller_meter: AddressBytes
+    """The meter the offer sells from."""
+    wh: U63
+    """Energy traded [Wh]."""
+    price: U63
+    """Price of this trade [base units / kWh]."""
+
+
+class Remainder(NamedTuple):
+    """What is left of an order after an auction."""
+
+    order_id: Hash32
+    wh: Wh
+    """Energy not matched [Wh]."""
+
+
+class Clearing(Wire, frozen=True):
+    """Outcome of one double auction."""
+
+    price: U63 | None
+    """The uniform clearing price [base units / kWh]; None when nothing traded."""
+    trades: tuple[Trade, ...]
+    """In matching order (best bid and best offer first)."""
+    unmatched_bids: tuple[Remainder, ...]
+    """Bids or parts of bids left over, best first."""
+    unmatched_offers: tuple[Remainder, ...]
+    """Offers or parts of offers left over, best first."""
+
+    @property
+    def traded_wh(self) -> Wh:
+        """Total energy traded [Wh]."""
+        return sum(t.wh for t in self.trades)
+
+
+NO_CLEARING = Clearing(None, (), (), ())
+
+
+def _misplaced(orders: dict[Hash32, Order], side: Side, area: str, interval: Interval) -> None:
+    """Raise when an order is not a ``side`` order of the (``area``, ``interval``) auction."""
+    for oid, o in orders.items():
+        if o.side != side or o.interval != interval or o.area != area:
+            raise OrderNotInAuction(
+                f"order {oid.hex()[:16]} ({Side(o.side).name.lower()}, area {o.area!r}, interval "
+                f"{o.interval}) given as a {side.name.lower()} of the auction for area {area!r}, "
+                f"interval {interval}"
+            )
+
+
+def clear_double_auction(bids: Iterable[VerifiedOrder], offers: Iterable[VerifiedOrder]) -> Clearing:
+    """Uniform-price double auction of one area and interval (rules in the module doc).
+
+    All bids must be BID orders and all offers OFFER orders of the same area and delivery
+    interval, else :class:`~gridnet.errors.OrderNotInAuction`. Orders are taken as already
+    verified (signature, owner, expiry): this function checks none of that.
+    """
+    # dict(): an order received twice counts once (VerifiedOrder is an (id, order) pair).
+    bid_orders: dict[Hash32, Order] = dict(bids)
+    offer_orders: dict[Hash32, Order] = dict(offers)
+    first = next(iter(bid_orders.values()), None) or next(iter(offer_orders.values()), None)
+    if first is None:
+        return NO_CLEARING
+    area, interval = first.area, first.interval
+    if any(o.side != 0 or o.interval != interval or o.area != area for o in bid_orders.values()):
+        _misplaced(bid_orders, Side.BID, area, interval)
+    if any(o.side != 1 or o.interval != interval or o.area != area for o in offer_orders.values()):
+        _misplaced(offer_orders, Side.OFFER, area, interval)
+
+    # Plain tuples in the hot path. Ids are unique, so comparison never goes past them.
+    b_rows = [(-o.price, oid, o.wh, o.owner) for oid, o in bid_orders.items()]
+    a_rows = [(o.price, oid, o.wh, o.owner, o.meter) for oid, o in offer_orders.items()]
+    b_rows.sort()
+    a_rows.sort()
+    nb, na = len(b_rows), len(a_rows)
+
+    fills: list[tuple[int, int, int]] = []  # (bid index, offer index, Wh)
+    append = fills.append
+    i = j = 0
+    b_left = b_rows[0][2] if nb else 0
+    a_left = a_rows[0][2] if na else 0
+    while i < nb and j < na:
+        if -b_rows[i][0] < a_rows[j][0]:
+            break  # the best bid left no longer meets the best offer left
+        q = b_left if b_left < a_left else a_left
+        append((i, j, q))
+        b_left -= q
+        a_left -= q
+        if b_left == 0:
+            i += 1
+            if i < nb:
+                b_left = b_rows[i][2]
+        if a_left == 0:
+            j += 1
+            if j < na:
+                a_left = a_rows[j][2]
+
+    unmatched_bids = [Remainder(r[1], r[2]) for r in b_rows[i + 1 :]]
+    if i < nb:
+        unmatched_bids.insert(0, Remainder(b_rows[i][1], b_left))
+    unmatched_offers = [Remainder(r[1], r[2]) for r in a_rows[j + 1 :]]
+    if j < na:
+        unmatched_offers.insert(0, Remainder(a_rows[j][1], a_left))
+    if not fills:
+        return Clearing(None, (), tuple(unmatched_bids), tuple(unmatched_offers))
+
+    last_bid, last_offer, _ = fills[-1]
+    price: UnitsPerKWh = (-b_rows[last_bid][0] + a_rows[last_offer][0]) // 2
+    trades = []
+    for bi, ai, q in fills:
+        b = b_rows[bi]
+        a = a_rows[ai]
+        trades.append(Trade(b[1], a[1], b[3], a[3], a[4], q, price))
+    return Clearing(price, tuple(trades), tuple(unmatched_bids), tuple(unmatched_offers))
+
+
+def clear_auctions(orders: Iterable[VerifiedOrder]) -> dict[tuple[str, Interval], Clearing]:
+    """Run :func:`clear_double_auction` for every (area, interval) the orders name; the
+    result is ordered by area, then interval."""
+    books: dict[tuple[str, Interval], tuple[list[VerifiedOrder], list[VerifiedOrder]]] = {}
+    for v in orders:
+        o = v.order
+        key = (o.area, o.interval)
+        book = books.get(key)
+        if book is None:
+            book = books[key] = ([], [])
+        book[o.side].append(v)  # side 0 = bids, 1 = offers
+    return {key: clear_double_auction(*books[key]) for key in sorted(books)}
+
+
+def _any_offer(_offer: Order) -> bool:
+    return True
+
+
+def buyer_auction(
+    request: VerifiedOrder, offers: Iterable[VerifiedOrder], eligible: Eligibility = _any_offer
+) -> list[Trade]:
+    """Fill the buyer's ``request`` (a bid: amount and price cap) from the cheapest offers
+    it considers (rules in the module doc); an empty list when none qualifies.
+
+    Offers for another area or interval, bids, offers above the cap, and offers
+    ``eligible`` rejects are not considered.
+    """
+    rid, req = request
+    if req.side != Side.BID:
+        raise OrderNotInAuction(f"order {rid.hex()[:16]} is an offer; a buyer's request must be a bid")
+    candidates = sorted(
+        (o.price, oid, o)
+        for oid, o in dict(offers).items()
+        if o.side == Side.OFFER
+        and o.area == req.area
+        and o.interval == req.interval
+        and o.price <= req.price
+        and eligible(o)
+    )
+    trades: list[Trade] = []
+    wanted = req.wh
+    for price, oid, o in candidates:
+        if wanted == 0:
+            break
+        q = min(wanted, o.wh)
+        trades.append(Trade(rid, oid, req.owner, o.owner, o.meter, q, price))
+        wanted -= q
+    return trades
