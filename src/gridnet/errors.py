@@ -274,6 +274,25 @@ class FraudAlreadyReported(InvalidContract):
     """This contract's equivocation was already punished."""
 
 
+# --- subsidies and DSO commands ---------------------------------------------------------
+
+
+class SubsidyAlreadyPaid(InvalidTransaction):
+    """A reading was already subsidised: no reading is subsidised twice."""
+
+
+class CommandSignatureInvalid(InvalidTransaction):
+    """A DSO command is not signed by the key it names as issuer."""
+
+
+class CommandNotForMeter(InvalidTransaction):
+    """The DSO command does not address that meter."""
+
+
+class OverrideAlreadyRecorded(InvalidTransaction):
+    """The owner's override of that command for that meter is already on chain."""
+
+
 # --- blocks -----------------------------------------------------------------------------
 
 

@@ -124,7 +124,7 @@ def market(tmp_path: Path) -> Market:
         issue_certificate(MAKER, meter.key.public_key, vendor="Acme", model="M", firmware="1", serial=name)
         for meter, name in ((SELLER_METER, "s"), (BUYER_METER, "b"))
     ]
-    m.mine(m.tx(SELLER, RegisterMeter(certs[0])), m.tx(BUYER, RegisterMeter(certs[1])))
+    m.mine(m.tx(SELLER, RegisterMeter(certs[0], "north")), m.tx(BUYER, RegisterMeter(certs[1], "north")))
     # The seller's meter signed 1,000 Wh exported in PAST and 600 Wh in PAST + 1.
     readings = (SELLER_METER.read(PAST, 1_000, 0), SELLER_METER.read(PAST + 1, 600, 0))
     m.mine(m.tx(OTHER, SubmitReadings(readings)))

@@ -86,7 +86,7 @@ def world(tmp_path: Path) -> World:
         w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme Meters")),
         w.tx(DSO, RegisterAuthority(int(Role.DSO), "Grid Co")),
     )
-    w.mine(w.tx(OWNER, RegisterMeter(cert_for(METER_KEY))))
+    w.mine(w.tx(OWNER, RegisterMeter(cert_for(METER_KEY), "north")))
     return w
 
 
@@ -112,19 +112,19 @@ def test_certificate_rules(world: World) -> None:
     forged = msgspec.structs.replace(cert_for(PrivateKey.from_label("m2")), signature=bytes(64))
     with pytest.raises(InvalidCertificate):
         validate_transaction(
-            world.pending(OWNER, RegisterMeter(forged)), world.chain.params, world.chain.chain_id
+            world.pending(OWNER, RegisterMeter(forged, "north")), world.chain.params, world.chain.chain_id
         )
     by_stranger = cert_for(PrivateKey.from_label("m3"), maker=OTHER)  # OTHER is no manufacturer
     assert isinstance(
-        rejection(world.chain, world.pending(OWNER, RegisterMeter(by_stranger))), InvalidCertificate
+        rejection(world.chain, world.pending(OWNER, RegisterMeter(by_stranger, "north"))), InvalidCertificate
     )
     dso_cert = cert_for(PrivateKey.from_label("m4"), maker=DSO)  # an authority, but not a manufacturer
     assert isinstance(
-        rejection(world.chain, world.pending(OWNER, RegisterMeter(dso_cert))), InvalidCertificate
+        rejection(world.chain, world.pending(OWNER, RegisterMeter(dso_cert, "north"))), InvalidCertificate
     )
-    twice = world.pending(OWNER, RegisterMeter(cert_for(METER_KEY)))
+    twice = world.pending(OWNER, RegisterMeter(cert_for(METER_KEY), "north"))
     assert isinstance(rejection(world.chain, twice), MeterAlreadyRegistered)
-    no_identity = world.pending(COLLECTOR, RegisterMeter(cert_for(PrivateKey.from_label("m5"))))
+    no_identity = world.pending(COLLECTOR, RegisterMeter(cert_for(PrivateKey.from_label("m5")), "north"))
     assert isinstance(rejection(world.chain, no_identity), UnknownIdentity)
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnet.ledger.txs import authority, bond, contract, identity, meter, transfer
+from gridnet.ledger.txs import authority, bond, contract, grid, identity, meter, transfer
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
+from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import RegisterMeter, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.transfer import Transfer
@@ -34,6 +35,8 @@ Payload = (
     | SettleContract
     | CloseContract
     | ReportEquivocation
+    | PaySubsidy
+    | RecordOverride
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -53,6 +56,8 @@ RULES: Final[dict[type, AnyRules]] = {
         contract.SETTLE_RULES,
         contract.CLOSE_RULES,
         contract.EQUIVOCATION_RULES,
+        grid.SUBSIDY_RULES,
+        grid.OVERRIDE_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

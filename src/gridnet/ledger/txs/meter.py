@@ -15,6 +15,9 @@ must pass every rule, or the whole transaction is invalid.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
@@ -43,6 +46,7 @@ from gridnet.security.roles import Role
 from gridnet.units import Address, Interval
 
 MAX_READINGS_PER_TX = 1024
+Area = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
 class MeterRecord(Wire, frozen=True):
@@ -54,6 +58,7 @@ class MeterRecord(Wire, frozen=True):
     model: Label
     firmware: Label
     serial: Label
+    area: Area
     registered_at: U63
     revoked: bool = False
     last_interval: U63 = 0
@@ -85,6 +90,8 @@ def reading_key(meter: Address, interval: Interval) -> bytes:
 
 class RegisterMeter(Wire, frozen=True, tag=7):
     certificate: SignedCertificate
+    area: Area
+    """Grid area the meter is connected in (market topics and DSO commands use it)."""
 
 
 class RevokeMeter(Wire, frozen=True, tag=8):
@@ -121,6 +128,7 @@ def apply_register_meter(state: StateView, env: BlockEnv, sender: Address, paylo
         model=cert.model,
         firmware=cert.firmware,
         serial=cert.serial,
+        area=payload.area,
         registered_at=env.height,
     )
     state.put(METERS, mid, record)

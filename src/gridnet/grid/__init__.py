@@ -1,0 +1,1 @@
+"""The grid side: DSO emergency commands (and, later, the grid model)."""

@@ -1,0 +1,137 @@
+"""Subsidies (never twice for a reading) and recorded overrides of DSO commands (only
+commands signed by a registered DSO authority)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.crypto.hashing import hash32
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
+from gridnet.errors import (
+    CommandNotForMeter,
+    CommandSignatureInvalid,
+    MeterNotOwned,
+    MissingReading,
+    NotAuthorized,
+    OverrideAlreadyRecorded,
+    SubsidyAlreadyPaid,
+)
+from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.grid import OVERRIDES, PaySubsidy, RecordOverride, check_dso_command
+from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
+from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.security.roles import Role
+from gridnet.units import UNITS_PER_GNC, energy_cost
+from tests.helpers import extend, new_chain, register_identity, rejection, sign, test_params
+
+MAKER, GOV, DSO, OWNER, OTHER = (PrivateKey.from_label(f"grid-{n}") for n in range(5))
+PEOPLE = (MAKER, GOV, DSO, OWNER, OTHER)
+METER = SimulatedMeter(PrivateKey.from_label("grid-meter"))
+T0 = 1_970_000
+RATE = 5 * UNITS_PER_GNC // 100  # per exported kWh
+
+
+class Grid:
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.nonce = dict.fromkeys((k.address for k in PEOPLE), 0)
+
+    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
+        tx = sign(self.chain, key, payload, self.nonce[key.address])
+        self.nonce[key.address] += 1
+        return tx
+
+    def pending(self, key: PrivateKey, payload: Payload) -> Transaction:
+        return sign(self.chain, key, payload, self.nonce[key.address])
+
+    def refused(self, key: PrivateKey, payload: Payload) -> Exception:
+        return rejection(self.chain, self.pending(key, payload))
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Grid:
+    g = Grid(new_chain(tmp_path / "c", test_params(PEOPLE, gnc=1_000)))
+    extend(g.chain, [g.tx(k, register_identity(g.chain, k).payload) for k in PEOPLE])
+    extend(
+        g.chain,
+        [
+            g.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")),
+            g.tx(GOV, RegisterAuthority(int(Role.GOVERNMENT), "Ministry of Energy")),
+            g.tx(DSO, RegisterAuthority(int(Role.DSO), "Grid Co")),
+            g.tx(OTHER, RegisterAuthority(int(Role.SECURITY), "Not a DSO")),
+        ],
+    )
+    cert = issue_certificate(MAKER, METER.key.public_key, vendor="Acme", model="M", firmware="1", serial="g")
+    extend(g.chain, [g.tx(OWNER, RegisterMeter(cert, "north"))])
+    batch = (METER.read(T0, 2_000, 0), METER.read(T0 + 1, 1_000, 0))
+    extend(g.chain, [g.tx(OTHER, SubmitReadings(batch))])
+    return g
+
+
+def test_subsidy_pays_the_owner_per_exported_kwh_once(grid: Grid) -> None:
+    before = grid.chain.account(OWNER.address).balance
+    extend(grid.chain, [grid.tx(GOV, PaySubsidy(METER.meter_id, (T0, T0 + 1), RATE))])
+    assert grid.chain.account(OWNER.address).balance == before + energy_cost(3_000, RATE)
+    twice = PaySubsidy(METER.meter_id, (T0 + 1,), RATE)
+    assert isinstance(grid.refused(GOV, twice), SubsidyAlreadyPaid)
+
+
+def test_only_a_government_pays_subsidies_for_readings_on_chain(grid: Grid) -> None:
+    assert isinstance(grid.refused(DSO, PaySubsidy(METER.meter_id, (T0,), RATE)), NotAuthorized)
+    assert isinstance(grid.refused(GOV, PaySubsidy(METER.meter_id, (T0 + 7,), RATE)), MissingReading)
+
+
+def command(key: PrivateKey, **changes: object) -> SignedCommand:
+    c = DsoCommand(
+        issuer=key.public_key,
+        area="north",
+        meters=(),
+        kind=int(CommandKind.CURTAIL_EXPORT),
+        limit_w=500,
+        first_interval=T0 + 48,
+        last_interval=T0 + 49,
+        nonce=1,
+    )
+    return sign_command(key, msgspec.structs.replace(c, **changes))  # type: ignore[arg-type]
+
+
+def test_dso_command_with_a_non_dso_key_is_rejected(grid: Grid) -> None:
+    fake = command(OTHER)  # a registered authority, but not a DSO
+    with pytest.raises(NotAuthorized):
+        check_dso_command(grid.chain.view(), fake)
+    assert isinstance(grid.refused(OWNER, RecordOverride(fake, METER.meter_id, "no")), NotAuthorized)
+    stranger = command(PrivateKey.from_label("nobody"))
+    assert isinstance(grid.refused(OWNER, RecordOverride(stranger, METER.meter_id, "no")), NotAuthorized)
+
+
+def test_forged_command_signature(grid: Grid) -> None:
+    real = command(DSO)
+    forged = msgspec.structs.replace(real, signature=bytes(64))
+    with pytest.raises(CommandSignatureInvalid):
+        validate_transaction(
+            grid.pending(OWNER, RecordOverride(forged, METER.meter_id, "x")),
+            grid.chain.params,
+            grid.chain.chain_id,
+        )
+
+
+def test_overrides_are_recorded_once_and_only_by_the_owner_for_addressed_meters(grid: Grid) -> None:
+    real = command(DSO)
+    assert isinstance(grid.refused(OTHER, RecordOverride(real, METER.meter_id, "x")), MeterNotOwned)
+    elsewhere = command(DSO, area="south")
+    assert isinstance(grid.refused(OWNER, RecordOverride(elsewhere, METER.meter_id, "x")), CommandNotForMeter)
+    extend(grid.chain, [grid.tx(OWNER, RecordOverride(real, METER.meter_id, "battery nearly full"))])
+    record = grid.chain.view().get(OVERRIDES, METER.meter_id + hash32(encode(real)))
+    assert record is not None and record.reason == "battery nearly full"
+    again = RecordOverride(real, METER.meter_id, "again")
+    assert isinstance(grid.refused(OWNER, again), OverrideAlreadyRecorded)
