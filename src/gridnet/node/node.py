@@ -6,6 +6,7 @@ The same node runs in the simulator (simulated clock) and as a process (wall clo
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -67,6 +68,8 @@ class NodeStats:
     txs_accepted: int = 0
     txs_rejected: int = 0
     peer_faults: dict[str, int] = field(default_factory=dict)
+    validation_seconds: float = 0.0
+    """Wall time spent validating and storing blocks (a measurement, not simulated)."""
 
 
 class Node:
@@ -181,7 +184,7 @@ class Node:
         self.stats.blocks_received += 1
         out: list[Outgoing] = []
         try:
-            result = self.chain.add_block(block, now=now)
+            result = self._add(block, now)
         except UnknownParent:
             if not self._keep_orphan(peer, block):
                 if peer is not None:
@@ -222,6 +225,13 @@ class Node:
         if relay and tip_block is not None and tip.hash == result.block_hash:
             out.extend(self._others(source, BlockMsg(tip_block)))
         return out
+
+    def _add(self, block: Block, now: int) -> AddResult:
+        started = time.perf_counter()
+        try:
+            return self.chain.add_block(block, now=now)
+        finally:
+            self.stats.validation_seconds += time.perf_counter() - started
 
     def _keep_orphan(self, peer: str | None, block: Block) -> bool:
         """Keep a block whose parent is unknown, if it is plausible; False if it is junk.
@@ -271,7 +281,7 @@ class Node:
         for block in msg.blocks:
             self.stats.blocks_received += 1
             try:
-                result = self.chain.add_block(block, now=now)
+                result = self._add(block, now)
             except UnknownParent:
                 break  # the batch does not connect to what we know: ask again below
             except InvalidBlock:
@@ -300,7 +310,7 @@ class Node:
             for h in children:
                 _, block = self.orphans.pop(h)
                 try:
-                    result = self.chain.add_block(block, now=now)
+                    result = self._add(block, now)
                 except InvalidBlock:
                     self.stats.invalid_blocks += 1
                     continue
@@ -360,7 +370,7 @@ class Node:
         if header is None:
             return out
         block = replace(tpl.block, header=header)
-        result = self.chain.add_block(block, now=now)
+        result = self._add(block, now)
         self.stats.blocks_mined += 1
         out.extend(self._after_add(result, None))
         return out

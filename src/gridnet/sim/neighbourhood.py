@@ -1,0 +1,723 @@
+"""The main job: one neighbourhood trading energy peer to peer on the ledger.
+
+Homes (some with PV and a battery), two or more power-line owners, a DSO, a meter
+manufacturer, a government and a reading collector, on three mining full nodes of the
+in-memory network. Every 15-minute interval:
+
+1. meters sign the readings of the interval that just ended; the collector batches them
+   into one transaction;
+2. each buyer's device checks the sellers' signed readings and signs a contract state
+   acknowledging the energy delivered; the seller settles it on chain;
+3. each home's private policy turns its forecast (and battery) into signed bids and
+   offers for the next interval; the DSO bids its feed-in price and offers its retail
+   price; a uniform-price double auction clears them (anyone can recompute it);
+4. every trade becomes an energy contract signed by buyer, seller and the line owners on
+   the path; the buyer opens it on chain, locking its deposit;
+5. the nodes mine and validate blocks for fifteen simulated minutes.
+
+Once, at midday, the DSO curtails the area's export for one congested interval: homes
+whose policy complies export less; the others override and record it on chain. At the end
+of the day the government subsidises every exported kWh on chain.
+
+Everything is real — signatures, proof-of-work, SQLite, the state transition — except the
+clock. The same scenario and seed give the same chain and the same figures.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gridnet.contracts.channel import (
+    ContractState,
+    ContractTerms,
+    Delivery,
+    LineFee,
+    SignedTerms,
+    contract_id,
+    sign_state,
+    sign_terms,
+)
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
+from gridnet.errors import ConfigError
+from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
+from gridnet.identity import find_identity_proof
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.mempool import EventKind
+from gridnet.ledger.params import Allocation, ChainParams, default_params
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import min_fee, sign_transaction
+from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
+from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
+from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
+from gridnet.ledger.txs.identity import RegisterIdentity
+from gridnet.ledger.txs.meter import METERS, READINGS, RegisterMeter, SubmitReadings, reading_key
+from gridnet.ledger.verify import verify_chain
+from gridnet.market.matching import Trade, clear_double_auction
+from gridnet.market.orders import Order, Side, VerifiedOrder, sign_order, validate_order
+from gridnet.market.policy import Policy, PriceWindow
+from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter
+from gridnet.net.memory import MemoryNetwork
+from gridnet.node.node import Node, NodeConfig
+from gridnet.security.roles import Role
+from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
+from gridnet.sim.scenario import Scenario, gnc
+from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, Wh, interval_of, interval_start
+from gridnet.work import target_from_bits, target_to_bytes
+
+MARKER = ".gridnet-simulation"
+BOOTSTRAP_MS = 2 * 3600 * 1000
+"""Simulated time before the first interval, for identities, authorities and meters."""
+STEP_MS = 60_000
+"""The simulator acts (submits what became possible) once per simulated minute."""
+SUBSIDY_BATCH = 96
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Participant:
+    name: str
+    role: str
+    """home | dso | manufacturer | government | collector | line_owner"""
+    key: PrivateKey
+    node: str
+    nonce: int = 0
+    meter: SimulatedMeter | None = None
+    feeder: int = 0
+    """Index of the line owner whose lines connect it."""
+    policy: Policy | None = None
+    pv_kw: float = 0.0
+    daily_kwh: float = 0.0
+    battery: Battery | None = None
+    overrides_dso: bool = False
+
+    @property
+    def address(self) -> Address:
+        return self.key.address
+
+
+@dataclass
+class Plan:
+    """A home's energy for one interval, fixed when it orders (perfect forecast)."""
+
+    export_wh: Wh = 0
+    import_wh: Wh = 0
+    curtailed_wh: Wh = 0
+
+
+@dataclass
+class OpenDeal:
+    terms: ContractTerms
+    trade: Trade
+    buyer: Participant
+    seller: Participant
+
+
+@dataclass
+class Action:
+    """A transaction to submit once ``ready`` holds on the submitter's node."""
+
+    who: Participant
+    payload: Payload
+    ready: Callable[[Chain], bool]
+
+
+@dataclass
+class Tally:
+    p2p_wh: Wh = 0
+    from_dso_wh: Wh = 0
+    to_dso_wh: Wh = 0
+    curtailed_wh: Wh = 0
+    overrides: int = 0
+    contracts: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    submitted: Counter[str] = field(default_factory=Counter)
+    clearing: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Neighbourhood:
+    def __init__(self, scenario: Scenario, out: Path) -> None:
+        self.s = scenario
+        self.out = out
+        self.rng = random.Random(scenario.simulation.seed)
+        self.area = scenario.simulation.area
+        self.first = interval_of(scenario.start_ms)
+        self.tally = Tally()
+        self.telemetry = InMemoryTelemetry()
+        self.plans: dict[tuple[Address, Interval], Plan] = {}
+        self.deals: dict[Interval, list[OpenDeal]] = defaultdict(list)
+        self.actions: list[Action] = []
+        self.curtail_interval = self._curtail_interval()
+        self._build_people()
+        self.params = self._params()
+        self._build_network()
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def _curtail_interval(self) -> Interval | None:
+        at = self.s.dso.curtail_at
+        if not at:
+            return None
+        hh, _, mm = at.partition(":")
+        try:
+            minute = int(hh) * 60 + int(mm)
+        except ValueError:
+            raise ConfigError(f"{self.s.source}: [dso] curtail_at must look like 12:00") from None
+        day = self.first - self.first % 96
+        slot = minute * 60_000 // INTERVAL_MS
+        candidate = day + slot
+        return candidate if self.first < candidate < self.first + self.s.simulation.intervals else None
+
+    def _build_people(self) -> None:
+        s, rng = self.s, self.rng
+        n_nodes = s.network.nodes
+        owners = len(s.line_owners)
+
+        def key(name: str) -> PrivateKey:
+            return PrivateKey.from_label(f"{s.simulation.name}/{s.simulation.seed}/{name}")
+
+        self.homes: list[Participant] = []
+        n_pv = round(s.homes.count * s.homes.pv_share)
+        n_bat = round(n_pv * s.homes.battery_share)
+        n_override = round(n_pv * s.dso.override_share)
+        for i in range(s.homes.count):
+            k = key(f"home-{i}")
+            has_pv, has_bat = i < n_pv, i < n_bat
+            cap = gnc(round(rng.uniform(*s.homes.buy_cap), 4))
+            floor = gnc(round(rng.uniform(*s.homes.sell_floor), 4))
+            policy = Policy(
+                buy=(PriceWindow(0, 1440, cap),),
+                sell=(PriceWindow(0, 1440, floor),) if has_pv else (),
+                buy_below_soc=s.homes.battery_buy_below if has_bat else None,
+                sell_above_soc=s.homes.battery_sell_above if has_bat else None,
+            )
+            battery = None
+            if has_bat:
+                capacity = round(rng.uniform(*s.homes.battery_kwh) * 1000)
+                battery = Battery(capacity, capacity // 2)
+            self.homes.append(
+                Participant(
+                    name=f"home-{i}",
+                    role="home",
+                    key=k,
+                    node=f"n{i % n_nodes}",
+                    meter=SimulatedMeter(key(f"home-{i}/meter")),
+                    feeder=i % owners,
+                    policy=policy,
+                    pv_kw=round(rng.uniform(*s.homes.pv_kw), 2) if has_pv else 0.0,
+                    daily_kwh=round(rng.uniform(*s.homes.daily_kwh), 2),
+                    battery=battery,
+                    overrides_dso=has_pv and i < n_override,
+                )
+            )
+        self.dso = Participant(
+            "dso", "dso", key("dso"), "n0", meter=SimulatedMeter(key("dso/substation-meter"))
+        )
+        self.maker = Participant("manufacturer", "manufacturer", key("manufacturer"), "n0")
+        self.government = Participant("government", "government", key("government"), f"n{1 % n_nodes}")
+        self.collector = Participant("collector", "collector", key("collector"), f"n{2 % n_nodes}")
+        self.line_owners = [
+            Participant(lo.name, "line_owner", key(f"line-owner-{j}"), f"n{j % n_nodes}")
+            for j, lo in enumerate(s.line_owners)
+        ]
+        self.by_address = {
+            p.address: p
+            for p in [*self.homes, self.dso, self.maker, self.government, self.collector, *self.line_owners]
+        }
+        self.meter_owner = {p.meter.meter_id: p for p in [*self.homes, self.dso] if p.meter}
+
+    def _params(self) -> ChainParams:
+        s = self.s
+        allocations = [Allocation(h.address, gnc(s.homes.start_gnc)) for h in self.homes]
+        allocations += [
+            Allocation(self.dso.address, gnc(s.dso.start_gnc)),
+            Allocation(self.government.address, gnc(s.government.start_gnc)),
+            Allocation(self.maker.address, gnc(10)),
+            Allocation(self.collector.address, gnc(100)),
+        ]
+        base = default_params(tuple(allocations))
+        bits = s.chain.difficulty_bits
+        return msgspec.structs.replace(
+            base,
+            name=f"gridnet-{s.simulation.name}",
+            genesis_time=interval_start(self.first) - BOOTSTRAP_MS,
+            block_interval_ms=round(s.chain.block_interval_s * 1000),
+            initial_target=target_to_bytes(target_from_bits(bits)),
+            pow_limit=target_to_bytes(target_from_bits(max(1, bits - 4))),
+            identity_target=target_to_bytes(target_from_bits(s.chain.identity_difficulty_bits)),
+        )
+
+    def _build_network(self) -> None:
+        s = self.s
+        self.net = MemoryNetwork(
+            start_ms=self.params.genesis_time,
+            latency_ms=s.network.latency_ms,
+            jitter_ms=s.network.jitter_ms,
+            seed=s.simulation.seed,
+        )
+        for i in range(s.network.nodes):
+            data_dir = self.out / "chain" if i == 0 else self.out / "nodes" / f"n{i}"
+            chain = Chain.create(data_dir, self.params)
+            config = NodeConfig(
+                miner=PrivateKey.from_label(f"{s.simulation.name}/miner-{i}").address,
+                hashes_per_tick=s.network.hashes_per_tick,
+                template_refresh_ms=30_000,
+                status_interval_ms=30_000,
+            )
+            self.net.add(Node(f"n{i}", chain, config))
+        self.net.link_all()
+        self.chain_id = self.net.nodes["n0"].chain.chain_id
+        self.tick_ms = round(s.network.tick_s * 1000)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def chain_of(self, p: Participant) -> Chain:
+        return self.net.nodes[p.node].chain
+
+    def submit(self, p: Participant, payload: Payload) -> bool:
+        """Sign ``payload`` with ``p``'s next nonce and hand it to ``p``'s node."""
+        for _ in range(2):
+            fee = min_fee(self.params.min_fee_per_byte, payload, p.nonce)
+            tx = sign_transaction(p.key, self.chain_id, payload, p.nonce, fee)
+            outcome = self.net.submit(p.node, tx)[0]
+            if outcome.kind is EventKind.ACCEPTED:
+                p.nonce += 1
+                self.tally.submitted[type(payload).__name__] += 1
+                return True
+            if outcome.rule not in ("NonceGap", "NonceTooLow"):
+                break
+            node = self.net.nodes[p.node]  # resynchronise the nonce with what the node knows
+            p.nonce = node.chain.account(p.address).nonce + len(node.mempool.by_sender.get(p.address, {}))
+        self.tally.refused[outcome.rule] += 1
+        return False
+
+    def later(self, who: Participant, payload: Payload, ready: Callable[[Chain], bool]) -> None:
+        self.actions.append(Action(who, payload, ready))
+
+    def act(self) -> None:
+        """Submit every deferred transaction whose precondition now holds."""
+        waiting = []
+        for action in self.actions:
+            if action.ready(self.chain_of(action.who)):
+                self.submit(action.who, action.payload)
+            else:
+                waiting.append(action)
+        self.actions = waiting
+
+    def run_for(self, duration_ms: int) -> None:
+        end = self.net.now + duration_ms
+        while self.net.now < end:
+            self.net.run_for(min(STEP_MS, end - self.net.now), self.tick_ms)
+            self.act()
+
+    # --- bootstrap -------------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        target = self.params.identity_target_int
+        for p in [*self.homes, self.dso, self.maker, self.government]:
+            self.submit(p, RegisterIdentity(find_identity_proof(p.address, target)))
+        self.submit(self.maker, RegisterAuthority(int(Role.MANUFACTURER), "Meter Manufacturer"))
+        self.submit(self.dso, RegisterAuthority(int(Role.DSO), "Distribution System Operator"))
+        self.submit(self.government, RegisterAuthority(int(Role.GOVERNMENT), "Government"))
+        maker = self.maker.address
+
+        def maker_registered(chain: Chain) -> bool:
+            return chain.view().get(AUTHORITIES, maker) is not None
+
+        for p in [*self.homes, self.dso]:
+            assert p.meter is not None
+            cert = issue_certificate(
+                self.maker.key,
+                p.meter.key.public_key,
+                vendor="GridMeter",
+                model="GM-15",
+                firmware=p.meter.firmware,
+                serial=p.name,
+            )
+            self.later(p, RegisterMeter(cert, self.area), maker_registered)
+        self.run_for(interval_start(self.first) - self.net.now)
+
+    # --- one interval ----------------------------------------------------------------------
+
+    def plan(self, home: Participant, interval: Interval) -> Plan:
+        """Fix the home's energy for ``interval``: PV, load, battery and curtailment."""
+        pv = pv_energy(interval, home.pv_kw)
+        load = load_energy(interval, home.daily_kwh)
+        plan = Plan()
+        surplus = pv - load
+        battery, policy = home.battery, home.policy
+        assert policy is not None
+        if surplus >= 0:
+            stored = (
+                battery.charge(surplus) if battery and not policy.wants_to_sell(battery.soc_percent) else 0
+            )
+            plan.export_wh = surplus - stored
+        else:
+            covered = battery.discharge(-surplus) if battery else 0
+            plan.import_wh = -surplus - covered
+        if battery is not None:
+            threshold = policy.sell_above_soc
+            if threshold is not None and policy.wants_to_sell(battery.soc_percent):  # sell down to it
+                above = battery.soc_wh - round(battery.capacity_wh * threshold / 100)
+                plan.export_wh += battery.discharge(max(0, min(above, battery.capacity_wh // 4)))
+            elif policy.wants_to_buy(battery.soc_percent) and pv == 0:  # charge at night
+                plan.import_wh += battery.charge(battery.capacity_wh // 8)
+        if interval == self.curtail_interval and not home.overrides_dso:
+            limit = round(self.s.dso.curtail_limit_w * INTERVAL_H)
+            if plan.export_wh > limit:
+                excess = plan.export_wh - limit
+                stored = battery.charge(excess) if battery else 0
+                plan.curtailed_wh = excess - stored
+                plan.export_wh = limit
+        self.tally.curtailed_wh += plan.curtailed_wh
+        self.plans[(home.address, interval)] = plan
+        return plan
+
+    def order(
+        self, p: Participant, side: Side, meter: Address, interval: Interval, wh: Wh, price: int
+    ) -> Order:
+        return Order(side, p.address, p.key.public_key, meter, self.area, interval, wh, price, interval, 0)
+
+    def trade(self, interval: Interval) -> None:
+        """Orders for ``interval``, the auction, and a contract per trade."""
+        orders: list[Order] = []
+        offered = bid = 0
+        for home in self.homes:
+            assert home.meter is not None and home.policy is not None
+            plan = self.plan(home, interval)
+            if plan.export_wh:
+                floor = home.policy.min_sell_price(interval)
+                assert floor is not None
+                orders.append(
+                    self.order(home, Side.OFFER, home.meter.meter_id, interval, plan.export_wh, floor)
+                )
+                offered += plan.export_wh
+            if plan.import_wh:
+                cap = home.policy.max_buy_price(interval)
+                assert cap is not None
+                orders.append(self.order(home, Side.BID, home.meter.meter_id, interval, plan.import_wh, cap))
+                bid += plan.import_wh
+        assert self.dso.meter is not None
+        dso_meter = self.dso.meter.meter_id
+        if offered:  # the DSO buys any surplus at its feed-in price
+            orders.append(
+                self.order(self.dso, Side.BID, dso_meter, interval, offered, gnc(self.s.dso.buy_price))
+            )
+        if bid:  # and sells any shortfall at its retail price
+            orders.append(
+                self.order(self.dso, Side.OFFER, dso_meter, interval, bid, gnc(self.s.dso.sell_price))
+            )
+        # Orders are signed by their owners and checked by whoever matches them.
+        verified = [
+            validate_order(sign_order(self._key(o.owner), o), now_interval=interval - 1) for o in orders
+        ]
+        clearing = clear_double_auction(
+            [v for v in verified if v.order.side == Side.BID],
+            [v for v in verified if v.order.side == Side.OFFER],
+        )
+        self.tally.clearing.append(
+            {"interval": interval, "price": clearing.price, "traded_wh": clearing.traded_wh}
+        )
+        bids = {v.id: v for v in verified if v.order.side == Side.BID}
+        for n, t in enumerate(clearing.trades):
+            self._contract(interval, n, t, bids[t.bid_id])
+
+    def _key(self, owner: Address) -> PrivateKey:
+        return self.by_address[owner].key
+
+    def _path(self, buyer: Participant, seller: Participant) -> tuple[LineFee, ...]:
+        """Line owners between two sites: their feeders' owners (the DSO sits at the substation)."""
+        feeders = sorted({p.feeder for p in (buyer, seller) if p.role == "home"})
+        return tuple(LineFee(self.line_owners[f].address, gnc(self.s.line_owners[f].fee)) for f in feeders)
+
+    def _contract(self, interval: Interval, n: int, t: Trade, bid: VerifiedOrder) -> None:
+        buyer, seller = self.by_address[t.buyer], self.by_address[t.seller]
+        terms = ContractTerms(
+            buyer=buyer.address,
+            seller=seller.address,
+            buyer_meter=bid.order.meter,
+            seller_meter=t.seller_meter,
+            line_fees=self._path(buyer, seller),
+            price=t.price,
+            first_interval=interval,
+            last_interval=interval,
+            max_wh=t.wh,
+            dispute_window=self.s.chain.dispute_window_blocks,
+            nonce=n,
+        )
+        signers = [buyer.key, seller.key, *(self.by_address[f.owner].key for f in terms.line_fees)]
+        signed = SignedTerms(terms, tuple(sign_terms(terms, k) for k in signers))
+        self.submit(buyer, OpenContract(signed))
+        self.deals[interval].append(OpenDeal(terms, t, buyer, seller))
+        self.tally.contracts += 1
+        if buyer is self.dso:
+            self.tally.to_dso_wh += t.wh
+        elif seller is self.dso:
+            self.tally.from_dso_wh += t.wh
+        else:
+            self.tally.p2p_wh += t.wh
+
+    def curtail(self, interval: Interval) -> None:
+        """The DSO signs a curtailment for the area; overriding owners record it on chain."""
+        command = DsoCommand(
+            issuer=self.dso.key.public_key,
+            area=self.area,
+            meters=(),
+            kind=int(CommandKind.CURTAIL_EXPORT),
+            limit_w=self.s.dso.curtail_limit_w,
+            first_interval=interval,
+            last_interval=interval,
+            nonce=interval,
+        )
+        signed: SignedCommand = sign_command(self.dso.key, command)
+        for home in self.homes:
+            if home.pv_kw and home.overrides_dso:
+                assert home.meter is not None
+                self.submit(home, RecordOverride(signed, home.meter.meter_id, "policy: export at full power"))
+                self.tally.overrides += 1
+
+    def meter_readings(self, interval: Interval) -> None:
+        """Meters close ``interval``; the collector submits the batch."""
+        dso_sold = sum(d.trade.wh for d in self.deals.get(interval, []) if d.seller is self.dso)
+        dso_bought = sum(d.trade.wh for d in self.deals.get(interval, []) if d.buyer is self.dso)
+        for home in self.homes:
+            assert home.meter is not None
+            plan = self.plans.get((home.address, interval), Plan())
+            self.telemetry.publish(home.meter.read(interval, plan.export_wh, plan.import_wh))
+        assert self.dso.meter is not None
+        self.telemetry.publish(self.dso.meter.read(interval, dso_sold, dso_bought))
+        batch = tuple(self.telemetry.collect())
+        if batch:
+            self.submit(self.collector, SubmitReadings(batch))
+
+    def settle(self, interval: Interval) -> None:
+        """Buyers acknowledge what the sellers' meters show; sellers settle once the
+        contract and the reading are on chain."""
+        exported: dict[Address, Wh] = {}
+        sold: dict[Address, Wh] = defaultdict(int)
+        for deal in self.deals.get(interval, []):
+            sold[deal.seller.address] += deal.trade.wh
+        for deal in self.deals.get(interval, []):
+            seller = deal.seller
+            if seller.address not in exported:
+                plan = self.plans.get((seller.address, interval))
+                exported[seller.address] = plan.export_wh if plan else sold[seller.address]
+            available, total = exported[seller.address], sold[seller.address]
+            ack = deal.trade.wh if available >= total else deal.trade.wh * available // total
+            if ack == 0:
+                continue
+            cid = contract_id(deal.terms)
+            state = sign_state(ContractState(cid, 1, (Delivery(interval, ack),)), deal.buyer.key)
+            key = reading_key(deal.terms.seller_meter, interval)
+
+            def ready(chain: Chain, cid: bytes = cid, key: bytes = key) -> bool:
+                view = chain.view()
+                return view.get(CONTRACTS, cid) is not None and view.get(READINGS, key) is not None
+
+            self.later(seller, SettleContract(state), ready)
+
+    def subsidise(self, intervals: list[Interval]) -> None:
+        rate = gnc(self.s.government.subsidy)
+        for home in self.homes:
+            assert home.meter is not None
+            exported = [i for i in intervals if self.plans.get((home.address, i), Plan()).export_wh > 0]
+            for start in range(0, len(exported), SUBSIDY_BATCH):
+                batch = tuple(exported[start : start + SUBSIDY_BATCH])
+                keys = [reading_key(home.meter.meter_id, i) for i in batch]
+
+                def ready(chain: Chain, keys: list[bytes] = keys) -> bool:
+                    view = chain.view()
+                    return all(view.get(READINGS, k) is not None for k in keys)
+
+                self.later(self.government, PaySubsidy(home.meter.meter_id, batch, rate), ready)
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def run(self, progress: Progress | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        balances0 = {a: self.params_balance(a) for a in self.by_address}
+        self.bootstrap()
+        n = self.s.simulation.intervals
+        intervals = [self.first + k for k in range(n)]
+        self.trade(self.first)  # orders for the first interval are placed before it starts
+        for k, interval in enumerate(intervals):
+            if k:
+                self.meter_readings(interval - 1)
+                self.settle(interval - 1)
+            nxt = interval + 1
+            if nxt < self.first + n:
+                if nxt == self.curtail_interval:
+                    self.curtail(nxt)
+                self.trade(nxt)
+            self.run_for(INTERVAL_MS)
+            if progress is not None:
+                progress(k + 1, n)
+        self.meter_readings(intervals[-1])
+        self.settle(intervals[-1])
+        self.subsidise(intervals)
+        converged = self.finish()
+        simulation_s = time.perf_counter() - started
+        return self.report(balances0, converged, simulation_s)
+
+    def params_balance(self, address: Address) -> int:
+        return sum(a.amount for a in self.params.allocations if a.address == address)
+
+    def finish(self, max_ms: int = 6 * 3600 * 1000) -> bool:
+        """Mine until every deferred transaction is submitted, mempools are empty and all
+        nodes agree (bounded)."""
+        deadline = self.net.now + max_ms
+        while self.net.now < deadline:
+            self.run_for(STEP_MS)
+            idle = not self.actions and all(len(node.mempool) == 0 for node in self.net.nodes.values())
+            if idle and len({node.chain.head.hash for node in self.net.nodes.values()}) == 1:
+                return True
+        return False
+
+    # --- report ----------------------------------------------------------------------------
+
+    def report(self, balances0: dict[Address, int], converged: bool, simulation_s: float) -> dict[str, Any]:
+        chain = self.net.nodes["n0"].chain
+        by_type: Counter[str] = Counter()
+        chain_bytes = 0
+        miners: dict[Address, int] = defaultdict(int)
+        for height in range(1, chain.height + 1):
+            block = chain.block_at(height)
+            assert block is not None
+            chain_bytes += len(encode(block))
+            by_type.update(type(t.payload).__name__ for t in block.txs)
+            cb = block.txs[0].payload
+            miners[block.header.miner] += cb.reward + cb.fees  # type: ignore[union-attr]
+        view = chain.view()
+        delta = {a: chain.account(a).balance - b for a, b in balances0.items()}
+        prosumers = [h for h in self.homes if h.pv_kw]
+        consumers = [h for h in self.homes if not h.pv_kw]
+        units = UNITS_PER_GNC
+
+        def role_gnc(people: list[Participant]) -> float:
+            return round(sum(delta[p.address] for p in people) / units, 6)
+
+        subsidies = sum(
+            1
+            for h in self.homes
+            if h.meter
+            for i in range(self.first, self.first + self.s.simulation.intervals)
+            if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None and r.subsidised
+        )
+        prices = [c["price"] for c in self.tally.clearing if c["price"] is not None]
+        nodes = self.net.nodes.values()
+        return {
+            "scenario": {
+                "name": self.s.simulation.name,
+                "seed": self.s.simulation.seed,
+                "source": self.s.source,
+            },
+            "energy": {
+                "p2p_wh": self.tally.p2p_wh,
+                "bought_from_dso_wh": self.tally.from_dso_wh,
+                "sold_to_dso_wh": self.tally.to_dso_wh,
+                "curtailed_wh": self.tally.curtailed_wh,
+                "contracts": self.tally.contracts,
+            },
+            "clearing_price": {
+                "per_interval": [
+                    {**c, "price_gnc_per_kwh": None if c["price"] is None else c["price"] / units}
+                    for c in self.tally.clearing
+                ],
+                "mean_gnc_per_kwh": round(sum(prices) / len(prices) / units, 6) if prices else None,
+            },
+            "revenue_gnc": {
+                "prosumers": role_gnc(prosumers),
+                "consumers": role_gnc(consumers),
+                "line_owners": role_gnc(self.line_owners),
+                "dso": role_gnc([self.dso]),
+                "government": role_gnc([self.government]),
+                "miners": round(sum(miners.values()) / units, 6),
+            },
+            "subsidies": {
+                "readings_subsidised": subsidies,
+                "paid_gnc": round(-delta[self.government.address] / units, 6),
+            },
+            "dso": {
+                "curtailment_interval": self.curtail_interval,
+                "overrides_recorded": by_type.get("RecordOverride", 0),
+            },
+            "chain": {
+                "height": chain.height,
+                "head": chain.head.hash.hex(),
+                "blocks": chain.height,
+                "bytes": chain_bytes,
+                "transactions_by_type": dict(sorted(by_type.items())),
+            },
+            "converged": converged,
+            "transactions": {"submitted": dict(self.tally.submitted), "refused": dict(self.tally.refused)},
+            "nodes": {
+                node.name: {
+                    "height": node.chain.height,
+                    "blocks_mined": node.stats.blocks_mined,
+                    "reorgs": node.stats.reorgs,
+                    "validation_s": round(node.stats.validation_seconds, 3),
+                }
+                for node in nodes
+            },
+            "timing": {
+                "simulation_s": round(simulation_s, 2),
+                "verifying_s": round(sum(node.stats.validation_seconds for node in nodes), 3),
+            },
+            "participants": {
+                "homes": len(self.homes),
+                "prosumers": len(prosumers),
+                "with_battery": sum(1 for h in self.homes if h.battery),
+                "line_owners": len(self.line_owners),
+                "meters_registered": sum(1 for m in self.meter_owner if view.get(METERS, m) is not None),
+                "authorities": {
+                    address_to_text(p.address): p.name for p in (self.maker, self.dso, self.government)
+                },
+            },
+        }
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Start fresh; only ever deletes what an earlier simulation wrote."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise ConfigError(
+                f"{out} is not empty and was not written by 'gridnet simulate'; choose another --out"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by gridnet simulate; safe to delete\n")
+
+
+def simulate(scenario: Scenario, out: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Run ``scenario``, write ``out/report.json`` and ``out/chain/``; returns the report."""
+    prepare_out_dir(out)
+    sim = Neighbourhood(scenario, out)
+    report = sim.run(progress)
+    for node in sim.net.nodes.values():
+        node.chain.close()
+    audit = verify_chain(out / "chain")
+    report["verify"] = {
+        "ok": audit.ok,
+        "blocks": audit.blocks,
+        "transactions": audit.transactions,
+        "seconds": round(audit.seconds, 3),
+        "tx_per_s": round(audit.tx_per_s, 1),
+        "rule": audit.rule,
+        "bad_height": audit.bad_height,
+    }
+    report["timing"]["audit_s"] = round(audit.seconds, 3)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

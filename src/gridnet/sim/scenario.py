@@ -1,0 +1,221 @@
+"""Scenario files (TOML): what the simulator builds and runs. See docs/scenarios.md.
+
+Every key has a default; unknown keys and wrong types are refused with one line naming the
+file, the key and what is expected. Money is in GNC per kWh in the file (decimals allowed)
+and becomes integer base units here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from gridnet.errors import ConfigError
+from gridnet.ledger.params import parse_time_ms
+from gridnet.units import UNITS_PER_GNC
+
+
+def gnc(value: float) -> int:
+    """GNC (a TOML number) -> base units, exactly for decimal literals."""
+    return int(Decimal(str(value)) * UNITS_PER_GNC)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    name: str = "neighbourhood"
+    seed: int = 1
+    start: str = "2026-06-21T00:00:00Z"
+    """First interval's start (UTC); it is rounded down to an interval boundary."""
+    intervals: int = 96
+    area: str = "north"
+
+
+@dataclass(frozen=True)
+class ChainSection:
+    block_interval_s: float = 300.0
+    difficulty_bits: int = 10
+    identity_difficulty_bits: int = 10
+    dispute_window_blocks: int = 2
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    nodes: int = 3
+    latency_ms: int = 80
+    jitter_ms: int = 40
+    tick_s: float = 5.0
+    hashes_per_tick: int = 6
+    """Proof-of-work attempts per node per tick (sets the simulated hash rate)."""
+
+
+@dataclass(frozen=True)
+class Homes:
+    count: int = 20
+    pv_share: float = 0.5
+    battery_share: float = 0.5
+    """Share of the PV homes that also have a battery."""
+    pv_kw: tuple[float, float] = (3.0, 6.0)
+    battery_kwh: tuple[float, float] = (5.0, 10.0)
+    daily_kwh: tuple[float, float] = (6.0, 14.0)
+    buy_cap: tuple[float, float] = (0.30, 0.40)
+    """Range of the homes' price caps [GNC/kWh] (each home draws one)."""
+    sell_floor: tuple[float, float] = (0.05, 0.12)
+    battery_sell_above: float = 80.0
+    battery_buy_below: float = 15.0
+    start_gnc: float = 50.0
+
+
+@dataclass(frozen=True)
+class Dso:
+    buy_price: float = 0.08
+    """The DSO bids at this feed-in price [GNC/kWh], for any amount."""
+    sell_price: float = 0.30
+    """The DSO offers at this retail price [GNC/kWh], for any amount."""
+    curtail_at: str = "12:00"
+    """The midday congestion interval (UTC): the DSO curtails the area's export then;
+    empty = never."""
+    curtail_limit_w: int = 1500
+    override_share: float = 0.3
+    """Share of the PV homes whose policy overrides DSO commands."""
+    start_gnc: float = 5000.0
+
+
+@dataclass(frozen=True)
+class LineOwner:
+    name: str
+    fee: float
+    """[GNC/kWh] carried over its lines."""
+
+
+@dataclass(frozen=True)
+class Government:
+    subsidy: float = 0.02
+    """Paid per exported kWh of on-chain readings [GNC/kWh]."""
+    start_gnc: float = 1000.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    simulation: Simulation
+    chain: ChainSection
+    network: NetworkSection
+    homes: Homes
+    dso: Dso
+    line_owners: tuple[LineOwner, ...]
+    government: Government
+    source: str
+
+    @property
+    def start_ms(self) -> int:
+        return parse_time_ms(self.simulation.start, f"{self.source}: [simulation] start")
+
+
+DEFAULT_LINE_OWNERS = [{"name": "Feeder A Lines", "fee": 0.01}, {"name": "Feeder B Lines", "fee": 0.015}]
+
+_SECTIONS: dict[str, type] = {
+    "simulation": Simulation,
+    "chain": ChainSection,
+    "network": NetworkSection,
+    "homes": Homes,
+    "dso": Dso,
+    "government": Government,
+}
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value)
+        if ok:
+            value = (float(value[0]), float(value[1]))
+            ok = value[0] <= value[1]
+    else:  # pragma: no cover - every field has one of the types above
+        raise TypeError(default)
+    if not ok:
+        kind = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+            type(default), "a [low, high] pair of numbers"
+        )
+        raise ConfigError(f"{where} must be {kind}")
+    return value
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    defaults = cls()
+    values = {k: _coerce(v, getattr(defaults, k), f"{where} {k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenario:
+    unknown = sorted(set(doc) - set(_SECTIONS) - {"line_owner"})
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section(s) {unknown}; known: {sorted([*_SECTIONS, 'line_owner'])}"
+        )
+    parts = {name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in _SECTIONS.items()}
+    owners = []
+    for i, entry in enumerate(
+        doc.get(
+            "line_owner", [{"name": "Feeder A Lines", "fee": 0.01}, {"name": "Feeder B Lines", "fee": 0.015}]
+        )
+    ):
+        where = f"{source}: line_owner {i + 1}"
+        if not isinstance(entry, dict) or set(entry) != {"name", "fee"}:
+            raise ConfigError(f"{where} needs exactly 'name' and 'fee'")
+        owners.append(
+            LineOwner(_coerce(entry["name"], "", f"{where} name"), _coerce(entry["fee"], 0.0, f"{where} fee"))
+        )
+    scenario = Scenario(line_owners=tuple(owners), source=source, **parts)
+    _check(scenario)
+    return scenario
+
+
+def _check(s: Scenario) -> None:
+    src = s.source
+    checks = [
+        (1 <= s.simulation.intervals <= 96 * 31, "[simulation] intervals must be 1 to 2976 (31 days)"),
+        (1 <= len(s.simulation.area) <= 32, "[simulation] area must have 1 to 32 characters"),
+        (2 <= s.homes.count <= 2000, "[homes] count must be 2 to 2000"),
+        (0 <= s.homes.pv_share <= 1 and 0 <= s.homes.battery_share <= 1, "[homes] shares must be 0 to 1"),
+        (1 <= s.network.nodes <= 16, "[network] nodes must be 1 to 16"),
+        (
+            s.network.tick_s > 0 and s.network.hashes_per_tick > 0,
+            "[network] tick_s and hashes_per_tick must be positive",
+        ),
+        (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
+        (1 <= len(s.line_owners) <= 8, "at most 8 line owners, at least 1"),
+        (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{src}: {message}")
+    s.start_ms  # noqa: B018 - parses (and so checks) the start time
+
+
+def load_scenario(path: Path | None) -> Scenario:
+    """The scenario in ``path`` (None = every default)."""
+    if path is None:
+        return scenario_from_dict({}, "defaults")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"scenario file {path} is not valid TOML: {exc}") from None
+    return scenario_from_dict(doc, str(path))
