@@ -21,7 +21,7 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/gridnet demo --out $(OUT)
+	$(BIN)/gridnet simulate scenarios/neighbourhood.toml --out $(OUT)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests

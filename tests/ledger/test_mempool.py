@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import NonceGap
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, Mempool
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -118,4 +119,18 @@ def test_block_updates_report_included_and_stale(chain: Chain) -> None:
 
     events = pool.update_after_block({tx_id(t) for t in block.txs}, chain.account)
     assert sorted((e.kind.value, e.rule) for e in events) == [("dropped", "NonceTooLow"), ("included", "")]
+    assert len(pool) == 0
+
+
+def test_a_transaction_block_building_refuses_waits_before_it_is_dropped(chain: Chain) -> None:
+    a = test_keys(1)[0]
+    pool = Mempool(chain.params, chain.chain_id, defer_blocks=2)
+    pool.add(transfer(chain, a, 0, 200), chain.account)
+    pool.add(transfer(chain, a, 1, 200), chain.account)
+    first = next(pool.candidates())
+    error = NonceGap("stand-in for a rule that may pass once a missing block arrives")
+    assert pool.remove_rejected(first, error, height=5) == []
+    assert pool.remove_rejected(first, error, height=6) == []
+    dropped = pool.remove_rejected(first, error, height=7)
+    assert [(e.kind, e.rule) for e in dropped] == [(EventKind.DROPPED, "NonceGap")] * 2
     assert len(pool) == 0

@@ -67,6 +67,7 @@ class Mempool:
         *,
         max_txs: int = 50_000,
         max_per_sender: int = 256,
+        defer_blocks: int = 6,
     ) -> None:
         self.params = params
         self.chain_id = chain_id
@@ -76,6 +77,8 @@ class Mempool:
         self.by_sender: dict[Address, dict[int, VerifiedTx]] = {}
         self._heap: list[tuple[float, int, Hash32]] = []  # lowest fee rate first (lazy)
         self._seq = itertools.count()
+        self.defer_blocks = defer_blocks
+        self._deferred: dict[Hash32, int] = {}  # txid -> height block building first refused it
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -201,6 +204,7 @@ class Mempool:
 
     def _remove(self, vtx: VerifiedTx) -> None:
         del self.by_id[vtx.txid]
+        self._deferred.pop(vtx.txid, None)
         queue = self.by_sender[vtx.sender]
         del queue[vtx.tx.nonce]
         if not queue:
@@ -224,9 +228,15 @@ class Mempool:
             if pos < len(queue):
                 heapq.heappush(heap, (-fee_rate(queue[pos][1]), i, sender))
 
-    def remove_rejected(self, vtx: VerifiedTx, error: InvalidTransaction) -> list[PoolEvent]:
-        """Drop a transaction block building found invalid, with its sender's later ones."""
+    def remove_rejected(self, vtx: VerifiedTx, error: InvalidTransaction, height: int) -> list[PoolEvent]:
+        """Block building at ``height`` could not apply ``vtx``. It may depend on a block
+        this node has not received yet (say, the opening of the contract it settles), so it
+        stays pending for ``defer_blocks`` blocks; then it is dropped, with its sender's
+        later transactions, and reported with the rule."""
         if vtx.txid not in self.by_id:
+            return []
+        first = self._deferred.setdefault(vtx.txid, height)
+        if height - first < self.defer_blocks:
             return []
         queue = self.by_sender[vtx.sender]
         events = []

@@ -30,7 +30,8 @@ class MinedBlock:
 
 def load_mempool(chain: Chain) -> tuple[Mempool, list[PoolEvent]]:
     """The data directory's pending transactions, re-validated against the head."""
-    pool = Mempool(chain.params, chain.chain_id)
+    # The local head is all there is: a transaction the head refuses is dropped at once.
+    pool = Mempool(chain.params, chain.chain_id, defer_blocks=0)
     return pool, restore_pending(chain, pool)
 
 
@@ -85,7 +86,7 @@ def mine_blocks(
         block, template = produce_block(chain, miner.address, pool.candidates())
         events: list[PoolEvent] = []
         for vtx, error in template.rejected:
-            events.extend(pool.remove_rejected(vtx, error))
+            events.extend(pool.remove_rejected(vtx, error, block.header.height))
         chain.add_block(block)
         events.extend(pool.update_after_block([v.txid for v in template.included], chain.account))
         gone = [e.txid for e in events]

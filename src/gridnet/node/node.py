@@ -360,7 +360,7 @@ class Node:
             tpl = self.chain.build_block(miner, self.mempool.candidates(), now=now)
             events: list[PoolEvent] = []
             for vtx, error in tpl.rejected:
-                events.extend(self.mempool.remove_rejected(vtx, error))
+                events.extend(self.mempool.remove_rejected(vtx, error, tpl.block.header.height))
             out = self._record(events)
             self._template, self._template_at, self._nonce = tpl, now, 0
         else:

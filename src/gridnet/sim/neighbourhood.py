@@ -617,6 +617,7 @@ class Neighbourhood:
             if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None and r.subsidised
         )
         prices = [c["price"] for c in self.tally.clearing if c["price"] is not None]
+        exported = sum(plan.export_wh for plan in self.plans.values())
         nodes = self.net.nodes.values()
         return {
             "scenario": {
@@ -625,6 +626,8 @@ class Neighbourhood:
                 "source": self.s.source,
             },
             "energy": {
+                "exported_wh": exported,
+                "unsold_export_wh": exported - self.tally.p2p_wh - self.tally.to_dso_wh,
                 "p2p_wh": self.tally.p2p_wh,
                 "bought_from_dso_wh": self.tally.from_dso_wh,
                 "sold_to_dso_wh": self.tally.to_dso_wh,
@@ -652,6 +655,7 @@ class Neighbourhood:
             },
             "dso": {
                 "curtailment_interval": self.curtail_interval,
+                "curtailment_utc": None if self.curtail_interval is None else clock(self.curtail_interval),
                 "overrides_recorded": by_type.get("RecordOverride", 0),
             },
             "chain": {
@@ -687,6 +691,12 @@ class Neighbourhood:
                 },
             },
         }
+
+
+def clock(interval: Interval) -> str:
+    """Start of ``interval`` as HH:MM (UTC)."""
+    minutes = (interval % 96) * (INTERVAL_MS // 60_000)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def prepare_out_dir(out: Path) -> None:

@@ -62,7 +62,9 @@ class Homes:
     daily_kwh: tuple[float, float] = (6.0, 14.0)
     buy_cap: tuple[float, float] = (0.30, 0.40)
     """Range of the homes' price caps [GNC/kWh] (each home draws one)."""
-    sell_floor: tuple[float, float] = (0.05, 0.12)
+    sell_floor: tuple[float, float] = (0.04, 0.08)
+    """Range of the homes' price floors [GNC/kWh]; above the DSO's feed-in price, surplus
+    no other home buys is exported unpaid (reported as ``unsold_export_wh``)."""
     battery_sell_above: float = 80.0
     battery_buy_below: float = 15.0
     start_gnc: float = 50.0

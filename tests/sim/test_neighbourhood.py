@@ -1,0 +1,117 @@
+"""The neighbourhood simulation: reproducible, audited, and its books balance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridnet.errors import ConfigError
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.meter import READINGS, reading_key
+from gridnet.ledger.verify import verify_chain
+from gridnet.sim.neighbourhood import Neighbourhood, simulate
+from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
+from gridnet.units import energy_cost
+
+# Ten intervals around midday, so that PV homes export, the DSO curtails one interval,
+# and consumers buy from both the homes and the DSO.
+SMALL: dict[str, Any] = {
+    "simulation": {"intervals": 10, "start": "2026-06-21T10:30:00Z"},
+    "homes": {"count": 8},
+    "dso": {"curtail_at": "11:30"},
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    scenario = scenario_from_dict(SMALL, "small")
+    a = tmp_path_factory.mktemp("a")
+    first = simulate(scenario, a)
+    second = simulate(scenario, tmp_path_factory.mktemp("b"))
+    return first, second, a
+
+
+def test_same_scenario_and_seed_give_the_same_chain_and_figures(runs: tuple[dict[str, Any], ...]) -> None:
+    first, second, _ = runs
+    assert first["chain"]["head"] == second["chain"]["head"]
+    strip = ("timing", "nodes", "verify")
+    assert {k: v for k, v in first.items() if k not in strip} == {
+        k: v for k, v in second.items() if k not in strip
+    }
+
+
+def test_the_chain_is_audited_and_every_contract_settled(runs: tuple[Any, ...]) -> None:
+    report, _, out = runs
+    assert report["converged"] and report["verify"]["ok"]
+    assert verify_chain(out / "chain").ok
+    by_type = report["chain"]["transactions_by_type"]
+    assert by_type["OpenContract"] == by_type["SettleContract"] == report["energy"]["contracts"] > 0
+    assert by_type["SubmitReadings"] == SMALL["simulation"]["intervals"]
+    assert report["transactions"]["refused"] == {}
+    assert json.loads((out / "report.json").read_text())["chain"]["head"] == report["chain"]["head"]
+
+
+def test_energy_sold_equals_what_meters_exported(runs: tuple[Any, ...]) -> None:
+    report, _, out = runs
+    chain = Chain.open(out / "chain")
+    try:
+        sim = Neighbourhood(scenario_from_dict(SMALL, "small"), out / "unused")  # same people, same keys
+        view = chain.view()
+        exported = sold = 0
+        for home in sim.homes:
+            assert home.meter is not None
+            for i in range(sim.first, sim.first + SMALL["simulation"]["intervals"]):
+                r = view.get(READINGS, reading_key(home.meter.meter_id, i))
+                assert r is not None
+                exported += r.exported_wh
+                sold += r.sold_wh
+                assert r.sold_wh <= r.exported_wh  # never paid for more than the meter signed
+        energy = report["energy"]
+        assert exported == energy["exported_wh"]
+        assert sold == energy["p2p_wh"] + energy["sold_to_dso_wh"]
+        assert energy["unsold_export_wh"] == exported - sold == 0  # floors at most the feed-in price
+    finally:
+        chain.close()
+
+
+def test_midday_curtailment_and_overrides(runs: tuple[Any, ...]) -> None:
+    report, _, _ = runs
+    assert report["dso"]["curtailment_utc"] == "11:30"
+    assert report["dso"]["overrides_recorded"] >= 1
+    assert report["energy"]["curtailed_wh"] > 0
+
+
+def test_subsidies_and_revenue_by_role(runs: tuple[Any, ...]) -> None:
+    report, _, _ = runs
+    rate = 2_000_000  # 0.02 GNC per kWh, the default
+    assert report["subsidies"]["readings_subsidised"] > 0
+    assert report["subsidies"]["paid_gnc"] > 0
+    assert report["revenue_gnc"]["line_owners"] > 0
+    assert report["revenue_gnc"]["prosumers"] > 0 > report["revenue_gnc"]["consumers"]
+    assert energy_cost(1000, rate) == 2_000_000
+
+
+def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    cases = {
+        "[homes]\ncount = 'many'\n": "[homes] count must be an integer",
+        "[homes]\npv_kw = [6, 3]\n": "[homes] pv_kw must be a [low, high] pair",
+        "[weather]\nsun = 1\n": "unknown section",
+        "[dso]\nbuy_price = 0.5\nsell_price = 0.3\n": "buy_price must be positive and below sell_price",
+        "[simulation]\nstart = 'noon'\n": "[simulation] start",
+        "[[line_owner]]\nname = 'x'\n": "needs exactly 'name' and 'fee'",
+    }
+    for text, fragment in cases.items():
+        bad.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_scenario(bad)
+        assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_default_scenario_file_loads() -> None:
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "neighbourhood.toml")
+    assert isinstance(scenario, Scenario)
+    assert scenario.homes.count == 20 and scenario.network.nodes == 3 and len(scenario.line_owners) == 2
