@@ -59,6 +59,7 @@ def test_energy_sold_equals_what_meters_exported(runs: tuple[Any, ...]) -> None:
     chain = Chain.open(out / "chain")
     try:
         sim = Neighbourhood(scenario_from_dict(SMALL, "small"), out / "unused")  # same people, same keys
+        sim.close()
         view = chain.view()
         exported = sold = 0
         for home in sim.homes:
@@ -115,3 +116,14 @@ def test_the_default_scenario_file_loads() -> None:
     scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "neighbourhood.toml")
     assert isinstance(scenario, Scenario)
     assert scenario.homes.count == 20 and scenario.network.nodes == 3 and len(scenario.line_owners) == 2
+
+
+def test_readings_travel_over_mqtt_and_give_the_same_chain(runs: tuple[Any, ...], tmp_path: Path) -> None:
+    """meter -> in-process broker (127.0.0.1) -> collector -> block: none lost, same chain."""
+    memory_report = runs[0]
+    report = simulate(
+        scenario_from_dict({**SMALL, "telemetry": {"kind": "mqtt"}}, "small-mqtt"), tmp_path / "m"
+    )
+    assert report["verify"]["ok"]
+    assert report["chain"]["transactions_by_type"]["SubmitReadings"] == SMALL["simulation"]["intervals"]
+    assert report["chain"]["head"] == memory_report["chain"]["head"]

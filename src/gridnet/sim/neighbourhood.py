@@ -68,7 +68,8 @@ from gridnet.market.matching import Trade, clear_double_auction
 from gridnet.market.orders import Order, Side, VerifiedOrder, sign_order, validate_order
 from gridnet.market.policy import Policy, PriceWindow
 from gridnet.meter.certificate import issue_certificate
-from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter
+from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
+from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
 from gridnet.security.roles import Role
@@ -156,7 +157,11 @@ class Neighbourhood:
         self.area = scenario.simulation.area
         self.first = interval_of(scenario.start_ms)
         self.tally = Tally()
-        self.telemetry = InMemoryTelemetry()
+        self.broker: MqttBroker | None = None
+        self.telemetry: Telemetry = InMemoryTelemetry()
+        if scenario.telemetry.kind == "mqtt":
+            self.broker = MqttBroker().start()  # in-process, 127.0.0.1, a free port
+            self.telemetry = MqttTelemetry(port=self.broker.port)
         self.plans: dict[tuple[Address, Interval], Plan] = {}
         self.deals: dict[Interval, list[OpenDeal]] = defaultdict(list)
         self.actions: list[Action] = []
@@ -499,7 +504,10 @@ class Neighbourhood:
             self.telemetry.publish(home.meter.read(interval, plan.export_wh, plan.import_wh))
         assert self.dso.meter is not None
         self.telemetry.publish(self.dso.meter.read(interval, dso_sold, dso_bought))
-        batch = tuple(self.telemetry.collect())
+        if isinstance(self.telemetry, MqttTelemetry):
+            self.telemetry.flush(len(self.homes) + 1)  # bounded wait: every reading arrived
+        # Canonical order, whatever order the transport delivered them in.
+        batch = tuple(sorted(self.telemetry.collect(), key=lambda r: (r.reading.meter, r.reading.interval)))
         if batch:
             self.submit(self.collector, SubmitReadings(batch))
 
@@ -571,6 +579,15 @@ class Neighbourhood:
         converged = self.finish()
         simulation_s = time.perf_counter() - started
         return self.report(balances0, converged, simulation_s)
+
+    def close(self) -> None:
+        """Stop what the simulation started (chains, MQTT clients and broker)."""
+        if isinstance(self.telemetry, MqttTelemetry):
+            self.telemetry.close()
+        if self.broker is not None:
+            self.broker.stop()
+        for node in self.net.nodes.values():
+            node.chain.close()
 
     def params_balance(self, address: Address) -> int:
         return sum(a.amount for a in self.params.allocations if a.address == address)
@@ -715,9 +732,10 @@ def simulate(scenario: Scenario, out: Path, progress: Progress | None = None) ->
     """Run ``scenario``, write ``out/report.json`` and ``out/chain/``; returns the report."""
     prepare_out_dir(out)
     sim = Neighbourhood(scenario, out)
-    report = sim.run(progress)
-    for node in sim.net.nodes.values():
-        node.chain.close()
+    try:
+        report = sim.run(progress)
+    finally:
+        sim.close()
     audit = verify_chain(out / "chain")
     report["verify"] = {
         "ok": audit.ok,

@@ -100,6 +100,13 @@ class Government:
 
 
 @dataclass(frozen=True)
+class TelemetrySection:
+    kind: str = "memory"
+    """How readings reach the collector: "memory" (handed over directly) or "mqtt" (meters
+    publish to an MQTT broker started in-process on 127.0.0.1; the collector subscribes)."""
+
+
+@dataclass(frozen=True)
 class Scenario:
     simulation: Simulation
     chain: ChainSection
@@ -108,6 +115,7 @@ class Scenario:
     dso: Dso
     line_owners: tuple[LineOwner, ...]
     government: Government
+    telemetry: TelemetrySection
     source: str
 
     @property
@@ -124,6 +132,7 @@ _SECTIONS: dict[str, type] = {
     "homes": Homes,
     "dso": Dso,
     "government": Government,
+    "telemetry": TelemetrySection,
 }
 
 
@@ -203,6 +212,7 @@ def _check(s: Scenario) -> None:
         (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
         (1 <= len(s.line_owners) <= 8, "at most 8 line owners, at least 1"),
         (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
+        (s.telemetry.kind in ("memory", "mqtt"), '[telemetry] kind must be "memory" or "mqtt"'),
     ]
     for ok, message in checks:
         if not ok:
