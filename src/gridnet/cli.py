@@ -405,7 +405,7 @@ def print_simulation_summary(report: dict[str, Any], out: Path) -> None:
         "DSO curtailment",
         "none"
         if d["curtailment_interval"] is None
-        else f"interval {d['curtailment_interval']}, "
+        else f"{d['curtailment_utc']} UTC, "
         f"{d['overrides_recorded']} override(s) recorded, {_kwh(e['curtailed_wh'])} curtailed",
     )
     table.add_row("chain", f"height {c['height']}, head {c['head'][:16]}, {c['bytes']:,} bytes")
