@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from msgspec.structs import replace
+
 from gridnet.encoding import U63, AddressBytes, HashBytes, Wire
 from gridnet.errors import OrderNotInAuction
 from gridnet.market.orders import Order, Side, VerifiedOrder
@@ -212,3 +214,57 @@ def buyer_auction(
         trades.append(Trade(rid, oid, req.owner, o.owner, o.meter, q, price))
         wanted -= q
     return trades
+
+
+class StagedClearing(NamedTuple):
+    """Outcome of :func:`clear_with_eligibility`: one clearing per group of buyers."""
+
+    stages: tuple[Clearing, ...]
+
+    @property
+    def trades(self) -> tuple[Trade, ...]:
+        return tuple(t for stage in self.stages for t in stage.trades)
+
+    @property
+    def traded_wh(self) -> Wh:
+        return sum(stage.traded_wh for stage in self.stages)
+
+    @property
+    def price(self) -> UnitsPerKWh | None:
+        """The clearing price of the stage that traded the most energy (first on a tie)."""
+        traded = [s for s in self.stages if s.price is not None]
+        return max(traded, key=lambda s: s.traded_wh).price if traded else None
+
+
+def clear_with_eligibility(
+    bids: Iterable[VerifiedOrder],
+    offers: Iterable[VerifiedOrder],
+    eligibility: Callable[[Order], Eligibility],
+) -> StagedClearing:
+    """A double auction where each buyer's policy decides which offers it accepts.
+
+    Buyers are grouped by the set of offers they accept. Each group, the most restrictive
+    first (fewest offers accepted; ties by the smallest bid id), runs
+    :func:`clear_double_auction` with its bids and what is left of the offers it accepts;
+    what the group buys is taken off those offers before the next group. Every rule of the
+    single auction holds within each stage (its own uniform price); a buyer never trades
+    with an offer its policy rejects. With one group this is exactly the single auction.
+    """
+    offer_list = sorted(dict(offers).items())
+    groups: dict[frozenset[Hash32], list[VerifiedOrder]] = {}
+    for bid in sorted(dict(bids).items()):
+        accepts = eligibility(bid[1])
+        key = frozenset(oid for oid, o in offer_list if accepts(o))
+        groups.setdefault(key, []).append(VerifiedOrder(*bid))
+    left = {oid: o.wh for oid, o in offer_list}
+    by_id = dict(offer_list)
+    stages = []
+    for accepted, group in sorted(groups.items(), key=lambda g: (len(g[0]), g[1][0].id)):
+        available = [
+            VerifiedOrder(oid, replace(by_id[oid], wh=left[oid])) for oid in sorted(accepted) if left[oid] > 0
+        ]
+        clearing = clear_double_auction(group, available)
+        for t in clearing.trades:
+            left[t.offer_id] -= t.wh
+        stages.append(clearing)
+    return StagedClearing(tuple(stages))
