@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from gridnet.encoding import decode_lenient
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim.neighbourhood import Neighbourhood, simulate
@@ -22,6 +24,7 @@ SMALL: dict[str, Any] = {
     "simulation": {"intervals": 10, "start": "2026-06-21T10:30:00Z"},
     "homes": {"count": 8},
     "dso": {"curtail_at": "11:30"},
+    "security": {"flagged_meters": 1, "trusting_share": 0.5},
 }
 
 
@@ -127,3 +130,25 @@ def test_readings_travel_over_mqtt_and_give_the_same_chain(runs: tuple[Any, ...]
     assert report["verify"]["ok"]
     assert report["chain"]["transactions_by_type"]["SubmitReadings"] == SMALL["simulation"]["intervals"]
     assert report["chain"]["head"] == memory_report["chain"]["head"]
+
+
+def test_buyers_who_trust_the_flagger_never_buy_from_the_flagged_meter(runs: tuple[Any, ...]) -> None:
+    report, _, out = runs
+    assert report["security"]["flags_on_chain"] == 1
+    sim = Neighbourhood(scenario_from_dict(SMALL, "small"), out / "unused-2")
+    sim.close()
+    flagged = sim.flagged_homes()[0].meter
+    assert flagged is not None
+    trusting = {h.address for h in sim.homes if h.policy is not None and h.policy.trusted}
+    chain = Chain.open(out / "chain")
+    try:
+        terms = [
+            decode_lenient(v, ContractRecord).terms
+            for k, v in chain.values.items()
+            if k[:1] == CONTRACTS.prefix
+        ]
+    finally:
+        chain.close()
+    from_flagged = [t for t in terms if t.seller_meter == flagged.meter_id]
+    assert from_flagged, "the flagged meter still sells (to those who do not trust the flag)"
+    assert all(t.buyer not in trusting for t in from_flagged)

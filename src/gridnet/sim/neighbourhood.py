@@ -58,21 +58,21 @@ from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction
-from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
+from gridnet.ledger.txs.authority import AUTHORITIES, PublishFlag, RegisterAuthority, flagged_by
 from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import METERS, READINGS, RegisterMeter, SubmitReadings, reading_key
 from gridnet.ledger.verify import verify_chain
-from gridnet.market.matching import Trade, clear_double_auction
+from gridnet.market.matching import Trade, clear_with_eligibility
 from gridnet.market.orders import Order, Side, VerifiedOrder, sign_order, validate_order
-from gridnet.market.policy import Policy, PriceWindow
+from gridnet.market.policy import MeterStanding, Policy, PriceWindow
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
 from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
-from gridnet.security.roles import Role
+from gridnet.security.roles import FlagTarget, Role
 from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
 from gridnet.sim.scenario import Scenario, gnc
 from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, Wh, interval_of, interval_start
@@ -194,6 +194,8 @@ class Neighbourhood:
         def key(name: str) -> PrivateKey:
             return PrivateKey.from_label(f"{s.simulation.name}/{s.simulation.seed}/{name}")
 
+        maker_key, security_key = key("manufacturer"), key("security")
+        trust = {"meters": frozenset({security_key.address})}
         self.homes: list[Participant] = []
         n_pv = round(s.homes.count * s.homes.pv_share)
         n_bat = round(n_pv * s.homes.battery_share)
@@ -208,6 +210,8 @@ class Neighbourhood:
                 sell=(PriceWindow(0, 1440, floor),) if has_pv else (),
                 buy_below_soc=s.homes.battery_buy_below if has_bat else None,
                 sell_above_soc=s.homes.battery_sell_above if has_bat else None,
+                trusted=trust if trusts(i, s.security.trusting_share) else {},
+                manufacturers=frozenset({maker_key.address}),
             )
             battery = None
             if has_bat:
@@ -231,7 +235,8 @@ class Neighbourhood:
         self.dso = Participant(
             "dso", "dso", key("dso"), "n0", meter=SimulatedMeter(key("dso/substation-meter"))
         )
-        self.maker = Participant("manufacturer", "manufacturer", key("manufacturer"), "n0")
+        self.maker = Participant("manufacturer", "manufacturer", maker_key, "n0")
+        self.security = Participant("security", "security", security_key, f"n{1 % n_nodes}")
         self.government = Participant("government", "government", key("government"), f"n{1 % n_nodes}")
         self.collector = Participant("collector", "collector", key("collector"), f"n{2 % n_nodes}")
         self.line_owners = [
@@ -240,7 +245,15 @@ class Neighbourhood:
         ]
         self.by_address = {
             p.address: p
-            for p in [*self.homes, self.dso, self.maker, self.government, self.collector, *self.line_owners]
+            for p in [
+                *self.homes,
+                self.dso,
+                self.maker,
+                self.security,
+                self.government,
+                self.collector,
+                *self.line_owners,
+            ]
         }
         self.meter_owner = {p.meter.meter_id: p for p in [*self.homes, self.dso] if p.meter}
 
@@ -251,6 +264,7 @@ class Neighbourhood:
             Allocation(self.dso.address, gnc(s.dso.start_gnc)),
             Allocation(self.government.address, gnc(s.government.start_gnc)),
             Allocation(self.maker.address, gnc(10)),
+            Allocation(self.security.address, gnc(10)),
             Allocation(self.collector.address, gnc(100)),
         ]
         base = default_params(tuple(allocations))
@@ -332,11 +346,12 @@ class Neighbourhood:
 
     def bootstrap(self) -> None:
         target = self.params.identity_target_int
-        for p in [*self.homes, self.dso, self.maker, self.government]:
+        for p in [*self.homes, self.dso, self.maker, self.security, self.government]:
             self.submit(p, RegisterIdentity(find_identity_proof(p.address, target)))
         self.submit(self.maker, RegisterAuthority(int(Role.MANUFACTURER), "Meter Manufacturer"))
         self.submit(self.dso, RegisterAuthority(int(Role.DSO), "Distribution System Operator"))
         self.submit(self.government, RegisterAuthority(int(Role.GOVERNMENT), "Government"))
+        self.submit(self.security, RegisterAuthority(int(Role.SECURITY), "Meter Security Lab"))
         maker = self.maker.address
 
         def maker_registered(chain: Chain) -> bool:
@@ -353,7 +368,23 @@ class Neighbourhood:
                 serial=p.name,
             )
             self.later(p, RegisterMeter(cert, self.area), maker_registered)
+        for home in self.flagged_homes():
+            assert home.meter is not None
+            meter = home.meter.meter_id
+
+            def meter_registered(chain: Chain, meter: Address = meter) -> bool:
+                return chain.view().get(METERS, meter) is not None
+
+            flag = PublishFlag(int(FlagTarget.METER), meter, "tampered seal reported", True)
+            self.later(self.security, flag, meter_registered)
         self.run_for(interval_start(self.first) - self.net.now)
+
+    def flagged_homes(self, count: int | None = None) -> list[Participant]:
+        """The PV homes whose meters the security lab flags: the cheapest sellers (a tampered
+        meter selling cheap energy is what a buyer should be warned about)."""
+        sellers = [h for h in self.homes if h.policy is not None and h.policy.sell]
+        sellers.sort(key=lambda h: h.policy.sell[0].price if h.policy else 0)
+        return sellers[: self.s.security.flagged_meters if count is None else count]
 
     # --- one interval ----------------------------------------------------------------------
 
@@ -429,9 +460,10 @@ class Neighbourhood:
         verified = [
             validate_order(sign_order(self._key(o.owner), o), now_interval=interval - 1) for o in orders
         ]
-        clearing = clear_double_auction(
+        clearing = clear_with_eligibility(
             [v for v in verified if v.order.side == Side.BID],
             [v for v in verified if v.order.side == Side.OFFER],
+            self._eligibility(verified),
         )
         self.tally.clearing.append(
             {"interval": interval, "price": clearing.price, "traded_wh": clearing.traded_wh}
@@ -439,6 +471,22 @@ class Neighbourhood:
         bids = {v.id: v for v in verified if v.order.side == Side.BID}
         for n, t in enumerate(clearing.trades):
             self._contract(interval, n, t, bids[t.bid_id])
+
+    def _eligibility(self, orders: list[VerifiedOrder]) -> Callable[[Order], Callable[[Order], bool]]:
+        """Each buyer's policy judges the selling meters by what the chain says of them."""
+        view = self.net.nodes["n0"].chain.view()
+        standings = {}
+        for v in orders:
+            record = view.get(METERS, v.order.meter) if v.order.side == Side.OFFER else None
+            if record is not None:
+                standings[v.order.meter] = MeterStanding(
+                    manufacturer=record.manufacturer,
+                    flagged_by=flagged_by(view, FlagTarget.METER, v.order.meter),
+                    revoked=record.revoked,
+                )
+        filters = {h.address: h.policy.offer_filter(standings) for h in self.homes if h.policy}
+        dso_filter = Policy().offer_filter(standings)  # the DSO trusts no flagger
+        return lambda bid: filters.get(bid.owner, dso_filter)
 
     def _key(self, owner: Address) -> PrivateKey:
         return self.by_address[owner].key
@@ -670,6 +718,11 @@ class Neighbourhood:
                 "readings_subsidised": subsidies,
                 "paid_gnc": round(-delta[self.government.address] / units, 6),
             },
+            "security": {
+                "flagged_meters": self.s.security.flagged_meters,
+                "trusting_homes": sum(1 for h in self.homes if h.policy and h.policy.trusted),
+                "flags_on_chain": by_type.get("PublishFlag", 0),
+            },
             "dso": {
                 "curtailment_interval": self.curtail_interval,
                 "curtailment_utc": None if self.curtail_interval is None else clock(self.curtail_interval),
@@ -708,6 +761,11 @@ class Neighbourhood:
                 },
             },
         }
+
+
+def trusts(i: int, share: float) -> bool:
+    """Spread a share evenly over participants: the i-th is in when i * share crosses an integer."""
+    return int((i + 1) * share) > int(i * share)
 
 
 def clock(interval: Interval) -> str:

@@ -100,6 +100,15 @@ class Government:
 
 
 @dataclass(frozen=True)
+class SecuritySection:
+    flagged_meters: int = 0
+    """PV homes whose meter a security authority flags (a reported tampered seal)."""
+    trusting_share: float = 0.5
+    """Share of the homes whose policy trusts that authority's meter flags: they never buy
+    from a flagged meter; the others still may."""
+
+
+@dataclass(frozen=True)
 class TelemetrySection:
     kind: str = "memory"
     """How readings reach the collector: "memory" (handed over directly) or "mqtt" (meters
@@ -116,6 +125,7 @@ class Scenario:
     line_owners: tuple[LineOwner, ...]
     government: Government
     telemetry: TelemetrySection
+    security: SecuritySection
     source: str
 
     @property
@@ -133,6 +143,7 @@ _SECTIONS: dict[str, type] = {
     "dso": Dso,
     "government": Government,
     "telemetry": TelemetrySection,
+    "security": SecuritySection,
 }
 
 
@@ -213,6 +224,11 @@ def _check(s: Scenario) -> None:
         (1 <= len(s.line_owners) <= 8, "at most 8 line owners, at least 1"),
         (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
         (s.telemetry.kind in ("memory", "mqtt"), '[telemetry] kind must be "memory" or "mqtt"'),
+        (
+            0 <= s.security.flagged_meters <= s.homes.count,
+            "[security] flagged_meters must be 0 to [homes] count",
+        ),
+        (0 <= s.security.trusting_share <= 1, "[security] trusting_share must be 0 to 1"),
     ]
     for ok, message in checks:
         if not ok:
