@@ -169,6 +169,10 @@ class AuthorityAlreadyRegistered(InvalidTransaction):
     """The address is already a registered authority."""
 
 
+class TelemetryTimeout(GridnetError, TimeoutError):
+    """Meter readings did not all reach the collector within the time allowed."""
+
+
 class InvalidCertificate(InvalidTransaction):
     """A meter certificate is not signed by the manufacturer it names, or that key is not
     a registered manufacturer."""

@@ -17,8 +17,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError
-from gridnet.meter.mqtt import LOOPBACK, MqttBroker, MqttTelemetry, TelemetryTimeout
+from gridnet.errors import ConfigError, TelemetryTimeout
+from gridnet.meter.mqtt import LOOPBACK, MqttBroker, MqttTelemetry
 from gridnet.meter.reading import SignedReading, is_signed_by
 from gridnet.meter.telemetry import SimulatedMeter
 

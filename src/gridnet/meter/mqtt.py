@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gridnet.encoding import decode, encode
-from gridnet.errors import ConfigError, DecodeError, GridnetError
+from gridnet.errors import ConfigError, DecodeError, TelemetryTimeout
 from gridnet.meter.reading import SignedReading
 
 LOOPBACK: Final = "127.0.0.1"
@@ -36,10 +36,6 @@ MAX_READING_BYTES: Final = 4096
 """A signed reading is well under 200 bytes; anything larger is not one."""
 
 _log = logging.getLogger(__name__)
-
-
-class TelemetryTimeout(GridnetError, TimeoutError):
-    """Readings did not all arrive at the collector within the time allowed."""
 
 
 # --- the broker ---------------------------------------------------------------------------
