@@ -14,6 +14,7 @@ from gridnet.encoding import encode
 from gridnet.errors import (
     CommandNotForMeter,
     CommandSignatureInvalid,
+    MalformedTransaction,
     MeterNotOwned,
     MissingReading,
     NotAuthorized,
@@ -135,3 +136,10 @@ def test_overrides_are_recorded_once_and_only_by_the_owner_for_addressed_meters(
     assert record is not None and record.reason == "battery nearly full"
     again = RecordOverride(real, METER.meter_id, "again")
     assert isinstance(grid.refused(OWNER, again), OverrideAlreadyRecorded)
+
+
+def test_an_override_of_a_malformed_command_is_refused(grid: Grid) -> None:
+    for bad in (command(DSO, kind=9), command(DSO, first_interval=T0 + 50, last_interval=T0 + 49)):
+        tx = grid.pending(OWNER, RecordOverride(bad, METER.meter_id, "x"))
+        with pytest.raises(MalformedTransaction):
+            validate_transaction(tx, grid.chain.params, grid.chain.chain_id)

@@ -152,3 +152,9 @@ def test_buyers_who_trust_the_flagger_never_buy_from_the_flagged_meter(runs: tup
     from_flagged = [t for t in terms if t.seller_meter == flagged.meter_id]
     assert from_flagged, "the flagged meter still sells (to those who do not trust the flag)"
     assert all(t.buyer not in trusting for t in from_flagged)
+
+
+@pytest.mark.parametrize("at", ["11:20", "25:00", "noon"])
+def test_a_bad_curtailment_time_is_refused_when_the_scenario_loads(at: str) -> None:
+    with pytest.raises(ConfigError, match="curtail_at"):
+        scenario_from_dict({"dso": {"curtail_at": at}}, "s.toml")

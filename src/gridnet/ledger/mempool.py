@@ -66,7 +66,7 @@ class Mempool:
         chain_id: Hash32,
         *,
         max_txs: int = 50_000,
-        max_per_sender: int = 256,
+        max_per_sender: int = 4096,
         defer_blocks: int = 6,
     ) -> None:
         self.params = params

@@ -75,7 +75,16 @@ from gridnet.node.node import Node, NodeConfig
 from gridnet.security.roles import FlagTarget, Role
 from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
 from gridnet.sim.scenario import Scenario, gnc
-from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, Wh, interval_of, interval_start
+from gridnet.units import (
+    INTERVAL_MS,
+    UNITS_PER_GNC,
+    Address,
+    Interval,
+    Wh,
+    energy_cost,
+    interval_of,
+    interval_start,
+)
 from gridnet.work import target_from_bits, target_to_bytes
 
 MARKER = ".gridnet-simulation"
@@ -173,14 +182,9 @@ class Neighbourhood:
     # --- set-up ----------------------------------------------------------------------------
 
     def _curtail_interval(self) -> Interval | None:
-        at = self.s.dso.curtail_at
-        if not at:
+        minute = self.s.curtail_minute
+        if minute is None:
             return None
-        hh, _, mm = at.partition(":")
-        try:
-            minute = int(hh) * 60 + int(mm)
-        except ValueError:
-            raise ConfigError(f"{self.s.source}: [dso] curtail_at must look like 12:00") from None
         day = self.first - self.first % 96
         slot = minute * 60_000 // INTERVAL_MS
         candidate = day + slot
@@ -210,6 +214,7 @@ class Neighbourhood:
                 sell=(PriceWindow(0, 1440, floor),) if has_pv else (),
                 buy_below_soc=s.homes.battery_buy_below if has_bat else None,
                 sell_above_soc=s.homes.battery_sell_above if has_bat else None,
+                source=f"{s.source}: [homes]",
                 trusted=trust if trusts(i, s.security.trusting_share) else {},
                 manufacturers=frozenset({maker_key.address}),
             )
@@ -587,6 +592,8 @@ class Neighbourhood:
 
     def subsidise(self, intervals: list[Interval]) -> None:
         rate = gnc(self.s.government.subsidy)
+        if rate == 0:
+            return
         for home in self.homes:
             assert home.meter is not None
             exported = [i for i in intervals if self.plans.get((home.address, i), Plan()).export_wh > 0]
@@ -674,13 +681,16 @@ class Neighbourhood:
         def role_gnc(people: list[Participant]) -> float:
             return round(sum(delta[p.address] for p in people) / units, 6)
 
-        subsidies = sum(
-            1
+        subsidised = [
+            r
             for h in self.homes
             if h.meter
             for i in range(self.first, self.first + self.s.simulation.intervals)
             if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None and r.subsidised
-        )
+        ]
+        subsidies = len(subsidised)
+        rate = gnc(self.s.government.subsidy)
+        subsidy_units = sum(energy_cost(r.exported_wh, rate) for r in subsidised)
         prices = [c["price"] for c in self.tally.clearing if c["price"] is not None]
         exported = sum(plan.export_wh for plan in self.plans.values())
         nodes = self.net.nodes.values()
@@ -716,10 +726,10 @@ class Neighbourhood:
             },
             "subsidies": {
                 "readings_subsidised": subsidies,
-                "paid_gnc": round(-delta[self.government.address] / units, 6),
+                "paid_gnc": round(subsidy_units / units, 6),
             },
             "security": {
-                "flagged_meters": self.s.security.flagged_meters,
+                "flagged_meters": len(self.flagged_homes()),
                 "trusting_homes": sum(1 for h in self.homes if h.policy and h.policy.trusted),
                 "flags_on_chain": by_type.get("PublishFlag", 0),
             },
@@ -757,7 +767,8 @@ class Neighbourhood:
                 "line_owners": len(self.line_owners),
                 "meters_registered": sum(1 for m in self.meter_owner if view.get(METERS, m) is not None),
                 "authorities": {
-                    address_to_text(p.address): p.name for p in (self.maker, self.dso, self.government)
+                    address_to_text(p.address): p.name
+                    for p in (self.maker, self.dso, self.government, self.security)
                 },
             },
         }
@@ -793,7 +804,7 @@ def simulate(scenario: Scenario, out: Path, progress: Progress | None = None) ->
     try:
         report = sim.run(progress)
     finally:
-        sim.close()
+        sim.close()  # chains, MQTT clients and the broker, whatever happened
     audit = verify_chain(out / "chain")
     report["verify"] = {
         "ok": audit.ok,

@@ -132,6 +132,21 @@ class Scenario:
     def start_ms(self) -> int:
         return parse_time_ms(self.simulation.start, f"{self.source}: [simulation] start")
 
+    @property
+    def curtail_minute(self) -> int | None:
+        """[dso] curtail_at as minutes after 00:00 UTC (None = no curtailment)."""
+        at = self.dso.curtail_at
+        if not at:
+            return None
+        hh, sep, mm = at.partition(":")
+        if not (
+            sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and int(mm) % 15 == 0
+        ):
+            raise ConfigError(
+                f'{self.source}: [dso] curtail_at must be a time like "12:00" on a 15-minute boundary, or ""'
+            )
+        return int(hh) * 60 + int(mm)
+
 
 DEFAULT_LINE_OWNERS = [{"name": "Feeder A Lines", "fee": 0.01}, {"name": "Feeder B Lines", "fee": 0.015}]
 
@@ -213,7 +228,7 @@ def _check(s: Scenario) -> None:
     checks = [
         (1 <= s.simulation.intervals <= 96 * 31, "[simulation] intervals must be 1 to 2976 (31 days)"),
         (1 <= len(s.simulation.area) <= 32, "[simulation] area must have 1 to 32 characters"),
-        (2 <= s.homes.count <= 2000, "[homes] count must be 2 to 2000"),
+        (2 <= s.homes.count <= 1000, "[homes] count must be 2 to 1000"),
         (0 <= s.homes.pv_share <= 1 and 0 <= s.homes.battery_share <= 1, "[homes] shares must be 0 to 1"),
         (1 <= s.network.nodes <= 16, "[network] nodes must be 1 to 16"),
         (
@@ -223,6 +238,11 @@ def _check(s: Scenario) -> None:
         (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
         (1 <= len(s.line_owners) <= 8, "at most 8 line owners, at least 1"),
         (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
+        (s.government.subsidy >= 0, "[government] subsidy must be 0 or more"),
+        (
+            s.homes.battery_buy_below <= s.homes.battery_sell_above,
+            "[homes] battery_buy_below must be at most battery_sell_above",
+        ),
         (s.telemetry.kind in ("memory", "mqtt"), '[telemetry] kind must be "memory" or "mqtt"'),
         (
             0 <= s.security.flagged_meters <= s.homes.count,
@@ -234,6 +254,7 @@ def _check(s: Scenario) -> None:
         if not ok:
             raise ConfigError(f"{src}: {message}")
     s.start_ms  # noqa: B018 - parses (and so checks) the start time
+    s.curtail_minute  # noqa: B018 - likewise the curtailment time
 
 
 def load_scenario(path: Path | None) -> Scenario:

@@ -30,7 +30,7 @@ from gridnet.errors import (
     SubsidyAlreadyPaid,
     UnknownMeter,
 )
-from gridnet.grid.commands import SignedCommand, addresses, is_signed_command
+from gridnet.grid.commands import CommandKind, SignedCommand, addresses, is_signed_command
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.authority import AUTHORITIES
@@ -99,6 +99,9 @@ def apply_pay_subsidy(state: StateView, env: BlockEnv, sender: Address, payload:
 
 
 def validate_record_override(payload: RecordOverride, params: ChainParams) -> None:
+    command = payload.command.command
+    if command.kind not in set(CommandKind) or command.first_interval > command.last_interval:
+        raise MalformedTransaction("a DSO command has a known kind and first_interval <= last_interval")
     if not is_signed_command(payload.command):
         raise CommandSignatureInvalid("the command is not signed by the issuer it names")
 
