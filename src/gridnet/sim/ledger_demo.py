@@ -8,9 +8,7 @@ SQLite); only the clock is simulated. The same seed gives the same chain.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +21,6 @@ import msgspec
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.errors import ConfigError
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import Allocation, ChainParams, default_params, max_supply, parse_time_ms
@@ -32,13 +29,11 @@ from gridnet.ledger.transactions import min_fee, sign_transaction
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
-from gridnet.ledger.verify import verify_chain
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
+from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_to_bytes
-
-MARKER = ".gridnet-demo"
 
 
 @dataclass(frozen=True)
@@ -70,23 +65,11 @@ def demo_params(cfg: DemoConfig, keys: list[PrivateKey]) -> ChainParams:
     )
 
 
-def prepare_out_dir(out: Path) -> None:
-    """Start from a fresh directory; only ever deletes what an earlier demo wrote."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
-            raise ConfigError(
-                f"{out} is not empty and was not written by 'gridnet demo'; choose another --out"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by gridnet demo; safe to delete\n")
-
-
 def run_demo(
     out: Path, cfg: DemoConfig = DemoConfig(), progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    prepare_out_dir(out)
+    prepare_out_dir(out, "ledger-demo")
     rng = random.Random(cfg.seed)
     keys = [PrivateKey.from_label(f"demo-participant-{i}") for i in range(cfg.participants)]
     params = demo_params(cfg, keys)
@@ -152,20 +135,12 @@ def run_demo(
     report = build_report(net, chain, params, keys, submitted, refused, converged)
     for node in net.nodes.values():
         node.chain.close()
-    audit = verify_chain(out / "chain")
-    report["verify"] = {
-        "ok": audit.ok,
-        "blocks": audit.blocks,
-        "transactions": audit.transactions,
-        "seconds": round(audit.seconds, 3),
-        "rule": audit.rule,
-        "bad_height": audit.bad_height,
-    }
+    report["verify"] = audit(out / "chain")
     report["timing"] = {
         "simulation_s": round(sim_seconds, 2),
         "total_s": round(time.perf_counter() - started, 2),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out, report)
     return report
 
 

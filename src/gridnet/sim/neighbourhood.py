@@ -25,9 +25,7 @@ clock. The same scenario and seed give the same chain and the same figures.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -50,7 +48,6 @@ from gridnet.contracts.channel import (
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.errors import ConfigError
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.chain import Chain
@@ -63,7 +60,6 @@ from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import METERS, READINGS, RegisterMeter, SubmitReadings, reading_key
-from gridnet.ledger.verify import verify_chain
 from gridnet.market.matching import Trade, clear_with_eligibility
 from gridnet.market.orders import Order, Side, VerifiedOrder, sign_order, validate_order
 from gridnet.market.policy import MeterStanding, Policy, PriceWindow
@@ -73,6 +69,7 @@ from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
 from gridnet.security.roles import FlagTarget, Role
+from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
 from gridnet.sim.scenario import Scenario, gnc
 from gridnet.units import (
@@ -87,7 +84,6 @@ from gridnet.units import (
 )
 from gridnet.work import target_from_bits, target_to_bytes
 
-MARKER = ".gridnet-simulation"
 BOOTSTRAP_MS = 2 * 3600 * 1000
 """Simulated time before the first interval, for identities, authorities and meters."""
 STEP_MS = 60_000
@@ -785,36 +781,15 @@ def clock(interval: Interval) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def prepare_out_dir(out: Path) -> None:
-    """Start fresh; only ever deletes what an earlier simulation wrote."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
-            raise ConfigError(
-                f"{out} is not empty and was not written by 'gridnet simulate'; choose another --out"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by gridnet simulate; safe to delete\n")
-
-
 def simulate(scenario: Scenario, out: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Run ``scenario``, write ``out/report.json`` and ``out/chain/``; returns the report."""
-    prepare_out_dir(out)
+    prepare_out_dir(out, "simulate")
     sim = Neighbourhood(scenario, out)
     try:
         report = sim.run(progress)
     finally:
         sim.close()  # chains, MQTT clients and the broker, whatever happened
-    audit = verify_chain(out / "chain")
-    report["verify"] = {
-        "ok": audit.ok,
-        "blocks": audit.blocks,
-        "transactions": audit.transactions,
-        "seconds": round(audit.seconds, 3),
-        "tx_per_s": round(audit.tx_per_s, 1),
-        "rule": audit.rule,
-        "bad_height": audit.bad_height,
-    }
-    report["timing"]["audit_s"] = round(audit.seconds, 3)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["verify"] = audit(out / "chain")
+    report["timing"]["audit_s"] = report["verify"]["seconds"]
+    write_report(out, report)
     return report
