@@ -100,3 +100,28 @@ def register_identity(chain: Chain, key: PrivateKey, nonce: int = 0) -> Transact
 
     proof = find_identity_proof(key.address, chain.params.identity_target_int)
     return sign(chain, key, RegisterIdentity(proof), nonce)
+
+
+class Actors:
+    """Signs for a set of keys, each with its next nonce, on one chain."""
+
+    def __init__(self, chain: Chain, keys: Iterable[PrivateKey]) -> None:
+        self.chain = chain
+        self.nonce = {k.address: 0 for k in keys}
+
+    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
+        """A signed transaction that uses up ``key``'s next nonce."""
+        tx = self.pending(key, payload)
+        self.nonce[key.address] += 1
+        return tx
+
+    def pending(self, key: PrivateKey, payload: Payload) -> Transaction:
+        """A signed transaction with ``key``'s next nonce, without using it up."""
+        return sign(self.chain, key, payload, self.nonce[key.address])
+
+    def mine(self, *txs: Transaction) -> None:
+        extend(self.chain, list(txs))
+
+    def refused(self, key: PrivateKey, payload: Payload) -> Exception:
+        """The named error block building gets for ``payload`` signed by ``key``."""
+        return rejection(self.chain, self.pending(key, payload))

@@ -39,9 +39,6 @@ from gridnet.errors import (
     StateRegression,
     StateSignatureInvalid,
 )
-from gridnet.ledger.chain import Chain
-from gridnet.ledger.registry import Payload
-from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond
@@ -57,7 +54,13 @@ from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
 from gridnet.units import UNITS_PER_GNC, energy_cost, interval_of
-from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, rejection, sign, test_params
+from tests.helpers import (
+    GENESIS_TIME,
+    Actors,
+    new_chain,
+    register_identity,
+    test_params,
+)
 
 MAKER, BUYER, SELLER, LINE_A, LINE_B, OTHER = (PrivateKey.from_label(f"contract-{n}") for n in range(6))
 PEOPLE = (MAKER, BUYER, SELLER, LINE_A, LINE_B, OTHER)
@@ -67,24 +70,8 @@ PAST = interval_of(GENESIS_TIME) - 10  # an interval that has ended when the cha
 PRICE, FEE_A, FEE_B = 20 * UNITS_PER_GNC // 100, 3_000_000, 1_500_000  # per kWh
 
 
-class Market:
-    def __init__(self, chain: Chain) -> None:
-        self.chain = chain
-        self.nonce = dict.fromkeys((k.address for k in PEOPLE), 0)
-
-    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
-        tx = sign(self.chain, key, payload, self.nonce[key.address])
-        self.nonce[key.address] += 1
-        return tx
-
-    def pending(self, key: PrivateKey, payload: Payload) -> Transaction:
-        return sign(self.chain, key, payload, self.nonce[key.address])
-
-    def mine(self, *txs: Transaction) -> None:
-        extend(self.chain, list(txs))
-
-    def refused(self, key: PrivateKey, payload: Payload) -> Exception:
-        return rejection(self.chain, self.pending(key, payload))
+class Market(Actors):
+    """The contract parties on one chain."""
 
 
 def terms(**changes: object) -> ContractTerms:
@@ -117,7 +104,7 @@ def state(t: ContractTerms, seq: int, *wh: int, key: PrivateKey = BUYER) -> Sign
 
 @pytest.fixture
 def market(tmp_path: Path) -> Market:
-    m = Market(new_chain(tmp_path / "c", test_params(PEOPLE, gnc=1_000)))
+    m = Market(new_chain(tmp_path / "c", test_params(PEOPLE, gnc=1_000)), PEOPLE)
     m.mine(*(m.tx(k, register_identity(m.chain, k).payload) for k in (MAKER, BUYER, SELLER)))
     m.mine(m.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")))
     certs = [

@@ -22,9 +22,6 @@ from gridnet.errors import (
     SubsidyAlreadyPaid,
 )
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
-from gridnet.ledger.chain import Chain
-from gridnet.ledger.registry import Payload
-from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.grid import OVERRIDES, PaySubsidy, RecordOverride, check_dso_command
@@ -33,7 +30,7 @@ from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
 from gridnet.units import UNITS_PER_GNC, energy_cost
-from tests.helpers import extend, new_chain, register_identity, rejection, sign, test_params
+from tests.helpers import Actors, extend, new_chain, register_identity, test_params
 
 MAKER, GOV, DSO, OWNER, OTHER = (PrivateKey.from_label(f"grid-{n}") for n in range(5))
 PEOPLE = (MAKER, GOV, DSO, OWNER, OTHER)
@@ -42,26 +39,13 @@ T0 = 1_970_000
 RATE = 5 * UNITS_PER_GNC // 100  # per exported kWh
 
 
-class Grid:
-    def __init__(self, chain: Chain) -> None:
-        self.chain = chain
-        self.nonce = dict.fromkeys((k.address for k in PEOPLE), 0)
-
-    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
-        tx = sign(self.chain, key, payload, self.nonce[key.address])
-        self.nonce[key.address] += 1
-        return tx
-
-    def pending(self, key: PrivateKey, payload: Payload) -> Transaction:
-        return sign(self.chain, key, payload, self.nonce[key.address])
-
-    def refused(self, key: PrivateKey, payload: Payload) -> Exception:
-        return rejection(self.chain, self.pending(key, payload))
+class Grid(Actors):
+    """Government, DSO, manufacturer and a meter owner on one chain."""
 
 
 @pytest.fixture
 def grid(tmp_path: Path) -> Grid:
-    g = Grid(new_chain(tmp_path / "c", test_params(PEOPLE, gnc=1_000)))
+    g = Grid(new_chain(tmp_path / "c", test_params(PEOPLE, gnc=1_000)), PEOPLE)
     extend(g.chain, [g.tx(k, register_identity(g.chain, k).payload) for k in PEOPLE])
     extend(
         g.chain,
