@@ -297,6 +297,90 @@ class OverrideAlreadyRecorded(InvalidTransaction):
     """The owner's override of that command for that meter is already on chain."""
 
 
+# --- data relays ---------------------------------------------------------------------------
+
+
+class InvalidRelay(InvalidTransaction):
+    """A transmission token, hop list or transit claim breaks a rule."""
+
+
+class TokenSignatureInvalid(InvalidRelay):
+    """The token is not signed by its pool's owner for this datagram (a token moved to
+    another datagram fails here)."""
+
+
+class TokenPreimageInvalid(InvalidRelay):
+    """The revealed preimage does not hash forward to the pool's chain."""
+
+
+class PoolAlreadyRedeemed(InvalidRelay):
+    """The claim pays no depth beyond what the pool already paid."""
+
+
+class UnknownPool(InvalidRelay):
+    """No token pool with that id exists (or it was reclaimed)."""
+
+
+class PoolExists(InvalidRelay):
+    """A pool with the same owner and final hash already exists."""
+
+
+class PoolNotExpired(InvalidRelay):
+    """The pool cannot be reclaimed before its expiry height."""
+
+
+class PoolExpired(InvalidRelay):
+    """The pool expired: it pays no more claims."""
+
+
+class HopListBroken(InvalidRelay):
+    """An entry does not chain to the one before it (an intermediary removed, or one
+    inserted before a later hop), or does not name the hop that follows it."""
+
+
+class HopSignatureInvalid(InvalidRelay):
+    """A hop-list entry is not signed by the hop it names."""
+
+
+class ClaimSignatureInvalid(InvalidRelay):
+    """The transit claim is not signed by the receiver the hop list delivered to."""
+
+
+# --- datagrams: sealed boxes and onion layers -------------------------------------------
+
+
+class InvalidDatagram(GridnetError):
+    """A datagram a relay or receiver got breaks a rule; subclasses name the rule."""
+
+
+class SealedBoxError(InvalidDatagram):
+    """A sealed box does not open with this key: altered, truncated, or sealed to another
+    key (libsodium's authentication failed)."""
+
+
+class OnionTampered(SealedBoxError):
+    """An onion layer does not open with this hop's key: a byte of it was altered, it was
+    cut short or extended, or it is another hop's layer."""
+
+
+class OnionTooLarge(InvalidDatagram):
+    """An onion or an onion's payload longer than the limit (``relay.onion.MAX_ONION_BYTES``
+    and ``MAX_PAYLOAD_BYTES``)."""
+
+
+class InvalidBoxKey(GridnetError):
+    """A public key that cannot receive sealed boxes: not 32 bytes, or not a valid
+    Ed25519 point (a small-order or non-canonical encoding)."""
+
+
+class InvalidOnionPath(GridnetError):
+    """An onion cannot be built for this path: an address that is not its key's address."""
+
+
+class OnionPathTooLong(InvalidOnionPath):
+    """More relays than an onion may have (``relay.onion.MAX_ONION_HOPS``)."""
+
+
 # --- blocks -----------------------------------------------------------------------------
 
 

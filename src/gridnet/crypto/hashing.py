@@ -25,6 +25,10 @@ P_STATE_PATH: Final = b"gn-state-path"
 P_IDENTITY: Final = b"gn-identity"
 P_PARAMS: Final = b"gn-params"
 P_ORDER: Final = b"gn-order"
+P_TOKEN_CHAIN: Final = b"gn-token-chain"
+P_DATAGRAM: Final = b"gn-datagram"
+P_HOP: Final = b"gn-hop"
+P_POOL: Final = b"gn-pool"
 P_GENERIC: Final = b"gn-generic"
 
 _blake2b = hashlib.blake2b
@@ -96,6 +100,24 @@ def params_hash(encoded_params: bytes) -> Hash32:
 def order_digest(encoded_order: bytes) -> Hash32:
     """Market order id: the digest of the canonical order (its signature left out)."""
     return _blake2b(encoded_order, digest_size=HASH_BYTES, person=P_ORDER).digest()
+
+
+def token_chain_step(h: bytes) -> Hash32:
+    """One step of a token pool's hash chain: h(i+1) = H(h(i))."""
+    return _blake2b(h, digest_size=HASH_BYTES, person=P_TOKEN_CHAIN).digest()
+
+
+def datagram_digest(encoded: bytes) -> Hash32:
+    return _blake2b(encoded, digest_size=HASH_BYTES, person=P_DATAGRAM).digest()
+
+
+def hop_digest(encoded: bytes) -> Hash32:
+    """Digest a hop-list entry is chained by (the next entry names it)."""
+    return _blake2b(encoded, digest_size=HASH_BYTES, person=P_HOP).digest()
+
+
+def pool_id(owner: bytes, final_hash: bytes) -> Hash32:
+    return _blake2b(owner + final_hash, digest_size=HASH_BYTES, person=P_POOL).digest()
 
 
 def digest_int(digest: bytes) -> int:

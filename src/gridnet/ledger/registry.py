@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnet.ledger.txs import authority, bond, contract, grid, identity, meter, transfer
+from gridnet.ledger.txs import authority, bond, contract, grid, identity, meter, relay, transfer
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
@@ -18,6 +18,7 @@ from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquiv
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import RegisterMeter, RevokeMeter, SubmitReadings
+from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.ledger.txs.transfer import Transfer
 
 Payload = (
@@ -37,6 +38,9 @@ Payload = (
     | ReportEquivocation
     | PaySubsidy
     | RecordOverride
+    | CreateTokenPool
+    | ClaimTransit
+    | ReclaimPool
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -58,6 +62,9 @@ RULES: Final[dict[type, AnyRules]] = {
         contract.EQUIVOCATION_RULES,
         grid.SUBSIDY_RULES,
         grid.OVERRIDE_RULES,
+        relay.CREATE_POOL_RULES,
+        relay.CLAIM_RULES,
+        relay.RECLAIM_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

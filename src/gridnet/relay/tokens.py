@@ -1,0 +1,106 @@
+"""Token pools and transmission tokens (PROTOCOL.md 6, seed 001 section X).
+
+A pool owner picks a secret seed and a length n, computes the hash chain
+``h(0) = seed, h(i+1) = H(h(i))`` and registers ``h(n)`` with n while locking coin on
+chain. Each hash is worth ``amount // n`` base units. Revealing ``h(n - d)`` proves
+``d`` units committed: anyone checks it by hashing forward ``d`` times to ``h(n)`` (or
+fewer times to any later preimage already seen).
+
+A transmission token binds the pool's next preimage(s) to one datagram's digest and is
+signed by the pool owner: ``depth`` is cumulative over the connection, so each token
+commits ``depth - previous depth`` more units (deeper = higher priority), and a token
+cannot be moved to another datagram without breaking the owner's signature.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from gridnet.crypto.address import address_from_public_key
+from gridnet.crypto.hashing import token_chain_step
+from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.encoding import U63, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
+from gridnet.errors import TokenPreimageInvalid, TokenSignatureInvalid
+from gridnet.units import Address, Hash32
+
+PPM: Final = 1_000_000
+"""Payrate fractions are in parts per million."""
+MAX_POOL_LENGTH: Final = 1_000_000
+
+
+def hash_forward(h: bytes, steps: int) -> bytes:
+    for _ in range(steps):
+        h = token_chain_step(h)
+    return h
+
+
+class HashChain:
+    """The owner's side of a pool: the whole chain, kept to reveal preimages quickly."""
+
+    def __init__(self, seed: bytes, length: int) -> None:
+        if not 1 <= length <= MAX_POOL_LENGTH:
+            raise ValueError(f"a pool has 1 to {MAX_POOL_LENGTH} hashes")
+        chain = [seed]
+        for _ in range(length):
+            chain.append(token_chain_step(chain[-1]))
+        self._chain = chain
+        self.length = length
+
+    @property
+    def final(self) -> Hash32:
+        """h(n): what the pool registers on chain."""
+        return self._chain[-1]
+
+    def preimage(self, depth: int) -> Hash32:
+        """h(n - depth): proves ``depth`` units (depth 0 is the final hash itself)."""
+        if not 0 <= depth <= self.length:
+            raise ValueError(f"depth {depth} is outside the pool (0..{self.length})")
+        return self._chain[self.length - depth]
+
+
+class TransmissionToken(Wire, frozen=True):
+    pool: HashBytes
+    """Pool id (see ``crypto.hashing.pool_id``)."""
+    depth: U63
+    """Units revealed so far on this connection, this datagram's included."""
+    preimage: HashBytes
+    """h(n - depth) of the pool's chain."""
+    datagram: HashBytes
+    """Digest of the datagram this token pays for."""
+    payrate_ppm: Annotated[int, msgspec.Meta(ge=0, le=PPM)]
+    """p: the share each hop hands to the next [parts per million]."""
+    owner_key: PublicKeyBytes
+    """The pool owner's key (it signs)."""
+
+
+class SignedToken(Wire, frozen=True):
+    token: TransmissionToken
+    signature: SignatureBytes
+
+
+def issue_token(
+    owner: PrivateKey, chain: HashChain, pool: Hash32, depth: int, datagram: Hash32, payrate_ppm: int
+) -> SignedToken:
+    token = TransmissionToken(pool, depth, chain.preimage(depth), datagram, payrate_ppm, owner.public_key)
+    return SignedToken(token, owner.sign(Domain.TOKEN, encode(token)))
+
+
+def check_token_signature(signed: SignedToken, owner: Address) -> None:
+    """The token is the pool owner's, for exactly this datagram."""
+    t = signed.token
+    if address_from_public_key(t.owner_key) != owner or not verify_signature(
+        Domain.TOKEN, t.owner_key, encode(t), signed.signature
+    ):
+        raise TokenSignatureInvalid("the token is not signed by the pool's owner for this datagram")
+
+
+def check_preimage(signed: SignedToken, anchor: bytes, anchor_depth: int) -> None:
+    """The preimage hashes forward ``depth - anchor_depth`` times to ``anchor`` (the
+    pool's final hash at depth 0, or any preimage already verified)."""
+    t = signed.token
+    if t.depth < anchor_depth or hash_forward(t.preimage, t.depth - anchor_depth) != anchor:
+        raise TokenPreimageInvalid(
+            f"preimage at depth {t.depth} does not hash to the pool's chain at depth {anchor_depth}"
+        )
