@@ -34,6 +34,7 @@ test: lint
 bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
 	$(BIN)/gridnet bench market --json
+	$(BIN)/gridnet bench relay --json
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

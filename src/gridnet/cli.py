@@ -497,6 +497,18 @@ def bench_ledger(
         console.print_json(json.dumps(figures))
 
 
+@bench_app.command("relay")
+def bench_relay(as_json: JsonFlag = False) -> None:
+    """Forwarding one datagram at one hop against its floor (open + verify + sign), same run."""
+    from gridnet.bench import relay
+
+    figures = relay.run()
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        console.print_json(json.dumps(figures))
+
+
 @bench_app.command("market")
 def bench_market(
     as_json: JsonFlag = False,

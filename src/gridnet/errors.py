@@ -363,6 +363,26 @@ class OnionTampered(SealedBoxError):
     cut short or extended, or it is another hop's layer."""
 
 
+class UnregisteredOriginator(InvalidDatagram):
+    """The datagram's originator has no identity registered on chain: no stake, no relay."""
+
+
+class IdentityStakeMismatch(InvalidDatagram):
+    """The identity proof a datagram carries is not the one registered for its originator."""
+
+
+class FlaggedOriginator(InvalidDatagram):
+    """An authority this relay trusts flagged the datagram's originator."""
+
+
+class TokenReplayed(InvalidDatagram):
+    """The token is not deeper than one this relay already forwarded for the pool."""
+
+
+class TokenNotForDatagram(InvalidDatagram):
+    """The token pays for another datagram than the one delivered."""
+
+
 class OnionTooLarge(InvalidDatagram):
     """An onion or an onion's payload longer than the limit (``relay.onion.MAX_ONION_BYTES``
     and ``MAX_PAYLOAD_BYTES``)."""

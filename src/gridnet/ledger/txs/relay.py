@@ -29,13 +29,16 @@ from gridnet.errors import (
     PoolNotExpired,
     UnknownPool,
 )
+from gridnet.identity import IdentityProof
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.state import ACCOUNTS, StateView, register_table
+from gridnet.ledger.state import ACCOUNTS, IDENTITIES, StateView, register_table
+from gridnet.ledger.txs.authority import flagged_by
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.relay.claims import SignedClaim, check_claim_signature, token_digest
 from gridnet.relay.hops import hop_shares, verify_hops
 from gridnet.relay.tokens import MAX_POOL_LENGTH, check_preimage, check_token_signature
-from gridnet.units import Address
+from gridnet.security.roles import FlagTarget
+from gridnet.units import Address, Hash32
 
 MAX_CLAIM_UNITS = 100_000
 """Most units one claim may reveal: bounds the hashing a claim costs every validator."""
@@ -166,3 +169,20 @@ CREATE_POOL_RULES = TxRules(
 )
 CLAIM_RULES = TxRules(ClaimTransit, validate_claim, apply_claim)
 RECLAIM_RULES = TxRules(ReclaimPool, validate_reclaim, apply_reclaim)
+
+
+class ChainRelayView:
+    """What a relay reads from the chain (``relay.datagram.RelayView``) over a state view."""
+
+    def __init__(self, state: StateView) -> None:
+        self.state = state
+
+    def pool(self, pool: Hash32) -> TokenPool | None:
+        return self.state.get(POOLS, pool)
+
+    def identity_proof(self, address: Address) -> IdentityProof | None:
+        record = self.state.get(IDENTITIES, address)
+        return None if record is None else record.proof
+
+    def flagged_by(self, address: Address) -> frozenset[Address]:
+        return flagged_by(self.state, FlagTarget.IDENTITY, address)

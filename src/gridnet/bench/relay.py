@@ -1,0 +1,91 @@
+"""Relay benchmark: forwarding one datagram at one hop against its cost floor.
+
+The floor is what forwarding cannot avoid: one SealedBox open (the onion layer), one
+Ed25519 verification (the token) and one signature (the hop entry), each measured in the
+same process. ``ratio`` = floor time / forwarding time (1.0 = nothing but the floor).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gridnet.crypto.boxes import open_sealed, seal
+from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.keys import Domain, PrivateKey, raw_verify
+from gridnet.identity import IdentityProof
+from gridnet.relay.datagram import Datagram, Relay, originate
+from gridnet.relay.tokens import HashChain
+from gridnet.units import Address, Hash32
+
+
+class _View:
+    """A chain as a relay sees it: one pool, one registered identity, no flags."""
+
+    def __init__(self, owner: Address, anchor: bytes, proof: IdentityProof) -> None:
+        self.owner, self.redeemed_depth, self.anchor, self._proof = owner, 0, anchor, proof
+
+    def pool(self, pool: Hash32) -> _View:
+        return self
+
+    def identity_proof(self, address: Address) -> IdentityProof:
+        return self._proof
+
+    def flagged_by(self, address: Address) -> frozenset[Address]:
+        return frozenset()
+
+
+def _rate(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - start)
+
+
+def run(n: int = 3000) -> dict[str, Any]:
+    sender, relay_key, receiver = (PrivateKey.from_label(f"bench-relay-{x}") for x in "srv")
+    chain = HashChain(os.urandom(32), n + 1)
+    pool = pool_id(sender.address, chain.final)
+    proof = IdentityProof(rounds=1, nonce=0)
+    path = [(relay_key.address, relay_key.public_key)]
+    datagrams: list[Datagram] = [
+        originate(
+            sender,
+            chain,
+            pool,
+            d,
+            750_000,
+            proof,
+            path,
+            (receiver.address, receiver.public_key),
+            b"x" * 200,
+            os.urandom(16),
+        )
+        for d in range(1, n + 1)
+    ]
+    relay = Relay(relay_key, _View(sender.address, chain.final, proof))
+    it = iter(datagrams)
+    start = time.perf_counter()
+    for _ in range(n):
+        relay.handle(next(it))
+    forward_per_s = n / (time.perf_counter() - start)
+
+    layer = seal(relay_key.public_key, b"y" * 300)
+    message = b"z" * 200
+    signature = sender.sign(Domain.TOKEN, message)
+    signed_message = Domain.TOKEN.value + message
+    open_per_s = _rate(lambda: open_sealed(relay_key, layer), n)
+    verify_per_s = _rate(lambda: raw_verify(sender.public_key, signed_message, signature), n)
+    sign_per_s = _rate(lambda: relay_key.sign(Domain.HOP, message), n)
+    floor_s = 1 / open_per_s + 1 / verify_per_s + 1 / sign_per_s
+    return {
+        "forward_per_s": round(forward_per_s, 1),
+        "floor_per_s": round(1 / floor_s, 1),
+        "ratio": round(forward_per_s * floor_s, 3),
+        "sealed_box_open_per_s": round(open_per_s, 1),
+        "ed25519_verify_per_s": round(verify_per_s, 1),
+        "ed25519_sign_per_s": round(sign_per_s, 1),
+        "datagrams": n,
+    }
