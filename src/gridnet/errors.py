@@ -383,6 +383,14 @@ class TokenNotForDatagram(InvalidDatagram):
     """The token pays for another datagram than the one delivered."""
 
 
+class UnknownNextHop(InvalidDatagram):
+    """The onion names a next hop that is no known participant."""
+
+
+class CarrierFull(InvalidDatagram):
+    """A relay already holds as many datagrams for absent hops as it can carry."""
+
+
 class OnionTooLarge(InvalidDatagram):
     """An onion or an onion's payload longer than the limit (``relay.onion.MAX_ONION_BYTES``
     and ``MAX_PAYLOAD_BYTES``)."""

@@ -19,6 +19,10 @@ from gridnet.ledger.mempool import PoolEvent
 from gridnet.ledger.transactions import Transaction
 from gridnet.node.messages import decode_message, encode_message
 from gridnet.node.node import Node, Outgoing
+from gridnet.node.relay_peer import RelayPeer
+
+Participant = Node | RelayPeer
+"""Anything on the network: full nodes and relaying participants (homes, carriers)."""
 
 
 @dataclass
@@ -37,6 +41,8 @@ class MemoryNetwork:
         self.jitter_ms = jitter_ms
         self.rng = random.Random(seed)
         self.nodes: dict[str, Node] = {}
+        self.relays: dict[str, RelayPeer] = {}
+        self._all: dict[str, Participant] = {}
         self.links: set[frozenset[str]] = set()
         self._group: dict[str, int] = {}
         self._queue: list[tuple[int, int, str, str, bytes]] = []
@@ -46,17 +52,33 @@ class MemoryNetwork:
     # --- topology --------------------------------------------------------------------------
 
     def add(self, node: Node) -> Node:
-        if node.name in self.nodes:
-            raise ValueError(f"node {node.name!r} already on the network")
+        self._join(node)
         self.nodes[node.name] = node
         return node
 
+    def add_relay(self, peer: RelayPeer) -> RelayPeer:
+        self._join(peer)
+        self.relays[peer.name] = peer
+        return peer
+
+    def _join(self, participant: Participant) -> None:
+        if participant.name in self._all:
+            raise ValueError(f"{participant.name!r} is already on the network")
+        self._all[participant.name] = participant
+
     def link(self, a: str, b: str) -> None:
         self.links.add(frozenset((a, b)))
-        self.nodes[a].add_peer(b)
-        self.nodes[b].add_peer(a)
+        self._all[a].add_peer(b)
+        self._all[b].add_peer(a)
+
+    def unlink(self, a: str, b: str) -> None:
+        """Take a link down (a carrier moving away); messages in flight on it are lost."""
+        self.links.discard(frozenset((a, b)))
+        self._all[a].remove_peer(b)
+        self._all[b].remove_peer(a)
 
     def link_all(self) -> None:
+        """Link every full node with every other (relaying participants are linked one by one)."""
         names = list(self.nodes)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
@@ -106,13 +128,13 @@ class MemoryNetwork:
                 self.stats.undecodable += 1
                 continue
             self.stats.delivered += 1
-            self.send(dst, self.nodes[dst].handle(src, msg, self.now))
+            self.send(dst, self._all[dst].handle(src, msg, self.now))
 
     def step(self, tick_ms: int) -> None:
         self.now += tick_ms
         self._deliver_due()
-        for name, node in self.nodes.items():
-            self.send(name, node.tick(self.now))
+        for name, participant in self._all.items():
+            self.send(name, participant.tick(self.now))
 
     def run_until(self, until_ms: int, tick_ms: int = 100) -> None:
         while self.now + tick_ms <= until_ms:

@@ -7,6 +7,7 @@ from typing import Final
 from gridnet.encoding import U32, U63, HashBytes, Wire, decode, encode
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.transactions import Transaction
+from gridnet.relay.datagram import Datagram
 
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
@@ -45,6 +46,12 @@ class BlocksMsg(Wire, frozen=True, tag=6):
     blocks: tuple[Block, ...]
 
 
+class DatagramMsg(Wire, frozen=True, tag=7):
+    """A datagram for the receiving participant to relay or take delivery of."""
+
+    datagram: Datagram
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -53,7 +60,7 @@ class TxRejectedMsg(Wire, frozen=True, tag=5):
     message: str
 
 
-Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg
+Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg | DatagramMsg
 
 
 def encode_message(msg: Message) -> bytes:

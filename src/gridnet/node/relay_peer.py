@@ -1,0 +1,115 @@
+"""A participant that relays and receives datagrams (sans-IO, like the node).
+
+It has no chain of its own: it reads one (its home node's) through a ``RelayView``. It
+knows its neighbours by name and everyone's address (a directory), and forwards each
+datagram to the hop its onion layer names. When that hop is not a neighbour right now
+it holds the datagram until it is (a delay-tolerant carrier, the paper's bicycle driver,
+is a relay whose neighbours change as it moves). Every datagram it drops is counted by
+the rule it broke.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import CarrierFull, GridnetError, UnknownNextHop
+from gridnet.node.messages import DatagramMsg, Message
+from gridnet.relay.datagram import Datagram, Delivered, Envelope, Forwarded, Inbox, Relay, RelayView
+from gridnet.units import Address
+
+Outgoing = tuple[str, Message]
+MAX_HELD = 10_000
+
+
+@dataclass
+class RelayStats:
+    forwarded: int = 0
+    delivered: int = 0
+    held: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+class RelayPeer:
+    def __init__(
+        self,
+        name: str,
+        key: PrivateKey,
+        view: Callable[[], RelayView],
+        directory: dict[Address, str],
+        *,
+        trusted_flaggers: frozenset[Address] = frozenset(),
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.address = key.address
+        self._view = view
+        self.directory = directory
+        """Every participant's address -> its name on the network."""
+        self.trusted_flaggers = trusted_flaggers
+        self.peers: list[str] = []
+        self.held: list[tuple[str, Datagram]] = []
+        self.inbox = Inbox(key)
+        self.received: list[Envelope] = []
+        self.stats = RelayStats()
+        self._relay = Relay(key, view(), trusted_flaggers)
+
+    def add_peer(self, peer: str) -> None:
+        if peer not in self.peers:
+            self.peers.append(peer)
+
+    def remove_peer(self, peer: str) -> None:
+        if peer in self.peers:
+            self.peers.remove(peer)
+
+    def send(self, first_hop: Address, datagram: Datagram) -> list[Outgoing]:
+        """Originate: hand a new datagram to the first hop of its path."""
+        return self._route(first_hop, datagram)
+
+    def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
+        if not isinstance(msg, DatagramMsg):
+            return []
+        self._relay.view = self._view()  # the chain as it is now
+        try:
+            outcome = self._relay.handle(msg.datagram)
+        except GridnetError as exc:
+            self.stats.dropped[exc.rule] += 1
+            return []
+        if isinstance(outcome, Delivered):
+            self.stats.delivered += 1
+            self.inbox.record(outcome)
+            self.received.append(outcome.envelope)
+            return []
+        assert isinstance(outcome, Forwarded)
+        self.stats.forwarded += 1
+        return self._route(outcome.next_hop, outcome.datagram)
+
+    def tick(self, now: int) -> list[Outgoing]:
+        """Hand on what was held for a hop that is now a neighbour."""
+        if not self.held:
+            return []
+        out: list[Outgoing] = []
+        keep = []
+        for name, datagram in self.held:
+            if name in self.peers:
+                out.append((name, DatagramMsg(datagram)))
+            else:
+                keep.append((name, datagram))
+        self.held = keep
+        return out
+
+    def _route(self, hop: Address, datagram: Datagram) -> list[Outgoing]:
+        name = self.directory.get(hop)
+        if name is None:
+            self.stats.dropped[UnknownNextHop.__name__] += 1
+            return []
+        if name in self.peers:
+            return [(name, DatagramMsg(datagram))]
+        if len(self.held) >= MAX_HELD:
+            self.stats.dropped[CarrierFull.__name__] += 1
+            return []
+        self.stats.held += 1
+        self.held.append((name, datagram))
+        return []
