@@ -408,6 +408,20 @@ def print_simulation_summary(report: dict[str, Any], out: Path) -> None:
         else f"{d['curtailment_utc']} UTC, "
         f"{d['overrides_recorded']} override(s) recorded, {_kwh(e['curtailed_wh'])} curtailed",
     )
+    rl = report["relay"]
+    if rl["enabled"]:
+        table.add_row(
+            "datagrams (orders, states)",
+            f"{rl['datagrams_delivered']:,} of {rl['datagrams_sent']:,} delivered, "
+            f"{rl['mean_hops']} hops on average, {rl['carrier_forwarded']} by the carrier",
+        )
+        paid = sum(rl["reward_per_relay_gnc"].values())
+        table.add_row(
+            "relays paid",
+            f"{paid:.6f} GNC to {len(rl['reward_per_relay_gnc'])} relays by {rl['claims_on_chain']} "
+            f"claims ({rl['datagrams_per_claim']} datagrams each, {rl['chain_bytes_per_datagram']} "
+            f"chain bytes per datagram: {rl['bytes_saving_factor']}x less than a claim each)",
+        )
     table.add_row("chain", f"height {c['height']}, head {c['head'][:16]}, {c['bytes']:,} bytes")
     table.add_row("transactions", ", ".join(f"{k} {v}" for k, v in c["transactions_by_type"].items()))
     for name, n in report["nodes"].items():

@@ -89,7 +89,8 @@ def test_a_stream_through_three_relays_pays_each_relay_on_chain(tmp_path: Path) 
     for a, b in (("sender", "r0"), ("r0", "r1"), ("r1", "r2"), ("r2", "receiver")):
         net.link(a, b)
     send_stream(net, peers, 12)
-    assert [e.body for e in peers["receiver"].received] == [f"state {d}".encode() for d in range(1, 13)]
+    bodies = [d.envelope.body for d in peers["receiver"].received]
+    assert bodies == [f"state {d}".encode() for d in range(1, 13)]
     assert [peers[n].stats.forwarded for n in ("r0", "r1", "r2")] == [12, 12, 12]
     claim_and_check(net, peers, 12)
 

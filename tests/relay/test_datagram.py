@@ -10,11 +10,13 @@ import msgspec
 import pytest
 
 from gridnet.crypto.hashing import pool_id
-from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.keys import Domain, PrivateKey
+from gridnet.encoding import encode
 from gridnet.errors import (
     FlaggedOriginator,
     OnionTampered,
     TokenNotForDatagram,
+    TokenPreimageInvalid,
     TokenReplayed,
     UnregisteredOriginator,
 )
@@ -24,7 +26,7 @@ from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, originate
 from gridnet.relay.hops import hop_shares
-from gridnet.relay.tokens import HashChain
+from gridnet.relay.tokens import HashChain, SignedToken
 from gridnet.security.roles import FlagTarget, Role
 from tests.helpers import Actors, new_chain, register_identity, test_params
 
@@ -131,3 +133,22 @@ def test_a_replayed_datagram_is_refused(net: Actors) -> None:
     relay.handle(dgram)
     with pytest.raises(TokenReplayed):
         relay.handle(dgram)
+
+
+def test_a_datagram_overtaken_on_the_way_is_still_carried_once(net: Actors) -> None:
+    view = ChainRelayView(net.chain.view())
+    relay = Relay(RELAYS[0], view)
+    first, second = send(net, 1), send(net, 2)
+    assert isinstance(relay.handle(second), Forwarded)  # the later datagram arrives first
+    assert isinstance(relay.handle(first), Forwarded)  # the earlier one still checks out
+    with pytest.raises(TokenReplayed):
+        relay.handle(first)
+    # An overtaken token whose preimage is not on the pool's chain is refused.
+    good = send(net, 3)
+    relay.handle(send(net, 4))
+    bad_token = msgspec.structs.replace(good.token.token, preimage=CHAIN.preimage(2))
+    bad = msgspec.structs.replace(
+        good, token=SignedToken(bad_token, SENDER.sign(Domain.TOKEN, encode(bad_token)))
+    )
+    with pytest.raises(TokenPreimageInvalid):
+        relay.handle(bad)

@@ -158,3 +158,21 @@ def test_buyers_who_trust_the_flagger_never_buy_from_the_flagged_meter(runs: tup
 def test_a_bad_curtailment_time_is_refused_when_the_scenario_loads(at: str) -> None:
     with pytest.raises(ConfigError, match="curtail_at"):
         scenario_from_dict({"dso": {"curtail_at": at}}, "s.toml")
+
+
+def test_orders_and_states_travel_as_paid_datagrams(runs: tuple[Any, ...]) -> None:
+    report, _, _ = runs
+    relay = report["relay"]
+    assert relay["enabled"] and relay["dropped"] == {} and relay["late_orders"] == 0
+    assert relay["datagrams_delivered"] == relay["datagrams_sent"] > 0
+    assert relay["carrier_forwarded"] > 0  # the hill homes' datagrams went by the carrier
+    assert relay["claims_on_chain"] == report["chain"]["transactions_by_type"]["ClaimTransit"] > 0
+    assert sum(relay["reward_per_relay_gnc"].values()) > 0 and relay["reward_per_relay_gnc"]["carrier"] > 0
+    assert relay["bytes_saving_factor"] == relay["datagrams_per_claim"] > 1
+
+
+def test_without_relays_the_market_still_clears(tmp_path: Path) -> None:
+    report = simulate(scenario_from_dict({**SMALL, "relay": {"enabled": False}}, "no-relay"), tmp_path / "x")
+    assert report["verify"]["ok"] and report["relay"] == {"enabled": False}
+    by_type = report["chain"]["transactions_by_type"]
+    assert by_type["OpenContract"] == by_type["SettleContract"] > 0 and "ClaimTransit" not in by_type

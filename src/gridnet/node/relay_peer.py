@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import CarrierFull, GridnetError, UnknownNextHop
 from gridnet.node.messages import DatagramMsg, Message
-from gridnet.relay.datagram import Datagram, Delivered, Envelope, Forwarded, Inbox, Relay, RelayView
+from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, RelayView
 from gridnet.units import Address
 
 Outgoing = tuple[str, Message]
@@ -52,7 +52,8 @@ class RelayPeer:
         self.peers: list[str] = []
         self.held: list[tuple[str, Datagram]] = []
         self.inbox = Inbox(key)
-        self.received: list[Envelope] = []
+        self.received: list[Delivered] = []
+        """Datagrams delivered here (envelope and hop list), until the owner takes them."""
         self.stats = RelayStats()
         self._relay = Relay(key, view(), trusted_flaggers)
 
@@ -80,7 +81,7 @@ class RelayPeer:
         if isinstance(outcome, Delivered):
             self.stats.delivered += 1
             self.inbox.record(outcome)
-            self.received.append(outcome.envelope)
+            self.received.append(outcome)
             return []
         assert isinstance(outcome, Forwarded)
         self.stats.forwarded += 1

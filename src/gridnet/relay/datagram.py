@@ -31,6 +31,7 @@ from gridnet.errors import (
     FlaggedOriginator,
     IdentityStakeMismatch,
     TokenNotForDatagram,
+    TokenPreimageInvalid,
     TokenReplayed,
     UnknownPool,
     UnregisteredOriginator,
@@ -39,8 +40,18 @@ from gridnet.identity import IdentityProof
 from gridnet.relay.claims import SignedClaim, TransitClaim, sign_claim, token_digest
 from gridnet.relay.hops import HopEntry, append_hop
 from gridnet.relay.onion import build_onion, peel
-from gridnet.relay.tokens import HashChain, SignedToken, check_preimage, check_token_signature, issue_token
+from gridnet.relay.tokens import (
+    HashChain,
+    SignedToken,
+    check_preimage,
+    check_token_signature,
+    hash_forward,
+    issue_token,
+)
 from gridnet.units import Address, Hash32, PublicKey
+
+MAX_SEEN = 4096
+"""Depths per pool a relay remembers to refuse replays."""
 
 
 class Envelope(Wire, frozen=True):
@@ -114,6 +125,8 @@ class Relay:
     trusted_flaggers: frozenset[Address] = frozenset()
     anchors: dict[Hash32, tuple[int, bytes]] = field(default_factory=dict)
     """Pool -> (depth, preimage) of the deepest token this relay verified."""
+    seen: dict[Hash32, set[int]] = field(default_factory=dict)
+    """Pool -> depths carried recently (datagrams may overtake each other; none twice)."""
 
     def handle(self, dgram: Datagram) -> Forwarded | Delivered:
         """Check a received datagram and forward or deliver it; raises the named rule."""
@@ -131,11 +144,18 @@ class Relay:
         if pool is None:
             raise UnknownPool("the token names no pool on chain")
         check_token_signature(dgram.token, pool.owner)
+        seen = self.seen.setdefault(token.pool, set())
+        if token.depth <= pool.redeemed_depth or token.depth in seen:
+            raise TokenReplayed(f"a token at depth {token.depth} of this pool was already carried or paid")
         depth, preimage = self.anchors.get(token.pool, (pool.redeemed_depth, pool.anchor))
-        if token.depth <= depth:
-            raise TokenReplayed(f"token depth {token.depth} is not beyond {depth} already seen")
-        check_preimage(dgram.token, preimage, depth)
-        self.anchors[token.pool] = (token.depth, token.preimage)
+        if token.depth > depth:  # deeper than any seen: it must hash down to what was
+            check_preimage(dgram.token, preimage, depth)
+            self.anchors[token.pool] = (token.depth, token.preimage)
+        elif hash_forward(preimage, depth - token.depth) != token.preimage:  # overtaken on the way
+            raise TokenPreimageInvalid(f"preimage at depth {token.depth} does not hash to the pool's chain")
+        seen.add(token.depth)
+        if len(seen) > MAX_SEEN:
+            seen.discard(min(seen))
         if peeled.next_hop is None:
             if datagram_digest(peeled.inner) != token.datagram:
                 raise TokenNotForDatagram("the token pays for another envelope than the one delivered")

@@ -40,37 +40,42 @@ from gridnet.contracts.channel import (
     ContractTerms,
     Delivery,
     LineFee,
+    SignedState,
     SignedTerms,
     contract_id,
     sign_state,
     sign_terms,
 )
-from gridnet.crypto.address import address_to_text
+from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
-from gridnet.identity import find_identity_proof
+from gridnet.identity import IdentityProof, find_identity_proof
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.registry import Payload
-from gridnet.ledger.transactions import min_fee, sign_transaction
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.authority import AUTHORITIES, PublishFlag, RegisterAuthority, flagged_by
 from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import METERS, READINGS, RegisterMeter, SubmitReadings, reading_key
+from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit
 from gridnet.market.matching import Trade, clear_with_eligibility
-from gridnet.market.orders import Order, Side, VerifiedOrder, sign_order, validate_order
+from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, sign_order, validate_order
 from gridnet.market.policy import MeterStanding, Policy, PriceWindow
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
 from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
+from gridnet.relay.hops import hop_shares
+from gridnet.relay.tokens import PPM
 from gridnet.security.roles import FlagTarget, Role
 from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
+from gridnet.sim.relaynet import CARRIER, OrderNote, RelayNet, StateNote
 from gridnet.sim.scenario import Scenario, gnc
 from gridnet.units import (
     INTERVAL_MS,
@@ -86,6 +91,8 @@ from gridnet.work import target_from_bits, target_to_bytes
 
 BOOTSTRAP_MS = 2 * 3600 * 1000
 """Simulated time before the first interval, for identities, authorities and meters."""
+CLEAR_AFTER_MS = 10 * 60_000
+"""The hub clears an interval's auction this long after the orders are sent."""
 STEP_MS = 60_000
 """The simulator acts (submits what became possible) once per simulated minute."""
 SUBSIDY_BATCH = 96
@@ -174,6 +181,14 @@ class Neighbourhood:
         self._build_people()
         self.params = self._params()
         self._build_network()
+        self.relaynet = self._build_relaynet() if scenario.relay.enabled else None
+        self.proofs: dict[Address, IdentityProof] = {}
+        self.book: dict[Interval, list[SignedOrder]] = defaultdict(list)
+        """Orders that reached the hub (or, without relays, were handed to it), by interval."""
+        self.hub_states: dict[bytes, SignedState] = {}
+        """Contract states that reached the hub, by contract id."""
+        self.late_orders = 0
+        self.cleared: set[Interval] = set()
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -302,6 +317,27 @@ class Neighbourhood:
         self.chain_id = self.net.nodes["n0"].chain.chain_id
         self.tick_ms = round(s.network.tick_s * 1000)
 
+    def _build_relaynet(self) -> RelayNet:
+        s = self.s
+        no_pv = [h for h in self.homes if not h.pv_kw]
+        hill = no_pv[len(no_pv) - s.relay.hill_homes :] if s.relay.hill_homes else []
+        hill_names = {h.name for h in hill}
+        feeders = [
+            [(h.name, h.key) for h in self.homes if h.feeder == f and h.name not in hill_names]
+            for f in range(len(self.line_owners))
+        ]
+        return RelayNet(
+            self.net,
+            (self.dso.name, self.dso.key),
+            feeders,
+            [(h.name, h.key) for h in hill],
+            PrivateKey.from_label(f"{s.simulation.name}/{s.simulation.seed}/carrier"),
+            lambda: ChainRelayView(self.net.nodes["n0"].chain.view()),
+            pool_length=4 * s.simulation.intervals + 64,
+            payrate_ppm=round(s.relay.payrate * PPM),
+            carrier_stop_ms=round(s.relay.carrier_stop_s * 1000),
+        )
+
     # --- transactions ----------------------------------------------------------------------
 
     def chain_of(self, p: Participant) -> Chain:
@@ -341,14 +377,42 @@ class Neighbourhood:
         end = self.net.now + duration_ms
         while self.net.now < end:
             self.net.run_for(min(STEP_MS, end - self.net.now), self.tick_ms)
+            if self.relaynet is not None:
+                self.relaynet.move_carrier(self.net.now)
+                self.take_deliveries()
             self.act()
+
+    def take_deliveries(self) -> None:
+        """The hub files what relays delivered: orders into the book, states to settle."""
+        assert self.relaynet is not None
+        for note in self.relaynet.drain():
+            if isinstance(note, OrderNote):
+                interval = note.order.order.interval
+                if interval in self.cleared:
+                    self.late_orders += 1  # arrived after its auction: it does not trade
+                else:
+                    self.book[interval].append(note.order)
+            else:
+                self.hub_states[note.state.state.contract] = note.state
 
     # --- bootstrap -------------------------------------------------------------------------
 
     def bootstrap(self) -> None:
         target = self.params.identity_target_int
         for p in [*self.homes, self.dso, self.maker, self.security, self.government]:
-            self.submit(p, RegisterIdentity(find_identity_proof(p.address, target)))
+            self.proofs[p.address] = find_identity_proof(p.address, target)
+            self.submit(p, RegisterIdentity(self.proofs[p.address]))
+        if self.relaynet is not None:
+            name = self.s.simulation.name
+            for home in self.homes:
+                pool = self.relaynet.open_pool(
+                    home.name,
+                    self.proofs[home.address],
+                    f"{name}/{self.s.simulation.seed}/{home.name}/pool",
+                    gnc(self.s.relay.pool_gnc),
+                    expiry=1_000_000,
+                )
+                self.submit(home, pool)
         self.submit(self.maker, RegisterAuthority(int(Role.MANUFACTURER), "Meter Manufacturer"))
         self.submit(self.dso, RegisterAuthority(int(Role.DSO), "Distribution System Operator"))
         self.submit(self.government, RegisterAuthority(int(Role.GOVERNMENT), "Government"))
@@ -378,7 +442,7 @@ class Neighbourhood:
 
             flag = PublishFlag(int(FlagTarget.METER), meter, "tampered seal reported", True)
             self.later(self.security, flag, meter_registered)
-        self.run_for(interval_start(self.first) - self.net.now)
+        self.run_for(interval_start(self.first - 1) - self.net.now)
 
     def flagged_homes(self, count: int | None = None) -> list[Participant]:
         """The PV homes whose meters the security lab flags: the cheapest sellers (a tampered
@@ -428,13 +492,14 @@ class Neighbourhood:
     ) -> Order:
         return Order(side, p.address, p.key.public_key, meter, self.area, interval, wh, price, interval, 0)
 
-    def trade(self, interval: Interval) -> None:
-        """Orders for ``interval``, the auction, and a contract per trade."""
-        orders: list[Order] = []
+    def place_orders(self, interval: Interval) -> None:
+        """Each home's policy turns its plan for ``interval`` into a signed order and sends it
+        to the hub (as a datagram when relays carry them); the DSO's orders are the hub's own."""
         offered = bid = 0
         for home in self.homes:
             assert home.meter is not None and home.policy is not None
             plan = self.plan(home, interval)
+            orders = []
             if plan.export_wh:
                 floor = home.policy.min_sell_price(interval)
                 assert floor is not None
@@ -447,20 +512,28 @@ class Neighbourhood:
                 assert cap is not None
                 orders.append(self.order(home, Side.BID, home.meter.meter_id, interval, plan.import_wh, cap))
                 bid += plan.import_wh
+            for order in orders:
+                signed = sign_order(home.key, order)
+                if self.relaynet is None:
+                    self.book[interval].append(signed)
+                else:
+                    self.relaynet.send(home.name, OrderNote(signed), self.rng.randbytes(16))
         assert self.dso.meter is not None
         dso_meter = self.dso.meter.meter_id
         if offered:  # the DSO buys any surplus at its feed-in price
-            orders.append(
-                self.order(self.dso, Side.BID, dso_meter, interval, offered, gnc(self.s.dso.buy_price))
-            )
+            order = self.order(self.dso, Side.BID, dso_meter, interval, offered, gnc(self.s.dso.buy_price))
+            self.book[interval].append(sign_order(self.dso.key, order))
         if bid:  # and sells any shortfall at its retail price
-            orders.append(
-                self.order(self.dso, Side.OFFER, dso_meter, interval, bid, gnc(self.s.dso.sell_price))
-            )
-        # Orders are signed by their owners and checked by whoever matches them.
-        verified = [
-            validate_order(sign_order(self._key(o.owner), o), now_interval=interval - 1) for o in orders
-        ]
+            order = self.order(self.dso, Side.OFFER, dso_meter, interval, bid, gnc(self.s.dso.sell_price))
+            self.book[interval].append(sign_order(self.dso.key, order))
+
+    def clear(self, interval: Interval) -> None:
+        """The hub clears what reached it (anyone holding the same orders gets the same
+        result) and every trade becomes a contract."""
+        verified = []
+        for signed in self.book.pop(interval, []):
+            verified.append(validate_order(signed, now_interval=interval - 1))
+        self.cleared.add(interval)
         clearing = clear_with_eligibility(
             [v for v in verified if v.order.side == Side.BID],
             [v for v in verified if v.order.side == Side.OFFER],
@@ -579,12 +652,22 @@ class Neighbourhood:
             cid = contract_id(deal.terms)
             state = sign_state(ContractState(cid, 1, (Delivery(interval, ack),)), deal.buyer.key)
             key = reading_key(deal.terms.seller_meter, interval)
+            if self.relaynet is None:
+                settler = seller  # the seller settles what its buyer acknowledged
+            else:  # the buyer's device sends the state to the hub, which settles it
+                settler = self.dso
+                if deal.buyer is self.dso:
+                    self.hub_states[cid] = state
+                else:
+                    self.relaynet.send(deal.buyer.name, StateNote(state), self.rng.randbytes(16))
 
             def ready(chain: Chain, cid: bytes = cid, key: bytes = key) -> bool:
+                if self.relaynet is not None and cid not in self.hub_states:
+                    return False
                 view = chain.view()
                 return view.get(CONTRACTS, cid) is not None and view.get(READINGS, key) is not None
 
-            self.later(seller, SettleContract(state), ready)
+            self.later(settler, SettleContract(state), ready)
 
     def subsidise(self, intervals: list[Interval]) -> None:
         rate = gnc(self.s.government.subsidy)
@@ -611,22 +694,30 @@ class Neighbourhood:
         self.bootstrap()
         n = self.s.simulation.intervals
         intervals = [self.first + k for k in range(n)]
-        self.trade(self.first)  # orders for the first interval are placed before it starts
-        for k, interval in enumerate(intervals):
-            if k:
+        # The interval before the first is spent ordering for the first.
+        for k, interval in enumerate([self.first - 1, *intervals]):
+            if k > 1:
                 self.meter_readings(interval - 1)
                 self.settle(interval - 1)
             nxt = interval + 1
             if nxt < self.first + n:
                 if nxt == self.curtail_interval:
                     self.curtail(nxt)
-                self.trade(nxt)
-            self.run_for(INTERVAL_MS)
-            if progress is not None:
-                progress(k + 1, n)
+                self.place_orders(nxt)
+                self.run_for(CLEAR_AFTER_MS)  # orders travel to the hub
+                self.clear(nxt)
+                self.run_for(INTERVAL_MS - CLEAR_AFTER_MS)
+            else:
+                self.run_for(INTERVAL_MS)
+            if progress is not None and k:
+                progress(k, n)
         self.meter_readings(intervals[-1])
         self.settle(intervals[-1])
         self.subsidise(intervals)
+        if self.relaynet is not None:
+            self.run_for(CLEAR_AFTER_MS)  # the last states reach the hub
+            for claim in self.relaynet.claims():  # the hub ends every connection
+                self.submit(self.dso, ClaimTransit(claim))
         converged = self.finish()
         simulation_s = time.perf_counter() - started
         return self.report(balances0, converged, simulation_s)
@@ -639,6 +730,51 @@ class Neighbourhood:
             self.broker.stop()
         for node in self.net.nodes.values():
             node.chain.close()
+
+    def relay_report(self, claims: list[Transaction]) -> dict[str, Any]:
+        """What carrying the data cost and paid: from the claims on chain."""
+        rn = self.relaynet
+        if rn is None:
+            return {"enabled": False}
+        earned: dict[str, int] = defaultdict(int)
+        redeemed: dict[bytes, int] = defaultdict(int)
+        claim_bytes = fees = covered = 0
+        names = {k.address: name for name, k in rn.keys.items()}
+        for tx in claims:
+            assert isinstance(tx.payload, ClaimTransit)
+            claim = tx.payload.claim.claim
+            token = claim.token.token
+            hops = [address_from_public_key(h.body.hop_key) for h in claim.hops]
+            units = token.depth - redeemed[token.pool]
+            redeemed[token.pool] = token.depth
+            unit_value = gnc(self.s.relay.pool_gnc) // rn.pool_length
+            for hop, share in hop_shares(units * unit_value, hops, token.payrate_ppm):
+                earned[names[hop]] += share
+            claim_bytes += len(encode(tx))
+            fees += tx.fee
+            covered += claim.datagrams
+        hops_seen = rn.tally.hops
+        dropped: Counter[str] = Counter()
+        for peer in rn.peers.values():
+            dropped.update(peer.stats.dropped)
+        mean_claim = claim_bytes / len(claims) if claims else 0.0
+        per_datagram = claim_bytes / covered if covered else 0.0
+        return {
+            "enabled": True,
+            "datagrams_sent": rn.tally.sent,
+            "datagrams_delivered": len(hops_seen),
+            "late_orders": self.late_orders,
+            "dropped": dict(dropped),
+            "mean_hops": round(sum(hops_seen) / len(hops_seen), 3) if hops_seen else 0.0,
+            "carrier_forwarded": rn.peers[CARRIER].stats.forwarded,
+            "claims_on_chain": len(claims),
+            "datagrams_per_claim": round(covered / len(claims), 1) if claims else 0.0,
+            "reward_per_relay_gnc": {k: v / UNITS_PER_GNC for k, v in sorted(earned.items())},
+            "claim_fees_gnc": fees / UNITS_PER_GNC,
+            "chain_bytes_per_datagram": round(per_datagram, 2),
+            "one_claim_per_datagram_bytes": round(mean_claim, 1),
+            "bytes_saving_factor": round(mean_claim / per_datagram, 1) if per_datagram else 0.0,
+        }
 
     def params_balance(self, address: Address) -> int:
         return sum(a.amount for a in self.params.allocations if a.address == address)
@@ -661,6 +797,7 @@ class Neighbourhood:
         by_type: Counter[str] = Counter()
         chain_bytes = 0
         miners: dict[Address, int] = defaultdict(int)
+        claims: list[Transaction] = []
         for height in range(1, chain.height + 1):
             block = chain.block_at(height)
             assert block is not None
@@ -668,6 +805,7 @@ class Neighbourhood:
             by_type.update(type(t.payload).__name__ for t in block.txs)
             cb = block.txs[0].payload
             miners[block.header.miner] += cb.reward + cb.fees  # type: ignore[union-attr]
+            claims.extend(t for t in block.txs if isinstance(t.payload, ClaimTransit))
         view = chain.view()
         delta = {a: chain.account(a).balance - b for a, b in balances0.items()}
         prosumers = [h for h in self.homes if h.pv_kw]
@@ -724,6 +862,7 @@ class Neighbourhood:
                 "readings_subsidised": subsidies,
                 "paid_gnc": round(subsidy_units / units, 6),
             },
+            "relay": self.relay_report(claims),
             "security": {
                 "flagged_meters": len(self.flagged_homes()),
                 "trusting_homes": sum(1 for h in self.homes if h.policy and h.policy.trusted),

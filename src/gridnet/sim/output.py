@@ -12,12 +12,14 @@ from gridnet.errors import ConfigError
 from gridnet.ledger.verify import verify_chain
 
 MARKER = ".gridnet-output"
+EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
+"""Markers written by earlier versions (their output may be replaced too)."""
 
 
 def prepare_out_dir(out: Path, command: str) -> None:
     """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there."""
     if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
+        if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
             raise ConfigError(
                 f"{out} is not empty and was not written by 'gridnet {command}'; choose another --out"
             )

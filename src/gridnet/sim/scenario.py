@@ -109,6 +109,20 @@ class SecuritySection:
 
 
 @dataclass(frozen=True)
+class RelaySection:
+    enabled: bool = True
+    """Orders and contract states travel to the hub as paid, onion-routed datagrams."""
+    hill_homes: int = 2
+    """Homes without PV and without a wired neighbour: only the carrier reaches them."""
+    carrier_stop_s: float = 60.0
+    """The carrier moves to its next stop this often [s]."""
+    pool_gnc: float = 0.05
+    """Coin each home locks in its token pool for the day's datagrams [GNC]."""
+    payrate: float = 0.75
+    """p: the share each hop hands to the next."""
+
+
+@dataclass(frozen=True)
 class TelemetrySection:
     kind: str = "memory"
     """How readings reach the collector: "memory" (handed over directly) or "mqtt" (meters
@@ -126,6 +140,7 @@ class Scenario:
     government: Government
     telemetry: TelemetrySection
     security: SecuritySection
+    relay: RelaySection
     source: str
 
     @property
@@ -159,6 +174,7 @@ _SECTIONS: dict[str, type] = {
     "government": Government,
     "telemetry": TelemetrySection,
     "security": SecuritySection,
+    "relay": RelaySection,
 }
 
 
@@ -249,6 +265,15 @@ def _check(s: Scenario) -> None:
             "[security] flagged_meters must be 0 to [homes] count",
         ),
         (0 <= s.security.trusting_share <= 1, "[security] trusting_share must be 0 to 1"),
+        (
+            0 <= s.relay.hill_homes <= s.homes.count - round(s.homes.count * s.homes.pv_share),
+            "[relay] hill_homes must be 0 to the number of homes without PV",
+        ),
+        (
+            0 <= s.relay.payrate <= 1 and s.relay.carrier_stop_s > 0,
+            "[relay] payrate 0..1, carrier_stop_s > 0",
+        ),
+        (s.relay.pool_gnc > 0, "[relay] pool_gnc must be positive"),
     ]
     for ok, message in checks:
         if not ok:

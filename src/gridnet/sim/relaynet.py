@@ -1,0 +1,184 @@
+"""The neighbourhood's data network: homes relay each other's datagrams to the hub.
+
+The DSO's substation is the communication hub (seed 001: "nothing stops the substation
+from acting as a communication hub"): every home sends its signed orders and, as a buyer,
+its signed contract states there as onion-routed datagrams paid with transmission tokens
+from its own token pool. Homes on a feeder form a line to the hub; a few homes "on the
+hill" have no wired neighbour and are served by a carrier (the paper's bicycle driver)
+that rides past them and then to the first home of feeder A, carrying bundles one way.
+At the end of the day the hub signs one transit claim per home's pool, which pays every
+relay that carried that home's datagrams.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gridnet.contracts.channel import SignedState
+from gridnet.crypto.hashing import hash32, pool_id
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import Wire, decode, encode
+from gridnet.identity import IdentityProof
+from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
+from gridnet.market.orders import SignedOrder
+from gridnet.net.memory import MemoryNetwork
+from gridnet.node.relay_peer import RelayPeer
+from gridnet.relay.claims import SignedClaim
+from gridnet.relay.datagram import originate
+from gridnet.relay.tokens import HashChain
+from gridnet.units import Hash32
+
+CARRIER = "carrier"
+
+
+class OrderNote(Wire, frozen=True, tag=1):
+    order: SignedOrder
+
+
+class StateNote(Wire, frozen=True, tag=2):
+    state: SignedState
+
+
+Note = OrderNote | StateNote
+
+
+@dataclass
+class Sender:
+    """A home's side of its connection to the hub: its pool and how deep it has revealed."""
+
+    key: PrivateKey
+    identity: IdentityProof
+    chain: HashChain
+    pool: Hash32
+    depth: int = 0
+
+
+@dataclass
+class RelayTally:
+    sent: int = 0
+    hops: list[int] = field(default_factory=list)
+
+
+class RelayNet:
+    def __init__(
+        self,
+        net: MemoryNetwork,
+        hub: tuple[str, PrivateKey],
+        feeders: Sequence[Sequence[tuple[str, PrivateKey]]],
+        hill: Sequence[tuple[str, PrivateKey]],
+        carrier: PrivateKey,
+        view: Callable[[], ChainRelayView],
+        *,
+        pool_length: int,
+        payrate_ppm: int,
+        carrier_stop_ms: int,
+    ) -> None:
+        self.net = net
+        self.hub_name = hub[0]
+        everyone = [hub, *(h for f in feeders for h in f), *hill, (CARRIER, carrier)]
+        self.keys = dict(everyone)
+        directory = {k.address: name for name, k in everyone}
+        self.peers = {name: net.add_relay(RelayPeer(name, k, view, directory)) for name, k in everyone}
+        self.graph: dict[str, list[str]] = {name: [] for name, _ in everyone}
+        for feeder in feeders:
+            names = [name for name, _ in feeder]
+            for a, b in zip([self.hub_name, *names], names, strict=False):
+                self._edge(a, b, wired=True)
+        head = feeders[0][0][0] if feeders and feeders[0] else self.hub_name
+        self.stops = [name for name, _ in hill] + [head]
+        for stop in self.stops:
+            self._edge(CARRIER, stop, wired=False)
+        self.stop = -1
+        self.carrier_stop_ms = carrier_stop_ms
+        self._next_move = 0
+        self.pool_length = pool_length
+        self.payrate_ppm = payrate_ppm
+        self.senders: dict[str, Sender] = {}
+        self.tally = RelayTally()
+
+    def _edge(self, a: str, b: str, *, wired: bool) -> None:
+        self.graph[a].append(b)
+        self.graph[b].append(a)
+        if wired:
+            self.net.link(a, b)
+
+    # --- pools -------------------------------------------------------------------------------
+
+    def open_pool(
+        self, name: str, identity: IdentityProof, seed_label: str, amount: int, expiry: int
+    ) -> CreateTokenPool:
+        """The home's pool for its connection to the hub (the transaction creates it)."""
+        key = self.keys[name]
+        chain = HashChain(hash32(seed_label.encode()), self.pool_length)
+        self.senders[name] = Sender(key, identity, chain, pool_id(key.address, chain.final))
+        return CreateTokenPool(chain.final, self.pool_length, amount, expiry)
+
+    # --- traffic -----------------------------------------------------------------------------
+
+    def path(self, source: str, target: str) -> list[str]:
+        """Relays between ``source`` and ``target`` on the (static) network (BFS)."""
+        previous: dict[str, str | None] = {source: None}
+        queue = deque([source])
+        while queue:
+            here = queue.popleft()
+            if here == target:
+                break
+            for nxt in self.graph[here]:
+                if nxt not in previous:
+                    previous[nxt] = here
+                    queue.append(nxt)
+        route = []
+        step = previous.get(target)
+        while step is not None and step != source:
+            route.append(step)
+            step = previous[step]
+        return route[::-1]
+
+    def send(self, name: str, note: Note, nonce: bytes) -> None:
+        """``name`` sends ``note`` to the hub as a paid datagram (one more unit of its pool)."""
+        sender = self.senders[name]
+        sender.depth += 1
+        relays = self.path(name, self.hub_name)
+        hub = self.keys[self.hub_name]
+        path = [(self.keys[r].address, self.keys[r].public_key) for r in relays]
+        dgram = originate(
+            sender.key,
+            sender.chain,
+            sender.pool,
+            sender.depth,
+            self.payrate_ppm,
+            sender.identity,
+            path,
+            (hub.address, hub.public_key),
+            encode(note),
+            nonce,
+        )
+        first = self.keys[relays[0]].address if relays else hub.address
+        self.net.send(name, self.peers[name].send(first, dgram))
+        self.tally.sent += 1
+
+    def move_carrier(self, now: int) -> None:
+        """The carrier rides to its next stop (one stop every ``carrier_stop_ms``)."""
+        if not self.stops or now < self._next_move:
+            return
+        if self.stop >= 0:
+            self.net.unlink(CARRIER, self.stops[self.stop])
+        self.stop = (self.stop + 1) % len(self.stops)
+        self.net.link(CARRIER, self.stops[self.stop])
+        self._next_move = now + self.carrier_stop_ms
+
+    def drain(self) -> list[Note]:
+        """Everything delivered to the hub since the last call."""
+        hub = self.peers[self.hub_name]
+        notes: list[Note] = []
+        for delivered in hub.received:
+            notes.append(decode(delivered.envelope.body, Note))  # type: ignore[arg-type]
+            self.tally.hops.append(len(delivered.datagram.hops))
+        hub.received.clear()
+        return notes
+
+    def claims(self) -> list[SignedClaim]:
+        """The hub ends every connection: one claim per home pool that relays carried."""
+        return self.peers[self.hub_name].inbox.close()
