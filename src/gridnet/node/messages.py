@@ -7,6 +7,7 @@ from typing import Final
 from gridnet.encoding import U32, U63, HashBytes, Wire, decode, encode
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.transactions import Transaction
+from gridnet.market.orders import SignedOrder
 from gridnet.relay.datagram import Datagram
 
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
@@ -52,6 +53,12 @@ class DatagramMsg(Wire, frozen=True, tag=7):
     datagram: Datagram
 
 
+class OrderMsg(Wire, frozen=True, tag=8):
+    """A signed market order, gossiped on its topic (area and delivery interval)."""
+
+    order: SignedOrder
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -60,7 +67,7 @@ class TxRejectedMsg(Wire, frozen=True, tag=5):
     message: str
 
 
-Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg | DatagramMsg
+Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg | DatagramMsg | OrderMsg
 
 
 def encode_message(msg: Message) -> bytes:

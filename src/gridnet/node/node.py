@@ -14,23 +14,25 @@ from msgspec.structs import replace
 
 from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import encode
-from gridnet.errors import InvalidBlock, UnknownParent
+from gridnet.errors import InvalidBlock, InvalidOrder, OrderExpired, UnknownParent
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.wallet import restore_pending
+from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.messages import (
     BlockMsg,
     BlocksMsg,
     GetBlocksMsg,
     Message,
+    OrderMsg,
     StatusMsg,
     TxMsg,
     TxRejectedMsg,
 )
-from gridnet.units import Address, Hash32
+from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes
 
 Outgoing = tuple[str, Message]
@@ -57,6 +59,8 @@ class NodeConfig:
     max_orphans: int = 64
     max_orphans_per_peer: int = 16
     mempool_max_txs: int = 50_000
+    max_order_topics: int = 1024
+    """Order topics (area, interval) kept before the oldest half is forgotten."""
 
 
 @dataclass
@@ -82,6 +86,9 @@ class Node:
         self.peer_work: dict[str, int] = {}
         self.orphans: OrderedDict[Hash32, tuple[str, Block]] = OrderedDict()
         """Blocks whose parent is unknown yet: hash -> (peer it came from, block)."""
+        self.orders: dict[str, dict[Hash32, SignedOrder]] = {}
+        """Market topic ("market/AREA/INTERVAL") -> order id -> signed order (off chain)."""
+        self._orders_seen: set[Hash32] = set()
         self._inflight: dict[str, int] = {}
         """Peer -> when we sent it the block request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
@@ -129,6 +136,14 @@ class Node:
             return self._on_block(peer, msg.block, now)
         if isinstance(msg, StatusMsg):
             return self._on_status(peer, msg, now)
+        if isinstance(msg, OrderMsg):
+            try:
+                return self._on_order(peer, msg.order, now)
+            except OrderExpired:
+                return []  # late, not malicious
+            except InvalidOrder:
+                self._fault(peer)
+                return []
         if isinstance(msg, BlocksMsg):
             return self._on_blocks(peer, msg, now)
         if isinstance(msg, GetBlocksMsg):
@@ -177,6 +192,30 @@ class Node:
             if origin is not None and e.kind in (EventKind.EVICTED, EventKind.DROPPED):
                 out.append((origin, TxRejectedMsg(e.txid, e.rule, e.message)))
         return out
+
+    # --- market orders (off chain) ------------------------------------------------------
+
+    def post_order(self, signed: SignedOrder, now: int) -> list[Outgoing]:
+        """A local user's order: check it, keep it on its topic and gossip it."""
+        return self._on_order(None, signed, now)
+
+    def _on_order(self, peer: str | None, signed: SignedOrder, now: int) -> list[Outgoing]:
+        verified = validate_order(signed, now_interval=interval_of(now))  # raises the named rule
+        if verified.id in self._orders_seen:
+            return []
+        self._orders_seen.add(verified.id)
+        book = self.orders.setdefault(topic(signed.order.area, signed.order.interval), {})
+        book[verified.id] = signed
+        self._prune_orders(interval_of(now))
+        return self._others(peer, OrderMsg(signed))
+
+    def _prune_orders(self, current: int) -> None:
+        """Forget topics whose delivery interval is over (bounded memory)."""
+        if len(self.orders) <= self.config.max_order_topics:
+            return
+        for name in sorted(self.orders, key=lambda t: int(t.rsplit("/", 1)[1]))[: len(self.orders) // 2]:
+            for oid in self.orders.pop(name):
+                self._orders_seen.discard(oid)
 
     # --- blocks ----------------------------------------------------------------------------
 
