@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from gridnet.errors import OrderSignatureInvalid
-from gridnet.market.orders import Order, Side, sign_order, topic
+from gridnet.market.orders import Order, Side, SignedOrder, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.messages import OrderMsg
 from gridnet.node.node import Node
@@ -35,7 +35,7 @@ def test_orders_spread_to_every_node_on_their_topic(tmp_path: Path) -> None:
     net.link("n0", "n1")
     net.link("n1", "n2")
     signed = order()
-    net.send("n0", net.nodes["n0"].post_order(signed, NOW))  # type: ignore[arg-type]
+    net.send("n0", net.nodes["n0"].post_order(signed, NOW))
     net.run_for(1_000)
     name = topic("north", interval_of(NOW) + 2)
     assert all(list(n.orders[name].values()) == [signed] for n in net.nodes.values())
@@ -43,7 +43,7 @@ def test_orders_spread_to_every_node_on_their_topic(tmp_path: Path) -> None:
 
 def test_a_forged_order_from_a_peer_faults_it(tmp_path: Path) -> None:
     node = Node("n", new_chain(tmp_path / "n", test_params([KEY])))
-    forged = msgspec.structs.replace(order(), signature=bytes(64))  # type: ignore[type-var]
+    forged = msgspec.structs.replace(order(), signature=bytes(64))
     assert node.handle("evil", OrderMsg(forged), NOW) == []
     assert node.stats.peer_faults == {"evil": 1}
     with pytest.raises(OrderSignatureInvalid):
