@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from gridnet.errors import OrderSignatureInvalid
-from gridnet.market.orders import Order, Side, SignedOrder, sign_order, topic
+from gridnet.market.orders import Order, Side, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.messages import OrderMsg
 from gridnet.node.node import Node
