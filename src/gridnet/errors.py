@@ -376,7 +376,8 @@ class FlaggedOriginator(InvalidDatagram):
 
 
 class TokenReplayed(InvalidDatagram):
-    """The token is not deeper than one this relay already forwarded for the pool."""
+    """A token at a depth this relay already carried, or at or below the depth the pool
+    already paid (or forgot), for that pool."""
 
 
 class TokenNotForDatagram(InvalidDatagram):
@@ -495,6 +496,25 @@ class BlockTransactionInvalid(InvalidBlock):
     @property
     def rule(self) -> str:
         return self.error.rule
+
+
+# --- peer links --------------------------------------------------------------------------------
+
+
+class InvalidMessage(GridnetError):
+    """A peer broke the link protocol; subclasses name the rule. The peer is disconnected."""
+
+
+class HandshakeFailed(InvalidMessage):
+    """The peer's hello is malformed or its signature does not verify."""
+
+
+class WrongChain(InvalidMessage):
+    """The peer follows another chain (another genesis)."""
+
+
+class FrameTooLarge(InvalidMessage):
+    """A frame longer than the protocol allows."""
 
 
 # --- mempool ----------------------------------------------------------------------------

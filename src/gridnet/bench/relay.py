@@ -31,6 +31,7 @@ class _View:
 
     def __init__(self, owner: Address, anchor: bytes, proof: IdentityProof) -> None:
         self.owner, self.redeemed_depth, self.anchor, self._proof = owner, 0, anchor, proof
+        self.length = 10**6
 
     def pool(self, pool: Hash32) -> _View:
         return self

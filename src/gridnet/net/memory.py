@@ -139,6 +139,8 @@ class MemoryNetwork:
     def run_until(self, until_ms: int, tick_ms: int = 100) -> None:
         while self.now + tick_ms <= until_ms:
             self.step(tick_ms)
+        if self.now < until_ms:  # a last, shorter step: the clock always reaches the target
+            self.step(until_ms - self.now)
 
     def run_for(self, duration_ms: int, tick_ms: int = 100) -> None:
         self.run_until(self.now + duration_ms, tick_ms)

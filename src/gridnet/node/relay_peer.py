@@ -29,6 +29,7 @@ class RelayStats:
     forwarded: int = 0
     delivered: int = 0
     held: int = 0
+    """Datagrams ever held for an absent next hop (``RelayPeer.held`` lists those held now)."""
     dropped: Counter[str] = field(default_factory=Counter)
 
 

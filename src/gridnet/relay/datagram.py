@@ -8,11 +8,13 @@ recompute.
 
 A relay (:meth:`Relay.handle`): checks the originator is a registered identity carrying its
 registered proof and not flagged by an authority the relay trusts; peels its onion layer;
-checks the token (the pool owner's signature; the preimage hashes forward to what the
-relay last verified for that pool, so a replayed token is refused); then either appends its
-signed hop entry and forwards to the next hop, or — as the receiver — checks the token pays
-for this very envelope and delivers it. The receiver keeps the deepest token of each
-connection with its hop list: one transit claim pays every hop for all of it.
+checks the token (the pool owner's signature; a depth within the pool and within
+``MAX_RELAY_STEPS`` of what it last verified; the preimage on the pool's chain; never a
+depth twice); then either appends its signed hop entry and forwards to the next hop, or —
+as the receiver — checks the token pays for this very envelope and the hop list is intact
+(so one bad relay cannot spoil the connection's claim), and delivers it. The receiver keeps
+the deepest token of each connection with its hop list: one transit claim pays every hop
+for all of it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from gridnet.errors import (
 )
 from gridnet.identity import IdentityProof
 from gridnet.relay.claims import SignedClaim, TransitClaim, sign_claim, token_digest
-from gridnet.relay.hops import HopEntry, append_hop
+from gridnet.relay.hops import HopEntry, append_hop, verify_hops
 from gridnet.relay.onion import build_onion, peel
 from gridnet.relay.tokens import (
     HashChain,
@@ -51,7 +53,9 @@ from gridnet.relay.tokens import (
 from gridnet.units import Address, Hash32, PublicKey
 
 MAX_SEEN = 4096
-"""Depths per pool a relay remembers to refuse replays."""
+"""Depths per pool a relay remembers to refuse replays (older ones are refused outright)."""
+MAX_RELAY_STEPS = 4096
+"""Most hashing one datagram may cost a relay (a token this far from what it saw is refused)."""
 
 
 class Envelope(Wire, frozen=True):
@@ -76,6 +80,8 @@ class PoolInfo(Protocol):
     def redeemed_depth(self) -> int: ...
     @property
     def anchor(self) -> bytes: ...
+    @property
+    def length(self) -> int: ...
 
 
 class RelayView(Protocol):
@@ -127,6 +133,18 @@ class Relay:
     """Pool -> (depth, preimage) of the deepest token this relay verified."""
     seen: dict[Hash32, set[int]] = field(default_factory=dict)
     """Pool -> depths carried recently (datagrams may overtake each other; none twice)."""
+    floors: dict[Hash32, int] = field(default_factory=dict)
+    """Pool -> depth at or below which every token is refused (forgotten from ``seen``)."""
+
+    def _remember(self, pool: Hash32, depth: int, preimage: bytes, anchor_depth: int) -> None:
+        if depth > anchor_depth:
+            self.anchors[pool] = (depth, preimage)
+        seen = self.seen[pool]
+        seen.add(depth)
+        if len(seen) > MAX_SEEN:
+            oldest = min(seen)
+            seen.discard(oldest)
+            self.floors[pool] = oldest
 
     def handle(self, dgram: Datagram) -> Forwarded | Delivered:
         """Check a received datagram and forward or deliver it; raises the named rule."""
@@ -145,21 +163,27 @@ class Relay:
             raise UnknownPool("the token names no pool on chain")
         check_token_signature(dgram.token, pool.owner)
         seen = self.seen.setdefault(token.pool, set())
-        if token.depth <= pool.redeemed_depth or token.depth in seen:
+        floor = max(pool.redeemed_depth, self.floors.get(token.pool, 0))
+        if token.depth <= floor or token.depth in seen:
             raise TokenReplayed(f"a token at depth {token.depth} of this pool was already carried or paid")
         depth, preimage = self.anchors.get(token.pool, (pool.redeemed_depth, pool.anchor))
+        if token.depth > pool.length or abs(token.depth - depth) > MAX_RELAY_STEPS:
+            raise TokenPreimageInvalid(
+                f"depth {token.depth} is outside the pool or more than {MAX_RELAY_STEPS} steps from {depth}"
+            )
         if token.depth > depth:  # deeper than any seen: it must hash down to what was
             check_preimage(dgram.token, preimage, depth)
-            self.anchors[token.pool] = (token.depth, token.preimage)
         elif hash_forward(preimage, depth - token.depth) != token.preimage:  # overtaken on the way
             raise TokenPreimageInvalid(f"preimage at depth {token.depth} does not hash to the pool's chain")
-        seen.add(token.depth)
-        if len(seen) > MAX_SEEN:
-            seen.discard(min(seen))
-        if peeled.next_hop is None:
+        if peeled.next_hop is None:  # the receiver: is this what the token pays for, carried intact?
             if datagram_digest(peeled.inner) != token.datagram:
                 raise TokenNotForDatagram("the token pays for another envelope than the one delivered")
-            return Delivered(decode(peeled.inner, Envelope), dgram)
+            if dgram.hops:
+                verify_hops(dgram.hops, token_digest(dgram.token))
+            envelope = decode(peeled.inner, Envelope)
+        self._remember(token.pool, token.depth, token.preimage, depth)
+        if peeled.next_hop is None:
+            return Delivered(envelope, dgram)
         hops = append_hop(dgram.hops, self.key, peeled.next_hop, token_digest(dgram.token))
         return Forwarded(peeled.next_hop, Datagram(dgram.token, dgram.identity, hops, peeled.inner))
 

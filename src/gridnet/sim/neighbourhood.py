@@ -7,13 +7,16 @@ in-memory network. Every 15-minute interval:
 1. meters sign the readings of the interval that just ended; the collector batches them
    into one transaction;
 2. each buyer's device checks the sellers' signed readings and signs a contract state
-   acknowledging the energy delivered; the seller settles it on chain;
+   acknowledging the energy delivered; it travels to the hub (the DSO's substation) as a
+   paid datagram and the hub settles it on chain (without relays, the seller does);
 3. each home's private policy turns its forecast (and battery) into signed bids and
-   offers for the next interval; the DSO bids its feed-in price and offers its retail
-   price; a uniform-price double auction clears them (anyone can recompute it);
+   offers for the next interval, sent to the hub as datagrams; the DSO bids its feed-in
+   price and offers its retail price; ten minutes later a uniform-price double auction
+   clears what reached the hub (anyone holding the same orders recomputes it);
 4. every trade becomes an energy contract signed by buyer, seller and the line owners on
    the path; the buyer opens it on chain, locking its deposit;
-5. the nodes mine and validate blocks for fifteen simulated minutes.
+5. all along, the nodes mine and validate blocks; homes relay each other's datagrams and
+   a carrier rides past the homes no wire reaches.
 
 Once, at midday, the DSO curtails the area's export for one congested interval: homes
 whose policy complies export less; the others override and record it on chain. At the end
@@ -76,7 +79,7 @@ from gridnet.security.roles import FlagTarget, Role
 from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
 from gridnet.sim.relaynet import CARRIER, OrderNote, RelayNet, StateNote
-from gridnet.sim.scenario import Scenario, gnc
+from gridnet.sim.scenario import Scenario, gnc, pool_length
 from gridnet.units import (
     INTERVAL_MS,
     UNITS_PER_GNC,
@@ -333,7 +336,7 @@ class Neighbourhood:
             [(h.name, h.key) for h in hill],
             PrivateKey.from_label(f"{s.simulation.name}/{s.simulation.seed}/carrier"),
             lambda: ChainRelayView(self.net.nodes["n0"].chain.view()),
-            pool_length=4 * s.simulation.intervals + 64,
+            pool_length=pool_length(s.simulation.intervals),
             payrate_ppm=round(s.relay.payrate * PPM),
             carrier_stop_ms=round(s.relay.carrier_stop_s * 1000),
         )

@@ -7,6 +7,7 @@ and becomes integer base units here.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -273,13 +274,27 @@ def _check(s: Scenario) -> None:
             0 <= s.relay.payrate <= 1 and s.relay.carrier_stop_s > 0,
             "[relay] payrate 0..1, carrier_stop_s > 0",
         ),
-        (s.relay.pool_gnc > 0, "[relay] pool_gnc must be positive"),
+        (
+            s.relay.pool_gnc * UNITS_PER_GNC >= pool_length(s.simulation.intervals),
+            "[relay] pool_gnc is too small: each of the pool's hashes must be worth a base unit",
+        ),
+        (
+            not s.relay.enabled
+            or math.ceil((s.homes.count - s.relay.hill_homes) / max(1, len(s.line_owners))) <= 17,
+            "[relay] a feeder line has at most 17 homes (an onion passes 16 relays): add line owners",
+        ),
+        ((60 / s.network.tick_s).is_integer(), "[network] tick_s must divide 60"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{src}: {message}")
     s.start_ms  # noqa: B018 - parses (and so checks) the start time
     s.curtail_minute  # noqa: B018 - likewise the curtailment time
+
+
+def pool_length(intervals: int) -> int:
+    """Hashes in each home's token pool: room for many datagrams per interval."""
+    return 32 * intervals + 64
 
 
 def load_scenario(path: Path | None) -> Scenario:
