@@ -14,6 +14,7 @@ from gridnet.crypto.keys import Domain, PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import (
     FlaggedOriginator,
+    HopListBroken,
     OnionTampered,
     TokenNotForDatagram,
     TokenPreimageInvalid,
@@ -24,6 +25,7 @@ from gridnet.identity import IdentityProof, find_identity_proof
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
+from gridnet.relay import datagram
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, originate
 from gridnet.relay.hops import hop_shares
 from gridnet.relay.tokens import HashChain, SignedToken
@@ -152,3 +154,41 @@ def test_a_datagram_overtaken_on_the_way_is_still_carried_once(net: Actors) -> N
     )
     with pytest.raises(TokenPreimageInvalid):
         relay.handle(bad)
+
+
+def test_a_token_beyond_its_pool_or_too_far_to_hash_is_refused(
+    net: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = ChainRelayView(net.chain.view())
+    beyond = send(net, 3)
+    deep = msgspec.structs.replace(beyond.token.token, depth=CHAIN.length + 1)
+    forged = msgspec.structs.replace(beyond, token=SignedToken(deep, SENDER.sign(Domain.TOKEN, encode(deep))))
+    with pytest.raises(TokenPreimageInvalid):
+        Relay(RELAYS[0], view).handle(forged)
+    monkeypatch.setattr(datagram, "MAX_RELAY_STEPS", 5)
+    with pytest.raises(TokenPreimageInvalid):  # would cost the relay 10 hashes
+        Relay(RELAYS[0], view).handle(send(net, 10))
+
+
+def test_a_hop_list_broken_on_the_way_is_caught_by_the_receiver(net: Actors) -> None:
+    view = ChainRelayView(net.chain.view())
+    first = Relay(RELAYS[0], view).handle(send(net, 1))
+    assert isinstance(first, Forwarded)
+    second = Relay(RELAYS[1], view).handle(first.datagram)
+    assert isinstance(second, Forwarded)
+    # The third relay drops the first relay's entry before appending its own.
+    tampered = msgspec.structs.replace(second.datagram, hops=second.datagram.hops[1:])
+    third = Relay(RELAYS[2], view).handle(tampered)
+    assert isinstance(third, Forwarded)
+    with pytest.raises(HopListBroken):
+        Relay(RECEIVER, view).handle(third.datagram)
+
+
+def test_depths_a_relay_forgot_stay_refused(net: Actors, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datagram, "MAX_SEEN", 2)
+    relay = Relay(RELAYS[0], ChainRelayView(net.chain.view()))
+    old = send(net, 1)
+    for dgram in (old, send(net, 2), send(net, 3)):
+        relay.handle(dgram)
+    with pytest.raises(TokenReplayed):
+        relay.handle(old)
