@@ -1,0 +1,309 @@
+"""The HTTP API against a real node over a real chain: reads, proofs, submissions, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from fastapi.testclient import TestClient
+
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import decode, encode
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
+from gridnet.ledger.txs.relay import CreateTokenPool
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.market.orders import Order, Side, SignedOrder, sign_order
+from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.node.api import create_app
+from gridnet.node.messages import OrderMsg, TxMsg
+from gridnet.node.node import Node, Outgoing
+from gridnet.relay.tokens import HashChain
+from gridnet.security.roles import Role
+from gridnet.units import interval_of
+from tests.helpers import (
+    GENESIS_TIME,
+    Actors,
+    extend,
+    new_chain,
+    register_identity,
+    sign,
+    test_keys,
+    test_params,
+)
+
+MAKER, OWNER, ALICE, BOB = test_keys(4)
+METER_KEY = PrivateKey.from_label("api-meter")
+READING_AT = 1_960_000
+HASHES = HashChain(b"api-pool" * 4, 100)
+POOL = pool_id(ALICE.address, HASHES.final)
+NOW = GENESIS_TIME + 60_000
+
+
+def text(key: PrivateKey) -> str:
+    return address_to_text(key.address)
+
+
+@dataclass
+class Api:
+    node: Node
+    client: TestClient
+    sent: list[list[Outgoing]]
+    transfers: list[Transaction]
+    """ALICE's three transfers to BOB, in block 2."""
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    chain = new_chain(tmp_path / "node", test_params([MAKER, OWNER, ALICE, BOB]))
+    actors = Actors(chain, [MAKER, OWNER, ALICE, BOB])
+    extend(chain, [register_identity(chain, MAKER), register_identity(chain, OWNER)])
+    actors.nonce[MAKER.address] = actors.nonce[OWNER.address] = 1
+    transfers = [actors.tx(ALICE, Transfer(BOB.address, 1_000 + i)) for i in range(3)]
+    extend(chain, [actors.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")), *transfers])
+    cert = issue_certificate(
+        MAKER, METER_KEY.public_key, vendor="Acme", model="M1", firmware="1.0.0", serial="7"
+    )
+    extend(
+        chain,
+        [
+            actors.tx(OWNER, RegisterMeter(cert, "north")),
+            actors.tx(ALICE, CreateTokenPool(HASHES.final, HASHES.length, 100_000, expiry_height=50)),
+        ],
+    )
+    meter = SimulatedMeter(METER_KEY)
+    batch = [meter.read(READING_AT + i, 500 + i, 10) for i in (0, 1, 3)]  # one interval missing
+    extend(chain, [actors.tx(BOB, SubmitReadings(tuple(batch)))])
+    node = Node("n", chain)
+    node.add_peer("peer-1")
+    sent: list[list[Outgoing]] = []
+    app = create_app(node, clock=lambda: NOW, broadcast=sent.append)
+    with TestClient(app) as client:
+        yield Api(node, client, sent, transfers)
+    chain.close()
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"code", "message"} and body["code"] == code, body
+    assert body["message"] and "\n" not in body["message"]
+    return body
+
+
+# --- chain ---------------------------------------------------------------------------------
+
+
+def test_head(api: Api) -> None:
+    chain = api.node.chain
+    body = api.client.get("/head").json()
+    assert body["height"] == 4 and body["hash"] == chain.head.hash.hex()
+    assert body["total_work"] == str(chain.head.total_work)
+    assert body["timestamp"] == chain.head.header.timestamp
+    assert body["chain_id"] == chain.chain_id.hex()
+    assert (body["mempool_size"], body["peers"], body["peer_names"]) == (0, 1, ["peer-1"])
+
+
+def test_block_by_height_and_by_hash(api: Api) -> None:
+    chain = api.node.chain
+    by_height = api.client.get("/blocks/2").json()
+    by_hash = api.client.get(f"/blocks/{chain.main[2].hash.hex()}").json()
+    assert by_height == by_hash
+    assert by_height["hash"] == chain.main[2].hash.hex() and by_height["main"]
+    assert by_height["confirmations"] == 3 and by_height["miner"].startswith("gn")
+    assert [t["type"] for t in by_height["transactions"]] == [
+        "Coinbase",
+        "RegisterAuthority",
+        *["Transfer"] * 3,
+    ]
+    assert "hex" not in by_height["transactions"][0]
+    full = api.client.get("/blocks/2", params={"full": "true"}).json()
+    block = chain.block_at(2)
+    assert block is not None
+    assert [decode(bytes.fromhex(t["hex"]), Transaction) for t in full["transactions"]] == list(block.txs)
+    assert full["size"] == len(encode(block))
+
+
+def test_unknown_and_garbage_block_refs(api: Api) -> None:
+    assert_error(api.client.get("/blocks/99"), 404, "NotFound")
+    assert_error(api.client.get(f"/blocks/{'ab' * 32}"), 404, "NotFound")
+    assert_error(api.client.get("/blocks/latest"), 400, "BadRequest")
+    assert_error(api.client.get(f"/blocks/{'zz' * 32}"), 400, "BadRequest")
+    assert_error(api.client.get("/blocks/2", params={"full": "maybe"}), 400, "BadRequest")
+
+
+def test_transaction_by_id_with_a_proof_a_light_client_checks(api: Api) -> None:
+    block = api.node.chain.block_at(2)
+    assert block is not None
+    for pos, tx in enumerate(block.txs):
+        body = api.client.get(f"/transactions/{tx_id(tx).hex()}").json()
+        assert body["status"] == "confirmed" and body["position"] == pos
+        assert body["block"] == {
+            "height": 2,
+            "hash": api.node.chain.main[2].hash.hex(),
+            "tx_root": block.header.tx_root.hex(),
+        }
+        assert decode(bytes.fromhex(body["transaction"]["hex"]), Transaction) == tx
+        proof = [MerkleStep(bytes.fromhex(s["sibling"]), s["sibling_is_left"]) for s in body["proof"]]
+        assert len(proof) == (3 if pos < 4 else 1)  # five leaves: the fifth is promoted twice
+        assert verify_merkle_proof(block.header.tx_root, tx_id(tx), proof)
+    transfer = api.client.get(f"/transactions/{tx_id(api.transfers[0]).hex()}").json()["transaction"]
+    assert transfer["sender"] == text(ALICE) and transfer["payload"] == {"to": text(BOB), "amount": 1_000}
+    assert_error(api.client.get(f"/transactions/{'00' * 32}"), 404, "NotFound")
+    assert_error(api.client.get("/transactions/abc"), 400, "BadRequest")
+
+
+def test_the_tx_index_follows_a_reorg(api: Api, tmp_path: Path) -> None:
+    chain = api.node.chain
+    moved = tx_id(api.transfers[0])
+    assert api.client.get(f"/transactions/{moved.hex()}").status_code == 200  # indexes heights 0..4
+    rival = new_chain(tmp_path / "rival", chain.params)
+    for _ in range(6):
+        block = extend(rival, [], miner=BOB)
+        chain.add_block(block, now=block.header.timestamp)
+    assert chain.head.hash == rival.head.hash
+    assert_error(api.client.get(f"/transactions/{moved.hex()}"), 404, "NotFound")
+    top = rival.block_at(6)
+    assert isinstance(top, Block)
+    body = api.client.get(f"/transactions/{tx_id(top.txs[0]).hex()}").json()
+    assert body["block"]["height"] == 6 and body["block"]["hash"] == rival.head.hash.hex()
+    rival.close()
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def test_account_and_identity(api: Api) -> None:
+    body = api.client.get(f"/accounts/{text(ALICE)}").json()
+    acct = api.node.chain.account(ALICE.address)
+    assert (body["balance"], body["nonce"], body["pending"], body["next_nonce"]) == (acct.balance, 4, 0, 4)
+    assert api.client.get(f"/accounts/{address_to_text(bytes(20))}").json()["balance"] == 0
+    assert_error(api.client.get("/accounts/gnnotanaddress"), 400, "InvalidAddress")
+    ident = api.client.get(f"/identities/{text(OWNER)}").json()
+    assert ident["id"] == text(OWNER) and ident["record"]["registered_at"] == 1
+    assert set(ident["record"]["proof"]) == {"rounds", "nonce"}
+    assert_error(api.client.get(f"/identities/{text(ALICE)}"), 404, "NotFound")
+
+
+def test_meter_with_its_latest_readings(api: Api) -> None:
+    body = api.client.get(f"/meters/{text(METER_KEY)}").json()
+    assert body["record"]["owner"] == text(OWNER) and body["record"]["area"] == "north"
+    assert body["record"]["meter_key"] == METER_KEY.public_key.hex()
+    assert [r["interval"] for r in body["readings"]] == [READING_AT + 3, READING_AT + 1, READING_AT]
+    assert body["readings"][0]["record"]["exported_wh"] == 503
+    two = api.client.get(f"/meters/{text(METER_KEY)}", params={"readings": 2}).json()
+    assert len(two["readings"]) == 2
+    assert_error(api.client.get(f"/meters/{text(ALICE)}"), 404, "NotFound")
+
+
+def test_pool_contract_and_unknown_ids(api: Api) -> None:
+    pool = api.client.get(f"/pools/{POOL.hex()}").json()
+    assert pool["record"]["owner"] == text(ALICE) and pool["record"]["amount"] == 100_000
+    assert_error(api.client.get(f"/pools/{'11' * 32}"), 404, "NotFound")
+    assert_error(api.client.get(f"/contracts/{'11' * 32}"), 404, "NotFound")
+    assert_error(api.client.get("/contracts/1234"), 400, "BadRequest")
+
+
+# --- submissions ---------------------------------------------------------------------------
+
+
+def test_submit_a_transfer_then_see_it_pending(api: Api) -> None:
+    tx = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=1)
+    r = api.client.post("/transactions", json={"tx": encode(tx).hex()})
+    assert r.status_code == 202, r.text
+    assert r.json() == {"kind": "accepted", "txid": tx_id(tx).hex(), "rule": "", "message": "", "evicted": []}
+    assert api.sent == [[("peer-1", TxMsg(tx))]]
+    body = api.client.get(f"/transactions/{tx_id(tx).hex()}").json()
+    assert body["status"] == "pending" and "proof" not in body
+    pool = api.client.get("/mempool").json()
+    assert pool["size"] == 1 and pool["by_sender"] == [{"address": text(BOB), "count": 1}]
+    assert pool["lowest_fee_rate"] == pool["highest_fee_rate"] > 0
+    assert api.client.get(f"/accounts/{text(BOB)}").json()["next_nonce"] == 2
+    assert_error(api.client.post("/transactions", json={"tx": encode(tx).hex()}), 422, "AlreadyKnown")
+
+
+def test_refused_transactions_are_422_with_the_rule(api: Api) -> None:
+    good = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=1)
+    forged = msgspec.structs.replace(good, signature=bytes(64))
+    assert_error(api.client.post("/transactions", json={"tx": encode(forged).hex()}), 422, "BadSignature")
+    gap = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=7)
+    assert_error(api.client.post("/transactions", json={"tx": encode(gap).hex()}), 422, "NonceGap")
+    assert api.sent == [] and api.client.get("/mempool").json()["size"] == 0
+
+
+def test_malformed_submissions_are_400(api: Api) -> None:
+    assert_error(api.client.post("/transactions", json={"tx": "not hex"}), 400, "BadRequest")
+    body = assert_error(api.client.post("/transactions", json={"tx": "c1c1"}), 400, "Malformed")
+    assert "transaction" in body["message"]
+    assert_error(api.client.post("/transactions", json={}), 400, "BadRequest")
+    assert_error(
+        api.client.post("/transactions", content=b"{oops", headers={"content-type": "application/json"}),
+        400,
+        "BadRequest",
+    )
+    assert_error(api.client.post("/orders", json={"order": "00"}), 400, "WrongType")
+
+
+def test_errors_are_json_everywhere(api: Api) -> None:
+    assert_error(api.client.get("/nowhere"), 404, "NotFound")
+    assert_error(api.client.delete("/head"), 405, "MethodNotAllowed")
+    assert api.client.get("/docs").status_code == 200
+    assert "/transactions/{txid}" in api.client.get("/openapi.json").json()["paths"]
+    api.node.peers = None  # type: ignore[assignment]  # break the node: an unexpected error
+    with TestClient(api.client.app, raise_server_exceptions=False) as client:
+        body = assert_error(client.get("/head"), 500, "InternalError")
+    assert "Traceback" not in body["message"]
+
+
+# --- orders --------------------------------------------------------------------------------
+
+
+def order(interval: int, nonce: int = 0) -> SignedOrder:
+    o = Order(
+        Side.OFFER,
+        OWNER.address,
+        OWNER.public_key,
+        METER_KEY.address,
+        "north",
+        interval,
+        500,
+        9,
+        interval,
+        nonce,
+    )
+    return sign_order(OWNER, o)
+
+
+def test_post_and_read_orders(api: Api) -> None:
+    interval = interval_of(NOW) + 2
+    signed = order(interval)
+    r = api.client.post("/orders", json={"order": encode(signed).hex()})
+    assert r.status_code == 202, r.text
+    assert r.json()["topic"] == f"market/north/{interval}" and not r.json()["duplicate"]
+    assert api.sent == [[("peer-1", OrderMsg(signed))]]
+    book = api.client.get(f"/orders/north/{interval}").json()
+    assert book["topic"] == f"market/north/{interval}" and len(book["orders"]) == 1
+    listed = book["orders"][0]
+    assert listed["id"] == r.json()["id"] and bytes.fromhex(listed["hex"]) == encode(signed)
+    assert listed["order"]["side"] == "offer" and listed["order"]["owner"] == text(OWNER)
+    assert api.client.post("/orders", json={"order": encode(signed).hex()}).json()["duplicate"]
+    assert api.client.get(f"/orders/north/{interval + 1}").json()["orders"] == []
+    late = order(interval_of(NOW) - 1)
+    assert_error(api.client.post("/orders", json={"order": encode(late).hex()}), 422, "OrderExpired")
+    forged = msgspec.structs.replace(order(interval, nonce=1), signature=bytes(64))
+    assert_error(
+        api.client.post("/orders", json={"order": encode(forged).hex()}), 422, "OrderSignatureInvalid"
+    )
+    assert_error(api.client.get(f"/orders/{'x' * 40}/{interval}"), 400, "BadRequest")
+    assert_error(api.client.get("/orders/north/soon"), 400, "BadRequest")
