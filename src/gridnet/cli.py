@@ -286,6 +286,43 @@ def chain_verify(
         raise typer.Exit(1)
 
 
+def _host_port(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"{what} {text!r} must look like 127.0.0.1:9000")
+    return host, int(port)
+
+
+@app.command("node")
+def node_cmd(
+    data_dir: DataDir,
+    listen: Annotated[str, typer.Option("--listen", help="Peer port, e.g. 127.0.0.1:9000 (port 0: any).")],
+    api: Annotated[str | None, typer.Option("--api", help="HTTP API, e.g. 127.0.0.1:8000.")] = None,
+    peer: Annotated[list[str] | None, typer.Option("--peer", help="A peer to dial (repeatable).")] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="Mine blocks.")] = False,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="Node key (default: DATA_DIR/node.key, created if missing).")
+    ] = None,
+    hashes_per_tick: Annotated[int, typer.Option("--hashes-per-tick", min=1)] = 2_000,
+) -> None:
+    """Run a node: TCP peer links, gossip and sync, mining, the HTTP API. Stops on SIGTERM/Ctrl-C."""
+    from gridnet.node.process import NodeOptions, run
+
+    if key is None:
+        key = data_dir / "node.key"
+        if not key.exists() and (data_dir / "chain.sqlite").exists():
+            write_key_file(key, PrivateKey.generate())
+    options = NodeOptions(
+        data_dir=data_dir,
+        listen=_host_port(listen, "--listen"),
+        peers=tuple(_host_port(p, "--peer") for p in peer or []),
+        api=None if api is None else _host_port(api, "--api"),
+        mine=mine,
+        hashes_per_tick=hashes_per_tick,
+    )
+    run(options, read_key_file(key))
+
+
 # --- transactions ----------------------------------------------------------------------
 
 

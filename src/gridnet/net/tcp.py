@@ -1,0 +1,234 @@
+"""Real peer links: asyncio TCP, authenticated and encrypted, around the sans-IO node.
+
+Link protocol. Each side sends a ``Hello`` frame: protocol version, chain id, its node key,
+a fresh X25519 key, and its node key's signature (PEER domain) of ``chain_id || X25519
+key``: the link is authenticated by the node keys and bound to one chain. Then every frame
+is encrypted and authenticated with the agreed session key (``crypto.boxes.Session``: counter
+nonces, so replayed or reordered frames fail). A frame is a 4-byte big-endian length and
+its bytes, at most ``MAX_FRAME`` long. A peer that sends a bad hello, an oversized or
+undecodable frame, or keeps sending invalid data (the node counts faults) is disconnected
+and refused for a while; the other links keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from gridnet.crypto.address import address_from_public_key, address_to_text
+from gridnet.crypto.boxes import SESSION_OVERHEAD, Session, ephemeral_keypair
+from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wire, decode, encode
+from gridnet.errors import FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
+from gridnet.node.messages import MAX_MESSAGE_BYTES, Message, decode_message, encode_message
+from gridnet.node.node import Node, Outgoing
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME: Final = MAX_MESSAGE_BYTES + SESSION_OVERHEAD
+HANDSHAKE_TIMEOUT_S: Final = 5.0
+MAX_FAULTS: Final = 3
+"""Invalid data a peer may send before it is disconnected."""
+BAN_S: Final = 60.0
+_log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Hello(Wire, frozen=True):
+    version: U32
+    chain_id: HashBytes
+    node_key: PublicKeyBytes
+    ephemeral: HashBytes
+    """X25519 public key for this link only."""
+    signature: SignatureBytes
+    """The node key's signature (PEER domain) of chain_id || ephemeral."""
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(4)
+    (length,) = struct.unpack(">I", header)
+    if length > MAX_FRAME:
+        raise FrameTooLarge(f"frame of {length} bytes; the limit is {MAX_FRAME}")
+    return await reader.readexactly(length)
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+@dataclass
+class Link:
+    name: str
+    """The peer's node address (gn...)."""
+    writer: asyncio.StreamWriter
+    session: Session
+
+    def send(self, msg: Message) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(frame(self.session.encrypt(encode_message(msg))))
+
+
+@dataclass
+class TransportStats:
+    connected: int = 0
+    disconnected: dict[str, str] = field(default_factory=dict)
+    """Peer -> the rule it broke when we dropped it."""
+
+
+class TcpTransport:
+    def __init__(
+        self,
+        node: Node,
+        key: PrivateKey,
+        listen: tuple[str, int],
+        peers: list[tuple[str, int]],
+        *,
+        tick_ms: int = 100,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.node = node
+        self.key = key
+        self.name = address_to_text(key.address)
+        self.listen = listen
+        self.peer_addresses = peers
+        self.tick_ms = tick_ms
+        self.clock = clock
+        self.links: dict[str, Link] = {}
+        self.banned: dict[str, float] = {}
+        self.stats = TransportStats()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._running = True
+        host, port = self.listen
+        self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_FRAME + 4)
+        self._tasks.append(asyncio.create_task(self._tick_loop()))
+        for address in self.peer_addresses:
+            self._tasks.append(asyncio.create_task(self._connect_loop(address)))
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._server is not None:
+            self._server.close()
+        for link in list(self.links.values()):
+            link.writer.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    # --- traffic -----------------------------------------------------------------------------
+
+    def dispatch(self, out: list[Outgoing]) -> None:
+        """Send the node's outgoing messages on their links (a gone peer's are dropped)."""
+        for name, msg in out:
+            link = self.links.get(name)
+            if link is not None:
+                link.send(msg)
+
+    async def _tick_loop(self) -> None:
+        while self._running:
+            self.dispatch(self.node.tick(self.clock()))
+            await asyncio.sleep(self.tick_ms / 1000)
+
+    async def _connect_loop(self, address: tuple[str, int]) -> None:
+        delay = 0.2
+        while self._running:
+            try:
+                reader, writer = await asyncio.open_connection(*address, limit=MAX_FRAME + 4)
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            await self._run_link(reader, writer)
+            await asyncio.sleep(delay)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._run_link(reader, writer)
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Link:
+        private, public = ephemeral_keypair()
+        chain_id = self.node.chain.chain_id
+        hello = Hello(
+            PROTOCOL_VERSION,
+            chain_id,
+            self.key.public_key,
+            public,
+            self.key.sign(Domain.PEER, chain_id + public),
+        )
+        writer.write(frame(encode(hello)))
+        raw = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT_S)
+        try:
+            theirs = decode(raw, Hello, max_bytes=512, what="hello")
+        except GridnetError as exc:
+            raise HandshakeFailed(f"malformed hello: {exc}") from None
+        if theirs.chain_id != chain_id:
+            raise WrongChain("the peer follows another chain")
+        if theirs.version != PROTOCOL_VERSION or not verify_signature(
+            Domain.PEER, theirs.node_key, theirs.chain_id + theirs.ephemeral, theirs.signature
+        ):
+            raise HandshakeFailed("the peer's hello is not signed by its node key")
+        name = address_to_text(address_from_public_key(theirs.node_key))
+        if name == self.name:
+            raise HandshakeFailed("connected to itself")
+        return Link(name, writer, Session(private, public, theirs.ephemeral))
+
+    async def _run_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        link: Link | None = None
+        try:
+            link = await self._handshake(reader, writer)
+            if link.name in self.links or self.banned.get(link.name, 0) > time.monotonic():
+                return  # already linked (both dialled each other), or banned for a while
+            self.links[link.name] = link
+            self.stats.connected += 1
+            self.node.add_peer(link.name)
+            self.dispatch([(link.name, self.node.status())])
+            await self._serve(link, reader)
+        except (TimeoutError, GridnetError, asyncio.IncompleteReadError, OSError) as exc:
+            if link is not None and isinstance(exc, GridnetError):
+                self._ban(link.name, exc.rule)
+        finally:
+            if link is not None and self.links.get(link.name) is link:
+                del self.links[link.name]
+                self.node.remove_peer(link.name)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, link: Link, reader: asyncio.StreamReader) -> None:
+        while self._running:
+            payload = link.session.decrypt(await read_frame(reader))
+            msg = decode_message(payload)
+            self.dispatch(self.node.handle(link.name, msg, self.clock()))
+            if self.node.stats.peer_faults.get(link.name, 0) >= MAX_FAULTS:
+                self._ban(link.name, "TooManyFaults")
+                return
+            await link.writer.drain()
+
+    def _ban(self, name: str, rule: str) -> None:
+        self.stats.disconnected[name] = rule
+        self.banned[name] = time.monotonic() + BAN_S
+        self.node.stats.peer_faults.pop(name, None)
+        _log.warning("disconnected %s: %s", name, rule)

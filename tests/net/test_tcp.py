@@ -1,0 +1,93 @@
+"""TCP links on 127.0.0.1: authenticated encrypted frames; misbehaving peers are dropped
+while the others keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+
+from gridnet.crypto.boxes import Session, ephemeral_keypair
+from gridnet.crypto.keys import Domain, PrivateKey
+from gridnet.encoding import decode, encode
+from gridnet.ledger.chain import Chain
+from gridnet.net.tcp import MAX_FRAME, Hello, TcpTransport, frame, read_frame
+from gridnet.node.node import Node, NodeConfig
+from tests.helpers import GENESIS_TIME, new_chain, test_params
+
+LOCAL = "127.0.0.1"
+MINER = PrivateKey.from_label("tcp-miner")
+
+
+def transport(chain: Chain, name: str, peers: list[tuple[str, int]], *, mine: bool = False) -> TcpTransport:
+    key = PrivateKey.from_label(f"tcp-{name}")
+    node = Node(name, chain, NodeConfig(miner=MINER.address if mine else None, hashes_per_tick=300))
+    clock = iter(range(GENESIS_TIME + 1_000, GENESIS_TIME + 10**9, 50))
+    return TcpTransport(node, key, (LOCAL, 0), peers, tick_ms=20, clock=lambda: next(clock))
+
+
+async def rogue_hello(
+    port: int, chain_id: bytes, key: PrivateKey
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Session]:
+    reader, writer = await asyncio.open_connection(LOCAL, port)
+    private, public = ephemeral_keypair()
+    hello = Hello(1, chain_id, key.public_key, public, key.sign(Domain.PEER, chain_id + public))
+    writer.write(frame(encode(hello)))
+    their_hello = decode(await read_frame(reader), Hello)
+    return reader, writer, Session(private, public, their_hello.ephemeral)
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        await asyncio.wait_for(reader.read(1 << 16), 2)
+        data = await asyncio.wait_for(reader.read(1 << 16), 2)
+        return data == b""
+    except (TimeoutError, ConnectionError):
+        return True
+
+
+def test_bad_peers_are_disconnected_while_good_links_keep_syncing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        params = test_params([])
+        a = transport(new_chain(tmp_path / "a", params), "a", [], mine=True)
+        await a.start()
+        b = transport(new_chain(tmp_path / "b", params), "b", [(LOCAL, a.port)])
+        await b.start()
+        chain_id = a.node.chain.chain_id
+        try:
+            # 1. Garbage instead of a hello.
+            r, w = await asyncio.open_connection(LOCAL, a.port)
+            w.write(frame(b"\xc1 not a hello"))
+            assert await closed(r)
+            # 2. A hello signed by another key than the one it names.
+            r, w = await asyncio.open_connection(LOCAL, a.port)
+            key, other = PrivateKey.from_label("rogue-1"), PrivateKey.from_label("rogue-2")
+            _, public = ephemeral_keypair()
+            forged = Hello(1, chain_id, key.public_key, public, other.sign(Domain.PEER, chain_id + public))
+            w.write(frame(encode(forged)))
+            assert await closed(r)
+            # 3. A valid link, then a frame that does not authenticate.
+            r, w, _ = await rogue_hello(a.port, chain_id, PrivateKey.from_label("rogue-3"))
+            w.write(frame(b"\x00" * 40))
+            assert await closed(r)
+            # 4. A valid link, then a frame announcing more than the limit.
+            r, w, _ = await rogue_hello(a.port, chain_id, PrivateKey.from_label("rogue-4"))
+            w.write(struct.pack(">I", MAX_FRAME + 1))
+            assert await closed(r)
+            # 5. Another chain.
+            r, w, _ = await rogue_hello(a.port, b"\x07" * 32, PrivateKey.from_label("rogue-5"))
+            assert await closed(r)
+            rules = set(a.stats.disconnected.values())
+            assert {"FrameTooLarge", "SealedBoxError"} <= rules
+            # Meanwhile the honest link still carries blocks.
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if b.node.chain.height >= 3 and b.node.chain.head.hash == a.node.chain.head.hash:
+                    break
+            assert b.node.chain.height >= 3
+            assert len(a.links) == 1
+        finally:
+            await b.stop()
+            await a.stop()
+
+    asyncio.run(scenario())
