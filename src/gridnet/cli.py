@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from decimal import Decimal, InvalidOperation
@@ -321,6 +322,42 @@ def node_cmd(
         hashes_per_tick=hashes_per_tick,
     )
     run(options, read_key_file(key))
+
+
+@app.command("devnet")
+def devnet_cmd(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=16, help="How many node processes.")] = 4,
+    out: Annotated[Path, typer.Option("--out", help="Where their data directories go.")] = Path("out/devnet"),
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=1, help="Seconds to run (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Start N mining nodes on 127.0.0.1 with free ports, link them, show their heights and
+    peers, and stop them all on exit."""
+    from rich.live import Live
+
+    from gridnet.node.devnet import Devnet, NodeStatus
+
+    net = Devnet(out, nodes)
+
+    def line(status: list[NodeStatus]) -> str:
+        return "  ".join(
+            f"{s.name} " + ("starting" if s.height is None else f"height {s.height} peers {s.peers}")
+            for s in status
+        )
+
+    last: list[NodeStatus] = []
+    with Live(console=err_console, transient=True) as live:
+
+        def report(status: list[NodeStatus]) -> None:
+            nonlocal last
+            last = status
+            live.update(Text(line(status)))
+
+        with contextlib.suppress(KeyboardInterrupt):
+            net.run(duration, report)
+    console.print(f"devnet stopped: {line(last)}")
+    console.print(f"data directories and logs: {out}")
 
 
 # --- transactions ----------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""``gridnet devnet``: N node processes on 127.0.0.1, linked, mining, watched, stopped.
+
+Every node gets its own data directory (one shared genesis), a free peer port and a free API
+port; node i dials every node before it. The status (height and peers of each node, read
+from its HTTP API) is reported while it runs; on exit — the duration is over, Ctrl-C, or an
+error — every process it started is stopped by its PID (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import ChainParams, default_params, params_to_toml
+from gridnet.sim.output import prepare_out_dir
+
+LOCAL = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOCAL, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    height: int | None
+    peers: int | None
+
+
+@dataclass
+class DevNode:
+    name: str
+    data_dir: Path
+    port: int
+    api_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def head(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"http://{LOCAL}:{self.api_port}/head", timeout=1) as r:
+                return json.loads(r.read())  # type: ignore[no-any-return]
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+
+def devnet_params() -> ChainParams:
+    """The default devnet rules, with a genesis an hour old (so the first blocks are valid)."""
+    return msgspec.structs.replace(default_params(), genesis_time=int(time.time() * 1000) - 3_600_000)
+
+
+class Devnet:
+    def __init__(self, root: Path, count: int, *, hashes_per_tick: int = 200) -> None:
+        prepare_out_dir(root, "devnet")
+        self.root = root
+        params = devnet_params()
+        (root / "genesis.toml").write_text(params_to_toml(params))
+        self.nodes = []
+        for i in range(count):
+            node = DevNode(f"n{i}", root / f"n{i}", free_port(), free_port())
+            Chain.create(node.data_dir, params).close()
+            self.nodes.append(node)
+        self.hashes_per_tick = hashes_per_tick
+
+    def start(self) -> None:
+        for i, node in enumerate(self.nodes):
+            cmd = [
+                sys.executable,
+                "-m",
+                "gridnet",
+                "node",
+                "--data-dir",
+                str(node.data_dir),
+                "--listen",
+                f"{LOCAL}:{node.port}",
+                "--api",
+                f"{LOCAL}:{node.api_port}",
+                "--mine",
+                "--hashes-per-tick",
+                str(self.hashes_per_tick),
+            ]
+            for earlier in self.nodes[:i]:
+                cmd += ["--peer", f"{LOCAL}:{earlier.port}"]
+            log = (node.data_dir / "node.log").open("wb")
+            node.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+    def status(self) -> list[NodeStatus]:
+        """Height and peers per node (None while its API does not answer)."""
+        out = []
+        for node in self.nodes:
+            head = node.head()
+            if head is None:
+                out.append(NodeStatus(node.name, None, None))
+            else:
+                out.append(NodeStatus(node.name, int(str(head["height"])), int(str(head["peers"]))))
+        return out
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            try:
+                node.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait(timeout=5)
+
+    def run(self, duration_s: float | None, report: Callable[[list[NodeStatus]], None]) -> None:
+        """Start, report the status twice a second until ``duration_s`` passes (or forever),
+        and stop every process, whatever happens."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            self.start()
+            while deadline is None or time.monotonic() < deadline:
+                for node in self.nodes:
+                    assert node.process is not None
+                    if node.process.poll() is not None:
+                        raise RuntimeError(f"{node.name} exited (see {node.data_dir / 'node.log'})")
+                report(self.status())
+                time.sleep(0.5)
+        finally:
+            self.stop()
