@@ -305,6 +305,9 @@ def node_cmd(
         Path | None, typer.Option("--key", help="Node key (default: DATA_DIR/node.key, created if missing).")
     ] = None,
     hashes_per_tick: Annotated[int, typer.Option("--hashes-per-tick", min=1)] = 2_000,
+    mempool_max: Annotated[
+        int, typer.Option("--mempool-max", min=1, help="Mempool capacity [txs].")
+    ] = 50_000,
 ) -> None:
     """Run a node: TCP peer links, gossip and sync, mining, the HTTP API. Stops on SIGTERM/Ctrl-C."""
     from gridnet.node.process import NodeOptions, run
@@ -320,6 +323,7 @@ def node_cmd(
         api=None if api is None else _host_port(api, "--api"),
         mine=mine,
         hashes_per_tick=hashes_per_tick,
+        mempool_max_txs=mempool_max,
     )
     run(options, read_key_file(key))
 

@@ -30,11 +30,16 @@ class NodeOptions:
     api: tuple[str, int] | None = None
     mine: bool = False
     hashes_per_tick: int = 2_000
+    mempool_max_txs: int = 50_000
 
 
 async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> None:
     chain = Chain.open(options.data_dir)
-    config = NodeConfig(miner=key.address if options.mine else None, hashes_per_tick=options.hashes_per_tick)
+    config = NodeConfig(
+        miner=key.address if options.mine else None,
+        hashes_per_tick=options.hashes_per_tick,
+        mempool_max_txs=options.mempool_max_txs,
+    )
     node = Node(address_to_text(key.address), chain, config)
     transport = TcpTransport(node, key, options.listen, list(options.peers))
     api_task: asyncio.Task[None] | None = None
