@@ -122,3 +122,36 @@ def test_a_restarted_node_catches_up(cluster: Cluster) -> None:
     time.sleep(1)
     cluster.stop(1)
     assert cluster.head(1) == cluster.head(0)
+
+
+def test_halves_mining_apart_converge_on_the_most_work_chain_with_identical_state(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 4)
+    try:
+        # Two halves, no link between them, each mining its own branch.
+        cluster.start(0, mine=True)
+        cluster.start(1, peers=(0,))
+        cluster.start(2, mine=True)
+        cluster.start(3, peers=(2,))
+        time.sleep(4)
+        cluster.stop(2)
+        cluster.stop(3)
+        side_b = cluster.head(2)
+        assert side_b != cluster.head(1), "the halves built different branches"
+        # Heal: both come back linked to the other half (node 2 no longer mining, so the
+        # end is clean: one miner, whose last block reaches everyone before the others stop).
+        cluster.start(2, peers=(0,))
+        cluster.start(3, peers=(0, 2))
+        time.sleep(5)
+        cluster.stop(0)
+        time.sleep(1.5)
+        for i in (1, 2, 3):
+            cluster.stop(i)
+        chains = [Chain.open(d) for d in cluster.dirs]
+        try:
+            assert len({c.head.hash for c in chains}) == 1
+            assert all(c.values == chains[0].values for c in chains)
+        finally:
+            for c in chains:
+                c.close()
+    finally:
+        cluster.stop_all()
