@@ -35,6 +35,7 @@ bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
 	$(BIN)/gridnet bench market --json
 	$(BIN)/gridnet bench relay --json
+	$(BIN)/gridnet bench network --json
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

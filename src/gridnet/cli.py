@@ -589,6 +589,23 @@ def bench_ledger(
         console.print_json(json.dumps(figures))
 
 
+@bench_app.command("network")
+def bench_network(
+    as_json: JsonFlag = False,
+    sync_blocks: Annotated[int, typer.Option("--sync-blocks", min=10)] = 10_000,
+) -> None:
+    """Node processes on 127.0.0.1: block propagation on a 4-node devnet, sync blocks/s."""
+    from gridnet.bench import network
+
+    figures = network.run(
+        sync_blocks=sync_blocks, progress=lambda m: err_console.log(m) if not as_json else None
+    )
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        console.print_json(json.dumps(figures))
+
+
 @bench_app.command("relay")
 def bench_relay(as_json: JsonFlag = False) -> None:
     """Forwarding one datagram at one hop against its floor (open + verify + sign), same run."""
