@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -571,6 +572,18 @@ def print_demo_summary(report: dict[str, Any], out: Path) -> None:
 # --- benchmarks ------------------------------------------------------------------------
 
 
+def _bench_progress(as_json: bool) -> Callable[[str], None]:
+    """Progress lines on stderr, unless the output is JSON for a machine."""
+    return (lambda _m: None) if as_json else err_console.log
+
+
+def _print_figures(figures: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        console.print_json(json.dumps(figures))
+
+
 @bench_app.command("ledger")
 def bench_ledger(
     as_json: JsonFlag = False,
@@ -580,13 +593,8 @@ def bench_ledger(
     """tx/s validated+applied+persisted, against raw Ed25519 verify/s in the same run."""
     from gridnet.bench import ledger
 
-    figures = ledger.run(
-        blocks=blocks, per_block=per_block, progress=lambda m: err_console.log(m) if not as_json else None
-    )
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        console.print_json(json.dumps(figures))
+    figures = ledger.run(blocks=blocks, per_block=per_block, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
 
 
 @bench_app.command("network")
@@ -597,13 +605,8 @@ def bench_network(
     """Node processes on 127.0.0.1: block propagation on a 4-node devnet, sync blocks/s."""
     from gridnet.bench import network
 
-    figures = network.run(
-        sync_blocks=sync_blocks, progress=lambda m: err_console.log(m) if not as_json else None
-    )
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        console.print_json(json.dumps(figures))
+    figures = network.run(sync_blocks=sync_blocks, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
 
 
 @bench_app.command("relay")
@@ -612,10 +615,7 @@ def bench_relay(as_json: JsonFlag = False) -> None:
     from gridnet.bench import relay
 
     figures = relay.run()
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        console.print_json(json.dumps(figures))
+    _print_figures(figures, as_json)
 
 
 @bench_app.command("market")
@@ -626,11 +626,8 @@ def bench_market(
     """Double-auction orders/s cleared, against raw Ed25519 verify/s in the same run."""
     from gridnet.bench import market
 
-    figures = market.run(orders=orders, progress=lambda m: err_console.log(m) if not as_json else None)
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        console.print_json(json.dumps(figures))
+    figures = market.run(orders=orders, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
 
 
 def main() -> None:

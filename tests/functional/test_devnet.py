@@ -17,15 +17,18 @@ def test_four_nodes_converge_and_every_process_is_stopped(tmp_path: Path) -> Non
     net.run(6.0, seen.append)
     assert all(node.process is not None and node.process.poll() is not None for node in net.nodes)
     assert any(all(s.peers == 3 for s in status) for status in seen), "every node linked to the 3 others"
-    heads = set()
-    for node in net.nodes:
-        chain = Chain.open(node.data_dir)
-        heads.add((chain.height, chain.head.hash))
-        chain.close()
-    heights = sorted(h for h, _ in heads)
-    assert heights[0] >= 3
-    # Stopped in turn, a node may have mined one last block the others never saw.
-    assert heights[-1] - heights[0] <= 1
+    # While running, the four were at one height (the status line showed it) ...
+    assert any(len({s.height for s in status}) == 1 and (status[0].height or 0) >= 3 for status in seen)
+    # ... and on one chain: all four miners stop within moments of each other, so only their
+    # last blocks may differ; everything below is common.
+    chains = [Chain.open(node.data_dir) for node in net.nodes]
+    try:
+        common = min(c.height for c in chains) - 3
+        assert common >= 1
+        assert len({c.main[common].hash for c in chains}) == 1
+    finally:
+        for c in chains:
+            c.close()
 
 
 def test_the_command_runs_for_its_duration_and_reports(tmp_path: Path) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,41 +23,11 @@ from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import default_params
-from gridnet.node.devnet import LOCAL, DevNode, free_port
+from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.work import target_from_bits, target_to_bytes
 
 POLL_S = 0.01
 Progress = Callable[[str], None]
-
-
-def _start(node: DevNode, *extra: str) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "gridnet",
-        "node",
-        "--data-dir",
-        str(node.data_dir),
-        "--listen",
-        f"{LOCAL}:{node.port}",
-        "--api",
-        f"{LOCAL}:{node.api_port}",
-        *extra,
-    ]
-    node.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(nodes: list[DevNode]) -> None:
-    for node in nodes:
-        if node.process is not None and node.process.poll() is None:
-            node.process.terminate()
-    for node in nodes:
-        if node.process is not None:
-            try:
-                node.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait(timeout=5)
 
 
 def _params(genesis_age_ms: int, bits: int) -> Any:
@@ -80,9 +48,9 @@ def propagation(root: Path, seconds: float = 20.0) -> dict[str, Any]:
         write_key_file(node.data_dir / "node.key", PrivateKey.generate())
         nodes.append(node)
     try:
-        _start(nodes[0], "--mine", "--hashes-per-tick", "150")
+        nodes[0].start("--mine", "--hashes-per-tick", "150")
         for i, node in enumerate(nodes[1:], start=1):
-            _start(node, *[a for p in nodes[:i] for a in ("--peer", f"{LOCAL}:{p.port}")])
+            node.start(*[a for p in nodes[:i] for a in ("--peer", f"{LOCAL}:{p.port}")])
         first_seen: dict[tuple[int, int], float] = {}
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -92,7 +60,7 @@ def propagation(root: Path, seconds: float = 20.0) -> dict[str, Any]:
                     first_seen.setdefault((i, int(str(head["height"]))), time.monotonic())
             time.sleep(POLL_S)
     finally:
-        _stop(nodes)
+        stop_all(nodes)
     delays = []
     for (i, height), t0 in first_seen.items():
         if i != 0 or height == 0:
@@ -126,8 +94,8 @@ def sync(root: Path, blocks: int, say: Progress) -> dict[str, Any]:
     for node in (source, fresh):
         write_key_file(node.data_dir / "node.key", PrivateKey.generate())
     try:
-        _start(source)
-        _start(fresh, "--peer", f"{LOCAL}:{source.port}")
+        source.start()
+        fresh.start("--peer", f"{LOCAL}:{source.port}")
         started = time.monotonic()
         height = 0
         while height < blocks and time.monotonic() - started < 600:
@@ -136,7 +104,7 @@ def sync(root: Path, blocks: int, say: Progress) -> dict[str, Any]:
             time.sleep(0.1)
         seconds = time.monotonic() - started
     finally:
-        _stop([source, fresh])
+        stop_all([source, fresh])
     return {
         "blocks": blocks,
         "synced": height,

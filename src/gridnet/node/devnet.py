@@ -50,6 +50,24 @@ class DevNode:
     api_port: int
     process: subprocess.Popen[bytes] | None = None
 
+    def start(self, *extra: str, log: Path | None = None) -> None:
+        """Start ``gridnet node`` on this data directory with its ports (and ``extra`` args)."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "gridnet",
+            "node",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"{LOCAL}:{self.port}",
+            "--api",
+            f"{LOCAL}:{self.api_port}",
+            *extra,
+        ]
+        out = subprocess.DEVNULL if log is None else log.open("wb")
+        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
     def head(self) -> dict[str, object] | None:
         try:
             with urllib.request.urlopen(f"http://{LOCAL}:{self.api_port}/head", timeout=1) as r:
@@ -78,25 +96,14 @@ class Devnet:
 
     def start(self) -> None:
         for i, node in enumerate(self.nodes):
-            cmd = [
-                sys.executable,
-                "-m",
-                "gridnet",
-                "node",
-                "--data-dir",
-                str(node.data_dir),
-                "--listen",
-                f"{LOCAL}:{node.port}",
-                "--api",
-                f"{LOCAL}:{node.api_port}",
+            peers = [a for earlier in self.nodes[:i] for a in ("--peer", f"{LOCAL}:{earlier.port}")]
+            node.start(
                 "--mine",
                 "--hashes-per-tick",
                 str(self.hashes_per_tick),
-            ]
-            for earlier in self.nodes[:i]:
-                cmd += ["--peer", f"{LOCAL}:{earlier.port}"]
-            log = (node.data_dir / "node.log").open("wb")
-            node.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+                *peers,
+                log=node.data_dir / "node.log",
+            )
 
     def status(self) -> list[NodeStatus]:
         """Height and peers per node (None while its API does not answer)."""
@@ -110,17 +117,7 @@ class Devnet:
         return out
 
     def stop(self) -> None:
-        for node in self.nodes:
-            if node.process is not None and node.process.poll() is None:
-                node.process.send_signal(signal.SIGTERM)
-        for node in self.nodes:
-            if node.process is None:
-                continue
-            try:
-                node.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait(timeout=5)
+        stop_all(self.nodes)
 
     def run(self, duration_s: float | None, report: Callable[[list[NodeStatus]], None]) -> None:
         """Start, report the status twice a second until ``duration_s`` passes (or forever),
@@ -137,3 +134,18 @@ class Devnet:
                 time.sleep(0.5)
         finally:
             self.stop()
+
+
+def stop_all(nodes: list[DevNode]) -> None:
+    """SIGTERM every process still running, wait, and SIGKILL what does not stop."""
+    for node in nodes:
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+    for node in nodes:
+        if node.process is None:
+            continue
+        try:
+            node.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait(timeout=5)
