@@ -107,6 +107,26 @@ def test_pending_spending_cannot_exceed_balance(chain: Chain) -> None:
     assert (second.kind, second.rule) == (EventKind.REJECTED, "InsufficientBalance")
 
 
+def test_a_replacement_frees_what_the_replaced_transaction_owed(chain: Chain) -> None:
+    a = test_keys(1)[0]
+    balance = chain.account(a.address).balance
+    pool = Mempool(chain.params, chain.chain_id)
+    assert (
+        pool.add(transfer(chain, a, 0, 200, amount=balance - 1_000), chain.account)[0].kind
+        is EventKind.ACCEPTED
+    )
+    too_much = pool.add(transfer(chain, a, 1, 200, amount=1_000), chain.account)[0]
+    assert too_much.rule == "InsufficientBalance"
+    # Replacing nonce 0 by a small transfer leaves room for nonce 1 (the old one no longer counts).
+    assert pool.add(transfer(chain, a, 0, 300, amount=1), chain.account)[1].rule == "Replaced"
+    assert pool.add(transfer(chain, a, 1, 200, amount=1_000), chain.account)[0].kind is EventKind.ACCEPTED
+    # A block taking both leaves nothing owed: the whole balance is pendable again.
+    pool.update_after_block(list(pool.by_id), chain.account)
+    assert not pool.by_id
+    left = pool.add(transfer(chain, a, 0, 200, amount=balance - 200), chain.account)[0]
+    assert left.kind is EventKind.ACCEPTED
+
+
 def test_block_updates_report_included_and_stale(chain: Chain) -> None:
     a, b = test_keys(2)
     pool = Mempool(chain.params, chain.chain_id)

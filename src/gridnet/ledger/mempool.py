@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from gridnet.crypto.address import address_to_text
-from gridnet.crypto.hashing import address_digest
+from gridnet.crypto.hashing import address_digest, txid
 from gridnet.encoding import decode, encode
 from gridnet.errors import (
     AlreadyKnown,
@@ -30,7 +30,7 @@ from gridnet.errors import (
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import Account
-from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id
 from gridnet.ledger.transition import VerifiedTx, validate_transaction
 from gridnet.units import PUBLIC_KEY_BYTES, Address, Hash32, format_gnc
 
@@ -57,6 +57,11 @@ def fee_rate(vtx: VerifiedTx) -> float:
     return vtx.tx.fee / vtx.size
 
 
+def _cost(vtx: VerifiedTx) -> int:
+    """What including ``vtx`` takes from its sender's balance: the fee plus what it spends."""
+    return vtx.tx.fee + RULES[type(vtx.tx.payload)].spends(vtx.tx.payload)
+
+
 class Mempool:
     """Pending transactions of one node (in memory; the node persists them)."""
 
@@ -79,6 +84,7 @@ class Mempool:
         self._seq = itertools.count()
         self.defer_blocks = defer_blocks
         self._deferred: dict[Hash32, int] = {}  # txid -> height block building first refused it
+        self._owed: dict[Address, int] = {}  # sender -> amounts plus fees of its pending ones
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -93,15 +99,21 @@ class Mempool:
         tx: Transaction,
         account_of: Callable[[Address], Account],
         verified: VerifiedTx | None = None,
+        *,
+        decoded: bool = False,
+        body: bytes | None = None,
     ) -> list[PoolEvent]:
         """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
-        followed by any evictions it caused."""
+        followed by any evictions it caused. ``decoded``: ``tx`` came from a canonical
+        decode (a peer's message), so the wire's ranges already hold; ``body``: its
+        already encoded body (``tx_body``)."""
         if verified is None:
-            if tx_id(tx) in self.by_id:  # before the costly checks: gossip repeats a lot
+            body = tx_body(tx) if body is None else body
+            if txid(body, tx.signature) in self.by_id:  # before the costly checks: gossip repeats a lot
                 raise AlreadyKnown("transaction is already pending")
-            # A local object never went through decoding: hold it to the wire's ranges.
-            decode(encode(tx), Transaction, what="transaction")
-            verified = validate_transaction(tx, self.params, self.chain_id)
+            if not decoded:  # a local object never went through decoding: hold it to the wire's ranges
+                decode(encode(tx), Transaction, what="transaction")
+            verified = validate_transaction(tx, self.params, self.chain_id, body)
         vtx = verified
         return self._admit(vtx, account_of)
 
@@ -110,10 +122,13 @@ class Mempool:
         tx: Transaction,
         account_of: Callable[[Address], Account],
         verified: VerifiedTx | None = None,
+        *,
+        decoded: bool = False,
+        body: bytes | None = None,
     ) -> list[PoolEvent]:
         """Like :meth:`admit`, but a refusal is reported as a REJECTED event."""
         try:
-            return self.admit(tx, account_of, verified)
+            return self.admit(tx, account_of, verified, decoded=decoded, body=body)
         except GridnetError as exc:
             sender = address_digest(tx.sender) if len(tx.sender) == PUBLIC_KEY_BYTES else None
             return [PoolEvent(EventKind.REJECTED, tx_id(tx), sender, exc.rule, str(exc))]
@@ -138,10 +153,7 @@ class Mempool:
         if replaced is None and len(queue) >= self.max_per_sender:
             raise TooManyPending(f"sender already has {len(queue)} pending transactions")
         # The sender must be able to pay for everything it has pending.
-        cost = sum(
-            v.tx.fee + RULES[type(v.tx.payload)].spends(v.tx.payload) for n, v in queue.items() if n != nonce
-        )
-        cost += vtx.tx.fee + RULES[type(vtx.tx.payload)].spends(vtx.tx.payload)
+        cost = self._owed.get(vtx.sender, 0) - (0 if replaced is None else _cost(replaced)) + _cost(vtx)
         if cost > acct.balance:
             raise InsufficientBalance(
                 f"{address_to_text(vtx.sender)} has {format_gnc(acct.balance)} but needs {format_gnc(cost)} "
@@ -197,6 +209,7 @@ class Mempool:
     def _insert(self, vtx: VerifiedTx) -> None:
         self.by_id[vtx.txid] = vtx
         self.by_sender.setdefault(vtx.sender, {})[vtx.tx.nonce] = vtx
+        self._owed[vtx.sender] = self._owed.get(vtx.sender, 0) + _cost(vtx)
         heapq.heappush(self._heap, (fee_rate(vtx), next(self._seq), vtx.txid))
         if len(self._heap) > 4 * max(len(self.by_id), 1024):
             self._heap = [(fee_rate(v), next(self._seq), t) for t, v in self.by_id.items()]
@@ -207,8 +220,10 @@ class Mempool:
         self._deferred.pop(vtx.txid, None)
         queue = self.by_sender[vtx.sender]
         del queue[vtx.tx.nonce]
+        self._owed[vtx.sender] -= _cost(vtx)
         if not queue:
             del self.by_sender[vtx.sender]
+            del self._owed[vtx.sender]
 
     # --- block building and updates ------------------------------------------------------
 
