@@ -601,11 +601,13 @@ def bench_ledger(
 def bench_network(
     as_json: JsonFlag = False,
     sync_blocks: Annotated[int, typer.Option("--sync-blocks", min=10)] = 10_000,
+    gossip_txs: Annotated[int, typer.Option("--gossip-txs", min=200)] = 40_000,
 ) -> None:
-    """Node processes on 127.0.0.1: block propagation on a 4-node devnet, sync blocks/s."""
+    """Node processes on 127.0.0.1: block propagation and transaction gossip on a 4-node
+    devnet, sync blocks/s."""
     from gridnet.bench import network
 
-    figures = network.run(sync_blocks=sync_blocks, progress=_bench_progress(as_json))
+    figures = network.run(sync_blocks=sync_blocks, gossip_txs=gossip_txs, progress=_bench_progress(as_json))
     _print_figures(figures, as_json)
 
 

@@ -23,7 +23,7 @@ from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import Hello, frame, read_frame
 from gridnet.node.devnet import free_port
-from gridnet.node.messages import TxMsg, TxRejectedMsg, decode_message, encode_message
+from gridnet.node.messages import TxRejectedMsg, TxsMsg, decode_message, encode_message
 from gridnet.units import UNITS_PER_GNC
 from tests.helpers import test_params
 
@@ -56,7 +56,7 @@ async def flood(port: int, chain_id: bytes, txs: list[object], reported: dict[by
 
     listener = asyncio.create_task(listen())
     for i, tx in enumerate(txs):
-        writer.write(frame(session.encrypt(encode_message(TxMsg(tx)))))  # type: ignore[arg-type]
+        writer.write(frame(session.encrypt(encode_message(TxsMsg((tx,))))))  # type: ignore[arg-type]
         if i % 200 == 0:
             await writer.drain()
     await writer.drain()

@@ -26,7 +26,7 @@ from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.node.api import create_app
-from gridnet.node.messages import OrderMsg, TxMsg
+from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
 from gridnet.relay.tokens import HashChain
 from gridnet.security.roles import Role
@@ -223,7 +223,7 @@ def test_submit_a_transfer_then_see_it_pending(api: Api) -> None:
     r = api.client.post("/transactions", json={"tx": encode(tx).hex()})
     assert r.status_code == 202, r.text
     assert r.json() == {"kind": "accepted", "txid": tx_id(tx).hex(), "rule": "", "message": "", "evicted": []}
-    assert api.sent == [[("peer-1", TxMsg(tx))]]
+    assert api.sent == [[("peer-1", TxsMsg((tx,)))]]
     body = api.client.get(f"/transactions/{tx_id(tx).hex()}").json()
     assert body["status"] == "pending" and "proof" not in body
     pool = api.client.get("/mempool").json()

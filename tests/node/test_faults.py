@@ -17,7 +17,7 @@ from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.memory import MemoryNetwork
-from gridnet.node.messages import BlockMsg, decode_message, encode_message
+from gridnet.node.messages import BlockMsg, TxsMsg, decode_message, encode_message
 from gridnet.node.node import Node
 from tests.helpers import extend, new_chain, next_block, sign, test_keys, test_params
 
@@ -147,3 +147,36 @@ def test_a_restarted_node_keeps_its_pending_transactions(tmp_path: Path) -> None
     restarted = Node("n", Chain.open(tmp_path / "n"))
     assert len(restarted.mempool) == 3
     assert [v.tx.nonce for v in restarted.mempool.candidates()] == [0, 1, 2]
+
+
+def test_transactions_from_peers_reach_the_pending_table_in_one_write_per_tick(tmp_path: Path) -> None:
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "n", params)
+    node = Node("n", chain)
+    txs = [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), nonce) for nonce in range(3)]
+    for tx in txs:
+        node.handle("peer", TxsMsg((tx,)), now=params.genesis_time)
+    assert chain.store.pending() == []  # batched, not yet written
+    node.tick(params.genesis_time + 1)
+    assert len(chain.store.pending()) == 3
+    node.handle(
+        "peer", TxsMsg((sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), 3),)), now=params.genesis_time
+    )
+    node.close()  # a graceful stop writes the rest
+    restarted = Node("n", Chain.open(tmp_path / "n"))
+    assert [v.tx.nonce for v in restarted.mempool.candidates()] == [0, 1, 2, 3]
+
+
+def test_a_transaction_mined_before_the_batch_is_written_does_not_linger_in_the_pending_table(
+    tmp_path: Path,
+) -> None:
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "n", params)
+    node = Node("n", chain)
+    tx = sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), 0)
+    node.handle("peer", TxsMsg((tx,)), now=params.genesis_time)
+    block = next_block(chain, [tx])
+    node.handle("peer", BlockMsg(block), now=block.header.timestamp)
+    node.tick(block.header.timestamp + 1)
+    assert chain.head.height == block.header.height
+    assert chain.store.pending() == []

@@ -116,6 +116,17 @@ def import_blocks(chain: Chain, encoded: list[bytes]) -> tuple[int, float]:
     return n, time.perf_counter() - start
 
 
+def import_rate(blocks: int = 10, per_block: int = 1000) -> float:
+    """Signed transfers validated, applied and persisted per second, on a fresh chain."""
+    params, keys = bench_params(2000, blocks)
+    with tempfile.TemporaryDirectory(prefix="gridnet-bench-") as tmp:
+        encoded = make_blocks(Path(tmp), params, keys, blocks, per_block, lambda _m: None)
+        chain = Chain.create(Path(tmp) / "node", params)
+        n, seconds = import_blocks(chain, encoded)
+        chain.close()
+    return n / seconds
+
+
 def run_verify_subprocess(data_dir: Path) -> dict[str, Any]:
     """Run ``gridnet chain verify --json`` in a child process; add its peak RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

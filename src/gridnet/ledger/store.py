@@ -182,6 +182,15 @@ class Store:
             (tx_id, data, added),
         )
 
+    def write_pending(self, added: list[tuple[Hash32, bytes, int]], removed: list[Hash32]) -> None:
+        """Many pending-pool changes in one SQLite transaction."""
+        if not added and not removed:
+            return
+        self.begin()
+        self.db.executemany("INSERT OR IGNORE INTO pending(txid, data, added) VALUES (?, ?, ?)", added)
+        self.db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in removed])
+        self.commit()
+
     def remove_pending(self, tx_ids: Iterable[Hash32]) -> None:
         self.db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in tx_ids])
 

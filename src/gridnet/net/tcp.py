@@ -26,7 +26,8 @@ from gridnet.crypto.boxes import SESSION_OVERHEAD, Session, ephemeral_keypair
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wire, decode, encode
 from gridnet.errors import FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
-from gridnet.node.messages import MAX_MESSAGE_BYTES, Message, decode_message, encode_message
+from gridnet.ledger.transactions import Transaction
+from gridnet.node.messages import MAX_MESSAGE_BYTES, Message, TxsMsg, decode_message, encode_message
 from gridnet.node.node import Node, Outgoing
 
 PROTOCOL_VERSION: Final = 1
@@ -226,9 +227,54 @@ class TcpTransport:
                 self._ban(link.name, "TooManyFaults")
                 return
             await link.writer.drain()
+            await asyncio.sleep(0)  # a busy link must not starve the others and the API
 
     def _ban(self, name: str, rule: str) -> None:
         self.stats.disconnected[name] = rule
         self.banned[name] = time.monotonic() + BAN_S
         self.node.stats.peer_faults.pop(name, None)
         _log.warning("disconnected %s: %s", name, rule)
+
+
+async def dial(
+    host: str, port: int, key: PrivateKey, chain_id: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Session]:
+    """Open a link to a node as a peer would (for tools, tests and benchmarks)."""
+    reader, writer = await asyncio.open_connection(host, port, limit=MAX_FRAME + 4)
+    private, public = ephemeral_keypair()
+    writer.write(
+        frame(
+            encode(
+                Hello(
+                    PROTOCOL_VERSION,
+                    chain_id,
+                    key.public_key,
+                    public,
+                    key.sign(Domain.PEER, chain_id + public),
+                )
+            )
+        )
+    )
+    theirs = decode(
+        await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT_S), Hello, max_bytes=512, what="hello"
+    )
+    return reader, writer, Session(private, public, theirs.ephemeral)
+
+
+async def flood(
+    port: int, chain_id: bytes, txs: list[Transaction], host: str = "127.0.0.1", batch: int = 256
+) -> None:
+    """Send every transaction to the node at ``host:port`` over one link, in messages of
+    ``batch`` as a peer relays them, as fast as it takes them; return once the node has read
+    them all (it closes the link after our end of stream)."""
+    reader, writer, session = await dial(host, port, PrivateKey.generate(), chain_id)
+    for i in range(0, len(txs), batch):
+        writer.write(frame(session.encrypt(encode_message(TxsMsg(tuple(txs[i : i + batch]))))))
+        await writer.drain()
+    await writer.drain()
+    writer.write_eof()
+    # Read what the node sends until it closes: closing with unread data would reset the
+    # connection, and the node's kernel would discard what it has not read yet.
+    while await asyncio.wait_for(reader.read(1 << 16), timeout=60):
+        pass
+    writer.close()

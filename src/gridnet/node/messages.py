@@ -13,10 +13,10 @@ from gridnet.relay.datagram import Datagram
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 
 
-class TxMsg(Wire, frozen=True, tag=1):
-    """A transaction to add to the mempool and relay."""
+class TxsMsg(Wire, frozen=True, tag=1):
+    """Transactions to add to the mempool and relay (a user's one, or a batch of gossip)."""
 
-    tx: Transaction
+    txs: tuple[Transaction, ...]
 
 
 class BlockMsg(Wire, frozen=True, tag=2):
@@ -67,7 +67,7 @@ class TxRejectedMsg(Wire, frozen=True, tag=5):
     message: str
 
 
-Message = TxMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg | DatagramMsg | OrderMsg
+Message = TxsMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg | DatagramMsg | OrderMsg
 
 
 def encode_message(msg: Message) -> bytes:

@@ -7,19 +7,19 @@ The same node runs in the simulator (simulated clock) and as a process (wall clo
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
-from gridnet.crypto.hashing import header_hash
+from gridnet.crypto.hashing import header_hash, txid
 from gridnet.encoding import encode
 from gridnet.errors import InvalidBlock, InvalidOrder, OrderExpired, UnknownParent
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
-from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.messages import (
@@ -29,8 +29,8 @@ from gridnet.node.messages import (
     Message,
     OrderMsg,
     StatusMsg,
-    TxMsg,
     TxRejectedMsg,
+    TxsMsg,
 )
 from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes
@@ -59,6 +59,11 @@ class NodeConfig:
     max_orphans: int = 64
     max_orphans_per_peer: int = 16
     mempool_max_txs: int = 50_000
+    tx_batch: int = 256
+    """Relayed transactions go to each peer in batches of up to this many, at the latest on
+    the next tick (a user's own transaction goes out at once)."""
+    events_kept: int = 10_000
+    """Recent mempool outcomes kept in ``Node.events`` (all are counted in the stats)."""
     max_order_topics: int = 1024
     """Order topics (area, interval) kept before the oldest half is forgotten."""
 
@@ -71,6 +76,8 @@ class NodeStats:
     invalid_blocks: int = 0
     txs_accepted: int = 0
     txs_rejected: int = 0
+    tx_outcomes: Counter[str] = field(default_factory=Counter)
+    """Mempool outcomes by kind (accepted, rejected, evicted, included, dropped)."""
     peer_faults: dict[str, int] = field(default_factory=dict)
     validation_seconds: float = 0.0
     """Wall time spent validating and storing blocks (a measurement, not simulated)."""
@@ -93,11 +100,16 @@ class Node:
         """Peer -> when we sent it the block request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
-        self.events: list[PoolEvent] = []
-        """Every mempool outcome of this node, in order (nothing is dropped silently)."""
+        self.events: deque[PoolEvent] = deque(maxlen=self.config.events_kept)
+        """This node's recent mempool outcomes, in order (each one reaches the sender's
+        user as a return value or a TxRejectedMsg: nothing is dropped silently)."""
         self.stats = NodeStats()
         self._tx_origin: dict[Hash32, str] = {}
-        self.events.extend(restore_pending(chain, self.mempool))  # the pool survives restarts
+        self._relay: dict[str, dict[Hash32, Transaction]] = {}
+        """Peer -> transactions to send it in the next batch (dropped when it sends them first)."""
+        self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
+        """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
+        self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
         self._template: BlockTemplate | None = None
         self._template_at = 0
         self._nonce = 0
@@ -112,6 +124,7 @@ class Node:
     def remove_peer(self, peer: str) -> None:
         if peer in self.peers:
             self.peers.remove(peer)
+        self._relay.pop(peer, None)
 
     def _others(self, exclude: str | None, msg: Message) -> list[Outgoing]:
         return [(p, msg) for p in self.peers if p != exclude]
@@ -123,6 +136,20 @@ class Node:
         head = self.chain.head
         return StatusMsg(head.height, head.hash, head.total_work.to_bytes(40, "big"))
 
+    def flush_pending(self) -> None:
+        """Write the mempool's changes to the store's pending table. Transactions from peers
+        are batched per tick (one SQLite transaction instead of one each; a crash loses at
+        most one tick of them, and the peers that sent them still hold them); a local
+        submission is written at once."""
+        changes, self._pending_changes = self._pending_changes, {}
+        added = [(txid, c[0], c[1]) for txid, c in changes.items() if c is not None]
+        self.chain.store.write_pending(added, [txid for txid, c in changes.items() if c is None])
+
+    def close(self) -> None:
+        """Write what the pending table still lacks and close the chain."""
+        self.flush_pending()
+        self.chain.close()
+
     # --- inputs ----------------------------------------------------------------------------
 
     def submit_tx(self, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
@@ -130,8 +157,19 @@ class Node:
         return self._on_tx(None, tx, now)
 
     def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
-        if isinstance(msg, TxMsg):
-            return self._on_tx(peer, msg.tx, now)[1]
+        if isinstance(msg, TxsMsg):
+            out: list[Outgoing] = []
+            relay = self._relay.get(peer, {})
+            for tx in msg.txs:
+                body = tx_body(tx)
+                tid = txid(body, tx.signature)
+                if tid in self.mempool:
+                    # Gossip brings most transactions more than once: not an outcome, but
+                    # news that this peer has it (no need to send it there).
+                    relay.pop(tid, None)
+                else:
+                    out.extend(self._on_tx(peer, tx, now, body)[1])
+            return out
         if isinstance(msg, BlockMsg):
             return self._on_block(peer, msg.block, now)
         if isinstance(msg, StatusMsg):
@@ -151,7 +189,9 @@ class Node:
         return []  # TxRejectedMsg: informative for the sender's user
 
     def tick(self, now: int) -> list[Outgoing]:
-        out: list[Outgoing] = []
+        self.flush_pending()
+        out: list[Outgoing] = [(p, TxsMsg(tuple(b.values()))) for p, b in self._relay.items() if b]
+        self._relay = {}
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
@@ -161,36 +201,61 @@ class Node:
 
     # --- transactions ----------------------------------------------------------------------
 
-    def _on_tx(self, peer: str | None, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
-        events = self.mempool.add(tx, self.chain.account)
+    def _on_tx(
+        self, peer: str | None, tx: Transaction, now: int, body: bytes | None = None
+    ) -> tuple[list[PoolEvent], list[Outgoing]]:
+        events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body)
         outcome = events[0]
         out: list[Outgoing] = []
         if outcome.kind is EventKind.ACCEPTED:
             self.stats.txs_accepted += 1
-            self.chain.store.add_pending(outcome.txid, encode(tx), now)
-            if peer is not None:
+            self._pending_changes[outcome.txid] = (encode(tx), now)
+            if peer is None:  # only this node holds it: durable, and sent, before the user hears
+                self.flush_pending()
+                out.extend(self._others(None, TxsMsg((tx,))))
+            else:
                 self._tx_origin[outcome.txid] = peer
-            out.extend(self._others(peer, TxMsg(tx)))
-        elif outcome.rule != "AlreadyKnown":  # gossip brings most transactions more than once
+                out.extend(self._queue_relay(peer, outcome.txid, tx))
+        else:
             self.stats.txs_rejected += 1
             if peer is not None:
                 out.append((peer, TxRejectedMsg(outcome.txid, outcome.rule, outcome.message)))
-        self.events.append(outcome)
+        self._log([outcome])
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
         return events, out
+
+    def _queue_relay(self, source: str, txid: Hash32, tx: Transaction) -> list[Outgoing]:
+        """Queue ``tx`` for every peer but ``source``; send the batches that are full."""
+        out: list[Outgoing] = []
+        for p in self.peers:
+            if p == source:
+                continue
+            batch = self._relay.setdefault(p, {})
+            batch[txid] = tx
+            if len(batch) >= self.config.tx_batch:
+                out.append((p, TxsMsg(tuple(batch.values()))))
+                self._relay[p] = {}
+        return out
+
+    def _log(self, events: list[PoolEvent]) -> None:
+        outcomes = self.stats.tx_outcomes
+        for e in events:
+            self.events.append(e)
+            outcomes[e.kind.value] += 1
 
     def _record(self, events: list[PoolEvent]) -> list[Outgoing]:
         """Log events, keep the store's pending table in step, and tell the relaying peer
         of any transaction evicted or dropped."""
         out: list[Outgoing] = []
-        gone = [e.txid for e in events if e.kind in (EventKind.EVICTED, EventKind.DROPPED)]
-        if gone:
-            self.chain.store.remove_pending(gone)
         for e in events:
-            self.events.append(e)
+            if e.kind is EventKind.INCLUDED:  # the block's commit took it out of the table
+                self._pending_changes.pop(e.txid, None)
+            elif e.kind in (EventKind.EVICTED, EventKind.DROPPED):
+                self._pending_changes[e.txid] = None
             origin = self._tx_origin.pop(e.txid, None)
             if origin is not None and e.kind in (EventKind.EVICTED, EventKind.DROPPED):
                 out.append((origin, TxRejectedMsg(e.txid, e.rule, e.message)))
+        self._log(events)
         return out
 
     # --- market orders (off chain) ------------------------------------------------------

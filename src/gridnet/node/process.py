@@ -76,7 +76,7 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
             with contextlib.suppress(Exception):
                 await api_task
         await transport.stop()
-        chain.close()
+        node.close()
 
 
 def run(options: NodeOptions, key: PrivateKey) -> None:

@@ -134,7 +134,7 @@ def run_demo(
     chain = net.nodes[names[0]].chain
     report = build_report(net, chain, params, keys, submitted, refused, converged)
     for node in net.nodes.values():
-        node.chain.close()
+        node.close()
     report["verify"] = audit(out / "chain")
     report["timing"] = {
         "simulation_s": round(sim_seconds, 2),
@@ -163,7 +163,7 @@ def build_report(
     accounts = [chain.account(k.address) for k in keys]
     events: Counter[str] = Counter()
     for node in net.nodes.values():
-        events.update(e.kind.value for e in node.events)
+        events.update(node.stats.tx_outcomes)
     return {
         "chain": {
             "name": params.name,

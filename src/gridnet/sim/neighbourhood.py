@@ -732,7 +732,7 @@ class Neighbourhood:
         if self.broker is not None:
             self.broker.stop()
         for node in self.net.nodes.values():
-            node.chain.close()
+            node.close()
 
     def relay_report(self, claims: list[Transaction]) -> dict[str, Any]:
         """What carrying the data cost and paid: from the claims on chain."""
