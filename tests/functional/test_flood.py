@@ -14,14 +14,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gridnet.crypto.boxes import Session, ephemeral_keypair
-from gridnet.crypto.keys import Domain, PrivateKey, write_key_file
-from gridnet.encoding import decode, encode
+from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
-from gridnet.net.tcp import Hello, frame, read_frame
+from gridnet.net.tcp import dial, frame, read_frame
 from gridnet.node.devnet import free_port
 from gridnet.node.messages import TxRejectedMsg, TxsMsg, decode_message, encode_message
 from gridnet.units import UNITS_PER_GNC
@@ -39,14 +37,7 @@ def get(port: int, path: str) -> dict[str, object]:
 
 async def flood(port: int, chain_id: bytes, txs: list[object], reported: dict[bytes, str]) -> None:
     """Speak the link protocol as a peer: send every transaction, collect what comes back."""
-    reader, writer = await asyncio.open_connection(LOCAL, port)
-    me = PrivateKey.from_label("flooder")
-    private, public = ephemeral_keypair()
-    writer.write(
-        frame(encode(Hello(1, chain_id, me.public_key, public, me.sign(Domain.PEER, chain_id + public))))
-    )
-    theirs = decode(await read_frame(reader), Hello)
-    session = Session(private, public, theirs.ephemeral)
+    reader, writer, session = await dial(LOCAL, port, PrivateKey.from_label("flooder"), chain_id)
 
     async def listen() -> None:
         while True:

@@ -7,11 +7,14 @@ import asyncio
 import struct
 from pathlib import Path
 
-from gridnet.crypto.boxes import Session, ephemeral_keypair
+import pytest
+
+from gridnet.crypto.boxes import ephemeral_keypair
 from gridnet.crypto.keys import Domain, PrivateKey
-from gridnet.encoding import decode, encode
+from gridnet.encoding import encode
+from gridnet.errors import WrongChain
 from gridnet.ledger.chain import Chain
-from gridnet.net.tcp import MAX_FRAME, Hello, TcpTransport, frame, read_frame
+from gridnet.net.tcp import MAX_FRAME, Hello, TcpTransport, dial, frame
 from gridnet.node.node import Node, NodeConfig
 from tests.helpers import GENESIS_TIME, new_chain, test_params
 
@@ -24,17 +27,6 @@ def transport(chain: Chain, name: str, peers: list[tuple[str, int]], *, mine: bo
     node = Node(name, chain, NodeConfig(miner=MINER.address if mine else None, hashes_per_tick=300))
     clock = iter(range(GENESIS_TIME + 1_000, GENESIS_TIME + 10**9, 50))
     return TcpTransport(node, key, (LOCAL, 0), peers, tick_ms=20, clock=lambda: next(clock))
-
-
-async def rogue_hello(
-    port: int, chain_id: bytes, key: PrivateKey
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Session]:
-    reader, writer = await asyncio.open_connection(LOCAL, port)
-    private, public = ephemeral_keypair()
-    hello = Hello(1, chain_id, key.public_key, public, key.sign(Domain.PEER, chain_id + public))
-    writer.write(frame(encode(hello)))
-    their_hello = decode(await read_frame(reader), Hello)
-    return reader, writer, Session(private, public, their_hello.ephemeral)
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
@@ -67,16 +59,16 @@ def test_bad_peers_are_disconnected_while_good_links_keep_syncing(tmp_path: Path
             w.write(frame(encode(forged)))
             assert await closed(r)
             # 3. A valid link, then a frame that does not authenticate.
-            r, w, _ = await rogue_hello(a.port, chain_id, PrivateKey.from_label("rogue-3"))
+            r, w, _ = await dial(LOCAL, a.port, PrivateKey.from_label("rogue-3"), chain_id)
             w.write(frame(b"\x00" * 40))
             assert await closed(r)
             # 4. A valid link, then a frame announcing more than the limit.
-            r, w, _ = await rogue_hello(a.port, chain_id, PrivateKey.from_label("rogue-4"))
+            r, w, _ = await dial(LOCAL, a.port, PrivateKey.from_label("rogue-4"), chain_id)
             w.write(struct.pack(">I", MAX_FRAME + 1))
             assert await closed(r)
             # 5. Another chain.
-            r, w, _ = await rogue_hello(a.port, b"\x07" * 32, PrivateKey.from_label("rogue-5"))
-            assert await closed(r)
+            with pytest.raises(WrongChain):  # each side refuses the other's hello
+                await dial(LOCAL, a.port, PrivateKey.from_label("rogue-5"), b"\x07" * 32)
             rules = set(a.stats.disconnected.values())
             assert {"FrameTooLarge", "SealedBoxError"} <= rules
             # Meanwhile the honest link still carries blocks.

@@ -26,6 +26,7 @@ from gridnet.crypto.boxes import SESSION_OVERHEAD, Session, ephemeral_keypair
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wire, decode, encode
 from gridnet.errors import FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
+from gridnet.ledger.chain import now_ms
 from gridnet.ledger.transactions import Transaction
 from gridnet.node.messages import MAX_MESSAGE_BYTES, Message, TxsMsg, decode_message, encode_message
 from gridnet.node.node import Node, Outgoing
@@ -37,10 +38,6 @@ MAX_FAULTS: Final = 3
 """Invalid data a peer may send before it is disconnected."""
 BAN_S: Final = 60.0
 _log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Hello(Wire, frozen=True):
@@ -170,31 +167,11 @@ class TcpTransport:
         await self._run_link(reader, writer)
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Link:
-        private, public = ephemeral_keypair()
-        chain_id = self.node.chain.chain_id
-        hello = Hello(
-            PROTOCOL_VERSION,
-            chain_id,
-            self.key.public_key,
-            public,
-            self.key.sign(Domain.PEER, chain_id + public),
-        )
-        writer.write(frame(encode(hello)))
-        raw = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT_S)
-        try:
-            theirs = decode(raw, Hello, max_bytes=512, what="hello")
-        except GridnetError as exc:
-            raise HandshakeFailed(f"malformed hello: {exc}") from None
-        if theirs.chain_id != chain_id:
-            raise WrongChain("the peer follows another chain")
-        if theirs.version != PROTOCOL_VERSION or not verify_signature(
-            Domain.PEER, theirs.node_key, theirs.chain_id + theirs.ephemeral, theirs.signature
-        ):
-            raise HandshakeFailed("the peer's hello is not signed by its node key")
+        theirs, session = await handshake(reader, writer, self.key, self.node.chain.chain_id)
         name = address_to_text(address_from_public_key(theirs.node_key))
         if name == self.name:
             raise HandshakeFailed("connected to itself")
-        return Link(name, writer, Session(private, public, theirs.ephemeral))
+        return Link(name, writer, session)
 
     async def _run_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link: Link | None = None
@@ -236,11 +213,10 @@ class TcpTransport:
         _log.warning("disconnected %s: %s", name, rule)
 
 
-async def dial(
-    host: str, port: int, key: PrivateKey, chain_id: bytes
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Session]:
-    """Open a link to a node as a peer would (for tools, tests and benchmarks)."""
-    reader, writer = await asyncio.open_connection(host, port, limit=MAX_FRAME + 4)
+async def handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: PrivateKey, chain_id: bytes
+) -> tuple[Hello, Session]:
+    """Exchange hellos; return the peer's (checked) and the link's session."""
     private, public = ephemeral_keypair()
     writer.write(
         frame(
@@ -255,10 +231,27 @@ async def dial(
             )
         )
     )
-    theirs = decode(
-        await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT_S), Hello, max_bytes=512, what="hello"
-    )
-    return reader, writer, Session(private, public, theirs.ephemeral)
+    raw = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT_S)
+    try:
+        theirs = decode(raw, Hello, max_bytes=512, what="hello")
+    except GridnetError as exc:
+        raise HandshakeFailed(f"malformed hello: {exc}") from None
+    if theirs.chain_id != chain_id:
+        raise WrongChain("the peer follows another chain")
+    if theirs.version != PROTOCOL_VERSION or not verify_signature(
+        Domain.PEER, theirs.node_key, theirs.chain_id + theirs.ephemeral, theirs.signature
+    ):
+        raise HandshakeFailed("the peer's hello is not signed by its node key")
+    return theirs, Session(private, public, theirs.ephemeral)
+
+
+async def dial(
+    host: str, port: int, key: PrivateKey, chain_id: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Session]:
+    """Open a link to a node as a peer would (for tools, tests and benchmarks)."""
+    reader, writer = await asyncio.open_connection(host, port, limit=MAX_FRAME + 4)
+    _, session = await handshake(reader, writer, key, chain_id)
+    return reader, writer, session
 
 
 async def flood(
