@@ -1,0 +1,182 @@
+"""Faults against real node processes on 127.0.0.1: bad peers are cut off while the others
+keep working; a node killed with SIGKILL in the middle of importing blocks restarts with a
+consistent store and catches up. Every process started here is stopped (by PID)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridnet.bench.ledger import bench_params, make_blocks
+from gridnet.crypto.boxes import ephemeral_keypair
+from gridnet.crypto.keys import Domain, PrivateKey, write_key_file
+from gridnet.encoding import encode
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.store import DB_NAME
+from gridnet.market.orders import Order, Side, SignedOrder
+from gridnet.net.tcp import MAX_FRAME, Hello, dial, frame
+from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
+from gridnet.node.messages import OrderMsg, encode_message
+from gridnet.units import interval_of
+from tests.helpers import test_params
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[DevNode]]:
+    started: list[DevNode] = []
+    try:
+        yield started
+    finally:
+        stop_all(started)
+
+
+def new_node(root: Path, name: str, params: ChainParams | None = None, existing: bool = False) -> DevNode:
+    node = DevNode(name, root / name, free_port(), free_port())
+    if not existing:
+        assert params is not None
+        Chain.create(node.data_dir, params).close()
+    write_key_file(node.data_dir / "node.key", PrivateKey.from_label(f"faults-{name}"))
+    return node
+
+
+def height(node: DevNode) -> int:
+    """The node's stored height, read from its SQLite file while it runs."""
+    db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT MAX(height) FROM main").fetchone()[0])
+    finally:
+        db.close()
+
+
+def wait_for(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def cut_off(reader: asyncio.StreamReader) -> bool:
+    """True when the node closes the link (reading what it sends until then)."""
+    try:
+        while await asyncio.wait_for(reader.read(1 << 16), 5):
+            pass
+        return True
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def bad_order(n: int) -> OrderMsg:
+    key = PrivateKey.from_label("faults-trader")
+    interval = interval_of(int(time.time() * 1000)) + 2
+    order = Order(
+        Side.OFFER, key.address, key.public_key, key.address, "north", interval, 500, 9, interval, n
+    )
+    return OrderMsg(SignedOrder(order, bytes(64)))  # a signature that does not verify
+
+
+async def misbehave(port: int, chain_id: bytes) -> list[bool]:
+    """Six kinds of bad peer, each with its own node key; whether each was cut off."""
+    results = []
+    # 1. Garbage instead of a hello.
+    r, w = await asyncio.open_connection(LOCAL, port)
+    w.write(frame(b"\xc1 not a hello"))
+    results.append(await cut_off(r))
+    # 2. A hello whose signature is not by the key it names.
+    r, w = await asyncio.open_connection(LOCAL, port)
+    key, other = PrivateKey.from_label("rogue-a"), PrivateKey.from_label("rogue-b")
+    _, public = ephemeral_keypair()
+    w.write(
+        frame(encode(Hello(1, chain_id, key.public_key, public, other.sign(Domain.PEER, chain_id + public))))
+    )
+    results.append(await cut_off(r))
+    # 3. A frame that does not authenticate under the session key.
+    r, w, _ = await dial(LOCAL, port, PrivateKey.from_label("rogue-c"), chain_id)
+    w.write(frame(b"\x00" * 40))
+    results.append(await cut_off(r))
+    # 4. A frame announcing more bytes than the limit.
+    r, w, _ = await dial(LOCAL, port, PrivateKey.from_label("rogue-d"), chain_id)
+    w.write(struct.pack(">I", MAX_FRAME + 1))
+    results.append(await cut_off(r))
+    # 5. An authentic frame that is not a message.
+    r, w, session = await dial(LOCAL, port, PrivateKey.from_label("rogue-e"), chain_id)
+    w.write(frame(session.encrypt(b"\xc1 not a message")))
+    results.append(await cut_off(r))
+    # 6. Well-formed messages carrying invalid signatures, again and again.
+    r, w, session = await dial(LOCAL, port, PrivateKey.from_label("rogue-f"), chain_id)
+    for n in range(5):
+        w.write(frame(session.encrypt(encode_message(bad_order(n)))))
+    results.append(await cut_off(r))
+    return results
+
+
+def test_bad_peers_are_cut_off_while_the_others_keep_syncing(tmp_path: Path, nodes: list[DevNode]) -> None:
+    params = test_params([], block_interval_ms=500, genesis_time=int(time.time() * 1000) - 60_000)
+    miner, follower = new_node(tmp_path, "miner", params), new_node(tmp_path, "follower", params)
+    nodes += [miner, follower]
+    log = tmp_path / "miner.log"
+    miner.start("--mine", "--hashes-per-tick", "300", log=log)
+    follower.start("--peer", f"{LOCAL}:{miner.port}")
+    assert wait_for(lambda: (h := follower.head()) is not None and h["peers"] == 1, 30)
+    chain_id = bytes.fromhex(str(miner.head()["chain_id"]))  # type: ignore[index]
+    cut = asyncio.run(misbehave(miner.port, chain_id))
+    assert cut == [True] * 6
+    # The honest link still works: the follower keeps up with the miner's new blocks.
+    before = height(miner)
+    assert wait_for(lambda: height(follower) >= before + 2, 30)
+    head = miner.head()
+    assert head is not None and head["peers"] == 1  # only the follower is still linked
+    stop_all(nodes)
+    rules = log.read_text()
+    for rule in ("SealedBoxError", "FrameTooLarge", "Malformed", "TooManyFaults"):
+        assert f": {rule}" in rules, rule
+
+
+def test_a_node_killed_while_importing_blocks_restarts_consistent_and_catches_up(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    params, keys = bench_params(500, 60)
+    make_blocks(tmp_path, params, keys, 60, 500, lambda _m: None)  # 30,000 transfers
+    source = new_node(tmp_path, "producer", existing=True)  # the chain make_blocks built
+    fresh = new_node(tmp_path, "fresh", params)
+    nodes += [source, fresh]
+    final = height(source)
+    source.start()
+    fresh.start("--peer", f"{LOCAL}:{source.port}")
+    assert wait_for(lambda: height(fresh) >= 1, 60)
+    assert fresh.process is not None
+    fresh.process.send_signal(signal.SIGKILL)
+    fresh.process.wait(timeout=10)
+    killed_at = height(fresh)
+    assert 1 <= killed_at < final, "killed while blocks were still arriving"
+    # The store is at its last complete block and passes a full audit, with no repair.
+    audit = subprocess.run(
+        [sys.executable, "-m", "gridnet", "chain", "verify", "--data-dir", str(fresh.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    fresh.start("--peer", f"{LOCAL}:{source.port}")
+    assert wait_for(lambda: height(fresh) == final, 120)
+    stop_all(nodes)
+    a, b = Chain.open(source.data_dir), Chain.open(fresh.data_dir)
+    try:
+        assert a.head.hash == b.head.hash
+        assert a.values == b.values
+    finally:
+        a.close()
+        b.close()
