@@ -19,7 +19,7 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.authority import RegisterAuthority
-from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
+from gridnet.ledger.txs.meter import READINGS, ReadingRecord, RegisterMeter, SubmitReadings, reading_key
 from gridnet.ledger.txs.relay import CreateTokenPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order
@@ -205,6 +205,20 @@ def test_meter_with_its_latest_readings(api: Api) -> None:
     two = api.client.get(f"/meters/{text(METER_KEY)}", params={"readings": 2}).json()
     assert len(two["readings"]) == 2
     assert_error(api.client.get(f"/meters/{text(ALICE)}"), 404, "NotFound")
+
+
+def test_any_state_entry_by_table_and_key(api: Api) -> None:
+    key = reading_key(METER_KEY.address, READING_AT + 1)
+    body = api.client.get(f"/state/readings/{key.hex()}").json()
+    assert body["table"] == "readings" and body["record"]["exported_wh"] == 501
+    assert decode(bytes.fromhex(body["hex"]), ReadingRecord).exported_wh == 501
+    assert api.node.chain.values[READINGS.key(key)].hex() == body["hex"]  # the very bytes committed
+    assert_error(
+        api.client.get(f"/state/readings/{reading_key(METER_KEY.address, 5).hex()}"), 404, "NotFound"
+    )
+    assert_error(api.client.get(f"/state/nonsense/{key.hex()}"), 404, "NotFound")
+    assert_error(api.client.get("/state/readings/xyz"), 400, "BadRequest")
+    assert_error(api.client.get(f"/state/readings/{'00' * 65}"), 400, "BadRequest")
 
 
 def test_pool_contract_and_unknown_ids(api: Api) -> None:

@@ -45,6 +45,16 @@ def register_table(name: str, prefix: bytes, value_type: type[V]) -> Table[V]:
     return table
 
 
+def table_named(name: str) -> Table[Any] | None:
+    """The state table called ``name`` (as registered), if there is one."""
+    return next((t for t in _TABLES.values() if t.name == name), None)
+
+
+def table_of(full_key: bytes) -> Table[Any] | None:
+    """The table a full state key (prefix + key) belongs to."""
+    return _TABLES.get(full_key[:1])
+
+
 # --- core tables ------------------------------------------------------------------------
 
 

@@ -42,7 +42,7 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import BlockEntry, Chain
 from gridnet.ledger.mempool import EventKind, fee_rate
 from gridnet.ledger.merkle import merkle_proof
-from gridnet.ledger.state import IDENTITIES
+from gridnet.ledger.state import IDENTITIES, table_named
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.contract import CONTRACTS
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
@@ -57,6 +57,8 @@ DEFAULT_READINGS = 8
 MAX_READINGS = 96
 READING_SCAN = 4 * 96 * 10
 """Intervals walked back from a meter's latest reading to find its recent ones (10 days)."""
+MAX_STATE_KEY_BYTES = 64
+"""Longer than any state table's key (the longest, a reading's, is 28 bytes)."""
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -303,6 +305,13 @@ class OrdersOut(BaseModel):
 
 class SubmitOrderIn(BaseModel):
     order: str = Field(max_length=MAX_BODY_HEX, description="Hex of the SignedOrder's canonical bytes")
+
+
+class StateEntryOut(BaseModel):
+    table: str
+    key: str
+    record: dict[str, Any] = Field(description="The entry, decoded")
+    hex: str = Field(description="Canonical bytes of the entry (what the state commitment covers)")
 
 
 class PostOrderOut(BaseModel):
@@ -595,6 +604,25 @@ def create_app(
         if rec is None:
             raise _not_found(f"no token pool {pool_id} (never created, or reclaimed)")
         return RecordOut(id=pid.hex(), record=record(rec))
+
+    @app.get(
+        "/state/{table}/{key}",
+        response_model=StateEntryOut,
+        summary="Any state entry by table name and key (for clients that read the state directly)",
+    )
+    async def get_state(table: str, key: str) -> StateEntryOut:
+        t = table_named(table)
+        if t is None:
+            raise _not_found(f"no state table named {table!r}")
+        k = _hex(key, "key")
+        if len(k) > MAX_STATE_KEY_BYTES:
+            raise _bad_request(f"a state key has at most {MAX_STATE_KEY_BYTES} bytes")
+        raw = node.chain.values.get(t.key(k))
+        if raw is None:
+            raise _not_found(f"no {table} entry {key}")
+        return StateEntryOut(
+            table=t.name, key=k.hex(), record=record(decode(raw, t.value_type)), hex=raw.hex()
+        )
 
     # --- mempool and submission ----------------------------------------------------------
 
