@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ from gridnet.errors import (
     MempoolRejection,
 )
 from gridnet.identity import find_identity_proof
-from gridnet.ledger.chain import Chain
+from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.txs.bond import Bond, Unbond
@@ -36,6 +36,9 @@ from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks, submit
 from gridnet.units import UNITS_PER_GNC, format_gnc
+
+if TYPE_CHECKING:
+    from gridnet.node.devnet import NodeStatus
 
 app = typer.Typer(
     help="GRIDNET: a fully distributed smart-grid ledger.", no_args_is_help=True, add_completion=False
@@ -309,9 +312,27 @@ def node_cmd(
     mempool_max: Annotated[
         int, typer.Option("--mempool-max", min=1, help="Mempool capacity [txs].")
     ] = 50_000,
+    clock_origin: Annotated[
+        int | None,
+        typer.Option(
+            "--clock-origin", help="Run on a scenario clock reading this [ms since 1970] at the anchor."
+        ),
+    ] = None,
+    clock_anchor: Annotated[
+        int | None, typer.Option("--clock-anchor", help="Wall time [ms] of the origin (default: at start).")
+    ] = None,
+    clock_speed: Annotated[
+        float, typer.Option("--clock-speed", min=0.001, help="Clock ms per real ms (with --clock-origin).")
+    ] = 1.0,
 ) -> None:
     """Run a node: TCP peer links, gossip and sync, mining, the HTTP API. Stops on SIGTERM/Ctrl-C."""
+    from gridnet.node.clock import Clock
     from gridnet.node.process import NodeOptions, run
+
+    if clock_origin is None and (clock_anchor is not None or clock_speed != 1.0):
+        raise ConfigError(
+            "--clock-anchor and --clock-speed need --clock-origin (the clock's time at the anchor)"
+        )
 
     if key is None:
         key = data_dir / "node.key"
@@ -325,6 +346,9 @@ def node_cmd(
         mine=mine,
         hashes_per_tick=hashes_per_tick,
         mempool_max_txs=mempool_max,
+        clock=Clock()
+        if clock_origin is None
+        else Clock(clock_origin, now_ms() if clock_anchor is None else clock_anchor, clock_speed),
     )
     run(options, read_key_file(key))
 
@@ -334,16 +358,25 @@ def devnet_cmd(
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=16, help="How many node processes.")] = 4,
     out: Annotated[Path, typer.Option("--out", help="Where their data directories go.")] = Path("out/devnet"),
     duration: Annotated[
-        float | None, typer.Option("--duration", min=1, help="Seconds to run (default: until Ctrl-C).")
+        float | None,
+        typer.Option(
+            "--duration", min=1, help="Seconds to run (default: until Ctrl-C; with --scenario: its end)."
+        ),
     ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option("--scenario", help="Drive this scenario (TOML) through the nodes' HTTP APIs."),
+    ] = None,
+    speed: Annotated[
+        float,
+        typer.Option("--speed", min=1, max=10_000, help="Scenario clock ms per real ms (with --scenario)."),
+    ] = 300.0,
 ) -> None:
     """Start N mining nodes on 127.0.0.1 with free ports, link them, show their heights and
-    peers, and stop them all on exit."""
+    peers, and stop them all on exit. With --scenario, run a neighbourhood scenario on them."""
     from rich.live import Live
 
-    from gridnet.node.devnet import Devnet, NodeStatus
-
-    net = Devnet(out, nodes)
+    from gridnet.node.devnet import Devnet
 
     def line(status: list[NodeStatus]) -> str:
         return "  ".join(
@@ -351,6 +384,12 @@ def devnet_cmd(
             for s in status
         )
 
+    if scenario is not None:
+        if duration is not None:
+            raise ConfigError("--duration and --scenario exclude each other: a scenario runs to its end")
+        _devnet_scenario(scenario, out, nodes, speed, line)
+        return
+    net = Devnet(out, nodes)
     last: list[NodeStatus] = []
     with Live(console=err_console, transient=True) as live:
 
@@ -363,6 +402,52 @@ def devnet_cmd(
             net.run(duration, report)
     console.print(f"devnet stopped: {line(last)}")
     console.print(f"data directories and logs: {out}")
+
+
+def _devnet_scenario(
+    path: Path, out: Path, nodes: int, speed: float, line: Callable[[list[NodeStatus]], str]
+) -> None:
+    """Run a scenario on a devnet: a live line (scenario time, interval, each node's height
+    and peers) while it runs, then the summary."""
+    import threading
+
+    from rich.live import Live
+
+    from gridnet.node.devnet import Devnet
+    from gridnet.sim.neighbourhood import simulate_on_devnet
+    from gridnet.sim.scenario import load_scenario
+
+    sc = load_scenario(path)
+    day = sc.simulation.intervals * 15 * 60 / speed
+    err_console.print(
+        f"{sc.simulation.name}: {sc.simulation.intervals} intervals on {nodes} node processes at "
+        f"{speed:g}x real time (about {day:.0f} s plus set-up); relays are simulated only by "
+        "'gridnet simulate' (here orders travel as the nodes' order gossip)"
+    )
+    done = threading.Event()
+    state: dict[str, Any] = {"interval": 0}
+
+    def watch(devnet: Devnet, live: Live) -> None:
+        while not done.wait(0.5):
+            live.update(
+                Text(f"interval {state['interval']}/{sc.simulation.intervals}  " + line(devnet.status()))
+            )
+
+    with Live(console=err_console, transient=True) as live:
+
+        def started(devnet: Devnet) -> None:
+            threading.Thread(target=watch, args=(devnet, live), daemon=True).start()
+
+        def progress(k: int, n: int) -> None:
+            state["interval"] = k
+
+        try:
+            report = simulate_on_devnet(sc, out, nodes, speed, progress=progress, on_start=started)
+        finally:
+            done.set()
+    print_simulation_summary(report, out, out / "n0")
+    if not report["verify"]["ok"] or not report["converged"]:
+        raise typer.Exit(1)
 
 
 # --- transactions ----------------------------------------------------------------------
@@ -447,7 +532,7 @@ def simulate_cmd(
     with _progress() as progress:
         task = progress.add_task("simulating intervals", total=sc.simulation.intervals)
         report = simulate(sc, out, progress=lambda done, total: progress.update(task, completed=done))
-    print_simulation_summary(report, out)
+    print_simulation_summary(report, out, out / "chain")
     if not report["verify"]["ok"] or not report["converged"]:
         raise typer.Exit(1)
 
@@ -456,7 +541,7 @@ def _kwh(wh: int) -> str:
     return f"{wh / 1000:,.1f} kWh"
 
 
-def print_simulation_summary(report: dict[str, Any], out: Path) -> None:
+def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path) -> None:
     e, c, r = report["energy"], report["chain"], report["revenue_gnc"]
     table = Table(title=f"GRIDNET neighbourhood: {report['scenario']['name']}", show_header=False)
     p = report["participants"]
@@ -504,11 +589,8 @@ def print_simulation_summary(report: dict[str, Any], out: Path) -> None:
     table.add_row("chain", f"height {c['height']}, head {c['head'][:16]}, {c['bytes']:,} bytes")
     table.add_row("transactions", ", ".join(f"{k} {v}" for k, v in c["transactions_by_type"].items()))
     for name, n in report["nodes"].items():
-        table.add_row(
-            f"node {name}",
-            f"height {n['height']}, mined {n['blocks_mined']}, reorgs {n['reorgs']}, "
-            f"validating {n['validation_s']} s",
-        )
+        extra = f", reorgs {n['reorgs']}, validating {n['validation_s']} s" if "reorgs" in n else ""
+        table.add_row(f"node {name}", f"height {n['height']}, mined {n['blocks_mined']}{extra}")
     refused = report["transactions"]["refused"]
     table.add_row("refused transactions", str(refused) if refused else "none")
     table.add_row("converged", "yes" if report["converged"] else "NO")
@@ -520,7 +602,7 @@ def print_simulation_summary(report: dict[str, Any], out: Path) -> None:
     table.add_row("wall time", f"{report['timing']['simulation_s']} s simulating")
     console.print(table)
     console.print(f"report: {out / 'report.json'}")
-    console.print(f"chain:  {out / 'chain'}  (audit it: gridnet chain verify --data-dir {out / 'chain'})")
+    console.print(f"chain:  {chain_dir}  (audit it: gridnet chain verify --data-dir {chain_dir})")
 
 
 @app.command("ledger-demo")

@@ -517,6 +517,10 @@ class FrameTooLarge(InvalidMessage):
     """A frame longer than the protocol allows."""
 
 
+class NodeUnavailable(GridnetError):
+    """A node process does not answer its HTTP API (it stopped, or never started)."""
+
+
 # --- mempool ----------------------------------------------------------------------------
 
 

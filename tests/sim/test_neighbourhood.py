@@ -14,7 +14,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
-from gridnet.sim.neighbourhood import Neighbourhood, simulate
+from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
 from gridnet.units import energy_cost
 
@@ -57,11 +57,17 @@ def test_the_chain_is_audited_and_every_contract_settled(runs: tuple[Any, ...]) 
     assert json.loads((out / "report.json").read_text())["chain"]["head"] == report["chain"]["head"]
 
 
+def same_people(out: Path) -> Neighbourhood:
+    """The SMALL scenario's participants (same keys, same meters), on a fresh network."""
+    scenario = scenario_from_dict(SMALL, "small")
+    return Neighbourhood(scenario, memory_network(scenario, out))
+
+
 def test_energy_sold_equals_what_meters_exported(runs: tuple[Any, ...]) -> None:
     report, _, out = runs
     chain = Chain.open(out / "chain")
     try:
-        sim = Neighbourhood(scenario_from_dict(SMALL, "small"), out / "unused")  # same people, same keys
+        sim = same_people(out / "unused")
         sim.close()
         view = chain.view()
         exported = sold = 0
@@ -135,7 +141,7 @@ def test_readings_travel_over_mqtt_and_give_the_same_chain(runs: tuple[Any, ...]
 def test_buyers_who_trust_the_flagger_never_buy_from_the_flagged_meter(runs: tuple[Any, ...]) -> None:
     report, _, out = runs
     assert report["security"]["flags_on_chain"] == 1
-    sim = Neighbourhood(scenario_from_dict(SMALL, "small"), out / "unused-2")
+    sim = same_people(out / "unused-2")
     sim.close()
     flagged = sim.flagged_homes()[0].meter
     assert flagged is not None

@@ -24,6 +24,7 @@ import msgspec
 
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams, default_params, params_to_toml
+from gridnet.node.clock import Clock
 from gridnet.sim.output import prepare_out_dir
 
 LOCAL = "127.0.0.1"
@@ -82,26 +83,51 @@ def devnet_params() -> ChainParams:
 
 
 class Devnet:
-    def __init__(self, root: Path, count: int, *, hashes_per_tick: int = 200) -> None:
+    def __init__(
+        self,
+        root: Path,
+        count: int,
+        *,
+        hashes_per_tick: int = 200,
+        params: ChainParams | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """``params``: the genesis (default: ``devnet_params()``); ``clock``: a scenario clock
+        every node runs on (default: the wall clock)."""
         prepare_out_dir(root, "devnet")
         self.root = root
-        params = devnet_params()
+        params = params or devnet_params()
+        self.params = params
+        self.clock = clock or Clock()
         (root / "genesis.toml").write_text(params_to_toml(params))
         self.nodes = []
         for i in range(count):
             node = DevNode(f"n{i}", root / f"n{i}", free_port(), free_port())
-            Chain.create(node.data_dir, params).close()
+            chain = Chain.create(node.data_dir, params)
+            self.chain_id = chain.chain_id
+            chain.close()
             self.nodes.append(node)
         self.hashes_per_tick = hashes_per_tick
 
     def start(self) -> None:
         for i, node in enumerate(self.nodes):
             peers = [a for earlier in self.nodes[:i] for a in ("--peer", f"{LOCAL}:{earlier.port}")]
+            clock = self.clock
+            clock_args = (
+                []
+                if clock.origin_ms is None
+                else [
+                    *("--clock-origin", str(clock.origin_ms)),
+                    *("--clock-anchor", str(clock.anchor_ms)),
+                    *("--clock-speed", str(clock.speed)),
+                ]
+            )
             node.start(
                 "--mine",
                 "--hashes-per-tick",
                 str(self.hashes_per_tick),
                 *peers,
+                *clock_args,
                 log=node.data_dir / "node.log",
             )
 

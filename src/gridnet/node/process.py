@@ -12,13 +12,14 @@ import contextlib
 import json
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.chain import Chain
-from gridnet.net.tcp import TcpTransport, now_ms
+from gridnet.net.tcp import TcpTransport
+from gridnet.node.clock import Clock
 from gridnet.node.node import Node, NodeConfig
 
 
@@ -31,17 +32,23 @@ class NodeOptions:
     mine: bool = False
     hashes_per_tick: int = 2_000
     mempool_max_txs: int = 50_000
+    clock: Clock = field(default_factory=Clock)
 
 
 async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> None:
     chain = Chain.open(options.data_dir)
+    clock = options.clock
     config = NodeConfig(
         miner=key.address if options.mine else None,
         hashes_per_tick=options.hashes_per_tick,
         mempool_max_txs=options.mempool_max_txs,
+        # Periods meant in real time, expressed on the node's clock.
+        template_refresh_ms=clock.span(NodeConfig.template_refresh_ms),
+        status_interval_ms=clock.span(NodeConfig.status_interval_ms),
+        request_timeout_ms=clock.span(NodeConfig.request_timeout_ms),
     )
     node = Node(address_to_text(key.address), chain, config)
-    transport = TcpTransport(node, key, options.listen, list(options.peers))
+    transport = TcpTransport(node, key, options.listen, list(options.peers), clock=clock.now)
     api_task: asyncio.Task[None] | None = None
     server = None
     try:
@@ -52,7 +59,7 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
 
             from gridnet.node.api import create_app
 
-            app = create_app(node, clock=now_ms, broadcast=transport.dispatch)
+            app = create_app(node, clock=clock.now, broadcast=transport.dispatch)
             host, port = options.api
             server = uvicorn.Server(
                 uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")

@@ -32,7 +32,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,11 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.identity import IdentityProof, find_identity_proof
-from gridnet.ledger.chain import Chain
+from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.authority import AUTHORITIES, PublishFlag, RegisterAuthority, flagged_by
 from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
@@ -72,10 +73,13 @@ from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
 from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
 from gridnet.net.memory import MemoryNetwork
+from gridnet.node.clock import Clock
+from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
 from gridnet.relay.hops import hop_shares
 from gridnet.relay.tokens import PPM
 from gridnet.security.roles import FlagTarget, Role
+from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
 from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
 from gridnet.sim.relaynet import CARRIER, OrderNote, RelayNet, StateNote
@@ -99,6 +103,8 @@ CLEAR_AFTER_MS = 10 * 60_000
 STEP_MS = 60_000
 """The simulator acts (submits what became possible) once per simulated minute."""
 SUBSIDY_BATCH = 96
+NODE_TICK_S = 0.1
+"""A node process ticks (and mines a round of hashes) this often [real s]."""
 
 Progress = Callable[[int, int], None]
 
@@ -144,11 +150,11 @@ class OpenDeal:
 
 @dataclass
 class Action:
-    """A transaction to submit once ``ready`` holds on the submitter's node."""
+    """A transaction to submit once ``ready`` holds on the submitter's node's state."""
 
     who: Participant
     payload: Payload
-    ready: Callable[[Chain], bool]
+    ready: Callable[[StateView], bool]
 
 
 @dataclass
@@ -161,13 +167,15 @@ class Tally:
     contracts: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     submitted: Counter[str] = field(default_factory=Counter)
+    orders_refused: Counter[str] = field(default_factory=Counter)
     clearing: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Neighbourhood:
-    def __init__(self, scenario: Scenario, out: Path) -> None:
+    def __init__(self, scenario: Scenario, connect: Callable[[ChainParams], Backend]) -> None:
+        """``connect(params)`` starts the nodes on the scenario's genesis: the backend the
+        participants use (``memory_network`` or a devnet)."""
         self.s = scenario
-        self.out = out
         self.rng = random.Random(scenario.simulation.seed)
         self.area = scenario.simulation.area
         self.first = interval_of(scenario.start_ms)
@@ -183,8 +191,11 @@ class Neighbourhood:
         self.curtail_interval = self._curtail_interval()
         self._build_people()
         self.params = self._params()
-        self._build_network()
-        self.relaynet = self._build_relaynet() if scenario.relay.enabled else None
+        self.backend = connect(self.params)
+        self.chain_id = self.backend.chain_id
+        # Relaying participants live on the in-memory network only.
+        net = self.backend.net if isinstance(self.backend, MemoryBackend) else None
+        self.relaynet = self._build_relaynet(net) if scenario.relay.enabled and net is not None else None
         self.proofs: dict[Address, IdentityProof] = {}
         self.book: dict[Interval, list[SignedOrder]] = defaultdict(list)
         """Orders that reached the hub (or, without relays, were handed to it), by interval."""
@@ -298,29 +309,7 @@ class Neighbourhood:
             identity_target=target_to_bytes(target_from_bits(s.chain.identity_difficulty_bits)),
         )
 
-    def _build_network(self) -> None:
-        s = self.s
-        self.net = MemoryNetwork(
-            start_ms=self.params.genesis_time,
-            latency_ms=s.network.latency_ms,
-            jitter_ms=s.network.jitter_ms,
-            seed=s.simulation.seed,
-        )
-        for i in range(s.network.nodes):
-            data_dir = self.out / "chain" if i == 0 else self.out / "nodes" / f"n{i}"
-            chain = Chain.create(data_dir, self.params)
-            config = NodeConfig(
-                miner=PrivateKey.from_label(f"{s.simulation.name}/miner-{i}").address,
-                hashes_per_tick=s.network.hashes_per_tick,
-                template_refresh_ms=30_000,
-                status_interval_ms=30_000,
-            )
-            self.net.add(Node(f"n{i}", chain, config))
-        self.net.link_all()
-        self.chain_id = self.net.nodes["n0"].chain.chain_id
-        self.tick_ms = round(s.network.tick_s * 1000)
-
-    def _build_relaynet(self) -> RelayNet:
+    def _build_relaynet(self, net: MemoryNetwork) -> RelayNet:
         s = self.s
         no_pv = [h for h in self.homes if not h.pv_kw]
         hill = no_pv[len(no_pv) - s.relay.hill_homes :] if s.relay.hill_homes else []
@@ -330,12 +319,12 @@ class Neighbourhood:
             for f in range(len(self.line_owners))
         ]
         return RelayNet(
-            self.net,
+            net,
             (self.dso.name, self.dso.key),
             feeders,
             [(h.name, h.key) for h in hill],
             PrivateKey.from_label(f"{s.simulation.name}/{s.simulation.seed}/carrier"),
-            lambda: ChainRelayView(self.net.nodes["n0"].chain.view()),
+            lambda: ChainRelayView(net.nodes["n0"].chain.view()),
             pool_length=pool_length(s.simulation.intervals),
             payrate_ppm=round(s.relay.payrate * PPM),
             carrier_stop_ms=round(s.relay.carrier_stop_s * 1000),
@@ -343,45 +332,45 @@ class Neighbourhood:
 
     # --- transactions ----------------------------------------------------------------------
 
-    def chain_of(self, p: Participant) -> Chain:
-        return self.net.nodes[p.node].chain
-
     def submit(self, p: Participant, payload: Payload) -> bool:
         """Sign ``payload`` with ``p``'s next nonce and hand it to ``p``'s node."""
         for _ in range(2):
             fee = min_fee(self.params.min_fee_per_byte, payload, p.nonce)
             tx = sign_transaction(p.key, self.chain_id, payload, p.nonce, fee)
-            outcome = self.net.submit(p.node, tx)[0]
+            outcome = self.backend.submit(p.node, tx)
             if outcome.kind is EventKind.ACCEPTED:
                 p.nonce += 1
                 self.tally.submitted[type(payload).__name__] += 1
                 return True
             if outcome.rule not in ("NonceGap", "NonceTooLow"):
                 break
-            node = self.net.nodes[p.node]  # resynchronise the nonce with what the node knows
-            p.nonce = node.chain.account(p.address).nonce + len(node.mempool.by_sender.get(p.address, {}))
+            p.nonce = self.backend.next_nonce(p.node, p.address)  # resynchronise with the node
         self.tally.refused[outcome.rule] += 1
         return False
 
-    def later(self, who: Participant, payload: Payload, ready: Callable[[Chain], bool]) -> None:
+    def later(self, who: Participant, payload: Payload, ready: Callable[[StateView], bool]) -> None:
         self.actions.append(Action(who, payload, ready))
 
     def act(self) -> None:
         """Submit every deferred transaction whose precondition now holds."""
+        views: dict[str, StateView] = {}  # one per node and pass: each entry is read once
         waiting = []
         for action in self.actions:
-            if action.ready(self.chain_of(action.who)):
+            node = action.who.node
+            if node not in views:
+                views[node] = self.backend.view(node)
+            if action.ready(views[node]):
                 self.submit(action.who, action.payload)
             else:
                 waiting.append(action)
         self.actions = waiting
 
     def run_for(self, duration_ms: int) -> None:
-        end = self.net.now + duration_ms
-        while self.net.now < end:
-            self.net.run_for(min(STEP_MS, end - self.net.now), self.tick_ms)
+        end = self.backend.now() + duration_ms
+        while (now := self.backend.now()) < end:
+            self.backend.advance(min(self.backend.act_every_ms, end - now))
             if self.relaynet is not None:
-                self.relaynet.move_carrier(self.net.now)
+                self.relaynet.move_carrier(self.backend.now())
                 self.take_deliveries()
             self.act()
 
@@ -422,8 +411,8 @@ class Neighbourhood:
         self.submit(self.security, RegisterAuthority(int(Role.SECURITY), "Meter Security Lab"))
         maker = self.maker.address
 
-        def maker_registered(chain: Chain) -> bool:
-            return chain.view().get(AUTHORITIES, maker) is not None
+        def maker_registered(view: StateView) -> bool:
+            return view.get(AUTHORITIES, maker) is not None
 
         for p in [*self.homes, self.dso]:
             assert p.meter is not None
@@ -440,12 +429,12 @@ class Neighbourhood:
             assert home.meter is not None
             meter = home.meter.meter_id
 
-            def meter_registered(chain: Chain, meter: Address = meter) -> bool:
-                return chain.view().get(METERS, meter) is not None
+            def meter_registered(view: StateView, meter: Address = meter) -> bool:
+                return view.get(METERS, meter) is not None
 
             flag = PublishFlag(int(FlagTarget.METER), meter, "tampered seal reported", True)
             self.later(self.security, flag, meter_registered)
-        self.run_for(interval_start(self.first - 1) - self.net.now)
+        self.run_for(interval_start(self.first - 1) - self.backend.now())
 
     def flagged_homes(self, count: int | None = None) -> list[Participant]:
         """The PV homes whose meters the security lab flags: the cheapest sellers (a tampered
@@ -518,23 +507,42 @@ class Neighbourhood:
             for order in orders:
                 signed = sign_order(home.key, order)
                 if self.relaynet is None:
-                    self.book[interval].append(signed)
+                    self.post_order(home, signed)
                 else:
                     self.relaynet.send(home.name, OrderNote(signed), self.rng.randbytes(16))
         assert self.dso.meter is not None
         dso_meter = self.dso.meter.meter_id
+        dso_orders = []
         if offered:  # the DSO buys any surplus at its feed-in price
-            order = self.order(self.dso, Side.BID, dso_meter, interval, offered, gnc(self.s.dso.buy_price))
-            self.book[interval].append(sign_order(self.dso.key, order))
+            dso_orders.append(
+                self.order(self.dso, Side.BID, dso_meter, interval, offered, gnc(self.s.dso.buy_price))
+            )
         if bid:  # and sells any shortfall at its retail price
-            order = self.order(self.dso, Side.OFFER, dso_meter, interval, bid, gnc(self.s.dso.sell_price))
-            self.book[interval].append(sign_order(self.dso.key, order))
+            dso_orders.append(
+                self.order(self.dso, Side.OFFER, dso_meter, interval, bid, gnc(self.s.dso.sell_price))
+            )
+        for order in dso_orders:
+            signed = sign_order(self.dso.key, order)
+            if self.relaynet is None:
+                self.post_order(self.dso, signed)
+            else:
+                self.book[interval].append(signed)  # the hub's own
+
+    def post_order(self, p: Participant, signed: SignedOrder) -> None:
+        """Post an order at ``p``'s node, which gossips it on its topic (the hub reads it there)."""
+        rule = self.backend.post_order(p.node, signed)
+        if rule:
+            self.tally.orders_refused[rule] += 1
 
     def clear(self, interval: Interval) -> None:
         """The hub clears what reached it (anyone holding the same orders gets the same
         result) and every trade becomes a contract."""
+        if self.relaynet is None:  # the orders the hub's node holds on the interval's topic
+            book = self.backend.orders(self.dso.node, self.area, interval)
+        else:  # the orders relays delivered to the hub
+            book = self.book.pop(interval, [])
         verified = []
-        for signed in self.book.pop(interval, []):
+        for signed in book:
             verified.append(validate_order(signed, now_interval=interval - 1))
         self.cleared.add(interval)
         clearing = clear_with_eligibility(
@@ -551,7 +559,7 @@ class Neighbourhood:
 
     def _eligibility(self, orders: list[VerifiedOrder]) -> Callable[[Order], Callable[[Order], bool]]:
         """Each buyer's policy judges the selling meters by what the chain says of them."""
-        view = self.net.nodes["n0"].chain.view()
+        view = self.backend.view(self.dso.node)
         standings = {}
         for v in orders:
             record = view.get(METERS, v.order.meter) if v.order.side == Side.OFFER else None
@@ -664,10 +672,9 @@ class Neighbourhood:
                 else:
                     self.relaynet.send(deal.buyer.name, StateNote(state), self.rng.randbytes(16))
 
-            def ready(chain: Chain, cid: bytes = cid, key: bytes = key) -> bool:
+            def ready(view: StateView, cid: bytes = cid, key: bytes = key) -> bool:
                 if self.relaynet is not None and cid not in self.hub_states:
                     return False
-                view = chain.view()
                 return view.get(CONTRACTS, cid) is not None and view.get(READINGS, key) is not None
 
             self.later(settler, SettleContract(state), ready)
@@ -683,8 +690,7 @@ class Neighbourhood:
                 batch = tuple(exported[start : start + SUBSIDY_BATCH])
                 keys = [reading_key(home.meter.meter_id, i) for i in batch]
 
-                def ready(chain: Chain, keys: list[bytes] = keys) -> bool:
-                    view = chain.view()
+                def ready(view: StateView, keys: list[bytes] = keys) -> bool:
                     return all(view.get(READINGS, k) is not None for k in keys)
 
                 self.later(self.government, PaySubsidy(home.meter.meter_id, batch, rate), ready)
@@ -723,16 +729,16 @@ class Neighbourhood:
                 self.submit(self.dso, ClaimTransit(claim))
         converged = self.finish()
         simulation_s = time.perf_counter() - started
+        self.backend.stop()
         return self.report(balances0, converged, simulation_s)
 
     def close(self) -> None:
-        """Stop what the simulation started (chains, MQTT clients and broker)."""
+        """Stop what the simulation started (nodes and chains, MQTT clients and broker)."""
         if isinstance(self.telemetry, MqttTelemetry):
             self.telemetry.close()
         if self.broker is not None:
             self.broker.stop()
-        for node in self.net.nodes.values():
-            node.close()
+        self.backend.close()
 
     def relay_report(self, claims: list[Transaction]) -> dict[str, Any]:
         """What carrying the data cost and paid: from the claims on chain."""
@@ -785,18 +791,17 @@ class Neighbourhood:
     def finish(self, max_ms: int = 6 * 3600 * 1000) -> bool:
         """Mine until every deferred transaction is submitted, mempools are empty and all
         nodes agree (bounded)."""
-        deadline = self.net.now + max_ms
-        while self.net.now < deadline:
+        deadline = self.backend.now() + max_ms
+        while self.backend.now() < deadline:
             self.run_for(STEP_MS)
-            idle = not self.actions and all(len(node.mempool) == 0 for node in self.net.nodes.values())
-            if idle and len({node.chain.head.hash for node in self.net.nodes.values()}) == 1:
+            if not self.actions and self.backend.settled():
                 return True
         return False
 
     # --- report ----------------------------------------------------------------------------
 
     def report(self, balances0: dict[Address, int], converged: bool, simulation_s: float) -> dict[str, Any]:
-        chain = self.net.nodes["n0"].chain
+        chain = self.backend.chain()
         by_type: Counter[str] = Counter()
         chain_bytes = 0
         miners: dict[Address, int] = defaultdict(int)
@@ -830,7 +835,7 @@ class Neighbourhood:
         subsidy_units = sum(energy_cost(r.exported_wh, rate) for r in subsidised)
         prices = [c["price"] for c in self.tally.clearing if c["price"] is not None]
         exported = sum(plan.export_wh for plan in self.plans.values())
-        nodes = self.net.nodes.values()
+        nodes = self.backend.node_figures()
         return {
             "scenario": {
                 "name": self.s.simulation.name,
@@ -884,19 +889,15 @@ class Neighbourhood:
                 "transactions_by_type": dict(sorted(by_type.items())),
             },
             "converged": converged,
-            "transactions": {"submitted": dict(self.tally.submitted), "refused": dict(self.tally.refused)},
-            "nodes": {
-                node.name: {
-                    "height": node.chain.height,
-                    "blocks_mined": node.stats.blocks_mined,
-                    "reorgs": node.stats.reorgs,
-                    "validation_s": round(node.stats.validation_seconds, 3),
-                }
-                for node in nodes
+            "transactions": {
+                "submitted": dict(self.tally.submitted),
+                "refused": dict(self.tally.refused),
+                "orders_refused": dict(self.tally.orders_refused),
             },
+            "nodes": nodes,
             "timing": {
                 "simulation_s": round(simulation_s, 2),
-                "verifying_s": round(sum(node.stats.validation_seconds for node in nodes), 3),
+                "verifying_s": round(sum(n.get("validation_s", 0.0) for n in nodes.values()), 3),
             },
             "participants": {
                 "homes": len(self.homes),
@@ -923,15 +924,94 @@ def clock(interval: Interval) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def memory_network(s: Scenario, out: Path) -> Callable[[ChainParams], Backend]:
+    """Mining full nodes on the in-memory network: ``out/chain`` (n0) and ``out/nodes/n1..``."""
+
+    def connect(params: ChainParams) -> Backend:
+        net = MemoryNetwork(
+            start_ms=params.genesis_time,
+            latency_ms=s.network.latency_ms,
+            jitter_ms=s.network.jitter_ms,
+            seed=s.simulation.seed,
+        )
+        for i in range(s.network.nodes):
+            data_dir = out / "chain" if i == 0 else out / "nodes" / f"n{i}"
+            config = NodeConfig(
+                miner=PrivateKey.from_label(f"{s.simulation.name}/miner-{i}").address,
+                hashes_per_tick=s.network.hashes_per_tick,
+                template_refresh_ms=30_000,
+                status_interval_ms=30_000,
+            )
+            net.add(Node(f"n{i}", Chain.create(data_dir, params), config))
+        net.link_all()
+        return MemoryBackend(net, round(s.network.tick_s * 1000))
+
+    return connect
+
+
 def simulate(scenario: Scenario, out: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Run ``scenario``, write ``out/report.json`` and ``out/chain/``; returns the report."""
     prepare_out_dir(out, "simulate")
-    sim = Neighbourhood(scenario, out)
+    sim = Neighbourhood(scenario, memory_network(scenario, out))
     try:
         report = sim.run(progress)
     finally:
         sim.close()  # chains, MQTT clients and the broker, whatever happened
     report["verify"] = audit(out / "chain")
     report["timing"]["audit_s"] = report["verify"]["seconds"]
+    write_report(out, report)
+    return report
+
+
+def devnet_network(
+    s: Scenario, out: Path, nodes: int, speed: float, on_start: Callable[[Devnet], None] | None = None
+) -> Callable[[ChainParams], Backend]:
+    """``nodes`` node processes on 127.0.0.1 (``out/n0..``) on one scenario clock running
+    ``speed`` times faster than real time, at the scenario's simulated hash rate."""
+
+    def connect(params: ChainParams) -> Backend:
+        sim_hash_rate = s.network.nodes * s.network.hashes_per_tick / s.network.tick_s  # per clock second
+        per_tick = sim_hash_rate * speed * NODE_TICK_S / nodes
+        clock = Clock(params.genesis_time + 1_000, now_ms(), speed)
+        devnet = Devnet(out, nodes, hashes_per_tick=max(1, round(per_tick)), params=params, clock=clock)
+        backend = DevnetBackend(devnet, act_every_ms=max(STEP_MS, clock.span(500)))
+        try:
+            devnet.start()
+            if on_start is not None:
+                on_start(devnet)
+            backend.wait_linked(timeout_s=60)
+        except BaseException:
+            backend.close()
+            raise
+        return backend
+
+    return connect
+
+
+def simulate_on_devnet(
+    scenario: Scenario,
+    out: Path,
+    nodes: int,
+    speed: float,
+    progress: Progress | None = None,
+    on_start: Callable[[Devnet], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``scenario`` on a devnet of node processes driven through their HTTP APIs; write
+    ``out/report.json``; every process is stopped at the end, whatever happens. Relays are not
+    simulated here (orders travel as the nodes' order gossip; sellers settle their contracts)."""
+    connect = devnet_network(scenario, out, nodes, speed, on_start)
+    scenario = replace(
+        scenario,
+        network=replace(scenario.network, nodes=nodes),
+        relay=replace(scenario.relay, enabled=False),
+    )
+    sim = Neighbourhood(scenario, connect)
+    try:
+        report = sim.run(progress)
+    finally:
+        sim.close()
+    report["verify"] = audit(out / "n0")
+    report["timing"]["audit_s"] = report["verify"]["seconds"]
+    report["devnet"] = {"nodes": nodes, "speed": speed, "relays": "not simulated on a devnet"}
     write_report(out, report)
     return report

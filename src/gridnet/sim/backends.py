@@ -1,0 +1,313 @@
+"""Where a scenario runs.
+
+``MemoryBackend``: full nodes on the in-memory network, on a simulated clock (``gridnet
+simulate``). ``DevnetBackend``: node processes on 127.0.0.1 driven through their HTTP APIs,
+on a scenario clock running faster than real time (``gridnet devnet --scenario``). The
+scenario's participants do the same things on either: submit transactions to their node,
+read its state, post orders and read a market topic.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+import time
+from collections import Counter
+from typing import Any, Protocol
+
+from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.encoding import decode, encode
+from gridnet.errors import InvalidOrder, NodeUnavailable
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.mempool import EventKind, PoolEvent
+from gridnet.ledger.state import StateView, table_of
+from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.market.orders import SignedOrder, topic
+from gridnet.net.memory import MemoryNetwork
+from gridnet.node.clock import Clock
+from gridnet.node.devnet import LOCAL, Devnet, DevNode, stop_all
+from gridnet.units import Address, Hash32, Interval
+
+
+class Backend(Protocol):
+    chain_id: Hash32
+    act_every_ms: int
+    """How often [clock ms] the scenario looks for deferred transactions that became possible."""
+
+    def now(self) -> int:
+        """The scenario's clock [ms since the Unix epoch]."""
+        ...
+
+    def advance(self, duration_ms: int) -> None:
+        """Let ``duration_ms`` of the scenario's clock pass (the nodes work meanwhile)."""
+        ...
+
+    def submit(self, node: str, tx: Transaction) -> PoolEvent:
+        """Hand ``tx`` to ``node``: its mempool outcome (accepted, or rejected with the rule)."""
+        ...
+
+    def next_nonce(self, node: str, address: Address) -> int:
+        """The nonce ``address``'s next transaction needs, as ``node`` sees it."""
+        ...
+
+    def view(self, node: str) -> StateView:
+        """Read access to ``node``'s head state (a fresh view: it caches what it reads)."""
+        ...
+
+    def post_order(self, node: str, signed: SignedOrder) -> str:
+        """Post an order at ``node`` (which gossips it); "" or the rule that refused it."""
+        ...
+
+    def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
+        """The orders ``node`` holds on the market topic of ``area`` and ``interval``."""
+        ...
+
+    def settled(self) -> bool:
+        """Every mempool is empty and every node has the same head."""
+        ...
+
+    def stop(self) -> None:
+        """Stop the nodes' work (their chains stay readable)."""
+        ...
+
+    def chain(self) -> Chain:
+        """The first node's chain (after ``stop``, for the report)."""
+        ...
+
+    def node_figures(self) -> dict[str, dict[str, Any]]:
+        """Per node: height and blocks mined, and what else the backend knows."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --- the in-memory network ---------------------------------------------------------------
+
+
+class MemoryBackend:
+    act_every_ms = 60_000
+
+    def __init__(self, net: MemoryNetwork, tick_ms: int) -> None:
+        self.net = net
+        self.tick_ms = tick_ms
+        self.chain_id = net.nodes["n0"].chain.chain_id
+
+    def now(self) -> int:
+        return self.net.now
+
+    def advance(self, duration_ms: int) -> None:
+        self.net.run_for(duration_ms, self.tick_ms)
+
+    def submit(self, node: str, tx: Transaction) -> PoolEvent:
+        return self.net.submit(node, tx)[0]
+
+    def next_nonce(self, node: str, address: Address) -> int:
+        n = self.net.nodes[node]
+        return n.chain.account(address).nonce + len(n.mempool.by_sender.get(address, {}))
+
+    def view(self, node: str) -> StateView:
+        return self.net.nodes[node].chain.view()
+
+    def post_order(self, node: str, signed: SignedOrder) -> str:
+        try:
+            self.net.send(node, self.net.nodes[node].post_order(signed, self.net.now))
+        except InvalidOrder as exc:
+            return exc.rule
+        return ""
+
+    def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
+        return list(self.net.nodes[node].orders.get(topic(area, interval), {}).values())
+
+    def settled(self) -> bool:
+        nodes = self.net.nodes.values()
+        return all(len(n.mempool) == 0 for n in nodes) and len({n.chain.head.hash for n in nodes}) == 1
+
+    def stop(self) -> None:
+        """Nothing runs between calls: the simulated clock stands still."""
+
+    def chain(self) -> Chain:
+        return self.net.nodes["n0"].chain
+
+    def node_figures(self) -> dict[str, dict[str, Any]]:
+        return {
+            node.name: {
+                "height": node.chain.height,
+                "blocks_mined": node.stats.blocks_mined,
+                "reorgs": node.stats.reorgs,
+                "validation_s": round(node.stats.validation_seconds, 3),
+            }
+            for node in self.net.nodes.values()
+        }
+
+    def close(self) -> None:
+        for node in self.net.nodes.values():
+            node.close()
+
+
+# --- node processes over HTTP ------------------------------------------------------------
+
+
+class ApiClient:
+    """JSON over one kept-alive HTTP connection to a node's API (reconnects once on failure)."""
+
+    def __init__(self, name: str, port: int, timeout_s: float = 30.0) -> None:
+        self.name = name
+        self.port = port
+        self.timeout_s = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"content-type": "application/json"}
+        for attempt in range(2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(LOCAL, self.port, timeout=self.timeout_s)
+            try:
+                self._conn.request(method, path, body=data, headers=headers)
+                response = self._conn.getresponse()
+                return response.status, json.loads(response.read())
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise NodeUnavailable(
+                        f"node {self.name} (API {LOCAL}:{self.port}) did not answer {method} {path}: {exc}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> Any:
+        """GET ``path``; None when the node answers 404."""
+        status, body = self.call("GET", path)
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnavailable(f"node {self.name}: GET {path} answered {status}: {body}")
+        return body
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class HttpState:
+    """A node's head state as a ``StateSource``: ``StateView(HttpState(client))`` reads it
+    through ``GET /state/{table}/{key}`` and decodes it as a local view would."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    def get(self, key: bytes, /) -> bytes | None:
+        table = table_of(key)
+        if table is None:
+            raise KeyError(f"no state table has the prefix of key {key.hex()}")
+        body = self.client.get(f"/state/{table.name}/{key[len(table.prefix) :].hex()}")
+        return None if body is None else bytes.fromhex(body["hex"])
+
+
+class DevnetBackend:
+    """A devnet of node processes (already started) on one scenario clock."""
+
+    def __init__(self, devnet: Devnet, act_every_ms: int) -> None:
+        self.devnet = devnet
+        self.clock: Clock = devnet.clock
+        self.act_every_ms = act_every_ms
+        self.chain_id: Hash32 = devnet.chain_id
+        self.clients = {node.name: ApiClient(node.name, node.api_port) for node in devnet.nodes}
+        self._chain: Chain | None = None
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    def wait_linked(self, timeout_s: float) -> None:
+        """Wait until every node answers its API and is linked to all the others."""
+        deadline = time.monotonic() + timeout_s
+        want = len(self.devnet.nodes) - 1
+        while not all((s.peers or 0) >= want and s.height is not None for s in self.devnet.status()):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise NodeUnavailable(
+                    f"the devnet's nodes did not all link up within {timeout_s:.0f} s (see their node.log in "
+                    f"{self.devnet.root})"
+                )
+            time.sleep(0.1)
+
+    def advance(self, duration_ms: int) -> None:
+        end = time.monotonic() + self.clock.wall_seconds(duration_ms)
+        while (left := end - time.monotonic()) > 0:
+            self._check_alive()
+            time.sleep(min(left, 0.5))
+
+    def _check_alive(self) -> None:
+        for node in self.devnet.nodes:
+            if node.process is not None and node.process.poll() is not None:
+                raise NodeUnavailable(f"node {node.name} exited (see {node.data_dir / 'node.log'})")
+
+    def submit(self, node: str, tx: Transaction) -> PoolEvent:
+        status, body = self.clients[node].call("POST", "/transactions", {"tx": encode(tx).hex()})
+        txid = tx_id(tx)
+        if status == 202:
+            return PoolEvent(EventKind.ACCEPTED, txid, None)
+        if status in (400, 422):
+            return PoolEvent(EventKind.REJECTED, txid, None, body["code"], body["message"])
+        raise NodeUnavailable(f"node {node}: POST /transactions answered {status}: {body}")
+
+    def next_nonce(self, node: str, address: Address) -> int:
+        return int(self.clients[node].get(f"/accounts/{address_to_text(address)}")["next_nonce"])
+
+    def view(self, node: str) -> StateView:
+        return StateView(HttpState(self.clients[node]))
+
+    def post_order(self, node: str, signed: SignedOrder) -> str:
+        status, body = self.clients[node].call("POST", "/orders", {"order": encode(signed).hex()})
+        if status == 202:
+            return ""
+        if status in (400, 422):
+            return str(body["code"])
+        raise NodeUnavailable(f"node {node}: POST /orders answered {status}: {body}")
+
+    def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
+        body = self.clients[node].get(f"/orders/{area}/{interval}")
+        return [decode(bytes.fromhex(o["hex"]), SignedOrder) for o in body["orders"]]
+
+    def settled(self) -> bool:
+        heads = [self.clients[n.name].get("/head") for n in self.devnet.nodes]
+        return all(h["mempool_size"] == 0 for h in heads) and len({h["hash"] for h in heads}) == 1
+
+    def stop(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        stop_all(self.devnet.nodes)
+
+    def chain(self) -> Chain:
+        if self._chain is None:
+            self._chain = Chain.open(self.devnet.nodes[0].data_dir)
+        return self._chain
+
+    def node_figures(self) -> dict[str, dict[str, Any]]:
+        chain = self.chain()
+        mined = Counter(chain.block_at(h).header.miner for h in range(1, chain.height + 1))  # type: ignore[union-attr]
+        return {
+            node.name: {"height": _stored_height(node), "blocks_mined": mined.get(_miner(node), 0)}
+            for node in self.devnet.nodes
+        }
+
+    def close(self) -> None:
+        self.stop()
+        if self._chain is not None:
+            self._chain.close()
+            self._chain = None
+
+
+def _stored_height(node: DevNode) -> int:
+    db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT MAX(height) FROM main").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _miner(node: DevNode) -> bytes:
+    return address_from_text(json.loads((node.data_dir / "node.json").read_text())["address"])
