@@ -366,7 +366,12 @@ class Neighbourhood:
         self.actions = waiting
 
     def run_for(self, duration_ms: int) -> None:
-        end = self.backend.now() + duration_ms
+        self.run_until(self.backend.now() + duration_ms)
+
+    def run_until(self, end: int) -> None:
+        """Let the clock reach ``end`` [ms], acting as it goes. The schedule is absolute: on a
+        devnet the driver's own work takes real time, and steps measured from "now" would let
+        it fall further behind the nodes' clock every interval (nothing when already late)."""
         while (now := self.backend.now()) < end:
             self.backend.advance(min(self.backend.act_every_ms, end - now))
             if self.relaynet is not None:
@@ -434,7 +439,7 @@ class Neighbourhood:
 
             flag = PublishFlag(int(FlagTarget.METER), meter, "tampered seal reported", True)
             self.later(self.security, flag, meter_registered)
-        self.run_for(interval_start(self.first - 1) - self.backend.now())
+        self.run_until(interval_start(self.first - 1))
 
     def flagged_homes(self, count: int | None = None) -> list[Participant]:
         """The PV homes whose meters the security lab flags: the cheapest sellers (a tampered
@@ -713,11 +718,9 @@ class Neighbourhood:
                 if nxt == self.curtail_interval:
                     self.curtail(nxt)
                 self.place_orders(nxt)
-                self.run_for(CLEAR_AFTER_MS)  # orders travel to the hub
+                self.run_until(interval_start(interval) + CLEAR_AFTER_MS)  # orders travel to the hub
                 self.clear(nxt)
-                self.run_for(INTERVAL_MS - CLEAR_AFTER_MS)
-            else:
-                self.run_for(INTERVAL_MS)
+            self.run_until(interval_start(nxt))
             if progress is not None and k:
                 progress(k, n)
         self.meter_readings(intervals[-1])
