@@ -5,12 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from gridnet.errors import WrongType
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
-from gridnet.node.messages import TxsMsg
+from gridnet.market.orders import Order, Side, sign_order, topic
+from gridnet.net.memory import MemoryNetwork
+from gridnet.node.messages import (
+    MAX_INVENTORY,
+    BlockMsg,
+    HaveMsg,
+    OrderMsg,
+    StatusMsg,
+    TxRejectedMsg,
+    TxsMsg,
+    WantMsg,
+    decode_message,
+    encode_message,
+)
 from gridnet.node.node import Node, NodeConfig, Outgoing
-from tests.helpers import new_chain, sign, test_keys, test_params
+from gridnet.units import interval_of
+from tests.helpers import GENESIS_TIME, extend, new_chain, sign, test_keys, test_params
 
 KEYS = test_keys(3)
 
@@ -71,3 +88,142 @@ def test_a_gone_peers_queue_is_dropped(tmp_path: Path) -> None:
     node.remove_peer("c")
     assert set(sent(node.tick(1))) == {"b"}
     assert tx_id(transfers(node.chain, 1)[0]) in node.mempool
+
+
+def fanned_node(tmp_path: Path, peers: int = 12) -> Node:
+    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(tx_batch=1, max_fanout=3))
+    for i in range(peers):
+        node.add_peer(f"p{i}")
+    return node
+
+
+def announced(out: list[Outgoing]) -> dict[str, HaveMsg]:
+    return {peer: msg for peer, msg in out if isinstance(msg, HaveMsg)}
+
+
+def test_gossip_goes_to_at_most_max_fanout_peers_and_the_others_hear_the_id(tmp_path: Path) -> None:
+    node = fanned_node(tmp_path)
+    own, relayed = transfers(node.chain, 2)
+    own_to = set(sent(node.submit_tx(own, now=0)[1]))
+    assert len(own_to) == 3
+    relayed_to = set(sent(node.handle("p0", TxsMsg((relayed,)), now=0)))
+    assert len(relayed_to) == 3 and "p0" not in relayed_to  # never back to the source
+    told = announced(node.tick(1))
+    for peer in node.peers:
+        ids = told[peer].txids if peer in told else ()
+        assert (tx_id(own) in ids) == (peer not in own_to)
+        assert (tx_id(relayed) in ids) == (peer not in relayed_to and peer != "p0")
+    picks = {frozenset(sent(node.submit_tx(tx, now=2)[1])) for tx in transfers(node.chain, 8)[2:]}
+    assert len(picks) > 1  # a fresh random choice per item, not a fixed few
+
+
+def test_a_new_block_goes_to_a_few_peers_and_its_news_to_the_rest(tmp_path: Path) -> None:
+    node = fanned_node(tmp_path)
+    other = new_chain(tmp_path / "other", node.chain.params)
+    block = extend(other)
+    out = node.handle("p0", BlockMsg(block), now=block.header.timestamp)
+    blocks = {p for p, m in out if isinstance(m, BlockMsg)}
+    statuses = {p for p, m in out if isinstance(m, StatusMsg) and m.head == node.chain.head.hash}
+    assert len(blocks) == 3 and blocks | statuses == set(node.peers) - {"p0"} and not blocks & statuses
+
+
+def test_announced_items_are_asked_for_once_and_served(tmp_path: Path) -> None:
+    node, holder = fanned_node(tmp_path, peers=2), fanned_node(tmp_path / "h", peers=0)
+    txs = transfers(holder.chain, 2)
+    for tx in txs:
+        holder.submit_tx(tx, now=0)
+    interval = interval_of(GENESIS_TIME) + 2
+    key = KEYS[0]
+    bid = Order(Side.BID, key.address, key.public_key, key.address, "north", interval, 5, 9, interval, 0)
+    signed = sign_order(key, bid)
+    holder.post_order(signed, GENESIS_TIME)
+    oid = next(iter(holder.orders[topic("north", interval)]))
+    have = HaveMsg(tuple(tx_id(t) for t in txs), (oid,))
+    assert node.handle("p0", have, now=0) == [("p0", WantMsg(have.txids, (oid,)))]
+    assert node.handle("p1", have, now=1) == []  # already asked p0
+    answer = holder.handle("n", WantMsg(have.txids, (oid,)), now=2)
+    assert answer == [("n", TxsMsg((txs[0],))), ("n", TxsMsg((txs[1],))), ("n", OrderMsg(signed))]
+    for _, msg in answer:
+        node.handle("p0", msg, now=GENESIS_TIME)
+    assert all(tx_id(t) in node.mempool for t in txs)
+    assert node.orders[topic("north", interval)] == {oid: signed}
+    late = node.config.request_timeout_ms + 10
+    assert node.handle("p1", have, now=late) == []  # held now: nothing to ask
+
+
+def test_an_inventory_longer_than_the_limit_is_malformed() -> None:
+    too_many = HaveMsg(tuple(bytes([i % 256]) * 32 for i in range(MAX_INVENTORY + 1)), ())
+    with pytest.raises(WrongType):
+        decode_message(encode_message(too_many))
+
+
+def test_a_transaction_ahead_of_its_nonce_waits_for_the_gap_to_fill(tmp_path: Path) -> None:
+    node = node_with_peers(tmp_path)
+    first, second, third = transfers(node.chain, 3)
+    refusals = node.handle("a", TxsMsg((third, second)), now=0)
+    assert {(p, m.rule) for p, m in refusals if isinstance(m, TxRejectedMsg)} == {("a", "NonceGap")}
+    assert len(node.mempool) == 0  # refused (the sender's user hears why), but held
+    node.handle("b", TxsMsg((first,)), now=1)
+    assert [tx_id(t) in node.mempool for t in (first, second, third)] == [True, True, True]
+    assert node.stats.tx_outcomes["accepted"] == 3
+
+
+def test_a_block_fills_the_gap_of_a_held_transaction(tmp_path: Path) -> None:
+    node = node_with_peers(tmp_path)
+    first, second = transfers(node.chain, 2)
+    node.handle("a", TxsMsg((second,)), now=0)
+    other = new_chain(tmp_path / "other", node.chain.params)
+    block = extend(other, [first])  # the first was mined without passing through this node
+    node.handle("b", BlockMsg(block), now=block.header.timestamp)
+    assert node.chain.height == 1 and tx_id(second) in node.mempool
+
+
+def fanout_network(tmp_path: Path, miner: int | None) -> MemoryNetwork:
+    """Sixteen nodes, all linked, each passing gossip on to only 3 of its 15 peers."""
+    params = test_params(KEYS, block_interval_ms=2_000)
+    net = MemoryNetwork(start_ms=GENESIS_TIME, latency_ms=20, jitter_ms=10, seed=5)
+    for i in range(16):
+        config = NodeConfig(miner=KEYS[2].address if i == miner else None, hashes_per_tick=300, max_fanout=3)
+        net.add(Node(f"n{i}", new_chain(tmp_path / f"n{i}", params), config))
+    net.link_all()
+    return net
+
+
+def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:
+    net = fanout_network(tmp_path, miner=None)
+    txs = transfers(net.nodes["n5"].chain, 20)
+    for tx in txs:
+        net.submit("n5", tx)
+    interval = interval_of(GENESIS_TIME) + 2
+    order = Order(
+        Side.OFFER,
+        KEYS[0].address,
+        KEYS[0].public_key,
+        KEYS[0].address,
+        "north",
+        interval,
+        500,
+        9,
+        interval,
+        0,
+    )
+    signed = sign_order(KEYS[0], order)
+    net.send("n9", net.nodes["n9"].post_order(signed, GENESIS_TIME))
+    net.run_for(2_000)
+    for node in net.nodes.values():
+        assert all(tx_id(tx) in node.mempool for tx in txs), node.name
+        assert list(node.orders[topic("north", interval)].values()) == [signed], node.name
+
+
+def test_blocks_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:
+    net = fanout_network(tmp_path, miner=0)
+    for tx in transfers(net.nodes["n7"].chain, 5):
+        net.submit("n7", tx)
+    net.run_for(20_000)
+    assert net.settle()
+    heads = {n.chain.head.hash for n in net.nodes.values()}
+    assert len(heads) == 1 and net.nodes["n0"].stats.blocks_mined >= 3
+    assert {n.chain.account(KEYS[1].address).balance for n in net.nodes.values()} == {
+        net.nodes["n0"].chain.account(KEYS[1].address).balance
+    }
+    assert all(len(n.mempool) == 0 for n in net.nodes.values())  # the transfers got mined

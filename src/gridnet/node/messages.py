@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
+
+import msgspec
 
 from gridnet.encoding import U32, U63, HashBytes, Wire, decode, encode
 from gridnet.ledger.blocks import Block
@@ -11,6 +13,10 @@ from gridnet.market.orders import SignedOrder
 from gridnet.relay.datagram import Datagram
 
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+MAX_INVENTORY: Final = 4096
+"""Ids one HaveMsg or WantMsg may carry, of each kind."""
+
+Inventory = Annotated[tuple[HashBytes, ...], msgspec.Meta(max_length=MAX_INVENTORY)]
 
 
 class TxsMsg(Wire, frozen=True, tag=1):
@@ -59,6 +65,21 @@ class OrderMsg(Wire, frozen=True, tag=8):
     order: SignedOrder
 
 
+class HaveMsg(Wire, frozen=True, tag=9):
+    """Ids of transactions and orders the sender holds, told to the peers it did not send
+    them to (bounded fan-out: the items go to a few peers, their ids to the rest)."""
+
+    txids: Inventory
+    orders: Inventory
+
+
+class WantMsg(Wire, frozen=True, tag=10):
+    """Ask a peer that announced them for the transactions and orders this node lacks."""
+
+    txids: Inventory
+    orders: Inventory
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -67,7 +88,18 @@ class TxRejectedMsg(Wire, frozen=True, tag=5):
     message: str
 
 
-Message = TxsMsg | BlockMsg | StatusMsg | GetBlocksMsg | TxRejectedMsg | BlocksMsg | DatagramMsg | OrderMsg
+Message = (
+    TxsMsg
+    | BlockMsg
+    | StatusMsg
+    | GetBlocksMsg
+    | TxRejectedMsg
+    | BlocksMsg
+    | DatagramMsg
+    | OrderMsg
+    | HaveMsg
+    | WantMsg
+)
 
 
 def encode_message(msg: Message) -> bytes:

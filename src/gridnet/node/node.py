@@ -6,15 +6,17 @@ The same node runs in the simulator (simulated clock) and as a process (wall clo
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
+from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import header_hash, txid
 from gridnet.encoding import encode
-from gridnet.errors import InvalidBlock, InvalidOrder, OrderExpired, UnknownParent
+from gridnet.errors import InvalidBlock, InvalidOrder, NonceGap, OrderExpired, UnknownParent
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
@@ -23,14 +25,17 @@ from gridnet.ledger.transactions import Transaction, tx_body, tx_id
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.messages import (
+    MAX_INVENTORY,
     BlockMsg,
     BlocksMsg,
     GetBlocksMsg,
+    HaveMsg,
     Message,
     OrderMsg,
     StatusMsg,
     TxRejectedMsg,
     TxsMsg,
+    WantMsg,
 )
 from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes
@@ -66,6 +71,19 @@ class NodeConfig:
     """Recent mempool outcomes kept in ``Node.events`` (all are counted in the stats)."""
     max_order_topics: int = 1024
     """Order topics (area, interval) kept before the oldest half is forgotten."""
+    max_fanout: int = 8
+    """Gossiped items (transactions, orders, blocks) go to at most this many peers, picked at
+    random per item among those it did not come from. The other peers are only told: the ids
+    of transactions and orders (HaveMsg, on the next tick: they ask for what they lack with
+    a WantMsg) and, for a block, the new head (a StatusMsg: they sync it). The seen-sets
+    (mempool, order ids, block index) stop repeats."""
+    max_early_txs: int = 4096
+    """Relayed transactions refused for ``NonceGap`` but held, to be admitted if the earlier
+    nonce of their sender arrives (gossip on several paths reorders a sender's transactions);
+    beyond this the oldest are forgotten."""
+    max_wanted: int = 50_000
+    """Ids asked for and not yet answered (for ``request_timeout_ms``) at most; more
+    announcements wait until these are answered or time out."""
 
 
 @dataclass
@@ -95,7 +113,18 @@ class Node:
         """Blocks whose parent is unknown yet: hash -> (peer it came from, block)."""
         self.orders: dict[str, dict[Hash32, SignedOrder]] = {}
         """Market topic ("market/AREA/INTERVAL") -> order id -> signed order (off chain)."""
-        self._orders_seen: set[Hash32] = set()
+        self._orders_seen: dict[Hash32, str] = {}
+        """Order id -> its topic, for every order kept."""
+        self._tell_txs: dict[str, dict[Hash32, None]] = {}
+        self._tell_orders: dict[str, dict[Hash32, None]] = {}
+        """Peer -> ids to announce to it on the next tick (items it was not sent)."""
+        self._wanted: dict[Hash32, int] = {}
+        """Id -> when we asked a peer for it (so that one ask is out at a time)."""
+        self._early: OrderedDict[Hash32, tuple[str, Transaction]] = OrderedDict()
+        """Relayed transactions that came before an earlier nonce of their sender (refused
+        with NonceGap): txid -> (peer, tx), admitted if the gap fills."""
+        self._early_at: dict[tuple[bytes, int], Hash32] = {}
+        """(sender key, nonce) -> txid in ``_early``."""
         self._inflight: dict[str, int] = {}
         """Peer -> when we sent it the block request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
@@ -114,6 +143,7 @@ class Node:
         self._template_at = 0
         self._nonce = 0
         self._last_status = -(10**18)
+        self._rng = random.Random(f"fanout/{name}")  # reproducible runs on the in-memory network
 
     # --- peers -----------------------------------------------------------------------------
 
@@ -125,9 +155,27 @@ class Node:
         if peer in self.peers:
             self.peers.remove(peer)
         self._relay.pop(peer, None)
+        self._tell_txs.pop(peer, None)
+        self._tell_orders.pop(peer, None)
 
-    def _others(self, exclude: str | None, msg: Message) -> list[Outgoing]:
-        return [(p, msg) for p in self.peers if p != exclude]
+    def _spread(self, source: str | None) -> tuple[list[str], list[str]]:
+        """Split the peers but ``source`` into those a gossiped item goes to (all, or a random
+        ``max_fanout`` of them) and those only told about it."""
+        peers = [p for p in self.peers if p != source]
+        if len(peers) <= self.config.max_fanout:
+            return peers, []
+        chosen = set(self._rng.sample(peers, self.config.max_fanout))
+        return [p for p in peers if p in chosen], [p for p in peers if p not in chosen]
+
+    def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
+        """A new head: the block to a few peers, the news of it (our status) to the rest."""
+        to, told = self._spread(source)
+        status = self.status()
+        return [(p, BlockMsg(block)) for p in to] + [(p, status) for p in told]
+
+    def _tell(self, queue: dict[str, dict[Hash32, None]], peers: list[str], item: Hash32) -> None:
+        for p in peers:
+            queue.setdefault(p, {})[item] = None
 
     def _fault(self, peer: str) -> None:
         self.stats.peer_faults[peer] = self.stats.peer_faults.get(peer, 0) + 1
@@ -163,10 +211,11 @@ class Node:
             for tx in msg.txs:
                 body = tx_body(tx)
                 tid = txid(body, tx.signature)
-                if tid in self.mempool:
+                if tid in self.mempool or tid in self._early:
                     # Gossip brings most transactions more than once: not an outcome, but
                     # news that this peer has it (no need to send it there).
                     relay.pop(tid, None)
+                    self._tell_txs.get(peer, {}).pop(tid, None)
                 else:
                     out.extend(self._on_tx(peer, tx, now, body)[1])
             return out
@@ -182,6 +231,10 @@ class Node:
             except InvalidOrder:
                 self._fault(peer)
                 return []
+        if isinstance(msg, HaveMsg):
+            return self._on_have(peer, msg, now)
+        if isinstance(msg, WantMsg):
+            return self._on_want(peer, msg)
         if isinstance(msg, BlocksMsg):
             return self._on_blocks(peer, msg, now)
         if isinstance(msg, GetBlocksMsg):
@@ -192,6 +245,10 @@ class Node:
         self.flush_pending()
         out: list[Outgoing] = [(p, TxsMsg(tuple(b.values()))) for p, b in self._relay.items() if b]
         self._relay = {}
+        out.extend(self._announce())
+        if self._wanted:
+            timeout = self.config.request_timeout_ms
+            self._wanted = {k: t for k, t in self._wanted.items() if now - t < timeout}
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
@@ -204,6 +261,49 @@ class Node:
     def _on_tx(
         self, peer: str | None, tx: Transaction, now: int, body: bytes | None = None
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
+        """Admit ``tx`` (from ``peer``, or a local user if None), then any held transactions
+        of its sender that it lets follow; its own outcomes and the messages to send."""
+        events, out = self._admit(peer, tx, now, body)
+        if events[0].kind is EventKind.ACCEPTED:
+            out.extend(self._release_early(tx.sender, tx.nonce + 1, now))
+        return events, out
+
+    def _release_early(self, sender: bytes, nonce: int, now: int) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        while (tid := self._early_at.pop((sender, nonce), None)) is not None:
+            peer, tx = self._early.pop(tid)
+            events, more = self._admit(peer, tx, now, None)
+            out.extend(more)
+            if events[0].kind is not EventKind.ACCEPTED:
+                break
+            nonce += 1
+        return out
+
+    def _hold_early(self, peer: str, txid: Hash32, tx: Transaction) -> None:
+        key = (tx.sender, tx.nonce)
+        if key in self._early_at:  # another transaction with this nonce: the first one stays
+            return
+        self._early[txid] = (peer, tx)
+        self._early_at[key] = txid
+        while len(self._early) > self.config.max_early_txs:
+            _, (_, old) = self._early.popitem(last=False)
+            self._early_at.pop((old.sender, old.nonce), None)
+
+    def _release_after_block(self, now: int) -> list[Outgoing]:
+        """A block may have filled a held transaction's gap (its sender's earlier ones were
+        mined without passing through our mempool): admit those that are next now."""
+        out: list[Outgoing] = []
+        for sender in {s for s, _ in self._early_at}:
+            address = address_from_public_key(sender)
+            nonce = self.chain.account(address).nonce + len(self.mempool.by_sender.get(address, {}))
+            for key in [k for k in self._early_at if k[0] == sender and k[1] < nonce]:
+                self._early.pop(self._early_at.pop(key), None)  # spent: stale
+            out.extend(self._release_early(sender, nonce, now))
+        return out
+
+    def _admit(
+        self, peer: str | None, tx: Transaction, now: int, body: bytes | None
+    ) -> tuple[list[PoolEvent], list[Outgoing]]:
         events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body)
         outcome = events[0]
         out: list[Outgoing] = []
@@ -212,24 +312,30 @@ class Node:
             self._pending_changes[outcome.txid] = (encode(tx), now)
             if peer is None:  # only this node holds it: durable, and sent, before the user hears
                 self.flush_pending()
-                out.extend(self._others(None, TxsMsg((tx,))))
+                to, told = self._spread(None)
+                out.extend((p, TxsMsg((tx,))) for p in to)
+                self._tell(self._tell_txs, told, outcome.txid)
             else:
                 self._tx_origin[outcome.txid] = peer
                 out.extend(self._queue_relay(peer, outcome.txid, tx))
         else:
             self.stats.txs_rejected += 1
             if peer is not None:
+                if outcome.rule == NonceGap.__name__:
+                    # Refused for now, but held: gossip on several paths reorders a sender's.
+                    self._hold_early(peer, outcome.txid, tx)
                 out.append((peer, TxRejectedMsg(outcome.txid, outcome.rule, outcome.message)))
         self._log([outcome])
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
         return events, out
 
     def _queue_relay(self, source: str, txid: Hash32, tx: Transaction) -> list[Outgoing]:
-        """Queue ``tx`` for every peer but ``source``; send the batches that are full."""
+        """Queue ``tx`` for the peers it spreads to (its id for the others); send the batches
+        that are full."""
         out: list[Outgoing] = []
-        for p in self.peers:
-            if p == source:
-                continue
+        to, told = self._spread(source)
+        self._tell(self._tell_txs, told, txid)
+        for p in to:
             batch = self._relay.setdefault(p, {})
             batch[txid] = tx
             if len(batch) >= self.config.tx_batch:
@@ -268,11 +374,13 @@ class Node:
         verified = validate_order(signed, now_interval=interval_of(now))  # raises the named rule
         if verified.id in self._orders_seen:
             return []
-        self._orders_seen.add(verified.id)
-        book = self.orders.setdefault(topic(signed.order.area, signed.order.interval), {})
-        book[verified.id] = signed
+        name = topic(signed.order.area, signed.order.interval)
+        self._orders_seen[verified.id] = name
+        self.orders.setdefault(name, {})[verified.id] = signed
         self._prune_orders(interval_of(now))
-        return self._others(peer, OrderMsg(signed))
+        to, told = self._spread(peer)
+        self._tell(self._tell_orders, told, verified.id)
+        return [(p, OrderMsg(signed)) for p in to]
 
     def _prune_orders(self, current: int) -> None:
         """Forget topics whose delivery interval is over (bounded memory)."""
@@ -280,7 +388,53 @@ class Node:
             return
         for name in sorted(self.orders, key=lambda t: int(t.rsplit("/", 1)[1]))[: len(self.orders) // 2]:
             for oid in self.orders.pop(name):
-                self._orders_seen.discard(oid)
+                self._orders_seen.pop(oid, None)
+
+    # --- announcements (the peers an item did not go to) ---------------------------------
+
+    def _announce(self) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for p in self.peers:
+            txids = list(self._tell_txs.pop(p, {}))
+            orders = list(self._tell_orders.pop(p, {}))
+            for i in range(0, max(len(txids), len(orders)), MAX_INVENTORY):
+                chunk = slice(i, i + MAX_INVENTORY)
+                out.append((p, HaveMsg(tuple(txids[chunk]), tuple(orders[chunk]))))
+        return out
+
+    def _on_have(self, peer: str, msg: HaveMsg, now: int) -> list[Outgoing]:
+        """Ask the announcing peer for the items we lack (and not asked for already)."""
+        relay = self._relay.get(peer, {})
+        for tid in msg.txids:  # it has them: no need to send or announce them to it
+            relay.pop(tid, None)
+            self._tell_txs.get(peer, {}).pop(tid, None)
+        txids = tuple(
+            t for t in msg.txids if t not in self.mempool and t not in self._early and self._want(t, now)
+        )
+        orders = tuple(o for o in msg.orders if o not in self._orders_seen and self._want(o, now))
+        return [(peer, WantMsg(txids, orders))] if txids or orders else []
+
+    def _want(self, item: Hash32, now: int) -> bool:
+        asked = self._wanted.get(item)
+        if asked is not None and now - asked < self.config.request_timeout_ms:
+            return False
+        if len(self._wanted) >= self.config.max_wanted:
+            return False
+        self._wanted[item] = now
+        return True
+
+    def _on_want(self, peer: str, msg: WantMsg) -> list[Outgoing]:
+        """Send a peer the items it asked for that we still hold (in the order asked)."""
+        txs = [self.mempool.by_id[t].tx for t in msg.txids if t in self.mempool]
+        out: list[Outgoing] = [
+            (peer, TxsMsg(tuple(txs[i : i + self.config.tx_batch])))
+            for i in range(0, len(txs), self.config.tx_batch)
+        ]
+        for oid in msg.orders:
+            name = self._orders_seen.get(oid)
+            if name is not None:
+                out.append((peer, OrderMsg(self.orders[name][oid])))
+        return out
 
     # --- blocks ----------------------------------------------------------------------------
 
@@ -301,11 +455,13 @@ class Node:
             if peer is not None:
                 self._fault(peer)
             return out
-        out.extend(self._after_add(result, peer))
+        out.extend(self._after_add(result, peer, now))
         out.extend(self._connect_orphans(result.block_hash, now))
         return out
 
-    def _after_add(self, result: AddResult, source: str | None, *, relay: bool = True) -> list[Outgoing]:
+    def _after_add(
+        self, result: AddResult, source: str | None, now: int, *, relay: bool = True
+    ) -> list[Outgoing]:
         if result.status not in (AddStatus.EXTENDED, AddStatus.REORG):
             return []
         out: list[Outgoing] = []
@@ -323,11 +479,13 @@ class Node:
                         e = PoolEvent(EventKind.DROPPED, e.txid, e.sender, e.rule, e.message)
                     events.append(e)
         out.extend(self._record(events))
+        if self._early:
+            out.extend(self._release_after_block(now))
         self._template = None
         tip = self.chain.head
         tip_block = result.connected[-1] if result.connected else None
         if relay and tip_block is not None and tip.hash == result.block_hash:
-            out.extend(self._others(source, BlockMsg(tip_block)))
+            out.extend(self._send_block(source, tip_block))
         return out
 
     def _add(self, block: Block, now: int) -> AddResult:
@@ -395,12 +553,12 @@ class Node:
             entry = self.chain.entries.get(result.block_hash)
             if entry is not None:
                 self._peer_tip[peer] = entry
-            out.extend(self._after_add(result, peer, relay=False))
+            out.extend(self._after_add(result, peer, now, relay=False))
             out.extend(self._connect_orphans(result.block_hash, now))
         if self.chain.head.hash != head_before:
             tip_block = self.chain.block_at(self.chain.height)
             if tip_block is not None:
-                out.extend(self._others(peer, BlockMsg(tip_block)))
+                out.extend(self._send_block(peer, tip_block))
         if msg.blocks and self.peer_work.get(peer, 0) > self.chain.best_tip().total_work:
             out.extend(self._request_blocks(peer, now))
         return out
@@ -418,7 +576,7 @@ class Node:
                 except InvalidBlock:
                     self.stats.invalid_blocks += 1
                     continue
-                out.extend(self._after_add(result, None))
+                out.extend(self._after_add(result, None, now))
                 parents.append(h)
         return out
 
@@ -476,5 +634,5 @@ class Node:
         block = replace(tpl.block, header=header)
         result = self._add(block, now)
         self.stats.blocks_mined += 1
-        out.extend(self._after_add(result, None))
+        out.extend(self._after_add(result, None, now))
         return out
