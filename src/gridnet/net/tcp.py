@@ -28,8 +28,16 @@ from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wir
 from gridnet.errors import FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
 from gridnet.ledger.chain import now_ms
 from gridnet.ledger.transactions import Transaction
-from gridnet.node.messages import MAX_MESSAGE_BYTES, Message, TxsMsg, decode_message, encode_message
+from gridnet.node.messages import (
+    MAX_MESSAGE_BYTES,
+    DatagramMsg,
+    Message,
+    TxsMsg,
+    decode_message,
+    encode_message,
+)
 from gridnet.node.node import Node, Outgoing
+from gridnet.node.relay_peer import RelayPeer
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME: Final = MAX_MESSAGE_BYTES + SESSION_OVERHEAD
@@ -91,8 +99,12 @@ class TcpTransport:
         *,
         tick_ms: int = 100,
         clock: Callable[[], int] = now_ms,
+        relay: RelayPeer | None = None,
     ) -> None:
+        """``relay``: the participant of this key that relays and receives datagrams on the
+        same links (without one, datagrams are ignored)."""
         self.node = node
+        self.relay = relay
         self.key = key
         self.name = address_to_text(key.address)
         self.listen = listen
@@ -147,7 +159,10 @@ class TcpTransport:
 
     async def _tick_loop(self) -> None:
         while self._running:
-            self.dispatch(self.node.tick(self.clock()))
+            now = self.clock()
+            self.dispatch(self.node.tick(now))
+            if self.relay is not None:
+                self.dispatch(self.relay.tick(now))
             await asyncio.sleep(self.tick_ms / 1000)
 
     async def _connect_loop(self, address: tuple[str, int]) -> None:
@@ -182,6 +197,8 @@ class TcpTransport:
             self.links[link.name] = link
             self.stats.connected += 1
             self.node.add_peer(link.name)
+            if self.relay is not None:
+                self.relay.add_peer(link.name)
             self.dispatch([(link.name, self.node.status())])
             await self._serve(link, reader)
         except (TimeoutError, GridnetError, asyncio.IncompleteReadError, OSError) as exc:
@@ -191,6 +208,8 @@ class TcpTransport:
             if link is not None and self.links.get(link.name) is link:
                 del self.links[link.name]
                 self.node.remove_peer(link.name)
+                if self.relay is not None:
+                    self.relay.remove_peer(link.name)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -199,7 +218,11 @@ class TcpTransport:
         while self._running:
             payload = link.session.decrypt(await read_frame(reader))
             msg = decode_message(payload)
-            self.dispatch(self.node.handle(link.name, msg, self.clock()))
+            if isinstance(msg, DatagramMsg):
+                if self.relay is not None:  # (a bad datagram is dropped by its rule, not a fault)
+                    self.dispatch(self.relay.handle(link.name, msg, self.clock()))
+            else:
+                self.dispatch(self.node.handle(link.name, msg, self.clock()))
             if self.node.stats.peer_faults.get(link.name, 0) >= MAX_FAULTS:
                 self._ban(link.name, "TooManyFaults")
                 return

@@ -34,10 +34,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridnet import __version__
-from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
 from gridnet.crypto.hashing import address_digest
 from gridnet.encoding import decode, encode
-from gridnet.errors import DecodeError, GridnetError, InvalidAddress
+from gridnet.errors import CarrierFull, DecodeError, GridnetError, InvalidAddress
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import BlockEntry, Chain
 from gridnet.ledger.mempool import EventKind, fee_rate
@@ -49,6 +49,8 @@ from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import POOLS
 from gridnet.market.orders import AREA_MAX_CHARS, SignedOrder, order_id, topic
 from gridnet.node.node import Node, Outgoing
+from gridnet.node.relay_peer import RelayPeer
+from gridnet.relay.datagram import Datagram
 from gridnet.units import ADDRESS_BYTES, HASH_BYTES, PUBLIC_KEY_BYTES, Hash32
 
 MAX_BODY_HEX = 2 * 4 * 1024 * 1024
@@ -314,6 +316,37 @@ class StateEntryOut(BaseModel):
     hex: str = Field(description="Canonical bytes of the entry (what the state commitment covers)")
 
 
+class SendDatagramIn(BaseModel):
+    first_hop: str = Field(max_length=64, description="Address (gn...) of the path's first hop")
+    datagram: str = Field(max_length=MAX_BODY_HEX, description="Hex of the Datagram's canonical bytes")
+
+
+class SentDatagramOut(BaseModel):
+    status: str = Field(description="sent (the first hop is linked) or held (until it is)")
+
+
+class ReceivedDatagramOut(BaseModel):
+    pool: str
+    depth: int
+    originator: str
+    hops: list[str] = Field(description="Relays it passed, in order (addresses)")
+    body: str = Field(description="The decrypted body, hex")
+
+
+class DatagramsOut(BaseModel):
+    forwarded: int
+    delivered: int
+    held: int = Field(description="Held now for a next hop that is not linked")
+    dropped: dict[str, int] = Field(description="Datagrams dropped, by the rule they broke")
+    received: list[ReceivedDatagramOut] = Field(description="The latest delivered here")
+
+
+class ClaimsOut(BaseModel):
+    claims: list[str] = Field(
+        description="Hex of each SignedClaim (one per connection); pay it with a ClaimTransit transaction"
+    )
+
+
 class PostOrderOut(BaseModel):
     id: str
     topic: str
@@ -413,8 +446,10 @@ def create_app(
     *,
     clock: Callable[[], int],
     broadcast: Callable[[list[Outgoing]], None],
+    relay: RelayPeer | None = None,
 ) -> FastAPI:
-    """The HTTP API of ``node``; ``clock()`` is now [ms], ``broadcast`` sends gossip."""
+    """The HTTP API of ``node``; ``clock()`` is now [ms], ``broadcast`` sends gossip;
+    ``relay``: the participant of the node's key (with it, the datagram routes)."""
     app = FastAPI(
         title="GRIDNET node API",
         version=__version__,
@@ -697,4 +732,57 @@ def create_app(
             broadcast(outgoing)
         return PostOrderOut(id=oid.hex(), topic=name, duplicate=known)
 
+    if relay is not None:
+        _datagram_routes(app, relay, broadcast)
     return app
+
+
+def _datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[Outgoing]], None]) -> None:
+    """Datagrams as the participant of the node's key: originate, read deliveries, claim."""
+
+    @app.post(
+        "/datagrams",
+        response_model=SentDatagramOut,
+        status_code=202,
+        summary="Send a datagram (built and signed by its originator) to its first hop",
+    )
+    async def send_datagram(body: SendDatagramIn) -> SentDatagramOut:
+        hop = _address(body.first_hop)
+        datagram = decode(_hex(body.datagram.strip(), "datagram"), Datagram, what="datagram")
+        full = relay.stats.dropped[CarrierFull.__name__]
+        outgoing = relay.send(hop, datagram)
+        if outgoing:
+            broadcast(outgoing)
+            return SentDatagramOut(status="sent")
+        if relay.stats.dropped[CarrierFull.__name__] > full:
+            raise ApiError(422, CarrierFull.__name__, "too many datagrams held for absent hops")
+        return SentDatagramOut(status="held")
+
+    @app.get("/datagrams", response_model=DatagramsOut, summary="Datagrams relayed and delivered here")
+    async def get_datagrams(limit: int = Query(100, ge=1, le=1000)) -> DatagramsOut:
+        stats = relay.stats
+        latest = list(relay.received)[-limit:]
+        return DatagramsOut(
+            forwarded=stats.forwarded,
+            delivered=stats.delivered,
+            held=len(relay.held),
+            dropped=dict(stats.dropped),
+            received=[
+                ReceivedDatagramOut(
+                    pool=d.datagram.token.token.pool.hex(),
+                    depth=d.datagram.token.token.depth,
+                    originator=address_to_text(address_from_public_key(d.datagram.token.token.owner_key)),
+                    hops=[address_to_text(address_from_public_key(h.body.hop_key)) for h in d.datagram.hops],
+                    body=d.envelope.body.hex(),
+                )
+                for d in latest
+            ],
+        )
+
+    @app.post(
+        "/datagrams/claims",
+        response_model=ClaimsOut,
+        summary="End the connections delivered here: a signed transit claim for each",
+    )
+    async def close_connections() -> ClaimsOut:
+        return ClaimsOut(claims=[encode(c).hex() for c in relay.inbox.close()])

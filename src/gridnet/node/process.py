@@ -18,9 +18,11 @@ from pathlib import Path
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.net.tcp import TcpTransport
 from gridnet.node.clock import Clock
 from gridnet.node.node import Node, NodeConfig
+from gridnet.node.relay_peer import RelayPeer
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,12 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
         status_interval_ms=clock.span(NodeConfig.status_interval_ms),
         request_timeout_ms=clock.span(NodeConfig.request_timeout_ms),
     )
-    node = Node(address_to_text(key.address), chain, config)
-    transport = TcpTransport(node, key, options.listen, list(options.peers), clock=clock.now)
+    name = address_to_text(key.address)
+    node = Node(name, chain, config)
+    # The node relays and receives datagrams as the participant of its key; over TCP a
+    # participant's name is its address (the link its key authenticates).
+    relay = RelayPeer(name, key, lambda: ChainRelayView(chain.view()), address_to_text)
+    transport = TcpTransport(node, key, options.listen, list(options.peers), clock=clock.now, relay=relay)
     api_task: asyncio.Task[None] | None = None
     server = None
     try:
@@ -59,7 +65,7 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
 
             from gridnet.node.api import create_app
 
-            app = create_app(node, clock=clock.now, broadcast=transport.dispatch)
+            app = create_app(node, clock=clock.now, broadcast=transport.dispatch, relay=relay)
             host, port = options.api
             server = uvicorn.Server(
                 uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")

@@ -1,16 +1,17 @@
 """A participant that relays and receives datagrams (sans-IO, like the node).
 
 It has no chain of its own: it reads one (its home node's) through a ``RelayView``. It
-knows its neighbours by name and everyone's address (a directory), and forwards each
-datagram to the hop its onion layer names. When that hop is not a neighbour right now
-it holds the datagram until it is (a delay-tolerant carrier, the paper's bicycle driver,
-is a relay whose neighbours change as it moves). Every datagram it drops is counted by
+knows its neighbours by name and everyone's address (a directory: on the in-memory network
+a table; over TCP an address's text form, the name of the link its key authenticates), and
+forwards each datagram to the hop its onion layer names. When that hop is not a neighbour
+right now it holds the datagram until it is (a delay-tolerant carrier, the paper's bicycle
+driver, is a relay whose neighbours change as it moves). Every datagram it drops is counted by
 the rule it broke.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from gridnet.units import Address
 
 Outgoing = tuple[str, Message]
 MAX_HELD = 10_000
+MAX_RECEIVED = 10_000
+"""Delivered datagrams kept until the owner takes them (the oldest go first)."""
 
 
 @dataclass
@@ -39,7 +42,7 @@ class RelayPeer:
         name: str,
         key: PrivateKey,
         view: Callable[[], RelayView],
-        directory: dict[Address, str],
+        directory: Callable[[Address], str | None],
         *,
         trusted_flaggers: frozenset[Address] = frozenset(),
     ) -> None:
@@ -48,12 +51,12 @@ class RelayPeer:
         self.address = key.address
         self._view = view
         self.directory = directory
-        """Every participant's address -> its name on the network."""
+        """A participant's address -> its name on the network (None: unknown)."""
         self.trusted_flaggers = trusted_flaggers
         self.peers: list[str] = []
         self.held: list[tuple[str, Datagram]] = []
         self.inbox = Inbox(key)
-        self.received: list[Delivered] = []
+        self.received: deque[Delivered] = deque(maxlen=MAX_RECEIVED)
         """Datagrams delivered here (envelope and hop list), until the owner takes them."""
         self.stats = RelayStats()
         self._relay = Relay(key, view(), trusted_flaggers)
@@ -103,7 +106,7 @@ class RelayPeer:
         return out
 
     def _route(self, hop: Address, datagram: Datagram) -> list[Outgoing]:
-        name = self.directory.get(hop)
+        name = self.directory(hop)
         if name is None:
             self.stats.dropped[UnknownNextHop.__name__] += 1
             return []

@@ -80,7 +80,7 @@ class RelayNet:
         everyone = [hub, *(h for f in feeders for h in f), *hill, (CARRIER, carrier)]
         self.keys = dict(everyone)
         directory = {k.address: name for name, k in everyone}
-        self.peers = {name: net.add_relay(RelayPeer(name, k, view, directory)) for name, k in everyone}
+        self.peers = {name: net.add_relay(RelayPeer(name, k, view, directory.get)) for name, k in everyone}
         self.graph: dict[str, list[str]] = {name: [] for name, _ in everyone}
         for feeder in feeders:
             names = [name for name, _ in feeder]

@@ -1,0 +1,153 @@
+"""Datagrams between node processes over real TCP links: the sender's node, a relaying node
+and the receiver's node in a line. Each node relays as the participant of its key; the
+datagrams cross the middle node (which cannot read them), the receiver takes delivery
+through its API, and its transit claim pays the middle node on chain. A forged datagram is
+dropped by its rule while the link stays up. Every process started here is stopped."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.keys import PrivateKey, write_key_file
+from gridnet.encoding import decode, encode
+from gridnet.identity import find_identity_proof
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.state import StateView
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
+from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
+from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
+from gridnet.node.messages import DatagramMsg
+from gridnet.node.relay_peer import RelayPeer
+from gridnet.relay.claims import SignedClaim
+from gridnet.relay.datagram import originate
+from gridnet.relay.hops import hop_shares
+from gridnet.relay.tokens import HashChain
+from gridnet.sim.backends import ApiClient
+from tests.helpers import register_identity, test_params
+
+SENDER, MIDDLE, RECEIVER = (PrivateKey.from_label(f"tcp-dgram-{n}") for n in ("s", "m", "r"))
+TOKENS = HashChain(os.urandom(32), 100)
+POOL = pool_id(SENDER.address, TOKENS.final)
+UNIT = 1_000
+PAYRATE = 600_000
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[DevNode]]:
+    started: list[DevNode] = []
+    try:
+        yield started
+    finally:
+        stop_all(started)
+
+
+def wait_for(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def send(client: ApiClient, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    return client.call("POST", path, body)
+
+
+def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, nodes: list[DevNode]) -> None:
+    params = test_params(
+        [SENDER, MIDDLE, RECEIVER], block_interval_ms=500, genesis_time=int(time.time() * 1000) - 60_000
+    )
+    setup: list[Transaction] = []
+    for name, key in (("s", SENDER), ("m", MIDDLE), ("r", RECEIVER)):
+        node = DevNode(name, tmp_path / name, free_port(), free_port())
+        chain = Chain.create(node.data_dir, params)
+        chain_id = chain.chain_id
+        if key is SENDER:
+            pool = CreateTokenPool(TOKENS.final, TOKENS.length, 100 * UNIT, 500)
+            setup = [
+                register_identity(chain, SENDER),
+                sign_transaction(SENDER, chain.chain_id, pool, 1, 10_000),
+            ]
+        chain.close()
+        write_key_file(node.data_dir / "node.key", key)
+        nodes.append(node)
+    sender, middle, receiver = nodes
+    middle.start(log=middle.data_dir / "node.log")
+    peer = ("--peer", f"{LOCAL}:{middle.port}")
+    sender.start("--mine", "--hashes-per-tick", "300", *peer, log=sender.data_dir / "node.log")
+    receiver.start(*peer, log=receiver.data_dir / "node.log")
+    api = {n.name: ApiClient(n.name, n.api_port, timeout_s=5) for n in nodes}
+    assert wait_for(lambda: all(n.head() is not None for n in nodes), 20)
+    assert wait_for(lambda: api["m"].get("/head")["peers"] == 2, 20)
+    for tx in setup:
+        assert send(api["s"], "/transactions", {"tx": encode(tx).hex()})[0] == 202
+    pool_path = f"/pools/{POOL.hex()}"
+    assert wait_for(lambda: all(api[n].get(pool_path) is not None for n in api), 30)
+
+    proof = find_identity_proof(SENDER.address, params.identity_target_int)
+    first_hop = address_to_text(MIDDLE.address)
+    for depth in range(1, 6):
+        datagram = originate(
+            SENDER,
+            TOKENS,
+            POOL,
+            depth,
+            PAYRATE,
+            proof,
+            [(MIDDLE.address, MIDDLE.public_key)],
+            (RECEIVER.address, RECEIVER.public_key),
+            f"state {depth}".encode(),
+            os.urandom(16),
+        )
+        status, body = send(
+            api["s"], "/datagrams", {"first_hop": first_hop, "datagram": encode(datagram).hex()}
+        )
+        assert (status, body) == (202, {"status": "sent"})
+    assert wait_for(lambda: api["r"].get("/datagrams")["delivered"] == 5, 20)
+    inbox = api["r"].get("/datagrams")
+    assert [bytes.fromhex(d["body"]) for d in inbox["received"]] == [
+        f"state {d}".encode() for d in range(1, 6)
+    ]
+    assert {d["originator"] for d in inbox["received"]} == {address_to_text(SENDER.address)}
+    assert all(d["hops"] == [first_hop] for d in inbox["received"])
+    assert api["m"].get("/datagrams")["forwarded"] == 5 and api["m"].get("/datagrams")["delivered"] == 0
+
+    # A replayed datagram is dropped by the middle node's rule; the link stays up.
+    send(api["s"], "/datagrams", {"first_hop": first_hop, "datagram": encode(datagram).hex()})
+    assert wait_for(lambda: api["m"].get("/datagrams")["dropped"] == {"TokenReplayed": 1}, 10)
+    assert api["m"].get("/head")["peers"] == 2
+
+    # Bad input to the API is one JSON error.
+    status, body = send(api["s"], "/datagrams", {"first_hop": first_hop, "datagram": "00ff"})
+    assert status == 400 and set(body) == {"code", "message"}
+
+    (claim_hex,) = send(api["r"], "/datagrams/claims", {})[1]["claims"]
+    claim = decode(bytes.fromhex(claim_hex), SignedClaim, what="claim")
+    assert claim.claim.datagrams == 5
+    before = int(api["r"].get(f"/accounts/{first_hop}")["balance"])
+    payload = ClaimTransit(claim)
+    fee = min_fee(params.min_fee_per_byte, payload, 0)
+    tx = sign_transaction(RECEIVER, chain_id, payload, 0, fee)
+    assert send(api["r"], "/transactions", {"tx": encode(tx).hex()})[0] == 202
+    (share,) = [s for _, s in hop_shares(5 * UNIT, [MIDDLE.address], PAYRATE)]
+    assert wait_for(lambda: int(api["r"].get(f"/accounts/{first_hop}")["balance"]) == before + share, 30)
+
+
+def test_a_datagram_for_an_unlinked_first_hop_is_held_until_the_link_is_up() -> None:
+    """(Sans-IO.) A node's relay names its links by address and holds for absent ones."""
+    relay = RelayPeer("me", SENDER, lambda: ChainRelayView(StateView({})), address_to_text)
+    proof = find_identity_proof(SENDER.address, test_params([]).identity_target_int)
+    hop, receiver = (MIDDLE.address, MIDDLE.public_key), (RECEIVER.address, RECEIVER.public_key)
+    datagram = originate(SENDER, TOKENS, POOL, 1, PAYRATE, proof, [hop], receiver, b"x", os.urandom(16))
+    assert relay.send(MIDDLE.address, datagram) == [] and len(relay.held) == 1
+    relay.add_peer(address_to_text(MIDDLE.address))
+    assert relay.tick(0) == [(address_to_text(MIDDLE.address), DatagramMsg(datagram))]
