@@ -1,8 +1,8 @@
 """Datagrams between node processes over real TCP links: the sender's node, a relaying node
 and the receiver's node in a line. Each node relays as the participant of its key; the
 datagrams cross the middle node (which cannot read them), the receiver takes delivery
-through its API, and its transit claim pays the middle node on chain. A forged datagram is
-dropped by its rule while the link stays up. Every process started here is stopped."""
+through its API, and its transit claim pays the middle node on chain. A replayed datagram
+is dropped by its rule while the link stays up. Every process started here is stopped."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
+from gridnet.node import relay_peer
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.messages import DatagramMsg
 from gridnet.node.relay_peer import RelayPeer
 from gridnet.relay.claims import SignedClaim
-from gridnet.relay.datagram import originate
+from gridnet.relay.datagram import Datagram, originate
 from gridnet.relay.hops import hop_shares
 from gridnet.relay.tokens import HashChain
 from gridnet.sim.backends import ApiClient
@@ -131,6 +132,7 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
     assert status == 400 and set(body) == {"code", "message"}
 
     (claim_hex,) = send(api["r"], "/datagrams/claims", {})[1]["claims"]
+    assert api["r"].get("/datagrams/claims")["claims"] == [claim_hex]  # kept, if the answer got lost
     claim = decode(bytes.fromhex(claim_hex), SignedClaim, what="claim")
     assert claim.claim.datagrams == 5
     before = int(api["r"].get(f"/accounts/{first_hop}")["balance"])
@@ -142,12 +144,34 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
     assert wait_for(lambda: int(api["r"].get(f"/accounts/{first_hop}")["balance"]) == before + share, 30)
 
 
-def test_a_datagram_for_an_unlinked_first_hop_is_held_until_the_link_is_up() -> None:
-    """(Sans-IO.) A node's relay names its links by address and holds for absent ones."""
-    relay = RelayPeer("me", SENDER, lambda: ChainRelayView(StateView({})), address_to_text)
+def a_datagram(body: bytes = b"x") -> Datagram:
     proof = find_identity_proof(SENDER.address, test_params([]).identity_target_int)
     hop, receiver = (MIDDLE.address, MIDDLE.public_key), (RECEIVER.address, RECEIVER.public_key)
-    datagram = originate(SENDER, TOKENS, POOL, 1, PAYRATE, proof, [hop], receiver, b"x", os.urandom(16))
+    return originate(SENDER, TOKENS, POOL, 1, PAYRATE, proof, [hop], receiver, body, os.urandom(16))
+
+
+def tcp_relay() -> RelayPeer:
+    """A node process's relay: named by its address, naming every other by theirs."""
+    return RelayPeer(
+        address_to_text(SENDER.address), SENDER, lambda: ChainRelayView(StateView({})), address_to_text
+    )
+
+
+def test_a_datagram_for_an_unlinked_first_hop_is_held_until_the_link_is_up() -> None:
+    relay, datagram = tcp_relay(), a_datagram()
     assert relay.send(MIDDLE.address, datagram) == [] and len(relay.held) == 1
     relay.add_peer(address_to_text(MIDDLE.address))
     assert relay.tick(0) == [(address_to_text(MIDDLE.address), DatagramMsg(datagram))]
+    assert relay.held == [] and relay.held_bytes == 0
+
+
+def test_held_datagrams_are_bounded_in_bytes_and_never_held_for_oneself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay, datagram = tcp_relay(), a_datagram()
+    monkeypatch.setattr(relay_peer, "MAX_HELD_BYTES", 2 * len(encode(datagram)))
+    for _ in range(3):
+        relay.send(MIDDLE.address, datagram)
+    assert len(relay.held) == 2 and relay.stats.dropped == {"CarrierFull": 1}
+    assert relay.send(SENDER.address, datagram) == []  # a next hop that is this participant
+    assert relay.stats.dropped["UnknownNextHop"] == 1 and len(relay.held) == 2

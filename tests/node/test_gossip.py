@@ -3,22 +3,26 @@ batches (full ones at once, the rest on the next tick), never back to a peer tha
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
 from gridnet.errors import WrongType
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
-from gridnet.market.orders import Order, Side, sign_order, topic
+from gridnet.market.orders import Order, Side, SignedOrder, order_id, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.messages import (
     MAX_INVENTORY,
     BlockMsg,
+    BlocksMsg,
     HaveMsg,
     OrderMsg,
-    StatusMsg,
     TxRejectedMsg,
     TxsMsg,
     WantMsg,
@@ -117,38 +121,107 @@ def test_gossip_goes_to_at_most_max_fanout_peers_and_the_others_hear_the_id(tmp_
     assert len(picks) > 1  # a fresh random choice per item, not a fixed few
 
 
-def test_a_new_block_goes_to_a_few_peers_and_its_news_to_the_rest(tmp_path: Path) -> None:
+def test_a_new_block_goes_to_the_fanout_peers_only(tmp_path: Path) -> None:
     node = fanned_node(tmp_path)
-    other = new_chain(tmp_path / "other", node.chain.params)
-    block = extend(other)
+    block = extend(new_chain(tmp_path / "other", node.chain.params))
     out = node.handle("p0", BlockMsg(block), now=block.header.timestamp)
-    blocks = {p for p, m in out if isinstance(m, BlockMsg)}
-    statuses = {p for p, m in out if isinstance(m, StatusMsg) and m.head == node.chain.head.hash}
-    assert len(blocks) == 3 and blocks | statuses == set(node.peers) - {"p0"} and not blocks & statuses
+    assert len({p for p, m in out if isinstance(m, BlockMsg)}) == 3
+    assert [m for _, m in out if not isinstance(m, BlockMsg)] == []  # the rest learn from others
+
+
+def one_order(nonce: int = 0) -> SignedOrder:
+    interval = interval_of(GENESIS_TIME) + 2
+    key = KEYS[0]
+    bid = Order(Side.BID, key.address, key.public_key, key.address, "north", interval, 5, 9, interval, nonce)
+    return sign_order(key, bid)
+
+
+def announcer(tmp_path: Path, txs: int = 2) -> tuple[Node, list[Transaction], SignedOrder]:
+    """A node that only announces (fan-out 0) to its one peer "n" what it holds."""
+    holder = Node("h", new_chain(tmp_path / "h", test_params(KEYS)), NodeConfig(tx_batch=1, max_fanout=0))
+    holder.add_peer("n")
+    held = transfers(holder.chain, txs)
+    for tx in held:
+        holder.submit_tx(tx, now=0)
+    signed = one_order()
+    holder.post_order(signed, GENESIS_TIME)
+    return holder, held, signed
 
 
 def test_announced_items_are_asked_for_once_and_served(tmp_path: Path) -> None:
-    node, holder = fanned_node(tmp_path, peers=2), fanned_node(tmp_path / "h", peers=0)
-    txs = transfers(holder.chain, 2)
-    for tx in txs:
-        holder.submit_tx(tx, now=0)
-    interval = interval_of(GENESIS_TIME) + 2
-    key = KEYS[0]
-    bid = Order(Side.BID, key.address, key.public_key, key.address, "north", interval, 5, 9, interval, 0)
-    signed = sign_order(key, bid)
-    holder.post_order(signed, GENESIS_TIME)
-    oid = next(iter(holder.orders[topic("north", interval)]))
-    have = HaveMsg(tuple(tx_id(t) for t in txs), (oid,))
+    node = fanned_node(tmp_path, peers=2)
+    holder, txs, signed = announcer(tmp_path / "h")
+    (have,) = announced(holder.tick(1)).values()
+    oid = order_id(signed)
+    assert have == HaveMsg(tuple(tx_id(t) for t in txs), (oid,))
     assert node.handle("p0", have, now=0) == [("p0", WantMsg(have.txids, (oid,)))]
-    assert node.handle("p1", have, now=1) == []  # already asked p0
+    assert node.handle("p1", have, now=1) == []  # already asked of p0
     answer = holder.handle("n", WantMsg(have.txids, (oid,)), now=2)
     assert answer == [("n", TxsMsg((txs[0],))), ("n", TxsMsg((txs[1],))), ("n", OrderMsg(signed))]
+    assert holder.handle("n", WantMsg(have.txids, (oid,)), now=3) == []  # served once
     for _, msg in answer:
         node.handle("p0", msg, now=GENESIS_TIME)
     assert all(tx_id(t) in node.mempool for t in txs)
-    assert node.orders[topic("north", interval)] == {oid: signed}
+    assert node.orders[topic("north", signed.order.interval)] == {oid: signed}
+    assert node.inventory.asks() == 0
     late = node.config.request_timeout_ms + 10
     assert node.handle("p1", have, now=late) == []  # held now: nothing to ask
+
+
+def test_items_not_announced_to_a_peer_are_not_served_to_it(tmp_path: Path) -> None:
+    holder, txs, signed = announcer(tmp_path)
+    asked = WantMsg(tuple(tx_id(t) for t in txs), (order_id(signed),))
+    assert holder.handle("n", asked, now=1) == []  # nothing was announced yet
+    holder.add_peer("stranger")
+    holder.tick(2)
+    assert holder.handle("stranger", asked, now=3) == []  # "n" was told, not this one
+
+
+def test_an_announcer_that_never_answers_is_passed_over(tmp_path: Path) -> None:
+    node = fanned_node(tmp_path, peers=2)
+    have = HaveMsg((b"\x01" * 32,), (b"\x02" * 32,))
+    assert node.handle("p0", have, now=0) == [("p0", WantMsg(have.txids, have.orders))]
+    assert node.handle("p1", have, now=1) == []  # remembered as the next to ask
+    timeout = node.config.request_timeout_ms
+    assert [m for _, m in node.tick(timeout - 1) if isinstance(m, WantMsg)] == []
+    wants = [(p, m) for p, m in node.tick(timeout) if isinstance(m, WantMsg)]
+    assert wants == [("p1", WantMsg(have.txids, have.orders))]
+    node.remove_peer("p1")  # the next one goes away too: given up, until announced again
+    assert [m for _, m in node.tick(timeout + 1) if isinstance(m, WantMsg)] == []
+    assert node.inventory.asks() == 0
+
+
+def test_a_peer_flooding_announcements_cannot_crowd_out_the_others(tmp_path: Path) -> None:
+    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=100))
+    for peer in ("evil", "honest"):
+        node.add_peer(peer)
+    junk = tuple(i.to_bytes(32, "big") for i in range(1, MAX_INVENTORY))
+    ((_, want),) = node.handle("evil", HaveMsg(junk, ()), now=0)
+    assert isinstance(want, WantMsg) and len(want.txids) == 100
+    real = HaveMsg((b"\xaa" * 32,), ())
+    assert node.handle("honest", real, now=1) == [("honest", WantMsg(real.txids, ()))]
+
+
+def test_answers_and_relay_batches_stay_within_the_byte_bound(tmp_path: Path) -> None:
+    config = NodeConfig(tx_batch=100, tx_batch_bytes=600, max_fanout=0)
+    holder = Node("h", new_chain(tmp_path / "h", test_params(KEYS)), config)
+    holder.add_peer("n")
+    txs = transfers(holder.chain, 12)
+    for tx in txs:
+        holder.submit_tx(tx, now=0)
+    holder.tick(1)
+    answer = holder.handle("n", WantMsg(tuple(tx_id(t) for t in txs), ()), now=2)
+    size = len(encode(txs[0]))
+    assert [t for _, m in answer for t in m.txs] == txs  # type: ignore[attr-defined]
+    assert all(len(m.txs) * size <= 600 for _, m in answer)  # type: ignore[attr-defined]
+    relay = Node(
+        "r", new_chain(tmp_path / "r", test_params(KEYS)), NodeConfig(tx_batch=100, tx_batch_bytes=600)
+    )
+    relay.add_peer("src")
+    relay.add_peer("dst")
+    out = relay.handle("src", TxsMsg(tuple(txs)), now=0) + relay.tick(1)
+    batches = [m.txs for p, m in out if p == "dst" and isinstance(m, TxsMsg)]
+    assert [t for b in batches for t in b] == txs and all(len(b) * size <= 600 for b in batches)
 
 
 def test_an_inventory_longer_than_the_limit_is_malformed() -> None:
@@ -161,11 +234,24 @@ def test_a_transaction_ahead_of_its_nonce_waits_for_the_gap_to_fill(tmp_path: Pa
     node = node_with_peers(tmp_path)
     first, second, third = transfers(node.chain, 3)
     refusals = node.handle("a", TxsMsg((third, second)), now=0)
-    assert {(p, m.rule) for p, m in refusals if isinstance(m, TxRejectedMsg)} == {("a", "NonceGap")}
-    assert len(node.mempool) == 0  # refused (the sender's user hears why), but held
-    node.handle("b", TxsMsg((first,)), now=1)
+    rules = [(p, m.rule) for p, m in refusals if isinstance(m, TxRejectedMsg)]
+    assert rules == [("a", "NonceGap"), ("a", "NonceGap")]  # the sender's user hears why ...
+    assert len(node.mempool) == 0 and len(node.early) == 2  # ... but they are held
+    out = node.handle("b", TxsMsg((first,)), now=1)
     assert [tx_id(t) in node.mempool for t in (first, second, third)] == [True, True, True]
     assert node.stats.tx_outcomes["accepted"] == 3
+    assert not [m for _, m in out if isinstance(m, TxRejectedMsg)]  # nobody is told twice
+
+
+def test_only_a_near_nonce_of_a_sender_that_can_pay_is_held(tmp_path: Path) -> None:
+    node = node_with_peers(tmp_path)
+    far = sign(node.chain, KEYS[0], Transfer(KEYS[1].address, 5), node.config.max_early_ahead + 1)
+    broke = sign(node.chain, PrivateKey.from_label("no coin"), Transfer(KEYS[1].address, 5), 1)
+    near = sign(node.chain, KEYS[0], Transfer(KEYS[1].address, 5), 1)
+    richer = sign(node.chain, KEYS[0], Transfer(KEYS[1].address, 5), 1, fee=near.fee + 1)
+    for tx in (far, broke, near, richer):
+        node.handle("a", TxsMsg((tx,)), now=0)
+    assert [tx_id(t) in node.early for t in (far, broke, near, richer)] == [False, False, False, True]
 
 
 def test_a_block_fills_the_gap_of_a_held_transaction(tmp_path: Path) -> None:
@@ -175,7 +261,7 @@ def test_a_block_fills_the_gap_of_a_held_transaction(tmp_path: Path) -> None:
     other = new_chain(tmp_path / "other", node.chain.params)
     block = extend(other, [first])  # the first was mined without passing through this node
     node.handle("b", BlockMsg(block), now=block.header.timestamp)
-    assert node.chain.height == 1 and tx_id(second) in node.mempool
+    assert node.chain.height == 1 and tx_id(second) in node.mempool and len(node.early) == 0
 
 
 def fanout_network(tmp_path: Path, miner: int | None) -> MemoryNetwork:
@@ -217,6 +303,19 @@ def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path
 
 def test_blocks_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:
     net = fanout_network(tmp_path, miner=0)
+    copies: Counter[str] = Counter()
+    send = net.send
+
+    def counting(src: str, out: Iterable[Outgoing]) -> None:
+        out = list(out)
+        for _, msg in out:
+            if isinstance(msg, BlockMsg):
+                copies["pushed"] += 1
+            elif isinstance(msg, BlocksMsg):
+                copies["synced"] += len(msg.blocks)
+        send(src, out)
+
+    net.send = counting  # type: ignore[method-assign]
     for tx in transfers(net.nodes["n7"].chain, 5):
         net.submit("n7", tx)
     net.run_for(20_000)
@@ -227,3 +326,5 @@ def test_blocks_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:
         net.nodes["n0"].chain.account(KEYS[1].address).balance
     }
     assert all(len(n.mempool) == 0 for n in net.nodes.values())  # the transfers got mined
+    per_block = (copies["pushed"] + copies["synced"]) / net.nodes["n0"].chain.height
+    assert per_block <= 16 * 3 * 2  # about nodes x fan-out (plus some synced); a flood: 16 x 14

@@ -785,4 +785,12 @@ def _datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[O
         summary="End the connections delivered here: a signed transit claim for each",
     )
     async def close_connections() -> ClaimsOut:
-        return ClaimsOut(claims=[encode(c).hex() for c in relay.inbox.close()])
+        return ClaimsOut(claims=[encode(c).hex() for c in relay.close_connections()])
+
+    @app.get(
+        "/datagrams/claims",
+        response_model=ClaimsOut,
+        summary="The latest transit claims signed here (the last 1,000), oldest first",
+    )
+    async def get_claims() -> ClaimsOut:
+        return ClaimsOut(claims=[encode(c).hex() for c in relay.claims])

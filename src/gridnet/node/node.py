@@ -21,11 +21,11 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
-from gridnet.ledger.transactions import Transaction, tx_body, tx_id
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.wallet import restore_pending
-from gridnet.market.orders import SignedOrder, topic, validate_order
+from gridnet.market.orders import SignedOrder, order_id, topic, validate_order
+from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.messages import (
-    MAX_INVENTORY,
     BlockMsg,
     BlocksMsg,
     GetBlocksMsg,
@@ -71,19 +71,26 @@ class NodeConfig:
     """Recent mempool outcomes kept in ``Node.events`` (all are counted in the stats)."""
     max_order_topics: int = 1024
     """Order topics (area, interval) kept before the oldest half is forgotten."""
+    tx_batch_bytes: int = 1 << 20
+    """A batch is sent before it would grow past this many bytes (a frame holds 4 MiB)."""
     max_fanout: int = 8
     """Gossiped items (transactions, orders, blocks) go to at most this many peers, picked at
-    random per item among those it did not come from. The other peers are only told: the ids
-    of transactions and orders (HaveMsg, on the next tick: they ask for what they lack with
-    a WantMsg) and, for a block, the new head (a StatusMsg: they sync it). The seen-sets
-    (mempool, order ids, block index) stop repeats."""
+    random per item among those it did not come from (``node/gossip.py``). The others are
+    told the ids of transactions and orders (HaveMsg, next tick) and ask for what they lack
+    (WantMsg); a block they miss reaches them from other peers or through sync after a
+    status announcement. The seen-sets (mempool, order ids, block index) stop repeats."""
+    max_asks_per_peer: int = 4096
+    """Items asked of one peer and not received yet, at most (more of its announcements are
+    asked for once these are answered or time out)."""
+    max_told_per_peer: int = 50_000
+    """Ids announced to a peer that it may still ask for (the oldest are forgotten)."""
     max_early_txs: int = 4096
-    """Relayed transactions refused for ``NonceGap`` but held, to be admitted if the earlier
-    nonce of their sender arrives (gossip on several paths reorders a sender's transactions);
-    beyond this the oldest are forgotten."""
-    max_wanted: int = 50_000
-    """Ids asked for and not yet answered (for ``request_timeout_ms``) at most; more
-    announcements wait until these are answered or time out."""
+    max_early_bytes: int = 4 << 20
+    """Relayed transactions refused for ``NonceGap`` but held (at most this many and bytes),
+    to be admitted when their sender's earlier nonce arrives or is mined."""
+    max_early_ahead: int = 16
+    """Only a transaction at most this many nonces ahead of its sender's next one, from a
+    sender that can pay its fee, is held."""
 
 
 @dataclass
@@ -102,7 +109,11 @@ class NodeStats:
 
 
 class Node:
-    def __init__(self, name: str, chain: Chain, config: NodeConfig | None = None) -> None:
+    def __init__(
+        self, name: str, chain: Chain, config: NodeConfig | None = None, rng: random.Random | None = None
+    ) -> None:
+        """``rng`` draws the gossip fan-out: by default seeded by ``name``, so runs on the
+        in-memory network repeat; a node process passes an unpredictable one."""
         self.name = name
         self.chain = chain
         self.config = config or NodeConfig()
@@ -115,16 +126,16 @@ class Node:
         """Market topic ("market/AREA/INTERVAL") -> order id -> signed order (off chain)."""
         self._orders_seen: dict[Hash32, str] = {}
         """Order id -> its topic, for every order kept."""
-        self._tell_txs: dict[str, dict[Hash32, None]] = {}
-        self._tell_orders: dict[str, dict[Hash32, None]] = {}
-        """Peer -> ids to announce to it on the next tick (items it was not sent)."""
-        self._wanted: dict[Hash32, int] = {}
-        """Id -> when we asked a peer for it (so that one ask is out at a time)."""
-        self._early: OrderedDict[Hash32, tuple[str, Transaction]] = OrderedDict()
-        """Relayed transactions that came before an earlier nonce of their sender (refused
-        with NonceGap): txid -> (peer, tx), admitted if the gap fills."""
-        self._early_at: dict[tuple[bytes, int], Hash32] = {}
-        """(sender key, nonce) -> txid in ``_early``."""
+        cfg = self.config
+        self.inventory = Inventory(
+            self.peers,
+            rng or random.Random(f"fanout/{name}"),
+            max_fanout=cfg.max_fanout,
+            timeout_ms=cfg.request_timeout_ms,
+            max_asks_per_peer=cfg.max_asks_per_peer,
+            max_told_per_peer=cfg.max_told_per_peer,
+        )
+        self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes)
         self._inflight: dict[str, int] = {}
         """Peer -> when we sent it the block request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
@@ -136,6 +147,7 @@ class Node:
         self._tx_origin: dict[Hash32, str] = {}
         self._relay: dict[str, dict[Hash32, Transaction]] = {}
         """Peer -> transactions to send it in the next batch (dropped when it sends them first)."""
+        self._relay_bytes: dict[str, int] = {}
         self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
         self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
@@ -143,7 +155,6 @@ class Node:
         self._template_at = 0
         self._nonce = 0
         self._last_status = -(10**18)
-        self._rng = random.Random(f"fanout/{name}")  # reproducible runs on the in-memory network
 
     # --- peers -----------------------------------------------------------------------------
 
@@ -155,27 +166,13 @@ class Node:
         if peer in self.peers:
             self.peers.remove(peer)
         self._relay.pop(peer, None)
-        self._tell_txs.pop(peer, None)
-        self._tell_orders.pop(peer, None)
-
-    def _spread(self, source: str | None) -> tuple[list[str], list[str]]:
-        """Split the peers but ``source`` into those a gossiped item goes to (all, or a random
-        ``max_fanout`` of them) and those only told about it."""
-        peers = [p for p in self.peers if p != source]
-        if len(peers) <= self.config.max_fanout:
-            return peers, []
-        chosen = set(self._rng.sample(peers, self.config.max_fanout))
-        return [p for p in peers if p in chosen], [p for p in peers if p not in chosen]
+        self._relay_bytes.pop(peer, None)
+        self.inventory.remove_peer(peer)
 
     def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
-        """A new head: the block to a few peers, the news of it (our status) to the rest."""
-        to, told = self._spread(source)
-        status = self.status()
-        return [(p, BlockMsg(block)) for p in to] + [(p, status) for p in told]
-
-    def _tell(self, queue: dict[str, dict[Hash32, None]], peers: list[str], item: Hash32) -> None:
-        for p in peers:
-            queue.setdefault(p, {})[item] = None
+        """A new head goes to the fan-out peers; the others get it from theirs, or sync it
+        when our next status tells them of more work."""
+        return [(p, BlockMsg(block)) for p in self.inventory.spread(source)[0]]
 
     def _fault(self, peer: str) -> None:
         self.stats.peer_faults[peer] = self.stats.peer_faults.get(peer, 0) + 1
@@ -211,11 +208,12 @@ class Node:
             for tx in msg.txs:
                 body = tx_body(tx)
                 tid = txid(body, tx.signature)
-                if tid in self.mempool or tid in self._early:
+                self.inventory.received(tid)
+                if tid in self.mempool or tid in self.early:
                     # Gossip brings most transactions more than once: not an outcome, but
                     # news that this peer has it (no need to send it there).
                     relay.pop(tid, None)
-                    self._tell_txs.get(peer, {}).pop(tid, None)
+                    self.inventory.has(peer, TX, tid)
                 else:
                     out.extend(self._on_tx(peer, tx, now, body)[1])
             return out
@@ -224,6 +222,7 @@ class Node:
         if isinstance(msg, StatusMsg):
             return self._on_status(peer, msg, now)
         if isinstance(msg, OrderMsg):
+            self.inventory.received(order_id(msg.order))
             try:
                 return self._on_order(peer, msg.order, now)
             except OrderExpired:
@@ -244,11 +243,9 @@ class Node:
     def tick(self, now: int) -> list[Outgoing]:
         self.flush_pending()
         out: list[Outgoing] = [(p, TxsMsg(tuple(b.values()))) for p, b in self._relay.items() if b]
-        self._relay = {}
-        out.extend(self._announce())
-        if self._wanted:
-            timeout = self.config.request_timeout_ms
-            self._wanted = {k: t for k, t in self._wanted.items() if now - t < timeout}
+        self._relay, self._relay_bytes = {}, {}
+        out.extend(self.inventory.announcements())
+        out.extend(self.inventory.retry(now))
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
@@ -269,40 +266,43 @@ class Node:
         return events, out
 
     def _release_early(self, sender: bytes, nonce: int, now: int) -> list[Outgoing]:
+        """Admit ``sender``'s held transactions from ``nonce`` on, while they are accepted
+        (the peer that sent one was told of its NonceGap already: not told again)."""
         out: list[Outgoing] = []
-        while (tid := self._early_at.pop((sender, nonce), None)) is not None:
-            peer, tx = self._early.pop(tid)
-            events, more = self._admit(peer, tx, now, None)
+        while (held := self.early.take(sender, nonce)) is not None:
+            events, more = self._admit(held[0], held[1], now, None, report=False)
             out.extend(more)
             if events[0].kind is not EventKind.ACCEPTED:
                 break
             nonce += 1
         return out
 
-    def _hold_early(self, peer: str, txid: Hash32, tx: Transaction) -> None:
-        key = (tx.sender, tx.nonce)
-        if key in self._early_at:  # another transaction with this nonce: the first one stays
-            return
-        self._early[txid] = (peer, tx)
-        self._early_at[key] = txid
-        while len(self._early) > self.config.max_early_txs:
-            _, (_, old) = self._early.popitem(last=False)
-            self._early_at.pop((old.sender, old.nonce), None)
+    def _next_nonce(self, sender: bytes) -> tuple[int, int]:
+        """(the nonce ``sender``'s next transaction needs here, its balance)."""
+        address = address_from_public_key(sender)
+        account = self.chain.account(address)
+        return account.nonce + len(self.mempool.by_sender.get(address, {})), account.balance
 
-    def _release_after_block(self, now: int) -> list[Outgoing]:
+    def _may_hold(self, tx: Transaction) -> bool:
+        """A gapped transaction is worth holding if it is close ahead and its sender can pay
+        (anything else would let a peer fill the hold with junk for free)."""
+        nonce, balance = self._next_nonce(tx.sender)
+        return tx.nonce - nonce <= self.config.max_early_ahead and balance >= tx.fee
+
+    def _release_after_block(self, blocks: list[Block], now: int) -> list[Outgoing]:
         """A block may have filled a held transaction's gap (its sender's earlier ones were
         mined without passing through our mempool): admit those that are next now."""
         out: list[Outgoing] = []
-        for sender in {s for s, _ in self._early_at}:
-            address = address_from_public_key(sender)
-            nonce = self.chain.account(address).nonce + len(self.mempool.by_sender.get(address, {}))
-            for key in [k for k in self._early_at if k[0] == sender and k[1] < nonce]:
-                self._early.pop(self._early_at.pop(key), None)  # spent: stale
-            out.extend(self._release_early(sender, nonce, now))
+        senders = dict.fromkeys(t.sender for b in blocks for t in b.txs[1:])  # block order
+        for sender in senders:
+            if self.early.holds_sender(sender):
+                nonce = self._next_nonce(sender)[0]
+                self.early.drop_below(sender, nonce)  # spent: stale
+                out.extend(self._release_early(sender, nonce, now))
         return out
 
     def _admit(
-        self, peer: str | None, tx: Transaction, now: int, body: bytes | None
+        self, peer: str | None, tx: Transaction, now: int, body: bytes | None, *, report: bool = True
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
         events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body)
         outcome = events[0]
@@ -312,18 +312,18 @@ class Node:
             self._pending_changes[outcome.txid] = (encode(tx), now)
             if peer is None:  # only this node holds it: durable, and sent, before the user hears
                 self.flush_pending()
-                to, told = self._spread(None)
+                to, told = self.inventory.spread(None)
                 out.extend((p, TxsMsg((tx,))) for p in to)
-                self._tell(self._tell_txs, told, outcome.txid)
+                self.inventory.tell(TX, told, outcome.txid)
             else:
                 self._tx_origin[outcome.txid] = peer
                 out.extend(self._queue_relay(peer, outcome.txid, tx))
         else:
             self.stats.txs_rejected += 1
-            if peer is not None:
-                if outcome.rule == NonceGap.__name__:
+            if peer is not None and report:
+                if outcome.rule == NonceGap.__name__ and self._may_hold(tx):
                     # Refused for now, but held: gossip on several paths reorders a sender's.
-                    self._hold_early(peer, outcome.txid, tx)
+                    self.early.hold(peer, outcome.txid, tx, tx_size(body or tx_body(tx)))
                 out.append((peer, TxRejectedMsg(outcome.txid, outcome.rule, outcome.message)))
         self._log([outcome])
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
@@ -333,14 +333,21 @@ class Node:
         """Queue ``tx`` for the peers it spreads to (its id for the others); send the batches
         that are full."""
         out: list[Outgoing] = []
-        to, told = self._spread(source)
-        self._tell(self._tell_txs, told, txid)
+        to, told = self.inventory.spread(source)
+        self.inventory.tell(TX, told, txid)
+        size = self.mempool.by_id[txid].size
         for p in to:
             batch = self._relay.setdefault(p, {})
+            if batch and self._relay_bytes.get(p, 0) + size > self.config.tx_batch_bytes:
+                out.append((p, TxsMsg(tuple(batch.values()))))
+                batch = self._relay[p] = {}
+                self._relay_bytes[p] = 0
             batch[txid] = tx
+            self._relay_bytes[p] = self._relay_bytes.get(p, 0) + size
             if len(batch) >= self.config.tx_batch:
                 out.append((p, TxsMsg(tuple(batch.values()))))
                 self._relay[p] = {}
+                self._relay_bytes[p] = 0
         return out
 
     def _log(self, events: list[PoolEvent]) -> None:
@@ -378,8 +385,8 @@ class Node:
         self._orders_seen[verified.id] = name
         self.orders.setdefault(name, {})[verified.id] = signed
         self._prune_orders(interval_of(now))
-        to, told = self._spread(peer)
-        self._tell(self._tell_orders, told, verified.id)
+        to, told = self.inventory.spread(peer)
+        self.inventory.tell(ORDER, told, verified.id)
         return [(p, OrderMsg(signed)) for p in to]
 
     def _prune_orders(self, current: int) -> None:
@@ -392,47 +399,39 @@ class Node:
 
     # --- announcements (the peers an item did not go to) ---------------------------------
 
-    def _announce(self) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        for p in self.peers:
-            txids = list(self._tell_txs.pop(p, {}))
-            orders = list(self._tell_orders.pop(p, {}))
-            for i in range(0, max(len(txids), len(orders)), MAX_INVENTORY):
-                chunk = slice(i, i + MAX_INVENTORY)
-                out.append((p, HaveMsg(tuple(txids[chunk]), tuple(orders[chunk]))))
-        return out
-
     def _on_have(self, peer: str, msg: HaveMsg, now: int) -> list[Outgoing]:
-        """Ask the announcing peer for the items we lack (and not asked for already)."""
+        """Ask the announcing peer for the items we lack (unless asked of another already)."""
         relay = self._relay.get(peer, {})
-        for tid in msg.txids:  # it has them: no need to send or announce them to it
+        for tid in msg.txids:  # it has them: no need to send them to it
             relay.pop(tid, None)
-            self._tell_txs.get(peer, {}).pop(tid, None)
-        txids = tuple(
-            t for t in msg.txids if t not in self.mempool and t not in self._early and self._want(t, now)
-        )
-        orders = tuple(o for o in msg.orders if o not in self._orders_seen and self._want(o, now))
-        return [(peer, WantMsg(txids, orders))] if txids or orders else []
+        want = self.inventory.on_have(peer, msg, now, self._lacks)
+        return [] if want is None else [(peer, want)]
 
-    def _want(self, item: Hash32, now: int) -> bool:
-        asked = self._wanted.get(item)
-        if asked is not None and now - asked < self.config.request_timeout_ms:
-            return False
-        if len(self._wanted) >= self.config.max_wanted:
-            return False
-        self._wanted[item] = now
-        return True
+    def _lacks(self, kind: Kind, item: Hash32) -> bool:
+        if kind == TX:
+            return item not in self.mempool and item not in self.early
+        return item not in self._orders_seen
 
     def _on_want(self, peer: str, msg: WantMsg) -> list[Outgoing]:
-        """Send a peer the items it asked for that we still hold (in the order asked)."""
-        txs = [self.mempool.by_id[t].tx for t in msg.txids if t in self.mempool]
-        out: list[Outgoing] = [
-            (peer, TxsMsg(tuple(txs[i : i + self.config.tx_batch])))
-            for i in range(0, len(txs), self.config.tx_batch)
-        ]
+        """Send a peer what it asks for of what we announced to it and still hold, in the
+        order asked (transactions in batches bounded in count and bytes)."""
+        out: list[Outgoing] = []
+        batch: list[Transaction] = []
+        size = 0
+        for t in msg.txids:
+            vtx = self.mempool.by_id.get(t)
+            if vtx is None or not self.inventory.may_serve(peer, t):
+                continue
+            if batch and (len(batch) >= self.config.tx_batch or size + vtx.size > self.config.tx_batch_bytes):
+                out.append((peer, TxsMsg(tuple(batch))))
+                batch, size = [], 0
+            batch.append(vtx.tx)
+            size += vtx.size
+        if batch:
+            out.append((peer, TxsMsg(tuple(batch))))
         for oid in msg.orders:
             name = self._orders_seen.get(oid)
-            if name is not None:
+            if name is not None and self.inventory.may_serve(peer, oid):
                 out.append((peer, OrderMsg(self.orders[name][oid])))
         return out
 
@@ -479,8 +478,8 @@ class Node:
                         e = PoolEvent(EventKind.DROPPED, e.txid, e.sender, e.rule, e.message)
                     events.append(e)
         out.extend(self._record(events))
-        if self._early:
-            out.extend(self._release_after_block(now))
+        if len(self.early):
+            out.extend(self._release_after_block(result.connected, now))
         self._template = None
         tip = self.chain.head
         tip_block = result.connected[-1] if result.connected else None
@@ -530,8 +529,14 @@ class Node:
             return []
         self._inflight[peer] = now
         tip = self._peer_tip.get(peer)
-        if tip is None or tip.invalid or tip.hash not in self.chain.entries:
-            tip = self.chain.best_tip()
+        chain = self.chain
+        if (
+            tip is None
+            or tip.invalid
+            or tip.hash not in chain.entries
+            or (tip.height < chain.height and chain.main[tip.height].hash == tip.hash)  # we are past it
+        ):
+            tip = chain.best_tip()
         return [(peer, GetBlocksMsg(tuple(self.chain.locator(tip)), self.config.blocks_per_request))]
 
     def _on_blocks(self, peer: str, msg: BlocksMsg, now: int) -> list[Outgoing]:

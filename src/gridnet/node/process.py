@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
         request_timeout_ms=clock.span(NodeConfig.request_timeout_ms),
     )
     name = address_to_text(key.address)
-    node = Node(name, chain, config)
+    node = Node(name, chain, config, rng=random.SystemRandom())  # a fan-out nobody can predict
     # The node relays and receives datagrams as the participant of its key; over TCP a
     # participant's name is its address (the link its key authenticates).
     relay = RelayPeer(name, key, lambda: ChainRelayView(chain.view()), address_to_text)

@@ -16,13 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
 from gridnet.errors import CarrierFull, GridnetError, UnknownNextHop
 from gridnet.node.messages import DatagramMsg, Message
+from gridnet.relay.claims import SignedClaim
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, RelayView
 from gridnet.units import Address
 
 Outgoing = tuple[str, Message]
 MAX_HELD = 10_000
+MAX_HELD_BYTES = 64 << 20
+"""Datagrams held for absent hops: at most this many, and this many bytes."""
+MAX_CLAIMS_KEPT = 1_000
 MAX_RECEIVED = 10_000
 """Delivered datagrams kept until the owner takes them (the oldest go first)."""
 
@@ -55,9 +60,13 @@ class RelayPeer:
         self.trusted_flaggers = trusted_flaggers
         self.peers: list[str] = []
         self.held: list[tuple[str, Datagram]] = []
+        self.held_bytes = 0
         self.inbox = Inbox(key)
         self.received: deque[Delivered] = deque(maxlen=MAX_RECEIVED)
         """Datagrams delivered here (envelope and hop list), until the owner takes them."""
+        self.claims: deque[SignedClaim] = deque(maxlen=MAX_CLAIMS_KEPT)
+        """The latest transit claims signed by :meth:`close_connections` (kept so a lost
+        answer does not lose a relay's pay)."""
         self.stats = RelayStats()
         self._relay = Relay(key, view(), trusted_flaggers)
 
@@ -68,6 +77,12 @@ class RelayPeer:
     def remove_peer(self, peer: str) -> None:
         if peer in self.peers:
             self.peers.remove(peer)
+
+    def close_connections(self) -> list[SignedClaim]:
+        """End every connection delivered here: one signed transit claim each."""
+        claims = self.inbox.close()
+        self.claims.extend(claims)
+        return claims
 
     def send(self, first_hop: Address, datagram: Datagram) -> list[Outgoing]:
         """Originate: hand a new datagram to the first hop of its path."""
@@ -100,6 +115,7 @@ class RelayPeer:
         for name, datagram in self.held:
             if name in self.peers:
                 out.append((name, DatagramMsg(datagram)))
+                self.held_bytes -= len(encode(datagram))
             else:
                 keep.append((name, datagram))
         self.held = keep
@@ -107,14 +123,16 @@ class RelayPeer:
 
     def _route(self, hop: Address, datagram: Datagram) -> list[Outgoing]:
         name = self.directory(hop)
-        if name is None:
+        if name is None or name == self.name:  # (an onion naming this participant as its next hop)
             self.stats.dropped[UnknownNextHop.__name__] += 1
             return []
         if name in self.peers:
             return [(name, DatagramMsg(datagram))]
-        if len(self.held) >= MAX_HELD:
+        size = len(encode(datagram))
+        if len(self.held) >= MAX_HELD or self.held_bytes + size > MAX_HELD_BYTES:
             self.stats.dropped[CarrierFull.__name__] += 1
             return []
         self.stats.held += 1
         self.held.append((name, datagram))
+        self.held_bytes += size
         return []

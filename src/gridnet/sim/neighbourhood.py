@@ -100,6 +100,8 @@ BOOTSTRAP_MS = 2 * 3600 * 1000
 """Simulated time before the first interval, for identities, authorities and meters."""
 CLEAR_AFTER_MS = 10 * 60_000
 """The hub clears an interval's auction this long after the orders are sent."""
+MIN_TRAVEL_MS = 60_000
+"""... and never less than this after (a devnet driver running late)."""
 STEP_MS = 60_000
 """The simulator acts (submits what became possible) once per simulated minute."""
 SUBSIDY_BATCH = 96
@@ -718,7 +720,10 @@ class Neighbourhood:
                 if nxt == self.curtail_interval:
                     self.curtail(nxt)
                 self.place_orders(nxt)
-                self.run_until(interval_start(interval) + CLEAR_AFTER_MS)  # orders travel to the hub
+                # Orders travel to the hub (for at least MIN_TRAVEL_MS when the driver is late).
+                self.run_until(
+                    max(interval_start(interval) + CLEAR_AFTER_MS, self.backend.now() + MIN_TRAVEL_MS)
+                )
                 self.clear(nxt)
             self.run_until(interval_start(nxt))
             if progress is not None and k:

@@ -1,0 +1,234 @@
+"""Bounded fan-out bookkeeping of a node (sans-IO, no chain): which peers get a gossiped item
+and which are only told its id, what was announced to whom, what we asked of whom, and the
+relayed transactions held until their sender's earlier nonce arrives.
+
+An item goes to at most ``max_fanout`` peers drawn at random; the others get its id in a
+``HaveMsg`` on the next tick and may ask for it with a ``WantMsg``. A node asks one announcer
+at a time; when that one does not answer within the timeout (or goes away) it asks the next
+that announced the item, so a peer that announces and never answers delays an item by one
+timeout but cannot keep it from a node. Every table is bounded.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from gridnet.ledger.transactions import Transaction
+from gridnet.node.messages import MAX_INVENTORY, HaveMsg, WantMsg
+from gridnet.units import Hash32
+
+TX = 0
+ORDER = 1
+Kind = int
+"""What an id names: ``TX`` or ``ORDER``."""
+
+
+@dataclass
+class _Ask:
+    kind: Kind
+    peer: str
+    """The peer asked (its answer is awaited)."""
+    at: int
+    others: list[str] = field(default_factory=list)
+    """Peers that announced it too: asked next, in order, if ``peer`` does not answer."""
+
+
+class Inventory:
+    def __init__(
+        self,
+        peers: list[str],
+        rng: random.Random,
+        *,
+        max_fanout: int,
+        timeout_ms: int,
+        max_asks_per_peer: int,
+        max_told_per_peer: int,
+    ) -> None:
+        self.peers = peers
+        """The node's peer list (shared, not copied)."""
+        self.rng = rng
+        self.max_fanout = max_fanout
+        self.timeout_ms = timeout_ms
+        self.max_asks_per_peer = max_asks_per_peer
+        self.max_told_per_peer = max_told_per_peer
+        self._tell: dict[str, tuple[dict[Hash32, None], dict[Hash32, None]]] = {}
+        """Peer -> (txids, order ids) to announce to it on the next tick."""
+        self._told: dict[str, OrderedDict[Hash32, None]] = {}
+        """Peer -> ids announced to it and not asked for yet: all it may ask for."""
+        self._asks: dict[Hash32, _Ask] = {}
+        self._asks_of: Counter[str] = Counter()
+
+    def spread(self, source: str | None) -> tuple[list[str], list[str]]:
+        """Split the peers but ``source`` into those an item goes to (all, or a random
+        ``max_fanout`` of them) and those only told about it."""
+        peers = [p for p in self.peers if p != source]
+        if len(peers) <= self.max_fanout:
+            return peers, []
+        chosen = set(self.rng.sample(peers, self.max_fanout))
+        return [p for p in peers if p in chosen], [p for p in peers if p not in chosen]
+
+    def tell(self, kind: Kind, peers: Iterable[str], item: Hash32) -> None:
+        for p in peers:
+            self._tell.setdefault(p, ({}, {}))[kind][item] = None
+
+    def has(self, peer: str, kind: Kind, item: Hash32) -> None:
+        """``peer`` holds ``item`` (it sent or announced it): no need to announce it there."""
+        queued = self._tell.get(peer)
+        if queued is not None:
+            queued[kind].pop(item, None)
+
+    def received(self, item: Hash32) -> None:
+        """An item arrived (from whichever peer): the ask for it is answered."""
+        ask = self._asks.pop(item, None)
+        if ask is not None:
+            self._asks_of[ask.peer] -= 1
+
+    def announcements(self) -> list[tuple[str, HaveMsg]]:
+        out = []
+        for p in self.peers:
+            queued = self._tell.pop(p, None)
+            if queued is None:
+                continue
+            txids, orders = list(queued[TX]), list(queued[ORDER])
+            told = self._told.setdefault(p, OrderedDict())
+            for item in (*txids, *orders):
+                told[item] = None
+            while len(told) > self.max_told_per_peer:
+                told.popitem(last=False)
+            for i in range(0, max(len(txids), len(orders)), MAX_INVENTORY):
+                chunk = slice(i, i + MAX_INVENTORY)
+                out.append((p, HaveMsg(tuple(txids[chunk]), tuple(orders[chunk]))))
+        return out
+
+    def on_have(
+        self, peer: str, msg: HaveMsg, now: int, lacks: Callable[[Kind, Hash32], bool]
+    ) -> WantMsg | None:
+        """What to ask ``peer`` for of what it announced: the items we lack and have not
+        asked anyone for (if we have, it is remembered as the next to ask)."""
+        want: tuple[list[Hash32], list[Hash32]] = ([], [])
+        for kind, items in ((TX, msg.txids), (ORDER, msg.orders)):
+            for item in items:
+                self.has(peer, kind, item)
+                if not lacks(kind, item):
+                    continue
+                ask = self._asks.get(item)
+                if ask is not None:
+                    if peer != ask.peer and peer not in ask.others and len(ask.others) < len(self.peers):
+                        ask.others.append(peer)
+                elif self._asks_of[peer] < self.max_asks_per_peer:
+                    self._asks[item] = _Ask(kind, peer, now)
+                    self._asks_of[peer] += 1
+                    want[kind].append(item)
+        return WantMsg(tuple(want[TX]), tuple(want[ORDER])) if want[TX] or want[ORDER] else None
+
+    def may_serve(self, peer: str, item: Hash32) -> bool:
+        """Whether ``peer`` may have ``item`` for the asking: it was announced to it (once)."""
+        told = self._told.get(peer)
+        if told is None or item not in told:
+            return False
+        del told[item]
+        return True
+
+    def retry(self, now: int) -> list[tuple[str, WantMsg]]:
+        """Asks unanswered for the timeout (or of a peer gone) go to the next announcer;
+        with none left, the item is given up (a later announcement starts again)."""
+        again: dict[str, tuple[list[Hash32], list[Hash32]]] = {}
+        for item, ask in list(self._asks.items()):
+            if now - ask.at < self.timeout_ms and ask.peer in self.peers:
+                continue
+            self._asks_of[ask.peer] -= 1
+            while ask.others:
+                nxt = ask.others.pop(0)
+                if nxt in self.peers and self._asks_of[nxt] < self.max_asks_per_peer:
+                    ask.peer, ask.at = nxt, now
+                    self._asks_of[nxt] += 1
+                    again.setdefault(nxt, ([], []))[ask.kind].append(item)
+                    break
+            else:
+                del self._asks[item]
+        return [
+            (p, WantMsg(tuple(txids[i : i + MAX_INVENTORY]), tuple(orders[i : i + MAX_INVENTORY])))
+            for p, (txids, orders) in again.items()
+            for i in range(0, max(len(txids), len(orders)), MAX_INVENTORY)
+        ]
+
+    def remove_peer(self, peer: str) -> None:
+        """Forget what was queued for or announced to ``peer``; its asks move on at the next
+        :meth:`retry`."""
+        self._tell.pop(peer, None)
+        self._told.pop(peer, None)
+
+    def asks(self) -> int:
+        """Items asked for and not received yet."""
+        return len(self._asks)
+
+
+@dataclass
+class _Held:
+    peer: str
+    tx: Transaction
+    size: int
+
+
+class EarlyTxs:
+    """Relayed transactions refused with ``NonceGap`` but held, to be admitted when their
+    sender's earlier nonce is accepted or mined (gossip on several paths reorders a sender's
+    transactions). Bounded in count and bytes (the oldest go first); the node decides what
+    may be held (a nonce close ahead, a sender that can pay)."""
+
+    def __init__(self, max_txs: int, max_bytes: int) -> None:
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._by_id: OrderedDict[Hash32, _Held] = OrderedDict()
+        self._by_sender: dict[bytes, dict[int, Hash32]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, txid: Hash32) -> bool:
+        return txid in self._by_id
+
+    def hold(self, peer: str, txid: Hash32, tx: Transaction, size: int) -> None:
+        """Hold ``tx``; for a nonce already held, the higher fee stays."""
+        nonces = self._by_sender.setdefault(tx.sender, {})
+        current = nonces.get(tx.nonce)
+        if current is not None:
+            if self._by_id[current].tx.fee >= tx.fee:
+                return
+            self._remove(current)
+            nonces = self._by_sender.setdefault(tx.sender, {})
+        nonces[tx.nonce] = txid
+        self._by_id[txid] = _Held(peer, tx, size)
+        self.bytes += size
+        while len(self._by_id) > self.max_txs or self.bytes > self.max_bytes:
+            self._remove(next(iter(self._by_id)))
+
+    def take(self, sender: bytes, nonce: int) -> tuple[str, Transaction] | None:
+        """The held transaction of ``sender`` with ``nonce`` (no longer held), if any."""
+        txid = self._by_sender.get(sender, {}).get(nonce)
+        if txid is None:
+            return None
+        held = self._by_id[txid]
+        self._remove(txid)
+        return held.peer, held.tx
+
+    def holds_sender(self, sender: bytes) -> bool:
+        return sender in self._by_sender
+
+    def drop_below(self, sender: bytes, nonce: int) -> None:
+        """Forget ``sender``'s held transactions with a nonce below ``nonce`` (spent)."""
+        for n, txid in list(self._by_sender.get(sender, {}).items()):
+            if n < nonce:
+                self._remove(txid)
+
+    def _remove(self, txid: Hash32) -> None:
+        held = self._by_id.pop(txid)
+        self.bytes -= held.size
+        nonces = self._by_sender[held.tx.sender]
+        del nonces[held.tx.nonce]
+        if not nonces:
+            del self._by_sender[held.tx.sender]
