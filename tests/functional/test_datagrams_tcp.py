@@ -128,6 +128,9 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
     assert api["m"].get("/head")["peers"] == 2
 
     # Bad input to the API is one JSON error.
+    own = address_to_text(SENDER.address)
+    status, body = send(api["s"], "/datagrams", {"first_hop": own, "datagram": encode(datagram).hex()})
+    assert (status, body["code"]) == (422, "UnknownNextHop")
     status, body = send(api["s"], "/datagrams", {"first_hop": first_hop, "datagram": "00ff"})
     assert status == 400 and set(body) == {"code", "message"}
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
@@ -17,6 +18,7 @@ from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.market.orders import Order, Side, SignedOrder, order_id, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
+from gridnet.node.gossip import EarlyTxs
 from gridnet.node.messages import (
     MAX_INVENTORY,
     BlockMsg,
@@ -202,6 +204,44 @@ def test_a_peer_flooding_announcements_cannot_crowd_out_the_others(tmp_path: Pat
     assert node.handle("honest", real, now=1) == [("honest", WantMsg(real.txids, ()))]
 
 
+def test_announcements_beyond_the_ask_cap_are_asked_for_later(tmp_path: Path) -> None:
+    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=2))
+    node.add_peer("p0")
+    holder, _, _ = announcer(tmp_path / "h", txs=3)
+    (have,) = announced(holder.tick(1)).values()
+    first = node.handle("p0", HaveMsg(have.txids, ()), now=0)
+    assert first == [("p0", WantMsg(have.txids[:2], ()))]
+    for _, msg in holder.handle("n", first[0][1], now=1):  # type: ignore[arg-type]
+        node.handle("p0", msg, now=1)
+    later = [(p, m) for p, m in node.tick(2) if isinstance(m, WantMsg)]
+    assert later == [("p0", WantMsg(have.txids[2:], ()))]
+
+
+def test_a_forged_copy_does_not_cancel_the_ask_for_an_order(tmp_path: Path) -> None:
+    node = fanned_node(tmp_path, peers=3)
+    signed = one_order()
+    oid = order_id(signed)
+    node.handle("p0", HaveMsg((), (oid,)), now=GENESIS_TIME)
+    node.handle("p1", HaveMsg((), (oid,)), now=GENESIS_TIME)
+    forged = msgspec.structs.replace(signed, signature=bytes(64))  # same order id, bad signature
+    node.handle("p2", OrderMsg(forged), now=GENESIS_TIME)
+    assert node.stats.peer_faults == {"p2": 1} and node.inventory.asks() == 1
+    late = GENESIS_TIME + node.config.request_timeout_ms
+    assert [(p, m) for p, m in node.tick(late) if isinstance(m, WantMsg)] == [("p1", WantMsg((), (oid,)))]
+
+
+def test_the_hold_is_bounded_per_peer_and_a_huge_transaction_does_not_empty_it(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    txs = transfers(chain, 4)
+    early = EarlyTxs(max_txs=10, max_bytes=1_000, max_per_peer=2)
+    for tx in txs[:3]:
+        early.hold("a", tx_id(tx), tx, 100)
+    assert len(early) == 2  # a's share is full
+    early.hold("b", tx_id(txs[3]), txs[3], 5_000)  # larger than the whole hold: not held
+    assert len(early) == 2 and early.bytes == 200
+    assert early.take(txs[0].sender, 0) == ("a", txs[0]) and len(early) == 1
+
+
 def test_answers_and_relay_batches_stay_within_the_byte_bound(tmp_path: Path) -> None:
     config = NodeConfig(tx_batch=100, tx_batch_bytes=600, max_fanout=0)
     holder = Node("h", new_chain(tmp_path / "h", test_params(KEYS)), config)
@@ -277,7 +317,7 @@ def fanout_network(tmp_path: Path, miner: int | None) -> MemoryNetwork:
 
 def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:
     net = fanout_network(tmp_path, miner=None)
-    txs = transfers(net.nodes["n5"].chain, 20)
+    txs = transfers(net.nodes["n5"].chain, 200)  # one sender's burst: gossip reorders it
     for tx in txs:
         net.submit("n5", tx)
     interval = interval_of(GENESIS_TIME) + 2

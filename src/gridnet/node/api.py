@@ -37,7 +37,7 @@ from gridnet import __version__
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
 from gridnet.crypto.hashing import address_digest
 from gridnet.encoding import decode, encode
-from gridnet.errors import CarrierFull, DecodeError, GridnetError, InvalidAddress
+from gridnet.errors import CarrierFull, DecodeError, GridnetError, InvalidAddress, UnknownNextHop
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import BlockEntry, Chain
 from gridnet.ledger.mempool import EventKind, fee_rate
@@ -749,13 +749,15 @@ def _datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[O
     async def send_datagram(body: SendDatagramIn) -> SentDatagramOut:
         hop = _address(body.first_hop)
         datagram = decode(_hex(body.datagram.strip(), "datagram"), Datagram, what="datagram")
-        full = relay.stats.dropped[CarrierFull.__name__]
+        dropped = dict(relay.stats.dropped)
         outgoing = relay.send(hop, datagram)
         if outgoing:
             broadcast(outgoing)
             return SentDatagramOut(status="sent")
-        if relay.stats.dropped[CarrierFull.__name__] > full:
+        if relay.stats.dropped[CarrierFull.__name__] > dropped.get(CarrierFull.__name__, 0):
             raise ApiError(422, CarrierFull.__name__, "too many datagrams held for absent hops")
+        if relay.stats.dropped[UnknownNextHop.__name__] > dropped.get(UnknownNextHop.__name__, 0):
+            raise ApiError(422, UnknownNextHop.__name__, "the first hop is this node itself")
         return SentDatagramOut(status="held")
 
     @app.get("/datagrams", response_model=DatagramsOut, summary="Datagrams relayed and delivered here")

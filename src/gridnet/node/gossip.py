@@ -4,9 +4,11 @@ relayed transactions held until their sender's earlier nonce arrives.
 
 An item goes to at most ``max_fanout`` peers drawn at random; the others get its id in a
 ``HaveMsg`` on the next tick and may ask for it with a ``WantMsg``. A node asks one announcer
-at a time; when that one does not answer within the timeout (or goes away) it asks the next
-that announced the item, so a peer that announces and never answers delays an item by one
-timeout but cannot keep it from a node. Every table is bounded.
+at a time; when no acceptable copy arrives within the timeout (or that peer goes away) it
+asks the next that announced the item, so a peer that announces and never answers (or
+answers with a forgery) delays an item by one timeout but cannot keep it from a node.
+Announcements beyond a peer's ask cap wait until its asks are answered. Every table is
+bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ TX = 0
 ORDER = 1
 Kind = int
 """What an id names: ``TX`` or ``ORDER``."""
+Wants = dict[str, tuple[list[Hash32], list[Hash32]]]
+"""Peer -> (txids, order ids) to ask it for."""
 
 
 @dataclass
@@ -60,6 +64,8 @@ class Inventory:
         """Peer -> ids announced to it and not asked for yet: all it may ask for."""
         self._asks: dict[Hash32, _Ask] = {}
         self._asks_of: Counter[str] = Counter()
+        self._later: dict[str, OrderedDict[Hash32, Kind]] = {}
+        """Peer -> ids it announced beyond its ask cap, asked for as its asks are answered."""
 
     def spread(self, source: str | None) -> tuple[list[str], list[str]]:
         """Split the peers but ``source`` into those an item goes to (all, or a random
@@ -81,7 +87,8 @@ class Inventory:
             queued[kind].pop(item, None)
 
     def received(self, item: Hash32) -> None:
-        """An item arrived (from whichever peer): the ask for it is answered."""
+        """An item arrived and was taken (from whichever peer): the ask for it is answered.
+        (A copy that was refused leaves the ask to time out and move to the next announcer.)"""
         ask = self._asks.pop(item, None)
         if ask is not None:
             self._asks_of[ask.peer] -= 1
@@ -108,21 +115,37 @@ class Inventory:
     ) -> WantMsg | None:
         """What to ask ``peer`` for of what it announced: the items we lack and have not
         asked anyone for (if we have, it is remembered as the next to ask)."""
-        want: tuple[list[Hash32], list[Hash32]] = ([], [])
+        want: Wants = {}
         for kind, items in ((TX, msg.txids), (ORDER, msg.orders)):
             for item in items:
                 self.has(peer, kind, item)
-                if not lacks(kind, item):
-                    continue
-                ask = self._asks.get(item)
-                if ask is not None:
-                    if peer != ask.peer and peer not in ask.others and len(ask.others) < len(self.peers):
-                        ask.others.append(peer)
-                elif self._asks_of[peer] < self.max_asks_per_peer:
-                    self._asks[item] = _Ask(kind, peer, now)
-                    self._asks_of[peer] += 1
-                    want[kind].append(item)
-        return WantMsg(tuple(want[TX]), tuple(want[ORDER])) if want[TX] or want[ORDER] else None
+                if lacks(kind, item):
+                    self._note(peer, kind, item, now, want)
+        asked = want.get(peer)
+        return None if asked is None else WantMsg(tuple(asked[TX]), tuple(asked[ORDER]))
+
+    def _note(
+        self,
+        peer: str,
+        kind: Kind,
+        item: Hash32,
+        now: int,
+        want: Wants,
+    ) -> None:
+        """``peer`` has ``item``, which we lack: ask it (into ``want``), or remember it as the
+        next to ask, or, with its asks at the cap, as one to ask it for later."""
+        ask = self._asks.get(item)
+        if ask is not None:
+            if peer != ask.peer and peer not in ask.others and len(ask.others) < len(self.peers):
+                ask.others.append(peer)
+        elif self._asks_of[peer] < self.max_asks_per_peer:
+            self._asks[item] = _Ask(kind, peer, now)
+            self._asks_of[peer] += 1
+            want.setdefault(peer, ([], []))[kind].append(item)
+        else:
+            later = self._later.setdefault(peer, OrderedDict())
+            if len(later) < self.max_told_per_peer:
+                later[item] = kind
 
     def may_serve(self, peer: str, item: Hash32) -> bool:
         """Whether ``peer`` may have ``item`` for the asking: it was announced to it (once)."""
@@ -132,26 +155,31 @@ class Inventory:
         del told[item]
         return True
 
-    def retry(self, now: int) -> list[tuple[str, WantMsg]]:
-        """Asks unanswered for the timeout (or of a peer gone) go to the next announcer;
-        with none left, the item is given up (a later announcement starts again)."""
-        again: dict[str, tuple[list[Hash32], list[Hash32]]] = {}
+    def retry(self, now: int, lacks: Callable[[Kind, Hash32], bool]) -> list[tuple[str, WantMsg]]:
+        """Asks unanswered for the timeout (or of a peer gone) go to the next announcer
+        (with none left the item is given up until announced again), and peers whose asks
+        were answered are asked for what they announced beyond the cap."""
+        want: Wants = {}
         for item, ask in list(self._asks.items()):
             if now - ask.at < self.timeout_ms and ask.peer in self.peers:
                 continue
+            del self._asks[item]
             self._asks_of[ask.peer] -= 1
-            while ask.others:
-                nxt = ask.others.pop(0)
-                if nxt in self.peers and self._asks_of[nxt] < self.max_asks_per_peer:
-                    ask.peer, ask.at = nxt, now
-                    self._asks_of[nxt] += 1
-                    again.setdefault(nxt, ([], []))[ask.kind].append(item)
-                    break
-            else:
-                del self._asks[item]
+            others = [p for p in ask.others if p in self.peers]
+            if others and lacks(ask.kind, item):
+                self._note(others[0], ask.kind, item, now, want)
+                if item in self._asks:
+                    self._asks[item].others = others[1:]
+        for peer, later in list(self._later.items()):
+            while later and peer in self.peers and self._asks_of[peer] < self.max_asks_per_peer:
+                item, kind = later.popitem(last=False)
+                if lacks(kind, item):
+                    self._note(peer, kind, item, now, want)
+            if not later or peer not in self.peers:
+                del self._later[peer]
         return [
             (p, WantMsg(tuple(txids[i : i + MAX_INVENTORY]), tuple(orders[i : i + MAX_INVENTORY])))
-            for p, (txids, orders) in again.items()
+            for p, (txids, orders) in want.items()
             for i in range(0, max(len(txids), len(orders)), MAX_INVENTORY)
         ]
 
@@ -160,6 +188,7 @@ class Inventory:
         :meth:`retry`."""
         self._tell.pop(peer, None)
         self._told.pop(peer, None)
+        self._later.pop(peer, None)
 
     def asks(self) -> int:
         """Items asked for and not received yet."""
@@ -177,14 +206,16 @@ class EarlyTxs:
     """Relayed transactions refused with ``NonceGap`` but held, to be admitted when their
     sender's earlier nonce is accepted or mined (gossip on several paths reorders a sender's
     transactions). Bounded in count and bytes (the oldest go first); the node decides what
-    may be held (a nonce close ahead, a sender that can pay)."""
+    may be held (a sender that can pay, a nonce within its mempool limit)."""
 
-    def __init__(self, max_txs: int, max_bytes: int) -> None:
+    def __init__(self, max_txs: int, max_bytes: int, max_per_peer: int) -> None:
         self.max_txs = max_txs
         self.max_bytes = max_bytes
+        self.max_per_peer = max_per_peer
         self.bytes = 0
         self._by_id: OrderedDict[Hash32, _Held] = OrderedDict()
         self._by_sender: dict[bytes, dict[int, Hash32]] = {}
+        self._of_peer: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -193,15 +224,18 @@ class EarlyTxs:
         return txid in self._by_id
 
     def hold(self, peer: str, txid: Hash32, tx: Transaction, size: int) -> None:
-        """Hold ``tx``; for a nonce already held, the higher fee stays."""
-        nonces = self._by_sender.setdefault(tx.sender, {})
-        current = nonces.get(tx.nonce)
+        """Hold ``tx``; for a nonce already held, the higher fee stays. Not held: one larger
+        than the whole hold, or from a peer that has ``max_per_peer`` held already (so one
+        peer cannot push out what the others sent)."""
+        if size > self.max_bytes or self._of_peer[peer] >= self.max_per_peer:
+            return
+        current = self._by_sender.get(tx.sender, {}).get(tx.nonce)
         if current is not None:
             if self._by_id[current].tx.fee >= tx.fee:
                 return
             self._remove(current)
-            nonces = self._by_sender.setdefault(tx.sender, {})
-        nonces[tx.nonce] = txid
+        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = txid
+        self._of_peer[peer] += 1
         self._by_id[txid] = _Held(peer, tx, size)
         self.bytes += size
         while len(self._by_id) > self.max_txs or self.bytes > self.max_bytes:
@@ -228,6 +262,9 @@ class EarlyTxs:
     def _remove(self, txid: Hash32) -> None:
         held = self._by_id.pop(txid)
         self.bytes -= held.size
+        self._of_peer[held.peer] -= 1
+        if not self._of_peer[held.peer]:
+            del self._of_peer[held.peer]
         nonces = self._by_sender[held.tx.sender]
         del nonces[held.tx.nonce]
         if not nonces:

@@ -23,7 +23,7 @@ from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.wallet import restore_pending
-from gridnet.market.orders import SignedOrder, order_id, topic, validate_order
+from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.messages import (
     BlockMsg,
@@ -84,13 +84,15 @@ class NodeConfig:
     asked for once these are answered or time out)."""
     max_told_per_peer: int = 50_000
     """Ids announced to a peer that it may still ask for (the oldest are forgotten)."""
-    max_early_txs: int = 4096
-    max_early_bytes: int = 4 << 20
-    """Relayed transactions refused for ``NonceGap`` but held (at most this many and bytes),
-    to be admitted when their sender's earlier nonce arrives or is mined."""
-    max_early_ahead: int = 16
-    """Only a transaction at most this many nonces ahead of its sender's next one, from a
-    sender that can pay its fee, is held."""
+    max_early_txs: int = 16_384
+    max_early_bytes: int = 16 << 20
+    max_early_per_peer: int = 4096
+    """Relayed transactions refused for ``NonceGap`` but held (at most this many and bytes,
+    and this many from one peer), to be admitted when their sender's earlier nonce arrives or
+    is mined. Each peer sends a node an item once, so one not held is not offered again."""
+    max_early_ahead: int = 4096
+    """Only a transaction at most this many nonces ahead of its sender's next one (the
+    mempool's per-sender limit), from a sender that can pay its fee, is held."""
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Node:
             max_asks_per_peer=cfg.max_asks_per_peer,
             max_told_per_peer=cfg.max_told_per_peer,
         )
-        self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes)
+        self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes, cfg.max_early_per_peer)
         self._inflight: dict[str, int] = {}
         """Peer -> when we sent it the block request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
@@ -208,7 +210,6 @@ class Node:
             for tx in msg.txs:
                 body = tx_body(tx)
                 tid = txid(body, tx.signature)
-                self.inventory.received(tid)
                 if tid in self.mempool or tid in self.early:
                     # Gossip brings most transactions more than once: not an outcome, but
                     # news that this peer has it (no need to send it there).
@@ -216,13 +217,14 @@ class Node:
                     self.inventory.has(peer, TX, tid)
                 else:
                     out.extend(self._on_tx(peer, tx, now, body)[1])
+                if tid in self.mempool or tid in self.early:
+                    self.inventory.received(tid)
             return out
         if isinstance(msg, BlockMsg):
             return self._on_block(peer, msg.block, now)
         if isinstance(msg, StatusMsg):
             return self._on_status(peer, msg, now)
         if isinstance(msg, OrderMsg):
-            self.inventory.received(order_id(msg.order))
             try:
                 return self._on_order(peer, msg.order, now)
             except OrderExpired:
@@ -245,7 +247,7 @@ class Node:
         out: list[Outgoing] = [(p, TxsMsg(tuple(b.values()))) for p, b in self._relay.items() if b]
         self._relay, self._relay_bytes = {}, {}
         out.extend(self.inventory.announcements())
-        out.extend(self.inventory.retry(now))
+        out.extend(self.inventory.retry(now, self._lacks))
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
@@ -383,6 +385,7 @@ class Node:
             return []
         name = topic(signed.order.area, signed.order.interval)
         self._orders_seen[verified.id] = name
+        self.inventory.received(verified.id)
         self.orders.setdefault(name, {})[verified.id] = signed
         self._prune_orders(interval_of(now))
         to, told = self.inventory.spread(peer)
