@@ -7,12 +7,14 @@ from typing import Annotated, Final
 import msgspec
 
 from gridnet.encoding import U32, U63, HashBytes, Wire, decode, encode
-from gridnet.ledger.blocks import Block
+from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.transactions import Transaction
 from gridnet.market.orders import SignedOrder
 from gridnet.relay.datagram import Datagram
 
 MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+MAX_HEADERS: Final = 2000
+"""Headers one HeadersMsg may carry."""
 MAX_INVENTORY: Final = 4096
 """Ids one HaveMsg or WantMsg may carry, of each kind."""
 
@@ -80,6 +82,20 @@ class WantMsg(Wire, frozen=True, tag=10):
     orders: Inventory
 
 
+class GetHeadersMsg(Wire, frozen=True, tag=11):
+    """Ask for main-chain headers after the first locator hash the peer knows (sync starts
+    with headers: their proof-of-work is checked before any body is downloaded)."""
+
+    locator: tuple[HashBytes, ...]
+    limit: U32
+
+
+class HeadersMsg(Wire, frozen=True, tag=12):
+    """The answer to GetHeadersMsg: consecutive main-chain headers (possibly none)."""
+
+    headers: Annotated[tuple[Header, ...], msgspec.Meta(max_length=MAX_HEADERS)]
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -99,6 +115,8 @@ Message = (
     | OrderMsg
     | HaveMsg
     | WantMsg
+    | GetHeadersMsg
+    | HeadersMsg
 )
 
 

@@ -16,20 +16,24 @@ from msgspec.structs import replace
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import header_hash, txid
 from gridnet.encoding import encode
-from gridnet.errors import InvalidBlock, InvalidOrder, NonceGap, OrderExpired, UnknownParent
+from gridnet.errors import InvalidBlock, InvalidOrder, KnownInvalid, NonceGap, OrderExpired, UnknownParent
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
+from gridnet.ledger.transition import validate_header
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.messages import (
+    MAX_HEADERS,
     BlockMsg,
     BlocksMsg,
     GetBlocksMsg,
+    GetHeadersMsg,
     HaveMsg,
+    HeadersMsg,
     Message,
     OrderMsg,
     StatusMsg,
@@ -38,7 +42,7 @@ from gridnet.node.messages import (
     WantMsg,
 )
 from gridnet.units import Address, Hash32, interval_of
-from gridnet.work import target_from_bytes
+from gridnet.work import target_from_bytes, work_of_target
 
 Outgoing = tuple[str, Message]
 """(destination peer, message)."""
@@ -59,6 +63,9 @@ class NodeConfig:
     """Rebuild the block template at least this often (to pick up new transactions)."""
     status_interval_ms: int = 2_000
     blocks_per_request: int = 64
+    headers_per_request: int = MAX_HEADERS
+    max_pending_headers: int = 100_000
+    """Validated headers whose blocks are not here yet, at most (the oldest are forgotten)."""
     request_timeout_ms: int = 5_000
     """A block request unanswered for this long may be sent again."""
     max_orphans: int = 64
@@ -142,6 +149,10 @@ class Node:
         """Peer -> when we sent it the block request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
+        self._headers: dict[Hash32, BlockEntry] = {}
+        """Headers validated (proof-of-work, target, time, links) whose blocks we lack."""
+        self._peer_headers: dict[str, BlockEntry] = {}
+        """Peer -> the last header it sent us: the tip of its chain as far as we checked it."""
         self.events: deque[PoolEvent] = deque(maxlen=self.config.events_kept)
         """This node's recent mempool outcomes, in order (each one reaches the sender's
         user as a return value or a TxRejectedMsg: nothing is dropped silently)."""
@@ -169,6 +180,7 @@ class Node:
             self.peers.remove(peer)
         self._relay.pop(peer, None)
         self._relay_bytes.pop(peer, None)
+        self._peer_headers.pop(peer, None)
         self.inventory.remove_peer(peer)
 
     def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
@@ -240,6 +252,10 @@ class Node:
             return self._on_blocks(peer, msg, now)
         if isinstance(msg, GetBlocksMsg):
             return self._on_get_blocks(peer, msg)
+        if isinstance(msg, GetHeadersMsg):
+            return self._on_get_headers(peer, msg)
+        if isinstance(msg, HeadersMsg):
+            return self._on_headers(peer, msg, now)
         return []  # TxRejectedMsg: informative for the sender's user
 
     def tick(self, now: int) -> list[Outgoing]:
@@ -450,7 +466,7 @@ class Node:
                 if peer is not None:
                     self._fault(peer)
                 return out
-            out.extend(self._request_blocks(peer, now))
+            out.extend(self._request_headers(peer, now))
             return out
         except InvalidBlock:
             self.stats.invalid_blocks += 1
@@ -493,9 +509,11 @@ class Node:
     def _add(self, block: Block, now: int) -> AddResult:
         started = time.perf_counter()
         try:
-            return self.chain.add_block(block, now=now)
+            result = self.chain.add_block(block, now=now)
         finally:
             self.stats.validation_seconds += time.perf_counter() - started
+        self._headers.pop(result.block_hash, None)
+        return result
 
     def _keep_orphan(self, peer: str | None, block: Block) -> bool:
         """Keep a block whose parent is unknown, if it is plausible; False if it is junk.
@@ -543,13 +561,17 @@ class Node:
         return [(peer, GetBlocksMsg(tuple(self.chain.locator(tip)), self.config.blocks_per_request))]
 
     def _on_blocks(self, peer: str, msg: BlocksMsg, now: int) -> list[Outgoing]:
-        """A batch answering our request: import in order, relay the new head once, and ask
-        for the next batch while the peer announced more work than we know."""
+        """A batch answering our request: import in order the blocks of headers we checked,
+        relay the new head once, and ask for the next batch while the peer's checked headers
+        lead further (or for more headers while it announced more work)."""
         self._inflight.pop(peer, None)
         head_before = self.chain.head.hash
         out: list[Outgoing] = []
         for block in msg.blocks:
             self.stats.blocks_received += 1
+            h = header_hash(encode(block.header))
+            if h not in self._headers and h not in self.chain.entries:
+                break  # not of the headers it sent (its chain moved?): ask for headers again
             try:
                 result = self._add(block, now)
             except UnknownParent:
@@ -567,9 +589,69 @@ class Node:
             tip_block = self.chain.block_at(self.chain.height)
             if tip_block is not None:
                 out.extend(self._send_block(peer, tip_block))
-        if msg.blocks and self.peer_work.get(peer, 0) > self.chain.best_tip().total_work:
+        best = self.chain.best_tip().total_work
+        tip = self._peer_headers.get(peer)
+        if msg.blocks and tip is not None and tip.hash in self._headers and tip.total_work > best:
             out.extend(self._request_blocks(peer, now))
+        elif self.peer_work.get(peer, 0) > best:
+            out.extend(self._request_headers(peer, now))
         return out
+
+    def _request_headers(self, peer: str | None, now: int) -> list[Outgoing]:
+        """Ask ``peer`` for headers after the last it sent us (or our best tip), one request
+        in flight per peer (as for blocks)."""
+        if peer is None or now - self._inflight.get(peer, -(10**18)) < self.config.request_timeout_ms:
+            return []
+        self._inflight[peer] = now
+        tip = self._peer_headers.get(peer)
+        if tip is None or (tip.hash not in self._headers and tip.hash not in self.chain.entries):
+            tip = self.chain.best_tip()
+        return [(peer, GetHeadersMsg(tuple(self.chain.locator(tip)), self.config.headers_per_request))]
+
+    def _on_get_headers(self, peer: str, msg: GetHeadersMsg) -> list[Outgoing]:
+        chain = self.chain
+        start = self._locate(msg.locator)
+        end = min(start + min(msg.limit, MAX_HEADERS), chain.height + 1)
+        return [(peer, HeadersMsg(tuple(chain.main[h].header for h in range(start, end))))]
+
+    def _on_headers(self, peer: str, msg: HeadersMsg, now: int) -> list[Outgoing]:
+        """Check a batch of headers as a chain — links, proof-of-work, retarget, time — before
+        any of their blocks is asked for; a bad one is the peer's fault. Then ask for more
+        headers while the batch was full and the peer announced more work, else for the
+        blocks when its headers lead to more work than we know."""
+        self._inflight.pop(peer, None)
+        chain = self.chain
+        if not msg.headers:
+            return []
+        first = msg.headers[0]
+        parent = chain.entries.get(first.prev_hash) or self._headers.get(first.prev_hash)
+        if parent is None or parent.invalid:
+            return []  # does not connect to what we know: its next status starts again
+        try:
+            for header in msg.headers:
+                h = validate_header(header, chain.header_context(parent, now))
+                known = chain.entries.get(h) or self._headers.get(h)
+                if known is not None and known.invalid:
+                    raise KnownInvalid(f"header {header.height} {h.hex()[:16]} is of an invalid block")
+                if known is None:
+                    work = work_of_target(target_from_bytes(header.target))
+                    known = self._headers[h] = BlockEntry(h, header, parent, parent.total_work + work)
+                parent = known
+        except InvalidBlock:
+            self.stats.invalid_blocks += 1
+            self._fault(peer)
+            return []
+        while len(self._headers) > self.config.max_pending_headers:
+            del self._headers[next(iter(self._headers))]
+        self._peer_headers[peer] = parent
+        if (
+            len(msg.headers) >= self.config.headers_per_request
+            and self.peer_work.get(peer, 0) > parent.total_work
+        ):
+            return self._request_headers(peer, now)
+        if parent.total_work > chain.best_tip().total_work:
+            return self._request_blocks(peer, now)
+        return []
 
     def _connect_orphans(self, parent_hash: Hash32, now: int) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -592,17 +674,21 @@ class Node:
         work = int.from_bytes(msg.total_work, "big")
         self.peer_work[peer] = work
         if work > self.chain.best_tip().total_work and msg.head not in self.chain.entries:
-            return self._request_blocks(peer, now)
+            return self._request_headers(peer, now)
         return []
+
+    def _locate(self, locator: tuple[Hash32, ...]) -> int:
+        """The height after the first of the (first 64) locator hashes on our main chain
+        (0, from genesis, when none is)."""
+        for h in locator[:MAX_LOCATOR]:
+            entry = self.chain.entries.get(h)
+            if entry is not None and self.chain.is_main(entry):
+                return entry.height + 1
+        return 0
 
     def _on_get_blocks(self, peer: str, msg: GetBlocksMsg) -> list[Outgoing]:
         chain = self.chain
-        start = 0
-        for h in msg.locator[:MAX_LOCATOR]:
-            entry = chain.entries.get(h)
-            if entry is not None and chain.is_main(entry):
-                start = entry.height + 1
-                break
+        start = self._locate(msg.locator)
         limit = min(msg.limit, self.config.blocks_per_request)
         blocks: list[Block] = []
         size = 0
