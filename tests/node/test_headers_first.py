@@ -23,7 +23,7 @@ from gridnet.node.messages import (
     decode_message,
     encode_message,
 )
-from gridnet.node.node import Node, Outgoing
+from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import extend, new_chain, test_keys, test_params
 
 KEYS = test_keys(2)
@@ -86,3 +86,83 @@ def test_a_headers_message_is_bounded() -> None:
     header = Header(1, 1, bytes(32), bytes(32), bytes(32), 0, bytes(32), 0, bytes(20))
     with pytest.raises(WrongType):
         decode_message(encode_message(HeadersMsg((header,) * (MAX_HEADERS + 1))))
+
+
+def copy_of(chain: Chain, path: Path) -> Chain:
+    """A fresh chain holding ``chain``'s main blocks."""
+    twin = new_chain(path, chain.params)
+    for height in range(1, chain.height + 1):
+        block = chain.block_at(height)
+        assert block is not None
+        twin.add_block(block, now=block.header.timestamp)
+    return twin
+
+
+def grow(chain: Chain, blocks: int, miner: str) -> Chain:
+    for _ in range(blocks):
+        extend(chain, miner=PrivateKey.from_label(miner))
+    return chain
+
+
+def exchange(a: Node, b: Node, first: list[tuple[str, str, object]], t: int, drop: type | None = None) -> int:
+    """Deliver messages between two nodes at once until none is left (or 2,000 went);
+    ``drop``: a message type lost on the way. Returns how many were delivered."""
+    nodes = {"A": a, "B": b}
+    queue, sent = list(first), 0
+    while queue and sent < 2_000:
+        src, dst, msg = queue.pop(0)
+        if drop is not None and isinstance(msg, drop):
+            continue
+        sent += 1
+        queue.extend((dst, p, m) for p, m in nodes[dst].handle(src, msg, t) if p in nodes)  # type: ignore[arg-type]
+    return sent
+
+
+def test_a_lost_block_reply_is_asked_for_again_after_the_timeout(tmp_path: Path) -> None:
+    a, b = ahead_and_behind(tmp_path)
+    t = now(a.chain)
+    exchange(a, b, [("A", "B", a.status())], t, drop=BlocksMsg)
+    assert b.chain.height == 0
+    exchange(a, b, [("A", "B", a.status())], t + 1_000)  # still waiting for the lost answer
+    assert b.chain.height == 0
+    exchange(a, b, [("A", "B", a.status())], t + b.config.request_timeout_ms)
+    assert b.chain.head.hash == a.chain.head.hash
+
+
+def test_a_chain_longer_than_the_header_room_syncs_in_turns(tmp_path: Path) -> None:
+    a, _ = ahead_and_behind(tmp_path, blocks=30)
+    b = Node("B", new_chain(tmp_path / "b2", a.chain.params), NodeConfig(max_pending_headers=10))
+    sent = exchange(a, b, [("A", "B", a.status())], now(a.chain))
+    assert b.chain.head.hash == a.chain.head.hash and sent < 40
+
+
+def test_a_peer_that_reorganises_between_headers_and_blocks_is_followed(tmp_path: Path) -> None:
+    a, b = ahead_and_behind(tmp_path)
+    heavier = grow(new_chain(tmp_path / "heavier", a.chain.params), 8, "another miner")
+    t = heavier.head.header.timestamp + 1_000
+    (ask,) = b.handle("A", a.status(), t)
+    (headers,) = a.handle("B", ask[1], t)
+    (get_blocks,) = b.handle("A", headers[1], t)
+    for height in range(1, heavier.height + 1):  # A switches to a heavier chain meanwhile
+        block = heavier.block_at(height)
+        assert block is not None
+        a.chain.add_block(block, now=t)
+    exchange(a, b, [("B", "A", get_blocks[1]), ("A", "B", a.status())], t)
+    assert b.chain.head.hash == heavier.head.hash
+
+
+def test_a_node_on_a_long_weaker_branch_switches_to_the_heavier_one(tmp_path: Path) -> None:
+    common = grow(new_chain(tmp_path / "common", test_params(KEYS)), 100, "common miner")
+    ours = grow(copy_of(common, tmp_path / "ours"), 150, "our miner")
+    theirs = grow(copy_of(common, tmp_path / "theirs"), 160, "their miner")
+    assert theirs.head.total_work > ours.head.total_work
+    a, b = Node("A", theirs), Node("B", ours)
+    sent = exchange(a, b, [("A", "B", a.status())], now(theirs))
+    assert b.chain.head.hash == theirs.head.hash and sent < 20
+
+
+def test_headers_nobody_asked_for_are_not_kept(tmp_path: Path) -> None:
+    a, b = ahead_and_behind(tmp_path)
+    headers = HeadersMsg(tuple(a.chain.main[h].header for h in range(1, 6)))
+    assert b.handle("A", headers, now(a.chain)) == []
+    assert b.handle("A", a.status(), now(a.chain)) != []  # (asked now: headers first)

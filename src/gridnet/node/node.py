@@ -145,8 +145,8 @@ class Node:
             max_told_per_peer=cfg.max_told_per_peer,
         )
         self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes, cfg.max_early_per_peer)
-        self._inflight: dict[str, int] = {}
-        """Peer -> when we sent it the block request it has not answered yet."""
+        self._inflight: dict[str, tuple[int, str]] = {}
+        """Peer -> (when, "headers" or "blocks"): the request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
         self._headers: dict[Hash32, BlockEntry] = {}
@@ -181,6 +181,7 @@ class Node:
         self._relay.pop(peer, None)
         self._relay_bytes.pop(peer, None)
         self._peer_headers.pop(peer, None)
+        self._inflight.pop(peer, None)
         self.inventory.remove_peer(peer)
 
     def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
@@ -542,42 +543,89 @@ class Node:
             self.orphans.popitem(last=False)
         return True
 
-    def _request_blocks(self, peer: str | None, now: int) -> list[Outgoing]:
-        """Ask ``peer`` for the blocks after the tip of what it sent us (or our best tip),
-        unless a request to it is still unanswered (for ``request_timeout_ms``): out-of-
-        order arrivals and repeated announcements never multiply requests."""
-        if peer is None or now - self._inflight.get(peer, -(10**18)) < self.config.request_timeout_ms:
-            return []
-        self._inflight[peer] = now
+    def _asking(self, peer: str | None, what: str, now: int) -> bool:
+        """Whether to send ``peer`` a ``what`` request now: one request (headers or blocks)
+        is in flight per peer; one unanswered for ``request_timeout_ms`` may be sent again.
+        Out-of-order arrivals and repeated announcements never multiply requests."""
+        if peer is None:
+            return False
+        asked = self._inflight.get(peer)
+        if asked is not None and now - asked[0] < self.config.request_timeout_ms:
+            return False
+        self._inflight[peer] = (now, what)
+        return True
+
+    def _answered(self, peer: str, what: str) -> bool:
+        """The peer answers our ``what`` request (False: nobody asked it for that)."""
+        asked = self._inflight.get(peer)
+        if asked is None or asked[1] != what:
+            return False
+        del self._inflight[peer]
+        return True
+
+    def _fork_point(self, peer: str) -> BlockEntry:
+        """The last block we have of ``peer``'s chain as far as we know it: where its next
+        headers and blocks follow (our best tip when we know nothing of its chain)."""
         tip = self._peer_tip.get(peer)
-        chain = self.chain
-        if (
-            tip is None
-            or tip.invalid
-            or tip.hash not in chain.entries
-            or (tip.height < chain.height and chain.main[tip.height].hash == tip.hash)  # we are past it
-        ):
-            tip = chain.best_tip()
-        return [(peer, GetBlocksMsg(tuple(self.chain.locator(tip)), self.config.blocks_per_request))]
+        if tip is None or tip.invalid or self.chain.entries.get(tip.hash) is not tip:
+            return self.chain.best_tip()
+        return tip
+
+    def _next_request(self, peer: str, now: int, *, more_headers: bool) -> list[Outgoing]:
+        """What to ask ``peer`` for next: more headers (when ``more_headers`` and it announced
+        more work than its headers we checked show), else the blocks of its checked headers
+        when they lead to more work than our best tip."""
+        tip = self._peer_headers.get(peer)
+        pending = tip is not None and tip.hash in self._headers
+        shown = tip.total_work if tip is not None else 0
+        if more_headers and self.peer_work.get(peer, 0) > shown:
+            return self._request_headers(peer, now)
+        if pending and tip is not None and tip.total_work > self.chain.best_tip().total_work:
+            return self._request_blocks(peer, now)
+        return []
+
+    def _request_headers(self, peer: str | None, now: int) -> list[Outgoing]:
+        """Ask ``peer`` for the headers after the last it sent us (else after our fork point
+        with it): the locator starts there and goes on from our side."""
+        if not self._asking(peer, "headers", now):
+            return []
+        assert peer is not None
+        locator = self.chain.locator(self._fork_point(peer))
+        tip = self._peer_headers.get(peer)
+        if tip is not None and tip.hash in self._headers:
+            locator.insert(0, tip.hash)
+        return [(peer, GetHeadersMsg(tuple(locator), self.config.headers_per_request))]
+
+    def _request_blocks(self, peer: str | None, now: int) -> list[Outgoing]:
+        """Ask ``peer`` for the blocks after our fork point with it."""
+        if not self._asking(peer, "blocks", now):
+            return []
+        assert peer is not None
+        locator = self.chain.locator(self._fork_point(peer))
+        return [(peer, GetBlocksMsg(tuple(locator), self.config.blocks_per_request))]
 
     def _on_blocks(self, peer: str, msg: BlocksMsg, now: int) -> list[Outgoing]:
         """A batch answering our request: import in order the blocks of headers we checked,
-        relay the new head once, and ask for the next batch while the peer's checked headers
-        lead further (or for more headers while it announced more work)."""
-        self._inflight.pop(peer, None)
+        relay the new head once, and ask for what comes next (``_next_request``)."""
+        self._answered(peer, "blocks")
         head_before = self.chain.head.hash
         out: list[Outgoing] = []
+        moved = False
         for block in msg.blocks:
             self.stats.blocks_received += 1
             h = header_hash(encode(block.header))
             if h not in self._headers and h not in self.chain.entries:
-                break  # not of the headers it sent (its chain moved?): ask for headers again
+                moved = True  # not of the headers it sent: its chain moved
+                break
             try:
                 result = self._add(block, now)
             except UnknownParent:
-                break  # the batch does not connect to what we know: ask again below
+                moved = True
+                break
             except InvalidBlock:
                 self.stats.invalid_blocks += 1
+                self._headers.pop(h, None)
+                self._peer_headers.pop(peer, None)
                 self._fault(peer)
                 return out
             entry = self.chain.entries.get(result.block_hash)
@@ -589,24 +637,10 @@ class Node:
             tip_block = self.chain.block_at(self.chain.height)
             if tip_block is not None:
                 out.extend(self._send_block(peer, tip_block))
-        best = self.chain.best_tip().total_work
-        tip = self._peer_headers.get(peer)
-        if msg.blocks and tip is not None and tip.hash in self._headers and tip.total_work > best:
-            out.extend(self._request_blocks(peer, now))
-        elif self.peer_work.get(peer, 0) > best:
-            out.extend(self._request_headers(peer, now))
-        return out
-
-    def _request_headers(self, peer: str | None, now: int) -> list[Outgoing]:
-        """Ask ``peer`` for headers after the last it sent us (or our best tip), one request
-        in flight per peer (as for blocks)."""
-        if peer is None or now - self._inflight.get(peer, -(10**18)) < self.config.request_timeout_ms:
-            return []
-        self._inflight[peer] = now
-        tip = self._peer_headers.get(peer)
-        if tip is None or (tip.hash not in self._headers and tip.hash not in self.chain.entries):
-            tip = self.chain.best_tip()
-        return [(peer, GetHeadersMsg(tuple(self.chain.locator(tip)), self.config.headers_per_request))]
+        if moved:  # start again from its headers
+            self._peer_headers.pop(peer, None)
+            return out + self._request_headers(peer, now)
+        return out + self._next_request(peer, now, more_headers=bool(msg.blocks))
 
     def _on_get_headers(self, peer: str, msg: GetHeadersMsg) -> list[Outgoing]:
         chain = self.chain
@@ -615,18 +649,20 @@ class Node:
         return [(peer, HeadersMsg(tuple(chain.main[h].header for h in range(start, end))))]
 
     def _on_headers(self, peer: str, msg: HeadersMsg, now: int) -> list[Outgoing]:
-        """Check a batch of headers as a chain — links, proof-of-work, retarget, time — before
-        any of their blocks is asked for; a bad one is the peer's fault. Then ask for more
-        headers while the batch was full and the peer announced more work, else for the
-        blocks when its headers lead to more work than we know."""
-        self._inflight.pop(peer, None)
+        """Check a batch of headers we asked for as a chain — links, proof-of-work, retarget,
+        time — before any of their blocks is asked for; a bad one is the peer's fault and
+        none of the batch is kept. Then ask for more headers or for the blocks."""
+        if not self._answered(peer, "headers"):
+            return []  # nobody asked: not kept
         chain = self.chain
         if not msg.headers:
-            return []
-        first = msg.headers[0]
-        parent = chain.entries.get(first.prev_hash) or self._headers.get(first.prev_hash)
+            return self._next_request(peer, now, more_headers=False)
+        parent = chain.entries.get(msg.headers[0].prev_hash) or self._headers.get(msg.headers[0].prev_hash)
         if parent is None or parent.invalid:
             return []  # does not connect to what we know: its next status starts again
+        if chain.entries.get(parent.hash) is parent:
+            self._peer_tip[peer] = parent  # the fork point: its blocks follow this one
+        new: list[BlockEntry] = []
         try:
             for header in msg.headers:
                 h = validate_header(header, chain.header_context(parent, now))
@@ -635,23 +671,24 @@ class Node:
                     raise KnownInvalid(f"header {header.height} {h.hex()[:16]} is of an invalid block")
                 if known is None:
                     work = work_of_target(target_from_bytes(header.target))
-                    known = self._headers[h] = BlockEntry(h, header, parent, parent.total_work + work)
+                    known = BlockEntry(h, header, parent, parent.total_work + work)
+                    new.append(known)
+                elif known.hash in chain.entries:
+                    self._peer_tip[peer] = known
                 parent = known
         except InvalidBlock:
             self.stats.invalid_blocks += 1
             self._fault(peer)
             return []
-        while len(self._headers) > self.config.max_pending_headers:
-            del self._headers[next(iter(self._headers))]
-        self._peer_headers[peer] = parent
-        if (
-            len(msg.headers) >= self.config.headers_per_request
-            and self.peer_work.get(peer, 0) > parent.total_work
-        ):
-            return self._request_headers(peer, now)
-        if parent.total_work > chain.best_tip().total_work:
-            return self._request_blocks(peer, now)
-        return []
+        kept = new[: max(0, self.config.max_pending_headers - len(self._headers))]
+        for entry in kept:  # (the rest once blocks have made room: asked for again then)
+            self._headers[entry.hash] = entry
+        if len(kept) == len(new):
+            self._peer_headers[peer] = parent
+        elif kept:
+            self._peer_headers[peer] = kept[-1]
+        full = len(msg.headers) >= self.config.headers_per_request and len(kept) == len(new)
+        return self._next_request(peer, now, more_headers=full)
 
     def _connect_orphans(self, parent_hash: Hash32, now: int) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -674,7 +711,7 @@ class Node:
         work = int.from_bytes(msg.total_work, "big")
         self.peer_work[peer] = work
         if work > self.chain.best_tip().total_work and msg.head not in self.chain.entries:
-            return self._request_headers(peer, now)
+            return self._next_request(peer, now, more_headers=msg.head not in self._headers)
         return []
 
     def _locate(self, locator: tuple[Hash32, ...]) -> int:
