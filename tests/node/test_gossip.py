@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from unittest.mock import ANY
 
 import msgspec
 import pytest
@@ -23,6 +24,7 @@ from gridnet.node.messages import (
     MAX_INVENTORY,
     BlockMsg,
     BlocksMsg,
+    GetSenderTxsMsg,
     HaveMsg,
     OrderMsg,
     TxRejectedMsg,
@@ -120,7 +122,10 @@ def test_gossip_goes_to_at_most_max_fanout_peers_and_the_others_hear_the_id(tmp_
         assert (tx_id(own) in ids) == (peer not in own_to)
         assert (tx_id(relayed) in ids) == (peer not in relayed_to and peer != "p0")
     picks = {frozenset(sent(node.submit_tx(tx, now=2)[1])) for tx in transfers(node.chain, 8)[2:]}
-    assert len(picks) > 1  # a fresh random choice per item, not a fixed few
+    assert picks == {frozenset(own_to)}  # one sender's transactions take the same links, in order
+    orders = [one_order(nonce) for nonce in range(8)]
+    order_picks = {frozenset(p for p, _ in node.post_order(o, GENESIS_TIME)) for o in orders}
+    assert len(order_picks) > 1  # other items: a fresh random choice each
 
 
 def test_a_new_block_goes_to_the_fanout_peers_only(tmp_path: Path) -> None:
@@ -368,3 +373,46 @@ def test_blocks_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:
     assert all(len(n.mempool) == 0 for n in net.nodes.values())  # the transfers got mined
     per_block = (copies["pushed"] + copies["synced"]) / net.nodes["n0"].chain.height
     assert per_block <= 16 * 3 * 2  # about nodes x fan-out (plus some synced); a flood: 16 x 14
+
+
+def test_a_gapped_transaction_asks_its_relayer_for_the_ones_before_it(tmp_path: Path) -> None:
+    node = node_with_peers(tmp_path)
+    txs = transfers(node.chain, 3)
+    out = node.handle("a", TxsMsg((txs[2],)), now=0)
+    sender = txs[0].sender
+    assert [(p, m) for p, m in out if isinstance(m, GetSenderTxsMsg)] == [("a", GetSenderTxsMsg(sender, 0))]
+    assert node.handle("a", TxsMsg((txs[1],)), now=1) == [
+        ("a", TxRejectedMsg(tx_id(txs[1]), "NonceGap", ANY))
+    ]
+    timeout = node.config.request_timeout_ms
+    again = [(p, m) for p, m in node.tick(timeout) if isinstance(m, GetSenderTxsMsg)]
+    assert again == [("a", GetSenderTxsMsg(sender, 0))]  # no answer came: asked again
+    holder = Node(
+        "h", new_chain(tmp_path / "h", test_params(KEYS)), NodeConfig(gap_fill=2, gap_fills_per_tick=1)
+    )
+    for tx in txs:
+        holder.submit_tx(tx, now=0)
+    answer = holder.handle("n", GetSenderTxsMsg(sender, 0), now=1)
+    assert answer == [("n", TxsMsg(tuple(txs[:2])))]  # at most gap_fill, in nonce order
+    assert holder.handle("n", GetSenderTxsMsg(sender, 0), now=1) == []  # over this tick's budget
+    node.handle("a", answer[0][1], now=2)
+    assert all(tx_id(t) in node.mempool for t in txs) and len(node.early) == 0
+
+
+def test_a_burst_through_a_fanout_of_one_reaches_every_node(tmp_path: Path) -> None:
+    """Each node passes each sender's transactions to one peer and tells the others: gossip
+    on several paths reorders them, the holds are small, and the gaps are filled."""
+    senders = [PrivateKey.from_label(f"burst-{i}") for i in range(50)]
+    params = test_params(senders)
+    net = MemoryNetwork(start_ms=GENESIS_TIME, latency_ms=20, jitter_ms=10, seed=1)
+    for i in range(4):
+        config = NodeConfig(max_fanout=1, max_early_per_peer=64)
+        net.add(Node(f"n{i}", new_chain(tmp_path / f"n{i}", params), config))
+    net.link_all()
+    chain = net.nodes["n0"].chain
+    txs = [sign(chain, k, Transfer(senders[0].address, 1_000), n) for n in range(40) for k in senders]
+    for tx in txs:
+        net.submit("n0", tx)
+    net.run_for(30_000)
+    for node in net.nodes.values():
+        assert sum(tx_id(t) in node.mempool for t in txs) == len(txs), node.name

@@ -11,7 +11,7 @@ from gridnet.errors import ConfigError
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim.ledger_demo import DemoConfig, run_demo
 
-SMALL = DemoConfig(participants=6, duration_s=90, partition_start_s=30, partition_s=30)
+SMALL = DemoConfig(participants=6, duration_s=120, partition_start_s=30, partition_s=60)
 
 
 def test_demo_converges_verifies_and_is_deterministic(tmp_path: Path) -> None:
@@ -23,7 +23,8 @@ def test_demo_converges_verifies_and_is_deterministic(tmp_path: Path) -> None:
     assert first["participants"]["identities_registered"] == 6
     assert json.loads((tmp_path / "a" / "report.json").read_text())["chain"]["head"] == first["chain"]["head"]
     assert verify_chain(tmp_path / "a" / "chain").ok
-    # The partition really split the network: some node switched branches.
+    # The partition really split the network: some node switched branches (a minute apart:
+    # the lone node mines about 4 blocks meanwhile, so none is a chance of about 2 %).
     assert sum(n["reorgs"] for n in first["nodes"].values()) >= 1
 
 

@@ -9,6 +9,7 @@ error — every process it started is stopped by its PID (SIGTERM, then SIGKILL)
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -31,9 +32,26 @@ LOCAL = "127.0.0.1"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCAL, 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, drawn below the kernel's ephemeral range when it can be:
+    outgoing connections take their local ports from that range, so one of them could take
+    a port handed out from it before the node binds it."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(10_000, low) if low > 11_000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind((LOCAL, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # the usual Linux default
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ class Inventory:
         self.peers = peers
         """The node's peer list (shared, not copied)."""
         self.rng = rng
+        self._salt = rng.randbytes(16)
+        """Keys the per-stream draws (unpredictable when ``rng`` is)."""
         self.max_fanout = max_fanout
         self.timeout_ms = timeout_ms
         self.max_asks_per_peer = max_asks_per_peer
@@ -67,13 +69,16 @@ class Inventory:
         self._later: dict[str, OrderedDict[Hash32, Kind]] = {}
         """Peer -> ids it announced beyond its ask cap, asked for as its asks are answered."""
 
-    def spread(self, source: str | None) -> tuple[list[str], list[str]]:
+    def spread(self, source: str | None, stream: bytes | None = None) -> tuple[list[str], list[str]]:
         """Split the peers but ``source`` into those an item goes to (all, or a random
-        ``max_fanout`` of them) and those only told about it."""
+        ``max_fanout`` of them) and those only told about it. Items of one ``stream`` (a
+        sender's transactions) go to the same peers, drawn once per stream, so each link
+        carries a sender's transactions in nonce order."""
         peers = [p for p in self.peers if p != source]
         if len(peers) <= self.max_fanout:
             return peers, []
-        chosen = set(self.rng.sample(peers, self.max_fanout))
+        rng = self.rng if stream is None else random.Random(self._salt + stream)
+        chosen = set(rng.sample(peers, self.max_fanout))
         return [p for p in peers if p in chosen], [p for p in peers if p not in chosen]
 
     def tell(self, kind: Kind, peers: Iterable[str], item: Hash32) -> None:

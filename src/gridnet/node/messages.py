@@ -6,7 +6,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from gridnet.encoding import U32, U63, HashBytes, Wire, decode, encode
+from gridnet.encoding import U32, U63, HashBytes, PublicKeyBytes, Wire, decode, encode
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.transactions import Transaction
 from gridnet.market.orders import SignedOrder
@@ -96,6 +96,14 @@ class HeadersMsg(Wire, frozen=True, tag=12):
     headers: Annotated[tuple[Header, ...], msgspec.Meta(max_length=MAX_HEADERS)]
 
 
+class GetSenderTxsMsg(Wire, frozen=True, tag=13):
+    """Ask the peer that relayed a transaction ahead of its nonce for the sender's pending
+    transactions from ``nonce`` on (the gap before it)."""
+
+    sender: PublicKeyBytes
+    nonce: U63
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -117,6 +125,7 @@ Message = (
     | WantMsg
     | GetHeadersMsg
     | HeadersMsg
+    | GetSenderTxsMsg
 )
 
 

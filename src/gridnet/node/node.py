@@ -32,6 +32,7 @@ from gridnet.node.messages import (
     BlocksMsg,
     GetBlocksMsg,
     GetHeadersMsg,
+    GetSenderTxsMsg,
     HaveMsg,
     HeadersMsg,
     Message,
@@ -97,6 +98,13 @@ class NodeConfig:
     """Relayed transactions refused for ``NonceGap`` but held (at most this many and bytes,
     and this many from one peer), to be admitted when their sender's earlier nonce arrives or
     is mined. Each peer sends a node an item once, so one not held is not offered again."""
+    gap_fill: int = 32
+    """A relayed transaction ahead of its sender's next nonce makes the node ask the peer
+    that sent it for the sender's pending transactions from that nonce on (GetSenderTxsMsg,
+    once per sender and nonce per ``request_timeout_ms``); a peer answers with at most this
+    many (0: neither ask nor answer)."""
+    gap_fills_per_tick: int = 32
+    """GetSenderTxsMsg answered per peer and tick, at most (the rest are ignored)."""
     max_early_ahead: int = 4096
     """Only a transaction at most this many nonces ahead of its sender's next one (the
     mempool's per-sender limit), from a sender that can pay its fee, is held."""
@@ -145,6 +153,14 @@ class Node:
             max_told_per_peer=cfg.max_told_per_peer,
         )
         self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes, cfg.max_early_per_peer)
+        self._behind: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
+        """Sender key -> (peer that relayed one of its transactions ahead of what we hold, the
+        highest such nonce): asked to fill the gap until we catch up."""
+        self._gaps_asked: dict[tuple[bytes, int], int] = {}
+        """(sender key, nonce) -> when we asked a peer to fill the gap before it."""
+        self._fills_served: Counter[str] = Counter()
+        self._fills_asked: Counter[str] = Counter()
+        """Peer -> GetSenderTxsMsg answered (sent) this tick."""
         self._inflight: dict[str, tuple[int, str]] = {}
         """Peer -> (when, "headers" or "blocks"): the request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
@@ -255,6 +271,8 @@ class Node:
             return self._on_get_blocks(peer, msg)
         if isinstance(msg, GetHeadersMsg):
             return self._on_get_headers(peer, msg)
+        if isinstance(msg, GetSenderTxsMsg):
+            return self._on_get_sender_txs(peer, msg)
         if isinstance(msg, HeadersMsg):
             return self._on_headers(peer, msg, now)
         return []  # TxRejectedMsg: informative for the sender's user
@@ -265,6 +283,12 @@ class Node:
         self._relay, self._relay_bytes = {}, {}
         out.extend(self.inventory.announcements())
         out.extend(self.inventory.retry(now, self._lacks))
+        self._fills_served.clear()
+        self._fills_asked.clear()
+        if self._gaps_asked:
+            timeout = self.config.request_timeout_ms
+            self._gaps_asked = {k: t for k, t in self._gaps_asked.items() if now - t < timeout}
+        out.extend(self._fill_gaps(now))
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
@@ -302,11 +326,65 @@ class Node:
         account = self.chain.account(address)
         return account.nonce + len(self.mempool.by_sender.get(address, {})), account.balance
 
-    def _may_hold(self, tx: Transaction) -> bool:
-        """A gapped transaction is worth holding if it is close ahead and its sender can pay
-        (anything else would let a peer fill the hold with junk for free)."""
+    def _on_gap(
+        self, peer: str, txid: Hash32, tx: Transaction, body: bytes | None, now: int
+    ) -> list[Outgoing]:
+        """A relayed transaction ahead of its sender's next nonce (gossip on several paths
+        reorders a sender's transactions): hold it if it is within reach and its sender can
+        pay (else a peer could fill the hold with junk for free), and ask the peer that sent
+        it for the ones before it — it had them, or it could not have accepted this one."""
         nonce, balance = self._next_nonce(tx.sender)
-        return tx.nonce - nonce <= self.config.max_early_ahead and balance >= tx.fee
+        if tx.nonce - nonce > self.config.max_early_ahead or balance < tx.fee:
+            return []
+        self.early.hold(peer, txid, tx, tx_size(body or tx_body(tx)))
+        ahead = self._behind.pop(tx.sender, (peer, 0))[1]
+        self._behind[tx.sender] = (peer, max(ahead, tx.nonce))
+        while len(self._behind) > self.config.max_early_txs:
+            self._behind.popitem(last=False)
+        return self._ask_gap(peer, tx.sender, nonce, now)
+
+    def _ask_gap(self, peer: str, sender: bytes, nonce: int, now: int) -> list[Outgoing]:
+        """Ask ``peer`` for ``sender``'s transactions from ``nonce`` (once per timeout, and
+        at most as many asks per peer and tick as a peer answers)."""
+        key = (sender, nonce)
+        cfg = self.config
+        if not cfg.gap_fill or key in self._gaps_asked or self._fills_asked[peer] >= cfg.gap_fills_per_tick:
+            return []
+        self._gaps_asked[key] = now
+        self._fills_asked[peer] += 1
+        return [(peer, GetSenderTxsMsg(sender, nonce))]
+
+    def _fill_gaps(self, now: int) -> list[Outgoing]:
+        """Senders we saw ahead of what we hold, not caught up yet: ask again (an answer was
+        lost or over budget, or the gap was longer than one answer)."""
+        out: list[Outgoing] = []
+        for sender, (peer, ahead) in list(self._behind.items())[:256]:
+            nonce = self._next_nonce(sender)[0]
+            if nonce > ahead or peer not in self.peers:
+                del self._behind[sender]  # caught up (or nobody left to ask)
+                continue
+            asked = self._ask_gap(peer, sender, nonce, now)
+            if asked:
+                self._behind.move_to_end(sender)  # the others get their turn
+            out.extend(asked)
+        return out
+
+    def _on_get_sender_txs(self, peer: str, msg: GetSenderTxsMsg) -> list[Outgoing]:
+        """The sender's pending transactions from the nonce asked for, in order (at most
+        ``gap_fill``; at most ``gap_fills_per_tick`` answers per peer and tick)."""
+        if self._fills_served[peer] >= self.config.gap_fills_per_tick:
+            return []
+        self._fills_served[peer] += 1
+        pending = self.mempool.by_sender.get(address_from_public_key(msg.sender), {})
+        txs: list[Transaction] = []
+        size = 0
+        for nonce in range(msg.nonce, msg.nonce + self.config.gap_fill):
+            vtx = pending.get(nonce)
+            if vtx is None or (txs and size + vtx.size > self.config.tx_batch_bytes):
+                break
+            txs.append(vtx.tx)
+            size += vtx.size
+        return [(peer, TxsMsg(tuple(txs)))] if txs else []
 
     def _release_after_block(self, blocks: list[Block], now: int) -> list[Outgoing]:
         """A block may have filled a held transaction's gap (its sender's earlier ones were
@@ -331,7 +409,7 @@ class Node:
             self._pending_changes[outcome.txid] = (encode(tx), now)
             if peer is None:  # only this node holds it: durable, and sent, before the user hears
                 self.flush_pending()
-                to, told = self.inventory.spread(None)
+                to, told = self.inventory.spread(None, tx.sender)
                 out.extend((p, TxsMsg((tx,))) for p in to)
                 self.inventory.tell(TX, told, outcome.txid)
             else:
@@ -340,9 +418,8 @@ class Node:
         else:
             self.stats.txs_rejected += 1
             if peer is not None and report:
-                if outcome.rule == NonceGap.__name__ and self._may_hold(tx):
-                    # Refused for now, but held: gossip on several paths reorders a sender's.
-                    self.early.hold(peer, outcome.txid, tx, tx_size(body or tx_body(tx)))
+                if outcome.rule == NonceGap.__name__:
+                    out.extend(self._on_gap(peer, outcome.txid, tx, body, now))
                 out.append((peer, TxRejectedMsg(outcome.txid, outcome.rule, outcome.message)))
         self._log([outcome])
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
@@ -352,7 +429,7 @@ class Node:
         """Queue ``tx`` for the peers it spreads to (its id for the others); send the batches
         that are full."""
         out: list[Outgoing] = []
-        to, told = self.inventory.spread(source)
+        to, told = self.inventory.spread(source, tx.sender)
         self.inventory.tell(TX, told, txid)
         size = self.mempool.by_id[txid].size
         for p in to:
