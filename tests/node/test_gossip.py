@@ -15,7 +15,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import WrongType
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.market.orders import Order, Side, SignedOrder, order_id, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
@@ -416,3 +416,34 @@ def test_a_burst_through_a_fanout_of_one_reaches_every_node(tmp_path: Path) -> N
     net.run_for(30_000)
     for node in net.nodes.values():
         assert sum(tx_id(t) in node.mempool for t in txs) == len(txs), node.name
+
+
+def test_a_gap_is_asked_of_another_peer_when_the_relayer_leaves_and_given_up_when_it_never_fills(
+    tmp_path: Path,
+) -> None:
+    node = node_with_peers(tmp_path)
+    txs = transfers(node.chain, 3)
+    node.handle("a", TxsMsg((txs[2],)), now=0)
+    node.remove_peer("a")
+    timeout = node.config.request_timeout_ms
+    asks = [(p, m) for p, m in node.tick(timeout) if isinstance(m, GetSenderTxsMsg)]
+    assert asks == [("b", GetSenderTxsMsg(txs[0].sender, 0))]  # a is gone: b is asked
+    for k in range(2, 6):  # nobody ever fills it: after GAP_TRIES fruitless asks, no more
+        node.tick(k * timeout)
+    assert [m for _, m in node.tick(7 * timeout) if isinstance(m, GetSenderTxsMsg)] == []
+
+
+def test_gap_answers_are_bounded_in_bytes_per_tick_and_not_repeated(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "h", test_params(KEYS))
+    txs = transfers(chain, 10)
+    size = max(tx_size(tx_body(t)) for t in txs)
+    holder = Node("h", chain, NodeConfig(gap_fill=32, tx_batch_bytes=3 * size))
+    for tx in txs:
+        holder.submit_tx(tx, now=0)
+    sender = txs[0].sender
+    ((_, first),) = holder.handle("n", GetSenderTxsMsg(sender, 0), now=1)
+    assert isinstance(first, TxsMsg) and len(first.txs) == 3  # this tick's bytes
+    assert holder.handle("n", GetSenderTxsMsg(sender, 5), now=1) == []  # budget spent
+    holder.tick(2)
+    assert holder.handle("n", GetSenderTxsMsg(sender, 0), now=3) == []  # asked already
+    assert holder.handle("n", GetSenderTxsMsg(sender, 5), now=3) != []

@@ -6,6 +6,7 @@ The same node runs in the simulator (simulated clock) and as a process (wall clo
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import Counter, OrderedDict, deque
@@ -104,10 +105,28 @@ class NodeConfig:
     once per sender and nonce per ``request_timeout_ms``); a peer answers with at most this
     many (0: neither ask nor answer)."""
     gap_fills_per_tick: int = 32
-    """GetSenderTxsMsg answered per peer and tick, at most (the rest are ignored)."""
+    """GetSenderTxsMsg answered per peer and tick, at most (the rest are ignored); a node
+    sends a peer at most half as many per tick."""
     max_early_ahead: int = 4096
     """Only a transaction at most this many nonces ahead of its sender's next one (the
     mempool's per-sender limit), from a sender that can pay its fee, is held."""
+
+
+GAP_SENDERS_PER_TICK = 256
+"""Senders whose gaps a tick looks at (the next ones on the following ticks)."""
+GAP_TRIES = 3
+"""Asks for the same gap that bring nothing before it is given up."""
+
+
+@dataclass(frozen=True)
+class _Behind:
+    peer: str
+    """Who to ask (the peer that relayed a transaction of the sender ahead of our nonce)."""
+    ahead: int
+    """The highest nonce seen relayed ahead: caught up past it, the entry goes."""
+    nonce: int
+    """Our next nonce for the sender when last asked."""
+    tries: int
 
 
 @dataclass
@@ -153,14 +172,18 @@ class Node:
             max_told_per_peer=cfg.max_told_per_peer,
         )
         self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes, cfg.max_early_per_peer)
-        self._behind: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
-        """Sender key -> (peer that relayed one of its transactions ahead of what we hold, the
-        highest such nonce): asked to fill the gap until we catch up."""
+        self._behind: OrderedDict[bytes, _Behind] = OrderedDict()
+        """Sender key -> who to ask to fill the gap before what we hold of it, until we catch
+        up to the highest nonce relayed ahead (at most ``max_early_txs`` senders)."""
         self._gaps_asked: dict[tuple[bytes, int], int] = {}
         """(sender key, nonce) -> when we asked a peer to fill the gap before it."""
         self._fills_served: Counter[str] = Counter()
         self._fills_asked: Counter[str] = Counter()
         """Peer -> GetSenderTxsMsg answered (sent) this tick."""
+        self._fill_bytes: Counter[str] = Counter()
+        """Peer -> bytes of transactions sent it in answers this tick."""
+        self._fills_seen: dict[tuple[str, bytes, int], int] = {}
+        """(peer, sender, nonce) -> when we answered that question."""
         self._inflight: dict[str, tuple[int, str]] = {}
         """Peer -> (when, "headers" or "blocks"): the request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
@@ -272,7 +295,7 @@ class Node:
         if isinstance(msg, GetHeadersMsg):
             return self._on_get_headers(peer, msg)
         if isinstance(msg, GetSenderTxsMsg):
-            return self._on_get_sender_txs(peer, msg)
+            return self._on_get_sender_txs(peer, msg, now)
         if isinstance(msg, HeadersMsg):
             return self._on_headers(peer, msg, now)
         return []  # TxRejectedMsg: informative for the sender's user
@@ -285,9 +308,12 @@ class Node:
         out.extend(self.inventory.retry(now, self._lacks))
         self._fills_served.clear()
         self._fills_asked.clear()
+        self._fill_bytes.clear()
+        timeout = self.config.request_timeout_ms
         if self._gaps_asked:
-            timeout = self.config.request_timeout_ms
             self._gaps_asked = {k: t for k, t in self._gaps_asked.items() if now - t < timeout}
+        if self._fills_seen:
+            self._fills_seen = {k: t for k, t in self._fills_seen.items() if now - t < timeout}
         out.extend(self._fill_gaps(now))
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
@@ -332,23 +358,29 @@ class Node:
         """A relayed transaction ahead of its sender's next nonce (gossip on several paths
         reorders a sender's transactions): hold it if it is within reach and its sender can
         pay (else a peer could fill the hold with junk for free), and ask the peer that sent
-        it for the ones before it — it had them, or it could not have accepted this one."""
+        it for the ones before it (it held them when it accepted this one)."""
         nonce, balance = self._next_nonce(tx.sender)
         if tx.nonce - nonce > self.config.max_early_ahead or balance < tx.fee:
             return []
         self.early.hold(peer, txid, tx, tx_size(body or tx_body(tx)))
-        ahead = self._behind.pop(tx.sender, (peer, 0))[1]
-        self._behind[tx.sender] = (peer, max(ahead, tx.nonce))
-        while len(self._behind) > self.config.max_early_txs:
+        behind = self._behind.pop(tx.sender, None)
+        ahead = tx.nonce if behind is None else max(behind.ahead, tx.nonce)
+        self._behind[tx.sender] = _Behind(peer, ahead, nonce, 0)
+        while len(self._behind) > self.config.max_early_txs:  # (at most one per held tx)
             self._behind.popitem(last=False)
         return self._ask_gap(peer, tx.sender, nonce, now)
 
     def _ask_gap(self, peer: str, sender: bytes, nonce: int, now: int) -> list[Outgoing]:
-        """Ask ``peer`` for ``sender``'s transactions from ``nonce`` (once per timeout, and
-        at most as many asks per peer and tick as a peer answers)."""
+        """Ask ``peer`` for ``sender``'s transactions from ``nonce``: once per sender and
+        nonce per timeout, and at most half as many asks per peer and tick as a peer answers
+        (so asks never fall over its budget, whatever the ticks' phase)."""
         key = (sender, nonce)
         cfg = self.config
-        if not cfg.gap_fill or key in self._gaps_asked or self._fills_asked[peer] >= cfg.gap_fills_per_tick:
+        if (
+            not cfg.gap_fill
+            or key in self._gaps_asked
+            or self._fills_asked[peer] >= cfg.gap_fills_per_tick // 2
+        ):
             return []
         self._gaps_asked[key] = now
         self._fills_asked[peer] += 1
@@ -356,35 +388,52 @@ class Node:
 
     def _fill_gaps(self, now: int) -> list[Outgoing]:
         """Senders we saw ahead of what we hold, not caught up yet: ask again (an answer was
-        lost or over budget, or the gap was longer than one answer)."""
+        lost or over budget, or the gap was longer than one answer) — another peer if the
+        one that relayed them left; given up after ``GAP_TRIES`` asks that brought nothing."""
         out: list[Outgoing] = []
-        for sender, (peer, ahead) in list(self._behind.items())[:256]:
+        for sender in list(itertools.islice(self._behind, GAP_SENDERS_PER_TICK)):
+            behind = self._behind[sender]
             nonce = self._next_nonce(sender)[0]
-            if nonce > ahead or peer not in self.peers:
-                del self._behind[sender]  # caught up (or nobody left to ask)
+            if nonce > behind.ahead or not self.peers:
+                del self._behind[sender]  # caught up (or nobody to ask)
                 continue
+            if (sender, nonce) in self._gaps_asked:
+                self._behind.move_to_end(sender)  # waiting for an answer: the others' turn
+                continue
+            tries = behind.tries + 1 if nonce == behind.nonce else 1
+            if tries > GAP_TRIES:
+                del self._behind[sender]  # the gap does not fill (refused each time)
+                continue
+            peer = behind.peer if behind.peer in self.peers else self.peers[0]
             asked = self._ask_gap(peer, sender, nonce, now)
             if asked:
-                self._behind.move_to_end(sender)  # the others get their turn
+                self._behind[sender] = _Behind(peer, behind.ahead, nonce, tries)
+                self._behind.move_to_end(sender)
             out.extend(asked)
         return out
 
-    def _on_get_sender_txs(self, peer: str, msg: GetSenderTxsMsg) -> list[Outgoing]:
-        """The sender's pending transactions from the nonce asked for, in order (at most
-        ``gap_fill``; at most ``gap_fills_per_tick`` answers per peer and tick)."""
-        if self._fills_served[peer] >= self.config.gap_fills_per_tick:
+    def _on_get_sender_txs(self, peer: str, msg: GetSenderTxsMsg, now: int) -> list[Outgoing]:
+        """The sender's pending transactions from the nonce asked for, in order: at most
+        ``gap_fill`` of them, ``gap_fills_per_tick`` answers and ``tx_batch_bytes`` per peer
+        and tick, and the same question from the same peer answered once per timeout."""
+        key = (peer, msg.sender, msg.nonce)
+        if self._fills_served[peer] >= self.config.gap_fills_per_tick or key in self._fills_seen:
             return []
         self._fills_served[peer] += 1
         pending = self.mempool.by_sender.get(address_from_public_key(msg.sender), {})
         txs: list[Transaction] = []
-        size = 0
+        budget = self.config.tx_batch_bytes - self._fill_bytes[peer]
         for nonce in range(msg.nonce, msg.nonce + self.config.gap_fill):
             vtx = pending.get(nonce)
-            if vtx is None or (txs and size + vtx.size > self.config.tx_batch_bytes):
+            if vtx is None or vtx.size > budget:
                 break
             txs.append(vtx.tx)
-            size += vtx.size
-        return [(peer, TxsMsg(tuple(txs)))] if txs else []
+            budget -= vtx.size
+            self._fill_bytes[peer] += vtx.size
+        if not txs:
+            return []
+        self._fills_seen[key] = now
+        return [(peer, TxsMsg(tuple(txs)))]
 
     def _release_after_block(self, blocks: list[Block], now: int) -> list[Outgoing]:
         """A block may have filled a held transaction's gap (its sender's earlier ones were
