@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -79,6 +80,16 @@ def remine(block: Block, **header_changes: object) -> Block:
     solved = mine(header, 10_000_000)
     assert solved is not None
     return msgspec.structs.replace(block, header=solved)
+
+
+def wait_for(condition: Callable[[], object], seconds: float) -> bool:
+    """Poll ``condition`` (every 50 ms) until it holds or ``seconds`` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 # Builders, not tests (their names start with "test_" for readability at call sites).

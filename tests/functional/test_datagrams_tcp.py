@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
 from gridnet.node import relay_peer
-from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
+from gridnet.node.devnet import LOCAL, DevNode, free_port
 from gridnet.node.messages import DatagramMsg
 from gridnet.node.relay_peer import RelayPeer
 from gridnet.relay.claims import SignedClaim
@@ -32,31 +31,13 @@ from gridnet.relay.datagram import Datagram, originate
 from gridnet.relay.hops import hop_shares
 from gridnet.relay.tokens import HashChain
 from gridnet.sim.backends import ApiClient
-from tests.helpers import register_identity, test_params
+from tests.helpers import register_identity, test_params, wait_for
 
 SENDER, MIDDLE, RECEIVER = (PrivateKey.from_label(f"tcp-dgram-{n}") for n in ("s", "m", "r"))
 TOKENS = HashChain(os.urandom(32), 100)
 POOL = pool_id(SENDER.address, TOKENS.final)
 UNIT = 1_000
 PAYRATE = 600_000
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[DevNode]]:
-    started: list[DevNode] = []
-    try:
-        yield started
-    finally:
-        stop_all(started)
-
-
-def wait_for(condition: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def send(client: ApiClient, path: str, body: dict[str, Any]) -> tuple[int, Any]:

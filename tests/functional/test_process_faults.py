@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from gridnet.bench.ledger import bench_params, make_blocks
 from gridnet.crypto.boxes import ephemeral_keypair
@@ -22,22 +18,12 @@ from gridnet.crypto.keys import Domain, PrivateKey, write_key_file
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.store import DB_NAME
 from gridnet.market.orders import Order, Side, SignedOrder
 from gridnet.net.tcp import MAX_FRAME, Hello, dial, frame
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.messages import OrderMsg, encode_message
 from gridnet.units import interval_of
-from tests.helpers import test_params
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[DevNode]]:
-    started: list[DevNode] = []
-    try:
-        yield started
-    finally:
-        stop_all(started)
+from tests.helpers import test_params, wait_for
 
 
 def new_node(root: Path, name: str, params: ChainParams | None = None, existing: bool = False) -> DevNode:
@@ -47,24 +33,6 @@ def new_node(root: Path, name: str, params: ChainParams | None = None, existing:
         Chain.create(node.data_dir, params).close()
     write_key_file(node.data_dir / "node.key", PrivateKey.from_label(f"faults-{name}"))
     return node
-
-
-def height(node: DevNode) -> int:
-    """The node's stored height, read from its SQLite file while it runs."""
-    db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT MAX(height) FROM main").fetchone()[0])
-    finally:
-        db.close()
-
-
-def wait_for(condition: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 async def cut_off(reader: asyncio.StreamReader) -> bool:
@@ -135,8 +103,8 @@ def test_bad_peers_are_cut_off_while_the_others_keep_syncing(tmp_path: Path, nod
     cut = asyncio.run(misbehave(miner.port, chain_id))
     assert cut == [True] * 6
     # The honest link still works: the follower keeps up with the miner's new blocks.
-    before = height(miner)
-    assert wait_for(lambda: height(follower) >= before + 2, 30)
+    before = miner.stored_height()
+    assert wait_for(lambda: follower.stored_height() >= before + 2, 30)
     head = miner.head()
     assert head is not None and head["peers"] == 1  # only the follower is still linked
     stop_all(nodes)
@@ -153,14 +121,14 @@ def test_a_node_killed_while_importing_blocks_restarts_consistent_and_catches_up
     source = new_node(tmp_path, "producer", existing=True)  # the chain make_blocks built
     fresh = new_node(tmp_path, "fresh", params)
     nodes += [source, fresh]
-    final = height(source)
+    final = source.stored_height()
     source.start()
     fresh.start("--peer", f"{LOCAL}:{source.port}")
-    assert wait_for(lambda: height(fresh) >= 1, 60)
+    assert wait_for(lambda: fresh.stored_height() >= 1, 60)
     assert fresh.process is not None
     fresh.process.send_signal(signal.SIGKILL)
     fresh.process.wait(timeout=10)
-    killed_at = height(fresh)
+    killed_at = fresh.stored_height()
     assert 1 <= killed_at < final, "killed while blocks were still arriving"
     # The store is at its last complete block and passes a full audit, with no repair.
     audit = subprocess.run(
@@ -171,7 +139,7 @@ def test_a_node_killed_while_importing_blocks_restarts_consistent_and_catches_up
     )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     fresh.start("--peer", f"{LOCAL}:{source.port}")
-    assert wait_for(lambda: height(fresh) == final, 120)
+    assert wait_for(lambda: fresh.stored_height() == final, 120)
     stop_all(nodes)
     a, b = Chain.open(source.data_dir), Chain.open(fresh.data_dir)
     try:

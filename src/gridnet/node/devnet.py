@@ -12,6 +12,7 @@ import json
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import msgspec
 
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams, default_params, params_to_toml
+from gridnet.ledger.store import DB_NAME
 from gridnet.node.clock import Clock
 from gridnet.sim.output import prepare_out_dir
 
@@ -86,6 +88,14 @@ class DevNode:
         ]
         out = subprocess.DEVNULL if log is None else log.open("wb")
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def stored_height(self) -> int:
+        """The node's stored height, read from its SQLite file (also while it runs)."""
+        db = sqlite3.connect(f"file:{self.data_dir / DB_NAME}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT MAX(height) FROM main").fetchone()[0])
+        finally:
+            db.close()
 
     def head(self) -> dict[str, object] | None:
         try:

@@ -267,9 +267,9 @@ class Node:
                     # news that this peer has it (no need to send it there).
                     relay.pop(tid, None)
                     self.inventory.has(peer, TX, tid)
-                else:
-                    out.extend(self._on_tx(peer, tx, now, body)[1])
-                if tid in self.mempool or tid in self.early:
+                    continue
+                out.extend(self._on_tx(peer, tx, now, body)[1])
+                if tid in self.mempool or tid in self.early:  # taken: any ask for it is answered
                     self.inventory.received(tid)
             return out
         if isinstance(msg, BlockMsg):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import sqlite3
 import time
 from collections import Counter
 from typing import Any, Protocol
@@ -22,7 +21,6 @@ from gridnet.errors import InvalidOrder, NodeUnavailable
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.state import StateView, table_of
-from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.market.orders import SignedOrder, topic
 from gridnet.net.memory import MemoryNetwork
@@ -290,7 +288,7 @@ class DevnetBackend:
         chain = self.chain()
         mined = Counter(chain.block_at(h).header.miner for h in range(1, chain.height + 1))  # type: ignore[union-attr]
         return {
-            node.name: {"height": _stored_height(node), "blocks_mined": mined.get(_miner(node), 0)}
+            node.name: {"height": node.stored_height(), "blocks_mined": mined.get(_miner(node), 0)}
             for node in self.devnet.nodes
         }
 
@@ -299,14 +297,6 @@ class DevnetBackend:
         if self._chain is not None:
             self._chain.close()
             self._chain = None
-
-
-def _stored_height(node: DevNode) -> int:
-    db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT MAX(height) FROM main").fetchone()[0])
-    finally:
-        db.close()
 
 
 def _miner(node: DevNode) -> bytes:
