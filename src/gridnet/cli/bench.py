@@ -1,0 +1,73 @@
+"""``gridnet bench``: benchmarks that print their figures (as JSON with --json)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from gridnet.cli.common import JsonFlag, console, err_console
+
+app = typer.Typer(help="Benchmarks (figures as JSON).", no_args_is_help=True)
+
+
+def _bench_progress(as_json: bool) -> Callable[[str], None]:
+    """Progress lines on stderr, unless the output is JSON for a machine."""
+    return (lambda _m: None) if as_json else err_console.log
+
+
+def _print_figures(figures: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        console.print_json(json.dumps(figures))
+
+
+@app.command("ledger")
+def bench_ledger(
+    as_json: JsonFlag = False,
+    blocks: Annotated[int, typer.Option("--blocks", min=1)] = 100,
+    per_block: Annotated[int, typer.Option("--per-block", min=1)] = 1000,
+) -> None:
+    """tx/s validated+applied+persisted, against raw Ed25519 verify/s in the same run."""
+    from gridnet.bench import ledger
+
+    figures = ledger.run(blocks=blocks, per_block=per_block, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
+
+
+@app.command("network")
+def bench_network(
+    as_json: JsonFlag = False,
+    sync_blocks: Annotated[int, typer.Option("--sync-blocks", min=10)] = 10_000,
+    gossip_txs: Annotated[int, typer.Option("--gossip-txs", min=200)] = 40_000,
+) -> None:
+    """Node processes on 127.0.0.1: block propagation and transaction gossip on a 4-node
+    devnet, sync blocks/s."""
+    from gridnet.bench import network
+
+    figures = network.run(sync_blocks=sync_blocks, gossip_txs=gossip_txs, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
+
+
+@app.command("relay")
+def bench_relay(as_json: JsonFlag = False) -> None:
+    """Forwarding one datagram at one hop against its floor (open + verify + sign), same run."""
+    from gridnet.bench import relay
+
+    figures = relay.run()
+    _print_figures(figures, as_json)
+
+
+@app.command("market")
+def bench_market(
+    as_json: JsonFlag = False,
+    orders: Annotated[int, typer.Option("--orders", min=2)] = 200_000,
+) -> None:
+    """Double-auction orders/s cleared, against raw Ed25519 verify/s in the same run."""
+    from gridnet.bench import market
+
+    figures = market.run(orders=orders, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)

@@ -1,0 +1,203 @@
+"""``gridnet chain``: create, mine, inspect and audit a chain in a data directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gridnet.cli.common import DataDir, JsonFlag, console, count, err_console, parse_gnc, progress_bar
+from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.crypto.keys import PrivateKey, read_key_file, write_key_file
+from gridnet.errors import ConfigError
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
+from gridnet.ledger.verify import verify_chain
+from gridnet.ledger.wallet import MinedBlock, mine_blocks
+from gridnet.units import format_gnc
+
+app = typer.Typer(help="Create, mine, inspect and audit a chain in a data directory.", no_args_is_help=True)
+
+
+@app.command("init")
+def chain_init(
+    data_dir: DataDir,
+    genesis: Annotated[
+        Path | None, typer.Option("--genesis", help="Genesis TOML (default: built-in devnet).")
+    ] = None,
+) -> None:
+    """Create a chain from a genesis file in an empty data directory."""
+    params = load_genesis_file(genesis) if genesis else default_params()
+    chain = Chain.create(data_dir, params)
+    (data_dir / "genesis.toml").write_text(params_to_toml(params))
+    console.print(f"initialised {params.name} in {data_dir}; genesis {chain.chain_id.hex()}")
+    chain.close()
+
+
+@app.command("genesis")
+def chain_genesis(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    alloc: Annotated[
+        list[str] | None, typer.Option("--alloc", help="ADDRESS=GNC credited at genesis (repeatable).")
+    ] = None,
+) -> None:
+    """Write a genesis file with the default parameters, to edit before 'chain init'."""
+    from gridnet.ledger.params import Allocation
+
+    allocations = []
+    for item in alloc or []:
+        address, sep, amount = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--alloc {item!r} must look like ADDRESS=GNC")
+        allocations.append(Allocation(address_from_text(address), parse_gnc(amount)))
+    if out.exists():
+        raise ConfigError(f"{out} already exists; refusing to overwrite it")
+    out.write_text(params_to_toml(default_params(tuple(allocations))))
+    console.print(f"wrote {out}")
+
+
+def _miner_key(data_dir: Path, key: Path | None) -> PrivateKey:
+    if key is not None:
+        return read_key_file(key)
+    path = data_dir / "miner.key"
+    if not path.exists():
+        write_key_file(path, PrivateKey.generate())
+    return read_key_file(path)
+
+
+@app.command("mine")
+def chain_mine(
+    data_dir: DataDir,
+    blocks: Annotated[int, typer.Option("--blocks", min=1, help="How many blocks to mine.")],
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="Miner key (default: DATA_DIR/miner.key, created if missing)."),
+    ] = None,
+) -> None:
+    """Mine blocks on the head, including pending transactions."""
+    chain = Chain.open(data_dir)
+    miner = _miner_key(data_dir, key)
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("mining", total=blocks)
+            mined_txs = 0
+
+            def on_block(m: MinedBlock) -> None:
+                nonlocal mined_txs
+                mined_txs += len(m.block.txs) - 1
+                for e in m.events:
+                    if e.rule:
+                        err_console.print(f"dropped {e.txid.hex()[:16]}: {e.rule}: {e.message}")
+                progress.advance(task)
+
+            mine_blocks(chain, miner, blocks, on_block=on_block)
+        balance = format_gnc(chain.account(miner.address).balance)
+        console.print(
+            f"mined {blocks} block(s) with {mined_txs} transaction(s); height {chain.height}, "
+            f"miner {address_to_text(miner.address)} balance {balance}"
+        )
+    finally:
+        chain.close()
+
+
+def chain_summary(chain: Chain) -> dict[str, Any]:
+    return {
+        "name": chain.params.name,
+        "height": chain.height,
+        "head": chain.head.hash.hex(),
+        "cumulative_work": chain.head.total_work,
+        "transactions": chain.store.main_tx_count(),
+        "genesis": chain.chain_id.hex(),
+        "pending": len(chain.store.pending()),
+    }
+
+
+@app.command("show")
+def chain_show(data_dir: DataDir, as_json: JsonFlag = False) -> None:
+    """Height, head hash, cumulative work and transaction count."""
+    chain = Chain.open(data_dir)
+    try:
+        summary = chain_summary(chain)
+    finally:
+        chain.close()
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"chain {summary['name']}", show_header=False)
+    for k, v in summary.items():
+        table.add_row(k.replace("_", " "), str(v))
+    console.print(table)
+
+
+@app.command("account")
+def chain_account(
+    data_dir: DataDir,
+    address: Annotated[str, typer.Option("--address", help="Address (gn...).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Balance, nonce and bond of an address."""
+    addr = address_from_text(address)
+    chain = Chain.open(data_dir)
+    try:
+        acct = chain.account(addr)
+    finally:
+        chain.close()
+    if as_json:
+        print(
+            json.dumps(
+                {"address": address_to_text(addr), **{f: getattr(acct, f) for f in acct.__struct_fields__}}
+            )
+        )
+        return
+    console.print(
+        f"{address_to_text(addr)}: balance {format_gnc(acct.balance)}, nonce {acct.nonce}, "
+        f"bonded {format_gnc(acct.bonded)}, unbonding {format_gnc(acct.unbonding)}"
+    )
+
+
+@app.command("verify")
+def chain_verify(
+    data_dir: DataDir,
+    as_json: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Re-validate everything from genesis. Exit 0 when valid; otherwise exit 1 and
+    name the first bad height and the rule."""
+    if quiet:
+        report = verify_chain(data_dir)
+    else:
+        with progress_bar() as progress:
+            task = progress.add_task("verifying", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = verify_chain(data_dir, progress=on_progress)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "height": report.height,
+                    "blocks": report.blocks,
+                    "transactions": report.transactions,
+                    "seconds": round(report.seconds, 3),
+                    "tx_per_s": round(report.tx_per_s, 1),
+                    "bad_height": report.bad_height,
+                    "rule": report.rule,
+                    "message": report.message,
+                }
+            )
+        )
+    elif report.ok:
+        console.print(
+            f"chain valid: {count(report.blocks, 'block')}, {count(report.transactions, 'transaction')} "
+            f"verified in {report.seconds:.2f} s ({report.tx_per_s:.0f} tx/s)"
+        )
+    else:
+        print(f"chain invalid at height {report.bad_height}: {report.rule}: {report.message}")
+    if not report.ok:
+        raise typer.Exit(1)

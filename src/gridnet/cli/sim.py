@@ -1,0 +1,156 @@
+"""``gridnet simulate`` and ``gridnet ledger-demo``: runs and their summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gridnet.cli.common import console, progress_bar
+from gridnet.units import format_gnc
+
+
+def simulate_cmd(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario TOML (default: every built-in default).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output directory (report.json, chain/).")] = Path(
+        "out/simulation"
+    ),
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")] = None,
+) -> None:
+    """Run a neighbourhood scenario: meters, market, contracts, settlement, mining nodes."""
+    from dataclasses import replace
+
+    from gridnet.sim.neighbourhood import simulate
+    from gridnet.sim.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    if seed is not None:
+        sc = replace(sc, simulation=replace(sc.simulation, seed=seed))
+    with progress_bar() as progress:
+        task = progress.add_task("simulating intervals", total=sc.simulation.intervals)
+        report = simulate(sc, out, progress=lambda done, total: progress.update(task, completed=done))
+    print_simulation_summary(report, out, out / "chain")
+    if not report["verify"]["ok"] or not report["converged"]:
+        raise typer.Exit(1)
+
+
+def _kwh(wh: int) -> str:
+    return f"{wh / 1000:,.1f} kWh"
+
+
+def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path) -> None:
+    e, c, r = report["energy"], report["chain"], report["revenue_gnc"]
+    table = Table(title=f"GRIDNET neighbourhood: {report['scenario']['name']}", show_header=False)
+    p = report["participants"]
+    table.add_row(
+        "participants",
+        f"{p['homes']} homes ({p['prosumers']} with PV, {p['with_battery']} with a battery), "
+        f"{p['line_owners']} line owners, a DSO, a manufacturer, a government",
+    )
+    table.add_row("traded peer to peer", _kwh(e["p2p_wh"]))
+    table.add_row(
+        "bought from / sold to the DSO", f"{_kwh(e['bought_from_dso_wh'])} / {_kwh(e['sold_to_dso_wh'])}"
+    )
+    table.add_row("energy contracts", f"{e['contracts']:,}")
+    mean = report["clearing_price"]["mean_gnc_per_kwh"]
+    table.add_row("mean clearing price", "no trades" if mean is None else f"{mean:.4f} GNC/kWh")
+    table.add_row(
+        "revenue (GNC)",
+        f"prosumers {r['prosumers']:+.4f}, consumers {r['consumers']:+.4f}, "
+        f"line owners {r['line_owners']:+.4f}, DSO {r['dso']:+.4f}, miners {r['miners']:+.2f}",
+    )
+    sub = report["subsidies"]
+    table.add_row("subsidies", f"{sub['paid_gnc']:.4f} GNC for {sub['readings_subsidised']} readings")
+    d = report["dso"]
+    table.add_row(
+        "DSO curtailment",
+        "none"
+        if d["curtailment_interval"] is None
+        else f"{d['curtailment_utc']} UTC, "
+        f"{d['overrides_recorded']} override(s) recorded, {_kwh(e['curtailed_wh'])} curtailed",
+    )
+    rl = report["relay"]
+    if rl["enabled"]:
+        table.add_row(
+            "datagrams (orders, states)",
+            f"{rl['datagrams_delivered']:,} of {rl['datagrams_sent']:,} delivered, "
+            f"{rl['mean_hops']} hops on average, {rl['carrier_forwarded']} by the carrier",
+        )
+        paid = sum(rl["reward_per_relay_gnc"].values())
+        table.add_row(
+            "relays paid",
+            f"{paid:.6f} GNC to {len(rl['reward_per_relay_gnc'])} relays by {rl['claims_on_chain']} "
+            f"claims ({rl['datagrams_per_claim']} datagrams each, {rl['chain_bytes_per_datagram']} "
+            f"chain bytes per datagram: {rl['bytes_saving_factor']}x less than a claim each)",
+        )
+    table.add_row("chain", f"height {c['height']}, head {c['head'][:16]}, {c['bytes']:,} bytes")
+    table.add_row("transactions", ", ".join(f"{k} {v}" for k, v in c["transactions_by_type"].items()))
+    for name, n in report["nodes"].items():
+        extra = f", reorgs {n['reorgs']}, validating {n['validation_s']} s" if "reorgs" in n else ""
+        table.add_row(f"node {name}", f"height {n['height']}, mined {n['blocks_mined']}{extra}")
+    refused = report["transactions"]["refused"]
+    table.add_row("refused transactions", str(refused) if refused else "none")
+    table.add_row("converged", "yes" if report["converged"] else "NO")
+    v = report["verify"]
+    verdict = "valid" if v["ok"] else f"INVALID at {v['bad_height']}: {v['rule']}"
+    table.add_row(
+        "chain verify", f"{verdict}: {v['blocks']} blocks, {v['transactions']} txs in {v['seconds']} s"
+    )
+    table.add_row("wall time", f"{report['timing']['simulation_s']} s simulating")
+    console.print(table)
+    console.print(f"report: {out / 'report.json'}")
+    console.print(f"chain:  {chain_dir}  (audit it: gridnet chain verify --data-dir {chain_dir})")
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output directory (report.json, chain/).")] = Path(
+        "out/ledger-demo"
+    ),
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+) -> None:
+    """Ledger demo: three mining nodes, identities, bonds, transfers, a partition healed."""
+    from gridnet.sim.ledger_demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(seed=seed)
+    with progress_bar() as progress:
+        task = progress.add_task("simulating (s)", total=cfg.duration_s)
+        report = run_demo(out, cfg, progress=lambda done, total: progress.update(task, completed=done))
+    print_demo_summary(report, out)
+    if not report["verify"]["ok"] or not report["converged"]:
+        raise typer.Exit(1)
+
+
+def print_demo_summary(report: dict[str, Any], out: Path) -> None:
+    c = report["chain"]
+    table = Table(title="GRIDNET ledger demo", show_header=False)
+    table.add_row("chain", f"{c['name']}  height {c['height']}  head {c['head'][:16]}")
+    table.add_row("cumulative work", str(c["cumulative_work"]))
+    table.add_row("transactions", ", ".join(f"{k} {v}" for k, v in c["transactions_by_type"].items()))
+    table.add_row("chain bytes", f"{c['bytes']:,}")
+    p = report["participants"]
+    table.add_row("identities registered", f"{p['identities_registered']} of {p['count']}")
+    table.add_row("bonded", format_gnc(p["bonded_units"]))
+    for name, n in report["nodes"].items():
+        table.add_row(
+            f"node {name}",
+            f"height {n['height']} head {n['head']} mined {n['blocks_mined']} reorgs {n['reorgs']}",
+        )
+    table.add_row("converged", "yes" if report["converged"] else "NO")
+    table.add_row("refused transactions", str(report["transactions"]["refused"] or "none"))
+    v = report["verify"]
+    verdict = "valid" if v["ok"] else f"INVALID at {v['bad_height']}: {v['rule']}"
+    checked = f"{v['blocks']} blocks, {v['transactions']} txs in {v['seconds']} s"
+    table.add_row("chain verify", f"{verdict}: {checked}")
+    table.add_row("wall time", f"{report['timing']['total_s']} s")
+    console.print(table)
+    console.print(f"report: {out / 'report.json'}")
+    console.print(f"chain:  {out / 'chain'}  (audit it: gridnet chain verify --data-dir {out / 'chain'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_cmd)
+    app.command("ledger-demo")(demo)

@@ -1,0 +1,453 @@
+"""The node's HTTP API: the app, its error handlers, and the chain, state, mempool and
+order routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gridnet import __version__
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import address_digest
+from gridnet.encoding import decode, encode
+from gridnet.errors import GridnetError
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import BlockEntry, Chain
+from gridnet.ledger.mempool import EventKind, fee_rate
+from gridnet.ledger.merkle import merkle_proof
+from gridnet.ledger.state import IDENTITIES, table_named
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.txs.contract import CONTRACTS
+from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.ledger.txs.relay import POOLS
+from gridnet.market.orders import AREA_MAX_CHARS, SignedOrder, order_id, topic
+from gridnet.node.api.common import (
+    DEFAULT_READINGS,
+    MAX_READINGS,
+    MAX_STATE_KEY_BYTES,
+    READING_SCAN,
+    ApiError,
+    bad_request,
+    error_response,
+    not_found,
+    parse_address,
+    parse_hex,
+    record,
+    status_of,
+)
+from gridnet.node.api.datagrams import datagram_routes
+from gridnet.node.api.models import (
+    AccountOut,
+    BlockOut,
+    BlockRefOut,
+    ErrorOut,
+    HeadOut,
+    MempoolOut,
+    MerkleStepOut,
+    MeterOut,
+    OrderOut,
+    OrdersOut,
+    PoolEventOut,
+    PostOrderOut,
+    ReadingOut,
+    RecordOut,
+    SenderCountOut,
+    StateEntryOut,
+    SubmitOrderIn,
+    SubmitTxIn,
+    TransactionOut,
+    TxLookupOut,
+    TxRefOut,
+)
+from gridnet.node.node import Node, Outgoing
+from gridnet.node.relay_peer import RelayPeer
+from gridnet.units import HASH_BYTES, PUBLIC_KEY_BYTES, Hash32
+
+# --- the transaction index ---------------------------------------------------------------
+
+
+class TxIndex:
+    """txid -> (height, position) over the main chain, in memory.
+
+    :meth:`sync` indexes the main-chain blocks after the last indexed height; when the
+    block indexed at some height is no longer on the main chain (a reorg), it first
+    forgets everything from the fork point on.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: list[Hash32] = []
+        """Main-chain block hash per indexed height."""
+        self.ids: list[list[Hash32]] = []
+        """Transaction ids per indexed height, in block order."""
+        self.where: dict[Hash32, tuple[int, int]] = {}
+
+    def sync(self, chain: Chain) -> None:
+        main = chain.main
+        keep = min(len(self.hashes), len(main))
+        while keep > 0 and main[keep - 1].hash != self.hashes[keep - 1]:
+            keep -= 1
+        for height in range(keep, len(self.hashes)):
+            for t in self.ids[height]:
+                if self.where.get(t, (-1, 0))[0] == height:
+                    del self.where[t]
+        del self.hashes[keep:]
+        del self.ids[keep:]
+        for height in range(keep, len(main)):
+            block = chain.get_block(main[height].hash)
+            if block is None:
+                break
+            ids = [tx_id(t) for t in block.txs]
+            for pos, t in enumerate(ids):
+                self.where[t] = (height, pos)
+            self.hashes.append(main[height].hash)
+            self.ids.append(ids)
+
+    def locate(self, chain: Chain, txid: Hash32) -> tuple[int, int] | None:
+        self.sync(chain)
+        return self.where.get(txid)
+
+
+# --- the app -----------------------------------------------------------------------------
+
+
+def _tx_out(tx: Transaction, txid: Hash32 | None = None) -> TransactionOut:
+    return TransactionOut(
+        txid=(txid or tx_id(tx)).hex(),
+        type=type(tx.payload).__name__,
+        sender=address_to_text(address_digest(tx.sender)) if len(tx.sender) == PUBLIC_KEY_BYTES else None,
+        nonce=tx.nonce,
+        fee=tx.fee,
+        payload=record(tx.payload),
+        hex=encode(tx).hex(),
+    )
+
+
+def _block_out(
+    chain: Chain, entry: BlockEntry | None, block: Block, block_hash: Hash32, full: bool
+) -> BlockOut:
+    h = block.header
+    main = entry is not None and chain.is_main(entry)
+    return BlockOut(
+        hash=block_hash.hex(),
+        height=h.height,
+        version=h.version,
+        prev_hash=h.prev_hash.hex(),
+        tx_root=h.tx_root.hex(),
+        state_root=h.state_root.hex(),
+        timestamp=h.timestamp,
+        target=h.target.hex(),
+        nonce=h.nonce,
+        miner=address_to_text(h.miner),
+        total_work=str(entry.total_work) if entry is not None else None,
+        main=main,
+        confirmations=chain.height - h.height + 1 if main else 0,
+        size=len(encode(block)),
+        transactions=[
+            TxRefOut(
+                txid=tx_id(t).hex(), type=type(t.payload).__name__, hex=encode(t).hex() if full else None
+            )
+            for t in block.txs
+        ],
+    )
+
+
+def create_app(
+    node: Node,
+    *,
+    clock: Callable[[], int],
+    broadcast: Callable[[list[Outgoing]], None],
+    relay: RelayPeer | None = None,
+) -> FastAPI:
+    """The HTTP API of ``node``; ``clock()`` is now [ms], ``broadcast`` sends gossip;
+    ``relay``: the participant of the node's key (with it, the datagram routes)."""
+    app = FastAPI(
+        title="GRIDNET node API",
+        version=__version__,
+        description=(
+            "Read the chain, its state, the mempool and market orders; submit transactions "
+            "and orders. Addresses in gn... text form, hashes and bytes in hex, amounts in "
+            "base units. Errors: {code, message}."
+        ),
+        responses={
+            400: {"model": ErrorOut, "description": "Malformed input"},
+            404: {"model": ErrorOut, "description": "Unknown object"},
+            422: {"model": ErrorOut, "description": "Refused by a rule (code names it)"},
+            500: {"model": ErrorOut, "description": "Unexpected failure (code InternalError)"},
+        },
+    )
+    index = TxIndex()
+    app.state.node = node
+    app.state.tx_index = index
+
+    # --- error handlers: always {"code", "message"}, never a page or a traceback ---------
+
+    @app.exception_handler(ApiError)
+    async def _apierror_response(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(GridnetError)
+    async def _gridneterror_response(request: Request, exc: GridnetError) -> JSONResponse:
+        return error_response(status_of(exc), exc.rule, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validationerror_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if not errors:
+            return error_response(400, "BadRequest", "invalid request")
+        first = errors[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(400, "BadRequest", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _httperror_response(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        message = str(exc.detail) if exc.status_code != 404 else f"no such endpoint: {request.url.path}"
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The server logs the traceback (Starlette re-raises after this response).
+        return error_response(
+            500, "InternalError", f"internal error ({type(exc).__name__}); see the node's log"
+        )
+
+    # --- chain ---------------------------------------------------------------------------
+
+    @app.get("/head", response_model=HeadOut, summary="The main chain's head")
+    async def head() -> HeadOut:
+        chain = node.chain
+        entry = chain.head
+        return HeadOut(
+            height=entry.height,
+            hash=entry.hash.hex(),
+            total_work=str(entry.total_work),
+            timestamp=entry.header.timestamp,
+            chain_id=chain.chain_id.hex(),
+            mempool_size=len(node.mempool),
+            peers=len(node.peers),
+            peer_names=list(node.peers),
+        )
+
+    @app.get(
+        "/blocks/{ref}",
+        response_model=BlockOut,
+        response_model_exclude_none=True,
+        summary="A block by main-chain height or by hash",
+    )
+    async def get_block(
+        ref: str,
+        full: bool = Query(False, description="Include each transaction's canonical bytes (hex)"),
+    ) -> BlockOut:
+        chain = node.chain
+        if ref.isdigit() and len(ref) < 2 * HASH_BYTES:
+            height = int(ref)
+            if height > chain.height:
+                raise not_found(f"no block at height {height} (the head is at {chain.height})")
+            entry: BlockEntry | None = chain.main[height]
+            assert entry is not None
+            block_hash = entry.hash
+        elif len(ref) == 2 * HASH_BYTES:
+            block_hash = parse_hex(ref, "block hash", HASH_BYTES)
+            entry = chain.entries.get(block_hash)
+        else:
+            raise bad_request(f"block reference {ref[:80]!r} is neither a height nor a 64-hex-digit hash")
+        block = chain.get_block(block_hash)
+        if block is None:
+            raise not_found(f"no block {block_hash.hex()}")
+        return _block_out(chain, entry, block, block_hash, full)
+
+    @app.get(
+        "/transactions/{txid}",
+        response_model=TxLookupOut,
+        response_model_exclude_none=True,
+        summary="A transaction by id, with its Merkle inclusion proof",
+    )
+    async def get_transaction(txid: str) -> TxLookupOut:
+        tid = parse_hex(txid, "transaction id", HASH_BYTES)
+        pending = node.mempool.by_id.get(tid)
+        if pending is not None:
+            return TxLookupOut(status="pending", transaction=_tx_out(pending.tx, tid))
+        chain = node.chain
+        found = index.locate(chain, tid)
+        block = chain.block_at(found[0]) if found is not None else None
+        if found is None or block is None:
+            raise not_found(f"transaction {txid} is neither in the main chain nor pending")
+        height, pos = found
+        ids = index.ids[height]
+        return TxLookupOut(
+            status="confirmed",
+            transaction=_tx_out(block.txs[pos], tid),
+            block=BlockRefOut(
+                height=height, hash=index.hashes[height].hex(), tx_root=block.header.tx_root.hex()
+            ),
+            position=pos,
+            confirmations=chain.height - height + 1,
+            proof=[
+                MerkleStepOut(sibling=s.sibling.hex(), sibling_is_left=s.sibling_is_left)
+                for s in merkle_proof(ids, pos)
+            ],
+        )
+
+    # --- state ---------------------------------------------------------------------------
+
+    @app.get(
+        "/accounts/{address}", response_model=AccountOut, summary="An account (zero if it never held coin)"
+    )
+    async def get_account(address: str) -> AccountOut:
+        addr = parse_address(address)
+        acct = node.chain.account(addr)
+        pending = len(node.mempool.by_sender.get(addr, {}))
+        return AccountOut(
+            address=address_to_text(addr),
+            balance=acct.balance,
+            nonce=acct.nonce,
+            bonded=acct.bonded,
+            unbonding=acct.unbonding,
+            pending=pending,
+            next_nonce=acct.nonce + pending,
+        )
+
+    @app.get("/identities/{address}", response_model=RecordOut, summary="A registered identity")
+    async def get_identity(address: str) -> RecordOut:
+        addr = parse_address(address)
+        identity = node.chain.view().get(IDENTITIES, addr)
+        if identity is None:
+            raise not_found(f"no identity registered for {address_to_text(addr)}")
+        return RecordOut(id=address_to_text(addr), record=record(identity))
+
+    @app.get("/meters/{meter}", response_model=MeterOut, summary="A meter and its latest readings")
+    async def get_meter(
+        meter: str,
+        readings: int = Query(DEFAULT_READINGS, ge=0, le=MAX_READINGS, description="Readings to return"),
+    ) -> MeterOut:
+        mid = parse_address(meter)
+        view = node.chain.view()
+        rec = view.get(METERS, mid)
+        if rec is None:
+            raise not_found(f"no meter {address_to_text(mid)} is registered")
+        latest: list[ReadingOut] = []
+        if rec.has_reading:
+            interval = rec.last_interval
+            stop = max(-1, rec.last_interval - READING_SCAN)
+            while interval > stop and len(latest) < readings:
+                r = view.get(READINGS, reading_key(mid, interval))
+                if r is not None:
+                    latest.append(ReadingOut(interval=interval, record=record(r)))
+                interval -= 1
+        return MeterOut(id=address_to_text(mid), record=record(rec), readings=latest)
+
+    @app.get("/contracts/{contract_id}", response_model=RecordOut, summary="An energy contract and its state")
+    async def get_contract(contract_id: str) -> RecordOut:
+        cid = parse_hex(contract_id, "contract id", HASH_BYTES)
+        rec = node.chain.view().get(CONTRACTS, cid)
+        if rec is None:
+            raise not_found(f"no contract {contract_id}")
+        return RecordOut(id=cid.hex(), record=record(rec))
+
+    @app.get("/pools/{pool_id}", response_model=RecordOut, summary="A relay token pool")
+    async def get_pool(pool_id: str) -> RecordOut:
+        pid = parse_hex(pool_id, "pool id", HASH_BYTES)
+        rec = node.chain.view().get(POOLS, pid)
+        if rec is None:
+            raise not_found(f"no token pool {pool_id} (never created, or reclaimed)")
+        return RecordOut(id=pid.hex(), record=record(rec))
+
+    @app.get(
+        "/state/{table}/{key}",
+        response_model=StateEntryOut,
+        summary="Any state entry by table name and key (for clients that read the state directly)",
+    )
+    async def get_state(table: str, key: str) -> StateEntryOut:
+        t = table_named(table)
+        if t is None:
+            raise not_found(f"no state table named {table!r}")
+        k = parse_hex(key, "key")
+        if len(k) > MAX_STATE_KEY_BYTES:
+            raise bad_request(f"a state key has at most {MAX_STATE_KEY_BYTES} bytes")
+        raw = node.chain.values.get(t.key(k))
+        if raw is None:
+            raise not_found(f"no {table} entry {key}")
+        return StateEntryOut(
+            table=t.name, key=k.hex(), record=record(decode(raw, t.value_type)), hex=raw.hex()
+        )
+
+    # --- mempool and submission ----------------------------------------------------------
+
+    @app.get("/mempool", response_model=MempoolOut, summary="Pending transactions in summary")
+    async def get_mempool(
+        limit: int = Query(100, ge=0, le=10_000, description="Senders listed in by_sender"),
+    ) -> MempoolOut:
+        pool = node.mempool
+        counts = sorted(((len(q), s) for s, q in pool.by_sender.items()), key=lambda c: (-c[0], c[1]))
+        rates = [fee_rate(v) for v in pool.by_id.values()]
+        return MempoolOut(
+            size=len(pool),
+            max_txs=pool.max_txs,
+            senders=len(counts),
+            by_sender=[SenderCountOut(address=address_to_text(s), count=n) for n, s in counts[:limit]],
+            lowest_fee_rate=min(rates) if rates else None,
+            highest_fee_rate=max(rates) if rates else None,
+        )
+
+    @app.post(
+        "/transactions",
+        response_model=PoolEventOut,
+        status_code=202,
+        summary="Submit a signed transaction (admitted to the mempool and gossiped)",
+    )
+    async def submit_transaction(body: SubmitTxIn) -> PoolEventOut:
+        tx = decode(parse_hex(body.tx.strip(), "tx"), Transaction, what="transaction")  # DecodeError: 400
+        events, outgoing = node.submit_tx(tx, clock())
+        if outgoing:
+            broadcast(outgoing)
+        outcome = events[0]
+        if outcome.kind is not EventKind.ACCEPTED:
+            raise ApiError(422, outcome.rule or "Rejected", outcome.message or "transaction refused")
+        return PoolEventOut(
+            kind=outcome.kind.value,
+            txid=outcome.txid.hex(),
+            rule=outcome.rule,
+            message=outcome.message,
+            evicted=[e.txid.hex() for e in events[1:] if e.kind is EventKind.EVICTED],
+        )
+
+    # --- market orders -------------------------------------------------------------------
+
+    @app.get("/orders/{area}/{interval}", response_model=OrdersOut, summary="Orders on a market topic")
+    async def get_orders(area: str, interval: int) -> OrdersOut:
+        if not 1 <= len(area) <= AREA_MAX_CHARS:
+            raise bad_request(f"an area has 1 to {AREA_MAX_CHARS} characters")
+        if interval < 0:
+            raise bad_request("an interval is a non-negative integer")
+        name = topic(area, interval)
+        book = node.orders.get(name, {})
+        return OrdersOut(
+            topic=name,
+            orders=[
+                OrderOut(id=oid.hex(), order=record(s.order), hex=encode(s).hex()) for oid, s in book.items()
+            ],
+        )
+
+    @app.post(
+        "/orders",
+        response_model=PostOrderOut,
+        status_code=202,
+        summary="Post a signed bid or offer on its topic (checked and gossiped)",
+    )
+    async def post_order(body: SubmitOrderIn) -> PostOrderOut:
+        signed = decode(parse_hex(body.order.strip(), "order"), SignedOrder, what="order")
+        name = topic(signed.order.area, signed.order.interval)
+        oid = order_id(signed)
+        known = oid in node.orders.get(name, {})
+        outgoing = node.post_order(signed, clock())  # raises the InvalidOrder rule: 422
+        if outgoing:
+            broadcast(outgoing)
+        return PostOrderOut(id=oid.hex(), topic=name, duplicate=known)
+
+    if relay is not None:
+        datagram_routes(app, relay, broadcast)
+    return app

@@ -1,0 +1,125 @@
+"""Errors, path values and the JSON form of ledger objects, shared by the API's routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+from fastapi.responses import JSONResponse
+
+from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.errors import DecodeError, GridnetError, InvalidAddress
+from gridnet.units import ADDRESS_BYTES
+
+MAX_BODY_HEX = 2 * 4 * 1024 * 1024
+"""Longest hex accepted in a request body (a 4 MiB object)."""
+DEFAULT_READINGS = 8
+MAX_READINGS = 96
+READING_SCAN = 4 * 96 * 10
+"""Intervals walked back from a meter's latest reading to find its recent ones (10 days)."""
+MAX_STATE_KEY_BYTES = 64
+"""Longer than any state table's key (the longest, a reading's, is 28 bytes)."""
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An HTTP error with the API's JSON body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "NotFound", message)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": one_line(message)})
+
+
+def status_of(exc: GridnetError) -> int:
+    """Malformed input is the client's 400; any other named rule is a 422 refusal."""
+    return 400 if isinstance(exc, DecodeError | InvalidAddress) else 422
+
+
+# --- parsing path and body values --------------------------------------------------------
+
+
+def parse_hex(text: str, what: str, length: int | None = None) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise bad_request(f"{what} is not hex") from None
+    if length is not None and len(raw) != length:
+        raise bad_request(f"{what} must be {length} bytes ({2 * length} hex digits), got {len(raw)}")
+    return raw
+
+
+def parse_address(text: str) -> bytes:
+    return address_from_text(text)  # raises InvalidAddress (400)
+
+
+# --- rendering ledger objects as JSON ----------------------------------------------------
+
+
+_TYPE_INFO: dict[type, mi.Type] = {}
+
+
+def _type_info(cls: type) -> mi.Type:
+    info = _TYPE_INFO.get(cls)
+    if info is None:
+        info = _TYPE_INFO[cls] = mi.type_info(cls)
+    return info
+
+
+def _render(value: Any, t: mi.Type) -> Any:
+    """JSON form of a decoded Wire value: 20-byte fields as text addresses, other bytes as
+    hex, enums by lowercase name, structs as objects."""
+    if isinstance(t, mi.StructType):
+        return {f.name: _render(getattr(value, f.name), f.type) for f in t.fields}
+    if isinstance(t, mi.BytesType):
+        if t.min_length == t.max_length == ADDRESS_BYTES:
+            return address_to_text(value)
+        return bytes(value).hex()
+    if isinstance(t, mi.ListType | mi.VarTupleType | mi.SetType | mi.FrozenSetType):
+        return [_render(v, t.item_type) for v in value]
+    if isinstance(t, mi.TupleType):
+        return [_render(v, it) for v, it in zip(value, t.item_types, strict=True)]
+    if isinstance(t, mi.UnionType):
+        for member in t.types:
+            if isinstance(member, mi.StructType) and type(value) is member.cls:
+                return _render(value, member)
+        return _render_plain(value)
+    if isinstance(t, mi.EnumType):
+        return str(value.name).lower()
+    return _render_plain(value)
+
+
+def _render_plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [_render_plain(v) for v in value]
+    if isinstance(value, msgspec.Struct):
+        return _render(value, _type_info(type(value)))
+    return value
+
+
+def record(obj: Any) -> dict[str, Any]:
+    """JSON object of a state record or payload (a msgspec Struct)."""
+    rendered = _render(obj, _type_info(type(obj)))
+    assert isinstance(rendered, dict)
+    return rendered

@@ -1,0 +1,194 @@
+"""Request and response models of the HTTP API (OpenAPI); pydantic stays at this edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gridnet.node.api.common import MAX_BODY_HEX
+
+# --- response and request models (OpenAPI) -----------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    code: str = Field(description="The rule broken (e.g. NonceGap) or BadRequest, NotFound, ...")
+    message: str
+
+
+class HeadOut(BaseModel):
+    height: int
+    hash: str
+    total_work: str = Field(description="Cumulative proof-of-work of the head's branch (decimal)")
+    timestamp: int = Field(description="Head block's timestamp [ms since the Unix epoch]")
+    chain_id: str
+    mempool_size: int
+    peers: int
+    peer_names: list[str]
+
+
+class TxRefOut(BaseModel):
+    txid: str
+    type: str
+    hex: str | None = Field(default=None, description="Canonical bytes (with ?full=true)")
+
+
+class BlockOut(BaseModel):
+    hash: str
+    height: int
+    version: int
+    prev_hash: str
+    tx_root: str
+    state_root: str
+    timestamp: int
+    target: str
+    nonce: int
+    miner: str
+    total_work: str | None
+    main: bool = Field(description="On the main chain (false: a side branch)")
+    confirmations: int = Field(description="Main-chain blocks from it to the head (0 off the main chain)")
+    size: int = Field(description="Encoded size [bytes]")
+    transactions: list[TxRefOut]
+
+
+class TransactionOut(BaseModel):
+    txid: str
+    type: str
+    sender: str | None = Field(description="Text address of the sender (none for a coinbase)")
+    nonce: int
+    fee: int
+    payload: dict[str, Any]
+    hex: str = Field(description="Canonical bytes of the whole signed transaction")
+
+
+class MerkleStepOut(BaseModel):
+    sibling: str
+    sibling_is_left: bool
+
+
+class BlockRefOut(BaseModel):
+    height: int
+    hash: str
+    tx_root: str
+
+
+class TxLookupOut(BaseModel):
+    status: str = Field(description="'confirmed' (in a main-chain block) or 'pending' (in the mempool)")
+    transaction: TransactionOut
+    block: BlockRefOut | None = None
+    position: int | None = Field(default=None, description="Index in the block (the coinbase is 0)")
+    confirmations: int | None = None
+    proof: list[MerkleStepOut] | None = Field(
+        default=None, description="Merkle steps from the txid's leaf to the block's tx_root"
+    )
+
+
+class AccountOut(BaseModel):
+    address: str
+    balance: int
+    nonce: int
+    bonded: int
+    unbonding: int
+    pending: int = Field(description="Transactions of this sender in the mempool")
+    next_nonce: int = Field(description="Nonce for this sender's next transaction (nonce + pending)")
+
+
+class RecordOut(BaseModel):
+    id: str
+    record: dict[str, Any]
+
+
+class ReadingOut(BaseModel):
+    interval: int
+    record: dict[str, Any]
+
+
+class MeterOut(BaseModel):
+    id: str
+    record: dict[str, Any]
+    readings: list[ReadingOut] = Field(description="Latest recorded readings, newest first")
+
+
+class SenderCountOut(BaseModel):
+    address: str
+    count: int
+
+
+class MempoolOut(BaseModel):
+    size: int
+    max_txs: int
+    senders: int
+    by_sender: list[SenderCountOut] = Field(description="Pending per sender, most first (up to ?limit)")
+    lowest_fee_rate: float | None = Field(description="[base units per byte]")
+    highest_fee_rate: float | None
+
+
+class SubmitTxIn(BaseModel):
+    tx: str = Field(max_length=MAX_BODY_HEX, description="Hex of the transaction's canonical bytes")
+
+
+class PoolEventOut(BaseModel):
+    kind: str
+    txid: str
+    rule: str
+    message: str
+    evicted: list[str] = Field(default_factory=list, description="Transactions it evicted")
+
+
+class OrderOut(BaseModel):
+    id: str
+    order: dict[str, Any]
+    hex: str = Field(description="Canonical bytes of the signed order")
+
+
+class OrdersOut(BaseModel):
+    topic: str
+    orders: list[OrderOut]
+
+
+class SubmitOrderIn(BaseModel):
+    order: str = Field(max_length=MAX_BODY_HEX, description="Hex of the SignedOrder's canonical bytes")
+
+
+class StateEntryOut(BaseModel):
+    table: str
+    key: str
+    record: dict[str, Any] = Field(description="The entry, decoded")
+    hex: str = Field(description="Canonical bytes of the entry (what the state commitment covers)")
+
+
+class SendDatagramIn(BaseModel):
+    first_hop: str = Field(max_length=64, description="Address (gn...) of the path's first hop")
+    datagram: str = Field(max_length=MAX_BODY_HEX, description="Hex of the Datagram's canonical bytes")
+
+
+class SentDatagramOut(BaseModel):
+    status: str = Field(description="sent (the first hop is linked) or held (until it is)")
+
+
+class ReceivedDatagramOut(BaseModel):
+    pool: str
+    depth: int
+    originator: str
+    hops: list[str] = Field(description="Relays it passed, in order (addresses)")
+    body: str = Field(description="The decrypted body, hex")
+
+
+class DatagramsOut(BaseModel):
+    forwarded: int
+    delivered: int
+    held: int = Field(description="Held now for a next hop that is not linked")
+    dropped: dict[str, int] = Field(description="Datagrams dropped, by the rule they broke")
+    received: list[ReceivedDatagramOut] = Field(description="The latest delivered here")
+
+
+class ClaimsOut(BaseModel):
+    claims: list[str] = Field(
+        description="Hex of each SignedClaim (one per connection); pay it with a ClaimTransit transaction"
+    )
+
+
+class PostOrderOut(BaseModel):
+    id: str
+    topic: str
+    duplicate: bool = Field(description="The node already held this order (nothing gossiped)")
