@@ -31,6 +31,14 @@ class StoreError(GridnetError):
     """A data directory is missing, not initialised, or belongs to another chain."""
 
 
+class DataDirLocked(StoreError):
+    """Another process writes to the data directory (it holds its lock)."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
 class InvalidAddress(GridnetError):
     """A textual address is malformed or its checksum does not match."""
 

@@ -21,7 +21,7 @@ def test_four_nodes_converge_and_every_process_is_stopped(tmp_path: Path) -> Non
     assert any(len({s.height for s in status}) == 1 and (status[0].height or 0) >= 3 for status in seen)
     # ... and on one chain: all four miners stop within moments of each other, so only their
     # last blocks may differ; everything below is common.
-    chains = [Chain.open(node.data_dir) for node in net.nodes]
+    chains = [Chain.open(node.data_dir, readonly=True) for node in net.nodes]
     try:
         common = min(c.height for c in chains) - 3
         assert common >= 1

@@ -76,7 +76,7 @@ class Cluster:
             self.stop(i)
 
     def head(self, i: int) -> tuple[int, bytes]:
-        chain = Chain.open(self.dirs[i])
+        chain = Chain.open(self.dirs[i], readonly=True)
         try:
             return chain.height, chain.head.hash
         finally:
@@ -146,7 +146,7 @@ def test_halves_mining_apart_converge_on_the_most_work_chain_with_identical_stat
         time.sleep(1.5)
         for i in (1, 2, 3):
             cluster.stop(i)
-        chains = [Chain.open(d) for d in cluster.dirs]
+        chains = [Chain.open(d, readonly=True) for d in cluster.dirs]
         try:
             assert len({c.head.hash for c in chains}) == 1
             assert all(c.values == chains[0].values for c in chains)

@@ -141,7 +141,7 @@ def test_a_node_killed_while_importing_blocks_restarts_consistent_and_catches_up
     fresh.start("--peer", f"{LOCAL}:{source.port}")
     assert wait_for(lambda: fresh.stored_height() == final, 120)
     stop_all(nodes)
-    a, b = Chain.open(source.data_dir), Chain.open(fresh.data_dir)
+    a, b = Chain.open(source.data_dir, readonly=True), Chain.open(fresh.data_dir, readonly=True)
     try:
         assert a.head.hash == b.head.hash
         assert a.values == b.values

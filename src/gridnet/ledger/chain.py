@@ -159,13 +159,20 @@ class Chain:
         return cls(store, params)
 
     @classmethod
-    def open(cls, data_dir: Path) -> Chain:
-        store = Store(data_dir)
-        raw = store.get_meta("params")
-        if raw is None:
+    def open(cls, data_dir: Path, *, readonly: bool = False) -> Chain:
+        """Open the chain of ``data_dir``: as its writer (holding the data directory's
+        lock), or ``readonly`` — a snapshot of what is committed now, also while another
+        process (a running node) writes it."""
+        store = Store(data_dir, readonly=readonly)
+        try:
+            with store.snapshot():
+                raw = store.get_meta("params")
+                if raw is None:
+                    raise StoreError(f"{data_dir} has no chain parameters; run 'gridnet chain init' first")
+                return cls(store, decode(raw, ChainParams))
+        except BaseException:
             store.close()
-            raise StoreError(f"{data_dir} has no chain parameters; run 'gridnet chain init' first")
-        return cls(store, decode(raw, ChainParams))
+            raise
 
     def close(self) -> None:
         self.store.close()

@@ -7,11 +7,13 @@ moment leaves the store at the last complete block, and reopening needs no repai
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gridnet.errors import StoreError
+from gridnet.ledger.lock import acquire
 from gridnet.units import Hash32
 
 SCHEMA_VERSION = 1
@@ -42,6 +44,10 @@ class Store:
     """Thin, typed access to the SQLite file of one data directory."""
 
     def __init__(self, data_dir: Path, *, create: bool = False, readonly: bool = False) -> None:
+        """Open the store of ``data_dir``. A writer (``readonly=False``) holds the data
+        directory's lock until :meth:`close` (``ledger/lock.py``): a second writer gets
+        :class:`DataDirLocked`. A reader takes no lock and reads consistent snapshots
+        (:meth:`snapshot`) beside a running writer."""
         self.data_dir = data_dir
         path = data_dir / DB_NAME
         if data_dir.exists() and not data_dir.is_dir():
@@ -52,6 +58,7 @@ class Store:
                     f"no chain in {data_dir} (create one with 'gridnet chain init --data-dir {data_dir}')"
                 )
             data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = None if readonly else acquire(data_dir)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -62,14 +69,32 @@ class Store:
             self.db.execute("PRAGMA cache_size=-65536")
             version = self.get_meta("schema")
         except sqlite3.DatabaseError as exc:
+            self._release()
             raise StoreError(f"{path} is not a readable GRIDNET store: {exc}") from None
         if version is None and not readonly:
             self.set_meta("schema", str(SCHEMA_VERSION).encode())
         elif version is not None and int(version) != SCHEMA_VERSION:
+            self.close()
             raise StoreError(f"{path} has schema {int(version)}; this version reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read inside one transaction: every read sees the same committed state, whatever
+        a writer in another process commits meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     # --- transactions ----------------------------------------------------------------------
 

@@ -62,7 +62,8 @@ def verify_chain(
     now = AUDIT_CLOCK
     store = Store(data_dir, readonly=True)
     try:
-        return _verify(store, now, started, progress)
+        with store.snapshot():  # a consistent chain, also beside a running node
+            return _verify(store, now, started, progress)
     finally:
         store.close()
 

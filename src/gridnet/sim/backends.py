@@ -281,7 +281,7 @@ class DevnetBackend:
 
     def chain(self) -> Chain:
         if self._chain is None:
-            self._chain = Chain.open(self.devnet.nodes[0].data_dir)
+            self._chain = Chain.open(self.devnet.nodes[0].data_dir, readonly=True)
         return self._chain
 
     def node_figures(self) -> dict[str, dict[str, Any]]:
