@@ -1,4 +1,5 @@
-"""All signing and signature checking in GRIDNET (Ed25519 via PyNaCl / libsodium).
+"""All signing and signature checking in GRIDNET (Ed25519 via PyNaCl / libsodium), and the
+key files that keep the keys at rest, encrypted with a passphrase (argon2id + SecretBox).
 
 Signatures are domain-separated: the signed bytes are ``domain tag || message``,
 where every tag is distinct and ends with a NUL byte that no tag contains. A
@@ -7,21 +8,27 @@ signature made for one object type therefore never verifies as another.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
 import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final, Literal
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.pwhash.argon2id as _argon2id
+import nacl.secret
 import nacl.signing
+import nacl.utils
 
-from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.errors import KeyFileError
+from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
+from gridnet.errors import InvalidAddress, KeyFileError
 from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
-
-KEY_FILE_KIND = "gridnet-ed25519-key"
 
 
 class Domain(enum.Enum):
@@ -100,47 +107,324 @@ def raw_verify(public_key: PublicKey, message: bytes, signature: Signature) -> b
     return True
 
 
-def write_key_file(path: Path, key: PrivateKey) -> None:
-    """Write ``key`` to ``path`` with mode 0600; never overwrites an existing file."""
-    record = {
-        "kind": KEY_FILE_KIND,
-        "seed": key.seed.hex(),
-        "address": address_to_text(key.address),
-    }
-    if path.parent and not path.parent.exists():
+# --- key files ---------------------------------------------------------------------------------
+#
+# A key file is one JSON object on one line, mode 0600, never overwritten. Format version 2:
+#
+#   {"kind": "gridnet-ed25519-key", "version": 2, "address": "gn...",
+#    "encryption": "argon2id-secretbox",
+#    "kdf": {"opslimit": 3, "memlimit": 268435456, "salt": hex of 16 bytes},
+#    "ciphertext": hex of nonce (24) || XSalsa20-Poly1305 box of the 32-byte seed (48)}
+#
+# or, written plain on purpose (devnets, tests): {..., "encryption": "none", "seed": hex}.
+# The box key is argon2id(passphrase, salt, opslimit, memlimit) (PyNaCl's pwhash and SecretBox);
+# the costs and the salt are stored so that the default costs can rise without breaking old
+# files. The address is stored in clear so that it can be shown without the passphrase;
+# decrypting checks it. A file without "encryption" is the first format, {"kind", "seed",
+# "address"} ("legacy"): it still loads.
+
+KEY_FILE_KIND = "gridnet-ed25519-key"
+KEY_FILE_VERSION = 2
+
+KeyEncryption = Literal["argon2id-secretbox", "none", "legacy"]
+"""How a key file keeps its seed: sealed with a passphrase, plain on purpose, or plain in the
+first format."""
+
+_SEED_BYTES: Final[int] = nacl.bindings.crypto_sign_SEEDBYTES
+_SEALED_SEED_BYTES: Final[int] = (
+    nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + _SEED_BYTES
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KdfCost:
+    """What deriving a key file's box key from its passphrase costs (argon2id)."""
+
+    opslimit: int
+    """Passes over the memory."""
+    memlimit: int
+    """Memory used [bytes]."""
+
+
+KDF_COST: Final = KdfCost(_argon2id.OPSLIMIT_MODERATE, _argon2id.MEMLIMIT_MODERATE)
+"""Cost of new key files: libsodium's MODERATE, 3 passes over 256 MiB (0.4 s per load on 2 cores)."""
+KDF_COST_MIN: Final = KdfCost(_argon2id.OPSLIMIT_MIN, _argon2id.MEMLIMIT_MIN)
+"""The cheapest cost a key file may declare (libsodium's minimum: fast, for tests only)."""
+KDF_COST_MAX: Final = KdfCost(_argon2id.OPSLIMIT_SENSITIVE, _argon2id.MEMLIMIT_SENSITIVE)
+"""The dearest cost a key file may declare (SENSITIVE, 4 passes over 1 GiB: 4 s per load), so that
+an altered file cannot make loading it allocate unbounded memory or run for hours."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFileInfo:
+    """What a key file says about itself, read without its passphrase."""
+
+    address: str
+    """Text address ("gn..."): derived from the seed of a plain file; of an encrypted file, the
+    stored one (only decrypting the file proves it)."""
+    encryption: KeyEncryption
+
+
+@dataclass(frozen=True, slots=True)
+class _SealedSeed:
+    """The seed of an encrypted key file, as stored."""
+
+    cost: KdfCost
+    salt: bytes
+    box: bytes
+    """Nonce || XSalsa20-Poly1305 box of the seed."""
+
+
+def write_key_file(
+    path: Path, key: PrivateKey, passphrase: bytes | None = None, *, cost: KdfCost = KDF_COST
+) -> None:
+    """Write ``key`` to a new file at ``path`` (mode 0600, parent directories created, never
+    overwriting a file): sealed with ``passphrase`` at ``cost``, or plain (``"encryption":
+    "none"``) when ``passphrase`` is None."""
+    check_key_path_free(path)
+    record = _plain_record(key) if passphrase is None else _encrypted_record(path, key, passphrase, cost)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyFileError(f"cannot create the directory of key file {path}: {exc.strerror}") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise KeyFileError(
-            f"key file {path} already exists; refusing to overwrite it (choose another path)"
-        ) from None
+        raise _exists_error(path) from None
     except OSError as exc:
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
+    try:
+        _write_record(fd, record)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from None
+    _sync_directory(path.parent)
+
+
+def read_key_file(path: Path, passphrase: Callable[[], bytes] | None = None) -> PrivateKey:
+    """The key in the file at ``path``, in any format; refuses a file other users can access.
+
+    ``passphrase`` is called, once, only for an encrypted file. Every refusal is a
+    :class:`~gridnet.errors.KeyFileError` of one line that never holds the seed.
+    """
+    info, seed = _read_key_record(path)
+    if isinstance(seed, _SealedSeed):
+        if passphrase is None:
+            raise KeyFileError(
+                f"key file {path} is encrypted; give its passphrase with --passphrase-file FILE, "
+                "the GRIDNET_PASSPHRASE environment variable, or at the terminal prompt"
+            )
+        seed = _open_seed(path, seed, passphrase())
+    key = PrivateKey(seed)
+    if address_to_text(key.address) != info.address:
+        raise _address_mismatch(path)
+    return key
+
+
+def key_file_info(path: Path) -> KeyFileInfo:
+    """The address and encryption of the key file at ``path``, without its passphrase; refuses
+    the file as :func:`read_key_file` does, except for a wrong passphrase."""
+    return _read_key_record(path)[0]
+
+
+def encrypt_key_file(path: Path, passphrase: Callable[[], bytes], *, cost: KdfCost = KDF_COST) -> None:
+    """Rewrite the plain (or legacy) key file at ``path`` sealed with a passphrase, in place and
+    atomically: a new file (mode 0600) beside it, flushed to disk, then renamed over it.
+
+    ``passphrase`` is called once the file is known to be a valid plain key file. An encrypted
+    file is refused. The old plain bytes may remain in free disk blocks: a key that must never
+    have touched the disk in clear is best replaced by a new encrypted key.
+    """
+    _, seed = _read_key_record(path)
+    if isinstance(seed, _SealedSeed):
+        raise KeyFileError(f"key file {path} is already encrypted; it was left unchanged")
+    record = _encrypted_record(path, PrivateKey(seed), passphrase(), cost)
+    temporary: str | None = None
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _write_record(fd, record)
+        os.replace(temporary, path)
+    except OSError as exc:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise KeyFileError(f"cannot rewrite key file {path}: {exc.strerror}; it was left unchanged") from None
+    _sync_directory(path.parent)
+
+
+def check_key_path_free(path: Path) -> None:
+    """Refuse ``path`` for a new key file when anything is there: a key file is never overwritten."""
+    if path.exists() or path.is_symlink():
+        raise _exists_error(path)
+
+
+def read_private_file(path: Path, what: str, missing_hint: str) -> bytes:
+    """The bytes of a secret file (a key file, a passphrase file); refused when users other than
+    its owner have any permission on it. ``what`` names the file in messages."""
+    try:
+        with path.open("rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyFileError(
+                    f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
+                    f"run 'chmod 600 {path}'"
+                )
+            return fh.read()
+    except FileNotFoundError:
+        raise KeyFileError(f"{what} {path} not found ({missing_hint})") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _plain_record(key: PrivateKey) -> dict[str, object]:
+    return {
+        "kind": KEY_FILE_KIND,
+        "version": KEY_FILE_VERSION,
+        "address": address_to_text(key.address),
+        "encryption": "none",
+        "seed": key.seed.hex(),
+    }
+
+
+def _encrypted_record(path: Path, key: PrivateKey, passphrase: bytes, cost: KdfCost) -> dict[str, object]:
+    if not passphrase:
+        raise KeyFileError(f"an empty passphrase cannot protect key file {path}; choose a passphrase")
+    salt = nacl.utils.random(_argon2id.SALTBYTES)
+    box = _secret_box(passphrase, salt, cost).encrypt(key.seed)
+    return {
+        "kind": KEY_FILE_KIND,
+        "version": KEY_FILE_VERSION,
+        "address": address_to_text(key.address),
+        "encryption": "argon2id-secretbox",
+        "kdf": {"opslimit": cost.opslimit, "memlimit": cost.memlimit, "salt": salt.hex()},
+        "ciphertext": bytes(box).hex(),
+    }
+
+
+def _secret_box(passphrase: bytes, salt: bytes, cost: KdfCost) -> nacl.secret.SecretBox:
+    key = _argon2id.kdf(
+        nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=cost.opslimit, memlimit=cost.memlimit
+    )
+    return nacl.secret.SecretBox(key)
+
+
+def _open_seed(path: Path, sealed: _SealedSeed, passphrase: bytes) -> bytes:
+    try:
+        return bytes(_secret_box(passphrase, sealed.salt, sealed.cost).decrypt(sealed.box))
+    except nacl.exceptions.CryptoError:
+        raise KeyFileError(
+            f"key file {path} does not decrypt: wrong passphrase, or the file was altered; "
+            "try the passphrase again (or restore the file from a backup)"
+        ) from None
+
+
+def _write_record(fd: int, record: dict[str, object]) -> None:
+    """Write ``record`` as one JSON line to ``fd``, flush it to the disk and close ``fd``."""
     with os.fdopen(fd, "w") as fh:
         json.dump(record, fh)
         fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
-def read_key_file(path: Path) -> PrivateKey:
-    """Read a key written by :func:`write_key_file`; refuses files others can read."""
+def _sync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries to the disk, so that a file created or renamed in it stays
+    after a crash (best effort: some file systems cannot sync a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _address_mismatch(path: Path) -> KeyFileError:
+    return KeyFileError(
+        f"key file {path}: the stored address does not match the key; restore it from a backup"
+    )
+
+
+def _exists_error(path: Path) -> KeyFileError:
+    return KeyFileError(f"key file {path} already exists; refusing to overwrite it (choose another path)")
+
+
+# --- reading the JSON of a key file ---
+
+
+def _read_key_record(path: Path) -> tuple[KeyFileInfo, bytes | _SealedSeed]:
+    """What the key file at ``path`` says and its seed, plain or sealed; every field checked."""
+    raw = read_private_file(path, "key file", "create one with 'gridnet keys new'")
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise KeyFileError(f"key file {path} not found (create one with 'gridnet keys new')") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        record = json.loads(raw)
+    except ValueError:
+        raise _invalid(path, "it is not JSON") from None
+    if not isinstance(record, dict) or record.get("kind") != KEY_FILE_KIND:
+        raise _invalid(path, f"its kind is not {KEY_FILE_KIND!r}")
+    encryption = _encryption(path, record)
+    if encryption == "argon2id-secretbox":
+        return KeyFileInfo(_address(path, record), encryption), _sealed_seed(path, record)
+    seed = _hex(path, record, "seed", _SEED_BYTES)
+    address = address_to_text(PrivateKey(seed).address)
+    # The first format's address was optional; when present it must be the seed's.
+    if record.get("address", address) != address:
+        raise _address_mismatch(path)
+    return KeyFileInfo(address, encryption), seed
+
+
+def _encryption(path: Path, record: dict[str, Any]) -> KeyEncryption:
+    if "version" not in record and "encryption" not in record:
+        return "legacy"
+    version = record.get("version")
+    if version != KEY_FILE_VERSION:
         raise KeyFileError(
-            f"key file {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
-            f"run 'chmod 600 {path}'"
+            f"key file {path} has format version {version!r}; this gridnet reads version "
+            f"{KEY_FILE_VERSION} and the first format (upgrade gridnet if the file is newer)"
         )
+    encryption = record.get("encryption")
+    if encryption == "argon2id-secretbox":
+        return "argon2id-secretbox"
+    if encryption == "none":
+        return "none"
+    raise _invalid(path, f"unknown encryption {encryption!r}")
+
+
+def _address(path: Path, record: dict[str, Any]) -> str:
+    text = record.get("address")
+    if isinstance(text, str):
+        with contextlib.suppress(InvalidAddress):
+            return address_to_text(address_from_text(text))
+    raise _invalid(path, "its address is missing or not a GRIDNET address")
+
+
+def _sealed_seed(path: Path, record: dict[str, Any]) -> _SealedSeed:
+    kdf = record.get("kdf")
+    if not isinstance(kdf, dict):
+        raise _invalid(path, "its kdf is missing")
+    cost = KdfCost(
+        _int(path, kdf, "opslimit", KDF_COST_MIN.opslimit, KDF_COST_MAX.opslimit),
+        _int(path, kdf, "memlimit", KDF_COST_MIN.memlimit, KDF_COST_MAX.memlimit),
+    )
+    salt = _hex(path, kdf, "salt", _argon2id.SALTBYTES)
+    return _SealedSeed(cost, salt, _hex(path, record, "ciphertext", _SEALED_SEED_BYTES))
+
+
+def _hex(path: Path, record: dict[str, Any], name: str, size: int) -> bytes:
+    """Field ``name`` of ``record``: ``size`` bytes in hex. The message never quotes the value."""
+    text = record.get(name)
     try:
-        record = json.loads(path.read_text())
-        if record.get("kind") != KEY_FILE_KIND:
-            raise ValueError("not a GRIDNET key file")
-        seed = bytes.fromhex(record["seed"])
-        key = PrivateKey(seed)
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise KeyFileError(f"key file {path} is not a valid GRIDNET key file: {exc}") from None
-    if record.get("address") not in (None, address_to_text(key.address)):
-        raise KeyFileError(f"key file {path}: the stored address does not match the key")
-    return key
+        value = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        value = b""
+    if len(value) != size:
+        raise _invalid(path, f"its {name} is missing or not {size} bytes in hex")
+    return value
+
+
+def _int(path: Path, record: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = record.get(name)
+    if type(value) is not int or not low <= value <= high:
+        raise _invalid(path, f"its {name} is missing or not an integer from {low} to {high}")
+    return value
+
+
+def _invalid(path: Path, why: str) -> KeyFileError:
+    return KeyFileError(f"key file {path} is not a valid GRIDNET key file ({why}); restore it from a backup")
