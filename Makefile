@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 OUT    ?= out/demo
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean chromium
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -28,8 +28,19 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-test: lint
+test: lint chromium
 	$(BIN)/pytest -n auto -p no:cacheprovider
+
+# The browser tests drive Debian's chromium (never a browser download): install it when missing.
+CHROMIUM := /usr/bin/chromium
+
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || { echo "error: $(CHROMIUM) is missing; install it as root with 'apt-get install chromium' (the browser tests need it)"; exit 1; }
+	@echo "installing Debian's chromium for the browser tests (apt-get)"
+	@{ DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; } || { echo "error: apt-get could not install chromium (the browser tests need $(CHROMIUM))"; exit 1; }
+	@test -x $(CHROMIUM) || { echo "error: chromium was installed but $(CHROMIUM) is missing"; exit 1; }
 
 bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
