@@ -12,15 +12,21 @@ from gridnet.node.clock import Clock
 JUNE = 1_782_000_000_000  # some scenario's date [ms]
 
 
+# The wall clock is read around each reading of the clock under test, so the bounds hold
+# however long a busy machine takes between two readings.
+
+
 def test_the_default_clock_is_the_wall_clock() -> None:
-    assert abs(Clock().now() - now_ms()) < 50
+    before = now_ms()
+    reading = Clock().now()
+    assert before <= reading <= now_ms()
 
 
 def test_a_scenario_clock_reads_its_origin_at_the_anchor_and_runs_at_its_speed() -> None:
     anchor = now_ms()
     clock = Clock(JUNE, anchor, speed=300)
     first = clock.now()
-    assert JUNE <= first < JUNE + 300 * 100  # read within 100 ms of the anchor
+    assert JUNE <= first <= JUNE + 300 * (now_ms() - anchor + 1)  # (ms of the wall clock, rounded)
     time.sleep(0.05)
     assert clock.now() - first >= 300 * 50 * 0.9
     assert clock.span(100) == 30_000 and clock.wall_seconds(900_000) == 3.0
@@ -29,8 +35,11 @@ def test_a_scenario_clock_reads_its_origin_at_the_anchor_and_runs_at_its_speed()
 def test_processes_sharing_origin_anchor_and_speed_agree() -> None:
     anchor = now_ms() - 10_000  # a devnet started ten seconds ago
     a, b = Clock(JUNE, anchor, 60), Clock(JUNE, anchor, 60)
-    assert abs(a.now() - b.now()) < 60 * 20
-    assert a.now() >= JUNE + 600_000
+    before = now_ms()
+    first, second = a.now(), b.now()
+    between = now_ms() - before + 1  # wall ms between the two readings, at most (rounded)
+    assert 0 <= second - first <= 60 * between
+    assert first >= JUNE + 600_000
 
 
 @pytest.mark.parametrize("speed", [0.0, -1.0])
