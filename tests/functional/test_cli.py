@@ -26,7 +26,7 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 ADDRESS = re.compile(r"^gn[a-z2-7]{39}$")
 
 
-def gridnet(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def gridnet(*args: str | Path, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run ``python -m gridnet ARGS`` in ``cwd``; never raises on a non-zero exit."""
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1")
     return subprocess.run(
@@ -35,7 +35,7 @@ def gridnet(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -61,7 +61,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def new_key(cwd: Path, name: str) -> str:
-    out = ok(gridnet("keys", "new", "--out", name, cwd=cwd)).strip()
+    out = ok(gridnet("keys", "new", "--out", name, "--unencrypted", cwd=cwd)).strip()
     assert ADDRESS.match(out), out
     return out
 
@@ -121,7 +121,7 @@ def test_keys_new_mode_0600_and_refuses_overwrite(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     before = path.read_bytes()
 
-    line = one_line_error(gridnet("keys", "new", "--out", "k.key", cwd=tmp_path))
+    line = one_line_error(gridnet("keys", "new", "--out", "k.key", "--unencrypted", cwd=tmp_path))
     assert "refus" in line and "overwrite" in line and "k.key" in line
     assert path.read_bytes() == before, "the existing key file was changed"
     assert ok(gridnet("keys", "show", "--key", "k.key", cwd=tmp_path)).strip() == address
@@ -405,7 +405,7 @@ def test_default_fee_still_sufficient_after_128_transactions(tmp_path: Path) -> 
     finally:
         chain.close()
     write_key_file(tmp_path / "a.key", a)
-    b_text = ok(gridnet("keys", "new", "--out", "b.key", cwd=tmp_path)).strip()
+    b_text = ok(gridnet("keys", "new", "--out", "b.key", "--unencrypted", cwd=tmp_path)).strip()
 
     result = gridnet(
         "tx", "transfer", "--data-dir", "D", "--key", "a.key", "--to", b_text, "--amount", "1", cwd=tmp_path

@@ -23,6 +23,7 @@ from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
 from gridnet.node import relay_peer
+from gridnet.node.client import NodeClient
 from gridnet.node.devnet import LOCAL, DevNode, free_port
 from gridnet.node.messages import DatagramMsg
 from gridnet.node.relay_peer import RelayPeer
@@ -30,7 +31,6 @@ from gridnet.relay.claims import SignedClaim
 from gridnet.relay.datagram import Datagram, originate
 from gridnet.relay.hops import hop_shares
 from gridnet.relay.tokens import HashChain
-from gridnet.sim.backends import ApiClient
 from tests.helpers import register_identity, test_params, wait_for
 
 SENDER, MIDDLE, RECEIVER = (PrivateKey.from_label(f"tcp-dgram-{n}") for n in ("s", "m", "r"))
@@ -38,9 +38,11 @@ TOKENS = HashChain(os.urandom(32), 100)
 POOL = pool_id(SENDER.address, TOKENS.final)
 UNIT = 1_000
 PAYRATE = 600_000
+WAIT_S = 120.0
+"""Ceiling for each condition the test waits for [s]: far above what a busy machine needs."""
 
 
-def send(client: ApiClient, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+def send(client: NodeClient, path: str, body: dict[str, Any]) -> tuple[int, Any]:
     return client.call("POST", path, body)
 
 
@@ -63,17 +65,17 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
         write_key_file(node.data_dir / "node.key", key)
         nodes.append(node)
     sender, middle, receiver = nodes
-    middle.start(log=middle.data_dir / "node.log")
+    middle.start()
     peer = ("--peer", f"{LOCAL}:{middle.port}")
-    sender.start("--mine", "--hashes-per-tick", "300", *peer, log=sender.data_dir / "node.log")
-    receiver.start(*peer, log=receiver.data_dir / "node.log")
-    api = {n.name: ApiClient(n.name, n.api_port, timeout_s=5) for n in nodes}
-    assert wait_for(lambda: all(n.head() is not None for n in nodes), 20)
-    assert wait_for(lambda: api["m"].get("/head")["peers"] == 2, 20)
+    sender.start("--mine", "--hashes-per-tick", "300", *peer)
+    receiver.start(*peer)
+    assert wait_for(lambda: all(n.head() is not None for n in nodes), WAIT_S)
+    api = {n.name: n.client() for n in nodes}  # (each wrote its API token before answering)
+    assert wait_for(lambda: api["m"].get("/head")["peers"] == 2, WAIT_S)
     for tx in setup:
         assert send(api["s"], "/transactions", {"tx": encode(tx).hex()})[0] == 202
     pool_path = f"/pools/{POOL.hex()}"
-    assert wait_for(lambda: all(api[n].get(pool_path) is not None for n in api), 30)
+    assert wait_for(lambda: all(api[n].get(pool_path) is not None for n in api), WAIT_S)
 
     proof = find_identity_proof(SENDER.address, params.identity_target_int)
     first_hop = address_to_text(MIDDLE.address)
@@ -94,7 +96,7 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
             api["s"], "/datagrams", {"first_hop": first_hop, "datagram": encode(datagram).hex()}
         )
         assert (status, body) == (202, {"status": "sent"})
-    assert wait_for(lambda: api["r"].get("/datagrams")["delivered"] == 5, 20)
+    assert wait_for(lambda: api["r"].get("/datagrams")["delivered"] == 5, WAIT_S)
     inbox = api["r"].get("/datagrams")
     assert [bytes.fromhex(d["body"]) for d in inbox["received"]] == [
         f"state {d}".encode() for d in range(1, 6)
@@ -105,7 +107,7 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
 
     # A replayed datagram is dropped by the middle node's rule; the link stays up.
     send(api["s"], "/datagrams", {"first_hop": first_hop, "datagram": encode(datagram).hex()})
-    assert wait_for(lambda: api["m"].get("/datagrams")["dropped"] == {"TokenReplayed": 1}, 10)
+    assert wait_for(lambda: api["m"].get("/datagrams")["dropped"] == {"TokenReplayed": 1}, WAIT_S)
     assert api["m"].get("/head")["peers"] == 2
 
     # Bad input to the API is one JSON error.
@@ -125,7 +127,7 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
     tx = sign_transaction(RECEIVER, chain_id, payload, 0, fee)
     assert send(api["r"], "/transactions", {"tx": encode(tx).hex()})[0] == 202
     (share,) = [s for _, s in hop_shares(5 * UNIT, [MIDDLE.address], PAYRATE)]
-    assert wait_for(lambda: int(api["r"].get(f"/accounts/{first_hop}")["balance"]) == before + share, 30)
+    assert wait_for(lambda: int(api["r"].get(f"/accounts/{first_hop}")["balance"]) == before + share, WAIT_S)
 
 
 def a_datagram(body: bytes = b"x") -> Datagram:

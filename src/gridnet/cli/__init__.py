@@ -6,18 +6,39 @@ error a user can cause into one line.
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
+from gridnet import __version__
 from gridnet.cli import bench, chain, keys, node, sim, tx
 from gridnet.cli.common import err_console
 from gridnet.errors import DecodeError, GridnetError, InvalidBlock, InvalidTransaction, MempoolRejection
+from gridnet.node.client import NodeRefused
 
 app = typer.Typer(
     help="GRIDNET: a fully distributed smart-grid ledger.", no_args_is_help=True, add_completion=False
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"gridnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """GRIDNET: a fully distributed smart-grid ledger."""
+
+
 app.add_typer(keys.app, name="keys")
 app.add_typer(chain.app, name="chain")
 app.add_typer(tx.app, name="tx")
@@ -26,14 +47,46 @@ node.register(app)
 sim.register(app)
 
 
+_UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+"""Click's usage error (typer may carry its own copy of click)."""
+_NAMED = InvalidTransaction | InvalidBlock | MempoolRejection | DecodeError | NodeRefused
+"""Errors printed with their rule's name first (InsufficientBalance: ...)."""
+
+
 def main() -> None:
+    """Run the command; an error a user can cause (a bad flag or value included) is one line
+    and exit 1 (130 for Ctrl-C).
+    GRIDNET_TRACEBACK=1 shows the traceback instead (for developers)."""
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="gridnet")
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        command = exc.ctx.command_path if exc.ctx is not None else "gridnet"
+        _fail(f"{exc.format_message()} (see '{command} --help')")  # a bad flag or value
+    except typer.Abort:  # Ctrl-C at a prompt
+        err_console.print("interrupted")
+        sys.exit(130)
     except GridnetError as exc:
-        named = isinstance(exc, InvalidTransaction | InvalidBlock | MempoolRejection | DecodeError)
+        if os.environ.get("GRIDNET_TRACEBACK"):
+            raise
+        named = isinstance(
+            exc, InvalidTransaction | InvalidBlock | MempoolRejection | DecodeError | NodeRefused
+        )
         prefix = f"{exc.rule}: " if named else ""
-        err_console.print(Text("error: ", style="red") + Text(f"{prefix}{exc}"))
-        sys.exit(1)
+        _fail(f"{prefix}{exc}")
+    except OSError as exc:  # a file or directory the command cannot read or write
+        if os.environ.get("GRIDNET_TRACEBACK"):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}:{where} (check the path and its permissions)")
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(Text("error: ", style="red") + Text(" ".join(message.split())))
+    sys.exit(code)

@@ -9,15 +9,39 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gridnet.cli.common import DataDir, JsonFlag, console, count, err_console, parse_gnc, progress_bar
+from gridnet.cli.common import (
+    DataDir,
+    JsonFlag,
+    NodeUrl,
+    PassphraseFile,
+    console,
+    count,
+    err_console,
+    parse_gnc,
+    progress_bar,
+    require_node,
+)
+from gridnet.cli.passphrase import create_key, load_key
 from gridnet.crypto.address import address_from_text, address_to_text
-from gridnet.crypto.keys import PrivateKey, read_key_file, write_key_file
+from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
+from gridnet.ledger.state import Account
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks
+from gridnet.node.client import NodeClient
+from gridnet.node.config import CONFIG_NAME, config_template
 from gridnet.units import format_gnc
+
+OptDataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory of the chain.")]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    if data_dir is None:
+        raise ConfigError("say which chain: --data-dir DIR (or --node URL for a running node)")
+    return data_dir
+
 
 app = typer.Typer(help="Create, mine, inspect and audit a chain in a data directory.", no_args_is_help=True)
 
@@ -29,12 +53,21 @@ def chain_init(
         Path | None, typer.Option("--genesis", help="Genesis TOML (default: built-in devnet).")
     ] = None,
 ) -> None:
-    """Create a chain from a genesis file in an empty data directory."""
+    """Create a chain from a genesis file in an empty data directory, with a gridnet.toml
+    listing the node's settings (all commented out: the defaults)."""
     params = load_genesis_file(genesis) if genesis else default_params()
     chain = Chain.create(data_dir, params)
-    (data_dir / "genesis.toml").write_text(params_to_toml(params))
+    try:
+        (data_dir / "genesis.toml").write_text(params_to_toml(params))
+        settings = data_dir / CONFIG_NAME
+        if not settings.exists():
+            settings.write_text(config_template())
+    finally:
+        chain.close()
     console.print(f"initialised {params.name} in {data_dir}; genesis {chain.chain_id.hex()}")
-    chain.close()
+    console.print(
+        f"node settings: {data_dir / CONFIG_NAME} (run it with 'gridnet node --data-dir {data_dir}')"
+    )
 
 
 @app.command("genesis")
@@ -59,13 +92,18 @@ def chain_genesis(
     console.print(f"wrote {out}")
 
 
-def _miner_key(data_dir: Path, key: Path | None) -> PrivateKey:
+def _miner_key(
+    data_dir: Path, key: Path | None, passphrase_file: Path | None, unencrypted: bool
+) -> PrivateKey:
     if key is not None:
-        return read_key_file(key)
+        return load_key(key, passphrase_file)
     path = data_dir / "miner.key"
-    if not path.exists():
-        write_key_file(path, PrivateKey.generate())
-    return read_key_file(path)
+    if path.exists():
+        return load_key(path, passphrase_file)
+    created = create_key(path, unencrypted=unencrypted, passphrase_file=passphrase_file)
+    how = "unencrypted" if unencrypted else "encrypted with its passphrase"
+    err_console.print(f"created the miner key {path} ({how}): address {address_to_text(created.address)}")
+    return created
 
 
 @app.command("mine")
@@ -76,11 +114,17 @@ def chain_mine(
         Path | None,
         typer.Option("--key", help="Miner key (default: DATA_DIR/miner.key, created if missing)."),
     ] = None,
+    passphrase_file: PassphraseFile = None,
+    unencrypted_key: Annotated[
+        bool,
+        typer.Option("--unencrypted-key", help="Create a missing DATA_DIR/miner.key without encryption."),
+    ] = False,
 ) -> None:
-    """Mine blocks on the head, including pending transactions."""
+    """Mine blocks on the head, including pending transactions (not beside a running node:
+    the data directory has one writer)."""
     chain = Chain.open(data_dir)
-    miner = _miner_key(data_dir, key)
     try:
+        miner = _miner_key(data_dir, key, passphrase_file, unencrypted_key)
         with progress_bar() as progress:
             task = progress.add_task("mining", total=blocks)
             mined_txs = 0
@@ -115,14 +159,31 @@ def chain_summary(chain: Chain) -> dict[str, Any]:
     }
 
 
+def _summary_of_node(client: NodeClient) -> dict[str, Any]:
+    status = client.request("GET", "/status")
+    return {
+        "name": status["chain"],
+        "height": status["height"],
+        "head": status["head"],
+        "cumulative_work": int(status["total_work"]),
+        "transactions": status["transactions"],
+        "genesis": status["chain_id"],
+        "pending": status["mempool"]["size"],
+    }
+
+
 @app.command("show")
-def chain_show(data_dir: DataDir, as_json: JsonFlag = False) -> None:
-    """Height, head hash, cumulative work and transaction count."""
-    chain = Chain.open(data_dir)
-    try:
-        summary = chain_summary(chain)
-    finally:
-        chain.close()
+def chain_show(data_dir: OptDataDir = None, node: NodeUrl = None, as_json: JsonFlag = False) -> None:
+    """Height, head hash, cumulative work and transaction count (of a data directory, also
+    beside its running node, or of the node at --node)."""
+    if node is not None:
+        summary = _summary_of_node(require_node(node, data_dir))
+    else:
+        chain = Chain.open(_data_dir(data_dir), readonly=True)
+        try:
+            summary = chain_summary(chain)
+        finally:
+            chain.close()
     if as_json:
         print(json.dumps(summary))
         return
@@ -134,17 +195,23 @@ def chain_show(data_dir: DataDir, as_json: JsonFlag = False) -> None:
 
 @app.command("account")
 def chain_account(
-    data_dir: DataDir,
     address: Annotated[str, typer.Option("--address", help="Address (gn...).")],
+    data_dir: OptDataDir = None,
+    node: NodeUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Balance, nonce and bond of an address."""
+    """Balance, nonce and bond of an address (in a data directory, also beside its running
+    node, or at the node at --node)."""
     addr = address_from_text(address)
-    chain = Chain.open(data_dir)
-    try:
-        acct = chain.account(addr)
-    finally:
-        chain.close()
+    if node is not None:
+        answer = require_node(node, data_dir).request("GET", f"/accounts/{address_to_text(addr)}")
+        acct = Account(answer["balance"], answer["nonce"], answer["bonded"], answer["unbonding"])
+    else:
+        chain = Chain.open(_data_dir(data_dir), readonly=True)
+        try:
+            acct = chain.account(addr)
+        finally:
+            chain.close()
     if as_json:
         print(
             json.dumps(

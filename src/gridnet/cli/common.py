@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, NodeUnavailable
 from gridnet.units import UNITS_PER_GNC
+
+if TYPE_CHECKING:
+    from gridnet.node.client import NodeClient
+
+TOKEN_ENV = "GRIDNET_API_TOKEN"
 
 # markup=False: user text (paths, addresses, messages) is printed verbatim, never parsed.
 console = Console(soft_wrap=True, markup=False, highlight=False)
@@ -20,6 +26,23 @@ err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Data directory of the chain.")]
 KeyFile = Annotated[Path, typer.Option("--key", help="Key file (from 'gridnet keys new').")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+NodeUrl = Annotated[
+    str | None,
+    typer.Option("--node", help="A running node's API, e.g. http://127.0.0.1:8330 (instead of --data-dir)."),
+]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--api-token-file",
+        help="The node's API token (else GRIDNET_API_TOKEN, else the cookie of --data-dir's node).",
+    ),
+]
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file", help="File with the key's passphrase (else GRIDNET_PASSPHRASE, else a prompt)."
+    ),
+]
 
 
 def count(n: int, noun: str) -> str:
@@ -47,3 +70,36 @@ def progress_bar() -> Progress:
         console=err_console,
         transient=True,
     )
+
+
+def connect(node: str | None, data_dir: Path | None, token_file: Path | None = None) -> NodeClient | None:
+    """The running node a command talks to: ``--node URL``, else the node that runs on
+    ``--data-dir`` (found through its node.json); None when no node runs there."""
+    from gridnet.node.auth import read_token_file
+    from gridnet.node.client import NodeClient, data_dir_token
+
+    if node is None:
+        if token_file is not None:
+            raise ConfigError(
+                "--api-token-file goes with --node URL (a data directory's node has its cookie)"
+            )
+        return None if data_dir is None else NodeClient.for_data_dir(data_dir)
+    if token_file is not None:
+        token: str | None = read_token_file(token_file)
+    elif os.environ.get(TOKEN_ENV):
+        token = os.environ[TOKEN_ENV].strip()
+    else:
+        token = None if data_dir is None else data_dir_token(data_dir)
+    return NodeClient(node, token)
+
+
+def require_node(node: str | None, data_dir: Path | None, token_file: Path | None = None) -> NodeClient:
+    """Like :func:`connect`, for commands that only talk to a running node."""
+    if node is None and data_dir is None:
+        raise ConfigError("say which node: --node URL (e.g. http://127.0.0.1:8330) or --data-dir DIR")
+    client = connect(node, data_dir, token_file)
+    if client is None:
+        raise NodeUnavailable(
+            f"no node runs on {data_dir} (start one with 'gridnet node --data-dir {data_dir}')"
+        )
+    return client

@@ -3,43 +3,85 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.table import Table
 from rich.text import Text
 
-from gridnet.cli.common import DataDir, console, err_console
-from gridnet.cli.sim import print_simulation_summary
-from gridnet.crypto.keys import PrivateKey, read_key_file, write_key_file
+from gridnet.cli.common import (
+    DataDir,
+    JsonFlag,
+    NodeUrl,
+    PassphraseFile,
+    console,
+    err_console,
+    require_node,
+)
+from gridnet.cli.sim import interrupted, print_simulation_summary
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import now_ms
+from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN
 
 if TYPE_CHECKING:
     from gridnet.node.devnet import NodeStatus
 
 
-def _host_port(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"{what} {text!r} must look like 127.0.0.1:9000")
-    return host, int(port)
-
-
 def node_cmd(
     data_dir: DataDir,
-    listen: Annotated[str, typer.Option("--listen", help="Peer port, e.g. 127.0.0.1:9000 (port 0: any).")],
-    api: Annotated[str | None, typer.Option("--api", help="HTTP API, e.g. 127.0.0.1:8000.")] = None,
-    peer: Annotated[list[str] | None, typer.Option("--peer", help="A peer to dial (repeatable).")] = None,
-    mine: Annotated[bool, typer.Option("--mine", help="Mine blocks.")] = False,
-    key: Annotated[
-        Path | None, typer.Option("--key", help="Node key (default: DATA_DIR/node.key, created if missing).")
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Settings file (default: DATA_DIR/gridnet.toml if present)."),
     ] = None,
-    hashes_per_tick: Annotated[int, typer.Option("--hashes-per-tick", min=1)] = 2_000,
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", help=f"Peer address HOST:PORT (default {DEFAULT_LISTEN}; port 0: any)."),
+    ] = None,
+    api: Annotated[
+        str | None, typer.Option("--api", help=f'HTTP API HOST:PORT or "off" (default {DEFAULT_API}).')
+    ] = None,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option("--peer", help="A peer to dial, HOST:PORT (repeatable; replaces the file's)."),
+    ] = None,
+    mine: Annotated[bool | None, typer.Option("--mine/--no-mine", help="Mine blocks.")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Node key file (default DATA_DIR/node.key, created if missing)."),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    unencrypted_key: Annotated[
+        bool,
+        typer.Option("--unencrypted-key", help="Create a missing node key without encryption (devnets)."),
+    ] = False,
+    hashes_per_tick: Annotated[int | None, typer.Option("--hashes-per-tick", min=1)] = None,
     mempool_max: Annotated[
-        int, typer.Option("--mempool-max", min=1, help="Mempool capacity [txs].")
-    ] = 50_000,
+        int | None, typer.Option("--mempool-max", min=1, help="Mempool capacity [transactions].")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
+    debug: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--debug", help="Log a category at debug level: net, sync, mempool, mine, api, relay, all."
+        ),
+    ] = None,
+    api_token_file: Annotated[
+        str | None, typer.Option("--api-token-file", help="API token file (needed for a non-loopback --api).")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Log only to DATA_DIR/node.log, not the console.")
+    ] = False,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the settings the node would run with, and exit.")
+    ] = False,
     clock_origin: Annotated[
         int | None,
         typer.Option(
@@ -53,32 +95,60 @@ def node_cmd(
         float, typer.Option("--clock-speed", min=0.001, help="Clock ms per real ms (with --clock-origin).")
     ] = 1.0,
 ) -> None:
-    """Run a node: TCP peer links, gossip and sync, mining, the HTTP API. Stops on SIGTERM/Ctrl-C."""
+    """Run a node: TCP peer links, gossip and sync, mining, the HTTP API. Settings come from
+    DATA_DIR/gridnet.toml, overridden by these flags. Stops on SIGTERM/Ctrl-C."""
+    from gridnet.cli.passphrase import create_key, load_key
     from gridnet.node.clock import Clock
+    from gridnet.node.config import resolve, settings_to_toml
     from gridnet.node.process import NodeOptions, run
 
     if clock_origin is None and (clock_anchor is not None or clock_speed != 1.0):
         raise ConfigError(
             "--clock-anchor and --clock-speed need --clock-origin (the clock's time at the anchor)"
         )
+    flags = {
+        "listen": listen,
+        "api": api,
+        "peers": peer,
+        "mine": mine,
+        "key": key,
+        "passphrase_file": None if passphrase_file is None else str(passphrase_file),
+        "hashes_per_tick": hashes_per_tick,
+        "mempool_max_txs": mempool_max,
+        "log_level": log_level,
+        "debug": None if debug is None else [c.strip() for d in debug for c in d.split(",") if c.strip()],
+        "api_token_file": api_token_file,
+    }
+    settings = resolve(data_dir, flags, config)
+    if print_config:
+        source = config if config is not None else data_dir / CONFIG_NAME
+        origin = f"{source} and the command line" if source.exists() else "defaults and the command line"
+        console.print(
+            settings_to_toml(settings, f"gridnet node --data-dir {data_dir}: from {origin}"), end=""
+        )
+        return
+    key_path = settings.path(data_dir, settings.key)
+    secret = settings.path(data_dir, settings.passphrase_file) if settings.passphrase_file else None
 
-    if key is None:
-        key = data_dir / "node.key"
-        if not key.exists() and (data_dir / "chain.sqlite").exists():
-            write_key_file(key, PrivateKey.generate())
+    def node_key() -> PrivateKey:
+        if key_path.exists() or key is not None:
+            return load_key(key_path, secret)
+        created = create_key(key_path, unencrypted=unencrypted_key, passphrase_file=secret)
+        how = "unencrypted" if unencrypted_key else "encrypted with its passphrase"
+        logging.getLogger("gridnet.node").info(
+            "created the node key %s (%s): address %s", key_path, how, address_to_text(created.address)
+        )
+        return created
+
     options = NodeOptions(
         data_dir=data_dir,
-        listen=_host_port(listen, "--listen"),
-        peers=tuple(_host_port(p, "--peer") for p in peer or []),
-        api=None if api is None else _host_port(api, "--api"),
-        mine=mine,
-        hashes_per_tick=hashes_per_tick,
-        mempool_max_txs=mempool_max,
+        settings=settings,
         clock=Clock()
         if clock_origin is None
         else Clock(clock_origin, now_ms() if clock_anchor is None else clock_anchor, clock_speed),
+        console_log=not quiet,
     )
-    run(options, read_key_file(key))
+    run(options, node_key)
 
 
 def devnet_cmd(
@@ -170,6 +240,10 @@ def _devnet_scenario(
 
         try:
             report = simulate_on_devnet(sc, out, nodes, speed, progress=progress, on_start=started)
+        except KeyboardInterrupt:
+            done.set()
+            live.stop()
+            interrupted(state["interval"], sc.simulation.intervals, out / "n0")
         finally:
             done.set()
     print_simulation_summary(report, out, out / "n0")
@@ -177,6 +251,93 @@ def _devnet_scenario(
         raise typer.Exit(1)
 
 
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def status_cmd(
+    node: NodeUrl = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data directory of a running node.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A running node at a glance: chain, height, sync, mempool, peers, version, uptime."""
+    client = require_node(node, data_dir)
+    status = client.request("GET", "/status")
+    if as_json:
+        print(json.dumps(status))
+        return
+    sync = status["sync"]
+    progress = (
+        "synced"
+        if not sync["syncing"]
+        else f"syncing: {status['height']:,} of {sync['target_height']:,} ({100 * sync['progress']:.1f} %)"
+    )
+    pool, peers = status["mempool"], status["peers"]
+    table = Table(title=f"gridnet node {status['address']}", show_header=False)
+    table.add_row("chain", f"{status['chain']} (genesis {status['chain_id'][:16]})")
+    table.add_row("height", f"{status['height']:,}, head {status['head'][:16]}, {progress}")
+    table.add_row(
+        "mempool", f"{pool['size']:,} transactions, {pool['bytes']:,} bytes (at most {pool['max_txs']:,})"
+    )
+    table.add_row("peers", f"{peers['count']} ({peers['outbound']} outbound, {peers['inbound']} inbound)")
+    table.add_row("mining", "yes" if status["mining"] else "no")
+    table.add_row("listening", str(status["listen"]))
+    table.add_row("version", f"{status['version']}, up {_duration(status['uptime_s'])}")
+    table.add_row("API", client.url)
+    console.print(table)
+
+
+def peers_cmd(
+    node: NodeUrl = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data directory of a running node.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The peers a running node is linked with: address, direction, height, faults, traffic."""
+    client = require_node(node, data_dir)
+    peers = client.request("GET", "/peers")
+    if as_json:
+        print(json.dumps(peers))
+        return
+    if not peers:
+        console.print(f"no peers linked to the node at {client.url}")
+        return
+    table = Table(title=f"{len(peers)} peer(s) of the node at {client.url}")
+    for column in (
+        "address",
+        "direction",
+        "remote",
+        "height",
+        "faults",
+        "bytes in",
+        "bytes out",
+        "linked for",
+    ):
+        table.add_column(column)
+    for p in peers:
+        table.add_row(
+            p["address"],
+            p["direction"] or "?",
+            p["remote"] or "?",
+            "?" if p["height"] is None else f"{p['height']:,}",
+            str(p["faults"]),
+            "?" if p["bytes_in"] is None else f"{p['bytes_in']:,}",
+            "?" if p["bytes_out"] is None else f"{p['bytes_out']:,}",
+            "?" if p["connected_s"] is None else _duration(p["connected_s"]),
+        )
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("node")(node_cmd)
     app.command("devnet")(devnet_cmd)
+    app.command("status")(status_cmd)
+    app.command("peers")(peers_cmd)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
 
-from gridnet.cli.common import console, progress_bar
+from gridnet.cli.common import console, count, err_console, progress_bar
 from gridnet.units import format_gnc
 
 
@@ -30,12 +30,43 @@ def simulate_cmd(
     sc = load_scenario(scenario)
     if seed is not None:
         sc = replace(sc, simulation=replace(sc.simulation, seed=seed))
-    with progress_bar() as progress:
-        task = progress.add_task("simulating intervals", total=sc.simulation.intervals)
-        report = simulate(sc, out, progress=lambda done, total: progress.update(task, completed=done))
+    total = sc.simulation.intervals
+    done = 0
+
+    def advanced(k: int, _total: int) -> None:
+        nonlocal done
+        done = k
+        progress.update(task, completed=k)
+
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("simulating intervals", total=total)
+            report = simulate(sc, out, progress=advanced)
+    except KeyboardInterrupt:
+        interrupted(done, total, out / "chain")
     print_simulation_summary(report, out, out / "chain")
     if not report["verify"]["ok"] or not report["converged"]:
         raise typer.Exit(1)
+
+
+def interrupted(done: int, total: int, chain_dir: Path) -> NoReturn:
+    """Ctrl-C during a run: say where it stopped and whether the partial chain verifies
+    (every block is stored whole or not at all), and exit 130."""
+    from gridnet.ledger.store import DB_NAME
+    from gridnet.ledger.verify import verify_chain
+
+    where = f"interrupted at interval {done} of {total}"
+    if not (chain_dir / DB_NAME).exists():
+        err_console.print(f"{where}, before any chain was written")
+    else:
+        audit = verify_chain(chain_dir)
+        verdict = (
+            f"verifies ({count(audit.blocks, 'block')}, {count(audit.transactions, 'transaction')})"
+            if audit.ok
+            else f"does NOT verify: height {audit.bad_height}: {audit.rule}: {audit.message}"
+        )
+        err_console.print(f"{where}; the partial chain in {chain_dir} {verdict}")
+    raise SystemExit(130)
 
 
 def _kwh(wh: int) -> str:

@@ -1,75 +1,230 @@
-"""``gridnet tx``: sign transactions and submit them."""
+"""``gridnet tx``: sign a transaction and submit it — to a running node (``--node URL``, or
+the node running on ``--data-dir``), else into a data directory's pending pool.
+
+Either way it is checked up front as a miner would apply it (after the sender's pending
+transactions), so a transaction that cannot be mined is refused with its rule at once.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gridnet.cli.common import DataDir, KeyFile, console, parse_gnc
-from gridnet.crypto.address import address_from_text
-from gridnet.crypto.keys import read_key_file
+from gridnet.cli.common import KeyFile, NodeUrl, PassphraseFile, TokenFile, connect, console, parse_gnc
+from gridnet.cli.passphrase import load_key
+from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import decode, encode
+from gridnet.errors import ConfigError, NodeUnavailable
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import ChainParams
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.wallet import submit
+from gridnet.node.client import NodeClient
 
-app = typer.Typer(help="Sign transactions into a data directory's pending pool.", no_args_is_help=True)
+app = typer.Typer(
+    help="Sign a transaction and submit it to a running node or a data directory's pending pool.",
+    no_args_is_help=True,
+)
+
+MaybeDataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory: its running node, else its pending pool."),
+]
+FeeOpt = Annotated[int | None, typer.Option("--fee", min=0, help="Fee in base units (default: the minimum).")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="Wait until a block includes it (with a running node).")
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds --wait waits at most.")]
+
+Build = Callable[[ChainParams, PrivateKey], Payload]
+"""The payload, from the chain's parameters and the signer (the identity proof-of-work needs
+both)."""
 
 
-def _submit(data_dir: Path, key: Path, payload: Payload, fee: int | None) -> None:
-    signer = read_key_file(key)
+def _send(
+    build: Build,
+    *,
+    key: Path,
+    passphrase_file: Path | None,
+    fee: int | None,
+    data_dir: Path | None,
+    node: str | None,
+    token_file: Path | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    if data_dir is None and node is None:
+        raise ConfigError("say where to send it: --node URL (a running node) or --data-dir DIR")
+    signer = load_key(key, passphrase_file)
+    client = connect(node, data_dir, token_file)
+    if client is not None:
+        try:
+            _send_to_node(client, signer, build, fee, wait, timeout)
+        finally:
+            client.close()
+        return
+    assert data_dir is not None
+    if wait:
+        raise ConfigError(f"--wait needs a running node; none runs on {data_dir}")
     chain = Chain.open(data_dir)
     try:
-        event = submit(chain, signer, payload, fee)
+        event = submit(chain, signer, build(chain.params, signer), fee)
     finally:
         chain.close()
     console.print(f"pending {event.txid.hex()} (mine it with 'gridnet chain mine --data-dir {data_dir}')")
 
 
-FeeOpt = Annotated[int | None, typer.Option("--fee", help="Fee in base units (default: the minimum).")]
+def _send_to_node(
+    client: NodeClient, signer: PrivateKey, build: Build, fee: int | None, wait: bool, timeout: float
+) -> None:
+    answer = client.request("GET", "/params")
+    params = decode(bytes.fromhex(answer["hex"]), ChainParams, what="chain parameters")
+    chain_id = bytes.fromhex(answer["chain_id"])
+    nonce = int(client.request("GET", f"/accounts/{address_to_text(signer.address)}")["next_nonce"])
+    payload = build(params, signer)
+    fee = min_fee(params.min_fee_per_byte, payload, nonce) if fee is None else fee
+    tx = sign_transaction(signer, chain_id, payload, nonce, fee)
+    txid = tx_id(tx).hex()
+    client.request("POST", "/transactions", {"tx": encode(tx).hex()})  # NodeRefused names the rule
+    console.print(f"accepted {txid} by the node at {client.url} (nonce {nonce}, fee {fee})")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for a block to include it"):
+        while time.monotonic() < deadline:
+            found = client.get(f"/transactions/{txid}")
+            if found is None:
+                raise NodeUnavailable(
+                    f"the node no longer holds {txid} and no block includes it: it was dropped (see the "
+                    "node's log with --debug mempool)"
+                )
+            if found["status"] == "confirmed":
+                block = found["block"]
+                console.print(f"mined in block {block['height']} ({block['hash'][:16]})")
+                return
+            time.sleep(0.5)
+    raise NodeUnavailable(f"{txid} was not mined within {timeout:.0f} s; it is still pending at {client.url}")
 
 
 @app.command("transfer")
 def tx_transfer(
-    data_dir: DataDir,
     key: KeyFile,
     to: Annotated[str, typer.Option("--to", help="Recipient address (gn...).")],
     amount: Annotated[str, typer.Option("--amount", help="Amount in GNC, e.g. 2.5.")],
     fee: FeeOpt = None,
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    api_token_file: TokenFile = None,
+    passphrase_file: PassphraseFile = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Send coin to an address."""
-    _submit(data_dir, key, Transfer(address_from_text(to), parse_gnc(amount)), fee)
+    payload = Transfer(address_from_text(to), parse_gnc(amount))
+    _send(
+        lambda _params, _signer: payload,
+        key=key,
+        passphrase_file=passphrase_file,
+        fee=fee,
+        data_dir=data_dir,
+        node=node,
+        token_file=api_token_file,
+        wait=wait,
+        timeout=timeout,
+    )
 
 
 @app.command("register-identity")
-def tx_register_identity(data_dir: DataDir, key: KeyFile, fee: FeeOpt = None) -> None:
+def tx_register_identity(
+    key: KeyFile,
+    fee: FeeOpt = None,
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    api_token_file: TokenFile = None,
+    passphrase_file: PassphraseFile = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
+) -> None:
     """Solve the identity proof-of-work for the key's address and register it."""
-    signer = read_key_file(key)
-    chain = Chain.open(data_dir)
-    target = chain.params.identity_target_int
-    chain.close()
-    with console.status("solving the identity proof-of-work"):
-        proof = find_identity_proof(signer.address, target)
-    console.print(f"identity proof: rounds {proof.rounds}, nonce {proof.nonce}")
-    _submit(data_dir, key, RegisterIdentity(proof), fee)
+
+    def build(params: ChainParams, signer: PrivateKey) -> Payload:
+        with console.status("solving the identity proof-of-work"):
+            proof = find_identity_proof(signer.address, params.identity_target_int)
+        console.print(f"identity proof: rounds {proof.rounds}, nonce {proof.nonce}")
+        return RegisterIdentity(proof)
+
+    _send(
+        build,
+        key=key,
+        passphrase_file=passphrase_file,
+        fee=fee,
+        data_dir=data_dir,
+        node=node,
+        token_file=api_token_file,
+        wait=wait,
+        timeout=timeout,
+    )
 
 
 @app.command("bond")
 def tx_bond(
-    data_dir: DataDir, key: KeyFile, amount: Annotated[str, typer.Option("--amount")], fee: FeeOpt = None
+    key: KeyFile,
+    amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to lock.")],
+    fee: FeeOpt = None,
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    api_token_file: TokenFile = None,
+    passphrase_file: PassphraseFile = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
-    """Lock coin as the identity's bond."""
-    _submit(data_dir, key, Bond(parse_gnc(amount)), fee)
+    """Lock coin as the identity's bond (needs a registered identity)."""
+    payload = Bond(parse_gnc(amount))
+    _send(
+        lambda _params, _signer: payload,
+        key=key,
+        passphrase_file=passphrase_file,
+        fee=fee,
+        data_dir=data_dir,
+        node=node,
+        token_file=api_token_file,
+        wait=wait,
+        timeout=timeout,
+    )
 
 
 @app.command("unbond")
 def tx_unbond(
-    data_dir: DataDir, key: KeyFile, amount: Annotated[str, typer.Option("--amount")], fee: FeeOpt = None
+    key: KeyFile,
+    amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to release.")],
+    fee: FeeOpt = None,
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    api_token_file: TokenFile = None,
+    passphrase_file: PassphraseFile = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Release bonded coin (back in the balance after the unbonding delay)."""
-    _submit(data_dir, key, Unbond(parse_gnc(amount)), fee)
+    payload = Unbond(parse_gnc(amount))
+    _send(
+        lambda _params, _signer: payload,
+        key=key,
+        passphrase_file=passphrase_file,
+        fee=fee,
+        data_dir=data_dir,
+        node=node,
+        token_file=api_token_file,
+        wait=wait,
+        timeout=timeout,
+    )

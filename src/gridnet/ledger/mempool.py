@@ -85,6 +85,8 @@ class Mempool:
         self.defer_blocks = defer_blocks
         self._deferred: dict[Hash32, int] = {}  # txid -> height block building first refused it
         self._owed: dict[Address, int] = {}  # sender -> amounts plus fees of its pending ones
+        self.bytes = 0
+        """Encoded size of every pending transaction [bytes]."""
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -102,11 +104,14 @@ class Mempool:
         *,
         decoded: bool = False,
         body: bytes | None = None,
+        check: Callable[[VerifiedTx], None] | None = None,
     ) -> list[PoolEvent]:
         """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
         followed by any evictions it caused. ``decoded``: ``tx`` came from a canonical
         decode (a peer's message), so the wire's ranges already hold; ``body``: its
-        already encoded body (``tx_body``)."""
+        already encoded body (``tx_body``); ``check``: a further check that raises the rule
+        the transaction breaks, run after the pool's own and before it is taken (a user's
+        transaction is tried on the head: ``ledger/miner.py`` ``check_applies``)."""
         if verified is None:
             body = tx_body(tx) if body is None else body
             if txid(body, tx.signature) in self.by_id:  # before the costly checks: gossip repeats a lot
@@ -115,7 +120,7 @@ class Mempool:
                 decode(encode(tx), Transaction, what="transaction")
             verified = validate_transaction(tx, self.params, self.chain_id, body)
         vtx = verified
-        return self._admit(vtx, account_of)
+        return self._admit(vtx, account_of, check)
 
     def add(
         self,
@@ -125,15 +130,21 @@ class Mempool:
         *,
         decoded: bool = False,
         body: bytes | None = None,
+        check: Callable[[VerifiedTx], None] | None = None,
     ) -> list[PoolEvent]:
         """Like :meth:`admit`, but a refusal is reported as a REJECTED event."""
         try:
-            return self.admit(tx, account_of, verified, decoded=decoded, body=body)
+            return self.admit(tx, account_of, verified, decoded=decoded, body=body, check=check)
         except GridnetError as exc:
             sender = address_digest(tx.sender) if len(tx.sender) == PUBLIC_KEY_BYTES else None
             return [PoolEvent(EventKind.REJECTED, tx_id(tx), sender, exc.rule, str(exc))]
 
-    def _admit(self, vtx: VerifiedTx, account_of: Callable[[Address], Account]) -> list[PoolEvent]:
+    def _admit(
+        self,
+        vtx: VerifiedTx,
+        account_of: Callable[[Address], Account],
+        check: Callable[[VerifiedTx], None] | None = None,
+    ) -> list[PoolEvent]:
         if vtx.txid in self.by_id:
             raise AlreadyKnown("transaction is already pending")
         acct = account_of(vtx.sender)
@@ -159,6 +170,8 @@ class Mempool:
                 f"{address_to_text(vtx.sender)} has {format_gnc(acct.balance)} but needs {format_gnc(cost)} "
                 "for this transaction and its other pending ones (amounts plus fees)"
             )
+        if check is not None:
+            check(vtx)
         if replaced is not None:
             self._remove(replaced)
             events.append(
@@ -210,6 +223,7 @@ class Mempool:
         self.by_id[vtx.txid] = vtx
         self.by_sender.setdefault(vtx.sender, {})[vtx.tx.nonce] = vtx
         self._owed[vtx.sender] = self._owed.get(vtx.sender, 0) + _cost(vtx)
+        self.bytes += vtx.size
         heapq.heappush(self._heap, (fee_rate(vtx), next(self._seq), vtx.txid))
         if len(self._heap) > 4 * max(len(self.by_id), 1024):
             self._heap = [(fee_rate(v), next(self._seq), t) for t, v in self.by_id.items()]
@@ -221,6 +235,7 @@ class Mempool:
         queue = self.by_sender[vtx.sender]
         del queue[vtx.tx.nonce]
         self._owed[vtx.sender] -= _cost(vtx)
+        self.bytes -= vtx.size
         if not queue:
             del self.by_sender[vtx.sender]
             del self._owed[vtx.sender]

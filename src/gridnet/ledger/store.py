@@ -52,13 +52,18 @@ class Store:
         path = data_dir / DB_NAME
         if data_dir.exists() and not data_dir.is_dir():
             raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
-        if not path.exists():
-            if not create:
-                raise StoreError(
-                    f"no chain in {data_dir} (create one with 'gridnet chain init --data-dir {data_dir}')"
-                )
-            data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = None if readonly else acquire(data_dir)
+        if not path.exists() and not create:
+            raise StoreError(
+                f"no chain in {data_dir} (create one with 'gridnet chain init --data-dir {data_dir}')"
+            )
+        try:
+            if not path.exists():
+                data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = None if readonly else acquire(data_dir)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the data directory {data_dir}: {exc.strerror}; choose another --data-dir"
+            ) from None
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)

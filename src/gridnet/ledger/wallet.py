@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
@@ -16,7 +17,7 @@ from gridnet.errors import DecodeError
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
-from gridnet.ledger.miner import produce_block
+from gridnet.ledger.miner import check_applies, produce_block
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.units import Hash32
@@ -61,13 +62,14 @@ def restore_pending(chain: Chain, pool: Mempool) -> list[PoolEvent]:
 def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = None) -> PoolEvent:
     """Sign ``payload`` with the next free nonce and add it to the pending pool.
 
-    Raises the named :class:`InvalidTransaction` / mempool error if it is refused.
+    Raises the named :class:`InvalidTransaction` / mempool error if it is refused: the
+    pool's checks, and the transaction tried on the head after the pending ones.
     """
     pool, _ = load_mempool(chain)
     nonce = chain.account(key.address).nonce + len(pool.by_sender.get(key.address, {}))
     fee = min_fee(chain.params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(key, chain.chain_id, payload, nonce, fee)
-    outcome = pool.admit(tx, chain.account)[0]
+    outcome = pool.admit(tx, chain.account, check=partial(check_applies, chain, pool))[0]
     chain.store.add_pending(outcome.txid, encode(tx), now_ms())
     return outcome
 

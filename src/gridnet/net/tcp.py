@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -25,9 +26,10 @@ from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.boxes import SESSION_OVERHEAD, Session, ephemeral_keypair
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wire, decode, encode
-from gridnet.errors import FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
+from gridnet.errors import ConfigError, FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
 from gridnet.ledger.chain import now_ms
 from gridnet.ledger.transactions import Transaction
+from gridnet.node.logs import short
 from gridnet.node.messages import (
     MAX_MESSAGE_BYTES,
     DatagramMsg,
@@ -45,7 +47,15 @@ HANDSHAKE_TIMEOUT_S: Final = 5.0
 MAX_FAULTS: Final = 3
 """Invalid data a peer may send before it is disconnected."""
 BAN_S: Final = 60.0
-_log = logging.getLogger(__name__)
+RETRY_MIN_S: Final = 0.2
+RETRY_MAX_S: Final = 5.0
+"""Back-off between attempts to reach a peer that does not answer."""
+REFUSED_MAX_S: Final = 60.0
+"""Back-off between attempts to link with a peer that refuses the link or breaks the
+handshake (another chain, a bad hello): it will not change soon."""
+STILL_FAILING_S: Final = 60.0
+"""A failing peer is logged once at first, then at most this often."""
+_log = logging.getLogger("gridnet.net")
 
 
 class Hello(Wire, frozen=True):
@@ -76,10 +86,20 @@ class Link:
     """The peer's node address (gn...)."""
     writer: asyncio.StreamWriter
     session: Session
+    outbound: bool
+    """We dialled it (else it dialled us)."""
+    remote: str
+    """The peer's HOST:PORT as seen on this link."""
+    since: float = field(default_factory=time.time)
+    """When the link came up [s since 1970]."""
+    bytes_in: int = 0
+    bytes_out: int = 0
 
     def send(self, msg: Message) -> None:
         if not self.writer.is_closing():
-            self.writer.write(frame(self.session.encrypt(encode_message(msg))))
+            data = frame(self.session.encrypt(encode_message(msg)))
+            self.bytes_out += len(data)
+            self.writer.write(data)
 
 
 @dataclass
@@ -114,6 +134,10 @@ class TcpTransport:
         self.links: dict[str, Link] = {}
         self.banned: dict[str, float] = {}
         self.stats = TransportStats()
+        self.last_tick = time.monotonic()
+        """When the tick loop last ran (monotonic [s]): the node's heartbeat."""
+        self._refusals: dict[tuple[str, str], float] = {}
+        """(host, rule) -> when a failed inbound handshake was last logged."""
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -121,9 +145,17 @@ class TcpTransport:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen and start dialling; a listen address that cannot be bound is a
+        ConfigError naming it."""
         self._running = True
         host, port = self.listen
-        self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_FRAME + 4)
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_FRAME + 4)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen for peers on {host}:{port}: {exc.strerror or exc} (is another node using "
+                "it? choose another listen address)"
+            ) from None
         self._tasks.append(asyncio.create_task(self._tick_loop()))
         for address in self.peer_addresses:
             self._tasks.append(asyncio.create_task(self._connect_loop(address)))
@@ -159,6 +191,7 @@ class TcpTransport:
 
     async def _tick_loop(self) -> None:
         while self._running:
+            self.last_tick = time.monotonic()
             now = self.clock()
             self.dispatch(self.node.tick(now))
             if self.relay is not None:
@@ -166,57 +199,102 @@ class TcpTransport:
             await asyncio.sleep(self.tick_ms / 1000)
 
     async def _connect_loop(self, address: tuple[str, int]) -> None:
-        delay = 0.2
+        """Keep a link to ``address``: dial, serve, dial again after it drops. A peer that
+        does not answer or refuses the link is tried again with growing back-off, logged
+        when it starts failing and then at most every ``STILL_FAILING_S``."""
+        where = f"{address[0]}:{address[1]}"
+        delay = RETRY_MIN_S
+        failures = 0
+        logged = 0.0
         while self._running:
             try:
                 reader, writer = await asyncio.open_connection(*address, limit=MAX_FRAME + 4)
-            except OSError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            await self._run_link(reader, writer)
+            except OSError as exc:
+                failures += 1
+                reason, ceiling = _reason(exc), RETRY_MAX_S
+            else:
+                refusal = await self._run_link(reader, writer, outbound=where)
+                if refusal is None:  # it was linked, then the link dropped: dial again soon
+                    delay, failures = RETRY_MIN_S, 0
+                    await asyncio.sleep(delay)
+                    continue
+                failures += 1
+                reason, ceiling = refusal, REFUSED_MAX_S
+            if failures == 1 or time.monotonic() - logged >= STILL_FAILING_S:
+                logged = time.monotonic()
+                again = "" if failures == 1 else f" (still, after {failures} attempts)"
+                _log.warning("cannot link with %s: %s%s; retrying in %.1f s", where, reason, again, delay)
+            else:
+                _log.debug("cannot link with %s: %s; retrying in %.1f s", where, reason, delay)
             await asyncio.sleep(delay)
+            delay = min(delay * 2, ceiling)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._run_link(reader, writer)
+        await self._run_link(reader, writer, outbound=None)
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Link:
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: str | None
+    ) -> Link:
         theirs, session = await handshake(reader, writer, self.key, self.node.chain.chain_id)
         name = address_to_text(address_from_public_key(theirs.node_key))
         if name == self.name:
             raise HandshakeFailed("connected to itself")
-        return Link(name, writer, session)
+        return Link(name, writer, session, outbound is not None, outbound or _peername(writer))
 
-    async def _run_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _run_link(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, outbound: str | None
+    ) -> str | None:
+        """Handshake and serve one connection (``outbound``: the HOST:PORT we dialled; None
+        for one that dialled us) until it ends. Returns why the link was refused (the rule),
+        or None if it was linked or merely lost."""
         link: Link | None = None
+        where = outbound or _peername(writer)
         try:
-            link = await self._handshake(reader, writer)
-            if link.name in self.links or self.banned.get(link.name, 0) > time.monotonic():
-                return  # already linked (both dialled each other), or banned for a while
+            link = await self._handshake(reader, writer, outbound)
+            if link.name in self.links:
+                _log.debug("already linked with %s: dropped the second connection", short(link.name))
+                return None  # (both dialled each other)
+            until = self.banned.get(link.name, 0) - time.monotonic()
+            if until > 0:
+                _log.info("refused %s (%s): cut off for another %.0f s", short(link.name), where, until)
+                return "Banned"
             self.links[link.name] = link
             self.stats.connected += 1
             self.node.add_peer(link.name)
             if self.relay is not None:
                 self.relay.add_peer(link.name)
+            _log.info(
+                "linked %s (%s %s)", short(link.name), "outbound to" if outbound else "inbound from", where
+            )
             self.dispatch([(link.name, self.node.status())])
             await self._serve(link, reader)
-        except (TimeoutError, GridnetError, asyncio.IncompleteReadError, OSError) as exc:
-            if link is not None and isinstance(exc, GridnetError):
-                self._ban(link.name, exc.rule)
+        except GridnetError as exc:
+            if link is None:  # the handshake failed: nothing to ban, the peer was never linked
+                if outbound is None:  # (the dialler logs its own attempts, with their back-off)
+                    self._log_refusal(where, exc)
+                return exc.rule
+            self._ban(link.name, exc.rule, str(exc))
+        except (TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
+            if link is None:
+                _log.debug("connection with %s ended during the handshake: %s", where, type(exc).__name__)
+                return "HandshakeFailed"
         finally:
             if link is not None and self.links.get(link.name) is link:
                 del self.links[link.name]
                 self.node.remove_peer(link.name)
                 if self.relay is not None:
                     self.relay.remove_peer(link.name)
+                _log.info("disconnected %s (%s)", short(link.name), link.remote)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+        return None
 
     async def _serve(self, link: Link, reader: asyncio.StreamReader) -> None:
         while self._running:
-            payload = link.session.decrypt(await read_frame(reader))
+            data = await read_frame(reader)
+            link.bytes_in += 4 + len(data)
+            payload = link.session.decrypt(data)
             msg = decode_message(payload)
             if isinstance(msg, DatagramMsg):
                 if self.relay is not None:  # (a bad datagram is dropped by its rule, not a fault)
@@ -224,16 +302,41 @@ class TcpTransport:
             else:
                 self.dispatch(self.node.handle(link.name, msg, self.clock()))
             if self.node.stats.peer_faults.get(link.name, 0) >= MAX_FAULTS:
-                self._ban(link.name, "TooManyFaults")
+                self._ban(link.name, "TooManyFaults", f"{MAX_FAULTS} faults")
                 return
             await link.writer.drain()
             await asyncio.sleep(0)  # a busy link must not starve the others and the API
 
-    def _ban(self, name: str, rule: str) -> None:
+    def _log_refusal(self, where: str, error: GridnetError) -> None:
+        """A link that dialled us failed its handshake: logged once per host and rule per
+        ``STILL_FAILING_S`` (a misconfigured peer retries for ever, from a new port each time)."""
+        key = (where.rpartition(":")[0], error.rule)
+        now = time.monotonic()
+        if now - self._refusals.get(key, -STILL_FAILING_S) >= STILL_FAILING_S:
+            self._refusals[key] = now
+            _log.warning("refused link with %s: %s: %s", where, error.rule, error)
+        else:
+            _log.debug("refused link with %s: %s: %s", where, error.rule, error)
+        if len(self._refusals) > 1024:
+            self._refusals = {k: t for k, t in self._refusals.items() if now - t < STILL_FAILING_S}
+
+    def _ban(self, name: str, rule: str, message: str) -> None:
         self.stats.disconnected[name] = rule
         self.banned[name] = time.monotonic() + BAN_S
         self.node.stats.peer_faults.pop(name, None)
-        _log.warning("disconnected %s: %s", name, rule)
+        _log.warning("cut off %s for %.0f s: %s: %s", short(name), BAN_S, rule, message)
+
+
+def _reason(exc: OSError) -> str:
+    """'Connection refused' rather than asyncio's 'Connect call failed (...)'."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
+def _peername(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 
 
 async def handshake(

@@ -27,10 +27,12 @@ import msgspec
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams, default_params, params_to_toml
 from gridnet.ledger.store import DB_NAME
+from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.clock import Clock
 from gridnet.sim.output import prepare_out_dir
 
 LOCAL = "127.0.0.1"
+CONSOLE_LOG = "console.log"
 
 
 def free_port() -> int:
@@ -71,8 +73,10 @@ class DevNode:
     api_port: int
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str, log: Path | None = None) -> None:
-        """Start ``gridnet node`` on this data directory with its ports (and ``extra`` args)."""
+    def start(self, *extra: str) -> None:
+        """Start ``gridnet node`` on this data directory with its ports (and ``extra`` args),
+        with an unencrypted node key (created if missing). It logs into ``DATA_DIR/node.log``;
+        what it prints (a start-up error, a crash) goes to ``DATA_DIR/console.log``."""
         cmd = [
             sys.executable,
             "-m",
@@ -84,10 +88,17 @@ class DevNode:
             f"{LOCAL}:{self.port}",
             "--api",
             f"{LOCAL}:{self.api_port}",
+            "--unencrypted-key",
+            "--quiet",
             *extra,
         ]
-        out = subprocess.DEVNULL if log is None else log.open("wb")
-        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / CONSOLE_LOG).open("ab") as out:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def client(self) -> NodeClient:
+        """A client of this node's API with the token it wrote (once it runs)."""
+        return NodeClient(f"{LOCAL}:{self.api_port}", data_dir_token(self.data_dir))
 
     def stored_height(self) -> int:
         """The node's stored height, read from its SQLite file (also while it runs)."""
@@ -156,7 +167,6 @@ class Devnet:
                 str(self.hashes_per_tick),
                 *peers,
                 *clock_args,
-                log=node.data_dir / "node.log",
             )
 
     def status(self) -> list[NodeStatus]:
@@ -183,7 +193,9 @@ class Devnet:
                 for node in self.nodes:
                     assert node.process is not None
                     if node.process.poll() is not None:
-                        raise RuntimeError(f"{node.name} exited (see {node.data_dir / 'node.log'})")
+                        raise RuntimeError(
+                            f"{node.name} exited (see {node.data_dir / 'node.log'} and {CONSOLE_LOG})"
+                        )
                 report(self.status())
                 time.sleep(0.5)
         finally:

@@ -7,26 +7,38 @@ The same node runs in the simulator (simulated clock) and as a process (wall clo
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import partial
 
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import header_hash, txid
 from gridnet.encoding import encode
-from gridnet.errors import InvalidBlock, InvalidOrder, KnownInvalid, NonceGap, OrderExpired, UnknownParent
+from gridnet.errors import (
+    GridnetError,
+    InvalidBlock,
+    InvalidOrder,
+    KnownInvalid,
+    NonceGap,
+    OrderExpired,
+    UnknownParent,
+)
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
+from gridnet.ledger.miner import check_applies
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import validate_header
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
+from gridnet.node.logs import short
 from gridnet.node.messages import (
     MAX_HEADERS,
     BlockMsg,
@@ -45,6 +57,11 @@ from gridnet.node.messages import (
 )
 from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes, work_of_target
+
+_net = logging.getLogger("gridnet.net")
+_sync = logging.getLogger("gridnet.sync")
+_mine = logging.getLogger("gridnet.mine")
+_mempool = logging.getLogger("gridnet.mempool")
 
 Outgoing = tuple[str, Message]
 """(destination peer, message)."""
@@ -140,6 +157,15 @@ class NodeStats:
     tx_outcomes: Counter[str] = field(default_factory=Counter)
     """Mempool outcomes by kind (accepted, rejected, evicted, included, dropped)."""
     peer_faults: dict[str, int] = field(default_factory=dict)
+    """Faults per linked peer (the transport forgets a peer's when it cuts it off)."""
+    fault_rules: Counter[str] = field(default_factory=Counter)
+    """Peer faults by the rule broken."""
+    block_rules: Counter[str] = field(default_factory=Counter)
+    """Invalid blocks and headers by the rule broken."""
+    tx_rules: Counter[str] = field(default_factory=Counter)
+    """Transactions refused, evicted or dropped, by rule."""
+    blocks_imported: int = 0
+    """Blocks from peers that became part of the main chain."""
     validation_seconds: float = 0.0
     """Wall time spent validating and storing blocks (a measurement, not simulated)."""
 
@@ -156,6 +182,9 @@ class Node:
         self.mempool = Mempool(chain.params, chain.chain_id, max_txs=self.config.mempool_max_txs)
         self.peers: list[str] = []
         self.peer_work: dict[str, int] = {}
+        """Peer -> the cumulative work it last announced."""
+        self.peer_height: dict[str, int] = {}
+        """Peer -> the height it last announced."""
         self.orphans: OrderedDict[Hash32, tuple[str, Block]] = OrderedDict()
         """Blocks whose parent is unknown yet: hash -> (peer it came from, block)."""
         self.orders: dict[str, dict[Hash32, SignedOrder]] = {}
@@ -221,6 +250,8 @@ class Node:
         self._relay_bytes.pop(peer, None)
         self._peer_headers.pop(peer, None)
         self._inflight.pop(peer, None)
+        self.peer_work.pop(peer, None)
+        self.peer_height.pop(peer, None)
         self.inventory.remove_peer(peer)
 
     def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
@@ -228,8 +259,39 @@ class Node:
         when our next status tells them of more work."""
         return [(p, BlockMsg(block)) for p in self.inventory.spread(source)[0]]
 
-    def _fault(self, peer: str) -> None:
-        self.stats.peer_faults[peer] = self.stats.peer_faults.get(peer, 0) + 1
+    def _fault(self, peer: str, error: GridnetError) -> None:
+        """``peer`` sent something that breaks ``error``'s rule (the transport cuts a peer
+        off after a few)."""
+        faults = self.stats.peer_faults[peer] = self.stats.peer_faults.get(peer, 0) + 1
+        self.stats.fault_rules[error.rule] += 1
+        _net.warning("peer %s broke %s (fault %d): %s", short(peer), error.rule, faults, error)
+
+    def _log_head(self, source: str) -> None:
+        head = self.chain.head
+        best = max(self.peer_height.values(), default=head.height)
+        if head.height >= best:
+            _sync.info("new head %d %s from %s", head.height, head.hash.hex()[:16], short(source))
+        else:
+            _sync.info("synced to %d of %d from %s", head.height, best, short(source))
+
+    def _invalid_block(self, peer: str | None, height: int, error: InvalidBlock, what: str = "block") -> None:
+        self.stats.invalid_blocks += 1
+        self.stats.block_rules[error.rule] += 1
+        if peer is None:
+            _sync.warning("invalid %s %d: %s: %s", what, height, error.rule, error)
+        else:
+            self._fault(peer, error)
+
+    def sync_target(self) -> int:
+        """The highest height this node knows of: its own, a peer's announced, or a checked
+        header's whose block it lacks (sync progress is its height over this)."""
+        known = max(self.peer_height.values(), default=0)
+        headers = max((e.height for e in self._peer_headers.values() if e.hash in self._headers), default=0)
+        return max(self.chain.height, known, headers)
+
+    def headers_pending(self) -> int:
+        """Checked headers whose blocks are not here yet."""
+        return len(self._headers)
 
     def status(self) -> StatusMsg:
         head = self.chain.head
@@ -281,8 +343,8 @@ class Node:
                 return self._on_order(peer, msg.order, now)
             except OrderExpired:
                 return []  # late, not malicious
-            except InvalidOrder:
-                self._fault(peer)
+            except InvalidOrder as exc:
+                self._fault(peer, exc)
                 return []
         if isinstance(msg, HaveMsg):
             return self._on_have(peer, msg, now)
@@ -450,7 +512,9 @@ class Node:
     def _admit(
         self, peer: str | None, tx: Transaction, now: int, body: bytes | None, *, report: bool = True
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
-        events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body)
+        # A user's transaction is tried on the head first (a peer's is checked by the miner).
+        check = None if peer is not None else partial(check_applies, self.chain, self.mempool, now=now)
+        events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body, check=check)
         outcome = events[0]
         out: list[Outgoing] = []
         if outcome.kind is EventKind.ACCEPTED:
@@ -497,9 +561,16 @@ class Node:
 
     def _log(self, events: list[PoolEvent]) -> None:
         outcomes = self.stats.tx_outcomes
+        debug = _mempool.isEnabledFor(logging.DEBUG)
         for e in events:
             self.events.append(e)
             outcomes[e.kind.value] += 1
+            if e.rule:
+                self.stats.tx_rules[e.rule] += 1
+            if debug:
+                _mempool.debug(
+                    "%s %s %s%s", e.kind.value, e.txid.hex()[:16], e.rule, e.message and f": {e.message}"
+                )
 
     def _record(self, events: list[PoolEvent]) -> list[Outgoing]:
         """Log events, keep the store's pending table in step, and tell the relaying peer
@@ -588,17 +659,15 @@ class Node:
         out: list[Outgoing] = []
         try:
             result = self._add(block, now)
-        except UnknownParent:
+        except UnknownParent as exc:
             if not self._keep_orphan(peer, block):
                 if peer is not None:
-                    self._fault(peer)
+                    self._fault(peer, exc)
                 return out
             out.extend(self._request_headers(peer, now))
             return out
-        except InvalidBlock:
-            self.stats.invalid_blocks += 1
-            if peer is not None:
-                self._fault(peer)
+        except InvalidBlock as exc:
+            self._invalid_block(peer, block.header.height, exc)
             return out
         out.extend(self._after_add(result, peer, now))
         out.extend(self._connect_orphans(result.block_hash, now))
@@ -612,6 +681,18 @@ class Node:
         out: list[Outgoing] = []
         if result.status is AddStatus.REORG:
             self.stats.reorgs += 1
+            head = self.chain.head
+            _sync.info(
+                "reorg of depth %d (%d block(s) connected); head %d %s",
+                len(result.disconnected),
+                len(result.connected),
+                head.height,
+                head.hash.hex()[:16],
+            )
+        if source is not None:
+            self.stats.blocks_imported += len(result.connected)
+            if relay:  # (a batch of sync is logged once, by _on_blocks)
+                self._log_head(source)
         included = [tx_id(t) for b in result.connected for t in b.txs[1:]]  # block order
         events = self.mempool.update_after_block(included, self.chain.account)
         included_set = set(included)
@@ -748,11 +829,10 @@ class Node:
             except UnknownParent:
                 moved = True
                 break
-            except InvalidBlock:
-                self.stats.invalid_blocks += 1
+            except InvalidBlock as exc:
+                self._invalid_block(peer, block.header.height, exc)
                 self._headers.pop(h, None)
                 self._peer_headers.pop(peer, None)
-                self._fault(peer)
                 return out
             entry = self.chain.entries.get(result.block_hash)
             if entry is not None:
@@ -760,6 +840,7 @@ class Node:
             out.extend(self._after_add(result, peer, now, relay=False))
             out.extend(self._connect_orphans(result.block_hash, now))
         if self.chain.head.hash != head_before:
+            self._log_head(peer)
             tip_block = self.chain.block_at(self.chain.height)
             if tip_block is not None:
                 out.extend(self._send_block(peer, tip_block))
@@ -802,9 +883,8 @@ class Node:
                 elif known.hash in chain.entries:
                     self._peer_tip[peer] = known
                 parent = known
-        except InvalidBlock:
-            self.stats.invalid_blocks += 1
-            self._fault(peer)
+        except InvalidBlock as exc:
+            self._invalid_block(peer, parent.height + 1, exc, what="header")
             return []
         kept = new[: max(0, self.config.max_pending_headers - len(self._headers))]
         for entry in kept:  # (the rest once blocks have made room: asked for again then)
@@ -826,8 +906,8 @@ class Node:
                 _, block = self.orphans.pop(h)
                 try:
                     result = self._add(block, now)
-                except InvalidBlock:
-                    self.stats.invalid_blocks += 1
+                except InvalidBlock as exc:
+                    self._invalid_block(None, block.header.height, exc)
                     continue
                 out.extend(self._after_add(result, None, now))
                 parents.append(h)
@@ -836,6 +916,7 @@ class Node:
     def _on_status(self, peer: str, msg: StatusMsg, now: int) -> list[Outgoing]:
         work = int.from_bytes(msg.total_work, "big")
         self.peer_work[peer] = work
+        self.peer_height[peer] = msg.height
         if work > self.chain.best_tip().total_work and msg.head not in self.chain.entries:
             return self._next_request(peer, now, more_headers=msg.head not in self._headers)
         return []
@@ -891,5 +972,11 @@ class Node:
         block = replace(tpl.block, header=header)
         result = self._add(block, now)
         self.stats.blocks_mined += 1
+        _mine.info(
+            "mined block %d %s with %d transaction(s)",
+            header.height,
+            result.block_hash.hex()[:16],
+            len(block.txs) - 1,
+        )
         out.extend(self._after_add(result, None, now))
         return out

@@ -1,8 +1,11 @@
 """``gridnet node``: one node as a process — its chain, the TCP transport, the HTTP API.
 
-Stops gracefully on SIGTERM or SIGINT (links closed, store closed); restarting with the
-same data directory continues from the stored chain and pending transactions. Writes
-``DATA_DIR/node.json`` (pid, ports, address) so tools can find it.
+The process holds its data directory's lock for as long as it runs (a second writer is
+refused, naming it), logs to ``DATA_DIR/node.log`` and the console (``node/logs.py``),
+writes ``DATA_DIR/node.json`` (pid, address, peer and API addresses) so tools can find it,
+and a fresh API token into ``DATA_DIR/.cookie`` (unless a token file is configured). It stops
+gracefully on SIGTERM or SIGINT (links closed, pending transactions written, store closed,
+cookie removed); restarting with the same data directory continues from the stored chain.
 """
 
 from __future__ import annotations
@@ -10,41 +13,78 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import signal
+import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from gridnet import __version__
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.net.tcp import TcpTransport
+from gridnet.node.auth import read_token_file, remove_cookie, write_cookie
+from gridnet.node.client import INFO_NAME
 from gridnet.node.clock import Clock
+from gridnet.node.config import API_OFF, NodeSettings, parse_host_port
+from gridnet.node.logs import configure
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.relay_peer import RelayPeer
+
+_log = logging.getLogger("gridnet.node")
 
 
 @dataclass(frozen=True)
 class NodeOptions:
     data_dir: Path
-    listen: tuple[str, int]
-    peers: tuple[tuple[str, int], ...] = ()
-    api: tuple[str, int] | None = None
-    mine: bool = False
-    hashes_per_tick: int = 2_000
-    mempool_max_txs: int = 50_000
+    settings: NodeSettings = field(default_factory=NodeSettings)
     clock: Clock = field(default_factory=Clock)
+    console_log: bool = True
+    """Log a concise line per notable event on stderr (besides node.log)."""
 
 
-async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> None:
-    chain = Chain.open(options.data_dir)
+def _bind_api(host: str, port: int) -> socket.socket:
+    """The API's listening socket (bound here, so a taken port is a one-line error)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot serve the API on {host}:{port}: {exc.strerror or exc} (is another node using it? "
+            'choose another api address, or api = "off")'
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _write_info(data_dir: Path, info: dict[str, object]) -> None:
+    path = data_dir / INFO_NAME
+    temporary = path.with_name(f"{INFO_NAME}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(info) + "\n")
+    os.replace(temporary, path)
+
+
+async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: asyncio.Event) -> None:
+    """Run the node on ``chain`` (opened by the caller, who holds its lock) until ``stop``."""
+    s = options.settings
+    data_dir = options.data_dir
     clock = options.clock
     config = NodeConfig(
-        miner=key.address if options.mine else None,
-        hashes_per_tick=options.hashes_per_tick,
-        mempool_max_txs=options.mempool_max_txs,
+        miner=key.address if s.mine else None,
+        hashes_per_tick=s.hashes_per_tick,
+        mempool_max_txs=s.mempool_max_txs,
         # Periods meant in real time, expressed on the node's clock.
         template_refresh_ms=clock.span(NodeConfig.template_refresh_ms),
         status_interval_ms=clock.span(NodeConfig.status_interval_ms),
@@ -55,35 +95,75 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
     # The node relays and receives datagrams as the participant of its key; over TCP a
     # participant's name is its address (the link its key authenticates).
     relay = RelayPeer(name, key, lambda: ChainRelayView(chain.view()), address_to_text)
-    transport = TcpTransport(node, key, options.listen, list(options.peers), clock=clock.now, relay=relay)
+    listen = parse_host_port(s.listen, "listen")
+    peers = [parse_host_port(p, "peer") for p in s.peers]
+    transport = TcpTransport(node, key, listen, peers, clock=clock.now, relay=relay)
     api_task: asyncio.Task[None] | None = None
     server = None
+    cookie = False
     try:
         await transport.start()
-        api_port = None
-        if options.api is not None:
+        api_address = None
+        if s.api != API_OFF:
             import uvicorn
 
             from gridnet.node.api import create_app
 
-            app = create_app(node, clock=clock.now, broadcast=transport.dispatch, relay=relay)
-            host, port = options.api
-            server = uvicorn.Server(
-                uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+            host, port = parse_host_port(s.api, "api")
+            sock = _bind_api(host, port)
+            if s.api_token_file:
+                token = read_token_file(s.path(data_dir, s.api_token_file))
+            else:
+                token, cookie = write_cookie(data_dir), True
+            app = create_app(
+                node,
+                clock=clock.now,
+                broadcast=transport.dispatch,
+                relay=relay,
+                token=token,
+                transport=transport,
             )
-            api_task = asyncio.create_task(server.serve())
-            while not server.started and not api_task.done():
-                await asyncio.sleep(0.05)
-            api_port = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-        info = {
-            "pid": os.getpid(),
-            "address": address_to_text(key.address),
-            "listen": f"{options.listen[0]}:{transport.port}",
-            "api": None if api_port is None else f"{options.api[0]}:{api_port}",  # type: ignore[index]
-        }
-        (options.data_dir / "node.json").write_text(json.dumps(info) + "\n")
-        await stop.wait()
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
+                )
+            )
+            api_task = asyncio.create_task(server.serve(sockets=[sock]))
+            api_address = f"{host}:{sock.getsockname()[1]}"
+        listen_address = f"{listen[0]}:{transport.port}"
+        _write_info(
+            data_dir,
+            {
+                "pid": os.getpid(),
+                "address": name,
+                "listen": listen_address,
+                "api": api_address,
+                "version": __version__,
+                "started": int(time.time()),
+            },
+        )
+        head = chain.head
+        _log.info(
+            "gridnet %s on %s (%s): height %d, head %s; peers on %s, API %s%s",
+            __version__,
+            data_dir,
+            chain.params.name,
+            head.height,
+            head.hash.hex()[:16],
+            listen_address,
+            f"http://{api_address}" if api_address else "off",
+            ", mining" if s.mine else "",
+        )
+        stopped = asyncio.create_task(stop.wait())
+        waiting: set[asyncio.Task[Any]] = {stopped}
+        if api_task is not None:
+            waiting.add(api_task)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if api_task is not None and api_task.done() and not stop.is_set():
+            _log.error("the API server stopped; stopping the node")
+        stopped.cancel()
     finally:
+        _log.info("stopping")
         if server is not None:
             server.should_exit = True
         if api_task is not None:
@@ -91,16 +171,34 @@ async def serve(options: NodeOptions, key: PrivateKey, stop: asyncio.Event) -> N
                 await api_task
         await transport.stop()
         node.close()
+        if cookie:
+            remove_cookie(data_dir)
+        _log.info("stopped at height %d", chain.height)
 
 
-def run(options: NodeOptions, key: PrivateKey) -> None:
-    """Run until SIGTERM or SIGINT."""
+def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
+    """Open the data directory (taking its lock), start logging into it, load the node key,
+    and run until SIGTERM or SIGINT."""
+    s = options.settings
+    chain = Chain.open(options.data_dir)  # no chain, or locked: a one-line error before anything else
+    try:
+        configure(
+            options.data_dir,
+            level=s.log_level,
+            debug=s.debug,
+            console=options.console_log,
+            max_bytes=s.log_max_mb * 1024 * 1024,
+            backups=s.log_files,
+        )
+        key = load_key()
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(options, key, stop)
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await serve(options, chain, key, stop)
 
-    asyncio.run(main())
+        asyncio.run(main())
+    finally:
+        chain.close()

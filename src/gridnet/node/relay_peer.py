@@ -11,6 +11,7 @@ the rule it broke.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from dataclasses import dataclass, field
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import CarrierFull, GridnetError, UnknownNextHop
+from gridnet.node.logs import short
 from gridnet.node.messages import DatagramMsg, Message
 from gridnet.relay.claims import SignedClaim
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, RelayView
 from gridnet.units import Address
+
+_log = logging.getLogger("gridnet.relay")
 
 Outgoing = tuple[str, Message]
 MAX_HELD = 10_000
@@ -82,6 +86,7 @@ class RelayPeer:
         """End every connection delivered here: one signed transit claim each."""
         claims = self.inbox.close()
         self.claims.extend(claims)
+        _log.info("signed %d transit claim(s) for the datagrams delivered here", len(claims))
         return claims
 
     def send(self, first_hop: Address, datagram: Datagram) -> list[Outgoing]:
@@ -96,14 +101,21 @@ class RelayPeer:
             outcome = self._relay.handle(msg.datagram)
         except GridnetError as exc:
             self.stats.dropped[exc.rule] += 1
+            _log.debug("dropped a datagram from %s: %s: %s", short(peer), exc.rule, exc)
             return []
         if isinstance(outcome, Delivered):
             self.stats.delivered += 1
+            _log.debug(
+                "delivered a datagram of pool %s from %s",
+                outcome.datagram.token.token.pool.hex()[:16],
+                short(peer),
+            )
             self.inbox.record(outcome)
             self.received.append(outcome)
             return []
         assert isinstance(outcome, Forwarded)
         self.stats.forwarded += 1
+        _log.debug("forwarding a datagram from %s", short(peer))
         return self._route(outcome.next_hop, outcome.datagram)
 
     def tick(self, now: int) -> list[Outgoing]:
@@ -125,12 +137,14 @@ class RelayPeer:
         name = self.directory(hop)
         if name is None or name == self.name:  # (an onion naming this participant as its next hop)
             self.stats.dropped[UnknownNextHop.__name__] += 1
+            _log.debug("dropped a datagram: UnknownNextHop")
             return []
         if name in self.peers:
             return [(name, DatagramMsg(datagram))]
         size = len(encode(datagram))
         if len(self.held) >= MAX_HELD or self.held_bytes + size > MAX_HELD_BYTES:
             self.stats.dropped[CarrierFull.__name__] += 1
+            _log.warning("dropped a datagram for %s: CarrierFull (%d held)", short(name), len(self.held))
             return []
         self.stats.held += 1
         self.held.append((name, datagram))

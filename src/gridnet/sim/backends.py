@@ -9,7 +9,6 @@ read its state, post orders and read a market topic.
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from gridnet.ledger.state import StateView, table_of
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.market.orders import SignedOrder, topic
 from gridnet.net.memory import MemoryNetwork
+from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import LOCAL, Devnet, DevNode, stop_all
 from gridnet.units import Address, Hash32, Interval
@@ -147,54 +147,11 @@ class MemoryBackend:
 # --- node processes over HTTP ------------------------------------------------------------
 
 
-class ApiClient:
-    """JSON over one kept-alive HTTP connection to a node's API (reconnects once on failure)."""
-
-    def __init__(self, name: str, port: int, timeout_s: float = 30.0) -> None:
-        self.name = name
-        self.port = port
-        self.timeout_s = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {} if body is None else {"content-type": "application/json"}
-        for attempt in range(2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(LOCAL, self.port, timeout=self.timeout_s)
-            try:
-                self._conn.request(method, path, body=data, headers=headers)
-                response = self._conn.getresponse()
-                return response.status, json.loads(response.read())
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                self._conn.close()
-                self._conn = None
-                if attempt:
-                    raise NodeUnavailable(
-                        f"node {self.name} (API {LOCAL}:{self.port}) did not answer {method} {path}: {exc}"
-                    ) from None
-        raise AssertionError("unreachable")
-
-    def get(self, path: str) -> Any:
-        """GET ``path``; None when the node answers 404."""
-        status, body = self.call("GET", path)
-        if status == 404:
-            return None
-        if status != 200:
-            raise NodeUnavailable(f"node {self.name}: GET {path} answered {status}: {body}")
-        return body
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 class HttpState:
     """A node's head state as a ``StateSource``: ``StateView(HttpState(client))`` reads it
     through ``GET /state/{table}/{key}`` and decodes it as a local view would."""
 
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: NodeClient) -> None:
         self.client = client
 
     def get(self, key: bytes, /) -> bytes | None:
@@ -213,14 +170,15 @@ class DevnetBackend:
         self.clock: Clock = devnet.clock
         self.act_every_ms = act_every_ms
         self.chain_id: Hash32 = devnet.chain_id
-        self.clients = {node.name: ApiClient(node.name, node.api_port) for node in devnet.nodes}
+        self.clients = {node.name: NodeClient(f"{LOCAL}:{node.api_port}") for node in devnet.nodes}
         self._chain: Chain | None = None
 
     def now(self) -> int:
         return self.clock.now()
 
     def wait_linked(self, timeout_s: float) -> None:
-        """Wait until every node answers its API and is linked to all the others."""
+        """Wait until every node answers its API and is linked to all the others; take each
+        node's API token (to submit and post through it)."""
         deadline = time.monotonic() + timeout_s
         want = len(self.devnet.nodes) - 1
         while not all((s.peers or 0) >= want and s.height is not None for s in self.devnet.status()):
@@ -231,6 +189,8 @@ class DevnetBackend:
                     f"{self.devnet.root})"
                 )
             time.sleep(0.1)
+        for node in self.devnet.nodes:  # each wrote its API token before its API answered
+            self.clients[node.name].token = data_dir_token(node.data_dir)
 
     def advance(self, duration_ms: int) -> None:
         end = time.monotonic() + self.clock.wall_seconds(duration_ms)

@@ -987,7 +987,7 @@ def devnet_network(
             devnet.start()
             if on_start is not None:
                 on_start(devnet)
-            backend.wait_linked(timeout_s=60)
+            backend.wait_linked(timeout_s=180)
         except BaseException:
             backend.close()
             raise

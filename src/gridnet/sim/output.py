@@ -18,14 +18,21 @@ EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
 
 def prepare_out_dir(out: Path, command: str) -> None:
     """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there."""
-    if out.exists() and any(out.iterdir()):
-        if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
-            raise ConfigError(
-                f"{out} is not empty and was not written by 'gridnet {command}'; choose another --out"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(f"written by gridnet {command}; safe to delete\n")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the results")
+    try:
+        if out.exists() and any(out.iterdir()):
+            if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
+                raise ConfigError(
+                    f"{out} is not empty and was not written by 'gridnet {command}'; choose another --out"
+                )
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text(f"written by gridnet {command}; safe to delete\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the output directory {out}: {exc.strerror}; choose another --out"
+        ) from None
 
 
 def audit(chain_dir: Path) -> dict[str, Any]:

@@ -4,8 +4,9 @@ order routes."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,6 +33,7 @@ from gridnet.node.api.common import (
     READING_SCAN,
     ApiError,
     bad_request,
+    bearer_auth,
     error_response,
     not_found,
     parse_address,
@@ -40,6 +42,7 @@ from gridnet.node.api.common import (
     status_of,
 )
 from gridnet.node.api.datagrams import datagram_routes
+from gridnet.node.api.docs import docs_routes
 from gridnet.node.api.models import (
     AccountOut,
     BlockOut,
@@ -51,6 +54,7 @@ from gridnet.node.api.models import (
     MeterOut,
     OrderOut,
     OrdersOut,
+    ParamsOut,
     PoolEventOut,
     PostOrderOut,
     ReadingOut,
@@ -63,11 +67,15 @@ from gridnet.node.api.models import (
     TxLookupOut,
     TxRefOut,
 )
+from gridnet.node.api.ops import ops_routes
 from gridnet.node.node import Node, Outgoing
 from gridnet.node.relay_peer import RelayPeer
 from gridnet.units import HASH_BYTES, PUBLIC_KEY_BYTES, Hash32
 
 # --- the transaction index ---------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from gridnet.net.tcp import TcpTransport
 
 
 class TxIndex:
@@ -161,9 +169,14 @@ def create_app(
     clock: Callable[[], int],
     broadcast: Callable[[list[Outgoing]], None],
     relay: RelayPeer | None = None,
+    token: str | None = None,
+    transport: TcpTransport | None = None,
 ) -> FastAPI:
     """The HTTP API of ``node``; ``clock()`` is now [ms], ``broadcast`` sends gossip;
-    ``relay``: the participant of the node's key (with it, the datagram routes)."""
+    ``relay``: the participant of the node's key (with it, the datagram routes); ``token``:
+    the bearer token the endpoints that change the node's state or make it sign require
+    (None: no token, for an app that only a test reaches); ``transport``: the node's links
+    (for /peers, /status and /health)."""
     app = FastAPI(
         title="GRIDNET node API",
         version=__version__,
@@ -178,7 +191,12 @@ def create_app(
             422: {"model": ErrorOut, "description": "Refused by a rule (code names it)"},
             500: {"model": ErrorOut, "description": "Unexpected failure (code InternalError)"},
         },
+        docs_url=None,  # /docs is served from the package's own assets (docs.py), never a CDN
+        redoc_url=None,
     )
+    docs_routes(app)
+    ops_routes(app, node, transport)
+    authorized = [Depends(bearer_auth(token))]
     index = TxIndex()
     app.state.node = node
     app.state.tx_index = index
@@ -186,15 +204,15 @@ def create_app(
     # --- error handlers: always {"code", "message"}, never a page or a traceback ---------
 
     @app.exception_handler(ApiError)
-    async def _apierror_response(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(GridnetError)
-    async def _gridneterror_response(request: Request, exc: GridnetError) -> JSONResponse:
+    async def _gridnet_error(request: Request, exc: GridnetError) -> JSONResponse:
         return error_response(status_of(exc), exc.rule, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validationerror_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if not errors:
             return error_response(400, "BadRequest", "invalid request")
@@ -203,7 +221,7 @@ def create_app(
         return error_response(400, "BadRequest", f"{where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _httperror_response(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
         message = str(exc.detail) if exc.status_code != 404 else f"no such endpoint: {request.url.path}"
         return error_response(exc.status_code, code, message)
@@ -231,6 +249,11 @@ def create_app(
             peers=len(node.peers),
             peer_names=list(node.peers),
         )
+
+    @app.get("/params", response_model=ParamsOut, summary="The chain's consensus parameters (its genesis)")
+    async def get_params() -> ParamsOut:
+        params = node.chain.params
+        return ParamsOut(chain_id=node.chain.chain_id.hex(), record=record(params), hex=encode(params).hex())
 
     @app.get(
         "/blocks/{ref}",
@@ -397,6 +420,7 @@ def create_app(
         "/transactions",
         response_model=PoolEventOut,
         status_code=202,
+        dependencies=authorized,
         summary="Submit a signed transaction (admitted to the mempool and gossiped)",
     )
     async def submit_transaction(body: SubmitTxIn) -> PoolEventOut:
@@ -436,6 +460,7 @@ def create_app(
         "/orders",
         response_model=PostOrderOut,
         status_code=202,
+        dependencies=authorized,
         summary="Post a signed bid or offer on its topic (checked and gossiped)",
     )
     async def post_order(body: SubmitOrderIn) -> PostOrderOut:
@@ -449,5 +474,5 @@ def create_app(
         return PostOrderOut(id=oid.hex(), topic=name, duplicate=known)
 
     if relay is not None:
-        datagram_routes(app, relay, broadcast)
+        datagram_routes(app, relay, broadcast, authorized)
     return app

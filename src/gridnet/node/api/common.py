@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 import msgspec
 import msgspec.inspect as mi
+from fastapi import Depends
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.errors import DecodeError, GridnetError, InvalidAddress
+from gridnet.node.auth import tokens_match
 from gridnet.units import ADDRESS_BYTES
 
 MAX_BODY_HEX = 2 * 4 * 1024 * 1024
@@ -123,3 +127,28 @@ def record(obj: Any) -> dict[str, Any]:
     rendered = _render(obj, _type_info(type(obj)))
     assert isinstance(rendered, dict)
     return rendered
+
+
+# --- the API token ---------------------------------------------------------------------
+
+_bearer = HTTPBearer(
+    auto_error=False, description="The node's API token (DATA_DIR/.cookie or its token file)"
+)
+
+
+def bearer_auth(token: str | None) -> Callable[..., Awaitable[None]]:
+    """A dependency that requires ``Authorization: Bearer TOKEN`` (none when ``token`` is
+    None). A missing or wrong token is a 401 ``Unauthorized``."""
+
+    async def require(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        if token is None:
+            return
+        if credentials is None or not tokens_match(credentials.credentials, token):
+            raise ApiError(
+                401,
+                "Unauthorized",
+                "this endpoint needs the node's API token: send 'Authorization: Bearer TOKEN' with the "
+                "token from the node's DATA_DIR/.cookie (or its configured api_token_file)",
+            )
+
+    return require

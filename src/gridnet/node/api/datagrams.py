@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, params
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.encoding import decode, encode
@@ -26,13 +26,21 @@ from gridnet.node.relay_peer import RelayPeer
 from gridnet.relay.datagram import Datagram
 
 
-def datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[Outgoing]], None]) -> None:
-    """Datagrams as the participant of the node's key: originate, read deliveries, claim."""
+def datagram_routes(
+    app: FastAPI,
+    relay: RelayPeer,
+    broadcast: Callable[[list[Outgoing]], None],
+    authorized: Sequence[params.Depends],
+) -> None:
+    """Datagrams as the participant of the node's key: originate, read deliveries, claim.
+    Every route needs the token (``authorized``): they send as the node, read what was sent
+    to it privately, or make it sign claims."""
 
     @app.post(
         "/datagrams",
         response_model=SentDatagramOut,
         status_code=202,
+        dependencies=authorized,
         summary="Send a datagram (built and signed by its originator) to its first hop",
     )
     async def send_datagram(body: SendDatagramIn) -> SentDatagramOut:
@@ -49,7 +57,12 @@ def datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[Ou
             raise ApiError(422, UnknownNextHop.__name__, "the first hop is this node itself")
         return SentDatagramOut(status="held")
 
-    @app.get("/datagrams", response_model=DatagramsOut, summary="Datagrams relayed and delivered here")
+    @app.get(
+        "/datagrams",
+        response_model=DatagramsOut,
+        dependencies=authorized,
+        summary="Datagrams relayed and delivered here",
+    )
     async def get_datagrams(limit: int = Query(100, ge=1, le=1000)) -> DatagramsOut:
         stats = relay.stats
         latest = list(relay.received)[-limit:]
@@ -73,6 +86,7 @@ def datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[Ou
     @app.post(
         "/datagrams/claims",
         response_model=ClaimsOut,
+        dependencies=authorized,
         summary="End the connections delivered here: a signed transit claim for each",
     )
     async def close_connections() -> ClaimsOut:
@@ -81,6 +95,7 @@ def datagram_routes(app: FastAPI, relay: RelayPeer, broadcast: Callable[[list[Ou
     @app.get(
         "/datagrams/claims",
         response_model=ClaimsOut,
+        dependencies=authorized,
         summary="The latest transit claims signed here (the last 1,000), oldest first",
     )
     async def get_claims() -> ClaimsOut:

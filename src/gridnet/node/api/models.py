@@ -27,6 +27,12 @@ class HeadOut(BaseModel):
     peer_names: list[str]
 
 
+class ParamsOut(BaseModel):
+    chain_id: str = Field(description="Hash of the genesis header: the chain's identity")
+    record: dict[str, Any] = Field(description="Every consensus parameter")
+    hex: str = Field(description="Canonical bytes of the parameters (what the genesis commits to)")
+
+
 class TxRefOut(BaseModel):
     txid: str
     type: str

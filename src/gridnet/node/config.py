@@ -1,0 +1,214 @@
+"""A node's settings: ``DATA_DIR/gridnet.toml``, overridden by command-line flags.
+
+Every key is optional; what neither the file nor a flag gives takes its default. ``gridnet
+node --print-config`` prints the settings a node would run with. Paths in the file (key,
+passphrase and token files) are relative to the data directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import itertools
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Final
+
+from gridnet.errors import ConfigError
+
+CONFIG_NAME: Final = "gridnet.toml"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_CATEGORIES: Final = ("net", "sync", "mempool", "mine", "api", "relay")
+"""Debug categories (``--debug net``), in the manner of bitcoind's ``-debug=net``."""
+DEFAULT_LISTEN: Final = "127.0.0.1:9330"
+DEFAULT_API: Final = "127.0.0.1:8330"
+API_OFF: Final = "off"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What a node runs with. The comments are what ``gridnet chain init`` writes into the
+    data directory's ``gridnet.toml`` for each key."""
+
+    listen: str = DEFAULT_LISTEN
+    """Peer-to-peer address HOST:PORT (port 0: any free port, written to node.json)."""
+    api: str = DEFAULT_API
+    """HTTP API address HOST:PORT, or "off"; a non-loopback address needs api_token_file."""
+    peers: tuple[str, ...] = ()
+    """Peers to dial, HOST:PORT each."""
+    mine: bool = False
+    """Mine blocks (the reward goes to the node key's address)."""
+    key: str = "node.key"
+    """The node key file (authenticates its links, receives mining rewards)."""
+    passphrase_file: str = ""
+    """File with the node key's passphrase (else GRIDNET_PASSPHRASE, else a prompt)."""
+    hashes_per_tick: int = 2_000
+    """Proof-of-work attempts every 100 ms when mining."""
+    mempool_max_txs: int = 50_000
+    """Pending transactions held, at most."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+    debug: tuple[str, ...] = ()
+    """Categories logged at debug level: net, sync, mempool, mine, api, relay (or all)."""
+    log_max_mb: int = 10
+    """node.log is rotated when it reaches this size [MB]."""
+    log_files: int = 5
+    """Rotated logs kept (node.log.1 ... node.log.N)."""
+    api_token_file: str = ""
+    """File holding the API token (mode 0600); empty: a new cookie file .cookie at each start."""
+
+    def path(self, data_dir: Path, value: str) -> Path:
+        """A path setting, relative to the data directory."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else data_dir / p
+
+
+_TYPES: Final = {f.name: f.type for f in fields(NodeSettings)}
+
+
+def _field_docs() -> dict[str, str]:
+    """Each field's docstring, read from the source (they document the file's keys)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(NodeSettings))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """'127.0.0.1:9330' -> ('127.0.0.1', 9330); a port alone means 127.0.0.1."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    if not host or not port.isdigit():
+        raise ConfigError(f"{what} {text!r} must look like 127.0.0.1:9330")
+    number = int(port)
+    if number > 65_535:
+        raise ConfigError(f"{what} {text!r}: port {number} is out of range (0 to 65535)")
+    return host.strip("[]"), number
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The keys of a ``gridnet.toml``, checked against the known keys and their types."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _TYPES:
+            known = ", ".join(_TYPES)
+            raise ConfigError(f"{path}: unknown key {key!r} (known keys: {known})")
+        values[key] = _checked(key, value, f"{path}: {key}")
+    return values
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    kind = _TYPES[key]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where} must be a positive whole number, not {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return value
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def resolve(data_dir: Path, overrides: dict[str, Any], config: Path | None = None) -> NodeSettings:
+    """The settings of a node on ``data_dir``: defaults, then the config file (``config``,
+    else ``DATA_DIR/gridnet.toml`` when there is one), then ``overrides`` (the flags given;
+    a None value is a flag not given). Every value is checked."""
+    path = config if config is not None else data_dir / CONFIG_NAME
+    values = read_config_file(path) if config is not None or path.exists() else {}
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _checked(key, value, f"--{key.replace('_', '-')}")
+    settings = dataclasses.replace(NodeSettings(), **values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: NodeSettings) -> None:
+    parse_host_port(s.listen, "listen")
+    if s.api != API_OFF:
+        host, _ = parse_host_port(s.api, "api")
+        if not is_loopback(host) and not s.api_token_file:
+            raise ConfigError(
+                f"api {s.api!r} is not a loopback address: set api_token_file (a file with the token "
+                "remote clients must send) or bind the API to 127.0.0.1"
+            )
+    for peer in s.peers:
+        parse_host_port(peer, "peer")
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level {s.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+    for category in s.debug:
+        if category not in (*LOG_CATEGORIES, "all"):
+            raise ConfigError(
+                f"debug category {category!r} is unknown (known: {', '.join(LOG_CATEGORIES)}, all)"
+            )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:_}" if value >= 10_000 else str(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def settings_to_toml(settings: NodeSettings, header: str = "") -> str:
+    """The settings as a ``gridnet.toml`` (what ``--print-config`` prints)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [f"{f.name} = {_toml_value(getattr(settings, f.name))}" for f in fields(settings)]
+    return "\n".join(lines) + "\n"
+
+
+def config_template() -> str:
+    """A ``gridnet.toml`` listing every key with its default, commented out."""
+    docs = _field_docs()
+    defaults = NodeSettings()
+    lines = [
+        "# Settings of the node on this data directory ('gridnet node --data-dir DIR').",
+        "# Uncomment a key to change it; a command-line flag overrides the file",
+        "# ('gridnet node --print-config' shows what a node would run with).",
+        "",
+    ]
+    for f in fields(defaults):
+        lines.append(f"# {docs.get(f.name, '')}")
+        lines.append(f"# {f.name} = {_toml_value(getattr(defaults, f.name))}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Operating a node, in process: the log's categories and rotation, /health when the node
+stalls, the sync progress /status reports, the settings file's rules."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import ConfigError
+from gridnet.net.tcp import TcpTransport
+from gridnet.node.api import create_app
+from gridnet.node.config import NodeSettings, config_template, parse_host_port, resolve, settings_to_toml
+from gridnet.node.logs import LOG_NAME, configure, logger
+from gridnet.node.messages import StatusMsg
+from gridnet.node.node import Node
+from tests.helpers import extend, new_chain, test_keys, test_params
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    configure(None, console=False)  # drop what the test configured
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    logging.getLogger("gridnet").setLevel(logging.NOTSET)
+
+
+def test_the_log_rotates_and_debug_is_per_category(tmp_path: Path, restore_logging: None) -> None:
+    configure(tmp_path, level="info", debug=["net"], console=False, max_bytes=2_000, backups=2)
+    logger("net").debug("a net detail")
+    logger("sync").debug("a sync detail")
+    logger("sync").info("new head 1")
+    text = (tmp_path / LOG_NAME).read_text()
+    assert "DEBUG   net     a net detail" in text and "INFO    sync    new head 1" in text
+    assert "a sync detail" not in text  # sync stays at info
+    assert text[:4].isdigit() and "Z INFO" in text  # UTC ISO timestamps
+    for i in range(200):
+        logger("mine").info("mined block %d with a line long enough to fill the file", i)
+    assert (tmp_path / f"{LOG_NAME}.1").exists() and (tmp_path / f"{LOG_NAME}.2").exists()
+    assert not (tmp_path / f"{LOG_NAME}.3").exists()  # only 2 kept
+    assert (tmp_path / LOG_NAME).stat().st_size <= 2_000
+
+
+def test_health_is_503_when_the_event_loop_stalls(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "n", test_params(test_keys()))
+    node = Node("n", chain)
+    transport = TcpTransport(node, PrivateKey.from_label("ops"), ("127.0.0.1", 0), [])
+    app = create_app(node, clock=lambda: 0, broadcast=lambda out: None, transport=transport)
+    with TestClient(app) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        transport.last_tick = time.monotonic() - 30
+        answer = client.get("/health")
+        assert answer.status_code == 503 and answer.json()["code"] == "Unhealthy"
+    node.close()
+
+
+def test_status_reports_sync_progress_toward_the_best_known_height(tmp_path: Path) -> None:
+    params = test_params(test_keys())
+    chain = new_chain(tmp_path / "n", params)
+    extend(chain)
+    node = Node("n", chain)
+    node.add_peer("p")
+    node.handle(
+        "p", StatusMsg(4, b"\x01" * 32, (10**6).to_bytes(40, "big")), now=params.genesis_time + 10_000
+    )
+    with TestClient(create_app(node, clock=lambda: 0, broadcast=lambda out: None)) as client:
+        status = client.get("/status").json()
+    assert status["height"] == 1 and status["sync"] == {
+        "target_height": 4,
+        "progress": 0.25,
+        "syncing": True,
+        "headers_pending": 0,
+    }
+    assert status["peers"]["count"] == 1 and status["listen"] is None
+    node.close()
+
+
+def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:
+    (tmp_path / "gridnet.toml").write_text(
+        'listen = "127.0.0.1:9500"\nmine = true\npeers = ["127.0.0.1:9501"]\n'
+    )
+    s = resolve(tmp_path, {"mine": False, "peers": None, "api": "8400"})
+    assert (s.listen, s.mine, s.peers, s.api) == ("127.0.0.1:9500", False, ("127.0.0.1:9501",), "8400")
+    assert parse_host_port(s.api, "api") == ("127.0.0.1", 8400)
+    assert resolve(tmp_path, {}, tmp_path / "gridnet.toml") == resolve(tmp_path, {})
+    # What --print-config prints reads back as the same settings.
+    (tmp_path / "printed.toml").write_text(settings_to_toml(s, "printed"))
+    assert resolve(tmp_path, {}, tmp_path / "printed.toml") == s
+    # The template chain init writes sets nothing: every key is commented out.
+    (tmp_path / "template.toml").write_text(config_template())
+    assert resolve(tmp_path, {}, tmp_path / "template.toml") == NodeSettings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mine = 1", "mine must be true or false"),
+        ("hashes_per_tick = 0", "positive whole number"),
+        ('peers = "127.0.0.1:1"', "list of strings"),
+        ('log_level = "loud"', "log_level 'loud' must be one of"),
+        ('debug = ["nett"]', "debug category 'nett' is unknown"),
+        ('api = "10.0.0.1:8330"', "not a loopback address"),
+        ('listen = "127.0.0.1:70000"', "out of range"),
+        ('peers = ["nohost"]', "must look like"),
+        ("listen =", "not valid TOML"),
+        ("colour = 1", "unknown key 'colour'"),
+    ],
+)
+def test_a_bad_setting_is_a_config_error_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "gridnet.toml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        resolve(tmp_path, {})
+
+
+def test_a_restart_writes_a_new_cookie(tmp_path: Path) -> None:
+    from gridnet.node.auth import COOKIE_NAME, read_token_file, remove_cookie, write_cookie
+
+    first = write_cookie(tmp_path)
+    assert read_token_file(tmp_path / COOKIE_NAME) == first
+    second = write_cookie(tmp_path)
+    assert second != first and read_token_file(tmp_path / COOKIE_NAME) == second
+    remove_cookie(tmp_path)
+    assert not (tmp_path / COOKIE_NAME).exists()
