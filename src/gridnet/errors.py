@@ -521,6 +521,10 @@ class WrongChain(InvalidMessage):
     """The peer follows another chain (another genesis)."""
 
 
+class Banned(InvalidMessage):
+    """The peer is cut off here for a while (it broke the rules on an earlier link)."""
+
+
 class FrameTooLarge(InvalidMessage):
     """A frame longer than the protocol allows."""
 

@@ -285,6 +285,22 @@ def test_changing_endpoints_need_the_cookie_token(tmp_path: Path, nodes: list[De
     assert right.call("POST", "/transactions", {"tx": "00"})[0] == 400  # past the token: a bad body
     for path in ("/status", "/head", "/peers", "/health", "/mempool", "/params"):  # read-only: open
         assert anonymous.call("GET", path)[0] == 200, path
+    # Refused from the headers alone: a body announced as 1 GB is never read (nor sent here),
+    # and without the token nothing of a protected request's body is read either.
+    for headers, expected in (
+        (f"Content-Length: {10**9}\r\nAuthorization: Bearer {token}", b"413"),
+        ("Content-Length: 100", b"401"),
+        ("Transfer-Encoding: chunked", b"411"),
+    ):
+        with socket.create_connection((LOCAL, a.api_port), timeout=CEILING) as raw:
+            raw.sendall(f"POST /transactions HTTP/1.1\r\nHost: x\r\n{headers}\r\n\r\n".encode())
+            assert raw.recv(200).split(b" ")[1] == expected, headers
+    # A client's made-up methods do not grow the metrics: they are counted as "other".
+    for i in range(5):
+        anonymous.call(f"MADEUP{i}", "/nope")
+    metrics = _metrics(a)
+    assert not any("MADEUP" in name for name in metrics)
+    assert any('method="other"' in name for name in metrics)
 
 
 def test_a_configured_token_file_replaces_the_cookie_and_remote_apis_need_one(
@@ -519,3 +535,24 @@ def _stored(node: DevNode) -> int:
         return node.stored_height()
     except Exception:  # created but not yet written
         return -1
+
+
+def test_two_nodes_dialling_each_other_keep_one_link_without_redialling(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    params = fast_params()
+    a, b = new_node(tmp_path, "a", params), new_node(tmp_path, "b", params)
+    nodes += [a, b]
+    a.start("--mine", "--hashes-per-tick", "300", "--peer", f"{LOCAL}:{b.port}", "--debug", "net")
+    b.start("--peer", f"{LOCAL}:{a.port}", "--debug", "net")
+    assert wait_for(
+        lambda: height(b) >= 2 and all((n.head() or {}).get("peers") == 1 for n in (a, b)), CEILING
+    )
+    start = height(b)
+    assert wait_for(lambda: height(b) >= start + 5, CEILING)  # time passes, blocks flow over the link
+    for node in (a, b):
+        log = (node.data_dir / "node.log").read_text()
+        # Each side dialled the other; both kept the connection the smaller address dialled,
+        # and the other dialler waits while linked instead of dialling again and again.
+        assert log.count("already linked") <= 2, log
+        assert log.count("net     linked ") <= 2 and "disconnected" not in log, log

@@ -284,12 +284,15 @@ def test_reopened_store_after_reorg_has_the_same_head_and_state(tmp_path: Path, 
     p_blocks = [extend(p, [sign(p, A, Transfer(B.address, GNC), n)], miner=MINER_P) for n in range(2)]
     q_blocks = [extend(q, [sign(q, A, Transfer(C.address, 2 * GNC), n)], miner=MINER_Q) for n in range(3)]
     feed(x, *p_blocks)
+    assert x.tx_count == 2
     assert feed(x, *q_blocks).status is AddStatus.REORG
+    assert x.tx_count == 3 == x.store.main_tx_count()  # kept in step through the reorg
     head, values, root, height = x.head.hash, dict(x.values), x.commitment.root, x.height
     x.close()
 
     reopened = Chain.open(tmp_path / "x")
     assert (reopened.head.hash, reopened.height, reopened.commitment.root) == (head, height, root)
+    assert reopened.tx_count == 3
     assert reopened.values == values
     assert_same_state(reopened, q)
     # The side branch is still known: re-adding it is a duplicate, not new work.

@@ -16,7 +16,7 @@ from gridnet.errors import ConfigError
 from gridnet.net.tcp import TcpTransport
 from gridnet.node.api import create_app
 from gridnet.node.config import NodeSettings, config_template, parse_host_port, resolve, settings_to_toml
-from gridnet.node.logs import LOG_NAME, configure, logger
+from gridnet.node.logs import LOG_NAME, configure, logger, reset
 from gridnet.node.messages import StatusMsg
 from gridnet.node.node import Node
 from tests.helpers import extend, new_chain, test_keys, test_params
@@ -27,12 +27,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
-    configure(None, console=False)  # drop what the test configured
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
+    reset()  # drop what the test configured
+    assert root.handlers == handlers
     root.setLevel(level)
-    logging.getLogger("gridnet").setLevel(logging.NOTSET)
 
 
 def test_the_log_rotates_and_debug_is_per_category(tmp_path: Path, restore_logging: None) -> None:
@@ -105,7 +102,9 @@ def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("mine = 1", "mine must be true or false"),
-        ("hashes_per_tick = 0", "positive whole number"),
+        ("hashes_per_tick = 0", "whole number from 1 to"),
+        ("log_files = 100000000", "whole number from 1 to 1,000"),
+        ('peers = ["127.0.0.1:0"]', "needs a port"),
         ('peers = "127.0.0.1:1"', "list of strings"),
         ('log_level = "loud"', "log_level 'loud' must be one of"),
         ('debug = ["nett"]', "debug category 'nett' is unknown"),

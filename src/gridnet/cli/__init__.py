@@ -84,6 +84,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    if code == 130:  # (typer turns Ctrl-C into exit code 130)
+        err_console.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -30,7 +30,7 @@ from gridnet.ledger.params import default_params, load_genesis_file, params_to_t
 from gridnet.ledger.state import Account
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks
-from gridnet.node.client import NodeClient
+from gridnet.node.client import AccountAnswer, NodeClient, StatusAnswer, expect
 from gridnet.node.config import CONFIG_NAME, config_template
 from gridnet.units import format_gnc
 
@@ -153,22 +153,22 @@ def chain_summary(chain: Chain) -> dict[str, Any]:
         "height": chain.height,
         "head": chain.head.hash.hex(),
         "cumulative_work": chain.head.total_work,
-        "transactions": chain.store.main_tx_count(),
+        "transactions": chain.tx_count,
         "genesis": chain.chain_id.hex(),
-        "pending": len(chain.store.pending()),
+        "pending": chain.store.pending_count(),
     }
 
 
 def _summary_of_node(client: NodeClient) -> dict[str, Any]:
-    status = client.request("GET", "/status")
+    status = expect(client.request("GET", "/status"), StatusAnswer, "GET /status")
     return {
-        "name": status["chain"],
-        "height": status["height"],
-        "head": status["head"],
-        "cumulative_work": int(status["total_work"]),
-        "transactions": status["transactions"],
-        "genesis": status["chain_id"],
-        "pending": status["mempool"]["size"],
+        "name": status.chain,
+        "height": status.height,
+        "head": status.head,
+        "cumulative_work": int(status.total_work),
+        "transactions": status.transactions,
+        "genesis": status.chain_id,
+        "pending": status.mempool.size,
     }
 
 
@@ -204,8 +204,9 @@ def chain_account(
     node, or at the node at --node)."""
     addr = address_from_text(address)
     if node is not None:
-        answer = require_node(node, data_dir).request("GET", f"/accounts/{address_to_text(addr)}")
-        acct = Account(answer["balance"], answer["nonce"], answer["bonded"], answer["unbonding"])
+        path = f"/accounts/{address_to_text(addr)}"
+        answer = expect(require_node(node, data_dir).request("GET", path), AccountAnswer, f"GET {path}")
+        acct = Account(answer.balance, answer.nonce, answer.bonded, answer.unbonding)
     else:
         chain = Chain.open(_data_dir(data_dir), readonly=True)
         try:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from gridnet.node.client import NodeClient
 
 TOKEN_ENV = "GRIDNET_API_TOKEN"
+MAX_UNITS = 2**63 - 1
+"""The largest amount or fee a transaction can carry [base units]."""
 
 # markup=False: user text (paths, addresses, messages) is printed verbatim, never parsed.
 console = Console(soft_wrap=True, markup=False, highlight=False)
@@ -55,13 +57,19 @@ def parse_gnc(text: str) -> int:
         value = Decimal(text)
     except InvalidOperation:
         raise ConfigError(f"amount {text!r} is not a number of GNC (e.g. 12.5)") from None
+    if not value.is_finite():
+        raise ConfigError(f"amount {text!r} is not a number of GNC (e.g. 12.5)")
     units = value * UNITS_PER_GNC
     if units != units.to_integral_value() or units <= 0:
         raise ConfigError(f"amount {text!r} must be positive with at most 8 decimals")
+    if units > MAX_UNITS:
+        most = MAX_UNITS // UNITS_PER_GNC
+        raise ConfigError(f"amount {text!r} is more than a transaction can carry (at most {most:,} GNC)")
     return int(units)
 
 
 def progress_bar() -> Progress:
+    """A progress bar on stderr (nothing at all when stderr is not a terminal)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -69,28 +77,32 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,
     )
 
 
 def connect(node: str | None, data_dir: Path | None, token_file: Path | None = None) -> NodeClient | None:
     """The running node a command talks to: ``--node URL``, else the node that runs on
-    ``--data-dir`` (found through its node.json); None when no node runs there."""
+    ``--data-dir`` (found through its node.json); None when no node runs there. The token:
+    ``--api-token-file``, else ``GRIDNET_API_TOKEN``, else the one the node on ``--data-dir``
+    uses (sent to ``--node URL`` only when that is the same node)."""
     from gridnet.node.auth import read_token_file
-    from gridnet.node.client import NodeClient, data_dir_token
+    from gridnet.node.client import NodeClient, running_node
 
-    if node is None:
-        if token_file is not None:
-            raise ConfigError(
-                "--api-token-file goes with --node URL (a data directory's node has its cookie)"
-            )
-        return None if data_dir is None else NodeClient.for_data_dir(data_dir)
     if token_file is not None:
         token: str | None = read_token_file(token_file)
     elif os.environ.get(TOKEN_ENV):
         token = os.environ[TOKEN_ENV].strip()
     else:
-        token = None if data_dir is None else data_dir_token(data_dir)
-    return NodeClient(node, token)
+        token = None
+    if node is None:
+        return None if data_dir is None else NodeClient.for_data_dir(data_dir, token=token)
+    client = NodeClient(node, token)
+    if token is None and data_dir is not None:
+        local = running_node(data_dir)
+        if local is not None and local.api is not None and NodeClient(local.api).url == client.url:
+            client.token = local.token()
+    return client
 
 
 def require_node(node: str | None, data_dir: Path | None, token_file: Path | None = None) -> NodeClient:

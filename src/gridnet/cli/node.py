@@ -27,6 +27,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import now_ms
+from gridnet.node.client import PeerAnswer, StatusAnswer, expect
 from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN
 
 if TYPE_CHECKING:
@@ -111,13 +112,15 @@ def node_cmd(
         "api": api,
         "peers": peer,
         "mine": mine,
-        "key": key,
-        "passphrase_file": None if passphrase_file is None else str(passphrase_file),
+        # Paths given on the command line are relative to the working directory (the file's
+        # to the data directory).
+        "key": None if key is None else str(Path(key).absolute()),
+        "passphrase_file": None if passphrase_file is None else str(passphrase_file.absolute()),
         "hashes_per_tick": hashes_per_tick,
         "mempool_max_txs": mempool_max,
         "log_level": log_level,
         "debug": None if debug is None else [c.strip() for d in debug for c in d.split(",") if c.strip()],
-        "api_token_file": api_token_file,
+        "api_token_file": None if api_token_file is None else str(Path(api_token_file).absolute()),
     }
     settings = resolve(data_dir, flags, config)
     if print_config:
@@ -269,27 +272,26 @@ def status_cmd(
 ) -> None:
     """A running node at a glance: chain, height, sync, mempool, peers, version, uptime."""
     client = require_node(node, data_dir)
-    status = client.request("GET", "/status")
+    answer = client.request("GET", "/status")
     if as_json:
-        print(json.dumps(status))
+        print(json.dumps(answer))
         return
-    sync = status["sync"]
+    status = expect(answer, StatusAnswer, "GET /status")
+    sync = status.sync
     progress = (
         "synced"
-        if not sync["syncing"]
-        else f"syncing: {status['height']:,} of {sync['target_height']:,} ({100 * sync['progress']:.1f} %)"
+        if not sync.syncing
+        else f"syncing: {status.height:,} of {sync.target_height:,} ({100 * sync.progress:.1f} %)"
     )
-    pool, peers = status["mempool"], status["peers"]
-    table = Table(title=f"gridnet node {status['address']}", show_header=False)
-    table.add_row("chain", f"{status['chain']} (genesis {status['chain_id'][:16]})")
-    table.add_row("height", f"{status['height']:,}, head {status['head'][:16]}, {progress}")
-    table.add_row(
-        "mempool", f"{pool['size']:,} transactions, {pool['bytes']:,} bytes (at most {pool['max_txs']:,})"
-    )
-    table.add_row("peers", f"{peers['count']} ({peers['outbound']} outbound, {peers['inbound']} inbound)")
-    table.add_row("mining", "yes" if status["mining"] else "no")
-    table.add_row("listening", str(status["listen"]))
-    table.add_row("version", f"{status['version']}, up {_duration(status['uptime_s'])}")
+    pool, peers = status.mempool, status.peers
+    table = Table(title=f"gridnet node {status.address}", show_header=False)
+    table.add_row("chain", f"{status.chain} (genesis {status.chain_id[:16]})")
+    table.add_row("height", f"{status.height:,}, head {status.head[:16]}, {progress}")
+    table.add_row("mempool", f"{pool.size:,} transactions, {pool.bytes:,} bytes (at most {pool.max_txs:,})")
+    table.add_row("peers", f"{peers.count} ({peers.outbound} outbound, {peers.inbound} inbound)")
+    table.add_row("mining", "yes" if status.mining else "no")
+    table.add_row("listening", str(status.listen))
+    table.add_row("version", f"{status.version}, up {_duration(status.uptime_s)}")
     table.add_row("API", client.url)
     console.print(table)
 
@@ -303,10 +305,11 @@ def peers_cmd(
 ) -> None:
     """The peers a running node is linked with: address, direction, height, faults, traffic."""
     client = require_node(node, data_dir)
-    peers = client.request("GET", "/peers")
+    answer = client.request("GET", "/peers")
     if as_json:
-        print(json.dumps(peers))
+        print(json.dumps(answer))
         return
+    peers = expect(answer, list[PeerAnswer], "GET /peers")
     if not peers:
         console.print(f"no peers linked to the node at {client.url}")
         return
@@ -324,14 +327,14 @@ def peers_cmd(
         table.add_column(column)
     for p in peers:
         table.add_row(
-            p["address"],
-            p["direction"] or "?",
-            p["remote"] or "?",
-            "?" if p["height"] is None else f"{p['height']:,}",
-            str(p["faults"]),
-            "?" if p["bytes_in"] is None else f"{p['bytes_in']:,}",
-            "?" if p["bytes_out"] is None else f"{p['bytes_out']:,}",
-            "?" if p["connected_s"] is None else _duration(p["connected_s"]),
+            p.address,
+            p.direction or "?",
+            p.remote or "?",
+            "?" if p.height is None else f"{p.height:,}",
+            str(p.faults),
+            "?" if p.bytes_in is None else f"{p.bytes_in:,}",
+            "?" if p.bytes_out is None else f"{p.bytes_out:,}",
+            "?" if p.connected_s is None else _duration(p.connected_s),
         )
     console.print(table)
 

@@ -14,12 +14,21 @@ from typing import Annotated
 
 import typer
 
-from gridnet.cli.common import KeyFile, NodeUrl, PassphraseFile, TokenFile, connect, console, parse_gnc
+from gridnet.cli.common import (
+    MAX_UNITS,
+    KeyFile,
+    NodeUrl,
+    PassphraseFile,
+    TokenFile,
+    connect,
+    console,
+    parse_gnc,
+)
 from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
-from gridnet.errors import ConfigError, NodeUnavailable
+from gridnet.errors import ConfigError, DecodeError, NodeUnavailable
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams
@@ -29,7 +38,7 @@ from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.wallet import submit
-from gridnet.node.client import NodeClient
+from gridnet.node.client import AccountAnswer, NodeClient, ParamsAnswer, TxLookupAnswer, expect
 
 app = typer.Typer(
     help="Sign a transaction and submit it to a running node or a data directory's pending pool.",
@@ -40,7 +49,9 @@ MaybeDataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory: its running node, else its pending pool."),
 ]
-FeeOpt = Annotated[int | None, typer.Option("--fee", min=0, help="Fee in base units (default: the minimum).")]
+FeeOpt = Annotated[
+    int | None, typer.Option("--fee", min=0, max=MAX_UNITS, help="Fee in base units (default: the minimum).")
+]
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Wait until a block includes it (with a running node).")
 ]
@@ -87,10 +98,16 @@ def _send(
 def _send_to_node(
     client: NodeClient, signer: PrivateKey, build: Build, fee: int | None, wait: bool, timeout: float
 ) -> None:
-    answer = client.request("GET", "/params")
-    params = decode(bytes.fromhex(answer["hex"]), ChainParams, what="chain parameters")
-    chain_id = bytes.fromhex(answer["chain_id"])
-    nonce = int(client.request("GET", f"/accounts/{address_to_text(signer.address)}")["next_nonce"])
+    answer = expect(client.request("GET", "/params"), ParamsAnswer, "GET /params")
+    try:
+        params = decode(bytes.fromhex(answer.hex), ChainParams, what="chain parameters")
+        chain_id = bytes.fromhex(answer.chain_id)
+    except (ValueError, DecodeError) as exc:
+        raise NodeUnavailable(
+            f"the node at {client.url} sent chain parameters that do not decode: {exc}"
+        ) from None
+    path = f"/accounts/{address_to_text(signer.address)}"
+    nonce = expect(client.request("GET", path), AccountAnswer, f"GET {path}").next_nonce
     payload = build(params, signer)
     fee = min_fee(params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(signer, chain_id, payload, nonce, fee)
@@ -102,15 +119,15 @@ def _send_to_node(
     deadline = time.monotonic() + timeout
     with console.status("waiting for a block to include it"):
         while time.monotonic() < deadline:
-            found = client.get(f"/transactions/{txid}")
-            if found is None:
+            answer = client.get(f"/transactions/{txid}")
+            if answer is None:
                 raise NodeUnavailable(
                     f"the node no longer holds {txid} and no block includes it: it was dropped (see the "
                     "node's log with --debug mempool)"
                 )
-            if found["status"] == "confirmed":
-                block = found["block"]
-                console.print(f"mined in block {block['height']} ({block['hash'][:16]})")
+            found = expect(answer, TxLookupAnswer, f"GET /transactions/{txid}")
+            if found.status == "confirmed" and found.block is not None:
+                console.print(f"mined in block {found.block.height} ({found.block.hash[:16]})")
                 return
             time.sleep(0.5)
     raise NodeUnavailable(f"{txid} was not mined within {timeout:.0f} s; it is still pending at {client.url}")

@@ -123,6 +123,8 @@ def raw_verify(public_key: PublicKey, message: bytes, signature: Signature) -> b
 # decrypting checks it. A file without "encryption" is the first format, {"kind", "seed",
 # "address"} ("legacy"): it still loads.
 
+MAX_SECRET_FILE_BYTES = 64 * 1024
+"""Largest key or passphrase file read (a key file is a few hundred bytes)."""
 KEY_FILE_KIND = "gridnet-ed25519-key"
 KEY_FILE_VERSION = 2
 
@@ -261,6 +263,8 @@ def read_private_file(path: Path, what: str, missing_hint: str) -> bytes:
     """The bytes of a secret file (a key file, a passphrase file); refused when users other than
     its owner have any permission on it. ``what`` names the file in messages."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # (a FIFO or a device would block or never end)
+            raise KeyFileError(f"{what} {path} is not a regular file")
         with path.open("rb") as fh:
             mode = os.fstat(fh.fileno()).st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -268,7 +272,10 @@ def read_private_file(path: Path, what: str, missing_hint: str) -> bytes:
                     f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
                     f"run 'chmod 600 {path}'"
                 )
-            return fh.read()
+            data = fh.read(MAX_SECRET_FILE_BYTES + 1)
+            if len(data) > MAX_SECRET_FILE_BYTES:
+                raise KeyFileError(f"{what} {path} is larger than {MAX_SECRET_FILE_BYTES:,} bytes")
+            return data
     except FileNotFoundError:
         raise KeyFileError(f"{what} {path} not found ({missing_hint})") from None
     except OSError as exc:
@@ -355,7 +362,7 @@ def _read_key_record(path: Path) -> tuple[KeyFileInfo, bytes | _SealedSeed]:
     raw = read_private_file(path, "key file", "create one with 'gridnet keys new'")
     try:
         record = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _invalid(path, "it is not JSON") from None
     if not isinstance(record, dict) or record.get("kind") != KEY_FILE_KIND:
         raise _invalid(path, f"its kind is not {KEY_FILE_KIND!r}")

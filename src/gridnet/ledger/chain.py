@@ -136,6 +136,8 @@ class Chain:
         self.values: dict[bytes, bytes] = {}
         self.commitment = StateCommitment()
         self._best: BlockEntry | None = None
+        self.tx_count = 0
+        """Signed transactions in the main chain (kept up to date as blocks connect)."""
         self._load(genesis)
 
     # --- opening ---------------------------------------------------------------------------
@@ -143,20 +145,24 @@ class Chain:
     @classmethod
     def create(cls, data_dir: Path, params: ChainParams) -> Chain:
         store = Store(data_dir, create=True)
-        if store.get_meta("params") is not None:
-            store.close()
-            raise StoreError(f"{data_dir} already holds a chain; choose an empty directory")
-        genesis = genesis_block(params)
-        gh = header_hash(encode(genesis.header))
-        state = genesis_state(params)
-        store.begin()
-        store.set_meta("params", encode(params))
-        store.set_meta("genesis", gh)
-        store.put_block(gh, 0, encode(genesis.header), encode(genesis.txs))
-        store.connect(gh, 0, dict(state), encode(UndoRecord((), ())), [])
-        store.set_meta("head", gh)
-        store.commit()
-        return cls(store, params)
+        try:
+            if store.get_meta("params") is not None:
+                raise StoreError(f"{data_dir} already holds a chain; choose an empty directory")
+            genesis = genesis_block(params)
+            gh = header_hash(encode(genesis.header))
+            state = genesis_state(params)
+            store.begin()
+            store.set_meta("params", encode(params))
+            store.set_meta("genesis", gh)
+            store.put_block(gh, 0, encode(genesis.header), encode(genesis.txs))
+            store.connect(gh, 0, dict(state), encode(UndoRecord((), ())), [])
+            store.set_meta("head", gh)
+            store.commit()
+            return cls(store, params)
+        except BaseException:
+            store.rollback()
+            store.close()  # (and with it the data directory's lock)
+            raise
 
     @classmethod
     def open(cls, data_dir: Path, *, readonly: bool = False) -> Chain:
@@ -198,6 +204,7 @@ class Chain:
         if not self.main or head != self.main[-1].hash:
             raise StoreError("stored head does not match the main chain index")
         self.values = dict(self.store.state_items())
+        self.tx_count = self.store.main_tx_count()
         self.commitment = StateCommitment.from_items(self.values.items())
         if self.commitment.root != self.head.header.state_root:
             raise StoreError("stored state does not match the head's state root")
@@ -425,6 +432,7 @@ class Chain:
                 values[k] = v
         del self.main[fork.height + 1 :]
         self.main.extend(to_connect)
+        self.tx_count += sum(len(b.txs) - 1 for b in connected) - sum(len(b.txs) - 1 for b in disconnected)
         status = AddStatus.EXTENDED if fork is old_head else AddStatus.REORG
         return AddResult(status, tip.hash, connected, disconnected)
 

@@ -79,10 +79,12 @@ def acquire(data_dir: Path) -> DataDirLock:
                 who = "another process" if holder.pid is None else f"process {holder.pid}"
                 if holder.command:
                     who += f" ({holder.command})"
+                if " node " in f" {holder.command} ":  # a node: the command line can talk to it
+                    advice = "stop it first, or send to it through its API (--node URL, or --data-dir)"
+                else:
+                    advice = "wait for it to finish"
                 raise DataDirLocked(
-                    f"data directory {data_dir} is in use by {who}; stop it first, or send to the "
-                    "running node with --node (or --data-dir, which finds it)",
-                    holder.pid,
+                    f"data directory {data_dir} is in use by {who}; {advice}", holder.pid
                 ) from None
             time.sleep(0.02 * (attempt + 1))
     os.ftruncate(fd, 0)

@@ -111,7 +111,7 @@ class Mempool:
         decode (a peer's message), so the wire's ranges already hold; ``body``: its
         already encoded body (``tx_body``); ``check``: a further check that raises the rule
         the transaction breaks, run after the pool's own and before it is taken (a user's
-        transaction is tried on the head: ``ledger/miner.py`` ``check_applies``)."""
+        transaction is tried on the head: ``ledger/trial.py``)."""
         if verified is None:
             body = tx_body(tx) if body is None else body
             if txid(body, tx.signature) in self.by_id:  # before the costly checks: gossip repeats a lot

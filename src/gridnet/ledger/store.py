@@ -78,9 +78,10 @@ class Store:
             raise StoreError(f"{path} is not a readable GRIDNET store: {exc}") from None
         if version is None and not readonly:
             self.set_meta("schema", str(SCHEMA_VERSION).encode())
-        elif version is not None and int(version) != SCHEMA_VERSION:
+        elif version is not None and version != str(SCHEMA_VERSION).encode():
             self.close()
-            raise StoreError(f"{path} has schema {int(version)}; this version reads {SCHEMA_VERSION}")
+            shown = version.decode("ascii", "replace")[:20]
+            raise StoreError(f"{path} has schema {shown!r}; this version reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -223,6 +224,9 @@ class Store:
 
     def remove_pending(self, tx_ids: Iterable[Hash32]) -> None:
         self.db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in tx_ids])
+
+    def pending_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     def pending(self) -> list[tuple[bytes, bytes]]:
         return [

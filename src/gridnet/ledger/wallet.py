@@ -17,9 +17,10 @@ from gridnet.errors import DecodeError
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
-from gridnet.ledger.miner import check_applies, produce_block
+from gridnet.ledger.miner import produce_block
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
+from gridnet.ledger.trial import TrialState
 from gridnet.units import Hash32
 
 
@@ -69,7 +70,7 @@ def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = No
     nonce = chain.account(key.address).nonce + len(pool.by_sender.get(key.address, {}))
     fee = min_fee(chain.params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(key, chain.chain_id, payload, nonce, fee)
-    outcome = pool.admit(tx, chain.account, check=partial(check_applies, chain, pool))[0]
+    outcome = pool.admit(tx, chain.account, check=partial(TrialState(chain).check, pool))[0]
     chain.store.add_pending(outcome.txid, encode(tx), now_ms())
     return outcome
 

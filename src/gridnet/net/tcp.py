@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import struct
 import time
 from collections.abc import Callable
@@ -26,9 +27,10 @@ from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.boxes import SESSION_OVERHEAD, Session, ephemeral_keypair
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wire, decode, encode
-from gridnet.errors import ConfigError, FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
+from gridnet.errors import Banned, ConfigError, FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
 from gridnet.ledger.chain import now_ms
 from gridnet.ledger.transactions import Transaction
+from gridnet.node.config import format_host_port
 from gridnet.node.logs import short
 from gridnet.node.messages import (
     MAX_MESSAGE_BYTES,
@@ -53,7 +55,12 @@ RETRY_MAX_S: Final = 5.0
 REFUSED_MAX_S: Final = 60.0
 """Back-off between attempts to link with a peer that refuses the link or breaks the
 handshake (another chain, a bad hello): it will not change soon."""
+STABLE_LINK_S: Final = 10.0
+"""A link that lasted less than this counts as a failure for the back-off (a peer that drops
+every link at once is not dialled again at once)."""
 STILL_FAILING_S: Final = 60.0
+MAX_REFUSALS_KEPT: Final = 1024
+"""(host, rule) pairs whose last logged refusal is remembered (for the log's rate limit)."""
 """A failing peer is logged once at first, then at most this often."""
 _log = logging.getLogger("gridnet.net")
 
@@ -100,6 +107,24 @@ class Link:
             data = frame(self.session.encrypt(encode_message(msg)))
             self.bytes_out += len(data)
             self.writer.write(data)
+
+
+@dataclass(frozen=True)
+class _LinkEnd:
+    """How one connection ended."""
+
+    linked_s: float | None = None
+    """How long it was linked [s] (None: it never was)."""
+    rule: str = ""
+    """Why it was not linked: the rule the handshake broke, Banned, AlreadyLinked."""
+    message: str = ""
+    peer: str | None = None
+    """The peer's name, when the handshake got that far."""
+
+    def why(self) -> str:
+        if self.linked_s is not None:
+            return f"the link dropped after {self.linked_s:.1f} s"
+        return f"{self.rule}: {self.message}" if self.message else self.rule
 
 
 @dataclass
@@ -153,8 +178,8 @@ class TcpTransport:
             self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_FRAME + 4)
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen for peers on {host}:{port}: {exc.strerror or exc} (is another node using "
-                "it? choose another listen address)"
+                f"cannot listen for peers on {format_host_port(host, port)}: {_reason(exc)} (is another "
+                "node using it? choose another listen address)"
             ) from None
         self._tasks.append(asyncio.create_task(self._tick_loop()))
         for address in self.peer_addresses:
@@ -200,9 +225,11 @@ class TcpTransport:
 
     async def _connect_loop(self, address: tuple[str, int]) -> None:
         """Keep a link to ``address``: dial, serve, dial again after it drops. A peer that
-        does not answer or refuses the link is tried again with growing back-off, logged
-        when it starts failing and then at most every ``STILL_FAILING_S``."""
-        where = f"{address[0]}:{address[1]}"
+        does not answer, refuses the link or drops it at once is tried again with growing
+        back-off (with jitter, so two nodes never keep colliding), logged when it starts
+        failing and then at most every ``STILL_FAILING_S``; while the peer is linked through
+        a connection it dialled, nothing is dialled."""
+        where = format_host_port(*address)
         delay = RETRY_MIN_S
         failures = 0
         logged = 0.0
@@ -213,20 +240,25 @@ class TcpTransport:
                 failures += 1
                 reason, ceiling = _reason(exc), RETRY_MAX_S
             else:
-                refusal = await self._run_link(reader, writer, outbound=where)
-                if refusal is None:  # it was linked, then the link dropped: dial again soon
+                end = await self._run_link(reader, writer, outbound=where)
+                if end.peer is not None and end.peer in self.links:  # linked the other way
+                    while self._running and end.peer in self.links:
+                        await asyncio.sleep(1.0)
+                    delay, failures = RETRY_MIN_S, 0
+                    continue
+                if end.linked_s is not None and end.linked_s >= STABLE_LINK_S:  # it was up: dial again soon
                     delay, failures = RETRY_MIN_S, 0
                     await asyncio.sleep(delay)
                     continue
                 failures += 1
-                reason, ceiling = refusal, REFUSED_MAX_S
+                reason, ceiling = end.why(), REFUSED_MAX_S
             if failures == 1 or time.monotonic() - logged >= STILL_FAILING_S:
                 logged = time.monotonic()
                 again = "" if failures == 1 else f" (still, after {failures} attempts)"
                 _log.warning("cannot link with %s: %s%s; retrying in %.1f s", where, reason, again, delay)
             else:
                 _log.debug("cannot link with %s: %s; retrying in %.1f s", where, reason, delay)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, ceiling)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -243,21 +275,25 @@ class TcpTransport:
 
     async def _run_link(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, outbound: str | None
-    ) -> str | None:
+    ) -> _LinkEnd:
         """Handshake and serve one connection (``outbound``: the HOST:PORT we dialled; None
-        for one that dialled us) until it ends. Returns why the link was refused (the rule),
-        or None if it was linked or merely lost."""
+        for one that dialled us) until it ends; how it ended."""
         link: Link | None = None
         where = outbound or _peername(writer)
         try:
             link = await self._handshake(reader, writer, outbound)
-            if link.name in self.links:
-                _log.debug("already linked with %s: dropped the second connection", short(link.name))
-                return None  # (both dialled each other)
             until = self.banned.get(link.name, 0) - time.monotonic()
             if until > 0:
-                _log.info("refused %s (%s): cut off for another %.0f s", short(link.name), where, until)
-                return "Banned"
+                refusal = Banned(f"{short(link.name)} is cut off here for another {until:.0f} s")
+                if outbound is None:
+                    self._log_refusal(where, refusal)
+                return _LinkEnd(rule=refusal.rule, message=str(refusal), peer=link.name)
+            existing = self.links.get(link.name)
+            if existing is not None:  # both dialled each other: both sides keep the same one
+                if not self._preferred(link) or self._preferred(existing):
+                    _log.debug("already linked with %s: dropped the second connection", short(link.name))
+                    return _LinkEnd(rule="AlreadyLinked", peer=link.name)
+                existing.writer.close()  # (its task ends without unlinking the peer)
             self.links[link.name] = link
             self.stats.connected += 1
             self.node.add_peer(link.name)
@@ -272,12 +308,14 @@ class TcpTransport:
             if link is None:  # the handshake failed: nothing to ban, the peer was never linked
                 if outbound is None:  # (the dialler logs its own attempts, with their back-off)
                     self._log_refusal(where, exc)
-                return exc.rule
+                return _LinkEnd(rule=exc.rule, message=str(exc))
             self._ban(link.name, exc.rule, str(exc))
         except (TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
             if link is None:
                 _log.debug("connection with %s ended during the handshake: %s", where, type(exc).__name__)
-                return "HandshakeFailed"
+                return _LinkEnd(
+                    rule=HandshakeFailed.__name__, message="the connection ended during the handshake"
+                )
         finally:
             if link is not None and self.links.get(link.name) is link:
                 del self.links[link.name]
@@ -288,7 +326,14 @@ class TcpTransport:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-        return None
+        assert link is not None
+        return _LinkEnd(linked_s=time.time() - link.since, peer=link.name)
+
+    def _preferred(self, link: Link) -> bool:
+        """Of two connections between the same nodes, both keep the one dialled by the node
+        with the smaller address."""
+        dialler = self.name if link.outbound else link.name
+        return dialler == min(self.name, link.name)
 
     async def _serve(self, link: Link, reader: asyncio.StreamReader) -> None:
         while self._running:
@@ -317,8 +362,9 @@ class TcpTransport:
             _log.warning("refused link with %s: %s: %s", where, error.rule, error)
         else:
             _log.debug("refused link with %s: %s: %s", where, error.rule, error)
-        if len(self._refusals) > 1024:
-            self._refusals = {k: t for k, t in self._refusals.items() if now - t < STILL_FAILING_S}
+        if len(self._refusals) > MAX_REFUSALS_KEPT:  # (many hosts: keep the newer half)
+            newest = sorted(self._refusals.items(), key=lambda item: item[1])[MAX_REFUSALS_KEPT // 2 :]
+            self._refusals = dict(newest)
 
     def _ban(self, name: str, rule: str, message: str) -> None:
         self.stats.disconnected[name] = rule

@@ -12,13 +12,15 @@ import http.client
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
+
+import msgspec
 
 from gridnet.errors import DataDirLocked, GridnetError, NodeUnavailable
 from gridnet.ledger.lock import holder
 from gridnet.node.auth import COOKIE_NAME, read_token_file
-from gridnet.node.config import resolve
+from gridnet.node.config import format_host_port
 
 INFO_NAME: Final = "node.json"
 
@@ -36,6 +38,105 @@ class NodeRefused(GridnetError):
         return self.code
 
 
+# --- what the node answers (the fields a client reads; checked, so a foreign or broken
+# server is a one-line NodeUnavailable, not a KeyError) ------------------------------------
+
+
+class SyncAnswer(msgspec.Struct):
+    target_height: int
+    progress: float
+    syncing: bool
+    headers_pending: int
+
+
+class MempoolAnswer(msgspec.Struct):
+    size: int
+    bytes: int
+    max_txs: int
+
+
+class PeerCountAnswer(msgspec.Struct):
+    count: int
+    inbound: int
+    outbound: int
+
+
+class StatusAnswer(msgspec.Struct):
+    """``GET /status``."""
+
+    chain: str
+    chain_id: str
+    version: str
+    address: str
+    height: int
+    head: str
+    total_work: str
+    head_time: int
+    transactions: int
+    sync: SyncAnswer
+    mempool: MempoolAnswer
+    peers: PeerCountAnswer
+    mining: bool
+    uptime_s: float
+    listen: str | None
+
+
+class PeerAnswer(msgspec.Struct):
+    """One entry of ``GET /peers``."""
+
+    address: str
+    remote: str | None
+    direction: str | None
+    height: int | None
+    total_work: str | None
+    faults: int
+    bytes_in: int | None
+    bytes_out: int | None
+    connected_s: float | None
+
+
+class AccountAnswer(msgspec.Struct):
+    """``GET /accounts/{address}``."""
+
+    address: str
+    balance: int
+    nonce: int
+    bonded: int
+    unbonding: int
+    pending: int
+    next_nonce: int
+
+
+class ParamsAnswer(msgspec.Struct):
+    """``GET /params``."""
+
+    chain_id: str
+    hex: str
+
+
+class BlockRefAnswer(msgspec.Struct):
+    height: int
+    hash: str
+
+
+class TxLookupAnswer(msgspec.Struct):
+    """``GET /transactions/{txid}``."""
+
+    status: str
+    block: BlockRefAnswer | None = None
+
+
+T = TypeVar("T")
+
+
+def expect(answer: Any, kind: type[T], what: str) -> T:
+    """``answer`` (decoded JSON) as ``kind``, or NodeUnavailable saying what was wrong."""
+    try:
+        return msgspec.convert(answer, kind)
+    except msgspec.ValidationError as exc:
+        raise NodeUnavailable(f"unexpected answer to {what} (is it a GRIDNET node?): {exc}") from None
+
+
 @dataclass(frozen=True)
 class RunningNode:
     """A node process running on a data directory (from its ``node.json``)."""
@@ -46,38 +147,55 @@ class RunningNode:
     listen: str
     api: str | None
     """HOST:PORT of its HTTP API (None: it runs without one)."""
+    token_file: str | None
+    """The API token file it was configured with (None: its cookie, DATA_DIR/.cookie)."""
+
+    def token(self) -> str | None:
+        """Its API token, as a client on this machine reads it (None when it cannot)."""
+        path = Path(self.token_file) if self.token_file else self.data_dir / COOKIE_NAME
+        try:
+            return read_token_file(path)
+        except GridnetError:
+            return None
 
 
 def running_node(data_dir: Path) -> RunningNode | None:
     """The node process that runs on ``data_dir`` now, if any. Raises DataDirLocked when
-    another kind of process (``gridnet chain mine``, ...) writes the data directory."""
+    another kind of process (``gridnet chain mine``, ...) writes the data directory, or a
+    node is still starting there."""
     lock = holder(data_dir)
     if lock is None:
         return None
     try:
         info = json.loads((data_dir / INFO_NAME).read_text())
-        node = RunningNode(data_dir, int(info["pid"]), str(info["address"]), str(info["listen"]), info["api"])
-    except (OSError, ValueError, KeyError, TypeError):
+        node = RunningNode(
+            data_dir,
+            int(info["pid"]),
+            str(info["address"]),
+            str(info["listen"]),
+            None if info["api"] is None else str(info["api"]),
+            None if info.get("token_file") is None else str(info["token_file"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         node = None
     if node is None or node.pid != lock.pid:
         who = "another process" if lock.pid is None else f"process {lock.pid}"
-        raise DataDirLocked(
-            f"data directory {data_dir} is in use by {who} ({lock.command or 'not a node'}); wait for it "
-            "to finish",
-            lock.pid,
-        )
+        if " node" in f" {lock.command}":
+            message = f"the node on {data_dir} ({who}) is still starting; try again in a moment"
+        else:
+            message = f"data directory {data_dir} is in use by {who} ({lock.command}); wait for it to finish"
+        raise DataDirLocked(message, lock.pid)
     return node
 
 
 def data_dir_token(data_dir: Path) -> str | None:
-    """The API token of the node on ``data_dir``: its configured token file, else the
-    cookie it wrote at start (None when neither can be read)."""
+    """The API token of the node running on ``data_dir`` (None when none runs there or its
+    token cannot be read)."""
     try:
-        settings = resolve(data_dir, {})
-        path = settings.path(data_dir, settings.api_token_file) if settings.api_token_file else None
-        return read_token_file(path if path is not None else data_dir / COOKIE_NAME)
+        node = running_node(data_dir)
     except GridnetError:
         return None
+    return None if node is None else node.token()
 
 
 class NodeClient:
@@ -86,18 +204,25 @@ class NodeClient:
     def __init__(self, url: str, token: str | None = None, *, timeout_s: float = 30.0) -> None:
         """``url``: ``http://HOST:PORT`` or ``HOST:PORT``; ``token``: sent as a bearer token
         (needed by the endpoints that change the node's state)."""
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            scheme, host, port = parts.scheme, parts.hostname, parts.port
+        except ValueError:  # (a port that is not a number, an unclosed bracket)
+            scheme, host, port = "", None, None
+        if scheme != "http" or not host or port is None:
             raise NodeUnavailable(f"node URL {url!r} must look like http://127.0.0.1:8330")
-        self.url = f"http://{parts.hostname}:{parts.port}"
-        self.host, self.port = parts.hostname, parts.port
+        self.url = f"http://{format_host_port(host, port)}"
+        self.host, self.port = host, port
         self.token = token
         self.timeout_s = timeout_s
         self._conn: http.client.HTTPConnection | None = None
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path, *, timeout_s: float = 30.0) -> NodeClient | None:
-        """A client of the node running on ``data_dir`` (None if none runs there)."""
+    def for_data_dir(
+        cls, data_dir: Path, *, token: str | None = None, timeout_s: float = 30.0
+    ) -> NodeClient | None:
+        """A client of the node running on ``data_dir`` (None if none runs there), with
+        ``token``, else the token that node uses (its cookie or its token file)."""
         node = running_node(data_dir)
         if node is None:
             return None
@@ -106,7 +231,7 @@ class NodeClient:
                 f"the node on {data_dir} (process {node.pid}) runs without its HTTP API; restart it "
                 "with an api address to reach it"
             )
-        return cls(node.api, data_dir_token(data_dir), timeout_s=timeout_s)
+        return cls(node.api, token if token is not None else node.token(), timeout_s=timeout_s)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """Send one request; (HTTP status, decoded JSON body)."""
@@ -125,7 +250,10 @@ class NodeClient:
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 self._conn.close()
                 self._conn = None
-                if attempt:
+                # Asked again only when the node cannot have acted on it: a read, or a kept-alive
+                # connection the node had closed (a submission is never sent twice).
+                again = method == "GET" or isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
+                if attempt or not again:
                     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                     raise NodeUnavailable(
                         f"the node at {self.url} did not answer {method} {path} ({reason}); is it running?"

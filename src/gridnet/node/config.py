@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -65,6 +66,13 @@ class NodeSettings:
 
 
 _TYPES: Final = {f.name: f.type for f in fields(NodeSettings)}
+_INT_LIMITS: Final = {
+    "hashes_per_tick": 10_000_000,
+    "mempool_max_txs": 10_000_000,
+    "log_max_mb": 100_000,
+    "log_files": 1_000,
+}
+"""The largest value of each whole-number setting (beyond it a setting only does harm)."""
 
 
 def _field_docs() -> dict[str, str]:
@@ -97,6 +105,11 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     if number > 65_535:
         raise ConfigError(f"{what} {text!r}: port {number} is out of range (0 to 65535)")
     return host.strip("[]"), number
+
+
+def format_host_port(host: str, port: int) -> str:
+    """HOST:PORT, with an IPv6 host in brackets ([::1]:8330)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:
@@ -134,8 +147,9 @@ def _checked(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be true or false, not {value!r}")
         return value
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where} must be a positive whole number, not {value!r}")
+        most = _INT_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ConfigError(f"{where} must be a whole number from 1 to {most:,}, not {value!r}")
         return value
     if kind == "str":
         if not isinstance(value, str):
@@ -170,7 +184,8 @@ def _validate(s: NodeSettings) -> None:
                 "remote clients must send) or bind the API to 127.0.0.1"
             )
     for peer in s.peers:
-        parse_host_port(peer, "peer")
+        if parse_host_port(peer, "peer")[1] == 0:
+            raise ConfigError(f"peer {peer!r} needs a port (1 to 65535)")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level {s.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
     for category in s.debug:
@@ -187,7 +202,7 @@ def _toml_value(value: Any) -> str:
         return f"{value:_}" if value >= 10_000 else str(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return json.dumps(str(value))  # (a JSON string is a TOML basic string)
 
 
 def settings_to_toml(settings: NodeSettings, header: str = "") -> str:

@@ -52,6 +52,18 @@ class _UtcFormatter(logging.Formatter):
 _handlers: list[logging.Handler] = []
 
 
+def reset() -> None:
+    """Undo :func:`configure`: the package logs nothing again (a node stopped in-process)."""
+    root = logging.getLogger()
+    for handler in _handlers:
+        root.removeHandler(handler)
+        handler.close()
+    _handlers.clear()
+    logging.getLogger(_ROOT).setLevel(logging.NOTSET)
+    for name in LOG_CATEGORIES:
+        logger(name).setLevel(logging.NOTSET)
+
+
 def configure(
     data_dir: Path | None,
     *,
@@ -64,11 +76,8 @@ def configure(
     """Route the process's log records: to ``DATA_DIR/node.log`` (rotated at ``max_bytes``,
     ``backups`` kept) and, with ``console``, to stderr. Calling it again replaces what an
     earlier call set up (one configuration per process)."""
+    reset()
     root = logging.getLogger()
-    for handler in _handlers:
-        root.removeHandler(handler)
-        handler.close()
-    _handlers.clear()
     category = _Category()
     if data_dir is not None:
         file_handler = logging.handlers.RotatingFileHandler(

@@ -31,10 +31,10 @@ from gridnet.errors import (
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
-from gridnet.ledger.miner import check_applies
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import validate_header
+from gridnet.ledger.trial import TrialState
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, topic, validate_order
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
@@ -229,6 +229,8 @@ class Node:
         self._relay: dict[str, dict[Hash32, Transaction]] = {}
         """Peer -> transactions to send it in the next batch (dropped when it sends them first)."""
         self._relay_bytes: dict[str, int] = {}
+        self._trial = TrialState(chain)
+        """Tries a user's transaction on the head before it is accepted."""
         self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
         self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
@@ -513,7 +515,7 @@ class Node:
         self, peer: str | None, tx: Transaction, now: int, body: bytes | None, *, report: bool = True
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
         # A user's transaction is tried on the head first (a peer's is checked by the miner).
-        check = None if peer is not None else partial(check_applies, self.chain, self.mempool, now=now)
+        check = None if peer is not None else partial(self._trial.check, self.mempool, now=now)
         events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body, check=check)
         outcome = events[0]
         out: list[Outgoing] = []

@@ -34,8 +34,8 @@ from gridnet.net.tcp import TcpTransport
 from gridnet.node.auth import read_token_file, remove_cookie, write_cookie
 from gridnet.node.client import INFO_NAME
 from gridnet.node.clock import Clock
-from gridnet.node.config import API_OFF, NodeSettings, parse_host_port
-from gridnet.node.logs import configure
+from gridnet.node.config import API_OFF, NodeSettings, format_host_port, parse_host_port
+from gridnet.node.logs import configure, reset
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.relay_peer import RelayPeer
 
@@ -61,8 +61,8 @@ def _bind_api(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"cannot serve the API on {host}:{port}: {exc.strerror or exc} (is another node using it? "
-            'choose another api address, or api = "off")'
+            f"cannot serve the API on {format_host_port(host, port)}: {exc.strerror or exc} (is another "
+            'node using it? choose another api address, or api = "off")'
         ) from None
     sock.listen(128)
     sock.setblocking(False)
@@ -100,7 +100,8 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
     transport = TcpTransport(node, key, listen, peers, clock=clock.now, relay=relay)
     api_task: asyncio.Task[None] | None = None
     server = None
-    cookie = False
+    cookie = started = False
+    token_file = None if not s.api_token_file else s.path(data_dir, s.api_token_file).resolve()
     try:
         await transport.start()
         api_address = None
@@ -110,10 +111,11 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
             from gridnet.node.api import create_app
 
             host, port = parse_host_port(s.api, "api")
+            if token_file is not None:
+                token = read_token_file(token_file)
+                remove_cookie(data_dir)  # (a killed run's cookie must not mislead a client)
             sock = _bind_api(host, port)
-            if s.api_token_file:
-                token = read_token_file(s.path(data_dir, s.api_token_file))
-            else:
+            if token_file is None:
                 token, cookie = write_cookie(data_dir), True
             app = create_app(
                 node,
@@ -129,8 +131,8 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
                 )
             )
             api_task = asyncio.create_task(server.serve(sockets=[sock]))
-            api_address = f"{host}:{sock.getsockname()[1]}"
-        listen_address = f"{listen[0]}:{transport.port}"
+            api_address = format_host_port(host, sock.getsockname()[1])
+        listen_address = format_host_port(listen[0], transport.port)
         _write_info(
             data_dir,
             {
@@ -138,10 +140,12 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
                 "address": name,
                 "listen": listen_address,
                 "api": api_address,
+                "token_file": None if token_file is None else str(token_file),
                 "version": __version__,
                 "started": int(time.time()),
             },
         )
+        started = True
         head = chain.head
         _log.info(
             "gridnet %s on %s (%s): height %d, head %s; peers on %s, API %s%s",
@@ -160,10 +164,12 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
             waiting.add(api_task)
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if api_task is not None and api_task.done() and not stop.is_set():
-            _log.error("the API server stopped; stopping the node")
+            failure = api_task.exception() if not api_task.cancelled() else None
+            _log.error("the API server stopped (%s); stopping the node", failure or "no error given")
         stopped.cancel()
     finally:
-        _log.info("stopping")
+        if started:
+            _log.info("stopping")
         if server is not None:
             server.should_exit = True
         if api_task is not None:
@@ -173,7 +179,8 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
         node.close()
         if cookie:
             remove_cookie(data_dir)
-        _log.info("stopped at height %d", chain.height)
+        if started:
+            _log.info("stopped at height %d", chain.height)
 
 
 def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
@@ -202,3 +209,4 @@ def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
         asyncio.run(main())
     finally:
         chain.close()
+        reset()

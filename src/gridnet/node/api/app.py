@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridnet import __version__
@@ -28,6 +29,7 @@ from gridnet.ledger.txs.relay import POOLS
 from gridnet.market.orders import AREA_MAX_CHARS, SignedOrder, order_id, topic
 from gridnet.node.api.common import (
     DEFAULT_READINGS,
+    MAX_BODY_BYTES,
     MAX_READINGS,
     MAX_STATE_KEY_BYTES,
     READING_SCAN,
@@ -43,6 +45,7 @@ from gridnet.node.api.common import (
 )
 from gridnet.node.api.datagrams import datagram_routes
 from gridnet.node.api.docs import docs_routes
+from gridnet.node.api.guard import RequestGuard
 from gridnet.node.api.models import (
     AccountOut,
     BlockOut,
@@ -475,4 +478,6 @@ def create_app(
 
     if relay is not None:
         datagram_routes(app, relay, broadcast, authorized)
+    protected = [r for r in app.routes if isinstance(r, APIRoute) and authorized[0] in r.dependencies]
+    app.add_middleware(RequestGuard, token=token, protected=protected, max_body=MAX_BODY_BYTES)
     return app

@@ -13,11 +13,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.errors import DecodeError, GridnetError, InvalidAddress
+from gridnet.node.api.guard import UNAUTHORIZED
 from gridnet.node.auth import tokens_match
 from gridnet.units import ADDRESS_BYTES
 
 MAX_BODY_HEX = 2 * 4 * 1024 * 1024
 """Longest hex accepted in a request body (a 4 MiB object)."""
+MAX_BODY_BYTES = MAX_BODY_HEX + 64 * 1024
+"""Longest request body read at all [bytes] (the hex plus its JSON)."""
 DEFAULT_READINGS = 8
 MAX_READINGS = 96
 READING_SCAN = 4 * 96 * 10
@@ -144,11 +147,6 @@ def bearer_auth(token: str | None) -> Callable[..., Awaitable[None]]:
         if token is None:
             return
         if credentials is None or not tokens_match(credentials.credentials, token):
-            raise ApiError(
-                401,
-                "Unauthorized",
-                "this endpoint needs the node's API token: send 'Authorization: Bearer TOKEN' with the "
-                "token from the node's DATA_DIR/.cookie (or its configured api_token_file)",
-            )
+            raise ApiError(401, "Unauthorized", UNAUTHORIZED)
 
     return require

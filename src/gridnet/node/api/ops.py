@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from gridnet import __version__
 from gridnet.node.api.common import ApiError
+from gridnet.node.config import format_host_port
 from gridnet.node.node import Node
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 HEARTBEAT_LIMIT_S: Final = 10.0
 """The node is unhealthy when its tick loop has not run for this long."""
 _log = logging.getLogger("gridnet.api")
+_METHODS: Final = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 
 
 class SyncOut(BaseModel):
@@ -155,7 +157,8 @@ def ops_routes(app: FastAPI, node: Node, transport: TcpTransport | None) -> None
         elapsed = time.perf_counter() - began
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
-        latency.labels(request.method, template).observe(elapsed)
+        method = request.method if request.method in _METHODS else "other"  # (bounded labels)
+        latency.labels(method, template).observe(elapsed)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "%s %s %d %.1f ms", request.method, request.url.path, response.status_code, elapsed * 1e3
@@ -180,7 +183,7 @@ def ops_routes(app: FastAPI, node: Node, transport: TcpTransport | None) -> None
             head=head.hash.hex(),
             total_work=str(head.total_work),
             head_time=head.header.timestamp,
-            transactions=chain.store.main_tx_count(),
+            transactions=chain.tx_count,
             sync=SyncOut(
                 target_height=target,
                 progress=round(head.height / target, 6) if target else 1.0,
@@ -193,7 +196,7 @@ def ops_routes(app: FastAPI, node: Node, transport: TcpTransport | None) -> None
             peers=PeerCountOut(count=len(node.peers), inbound=len(node.peers) - outbound, outbound=outbound),
             mining=node.config.miner is not None,
             uptime_s=round(time.time() - started, 3),
-            listen=None if transport is None else f"{transport.listen[0]}:{transport.port}",
+            listen=None if transport is None else format_host_port(transport.listen[0], transport.port),
         )
 
     @app.get("/peers", response_model=list[PeerOut], summary="Linked peers")

@@ -1,0 +1,68 @@
+"""The gate every request passes before FastAPI reads it: the API token of the routes that
+need one, and the size of the body, checked from the headers alone.
+
+FastAPI parses a request's body before it runs a route's dependencies, so without this gate a
+client with no token could make the node read and parse a body of any size before being told
+401. Here a body declared larger than ``max_body`` is refused with 413 ``PayloadTooLarge``, one
+without a declared length (chunked) with 411 ``LengthRequired``, and a protected route without
+the right token with 401 ``Unauthorized`` — none of it reading a byte of the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gridnet.node.auth import tokens_match
+
+UNAUTHORIZED = (
+    "this endpoint needs the node's API token: send 'Authorization: Bearer TOKEN' with the token "
+    "from the node's DATA_DIR/.cookie (or its configured api_token_file)"
+)
+
+
+class RequestGuard:
+    """ASGI middleware: size and token checks before the app reads the body."""
+
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, protected: Sequence[BaseRoute], max_body: int
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.protected = protected
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        refusal: JSONResponse | None = None
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            refusal = _refuse(413, "PayloadTooLarge", f"a request body has at most {self.max_body:,} bytes")
+        elif length is None and b"transfer-encoding" in headers:
+            refusal = _refuse(411, "LengthRequired", "send the body with a Content-Length")
+        elif self.token is not None and not self._authorized(headers) and self._is_protected(scope):
+            refusal = _refuse(401, "Unauthorized", UNAUTHORIZED)
+            refusal.headers["www-authenticate"] = "Bearer"
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _is_protected(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in self.protected)
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        return (
+            self.token is not None and scheme.lower() == "bearer" and tokens_match(given.strip(), self.token)
+        )
+
+
+def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": message})
