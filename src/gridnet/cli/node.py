@@ -27,7 +27,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import now_ms
-from gridnet.node.client import PeerAnswer, StatusAnswer, expect
+from gridnet.node.client import NodeClient, PeerAnswer, StatusAnswer, expect
 from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN
 
 if TYPE_CHECKING:
@@ -263,18 +263,22 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def status_cmd(
-    node: NodeUrl = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data directory of a running node.")
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """A running node at a glance: chain, height, sync, mempool, peers, version, uptime."""
+RunningDataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory of a running node.")]
+
+
+def _ask(node: str | None, data_dir: Path | None, path: str, as_json: bool) -> tuple[NodeClient, Any]:
+    """The running node's client and its answer to GET ``path`` (printed, with ``as_json``)."""
     client = require_node(node, data_dir)
-    answer = client.request("GET", "/status")
+    answer = client.request("GET", path)
     if as_json:
         print(json.dumps(answer))
+    return client, answer
+
+
+def status_cmd(node: NodeUrl = None, data_dir: RunningDataDir = None, as_json: JsonFlag = False) -> None:
+    """A running node at a glance: chain, height, sync, mempool, peers, version, uptime."""
+    client, answer = _ask(node, data_dir, "/status", as_json)
+    if as_json:
         return
     status = expect(answer, StatusAnswer, "GET /status")
     sync = status.sync
@@ -296,18 +300,10 @@ def status_cmd(
     console.print(table)
 
 
-def peers_cmd(
-    node: NodeUrl = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data directory of a running node.")
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
+def peers_cmd(node: NodeUrl = None, data_dir: RunningDataDir = None, as_json: JsonFlag = False) -> None:
     """The peers a running node is linked with: address, direction, height, faults, traffic."""
-    client = require_node(node, data_dir)
-    answer = client.request("GET", "/peers")
+    client, answer = _ask(node, data_dir, "/peers", as_json)
     if as_json:
-        print(json.dumps(answer))
         return
     peers = expect(answer, list[PeerAnswer], "GET /peers")
     if not peers:

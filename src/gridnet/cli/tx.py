@@ -7,10 +7,11 @@ transactions), so a transaction that cannot be mined is refused with its rule at
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -133,45 +134,58 @@ def _send_to_node(
     raise NodeUnavailable(f"{txid} was not mined within {timeout:.0f} s; it is still pending at {client.url}")
 
 
-@app.command("transfer")
-def tx_transfer(
+def _shared_options(
     key: KeyFile,
+    fee: FeeOpt = None,
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    api_token_file: TokenFile = None,
+    passphrase_file: PassphraseFile = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
+) -> None:
+    """The options every transaction command takes (their declaration, for ``tx_command``)."""
+
+
+_SHARED = inspect.signature(_shared_options, eval_str=True).parameters
+
+
+def tx_command(name: str) -> Callable[[Callable[..., Build]], Callable[..., Build]]:
+    """Register a transaction command: the decorated function takes the command's own
+    options and returns how to build its payload; the command also takes the shared options
+    (``_shared_options``) and signs and sends what it builds (``_send``)."""
+
+    def register(payload_of: Callable[..., Build]) -> Callable[..., Build]:
+        def command(**options: Any) -> None:
+            shared = {k: options.pop(k) for k in _SHARED}
+            shared["token_file"] = shared.pop("api_token_file")
+            _send(payload_of(**options), **shared)
+
+        parameters = [*inspect.signature(payload_of, eval_str=True).parameters.values(), *_SHARED.values()]
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.__doc__ = payload_of.__doc__
+        app.command(name)(command)
+        return payload_of
+
+    return register
+
+
+def _constant(payload: Payload) -> Build:
+    return lambda _params, _signer: payload
+
+
+@tx_command("transfer")
+def tx_transfer(
     to: Annotated[str, typer.Option("--to", help="Recipient address (gn...).")],
     amount: Annotated[str, typer.Option("--amount", help="Amount in GNC, e.g. 2.5.")],
-    fee: FeeOpt = None,
-    data_dir: MaybeDataDir = None,
-    node: NodeUrl = None,
-    api_token_file: TokenFile = None,
-    passphrase_file: PassphraseFile = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 300.0,
-) -> None:
+) -> Build:
     """Send coin to an address."""
-    payload = Transfer(address_from_text(to), parse_gnc(amount))
-    _send(
-        lambda _params, _signer: payload,
-        key=key,
-        passphrase_file=passphrase_file,
-        fee=fee,
-        data_dir=data_dir,
-        node=node,
-        token_file=api_token_file,
-        wait=wait,
-        timeout=timeout,
-    )
+    return _constant(Transfer(address_from_text(to), parse_gnc(amount)))
 
 
-@app.command("register-identity")
-def tx_register_identity(
-    key: KeyFile,
-    fee: FeeOpt = None,
-    data_dir: MaybeDataDir = None,
-    node: NodeUrl = None,
-    api_token_file: TokenFile = None,
-    passphrase_file: PassphraseFile = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 300.0,
-) -> None:
+@tx_command("register-identity")
+def tx_register_identity() -> Build:
     """Solve the identity proof-of-work for the key's address and register it."""
 
     def build(params: ChainParams, signer: PrivateKey) -> Payload:
@@ -180,68 +194,16 @@ def tx_register_identity(
         console.print(f"identity proof: rounds {proof.rounds}, nonce {proof.nonce}")
         return RegisterIdentity(proof)
 
-    _send(
-        build,
-        key=key,
-        passphrase_file=passphrase_file,
-        fee=fee,
-        data_dir=data_dir,
-        node=node,
-        token_file=api_token_file,
-        wait=wait,
-        timeout=timeout,
-    )
+    return build
 
 
-@app.command("bond")
-def tx_bond(
-    key: KeyFile,
-    amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to lock.")],
-    fee: FeeOpt = None,
-    data_dir: MaybeDataDir = None,
-    node: NodeUrl = None,
-    api_token_file: TokenFile = None,
-    passphrase_file: PassphraseFile = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 300.0,
-) -> None:
+@tx_command("bond")
+def tx_bond(amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to lock.")]) -> Build:
     """Lock coin as the identity's bond (needs a registered identity)."""
-    payload = Bond(parse_gnc(amount))
-    _send(
-        lambda _params, _signer: payload,
-        key=key,
-        passphrase_file=passphrase_file,
-        fee=fee,
-        data_dir=data_dir,
-        node=node,
-        token_file=api_token_file,
-        wait=wait,
-        timeout=timeout,
-    )
+    return _constant(Bond(parse_gnc(amount)))
 
 
-@app.command("unbond")
-def tx_unbond(
-    key: KeyFile,
-    amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to release.")],
-    fee: FeeOpt = None,
-    data_dir: MaybeDataDir = None,
-    node: NodeUrl = None,
-    api_token_file: TokenFile = None,
-    passphrase_file: PassphraseFile = None,
-    wait: WaitOpt = False,
-    timeout: TimeoutOpt = 300.0,
-) -> None:
+@tx_command("unbond")
+def tx_unbond(amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to release.")]) -> Build:
     """Release bonded coin (back in the balance after the unbonding delay)."""
-    payload = Unbond(parse_gnc(amount))
-    _send(
-        lambda _params, _signer: payload,
-        key=key,
-        passphrase_file=passphrase_file,
-        fee=fee,
-        data_dir=data_dir,
-        node=node,
-        token_file=api_token_file,
-        wait=wait,
-        timeout=timeout,
-    )
+    return _constant(Unbond(parse_gnc(amount)))
