@@ -38,6 +38,7 @@ def test_params(keys: Sequence[PrivateKey] = (), gnc: int = 1_000, **overrides: 
         "pow_limit": target_to_bytes(target_from_bits(4)),
         "identity_target": target_to_bytes(target_from_bits(6)),
         "unbonding_delay": 3,
+        "max_dispute_window": 2,
     }
     fields.update(overrides)
     return msgspec.structs.replace(base, **fields)  # type: ignore[arg-type]

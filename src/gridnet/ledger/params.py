@@ -57,7 +57,14 @@ class ChainParams(Wire, frozen=True):
     identity_target: HashBytes
     """Identity proof-of-work target (32-byte big-endian integer)."""
     unbonding_delay: U32
-    """Blocks between an unbond and the coin's return to the balance."""
+    """Blocks between an unbond and the coin's return to the balance; longer than
+    ``max_dispute_window``, so a stake cannot leave before fraud it backs can be proven."""
+    max_dispute_window: U32
+    """Longest dispute window an energy contract may set [blocks]."""
+    min_chain_work: HashBytes
+    """Cumulative proof-of-work a chain must reach before a node spends effort on its
+    blocks (32-byte big-endian integer; 0: none). A checkpoint against cheap branches from
+    genesis."""
     min_fee_per_byte: U63
     """Minimum fee per byte of transaction [base units / byte]."""
     initial_reward: U63
@@ -78,6 +85,10 @@ class ChainParams(Wire, frozen=True):
     @property
     def identity_target_int(self) -> int:
         return target_from_bytes(self.identity_target)
+
+    @property
+    def min_chain_work_int(self) -> int:
+        return int.from_bytes(self.min_chain_work, "big")
 
 
 def params_digest(params: ChainParams) -> Hash32:
@@ -118,9 +129,10 @@ _SCHEMA: dict[str, dict[str, type]] = {
         "retarget_window": int,
         "max_retarget_factor": int,
         "median_time_span": int,
+        "min_chain_work": str,
     },
     "identity": {"difficulty_bits": int},
-    "staking": {"unbonding_delay_blocks": int},
+    "staking": {"unbonding_delay_blocks": int, "max_dispute_window_blocks": int},
     "fees": {"min_fee_per_byte": int},
     "reward": {"initial_gnc": str, "halving_interval": int},
 }
@@ -139,12 +151,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "retarget_window": 20,
         "max_retarget_factor": 4,
         "median_time_span": 11,
+        "min_chain_work": "0",
     },
     "identity": {"difficulty_bits": 12},
-    "staking": {"unbonding_delay_blocks": 10},
+    "staking": {"unbonding_delay_blocks": 10, "max_dispute_window_blocks": 8},
     "fees": {"min_fee_per_byte": 1},
     "reward": {"initial_gnc": "50", "halving_interval": 100_000},
 }
+
+
+def _work_bytes(text: str, where: str) -> bytes:
+    """A decimal amount of cumulative work as 32 big-endian bytes."""
+    if not text.strip().isascii() or not text.strip().isdigit():
+        raise ConfigError(f"{where}: {text!r} must be a whole number written as a string, e.g. \"0\"")
+    work = int(text.strip())
+    if work >= 2**256:
+        raise ConfigError(f"{where}: {text!r} is above 2^256")
+    return work.to_bytes(32, "big")
 
 
 def parse_time_ms(text: str, where: str = "genesis_time") -> int:
@@ -231,6 +254,8 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             max_block_bytes=c["max_block_bytes"],
             identity_target=target_to_bytes(target_from_bits(merged["identity"]["difficulty_bits"])),
             unbonding_delay=merged["staking"]["unbonding_delay_blocks"],
+            max_dispute_window=merged["staking"]["max_dispute_window_blocks"],
+            min_chain_work=_work_bytes(p["min_chain_work"], f"{source}: [pow] min_chain_work"),
             min_fee_per_byte=merged["fees"]["min_fee_per_byte"],
             initial_reward=_gnc_to_units(merged["reward"]["initial_gnc"], f"{source}: [reward] initial_gnc"),
             halving_interval=merged["reward"]["halving_interval"],
@@ -266,6 +291,11 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
             f"max_block_bytes must be between 1024 and {MAX_BLOCK_BYTES_LIMIT}",
         ),
         (params.unbonding_delay >= 1, "unbonding_delay_blocks must be at least 1"),
+        (
+            params.unbonding_delay > params.max_dispute_window,
+            "unbonding_delay_blocks must exceed max_dispute_window_blocks (a stake must not leave "
+            "before the fraud it backs can be proven)",
+        ),
         (
             max_supply(params) <= MAX_COIN,
             f"allocations plus all block rewards exceed {MAX_COIN} base units",
@@ -317,12 +347,14 @@ def params_to_toml(params: ChainParams) -> str:
         f"retarget_window = {params.retarget_window}",
         f"max_retarget_factor = {params.max_retarget_factor}",
         f"median_time_span = {params.median_time_span}",
+        f'min_chain_work = "{params.min_chain_work_int}"',
         "",
         "[identity]",
         f"difficulty_bits = {bits(params.identity_target)}",
         "",
         "[staking]",
         f"unbonding_delay_blocks = {params.unbonding_delay}",
+        f"max_dispute_window_blocks = {params.max_dispute_window}",
         "",
         "[fees]",
         f"min_fee_per_byte = {params.min_fee_per_byte}",
