@@ -163,7 +163,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 def _work_bytes(text: str, where: str) -> bytes:
     """A decimal amount of cumulative work as 32 big-endian bytes."""
     if not text.strip().isascii() or not text.strip().isdigit():
-        raise ConfigError(f"{where}: {text!r} must be a whole number written as a string, e.g. \"0\"")
+        raise ConfigError(f'{where}: {text!r} must be a whole number written as a string, e.g. "0"')
     work = int(text.strip())
     if work >= 2**256:
         raise ConfigError(f"{where}: {text!r} is above 2^256")
