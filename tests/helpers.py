@@ -15,6 +15,7 @@ from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.pow import mine
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import ACCOUNTS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.transition import validate_transaction
 from gridnet.units import UNITS_PER_GNC
@@ -137,3 +138,15 @@ class Actors:
     def refused(self, key: PrivateKey, payload: Payload) -> Exception:
         """The named error block building gets for ``payload`` signed by ``key``."""
         return rejection(self.chain, self.pending(key, payload))
+
+
+def supply(chain: Chain) -> int:
+    """Every coin there is: balances, bonds and unbonding coin of all accounts (the unbonding
+    queues hold the same coin as the accounts' ``unbonding``)."""
+    view = chain.view()
+    total = 0
+    for key in chain.values:
+        if key.startswith(ACCOUNTS.prefix):
+            acct = view.account(key[len(ACCOUNTS.prefix) :])
+            total += acct.balance + acct.bonded + acct.unbonding
+    return total

@@ -23,6 +23,11 @@ class ConfigError(GridnetError):
     """A configuration file (genesis, scenario, policy) is missing or invalid."""
 
 
+class UnbondingTooShort(ConfigError):
+    """The genesis sets an unbonding delay no longer than the longest dispute window: a
+    stake could leave its unbonding before the fraud it backs is proven and forfeited."""
+
+
 class KeyFileError(GridnetError):
     """A key file cannot be written or read safely."""
 
@@ -115,6 +120,12 @@ class IdentityAlreadyRegistered(InvalidTransaction):
 
 class UnknownIdentity(InvalidTransaction):
     """The operation needs a registered identity and the sender has none."""
+
+
+class IdentityRevoked(InvalidTransaction):
+    """The address's identity was revoked by a proven fraud: it can never register again,
+    and what needs an identity is refused. Taking part again takes a new address and a new
+    identity proof-of-work."""
 
 
 class InsufficientBond(InvalidTransaction):
@@ -210,6 +221,22 @@ class OrderExpired(InvalidOrder):
     """The order's expiry or its delivery interval is already past."""
 
 
+class OrderTooFarAhead(InvalidOrder):
+    """The order is for a delivery interval beyond the window a node keeps orders for."""
+
+
+class OrderRefused(GridnetError):
+    """A valid order a node does not keep (its book's bounds); not a fault of who sent it."""
+
+
+class TooManyOrders(OrderRefused):
+    """The order's key already holds the most orders one key may hold on that topic."""
+
+
+class OrderBookFull(OrderRefused):
+    """The topic, or the whole book, is full of orders for deliveries as near as this one."""
+
+
 class OrderNotInAuction(InvalidOrder):
     """An order handed to an auction it does not belong to (other side, area or interval)."""
 
@@ -286,6 +313,11 @@ class FraudAlreadyReported(InvalidContract):
     """This contract's equivocation was already punished."""
 
 
+class DisputeWindowTooLong(InvalidContract):
+    """The terms set a dispute window longer than the chain's ``max_dispute_window`` (a
+    stake could leave its unbonding before the fraud it backs is proven)."""
+
+
 # --- subsidies and DSO commands ---------------------------------------------------------
 
 
@@ -309,7 +341,7 @@ class OverrideAlreadyRecorded(InvalidTransaction):
 
 
 class InvalidRelay(InvalidTransaction):
-    """A transmission token, hop list or transit claim breaks a rule."""
+    """A transmission token, hop entry or transit claim breaks a rule."""
 
 
 class TokenSignatureInvalid(InvalidRelay):
@@ -341,17 +373,58 @@ class PoolExpired(InvalidRelay):
     """The pool expired: it pays no more claims."""
 
 
-class HopListBroken(InvalidRelay):
-    """An entry does not chain to the one before it (an intermediary removed, or one
-    inserted before a later hop), or does not name the hop that follows it."""
+class HopEntryInvalid(InvalidRelay):
+    """A hop entry is missing, is not under the hop root its token's owner signed, or names
+    another relay than the one it was handed to (an entry added, altered or moved)."""
 
 
-class HopSignatureInvalid(InvalidRelay):
-    """A hop-list entry is not signed by the hop it names."""
+class UnregisteredHop(InvalidRelay):
+    """A hop claim would pay a relay that has no registered identity (no stake)."""
+
+
+class HopNotDelivered(InvalidRelay):
+    """The hop claim's token is deeper than any receiver of the pool has claimed: nothing
+    it credits is proven delivered yet."""
+
+
+class HopAlreadyPaid(InvalidRelay):
+    """The hop claim credits its relay no more than the pool already paid it."""
+
+
+class PoolOverdrawn(InvalidRelay):
+    """Paying the hop claim would pay the pool's relays more than the depth its receivers
+    claimed is worth (a sender that credited more units than it revealed)."""
+
+
+class PoolHopsFull(InvalidRelay):
+    """The pool already pays as many different relays as a pool may pay."""
 
 
 class ClaimSignatureInvalid(InvalidRelay):
-    """The transit claim is not signed by the receiver the hop list delivered to."""
+    """The transit claim is not signed by the receiver key it names."""
+
+
+class ReceiptInvalid(InvalidRelay):
+    """The claim's receipt does not hash to the datagram digest its token pays for: the
+    claimant never opened the datagram, so it proves no delivery."""
+
+
+class TokenSignersDiffer(InvalidRelay):
+    """A fraud proof's tokens are signed by different keys: it proves nothing against either."""
+
+
+class NotHopEquivocation(InvalidRelay):
+    """The two tokens of a hop-equivocation proof do not conflict: another pool or another
+    depth (an honest sender signs one token per depth), or the very same token."""
+
+
+class NotOvercredit(InvalidRelay):
+    """The hop entries of an overcredit proof credit no more than the units their deepest
+    token reveals, or are not one entry per relay of one pool."""
+
+
+class HopFraudAlreadyReported(InvalidRelay):
+    """That pool owner's fraud on that pool was already proven and punished."""
 
 
 # --- datagrams: sealed boxes and onion layers -------------------------------------------
@@ -363,7 +436,8 @@ class InvalidDatagram(GridnetError):
 
 class SealedBoxError(InvalidDatagram):
     """A sealed box does not open with this key: altered, truncated, or sealed to another
-    key (libsodium's authentication failed)."""
+    key (libsodium's authentication failed); or a peer link's frame does not open (Noise's
+    authentication failed: altered, replayed, reordered or cut)."""
 
 
 class OnionTampered(SealedBoxError):
@@ -396,6 +470,11 @@ class UnknownNextHop(InvalidDatagram):
     """The onion names a next hop that is no known participant."""
 
 
+class UnregisteredNextHop(InvalidDatagram):
+    """The onion names a next hop without a registered identity: a relay never extends a
+    path to a key that has no stake."""
+
+
 class CarrierFull(InvalidDatagram):
     """A relay already holds as many datagrams for absent hops as it can carry."""
 
@@ -416,6 +495,11 @@ class InvalidOnionPath(GridnetError):
 
 class OnionPathTooLong(InvalidOnionPath):
     """More relays than an onion may have (``relay.onion.MAX_ONION_HOPS``)."""
+
+
+class TooManyHops(InvalidOnionPath):
+    """A connection would credit more different relays than its hop entries may hold
+    (``relay.hops.MAX_CONNECTION_HOPS``): a new pool starts a new connection."""
 
 
 # --- blocks -----------------------------------------------------------------------------
@@ -514,7 +598,16 @@ class InvalidMessage(GridnetError):
 
 
 class HandshakeFailed(InvalidMessage):
-    """The peer's hello is malformed or its signature does not verify."""
+    """The peer's hello is malformed or of another protocol version, a Noise handshake
+    message does not authenticate, or its node key did not sign the handshake."""
+
+
+class HandshakeTimeout(InvalidMessage):
+    """The peer did not complete the handshake in time."""
+
+
+class TooManyHandshakes(InvalidMessage):
+    """Too many connections are in their handshake at once: a new one is closed at once."""
 
 
 class WrongChain(InvalidMessage):
@@ -529,8 +622,40 @@ class FrameTooLarge(InvalidMessage):
     """A frame longer than the protocol allows."""
 
 
+# --- sync: what a node declines to spend effort on ----------------------------------------
+
+
+class SyncDeclined(GridnetError):
+    """A node declines to keep what a peer offers for sync; subclasses name the rule. Not a
+    fault (an honest peer may offer it too): nothing of it is kept."""
+
+
+class BelowMinChainWork(SyncDeclined):
+    """A branch whose cumulative work stays below the chain's ``min_chain_work``: no header
+    of it is kept, no block of it asked for or stored."""
+
+
+class LighterBranch(SyncDeclined):
+    """A branch with less work than our best known header (a side block: no more than our
+    head): its headers are not kept, a side block's body is not stored."""
+
+
+class PendingHeadersFull(SyncDeclined):
+    """A peer holds as many checked headers awaiting their blocks as it may: the rest of its
+    answer is asked for again once its blocks have made room."""
+
+
+class PendingHeadersExpired(SyncDeclined):
+    """No block of a peer's pending headers arrived for too long: they are dropped."""
+
+
 class NodeUnavailable(GridnetError):
     """A node process does not answer its HTTP API (it stopped, or never started)."""
+
+
+class NodeFailed(GridnetError):
+    """The node's own work failed on an error that waiting will not cure (a corrupt store,
+    a bug): the process stops rather than serve a stale head."""
 
 
 # --- mempool ----------------------------------------------------------------------------
@@ -545,7 +670,8 @@ class AlreadyKnown(MempoolRejection):
 
 
 class MempoolFull(MempoolRejection):
-    """The mempool is full and the transaction pays less than what it holds."""
+    """The mempool is full (by count or by bytes) and the transaction pays less per byte than
+    what it would have to evict, or is larger than the whole mempool."""
 
 
 class ReplacementUnderpriced(MempoolRejection):

@@ -1,5 +1,6 @@
 """Datagrams over the in-memory network: through three relays (one of them a carrier that
-hands bundles on as it moves), and one receiver claim that pays every relay on chain."""
+hands bundles on as it moves); the receiver's one claim proves the delivery, and each
+relay's hop claim pays it on chain."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.relay_peer import RelayPeer
 from gridnet.relay.datagram import originate
-from gridnet.relay.hops import hop_shares
+from gridnet.relay.hops import HopBook, hop_shares
 from gridnet.relay.tokens import HashChain
 from tests.helpers import GENESIS_TIME, register_identity, test_params
 
@@ -28,7 +29,7 @@ PAYRATE = 600_000
 
 
 def setup(tmp_path: Path) -> tuple[MemoryNetwork, dict[str, RelayPeer]]:
-    chain = Chain.create(tmp_path / "n0", test_params([SENDER, RECEIVER]))
+    chain = Chain.create(tmp_path / "n0", test_params([SENDER, RECEIVER, *RELAYS]))
     net = MemoryNetwork(start_ms=GENESIS_TIME, latency_ms=30, jitter_ms=0)
     node = net.add(Node("n0", chain, NodeConfig(miner=MINER.address, hashes_per_tick=200)))
     names = {"sender": SENDER, "r0": RELAYS[0], "r1": RELAYS[1], "r2": RELAYS[2], "receiver": RECEIVER}
@@ -38,7 +39,7 @@ def setup(tmp_path: Path) -> tuple[MemoryNetwork, dict[str, RelayPeer]]:
         for name, k in names.items()
     }
     for tx in (
-        register_identity(chain, SENDER),
+        *(register_identity(chain, k) for k in (SENDER, RECEIVER, *RELAYS)),  # every hop has a stake
         sign_transaction(
             SENDER, chain.chain_id, CreateTokenPool(CHAIN.final, CHAIN.length, 200_000, 500), 1, 10_000
         ),
@@ -52,6 +53,7 @@ def setup(tmp_path: Path) -> tuple[MemoryNetwork, dict[str, RelayPeer]]:
 def send_stream(net: MemoryNetwork, peers: dict[str, RelayPeer], count: int) -> None:
     proof = find_identity_proof(SENDER.address, net.nodes["n0"].chain.params.identity_target_int)
     path = [(k.address, k.public_key) for k in RELAYS]
+    book = HopBook(os.urandom(32))
     for depth in range(1, count + 1):
         dgram = originate(
             SENDER,
@@ -64,24 +66,37 @@ def send_stream(net: MemoryNetwork, peers: dict[str, RelayPeer], count: int) -> 
             (RECEIVER.address, RECEIVER.public_key),
             f"state {depth}".encode(),
             os.urandom(16),
+            book=book,
         )
         net.send("sender", peers["sender"].send(RELAYS[0].address, dgram))
         net.run_for(1_000)
+
+
+def submit(net: MemoryNetwork, key: PrivateKey, payload: ClaimTransit) -> int:
+    """``key`` submits ``payload`` (its second transaction: the first registered it);
+    returns the fee."""
+    chain = net.nodes["n0"].chain
+    fee = min_fee(chain.params.min_fee_per_byte, payload, 1)
+    assert (
+        net.submit("n0", sign_transaction(key, chain.chain_id, payload, 1, fee))[0].kind.value == "accepted"
+    )
+    return fee
 
 
 def claim_and_check(net: MemoryNetwork, peers: dict[str, RelayPeer], count: int) -> None:
     chain = net.nodes["n0"].chain
     (claim,) = peers["receiver"].inbox.close()
     assert claim.claim.datagrams == count
-    before = [chain.account(k.address).balance for k in RELAYS]
-    payload = ClaimTransit(claim)
-    tx = sign_transaction(
-        RECEIVER, chain.chain_id, payload, 0, min_fee(chain.params.min_fee_per_byte, payload, 0)
-    )
-    assert net.submit("n0", tx)[0].kind.value == "accepted"
+    submit(net, RECEIVER, ClaimTransit(claim))
     net.run_for(20_000)
-    paid = [chain.account(k.address).balance - b for k, b in zip(RELAYS, before, strict=True)]
+    before = [chain.account(k.address).balance for k in RELAYS]
+    fees = [
+        submit(net, k, ClaimTransit(None, tuple(peers[f"r{i}"].hop_claims()))) for i, k in enumerate(RELAYS)
+    ]
+    net.run_for(20_000)
+    paid = [chain.account(k.address).balance - b + f for k, b, f in zip(RELAYS, before, fees, strict=True)]
     assert paid == [s for _, s in hop_shares(count * 1_000, [k.address for k in RELAYS], PAYRATE)]
+    assert all(peers[f"r{i}"].hop_claims() == [] for i in range(len(RELAYS)))  # each paid once
 
 
 def test_a_stream_through_three_relays_pays_each_relay_on_chain(tmp_path: Path) -> None:

@@ -304,6 +304,32 @@ def test_reopened_store_after_reorg_has_the_same_head_and_state(tmp_path: Path, 
         c.close()
 
 
+# --- pruning side branches -------------------------------------------------------------------------
+
+
+def test_side_branches_deep_below_the_head_are_pruned_unless_kept(
+    tmp_path: Path, params: ChainParams
+) -> None:
+    p, q, x = (new_chain(tmp_path / n, params) for n in ("p", "q", "x"))
+    q_blocks = [extend(q, miner=MINER_Q) for _ in range(2)]  # a branch forking at genesis
+    recent = [extend(p, miner=MINER_P) for _ in range(3)]
+    feed(x, *recent)
+    assert feed(x, *q_blocks).status is AddStatus.SIDE
+    side = [header_hash(encode(b.header)) for b in q_blocks]
+    assert x.prune_side_branches(4) == 0  # it leaves the main chain only 3 blocks below the head
+    feed(x, extend(p, miner=MINER_P))
+    assert x.prune_side_branches(4, keep=[side[1]]) == 0  # (a branch being downloaded stays)
+    assert x.prune_side_branches(4) == 2
+    assert all(h not in x.entries and x.store.block_data(h) is None for h in side)
+    x.close()
+    reopened = Chain.open(tmp_path / "x")
+    assert all(h not in reopened.entries for h in side)
+    assert feed(reopened, *q_blocks).status is AddStatus.SIDE  # it may come back
+    assert verify_chain(tmp_path / "x").ok
+    for c in (p, q, reopened):
+        c.close()
+
+
 # --- rejections ------------------------------------------------------------------------------------
 
 

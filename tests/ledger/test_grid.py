@@ -14,6 +14,7 @@ from gridnet.encoding import encode
 from gridnet.errors import (
     CommandNotForMeter,
     CommandSignatureInvalid,
+    IdentityRevoked,
     MalformedTransaction,
     MeterNotOwned,
     MissingReading,
@@ -24,7 +25,15 @@ from gridnet.errors import (
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
-from gridnet.ledger.txs.grid import OVERRIDES, PaySubsidy, RecordOverride, check_dso_command
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.grid import (
+    OVERRIDES,
+    PaySubsidy,
+    RecordOverride,
+    apply_pay_subsidy,
+    check_dso_command,
+)
+from gridnet.ledger.txs.identity import revoke_identity
 from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
@@ -127,3 +136,14 @@ def test_an_override_of_a_malformed_command_is_refused(grid: Grid) -> None:
         tx = grid.pending(OWNER, RecordOverride(bad, METER.meter_id, "x"))
         with pytest.raises(MalformedTransaction):
             validate_transaction(tx, grid.chain.params, grid.chain.chain_id)
+
+
+def test_no_subsidy_for_a_meter_whose_owner_was_revoked(grid: Grid) -> None:
+    """A proven fraud revoked the owner's identity (ledger/txs/bond.py forfeit_stake): the
+    government's subsidy for its meter is refused by name."""
+    chain = grid.chain
+    view = chain.view()
+    env = BlockEnv(chain.params, chain.chain_id, chain.height + 1, GOV.address, chain.head.header.timestamp)
+    revoke_identity(view, env, OWNER.address)
+    with pytest.raises(IdentityRevoked):
+        apply_pay_subsidy(view, env, GOV.address, PaySubsidy(METER.meter_id, (T0,), RATE))

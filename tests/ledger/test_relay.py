@@ -1,64 +1,110 @@
-"""Token pools and transit claims on chain: relays are paid their shares once per depth,
-only with the receiver's signature; every rule broken asserts its named rejection."""
+"""Token pools and transit claims on chain: a receiver's claim proves a connection's
+delivery, each relay's hop claim pays it what the sender credits it, once per depth, only
+after delivery and only to registered identities; every rule broken asserts its named
+rejection."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from gridnet.crypto.hashing import datagram_digest, pool_id
+from gridnet.crypto.hashing import datagram_digest, hash32, pool_id
 from gridnet.crypto.keys import Domain, PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import (
+    BlockTransactionInvalid,
     ClaimSignatureInvalid,
-    HopListBroken,
+    HopAlreadyPaid,
+    HopEntryInvalid,
+    HopFraudAlreadyReported,
+    HopNotDelivered,
+    IdentityRevoked,
+    MalformedTransaction,
+    NotHopEquivocation,
+    NotOvercredit,
     PoolAlreadyRedeemed,
     PoolExpired,
+    PoolHopsFull,
     PoolNotExpired,
+    PoolOverdrawn,
+    ReceiptInvalid,
     TokenPreimageInvalid,
     TokenSignatureInvalid,
+    TokenSignersDiffer,
+    UnknownPool,
+    UnregisteredHop,
 )
+from gridnet.ledger.chain import AddStatus
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs import relay as relay_txs
+from gridnet.ledger.txs.bond import Bond, Unbond
+from gridnet.ledger.txs.hop_fraud import (
+    HOP_FRAUDS,
+    HopFraud,
+    ReportHopEquivocation,
+    ReportHopOvercredit,
+    hop_fraud_key,
+)
+from gridnet.ledger.txs.identity import REVOKED, Revocation
 from gridnet.ledger.txs.relay import POOLS, ClaimTransit, CreateTokenPool, ReclaimPool
-from gridnet.relay.claims import SignedClaim, TransitClaim, sign_claim, token_digest
-from gridnet.relay.hops import HopEntry, append_hop, hop_shares
-from gridnet.relay.tokens import HashChain, SignedToken, issue_token
-from tests.helpers import Actors, new_chain, test_params
+from gridnet.relay.claims import HopClaim, SignedClaim, TransitClaim, sign_claim
+from gridnet.relay.hops import HopBook, HopEntry, HopTicket, hop_shares, hops_root
+from gridnet.relay.tokens import PPM, HashChain, SignedToken, issue_token
+from gridnet.units import UNITS_PER_GNC
+from tests.helpers import Actors, new_chain, next_block, register_identity, supply, test_params
+from tests.ledger.forge import forge_block
+from tests.ledger.vectors import record_rejection, record_valid, snapshot
 
 OWNER, RECEIVER, STRANGER = (PrivateKey.from_label(f"relay-test-{n}") for n in ("owner", "receiver", "x"))
 RELAYS = [PrivateKey.from_label(f"relay-test-hop-{i}") for i in range(3)]
+PUPPET = PrivateKey.from_label("relay-test-puppet")
+"""A registered identity the pool owner controls (its puppet relay)."""
 CHAIN = HashChain(b"seed" * 8, 1_000)
 POOL = pool_id(OWNER.address, CHAIN.final)
 AMOUNT = 1_000 * 1_000  # 1,000 base units per hash
 PAYRATE = 750_000  # p = 0.75
 
 
-def token(depth: int, datagram: bytes = b"d") -> SignedToken:
-    return issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(datagram), PAYRATE)
+def receipt(depth: int) -> bytes:
+    """Stands for the digest of the envelope the token at ``depth`` paid for."""
+    return hash32(f"envelope {depth}".encode())
 
 
-def route(t: SignedToken, relays: list[PrivateKey] = RELAYS) -> tuple[HopEntry, ...]:
-    hops: tuple[HopEntry, ...] = ()
-    for here, nxt in itertools.pairwise([*relays, RECEIVER]):
-        hops = append_hop(hops, here, nxt.address, token_digest(t))
-    return hops
+class Sender:
+    """The pool owner's side: its hop book, and the tokens and tickets it handed out."""
+
+    def __init__(self) -> None:
+        self.book = HopBook(b"book" * 8)
+        self.tokens: dict[int, SignedToken] = {}
+        self.tickets: dict[int, dict[bytes, HopTicket]] = {}
+
+    def send(self, depth: int, relays: list[PrivateKey] = RELAYS) -> SignedToken:
+        credit = self.book.plan(depth, [r.address for r in relays], PAYRATE)
+        self.book.commit(credit)
+        token = issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(receipt(depth)), credit.root)
+        self.tokens[depth] = token
+        self.tickets[depth] = {t.entry.relay: t for t in credit.tickets}
+        return token
+
+    def hop_claim(self, depth: int, relay: PrivateKey) -> HopClaim:
+        return HopClaim(self.tokens[depth], self.tickets[depth][relay.address])
 
 
-def claim(
-    t: SignedToken, hops: tuple[HopEntry, ...] | None = None, signer: PrivateKey = RECEIVER
-) -> SignedClaim:
-    body = TransitClaim(t, route(t) if hops is None else hops, RECEIVER.public_key, datagrams=10)
+def claim(token: SignedToken, signer: PrivateKey = RECEIVER, proof: bytes | None = None) -> SignedClaim:
+    depth = token.token.depth
+    body = TransitClaim(token, receipt(depth) if proof is None else proof, signer.public_key, datagrams=10)
     return sign_claim(signer, body)
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Actors:
-    actors = Actors(
-        new_chain(tmp_path / "c", test_params([OWNER, RECEIVER, STRANGER])), [OWNER, RECEIVER, STRANGER]
-    )
+    people = [OWNER, RECEIVER, STRANGER, PUPPET, *RELAYS]
+    actors = Actors(new_chain(tmp_path / "c", test_params(people)), people)
+    actors.mine(*(actors.tx(k, register_identity(actors.chain, k).payload) for k in (*RELAYS, PUPPET)))
     actors.mine(actors.tx(OWNER, CreateTokenPool(CHAIN.final, CHAIN.length, AMOUNT, expiry_height=20)))
     return actors
 
@@ -67,65 +113,432 @@ def balances(net: Actors) -> list[int]:
     return [net.chain.account(r.address).balance for r in RELAYS]
 
 
-def test_a_claim_pays_each_relay_its_share_on_chain(net: Actors) -> None:
+def pay(net: Actors, *hop_claims: HopClaim, by: PrivateKey = STRANGER) -> None:
+    """Anyone may submit hop claims: the pay goes to the relays they name."""
+    net.mine(net.tx(by, ClaimTransit(None, hop_claims)))
+
+
+def refused(net: Actors, payload: ClaimTransit) -> Exception:
+    return net.refused(STRANGER, payload)
+
+
+def test_a_receivers_claim_then_the_relays_hop_claims_pay_each_its_share(net: Actors) -> None:
+    sender = Sender()
+    token = sender.send(40)
     before = balances(net)
-    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token(40)))))
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    assert balances(net) == before  # the receiver's claim proves delivery; it pays nobody
+    pay(net, *(sender.hop_claim(40, r) for r in RELAYS))
     paid = [b - a for a, b in zip(before, balances(net), strict=True)]
-    reward = 40 * 1_000
-    expected = [s for _, s in hop_shares(reward, [r.address for r in RELAYS], PAYRATE)]
+    expected = [s for _, s in hop_shares(40 * 1_000, [r.address for r in RELAYS], PAYRATE)]
     assert paid == expected == [10_000, 7_500, 22_500]  # (1-p), p(1-p), p^2 of 40,000
     pool = net.chain.view().get(POOLS, POOL)
-    assert pool is not None and pool.redeemed_depth == 40 and pool.paid == reward
+    assert pool is not None and pool.redeemed_depth == 40 and pool.paid == 40_000 and pool.claims == 1
+    assert [(h.relay, h.paid) for h in pool.hops] == sorted(
+        (r.address, p) for r, p in zip(RELAYS, paid, strict=True)
+    )
 
 
-def test_a_pool_redeemed_twice_for_the_same_depth_pays_only_new_depth(net: Actors) -> None:
-    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token(40)))))
-    assert isinstance(net.refused(RECEIVER, ClaimTransit(claim(token(40, b"again")))), PoolAlreadyRedeemed)
+def test_the_receivers_claim_and_hop_claims_in_one_transaction(net: Actors) -> None:
+    sender = Sender()
+    token = sender.send(8)
     before = balances(net)
-    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token(50)))))
-    assert sum(balances(net)) - sum(before) == 10 * 1_000
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token), (sender.hop_claim(8, RELAYS[0]),))))
+    assert balances(net)[0] - before[0] == 2_000
+
+
+def test_each_depth_is_claimed_once_and_each_credit_paid_once(net: Actors) -> None:
+    sender = Sender()
+    first = sender.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(first))))
+    assert isinstance(refused(net, ClaimTransit(claim(first))), PoolAlreadyRedeemed)
+    pay(net, sender.hop_claim(40, RELAYS[0]))
+    assert isinstance(refused(net, ClaimTransit(None, (sender.hop_claim(40, RELAYS[0]),))), HopAlreadyPaid)
+    # Ten more units: the relay's next claim pays only what its credit grew by.
+    later = sender.send(50)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(later))))
+    before = balances(net)[0]
+    pay(net, sender.hop_claim(50, RELAYS[0]))
+    assert balances(net)[0] - before == 10 * 1_000 * (PPM - PAYRATE) // PPM
+
+
+def test_a_hop_claim_beyond_the_delivered_depth(net: Actors) -> None:
+    """Datagram 50 may never have arrived: its relays wait for a claim that proves it."""
+    sender = Sender()
+    delivered, _ = sender.send(40), sender.send(50)
+    assert isinstance(refused(net, ClaimTransit(None, (sender.hop_claim(40, RELAYS[0]),))), HopNotDelivered)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(delivered))))
+    assert isinstance(refused(net, ClaimTransit(None, (sender.hop_claim(50, RELAYS[0]),))), HopNotDelivered)
+    pay(net, sender.hop_claim(40, RELAYS[0]))
+
+
+def test_a_hop_claim_that_pays_an_unregistered_relay(net: Actors) -> None:
+    """The sender routed through (and credited) a key that never registered an identity:
+    the chain pays it nothing; the registered hops are paid as the sender credited them."""
+    sender = Sender()
+    token = sender.send(40, [RELAYS[0], STRANGER, RELAYS[1]])
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    assert isinstance(refused(net, ClaimTransit(None, (sender.hop_claim(40, STRANGER),))), UnregisteredHop)
+    pay(net, sender.hop_claim(40, RELAYS[1]))
+
+
+def test_a_hop_entry_changed_added_or_moved(net: Actors) -> None:
+    """A relay raises its own credit, makes an entry for a puppet, or claims with a ticket
+    of another datagram's token: the entry is not under the root the sender signed."""
+    sender = Sender()
+    sender.send(40)
+    token = sender.send(41)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    own = sender.hop_claim(41, RELAYS[0])
+    raised = HopTicket(msgspec.structs.replace(own.ticket.entry, credit=41 * PPM), own.ticket.proof)
+    puppet = HopTicket(HopEntry(STRANGER.address, PPM, bytes(16)), own.ticket.proof)
+    for forged in (
+        HopClaim(own.token, raised),
+        HopClaim(own.token, puppet),
+        HopClaim(sender.tokens[40], own.ticket),
+    ):
+        with pytest.raises(HopEntryInvalid):
+            refused(net, ClaimTransit(None, (forged,)))
+
+
+def test_a_sender_that_credits_more_than_it_revealed(net: Actors) -> None:
+    """The owner signs a hop root that credits its own puppet the whole delivered depth
+    before the real relays: the chain never pays out more than the delivered units."""
+    honest = Sender()
+    token = honest.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    greedy = HopEntry(RELAYS[2].address, 40 * PPM, bytes(16))
+    root = hops_root([greedy])
+    inflated = issue_token(OWNER, CHAIN, POOL, 40, datagram_digest(receipt(40)), root)
+    pay(net, HopClaim(inflated, HopTicket(greedy, ())))
+    assert isinstance(refused(net, ClaimTransit(None, (honest.hop_claim(40, RELAYS[0]),))), PoolOverdrawn)
+
+
+def test_a_pool_pays_a_bounded_number_of_relays(net: Actors, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_txs, "MAX_CONNECTION_HOPS", 2)
+    sender = Sender()
+    token = sender.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    pay(net, sender.hop_claim(40, RELAYS[0]), sender.hop_claim(40, RELAYS[1]))
+    assert isinstance(refused(net, ClaimTransit(None, (sender.hop_claim(40, RELAYS[2]),))), PoolHopsFull)
 
 
 def test_a_preimage_that_does_not_hash_to_the_pool(net: Actors) -> None:
-    t = token(40)
+    t = Sender().send(40)
     # Signed by the owner, but the preimage is one step short of the depth it claims.
     forged_token = msgspec.structs.replace(t.token, preimage=CHAIN.preimage(39))
     forged = SignedToken(forged_token, OWNER.sign(Domain.TOKEN, encode(forged_token)))
-    assert isinstance(net.refused(RECEIVER, ClaimTransit(claim(forged))), TokenPreimageInvalid)
+    assert isinstance(refused(net, ClaimTransit(claim(forged))), TokenPreimageInvalid)
 
 
 def test_a_token_not_signed_by_the_pool_owner(net: Actors) -> None:
-    stolen = issue_token(STRANGER, CHAIN, POOL, 40, datagram_digest(b"d"), PAYRATE)
-    assert isinstance(net.refused(RECEIVER, ClaimTransit(claim(stolen))), TokenSignatureInvalid)
+    stolen = issue_token(STRANGER, CHAIN, POOL, 40, datagram_digest(receipt(40)), bytes(32))
+    assert isinstance(refused(net, ClaimTransit(claim(stolen))), TokenSignatureInvalid)
+    sender = Sender()
+    token = sender.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    hop = sender.hop_claim(40, RELAYS[0])
+    unsigned = msgspec.structs.replace(hop, token=msgspec.structs.replace(hop.token, signature=bytes(64)))
+    assert isinstance(refused(net, ClaimTransit(None, (unsigned,))), TokenSignatureInvalid)
 
 
 def test_a_claim_without_the_receivers_signature(net: Actors) -> None:
-    for forged in (
-        claim(token(40), signer=STRANGER),
-        msgspec.structs.replace(claim(token(40)), signature=bytes(64)),
-    ):
-        with pytest.raises(ClaimSignatureInvalid):
-            validate_transaction(
-                net.pending(STRANGER, ClaimTransit(forged)), net.chain.params, net.chain.chain_id
-            )
+    token = Sender().send(40)
+    forged = msgspec.structs.replace(claim(token), signature=bytes(64))
+    with pytest.raises(ClaimSignatureInvalid):
+        validate_transaction(
+            net.pending(STRANGER, ClaimTransit(forged)), net.chain.params, net.chain.chain_id
+        )
 
 
-def test_a_claim_with_a_hop_removed(net: Actors) -> None:
-    t = token(40)
-    hops = route(t)
-    with pytest.raises(HopListBroken):
-        tx = net.pending(RECEIVER, ClaimTransit(claim(t, (hops[0], hops[2]))))
-        validate_transaction(tx, net.chain.params, net.chain.chain_id)
+def test_a_claim_without_delivery(net: Actors) -> None:
+    """A relay saw the token on its way and signs a claim of its own: it cannot compute the
+    receipt (the digest of an envelope only the receiver opened), so it proves nothing."""
+    token = Sender().send(40)
+    guessed = claim(token, signer=RELAYS[0], proof=hash32(b"a guess"))
+    with pytest.raises(ReceiptInvalid):
+        validate_transaction(
+            net.pending(RELAYS[0], ClaimTransit(guessed)), net.chain.params, net.chain.chain_id
+        )
+
+
+def test_a_transit_claim_with_nothing_or_the_same_relay_twice_is_malformed(net: Actors) -> None:
+    sender = Sender()
+    sender.send(40)
+    twice = (sender.hop_claim(40, RELAYS[0]),) * 2
+    for payload in (ClaimTransit(None), ClaimTransit(None, twice)):
+        with pytest.raises(MalformedTransaction):
+            validate_transaction(net.pending(STRANGER, payload), net.chain.params, net.chain.chain_id)
+
+
+def test_claims_on_a_pool_that_does_not_exist(net: Actors) -> None:
+    other = HashChain(b"other" * 7 + b"x", 10)
+    token = issue_token(
+        OWNER, other, pool_id(OWNER.address, other.final), 5, datagram_digest(receipt(5)), bytes(32)
+    )
+    assert isinstance(refused(net, ClaimTransit(claim(token))), UnknownPool)
 
 
 def test_reclaim_after_expiry_returns_what_was_not_paid(net: Actors) -> None:
-    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token(100)))))
+    sender = Sender()
+    token = sender.send(100)
+    later = sender.send(200)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    pay(net, *(sender.hop_claim(100, r) for r in RELAYS))
     assert isinstance(net.refused(OWNER, ReclaimPool(POOL)), PoolNotExpired)
     while net.chain.height < 20:
         net.mine()
-    assert isinstance(net.refused(RECEIVER, ClaimTransit(claim(token(200)))), PoolExpired)
+    assert isinstance(refused(net, ClaimTransit(claim(later))), PoolExpired)
+    assert isinstance(refused(net, ClaimTransit(None, (sender.hop_claim(100, RELAYS[0]),))), PoolExpired)
     before = net.chain.account(OWNER.address).balance
     reclaim = net.tx(OWNER, ReclaimPool(POOL))
     net.mine(reclaim)
     assert net.chain.account(OWNER.address).balance == before + AMOUNT - 100 * 1_000 - reclaim.fee
     assert net.chain.view().get(POOLS, POOL) is None
+
+
+# --- fraud proofs: double-signed hop entries ---------------------------------------------
+# A sender that signs two tokens of one depth, or entries worth more than the units it
+# revealed, loses its stake to whoever proves it (``ledger/txs/hop_fraud.py``). Every case
+# is dumped as a consensus vector (tests/vectors/hop_*.json).
+
+GNC = UNITS_PER_GNC
+
+
+def staked_owner(net: Actors) -> None:
+    """The pool owner registers its identity and bonds 50 GNC."""
+    net.mine(
+        net.tx(OWNER, register_identity(net.chain, OWNER).payload),
+        net.tx(OWNER, Bond(50 * GNC)),
+    )
+
+
+def puppet_token(depth: int, credit: int) -> HopClaim:
+    """A token the owner signs at ``depth`` whose only entry credits its puppet ``credit``
+    [millionths of a unit], with the puppet's ticket."""
+    entry = HopEntry(PUPPET.address, credit, bytes(16))
+    token = issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(receipt(depth)), hops_root([entry]))
+    return HopClaim(token, HopTicket(entry, ()))
+
+
+def reject(
+    net: Actors, by: PrivateKey, payload: Payload, error: type[Exception], name: str, what: str
+) -> None:
+    """A block holding ``payload`` (signed by ``by``) is refused with ``error``; the case is
+    dumped as a vector."""
+    chain = net.chain
+    pre = snapshot(chain)
+    block = forge_block(chain, [net.pending(by, payload)])
+    head = chain.head.hash
+    with pytest.raises(BlockTransactionInvalid) as info:
+        chain.add_block(block, now=block.header.timestamp)
+    assert type(info.value.error) is error and info.value.index == 1
+    assert chain.head.hash == head
+    record_rejection(name, what, pre, block, block.header.timestamp, info.value)
+
+
+def prove(net: Actors, by: PrivateKey, payload: Payload, name: str, what: str) -> tuple[int, int]:
+    """The owner unbonds 20 of its 50 GNC; in the next block, while that coin still waits
+    out its delay, ``payload`` (signed by ``by``) is mined and the block dumped as a vector.
+    Returns the coin the owner forfeited and the coin destroyed [base units]."""
+    chain = net.chain
+    net.mine(net.tx(OWNER, Unbond(20 * GNC)))
+    assert (chain.account(OWNER.address).bonded, chain.account(OWNER.address).unbonding) == (
+        30 * GNC,
+        20 * GNC,
+    )
+    owner, reporter = chain.account(OWNER.address), chain.account(by.address)
+    total = supply(chain)
+    pre = snapshot(chain)
+    tx = net.tx(by, payload)
+    block = next_block(chain, [tx])
+    assert chain.add_block(block, now=block.header.timestamp).status is AddStatus.EXTENDED
+    record_valid(name, what, pre, block, block.header.timestamp, chain)
+    forfeited = owner.bonded + owner.unbonding
+    minted = block.txs[0].payload.reward  # type: ignore[union-attr]  # (the coinbase)
+    after = chain.account(OWNER.address)
+    assert (after.bonded, after.unbonding, after.balance) == (0, 0, owner.balance)
+    assert chain.account(by.address).balance == reporter.balance - tx.fee + forfeited // 10
+    destroyed = total + minted - supply(chain)
+    assert destroyed == forfeited - forfeited // 10
+    return forfeited, destroyed
+
+
+def test_double_signed_hop_entries_forfeit_the_senders_bond_and_unbonding(net: Actors) -> None:
+    """The attack: the owner signs a second token at the delivered depth crediting its
+    puppet everything, has it paid first, and the honest relays find the pool overdrawn.
+    The refused relay reads the puppet's hop claim on chain and proves the equivocation
+    with its own token: the owner's stake is lost, its identity revoked."""
+    staked_owner(net)
+    honest = Sender()
+    token = honest.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    inflated = puppet_token(40, 40 * PPM)
+    pay(net, inflated)
+    assert isinstance(refused(net, ClaimTransit(None, (honest.hop_claim(40, RELAYS[0]),))), PoolOverdrawn)
+    forfeited, destroyed = prove(
+        net,
+        RELAYS[0],
+        ReportHopEquivocation(token, inflated.token),
+        "hop_equivocation_forfeits_bond_and_unbonding",
+        "a relay proves the pool owner signed two tokens of one depth with different hop roots: "
+        "the owner's bond and unbonding coin are forfeited, a tenth to the relay, the rest "
+        "destroyed, and its identity is revoked",
+    )
+    assert (forfeited, destroyed) == (50 * GNC, 45 * GNC)
+    view = net.chain.view()
+    assert view.get(IDENTITIES, OWNER.address) is None
+    assert view.get(REVOKED, OWNER.address) == Revocation(revoked_at=net.chain.height)
+    assert view.get(HOP_FRAUDS, hop_fraud_key(OWNER.address, POOL)) == HopFraud(net.chain.height)
+    # Nothing of the owner's unbonding comes back when its delay ends.
+    for _ in range(net.chain.params.unbonding_delay + 1):
+        net.mine()
+    assert net.chain.account(OWNER.address).bonded + net.chain.account(OWNER.address).unbonding == 0
+    # Taking part again takes a new address and a new identity proof-of-work.
+    again = register_identity(net.chain, OWNER).payload
+    assert isinstance(net.refused(OWNER, again), IdentityRevoked)
+
+
+def test_a_hop_equivocation_proof_that_proves_nothing(net: Actors) -> None:
+    """Two tokens of different depths, one token twice, tokens of two keys, a token whose
+    signature fails: each refused by its named rule, nothing forfeited."""
+    staked_owner(net)
+    honest = Sender()
+    first, second = honest.send(40), honest.send(41)
+    reject(
+        net,
+        RELAYS[0],
+        ReportHopEquivocation(first, second),
+        NotHopEquivocation,
+        "hop_equivocation_not_conflicting",
+        "two tokens of one pool at different depths are reported as an equivocation",
+    )
+    with pytest.raises(NotHopEquivocation):
+        net.refused(RELAYS[0], ReportHopEquivocation(first, first))
+    theirs = issue_token(STRANGER, CHAIN, POOL, 40, datagram_digest(receipt(40)), bytes(32))
+    reject(
+        net,
+        RELAYS[0],
+        ReportHopEquivocation(first, theirs),
+        TokenSignersDiffer,
+        "hop_equivocation_signers_differ",
+        "a token of the pool owner and one of another key at the same depth are reported as an equivocation",
+    )
+    forged = msgspec.structs.replace(puppet_token(40, PPM).token, signature=bytes(64))
+    reject(
+        net,
+        RELAYS[0],
+        ReportHopEquivocation(first, forged),
+        TokenSignatureInvalid,
+        "hop_equivocation_bad_signature",
+        "the second token of a hop-equivocation proof does not carry the owner's signature",
+    )
+    assert net.chain.account(OWNER.address).bonded == 50 * GNC
+    assert net.chain.view().get(IDENTITIES, OWNER.address) is not None
+
+
+def test_a_hop_fraud_is_punished_once_per_pool(net: Actors) -> None:
+    staked_owner(net)
+    token = Sender().send(40)
+    inflated = puppet_token(40, 40 * PPM)
+    net.mine(net.tx(RELAYS[0], ReportHopEquivocation(token, inflated.token)))
+    reject(
+        net,
+        RELAYS[1],
+        ReportHopEquivocation(inflated.token, token),
+        HopFraudAlreadyReported,
+        "hop_fraud_reported_twice",
+        "an equivocation already proven on a pool is reported again (its tokens swapped)",
+    )
+    honest = Sender()
+    honest.send(40)
+    overcredit = ReportHopOvercredit((inflated, honest.hop_claim(40, RELAYS[0])))
+    assert isinstance(net.refused(RELAYS[1], overcredit), HopFraudAlreadyReported)
+
+
+def test_a_proof_against_a_revoked_owner_takes_nothing_more(net: Actors) -> None:
+    """An owner already punished equivocates on another pool: the proof is accepted like any
+    other (the pool is recorded), but a revoked identity can bond nothing again, so nothing
+    more is taken and the first revocation height stays."""
+    staked_owner(net)
+    net.mine(net.tx(RELAYS[0], ReportHopEquivocation(Sender().send(40), puppet_token(40, PPM).token)))
+    revoked_at = net.chain.height
+    other = HashChain(b"other-pool".ljust(32, b"."), 100)
+    other_pool = pool_id(OWNER.address, other.final)
+    net.mine(net.tx(OWNER, CreateTokenPool(other.final, other.length, 100_000, expiry_height=50)))
+    owner = net.chain.account(OWNER.address)
+    reporter = net.chain.account(RELAYS[1].address).balance
+    a, b = (
+        issue_token(OWNER, other, other_pool, 5, datagram_digest(receipt(5)), r) for r in (bytes(32), POOL)
+    )
+    proof = net.tx(RELAYS[1], ReportHopEquivocation(a, b))
+    net.mine(proof)
+    assert net.chain.account(OWNER.address) == owner
+    assert net.chain.account(RELAYS[1].address).balance == reporter - proof.fee
+    view = net.chain.view()
+    assert view.get(REVOKED, OWNER.address) == Revocation(revoked_at=revoked_at)
+    assert view.get(HOP_FRAUDS, hop_fraud_key(OWNER.address, other_pool)) == HopFraud(net.chain.height)
+
+
+def test_entries_worth_more_than_the_units_forfeit_the_senders_stake(net: Actors) -> None:
+    """The attack without an equivocation: the owner signs its puppet's token at a depth no
+    honest datagram used (39, between the honest 38 and 40). No two tokens share a depth,
+    but the puppet's entry and an honest relay's credit more than the 40 units delivered."""
+    staked_owner(net)
+    honest = Sender()
+    honest.send(38)
+    token = honest.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    puppet = puppet_token(39, 39 * PPM)
+    pay(net, puppet)
+    own = honest.hop_claim(40, RELAYS[0])
+    assert isinstance(refused(net, ClaimTransit(None, (own,))), PoolOverdrawn)
+    for pair in ((honest.tokens[38], puppet.token), (puppet.token, token)):
+        with pytest.raises(NotHopEquivocation):
+            net.refused(RELAYS[0], ReportHopEquivocation(*pair))
+    forfeited, destroyed = prove(
+        net,
+        RELAYS[0],
+        ReportHopOvercredit((puppet, own)),
+        "hop_overcredit_forfeits_bond_and_unbonding",
+        "a relay proves the pool owner's entries credit its puppet 39 units and the relay 10 "
+        "when the deepest of their tokens reveals 40: the owner's stake is forfeited and its "
+        "identity revoked",
+    )
+    assert (forfeited, destroyed) == (50 * GNC, 45 * GNC)
+    assert net.chain.view().get(REVOKED, OWNER.address) == Revocation(revoked_at=net.chain.height)
+
+
+def test_an_overcredit_proof_that_proves_nothing(net: Actors) -> None:
+    """An honest connection's entries, a relay counted twice, entries of two pools, a
+    changed entry, no entry, tokens of two keys: each refused by its named rule."""
+    staked_owner(net)
+    honest = Sender()
+    honest.send(38)
+    honest.send(40, [RELAYS[0], RELAYS[1]])
+    every = tuple(honest.hop_claim(d, r) for d, r in ((38, RELAYS[2]), (40, RELAYS[0]), (40, RELAYS[1])))
+    reject(
+        net,
+        RELAYS[0],
+        ReportHopOvercredit(every),
+        NotOvercredit,
+        "hop_overcredit_not_exceeding",
+        "an honest connection's entries, the deepest of each relay, reported as crediting more than revealed",
+    )
+    twice = (puppet_token(39, 39 * PPM), honest.hop_claim(40, RELAYS[0]), honest.hop_claim(38, RELAYS[0]))
+    other = HashChain(b"other-pool".ljust(32, b"."), 100)
+    foreign = issue_token(OWNER, other, pool_id(OWNER.address, other.final), 40, bytes(32), bytes(32))
+    own = honest.hop_claim(40, RELAYS[0])
+    raised = HopTicket(msgspec.structs.replace(own.ticket.entry, credit=40 * PPM), own.ticket.proof)
+    theirs = issue_token(
+        STRANGER, CHAIN, POOL, 39, bytes(32), hops_root([HopEntry(PUPPET.address, 39 * PPM, bytes(16))])
+    )
+    for hops, error in (
+        (twice, NotOvercredit),
+        ((puppet_token(39, 39 * PPM), HopClaim(foreign, own.ticket)), NotOvercredit),
+        ((puppet_token(39, 39 * PPM), HopClaim(own.token, raised)), HopEntryInvalid),
+        ((), NotOvercredit),
+        ((HopClaim(theirs, puppet_token(39, 39 * PPM).ticket), own), TokenSignersDiffer),
+    ):
+        with pytest.raises(error):
+            net.refused(RELAYS[0], ReportHopOvercredit(hops))

@@ -1,5 +1,7 @@
 """Datagrams through relays: each relay checks the originator's stake, peels its layer,
-checks the token and signs its hop; the receiver's one claim pays every relay on chain."""
+checks the token and its own hop entry, and forwards only to a registered next hop. No
+relay sees another's entry and the receiver sees none; the receiver's claim proves the
+delivery, each relay's hop claim pays it on chain."""
 
 from __future__ import annotations
 
@@ -9,16 +11,19 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from gridnet.crypto.boxes import seal
 from gridnet.crypto.hashing import pool_id
 from gridnet.crypto.keys import Domain, PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import (
     FlaggedOriginator,
-    HopListBroken,
+    HopEntryInvalid,
     OnionTampered,
     TokenNotForDatagram,
     TokenPreimageInvalid,
     TokenReplayed,
+    TokenSignatureInvalid,
+    UnregisteredNextHop,
     UnregisteredOriginator,
 )
 from gridnet.identity import IdentityProof, find_identity_proof
@@ -26,26 +31,32 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
 from gridnet.relay import datagram
+from gridnet.relay.claims import HopClaim
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, originate
-from gridnet.relay.hops import hop_shares
-from gridnet.relay.tokens import HashChain, SignedToken
+from gridnet.relay.hops import HopBook, HopEntry, HopTicket, hop_shares
+from gridnet.relay.onion import Layer, peel
+from gridnet.relay.tokens import PPM, HashChain, SignedToken
 from gridnet.security.roles import FlagTarget, Role
+from gridnet.units import Address
 from tests.helpers import Actors, new_chain, register_identity, test_params
 
 SENDER, RECEIVER, LAB, STRANGER = (PrivateKey.from_label(f"dgram-{n}") for n in ("s", "r", "lab", "x"))
 RELAYS = [PrivateKey.from_label(f"dgram-relay-{i}") for i in range(3)]
+PUPPET = PrivateKey.from_label("dgram-puppet")
 CHAIN = HashChain(os.urandom(32), 500)
 POOL = pool_id(SENDER.address, CHAIN.final)
 PAYRATE = 750_000
+UNIT = 1_000
+"""Base units per pool hash (500,000 over 500 hashes)."""
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Actors:
-    people = [SENDER, RECEIVER, LAB, STRANGER]
+    people = [SENDER, RECEIVER, LAB, STRANGER, PUPPET, *RELAYS]
     a = Actors(new_chain(tmp_path / "c", test_params(people)), people)
-    a.mine(*(a.tx(k, register_identity(a.chain, k).payload) for k in (SENDER, LAB)))
+    a.mine(*(a.tx(k, register_identity(a.chain, k).payload) for k in (SENDER, LAB, RECEIVER, *RELAYS)))
     a.mine(
-        a.tx(SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500_000, expiry_height=50)),
+        a.tx(SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500 * UNIT, expiry_height=50)),
         a.tx(LAB, RegisterAuthority(int(Role.SECURITY), "Lab")),
     )
     return a
@@ -55,8 +66,16 @@ def proof(chain: Chain, key: PrivateKey) -> IdentityProof:
     return find_identity_proof(key.address, chain.params.identity_target_int)
 
 
-def send(net: Actors, depth: int, body: bytes = b"an order", key: PrivateKey = SENDER) -> Datagram:
-    path = [(r.address, r.public_key) for r in RELAYS]
+def send(
+    net: Actors,
+    depth: int,
+    body: bytes = b"an order",
+    key: PrivateKey = SENDER,
+    book: HopBook | None = None,
+    relays: list[PrivateKey] = RELAYS,
+) -> Datagram:
+    path = [(r.address, r.public_key) for r in relays]
+    receiver = (RECEIVER.address, RECEIVER.public_key)
     return originate(
         key,
         CHAIN,
@@ -64,39 +83,101 @@ def send(net: Actors, depth: int, body: bytes = b"an order", key: PrivateKey = S
         depth,
         PAYRATE,
         proof(net.chain, key),
-        path,  # type: ignore[arg-type]
-        (RECEIVER.address, RECEIVER.public_key),
+        path,
+        receiver,
         body,
         os.urandom(16),
+        book=book,
     )
 
 
+def view(net: Actors) -> ChainRelayView:
+    return ChainRelayView(net.chain.view())
+
+
 def carry(net: Actors, dgram: Datagram, relays: list[Relay] | None = None) -> Delivered:
-    view = ChainRelayView(net.chain.view())
-    relays = relays or [Relay(k, view) for k in RELAYS]
-    by_address = {r.key.address: r for r in relays} | {RECEIVER.address: Relay(RECEIVER, view)}
+    relays = relays or [Relay(k, view(net)) for k in RELAYS]
+    by_address = {r.key.address: r for r in relays} | {RECEIVER.address: Relay(RECEIVER, view(net))}
     outcome = relays[0].handle(dgram)
     while isinstance(outcome, Forwarded):
         outcome = by_address[outcome.next_hop].handle(outcome.datagram)
     return outcome
 
 
-def test_three_relays_carry_a_stream_and_one_claim_pays_them_on_chain(net: Actors) -> None:
-    view = ChainRelayView(net.chain.view())
-    relays = [Relay(k, view) for k in RELAYS]
-    inbox = Inbox(RECEIVER)
+def balances(net: Actors, keys: list[PrivateKey]) -> list[int]:
+    return [net.chain.account(k.address).balance for k in keys]
+
+
+def collect(net: Actors, relays: list[Relay]) -> list[int]:
+    """Each relay claims what the chain pays it now; returns what each was paid."""
+    before = balances(net, [r.key for r in relays])
+    txs = []
+    for r in relays:
+        r.view = view(net)
+        (hop_claim,) = r.collectable()
+        txs.append(net.tx(r.key, ClaimTransit(None, (hop_claim,))))
+    net.mine(*txs)
+    after = balances(net, [r.key for r in relays])
+    return [b - a + tx.fee for a, b, tx in zip(before, after, txs, strict=True)]
+
+
+def test_three_relays_carry_a_stream_and_their_claims_pay_them_on_chain(net: Actors) -> None:
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    inbox, book = Inbox(RECEIVER), HopBook(os.urandom(32))
     for n in range(1, 21):  # 20 datagrams, each committing 2 more units
-        delivered = carry(net, send(net, 2 * n, f"order {n}".encode()), relays)
+        delivered = carry(net, send(net, 2 * n, f"order {n}".encode(), book=book), relays)
         assert delivered.envelope.body == f"order {n}".encode()
-        assert len(delivered.datagram.hops) == 3
         inbox.record(delivered)
     (claim,) = inbox.close()
-    assert claim.claim.datagrams == 20
-    before = [net.chain.account(k.address).balance for k in RELAYS]
+    assert claim.claim.datagrams == 20 and claim.claim.token.token.depth == 40
     net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
-    paid = [net.chain.account(k.address).balance - b for k, b in zip(RELAYS, before, strict=True)]
-    assert paid == [s for _, s in hop_shares(40 * 1_000, [k.address for k in RELAYS], PAYRATE)]
-    assert sum(paid) == 40 * 1_000  # 40 units of 1,000 base units, all to the relays
+    paid = collect(net, relays)
+    assert paid == [s for _, s in hop_shares(40 * UNIT, [k.address for k in RELAYS], PAYRATE)]
+    assert sum(paid) == 40 * UNIT  # 40 units of 1,000 base units, all to the relays
+    for r in relays:  # paid once: nothing more to claim
+        r.view = view(net)
+        assert r.collectable() == []
+
+
+def test_a_stream_over_changing_paths_pays_each_relay_its_own_datagrams(net: Actors) -> None:
+    """The connection's claim pays per-relay totals: each datagram's units shared along the
+    path that datagram took, not the last path for everything."""
+    book = HopBook(os.urandom(32))
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    inbox = Inbox(RECEIVER)
+    routes = [RELAYS, RELAYS[1:], RELAYS, RELAYS[:1]]
+    for depth, route in enumerate(routes, start=1):
+        hops = [r for r in relays if r.key in route]
+        inbox.record(carry(net, send(net, depth, book=book, relays=route), hops))
+    (claim,) = inbox.close()
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
+    owed: dict[Address, int] = {}
+    for route in routes:
+        for relay, share in hop_shares(PPM, [k.address for k in route], PAYRATE):
+            owed[relay] = owed.get(relay, 0) + share
+    assert collect(net, relays) == [owed[k.address] * UNIT // PPM for k in RELAYS]
+
+
+def test_no_relay_sees_another_relays_entry_and_the_receiver_sees_none(net: Actors) -> None:
+    """What each relay is handed and what it finds in its layer names no hop but itself and
+    its successor; what the receiver gets names no relay at all."""
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    keys = [*RELAYS, RECEIVER]
+    names = {k.address: [k.address, k.public_key] for k in keys}
+    outcome: Forwarded | Delivered = Forwarded(RELAYS[0].address, send(net, 1))
+    for i, relay in enumerate([*relays, Relay(RECEIVER, view(net))]):
+        assert isinstance(outcome, Forwarded)
+        handed = encode(outcome.datagram)
+        layer = peel(relay.key, outcome.datagram.onion)
+        seen = handed + encode(Layer(layer.next_hop or bytes(20), layer.hop, b""))
+        allowed = {keys[i].address, keys[i + 1].address} if i < len(RELAYS) else {RECEIVER.address}
+        for address, ids in names.items():
+            if address not in allowed:
+                assert all(x not in seen for x in ids), f"hop {i} learns of {address.hex()}"
+        outcome = relay.handle(outcome.datagram)
+    assert isinstance(outcome, Delivered)
+    received = encode(outcome.datagram) + encode(outcome.envelope) + outcome.receipt
+    assert all(x not in received for k in RELAYS for x in (k.address, k.public_key))
 
 
 def test_a_datagram_from_an_unregistered_identity_is_dropped(net: Actors) -> None:
@@ -106,10 +187,87 @@ def test_a_datagram_from_an_unregistered_identity_is_dropped(net: Actors) -> Non
 
 def test_a_flagged_originator_is_dropped_only_by_relays_that_trust_the_flagger(net: Actors) -> None:
     net.mine(net.tx(LAB, PublishFlag(int(FlagTarget.IDENTITY), SENDER.address, "spam", True)))
-    view = ChainRelayView(net.chain.view())
     with pytest.raises(FlaggedOriginator):
-        Relay(RELAYS[0], view, trusted_flaggers=frozenset({LAB.address})).handle(send(net, 1))
-    assert isinstance(Relay(RELAYS[0], view).handle(send(net, 1)), Forwarded)
+        Relay(RELAYS[0], view(net), trusted_flaggers=frozenset({LAB.address})).handle(send(net, 1))
+    assert isinstance(Relay(RELAYS[0], view(net)).handle(send(net, 1)), Forwarded)
+
+
+def test_a_relay_never_extends_a_path_to_an_unregistered_next_hop(net: Actors) -> None:
+    """The sender routed through a key with no identity (no stake): the relay before it
+    refuses to forward, whether that key is a relay or the receiver."""
+    with pytest.raises(UnregisteredNextHop):
+        carry(net, send(net, 1, relays=[RELAYS[0], PUPPET, RELAYS[1]]))
+    to_stranger = originate(
+        SENDER,
+        CHAIN,
+        POOL,
+        2,
+        PAYRATE,
+        proof(net.chain, SENDER),
+        [(RELAYS[0].address, RELAYS[0].public_key)],
+        (STRANGER.address, STRANGER.public_key),
+        b"to nobody",
+        os.urandom(16),
+    )
+    with pytest.raises(UnregisteredNextHop):
+        Relay(RELAYS[0], view(net)).handle(to_stranger)
+
+
+def test_an_artificial_intermediary_earns_nothing_and_costs_the_later_hops_nothing(net: Actors) -> None:
+    """Relay 0 inserts a registered puppet of its own before relay 1: it wraps what it
+    should forward in a layer for the puppet, with a hop entry it made up. An honest puppet
+    would refuse the entry; this one forwards anyway. The delivery is claimed; relays 1 and
+    2 get exactly what the sender credits them, and the puppet's claim is refused."""
+    net.mine(net.tx(PUPPET, register_identity(net.chain, PUPPET).payload))
+    dgram = send(net, 10)
+    first = Relay(RELAYS[0], view(net))
+    outcome = first.handle(dgram)
+    assert isinstance(outcome, Forwarded) and outcome.next_hop == RELAYS[1].address
+    ticket = first.hop_claims[POOL][-1].ticket
+    made_up = HopTicket(HopEntry(PUPPET.address, ticket.entry.credit, ticket.entry.salt), ticket.proof)
+    layer = Layer(RELAYS[1].address, made_up, outcome.datagram.onion)
+    detour = msgspec.structs.replace(outcome.datagram, onion=seal(PUPPET.public_key, encode(layer)))
+    with pytest.raises(HopEntryInvalid):
+        Relay(PUPPET, view(net)).handle(detour)
+    rest = [Relay(k, view(net)) for k in RELAYS[1:]]
+    inbox = Inbox(RECEIVER)
+    inbox.record(carry(net, peel_for_puppet(detour), rest))
+    (claim,) = inbox.close()
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
+    shares = hop_shares(10 * UNIT, [k.address for k in RELAYS], PAYRATE)
+    assert collect(net, rest) == [s for _, s in shares[1:]]  # as if the puppet were not there
+    forged = HopClaim(dgram.token, made_up)
+    with pytest.raises(HopEntryInvalid):
+        net.refused(PUPPET, ClaimTransit(None, (forged,)))
+
+
+def peel_for_puppet(detour: Datagram) -> Datagram:
+    """What the puppet forwards: the inner onion, as if it had checked nothing."""
+    return msgspec.structs.replace(detour, onion=peel(PUPPET, detour.onion).inner)
+
+
+def test_a_layer_without_this_relays_hop_entry_is_refused(net: Actors) -> None:
+    """The sender credits relay 0 nothing (no ticket), or hands it another relay's ticket."""
+    book = HopBook(os.urandom(32))
+    credit = book.plan(1, [k.address for k in RELAYS], PAYRATE)
+    dgram = send(net, 1)
+    hop = (RELAYS[0].address, RELAYS[0].public_key)
+    for ticket in (None, credit.tickets[1]):
+        layer = Layer(RELAYS[1].address, ticket, b"the rest")
+        bad = msgspec.structs.replace(dgram, onion=seal(hop[1], encode(layer)))
+        with pytest.raises(HopEntryInvalid):
+            Relay(RELAYS[0], view(net)).handle(bad)
+
+
+def test_a_relay_cannot_change_the_hop_entries_the_sender_signed(net: Actors) -> None:
+    """A relay that puts another hop root into the token (to credit itself more) breaks the
+    sender's signature at the next hop."""
+    outcome = Relay(RELAYS[0], view(net)).handle(send(net, 1))
+    assert isinstance(outcome, Forwarded)
+    token = outcome.datagram.token
+    altered = msgspec.structs.replace(token, token=msgspec.structs.replace(token.token, hop_root=bytes(32)))
+    with pytest.raises(TokenSignatureInvalid):
+        Relay(RELAYS[1], view(net)).handle(msgspec.structs.replace(outcome.datagram, token=altered))
 
 
 def test_a_tampered_onion_layer(net: Actors) -> None:
@@ -125,12 +283,19 @@ def test_a_token_moved_to_another_datagram_is_caught_by_the_receiver(net: Actors
     # The thief's datagram carries the victim's (valid, signed) token.
     stolen = msgspec.structs.replace(thief, token=victim.token)
     with pytest.raises(TokenNotForDatagram):
-        carry(net, stolen)
+        Relay(RECEIVER, view(net)).handle(
+            msgspec.structs.replace(stolen, onion=peel_all(stolen.onion, RELAYS))
+        )
+
+
+def peel_all(onion: bytes, keys: list[PrivateKey]) -> bytes:
+    for key in keys:
+        onion = peel(key, onion).inner
+    return onion
 
 
 def test_a_replayed_datagram_is_refused(net: Actors) -> None:
-    view = ChainRelayView(net.chain.view())
-    relay = Relay(RELAYS[0], view)
+    relay = Relay(RELAYS[0], view(net))
     dgram = send(net, 3)
     relay.handle(dgram)
     with pytest.raises(TokenReplayed):
@@ -138,8 +303,7 @@ def test_a_replayed_datagram_is_refused(net: Actors) -> None:
 
 
 def test_a_datagram_overtaken_on_the_way_is_still_carried_once(net: Actors) -> None:
-    view = ChainRelayView(net.chain.view())
-    relay = Relay(RELAYS[0], view)
+    relay = Relay(RELAYS[0], view(net))
     first, second = send(net, 1), send(net, 2)
     assert isinstance(relay.handle(second), Forwarded)  # the later datagram arrives first
     assert isinstance(relay.handle(first), Forwarded)  # the earlier one still checks out
@@ -159,36 +323,42 @@ def test_a_datagram_overtaken_on_the_way_is_still_carried_once(net: Actors) -> N
 def test_a_token_beyond_its_pool_or_too_far_to_hash_is_refused(
     net: Actors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    view = ChainRelayView(net.chain.view())
     beyond = send(net, 3)
     deep = msgspec.structs.replace(beyond.token.token, depth=CHAIN.length + 1)
     forged = msgspec.structs.replace(beyond, token=SignedToken(deep, SENDER.sign(Domain.TOKEN, encode(deep))))
     with pytest.raises(TokenPreimageInvalid):
-        Relay(RELAYS[0], view).handle(forged)
+        Relay(RELAYS[0], view(net)).handle(forged)
     monkeypatch.setattr(datagram, "MAX_RELAY_STEPS", 5)
     with pytest.raises(TokenPreimageInvalid):  # would cost the relay 10 hashes
-        Relay(RELAYS[0], view).handle(send(net, 10))
-
-
-def test_a_hop_list_broken_on_the_way_is_caught_by_the_receiver(net: Actors) -> None:
-    view = ChainRelayView(net.chain.view())
-    first = Relay(RELAYS[0], view).handle(send(net, 1))
-    assert isinstance(first, Forwarded)
-    second = Relay(RELAYS[1], view).handle(first.datagram)
-    assert isinstance(second, Forwarded)
-    # The third relay drops the first relay's entry before appending its own.
-    tampered = msgspec.structs.replace(second.datagram, hops=second.datagram.hops[1:])
-    third = Relay(RELAYS[2], view).handle(tampered)
-    assert isinstance(third, Forwarded)
-    with pytest.raises(HopListBroken):
-        Relay(RECEIVER, view).handle(third.datagram)
+        Relay(RELAYS[0], view(net)).handle(send(net, 10))
 
 
 def test_depths_a_relay_forgot_stay_refused(net: Actors, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datagram, "MAX_SEEN", 2)
-    relay = Relay(RELAYS[0], ChainRelayView(net.chain.view()))
+    relay = Relay(RELAYS[0], view(net))
     old = send(net, 1)
     for dgram in (old, send(net, 2), send(net, 3)):
         relay.handle(dgram)
     with pytest.raises(TokenReplayed):
         relay.handle(old)
+
+
+def test_a_relay_keeps_its_latest_hop_claims_and_claims_the_deepest_delivered(
+    net: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Datagrams 4 and 5 are still on their way when the receiver claims depth 3: the relay
+    claims its entry at depth 3, and forgets the oldest beyond what it keeps."""
+    monkeypatch.setattr(datagram, "MAX_KEPT_HOP_CLAIMS", 4)
+    book = HopBook(os.urandom(32))
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    inbox = Inbox(RECEIVER)
+    for depth in range(1, 4):
+        inbox.record(carry(net, send(net, depth, book=book), relays))
+    for depth in (4, 5):
+        relays[0].handle(send(net, depth, book=book))
+    assert [c.token.token.depth for c in relays[0].hop_claims[POOL]] == [2, 3, 4, 5]
+    (claim,) = inbox.close()
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
+    relays[0].view = view(net)
+    (hop_claim,) = relays[0].collectable()
+    assert hop_claim.token.token.depth == 3

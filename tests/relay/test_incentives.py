@@ -1,4 +1,4 @@
-"""Token pools, transmission tokens, hop lists and payrate shares (pure rules)."""
+"""Token pools, transmission tokens, the sender's hop entries and payrate shares (pure rules)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,27 @@ from hypothesis import strategies as st
 
 from gridnet.crypto.hashing import datagram_digest, pool_id
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import HopListBroken, HopSignatureInvalid, TokenPreimageInvalid, TokenSignatureInvalid
-from gridnet.relay.claims import token_digest
-from gridnet.relay.hops import HopEntry, append_hop, hop_shares, verify_hops
+from gridnet.errors import (
+    HopEntryInvalid,
+    NotHopEquivocation,
+    NotOvercredit,
+    TokenPreimageInvalid,
+    TokenSignatureInvalid,
+    TooManyHops,
+)
+from gridnet.ledger.merkle import EMPTY_ROOT, MerkleStep
+from gridnet.relay import hops as hops_module
+from gridnet.relay.claims import HopClaim
+from gridnet.relay.fraud import check_hop_equivocation, check_overcredit, overcredit
+from gridnet.relay.hops import (
+    HopBook,
+    HopEntry,
+    HopTicket,
+    hop_id,
+    hop_shares,
+    hops_root,
+    verify_ticket,
+)
 from gridnet.relay.tokens import (
     PPM,
     HashChain,
@@ -24,14 +42,14 @@ from gridnet.relay.tokens import (
 )
 
 OWNER = PrivateKey.from_label("pool-owner")
-RELAYS = [PrivateKey.from_label(f"relay-{i}") for i in range(4)]
-RECEIVER = PrivateKey.from_label("receiver")
+RELAYS = [PrivateKey.from_label(f"relay-{i}").address for i in range(4)]
 CHAIN = HashChain(b"s" * 32, 50)
 POOL = pool_id(OWNER.address, CHAIN.final)
+PAYRATE = 750_000
 
 
-def token(depth: int = 3, datagram: bytes = b"payload") -> SignedToken:
-    return issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(datagram), 750_000)
+def token(depth: int = 3, datagram: bytes = b"payload", hop_root: bytes = EMPTY_ROOT) -> SignedToken:
+    return issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(datagram), hop_root)
 
 
 def test_a_preimage_proves_its_depth_by_hashing_forward() -> None:
@@ -50,57 +68,106 @@ def test_a_preimage_that_does_not_hash_to_the_pool() -> None:
         check_preimage(token(3), CHAIN.preimage(5), 5)
 
 
-def test_a_token_moved_to_another_datagram() -> None:
+def test_a_token_moved_to_another_datagram_or_given_other_hop_entries() -> None:
     t = token(3)
-    moved = msgspec.structs.replace(
-        t,
-        token=msgspec.structs.replace(t.token, datagram=datagram_digest(b"another")),
-    )
-    with pytest.raises(TokenSignatureInvalid):
-        check_token_signature(moved, OWNER.address)
+    for field, value in (("datagram", datagram_digest(b"another")), ("hop_root", bytes([1]) * 32)):
+        moved = msgspec.structs.replace(t, token=msgspec.structs.replace(t.token, **{field: value}))
+        with pytest.raises(TokenSignatureInvalid):
+            check_token_signature(moved, OWNER.address)
     with pytest.raises(TokenSignatureInvalid):  # a valid token, but not the pool owner's
-        check_token_signature(t, RELAYS[0].address)
+        check_token_signature(t, RELAYS[0])
 
 
-def hop_list(n: int = 3) -> tuple[HopEntry, ...]:
-    digest = token_digest(token())
-    hops: tuple[HopEntry, ...] = ()
-    path = [*RELAYS[:n], RECEIVER]
-    for here, nxt in itertools.pairwise(path):
-        hops = append_hop(hops, here, nxt.address, digest)
-    return hops
+# --- the sender's hop entries ------------------------------------------------------------
 
 
-def test_an_intact_hop_list_names_every_hop() -> None:
-    hops = hop_list(3)
-    assert verify_hops(hops, token_digest(token())) == [r.address for r in RELAYS[:3]]
+def test_the_book_shares_each_datagrams_units_along_its_own_path() -> None:
+    """Two datagrams over different paths: every relay's entry is what the two paths'
+    shares add up to, and each relay's ticket proves exactly its own entry."""
+    book = HopBook(b"k" * 32)
+    first = book.plan(2, RELAYS[:3], PAYRATE)
+    assert book.depth == 0 and book.credits == {}  # nothing changes until the datagram is built
+    book.commit(first)
+    second = book.plan(5, [RELAYS[0], RELAYS[3]], PAYRATE)
+    book.commit(second)
+    expected: dict[bytes, int] = {}
+    for units, path in ((2, RELAYS[:3]), (3, [RELAYS[0], RELAYS[3]])):
+        for relay, share in hop_shares(units * PPM, path, PAYRATE):
+            expected[relay] = expected.get(relay, 0) + share
+    assert book.credits == expected and sum(expected.values()) == 5 * PPM
+    for credit, path in ((first, RELAYS[:3]), (second, [RELAYS[0], RELAYS[3]])):
+        assert [t.entry.relay for t in credit.tickets] == path
+        for ticket in credit.tickets:
+            verify_ticket(ticket, credit.root, ticket.entry.relay)
+            assert ticket.entry.credit == credit.credits[ticket.entry.relay]
+    # Relay 1 and 2 are off the second path: they get no ticket, but keep their entries.
+    assert second.credits[RELAYS[1]] == first.credits[RELAYS[1]]
 
 
-def test_a_hop_removed() -> None:
-    hops = hop_list(3)
-    with pytest.raises(HopListBroken):
-        verify_hops((hops[0], hops[2]), token_digest(token()))
+def test_a_ticket_proves_only_its_own_relays_entry_under_its_own_root() -> None:
+    book = HopBook(b"k" * 32)
+    first = book.plan(2, RELAYS[:3], PAYRATE)
+    book.commit(first)
+    second = book.plan(4, RELAYS[:3], PAYRATE)
+    ticket = first.tickets[0]
+    with pytest.raises(HopEntryInvalid):  # presented by another relay
+        verify_ticket(ticket, first.root, RELAYS[1])
+    with pytest.raises(HopEntryInvalid):  # under another datagram's root
+        verify_ticket(ticket, second.root, RELAYS[0])
+    raised = msgspec.structs.replace(ticket.entry, credit=ticket.entry.credit + 1)
+    with pytest.raises(HopEntryInvalid):  # a credit changed
+        verify_ticket(msgspec.structs.replace(ticket, entry=raised), first.root, RELAYS[0])
+    step = ticket.proof[0]
+    bent = (MerkleStep(bytes(32), step.sibling_is_left), *ticket.proof[1:])
+    with pytest.raises(HopEntryInvalid):  # a digest of another entry changed
+        verify_ticket(msgspec.structs.replace(ticket, proof=bent), first.root, RELAYS[0])
 
 
-def test_a_hop_inserted_before_oneself() -> None:
-    """Relay 2 rewrites the list to add its sock puppet before itself; relay 1's signed
-    entry still names relay 2 as its next hop, and relay 2's entry chains to relay 1's."""
-    digest = token_digest(token())
-    honest = hop_list(3)
-    puppet = PrivateKey.from_label("puppet")
-    # The puppet's entry after relay 1, then relay 2 re-signs its own entry to chain to it.
-    with_puppet = append_hop(honest[:1], puppet, RELAYS[1].address, digest)
-    forged = append_hop(with_puppet, RELAYS[1], RELAYS[2].address, digest) + honest[2:]
-    with pytest.raises(HopListBroken):
-        verify_hops(forged, digest)
+def test_no_relay_can_add_an_entry_for_another() -> None:
+    """Relay 1 knows its own ticket (its entry, the digests on its way to the root): with
+    them it cannot make an entry for a puppet (or for itself again) that the root holds."""
+    credit = HopBook(b"k" * 32).plan(1, RELAYS[:3], PAYRATE)
+    own = credit.tickets[1]
+    puppet = HopEntry(RELAYS[3], own.entry.credit, own.entry.salt)
+    for forged in (
+        HopTicket(puppet, own.proof),
+        HopTicket(puppet, (MerkleStep(hop_id(own.entry), True), *own.proof)),
+    ):
+        with pytest.raises(HopEntryInvalid):
+            verify_ticket(forged, credit.root, RELAYS[3])
 
 
-def test_a_forged_hop_signature() -> None:
-    hops = hop_list(2)
-    bad = msgspec.structs.replace(hops[1], signature=bytes(64))
-    with pytest.raises(HopSignatureInvalid):
-        verify_hops((hops[0], bad), token_digest(token()))
+def test_the_root_hides_the_entries_from_whoever_knows_the_path() -> None:
+    """Someone who knows the path, the units and the payrate knows every credit: without the
+    sender's secret it still cannot recompute the root (the salts), and the root of the
+    same credits differs from one datagram to the next."""
+    book = HopBook(b"k" * 32)
+    first = book.plan(1, RELAYS[:3], PAYRATE)
+    book.commit(first)
+    guess = [HopEntry(r, c, bytes(16)) for r, c in first.credits.items()]
+    assert hops_root(guess) != first.root
+    same_credits = book.plan(2, [], PAYRATE)  # a datagram straight to the receiver
+    assert same_credits.credits == first.credits and same_credits.root != first.root
+    assert HopBook(b"k" * 32).plan(1, [], PAYRATE).root == EMPTY_ROOT  # nobody credited yet
 
+
+def test_the_book_refuses_a_depth_that_does_not_grow_and_a_payrate_beyond_one() -> None:
+    book = HopBook(b"k" * 32)
+    book.commit(book.plan(3, RELAYS[:1], PAYRATE))
+    for depth, payrate in ((3, PAYRATE), (2, PAYRATE), (4, PPM + 1), (4, -1)):
+        with pytest.raises(ValueError):
+            book.plan(depth, RELAYS[:1], payrate)
+
+
+def test_a_connection_credits_a_bounded_number_of_relays(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hops_module, "MAX_CONNECTION_HOPS", 3)
+    book = HopBook(b"k" * 32)
+    book.commit(book.plan(1, RELAYS[:3], PAYRATE))
+    with pytest.raises(TooManyHops):
+        book.plan(2, RELAYS[3:], PAYRATE)
+
+
+# --- shares ------------------------------------------------------------------------------
 
 addresses = st.lists(st.sampled_from([bytes([i]) * 20 for i in range(6)]), min_size=1, max_size=10)
 payrates = st.integers(0, PPM)
@@ -111,6 +178,11 @@ rewards = st.integers(0, 10**12)
 @given(rewards, addresses, payrates)
 def test_shares_always_sum_to_the_reward(reward: int, hops: list[bytes], p: int) -> None:
     assert sum(s for _, s in hop_shares(reward, hops, p)) == reward
+
+
+def test_shares_follow_the_payrate_geometrically() -> None:
+    """p = 0.75 over three hops: (1 - p), p(1 - p), p^2 of the reward."""
+    assert [s for _, s in hop_shares(40_000, RELAYS[:3], PAYRATE)] == [10_000, 7_500, 22_500]
 
 
 @settings(max_examples=300, deadline=None)
@@ -137,3 +209,47 @@ def test_artificial_hops_before_the_receiver_never_pay(
     padded = hop_shares(reward, hops + puppets, p)
     assert padded[: len(alone) - 1] == alone[:-1]
     assert sum(share for _, share in padded[len(alone) - 1 :]) == alone[-1][1]
+
+
+# --- what an honest sender's signatures never prove ------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 5), st.lists(st.sampled_from(RELAYS), max_size=4)), min_size=1, max_size=8
+    ),
+    payrates,
+    st.data(),
+)
+def test_an_honest_connection_proves_no_fraud(
+    datagrams: list[tuple[int, list[bytes]]], p: int, data: st.DataObject
+) -> None:
+    """Whatever its paths and units per datagram, an honest sender's tokens never share a
+    depth, and no choice of one entry per relay (from any of its tokens) credits more than
+    the deepest chosen token reveals: neither fraud proof can be made against it."""
+    book, depth = HopBook(b"k" * 32), 0
+    tokens: list[SignedToken] = []
+    claims: dict[bytes, list[HopClaim]] = {}
+    for units, path in datagrams:
+        depth += units
+        credit = book.plan(depth, path, p)
+        tokens.append(token(depth, hop_root=credit.root))
+        book.commit(credit)
+        for ticket in credit.tickets:
+            claims.setdefault(ticket.entry.relay, []).append(HopClaim(tokens[-1], ticket))
+    for a, b in itertools.combinations(tokens, 2):
+        with pytest.raises(NotHopEquivocation):
+            check_hop_equivocation(a, b)
+    if claims:
+        chosen = [data.draw(st.sampled_from(c)) for c in claims.values()]
+        assert overcredit(chosen) <= 0
+        with pytest.raises(NotOvercredit):
+            check_overcredit(chosen)
+
+
+def test_two_tokens_of_one_depth_are_an_equivocation_whatever_differs() -> None:
+    check_hop_equivocation(token(3, hop_root=EMPTY_ROOT), token(3, hop_root=bytes([1]) * 32))
+    check_hop_equivocation(token(3, datagram=b"one"), token(3, datagram=b"another"))
+    with pytest.raises(NotHopEquivocation):
+        check_hop_equivocation(token(3), token(3))

@@ -1,5 +1,6 @@
-"""Onion routing: each hop learns only its successor, the payload only the receiver reads,
-and tampering with any byte of any layer is caught by the hop that opens it."""
+"""Onion routing: each hop learns only its successor and its own hop ticket, the payload only
+the receiver reads, and tampering with any byte of any layer is caught by the hop that
+opens it."""
 
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ from gridnet.errors import (
     UnknownField,
     WrongType,
 )
+from gridnet.ledger.merkle import MerkleStep
+from gridnet.relay.hops import MAX_PROOF_STEPS, HopBook, HopEntry, HopTicket
 from gridnet.relay.onion import (
     LAYER_OVERHEAD,
     MAX_ONION_BYTES,
     MAX_ONION_HOPS,
     MAX_PAYLOAD_BYTES,
+    MAX_TICKET_BYTES,
     RECEIVER,
     Layer,
     Peeled,
@@ -45,6 +49,11 @@ Hop = tuple[Address, PublicKey]
 
 def hop(key: PrivateKey) -> Hop:
     return (key.address, key.public_key)
+
+
+def ticket(steps: int, credit: int = 1) -> HopTicket:
+    """A hop ticket with ``steps`` Merkle steps (its size: what the onion's layer carries)."""
+    return HopTicket(HopEntry(bytes(20), credit, bytes(16)), (MerkleStep(bytes(32), True),) * steps)
 
 
 def layers_of(keys: list[PrivateKey], payload: bytes) -> tuple[list[bytes], bytes]:
@@ -77,8 +86,8 @@ def test_every_hop_learns_only_its_successor_and_the_receiver_the_payload(
 ) -> None:
     keys = [KEYS[i] for i in order[: hops + 1]]
     path, receiver = keys[:-1], keys[-1]
-    onion = build_onion([hop(k) for k in path], hop(receiver), payload)
-    assert len(onion) == onion_size(hops, len(payload))
+    tickets = HopBook(bytes(32)).plan(1, [k.address for k in path], 750_000).tickets
+    onion = build_onion([hop(k) for k in path], hop(receiver), payload, tickets)
     addresses = [k.address for k in keys]
     for i, key in enumerate(keys):
         # No other key opens this hop's layer.
@@ -89,10 +98,12 @@ def test_every_hop_learns_only_its_successor_and_the_receiver_the_payload(
         peeled = peel(key, onion)
         assert isinstance(peeled, Peeled)
         if key is receiver:
-            assert peeled == Peeled(None, payload)
+            assert peeled == Peeled(None, None, payload)
             break
         successor = keys[i + 1]
         assert peeled.next_hop == successor.address
+        assert peeled.hop == tickets[i]  # its own hop entry, and no other
+        assert all(address not in encode(peeled.hop) for address in addresses if address != key.address)
         # What the hop sees (the onion it got, the one it forwards) names no other hop and
         # shows no payload: its predecessor is known only as whoever handed it the frame.
         for seen in (onion, peeled.inner):
@@ -100,7 +111,6 @@ def test_every_hop_learns_only_its_successor_and_the_receiver_the_payload(
             for address in addresses:
                 if address != successor.address:
                     assert address not in seen
-        assert len(peeled.inner) == onion_size(hops - i - 1, len(payload))
         onion = peeled.inner
 
 
@@ -108,7 +118,7 @@ def test_an_onion_without_relays_goes_straight_to_the_receiver() -> None:
     receiver = KEYS[0]
     onion = build_onion([], hop(receiver), b"order 42")
     assert len(onion) == onion_size(0, 8) == 8 + LAYER_OVERHEAD + 2
-    assert peel(receiver, onion) == Peeled(None, b"order 42")
+    assert peel(receiver, onion) == Peeled(None, None, b"order 42")
 
 
 def test_an_empty_payload_is_delivered() -> None:
@@ -129,22 +139,30 @@ def test_onions_for_the_same_path_are_unlinkable() -> None:
     assert a != b and len(a) == len(b)
 
 
+@pytest.mark.parametrize("steps", [None, 0, MAX_PROOF_STEPS])
 @pytest.mark.parametrize("payload_bytes", [0, 1, 180, 181, 182, 255, 256, 65_300, MAX_PAYLOAD_BYTES])
 @pytest.mark.parametrize("hops", [0, 1, 2])
-def test_onion_size_is_exact_across_length_headers(hops: int, payload_bytes: int) -> None:
-    onion = build_onion([hop(k) for k in KEYS[:hops]], hop(KEYS[hops]), bytes(payload_bytes))
-    assert len(onion) == onion_size(hops, payload_bytes)
-    # each layer adds the sealed-box overhead, an address and 1-5 header bytes
-    step = onion_size(hops, payload_bytes) - onion_size(hops - 1, payload_bytes) if hops else None
-    if step is not None:
-        assert SEAL_OVERHEAD < step <= LAYER_OVERHEAD + 5
+def test_onion_size_is_exact_across_length_headers(hops: int, payload_bytes: int, steps: int | None) -> None:
+    tickets = [] if steps is None else [ticket(steps)] * hops
+    ticket_bytes = len(encode(tickets[0])) if tickets else 0
+    onion = build_onion([hop(k) for k in KEYS[:hops]], hop(KEYS[hops]), bytes(payload_bytes), tickets)
+    assert len(onion) == onion_size(hops, payload_bytes, ticket_bytes)
+    # each layer adds the sealed-box overhead, an address, its ticket and 1-5 header bytes
+    if hops:
+        step = onion_size(hops, payload_bytes, ticket_bytes) - onion_size(
+            hops - 1, payload_bytes, ticket_bytes
+        )
+        assert SEAL_OVERHEAD < step <= LAYER_OVERHEAD + max(0, ticket_bytes - 1) + 5
 
 
 def test_the_largest_onion_is_accepted() -> None:
     keys = KEYS[: MAX_ONION_HOPS + 1]
-    onion = build_onion([hop(k) for k in keys[:-1]], hop(keys[-1]), bytes(MAX_PAYLOAD_BYTES))
+    largest = ticket(MAX_PROOF_STEPS, credit=2**63 - 1)
+    assert len(encode(largest)) == MAX_TICKET_BYTES
+    tickets = [largest] * MAX_ONION_HOPS
+    onion = build_onion([hop(k) for k in keys[:-1]], hop(keys[-1]), bytes(MAX_PAYLOAD_BYTES), tickets)
     assert len(onion) == MAX_ONION_BYTES
-    assert peel(keys[0], onion).next_hop == keys[1].address
+    assert peel(keys[0], onion) == Peeled(keys[1].address, largest, peel(keys[0], onion).inner)
 
 
 # --- tampering --------------------------------------------------------------------------
@@ -221,11 +239,12 @@ def test_an_oversized_onion_is_refused_before_decrypting() -> None:
     [
         (b"\xc1", Malformed),
         (b"", Malformed),
-        (encode([b"short", b"inner"]), WrongType),
-        (encode([RECEIVER]), WrongType),
-        (encode([RECEIVER, b"x", 1]), UnknownField),
-        (encode(Layer(RECEIVER, b"x")) + b"\x00", TrailingBytes),
-        (b"\x92\xc4\x14" + RECEIVER + b"\xc5\x00\x01x", NonCanonicalEncoding),
+        (encode([b"short", None, b"inner"]), WrongType),
+        (encode([RECEIVER, None]), WrongType),
+        (encode([RECEIVER, b"not a ticket", b"x"]), WrongType),
+        (encode([RECEIVER, None, b"x", 1]), UnknownField),
+        (encode(Layer(RECEIVER, None, b"x")) + b"\x00", TrailingBytes),
+        (b"\x93\xc4\x14" + RECEIVER + b"\xc0\xc5\x00\x01x", NonCanonicalEncoding),
     ],
 )
 def test_a_sealed_but_malformed_layer_raises_a_named_decode_error(
@@ -242,6 +261,11 @@ def test_a_path_longer_than_the_limit_is_refused() -> None:
     keys = KEYS[: MAX_ONION_HOPS + 2]
     with pytest.raises(OnionPathTooLong):
         build_onion([hop(k) for k in keys[:-1]], hop(keys[-1]), b"x")
+
+
+def test_a_ticket_for_each_relay_or_none() -> None:
+    with pytest.raises(InvalidOnionPath):
+        build_onion([hop(KEYS[0]), hop(KEYS[1])], hop(KEYS[2]), b"x", [ticket(1)])
 
 
 def test_a_payload_larger_than_the_limit_is_refused() -> None:

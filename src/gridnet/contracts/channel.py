@@ -46,7 +46,8 @@ class ContractTerms(Wire, frozen=True):
     max_wh: U63
     """Most energy the contract pays for [Wh]."""
     dispute_window: U63
-    """Blocks after the last settlement in which a later state may still supersede it."""
+    """Blocks after the last settlement in which a later state may still supersede it; at
+    most the chain's ``max_dispute_window``."""
     nonce: U63
     """Makes otherwise equal terms distinct."""
 

@@ -112,7 +112,7 @@ def datagram_digest(encoded: bytes) -> Hash32:
 
 
 def hop_digest(encoded: bytes) -> Hash32:
-    """Digest a hop-list entry is chained by (the next entry names it)."""
+    """A hop entry's leaf in the hop tree whose root the sender signs (relay/hops.py)."""
     return _blake2b(encoded, digest_size=HASH_BYTES, person=P_HOP).digest()
 
 

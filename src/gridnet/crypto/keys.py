@@ -41,7 +41,6 @@ class Domain(enum.Enum):
     CONTRACT_TERMS = b"GRIDNET/contract-terms/v1\x00"
     CONTRACT_STATE = b"GRIDNET/contract-state/v1\x00"
     TOKEN = b"GRIDNET/transmission-token/v1\x00"
-    HOP = b"GRIDNET/hop-entry/v1\x00"
     CLAIM = b"GRIDNET/transit-claim/v1\x00"
     CERTIFICATE = b"GRIDNET/meter-certificate/v1\x00"
     COMMAND = b"GRIDNET/dso-command/v1\x00"

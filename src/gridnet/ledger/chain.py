@@ -30,7 +30,7 @@ from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
 from gridnet.ledger.commitment import CommitUndo, StateCommitment
 from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.merkle import merkle_root
-from gridnet.ledger.params import ChainParams, block_reward
+from gridnet.ledger.params import ChainParams, block_reward, validate_params
 from gridnet.ledger.pow import median_time, next_target
 from gridnet.ledger.state import ACCOUNTS, Account, StateSource, StateView
 from gridnet.ledger.store import Store
@@ -136,6 +136,9 @@ class Chain:
         self.values: dict[bytes, bytes] = {}
         self.commitment = StateCommitment()
         self._best: BlockEntry | None = None
+        self._pruned_for: tuple[int, int, frozenset[Hash32]] | None = None
+        """(height, index size, blocks kept) when side branches were last pruned: nothing
+        more to prune until one of them changes."""
         self.tx_count = 0
         """Signed transactions in the main chain (kept up to date as blocks connect)."""
         self._load(genesis)
@@ -144,6 +147,7 @@ class Chain:
 
     @classmethod
     def create(cls, data_dir: Path, params: ChainParams) -> Chain:
+        validate_params(params, f"the genesis of {data_dir}")
         store = Store(data_dir, create=True)
         try:
             if store.get_meta("params") is not None:
@@ -435,6 +439,56 @@ class Chain:
         self.tx_count += sum(len(b.txs) - 1 for b in connected) - sum(len(b.txs) - 1 for b in disconnected)
         status = AddStatus.EXTENDED if fork is old_head else AddStatus.REORG
         return AddResult(status, tip.hash, connected, disconnected)
+
+    def prune_side_branches(self, depth: int, keep: Iterable[Hash32] = ()) -> int:
+        """Forget every side block whose branch leaves the main chain ``depth`` or more blocks
+        below the head (its row in the store and its index entry), in one SQLite transaction;
+        returns how many. Side blocks ``keep`` names, and their ancestors, stay (a branch being
+        downloaded). A reorg that deep fetches the branch again, headers first. The index is
+        read only when the head, the index or ``keep`` changed since the last call."""
+        limit = self.height - depth
+        roots = frozenset(keep)
+        if (
+            limit < 0
+            or len(self.entries) == len(self.main)
+            or self._pruned_for == (self.height, len(self.entries), roots)
+        ):
+            return 0
+        kept: set[Hash32] = set()
+        for h in roots:
+            e: BlockEntry | None = self.entries.get(h)
+            while e is not None and not self.is_main(e) and e.hash not in kept:
+                kept.add(e.hash)
+                e = e.parent
+        fork_height: dict[Hash32, int] = {}
+        doomed: list[Hash32] = []
+        for entry in self.entries.values():
+            if self.is_main(entry) or entry.hash in kept:
+                continue
+            path: list[BlockEntry] = []
+            e = entry
+            while e is not None and not self.is_main(e) and e.hash not in fork_height:
+                path.append(e)
+                e = e.parent
+            assert e is not None, "every branch descends from genesis"
+            fork = fork_height.get(e.hash, e.height)
+            for p in path:
+                fork_height[p.hash] = fork
+            if fork <= limit:
+                doomed.append(entry.hash)
+        if doomed:
+            self.store.begin()
+            try:
+                self.store.delete_blocks(doomed)
+                self.store.commit()
+            except BaseException:
+                self.store.rollback()
+                raise
+            for h in doomed:
+                del self.entries[h]
+            self._best = None
+        self._pruned_for = (self.height, len(self.entries), roots)
+        return len(doomed)
 
     def _mark_invalid(self, entry: BlockEntry) -> None:
         """Mark ``entry`` and every descendant invalid (in memory and in the store)."""

@@ -19,7 +19,7 @@ import msgspec
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.hashing import params_hash
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, decode, encode
-from gridnet.errors import ConfigError, DecodeError, GridnetError
+from gridnet.errors import ConfigError, DecodeError, GridnetError, UnbondingTooShort
 from gridnet.units import UNITS_PER_GNC, Hash32, Height, Units
 from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
@@ -292,11 +292,6 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
         ),
         (params.unbonding_delay >= 1, "unbonding_delay_blocks must be at least 1"),
         (
-            params.unbonding_delay > params.max_dispute_window,
-            "unbonding_delay_blocks must exceed max_dispute_window_blocks (a stake must not leave "
-            "before the fraud it backs can be proven)",
-        ),
-        (
             max_supply(params) <= MAX_COIN,
             f"allocations plus all block rewards exceed {MAX_COIN} base units",
         ),
@@ -309,6 +304,12 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{source}: {message}")
+    if params.unbonding_delay <= params.max_dispute_window:
+        raise UnbondingTooShort(
+            f"{source}: unbonding_delay_blocks ({params.unbonding_delay}) must exceed "
+            f"max_dispute_window_blocks ({params.max_dispute_window}): a stake must not leave "
+            "before the fraud it backs can be proven"
+        )
     return params
 
 

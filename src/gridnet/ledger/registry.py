@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnet.ledger.txs import authority, bond, contract, grid, identity, meter, relay, transfer
+from gridnet.ledger.txs import authority, bond, contract, grid, hop_fraud, identity, meter, relay, transfer
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
+from gridnet.ledger.txs.hop_fraud import ReportHopEquivocation, ReportHopOvercredit
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import RegisterMeter, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
@@ -41,6 +42,8 @@ Payload = (
     | CreateTokenPool
     | ClaimTransit
     | ReclaimPool
+    | ReportHopEquivocation
+    | ReportHopOvercredit
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -65,6 +68,8 @@ RULES: Final[dict[type, AnyRules]] = {
         relay.CREATE_POOL_RULES,
         relay.CLAIM_RULES,
         relay.RECLAIM_RULES,
+        hop_fraud.EQUIVOCATION_RULES,
+        hop_fraud.OVERCREDIT_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -18,6 +18,9 @@ from gridnet.units import Hash32
 
 SCHEMA_VERSION = 1
 DB_NAME = "chain.sqlite"
+STORE_ERRORS = (sqlite3.OperationalError,)
+"""What SQLite raises when it cannot write now (disk full, I/O error, locked, read-only): a
+node retries. A corrupt store (``sqlite3.DatabaseError``) or any other error is not."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -130,6 +133,10 @@ class Store:
             "INSERT OR IGNORE INTO blocks(hash, height, header, txs) VALUES (?, ?, ?, ?)",
             (block_hash, height, header, txs),
         )
+
+    def delete_blocks(self, block_hashes: Iterable[Hash32]) -> None:
+        """Delete stored blocks (side blocks being pruned: they have no undo record)."""
+        self.db.executemany("DELETE FROM blocks WHERE hash=?", [(h,) for h in block_hashes])
 
     def mark_invalid(self, block_hash: Hash32) -> None:
         self.db.execute("UPDATE blocks SET invalid=1 WHERE hash=?", (block_hash,))

@@ -6,7 +6,8 @@ a table; over TCP an address's text form, the name of the link its key authentic
 forwards each datagram to the hop its onion layer names. When that hop is not a neighbour
 right now it holds the datagram until it is (a delay-tolerant carrier, the paper's bicycle
 driver, is a relay whose neighbours change as it moves). Every datagram it drops is counted by
-the rule it broke.
+the rule it broke. As a receiver it signs transit claims that prove its connections'
+deliveries; as a relay it keeps its hop tickets and tells which of them the chain pays now.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gridnet.encoding import encode
 from gridnet.errors import CarrierFull, GridnetError, UnknownNextHop
 from gridnet.node.logs import short
 from gridnet.node.messages import DatagramMsg, Message
-from gridnet.relay.claims import SignedClaim
+from gridnet.relay.claims import HopClaim, SignedClaim
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, RelayView
 from gridnet.units import Address
 
@@ -67,7 +68,7 @@ class RelayPeer:
         self.held_bytes = 0
         self.inbox = Inbox(key)
         self.received: deque[Delivered] = deque(maxlen=MAX_RECEIVED)
-        """Datagrams delivered here (envelope and hop list), until the owner takes them."""
+        """Datagrams delivered here (envelope, datagram, receipt), until the owner takes them."""
         self.claims: deque[SignedClaim] = deque(maxlen=MAX_CLAIMS_KEPT)
         """The latest transit claims signed by :meth:`close_connections` (kept so a lost
         answer does not lose a relay's pay)."""
@@ -88,6 +89,13 @@ class RelayPeer:
         self.claims.extend(claims)
         _log.info("signed %d transit claim(s) for the datagrams delivered here", len(claims))
         return claims
+
+    def hop_claims(self) -> list[HopClaim]:
+        """What this participant can claim as a relay now: per pool, its deepest hop ticket
+        the pool's receivers have reached, worth more than the pool paid it (the chain as
+        it is now)."""
+        self._relay.view = self._view()
+        return self._relay.collectable()
 
     def send(self, first_hop: Address, datagram: Datagram) -> list[Outgoing]:
         """Originate: hand a new datagram to the first hop of its path."""

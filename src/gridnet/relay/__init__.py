@@ -1,1 +1,2 @@
-"""Data relays: token pools, transmission tokens, hop lists, transit claims and onion routing."""
+"""Data relays: token pools, transmission tokens, hop entries and shares, transit claims,
+fraud proofs against double-signed hop entries, and onion routing."""

@@ -1,24 +1,29 @@
-"""Transit claims: at the end of a connection the receiver signs one claim that pays every
-hop for all the connection's datagrams: the connection's last (deepest) token and the hop
-list that carried it. Intermediaries are paid only after delivery: no claim without the
-receiver's signature."""
+"""Transit claims: the receiver proves a connection's delivery, each relay claims its due.
+
+At the end of a connection the receiver signs one :class:`TransitClaim`: the connection's
+last (deepest) token with its receipt, the digest of the envelope it delivered, which only
+the receiver could compute (``datagram_digest(receipt)`` is what the token pays for). It
+names no relay: the receiver learns no relay from signing it. Each relay claims for itself
+with a :class:`HopClaim`: a token of a datagram it carried and its hop ticket from that
+datagram's layer, its entry under the token's hop root. Intermediaries are paid only after delivery:
+a hop claim pays only up to the depth some receiver's claim proved.
+"""
 
 from __future__ import annotations
 
-from gridnet.crypto.address import address_from_public_key
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import datagram_digest
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
-from gridnet.encoding import U63, PublicKeyBytes, SignatureBytes, Wire, encode
-from gridnet.errors import ClaimSignatureInvalid
-from gridnet.relay.hops import HopEntry
-from gridnet.relay.tokens import SignedToken
-from gridnet.units import Address, Hash32
+from gridnet.encoding import U63, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
+from gridnet.errors import ClaimSignatureInvalid, ReceiptInvalid
+from gridnet.relay.hops import HopTicket, verify_ticket
+from gridnet.relay.tokens import PPM, SignedToken
 
 
 class TransitClaim(Wire, frozen=True):
     token: SignedToken
     """The connection's last token: its depth covers every datagram before it."""
-    hops: tuple[HopEntry, ...]
+    receipt: HashBytes
+    """The digest of the envelope that token paid for: proves the claimant opened it."""
     receiver_key: PublicKeyBytes
     datagrams: U63
     """Datagrams the connection delivered (reported, not paid by count)."""
@@ -30,22 +35,37 @@ class SignedClaim(Wire, frozen=True):
     """The receiver's signature (CLAIM domain)."""
 
 
-def token_digest(token: SignedToken) -> Hash32:
-    """What the first hop-list entry chains to."""
-    return hash32(encode(token))
+class HopClaim(Wire, frozen=True):
+    """A relay's claim on a pool: what the connection owed it when it forwarded ``token``."""
+
+    token: SignedToken
+    """The token of a datagram the relay forwarded (the pool owner signed its hop root)."""
+    ticket: HopTicket
+    """The relay's hop ticket from that datagram's layer."""
 
 
 def sign_claim(receiver: PrivateKey, claim: TransitClaim) -> SignedClaim:
     return SignedClaim(claim, receiver.sign(Domain.CLAIM, encode(claim)))
 
 
-def check_claim_signature(signed: SignedClaim) -> Address:
-    """The claim is signed by the receiver it names, who is where the last hop delivered.
-    Returns the receiver's address."""
+def check_claim(signed: SignedClaim) -> None:
+    """The claim is signed by the receiver key it names, and its receipt opens the token's
+    datagram digest (the claimant read the datagram the token pays for)."""
     c = signed.claim
-    receiver = address_from_public_key(c.receiver_key)
     if not verify_signature(Domain.CLAIM, c.receiver_key, encode(c), signed.signature):
         raise ClaimSignatureInvalid("the claim is not signed by the receiver it names")
-    if not c.hops or c.hops[-1].body.next_hop != receiver:
-        raise ClaimSignatureInvalid("the last hop did not deliver to the receiver that signed the claim")
-    return receiver
+    if datagram_digest(c.receipt) != c.token.token.datagram:
+        raise ReceiptInvalid(
+            "the receipt does not hash to the datagram the token pays for: no delivery proven"
+        )
+
+
+def check_hop_claim(hop: HopClaim) -> None:
+    """The ticket's entry is under the hop root of the claim's token."""
+    verify_ticket(hop.ticket, hop.token.token.hop_root, hop.ticket.entry.relay)
+
+
+def hop_payable(credit: int, unit_value: int) -> int:
+    """What a cumulative credit [millionths of a pool unit] is worth [base units], rounded
+    down: paid as the difference from what was paid before, the rounding never adds up."""
+    return credit * unit_value // PPM

@@ -1,46 +1,56 @@
-"""Datagrams and what a relay does with one (sans-IO, pure apart from its small cache).
+"""Datagrams and what a relay does with one (sans-IO, pure apart from its small caches).
 
 A datagram carries its originator's transmission token, the originator's identity proof
-(its stake), the hop list so far, and the onion layer for the hop that receives it. The
+(its stake) and the onion layer for the hop that receives it: nothing else. The
 end-to-end payload is an :class:`Envelope` (a random nonce and the body), sealed to the
-receiver; the token binds the digest of the encoded envelope, which only the receiver can
-recompute.
+receiver; the token binds ``datagram_digest(receipt)``, where the receipt is the digest of
+the encoded envelope, which only the receiver can compute (and reveals in its claim to
+prove delivery).
+
+The path's accounts travel inside the onion: each relay's layer holds its own hop ticket
+(``relay.hops``), checked against the hop root the token carries under the sender's
+signature. No relay sees another relay's entry, and the receiver sees none.
 
 A relay (:meth:`Relay.handle`): checks the originator is a registered identity carrying its
 registered proof and not flagged by an authority the relay trusts; peels its onion layer;
 checks the token (the pool owner's signature; a depth within the pool and within
 ``MAX_RELAY_STEPS`` of what it last verified; the preimage on the pool's chain; never a
-depth twice); then either appends its signed hop entry and forwards to the next hop, or —
-as the receiver — checks the token pays for this very envelope and the hop list is intact
-(so one bad relay cannot spoil the connection's claim), and delivers it. The receiver keeps
-the deepest token of each connection with its hop list: one transit claim pays every hop
-for all of it.
+depth twice); then either, as the receiver, checks the token pays for this very envelope
+and delivers it, or checks its hop ticket and that the next hop is a registered identity,
+keeps the ticket (with the token, it is what the relay later claims) and forwards. The
+receiver keeps the deepest token of each connection with its receipt: one transit claim
+proves the connection's delivery.
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Protocol
+from typing import Annotated, Final, Protocol
 
 import msgspec
 
 from gridnet.crypto.address import address_from_public_key
-from gridnet.crypto.hashing import datagram_digest
+from gridnet.crypto.hashing import datagram_digest, hash32
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import Wire, decode, encode
 from gridnet.errors import (
     FlaggedOriginator,
+    HopEntryInvalid,
     IdentityStakeMismatch,
     TokenNotForDatagram,
     TokenPreimageInvalid,
     TokenReplayed,
     UnknownPool,
+    UnregisteredNextHop,
     UnregisteredOriginator,
 )
 from gridnet.identity import IdentityProof
-from gridnet.relay.claims import SignedClaim, TransitClaim, sign_claim, token_digest
-from gridnet.relay.hops import HopEntry, append_hop, verify_hops
+from gridnet.ledger.merkle import EMPTY_ROOT
+from gridnet.relay.claims import HopClaim, SignedClaim, TransitClaim, hop_payable, sign_claim
+from gridnet.relay.hops import HopBook, verify_ticket
 from gridnet.relay.onion import build_onion, peel
 from gridnet.relay.tokens import (
     HashChain,
@@ -52,10 +62,13 @@ from gridnet.relay.tokens import (
 )
 from gridnet.units import Address, Hash32, PublicKey
 
-MAX_SEEN = 4096
+MAX_SEEN: Final = 4096
 """Depths per pool a relay remembers to refuse replays (older ones are refused outright)."""
-MAX_RELAY_STEPS = 4096
+MAX_RELAY_STEPS: Final = 4096
 """Most hashing one datagram may cost a relay (a token this far from what it saw is refused)."""
+MAX_KEPT_HOP_CLAIMS: Final = 16
+"""Hop claims a relay keeps per pool (the latest it carried; it claims the deepest one the
+pool's receivers have reached)."""
 
 
 class Envelope(Wire, frozen=True):
@@ -68,9 +81,14 @@ class Datagram(Wire, frozen=True):
     token: SignedToken
     identity: IdentityProof
     """The originator's (the token owner's) identity proof-of-work: its stake."""
-    hops: tuple[HopEntry, ...]
     onion: bytes
     """The layer for the hop that receives this datagram."""
+
+
+def envelope_receipt(envelope: bytes) -> Hash32:
+    """The receipt of an encoded envelope (BLAKE2b-256, ``gn-generic``): only who opened the
+    receiver's layer can compute it; the token binds ``datagram_digest(receipt)``."""
+    return hash32(envelope)
 
 
 class PoolInfo(Protocol):
@@ -82,6 +100,8 @@ class PoolInfo(Protocol):
     def anchor(self) -> bytes: ...
     @property
     def length(self) -> int: ...
+    @property
+    def unit_value(self) -> int: ...
 
 
 class RelayView(Protocol):
@@ -90,6 +110,7 @@ class RelayView(Protocol):
     def pool(self, pool: Hash32) -> PoolInfo | None: ...
     def identity_proof(self, address: Address) -> IdentityProof | None: ...
     def flagged_by(self, address: Address) -> frozenset[Address]: ...
+    def hop_paid(self, pool: Hash32, relay: Address) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,8 @@ class Forwarded:
 class Delivered:
     envelope: Envelope
     datagram: Datagram
+    receipt: Hash32
+    """What the receiver's claim reveals to prove this delivery."""
 
 
 def originate(
@@ -115,11 +138,26 @@ def originate(
     receiver: tuple[Address, PublicKey],
     body: bytes,
     nonce: bytes,
+    *,
+    book: HopBook | None = None,
 ) -> Datagram:
-    """A new datagram whose token reveals the pool down to ``depth`` (cumulative)."""
+    """A new datagram whose token reveals the pool down to ``depth`` (cumulative).
+
+    ``book`` holds the connection's accounts: the units from its last depth to ``depth``
+    are shared along ``path`` with payrate ``payrate_ppm`` and every relay of the path gets
+    its hop ticket; the book advances once the datagram is built. Without a book the
+    datagram is a connection of its own (its relays are credited every unit to ``depth``):
+    its pool's only datagram, since a second would credit the same units again, a fraud its
+    sender's stake answers for (``relay.fraud``). Keep the book across restarts for the same
+    reason: one token per depth of a pool.
+    """
+    book = HopBook(os.urandom(32)) if book is None else book
+    credit = book.plan(depth, [address for address, _ in path], payrate_ppm)
     envelope = encode(Envelope(nonce, body))
-    token = issue_token(sender, chain, pool, depth, datagram_digest(envelope), payrate_ppm)
-    return Datagram(token, identity, (), build_onion(list(path), receiver, envelope))
+    onion = build_onion(path, receiver, envelope, credit.tickets)
+    token = issue_token(sender, chain, pool, depth, datagram_digest(envelope_receipt(envelope)), credit.root)
+    book.commit(credit)
+    return Datagram(token, identity, onion)
 
 
 @dataclass
@@ -135,6 +173,8 @@ class Relay:
     """Pool -> depths carried recently (datagrams may overtake each other; none twice)."""
     floors: dict[Hash32, int] = field(default_factory=dict)
     """Pool -> depth at or below which every token is refused (forgotten from ``seen``)."""
+    hop_claims: dict[Hash32, deque[HopClaim]] = field(default_factory=dict)
+    """Pool -> the latest hop tickets this relay forwarded under, with their tokens."""
 
     def _remember(self, pool: Hash32, depth: int, preimage: bytes, anchor_depth: int) -> None:
         if depth > anchor_depth:
@@ -175,17 +215,41 @@ class Relay:
             check_preimage(dgram.token, preimage, depth)
         elif hash_forward(preimage, depth - token.depth) != token.preimage:  # overtaken on the way
             raise TokenPreimageInvalid(f"preimage at depth {token.depth} does not hash to the pool's chain")
-        if peeled.next_hop is None:  # the receiver: is this what the token pays for, carried intact?
-            if datagram_digest(peeled.inner) != token.datagram:
+        if peeled.next_hop is None:  # the receiver: is this what the token pays for?
+            receipt = envelope_receipt(peeled.inner)
+            if datagram_digest(receipt) != token.datagram:
                 raise TokenNotForDatagram("the token pays for another envelope than the one delivered")
-            if dgram.hops:
-                verify_hops(dgram.hops, token_digest(dgram.token))
             envelope = decode(peeled.inner, Envelope)
+            self._remember(token.pool, token.depth, token.preimage, depth)
+            return Delivered(envelope, dgram, receipt)
+        if peeled.hop is None:
+            raise HopEntryInvalid("this relay's layer carries no hop entry: the sender credits it nothing")
+        verify_ticket(peeled.hop, token.hop_root, self.key.address)
+        if self.view.identity_proof(peeled.next_hop) is None:  # no stake behind the next hop
+            raise UnregisteredNextHop(f"the next hop {peeled.next_hop.hex()} has no registered identity")
         self._remember(token.pool, token.depth, token.preimage, depth)
-        if peeled.next_hop is None:
-            return Delivered(envelope, dgram)
-        hops = append_hop(dgram.hops, self.key, peeled.next_hop, token_digest(dgram.token))
-        return Forwarded(peeled.next_hop, Datagram(dgram.token, dgram.identity, hops, peeled.inner))
+        kept = self.hop_claims.setdefault(token.pool, deque(maxlen=MAX_KEPT_HOP_CLAIMS))
+        kept.append(HopClaim(dgram.token, peeled.hop))
+        return Forwarded(peeled.next_hop, Datagram(dgram.token, dgram.identity, peeled.inner))
+
+    def collectable(self) -> list[HopClaim]:
+        """For each pool, the deepest hop claim the chain pays now: its token no deeper than
+        the pool's receivers claimed, its credit worth more than the pool paid this relay."""
+        out: list[HopClaim] = []
+        for pool_id, kept in self.hop_claims.items():
+            pool = self.view.pool(pool_id)
+            if pool is None:
+                continue
+            paid = self.view.hop_paid(pool_id, self.key.address)
+            payable = [
+                c
+                for c in kept
+                if c.token.token.depth <= pool.redeemed_depth
+                and hop_payable(c.ticket.entry.credit, pool.unit_value) > paid
+            ]
+            if payable:
+                out.append(max(payable, key=lambda c: c.token.token.depth))
+        return out
 
 
 @dataclass
@@ -193,7 +257,7 @@ class Connection:
     """What a receiver keeps of one originator's stream through one pool."""
 
     token: SignedToken
-    hops: tuple[HopEntry, ...]
+    receipt: Hash32
     datagrams: int = 0
 
 
@@ -210,16 +274,17 @@ class Inbox:
         current = self.connections.get(pool)
         if current is None or d.token.token.depth > current.token.token.depth:
             count = current.datagrams if current else 0
-            self.connections[pool] = Connection(d.token, d.hops, count + 1)
+            self.connections[pool] = Connection(d.token, delivered.receipt, count + 1)
         else:
             current.datagrams += 1
 
     def close(self) -> list[SignedClaim]:
-        """End every connection: one signed claim each (only for hop-carried ones)."""
+        """End every connection: one signed claim each (only for connections whose sender
+        credited relays: a token whose hop root is not empty)."""
         claims = [
-            sign_claim(self.key, TransitClaim(c.token, c.hops, self.key.public_key, c.datagrams))
+            sign_claim(self.key, TransitClaim(c.token, c.receipt, self.key.public_key, c.datagrams))
             for c in self.connections.values()
-            if c.hops
+            if c.token.token.hop_root != EMPTY_ROOT
         ]
         self.connections.clear()
         return claims

@@ -2,15 +2,16 @@
 
 The sender picks a path of relays and wraps it in layers, innermost first:
 
-    receiver's layer = seal(receiver, Layer(next_hop = 0^20, inner = payload))
-    relay i's layer  = seal(relay i, Layer(next_hop = relay i+1 (or the receiver), inner =
-                            the next layer's ciphertext))
+    receiver's layer = seal(receiver, Layer(next_hop = 0^20, hop = nil, inner = payload))
+    relay i's layer  = seal(relay i, Layer(next_hop = relay i+1 (or the receiver),
+                            hop = relay i's hop ticket, inner = the next layer's ciphertext))
 
 and hands the outermost ciphertext to the first relay. Each hop opens its layer with its
-own key (:func:`peel`) and learns only its successor (``next_hop``); its predecessor is whoever
-handed it the frame, which the layer does not name. The receiver's layer says "you are
-the receiver" (an all-zero next hop) and carries the payload, so the payload is readable
-only by the receiver.
+own key (:func:`peel`) and learns only its successor (``next_hop``) and its own hop ticket
+(``relay.hops``: what the sender credits it); its predecessor is whoever handed it the
+frame, which the layer does not name. The receiver's layer says "you are the receiver" (an
+all-zero next hop) and carries the payload, so the payload is readable only by the
+receiver.
 
 Integrity: each layer is a sealed box (``crypto/boxes.py``), so changing any byte of any
 layer, cutting or extending it, or handing a hop another hop's layer fails libsodium's
@@ -22,14 +23,19 @@ same as dropping the datagram and sending another; the transmission token's sign
 over the datagram's digest is what tells the receiver whose datagram it is (and a
 replayed onion is the token's concern, not the layers').
 
-Size: each layer adds :data:`LAYER_OVERHEAD` = 71 bytes plus the MessagePack length
+Size: each layer adds :data:`LAYER_OVERHEAD` = 72 bytes plus the MessagePack length
 header of what it wraps (2 bytes below 256, 3 below 65 536, else 5): the sealed-box
-overhead of 48 bytes (ephemeral key and tag), 1 byte of array header and 22 of next-hop
-address. An onion through ``h`` relays is ``payload + (h + 1) * (71 + 2 or 3)`` bytes
-(:func:`onion_size` gives the exact figure), e.g. 522 bytes for a 300-byte payload
-through 2 relays; each hop forwards 73-74 bytes less than it received. Layers are not
-padded, so a relay can estimate its distance from the receiver from the size it sees.
-At most :data:`MAX_ONION_HOPS` relays and :data:`MAX_PAYLOAD_BYTES` of payload.
+overhead of 48 bytes (ephemeral key and tag), 1 byte of array header, 22 of next-hop
+address and 1 of an absent hop ticket; a relay's layer adds its ticket's length less 1
+(a ticket is at most :data:`MAX_TICKET_BYTES`). An onion through ``h`` relays without
+tickets is ``payload + (h + 1) * (72 + 2 or 3)`` bytes (:func:`onion_size` gives the exact
+figure), e.g. 525 bytes for a 300-byte payload through 2 relays. Layers are not padded: the
+onion shrinks at every hop, so a relay learns from the size it forwards how many relays can
+still follow it (the receiver's layer takes at least 95 bytes, a relay's with its ticket at
+least 117), exactly how many if it knows the payload's size. A constant size would take a
+Sphinx-like header (a filler each hop extends under a stream cipher), which sealed boxes
+alone do not give; GRIDNET does not build one. At most :data:`MAX_ONION_HOPS` relays and
+:data:`MAX_PAYLOAD_BYTES` of payload.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ from gridnet.errors import (
     OnionTooLarge,
     SealedBoxError,
 )
+from gridnet.ledger.merkle import MerkleStep
+from gridnet.relay.hops import MAX_PROOF_STEPS, SALT_BYTES, HopEntry, HopTicket
 from gridnet.units import ADDRESS_BYTES, PUBLIC_KEY_BYTES, Address, PublicKey
 
 MAX_ONION_HOPS: Final = 16
@@ -56,8 +64,18 @@ MAX_PAYLOAD_BYTES: Final = 64 * 1024
 """Largest end-to-end payload an onion carries."""
 RECEIVER: Final = bytes(ADDRESS_BYTES)
 """The next hop that means "you are the receiver" (all zero: no key hashes to it)."""
-LAYER_OVERHEAD: Final = SEAL_OVERHEAD + 1 + 2 + ADDRESS_BYTES
-"""Bytes a layer adds besides its inner's length header: seal 48, array 1, address 2 + 20."""
+LAYER_OVERHEAD: Final = SEAL_OVERHEAD + 1 + 2 + ADDRESS_BYTES + 1
+"""Bytes a layer without a hop ticket adds besides its inner's length header: seal 48,
+array 1, address 2 + 20, absent ticket 1."""
+MAX_TICKET_BYTES: Final = len(
+    encode(
+        HopTicket(
+            HopEntry(RECEIVER, 2**63 - 1, bytes(SALT_BYTES)),
+            (MerkleStep(bytes(32), True),) * MAX_PROOF_STEPS,
+        )
+    )
+)
+"""Longest encoded hop ticket (268 bytes)."""
 
 
 class Layer(Wire, frozen=True):
@@ -65,6 +83,9 @@ class Layer(Wire, frozen=True):
 
     next_hop: AddressBytes
     """Where to forward ``inner``; :data:`RECEIVER` (all zero) at the receiver."""
+    hop: HopTicket | None
+    """A relay's hop ticket: its own entry of the connection's accounts (None at the
+    receiver)."""
     inner: bytes
     """The next hop's layer (a sealed box), or at the receiver the payload."""
 
@@ -74,6 +95,8 @@ class Peeled(NamedTuple):
 
     next_hop: Address | None
     """The successor to forward ``inner`` to; None when this hop is the receiver."""
+    hop: HopTicket | None
+    """This relay's hop ticket, if the sender gave it one."""
     inner: bytes
     """The onion to forward, or (at the receiver) the decrypted payload."""
 
@@ -83,29 +106,36 @@ def _bin_header(n: int) -> int:
     return 2 if n < 2**8 else 3 if n < 2**16 else 5
 
 
-def onion_size(hops: int, payload_bytes: int) -> int:
-    """Exact length of an onion through ``hops`` relays carrying ``payload_bytes``."""
-    size = payload_bytes
-    for _ in range(hops + 1):
-        size += LAYER_OVERHEAD + _bin_header(size)
+def onion_size(hops: int, payload_bytes: int, ticket_bytes: int = 0) -> int:
+    """Exact length of an onion through ``hops`` relays carrying ``payload_bytes``, each
+    relay's layer with a hop ticket of ``ticket_bytes`` encoded bytes (0: without)."""
+    size = payload_bytes + LAYER_OVERHEAD + _bin_header(payload_bytes)
+    for _ in range(hops):
+        size += LAYER_OVERHEAD + max(0, ticket_bytes - 1) + _bin_header(size)
     return size
 
 
-MAX_ONION_BYTES: Final = onion_size(MAX_ONION_HOPS, MAX_PAYLOAD_BYTES)
+MAX_ONION_BYTES: Final = onion_size(MAX_ONION_HOPS, MAX_PAYLOAD_BYTES, MAX_TICKET_BYTES)
 """Largest onion a hop accepts (checked before decrypting)."""
 
 
 def build_onion(
-    path: Sequence[tuple[Address, PublicKey]], receiver: tuple[Address, PublicKey], payload: bytes
+    path: Sequence[tuple[Address, PublicKey]],
+    receiver: tuple[Address, PublicKey],
+    payload: bytes,
+    tickets: Sequence[HopTicket] = (),
 ) -> bytes:
     """The onion to hand to ``path[0]`` (or, with an empty path, to the receiver).
 
     ``path`` lists the relays in order as (address, Ed25519 public key); each address must
-    be its key's. Every call seals with fresh ephemeral keys, so two onions for the same
-    path and payload are unlinkable. Raises :class:`~gridnet.errors.OnionPathTooLong`,
+    be its key's. ``tickets`` gives each relay its hop ticket, in path order (or none at
+    all). Every call seals with fresh ephemeral keys, so two onions for the same path and
+    payload are unlinkable. Raises :class:`~gridnet.errors.OnionPathTooLong`,
     :class:`~gridnet.errors.InvalidOnionPath`, :class:`~gridnet.errors.OnionTooLarge` or
     (for a key that is not a valid point) :class:`~gridnet.errors.InvalidBoxKey`.
     """
+    if tickets and len(tickets) != len(path):
+        raise InvalidOnionPath(f"{len(tickets)} hop tickets for {len(path)} relays: one each, or none")
     if len(path) > MAX_ONION_HOPS:
         raise OnionPathTooLong(f"an onion passes through at most {MAX_ONION_HOPS} relays, not {len(path)}")
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -117,17 +147,17 @@ def build_onion(
             raise InvalidOnionPath(
                 f"{where}: address {address.hex()} is not the address of the public key given with it"
             )
-    onion = seal(receiver[1], encode(Layer(RECEIVER, payload)))
+    onion = seal(receiver[1], encode(Layer(RECEIVER, None, payload)))
     for i in range(len(path) - 1, -1, -1):
-        onion = seal(path[i][1], encode(Layer(hops[i + 1][0], onion)))
+        onion = seal(path[i][1], encode(Layer(hops[i + 1][0], tickets[i] if tickets else None, onion)))
     return onion
 
 
 def peel(key: PrivateKey, onion: bytes) -> Peeled:
     """Open this hop's layer of ``onion`` with its ``key``.
 
-    Returns the next hop and the onion to forward to it, or (``next_hop`` None) the
-    payload when ``key`` is the receiver's. Raises :class:`~gridnet.errors.OnionTampered`
+    Returns the next hop, this hop's ticket and the onion to forward, or (``next_hop``
+    None) the payload when ``key`` is the receiver's. Raises :class:`~gridnet.errors.OnionTampered`
     when the layer does not open with ``key`` (altered, truncated, or not this hop's),
     :class:`~gridnet.errors.OnionTooLarge` above :data:`MAX_ONION_BYTES`, and a named
     :class:`~gridnet.errors.DecodeError` for a layer that opens but is not a canonical
@@ -144,5 +174,5 @@ def peel(key: PrivateKey, onion: bytes) -> Peeled:
         ) from None
     layer = decode(plain, Layer, max_bytes=MAX_ONION_BYTES, what="onion layer")
     if layer.next_hop == RECEIVER:
-        return Peeled(None, layer.inner)
-    return Peeled(layer.next_hop, layer.inner)
+        return Peeled(None, layer.hop, layer.inner)
+    return Peeled(layer.next_hop, layer.hop, layer.inner)

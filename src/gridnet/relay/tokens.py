@@ -6,17 +6,17 @@ chain. Each hash is worth ``amount // n`` base units. Revealing ``h(n - d)`` pro
 ``d`` units committed: anyone checks it by hashing forward ``d`` times to ``h(n)`` (or
 fewer times to any later preimage already seen).
 
-A transmission token binds the pool's next preimage(s) to one datagram's digest and is
-signed by the pool owner: ``depth`` is cumulative over the connection, so each token
-commits ``depth - previous depth`` more units (deeper = higher priority), and a token
-cannot be moved to another datagram without breaking the owner's signature.
+A transmission token binds the pool's next preimage(s) to one datagram's digest and to the
+root of the connection's hop entries (what the sender credits each relay so far, see
+``relay.hops``), and is signed by the pool owner: ``depth`` is cumulative over the
+connection, so each token commits ``depth - previous depth`` more units (deeper = higher
+priority), and a token cannot be moved to another datagram, nor its hop entries changed,
+without breaking the owner's signature.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final
-
-import msgspec
+from typing import Final
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import token_chain_step
@@ -26,7 +26,7 @@ from gridnet.errors import TokenPreimageInvalid, TokenSignatureInvalid
 from gridnet.units import Address, Hash32
 
 PPM: Final = 1_000_000
-"""Payrate fractions are in parts per million."""
+"""Payrate fractions are in parts per million; hop credits in millionths of a pool unit."""
 MAX_POOL_LENGTH: Final = 1_000_000
 
 
@@ -68,9 +68,11 @@ class TransmissionToken(Wire, frozen=True):
     preimage: HashBytes
     """h(n - depth) of the pool's chain."""
     datagram: HashBytes
-    """Digest of the datagram this token pays for."""
-    payrate_ppm: Annotated[int, msgspec.Meta(ge=0, le=PPM)]
-    """p: the share each hop hands to the next [parts per million]."""
+    """Digest of the datagram this token pays for: ``datagram_digest(receipt)``, where only
+    the receiver can compute the receipt (``relay.datagram.envelope_receipt``)."""
+    hop_root: HashBytes
+    """Root of the connection's hop entries after this datagram (``relay.hops.hops_root``;
+    all zeros while no relay is credited)."""
     owner_key: PublicKeyBytes
     """The pool owner's key (it signs)."""
 
@@ -81,14 +83,14 @@ class SignedToken(Wire, frozen=True):
 
 
 def issue_token(
-    owner: PrivateKey, chain: HashChain, pool: Hash32, depth: int, datagram: Hash32, payrate_ppm: int
+    owner: PrivateKey, chain: HashChain, pool: Hash32, depth: int, datagram: Hash32, hop_root: Hash32
 ) -> SignedToken:
-    token = TransmissionToken(pool, depth, chain.preimage(depth), datagram, payrate_ppm, owner.public_key)
+    token = TransmissionToken(pool, depth, chain.preimage(depth), datagram, hop_root, owner.public_key)
     return SignedToken(token, owner.sign(Domain.TOKEN, encode(token)))
 
 
 def check_token_signature(signed: SignedToken, owner: Address) -> None:
-    """The token is the pool owner's, for exactly this datagram."""
+    """The token is the pool owner's, for exactly this datagram and these hop entries."""
     t = signed.token
     if address_from_public_key(t.owner_key) != owner or not verify_signature(
         Domain.TOKEN, t.owner_key, encode(t), signed.signature

@@ -23,7 +23,14 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.params import Allocation, ChainParams, default_params, max_supply, parse_time_ms
+from gridnet.ledger.params import (
+    Allocation,
+    ChainParams,
+    default_params,
+    max_supply,
+    parse_time_ms,
+    validate_params,
+)
 from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.transactions import min_fee, sign_transaction
 from gridnet.ledger.txs.bond import Bond, Unbond
@@ -52,7 +59,7 @@ class DemoConfig:
 
 def demo_params(cfg: DemoConfig, keys: list[PrivateKey]) -> ChainParams:
     base = default_params(tuple(Allocation(k.address, 1_000 * UNITS_PER_GNC) for k in keys))
-    return msgspec.structs.replace(
+    params = msgspec.structs.replace(
         base,
         name="gridnet-demo",
         genesis_time=parse_time_ms("2026-06-21T00:00:00Z"),
@@ -62,7 +69,9 @@ def demo_params(cfg: DemoConfig, keys: list[PrivateKey]) -> ChainParams:
         retarget_window=10,
         identity_target=target_to_bytes(target_from_bits(12)),
         unbonding_delay=6,
+        max_dispute_window=5,  # (no contracts here; unbonding must still outlast any dispute)
     )
+    return validate_params(params, "the ledger demo")
 
 
 def run_demo(

@@ -49,14 +49,14 @@ from gridnet.contracts.channel import (
     sign_state,
     sign_terms,
 )
-from gridnet.crypto.address import address_from_public_key, address_to_text
+from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.identity import IdentityProof, find_identity_proof
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import EventKind
-from gridnet.ledger.params import Allocation, ChainParams, default_params
+from gridnet.ledger.params import Allocation, ChainParams, default_params, validate_params
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
@@ -65,7 +65,7 @@ from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import METERS, READINGS, RegisterMeter, SubmitReadings, reading_key
-from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit
+from gridnet.ledger.txs.relay import MAX_HOP_CLAIMS, ChainRelayView, ClaimTransit
 from gridnet.market.matching import Trade, clear_with_eligibility
 from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, sign_order, validate_order
 from gridnet.market.policy import MeterStanding, Policy, PriceWindow
@@ -76,7 +76,7 @@ from gridnet.net.memory import MemoryNetwork
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
-from gridnet.relay.hops import hop_shares
+from gridnet.relay.claims import hop_payable
 from gridnet.relay.tokens import PPM
 from gridnet.security.roles import FlagTarget, Role
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
@@ -115,7 +115,7 @@ Progress = Callable[[int, int], None]
 class Participant:
     name: str
     role: str
-    """home | dso | manufacturer | government | collector | line_owner"""
+    """home | dso | manufacturer | government | collector | line_owner | carrier"""
     key: PrivateKey
     node: str
     nonce: int = 0
@@ -275,6 +275,8 @@ class Neighbourhood:
             Participant(lo.name, "line_owner", key(f"line-owner-{j}"), f"n{j % n_nodes}")
             for j, lo in enumerate(s.line_owners)
         ]
+        # The relays' carrier: a registered identity like every relay, with coin for its fees.
+        self.carrier = Participant(CARRIER, CARRIER, key(CARRIER), "n0") if s.relay.enabled else None
         self.by_address = {
             p.address: p
             for p in [
@@ -298,10 +300,13 @@ class Neighbourhood:
             Allocation(self.maker.address, gnc(10)),
             Allocation(self.security.address, gnc(10)),
             Allocation(self.collector.address, gnc(100)),
+            *([Allocation(self.carrier.address, gnc(1))] if self.carrier else []),
         ]
         base = default_params(tuple(allocations))
         bits = s.chain.difficulty_bits
-        return msgspec.structs.replace(
+        # Contracts use the scenario's dispute window: the chain allows it, and unbonding outlasts it.
+        disputes = max(base.max_dispute_window, s.chain.dispute_window_blocks)
+        params = msgspec.structs.replace(
             base,
             name=f"gridnet-{s.simulation.name}",
             genesis_time=interval_start(self.first) - BOOTSTRAP_MS,
@@ -309,10 +314,14 @@ class Neighbourhood:
             initial_target=target_to_bytes(target_from_bits(bits)),
             pow_limit=target_to_bytes(target_from_bits(max(1, bits - 4))),
             identity_target=target_to_bytes(target_from_bits(s.chain.identity_difficulty_bits)),
+            max_dispute_window=disputes,
+            unbonding_delay=max(base.unbonding_delay, disputes + 1),
         )
+        return validate_params(params, f"scenario {s.simulation.name}")
 
     def _build_relaynet(self, net: MemoryNetwork) -> RelayNet:
         s = self.s
+        assert self.carrier is not None
         no_pv = [h for h in self.homes if not h.pv_kw]
         hill = no_pv[len(no_pv) - s.relay.hill_homes :] if s.relay.hill_homes else []
         hill_names = {h.name for h in hill}
@@ -325,7 +334,7 @@ class Neighbourhood:
             (self.dso.name, self.dso.key),
             feeders,
             [(h.name, h.key) for h in hill],
-            PrivateKey.from_label(f"{s.simulation.name}/{s.simulation.seed}/carrier"),
+            self.carrier.key,
             lambda: ChainRelayView(net.nodes["n0"].chain.view()),
             pool_length=pool_length(s.simulation.intervals),
             payrate_ppm=round(s.relay.payrate * PPM),
@@ -398,7 +407,8 @@ class Neighbourhood:
 
     def bootstrap(self) -> None:
         target = self.params.identity_target_int
-        for p in [*self.homes, self.dso, self.maker, self.security, self.government]:
+        carrier = [self.carrier] if self.carrier and self.relaynet else []
+        for p in [*self.homes, self.dso, self.maker, self.security, self.government, *carrier]:
             self.proofs[p.address] = find_identity_proof(p.address, target)
             self.submit(p, RegisterIdentity(self.proofs[p.address]))
         if self.relaynet is not None:
@@ -731,11 +741,17 @@ class Neighbourhood:
         self.meter_readings(intervals[-1])
         self.settle(intervals[-1])
         self.subsidise(intervals)
+        converged = True
         if self.relaynet is not None:
             self.run_for(CLEAR_AFTER_MS)  # the last states reach the hub
             for claim in self.relaynet.claims():  # the hub ends every connection
                 self.submit(self.dso, ClaimTransit(claim))
-        converged = self.finish()
+            converged = self.finish()  # the claims are on chain: each relay claims its due
+            relays = {p.name: p for p in [*self.homes, *([self.carrier] if self.carrier else [])]}
+            for name, hops in self.relaynet.hop_claims().items():
+                for i in range(0, len(hops), MAX_HOP_CLAIMS):
+                    self.submit(relays[name], ClaimTransit(None, tuple(hops[i : i + MAX_HOP_CLAIMS])))
+        converged = self.finish() and converged
         simulation_s = time.perf_counter() - started
         self.backend.stop()
         return self.report(balances0, converged, simulation_s)
@@ -754,27 +770,29 @@ class Neighbourhood:
         if rn is None:
             return {"enabled": False}
         earned: dict[str, int] = defaultdict(int)
-        redeemed: dict[bytes, int] = defaultdict(int)
-        claim_bytes = fees = covered = 0
+        paid: dict[tuple[bytes, bytes], int] = defaultdict(int)
+        claim_bytes = fees = covered = connections = hop_claims = 0
         names = {k.address: name for name, k in rn.keys.items()}
+        unit_value = gnc(self.s.relay.pool_gnc) // rn.pool_length
         for tx in claims:
             assert isinstance(tx.payload, ClaimTransit)
-            claim = tx.payload.claim.claim
-            token = claim.token.token
-            hops = [address_from_public_key(h.body.hop_key) for h in claim.hops]
-            units = token.depth - redeemed[token.pool]
-            redeemed[token.pool] = token.depth
-            unit_value = gnc(self.s.relay.pool_gnc) // rn.pool_length
-            for hop, share in hop_shares(units * unit_value, hops, token.payrate_ppm):
-                earned[names[hop]] += share
+            if tx.payload.claim is not None:  # the hub's: one per connection
+                connections += 1
+                covered += tx.payload.claim.claim.datagrams
+            for hop in tx.payload.hops:  # a relay's: what it was owed, less what it was paid
+                relay = hop.ticket.entry.relay
+                key = (hop.token.token.pool, relay)
+                due = hop_payable(hop.ticket.entry.credit, unit_value)
+                earned[names[relay]] += due - paid[key]
+                paid[key] = due
+                hop_claims += 1
             claim_bytes += len(encode(tx))
             fees += tx.fee
-            covered += claim.datagrams
         hops_seen = rn.tally.hops
         dropped: Counter[str] = Counter()
         for peer in rn.peers.values():
             dropped.update(peer.stats.dropped)
-        mean_claim = claim_bytes / len(claims) if claims else 0.0
+        per_connection = claim_bytes / connections if connections else 0.0
         per_datagram = claim_bytes / covered if covered else 0.0
         return {
             "enabled": True,
@@ -785,12 +803,14 @@ class Neighbourhood:
             "mean_hops": round(sum(hops_seen) / len(hops_seen), 3) if hops_seen else 0.0,
             "carrier_forwarded": rn.peers[CARRIER].stats.forwarded,
             "claims_on_chain": len(claims),
-            "datagrams_per_claim": round(covered / len(claims), 1) if claims else 0.0,
+            "connections_claimed": connections,
+            "hop_claims": hop_claims,
+            "datagrams_per_claim": round(covered / connections, 1) if connections else 0.0,
             "reward_per_relay_gnc": {k: v / UNITS_PER_GNC for k, v in sorted(earned.items())},
             "claim_fees_gnc": fees / UNITS_PER_GNC,
             "chain_bytes_per_datagram": round(per_datagram, 2),
-            "one_claim_per_datagram_bytes": round(mean_claim, 1),
-            "bytes_saving_factor": round(mean_claim / per_datagram, 1) if per_datagram else 0.0,
+            "one_claim_per_datagram_bytes": round(per_connection, 1),
+            "bytes_saving_factor": round(per_connection / per_datagram, 1) if per_datagram else 0.0,
         }
 
     def params_balance(self, address: Address) -> int:

@@ -6,8 +6,11 @@ its signed contract states there as onion-routed datagrams paid with transmissio
 from its own token pool. Homes on a feeder form a line to the hub; a few homes "on the
 hill" have no wired neighbour and are served by a carrier (the paper's bicycle driver)
 that rides past them and then to the first home of feeder A, carrying bundles one way.
-At the end of the day the hub signs one transit claim per home's pool, which pays every
-relay that carried that home's datagrams.
+Each home keeps its connection's accounts (a hop book: what it owes every relay of its
+route), committed in its tokens; each relay sees only its own entry. At the end of the day
+the hub signs one transit claim per home's pool, proving what was delivered without
+learning any route, and every relay then claims what the homes whose datagrams it carried
+owe it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
 from gridnet.market.orders import SignedOrder
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.relay_peer import RelayPeer
-from gridnet.relay.claims import SignedClaim
+from gridnet.relay.claims import HopClaim, SignedClaim
 from gridnet.relay.datagram import originate
+from gridnet.relay.hops import HopBook
 from gridnet.relay.tokens import HashChain
 from gridnet.units import Hash32
 
@@ -46,12 +50,14 @@ Note = OrderNote | StateNote
 
 @dataclass
 class Sender:
-    """A home's side of its connection to the hub: its pool and how deep it has revealed."""
+    """A home's side of its connection to the hub: its pool, how deep it has revealed and
+    what it owes each relay."""
 
     key: PrivateKey
     identity: IdentityProof
     chain: HashChain
     pool: Hash32
+    book: HopBook
     depth: int = 0
 
 
@@ -59,6 +65,9 @@ class Sender:
 class RelayTally:
     sent: int = 0
     hops: list[int] = field(default_factory=list)
+    """Relays each delivered datagram passed (what the simulator knows; the hub does not)."""
+    routes: dict[tuple[Hash32, int], int] = field(default_factory=dict)
+    """(pool, depth) of each datagram in flight -> the relays on its route."""
 
 
 class RelayNet:
@@ -112,7 +121,8 @@ class RelayNet:
         """The home's pool for its connection to the hub (the transaction creates it)."""
         key = self.keys[name]
         chain = HashChain(hash32(seed_label.encode()), self.pool_length)
-        self.senders[name] = Sender(key, identity, chain, pool_id(key.address, chain.final))
+        book = HopBook(hash32(f"{seed_label}/hop-book".encode()))
+        self.senders[name] = Sender(key, identity, chain, pool_id(key.address, chain.final), book)
         return CreateTokenPool(chain.final, self.pool_length, amount, expiry)
 
     # --- traffic -----------------------------------------------------------------------------
@@ -154,7 +164,9 @@ class RelayNet:
             (hub.address, hub.public_key),
             encode(note),
             nonce,
+            book=sender.book,
         )
+        self.tally.routes[(sender.pool, sender.depth)] = len(relays)
         first = self.keys[relays[0]].address if relays else hub.address
         self.net.send(name, self.peers[name].send(first, dgram))
         self.tally.sent += 1
@@ -175,10 +187,16 @@ class RelayNet:
         notes: list[Note] = []
         for delivered in hub.received:
             notes.append(decode(delivered.envelope.body, Note))  # type: ignore[arg-type]
-            self.tally.hops.append(len(delivered.datagram.hops))
+            token = delivered.datagram.token.token
+            self.tally.hops.append(self.tally.routes.pop((token.pool, token.depth)))
         hub.received.clear()
         return notes
 
     def claims(self) -> list[SignedClaim]:
         """The hub ends every connection: one claim per home pool that relays carried."""
         return self.peers[self.hub_name].inbox.close()
+
+    def hop_claims(self) -> dict[str, list[HopClaim]]:
+        """What each relay can claim now (once the hub's claims are on chain), by name."""
+        claims = {name: peer.hop_claims() for name, peer in self.peers.items()}
+        return {name: c for name, c in claims.items() if c}

@@ -14,10 +14,11 @@ import msgspec
 
 from gridnet.crypto.address import address_to_text
 from gridnet.encoding import U63, AddressBytes, PublicKeyBytes, Wire
-from gridnet.errors import AuthorityAlreadyRegistered, MalformedTransaction, NotAuthorized, UnknownIdentity
+from gridnet.errors import AuthorityAlreadyRegistered, MalformedTransaction, NotAuthorized
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.state import IDENTITIES, StateView, register_table
+from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.identity import refuse_revoked, require_identity
 from gridnet.security.roles import ALL_ROLES, FlagTarget
 from gridnet.units import Address
 
@@ -77,8 +78,7 @@ def validate_register_authority(payload: RegisterAuthority, params: ChainParams)
 def apply_register_authority(
     state: StateView, env: BlockEnv, sender: Address, payload: RegisterAuthority
 ) -> None:
-    if state.get(IDENTITIES, sender) is None:
-        raise UnknownIdentity(f"{address_to_text(sender)} must register its identity to become an authority")
+    require_identity(state, sender, "becoming an authority")
     if state.get(AUTHORITIES, sender) is not None:
         raise AuthorityAlreadyRegistered(f"{address_to_text(sender)} is already an authority")
     key = env.sender_key
@@ -93,6 +93,7 @@ def validate_publish_flag(payload: PublishFlag, params: ChainParams) -> None:
 def apply_publish_flag(state: StateView, env: BlockEnv, sender: Address, payload: PublishFlag) -> None:
     if state.get(AUTHORITIES, sender) is None:
         raise NotAuthorized(f"{address_to_text(sender)} is not a registered authority and cannot flag")
+    refuse_revoked(state, sender, "publishing a flag")  # (an authority whose fraud was proven)
     key = flag_key(FlagTarget(payload.target_kind), payload.target)
     current = state.get(FLAGS, key)
     others = tuple(e for e in (current.entries if current else ()) if e.authority != sender)

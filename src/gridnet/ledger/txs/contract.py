@@ -1,6 +1,7 @@
 """Energy contracts on chain: open (lock the buyer's deposit), settle (pay newly
 acknowledged energy to the seller and each line owner), close (refund the rest after the
-end and the dispute window), and punish a buyer's equivocation (forfeit its bond).
+end and the dispute window), and punish a buyer's equivocation (``bond.forfeit_stake``: its
+bonded and unbonding coin go to the seller, its identity is revoked).
 
 No double selling: across all its contracts, a seller is never paid for more Wh in an
 interval than its meter signed as exported in that interval (``ReadingRecord.sold_wh``).
@@ -31,6 +32,7 @@ from gridnet.errors import (
     ContractLimitExceeded,
     DeliveryOutsideContract,
     DisputeWindowOpen,
+    DisputeWindowTooLong,
     DoubleSelling,
     FraudAlreadyReported,
     InsufficientBalance,
@@ -48,6 +50,8 @@ from gridnet.errors import (
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.bond import forfeit_stake
+from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.units import Address, interval_start
 
@@ -98,6 +102,11 @@ def validate_open_contract(payload: OpenContract, params: ChainParams) -> None:
         raise MalformedContract(f"a contract covers 1 to {MAX_SPAN} intervals, first to last")
     if t.max_wh == 0:
         raise MalformedContract("a contract for zero energy")
+    if t.dispute_window > params.max_dispute_window:
+        raise DisputeWindowTooLong(
+            f"a dispute window of {t.dispute_window} blocks exceeds the chain's maximum "
+            f"of {params.max_dispute_window}"
+        )
     owners = [f.owner for f in t.line_fees]
     if t.buyer == t.seller or len(set(owners)) != len(owners):
         raise MalformedContract("buyer and seller must differ and line owners appear once")
@@ -111,6 +120,8 @@ def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payloa
     t = payload.signed.terms
     if sender != t.buyer:
         raise NotAuthorized("only the buyer opens a contract (its deposit is locked)")
+    require_identity(state, t.seller, "selling under a contract")
+    require_identity(state, t.buyer, "buying under a contract")
     for meter, party in ((t.seller_meter, t.seller), (t.buyer_meter, t.buyer)):
         record = state.get(METERS, meter)
         if record is None or record.owner != party:
@@ -250,10 +261,7 @@ def apply_report_equivocation(
         raise NotEquivocation("both states must carry the buyer's signature")
     if record.fraud_reported:
         raise FraudAlreadyReported(f"contract {cid.hex()[:16]}'s equivocation was already punished")
-    buyer = state.account(record.terms.buyer)
-    if buyer.bonded:
-        state.put(ACCOUNTS, record.terms.buyer, replace(buyer, bonded=0))
-        state.credit(record.terms.seller, buyer.bonded)  # the wronged party receives the bond
+    forfeit_stake(state, env, record.terms.buyer, beneficiary=record.terms.seller)  # the wronged party
     state.put(CONTRACTS, cid, replace(record, fraud_reported=True))
 
 

@@ -35,6 +35,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.identity import refuse_revoked
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.security.roles import Role
 from gridnet.units import Address, energy_cost
@@ -78,6 +79,7 @@ def apply_pay_subsidy(state: StateView, env: BlockEnv, sender: Address, payload:
     meter = state.get(METERS, payload.meter)
     if meter is None:
         raise UnknownMeter(f"meter {address_to_text(payload.meter)} is not registered")
+    refuse_revoked(state, meter.owner, "receiving a subsidy")  # (a proven fraud lost its stake)
     total = 0
     records = []
     for interval in payload.intervals:

@@ -33,13 +33,13 @@ from gridnet.errors import (
     ReadingOutOfOrder,
     ReadingSignatureInvalid,
     RevokedMeter,
-    UnknownIdentity,
     UnknownMeter,
 )
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.state import IDENTITIES, StateView, register_table
+from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.identity import require_identity
 from gridnet.meter.certificate import Label, SignedCertificate, is_valid_certificate, meter_id
 from gridnet.meter.reading import Reading, SignedReading, check_follows, is_signed_by
 from gridnet.security.roles import Role
@@ -111,8 +111,7 @@ def apply_register_meter(state: StateView, env: BlockEnv, sender: Address, paylo
     cert = payload.certificate.certificate
     mid = meter_id(cert.meter_key)
     manufacturer = address_from_public_key(cert.manufacturer)
-    if state.get(IDENTITIES, sender) is None:
-        raise UnknownIdentity(f"{address_to_text(sender)} must register its identity before a meter")
+    require_identity(state, sender, "registering a meter")
     authority = state.get(AUTHORITIES, manufacturer)
     if authority is None or not authority.roles & Role.MANUFACTURER:
         raise InvalidCertificate(

@@ -4,44 +4,63 @@ CreateTokenPool: lock ``amount`` and register a hash chain's final hash and leng
 hash is worth ``amount // length`` (rounded down: the remainder is never paid out and
 returns to the owner with everything unclaimed when the pool is reclaimed after expiry).
 
-ClaimTransit: a receiver-signed claim pays the hops of one connection for the units the
-claim's token reveals beyond what the pool already paid; the pool remembers the deepest
-preimage paid, so no depth is ever paid twice. The claim's fee is an ordinary transaction
-fee: one fixed-size claim per connection, whatever the number of datagrams it covers.
+ClaimTransit: a receiver's signed claim, relays' hop claims, or both. The receiver's claim
+proves delivery up to its token's depth (its receipt opens the token's datagram digest) and
+moves the pool's delivered depth there; the pool remembers the deepest preimage proven, so
+no depth is claimed twice. Each hop claim pays one relay what the sender's hop entries
+credit it, less what the pool already paid it, never for a depth not yet delivered nor to a
+relay without a registered identity. The fee is an ordinary transaction fee: one claim per
+connection and one hop claim per relay and pool, whatever the number of datagrams.
 
 ReclaimPool: after expiry the owner takes back what was not paid.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Final
+
+import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import pool_id
 from gridnet.encoding import U63, AddressBytes, HashBytes, Wire
 from gridnet.errors import (
+    HopAlreadyPaid,
+    HopNotDelivered,
     InsufficientBalance,
     MalformedTransaction,
     NotAuthorized,
     PoolAlreadyRedeemed,
     PoolExists,
     PoolExpired,
+    PoolHopsFull,
     PoolNotExpired,
+    PoolOverdrawn,
     UnknownPool,
+    UnregisteredHop,
 )
 from gridnet.identity import IdentityProof
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, IDENTITIES, StateView, register_table
 from gridnet.ledger.txs.authority import flagged_by
 from gridnet.ledger.txs.base import BlockEnv, TxRules
-from gridnet.relay.claims import SignedClaim, check_claim_signature, token_digest
-from gridnet.relay.hops import hop_shares, verify_hops
+from gridnet.relay.claims import HopClaim, SignedClaim, check_claim, check_hop_claim, hop_payable
+from gridnet.relay.hops import MAX_CONNECTION_HOPS
 from gridnet.relay.tokens import MAX_POOL_LENGTH, check_preimage, check_token_signature
 from gridnet.security.roles import FlagTarget
 from gridnet.units import Address, Hash32
 
-MAX_CLAIM_UNITS = 100_000
+MAX_CLAIM_UNITS: Final = 100_000
 """Most units one claim may reveal: bounds the hashing a claim costs every validator."""
+MAX_HOP_CLAIMS: Final = 64
+"""Most hop claims one ClaimTransit carries."""
+
+
+class HopPaid(Wire, frozen=True):
+    relay: AddressBytes
+    paid: U63
+    """What the pool paid this relay so far [base units]."""
 
 
 class TokenPool(Wire, frozen=True):
@@ -54,11 +73,18 @@ class TokenPool(Wire, frozen=True):
     """amount // length [base units per hash]."""
     expiry_height: U63
     redeemed_depth: U63 = 0
-    """Deepest unit already paid."""
+    """Deepest depth a receiver's claim proved delivered: relays are paid up to it."""
     anchor: HashBytes = b"\x00" * 32
-    """The preimage at ``redeemed_depth`` (the final hash while nothing is paid)."""
+    """The preimage at ``redeemed_depth`` (the final hash while nothing is claimed)."""
     paid: U63 = 0
+    """Paid to relays so far [base units]."""
     claims: U63 = 0
+    """Receivers' claims so far."""
+    hops: tuple[HopPaid, ...] = ()
+    """What the pool paid each relay, by address (at most ``MAX_CONNECTION_HOPS``)."""
+
+    def hop_paid(self, relay: Address) -> int:
+        return next((h.paid for h in self.hops if h.relay == relay), 0)
 
 
 POOLS = register_table("pools", b"P", TokenPool)
@@ -72,7 +98,10 @@ class CreateTokenPool(Wire, frozen=True, tag=16):
 
 
 class ClaimTransit(Wire, frozen=True, tag=17):
-    claim: SignedClaim
+    claim: SignedClaim | None
+    """A receiver's claim (None when the transaction only carries hop claims)."""
+    hops: Annotated[tuple[HopClaim, ...], msgspec.Meta(max_length=MAX_HOP_CLAIMS)] = ()
+    """Relays' hop claims, on any pools, at most one per relay and pool."""
 
 
 class ReclaimPool(Wire, frozen=True, tag=18):
@@ -109,43 +138,89 @@ def apply_create_pool(state: StateView, env: BlockEnv, sender: Address, payload:
 
 
 def validate_claim(payload: ClaimTransit, params: ChainParams) -> None:
-    check_claim_signature(payload.claim)
-    claim = payload.claim.claim
-    verify_hops(claim.hops, token_digest(claim.token))
+    if payload.claim is None and not payload.hops:
+        raise MalformedTransaction("a transit claim carries a receiver's claim, hop claims, or both")
+    if payload.claim is not None:
+        check_claim(payload.claim)
+    claimed: set[tuple[Hash32, Address]] = set()
+    for hop in payload.hops:
+        key = (hop.token.token.pool, hop.ticket.entry.relay)
+        if key in claimed:
+            raise MalformedTransaction("two hop claims of one relay on one pool")
+        claimed.add(key)
+        check_hop_claim(hop)
 
 
-def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: ClaimTransit) -> None:
-    claim = payload.claim.claim
-    token = claim.token.token
-    pool = state.get(POOLS, token.pool)
+def _open_pool(state: StateView, env: BlockEnv, pid: Hash32) -> TokenPool:
+    pool = state.get(POOLS, pid)
     if pool is None:
-        raise UnknownPool(f"no pool {token.pool.hex()[:16]}")
+        raise UnknownPool(f"no pool {pid.hex()[:16]}")
     if env.height >= pool.expiry_height:
-        raise PoolExpired(f"pool {token.pool.hex()[:16]} expired at height {pool.expiry_height}")
+        raise PoolExpired(f"pool {pid.hex()[:16]} expired at height {pool.expiry_height}")
+    return pool
+
+
+def _apply_receiver_claim(pool: TokenPool, signed: SignedClaim) -> TokenPool:
+    """The pool after a receiver's claim proved delivery up to its token's depth."""
+    claim = signed.claim
+    token = claim.token.token
     check_token_signature(claim.token, pool.owner)
     if token.depth <= pool.redeemed_depth:
         raise PoolAlreadyRedeemed(
-            f"depth {token.depth} was already paid (the pool paid up to depth {pool.redeemed_depth})"
+            f"depth {token.depth} was already claimed (receivers claimed up to {pool.redeemed_depth})"
         )
     if token.depth > pool.length or token.depth - pool.redeemed_depth > MAX_CLAIM_UNITS:
         raise MalformedTransaction(f"a claim reveals at most {MAX_CLAIM_UNITS} units within the pool")
     check_preimage(claim.token, pool.anchor, pool.redeemed_depth)
-    hops = verify_hops(claim.hops, token_digest(claim.token))
-    reward = (token.depth - pool.redeemed_depth) * pool.unit_value
-    for hop, share in hop_shares(reward, hops, token.payrate_ppm):
-        if share:
-            state.credit(hop, share)
-    state.put(
-        POOLS,
-        token.pool,
-        replace(
-            pool,
-            redeemed_depth=token.depth,
-            anchor=token.preimage,
-            paid=pool.paid + reward,
-            claims=pool.claims + 1,
-        ),
-    )
+    return replace(pool, redeemed_depth=token.depth, anchor=token.preimage, claims=pool.claims + 1)
+
+
+def _apply_hop_claim(state: StateView, pool: TokenPool, hop: HopClaim) -> tuple[TokenPool, int]:
+    """The pool after paying ``hop``, and what it pays the relay [base units]."""
+    token = hop.token.token
+    relay = hop.ticket.entry.relay
+    check_token_signature(hop.token, pool.owner)
+    if token.depth > pool.redeemed_depth:
+        raise HopNotDelivered(
+            f"the hop claim's depth {token.depth} is beyond the delivered depth {pool.redeemed_depth}"
+        )
+    if state.get(IDENTITIES, relay) is None:
+        raise UnregisteredHop(
+            f"relay {address_to_text(relay)} has no registered identity: it is paid nothing"
+        )
+    paid = pool.hop_paid(relay)
+    due = hop_payable(hop.ticket.entry.credit, pool.unit_value) - paid
+    if due <= 0:
+        raise HopAlreadyPaid(f"the pool already paid relay {address_to_text(relay)} {paid}, all it credits")
+    if pool.paid + due > pool.redeemed_depth * pool.unit_value:
+        raise PoolOverdrawn(
+            f"paying {due} would pay the pool's relays more than the {pool.redeemed_depth} units delivered"
+        )
+    others = [h for h in pool.hops if h.relay != relay]
+    if len(others) >= MAX_CONNECTION_HOPS:
+        raise PoolHopsFull(f"a pool pays at most {MAX_CONNECTION_HOPS} different relays")
+    hops = tuple(sorted([*others, HopPaid(relay, paid + due)], key=lambda h: h.relay))
+    return replace(pool, paid=pool.paid + due, hops=hops), due
+
+
+def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: ClaimTransit) -> None:
+    """The receiver's claim first, then each hop claim in order; every rule is checked
+    before anything changes."""
+    pools: dict[Hash32, TokenPool] = {}
+    if payload.claim is not None:
+        pid = payload.claim.claim.token.token.pool
+        pools[pid] = _apply_receiver_claim(_open_pool(state, env, pid), payload.claim)
+    payments: list[tuple[Address, int]] = []
+    for hop in payload.hops:
+        pid = hop.token.token.pool
+        pool = pools[pid] if pid in pools else _open_pool(state, env, pid)
+        pool, due = _apply_hop_claim(state, pool, hop)
+        pools[pid] = pool
+        payments.append((hop.ticket.entry.relay, due))
+    for pid, pool in pools.items():
+        state.put(POOLS, pid, pool)
+    for relay, due in payments:
+        state.credit(relay, due)
 
 
 def validate_reclaim(payload: ReclaimPool, params: ChainParams) -> None:
@@ -183,6 +258,10 @@ class ChainRelayView:
     def identity_proof(self, address: Address) -> IdentityProof | None:
         record = self.state.get(IDENTITIES, address)
         return None if record is None else record.proof
+
+    def hop_paid(self, pool: Hash32, relay: Address) -> int:
+        record = self.state.get(POOLS, pool)
+        return 0 if record is None else record.hop_paid(relay)
 
     def flagged_by(self, address: Address) -> frozenset[Address]:
         return flagged_by(self.state, FlagTarget.IDENTITY, address)

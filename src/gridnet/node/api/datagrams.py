@@ -17,6 +17,7 @@ from gridnet.node.api.common import (
 from gridnet.node.api.models import (
     ClaimsOut,
     DatagramsOut,
+    HopClaimsOut,
     ReceivedDatagramOut,
     SendDatagramIn,
     SentDatagramOut,
@@ -76,7 +77,6 @@ def datagram_routes(
                     pool=d.datagram.token.token.pool.hex(),
                     depth=d.datagram.token.token.depth,
                     originator=address_to_text(address_from_public_key(d.datagram.token.token.owner_key)),
-                    hops=[address_to_text(address_from_public_key(h.body.hop_key)) for h in d.datagram.hops],
                     body=d.envelope.body.hex(),
                 )
                 for d in latest
@@ -100,3 +100,12 @@ def datagram_routes(
     )
     async def get_claims() -> ClaimsOut:
         return ClaimsOut(claims=[encode(c).hex() for c in relay.claims])
+
+    @app.get(
+        "/datagrams/hop-claims",
+        response_model=HopClaimsOut,
+        dependencies=authorized,
+        summary="What the chain pays this node's participant as a relay now: a hop claim per pool",
+    )
+    async def get_hop_claims() -> HopClaimsOut:
+        return HopClaimsOut(hop_claims=[encode(c).hex() for c in relay.hop_claims()])

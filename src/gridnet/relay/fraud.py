@@ -1,0 +1,93 @@
+"""What a pool owner's signatures prove against it: double-signed hop entries.
+
+An honest sender keeps one :class:`~gridnet.relay.hops.HopBook` per pool, whose depth only
+grows: it signs **one token per depth of a pool**, and the credits its hop entries give
+each relay never decrease from one token to a deeper one, nor ever sum to more than the
+units revealed. Two kinds of signed statements break that, and each is a proof anyone can
+check from the statements alone (no chain state):
+
+* **Equivocation**: two different tokens of the same pool at the same depth, signed by one
+  key (:func:`check_hop_equivocation`). The depth fixes the preimage and the units
+  committed; the tokens differ in the datagram they pay for or in the hop root (the
+  entries) they commit to. This is how a sender credits a puppet of its own with units it
+  already credited honest relays with, leaving them ``PoolOverdrawn``.
+* **Overcredit**: hop entries of distinct relays, each under a token of the same pool
+  signed by one key, whose credits sum to more than the units the deepest of those tokens
+  reveals (:func:`check_overcredit`). Each relay's credit under a token is at most its
+  credit under the deepest token (credits never decrease), and those sum to at most the
+  deepest depth's units; so the sum proves the sender promised more than it revealed,
+  whichever depths it signed (a puppet credited under a depth no honest datagram used,
+  too). Every ``PoolOverdrawn`` refusal has such a proof: the entries the pool paid (in
+  the hop claims on chain) with the refused relay's own.
+
+The chain's side (``ledger/txs/hop_fraud.py``) forfeits the signer's stake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gridnet.crypto.keys import Domain, verify_signature
+from gridnet.encoding import encode
+from gridnet.errors import NotHopEquivocation, NotOvercredit, TokenSignatureInvalid, TokenSignersDiffer
+from gridnet.relay.claims import HopClaim, check_hop_claim
+from gridnet.relay.tokens import PPM, SignedToken
+
+
+def check_token_signed(signed: SignedToken) -> None:
+    """The token is signed by the key it names (whoever that is)."""
+    t = signed.token
+    if not verify_signature(Domain.TOKEN, t.owner_key, encode(t), signed.signature):
+        raise TokenSignatureInvalid(
+            f"the token of depth {t.depth} is not signed by the key it names: it proves nothing"
+        )
+
+
+def check_hop_equivocation(first: SignedToken, second: SignedToken) -> None:
+    """``first`` and ``second`` are two different tokens one key signed for one pool and
+    one depth; raises the named rule they break."""
+    a, b = first.token, second.token
+    if a.owner_key != b.owner_key:
+        raise TokenSignersDiffer("the two tokens are signed by different keys: neither equivocated")
+    if a.pool != b.pool or a.depth != b.depth:
+        raise NotHopEquivocation(
+            f"tokens of depths {a.depth} and {b.depth} (or of two pools) do not conflict: "
+            "an equivocation is two tokens of one pool at one depth"
+        )
+    if a == b:
+        raise NotHopEquivocation("the two tokens are the same token (a signature may differ, not the token)")
+    check_token_signed(first)
+    check_token_signed(second)
+
+
+def overcredit(hops: Sequence[HopClaim]) -> int:
+    """How far the entries of ``hops`` credit beyond the units of their deepest token
+    [millionths of a pool unit]; positive only for a sender's fraud."""
+    credited = sum(h.ticket.entry.credit for h in hops)
+    return credited - max(h.token.token.depth for h in hops) * PPM
+
+
+def check_overcredit(hops: Sequence[HopClaim]) -> None:
+    """``hops`` (hop entries under tokens) prove that one key credited more than it
+    revealed on one pool; raises the named rule they break."""
+    if not hops:
+        raise NotOvercredit("an overcredit proof needs at least one hop entry")
+    owner_key, pool = hops[0].token.token.owner_key, hops[0].token.token.pool
+    if any(h.token.token.owner_key != owner_key for h in hops):
+        raise TokenSignersDiffer("the tokens are signed by different keys: no one key promised it all")
+    if any(h.token.token.pool != pool for h in hops):
+        raise NotOvercredit("the entries are of more than one pool: each pool's units are its own")
+    relays = [h.ticket.entry.relay for h in hops]
+    if len(set(relays)) != len(relays):
+        raise NotOvercredit("a relay appears twice: the proof counts each relay's credit once")
+    for token in {h.token for h in hops}:  # (relays of one datagram share its token)
+        check_token_signed(token)
+    for hop in hops:
+        check_hop_claim(hop)
+    excess = overcredit(hops)
+    if excess <= 0:
+        deepest = max(h.token.token.depth for h in hops)
+        raise NotOvercredit(
+            f"the entries credit {excess + deepest * PPM} millionths of a unit, no more than the "
+            f"{deepest} units their deepest token reveals"
+        )
