@@ -13,17 +13,16 @@ import time
 from pathlib import Path
 
 from gridnet.bench.ledger import bench_params, make_blocks
-from gridnet.crypto.boxes import ephemeral_keypair
-from gridnet.crypto.keys import Domain, PrivateKey, write_key_file
-from gridnet.encoding import encode
+from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams
 from gridnet.market.orders import Order, Side, SignedOrder
-from gridnet.net.tcp import MAX_FRAME, Hello, dial, frame
+from gridnet.net.tcp import MAX_FRAME, dial, frame
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.messages import OrderMsg, encode_message
 from gridnet.units import interval_of
 from tests.helpers import test_params, wait_for
+from tests.net.rogue import forged_identity
 
 WAIT_S = 120.0
 """Ceiling for a node to start, link, close a bad link or sync [s]: far above what a busy
@@ -68,14 +67,9 @@ async def misbehave(port: int, chain_id: bytes) -> list[bool]:
     r, w = await asyncio.open_connection(LOCAL, port)
     w.write(frame(b"\xc1 not a hello"))
     results.append(await cut_off(r))
-    # 2. A hello whose signature is not by the key it names.
-    r, w = await asyncio.open_connection(LOCAL, port)
+    # 2. A handshake whose identity is not signed by the key it names.
     key, other = PrivateKey.from_label("rogue-a"), PrivateKey.from_label("rogue-b")
-    _, public = ephemeral_keypair()
-    w.write(
-        frame(encode(Hello(1, chain_id, key.public_key, public, other.sign(Domain.PEER, chain_id + public))))
-    )
-    results.append(await cut_off(r))
+    results.append(await cut_off(await forged_identity(LOCAL, port, chain_id, key, other)))
     # 3. A frame that does not authenticate under the session key.
     r, w, _ = await dial(LOCAL, port, PrivateKey.from_label("rogue-c"), chain_id)
     w.write(frame(b"\x00" * 40))

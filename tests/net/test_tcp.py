@@ -1,28 +1,36 @@
-"""TCP links on 127.0.0.1: authenticated encrypted frames; misbehaving peers are dropped
-while the others keep working."""
+"""TCP links on 127.0.0.1: a Noise handshake authenticated by node keys, encrypted frames;
+misbehaving peers are dropped while the others keep working."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gridnet.crypto.boxes import ephemeral_keypair
-from gridnet.crypto.keys import Domain, PrivateKey
-from gridnet.encoding import encode
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import WrongChain
 from gridnet.ledger.chain import Chain
-from gridnet.net.tcp import MAX_FRAME, Hello, TcpTransport, dial, frame
-from gridnet.node.node import Node, NodeConfig
+from gridnet.net import tcp
+from gridnet.net.tcp import BAN_S, MAX_FRAME, MAX_REFUSALS_KEPT, TcpTransport, dial, frame
+from gridnet.node.messages import Message, encode_message
+from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import GENESIS_TIME, new_chain, test_params
+from tests.net.rogue import forged_identity
 
 LOCAL = "127.0.0.1"
 MINER = PrivateKey.from_label("tcp-miner")
 WAIT_S = 60.0
 """Ceiling for the transport to close a bad link or sync [s] (far above a busy machine's need)."""
+
+
+def _name(label: str) -> str:
+    return address_to_text(PrivateKey.from_label(label).address)
 
 
 def transport(chain: Chain, name: str, peers: list[tuple[str, int]], *, mine: bool = False) -> TcpTransport:
@@ -58,13 +66,9 @@ def test_bad_peers_are_disconnected_while_good_links_keep_syncing(tmp_path: Path
             r, w = await asyncio.open_connection(LOCAL, a.port)
             w.write(frame(b"\xc1 not a hello"))
             assert await closed(r)
-            # 2. A hello signed by another key than the one it names.
-            r, w = await asyncio.open_connection(LOCAL, a.port)
+            # 2. A handshake whose identity is signed by another key than the one it names.
             key, other = PrivateKey.from_label("rogue-1"), PrivateKey.from_label("rogue-2")
-            _, public = ephemeral_keypair()
-            forged = Hello(1, chain_id, key.public_key, public, other.sign(Domain.PEER, chain_id + public))
-            w.write(frame(encode(forged)))
-            assert await closed(r)
+            assert await closed(await forged_identity(LOCAL, a.port, chain_id, key, other))
             # 3. A valid link, then a frame that does not authenticate.
             r, w, _ = await dial(LOCAL, a.port, PrivateKey.from_label("rogue-3"), chain_id)
             w.write(frame(b"\x00" * 40))
@@ -76,8 +80,14 @@ def test_bad_peers_are_disconnected_while_good_links_keep_syncing(tmp_path: Path
             # 5. Another chain.
             with pytest.raises(WrongChain):  # each side refuses the other's hello
                 await dial(LOCAL, a.port, PrivateKey.from_label("rogue-5"), b"\x07" * 32)
-            rules = set(a.stats.disconnected.values())
-            assert {"FrameTooLarge", "SealedBoxError"} <= rules
+            # 6. A valid link, then an authentic frame sent twice (replayed).
+            r, w, session = await dial(LOCAL, a.port, PrivateKey.from_label("rogue-6"), chain_id)
+            sealed = frame(session.encrypt(encode_message(a.node.status())))
+            w.write(sealed + sealed)
+            assert await closed(r)
+            rules = a.stats.disconnected
+            assert rules[_name("rogue-3")] == rules[_name("rogue-6")] == "SealedBoxError"
+            assert rules[_name("rogue-4")] == "FrameTooLarge"
             # Meanwhile the honest link still carries blocks.
             deadline = time.monotonic() + WAIT_S
             while time.monotonic() < deadline:
@@ -91,3 +101,63 @@ def test_bad_peers_are_disconnected_while_good_links_keep_syncing(tmp_path: Path
             await a.stop()
 
     asyncio.run(scenario())
+
+
+def test_what_is_kept_of_cut_off_peers_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node keys cost nothing to make: bans that ended are forgotten, and the rules of the
+    last ``MAX_REFUSALS_KEPT`` cut-off peers are remembered, however many were cut off."""
+    t = transport(new_chain(tmp_path / "a", test_params([])), "a", [])
+    clock = [1_000.0]
+    monkeypatch.setattr(tcp.time, "monotonic", lambda: clock[0])
+    for i in range(3 * MAX_REFUSALS_KEPT):
+        t._ban(f"peer-{i}", "FrameTooLarge", "a frame too large")
+        clock[0] += BAN_S / MAX_REFUSALS_KEPT
+    assert len(t.stats.disconnected) == MAX_REFUSALS_KEPT
+    assert (
+        f"peer-{3 * MAX_REFUSALS_KEPT - 1}" in t.stats.disconnected and "peer-0" not in t.stats.disconnected
+    )
+    assert len(t.banned) <= MAX_REFUSALS_KEPT + 1  # only those still cut off
+    assert all(until > clock[0] - BAN_S / MAX_REFUSALS_KEPT for until in t.banned.values())
+    t.node.close()
+
+
+def test_a_bug_met_on_a_link_ends_that_link_only_and_it_is_dialled_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error while a link is served (a bug the peer's message met) is logged
+    with its traceback and ends that link; the node goes on, and dials that peer again."""
+
+    async def until(condition: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + WAIT_S
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def scenario() -> None:
+        params = test_params([])
+        a = transport(new_chain(tmp_path / "a", params), "a", [])
+        await a.start()
+        b = transport(new_chain(tmp_path / "b", params), "b", [(LOCAL, a.port)])
+        handle, broken = b.node.handle, [True]
+
+        def handle_once_broken(peer: str, msg: Message, now: int) -> list[Outgoing]:
+            if broken[0]:
+                broken[0] = False
+                raise RuntimeError("a bug")
+            return handle(peer, msg, now)
+
+        b.node.handle = handle_once_broken  # type: ignore[method-assign]
+        await b.start()
+        try:
+            assert await until(lambda: not broken[0])  # the first message met the bug
+            assert await until(lambda: len(a.links) == 1 and len(b.links) == 1)  # linked again
+            assert a.stats.connected == 2
+        finally:
+            await b.stop()
+            await a.stop()
+
+    with caplog.at_level(logging.ERROR, logger="gridnet.net"):
+        asyncio.run(scenario())
+    assert "failed: RuntimeError: a bug" in caplog.text

@@ -169,7 +169,7 @@ def test_announced_items_are_asked_for_once_and_served(tmp_path: Path) -> None:
     for _, msg in answer:
         node.handle("p0", msg, now=GENESIS_TIME)
     assert all(tx_id(t) in node.mempool for t in txs)
-    assert node.orders[topic("north", signed.order.interval)] == {oid: signed}
+    assert node.book.topic_orders(topic("north", signed.order.interval)) == {oid: signed}
     assert node.inventory.asks() == 0
     late = node.config.request_timeout_ms + 10
     assert node.handle("p1", have, now=late) == []  # held now: nothing to ask
@@ -343,7 +343,7 @@ def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path
     net.run_for(2_000)
     for node in net.nodes.values():
         assert all(tx_id(tx) in node.mempool for tx in txs), node.name
-        assert list(node.orders[topic("north", interval)].values()) == [signed], node.name
+        assert list(node.book.topic_orders(topic("north", interval)).values()) == [signed], node.name
 
 
 def test_blocks_with_a_bounded_fanout_reach_every_node(tmp_path: Path) -> None:

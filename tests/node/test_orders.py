@@ -38,7 +38,7 @@ def test_orders_spread_to_every_node_on_their_topic(tmp_path: Path) -> None:
     net.send("n0", net.nodes["n0"].post_order(signed, NOW))
     net.run_for(1_000)
     name = topic("north", interval_of(NOW) + 2)
-    assert all(list(n.orders[name].values()) == [signed] for n in net.nodes.values())
+    assert all(list(n.book.topic_orders(name).values()) == [signed] for n in net.nodes.values())
 
 
 def test_a_forged_order_from_a_peer_faults_it(tmp_path: Path) -> None:

@@ -65,6 +65,10 @@ def node_cmd(
     mempool_max: Annotated[
         int | None, typer.Option("--mempool-max", min=1, help="Mempool capacity [transactions].")
     ] = None,
+    mempool_max_mb: Annotated[
+        int | None,
+        typer.Option("--mempool-max-mb", min=1, help="Mempool capacity [MiB of encoded transactions]."),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = None,
@@ -118,6 +122,7 @@ def node_cmd(
         "passphrase_file": None if passphrase_file is None else str(passphrase_file.absolute()),
         "hashes_per_tick": hashes_per_tick,
         "mempool_max_txs": mempool_max,
+        "mempool_max_mb": mempool_max_mb,
         "log_level": log_level,
         "debug": None if debug is None else [c.strip() for d in debug for c in d.split(",") if c.strip()],
         "api_token_file": None if api_token_file is None else str(Path(api_token_file).absolute()),

@@ -1,4 +1,5 @@
-"""All public-key encryption in GRIDNET: libsodium sealed boxes (``crypto_box_seal``).
+"""Encryption to a participant's identity key: libsodium sealed boxes (``crypto_box_seal``).
+(Peer links are encrypted by the Noise protocol instead: ``crypto/noise.py``.)
 
 A node has one key. Its Ed25519 identity key doubles as its encryption key through
 libsodium's birational map to Curve25519 (``crypto_sign_ed25519_pk_to_curve25519`` and
@@ -91,56 +92,3 @@ def open_sealed(private_key: PrivateKey, ciphertext: bytes) -> bytes:
             f"a sealed box of {len(ciphertext)} bytes does not open with this key "
             "(altered, truncated, or sealed to another key)"
         ) from None
-
-
-# --- session keys for peer links ---------------------------------------------------------------
-
-_box_keypair_random = nacl.bindings.crypto_box_keypair
-_box_beforenm = nacl.bindings.crypto_box_beforenm
-_box_afternm = nacl.bindings.crypto_box_afternm
-_box_open_afternm = nacl.bindings.crypto_box_open_afternm
-SESSION_OVERHEAD: Final[int] = nacl.bindings.crypto_box_ZEROBYTES - nacl.bindings.crypto_box_BOXZEROBYTES
-"""Bytes a session frame adds (the authenticator; nonces are counters, never sent)."""
-
-
-def ephemeral_keypair() -> tuple[bytes, bytes]:
-    """A fresh X25519 (private, public) pair for one link's key agreement."""
-    public, private = _box_keypair_random()
-    return bytes(private), bytes(public)
-
-
-class Session:
-    """One authenticated, encrypted link direction pair (crypto_box with a precomputed key).
-
-    Nonces are counters: 1 byte naming the direction (the side with the smaller ephemeral
-    public key sends with 0) and 8 bytes of sequence number. Each side sends its frames in
-    order, so a frame replayed, dropped or reordered by anyone on the wire fails to open.
-    """
-
-    def __init__(self, my_private: bytes, my_public: bytes, their_public: bytes) -> None:
-        try:
-            self._key = _box_beforenm(their_public, my_private)
-        except (_CryptoError, ValueError, TypeError) as exc:
-            raise InvalidBoxKey(f"the peer's session key is not usable: {exc}") from None
-        self._send_dir = 0 if my_public < their_public else 1
-        self._sent = 0
-        self._received = 0
-
-    def _nonce(self, direction: int, counter: int) -> bytes:
-        return bytes([direction]) + counter.to_bytes(8, "big") + bytes(15)
-
-    def encrypt(self, plaintext: bytes) -> bytes:
-        nonce = self._nonce(self._send_dir, self._sent)
-        self._sent += 1
-        return bytes(_box_afternm(plaintext, nonce, self._key))
-
-    def decrypt(self, ciphertext: bytes) -> bytes:
-        nonce = self._nonce(1 - self._send_dir, self._received)
-        try:
-            plaintext = _box_open_afternm(ciphertext, nonce, self._key)
-        except (_CryptoError, ValueError, TypeError):
-            raise SealedBoxError(
-                "a link frame failed to authenticate (tampered, replayed or reordered)"
-            ) from None
-        self._received += 1
-        return bytes(plaintext)

@@ -1,4 +1,5 @@
-"""The mempool: pending transactions ordered by fee, per-sender nonce order, a cap.
+"""The mempool: pending transactions ordered by fee, per-sender nonce order, caps on their
+count and their bytes.
 
 Every outcome is reported as a :class:`PoolEvent` naming the rule: accepted,
 rejected (with the rule broken), evicted (with why), included in a block, or
@@ -12,6 +13,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest, txid
@@ -53,6 +55,11 @@ class PoolEvent:
     message: str = ""
 
 
+DEFAULT_MAX_BYTES: Final = 64 << 20
+"""Default bound on the encoded size of a pool's transactions [bytes] (in memory a pending
+transaction takes about 4 times its encoded size when large, 8 times when small)."""
+
+
 def fee_rate(vtx: VerifiedTx) -> float:
     return vtx.tx.fee / vtx.size
 
@@ -71,12 +78,15 @@ class Mempool:
         chain_id: Hash32,
         *,
         max_txs: int = 50_000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         max_per_sender: int = 4096,
         defer_blocks: int = 6,
     ) -> None:
         self.params = params
         self.chain_id = chain_id
         self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        """Encoded size of everything pending, at most [bytes]."""
         self.max_per_sender = max_per_sender
         self.by_id: dict[Hash32, VerifiedTx] = {}
         self.by_sender: dict[Address, dict[int, VerifiedTx]] = {}
@@ -85,6 +95,7 @@ class Mempool:
         self.defer_blocks = defer_blocks
         self._deferred: dict[Hash32, int] = {}  # txid -> height block building first refused it
         self._owed: dict[Address, int] = {}  # sender -> amounts plus fees of its pending ones
+        self._versions: dict[Address, int] = {}  # sender -> see version()
         self.bytes = 0
         """Encoded size of every pending transaction [bytes]."""
 
@@ -93,6 +104,12 @@ class Mempool:
 
     def __contains__(self, tx_id: Hash32) -> bool:
         return tx_id in self.by_id
+
+    def version(self, sender: Address) -> int:
+        """A number that changes whenever one of ``sender``'s pending transactions leaves the
+        pool (0 while it has none): what was computed from them holds while it is the same
+        (transactions taken since come after them)."""
+        return self._versions.get(sender, 0)
 
     # --- admission -------------------------------------------------------------------------
 
@@ -103,17 +120,17 @@ class Mempool:
         verified: VerifiedTx | None = None,
         *,
         decoded: bool = False,
-        body: bytes | None = None,
         check: Callable[[VerifiedTx], None] | None = None,
     ) -> list[PoolEvent]:
         """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
-        followed by any evictions it caused. ``decoded``: ``tx`` came from a canonical
-        decode (a peer's message), so the wire's ranges already hold; ``body``: its
-        already encoded body (``tx_body``); ``check``: a further check that raises the rule
-        the transaction breaks, run after the pool's own and before it is taken (a user's
-        transaction is tried on the head: ``ledger/trial.py``)."""
+        followed by any evictions it caused. ``verified``: ``tx`` passed its stateless checks
+        already; ``decoded``: ``tx`` came from a canonical decode (a peer's message), so the
+        wire's ranges already hold; ``check``: a further check that raises the rule the
+        transaction breaks, run last, after the pool's own checks and bounds, so that a
+        transaction that passes it is taken (a node tries every transaction on the head:
+        ``ledger/trial.py``)."""
         if verified is None:
-            body = tx_body(tx) if body is None else body
+            body = tx_body(tx)
             if txid(body, tx.signature) in self.by_id:  # before the costly checks: gossip repeats a lot
                 raise AlreadyKnown("transaction is already pending")
             if not decoded:  # a local object never went through decoding: hold it to the wire's ranges
@@ -129,12 +146,11 @@ class Mempool:
         verified: VerifiedTx | None = None,
         *,
         decoded: bool = False,
-        body: bytes | None = None,
         check: Callable[[VerifiedTx], None] | None = None,
     ) -> list[PoolEvent]:
         """Like :meth:`admit`, but a refusal is reported as a REJECTED event."""
         try:
-            return self.admit(tx, account_of, verified, decoded=decoded, body=body, check=check)
+            return self.admit(tx, account_of, verified, decoded=decoded, check=check)
         except GridnetError as exc:
             sender = address_digest(tx.sender) if len(tx.sender) == PUBLIC_KEY_BYTES else None
             return [PoolEvent(EventKind.REJECTED, tx_id(tx), sender, exc.rule, str(exc))]
@@ -170,6 +186,7 @@ class Mempool:
                 f"{address_to_text(vtx.sender)} has {format_gnc(acct.balance)} but needs {format_gnc(cost)} "
                 "for this transaction and its other pending ones (amounts plus fees)"
             )
+        victims = self._make_room(vtx, replaced)
         if check is not None:
             check(vtx)
         if replaced is not None:
@@ -179,23 +196,6 @@ class Mempool:
                     EventKind.EVICTED, replaced.txid, replaced.sender, "Replaced", "replaced by a higher fee"
                 )
             )
-        elif len(self.by_id) >= self.max_txs:
-            events.extend(self._make_room(vtx))
-        self._insert(vtx)
-        return [PoolEvent(EventKind.ACCEPTED, vtx.txid, vtx.sender), *events]
-
-    def _make_room(self, incoming: VerifiedTx) -> list[PoolEvent]:
-        lowest = self._lowest()
-        assert lowest is not None
-        if fee_rate(lowest) >= fee_rate(incoming) or lowest.sender == incoming.sender:
-            raise MempoolFull(
-                f"mempool holds {len(self.by_id)} transactions paying at least "
-                f"{fee_rate(lowest):.2f} per byte; this one pays {fee_rate(incoming):.2f}"
-            )
-        # Evict the lowest payer and, to leave no nonce gap, its sender's later ones.
-        queue = self.by_sender[lowest.sender]
-        victims = [v for n, v in sorted(queue.items()) if n >= lowest.tx.nonce]
-        events = []
         for v in victims:
             self._remove(v)
             events.append(
@@ -207,17 +207,54 @@ class Mempool:
                     "evicted from a full mempool by a transaction paying a higher fee",
                 )
             )
-        return events
+        self._insert(vtx)
+        return [PoolEvent(EventKind.ACCEPTED, vtx.txid, vtx.sender), *events]
 
-    def _lowest(self) -> VerifiedTx | None:
+    def _make_room(self, incoming: VerifiedTx, replaced: VerifiedTx | None) -> list[VerifiedTx]:
+        """What to evict so that ``incoming`` fits both caps (after ``replaced`` leaves):
+        the lowest payers per byte, each with its sender's later nonces (to leave no gap),
+        all paying less per byte than ``incoming`` and none of its sender. Nothing changes
+        here: the caller evicts them once the transaction is taken."""
+        if incoming.size > self.max_bytes:
+            raise MempoolFull(
+                f"the transaction is {incoming.size:,} bytes; the mempool holds at most {self.max_bytes:,}"
+            )
+        count = len(self.by_id) + 1
+        size = self.bytes + incoming.size
+        if replaced is not None:
+            count -= 1
+            size -= replaced.size
+        victims: dict[Hash32, VerifiedTx] = {}
+        lowest = self._ascending()
+        while count > self.max_txs or size > self.max_bytes:
+            low = next(v for v in lowest if v.txid not in victims and v is not replaced)
+            if fee_rate(low) >= fee_rate(incoming) or low.sender == incoming.sender:
+                raise MempoolFull(
+                    f"mempool holds {len(self.by_id):,} transactions ({self.bytes:,} bytes) paying at "
+                    f"least {fee_rate(low):.2f} per byte; this one pays {fee_rate(incoming):.2f}"
+                )
+            for n, v in sorted(self.by_sender[low.sender].items()):
+                if n >= low.tx.nonce and v.txid not in victims:
+                    victims[v.txid] = v
+                    count -= 1
+                    size -= v.size
+        return list(victims.values())
+
+    def _ascending(self) -> Iterator[VerifiedTx]:
+        """Pending transactions, lowest fee rate first: walks the heap in order without
+        changing it, once it has dropped the stale entries on top (a transaction may come twice)."""
         heap = self._heap
-        while heap:
-            _, _, tid = heap[0]
+        while heap and heap[0][2] not in self.by_id:
+            heapq.heappop(heap)
+        frontier = [(heap[0], 0)] if heap else []
+        while frontier:
+            (_, _, tid), i = heapq.heappop(frontier)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child], child))
             vtx = self.by_id.get(tid)
             if vtx is not None:
-                return vtx
-            heapq.heappop(heap)
-        return None
+                yield vtx
 
     def _insert(self, vtx: VerifiedTx) -> None:
         self.by_id[vtx.txid] = vtx
@@ -229,6 +266,13 @@ class Mempool:
             self._heap = [(fee_rate(v), next(self._seq), t) for t, v in self.by_id.items()]
             heapq.heapify(self._heap)
 
+    def withdraw(self, tx_id: Hash32) -> None:
+        """Take back a transaction just accepted that its node could not keep (its store
+        cannot be written): as if it never came (what it replaced or evicted stays gone)."""
+        vtx = self.by_id.get(tx_id)
+        if vtx is not None:
+            self._remove(vtx)
+
     def _remove(self, vtx: VerifiedTx) -> None:
         del self.by_id[vtx.txid]
         self._deferred.pop(vtx.txid, None)
@@ -236,9 +280,12 @@ class Mempool:
         del queue[vtx.tx.nonce]
         self._owed[vtx.sender] -= _cost(vtx)
         self.bytes -= vtx.size
-        if not queue:
+        if queue:
+            self._versions[vtx.sender] = next(self._seq)
+        else:
             del self.by_sender[vtx.sender]
             del self._owed[vtx.sender]
+            self._versions.pop(vtx.sender, None)
 
     # --- block building and updates ------------------------------------------------------
 

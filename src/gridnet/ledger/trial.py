@@ -1,23 +1,28 @@
-"""Trying a user's transaction on the head before it is accepted.
+"""Trying a transaction on the head before it is accepted.
 
-A node (its HTTP API) and the command-line wallet accept a user's transaction only if a block
-on the head could include it: it is applied, as block building would apply it, after its
-sender's pending transactions. So a transaction no miner could include — a bond without an
-identity, say — is refused at once with its rule, instead of being accepted and dropped by a
-miner later. A transaction may depend on another sender's pending one (a settlement on the
-readings a collector submitted a moment ago): one that fails after its sender's alone is tried
-again after a block's worth of everything pending, in the order a miner takes it, and refused
-only if it fails there too.
+A node accepts a transaction — a user's (its HTTP API, the command-line wallet) or one a peer
+relays — only if a block on the head could include it: it is applied, as block building would
+apply it, after its sender's pending transactions. So a transaction no miner could include — a
+bond without an identity, readings of an unregistered meter — is refused at once with its rule,
+instead of being held (and relayed) for free until a miner drops it. A transaction may depend
+on another sender's pending one (a settlement on the readings a collector submitted a moment
+ago): one that fails after its sender's alone is tried again after a block's worth of
+everything pending, in the order a miner takes it, and refused only if it fails there too.
 
-The state after a sender's pending transactions is kept per sender (for the last
-``TRIAL_SENDERS`` senders, until the head moves), so a burst of one sender's transactions
-costs one application each, not one per pending transaction.
+Both states are kept, so that gossip costs one application per transaction and a flood of
+refused ones two each. The state after a sender's pending transactions is kept per sender (for
+the last ``TRIAL_SENDERS`` senders, at most ``TRIAL_BYTES`` of their transactions applied)
+until the head moves or one of them leaves the pool, and a transaction that passes stays
+applied to it. The state after a block's worth of everything pending is built once per head
+(again once the pool has taken a block's worth since) and follows every transaction the pool
+takes; it keeps the effects of transactions that left the pool since (an eviction does not
+rebuild it), so one that relied on those is left to block building (``Mempool.remove_rejected``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from gridnet.errors import InvalidTransaction
@@ -29,8 +34,11 @@ from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.bond import process_unbonding
 from gridnet.units import Address, Hash32
 
-TRIAL_SENDERS: Final = 64
-"""Senders whose state after their pending transactions is kept."""
+TRIAL_SENDERS: Final = 4096
+"""Senders whose state after their pending transactions is kept, at most."""
+TRIAL_BYTES: Final = 16 << 20
+"""Encoded size of the pending transactions applied to the kept states, at most [bytes] (a
+state also holds what its transactions read: a batch of readings reads as many meters)."""
 NO_MINER: Final = bytes(20)
 """The coinbase address of a trial block (never mined)."""
 BLOCK_OVERHEAD: Final = 512
@@ -40,38 +48,72 @@ BLOCK_OVERHEAD: Final = 512
 @dataclass
 class _SenderState:
     head: Hash32
+    version: int
+    """The pool's version of the sender's pending transactions it follows (``Mempool.version``)."""
+    first: int
+    """The sender's nonce on the head (its first pending transaction's)."""
     view: StateView
-    """The head's state after the sender's pending transactions in ``applied``."""
-    applied: list[Hash32] = field(default_factory=list)
-    """Ids of the sender's pending transactions applied to ``view``, in nonce order (one
-    that failed to apply left the view as it was, as block building skips it)."""
+    """The head's state after the sender's pending transactions with nonces below
+    ``next_nonce`` (one that failed to apply left it as it was, as block building skips it)."""
+    next_nonce: int
+    bytes: int = 0
+    """Encoded size of the transactions applied to ``view`` [bytes]."""
+
+
+@dataclass
+class _PoolState:
+    head: Hash32
+    view: StateView
+    """The head's state after a block's worth of the pending transactions, taken by fee as a
+    miner takes them, then after each transaction the pool took since."""
+    tried: set[Hash32]
+    """Ids of the transactions applied to ``view`` (or tried: one that failed left it as it was)."""
+    since: int = 0
+    """Encoded size of the transactions the pool took since ``view`` was built [bytes]."""
 
 
 class TrialState:
-    """Tries users' transactions on one chain's head (``check``)."""
+    """Tries transactions on one chain's head (``check``)."""
 
-    def __init__(self, chain: Chain, *, senders: int = TRIAL_SENDERS) -> None:
+    def __init__(self, chain: Chain, *, senders: int = TRIAL_SENDERS, max_bytes: int = TRIAL_BYTES) -> None:
         self.chain = chain
         self.senders = senders
+        self.max_bytes = max_bytes
         self._states: OrderedDict[Address, _SenderState] = OrderedDict()
+        self._bytes = 0
+        """Sum of the kept states' ``bytes``."""
+        self._pool: _PoolState | None = None
+        self._median: tuple[Hash32, int] = (bytes(32), 0)
+        """(head, the median time of its last blocks) [ms]."""
 
     def check(self, pool: Mempool, vtx: VerifiedTx, *, now: int | None = None) -> None:
         """Raise the rule ``vtx`` breaks when a block on the head includes it after its
-        sender's transactions pending in ``pool`` (then, if it fails, after a block's worth
-        of everything pending)."""
+        sender's transactions pending in ``pool`` (then, if it fails, after a block's worth of
+        everything pending). The mempool runs this last: a transaction that passes is taken
+        (and stays applied to its sender's kept state)."""
         env = self._env(now)
-        own = [v for n, v in sorted(pool.by_sender.get(vtx.sender, {}).items()) if n < vtx.tx.nonce]
-        error = _attempt(self._after(vtx.sender, own, env).view, env, vtx)
-        if error is not None and len(pool) > len(own):
-            error = self._after_others(pool, own, vtx, env)
+        state = self._sender_state(pool, vtx, env)
+        error = _apply(state.view, env, vtx)
+        state.view.release()
+        if error is None:
+            state.next_nonce += 1
+            state.bytes += vtx.size
+        own = vtx.tx.nonce - state.first  # the sender's pending transactions before it
+        if error is None or own:  # (not kept: a refused sender with nothing pending)
+            self._keep(vtx.sender, state)
+        if error is not None and len(pool) > own:
+            error = self._after_others(pool, vtx, state.first, env)
         if error is not None:
             raise error
+        self._taken(vtx, env)
 
     def _env(self, now: int | None) -> BlockEnv:
         chain = self.chain
         head = chain.head
+        if self._median[0] != head.hash:
+            self._median = (head.hash, chain.median_time_past(head))
         now = now_ms() if now is None else now
-        timestamp = max(now, chain.median_time_past(head) + 1)
+        timestamp = max(now, self._median[1] + 1)
         return BlockEnv(chain.params, chain.chain_id, head.height + 1, NO_MINER, timestamp)
 
     def _fresh_view(self, env: BlockEnv) -> StateView:
@@ -79,60 +121,103 @@ class TrialState:
         process_unbonding(view, env)
         return view
 
-    def _after(self, sender: Address, own: list[VerifiedTx], env: BlockEnv) -> _SenderState:
-        """The head's state after ``own`` (the sender's pending transactions): kept from the
-        last check of this sender when those were a prefix of ``own`` and the head is the same."""
+    def _block_budget(self) -> int:
+        """Bytes of transactions one block holds."""
+        return self.chain.params.max_block_bytes - BLOCK_OVERHEAD
+
+    def _sender_state(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv) -> _SenderState:
+        """The state after the pending transactions of ``vtx``'s sender below its nonce: the
+        kept one, carried on, unless the head moved, one of them left the pool or ``vtx``
+        replaces one it applied."""
+        sender, nonce = vtx.sender, vtx.tx.nonce
         head = self.chain.head.hash
+        version = pool.version(sender)
         state = self._states.pop(sender, None)
-        ids = [v.txid for v in own]
-        if state is None or state.head != head or ids[: len(state.applied)] != state.applied:
-            state = _SenderState(head, self._fresh_view(env))
-        for v in own[len(state.applied) :]:
-            _apply(state.view, env, v)
-            state.applied.append(v.txid)
-        self._states[sender] = state
-        while len(self._states) > self.senders:
-            self._states.popitem(last=False)
+        if state is not None:
+            self._bytes -= state.bytes
+        if state is None or state.head != head or state.version != version or state.next_nonce > nonce:
+            first = self.chain.account(sender).nonce
+            state = _SenderState(head, version, first, self._fresh_view(env), first)
+        queue = pool.by_sender.get(sender, {})
+        for n in range(state.next_nonce, nonce):
+            _apply(state.view, env, queue[n])
+            state.bytes += queue[n].size
+        state.next_nonce = nonce
         return state
 
+    def _keep(self, sender: Address, state: _SenderState) -> None:
+        """Keep ``state`` as the latest; forget the least recently used beyond the bounds."""
+        self._states[sender] = state
+        self._bytes += state.bytes
+        while len(self._states) > self.senders or (self._bytes > self.max_bytes and len(self._states) > 1):
+            self._bytes -= self._states.popitem(last=False)[1].bytes
+
     def _after_others(
-        self, pool: Mempool, own: list[VerifiedTx], vtx: VerifiedTx, env: BlockEnv
+        self, pool: Mempool, vtx: VerifiedTx, first: int, env: BlockEnv
     ) -> InvalidTransaction | None:
-        """Try ``vtx`` after what a miner would take first: a block's worth of the pending
-        transactions by fee, then whatever of the sender's own did not fit (they come first)."""
+        """Try ``vtx`` after what a miner would take first — a block's worth of the pending
+        transactions by fee, then whatever of the sender's own did not fit (they come
+        first) — on the kept pool state (built again once the head moved or the pool took
+        a block's worth since: so a failure costs an application, not a block's worth)."""
+        state = self._pool
+        if state is None or state.head != self.chain.head.hash or state.since > self._block_budget():
+            state = self._pool = self._build(pool, vtx, env)
+        queue = pool.by_sender.get(vtx.sender, {})
+        view = state.view
+        mark = view.checkpoint()
+        try:
+            for n in range(first, vtx.tx.nonce):
+                if queue[n].txid not in state.tried:
+                    _apply(view, env, queue[n])
+            return _attempt(view, env, vtx)
+        finally:
+            view.rollback(mark)
+            view.release()
+
+    def _build(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv) -> _PoolState:
+        """The head's state after a block's worth of the pending transactions by fee (but
+        none of ``vtx``'s sender from its nonce on)."""
         view = self._fresh_view(env)
-        budget = self.chain.params.max_block_bytes - BLOCK_OVERHEAD
+        budget = self._block_budget()
         used = 0
-        taken: set[Hash32] = set()
+        tried: set[Hash32] = set()
         for v in pool.candidates():
             if v.sender == vtx.sender and v.tx.nonce >= vtx.tx.nonce:
                 continue
             if used + v.size + 4 > budget:
                 break
-            if _apply(view, env, v):
+            if _apply(view, env, v) is None:
                 used += v.size + 4
-            taken.add(v.txid)
-        for v in own:
-            if v.txid not in taken:
-                _apply(view, env, v)
-        return _attempt(view, env, vtx)
+            tried.add(v.txid)
+        view.release()
+        return _PoolState(self.chain.head.hash, view, tried)
+
+    def _taken(self, vtx: VerifiedTx, env: BlockEnv) -> None:
+        """The pool takes ``vtx``: the kept pool state (while it serves) follows."""
+        state = self._pool
+        if state is None or state.head != self.chain.head.hash or state.since > self._block_budget():
+            return
+        _apply(state.view, env, vtx)
+        state.view.release()
+        state.tried.add(vtx.txid)
+        state.since += vtx.size
 
 
-def _apply(view: StateView, env: BlockEnv, vtx: VerifiedTx) -> bool:
-    """Apply ``vtx`` to ``view`` and keep it; one that fails leaves ``view`` as it was."""
+def _apply(view: StateView, env: BlockEnv, vtx: VerifiedTx) -> InvalidTransaction | None:
+    """Apply ``vtx`` to ``view`` and keep it; one that fails (its rule is returned) leaves
+    ``view`` as it was (the caller releases the view's checkpoints when it is done)."""
     mark = view.checkpoint()
     try:
         apply_transaction(view, env, vtx)
-    except InvalidTransaction:
+    except InvalidTransaction as exc:
         view.rollback(mark)
-        return False
-    finally:
-        view.release()
-    return True
+        return exc
+    return None
 
 
 def _attempt(view: StateView, env: BlockEnv, vtx: VerifiedTx) -> InvalidTransaction | None:
-    """The rule ``vtx`` breaks applied on ``view`` (None: it applies); ``view`` is unchanged."""
+    """The rule ``vtx`` breaks applied on ``view`` (None: it applies); ``view`` is unchanged
+    (the caller releases its checkpoints)."""
     mark = view.checkpoint()
     try:
         apply_transaction(view, env, vtx)
@@ -140,5 +225,4 @@ def _attempt(view: StateView, env: BlockEnv, vtx: VerifiedTx) -> InvalidTransact
         return exc
     finally:
         view.rollback(mark)
-        view.release()
     return None

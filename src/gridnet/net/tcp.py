@@ -1,13 +1,24 @@
 """Real peer links: asyncio TCP, authenticated and encrypted, around the sans-IO node.
 
-Link protocol. Each side sends a ``Hello`` frame: protocol version, chain id, its node key,
-a fresh X25519 key, and its node key's signature (PEER domain) of ``chain_id || X25519
-key``: the link is authenticated by the node keys and bound to one chain. Then every frame
-is encrypted and authenticated with the agreed session key (``crypto.boxes.Session``: counter
-nonces, so replayed or reordered frames fail). A frame is a 4-byte big-endian length and
-its bytes, at most ``MAX_FRAME`` long. A peer that sends a bad hello, an oversized or
-undecodable frame, or keeps sending invalid data (the node counts faults) is disconnected
-and refused for a while; the other links keep working.
+Link protocol (docs/protocol.md, section 19). A frame is a 4-byte big-endian length and its
+bytes. Each side first sends a plain ``Hello`` frame (protocol version, chain id): a peer
+on another chain is ``WrongChain`` on both sides. Then the dialler and the listener run a
+Noise XX handshake (``crypto/noise.py``) whose prologue is the hello, so a hello altered on
+the way fails it; each side's first encrypted frame is its ``Identity``, its node key's
+signature (PEER domain) of ``chain_id || handshake hash``: the link is authenticated by the
+node keys and bound to one chain. Until then a frame may be at most ``HANDSHAKE_FRAME``
+long, at most ``MAX_HANDSHAKES`` connections that dialled us may be in their handshake at
+once, and each has ``HANDSHAKE_TIMEOUT_S`` to complete it. Every later frame is a Noise
+transport frame (counter nonces, so replayed or reordered frames fail), at most
+``MAX_FRAME`` long. A peer that breaks the handshake, sends an oversized or undecodable
+frame, or keeps sending invalid data (the node counts faults) is disconnected and refused
+for a while; the other links keep working.
+
+The tick loop drives the node (and its relay) every ``tick_ms``. A storage error there
+(SQLite cannot write: a full disk) does not stop it: the node stops ticking, reports the
+failure (``store_failure``, ``/health``), and retries with back-off until a write goes
+through, then resumes. Any other error ends the tick loop (``ticking``), and the process
+stops with it rather than serve a stale head.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import contextlib
 import logging
 import os
 import random
+import sqlite3
 import struct
 import time
 from collections.abc import Callable
@@ -24,11 +36,21 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.crypto.boxes import SESSION_OVERHEAD, Session, ephemeral_keypair
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.noise import Handshake, Session, sealed_size
 from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wire, decode, encode
-from gridnet.errors import Banned, ConfigError, FrameTooLarge, GridnetError, HandshakeFailed, WrongChain
-from gridnet.ledger.chain import now_ms
+from gridnet.errors import (
+    Banned,
+    ConfigError,
+    FrameTooLarge,
+    GridnetError,
+    HandshakeFailed,
+    HandshakeTimeout,
+    TooManyHandshakes,
+    WrongChain,
+)
+from gridnet.ledger.chain import Chain, now_ms
+from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction
 from gridnet.node.config import format_host_port
 from gridnet.node.logs import short
@@ -43,9 +65,18 @@ from gridnet.node.messages import (
 from gridnet.node.node import Node, Outgoing
 from gridnet.node.relay_peer import RelayPeer
 
-PROTOCOL_VERSION: Final = 1
-MAX_FRAME: Final = MAX_MESSAGE_BYTES + SESSION_OVERHEAD
+PROTOCOL_VERSION: Final = 2
+"""Version 2: the Noise XX handshake (version 1 exchanged signed X25519 keys)."""
+MAX_FRAME: Final = sealed_size(MAX_MESSAGE_BYTES)
+"""The largest frame once linked: the largest message, encrypted [bytes]."""
+HANDSHAKE_FRAME: Final = 256
+"""The largest frame before the handshake completes [bytes]: a hello, a Noise handshake
+message or an identity (each under 130 bytes). A longer announced length is refused before
+any of it is read."""
 HANDSHAKE_TIMEOUT_S: Final = 5.0
+"""Time a connection has to complete its handshake [s]."""
+MAX_HANDSHAKES: Final = 32
+"""Connections that dialled us and are still in their handshake; one more is closed at once."""
 MAX_FAULTS: Final = 3
 """Invalid data a peer may send before it is disconnected."""
 BAN_S: Final = 60.0
@@ -59,32 +90,61 @@ STABLE_LINK_S: Final = 10.0
 """A link that lasted less than this counts as a failure for the back-off (a peer that drops
 every link at once is not dialled again at once)."""
 STILL_FAILING_S: Final = 60.0
+"""A failing peer (or store) is logged once at first, then at most this often."""
 MAX_REFUSALS_KEPT: Final = 1024
-"""(host, rule) pairs whose last logged refusal is remembered (for the log's rate limit)."""
-"""A failing peer is logged once at first, then at most this often."""
+"""(host, rule) pairs whose last logged refusal is remembered (for the log's rate limit), and
+cut-off peers whose rule is remembered (``TransportStats.disconnected``)."""
+READ_BUFFER: Final = 1 << 16
+"""Bytes a connection's reader takes ahead of what the link has read (asyncio pauses the
+socket beyond twice this): a peer's bytes wait in the kernel's buffers, not the node's memory,
+until a frame of an allowed size asks for them."""
+STORE_RETRY_MIN_S: Final = 0.1
+STORE_RETRY_MAX_S: Final = 5.0
+"""Back-off between attempts to write a store that fails (a full disk) [s]."""
 _log = logging.getLogger("gridnet.net")
 
 
 class Hello(Wire, frozen=True):
+    """The plain first frame of each side; it is also the Noise prologue."""
+
     version: U32
     chain_id: HashBytes
+
+
+class Identity(Wire, frozen=True):
+    """The first encrypted frame of each side."""
+
     node_key: PublicKeyBytes
-    ephemeral: HashBytes
-    """X25519 public key for this link only."""
     signature: SignatureBytes
-    """The node key's signature (PEER domain) of chain_id || ephemeral."""
+    """The node key's signature (PEER domain) of chain_id || the Noise handshake hash."""
 
 
-async def read_frame(reader: asyncio.StreamReader) -> bytes:
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> bytes:
+    """The next frame's bytes; a frame announcing more than ``limit`` bytes is
+    :class:`FrameTooLarge` before any of them is read."""
     header = await reader.readexactly(4)
     (length,) = struct.unpack(">I", header)
-    if length > MAX_FRAME:
-        raise FrameTooLarge(f"frame of {length} bytes; the limit is {MAX_FRAME}")
+    if length > limit:
+        raise FrameTooLarge(f"frame of {length} bytes; the limit is {limit}")
     return await reader.readexactly(length)
 
 
 def frame(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
+
+
+@dataclass
+class StoreFailure:
+    """The store cannot be written (since when, why, how often it was tried)."""
+
+    reason: str
+    since: float
+    """When it started failing (monotonic [s])."""
+    logged: float
+    """When it was last logged (monotonic [s])."""
+    attempts: int = 1
+    retry_s: float = STORE_RETRY_MIN_S
+    """The wait before the next attempt [s]."""
 
 
 @dataclass
@@ -131,7 +191,7 @@ class _LinkEnd:
 class TransportStats:
     connected: int = 0
     disconnected: dict[str, str] = field(default_factory=dict)
-    """Peer -> the rule it broke when we dropped it."""
+    """Peer -> the rule it broke when we dropped it (the last ``MAX_REFUSALS_KEPT``)."""
 
 
 class TcpTransport:
@@ -161,10 +221,15 @@ class TcpTransport:
         self.stats = TransportStats()
         self.last_tick = time.monotonic()
         """When the tick loop last ran (monotonic [s]): the node's heartbeat."""
+        self.store_failure: StoreFailure | None = None
+        """Set while the store cannot be written: the node does not tick until it can."""
+        self._handshakes = 0
+        """Connections that dialled us and are in their handshake now."""
         self._refusals: dict[tuple[str, str], float] = {}
         """(host, rule) -> when a failed inbound handshake was last logged."""
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._ticking: asyncio.Task[None] | None = None
         self._running = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -175,15 +240,22 @@ class TcpTransport:
         self._running = True
         host, port = self.listen
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_FRAME + 4)
+            self._server = await asyncio.start_server(self._accept, host, port, limit=READ_BUFFER)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen for peers on {format_host_port(host, port)}: {_reason(exc)} (is another "
                 "node using it? choose another listen address)"
             ) from None
-        self._tasks.append(asyncio.create_task(self._tick_loop()))
+        self._ticking = asyncio.create_task(self._tick_loop())
+        self._tasks.append(self._ticking)
         for address in self.peer_addresses:
             self._tasks.append(asyncio.create_task(self._connect_loop(address)))
+
+    @property
+    def ticking(self) -> asyncio.Task[None]:
+        """The tick loop: it ends only when stopped or on an error that is not the store's."""
+        assert self._ticking is not None, "not started"
+        return self._ticking
 
     @property
     def port(self) -> int:
@@ -215,13 +287,54 @@ class TcpTransport:
                 link.send(msg)
 
     async def _tick_loop(self) -> None:
+        """Tick the node and its relay. While the store fails, rewrite its head record first
+        (a real write): the node ticks again once that goes through."""
         while self._running:
             self.last_tick = time.monotonic()
-            now = self.clock()
-            self.dispatch(self.node.tick(now))
-            if self.relay is not None:
-                self.dispatch(self.relay.tick(now))
+            failure = self.store_failure
+            try:
+                if failure is not None:
+                    _probe_store(self.node.chain)
+                now = self.clock()
+                self.dispatch(self.node.tick(now))
+                if self.relay is not None:
+                    self.dispatch(self.relay.tick(now))
+            except STORE_ERRORS as exc:
+                failure = self.store_failed(exc)
+                await asyncio.sleep(failure.retry_s)
+                failure.retry_s = min(failure.retry_s * 2, STORE_RETRY_MAX_S)
+                continue
+            except Exception as exc:
+                _log.error("the node's tick failed: %s: %s; stopping", type(exc).__name__, exc)
+                raise
+            if failure is not None:
+                self.store_failure = None
+                _log.warning(
+                    "the store accepts writes again after %.1f s (%d failed attempts); resuming",
+                    time.monotonic() - failure.since,
+                    failure.attempts,
+                )
             await asyncio.sleep(self.tick_ms / 1000)
+
+    def store_failed(self, exc: sqlite3.OperationalError) -> StoreFailure:
+        """Note that a write failed (logged at first, then at most every ``STILL_FAILING_S``)."""
+        now = time.monotonic()
+        failure = self.store_failure
+        if failure is None:
+            failure = self.store_failure = StoreFailure(str(exc), now, now)
+            _log.error("cannot write the store: %s; the node stops ticking and retries with back-off", exc)
+            return failure
+        failure.reason = str(exc)
+        failure.attempts += 1
+        if now - failure.logged >= STILL_FAILING_S:
+            failure.logged = now
+            _log.error(
+                "still cannot write the store after %.0f s (%d attempts): %s",
+                now - failure.since,
+                failure.attempts,
+                exc,
+            )
+        return failure
 
     async def _connect_loop(self, address: tuple[str, int]) -> None:
         """Keep a link to ``address``: dial, serve, dial again after it drops. A peer that
@@ -235,7 +348,7 @@ class TcpTransport:
         logged = 0.0
         while self._running:
             try:
-                reader, writer = await asyncio.open_connection(*address, limit=MAX_FRAME + 4)
+                reader, writer = await asyncio.open_connection(*address, limit=READ_BUFFER)
             except OSError as exc:
                 failures += 1
                 reason, ceiling = _reason(exc), RETRY_MAX_S
@@ -262,16 +375,34 @@ class TcpTransport:
             delay = min(delay * 2, ceiling)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._handshakes >= MAX_HANDSHAKES:  # closed before anything is read
+            where = _peername(writer)
+            self._log_refusal(
+                where, TooManyHandshakes(f"{MAX_HANDSHAKES} connections are in their handshake already")
+            )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
         await self._run_link(reader, writer, outbound=None)
 
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: str | None
     ) -> Link:
-        theirs, session = await handshake(reader, writer, self.key, self.node.chain.chain_id)
-        name = address_to_text(address_from_public_key(theirs.node_key))
+        inbound = outbound is None
+        if inbound:
+            self._handshakes += 1
+        try:
+            node_key, session = await handshake(
+                reader, writer, self.key, self.node.chain.chain_id, initiator=not inbound
+            )
+        finally:
+            if inbound:
+                self._handshakes -= 1
+        name = address_to_text(address_from_public_key(node_key))
         if name == self.name:
             raise HandshakeFailed("connected to itself")
-        return Link(name, writer, session, outbound is not None, outbound or _peername(writer))
+        return Link(name, writer, session, not inbound, outbound or _peername(writer))
 
     async def _run_link(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, outbound: str | None
@@ -310,12 +441,16 @@ class TcpTransport:
                     self._log_refusal(where, exc)
                 return _LinkEnd(rule=exc.rule, message=str(exc))
             self._ban(link.name, exc.rule, str(exc))
-        except (TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
+        except (asyncio.IncompleteReadError, OSError) as exc:
             if link is None:
                 _log.debug("connection with %s ended during the handshake: %s", where, type(exc).__name__)
                 return _LinkEnd(
                     rule=HandshakeFailed.__name__, message="the connection ended during the handshake"
                 )
+        except Exception as exc:  # a bug met on this link: it ends, logged; the others go on
+            _log.error("the link with %s failed: %s: %s", where, type(exc).__name__, exc, exc_info=True)
+            if link is None:
+                return _LinkEnd(rule="InternalError", message=f"{type(exc).__name__}: {exc}")
         finally:
             if link is not None and self.links.get(link.name) is link:
                 del self.links[link.name]
@@ -345,7 +480,10 @@ class TcpTransport:
                 if self.relay is not None:  # (a bad datagram is dropped by its rule, not a fault)
                     self.dispatch(self.relay.handle(link.name, msg, self.clock()))
             else:
-                self.dispatch(self.node.handle(link.name, msg, self.clock()))
+                try:
+                    self.dispatch(self.node.handle(link.name, msg, self.clock()))
+                except STORE_ERRORS as exc:  # not the peer's fault: its blocks come again by sync
+                    self.store_failed(exc)
             if self.node.stats.peer_faults.get(link.name, 0) >= MAX_FAULTS:
                 self._ban(link.name, "TooManyFaults", f"{MAX_FAULTS} faults")
                 return
@@ -367,8 +505,16 @@ class TcpTransport:
             self._refusals = dict(newest)
 
     def _ban(self, name: str, rule: str, message: str) -> None:
-        self.stats.disconnected[name] = rule
-        self.banned[name] = time.monotonic() + BAN_S
+        """Cut ``name`` off for ``BAN_S``. What is kept of cut-off peers is bounded (keys are
+        free to make): bans that ended are forgotten, and the last ``MAX_REFUSALS_KEPT`` rules."""
+        now = time.monotonic()
+        self.banned = {n: until for n, until in self.banned.items() if until > now}
+        self.banned[name] = now + BAN_S
+        disconnected = self.stats.disconnected
+        disconnected.pop(name, None)
+        disconnected[name] = rule
+        while len(disconnected) > MAX_REFUSALS_KEPT:
+            del disconnected[next(iter(disconnected))]
         self.node.stats.peer_faults.pop(name, None)
         _log.warning("cut off %s for %.0f s: %s: %s", short(name), BAN_S, rule, message)
 
@@ -385,44 +531,78 @@ def _peername(writer: asyncio.StreamWriter) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 
 
+def _probe_store(chain: Chain) -> None:
+    """Rewrite the head's record: a real write (a frame appended to the write-ahead log),
+    which fails while the disk is full."""
+    chain.store.set_meta("head", chain.head.hash)
+
+
 async def handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: PrivateKey, chain_id: bytes
-) -> tuple[Hello, Session]:
-    """Exchange hellos; return the peer's (checked) and the link's session."""
-    private, public = ephemeral_keypair()
-    writer.write(
-        frame(
-            encode(
-                Hello(
-                    PROTOCOL_VERSION,
-                    chain_id,
-                    key.public_key,
-                    public,
-                    key.sign(Domain.PEER, chain_id + public),
-                )
-            )
-        )
-    )
-    raw = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT_S)
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    key: PrivateKey,
+    chain_id: bytes,
+    *,
+    initiator: bool,
+) -> tuple[bytes, Session]:
+    """Open a link within ``HANDSHAKE_TIMEOUT_S`` (the dialler is the Noise initiator):
+    the peer's node key and the link's session."""
     try:
-        theirs = decode(raw, Hello, max_bytes=512, what="hello")
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            return await _run_handshake(reader, writer, key, chain_id, initiator)
+    except TimeoutError:
+        raise HandshakeTimeout(f"no complete handshake within {HANDSHAKE_TIMEOUT_S:.0f} s") from None
+
+
+async def _run_handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    key: PrivateKey,
+    chain_id: bytes,
+    initiator: bool,
+) -> tuple[bytes, Session]:
+    hello = encode(Hello(PROTOCOL_VERSION, chain_id))
+    noise = Handshake(initiator=initiator, prologue=hello)
+    writer.write(frame(hello))
+    if initiator:
+        writer.write(frame(noise.write()))  # -> e
+    _check_hello(await read_frame(reader, HANDSHAKE_FRAME), chain_id)
+    while not noise.finished:  # <- e, ee, s, es   -> s, se
+        noise.read(await read_frame(reader, HANDSHAKE_FRAME))
+        if not noise.finished:
+            writer.write(frame(noise.write()))
+    session = noise.session()
+    bound = chain_id + session.handshake_hash
+    writer.write(frame(session.encrypt(encode(Identity(key.public_key, key.sign(Domain.PEER, bound))))))
+    raw = await read_frame(reader, HANDSHAKE_FRAME)
+    try:
+        theirs = decode(session.decrypt(raw), Identity, max_bytes=HANDSHAKE_FRAME, what="identity")
+    except GridnetError as exc:
+        raise HandshakeFailed(f"the peer's identity: {exc}") from None
+    if not verify_signature(Domain.PEER, theirs.node_key, bound, theirs.signature):
+        raise HandshakeFailed("the peer's node key did not sign this handshake")
+    return theirs.node_key, session
+
+
+def _check_hello(raw: bytes, chain_id: bytes) -> None:
+    try:
+        theirs = decode(raw, Hello, max_bytes=HANDSHAKE_FRAME, what="hello")
     except GridnetError as exc:
         raise HandshakeFailed(f"malformed hello: {exc}") from None
     if theirs.chain_id != chain_id:
         raise WrongChain("the peer follows another chain")
-    if theirs.version != PROTOCOL_VERSION or not verify_signature(
-        Domain.PEER, theirs.node_key, theirs.chain_id + theirs.ephemeral, theirs.signature
-    ):
-        raise HandshakeFailed("the peer's hello is not signed by its node key")
-    return theirs, Session(private, public, theirs.ephemeral)
+    if theirs.version != PROTOCOL_VERSION:
+        raise HandshakeFailed(
+            f"the peer speaks link protocol {theirs.version}; this node speaks {PROTOCOL_VERSION}"
+        )
 
 
 async def dial(
     host: str, port: int, key: PrivateKey, chain_id: bytes
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Session]:
     """Open a link to a node as a peer would (for tools, tests and benchmarks)."""
-    reader, writer = await asyncio.open_connection(host, port, limit=MAX_FRAME + 4)
-    _, session = await handshake(reader, writer, key, chain_id)
+    reader, writer = await asyncio.open_connection(host, port, limit=READ_BUFFER)
+    _, session = await handshake(reader, writer, key, chain_id, initiator=True)
     return reader, writer, session
 
 

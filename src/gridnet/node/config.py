@@ -48,6 +48,8 @@ class NodeSettings:
     """Proof-of-work attempts every 100 ms when mining."""
     mempool_max_txs: int = 50_000
     """Pending transactions held, at most."""
+    mempool_max_mb: int = 64
+    """Encoded size of the pending transactions held, at most [MiB] (in memory about 4 to 8 times that)."""
     log_level: str = "info"
     """debug, info, warning or error."""
     debug: tuple[str, ...] = ()
@@ -69,6 +71,7 @@ _TYPES: Final = {f.name: f.type for f in fields(NodeSettings)}
 _INT_LIMITS: Final = {
     "hashes_per_tick": 10_000_000,
     "mempool_max_txs": 10_000_000,
+    "mempool_max_mb": 1_000_000,
     "log_max_mb": 100_000,
     "log_files": 1_000,
 }

@@ -34,7 +34,7 @@ Wants = dict[str, tuple[list[Hash32], list[Hash32]]]
 class _Ask:
     kind: Kind
     peer: str
-    """The peer asked (its answer is awaited)."""
+    """The peer asked (its answer is awaited; "" once it left: the next is asked)."""
     at: int
     others: list[str] = field(default_factory=list)
     """Peers that announced it too: asked next, in order, if ``peer`` does not answer."""
@@ -96,7 +96,7 @@ class Inventory:
         (A copy that was refused leaves the ask to time out and move to the next announcer.)"""
         ask = self._asks.pop(item, None)
         if ask is not None:
-            self._asks_of[ask.peer] -= 1
+            self._answered(ask)
 
     def announcements(self) -> list[tuple[str, HaveMsg]]:
         out = []
@@ -169,7 +169,7 @@ class Inventory:
             if now - ask.at < self.timeout_ms and ask.peer in self.peers:
                 continue
             del self._asks[item]
-            self._asks_of[ask.peer] -= 1
+            self._answered(ask)
             others = [p for p in ask.others if p in self.peers]
             if others and lacks(ask.kind, item):
                 self._note(others[0], ask.kind, item, now, want)
@@ -189,11 +189,23 @@ class Inventory:
         ]
 
     def remove_peer(self, peer: str) -> None:
-        """Forget what was queued for or announced to ``peer``; its asks move on at the next
-        :meth:`retry`."""
+        """Forget what was queued for, announced to or by ``peer``; its asks move on to the
+        next announcer at the next :meth:`retry`."""
         self._tell.pop(peer, None)
         self._told.pop(peer, None)
         self._later.pop(peer, None)
+        self._asks_of.pop(peer, None)
+        for ask in self._asks.values():
+            if ask.peer == peer:
+                ask.peer = ""
+            if peer in ask.others:
+                ask.others.remove(peer)
+
+    def _answered(self, ask: _Ask) -> None:
+        if ask.peer in self._asks_of:
+            self._asks_of[ask.peer] -= 1
+            if not self._asks_of[ask.peer]:
+                del self._asks_of[ask.peer]
 
     def asks(self) -> int:
         """Items asked for and not received yet."""
@@ -245,6 +257,12 @@ class EarlyTxs:
         self.bytes += size
         while len(self._by_id) > self.max_txs or self.bytes > self.max_bytes:
             self._remove(next(iter(self._by_id)))
+
+    def drop_peer(self, peer: str) -> None:
+        """Forget what ``peer`` sent (it left: its transactions are not held for it)."""
+        if peer in self._of_peer:
+            for txid in [t for t, held in self._by_id.items() if held.peer == peer]:
+                self._remove(txid)
 
     def take(self, sender: bytes, nonce: int) -> tuple[str, Transaction] | None:
         """The held transaction of ``sender`` with ``nonce`` (no longer held), if any."""

@@ -17,14 +17,37 @@ MAX_HEADERS: Final = 2000
 """Headers one HeadersMsg may carry."""
 MAX_INVENTORY: Final = 4096
 """Ids one HaveMsg or WantMsg may carry, of each kind."""
+MAX_LOCATOR: Final = 64
+"""Hashes one locator may carry (ours have about 10 + log2(height))."""
+MAX_TXS: Final = 4096
+"""Transactions one TxsMsg may carry (a node batches ``tx_batch``, 256 by default)."""
+MAX_BLOCKS: Final = 1024
+"""Blocks one BlocksMsg may carry (a node answers ``blocks_per_request``, 64 by default)."""
+WORK_BYTES: Final = 40
+"""Length of a cumulative work in a message: a big-endian unsigned integer."""
+MAX_RULE_CHARS: Final = 64
+MAX_REASON_CHARS: Final = 1024
+"""Longest rule name and message a TxRejectedMsg may carry."""
 
 Inventory = Annotated[tuple[HashBytes, ...], msgspec.Meta(max_length=MAX_INVENTORY)]
+Locator = Annotated[tuple[HashBytes, ...], msgspec.Meta(max_length=MAX_LOCATOR)]
+Work = Annotated[bytes, msgspec.Meta(min_length=WORK_BYTES, max_length=WORK_BYTES)]
+"""Cumulative proof-of-work: 40 bytes, big-endian (a peer cannot make a node hold a huge
+integer)."""
+
+
+def encode_work(work: int) -> bytes:
+    return work.to_bytes(WORK_BYTES, "big")
+
+
+def decode_work(raw: bytes) -> int:
+    return int.from_bytes(raw, "big")
 
 
 class TxsMsg(Wire, frozen=True, tag=1):
     """Transactions to add to the mempool and relay (a user's one, or a batch of gossip)."""
 
-    txs: tuple[Transaction, ...]
+    txs: Annotated[tuple[Transaction, ...], msgspec.Meta(max_length=MAX_TXS)]
 
 
 class BlockMsg(Wire, frozen=True, tag=2):
@@ -38,21 +61,22 @@ class StatusMsg(Wire, frozen=True, tag=3):
 
     height: U63
     head: HashBytes
-    total_work: bytes
-    """Cumulative work of the head's branch (big-endian unsigned integer)."""
+    total_work: Work
+    """Cumulative work of the head's branch (``encode_work``)."""
 
 
 class GetBlocksMsg(Wire, frozen=True, tag=4):
     """Ask for main-chain blocks after the first locator hash the peer knows."""
 
-    locator: tuple[HashBytes, ...]
+    locator: Locator
     limit: U32
+    """Most blocks wanted (the peer sends at most its own ``blocks_per_request``)."""
 
 
 class BlocksMsg(Wire, frozen=True, tag=6):
     """The answer to GetBlocksMsg: consecutive main-chain blocks (possibly none)."""
 
-    blocks: tuple[Block, ...]
+    blocks: Annotated[tuple[Block, ...], msgspec.Meta(max_length=MAX_BLOCKS)]
 
 
 class DatagramMsg(Wire, frozen=True, tag=7):
@@ -86,8 +110,9 @@ class GetHeadersMsg(Wire, frozen=True, tag=11):
     """Ask for main-chain headers after the first locator hash the peer knows (sync starts
     with headers: their proof-of-work is checked before any body is downloaded)."""
 
-    locator: tuple[HashBytes, ...]
+    locator: Locator
     limit: U32
+    """Most headers wanted (the peer sends at most ``MAX_HEADERS``)."""
 
 
 class HeadersMsg(Wire, frozen=True, tag=12):
@@ -108,8 +133,8 @@ class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
     txid: HashBytes
-    rule: str
-    message: str
+    rule: Annotated[str, msgspec.Meta(max_length=MAX_RULE_CHARS)]
+    message: Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)]
 
 
 Message = (

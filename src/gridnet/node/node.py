@@ -20,27 +20,37 @@ from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import header_hash, txid
 from gridnet.encoding import encode
 from gridnet.errors import (
+    BelowMinChainWork,
     GridnetError,
     InvalidBlock,
     InvalidOrder,
+    InvalidTransaction,
     KnownInvalid,
+    LighterBranch,
     NonceGap,
     OrderExpired,
+    OrderRefused,
+    PendingHeadersExpired,
+    PendingHeadersFull,
+    SyncDeclined,
     UnknownParent,
 )
-from gridnet.ledger.blocks import Block
+from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
-from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
+from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, Mempool, PoolEvent
 from gridnet.ledger.pow import meets_target, mine
+from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
-from gridnet.ledger.transition import validate_header
+from gridnet.ledger.transition import VerifiedTx, validate_header, validate_transaction
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.wallet import restore_pending
-from gridnet.market.orders import SignedOrder, topic, validate_order
+from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.logs import short
 from gridnet.node.messages import (
+    MAX_BLOCKS,
     MAX_HEADERS,
+    MAX_LOCATOR,
     BlockMsg,
     BlocksMsg,
     GetBlocksMsg,
@@ -54,7 +64,11 @@ from gridnet.node.messages import (
     TxRejectedMsg,
     TxsMsg,
     WantMsg,
+    decode_work,
+    encode_work,
 )
+from gridnet.node.orders import OrderBook, OrderLimits
+from gridnet.node.sync import PendingHeaders, Presync, Proof
 from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes, work_of_target
 
@@ -66,8 +80,6 @@ _mempool = logging.getLogger("gridnet.mempool")
 Outgoing = tuple[str, Message]
 """(destination peer, message)."""
 
-MAX_LOCATOR = 64
-"""Locator hashes read from a peer's request (ours have about 10 + log2(height))."""
 MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
 
@@ -82,21 +94,41 @@ class NodeConfig:
     """Rebuild the block template at least this often (to pick up new transactions)."""
     status_interval_ms: int = 2_000
     blocks_per_request: int = 64
+    """Blocks asked for, and sent, per request (at most ``MAX_BLOCKS``)."""
     headers_per_request: int = MAX_HEADERS
-    max_pending_headers: int = 100_000
-    """Validated headers whose blocks are not here yet, at most (the oldest are forgotten)."""
+    max_pending_headers: int = 50_000
+    """Checked headers whose blocks are not here yet, at most (about 700 bytes each); a peer
+    that needs room pushes out the branch of the peer holding the most (``node/sync.py``)."""
+    max_headers_per_peer: int = 10_000
+    """Pending headers one peer's branch may hold (the rest are asked for again once its
+    blocks have made room)."""
+    pending_expiry_timeouts: int = 12
+    """A peer's pending headers (or presync) are dropped when no block of them arrived (no
+    header of it was checked) for this many ``request_timeout_ms``."""
+    max_presync_headers: int = 250_000
+    """Headers of a branch below the chain's ``min_chain_work`` checked without being kept (4
+    bytes each are recorded), at most: a branch that needs more to reach it is forgotten."""
     request_timeout_ms: int = 5_000
     """A block request unanswered for this long may be sent again."""
     max_orphans: int = 64
     max_orphans_per_peer: int = 16
+    max_orphan_bytes: int = 16 << 20
+    max_orphan_bytes_per_peer: int = 4 << 20
+    """Blocks whose parent is unknown kept, at most this many and bytes, and this many and
+    bytes from one peer (the oldest go first)."""
+    keep_side_depth: int = 64
+    """Side branches that leave the main chain this many blocks below the head or deeper
+    are pruned from the store (checked every ``status_interval_ms``)."""
     mempool_max_txs: int = 50_000
+    mempool_max_bytes: int = DEFAULT_MAX_BYTES
+    """Encoded size of the pending transactions, at most [bytes] (``ledger/mempool.py``)."""
     tx_batch: int = 256
     """Relayed transactions go to each peer in batches of up to this many, at the latest on
     the next tick (a user's own transaction goes out at once)."""
     events_kept: int = 10_000
     """Recent mempool outcomes kept in ``Node.events`` (all are counted in the stats)."""
-    max_order_topics: int = 1024
-    """Order topics (area, interval) kept before the oldest half is forgotten."""
+    orders: OrderLimits = field(default_factory=OrderLimits)
+    """Bounds of the order book (window of delivery intervals, per key, per topic, total)."""
     tx_batch_bytes: int = 1 << 20
     """A batch is sent before it would grow past this many bytes (a frame holds 4 MiB)."""
     max_fanout: int = 8
@@ -138,12 +170,22 @@ GAP_TRIES = 3
 @dataclass(frozen=True)
 class _Behind:
     peer: str
-    """Who to ask (the peer that relayed a transaction of the sender ahead of our nonce)."""
+    """Who to ask (the peer that relayed a transaction of the sender ahead of our nonce; ""
+    once it left: then another)."""
     ahead: int
     """The highest nonce seen relayed ahead: caught up past it, the entry goes."""
     nonce: int
     """Our next nonce for the sender when last asked."""
     tries: int
+
+
+@dataclass(frozen=True)
+class _Orphan:
+    peer: str
+    """The peer it came from ("" for a local one)."""
+    block: Block
+    size: int
+    """Encoded [bytes]."""
 
 
 @dataclass
@@ -157,11 +199,13 @@ class NodeStats:
     tx_outcomes: Counter[str] = field(default_factory=Counter)
     """Mempool outcomes by kind (accepted, rejected, evicted, included, dropped)."""
     peer_faults: dict[str, int] = field(default_factory=dict)
-    """Faults per linked peer (the transport forgets a peer's when it cuts it off)."""
+    """Faults per linked peer (forgotten when it leaves or the transport cuts it off)."""
     fault_rules: Counter[str] = field(default_factory=Counter)
     """Peer faults by the rule broken."""
     block_rules: Counter[str] = field(default_factory=Counter)
     """Invalid blocks and headers by the rule broken."""
+    declined: Counter[str] = field(default_factory=Counter)
+    """What peers offered for sync that was not kept, by rule (``SyncDeclined``)."""
     tx_rules: Counter[str] = field(default_factory=Counter)
     """Transactions refused, evicted or dropped, by rule."""
     blocks_imported: int = 0
@@ -179,18 +223,25 @@ class Node:
         self.name = name
         self.chain = chain
         self.config = config or NodeConfig()
-        self.mempool = Mempool(chain.params, chain.chain_id, max_txs=self.config.mempool_max_txs)
+        self.mempool = Mempool(
+            chain.params,
+            chain.chain_id,
+            max_txs=self.config.mempool_max_txs,
+            max_bytes=self.config.mempool_max_bytes,
+        )
         self.peers: list[str] = []
         self.peer_work: dict[str, int] = {}
         """Peer -> the cumulative work it last announced."""
         self.peer_height: dict[str, int] = {}
         """Peer -> the height it last announced."""
-        self.orphans: OrderedDict[Hash32, tuple[str, Block]] = OrderedDict()
-        """Blocks whose parent is unknown yet: hash -> (peer it came from, block)."""
-        self.orders: dict[str, dict[Hash32, SignedOrder]] = {}
-        """Market topic ("market/AREA/INTERVAL") -> order id -> signed order (off chain)."""
-        self._orders_seen: dict[Hash32, str] = {}
-        """Order id -> its topic, for every order kept."""
+        self.orphans: OrderedDict[Hash32, _Orphan] = OrderedDict()
+        """Blocks whose parent is unknown yet, oldest first."""
+        self._orphan_bytes: Counter[str] = Counter()
+        """Peer ("" for a local one) -> encoded bytes of its orphans."""
+        self._orphans_size = 0
+        """Encoded bytes of all orphans."""
+        self.book = OrderBook(self.config.orders)
+        """The market's signed orders by topic ("market/AREA/INTERVAL"), off chain."""
         cfg = self.config
         self.inventory = Inventory(
             self.peers,
@@ -217,10 +268,17 @@ class Node:
         """Peer -> (when, "headers" or "blocks"): the request it has not answered yet."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
-        self._headers: dict[Hash32, BlockEntry] = {}
-        """Headers validated (proof-of-work, target, time, links) whose blocks we lack."""
-        self._peer_headers: dict[str, BlockEntry] = {}
-        """Peer -> the last header it sent us: the tip of its chain as far as we checked it."""
+        self.headers = PendingHeaders(
+            max_total=cfg.max_pending_headers,
+            max_per_peer=cfg.max_headers_per_peer,
+            expiry_ms=cfg.pending_expiry_timeouts * cfg.request_timeout_ms,
+        )
+        """Headers checked (proof-of-work, target, time, links) whose blocks we lack, per peer;
+        and the presyncs of branches below the minimum chain work."""
+        self._presync_declined: dict[str, int] = {}
+        """Peer -> when its last presync was declined (the next waits the expiry time)."""
+        self._declined_told: dict[str, set[str]] = {}
+        """Peer -> the rules it was logged declined for (once each at info level)."""
         self.events: deque[PoolEvent] = deque(maxlen=self.config.events_kept)
         """This node's recent mempool outcomes, in order (each one reaches the sender's
         user as a return value or a TxRejectedMsg: nothing is dropped silently)."""
@@ -238,6 +296,7 @@ class Node:
         self._template_at = 0
         self._nonce = 0
         self._last_status = -(10**18)
+        self._pruned_at = -(10**18)
 
     # --- peers -----------------------------------------------------------------------------
 
@@ -246,15 +305,33 @@ class Node:
             self.peers.append(peer)
 
     def remove_peer(self, peer: str) -> None:
+        """Forget everything held for ``peer``: what it announced, sent or was to be sent,
+        its pending headers and presync, its orphans, its held transactions and faults."""
         if peer in self.peers:
             self.peers.remove(peer)
         self._relay.pop(peer, None)
         self._relay_bytes.pop(peer, None)
-        self._peer_headers.pop(peer, None)
         self._inflight.pop(peer, None)
+        self._peer_tip.pop(peer, None)
         self.peer_work.pop(peer, None)
         self.peer_height.pop(peer, None)
+        self._declined_told.pop(peer, None)
+        self._presync_declined.pop(peer, None)
+        self.stats.peer_faults.pop(peer, None)
+        dropped = self.headers.drop(peer)
+        if dropped:
+            _sync.info("dropped %d pending header(s) of %s, which left", dropped, short(peer))
+        for h in [h for h, o in self.orphans.items() if o.peer == peer]:
+            self._forget_orphan(h)
+        self._tx_origin = {t: p for t, p in self._tx_origin.items() if p != peer}
+        self._fills_seen = {k: t for k, t in self._fills_seen.items() if k[0] != peer}
+        for counts in (self._fills_served, self._fills_asked, self._fill_bytes):
+            counts.pop(peer, None)
+        for sender, behind in list(self._behind.items()):
+            if behind.peer == peer:  # (another peer is asked to fill the gap)
+                self._behind[sender] = _Behind("", behind.ahead, behind.nonce, behind.tries)
         self.inventory.remove_peer(peer)
+        self.early.drop_peer(peer)
 
     def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
         """A new head goes to the fan-out peers; the others get it from theirs, or sync it
@@ -284,29 +361,45 @@ class Node:
         else:
             self._fault(peer, error)
 
+    def _decline(self, peer: str, declined: SyncDeclined) -> None:
+        """Nothing of what ``peer`` offered is kept, by ``declined``'s rule (not a fault):
+        counted, and logged once per peer and rule (then at debug level)."""
+        self.stats.declined[declined.rule] += 1
+        told = self._declined_told.setdefault(peer, set())
+        if declined.rule in told:
+            _sync.debug("declined from %s: %s: %s", short(peer), declined.rule, declined)
+        else:
+            told.add(declined.rule)
+            _sync.info("declined from %s: %s: %s", short(peer), declined.rule, declined)
+
     def sync_target(self) -> int:
         """The highest height this node knows of: its own, a peer's announced, or a checked
         header's whose block it lacks (sync progress is its height over this)."""
         known = max(self.peer_height.values(), default=0)
-        headers = max((e.height for e in self._peer_headers.values() if e.hash in self._headers), default=0)
-        return max(self.chain.height, known, headers)
+        return max(self.chain.height, known, self.headers.best_height())
 
     def headers_pending(self) -> int:
         """Checked headers whose blocks are not here yet."""
-        return len(self._headers)
+        return len(self.headers)
 
     def status(self) -> StatusMsg:
         head = self.chain.head
-        return StatusMsg(head.height, head.hash, head.total_work.to_bytes(40, "big"))
+        return StatusMsg(head.height, head.hash, encode_work(head.total_work))
 
     def flush_pending(self) -> None:
         """Write the mempool's changes to the store's pending table. Transactions from peers
         are batched per tick (one SQLite transaction instead of one each; a crash loses at
         most one tick of them, and the peers that sent them still hold them); a local
-        submission is written at once."""
-        changes, self._pending_changes = self._pending_changes, {}
+        submission is written at once. A write that fails (a full disk) is rolled back and
+        its changes kept for the next flush."""
+        changes = self._pending_changes
         added = [(txid, c[0], c[1]) for txid, c in changes.items() if c is not None]
-        self.chain.store.write_pending(added, [txid for txid, c in changes.items() if c is None])
+        try:
+            self.chain.store.write_pending(added, [txid for txid, c in changes.items() if c is None])
+        except BaseException:
+            self.chain.store.rollback()
+            raise
+        self._pending_changes = {}
 
     def close(self) -> None:
         """Write what the pending table still lacks and close the chain."""
@@ -332,7 +425,16 @@ class Node:
                     relay.pop(tid, None)
                     self.inventory.has(peer, TX, tid)
                     continue
-                out.extend(self._on_tx(peer, tx, now, body)[1])
+                try:  # what a peer checks before it relays a transaction: failing it is its fault
+                    verified = validate_transaction(tx, self.chain.params, self.chain.chain_id, body)
+                except InvalidTransaction as exc:
+                    # Not answered (a flood of forgeries must not become a flood of answers),
+                    # and the rest of the faulty peer's message is not read.
+                    self.stats.txs_rejected += 1
+                    self._log([PoolEvent(EventKind.REJECTED, tid, None, exc.rule, str(exc))])
+                    self._fault(peer, exc)
+                    return out
+                out.extend(self._on_tx(peer, tx, now, verified)[1])
                 if tid in self.mempool or tid in self.early:  # taken: any ask for it is answered
                     self.inventory.received(tid)
             return out
@@ -343,8 +445,8 @@ class Node:
         if isinstance(msg, OrderMsg):
             try:
                 return self._on_order(peer, msg.order, now)
-            except OrderExpired:
-                return []  # late, not malicious
+            except (OrderExpired, OrderRefused):
+                return []  # late, or beyond this node's bounds: not malicious
             except InvalidOrder as exc:
                 self._fault(peer, exc)
                 return []
@@ -379,6 +481,7 @@ class Node:
         if self._fills_seen:
             self._fills_seen = {k: t for k, t in self._fills_seen.items() if now - t < timeout}
         out.extend(self._fill_gaps(now))
+        self._sync_upkeep(now)
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
@@ -389,11 +492,12 @@ class Node:
     # --- transactions ----------------------------------------------------------------------
 
     def _on_tx(
-        self, peer: str | None, tx: Transaction, now: int, body: bytes | None = None
+        self, peer: str | None, tx: Transaction, now: int, verified: VerifiedTx | None = None
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
-        """Admit ``tx`` (from ``peer``, or a local user if None), then any held transactions
-        of its sender that it lets follow; its own outcomes and the messages to send."""
-        events, out = self._admit(peer, tx, now, body)
+        """Admit ``tx`` (from ``peer``, or a local user if None; ``verified``: it passed its
+        stateless checks), then any held transactions of its sender that it lets follow; its
+        own outcomes and the messages to send."""
+        events, out = self._admit(peer, tx, now, verified)
         if events[0].kind is EventKind.ACCEPTED:
             out.extend(self._release_early(tx.sender, tx.nonce + 1, now))
         return events, out
@@ -416,9 +520,7 @@ class Node:
         account = self.chain.account(address)
         return account.nonce + len(self.mempool.by_sender.get(address, {})), account.balance
 
-    def _on_gap(
-        self, peer: str, txid: Hash32, tx: Transaction, body: bytes | None, now: int
-    ) -> list[Outgoing]:
+    def _on_gap(self, peer: str, txid: Hash32, tx: Transaction, size: int, now: int) -> list[Outgoing]:
         """A relayed transaction ahead of its sender's next nonce (gossip on several paths
         reorders a sender's transactions): hold it if it is within reach and its sender can
         pay (else a peer could fill the hold with junk for free), and ask the peer that sent
@@ -426,7 +528,7 @@ class Node:
         nonce, balance = self._next_nonce(tx.sender)
         if tx.nonce - nonce > self.config.max_early_ahead or balance < tx.fee:
             return []
-        self.early.hold(peer, txid, tx, tx_size(body or tx_body(tx)))
+        self.early.hold(peer, txid, tx, size)
         behind = self._behind.pop(tx.sender, None)
         ahead = tx.nonce if behind is None else max(behind.ahead, tx.nonce)
         self._behind[tx.sender] = _Behind(peer, ahead, nonce, 0)
@@ -512,18 +614,30 @@ class Node:
         return out
 
     def _admit(
-        self, peer: str | None, tx: Transaction, now: int, body: bytes | None, *, report: bool = True
+        self,
+        peer: str | None,
+        tx: Transaction,
+        now: int,
+        verified: VerifiedTx | None,
+        *,
+        report: bool = True,
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
-        # A user's transaction is tried on the head first (a peer's is checked by the miner).
-        check = None if peer is not None else partial(self._trial.check, self.mempool, now=now)
-        events = self.mempool.add(tx, self.chain.account, decoded=peer is not None, body=body, check=check)
+        # A user's and a peer's alike: tried on the head after the pending ones (ledger/trial.py).
+        check = partial(self._trial.check, self.mempool, now=now)
+        events = self.mempool.add(tx, self.chain.account, verified, decoded=peer is not None, check=check)
         outcome = events[0]
         out: list[Outgoing] = []
         if outcome.kind is EventKind.ACCEPTED:
             self.stats.txs_accepted += 1
             self._pending_changes[outcome.txid] = (encode(tx), now)
             if peer is None:  # only this node holds it: durable, and sent, before the user hears
-                self.flush_pending()
+                try:
+                    self.flush_pending()
+                except STORE_ERRORS:  # not written: not taken (the user hears the store's error)
+                    del self._pending_changes[outcome.txid]
+                    self.mempool.withdraw(outcome.txid)
+                    self.stats.txs_accepted -= 1
+                    raise
                 to, told = self.inventory.spread(None, tx.sender)
                 out.extend((p, TxsMsg((tx,))) for p in to)
                 self.inventory.tell(TX, told, outcome.txid)
@@ -534,7 +648,8 @@ class Node:
             self.stats.txs_rejected += 1
             if peer is not None and report:
                 if outcome.rule == NonceGap.__name__:
-                    out.extend(self._on_gap(peer, outcome.txid, tx, body, now))
+                    size = tx_size(tx_body(tx)) if verified is None else verified.size
+                    out.extend(self._on_gap(peer, outcome.txid, tx, size, now))
                 out.append((peer, TxRejectedMsg(outcome.txid, outcome.rule, outcome.message)))
         self._log([outcome])
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
@@ -596,25 +711,16 @@ class Node:
         return self._on_order(None, signed, now)
 
     def _on_order(self, peer: str | None, signed: SignedOrder, now: int) -> list[Outgoing]:
-        verified = validate_order(signed, now_interval=interval_of(now))  # raises the named rule
-        if verified.id in self._orders_seen:
+        """Check an order (the market's rules: InvalidOrder), keep it within the book's bounds
+        (OrderRefused) and gossip it; an order already held is neither kept nor sent again."""
+        now_interval = interval_of(now)
+        verified = validate_order(signed, now_interval=now_interval)  # raises the named rule
+        if not self.book.add(verified, signed, now_interval):
             return []
-        name = topic(signed.order.area, signed.order.interval)
-        self._orders_seen[verified.id] = name
         self.inventory.received(verified.id)
-        self.orders.setdefault(name, {})[verified.id] = signed
-        self._prune_orders(interval_of(now))
         to, told = self.inventory.spread(peer)
         self.inventory.tell(ORDER, told, verified.id)
         return [(p, OrderMsg(signed)) for p in to]
-
-    def _prune_orders(self, current: int) -> None:
-        """Forget topics whose delivery interval is over (bounded memory)."""
-        if len(self.orders) <= self.config.max_order_topics:
-            return
-        for name in sorted(self.orders, key=lambda t: int(t.rsplit("/", 1)[1]))[: len(self.orders) // 2]:
-            for oid in self.orders.pop(name):
-                self._orders_seen.pop(oid, None)
 
     # --- announcements (the peers an item did not go to) ---------------------------------
 
@@ -629,7 +735,7 @@ class Node:
     def _lacks(self, kind: Kind, item: Hash32) -> bool:
         if kind == TX:
             return item not in self.mempool and item not in self.early
-        return item not in self._orders_seen
+        return item not in self.book
 
     def _on_want(self, peer: str, msg: WantMsg) -> list[Outgoing]:
         """Send a peer what it asks for of what we announced to it and still hold, in the
@@ -649,16 +755,26 @@ class Node:
         if batch:
             out.append((peer, TxsMsg(tuple(batch))))
         for oid in msg.orders:
-            name = self._orders_seen.get(oid)
-            if name is not None and self.inventory.may_serve(peer, oid):
-                out.append((peer, OrderMsg(self.orders[name][oid])))
+            signed = self.book.get(oid)
+            if signed is not None and self.inventory.may_serve(peer, oid):
+                out.append((peer, OrderMsg(signed)))
         return out
 
     # --- blocks ----------------------------------------------------------------------------
 
     def _on_block(self, peer: str | None, block: Block, now: int) -> list[Outgoing]:
+        """A gossiped block: stored if it extends what we hold with enough work
+        (``_not_worth_storing``), kept as an orphan (and its sender asked for headers) if
+        its parent is unknown."""
         self.stats.blocks_received += 1
         out: list[Outgoing] = []
+        parent = self.chain.entries.get(block.header.prev_hash)
+        if peer is not None and parent is not None and not parent.invalid:
+            h = header_hash(encode(block.header))
+            declined = None if h in self.chain.entries else self._not_worth_storing(h, block.header, parent)
+            if declined is not None:
+                self._decline(peer, declined)
+                return out
         try:
             result = self._add(block, now)
         except UnknownParent as exc:
@@ -722,20 +838,50 @@ class Node:
             result = self.chain.add_block(block, now=now)
         finally:
             self.stats.validation_seconds += time.perf_counter() - started
-        self._headers.pop(result.block_hash, None)
+        entry = self.chain.entries.get(result.block_hash)
+        if entry is not None:
+            self.headers.connected(result.block_hash, entry, now)
         return result
+
+    def _not_worth_storing(self, h: Hash32, header: Header, parent: BlockEntry) -> SyncDeclined | None:
+        """Why a peer's block whose parent we hold is not stored (None: it is stored).
+        Headers first: a block of a header we checked is stored while its branch leads past
+        our best tip; any other must reach the chain's minimum work and carry more work than
+        our head by itself (a side block's body is never stored on its own)."""
+        what = f"block {header.height} {h.hex()[:16]}"
+        if h in self.headers:
+            if self.headers.leads_past(h, self.chain.best_tip().total_work):
+                return None
+            return LighterBranch(f"{what}: its checked branch no longer leads past our best tip")
+        target = target_from_bytes(header.target)
+        if not 0 < target <= self.chain.params.pow_limit_int:
+            return None  # (a target out of range: validation names the rule)
+        work = parent.total_work + work_of_target(target)
+        minimum = self.chain.params.min_chain_work_int
+        if work < minimum:
+            return BelowMinChainWork(
+                f"{what}: its branch's work {work} is below the chain's minimum {minimum}"
+            )
+        if work <= self.chain.head.total_work:
+            return LighterBranch(
+                f"{what}: a side block with no more work than our head; its body is stored only "
+                "once headers of its branch lead past our best"
+            )
+        return None
 
     def _keep_orphan(self, peer: str | None, block: Block) -> bool:
         """Keep a block whose parent is unknown, if it is plausible; False if it is junk.
 
         Plausible: within the size limit, a target no easier than the proof-of-work
         limit, and a header that meets its own target (so each costs real work). A peer
-        holds at most ``max_orphans_per_peer``; the pool at most ``max_orphans``.
+        holds at most ``max_orphans_per_peer`` of ``max_orphan_bytes_per_peer``, the pool
+        ``max_orphans`` of ``max_orphan_bytes`` (the oldest go first, the newest stays).
         """
         params = self.chain.params
         header = block.header
+        size = len(encode(block))
         if (
-            len(encode(block)) > params.max_block_bytes
+            size > params.max_block_bytes
             or target_from_bytes(header.target) > params.pow_limit_int
             or not meets_target(header)
         ):
@@ -744,13 +890,28 @@ class Node:
         if h in self.orphans:
             return True
         origin = peer or ""
-        mine = [k for k, (p, _) in self.orphans.items() if p == origin]
-        if len(mine) >= self.config.max_orphans_per_peer:
-            del self.orphans[mine[0]]
-        self.orphans[h] = (origin, block)
-        while len(self.orphans) > self.config.max_orphans:
-            self.orphans.popitem(last=False)
+        cfg = self.config
+        self.orphans[h] = _Orphan(origin, block, size)
+        self._orphan_bytes[origin] += size
+        self._orphans_size += size
+        mine = [k for k, o in self.orphans.items() if o.peer == origin]
+        while len(mine) > 1 and (
+            len(mine) > cfg.max_orphans_per_peer or self._orphan_bytes[origin] > cfg.max_orphan_bytes_per_peer
+        ):
+            self._forget_orphan(mine.pop(0))
+        while len(self.orphans) > 1 and (
+            len(self.orphans) > cfg.max_orphans or self._orphans_size > cfg.max_orphan_bytes
+        ):
+            self._forget_orphan(next(iter(self.orphans)))
         return True
+
+    def _forget_orphan(self, h: Hash32) -> _Orphan:
+        orphan = self.orphans.pop(h)
+        self._orphans_size -= orphan.size
+        self._orphan_bytes[orphan.peer] -= orphan.size
+        if not self._orphan_bytes[orphan.peer]:
+            del self._orphan_bytes[orphan.peer]
+        return orphan
 
     def _asking(self, peer: str | None, what: str, now: int) -> bool:
         """Whether to send ``peer`` a ``what`` request now: one request (headers or blocks)
@@ -780,29 +941,38 @@ class Node:
             return self.chain.best_tip()
         return tip
 
+    def _checked_tip(self, peer: str) -> tuple[BlockEntry | None, Presync | None]:
+        """The last header of ``peer``'s we checked (of its presync, else of its branch)."""
+        presync = self.headers.presyncs.get(peer)
+        return (presync.last, presync) if presync is not None else (self.headers.tip(peer), None)
+
     def _next_request(self, peer: str, now: int, *, more_headers: bool) -> list[Outgoing]:
-        """What to ask ``peer`` for next: more headers (when ``more_headers`` and it announced
-        more work than its headers we checked show), else the blocks of its checked headers
-        when they lead to more work than our best tip."""
-        tip = self._peer_headers.get(peer)
-        pending = tip is not None and tip.hash in self._headers
+        """What to ask ``peer`` for next: more headers (when ``more_headers``, it announced
+        more work than its headers we checked show, and its branch has room), else the
+        blocks of its pending headers when they lead to more work than our best tip."""
+        tip, presync = self._checked_tip(peer)
         shown = tip.total_work if tip is not None else 0
-        if more_headers and self.peer_work.get(peer, 0) > shown:
+        room = presync is not None or self.headers.has_room(peer)
+        if more_headers and room and self.peer_work.get(peer, 0) > shown:
             return self._request_headers(peer, now)
-        if pending and tip is not None and tip.total_work > self.chain.best_tip().total_work:
+        if tip is not None and tip.hash in self.headers and tip.total_work > self.chain.best_tip().total_work:
             return self._request_blocks(peer, now)
         return []
 
-    def _request_headers(self, peer: str | None, now: int) -> list[Outgoing]:
-        """Ask ``peer`` for the headers after the last it sent us (else after our fork point
-        with it): the locator starts there and goes on from our side."""
+    def _request_headers(self, peer: str | None, now: int, start: BlockEntry | None = None) -> list[Outgoing]:
+        """Ask ``peer`` for the headers after the last of its we checked (else after our fork
+        point with it), or after ``start`` (to fetch a presynced branch again): the locator
+        starts there and goes on from our side."""
         if not self._asking(peer, "headers", now):
             return []
         assert peer is not None
-        locator = self.chain.locator(self._fork_point(peer))
-        tip = self._peer_headers.get(peer)
-        if tip is not None and tip.hash in self._headers:
-            locator.insert(0, tip.hash)
+        if start is not None:
+            locator = self.chain.locator(start)
+        else:
+            locator = self.chain.locator(self._fork_point(peer))
+            tip, presync = self._checked_tip(peer)
+            if tip is not None and (presync is not None or tip.hash in self.headers):
+                locator.insert(0, tip.hash)
         return [(peer, GetHeadersMsg(tuple(locator), self.config.headers_per_request))]
 
     def _request_blocks(self, peer: str | None, now: int) -> list[Outgoing]:
@@ -815,15 +985,17 @@ class Node:
 
     def _on_blocks(self, peer: str, msg: BlocksMsg, now: int) -> list[Outgoing]:
         """A batch answering our request: import in order the blocks of headers we checked,
-        relay the new head once, and ask for what comes next (``_next_request``)."""
-        self._answered(peer, "blocks")
+        relay the new head once, and ask for what comes next (``_next_request``). Blocks
+        nobody asked for are not read."""
+        if not self._answered(peer, "blocks"):
+            return []
         head_before = self.chain.head.hash
         out: list[Outgoing] = []
         moved = False
         for block in msg.blocks:
             self.stats.blocks_received += 1
             h = header_hash(encode(block.header))
-            if h not in self._headers and h not in self.chain.entries:
+            if h not in self.headers and h not in self.chain.entries:
                 moved = True  # not of the headers it sent: its chain moved
                 break
             try:
@@ -833,8 +1005,8 @@ class Node:
                 break
             except InvalidBlock as exc:
                 self._invalid_block(peer, block.header.height, exc)
-                self._headers.pop(h, None)
-                self._peer_headers.pop(peer, None)
+                self.headers.drop_through(h)
+                self.headers.forget_branch(peer)
                 return out
             entry = self.chain.entries.get(result.block_hash)
             if entry is not None:
@@ -847,7 +1019,7 @@ class Node:
             if tip_block is not None:
                 out.extend(self._send_block(peer, tip_block))
         if moved:  # start again from its headers
-            self._peer_headers.pop(peer, None)
+            self.headers.forget_branch(peer)
             return out + self._request_headers(peer, now)
         return out + self._next_request(peer, now, more_headers=bool(msg.blocks))
 
@@ -860,22 +1032,37 @@ class Node:
     def _on_headers(self, peer: str, msg: HeadersMsg, now: int) -> list[Outgoing]:
         """Check a batch of headers we asked for as a chain — links, proof-of-work, retarget,
         time — before any of their blocks is asked for; a bad one is the peer's fault and
-        none of the batch is kept. Then ask for more headers or for the blocks."""
+        none of the batch is kept. New headers of a branch not yet worth keeping — below the
+        minimum chain work, or with no more work than our best known header (our best tip,
+        another peer's pending tip) — are presynced (``_presync``), others kept
+        (``_keep_headers``)."""
         if not self._answered(peer, "headers"):
             return []  # nobody asked: not kept
         chain = self.chain
+        presync = self.headers.presyncs.get(peer)
         if not msg.headers:
+            if presync is not None:  # its branch ends below the minimum
+                return self._presync(peer, presync, [], full=False, now=now)
             return self._next_request(peer, now, more_headers=False)
-        parent = chain.entries.get(msg.headers[0].prev_hash) or self._headers.get(msg.headers[0].prev_hash)
-        if parent is None or parent.invalid:
-            return []  # does not connect to what we know: its next status starts again
-        if chain.entries.get(parent.hash) is parent:
-            self._peer_tip[peer] = parent  # the fork point: its blocks follow this one
+        first = msg.headers[0].prev_hash
+        if presync is not None and first == presync.last.hash:
+            parent = presync.last
+        else:
+            self.headers.presyncs.pop(peer, None)  # (a presync it does not continue ends)
+            presync = None
+            known = chain.entries.get(first) or self.headers.get(first)
+            if known is None or known.invalid:
+                return []  # does not connect to what we know: its next status starts again
+            parent = known
+            if chain.entries.get(parent.hash) is parent:
+                self._peer_tip[peer] = parent  # the fork point: its blocks follow this one
+        start = parent
+        checked: list[BlockEntry] = []
         new: list[BlockEntry] = []
         try:
             for header in msg.headers:
                 h = validate_header(header, chain.header_context(parent, now))
-                known = chain.entries.get(h) or self._headers.get(h)
+                known = chain.entries.get(h) or self.headers.get(h)
                 if known is not None and known.invalid:
                     raise KnownInvalid(f"header {header.height} {h.hex()[:16]} is of an invalid block")
                 if known is None:
@@ -884,44 +1071,178 @@ class Node:
                     new.append(known)
                 elif known.hash in chain.entries:
                     self._peer_tip[peer] = known
+                checked.append(known)
                 parent = known
         except InvalidBlock as exc:
             self._invalid_block(peer, parent.height + 1, exc, what="header")
+            self.headers.presyncs.pop(peer, None)
             return []
-        kept = new[: max(0, self.config.max_pending_headers - len(self._headers))]
-        for entry in kept:  # (the rest once blocks have made room: asked for again then)
-            self._headers[entry.hash] = entry
-        if len(kept) == len(new):
-            self._peer_headers[peer] = parent
-        elif kept:
-            self._peer_headers[peer] = kept[-1]
-        full = len(msg.headers) >= self.config.headers_per_request and len(kept) == len(new)
-        return self._next_request(peer, now, more_headers=full)
+        full = len(msg.headers) >= self.config.headers_per_request
+        proof = self.headers.proofs.get(peer)
+        proven = proof is not None and all(proof.proves(e) for e in new)
+        if presync is not None or (new and parent.total_work < self._worth_keeping(peer) and not proven):
+            if presync is None:
+                last = self._presync_declined.get(peer)
+                if last is not None and now - last < self.headers.expiry_ms:
+                    return []  # (its last presync was declined a moment ago: not again yet)
+                presync = Presync(start, start, bytearray(), now)
+            return self._presync(peer, presync, checked, full=full, now=now)
+        return self._keep_headers(peer, parent, new, full=full, now=now)
+
+    def _worth_keeping(self, peer: str) -> int:
+        """The work a branch of ``peer``'s must reach before its headers are kept: the chain's
+        minimum, and more than our best known header's (our best tip, the pending tip of
+        another peer's branch)."""
+        other = self.headers.best(but=peer)
+        best = max(self.chain.best_tip().total_work, other.total_work if other is not None else 0)
+        return max(self.chain.params.min_chain_work_int, best + 1)
+
+    def _presync(
+        self, peer: str, presync: Presync, checked: list[BlockEntry], *, full: bool, now: int
+    ) -> list[Outgoing]:
+        """Headers of a branch not yet worth keeping, checked: record them without keeping
+        them (``node/sync.py``). Once the branch gets past the work it must reach
+        (``_worth_keeping``), ask ``peer`` for its headers again from where it leaves our chain
+        (kept then if they are the same); if it ends short of it, or takes more than
+        ``max_presync_headers``, forget it (and start no other presync of that peer's for
+        the expiry time)."""
+        params = self.chain.params
+        if checked:
+            presync.extend(checked, max(params.retarget_window + 1, params.median_time_span), now)
+        self.headers.proofs.pop(peer, None)
+        self.headers.presyncs.pop(peer, None)
+        work, count, need = presync.last.total_work, presync.count(), self._worth_keeping(peer)
+        if work >= need:
+            self.headers.proofs[peer] = Proof(presync.fork, bytes(presync.tails))
+            _sync.info(
+                "%s's branch gets past our best known work at height %d after %d header(s) "
+                "checked; fetching them again to keep them",
+                short(peer),
+                presync.last.height,
+                count,
+            )
+            return self._request_headers(peer, now, start=presync.fork)
+        if not full or count >= self.config.max_presync_headers:
+            self._presync_declined[peer] = now
+            reason = "it ends" if not full else f"it is still short after {count} header(s)"
+            height = presync.last.height
+            what = f"{count} header(s) up to height {height} checked, none kept: their branch's work {work}"
+            minimum = params.min_chain_work_int
+            self._decline(
+                peer,
+                BelowMinChainWork(f"{what} is below the chain's minimum {minimum} and {reason}")
+                if work < minimum
+                else LighterBranch(f"{what} is no more than our best known header's and {reason}"),
+            )
+            return []
+        self.headers.presyncs[peer] = presync
+        return self._next_request(peer, now, more_headers=True)
+
+    def _keep_headers(
+        self, peer: str, tip: BlockEntry, new: list[BlockEntry], *, full: bool, now: int
+    ) -> list[Outgoing]:
+        """Keep a checked batch ending at ``tip`` as ``peer``'s pending headers: none if its
+        branch ended with less work than our best known header, else as many as its room
+        allows. Branches of other peers that ended lighter are dropped. Then ask for more
+        headers or for the blocks."""
+        complete = not full or self.peer_work.get(peer, 0) <= tip.total_work
+        other = self.headers.best(but=peer)
+        best = max(self.chain.best_tip().total_work, other.total_work if other is not None else 0)
+        if complete and tip.total_work < best:
+            self.headers.forget_branch(peer)
+            self._decline(
+                peer,
+                LighterBranch(
+                    f"headers up to height {tip.height} not kept: their branch ends with less work "
+                    "than our best known header"
+                ),
+            )
+            return []
+        kept = new[: self.headers.make_room(peer, len(new))]
+        if len(kept) < len(new):
+            self._decline(
+                peer,
+                PendingHeadersFull(
+                    f"{len(new) - len(kept)} of {len(new)} header(s) not kept: it may hold "
+                    f"{self.headers.max_per_peer} (all peers {self.headers.max_total}); asked for again "
+                    "once blocks have made room"
+                ),
+            )
+        branch_tip = kept[-1] if kept else (new[0].parent if new else tip)
+        assert branch_tip is not None
+        self.headers.keep(peer, branch_tip, kept, now, complete=complete and len(kept) == len(new))
+        proof = self.headers.proofs.get(peer)
+        if proof is not None and branch_tip.height >= proof.end():
+            del self.headers.proofs[peer]  # kept past the presynced part
+        for lighter, count in self.headers.drop_lighter(branch_tip.total_work):
+            self._decline(
+                lighter,
+                LighterBranch(f"its {count} pending header(s) lead to less work than {short(peer)}'s branch"),
+            )
+        return self._next_request(peer, now, more_headers=full and len(kept) == len(new))
 
     def _connect_orphans(self, parent_hash: Hash32, now: int) -> list[Outgoing]:
         out: list[Outgoing] = []
         parents = [parent_hash]
         while parents:
             p = parents.pop()
-            children = [h for h, (_, b) in self.orphans.items() if b.header.prev_hash == p]
+            parent = self.chain.entries.get(p)
+            children = [h for h, o in self.orphans.items() if o.block.header.prev_hash == p]
             for h in children:
-                _, block = self.orphans.pop(h)
+                orphan = self._forget_orphan(h)
+                declined = (
+                    None
+                    if not orphan.peer or parent is None
+                    else self._not_worth_storing(h, orphan.block.header, parent)
+                )
+                if declined is not None:
+                    self._decline(orphan.peer, declined)
+                    continue
                 try:
-                    result = self._add(block, now)
+                    result = self._add(orphan.block, now)
                 except InvalidBlock as exc:
-                    self._invalid_block(None, block.header.height, exc)
+                    self._invalid_block(None, orphan.block.header.height, exc)
                     continue
                 out.extend(self._after_add(result, None, now))
                 parents.append(h)
         return out
 
     def _on_status(self, peer: str, msg: StatusMsg, now: int) -> list[Outgoing]:
-        work = int.from_bytes(msg.total_work, "big")
+        work = decode_work(msg.total_work)
         self.peer_work[peer] = work
         self.peer_height[peer] = msg.height
-        if work > self.chain.best_tip().total_work and msg.head not in self.chain.entries:
-            return self._next_request(peer, now, more_headers=msg.head not in self._headers)
-        return []
+        if work <= self.chain.best_tip().total_work or msg.head in self.chain.entries:
+            return []
+        minimum = self.chain.params.min_chain_work_int
+        if work < minimum:
+            self._decline(
+                peer, BelowMinChainWork(f"it announces work {work}, below the chain's minimum {minimum}")
+            )
+            return []
+        return self._next_request(peer, now, more_headers=msg.head not in self.headers)
+
+    def _sync_upkeep(self, now: int) -> None:
+        """Drop the pending headers and presyncs that made no progress for too long; every
+        ``status_interval_ms``, prune the side branches that leave the main chain
+        ``keep_side_depth`` blocks below the head or deeper (not those being downloaded)."""
+        for peer, count in self.headers.expire(now):
+            self._decline(
+                peer,
+                PendingHeadersExpired(
+                    f"{count} header(s) dropped: no block of them (no further header) arrived for "
+                    f"{self.headers.expiry_ms} ms"
+                ),
+            )
+        if now - self._pruned_at < self.config.status_interval_ms:
+            return
+        self._pruned_at = now
+        pruned = self.chain.prune_side_branches(self.config.keep_side_depth, self.headers.roots())
+        if pruned:
+            _sync.info(
+                "pruned %d side block(s) of branches %d or more blocks below the head",
+                pruned,
+                self.config.keep_side_depth,
+            )
 
     def _locate(self, locator: tuple[Hash32, ...]) -> int:
         """The height after the first of the (first 64) locator hashes on our main chain
@@ -935,7 +1256,7 @@ class Node:
     def _on_get_blocks(self, peer: str, msg: GetBlocksMsg) -> list[Outgoing]:
         chain = self.chain
         start = self._locate(msg.locator)
-        limit = min(msg.limit, self.config.blocks_per_request)
+        limit = min(msg.limit, self.config.blocks_per_request, MAX_BLOCKS)
         blocks: list[Block] = []
         size = 0
         for height in range(start, min(start + limit, chain.height + 1)):

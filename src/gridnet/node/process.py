@@ -27,8 +27,9 @@ from typing import Any
 from gridnet import __version__
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, NodeFailed
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.net.tcp import TcpTransport
 from gridnet.node.auth import read_token_file, remove_cookie, write_cookie
@@ -56,6 +57,10 @@ def _bind_api(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Answers go out at once: uvicorn writes a response's head and body apart, and without
+    # this (inherited by every accepted connection) each request on a kept-alive connection
+    # waited out the client's delayed ACK, 40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -85,6 +90,7 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
         miner=key.address if s.mine else None,
         hashes_per_tick=s.hashes_per_tick,
         mempool_max_txs=s.mempool_max_txs,
+        mempool_max_bytes=s.mempool_max_mb << 20,
         # Periods meant in real time, expressed on the node's clock.
         template_refresh_ms=clock.span(NodeConfig.template_refresh_ms),
         status_interval_ms=clock.span(NodeConfig.status_interval_ms),
@@ -159,14 +165,19 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
             ", mining" if s.mine else "",
         )
         stopped = asyncio.create_task(stop.wait())
-        waiting: set[asyncio.Task[Any]] = {stopped}
+        waiting: set[asyncio.Task[Any]] = {stopped, transport.ticking}
         if api_task is not None:
             waiting.add(api_task)
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        ticking = transport.ticking
+        if ticking.done() and not ticking.cancelled() and (error := ticking.exception()) is not None:
+            raise NodeFailed(
+                f"the node stopped: its tick failed with {type(error).__name__}: {error}"
+            ) from error
         if api_task is not None and api_task.done() and not stop.is_set():
             failure = api_task.exception() if not api_task.cancelled() else None
             _log.error("the API server stopped (%s); stopping the node", failure or "no error given")
-        stopped.cancel()
     finally:
         if started:
             _log.info("stopping")
@@ -176,7 +187,10 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
             with contextlib.suppress(Exception):
                 await api_task
         await transport.stop()
-        node.close()
+        try:
+            node.close()
+        except STORE_ERRORS as exc:  # (run() closes the chain)
+            _log.error("the pending transactions could not be written: %s", exc)
         if cookie:
             remove_cookie(data_dir)
         if started:
@@ -188,6 +202,9 @@ def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
     and run until SIGTERM or SIGINT."""
     s = options.settings
     chain = Chain.open(options.data_dir)  # no chain, or locked: a one-line error before anything else
+    # A log line that cannot be written (a full disk) is dropped, not printed as a traceback:
+    # the failure itself is reported in one line (and by /health).
+    logging.raiseExceptions = False
     try:
         configure(
             options.data_dir,

@@ -116,7 +116,7 @@ class MemoryBackend:
         return ""
 
     def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
-        return list(self.net.nodes[node].orders.get(topic(area, interval), {}).values())
+        return list(self.net.nodes[node].book.topic_orders(topic(area, interval)).values())
 
     def settled(self) -> bool:
         nodes = self.net.nodes.values()
@@ -227,8 +227,13 @@ class DevnetBackend:
         raise NodeUnavailable(f"node {node}: POST /orders answered {status}: {body}")
 
     def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
-        body = self.clients[node].get(f"/orders/{area}/{interval}")
-        return [decode(bytes.fromhex(o["hex"]), SignedOrder) for o in body["orders"]]
+        out: list[SignedOrder] = []
+        offset: int | None = 0
+        while offset is not None:  # every page of the topic
+            body = self.clients[node].get(f"/orders/{area}/{interval}?offset={offset}")
+            out.extend(decode(bytes.fromhex(o["hex"]), SignedOrder) for o in body["orders"])
+            offset = body["next_offset"]
+        return out
 
     def settled(self) -> bool:
         heads = [self.clients[n.name].get("/head") for n in self.devnet.nodes]

@@ -3,6 +3,7 @@ order routes."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,14 +23,20 @@ from gridnet.ledger.chain import BlockEntry, Chain
 from gridnet.ledger.mempool import EventKind, fee_rate
 from gridnet.ledger.merkle import merkle_proof
 from gridnet.ledger.state import IDENTITIES, table_named
+from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.contract import CONTRACTS
+from gridnet.ledger.txs.identity import REVOKED
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import POOLS
 from gridnet.market.orders import AREA_MAX_CHARS, SignedOrder, order_id, topic
 from gridnet.node.api.common import (
+    BODY_LIMITS,
+    DEFAULT_ORDERS_PAGE,
     DEFAULT_READINGS,
+    HTTP_CODES,
     MAX_BODY_BYTES,
+    MAX_ORDERS_PAGE,
     MAX_READINGS,
     MAX_STATE_KEY_BYTES,
     READING_SCAN,
@@ -40,8 +47,10 @@ from gridnet.node.api.common import (
     not_found,
     parse_address,
     parse_hex,
+    parse_number,
     record,
     status_of,
+    store_unavailable,
 )
 from gridnet.node.api.datagrams import datagram_routes
 from gridnet.node.api.docs import docs_routes
@@ -225,7 +234,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        code = HTTP_CODES.get(exc.status_code, "HTTPError")
         message = str(exc.detail) if exc.status_code != 404 else f"no such endpoint: {request.url.path}"
         return error_response(exc.status_code, code, message)
 
@@ -269,7 +278,7 @@ def create_app(
         full: bool = Query(False, description="Include each transaction's canonical bytes (hex)"),
     ) -> BlockOut:
         chain = node.chain
-        if ref.isdigit() and len(ref) < 2 * HASH_BYTES:
+        if ref.isascii() and ref.isdigit() and len(ref) < 2 * HASH_BYTES:
             height = int(ref)
             if height > chain.height:
                 raise not_found(f"no block at height {height} (the head is at {chain.height})")
@@ -340,8 +349,15 @@ def create_app(
     @app.get("/identities/{address}", response_model=RecordOut, summary="A registered identity")
     async def get_identity(address: str) -> RecordOut:
         addr = parse_address(address)
-        identity = node.chain.view().get(IDENTITIES, addr)
+        view = node.chain.view()
+        identity = view.get(IDENTITIES, addr)
         if identity is None:
+            revoked = view.get(REVOKED, addr)
+            if revoked is not None:
+                raise not_found(
+                    f"the identity of {address_to_text(addr)} was revoked at height {revoked.revoked_at} "
+                    "(a proven fraud); the address can never register again"
+                )
             raise not_found(f"no identity registered for {address_to_text(addr)}")
         return RecordOut(id=address_to_text(addr), record=record(identity))
 
@@ -428,7 +444,15 @@ def create_app(
     )
     async def submit_transaction(body: SubmitTxIn) -> PoolEventOut:
         tx = decode(parse_hex(body.tx.strip(), "tx"), Transaction, what="transaction")  # DecodeError: 400
-        events, outgoing = node.submit_tx(tx, clock())
+        failure = None if transport is None else transport.store_failure
+        if failure is not None:
+            raise store_unavailable(failure.reason)
+        try:
+            events, outgoing = node.submit_tx(tx, clock())
+        except STORE_ERRORS as exc:  # not taken: the node writes a user's transaction first
+            if transport is not None:
+                transport.store_failed(exc)
+            raise store_unavailable(str(exc)) from None
         if outgoing:
             broadcast(outgoing)
         outcome = events[0]
@@ -444,19 +468,29 @@ def create_app(
 
     # --- market orders -------------------------------------------------------------------
 
-    @app.get("/orders/{area}/{interval}", response_model=OrdersOut, summary="Orders on a market topic")
-    async def get_orders(area: str, interval: int) -> OrdersOut:
+    @app.get(
+        "/orders/{area}/{interval}",
+        response_model=OrdersOut,
+        summary="Orders on a market topic, a page at a time (in the order the node took them)",
+    )
+    async def get_orders(
+        area: str,
+        interval: str,
+        offset: int = Query(0, ge=0, description="Orders of the topic to skip"),
+        limit: int = Query(DEFAULT_ORDERS_PAGE, ge=1, le=MAX_ORDERS_PAGE, description="Orders to return"),
+    ) -> OrdersOut:
         if not 1 <= len(area) <= AREA_MAX_CHARS:
             raise bad_request(f"an area has 1 to {AREA_MAX_CHARS} characters")
-        if interval < 0:
-            raise bad_request("an interval is a non-negative integer")
-        name = topic(area, interval)
-        book = node.orders.get(name, {})
+        name = topic(area, parse_number(interval, "interval"))
+        held = node.book.topic_orders(name)
+        page = list(itertools.islice(held.items(), offset, offset + limit))
+        end = offset + len(page)
         return OrdersOut(
             topic=name,
-            orders=[
-                OrderOut(id=oid.hex(), order=record(s.order), hex=encode(s).hex()) for oid, s in book.items()
-            ],
+            total=len(held),
+            offset=offset,
+            next_offset=end if end < len(held) else None,
+            orders=[OrderOut(id=oid.hex(), order=record(s.order), hex=encode(s).hex()) for oid, s in page],
         )
 
     @app.post(
@@ -470,14 +504,20 @@ def create_app(
         signed = decode(parse_hex(body.order.strip(), "order"), SignedOrder, what="order")
         name = topic(signed.order.area, signed.order.interval)
         oid = order_id(signed)
-        known = oid in node.orders.get(name, {})
-        outgoing = node.post_order(signed, clock())  # raises the InvalidOrder rule: 422
+        known = oid in node.book
+        outgoing = node.post_order(signed, clock())  # raises the InvalidOrder / OrderRefused rule: 422
         if outgoing:
             broadcast(outgoing)
         return PostOrderOut(id=oid.hex(), topic=name, duplicate=known)
 
     if relay is not None:
         datagram_routes(app, relay, broadcast, authorized)
-    protected = [r for r in app.routes if isinstance(r, APIRoute) and authorized[0] in r.dependencies]
-    app.add_middleware(RequestGuard, token=token, protected=protected, max_body=MAX_BODY_BYTES)
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    protected = [r for r in routes if authorized[0] in r.dependencies]
+    body_limits = [
+        (r, BODY_LIMITS[r.path]) for r in routes if r.path in BODY_LIMITS and "POST" in (r.methods or ())
+    ]
+    app.add_middleware(
+        RequestGuard, token=token, protected=protected, max_body=MAX_BODY_BYTES, body_limits=body_limits
+    )
     return app

@@ -20,11 +20,23 @@ from gridnet.units import ADDRESS_BYTES
 MAX_BODY_HEX = 2 * 4 * 1024 * 1024
 """Longest hex accepted in a request body (a 4 MiB object)."""
 MAX_BODY_BYTES = MAX_BODY_HEX + 64 * 1024
-"""Longest request body read at all [bytes] (the hex plus its JSON)."""
+"""Longest request body read at all [bytes] (the hex plus its JSON): a transaction's."""
+BODY_LIMITS = {
+    "/orders": 64 * 1024,
+    "/datagrams": 4 * 1024 * 1024,
+    "/datagrams/claims": 1024,
+}
+"""Longest body of the other POST routes [bytes]: a signed order is a few hundred bytes of hex,
+a datagram at most a 16-hop onion with its token and hops; closing the connections takes none."""
 DEFAULT_READINGS = 8
 MAX_READINGS = 96
 READING_SCAN = 4 * 96 * 10
 """Intervals walked back from a meter's latest reading to find its recent ones (10 days)."""
+DEFAULT_ORDERS_PAGE = 1_000
+MAX_ORDERS_PAGE = 10_000
+"""Orders one GET /orders answer carries by default, and at most."""
+HTTP_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}
+"""The code of an HTTP error raised by the framework (a body it cannot parse is 400 BadRequest)."""
 MAX_STATE_KEY_BYTES = 64
 """Longer than any state table's key (the longest, a reading's, is 28 bytes)."""
 
@@ -47,6 +59,15 @@ def not_found(message: str) -> ApiError:
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
+
+
+def store_unavailable(reason: str) -> ApiError:
+    return ApiError(
+        503,
+        "StoreUnavailable",
+        f"the node cannot write its store ({reason}); nothing was taken: send it again once "
+        "GET /health answers 200",
+    )
 
 
 def one_line(text: str) -> str:
@@ -73,6 +94,13 @@ def parse_hex(text: str, what: str, length: int | None = None) -> bytes:
     if length is not None and len(raw) != length:
         raise bad_request(f"{what} must be {length} bytes ({2 * length} hex digits), got {len(raw)}")
     return raw
+
+
+def parse_number(text: str, what: str) -> int:
+    """A non-negative whole number written in ASCII digits ('²' or '١' are not numbers here)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise bad_request(f"{what} {text[:40]!r} is not a whole number (ASCII digits)")
+    return int(text)
 
 
 def parse_address(text: str) -> bytes:

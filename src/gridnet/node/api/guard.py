@@ -3,9 +3,10 @@ need one, and the size of the body, checked from the headers alone.
 
 FastAPI parses a request's body before it runs a route's dependencies, so without this gate a
 client with no token could make the node read and parse a body of any size before being told
-401. Here a body declared larger than ``max_body`` is refused with 413 ``PayloadTooLarge``, one
-without a declared length (chunked) with 411 ``LengthRequired``, and a protected route without
-the right token with 401 ``Unauthorized`` — none of it reading a byte of the body.
+401. Here a body declared larger than its route's limit (``body_limits``, else ``max_body``) is
+refused with 413 ``PayloadTooLarge``, one without a declared length (chunked) with 411
+``LengthRequired``, and a protected route without the right token with 401 ``Unauthorized`` —
+none of it reading a byte of the body. The server reads no more than the declared length.
 """
 
 from __future__ import annotations
@@ -28,12 +29,19 @@ class RequestGuard:
     """ASGI middleware: size and token checks before the app reads the body."""
 
     def __init__(
-        self, app: ASGIApp, *, token: str | None, protected: Sequence[BaseRoute], max_body: int
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        protected: Sequence[BaseRoute],
+        max_body: int,
+        body_limits: Sequence[tuple[BaseRoute, int]] = (),
     ) -> None:
         self.app = app
         self.token = token
         self.protected = protected
         self.max_body = max_body
+        self.body_limits = body_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,8 +50,8 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         refusal: JSONResponse | None = None
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            refusal = _refuse(413, "PayloadTooLarge", f"a request body has at most {self.max_body:,} bytes")
+        if length is not None and (not length.isdigit() or int(length) > (most := self._limit(scope))):
+            refusal = _refuse(413, "PayloadTooLarge", f"this request's body has at most {most:,} bytes")
         elif length is None and b"transfer-encoding" in headers:
             refusal = _refuse(411, "LengthRequired", "send the body with a Content-Length")
         elif self.token is not None and not self._authorized(headers) and self._is_protected(scope):
@@ -53,6 +61,12 @@ class RequestGuard:
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _limit(self, scope: Scope) -> int:
+        for route, most in self.body_limits:
+            if route.matches(scope)[0] is Match.FULL:
+                return most
+        return self.max_body
 
     def _is_protected(self, scope: Scope) -> bool:
         return any(route.matches(scope)[0] is Match.FULL for route in self.protected)

@@ -149,6 +149,9 @@ class OrderOut(BaseModel):
 
 class OrdersOut(BaseModel):
     topic: str
+    total: int = Field(description="Orders the node holds on the topic")
+    offset: int = Field(description="Orders skipped before this page")
+    next_offset: int | None = Field(description="Offset of the next page (null: this is the last)")
     orders: list[OrderOut]
 
 
@@ -176,7 +179,6 @@ class ReceivedDatagramOut(BaseModel):
     pool: str
     depth: int
     originator: str
-    hops: list[str] = Field(description="Relays it passed, in order (addresses)")
     body: str = Field(description="The decrypted body, hex")
 
 
@@ -190,7 +192,14 @@ class DatagramsOut(BaseModel):
 
 class ClaimsOut(BaseModel):
     claims: list[str] = Field(
-        description="Hex of each SignedClaim (one per connection); pay it with a ClaimTransit transaction"
+        description="Hex of each SignedClaim (one per connection); submit it in a ClaimTransit transaction"
+    )
+
+
+class HopClaimsOut(BaseModel):
+    hop_claims: list[str] = Field(
+        description="Hex of each HopClaim the chain pays this relay now (one per pool); "
+        "submit them in a ClaimTransit transaction's hops"
     )
 
 

@@ -225,13 +225,23 @@ def ops_routes(app: FastAPI, node: Node, transport: TcpTransport | None) -> None
     @app.get(
         "/health",
         response_model=HealthOut,
-        summary="200 while the node's event loop runs; 503 when it has stalled",
-        responses={503: {"description": "The node has stalled"}},
+        summary="200 while the node ticks and writes its store; 503 when it has stalled or cannot write",
+        responses={503: {"description": "The node has stalled, or cannot write its store (the reason)"}},
     )
     async def health() -> HealthOut:
-        age = 0.0 if transport is None else time.monotonic() - transport.last_tick
+        now = time.monotonic()
+        age = 0.0 if transport is None else now - transport.last_tick
         if age > HEARTBEAT_LIMIT_S:
             raise ApiError(503, "Unhealthy", f"the node's event loop last ticked {age:.1f} s ago")
+        failure = None if transport is None else transport.store_failure
+        if failure is not None:
+            raise ApiError(
+                503,
+                "Unhealthy",
+                f"the node cannot write its store: {failure.reason} (failing for "
+                f"{now - failure.since:.1f} s, {failure.attempts} attempt(s), retrying); "
+                f"its head, height {node.chain.height}, may be stale",
+            )
         return HealthOut(status="ok", heartbeat_age_s=round(age, 3))
 
     @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)

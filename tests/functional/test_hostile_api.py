@@ -1,0 +1,170 @@
+"""A hostile user or peer against a real node process: bodies it must not read, path numbers
+that are not ASCII digits, orders that would flood or evict the market's book."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
+from gridnet.ledger.chain import Chain
+from gridnet.market.orders import Order, Side, SignedOrder, sign_order, topic
+from gridnet.net.tcp import dial, frame
+from gridnet.node.client import NodeClient
+from gridnet.node.devnet import LOCAL, DevNode
+from gridnet.node.messages import OrderMsg, encode_message
+from gridnet.node.orders import OrderLimits
+from gridnet.units import interval_of
+from tests.functional.test_node_ops import _metrics, fast_params, new_node
+from tests.helpers import wait_for
+
+CEILING = 120
+
+
+def vm_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def started(tmp_path: Path, nodes: list[DevNode]) -> tuple[DevNode, NodeClient]:
+    node = new_node(tmp_path, "n", fast_params())
+    nodes.append(node)
+    node.start()
+    assert wait_for(lambda: node.head() is not None, CEILING)
+    return node, node.client()
+
+
+def order(key: PrivateKey, interval: int, nonce: int, area: str = "north") -> SignedOrder:
+    o = Order(Side.OFFER, key.address, key.public_key, key.address, area, interval, 100, 7, interval, nonce)
+    return sign_order(key, o)
+
+
+def test_bodies_are_refused_from_their_headers_without_being_read(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    node, client = started(tmp_path, nodes)
+    assert node.process is not None
+    before = vm_rss_mb(node.process.pid)
+    answers: list[bytes] = []
+
+    def post_50_mb() -> None:
+        with socket.create_connection((LOCAL, node.api_port), timeout=CEILING) as s:
+            size = 50 * 1024 * 1024
+            s.sendall(
+                f"POST /transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+            )
+            chunk = b"0" * (1 << 20)
+            try:
+                for _ in range(50):
+                    s.sendall(chunk)
+            except OSError:  # the node answered and closed: it will not read the rest
+                pass
+            answers.append(s.recv(100))
+
+    threads = [threading.Thread(target=post_50_mb) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(CEILING)
+    assert len(answers) == 8 and all(a.split(b" ")[1] == b"413" for a in answers), answers
+    assert vm_rss_mb(node.process.pid) - before < 50  # (reading them would take 400 MB)
+    # Each route has its own bound: an order's body is small, a transaction's may be large.
+    status, answer = client.call("POST", "/orders", {"order": "00" * 40_000})
+    assert (status, answer["code"]) == (413, "PayloadTooLarge")
+    status, answer = client.call("POST", "/transactions", {"tx": "00" * 40_000})
+    assert status == 400 and answer["code"] != "PayloadTooLarge"
+    assert client.get("/health")["status"] == "ok"
+
+
+def test_path_numbers_are_ascii_digits_and_bad_bodies_are_bad_requests(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    _, client = started(tmp_path, nodes)
+    for text in ("²", "١", "１", "+5", "1_0"):  # a superscript, Arabic-Indic and full-width digit, ...
+        for route in ("/blocks/", "/orders/north/"):
+            path = route + quote(text)
+            status, answer = client.call("GET", path)
+            assert (status, answer["code"]) == (400, "BadRequest"), (path, answer)
+    assert client.call("GET", "/blocks/0")[0] == 200
+    # A body that is not JSON, or JSON of the wrong shape: 400 BadRequest, as docs/api.md says.
+    assert client.token is not None
+    with socket.create_connection((LOCAL, client.port), timeout=CEILING) as s:
+        body = b"{not json"
+        s.sendall(
+            f"POST /transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        reply = b""
+        while b'"}' not in reply and (more := s.recv(4096)):
+            reply += more
+    assert reply.split(b" ")[1] == b"400" and b'"code":"BadRequest"' in reply, reply
+    status, answer = client.call("POST", "/orders", {"wrong": 1})
+    assert (status, answer["code"]) == (400, "BadRequest")
+
+
+def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_a_topic(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    node, client = started(tmp_path, nodes)
+    now = interval_of(int(time.time() * 1000))
+    honest_key = PrivateKey.from_label("honest-trader")
+    honest = order(honest_key, now + 1, 0)
+    assert client.call("POST", "/orders", {"order": encode(honest).hex()})[0] == 202
+    # 1,030 orders for far-off deliveries: each refused by name, the next auction untouched.
+    attacker = PrivateKey.from_label("far-off-trader")
+    window = OrderLimits().window
+    codes = {
+        client.call("POST", "/orders", {"order": encode(order(attacker, now + window + 5 + i, i)).hex()})[1][
+            "code"
+        ]
+        for i in range(1_030)
+    }
+    assert codes == {"OrderTooFarAhead"}
+    next_auction = client.get(f"/orders/north/{now + 1}")
+    assert [o["hex"] for o in next_auction["orders"]] == [encode(honest).hex()]
+
+    # One key sends 20,000 orders for one topic over a peer link: it keeps its share only, and
+    # a valid order beyond a node's bounds is no fault of the peer that relays it.
+    chain = Chain.open(node.data_dir, readonly=True)
+    chain_id = chain.chain_id
+    chain.close()
+    flood = [order(attacker, now + 2, n) for n in range(20_000)]
+    others = [order(PrivateKey.from_label(f"trader-{k}"), now + 2, n) for k in range(40) for n in range(16)]
+    asyncio.run(send_orders(node.port, chain_id, flood + others))
+    name = f"/orders/north/{now + 2}"
+    per_key = OrderLimits().per_key
+    assert wait_for(lambda: client.get(name)["total"] == per_key + len(others), CEILING)
+    assert not any(k.startswith("gridnet_peer_faults_total") for k in _metrics(node))
+    # Read a page at a time.
+    seen: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = client.get(f"{name}?offset={offset}&limit=300")
+        assert len(page["orders"]) <= 300 and page["topic"] == topic("north", now + 2)
+        seen += [o["id"] for o in page["orders"]]
+        offset = page["next_offset"]
+    assert len(seen) == len(set(seen)) == per_key + len(others)
+
+
+async def send_orders(port: int, chain_id: bytes, orders: list[SignedOrder]) -> None:
+    """Send the orders over one peer link, then read until the node closes it (it has then
+    handled every frame)."""
+    reader, writer, session = await dial(LOCAL, port, PrivateKey.from_label("order-flooder"), chain_id)
+    for i, signed in enumerate(orders):
+        writer.write(frame(session.encrypt(encode_message(OrderMsg(signed)))))
+        if i % 500 == 0:
+            await writer.drain()
+    await writer.drain()
+    writer.write_eof()
+    while await asyncio.wait_for(reader.read(1 << 16), timeout=CEILING):
+        pass
+    writer.close()

@@ -1,0 +1,159 @@
+"""Transactions a peer relays (the sans-IO node). One that fails a check any relaying peer makes
+before it relays (signature, encoding, fee, ranges) is that peer's fault: it is not answered and
+the rest of the message is not read (the transport cuts the peer off after a few faults). A
+stateful refusal of honest gossip is answered with its rule and is no fault. A relayed
+transaction is tried on the head like a user's: one no block could include (readings of an
+unregistered meter, a bond without an identity) is refused at admission, one that needs another
+sender's pending transaction is taken; a flood of them costs an application each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import gridnet.ledger.trial as trial_module
+from gridnet.crypto.keys import PrivateKey
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import Transaction, sign_transaction, tx_id
+from gridnet.ledger.transition import apply_transaction
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.bond import Bond
+from gridnet.ledger.txs.coinbase import Coinbase
+from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.reading import Reading, sign_reading
+from gridnet.node.messages import TxRejectedMsg, TxsMsg
+from gridnet.node.node import Node, Outgoing
+from gridnet.security.roles import Role
+from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, sign, test_keys, test_params
+
+ALICE, BOB, MAKER, SINK = test_keys(4)
+NOW = GENESIS_TIME + 60_000
+METER = PrivateKey.from_label("hostile-meter")
+
+
+def node_on(tmp_path: Path, name: str = "n") -> Node:
+    node = Node(name, new_chain(tmp_path / name, test_params([ALICE, BOB, MAKER])))
+    node.add_peer("peer")
+    return node
+
+
+def answers(out: list[Outgoing]) -> list[str]:
+    """The rules of the TxRejectedMsg answers in ``out``."""
+    return [msg.rule for _, msg in out if isinstance(msg, TxRejectedMsg)]
+
+
+def readings_of(meter: PrivateKey, count: int = 4) -> SubmitReadings:
+    return SubmitReadings(
+        tuple(
+            sign_reading(meter, Reading(meter.address, 1_960_000 + i, 10, 0, 10 * (i + 1), 0, "1.0.0"))
+            for i in range(count)
+        )
+    )
+
+
+def forged(chain: Chain, rule: str) -> Transaction:
+    """A transaction breaking ``rule``, a check a relaying peer makes before it relays."""
+    good = sign(chain, ALICE, Transfer(SINK.address, 1_000), 0)
+    if rule == "BadSignature":
+        return msgspec.structs.replace(good, signature=bytes(64))
+    if rule == "FeeTooLow":
+        return sign(chain, ALICE, Transfer(SINK.address, 1_000), 0, fee=1)
+    if rule == "MalformedTransaction":
+        return sign(chain, ALICE, Transfer(SINK.address, 0), 0)  # moves no coin
+    assert rule == "MisplacedCoinbase"
+    return sign_transaction(ALICE, chain.chain_id, Coinbase(1, 50, 0), 0, 10_000)
+
+
+@pytest.mark.parametrize("rule", ["BadSignature", "FeeTooLow", "MalformedTransaction", "MisplacedCoinbase"])
+def test_a_transaction_failing_a_stateless_check_is_the_relaying_peers_fault(
+    tmp_path: Path, rule: str
+) -> None:
+    node = node_on(tmp_path)
+    good = sign(node.chain, BOB, Transfer(SINK.address, 1_000), 0)
+    out = node.handle("peer", TxsMsg((forged(node.chain, rule), good)), NOW)
+    assert answers(out) == []  # not answered: a flood of forgeries gets no flood of answers
+    assert node.stats.peer_faults == {"peer": 1} and node.stats.fault_rules == {rule: 1}
+    assert tx_id(good) not in node.mempool  # the rest of a faulty peer's message is not read
+    assert node.stats.tx_rules[rule] == 1  # (the node's own count of outcomes has it)
+    node.handle("peer", TxsMsg((good,)), NOW)
+    assert tx_id(good) in node.mempool
+
+
+def test_stateful_refusals_of_honest_gossip_are_answered_and_no_fault(tmp_path: Path) -> None:
+    node = node_on(tmp_path)
+    chain = node.chain
+    mined = sign(chain, ALICE, Transfer(SINK.address, 1_000), 0)
+    extend(chain, [mined])
+    refused = {
+        "NonceTooLow": mined,  # a peer that has not seen the block yet relays it again
+        "NonceGap": sign(chain, BOB, Transfer(SINK.address, 1_000), 10_000),
+        "InsufficientBalance": sign(chain, SINK, Transfer(ALICE.address, 1_000), 0),
+        "UnknownIdentity": sign(chain, BOB, Bond(1_000), 0),
+        "UnknownMeter": sign(chain, MAKER, readings_of(METER), 0),
+    }
+    for rule, tx in refused.items():
+        assert answers(node.handle("peer", TxsMsg((tx,)), NOW)) == [rule]
+    assert node.stats.peer_faults.get("peer", 0) == 0
+    assert len(node.mempool) == 0
+
+
+def test_readings_of_an_unregistered_meter_are_refused_at_admission(tmp_path: Path) -> None:
+    node = node_on(tmp_path)
+    batch = sign(node.chain, ALICE, readings_of(METER, 256), 0)
+    out = node.handle("peer", TxsMsg((batch,)), NOW)
+    assert answers(out) == ["UnknownMeter"]
+    assert len(node.mempool) == 0 and node.mempool.bytes == 0
+    assert not [m for _, m in out if isinstance(m, TxsMsg)]  # nor relayed further
+
+
+def test_a_relayed_transaction_that_needs_another_senders_pending_one_is_taken(tmp_path: Path) -> None:
+    cert = issue_certificate(MAKER, METER.public_key, vendor="Acme", model="M1", firmware="1.0.0", serial="1")
+    for order in ("authority first", "meter first"):
+        node = node_on(tmp_path, order.replace(" ", "-"))
+        chain = node.chain
+        extend(chain, [register_identity(chain, k) for k in (ALICE, MAKER)])
+        authority = sign(chain, MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme"), 1)
+        meter = sign(chain, ALICE, RegisterMeter(cert, "north"), 1)
+        txs = (authority, meter) if order == "authority first" else (meter, authority)
+        out = node.handle("peer", TxsMsg(txs), NOW)
+        if order == "authority first":  # the meter's maker is a manufacturer once the first is mined
+            assert answers(out) == [] and len(node.mempool) == 2
+        else:  # nothing pending makes it one yet
+            assert answers(out) == ["InvalidCertificate"] and len(node.mempool) == 1
+
+
+def test_relayed_gossip_and_a_flood_of_refusals_cost_an_application_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of about eight transfers, so the pool holds several blocks' worth.
+    senders = test_keys(24)
+    node = Node("n", new_chain(tmp_path / "n", test_params(senders, max_block_bytes=1_200)))
+    node.add_peer("peer")
+    applied = 0
+    original = apply_transaction
+
+    def counting(*args: object) -> None:
+        nonlocal applied
+        applied += 1
+        original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trial_module, "apply_transaction", counting)
+    # Gossip interleaves senders: 20 of them, 10 transactions each.
+    gossip = [sign(node.chain, k, Transfer(SINK.address, 1_000), n) for n in range(10) for k in senders[:20]]
+    for i in range(0, len(gossip), 16):
+        node.handle("peer", TxsMsg(tuple(gossip[i : i + 16])), NOW)
+    assert len(node.mempool) == len(gossip)
+    assert applied == len(gossip)
+    # A flood of bonds without an identity from one funded sender, each tried after its
+    # sender's (none) and then after a block's worth of the others' — kept, not rebuilt.
+    applied = 0
+    flood: list[Payload] = [Bond(1_000 + i) for i in range(200)]
+    out = node.handle("peer", TxsMsg(tuple(sign(node.chain, senders[20], p, 0) for p in flood)), NOW)
+    assert answers(out) == ["UnknownIdentity"] * len(flood)
+    block_worth = 1_200 // 129 + 1
+    assert applied <= 2 * len(flood) + block_worth
