@@ -1,21 +1,26 @@
-"""A node whose data directory's disk is full, for real: a small tmpfs mounted for the test
-(it needs root; skipped where mounting is not allowed) and filled with a file until the
-kernel answers ENOSPC. The node keeps answering its API, ``/health`` says 503 with the
-reason (SQLite's "database or disk is full") instead of serving a stale head as healthy,
-and once the file is deleted the node writes again and mines, or syncs, on. Every process
-started here is stopped (by PID) before the file system is unmounted."""
+"""A node whose data directory cannot be written, for real, two ways: a small tmpfs mounted
+for the test (it needs root; skipped where mounting is not allowed) filled with a file until
+the kernel answers ENOSPC; and, for any user, the node process's file-size limit
+(RLIMIT_FSIZE, set from outside with prlimit) lowered so every write past a file's first byte
+fails with EFBIG. The node keeps answering its API, ``/health`` says 503 with the reason
+(SQLite's "database or disk is full", or "disk I/O error") instead of serving a stale head as
+healthy, and once the file is deleted (the limit lifted) the node writes again and mines, or
+syncs, on. Every process started here is stopped (by PID) before the file system is
+unmounted."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import resource
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -38,22 +43,81 @@ FULL = "database or disk is full"
 """SQLite's message for SQLITE_FULL."""
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of ``DISK`` mounted on a fresh directory; unmounted when the test ends."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
+class Disk(Protocol):
+    root: Path
+    """Where the data directories that fill go."""
+    message: str
+    """What SQLite says when a write fails there."""
+
+    def fill(self, node: DevNode) -> None: ...
+    def free(self, node: DevNode) -> None: ...
+
+
+class SmallDisk:
+    """A tmpfs of ``DISK``, filled with a file until the kernel answers ENOSPC."""
+
+    message = FULL
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.filler = root / "filler"
+
+    def fill(self, node: DevNode) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            for size in (1 << 20, 1 << 12, 1):
+                try:
+                    while os.write(fd, bytes(size)):
+                        pass
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+        finally:
+            os.close(fd)
+
+    def free(self, node: DevNode) -> None:
+        self.filler.unlink()
+
+
+class FileSizeLimit:
+    """The node process may write no file past its first byte (Python ignores SIGXFSZ, so a
+    write past it fails with EFBIG, which SQLite reports as an I/O error)."""
+
+    message = "disk I/O error"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def fill(self, node: DevNode) -> None:
+        assert node.process is not None
+        _, hard = resource.prlimit(node.process.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(node.process.pid, resource.RLIMIT_FSIZE, (1, hard))
+
+    def free(self, node: DevNode) -> None:
+        assert node.process is not None
+        _, hard = resource.prlimit(node.process.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(node.process.pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+
+@pytest.fixture(params=["tmpfs", "file-size limit"])
+def disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Disk]:
+    """A place whose writes can be made to fail: a tmpfs of ``DISK`` mounted on a fresh
+    directory (unmounted when the test ends), or the node process's file-size limit."""
+    root = tmp_path / "disk"
+    root.mkdir()
+    if request.param == "file-size limit":
+        yield FileSizeLimit(root)
+        return
     if os.geteuid() != 0:
         pytest.skip("mounting a small file system needs root")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(root)], capture_output=True, text=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
-        yield mount
+        yield SmallDisk(root)
     finally:
-        subprocess.run(["umount", str(mount)], check=True, capture_output=True)
+        subprocess.run(["umount", str(root)], check=True, capture_output=True)
 
 
 def new_node(root: Path, name: str, params: ChainParams) -> DevNode:
@@ -61,22 +125,6 @@ def new_node(root: Path, name: str, params: ChainParams) -> DevNode:
     Chain.create(node.data_dir, params).close()
     write_key_file(node.data_dir / "node.key", PrivateKey.from_label(f"disk-{name}"))
     return node
-
-
-def fill(disk: Path) -> Path:
-    """Write a file until the file system has no byte left; the file."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
-            try:
-                while os.write(fd, bytes(size)):
-                    pass
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-    finally:
-        os.close(fd)
-    return filler
 
 
 def health(node: DevNode) -> tuple[int, dict[str, object]]:
@@ -95,9 +143,9 @@ def height(node: DevNode) -> int:
     return -1 if head is None else int(str(head["height"]))
 
 
-def failing(node: DevNode) -> bool:
+def failing(node: DevNode, disk: Disk) -> bool:
     status, body = health(node)
-    return status == 503 and FULL in str(body.get("message"))
+    return status == 503 and disk.message in str(body.get("message"))
 
 
 def submit(node: DevNode, tx: Transaction) -> tuple[int, object]:
@@ -110,18 +158,18 @@ def submit(node: DevNode, tx: Transaction) -> tuple[int, object]:
 
 
 def test_a_miner_whose_disk_fills_says_so_and_mines_on_once_space_returns(
-    small_disk: Path, nodes: list[DevNode]
+    disk: Disk, tmp_path: Path, nodes: list[DevNode]
 ) -> None:
     params = test_params([USER], block_interval_ms=500, genesis_time=int(time.time() * 1000) - 60_000)
-    chain = Chain.create(small_disk / "wallet", params)
+    chain = Chain.create(tmp_path / "wallet", params)
     tx = sign(chain, USER, Transfer(PrivateKey.from_label("disk-payee").address, 1), 0)
     chain.close()
-    miner = new_node(small_disk, "miner", params)
+    miner = new_node(disk.root, "miner", params)
     nodes.append(miner)
     miner.start("--mine", "--hashes-per-tick", "300")
     assert wait_for(lambda: height(miner) >= 2, WAIT_S)
-    filler = fill(small_disk)
-    assert wait_for(lambda: failing(miner), WAIT_S)
+    disk.fill(miner)
+    assert wait_for(lambda: failing(miner, disk), WAIT_S)
     status, body = health(miner)
     stuck = height(miner)  # the API still answers
     assert status == 503 and body["code"] == "Unhealthy"
@@ -129,8 +177,8 @@ def test_a_miner_whose_disk_fills_says_so_and_mines_on_once_space_returns(
     # A user's transaction is not taken while it cannot be written, and the user is told.
     status, answer = submit(miner, tx)
     assert status == 503 and isinstance(answer, dict) and answer["code"] == "StoreUnavailable"
-    assert FULL in answer["message"]
-    filler.unlink()
+    assert disk.message in answer["message"]
+    disk.free(miner)
     assert wait_for(lambda: health(miner)[0] == 200, WAIT_S)
     assert submit(miner, tx)[0] == 202
     assert wait_for(lambda: height(miner) >= stuck + 3, WAIT_S)
@@ -145,21 +193,21 @@ def test_a_miner_whose_disk_fills_says_so_and_mines_on_once_space_returns(
 
 
 def test_a_follower_whose_disk_fills_catches_up_once_space_returns(
-    small_disk: Path, tmp_path: Path, nodes: list[DevNode]
+    disk: Disk, tmp_path: Path, nodes: list[DevNode]
 ) -> None:
     params = test_params([], block_interval_ms=500, genesis_time=int(time.time() * 1000) - 60_000)
     miner = new_node(tmp_path, "miner", params)  # on the ordinary disk
-    follower = new_node(small_disk, "follower", params)
+    follower = new_node(disk.root, "follower", params)
     nodes += [miner, follower]
     miner.start("--mine", "--hashes-per-tick", "300")
     follower.start("--peer", f"{LOCAL}:{miner.port}")
     assert wait_for(lambda: height(follower) >= 2, WAIT_S)
-    filler = fill(small_disk)
-    assert wait_for(lambda: failing(follower), WAIT_S)
+    disk.fill(follower)
+    assert wait_for(lambda: failing(follower, disk), WAIT_S)
     stuck = height(follower)
     assert wait_for(lambda: height(miner) >= stuck + 3, WAIT_S)  # the miner went on
-    assert height(follower) == stuck and failing(follower)
-    filler.unlink()
+    assert height(follower) == stuck and failing(follower, disk)
+    disk.free(follower)
     assert wait_for(lambda: health(follower)[0] == 200, WAIT_S)
     target = height(miner)
     assert wait_for(lambda: height(follower) >= target, WAIT_S)
