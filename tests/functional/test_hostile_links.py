@@ -20,7 +20,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.net.tcp import HANDSHAKE_FRAME, MAX_HANDSHAKES, dial, read_frame
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from tests.helpers import test_params, wait_for
-from tests.net.rogue import forged_identity, low_order_key, tampered_handshake
+from tests.net.rogue import closes, forged_identity, low_order_key, tampered_handshake
 
 WAIT_S = 120.0
 """Ceiling for a node to start, close a connection or write its log [s]: far above what a
@@ -46,16 +46,7 @@ def logged(node: DevNode, text: str) -> bool:
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
-    """True when the node closes the connection (reading what it sends until then); False
-    if it keeps it open for ``WAIT_S``."""
-    try:
-        while await asyncio.wait_for(reader.read(1 << 16), WAIT_S):
-            pass
-        return True
-    except ConnectionError:
-        return True
-    except TimeoutError:
-        return False
+    return await closes(reader, WAIT_S)
 
 
 def test_an_oversized_frame_before_the_handshake_is_refused_unread(

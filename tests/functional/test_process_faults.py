@@ -22,7 +22,7 @@ from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.messages import OrderMsg, encode_message
 from gridnet.units import interval_of
 from tests.helpers import test_params, wait_for
-from tests.net.rogue import forged_identity
+from tests.net.rogue import closes, forged_identity
 
 WAIT_S = 120.0
 """Ceiling for a node to start, link, close a bad link or sync [s]: far above what a busy
@@ -39,16 +39,7 @@ def new_node(root: Path, name: str, params: ChainParams | None = None, existing:
 
 
 async def cut_off(reader: asyncio.StreamReader) -> bool:
-    """True when the node closes the link (reading what it sends until then); False if it
-    keeps it open for ``WAIT_S``."""
-    try:
-        while await asyncio.wait_for(reader.read(1 << 16), WAIT_S):
-            pass
-        return True
-    except ConnectionError:
-        return True
-    except TimeoutError:
-        return False
+    return await closes(reader, WAIT_S)
 
 
 def bad_order(n: int) -> OrderMsg:

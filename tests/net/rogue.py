@@ -57,3 +57,16 @@ async def low_order_key(host: str, port: int, chain_id: bytes) -> asyncio.Stream
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(frame(encode(Hello(PROTOCOL_VERSION, chain_id))) + frame(bytes(32)))
     return reader
+
+
+async def closes(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """True when the other end closes the connection (reading what it sends until then);
+    False if it keeps it open for ``seconds``."""
+    try:
+        while await asyncio.wait_for(reader.read(1 << 16), seconds):
+            pass
+        return True
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False

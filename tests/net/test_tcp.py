@@ -21,7 +21,7 @@ from gridnet.net.tcp import BAN_S, MAX_FRAME, MAX_REFUSALS_KEPT, TcpTransport, d
 from gridnet.node.messages import Message, encode_message
 from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import GENESIS_TIME, new_chain, test_params
-from tests.net.rogue import forged_identity
+from tests.net.rogue import closes, forged_identity
 
 LOCAL = "127.0.0.1"
 MINER = PrivateKey.from_label("tcp-miner")
@@ -41,16 +41,7 @@ def transport(chain: Chain, name: str, peers: list[tuple[str, int]], *, mine: bo
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
-    """True when the transport closes the link (reading what it sends until then); False if
-    it keeps it open for ``WAIT_S``."""
-    try:
-        while await asyncio.wait_for(reader.read(1 << 16), WAIT_S):
-            pass
-        return True
-    except ConnectionError:
-        return True
-    except TimeoutError:
-        return False
+    return await closes(reader, WAIT_S)
 
 
 def test_bad_peers_are_disconnected_while_good_links_keep_syncing(tmp_path: Path) -> None:
