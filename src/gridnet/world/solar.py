@@ -1,0 +1,252 @@
+"""Sun, weather and PV arrays (pvlib).
+
+The sky over a site for a run of intervals is one of: a clear sky (pvlib's Ineichen model
+with its Linke turbidity climatology), a clear sky scaled by a seeded cloud model, or the
+irradiance of a weather file (TMY3 or EPW; the record of the same month, day and hour, so
+any year's date can use a typical year). A PV array turns the plane-of-array irradiance into
+power with the PVWatts model (a temperature coefficient of the cell, the cell temperature from
+the SAPM model), less the array's losses. Energy in an interval is the mean of its
+``SUBSTEPS`` power samples (at the middle of each sub-step) times its length.
+
+The cloud model: a clear-sky index k per sub-step follows a seeded AR(1) process around
+``1 - 0.75 × cloudiness`` (k in [0.1, 1]), with GHI = k × clear GHI, DNI = k² × clear DNI and
+the diffuse part what remains (so broken clouds cut the beam more than the total).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from gridnet.errors import ConfigError
+from gridnet.units import INTERVAL_MS, Wh
+
+SUBSTEPS = 3
+"""Power samples per interval (every 5 minutes)."""
+STEP_MS = INTERVAL_MS // SUBSTEPS
+TEMPERATURE_MODEL = ("sapm", "open_rack_glass_polymer")
+"""pvlib's cell temperature parameters used for every array."""
+GAMMA_PDC = -0.004
+"""Temperature coefficient of the DC power [1/°C] (crystalline silicon)."""
+SKIES = ("clear", "clouds", "file")
+CLOUD_PERSISTENCE = 0.9
+"""AR(1) coefficient of the clear-sky index from one sub-step to the next."""
+CLOUD_NOISE = 0.08
+"""Standard deviation of the clear-sky index's innovations."""
+
+
+@dataclass(frozen=True)
+class Site:
+    latitude: float
+    """[°], north positive."""
+    longitude: float
+    """[°], east positive."""
+    altitude_m: float
+    timezone: str
+    """IANA name, e.g. "Europe/Berlin" (local time for demand profiles)."""
+
+
+@dataclass(frozen=True)
+class PvArray:
+    kwp: float
+    """DC rating at 1,000 W/m² and 25 °C [kW]."""
+    tilt_deg: float = 35.0
+    azimuth_deg: float = 180.0
+    """[°] clockwise from north: 180 faces south."""
+    losses_percent: float = 14.0
+    """Wiring, soiling, mismatch, inverter [%] (PVWatts' default)."""
+
+
+@dataclass(frozen=True)
+class Sky:
+    kind: str = "clear"
+    """One of ``SKIES``."""
+    cloudiness: float = 0.0
+    """For "clouds": 0 (clear) to 1 (overcast)."""
+    seed: int = 0
+    weather_file: Path | None = None
+    """For "file": a TMY3 (.csv) or EPW (.epw) file."""
+    temp_air_c: float = 20.0
+    """Air temperature when the weather file does not give it [°C]."""
+    wind_speed_ms: float = 1.0
+
+
+@dataclass(frozen=True)
+class Irradiance:
+    """Per sub-step, from the first interval's start: what an array's power follows."""
+
+    start_ms: int
+    intervals: int
+    ghi: tuple[float, ...]
+    dni: tuple[float, ...]
+    dhi: tuple[float, ...]
+    zenith: tuple[float, ...]
+    azimuth: tuple[float, ...]
+    temp_air: tuple[float, ...]
+    wind_speed: tuple[float, ...]
+
+
+def sample_times_ms(start_ms: int, intervals: int) -> list[int]:
+    """The middle of each sub-step of ``intervals`` intervals from ``start_ms`` [ms since
+    the Unix epoch, UTC]."""
+    return [start_ms + i * STEP_MS + STEP_MS // 2 for i in range(intervals * SUBSTEPS)]
+
+
+def _utc_index(times_ms: list[int]) -> Any:
+    import pandas as pd
+
+    return pd.DatetimeIndex(pd.to_datetime(times_ms, unit="ms", utc=True))
+
+
+def irradiance(site: Site, start_ms: int, intervals: int, sky: Sky) -> Irradiance:
+    """The sky over ``site`` for ``intervals`` intervals from ``start_ms``."""
+    import pvlib
+
+    if sky.kind not in SKIES:
+        raise ConfigError(f"sky {sky.kind!r} is unknown (one of {', '.join(SKIES)})")
+    times = _utc_index(sample_times_ms(start_ms, intervals))
+    location = pvlib.location.Location(site.latitude, site.longitude, "UTC", site.altitude_m)
+    position = location.get_solarposition(times)
+    n = len(times)
+    temp_air = [sky.temp_air_c] * n
+    wind = [sky.wind_speed_ms] * n
+    if sky.kind == "file":
+        if sky.weather_file is None:
+            raise ConfigError("a weather file is needed for sky kind 'file'")
+        ghi, dni, dhi, temp_air, wind = _from_weather_file(sky.weather_file, times, sky)
+    else:
+        clear = location.get_clearsky(times, model="ineichen", solar_position=position)
+        ghi, dni, dhi = (list(map(float, clear[c])) for c in ("ghi", "dni", "dhi"))
+        if sky.kind == "clouds":
+            cos_z = [max(0.0, math.cos(math.radians(z))) for z in position["apparent_zenith"]]
+            ghi, dni, dhi = _clouds(ghi, dni, cos_z, sky)
+    return Irradiance(
+        start_ms,
+        intervals,
+        tuple(ghi),
+        tuple(dni),
+        tuple(dhi),
+        tuple(map(float, position["apparent_zenith"])),
+        tuple(map(float, position["azimuth"])),
+        tuple(temp_air),
+        tuple(wind),
+    )
+
+
+def clear_sky_index(n: int, cloudiness: float, seed: int) -> list[float]:
+    """``n`` seeded clear-sky indices of the cloud model (module docstring)."""
+    if not 0.0 <= cloudiness <= 1.0:
+        raise ConfigError(f"cloudiness {cloudiness} must be between 0 and 1")
+    rng = random.Random(f"clouds/{seed}")
+    mean = 1.0 - 0.75 * cloudiness
+    k = mean
+    out = []
+    for _ in range(n):
+        k = mean + CLOUD_PERSISTENCE * (k - mean) + rng.gauss(0.0, CLOUD_NOISE * math.sqrt(cloudiness))
+        k = min(1.0, max(0.1, k))
+        out.append(k)
+    return out
+
+
+def _clouds(
+    ghi: list[float], dni: list[float], cos_z: list[float], sky: Sky
+) -> tuple[list[float], list[float], list[float]]:
+    index = clear_sky_index(len(ghi), sky.cloudiness, sky.seed)
+    ghi_k = [g * k for g, k in zip(ghi, index, strict=True)]
+    dni_k = [d * k * k for d, k in zip(dni, index, strict=True)]
+    dhi_k = [max(0.0, g - d * c) for g, d, c in zip(ghi_k, dni_k, cos_z, strict=True)]
+    return ghi_k, dni_k, dhi_k
+
+
+@dataclass(frozen=True)
+class _WeatherFile:
+    offset_s: float
+    """The file's standard time ahead of UTC [s]."""
+    records: dict[tuple[int, int, int], tuple[float, float, float, float, float]]
+    """(month, day, hour starting) in its standard time -> (ghi, dni, dhi, air temperature,
+    wind speed)."""
+
+
+@cache
+def _read_weather_file(path: Path) -> _WeatherFile:
+    """A TMY3 (.csv) or EPW (.epw) file's hourly records."""
+    import pandas as pd
+    import pvlib
+
+    epw = path.suffix.lower() == ".epw"
+    try:
+        if epw:
+            data, _ = pvlib.iotools.read_epw(str(path))
+        else:
+            data, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True)
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise ConfigError(f"cannot read the weather file {path}: {exc}") from None
+    # pvlib labels an EPW record with the start of its hour, a TMY3 record with its end.
+    label = pd.Timedelta(hours=0 if epw else 1)
+    records = {}
+    for t, row in data.iterrows():
+        begin = t - label
+        records[(begin.month, begin.day, begin.hour)] = (
+            float(row["ghi"]),
+            float(row["dni"]),
+            float(row["dhi"]),
+            float(row.get("temp_air", 20.0)),
+            float(row.get("wind_speed", 1.0)),
+        )
+    offset = data.index[0].utcoffset()
+    return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records)
+
+
+def _from_weather_file(
+    path: Path, times: Any, sky: Sky
+) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
+    import pandas as pd
+
+    weather = _read_weather_file(path.resolve())
+    local = times + pd.Timedelta(seconds=weather.offset_s)
+    rows = []
+    for t in local:
+        day = 28 if (t.month, t.day) == (2, 29) else t.day  # a typical year has no 29 February
+        record = weather.records.get((t.month, day, t.hour))
+        if record is None:
+            raise ConfigError(f"the weather file {path} has no record for {t.month:02}-{day:02} {t.hour:02}h")
+        rows.append(record)
+    ghi, dni, dhi, temp_air, wind = (list(column) for column in zip(*rows, strict=True))
+    return ghi, dni, dhi, temp_air, wind
+
+
+def pv_energy(array: PvArray, sky: Irradiance) -> list[Wh]:
+    """Energy ``array`` produces in each interval [Wh], under ``sky``."""
+    power = pv_power_w(array, sky)
+    return [
+        round(sum(power[i * SUBSTEPS : (i + 1) * SUBSTEPS]) / SUBSTEPS * INTERVAL_MS / 3_600_000)
+        for i in range(sky.intervals)
+    ]
+
+
+def pv_power_w(array: PvArray, sky: Irradiance) -> list[float]:
+    """AC power of ``array`` at each sub-step [W] (PVWatts DC, SAPM cell temperature, less
+    the array's losses)."""
+    import numpy as np
+    import pvlib
+
+    poa = pvlib.irradiance.get_total_irradiance(
+        array.tilt_deg,
+        array.azimuth_deg,
+        np.array(sky.zenith),
+        np.array(sky.azimuth),
+        np.array(sky.dni),
+        np.array(sky.ghi),
+        np.array(sky.dhi),
+        model="isotropic",
+    )["poa_global"]
+    poa = np.nan_to_num(np.clip(poa, 0.0, None))
+    params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS[TEMPERATURE_MODEL[0]][TEMPERATURE_MODEL[1]]
+    cell = pvlib.temperature.sapm_cell(poa, np.array(sky.temp_air), np.array(sky.wind_speed), **params)
+    dc = pvlib.pvsystem.pvwatts_dc(poa, cell, array.kwp * 1000.0, GAMMA_PDC)
+    ac = np.clip(dc, 0.0, None) * (1.0 - array.losses_percent / 100.0)
+    return [float(w) for w in ac]

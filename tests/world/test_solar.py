@@ -1,0 +1,163 @@
+"""PV energy of our wrapper against pvlib called directly (1-minute steps, integrated), the
+clear-sky figures a reader can check, the seeded cloud model, and weather files (TMY3, EPW)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pvlib
+import pytest
+
+from gridnet.errors import ConfigError
+from gridnet.world.solar import (
+    GAMMA_PDC,
+    TEMPERATURE_MODEL,
+    PvArray,
+    Site,
+    Sky,
+    irradiance,
+    pv_energy,
+)
+
+SITES = {
+    "London": Site(51.51, -0.13, 11.0, "Europe/London"),
+    "Berlin": Site(52.52, 13.40, 34.0, "Europe/Berlin"),
+    "Madrid": Site(40.42, -3.70, 667.0, "Europe/Madrid"),
+}
+TMY3 = Path(pvlib.__file__).parent / "data" / "723170TYA.CSV"
+"""Greensboro, North Carolina: a typical meteorological year pvlib ships."""
+
+
+def day_ms(day: str) -> int:
+    return int(dt.datetime.fromisoformat(f"{day}T00:00:00+00:00").timestamp() * 1000)
+
+
+def direct_kwh(site: Site, array: PvArray, day: str) -> float:
+    """The day's energy [kWh] from pvlib's functions at 1-minute steps, no wrapper."""
+    times = pd.date_range(f"{day} 00:00", periods=1440, freq="1min", tz="UTC") + pd.Timedelta(seconds=30)
+    location = pvlib.location.Location(site.latitude, site.longitude, "UTC", site.altitude_m)
+    position = location.get_solarposition(times)
+    clear = location.get_clearsky(times, model="ineichen", solar_position=position)
+    poa = pvlib.irradiance.get_total_irradiance(
+        array.tilt_deg,
+        array.azimuth_deg,
+        position["apparent_zenith"],
+        position["azimuth"],
+        clear["dni"],
+        clear["ghi"],
+        clear["dhi"],
+    )["poa_global"].clip(lower=0)
+    params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS[TEMPERATURE_MODEL[0]][TEMPERATURE_MODEL[1]]
+    cell = pvlib.temperature.sapm_cell(poa, 20.0, 1.0, **params)
+    dc = pvlib.pvsystem.pvwatts_dc(poa, cell, array.kwp * 1000, GAMMA_PDC).clip(lower=0)
+    return float(dc.sum()) * (1 - array.losses_percent / 100) / 60 / 1000
+
+
+@pytest.mark.parametrize("name", sorted(SITES))
+@pytest.mark.parametrize("day", ["2026-03-20", "2026-06-21", "2026-12-21"])
+def test_pv_energy_matches_pvlib_called_directly_within_one_percent(name: str, day: str) -> None:
+    site, array = SITES[name], PvArray(4.2, tilt_deg=30, azimuth_deg=170, losses_percent=10)
+    ours = sum(pv_energy(array, irradiance(site, day_ms(day), 96, Sky()))) / 1000
+    assert ours == pytest.approx(direct_kwh(site, array, day), rel=0.01)
+
+
+def test_clear_sky_days_give_the_energy_a_reader_can_check() -> None:
+    """A south-facing kWp tilted 35° under a clear sky: about 6 kWh on 21 June in London,
+    Berlin and Madrid alike, 1.9 to 3.7 kWh on 21 December (Madrid most)."""
+    kwh = {
+        (name, day): sum(pv_energy(PvArray(1.0), irradiance(site, day_ms(day), 96, Sky()))) / 1000
+        for name, site in SITES.items()
+        for day in ("2026-06-21", "2026-12-21")
+    }
+    assert all(5.7 <= kwh[(n, "2026-06-21")] <= 6.4 for n in SITES)
+    assert all(1.8 <= kwh[(n, "2026-12-21")] <= 3.7 for n in SITES)
+    assert kwh[("Madrid", "2026-12-21")] > 1.7 * kwh[("London", "2026-12-21")]
+    # Local solar noon, not 12:00 UTC: Madrid's peak comes about 15 minutes later than London's.
+    peaks = {
+        n: int(np.argmax(pv_energy(PvArray(1.0), irradiance(s, day_ms("2026-06-21"), 96, Sky()))))
+        for n, s in SITES.items()
+    }
+    assert peaks["Berlin"] < peaks["London"] <= peaks["Madrid"]
+
+
+def test_the_cloud_model_is_seeded_and_dims_the_day() -> None:
+    site, start = SITES["Berlin"], day_ms("2026-06-21")
+
+    def day(cloudiness: float, seed: int) -> list[int]:
+        return pv_energy(PvArray(5.0), irradiance(site, start, 96, Sky("clouds", cloudiness, seed)))
+
+    assert day(0.5, 7) == day(0.5, 7)
+    assert day(0.5, 7) != day(0.5, 8)
+    assert day(0.0, 7) == pv_energy(PvArray(5.0), irradiance(site, start, 96, Sky()))
+    totals = [sum(day(c, 7)) for c in (0.0, 0.3, 0.6, 0.9)]
+    assert totals == sorted(totals, reverse=True) and totals[-1] < 0.5 * totals[0]
+    with pytest.raises(ConfigError, match=r"cloudiness 1\.5 must be between 0 and 1"):
+        day(1.5, 7)
+
+
+def tmy3_hour(day: str, hour: int) -> pd.Series:
+    data, _ = pvlib.iotools.read_tmy3(str(TMY3), map_variables=True)
+    month, dom = int(day[5:7]), int(day[8:10])
+    ending = [
+        t
+        for t in data.index
+        if (t - pd.Timedelta(hours=1)).month == month
+        and (t - pd.Timedelta(hours=1)).day == dom
+        and (t - pd.Timedelta(hours=1)).hour == hour
+    ]
+    return data.loc[ending[0]]
+
+
+def test_a_tmy3_file_gives_each_hour_its_record_in_any_year() -> None:
+    _, meta = pvlib.iotools.read_tmy3(str(TMY3), map_variables=True)
+    site = Site(meta["latitude"], meta["longitude"], meta["altitude"], "America/New_York")
+    # 15:00-16:00 UTC is 10:00-11:00 in the file's standard time (UTC-5), any year.
+    start = day_ms("2031-07-04") + 15 * 3_600_000
+    sky = irradiance(site, start, 4, Sky("file", weather_file=TMY3))
+    record = tmy3_hour("2031-07-04", 10)
+    assert set(sky.ghi) == {float(record["ghi"])} and set(sky.dni) == {float(record["dni"])}
+    assert set(sky.temp_air) == {float(record["temp_air"])}
+    assert sum(pv_energy(PvArray(1.0), sky)) > 0
+
+
+def write_epw(path: Path, ghi_at_noon: float) -> None:
+    """A year of hourly EPW records (UTC+1): GHI a triangle peaking ``ghi_at_noon`` at 12-13h
+    local standard time, beam half of it, 15 °C, wind 2 m/s."""
+    lines = ["LOCATION,Testville,-,XX,Test,000000,52.5,13.4,1.0,34.0"] + [f"HEADER {i}" for i in range(7)]
+    t = dt.datetime(2019, 1, 1, 1)
+    while t.year == 2019 or (t.month, t.day, t.hour) == (1, 1, 0):
+        hour = t.hour or 24
+        begin = hour - 1
+        ghi = max(0.0, ghi_at_noon * (1 - abs(begin - 12) / 6))
+        fields = [
+            t.year, (t - dt.timedelta(hours=1)).month, (t - dt.timedelta(hours=1)).day, hour, 0, "?",
+            15.0, 5.0, 50, 101325, 0, 0, 300, ghi, ghi / 2, ghi / 2, 0, 0, 0, 0, 180, 2.0,
+            0, 0, 20, 99999, 9, 999999999, 10, 0.1, 0, 88, 0.2, 0, 1,
+        ]  # fmt: skip
+        lines.append(",".join(str(f) for f in fields))
+        t += dt.timedelta(hours=1)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_an_epw_file_gives_each_hour_its_record(tmp_path: Path) -> None:
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)
+    site = Site(52.5, 13.4, 34.0, "Europe/Berlin")
+    # 11:00 UTC is 12:00 in the file's standard time (UTC+1): its peak hour, any date.
+    sky = irradiance(site, day_ms("2026-05-02") + 11 * 3_600_000, 4, Sky("file", weather_file=path))
+    assert set(sky.ghi) == {600.0} and set(sky.dni) == {300.0} and set(sky.wind_speed) == {2.0}
+    night = irradiance(site, day_ms("2026-05-02") + 23 * 3_600_000, 4, Sky("file", weather_file=path))
+    assert set(night.ghi) == {0.0}
+
+
+def test_a_missing_or_broken_weather_file_is_one_clear_error(tmp_path: Path) -> None:
+    site = SITES["Berlin"]
+    with pytest.raises(ConfigError, match="cannot read the weather file"):
+        irradiance(site, day_ms("2026-06-21"), 4, Sky("file", weather_file=tmp_path / "none.epw"))
+    broken = tmp_path / "broken.epw"
+    broken.write_text("not a weather file\n")
+    with pytest.raises(ConfigError, match="cannot read the weather file"):
+        irradiance(site, day_ms("2026-06-21"), 4, Sky("file", weather_file=broken))
