@@ -104,12 +104,38 @@ def test_subsidies_and_revenue_by_role(runs: tuple[Any, ...]) -> None:
     assert energy_cost(1000, rate) == 2_000_000
 
 
+def test_the_sun_and_the_season_drive_the_homes(runs: tuple[Any, ...], tmp_path: Path) -> None:
+    """The same hours on 21 December under heavy clouds: a fraction of June's PV (pvlib's sun
+    over Berlin), more load (BDEW's winter), and every kWh accounted for."""
+    summer = runs[0]["energy"]
+    winter_doc = {
+        **SMALL,
+        "simulation": {**SMALL["simulation"], "start": "2026-12-21T10:30:00Z"},
+        "weather": {"sky": "clouds", "cloudiness": 0.9},
+    }
+    winter = simulate(scenario_from_dict(winter_doc, "winter"), tmp_path / "w")["energy"]
+    assert summer["pv_wh"] > 0 and winter["pv_wh"] < 0.3 * summer["pv_wh"]
+    assert winter["load_wh"] > 1.2 * summer["load_wh"]
+    for e in (summer, winter):
+        assert e["exported_wh"] <= e["pv_wh"] and e["p2p_wh"] + e["sold_to_dso_wh"] <= e["exported_wh"]
+
+
 def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     cases = {
         "[homes]\ncount = 'many'\n": "[homes] count must be an integer",
         "[homes]\npv_kw = [6, 3]\n": "[homes] pv_kw must be a [low, high] pair",
-        "[weather]\nsun = 1\n": "unknown section",
+        "[planet]\nsun = 1\n": "unknown section",
+        "[weather]\nsun = 1\n": "[weather]: unknown key(s) ['sun']",
+        "[weather]\nsky = 'rain'\n": '[weather] sky must be "clear", "clouds" or "file"',
+        "[weather]\ncloudiness = 1.5\n": "[weather] cloudiness must be 0 to 1",
+        "[weather]\nsky = 'file'\n": '[weather] sky = "file" needs weather_file',
+        "[site]\nlatitude = 100\n": "[site] latitude -90..90",
+        "[homes]\nbusinesses = 11\n": "[homes] businesses must be 0 to the number of homes without PV",
+        "[homes]\nbattery_efficiency = 0\n": "battery_efficiency above 0 and at most 1",
+        "[homes]\ndaily_kwh = [6, 14]\n": "[homes]: unknown key(s) ['daily_kwh']",
+        "[homes]\nload_profile = 'x9'\n": "[homes] load_profile and business_profile must be one of h0_dyn",
+        "[site]\ntimezone = 'Mars/Olympus'\n": "[site] timezone must be an IANA name",
         "[dso]\nbuy_price = 0.5\nsell_price = 0.3\n": "buy_price must be positive and below sell_price",
         "[simulation]\nstart = 'noon'\n": "[simulation] start",
         "[[line_owner]]\nname = 'x'\n": "needs exactly 'name' and 'fee'",

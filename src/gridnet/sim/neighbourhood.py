@@ -81,7 +81,7 @@ from gridnet.relay.tokens import PPM
 from gridnet.security.roles import FlagTarget, Role
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
 from gridnet.sim.output import audit, prepare_out_dir, write_report
-from gridnet.sim.physics import INTERVAL_H, Battery, load_energy, pv_energy
+from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CARRIER, OrderNote, RelayNet, StateNote
 from gridnet.sim.scenario import Scenario, gnc, pool_length
 from gridnet.units import (
@@ -95,6 +95,8 @@ from gridnet.units import (
     interval_start,
 )
 from gridnet.work import target_from_bits, target_to_bytes
+from gridnet.world.demand import Consumer, demand
+from gridnet.world.solar import PvArray, Site, Sky, irradiance, pv_energy
 
 BOOTSTRAP_MS = 2 * 3600 * 1000
 """Simulated time before the first interval, for identities, authorities and meters."""
@@ -124,7 +126,12 @@ class Participant:
     """Index of the line owner whose lines connect it."""
     policy: Policy | None = None
     pv_kw: float = 0.0
-    daily_kwh: float = 0.0
+    annual_kwh: float = 0.0
+    load_profile: str = ""
+    pv_wh: list[Wh] = field(default_factory=list)
+    """Its PV array's production in each interval of the run [Wh] (pvlib)."""
+    load_wh: list[Wh] = field(default_factory=list)
+    """Its consumption in each interval of the run [Wh] (demandlib's BDEW profile)."""
     battery: Battery | None = None
     overrides_dso: bool = False
 
@@ -230,6 +237,7 @@ class Neighbourhood:
         self.homes: list[Participant] = []
         n_pv = round(s.homes.count * s.homes.pv_share)
         n_bat = round(n_pv * s.homes.battery_share)
+        businesses = range(n_pv, n_pv + s.homes.businesses)  # (no PV, not on the hill)
         n_override = round(n_pv * s.dso.override_share)
         for i in range(s.homes.count):
             k = key(f"home-{i}")
@@ -248,7 +256,9 @@ class Neighbourhood:
             battery = None
             if has_bat:
                 capacity = round(rng.uniform(*s.homes.battery_kwh) * 1000)
-                battery = Battery(capacity, capacity // 2)
+                battery = Battery(
+                    capacity, capacity // 2, round(s.homes.battery_kw * 1000), s.homes.battery_efficiency
+                )
             self.homes.append(
                 Participant(
                     name=f"home-{i}",
@@ -259,11 +269,15 @@ class Neighbourhood:
                     feeder=i % owners,
                     policy=policy,
                     pv_kw=round(rng.uniform(*s.homes.pv_kw), 2) if has_pv else 0.0,
-                    daily_kwh=round(rng.uniform(*s.homes.daily_kwh), 2),
+                    annual_kwh=s.homes.business_kwh
+                    if i in businesses
+                    else round(rng.uniform(*s.homes.annual_kwh), 1),
+                    load_profile=s.homes.business_profile if i in businesses else s.homes.load_profile,
                     battery=battery,
                     overrides_dso=has_pv and i < n_override,
                 )
             )
+        self._build_world()
         self.dso = Participant(
             "dso", "dso", key("dso"), "n0", meter=SimulatedMeter(key("dso/substation-meter"))
         )
@@ -318,6 +332,32 @@ class Neighbourhood:
             unbonding_delay=max(base.unbonding_delay, disputes + 1),
         )
         return validate_params(params, f"scenario {s.simulation.name}")
+
+    def _build_world(self) -> None:
+        """Each home's PV and load over the run: the sky over the site once (pvlib), then an
+        array per PV home and a BDEW profile per home (demandlib), seeded by the scenario."""
+        s = self.s
+        site = Site(s.site.latitude, s.site.longitude, s.site.altitude_m, s.site.timezone)
+        weather_file = None
+        if s.weather.sky == "file":
+            weather_file = Path(s.weather.weather_file)
+            if not weather_file.is_absolute() and s.source != "defaults":
+                weather_file = Path(s.source).parent / weather_file
+        sky = Sky(s.weather.sky, s.weather.cloudiness, s.simulation.seed, weather_file, s.weather.temp_air_c)
+        start, n = self.first * INTERVAL_MS, s.simulation.intervals
+        light = irradiance(site, start, n, sky)
+        for home in self.homes:
+            array = PvArray(
+                home.pv_kw, s.homes.pv_tilt_deg, s.homes.pv_azimuth_deg, s.homes.pv_losses_percent
+            )
+            home.pv_wh = pv_energy(array, light) if home.pv_kw else [0] * n
+            consumer = Consumer(
+                home.annual_kwh,
+                home.load_profile,
+                s.homes.load_variation,
+                f"{s.simulation.name}/{s.simulation.seed}/{home.name}",
+            )
+            home.load_wh = demand(consumer, start, n, s.site.timezone)
 
     def _build_relaynet(self, net: MemoryNetwork) -> RelayNet:
         s = self.s
@@ -464,8 +504,8 @@ class Neighbourhood:
 
     def plan(self, home: Participant, interval: Interval) -> Plan:
         """Fix the home's energy for ``interval``: PV, load, battery and curtailment."""
-        pv = pv_energy(interval, home.pv_kw)
-        load = load_energy(interval, home.daily_kwh)
+        pv = home.pv_wh[interval - self.first]
+        load = home.load_wh[interval - self.first]
         plan = Plan()
         surplus = pv - load
         battery, policy = home.battery, home.policy
@@ -871,6 +911,9 @@ class Neighbourhood:
                 "source": self.s.source,
             },
             "energy": {
+                "pv_wh": sum(sum(h.pv_wh) for h in self.homes),
+                "load_wh": sum(sum(h.load_wh) for h in self.homes),
+                "battery_losses_wh": sum(h.battery.lost_wh for h in self.homes if h.battery),
                 "exported_wh": exported,
                 "unsold_export_wh": exported - self.tally.p2p_wh - self.tally.to_dso_wh,
                 "p2p_wh": self.tally.p2p_wh,

@@ -1,70 +1,54 @@
-"""Simple, deterministic energy curves for the neighbourhood (pure functions).
-
-Good enough to exercise the market: a clear-sky PV bell between 06:00 and 18:00 UTC and
-a household load with morning and evening peaks. Realistic profiles (pvlib, demandlib)
-and grid physics (pandapower) come later.
-"""
+"""Home batteries (pure, integer Wh). PV and load come from ``gridnet.world`` (pvlib,
+demandlib)."""
 
 from __future__ import annotations
 
 import math
 
-from gridnet.units import INTERVAL_MS, Interval, Wh
+from gridnet.units import INTERVAL_MS, Wh
 
 INTERVAL_H = INTERVAL_MS / 3_600_000
 """Length of an interval [h]."""
-SLOTS_PER_DAY = 86_400_000 // INTERVAL_MS
-
-
-def hour_of_day(interval: Interval) -> float:
-    """Start of ``interval`` [h after 00:00 UTC]."""
-    return (interval % SLOTS_PER_DAY) * INTERVAL_H
-
-
-def pv_energy(interval: Interval, peak_kw: float) -> Wh:
-    """PV production in ``interval`` [Wh] of a system of ``peak_kw`` [kW]: a sine bell from
-    06:00 to 18:00, evaluated at the middle of the interval."""
-    h = hour_of_day(interval) + INTERVAL_H / 2
-    if not 6.0 < h < 18.0:
-        return 0
-    return round(peak_kw * 1000 * math.sin(math.pi * (h - 6.0) / 12.0) * INTERVAL_H)
-
-
-def load_energy(interval: Interval, daily_kwh: float) -> Wh:
-    """Household consumption in ``interval`` [Wh] for ``daily_kwh`` [kWh/day]: a base load
-    with a morning (07-09) and an evening (18-22) peak."""
-    h = hour_of_day(interval)
-    if 7 <= h < 9:
-        weight = 2.0
-    elif 18 <= h < 22:
-        weight = 2.5
-    elif 0 <= h < 6:
-        weight = 0.5
-    else:
-        weight = 1.0
-    # Weights over the day: 8 slots x 2.0 + 16 x 2.5 + 24 x 0.5 + 48 x 1.0 = 116.
-    return round(daily_kwh * 1000 * weight / 116)
 
 
 class Battery:
-    """A home battery [Wh] with a round trip assumed lossless (losses come with the grid model)."""
+    """A home battery: ``capacity_wh`` of storage, at most ``max_power_w`` in or out (so
+    ``max_power_w`` × 0.25 h per interval), and a round-trip efficiency split evenly between
+    charging and discharging (√efficiency each way). Every amount is whole Wh on the home's
+    side of the battery: what ``charge`` takes and ``discharge`` delivers; the losses are
+    counted in ``lost_wh``."""
 
-    def __init__(self, capacity_wh: Wh, soc_wh: Wh) -> None:
+    def __init__(self, capacity_wh: Wh, soc_wh: Wh, max_power_w: int, efficiency: float = 1.0) -> None:
+        if capacity_wh < 0 or max_power_w < 0 or not 0.0 < efficiency <= 1.0:
+            raise ValueError(
+                "a battery needs a capacity and a power of 0 or more and an efficiency in (0, 1]"
+            )
         self.capacity_wh = capacity_wh
-        self.soc_wh = min(soc_wh, capacity_wh)
+        self.soc_wh = max(0, min(soc_wh, capacity_wh))
+        self.max_wh = math.floor(max_power_w * INTERVAL_H)
+        """Most energy in or out in one interval [Wh]."""
+        self.one_way = math.sqrt(efficiency)
+        self.lost_wh: Wh = 0
 
     @property
     def soc_percent(self) -> float:
         return 100.0 * self.soc_wh / self.capacity_wh if self.capacity_wh else 0.0
 
     def charge(self, wh: Wh) -> Wh:
-        """Store up to ``wh``; returns what was stored [Wh]."""
-        stored = min(wh, self.capacity_wh - self.soc_wh)
+        """Take up to ``wh`` (within the power limit and the room left); returns what was
+        taken [Wh] (of which ``taken × √efficiency`` is stored)."""
+        room = math.floor((self.capacity_wh - self.soc_wh) / self.one_way)
+        taken = max(0, min(wh, self.max_wh, room))
+        stored = min(self.capacity_wh - self.soc_wh, math.floor(taken * self.one_way))
         self.soc_wh += stored
-        return stored
+        self.lost_wh += taken - stored
+        return taken
 
     def discharge(self, wh: Wh) -> Wh:
-        """Deliver up to ``wh``; returns what was delivered [Wh]."""
-        delivered = min(wh, self.soc_wh)
-        self.soc_wh -= delivered
+        """Deliver up to ``wh`` (within the power limit and the charge); returns what was
+        delivered [Wh] (it drew ``delivered / √efficiency`` from the charge)."""
+        delivered = max(0, min(wh, self.max_wh, math.floor(self.soc_wh * self.one_way)))
+        drawn = min(self.soc_wh, math.ceil(delivered / self.one_way))
+        self.soc_wh -= drawn
+        self.lost_wh += drawn - delivered
         return delivered

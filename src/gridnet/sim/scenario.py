@@ -13,10 +13,12 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import parse_time_ms
 from gridnet.units import UNITS_PER_GNC
+from gridnet.world.demand import PROFILES
 
 
 def gnc(value: float) -> int:
@@ -53,14 +55,55 @@ class NetworkSection:
 
 
 @dataclass(frozen=True)
+class SiteSection:
+    """Where the area is: the sun's path and the local time of the load profiles."""
+
+    latitude: float = 52.52
+    longitude: float = 13.40
+    altitude_m: float = 34.0
+    timezone: str = "Europe/Berlin"
+
+
+@dataclass(frozen=True)
+class WeatherSection:
+    sky: str = "clouds"
+    """"clear" (pvlib's clear sky), "clouds" (clear sky scaled by the seeded cloud model) or
+    "file" (irradiance and temperature from ``weather_file``)."""
+    cloudiness: float = 0.2
+    """For "clouds": 0 (clear) to 1 (overcast)."""
+    weather_file: str = ""
+    """For "file": a TMY3 (.csv) or EPW (.epw) file, relative to the scenario file."""
+    temp_air_c: float = 20.0
+    """Air temperature when no weather file gives it [°C]."""
+
+
+@dataclass(frozen=True)
 class Homes:
     count: int = 20
     pv_share: float = 0.5
     battery_share: float = 0.5
     """Share of the PV homes that also have a battery."""
     pv_kw: tuple[float, float] = (3.0, 6.0)
+    """Range of the PV arrays' DC rating [kWp] (each PV home draws one)."""
+    pv_tilt_deg: float = 35.0
+    pv_azimuth_deg: float = 180.0
+    """[°] clockwise from north: 180 faces south."""
+    pv_losses_percent: float = 14.0
     battery_kwh: tuple[float, float] = (5.0, 10.0)
-    daily_kwh: tuple[float, float] = (6.0, 14.0)
+    battery_kw: float = 3.0
+    """Most power a battery takes or gives [kW]."""
+    battery_efficiency: float = 0.9
+    """Round trip: of 1 kWh charged, this much comes back out."""
+    annual_kwh: tuple[float, float] = (2500.0, 4500.0)
+    """Range of the homes' yearly consumption [kWh] (BDEW household profile)."""
+    load_profile: str = "h0_dyn"
+    load_variation: float = 0.1
+    """Standard deviation of each home's seeded factor on every interval of its profile."""
+    businesses: int = 1
+    """Of the homes without PV, this many are businesses (BDEW ``business_profile``)."""
+    business_kwh: float = 20000.0
+    """Yearly consumption of each business [kWh]."""
+    business_profile: str = "g0"
     buy_cap: tuple[float, float] = (0.30, 0.40)
     """Range of the homes' price caps [GNC/kWh] (each home draws one)."""
     sell_floor: tuple[float, float] = (0.04, 0.08)
@@ -142,6 +185,8 @@ class Scenario:
     telemetry: TelemetrySection
     security: SecuritySection
     relay: RelaySection
+    site: SiteSection
+    weather: WeatherSection
     source: str
 
     @property
@@ -176,6 +221,8 @@ _SECTIONS: dict[str, type] = {
     "telemetry": TelemetrySection,
     "security": SecuritySection,
     "relay": RelaySection,
+    "site": SiteSection,
+    "weather": WeatherSection,
 }
 
 
@@ -284,12 +331,55 @@ def _check(s: Scenario) -> None:
             "[relay] a feeder line has at most 17 homes (an onion passes 16 relays): add line owners",
         ),
         ((60 / s.network.tick_s).is_integer(), "[network] tick_s must divide 60"),
+        (
+            -90 <= s.site.latitude <= 90 and -180 <= s.site.longitude <= 180,
+            "[site] latitude -90..90, longitude -180..180",
+        ),
+        (s.weather.sky in ("clear", "clouds", "file"), '[weather] sky must be "clear", "clouds" or "file"'),
+        (0 <= s.weather.cloudiness <= 1, "[weather] cloudiness must be 0 to 1"),
+        (
+            s.weather.sky != "file" or bool(s.weather.weather_file),
+            '[weather] sky = "file" needs weather_file',
+        ),
+        (
+            0 <= s.homes.pv_tilt_deg <= 90 and 0 <= s.homes.pv_azimuth_deg < 360,
+            "[homes] pv_tilt_deg 0..90, pv_azimuth_deg 0..359",
+        ),
+        (0 <= s.homes.pv_losses_percent < 100, "[homes] pv_losses_percent must be 0 to 99"),
+        (
+            s.homes.annual_kwh[0] > 0 and s.homes.business_kwh > 0,
+            "[homes] annual_kwh and business_kwh must be positive",
+        ),
+        (s.homes.load_variation >= 0, "[homes] load_variation must be 0 or more"),
+        (
+            s.homes.load_profile in PROFILES and s.homes.business_profile in PROFILES,
+            f"[homes] load_profile and business_profile must be one of {', '.join(PROFILES)}",
+        ),
+        (_known_zone(s.site.timezone), '[site] timezone must be an IANA name such as "Europe/Berlin"'),
+        (
+            s.homes.battery_kw >= 0 and 0 < s.homes.battery_efficiency <= 1,
+            "[homes] battery_kw must be 0 or more, battery_efficiency above 0 and at most 1",
+        ),
+        (
+            0
+            <= s.homes.businesses
+            <= s.homes.count - round(s.homes.count * s.homes.pv_share) - s.relay.hill_homes,
+            "[homes] businesses must be 0 to the number of homes without PV (and off the hill)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{src}: {message}")
     s.start_ms  # noqa: B018 - parses (and so checks) the start time
     s.curtail_minute  # noqa: B018 - likewise the curtailment time
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def pool_length(intervals: int) -> int:

@@ -1,0 +1,35 @@
+"""Home batteries: a power limit per interval, a round-trip efficiency, whole Wh."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridnet.sim.physics import Battery
+
+
+def test_a_battery_takes_and_gives_at_most_its_power_per_interval() -> None:
+    battery = Battery(10_000, 5_000, max_power_w=3_000)  # 750 Wh per 15 minutes
+    assert battery.charge(2_000) == 750 and battery.soc_wh == 5_750
+    assert battery.discharge(2_000) == 750 and battery.soc_wh == 5_000
+    assert battery.charge(0) == 0 and battery.discharge(-5) == 0
+
+
+def test_a_round_trip_returns_its_efficiency_and_counts_the_losses() -> None:
+    battery = Battery(100_000, 0, max_power_w=100_000, efficiency=0.81)  # 0.9 each way
+    taken = sum(battery.charge(1_000) for _ in range(10))
+    assert taken == 10_000 and battery.soc_wh == 9_000
+    delivered = 0
+    while (d := battery.discharge(1_000)) > 0:
+        delivered += d
+    assert delivered == pytest.approx(8_100, abs=10) and battery.soc_wh <= 1
+    assert battery.lost_wh == taken - delivered - battery.soc_wh
+
+
+def test_a_battery_stays_within_empty_and_full() -> None:
+    battery = Battery(1_000, 900, max_power_w=10_000, efficiency=0.9)
+    taken = battery.charge(500)
+    assert battery.soc_wh <= 1_000 and taken <= 106  # 100 Wh of room at about 0.95 stored per Wh
+    assert battery.discharge(5_000) <= battery.capacity_wh and battery.soc_wh >= 0
+    assert Battery(1_000, 5_000, 100).soc_wh == 1_000  # (a start above full is full)
+    with pytest.raises(ValueError):
+        Battery(1_000, 0, 100, efficiency=0.0)
