@@ -120,6 +120,28 @@ def test_the_sun_and_the_season_drive_the_homes(runs: tuple[Any, ...], tmp_path:
         assert e["exported_wh"] <= e["pv_wh"] and e["p2p_wh"] + e["sold_to_dso_wh"] <= e["exported_wh"]
 
 
+def test_every_interval_runs_a_power_flow_of_the_feeders(runs: tuple[Any, ...], tmp_path: Path) -> None:
+    """Each line owner's feeder carries losses and stays in its band on the small default; a
+    long feeder of thin cable (eight homes 150 m apart on 4x50 mm², each with 9-10 kWp and no
+    battery) exporting at noon leaves it (over 1.1 pu), and the intervals are counted."""
+    grid = runs[0]["grid"]
+    assert [o["homes"] for o in grid["line_owners"]] == [4, 4]
+    for owner in grid["line_owners"]:
+        assert owner["losses_wh"] > 0 and owner["transformer_losses_wh"] > 0
+        assert 0.9 < owner["v_min_pu"] <= owner["v_max_pu"] < 1.1
+    assert grid["congested_intervals"] == 0 and runs[0]["timing"]["power_flow_s"] > 0
+    long_doc = {
+        **SMALL,
+        "homes": {"count": 16, "pv_share": 1.0, "battery_share": 0.0, "pv_kw": [9.0, 10.0], "businesses": 0},
+        "relay": {"hill_homes": 0},
+        "weather": {"sky": "clear"},
+        "grid": {"line_type": "NAYY 4x50 SE", "spacing_m": 150.0},
+    }
+    congested = simulate(scenario_from_dict(long_doc, "long feeder"), tmp_path / "long")["grid"]
+    assert congested["congested_intervals"] > 0
+    assert max(o["v_max_pu"] for o in congested["line_owners"]) > 1.1
+
+
 def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     cases = {
@@ -134,6 +156,7 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         "[homes]\nbusinesses = 11\n": "[homes] businesses must be 0 to the number of homes without PV",
         "[homes]\nbattery_efficiency = 0\n": "battery_efficiency above 0 and at most 1",
         "[homes]\ndaily_kwh = [6, 14]\n": "[homes]: unknown key(s) ['daily_kwh']",
+        "[grid]\nv_max_pu = 0.95\n": "v_min_pu < 1 < v_max_pu",
         "[homes]\nload_profile = 'x9'\n": "[homes] load_profile and business_profile must be one of h0_dyn",
         "[site]\ntimezone = 'Mars/Olympus'\n": "[site] timezone must be an IANA name",
         "[dso]\nbuy_price = 0.5\nsell_price = 0.3\n": "buy_price must be positive and below sell_price",

@@ -82,6 +82,21 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
         f"{p['homes']} homes ({p['prosumers']} with PV, {p['with_battery']} with a battery), "
         f"{p['line_owners']} line owners, a DSO, a manufacturer, a government",
     )
+    table.add_row(
+        "the homes' day",
+        f"PV {_kwh(e['pv_wh'])}, load {_kwh(e['load_wh'])}, battery losses {_kwh(e['battery_losses_wh'])}",
+    )
+    g = report["grid"]
+    owners = g["line_owners"]
+    table.add_row(
+        "feeders (power flow)",
+        ", ".join(
+            f"{o['name']}: losses {o['losses_wh'] / 1000:,.2f} kWh, "
+            f"up to {o['max_loading_percent']:.0f} % loaded, {o['v_min_pu']:.3f}-{o['v_max_pu']:.3f} pu"
+            for o in owners
+        )
+        + f"; {g['congested_intervals']} congested interval(s)",
+    )
     table.add_row("traded peer to peer", _kwh(e["p2p_wh"]))
     table.add_row(
         "bought from / sold to the DSO", f"{_kwh(e['bought_from_dso_wh'])} / {_kwh(e['sold_to_dso_wh'])}"

@@ -96,6 +96,7 @@ from gridnet.units import (
 )
 from gridnet.work import target_from_bits, target_to_bytes
 from gridnet.world.demand import Consumer, demand
+from gridnet.world.grid import Grid, GridSpec
 from gridnet.world.solar import PvArray, Site, Sky, irradiance, pv_energy
 
 BOOTSTRAP_MS = 2 * 3600 * 1000
@@ -178,6 +179,14 @@ class Tally:
     submitted: Counter[str] = field(default_factory=Counter)
     orders_refused: Counter[str] = field(default_factory=Counter)
     clearing: list[dict[str, Any]] = field(default_factory=list)
+    losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    """Feeder (line owner index) -> its cables' losses [Wh]."""
+    transformer_losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    max_loading: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    v_min: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: 1.0))
+    v_max: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: 1.0))
+    congested_intervals: int = 0
+    """Intervals in which a line was over its limit or a voltage outside the band."""
 
 
 class Neighbourhood:
@@ -278,6 +287,7 @@ class Neighbourhood:
                 )
             )
         self._build_world()
+        self.grid = self._build_grid()
         self.dso = Participant(
             "dso", "dso", key("dso"), "n0", meter=SimulatedMeter(key("dso/substation-meter"))
         )
@@ -358,6 +368,33 @@ class Neighbourhood:
                 f"{s.simulation.name}/{s.simulation.seed}/{home.name}",
             )
             home.load_wh = demand(consumer, start, n, s.site.timezone)
+
+    def _build_grid(self) -> Grid:
+        """One feeder per line owner, its homes along its cable in the order of their names."""
+        g = self.s.grid
+        feeders = [[h.name for h in self.homes if h.feeder == f] for f in range(len(self.s.line_owners))]
+        return Grid.build(GridSpec(g.mv_kv, g.transformer_type, g.line_type, g.spacing_m), feeders)
+
+    def power_flow(self, interval: Interval) -> None:
+        """The grid under ``interval``'s metered energy: losses per line owner, the highest
+        loading and the voltage band of each feeder; an interval outside the limits is counted."""
+        plans = {h.name: self.plans.get((h.address, interval), Plan()) for h in self.homes}
+        result = self.grid.flow(
+            {n: p.export_wh for n, p in plans.items()}, {n: p.import_wh for n, p in plans.items()}
+        )
+        g, tally = self.s.grid, self.tally
+        for f, losses in enumerate(result.losses_wh):
+            tally.losses_wh[f] += losses
+            tally.transformer_losses_wh[f] += result.transformer_losses_wh[f]
+            tally.max_loading[f] = max(tally.max_loading[f], result.max_loading_percent[f])
+            tally.v_min[f] = min(tally.v_min[f], result.v_min_pu[f])
+            tally.v_max[f] = max(tally.v_max[f], result.v_max_pu[f])
+        if (
+            max(result.max_loading_percent) > g.max_loading_percent
+            or min(result.v_min_pu) < g.v_min_pu
+            or max(result.v_max_pu) > g.v_max_pu
+        ):
+            tally.congested_intervals += 1
 
     def _build_relaynet(self, net: MemoryNetwork) -> RelayNet:
         s = self.s
@@ -685,7 +722,9 @@ class Neighbourhood:
                 self.tally.overrides += 1
 
     def meter_readings(self, interval: Interval) -> None:
-        """Meters close ``interval``; the collector submits the batch."""
+        """Meters close ``interval`` (and the grid's power flow runs on what they read); the
+        collector submits the batch."""
+        self.power_flow(interval)
         dso_sold = sum(d.trade.wh for d in self.deals.get(interval, []) if d.seller is self.dso)
         dso_bought = sum(d.trade.wh for d in self.deals.get(interval, []) if d.buyer is self.dso)
         for home in self.homes:
@@ -969,6 +1008,22 @@ class Neighbourhood:
             "timing": {
                 "simulation_s": round(simulation_s, 2),
                 "verifying_s": round(sum(n.get("validation_s", 0.0) for n in nodes.values()), 3),
+                "power_flow_s": round(self.grid.seconds, 2),
+            },
+            "grid": {
+                "line_owners": [
+                    {
+                        "name": owner.name,
+                        "homes": len(self.grid.feeders[f]),
+                        "losses_wh": round(self.tally.losses_wh[f], 1),
+                        "transformer_losses_wh": round(self.tally.transformer_losses_wh[f], 1),
+                        "max_loading_percent": round(self.tally.max_loading[f], 1),
+                        "v_min_pu": round(self.tally.v_min[f], 4),
+                        "v_max_pu": round(self.tally.v_max[f], 4),
+                    }
+                    for f, owner in enumerate(self.s.line_owners)
+                ],
+                "congested_intervals": self.tally.congested_intervals,
             },
             "participants": {
                 "homes": len(self.homes),

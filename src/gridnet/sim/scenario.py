@@ -78,6 +78,20 @@ class WeatherSection:
 
 
 @dataclass(frozen=True)
+class GridSection:
+    """The feeders' equipment (pandapower standard types) and limits."""
+
+    mv_kv: float = 20.0
+    transformer_type: str = "0.25 MVA 20/0.4 kV"
+    line_type: str = "NAYY 4x150 SE"
+    spacing_m: float = 30.0
+    """Cable from the busbar to the first home and between consecutive homes [m]."""
+    max_loading_percent: float = 100.0
+    v_min_pu: float = 0.9
+    v_max_pu: float = 1.1
+
+
+@dataclass(frozen=True)
 class Homes:
     count: int = 20
     pv_share: float = 0.5
@@ -187,6 +201,7 @@ class Scenario:
     relay: RelaySection
     site: SiteSection
     weather: WeatherSection
+    grid: GridSection
     source: str
 
     @property
@@ -223,6 +238,7 @@ _SECTIONS: dict[str, type] = {
     "relay": RelaySection,
     "site": SiteSection,
     "weather": WeatherSection,
+    "grid": GridSection,
 }
 
 
@@ -351,6 +367,14 @@ def _check(s: Scenario) -> None:
             "[homes] annual_kwh and business_kwh must be positive",
         ),
         (s.homes.load_variation >= 0, "[homes] load_variation must be 0 or more"),
+        (
+            s.grid.mv_kv > 0.4 and s.grid.spacing_m > 0,
+            "[grid] mv_kv must exceed 0.4 and spacing_m be positive",
+        ),
+        (
+            s.grid.max_loading_percent > 0 and 0 < s.grid.v_min_pu < 1 < s.grid.v_max_pu,
+            "[grid] max_loading_percent must be positive and v_min_pu < 1 < v_max_pu",
+        ),
         (
             s.homes.load_profile in PROFILES and s.homes.business_profile in PROFILES,
             f"[homes] load_profile and business_profile must be one of {', '.join(PROFILES)}",
