@@ -35,12 +35,26 @@ def one_head(net: Devnet) -> int | None:
     return heads.pop()[1] if len(heads) == 1 else None
 
 
+def link_events(net: Devnet) -> str:
+    """The nodes' log lines about links that failed or were cut (for a failure's message)."""
+    lines = []
+    for node in net.nodes:
+        log = node.data_dir / "node.log"
+        if log.exists():
+            lines += [
+                f"{node.name}: {line}"
+                for line in log.read_text().splitlines()
+                if re.search(r"cut off|refused|cannot link|failed|disconnected|broke", line)
+            ]
+    return "\n".join(lines[-40:])
+
+
 def test_four_nodes_converge_and_every_process_is_stopped(tmp_path: Path) -> None:
     net = Devnet(tmp_path / "devnet", 4, hashes_per_tick=100)
     try:
         net.start()
         assert wait_for(lambda: all(s.peers == 3 for s in net.status()), LINK_S), (
-            f"every node linked to the 3 others: {net.status()}"
+            f"every node linked to the 3 others: {net.status()}\n{link_events(net)}"
         )
         assert wait_for(lambda: (one_head(net) or 0) >= CONVERGED_AT, CONVERGE_S), (
             f"the four showed one head at height {CONVERGED_AT} or above: {net.status()}"

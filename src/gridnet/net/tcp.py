@@ -364,7 +364,9 @@ class TcpTransport:
                     await asyncio.sleep(delay)
                     continue
                 failures += 1
-                reason, ceiling = end.why(), REFUSED_MAX_S
+                # A handshake that timed out is a busy or silent peer, not a refusal.
+                slow = end.rule == HandshakeTimeout.__name__
+                reason, ceiling = end.why(), RETRY_MAX_S if slow else REFUSED_MAX_S
             if failures == 1 or time.monotonic() - logged >= STILL_FAILING_S:
                 logged = time.monotonic()
                 again = "" if failures == 1 else f" (still, after {failures} attempts)"
