@@ -1,0 +1,62 @@
+"""Every scenario in scenarios/ runs, at reduced size: an hour around midday of its date with
+at most 16 homes, on the in-memory network. Each must converge to a chain that verifies, and
+show what it is there for."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridnet.sim.neighbourhood import simulate
+from gridnet.sim.scenario import scenario_from_dict
+
+LIBRARY = Path(__file__).parents[2] / "scenarios"
+FILES = sorted(LIBRARY.glob("*.toml"))
+
+
+def reduced(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` over four intervals from 11:00 UTC of its day, with at most 16 homes."""
+    doc = copy.deepcopy(doc)
+    simulation = doc.setdefault("simulation", {})
+    day = str(simulation.get("start", "2026-06-21T00:00:00Z"))[:10]
+    simulation.update(start=f"{day}T11:00:00Z", intervals=4)
+    homes = doc.setdefault("homes", {})
+    if homes.get("count", 20) > 16:
+        homes["count"] = 16
+        homes["businesses"] = min(homes.get("businesses", 1), 2)
+        security = doc.setdefault("security", {})
+        security["flagged_meters"] = min(security.get("flagged_meters", 0), 1)
+    network = doc.setdefault("network", {})
+    network["nodes"] = min(network.get("nodes", 3), 3)
+    return doc
+
+
+def test_the_library_holds_the_scenarios_the_docs_name() -> None:
+    assert [f.stem for f in FILES] == [
+        "area-200",
+        "long-feeder",
+        "neighbourhood",
+        "no-pv-street",
+        "winter-weekday",
+    ]
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+def test_every_scenario_in_the_library_runs(path: Path, tmp_path: Path) -> None:
+    doc = tomllib.loads(path.read_text())
+    report = simulate(scenario_from_dict(reduced(doc), f"{path} (reduced)"), tmp_path)
+    assert report["verify"]["ok"] and report["converged"]
+    energy, grid = report["energy"], report["grid"]
+    assert energy["load_wh"] > 0
+    if path.stem == "no-pv-street":
+        assert energy["pv_wh"] == 0 and energy["p2p_wh"] == 0 and energy["bought_from_dso_wh"] > 0
+    else:
+        assert energy["pv_wh"] > 0
+    if path.stem == "long-feeder":
+        assert grid["congested_intervals"] > 0
+    else:
+        assert grid["congested_intervals"] == 0
