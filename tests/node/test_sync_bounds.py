@@ -188,6 +188,21 @@ def test_a_branch_ending_lighter_than_the_best_known_header_is_not_kept(tmp_path
     assert node.stats.declined["LighterBranch"] == 1
 
 
+def test_a_peer_whose_branch_was_declined_is_not_followed_again_for_a_while(tmp_path: Path) -> None:
+    """Checking a branch costs the node, not the peer: after one is declined, the same peer's
+    claims of more work are not followed until the expiry time has passed."""
+    params = test_params(KEYS)
+    node = Node("victim", grown(tmp_path / "victim", params, 40))
+    liar = Liar(params, cheap_branch(params, 30))
+    t = later(node.chain)
+    liar.feed(node, t)
+    assert liar.asked == [GetHeadersMsg] and node.stats.declined["LighterBranch"] == 1
+    assert node.handle("liar", status(2 * HUGE), t + 1_000) == []
+    assert node.handle("liar", status(2 * HUGE), t + node.headers.expiry_ms - 1) == []
+    (ask,) = node.handle("liar", status(2 * HUGE), t + node.headers.expiry_ms)
+    assert isinstance(ask[1], GetHeadersMsg)
+
+
 # --- 2. side blocks ----------------------------------------------------------------------
 
 

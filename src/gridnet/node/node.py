@@ -1219,6 +1219,9 @@ class Node:
                 peer, BelowMinChainWork(f"it announces work {work}, below the chain's minimum {minimum}")
             )
             return []
+        declined = self._presync_declined.get(peer)
+        if declined is not None and now - declined < self.headers.expiry_ms:
+            return []  # its last branch was checked and declined a moment ago: not again yet
         return self._next_request(peer, now, more_headers=msg.head not in self.headers)
 
     def _sync_upkeep(self, now: int) -> None:
