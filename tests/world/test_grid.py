@@ -72,6 +72,7 @@ def test_a_long_sunny_feeder_leaves_the_voltage_band_and_overloads() -> None:
     grid = Grid.build(GridSpec(line_type="NAYY 4x50 SE", spacing_m=60.0), [homes])
     result = grid.flow({h: 2_000 for h in homes}, {})  # 8 kW each at noon
     assert result.v_max_pu[0] > 1.10 and result.max_loading_percent[0] > 100.0
+    assert result.congested and not grid.flow({h: 100 for h in homes}, {}).congested
 
 
 def test_unknown_equipment_is_one_clear_error() -> None:

@@ -96,8 +96,8 @@ from gridnet.units import (
 )
 from gridnet.work import target_from_bits, target_to_bytes
 from gridnet.world.demand import Consumer, demand
-from gridnet.world.grid import Grid, GridSpec
-from gridnet.world.solar import PvArray, Site, Sky, irradiance, pv_energy
+from gridnet.world.grid import Grid
+from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy
 
 BOOTSTRAP_MS = 2 * 3600 * 1000
 """Simulated time before the first interval, for identities, authorities and meters."""
@@ -347,7 +347,6 @@ class Neighbourhood:
         """Each home's PV and load over the run: the sky over the site once (pvlib), then an
         array per PV home and a BDEW profile per home (demandlib), seeded by the scenario."""
         s = self.s
-        site = Site(s.site.latitude, s.site.longitude, s.site.altitude_m, s.site.timezone)
         weather_file = None
         if s.weather.sky == "file":
             weather_file = Path(s.weather.weather_file)
@@ -355,7 +354,7 @@ class Neighbourhood:
                 weather_file = Path(s.source).parent / weather_file
         sky = Sky(s.weather.sky, s.weather.cloudiness, s.simulation.seed, weather_file, s.weather.temp_air_c)
         start, n = self.first * INTERVAL_MS, s.simulation.intervals
-        light = irradiance(site, start, n, sky)
+        light = irradiance(s.site, start, n, sky)
         for home in self.homes:
             array = PvArray(
                 home.pv_kw, s.homes.pv_tilt_deg, s.homes.pv_azimuth_deg, s.homes.pv_losses_percent
@@ -371,9 +370,8 @@ class Neighbourhood:
 
     def _build_grid(self) -> Grid:
         """One feeder per line owner, its homes along its cable in the order of their names."""
-        g = self.s.grid
         feeders = [[h.name for h in self.homes if h.feeder == f] for f in range(len(self.s.line_owners))]
-        return Grid.build(GridSpec(g.mv_kv, g.transformer_type, g.line_type, g.spacing_m), feeders)
+        return Grid.build(self.s.grid, feeders)
 
     def power_flow(self, interval: Interval) -> None:
         """The grid under ``interval``'s metered energy: losses per line owner, the highest
@@ -382,18 +380,14 @@ class Neighbourhood:
         result = self.grid.flow(
             {n: p.export_wh for n, p in plans.items()}, {n: p.import_wh for n, p in plans.items()}
         )
-        g, tally = self.s.grid, self.tally
+        tally = self.tally
         for f, losses in enumerate(result.losses_wh):
             tally.losses_wh[f] += losses
             tally.transformer_losses_wh[f] += result.transformer_losses_wh[f]
             tally.max_loading[f] = max(tally.max_loading[f], result.max_loading_percent[f])
             tally.v_min[f] = min(tally.v_min[f], result.v_min_pu[f])
             tally.v_max[f] = max(tally.v_max[f], result.v_max_pu[f])
-        if (
-            max(result.max_loading_percent) > g.max_loading_percent
-            or min(result.v_min_pu) < g.v_min_pu
-            or max(result.v_max_pu) > g.v_max_pu
-        ):
+        if result.congested:
             tally.congested_intervals += 1
 
     def _build_relaynet(self, net: MemoryNetwork) -> RelayNet:

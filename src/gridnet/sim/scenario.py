@@ -19,6 +19,8 @@ from gridnet.errors import ConfigError
 from gridnet.ledger.params import parse_time_ms
 from gridnet.units import UNITS_PER_GNC
 from gridnet.world.demand import PROFILES
+from gridnet.world.grid import GridSpec
+from gridnet.world.solar import Site
 
 
 def gnc(value: float) -> int:
@@ -55,16 +57,6 @@ class NetworkSection:
 
 
 @dataclass(frozen=True)
-class SiteSection:
-    """Where the area is: the sun's path and the local time of the load profiles."""
-
-    latitude: float = 52.52
-    longitude: float = 13.40
-    altitude_m: float = 34.0
-    timezone: str = "Europe/Berlin"
-
-
-@dataclass(frozen=True)
 class WeatherSection:
     sky: str = "clouds"
     """"clear" (pvlib's clear sky), "clouds" (clear sky scaled by the seeded cloud model) or
@@ -75,20 +67,6 @@ class WeatherSection:
     """For "file": a TMY3 (.csv) or EPW (.epw) file, relative to the scenario file."""
     temp_air_c: float = 20.0
     """Air temperature when no weather file gives it [°C]."""
-
-
-@dataclass(frozen=True)
-class GridSection:
-    """The feeders' equipment (pandapower standard types) and limits."""
-
-    mv_kv: float = 20.0
-    transformer_type: str = "0.25 MVA 20/0.4 kV"
-    line_type: str = "NAYY 4x150 SE"
-    spacing_m: float = 30.0
-    """Cable from the busbar to the first home and between consecutive homes [m]."""
-    max_loading_percent: float = 100.0
-    v_min_pu: float = 0.9
-    v_max_pu: float = 1.1
 
 
 @dataclass(frozen=True)
@@ -199,9 +177,9 @@ class Scenario:
     telemetry: TelemetrySection
     security: SecuritySection
     relay: RelaySection
-    site: SiteSection
+    site: Site
     weather: WeatherSection
-    grid: GridSection
+    grid: GridSpec
     source: str
 
     @property
@@ -236,9 +214,9 @@ _SECTIONS: dict[str, type] = {
     "telemetry": TelemetrySection,
     "security": SecuritySection,
     "relay": RelaySection,
-    "site": SiteSection,
+    "site": Site,
     "weather": WeatherSection,
-    "grid": GridSection,
+    "grid": GridSpec,
 }
 
 

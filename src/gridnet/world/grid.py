@@ -23,11 +23,16 @@ HOURS = INTERVAL_MS / 3_600_000
 
 @dataclass(frozen=True)
 class GridSpec:
+    """The feeders' equipment (pandapower standard types) and limits (a scenario's ``[grid]``)."""
+
     mv_kv: float = 20.0
     transformer_type: str = "0.25 MVA 20/0.4 kV"
     line_type: str = "NAYY 4x150 SE"
     spacing_m: float = 30.0
     """Cable between the busbar and the first home, and between consecutive homes [m]."""
+    max_loading_percent: float = 100.0
+    v_min_pu: float = 0.9
+    v_max_pu: float = 1.1
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class FlowResult:
     """Home name -> its bus voltage [pu]."""
     line_loading_percent: dict[str, float]
     """Home name -> loading of the cable that feeds its bus [%]."""
+    congested: bool
+    """A cable above ``max_loading_percent`` or a home's voltage outside the band."""
 
 
 @dataclass
@@ -146,6 +153,9 @@ class Grid:
             tuple(v_max),
             {h: float(vm.at[b]) for h, b in self.bus_of.items()},
             {h: float(loading.at[line]) for h, line in self.line_of.items()},
+            max(max_loading, default=0.0) > self.spec.max_loading_percent
+            or min(v_min, default=1.0) < self.spec.v_min_pu
+            or max(v_max, default=1.0) > self.spec.v_max_pu,
         )
         self.seconds += time.perf_counter() - started
         return result

@@ -41,13 +41,15 @@ CLOUD_NOISE = 0.08
 
 @dataclass(frozen=True)
 class Site:
-    latitude: float
+    """Where an area is (a scenario's ``[site]``; Berlin by default)."""
+
+    latitude: float = 52.52
     """[°], north positive."""
-    longitude: float
+    longitude: float = 13.40
     """[°], east positive."""
-    altitude_m: float
-    timezone: str
-    """IANA name, e.g. "Europe/Berlin" (local time for demand profiles)."""
+    altitude_m: float = 34.0
+    timezone: str = "Europe/Berlin"
+    """IANA name (local time for demand profiles)."""
 
 
 @dataclass(frozen=True)
