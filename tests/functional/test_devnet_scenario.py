@@ -23,10 +23,30 @@ start = "2026-06-21T10:45:00Z"
 
 [homes]
 count = 6
+pv_share = 1.0
+battery_share = 0.0
+pv_kw = [9.0, 10.0]
+businesses = 0
+ack_own_meter_share = 0.0
+
+[weather]
+sky = "clear"
 
 [dso]
-curtail_at = "11:30"
+override_share = 0.5
+
+[grid]
+line_type = "NAYY 4x50 SE"
+spacing_m = 200.0
+
+[relay]
+hill_homes = 0
+
+[[line_owner]]
+name = "Hill Road Lines"
+fee = 0.01
 """
+# Six homes 200 m apart on one thin cable, all exporting at noon: the DSO commands them.
 
 
 def alive(pid: int) -> bool:
@@ -56,7 +76,8 @@ def test_a_scenario_on_node_processes_trades_what_the_simulation_trades(tmp_path
     assert report["converged"] and report["verify"]["ok"]
     assert report["devnet"]["nodes"] == 3 and set(report["nodes"]) == {"n0", "n1", "n2"}
     assert report["transactions"]["refused"] == {} and report["transactions"]["orders_refused"] == {}
-    assert report["energy"]["contracts"] > 0 and report["dso"]["overrides_recorded"] >= 1
+    assert report["energy"]["contracts"] > 0 and report["dso"]["commands"] >= 1
+    assert report["dso"]["overrides_recorded"] >= 1
     # The same people with the same policies on the in-memory network (relays off, as on a
     # devnet): the same trades, the same contracts, the same subsidies.
     scenario = load_scenario(path)
@@ -64,8 +85,16 @@ def test_a_scenario_on_node_processes_trades_what_the_simulation_trades(tmp_path
     assert report["energy"] == memory["energy"]
     assert report["clearing_price"] == memory["clearing_price"]
     assert report["subsidies"] == memory["subsidies"]
+    assert report["contracts"] == memory["contracts"] and report["dso"] == memory["dso"]
     by_type = report["chain"]["transactions_by_type"]
-    for kind in ("OpenContract", "SettleContract", "SubmitReadings", "PaySubsidy", "RecordOverride"):
+    for kind in (
+        "OpenContract",
+        "SettleContract",
+        "CloseContract",
+        "SubmitReadings",
+        "PaySubsidy",
+        "RecordOverride",
+    ):
         assert by_type[kind] == memory["chain"]["transactions_by_type"][kind], kind
     # Every node holds the audited chain, and no process outlived the command.
     assert verify_chain(out / "n1").ok

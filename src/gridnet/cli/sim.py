@@ -101,7 +101,20 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     table.add_row(
         "bought from / sold to the DSO", f"{_kwh(e['bought_from_dso_wh'])} / {_kwh(e['sold_to_dso_wh'])}"
     )
-    table.add_row("energy contracts", f"{e['contracts']:,}")
+    ct = report["contracts"]
+    im = ct["imbalance"]
+    table.add_row(
+        "energy contracts",
+        f"{e['contracts']:,}: {ct['settled_in_full']:,} settled in full, {ct['delivered_short']:,} delivered "
+        f"short (closed, {ct['remainder_refunded_gnc']:.4f} GNC refunded), {ct['disputes_raised']} disputed "
+        f"({ct['disputes_resolved']} resolved on chain)",
+    )
+    fc = report["forecast"]
+    table.add_row(
+        "forecasts vs meters",
+        f"{fc['net_energy_abs_error_percent']} % off; shortfall bought from the DSO at "
+        f"{im['price_gnc_per_kwh']} GNC/kWh: {_kwh(im['bought_wh'])} for {im['paid_gnc']:.4f} GNC",
+    )
     mean = report["clearing_price"]["mean_gnc_per_kwh"]
     table.add_row("mean clearing price", "no trades" if mean is None else f"{mean:.4f} GNC/kWh")
     table.add_row(
@@ -113,11 +126,12 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     table.add_row("subsidies", f"{sub['paid_gnc']:.4f} GNC for {sub['readings_subsidised']} readings")
     d = report["dso"]
     table.add_row(
-        "DSO curtailment",
-        "none"
-        if d["curtailment_interval"] is None
-        else f"{d['curtailment_utc']} UTC, "
-        f"{d['overrides_recorded']} override(s) recorded, {_kwh(e['curtailed_wh'])} curtailed",
+        "DSO commands (congestion)",
+        "none: the grid stayed within its limits"
+        if not d["commands"]
+        else f"{d['commands']} from {d['first_command_utc']} UTC to {d['homes_commanded']} homes downstream; "
+        f"{d['homes_following_commands']} followed, {d['overrides_recorded']} override(s) recorded, "
+        f"{_kwh(e['curtailed_wh'])} curtailed",
     )
     rl = report["relay"]
     if rl["enabled"]:

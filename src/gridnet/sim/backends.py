@@ -50,6 +50,10 @@ class Backend(Protocol):
         """The nonce ``address``'s next transaction needs, as ``node`` sees it."""
         ...
 
+    def height(self, node: str) -> int:
+        """The height of ``node``'s head."""
+        ...
+
     def view(self, node: str) -> StateView:
         """Read access to ``node``'s head state (a fresh view: it caches what it reads)."""
         ...
@@ -104,6 +108,9 @@ class MemoryBackend:
     def next_nonce(self, node: str, address: Address) -> int:
         n = self.net.nodes[node]
         return n.chain.account(address).nonce + len(n.mempool.by_sender.get(address, {}))
+
+    def height(self, node: str) -> int:
+        return self.net.nodes[node].chain.height
 
     def view(self, node: str) -> StateView:
         return self.net.nodes[node].chain.view()
@@ -214,6 +221,9 @@ class DevnetBackend:
 
     def next_nonce(self, node: str, address: Address) -> int:
         return int(self.clients[node].get(f"/accounts/{address_to_text(address)}")["next_nonce"])
+
+    def height(self, node: str) -> int:
+        return int(self.clients[node].get("/head")["height"])
 
     def view(self, node: str) -> StateView:
         return StateView(HttpState(self.clients[node]))

@@ -1,9 +1,10 @@
-"""The neighbourhood's data network: homes relay each other's datagrams to the hub.
+"""The neighbourhood's data network: homes relay each other's datagrams to and from the hub.
 
 The DSO's substation is the communication hub (seed 001: "nothing stops the substation
 from acting as a communication hub"): every home sends its signed orders and, as a buyer,
 its signed contract states there as onion-routed datagrams paid with transmission tokens
-from its own token pool. Homes on a feeder form a line to the hub; a few homes "on the
+from its own token pool; the hub sends its signed commands to the homes' devices the same
+way, from its own pool. Homes on a feeder form a line to the hub; a few homes "on the
 hill" have no wired neighbour and are served by a carrier (the paper's bicycle driver)
 that rides past them and then to the first home of feeder A, carrying bundles one way.
 Each home keeps its connection's accounts (a hop book: what it owes every relay of its
@@ -23,6 +24,7 @@ from gridnet.contracts.channel import SignedState
 from gridnet.crypto.hashing import hash32, pool_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import Wire, decode, encode
+from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
 from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
 from gridnet.market.orders import SignedOrder
@@ -45,7 +47,11 @@ class StateNote(Wire, frozen=True, tag=2):
     state: SignedState
 
 
-Note = OrderNote | StateNote
+class CommandNote(Wire, frozen=True, tag=3):
+    command: SignedCommand
+
+
+Note = OrderNote | StateNote | CommandNote
 
 
 @dataclass
@@ -104,7 +110,8 @@ class RelayNet:
         self._next_move = 0
         self.pool_length = pool_length
         self.payrate_ppm = payrate_ppm
-        self.senders: dict[str, Sender] = {}
+        self.senders: dict[tuple[str, str], Sender] = {}
+        """(sender, receiver) -> the sender's side of that connection (a pool each)."""
         self.tally = RelayTally()
 
     def _edge(self, a: str, b: str, *, wired: bool) -> None:
@@ -116,13 +123,21 @@ class RelayNet:
     # --- pools -------------------------------------------------------------------------------
 
     def open_pool(
-        self, name: str, identity: IdentityProof, seed_label: str, amount: int, expiry: int
+        self,
+        name: str,
+        identity: IdentityProof,
+        seed_label: str,
+        amount: int,
+        expiry: int,
+        target: str | None = None,
     ) -> CreateTokenPool:
-        """The home's pool for its connection to the hub (the transaction creates it)."""
+        """``name``'s pool for its connection to ``target`` (the hub by default): the
+        transaction creates it. A pool pays for one connection (its receiver claims it)."""
+        target = self.hub_name if target is None else target
         key = self.keys[name]
         chain = HashChain(hash32(seed_label.encode()), self.pool_length)
         book = HopBook(hash32(f"{seed_label}/hop-book".encode()))
-        self.senders[name] = Sender(key, identity, chain, pool_id(key.address, chain.final), book)
+        self.senders[(name, target)] = Sender(key, identity, chain, pool_id(key.address, chain.final), book)
         return CreateTokenPool(chain.final, self.pool_length, amount, expiry)
 
     # --- traffic -----------------------------------------------------------------------------
@@ -146,12 +161,14 @@ class RelayNet:
             step = previous[step]
         return route[::-1]
 
-    def send(self, name: str, note: Note, nonce: bytes) -> None:
-        """``name`` sends ``note`` to the hub as a paid datagram (one more unit of its pool)."""
-        sender = self.senders[name]
+    def send(self, name: str, note: Note, nonce: bytes, target: str | None = None) -> None:
+        """``name`` sends ``note`` to ``target`` (the hub by default) as a paid datagram (one
+        more unit of its pool)."""
+        target = self.hub_name if target is None else target
+        sender = self.senders[(name, target)]
         sender.depth += 1
-        relays = self.path(name, self.hub_name)
-        hub = self.keys[self.hub_name]
+        relays = self.path(name, target)
+        hub = self.keys[target]
         path = [(self.keys[r].address, self.keys[r].public_key) for r in relays]
         dgram = originate(
             sender.key,
@@ -181,22 +198,25 @@ class RelayNet:
         self.net.link(CARRIER, self.stops[self.stop])
         self._next_move = now + self.carrier_stop_ms
 
-    def drain(self) -> list[Note]:
-        """Everything delivered to the hub since the last call."""
-        hub = self.peers[self.hub_name]
-        notes: list[Note] = []
-        for delivered in hub.received:
-            notes.append(decode(delivered.envelope.body, Note))  # type: ignore[arg-type]
-            token = delivered.datagram.token.token
-            self.tally.hops.append(self.tally.routes.pop((token.pool, token.depth)))
-        hub.received.clear()
-        return notes
+    def drain(self) -> dict[str, list[Note]]:
+        """Everything delivered since the last call, by receiver."""
+        out: dict[str, list[Note]] = {}
+        for name, peer in self.peers.items():
+            if not peer.received:
+                continue
+            notes = out.setdefault(name, [])
+            for delivered in peer.received:
+                notes.append(decode(delivered.envelope.body, Note))  # type: ignore[arg-type]
+                token = delivered.datagram.token.token
+                self.tally.hops.append(self.tally.routes.pop((token.pool, token.depth)))
+            peer.received.clear()
+        return out
 
-    def claims(self) -> list[SignedClaim]:
-        """The hub ends every connection: one claim per home pool that relays carried."""
-        return self.peers[self.hub_name].inbox.close()
+    def claims(self, name: str) -> list[SignedClaim]:
+        """``name`` ends every connection it received on: one claim per sender's pool that
+        relays carried."""
+        return self.peers[name].inbox.close()
 
-    def hop_claims(self) -> dict[str, list[HopClaim]]:
-        """What each relay can claim now (once the hub's claims are on chain), by name."""
-        claims = {name: peer.hop_claims() for name, peer in self.peers.items()}
-        return {name: c for name, c in claims.items() if c}
+    def hop_claims(self, name: str) -> list[HopClaim]:
+        """What relay ``name`` can claim now (once the receivers' claims are on chain)."""
+        return self.peers[name].hop_claims()

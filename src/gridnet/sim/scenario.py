@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,8 @@ class ChainSection:
     block_interval_s: float = 300.0
     difficulty_bits: int = 10
     identity_difficulty_bits: int = 10
-    dispute_window_blocks: int = 2
+    dispute_window_blocks: int = 4
+    """Blocks after a contract's last settlement in which a later state may supersede it."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,13 @@ class Homes:
     battery_sell_above: float = 80.0
     battery_buy_below: float = 15.0
     start_gnc: float = 50.0
+    forecast_error: float = 0.15
+    """Standard deviation of the devices' forecast error, relative to the real PV and load of
+    each interval (seeded per home): homes order on the forecast, meters read reality."""
+    ack_own_meter_share: float = 0.1
+    """Share of the homes without PV (from the first) whose device first acknowledges only
+    what its own meter imported when that is less than it bought; their sellers dispute
+    with the buyer's later state."""
 
 
 @dataclass(frozen=True)
@@ -112,12 +120,20 @@ class Dso:
     """The DSO bids at this feed-in price [GNC/kWh], for any amount."""
     sell_price: float = 0.30
     """The DSO offers at this retail price [GNC/kWh], for any amount."""
-    curtail_at: str = "12:00"
-    """The midday congestion interval (UTC): the DSO curtails the area's export then;
-    empty = never."""
+    imbalance_price: float = 0.40
+    """What a home pays for the shortfall the DSO supplied after the fact [GNC/kWh]."""
+    balancing_kwh: float = 20.0
+    """Most shortfall one balancing contract (a home's, for up to 96 intervals) covers [kWh]."""
+    balancing_every: int = 16
+    """A home's device sends its balancing state this often [intervals]."""
     curtail_limit_w: int = 1500
+    """Export limit of a curtailment command [W]."""
+    import_limit_w: int = 3000
+    """Import limit of a limit-import command [W]."""
+    command_hold: int = 4
+    """A command covers the running interval and the next ones, this many in all."""
     override_share: float = 0.3
-    """Share of the PV homes whose policy overrides DSO commands."""
+    """Share of the PV homes whose policy does not trust the DSO for commands: they override."""
     start_gnc: float = 5000.0
 
 
@@ -126,6 +142,8 @@ class LineOwner:
     name: str
     fee: float
     """[GNC/kWh] carried over its lines."""
+    cover_losses: bool = False
+    """Raise the fee, when needed, to pay for its cables' losses at the DSO's retail price."""
 
 
 @dataclass(frozen=True)
@@ -181,25 +199,12 @@ class Scenario:
     weather: WeatherSection
     grid: GridSpec
     source: str
+    tables: dict[str, Any] = field(default_factory=dict)
+    """The tables of roles that define their own (``agents.roles.Role.table``), by name."""
 
     @property
     def start_ms(self) -> int:
         return parse_time_ms(self.simulation.start, f"{self.source}: [simulation] start")
-
-    @property
-    def curtail_minute(self) -> int | None:
-        """[dso] curtail_at as minutes after 00:00 UTC (None = no curtailment)."""
-        at = self.dso.curtail_at
-        if not at:
-            return None
-        hh, sep, mm = at.partition(":")
-        if not (
-            sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and int(mm) % 15 == 0
-        ):
-            raise ConfigError(
-                f'{self.source}: [dso] curtail_at must be a time like "12:00" on a 15-minute boundary, or ""'
-            )
-        return int(hh) * 60 + int(mm)
 
 
 DEFAULT_LINE_OWNERS = [{"name": "Feeder A Lines", "fee": 0.01}, {"name": "Feeder B Lines", "fee": 0.015}]
@@ -257,26 +262,40 @@ def _section(cls: type, data: Any, where: str) -> Any:
     return cls(**values)
 
 
+def _role_tables() -> dict[str, type]:
+    """The tables of roles that define their own (imported here: the roles import this module)."""
+    from gridnet.agents.roles import roles
+
+    return {r.name: r.table for r in roles() if r.table is not None}
+
+
 def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenario:
-    unknown = sorted(set(doc) - set(_SECTIONS) - {"line_owner"})
+    role_tables = _role_tables()
+    known = {*_SECTIONS, *role_tables, "line_owner"}
+    unknown = sorted(set(doc) - known)
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown section(s) {unknown}; known: {sorted([*_SECTIONS, 'line_owner'])}"
-        )
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(known)}")
     parts = {name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in _SECTIONS.items()}
+    tables = {
+        name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in role_tables.items()
+    }
     owners = []
-    for i, entry in enumerate(
-        doc.get(
-            "line_owner", [{"name": "Feeder A Lines", "fee": 0.01}, {"name": "Feeder B Lines", "fee": 0.015}]
-        )
-    ):
+    for i, entry in enumerate(doc.get("line_owner", DEFAULT_LINE_OWNERS)):
         where = f"{source}: line_owner {i + 1}"
-        if not isinstance(entry, dict) or set(entry) != {"name", "fee"}:
-            raise ConfigError(f"{where} needs exactly 'name' and 'fee'")
+        if not isinstance(entry, dict) or not {"name", "fee"} <= set(entry) <= {
+            "name",
+            "fee",
+            "cover_losses",
+        }:
+            raise ConfigError(f"{where} needs 'name' and 'fee' (and may have 'cover_losses')")
         owners.append(
-            LineOwner(_coerce(entry["name"], "", f"{where} name"), _coerce(entry["fee"], 0.0, f"{where} fee"))
+            LineOwner(
+                _coerce(entry["name"], "", f"{where} name"),
+                _coerce(entry["fee"], 0.0, f"{where} fee"),
+                _coerce(entry.get("cover_losses", False), False, f"{where} cover_losses"),
+            )
         )
-    scenario = Scenario(line_owners=tuple(owners), source=source, **parts)
+    scenario = Scenario(line_owners=tuple(owners), source=source, tables=tables, **parts)
     _check(scenario)
     return scenario
 
@@ -296,6 +315,20 @@ def _check(s: Scenario) -> None:
         (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
         (1 <= len(s.line_owners) <= 8, "at most 8 line owners, at least 1"),
         (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
+        (s.dso.imbalance_price > 0, "[dso] imbalance_price must be positive"),
+        (
+            s.dso.balancing_kwh > 0 and s.dso.balancing_every >= 1 and s.dso.command_hold >= 1,
+            "[dso] balancing_kwh must be positive, balancing_every and command_hold at least 1",
+        ),
+        (
+            s.dso.curtail_limit_w >= 0 and s.dso.import_limit_w >= 0,
+            "[dso] curtail_limit_w and import_limit_w must be 0 or more",
+        ),
+        (0 <= s.dso.override_share <= 1, "[dso] override_share must be 0 to 1"),
+        (
+            0 <= s.homes.forecast_error <= 1 and 0 <= s.homes.ack_own_meter_share <= 1,
+            "[homes] forecast_error and ack_own_meter_share must be 0 to 1",
+        ),
         (s.government.subsidy >= 0, "[government] subsidy must be 0 or more"),
         (
             s.homes.battery_buy_below <= s.homes.battery_sell_above,
@@ -308,7 +341,8 @@ def _check(s: Scenario) -> None:
         ),
         (0 <= s.security.trusting_share <= 1, "[security] trusting_share must be 0 to 1"),
         (
-            0 <= s.relay.hill_homes <= s.homes.count - round(s.homes.count * s.homes.pv_share),
+            not s.relay.enabled
+            or 0 <= s.relay.hill_homes <= s.homes.count - round(s.homes.count * s.homes.pv_share),
             "[relay] hill_homes must be 0 to the number of homes without PV",
         ),
         (
@@ -365,7 +399,9 @@ def _check(s: Scenario) -> None:
         (
             0
             <= s.homes.businesses
-            <= s.homes.count - round(s.homes.count * s.homes.pv_share) - s.relay.hill_homes,
+            <= s.homes.count
+            - round(s.homes.count * s.homes.pv_share)
+            - (s.relay.hill_homes if s.relay.enabled else 0),
             "[homes] businesses must be 0 to the number of homes without PV (and off the hill)",
         ),
     ]
@@ -373,7 +409,6 @@ def _check(s: Scenario) -> None:
         if not ok:
             raise ConfigError(f"{src}: {message}")
     s.start_ms  # noqa: B018 - parses (and so checks) the start time
-    s.curtail_minute  # noqa: B018 - likewise the curtailment time
 
 
 def _known_zone(name: str) -> bool:

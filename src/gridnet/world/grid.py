@@ -116,6 +116,21 @@ class Grid:
                 feeder_lines.append(lines)
         return cls(spec, feeders, net, bus_of, line_of, load_of, sgen_of, feeder_lines, feeder_trafo)
 
+    def downstream(self, result: FlowResult, feeder: int) -> list[str]:
+        """The homes of ``feeder`` at and beyond its first point outside the limits (a cable
+        over its loading limit feeding a home's bus, or a home's voltage outside the band),
+        along the cable from the transformer; [] when the feeder is within them."""
+        spec = self.spec
+        homes = self.feeders[feeder]
+        for k, home in enumerate(homes):
+            v = result.home_v_pu[home]
+            if (
+                result.line_loading_percent[home] > spec.max_loading_percent
+                or not spec.v_min_pu <= v <= spec.v_max_pu
+            ):
+                return homes[k:]
+        return []
+
     def flow(self, export_wh: dict[str, Wh], import_wh: dict[str, Wh]) -> FlowResult:
         """The power flow of one interval with these metered energies per home."""
         import pandapower as pp

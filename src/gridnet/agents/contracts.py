@@ -1,0 +1,112 @@
+"""What every party to an energy contract computes the same way from public data.
+
+The auction's result is public (anyone holding the orders recomputes it) and so are the
+meters' signed readings: from them, each contract's *due* energy follows. A seller whose
+meter exported less than it sold in an interval delivered to each of its contracts a share
+in proportion (rounded down); the buyer's device acknowledges that, the seller is paid for
+it, and the rest of the deposit goes back to the buyer when the contract closes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from gridnet.contracts.channel import SignedState
+from gridnet.ledger.txs.contract import CONTRACTS, CloseContract, ContractRecord, SettleContract
+from gridnet.ledger.txs.meter import READINGS, reading_key
+from gridnet.units import Address, Interval, Wh, interval_start
+
+if TYPE_CHECKING:
+    from gridnet.agents.base import Agent
+    from gridnet.agents.world import Deal, Look, World
+
+
+def dues(world: World, interval: Interval) -> dict[bytes, Wh]:
+    """Contract id -> the energy its seller delivered under it in ``interval`` [Wh]."""
+    cache = world.dues_cache
+    if interval in cache:
+        return cache[interval]
+    deals = world.deals.get(interval, [])
+    sold: dict[Address, Wh] = defaultdict(int)
+    for deal in deals:
+        sold[deal.seller.address] += deal.trade.wh
+    out: dict[bytes, Wh] = {}
+    published = world.readings.get(interval, {})
+    complete = True
+    for deal in deals:
+        seller = deal.seller
+        complete = complete and seller.meter is not None and seller.meter.meter_id in published
+        exported, _ = world.metered(seller, interval)
+        total = sold[seller.address]
+        out[deal.cid] = deal.trade.wh if exported >= total else deal.trade.wh * exported // total
+    if complete:  # (a seller whose reading is still to come has delivered nothing yet)
+        cache[interval] = out
+    return out
+
+
+def settle_when_ready(world: World, settler: Agent, state: SignedState) -> None:
+    """``settler`` submits ``state`` once its contract and the seller meter's readings of
+    every interval it acknowledges are on chain."""
+
+    def ready(look: Look) -> bool:
+        record = look.view.get(CONTRACTS, state.state.contract)
+        if record is None:
+            return False
+        meter = record.terms.seller_meter
+        return all(
+            look.view.get(READINGS, reading_key(meter, d.interval)) is not None
+            for d in state.state.deliveries
+        )
+
+    def settle(_look: Look) -> None:
+        world.submit(settler, SettleContract(state))
+
+    world.when(settler, ready, settle)
+
+
+def close_when_done(world: World, buyer: Agent, cid: bytes, settled_seq: int) -> None:
+    """``buyer`` closes the contract (its remainder comes back) once the state it last sent
+    (``settled_seq``; 0 = none) is settled and the dispute window has passed since (the
+    closing block is one past it: a dispute submitted in the window's last block stands)."""
+
+    def ready(look: Look) -> bool:
+        record: ContractRecord | None = look.view.get(CONTRACTS, cid)
+        if record is None or record.closed or (settled_seq and record.settled_seq < settled_seq):
+            return False
+        t = record.terms
+        return (
+            world.now() >= interval_start(t.last_interval + 1)
+            and look.height >= record.last_change_height + t.dispute_window
+        )
+
+    def close(look: Look) -> None:
+        record = look.view.get(CONTRACTS, cid)
+        if record is not None and record.remaining:
+            world.submit(buyer, CloseContract(cid))
+
+    world.when(buyer, ready, close)
+
+
+def dispute_if_short(world: World, seller: Agent, deal: Deal, delivered: Wh) -> None:
+    """``seller`` watches the contract: once settled, a state paying less than ``delivered``
+    (its meter's signed reading shows it) is disputed, within the window, with the buyer's
+    later state acknowledging it all."""
+    cid = deal.cid
+
+    def settled(look: Look) -> bool:
+        record = look.view.get(CONTRACTS, cid)
+        return record is not None and record.settled
+
+    def check(look: Look) -> None:
+        record = look.view.get(CONTRACTS, cid)
+        if record is None or record.closed or record.paid_wh >= delivered:
+            return
+        if look.height + 1 >= record.last_change_height + record.terms.dispute_window:
+            return  # too late: the buyer may close it in the next block
+        state = deal.buyer.final_state(cid)
+        if state is not None:
+            seller.disputes[cid] = delivered
+            world.submit(seller, SettleContract(state))
+
+    world.when(seller, settled, check)

@@ -1,0 +1,255 @@
+"""The DSO: runs the substation (the area's market hub), buys any surplus at its feed-in
+price and sells any shortfall at its retail price, balances what forecasts got wrong at its
+imbalance price, and watches the grid.
+
+As the hub it receives the homes' orders and contract states (as datagrams when relays run,
+else from its node's market topic and from the buyers), clears each interval's auction and
+turns every trade into a contract all parties sign. After each interval it reads the power
+flow: where a cable is over its limit or a voltage outside the band, it signs a command for
+the homes downstream (curtail export when they push power out, limit import when they draw
+it) for the next ``[dso] command_hold`` intervals and sends it to each home's device.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from gridnet.agents.base import Agent
+from gridnet.agents.carrier import claim_receipts
+from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, settle_when_ready
+from gridnet.agents.manufacturer import Manufacturer, register_identity
+from gridnet.agents.roles import Role
+from gridnet.agents.world import Deal
+from gridnet.contracts.channel import ContractState, ContractTerms, Delivery, LineFee, sign_state
+from gridnet.grid.commands import CommandKind, DsoCommand, sign_command
+from gridnet.ledger.params import Allocation
+from gridnet.ledger.txs.authority import RegisterAuthority, flagged_by
+from gridnet.ledger.txs.meter import METERS
+from gridnet.market.matching import Trade, clear_with_eligibility
+from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order
+from gridnet.market.policy import MeterStanding, Policy
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.security.roles import FlagTarget
+from gridnet.security.roles import Role as AuthorityRole
+from gridnet.sim.relaynet import CommandNote, OrderNote, StateNote
+from gridnet.sim.scenario import gnc
+from gridnet.units import Address, Interval
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gridnet.agents.world import World
+
+
+class Dso(Agent):
+    role = "dso"
+
+    def __init__(self, world: World) -> None:
+        super().__init__("dso", world.key("dso"), world.node_for(0))
+        self.meter = SimulatedMeter(world.key("dso/substation-meter"))
+        self.book: dict[Interval, list[SignedOrder]] = defaultdict(list)
+        """Orders that reached the hub by datagram, by interval."""
+        self.cleared: set[Interval] = set()
+        self.late_orders = 0
+        self.clearing: list[dict[str, int | None]] = []
+        self.commands: list[DsoCommand] = []
+        self.shortfall_wh = 0
+
+    def allocations(self, world: World) -> list[Allocation]:
+        return [Allocation(self.address, gnc(world.s.dso.start_gnc))]
+
+    def bootstrap(self, world: World) -> None:
+        register_identity(world, self)
+        if world.relaynet is not None:  # a pool per home, for the commands it may send it
+            s = world.s
+            for home in world.agents:
+                if home.feeder is None:
+                    continue
+                pool = world.relaynet.open_pool(
+                    self.name,
+                    world.proofs[self.address],
+                    f"{s.simulation.name}/{s.simulation.seed}/dso/pool/{home.name}",
+                    gnc(s.relay.pool_gnc),
+                    expiry=1_000_000,
+                    target=home.name,
+                )
+                world.submit(self, pool)
+        world.submit(self, RegisterAuthority(int(AuthorityRole.DSO), "Distribution System Operator"))
+        world.one(Manufacturer).fit_meter(world, self)
+
+    # --- the hub -------------------------------------------------------------------------
+
+    def tick(self, world: World) -> None:
+        if not self.inbox:
+            return
+        notes, self.inbox = self.inbox, []
+        for note in notes:
+            if isinstance(note, OrderNote):
+                interval = note.order.order.interval
+                if interval in self.cleared:
+                    self.late_orders += 1  # arrived after its auction: it does not trade
+                else:
+                    self.book[interval].append(note.order)
+            elif isinstance(note, StateNote):
+                settle_when_ready(world, self, note.state)
+
+    def clear(self, world: World, interval: Interval) -> None:
+        """Clear what reached the hub, with its own bid and offer sized to the book (anyone
+        holding the same orders gets the same result); every trade becomes a contract."""
+        assert self.meter is not None
+        book = world.market(self, interval) if world.relaynet is None else self.book.pop(interval, [])
+        verified = [validate_order(signed, now_interval=interval - 1) for signed in book]
+        offered = sum(v.order.wh for v in verified if v.order.side == Side.OFFER)
+        bid = sum(v.order.wh for v in verified if v.order.side == Side.BID)
+        own = []
+        if offered:  # it buys any surplus at its feed-in price
+            own.append((Side.BID, offered, gnc(world.s.dso.buy_price)))
+        if bid:  # and sells any shortfall at its retail price
+            own.append((Side.OFFER, bid, gnc(world.s.dso.sell_price)))
+        for side, wh, price in own:
+            signed = self.signed_order(world, side, interval, wh, price)
+            if world.relaynet is None:
+                world.post_order(self, signed)  # on its topic too, for anyone recomputing
+            verified.append(validate_order(signed, now_interval=interval - 1))
+        self.cleared.add(interval)
+        clearing = clear_with_eligibility(
+            [v for v in verified if v.order.side == Side.BID],
+            [v for v in verified if v.order.side == Side.OFFER],
+            self.eligibility(world, verified),
+        )
+        self.clearing.append({"interval": interval, "price": clearing.price, "traded_wh": clearing.traded_wh})
+        bids = {v.id: v for v in verified if v.order.side == Side.BID}
+        for n, t in enumerate(clearing.trades):
+            self.contract(world, interval, n, t, bids[t.bid_id])
+
+    def eligibility(
+        self, world: World, orders: list[VerifiedOrder]
+    ) -> Callable[[Order], Callable[[Order], bool]]:
+        """Each buyer's policy judges the selling meters by what the chain says of them."""
+        view = world.look(self.node).view
+        standings = {}
+        for v in orders:
+            record = view.get(METERS, v.order.meter) if v.order.side == Side.OFFER else None
+            if record is not None:
+                standings[v.order.meter] = MeterStanding(
+                    manufacturer=record.manufacturer,
+                    flagged_by=flagged_by(view, FlagTarget.METER, v.order.meter),
+                    revoked=record.revoked,
+                )
+        filters: dict[Address, Callable[[Order], bool]] = {}
+        for agent in world.agents:
+            policy = getattr(agent, "policy", None)
+            if isinstance(policy, Policy):
+                filters[agent.address] = policy.offer_filter(standings)
+        own = Policy().offer_filter(standings)  # the DSO trusts no flagger
+        return lambda bid: filters.get(bid.owner, own)
+
+    def contract(self, world: World, interval: Interval, n: int, t: Trade, bid: VerifiedOrder) -> None:
+        buyer, seller = world.by_address[t.buyer], world.by_address[t.seller]
+        terms = ContractTerms(
+            buyer=buyer.address,
+            seller=seller.address,
+            buyer_meter=bid.order.meter,
+            seller_meter=t.seller_meter,
+            line_fees=line_fees(world, buyer, seller),
+            price=t.price,
+            first_interval=interval,
+            last_interval=interval,
+            max_wh=t.wh,
+            dispute_window=world.s.chain.dispute_window_blocks,
+            nonce=n,
+        )
+        signed = world.agree(terms)
+        if signed is None:
+            return
+        buyer.open_contract(world, signed)
+        world.deals[interval].append(Deal(terms, t, buyer, seller))
+
+    # --- the grid ------------------------------------------------------------------------
+
+    def balance(self, world: World, interval: Interval) -> None:
+        """Its substation meter reads what it sold (in full) and what it bought (as
+        delivered), plus every home's shortfall it supplied; then it reads the power flow."""
+        assert self.meter is not None
+        due = dues(world, interval)
+        deals = world.deals.get(interval, [])
+        sold = sum(d.trade.wh for d in deals if d.seller is self)
+        bought = sum(due[d.cid] for d in deals if d.buyer is self)
+        received: dict[Address, int] = defaultdict(int)
+        for d in deals:  # (what it sold it delivers in full: its own reading is still to come)
+            received[d.buyer.address] += d.trade.wh if d.seller is self else due[d.cid]
+        shortfall = 0
+        for agent in world.agents:
+            if agent.feeder is not None and agent is not self:
+                shortfall += max(0, world.metered(agent, interval)[1] - received[agent.address])
+        self.shortfall_wh += shortfall
+        world.publish(self.meter.read(interval, sold + shortfall, bought))
+        self.watch_grid(world, interval)
+
+    def watch_grid(self, world: World, interval: Interval) -> None:
+        flow = world.flows.get(interval)
+        grid = world.grid
+        if flow is None or grid is None or not flow.congested:
+            return
+        s = world.s
+        hold = s.dso.command_hold
+        for f in range(len(grid.feeders)):
+            downstream = grid.downstream(flow, f)
+            if not downstream:
+                continue
+            homes = [world.by_name[n] for n in downstream]
+            net = sum(world.metered(h, interval)[0] - world.metered(h, interval)[1] for h in homes)
+            kind, limit = (
+                (CommandKind.CURTAIL_EXPORT, s.dso.curtail_limit_w)
+                if net > 0
+                else (CommandKind.LIMIT_IMPORT, s.dso.import_limit_w)
+            )
+            meters = tuple(sorted(h.meter.meter_id for h in homes if h.meter is not None))
+            command = DsoCommand(
+                issuer=self.key.public_key,
+                area=world.area,
+                meters=meters,
+                kind=int(kind),
+                limit_w=limit,
+                first_interval=interval + 1,
+                last_interval=interval + hold,
+                nonce=interval * 16 + f,
+            )
+            signed = sign_command(self.key, command)
+            self.commands.append(command)
+            for home in homes:
+                world.send(self, CommandNote(signed), home)
+
+    def acknowledge(self, world: World, interval: Interval) -> None:
+        """As a buyer (of surplus): acknowledge what each seller's meter shows delivered. As
+        a seller: dispute a state paying less than it delivered."""
+        due = dues(world, interval)
+        for deal in world.deals.get(interval, []):
+            if deal.seller is self:
+                dispute_if_short(world, self, deal, deal.trade.wh)
+            if deal.buyer is not self:
+                continue
+            wh = due[deal.cid]
+            if wh:
+                state = sign_state(ContractState(deal.cid, 1, (Delivery(interval, wh),)), self.key)
+                world.send(self, StateNote(state), self if world.relaynet is not None else deal.seller)
+            if wh < deal.trade.wh:
+                close_when_done(world, self, deal.cid, settled_seq=1 if wh else 0)
+
+    def day_end(self, world: World, intervals: list[Interval]) -> None:
+        claim_receipts(world, self)  # the hub ends every connection it received on
+
+
+def line_fees(world: World, *parties: Agent) -> tuple[LineFee, ...]:
+    """Line owners between the parties: their feeders' owners (the DSO sits at the substation)."""
+    owners = [a for a in world.agents if a.role == "line_owner"]
+    feeders = sorted({p.feeder for p in parties if p.feeder is not None})
+    return tuple(LineFee(owners[f].address, owners[f].quote()) for f in feeders)  # type: ignore[attr-defined]
+
+
+def build(world: World) -> list[Agent]:
+    return [Dso(world)]
+
+
+ROLE = Role("dso", 45, build)

@@ -1,0 +1,438 @@
+"""A home: its PV array, battery and load (the world's physics), its meter, and the device
+that trades for it under its owner's private policy.
+
+The device orders on a *forecast* (the real PV and load with a seeded error, ``[homes]
+forecast_error``); the meter then reads what really happened. As a buyer, the device
+acknowledges what each seller's signed reading shows was delivered, and buys what it still
+lacks from the DSO at the imbalance price under its day's balancing contract. As a seller,
+it checks that each contract was settled for all it delivered and disputes a state that
+acknowledges less with the buyer's later one. It follows a DSO command when its policy
+trusts the DSO for commands, and otherwise records its override on chain.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gridnet.agents.base import Agent
+from gridnet.agents.carrier import claim_hops, claim_receipts
+from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, settle_when_ready
+from gridnet.agents.dso import line_fees
+from gridnet.agents.manufacturer import Manufacturer, register_identity
+from gridnet.agents.roles import Role
+from gridnet.agents.world import Deal, data_path
+from gridnet.contracts.channel import (
+    MAX_SPAN,
+    ContractState,
+    ContractTerms,
+    Delivery,
+    SignedState,
+    contract_id,
+    sign_state,
+)
+from gridnet.errors import GridnetError
+from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, addresses, covers
+from gridnet.ledger.params import Allocation
+from gridnet.ledger.txs.contract import OpenContract
+from gridnet.ledger.txs.grid import RecordOverride, check_dso_command
+from gridnet.ledger.txs.meter import METERS
+from gridnet.market.orders import Side
+from gridnet.market.policy import Policy, PriceWindow
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.sim.physics import INTERVAL_H, Battery
+from gridnet.sim.relaynet import CommandNote, OrderNote, StateNote
+from gridnet.sim.scenario import gnc
+from gridnet.units import Interval, UnitsPerKWh, Wh
+from gridnet.world.demand import Consumer, demand
+from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy
+
+if TYPE_CHECKING:
+    from gridnet.agents.world import World
+
+
+@dataclass
+class Energy:
+    """A home's energy in one interval: planned on the forecast, or what really happened."""
+
+    export_wh: Wh = 0
+    import_wh: Wh = 0
+    curtailed_wh: Wh = 0
+    """PV energy a DSO command kept off the grid (and the battery could not store)."""
+    sell_down_wh: Wh = 0
+    """Battery energy it sells (its state of charge above the policy's threshold)."""
+    night_charge_wh: Wh = 0
+    """Energy it buys to charge its battery (below the threshold, no sun)."""
+
+
+@dataclass
+class Balancing:
+    """The home's balancing contract with the DSO for a span of intervals: the shortfall it
+    acknowledges, interval by interval, at the imbalance price."""
+
+    terms: ContractTerms
+    delivered: dict[Interval, Wh] = field(default_factory=dict)
+    seq: int = 0
+    sent: int = 0
+    """Intervals acknowledged in the last state it sent."""
+
+    @property
+    def acknowledged_wh(self) -> Wh:
+        return sum(self.delivered.values())
+
+
+class Home(Agent):
+    role = "home"
+
+    def __init__(self, name: str, world: World, index: int) -> None:
+        super().__init__(name, world.key(name), world.node_for(index))
+        self.meter = SimulatedMeter(world.key(f"{name}/meter"))
+        self.index = index
+        self.policy = Policy()
+        self.sell_floor: UnitsPerKWh | None = None
+        self.pv_kw = 0.0
+        self.annual_kwh = 0.0
+        self.load_profile = ""
+        self.pv_wh: list[Wh] = []
+        """Its PV array's production in each interval of the run [Wh] (pvlib)."""
+        self.load_wh: list[Wh] = []
+        """Its consumption in each interval of the run [Wh] (demandlib's BDEW profile)."""
+        self.pv_forecast: list[Wh] = []
+        self.load_forecast: list[Wh] = []
+        self.battery: Battery | None = None
+        self.acks_own_meter = False
+        """Its device first acknowledges only what its own meter imported (a seller disputes)."""
+        self.plans: dict[Interval, Energy] = {}
+        self.real: dict[Interval, Energy] = {}
+        self.commands: list[DsoCommand] = []
+        """DSO commands it follows."""
+        self.overrides = 0
+        self.commands_refused = 0
+        self.balancing: dict[Interval, Balancing] = {}
+        """First interval of each span -> its balancing contract."""
+        self.final_states: dict[bytes, SignedState] = {}
+
+    # --- set-up --------------------------------------------------------------------------
+
+    def allocations(self, world: World) -> list[Allocation]:
+        return [Allocation(self.address, gnc(world.s.homes.start_gnc))]
+
+    def bootstrap(self, world: World) -> None:
+        register_identity(world, self)
+        if world.relaynet is not None:
+            s = world.s
+            pool = world.relaynet.open_pool(
+                self.name,
+                world.proofs[self.address],
+                f"{s.simulation.name}/{s.simulation.seed}/{self.name}/pool",
+                gnc(s.relay.pool_gnc),
+                expiry=1_000_000,
+            )
+            world.submit(self, pool)
+        world.one(Manufacturer).fit_meter(world, self)
+        self.open_balancing(world, world.first)
+
+    # --- physics -------------------------------------------------------------------------
+
+    def limits(self, interval: Interval) -> tuple[Wh | None, Wh | None]:
+        """The export and import caps [Wh] the DSO commands it follows set on ``interval``."""
+        export_cap = import_cap = None
+        for c in self.commands:
+            if covers(c, interval):
+                cap = round(c.limit_w * INTERVAL_H)
+                if c.kind == CommandKind.LIMIT_IMPORT:
+                    import_cap = cap if import_cap is None else min(import_cap, cap)
+                else:
+                    export_cap = cap if export_cap is None else min(export_cap, cap)
+        return export_cap, import_cap
+
+    def energy(
+        self, interval: Interval, pv: Wh, load: Wh, battery: Battery | None, plan: Energy | None
+    ) -> Energy:
+        """Its energy in ``interval`` with this PV and load: the battery absorbs the surplus
+        or covers the deficit; without ``plan`` the policy decides whether to sell the
+        battery down or charge it at night, with one it does what was planned (as far as
+        the battery allows); a followed command caps the export or the import."""
+        e = Energy()
+        policy = self.policy
+        surplus = pv - load
+        if surplus >= 0:
+            stored = (
+                battery.charge(surplus) if battery and not policy.wants_to_sell(battery.soc_percent) else 0
+            )
+            e.export_wh = surplus - stored
+        else:
+            covered = battery.discharge(-surplus) if battery else 0
+            e.import_wh = -surplus - covered
+        if battery is not None:
+            if plan is not None:
+                e.sell_down_wh = battery.discharge(plan.sell_down_wh)
+                e.night_charge_wh = battery.charge(plan.night_charge_wh)
+            elif (threshold := policy.sell_above_soc) is not None and policy.wants_to_sell(
+                battery.soc_percent
+            ):
+                above = battery.soc_wh - round(battery.capacity_wh * threshold / 100)
+                e.sell_down_wh = battery.discharge(max(0, min(above, battery.capacity_wh // 4)))
+            elif policy.wants_to_buy(battery.soc_percent) and pv == 0:
+                e.night_charge_wh = battery.charge(battery.capacity_wh // 8)
+            e.export_wh += e.sell_down_wh
+            e.import_wh += e.night_charge_wh
+        export_cap, import_cap = self.limits(interval)
+        if export_cap is not None and e.export_wh > export_cap:
+            excess = e.export_wh - export_cap
+            stored = battery.charge(excess) if battery else 0
+            e.curtailed_wh = excess - stored
+            e.export_wh = export_cap
+        if import_cap is not None and e.import_wh > import_cap and battery is not None:
+            e.import_wh -= battery.discharge(e.import_wh - import_cap)
+        return e
+
+    # --- trading -------------------------------------------------------------------------
+
+    def tick(self, world: World) -> None:
+        if not self.inbox:
+            return
+        notes, self.inbox = self.inbox, []
+        for note in notes:
+            if isinstance(note, CommandNote):
+                self.on_command(world, note.command)
+            elif isinstance(note, StateNote):  # a buyer's state, to settle as the seller
+                settle_when_ready(world, self, note.state)
+
+    def on_command(self, world: World, signed: SignedCommand) -> None:
+        """Its device checks a DSO command on chain; its policy follows it or overrides it."""
+        assert self.meter is not None
+        look = world.look(self.node)
+        try:
+            issuer = check_dso_command(look.view, signed)
+        except GridnetError:
+            self.commands_refused += 1
+            return
+        if not addresses(signed.command, self.meter.meter_id, world.area):
+            self.commands_refused += 1
+            return
+        if self.policy.trusts("dso", issuer):
+            self.commands.append(signed.command)
+        else:
+            world.submit(
+                self,
+                RecordOverride(signed, self.meter.meter_id, "policy: the DSO is not trusted for commands"),
+            )
+            self.overrides += 1
+
+    def order(self, world: World, interval: Interval) -> None:
+        """Plan ``interval`` on the forecast (from the battery as it will be then: as it is
+        now, through the running interval's plan) and send its orders to the hub."""
+        assert self.meter is not None
+        battery = copy.copy(self.battery)
+        running = interval - 1
+        if battery is not None and running in self.plans and running not in self.real:
+            k = running - world.first
+            self.energy(running, self.pv_forecast[k], self.load_forecast[k], battery, self.plans[running])
+        k = interval - world.first
+        plan = self.energy(interval, self.pv_forecast[k], self.load_forecast[k], battery, None)
+        self.plans[interval] = plan
+        dso = world.with_role("dso")
+        # It offers what it expects to export less one forecast error (short deliveries cost
+        # its buyers the imbalance price) and bids for all it expects to import.
+        offer = round(plan.export_wh * (1.0 - world.s.homes.forecast_error))
+        for side, wh, price in (
+            (Side.OFFER, offer, self.policy.min_sell_price(interval)),
+            (Side.BID, plan.import_wh, self.policy.max_buy_price(interval)),
+        ):
+            if wh and price is not None:
+                signed = self.signed_order(world, side, interval, wh, price)
+                if world.relaynet is None:
+                    world.post_order(self, signed)
+                else:
+                    world.send(self, OrderNote(signed), dso)
+        if (interval - world.first) % MAX_SPAN == 0 and interval != world.first:
+            self.open_balancing(world, interval)
+
+    def measure(self, world: World, interval: Interval) -> None:
+        """What really happened: the real PV and load, the battery, the commands it follows;
+        its meter signs and publishes the reading."""
+        assert self.meter is not None
+        k = interval - world.first
+        real = self.energy(interval, self.pv_wh[k], self.load_wh[k], self.battery, self.plans.get(interval))
+        self.real[interval] = real
+        world.publish(self.meter.read(interval, real.export_wh, real.import_wh))
+
+    def acknowledge(self, world: World, interval: Interval) -> None:
+        """As a buyer: acknowledge what each seller delivered and what is still missing (to
+        the DSO, under the balancing contract). As a seller: watch that it is paid in full."""
+        due = dues(world, interval)
+        deals = world.deals.get(interval, [])
+        bought = [d for d in deals if d.buyer is self]
+        _, imported = world.metered(self, interval)
+        received = sum(due[d.cid] for d in bought)
+        total_bought = sum(d.trade.wh for d in bought)
+        for deal in bought:
+            wh = acked = due[deal.cid]
+            if wh:
+                final = ContractState(deal.cid, 2, (Delivery(interval, wh),))
+                self.final_states[deal.cid] = sign_state(final, self.key)
+                if self.acks_own_meter and imported < total_bought:
+                    acked = wh * imported // total_bought or wh  # what its own meter says it took
+                state = sign_state(ContractState(deal.cid, 1, (Delivery(interval, acked),)), self.key)
+                self.send_state(world, deal, state)
+            if acked < deal.trade.wh:
+                close_when_done(world, self, deal.cid, settled_seq=1 if wh else 0)
+        for deal in deals:
+            if deal.seller is self and due[deal.cid]:
+                dispute_if_short(world, self, deal, due[deal.cid])
+        self.record_shortfall(world, interval, max(0, imported - received))
+
+    def send_state(self, world: World, deal: Deal, state: SignedState) -> None:
+        """To the hub, which settles it (relays), or to the seller, who does (no relays)."""
+        to = world.with_role("dso") if world.relaynet is not None else deal.seller
+        world.send(self, StateNote(state), to)
+
+    def final_state(self, cid: bytes) -> SignedState | None:
+        """Its device's state acknowledging all the seller's meter shows (asked in a dispute)."""
+        return self.final_states.get(cid)
+
+    # --- balancing -----------------------------------------------------------------------
+
+    def open_balancing(self, world: World, first: Interval) -> None:
+        """The contract under which it buys its shortfall from the DSO at the imbalance price,
+        from ``first`` for up to MAX_SPAN intervals; opened once both meters are registered."""
+        dso = world.with_role("dso")
+        assert self.meter is not None and dso.meter is not None
+        last = min(first + MAX_SPAN - 1, world.last)
+        terms = ContractTerms(
+            buyer=self.address,
+            seller=dso.address,
+            buyer_meter=self.meter.meter_id,
+            seller_meter=dso.meter.meter_id,
+            line_fees=line_fees(world, self),
+            price=gnc(world.s.dso.imbalance_price),
+            first_interval=first,
+            last_interval=last,
+            max_wh=round(world.s.dso.balancing_kwh * 1000),
+            dispute_window=world.s.chain.dispute_window_blocks,
+            nonce=first,
+        )
+        signed = world.agree(terms)
+        if signed is None:
+            return
+        self.balancing[first] = Balancing(terms)
+        meters = (terms.buyer_meter, terms.seller_meter)
+        world.later(
+            self, OpenContract(signed), lambda view: all(view.get(METERS, m) is not None for m in meters)
+        )
+
+    def record_shortfall(self, world: World, interval: Interval, shortfall: Wh) -> None:
+        span = max((f for f in self.balancing if f <= interval), default=None)
+        if span is None:
+            return
+        b = self.balancing[span]
+        wh = min(shortfall, b.terms.max_wh - b.acknowledged_wh)
+        if wh > 0:
+            b.delivered[interval] = wh
+        last = b.terms.last_interval
+        every = world.s.dso.balancing_every
+        if ((interval - span + 1) % every == 0 or interval == last) and len(b.delivered) > b.sent:
+            b.seq += 1
+            b.sent = len(b.delivered)
+            deliveries = tuple(Delivery(i, w) for i, w in sorted(b.delivered.items()))
+            state = sign_state(ContractState(contract_id(b.terms), b.seq, deliveries), self.key)
+            world.send(self, StateNote(state), world.with_role("dso"))
+        if interval == last:
+            close_when_done(world, self, contract_id(b.terms), settled_seq=b.seq)
+
+    # --- the end -------------------------------------------------------------------------
+
+    def day_end(self, world: World, intervals: list[Interval]) -> None:
+        claim_receipts(world, self)  # the DSO's commands it received by datagram
+
+    def wrap_up(self, world: World) -> None:
+        claim_hops(world, self)
+
+
+def build(world: World) -> list[Agent]:
+    """The scenario's homes: the first ``pv_share`` have PV (the first ``battery_share`` of
+    those a battery), then the businesses; feeders in turn; the last homes without PV are on
+    the hill (relays)."""
+    s, rng = world.s, world.rng
+    h = s.homes
+    owners = len(s.line_owners)
+    maker = world.with_role("manufacturer").address
+    security = world.with_role("security").address
+    dso = world.with_role("dso").address
+    n_pv = round(h.count * h.pv_share)
+    n_bat = round(n_pv * h.battery_share)
+    businesses = range(n_pv, n_pv + h.businesses)
+    hill_first = h.count - s.relay.hill_homes if s.relay.enabled else h.count
+    homes: list[Home] = []
+    for i in range(h.count):
+        home = Home(f"home-{i}", world, i)
+        has_pv, has_bat = i < n_pv, i < n_bat
+        cap = gnc(round(rng.uniform(*h.buy_cap), 4))
+        floor = gnc(round(rng.uniform(*h.sell_floor), 4))
+        trusted = {"meters": frozenset({security})} if _spread(i, s.security.trusting_share) else {}
+        if not (has_pv and _spread(i, s.dso.override_share)):
+            trusted["dso"] = frozenset({dso})
+        home.policy = Policy(
+            buy=(PriceWindow(0, 1440, cap),),
+            sell=(PriceWindow(0, 1440, floor),) if has_pv else (),
+            buy_below_soc=h.battery_buy_below if has_bat else None,
+            sell_above_soc=h.battery_sell_above if has_bat else None,
+            source=f"{s.source}: [homes]",
+            trusted=trusted,
+            manufacturers=frozenset({maker}),
+        )
+        home.sell_floor = floor if has_pv else None
+        if has_bat:
+            capacity = round(rng.uniform(*h.battery_kwh) * 1000)
+            home.battery = Battery(capacity, capacity // 2, round(h.battery_kw * 1000), h.battery_efficiency)
+        home.feeder = i % owners
+        home.on_hill = i >= hill_first
+        home.pv_kw = round(rng.uniform(*h.pv_kw), 2) if has_pv else 0.0
+        home.annual_kwh = h.business_kwh if i in businesses else round(rng.uniform(*h.annual_kwh), 1)
+        home.load_profile = h.business_profile if i in businesses else h.load_profile
+        home.acks_own_meter = not has_pv and _every(i - n_pv, h.ack_own_meter_share)
+        homes.append(home)
+    _profiles(world, homes)
+    return list(homes)
+
+
+def _profiles(world: World, homes: list[Home]) -> None:
+    """Each home's PV and load over the run: the sky over the site once (pvlib), then an
+    array per PV home and a BDEW profile per home (demandlib), seeded by the scenario; and
+    the device's forecast of both, with the scenario's seeded error."""
+    s = world.s
+    weather_file = data_path(s.source, s.weather.weather_file) if s.weather.sky == "file" else None
+    sky = Sky(s.weather.sky, s.weather.cloudiness, s.simulation.seed, weather_file, s.weather.temp_air_c)
+    start, n = world.first * 900_000, s.simulation.intervals
+    light = irradiance(s.site, start, n, sky)
+    for home in homes:
+        array = PvArray(home.pv_kw, s.homes.pv_tilt_deg, s.homes.pv_azimuth_deg, s.homes.pv_losses_percent)
+        home.pv_wh = pv_energy(array, light) if home.pv_kw else [0] * n
+        label = f"{s.simulation.name}/{s.simulation.seed}/{home.name}"
+        consumer = Consumer(home.annual_kwh, home.load_profile, s.homes.load_variation, label)
+        home.load_wh = demand(consumer, start, n, s.site.timezone)
+        rng = random.Random(f"{label}/forecast")
+        home.pv_forecast = forecast(home.pv_wh, s.homes.forecast_error, rng)
+        home.load_forecast = forecast(home.load_wh, s.homes.forecast_error, rng)
+
+
+def forecast(real: list[Wh], error: float, rng: random.Random) -> list[Wh]:
+    """``real`` with a seeded relative error of standard deviation ``error`` (never below 0)."""
+    return [max(0, round(wh * (1.0 + rng.gauss(0.0, error)))) if error else wh for wh in real]
+
+
+def _every(j: int, share: float) -> bool:
+    """The ``j``-th of a group is in a ``share`` of it taken from its start: the 0th, then
+    every ``1 / share``-th."""
+    return share > 0 and j % max(1, round(1 / share)) == 0
+
+
+def _spread(i: int, share: float) -> bool:
+    """Spread a share evenly over participants: the i-th is in when i * share crosses an integer."""
+    return int((i + 1) * share) > int(i * share)
+
+
+ROLE = Role("home", 50, build)

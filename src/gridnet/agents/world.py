@@ -1,0 +1,372 @@
+"""The world the agents live in: the backend they act through, the data network between
+them, the meters' public readings and the grid's physics.
+
+Agents never touch a node: they call :meth:`World.submit`, :meth:`World.look`,
+:meth:`World.post_order`, :meth:`World.market` and :meth:`World.send`, which go to the
+backend (the in-memory network or a devnet's HTTP APIs) and the relay network. What the
+grid does is physics, not anybody's behaviour: :meth:`World.power_flow` runs the feeders'
+power flow on what the meters measured.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
+from gridnet.crypto.keys import PrivateKey
+from gridnet.identity import IdentityProof
+from gridnet.ledger.mempool import EventKind
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import StateView
+from gridnet.ledger.transactions import min_fee, sign_transaction
+from gridnet.ledger.txs.relay import ChainRelayView
+from gridnet.market.matching import Trade
+from gridnet.market.orders import SignedOrder
+from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
+from gridnet.meter.reading import SignedReading
+from gridnet.meter.telemetry import InMemoryTelemetry, Telemetry
+from gridnet.sim.backends import Backend, MemoryBackend
+from gridnet.sim.relaynet import CARRIER, Note, RelayNet
+from gridnet.sim.scenario import Scenario, pool_length
+from gridnet.units import Address, Interval, Wh, interval_of
+from gridnet.world.grid import FlowResult, Grid
+
+if TYPE_CHECKING:
+    from gridnet.agents.base import Agent
+
+A = TypeVar("A", bound="Agent")
+
+
+class Look:
+    """One node's head as an agent sees it: its state and (read when asked) its height."""
+
+    def __init__(self, backend: Backend, node: str) -> None:
+        self.view: StateView = backend.view(node)
+        self._backend = backend
+        self._node = node
+        self._height: int | None = None
+
+    @property
+    def height(self) -> int:
+        if self._height is None:
+            self._height = self._backend.height(self._node)
+        return self._height
+
+
+@dataclass
+class Action:
+    """Something an agent does once ``ready`` holds on its node's head."""
+
+    who: Agent
+    ready: Callable[[Look], bool]
+    then: Callable[[Look], None]
+
+
+@dataclass
+class Deal:
+    """A contract the auction made: its terms and the trade behind them."""
+
+    terms: ContractTerms
+    trade: Trade
+    buyer: Agent
+    seller: Agent
+
+    @property
+    def cid(self) -> bytes:
+        return contract_id(self.terms)
+
+
+@dataclass
+class Tally:
+    submitted: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    orders_refused: Counter[str] = field(default_factory=Counter)
+    losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    """Feeder (line owner index) -> its cables' losses [Wh]."""
+    transformer_losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    max_loading: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    v_min: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: 1.0))
+    v_max: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: 1.0))
+    congested_intervals: int = 0
+    """Intervals in which a line was over its limit or a voltage outside the band."""
+
+
+class World:
+    def __init__(self, scenario: Scenario) -> None:
+        self.s = scenario
+        self.rng = random.Random(scenario.simulation.seed)
+        self.area = scenario.simulation.area
+        self.first = interval_of(scenario.start_ms)
+        self.last = self.first + scenario.simulation.intervals - 1
+        self.tally = Tally()
+        self.agents: list[Agent] = []
+        self.by_address: dict[Address, Agent] = {}
+        self.by_name: dict[str, Agent] = {}
+        self.proofs: dict[Address, IdentityProof] = {}
+        self.actions: list[Action] = []
+        self.deals: dict[Interval, list[Deal]] = defaultdict(list)
+        """What each interval's auction made (public: anyone holding the orders recomputes it)."""
+        self.readings: dict[Interval, dict[Address, SignedReading]] = defaultdict(dict)
+        """Meter -> its signed reading of each interval (public once published)."""
+        self.flows: dict[Interval, FlowResult] = {}
+        self.dues_cache: dict[Interval, dict[bytes, Wh]] = {}
+        """What ``agents.contracts.dues`` computed (it is read by every party to a contract)."""
+        self.broker: MqttBroker | None = None
+        self.telemetry: Telemetry = InMemoryTelemetry()
+        if scenario.telemetry.kind == "mqtt":
+            self.broker = MqttBroker().start()  # in-process, 127.0.0.1, a free port
+            self.telemetry = MqttTelemetry(port=self.broker.port)
+        self.grid: Grid | None = None
+        self.relaynet: RelayNet | None = None
+        self._backend: Backend | None = None
+        self.params: ChainParams | None = None
+
+    # --- who is here ---------------------------------------------------------------------
+
+    def key(self, label: str) -> PrivateKey:
+        """A participant's key, fixed by the scenario's name, seed and ``label``."""
+        return PrivateKey.from_label(f"{self.s.simulation.name}/{self.s.simulation.seed}/{label}")
+
+    def add(self, agents: Sequence[Agent]) -> None:
+        for agent in agents:
+            if agent.name in self.by_name:
+                raise ValueError(f"two participants are named {agent.name!r}")
+            self.agents.append(agent)
+            self.by_name[agent.name] = agent
+            self.by_address[agent.address] = agent
+
+    def of(self, kind: type[A]) -> list[A]:
+        """Every agent of class ``kind``, in the order they were added."""
+        return [a for a in self.agents if isinstance(a, kind)]
+
+    def with_role(self, role: str) -> Agent:
+        """The one agent of ``role`` (an authority, the hub)."""
+        found = [a for a in self.agents if a.role == role]
+        if len(found) != 1:
+            raise LookupError(f"the scenario has {len(found)} {role} participants, not one")
+        return found[0]
+
+    def one(self, kind: type[A]) -> A:
+        found = self.of(kind)
+        if len(found) != 1:
+            raise LookupError(
+                f"the scenario has {len(found)} {kind.role or kind.__name__} participants, not one"
+            )
+        return found[0]
+
+    def node_for(self, index: int) -> str:
+        """The node the ``index``-th participant of a kind uses (spread over the nodes)."""
+        return f"n{index % self.s.network.nodes}"
+
+    # --- the backend ---------------------------------------------------------------------
+
+    def connect(self, params: ChainParams, backend: Backend) -> None:
+        self.params = params
+        self._backend = backend
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError("the world is not connected to its nodes yet")
+        return self._backend
+
+    def now(self) -> int:
+        return self.backend.now()
+
+    def submit(self, who: Agent, payload: Payload) -> bool:
+        """Sign ``payload`` with ``who``'s next nonce and hand it to ``who``'s node."""
+        assert self.params is not None
+        for _ in range(2):
+            fee = min_fee(self.params.min_fee_per_byte, payload, who.nonce)
+            tx = sign_transaction(who.key, self.backend.chain_id, payload, who.nonce, fee)
+            outcome = self.backend.submit(who.node, tx)
+            if outcome.kind is EventKind.ACCEPTED:
+                who.nonce += 1
+                self.tally.submitted[type(payload).__name__] += 1
+                return True
+            if outcome.rule not in ("NonceGap", "NonceTooLow"):
+                break
+            who.nonce = self.backend.next_nonce(who.node, who.address)  # resynchronise with the node
+        self.tally.refused[outcome.rule] += 1
+        return False
+
+    def when(self, who: Agent, ready: Callable[[Look], bool], then: Callable[[Look], None]) -> None:
+        """Let ``who`` do ``then`` once ``ready`` holds on its node's head."""
+        self.actions.append(Action(who, ready, then))
+
+    def later(self, who: Agent, payload: Payload, ready: Callable[[StateView], bool]) -> None:
+        """Submit ``payload`` for ``who`` once ``ready`` holds on its node's state."""
+
+        def submit(_look: Look) -> None:
+            self.submit(who, payload)
+
+        self.when(who, lambda look: ready(look.view), submit)
+
+    def look(self, node: str) -> Look:
+        return Look(self.backend, node)
+
+    def act(self) -> None:
+        """Do every deferred action whose precondition now holds."""
+        looks: dict[str, Look] = {}  # one per node and pass: each entry is read once
+        waiting = []
+        for action in self.actions:
+            node = action.who.node
+            if node not in looks:
+                looks[node] = self.look(node)
+            if action.ready(looks[node]):
+                action.then(looks[node])
+            else:
+                waiting.append(action)
+        self.actions = waiting
+
+    def post_order(self, who: Agent, signed: SignedOrder) -> None:
+        """Post an order at ``who``'s node, which gossips it on its market topic."""
+        rule = self.backend.post_order(who.node, signed)
+        if rule:
+            self.tally.orders_refused[rule] += 1
+
+    def market(self, who: Agent, interval: Interval) -> list[SignedOrder]:
+        """The orders ``who``'s node holds on the area's topic of ``interval``."""
+        return self.backend.orders(who.node, self.area, interval)
+
+    # --- the data network ----------------------------------------------------------------
+
+    def build_relaynet(self, hub: Agent, carrier: Agent) -> None:
+        """Homes on each feeder form a line to ``hub``; those on the hill (no wired
+        neighbour) are reached by ``carrier`` only. Relaying lives on the in-memory network."""
+        net = self.backend.net if isinstance(self.backend, MemoryBackend) else None
+        if net is None or not self.s.relay.enabled:
+            return
+        sited = [a for a in self.agents if a.feeder is not None]
+        hill = [a for a in sited if a.on_hill]
+        feeders = [
+            [(a.name, a.key) for a in sited if a.feeder == f and not a.on_hill]
+            for f in range(len(self.s.line_owners))
+        ]
+        assert carrier.name == CARRIER
+        self.relaynet = RelayNet(
+            net,
+            (hub.name, hub.key),
+            feeders,
+            [(a.name, a.key) for a in hill],
+            carrier.key,
+            lambda: ChainRelayView(net.nodes["n0"].chain.view()),
+            pool_length=pool_length(self.s.simulation.intervals),
+            payrate_ppm=round(self.s.relay.payrate * 1_000_000),
+            carrier_stop_ms=round(self.s.relay.carrier_stop_s * 1000),
+        )
+
+    def send(self, sender: Agent, note: Note, to: Agent) -> None:
+        """``sender`` sends ``note`` to ``to``: a paid datagram over the relays when they run
+        (``sender`` needs a pool for that connection), else handed over directly (to itself,
+        or on a devnet, where relays are not simulated)."""
+        if self.relaynet is not None and (sender.name, to.name) in self.relaynet.senders:
+            self.relaynet.send(sender.name, note, self.rng.randbytes(16), to.name)
+        else:
+            to.inbox.append(note)
+
+    def deliver(self) -> None:
+        """What the relays delivered goes to its receivers' inboxes."""
+        if self.relaynet is None:
+            return
+        for name, notes in self.relaynet.drain().items():
+            self.by_name[name].inbox.extend(notes)
+
+    # --- meters and the grid -------------------------------------------------------------
+
+    def publish(self, reading: SignedReading) -> None:
+        """A meter sends its signed reading to the collector (and it becomes public)."""
+        self.telemetry.publish(reading)
+        self.readings[reading.reading.interval][reading.reading.meter] = reading
+
+    def metered(self, agent: Agent, interval: Interval) -> tuple[Wh, Wh]:
+        """(exported, imported) [Wh] of ``agent``'s meter in ``interval`` (0, 0 unread)."""
+        if agent.meter is None:
+            return 0, 0
+        r = self.readings.get(interval, {}).get(agent.meter.meter_id)
+        return (0, 0) if r is None else (r.reading.exported_wh, r.reading.imported_wh)
+
+    def build_grid(self) -> None:
+        """One feeder per line owner, its participants along its cable in the order they
+        were added."""
+        feeders = [[a.name for a in self.agents if a.feeder == f] for f in range(len(self.s.line_owners))]
+        self.grid = Grid.build(self.s.grid, feeders)
+
+    def power_flow(self, interval: Interval) -> FlowResult:
+        """The grid under ``interval``'s metered energy: losses per line owner, the highest
+        loading and the voltage band of each feeder; an interval outside the limits is counted."""
+        assert self.grid is not None
+        sited = [a for a in self.agents if a.feeder is not None]
+        metered = {a.name: self.metered(a, interval) for a in sited}
+        result = self.grid.flow(
+            {n: e for n, (e, _) in metered.items()}, {n: i for n, (_, i) in metered.items()}
+        )
+        tally = self.tally
+        for f, losses in enumerate(result.losses_wh):
+            tally.losses_wh[f] += losses
+            tally.transformer_losses_wh[f] += result.transformer_losses_wh[f]
+            tally.max_loading[f] = max(tally.max_loading[f], result.max_loading_percent[f])
+            tally.v_min[f] = min(tally.v_min[f], result.v_min_pu[f])
+            tally.v_max[f] = max(tally.v_max[f], result.v_max_pu[f])
+        if result.congested:
+            tally.congested_intervals += 1
+        self.flows[interval] = result
+        return result
+
+    # --- contracts -----------------------------------------------------------------------
+
+    def agree(self, terms: ContractTerms) -> SignedTerms | None:
+        """Ask every party to sign ``terms`` (each agent's own rule decides); None when one refuses."""
+        parties = [self.by_address[terms.buyer], self.by_address[terms.seller]]
+        parties += [self.by_address[f.owner] for f in terms.line_fees]
+        signatures = []
+        for party in parties:
+            signature = party.sign_terms(self, terms)
+            if signature is None:
+                return None
+            signatures.append(signature)
+        return SignedTerms(terms, tuple(signatures))
+
+    # --- the clock -----------------------------------------------------------------------
+
+    def run_until(self, end: int) -> None:
+        """Let the clock reach ``end`` [ms], every agent acting as it goes. The schedule is
+        absolute: on a devnet the driver's own work takes real time, and steps measured from
+        "now" would let it fall further behind the nodes' clock (nothing when already late)."""
+        while (now := self.backend.now()) < end:
+            self.backend.advance(min(self.backend.act_every_ms, end - now))
+            self.deliver()
+            for agent in self.agents:
+                agent.tick(self)
+            self.act()
+
+    def run_for(self, duration_ms: int) -> None:
+        self.run_until(self.backend.now() + duration_ms)
+
+    def close(self) -> None:
+        """Stop what the world started: MQTT clients and broker, then the nodes."""
+        if isinstance(self.telemetry, MqttTelemetry):
+            self.telemetry.close()
+        if self.broker is not None:
+            self.broker.stop()
+        if self._backend is not None:
+            self._backend.close()
+
+
+def data_path(source: str, name: str) -> Path:
+    """A file a scenario names, relative to the scenario file."""
+    path = Path(name)
+    if not path.is_absolute() and source != "defaults":
+        path = Path(source).parent / path
+    return path
+
+
+def section(world: World, name: str) -> Any:
+    """A role's own scenario table (its defaults when the file has none)."""
+    return world.s.tables[name]

@@ -1,0 +1,305 @@
+"""The figures of one run, read from the chain the run left and from what its agents know."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any
+
+from gridnet.agents.contracts import dues
+from gridnet.agents.dso import Dso
+from gridnet.agents.home import Home
+from gridnet.agents.line_owner import LineOwner
+from gridnet.agents.security_lab import flagged_meters
+from gridnet.agents.world import World
+from gridnet.contracts.channel import contract_id
+from gridnet.crypto.address import address_to_text
+from gridnet.encoding import decode_lenient, encode
+from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
+from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.ledger.txs.relay import ClaimTransit
+from gridnet.relay.claims import hop_payable
+from gridnet.sim.relaynet import CARRIER
+from gridnet.sim.scenario import gnc
+from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, energy_cost
+
+if TYPE_CHECKING:
+    from gridnet.ledger.chain import Chain
+    from gridnet.sim.neighbourhood import Neighbourhood
+
+UNITS = UNITS_PER_GNC
+
+
+def clock(interval: Interval) -> str:
+    """Start of ``interval`` as HH:MM (UTC)."""
+    minutes = (interval % 96) * (INTERVAL_MS // 60_000)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def build_report(
+    sim: Neighbourhood, balances0: dict[Address, int], converged: bool, simulation_s: float
+) -> dict[str, Any]:
+    world = sim.world
+    s = world.s
+    chain = world.backend.chain()
+    by_type: Counter[str] = Counter()
+    chain_bytes = 0
+    miners: dict[Address, int] = defaultdict(int)
+    claims: list[Transaction] = []
+    for height in range(1, chain.height + 1):
+        block = chain.block_at(height)
+        assert block is not None
+        chain_bytes += len(encode(block))
+        by_type.update(type(t.payload).__name__ for t in block.txs)
+        cb = block.txs[0].payload
+        miners[block.header.miner] += cb.reward + cb.fees  # type: ignore[union-attr]
+        claims.extend(t for t in block.txs if isinstance(t.payload, ClaimTransit))
+    view = chain.view()
+    delta = {a: chain.account(a).balance - b for a, b in balances0.items()}
+    homes = world.of(Home)
+    dso = world.one(Dso)
+    owners = world.of(LineOwner)
+    prosumers = [h for h in homes if h.pv_kw]
+    consumers = [h for h in homes if not h.pv_kw]
+
+    def role_gnc(people: list[Any]) -> float:
+        return round(sum(delta[p.address] for p in people) / UNITS, 6)
+
+    intervals = range(world.first, world.last + 1)
+    subsidised = [
+        r
+        for h in homes
+        if h.meter
+        for i in intervals
+        if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None and r.subsidised
+    ]
+    rate = gnc(s.government.subsidy)
+    prices = [c["price"] for c in dso.clearing if c["price"] is not None]
+    exported = sum(world.metered(h, i)[0] for h in homes for i in intervals)
+    delivered: Counter[str] = Counter()
+    contracted: Counter[str] = Counter()
+    for i in intervals:
+        due = dues(world, i)
+        for deal in world.deals.get(i, []):
+            kind = "to_dso" if deal.buyer is dso else "from_dso" if deal.seller is dso else "p2p"
+            delivered[kind] += due[deal.cid]
+            contracted[kind] += deal.trade.wh
+    nodes = world.backend.node_figures()
+    report: dict[str, Any] = {
+        "scenario": {"name": s.simulation.name, "seed": s.simulation.seed, "source": s.source},
+        "energy": {
+            "pv_wh": sum(sum(h.pv_wh) for h in homes),
+            "load_wh": sum(sum(h.load_wh) for h in homes),
+            "battery_losses_wh": sum(h.battery.lost_wh for h in homes if h.battery),
+            "exported_wh": exported,
+            "unsold_export_wh": exported - delivered["p2p"] - delivered["to_dso"],
+            "p2p_wh": delivered["p2p"],
+            "bought_from_dso_wh": delivered["from_dso"],
+            "sold_to_dso_wh": delivered["to_dso"],
+            "contracted_p2p_wh": contracted["p2p"],
+            "curtailed_wh": sum(e.curtailed_wh for h in homes for e in h.real.values()),
+            "contracts": sum(len(world.deals.get(i, [])) for i in intervals),
+        },
+        "forecast": forecast_report(world, homes),
+        "contracts": contracts_report(world, chain, homes, dso),
+        "clearing_price": {
+            "per_interval": [
+                {**c, "price_gnc_per_kwh": None if c["price"] is None else c["price"] / UNITS}
+                for c in dso.clearing
+            ],
+            "mean_gnc_per_kwh": round(sum(prices) / len(prices) / UNITS, 6) if prices else None,
+        },
+        "revenue_gnc": {
+            "prosumers": role_gnc(prosumers),
+            "consumers": role_gnc(consumers),
+            "line_owners": role_gnc(owners),
+            "dso": role_gnc([dso]),
+            "government": role_gnc([world.with_role("government")]),
+            "miners": round(sum(miners.values()) / UNITS, 6),
+        },
+        "subsidies": {
+            "readings_subsidised": len(subsidised),
+            "paid_gnc": round(sum(energy_cost(r.exported_wh, rate) for r in subsidised) / UNITS, 6),
+        },
+        "relay": relay_report(world, claims),
+        "security": {
+            "flagged_meters": len(flagged_meters(world)),
+            "trusting_homes": sum(1 for h in homes if h.policy.trusted.get("meters")),
+            "flags_on_chain": by_type.get("PublishFlag", 0),
+        },
+        "dso": {
+            "commands": len(dso.commands),
+            "commands_by_kind": dict(
+                Counter(("curtail_export", "limit_import", "disconnect")[c.kind] for c in dso.commands)
+            ),
+            "first_command_utc": clock(dso.commands[0].first_interval) if dso.commands else None,
+            "homes_commanded": len({m for c in dso.commands for m in c.meters}),
+            "overrides_recorded": by_type.get("RecordOverride", 0),
+            "homes_following_commands": sum(1 for h in homes if h.commands),
+        },
+        "chain": {
+            "height": chain.height,
+            "head": chain.head.hash.hex(),
+            "blocks": chain.height,
+            "bytes": chain_bytes,
+            "transactions_by_type": dict(sorted(by_type.items())),
+        },
+        "converged": converged,
+        "transactions": {
+            "submitted": dict(world.tally.submitted),
+            "refused": dict(world.tally.refused),
+            "orders_refused": dict(world.tally.orders_refused),
+        },
+        "nodes": nodes,
+        "timing": {
+            "simulation_s": round(simulation_s, 2),
+            "verifying_s": round(sum(n.get("validation_s", 0.0) for n in nodes.values()), 3),
+            "power_flow_s": round(world.grid.seconds if world.grid else 0.0, 2),
+        },
+        "grid": grid_report(world, owners, delta),
+        "participants": {
+            "homes": len(homes),
+            "prosumers": len(prosumers),
+            "with_battery": sum(1 for h in homes if h.battery),
+            "line_owners": len(owners),
+            "meters_registered": sum(
+                1
+                for a in world.agents
+                if a.meter is not None and view.get(METERS, a.meter.meter_id) is not None
+            ),
+            "authorities": {
+                address_to_text(world.with_role(r).address): world.with_role(r).name
+                for r in ("manufacturer", "dso", "government", "security")
+            },
+        },
+    }
+    extra = {r.name: r.report(world, sim.by_role[r.name]) for r in sim.roles if r.report is not None}
+    if extra:
+        report["roles"] = extra
+    return report
+
+
+def forecast_report(world: World, homes: list[Home]) -> dict[str, Any]:
+    """How far the devices' forecasts were from what the meters read."""
+    planned = sum(abs(p.export_wh - p.import_wh) for h in homes for p in h.plans.values())
+    error = sum(
+        abs((p.export_wh - p.import_wh) - (h.real[i].export_wh - h.real[i].import_wh))
+        for h in homes
+        for i, p in h.plans.items()
+        if i in h.real
+    )
+    return {
+        "error": world.s.homes.forecast_error,
+        "net_energy_abs_error_wh": error,
+        "net_energy_abs_error_percent": round(100 * error / planned, 1) if planned else 0.0,
+    }
+
+
+def contracts_report(world: World, chain: Chain, homes: list[Home], dso: Dso) -> dict[str, Any]:
+    """What became of every contract: settled in full, short (closed with a remainder),
+    disputed; and the shortfall homes bought from the DSO at the imbalance price."""
+    records = [
+        decode_lenient(v, ContractRecord)
+        for k, v in chain.values.items()
+        if k[: len(CONTRACTS.prefix)] == CONTRACTS.prefix
+    ]
+    balancing = {contract_id(b.terms) for h in homes for b in h.balancing.values()}
+    market = [r for r in records if contract_id(r.terms) not in balancing]
+    balancing_records = [r for r in records if contract_id(r.terms) in balancing]
+    disputes = {cid: wh for a in world.agents for cid, wh in a.disputes.items()}
+    by_id = {contract_id(r.terms): r for r in records}
+    resolved = sum(1 for cid, wh in disputes.items() if cid in by_id and by_id[cid].paid_wh == wh)
+    imbalance_units = sum(energy_cost(r.paid_wh, r.terms.price) for r in balancing_records)
+    return {
+        "opened": len(market),
+        "settled_in_full": sum(1 for r in market if r.paid_wh == r.terms.max_wh),
+        "delivered_short": sum(1 for r in market if r.paid_wh < r.terms.max_wh),
+        "closed_with_remainder": sum(1 for r in market if r.closed),
+        "remainder_refunded_gnc": round(
+            sum(energy_cost(r.terms.max_wh - r.paid_wh, r.terms.price) for r in market if r.closed) / UNITS, 6
+        ),
+        "disputes_raised": len(disputes),
+        "disputes_resolved": resolved,
+        "imbalance": {
+            "price_gnc_per_kwh": world.s.dso.imbalance_price,
+            "balancing_contracts": len(balancing_records),
+            "shortfall_wh": dso.shortfall_wh,
+            "bought_wh": sum(r.paid_wh for r in balancing_records),
+            "paid_gnc": round(imbalance_units / UNITS, 6),
+            "closed": sum(1 for r in balancing_records if r.closed),
+        },
+    }
+
+
+def grid_report(world: World, owners: list[LineOwner], delta: dict[Address, int]) -> dict[str, Any]:
+    grid, tally = world.grid, world.tally
+    assert grid is not None
+    out = []
+    for f, owner in enumerate(owners):
+        losses_cost = tally.losses_wh[f] * owner.loss_price / 1000
+        out.append(
+            {
+                "name": owner.name,
+                "homes": len(grid.feeders[f]),
+                "losses_wh": round(tally.losses_wh[f], 1),
+                "transformer_losses_wh": round(tally.transformer_losses_wh[f], 1),
+                "max_loading_percent": round(tally.max_loading[f], 1),
+                "v_min_pu": round(tally.v_min[f], 4),
+                "v_max_pu": round(tally.v_max[f], 4),
+                "fee_gnc_per_kwh": owner.quote() / UNITS,
+                "cover_losses": owner.cover_losses,
+                "losses_cost_gnc": round(losses_cost / UNITS, 6),
+                "fees_earned_gnc": round(delta.get(owner.address, 0) / UNITS, 6),
+            }
+        )
+    return {"line_owners": out, "congested_intervals": tally.congested_intervals}
+
+
+def relay_report(world: World, claims: list[Transaction]) -> dict[str, Any]:
+    """What carrying the data cost and paid: from the claims on chain."""
+    rn = world.relaynet
+    if rn is None:
+        return {"enabled": False}
+    earned: dict[str, int] = defaultdict(int)
+    paid: dict[tuple[bytes, bytes], int] = defaultdict(int)
+    claim_bytes = fees = covered = connections = hop_claims = 0
+    names = {k.address: name for name, k in rn.keys.items()}
+    unit_value = gnc(world.s.relay.pool_gnc) // rn.pool_length
+    for tx in claims:
+        assert isinstance(tx.payload, ClaimTransit)
+        if tx.payload.claim is not None:  # a receiver's: one per connection
+            connections += 1
+            covered += tx.payload.claim.claim.datagrams
+        for hop in tx.payload.hops:  # a relay's: what it was owed, less what it was paid
+            relay = hop.ticket.entry.relay
+            key = (hop.token.token.pool, relay)
+            due = hop_payable(hop.ticket.entry.credit, unit_value)
+            earned[names[relay]] += due - paid[key]
+            paid[key] = due
+            hop_claims += 1
+        claim_bytes += len(encode(tx))
+        fees += tx.fee
+    hops_seen = rn.tally.hops
+    dropped: Counter[str] = Counter()
+    for peer in rn.peers.values():
+        dropped.update(peer.stats.dropped)
+    per_connection = claim_bytes / connections if connections else 0.0
+    per_datagram = claim_bytes / covered if covered else 0.0
+    return {
+        "enabled": True,
+        "datagrams_sent": rn.tally.sent,
+        "datagrams_delivered": len(hops_seen),
+        "late_orders": world.one(Dso).late_orders,
+        "dropped": dict(dropped),
+        "mean_hops": round(sum(hops_seen) / len(hops_seen), 3) if hops_seen else 0.0,
+        "carrier_forwarded": rn.peers[CARRIER].stats.forwarded,
+        "claims_on_chain": len(claims),
+        "connections_claimed": connections,
+        "hop_claims": hop_claims,
+        "datagrams_per_claim": round(covered / connections, 1) if connections else 0.0,
+        "reward_per_relay_gnc": {k: v / UNITS for k, v in sorted(earned.items())},
+        "claim_fees_gnc": fees / UNITS,
+        "chain_bytes_per_datagram": round(per_datagram, 2),
+        "one_claim_per_datagram_bytes": round(per_connection, 1),
+        "bytes_saving_factor": round(per_connection / per_datagram, 1) if per_datagram else 0.0,
+    }

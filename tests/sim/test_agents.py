@@ -1,0 +1,138 @@
+"""Participants are agents: a new kind joins with its module and its scenario table alone,
+and a home's device acts only on commands the chain vouches for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridnet.agents.base import Agent
+from gridnet.agents.home import Home
+from gridnet.agents.roles import Role, register, roles, unregister
+from gridnet.agents.world import World
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import ConfigError
+from gridnet.grid.commands import CommandKind, DsoCommand, sign_command
+from gridnet.ledger.params import Allocation
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
+from gridnet.sim.relaynet import CommandNote
+from gridnet.sim.scenario import gnc, scenario_from_dict
+from gridnet.units import Interval
+
+TINY: dict[str, Any] = {
+    "simulation": {"intervals": 3, "start": "2026-06-21T11:00:00Z"},
+    "homes": {"count": 6},
+}
+
+
+@dataclass(frozen=True)
+class DonorTable:
+    gift_gnc: float = 1.0
+    """What the donor gives the government at the end of the day [GNC]."""
+
+
+class Donor(Agent):
+    role = "donor"
+
+    def __init__(self, world: World) -> None:
+        super().__init__("donor", world.key("donor"), world.node_for(2))
+        self.table: DonorTable = world.s.tables["donor"]
+        self.seen: list[Interval] = []
+
+    def allocations(self, world: World) -> list[Allocation]:
+        return [Allocation(self.address, gnc(10))]
+
+    def measure(self, world: World, interval: Interval) -> None:
+        self.seen.append(interval)
+
+    def day_end(self, world: World, intervals: list[Interval]) -> None:
+        world.submit(self, Transfer(world.with_role("government").address, gnc(self.table.gift_gnc)))
+
+
+def donor_report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
+    donor = agents[0]
+    assert isinstance(donor, Donor)
+    return {"intervals_seen": len(donor.seen), "gift_gnc": donor.table.gift_gnc}
+
+
+@pytest.fixture
+def donor_role() -> Iterator[Role]:
+    role = Role("donor", 90, lambda world: [Donor(world)], DonorTable, donor_report)
+    register(role)
+    yield role
+    unregister("donor")
+
+
+def test_a_new_kind_of_participant_is_a_module_and_a_table(donor_role: Role, tmp_path: Path) -> None:
+    assert donor_role in roles()
+    report = simulate(scenario_from_dict({**TINY, "donor": {"gift_gnc": 2.5}}, "with donor"), tmp_path / "d")
+    assert report["converged"] and report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert report["chain"]["transactions_by_type"]["Transfer"] == 1
+    assert report["roles"]["donor"] == {"intervals_seen": 3, "gift_gnc": 2.5}
+    with pytest.raises(ConfigError, match=r"\[donor\]: unknown key\(s\) \['gift'\]"):
+        scenario_from_dict({**TINY, "donor": {"gift": 1}}, "s.toml")
+
+
+def test_without_its_module_the_table_is_unknown() -> None:
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['donor'\]"):
+        scenario_from_dict({**TINY, "donor": {"gift_gnc": 1.0}}, "s.toml")
+
+
+def test_the_core_roles_each_have_a_module() -> None:
+    names = [r.name for r in roles()]
+    assert names == [
+        "manufacturer",
+        "security",
+        "government",
+        "line_owner",
+        "dso",
+        "home",
+        "collector",
+        "carrier",
+    ]
+
+
+def test_a_home_follows_only_commands_the_chain_vouches_for(tmp_path: Path) -> None:
+    """A command signed by a key that is no DSO authority on chain, or addressed to another
+    meter, is refused by the home's device (no curtailment, no override); the DSO's own
+    command is followed by a home whose policy trusts the DSO, and overridden (on chain) by
+    one whose policy does not."""
+    scenario = scenario_from_dict({**TINY, "dso": {"override_share": 0.5}}, "tiny")
+    sim = Neighbourhood(scenario, memory_network(scenario, tmp_path / "t"))
+    try:
+        sim.run()
+        world = sim.world
+        dso = world.with_role("dso")
+        homes = [h for h in world.of(Home) if h.pv_kw]
+        trusting = next(h for h in homes if h.policy.trusted.get("dso"))
+        overriding = next(h for h in homes if not h.policy.trusted.get("dso"))
+
+        def command(key: PrivateKey, meters: tuple[bytes, ...], nonce: int) -> CommandNote:
+            c = DsoCommand(
+                key.public_key, world.area, meters, int(CommandKind.CURTAIL_EXPORT), 500, 1, 2, nonce
+            )
+            return CommandNote(sign_command(key, c))
+
+        assert trusting.meter is not None and overriding.meter is not None
+        impostor = PrivateKey.from_label("not the dso")
+        trusting.inbox += [
+            command(impostor, (trusting.meter.meter_id,), 1),
+            command(dso.key, (overriding.meter.meter_id,), 2),
+        ]
+        trusting.tick(world)
+        assert trusting.commands_refused == 2 and trusting.commands == []
+        trusting.inbox.append(command(dso.key, (), 3))
+        trusting.tick(world)
+        assert [c.nonce for c in trusting.commands] == [3] and trusting.overrides == 0
+        overrides = world.tally.submitted["RecordOverride"]
+        overriding.inbox.append(command(dso.key, (), 4))
+        overriding.tick(world)
+        assert overriding.commands == [] and overriding.overrides == 1
+        assert world.tally.submitted["RecordOverride"] == overrides + 1
+    finally:
+        sim.close()
