@@ -77,7 +77,7 @@ def test_a_scenario_on_node_processes_trades_what_the_simulation_trades(tmp_path
     assert report["devnet"]["nodes"] == 3 and set(report["nodes"]) == {"n0", "n1", "n2"}
     assert report["transactions"]["refused"] == {} and report["transactions"]["orders_refused"] == {}
     assert report["energy"]["contracts"] > 0 and report["dso"]["commands"] >= 1
-    assert report["dso"]["overrides_recorded"] >= 1
+    assert report["dso"]["overrides_recorded"] >= 1 and report["dso"]["homes_following_commands"] >= 1
     # The same people with the same policies on the in-memory network (relays off, as on a
     # devnet): the same trades, the same contracts, the same subsidies.
     scenario = load_scenario(path)

@@ -15,6 +15,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import pool_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
+from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -297,6 +298,40 @@ def order(interval: int, nonce: int = 0) -> SignedOrder:
         nonce,
     )
     return sign_order(OWNER, o)
+
+
+def test_post_and_read_dso_commands(api: Api) -> None:
+    """A command is kept only when the chain vouches for its issuer (a DSO authority whose key
+    signed it); devices read what is new since their last read."""
+
+    def command(key: PrivateKey, nonce: int, area: str = "north") -> SignedCommand:
+        c = DsoCommand(key.public_key, area, (), int(CommandKind.CURTAIL_EXPORT), 1500, 10, 12, nonce)
+        return sign_command(key, c)
+
+    def post(signed: SignedCommand) -> Any:
+        return api.client.post("/commands", json={"command": encode(signed).hex()})
+
+    assert_error(post(command(MAKER, 1)), 422, "NotAuthorized")  # a manufacturer, not a DSO
+    chain = api.node.chain
+    extend(chain, [sign(chain, OWNER, RegisterAuthority(int(Role.DSO), "Grid Co"), nonce=2)])
+    forged = msgspec.structs.replace(command(OWNER, 1), signature=bytes(64))
+    assert_error(post(forged), 422, "CommandSignatureInvalid")
+    first, second, elsewhere = command(OWNER, 1), command(OWNER, 2), command(OWNER, 3, area="south")
+    assert post(first).json() == {"seq": 1, "duplicate": False}
+    assert post(first).json() == {"seq": 1, "duplicate": True}
+    assert post(second).status_code == post(elsewhere).status_code == 202
+    everything = api.client.get("/commands/north").json()
+    assert [c["seq"] for c in everything["commands"]] == [1, 2] and everything["next_after"] == 2
+    assert decode(bytes.fromhex(everything["commands"][1]["hex"]), SignedCommand) == second
+    assert everything["commands"][0]["command"]["limit_w"] == 1500
+    assert api.client.get("/commands/north?after=2").json() == {
+        "area": "north",
+        "commands": [],
+        "next_after": 2,
+    }
+    assert [c["seq"] for c in api.client.get("/commands/south").json()["commands"]] == [3]
+    assert_error(api.client.get(f"/commands/{'x' * 40}"), 400, "BadRequest")
+    assert_error(api.client.post("/commands", json={"command": "zz"}), 400, "BadRequest")
 
 
 def test_post_and_read_orders(api: Api) -> None:

@@ -110,6 +110,8 @@ class Home(Agent):
         """DSO commands it follows."""
         self.overrides = 0
         self.commands_refused = 0
+        self.commands_read = 0
+        """Sequence number of the last command its device read from its DSO's node."""
         self.balancing: dict[Interval, Balancing] = {}
         """First interval of each span -> its balancing contract."""
         self.final_states: dict[bytes, SignedState] = {}
@@ -192,6 +194,9 @@ class Home(Agent):
     # --- trading -------------------------------------------------------------------------
 
     def tick(self, world: World) -> None:
+        if world.relaynet is None:  # no relays: its device reads its DSO's node for commands
+            commands, self.commands_read = world.commands(self, world.with_role("dso"), self.commands_read)
+            self.inbox.extend(CommandNote(c) for c in commands)
         if not self.inbox:
             return
         notes, self.inbox = self.inbox, []
@@ -211,8 +216,7 @@ class Home(Agent):
             self.commands_refused += 1
             return
         if not addresses(signed.command, self.meter.meter_id, world.area):
-            self.commands_refused += 1
-            return
+            return  # for other meters of the area
         if self.policy.trusts("dso", issuer):
             self.commands.append(signed.command)
         else:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
 from gridnet.crypto.keys import PrivateKey
+from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
 from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.params import ChainParams
@@ -32,7 +33,7 @@ from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
 from gridnet.meter.reading import SignedReading
 from gridnet.meter.telemetry import InMemoryTelemetry, Telemetry
 from gridnet.sim.backends import Backend, MemoryBackend
-from gridnet.sim.relaynet import CARRIER, Note, RelayNet
+from gridnet.sim.relaynet import CARRIER, CommandNote, Note, RelayNet
 from gridnet.sim.scenario import Scenario, pool_length
 from gridnet.units import Address, Interval, Wh, interval_of
 from gridnet.world.grid import FlowResult, Grid
@@ -265,11 +266,22 @@ class World:
     def send(self, sender: Agent, note: Note, to: Agent) -> None:
         """``sender`` sends ``note`` to ``to``: a paid datagram over the relays when they run
         (``sender`` needs a pool for that connection), else handed over directly (to itself,
-        or on a devnet, where relays are not simulated)."""
+        or on a devnet, where relays are not simulated). A DSO command without relays is
+        posted at the sender's node instead, where devices read it (:meth:`commands`)."""
         if self.relaynet is not None and (sender.name, to.name) in self.relaynet.senders:
             self.relaynet.send(sender.name, note, self.rng.randbytes(16), to.name)
+        elif isinstance(note, CommandNote) and to is not sender:
+            rule = self.backend.post_command(sender.node, note.command)
+            if rule:
+                self.tally.refused[rule] += 1
         else:
             to.inbox.append(note)
+
+    def commands(self, reader: Agent, source: Agent, after: int) -> tuple[list[SignedCommand], int]:
+        """The DSO commands ``source`` posted at its node for the area since ``after`` (what
+        ``reader``'s device fetches from that node's API), and the number to read after next."""
+        del reader  # (any device may read them: they are public, and checked by each)
+        return self.backend.commands(source.node, self.area, after)
 
     def deliver(self) -> None:
         """What the relays delivered goes to its receivers' inboxes."""

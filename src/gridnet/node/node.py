@@ -35,6 +35,7 @@ from gridnet.errors import (
     SyncDeclined,
     UnknownParent,
 )
+from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, Mempool, PoolEvent
@@ -45,6 +46,7 @@ from gridnet.ledger.transition import VerifiedTx, validate_header, validate_tran
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
+from gridnet.node.commands import CommandBoard
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.logs import short
 from gridnet.node.messages import (
@@ -241,6 +243,8 @@ class Node:
         self._orphans_size = 0
         """Encoded bytes of all orphans."""
         self.book = OrderBook(self.config.orders)
+        self.commands = CommandBoard()
+        """DSO commands posted here for the devices of their area."""
         """The market's signed orders by topic ("market/AREA/INTERVAL"), off chain."""
         cfg = self.config
         self.inventory = Inventory(
@@ -705,6 +709,11 @@ class Node:
         return out
 
     # --- market orders (off chain) ------------------------------------------------------
+
+    def post_command(self, signed: SignedCommand) -> tuple[int, bool]:
+        """A DSO's command for its area's devices: kept if the chain vouches for it (raises
+        the rule it breaks); (its sequence number, whether it was already held)."""
+        return self.commands.post(signed, self.chain.view())
 
     def post_order(self, signed: SignedOrder, now: int) -> list[Outgoing]:
         """A local user's order: check it, keep it on its topic and gossip it."""

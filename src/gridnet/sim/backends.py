@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.encoding import decode, encode
-from gridnet.errors import InvalidOrder, NodeUnavailable
+from gridnet.errors import GridnetError, InvalidOrder, NodeUnavailable
+from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.state import StateView, table_of
@@ -64,6 +65,15 @@ class Backend(Protocol):
 
     def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
         """The orders ``node`` holds on the market topic of ``area`` and ``interval``."""
+        ...
+
+    def post_command(self, node: str, signed: SignedCommand) -> str:
+        """Post a DSO command at ``node`` for its area's devices; "" or the rule that refused it."""
+        ...
+
+    def commands(self, node: str, area: str, after: int) -> tuple[list[SignedCommand], int]:
+        """The commands ``node`` holds for ``area`` after sequence number ``after``, and the
+        number to read after next time."""
         ...
 
     def settled(self) -> bool:
@@ -124,6 +134,17 @@ class MemoryBackend:
 
     def orders(self, node: str, area: str, interval: Interval) -> list[SignedOrder]:
         return list(self.net.nodes[node].book.topic_orders(topic(area, interval)).values())
+
+    def post_command(self, node: str, signed: SignedCommand) -> str:
+        try:
+            self.net.nodes[node].post_command(signed)
+        except GridnetError as exc:
+            return exc.rule
+        return ""
+
+    def commands(self, node: str, area: str, after: int) -> tuple[list[SignedCommand], int]:
+        held, next_after = self.net.nodes[node].commands.since(area, after)
+        return [c for _, c in held], next_after
 
     def settled(self) -> bool:
         nodes = self.net.nodes.values()
@@ -244,6 +265,19 @@ class DevnetBackend:
             out.extend(decode(bytes.fromhex(o["hex"]), SignedOrder) for o in body["orders"])
             offset = body["next_offset"]
         return out
+
+    def post_command(self, node: str, signed: SignedCommand) -> str:
+        status, body = self.clients[node].call("POST", "/commands", {"command": encode(signed).hex()})
+        if status == 202:
+            return ""
+        if status in (400, 422):
+            return str(body["code"])
+        raise NodeUnavailable(f"node {node}: POST /commands answered {status}: {body}")
+
+    def commands(self, node: str, area: str, after: int) -> tuple[list[SignedCommand], int]:
+        body = self.clients[node].get(f"/commands/{area}?after={after}")
+        held = [decode(bytes.fromhex(c["hex"]), SignedCommand) for c in body["commands"]]
+        return held, int(body["next_after"])
 
     def settled(self) -> bool:
         heads = [self.clients[n.name].get("/head") for n in self.devnet.nodes]

@@ -18,6 +18,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest
 from gridnet.encoding import decode, encode
 from gridnet.errors import GridnetError
+from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import BlockEntry, Chain
 from gridnet.ledger.mempool import EventKind, fee_rate
@@ -59,6 +60,8 @@ from gridnet.node.api.models import (
     AccountOut,
     BlockOut,
     BlockRefOut,
+    CommandOut,
+    CommandsOut,
     ErrorOut,
     HeadOut,
     MempoolOut,
@@ -68,11 +71,13 @@ from gridnet.node.api.models import (
     OrdersOut,
     ParamsOut,
     PoolEventOut,
+    PostCommandOut,
     PostOrderOut,
     ReadingOut,
     RecordOut,
     SenderCountOut,
     StateEntryOut,
+    SubmitCommandIn,
     SubmitOrderIn,
     SubmitTxIn,
     TransactionOut,
@@ -509,6 +514,37 @@ def create_app(
         if outgoing:
             broadcast(outgoing)
         return PostOrderOut(id=oid.hex(), topic=name, duplicate=known)
+
+    # --- DSO commands ----------------------------------------------------------------------
+
+    @app.get(
+        "/commands/{area}",
+        response_model=CommandsOut,
+        summary="DSO commands posted here for an area's devices, newer than a sequence number",
+    )
+    async def get_commands(
+        area: str, after: int = Query(0, ge=0, description="Return only commands after this sequence number")
+    ) -> CommandsOut:
+        if not 1 <= len(area) <= AREA_MAX_CHARS:
+            raise bad_request(f"an area has 1 to {AREA_MAX_CHARS} characters")
+        held, next_after = node.commands.since(area, after)
+        return CommandsOut(
+            area=area,
+            commands=[CommandOut(seq=seq, command=record(c.command), hex=encode(c).hex()) for seq, c in held],
+            next_after=next_after,
+        )
+
+    @app.post(
+        "/commands",
+        response_model=PostCommandOut,
+        status_code=202,
+        dependencies=authorized,
+        summary="Post a signed DSO command for its area's devices (kept if a DSO authority signed it)",
+    )
+    async def post_command(body: SubmitCommandIn) -> PostCommandOut:
+        signed = decode(parse_hex(body.command.strip(), "command"), SignedCommand, what="command")
+        seq, known = node.post_command(signed)  # raises CommandSignatureInvalid / NotAuthorized: 422
+        return PostCommandOut(seq=seq, duplicate=known)
 
     if relay is not None:
         datagram_routes(app, relay, broadcast, authorized)

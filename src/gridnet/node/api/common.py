@@ -23,10 +23,12 @@ MAX_BODY_BYTES = MAX_BODY_HEX + 64 * 1024
 """Longest request body read at all [bytes] (the hex plus its JSON): a transaction's."""
 BODY_LIMITS = {
     "/orders": 64 * 1024,
+    "/commands": 64 * 1024,
     "/datagrams": 4 * 1024 * 1024,
     "/datagrams/claims": 1024,
 }
-"""Longest body of the other POST routes [bytes]: a signed order is a few hundred bytes of hex,
+"""Longest body of the other POST routes [bytes]: a signed order or command is a few hundred
+bytes of hex (a command naming many meters a few kB),
 a datagram at most a 16-hop onion with its token and hops; closing the connections takes none."""
 DEFAULT_READINGS = 8
 MAX_READINGS = 96

@@ -203,6 +203,27 @@ class HopClaimsOut(BaseModel):
     )
 
 
+class SubmitCommandIn(BaseModel):
+    command: str = Field(max_length=8 * 1024 * 2, description="Hex of the SignedCommand's canonical bytes")
+
+
+class PostCommandOut(BaseModel):
+    seq: int = Field(description="Its sequence number at this node")
+    duplicate: bool = Field(description="The node already held this command")
+
+
+class CommandOut(BaseModel):
+    seq: int
+    command: dict[str, Any]
+    hex: str = Field(description="Canonical bytes of the signed command")
+
+
+class CommandsOut(BaseModel):
+    area: str
+    commands: list[CommandOut] = Field(description="Commands posted after ``after``, oldest first")
+    next_after: int = Field(description="Pass as ``after`` to read only newer ones")
+
+
 class PostOrderOut(BaseModel):
     id: str
     topic: str
