@@ -47,6 +47,7 @@ bench: $(VENV)/.installed
 	$(BIN)/gridnet bench market --json
 	$(BIN)/gridnet bench relay --json
 	$(BIN)/gridnet bench network --json
+	$(BIN)/gridnet bench world --json
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

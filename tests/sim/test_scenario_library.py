@@ -56,7 +56,13 @@ def test_every_scenario_in_the_library_runs(path: Path, tmp_path: Path) -> None:
         assert energy["pv_wh"] == 0 and energy["p2p_wh"] == 0 and energy["bought_from_dso_wh"] > 0
     else:
         assert energy["pv_wh"] > 0
-    if path.stem == "long-feeder":
-        assert grid["congested_intervals"] > 0
+    if path.stem == "long-feeder":  # the grid decides: the DSO commands the far end
+        assert grid["congested_intervals"] > 0 and report["dso"]["commands"] > 0
+        assert energy["curtailed_wh"] > 0
     else:
-        assert grid["congested_intervals"] == 0
+        assert grid["congested_intervals"] == 0 and report["dso"]["commands"] == 0
+    contracts = report["contracts"]
+    assert contracts["settled_in_full"] + contracts["delivered_short"] == contracts["opened"]
+    assert contracts["closed_with_remainder"] == contracts["delivered_short"]
+    assert contracts["disputes_resolved"] == contracts["disputes_raised"]
+    assert report["transactions"]["refused"] == {}

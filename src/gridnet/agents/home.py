@@ -195,7 +195,7 @@ class Home(Agent):
 
     def tick(self, world: World) -> None:
         if world.relaynet is None:  # no relays: its device reads its DSO's node for commands
-            commands, self.commands_read = world.commands(self, world.with_role("dso"), self.commands_read)
+            commands, self.commands_read = world.commands(world.with_role("dso"), self.commands_read)
             self.inbox.extend(CommandNote(c) for c in commands)
         if not self.inbox:
             return

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
 from gridnet.crypto.keys import PrivateKey
@@ -109,6 +109,7 @@ class World:
         self.agents: list[Agent] = []
         self.by_address: dict[Address, Agent] = {}
         self.by_name: dict[str, Agent] = {}
+        self._roles: dict[str, Agent] = {}
         self.proofs: dict[Address, IdentityProof] = {}
         self.actions: list[Action] = []
         self.deals: dict[Interval, list[Deal]] = defaultdict(list)
@@ -139,6 +140,7 @@ class World:
             if agent.name in self.by_name:
                 raise ValueError(f"two participants are named {agent.name!r}")
             self.agents.append(agent)
+            self._roles.pop(agent.role, None)
             self.by_name[agent.name] = agent
             self.by_address[agent.address] = agent
 
@@ -148,10 +150,13 @@ class World:
 
     def with_role(self, role: str) -> Agent:
         """The one agent of ``role`` (an authority, the hub)."""
-        found = [a for a in self.agents if a.role == role]
-        if len(found) != 1:
-            raise LookupError(f"the scenario has {len(found)} {role} participants, not one")
-        return found[0]
+        agent = self._roles.get(role)
+        if agent is None:
+            found = [a for a in self.agents if a.role == role]
+            if len(found) != 1:
+                raise LookupError(f"the scenario has {len(found)} {role} participants, not one")
+            agent = self._roles[role] = found[0]
+        return agent
 
     def one(self, kind: type[A]) -> A:
         found = self.of(kind)
@@ -277,10 +282,10 @@ class World:
         else:
             to.inbox.append(note)
 
-    def commands(self, reader: Agent, source: Agent, after: int) -> tuple[list[SignedCommand], int]:
-        """The DSO commands ``source`` posted at its node for the area since ``after`` (what
-        ``reader``'s device fetches from that node's API), and the number to read after next."""
-        del reader  # (any device may read them: they are public, and checked by each)
+    def commands(self, source: Agent, after: int) -> tuple[list[SignedCommand], int]:
+        """The DSO commands ``source`` posted at its node for the area since ``after`` (what a
+        device fetches from that node's API: they are public, and each device checks them),
+        and the number to read after next."""
         return self.backend.commands(source.node, self.area, after)
 
     def deliver(self) -> None:
@@ -377,8 +382,3 @@ def data_path(source: str, name: str) -> Path:
     if not path.is_absolute() and source != "defaults":
         path = Path(source).parent / path
     return path
-
-
-def section(world: World, name: str) -> Any:
-    """A role's own scenario table (its defaults when the file has none)."""
-    return world.s.tables[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -70,4 +71,18 @@ def bench_market(
     from gridnet.bench import market
 
     figures = market.run(orders=orders, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
+
+
+@app.command("world")
+def bench_world(
+    as_json: JsonFlag = False,
+    scenario: Annotated[
+        Path | None, typer.Option("--scenario", help="A scenario file (default: the built-in day)")
+    ] = None,
+) -> None:
+    """One scenario's whole run and the share of it its power flows take (same run)."""
+    from gridnet.bench import world
+
+    figures = world.run(scenario, progress=_bench_progress(as_json))
     _print_figures(figures, as_json)
