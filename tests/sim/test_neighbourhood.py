@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from gridnet.agents.home import Home
@@ -16,6 +17,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
+from gridnet.sim import series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
 from gridnet.units import energy_cost
@@ -296,3 +298,98 @@ def test_without_relays_the_market_still_clears(tmp_path: Path) -> None:
     c = report["contracts"]
     assert c["settled_in_full"] + c["delivered_short"] == c["opened"] > 0
     assert c["delivered_short"] == c["closed_with_remainder"]
+
+
+# --- what a run writes for people to read ----------------------------------------------------
+
+
+def test_every_run_writes_its_time_series(runs: tuple[Any, ...], tmp_path: Path) -> None:
+    """OUT/series/: a Parquet table per kind with the documented columns, whose sums are the
+    report's figures; CSV copies on request."""
+    report, _, out = runs
+    n, homes = SMALL["simulation"]["intervals"], SMALL["homes"]["count"]
+    tables = {name: pq.read_table(out / "series" / f"{name}.parquet") for name in series.SCHEMAS}
+    for name, table in tables.items():
+        assert table.schema.remove_metadata() == series.SCHEMAS[name], name
+        assert table.schema.metadata == {b"gridnet_series_version": str(series.SERIES_VERSION).encode()}
+        assert report["series"]["tables"][name]["rows"] == table.num_rows
+    rows = tables["homes"].to_pylist()
+    assert len(rows) == homes * n
+    energy, contracts = report["energy"], report["contracts"]
+    assert sum(r["export_wh"] for r in rows) == energy["exported_wh"]
+    assert (
+        sum(r["pv_wh"] for r in rows) == energy["pv_wh"]
+        and sum(r["load_wh"] for r in rows) == energy["load_wh"]
+    )
+    assert sum(r["sold_p2p_wh"] for r in rows) == sum(r["bought_p2p_wh"] for r in rows) == energy["p2p_wh"]
+    assert sum(r["bought_dso_wh"] for r in rows) == energy["bought_from_dso_wh"]
+    assert sum(r["imbalance_wh"] for r in rows) == contracts["imbalance"]["bought_wh"] > 0
+    by_home = {h["name"]: h for h in report["homes"]}
+    for r in rows:
+        if r["interval"] == report["scenario"]["first_interval"] + n - 1:  # the bill at the end
+            assert r["bill_gnc"] == pytest.approx(by_home[r["home"]]["bill_gnc"], abs=1e-6)
+    with_battery = [r for r in rows if r["battery_soc_percent"] is not None]
+    assert with_battery and all(0 <= r["battery_soc_percent"] <= 100 for r in with_battery)
+    lines = tables["lines"].to_pylist()
+    assert len(lines) == len(report["grid"]["line_owners"]) * n
+    for owner in report["grid"]["line_owners"]:
+        mine = [r for r in lines if r["line_owner"] == owner["name"]]
+        assert sum(r["losses_wh"] for r in mine) == pytest.approx(owner["losses_wh"], abs=0.1)
+        assert max(r["v_max_pu"] for r in mine) == pytest.approx(owner["v_max_pu"], abs=1e-4)
+    market = tables["market"].to_pylist()
+    assert [r["price_gnc_per_kwh"] for r in market] == [
+        c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]
+    ]
+    assert sum(r["contracts"] for r in market) == energy["contracts"]
+    relays = {r["relay"]: r["pay_gnc"] for r in tables["relays"].to_pylist()}
+    assert {k: v for k, v in relays.items() if v} == report["relay"]["reward_per_relay_gnc"]
+    written = series.write_series(tmp_path, tables, csv=True)
+    for name, table in tables.items():
+        text = (tmp_path / written["tables"][name]["csv"]).read_text().splitlines()
+        assert len(text) == table.num_rows + 1 and text[0].split(",")[0] == f'"{table.column_names[0]}"'
+
+
+def test_the_report_is_one_a_person_can_read(runs: tuple[Any, ...]) -> None:
+    """A schema version, ISO times beside interval numbers, prices in GNC/kWh, every scenario
+    value the run used, a summary per home and the block subsidy apart from the energy."""
+    report = runs[0]
+    assert report["schema_version"] == 2
+    sc = report["scenario"]
+    assert (sc["start_utc"], sc["end_utc"]) == ("2026-06-21T10:30:00Z", "2026-06-21T13:00:00Z")
+    resolved = sc["resolved"]
+    assert resolved["homes"]["count"] == 8 and resolved["homes"]["ack_own_meter_share"] == 0.5  # the file's
+    assert resolved["dso"]["imbalance_price"] == 0.40 and resolved["site"]["latitude"] == 52.52  # defaults
+    assert [o["name"] for o in resolved["line_owner"]] == ["Feeder A Lines", "Feeder B Lines"]
+    first = report["clearing_price"]["per_interval"][0]
+    assert first["time_utc"] == "2026-06-21T10:30:00Z" and first["interval"] == sc["first_interval"]
+    assert "price" not in first and 0.04 <= first["price_gnc_per_kwh"] <= 0.40
+    homes = report["homes"]
+    assert len(homes) == 8 and sum(h["business"] for h in homes) == 1
+    for h in homes:
+        assert h["savings_gnc"] == pytest.approx(h["all_from_dso_gnc"] - h["bill_gnc"], abs=1e-5)
+        assert (h["self_consumption_percent"] is None) == (h["pv_kw"] == 0)
+    assert any(h["savings_gnc"] > 0 for h in homes if h["pv_kw"])
+    economy = report["economy"]
+    assert economy["block_subsidy_gnc"] == pytest.approx(
+        economy["block_subsidy_per_block_gnc"] * report["chain"]["height"]
+    )
+    assert economy["block_subsidy_gnc"] > 100 * economy["homes_paid_gnc"] > 0
+    assert "block subsidy" in economy["note"] and "new coin" in economy["note"]
+
+
+def test_every_run_draws_its_plots(runs: tuple[Any, ...]) -> None:
+    """OUT/plots/: a PNG per view of the run, drawn without a display."""
+    report, _, out = runs
+    assert report["plots"] == [
+        "plots/prices.png",
+        "plots/energy.png",
+        "plots/feeders.png",
+        "plots/batteries.png",
+        "plots/money.png",
+        "plots/relays.png",
+    ]
+    for name in report["plots"]:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width >= 900 and height >= 400, name

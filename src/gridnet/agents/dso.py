@@ -118,7 +118,19 @@ class Dso(Agent):
             [v for v in verified if v.order.side == Side.OFFER],
             self.eligibility(world, verified),
         )
-        self.clearing.append({"interval": interval, "price": clearing.price, "traded_wh": clearing.traded_wh})
+        bids_in = [v for v in verified if v.order.side == Side.BID]
+        offers_in = [v for v in verified if v.order.side == Side.OFFER]
+        self.clearing.append(
+            {
+                "interval": interval,
+                "price": clearing.price,
+                "traded_wh": clearing.traded_wh,
+                "bids": len(bids_in),
+                "offers": len(offers_in),
+                "bid_wh": sum(v.order.wh for v in bids_in),
+                "offer_wh": sum(v.order.wh for v in offers_in),
+            }
+        )
         bids = {v.id: v for v in verified if v.order.side == Side.BID}
         for n, t in enumerate(clearing.trades):
             self.contract(world, interval, n, t, bids[t.bid_id])

@@ -95,6 +95,8 @@ class Home(Agent):
         self.pv_kw = 0.0
         self.annual_kwh = 0.0
         self.load_profile = ""
+        self.business = False
+        """A business (BDEW ``[homes] business_profile``), not a household."""
         self.pv_wh: list[Wh] = []
         """Its PV array's production in each interval of the run [Wh] (pvlib)."""
         self.load_wh: list[Wh] = []
@@ -106,6 +108,8 @@ class Home(Agent):
         """Its device first acknowledges only what its own meter imported (a seller disputes)."""
         self.plans: dict[Interval, Energy] = {}
         self.real: dict[Interval, Energy] = {}
+        self.soc: dict[Interval, float | None] = {}
+        """Its battery's state of charge at the end of each interval [%] (None: no battery)."""
         self.commands: list[DsoCommand] = []
         """DSO commands it follows."""
         self.overrides = 0
@@ -262,6 +266,7 @@ class Home(Agent):
         k = interval - world.first
         real = self.energy(interval, self.pv_wh[k], self.load_wh[k], self.battery, self.plans.get(interval))
         self.real[interval] = real
+        self.soc[interval] = None if self.battery is None else round(self.battery.soc_percent, 2)
         world.publish(self.meter.read(interval, real.export_wh, real.import_wh))
 
     def acknowledge(self, world: World, interval: Interval) -> None:
@@ -395,8 +400,9 @@ def build(world: World) -> list[Agent]:
         home.feeder = i % owners
         home.on_hill = i >= hill_first
         home.pv_kw = round(rng.uniform(*h.pv_kw), 2) if has_pv else 0.0
-        home.annual_kwh = h.business_kwh if i in businesses else round(rng.uniform(*h.annual_kwh), 1)
-        home.load_profile = h.business_profile if i in businesses else h.load_profile
+        home.business = i in businesses
+        home.annual_kwh = h.business_kwh if home.business else round(rng.uniform(*h.annual_kwh), 1)
+        home.load_profile = h.business_profile if home.business else h.load_profile
         home.acks_own_meter = not has_pv and _every(i - n_pv, h.ack_own_meter_share)
         homes.append(home)
     _profiles(world, homes)

@@ -20,6 +20,7 @@ def simulate_cmd(
         "out/simulation"
     ),
     seed: Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Write the time series as CSV too.")] = False,
 ) -> None:
     """Run a neighbourhood scenario: meters, market, contracts, settlement, mining nodes."""
     from dataclasses import replace
@@ -41,7 +42,7 @@ def simulate_cmd(
     try:
         with progress_bar() as progress:
             task = progress.add_task("simulating intervals", total=total)
-            report = simulate(sc, out, progress=advanced)
+            report = simulate(sc, out, progress=advanced, csv=csv)
     except KeyboardInterrupt:
         interrupted(done, total, out / "chain")
     print_simulation_summary(report, out, out / "chain")
@@ -163,6 +164,10 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     table.add_row("wall time", f"{report['timing']['simulation_s']} s simulating")
     console.print(table)
     console.print(f"report: {out / 'report.json'}")
+    if "series" in report:
+        console.print(
+            f"series: {out / 'series'}  ({', '.join(report['series']['tables'])}: Parquet, docs/scenarios.md)"
+        )
     console.print(f"chain:  {chain_dir}  (audit it: gridnet chain verify --data-dir {chain_dir})")
 
 

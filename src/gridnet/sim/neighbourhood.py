@@ -37,6 +37,7 @@ from gridnet.net.memory import MemoryNetwork
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
+from gridnet.sim import plots, series
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
 from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.sim.report import build_report
@@ -154,6 +155,20 @@ class Neighbourhood:
         for name in CLOSED_PHASES[1:]:
             self.phase(name, interval)
 
+    def write_results(self, out: Path, report: dict[str, Any], csv: bool) -> None:
+        """The run's time series in ``out/series/`` (``sim.series``) and its plots in
+        ``out/plots/`` (``sim.plots``); the report says where."""
+        pay = report["relay"].get("reward_per_relay_gnc", {})
+        tables = series.tables(self.world, pay)
+        report["series"] = series.write_series(out, tables, csv)
+        g = self.s.grid
+        limits = {
+            "max_loading_percent": g.max_loading_percent,
+            "v_min_pu": g.v_min_pu,
+            "v_max_pu": g.v_max_pu,
+        }
+        report["plots"] = plots.write_plots(out, tables, report, limits)
+
     def finish(self, max_ms: int = 6 * 3600 * 1000) -> bool:
         """Let the nodes mine until every deferred action is done, mempools are empty and
         all nodes agree (bounded)."""
@@ -195,12 +210,16 @@ def memory_network(s: Scenario, out: Path) -> Callable[[ChainParams], Backend]:
     return connect
 
 
-def simulate(scenario: Scenario, out: Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Run ``scenario``, write ``out/report.json`` and ``out/chain/``; returns the report."""
+def simulate(
+    scenario: Scenario, out: Path, progress: Progress | None = None, *, csv: bool = False
+) -> dict[str, Any]:
+    """Run ``scenario``, write ``out/report.json``, ``out/series/`` (Parquet; CSV too with
+    ``csv``), ``out/plots/`` and ``out/chain/``; returns the report."""
     prepare_out_dir(out, "simulate")
     sim = Neighbourhood(scenario, memory_network(scenario, out))
     try:
         report = sim.run(progress)
+        sim.write_results(out, report, csv)
     finally:
         sim.close()  # chains, MQTT clients and the broker, whatever happened
     report["verify"] = audit(out / "chain")
@@ -241,11 +260,14 @@ def simulate_on_devnet(
     speed: float,
     progress: Progress | None = None,
     on_start: Callable[[Devnet], None] | None = None,
+    *,
+    csv: bool = False,
 ) -> dict[str, Any]:
     """Run ``scenario`` on a devnet of node processes driven through their HTTP APIs; write
-    ``out/report.json``; every process is stopped at the end, whatever happens. The same
-    agents act as on the in-memory network; relays are not simulated here (orders travel as
-    the nodes' order gossip; states and DSO commands are handed to their receivers)."""
+    ``out/report.json``, ``out/series/`` and ``out/plots/``; every process is stopped at the
+    end, whatever happens. The same agents act as on the in-memory network; relays are not
+    simulated here (orders travel as the nodes' order gossip, DSO commands are read from the
+    DSO's node, contract states are handed to their sellers)."""
     connect = devnet_network(scenario, out, nodes, speed, on_start)
     scenario = replace(
         scenario,
@@ -255,6 +277,7 @@ def simulate_on_devnet(
     sim = Neighbourhood(scenario, connect)
     try:
         report = sim.run(progress)
+        sim.write_results(out, report, csv)
     finally:
         sim.close()
     report["verify"] = audit(out / "n0")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gridnet.agents.contracts import dues
@@ -14,13 +16,15 @@ from gridnet.agents.world import World
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.address import address_to_text
 from gridnet.encoding import decode_lenient, encode
+from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import ClaimTransit
 from gridnet.relay.claims import hop_payable
+from gridnet.sim import series
 from gridnet.sim.relaynet import CARRIER
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import Scenario, gnc
 from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, energy_cost
 
 if TYPE_CHECKING:
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from gridnet.sim.neighbourhood import Neighbourhood
 
 UNITS = UNITS_PER_GNC
+REPORT_VERSION = 2
+"""Bumped when a field of report.json changes meaning or goes away (new fields keep it)."""
 
 
 def clock(interval: Interval) -> str:
@@ -45,6 +51,7 @@ def build_report(
     by_type: Counter[str] = Counter()
     chain_bytes = 0
     miners: dict[Address, int] = defaultdict(int)
+    minted = fees_paid = 0
     claims: list[Transaction] = []
     for height in range(1, chain.height + 1):
         block = chain.block_at(height)
@@ -53,6 +60,8 @@ def build_report(
         by_type.update(type(t.payload).__name__ for t in block.txs)
         cb = block.txs[0].payload
         miners[block.header.miner] += cb.reward + cb.fees  # type: ignore[union-attr]
+        minted += cb.reward  # type: ignore[union-attr]
+        fees_paid += cb.fees  # type: ignore[union-attr]
         claims.extend(t for t in block.txs if isinstance(t.payload, ClaimTransit))
     view = chain.view()
     delta = {a: chain.account(a).balance - b for a, b in balances0.items()}
@@ -86,7 +95,17 @@ def build_report(
             contracted[kind] += deal.trade.wh
     nodes = world.backend.node_figures()
     report: dict[str, Any] = {
-        "scenario": {"name": s.simulation.name, "seed": s.simulation.seed, "source": s.source},
+        "schema_version": REPORT_VERSION,
+        "scenario": {
+            "name": s.simulation.name,
+            "seed": s.simulation.seed,
+            "source": s.source,
+            "first_interval": world.first,
+            "intervals": s.simulation.intervals,
+            "start_utc": iso(world.first),
+            "end_utc": iso(world.last + 1),
+            "resolved": resolved_scenario(s),
+        },
         "energy": {
             "pv_wh": sum(sum(h.pv_wh) for h in homes),
             "load_wh": sum(sum(h.load_wh) for h in homes),
@@ -104,7 +123,12 @@ def build_report(
         "contracts": contracts_report(world, chain, homes, dso),
         "clearing_price": {
             "per_interval": [
-                {**c, "price_gnc_per_kwh": None if c["price"] is None else c["price"] / UNITS}
+                {
+                    "interval": c["interval"],
+                    "time_utc": iso(int(c["interval"] or 0)),
+                    "price_gnc_per_kwh": None if c["price"] is None else c["price"] / UNITS,
+                    **{k: c[k] for k in ("traded_wh", "bids", "offers", "bid_wh", "offer_wh")},
+                }
                 for c in dso.clearing
             ],
             "mean_gnc_per_kwh": round(sum(prices) / len(prices) / UNITS, 6) if prices else None,
@@ -132,7 +156,7 @@ def build_report(
             "commands_by_kind": dict(
                 Counter(("curtail_export", "limit_import", "disconnect")[c.kind] for c in dso.commands)
             ),
-            "first_command_utc": clock(dso.commands[0].first_interval) if dso.commands else None,
+            "first_command_utc": iso(dso.commands[0].first_interval) if dso.commands else None,
             "homes_commanded": len({m for c in dso.commands for m in c.meters}),
             "overrides_recorded": by_type.get("RecordOverride", 0),
             "homes_following_commands": sum(1 for h in homes if h.commands),
@@ -157,6 +181,8 @@ def build_report(
             "power_flow_s": round(world.grid.seconds if world.grid else 0.0, 2),
         },
         "grid": grid_report(world, owners, delta),
+        "homes": homes_report(world, homes, view),
+        "economy": economy_report(world, minted, fees_paid, chain.height),
         "participants": {
             "homes": len(homes),
             "prosumers": len(prosumers),
@@ -177,6 +203,108 @@ def build_report(
     if extra:
         report["roles"] = extra
     return report
+
+
+def iso(interval: Interval) -> str:
+    """Start of ``interval`` as an ISO 8601 UTC time."""
+    return datetime.fromtimestamp(interval * INTERVAL_MS / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resolved_scenario(s: Scenario) -> dict[str, Any]:
+    """Every value the run used, defaults included (money in GNC/kWh as in the file)."""
+    out = dataclasses.asdict(s)
+    out.pop("source")
+    out["line_owner"] = out.pop("line_owners")
+    out.update(out.pop("tables"))
+    return out
+
+
+HOME_TOTALS = (
+    "load_wh",
+    "pv_wh",
+    "import_wh",
+    "export_wh",
+    "curtailed_wh",
+    "bought_p2p_wh",
+    "sold_p2p_wh",
+    "bought_dso_wh",
+    "sold_dso_wh",
+    "imbalance_wh",
+)
+
+
+def homes_report(world: World, homes: list[Home], view: StateView) -> list[dict[str, Any]]:
+    """Each home's day: energy, bill, savings against buying all its load from the DSO at its
+    retail price, self-consumption and the subsidy it received."""
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    paid: dict[str, float] = defaultdict(float)
+    earned: dict[str, float] = defaultdict(float)
+    for row in series.home_rows(world):
+        c = totals[row["home"]]
+        for key in HOME_TOTALS:
+            c[key] += row[key]
+        paid[row["home"]] += row["paid_gnc"]
+        earned[row["home"]] += row["earned_gnc"]
+    rate = gnc(world.s.government.subsidy)
+    retail = world.s.dso.sell_price
+    out = []
+    for h in homes:
+        c = totals[h.name]
+        assert h.meter is not None
+        meter = h.meter.meter_id
+        subsidy = sum(
+            energy_cost(r.exported_wh, rate)
+            for i in range(world.first, world.last + 1)
+            if (r := view.get(READINGS, reading_key(meter, i))) is not None and r.subsidised
+        )
+        bill = paid[h.name] - earned[h.name]
+        baseline = c["load_wh"] / 1000 * retail
+        used_on_site = c["pv_wh"] - c["export_wh"] - c["curtailed_wh"]
+        out.append(
+            {
+                "name": h.name,
+                "business": h.business,
+                "pv_kw": h.pv_kw,
+                "battery_kwh": round(h.battery.capacity_wh / 1000, 2) if h.battery else 0.0,
+                "annual_kwh": h.annual_kwh,
+                "load_profile": h.load_profile,
+                "feeder": h.feeder,
+                **{k: c[k] for k in HOME_TOTALS},
+                "paid_gnc": round(paid[h.name], 6),
+                "earned_gnc": round(earned[h.name], 6),
+                "bill_gnc": round(bill, 6),
+                "all_from_dso_gnc": round(baseline, 6),
+                "savings_gnc": round(baseline - bill, 6),
+                "self_consumption_percent": round(100 * max(0, used_on_site) / c["pv_wh"], 1)
+                if c["pv_wh"]
+                else None,
+                "subsidy_gnc": round(subsidy / UNITS, 6),
+            }
+        )
+    return out
+
+
+def economy_report(world: World, minted: int, fees: int, blocks: int) -> dict[str, Any]:
+    """The energy economy beside the coin the chain itself creates."""
+    rows = series.home_rows(world)
+    earned = sum(r["earned_gnc"] for r in rows)  # what the homes were paid for energy
+    spent = sum(r["paid_gnc"] for r in rows)  # what the homes paid, line fees included
+    per_block = minted / blocks / UNITS if blocks else 0.0
+    return {
+        "homes_paid_gnc": round(spent, 6),
+        "homes_earned_gnc": round(earned, 6),
+        "block_subsidy_gnc": round(minted / UNITS, 6),
+        "block_subsidy_per_block_gnc": round(per_block, 6),
+        "transaction_fees_gnc": round(fees / UNITS, 6),
+        "note": (
+            f"The miners' coin is the block subsidy: {per_block:,.2f} GNC minted with each of the "
+            f"{blocks} blocks (the chain's issuance, set by its genesis), paid for securing the ledger "
+            "whatever is traded on it: new coin, taken from nobody. The energy economy is what the "
+            f"participants paid each other: the homes paid {spent:,.2f} GNC for energy and line fees "
+            f"and were paid {earned:,.2f} GNC for theirs; transaction fees gave the miners "
+            f"{fees / UNITS:,.4f} GNC more."
+        ),
+    }
 
 
 def forecast_report(world: World, homes: list[Home]) -> dict[str, Any]:

@@ -1,0 +1,196 @@
+"""A run's plots: PNG files in ``OUT/plots/`` drawn from its time series and report
+(matplotlib's Agg backend: no display needed).
+
+``prices.png``    clearing price and traded volume of every interval
+``energy.png``    the area's energy mix: how the homes' load was met, and what they exported
+``feeders.png``   each feeder's most loaded cable and voltage band, with the limits
+``batteries.png`` every battery's state of charge
+``money.png``     what each role gained or paid, and the block subsidy apart
+``relays.png``    datagrams each relay forwarded and what it was paid
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: files only, never a window
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import pyarrow as pa
+from matplotlib.figure import Figure
+
+_dates: Any = mdates  # (its date helpers carry no type annotations)
+
+DPI = 110
+BAR = 0.9 * 15 / 1440
+"""A bar's width: nine tenths of an interval [days, matplotlib's date unit]."""
+SIZE = (9.0, 4.2)
+
+
+def _times(rows: list[dict[str, Any]]) -> Any:
+    """The rows' times as matplotlib dates."""
+    return _dates.date2num([r["time"] for r in rows])
+
+
+def _finish(fig: Figure, ax: Any, path: Path, title: str) -> None:
+    ax.set_title(title, loc="left", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def _time_axis(ax: Any) -> None:
+    locator = _dates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(_dates.ConciseDateFormatter(locator))
+    ax.set_xlabel("UTC")
+
+
+def prices(path: Path, market: list[dict[str, Any]]) -> None:
+    fig, ax = plt.subplots(figsize=SIZE)
+    t = _times(market)
+    traded = [r["traded_wh"] / 1000 for r in market]
+    ax.bar(t, traded, width=BAR, align="edge", color="#9ecae1", label="traded [kWh]")
+    p2p = [r["p2p_wh"] / 1000 for r in market]
+    ax.bar(t, p2p, width=BAR, align="edge", color="#3182bd", label="peer to peer [kWh]")
+    ax.set_ylabel("energy per interval [kWh]")
+    _time_axis(ax)
+    right = ax.twinx()
+    right.step(
+        t, [r["price_gnc_per_kwh"] for r in market], where="post", color="#e6550d", label="clearing price"
+    )
+    right.set_ylabel("clearing price [GNC/kWh]")
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    _finish(fig, ax, path, "The market: clearing price and volume of every interval")
+
+
+def energy(path: Path, homes: list[dict[str, Any]]) -> None:
+    by_time: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in homes:
+        row = by_time[r["time"]]
+        own = r["load_wh"] - r["import_wh"]  # met on site: its PV and battery
+        row["own"] += max(0, own) / 1000
+        row["p2p"] += r["bought_p2p_wh"] / 1000
+        row["dso"] += r["bought_dso_wh"] / 1000
+        row["imbalance"] += r["imbalance_wh"] / 1000
+        row["export"] += r["export_wh"] / 1000
+        row["load"] += r["load_wh"] / 1000
+    times = sorted(by_time)
+    t = _dates.date2num(times)
+    fig, ax = plt.subplots(figsize=SIZE)
+    series = [("own", "own PV and battery", "#fdae6b"), ("p2p", "bought peer to peer", "#3182bd")]
+    series += [
+        ("dso", "bought from the DSO", "#969696"),
+        ("imbalance", "shortfall (imbalance price)", "#de2d26"),
+    ]
+    stacks = [[by_time[x][k] for x in times] for k, _, _ in series]
+    ax.stackplot(t, *stacks, labels=[s[1] for s in series], colors=[s[2] for s in series], alpha=0.9)
+    ax.plot(t, [by_time[x]["load"] for x in times], color="black", linewidth=1, label="load")
+    ax.plot(t, [-by_time[x]["export"] for x in times], color="#31a354", linewidth=1, label="export (below 0)")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_ylabel("energy per interval [kWh]")
+    _time_axis(ax)
+    ax.legend(loc="upper left", fontsize=8)
+    _finish(fig, ax, path, "The area's energy mix: how the homes' load was met")
+
+
+def feeders(path: Path, lines: list[dict[str, Any]], limits: dict[str, float]) -> None:
+    fig, (load_ax, volt_ax) = plt.subplots(2, 1, figsize=(SIZE[0], SIZE[1] * 1.5), sharex=True)
+    by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in lines:
+        by_owner[r["line_owner"]].append(r)
+    for owner, rows in by_owner.items():
+        t = _times(rows)
+        load_ax.plot(t, [r["max_loading_percent"] for r in rows], label=owner)
+        volt_ax.fill_between(t, [r["v_min_pu"] for r in rows], [r["v_max_pu"] for r in rows], alpha=0.3)
+        volt_ax.plot(t, [r["v_end_pu"] for r in rows], linewidth=1, label=f"{owner}: far end")
+    load_ax.axhline(
+        limits["max_loading_percent"], color="#de2d26", linestyle="--", linewidth=1, label="limit"
+    )
+    load_ax.set_ylabel("most loaded cable [%]")
+    load_ax.legend(loc="upper left", fontsize=8)
+    for v in (limits["v_min_pu"], limits["v_max_pu"]):
+        volt_ax.axhline(v, color="#de2d26", linestyle="--", linewidth=1)
+    volt_ax.set_ylabel("home voltages [pu]")
+    volt_ax.legend(loc="upper left", fontsize=8)
+    _time_axis(volt_ax)
+    _finish(fig, load_ax, path, "The feeders: cable loading and voltage band (dashed: limits)")
+
+
+def batteries(path: Path, homes: list[dict[str, Any]]) -> None:
+    fig, ax = plt.subplots(figsize=SIZE)
+    by_home: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in homes:
+        if r["battery_soc_percent"] is not None:
+            by_home[r["home"]].append(r)
+    for name, rows in sorted(by_home.items()):
+        ax.plot(_times(rows), [r["battery_soc_percent"] for r in rows], linewidth=1, label=name)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("state of charge [%]")
+    _time_axis(ax)
+    if by_home:
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no home has a battery", transform=ax.transAxes, ha="center")
+    _finish(fig, ax, path, "Batteries: state of charge at the end of each interval")
+
+
+def money(path: Path, report: dict[str, Any]) -> None:
+    revenue = {k: v for k, v in report["revenue_gnc"].items() if k != "miners"}
+    revenue["relays"] = sum(report["relay"].get("reward_per_relay_gnc", {}).values())
+    fig, ax = plt.subplots(figsize=SIZE)
+    names = list(revenue)
+    values = [revenue[n] for n in names]
+    ax.barh(names, values, color=["#31a354" if v >= 0 else "#de2d26" for v in values])
+    ax.axvline(0, color="black", linewidth=0.5)
+    economy = report["economy"]
+    ax.set_xlabel(
+        "gained (+) or paid (-) over the run [GNC]\n"
+        f"not shown: the miners' {economy['block_subsidy_gnc']:,.0f} GNC of block subsidy (new coin) "
+        f"and {economy['transaction_fees_gnc']:.4f} GNC of fees"
+    )
+    _finish(fig, ax, path, "Money by role (the energy economy; the block subsidy apart)")
+
+
+def relays(path: Path, rows: list[dict[str, Any]]) -> None:
+    fig, ax = plt.subplots(figsize=SIZE)
+    if rows:
+        names = [r["relay"] for r in rows]
+        ax.bar(names, [r["datagrams_forwarded"] for r in rows], color="#9ecae1")
+        ax.set_ylabel("datagrams forwarded")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        right = ax.twinx()
+        right.plot(names, [r["pay_gnc"] for r in rows], "o", color="#e6550d")
+        right.set_ylabel("paid [GNC] (dots)")
+    else:
+        ax.text(0.5, 0.5, "no relays in this run", transform=ax.transAxes, ha="center")
+    _finish(fig, ax, path, "Relays: datagrams carried and pay")
+
+
+def write_plots(
+    out: Path, tables: dict[str, pa.Table], report: dict[str, Any], limits: dict[str, float]
+) -> list[str]:
+    """Every plot of the run in ``out/plots/``; their paths relative to ``out``."""
+    folder = out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = {name: t.to_pylist() for name, t in tables.items()}
+    drawn: dict[str, Callable[[Path], None]] = {
+        "prices.png": lambda p: prices(p, rows["market"]),
+        "energy.png": lambda p: energy(p, rows["homes"]),
+        "feeders.png": lambda p: feeders(p, rows["lines"], limits),
+        "batteries.png": lambda p: batteries(p, rows["homes"]),
+        "money.png": lambda p: money(p, report),
+        "relays.png": lambda p: relays(p, rows["relays"]),
+    }
+    for name, draw in drawn.items():
+        draw(folder / name)
+    return [f"plots/{name}" for name in drawn]
