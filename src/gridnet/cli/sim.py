@@ -130,7 +130,7 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
         "DSO commands (congestion)",
         "none: the grid stayed within its limits"
         if not d["commands"]
-        else f"{d['commands']} from {d['first_command_utc']} UTC to {d['homes_commanded']} homes downstream; "
+        else f"{d['commands']} from {d['first_command_utc']} to {d['homes_commanded']} homes downstream; "
         f"{d['homes_following_commands']} followed, {d['overrides_recorded']} override(s) recorded, "
         f"{_kwh(e['curtailed_wh'])} curtailed",
     )

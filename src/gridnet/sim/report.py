@@ -36,12 +36,6 @@ REPORT_VERSION = 2
 """Bumped when a field of report.json changes meaning or goes away (new fields keep it)."""
 
 
-def clock(interval: Interval) -> str:
-    """Start of ``interval`` as HH:MM (UTC)."""
-    minutes = (interval % 96) * (INTERVAL_MS // 60_000)
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
 def build_report(
     sim: Neighbourhood, balances0: dict[Address, int], converged: bool, simulation_s: float
 ) -> dict[str, Any]:
