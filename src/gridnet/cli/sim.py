@@ -169,6 +169,7 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
             f"series: {out / 'series'}  ({', '.join(report['series']['tables'])}: Parquet, docs/scenarios.md)"
         )
     console.print(f"chain:  {chain_dir}  (audit it: gridnet chain verify --data-dir {chain_dir})")
+    console.print(f"see it: gridnet dashboard {out}  (then open http://127.0.0.1:8040/)")
 
 
 def demo(
@@ -216,6 +217,44 @@ def print_demo_summary(report: dict[str, Any], out: Path) -> None:
     console.print(f"chain:  {out / 'chain'}  (audit it: gridnet chain verify --data-dir {out / 'chain'})")
 
 
+def dashboard_cmd(
+    out: Annotated[
+        Path | None, typer.Argument(help="A run's output directory (gridnet simulate --out).")
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Follow a running node live instead: its API URL.")
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to serve on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to serve on.")] = 8040,
+) -> None:
+    """Serve one run's results in a browser (overview, market, homes, grid, its chain), or
+    follow a running node live with --node URL (overview, network, chain)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    if (out is None) == (node is None):
+        raise typer.BadParameter("give a run's directory OUT or --node URL (one of them)")
+    app: FastAPI
+    if node is not None:
+        from gridnet.dashboard.live import create_live_dashboard
+
+        app = create_live_dashboard(node)
+        what = f"the node at {node}"
+    else:
+        from gridnet.dashboard.app import create_dashboard
+        from gridnet.dashboard.run import RunResults
+
+        assert out is not None
+        RunResults.open(out).close()  # a clear error now rather than at the first page
+        app = create_dashboard(out)
+        what = str(out)
+    console.print(f"dashboard of {what} on http://{host}:{port}/ (Ctrl-C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
     app.command("ledger-demo")(demo)
+    app.command("dashboard")(dashboard_cmd)

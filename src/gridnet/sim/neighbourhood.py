@@ -37,7 +37,7 @@ from gridnet.net.memory import MemoryNetwork
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
-from gridnet.sim import plots, series
+from gridnet.sim import series
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
 from gridnet.sim.output import audit, prepare_out_dir, write_report
 from gridnet.sim.report import build_report
@@ -161,6 +161,8 @@ class Neighbourhood:
         pay = report["relay"].get("reward_per_relay_gnc", {})
         tables = series.tables(self.world, pay)
         report["series"] = series.write_series(out, tables, csv)
+        from gridnet.sim import plots  # (matplotlib loads only when a run draws)
+
         g = self.s.grid
         limits = {
             "max_loading_percent": g.max_loading_percent,

@@ -1,0 +1,164 @@
+"""``gridnet dashboard --node URL``: a running node (or a devnet through one of its nodes),
+followed live through its HTTP API.
+
+Pages: the overview (its height, head, peers, mempool, mining; the latest blocks), the
+network (its peers, the heights they announced, its mempool) and the chain explorer (a
+block, a transaction, an account), all read from the node's API. The overview and the
+network page refresh their panels every two seconds with htmx; nothing is cached.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+
+from gridnet.dashboard.run import when
+from gridnet.errors import NodeUnavailable
+from gridnet.node.client import NodeClient
+from gridnet.units import UNITS_PER_GNC
+
+HERE = Path(__file__).parent
+NAV = [("/", "Overview"), ("/network", "Network"), ("/chain", "Chain")]
+LATEST = 12
+REFRESH = "every 2s"
+
+
+def create_live_dashboard(url: str) -> FastAPI:
+    """The dashboard of the node whose API answers at ``url``."""
+    NodeClient(url)  # checks the URL's form (one line if it is not http://HOST:PORT)
+    app = FastAPI(title="GRIDNET dashboard (live)", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+
+    def get(path: str) -> Any:
+        """The node's answer (None for a 404); a node that does not answer is a 503 page."""
+        client = NodeClient(url, timeout_s=10)
+        try:
+            return client.get(path)
+        except NodeUnavailable as exc:
+            raise HTTPException(status_code=503, detail=f"the node at {url} does not answer: {exc}") from None
+        finally:
+            client.close()
+
+    def page(request: Request, name: str, here: str, title: str, **context: Any) -> HTMLResponse:
+        context.update(nav=NAV, here=here, title=title, run_name=f"live · {url}", refresh=REFRESH)
+        return templates.TemplateResponse(request, name, context)
+
+    def status_context() -> dict[str, Any]:
+        status = get("/status")
+        head = get("/head")
+        blocks = []
+        for height in range(head["height"], max(-1, head["height"] - LATEST), -1):
+            b = get(f"/blocks/{height}")
+            if b is not None:
+                blocks.append(
+                    {
+                        "height": height,
+                        "hash": b["hash"],
+                        "time": when(b["timestamp"]),
+                        "txs": len(b["transactions"]),
+                        "miner": b["miner"],
+                    }
+                )
+        return {"status": status, "head": head, "blocks": blocks, "head_time": when(status["head_time"])}
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> HTMLResponse:
+        return page(request, "live_overview.html", "/", "Live node", **status_context())
+
+    @app.get("/live/status", response_class=HTMLResponse)
+    def status_panel(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "live_status.html", status_context())
+
+    def network_context() -> dict[str, Any]:
+        peers = get("/peers")
+        mempool = get("/mempool")
+        return {"peers": peers, "mempool": mempool, "head": get("/head")}
+
+    @app.get("/network", response_class=HTMLResponse)
+    def network(request: Request) -> HTMLResponse:
+        return page(request, "live_network.html", "/network", "Network", **network_context())
+
+    @app.get("/live/network", response_class=HTMLResponse)
+    def network_panel(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "live_network_panel.html", network_context())
+
+    @app.get("/chain", response_class=HTMLResponse)
+    def chain(request: Request) -> HTMLResponse:
+        return page(request, "live_chain.html", "/chain", "Chain", **status_context())
+
+    @app.get("/chain/block/{height}", response_class=HTMLResponse)
+    def block(request: Request, height: int) -> HTMLResponse:
+        b = get(f"/blocks/{height}")
+        if b is None:
+            raise HTTPException(status_code=404, detail=f"no block at height {height} on the node")
+        txs = []
+        for position, ref in enumerate(b["transactions"]):
+            found = get(f"/transactions/{ref['txid']}") if position else None
+            t = found["transaction"] if found else {}
+            txs.append(
+                {"id": ref["txid"], "kind": ref["type"], "sender": t.get("sender"), "fee": t.get("fee", 0)}
+            )
+        header = {k: v for k, v in b.items() if k != "transactions"}
+        return page(request, "block.html", "/chain", f"Block {height}", height=height, hash=b["hash"],
+                    header=header, time=when(b["timestamp"]), txs=txs)  # fmt: skip
+
+    @app.get("/chain/tx/{txid}", response_class=HTMLResponse)
+    def tx(request: Request, txid: str) -> HTMLResponse:
+        found = get(f"/transactions/{txid}")
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no transaction {txid[:16]} on the node")
+        t = found["transaction"]
+        where = found.get("block") or {}
+        return page(
+            request,
+            "tx.html",
+            "/chain",
+            f"Transaction {txid[:16]}",
+            txid=txid,
+            kind=t["type"],
+            height=where.get("height", "pending"),
+            position=found.get("position"),
+            sender=t["sender"],
+            nonce=t["nonce"],
+            fee=t["fee"],
+            payload=json.dumps(t["payload"], indent=2),
+            links=[],
+        )
+
+    @app.get("/chain/account/{address}", response_class=HTMLResponse)
+    def account(request: Request, address: str) -> HTMLResponse:
+        a = get(f"/accounts/{address}")
+        if a is None:
+            raise HTTPException(status_code=404, detail=f"no account {address}")
+        identity = get(f"/identities/{address}")
+        return page(
+            request,
+            "account.html",
+            "/chain",
+            f"Account {address[:14]}",
+            address=a["address"],
+            balance=a["balance"] / UNITS_PER_GNC,
+            nonce=a["nonce"],
+            bonded=a["bonded"] / UNITS_PER_GNC,
+            identity=identity is not None,
+            authority=None,
+            sent=[],
+            meters=[],
+        )
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:
+        response = page(request, "error.html", "", "Not found" if exc.status_code == 404 else "Unavailable",
+                        message=str(exc.detail))  # fmt: skip
+        response.status_code = exc.status_code
+        return response
+
+    return app

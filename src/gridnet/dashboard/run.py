@@ -1,0 +1,87 @@
+"""One run's results, as the dashboard reads them: its report, its time series and its chain
+(opened read-only: the explorer reads blocks, transactions and state records from it)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from gridnet.crypto.address import address_from_public_key, address_to_text
+from gridnet.errors import ConfigError
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.txs.contract import SettleContract
+from gridnet.units import Hash32
+
+
+def when(ms: int) -> str:
+    """A timestamp [ms] as UTC ``YYYY-MM-DD HH:MM:SS``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class Located:
+    tx: Transaction
+    height: int
+    position: int
+
+
+@dataclass
+class RunResults:
+    out: Path
+    report: dict[str, Any]
+    series: dict[str, list[dict[str, Any]]]
+    chain: Chain
+    txs: dict[Hash32, Located] = field(default_factory=dict)
+    by_sender: dict[bytes, list[Hash32]] = field(default_factory=lambda: defaultdict(list))
+    settlements: dict[bytes, list[Hash32]] = field(default_factory=lambda: defaultdict(list))
+    """Contract id -> the SettleContract transactions that name it (its states on chain)."""
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def open(cls, out: Path) -> RunResults:
+        """The run written to ``out`` by ``gridnet simulate`` (or ``gridnet devnet --scenario``)."""
+        report_path = out / "report.json"
+        if not report_path.is_file():
+            raise ConfigError(
+                f"{out} holds no run: {report_path} is missing (run gridnet simulate --out {out})"
+            )
+        report = json.loads(report_path.read_text())
+        if report.get("schema_version", 1) < 2:
+            raise ConfigError(f"{report_path} is from an older gridnet (no series): run the scenario again")
+        series = {}
+        for name, entry in report.get("series", {}).get("tables", {}).items():
+            series[name] = pq.read_table(out / entry["file"]).to_pylist()
+        chain_dir = out / "chain" if (out / "chain").is_dir() else out / "n0"
+        results = cls(out, report, series, Chain.open(chain_dir, readonly=True))
+        results._index()
+        return results
+
+    def _index(self) -> None:
+        for height in range(1, self.chain.height + 1):
+            block = self.chain.block_at(height)
+            assert block is not None
+            for position, tx in enumerate(block.txs):
+                tid = tx_id(tx)
+                self.txs[tid] = Located(tx, height, position)
+                self.kinds[type(tx.payload).__name__] += 1
+                if position:  # (the coinbase has no sender)
+                    self.by_sender[address_from_public_key(tx.sender)].append(tid)
+                if isinstance(tx.payload, SettleContract):
+                    self.settlements[tx.payload.signed.state.contract].append(tid)
+
+    def block(self, height: int) -> Block | None:
+        return self.chain.block_at(height) if 0 <= height <= self.chain.height else None
+
+    def sender_text(self, tx: Transaction) -> str:
+        return address_to_text(address_from_public_key(tx.sender))
+
+    def close(self) -> None:
+        self.chain.close()

@@ -1,0 +1,293 @@
+"""``gridnet dashboard OUT`` in a real browser: a real dashboard process on 127.0.0.1 serves a
+run that the test simulates, and headless Debian chromium (driven by playwright) opens every
+page with every request to another origin refused (the assets ship in the package), checks
+that the charts hold the run's figures and walks from a block to a transaction to its sender.
+The process and the browser are stopped by the test, whatever happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from gridnet.ledger.chain import Chain
+from gridnet.node.devnet import LOCAL, DevNode, devnet_params, free_port, stop_all
+from gridnet.sim.neighbourhood import simulate
+from gridnet.sim.scenario import scenario_from_dict
+from tests.helpers import wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-proxy-server"]
+WAIT_MS = 60_000
+"""Ceiling on every browser wait [ms]: generous, for a busy machine or a single core."""
+expect.set_options(timeout=WAIT_MS)
+RUN: dict[str, Any] = {
+    "simulation": {"intervals": 6, "start": "2026-06-21T10:30:00Z"},
+    "homes": {"count": 6, "ack_own_meter_share": 0.5},
+    "security": {"flagged_meters": 1},
+}
+
+
+@dataclass
+class Served:
+    origin: str
+    out: Path
+    report: dict[str, Any]
+
+
+@dataclass
+class Visit:
+    refused: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A simulated run, and a dashboard process serving it on 127.0.0.1 (stopped by its PID)."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    report = simulate(scenario_from_dict(RUN, "dashboard run"), out)
+    port = free_port()
+    origin = f"http://{LOCAL}:{port}"
+    log = (out.parent / "dashboard.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", "dashboard", str(out), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{origin}/", timeout=5) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return process.poll() is not None
+
+        assert wait_for(answers, 90) and process.poll() is None, (out.parent / "dashboard.log").read_text()
+        yield Served(origin, out, report)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'make chromium' (as root) to install it"
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=BROWSER_ARGS, timeout=WAIT_MS
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_page(browser: Browser, origin: str) -> tuple[Page, Visit]:
+    """A page that refuses (and records) every request to another origin and records console
+    errors and every response's status."""
+    visit = Visit()
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+
+    def gate(route: Route) -> None:
+        parts = urlsplit(route.request.url)
+        if f"{parts.scheme}://{parts.netloc}" == origin:
+            route.continue_()
+        else:
+            visit.refused.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    page.route("**/*", gate)
+    page.on("console", lambda m: visit.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: visit.errors.append(f"uncaught: {e}"))
+    page.on("response", lambda r: visit.statuses.__setitem__(urlsplit(r.url).path, r.status))
+    return page, visit
+
+
+def charts(page: Page, expected: int) -> dict[str, Any]:
+    """The page's charts, once drawn: canvas id -> its datasets' labels and data."""
+    page.wait_for_function(f"Object.keys(window.gridnetCharts || {{}}).length >= {expected}", timeout=WAIT_MS)
+    result: dict[str, Any] = page.evaluate(
+        "Object.fromEntries(Object.entries(window.gridnetCharts).map(([k, c]) => "
+        "[k, {labels: c.data.labels, datasets: c.data.datasets.map(d => ({label: d.label, data: d.data}))}]))"
+    )
+    return result
+
+
+def test_every_page_loads_offline_with_no_console_error(served: Served, browser: Browser) -> None:
+    first = served.report["scenario"]["first_interval"]
+    pages = {
+        "/": 2,
+        "/market": 1,
+        f"/market?interval={first}": 1,
+        "/homes": 1,
+        "/homes?home=home-1": 1,
+        "/grid": 2,
+        "/chain": 0,
+        "/chain/block/1": 0,
+        "/chain/records/pools": 0,
+        "/chain/records/flags": 0,
+        "/chain/records/authorities": 0,
+    }
+    page, visit = open_page(browser, served.origin)
+    try:
+        for path, n_charts in pages.items():
+            response = page.goto(served.origin + path, wait_until="load")
+            assert response is not None and response.status == 200, path
+            if n_charts:
+                charts(page, n_charts)
+            expect(page.locator("header")).to_contain_text("Overview")
+            page.wait_for_load_state("networkidle")
+        assert visit.refused == [] and visit.errors == []
+        assert {p: s for p, s in visit.statuses.items() if s != 200} == {}
+        assert {"/static/htmx.min.js", "/static/chart.umd.min.js", "/static/dashboard.js"} <= set(
+            visit.statuses
+        )
+        missing = page.goto(served.origin + "/chain/block/999999")
+        assert missing is not None and missing.status == 404
+        expect(page.locator("#error")).to_contain_text("no block at height 999999")
+    finally:
+        page.close()
+
+
+def test_the_pages_hold_the_runs_figures(served: Served, browser: Browser) -> None:
+    report = served.report
+    page, visit = open_page(browser, served.origin)
+    try:
+        page.goto(served.origin + "/")
+        drawn = charts(page, 2)
+        expect(page.locator("#fig-contracts")).to_have_text(f"{report['energy']['contracts']:,}")
+        expect(page.locator("#fig-disputes")).to_have_text(str(report["contracts"]["disputes_resolved"]))
+        expect(page.locator("#economy-note")).to_contain_text("block subsidy")
+        prices = next(d for d in drawn["chart-prices"]["datasets"] if d["label"].startswith("clearing price"))
+        assert prices["data"] == [c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]]
+        traded = next(d for d in drawn["chart-prices"]["datasets"] if d["label"].startswith("traded"))
+        assert traded["data"] == [c["traded_wh"] / 1000 for c in report["clearing_price"]["per_interval"]]
+        # A home's day: its panel swaps in (htmx) with its own chart and its bill from the report.
+        page.goto(served.origin + "/homes")
+        charts(page, 1)
+        home = report["homes"][3]
+        page.locator(f'.picker a[href="/homes?home={home["name"]}"]').click()
+        expect(page.locator("#home-name")).to_contain_text(home["name"])
+        expect(page.locator("#home-bill")).to_have_text(f"{home['bill_gnc']:.4f}")
+        assert page.url.endswith(f"/homes?home={home['name']}")
+        loads = page.evaluate("window.gridnetCharts['chart-home'].data.datasets[0].data")
+        series = json.loads((served.out / "report.json").read_text())["homes"][3]
+        assert round(sum(loads) * 1000) == series["load_wh"]
+        assert visit.errors == [] and visit.refused == []
+    finally:
+        page.close()
+
+
+def test_a_block_leads_to_its_transactions_and_their_senders(served: Served, browser: Browser) -> None:
+    page, visit = open_page(browser, served.origin)
+    try:
+        page.goto(served.origin + "/chain")
+        page.locator('#blocks a[href="/chain/block/2"]').click()
+        expect(page.locator("h1")).to_have_text("Block 2")
+        rows = page.locator("#txs tr")
+        expect(rows.nth(2)).to_be_visible()  # a coinbase and at least one transaction
+        kind = rows.nth(2).locator("td").nth(2).inner_text()
+        rows.nth(2).locator("td").nth(1).locator("a").click()
+        expect(page.locator("#tx-kind")).to_have_text(kind)
+        sender = page.locator("#tx-sender").inner_text()
+        page.locator("#tx-sender").click()
+        expect(page.locator("#account-address")).to_have_text(sender)
+        expect(page.locator("#account-balance")).not_to_be_empty()
+        assert visit.errors == [] and visit.refused == []
+    finally:
+        page.close()
+
+
+def test_a_directory_without_a_run_is_one_clear_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gridnet", "dashboard", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nothing'} holds no run: {tmp_path / 'nothing' / 'report.json'} is missing "
+        f"(run gridnet simulate --out {tmp_path / 'nothing'})"
+    ]
+
+
+@pytest.fixture
+def mining_node(tmp_path: Path) -> Iterator[DevNode]:
+    """A real node process mining on 127.0.0.1 (stopped by its PID)."""
+    node = DevNode("live", tmp_path / "live", free_port(), free_port())
+    Chain.create(node.data_dir, devnet_params()).close()
+    try:
+        node.start("--mine", "--hashes-per-tick", "50")
+        assert wait_for(lambda: (node.head() or {}).get("height", 0) >= 1, 120), "the node mined no block"
+        yield node
+    finally:
+        stop_all([node])
+
+
+def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser, tmp_path: Path) -> None:
+    """gridnet dashboard --node URL: the overview shows the node's height and, without a
+    reload, a newer block; the network page and a block's page load; no console error."""
+    port = free_port()
+    origin = f"http://{LOCAL}:{port}"
+    with (tmp_path / "dashboard.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gridnet", "dashboard", "--node", f"http://{LOCAL}:{mining_node.api_port}",
+             "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+
+            def answers() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{origin}/", timeout=5) as r:
+                        return bool(r.status == 200)
+                except OSError:
+                    return process.poll() is not None
+
+            assert wait_for(answers, 90) and process.poll() is None, (tmp_path / "dashboard.log").read_text()
+            page, visit = open_page(browser, origin)
+            try:
+                page.goto(origin + "/")
+                first = int(page.locator("#live-height").inner_text())
+                assert first >= 1
+                page.wait_for_function(
+                    f"Number(document.querySelector('#live-height').textContent) > {first}",
+                    timeout=WAIT_MS * 3,
+                )
+                newest = int(page.locator("#live-height").inner_text())
+                expect(page.locator(f'#blocks a[href="/chain/block/{newest}"]')).to_be_visible()
+                page.locator(f'#blocks a[href="/chain/block/{newest}"]').click()
+                expect(page.locator("h1")).to_have_text(f"Block {newest}")
+                page.goto(origin + "/network")
+                expect(page.locator("#mempool-size")).to_contain_text("transaction(s)")
+                assert visit.errors == [] and visit.refused == []
+            finally:
+                page.close()
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
