@@ -181,6 +181,13 @@ def test_the_pages_hold_the_runs_figures(served: Served, browser: Browser) -> No
         assert prices["data"] == [c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]]
         traded = next(d for d in drawn["chart-prices"]["datasets"] if d["label"].startswith("traded"))
         assert traded["data"] == [c["traded_wh"] / 1000 for c in report["clearing_price"]["per_interval"]]
+        # An interval's order book: every order the hub cleared (its panel swaps in, htmx).
+        page.goto(served.origin + "/market")
+        charts(page, 1)
+        picked = report["clearing_price"]["per_interval"][2]
+        page.locator(f'a[href="/market?interval={picked["interval"]}"]').click()
+        expect(page.locator("#picked-interval")).to_contain_text(str(picked["interval"]))
+        expect(page.locator("#order-book tr")).to_have_count(1 + picked["bids"] + picked["offers"])
         # A home's day: its panel swaps in (htmx) with its own chart and its bill from the report.
         page.goto(served.origin + "/homes")
         charts(page, 1)

@@ -341,6 +341,16 @@ def test_every_run_writes_its_time_series(runs: tuple[Any, ...], tmp_path: Path)
         c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]
     ]
     assert sum(r["contracts"] for r in market) == energy["contracts"]
+    orders = tables["orders"].to_pylist()
+    for m in market:  # each interval's book: every order the hub cleared, and what it traded
+        book = [o for o in orders if o["interval"] == m["interval"]]
+        assert (
+            sum(o["side"] == "bid" for o in book) == m["bids"]
+            and sum(o["side"] == "offer" for o in book) == m["offers"]
+        )
+        assert sum(o["traded_wh"] for o in book if o["side"] == "bid") == m["traded_wh"]
+        assert sum(o["traded_wh"] for o in book if o["side"] == "offer") == m["traded_wh"]
+        assert all(0 <= o["traded_wh"] <= o["wh"] for o in book)
     relays = {r["relay"]: r["pay_gnc"] for r in tables["relays"].to_pylist()}
     assert {k: v for k, v in relays.items() if v} == report["relay"]["reward_per_relay_gnc"]
     written = series.write_series(tmp_path, tables, csv=True)

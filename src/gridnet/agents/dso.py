@@ -54,6 +54,8 @@ class Dso(Agent):
         self.late_orders = 0
         self.clearing: list[dict[str, int | None]] = []
         self.commands: list[DsoCommand] = []
+        self.books: dict[Interval, list[tuple[Order, int]]] = {}
+        """Each cleared interval's orders (its own included) with the energy each traded [Wh]."""
         self.shortfall_wh = 0
 
     def allocations(self, world: World) -> list[Allocation]:
@@ -131,6 +133,11 @@ class Dso(Agent):
                 "offer_wh": sum(v.order.wh for v in offers_in),
             }
         )
+        traded: dict[bytes, int] = defaultdict(int)
+        for t in clearing.trades:
+            traded[t.bid_id] += t.wh
+            traded[t.offer_id] += t.wh
+        self.books[interval] = [(v.order, traded[v.id]) for v in verified]
         bids = {v.id: v for v in verified if v.order.side == Side.BID}
         for n, t in enumerate(clearing.trades):
             self.contract(world, interval, n, t, bids[t.bid_id])

@@ -179,7 +179,12 @@ def create_dashboard(out: Path) -> FastAPI:
                             "state": _contract_state(rec),
                         }
                     )
-        return {"picked": picked, "contracts": contracts}
+        book = [
+            {**o, "price": f"{o['price_gnc_per_kwh']:.4f}"}
+            for o in run().series.get("orders", [])
+            if picked is not None and o["interval"] == interval
+        ]
+        return {"picked": picked, "contracts": contracts, "book": book}
 
     @app.get("/market", response_class=HTMLResponse)
     def market(request: Request, interval: int | None = None) -> HTMLResponse:

@@ -20,6 +20,7 @@ from gridnet.agents.contracts import dues
 from gridnet.agents.dso import Dso
 from gridnet.agents.home import Home
 from gridnet.agents.line_owner import LineOwner
+from gridnet.market.orders import Side
 from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Interval, energy_cost
 
 if TYPE_CHECKING:
@@ -85,6 +86,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("offer_wh", pa.int64()),
             ("contracts", pa.int64()),
             ("p2p_wh", pa.int64()),
+        ]
+    ),
+    "orders": pa.schema(
+        [
+            ("interval", pa.int64()),
+            ("time", _TIME),
+            ("side", pa.string()),
+            ("owner", pa.string()),
+            ("wh", pa.int64()),
+            ("price_gnc_per_kwh", pa.float64()),
+            ("traded_wh", pa.int64()),
         ]
     ),
     "relays": pa.schema(
@@ -226,6 +238,31 @@ def market_rows(world: World) -> list[dict[str, Any]]:
     return rows
 
 
+def order_rows(world: World) -> list[dict[str, Any]]:
+    """One row per order the hub cleared (the DSO's own included): each interval's book,
+    bids by price from the highest, then offers from the lowest."""
+    dso = world.one(Dso)
+    rows = []
+    for interval, book in sorted(dso.books.items()):
+        ordered = sorted(
+            book, key=lambda e: (e[0].side != Side.BID, -e[0].price if e[0].side == Side.BID else e[0].price)
+        )
+        for order, traded in ordered:
+            owner = world.by_address.get(order.owner)
+            rows.append(
+                {
+                    "interval": interval,
+                    "time": _time(interval),
+                    "side": "bid" if order.side == Side.BID else "offer",
+                    "owner": owner.name if owner is not None else order.owner.hex(),
+                    "wh": order.wh,
+                    "price_gnc_per_kwh": _gnc(order.price),
+                    "traded_wh": traded,
+                }
+            )
+    return rows
+
+
 def relay_rows(world: World, pay_gnc: dict[str, float]) -> list[dict[str, Any]]:
     """One row per relay: datagrams it forwarded and what its hop claims paid it."""
     rn = world.relaynet
@@ -243,6 +280,7 @@ def tables(world: World, relay_pay_gnc: dict[str, float]) -> dict[str, pa.Table]
         "homes": home_rows(world),
         "lines": line_rows(world),
         "market": market_rows(world),
+        "orders": order_rows(world),
         "relays": relay_rows(world, relay_pay_gnc),
     }
     return {name: pa.Table.from_pylist(r, schema=SCHEMAS[name]) for name, r in rows.items()}
