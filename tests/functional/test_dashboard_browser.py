@@ -298,3 +298,17 @@ def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def test_a_port_in_use_is_one_clear_line(served: Served) -> None:
+    port = urlsplit(served.origin).port
+    result = subprocess.run(
+        [sys.executable, "-m", "gridnet", "dashboard", str(served.out), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve the dashboard on {LOCAL}:{port}: ")
+    assert lines[0].endswith("choose another --port")

@@ -250,8 +250,25 @@ def dashboard_cmd(
         RunResults.open(out).close()  # a clear error now rather than at the first page
         app = create_dashboard(out)
         what = str(out)
+    _check_free(host, port)
     console.print(f"dashboard of {what} on http://{host}:{port}/ (Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_free(host: str, port: int) -> None:
+    """One clear line when the address cannot be served on (taken, or not this machine's)."""
+    import socket
+
+    from gridnet.errors import ConfigError
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot serve the dashboard on {host}:{port}: {reason}; choose another --port"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
