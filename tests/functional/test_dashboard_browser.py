@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -122,6 +123,11 @@ def open_page(browser: Browser, origin: str) -> tuple[Page, Visit]:
     return page, visit
 
 
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return str(r.read().decode())
+
+
 def charts(page: Page, expected: int) -> dict[str, Any]:
     """The page's charts, once drawn: canvas id -> its datasets' labels and data."""
     page.wait_for_function(f"Object.keys(window.gridnetCharts || {{}}).length >= {expected}", timeout=WAIT_MS)
@@ -147,6 +153,16 @@ def test_every_page_loads_offline_with_no_console_error(served: Served, browser:
         "/chain/records/flags": 0,
         "/chain/records/authorities": 0,
     }
+    # The explorer's other pages, by the links the pages themselves hold.
+    market = fetch(f"{served.origin}/market?interval={first + 2}")
+    contract = re.search(r'href="(/chain/contract/[0-9a-f]{64})"', market)
+    account = re.search(r'href="(/chain/account/gn[a-z0-9]+)"', market)
+    assert contract is not None and account is not None
+    meter = re.search(r'href="(/chain/meter/gn[a-z0-9]+)"', fetch(served.origin + account.group(1)))
+    block = fetch(f"{served.origin}/chain/block/3")
+    tx = re.findall(r'href="(/chain/tx/[0-9a-f]{64})"', block)
+    assert meter is not None and len(tx) >= 2
+    pages.update({contract.group(1): 0, account.group(1): 0, meter.group(1): 0, tx[1]: 0})
     page, visit = open_page(browser, served.origin)
     try:
         for path, n_charts in pages.items():
