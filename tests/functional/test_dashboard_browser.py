@@ -180,6 +180,9 @@ def test_every_page_loads_offline_with_no_console_error(served: Served, browser:
         missing = page.goto(served.origin + "/chain/block/999999")
         assert missing is not None and missing.status == 404
         expect(page.locator("#error")).to_contain_text("no block at height 999999")
+        bad = page.goto(served.origin + "/market?interval=soon")
+        assert bad is not None and bad.status == 400
+        expect(page.locator("#error")).to_contain_text("query.interval")
     finally:
         page.close()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -505,6 +506,16 @@ def create_dashboard(out: Path) -> FastAPI:
         else:
             claims = []
         return page(request, "records.html", "/chain", table.capitalize(), rows=rows, claims=claims)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        response = page(
+            request, "error.html", "", "Bad request", message=f"{where}: {first.get('msg', 'invalid')}"
+        )
+        response.status_code = 400
+        return response
 
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -153,6 +154,16 @@ def create_live_dashboard(url: str) -> FastAPI:
             sent=[],
             meters=[],
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        response = page(
+            request, "error.html", "", "Bad request", message=f"{where}: {first.get('msg', 'invalid')}"
+        )
+        response.status_code = 400
+        return response
 
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:
