@@ -307,7 +307,12 @@ def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser
                 expect(page.locator("h1")).to_have_text(f"Block {newest}")
                 page.goto(origin + "/network")
                 expect(page.locator("#mempool-size")).to_contain_text("transaction(s)")
-                assert visit.errors == [] and visit.refused == []
+                for bad in ("/chain/block/-1", "/chain/tx/zz", "/chain/tx/%3Fa=1", "/chain/account/xyz"):
+                    answer = page.goto(origin + bad)
+                    assert answer is not None and 400 <= answer.status < 500, bad
+                    expect(page.locator("#error")).not_to_be_empty()
+                assert visit.refused == []
+                assert all("status of 4" in e for e in visit.errors)  # (the 4xx pages just opened)
             finally:
                 page.close()
         finally:

@@ -27,6 +27,7 @@ from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.node.api import create_app
+from gridnet.node.commands import CommandBoard
 from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
 from gridnet.relay.tokens import HashChain
@@ -317,19 +318,26 @@ def test_post_and_read_dso_commands(api: Api) -> None:
     forged = msgspec.structs.replace(command(OWNER, 1), signature=bytes(64))
     assert_error(post(forged), 422, "CommandSignatureInvalid")
     first, second, elsewhere = command(OWNER, 1), command(OWNER, 2), command(OWNER, 3, area="south")
-    assert post(first).json() == {"seq": 1, "duplicate": False}
-    assert post(first).json() == {"seq": 1, "duplicate": True}
-    assert post(second).status_code == post(elsewhere).status_code == 202
+    posted = post(first).json()
+    s1 = posted["seq"]
+    assert posted == {"seq": s1, "duplicate": False} and post(first).json() == {"seq": s1, "duplicate": True}
+    assert post(second).json()["seq"] == s1 + 1 and post(elsewhere).json()["seq"] == s1 + 2
     everything = api.client.get("/commands/north").json()
-    assert [c["seq"] for c in everything["commands"]] == [1, 2] and everything["next_after"] == 2
+    assert [c["seq"] for c in everything["commands"]] == [s1, s1 + 1] and everything["next_after"] == s1 + 1
     assert decode(bytes.fromhex(everything["commands"][1]["hex"]), SignedCommand) == second
     assert everything["commands"][0]["command"]["limit_w"] == 1500
-    assert api.client.get("/commands/north?after=2").json() == {
-        "area": "north",
-        "commands": [],
-        "next_after": 2,
-    }
-    assert [c["seq"] for c in api.client.get("/commands/south").json()["commands"]] == [3]
+    newer = api.client.get(f"/commands/north?after={s1 + 1}").json()
+    assert newer == {"area": "north", "commands": [], "next_after": s1 + 1}
+    assert [c["seq"] for c in api.client.get("/commands/south").json()["commands"]] == [s1 + 2]
+    # A command naming 1,024 meters (the most one may) fits the route.
+    many = tuple(PrivateKey.from_label(f"meter-{i}").address for i in range(1024))
+    big = sign_command(OWNER, DsoCommand(OWNER.public_key, "north", many, 0, 1500, 10, 12, 9))
+    assert post(big).status_code == 202
+    # A node that restarts numbers its commands above any a device read before.
+    assert CommandBoard().since("north", 0) == ([], 0)
+    restarted = CommandBoard()
+    restarted.post(second, api.node.chain.view())
+    assert restarted.since("north", s1 + 2)[0][0][0] > s1 + 2
     assert_error(api.client.get(f"/commands/{'x' * 40}"), 400, "BadRequest")
     assert_error(api.client.post("/commands", json={"command": "zz"}), 400, "BadRequest")
 

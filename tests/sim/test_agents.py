@@ -89,9 +89,9 @@ def test_the_core_roles_each_have_a_module() -> None:
         "manufacturer",
         "security",
         "government",
-        "line_owner",
         "dso",
         "home",
+        "line_owner",
         "collector",
         "carrier",
     ]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gridnet.agents.base import Agent
 from gridnet.agents.contracts import dues
+from gridnet.agents.home import Home
 from gridnet.agents.roles import Role
 from gridnet.contracts.channel import ContractTerms, PartySignature, sign_terms
 from gridnet.crypto.keys import PrivateKey
@@ -50,7 +51,7 @@ class LineOwner(Agent):
     def quote(self) -> UnitsPerKWh:
         """Its fee now [base units / kWh]: the scenario's, or, covering its losses, what the
         latest hour's losses cost per kWh billed, plus what it is still short of so far
-        spread over the same energy (never more than ten times its own fee)."""
+        spread over the same energy (never more than ten times its own fee, when it has one)."""
         if not self.cover_losses:
             return self.fee
         billed = sum(wh for _, wh in self.recent)
@@ -58,7 +59,8 @@ class LineOwner(Agent):
             return self.fee
         short = max(0.0, self.cost - self.earned)
         needed = (sum(c for c, _ in self.recent) + short) * 1000 / billed
-        return min(10 * self.fee, max(self.fee, math.ceil(needed)))
+        quote = max(self.fee, math.ceil(needed))
+        return min(10 * self.fee, quote) if self.fee else quote
 
     def sign_terms(self, world: World, terms: ContractTerms) -> PartySignature | None:
         fees = [f.fee for f in terms.line_fees if f.owner == self.address]
@@ -78,6 +80,13 @@ class LineOwner(Agent):
                 if f.owner == self.address:
                     billed += due[deal.cid]
                     earned += energy_cost(due[deal.cid], f.fee)
+        for home in world.of(Home):  # the shortfalls the DSO supplied under balancing contracts
+            for balancing in home.balancing.values():
+                wh = balancing.delivered.get(interval, 0)
+                for f in balancing.terms.line_fees:
+                    if wh and f.owner == self.address:
+                        billed += wh
+                        earned += energy_cost(wh, f.fee)
         self.cost += cost
         self.earned += earned
         self.recent.append((cost, billed))
@@ -94,4 +103,5 @@ def build(world: World) -> list[Agent]:
     return owners
 
 
-ROLE = Role("line_owner", 40, build)
+ROLE = Role("line_owner", 60, build)
+"""(After the DSO: it books an interval once the substation's reading is published.)"""

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
+from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.dashboard.run import when
+from gridnet.encoding import decode
 from gridnet.errors import NodeUnavailable
-from gridnet.node.client import NodeClient
+from gridnet.ledger.transactions import Transaction
+from gridnet.node.client import NodeClient, NodeRefused
 from gridnet.units import UNITS_PER_GNC
 
 HERE = Path(__file__).parent
@@ -38,26 +43,38 @@ def create_live_dashboard(url: str) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
 
-    def get(path: str) -> Any:
-        """The node's answer (None for a 404); a node that does not answer is a 503 page."""
-        client = NodeClient(url, timeout_s=10)
+    def get(path: str, client: NodeClient | None = None) -> Any:
+        """The node's answer (None for a 404); what the node refuses is a 400 page, a node that
+        does not answer a 503 page. ``client``: one kept for the page's requests."""
+        own = client is None
+        client = NodeClient(url, timeout_s=10) if client is None else client
         try:
             return client.get(path)
+        except NodeRefused as exc:
+            raise HTTPException(status_code=400, detail=f"the node refused {path}: {exc}") from None
         except NodeUnavailable as exc:
             raise HTTPException(status_code=503, detail=f"the node at {url} does not answer: {exc}") from None
         finally:
-            client.close()
+            if own:
+                client.close()
 
     def page(request: Request, name: str, here: str, title: str, **context: Any) -> HTMLResponse:
         context.update(nav=NAV, here=here, title=title, run_name=f"live · {url}", refresh=REFRESH)
         return templates.TemplateResponse(request, name, context)
 
     def status_context() -> dict[str, Any]:
-        status = get("/status")
-        head = get("/head")
+        client = NodeClient(url, timeout_s=10)
+        try:
+            return _status(client)
+        finally:
+            client.close()
+
+    def _status(client: NodeClient) -> dict[str, Any]:
+        status = get("/status", client)
+        head = get("/head", client)
         blocks = []
         for height in range(head["height"], max(-1, head["height"] - LATEST), -1):
-            b = get(f"/blocks/{height}")
+            b = get(f"/blocks/{height}", client)
             if b is not None:
                 blocks.append(
                     {
@@ -79,9 +96,15 @@ def create_live_dashboard(url: str) -> FastAPI:
         return templates.TemplateResponse(request, "live_status.html", status_context())
 
     def network_context() -> dict[str, Any]:
-        peers = get("/peers")
-        mempool = get("/mempool")
-        return {"peers": peers, "mempool": mempool, "head": get("/head")}
+        client = NodeClient(url, timeout_s=10)
+        try:
+            return {
+                "peers": get("/peers", client),
+                "mempool": get("/mempool", client),
+                "head": get("/head", client),
+            }
+        finally:
+            client.close()
 
     @app.get("/network", response_class=HTMLResponse)
     def network(request: Request) -> HTMLResponse:
@@ -96,24 +119,22 @@ def create_live_dashboard(url: str) -> FastAPI:
         return page(request, "live_chain.html", "/chain", "Chain", **status_context())
 
     @app.get("/chain/block/{height}", response_class=HTMLResponse)
-    def block(request: Request, height: int) -> HTMLResponse:
-        b = get(f"/blocks/{height}")
+    def block(request: Request, height: Annotated[int, FastApiPath(ge=0)]) -> HTMLResponse:
+        b = get(f"/blocks/{height}?full=true")  # one request: every transaction's bytes with it
         if b is None:
             raise HTTPException(status_code=404, detail=f"no block at height {height} on the node")
         txs = []
         for position, ref in enumerate(b["transactions"]):
-            found = get(f"/transactions/{ref['txid']}") if position else None
-            t = found["transaction"] if found else {}
-            txs.append(
-                {"id": ref["txid"], "kind": ref["type"], "sender": t.get("sender"), "fee": t.get("fee", 0)}
-            )
+            tx = decode(bytes.fromhex(ref["hex"]), Transaction)
+            sender = address_to_text(address_from_public_key(tx.sender)) if position else None
+            txs.append({"id": ref["txid"], "kind": ref["type"], "sender": sender, "fee": tx.fee})
         header = {k: v for k, v in b.items() if k != "transactions"}
         return page(request, "block.html", "/chain", f"Block {height}", height=height, hash=b["hash"],
                     header=header, time=when(b["timestamp"]), txs=txs)  # fmt: skip
 
     @app.get("/chain/tx/{txid}", response_class=HTMLResponse)
     def tx(request: Request, txid: str) -> HTMLResponse:
-        found = get(f"/transactions/{txid}")
+        found = get(f"/transactions/{quote(txid, safe='')}")
         if found is None:
             raise HTTPException(status_code=404, detail=f"no transaction {txid[:16]} on the node")
         t = found["transaction"]
@@ -136,10 +157,10 @@ def create_live_dashboard(url: str) -> FastAPI:
 
     @app.get("/chain/account/{address}", response_class=HTMLResponse)
     def account(request: Request, address: str) -> HTMLResponse:
-        a = get(f"/accounts/{address}")
+        a = get(f"/accounts/{quote(address, safe='')}")
         if a is None:
             raise HTTPException(status_code=404, detail=f"no account {address}")
-        identity = get(f"/identities/{address}")
+        identity = get(f"/identities/{quote(address, safe='')}")
         return page(
             request,
             "account.html",

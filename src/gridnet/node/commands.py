@@ -4,11 +4,13 @@
 A command is kept only when the chain vouches for it (signed by the issuer it names, a
 registered DSO authority: ``check_dso_command``); each area keeps its latest
 ``MAX_PER_AREA``, and the board its ``MAX_AREAS`` most recently used areas. Every command
-gets a sequence number, so a device reads only what is new since its last read.
+gets a sequence number (growing from the node's start time, so that a restart never repeats
+one), and a device reads only what is new since its last read.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
 
 from gridnet.crypto.hashing import hash32
@@ -27,7 +29,8 @@ MAX_PAGE = 256
 class CommandBoard:
     def __init__(self) -> None:
         self._areas: OrderedDict[str, deque[tuple[int, Hash32, SignedCommand]]] = OrderedDict()
-        self._seq = 0
+        self._seq = time.time_ns() // 1_000_000
+        """Starts at the boot time [ms]: after a restart, numbers stay above any a device read."""
 
     def post(self, signed: SignedCommand, view: StateView) -> tuple[int, bool]:
         """Keep ``signed`` (raises the rule it breaks); (its sequence number, whether it was

@@ -13,6 +13,7 @@ import json
 import time
 from collections import Counter
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.encoding import decode, encode
@@ -261,7 +262,7 @@ class DevnetBackend:
         out: list[SignedOrder] = []
         offset: int | None = 0
         while offset is not None:  # every page of the topic
-            body = self.clients[node].get(f"/orders/{area}/{interval}?offset={offset}")
+            body = self.clients[node].get(f"/orders/{quote(area, safe='')}/{interval}?offset={offset}")
             out.extend(decode(bytes.fromhex(o["hex"]), SignedOrder) for o in body["orders"])
             offset = body["next_offset"]
         return out
@@ -275,7 +276,7 @@ class DevnetBackend:
         raise NodeUnavailable(f"node {node}: POST /commands answered {status}: {body}")
 
     def commands(self, node: str, area: str, after: int) -> tuple[list[SignedCommand], int]:
-        body = self.clients[node].get(f"/commands/{area}?after={after}")
+        body = self.clients[node].get(f"/commands/{quote(area, safe='')}?after={after}")
         held = [decode(bytes.fromhex(c["hex"]), SignedCommand) for c in body["commands"]]
         return held, int(body["next_after"])
 

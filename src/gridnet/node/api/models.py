@@ -204,7 +204,7 @@ class HopClaimsOut(BaseModel):
 
 
 class SubmitCommandIn(BaseModel):
-    command: str = Field(max_length=8 * 1024 * 2, description="Hex of the SignedCommand's canonical bytes")
+    command: str = Field(max_length=2 * 64 * 1024, description="Hex of the SignedCommand's canonical bytes")
 
 
 class PostCommandOut(BaseModel):
