@@ -221,3 +221,70 @@ def test_bad_policy_is_a_config_error_naming_the_key(text: str, fragment: str) -
 def test_missing_policy_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_policy(tmp_path / "absent.toml")
+
+
+# --- scheduled checks, energy units and DSO-command rules (seed 004's PML) ------------------
+
+SEED_POLICY = """
+[battery]
+nominal_v = 12.0
+
+[[check]]                  # every minute, if stored energy < 50 Ah buy until 60 Ah at < 6000 units/kWh
+every = "1m"
+if_stored_below = "50 Ah"
+buy_until = "60 Ah"
+max_price = 6000
+
+[[check]]
+every = "15m"
+if_stored_below = 100
+buy_until = "0.5 kWh"
+max_price = 9000
+
+[commands]
+override = ["limit_import"]
+"""
+
+
+def test_checks_on_a_schedule_with_energy_in_ah_wh_or_kwh() -> None:
+    policy = parse_policy(SEED_POLICY, source="n1.toml")
+    first, second = policy.checks
+    assert (first.every_s, first.below_wh, first.until_wh, first.max_price) == (60, 600, 720, 6000)
+    assert (second.every_s, second.below_wh, second.until_wh, second.max_price) == (900, 100, 500, 9000)
+    assert policy.nominal_v == 12.0
+
+
+def test_dso_command_rules_follow_a_trusted_dso_except_the_kinds_overridden() -> None:
+    dso = PrivateKey.from_label("policy-dso").address
+    other = PrivateKey.from_label("policy-other").address
+    text = SEED_POLICY + f'\n[trust]\ndso = ["{address_to_text(dso)}"]\n'
+    policy = parse_policy(text, source="n1.toml")
+    assert policy.follows(0, dso) and not policy.follows(1, dso)  # curtail export yes, limit import no
+    assert not policy.follows(0, other)  # an untrusted issuer never
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            '[[check]]\nevery = "1m"\nif_stored_below = "50 Ah"\nbuy_until = "60 Ah"\nmax_price = 1\n',
+            "nominal_v",
+        ),
+        ('[[check]]\nevery = "soon"\nif_stored_below = 1\nbuy_until = 2\nmax_price = 1\n', "check[0].every"),
+        (
+            '[[check]]\nevery = "1m"\nif_stored_below = "5 bananas"\nbuy_until = 2\nmax_price = 1\n',
+            "if_stored_below",
+        ),
+        (
+            '[[check]]\nevery = "1m"\nif_stored_below = 50\nbuy_until = 20\nmax_price = 1\n',
+            "buy_until (20 Wh) is below",
+        ),
+        ('[[check]]\nevery = "1m"\nif_stored_below = 50\nbuy_until = 60\n', "missing 'max_price'"),
+        ('[commands]\noverride = ["reboot"]\n', "commands.override"),
+        ("[battery]\nnominal_v = -12\n", "nominal_v"),
+    ],
+)
+def test_bad_rules_are_one_line_naming_the_key(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(text, source="n1.toml")
+    assert fragment in str(info.value) and "\n" not in str(info.value) and "n1.toml" in str(info.value)

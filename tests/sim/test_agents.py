@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from gridnet.agents.base import Agent
@@ -21,7 +22,7 @@ from gridnet.ledger.params import Allocation
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.relaynet import CommandNote
-from gridnet.sim.scenario import gnc, scenario_from_dict
+from gridnet.sim.scenario import gnc, load_scenario, scenario_from_dict
 from gridnet.units import Interval
 
 TINY: dict[str, Any] = {
@@ -136,3 +137,35 @@ def test_a_home_follows_only_commands_the_chain_vouches_for(tmp_path: Path) -> N
         assert world.tally.submitted["RecordOverride"] == overrides + 1
     finally:
         sim.close()
+
+
+def test_a_home_runs_its_owners_policy_file(tmp_path: Path) -> None:
+    """[policies] names a home's own policy file: its scheduled check (every minute, below a
+    stored energy, buy up to a target under a price cap, in Ah at the battery's voltage)
+    orders energy for the battery at the check's price, and the battery fills."""
+    (tmp_path / "n0.toml").write_text(
+        '[[buy]]\nfrom = "00:00"\nto = "24:00"\nmax_price = 35000000\n'
+        "[battery]\nnominal_v = 48.0\n"
+        '[[check]]\nevery = "1m"\nif_stored_below = "400 Ah"\nbuy_until = "400 Ah"\nmax_price = 40000000\n'
+    )
+    scenario_file = tmp_path / "night.toml"
+    scenario_file.write_text(
+        '[simulation]\nintervals = 4\nstart = "2026-06-21T00:00:00Z"\n[homes]\ncount = 6\n'
+        '[policies]\nhome-0 = "n0.toml"\n'
+    )
+    report = simulate(load_scenario(scenario_file), tmp_path / "out")
+    assert report["converged"] and report["transactions"]["refused"] == {}
+    orders = pq.read_table(tmp_path / "out" / "series" / "orders.parquet").to_pylist()
+    checked = [o for o in orders if o["owner"] == "home-0" and o["price_gnc_per_kwh"] == 0.40]
+    assert len(checked) == 4 and all(o["side"] == "bid" and 0 < o["traded_wh"] == o["wh"] for o in checked)
+    homes = [
+        r
+        for r in pq.read_table(tmp_path / "out" / "series" / "homes.parquet").to_pylist()
+        if r["home"] == "home-0"
+    ]
+    soc = [r["battery_soc_percent"] for r in homes]
+    assert soc == sorted(soc) and soc[-1] > soc[0]  # it charges all night on its check's purchases
+    assert report["scenario"]["resolved"]["policies"] == {"home-0": "n0.toml"}
+    with pytest.raises(ConfigError, match=r"\[policies\] names 'home-9', which is no home"):
+        scenario_file.write_text('[homes]\ncount = 6\n[policies]\nhome-9 = "n0.toml"\n')
+        simulate(load_scenario(scenario_file), tmp_path / "out2")

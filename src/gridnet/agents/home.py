@@ -33,14 +33,14 @@ from gridnet.contracts.channel import (
     contract_id,
     sign_state,
 )
-from gridnet.errors import GridnetError
+from gridnet.errors import ConfigError, GridnetError
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, addresses, covers
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.txs.contract import OpenContract
 from gridnet.ledger.txs.grid import RecordOverride, check_dso_command
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.orders import Side
-from gridnet.market.policy import Policy, PriceWindow
+from gridnet.market.policy import Policy, PriceWindow, load_policy
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CommandNote, OrderNote, StateNote
@@ -64,7 +64,9 @@ class Energy:
     sell_down_wh: Wh = 0
     """Battery energy it sells (its state of charge above the policy's threshold)."""
     night_charge_wh: Wh = 0
-    """Energy it buys to charge its battery (below the threshold, no sun)."""
+    """Energy it buys to charge its battery (below the threshold, no sun; and ``check_wh``)."""
+    check_wh: Wh = 0
+    """Of that, what a scheduled check of its policy buys (bid at the check's price)."""
 
 
 @dataclass
@@ -115,6 +117,10 @@ class Home(Agent):
         self.overrides = 0
         self.commands_refused = 0
         self.commands_read = 0
+        self.next_check: dict[int, int] = {}
+        """Its policy's scheduled checks: index -> when [ms] each is next due."""
+        self.wanted: tuple[Wh, int] | None = None
+        """What a check decided to buy (energy, price cap), for the next interval it orders."""
         """Sequence number of the last command its device read from its DSO's node."""
         self.balancing: dict[Interval, Balancing] = {}
         """First interval of each span -> its balancing contract."""
@@ -155,12 +161,19 @@ class Home(Agent):
         return export_cap, import_cap
 
     def energy(
-        self, interval: Interval, pv: Wh, load: Wh, battery: Battery | None, plan: Energy | None
+        self,
+        interval: Interval,
+        pv: Wh,
+        load: Wh,
+        battery: Battery | None,
+        plan: Energy | None,
+        check_wh: Wh = 0,
     ) -> Energy:
         """Its energy in ``interval`` with this PV and load: the battery absorbs the surplus
         or covers the deficit; without ``plan`` the policy decides whether to sell the
-        battery down or charge it at night, with one it does what was planned (as far as
-        the battery allows); a followed command caps the export or the import."""
+        battery down or charge it at night (and charges ``check_wh`` more, what a scheduled
+        check decided to buy), with one it does what was planned (as far as the battery
+        allows); a followed command caps the export or the import."""
         e = Energy()
         policy = self.policy
         surplus = pv - load
@@ -183,6 +196,9 @@ class Home(Agent):
                 e.sell_down_wh = battery.discharge(max(0, min(above, battery.capacity_wh // 4)))
             elif policy.wants_to_buy(battery.soc_percent) and pv == 0:
                 e.night_charge_wh = battery.charge(battery.capacity_wh // 8)
+            if plan is None and check_wh:
+                e.check_wh = battery.charge(check_wh)
+                e.night_charge_wh += e.check_wh
             e.export_wh += e.sell_down_wh
             e.import_wh += e.night_charge_wh
         export_cap, import_cap = self.limits(interval)
@@ -198,6 +214,7 @@ class Home(Agent):
     # --- trading -------------------------------------------------------------------------
 
     def tick(self, world: World) -> None:
+        self.run_checks(world.now())
         if world.relaynet is None:  # no relays: its device reads its DSO's node for commands
             commands, self.commands_read = world.commands(world.with_role("dso"), self.commands_read)
             self.inbox.extend(CommandNote(c) for c in commands)
@@ -221,14 +238,26 @@ class Home(Agent):
             return
         if not addresses(signed.command, self.meter.meter_id, world.area):
             return  # for other meters of the area
-        if self.policy.trusts("dso", issuer):
+        if self.policy.follows(signed.command.kind, issuer):
             self.commands.append(signed.command)
         else:
-            world.submit(
-                self,
-                RecordOverride(signed, self.meter.meter_id, "policy: the DSO is not trusted for commands"),
+            reason = (
+                "policy: this kind of command is overridden"
+                if self.policy.trusts("dso", issuer)
+                else "policy: the DSO is not trusted for commands"
             )
+            world.submit(self, RecordOverride(signed, self.meter.meter_id, reason))
             self.overrides += 1
+
+    def run_checks(self, now: int) -> None:
+        """Its policy's scheduled checks that are due: one whose battery holds less than its
+        threshold buys, in the next interval it orders for, up to its target at its price."""
+        for n, check in enumerate(self.policy.checks):
+            if now < self.next_check.get(n, 0):
+                continue
+            self.next_check[n] = now + check.every_s * 1000
+            if self.battery is not None and self.battery.soc_wh < check.below_wh:
+                self.wanted = (check.until_wh - self.battery.soc_wh, check.max_price)
 
     def order(self, world: World, interval: Interval) -> None:
         """Plan ``interval`` on the forecast (from the battery as it will be then: as it is
@@ -240,7 +269,9 @@ class Home(Agent):
             k = running - world.first
             self.energy(running, self.pv_forecast[k], self.load_forecast[k], battery, self.plans[running])
         k = interval - world.first
-        plan = self.energy(interval, self.pv_forecast[k], self.load_forecast[k], battery, None)
+        wanted, check_price = self.wanted if self.wanted else (0, 0)
+        self.wanted = None
+        plan = self.energy(interval, self.pv_forecast[k], self.load_forecast[k], battery, None, wanted)
         self.plans[interval] = plan
         dso = world.with_role("dso")
         # It offers what it expects to export less one forecast error (short deliveries cost
@@ -248,7 +279,8 @@ class Home(Agent):
         offer = round(plan.export_wh * (1.0 - world.s.homes.forecast_error))
         for side, wh, price in (
             (Side.OFFER, offer, self.policy.min_sell_price(interval)),
-            (Side.BID, plan.import_wh, self.policy.max_buy_price(interval)),
+            (Side.BID, plan.import_wh - plan.check_wh, self.policy.max_buy_price(interval)),
+            (Side.BID, plan.check_wh, check_price),
         ):
             if wh and price is not None:
                 signed = self.signed_order(world, side, interval, wh, price)
@@ -375,6 +407,11 @@ def build(world: World) -> list[Agent]:
     n_bat = round(n_pv * h.battery_share)
     businesses = range(n_pv, n_pv + h.businesses)
     hill_first = h.count - s.relay.hill_homes if s.relay.enabled else h.count
+    unknown = sorted(set(s.policies) - {f"home-{i}" for i in range(h.count)})
+    if unknown:
+        raise ConfigError(
+            f"{s.source}: [policies] names {unknown[0]!r}, which is no home (home-0 to home-{h.count - 1})"
+        )
     homes: list[Home] = []
     for i in range(h.count):
         home = Home(f"home-{i}", world, i)
@@ -394,6 +431,10 @@ def build(world: World) -> list[Agent]:
             manufacturers=frozenset({maker}),
         )
         home.sell_floor = floor if has_pv else None
+        if home.name in s.policies:  # the owner's own policy file replaces the generated one
+            home.policy = load_policy(data_path(s.source, s.policies[home.name]))
+            floors = [w.price for w in home.policy.sell]
+            home.sell_floor = min(floors) if floors else None
         if has_bat:
             capacity = round(rng.uniform(*h.battery_kwh) * 1000)
             home.battery = Battery(capacity, capacity // 2, round(h.battery_kw * 1000), h.battery_efficiency)

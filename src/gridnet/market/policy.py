@@ -15,6 +15,16 @@ Example::
     [battery]                # state of charge [%] that triggers buying or selling
     buy_below = 20
     sell_above = 80
+    nominal_v = 12.0         # [V]: energy may be written in Ah
+
+    [[check]]                # on a schedule: if stored energy < 50 Ah, buy until 60 Ah
+    every = "1m"
+    if_stored_below = "50 Ah"
+    buy_until = "60 Ah"
+    max_price = 6000
+
+    [commands]               # DSO command kinds overridden even from a trusted DSO
+    override = ["limit_import"]
 
     [trust]                  # authorities (gn... addresses) trusted for each purpose
     meters = ["gn..."]       # their flags against a meter exclude its offers
@@ -126,6 +136,21 @@ def _slot_table(windows: tuple[PriceWindow, ...], kind: str, source: str) -> tup
 
 
 @dataclass(frozen=True)
+class Check:
+    """A rule checked on a schedule: every ``every_s`` seconds, when the battery holds less
+    than ``below_wh``, buy until it holds ``until_wh``, paying at most ``max_price``."""
+
+    every_s: int
+    below_wh: int
+    until_wh: int
+    max_price: UnitsPerKWh
+
+
+COMMAND_KINDS: Final = ("curtail_export", "limit_import", "disconnect")
+"""DSO command kinds by name, in the order of their codes (grid.commands.CommandKind)."""
+
+
+@dataclass(frozen=True)
 class Policy:
     """One participant's private policy. Build it with :func:`load_policy` (or directly)."""
 
@@ -141,6 +166,12 @@ class Policy:
     """Trusted authority addresses per purpose (see TRUST_PURPOSES)."""
     manufacturers: frozenset[Address] | None = None
     """Trusted manufacturer addresses; None = any manufacturer registered on chain."""
+    checks: tuple[Check, ...] = ()
+    """Rules checked on a schedule (``[[check]]``)."""
+    nominal_v: float | None = None
+    """The battery's nominal voltage [V]: energy may then be written in Ah."""
+    override_commands: frozenset[int] = frozenset()
+    """DSO command kinds its owner overrides even from a DSO it trusts for commands."""
     source: str = "policy"
     """Where the policy came from (for error messages)."""
     _buy_table: tuple[int | None, ...] = field(init=False, repr=False, compare=False)
@@ -182,6 +213,11 @@ class Policy:
     def wants_to_sell(self, soc: float) -> bool:
         """True when the battery's state of charge ``soc`` [%] is above the sell threshold."""
         return self.sell_above_soc is not None and soc > self.sell_above_soc
+
+    def follows(self, kind: int, issuer: Address) -> bool:
+        """Does its device follow a DSO command of ``kind`` signed by ``issuer``? Only from a
+        DSO trusted for commands, and not of a kind its owner overrides."""
+        return self.trusts("dso", issuer) and kind not in self.override_commands
 
     def trusts(self, purpose: str, authority: Address) -> bool:
         """True when ``authority`` is trusted for ``purpose`` (one of TRUST_PURPOSES)."""
@@ -295,12 +331,92 @@ def _addresses(value: Any, where: str) -> frozenset[Address]:
     return frozenset(out)
 
 
+_UNITS = {"wh": 1.0, "kwh": 1000.0}
+
+
+def _energy(value: Any, where: str, nominal_v: float | None) -> int:
+    """Energy as Wh: a number (Wh) or a string "N Wh", "N kWh" or "N Ah" (Ah needs the
+    battery's nominal voltage)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        amount, unit = float(value), "wh"
+    elif isinstance(value, str) and len(value.split()) == 2:
+        number, unit = value.split()
+        unit = unit.lower()
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+    else:
+        amount, unit = -1.0, ""
+    if amount < 0 or unit not in (*_UNITS, "ah"):
+        raise ConfigError(
+            f'{where}: expected energy like 600, "600 Wh", "0.6 kWh" or "12.5 Ah", got {value!r}'
+        )
+    if unit == "ah":
+        if nominal_v is None:
+            raise ConfigError(
+                f"{where}: {value!r} is in Ah: give the battery's nominal voltage ([battery] nominal_v)"
+            )
+        return round(amount * nominal_v)
+    return round(amount * _UNITS[unit])
+
+
+def _every(value: Any, where: str) -> int:
+    """A period like "30s", "1m", "15m" or "1h" -> seconds (at least 1)."""
+    scale = {"s": 1, "m": 60, "h": 3600}
+    if isinstance(value, str) and value[:-1].isdigit() and value[-1:] in scale and int(value[:-1]) > 0:
+        return int(value[:-1]) * scale[value[-1]]
+    raise ConfigError(f'{where}: expected a period like "30s", "1m" or "1h", got {value!r}')
+
+
+def _checks(value: Any, source: str, nominal_v: float | None) -> tuple[Check, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: check must be an array of tables ([[check]])")
+    out = []
+    keys = ("every", "if_stored_below", "buy_until", "max_price")
+    for n, item in enumerate(value):
+        where = f"{source}: check[{n}]"
+        entry = _table(item, where, keys)
+        for key in keys:
+            if key not in entry:
+                raise ConfigError(f"{where}: missing {key!r}")
+        below = _energy(entry["if_stored_below"], f"{where}.if_stored_below", nominal_v)
+        until = _energy(entry["buy_until"], f"{where}.buy_until", nominal_v)
+        if until < below:
+            raise ConfigError(f"{where}: buy_until ({until} Wh) is below if_stored_below ({below} Wh)")
+        out.append(
+            Check(
+                _every(entry["every"], f"{where}.every"),
+                below,
+                until,
+                _price(entry["max_price"], f"{where}.max_price"),
+            )
+        )
+    return tuple(out)
+
+
+def _overrides(value: Any, where: str) -> frozenset[int]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v in COMMAND_KINDS for v in value):
+        raise ConfigError(
+            f"{where}: expected a list of command kinds from {', '.join(COMMAND_KINDS)}, got {value!r}"
+        )
+    return frozenset(COMMAND_KINDS.index(v) for v in value)
+
+
 def policy_from_dict(data: Mapping[str, Any], *, source: str = "policy") -> Policy:
     """Build a policy from parsed TOML (e.g. a table inside a scenario file)."""
-    _table(data, source, ("buy", "sell", "battery", "trust"))
+    _table(data, source, ("buy", "sell", "battery", "trust", "check", "commands"))
     buy = _windows(data.get("buy", []), "buy", "max_price", source)
     sell = _windows(data.get("sell", []), "sell", "min_price", source)
-    battery = _table(data.get("battery", {}), f"{source}: battery", ("buy_below", "sell_above"))
+    battery = _table(data.get("battery", {}), f"{source}: battery", ("buy_below", "sell_above", "nominal_v"))
+    nominal_v = battery.get("nominal_v")
+    if nominal_v is not None and (
+        isinstance(nominal_v, bool) or not isinstance(nominal_v, int | float) or nominal_v <= 0
+    ):
+        raise ConfigError(f"{source}: battery.nominal_v: expected a voltage above 0, got {nominal_v!r}")
+    checks = _checks(data.get("check", []), source, None if nominal_v is None else float(nominal_v))
+    commands = _table(data.get("commands", {}), f"{source}: commands", ("override",))
+    overrides = _overrides(commands.get("override", []), f"{source}: commands.override")
     buy_below = battery.get("buy_below")
     sell_above = battery.get("sell_above")
     trust = _table(data.get("trust", {}), f"{source}: trust", (*TRUST_PURPOSES, "manufacturers"))
@@ -322,6 +438,9 @@ def policy_from_dict(data: Mapping[str, Any], *, source: str = "policy") -> Poli
         trusted=trusted,
         manufacturers=manufacturers,
         source=source,
+        checks=checks,
+        nominal_v=None if nominal_v is None else float(nominal_v),
+        override_commands=overrides,
     )
 
 

@@ -201,6 +201,8 @@ class Scenario:
     source: str
     tables: dict[str, Any] = field(default_factory=dict)
     """The tables of roles that define their own (``agents.roles.Role.table``), by name."""
+    policies: dict[str, str] = field(default_factory=dict)
+    """``[policies]``: home name -> its owner's policy file (relative to the scenario file)."""
 
     @property
     def start_ms(self) -> int:
@@ -271,7 +273,7 @@ def _role_tables() -> dict[str, type]:
 
 def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenario:
     role_tables = _role_tables()
-    known = {*_SECTIONS, *role_tables, "line_owner"}
+    known = {*_SECTIONS, *role_tables, "line_owner", "policies"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(known)}")
@@ -295,7 +297,14 @@ def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenari
                 _coerce(entry.get("cover_losses", False), False, f"{where} cover_losses"),
             )
         )
-    scenario = Scenario(line_owners=tuple(owners), source=source, tables=tables, **parts)
+    policies = doc.get("policies", {})
+    if not isinstance(policies, dict) or not all(isinstance(v, str) and v for v in policies.values()):
+        raise ConfigError(
+            f'{source}: [policies] maps home names to policy files, e.g. home-1 = "policies/n1.toml"'
+        )
+    scenario = Scenario(
+        line_owners=tuple(owners), source=source, tables=tables, policies=dict(policies), **parts
+    )
     _check(scenario)
     return scenario
 
