@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,34 +59,41 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A simulated run, and a dashboard process serving it on 127.0.0.1 (stopped by its PID)."""
     out = tmp_path_factory.mktemp("run") / "out"
     report = simulate(scenario_from_dict(RUN, "dashboard run"), out)
+    with dashboard([str(out)], out.parent / "dashboard.log") as origin:
+        yield Served(origin, out, report)
+
+
+@contextmanager
+def dashboard(args: list[str], log_path: Path) -> Iterator[str]:
+    """A ``gridnet dashboard ARGS`` process on a free port of 127.0.0.1, once it answers: its
+    origin. Stopped by its PID, whatever happens."""
     port = free_port()
     origin = f"http://{LOCAL}:{port}"
-    log = (out.parent / "dashboard.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gridnet", "dashboard", str(out), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(f"{origin}/", timeout=5) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return process.poll() is not None
-
-        assert wait_for(answers, 90) and process.poll() is None, (out.parent / "dashboard.log").read_text()
-        yield Served(origin, out, report)
-    finally:
-        process.terminate()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gridnet", "dashboard", *args, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+
+            def answers() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{origin}/", timeout=5) as r:
+                        return bool(r.status == 200)
+                except OSError:
+                    return process.poll() is not None
+
+            assert wait_for(answers, 90) and process.poll() is None, log_path.read_text()
+            yield origin
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -273,55 +281,31 @@ def mining_node(tmp_path: Path) -> Iterator[DevNode]:
 def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser, tmp_path: Path) -> None:
     """gridnet dashboard --node URL: the overview shows the node's height and, without a
     reload, a newer block; the network page and a block's page load; no console error."""
-    port = free_port()
-    origin = f"http://{LOCAL}:{port}"
-    with (tmp_path / "dashboard.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gridnet", "dashboard", "--node", f"http://{LOCAL}:{mining_node.api_port}",
-             "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    node_url = f"http://{LOCAL}:{mining_node.api_port}"
+    with dashboard(["--node", node_url], tmp_path / "dashboard.log") as origin:
+        page, visit = open_page(browser, origin)
         try:
-
-            def answers() -> bool:
-                try:
-                    with urllib.request.urlopen(f"{origin}/", timeout=5) as r:
-                        return bool(r.status == 200)
-                except OSError:
-                    return process.poll() is not None
-
-            assert wait_for(answers, 90) and process.poll() is None, (tmp_path / "dashboard.log").read_text()
-            page, visit = open_page(browser, origin)
-            try:
-                page.goto(origin + "/")
-                first = int(page.locator("#live-height").inner_text())
-                assert first >= 1
-                page.wait_for_function(
-                    f"Number(document.querySelector('#live-height').textContent) > {first}",
-                    timeout=WAIT_MS * 3,
-                )
-                newest = int(page.locator("#live-height").inner_text())
-                expect(page.locator(f'#blocks a[href="/chain/block/{newest}"]')).to_be_visible()
-                page.locator(f'#blocks a[href="/chain/block/{newest}"]').click()
-                expect(page.locator("h1")).to_have_text(f"Block {newest}")
-                page.goto(origin + "/network")
-                expect(page.locator("#mempool-size")).to_contain_text("transaction(s)")
-                for bad in ("/chain/block/-1", "/chain/tx/zz", "/chain/tx/%3Fa=1", "/chain/account/xyz"):
-                    answer = page.goto(origin + bad)
-                    assert answer is not None and 400 <= answer.status < 500, bad
-                    expect(page.locator("#error")).not_to_be_empty()
-                assert visit.refused == []
-                assert all("status of 4" in e for e in visit.errors)  # (the 4xx pages just opened)
-            finally:
-                page.close()
+            page.goto(origin + "/")
+            first = int(page.locator("#live-height").inner_text())
+            assert first >= 1
+            page.wait_for_function(
+                f"Number(document.querySelector('#live-height').textContent) > {first}",
+                timeout=WAIT_MS * 3,
+            )
+            newest = int(page.locator("#live-height").inner_text())
+            expect(page.locator(f'#blocks a[href="/chain/block/{newest}"]')).to_be_visible()
+            page.locator(f'#blocks a[href="/chain/block/{newest}"]').click()
+            expect(page.locator("h1")).to_have_text(f"Block {newest}")
+            page.goto(origin + "/network")
+            expect(page.locator("#mempool-size")).to_contain_text("transaction(s)")
+            for bad in ("/chain/block/-1", "/chain/tx/zz", "/chain/tx/%3Fa=1", "/chain/account/xyz"):
+                answer = page.goto(origin + bad)
+                assert answer is not None and 400 <= answer.status < 500, bad
+                expect(page.locator("#error")).not_to_be_empty()
+            assert visit.refused == []
+            assert all("status of 4" in e for e in visit.errors)  # (the 4xx pages just opened)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            page.close()
 
 
 def test_a_port_in_use_is_one_clear_line(served: Served) -> None:

@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.dashboard.pages import error_pages, new_app
 from gridnet.dashboard.run import RunResults, when
 from gridnet.encoding import decode_lenient
 from gridnet.errors import InvalidAddress
@@ -38,7 +36,6 @@ from gridnet.ledger.txs.relay import POOLS, ClaimTransit
 from gridnet.node.api.common import record
 from gridnet.units import UNITS_PER_GNC
 
-HERE = Path(__file__).parent
 NAV = [("/", "Overview"), ("/market", "Market"), ("/homes", "Homes"), ("/grid", "Grid"), ("/chain", "Chain")]
 BLOCKS_PAGE = 50
 COLOURS = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#de2d26", "#9ecae1", "#fdae6b"]
@@ -77,11 +74,7 @@ def create_dashboard(out: Path) -> FastAPI:
         finally:
             holder.pop("run").close()
 
-    app = FastAPI(
-        title="GRIDNET dashboard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
-    )
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    templates = Jinja2Templates(directory=HERE / "templates")
+    app, templates = new_app("GRIDNET dashboard", lifespan=lifespan)
 
     def run() -> RunResults:
         return holder["run"]
@@ -404,10 +397,7 @@ def create_dashboard(out: Path) -> FastAPI:
     @app.get("/chain/account/{address}", response_class=HTMLResponse)
     def account_page(request: Request, address: str) -> HTMLResponse:
         r = run()
-        try:
-            addr = address_from_text(address)
-        except InvalidAddress as exc:
-            raise missing(str(exc)) from None
+        addr = _address(address)
         view = r.chain.view()
         account = r.chain.account(addr)
         identity = view.get(IDENTITIES, addr)
@@ -435,10 +425,7 @@ def create_dashboard(out: Path) -> FastAPI:
     @app.get("/chain/meter/{meter}", response_class=HTMLResponse)
     def meter_page(request: Request, meter: str) -> HTMLResponse:
         r = run()
-        try:
-            mid = address_from_text(meter)
-        except InvalidAddress as exc:
-            raise missing(str(exc)) from None
+        mid = _address(meter)
         view = r.chain.view()
         rec = view.get(METERS, mid)
         if rec is None:
@@ -507,23 +494,16 @@ def create_dashboard(out: Path) -> FastAPI:
             claims = []
         return page(request, "records.html", "/chain", table.capitalize(), rows=rows, claims=claims)
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        response = page(
-            request, "error.html", "", "Bad request", message=f"{where}: {first.get('msg', 'invalid')}"
-        )
-        response.status_code = 400
-        return response
-
-    @app.exception_handler(HTTPException)
-    async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:
-        response = page(request, "error.html", "", "Not found", message=str(exc.detail))
-        response.status_code = exc.status_code
-        return response
+    error_pages(app, page)
 
     return app
+
+
+def _address(text: str) -> bytes:
+    try:
+        return address_from_text(text)
+    except InvalidAddress as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
 
 
 def _hex(text: str, length: int) -> bytes:

@@ -10,19 +10,16 @@ network page refresh their panels every two seconds with htmx; nothing is cached
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi import Path as FastApiPath
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
+from gridnet.dashboard.pages import error_pages, new_app
 from gridnet.dashboard.run import when
 from gridnet.encoding import decode
 from gridnet.errors import NodeUnavailable
@@ -30,7 +27,6 @@ from gridnet.ledger.transactions import Transaction
 from gridnet.node.client import NodeClient, NodeRefused
 from gridnet.units import UNITS_PER_GNC
 
-HERE = Path(__file__).parent
 NAV = [("/", "Overview"), ("/network", "Network"), ("/chain", "Chain")]
 LATEST = 12
 REFRESH = "every 2s"
@@ -39,9 +35,7 @@ REFRESH = "every 2s"
 def create_live_dashboard(url: str) -> FastAPI:
     """The dashboard of the node whose API answers at ``url``."""
     NodeClient(url)  # checks the URL's form (one line if it is not http://HOST:PORT)
-    app = FastAPI(title="GRIDNET dashboard (live)", docs_url=None, redoc_url=None, openapi_url=None)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    templates = Jinja2Templates(directory=HERE / "templates")
+    app, templates = new_app("GRIDNET dashboard (live)")
 
     def get(path: str, client: NodeClient | None = None) -> Any:
         """The node's answer (None for a 404); what the node refuses is a 400 page, a node that
@@ -176,21 +170,6 @@ def create_live_dashboard(url: str) -> FastAPI:
             meters=[],
         )
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        response = page(
-            request, "error.html", "", "Bad request", message=f"{where}: {first.get('msg', 'invalid')}"
-        )
-        response.status_code = 400
-        return response
-
-    @app.exception_handler(HTTPException)
-    async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:
-        response = page(request, "error.html", "", "Not found" if exc.status_code == 404 else "Unavailable",
-                        message=str(exc.detail))  # fmt: skip
-        response.status_code = exc.status_code
-        return response
+    error_pages(app, page)
 
     return app

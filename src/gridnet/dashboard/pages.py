@@ -1,0 +1,48 @@
+"""What both dashboards share: the app with its packaged assets and templates, and the
+pages that answer a bad request or a missing object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+
+HERE = Path(__file__).parent
+TITLES = {400: "Bad request", 404: "Not found", 503: "Unavailable"}
+
+Page = Callable[..., HTMLResponse]
+"""``page(request, template, here, title, **context)``: a full page of the dashboard."""
+
+
+def new_app(title: str, **kwargs: Any) -> tuple[FastAPI, Jinja2Templates]:
+    """A dashboard app serving this package's assets (no CDN), and its templates."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app, Jinja2Templates(directory=HERE / "templates")
+
+
+def error_pages(app: FastAPI, page: Page) -> None:
+    """A malformed parameter is a 400 page naming it; a missing object (or a node that
+    refuses or does not answer) is a page with its status and message."""
+
+    def error(request: Request, status: int, message: str) -> HTMLResponse:
+        response = page(request, "error.html", "", TITLES.get(status, "Error"), message=message)
+        response.status_code = status
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return error(request, 400, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:
+        return error(request, exc.status_code, str(exc.detail))
