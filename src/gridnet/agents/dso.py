@@ -63,20 +63,9 @@ class Dso(Agent):
 
     def bootstrap(self, world: World) -> None:
         register_identity(world, self)
-        if world.relaynet is not None:  # a pool per home, for the commands it may send it
-            s = world.s
-            for home in world.agents:
-                if home.feeder is None:
-                    continue
-                pool = world.relaynet.open_pool(
-                    self.name,
-                    world.proofs[self.address],
-                    f"{s.simulation.name}/{s.simulation.seed}/dso/pool/{home.name}",
-                    gnc(s.relay.pool_gnc),
-                    expiry=1_000_000,
-                    target=home.name,
-                )
-                world.submit(self, pool)
+        for home in world.agents:  # a pool per home, for the commands it may send it
+            if home.feeder is not None:
+                world.open_pool(self, f"dso/pool/{home.name}", home)
         world.submit(self, RegisterAuthority(int(AuthorityRole.DSO), "Distribution System Operator"))
         world.one(Manufacturer).fit_meter(world, self)
 

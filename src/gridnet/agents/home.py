@@ -133,16 +133,7 @@ class Home(Agent):
 
     def bootstrap(self, world: World) -> None:
         register_identity(world, self)
-        if world.relaynet is not None:
-            s = world.s
-            pool = world.relaynet.open_pool(
-                self.name,
-                world.proofs[self.address],
-                f"{s.simulation.name}/{s.simulation.seed}/{self.name}/pool",
-                gnc(s.relay.pool_gnc),
-                expiry=1_000_000,
-            )
-            world.submit(self, pool)
+        world.open_pool(self, f"{self.name}/pool", world.with_role("dso"))  # to the hub
         world.one(Manufacturer).fit_meter(world, self)
         self.open_balancing(world, world.first)
 

@@ -34,7 +34,7 @@ from gridnet.meter.reading import SignedReading
 from gridnet.meter.telemetry import InMemoryTelemetry, Telemetry
 from gridnet.sim.backends import Backend, MemoryBackend
 from gridnet.sim.relaynet import CARRIER, CommandNote, Note, RelayNet
-from gridnet.sim.scenario import Scenario, pool_length
+from gridnet.sim.scenario import Scenario, gnc, pool_length
 from gridnet.units import Address, Interval, Wh, interval_of
 from gridnet.world.grid import FlowResult, Grid
 
@@ -267,6 +267,22 @@ class World:
             payrate_ppm=round(self.s.relay.payrate * 1_000_000),
             carrier_stop_ms=round(self.s.relay.carrier_stop_s * 1000),
         )
+
+    def open_pool(self, sender: Agent, label: str, to: Agent) -> None:
+        """When relays run: ``sender`` locks ``[relay] pool_gnc`` in a token pool (seeded by
+        the scenario and ``label``) for its datagrams to ``to``."""
+        if self.relaynet is None:
+            return
+        s = self.s
+        pool = self.relaynet.open_pool(
+            sender.name,
+            self.proofs[sender.address],
+            f"{s.simulation.name}/{s.simulation.seed}/{label}",
+            gnc(s.relay.pool_gnc),
+            expiry=1_000_000,
+            target=to.name,
+        )
+        self.submit(sender, pool)
 
     def send(self, sender: Agent, note: Note, to: Agent) -> None:
         """``sender`` sends ``note`` to ``to``: a paid datagram over the relays when they run
