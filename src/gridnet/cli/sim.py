@@ -121,7 +121,9 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     table.add_row(
         "revenue (GNC)",
         f"prosumers {r['prosumers']:+.4f}, consumers {r['consumers']:+.4f}, "
-        f"line owners {r['line_owners']:+.4f}, DSO {r['dso']:+.4f}, miners {r['miners']:+.2f}",
+        f"line owners {r['line_owners']:+.4f}, DSO {r['dso']:+.4f}, miners {r['miners']:+.2f} (of which "
+        f"{report['economy']['block_subsidy_gnc']:,.0f} block subsidy: new coin minted by each block, "
+        "not energy money)",
     )
     sub = report["subsidies"]
     table.add_row("subsidies", f"{sub['paid_gnc']:.4f} GNC for {sub['readings_subsidised']} readings")
