@@ -188,6 +188,10 @@ class AuthorityAlreadyRegistered(InvalidTransaction):
     """The address is already a registered authority."""
 
 
+class FirmwareInstallFailed(GridnetError):
+    """A meter could not install a firmware release (it keeps its old firmware)."""
+
+
 class TelemetryTimeout(GridnetError, TimeoutError):
     """Meter readings did not all reach the collector within the time allowed."""
 
@@ -195,6 +199,47 @@ class TelemetryTimeout(GridnetError, TimeoutError):
 class InvalidCertificate(InvalidTransaction):
     """A meter certificate is not signed by the manufacturer it names, or that key is not
     a registered manufacturer."""
+
+
+# --- security layer (SEL): advisories, firmware releases, meter status -------------------
+
+
+class VulnerableMeter(InvalidTransaction):
+    """A meter runs firmware that an active advisory covers (at or above the chain's
+    minimum severity): no contract, settlement, subsidy or auction order involves it until
+    it reports a release the advisories do not cover."""
+
+
+class AdvisoryNotAuthorized(NotAuthorized):
+    """The sender is not an advisory authority: registered with the advisory role and named
+    in the genesis (``[security] advisory_authorities``)."""
+
+
+class UnknownAdvisory(InvalidTransaction):
+    """The withdrawn advisory was not published by this authority for this product."""
+
+
+class FirmwareReleaseExists(InvalidTransaction):
+    """The manufacturer already published this vendor, model and version (a release is
+    immutable: a new image needs a new version)."""
+
+
+class UnknownFirmwareRelease(InvalidTransaction):
+    """A meter status names firmware its manufacturer never published with that image
+    hash (and that is not the firmware its certificate shipped with)."""
+
+
+class MeterStatusSignatureInvalid(InvalidTransaction):
+    """The meter status is not signed by the meter's own key."""
+
+
+class MeterStatusMismatch(InvalidTransaction):
+    """The meter status names another meter, vendor or model than the one registered."""
+
+
+class StaleMeterStatus(InvalidTransaction):
+    """The meter status's sequence number does not exceed the last recorded one (a replayed
+    or reordered status)."""
 
 
 # --- market (off chain) ----------------------------------------------------------------
@@ -231,6 +276,11 @@ class OrderRefused(GridnetError):
 
 class TooManyOrders(OrderRefused):
     """The order's key already holds the most orders one key may hold on that topic."""
+
+
+class OrderFromVulnerableMeter(OrderRefused):
+    """The order's meter runs firmware an active advisory covers (``VulnerableMeter``): the
+    security layer leaves it out of the auction until the meter reports a fixing release."""
 
 
 class OrderBookFull(OrderRefused):

@@ -51,7 +51,7 @@ from gridnet.ledger.txs.contract import (
     ReportEquivocation,
     SettleContract,
 )
-from gridnet.ledger.txs.meter import READINGS, RegisterMeter, SubmitReadings, reading_key
+from gridnet.ledger.txs.meter import READINGS, SubmitReadings, reading_key, registration
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
@@ -106,18 +106,21 @@ def state(t: ContractTerms, seq: int, *wh: int, key: PrivateKey = BUYER) -> Sign
     return sign_state(ContractState(contract_id(t), seq, deliveries), key)
 
 
-def open_market(path: Path) -> Market:
-    """A chain where the buyer and seller have identities and meters, a manufacturer
-    certified the meters, and the seller's meter exported 1,000 Wh in PAST and 600 Wh in
-    PAST + 1."""
-    m = Market(new_chain(path, test_params(PEOPLE, gnc=1_000)), PEOPLE)
+def open_market(path: Path, **params: object) -> Market:
+    """A chain (``test_params`` with ``params``) where the buyer and seller have identities
+    and meters, a manufacturer certified the meters, and the seller's meter exported
+    1,000 Wh in PAST and 600 Wh in PAST + 1."""
+    m = Market(new_chain(path, test_params(PEOPLE, gnc=1_000, **params)), PEOPLE)
     m.mine(*(m.tx(k, register_identity(m.chain, k).payload) for k in (MAKER, BUYER, SELLER)))
     m.mine(m.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")))
     certs = [
         issue_certificate(MAKER, meter.key.public_key, vendor="Acme", model="M", firmware="1", serial=name)
         for meter, name in ((SELLER_METER, "s"), (BUYER_METER, "b"))
     ]
-    m.mine(m.tx(SELLER, RegisterMeter(certs[0], "north")), m.tx(BUYER, RegisterMeter(certs[1], "north")))
+    m.mine(
+        m.tx(SELLER, registration(SELLER_METER.key, certs[0], "north")),
+        m.tx(BUYER, registration(BUYER_METER.key, certs[1], "north")),
+    )
     # The seller's meter signed 1,000 Wh exported in PAST and 600 Wh in PAST + 1 (a fresh
     # meter object: its counters start at zero whatever ran before, so vectors are stable).
     meter = SimulatedMeter(SELLER_METER.key)

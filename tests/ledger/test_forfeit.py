@@ -38,7 +38,7 @@ from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.bond import Bond, Unbond, forfeit_stake, process_unbonding
 from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, ReportEquivocation
 from gridnet.ledger.txs.identity import REVOKED, RegisterIdentity, Revocation
-from gridnet.ledger.txs.meter import RegisterMeter
+from gridnet.ledger.txs.meter import registration
 from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
@@ -187,15 +187,16 @@ def test_a_revoked_identity_is_refused_wherever_an_identity_is_needed(market: Ma
     assert isinstance(market.refused(BUYER, RegisterAuthority(int(Role.DSO), "Revoked")), IdentityRevoked)
     flag = PublishFlag(int(FlagTarget.IDENTITY), SELLER.address, "revenge", True)
     assert isinstance(market.refused(BUYER, flag), IdentityRevoked)  # an authority no more
+    revoked_meter = PrivateKey.from_label("revoked-meter")
     cert = issue_certificate(
         MAKER,
-        PrivateKey.from_label("revoked-meter").public_key,
+        revoked_meter.public_key,
         vendor="Acme",
         model="M",
         firmware="1",
         serial="r",
     )
-    assert isinstance(market.refused(BUYER, RegisterMeter(cert, "north")), IdentityRevoked)
+    assert isinstance(market.refused(BUYER, registration(revoked_meter, cert, "north")), IdentityRevoked)
     assert isinstance(market.refused(BUYER, OpenContract(signed(terms(nonce=1)))), IdentityRevoked)
     as_seller = terms(
         buyer=SELLER.address,

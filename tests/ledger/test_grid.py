@@ -34,7 +34,7 @@ from gridnet.ledger.txs.grid import (
     check_dso_command,
 )
 from gridnet.ledger.txs.identity import revoke_identity
-from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
+from gridnet.ledger.txs.meter import SubmitReadings, registration
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
@@ -66,7 +66,7 @@ def grid(tmp_path: Path) -> Grid:
         ],
     )
     cert = issue_certificate(MAKER, METER.key.public_key, vendor="Acme", model="M", firmware="1", serial="g")
-    extend(g.chain, [g.tx(OWNER, RegisterMeter(cert, "north"))])
+    extend(g.chain, [g.tx(OWNER, registration(METER.key, cert, "north"))])
     batch = (METER.read(T0, 2_000, 0), METER.read(T0 + 1, 1_000, 0))
     extend(g.chain, [g.tx(OTHER, SubmitReadings(batch))])
     return g

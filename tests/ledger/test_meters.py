@@ -33,10 +33,10 @@ from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority, flagged
 from gridnet.ledger.txs.meter import (
     METERS,
     READINGS,
-    RegisterMeter,
     RevokeMeter,
     SubmitReadings,
     reading_key,
+    registration,
 )
 from gridnet.meter.certificate import SignedCertificate, issue_certificate
 from gridnet.meter.reading import Reading, SignedReading, sign_reading
@@ -47,6 +47,7 @@ from tests.helpers import extend, new_chain, register_identity, rejection, sign,
 MAKER, OWNER, COLLECTOR, OTHER, DSO = test_keys(5)
 METER_KEY = PrivateKey.from_label("meter-1")
 FOREIGN_KEY = PrivateKey.from_label("not-the-meter")
+M5 = PrivateKey.from_label("m5")
 INTERVAL = 1_960_000  # some interval in 2025
 
 
@@ -86,7 +87,7 @@ def world(tmp_path: Path) -> World:
         w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme Meters")),
         w.tx(DSO, RegisterAuthority(int(Role.DSO), "Grid Co")),
     )
-    w.mine(w.tx(OWNER, RegisterMeter(cert_for(METER_KEY), "north")))
+    w.mine(w.tx(OWNER, registration(METER_KEY, cert_for(METER_KEY), "north")))
     return w
 
 
@@ -112,19 +113,27 @@ def test_certificate_rules(world: World) -> None:
     forged = msgspec.structs.replace(cert_for(PrivateKey.from_label("m2")), signature=bytes(64))
     with pytest.raises(InvalidCertificate):
         validate_transaction(
-            world.pending(OWNER, RegisterMeter(forged, "north")), world.chain.params, world.chain.chain_id
+            world.pending(OWNER, registration(PrivateKey.from_label("m2"), forged, "north")),
+            world.chain.params,
+            world.chain.chain_id,
         )
     by_stranger = cert_for(PrivateKey.from_label("m3"), maker=OTHER)  # OTHER is no manufacturer
     assert isinstance(
-        rejection(world.chain, world.pending(OWNER, RegisterMeter(by_stranger, "north"))), InvalidCertificate
+        rejection(
+            world.chain, world.pending(OWNER, registration(PrivateKey.from_label("m3"), by_stranger, "north"))
+        ),
+        InvalidCertificate,
     )
     dso_cert = cert_for(PrivateKey.from_label("m4"), maker=DSO)  # an authority, but not a manufacturer
     assert isinstance(
-        rejection(world.chain, world.pending(OWNER, RegisterMeter(dso_cert, "north"))), InvalidCertificate
+        rejection(
+            world.chain, world.pending(OWNER, registration(PrivateKey.from_label("m4"), dso_cert, "north"))
+        ),
+        InvalidCertificate,
     )
-    twice = world.pending(OWNER, RegisterMeter(cert_for(METER_KEY), "north"))
+    twice = world.pending(OWNER, registration(METER_KEY, cert_for(METER_KEY), "north"))
     assert isinstance(rejection(world.chain, twice), MeterAlreadyRegistered)
-    no_identity = world.pending(COLLECTOR, RegisterMeter(cert_for(PrivateKey.from_label("m5")), "north"))
+    no_identity = world.pending(COLLECTOR, registration(M5, cert_for(M5), "north"))
     assert isinstance(rejection(world.chain, no_identity), UnknownIdentity)
 
 

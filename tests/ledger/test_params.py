@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.errors import ConfigError
@@ -44,6 +45,10 @@ ADDR = address_to_text(test_keys(1)[0].address)
         ({"chain": {"genesis_time": "yesterday"}}, "[chain] genesis_time"),
         ({"chain": {"colour": "blue"}}, "unknown key"),
         ({"extras": {}}, "unknown section"),
+        ({"security": {"advisory_authorities": ["gn1nonsense"]}}, "[security] advisory_authorities[0]"),
+        ({"security": {"advisory_authorities": ADDR}}, "advisory_authorities must be a list"),
+        ({"security": {"advisory_authorities": [ADDR, ADDR]}}, "lists an address twice"),
+        ({"security": {"min_severity": "apocalyptic"}}, "one of low, medium, high, critical"),
     ],
 )
 def test_bad_values_are_named(doc: dict[str, Any], fragment: str) -> None:
@@ -55,6 +60,7 @@ def test_bad_values_are_named(doc: dict[str, Any], fragment: str) -> None:
 
 def test_genesis_file_round_trips_exactly(tmp_path: Path) -> None:
     params = default_params((Allocation(test_keys(1)[0].address, 12_345_678_987_654_321),))
+    params = replace(params, advisory_authorities=(test_keys(2)[1].address,), advisory_min_severity=3)
     path = tmp_path / "g.toml"
     path.write_text(params_to_toml(params))
     assert load_genesis_file(path) == params

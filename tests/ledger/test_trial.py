@@ -20,7 +20,7 @@ from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond
-from gridnet.ledger.txs.meter import METERS, RegisterMeter
+from gridnet.ledger.txs.meter import METERS, registration
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
 from gridnet.security.roles import Role
@@ -85,7 +85,7 @@ def test_a_transaction_that_needs_another_senders_pending_one_is_accepted(tmp_pa
     p = Pool(chain)
     meter = PrivateKey.from_label("trial-meter")
     cert = issue_certificate(MAKER, meter.public_key, vendor="Acme", model="M1", firmware="1", serial="1")
-    register = p.sign(ALICE, RegisterMeter(cert, "north"))
+    register = p.sign(ALICE, registration(meter, cert, "north"))
     # Alone on the head it fails: its maker is no manufacturer yet ...
     with pytest.raises(InvalidCertificate):
         p.admit(register)

@@ -20,7 +20,13 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.authority import RegisterAuthority
-from gridnet.ledger.txs.meter import READINGS, ReadingRecord, RegisterMeter, SubmitReadings, reading_key
+from gridnet.ledger.txs.meter import (
+    READINGS,
+    ReadingRecord,
+    SubmitReadings,
+    reading_key,
+    registration,
+)
 from gridnet.ledger.txs.relay import CreateTokenPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order
@@ -79,7 +85,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     extend(
         chain,
         [
-            actors.tx(OWNER, RegisterMeter(cert, "north")),
+            actors.tx(OWNER, registration(METER_KEY, cert, "north")),
             actors.tx(ALICE, CreateTokenPool(HASHES.final, HASHES.length, 100_000, expiry_height=50)),
         ],
     )

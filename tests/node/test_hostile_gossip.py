@@ -22,7 +22,7 @@ from gridnet.ledger.transition import apply_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond
 from gridnet.ledger.txs.coinbase import Coinbase
-from gridnet.ledger.txs.meter import RegisterMeter, SubmitReadings
+from gridnet.ledger.txs.meter import SubmitReadings, registration
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.reading import Reading, sign_reading
@@ -118,7 +118,7 @@ def test_a_relayed_transaction_that_needs_another_senders_pending_one_is_taken(t
         chain = node.chain
         extend(chain, [register_identity(chain, k) for k in (ALICE, MAKER)])
         authority = sign(chain, MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme"), 1)
-        meter = sign(chain, ALICE, RegisterMeter(cert, "north"), 1)
+        meter = sign(chain, ALICE, registration(METER, cert, "north"), 1)
         txs = (authority, meter) if order == "authority first" else (meter, authority)
         out = node.handle("peer", TxsMsg(txs), NOW)
         if order == "authority first":  # the meter's maker is a manufacturer once the first is mined

@@ -89,6 +89,7 @@ def test_the_core_roles_each_have_a_module() -> None:
     assert names == [
         "manufacturer",
         "security",
+        "advisor",
         "government",
         "dso",
         "home",

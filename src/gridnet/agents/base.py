@@ -64,6 +64,11 @@ class Agent:
         """Coin it holds at genesis."""
         return []
 
+    def genesis(self, world: World) -> dict[str, tuple[bytes, ...]]:
+        """Addresses the genesis names it in, by ``ChainParams`` field (e.g. it is one of the
+        ``advisory_authorities``); the scheduler joins every agent's."""
+        return {}
+
     def attach(self, world: World) -> None:
         """Once the nodes run (before any transaction): join the data network."""
 

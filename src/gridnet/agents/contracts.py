@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from gridnet.contracts.channel import SignedState
+from gridnet.contracts.channel import ContractTerms, SignedState, contract_id
 from gridnet.ledger.txs.contract import CONTRACTS, CloseContract, ContractRecord, SettleContract
 from gridnet.ledger.txs.meter import READINGS, reading_key
-from gridnet.units import Address, Interval, Wh, interval_start
+from gridnet.units import Address, Interval, Wh, interval_of, interval_start
 
 if TYPE_CHECKING:
     from gridnet.agents.base import Agent
@@ -45,9 +45,15 @@ def dues(world: World, interval: Interval) -> dict[bytes, Wh]:
     return out
 
 
+PATIENCE_MS = 2 * 3600 * 1000
+"""How long after a contract's last interval a device waits for something on chain (the
+contract opened, a state settled) before it gives up [ms]: an open or a settlement the chain
+refused (a meter became vulnerable) never comes."""
+
+
 def settle_when_ready(world: World, settler: Agent, state: SignedState) -> None:
     """``settler`` submits ``state`` once its contract and the seller meter's readings of
-    every interval it acknowledges are on chain."""
+    every interval it acknowledges are on chain (or gives up, ``PATIENCE_MS`` after them)."""
 
     def ready(look: Look) -> bool:
         record = look.view.get(CONTRACTS, state.state.contract)
@@ -62,17 +68,23 @@ def settle_when_ready(world: World, settler: Agent, state: SignedState) -> None:
     def settle(_look: Look) -> None:
         world.submit(settler, SettleContract(state))
 
-    world.when(settler, ready, settle)
+    last = max((d.interval for d in state.state.deliveries), default=interval_of(world.now()))
+    world.when(settler, ready, settle, interval_start(last + 1) + PATIENCE_MS)
 
 
-def close_when_done(world: World, buyer: Agent, cid: bytes, settled_seq: int) -> None:
+def close_when_done(world: World, buyer: Agent, terms: ContractTerms, settled_seq: int) -> None:
     """``buyer`` closes the contract (its remainder comes back) once the state it last sent
-    (``settled_seq``; 0 = none) is settled and the dispute window has passed since (the
-    closing block is one past it: a dispute submitted in the window's last block stands)."""
+    (``settled_seq``; 0 = none) is settled, or ``PATIENCE_MS`` after the contract's end if it
+    never is, and the dispute window has passed since (the closing block is one past it: a
+    dispute submitted in the window's last block stands)."""
+    cid = contract_id(terms)
+    give_up = interval_start(terms.last_interval + 1) + PATIENCE_MS
 
     def ready(look: Look) -> bool:
         record: ContractRecord | None = look.view.get(CONTRACTS, cid)
-        if record is None or record.closed or (settled_seq and record.settled_seq < settled_seq):
+        if record is None or record.closed:
+            return False
+        if settled_seq and record.settled_seq < settled_seq and world.now() < give_up:
             return False
         t = record.terms
         return (
@@ -85,7 +97,7 @@ def close_when_done(world: World, buyer: Agent, cid: bytes, settled_seq: int) ->
         if record is not None and record.remaining:
             world.submit(buyer, CloseContract(cid))
 
-    world.when(buyer, ready, close)
+    world.when(buyer, ready, close, give_up + PATIENCE_MS)  # (for a contract that never opened)
 
 
 def dispute_if_short(world: World, seller: Agent, deal: Deal, delivered: Wh) -> None:
@@ -109,4 +121,4 @@ def dispute_if_short(world: World, seller: Agent, deal: Deal, delivered: Wh) -> 
             seller.disputes[cid] = delivered
             world.submit(seller, SettleContract(state))
 
-    world.when(seller, settled, check)
+    world.when(seller, settled, check, interval_start(deal.terms.last_interval + 1) + PATIENCE_MS)

@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING
 from gridnet.agents.base import Agent
 from gridnet.agents.carrier import claim_receipts
 from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, settle_when_ready
-from gridnet.agents.manufacturer import Manufacturer, register_identity
+from gridnet.agents.manufacturer import Manufacturer, build_meter, register_identity
 from gridnet.agents.roles import Role
 from gridnet.agents.world import Deal
 from gridnet.contracts.channel import ContractState, ContractTerms, Delivery, LineFee, sign_state
 from gridnet.grid.commands import CommandKind, DsoCommand, sign_command
 from gridnet.ledger.params import Allocation
+from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.authority import RegisterAuthority, flagged_by
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Trade, clear_with_eligibility
 from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order
 from gridnet.market.policy import MeterStanding, Policy
-from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import FlagTarget
 from gridnet.security.roles import Role as AuthorityRole
 from gridnet.sim.relaynet import CommandNote, OrderNote, StateNote
@@ -47,7 +47,7 @@ class Dso(Agent):
 
     def __init__(self, world: World) -> None:
         super().__init__("dso", world.key("dso"), world.node_for(0))
-        self.meter = SimulatedMeter(world.key("dso/substation-meter"))
+        self.meter = build_meter(world, self.name, world.key("dso/substation-meter"))
         self.book: dict[Interval, list[SignedOrder]] = defaultdict(list)
         """Orders that reached the hub by datagram, by interval."""
         self.cleared: set[Interval] = set()
@@ -90,7 +90,9 @@ class Dso(Agent):
         holding the same orders gets the same result); every trade becomes a contract."""
         assert self.meter is not None
         book = world.market(self, interval) if world.relaynet is None else self.book.pop(interval, [])
-        verified = [validate_order(signed, now_interval=interval - 1) for signed in book]
+        verified = self.admissible(
+            world, [validate_order(signed, now_interval=interval - 1) for signed in book]
+        )
         offered = sum(v.order.wh for v in verified if v.order.side == Side.OFFER)
         bid = sum(v.order.wh for v in verified if v.order.side == Side.BID)
         own = []
@@ -130,6 +132,14 @@ class Dso(Agent):
         bids = {v.id: v for v in verified if v.order.side == Side.BID}
         for n, t in enumerate(clearing.trades):
             self.contract(world, interval, n, t, bids[t.bid_id])
+
+    def admissible(self, world: World, orders: list[VerifiedOrder]) -> list[VerifiedOrder]:
+        """The security layer: orders of meters vulnerable on its node's head are left out."""
+        assert world.params is not None
+        view = world.look(self.node).view
+        kept = [v for v in orders if vulnerable_meter(view, world.params, v.order.meter) is None]
+        world.tally.orders_left_out += len(orders) - len(kept)
+        return kept
 
     def eligibility(
         self, world: World, orders: list[VerifiedOrder]
@@ -243,7 +253,7 @@ class Dso(Agent):
                 state = sign_state(ContractState(deal.cid, 1, (Delivery(interval, wh),)), self.key)
                 world.send(self, StateNote(state), self if world.relaynet is not None else deal.seller)
             if wh < deal.trade.wh:
-                close_when_done(world, self, deal.cid, settled_seq=1 if wh else 0)
+                close_when_done(world, self, deal.terms, settled_seq=1 if wh else 0)
 
     def day_end(self, world: World, intervals: list[Interval]) -> None:
         claim_receipts(world, self)  # the hub ends every connection it received on

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from gridnet.agents.base import Agent
 from gridnet.agents.carrier import claim_hops, claim_receipts
 from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, settle_when_ready
+from gridnet.agents.device import SimulatedDevice
 from gridnet.agents.dso import line_fees
-from gridnet.agents.manufacturer import Manufacturer, register_identity
+from gridnet.agents.manufacturer import Manufacturer, build_meter, firmware_image, register_identity
 from gridnet.agents.roles import Role
 from gridnet.agents.world import Deal, data_path
 from gridnet.contracts.channel import (
@@ -33,19 +34,22 @@ from gridnet.contracts.channel import (
     contract_id,
     sign_state,
 )
-from gridnet.errors import ConfigError, GridnetError
+from gridnet.errors import ConfigError, FirmwareInstallFailed, GridnetError
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, addresses, covers
 from gridnet.ledger.params import Allocation
+from gridnet.ledger.state import StateView
+from gridnet.ledger.txs.advisory import vulnerability, vulnerable_meter
 from gridnet.ledger.txs.contract import OpenContract
+from gridnet.ledger.txs.firmware import RELEASES, release_key
 from gridnet.ledger.txs.grid import RecordOverride, check_dso_command
-from gridnet.ledger.txs.meter import METERS
+from gridnet.ledger.txs.meter import METERS, ReportMeterStatus
 from gridnet.market.orders import Side
 from gridnet.market.policy import Policy, PriceWindow, load_policy
-from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.meter.status import firmware_image_hash
 from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CommandNote, OrderNote, StateNote
 from gridnet.sim.scenario import gnc
-from gridnet.units import Interval, UnitsPerKWh, Wh
+from gridnet.units import Interval, UnitsPerKWh, Wh, interval_start
 from gridnet.world.demand import Consumer, demand
 from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy
 
@@ -90,7 +94,7 @@ class Home(Agent):
 
     def __init__(self, name: str, world: World, index: int) -> None:
         super().__init__(name, world.key(name), world.node_for(index))
-        self.meter = SimulatedMeter(world.key(f"{name}/meter"))
+        self.meter = build_meter(world, name, world.key(f"{name}/meter"))
         self.index = index
         self.policy = Policy()
         self.sell_floor: UnitsPerKWh | None = None
@@ -125,6 +129,10 @@ class Home(Agent):
         self.balancing: dict[Interval, Balancing] = {}
         """First interval of each span -> its balancing contract."""
         self.final_states: dict[bytes, SignedState] = {}
+        self.tried_releases: set[str] = set()
+        """Firmware versions its device tried to install (once each)."""
+        self.updates_installed = 0
+        self.update_failures = 0
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -136,6 +144,12 @@ class Home(Agent):
         world.open_pool(self, f"{self.name}/pool", world.with_role("dso"))  # to the hub
         world.one(Manufacturer).fit_meter(world, self)
         self.open_balancing(world, world.first)
+
+    @property
+    def device(self) -> SimulatedDevice:
+        """Its meter and battery, as its trading device reaches them (the meter adapter)."""
+        assert self.meter is not None
+        return SimulatedDevice(self.meter, self.battery)
 
     # --- physics -------------------------------------------------------------------------
 
@@ -177,9 +191,11 @@ class Home(Agent):
             covered = battery.discharge(-surplus) if battery else 0
             e.import_wh = -surplus - covered
         if battery is not None:
-            if plan is not None:
-                e.sell_down_wh = battery.discharge(plan.sell_down_wh)
-                e.night_charge_wh = battery.charge(plan.night_charge_wh)
+            if plan is not None:  # the device operates the delivery it planned
+                assert self.meter is not None
+                e.sell_down_wh, e.night_charge_wh = SimulatedDevice(self.meter, battery).operate(
+                    plan.sell_down_wh, plan.night_charge_wh
+                )
             elif (threshold := policy.sell_above_soc) is not None and policy.wants_to_sell(
                 battery.soc_percent
             ):
@@ -247,13 +263,41 @@ class Home(Agent):
             if now < self.next_check.get(n, 0):
                 continue
             self.next_check[n] = now + check.every_s * 1000
-            if self.battery is not None and self.battery.soc_wh < check.below_wh:
-                self.wanted = (check.until_wh - self.battery.soc_wh, check.max_price)
+            stored = self.device.stored_wh()
+            if stored is not None and stored < check.below_wh:
+                self.wanted = (check.until_wh - stored, check.max_price)
+
+    def secure(self, world: World) -> None:
+        """The security layer on its premises: when an advisory covers the firmware its meter
+        reports on chain and the meter's manufacturer published the fixing release, fetch the
+        image, check it against the release's hash, install it through the adapter and send
+        the meter's new signed status. A meter that fails to install stays banned."""
+        assert self.meter is not None and world.params is not None
+        view = world.look(self.node).view
+        record = view.get(METERS, self.meter.meter_id)
+        advisory = None if record is None else vulnerability(view, world.params, record)
+        if record is None or advisory is None or advisory.fixed_in in ("", *self.tried_releases):
+            return
+        key = release_key(record.manufacturer, record.vendor, record.model, advisory.fixed_in)
+        release = view.get(RELEASES, key)
+        image = firmware_image(advisory.fixed_in)  # from the manufacturer's download server
+        if release is None or firmware_image_hash(image) != release.image:
+            return  # not published (yet), or not the image published: nothing to install
+        self.tried_releases.add(advisory.fixed_in)
+        try:
+            status = self.device.install(advisory.fixed_in, image)
+        except FirmwareInstallFailed:
+            self.update_failures += 1
+            return
+        self.updates_installed += 1
+        world.submit(self, ReportMeterStatus(status))
 
     def order(self, world: World, interval: Interval) -> None:
-        """Plan ``interval`` on the forecast (from the battery as it will be then: as it is
-        now, through the running interval's plan) and send its orders to the hub."""
+        """Check its meter is current (``secure``), plan ``interval`` on the forecast (from the
+        battery as it will be then: as it is now, through the running interval's plan) and
+        send its orders to the hub."""
         assert self.meter is not None
+        self.secure(world)
         battery = copy.copy(self.battery)
         running = interval - 1
         if battery is not None and running in self.plans and running not in self.real:
@@ -311,7 +355,7 @@ class Home(Agent):
                 state = sign_state(ContractState(deal.cid, 1, (Delivery(interval, acked),)), self.key)
                 self.send_state(world, deal, state)
             if acked < deal.trade.wh:
-                close_when_done(world, self, deal.cid, settled_seq=1 if wh else 0)
+                close_when_done(world, self, deal.terms, settled_seq=1 if wh else 0)
         for deal in deals:
             if deal.seller is self and due[deal.cid]:
                 dispute_if_short(world, self, deal, due[deal.cid])
@@ -352,9 +396,15 @@ class Home(Agent):
             return
         self.balancing[first] = Balancing(terms)
         meters = (terms.buyer_meter, terms.seller_meter)
-        world.later(
-            self, OpenContract(signed), lambda view: all(view.get(METERS, m) is not None for m in meters)
-        )
+        assert world.params is not None
+        params = world.params
+
+        def admissible(view: StateView) -> bool:  # registered, and not banned by an advisory
+            return all(
+                view.get(METERS, m) is not None and vulnerable_meter(view, params, m) is None for m in meters
+            )
+
+        world.later(self, OpenContract(signed), admissible, deadline=interval_start(last + 1))
 
     def record_shortfall(self, world: World, interval: Interval, shortfall: Wh) -> None:
         span = max((f for f in self.balancing if f <= interval), default=None)
@@ -373,7 +423,7 @@ class Home(Agent):
             state = sign_state(ContractState(contract_id(b.terms), b.seq, deliveries), self.key)
             world.send(self, StateNote(state), world.with_role("dso"))
         if interval == last:
-            close_when_done(world, self, contract_id(b.terms), settled_seq=b.seq)
+            close_when_done(world, self, b.terms, settled_seq=b.seq)
 
     # --- the end -------------------------------------------------------------------------
 

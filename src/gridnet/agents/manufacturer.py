@@ -1,23 +1,62 @@
-"""The meter manufacturer: an authority that certifies every meter it builds."""
+"""The meter manufacturer: an authority that certifies every meter it builds and publishes
+its firmware releases on chain (seed 004's SEL: a meter's status may only name one of them).
+
+``[manufacturer]`` sets the firmware its meters ship with (published as a release at the
+start, so an older meter can install it), the homes whose meters still run an older version,
+and those whose meters cannot install anything.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gridnet.agents.base import Agent
 from gridnet.agents.roles import Role
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import ConfigError
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
+from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.identity import RegisterIdentity
-from gridnet.ledger.txs.meter import RegisterMeter
+from gridnet.ledger.txs.meter import registration
 from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.status import firmware_image_hash
+from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role as AuthorityRole
 from gridnet.sim.scenario import gnc
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
+
+VENDOR = "GridMeter"
+MODEL = "GM-15"
+
+
+@dataclass(frozen=True)
+class ManufacturerTable:
+    firmware: str = "1.0.0"
+    """Firmware its meters ship with, published as a release when the run starts."""
+    outdated: tuple[str, ...] = ()
+    """Participants (e.g. "home-3") whose meter still runs ``old_firmware``."""
+    old_firmware: str = "0.9.0"
+    """What the ``outdated`` meters run until they install ``firmware``."""
+    not_updatable: tuple[str, ...] = ()
+    """Participants whose meter fails to install any release (it keeps what it runs)."""
+
+
+def firmware_image(version: str) -> bytes:
+    """The image of one of its releases (what it distributes; the chain holds its hash)."""
+    return f"{VENDOR} {MODEL} firmware {version}".encode()
+
+
+def build_meter(world: World, owner: str, key: PrivateKey) -> SimulatedMeter:
+    """The meter it builds for ``owner`` (by name): the scenario says what it runs."""
+    t: ManufacturerTable = world.s.tables["manufacturer"]
+    firmware = t.old_firmware if owner in t.outdated else t.firmware
+    return SimulatedMeter(key, firmware, vendor=VENDOR, model=MODEL, updatable=owner not in t.not_updatable)
 
 
 class Manufacturer(Agent):
@@ -27,26 +66,37 @@ class Manufacturer(Agent):
         return [Allocation(self.address, gnc(10))]
 
     def bootstrap(self, world: World) -> None:
+        t: ManufacturerTable = world.s.tables["manufacturer"]
+        for key in ("outdated", "not_updatable"):
+            unknown = sorted(set(getattr(t, key)) - {a.name for a in world.agents if a.meter is not None})
+            if unknown:
+                raise ConfigError(
+                    f"{world.s.source}: [manufacturer] {key} names {unknown[0]!r}, which has no meter "
+                    "(name homes as home-0, home-1, ...)"
+                )
         register_identity(world, self)
         world.submit(self, RegisterAuthority(int(AuthorityRole.MANUFACTURER), "Meter Manufacturer"))
+        version = world.s.tables["manufacturer"].firmware
+        release = PublishFirmware(VENDOR, MODEL, version, firmware_image_hash(firmware_image(version)))
+        world.later(self, release, self.registered)
+
+    def registered(self, view: StateView) -> bool:
+        return view.get(AUTHORITIES, self.address) is not None
 
     def fit_meter(self, world: World, owner: Agent) -> None:
-        """Certify ``owner``'s meter; the owner registers it once the manufacturer is an
-        authority on chain."""
-        assert owner.meter is not None
+        """Certify ``owner``'s meter (for the firmware it ships with); the owner registers it,
+        its meter signing its status, once the manufacturer is an authority on chain."""
+        meter = owner.meter
+        assert meter is not None
         cert = issue_certificate(
             self.key,
-            owner.meter.key.public_key,
-            vendor="GridMeter",
-            model="GM-15",
-            firmware=owner.meter.firmware,
+            meter.key.public_key,
+            vendor=meter.vendor,
+            model=meter.model,
+            firmware=meter.firmware,
             serial=owner.name,
         )
-
-        def registered(view: StateView) -> bool:
-            return view.get(AUTHORITIES, self.address) is not None
-
-        world.later(owner, RegisterMeter(cert, world.area), registered)
+        world.later(owner, registration(meter.key, cert, world.area), self.registered)
 
 
 def register_identity(world: World, agent: Agent) -> None:
@@ -58,7 +108,10 @@ def register_identity(world: World, agent: Agent) -> None:
 
 
 def build(world: World) -> list[Agent]:
+    t: ManufacturerTable = world.s.tables["manufacturer"]
+    if t.outdated and t.old_firmware == t.firmware:
+        raise ConfigError(f"{world.s.source}: [manufacturer] old_firmware must differ from firmware")
     return [Manufacturer("manufacturer", world.key("manufacturer"), world.node_for(0))]
 
 
-ROLE = Role("manufacturer", 10, build)
+ROLE = Role("manufacturer", 10, build, table=ManufacturerTable)

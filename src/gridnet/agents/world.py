@@ -67,6 +67,8 @@ class Action:
     who: Agent
     ready: Callable[[Look], bool]
     then: Callable[[Look], None]
+    deadline: int | None = None
+    """When it gives up waiting [ms] (None: never)."""
 
 
 @dataclass
@@ -88,6 +90,10 @@ class Tally:
     submitted: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     orders_refused: Counter[str] = field(default_factory=Counter)
+    orders_left_out: int = 0
+    abandoned: int = 0
+    """Deferred actions given up at their deadline (e.g. settling a contract that never opened)."""
+    """Orders an auction left out because their meter was vulnerable when it cleared."""
     losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     """Feeder (line owner index) -> its cables' losses [Wh]."""
     transformer_losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
@@ -202,17 +208,27 @@ class World:
         self.tally.refused[outcome.rule] += 1
         return False
 
-    def when(self, who: Agent, ready: Callable[[Look], bool], then: Callable[[Look], None]) -> None:
-        """Let ``who`` do ``then`` once ``ready`` holds on its node's head."""
-        self.actions.append(Action(who, ready, then))
+    def when(
+        self,
+        who: Agent,
+        ready: Callable[[Look], bool],
+        then: Callable[[Look], None],
+        deadline: int | None = None,
+    ) -> None:
+        """Let ``who`` do ``then`` once ``ready`` holds on its node's head; it gives up at
+        ``deadline`` [ms] if that has not happened by then (counted as abandoned)."""
+        self.actions.append(Action(who, ready, then, deadline))
 
-    def later(self, who: Agent, payload: Payload, ready: Callable[[StateView], bool]) -> None:
-        """Submit ``payload`` for ``who`` once ``ready`` holds on its node's state."""
+    def later(
+        self, who: Agent, payload: Payload, ready: Callable[[StateView], bool], deadline: int | None = None
+    ) -> None:
+        """Submit ``payload`` for ``who`` once ``ready`` holds on its node's state (giving up
+        at ``deadline``)."""
 
         def submit(_look: Look) -> None:
             self.submit(who, payload)
 
-        self.when(who, lambda look: ready(look.view), submit)
+        self.when(who, lambda look: ready(look.view), submit, deadline)
 
     def look(self, node: str) -> Look:
         return Look(self.backend, node)
@@ -221,12 +237,15 @@ class World:
         """Do every deferred action whose precondition now holds."""
         looks: dict[str, Look] = {}  # one per node and pass: each entry is read once
         waiting = []
+        now = self.now()
         for action in self.actions:
             node = action.who.node
             if node not in looks:
                 looks[node] = self.look(node)
             if action.ready(looks[node]):
                 action.then(looks[node])
+            elif action.deadline is not None and now >= action.deadline:
+                self.tally.abandoned += 1
             else:
                 waiting.append(action)
         self.actions = waiting

@@ -29,6 +29,7 @@ P_TOKEN_CHAIN: Final = b"gn-token-chain"
 P_DATAGRAM: Final = b"gn-datagram"
 P_HOP: Final = b"gn-hop"
 P_POOL: Final = b"gn-pool"
+P_FIRMWARE: Final = b"gn-firmware"
 P_GENERIC: Final = b"gn-generic"
 
 _blake2b = hashlib.blake2b

@@ -43,6 +43,7 @@ class Domain(enum.Enum):
     TOKEN = b"GRIDNET/transmission-token/v1\x00"
     CLAIM = b"GRIDNET/transit-claim/v1\x00"
     CERTIFICATE = b"GRIDNET/meter-certificate/v1\x00"
+    METER_STATUS = b"GRIDNET/meter-status/v1\x00"
     COMMAND = b"GRIDNET/dso-command/v1\x00"
     PEER = b"GRIDNET/peer-handshake/v1\x00"
 

@@ -73,6 +73,11 @@ class ChainParams(Wire, frozen=True):
     """Blocks between reward halvings (the reward is capped: it halves to zero)."""
     allocations: tuple[Allocation, ...]
     """Coin credited at genesis."""
+    advisory_authorities: tuple[AddressBytes, ...] = ()
+    """Addresses that may publish vulnerability advisories (once registered as authorities
+    with the advisory role): an advisory bans meters, so the genesis names who may issue one."""
+    advisory_min_severity: U32 = 1
+    """Lowest advisory severity that makes a meter vulnerable (1 low .. 4 critical)."""
 
     @property
     def initial_target_int(self) -> int:
@@ -135,6 +140,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "staking": {"unbonding_delay_blocks": int, "max_dispute_window_blocks": int},
     "fees": {"min_fee_per_byte": int},
     "reward": {"initial_gnc": str, "halving_interval": int},
+    "security": {"advisory_authorities": list, "min_severity": str},
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -157,7 +163,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "staking": {"unbonding_delay_blocks": 10, "max_dispute_window_blocks": 8},
     "fees": {"min_fee_per_byte": 1},
     "reward": {"initial_gnc": "50", "halving_interval": 100_000},
+    "security": {"advisory_authorities": [], "min_severity": "low"},
 }
+
+SEVERITIES = ("low", "medium", "high", "critical")
+"""Advisory severities by name; the code of each is its position plus one."""
+
+
+def severity_code(name: str, where: str) -> int:
+    try:
+        return SEVERITIES.index(name.strip().lower()) + 1
+    except ValueError:
+        raise ConfigError(f"{where}: severity {name!r} is not one of {', '.join(SEVERITIES)}") from None
 
 
 def _work_bytes(text: str, where: str) -> bytes:
@@ -219,7 +236,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             if key.endswith("_gnc"):  # an amount: a number or an exact decimal string
                 ok = isinstance(value, int | float | str)
             if isinstance(value, bool) or not ok:
-                kind = {int: "an integer", float: "a number", str: "a string"}[want]
+                kind = {int: "an integer", float: "a number", str: "a string", list: "a list"}[want]
                 if key.endswith("_gnc"):
                     kind = "an amount of GNC (a number or a decimal string)"
                 raise ConfigError(f"{source}: [{section}] {key} must be {kind}")
@@ -239,6 +256,13 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             raise ConfigError(f"{where}: {exc}") from None
         allocations.append(Allocation(address=address, amount=_gnc_to_units(entry["gnc"], where)))
 
+    advisors = []
+    for n, text in enumerate(merged["security"]["advisory_authorities"]):
+        try:
+            advisors.append(address_from_text(str(text)))
+        except GridnetError as exc:
+            raise ConfigError(f"{source}: [security] advisory_authorities[{n}]: {exc}") from None
+    min_severity = severity_code(merged["security"]["min_severity"], f"{source}: [security] min_severity")
     c, p = merged["chain"], merged["pow"]
     try:
         params = ChainParams(
@@ -260,6 +284,8 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             initial_reward=_gnc_to_units(merged["reward"]["initial_gnc"], f"{source}: [reward] initial_gnc"),
             halving_interval=merged["reward"]["halving_interval"],
             allocations=tuple(allocations),
+            advisory_authorities=tuple(advisors),
+            advisory_min_severity=min_severity,
         )
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -296,6 +322,14 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
             f"allocations plus all block rewards exceed {MAX_COIN} base units",
         ),
         (params.halving_interval >= 1, "halving_interval must be at least 1"),
+        (
+            1 <= params.advisory_min_severity <= len(SEVERITIES),
+            f"min_severity must be one of {', '.join(SEVERITIES)}",
+        ),
+        (
+            len(set(params.advisory_authorities)) == len(params.advisory_authorities),
+            "advisory_authorities lists an address twice",
+        ),
         (
             params.initial_target_int <= params.pow_limit_int,
             "initial_difficulty_bits must be at least min_difficulty_bits",
@@ -363,6 +397,12 @@ def params_to_toml(params: ChainParams) -> str:
         "[reward]",
         f"initial_gnc = {_units_to_gnc(params.initial_reward)}",
         f"halving_interval = {params.halving_interval}",
+        "",
+        "[security]",
+        "advisory_authorities = [{}]".format(
+            ", ".join(f'"{address_to_text(a)}"' for a in params.advisory_authorities)
+        ),
+        f'min_severity = "{SEVERITIES[params.advisory_min_severity - 1]}"',
     ]
     for a in params.allocations:
         lines += [

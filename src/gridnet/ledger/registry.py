@@ -9,16 +9,30 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnet.ledger.txs import authority, bond, contract, grid, hop_fraud, identity, meter, relay, transfer
+from gridnet.ledger.txs import (
+    advisory,
+    authority,
+    bond,
+    contract,
+    firmware,
+    grid,
+    hop_fraud,
+    identity,
+    meter,
+    relay,
+    transfer,
+)
+from gridnet.ledger.txs.advisory import PublishAdvisory
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
+from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.hop_fraud import ReportHopEquivocation, ReportHopOvercredit
 from gridnet.ledger.txs.identity import RegisterIdentity
-from gridnet.ledger.txs.meter import RegisterMeter, RevokeMeter, SubmitReadings
+from gridnet.ledger.txs.meter import RegisterMeter, ReportMeterStatus, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.ledger.txs.transfer import Transfer
 
@@ -44,6 +58,9 @@ Payload = (
     | ReclaimPool
     | ReportHopEquivocation
     | ReportHopOvercredit
+    | PublishFirmware
+    | PublishAdvisory
+    | ReportMeterStatus
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -70,6 +87,9 @@ RULES: Final[dict[type, AnyRules]] = {
         relay.RECLAIM_RULES,
         hop_fraud.EQUIVOCATION_RULES,
         hop_fraud.OVERCREDIT_RULES,
+        firmware.PUBLISH_FIRMWARE_RULES,
+        advisory.PUBLISH_ADVISORY_RULES,
+        meter.STATUS_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

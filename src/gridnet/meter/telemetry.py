@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import FirmwareInstallFailed
 from gridnet.meter.reading import Reading, SignedReading, sign_reading
+from gridnet.meter.status import (
+    FACTORY_IMAGE,
+    MeterStatus,
+    SignedMeterStatus,
+    firmware_image_hash,
+    sign_status,
+)
 from gridnet.units import Interval, Wh
 
 
@@ -35,14 +44,50 @@ class InMemoryTelemetry:
 
 
 class SimulatedMeter:
-    """A meter: its own key, cumulative counters, and a signed reading per interval."""
+    """A meter: its own key, cumulative counters, a signed reading per interval, and the
+    firmware it runs (its signed status; a release installed bumps the status number)."""
 
-    def __init__(self, key: PrivateKey, firmware: str = "1.0.0") -> None:
+    def __init__(
+        self,
+        key: PrivateKey,
+        firmware: str = "1.0.0",
+        *,
+        vendor: str = "GridMeter",
+        model: str = "GM-15",
+        updatable: bool = True,
+    ) -> None:
         self.key = key
         self.meter_id = key.address
+        self.vendor = vendor
+        self.model = model
         self.firmware = firmware
+        self.image = FACTORY_IMAGE
+        """Hash of the installed release's image (zero: the firmware it shipped with)."""
+        self.status_seq = 0
+        self.updatable = updatable
+        """False: every install fails (a meter whose update cannot be applied)."""
         self.total_exported_wh: Wh = 0
         self.total_imported_wh: Wh = 0
+
+    def status(self) -> SignedMeterStatus:
+        """Its signed status: vendor, model, the firmware it runs and that release's image."""
+        status = MeterStatus(
+            self.meter_id, self.status_seq, self.vendor, self.model, self.firmware, self.image
+        )
+        return sign_status(self.key, status)
+
+    def install(self, version: str, image: bytes) -> SignedMeterStatus:
+        """Install a release (its image bytes); the status it then signs names the version and
+        the image's hash. Raises ``FirmwareInstallFailed`` when the meter cannot be updated."""
+        if not self.updatable:
+            raise FirmwareInstallFailed(
+                f"meter {address_to_text(self.meter_id)} could not install {self.vendor} {self.model} "
+                f"firmware {version}; it keeps running {self.firmware}"
+            )
+        self.firmware = version
+        self.image = firmware_image_hash(image)
+        self.status_seq += 1
+        return self.status()
 
     def read(self, interval: Interval, exported_wh: Wh, imported_wh: Wh) -> SignedReading:
         """Close ``interval`` with the energy measured in it and sign the reading."""

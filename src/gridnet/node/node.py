@@ -29,6 +29,7 @@ from gridnet.errors import (
     LighterBranch,
     NonceGap,
     OrderExpired,
+    OrderFromVulnerableMeter,
     OrderRefused,
     PendingHeadersExpired,
     PendingHeadersFull,
@@ -44,6 +45,7 @@ from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import VerifiedTx, validate_header, validate_transaction
 from gridnet.ledger.trial import TrialState
+from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.commands import CommandBoard
@@ -724,6 +726,9 @@ class Node:
         (OrderRefused) and gossip it; an order already held is neither kept nor sent again."""
         now_interval = interval_of(now)
         verified = validate_order(signed, now_interval=now_interval)  # raises the named rule
+        why = vulnerable_meter(self.chain.view(), self.chain.params, signed.order.meter)
+        if why is not None:  # the security layer: left out of the auction (not the peer's fault)
+            raise OrderFromVulnerableMeter(f"{why}: its orders are left out of the auction")
         if not self.book.add(verified, signed, now_interval):
             return []
         self.inventory.received(verified.id)

@@ -15,6 +15,8 @@ class Role(enum.IntFlag):
     SECURITY = 4
     GOVERNMENT = 8
     POLICE = 16
+    ADVISORY = 32
+    """Publishes vulnerability advisories (only if the genesis also names it)."""
 
     @classmethod
     def parse(cls, names: list[str]) -> Role:
@@ -28,7 +30,7 @@ class Role(enum.IntFlag):
         return role
 
 
-ALL_ROLES = Role.MANUFACTURER | Role.DSO | Role.SECURITY | Role.GOVERNMENT | Role.POLICE
+ALL_ROLES = Role.MANUFACTURER | Role.DSO | Role.SECURITY | Role.GOVERNMENT | Role.POLICE | Role.ADVISORY
 
 
 class FlagTarget(enum.IntEnum):

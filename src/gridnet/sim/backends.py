@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.encoding import decode, encode
-from gridnet.errors import GridnetError, InvalidOrder, NodeUnavailable
+from gridnet.errors import GridnetError, InvalidOrder, NodeUnavailable, OrderRefused
 from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, PoolEvent
@@ -129,7 +129,7 @@ class MemoryBackend:
     def post_order(self, node: str, signed: SignedOrder) -> str:
         try:
             self.net.send(node, self.net.nodes[node].post_order(signed, self.net.now))
-        except InvalidOrder as exc:
+        except (InvalidOrder, OrderRefused) as exc:
             return exc.rule
         return ""
 

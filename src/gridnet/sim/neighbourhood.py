@@ -90,7 +90,11 @@ class Neighbourhood:
     def _params(self) -> ChainParams:
         s, world = self.s, self.world
         allocations = tuple(a for agent in world.agents for a in agent.allocations(world))
-        base = default_params(allocations)
+        named: dict[str, tuple[bytes, ...]] = {}
+        for agent in world.agents:
+            for name, addresses in agent.genesis(world).items():
+                named[name] = named.get(name, ()) + addresses
+        base = msgspec.structs.replace(default_params(allocations), **named)
         bits = s.chain.difficulty_bits
         # Contracts use the scenario's dispute window: the chain allows it, and unbonding outlasts it.
         disputes = max(base.max_dispute_window, s.chain.dispute_window_blocks)

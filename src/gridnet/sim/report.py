@@ -166,6 +166,7 @@ def build_report(
         "transactions": {
             "submitted": dict(world.tally.submitted),
             "refused": dict(world.tally.refused),
+            "abandoned": world.tally.abandoned,
             "orders_refused": dict(world.tally.orders_refused),
         },
         "nodes": nodes,

@@ -237,6 +237,9 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         value = float(value) if ok else value
     elif isinstance(default, str):
         ok = isinstance(value, str)
+    elif isinstance(default, tuple) and all(isinstance(v, str) for v in default):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
     elif isinstance(default, tuple):
         ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value)
         if ok:
@@ -248,6 +251,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         kind = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
             type(default), "a [low, high] pair of numbers"
         )
+        if isinstance(default, tuple) and all(isinstance(v, str) for v in default):
+            kind = 'a list of strings, e.g. ["home-3"]'
         raise ConfigError(f"{where} must be {kind}")
     return value
 

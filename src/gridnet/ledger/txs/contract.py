@@ -49,6 +49,7 @@ from gridnet.errors import (
 )
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
+from gridnet.ledger.txs.advisory import refuse_vulnerable
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.bond import forfeit_stake
 from gridnet.ledger.txs.identity import require_identity
@@ -128,6 +129,7 @@ def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payloa
             raise MeterNotOwned(
                 f"meter {address_to_text(meter)} is not registered to {address_to_text(party)}"
             )
+        refuse_vulnerable(state, env.params, meter, "opening a contract")
     cid = contract_id(t)
     if state.get(CONTRACTS, cid) is not None:
         raise ContractExists(f"contract {cid.hex()[:16]} is already open")
@@ -166,6 +168,8 @@ def apply_settle_contract(state: StateView, env: BlockEnv, sender: Address, payl
         raise StateSignatureInvalid("the state is not signed by the contract's buyer")
     if record.settled and s.seq <= record.settled_seq:
         raise StaleState(f"state {s.seq} does not supersede the settled state {record.settled_seq}")
+    for meter in (t.seller_meter, t.buyer_meter):
+        refuse_vulnerable(state, env.params, meter, "settling a contract")
     paid = {d.interval: d.wh for d in record.paid}
     newly: list[tuple[int, int]] = []
     total = 0

@@ -33,6 +33,7 @@ from gridnet.errors import (
 from gridnet.grid.commands import CommandKind, SignedCommand, addresses, is_signed_command
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
+from gridnet.ledger.txs.advisory import refuse_vulnerable
 from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.identity import refuse_revoked
@@ -80,6 +81,7 @@ def apply_pay_subsidy(state: StateView, env: BlockEnv, sender: Address, payload:
     if meter is None:
         raise UnknownMeter(f"meter {address_to_text(payload.meter)} is not registered")
     refuse_revoked(state, meter.owner, "receiving a subsidy")  # (a proven fraud lost its stake)
+    refuse_vulnerable(state, env.params, payload.meter, "paying a subsidy")
     total = 0
     records = []
     for interval in payload.intervals:

@@ -6,6 +6,12 @@ the certificate its manufacturer signed; the manufacturer must be a registered
 authority. The owner never holds the meter key: the chain stores the meter's public
 key and checks every reading against it.
 
+The meter signs its status (vendor, model, firmware and the installed release's image hash)
+at registration and after every update (ReportMeterStatus, anyone may submit it): the
+chain records the firmware it runs, which the advisories judge (``txs/advisory.py``). A status
+names the firmware its certificate shipped with (registration only) or a release its own
+manufacturer published (``txs/firmware.py``), with a higher sequence number than the last.
+
 RevokeMeter: the manufacturer that certified a meter revokes it. This is objective:
 consensus refuses every later reading of that meter.
 
@@ -22,6 +28,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
+from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import U63, AddressBytes, HashBytes, PublicKeyBytes, Wire, encode
 from gridnet.errors import (
     ConflictingReading,
@@ -29,19 +36,30 @@ from gridnet.errors import (
     InvalidCertificate,
     MalformedTransaction,
     MeterAlreadyRegistered,
+    MeterStatusMismatch,
+    MeterStatusSignatureInvalid,
     NotAuthorized,
     ReadingOutOfOrder,
     ReadingSignatureInvalid,
     RevokedMeter,
+    StaleMeterStatus,
     UnknownMeter,
 )
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.firmware import check_release
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.meter.certificate import Label, SignedCertificate, is_valid_certificate, meter_id
 from gridnet.meter.reading import Reading, SignedReading, check_follows, is_signed_by
+from gridnet.meter.status import (
+    FACTORY_IMAGE,
+    MeterStatus,
+    SignedMeterStatus,
+    is_status_signed_by,
+    sign_status,
+)
 from gridnet.security.roles import Role
 from gridnet.units import Address, Interval
 
@@ -57,6 +75,7 @@ class MeterRecord(Wire, frozen=True):
     vendor: Label
     model: Label
     firmware: Label
+    """Firmware version its latest status reports (its certificate's at registration)."""
     serial: Label
     area: Area
     registered_at: U63
@@ -66,6 +85,10 @@ class MeterRecord(Wire, frozen=True):
     last_total_exported_wh: U63 = 0
     last_total_imported_wh: U63 = 0
     has_reading: bool = False
+    status_seq: U63 = 0
+    """Sequence number of its latest status."""
+    image: HashBytes = FACTORY_IMAGE
+    """Image hash of the release its latest status reports (zero: the shipped firmware)."""
 
 
 class ReadingRecord(Wire, frozen=True):
@@ -92,6 +115,8 @@ class RegisterMeter(Wire, frozen=True, tag=7):
     certificate: SignedCertificate
     area: Area
     """Grid area the meter is connected in (market topics and DSO commands use it)."""
+    status: SignedMeterStatus
+    """The meter's own signed status at registration (what firmware it runs now)."""
 
 
 class RevokeMeter(Wire, frozen=True, tag=8):
@@ -102,9 +127,43 @@ class SubmitReadings(Wire, frozen=True, tag=9):
     readings: tuple[SignedReading, ...]
 
 
+class ReportMeterStatus(Wire, frozen=True, tag=23):
+    status: SignedMeterStatus
+
+
+def registration(
+    meter_key: PrivateKey,
+    certificate: SignedCertificate,
+    area: str,
+    firmware: str | None = None,
+    image: bytes = FACTORY_IMAGE,
+) -> RegisterMeter:
+    """The RegisterMeter payload for a meter holding ``meter_key``: it signs its status
+    (the certificate's firmware unless it already installed ``firmware`` with ``image``)."""
+    cert = certificate.certificate
+    status = MeterStatus(
+        meter_id(cert.meter_key), 0, cert.vendor, cert.model, firmware or cert.firmware, image
+    )
+    return RegisterMeter(certificate, area, sign_status(meter_key, status))
+
+
 def validate_register_meter(payload: RegisterMeter, params: ChainParams) -> None:
     if not is_valid_certificate(payload.certificate):
         raise InvalidCertificate("the certificate is not signed by the manufacturer it names")
+    cert, status = payload.certificate.certificate, payload.status.status
+    if (status.meter, status.vendor, status.model, status.seq) != (
+        meter_id(cert.meter_key),
+        cert.vendor,
+        cert.model,
+        0,
+    ):
+        raise MeterStatusMismatch(
+            "the registration status must name the certified meter, its vendor and model, at sequence 0"
+        )
+    if not is_status_signed_by(payload.status, cert.meter_key):
+        raise MeterStatusSignatureInvalid(
+            "the registration status is not signed by the certified meter's key"
+        )
 
 
 def apply_register_meter(state: StateView, env: BlockEnv, sender: Address, payload: RegisterMeter) -> None:
@@ -119,16 +178,19 @@ def apply_register_meter(state: StateView, env: BlockEnv, sender: Address, paylo
         )
     if state.get(METERS, mid) is not None:
         raise MeterAlreadyRegistered(f"meter {address_to_text(mid)} is already registered")
+    status = payload.status.status
+    check_release(state, manufacturer, status, shipped=cert.firmware)
     record = MeterRecord(
         meter_key=cert.meter_key,
         owner=sender,
         manufacturer=manufacturer,
         vendor=cert.vendor,
         model=cert.model,
-        firmware=cert.firmware,
+        firmware=status.firmware,
         serial=cert.serial,
         area=payload.area,
         registered_at=env.height,
+        image=status.image,
     )
     state.put(METERS, mid, record)
 
@@ -144,6 +206,40 @@ def apply_revoke_meter(state: StateView, env: BlockEnv, sender: Address, payload
     if record.manufacturer != sender:
         raise NotAuthorized("only the manufacturer that certified a meter can revoke it")
     state.put(METERS, payload.meter, replace(record, revoked=True))
+
+
+def validate_report_meter_status(payload: ReportMeterStatus, params: ChainParams) -> None:
+    """The signature is checked against the registered key, in ``apply``."""
+
+
+def apply_report_meter_status(
+    state: StateView, env: BlockEnv, sender: Address, payload: ReportMeterStatus
+) -> None:
+    status = payload.status.status
+    record = state.get(METERS, status.meter)
+    if record is None:
+        raise UnknownMeter(f"status of unregistered meter {address_to_text(status.meter)}")
+    if record.revoked:
+        raise RevokedMeter(f"meter {address_to_text(status.meter)} was revoked by its manufacturer")
+    if (status.vendor, status.model) != (record.vendor, record.model):
+        raise MeterStatusMismatch(
+            f"the status says {status.vendor} {status.model}; the meter is a {record.vendor} {record.model}"
+        )
+    if not is_status_signed_by(payload.status, record.meter_key):
+        raise MeterStatusSignatureInvalid(
+            f"the status is not signed by meter {address_to_text(status.meter)}"
+        )
+    if status.seq <= record.status_seq:
+        raise StaleMeterStatus(
+            f"status {status.seq} of meter {address_to_text(status.meter)} does not follow "
+            f"status {record.status_seq}"
+        )
+    check_release(state, record.manufacturer, status, shipped=None)
+    state.put(
+        METERS,
+        status.meter,
+        replace(record, firmware=status.firmware, image=status.image, status_seq=status.seq),
+    )
 
 
 def validate_submit_readings(payload: SubmitReadings, params: ChainParams) -> None:
@@ -209,3 +305,4 @@ def apply_reading(state: StateView, signed: SignedReading) -> None:
 REGISTER_METER_RULES = TxRules(RegisterMeter, validate_register_meter, apply_register_meter)
 REVOKE_METER_RULES = TxRules(RevokeMeter, validate_revoke_meter, apply_revoke_meter)
 SUBMIT_READINGS_RULES = TxRules(SubmitReadings, validate_submit_readings, apply_submit_readings)
+STATUS_RULES = TxRules(ReportMeterStatus, validate_report_meter_status, apply_report_meter_status)

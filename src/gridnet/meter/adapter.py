@@ -1,0 +1,32 @@
+"""The adapter between a prosumer's trading device (its policy layer) and its meter.
+
+Seed 004 puts an adapter between each ETSE and its smart meter, "to abstract away from the
+specific meter vendor and model": the policy layer reads the energy stored on the premises
+and the meter's firmware, installs firmware releases, and operates the delivery of what it
+traded. :class:`MeterAdapter` is that interface, and all the device ever calls; a real meter
+(a Modbus or DLMS driver) implements the same four methods. ``gridnet.agents.device.SimulatedDevice``
+puts the simulator's meter and battery behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gridnet.meter.status import MeterStatus, SignedMeterStatus
+from gridnet.units import Wh
+
+
+class MeterAdapter(Protocol):
+    def stored_wh(self) -> Wh | None:
+        """Energy stored on the premises now [Wh] (None: no storage)."""
+
+    def firmware(self) -> MeterStatus:
+        """What the meter is and runs (vendor, model, firmware version, release image)."""
+
+    def install(self, version: str, image: bytes) -> SignedMeterStatus:
+        """Install a firmware release; the meter's new signed status (for the chain).
+        Raises ``FirmwareInstallFailed`` when the meter cannot take it."""
+
+    def operate(self, sell_wh: Wh, charge_wh: Wh) -> tuple[Wh, Wh]:
+        """Deliver what was traded from storage: discharge ``sell_wh`` to the grid and charge
+        ``charge_wh`` from it, as far as the storage allows; (sold, charged) [Wh]."""

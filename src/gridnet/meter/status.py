@@ -1,0 +1,50 @@
+"""A meter's signed status: what it says it is and runs (seed 004's SEL input).
+
+The meter signs its vendor, model and firmware version, with the image hash of the release
+it installed (all zero for the firmware it shipped with), at registration (sequence 0) and
+after every update (a higher sequence number, so an old status cannot be replayed to roll
+the chain's view of the meter back).
+"""
+
+from __future__ import annotations
+
+from gridnet.crypto.hashing import P_FIRMWARE, hash32
+from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.encoding import U63, AddressBytes, HashBytes, SignatureBytes, Wire, encode
+from gridnet.meter.certificate import Label
+from gridnet.units import HASH_BYTES, PublicKey
+
+FACTORY_IMAGE = bytes(HASH_BYTES)
+"""The release hash of the firmware a meter shipped with (named by its certificate)."""
+
+
+class MeterStatus(Wire, frozen=True):
+    meter: AddressBytes
+    """The meter's id (address of its key)."""
+    seq: U63
+    """0 at registration, then higher with every status the meter signs."""
+    vendor: Label
+    model: Label
+    firmware: Label
+    """Firmware version running now."""
+    image: HashBytes
+    """Hash of the installed release's image (``FACTORY_IMAGE`` for the shipped firmware)."""
+
+
+class SignedMeterStatus(Wire, frozen=True):
+    status: MeterStatus
+    signature: SignatureBytes
+    """The meter's signature (METER_STATUS domain) over the encoded status."""
+
+
+def sign_status(meter_key: PrivateKey, status: MeterStatus) -> SignedMeterStatus:
+    return SignedMeterStatus(status, meter_key.sign(Domain.METER_STATUS, encode(status)))
+
+
+def is_status_signed_by(signed: SignedMeterStatus, meter_key: PublicKey) -> bool:
+    return verify_signature(Domain.METER_STATUS, meter_key, encode(signed.status), signed.signature)
+
+
+def firmware_image_hash(image: bytes) -> bytes:
+    """The hash a release publishes for its image bytes (and a meter reports installing it)."""
+    return hash32(image, P_FIRMWARE)
