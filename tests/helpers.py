@@ -99,10 +99,11 @@ test_keys.__test__ = False  # type: ignore[attr-defined]
 test_params.__test__ = False  # type: ignore[attr-defined]
 
 
-def rejection(chain: Chain, tx: Transaction) -> Exception:
-    """The named error the block builder gets when it applies ``tx`` on the head."""
+def rejection(chain: Chain, tx: Transaction, at: int | None = None) -> Exception:
+    """The named error the block builder gets when it applies ``tx`` on the head (in a block
+    timestamped ``at``, by default the clock's now)."""
     vtx = validate_transaction(tx, chain.params, chain.chain_id)
-    template = chain.build_block(PrivateKey.from_label("test-miner").address, [vtx])
+    template = chain.build_block(PrivateKey.from_label("test-miner").address, [vtx], now=at, timestamp=at)
     assert template.rejected, "the transaction was accepted"
     return template.rejected[0][1]
 
@@ -135,9 +136,10 @@ class Actors:
     def mine(self, *txs: Transaction) -> None:
         extend(self.chain, list(txs))
 
-    def refused(self, key: PrivateKey, payload: Payload) -> Exception:
-        """The named error block building gets for ``payload`` signed by ``key``."""
-        return rejection(self.chain, self.pending(key, payload))
+    def refused(self, key: PrivateKey, payload: Payload, at: int | None = None) -> Exception:
+        """The named error block building gets for ``payload`` signed by ``key`` (in a block
+        timestamped ``at``, by default the clock's now)."""
+        return rejection(self.chain, self.pending(key, payload), at)
 
 
 def supply(chain: Chain) -> int:

@@ -242,6 +242,34 @@ class StaleMeterStatus(InvalidTransaction):
     or reordered status)."""
 
 
+# --- on-chain auctions (seed 004's ETL) ---------------------------------------------------
+
+
+class InvalidAuctionOrder(InvalidTransaction):
+    """An on-chain order breaks a rule; subclasses name the rule."""
+
+
+class MarketOffChain(InvalidAuctionOrder):
+    """The chain's genesis clears auctions off chain (``[market] mode = "offchain"``): it
+    takes no order transactions."""
+
+
+class AuctionClosed(InvalidAuctionOrder):
+    """The auction of that delivery interval has closed (``auction_close_s`` before it)."""
+
+
+class AuctionTooFarAhead(InvalidAuctionOrder):
+    """The delivery interval is more than a day of intervals after the block's."""
+
+
+class AuctionFull(InvalidAuctionOrder):
+    """The auction already holds the most orders one auction may hold."""
+
+
+class WrongArea(InvalidAuctionOrder):
+    """The order's area is not the area its meter is registered in."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 

@@ -49,6 +49,8 @@ ADDR = address_to_text(test_keys(1)[0].address)
         ({"security": {"advisory_authorities": ADDR}}, "advisory_authorities must be a list"),
         ({"security": {"advisory_authorities": [ADDR, ADDR]}}, "lists an address twice"),
         ({"security": {"min_severity": "apocalyptic"}}, "one of low, medium, high, critical"),
+        ({"market": {"mode": "barter"}}, "[market] mode 'barter' is not one of offchain, onchain"),
+        ({"market": {"auction_close_s": 0}}, "auction_close_s must be more than 0"),
     ],
 )
 def test_bad_values_are_named(doc: dict[str, Any], fragment: str) -> None:
@@ -60,7 +62,13 @@ def test_bad_values_are_named(doc: dict[str, Any], fragment: str) -> None:
 
 def test_genesis_file_round_trips_exactly(tmp_path: Path) -> None:
     params = default_params((Allocation(test_keys(1)[0].address, 12_345_678_987_654_321),))
-    params = replace(params, advisory_authorities=(test_keys(2)[1].address,), advisory_min_severity=3)
+    params = replace(
+        params,
+        advisory_authorities=(test_keys(2)[1].address,),
+        advisory_min_severity=3,
+        market_mode=1,
+        auction_close_ms=600_000,
+    )
     path = tmp_path / "g.toml"
     path.write_text(params_to_toml(params))
     assert load_genesis_file(path) == params

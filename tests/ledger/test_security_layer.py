@@ -76,7 +76,9 @@ def status(
     return ReportMeterStatus(sign_status(meter, msgspec.structs.replace(base, **kw)))  # type: ignore[arg-type]
 
 
-def sel_market(path: Path, min_severity: int = 1, also_named: tuple[PrivateKey, ...] = ()) -> Market:
+def sel_market(
+    path: Path, min_severity: int = 1, also_named: tuple[PrivateKey, ...] = (), **params: object
+) -> Market:
     """``open_market`` with an advisory authority named in the genesis and registered, a
     rogue that registered the advisory role without being named, and a government."""
     extra = (ADVISOR, GOV, ROGUE, OTHER_MAKER)
@@ -85,6 +87,7 @@ def sel_market(path: Path, min_severity: int = 1, also_named: tuple[PrivateKey, 
         allocations=tuple(Allocation(k.address, 1_000 * UNITS_PER_GNC) for k in PEOPLE + extra),
         advisory_authorities=(ADVISOR.address, *(k.address for k in also_named)),
         advisory_min_severity=min_severity,
+        **params,
     )
     for k in extra:
         m.nonce[k.address] = 0

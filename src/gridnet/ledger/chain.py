@@ -42,10 +42,10 @@ from gridnet.ledger.transition import (
     apply_coinbase,
     apply_transaction,
     check_tx_root,
+    start_block,
     validate_header,
 )
 from gridnet.ledger.txs.base import BlockEnv
-from gridnet.ledger.txs.bond import process_unbonding
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.units import Address, Hash32
 from gridnet.work import target_from_bytes, work_of_target
@@ -523,7 +523,7 @@ class Chain:
         height = parent.height + 1
         view = StateView(self.values)
         env = BlockEnv(self.params, self.chain_id, height, miner, ts)
-        process_unbonding(view, env)
+        start_block(view, env)
         budget = self.params.max_block_bytes - 512
         used = 0
         included: list[VerifiedTx] = []

@@ -78,6 +78,12 @@ class ChainParams(Wire, frozen=True):
     with the advisory role): an advisory bans meters, so the genesis names who may issue one."""
     advisory_min_severity: U32 = 1
     """Lowest advisory severity that makes a meter vulnerable (1 low .. 4 critical)."""
+    market_mode: U32 = 0
+    """0 (``MARKET_OFF_CHAIN``): orders are gossiped and cleared off chain (paper 001); 1
+    (``MARKET_ON_CHAIN``): orders are transactions and the state transition clears them."""
+    auction_close_ms: U63 = 300_000
+    """On chain: the auction of a delivery interval closes this long before the interval
+    starts [ms]; the first block at or after that time clears it."""
 
     @property
     def initial_target_int(self) -> int:
@@ -141,6 +147,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "fees": {"min_fee_per_byte": int},
     "reward": {"initial_gnc": str, "halving_interval": int},
     "security": {"advisory_authorities": list, "min_severity": str},
+    "market": {"mode": str, "auction_close_s": float},
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -164,7 +171,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "fees": {"min_fee_per_byte": 1},
     "reward": {"initial_gnc": "50", "halving_interval": 100_000},
     "security": {"advisory_authorities": [], "min_severity": "low"},
+    "market": {"mode": "offchain", "auction_close_s": 300.0},
 }
+
+MARKET_MODES = ("offchain", "onchain")
+"""Market modes by name; the code of each is its position."""
+MARKET_OFF_CHAIN, MARKET_ON_CHAIN = 0, 1
 
 SEVERITIES = ("low", "medium", "high", "critical")
 """Advisory severities by name; the code of each is its position plus one."""
@@ -263,6 +275,9 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
         except GridnetError as exc:
             raise ConfigError(f"{source}: [security] advisory_authorities[{n}]: {exc}") from None
     min_severity = severity_code(merged["security"]["min_severity"], f"{source}: [security] min_severity")
+    mode = merged["market"]["mode"].strip().lower()
+    if mode not in MARKET_MODES:
+        raise ConfigError(f"{source}: [market] mode {mode!r} is not one of {', '.join(MARKET_MODES)}")
     c, p = merged["chain"], merged["pow"]
     try:
         params = ChainParams(
@@ -286,6 +301,8 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             allocations=tuple(allocations),
             advisory_authorities=tuple(advisors),
             advisory_min_severity=min_severity,
+            market_mode=MARKET_MODES.index(mode),
+            auction_close_ms=round(merged["market"]["auction_close_s"] * 1000),
         )
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -325,6 +342,11 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
         (
             1 <= params.advisory_min_severity <= len(SEVERITIES),
             f"min_severity must be one of {', '.join(SEVERITIES)}",
+        ),
+        (params.market_mode < len(MARKET_MODES), f"market mode must be one of {', '.join(MARKET_MODES)}"),
+        (
+            0 < params.auction_close_ms < 24 * 3600 * 1000,
+            "auction_close_s must be more than 0 and less than a day",
         ),
         (
             len(set(params.advisory_authorities)) == len(params.advisory_authorities),
@@ -403,6 +425,10 @@ def params_to_toml(params: ChainParams) -> str:
             ", ".join(f'"{address_to_text(a)}"' for a in params.advisory_authorities)
         ),
         f'min_severity = "{SEVERITIES[params.advisory_min_severity - 1]}"',
+        "",
+        "[market]",
+        f'mode = "{MARKET_MODES[params.market_mode]}"',
+        f"auction_close_s = {params.auction_close_ms / 1000}",
     ]
     for a in params.allocations:
         lines += [

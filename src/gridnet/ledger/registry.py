@@ -11,6 +11,7 @@ from typing import Final
 
 from gridnet.ledger.txs import (
     advisory,
+    auction,
     authority,
     bond,
     contract,
@@ -23,6 +24,7 @@ from gridnet.ledger.txs import (
     transfer,
 )
 from gridnet.ledger.txs.advisory import PublishAdvisory
+from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
@@ -61,6 +63,7 @@ Payload = (
     | PublishFirmware
     | PublishAdvisory
     | ReportMeterStatus
+    | PlaceOrder
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -90,6 +93,7 @@ RULES: Final[dict[type, AnyRules]] = {
         firmware.PUBLISH_FIRMWARE_RULES,
         advisory.PUBLISH_ADVISORY_RULES,
         meter.STATUS_RULES,
+        auction.PLACE_ORDER_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -46,6 +46,7 @@ from gridnet.ledger.params import ChainParams, block_reward
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import ACCOUNTS, StateView
 from gridnet.ledger.transactions import Transaction, tx_size
+from gridnet.ledger.txs.auction import clear_due_auctions
 from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.bond import process_unbonding
 from gridnet.ledger.txs.coinbase import Coinbase
@@ -175,8 +176,16 @@ def apply_transaction(state: StateView, env: BlockEnv, vtx: VerifiedTx) -> None:
         replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1),
     )
     env.sender_key = tx.sender
+    env.txid = vtx.txid
     RULES[type(tx.payload)].apply(state, env, sender, tx.payload)
     env.fees += tx.fee  # only once the type's rules passed: a builder may roll the tx back
+
+
+def start_block(state: StateView, env: BlockEnv) -> None:
+    """What every block does before its transactions: release the unbonding coin due at its
+    height, and (on-chain market) clear the auctions whose closing time it reached."""
+    process_unbonding(state, env)
+    clear_due_auctions(state, env)
 
 
 def apply_coinbase(state: StateView, env: BlockEnv, tx: Transaction) -> int:
@@ -251,7 +260,7 @@ def apply_block(
         raise DuplicateTransaction(f"block {header.height} contains a transaction twice")
 
     env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
-    process_unbonding(state, env)
+    start_block(state, env)
     for i, vtx in enumerate(vtxs, start=1):
         try:
             apply_transaction(state, env, vtx)

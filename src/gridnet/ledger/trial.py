@@ -29,9 +29,8 @@ from gridnet.errors import InvalidTransaction
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import Mempool
 from gridnet.ledger.state import StateView
-from gridnet.ledger.transition import VerifiedTx, apply_transaction
+from gridnet.ledger.transition import VerifiedTx, apply_transaction, start_block
 from gridnet.ledger.txs.base import BlockEnv
-from gridnet.ledger.txs.bond import process_unbonding
 from gridnet.units import Address, Hash32
 
 TRIAL_SENDERS: Final = 4096
@@ -118,7 +117,7 @@ class TrialState:
 
     def _fresh_view(self, env: BlockEnv) -> StateView:
         view = StateView(self.chain.values)
-        process_unbonding(view, env)
+        start_block(view, env)
         return view
 
     def _block_budget(self) -> int:

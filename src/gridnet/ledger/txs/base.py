@@ -26,6 +26,8 @@ class BlockEnv:
     """Fees collected so far in this block [base units]."""
     sender_key: bytes = b""
     """Public key of the transaction being applied (set per transaction)."""
+    txid: bytes = b""
+    """Id of the transaction being applied (set per transaction)."""
 
 
 @dataclass(frozen=True, slots=True)

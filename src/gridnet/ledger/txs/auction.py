@@ -1,0 +1,295 @@
+"""On-chain auctions (seed 004's Energy Trading Layer), for chains whose genesis chooses
+``[market] mode = "onchain"``.
+
+PlaceOrder: a bid or an offer is a transaction. The sender owns the meter (registered in the
+order's area), the meter is not vulnerable (the security layer), and the auction of the
+delivery interval is open: it closes ``auction_close_ms`` before the interval starts. A bid
+locks what its energy costs at its price.
+
+The state transition clears: before its transactions, every block clears each auction whose
+closing time its timestamp has reached (``clear_due_auctions``), in (interval, area) order.
+The clearing is the off-chain market's uniform-price double auction
+(``market.matching.clear_double_auction``) over the auction's orders, less those whose meter
+has become vulnerable since they were placed (left out, a bid's coin returned). Every trade
+becomes an energy contract on chain (``txs/contract.py``) at the clearing price: the buyer's
+key verifies the states it signs, the deposit comes out of the bid's lock, and the rest of
+the lock returns to the buyer. From there, settlement, disputes and closing are those of any
+contract. Auction contracts carry no line fees: a line owner is no party to an auction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from msgspec.structs import replace
+
+from gridnet.contracts.channel import ContractTerms, contract_id, deposit
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import hash32
+from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, Wire
+from gridnet.errors import (
+    AuctionClosed,
+    AuctionFull,
+    AuctionTooFarAhead,
+    InsufficientBalance,
+    MalformedTransaction,
+    MarketOffChain,
+    MeterNotOwned,
+    WrongArea,
+)
+from gridnet.ledger.params import MARKET_ON_CHAIN, ChainParams
+from gridnet.ledger.state import ACCOUNTS, StateView, register_table
+from gridnet.ledger.txs.advisory import refuse_vulnerable, vulnerable_meter
+from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
+from gridnet.ledger.txs.identity import require_identity
+from gridnet.ledger.txs.meter import METERS
+from gridnet.market.matching import Clearing, clear_double_auction
+from gridnet.market.orders import Area, Order, Side, VerifiedOrder
+from gridnet.units import Address, Interval, energy_cost, interval_of, interval_start
+
+MAX_AUCTION_ORDERS = 4096
+"""Most orders one auction (area and delivery interval) holds."""
+PAGE_ORDERS = 32
+"""Orders per stored page of an auction (an order rewrites one page, not the auction)."""
+ORDER_WINDOW = 96
+"""Delivery intervals ahead of the block's an order may be for (a day of 15 minutes)."""
+
+
+class AuctionOrder(Wire, frozen=True):
+    id: HashBytes
+    """The PlaceOrder transaction's id."""
+    side: U32
+    owner: AddressBytes
+    owner_key: PublicKeyBytes
+    meter: AddressBytes
+    wh: U63
+    price: U63
+    """A bid's maximum or an offer's minimum [base units / kWh]."""
+    locked: U63
+    """Coin the bid locked (0 for an offer) [base units]."""
+
+
+class AuctionPage(Wire, frozen=True):
+    orders: tuple[AuctionOrder, ...]
+
+
+class Auction(Wire, frozen=True):
+    """One area's auction of one delivery interval: open, then its result."""
+
+    area: Area
+    interval: U63
+    orders: U32
+    """Orders placed."""
+    cleared: bool = False
+    price: U63 = 0
+    """The clearing price [base units / kWh] (0: nothing traded)."""
+    traded_wh: U63 = 0
+    left_out: U32 = 0
+    """Orders left out at clearing: their meter had become vulnerable."""
+    contracts: tuple[HashBytes, ...] = ()
+    """The contracts its trades became, in matching order."""
+
+
+class AuctionRef(Wire, frozen=True):
+    interval: U63
+    area: Area
+
+
+class OpenAuctions(Wire, frozen=True):
+    """Every auction with orders that is not cleared yet, in (interval, area) order."""
+
+    entries: tuple[AuctionRef, ...]
+
+
+AUCTIONS = register_table("auctions", b"Q", Auction)
+AUCTION_PAGES = register_table("auction_pages", b"Y", AuctionPage)
+OPEN_AUCTIONS = register_table("open_auctions", b"Z", OpenAuctions)
+OPEN_KEY = b"open"
+
+
+def auction_key(interval: Interval, area: str) -> bytes:
+    return interval.to_bytes(8, "big") + hash32(area.encode())
+
+
+def page_key(interval: Interval, area: str, page: int) -> bytes:
+    return auction_key(interval, area) + page.to_bytes(4, "big")
+
+
+def closes_at(params: ChainParams, interval: Interval) -> int:
+    """When the auction of ``interval`` closes [ms]."""
+    return interval_start(interval) - params.auction_close_ms
+
+
+class PlaceOrder(Wire, frozen=True, tag=24):
+    side: U32
+    """0 bid (buy), 1 offer (sell)."""
+    meter: AddressBytes
+    """The sender's meter: the buying meter of a bid, the selling meter of an offer."""
+    area: Area
+    interval: U63
+    """Delivery interval."""
+    wh: U63
+    price: U63
+    """A bid's maximum or an offer's minimum [base units / kWh]."""
+
+
+def bid_lock(payload: PlaceOrder) -> int:
+    return energy_cost(payload.wh, payload.price) if payload.side == Side.BID else 0
+
+
+def validate_place_order(payload: PlaceOrder, params: ChainParams) -> None:
+    if params.market_mode != MARKET_ON_CHAIN:
+        raise MarketOffChain("this chain clears auctions off chain: post orders to a node's order book")
+    if payload.side not in (Side.BID, Side.OFFER):
+        raise MalformedTransaction(f"side {payload.side} is neither 0 (bid) nor 1 (offer)")
+    if payload.wh == 0 or payload.price == 0:
+        raise MalformedTransaction("an order trades some energy at a price above zero")
+
+
+def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload: PlaceOrder) -> None:
+    params = env.params
+    require_identity(state, sender, "placing an order")
+    meter = state.get(METERS, payload.meter)
+    if meter is None or meter.owner != sender:
+        raise MeterNotOwned(
+            f"meter {address_to_text(payload.meter)} is not registered to {address_to_text(sender)}"
+        )
+    if meter.area != payload.area:
+        raise WrongArea(
+            f"meter {address_to_text(payload.meter)} is in area {meter.area!r}, not {payload.area!r}"
+        )
+    if env.timestamp >= closes_at(params, payload.interval):
+        raise AuctionClosed(f"the auction of interval {payload.interval} in {payload.area!r} has closed")
+    if payload.interval > interval_of(env.timestamp) + ORDER_WINDOW:
+        raise AuctionTooFarAhead(
+            f"interval {payload.interval} is more than {ORDER_WINDOW} intervals after the block's"
+        )
+    refuse_vulnerable(state, params, payload.meter, "placing an order")
+    key = auction_key(payload.interval, payload.area)
+    auction = state.get(AUCTIONS, key) or Auction(payload.area, payload.interval, 0)
+    if auction.orders >= MAX_AUCTION_ORDERS:
+        raise AuctionFull(f"the auction of interval {payload.interval} in {payload.area!r} is full")
+    locked = bid_lock(payload)
+    acct = state.account(sender)
+    if acct.balance < locked:
+        raise InsufficientBalance(f"the bid locks {locked}; the balance is {acct.balance}")
+    state.put(ACCOUNTS, sender, replace(acct, balance=acct.balance - locked))
+    order = AuctionOrder(
+        env.txid, payload.side, sender, env.sender_key, payload.meter, payload.wh, payload.price, locked
+    )
+    pkey = page_key(payload.interval, payload.area, auction.orders // PAGE_ORDERS)
+    page = state.get(AUCTION_PAGES, pkey)
+    state.put(AUCTION_PAGES, pkey, AuctionPage((*(page.orders if page else ()), order)))
+    if auction.orders == 0:
+        index = state.get(OPEN_AUCTIONS, OPEN_KEY)
+        ref = AuctionRef(payload.interval, payload.area)
+        entries = sorted((*(index.entries if index else ()), ref), key=lambda r: (r.interval, r.area))
+        state.put(OPEN_AUCTIONS, OPEN_KEY, OpenAuctions(tuple(entries)))
+    state.put(AUCTIONS, key, replace(auction, orders=auction.orders + 1))
+
+
+def auction_orders(state: StateView, auction: Auction) -> list[AuctionOrder]:
+    """Every order of ``auction``, in the order they were placed."""
+    out: list[AuctionOrder] = []
+    for n in range((auction.orders + PAGE_ORDERS - 1) // PAGE_ORDERS):
+        page = state.get(AUCTION_PAGES, page_key(auction.interval, auction.area, n))
+        if page is not None:
+            out.extend(page.orders)
+    return out
+
+
+def clear_due_auctions(state: StateView, env: BlockEnv) -> None:
+    """Clear every open auction whose closing time the block's timestamp reached."""
+    if env.params.market_mode != MARKET_ON_CHAIN:
+        return
+    index = state.get(OPEN_AUCTIONS, OPEN_KEY)
+    if index is None:
+        return
+    due = [r for r in index.entries if closes_at(env.params, r.interval) <= env.timestamp]
+    if not due:
+        return
+    for ref in due:
+        clear_auction(state, env, ref)
+    rest = index.entries[len(due) :]  # (sorted by interval: the due ones come first)
+    state.put(OPEN_AUCTIONS, OPEN_KEY, OpenAuctions(rest) if rest else None)
+
+
+def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
+    """Clear one auction: leave out vulnerable meters' orders, run the double auction, open
+    a contract per trade, return what each bid locked beyond its contracts' deposits."""
+    params = env.params
+    key = auction_key(ref.interval, ref.area)
+    auction = state.get(AUCTIONS, key)
+    assert auction is not None, "an open auction has its record"
+    orders = auction_orders(state, auction)
+    for n in range((auction.orders + PAGE_ORDERS - 1) // PAGE_ORDERS):
+        state.put(AUCTION_PAGES, page_key(ref.interval, ref.area, n), None)
+    kept = [o for o in orders if vulnerable_meter(state, params, o.meter) is None]
+    by_id = {o.id: o for o in kept}
+    verified = [
+        VerifiedOrder(
+            o.id,
+            Order(
+                Side(o.side),
+                o.owner,
+                o.owner_key,
+                o.meter,
+                ref.area,
+                ref.interval,
+                o.wh,
+                o.price,
+                ref.interval,
+                0,
+            ),
+        )
+        for o in kept
+    ]
+    clearing = clear_double_auction(
+        [v for v in verified if v.order.side == Side.BID], [v for v in verified if v.order.side == Side.OFFER]
+    )
+    used: defaultdict[bytes, int] = defaultdict(int)
+    cids = []
+    for n, trade in enumerate(clearing.trades):
+        if trade.buyer == trade.seller:
+            continue  # its own bid met its own offer: it keeps that energy, no contract
+        bid = by_id[trade.bid_id]
+        terms = ContractTerms(
+            buyer=trade.buyer,
+            seller=trade.seller,
+            buyer_meter=bid.meter,
+            seller_meter=trade.seller_meter,
+            line_fees=(),
+            price=trade.price,
+            first_interval=ref.interval,
+            last_interval=ref.interval,
+            max_wh=trade.wh,
+            dispute_window=params.max_dispute_window,
+            nonce=n,
+        )
+        while state.get(CONTRACTS, contract_id(terms)) is not None:  # (same terms agreed off chain)
+            terms = replace(terms, nonce=terms.nonce + len(clearing.trades))
+        cid = contract_id(terms)
+        locked = deposit(terms)
+        used[bid.id] += locked
+        state.put(CONTRACTS, cid, ContractRecord(terms, bid.owner_key, locked, last_change_height=env.height))
+        cids.append(cid)
+    for o in orders:  # what each bid locked and its contracts do not hold goes back
+        if o.locked > used[o.id]:
+            state.credit(o.owner, o.locked - used[o.id])
+    state.put(
+        AUCTIONS,
+        key,
+        replace(
+            auction,
+            cleared=True,
+            price=clearing.price or 0,
+            traded_wh=clearing.traded_wh,
+            left_out=len(orders) - len(kept),
+            contracts=tuple(cids),
+        ),
+    )
+    return clearing
+
+
+PLACE_ORDER_RULES = TxRules(PlaceOrder, validate_place_order, apply_place_order, spends=bid_lock)

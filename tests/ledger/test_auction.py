@@ -1,0 +1,218 @@
+"""On-chain auctions (seed 004's ETL): orders are transactions and the block that reaches an
+auction's closing time clears it into contracts. Each rule broken, asserting its named
+rejection; the clearing checked from the chain (contracts, locks returned, coin conserved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.contracts.channel import ContractState, Delivery, contract_id, sign_state
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import (
+    AuctionClosed,
+    AuctionFull,
+    AuctionTooFarAhead,
+    InsufficientBalance,
+    MalformedTransaction,
+    MarketOffChain,
+    MeterNotOwned,
+    UnknownIdentity,
+    VulnerableMeter,
+    WrongArea,
+)
+from gridnet.ledger.chain import AddStatus
+from gridnet.ledger.params import MARKET_ON_CHAIN, block_reward
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs import auction as auction_module
+from gridnet.ledger.txs.auction import AUCTIONS, OPEN_AUCTIONS, OPEN_KEY, PlaceOrder, auction_key, closes_at
+from gridnet.ledger.txs.contract import CONTRACTS, SettleContract
+from gridnet.ledger.txs.firmware import PublishFirmware
+from gridnet.ledger.txs.meter import SubmitReadings, registration
+from gridnet.market.orders import Side
+from gridnet.meter.certificate import SignedCertificate, issue_certificate
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.units import UNITS_PER_GNC, energy_cost, interval_of
+from tests.helpers import GENESIS_TIME, next_block, register_identity, supply
+from tests.ledger.test_contracts import (
+    BUYER,
+    BUYER_METER,
+    LINE_A,
+    LINE_B,
+    MAKER,
+    SELLER,
+    SELLER_METER,
+    Market,
+    open_market,
+)
+from tests.ledger.test_security_layer import ADVISOR, FIX, advisory, sel_market, status
+from tests.ledger.vectors import record_valid, snapshot
+
+N5 = LINE_A  # a second seller (seed 004's n5)
+N5_METER = SimulatedMeter(PrivateKey.from_label("n5-meter"))
+DELIVERY = interval_of(GENESIS_TIME) + 4  # an hour after genesis
+PER_MWH = UNITS_PER_GNC // 1000  # 1 GNC per MWh, in base units per kWh
+
+
+def bid(wh: int = 576, price: int = 60 * PER_MWH, **kw: object) -> PlaceOrder:
+    order = PlaceOrder(Side.BID, BUYER_METER.meter_id, "north", DELIVERY, wh, price)
+    return msgspec.structs.replace(order, **kw)  # type: ignore[arg-type]
+
+
+def offer(meter: bytes = SELLER_METER.meter_id, price: int = 45 * PER_MWH) -> PlaceOrder:
+    return PlaceOrder(Side.OFFER, meter, "north", DELIVERY, 700, price)
+
+
+def certified(meter: PrivateKey, serial: str) -> SignedCertificate:
+    return issue_certificate(MAKER, meter.public_key, vendor="Acme", model="M", firmware="1", serial=serial)
+
+
+def auction_market(path: Path) -> Market:
+    """The security layer's market on an on-chain-auction chain, with a second seller (n5)."""
+    m = sel_market(path, market_mode=MARKET_ON_CHAIN)
+    m.mine(m.tx(N5, register_identity(m.chain, N5).payload))
+    cert = issue_certificate(
+        MAKER, N5_METER.key.public_key, vendor="Acme", model="M", firmware="1", serial="n5"
+    )
+    m.mine(m.tx(N5, registration(N5_METER.key, cert, "north")))
+    return m
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Market:
+    return auction_market(tmp_path / "c")
+
+
+def close_auction(m: Market, vector: tuple[str, str] | None = None) -> None:
+    """Mine the block that reaches the auction's closing time (recorded as the consensus
+    vector ``(name, description)`` when given)."""
+    pre = snapshot(m.chain)
+    block = next_block(m.chain, timestamp=closes_at(m.chain.params, DELIVERY))
+    assert m.chain.add_block(block, now=block.header.timestamp).status is AddStatus.EXTENDED
+    if vector is not None:
+        record_valid(*vector, pre, block, block.header.timestamp, m.chain)
+
+
+def refused(m: Market, key: PrivateKey, payload: PlaceOrder) -> Exception:
+    """The rule a block one second after the head breaks with ``payload`` (the clock's now
+    is months after these auctions closed)."""
+    return m.refused(key, payload, at=m.chain.head.header.timestamp + 1_000)
+
+
+def stateless(m: Market, payload: PlaceOrder) -> None:
+    validate_transaction(m.pending(BUYER, payload), m.chain.params, m.chain.chain_id)
+
+
+def test_an_off_chain_chain_takes_no_order_transactions(tmp_path: Path) -> None:
+    with pytest.raises(MarketOffChain):
+        stateless(open_market(tmp_path / "c"), bid())
+
+
+def test_order_rules(market: Market) -> None:
+    for bad in (bid(wh=0), bid(price=0), bid(side=2)):
+        with pytest.raises(MalformedTransaction):
+            stateless(market, bad)
+    assert isinstance(refused(market, SELLER, bid()), MeterNotOwned)  # the buyer's meter
+    assert isinstance(refused(market, BUYER, bid(area="south")), WrongArea)
+    assert isinstance(
+        refused(market, BUYER, bid(interval=interval_of(GENESIS_TIME) + 200)), AuctionTooFarAhead
+    )
+    assert isinstance(refused(market, BUYER, bid(wh=10**9)), InsufficientBalance)
+    assert isinstance(refused(market, LINE_B, bid()), UnknownIdentity)  # funded, no identity
+    market.mine(market.tx(ADVISOR, advisory()))
+    assert isinstance(refused(market, SELLER, offer()), VulnerableMeter)
+
+
+def test_the_block_that_reaches_the_closing_time_clears_the_auction(market: Market) -> None:
+    before, height = supply(market.chain), market.chain.height
+    balance = market.chain.account(BUYER.address).balance
+    orders = [
+        market.tx(BUYER, bid()),
+        market.tx(SELLER, offer()),
+        market.tx(N5, offer(N5_METER.meter_id, price=50 * PER_MWH)),
+    ]
+    market.mine(*orders)
+    fees = sum(t.fee for t in orders if t.sender == BUYER.public_key)
+    locked = energy_cost(576, 60 * PER_MWH)
+    assert market.chain.account(BUYER.address).balance == balance - fees - locked
+    view = market.chain.view()
+    assert view.get(AUCTIONS, auction_key(DELIVERY, "north")).orders == 3  # type: ignore[union-attr]
+    close_auction(
+        market,
+        (
+            "auction_cleared_into_a_contract",
+            "on an on-chain-auction chain, the empty block that reaches the auction's closing time "
+            "clears a bid and two offers: one contract at the uniform price, the bid's surplus lock returned",
+        ),
+    )
+    view = market.chain.view()
+    auction = view.get(AUCTIONS, auction_key(DELIVERY, "north"))
+    assert auction is not None and auction.cleared and auction.traded_wh == 576 and auction.left_out == 0
+    assert auction.price == (60 + 45) * PER_MWH // 2  # the uniform price: n3 (45) wins over n5 (50)
+    assert view.get(OPEN_AUCTIONS, OPEN_KEY) is None
+    (cid,) = auction.contracts
+    record = view.get(CONTRACTS, cid)
+    assert record is not None and record.terms.seller == SELLER.address and record.terms.max_wh == 576
+    assert record.terms.line_fees == () and record.buyer_key == BUYER.public_key
+    assert record.remaining == energy_cost(576, auction.price)
+    # The bid's lock less the contract's deposit came back; no coin was made or lost.
+    assert market.chain.account(BUYER.address).balance == balance - fees - record.remaining
+    minted = sum(block_reward(market.chain.params, h) for h in (height + 1, height + 2))
+    assert supply(market.chain) + record.remaining == before + minted
+    assert isinstance(refused(market, BUYER, bid(wh=10)), AuctionClosed)
+    # The contract settles like any other, on the seller's meter reading.
+    meter = SimulatedMeter(SELLER_METER.key)
+    meter.total_exported_wh = 1_600  # (what open_market's readings counted)
+    market.mine(market.tx(SELLER, SubmitReadings((meter.read(DELIVERY, 700, 0),))))
+    paid = market.chain.account(SELLER.address).balance
+    state = sign_state(ContractState(cid, 1, (Delivery(DELIVERY, 576),)), BUYER)
+    market.mine(market.tx(BUYER, SettleContract(state)))
+    assert market.chain.account(SELLER.address).balance - paid == energy_cost(576, auction.price)
+    assert contract_id(record.terms) == cid
+
+
+def test_a_meter_found_vulnerable_before_the_auction_closes_is_left_out(market: Market) -> None:
+    """Seed 004's variant: n3 cannot be updated, so the auction goes on without it and n5 wins."""
+    market.mine(
+        market.tx(BUYER, bid()),
+        market.tx(SELLER, offer()),
+        market.tx(N5, offer(N5_METER.meter_id, price=50 * PER_MWH)),
+    )
+    market.mine(market.tx(ADVISOR, advisory(("1",), id="A-1")))  # every meter of the product...
+    # ...and the buyer and n5 install the fix; n3 does not.
+    market.mine(market.tx(MAKER, PublishFirmware("Acme", "M", "2", FIX)))
+    market.mine(market.tx(BUYER, status(BUYER_METER.key, 1)), market.tx(N5, status(N5_METER.key, 1)))
+    seller_before = market.chain.account(SELLER.address).balance
+    close_auction(market)
+    auction = market.chain.view().get(AUCTIONS, auction_key(DELIVERY, "north"))
+    assert auction is not None and auction.left_out == 1 and auction.price == (60 + 50) * PER_MWH // 2
+    (cid,) = auction.contracts
+    record = market.chain.view().get(CONTRACTS, cid)
+    assert record is not None and record.terms.seller == N5.address
+    assert market.chain.account(SELLER.address).balance == seller_before  # an offer locks nothing
+
+
+def test_an_owners_own_bid_and_offer_make_no_contract(market: Market) -> None:
+    second = SimulatedMeter(PrivateKey.from_label("buyer-second-meter"))
+    cert = issue_certificate(
+        MAKER, second.key.public_key, vendor="Acme", model="M", firmware="1", serial="b2"
+    )
+    market.mine(market.tx(BUYER, registration(second.key, cert, "north")))
+    balance = market.chain.account(BUYER.address).balance
+    own = [
+        market.tx(BUYER, bid(price=50 * PER_MWH)),
+        market.tx(BUYER, offer(second.meter_id, price=40 * PER_MWH)),
+    ]
+    market.mine(*own)
+    close_auction(market)
+    auction = market.chain.view().get(AUCTIONS, auction_key(DELIVERY, "north"))
+    assert auction is not None and auction.traded_wh == 576 and auction.contracts == ()
+    assert market.chain.account(BUYER.address).balance == balance - sum(t.fee for t in own)  # lock returned
+
+
+def test_an_auction_holds_a_bounded_number_of_orders(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auction_module, "MAX_AUCTION_ORDERS", 2)
+    market.mine(market.tx(BUYER, bid()), market.tx(SELLER, offer()))
+    assert isinstance(refused(market, N5, offer(N5_METER.meter_id)), AuctionFull)
