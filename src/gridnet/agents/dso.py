@@ -25,7 +25,9 @@ from gridnet.contracts.channel import ContractState, ContractTerms, Delivery, Li
 from gridnet.grid.commands import CommandKind, DsoCommand, sign_command
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.txs.advisory import vulnerable_meter
+from gridnet.ledger.txs.auction import AUCTIONS, as_order, auction_key, auction_orders, closes_at
 from gridnet.ledger.txs.authority import RegisterAuthority, flagged_by
+from gridnet.ledger.txs.contract import CONTRACTS
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Trade, clear_with_eligibility
 from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order
@@ -57,6 +59,10 @@ class Dso(Agent):
         self.books: dict[Interval, list[tuple[Order, int]]] = {}
         """Each cleared interval's orders (its own included) with the energy each traded [Wh]."""
         self.shortfall_wh = 0
+        self.auctions: set[Interval] = set()
+        """On-chain market: intervals whose auction it placed its orders in, not cleared yet."""
+        self.own_due: dict[Interval, int] = {}
+        """On-chain market: when it places its own orders in each interval's auction [ms]."""
 
     def allocations(self, world: World) -> list[Allocation]:
         return [Allocation(self.address, gnc(world.s.dso.start_gnc))]
@@ -72,6 +78,12 @@ class Dso(Agent):
     # --- the hub -------------------------------------------------------------------------
 
     def tick(self, world: World) -> None:
+        for interval, due in list(self.own_due.items()):
+            if world.now() >= due:
+                del self.own_due[interval]
+                self.place_own(world, interval)
+        if self.auctions:
+            self.read_auctions(world)
         if not self.inbox:
             return
         notes, self.inbox = self.inbox, []
@@ -87,8 +99,11 @@ class Dso(Agent):
 
     def clear(self, world: World, interval: Interval) -> None:
         """Clear what reached the hub, with its own bid and offer sized to the book (anyone
-        holding the same orders gets the same result); every trade becomes a contract."""
+        holding the same orders gets the same result); every trade becomes a contract. On an
+        on-chain market the chain clears: it only places its own bid and offer."""
         assert self.meter is not None
+        if world.onchain:
+            return  # the chain clears (it placed its own orders in ``tick``)
         book = world.market(self, interval) if world.relaynet is None else self.book.pop(interval, [])
         verified = self.admissible(
             world, [validate_order(signed, now_interval=interval - 1) for signed in book]
@@ -132,6 +147,65 @@ class Dso(Agent):
         bids = {v.id: v for v in verified if v.order.side == Side.BID}
         for n, t in enumerate(clearing.trades):
             self.contract(world, interval, n, t, bids[t.bid_id])
+
+    # --- the on-chain market --------------------------------------------------------------
+
+    def order(self, world: World, interval: Interval) -> None:
+        """On an on-chain market: it will place its own orders halfway between the homes'
+        and the auction's closing time (so the homes' orders are on chain, and its own can
+        still be)."""
+        if world.onchain:
+            assert world.params is not None
+            closes = closes_at(world.params, interval)
+            self.own_due[interval] = world.now() + max(0, closes - world.now()) // 2
+
+    def place_own(self, world: World, interval: Interval) -> None:
+        """Its bid for the surplus (at its feed-in price) and offer for the shortfall (at its
+        retail price) the auction's orders on its node's head show."""
+        view = world.look(self.node).view
+        auction = view.get(AUCTIONS, auction_key(interval, world.area))
+        orders = auction_orders(view, auction) if auction is not None else []
+        offered = sum(o.wh for o in orders if o.side == Side.OFFER)
+        bid = sum(o.wh for o in orders if o.side == Side.BID)
+        if offered:
+            world.place_order(self, Side.BID, interval, offered, gnc(world.s.dso.buy_price), self)
+        if bid:
+            world.place_order(self, Side.OFFER, interval, bid, gnc(world.s.dso.sell_price), self)
+        self.auctions.add(interval)
+
+    def read_auctions(self, world: World) -> None:
+        """Once the chain cleared an auction it placed orders in: its book, its result, and a
+        deal per trade (the contracts are open on chain already)."""
+        view = world.look(self.node).view
+        for interval in sorted(self.auctions):
+            auction = view.get(AUCTIONS, auction_key(interval, world.area))
+            if auction is None or not auction.cleared:
+                continue
+            self.auctions.discard(interval)
+            traded: dict[bytes, int] = defaultdict(int)
+            for t in auction.trades:
+                traded[t.bid_id] += t.wh
+                traded[t.offer_id] += t.wh
+            orders = auction_orders(view, auction)
+            book = [(as_order(o, world.area, interval), traded[o.id]) for o in orders]
+            self.books[interval] = book
+            self.clearing.append(
+                {
+                    "interval": interval,
+                    "price": auction.price if auction.trades else None,
+                    "traded_wh": auction.traded_wh,
+                    "bids": sum(1 for o in orders if o.side == Side.BID),
+                    "offers": sum(1 for o in orders if o.side == Side.OFFER),
+                    "bid_wh": sum(o.wh for o in orders if o.side == Side.BID),
+                    "offer_wh": sum(o.wh for o in orders if o.side == Side.OFFER),
+                }
+            )
+            world.tally.orders_left_out += auction.left_out
+            for trade, cid in zip(auction.trades, auction.contracts, strict=True):
+                record = view.get(CONTRACTS, cid)
+                assert record is not None, "a cleared auction's contracts are on chain"
+                buyer, seller = world.by_address[trade.buyer], world.by_address[trade.seller]
+                world.deals[interval].append(Deal(record.terms, trade, buyer, seller))
 
     def admissible(self, world: World, orders: list[VerifiedOrder]) -> list[VerifiedOrder]:
         """The security layer: orders of meters vulnerable on its node's head are left out."""

@@ -47,7 +47,7 @@ from gridnet.market.orders import Side
 from gridnet.market.policy import Policy, PriceWindow, load_policy
 from gridnet.meter.status import firmware_image_hash
 from gridnet.sim.physics import INTERVAL_H, Battery
-from gridnet.sim.relaynet import CommandNote, OrderNote, StateNote
+from gridnet.sim.relaynet import CommandNote, StateNote
 from gridnet.sim.scenario import gnc
 from gridnet.units import Interval, UnitsPerKWh, Wh, interval_start
 from gridnet.world.demand import Consumer, demand
@@ -318,11 +318,7 @@ class Home(Agent):
             (Side.BID, plan.check_wh, check_price),
         ):
             if wh and price is not None:
-                signed = self.signed_order(world, side, interval, wh, price)
-                if world.relaynet is None:
-                    world.post_order(self, signed)
-                else:
-                    world.send(self, OrderNote(signed), dso)
+                world.place_order(self, side, interval, wh, price, dso)
         if (interval - world.first) % MAX_SPAN == 0 and interval != world.first:
             self.open_balancing(world, interval)
 

@@ -22,18 +22,19 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
 from gridnet.ledger.mempool import EventKind
-from gridnet.ledger.params import ChainParams
+from gridnet.ledger.params import MARKET_ON_CHAIN, ChainParams
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import min_fee, sign_transaction
+from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.market.matching import Trade
-from gridnet.market.orders import SignedOrder
+from gridnet.market.orders import Side, SignedOrder
 from gridnet.meter.mqtt import MqttBroker, MqttTelemetry
 from gridnet.meter.reading import SignedReading
 from gridnet.meter.telemetry import InMemoryTelemetry, Telemetry
 from gridnet.sim.backends import Backend, MemoryBackend
-from gridnet.sim.relaynet import CARRIER, CommandNote, Note, RelayNet
+from gridnet.sim.relaynet import CARRIER, CommandNote, Note, OrderNote, RelayNet
 from gridnet.sim.scenario import Scenario, gnc, pool_length
 from gridnet.units import Address, Interval, Wh, interval_of
 from gridnet.world.grid import FlowResult, Grid
@@ -181,6 +182,24 @@ class World:
     def connect(self, params: ChainParams, backend: Backend) -> None:
         self.params = params
         self._backend = backend
+
+    @property
+    def onchain(self) -> bool:
+        """Orders are transactions and the chain clears the auctions (the genesis says)."""
+        return self.params is not None and self.params.market_mode == MARKET_ON_CHAIN
+
+    def place_order(self, who: Agent, side: Side, interval: Interval, wh: Wh, price: int, hub: Agent) -> None:
+        """``who`` bids or offers for ``interval`` in the area's auction: a transaction on an
+        on-chain market; else a signed order posted at its node (no relays) or sent to ``hub``."""
+        assert who.meter is not None
+        if self.onchain:
+            self.submit(who, PlaceOrder(side, who.meter.meter_id, self.area, interval, wh, price))
+            return
+        signed = who.signed_order(self, side, interval, wh, price)
+        if self.relaynet is None:
+            self.post_order(who, signed)
+        else:
+            self.send(who, OrderNote(signed), hub)
 
     @property
     def backend(self) -> Backend:

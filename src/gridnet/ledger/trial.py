@@ -28,6 +28,7 @@ from typing import Final
 from gridnet.errors import InvalidTransaction
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import Mempool
+from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transition import VerifiedTx, apply_transaction, start_block
 from gridnet.ledger.txs.base import BlockEnv
@@ -91,6 +92,9 @@ class TrialState:
         everything pending). The mempool runs this last: a transaction that passes is taken
         (and stays applied to its sender's kept state)."""
         env = self._env(now)
+        admit = RULES[type(vtx.tx.payload)].admit
+        if admit is not None:
+            admit(vtx.tx.payload, env)  # (a rule of the mempool only: raises it)
         state = self._sender_state(pool, vtx, env)
         error = _apply(state.view, env, vtx)
         state.view.release()

@@ -45,6 +45,11 @@ class ChainSection:
     identity_difficulty_bits: int = 10
     dispute_window_blocks: int = 4
     """Blocks after a contract's last settlement in which a later state may supersede it."""
+    market: str = "offchain"
+    """"offchain": orders travel off chain and the hub clears them (paper 001); "onchain":
+    orders are transactions and the chain clears each auction (seed 004)."""
+    auction_close_s: float = 300.0
+    """On chain: an auction closes this long before its delivery interval starts [s]."""
 
 
 @dataclass(frozen=True)
@@ -327,6 +332,11 @@ def _check(s: Scenario) -> None:
             "[network] tick_s and hashes_per_tick must be positive",
         ),
         (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
+        (s.chain.market in ("offchain", "onchain"), '[chain] market must be "offchain" or "onchain"'),
+        (
+            0 < s.chain.auction_close_s < 600,
+            "[chain] auction_close_s must be above 0 and below 600 (orders go out 15 minutes ahead)",
+        ),
         (1 <= len(s.line_owners) <= 8, "at most 8 line owners, at least 1"),
         (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
         (s.dso.imbalance_price > 0, "[dso] imbalance_price must be positive"),

@@ -4,7 +4,10 @@
 PlaceOrder: a bid or an offer is a transaction. The sender owns the meter (registered in the
 order's area), the meter is not vulnerable (the security layer), and the auction of the
 delivery interval is open: it closes ``auction_close_ms`` before the interval starts. A bid
-locks what its energy costs at its price.
+locks what its energy costs at its price. A mempool refuses an order for a closed auction
+(``AuctionClosed``); one a block includes after the close (it waited in a mempool) has no
+effect but its fee, and is counted as late: a transaction that could become invalid while it
+waits would strand its sender's later transactions behind an unusable nonce.
 
 The state transition clears: before its transactions, every block clears each auction whose
 closing time its timestamp has reached (``clear_due_auctions``), in (interval, area) order.
@@ -15,6 +18,7 @@ becomes an energy contract on chain (``txs/contract.py``) at the clearing price:
 key verifies the states it signs, the deposit comes out of the bid's lock, and the rest of
 the lock returns to the buyer. From there, settlement, disputes and closing are those of any
 contract. Auction contracts carry no line fees: a line owner is no party to an auction.
+The auction's orders and result stay in the state: anyone audits a clearing from it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS
-from gridnet.market.matching import Clearing, clear_double_auction
+from gridnet.market.matching import Clearing, Trade, clear_double_auction
 from gridnet.market.orders import Area, Order, Side, VerifiedOrder
 from gridnet.units import Address, Interval, energy_cost, interval_of, interval_start
 
@@ -87,8 +91,12 @@ class Auction(Wire, frozen=True):
     traded_wh: U63 = 0
     left_out: U32 = 0
     """Orders left out at clearing: their meter had become vulnerable."""
+    trades: tuple[Trade, ...] = ()
+    """Its trades, in matching order (a bid matched with its owner's own offer is none)."""
     contracts: tuple[HashBytes, ...] = ()
-    """The contracts its trades became, in matching order."""
+    """The contract each trade became (same order as ``trades``)."""
+    late: U32 = 0
+    """Orders a block included after the auction closed (without effect: they paid a fee)."""
 
 
 class AuctionRef(Wire, frozen=True):
@@ -147,6 +155,13 @@ def validate_place_order(payload: PlaceOrder, params: ChainParams) -> None:
         raise MalformedTransaction("an order trades some energy at a price above zero")
 
 
+def admit_place_order(payload: PlaceOrder, env: BlockEnv) -> None:
+    """A mempool takes no order for an auction that has closed (a block that reaches the
+    closing time after taking it includes it without effect)."""
+    if env.timestamp >= closes_at(env.params, payload.interval):
+        raise AuctionClosed(f"the auction of interval {payload.interval} in {payload.area!r} has closed")
+
+
 def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload: PlaceOrder) -> None:
     params = env.params
     require_identity(state, sender, "placing an order")
@@ -159,15 +174,17 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
         raise WrongArea(
             f"meter {address_to_text(payload.meter)} is in area {meter.area!r}, not {payload.area!r}"
         )
-    if env.timestamp >= closes_at(params, payload.interval):
-        raise AuctionClosed(f"the auction of interval {payload.interval} in {payload.area!r} has closed")
+    key = auction_key(payload.interval, payload.area)
+    auction = state.get(AUCTIONS, key) or Auction(payload.area, payload.interval, 0)
+    if env.timestamp >= closes_at(params, payload.interval):  # late: included, no effect
+        if auction.orders:
+            state.put(AUCTIONS, key, replace(auction, late=auction.late + 1))
+        return
     if payload.interval > interval_of(env.timestamp) + ORDER_WINDOW:
         raise AuctionTooFarAhead(
             f"interval {payload.interval} is more than {ORDER_WINDOW} intervals after the block's"
         )
     refuse_vulnerable(state, params, payload.meter, "placing an order")
-    key = auction_key(payload.interval, payload.area)
-    auction = state.get(AUCTIONS, key) or Auction(payload.area, payload.interval, 0)
     if auction.orders >= MAX_AUCTION_ORDERS:
         raise AuctionFull(f"the auction of interval {payload.interval} in {payload.area!r} is full")
     locked = bid_lock(payload)
@@ -187,6 +204,11 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
         entries = sorted((*(index.entries if index else ()), ref), key=lambda r: (r.interval, r.area))
         state.put(OPEN_AUCTIONS, OPEN_KEY, OpenAuctions(tuple(entries)))
     state.put(AUCTIONS, key, replace(auction, orders=auction.orders + 1))
+
+
+def as_order(o: AuctionOrder, area: str, interval: Interval) -> Order:
+    """An auction order as the market's ``Order`` (what the double auction takes)."""
+    return Order(Side(o.side), o.owner, o.owner_key, o.meter, area, interval, o.wh, o.price, interval, 0)
 
 
 def auction_orders(state: StateView, auction: Auction) -> list[AuctionOrder]:
@@ -222,37 +244,18 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
     key = auction_key(ref.interval, ref.area)
     auction = state.get(AUCTIONS, key)
     assert auction is not None, "an open auction has its record"
-    orders = auction_orders(state, auction)
-    for n in range((auction.orders + PAGE_ORDERS - 1) // PAGE_ORDERS):
-        state.put(AUCTION_PAGES, page_key(ref.interval, ref.area, n), None)
+    orders = auction_orders(state, auction)  # (its pages stay: the book is part of the record)
     kept = [o for o in orders if vulnerable_meter(state, params, o.meter) is None]
     by_id = {o.id: o for o in kept}
-    verified = [
-        VerifiedOrder(
-            o.id,
-            Order(
-                Side(o.side),
-                o.owner,
-                o.owner_key,
-                o.meter,
-                ref.area,
-                ref.interval,
-                o.wh,
-                o.price,
-                ref.interval,
-                0,
-            ),
-        )
-        for o in kept
-    ]
+    verified = [VerifiedOrder(o.id, as_order(o, ref.area, ref.interval)) for o in kept]
     clearing = clear_double_auction(
         [v for v in verified if v.order.side == Side.BID], [v for v in verified if v.order.side == Side.OFFER]
     )
     used: defaultdict[bytes, int] = defaultdict(int)
-    cids = []
+    cids, trades = [], []
     for n, trade in enumerate(clearing.trades):
         if trade.buyer == trade.seller:
-            continue  # its own bid met its own offer: it keeps that energy, no contract
+            continue  # its own bid met its own offer: it keeps that energy, no trade
         bid = by_id[trade.bid_id]
         terms = ContractTerms(
             buyer=trade.buyer,
@@ -274,6 +277,7 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
         used[bid.id] += locked
         state.put(CONTRACTS, cid, ContractRecord(terms, bid.owner_key, locked, last_change_height=env.height))
         cids.append(cid)
+        trades.append(trade)
     for o in orders:  # what each bid locked and its contracts do not hold goes back
         if o.locked > used[o.id]:
             state.credit(o.owner, o.locked - used[o.id])
@@ -284,12 +288,15 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
             auction,
             cleared=True,
             price=clearing.price or 0,
-            traded_wh=clearing.traded_wh,
+            traded_wh=sum(t.wh for t in trades),
             left_out=len(orders) - len(kept),
+            trades=tuple(trades),
             contracts=tuple(cids),
         ),
     )
     return clearing
 
 
-PLACE_ORDER_RULES = TxRules(PlaceOrder, validate_place_order, apply_place_order, spends=bid_lock)
+PLACE_ORDER_RULES = TxRules(
+    PlaceOrder, validate_place_order, apply_place_order, spends=bid_lock, admit=admit_place_order
+)

@@ -40,12 +40,17 @@ class TxRules(Generic[P]):
     before it changes anything.
     ``spends(payload)``: coin the payload takes from the sender's balance beyond the
     fee [base units] (the mempool uses it to refuse what a sender cannot pay).
+    ``admit(payload, env)``: a rule only a mempool applies, for a transaction whose effect
+    ends with time: a block past that time still includes it, without effect, so that a
+    transaction waiting in a mempool never strands its sender's later ones behind a nonce
+    no block can use.
     """
 
     payload_type: type[P]
     validate: Callable[[P, ChainParams], None]
     apply: Callable[[StateView, BlockEnv, Address, P], None]
     spends: Callable[[P], int] = lambda _payload: 0
+    admit: Callable[[P, BlockEnv], None] | None = None
 
 
 AnyRules = TxRules[Any]
