@@ -45,6 +45,7 @@ $(CHROMIUM):
 bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
 	$(BIN)/gridnet bench market --json
+	$(BIN)/gridnet bench auction --json
 	$(BIN)/gridnet bench relay --json
 	$(BIN)/gridnet bench network --json
 	$(BIN)/gridnet bench world --json

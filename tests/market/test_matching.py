@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import OrderNotInAuction
-from gridnet.market.matching import Clearing, Trade, buyer_auction, clear_auctions, clear_double_auction
+from gridnet.market.matching import (
+    PAY_AS_OFFERED,
+    Clearing,
+    Trade,
+    buyer_auction,
+    clear_auctions,
+    clear_double_auction,
+)
 from gridnet.market.orders import Order, Side, VerifiedOrder, compute_order_id
 from gridnet.market.policy import MeterStanding, Policy
 
@@ -338,3 +345,20 @@ def test_benchmark_book_clears_within_the_rules() -> None:
     trades = [t for c in result.values() for t in c.trades]
     assert trades
     assert all(price_of[t.offer_id] <= t.price <= price_of[t.bid_id] for t in trades)
+
+
+@PROPS
+@given(books())
+def test_pay_as_offered_matches_alike_and_pays_each_offer_its_price(
+    book: tuple[list[VerifiedOrder], list[VerifiedOrder]],
+) -> None:
+    bids, offers = book
+    uniform = clear_double_auction(bids, offers)
+    asked = clear_double_auction(bids, offers, PAY_AS_OFFERED)
+    price_of = {v.id: v.order.price for v in bids + offers}
+    assert [(t.bid_id, t.offer_id, t.wh) for t in asked.trades] == [
+        (t.bid_id, t.offer_id, t.wh) for t in uniform.trades
+    ]
+    assert asked.price == uniform.price and asked.unmatched_bids == uniform.unmatched_bids
+    for t in asked.trades:
+        assert t.price == price_of[t.offer_id] <= price_of[t.bid_id]

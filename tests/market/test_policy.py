@@ -3,6 +3,7 @@ manufacturers, and one clear ConfigError per bad file."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,18 @@ def test_bad_rules_are_one_line_naming_the_key(text: str, fragment: str) -> None
     with pytest.raises(ConfigError) as info:
         parse_policy(text, source="n1.toml")
     assert fragment in str(info.value) and "\n" not in str(info.value) and "n1.toml" in str(info.value)
+
+
+def test_prices_may_be_written_in_gnc_or_the_scenarios_currency() -> None:
+    text = '[[buy]]\nfrom = "00:00"\nto = "24:00"\nmax_price = "60 GBP/MWh"\n'
+    text += '[[sell]]\nfrom = "00:00"\nto = "24:00"\nmin_price = "0.05 GNC/kWh"\n'
+    pounds = {"GNC": Decimal(1), "GBP": Decimal(2)}  # 1 GBP = 2 GNC
+    policy = parse_policy(text, currencies=pounds)
+    assert policy.max_buy_price(0) == 12_000_000  # 0.12 GNC/kWh in base units
+    assert policy.min_sell_price(0) == 5_000_000
+    with pytest.raises(ConfigError, match=r"buy\[0\]\.max_price \(currencies: GNC; per kWh or MWh\)"):
+        parse_policy(text)  # GBP is not a currency this policy knows
+    with pytest.raises(ConfigError, match="a price like"):
+        parse_policy(
+            text.replace("60 GBP/MWh", "60 GBP/day"), currencies={"GNC": Decimal(1), "GBP": Decimal(2)}
+        )

@@ -38,6 +38,8 @@ def reduced(doc: dict[str, Any]) -> dict[str, Any]:
 def test_the_library_holds_the_scenarios_the_docs_name() -> None:
     assert [f.stem for f in FILES] == [
         "area-200",
+        "etse-update-fails",
+        "etse",
         "long-feeder",
         "neighbourhood",
         "no-pv-street",

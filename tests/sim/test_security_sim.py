@@ -40,7 +40,11 @@ def test_an_outdated_meter_is_updated_and_one_that_cannot_be_stays_out(tmp_path:
     sel = report["roles"]["advisor"]
     assert sel["meters_banned_at_end"] == ["home-1"]
     assert (sel["updates_installed"], sel["update_failures"]) == (1, 1)
-    assert sel["orders_left_out"] > 0
+    assert sel["orders_withheld"] > 0 and sel["subsidies_withheld"] == 1  # its device knows it is banned
+    assert report["transactions"]["refused"] == {}
+    assert (
+        report["transactions"]["abandoned"] == 2
+    )  # home-1's balancing contract never opens: its open, and the DSO's settling, give up
     chain = Chain.open(tmp_path / "out" / "chain")
     try:
         view = chain.view()

@@ -92,6 +92,7 @@ class Advisor(Agent):
 def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
     """What the security layer did: the advisory, the meters it still bans at the end, the
     updates installed or failed, and the orders and transactions it refused."""
+    from gridnet.agents.government import Government
     from gridnet.agents.home import Home
 
     advisor = agents[0]
@@ -108,6 +109,8 @@ def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
         "update_failures": sum(h.update_failures for h in homes),
         "orders_left_out": tally.orders_refused["OrderFromVulnerableMeter"] + tally.orders_left_out,
         "transactions_refused": tally.refused["VulnerableMeter"],
+        "orders_withheld": sum(h.orders_withheld for h in homes),
+        "subsidies_withheld": sum(g.withheld for g in world.of(Government)),
     }
 
 

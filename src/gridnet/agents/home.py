@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from gridnet.agents.base import Agent
@@ -55,6 +56,9 @@ from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
+
+SECURE_EVERY_MS = 5 * 60_000
+"""How often a home's device checks its meter's firmware against the advisories on chain."""
 
 
 @dataclass
@@ -133,6 +137,11 @@ class Home(Agent):
         """Firmware versions its device tried to install (once each)."""
         self.updates_installed = 0
         self.update_failures = 0
+        self.next_secure = 0
+        self.banned = False
+        """Its meter is vulnerable on chain (as its device last saw): it places no orders."""
+        self.orders_withheld = 0
+        """When its device next checks its meter against the advisories [ms]."""
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -221,7 +230,11 @@ class Home(Agent):
     # --- trading -------------------------------------------------------------------------
 
     def tick(self, world: World) -> None:
-        self.run_checks(world.now())
+        now = world.now()
+        self.run_checks(now)
+        if now >= self.next_secure:  # its device watches the advisories every few minutes
+            self.next_secure = now + SECURE_EVERY_MS
+            self.secure(world)
         if world.relaynet is None:  # no relays: its device reads its DSO's node for commands
             commands, self.commands_read = world.commands(world.with_role("dso"), self.commands_read)
             self.inbox.extend(CommandNote(c) for c in commands)
@@ -258,14 +271,18 @@ class Home(Agent):
 
     def run_checks(self, now: int) -> None:
         """Its policy's scheduled checks that are due: one whose battery holds less than its
-        threshold buys, in the next interval it orders for, up to its target at its price."""
+        threshold buys, in the next interval it orders for, up to its target at its price
+        (less what earlier checks bought that is still to be delivered)."""
         for n, check in enumerate(self.policy.checks):
             if now < self.next_check.get(n, 0):
                 continue
             self.next_check[n] = now + check.every_s * 1000
             stored = self.device.stored_wh()
             if stored is not None and stored < check.below_wh:
-                self.wanted = (check.until_wh - stored, check.max_price)
+                # What it already bought for the battery and is still to come counts too.
+                coming = sum(p.check_wh for i, p in self.plans.items() if i not in self.real)
+                if stored + coming < check.until_wh:
+                    self.wanted = (check.until_wh - stored - coming, check.max_price)
 
     def secure(self, world: World) -> None:
         """The security layer on its premises: when an advisory covers the firmware its meter
@@ -276,6 +293,7 @@ class Home(Agent):
         view = world.look(self.node).view
         record = view.get(METERS, self.meter.meter_id)
         advisory = None if record is None else vulnerability(view, world.params, record)
+        self.banned = advisory is not None
         if record is None or advisory is None or advisory.fixed_in in ("", *self.tried_releases):
             return
         key = release_key(record.manufacturer, record.vendor, record.model, advisory.fixed_in)
@@ -293,11 +311,9 @@ class Home(Agent):
         world.submit(self, ReportMeterStatus(status))
 
     def order(self, world: World, interval: Interval) -> None:
-        """Check its meter is current (``secure``), plan ``interval`` on the forecast (from the
-        battery as it will be then: as it is now, through the running interval's plan) and
-        send its orders to the hub."""
+        """Plan ``interval`` on the forecast (from the battery as it will be then: as it is
+        now, through the running interval's plan) and send its orders to the hub."""
         assert self.meter is not None
-        self.secure(world)
         battery = copy.copy(self.battery)
         running = interval - 1
         if battery is not None and running in self.plans and running not in self.real:
@@ -317,7 +333,9 @@ class Home(Agent):
             (Side.BID, plan.import_wh - plan.check_wh, self.policy.max_buy_price(interval)),
             (Side.BID, plan.check_wh, check_price),
         ):
-            if wh and price is not None:
+            if wh and price is not None and self.banned:
+                self.orders_withheld += 1  # the chain would refuse it: its meter is banned
+            elif wh and price is not None:
                 world.place_order(self, side, interval, wh, price, dso)
         if (interval - world.first) % MAX_SPAN == 0 and interval != world.first:
             self.open_balancing(world, interval)
@@ -469,7 +487,8 @@ def build(world: World) -> list[Agent]:
         )
         home.sell_floor = floor if has_pv else None
         if home.name in s.policies:  # the owner's own policy file replaces the generated one
-            home.policy = load_policy(data_path(s.source, s.policies[home.name]))
+            currencies = {"GNC": Decimal(1), s.currency.name.upper(): s.currency.gnc_per_unit()}
+            home.policy = load_policy(data_path(s.source, s.policies[home.name]), currencies)
             floors = [w.price for w in home.policy.sell]
             home.sell_floor = min(floors) if floors else None
         if has_bat:

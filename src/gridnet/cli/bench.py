@@ -26,6 +26,28 @@ def _print_figures(figures: dict[str, Any], as_json: bool) -> None:
         console.print_json(json.dumps(figures))
 
 
+@app.command("auction")
+def bench_auction(
+    as_json: JsonFlag = False,
+    homes: Annotated[int, typer.Option("--homes", min=2, help="Homes (each a buyer or a seller).")] = 200,
+    orders: Annotated[int, typer.Option("--orders", min=2, help="Orders, over all areas.")] = 2_000,
+    areas: Annotated[int, typer.Option("--areas", min=1, help="Areas: one auction each.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the orders' energy and prices.")] = 1,
+) -> None:
+    """The same orders cleared on chain (in the state transition) and off chain (the hub's
+    double auction): orders/s and their ratio, chain bytes per trade, latency in blocks."""
+    from gridnet.bench import auction
+
+    try:
+        auction.check_sizes(homes=homes, orders=orders, areas=areas)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    figures = auction.run(
+        homes=homes, orders=orders, areas=areas, seed=seed, progress=_bench_progress(as_json)
+    )
+    _print_figures(figures, as_json)
+
+
 @app.command("ledger")
 def bench_ledger(
     as_json: JsonFlag = False,

@@ -117,7 +117,11 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
         f"{im['price_gnc_per_kwh']} GNC/kWh: {_kwh(im['bought_wh'])} for {im['paid_gnc']:.4f} GNC",
     )
     mean = report["clearing_price"]["mean_gnc_per_kwh"]
-    table.add_row("mean clearing price", "no trades" if mean is None else f"{mean:.4f} GNC/kWh")
+    cp = report["clearing_price"]
+    in_currency = (
+        f" ({cp['mean_per_mwh_in_currency']:.2f} {cp['currency']}/MWh)" if cp["currency"] != "GNC" else ""
+    )
+    table.add_row("mean clearing price", "no trades" if mean is None else f"{mean:.4f} GNC/kWh{in_currency}")
     table.add_row(
         "revenue (GNC)",
         f"prosumers {r['prosumers']:+.4f}, consumers {r['consumers']:+.4f}, "

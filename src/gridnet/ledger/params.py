@@ -84,6 +84,8 @@ class ChainParams(Wire, frozen=True):
     auction_close_ms: U63 = 300_000
     """On chain: the auction of a delivery interval closes this long before the interval
     starts [ms]; the first block at or after that time clears it."""
+    auction_pricing: U32 = 0
+    """On chain: 0 every trade at the uniform clearing price, 1 each at its offer's price."""
 
     @property
     def initial_target_int(self) -> int:
@@ -147,7 +149,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "fees": {"min_fee_per_byte": int},
     "reward": {"initial_gnc": str, "halving_interval": int},
     "security": {"advisory_authorities": list, "min_severity": str},
-    "market": {"mode": str, "auction_close_s": float},
+    "market": {"mode": str, "auction_close_s": float, "pricing": str},
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -171,12 +173,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "fees": {"min_fee_per_byte": 1},
     "reward": {"initial_gnc": "50", "halving_interval": 100_000},
     "security": {"advisory_authorities": [], "min_severity": "low"},
-    "market": {"mode": "offchain", "auction_close_s": 300.0},
+    "market": {"mode": "offchain", "auction_close_s": 300.0, "pricing": "uniform"},
 }
 
 MARKET_MODES = ("offchain", "onchain")
 """Market modes by name; the code of each is its position."""
 MARKET_OFF_CHAIN, MARKET_ON_CHAIN = 0, 1
+PRICINGS = ("uniform", "pay_as_offered")
+"""On-chain auction pricing rules by name; the code of each is its position."""
 
 SEVERITIES = ("low", "medium", "high", "critical")
 """Advisory severities by name; the code of each is its position plus one."""
@@ -278,6 +282,9 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
     mode = merged["market"]["mode"].strip().lower()
     if mode not in MARKET_MODES:
         raise ConfigError(f"{source}: [market] mode {mode!r} is not one of {', '.join(MARKET_MODES)}")
+    pricing = merged["market"]["pricing"].strip().lower()
+    if pricing not in PRICINGS:
+        raise ConfigError(f"{source}: [market] pricing {pricing!r} is not one of {', '.join(PRICINGS)}")
     c, p = merged["chain"], merged["pow"]
     try:
         params = ChainParams(
@@ -303,6 +310,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             advisory_min_severity=min_severity,
             market_mode=MARKET_MODES.index(mode),
             auction_close_ms=round(merged["market"]["auction_close_s"] * 1000),
+            auction_pricing=PRICINGS.index(pricing),
         )
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -344,6 +352,7 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
             f"min_severity must be one of {', '.join(SEVERITIES)}",
         ),
         (params.market_mode < len(MARKET_MODES), f"market mode must be one of {', '.join(MARKET_MODES)}"),
+        (params.auction_pricing < len(PRICINGS), f"market pricing must be one of {', '.join(PRICINGS)}"),
         (
             0 < params.auction_close_ms < 24 * 3600 * 1000,
             "auction_close_s must be more than 0 and less than a day",
@@ -429,6 +438,7 @@ def params_to_toml(params: ChainParams) -> str:
         "[market]",
         f'mode = "{MARKET_MODES[params.market_mode]}"',
         f"auction_close_s = {params.auction_close_ms / 1000}",
+        f'pricing = "{PRICINGS[params.auction_pricing]}"',
     ]
     for a in params.allocations:
         lines += [

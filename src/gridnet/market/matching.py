@@ -14,7 +14,8 @@ which orders arrived never matters, and an order received twice counts once):
   above any matched bid's price nor below any matched offer's price. Every trade of the
   auction is at that one price. When matching stops, no remaining bid and remaining offer
   both accept the clearing price, and the traded energy is the most any uniform price could
-  clear.
+  clear. With ``PAY_AS_OFFERED`` the matching is the same and each trade is at its offer's
+  own price instead (as seed 004's auctions pay).
 * :func:`buyer_auction` — a buyer-initiated auction (seed 004: n1 asks, n3 and n5 offer, the
   lowest eligible offer wins). The buyer's request is a bid: an amount under a price cap.
   The offers for the same area and interval that the buyer's eligibility predicate accepts
@@ -100,8 +101,17 @@ def _misplaced(orders: dict[Hash32, Order], side: Side, area: str, interval: Int
             )
 
 
-def clear_double_auction(bids: Iterable[VerifiedOrder], offers: Iterable[VerifiedOrder]) -> Clearing:
-    """Uniform-price double auction of one area and interval (rules in the module doc).
+UNIFORM, PAY_AS_OFFERED = 0, 1
+"""How the trades of a double auction are priced: all at the clearing price, or each at its
+offer's own price (the matching is the same; a buyer never pays above its bid either way)."""
+
+
+def clear_double_auction(
+    bids: Iterable[VerifiedOrder], offers: Iterable[VerifiedOrder], pricing: int = UNIFORM
+) -> Clearing:
+    """Double auction of one area and interval (rules in the module doc); with
+    ``PAY_AS_OFFERED`` each trade is at its offer's price (``Clearing.price`` stays the
+    uniform price the same matching gives: the reference for reports).
 
     All bids must be BID orders and all offers OFFER orders of the same area and delivery
     interval, else :class:`~gridnet.errors.OrderNotInAuction`. Orders are taken as already
@@ -162,7 +172,7 @@ def clear_double_auction(bids: Iterable[VerifiedOrder], offers: Iterable[Verifie
     for bi, ai, q in fills:
         b = b_rows[bi]
         a = a_rows[ai]
-        trades.append(Trade(b[1], a[1], b[3], a[3], a[4], q, price))
+        trades.append(Trade(b[1], a[1], b[3], a[3], a[4], q, price if pricing == UNIFORM else a[0]))
     return Clearing(price, tuple(trades), tuple(unmatched_bids), tuple(unmatched_offers))
 
 

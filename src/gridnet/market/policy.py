@@ -49,6 +49,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -56,7 +57,7 @@ from typing import Any, Final
 from gridnet.crypto.address import address_from_public_key, address_from_text
 from gridnet.errors import ConfigError, InvalidAddress
 from gridnet.market.orders import Order, Side
-from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, Address, Interval, UnitsPerKWh
+from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, UNITS_PER_GNC, Address, Interval, UnitsPerKWh
 
 MINUTES_PER_DAY: Final = 24 * 60
 SLOT_MINUTES: Final = INTERVAL_MS // 60_000
@@ -274,9 +275,33 @@ def _time_of_day(value: Any, where: str) -> int:
     return minute
 
 
-def _price(value: Any, where: str) -> int:
+GNC_ONLY: Final[Mapping[str, Decimal]] = MappingProxyType({"GNC": Decimal(1)})
+"""Currencies a policy may write prices in, by name -> GNC per unit (GNC alone by default)."""
+
+
+def _price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY) -> int:
+    """A price as base units per kWh: a whole number of them, or a string "N CUR/kWh" or
+    "N CUR/MWh" in one of ``currencies`` (converted at its rate, rounded to a base unit)."""
+    if isinstance(value, str) and len(value.split()) == 2 and "/" in value.split()[1]:
+        number, unit = value.split()
+        name, per = unit.split("/", 1)
+        try:
+            amount = Decimal(number)
+        except InvalidOperation:
+            amount = Decimal(-1)
+        rate = currencies.get(name.upper())
+        if rate is not None and per.lower() in ("kwh", "mwh") and amount >= 0:
+            scale = 1 if per.lower() == "kwh" else 1000
+            value = int((amount * rate * UNITS_PER_GNC / scale).to_integral_value())
+        else:
+            value = -1
+            known = ", ".join(sorted(currencies))
+            where = f"{where} (currencies: {known}; per kWh or MWh)"
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRICE:
-        raise ConfigError(f"{where}: expected a whole number of base units per kWh (>= 0), got {value!r}")
+        raise ConfigError(
+            f'{where}: expected a whole number of base units per kWh (>= 0) or a price like "0.06 GNC/kWh", '
+            f"got {value!r}"
+        )
     return value
 
 
@@ -295,7 +320,9 @@ def _table(value: Any, where: str, allowed: tuple[str, ...]) -> Mapping[str, Any
     return value
 
 
-def _windows(value: Any, kind: str, price_key: str, source: str) -> tuple[PriceWindow, ...]:
+def _windows(
+    value: Any, kind: str, price_key: str, source: str, currencies: Mapping[str, Decimal]
+) -> tuple[PriceWindow, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{source}: {kind} must be an array of tables ([[{kind}]])")
     out = []
@@ -312,7 +339,9 @@ def _windows(value: Any, kind: str, price_key: str, source: str) -> tuple[PriceW
                 f'{where}: from and to are the same time; for the whole day use from = "00:00", to = "24:00"'
             )
         out.append(
-            PriceWindow(start % MINUTES_PER_DAY, end, _price(entry[price_key], f"{where}.{price_key}"))
+            PriceWindow(
+                start % MINUTES_PER_DAY, end, _price(entry[price_key], f"{where}.{price_key}", currencies)
+            )
         )
     return tuple(out)
 
@@ -369,7 +398,9 @@ def _every(value: Any, where: str) -> int:
     raise ConfigError(f'{where}: expected a period like "30s", "1m" or "1h", got {value!r}')
 
 
-def _checks(value: Any, source: str, nominal_v: float | None) -> tuple[Check, ...]:
+def _checks(
+    value: Any, source: str, nominal_v: float | None, currencies: Mapping[str, Decimal]
+) -> tuple[Check, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{source}: check must be an array of tables ([[check]])")
     out = []
@@ -389,7 +420,7 @@ def _checks(value: Any, source: str, nominal_v: float | None) -> tuple[Check, ..
                 _every(entry["every"], f"{where}.every"),
                 below,
                 until,
-                _price(entry["max_price"], f"{where}.max_price"),
+                _price(entry["max_price"], f"{where}.max_price", currencies),
             )
         )
     return tuple(out)
@@ -403,18 +434,23 @@ def _overrides(value: Any, where: str) -> frozenset[int]:
     return frozenset(COMMAND_KINDS.index(v) for v in value)
 
 
-def policy_from_dict(data: Mapping[str, Any], *, source: str = "policy") -> Policy:
-    """Build a policy from parsed TOML (e.g. a table inside a scenario file)."""
+def policy_from_dict(
+    data: Mapping[str, Any], *, source: str = "policy", currencies: Mapping[str, Decimal] = GNC_ONLY
+) -> Policy:
+    """Build a policy from parsed TOML (e.g. a table inside a scenario file); prices may be
+    written in any of ``currencies`` (name -> GNC per unit)."""
     _table(data, source, ("buy", "sell", "battery", "trust", "check", "commands"))
-    buy = _windows(data.get("buy", []), "buy", "max_price", source)
-    sell = _windows(data.get("sell", []), "sell", "min_price", source)
+    buy = _windows(data.get("buy", []), "buy", "max_price", source, currencies)
+    sell = _windows(data.get("sell", []), "sell", "min_price", source, currencies)
     battery = _table(data.get("battery", {}), f"{source}: battery", ("buy_below", "sell_above", "nominal_v"))
     nominal_v = battery.get("nominal_v")
     if nominal_v is not None and (
         isinstance(nominal_v, bool) or not isinstance(nominal_v, int | float) or nominal_v <= 0
     ):
         raise ConfigError(f"{source}: battery.nominal_v: expected a voltage above 0, got {nominal_v!r}")
-    checks = _checks(data.get("check", []), source, None if nominal_v is None else float(nominal_v))
+    checks = _checks(
+        data.get("check", []), source, None if nominal_v is None else float(nominal_v), currencies
+    )
     commands = _table(data.get("commands", {}), f"{source}: commands", ("override",))
     overrides = _overrides(commands.get("override", []), f"{source}: commands.override")
     buy_below = battery.get("buy_below")
@@ -444,21 +480,24 @@ def policy_from_dict(data: Mapping[str, Any], *, source: str = "policy") -> Poli
     )
 
 
-def parse_policy(text: str, *, source: str = "policy") -> Policy:
+def parse_policy(
+    text: str, *, source: str = "policy", currencies: Mapping[str, Decimal] = GNC_ONLY
+) -> Policy:
     """Parse a policy from TOML text; ``source`` names it in error messages."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc}); fix the syntax") from None
-    return policy_from_dict(data, source=source)
+    return policy_from_dict(data, source=source, currencies=currencies)
 
 
-def load_policy(path: Path) -> Policy:
-    """Read and check a policy file; ConfigError names the file, the key and the fix."""
+def load_policy(path: Path, currencies: Mapping[str, Decimal] = GNC_ONLY) -> Policy:
+    """Read and check a policy file (prices in GNC or any of ``currencies``); ConfigError
+    names the file, the key and the fix."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"policy file {path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"policy file {path} cannot be read: {exc}") from None
-    return parse_policy(text, source=str(path))
+    return parse_policy(text, source=str(path), currencies=currencies)

@@ -32,7 +32,7 @@ from gridnet.agents.roles import Role, roles
 from gridnet.agents.world import World
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.chain import Chain, now_ms
-from gridnet.ledger.params import MARKET_MODES, ChainParams, default_params, validate_params
+from gridnet.ledger.params import MARKET_MODES, PRICINGS, ChainParams, default_params, validate_params
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import Devnet
@@ -110,6 +110,7 @@ class Neighbourhood:
             unbonding_delay=max(base.unbonding_delay, disputes + 1),
             market_mode=MARKET_MODES.index(s.chain.market),
             auction_close_ms=round(s.chain.auction_close_s * 1000),
+            auction_pricing=PRICINGS.index(s.chain.pricing),
         )
         return validate_params(params, f"scenario {s.simulation.name}")
 

@@ -126,7 +126,14 @@ def build_report(
                 for c in dso.clearing
             ],
             "mean_gnc_per_kwh": round(sum(prices) / len(prices) / UNITS, 6) if prices else None,
+            "currency": s.currency.name,
+            "mean_per_mwh_in_currency": round(
+                sum(prices) / len(prices) / UNITS * 1000 * s.currency.per_gnc, 4
+            )
+            if prices
+            else None,
         },
+        "currency": {"name": s.currency.name, "per_gnc": s.currency.per_gnc},
         "revenue_gnc": {
             "prosumers": role_gnc(prosumers),
             "consumers": role_gnc(consumers),

@@ -50,6 +50,9 @@ class ChainSection:
     orders are transactions and the chain clears each auction (seed 004)."""
     auction_close_s: float = 300.0
     """On chain: an auction closes this long before its delivery interval starts [s]."""
+    pricing: str = "uniform"
+    """On chain: "uniform" (every trade at the clearing price) or "pay_as_offered" (each at
+    its offer's price, as seed 004's auctions pay)."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,18 @@ class RelaySection:
 
 
 @dataclass(frozen=True)
+class CurrencySection:
+    name: str = "GNC"
+    """The currency the report shows prices in, and policy files may write them in."""
+    per_gnc: float = 1.0
+    """Units of that currency one GNC is worth (the exchange rate)."""
+
+    def gnc_per_unit(self) -> Decimal:
+        """GNC one unit of the currency is worth (exactly, from the decimal rate)."""
+        return Decimal(1) / Decimal(str(self.per_gnc))
+
+
+@dataclass(frozen=True)
 class TelemetrySection:
     kind: str = "memory"
     """How readings reach the collector: "memory" (handed over directly) or "mqtt" (meters
@@ -204,6 +219,7 @@ class Scenario:
     weather: WeatherSection
     grid: GridSpec
     source: str
+    currency: CurrencySection = field(default_factory=CurrencySection)
     tables: dict[str, Any] = field(default_factory=dict)
     """The tables of roles that define their own (``agents.roles.Role.table``), by name."""
     policies: dict[str, str] = field(default_factory=dict)
@@ -229,6 +245,7 @@ _SECTIONS: dict[str, type] = {
     "site": Site,
     "weather": WeatherSection,
     "grid": GridSpec,
+    "currency": CurrencySection,
 }
 
 
@@ -332,7 +349,15 @@ def _check(s: Scenario) -> None:
             "[network] tick_s and hashes_per_tick must be positive",
         ),
         (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
+        (
+            s.currency.name.isalpha() and 1 <= len(s.currency.name) <= 8 and s.currency.per_gnc > 0,
+            "[currency] name must be 1 to 8 letters (e.g. GBP) and per_gnc above 0",
+        ),
         (s.chain.market in ("offchain", "onchain"), '[chain] market must be "offchain" or "onchain"'),
+        (
+            s.chain.pricing in ("uniform", "pay_as_offered"),
+            '[chain] pricing must be "uniform" or "pay_as_offered"',
+        ),
         (
             0 < s.chain.auction_close_s < 600,
             "[chain] auction_close_s must be above 0 and below 600 (orders go out 15 minutes ahead)",

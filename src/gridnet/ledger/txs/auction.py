@@ -11,10 +11,12 @@ waits would strand its sender's later transactions behind an unusable nonce.
 
 The state transition clears: before its transactions, every block clears each auction whose
 closing time its timestamp has reached (``clear_due_auctions``), in (interval, area) order.
-The clearing is the off-chain market's uniform-price double auction
-(``market.matching.clear_double_auction``) over the auction's orders, less those whose meter
-has become vulnerable since they were placed (left out, a bid's coin returned). Every trade
-becomes an energy contract on chain (``txs/contract.py``) at the clearing price: the buyer's
+The clearing is the off-chain market's double auction
+(``market.matching.clear_double_auction``; trades at the uniform price, or each at its
+offer's price when the genesis says ``[market] pricing = "pay_as_offered"``) over the
+auction's orders, less those whose meter has become vulnerable since they were placed (left
+out, a bid's coin returned). Every trade becomes an energy contract on chain
+(``txs/contract.py``) at the trade's price: the buyer's
 key verifies the states it signs, the deposit comes out of the bid's lock, and the rest of
 the lock returns to the buyer. From there, settlement, disputes and closing are those of any
 contract. Auction contracts carry no line fees: a line owner is no party to an auction.
@@ -249,7 +251,9 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
     by_id = {o.id: o for o in kept}
     verified = [VerifiedOrder(o.id, as_order(o, ref.area, ref.interval)) for o in kept]
     clearing = clear_double_auction(
-        [v for v in verified if v.order.side == Side.BID], [v for v in verified if v.order.side == Side.OFFER]
+        [v for v in verified if v.order.side == Side.BID],
+        [v for v in verified if v.order.side == Side.OFFER],
+        params.auction_pricing,
     )
     used: defaultdict[bytes, int] = defaultdict(int)
     cids, trades = [], []
