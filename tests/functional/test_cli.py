@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from gridnet.crypto.address import address_from_text
 from gridnet.crypto.keys import write_key_file
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import load_genesis_file
+from gridnet.ledger.txs.firmware import RELEASES, release_key
 from gridnet.ledger.txs.transfer import Transfer
+from gridnet.meter.status import firmware_image_hash
 from tests.helpers import extend, sign, test_keys, test_params
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -414,3 +417,69 @@ def test_default_fee_still_sufficient_after_128_transactions(tmp_path: Path) -> 
     out = ok(gridnet("chain", "mine", "--data-dir", "D", "--blocks", "1", "--key", "b.key", cwd=tmp_path))
     assert "with 1 transaction(s)" in out, out
     assert account(tmp_path, "D", b_text)["balance"] > 100_000_000
+
+
+# --- the security layer and on-chain orders --------------------------------------------------
+
+
+def test_a_manufacturer_publishes_firmware_and_what_the_chain_refuses_is_one_line(
+    funded: Funded, tmp_path: Path
+) -> None:
+    data = copy_chain(funded, tmp_path)
+    ok(gridnet("tx", "register-identity", "--data-dir", data, "--key", "a.key", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    args = ("--data-dir", data, "--key", "a.key")
+    ok(
+        gridnet(
+            "tx",
+            "register-authority",
+            *args,
+            "--roles",
+            "manufacturer,advisory",
+            "--name",
+            "Acme",
+            cwd=tmp_path,
+        )
+    )
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    (tmp_path / "fw.bin").write_bytes(b"Acme M1 firmware 2.0")
+    release = ("--vendor", "Acme", "--model", "M1", "--version", "2.0", "--image", "fw.bin")
+    ok(gridnet("tx", "publish-firmware", *args, *release, cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    chain = Chain.open(data)
+    try:
+        found = chain.view().get(RELEASES, release_key(address_from_text(funded.a), "Acme", "M1", "2.0"))
+    finally:
+        chain.close()
+    assert found is not None and found.image == firmware_image_hash(b"Acme M1 firmware 2.0")
+    again = one_line_error(gridnet("tx", "publish-firmware", *args, *release, cwd=tmp_path))
+    assert "FirmwareReleaseExists" in again or "already published" in again, again
+    # The default genesis names no advisory authority: the advisory role alone is not enough.
+    advisory = ("--id", "A-1", "--vendor", "Acme", "--model", "M1", "--affected", "1.0", "--fixed-in", "2.0")
+    line = one_line_error(gridnet("tx", "publish-advisory", *args, *advisory, cwd=tmp_path))
+    assert "AdvisoryNotAuthorized" in line or "named in the genesis" in line, line
+    bad = one_line_error(
+        gridnet("tx", "publish-advisory", *args, *advisory, "--severity", "dire", cwd=tmp_path)
+    )
+    assert "--severity" in bad, bad
+    # This chain clears its market off chain: it takes no order transactions.
+    order = ("--side", "bid", "--meter", funded.a, "--area", "north", "--at", "2026-06-21T12:00:00Z")
+    line = one_line_error(
+        gridnet("tx", "place-order", *args, *order, "--wh", "500", "--price", "0.12 GNC/kWh", cwd=tmp_path)
+    )
+    assert "MarketOffChain" in line or "off chain" in line, line
+    late = one_line_error(
+        gridnet(
+            "tx",
+            "place-order",
+            *args,
+            *order[:-1],
+            "2026-06-21T12:05:00Z",
+            "--wh",
+            "5",
+            "--price",
+            "1",
+            cwd=tmp_path,
+        )
+    )
+    assert "quarter hour" in late, late

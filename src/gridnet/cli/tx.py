@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 
 from gridnet.cli.common import (
@@ -32,14 +33,23 @@ from gridnet.encoding import decode, encode
 from gridnet.errors import ConfigError, DecodeError, NodeUnavailable
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.params import ChainParams
+from gridnet.ledger.params import ChainParams, parse_time_ms, severity_code
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
+from gridnet.ledger.txs.advisory import PublishAdvisory
+from gridnet.ledger.txs.auction import PlaceOrder
+from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond, Unbond
+from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.wallet import submit
+from gridnet.market.orders import Side
+from gridnet.market.policy import parse_price
+from gridnet.meter.status import firmware_image_hash
 from gridnet.node.client import AccountAnswer, NodeClient, ParamsAnswer, TxLookupAnswer, expect
+from gridnet.security.roles import Role
+from gridnet.units import INTERVAL_MS, interval_of
 
 app = typer.Typer(
     help="Sign a transaction and submit it to a running node or a data directory's pending pool.",
@@ -161,7 +171,10 @@ def tx_command(name: str) -> Callable[[Callable[..., Build]], Callable[..., Buil
             shared["token_file"] = shared.pop("api_token_file")
             _send(payload_of(**options), **shared)
 
-        parameters = [*inspect.signature(payload_of, eval_str=True).parameters.values(), *_SHARED.values()]
+        own = inspect.signature(payload_of, eval_str=True).parameters.values()
+        parameters = [  # keyword-only: options with defaults may come before those without
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in (*own, *_SHARED.values())
+        ]
         command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in parameters}
         command.__doc__ = payload_of.__doc__
@@ -207,3 +220,89 @@ def tx_bond(amount: Annotated[str, typer.Option("--amount", help="Amount in GNC 
 def tx_unbond(amount: Annotated[str, typer.Option("--amount", help="Amount in GNC to release.")]) -> Build:
     """Release bonded coin (back in the balance after the unbonding delay)."""
     return _constant(Unbond(parse_gnc(amount)))
+
+
+Vendor = Annotated[str, typer.Option("--vendor", help="Meter vendor, as its certificates name it.")]
+Model = Annotated[str, typer.Option("--model", help="Meter model, as its certificates name it.")]
+ROLES_HELP = "Comma-separated: manufacturer, dso, security, government, police, advisory."
+
+
+@tx_command("register-authority")
+def tx_register_authority(
+    roles: Annotated[str, typer.Option("--roles", help=ROLES_HELP)],
+    name: Annotated[str, typer.Option("--name", help="The authority's name (1 to 64 characters).")],
+) -> Build:
+    """Declare the key's identity an authority with these roles (needs a registered identity)."""
+    try:
+        role = Role.parse(roles.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--roles: {exc}") from None
+    return _constant(RegisterAuthority(int(role), name))
+
+
+@tx_command("publish-firmware")
+def tx_publish_firmware(
+    vendor: Vendor,
+    model: Model,
+    version: Annotated[str, typer.Option("--version", help="The release's firmware version.")],
+    image: Annotated[Path, typer.Option("--image", help="The image file (its hash goes on chain).")],
+) -> Build:
+    """As a manufacturer: publish a firmware release (a meter's status may then name it)."""
+    try:
+        digest = firmware_image_hash(image.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"--image {image}: cannot read it ({exc.strerror or exc})") from None
+    return _constant(PublishFirmware(vendor, model, version, digest))
+
+
+Affected = Annotated[str, typer.Option("--affected", help="Comma-separated firmware versions it covers.")]
+Severity = Annotated[str, typer.Option("--severity", help="low, medium, high or critical.")]
+FixedIn = Annotated[str, typer.Option("--fixed-in", help="The version that fixes it (none yet: omit).")]
+Withdraw = Annotated[bool, typer.Option("--withdraw", help="Withdraw your advisory with this id.")]
+
+
+@tx_command("publish-advisory")
+def tx_publish_advisory(
+    advisory_id: Annotated[str, typer.Option("--id", help="Your name for it, e.g. GN-2026-0042.")],
+    vendor: Vendor,
+    model: Model,
+    affected: Affected = "",
+    severity: Severity = "high",
+    fixed_in: FixedIn = "",
+    withdraw: Withdraw = False,
+) -> Build:
+    """As an advisory authority the genesis names: publish, replace or withdraw an advisory
+    (meters running an affected version are then refused by consensus until updated)."""
+    versions = tuple(v.strip() for v in affected.split(",") if v.strip())
+    if not withdraw and not versions:
+        raise ConfigError("--affected: name the versions the advisory covers, e.g. --affected 1.0.0,1.0.1")
+    code = severity_code(severity, "--severity")
+    return _constant(PublishAdvisory(advisory_id, vendor, model, versions, code, fixed_in, not withdraw))
+
+
+At = Annotated[
+    str, typer.Option("--at", help="Delivery interval's start, ISO 8601 UTC (2026-06-21T12:00:00Z).")
+]
+Price = Annotated[
+    str, typer.Option("--price", help="A bid's cap or an offer's floor, e.g. \"0.12 GNC/kWh\".")
+]
+
+
+@tx_command("place-order")
+def tx_place_order(
+    side: Annotated[str, typer.Option("--side", help="bid (buy) or offer (sell).")],
+    meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...) in the order's area.")],
+    area: Annotated[str, typer.Option("--area", help="The market area.")],
+    at: At,
+    wh: Annotated[int, typer.Option("--wh", min=1, help="Energy [Wh].")],
+    price: Price,
+) -> Build:
+    """On a chain with on-chain auctions: place a bid or an offer (a bid locks its cost)."""
+    sides = {"bid": Side.BID, "offer": Side.OFFER}
+    if side.lower() not in sides:
+        raise ConfigError(f"--side {side!r}: use bid or offer")
+    start = parse_time_ms(at, "--at")
+    if start % INTERVAL_MS:
+        raise ConfigError(f"--at {at}: a delivery interval starts on a quarter hour (e.g. 12:00, 12:15)")
+    order = PlaceOrder(sides[side.lower()], address_from_text(meter), area, interval_of(start), wh, 0)
+    return _constant(msgspec.structs.replace(order, price=parse_price(price, "--price")))

@@ -305,6 +305,14 @@ def _price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY)
     return value
 
 
+def parse_price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY) -> UnitsPerKWh:
+    """A price from a file or a command line: whole base units per kWh, or "N CUR/kWh" or
+    "N CUR/MWh" (a number on the command line is read as base units too)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return _price(value, where, currencies)
+
+
 def _percent(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
         raise ConfigError(f"{where}: expected a state of charge in percent (0 to 100), got {value!r}")
