@@ -266,6 +266,10 @@ class AuctionFull(InvalidAuctionOrder):
     """The auction already holds the most orders one auction may hold."""
 
 
+class TooManyAuctionOrders(InvalidAuctionOrder):
+    """The owner already placed the most orders one owner may place in one auction."""
+
+
 class WrongArea(InvalidAuctionOrder):
     """The order's area is not the area its meter is registered in."""
 

@@ -19,6 +19,7 @@ from gridnet.errors import (
     MalformedTransaction,
     MarketOffChain,
     MeterNotOwned,
+    TooManyAuctionOrders,
     UnknownIdentity,
     VulnerableMeter,
     WrongArea,
@@ -233,3 +234,10 @@ def test_an_auction_holds_a_bounded_number_of_orders(market: Market, monkeypatch
     monkeypatch.setattr(auction_module, "MAX_AUCTION_ORDERS", 2)
     market.mine(market.tx(BUYER, bid()), market.tx(SELLER, offer()))
     assert isinstance(refused(market, N5, offer(N5_METER.meter_id)), AuctionFull)
+
+
+def test_no_owner_fills_an_auction(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auction_module, "MAX_ORDERS_PER_OWNER", 2)
+    market.mine(market.tx(SELLER, offer()), market.tx(SELLER, offer(price=46 * PER_MWH)))
+    assert isinstance(refused(market, SELLER, offer(price=47 * PER_MWH)), TooManyAuctionOrders)
+    market.mine(market.tx(N5, offer(N5_METER.meter_id)))  # others still may

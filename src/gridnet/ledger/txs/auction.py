@@ -41,6 +41,7 @@ from gridnet.errors import (
     MalformedTransaction,
     MarketOffChain,
     MeterNotOwned,
+    TooManyAuctionOrders,
     WrongArea,
 )
 from gridnet.ledger.params import MARKET_ON_CHAIN, ChainParams
@@ -56,6 +57,8 @@ from gridnet.units import Address, Interval, energy_cost, interval_of, interval_
 
 MAX_AUCTION_ORDERS = 4096
 """Most orders one auction (area and delivery interval) holds."""
+MAX_ORDERS_PER_OWNER = 16
+"""Most orders one owner places in one auction (no one fills an auction to keep others out)."""
 PAGE_ORDERS = 32
 """Orders per stored page of an auction (an order rewrites one page, not the auction)."""
 ORDER_WINDOW = 96
@@ -112,7 +115,12 @@ class OpenAuctions(Wire, frozen=True):
     entries: tuple[AuctionRef, ...]
 
 
+class OwnerOrders(Wire, frozen=True):
+    count: U32
+
+
 AUCTIONS = register_table("auctions", b"Q", Auction)
+OWNER_ORDERS = register_table("auction_owner_orders", b"G", OwnerOrders)
 AUCTION_PAGES = register_table("auction_pages", b"Y", AuctionPage)
 OPEN_AUCTIONS = register_table("open_auctions", b"Z", OpenAuctions)
 OPEN_KEY = b"open"
@@ -189,6 +197,13 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
     refuse_vulnerable(state, params, payload.meter, "placing an order")
     if auction.orders >= MAX_AUCTION_ORDERS:
         raise AuctionFull(f"the auction of interval {payload.interval} in {payload.area!r} is full")
+    owner_key = key + sender
+    placed = state.get(OWNER_ORDERS, owner_key)
+    if placed is not None and placed.count >= MAX_ORDERS_PER_OWNER:
+        raise TooManyAuctionOrders(
+            f"{address_to_text(sender)} already placed {MAX_ORDERS_PER_OWNER} orders in the auction of "
+            f"interval {payload.interval} in {payload.area!r}"
+        )
     locked = bid_lock(payload)
     acct = state.account(sender)
     if acct.balance < locked:
@@ -206,6 +221,7 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
         entries = sorted((*(index.entries if index else ()), ref), key=lambda r: (r.interval, r.area))
         state.put(OPEN_AUCTIONS, OPEN_KEY, OpenAuctions(tuple(entries)))
     state.put(AUCTIONS, key, replace(auction, orders=auction.orders + 1))
+    state.put(OWNER_ORDERS, owner_key, OwnerOrders(1 if placed is None else placed.count + 1))
 
 
 def as_order(o: AuctionOrder, area: str, interval: Interval) -> Order:
