@@ -150,9 +150,10 @@ def test_extra_array_element_is_an_unknown_field(tx: Transaction, extra: object)
 @given(header=headers)
 def test_extra_header_field_is_an_unknown_field(header: Header) -> None:
     data = encode(header)
-    assert data[0] == 0x99  # fixarray of 9
+    n = len(Header.__struct_fields__)
+    assert data[0] == 0x90 + n  # fixarray of every field
     with pytest.raises(UnknownField):
-        decode(b"\x9a" + data[1:] + encode(0), Header)
+        decode(bytes([0x90 + n + 1]) + data[1:] + encode(0), Header)
 
 
 def test_extra_payload_field_is_an_unknown_field() -> None:
@@ -273,7 +274,7 @@ def test_wider_array_header_is_non_canonical(tx: Transaction) -> None:
 @given(header=headers)
 def test_non_canonical_header_timestamp_is_rejected(header: Header) -> None:
     form = wider_uints(header.timestamp)[-1]  # int64 form, never canonical for a u63
-    data = b"\x99" + b"".join(
+    data = bytes([0x90 + len(Header.__struct_fields__)]) + b"".join(
         form if name == "timestamp" else encode(getattr(header, name)) for name in Header.__struct_fields__
     )
     assert decode_lenient(data, Header) == header

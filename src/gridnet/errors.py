@@ -274,6 +274,39 @@ class WrongArea(InvalidAuctionOrder):
     """The order's area is not the area its meter is registered in."""
 
 
+# --- permissioned chain: validators and their faults --------------------------------------
+
+
+class NotPermissioned(InvalidTransaction):
+    """A validator-set transaction on a proof-of-work chain."""
+
+
+class StaleValidatorSet(InvalidTransaction):
+    """A ChangeValidators names another sequence number than the set's next."""
+
+
+class InsufficientApprovals(InvalidTransaction):
+    """A ChangeValidators is not approved by validators holding more than two thirds of the
+    votes (each approval a valid signature of a member, each member once)."""
+
+
+class BadValidatorSet(InvalidTransaction):
+    """A proposed validator set is empty, too large, unordered, or lists a key twice."""
+
+
+class ValidatorFaultNotProven(InvalidTransaction):
+    """A ReportValidatorFault whose two items are not two different sealed headers of one
+    slot, nor two conflicting votes, signed by one key."""
+
+
+class NotInValidatorSet(InvalidTransaction):
+    """A ReportValidatorFault against a key that is not (or no longer) in the set."""
+
+
+class LastValidator(InvalidTransaction):
+    """A fault report would leave the validator set empty (the chain could not go on)."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 
@@ -670,6 +703,65 @@ class BlockTransactionInvalid(InvalidBlock):
     @property
     def rule(self) -> str:
         return self.error.rule
+
+
+class OffSlot(InvalidBlock):
+    """A permissioned block's timestamp is not the start of a slot after its parent's."""
+
+
+class BadSeal(InvalidBlock):
+    """A permissioned block's seal does not verify for the key it names, it pays another
+    address, or it carries proof-of-work fields."""
+
+
+class WrongProposer(InvalidBlock):
+    """A permissioned block sealed by another validator than the one its slot belongs to."""
+
+
+class BadJustification(InvalidBlock):
+    """A permissioned header names another justified height than its votes give (or one
+    below its parent's)."""
+
+
+class ConflictsWithFinal(InvalidBlock):
+    """A block on a branch that leaves the main chain below its last final block."""
+
+
+class BlockVoteInvalid(InvalidBlock):
+    """A finality vote inside the block is invalid; wraps the vote error."""
+
+    def __init__(self, index: int, error: InvalidVote) -> None:
+        super().__init__(f"vote {index}: {error}")
+        self.index = index
+        self.error = error
+
+    @property
+    def rule(self) -> str:
+        return self.error.rule
+
+
+class InvalidVote(GridnetError):
+    """A finality vote breaks a rule; subclasses name it."""
+
+
+class NotAValidator(InvalidVote):
+    """A vote by a key that is not in the validator set."""
+
+
+class BadVoteSignature(InvalidVote):
+    """A vote's signature does not verify for its key on this chain."""
+
+
+class StaleVoteSource(InvalidVote):
+    """A vote whose source is not the branch's justified checkpoint."""
+
+
+class WrongVoteTarget(InvalidVote):
+    """A vote whose target is not a recent block of the branch after its source."""
+
+
+class VoteAlreadyCounted(InvalidVote):
+    """A second vote of one validator for one target height."""
 
 
 # --- peer links --------------------------------------------------------------------------------

@@ -483,3 +483,51 @@ def test_a_manufacturer_publishes_firmware_and_what_the_chain_refuses_is_one_lin
         )
     )
     assert "quarter hour" in late, late
+
+
+# --- a permissioned chain ------------------------------------------------------------------
+
+
+def test_a_permissioned_chain_from_the_command_line(tmp_path: Path) -> None:
+    from gridnet.crypto.keys import PrivateKey
+    from gridnet.ledger.params import CONSENSUS_POA, Validator, params_to_toml
+    from gridnet.ledger.poa import validator_set
+
+    keys = [PrivateKey.from_label(f"cli-validator-{i}") for i in range(4)]
+    for i, k in enumerate(keys):
+        write_key_file(tmp_path / f"v{i}.key", k)
+    members = tuple(sorted((Validator(k.public_key, 1) for k in keys), key=lambda v: v.key))
+    (tmp_path / "g.toml").write_text(
+        params_to_toml(test_params(keys, consensus=CONSENSUS_POA, validators=members))
+    )
+    ok(gridnet("chain", "init", "--data-dir", "D", "--genesis", "g.toml", cwd=tmp_path))
+    ok(gridnet("keys", "new", "--out", "x.key", "--unencrypted", cwd=tmp_path))
+    line = one_line_error(
+        gridnet("chain", "mine", "--data-dir", "D", "--blocks", "1", "--key", "x.key", cwd=tmp_path)
+    )
+    assert "not a validator" in line, line
+    ok(gridnet("chain", "mine", "--data-dir", "D", "--blocks", "2", "--key", "v0.key", cwd=tmp_path))
+
+    new_set = [f"--member={k.public_key.hex()}" for k in keys[:3]]
+    approvals = [
+        ok(
+            gridnet(
+                "tx", "approve-validators", "--key", f"v{i}.key", "--data-dir", "D", "--seq", "1", *new_set,
+                cwd=tmp_path,
+            )
+        ).strip()
+        for i in range(3)
+    ]  # fmt: skip
+    change = ("tx", "change-validators", "--data-dir", "D", "--key", "v0.key", "--seq", "1", *new_set)
+    short = one_line_error(gridnet(*change, *(f"--approval={a}" for a in approvals[:2]), cwd=tmp_path))
+    assert "InsufficientApprovals" in short or "two thirds" in short, short
+    ok(gridnet(*change, *(f"--approval={a}" for a in approvals), cwd=tmp_path))
+    out = ok(gridnet("chain", "mine", "--data-dir", "D", "--blocks", "1", "--key", "v1.key", cwd=tmp_path))
+    assert "with 1 transaction(s)" in out, out
+    chain = Chain.open(tmp_path / "D", readonly=True)
+    try:
+        current = validator_set(chain.view())
+    finally:
+        chain.close()
+    assert current.seq == 1 and {m.key for m in current.members} == {k.public_key for k in keys[:3]}
+    ok(gridnet("chain", "verify", "--data-dir", "D", cwd=tmp_path))

@@ -184,6 +184,8 @@ def replay_vector(doc: Mapping[str, Any]) -> Outcome:
         expected_target=next_target(params, parent, lambda i: headers[i].timestamp),
         median_time_past=median_time([h.timestamp for h in headers[-params.median_time_span :]]),
         now=doc["now"],
+        parent_timestamp=parent.timestamp,
+        parent_justified=parent.justified,
     )
     try:
         result = apply_block(StateView(pre), commitment, block, ctx, encoded_size=len(raw))

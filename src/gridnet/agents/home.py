@@ -125,11 +125,11 @@ class Home(Agent):
         self.overrides = 0
         self.commands_refused = 0
         self.commands_read = 0
+        """Sequence number of the last command its device read from its DSO's node."""
         self.next_check: dict[int, int] = {}
         """Its policy's scheduled checks: index -> when [ms] each is next due."""
         self.wanted: tuple[Wh, int] | None = None
         """What a check decided to buy (energy, price cap), for the next interval it orders."""
-        """Sequence number of the last command its device read from its DSO's node."""
         self.balancing: dict[Interval, Balancing] = {}
         """First interval of each span -> its balancing contract."""
         self.final_states: dict[bytes, SignedState] = {}
@@ -138,10 +138,10 @@ class Home(Agent):
         self.updates_installed = 0
         self.update_failures = 0
         self.next_secure = 0
+        """When its device next checks its meter against the advisories [ms]."""
         self.banned = False
         """Its meter is vulnerable on chain (as its device last saw): it places no orders."""
         self.orders_withheld = 0
-        """When its device next checks its meter against the advisories [ms]."""
 
     # --- set-up --------------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 A = TypeVar("A", bound="Agent")
 
+GAP_RETRY_MS = 15 * 60_000
+"""How long a transaction its node refuses for a nonce gap is tried again (``World.submit``)."""
+
 
 class Look:
     """One node's head as an agent sees it: its state and (read when asked) its height."""
@@ -210,8 +213,12 @@ class World:
     def now(self) -> int:
         return self.backend.now()
 
-    def submit(self, who: Agent, payload: Payload) -> bool:
-        """Sign ``payload`` with ``who``'s next nonce and hand it to ``who``'s node."""
+    def submit(self, who: Agent, payload: Payload, *, retry_until: int | None = None) -> bool:
+        """Sign ``payload`` with ``who``'s next nonce and hand it to ``who``'s node; whether
+        the node took it now. One the node refuses for a nonce gap even with the nonce it
+        gives (a pending transaction of ``who``'s that no block can include any more is in the
+        way until a block builder drops it) is tried again at each step for ``GAP_RETRY_MS``,
+        and counted refused only then."""
         assert self.params is not None
         for _ in range(2):
             fee = min_fee(self.params.min_fee_per_byte, payload, who.nonce)
@@ -224,6 +231,15 @@ class World:
             if outcome.rule not in ("NonceGap", "NonceTooLow"):
                 break
             who.nonce = self.backend.next_nonce(who.node, who.address)  # resynchronise with the node
+        now = self.now()
+        until = now + GAP_RETRY_MS if retry_until is None else retry_until
+        if outcome.rule == "NonceGap" and now < until:
+
+            def again(_look: Look) -> None:
+                self.submit(who, payload, retry_until=until)
+
+            self.when(who, lambda _look: self.now() > now, again)  # (a later step, not this one)
+            return False
         self.tally.refused[outcome.rule] += 1
         return False
 

@@ -51,7 +51,19 @@ def node_cmd(
         list[str] | None,
         typer.Option("--peer", help="A peer to dial, HOST:PORT (repeatable; replaces the file's)."),
     ] = None,
-    mine: Annotated[bool | None, typer.Option("--mine/--no-mine", help="Mine blocks.")] = None,
+    mine: Annotated[
+        bool | None,
+        typer.Option(
+            "--mine/--no-mine", help="Produce blocks (mine, or seal and vote on a permissioned chain)."
+        ),
+    ] = None,
+    equivocate: Annotated[
+        bool | None,
+        typer.Option(
+            "--equivocate",
+            help="Fault injection (labs, tests): seal and vote twice as a validator; never on a real chain.",
+        ),
+    ] = None,
     key: Annotated[
         str | None,
         typer.Option("--key", help="Node key file (default DATA_DIR/node.key, created if missing)."),
@@ -116,6 +128,7 @@ def node_cmd(
         "api": api,
         "peers": peer,
         "mine": mine,
+        "equivocate": equivocate,
         # Paths given on the command line are relative to the working directory (the file's
         # to the data directory).
         "key": None if key is None else str(Path(key).absolute()),
@@ -176,9 +189,17 @@ def devnet_cmd(
         float,
         typer.Option("--speed", min=1, max=10_000, help="Scenario clock ms per real ms (with --scenario)."),
     ] = 300.0,
+    consensus: Annotated[
+        str,
+        typer.Option(
+            "--consensus",
+            help='"pow" (mined) or "poa" (a permissioned chain: every node a validator, 1 s slots).',
+        ),
+    ] = "pow",
 ) -> None:
-    """Start N mining nodes on 127.0.0.1 with free ports, link them, show their heights and
-    peers, and stop them all on exit. With --scenario, run a neighbourhood scenario on them."""
+    """Start N mining nodes (or, with --consensus poa, N validators sealing in turn) on
+    127.0.0.1 with free ports, link them, show their heights and peers, and stop them all on
+    exit. With --scenario, run a neighbourhood scenario on them."""
     from rich.live import Live
 
     from gridnet.node.devnet import Devnet
@@ -192,9 +213,11 @@ def devnet_cmd(
     if scenario is not None:
         if duration is not None:
             raise ConfigError("--duration and --scenario exclude each other: a scenario runs to its end")
+        if consensus != "pow":
+            raise ConfigError("--scenario runs on a proof-of-work devnet; leave out --consensus")
         _devnet_scenario(scenario, out, nodes, speed, line)
         return
-    net = Devnet(out, nodes)
+    net = Devnet(out, nodes, consensus=consensus)
     last: list[NodeStatus] = []
     with Live(console=err_console, transient=True) as live:
 

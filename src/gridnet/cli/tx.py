@@ -32,8 +32,9 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.errors import ConfigError, DecodeError, NodeUnavailable
 from gridnet.identity import find_identity_proof
+from gridnet.ledger.blocks import Header, SignedVote
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.params import ChainParams, parse_time_ms, severity_code
+from gridnet.ledger.params import ChainParams, Validator, parse_time_ms, severity_code
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
 from gridnet.ledger.txs.advisory import PublishAdvisory
@@ -43,6 +44,7 @@ from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
+from gridnet.ledger.txs.validators import Approval, ChangeValidators, ReportValidatorFault, approve
 from gridnet.ledger.wallet import submit
 from gridnet.market.orders import Side
 from gridnet.market.policy import parse_price
@@ -306,3 +308,105 @@ def tx_place_order(
         raise ConfigError(f"--at {at}: a delivery interval starts on a quarter hour (e.g. 12:00, 12:15)")
     order = PlaceOrder(sides[side.lower()], address_from_text(meter), area, interval_of(start), wh, 0)
     return _constant(msgspec.structs.replace(order, price=parse_price(price, "--price")))
+
+
+Member = Annotated[
+    list[str],
+    typer.Option(
+        "--member", help="A validator of the new set: its public key in hex, optionally :VOTES (repeat)."
+    ),
+]
+SetSeq = Annotated[
+    int, typer.Option("--seq", min=1, help="The set's next sequence number (its current + 1).")
+]
+
+
+def _members(texts: list[str]) -> tuple[Validator, ...]:
+    members = []
+    for text in texts:
+        key_hex, _, votes = text.partition(":")
+        try:
+            key = bytes.fromhex(key_hex)
+            weight = int(votes) if votes else 1
+        except ValueError:
+            key, weight = b"", 0
+        if len(key) != 32 or weight < 1:
+            raise ConfigError(
+                f"--member {text!r}: give a 32-byte public key in hex, optionally :VOTES (at least 1)"
+            )
+        members.append(Validator(key, weight))
+    return tuple(sorted(members, key=lambda m: m.key))
+
+
+@tx_command("change-validators")
+def tx_change_validators(
+    seq: SetSeq,
+    member: Member,
+    approval: Annotated[
+        list[str],
+        typer.Option("--approval", help="KEY:SIGNATURE (hex) from 'gridnet tx approve-validators' (repeat)."),
+    ],
+) -> Build:
+    """On a permissioned chain: replace the validator set (approved by members holding more
+    than two thirds of the current votes)."""
+    approvals = []
+    for text in approval:
+        key_hex, _, sig_hex = text.partition(":")
+        try:
+            approvals.append(Approval(bytes.fromhex(key_hex), bytes.fromhex(sig_hex)))
+        except ValueError:
+            raise ConfigError(f"--approval {text[:24]}...: give KEY:SIGNATURE in hex") from None
+    return _constant(ChangeValidators(seq, _members(member), tuple(approvals)))
+
+
+@app.command("approve-validators")
+def approve_validators(
+    key: KeyFile,
+    seq: SetSeq,
+    member: Member,
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """As a validator: sign your approval of a new validator set and print it (KEY:SIGNATURE,
+    for 'gridnet tx change-validators --approval'); nothing is sent."""
+    client = connect(node, data_dir)
+    if client is not None:
+        try:
+            chain_id = bytes.fromhex(
+                expect(client.request("GET", "/params"), ParamsAnswer, "GET /params").chain_id
+            )
+        finally:
+            client.close()
+    elif data_dir is not None:
+        chain = Chain.open(data_dir, readonly=True)
+        try:
+            chain_id = chain.chain_id
+        finally:
+            chain.close()
+    else:
+        raise ConfigError("say which chain: --node URL or --data-dir DIR")
+    signer = load_key(key, passphrase_file)
+    signed = approve(signer, chain_id, seq, _members(member))
+    console.print(f"{signed.key.hex()}:{signed.signature.hex()}")
+
+
+@tx_command("report-validator-fault")
+def tx_report_validator_fault(
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="A sealed header, canonical bytes in hex (give two).")
+    ] = None,
+    vote: Annotated[
+        list[str] | None, typer.Option("--vote", help="A signed vote, canonical bytes in hex (give two).")
+    ] = None,
+) -> Build:
+    """On a permissioned chain: prove that a validator sealed two blocks for one slot or
+    signed two conflicting votes (it leaves the set)."""
+    try:
+        headers = tuple(decode(bytes.fromhex(h), Header, what="header") for h in header or ())
+        votes = tuple(decode(bytes.fromhex(v), SignedVote, what="vote") for v in vote or ())
+    except ValueError as exc:
+        raise ConfigError(f"--header/--vote: not hex ({exc})") from None
+    if sorted((len(headers), len(votes))) != [0, 2]:
+        raise ConfigError("give two --header or two --vote")
+    return _constant(ReportValidatorFault(headers=headers, votes=votes))

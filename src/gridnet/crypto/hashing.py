@@ -30,6 +30,7 @@ P_DATAGRAM: Final = b"gn-datagram"
 P_HOP: Final = b"gn-hop"
 P_POOL: Final = b"gn-pool"
 P_FIRMWARE: Final = b"gn-firmware"
+P_VOTE: Final = b"gn-vote"
 P_GENERIC: Final = b"gn-generic"
 
 _blake2b = hashlib.blake2b
@@ -55,6 +56,11 @@ def txid(body: bytes, signature: bytes) -> Hash32:
     h = _blake2b(body, digest_size=HASH_BYTES, person=P_TXID)
     h.update(signature)
     return h.digest()
+
+
+def vote_id(encoded_vote: bytes) -> Hash32:
+    """Id of a signed finality vote (a leaf of its block's transaction root)."""
+    return hash32(encoded_vote, P_VOTE)
 
 
 def header_hash(encoded_header: bytes) -> Hash32:

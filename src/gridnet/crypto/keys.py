@@ -46,6 +46,8 @@ class Domain(enum.Enum):
     METER_STATUS = b"GRIDNET/meter-status/v1\x00"
     COMMAND = b"GRIDNET/dso-command/v1\x00"
     PEER = b"GRIDNET/peer-handshake/v1\x00"
+    VOTE = b"GRIDNET/finality-vote/v1\x00"
+    VALIDATOR_SET = b"GRIDNET/validator-set/v1\x00"
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open

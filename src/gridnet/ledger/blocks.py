@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 from gridnet.crypto.hashing import header_hash
-from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, encode
+from gridnet.encoding import Wire, encode
+from gridnet.ledger.header import BLOCK_VERSION, Checkpoint, Header, SignedVote, Vote
 from gridnet.ledger.transactions import Transaction
 from gridnet.units import Hash32
 
-BLOCK_VERSION = 1
-
-
-class Header(Wire, frozen=True):
-    version: U32
-    height: U63
-    prev_hash: HashBytes
-    """Hash of the parent header (genesis: digest of the chain parameters)."""
-    tx_root: HashBytes
-    """Merkle root of the transaction ids."""
-    state_root: HashBytes
-    """Root of the state commitment after this block."""
-    timestamp: U63
-    """[ms since the Unix epoch]"""
-    target: HashBytes
-    """Proof-of-work target: the header hash read as an integer must be below it."""
-    nonce: U63
-    miner: AddressBytes
-    """Receives the coinbase."""
+__all__ = [
+    "BLOCK_VERSION",
+    "Block",
+    "BlockBody",
+    "Checkpoint",
+    "Header",
+    "SignedVote",
+    "Vote",
+    "block_hash",
+    "encode_body",
+]
 
 
 class Block(Wire, frozen=True):
     header: Header
     txs: tuple[Transaction, ...]
+    votes: tuple[SignedVote, ...] = ()
+    """Permissioned chain: finality votes the block carries (its transaction root commits to
+    them after the transactions); none on a proof-of-work chain."""
+
+
+class BlockBody(Wire, frozen=True):
+    """What a store keeps of a block beside its header."""
+
+    txs: tuple[Transaction, ...]
+    votes: tuple[SignedVote, ...] = ()
+
+
+def encode_body(block: Block) -> bytes:
+    return encode(BlockBody(block.txs, block.votes))
 
 
 def block_hash(header: Header) -> Hash32:

@@ -15,22 +15,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridnet.crypto.hashing import header_hash
+from gridnet.crypto.hashing import header_hash, vote_id
 from gridnet.encoding import Wire, decode, decode_lenient, encode
 from gridnet.errors import (
     BadMerkleRoot,
     BlockTooLarge,
+    ConflictsWithFinal,
     InvalidBlock,
     InvalidTransaction,
+    InvalidVote,
     KnownInvalid,
     StoreError,
     UnknownParent,
 )
-from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
+from gridnet.ledger.blocks import BLOCK_VERSION, Block, BlockBody, Checkpoint, Header, SignedVote, encode_body
 from gridnet.ledger.commitment import CommitUndo, StateCommitment
 from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, block_reward, validate_params
+from gridnet.ledger.poa import (
+    MAX_VOTES_PER_BLOCK,
+    VOTE_BYTES,
+    apply_vote,
+    begin_sealed_block,
+    chain_weight,
+    checkpoint_hash,
+    finality,
+    proposer_of,
+    slot_of,
+    validator_set,
+)
 from gridnet.ledger.pow import median_time, next_target
 from gridnet.ledger.state import ACCOUNTS, Account, StateSource, StateView
 from gridnet.ledger.store import Store
@@ -158,7 +172,7 @@ class Chain:
             store.begin()
             store.set_meta("params", encode(params))
             store.set_meta("genesis", gh)
-            store.put_block(gh, 0, encode(genesis.header), encode(genesis.txs))
+            store.put_block(gh, 0, encode(genesis.header), encode_body(genesis))
             store.connect(gh, 0, dict(state), encode(UndoRecord((), ())), [])
             store.set_meta("head", gh)
             store.commit()
@@ -196,8 +210,7 @@ class Chain:
             parent = self.entries.get(header.prev_hash)
             if parent is None and header.height != 0:
                 continue
-            work = work_of_target(target_from_bytes(header.target))
-            entry = BlockEntry(h, header, parent, (parent.total_work if parent else 0) + work)
+            entry = BlockEntry(h, header, parent, self.weight(parent.total_work if parent else 0, header))
             entry.invalid = bool(invalid) or (parent is not None and parent.invalid)
             self.entries[h] = entry
         for height, h in self.store.main_hashes():
@@ -235,8 +248,8 @@ class Chain:
         if data is None:
             return None
         header = decode_lenient(data[0], Header)
-        txs = decode_lenient(data[1], tuple[Transaction, ...], max_bytes=MAX_BLOCK_DECODE)
-        return Block(header, txs)
+        body = decode_lenient(data[1], BlockBody, max_bytes=MAX_BLOCK_DECODE)
+        return Block(header, body.txs, body.votes)
 
     def block_at(self, height: int) -> Block | None:
         if not 0 <= height < len(self.main):
@@ -283,6 +296,40 @@ class Chain:
             entry = self.ancestor(entry, max(0, entry.height - step))
         return hashes
 
+    # --- fork choice and finality ------------------------------------------------------------
+
+    def weight(self, parent_weight: int, header: Header) -> int:
+        """What fork choice compares for the branch ending at ``header`` (``total_work``):
+        cumulative work, or on a permissioned chain justification then height."""
+        return chain_weight(
+            self.params, parent_weight, header, work_of_target(target_from_bytes(header.target))
+        )
+
+    def finalized(self) -> Checkpoint | None:
+        """The main chain's last final block (permissioned chain; None on proof-of-work)."""
+        if not self.params.permissioned:
+            return None
+        record = finality(self.view())
+        return Checkpoint(record.finalized.height, checkpoint_hash(record.finalized, self.chain_id))
+
+    def justified(self) -> Checkpoint | None:
+        if not self.params.permissioned:
+            return None
+        record = finality(self.view())
+        return Checkpoint(record.justified.height, checkpoint_hash(record.justified, self.chain_id))
+
+    def check_final(self, header: Header, parent: BlockEntry) -> None:
+        """Refuse a block whose branch leaves the main chain below its last final block
+        (``ConflictsWithFinal``): no reorg ever reverts a final block."""
+        final = self.finalized()
+        if final is None or final.height == 0:
+            return
+        if header.height <= final.height or self.ancestor(parent, final.height).hash != final.hash:
+            raise ConflictsWithFinal(
+                f"block {header.height} is on a branch without the final block {final.height} "
+                f"{final.hash.hex()[:16]}"
+            )
+
     # --- header context --------------------------------------------------------------------
 
     def expected_target(self, parent: BlockEntry) -> bytes:
@@ -305,6 +352,8 @@ class Chain:
             expected_target=self.expected_target(parent),
             median_time_past=self.median_time_past(parent),
             now=now,
+            parent_timestamp=parent.header.timestamp,
+            parent_justified=parent.header.justified,
         )
 
     # --- adding blocks ---------------------------------------------------------------------
@@ -330,12 +379,11 @@ class Chain:
         if size > self.params.max_block_bytes:
             raise BlockTooLarge(f"block {header.height} is {size} bytes; limit {self.params.max_block_bytes}")
         validate_header(header, self.header_context(parent, now))
-        entry = BlockEntry(
-            h, header, parent, parent.total_work + work_of_target(target_from_bytes(header.target))
-        )
+        self.check_final(header, parent)
+        entry = BlockEntry(h, header, parent, self.weight(parent.total_work, header))
         if entry.total_work <= self.head.total_work:
             check_tx_root(block)  # never store a body that is not the header's own
-            self.store.put_block(h, header.height, encode(header), encode(block.txs))
+            self.store.put_block(h, header.height, encode(header), encode_body(block))
             self._index(entry)
             return AddResult(AddStatus.SIDE, h)
         self._index(entry)
@@ -408,7 +456,7 @@ class Chain:
                 old = [overlay.get(k) for k in result.changes]
                 undo = encode(UndoRecord(tuple(result.changes), tuple(old)))
                 pending.update(result.changes)
-                store.put_block(c.hash, c.height, encode(block.header), encode(block.txs))
+                store.put_block(c.hash, c.height, encode(block.header), encode_body(block))
                 store.connect(c.hash, c.height, result.changes, undo, result.txids)
                 connected.append(block)
             store.set_meta("head", tip.hash)
@@ -511,10 +559,16 @@ class Chain:
         *,
         now: int | None = None,
         timestamp: int | None = None,
+        proposer: bytes = b"",
+        votes: Iterable[SignedVote] = (),
     ) -> BlockTemplate:
         """An unmined block on the head with as many ``candidates`` as fit and apply.
 
-        ``candidates`` must come in an order that respects each sender's nonces.
+        ``candidates`` must come in an order that respects each sender's nonces. On a
+        permissioned chain the block is for the slot starting at ``timestamp``, proposed by
+        the validator whose key is ``proposer`` (by default the slot's; it seals the header:
+        ``poa.seal_header``),
+        and carries those of ``votes`` that count on its branch.
         """
         now = now_ms() if now is None else now
         parent = self.head
@@ -522,10 +576,28 @@ class Chain:
         ts = max(now if timestamp is None else timestamp, ctx.median_time_past + 1)
         height = parent.height + 1
         view = StateView(self.values)
-        env = BlockEnv(self.params, self.chain_id, height, miner, ts)
-        start_block(view, env)
         budget = self.params.max_block_bytes - 512
         used = 0
+        counted: list[SignedVote] = []
+        justified = 0
+        if self.params.permissioned:
+            ts = now if timestamp is None else timestamp
+            if not proposer:  # (a trial of what the slot's validator would build)
+                proposer = proposer_of(validator_set(view).members, slot_of(self.params, ts)).key
+            begin_sealed_block(view, self.params, height, parent.hash, ts, proposer)
+            for vote in votes:
+                if len(counted) >= MAX_VOTES_PER_BLOCK or used + VOTE_BYTES > budget:
+                    break
+                mark = view.checkpoint()
+                try:
+                    apply_vote(view, self.chain_id, height, vote)
+                except InvalidVote:
+                    view.rollback(mark)
+                    continue
+                counted.append(vote)
+                used += VOTE_BYTES
+        env = BlockEnv(self.params, self.chain_id, height, miner, ts)
+        start_block(view, env)
         included: list[VerifiedTx] = []
         rejected: list[tuple[VerifiedTx, InvalidTransaction]] = []
         for vtx in candidates:
@@ -549,10 +621,12 @@ class Chain:
             signature=b"",
         )
         apply_coinbase(view, env, coinbase)
+        if self.params.permissioned:
+            justified = finality(view).justified.height
         undo = self.commitment.update(view.changes())
         root = self.commitment.root
         self.commitment.revert(undo)
-        txids = [tx_id(coinbase)] + [v.txid for v in included]
+        txids = [tx_id(coinbase)] + [v.txid for v in included] + [vote_id(encode(v)) for v in counted]
         header = Header(
             version=BLOCK_VERSION,
             height=height,
@@ -563,5 +637,8 @@ class Chain:
             target=ctx.expected_target,
             nonce=0,
             miner=miner,
+            justified=justified,
+            proposer=proposer,
         )
-        return BlockTemplate(Block(header, (coinbase, *(v.tx for v in included))), included, rejected)
+        block = Block(header, (coinbase, *(v.tx for v in included)), tuple(counted))
+        return BlockTemplate(block, included, rejected)

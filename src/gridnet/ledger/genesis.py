@@ -7,15 +7,20 @@ from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
 from gridnet.ledger.commitment import StateCommitment
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, params_digest
+from gridnet.ledger.poa import genesis_poa_state
 from gridnet.ledger.state import ACCOUNTS, Account
 
 
 def genesis_state(params: ChainParams) -> dict[bytes, bytes]:
-    """Encoded state after genesis: the allocations."""
+    """Encoded state after genesis: the allocations (and on a permissioned chain its
+    validator set and finality record)."""
     balances: dict[bytes, int] = {}
     for a in params.allocations:
         balances[a.address] = balances.get(a.address, 0) + a.amount
-    return {ACCOUNTS.key(addr): encode(Account(balance=amount)) for addr, amount in balances.items()}
+    state = {ACCOUNTS.key(addr): encode(Account(balance=amount)) for addr, amount in balances.items()}
+    if params.permissioned:
+        state.update(genesis_poa_state(params))
+    return state
 
 
 def genesis_block(params: ChainParams) -> Block:

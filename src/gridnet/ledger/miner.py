@@ -1,4 +1,5 @@
-"""Producing blocks: build a template on the head and search its proof-of-work."""
+"""Producing blocks: build a template on the head and search its proof-of-work, or (on a
+permissioned chain) seal it as the slot's validator."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import Iterable
 
 import msgspec
 
-from gridnet.ledger.blocks import Block
+from gridnet.crypto.keys import PrivateKey
+from gridnet.ledger.blocks import Block, SignedVote
 from gridnet.ledger.chain import BlockTemplate, Chain
+from gridnet.ledger.poa import seal_header, slot_start
 from gridnet.ledger.pow import mine
 from gridnet.ledger.transition import VerifiedTx
 from gridnet.units import Address
@@ -32,3 +35,23 @@ def produce_block(
     if solved is None:
         raise RuntimeError(f"no proof-of-work found in {max_attempts} attempts")
     return msgspec.structs.replace(template.block, header=solved), template
+
+
+def propose_block(
+    chain: Chain,
+    key: PrivateKey,
+    slot: int,
+    candidates: Iterable[VerifiedTx] = (),
+    votes: Iterable[SignedVote] = (),
+    *,
+    now: int | None = None,
+) -> tuple[Block, BlockTemplate]:
+    """Build the block of ``slot`` on the head as ``key``'s validator proposes it (with the
+    ``votes`` that count on its branch), sealed; not yet added. Raises ``WrongProposer``
+    when the slot is another validator's."""
+    timestamp = slot_start(chain.params, slot)
+    template = chain.build_block(
+        key.address, candidates, now=now, timestamp=timestamp, proposer=key.public_key, votes=votes
+    )
+    sealed = seal_header(key, chain.chain_id, template.block.header)
+    return msgspec.structs.replace(template.block, header=sealed), template

@@ -18,7 +18,7 @@ import msgspec
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.hashing import params_hash
-from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, decode, encode
+from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, Wire, decode, encode
 from gridnet.errors import ConfigError, DecodeError, GridnetError, UnbondingTooShort
 from gridnet.units import UNITS_PER_GNC, Hash32, Height, Units
 from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
@@ -30,6 +30,22 @@ class Allocation(Wire, frozen=True):
     address: AddressBytes
     amount: U63
     """Coin credited at genesis [base units]."""
+
+
+class Validator(Wire, frozen=True):
+    """A member of a permissioned chain's validator set."""
+
+    key: PublicKeyBytes
+    """Its Ed25519 public key: it signs blocks (seals) and finality votes."""
+    votes: U32
+    """Its voting weight: finality needs more than two thirds of all votes."""
+
+
+CONSENSUS_POW, CONSENSUS_POA = 0, 1
+CONSENSUS_KINDS = ("pow", "poa")
+"""Consensus kinds by name; the code of each is its position."""
+MAX_VALIDATORS = 256
+MAX_TOTAL_VOTES = 2**31
 
 
 class ChainParams(Wire, frozen=True):
@@ -86,6 +102,17 @@ class ChainParams(Wire, frozen=True):
     starts [ms]; the first block at or after that time clears it."""
     auction_pricing: U32 = 0
     """On chain: 0 every trade at the uniform clearing price, 1 each at its offer's price."""
+    consensus: U32 = CONSENSUS_POW
+    """0 (``CONSENSUS_POW``): blocks are mined, the branch with the most work wins; 1
+    (``CONSENSUS_POA``): a permissioned chain, blocks signed by validators in turn by slot,
+    with finality votes (``ledger/poa.py``)."""
+    validators: tuple[Validator, ...] = ()
+    """Permissioned chain: the validator set at genesis (changed later by ChangeValidators and
+    ReportValidatorFault transactions)."""
+
+    @property
+    def permissioned(self) -> bool:
+        return self.consensus == CONSENSUS_POA
 
     @property
     def initial_target_int(self) -> int:
@@ -150,6 +177,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "reward": {"initial_gnc": str, "halving_interval": int},
     "security": {"advisory_authorities": list, "min_severity": str},
     "market": {"mode": str, "auction_close_s": float, "pricing": str},
+    "consensus": {"kind": str},
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -174,6 +202,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "reward": {"initial_gnc": "50", "halving_interval": 100_000},
     "security": {"advisory_authorities": [], "min_severity": "low"},
     "market": {"mode": "offchain", "auction_close_s": 300.0, "pricing": "uniform"},
+    "consensus": {"kind": "pow"},
 }
 
 MARKET_MODES = ("offchain", "onchain")
@@ -211,6 +240,27 @@ def parse_time_ms(text: str, where: str = "genesis_time") -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
+
+
+def _validator(entry: object, where: str) -> Validator:
+    """A ``[[validator]]`` entry: ``key`` (hex Ed25519 public key) and ``votes`` (default 1)."""
+    if not isinstance(entry, dict) or "key" not in entry:
+        raise ConfigError(f"{where}: needs 'key' (the validator's public key in hex) and may set 'votes'")
+    unknown = set(entry) - {"key", "votes"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known keys: ['key', 'votes']")
+    text, votes = entry["key"], entry.get("votes", 1)
+    try:
+        key = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(
+            f"{where}: key must be a 32-byte public key in hex (64 characters; 'gridnet key show')"
+        )
+    if isinstance(votes, bool) or not isinstance(votes, int) or not 1 <= votes < MAX_TOTAL_VOTES:
+        raise ConfigError(f"{where}: votes must be a whole number of at least 1")
+    return Validator(key=key, votes=votes)
 
 
 def _gnc_to_units(value: float | int | str, where: str) -> int:
@@ -257,7 +307,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
                     kind = "an amount of GNC (a number or a decimal string)"
                 raise ConfigError(f"{source}: [{section}] {key} must be {kind}")
             merged[section][key] = value
-    extra = set(doc) - set(_SCHEMA) - {"allocation"}
+    extra = set(doc) - set(_SCHEMA) - {"allocation", "validator"}
     if extra:
         raise ConfigError(f"{source}: unknown section(s) {sorted(extra)}")
 
@@ -271,6 +321,13 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
         except GridnetError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         allocations.append(Allocation(address=address, amount=_gnc_to_units(entry["gnc"], where)))
+
+    validators = []
+    for i, entry in enumerate(doc.get("validator", [])):
+        validators.append(_validator(entry, f"{source}: validator {i + 1}"))
+    kind = merged["consensus"]["kind"].strip().lower()
+    if kind not in CONSENSUS_KINDS:
+        raise ConfigError(f"{source}: [consensus] kind {kind!r} is not one of {', '.join(CONSENSUS_KINDS)}")
 
     advisors = []
     for n, text in enumerate(merged["security"]["advisory_authorities"]):
@@ -311,6 +368,8 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             market_mode=MARKET_MODES.index(mode),
             auction_close_ms=round(merged["market"]["auction_close_s"] * 1000),
             auction_pricing=PRICINGS.index(pricing),
+            consensus=CONSENSUS_KINDS.index(kind),
+            validators=tuple(sorted(validators, key=lambda v: v.key)),
         )
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -360,6 +419,24 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
         (
             len(set(params.advisory_authorities)) == len(params.advisory_authorities),
             "advisory_authorities lists an address twice",
+        ),
+        (params.consensus < len(CONSENSUS_KINDS), f"consensus must be one of {', '.join(CONSENSUS_KINDS)}"),
+        (
+            not params.permissioned or 1 <= len(params.validators) <= MAX_VALIDATORS,
+            f"a permissioned chain (consensus poa) names 1 to {MAX_VALIDATORS} validators ([[validator]])",
+        ),
+        (
+            params.permissioned or not params.validators,
+            'validators ([[validator]]) are only for a permissioned chain ([consensus] kind = "poa")',
+        ),
+        (
+            len({v.key for v in params.validators}) == len(params.validators),
+            "a validator key is listed twice",
+        ),
+        (
+            all(v.votes >= 1 for v in params.validators)
+            and sum(v.votes for v in params.validators) < MAX_TOTAL_VOTES,
+            f"each validator has at least 1 vote and all together fewer than {MAX_TOTAL_VOTES}",
         ),
         (
             params.initial_target_int <= params.pow_limit_int,
@@ -439,7 +516,12 @@ def params_to_toml(params: ChainParams) -> str:
         f'mode = "{MARKET_MODES[params.market_mode]}"',
         f"auction_close_s = {params.auction_close_ms / 1000}",
         f'pricing = "{PRICINGS[params.auction_pricing]}"',
+        "",
+        "[consensus]",
+        f'kind = "{CONSENSUS_KINDS[params.consensus]}"',
     ]
+    for v in params.validators:
+        lines += ["", "[[validator]]", f'key = "{v.key.hex()}"', f"votes = {v.votes}"]
     for a in params.allocations:
         lines += [
             "",

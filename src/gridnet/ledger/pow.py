@@ -31,8 +31,11 @@ def retarget(params: ChainParams, parent_target: int, window_start_ms: int, pare
 
 def next_target(params: ChainParams, parent: Header, timestamp_at: Callable[[int], int]) -> bytes:
     """Target the block after ``parent`` must carry; ``timestamp_at(height)`` gives the
-    timestamp of the ancestor at ``height`` on the same branch."""
+    timestamp of the ancestor at ``height`` on the same branch. A permissioned chain keeps the
+    genesis target (its blocks are sealed, not mined)."""
     height = parent.height + 1
+    if params.permissioned:
+        return params.initial_target  # (sealed, not mined: a fixed value)
     if not is_retarget_height(params, height):
         return parent.target
     start = timestamp_at(max(0, height - params.retarget_window - 1))

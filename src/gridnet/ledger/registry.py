@@ -22,6 +22,7 @@ from gridnet.ledger.txs import (
     meter,
     relay,
     transfer,
+    validators,
 )
 from gridnet.ledger.txs.advisory import PublishAdvisory
 from gridnet.ledger.txs.auction import PlaceOrder
@@ -37,6 +38,7 @@ from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import RegisterMeter, ReportMeterStatus, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.ledger.txs.transfer import Transfer
+from gridnet.ledger.txs.validators import ChangeValidators, ReportValidatorFault
 
 Payload = (
     Coinbase
@@ -64,6 +66,8 @@ Payload = (
     | PublishAdvisory
     | ReportMeterStatus
     | PlaceOrder
+    | ChangeValidators
+    | ReportValidatorFault
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -94,6 +98,8 @@ RULES: Final[dict[type, AnyRules]] = {
         advisory.PUBLISH_ADVISORY_RULES,
         meter.STATUS_RULES,
         auction.PLACE_ORDER_RULES,
+        validators.CHANGE_VALIDATORS_RULES,
+        validators.REPORT_VALIDATOR_FAULT_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

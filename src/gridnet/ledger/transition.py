@@ -13,22 +13,25 @@ from dataclasses import dataclass
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
-from gridnet.crypto.hashing import address_digest, header_hash, txid
+from gridnet.crypto.hashing import address_digest, header_hash, txid, vote_id
 from gridnet.crypto.keys import Domain, verify_signature
 from gridnet.encoding import encode
 from gridnet.errors import (
     BadHeight,
     BadMerkleRoot,
     BadProofOfWork,
+    BadSeal,
     BadSignature,
     BadStateRoot,
     BadVersion,
     BlockTooLarge,
     BlockTransactionInvalid,
+    BlockVoteInvalid,
     DuplicateTransaction,
     FeeTooLow,
     InsufficientBalance,
     InvalidTransaction,
+    InvalidVote,
     MalformedTransaction,
     MisplacedCoinbase,
     MissingCoinbase,
@@ -43,6 +46,13 @@ from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
 from gridnet.ledger.commitment import CommitUndo, StateCommitment
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, block_reward
+from gridnet.ledger.poa import (
+    MAX_VOTES_PER_BLOCK,
+    apply_vote,
+    begin_sealed_block,
+    check_justified,
+    check_sealed_header,
+)
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import ACCOUNTS, StateView
 from gridnet.ledger.transactions import Transaction, tx_size
@@ -67,6 +77,10 @@ class HeaderContext:
     """Median timestamp of the last ``median_time_span`` ancestors [ms]."""
     now: int
     """Local clock [ms]."""
+    parent_timestamp: int = 0
+    """The parent's timestamp [ms] (a permissioned block's slot must be after its parent's)."""
+    parent_justified: int = 0
+    """The justified height the parent's header names (permissioned chain)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +116,12 @@ def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
     if header.height != ctx.parent_height + 1:
         raise BadHeight(f"height {header.height} after parent height {ctx.parent_height}")
     digest = header_hash(encode(header))
+    if ctx.params.permissioned:
+        check_sealed_header(header, ctx.params, ctx.chain_id, ctx.parent_timestamp, ctx.parent_justified)
+        _check_future(header, ctx)
+        return digest
+    if header.proposer or header.seal or header.justified:
+        raise BadSeal(f"block {header.height}: a proof-of-work header carries no seal")
     # Proof-of-work first: it is the cheapest check that costs an attacker real work.
     if int.from_bytes(digest, "big") >= target_from_bytes(header.target):
         raise BadProofOfWork(f"block {header.height}: hash {digest.hex()} is not below its target")
@@ -115,13 +135,17 @@ def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
             f"block {header.height}: timestamp {header.timestamp} is not after the median "
             f"of previous blocks ({ctx.median_time_past})"
         )
+    _check_future(header, ctx)
+    return digest
+
+
+def _check_future(header: Header, ctx: HeaderContext) -> None:
     if header.timestamp > ctx.now + ctx.params.max_future_ms:
         raise TimestampTooFarInFuture(
             f"block {header.height}: timestamp {header.timestamp} is "
             f"{header.timestamp - ctx.now} ms ahead of the local clock "
             f"(limit {ctx.params.max_future_ms} ms)"
         )
-    return digest
 
 
 # --- transactions: stateless ------------------------------------------------------------
@@ -217,12 +241,13 @@ def split_coinbase(block: Block) -> tuple[Transaction, tuple[Transaction, ...]]:
 
 
 def check_tx_root(block: Block) -> tuple[list[bytes], list[Hash32]]:
-    """The transactions' bodies and ids, once they are shown to be those the header
-    commits to. A mismatch (``BadMerkleRoot``) says the *body* is not the header's: the
-    header itself is not at fault and may still arrive with its real transactions."""
+    """The transactions' bodies and ids, once they are shown (with the block's votes, which
+    follow them in the root) to be those the header commits to. A mismatch (``BadMerkleRoot``)
+    says the *body* is not the header's: the header itself is not at fault and may still
+    arrive with its real transactions."""
     bodies = [encode((t.payload, t.sender, t.nonce, t.fee)) for t in block.txs]
     ids = [txid(b, t.signature) for b, t in zip(bodies, block.txs, strict=True)]
-    if merkle_root(ids) != block.header.tx_root:
+    if merkle_root(ids + [vote_id(encode(v)) for v in block.votes]) != block.header.tx_root:
         raise BadMerkleRoot(f"block {block.header.height}: transaction root does not match its transactions")
     return bodies, ids
 
@@ -259,7 +284,21 @@ def apply_block(
     if len(set(txids)) != len(txids):
         raise DuplicateTransaction(f"block {header.height} contains a transaction twice")
 
+    if block.votes and not params.permissioned:
+        raise BadSeal(f"block {header.height}: a proof-of-work block carries no votes")
+    if len(block.votes) > MAX_VOTES_PER_BLOCK:
+        raise BlockTooLarge(
+            f"block {header.height} carries {len(block.votes)} votes; limit {MAX_VOTES_PER_BLOCK}"
+        )
+
     env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
+    if params.permissioned:
+        begin_sealed_block(state, params, header.height, header.prev_hash, header.timestamp, header.proposer)
+        for i, vote in enumerate(block.votes, start=1):
+            try:
+                apply_vote(state, ctx.chain_id, header.height, vote)
+            except InvalidVote as exc:
+                raise BlockVoteInvalid(i, exc) from None
     start_block(state, env)
     for i, vtx in enumerate(vtxs, start=1):
         try:
@@ -267,6 +306,8 @@ def apply_block(
         except InvalidTransaction as exc:
             raise BlockTransactionInvalid(i, exc) from None
     reward = apply_coinbase(state, env, coinbase)
+    if params.permissioned:
+        check_justified(state, header)
 
     changes = state.changes()
     undo = commitment.update(changes)

@@ -15,14 +15,13 @@ from pathlib import Path
 from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import decode, encode
 from gridnet.errors import DecodeError, GridnetError, HashMismatch, MissingBlock, StateMismatch, StoreError
-from gridnet.ledger.blocks import Block, Header
+from gridnet.ledger.blocks import Block, BlockBody, Header
 from gridnet.ledger.commitment import StateCommitment
 from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.pow import median_time, next_target
 from gridnet.ledger.state import StateView
 from gridnet.ledger.store import Store
-from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.transition import HeaderContext, apply_block
 
 MAX_BLOCK_DECODE = 64 * 1024 * 1024
@@ -101,19 +100,17 @@ def _verify(
         data = store.block_data(h)
         if data is None:
             return fail(height, MissingBlock(f"block {height} is in the main index but not stored"))
-        raw_header, raw_txs = data
+        raw_header, raw_body = data
         try:
             if header_hash(raw_header) != h:
                 raise HashMismatch(f"block {height}: stored header does not hash to {h.hex()[:16]}")
             try:
                 header = decode(raw_header, Header)
-                txs = decode(
-                    raw_txs, tuple[Transaction, ...], max_bytes=MAX_BLOCK_DECODE, what="transactions"
-                )
+                body = decode(raw_body, BlockBody, max_bytes=MAX_BLOCK_DECODE, what="block body")
             except DecodeError as exc:
                 raise type(exc)(f"block {height} does not decode: {exc}") from None
             if height == 0:
-                if header != genesis.header or txs:
+                if header != genesis.header or body.txs or body.votes:
                     raise HashMismatch("stored genesis block differs from the chain parameters")
             else:
                 parent = headers[-1]
@@ -125,8 +122,10 @@ def _verify(
                     expected_target=next_target(params, parent, lambda i: headers[i].timestamp),
                     median_time_past=median_time([x.timestamp for x in headers[-params.median_time_span :]]),
                     now=now,
+                    parent_timestamp=parent.timestamp,
+                    parent_justified=parent.justified,
                 )
-                block = Block(header, txs)
+                block = Block(header, body.txs, body.votes)
                 result = apply_block(
                     StateView(values), commitment, block, ctx, encoded_size=len(encode(block))
                 )
@@ -135,7 +134,7 @@ def _verify(
                         values.pop(k, None)
                     else:
                         values[k] = v
-                n_txs += len(txs) - 1  # signed transactions (the coinbase aside)
+                n_txs += len(body.txs) - 1  # signed transactions (the coinbase aside)
         except GridnetError as exc:
             return fail(height, exc)
         headers.append(header)

@@ -7,17 +7,20 @@ includes them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
-from gridnet.errors import DecodeError
+from gridnet.errors import ConfigError, DecodeError
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
-from gridnet.ledger.miner import produce_block
+from gridnet.ledger.miner import produce_block, propose_block
+from gridnet.ledger.poa import proposer_of, slot_of, slot_start, validator_set
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.trial import TrialState
@@ -75,6 +78,20 @@ def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = No
     return outcome
 
 
+def next_own_slot(chain: Chain, key: PrivateKey) -> int:
+    """The first slot after the head's (and not before now's) that is ``key``'s."""
+    members = validator_set(chain.view()).members
+    if not any(m.key == key.public_key for m in members):
+        raise ConfigError(
+            f"{address_to_text(key.address)} is not a validator of this permissioned chain: only its "
+            "validators seal blocks"
+        )
+    slot = max(slot_of(chain.params, now_ms()), slot_of(chain.params, chain.head.header.timestamp) + 1)
+    while proposer_of(members, slot).key != key.public_key:
+        slot += 1
+    return slot
+
+
 def mine_blocks(
     chain: Chain,
     miner: PrivateKey,
@@ -82,11 +99,18 @@ def mine_blocks(
     *,
     on_block: Callable[[MinedBlock], None] | None = None,
 ) -> list[MinedBlock]:
-    """Mine ``count`` blocks on the head with the pending transactions, by wall clock."""
+    """Mine ``count`` blocks on the head with the pending transactions, by wall clock; on a
+    permissioned chain, seal them in ``miner``'s next slots, waiting for each to start (it must
+    be a validator)."""
     pool, _ = load_mempool(chain)
     mined = []
     for _ in range(count):
-        block, template = produce_block(chain, miner.address, pool.candidates())
+        if chain.params.permissioned:
+            slot = next_own_slot(chain, miner)
+            time.sleep(max(0, slot_start(chain.params, slot) - now_ms()) / 1000)  # (its slot, by wall clock)
+            block, template = propose_block(chain, miner, slot, pool.candidates())
+        else:
+            block, template = produce_block(chain, miner.address, pool.candidates())
         events: list[PoolEvent] = []
         for vtx, error in template.rejected:
             events.extend(pool.remove_rejected(vtx, error, block.header.height))

@@ -39,7 +39,9 @@ class NodeSettings:
     peers: tuple[str, ...] = ()
     """Peers to dial, HOST:PORT each."""
     mine: bool = False
-    """Mine blocks (the reward goes to the node key's address)."""
+    """Produce blocks: mine, or on a permissioned chain seal and vote (rewards to the node key)."""
+    equivocate: bool = False
+    """Fault injection (labs, tests): seal and vote twice as a validator, to be proven and removed."""
     key: str = "node.key"
     """The node key file (authenticates its links, receives mining rewards)."""
     passphrase_file: str = ""

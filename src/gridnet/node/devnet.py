@@ -1,4 +1,5 @@
-"""``gridnet devnet``: N node processes on 127.0.0.1, linked, mining, watched, stopped.
+"""``gridnet devnet``: N node processes on 127.0.0.1, linked, mining (or, on a permissioned
+chain, sealing in turn), watched, stopped.
 
 Every node gets its own data directory (one shared genesis), a free peer port and a free API
 port; node i dials every node before it. The status (height and peers of each node, read
@@ -24,12 +25,23 @@ from pathlib import Path
 
 import msgspec
 
+from gridnet.crypto.keys import PrivateKey, write_key_file
+from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.params import ChainParams, default_params, params_to_toml
+from gridnet.ledger.params import (
+    CONSENSUS_KINDS,
+    CONSENSUS_POA,
+    Allocation,
+    ChainParams,
+    Validator,
+    default_params,
+    params_to_toml,
+)
 from gridnet.ledger.store import DB_NAME
 from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.clock import Clock
 from gridnet.sim.output import prepare_out_dir
+from gridnet.units import UNITS_PER_GNC
 
 LOCAL = "127.0.0.1"
 CONSOLE_LOG = "console.log"
@@ -116,9 +128,24 @@ class DevNode:
             return None
 
 
-def devnet_params() -> ChainParams:
-    """The default devnet rules, with a genesis an hour old (so the first blocks are valid)."""
-    return msgspec.structs.replace(default_params(), genesis_time=int(time.time() * 1000) - 3_600_000)
+def devnet_params(
+    validators: tuple[PrivateKey, ...] = (), allocations: tuple[Allocation, ...] = ()
+) -> ChainParams:
+    """The default devnet rules, with a genesis an hour old (so the first blocks are valid)
+    and ``allocations``; with ``validators``, a permissioned chain they run (one vote and
+    1,000 GNC each)."""
+    params = msgspec.structs.replace(
+        default_params(allocations), genesis_time=int(time.time() * 1000) - 3_600_000
+    )
+    if validators:
+        members = tuple(sorted((Validator(k.public_key, 1) for k in validators), key=lambda v: v.key))
+        params = msgspec.structs.replace(
+            params,
+            consensus=CONSENSUS_POA,
+            validators=members,
+            allocations=(*allocations, *(Allocation(k.address, 1_000 * UNITS_PER_GNC) for k in validators)),
+        )
+    return params
 
 
 class Devnet:
@@ -130,44 +157,67 @@ class Devnet:
         hashes_per_tick: int = 200,
         params: ChainParams | None = None,
         clock: Clock | None = None,
+        consensus: str = "pow",
+        validators: int | None = None,
+        equivocating: frozenset[int] = frozenset(),
+        allocations: tuple[Allocation, ...] = (),
     ) -> None:
         """``params``: the genesis (default: ``devnet_params()``); ``clock``: a scenario clock
-        every node runs on (default: the wall clock)."""
+        every node runs on (default: the wall clock). ``consensus`` "poa": a permissioned chain
+        whose validators are the first ``validators`` nodes (default all; each gets its node
+        key before the genesis names it); those in ``equivocating`` seal and vote twice (fault
+        injection). ``allocations``: coin in the default genesis (ignored with ``params``)."""
+        if consensus not in CONSENSUS_KINDS:
+            raise ConfigError(f"consensus {consensus!r} is not one of {', '.join(CONSENSUS_KINDS)}")
         prepare_out_dir(root, "devnet")
         self.root = root
-        params = params or devnet_params()
+        self.nodes = [DevNode(f"n{i}", root / f"n{i}", free_port(), free_port()) for i in range(count)]
+        if consensus == "poa" and params is None:
+            keys = tuple(PrivateKey.generate() for _ in self.nodes[: validators or count])
+            for node, key in zip(self.nodes, keys, strict=False):
+                write_key_file(node.data_dir / "node.key", key)
+            params = devnet_params(keys, allocations)
+        params = params or devnet_params(allocations=allocations)
         self.params = params
         self.clock = clock or Clock()
         (root / "genesis.toml").write_text(params_to_toml(params))
-        self.nodes = []
-        for i in range(count):
-            node = DevNode(f"n{i}", root / f"n{i}", free_port(), free_port())
+        for node in self.nodes:
             chain = Chain.create(node.data_dir, params)
             self.chain_id = chain.chain_id
             chain.close()
-            self.nodes.append(node)
         self.hashes_per_tick = hashes_per_tick
+        self.equivocating = equivocating
 
     def start(self) -> None:
-        for i, node in enumerate(self.nodes):
-            peers = [a for earlier in self.nodes[:i] for a in ("--peer", f"{LOCAL}:{earlier.port}")]
-            clock = self.clock
-            clock_args = (
-                []
-                if clock.origin_ms is None
-                else [
-                    *("--clock-origin", str(clock.origin_ms)),
-                    *("--clock-anchor", str(clock.anchor_ms)),
-                    *("--clock-speed", str(clock.speed)),
-                ]
-            )
-            node.start(
-                "--mine",
-                "--hashes-per-tick",
-                str(self.hashes_per_tick),
-                *peers,
-                *clock_args,
-            )
+        for i in range(len(self.nodes)):
+            self.start_node(i)
+
+    def start_node(self, i: int) -> None:
+        """Start node ``i`` (again, after ``stop_node``), dialling every node before it."""
+        node = self.nodes[i]
+        peers = [a for earlier in self.nodes[:i] for a in ("--peer", f"{LOCAL}:{earlier.port}")]
+        clock = self.clock
+        clock_args = (
+            []
+            if clock.origin_ms is None
+            else [
+                *("--clock-origin", str(clock.origin_ms)),
+                *("--clock-anchor", str(clock.anchor_ms)),
+                *("--clock-speed", str(clock.speed)),
+            ]
+        )
+        node.start(
+            "--mine",
+            "--hashes-per-tick",
+            str(self.hashes_per_tick),
+            *peers,
+            *clock_args,
+            *(["--equivocate"] if i in self.equivocating else []),
+        )
+
+    def stop_node(self, i: int) -> None:
+        """Stop node ``i`` by its PID (SIGTERM, then SIGKILL)."""
+        stop_all([self.nodes[i]])
 
     def status(self) -> list[NodeStatus]:
         """Height and peers per node (None while its API does not answer)."""

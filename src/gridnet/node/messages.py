@@ -7,7 +7,7 @@ from typing import Annotated, Final
 import msgspec
 
 from gridnet.encoding import U32, U63, HashBytes, PublicKeyBytes, Wire, decode, encode
-from gridnet.ledger.blocks import Block, Header
+from gridnet.ledger.blocks import Block, Header, SignedVote
 from gridnet.ledger.transactions import Transaction
 from gridnet.market.orders import SignedOrder
 from gridnet.relay.datagram import Datagram
@@ -129,6 +129,12 @@ class GetSenderTxsMsg(Wire, frozen=True, tag=13):
     nonce: U63
 
 
+class VoteMsg(Wire, frozen=True, tag=14):
+    """A finality vote of a permissioned chain's validator, gossiped to the proposers."""
+
+    vote: SignedVote
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -151,6 +157,7 @@ Message = (
     | GetHeadersMsg
     | HeadersMsg
     | GetSenderTxsMsg
+    | VoteMsg
 )
 
 

@@ -17,9 +17,11 @@ from functools import partial
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key
-from gridnet.crypto.hashing import header_hash, txid
-from gridnet.encoding import encode
+from gridnet.crypto.hashing import hash32, header_hash, txid, vote_id
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import decode_lenient, encode
 from gridnet.errors import (
+    BadVoteSignature,
     BelowMinChainWork,
     GridnetError,
     InvalidBlock,
@@ -37,18 +39,31 @@ from gridnet.errors import (
     UnknownParent,
 )
 from gridnet.grid.commands import SignedCommand
-from gridnet.ledger.blocks import Block, Header
+from gridnet.ledger.blocks import Block, Checkpoint, Header, SignedVote, Vote
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
 from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, Mempool, PoolEvent
+from gridnet.ledger.miner import propose_block
+from gridnet.ledger.poa import (
+    proposer_of,
+    seal_valid,
+    sign_vote,
+    slot_of,
+    slot_start,
+    validator_set,
+    vote_signed,
+)
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.store import STORE_ERRORS
-from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import VerifiedTx, validate_header, validate_transaction
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.txs.advisory import vulnerable_meter
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.commands import CommandBoard
+from gridnet.node.finality import LastVote, SealLog, VotePool
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.logs import short
 from gridnet.node.messages import (
@@ -67,6 +82,7 @@ from gridnet.node.messages import (
     StatusMsg,
     TxRejectedMsg,
     TxsMsg,
+    VoteMsg,
     WantMsg,
     decode_work,
     encode_work,
@@ -74,7 +90,7 @@ from gridnet.node.messages import (
 from gridnet.node.orders import OrderBook, OrderLimits
 from gridnet.node.sync import PendingHeaders, Presync, Proof
 from gridnet.units import Address, Hash32, interval_of
-from gridnet.work import target_from_bytes, work_of_target
+from gridnet.work import target_from_bytes
 
 _net = logging.getLogger("gridnet.net")
 _sync = logging.getLogger("gridnet.sync")
@@ -84,6 +100,8 @@ _mempool = logging.getLogger("gridnet.mempool")
 Outgoing = tuple[str, Message]
 """(destination peer, message)."""
 
+LAST_VOTE = "last_vote"
+"""Store meta key of this node's validator's last vote (``LastVote``)."""
 MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
 
@@ -94,6 +112,11 @@ class NodeConfig:
     """Mine to this address; None = do not mine."""
     hashes_per_tick: int = 200
     """Proof-of-work attempts per tick (the node's simulated or real hash budget)."""
+    validator: PrivateKey | None = None
+    """Permissioned chain: seal blocks in this key's slots and vote with it (None: neither)."""
+    equivocate: bool = False
+    """Fault injection (labs and tests): as a validator, seal two different blocks for each
+    own slot and sign two conflicting votes for each head; the others prove it and remove it."""
     template_refresh_ms: int = 1_000
     """Rebuild the block template at least this often (to pick up new transactions)."""
     status_interval_ms: int = 2_000
@@ -298,6 +321,14 @@ class Node:
         self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
         self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
+        self.votes = VotePool(chain.chain_id)
+        """Finality votes heard (permissioned chain): what this node puts in the blocks it seals."""
+        self.seals = SealLog(chain.chain_id, chain.params)
+        self._reported: set[bytes] = set()
+        """Validator keys whose fault this node reported."""
+        self._proposed_slot = -1
+        raw = chain.store.get_meta(LAST_VOTE)
+        self._last_vote = LastVote(0, 0) if raw is None else decode_lenient(raw, LastVote)
         self._template: BlockTemplate | None = None
         self._template_at = 0
         self._nonce = 0
@@ -456,6 +487,8 @@ class Node:
             except InvalidOrder as exc:
                 self._fault(peer, exc)
                 return []
+        if isinstance(msg, VoteMsg):
+            return self._on_vote(peer, msg.vote, now)
         if isinstance(msg, HaveMsg):
             return self._on_have(peer, msg, now)
         if isinstance(msg, WantMsg):
@@ -491,7 +524,11 @@ class Node:
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
-        if self.config.miner is not None:
+        if self.chain.params.permissioned:
+            if self.config.validator is not None:
+                out.extend(self._propose(now))
+                out.extend(self._vote(now))
+        elif self.config.miner is not None:
             out.extend(self._mine(now))
         return out
 
@@ -782,6 +819,8 @@ class Node:
         its parent is unknown."""
         self.stats.blocks_received += 1
         out: list[Outgoing] = []
+        if self.chain.params.permissioned and peer is not None:
+            out.extend(self._check_seal(block.header, now))
         parent = self.chain.entries.get(block.header.prev_hash)
         if peer is not None and parent is not None and not parent.invalid:
             h = header_hash(encode(block.header))
@@ -840,6 +879,9 @@ class Node:
         if len(self.early):
             out.extend(self._release_after_block(result.connected, now))
         self._template = None
+        justified = self.chain.justified()
+        if justified is not None:  # (permissioned: votes for what is justified can no longer count)
+            self.votes.prune(justified.height)
         tip = self.chain.head
         tip_block = result.connected[-1] if result.connected else None
         if relay and tip_block is not None and tip.hash == result.block_hash:
@@ -870,7 +912,7 @@ class Node:
         target = target_from_bytes(header.target)
         if not 0 < target <= self.chain.params.pow_limit_int:
             return None  # (a target out of range: validation names the rule)
-        work = parent.total_work + work_of_target(target)
+        work = self.chain.weight(parent.total_work, header)
         minimum = self.chain.params.min_chain_work_int
         if work < minimum:
             return BelowMinChainWork(
@@ -894,11 +936,12 @@ class Node:
         params = self.chain.params
         header = block.header
         size = len(encode(block))
-        if (
-            size > params.max_block_bytes
-            or target_from_bytes(header.target) > params.pow_limit_int
-            or not meets_target(header)
-        ):
+        if size > params.max_block_bytes:
+            return False
+        if params.permissioned:
+            if not seal_valid(self.chain.chain_id, header):
+                return False
+        elif target_from_bytes(header.target) > params.pow_limit_int or not meets_target(header):
             return False
         h = header_hash(encode(header))
         if h in self.orphans:
@@ -1080,8 +1123,8 @@ class Node:
                 if known is not None and known.invalid:
                     raise KnownInvalid(f"header {header.height} {h.hex()[:16]} is of an invalid block")
                 if known is None:
-                    work = work_of_target(target_from_bytes(header.target))
-                    known = BlockEntry(h, header, parent, parent.total_work + work)
+                    chain.check_final(header, parent)
+                    known = BlockEntry(h, header, parent, chain.weight(parent.total_work, header))
                     new.append(known)
                 elif known.hash in chain.entries:
                     self._peer_tip[peer] = known
@@ -1319,4 +1362,153 @@ class Node:
             len(block.txs) - 1,
         )
         out.extend(self._after_add(result, None, now))
+        return out
+
+    # --- permissioned chain: sealing, votes, faults ----------------------------------------
+
+    def _propose(self, now: int) -> list[Outgoing]:
+        """Seal the block of the current slot when it is this validator's (once per slot)."""
+        key = self.config.validator
+        assert key is not None
+        chain, params = self.chain, self.chain.params
+        slot = slot_of(params, now)
+        if slot <= self._proposed_slot or slot_start(params, slot) <= chain.head.header.timestamp:
+            return []
+        if proposer_of(validator_set(chain.view()).members, slot).key != key.public_key:
+            return []
+        self._proposed_slot = slot
+        justified = chain.justified()
+        assert justified is not None
+        votes = self.votes.candidates(justified.height)
+        block, tpl = propose_block(chain, key, slot, self.mempool.candidates(), votes, now=now)
+        events: list[PoolEvent] = []
+        for vtx, error in tpl.rejected:
+            events.extend(self.mempool.remove_rejected(vtx, error, block.header.height))
+        out = self._record(events)
+        twin = self._twin(block, slot, now) if self.config.equivocate else None
+        self.seals.add(block.header)
+        result = self._add(block, now)
+        self.stats.blocks_mined += 1
+        _mine.info(
+            "sealed block %d %s for slot %d with %d transaction(s) and %d vote(s)",
+            block.header.height,
+            result.block_hash.hex()[:16],
+            slot,
+            len(block.txs) - 1,
+            len(block.votes),
+        )
+        if twin is None:
+            out.extend(self._after_add(result, None, now))
+            return out
+        out.extend(self._after_add(result, None, now, relay=False))
+        # Equivocation (fault injection): half the peers get one block, half the other.
+        for i, peer in enumerate(self.peers):
+            out.append((peer, BlockMsg(twin if i % 2 else block)))
+        return out
+
+    def _twin(self, block: Block, slot: int, now: int) -> Block | None:
+        """Another valid block for the same slot (fault injection): the same votes and a
+        transfer of one base unit to itself; None while the validator has no coin for it."""
+        key = self.config.validator
+        assert key is not None
+        nonce, balance = self._next_nonce(key.public_key)
+        payload = Transfer(key.address, 1)
+        fee = min_fee(self.chain.params.min_fee_per_byte, payload, nonce)
+        if balance < fee + 1:
+            return None
+        tx = sign_transaction(key, self.chain.chain_id, payload, nonce, fee)
+        vtx = validate_transaction(tx, self.chain.params, self.chain.chain_id)
+        twin, _ = propose_block(self.chain, key, slot, [vtx], block.votes, now=now)
+        return twin if twin.header != block.header else None
+
+    def _vote(self, now: int) -> list[Outgoing]:
+        """Vote for the head from its justified checkpoint, when that never conflicts with
+        what this validator signed before: a target above its last one, from a source no
+        lower than its last one (no double, no surround vote). The vote is recorded in the
+        store before it is sent."""
+        key = self.config.validator
+        assert key is not None
+        chain = self.chain
+        head, justified = chain.head, chain.justified()
+        assert justified is not None
+        last = self._last_vote
+        if head.height <= max(justified.height, last.target) or justified.height < last.source:
+            return []
+        if validator_set(chain.view()).member(key.public_key) is None:
+            return []
+        vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, head.hash)))
+        self._last_vote = LastVote(justified.height, head.height)
+        store = chain.store
+        store.begin()
+        try:
+            store.set_meta(LAST_VOTE, encode(self._last_vote))
+            store.commit()
+        except BaseException:
+            store.rollback()
+            raise
+        self.votes.add(vote)
+        out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.peers]
+        if self.config.equivocate:  # a second vote for the same height: a provable fault
+            other = sign_vote(
+                key, chain.chain_id, Vote(justified, Checkpoint(head.height, hash32(head.hash)))
+            )
+            out = [(p, VoteMsg(other if i % 2 else vote)) for i, p in enumerate(self.peers)]
+        return out
+
+    def _on_vote(self, peer: str, vote: SignedVote, now: int) -> list[Outgoing]:
+        """A gossiped vote: a bad signature is the peer's fault; a new one is kept, relayed,
+        and checked against what its validator signed before."""
+        chain = self.chain
+        if not chain.params.permissioned:
+            return []
+        vid = vote_id(encode(vote))
+        if vid in self.votes:
+            return []
+        if not vote_signed(chain.chain_id, vote):
+            self._fault(
+                peer, BadVoteSignature(f"vote by {vote.key.hex()[:16]} does not verify on this chain")
+            )
+            return []
+        if validator_set(chain.view()).member(vote.key) is None:
+            return []  # (not a member here: it cannot count)
+        justified = chain.justified()
+        assert justified is not None
+        if vote.vote.target.height <= justified.height:
+            return []  # (too late to count)
+        conflict = self.votes.add(vote)
+        out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.inventory.spread(peer)[0]]
+        if conflict is not None:
+            out.extend(self._report(vote.key, ReportValidatorFault(votes=(conflict, vote)), now))
+        return out
+
+    def _check_seal(self, header: Header, now: int) -> list[Outgoing]:
+        """Note who sealed a gossiped block; a second block of one proposer for one slot is
+        reported."""
+        if not seal_valid(self.chain.chain_id, header):
+            return []  # (validation names the rule)
+        earlier = self.seals.add(header)
+        if earlier is None:
+            return []
+        return self._report(header.proposer, ReportValidatorFault(headers=(earlier, header)), now)
+
+    def _report(self, guilty: bytes, proof: ReportValidatorFault, now: int) -> list[Outgoing]:
+        """Submit the proof of ``guilty``'s fault, signed with this node's validator key (once
+        per key); a node without one only logs it."""
+        if guilty in self._reported:
+            return []
+        self._reported.add(guilty)
+        _mine.warning(
+            "validator %s is at fault: %s",
+            guilty.hex()[:16],
+            "two blocks for one slot" if proof.headers else "conflicting votes",
+        )
+        key = self.config.validator
+        if key is None or key.public_key == guilty:
+            return []
+        nonce, _ = self._next_nonce(key.public_key)
+        fee = min_fee(self.chain.params.min_fee_per_byte, proof, nonce)
+        tx = sign_transaction(key, self.chain.chain_id, proof, nonce, fee)
+        events, out = self.submit_tx(tx, now)
+        if events and events[0].kind is not EventKind.ACCEPTED:
+            _mine.warning("the fault report of %s was refused: %s", guilty.hex()[:16], events[0].message)
         return out

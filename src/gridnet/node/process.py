@@ -88,6 +88,8 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
     clock = options.clock
     config = NodeConfig(
         miner=key.address if s.mine else None,
+        validator=key if s.mine and chain.params.permissioned else None,
+        equivocate=s.equivocate,
         hashes_per_tick=s.hashes_per_tick,
         mempool_max_txs=s.mempool_max_txs,
         mempool_max_bytes=s.mempool_max_mb << 20,
@@ -162,7 +164,7 @@ async def serve(options: NodeOptions, chain: Chain, key: PrivateKey, stop: async
             head.hash.hex()[:16],
             listen_address,
             f"http://{api_address}" if api_address else "off",
-            ", mining" if s.mine else "",
+            "" if not s.mine else ", validating" if chain.params.permissioned else ", mining",
         )
         stopped = asyncio.create_task(stop.wait())
         waiting: set[asyncio.Task[Any]] = {stopped, transport.ticking}

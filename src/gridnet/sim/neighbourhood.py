@@ -32,7 +32,15 @@ from gridnet.agents.roles import Role, roles
 from gridnet.agents.world import World
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.chain import Chain, now_ms
-from gridnet.ledger.params import MARKET_MODES, PRICINGS, ChainParams, default_params, validate_params
+from gridnet.ledger.params import (
+    CONSENSUS_POA,
+    MARKET_MODES,
+    PRICINGS,
+    ChainParams,
+    Validator,
+    default_params,
+    validate_params,
+)
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import Devnet
@@ -53,6 +61,8 @@ MIN_TRAVEL_MS = 60_000
 """... and never less than this after (a devnet driver running late)."""
 STEP_MS = 60_000
 """Agents act (and deferred actions are tried) once per simulated minute."""
+SETTLE_MS = 2_000
+"""How long ``finish`` lets a block just sealed travel before it compares heads again."""
 NODE_TICK_S = 0.1
 """A node process ticks (and mines a round of hashes) this often [real s]."""
 CLOSED_PHASES = ("measure", "balance", "collect", "acknowledge")
@@ -112,6 +122,13 @@ class Neighbourhood:
             auction_close_ms=round(s.chain.auction_close_s * 1000),
             auction_pricing=PRICINGS.index(s.chain.pricing),
         )
+        if s.chain.consensus == "poa":
+            members = (Validator(node_key(s, i).public_key, 1) for i in range(s.network.nodes))
+            params = msgspec.structs.replace(
+                params,
+                consensus=CONSENSUS_POA,
+                validators=tuple(sorted(members, key=lambda v: v.key)),
+            )
         return validate_params(params, f"scenario {s.simulation.name}")
 
     def phase(self, name: str, interval: Interval) -> None:
@@ -185,7 +202,17 @@ class Neighbourhood:
         deadline = world.now() + max_ms
         while world.now() < deadline:
             world.run_for(STEP_MS)
-            if not world.actions and world.backend.settled():
+            if world.actions:
+                continue
+            if world.backend.settled():
+                return True
+            assert world.params is not None
+            if not world.params.permissioned:
+                continue
+            # A permissioned chain seals on the slot's start, which a step may end on: the
+            # block is then on its way to the others. Look again once it has arrived.
+            world.run_for(SETTLE_MS)
+            if world.backend.settled():
                 return True
         return False
 
@@ -194,8 +221,14 @@ class Neighbourhood:
         self.world.close()
 
 
+def node_key(s: Scenario, i: int) -> PrivateKey:
+    """Node ``i``'s key: it mines to its address, or on a permissioned chain validates."""
+    return PrivateKey.from_label(f"{s.simulation.name}/miner-{i}")
+
+
 def memory_network(s: Scenario, out: Path) -> Callable[[ChainParams], Backend]:
-    """Mining full nodes on the in-memory network: ``out/chain`` (n0) and ``out/nodes/n1..``."""
+    """Mining (or, on a permissioned chain, validating) full nodes on the in-memory network:
+    ``out/chain`` (n0) and ``out/nodes/n1..``."""
 
     def connect(params: ChainParams) -> Backend:
         net = MemoryNetwork(
@@ -206,8 +239,10 @@ def memory_network(s: Scenario, out: Path) -> Callable[[ChainParams], Backend]:
         )
         for i in range(s.network.nodes):
             data_dir = out / "chain" if i == 0 else out / "nodes" / f"n{i}"
+            key = node_key(s, i)
             config = NodeConfig(
-                miner=PrivateKey.from_label(f"{s.simulation.name}/miner-{i}").address,
+                miner=key.address,
+                validator=key if params.permissioned else None,
                 hashes_per_tick=s.network.hashes_per_tick,
                 template_refresh_ms=30_000,
                 status_interval_ms=30_000,

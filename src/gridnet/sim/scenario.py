@@ -53,6 +53,9 @@ class ChainSection:
     pricing: str = "uniform"
     """On chain: "uniform" (every trade at the clearing price) or "pay_as_offered" (each at
     its offer's price, as seed 004's auctions pay)."""
+    consensus: str = "pow"
+    """"pow": the nodes mine; "poa": a permissioned chain whose validators are the nodes
+    (seed 004): they seal blocks in turn, one per ``block_interval_s`` slot, and vote."""
 
 
 @dataclass(frozen=True)
@@ -354,6 +357,7 @@ def _check(s: Scenario) -> None:
             "[currency] name must be 1 to 8 letters (e.g. GBP) and per_gnc above 0",
         ),
         (s.chain.market in ("offchain", "onchain"), '[chain] market must be "offchain" or "onchain"'),
+        (s.chain.consensus in ("pow", "poa"), '[chain] consensus must be "pow" or "poa"'),
         (
             s.chain.pricing in ("uniform", "pay_as_offered"),
             '[chain] pricing must be "uniform" or "pay_as_offered"',

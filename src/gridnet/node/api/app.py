@@ -23,6 +23,7 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import BlockEntry, Chain
 from gridnet.ledger.mempool import EventKind, fee_rate
 from gridnet.ledger.merkle import merkle_proof
+from gridnet.ledger.params import CONSENSUS_KINDS
 from gridnet.ledger.state import IDENTITIES, table_named
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -256,6 +257,7 @@ def create_app(
     async def head() -> HeadOut:
         chain = node.chain
         entry = chain.head
+        justified, final = chain.justified(), chain.finalized()
         return HeadOut(
             height=entry.height,
             hash=entry.hash.hex(),
@@ -265,6 +267,10 @@ def create_app(
             mempool_size=len(node.mempool),
             peers=len(node.peers),
             peer_names=list(node.peers),
+            consensus=CONSENSUS_KINDS[chain.params.consensus],
+            justified_height=None if justified is None else justified.height,
+            finalized_height=None if final is None else final.height,
+            finalized_hash=None if final is None else final.hash.hex(),
         )
 
     @app.get("/params", response_model=ParamsOut, summary="The chain's consensus parameters (its genesis)")

@@ -19,12 +19,23 @@ class ErrorOut(BaseModel):
 class HeadOut(BaseModel):
     height: int
     hash: str
-    total_work: str = Field(description="Cumulative proof-of-work of the head's branch (decimal)")
+    total_work: str = Field(
+        description="What fork choice compares (decimal): the head branch's cumulative proof-of-work; "
+        "on a permissioned chain justified height * 2^64 + height"
+    )
     timestamp: int = Field(description="Head block's timestamp [ms since the Unix epoch]")
     chain_id: str
     mempool_size: int
     peers: int
     peer_names: list[str]
+    consensus: str = Field(description='"pow" or "poa" (a permissioned chain)')
+    justified_height: int | None = Field(
+        default=None, description="Permissioned chain: the head state's justified checkpoint (else null)"
+    )
+    finalized_height: int | None = Field(
+        default=None, description="Permissioned chain: the last final block's height (else null)"
+    )
+    finalized_hash: str | None = Field(default=None, description="Permissioned chain: the last final block")
 
 
 class ParamsOut(BaseModel):

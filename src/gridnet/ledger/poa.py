@@ -1,0 +1,333 @@
+"""The permissioned chain (seed 004): validators in turn by slot, sealed blocks, finality.
+
+A chain whose genesis sets ``[consensus] kind = "poa"`` is run by a validator set named in
+the genesis (``ChainParams.validators``) and kept in the state (``VALIDATOR_SET``).
+
+*Slots.* Time after genesis is cut into slots of ``block_interval_ms``. The block of slot
+``s`` carries the slot's start as its timestamp and is proposed by member ``s mod n`` of the
+set in its parent's state (members ordered by key); it is *sealed*: the proposer signs the
+header with an empty seal (``Domain.BLOCK``, with the chain id). A slot whose proposer is
+away stays empty; the next slot's proposer builds on what it has.
+
+*Votes and finality* (Casper FFG with a checkpoint at every height). A validator votes for a
+link from the justified checkpoint of its head's state (source) to its head (target).
+Proposers put the votes they hear into their blocks, and the state transition counts them:
+once validators holding more than two thirds of the votes have voted for a link from the
+justified checkpoint to a block, that block is *justified*; when it is the source's child,
+the source is *final* (and every block before it). Every node replays the same votes from
+the blocks, so a node that syncs verifies the finality proofs itself.
+
+*Fork choice.* The branch whose header names the highest justified checkpoint, then the one
+with more blocks (``chain_weight``); no branch that leaves the main chain below its final
+block is ever taken (``ConflictsWithFinal``).
+
+*Faults.* A validator is provably at fault when it seals two blocks for one slot, or signs
+two votes for one target height (a double vote) or one vote whose link surrounds another
+(surround vote). Each proof is a ReportValidatorFault transaction; it removes the validator
+from the set. With less than a third of the votes at fault, no two conflicting blocks are
+ever both final (each would need more than two thirds, so more than a third signed both);
+if validators holding a third or more stop, finality stops until they return, while blocks
+keep coming in the slots of those present.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from msgspec.structs import replace
+
+from gridnet.crypto.address import address_from_public_key
+from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.encoding import U63, PublicKeyBytes, Wire, encode
+from gridnet.errors import (
+    BadJustification,
+    BadSeal,
+    BadVoteSignature,
+    NotAValidator,
+    OffSlot,
+    StaleVoteSource,
+    VoteAlreadyCounted,
+    WrongProposer,
+    WrongVoteTarget,
+)
+from gridnet.ledger.header import Checkpoint, Header, SignedVote, Vote
+from gridnet.ledger.params import ChainParams, Validator
+from gridnet.ledger.state import StateView, register_table
+from gridnet.units import Hash32
+
+VOTE_WINDOW = 1024
+"""A vote may target one of the last this many blocks of the branch that includes it."""
+MAX_VOTES_PER_BLOCK = 1024
+VOTE_BYTES = 200
+"""Room a vote takes in a block (encoded it is at most this) [bytes]."""
+GENESIS_CHECKPOINT = Checkpoint(0, bytes(32))
+"""The genesis as the state names it (the chain id is not known inside the state it commits
+to): a vote names it with the chain id."""
+
+
+class ValidatorSet(Wire, frozen=True):
+    seq: U63
+    """How many times the set changed (a ChangeValidators names the next)."""
+    members: tuple[Validator, ...]
+    """Ordered by key: member ``slot mod n`` proposes the block of ``slot``."""
+
+    @property
+    def total(self) -> int:
+        return sum(m.votes for m in self.members)
+
+    def member(self, key: bytes) -> Validator | None:
+        return next((m for m in self.members if m.key == key), None)
+
+    def weight(self, keys: tuple[bytes, ...]) -> int:
+        return sum(m.votes for m in self.members if m.key in keys)
+
+
+class Tally(Wire, frozen=True):
+    """Votes counted for one target, all from the current justified checkpoint."""
+
+    target: Checkpoint
+    voters: tuple[PublicKeyBytes, ...]
+
+
+class Finality(Wire, frozen=True):
+    justified: Checkpoint
+    """The highest justified checkpoint of this branch (source of every vote counted next)."""
+    finalized: Checkpoint
+    """The last final block of this branch: no reorg goes below it."""
+    tallies: tuple[Tally, ...] = ()
+    """Votes counted from ``justified`` per target, until one target is justified."""
+
+
+class RecentBlock(Wire, frozen=True):
+    hash: bytes
+
+
+VALIDATOR_SET = register_table("validator_set", b"K", ValidatorSet)
+FINALITY = register_table("finality", b"J", Finality)
+RECENT_BLOCKS = register_table("recent_blocks", b"N", RecentBlock)
+"""Height (8 bytes, big-endian) -> hash of the block at that height on this branch, for the
+last ``VOTE_WINDOW`` heights: what a vote's target is checked against."""
+ONLY = b"current"
+"""The key of a table with one entry (hex ``63757272656e74`` in ``GET /state``)."""
+
+
+def height_key(height: int) -> bytes:
+    return struct.pack(">Q", height)
+
+
+def genesis_poa_state(params: ChainParams) -> dict[bytes, bytes]:
+    members = tuple(sorted(params.validators, key=lambda v: v.key))
+    return {
+        VALIDATOR_SET.key(ONLY): encode(ValidatorSet(0, members)),
+        FINALITY.key(ONLY): encode(Finality(GENESIS_CHECKPOINT, GENESIS_CHECKPOINT)),
+    }
+
+
+def checkpoint_hash(checkpoint: Checkpoint, chain_id: Hash32) -> bytes:
+    """The block hash a state checkpoint stands for (the genesis: the chain id)."""
+    return chain_id if checkpoint.height == 0 else checkpoint.hash
+
+
+def finality(state: StateView) -> Finality:
+    found = state.get(FINALITY, ONLY)
+    assert found is not None, "a permissioned chain's state has its finality record"
+    return found
+
+
+def validator_set(state: StateView) -> ValidatorSet:
+    found = state.get(VALIDATOR_SET, ONLY)
+    assert found is not None, "a permissioned chain's state has its validator set"
+    return found
+
+
+# --- slots and seals --------------------------------------------------------------------
+
+
+def slot_of(params: ChainParams, timestamp: int) -> int:
+    """The slot a time falls in (slots before genesis count as slot 0)."""
+    return max(0, timestamp - params.genesis_time) // params.block_interval_ms
+
+
+def slot_start(params: ChainParams, slot: int) -> int:
+    return params.genesis_time + slot * params.block_interval_ms
+
+
+def proposer_of(members: tuple[Validator, ...], slot: int) -> Validator:
+    return members[slot % len(members)]
+
+
+def seal_message(chain_id: Hash32, header: Header) -> bytes:
+    return chain_id + encode(replace(header, seal=b""))
+
+
+def seal_header(key: PrivateKey, chain_id: Hash32, header: Header) -> Header:
+    """``header`` as ``key``'s validator proposes it: its key named, the coinbase paid to its
+    address, and sealed."""
+    named = replace(header, proposer=key.public_key, miner=key.address, seal=b"")
+    return replace(named, seal=key.sign(Domain.BLOCK, seal_message(chain_id, named)))
+
+
+def seal_valid(chain_id: Hash32, header: Header) -> bool:
+    return len(header.proposer) == 32 and verify_signature(
+        Domain.BLOCK, header.proposer, seal_message(chain_id, header), header.seal
+    )
+
+
+def check_sealed_header(
+    header: Header, params: ChainParams, chain_id: Hash32, parent_timestamp: int, parent_justified: int
+) -> None:
+    """The header rules of a permissioned chain that need no state: slot-aligned time after
+    the parent's slot, a valid seal by the key it names (paid as the miner), no proof-of-work
+    fields, and a justified height between the parent's and its own."""
+    if (
+        header.timestamp - params.genesis_time
+    ) % params.block_interval_ms or header.timestamp < params.genesis_time:
+        raise OffSlot(
+            f"block {header.height}: timestamp {header.timestamp} is not the start of a slot "
+            f"(genesis + a multiple of {params.block_interval_ms} ms)"
+        )
+    if header.timestamp <= parent_timestamp:
+        raise OffSlot(f"block {header.height}: its slot is not after its parent's")
+    if not seal_valid(chain_id, header):
+        raise BadSeal(f"block {header.height}: the seal does not verify for the proposer key it names")
+    if header.miner != address_from_public_key(header.proposer):
+        raise BadSeal(f"block {header.height}: the coinbase goes to another address than its proposer's")
+    if header.nonce != 0 or header.target != params.initial_target:
+        raise BadSeal(
+            f"block {header.height}: a sealed block carries no proof-of-work (nonce 0, the genesis target)"
+        )
+    if not parent_justified <= header.justified < header.height:
+        raise BadJustification(
+            f"block {header.height}: justified height {header.justified} is not between its "
+            f"parent's ({parent_justified}) and its own"
+        )
+
+
+def chain_weight(params: ChainParams, parent_weight: int, header: Header, work: int) -> int:
+    """What fork choice compares: on proof-of-work the cumulative ``work``; on a permissioned
+    chain the highest justified height first, then the height."""
+    if params.permissioned:
+        return (header.justified << 64) | header.height
+    return parent_weight + work
+
+
+# --- the state transition's part --------------------------------------------------------
+
+
+def begin_sealed_block(
+    state: StateView, params: ChainParams, height: int, prev_hash: bytes, timestamp: int, proposer: bytes
+) -> None:
+    """Before the block's votes and transactions: the proposer must be the one the parent's
+    set names for the slot; the parent's hash joins the recent blocks."""
+    members = validator_set(state).members
+    slot = slot_of(params, timestamp)
+    expected = proposer_of(members, slot)
+    if proposer != expected.key:
+        raise WrongProposer(
+            f"block {height}: slot {slot} belongs to validator {expected.key.hex()[:16]}, "
+            f"not {proposer.hex()[:16]}"
+        )
+    parent = height - 1
+    state.put(RECENT_BLOCKS, height_key(parent), RecentBlock(prev_hash))
+    if parent >= VOTE_WINDOW:
+        state.put(RECENT_BLOCKS, height_key(parent - VOTE_WINDOW), None)
+
+
+def vote_message(chain_id: Hash32, vote: Vote) -> bytes:
+    return chain_id + encode(vote)
+
+
+def sign_vote(key: PrivateKey, chain_id: Hash32, vote: Vote) -> SignedVote:
+    return SignedVote(vote, key.public_key, key.sign(Domain.VOTE, vote_message(chain_id, vote)))
+
+
+def vote_signed(chain_id: Hash32, signed: SignedVote) -> bool:
+    return verify_signature(Domain.VOTE, signed.key, vote_message(chain_id, signed.vote), signed.signature)
+
+
+def apply_vote(state: StateView, chain_id: Hash32, height: int, signed: SignedVote) -> None:
+    """Count one vote in the block at ``height``: from a member, signed, from the branch's
+    justified checkpoint to one of its recent blocks, once per voter and target height.
+    Justifies the target when more than two thirds of the votes are counted for it, and then
+    finalizes the source if the target is its child."""
+    members = validator_set(state)
+    if members.member(signed.key) is None:
+        raise NotAValidator(f"vote by {signed.key.hex()[:16]}, which is not in the validator set")
+    if not vote_signed(chain_id, signed):
+        raise BadVoteSignature(f"vote by {signed.key.hex()[:16]} does not verify on this chain")
+    record = finality(state)
+    source, target = signed.vote.source, signed.vote.target
+    justified = record.justified
+    if source.height != justified.height or source.hash != checkpoint_hash(justified, chain_id):
+        raise StaleVoteSource(
+            f"vote from checkpoint {source.height}; the branch's justified checkpoint is {justified.height}"
+        )
+    if not justified.height < target.height < height:
+        raise WrongVoteTarget(
+            f"vote target {target.height} is not after the justified {justified.height} and before {height}"
+        )
+    recent = state.get(RECENT_BLOCKS, height_key(target.height))
+    if recent is None or recent.hash != target.hash:
+        raise WrongVoteTarget(f"vote target {target.height} {target.hash.hex()[:16]} is not on this branch")
+    if any(t.target.height == target.height and signed.key in t.voters for t in record.tallies):
+        raise VoteAlreadyCounted(
+            f"validator {signed.key.hex()[:16]} already has a vote counted for height {target.height}"
+        )
+    # (tallies of targets that left the vote window can never grow again: dropped)
+    tallies = [t for t in record.tallies if t.target.height >= height - VOTE_WINDOW]
+    at = next((i for i, t in enumerate(tallies) if t.target == target), None)
+    if at is None:
+        tallies.append(Tally(target, (signed.key,)))
+        at = len(tallies) - 1
+    else:
+        tallies[at] = Tally(target, (*tallies[at].voters, signed.key))
+    if members.weight(tallies[at].voters) * 3 > members.total * 2:
+        final = justified if target.height == justified.height + 1 else record.finalized
+        state.put(FINALITY, ONLY, Finality(target, final))
+    else:
+        state.put(FINALITY, ONLY, replace(record, tallies=tuple(tallies)))
+
+
+def check_justified(state: StateView, header: Header) -> None:
+    justified = finality(state).justified.height
+    if header.justified != justified:
+        raise BadJustification(
+            f"block {header.height} names justified height {header.justified}; its votes give {justified}"
+        )
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+def double_seal(chain_id: Hash32, params: ChainParams, a: Header, b: Header) -> bytes | None:
+    """The key that sealed both ``a`` and ``b`` for one slot (two different blocks), or None."""
+    if (
+        a != b
+        and a.proposer == b.proposer
+        and slot_of(params, a.timestamp) == slot_of(params, b.timestamp)
+        and seal_valid(chain_id, a)
+        and seal_valid(chain_id, b)
+    ):
+        return a.proposer
+    return None
+
+
+def conflicting_votes(chain_id: Hash32, a: SignedVote, b: SignedVote) -> bytes | None:
+    """The key that signed both votes if they conflict (one target height twice, or one link
+    surrounding the other), or None."""
+    if a.key != b.key or a.vote == b.vote:
+        return None
+    s1, t1 = a.vote.source.height, a.vote.target.height
+    s2, t2 = b.vote.source.height, b.vote.target.height
+    conflict = t1 == t2 or s1 < s2 < t2 < t1 or s2 < s1 < t1 < t2
+    if conflict and vote_signed(chain_id, a) and vote_signed(chain_id, b):  # (signatures last: the dearest)
+        return a.key
+    return None
+
+
+def remove_validator(state: StateView, key: bytes) -> None:
+    """Take ``key`` out of the set (the next slot's proposer is picked among the others);
+    votes counted for it no longer weigh."""
+    current = validator_set(state)
+    members = tuple(m for m in current.members if m.key != key)
+    state.put(VALIDATOR_SET, ONLY, ValidatorSet(current.seq + 1, members))

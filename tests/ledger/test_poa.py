@@ -1,0 +1,473 @@
+"""The permissioned chain's rules (``ledger/poa.py``, ``ledger/txs/validators.py``): each
+broken on purpose, each rejection named; finality, fork choice and the validator set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.crypto.hashing import vote_id
+from gridnet.crypto.keys import Domain, PrivateKey
+from gridnet.encoding import encode
+from gridnet.errors import (
+    BadJustification,
+    BadSeal,
+    ConfigError,
+    ConflictsWithFinal,
+    InvalidBlock,
+    OffSlot,
+    WrongProposer,
+)
+from gridnet.ledger.blocks import Block, Checkpoint, SignedVote, Vote
+from gridnet.ledger.chain import AddStatus, Chain
+from gridnet.ledger.merkle import merkle_root
+from gridnet.ledger.miner import propose_block
+from gridnet.ledger.params import CONSENSUS_POA, ChainParams, Validator, params_from_dict, params_to_toml
+from gridnet.ledger.poa import finality, proposer_of, seal_header, seal_message, sign_vote, validator_set
+from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.validators import ChangeValidators, ReportValidatorFault, approve
+from gridnet.ledger.verify import verify_chain
+from tests.helpers import GENESIS_TIME, INTERVAL, new_chain, next_block, rejection, remine, sign, test_params
+from tests.ledger.vectors import record_rejection, record_valid, snapshot
+
+KEYS = [PrivateKey.from_label(f"validator-{i}") for i in range(4)]
+BY_KEY = {k.public_key: k for k in KEYS}
+USER = PrivateKey.from_label("poa-user")
+
+
+def poa_params(keys: Sequence[PrivateKey] = KEYS, votes: Sequence[int] | None = None) -> ChainParams:
+    weights = votes or [1] * len(keys)
+    members = sorted(
+        (Validator(k.public_key, w) for k, w in zip(keys, weights, strict=True)), key=lambda v: v.key
+    )
+    return test_params([*keys, USER], consensus=CONSENSUS_POA, validators=tuple(members))
+
+
+def at(slot: int) -> int:
+    return GENESIS_TIME + slot * INTERVAL
+
+
+def proposer(chain: Chain, slot: int) -> PrivateKey:
+    return BY_KEY[proposer_of(validator_set(chain.view()).members, slot).key]
+
+
+def propose(
+    chain: Chain, slot: int, votes: Sequence[SignedVote] = (), txs: Sequence[Transaction] = ()
+) -> Block:
+    vtxs = [validate_transaction(t, chain.params, chain.chain_id) for t in txs]
+    block, template = propose_block(chain, proposer(chain, slot), slot, vtxs, votes, now=at(slot))
+    assert not template.rejected, template.rejected
+    return block
+
+
+def votes_for(chain: Chain, voters: Sequence[PrivateKey]) -> list[SignedVote]:
+    """Votes from the head's justified checkpoint to the head."""
+    source = chain.justified()
+    assert source is not None
+    target = Checkpoint(chain.height, chain.head.hash)
+    return [sign_vote(k, chain.chain_id, Vote(source, target)) for k in voters]
+
+
+def grow(chain: Chain, slots: range, voters: Sequence[PrivateKey] = KEYS) -> list[SignedVote]:
+    """A block per slot, each carrying ``voters``' votes for the head before it."""
+    votes: list[SignedVote] = []
+    for slot in slots:
+        chain.add_block(propose(chain, slot, votes), now=at(slot))
+        votes = votes_for(chain, voters)
+    return votes
+
+
+def reseal(chain: Chain, block: Block, key: PrivateKey | None = None, **changes: object) -> Block:
+    header = msgspec.structs.replace(block.header, **changes)  # type: ignore[arg-type]
+    ids = [tx_id(t) for t in block.txs] + [vote_id(encode(v)) for v in block.votes]
+    header = msgspec.structs.replace(header, tx_root=merkle_root(ids))
+    signer = key or BY_KEY[block.header.proposer]
+    return msgspec.structs.replace(block, header=seal_header(signer, chain.chain_id, header))
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Chain:
+    return new_chain(tmp_path / "poa", poa_params())
+
+
+# --- finality ------------------------------------------------------------------------------
+
+
+def test_more_than_two_thirds_of_votes_justify_and_a_child_link_finalizes(chain: Chain) -> None:
+    grow(chain, range(1, 8))
+    record = finality(chain.view())
+    # Votes for block h ride in block h+1: justified lags one block, final two.
+    assert (record.justified.height, record.finalized.height) == (6, 5)
+    assert chain.head.header.justified == 6
+    assert chain.finalized() == Checkpoint(5, chain.main[5].hash)
+
+
+def test_consensus_vectors_of_a_finalizing_block_and_a_wrong_proposer(chain: Chain) -> None:
+    votes = grow(chain, range(1, 3))
+    pre = snapshot(chain)
+    block = propose(chain, 3, votes)
+    other = next(k for k in KEYS if k is not proposer(chain, 3))
+    wrong = reseal(chain, block, other)
+    with pytest.raises(WrongProposer) as err:
+        chain.add_block(wrong, now=at(3))
+    record_rejection(
+        "poa_sealed_by_another_validator",
+        "permissioned chain: a block sealed by a validator whose slot it is not",
+        pre,
+        wrong,
+        at(3),
+        err.value,
+    )
+    chain.add_block(block, now=at(3))
+    assert finality(chain.view()).finalized.height == 1
+    record_valid(
+        "poa_votes_justify_and_finalize",
+        "permissioned chain: a sealed block carrying all four validators' votes for its parent, "
+        "which justifies the parent and finalizes the grandparent",
+        pre,
+        block,
+        at(3),
+        chain,
+    )
+
+
+def test_two_of_four_votes_never_justify(chain: Chain) -> None:
+    grow(chain, range(1, 8), voters=KEYS[:2])
+    record = finality(chain.view())
+    assert (record.justified.height, record.finalized.height) == (0, 0)
+
+
+def test_votes_weigh_by_the_genesis_weights(tmp_path: Path) -> None:
+    heavy = new_chain(tmp_path / "w", poa_params(votes=[5, 1, 1, 1]))
+    # The key holding 5 of 8 votes plus one more hold 6 of 8 > 2/3.
+    big = next(k for k in KEYS if validator_set(heavy.view()).member(k.public_key).votes == 5)  # type: ignore[union-attr]
+    other = next(k for k in KEYS if k is not big)
+    grow(heavy, range(1, 6), voters=[big, other])
+    assert finality(heavy.view()).finalized.height == 3
+
+
+def test_the_audit_replays_the_finality_proofs(chain: Chain, tmp_path: Path) -> None:
+    grow(chain, range(1, 8))
+    chain.close()
+    report = verify_chain(tmp_path / "poa")
+    assert report.ok, report.message
+    assert report.height == 7
+
+
+# --- header rules --------------------------------------------------------------------------
+
+
+def test_a_block_off_its_slot_start_is_offslot(chain: Chain) -> None:
+    block = propose(chain, 1)
+    bad = reseal(chain, block, timestamp=at(1) + 1)
+    with pytest.raises(OffSlot):
+        chain.add_block(bad, now=at(2))
+
+
+def test_a_block_in_its_parents_slot_is_offslot(chain: Chain) -> None:
+    chain.add_block(propose(chain, 2), now=at(2))
+    block = propose(chain, 3)
+    bad = reseal(chain, block, proposer(chain, 2), timestamp=at(2))
+    with pytest.raises(OffSlot):
+        chain.add_block(bad, now=at(3))
+
+
+def test_a_tampered_seal_is_badseal(chain: Chain) -> None:
+    block = propose(chain, 1)
+    sig = bytearray(block.header.seal)
+    sig[0] ^= 1
+    bad = msgspec.structs.replace(block, header=msgspec.structs.replace(block.header, seal=bytes(sig)))
+    with pytest.raises(BadSeal):
+        chain.add_block(bad, now=at(1))
+
+
+def test_a_coinbase_to_another_address_is_badseal(chain: Chain) -> None:
+    block = propose(chain, 1)
+    header = msgspec.structs.replace(block.header, miner=USER.address, seal=b"")
+    seal = proposer(chain, 1).sign(Domain.BLOCK, seal_message(chain.chain_id, header))
+    bad = msgspec.structs.replace(block, header=msgspec.structs.replace(header, seal=seal))
+    with pytest.raises(BadSeal):
+        chain.add_block(bad, now=at(1))
+
+
+def test_a_sealed_block_with_proof_of_work_fields_is_badseal(chain: Chain) -> None:
+    block = propose(chain, 1)
+    with pytest.raises(BadSeal):
+        chain.add_block(reseal(chain, block, nonce=7), now=at(1))
+
+
+def test_a_header_below_its_parents_justification_is_badjustification(chain: Chain) -> None:
+    grow(chain, range(1, 5))
+    assert chain.head.header.justified >= 2
+    block = propose(chain, 5)
+    with pytest.raises(BadJustification):
+        chain.add_block(reseal(chain, block, justified=chain.head.header.justified - 1), now=at(5))
+
+
+def test_a_block_of_a_slot_far_ahead_is_timestamptoofarinfuture(chain: Chain) -> None:
+    far = 1 + chain.params.max_future_ms // INTERVAL + 10
+    block = propose(chain, far)
+    with pytest.raises(InvalidBlock) as err:
+        chain.add_block(block, now=at(1))
+    assert err.value.rule == "TimestampTooFarInFuture"
+
+
+def test_a_report_with_one_item_is_malformed(chain: Chain) -> None:
+    h = bytes(32)
+    a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, h)))
+    with pytest.raises(Exception) as err:
+        validate_transaction(_report(chain, votes=(a,)), chain.params, chain.chain_id)
+    assert type(err.value).__name__ == "MalformedTransaction"
+
+
+def test_a_block_sealed_by_a_validator_out_of_turn_is_wrongproposer(chain: Chain) -> None:
+    block = propose(chain, 1)
+    other = next(k for k in KEYS if k is not proposer(chain, 1))
+    with pytest.raises(WrongProposer):
+        chain.add_block(reseal(chain, block, other), now=at(1))
+
+
+def test_a_header_claiming_more_justification_than_its_votes_is_badjustification(chain: Chain) -> None:
+    grow(chain, range(1, 4))
+    block = propose(chain, 4)
+    bad = reseal(chain, block, justified=block.header.justified + 1)
+    with pytest.raises(BadJustification):
+        chain.add_block(bad, now=at(4))
+
+
+def test_a_proof_of_work_block_with_a_seal_or_votes_is_badseal(tmp_path: Path) -> None:
+    pow_chain = new_chain(tmp_path / "pow", test_params([USER]))
+    block = next_block(pow_chain)
+    with pytest.raises(BadSeal):
+        pow_chain.add_block(
+            remine(block, seal=bytes(64), proposer=USER.public_key), now=block.header.timestamp
+        )
+    vote = sign_vote(USER, pow_chain.chain_id, Vote(Checkpoint(0, bytes(32)), Checkpoint(1, bytes(32))))
+    ids = [tx_id(t) for t in block.txs] + [vote_id(encode(vote))]
+    with_vote = msgspec.structs.replace(block, votes=(vote,))
+    with pytest.raises(BadSeal):
+        pow_chain.add_block(remine(with_vote, tx_root=merkle_root(ids)), now=block.header.timestamp)
+
+
+# --- votes ---------------------------------------------------------------------------------
+
+
+def _vote_rule(chain: Chain, votes: list[SignedVote], slot: int) -> str:
+    honest = propose(chain, slot)
+    bad = reseal(chain, msgspec.structs.replace(honest, votes=tuple(votes)))
+    with pytest.raises(InvalidBlock) as err:
+        chain.add_block(bad, now=at(slot))
+    return err.value.rule
+
+
+def test_a_vote_by_a_key_outside_the_set_is_notavalidator(chain: Chain) -> None:
+    grow(chain, range(1, 3))
+    assert _vote_rule(chain, votes_for(chain, [USER]), 3) == "NotAValidator"
+
+
+def test_a_forged_vote_is_badvotesignature(chain: Chain) -> None:
+    grow(chain, range(1, 3))
+    vote = votes_for(chain, KEYS[:1])[0]
+    forged = msgspec.structs.replace(vote, key=KEYS[1].public_key)
+    assert _vote_rule(chain, [forged], 3) == "BadVoteSignature"
+
+
+def test_a_vote_from_an_old_checkpoint_is_stalevotesource(chain: Chain) -> None:
+    grow(chain, range(1, 5))
+    assert finality(chain.view()).justified.height == 3
+    old = Checkpoint(2, chain.main[2].hash)
+    vote = sign_vote(KEYS[0], chain.chain_id, Vote(old, Checkpoint(4, chain.main[4].hash)))
+    assert _vote_rule(chain, [vote], 5) == "StaleVoteSource"
+
+
+def test_a_vote_for_a_block_off_the_branch_is_wrongvotetarget(chain: Chain) -> None:
+    grow(chain, range(1, 3))
+    source = chain.justified()
+    assert source is not None
+    vote = sign_vote(KEYS[0], chain.chain_id, Vote(source, Checkpoint(2, bytes(32))))
+    assert _vote_rule(chain, [vote], 3) == "WrongVoteTarget"
+
+
+def test_a_second_vote_for_one_height_is_votealreadycounted(chain: Chain) -> None:
+    grow(chain, range(1, 3))
+    vote = votes_for(chain, KEYS[:1])[0]
+    assert _vote_rule(chain, [vote, vote], 3) == "VoteAlreadyCounted"
+
+
+# --- fork choice and finality --------------------------------------------------------------
+
+
+def test_fork_choice_prefers_the_higher_justified_branch_over_the_longer(tmp_path: Path) -> None:
+    params = poa_params()
+    a = new_chain(tmp_path / "a", params)
+    b = new_chain(tmp_path / "b", params)
+    for c in (a, b):
+        grow(c, range(1, 3))  # both: heads at 2, justified 1
+    # Branch A: one more block with votes (justified rises to 2). Branch B: three blocks, no votes.
+    votes = votes_for(a, KEYS)
+    a.add_block(propose(a, 3, votes), now=at(3))
+    assert a.head.header.justified == 2
+    for slot in (4, 5, 6):
+        b.add_block(propose(b, slot), now=at(slot))
+    assert b.height == 5 and b.head.header.justified == 1
+    for block in (b.block_at(h) for h in range(3, 6)):
+        assert block is not None
+        a.add_block(block, now=at(6))
+    assert a.height == 3, "the longer branch justified lower does not win"
+
+
+def test_no_branch_below_the_final_block_is_taken(tmp_path: Path) -> None:
+    params = poa_params()
+    a = new_chain(tmp_path / "a", params)
+    b = new_chain(tmp_path / "b", params)
+    for c in (a, b):
+        grow(c, range(1, 3))
+    grow(a, range(3, 8))
+    final = a.finalized()
+    assert final is not None and final.height >= 3
+    b.add_block(propose(b, 9), now=at(9))  # b's branch leaves a's at height 2
+    block = b.block_at(3)
+    assert block is not None
+    with pytest.raises(ConflictsWithFinal):
+        a.add_block(block, now=at(9))
+
+
+# --- validator set -------------------------------------------------------------------------
+
+
+def _change(
+    chain: Chain, members: tuple[Validator, ...], approvers: Sequence[PrivateKey], seq: int = 1
+) -> Transaction:
+    approvals = tuple(approve(k, chain.chain_id, seq, members) for k in approvers)
+    return sign(chain, USER, ChangeValidators(seq, members, approvals), chain.account(USER.address).nonce)
+
+
+def test_validators_change_with_more_than_two_thirds_of_approvals(chain: Chain) -> None:
+    newcomer = PrivateKey.from_label("validator-new")
+    members = tuple(sorted((Validator(k.public_key, 1) for k in [*KEYS[:3], newcomer]), key=lambda v: v.key))
+    chain.add_block(propose(chain, 1, txs=[_change(chain, members, KEYS[:3])]), now=at(1))
+    current = validator_set(chain.view())
+    assert current.seq == 1 and current.member(newcomer.public_key) is not None
+    assert current.member(KEYS[3].public_key) is None
+
+
+def test_two_of_four_approvals_are_insufficientapprovals(chain: Chain) -> None:
+    members = tuple(sorted((Validator(k.public_key, 1) for k in KEYS[:3]), key=lambda v: v.key))
+    assert (
+        rejection(chain, _change(chain, members, KEYS[:2]), at(1)).__class__.__name__
+        == "InsufficientApprovals"
+    )
+
+
+def test_a_replayed_change_is_stalevalidatorset(chain: Chain) -> None:
+    members = tuple(sorted((Validator(k.public_key, 1) for k in KEYS[:3]), key=lambda v: v.key))
+    tx = _change(chain, members, KEYS, seq=2)
+    assert type(rejection(chain, tx, at(1))).__name__ == "StaleValidatorSet"
+
+
+def test_an_unordered_set_is_badvalidatorset(chain: Chain) -> None:
+    members = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key, reverse=True))
+    with pytest.raises(Exception) as err:
+        validate_transaction(_change(chain, members, KEYS), chain.params, chain.chain_id)
+    assert type(err.value).__name__ == "BadValidatorSet"
+
+
+def test_validator_transactions_on_proof_of_work_are_notpermissioned(tmp_path: Path) -> None:
+    pow_chain = new_chain(tmp_path / "pow", test_params([USER]))
+    members = (Validator(KEYS[0].public_key, 1),)
+    tx = sign(pow_chain, USER, ChangeValidators(1, members, ()), 0)
+    assert type(rejection(pow_chain, tx, GENESIS_TIME + INTERVAL)).__name__ == "NotPermissioned"
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+def _report(chain: Chain, **proof: object) -> Transaction:
+    payload = ReportValidatorFault(**proof)  # type: ignore[arg-type]
+    return sign(chain, USER, payload, chain.account(USER.address).nonce)
+
+
+def test_two_blocks_sealed_for_one_slot_remove_the_validator(chain: Chain) -> None:
+    first = propose(chain, 1)
+    second = reseal(chain, first, timestamp=first.header.timestamp, state_root=bytes(32))
+    guilty = first.header.proposer
+    chain.add_block(propose(chain, 2, txs=[_report(chain, headers=(first.header, second.header))]), now=at(2))
+    assert validator_set(chain.view()).member(guilty) is None
+
+
+def test_a_double_vote_removes_the_validator(chain: Chain) -> None:
+    grow(chain, range(1, 3))
+    source = chain.justified()
+    assert source is not None
+    a = sign_vote(KEYS[2], chain.chain_id, Vote(source, Checkpoint(2, chain.main[2].hash)))
+    b = sign_vote(KEYS[2], chain.chain_id, Vote(source, Checkpoint(2, bytes(32))))
+    chain.add_block(propose(chain, 3, txs=[_report(chain, votes=(a, b))]), now=at(3))
+    assert validator_set(chain.view()).member(KEYS[2].public_key) is None
+    again = _report(chain, votes=(a, b))
+    assert type(rejection(chain, again, at(4))).__name__ == "NotInValidatorSet"
+
+
+def test_a_surround_vote_is_a_fault(chain: Chain) -> None:
+    h = bytes(32)
+    wide = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(9, h)))
+    inner = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(3, h), Checkpoint(5, h)))
+    chain.add_block(propose(chain, 1, txs=[_report(chain, votes=(inner, wide))]), now=at(1))
+    assert validator_set(chain.view()).member(KEYS[1].public_key) is None
+
+
+def test_votes_that_do_not_conflict_are_validatorfaultnotproven(chain: Chain) -> None:
+    h = bytes(32)
+    a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, h)))
+    b = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(2, h), Checkpoint(3, h)))
+    assert type(rejection(chain, _report(chain, votes=(a, b)), at(1))).__name__ == "ValidatorFaultNotProven"
+    c = sign_vote(KEYS[2], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, bytes(31) + b"\1")))
+    assert type(rejection(chain, _report(chain, votes=(a, c)), at(1))).__name__ == "ValidatorFaultNotProven"
+
+
+def test_the_last_validator_is_never_removed(tmp_path: Path) -> None:
+    solo = new_chain(tmp_path / "solo", poa_params(KEYS[:1]))
+    h = bytes(32)
+    a = sign_vote(KEYS[0], solo.chain_id, Vote(Checkpoint(0, h), Checkpoint(2, h)))
+    b = sign_vote(KEYS[0], solo.chain_id, Vote(Checkpoint(0, h), Checkpoint(2, b"\1" * 32)))
+    assert type(rejection(solo, _report(solo, votes=(a, b)), at(1))).__name__ == "LastValidator"
+
+
+# --- genesis -------------------------------------------------------------------------------
+
+
+def test_the_genesis_file_names_the_consensus_and_its_validators() -> None:
+    doc = {
+        "consensus": {"kind": "poa"},
+        "validator": [{"key": KEYS[0].public_key.hex(), "votes": 2}, {"key": KEYS[1].public_key.hex()}],
+    }
+    params = params_from_dict(doc)
+    assert params.permissioned and sorted(v.votes for v in params.validators) == [1, 2]
+    import tomllib
+
+    assert params_from_dict(tomllib.loads(params_to_toml(params))) == params
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"consensus": {"kind": "poa"}}, "names 1 to"),
+        ({"consensus": {"kind": "pos"}}, "is not one of pow, poa"),
+        ({"validator": [{"key": KEYS[0].public_key.hex()}]}, "only for a permissioned chain"),
+        ({"consensus": {"kind": "poa"}, "validator": [{"key": "zz"}]}, "32-byte public key"),
+        (
+            {"consensus": {"kind": "poa"}, "validator": [{"key": KEYS[0].public_key.hex(), "votes": 0}]},
+            "votes must",
+        ),
+    ],
+)
+def test_a_bad_genesis_consensus_is_one_clear_line(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        params_from_dict(doc)
+
+
+def test_a_chain_of_sealed_blocks_extends(chain: Chain) -> None:
+    assert chain.add_block(propose(chain, 1), now=at(1)).status is AddStatus.EXTENDED
