@@ -48,6 +48,7 @@ bench: $(VENV)/.installed
 	$(BIN)/gridnet bench auction --json
 	$(BIN)/gridnet bench relay --json
 	$(BIN)/gridnet bench network --json
+	$(BIN)/gridnet bench consensus --json
 	$(BIN)/gridnet bench world --json
 
 clean:

@@ -48,6 +48,38 @@ def bench_auction(
     _print_figures(figures, as_json)
 
 
+@app.command("consensus")
+def bench_consensus(
+    as_json: JsonFlag = False,
+    transactions: Annotated[
+        int, typer.Option("--transactions", min=1, help="Transfers flooded into each devnet.")
+    ] = 20_000,
+    senders: Annotated[int, typer.Option("--senders", min=1, help="Funded accounts sending them.")] = 200,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=1.0, help="The most to wait for them on each devnet [s].")
+    ] = 300.0,
+) -> None:
+    """Sustained tx/s of a 4-validator permissioned devnet (1 s slots) and of a 4-node
+    proof-of-work devnet with the same load, against the paper's tau for the block size."""
+    from gridnet.bench import consensus
+
+    try:
+        consensus.check_sizes(transactions=transactions, senders=senders)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    figures = consensus.run(
+        transactions=transactions, senders=senders, seconds=seconds, progress=_bench_progress(as_json)
+    )
+    _print_figures(figures, as_json)
+    late = [kind for kind in consensus.KINDS if not figures[kind]["complete"]]
+    if late or not figures["poa"]["final"]:
+        err_console.print(
+            f"not every transaction was included (poa: and final) within {seconds:g} s on: "
+            + ", ".join(late or ["poa"])
+        )
+        raise typer.Exit(1)
+
+
 @app.command("ledger")
 def bench_ledger(
     as_json: JsonFlag = False,
