@@ -307,6 +307,59 @@ class LastValidator(InvalidTransaction):
     """A fault report would leave the validator set empty (the chain could not go on)."""
 
 
+# --- Helios energy credits (seed 002) -------------------------------------------------------
+
+
+class InvalidCredits(InvalidTransaction):
+    """A Helios credit transaction breaks a rule; subclasses name it."""
+
+
+class ControllerExists(InvalidCredits):
+    """A controller of that name is already registered."""
+
+
+class UnknownController(InvalidCredits):
+    """No controller of that name (id) is registered."""
+
+
+class InsufficientConsortium(InvalidCredits):
+    """Fewer valid signatures of distinct consortium members than the controller's threshold."""
+
+
+class ProducerEnrolled(InvalidCredits):
+    """The meter is already enrolled with that controller."""
+
+
+class NotEnrolled(InvalidCredits):
+    """The meter is not enrolled with that controller."""
+
+
+class MintTooEarly(InvalidCredits):
+    """A mint that covers fewer intervals than the producer's frequency, intervals already
+    minted, or an interval that has not ended."""
+
+
+class ReadingsMissing(InvalidCredits):
+    """An interval a mint or a redemption's verdict needs has no reading on chain."""
+
+
+class BelowMinimumMint(InvalidCredits):
+    """A mint of fewer Wh than the producer's minimum."""
+
+
+class InsufficientCredits(InvalidCredits):
+    """More credits transferred or redeemed than the sender holds."""
+
+
+class UnknownRedemption(InvalidCredits):
+    """No open redemption with that id at that controller."""
+
+
+class RedemptionOpen(InvalidCredits):
+    """A redemption that is neither discharged by the meter's readings nor past its due
+    interval: no verdict yet."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 

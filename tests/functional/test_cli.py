@@ -531,3 +531,34 @@ def test_a_permissioned_chain_from_the_command_line(tmp_path: Path) -> None:
         chain.close()
     assert current.seq == 1 and {m.key for m in current.members} == {k.public_key for k in keys[:3]}
     ok(gridnet("chain", "verify", "--data-dir", "D", cwd=tmp_path))
+
+
+# --- Helios credits ----------------------------------------------------------------------------
+
+
+def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Path) -> None:
+    from gridnet.crypto.keys import PrivateKey
+
+    data = copy_chain(funded, tmp_path)
+    members = [PrivateKey.from_label(f"cli-neighbour-{i}") for i in range(3)]
+    for i, k in enumerate(members):
+        write_key_file(tmp_path / f"m{i}.key", k)
+    keys = [f"--member={k.public_key.hex()}" for k in members]
+    args = ("tx", "register-controller", "--data-dir", data, "--key", "a.key", "--name", "Island", *keys)
+    short = one_line_error(gridnet(*args, "--threshold", "2", "--member-key", "m0.key", cwd=tmp_path))
+    assert "InsufficientConsortium" in short or "needs 2" in short, short
+    ok(gridnet(*args, "--threshold", "2", "--member-key", "m0.key", "--member-key", "m1.key", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    out = ok(gridnet("chain", "credits", "--data-dir", data, "--controller", "Island", cwd=tmp_path))
+    assert "Island: 0 credits in circulation" in out, out
+    line = one_line_error(
+        gridnet(
+            "tx", "enroll-producer", "--data-dir", data, "--key", "a.key", "--controller", "Island",
+            "--meter", funded.b, cwd=tmp_path,
+        )
+    )  # fmt: skip
+    assert "UnknownMeter" in line or "not registered" in line, line
+    missing = one_line_error(
+        gridnet("chain", "credits", "--data-dir", data, "--controller", "Nowhere", cwd=tmp_path)
+    )
+    assert "no Helios controller" in missing, missing

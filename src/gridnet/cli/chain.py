@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,9 +29,10 @@ from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
 from gridnet.ledger.state import Account
+from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks
-from gridnet.node.client import AccountAnswer, NodeClient, StatusAnswer, expect
+from gridnet.node.client import AccountAnswer, CreditsAnswer, NodeClient, StatusAnswer, expect
 from gridnet.node.config import CONFIG_NAME, config_template
 from gridnet.units import format_gnc
 
@@ -224,6 +226,57 @@ def chain_account(
         f"{address_to_text(addr)}: balance {format_gnc(acct.balance)}, nonce {acct.nonce}, "
         f"bonded {format_gnc(acct.bonded)}, unbonding {format_gnc(acct.unbonding)}"
     )
+
+
+@app.command("credits")
+def chain_credits(
+    controller: Annotated[str, typer.Option("--controller", help="The Helios controller's name.")],
+    holder: Annotated[str | None, typer.Option("--holder", help="An address whose credits to show.")] = None,
+    data_dir: OptDataDir = None,
+    node: NodeUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A Helios controller's credits: minted, redeemed, in circulation, defaults; and with
+    --holder an address's balance (in a data directory, or at the node at --node)."""
+    addr = None if holder is None else address_from_text(holder)
+    if node is not None:
+        path = f"/credits/{urllib.parse.quote(controller, safe='')}"
+        if addr is not None:
+            path += f"?holder={address_to_text(addr)}"
+        found = expect(require_node(node, data_dir).request("GET", path), CreditsAnswer, f"GET {path}")
+        figures = {f: getattr(found, f) for f in found.__struct_fields__}
+    else:
+        chain = Chain.open(_data_dir(data_dir), readonly=True)
+        try:
+            view = chain.view()
+            cid = controller_id(controller)
+            record = view.get(CONTROLLERS, cid)
+            if record is None:
+                raise ConfigError(
+                    f"no Helios controller named {controller!r} on the chain in {chain.store.data_dir}"
+                )
+            figures = {
+                "controller": record.name,
+                "minted_wh": record.minted_wh,
+                "redeemed_wh": record.redeemed_wh,
+                "supply": record.supply,
+                "defaults": record.defaults,
+                "holder": None if addr is None else address_to_text(addr),
+                "balance": None if addr is None else credits_of(view, cid, addr),
+            }
+        finally:
+            chain.close()
+    if as_json:
+        print(json.dumps(figures))
+        return
+    line = (
+        f"{figures['controller']}: {figures['supply']} credits in circulation "
+        f"({figures['minted_wh']} minted, {figures['redeemed_wh']} redeemed, 1 credit = 1 Wh), "
+        f"{figures['defaults']} default(s)"
+    )
+    if addr is not None:
+        line += f"; {figures['holder']} holds {figures['balance']}"
+    console.print(line)
 
 
 @app.command("verify")

@@ -28,12 +28,14 @@ from gridnet.cli.common import (
 )
 from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
+from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.errors import ConfigError, DecodeError, NodeUnavailable
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.genesis import genesis_block
 from gridnet.ledger.params import ChainParams, Validator, parse_time_ms, severity_code
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
@@ -42,6 +44,16 @@ from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.firmware import PublishFirmware
+from gridnet.ledger.txs.helios import (
+    CloseRedemption,
+    EnrollProducer,
+    MintCredits,
+    RedeemCredits,
+    RegisterController,
+    TransferCredits,
+    controller_id,
+    sign_as_member,
+)
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import Approval, ChangeValidators, ReportValidatorFault, approve
@@ -410,3 +422,109 @@ def tx_report_validator_fault(
     if sorted((len(headers), len(votes))) != [0, 2]:
         raise ConfigError("give two --header or two --vote")
     return _constant(ReportValidatorFault(headers=headers, votes=votes))
+
+
+Controller = Annotated[str, typer.Option("--controller", help="The Helios controller's name.")]
+MemberKeys = Annotated[
+    list[Path],
+    typer.Option(
+        "--member-key", help="Key file of a consortium member who signs this (repeat up to the threshold)."
+    ),
+]
+
+
+def _member_signed(act: Any, member_keys: list[Path]) -> Build:
+    """Build ``act`` signed by each member whose key file is given (with the id of the chain
+    it is sent to)."""
+    keys = [load_key(path, None) for path in member_keys]
+
+    def build(params: ChainParams, signer: PrivateKey) -> Payload:
+        chain_id = header_hash(encode(genesis_block(params).header))
+        signatures = tuple(sign_as_member(k, chain_id, act) for k in keys)
+        payload: Payload = msgspec.structs.replace(act, signatures=signatures)
+        return payload
+
+    return build
+
+
+@tx_command("register-controller")
+def tx_register_controller(
+    name: Annotated[str, typer.Option("--name", help="The controller's name (its id is its hash).")],
+    member: Annotated[
+        list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
+    ],
+    threshold: Annotated[int, typer.Option("--threshold", min=1, help="Member signatures a mint needs.")],
+    member_key: MemberKeys,
+) -> Build:
+    """Register a Helios controller run by a consortium (signed by --threshold of its members)."""
+    try:
+        keys = tuple(sorted(bytes.fromhex(m) for m in member))
+    except ValueError:
+        raise ConfigError("--member: give each member's 32-byte public key in hex") from None
+    return _member_signed(RegisterController(name, keys, threshold, ()), member_key)
+
+
+@tx_command("mint-credits")
+def tx_mint_credits(
+    controller: Controller,
+    meter: Annotated[str, typer.Option("--meter", help="The enrolled meter (gn...).")],
+    through: Annotated[
+        str, typer.Option("--through", help="Mint up to the interval starting then (ISO 8601 UTC).")
+    ],
+    member_key: MemberKeys,
+) -> Build:
+    """As the controller's consortium: mint credits for what the meter injected since its last mint."""
+    start = parse_time_ms(through, "--through")
+    act = MintCredits(controller_id(controller), address_from_text(meter), interval_of(start), ())
+    return _member_signed(act, member_key)
+
+
+@tx_command("enroll-producer")
+def tx_enroll_producer(
+    controller: Controller,
+    meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...).")],
+    every: Annotated[int, typer.Option("--every", min=1, help="Intervals (15 min) between mints.")] = 4,
+    min_wh: Annotated[int, typer.Option("--min-wh", min=1, help="Smallest mint [Wh].")] = 1,
+) -> Build:
+    """Enroll your meter with a Helios controller (credits for what it injects from now on)."""
+    return _constant(EnrollProducer(controller_id(controller), address_from_text(meter), every, min_wh))
+
+
+@tx_command("transfer-credits")
+def tx_transfer_credits(
+    controller: Controller,
+    to: Annotated[str, typer.Option("--to", help="Recipient address (gn...).")],
+    credits: Annotated[int, typer.Option("--credits", min=1, help="Credits (1 credit = 1 Wh).")],
+) -> Build:
+    """Send Helios credits to an address."""
+    return _constant(TransferCredits(controller_id(controller), address_from_text(to), credits))
+
+
+@tx_command("redeem-credits")
+def tx_redeem_credits(
+    controller: Controller,
+    credits: Annotated[int, typer.Option("--credits", min=1, help="Credits to hand back (Wh to receive).")],
+    meter: Annotated[str, typer.Option("--meter", help="Your meter the energy goes to (gn...).")],
+    within: Annotated[
+        int, typer.Option("--within", min=1, help="Intervals (15 min) the controller has.")
+    ] = 4,
+) -> Build:
+    """Hand credits back to the controller, which must then release that energy to your meter."""
+    return _constant(RedeemCredits(controller_id(controller), credits, address_from_text(meter), within))
+
+
+@tx_command("close-redemption")
+def tx_close_redemption(
+    controller: Controller,
+    redemption: Annotated[
+        str, typer.Option("--redemption", help="The RedeemCredits transaction's id (hex).")
+    ],
+) -> Build:
+    """Close a redemption: discharged (the meter's readings show the energy) or the controller's default."""
+    try:
+        rid = bytes.fromhex(redemption)
+    except ValueError:
+        rid = b""
+    if len(rid) != 32:
+        raise ConfigError("--redemption: give the 32-byte transaction id in hex")
+    return _constant(CloseRedemption(controller_id(controller), rid))

@@ -48,6 +48,7 @@ class Domain(enum.Enum):
     PEER = b"GRIDNET/peer-handshake/v1\x00"
     VOTE = b"GRIDNET/finality-vote/v1\x00"
     VALIDATOR_SET = b"GRIDNET/validator-set/v1\x00"
+    CONSORTIUM = b"GRIDNET/consortium/v1\x00"
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open

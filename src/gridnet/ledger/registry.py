@@ -17,6 +17,7 @@ from gridnet.ledger.txs import (
     contract,
     firmware,
     grid,
+    helios,
     hop_fraud,
     identity,
     meter,
@@ -33,6 +34,14 @@ from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
+from gridnet.ledger.txs.helios import (
+    CloseRedemption,
+    EnrollProducer,
+    MintCredits,
+    RedeemCredits,
+    RegisterController,
+    TransferCredits,
+)
 from gridnet.ledger.txs.hop_fraud import ReportHopEquivocation, ReportHopOvercredit
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import RegisterMeter, ReportMeterStatus, RevokeMeter, SubmitReadings
@@ -68,6 +77,12 @@ Payload = (
     | PlaceOrder
     | ChangeValidators
     | ReportValidatorFault
+    | RegisterController
+    | EnrollProducer
+    | MintCredits
+    | TransferCredits
+    | RedeemCredits
+    | CloseRedemption
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -100,6 +115,12 @@ RULES: Final[dict[type, AnyRules]] = {
         auction.PLACE_ORDER_RULES,
         validators.CHANGE_VALIDATORS_RULES,
         validators.REPORT_VALIDATOR_FAULT_RULES,
+        helios.REGISTER_CONTROLLER_RULES,
+        helios.ENROLL_RULES,
+        helios.MINT_RULES,
+        helios.TRANSFER_CREDITS_RULES,
+        helios.REDEEM_RULES,
+        helios.CLOSE_REDEMPTION_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

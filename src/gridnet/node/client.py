@@ -107,6 +107,18 @@ class AccountAnswer(msgspec.Struct):
     next_nonce: int
 
 
+class CreditsAnswer(msgspec.Struct):
+    """``GET /credits/{controller}``."""
+
+    controller: str
+    minted_wh: int
+    redeemed_wh: int
+    supply: int
+    defaults: int
+    holder: str | None = None
+    balance: int | None = None
+
+
 class ParamsAnswer(msgspec.Struct):
     """``GET /params``."""
 

@@ -28,6 +28,7 @@ from gridnet.ledger.state import IDENTITIES, table_named
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.contract import CONTRACTS
+from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.txs.identity import REVOKED
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import POOLS
@@ -63,6 +64,7 @@ from gridnet.node.api.models import (
     BlockRefOut,
     CommandOut,
     CommandsOut,
+    CreditsOut,
     ErrorOut,
     HeadOut,
     MempoolOut,
@@ -355,6 +357,33 @@ def create_app(
             unbonding=acct.unbonding,
             pending=pending,
             next_nonce=acct.nonce + pending,
+        )
+
+    @app.get(
+        "/credits/{controller}",
+        response_model=CreditsOut,
+        summary="A Helios controller's credits: supply, and a holder's balance (?holder=ADDRESS)",
+    )
+    async def get_credits(
+        controller: str, holder: str | None = Query(None, description="An address whose balance to return")
+    ) -> CreditsOut:
+        cid = controller_id(controller)
+        view = node.chain.view()
+        found = view.get(CONTROLLERS, cid)
+        if found is None:
+            raise not_found(f"no Helios controller named {controller!r} is registered")
+        addr = None if holder is None else parse_address(holder)
+        return CreditsOut(
+            controller=found.name,
+            id=cid.hex(),
+            members=[k.hex() for k in found.members],
+            threshold=found.threshold,
+            minted_wh=found.minted_wh,
+            redeemed_wh=found.redeemed_wh,
+            supply=found.supply,
+            defaults=found.defaults,
+            holder=None if addr is None else address_to_text(addr),
+            balance=None if addr is None else credits_of(view, cid, addr),
         )
 
     @app.get("/identities/{address}", response_model=RecordOut, summary="A registered identity")

@@ -110,6 +110,19 @@ class AccountOut(BaseModel):
     next_nonce: int = Field(description="Nonce for this sender's next transaction (nonce + pending)")
 
 
+class CreditsOut(BaseModel):
+    controller: str = Field(description="The Helios controller's name")
+    id: str = Field(description="Its id: BLAKE2b-256 of the name (hex)")
+    members: list[str] = Field(description="The consortium's member keys (hex)")
+    threshold: int = Field(description="Member signatures a mint needs")
+    minted_wh: int = Field(description="Credits ever minted (1 credit = 1 Wh)")
+    redeemed_wh: int = Field(description="Credits handed back by redemptions")
+    supply: int = Field(description="Credits in circulation: minted less redeemed")
+    defaults: int = Field(description="Redemptions it was proven not to release in time")
+    holder: str | None = Field(default=None, description="With ?holder=ADDRESS: that address")
+    balance: int | None = Field(default=None, description="With ?holder=ADDRESS: the credits it holds")
+
+
 class RecordOut(BaseModel):
     id: str
     record: dict[str, Any]

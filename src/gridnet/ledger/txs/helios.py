@@ -1,0 +1,403 @@
+"""Helios energy credits (seed 002, sections III-VI): credits minted for metered injection.
+
+A *controller* is run by a consortium of neighbours: its members' keys and how many of them
+must sign (``threshold``) are fixed when it is registered (``RegisterController``, itself signed
+by that many members). A producer enrolls its meter with a controller (``EnrollProducer``),
+choosing how often credits are minted (every ``every_intervals`` 15-minute intervals; hourly by
+default) and the smallest mint (``min_wh``, at least 1 Wh). Only the controller mints
+(``MintCredits``, signed by ``threshold`` members): one credit per Wh the meter exported in the
+intervals since the last mint, as its readings on chain say — every one of those intervals must
+have a reading, none is minted twice, so the credits minted for a meter are exactly the energy
+its readings show it injected over the minted intervals. Anyone transfers credits
+(``TransferCredits``). Redeeming (``RedeemCredits``) hands credits back to the controller, which
+must then release that energy to the redeemer's meter within the redemption's window: anyone
+closes the redemption (``CloseRedemption``) as *discharged* once the meter's readings show that
+much imported from the redemption's first interval on, or as the controller's *default* once the
+window has passed without it (every reading of the window on chain).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec.structs import replace
+
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import hash32
+from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
+from gridnet.errors import (
+    BelowMinimumMint,
+    ControllerExists,
+    InsufficientConsortium,
+    InsufficientCredits,
+    MalformedTransaction,
+    MeterNotOwned,
+    MintTooEarly,
+    NotEnrolled,
+    ProducerEnrolled,
+    ReadingsMissing,
+    RedemptionOpen,
+    UnknownController,
+    UnknownMeter,
+    UnknownRedemption,
+)
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.state import StateView, register_table
+from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.units import Address, Hash32, interval_of
+
+MAX_MEMBERS = 32
+MAX_SPAN_INTERVALS = 7 * 96
+"""A mint's intervals, a producer's frequency and a redemption's window: at most a week."""
+DEFAULT_EVERY_INTERVALS = 4
+"""Hourly, as the seed's controller reads its meters."""
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class MemberSignature(Wire, frozen=True):
+    key: PublicKeyBytes
+    signature: SignatureBytes
+    """Ed25519 over chain id || the encoded act (``consortium_message``), CONSORTIUM domain."""
+
+
+class Controller(Wire, frozen=True):
+    name: Name
+    members: tuple[PublicKeyBytes, ...]
+    threshold: U32
+    minted_wh: U63 = 0
+    """Credits ever minted (1 credit = 1 Wh)."""
+    redeemed_wh: U63 = 0
+    """Credits handed back by redemptions (spent: the supply is minted less redeemed)."""
+    defaults: U32 = 0
+    """Redemptions it failed to release in time (each proven by a CloseRedemption)."""
+
+    @property
+    def supply(self) -> int:
+        return self.minted_wh - self.redeemed_wh
+
+
+class CreditBalance(Wire, frozen=True):
+    credits: U63
+
+
+class Enrollment(Wire, frozen=True):
+    owner: AddressBytes
+    """The meter's owner when it enrolled: it receives the credits."""
+    every_intervals: U32
+    min_wh: U63
+    minted_through: U63
+    """Last interval minted for (enrollment: the interval before the enrolling block's)."""
+    minted_wh: U63 = 0
+
+
+class Redemption(Wire, frozen=True):
+    redeemer: AddressBytes
+    meter: AddressBytes
+    wh: U63
+    first_interval: U63
+    due_interval: U63
+    """The release must show in the meter's imports from ``first_interval`` to this one."""
+    status: U32 = 0
+    """``OPEN``, ``DISCHARGED`` or ``DEFAULTED`` (the record stays: the history is on chain)."""
+
+
+OPEN, DISCHARGED, DEFAULTED = 0, 1, 2
+
+CONTROLLERS = register_table("helios_controllers", b"E", Controller)
+CREDITS = register_table("helios_credits", b"B", CreditBalance)
+ENROLLMENTS = register_table("helios_enrollments", b"D", Enrollment)
+REDEMPTIONS = register_table("helios_redemptions", b"L", Redemption)
+
+
+def controller_id(name: str) -> Hash32:
+    return hash32(name.encode())
+
+
+class RegisterController(Wire, frozen=True, tag=27):
+    name: Name
+    members: tuple[PublicKeyBytes, ...]
+    """Ordered by key, each once."""
+    threshold: U32
+    signatures: tuple[MemberSignature, ...]
+
+
+class EnrollProducer(Wire, frozen=True, tag=28):
+    controller: HashBytes
+    meter: AddressBytes
+    every_intervals: U32 = DEFAULT_EVERY_INTERVALS
+    min_wh: U63 = 1
+
+
+class MintCredits(Wire, frozen=True, tag=29):
+    controller: HashBytes
+    meter: AddressBytes
+    through: U63
+    """Mint for the meter's intervals after its last mint up to this one."""
+    signatures: tuple[MemberSignature, ...]
+
+
+class TransferCredits(Wire, frozen=True, tag=30):
+    controller: HashBytes
+    to: AddressBytes
+    credits: U63
+
+
+class RedeemCredits(Wire, frozen=True, tag=31):
+    controller: HashBytes
+    credits: U63
+    meter: AddressBytes
+    """The sender's meter the energy is to be released to."""
+    within_intervals: U32
+    """The window, from the interval after the redeeming block's."""
+
+
+class CloseRedemption(Wire, frozen=True, tag=32):
+    controller: HashBytes
+    redemption: HashBytes
+    """The id of the RedeemCredits transaction that opened it."""
+
+
+# --- the consortium's signatures ------------------------------------------------------------
+
+
+def consortium_message(chain_id: Hash32, act: Wire) -> bytes:
+    """What members sign for ``act`` (the payload with no signatures)."""
+    return chain_id + encode(act)
+
+
+def sign_as_member(key: PrivateKey, chain_id: Hash32, act: Wire) -> MemberSignature:
+    return MemberSignature(key.public_key, key.sign(Domain.CONSORTIUM, consortium_message(chain_id, act)))
+
+
+def _check_consortium(
+    chain_id: Hash32,
+    act: Wire,
+    members: tuple[bytes, ...],
+    threshold: int,
+    signatures: tuple[MemberSignature, ...],
+    what: str,
+) -> None:
+    message = consortium_message(chain_id, act)
+    signers: set[bytes] = set()
+    for s in signatures:
+        if (
+            s.key in members
+            and s.key not in signers
+            and verify_signature(Domain.CONSORTIUM, s.key, message, s.signature)
+        ):
+            signers.add(s.key)
+    if len(signers) < threshold:
+        raise InsufficientConsortium(
+            f"{what}: {len(signers)} valid member signature(s); the consortium needs {threshold}"
+        )
+
+
+def _controller(state: StateView, cid: bytes) -> Controller:
+    found = state.get(CONTROLLERS, cid)
+    if found is None:
+        raise UnknownController(f"no Helios controller {cid.hex()[:16]}")
+    return found
+
+
+def credits_of(state: StateView, cid: bytes, holder: Address) -> int:
+    found = state.get(CREDITS, cid + holder)
+    return 0 if found is None else found.credits
+
+
+def _set_credits(state: StateView, cid: bytes, holder: Address, credits: int) -> None:
+    state.put(CREDITS, cid + holder, CreditBalance(credits) if credits else None)
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def validate_register_controller(payload: RegisterController, params: ChainParams) -> None:
+    members = list(payload.members)
+    if not 1 <= len(members) <= MAX_MEMBERS or members != sorted(set(members)):
+        raise MalformedTransaction(f"a consortium lists 1 to {MAX_MEMBERS} member keys, ordered, each once")
+    if not 1 <= payload.threshold <= len(members):
+        raise MalformedTransaction(f"threshold {payload.threshold} is not 1 to {len(members)} members")
+    if len(payload.signatures) > MAX_MEMBERS:
+        raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+
+
+def apply_register_controller(
+    state: StateView, env: BlockEnv, sender: Address, payload: RegisterController
+) -> None:
+    cid = controller_id(payload.name)
+    if state.get(CONTROLLERS, cid) is not None:
+        raise ControllerExists(f"a Helios controller named {payload.name!r} is registered already")
+    act = replace(payload, signatures=())
+    _check_consortium(
+        env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering"
+    )
+    state.put(CONTROLLERS, cid, Controller(payload.name, payload.members, payload.threshold))
+
+
+def validate_enroll(payload: EnrollProducer, params: ChainParams) -> None:
+    if not 1 <= payload.every_intervals <= MAX_SPAN_INTERVALS:
+        raise MalformedTransaction(f"every_intervals must be 1 to {MAX_SPAN_INTERVALS}")
+    if payload.min_wh < 1:
+        raise MalformedTransaction("min_wh must be at least 1 Wh")
+
+
+def apply_enroll(state: StateView, env: BlockEnv, sender: Address, payload: EnrollProducer) -> None:
+    _controller(state, payload.controller)
+    meter = state.get(METERS, payload.meter)
+    if meter is None or meter.revoked:
+        raise UnknownMeter(f"meter {address_to_text(payload.meter)} is not registered (or revoked)")
+    if meter.owner != sender:
+        raise MeterNotOwned(f"meter {address_to_text(payload.meter)} belongs to another owner")
+    key = payload.controller + payload.meter
+    if state.get(ENROLLMENTS, key) is not None:
+        raise ProducerEnrolled(
+            f"meter {address_to_text(payload.meter)} is enrolled with this controller already"
+        )
+    start = interval_of(env.timestamp) - 1
+    state.put(ENROLLMENTS, key, Enrollment(sender, payload.every_intervals, payload.min_wh, start))
+
+
+def validate_mint(payload: MintCredits, params: ChainParams) -> None:
+    if len(payload.signatures) > MAX_MEMBERS:
+        raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+
+
+def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCredits) -> None:
+    controller = _controller(state, payload.controller)
+    key = payload.controller + payload.meter
+    enrollment = state.get(ENROLLMENTS, key)
+    if enrollment is None:
+        raise NotEnrolled(f"meter {address_to_text(payload.meter)} is not enrolled with {controller.name}")
+    act = replace(payload, signatures=())
+    members, threshold = controller.members, controller.threshold
+    _check_consortium(
+        env.chain_id, act, members, threshold, payload.signatures, f"minting by {controller.name}"
+    )
+    first, through = enrollment.minted_through + 1, payload.through
+    span = through - enrollment.minted_through
+    if (
+        through >= interval_of(env.timestamp)
+        or span < enrollment.every_intervals
+        or span > MAX_SPAN_INTERVALS
+    ):
+        raise MintTooEarly(
+            f"a mint covers {enrollment.every_intervals} to {MAX_SPAN_INTERVALS} ended intervals after "
+            f"interval {enrollment.minted_through}; through {through} does not"
+        )
+    wh = _sum_readings(state, payload.meter, first, through, exported=True)
+    if wh < enrollment.min_wh:
+        raise BelowMinimumMint(
+            f"{wh} Wh exported in intervals {first}-{through}; the producer's minimum is {enrollment.min_wh}"
+        )
+    state.put(
+        ENROLLMENTS, key, replace(enrollment, minted_through=through, minted_wh=enrollment.minted_wh + wh)
+    )
+    state.put(CONTROLLERS, payload.controller, replace(controller, minted_wh=controller.minted_wh + wh))
+    _set_credits(
+        state,
+        payload.controller,
+        enrollment.owner,
+        credits_of(state, payload.controller, enrollment.owner) + wh,
+    )
+
+
+def _sum_readings(state: StateView, meter: bytes, first: int, last: int, *, exported: bool) -> int:
+    total = 0
+    for interval in range(first, last + 1):
+        reading = state.get(READINGS, reading_key(meter, interval))
+        if reading is None:
+            raise ReadingsMissing(
+                f"meter {address_to_text(meter)} has no reading on chain for interval {interval}"
+            )
+        total += reading.exported_wh if exported else reading.imported_wh
+    return total
+
+
+def validate_transfer_credits(payload: TransferCredits, params: ChainParams) -> None:
+    if payload.credits < 1:
+        raise MalformedTransaction("a transfer moves at least 1 credit")
+
+
+def apply_transfer_credits(
+    state: StateView, env: BlockEnv, sender: Address, payload: TransferCredits
+) -> None:
+    cid = payload.controller
+    _controller(state, cid)
+    held = credits_of(state, cid, sender)
+    if held < payload.credits:
+        raise InsufficientCredits(f"{address_to_text(sender)} holds {held} credits, not {payload.credits}")
+    _set_credits(state, cid, sender, held - payload.credits)
+    _set_credits(state, cid, payload.to, credits_of(state, cid, payload.to) + payload.credits)
+
+
+def validate_redeem(payload: RedeemCredits, params: ChainParams) -> None:
+    if payload.credits < 1 or not 1 <= payload.within_intervals <= MAX_SPAN_INTERVALS:
+        raise MalformedTransaction(
+            f"a redemption hands back at least 1 credit, within 1 to {MAX_SPAN_INTERVALS} intervals"
+        )
+
+
+def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: RedeemCredits) -> None:
+    cid = payload.controller
+    controller = _controller(state, cid)
+    meter = state.get(METERS, payload.meter)
+    if meter is None or meter.revoked:
+        raise UnknownMeter(f"meter {address_to_text(payload.meter)} is not registered (or revoked)")
+    if meter.owner != sender:
+        raise MeterNotOwned(f"meter {address_to_text(payload.meter)} belongs to another owner")
+    held = credits_of(state, cid, sender)
+    if held < payload.credits:
+        raise InsufficientCredits(f"{address_to_text(sender)} holds {held} credits, not {payload.credits}")
+    _set_credits(state, cid, sender, held - payload.credits)
+    state.put(CONTROLLERS, cid, replace(controller, redeemed_wh=controller.redeemed_wh + payload.credits))
+    first = interval_of(env.timestamp) + 1
+    redemption = Redemption(
+        sender, payload.meter, payload.credits, first, first + payload.within_intervals - 1
+    )
+    state.put(REDEMPTIONS, cid + env.txid, redemption)
+
+
+def apply_close_redemption(
+    state: StateView, env: BlockEnv, sender: Address, payload: CloseRedemption
+) -> None:
+    cid = payload.controller
+    controller = _controller(state, cid)
+    key = cid + payload.redemption
+    redemption = state.get(REDEMPTIONS, key)
+    if redemption is None or redemption.status != OPEN:
+        raise UnknownRedemption(f"no open redemption {payload.redemption.hex()[:16]} at {controller.name}")
+    now = interval_of(env.timestamp)
+    last = min(redemption.due_interval, now - 1)  # (intervals that have ended)
+    released = 0
+    for interval in range(redemption.first_interval, last + 1):
+        reading = state.get(READINGS, reading_key(redemption.meter, interval))
+        released += 0 if reading is None else reading.imported_wh
+        if released >= redemption.wh:
+            state.put(REDEMPTIONS, key, replace(redemption, status=DISCHARGED))
+            return
+    if now <= redemption.due_interval:
+        raise RedemptionOpen(
+            f"{released} of {redemption.wh} Wh released so far; the window runs to interval "
+            f"{redemption.due_interval}"
+        )
+    window = (redemption.first_interval, redemption.due_interval)
+    _sum_readings(state, redemption.meter, *window, exported=False)  # (every reading is there)
+    state.put(REDEMPTIONS, key, replace(redemption, status=DEFAULTED))
+    state.put(CONTROLLERS, cid, replace(controller, defaults=controller.defaults + 1))
+
+
+def _no_check(payload: object, params: ChainParams) -> None:
+    """Nothing to check without the state."""
+
+
+REGISTER_CONTROLLER_RULES = TxRules(
+    RegisterController, validate_register_controller, apply_register_controller
+)
+ENROLL_RULES = TxRules(EnrollProducer, validate_enroll, apply_enroll)
+MINT_RULES = TxRules(MintCredits, validate_mint, apply_mint)
+TRANSFER_CREDITS_RULES = TxRules(TransferCredits, validate_transfer_credits, apply_transfer_credits)
+REDEEM_RULES = TxRules(RedeemCredits, validate_redeem, apply_redeem)
+CLOSE_REDEMPTION_RULES = TxRules(CloseRedemption, _no_check, apply_close_redemption)

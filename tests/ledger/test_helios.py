@@ -1,0 +1,323 @@
+"""Helios energy credits (``ledger/txs/helios.py``): a consortium controller mints credits for
+the energy a meter's on-chain readings show injected; each rule broken, its rejection named;
+and a property: over random days the credits minted equal the energy injected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import InvalidTransaction, MalformedTransaction
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import StateView
+from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.transition import apply_transaction, validate_transaction
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.helios import (
+    CONTROLLERS,
+    DEFAULTED,
+    DISCHARGED,
+    ENROLLMENTS,
+    REDEMPTIONS,
+    CloseRedemption,
+    EnrollProducer,
+    MintCredits,
+    RedeemCredits,
+    RegisterController,
+    TransferCredits,
+    controller_id,
+    credits_of,
+    sign_as_member,
+)
+from gridnet.ledger.txs.meter import SubmitReadings, registration
+from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.security.roles import Role
+from gridnet.units import INTERVAL_MS, interval_of
+from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, sign, test_keys, test_params
+
+MAKER, OWNER, COLLECTOR, BUYER, STRANGER = test_keys(5)
+METER_KEY = PrivateKey.from_label("helios-meter")
+BUYER_METER_KEY = PrivateKey.from_label("helios-buyer-meter")
+MEMBERS = sorted((PrivateKey.from_label(f"neighbour-{i}") for i in range(3)), key=lambda k: k.public_key)
+NAME = "Island"
+CID = controller_id(NAME)
+START = interval_of(GENESIS_TIME) + 4  # the first interval the tests meter
+
+
+def at(interval: int, offset_s: int = 0) -> int:
+    return interval * INTERVAL_MS + 1_000 + offset_s * 1_000
+
+
+class Helios:
+    """A chain with a manufacturer, two owners with a meter each, and a controller."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.nonces = {k.address: 0 for k in test_keys(5)}
+        self.meter = SimulatedMeter(METER_KEY)
+        self.buyer_meter = SimulatedMeter(BUYER_METER_KEY)
+        self.clock = GENESIS_TIME
+
+    def tx(self, key: PrivateKey, payload: Payload) -> Transaction:
+        tx = sign(self.chain, key, payload, self.nonces[key.address])
+        self.nonces[key.address] += 1
+        return tx
+
+    def mine(self, *txs: Transaction, interval: int | None = None) -> None:
+        ts = max(self.clock + 1_000, at(interval) if interval is not None else 0)
+        self.clock = ts
+        extend(self.chain, list(txs), timestamp=ts)
+
+    def refused(self, key: PrivateKey, payload: Payload, interval: int | None = None) -> str:
+        """The rule a block at ``interval`` (default: the head's) refuses ``payload`` with."""
+        tx = sign(self.chain, key, payload, self.nonces[key.address])
+        ts = max(self.clock + 1_000, at(interval) if interval is not None else 0)
+        template = self.chain.build_block(
+            PrivateKey.from_label("test-miner").address,
+            [validate_transaction(tx, self.chain.params, self.chain.chain_id)],
+            now=ts,
+            timestamp=ts,
+        )
+        assert template.rejected, "accepted"
+        return template.rejected[0][1].rule
+
+    def signed_by(self, act: MintCredits | RegisterController, keys: list[PrivateKey]) -> Payload:
+        sigs = tuple(sign_as_member(k, self.chain.chain_id, act) for k in keys)
+        return msgspec.structs.replace(act, signatures=sigs)
+
+    def mint(self, through: int, keys: list[PrivateKey] = MEMBERS[:2]) -> Payload:
+        return self.signed_by(MintCredits(CID, METER_KEY.address, through, ()), keys)
+
+    def readings(self, meter: SimulatedMeter, first: int, energy: list[tuple[int, int]]) -> None:
+        batch = tuple(meter.read(first + i, exp, imp) for i, (exp, imp) in enumerate(energy))
+        self.mine(self.tx(COLLECTOR, SubmitReadings(batch)), interval=first + len(energy))
+
+
+def cert(meter: PrivateKey) -> object:
+    return issue_certificate(MAKER, meter.public_key, vendor="Sun", model="H1", firmware="1", serial="1")
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Helios:
+    w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5))))
+    w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, BUYER)))
+    for k in (MAKER, OWNER, BUYER):
+        w.nonces[k.address] = 1
+    w.mine(w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Sun Meters")))
+    w.mine(
+        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), "island")),  # type: ignore[arg-type]
+        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), "island")),  # type: ignore[arg-type]
+    )
+    members = tuple(k.public_key for k in MEMBERS)
+    w.mine(w.tx(OWNER, w.signed_by(RegisterController(NAME, members, 2, ()), MEMBERS[:2])))
+    w.mine(w.tx(OWNER, EnrollProducer(CID, METER_KEY.address)), interval=START)
+    return w
+
+
+# --- the controller --------------------------------------------------------------------------
+
+
+def test_a_controller_is_registered_by_its_consortium(h: Helios) -> None:
+    found = h.chain.view().get(CONTROLLERS, CID)
+    assert found is not None and found.threshold == 2 and found.supply == 0
+    members = tuple(k.public_key for k in MEMBERS)
+    other = RegisterController("Other", members, 2, ())
+    assert h.refused(OWNER, h.signed_by(other, MEMBERS[:1])) == "InsufficientConsortium"
+    forged = h.signed_by(other, [STRANGER, MEMBERS[0]])
+    assert h.refused(OWNER, forged) == "InsufficientConsortium"
+    again = h.signed_by(RegisterController(NAME, members, 2, ()), MEMBERS)
+    assert h.refused(OWNER, again) == "ControllerExists"
+    with pytest.raises(MalformedTransaction):
+        validate_transaction(
+            sign(h.chain, OWNER, RegisterController("X", members, 4, ()), 0), h.chain.params, h.chain.chain_id
+        )
+
+
+def test_enrollment_rules(h: Helios) -> None:
+    record = h.chain.view().get(ENROLLMENTS, CID + METER_KEY.address)
+    assert record is not None and record.every_intervals == 4 and record.minted_through == START - 1
+    assert h.refused(OWNER, EnrollProducer(CID, METER_KEY.address)) == "ProducerEnrolled"
+    assert h.refused(OWNER, EnrollProducer(CID, BUYER_METER_KEY.address)) == "MeterNotOwned"
+    assert h.refused(OWNER, EnrollProducer(CID, STRANGER.address)) == "UnknownMeter"
+    assert (
+        h.refused(BUYER, EnrollProducer(controller_id("nowhere"), BUYER_METER_KEY.address))
+        == "UnknownController"
+    )
+    with pytest.raises(MalformedTransaction):
+        validate_transaction(
+            sign(h.chain, BUYER, EnrollProducer(CID, BUYER_METER_KEY.address, 1, 0), 0),
+            h.chain.params,
+            h.chain.chain_id,
+        )
+
+
+# --- minting ---------------------------------------------------------------------------------
+
+
+def test_the_controller_mints_what_the_readings_show_injected(h: Helios) -> None:
+    h.readings(h.meter, START, [(100, 0), (250, 5), (0, 40), (650, 0)])
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    view = h.chain.view()
+    assert credits_of(view, CID, OWNER.address) == 1_000
+    controller = view.get(CONTROLLERS, CID)
+    assert controller is not None and controller.supply == controller.minted_wh == 1_000
+    # The same intervals are never minted twice.
+    assert h.refused(COLLECTOR, h.mint(START + 3)) == "MintTooEarly"
+
+
+def test_mint_rules(h: Helios) -> None:
+    h.readings(h.meter, START, [(100, 0), (100, 0)])
+    assert h.refused(COLLECTOR, h.mint(START + 1)) == "MintTooEarly"  # hourly: four intervals
+    h.readings(h.meter, START + 3, [(100, 0)])  # START + 2 has no reading
+    assert h.refused(COLLECTOR, h.mint(START + 3)) == "ReadingsMissing"
+    assert h.refused(COLLECTOR, h.mint(START + 8), interval=START + 6) == "MintTooEarly"  # not ended
+    assert h.refused(COLLECTOR, h.mint(START + 3, MEMBERS[:1])) == "InsufficientConsortium"
+    stranger_signed = h.mint(START + 3, [MEMBERS[0], STRANGER])
+    assert h.refused(COLLECTOR, stranger_signed) == "InsufficientConsortium"
+    other = MintCredits(CID, BUYER_METER_KEY.address, START + 3, ())
+    assert h.refused(COLLECTOR, h.signed_by(other, MEMBERS)) == "NotEnrolled"
+
+
+def test_a_mint_below_the_producers_minimum_is_refused(h: Helios) -> None:
+    h.mine(h.tx(BUYER, EnrollProducer(CID, BUYER_METER_KEY.address, 2, 500)), interval=START + 10)
+    h.readings(h.buyer_meter, START + 10, [(200, 0), (200, 0)])
+    act = MintCredits(CID, BUYER_METER_KEY.address, START + 11, ())
+    assert h.refused(COLLECTOR, h.signed_by(act, MEMBERS)) == "BelowMinimumMint"
+
+
+# --- transfers and redemptions ---------------------------------------------------------------
+
+
+def test_credits_move_and_are_redeemed_for_energy_the_meter_then_shows(h: Helios) -> None:
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    assert h.refused(OWNER, TransferCredits(CID, BUYER.address, 2_001)) == "InsufficientCredits"
+    h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 800)))
+    view = h.chain.view()
+    assert (credits_of(view, CID, OWNER.address), credits_of(view, CID, BUYER.address)) == (1_200, 800)
+    assert h.refused(BUYER, RedeemCredits(CID, 801, BUYER_METER_KEY.address, 4)) == "InsufficientCredits"
+    assert h.refused(BUYER, RedeemCredits(CID, 100, METER_KEY.address, 4)) == "MeterNotOwned"
+    redeem = h.tx(BUYER, RedeemCredits(CID, 600, BUYER_METER_KEY.address, 4))
+    h.mine(redeem, interval=START + 5)
+    controller = h.chain.view().get(CONTROLLERS, CID)
+    assert controller is not None and controller.supply == 1_400 and controller.redeemed_wh == 600
+    rid = redeem_id(redeem)
+    first = START + 6
+    h.readings(h.buyer_meter, first, [(0, 250)])
+    assert h.refused(STRANGER, CloseRedemption(CID, rid)) == "RedemptionOpen"  # 250 of 600, window open
+    h.readings(h.buyer_meter, first + 1, [(0, 400)])
+    h.mine(h.tx(COLLECTOR, CloseRedemption(CID, rid)))
+    record = h.chain.view().get(REDEMPTIONS, CID + rid)
+    assert record is not None and record.status == DISCHARGED
+    assert h.refused(COLLECTOR, CloseRedemption(CID, rid)) == "UnknownRedemption"
+
+
+def test_a_controller_that_does_not_release_in_time_is_in_default(h: Helios) -> None:
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    redeem = h.tx(OWNER, RedeemCredits(CID, 1_000, METER_KEY.address, 2))
+    h.mine(redeem, interval=START + 5)
+    rid = redeem_id(redeem)
+    h.readings(h.meter, START + 4, [(0, 0), (0, 0), (0, 300)])  # START + 6: 300 Wh of the 1,000
+    assert h.refused(COLLECTOR, CloseRedemption(CID, rid), interval=START + 9) == "ReadingsMissing"
+    h.readings(h.meter, START + 7, [(0, 100)])
+    h.mine(h.tx(COLLECTOR, CloseRedemption(CID, rid)), interval=START + 9)
+    view = h.chain.view()
+    record, controller = view.get(REDEMPTIONS, CID + rid), view.get(CONTROLLERS, CID)
+    assert record is not None and record.status == DEFAULTED
+    assert controller is not None and controller.defaults == 1
+
+
+def redeem_id(tx: Transaction) -> bytes:
+    from gridnet.ledger.transactions import tx_id
+
+    return tx_id(tx)
+
+
+# --- the property ----------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    exports=st.lists(st.integers(0, 5_000), min_size=8, max_size=96),
+    cuts=st.lists(st.integers(1, 96), max_size=12),
+)
+def test_credits_minted_never_diverge_from_the_energy_injected(
+    h: Helios, exports: list[int], cuts: list[int]
+) -> None:
+    """A random day of readings and random mints (some refused): the credits minted always
+    equal what the readings show exported over the minted intervals, and no more."""
+    chain = h.chain
+    view = StateView(dict(chain.values))
+    meter = SimulatedMeter(METER_KEY)
+    meter.total_exported_wh = h.meter.total_exported_wh
+    meter.total_imported_wh = h.meter.total_imported_wh
+    nonces = dict(h.nonces)
+
+    def apply(key: PrivateKey, payload: Payload, interval: int) -> bool:
+        tx = sign(chain, key, payload, nonces[key.address])
+        env = BlockEnv(chain.params, chain.chain_id, chain.height + 1, bytes(20), at(interval))
+        mark = view.checkpoint()
+        try:
+            apply_transaction(view, env, validate_transaction(tx, chain.params, chain.chain_id))
+        except InvalidTransaction:
+            view.rollback(mark)
+            return False
+        nonces[key.address] += 1
+        return True
+
+    batch = tuple(meter.read(START + i, e, 0) for i, e in enumerate(exports))
+    assert apply(COLLECTOR, SubmitReadings(batch), START + len(exports))
+    minted_through = START - 1
+    for cut in sorted(set(cuts)):
+        through = START + cut - 1
+        act = MintCredits(CID, METER_KEY.address, through, ())
+        if apply(COLLECTOR, h.signed_by(act, MEMBERS[:2]), START + len(exports)):
+            minted_through = through
+    expected = sum(exports[: minted_through - START + 1])
+    controller = view.get(CONTROLLERS, CID)
+    enrollment = view.get(ENROLLMENTS, CID + METER_KEY.address)
+    assert controller is not None and enrollment is not None
+    assert enrollment.minted_through == minted_through
+    assert controller.minted_wh == enrollment.minted_wh == credits_of(view, CID, OWNER.address) == expected
+
+
+# --- queries: API and CLI --------------------------------------------------------------------
+
+
+def test_supply_and_balances_are_queryable(h: Helios, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from gridnet.crypto.address import address_to_text
+    from gridnet.node.api import create_app
+    from gridnet.node.node import Node
+
+    h.readings(h.meter, START, [(300, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 200)))
+    node = Node("n", h.chain)
+    with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
+        body = client.get(f"/credits/{NAME}", params={"holder": address_to_text(BUYER.address)}).json()
+        assert (body["supply"], body["minted_wh"], body["balance"]) == (1_200, 1_200, 200)
+        missing = client.get("/credits/nowhere")
+        assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+    h.chain.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "gridnet", "chain", "credits", "--data-dir", str(tmp_path / "c"),
+         "--controller", NAME, "--holder", address_to_text(OWNER.address), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["balance"] == 1_000 and json.loads(out.stdout)["supply"] == 1_200
