@@ -321,3 +321,12 @@ def test_supply_and_balances_are_queryable(h: Helios, tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["balance"] == 1_000 and json.loads(out.stdout)["supply"] == 1_200
+
+
+def test_an_enrollment_credits_from_a_later_interval_never_an_earlier_one(h: Helios) -> None:
+    past = EnrollProducer(CID, BUYER_METER_KEY.address, 4, 1, START - 1)
+    assert h.refused(BUYER, past, interval=START + 10) == "MintTooEarly"
+    later = EnrollProducer(CID, BUYER_METER_KEY.address, 4, 1, START + 20)
+    h.mine(h.tx(BUYER, later), interval=START + 10)
+    record = h.chain.view().get(ENROLLMENTS, CID + BUYER_METER_KEY.address)
+    assert record is not None and record.minted_through == START + 19

@@ -95,6 +95,7 @@ def test_the_core_roles_each_have_a_module() -> None:
         "home",
         "line_owner",
         "collector",
+        "helios",
         "carrier",
     ]
 

@@ -40,6 +40,7 @@ def test_the_library_holds_the_scenarios_the_docs_name() -> None:
         "area-200",
         "etse-update-fails",
         "etse",
+        "helios",
         "long-feeder",
         "neighbourhood",
         "no-pv-street",

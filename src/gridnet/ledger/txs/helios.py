@@ -89,7 +89,7 @@ class Enrollment(Wire, frozen=True):
     every_intervals: U32
     min_wh: U63
     minted_through: U63
-    """Last interval minted for (enrollment: the interval before the enrolling block's)."""
+    """Last interval minted for (enrollment: the interval before its first)."""
     minted_wh: U63 = 0
 
 
@@ -129,6 +129,9 @@ class EnrollProducer(Wire, frozen=True, tag=28):
     meter: AddressBytes
     every_intervals: U32 = DEFAULT_EVERY_INTERVALS
     min_wh: U63 = 1
+    first_interval: U63 = 0
+    """The first interval credited (0: the enrolling block's); never one that has begun before
+    the enrolling block's."""
 
 
 class MintCredits(Wire, frozen=True, tag=29):
@@ -256,8 +259,13 @@ def apply_enroll(state: StateView, env: BlockEnv, sender: Address, payload: Enro
         raise ProducerEnrolled(
             f"meter {address_to_text(payload.meter)} is enrolled with this controller already"
         )
-    start = interval_of(env.timestamp) - 1
-    state.put(ENROLLMENTS, key, Enrollment(sender, payload.every_intervals, payload.min_wh, start))
+    now = interval_of(env.timestamp)
+    first = payload.first_interval or now
+    if first < now:
+        raise MintTooEarly(
+            f"interval {first} began before the enrolling block's ({now}): only what comes is credited"
+        )
+    state.put(ENROLLMENTS, key, Enrollment(sender, payload.every_intervals, payload.min_wh, first - 1))
 
 
 def validate_mint(payload: MintCredits, params: ChainParams) -> None:

@@ -1,0 +1,184 @@
+"""Helios energy credits in the simulator (seed 002; ``ledger/txs/helios.py``): a controller run
+by a consortium of neighbours mints a credit per Wh each PV home's meter injected, from the
+readings the collector puts on chain, at the frequency the home chose when it enrolled.
+
+``[helios] enabled = true`` adds the controller. At the start each PV home enrolls its meter
+(from the day's first interval); every simulated minute the controller looks at each enrolled
+meter on its node's head and, once readings cover ``every_intervals`` intervals past the last
+mint, has ``threshold`` members sign a mint up to the meter's latest reading. Its report
+section compares the credits minted with the energy the readings show injected over the
+minted intervals (they must match).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from gridnet.agents.base import Agent
+from gridnet.agents.roles import Role
+from gridnet.errors import ConfigError
+from gridnet.ledger.params import Allocation
+from gridnet.ledger.state import StateView
+from gridnet.ledger.txs.helios import (
+    CONTROLLERS,
+    ENROLLMENTS,
+    MAX_MEMBERS,
+    MAX_SPAN_INTERVALS,
+    EnrollProducer,
+    MintCredits,
+    RegisterController,
+    controller_id,
+    credits_of,
+    sign_as_member,
+)
+from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.sim.scenario import gnc
+from gridnet.units import interval_of
+
+if TYPE_CHECKING:
+    from gridnet.agents.home import Home
+    from gridnet.agents.world import World
+
+
+@dataclass(frozen=True)
+class HeliosTable:
+    enabled: bool = False
+    name: str = "Helios"
+    """The controller's name (its id on chain is its hash)."""
+    members: int = 3
+    """Neighbours in the consortium that runs it."""
+    threshold: int = 2
+    """Member signatures a mint needs."""
+    every_intervals: int = 4
+    """How often a producer is credited (4: hourly, as the seed's controller)."""
+    min_wh: int = 1
+    """The smallest mint a producer accepts [Wh]."""
+
+
+class HeliosController(Agent):
+    role = "helios"
+
+    def __init__(self, name: str, world: World) -> None:
+        super().__init__(name, world.key(name), world.node_for(1))
+        self.t: HeliosTable = world.s.tables["helios"]
+        keys = [world.key(f"{name}/member-{i}") for i in range(self.t.members)]
+        self.members = sorted(keys, key=lambda k: k.public_key)
+        self.cid = controller_id(self.t.name)
+        self.producers: list[Home] = []
+        self.asked: dict[bytes, int] = {}
+        """Meter -> the interval its last mint asked for (until the chain shows it)."""
+        self.mints = 0
+        self.figures: dict[str, Any] = {}
+
+    def allocations(self, world: World) -> list[Allocation]:
+        return [Allocation(self.address, gnc(10))]
+
+    def bootstrap(self, world: World) -> None:
+        from gridnet.agents.home import Home
+
+        act = RegisterController(self.t.name, tuple(k.public_key for k in self.members), self.t.threshold, ())
+        world.submit(self, self._signed(world, act))
+        self.producers = [h for h in world.of(Home) if h.pv_kw > 0 and h.meter is not None]
+
+        for home in self.producers:
+            assert home.meter is not None
+            meter = home.meter.meter_id
+            enroll = EnrollProducer(self.cid, meter, self.t.every_intervals, self.t.min_wh, world.first)
+
+            def ready(view: StateView, meter: bytes = meter) -> bool:
+                return view.get(CONTROLLERS, self.cid) is not None and view.get(METERS, meter) is not None
+
+            world.later(home, enroll, ready)  # (each home signs its own enrollment)
+
+    def _signed(self, world: World, act: Any) -> Any:
+        chain_id = world.backend.chain_id
+        signatures = tuple(sign_as_member(k, chain_id, act) for k in self.members[: self.t.threshold])
+        return msgspec.structs.replace(act, signatures=signatures)
+
+    def tick(self, world: World) -> None:
+        view = world.look(self.node).view
+        now = interval_of(world.now())
+        for home in self.producers:
+            assert home.meter is not None
+            meter = home.meter.meter_id
+            enrollment = view.get(ENROLLMENTS, self.cid + meter)
+            record = view.get(METERS, meter)
+            if enrollment is None or record is None or not record.has_reading:
+                continue
+            if self.asked.get(meter, -1) > enrollment.minted_through:
+                continue  # its last mint is on its way
+            through = min(record.last_interval, now - 1, enrollment.minted_through + MAX_SPAN_INTERVALS)
+            if through - enrollment.minted_through < enrollment.every_intervals:
+                continue
+            readings = [
+                view.get(READINGS, reading_key(meter, i))
+                for i in range(enrollment.minted_through + 1, through + 1)
+            ]
+            if any(r is None for r in readings):
+                continue  # (a batch still on its way)
+            if sum(r.exported_wh for r in readings if r is not None) < enrollment.min_wh:
+                continue  # (night: the next mint covers these intervals too)
+            if world.submit(self, self._signed(world, MintCredits(self.cid, meter, through, ()))):
+                self.asked[meter] = through
+                self.mints += 1
+
+    def wrap_up(self, world: World) -> None:
+        """Compare, from the chain, each producer's credits with the energy its readings show
+        injected over the intervals minted."""
+        view = world.look(self.node).view
+        controller = view.get(CONTROLLERS, self.cid)
+        minted = injected = 0
+        for home in self.producers:
+            assert home.meter is not None
+            enrollment = view.get(ENROLLMENTS, self.cid + home.meter.meter_id)
+            if enrollment is None:
+                continue
+            minted += enrollment.minted_wh
+            for i in range(world.first, enrollment.minted_through + 1):
+                reading = view.get(READINGS, reading_key(home.meter.meter_id, i))
+                injected += 0 if reading is None else reading.exported_wh
+        self.figures = {
+            "enabled": True,
+            "controller": self.t.name,
+            "producers": len(self.producers),
+            "enrolled": sum(
+                1
+                for h in self.producers
+                if h.meter is not None and view.get(ENROLLMENTS, self.cid + h.meter.meter_id) is not None
+            ),
+            "mints": self.mints,
+            "minted_wh": 0 if controller is None else controller.minted_wh,
+            "supply": 0 if controller is None else controller.supply,
+            "injected_wh_minted_intervals": injected,
+            "credits_match_energy": controller is not None and controller.minted_wh == minted == injected,
+            "largest_balance": max(
+                (credits_of(view, self.cid, h.address) for h in self.producers), default=0
+            ),
+        }
+
+
+def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
+    if not agents:
+        return {"enabled": False}
+    controller = agents[0]
+    assert isinstance(controller, HeliosController)
+    return controller.figures
+
+
+def build(world: World) -> list[Agent]:
+    t: HeliosTable = world.s.tables["helios"]
+    if not t.enabled:
+        return []
+    where = f"{world.s.source}: [helios]"
+    if not 1 <= t.members <= MAX_MEMBERS or not 1 <= t.threshold <= t.members:
+        raise ConfigError(f"{where} members must be 1 to {MAX_MEMBERS} and threshold 1 to members")
+    if not 1 <= t.every_intervals <= MAX_SPAN_INTERVALS or t.min_wh < 1:
+        raise ConfigError(f"{where} every_intervals must be 1 to {MAX_SPAN_INTERVALS} and min_wh at least 1")
+    return [HeliosController("helios-controller", world)]
+
+
+ROLE = Role("helios", 75, build, table=HeliosTable, report=report)

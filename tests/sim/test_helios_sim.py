@@ -1,0 +1,69 @@
+"""Helios credits in the simulator (``[helios]``): the consortium's controller mints for every
+PV home hourly, and the chain shows credits equal to the energy the readings show injected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.helios import CONTROLLERS, ENROLLMENTS, controller_id, credits_of
+from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.sim.neighbourhood import simulate
+from gridnet.sim.scenario import scenario_from_dict
+from gridnet.units import interval_of
+
+DAY: dict[str, Any] = {
+    "simulation": {"intervals": 16, "start": "2026-06-21T09:00:00Z"},
+    "homes": {"count": 4, "pv_share": 0.5, "battery_share": 0.0, "businesses": 0},
+    "relay": {"hill_homes": 0},
+    "chain": {"block_interval_s": 60},
+    "helios": {"enabled": True, "name": "Island", "every_intervals": 4},
+}
+
+
+def test_the_controller_credits_what_the_meters_injected(tmp_path: Path) -> None:
+    sc = scenario_from_dict(DAY, "helios.toml")
+    report = simulate(sc, tmp_path / "out")
+    helios = report["roles"]["helios"]
+    assert report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert helios["enrolled"] == helios["producers"] == 2
+    assert helios["mints"] >= 2 * 3 and helios["minted_wh"] > 0 and helios["credits_match_energy"]
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        view = chain.view()
+        cid = controller_id("Island")
+        controller = view.get(CONTROLLERS, cid)
+        assert controller is not None and controller.supply == helios["minted_wh"]
+        first = interval_of(sc.start_ms)
+        total = 0
+        for key in [k for k in chain.values if k.startswith(ENROLLMENTS.prefix + cid)]:
+            meter = key[len(ENROLLMENTS.prefix) + len(cid) :]
+            enrollment = view.get(ENROLLMENTS, cid + meter)
+            record = view.get(METERS, meter)
+            assert enrollment is not None and record is not None
+            exported = 0
+            for i in range(first, enrollment.minted_through + 1):
+                reading = view.get(READINGS, reading_key(meter, i))
+                assert reading is not None
+                exported += reading.exported_wh
+            assert enrollment.minted_wh == exported > 0
+            assert credits_of(view, cid, record.owner) == exported  # (nobody transferred)
+            total += exported
+        assert total == controller.minted_wh
+    finally:
+        chain.close()
+
+
+def test_a_bad_helios_table_is_one_clear_line(tmp_path: Path) -> None:
+    import pytest
+
+    from gridnet.errors import ConfigError
+
+    for bad, message in (
+        ({"threshold": 4}, "threshold 1 to members"),
+        ({"every_intervals": 0}, "every_intervals"),
+    ):
+        doc = {**DAY, "helios": {**DAY["helios"], **bad}}
+        with pytest.raises(ConfigError, match=message):
+            simulate(scenario_from_dict(doc, "helios.toml"), tmp_path / f"bad-{len(message)}")
