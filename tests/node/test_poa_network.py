@@ -104,3 +104,16 @@ def test_the_api_shows_finality_and_the_validator_set(tmp_path: Path) -> None:
         assert head["justified_height"] > head["finalized_height"]
         members = client.get("/state/validator_set/63757272656e74").json()["record"]["members"]
         assert sorted(m["key"] for m in members) == sorted(k.public_key.hex() for k in KEYS)
+
+
+def test_a_restarted_validator_remembers_its_last_seal_and_vote(tmp_path: Path) -> None:
+    """What a validator signed is in its store before it is sent: a node started again on the
+    same data directory never seals a second block for that slot nor a conflicting vote."""
+    net, nodes = make_network(tmp_path)
+    net.run_for(6_000)
+    node = nodes[0]
+    assert node.stats.blocks_mined >= 1
+    sealed, voted = node._proposed_slot, node._last_vote
+    assert voted.target >= 1
+    again = Node("n0-again", node.chain, NodeConfig(validator=KEYS[0]))
+    assert (again._proposed_slot, again._last_vote) == (sealed, voted)

@@ -102,6 +102,8 @@ Outgoing = tuple[str, Message]
 
 LAST_VOTE = "last_vote"
 """Store meta key of this node's validator's last vote (``LastVote``)."""
+LAST_SEALED_SLOT = "last_sealed_slot"
+"""Store meta key of the last slot this node's validator sealed (8 bytes, big-endian)."""
 MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
 
@@ -326,7 +328,10 @@ class Node:
         self.seals = SealLog(chain.chain_id, chain.params)
         self._reported: set[bytes] = set()
         """Validator keys whose fault this node reported."""
-        self._proposed_slot = -1
+        sealed = chain.store.get_meta(LAST_SEALED_SLOT)
+        self._proposed_slot = -1 if sealed is None else int.from_bytes(sealed, "big")
+        """The last slot this node's validator sealed a block for (kept in the store: a
+        restart never seals a second block for it)."""
         raw = chain.store.get_meta(LAST_VOTE)
         self._last_vote = LastVote(0, 0) if raw is None else decode_lenient(raw, LastVote)
         self._template: BlockTemplate | None = None
@@ -1377,6 +1382,7 @@ class Node:
         if proposer_of(validator_set(chain.view()).members, slot).key != key.public_key:
             return []
         self._proposed_slot = slot
+        self._write_meta(LAST_SEALED_SLOT, slot.to_bytes(8, "big"))
         justified = chain.justified()
         assert justified is not None
         votes = self.votes.candidates(justified.height)
@@ -1438,14 +1444,7 @@ class Node:
             return []
         vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, head.hash)))
         self._last_vote = LastVote(justified.height, head.height)
-        store = chain.store
-        store.begin()
-        try:
-            store.set_meta(LAST_VOTE, encode(self._last_vote))
-            store.commit()
-        except BaseException:
-            store.rollback()
-            raise
+        self._write_meta(LAST_VOTE, encode(self._last_vote))
         self.votes.add(vote)
         out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.peers]
         if self.config.equivocate:  # a second vote for the same height: a provable fault
@@ -1454,6 +1453,17 @@ class Node:
             )
             out = [(p, VoteMsg(other if i % 2 else vote)) for i, p in enumerate(self.peers)]
         return out
+
+    def _write_meta(self, key: str, value: bytes) -> None:
+        """Record ``value`` in the store before what it guards is sent (one SQLite transaction)."""
+        store = self.chain.store
+        store.begin()
+        try:
+            store.set_meta(key, value)
+            store.commit()
+        except BaseException:
+            store.rollback()
+            raise
 
     def _on_vote(self, peer: str, vote: SignedVote, now: int) -> list[Outgoing]:
         """A gossiped vote: a bad signature is the peer's fault; a new one is kept, relayed,
