@@ -355,6 +355,15 @@ class UnknownRedemption(InvalidCredits):
     """No open redemption with that id at that controller."""
 
 
+class IslandExists(InvalidCredits):
+    """The controller already runs an island, or a meter named is in one already."""
+
+
+class IslandCapExceeded(InvalidCredits):
+    """A trade or a redemption that would take more from (or put more into) an island node's
+    meter per interval than its cap allows."""
+
+
 class RedemptionOpen(InvalidCredits):
     """A redemption that is neither discharged by the meter's readings nor past its due
     interval: no verdict yet."""

@@ -330,3 +330,58 @@ def test_an_enrollment_credits_from_a_later_interval_never_an_earlier_one(h: Hel
     h.mine(h.tx(BUYER, later), interval=START + 10)
     record = h.chain.view().get(ENROLLMENTS, CID + BUYER_METER_KEY.address)
     assert record is not None and record.minted_through == START + 19
+
+
+# --- the island --------------------------------------------------------------------------------
+
+
+GATEWAY_KEY = PrivateKey.from_label("helios-gateway")
+
+
+def island(h: Helios, keys: list[PrivateKey] = MEMBERS[:2], **changes: object) -> Payload:
+    from gridnet.ledger.txs.helios import IslandNode, RegisterIsland
+
+    nodes = sorted(
+        (IslandNode(METER_KEY.address, 130, 500), IslandNode(BUYER_METER_KEY.address, 130, 100)),
+        key=lambda n: n.meter,
+    )
+    act = msgspec.structs.replace(RegisterIsland(CID, GATEWAY_KEY.address, tuple(nodes), ()), **changes)
+    return h.signed_by(act, keys)  # type: ignore[arg-type]
+
+
+def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
+    from gridnet.contracts.channel import ContractTerms, SignedTerms, sign_terms
+    from gridnet.ledger.txs.contract import OpenContract
+    from gridnet.ledger.txs.helios import ISLAND_MEMBERS, ISLANDS
+
+    h.mine(h.tx(OWNER, registration(GATEWAY_KEY, cert(GATEWAY_KEY), "island")))  # type: ignore[arg-type]
+    assert h.refused(OWNER, island(h, MEMBERS[:1])) == "InsufficientConsortium"
+    assert h.refused(OWNER, island(h, gateway=STRANGER.address)) == "UnknownMeter"
+    h.mine(h.tx(OWNER, island(h)))
+    view = h.chain.view()
+    found, gateway = view.get(ISLANDS, CID), view.get(ISLAND_MEMBERS, GATEWAY_KEY.address)
+    assert found is not None and (found.absorb_w, found.supply_w) == (260, 600)
+    assert gateway is not None and (gateway.inject_w, gateway.withdraw_w) == (260, 600)
+    assert h.refused(OWNER, island(h)) == "IslandExists"
+    with pytest.raises(MalformedTransaction):
+        validate_transaction(
+            sign(h.chain, OWNER, island(h, gateway=METER_KEY.address), 0), h.chain.params, h.chain.chain_id
+        )
+
+    # A trade: OWNER's node may inject 130 W (32 Wh an interval), BUYER's withdraw 100 W (25 Wh).
+    def contract(max_wh: int, intervals: int = 1) -> OpenContract:
+        t = ContractTerms(
+            BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), 100_000,
+            START + 50, START + 49 + intervals, max_wh, 2, 0,
+        )  # fmt: skip
+        return OpenContract(SignedTerms(t, (sign_terms(t, BUYER), sign_terms(t, OWNER))))
+
+    assert h.refused(BUYER, contract(33)) == "IslandCapExceeded"  # over the seller's injection cap
+    assert h.refused(BUYER, contract(52, 2)) == "IslandCapExceeded"  # 26 Wh an interval: over the buyer's
+    h.mine(h.tx(BUYER, contract(50, 2)))
+    # A redemption: BUYER's node may withdraw 25 Wh an interval.
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 1_000)))
+    assert h.refused(BUYER, RedeemCredits(CID, 101, BUYER_METER_KEY.address, 4)) == "IslandCapExceeded"
+    h.mine(h.tx(BUYER, RedeemCredits(CID, 100, BUYER_METER_KEY.address, 4)))

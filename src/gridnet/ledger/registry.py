@@ -40,6 +40,7 @@ from gridnet.ledger.txs.helios import (
     MintCredits,
     RedeemCredits,
     RegisterController,
+    RegisterIsland,
     TransferCredits,
 )
 from gridnet.ledger.txs.hop_fraud import ReportHopEquivocation, ReportHopOvercredit
@@ -83,6 +84,7 @@ Payload = (
     | TransferCredits
     | RedeemCredits
     | CloseRedemption
+    | RegisterIsland
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -121,6 +123,7 @@ RULES: Final[dict[type, AnyRules]] = {
         helios.TRANSFER_CREDITS_RULES,
         helios.REDEEM_RULES,
         helios.CLOSE_REDEMPTION_RULES,
+        helios.REGISTER_ISLAND_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -52,6 +52,7 @@ from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.advisory import refuse_vulnerable
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.bond import forfeit_stake
+from gridnet.ledger.txs.helios import refuse_over_cap
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.units import Address, interval_start
@@ -130,6 +131,9 @@ def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payloa
                 f"meter {address_to_text(meter)} is not registered to {address_to_text(party)}"
             )
         refuse_vulnerable(state, env.params, meter, "opening a contract")
+    per_interval = -(-t.max_wh // (t.last_interval - t.first_interval + 1))
+    refuse_over_cap(state, t.seller_meter, per_interval, inject=True, what="the contract's delivery")
+    refuse_over_cap(state, t.buyer_meter, per_interval, inject=False, what="the contract's delivery")
     cid = contract_id(t)
     if state.get(CONTRACTS, cid) is not None:
         raise ContractExists(f"contract {cid.hex()[:16]} is already open")

@@ -32,6 +32,8 @@ from gridnet.errors import (
     ControllerExists,
     InsufficientConsortium,
     InsufficientCredits,
+    IslandCapExceeded,
+    IslandExists,
     MalformedTransaction,
     MeterNotOwned,
     MintTooEarly,
@@ -47,7 +49,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
-from gridnet.units import Address, Hash32, interval_of
+from gridnet.units import INTERVAL_MS, Address, Hash32, interval_of
 
 MAX_MEMBERS = 32
 MAX_SPAN_INTERVALS = 7 * 96
@@ -106,7 +108,42 @@ class Redemption(Wire, frozen=True):
 
 OPEN, DISCHARGED, DEFAULTED = 0, 1, 2
 
+
+class IslandNode(Wire, frozen=True):
+    meter: AddressBytes
+    inject_w: U63
+    """Most power its meter may feed into the island's line [W]."""
+    withdraw_w: U63
+    """Most power its meter may draw from it [W]."""
+
+
+class Island(Wire, frozen=True):
+    """Helios's smart power island: nodes on one single-phase line and a gateway to the grid,
+    which absorbs up to the nodes' injection ratings together and injects up to their
+    withdrawal ratings together (both metered by the gateway's meter)."""
+
+    gateway: AddressBytes
+    nodes: tuple[IslandNode, ...]
+
+    @property
+    def absorb_w(self) -> int:
+        return sum(n.inject_w for n in self.nodes)
+
+    @property
+    def supply_w(self) -> int:
+        return sum(n.withdraw_w for n in self.nodes)
+
+
+class IslandMember(Wire, frozen=True):
+    controller: HashBytes
+    inject_w: U63
+    withdraw_w: U63
+
+
 CONTROLLERS = register_table("helios_controllers", b"E", Controller)
+ISLANDS = register_table("helios_islands", b"S", Island)
+ISLAND_MEMBERS = register_table("helios_island_members", b"i", IslandMember)
+"""Meter -> the island (its controller) it belongs to and its caps."""
 CREDITS = register_table("helios_credits", b"B", CreditBalance)
 ENROLLMENTS = register_table("helios_enrollments", b"D", Enrollment)
 REDEMPTIONS = register_table("helios_redemptions", b"L", Redemption)
@@ -155,6 +192,14 @@ class RedeemCredits(Wire, frozen=True, tag=31):
     """The sender's meter the energy is to be released to."""
     within_intervals: U32
     """The window, from the interval after the redeeming block's."""
+
+
+class RegisterIsland(Wire, frozen=True, tag=33):
+    controller: HashBytes
+    gateway: AddressBytes
+    nodes: tuple[IslandNode, ...]
+    """Ordered by meter, each once; the gateway's meter is none of them."""
+    signatures: tuple[MemberSignature, ...]
 
 
 class CloseRedemption(Wire, frozen=True, tag=32):
@@ -359,6 +404,8 @@ def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: Rede
     held = credits_of(state, cid, sender)
     if held < payload.credits:
         raise InsufficientCredits(f"{address_to_text(sender)} holds {held} credits, not {payload.credits}")
+    per_interval = -(-payload.credits // payload.within_intervals)
+    refuse_over_cap(state, payload.meter, per_interval, inject=False, what="the redemption's release")
     _set_credits(state, cid, sender, held - payload.credits)
     state.put(CONTROLLERS, cid, replace(controller, redeemed_wh=controller.redeemed_wh + payload.credits))
     first = interval_of(env.timestamp) + 1
@@ -397,6 +444,64 @@ def apply_close_redemption(
     state.put(CONTROLLERS, cid, replace(controller, defaults=controller.defaults + 1))
 
 
+MAX_ISLAND_NODES = 64
+
+
+def validate_register_island(payload: RegisterIsland, params: ChainParams) -> None:
+    meters = [n.meter for n in payload.nodes]
+    if not 1 <= len(meters) <= MAX_ISLAND_NODES or meters != sorted(set(meters)):
+        raise MalformedTransaction(f"an island lists 1 to {MAX_ISLAND_NODES} node meters, ordered, each once")
+    if payload.gateway in meters:
+        raise MalformedTransaction("the gateway's meter is not one of the island's nodes")
+    if any(n.inject_w == 0 and n.withdraw_w == 0 for n in payload.nodes):
+        raise MalformedTransaction("an island node may inject or withdraw something")
+    if len(payload.signatures) > MAX_MEMBERS:
+        raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+
+
+def apply_register_island(state: StateView, env: BlockEnv, sender: Address, payload: RegisterIsland) -> None:
+    controller = _controller(state, payload.controller)
+    act = replace(payload, signatures=())
+    members, threshold = controller.members, controller.threshold
+    _check_consortium(
+        env.chain_id, act, members, threshold, payload.signatures, f"{controller.name}'s island"
+    )
+    if state.get(ISLANDS, payload.controller) is not None:
+        raise IslandExists(f"{controller.name} runs an island already")
+    for meter in (payload.gateway, *(n.meter for n in payload.nodes)):
+        record = state.get(METERS, meter)
+        if record is None or record.revoked:
+            raise UnknownMeter(f"meter {address_to_text(meter)} is not registered (or revoked)")
+        if state.get(ISLAND_MEMBERS, meter) is not None:
+            raise IslandExists(f"meter {address_to_text(meter)} is in an island already")
+    island = Island(payload.gateway, payload.nodes)
+    state.put(ISLANDS, payload.controller, island)
+    for n in payload.nodes:
+        state.put(ISLAND_MEMBERS, n.meter, IslandMember(payload.controller, n.inject_w, n.withdraw_w))
+    gateway = IslandMember(payload.controller, island.absorb_w, island.supply_w)
+    state.put(ISLAND_MEMBERS, payload.gateway, gateway)
+
+
+def cap_wh(watts: int) -> int:
+    """The energy a power cap allows in one 15-minute interval [Wh]."""
+    return watts * INTERVAL_MS // 3_600_000
+
+
+def refuse_over_cap(state: StateView, meter: bytes, wh_per_interval: int, *, inject: bool, what: str) -> None:
+    """Raise ``IslandCapExceeded`` when ``meter`` is an island node (or gateway) whose cap does
+    not allow ``wh_per_interval`` fed in (``inject``) or drawn per interval."""
+    member = state.get(ISLAND_MEMBERS, meter)
+    if member is None:
+        return
+    watts = member.inject_w if inject else member.withdraw_w
+    if wh_per_interval > cap_wh(watts):
+        way = "inject" if inject else "withdraw"
+        raise IslandCapExceeded(
+            f"{what}: {wh_per_interval} Wh an interval; meter {address_to_text(meter)} may {way} at most "
+            f"{watts} W ({cap_wh(watts)} Wh an interval) in its island"
+        )
+
+
 def _no_check(payload: object, params: ChainParams) -> None:
     """Nothing to check without the state."""
 
@@ -409,3 +514,4 @@ MINT_RULES = TxRules(MintCredits, validate_mint, apply_mint)
 TRANSFER_CREDITS_RULES = TxRules(TransferCredits, validate_transfer_credits, apply_transfer_credits)
 REDEEM_RULES = TxRules(RedeemCredits, validate_redeem, apply_redeem)
 CLOSE_REDEMPTION_RULES = TxRules(CloseRedemption, _no_check, apply_close_redemption)
+REGISTER_ISLAND_RULES = TxRules(RegisterIsland, validate_register_island, apply_register_island)
