@@ -562,3 +562,18 @@ def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Pat
         gridnet("chain", "credits", "--data-dir", data, "--controller", "Nowhere", cwd=tmp_path)
     )
     assert "no Helios controller" in missing, missing
+    bad = one_line_error(
+        gridnet(
+            "tx", "register-island", "--data-dir", data, "--key", "a.key", "--controller", "Island",
+            "--gateway", funded.a, "--island-node", f"{funded.b}:130", "--member-key", "m0.key", cwd=tmp_path,
+        )
+    )  # fmt: skip
+    assert "METER:INJECT_W:WITHDRAW_W" in bad, bad
+    line = one_line_error(
+        gridnet(
+            "tx", "register-island", "--data-dir", data, "--key", "a.key", "--controller", "Island",
+            "--gateway", funded.a, "--island-node", f"{funded.b}:130:500", "--member-key", "m0.key",
+            "--member-key", "m1.key", cwd=tmp_path,
+        )
+    )  # fmt: skip
+    assert "UnknownMeter" in line or "not registered" in line, line

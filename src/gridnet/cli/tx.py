@@ -31,7 +31,7 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
-from gridnet.errors import ConfigError, DecodeError, NodeUnavailable
+from gridnet.errors import ConfigError, DecodeError, GridnetError, NodeUnavailable
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
 from gridnet.ledger.chain import Chain
@@ -47,9 +47,11 @@ from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.helios import (
     CloseRedemption,
     EnrollProducer,
+    IslandNode,
     MintCredits,
     RedeemCredits,
     RegisterController,
+    RegisterIsland,
     TransferCredits,
     controller_id,
     sign_as_member,
@@ -528,3 +530,31 @@ def tx_close_redemption(
     if len(rid) != 32:
         raise ConfigError("--redemption: give the 32-byte transaction id in hex")
     return _constant(CloseRedemption(controller_id(controller), rid))
+
+
+@tx_command("register-island")
+def tx_register_island(
+    controller: Controller,
+    gateway: Annotated[str, typer.Option("--gateway", help="The gateway's meter (gn...).")],
+    island_node: Annotated[
+        list[str],
+        typer.Option("--island-node", help="A node: METER:INJECT_W:WITHDRAW_W, its caps in watts (repeat)."),
+    ],
+    member_key: MemberKeys,
+) -> Build:
+    """As the controller's consortium: register its island (nodes on one line with their caps,
+    and the gateway to the grid)."""
+    nodes = []
+    for text in island_node:
+        meter, _, caps = text.partition(":")
+        inject, _, withdraw = caps.partition(":")
+        try:
+            nodes.append(IslandNode(address_from_text(meter), int(inject), int(withdraw)))
+        except (ValueError, GridnetError):
+            raise ConfigError(
+                f"--node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"
+            ) from None
+    act = RegisterIsland(
+        controller_id(controller), address_from_text(gateway), tuple(sorted(nodes, key=lambda n: n.meter)), ()
+    )
+    return _member_signed(act, member_key)
