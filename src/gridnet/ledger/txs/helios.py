@@ -250,6 +250,14 @@ def _controller(state: StateView, cid: bytes) -> Controller:
     return found
 
 
+def _require_own_meter(state: StateView, meter: bytes, owner: Address) -> None:
+    record = state.get(METERS, meter)
+    if record is None or record.revoked:
+        raise UnknownMeter(f"meter {address_to_text(meter)} is not registered (or revoked)")
+    if record.owner != owner:
+        raise MeterNotOwned(f"meter {address_to_text(meter)} belongs to another owner")
+
+
 def credits_of(state: StateView, cid: bytes, holder: Address) -> int:
     found = state.get(CREDITS, cid + holder)
     return 0 if found is None else found.credits
@@ -294,11 +302,7 @@ def validate_enroll(payload: EnrollProducer, params: ChainParams) -> None:
 
 def apply_enroll(state: StateView, env: BlockEnv, sender: Address, payload: EnrollProducer) -> None:
     _controller(state, payload.controller)
-    meter = state.get(METERS, payload.meter)
-    if meter is None or meter.revoked:
-        raise UnknownMeter(f"meter {address_to_text(payload.meter)} is not registered (or revoked)")
-    if meter.owner != sender:
-        raise MeterNotOwned(f"meter {address_to_text(payload.meter)} belongs to another owner")
+    _require_own_meter(state, payload.meter, sender)
     key = payload.controller + payload.meter
     if state.get(ENROLLMENTS, key) is not None:
         raise ProducerEnrolled(
@@ -396,11 +400,7 @@ def validate_redeem(payload: RedeemCredits, params: ChainParams) -> None:
 def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: RedeemCredits) -> None:
     cid = payload.controller
     controller = _controller(state, cid)
-    meter = state.get(METERS, payload.meter)
-    if meter is None or meter.revoked:
-        raise UnknownMeter(f"meter {address_to_text(payload.meter)} is not registered (or revoked)")
-    if meter.owner != sender:
-        raise MeterNotOwned(f"meter {address_to_text(payload.meter)} belongs to another owner")
+    _require_own_meter(state, payload.meter, sender)
     held = credits_of(state, cid, sender)
     if held < payload.credits:
         raise InsufficientCredits(f"{address_to_text(sender)} holds {held} credits, not {payload.credits}")
