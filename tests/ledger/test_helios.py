@@ -361,7 +361,7 @@ def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
     view = h.chain.view()
     found, gateway = view.get(ISLANDS, CID), view.get(ISLAND_MEMBERS, GATEWAY_KEY.address)
     assert found is not None and (found.absorb_w, found.supply_w) == (260, 600)
-    assert gateway is not None and (gateway.inject_w, gateway.withdraw_w) == (260, 600)
+    assert gateway is not None and (gateway.inject_w, gateway.withdraw_w) == (600, 260)
     assert h.refused(OWNER, island(h)) == "IslandExists"
     with pytest.raises(MalformedTransaction):
         validate_transaction(

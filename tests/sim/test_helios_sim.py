@@ -63,7 +63,56 @@ def test_a_bad_helios_table_is_one_clear_line(tmp_path: Path) -> None:
     for bad, message in (
         ({"threshold": 4}, "threshold 1 to members"),
         ({"every_intervals": 0}, "every_intervals"),
+        ({"island": True, "inject_w": 0, "withdraw_w": 0}, "not both 0"),
+        ({"island": True, "inject_w": -1}, "at least 0"),
     ):
         doc = {**DAY, "helios": {**DAY["helios"], **bad}}
         with pytest.raises(ConfigError, match=message):
             simulate(scenario_from_dict(doc, "helios.toml"), tmp_path / f"bad-{len(message)}")
+
+
+ISLAND: dict[str, Any] = {
+    **DAY,
+    "homes": {
+        "count": 4, "pv_share": 1.0, "battery_share": 1.0, "businesses": 0, "pv_kw": [0.13, 0.13],
+        "battery_kwh": [3.6, 3.6], "battery_kw": 0.3, "annual_kwh": [60, 1500], "battery_sell_above": 40.0,
+        "battery_buy_below": 0.0,
+    },
+    "dso": {"balancing_kwh": 0.5},
+    "helios": {**DAY["helios"], "island": True, "inject_w": 40, "withdraw_w": 120},
+}  # fmt: skip
+
+
+def test_an_island_keeps_every_node_and_its_gateway_within_their_caps(tmp_path: Path) -> None:
+    """The paper's nodes (130 W panel, 12 V / 300 Ah battery) on an island whose line takes
+    40 W from each and gives each 120 W: the consortium registers it with the DSO's meter as
+    gateway, and every reading on chain, the nodes' and the gateway's, is within its cap."""
+    from gridnet.ledger.txs.helios import ISLAND_MEMBERS, ISLANDS, cap_wh
+
+    sc = scenario_from_dict(ISLAND, "helios-island.toml")
+    report = simulate(sc, tmp_path / "out")
+    island = report["roles"]["helios"]["island"]
+    assert report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert island["registered"] and island["nodes"] == 4 and island["within_caps"]
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        view = chain.view()
+        found = view.get(ISLANDS, controller_id("Island"))
+        assert found is not None and (found.absorb_w, found.supply_w) == (160, 480)
+        gateway = view.get(ISLAND_MEMBERS, found.gateway)
+        assert gateway is not None and (gateway.inject_w, gateway.withdraw_w) == (480, 160)
+        first = interval_of(sc.start_ms)
+        exports = []
+        for node in found.nodes:
+            for i in range(first, first + 16):
+                reading = view.get(READINGS, reading_key(node.meter, i))
+                assert reading is not None
+                assert reading.exported_wh <= cap_wh(40) and reading.imported_wh <= cap_wh(120)
+                exports.append(reading.exported_wh)
+        for i in range(first, first + 16):
+            reading = view.get(READINGS, reading_key(found.gateway, i))
+            assert reading is not None
+            assert reading.exported_wh <= cap_wh(480) and reading.imported_wh <= cap_wh(160)
+        assert max(exports) == cap_wh(40)  # the cap binds: a node selling its battery down stops there
+    finally:
+        chain.close()

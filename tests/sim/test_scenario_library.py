@@ -40,6 +40,7 @@ def test_the_library_holds_the_scenarios_the_docs_name() -> None:
         "area-200",
         "etse-update-fails",
         "etse",
+        "helios-island",
         "helios",
         "long-feeder",
         "neighbourhood",
@@ -69,3 +70,6 @@ def test_every_scenario_in_the_library_runs(path: Path, tmp_path: Path) -> None:
     assert contracts["closed_with_remainder"] == contracts["delivered_short"]
     assert contracts["disputes_resolved"] == contracts["disputes_raised"]
     assert report["transactions"]["refused"] == {}
+    if path.stem == "helios-island":
+        island = report["roles"]["helios"]["island"]
+        assert island["registered"] and island["within_caps"]

@@ -26,11 +26,16 @@ from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.helios import (
     CONTROLLERS,
     ENROLLMENTS,
+    ISLANDS,
+    MAX_ISLAND_NODES,
     MAX_MEMBERS,
     MAX_SPAN_INTERVALS,
     EnrollProducer,
+    IslandNode,
     MintCredits,
     RegisterController,
+    RegisterIsland,
+    cap_wh,
     controller_id,
     credits_of,
     sign_as_member,
@@ -57,6 +62,13 @@ class HeliosTable:
     """How often a producer is credited (4: hourly, as the seed's controller)."""
     min_wh: int = 1
     """The smallest mint a producer accepts [Wh]."""
+    island: bool = False
+    """The homes are the nodes of the consortium's island on one single-phase line, and the
+    DSO's substation meter is its gateway to the grid."""
+    inject_w: int = 130
+    """Most power a node may feed into the island's line [W] (the seed's node: a 130 W panel)."""
+    withdraw_w: int = 300
+    """Most power a node may draw from it [W]."""
 
 
 class HeliosController(Agent):
@@ -72,6 +84,8 @@ class HeliosController(Agent):
         self.asked: dict[bytes, int] = {}
         """Meter -> the interval its last mint asked for (until the chain shows it)."""
         self.mints = 0
+        self.nodes: list[Home] = []
+        """The island's nodes (``[helios] island``)."""
         self.figures: dict[str, Any] = {}
 
     def allocations(self, world: World) -> list[Allocation]:
@@ -93,6 +107,35 @@ class HeliosController(Agent):
                 return view.get(CONTROLLERS, self.cid) is not None and view.get(METERS, meter) is not None
 
             world.later(home, enroll, ready)  # (each home signs its own enrollment)
+        if self.t.island:
+            self.found_island(world)
+
+    def found_island(self, world: World) -> None:
+        """Every home is a node of the island with the scenario's caps (its inverter and its
+        breaker enforce them from the start); the consortium registers the island on chain,
+        the DSO's substation meter as its gateway, once every meter is registered."""
+        from gridnet.agents.home import Home
+
+        homes = [h for h in world.of(Home) if h.meter is not None]
+        self.nodes = homes
+        caps = (cap_wh(self.t.inject_w), cap_wh(self.t.withdraw_w))
+        for home in homes:
+            home.island_caps = caps
+        gateway = world.with_role("dso").meter
+        assert gateway is not None
+        nodes = sorted(
+            (IslandNode(h.meter.meter_id, self.t.inject_w, self.t.withdraw_w) for h in homes if h.meter),
+            key=lambda n: n.meter,
+        )
+        act = RegisterIsland(self.cid, gateway.meter_id, tuple(nodes), ())
+        meters = [n.meter for n in nodes] + [gateway.meter_id]
+
+        def ready(view: StateView) -> bool:
+            return view.get(CONTROLLERS, self.cid) is not None and all(
+                view.get(METERS, m) is not None for m in meters
+            )
+
+        world.later(self, self._signed(world, act), ready)
 
     def _signed(self, world: World, act: Any) -> Any:
         chain_id = world.backend.chain_id
@@ -158,6 +201,56 @@ class HeliosController(Agent):
             "largest_balance": max(
                 (credits_of(view, self.cid, h.address) for h in self.producers), default=0
             ),
+            "island": self.island_figures(world, view) if self.t.island else {"enabled": False},
+        }
+
+    def island_figures(self, world: World, view: StateView) -> dict[str, Any]:
+        """The island from the chain: its nodes' caps and readings, and its gateway's meter
+        (the DSO's substation: what it supplied into the island and took from it) against the
+        gateway's caps."""
+        island = view.get(ISLANDS, self.cid)
+        dso = world.with_role("dso")
+        assert dso.meter is not None
+        run = range(world.first, world.last + 1)
+        gateway = [view.get(READINGS, reading_key(dso.meter.meter_id, i)) for i in run]
+        nodes = [
+            r
+            for h in self.nodes
+            if h.meter is not None
+            for i in run
+            if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None
+        ]
+        real = [e for h in self.nodes for e in h.real.values()]
+        supply_w = self.t.withdraw_w * len(self.nodes)
+        absorb_w = self.t.inject_w * len(self.nodes)
+        return {
+            "enabled": True,
+            "registered": island is not None,
+            "nodes": len(self.nodes),
+            "node_inject_w": self.t.inject_w,
+            "node_withdraw_w": self.t.withdraw_w,
+            "gateway_supply_w": supply_w,
+            "gateway_absorb_w": absorb_w,
+            "node_max_export_wh": max((r.exported_wh for r in nodes), default=0),
+            "node_max_import_wh": max((r.imported_wh for r in nodes), default=0),
+            "node_cap_export_wh": cap_wh(self.t.inject_w),
+            "node_cap_import_wh": cap_wh(self.t.withdraw_w),
+            "gateway_supplied_wh": sum(r.exported_wh for r in gateway if r is not None),
+            "gateway_absorbed_wh": sum(r.imported_wh for r in gateway if r is not None),
+            "gateway_max_supplied_wh": max((r.exported_wh for r in gateway if r is not None), default=0),
+            "gateway_max_absorbed_wh": max((r.imported_wh for r in gateway if r is not None), default=0),
+            "curtailed_wh": sum(e.curtailed_wh for e in real),
+            "shed_wh": sum(e.shed_wh for e in real),
+            "refused_over_cap": world.tally.refused.get("IslandCapExceeded", 0),
+            "within_caps": all(
+                r.exported_wh <= cap_wh(self.t.inject_w) and r.imported_wh <= cap_wh(self.t.withdraw_w)
+                for r in nodes
+            )
+            and all(
+                r.exported_wh <= cap_wh(supply_w) and r.imported_wh <= cap_wh(absorb_w)
+                for r in gateway
+                if r is not None
+            ),
         }
 
 
@@ -178,6 +271,10 @@ def build(world: World) -> list[Agent]:
         raise ConfigError(f"{where} members must be 1 to {MAX_MEMBERS} and threshold 1 to members")
     if not 1 <= t.every_intervals <= MAX_SPAN_INTERVALS or t.min_wh < 1:
         raise ConfigError(f"{where} every_intervals must be 1 to {MAX_SPAN_INTERVALS} and min_wh at least 1")
+    if t.island and (t.inject_w < 0 or t.withdraw_w < 0 or t.inject_w + t.withdraw_w == 0):
+        raise ConfigError(f"{where} inject_w and withdraw_w must be at least 0, and not both 0")
+    if t.island and world.s.homes.count > MAX_ISLAND_NODES:
+        raise ConfigError(f"{where} an island has at most {MAX_ISLAND_NODES} nodes ([homes] count)")
     return [HeliosController("helios-controller", world)]
 
 

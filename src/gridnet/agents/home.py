@@ -75,6 +75,8 @@ class Energy:
     """Energy it buys to charge its battery (below the threshold, no sun; and ``check_wh``)."""
     check_wh: Wh = 0
     """Of that, what a scheduled check of its policy buys (bid at the check's price)."""
+    shed_wh: Wh = 0
+    """Load its island node's withdrawal cap left unserved (the battery could not cover it)."""
 
 
 @dataclass
@@ -122,6 +124,8 @@ class Home(Agent):
         """Its battery's state of charge at the end of each interval [%] (None: no battery)."""
         self.commands: list[DsoCommand] = []
         """DSO commands it follows."""
+        self.island_caps: tuple[Wh, Wh] | None = None
+        """As a node of a Helios island: the most it may inject and withdraw an interval [Wh]."""
         self.overrides = 0
         self.commands_refused = 0
         self.commands_read = 0
@@ -163,8 +167,9 @@ class Home(Agent):
     # --- physics -------------------------------------------------------------------------
 
     def limits(self, interval: Interval) -> tuple[Wh | None, Wh | None]:
-        """The export and import caps [Wh] the DSO commands it follows set on ``interval``."""
-        export_cap = import_cap = None
+        """The export and import caps [Wh] on ``interval``: its island node's, and those the
+        DSO commands it follows set."""
+        export_cap, import_cap = self.island_caps if self.island_caps is not None else (None, None)
         for c in self.commands:
             if covers(c, interval):
                 cap = round(c.limit_w * INTERVAL_H)
@@ -187,7 +192,8 @@ class Home(Agent):
         or covers the deficit; without ``plan`` the policy decides whether to sell the
         battery down or charge it at night (and charges ``check_wh`` more, what a scheduled
         check decided to buy), with one it does what was planned (as far as the battery
-        allows); a followed command caps the export or the import."""
+        allows); a followed command caps the export or the import, and an island node's caps
+        bound both (load it cannot draw is shed)."""
         e = Energy()
         policy = self.policy
         surplus = pv - load
@@ -199,6 +205,7 @@ class Home(Agent):
         else:
             covered = battery.discharge(-surplus) if battery else 0
             e.import_wh = -surplus - covered
+        export_cap, import_cap = self.limits(interval)
         if battery is not None:
             if plan is not None:  # the device operates the delivery it planned
                 assert self.meter is not None
@@ -209,7 +216,8 @@ class Home(Agent):
                 battery.soc_percent
             ):
                 above = battery.soc_wh - round(battery.capacity_wh * threshold / 100)
-                e.sell_down_wh = battery.discharge(max(0, min(above, battery.capacity_wh // 4)))
+                room = battery.capacity_wh // 4 if export_cap is None else export_cap - e.export_wh
+                e.sell_down_wh = battery.discharge(max(0, min(above, battery.capacity_wh // 4, room)))
             elif policy.wants_to_buy(battery.soc_percent) and pv == 0:
                 e.night_charge_wh = battery.charge(battery.capacity_wh // 8)
             if plan is None and check_wh:
@@ -217,7 +225,6 @@ class Home(Agent):
                 e.night_charge_wh += e.check_wh
             e.export_wh += e.sell_down_wh
             e.import_wh += e.night_charge_wh
-        export_cap, import_cap = self.limits(interval)
         if export_cap is not None and e.export_wh > export_cap:
             excess = e.export_wh - export_cap
             stored = battery.charge(excess) if battery else 0
@@ -225,6 +232,9 @@ class Home(Agent):
             e.export_wh = export_cap
         if import_cap is not None and e.import_wh > import_cap and battery is not None:
             e.import_wh -= battery.discharge(e.import_wh - import_cap)
+        if self.island_caps is not None and import_cap is not None and e.import_wh > import_cap:
+            e.shed_wh = e.import_wh - import_cap
+            e.import_wh = import_cap
         return e
 
     # --- trading -------------------------------------------------------------------------

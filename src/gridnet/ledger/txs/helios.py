@@ -220,7 +220,7 @@ def sign_as_member(key: PrivateKey, chain_id: Hash32, act: Wire) -> MemberSignat
     return MemberSignature(key.public_key, key.sign(Domain.CONSORTIUM, consortium_message(chain_id, act)))
 
 
-def _check_consortium(
+def check_consortium(
     chain_id: Hash32,
     act: Wire,
     members: tuple[bytes, ...],
@@ -287,9 +287,7 @@ def apply_register_controller(
     if state.get(CONTROLLERS, cid) is not None:
         raise ControllerExists(f"a Helios controller named {payload.name!r} is registered already")
     act = replace(payload, signatures=())
-    _check_consortium(
-        env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering"
-    )
+    check_consortium(env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering")
     state.put(CONTROLLERS, cid, Controller(payload.name, payload.members, payload.threshold))
 
 
@@ -330,7 +328,7 @@ def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCr
         raise NotEnrolled(f"meter {address_to_text(payload.meter)} is not enrolled with {controller.name}")
     act = replace(payload, signatures=())
     members, threshold = controller.members, controller.threshold
-    _check_consortium(
+    check_consortium(
         env.chain_id, act, members, threshold, payload.signatures, f"minting by {controller.name}"
     )
     first, through = enrollment.minted_through + 1, payload.through
@@ -463,9 +461,7 @@ def apply_register_island(state: StateView, env: BlockEnv, sender: Address, payl
     controller = _controller(state, payload.controller)
     act = replace(payload, signatures=())
     members, threshold = controller.members, controller.threshold
-    _check_consortium(
-        env.chain_id, act, members, threshold, payload.signatures, f"{controller.name}'s island"
-    )
+    check_consortium(env.chain_id, act, members, threshold, payload.signatures, f"{controller.name}'s island")
     if state.get(ISLANDS, payload.controller) is not None:
         raise IslandExists(f"{controller.name} runs an island already")
     for meter in (payload.gateway, *(n.meter for n in payload.nodes)):
@@ -478,7 +474,9 @@ def apply_register_island(state: StateView, env: BlockEnv, sender: Address, payl
     state.put(ISLANDS, payload.controller, island)
     for n in payload.nodes:
         state.put(ISLAND_MEMBERS, n.meter, IslandMember(payload.controller, n.inject_w, n.withdraw_w))
-    gateway = IslandMember(payload.controller, island.absorb_w, island.supply_w)
+    # The gateway injects into the island what its nodes withdraw, and withdraws from it what
+    # they inject (to the grid beyond).
+    gateway = IslandMember(payload.controller, island.supply_w, island.absorb_w)
     state.put(ISLAND_MEMBERS, payload.gateway, gateway)
 
 
