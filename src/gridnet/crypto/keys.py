@@ -49,6 +49,8 @@ class Domain(enum.Enum):
     VOTE = b"GRIDNET/finality-vote/v1\x00"
     VALIDATOR_SET = b"GRIDNET/validator-set/v1\x00"
     CONSORTIUM = b"GRIDNET/consortium/v1\x00"
+    METER_ANSWER = b"GRIDNET/meter-answer/v1\x00"
+    RELAY_COMMAND = b"GRIDNET/relay-command/v1\x00"
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open
