@@ -369,6 +369,47 @@ class RedemptionOpen(InvalidCredits):
     interval: no verdict yet."""
 
 
+# --- the credit bank (seed 003, section 3.1.3) ------------------------------------------------
+
+
+class InvalidLoan(InvalidTransaction):
+    """A credit-bank transaction breaks a rule; subclasses name it."""
+
+
+class CreditBankExists(InvalidLoan):
+    """A credit bank of that name is already registered."""
+
+
+class UnknownCreditBank(InvalidLoan):
+    """No credit bank of that name (id) is registered."""
+
+
+class LoanOutstanding(InvalidLoan):
+    """The borrower has a loan that is not repaid (open, in arrears or defaulted)."""
+
+
+class CreditValueTooLow(InvalidLoan):
+    """The borrower's credit value, computed from its history on chain, is below the bank's
+    published minimum."""
+
+
+class LoanTooLarge(InvalidLoan):
+    """More than the bank's criteria lend: its ``max_loan``, or the borrower's credit value
+    times ``coins_per_point``."""
+
+
+class BankCapitalShort(InvalidLoan):
+    """The bank holds less capital than the loan asked for."""
+
+
+class NoOpenLoan(InvalidLoan):
+    """The address owes nothing: no loan, or its loan is repaid."""
+
+
+class RepaymentNotDue(InvalidLoan):
+    """No installment of the loan has fallen due unpaid since the last one judged."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 

@@ -577,3 +577,83 @@ def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Pat
         )
     )  # fmt: skip
     assert "UnknownMeter" in line or "not registered" in line, line
+
+
+# --- the credit bank ---------------------------------------------------------------------------
+
+
+def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> None:
+    from gridnet.crypto.keys import PrivateKey
+
+    data = copy_chain(funded, tmp_path)
+    members = [PrivateKey.from_label(f"cli-banker-{i}") for i in range(2)]
+    for i, k in enumerate(members):
+        write_key_file(tmp_path / f"m{i}.key", k)
+    (tmp_path / "criteria.toml").write_text(
+        "base_value = 10\nper_kwh_sold = 5\nper_loan_repaid = 20\nper_default = 100\nper_missed = 15\n"
+        "min_value = 5\ncoins_per_point = 100000000\nmax_loan = 1000000000\ninstallments = 4\n"
+        "every_intervals = 4\ninterest_bps = 500\nrepay_share_pct = 50\n"
+    )
+    (tmp_path / "bad.toml").write_text("base_value = -1\n")  # and every other key missing
+    args = (
+        "tx", "register-credit-bank", "--data-dir", data, "--key", "a.key", "--name", "Commons",
+        *(f"--member={k.public_key.hex()}" for k in members), "--threshold", "2", "--capital", "100",
+        "--member-key", "m0.key", "--member-key", "m1.key",
+    )  # fmt: skip
+    bad = one_line_error(gridnet(*args, "--criteria", "bad.toml", cwd=tmp_path))
+    assert "bad.toml: not valid credit criteria" in bad, bad
+    ok(gridnet(*args, "--criteria", "criteria.toml", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    loan = ("tx", "request-loan", "--data-dir", data, "--key", "b.key", "--bank", "Commons")
+    big = one_line_error(gridnet(*loan, "--amount", "11", cwd=tmp_path))
+    assert "LoanTooLarge" in big, big
+    ok(gridnet(*loan, "--amount", "8", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "a.key", cwd=tmp_path))
+    out = ok(
+        gridnet(
+            "chain",
+            "credit-bank",
+            "--data-dir",
+            data,
+            "--name",
+            "Commons",
+            "--borrower",
+            funded.b,
+            cwd=tmp_path,
+        )
+    )
+    assert "Commons: 92.00000000 GNC to lend, 1 loan(s)" in out and "8.40000000 GNC outstanding" in out, out
+    early = one_line_error(
+        gridnet(
+            "tx",
+            "report-missed-repayment",
+            "--data-dir",
+            data,
+            "--key",
+            "a.key",
+            "--borrower",
+            funded.b,
+            cwd=tmp_path,
+        )
+    )
+    assert "RepaymentNotDue" in early, early
+    ok(gridnet("tx", "repay-loan", "--data-dir", data, "--key", "b.key", "--amount", "8.4", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "a.key", cwd=tmp_path))
+    out = ok(
+        gridnet(
+            "chain",
+            "credit-bank",
+            "--data-dir",
+            data,
+            "--name",
+            "Commons",
+            "--borrower",
+            funded.b,
+            cwd=tmp_path,
+        )
+    )
+    assert "credit value 30" in out and "its loan is repaid" in out, out
+    missing = one_line_error(
+        gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Nowhere", cwd=tmp_path)
+    )
+    assert "no credit bank named 'Nowhere'" in missing, missing

@@ -29,6 +29,7 @@ from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
 from gridnet.ledger.state import Account
+from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks
@@ -277,6 +278,55 @@ def chain_credits(
     if addr is not None:
         line += f"; {figures['holder']} holds {figures['balance']}"
     console.print(line)
+
+
+@app.command("credit-bank")
+def chain_credit_bank(
+    name: Annotated[str, typer.Option("--name", help="The credit bank's name.")],
+    borrower: Annotated[
+        str | None, typer.Option("--borrower", help="An address whose credit value and loan to show.")
+    ] = None,
+    data_dir: OptDataDir = None,
+    node: NodeUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A credit bank's criteria and books; with --borrower an address's history, credit value,
+    loan limit and latest loan (in a data directory, or at the node at --node)."""
+    addr = None if borrower is None else address_from_text(borrower)
+    figures: dict[str, Any] | None
+    if node is not None:
+        path = f"/credit-banks/{urllib.parse.quote(name, safe='')}"
+        if addr is not None:
+            path += f"?borrower={address_to_text(addr)}"
+        figures = expect(require_node(node, data_dir).request("GET", path), dict, f"GET {path}")
+    else:
+        chain = Chain.open(_data_dir(data_dir), readonly=True)
+        try:
+            figures = bank_figures(chain.view(), name, addr)
+            if figures is None:
+                raise ConfigError(f"no credit bank named {name!r} on the chain in {chain.store.data_dir}")
+        finally:
+            chain.close()
+    if as_json:
+        print(json.dumps(figures))
+        return
+    line = (
+        f"{figures['bank']}: {format_gnc(figures['capital'])} to lend, {figures['loans']} loan(s) "
+        f"({format_gnc(figures['lent'])} lent, {format_gnc(figures['repaid'])} repaid), "
+        f"{figures['defaults']} default(s)"
+    )
+    console.print(line)
+    if addr is not None:
+        loan = figures["loan"]
+        owes = (
+            "no loan"
+            if loan is None
+            else f"its loan is {loan['status']}, {format_gnc(loan['outstanding'])} outstanding"
+        )
+        console.print(
+            f"{figures['borrower']}: credit value {figures['credit_value']}, may borrow "
+            f"{format_gnc(figures['loan_limit'])}; {owes}"
+        )
 
 
 @app.command("verify")

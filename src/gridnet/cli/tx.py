@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +44,14 @@ from gridnet.ledger.txs.advisory import PublishAdvisory
 from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond, Unbond
+from gridnet.ledger.txs.credit import (
+    CreditCriteria,
+    RegisterCreditBank,
+    RepayLoan,
+    ReportMissedRepayment,
+    RequestLoan,
+    bank_id,
+)
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.helios import (
     CloseRedemption,
@@ -552,9 +561,73 @@ def tx_register_island(
             nodes.append(IslandNode(address_from_text(meter), int(inject), int(withdraw)))
         except (ValueError, GridnetError):
             raise ConfigError(
-                f"--node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"
+                f"--island-node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"
             ) from None
     act = RegisterIsland(
         controller_id(controller), address_from_text(gateway), tuple(sorted(nodes, key=lambda n: n.meter)), ()
     )
     return _member_signed(act, member_key)
+
+
+def load_criteria(path: Path) -> CreditCriteria:
+    """A credit bank's criteria from a TOML file (every field of docs/protocol.md section 24)."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    fields = CreditCriteria.__struct_fields__
+    wrong = sorted(set(doc) ^ set(fields))
+    bad = [k for k in fields if k in doc and (type(doc[k]) is not int or not 0 <= doc[k] < 2**63)]
+    if wrong or bad:
+        problem = (
+            f"keys missing or unknown: {', '.join(wrong)}" if wrong else f"not a whole number >= 0: {bad[0]}"
+        )
+        raise ConfigError(f"{path}: not valid credit criteria ({problem}); docs/cli.md lists the keys")
+    return CreditCriteria(**doc)
+
+
+@tx_command("register-credit-bank")
+def tx_register_credit_bank(
+    name: Annotated[str, typer.Option("--name", help="The bank's name (its id is its hash).")],
+    member: Annotated[
+        list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
+    ],
+    threshold: Annotated[int, typer.Option("--threshold", min=1, help="Member signatures it needs.")],
+    criteria: Annotated[
+        Path, typer.Option("--criteria", help="TOML file of the criteria it publishes (docs/cli.md).")
+    ],
+    capital: Annotated[str, typer.Option("--capital", help="GNC it lends, moved from your account.")],
+    member_key: MemberKeys,
+) -> Build:
+    """Register a credit bank run by a consortium, with its published criteria and its capital."""
+    try:
+        keys = tuple(sorted(bytes.fromhex(m) for m in member))
+    except ValueError:
+        raise ConfigError("--member: give each member's 32-byte public key in hex") from None
+    act = RegisterCreditBank(name, keys, threshold, load_criteria(criteria), parse_gnc(capital), ())
+    return _member_signed(act, member_key)
+
+
+@tx_command("request-loan")
+def tx_request_loan(
+    bank: Annotated[str, typer.Option("--bank", help="The credit bank's name.")],
+    amount: Annotated[str, typer.Option("--amount", help="GNC to borrow.")],
+) -> Build:
+    """Borrow from a credit bank (judged on its criteria and your credit value on chain)."""
+    return _constant(RequestLoan(bank_id(bank), parse_gnc(amount)))
+
+
+@tx_command("repay-loan")
+def tx_repay_loan(
+    amount: Annotated[str, typer.Option("--amount", help="GNC to repay (at most what you owe).")],
+) -> Build:
+    """Repay your loan from your balance (sales you make repay it too)."""
+    return _constant(RepayLoan(parse_gnc(amount)))
+
+
+@tx_command("report-missed-repayment")
+def tx_report_missed_repayment(
+    borrower: Annotated[str, typer.Option("--borrower", help="The borrower's address (gn...).")],
+) -> Build:
+    """Prove that a borrower missed an installment (its credit value drops; after the last, a default)."""
+    return _constant(ReportMissedRepayment(address_from_text(borrower)))

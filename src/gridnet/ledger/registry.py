@@ -15,6 +15,7 @@ from gridnet.ledger.txs import (
     authority,
     bond,
     contract,
+    credit,
     firmware,
     grid,
     helios,
@@ -32,6 +33,7 @@ from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
+from gridnet.ledger.txs.credit import RegisterCreditBank, RepayLoan, ReportMissedRepayment, RequestLoan
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.helios import (
@@ -85,6 +87,10 @@ Payload = (
     | RedeemCredits
     | CloseRedemption
     | RegisterIsland
+    | RegisterCreditBank
+    | RequestLoan
+    | RepayLoan
+    | ReportMissedRepayment
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -124,6 +130,10 @@ RULES: Final[dict[type, AnyRules]] = {
         helios.REDEEM_RULES,
         helios.CLOSE_REDEMPTION_RULES,
         helios.REGISTER_ISLAND_RULES,
+        credit.REGISTER_BANK_RULES,
+        credit.REQUEST_LOAN_RULES,
+        credit.REPAY_RULES,
+        credit.MISSED_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -52,6 +52,7 @@ from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.advisory import refuse_vulnerable
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.bond import forfeit_stake
+from gridnet.ledger.txs.credit import record_sale
 from gridnet.ledger.txs.helios import refuse_over_cap
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
@@ -210,6 +211,7 @@ def apply_settle_contract(state: StateView, env: BlockEnv, sender: Address, payl
     for payee, amount in amounts:
         if amount:
             state.credit(payee, amount)
+    record_sale(state, t.seller, sum(wh for _, wh in newly), sum(a for p, a in amounts if p == t.seller))
     state.put(
         CONTRACTS,
         s.contract,

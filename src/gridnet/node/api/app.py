@@ -28,6 +28,7 @@ from gridnet.ledger.state import IDENTITIES, table_named
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.contract import CONTRACTS
+from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.txs.identity import REVOKED
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
@@ -64,6 +65,7 @@ from gridnet.node.api.models import (
     BlockRefOut,
     CommandOut,
     CommandsOut,
+    CreditBankOut,
     CreditsOut,
     ErrorOut,
     HeadOut,
@@ -385,6 +387,20 @@ def create_app(
             holder=None if addr is None else address_to_text(addr),
             balance=None if addr is None else credits_of(view, cid, addr),
         )
+
+    @app.get(
+        "/credit-banks/{name}",
+        response_model=CreditBankOut,
+        summary="A credit bank's criteria and books; with ?borrower=ADDRESS its credit value and loan",
+    )
+    async def get_credit_bank(
+        name: str, borrower: str | None = Query(None, description="An address whose credit to return")
+    ) -> CreditBankOut:
+        addr = None if borrower is None else parse_address(borrower)
+        figures = bank_figures(node.chain.view(), name, addr)
+        if figures is None:
+            raise not_found(f"no credit bank named {name!r} is registered")
+        return CreditBankOut(**figures)
 
     @app.get("/identities/{address}", response_model=RecordOut, summary="A registered identity")
     async def get_identity(address: str) -> RecordOut:

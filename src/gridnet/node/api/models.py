@@ -123,6 +123,24 @@ class CreditsOut(BaseModel):
     balance: int | None = Field(default=None, description="With ?holder=ADDRESS: the credits it holds")
 
 
+class CreditBankOut(BaseModel):
+    bank: str = Field(description="The credit bank's name")
+    id: str = Field(description="Its id: BLAKE2b-256 of 'credit-bank/' and the name (hex)")
+    members: list[str] = Field(description="The consortium's member keys (hex)")
+    threshold: int = Field(description="Member signatures its registration needed")
+    criteria: dict[str, int] = Field(description="Its published criteria (docs/protocol.md section 24)")
+    capital: int = Field(description="Coin it holds to lend [base units]")
+    lent: int = Field(description="Principal ever lent [base units]")
+    repaid: int = Field(description="Principal and interest ever repaid to it [base units]")
+    loans: int = Field(description="Loans it made")
+    defaults: int = Field(description="Loans proven defaulted")
+    borrower: str | None = Field(default=None, description="With ?borrower=ADDRESS: that address")
+    history: dict[str, int] | None = Field(default=None, description="With ?borrower: its credit history")
+    credit_value: int | None = Field(default=None, description="With ?borrower: its value under the criteria")
+    loan_limit: int | None = Field(default=None, description="With ?borrower: the most it may borrow now")
+    loan: dict[str, int | str] | None = Field(default=None, description="With ?borrower: its latest loan")
+
+
 class RecordOut(BaseModel):
     id: str
     record: dict[str, Any]

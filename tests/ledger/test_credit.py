@@ -1,0 +1,254 @@
+"""The credit bank (``ledger/txs/credit.py``): a consortium's bank lends coin against a credit
+value read from the chain, is repaid from the borrower's later sales on a schedule, and a
+missed installment, proven on chain, lowers the value and blocks new loans. Each rule broken,
+its rejection named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.contracts.channel import (
+    ContractState,
+    ContractTerms,
+    Delivery,
+    SignedTerms,
+    contract_id,
+    sign_state,
+    sign_terms,
+)
+from gridnet.errors import MalformedTransaction
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.contract import OpenContract, SettleContract
+from gridnet.ledger.txs.credit import (
+    BANKS,
+    DEFAULTED,
+    HISTORIES,
+    LOANS,
+    OPEN,
+    REPAID,
+    CreditCriteria,
+    CreditHistory,
+    RegisterCreditBank,
+    RepayLoan,
+    ReportMissedRepayment,
+    RequestLoan,
+    bank_id,
+    credit_value,
+    history_of,
+    loan_limit,
+)
+from gridnet.ledger.txs.helios import sign_as_member
+from tests.helpers import new_chain, register_identity, sign, test_keys, test_params
+from tests.ledger.test_helios import (
+    BUYER,
+    BUYER_METER_KEY,
+    COLLECTOR,
+    MAKER,
+    MEMBERS,
+    METER_KEY,
+    OWNER,
+    START,
+    STRANGER,
+    Helios,
+    cert,
+)
+
+CRITERIA = CreditCriteria(
+    base_value=10,  # a newcomer: 10 points ...
+    per_kwh_sold=5,
+    per_loan_repaid=20,
+    per_default=100,
+    per_missed=15,
+    min_value=5,
+    coins_per_point=1_000,  # ... so it may borrow 10,000 base units
+    max_loan=50_000,
+    installments=2,
+    every_intervals=4,  # installments due at the end of 4 and 8 intervals after the loan's block
+    interest_bps=1_000,  # 10 %
+    repay_share_pct=50,
+)
+BANK = bank_id("Commons")
+
+
+def bank_act(
+    h: Helios, name: str = "Commons", keys: list[object] = MEMBERS[:2], **changes: object
+) -> Payload:
+    members = tuple(k.public_key for k in MEMBERS)
+    act = RegisterCreditBank(name, members, 2, CRITERIA, 1_000_000, ())
+    act = msgspec.structs.replace(act, **changes)  # type: ignore[arg-type]
+    sigs = tuple(sign_as_member(k, h.chain.chain_id, act) for k in keys)  # type: ignore[arg-type]
+    return msgspec.structs.replace(act, signatures=sigs)
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Helios:
+    from gridnet.ledger.txs.authority import RegisterAuthority
+    from gridnet.ledger.txs.meter import registration
+    from gridnet.security.roles import Role
+
+    w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5))))
+    w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, BUYER)))
+    for k in (MAKER, OWNER, BUYER):
+        w.nonces[k.address] = 1
+    w.mine(w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Sun Meters")))
+    w.mine(
+        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), "island")),  # type: ignore[arg-type]
+        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), "island")),  # type: ignore[arg-type]
+    )
+    w.mine(w.tx(COLLECTOR, bank_act(w)), interval=START)
+    return w
+
+
+def balance(h: Helios, who: bytes) -> int:
+    return h.chain.view().account(who).balance
+
+
+def test_a_bank_is_registered_by_its_consortium_with_its_capital(h: Helios) -> None:
+    bank = h.chain.view().get(BANKS, BANK)
+    assert bank is not None and bank.capital == 1_000_000 and bank.criteria == CRITERIA
+    assert h.refused(COLLECTOR, bank_act(h, "Other", MEMBERS[:1])) == "InsufficientConsortium"
+    assert h.refused(COLLECTOR, bank_act(h)) == "CreditBankExists"
+    assert h.refused(COLLECTOR, bank_act(h, "Rich", capital=10**18)) == "InsufficientBalance"
+    for bad in (
+        {"criteria": msgspec.structs.replace(CRITERIA, installments=0)},
+        {"criteria": msgspec.structs.replace(CRITERIA, repay_share_pct=0)},
+        {"criteria": msgspec.structs.replace(CRITERIA, interest_bps=10_001)},
+        {"capital": 0},
+        {"threshold": 4},
+    ):
+        with pytest.raises(MalformedTransaction):
+            validate_transaction(
+                sign(h.chain, COLLECTOR, bank_act(h, "X", **bad), 0), h.chain.params, h.chain.chain_id
+            )
+
+
+def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:
+    assert h.refused(OWNER, RequestLoan(bank_id("Nobody"), 1_000)) == "UnknownCreditBank"
+    assert h.refused(OWNER, RequestLoan(BANK, 10_001)) == "LoanTooLarge"  # 10 points x 1,000
+    strict = bank_act(h, "Strict", criteria=msgspec.structs.replace(CRITERIA, min_value=11))
+    poor = bank_act(h, "Poor", capital=5_000)
+    h.mine(h.tx(COLLECTOR, strict), h.tx(COLLECTOR, poor))
+    assert h.refused(OWNER, RequestLoan(bank_id("Strict"), 1_000)) == "CreditValueTooLow"
+    assert h.refused(OWNER, RequestLoan(bank_id("Poor"), 6_000)) == "BankCapitalShort"
+    with pytest.raises(MalformedTransaction):
+        validate_transaction(sign(h.chain, OWNER, RequestLoan(BANK, 0), 0), h.chain.params, h.chain.chain_id)
+
+    before = balance(h, OWNER.address)
+    tx = h.tx(OWNER, RequestLoan(BANK, 10_000))
+    h.mine(tx)
+    view = h.chain.view()
+    loan, bank = view.get(LOANS, OWNER.address), view.get(BANKS, BANK)
+    assert loan is not None and loan.status == OPEN and (loan.principal, loan.owed) == (10_000, 11_000)
+    assert bank is not None and bank.capital == 990_000 and bank.lent == 10_000
+    assert balance(h, OWNER.address) - before == 10_000 - tx.fee
+    assert h.refused(OWNER, RequestLoan(BANK, 1_000)) == "LoanOutstanding"
+    assert h.refused(OWNER, RequestLoan(bank_id("Poor"), 1_000)) == "LoanOutstanding"  # at any bank
+
+
+def sell(h: Helios, interval: int, wh: int, price: int = 1_000_000) -> None:
+    """OWNER's meter exports ``wh`` in ``interval`` and a contract pays OWNER for it."""
+    t = ContractTerms(
+        BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), price,
+        interval, interval, wh, 2, interval,
+    )  # fmt: skip
+    h.mine(h.tx(BUYER, OpenContract(SignedTerms(t, (sign_terms(t, BUYER), sign_terms(t, OWNER))))))
+    h.readings(h.meter, interval, [(wh, 0)])
+    state = sign_state(ContractState(contract_id(t), 1, (Delivery(interval, wh),)), BUYER)
+    h.mine(h.tx(BUYER, SettleContract(state)))
+
+
+def test_sales_repay_the_loan_and_a_repaid_loan_raises_the_value(h: Helios) -> None:
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 10_000)))
+    before = balance(h, OWNER.address)
+    sell(h, START + 3, 6)  # 6 Wh at 1,000,000 per kWh: 6,000 paid, half of it to the bank
+    view = h.chain.view()
+    loan = view.get(LOANS, OWNER.address)
+    assert loan is not None and loan.repaid == 3_000 and loan.status == OPEN
+    assert balance(h, OWNER.address) - before == 3_000
+    assert history_of(view, OWNER.address).sold_wh == 6
+    assert history_of(view, BUYER.address) == CreditHistory()  # buying is not selling
+
+    assert h.refused(STRANGER, RepayLoan(1)) == "NoOpenLoan"
+    with pytest.raises(MalformedTransaction):
+        validate_transaction(sign(h.chain, OWNER, RepayLoan(0), 0), h.chain.params, h.chain.chain_id)
+    h.mine(h.tx(OWNER, RepayLoan(10**9)))  # more than owed: only the 8,000 left is taken
+    view = h.chain.view()
+    loan, bank = view.get(LOANS, OWNER.address), view.get(BANKS, BANK)
+    assert loan is not None and loan.status == REPAID and loan.repaid == 11_000
+    assert bank is not None and bank.capital == 1_001_000 and bank.repaid == 11_000
+    history = history_of(view, OWNER.address)
+    assert history.loans_repaid == 1 and credit_value(history, CRITERIA) == 10 + 20
+    assert h.refused(OWNER, RepayLoan(1)) == "NoOpenLoan"
+    assert loan_limit(history, CRITERIA) == 30_000
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 30_000)))  # a better history borrows more
+    assert h.chain.view().get(LOANS, OWNER.address).principal == 30_000  # type: ignore[union-attr]
+
+
+def test_a_missed_installment_lowers_the_value_and_the_last_one_defaults(h: Helios) -> None:
+    h.mine(h.tx(BUYER, RequestLoan(BANK, 10_000)), interval=START + 1)
+    loan = h.chain.view().get(LOANS, BUYER.address)
+    assert loan is not None and loan.due_interval(1) == START + 5 and loan.due_interval(2) == START + 9
+    assert h.refused(OWNER, ReportMissedRepayment(BUYER.address), START + 5) == "RepaymentNotDue"  # not over
+    assert h.refused(OWNER, ReportMissedRepayment(OWNER.address), START + 6) == "NoOpenLoan"
+    h.mine(h.tx(BUYER, RepayLoan(5_500)), interval=START + 5)  # the first installment, in time
+    assert h.refused(OWNER, ReportMissedRepayment(BUYER.address), START + 6) == "RepaymentNotDue"  # paid
+
+    h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 10)  # the second: missed
+    view = h.chain.view()
+    loan, bank = view.get(LOANS, BUYER.address), view.get(BANKS, BANK)
+    assert loan is not None and loan.status == DEFAULTED and loan.missed == 1 and loan.judged == 2
+    assert bank is not None and bank.defaults == 1
+    history = history_of(view, BUYER.address)
+    assert (history.missed_installments, history.loans_defaulted) == (1, 1)
+    assert credit_value(history, CRITERIA) == 10 - 100 - 15
+    assert h.refused(OWNER, ReportMissedRepayment(BUYER.address)) == "RepaymentNotDue"  # judged already
+    assert h.refused(BUYER, RequestLoan(BANK, 1)) == "LoanOutstanding"
+    h.mine(h.tx(BUYER, RepayLoan(5_500)))  # it pays late: the loan is repaid, the default stays
+    assert h.chain.view().get(LOANS, BUYER.address).status == REPAID  # type: ignore[union-attr]
+    assert h.refused(BUYER, RequestLoan(BANK, 1)) == "CreditValueTooLow"
+
+
+def test_a_missed_first_installment_counts_once_and_blocks_new_loans(h: Helios) -> None:
+    h.mine(h.tx(BUYER, RequestLoan(BANK, 10_000)), interval=START + 1)
+    h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 6)
+    view = h.chain.view()
+    loan = view.get(LOANS, BUYER.address)
+    assert loan is not None and loan.status == OPEN and (loan.missed, loan.judged) == (1, 1)
+    assert view.get(HISTORIES, BUYER.address) == CreditHistory(missed_installments=1)
+    assert h.refused(OWNER, ReportMissedRepayment(BUYER.address), START + 7) == "RepaymentNotDue"
+    assert h.refused(BUYER, RequestLoan(BANK, 1)) == "LoanOutstanding"
+
+
+def test_a_bank_and_a_borrower_are_queryable(h: Helios, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from gridnet.crypto.address import address_to_text
+    from gridnet.node.api import create_app
+    from gridnet.node.node import Node
+
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 4_000)))
+    node = Node("n", h.chain)
+    with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
+        body = client.get("/credit-banks/Commons", params={"borrower": address_to_text(OWNER.address)}).json()
+        assert (body["capital"], body["lent"], body["loans"]) == (996_000, 4_000, 1)
+        assert body["criteria"]["installments"] == 2 and body["credit_value"] == 10
+        assert body["loan"]["outstanding"] == 4_400 and body["loan"]["status"] == "open"
+        missing = client.get("/credit-banks/nowhere")
+        assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+    h.chain.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "gridnet", "chain", "credit-bank", "--data-dir", str(tmp_path / "c"),
+         "--name", "Commons", "--borrower", address_to_text(OWNER.address), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["loan_limit"] == 10_000 and figures["loan"]["principal"] == 4_000
