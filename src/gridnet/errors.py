@@ -410,6 +410,94 @@ class RepaymentNotDue(InvalidLoan):
     """No installment of the loan has fallen due unpaid since the last one judged."""
 
 
+# --- aggregator trading (seed 003, section 3.1) -------------------------------------------
+
+
+class InvalidAggregatorTrade(InvalidTransaction):
+    """A consortium of energy aggregators' act or trade record breaks a rule."""
+
+
+class AggregatorsExist(InvalidAggregatorTrade):
+    """A consortium of aggregators of that name is registered already."""
+
+
+class UnknownAggregators(InvalidAggregatorTrade):
+    """No consortium of aggregators of that name (id) is registered."""
+
+
+class NoConsortiumMajority(InvalidAggregatorTrade):
+    """Fewer than a majority of the consortium's members signed the act (each counts once,
+    with a valid signature)."""
+
+
+class RequestSignatureInvalid(InvalidAggregatorTrade):
+    """The buyer's request is not signed by the key it names."""
+
+
+class SellerSignatureInvalid(InvalidAggregatorTrade):
+    """The grant's DSS is not the seller's signature."""
+
+
+class ProcessingSignatureInvalid(InvalidAggregatorTrade):
+    """The record's DSP is not a valid signature of a member of the consortium."""
+
+
+class GrantExceedsRequest(InvalidAggregatorTrade):
+    """The energy granted (AEG) exceeds the energy requested (AER), or the agreed price the
+    buyer's maximum."""
+
+
+class GrantMismatch(InvalidAggregatorTrade):
+    """The grant does not answer the request (another TID), or the seller is the buyer."""
+
+
+class TradeMeterNotOwned(InvalidAggregatorTrade):
+    """The buyer's or the seller's meter is not registered (or revoked) or belongs to another."""
+
+
+class SellerReadingMissing(InvalidAggregatorTrade):
+    """The seller's meter has no reading on chain for the request's interval: what it has to
+    sell there is not known yet."""
+
+
+class GrantExceedsAvailable(InvalidAggregatorTrade):
+    """The grant exceeds what the seller's reading shows exported and not yet sold in that
+    interval (by contracts or other records): it would double-sell."""
+
+
+class TradeRecorded(InvalidAggregatorTrade):
+    """A record of that TID (buyer's request) is on chain already."""
+
+
+class TransferMismatch(InvalidAggregatorTrade):
+    """ET is not the energy granted at the agreed price plus the aggregators' fee."""
+
+
+class RequestInFuture(InvalidAggregatorTrade):
+    """The request's time (TR) is after the block's: the time taken would be negative."""
+
+
+class PeriodRewarded(InvalidAggregatorTrade):
+    """The period's contributors were rewarded already (its records are closed)."""
+
+
+class PeriodNotOver(InvalidAggregatorTrade):
+    """The period's last interval has not ended: its contributors are not known yet."""
+
+
+class PeriodFull(InvalidAggregatorTrade):
+    """The period has as many distinct sellers as its tally holds."""
+
+
+class NotTopContributors(InvalidAggregatorTrade):
+    """The rewarded sellers are not the period's top contributors by energy sold through the
+    consortium, in order."""
+
+
+class TreasuryShort(InvalidAggregatorTrade):
+    """The consortium's collected fees do not cover the rewards."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 

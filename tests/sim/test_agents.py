@@ -93,9 +93,12 @@ def test_the_core_roles_each_have_a_module() -> None:
         "government",
         "dso",
         "home",
+        "meters",
         "line_owner",
         "collector",
         "helios",
+        "credit_bank",
+        "aggregators",
         "carrier",
     ]
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.helios import CONTROLLERS, ENROLLMENTS, controller_id, credits_of
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
@@ -56,10 +59,6 @@ def test_the_controller_credits_what_the_meters_injected(tmp_path: Path) -> None
 
 
 def test_a_bad_helios_table_is_one_clear_line(tmp_path: Path) -> None:
-    import pytest
-
-    from gridnet.errors import ConfigError
-
     for bad, message in (
         ({"threshold": 4}, "threshold 1 to members"),
         ({"every_intervals": 0}, "every_intervals"),
@@ -116,3 +115,46 @@ def test_an_island_keeps_every_node_and_its_gateway_within_their_caps(tmp_path: 
         assert max(exports) == cap_wh(40)  # the cap binds: a node selling its battery down stops there
     finally:
         chain.close()
+
+
+def test_a_redemption_is_released_through_the_meters_release_relay(tmp_path: Path) -> None:
+    """Producers redeem their credits in the afternoon; the controller closes each one's
+    release relay from the redemption's window on, opens it once the energy has flowed, and
+    the redemption is discharged on chain by the meter's readings."""
+    from gridnet.ledger.txs.helios import DISCHARGED, REDEMPTIONS
+
+    doc = {
+        **ISLAND,
+        "simulation": {"intervals": 32, "start": "2026-06-21T10:00:00Z"},
+        "helios": {**ISLAND["helios"], "redeem_hour_utc": 13},
+        "meters": {"devices": "memory"},
+    }
+    report = simulate(scenario_from_dict(doc, "helios-island.toml"), tmp_path / "out")
+    redemptions = report["roles"]["helios"]["redemptions"]
+    assert report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert redemptions["redemptions"] >= 1 and redemptions["redeemed_wh"] > 0
+    assert redemptions["discharged"] == redemptions["released_through_relays"] == redemptions["redemptions"]
+    # Each release: the relay closed, then opened again (and every node's relay opened at the start).
+    assert redemptions["relay_commands"] == 4 + 2 * redemptions["redemptions"]
+    assert report["roles"]["meters"]["relay_commands"] == redemptions["relay_commands"]
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        view = chain.view()
+        cid = controller_id("Island")
+        found = [
+            view.get(REDEMPTIONS, k[len(REDEMPTIONS.prefix) :])
+            for k in chain.values
+            if k.startswith(REDEMPTIONS.prefix + cid)
+        ]
+        assert found and all(r is not None and r.status == DISCHARGED for r in found)
+    finally:
+        chain.close()
+
+
+def test_redeeming_needs_an_island_with_meter_devices(tmp_path: Path) -> None:
+    doc = {**ISLAND, "helios": {**ISLAND["helios"], "redeem_hour_utc": 14}}
+    with pytest.raises(ConfigError, match="redeem_hour_utc needs island = true and"):
+        simulate(scenario_from_dict(doc, "helios.toml"), tmp_path / "bad")
+    doc = {**ISLAND, "helios": {**ISLAND["helios"], "redeem_hour_utc": 24}, "meters": {"devices": "memory"}}
+    with pytest.raises(ConfigError, match="redeem_hour_utc must be -1"):
+        simulate(scenario_from_dict(doc, "helios.toml"), tmp_path / "bad2")

@@ -37,12 +37,15 @@ def reduced(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_library_holds_the_scenarios_the_docs_name() -> None:
     assert [f.stem for f in FILES] == [
+        "aggregators",
         "area-200",
+        "credit-bank",
         "etse-update-fails",
         "etse",
         "helios-island",
         "helios",
         "long-feeder",
+        "meter-relays",
         "neighbourhood",
         "no-pv-street",
         "winter-weekday",
@@ -60,7 +63,7 @@ def test_every_scenario_in_the_library_runs(path: Path, tmp_path: Path) -> None:
         assert energy["pv_wh"] == 0 and energy["p2p_wh"] == 0 and energy["bought_from_dso_wh"] > 0
     else:
         assert energy["pv_wh"] > 0
-    if path.stem == "long-feeder":  # the grid decides: the DSO commands the far end
+    if path.stem in ("long-feeder", "meter-relays"):  # the grid decides: the DSO commands the far end
         assert grid["congested_intervals"] > 0 and report["dso"]["commands"] > 0
         assert energy["curtailed_wh"] > 0
     else:
@@ -70,6 +73,13 @@ def test_every_scenario_in_the_library_runs(path: Path, tmp_path: Path) -> None:
     assert contracts["closed_with_remainder"] == contracts["delivered_short"]
     assert contracts["disputes_resolved"] == contracts["disputes_raised"]
     assert report["transactions"]["refused"] == {}
+    if path.stem == "meter-relays":
+        meters = report["roles"]["meters"]
+        assert meters["processes"] == meters["meters"] == 16 and meters["opened_by_dso"] > 0
     if path.stem == "helios-island":
         island = report["roles"]["helios"]["island"]
         assert island["registered"] and island["within_caps"]
+    if path.stem == "aggregators":  # both markets traded, and the records hold a majority's signatures
+        aggregators = report["roles"]["aggregators"]
+        assert aggregators["records"] > 0 and aggregators["majority_signed"] and aggregators["refused"] == 0
+        assert aggregators["comparison"]["direct"]["energy_wh"] > 0

@@ -19,6 +19,7 @@ from gridnet.agents.base import Agent
 from gridnet.agents.carrier import claim_receipts
 from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, settle_when_ready
 from gridnet.agents.manufacturer import Manufacturer, build_meter, register_identity
+from gridnet.agents.meters import relay_command, relay_for
 from gridnet.agents.roles import Role
 from gridnet.agents.world import Deal
 from gridnet.contracts.channel import ContractState, ContractTerms, Delivery, LineFee, sign_state
@@ -56,6 +57,10 @@ class Dso(Agent):
         self.late_orders = 0
         self.clearing: list[dict[str, int | None]] = []
         self.commands: list[DsoCommand] = []
+        self.relay_spans: dict[tuple[str, int], list[tuple[Interval, Interval]]] = {}
+        """(home, relay) -> the intervals its commands keep that relay open (meters as devices)."""
+        self.relays_open: set[tuple[str, int]] = set()
+        self.relay_nonce = 0
         self.books: dict[Interval, list[tuple[Order, int]]] = {}
         """Each cleared interval's orders (its own included) with the energy each traded [Wh]."""
         self.shortfall_wh = 0
@@ -260,6 +265,28 @@ class Dso(Agent):
 
     # --- the grid ------------------------------------------------------------------------
 
+    def measure(self, world: World, interval: Interval) -> None:
+        """With meters as devices: before the homes' meters measure ``interval``, it opens the
+        relays its commands act through for the intervals they cover and closes them after,
+        each with a relay command it signs."""
+        for (name, relay), spans in list(self.relay_spans.items()):
+            wanted = any(first <= interval <= last for first, last in spans)
+            if wanted == ((name, relay) in self.relays_open):
+                continue
+            home = world.by_name[name]
+            device = getattr(home, "device_meter", None)
+            assert home.meter is not None and device is not None
+            self.relay_nonce += 1
+            action = "command in force" if wanted else "command over"
+            device.command(
+                relay_command(self.key, home.meter.meter_id, relay, wanted, self.relay_nonce, action)
+            )
+            if wanted:
+                self.relays_open.add((name, relay))
+            else:
+                self.relays_open.discard((name, relay))
+                self.relay_spans[(name, relay)] = [s for s in spans if s[1] >= interval]
+
     def balance(self, world: World, interval: Interval) -> None:
         """Its substation meter reads what it sold (in full) and what it bought (as
         delivered), plus every home's shortfall it supplied; then it reads the power flow."""
@@ -268,7 +295,7 @@ class Dso(Agent):
         deals = world.deals.get(interval, [])
         sold = sum(d.trade.wh for d in deals if d.seller is self)
         bought = sum(due[d.cid] for d in deals if d.buyer is self)
-        received: dict[Address, int] = defaultdict(int)
+        received: dict[Address, int] = defaultdict(int, world.received_otherwise.get(interval, {}))
         for d in deals:  # (what it sold it delivers in full: its own reading is still to come)
             received[d.buyer.address] += d.trade.wh if d.seller is self else due[d.cid]
         shortfall = 0
@@ -310,6 +337,11 @@ class Dso(Agent):
             )
             signed = sign_command(self.key, command)
             self.commands.append(command)
+            relay = relay_for(command)
+            for home in homes:
+                if relay is not None and getattr(home, "device_meter", None) is not None:
+                    span = (command.first_interval, command.last_interval)
+                    self.relay_spans.setdefault((home.name, relay), []).append(span)
             for home in homes:
                 world.send(self, CommandNote(signed), home)
 

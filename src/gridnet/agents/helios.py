@@ -19,20 +19,26 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from gridnet.agents.base import Agent
+from gridnet.agents.meters import RELEASE, relay_command
 from gridnet.agents.roles import Role
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.helios import (
     CONTROLLERS,
+    DEFAULTED,
+    DISCHARGED,
     ENROLLMENTS,
     ISLANDS,
     MAX_ISLAND_NODES,
     MAX_MEMBERS,
     MAX_SPAN_INTERVALS,
+    REDEMPTIONS,
+    CloseRedemption,
     EnrollProducer,
     IslandNode,
     MintCredits,
+    RedeemCredits,
     RegisterController,
     RegisterIsland,
     cap_wh,
@@ -69,6 +75,27 @@ class HeliosTable:
     """Most power a node may feed into the island's line [W] (the seed's node: a 130 W panel)."""
     withdraw_w: int = 300
     """Most power a node may draw from it [W]."""
+    redeem_hour_utc: int = -1
+    """From this hour (UTC) each producer redeems the credits it holds, once, and the
+    controller releases that energy through its meter's release relay (needs ``island`` and
+    ``[meters] devices``); -1: nobody redeems."""
+
+
+@dataclass
+class Release:
+    """A redemption the controller releases: through ``home``'s meter's release relay."""
+
+    home: Home
+    wh: int
+    started: bool = False
+    """The release relay was closed (the energy put on the home's release feeder)."""
+    stopped: int | None = None
+    """The interval its relay was opened again."""
+    close_sent: bool = False
+
+
+HELIOS_CONTROLLER = "helios-controller"
+"""The controller's participant name (its key is the world's key of that name)."""
 
 
 class HeliosController(Agent):
@@ -86,6 +113,10 @@ class HeliosController(Agent):
         self.mints = 0
         self.nodes: list[Home] = []
         """The island's nodes (``[helios] island``)."""
+        self.releases: dict[bytes, Release] = {}
+        """The RedeemCredits transaction's id -> its release."""
+        self.redeemed: set[str] = set()
+        self.relay_nonce = 0
         self.figures: dict[str, Any] = {}
 
     def allocations(self, world: World) -> list[Allocation]:
@@ -109,6 +140,16 @@ class HeliosController(Agent):
             world.later(home, enroll, ready)  # (each home signs its own enrollment)
         if self.t.island:
             self.found_island(world)
+        if self.t.redeem_hour_utc >= 0:  # the release feeders stay cut until a release
+            for home in self.nodes:
+                self.set_release_relay(home, closed=False, reason="no release due")
+
+    def set_release_relay(self, home: Home, *, closed: bool, reason: str) -> None:
+        """Close (release) or open a node's release relay, with a relay command it signs."""
+        assert home.meter is not None and home.device_meter is not None
+        self.relay_nonce += 1
+        command = relay_command(self.key, home.meter.meter_id, RELEASE, not closed, self.relay_nonce, reason)
+        home.device_meter.command(command)
 
     def found_island(self, world: World) -> None:
         """Every home is a node of the island with the scenario's caps (its inverter and its
@@ -168,6 +209,61 @@ class HeliosController(Agent):
             if world.submit(self, self._signed(world, MintCredits(self.cid, meter, through, ()))):
                 self.asked[meter] = through
                 self.mints += 1
+        if self.t.redeem_hour_utc >= 0:
+            self.redeem(world, view, now)
+            self.release(world, view, now)
+
+    def redeem(self, world: World, view: StateView, now: int) -> None:
+        """From the redeeming hour each producer's device redeems the credits it holds (once),
+        within a window its node's withdrawal cap allows."""
+        if (now % 96) // 4 < self.t.redeem_hour_utc:
+            return
+        per_interval = max(1, cap_wh(self.t.withdraw_w))
+        for home in self.producers:
+            credits = credits_of(view, self.cid, home.address)
+            if home.name in self.redeemed or credits < 1 or home.meter is None:
+                continue
+            within = min(MAX_SPAN_INTERVALS, -(-credits // per_interval) + 8)
+            if world.submit(home, RedeemCredits(self.cid, credits, home.meter.meter_id, within)):
+                self.releases[world.last_txid] = Release(home, credits)
+                self.redeemed.add(home.name)
+
+    def release(self, world: World, view: StateView, now: int) -> None:
+        """Each redemption on chain: close the node's release relay (its feeder holds the
+        energy), open it again once that much has flowed or the window is over, and close the
+        redemption on chain once the node's readings show the energy (or the window is over)."""
+        for txid, r in self.releases.items():
+            redemption = view.get(REDEMPTIONS, self.cid + txid)
+            if redemption is None or r.close_sent:
+                continue
+            home = r.home
+            if not r.started and redemption.first_interval - 1 not in home.real:
+                continue  # its window opens once the interval before it has been measured
+            if not r.started:
+                home.release_wh += redemption.wh
+                self.set_release_relay(home, closed=True, reason="release of a redemption")
+                r.started = True
+            if r.stopped is None and (home.release_wh == 0 or redemption.due_interval in home.real):
+                self.set_release_relay(home, closed=False, reason="release done")
+                home.release_wh = 0
+                r.stopped = now
+            assert home.meter is not None
+            record = view.get(METERS, home.meter.meter_id)
+            if (
+                r.stopped is None
+                or record is None
+                or record.last_interval < min(r.stopped, redemption.due_interval + 1) - 1
+            ):
+                continue  # the readings of the release are still on their way
+            last = min(redemption.due_interval, record.last_interval)
+            readings = [
+                view.get(READINGS, reading_key(home.meter.meter_id, i))
+                for i in range(redemption.first_interval, last + 1)
+            ]
+            imported = sum(x.imported_wh for x in readings if x is not None)
+            over = now > redemption.due_interval and last == redemption.due_interval and None not in readings
+            if (imported >= redemption.wh or over) and world.submit(self, CloseRedemption(self.cid, txid)):
+                r.close_sent = True
 
     def wrap_up(self, world: World) -> None:
         """Compare, from the chain, each producer's credits with the energy its readings show
@@ -202,6 +298,21 @@ class HeliosController(Agent):
                 (credits_of(view, self.cid, h.address) for h in self.producers), default=0
             ),
             "island": self.island_figures(world, view) if self.t.island else {"enabled": False},
+            "redemptions": self.redemption_figures(view),
+        }
+
+    def redemption_figures(self, view: StateView) -> dict[str, Any]:
+        """The producers' redemptions from the chain, and how the controller released them."""
+        found = [(r, view.get(REDEMPTIONS, self.cid + txid)) for txid, r in self.releases.items()]
+        on_chain = [(r, x) for r, x in found if x is not None]
+        return {
+            "redeem_hour_utc": self.t.redeem_hour_utc,
+            "redemptions": len(on_chain),
+            "redeemed_wh": sum(x.wh for _, x in on_chain),
+            "released_through_relays": sum(1 for r, _ in on_chain if r.started),
+            "discharged": sum(1 for _, x in on_chain if x.status == DISCHARGED),
+            "defaulted": sum(1 for _, x in on_chain if x.status == DEFAULTED),
+            "relay_commands": self.relay_nonce,
         }
 
     def island_figures(self, world: World, view: StateView) -> dict[str, Any]:
@@ -273,9 +384,16 @@ def build(world: World) -> list[Agent]:
         raise ConfigError(f"{where} every_intervals must be 1 to {MAX_SPAN_INTERVALS} and min_wh at least 1")
     if t.island and (t.inject_w < 0 or t.withdraw_w < 0 or t.inject_w + t.withdraw_w == 0):
         raise ConfigError(f"{where} inject_w and withdraw_w must be at least 0, and not both 0")
+    if not -1 <= t.redeem_hour_utc <= 23:
+        raise ConfigError(f"{where} redeem_hour_utc must be -1 (nobody redeems) or 0 to 23")
+    if t.redeem_hour_utc >= 0 and (not t.island or world.s.tables["meters"].devices == "model"):
+        raise ConfigError(
+            f'{where} redeem_hour_utc needs island = true and [meters] devices "memory" or "process" '
+            "(the release acts through the meters' relays)"
+        )
     if t.island and world.s.homes.count > MAX_ISLAND_NODES:
         raise ConfigError(f"{where} an island has at most {MAX_ISLAND_NODES} nodes ([homes] count)")
-    return [HeliosController("helios-controller", world)]
+    return [HeliosController(HELIOS_CONTROLLER, world)]
 
 
 ROLE = Role("helios", 75, build, table=HeliosTable, report=report)

@@ -24,6 +24,7 @@ from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, se
 from gridnet.agents.device import SimulatedDevice
 from gridnet.agents.dso import line_fees
 from gridnet.agents.manufacturer import Manufacturer, build_meter, firmware_image, register_identity
+from gridnet.agents.meters import CONNECTION, PV_RELAY, RELEASE, relay_command, relay_for
 from gridnet.agents.roles import Role
 from gridnet.agents.world import Deal, data_path
 from gridnet.contracts.channel import (
@@ -46,11 +47,12 @@ from gridnet.ledger.txs.grid import RecordOverride, check_dso_command
 from gridnet.ledger.txs.meter import METERS, ReportMeterStatus
 from gridnet.market.orders import Side
 from gridnet.market.policy import Policy, PriceWindow, load_policy
+from gridnet.meter.device import MeterDevice
 from gridnet.meter.status import firmware_image_hash
 from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CommandNote, StateNote
 from gridnet.sim.scenario import gnc
-from gridnet.units import Interval, UnitsPerKWh, Wh, interval_start
+from gridnet.units import INTERVAL_MS, Interval, UnitsPerKWh, Wh, interval_start
 from gridnet.world.demand import Consumer, demand
 from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy
 
@@ -124,6 +126,15 @@ class Home(Agent):
         """Its battery's state of charge at the end of each interval [%] (None: no battery)."""
         self.commands: list[DsoCommand] = []
         """DSO commands it follows."""
+        self.device_meter: MeterDevice | None = None
+        """Its meter as a device (``[meters] devices``): the world feeds it, it measures."""
+        self.release_wh = 0
+        """Redeemed energy a Helios controller's release feeder holds for it [Wh]: it flows,
+        serving its load first, while the controller keeps its meter's release relay closed."""
+        self.relay_nonce = 0
+        """The last nonce of a relay command it signed as its meter's owner."""
+        self.start_gnc: float | None = None
+        """What it holds at the start when another role decides it (else ``[homes] start_gnc``)."""
         self.island_caps: tuple[Wh, Wh] | None = None
         """As a node of a Helios island: the most it may inject and withdraw an interval [Wh]."""
         self.overrides = 0
@@ -150,7 +161,8 @@ class Home(Agent):
     # --- set-up --------------------------------------------------------------------------
 
     def allocations(self, world: World) -> list[Allocation]:
-        return [Allocation(self.address, gnc(world.s.homes.start_gnc))]
+        start = world.s.homes.start_gnc if self.start_gnc is None else self.start_gnc
+        return [Allocation(self.address, gnc(start))]
 
     def bootstrap(self, world: World) -> None:
         register_identity(world, self)
@@ -187,13 +199,16 @@ class Home(Agent):
         battery: Battery | None,
         plan: Energy | None,
         check_wh: Wh = 0,
+        *,
+        disconnected: bool = False,
     ) -> Energy:
         """Its energy in ``interval`` with this PV and load: the battery absorbs the surplus
         or covers the deficit; without ``plan`` the policy decides whether to sell the
         battery down or charge it at night (and charges ``check_wh`` more, what a scheduled
         check decided to buy), with one it does what was planned (as far as the battery
         allows); a followed command caps the export or the import, and an island node's caps
-        bound both (load it cannot draw is shed)."""
+        bound both (load it cannot draw is shed), as an open connection relay
+        (``disconnected``) bounds both to zero."""
         e = Energy()
         policy = self.policy
         surplus = pv - load
@@ -205,7 +220,7 @@ class Home(Agent):
         else:
             covered = battery.discharge(-surplus) if battery else 0
             e.import_wh = -surplus - covered
-        export_cap, import_cap = self.limits(interval)
+        export_cap, import_cap = (0, 0) if disconnected else self.limits(interval)
         if battery is not None:
             if plan is not None:  # the device operates the delivery it planned
                 assert self.meter is not None
@@ -232,7 +247,8 @@ class Home(Agent):
             e.export_wh = export_cap
         if import_cap is not None and e.import_wh > import_cap and battery is not None:
             e.import_wh -= battery.discharge(e.import_wh - import_cap)
-        if self.island_caps is not None and import_cap is not None and e.import_wh > import_cap:
+        hard = disconnected or self.island_caps is not None
+        if hard and import_cap is not None and e.import_wh > import_cap:
             e.shed_wh = e.import_wh - import_cap
             e.import_wh = import_cap
         return e
@@ -278,6 +294,10 @@ class Home(Agent):
             )
             world.submit(self, RecordOverride(signed, self.meter.meter_id, reason))
             self.overrides += 1
+            if self.device_meter is not None:  # the DSO may have opened its relay for it
+                relay = relay_for(signed.command)
+                if relay is not None:
+                    self.set_relay(world, relay, True, reason)
 
     def run_checks(self, now: int) -> None:
         """Its policy's scheduled checks that are due: one whose battery holds less than its
@@ -346,7 +366,10 @@ class Home(Agent):
             if wh and price is not None and self.banned:
                 self.orders_withheld += 1  # the chain would refuse it: its meter is banned
             elif wh and price is not None:
-                world.place_order(self, side, interval, wh, price, dso)
+                from gridnet.agents.aggregator import takes_order  # (a client of the aggregators)
+
+                if not takes_order(world, self, side, interval, wh, price):
+                    world.place_order(self, side, interval, wh, price, dso)
         if (interval - world.first) % MAX_SPAN == 0 and interval != world.first:
             self.open_balancing(world, interval)
 
@@ -355,10 +378,67 @@ class Home(Agent):
         its meter signs and publishes the reading."""
         assert self.meter is not None
         k = interval - world.first
-        real = self.energy(interval, self.pv_wh[k], self.load_wh[k], self.battery, self.plans.get(interval))
+        device = self.device_meter
+        if device is None:
+            real = self.energy(
+                interval, self.pv_wh[k], self.load_wh[k], self.battery, self.plans.get(interval)
+            )
+        else:
+            real = self.measure_device(world, device, interval, k)
         self.real[interval] = real
         self.soc[interval] = None if self.battery is None else round(self.battery.soc_percent, 2)
         world.publish(self.meter.read(interval, real.export_wh, real.import_wh))
+
+    def measure_device(self, world: World, device: MeterDevice, interval: Interval, k: int) -> Energy:
+        """Its energy with its meter as a device: the relays decide what can flow (an open PV
+        relay keeps the PV off, an open connection relay cuts it off the grid, a closed release
+        relay lets redeemed energy in, serving its load first and then charging its battery),
+        then the world feeds the
+        device, which measures it: the export over the interval's first half, the import (and
+        the release) over its second, the PV over all of it."""
+        closed = [r.closed for r in device.relays()]
+        pv = self.pv_wh[k] if closed[PV_RELAY] else 0
+        load = self.load_wh[k]
+        cap = load if self.island_caps is None else self.island_caps[1]
+        release = min(load, self.release_wh, cap) if closed[RELEASE] else 0
+        real = self.energy(
+            interval,
+            pv,
+            load - release,
+            self.battery,
+            self.plans.get(interval),
+            disconnected=not closed[CONNECTION],
+        )
+        real.curtailed_wh += self.pv_wh[k] - pv
+        if closed[RELEASE] and self.release_wh > release and self.battery is not None:  # then its battery
+            room = min(self.release_wh, cap) - release - real.import_wh
+            release += self.battery.charge(max(0, room))
+        if self.island_caps is not None and real.import_wh + release > self.island_caps[1]:
+            over = min(real.import_wh, real.import_wh + release - self.island_caps[1])
+            real.import_wh -= over  # its island cap holds for both feeders together
+            real.shed_wh += over
+        start, half = interval_start(interval), INTERVAL_MS // 2
+        device.set_clock(start + half)
+        exported = device.feed("ac", 0, real.export_wh * 8, half)
+        device.set_clock(start + INTERVAL_MS)
+        imported = -device.feed("ac", 0, -real.import_wh * 8, half)
+        released = -device.feed("ac", 1, -release * 8, half)
+        device.feed("dc", 0, pv * 4, INTERVAL_MS)
+        measured = (exported, imported, released)
+        assert measured == (real.export_wh, real.import_wh, release), "the device measured another flow"
+        if released:  # redeemed energy: its meter reads it imported, and it is no shortfall of the DSO's
+            self.release_wh -= released
+            real.import_wh += released
+            received = world.received_otherwise[interval]
+            received[self.address] = received.get(self.address, 0) + released
+        return real
+
+    def set_relay(self, world: World, relay: int, closed: bool, reason: str) -> None:
+        """As its meter's owner: open or close one of its relays."""
+        assert self.meter is not None and self.device_meter is not None
+        self.relay_nonce += 1
+        command = relay_command(self.key, self.meter.meter_id, relay, not closed, self.relay_nonce, reason)
+        self.device_meter.command(command)
 
     def acknowledge(self, world: World, interval: Interval) -> None:
         """As a buyer: acknowledge what each seller delivered and what is still missing (to
@@ -367,7 +447,9 @@ class Home(Agent):
         deals = world.deals.get(interval, [])
         bought = [d for d in deals if d.buyer is self]
         _, imported = world.metered(self, interval)
-        received = sum(due[d.cid] for d in bought)
+        received = sum(due[d.cid] for d in bought) + world.received_otherwise.get(interval, {}).get(
+            self.address, 0
+        )
         total_bought = sum(d.trade.wh for d in bought)
         for deal in bought:
             wh = acked = due[deal.cid]

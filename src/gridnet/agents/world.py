@@ -130,6 +130,14 @@ class World:
         self.dues_cache: dict[Interval, dict[bytes, Wh]] = {}
         """What ``agents.contracts.dues`` computed (it is read by every party to a contract)."""
         self.broker: MqttBroker | None = None
+        self.received_otherwise: dict[Interval, dict[Address, Wh]] = defaultdict(dict)
+        """Energy a buyer's meter took in an interval under something else than a contract
+        (an aggregators' record), known by the end of the interval's ``measure`` phase: no
+        shortfall the DSO supplies [Wh]."""
+        self.last_txid = b""
+        """The id of the last transaction a node accepted from ``submit``."""
+        self.closers: list[Callable[[], None]] = []
+        """What roles started and ``close`` stops (meter processes), last started first."""
         self.telemetry: Telemetry = InMemoryTelemetry()
         if scenario.telemetry.kind == "mqtt":
             self.broker = MqttBroker().start()  # in-process, 127.0.0.1, a free port
@@ -225,6 +233,7 @@ class World:
             tx = sign_transaction(who.key, self.backend.chain_id, payload, who.nonce, fee)
             outcome = self.backend.submit(who.node, tx)
             if outcome.kind is EventKind.ACCEPTED:
+                self.last_txid = outcome.txid
                 who.nonce += 1
                 self.tally.submitted[type(payload).__name__] += 1
                 return True
@@ -437,7 +446,10 @@ class World:
         self.run_until(self.backend.now() + duration_ms)
 
     def close(self) -> None:
-        """Stop what the world started: MQTT clients and broker, then the nodes."""
+        """Stop what the world started: the roles' processes, MQTT clients and broker, then
+        the nodes."""
+        while self.closers:
+            self.closers.pop()()
         if isinstance(self.telemetry, MqttTelemetry):
             self.telemetry.close()
         if self.broker is not None:

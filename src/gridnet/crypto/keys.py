@@ -51,6 +51,9 @@ class Domain(enum.Enum):
     CONSORTIUM = b"GRIDNET/consortium/v1\x00"
     METER_ANSWER = b"GRIDNET/meter-answer/v1\x00"
     RELAY_COMMAND = b"GRIDNET/relay-command/v1\x00"
+    AGGREGATOR_REQUEST = b"GRIDNET/aggregator-request/v1\x00"
+    AGGREGATOR_GRANT = b"GRIDNET/aggregator-grant/v1\x00"
+    AGGREGATOR_PROCESSING = b"GRIDNET/aggregator-processing/v1\x00"
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open

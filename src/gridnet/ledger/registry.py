@@ -11,6 +11,7 @@ from typing import Final
 
 from gridnet.ledger.txs import (
     advisory,
+    aggregator,
     auction,
     authority,
     bond,
@@ -27,6 +28,7 @@ from gridnet.ledger.txs import (
     validators,
 )
 from gridnet.ledger.txs.advisory import PublishAdvisory
+from gridnet.ledger.txs.aggregator import RecordTrade, RegisterAggregators, RewardContributors
 from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.base import AnyRules
@@ -91,6 +93,9 @@ Payload = (
     | RequestLoan
     | RepayLoan
     | ReportMissedRepayment
+    | RegisterAggregators
+    | RecordTrade
+    | RewardContributors
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -134,6 +139,9 @@ RULES: Final[dict[type, AnyRules]] = {
         credit.REQUEST_LOAN_RULES,
         credit.REPAY_RULES,
         credit.MISSED_RULES,
+        aggregator.REGISTER_RULES,
+        aggregator.RECORD_RULES,
+        aggregator.REWARD_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

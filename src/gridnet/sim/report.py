@@ -105,7 +105,10 @@ def build_report(
             "load_wh": sum(sum(h.load_wh) for h in homes),
             "battery_losses_wh": sum(h.battery.lost_wh for h in homes if h.battery),
             "exported_wh": exported,
-            "unsold_export_wh": exported - delivered["p2p"] - delivered["to_dso"],
+            "unsold_export_wh": exported
+            - delivered["p2p"]
+            - delivered["to_dso"]
+            - sum(sum(v.values()) for v in world.received_otherwise.values()),  # (aggregators' records)
             "p2p_wh": delivered["p2p"],
             "bought_from_dso_wh": delivered["from_dso"],
             "sold_to_dso_wh": delivered["to_dso"],
