@@ -372,3 +372,52 @@ def test_the_top_contributors_of_a_period_are_rewarded_from_the_fees(h: Helios) 
     # A period nobody sold in has no top contributors.
     h.mine(interval=START + 3 * PERIOD)
     assert h.refused(COLLECTOR, reward(h, period + 1, (OWNER.address,), 100)) == "NotTopContributors"
+
+
+# --- queries: API and CLI --------------------------------------------------------------------
+
+
+def test_a_consortium_and_its_records_are_queryable(h: Helios, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from gridnet.node.api import create_app
+    from gridnet.node.node import Node
+
+    i = START + 1
+    exported(h, i, 120)
+    payload = record(h, i)
+    h.mine(h.tx(COLLECTOR, payload))
+    tid = payload.grant.tid.hex()
+    node = Node("n", h.chain)
+    with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
+        body = client.get(f"/aggregators/{NAME}").json()
+        assert (body["records"], body["traded_wh"], body["majority"]) == (1, 80, 2)
+        trade = client.get(f"/trade-records/{tid}").json()
+        assert (trade["aer_wh"], trade["aeg_wh"], trade["et"]) == (100, 80, 80_800)
+        assert trade["dss"] == payload.dss.hex() and trade["dsp"] == payload.dsp.hex()
+        assert client.get("/aggregators/nobody").status_code == 404
+        assert client.get(f"/trade-records/{'00' * 32}").json()["code"] == "NotFound"
+        assert client.get("/trade-records/zz").json()["code"] == "BadRequest"
+    h.chain.close()
+    cmd = [
+        sys.executable,
+        "-m",
+        "gridnet",
+        "chain",
+        "aggregators",
+        "--data-dir",
+        str(tmp_path / "c"),
+        "--name",
+        NAME,
+    ]
+    out = subprocess.run([*cmd, "--tid", tid, "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["record"]["tt_ms"] > 0
+    text = subprocess.run([*cmd, "--tid", tid], capture_output=True, text=True, timeout=120)
+    assert "AER 100 Wh, AEG 80 Wh" in text.stdout, text.stdout + text.stderr
+    bad = subprocess.run([*cmd, "--tid", "abc"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "give the 32-byte TID in hex" in bad.stderr

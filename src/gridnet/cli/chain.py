@@ -29,6 +29,7 @@ from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
 from gridnet.ledger.state import Account
+from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
 from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.verify import verify_chain
@@ -326,6 +327,66 @@ def chain_credit_bank(
         console.print(
             f"{figures['borrower']}: credit value {figures['credit_value']}, may borrow "
             f"{format_gnc(figures['loan_limit'])}; {owes}"
+        )
+
+
+@app.command("aggregators")
+def chain_aggregators(
+    name: Annotated[str, typer.Option("--name", help="The consortium's name.")],
+    tid: Annotated[str | None, typer.Option("--tid", help="A trade record's TID (hex) to show.")] = None,
+    data_dir: OptDataDir = None,
+    node: NodeUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A consortium of energy aggregators: members, fee, reward rule, records, treasury; with
+    --tid one trade record with the seed's fields (in a data directory, or at the node at --node)."""
+    key = None
+    if tid is not None:
+        try:
+            key = bytes.fromhex(tid)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(f"--tid {tid[:70]!r}: give the 32-byte TID in hex")
+    figures: dict[str, Any] | None
+    trade: dict[str, Any] | None = None
+    if node is not None:
+        client = require_node(node, data_dir)
+        path = f"/aggregators/{urllib.parse.quote(name, safe='')}"
+        figures = expect(client.request("GET", path), dict, f"GET {path}")
+        if key is not None:
+            path = f"/trade-records/{key.hex()}"
+            trade = expect(client.request("GET", path), dict, f"GET {path}")
+    else:
+        chain = Chain.open(_data_dir(data_dir), readonly=True)
+        try:
+            figures = aggregator_figures(chain.view(), name)
+            if figures is None:
+                raise ConfigError(
+                    f"no consortium of aggregators named {name!r} on the chain in {chain.store.data_dir}"
+                )
+            if key is not None:
+                trade = record_figures(chain.view(), key)
+                if trade is None:
+                    raise ConfigError(
+                        f"no trade record {key.hex()[:16]} on the chain in {chain.store.data_dir}"
+                    )
+        finally:
+            chain.close()
+    if as_json:
+        print(json.dumps(figures if trade is None else {**figures, "record": trade}))
+        return
+    console.print(
+        f"{figures['aggregators']}: {len(figures['members'])} members (a majority: {figures['majority']}), "
+        f"fee {figures['fee_bps']} bps, {figures['records']} record(s), {figures['traded_wh']} Wh, "
+        f"treasury {format_gnc(figures['treasury'])}"
+    )
+    if trade is not None:
+        console.print(
+            f"TID {trade['tid'][:16]}: MID {trade['mid']}, AER {trade['aer_wh']} Wh, "
+            f"AEG {trade['aeg_wh']} Wh, "
+            f"ET {format_gnc(trade['et'])}, TR {trade['tr_ms']} ms, TT {trade['tt_ms']} ms, "
+            f"seller {trade['seller']} (DSS {trade['dss'][:16]}...), DSP {trade['dsp'][:16]}..."
         )
 
 

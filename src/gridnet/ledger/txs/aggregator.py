@@ -527,6 +527,33 @@ RECORD_RULES = TxRules(RecordTrade, validate_record, apply_record)
 REWARD_RULES = TxRules(RewardContributors, validate_reward, apply_reward)
 
 
+def record_figures(view: StateView, tid: bytes) -> dict[str, Any] | None:
+    """A trade record by its TID with the seed's field names (None when none is on chain)."""
+    r = view.get(TRADE_RECORDS, tid)
+    if r is None:
+        return None
+    return {
+        "tid": tid.hex(),
+        "mid": address_to_text(r.mid),
+        "aer_wh": r.aer_wh,
+        "aeg_wh": r.aeg_wh,
+        "et": r.et,
+        "dss": r.dss.hex(),
+        "dsp": r.dsp.hex(),
+        "tr_ms": r.tr_ms,
+        "tt_ms": r.tt_ms,
+        "buyer": address_to_text(r.buyer),
+        "seller": address_to_text(r.seller),
+        "seller_meter": address_to_text(r.seller_meter),
+        "interval": r.interval,
+        "price": r.price,
+        "fee": r.fee,
+        "processor": r.processor.hex(),
+        "consortium": r.consortium.hex(),
+        "height": r.height,
+    }
+
+
 def aggregator_figures(view: StateView, name: str) -> dict[str, Any] | None:
     """A consortium's members, fee, reward rule and books (None when no consortium of that name
     is registered)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,7 @@ from gridnet.ledger.params import CONSENSUS_KINDS
 from gridnet.ledger.state import IDENTITIES, table_named
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
 from gridnet.ledger.txs.contract import CONTRACTS
 from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
@@ -401,6 +402,20 @@ def create_app(
         if figures is None:
             raise not_found(f"no credit bank named {name!r} is registered")
         return CreditBankOut(**figures)
+
+    @app.get("/aggregators/{name}", summary="A consortium of energy aggregators: its members, fee and books")
+    async def get_aggregators(name: str) -> dict[str, Any]:
+        figures = aggregator_figures(node.chain.view(), name)
+        if figures is None:
+            raise not_found(f"no consortium of aggregators named {name!r} is registered")
+        return figures
+
+    @app.get("/trade-records/{tid}", summary="An aggregators' trade record by its TID (the seed's fields)")
+    async def get_trade_record(tid: str) -> dict[str, Any]:
+        figures = record_figures(node.chain.view(), parse_hex(tid, "a TID", 32))
+        if figures is None:
+            raise not_found(f"no trade record {tid[:16]} is on chain")
+        return figures
 
     @app.get("/identities/{address}", response_model=RecordOut, summary="A registered identity")
     async def get_identity(address: str) -> RecordOut:
