@@ -47,12 +47,11 @@ from gridnet.ledger.txs.credit import history_of
 from gridnet.ledger.txs.helios import sign_as_member
 from gridnet.ledger.txs.meter import READINGS, SubmitReadings, reading_key
 from gridnet.units import energy_cost, interval_start
-from tests.helpers import new_chain, register_identity, sign, test_keys, test_params
+from tests.helpers import sign
 from tests.ledger.test_helios import (
     BUYER,
     BUYER_METER_KEY,
     COLLECTOR,
-    MAKER,
     MEMBERS,
     METER_KEY,
     OWNER,
@@ -60,7 +59,7 @@ from tests.ledger.test_helios import (
     STRANGER,
     Helios,
     at,
-    cert,
+    two_meters,
 )
 
 NAME = "Aggregators"
@@ -127,19 +126,7 @@ def stateless(h: Helios, payload: Payload) -> None:
 
 @pytest.fixture
 def h(tmp_path: Path) -> Helios:
-    from gridnet.ledger.txs.authority import RegisterAuthority
-    from gridnet.ledger.txs.meter import registration
-    from gridnet.security.roles import Role
-
-    w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5))))
-    w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, BUYER)))
-    for k in (MAKER, OWNER, BUYER):
-        w.nonces[k.address] = 1
-    w.mine(w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Sun Meters")))
-    w.mine(
-        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), "area")),  # type: ignore[arg-type]
-        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), "area")),  # type: ignore[arg-type]
-    )
+    w = two_meters(tmp_path, "area")
     w.mine(w.tx(COLLECTOR, consortium_act(w)), interval=START)
     return w
 

@@ -42,19 +42,18 @@ from gridnet.ledger.txs.credit import (
     loan_limit,
 )
 from gridnet.ledger.txs.helios import sign_as_member
-from tests.helpers import new_chain, register_identity, sign, test_keys, test_params
+from tests.helpers import sign
 from tests.ledger.test_helios import (
     BUYER,
     BUYER_METER_KEY,
     COLLECTOR,
-    MAKER,
     MEMBERS,
     METER_KEY,
     OWNER,
     START,
     STRANGER,
     Helios,
-    cert,
+    two_meters,
 )
 
 CRITERIA = CreditCriteria(
@@ -86,19 +85,7 @@ def bank_act(
 
 @pytest.fixture
 def h(tmp_path: Path) -> Helios:
-    from gridnet.ledger.txs.authority import RegisterAuthority
-    from gridnet.ledger.txs.meter import registration
-    from gridnet.security.roles import Role
-
-    w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5))))
-    w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, BUYER)))
-    for k in (MAKER, OWNER, BUYER):
-        w.nonces[k.address] = 1
-    w.mine(w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Sun Meters")))
-    w.mine(
-        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), "island")),  # type: ignore[arg-type]
-        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), "island")),  # type: ignore[arg-type]
-    )
+    w = two_meters(tmp_path)
     w.mine(w.tx(COLLECTOR, bank_act(w)), interval=START)
     return w
 

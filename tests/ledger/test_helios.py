@@ -105,17 +105,24 @@ def cert(meter: PrivateKey) -> object:
     return issue_certificate(MAKER, meter.public_key, vendor="Sun", model="H1", firmware="1", serial="1")
 
 
-@pytest.fixture
-def h(tmp_path: Path) -> Helios:
+def two_meters(tmp_path: Path, area: str = "island") -> Helios:
+    """A chain where OWNER and BUYER have identities and a meter each in ``area``, certified by
+    MAKER (a manufacturer authority)."""
     w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5))))
     w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, BUYER)))
     for k in (MAKER, OWNER, BUYER):
         w.nonces[k.address] = 1
     w.mine(w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Sun Meters")))
     w.mine(
-        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), "island")),  # type: ignore[arg-type]
-        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), "island")),  # type: ignore[arg-type]
+        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), area)),  # type: ignore[arg-type]
+        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), area)),  # type: ignore[arg-type]
     )
+    return w
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Helios:
+    w = two_meters(tmp_path)
     members = tuple(k.public_key for k in MEMBERS)
     w.mine(w.tx(OWNER, w.signed_by(RegisterController(NAME, members, 2, ()), MEMBERS[:2])))
     w.mine(w.tx(OWNER, EnrollProducer(CID, METER_KEY.address)), interval=START)

@@ -69,7 +69,13 @@ from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.advisory import refuse_vulnerable
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.credit import record_sale
-from gridnet.ledger.txs.helios import MAX_MEMBERS, MemberSignature, check_consortium, refuse_over_cap
+from gridnet.ledger.txs.helios import (
+    MAX_MEMBERS,
+    MemberSignature,
+    check_consortium,
+    check_consortium_shape,
+    refuse_over_cap,
+)
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.units import Address, Hash32, Interval, energy_cost, interval_of, interval_start
@@ -333,17 +339,13 @@ def top_contributors(tally: PeriodTally, k: int) -> tuple[Address, ...]:
 
 
 def validate_register(payload: RegisterAggregators, params: ChainParams) -> None:
-    members = list(payload.members)
-    if not 1 <= len(members) <= MAX_MEMBERS or members != sorted(set(members)):
-        raise MalformedTransaction(f"a consortium lists 1 to {MAX_MEMBERS} member keys, ordered, each once")
+    check_consortium_shape(payload.members, len(payload.members) // 2 + 1, payload.signatures)
     if payload.fee_bps > MAX_FEE_BPS:
         raise MalformedTransaction(f"fee_bps {payload.fee_bps} exceeds {MAX_FEE_BPS}")
     if not 1 <= payload.period_intervals <= MAX_PERIOD_INTERVALS or payload.reward_top > MAX_REWARD_TOP:
         raise MalformedTransaction(
             f"period_intervals must be 1 to {MAX_PERIOD_INTERVALS} and reward_top at most {MAX_REWARD_TOP}"
         )
-    if len(payload.signatures) > MAX_MEMBERS:
-        raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
 
 
 def apply_register(state: StateView, env: BlockEnv, sender: Address, payload: RegisterAggregators) -> None:

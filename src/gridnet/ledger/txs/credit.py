@@ -44,7 +44,7 @@ from gridnet.errors import (
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
-from gridnet.ledger.txs.helios import MAX_MEMBERS, MemberSignature, check_consortium
+from gridnet.ledger.txs.helios import MemberSignature, check_consortium, check_consortium_shape
 from gridnet.units import Address, Hash32, interval_of
 
 MAX_INSTALLMENTS = 96
@@ -240,13 +240,7 @@ def record_sale(state: StateView, seller: Address, wh: int, paid: int) -> None:
 
 
 def validate_register_bank(payload: RegisterCreditBank, params: ChainParams) -> None:
-    members = list(payload.members)
-    if not 1 <= len(members) <= MAX_MEMBERS or members != sorted(set(members)):
-        raise MalformedTransaction(f"a consortium lists 1 to {MAX_MEMBERS} member keys, ordered, each once")
-    if not 1 <= payload.threshold <= len(members):
-        raise MalformedTransaction(f"threshold {payload.threshold} is not 1 to {len(members)} members")
-    if len(payload.signatures) > MAX_MEMBERS:
-        raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+    check_consortium_shape(payload.members, payload.threshold, payload.signatures)
     c = payload.criteria
     if not 1 <= c.installments <= MAX_INSTALLMENTS or not 1 <= c.every_intervals <= MAX_EVERY_INTERVALS:
         raise MalformedTransaction(

@@ -270,14 +270,21 @@ def _set_credits(state: StateView, cid: bytes, holder: Address, credits: int) ->
 # --- rules ------------------------------------------------------------------------------------
 
 
-def validate_register_controller(payload: RegisterController, params: ChainParams) -> None:
-    members = list(payload.members)
-    if not 1 <= len(members) <= MAX_MEMBERS or members != sorted(set(members)):
+def check_consortium_shape(
+    members: tuple[bytes, ...], threshold: int, signatures: tuple[MemberSignature, ...]
+) -> None:
+    """A consortium's registration lists 1 to 32 member keys, ordered, each once, a threshold
+    of 1 to their number and at most 32 signatures (``MalformedTransaction``)."""
+    if not 1 <= len(members) <= MAX_MEMBERS or list(members) != sorted(set(members)):
         raise MalformedTransaction(f"a consortium lists 1 to {MAX_MEMBERS} member keys, ordered, each once")
-    if not 1 <= payload.threshold <= len(members):
-        raise MalformedTransaction(f"threshold {payload.threshold} is not 1 to {len(members)} members")
-    if len(payload.signatures) > MAX_MEMBERS:
+    if not 1 <= threshold <= len(members):
+        raise MalformedTransaction(f"threshold {threshold} is not 1 to {len(members)} members")
+    if len(signatures) > MAX_MEMBERS:
         raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+
+
+def validate_register_controller(payload: RegisterController, params: ChainParams) -> None:
+    check_consortium_shape(payload.members, payload.threshold, payload.signatures)
 
 
 def apply_register_controller(
