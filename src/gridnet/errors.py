@@ -498,6 +498,87 @@ class TreasuryShort(InvalidAggregatorTrade):
     """The consortium's collected fees do not cover the rewards."""
 
 
+# --- maintenance tenders (seed 003, section 3.5) -----------------------------------------
+
+
+class InvalidTender(InvalidTransaction):
+    """A maintenance-tender transaction breaks a rule; subclasses name it."""
+
+
+class EquipmentExists(InvalidTender):
+    """The vendor registered equipment with that serial number already."""
+
+
+class UnknownEquipment(InvalidTender):
+    """No equipment with that id is registered."""
+
+
+class NotEquipmentOwner(InvalidTender):
+    """Only the equipment's owner opens its tender or confirms its service."""
+
+
+class TenderExists(InvalidTender):
+    """The equipment has a tender that is not closed yet."""
+
+
+class UnknownTender(InvalidTender):
+    """No tender with that id."""
+
+
+class BiddingClosed(InvalidTender):
+    """A bid after the tender's bidding closed (or on a tender not open), or a bidding
+    deadline out of range."""
+
+
+class BiddingOpen(InvalidTender):
+    """An award before the tender's bidding has closed."""
+
+
+class UnregisteredBidder(InvalidTender):
+    """The bidder is neither a registered maintenance team nor the equipment's vendor."""
+
+
+class BidAboveDeposit(InvalidTender):
+    """A bid asks more than the owner deposited."""
+
+
+class TenderNotAgreed(InvalidTender):
+    """The tender is not in the state the transaction needs (agreed to complete or withdraw,
+    open to award)."""
+
+
+class NotTheWinner(InvalidTender):
+    """Only the tender's winner withdraws from it."""
+
+
+# --- generation monitoring (seed 003, section 3.4) ---------------------------------------
+
+
+class InvalidMonitoring(InvalidTransaction):
+    """A monitoring transaction breaks a rule; subclasses name it."""
+
+
+class StationExists(InvalidMonitoring):
+    """A station of that name is registered already."""
+
+
+class UnknownStation(InvalidMonitoring):
+    """No station with that id is registered."""
+
+
+class NotStationMeter(InvalidMonitoring):
+    """A switch report names a switch the station does not have."""
+
+
+class MonitoringSignatureInvalid(InvalidMonitoring):
+    """A record is not signed by the station's meter that makes it."""
+
+
+class MeasurementOutOfOrder(InvalidMonitoring):
+    """A record does not follow its meter's last one (sequence and time), or is stamped
+    more than 15 minutes after the block."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 

@@ -99,6 +99,8 @@ def test_the_core_roles_each_have_a_module() -> None:
         "helios",
         "credit_bank",
         "aggregators",
+        "maintenance",
+        "generation",
         "carrier",
     ]
 

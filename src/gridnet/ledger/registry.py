@@ -22,7 +22,9 @@ from gridnet.ledger.txs import (
     helios,
     hop_fraud,
     identity,
+    maintenance,
     meter,
+    monitoring,
     relay,
     transfer,
     validators,
@@ -49,7 +51,16 @@ from gridnet.ledger.txs.helios import (
 )
 from gridnet.ledger.txs.hop_fraud import ReportHopEquivocation, ReportHopOvercredit
 from gridnet.ledger.txs.identity import RegisterIdentity
+from gridnet.ledger.txs.maintenance import (
+    AwardTender,
+    BidTender,
+    CompleteTender,
+    OpenTender,
+    RegisterEquipment,
+    WithdrawFromTender,
+)
 from gridnet.ledger.txs.meter import RegisterMeter, ReportMeterStatus, RevokeMeter, SubmitReadings
+from gridnet.ledger.txs.monitoring import RegisterStation, SubmitMonitoring
 from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import ChangeValidators, ReportValidatorFault
@@ -96,6 +107,14 @@ Payload = (
     | RegisterAggregators
     | RecordTrade
     | RewardContributors
+    | RegisterEquipment
+    | OpenTender
+    | BidTender
+    | AwardTender
+    | CompleteTender
+    | WithdrawFromTender
+    | RegisterStation
+    | SubmitMonitoring
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -142,6 +161,14 @@ RULES: Final[dict[type, AnyRules]] = {
         aggregator.REGISTER_RULES,
         aggregator.RECORD_RULES,
         aggregator.REWARD_RULES,
+        maintenance.REGISTER_EQUIPMENT_RULES,
+        maintenance.OPEN_RULES,
+        maintenance.BID_RULES,
+        maintenance.AWARD_RULES,
+        maintenance.COMPLETE_RULES,
+        maintenance.WITHDRAW_RULES,
+        monitoring.REGISTER_STATION_RULES,
+        monitoring.SUBMIT_MONITORING_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -17,6 +17,8 @@ class Role(enum.IntFlag):
     POLICE = 16
     ADVISORY = 32
     """Publishes vulnerability advisories (only if the genesis also names it)."""
+    MAINTENANCE = 64
+    """A maintenance team: it may bid on maintenance tenders (``ledger/txs/maintenance.py``)."""
 
     @classmethod
     def parse(cls, names: list[str]) -> Role:
@@ -30,7 +32,15 @@ class Role(enum.IntFlag):
         return role
 
 
-ALL_ROLES = Role.MANUFACTURER | Role.DSO | Role.SECURITY | Role.GOVERNMENT | Role.POLICE | Role.ADVISORY
+ALL_ROLES = (
+    Role.MANUFACTURER
+    | Role.DSO
+    | Role.SECURITY
+    | Role.GOVERNMENT
+    | Role.POLICE
+    | Role.ADVISORY
+    | Role.MAINTENANCE
+)
 
 
 class FlagTarget(enum.IntEnum):

@@ -1,0 +1,356 @@
+"""Maintenance tenders (seed 003, section 3.5): a failing device's owner deposits coin for its
+repair; within warranty the vendor repairs it and the deposit returns, otherwise registered
+maintenance teams (and the vendor) bid, the best bid wins, and a winner that withdraws after
+the agreement forfeits its penalty deposit.
+
+A vendor (a manufacturer authority) registers the *equipment* it sold (``RegisterEquipment``):
+its id, owner, device type and the interval its warranty runs to. When the equipment fails its
+owner opens a *tender* (``OpenTender``) with a deposit, the diagnosis (the hash of the service
+files: failure type, time, logs), the maintenance mode (remote or on-site) and the interval
+bidding closes. Within warranty the tender is agreed with the vendor at once, at no charge.
+Otherwise *diagnosis nodes* bid (``BidTender``): a registered maintenance team (an authority
+with the ``maintenance`` role) or the equipment's vendor, at a price no higher than the
+deposit, each locking a penalty deposit (``penalty_pct`` of its price, set by the tender).
+Once bidding has closed anyone awards the tender (``AwardTender``): the lowest price wins (the
+earliest bid on a tie) and the others get their penalty deposits back. The owner confirms the
+service (``CompleteTender``): the winner is paid its price from the deposit, gets its penalty
+deposit back and its credit (services completed) grows; the rest of the deposit returns. A
+winner that withdraws after the agreement (``WithdrawFromTender``) forfeits its penalty
+deposit to the owner, whose deposit returns. A tender nobody bid on closes at its award with
+the deposit returned.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import msgspec
+from msgspec.structs import replace
+
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.hashing import hash32
+from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, encode
+from gridnet.errors import (
+    BidAboveDeposit,
+    BiddingClosed,
+    BiddingOpen,
+    EquipmentExists,
+    InsufficientBalance,
+    MalformedTransaction,
+    NotAuthorized,
+    NotEquipmentOwner,
+    NotTheWinner,
+    TenderExists,
+    TenderNotAgreed,
+    UnknownEquipment,
+    UnknownTender,
+    UnregisteredBidder,
+)
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.state import ACCOUNTS, StateView, register_table
+from gridnet.ledger.txs.authority import AUTHORITIES
+from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.identity import refuse_revoked
+from gridnet.security.roles import Role
+from gridnet.units import Address, interval_of
+
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MAX_BIDS = 32
+MAX_BIDDING_INTERVALS = 7 * 96
+
+
+class Mode(enum.IntEnum):
+    REMOTE = 0
+    ON_SITE = 1
+
+
+class Status(enum.IntEnum):
+    OPEN = 0
+    """Taking bids."""
+    AGREED = 1
+    """A diagnosis node (the winner, or the vendor under warranty) is to service it."""
+    COMPLETED = 2
+    WITHDRAWN = 3
+    """The winner withdrew after the agreement (its penalty deposit went to the owner)."""
+    UNSERVED = 4
+    """Nobody bid: the deposit returned."""
+
+
+class Equipment(Wire, frozen=True):
+    owner: AddressBytes
+    vendor: AddressBytes
+    device_type: Label
+    warranty_until: U63
+    """The last interval the vendor's warranty covers."""
+
+
+class Bid(Wire, frozen=True):
+    bidder: AddressBytes
+    price: U63
+    """What it asks for the service [base units]."""
+    penalty: U63
+    """Its penalty deposit, locked until it loses, completes or withdraws [base units]."""
+    height: U63
+
+
+class Tender(Wire, frozen=True):
+    """The seed's record: device type, transaction value, diagnosis node, service files,
+    maintenance mode and credit; with the tender's terms and its bids."""
+
+    equipment: AddressBytes
+    device_type: Label
+    owner: AddressBytes
+    vendor: AddressBytes
+    deposit: U63
+    service_files: HashBytes
+    mode: U32
+    bid_until: U63
+    """The last interval bids are taken in."""
+    penalty_pct: U32
+    status: U32 = int(Status.OPEN)
+    value: U63 = 0
+    """The transaction value: the winning price (0 under warranty)."""
+    diagnosis_node: AddressBytes = b"\x00" * 20
+    """Who services it: the winner, or the vendor under warranty (zero while open)."""
+    credit: U32 = 0
+    """The diagnosis node's credit (services it completed) when the tender was agreed."""
+    warranty: bool = False
+    bids: tuple[Bid, ...] = ()
+    """Every bid (the losers' penalty deposits are returned at the award)."""
+
+
+class TeamCredit(Wire, frozen=True):
+    completed: U32 = 0
+    withdrawn: U32 = 0
+
+
+EQUIPMENT = register_table("equipment", b"q", Equipment)
+TENDERS = register_table("tenders", b"t", Tender)
+"""Tender id (the OpenTender transaction's id) -> the tender."""
+CREDITS = register_table("maintenance_credits", b"c", TeamCredit)
+
+
+class Marker(Wire, frozen=True):
+    tender: HashBytes
+
+
+OPEN_TENDER_OF = register_table("equipment_tender", b"e", Marker)
+"""Equipment -> its tender not yet completed, withdrawn or unserved (one at a time)."""
+
+
+def equipment_id(vendor: Address, serial: str) -> bytes:
+    """An equipment's id: 20 bytes of the hash of its vendor and serial number."""
+    return hash32(vendor + encode(serial))[:20]
+
+
+class RegisterEquipment(Wire, frozen=True, tag=41):
+    serial: Label
+    owner: AddressBytes
+    device_type: Label
+    warranty_until: U63
+
+
+class OpenTender(Wire, frozen=True, tag=42):
+    equipment: AddressBytes
+    deposit: U63
+    service_files: HashBytes
+    """The hash of the diagnosis's service files (failure type, time, logs)."""
+    mode: U32
+    bid_until: U63
+    penalty_pct: U32
+
+
+class BidTender(Wire, frozen=True, tag=43):
+    tender: HashBytes
+    price: U63
+
+
+class AwardTender(Wire, frozen=True, tag=44):
+    tender: HashBytes
+
+
+class CompleteTender(Wire, frozen=True, tag=45):
+    tender: HashBytes
+
+
+class WithdrawFromTender(Wire, frozen=True, tag=46):
+    tender: HashBytes
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _debit(state: StateView, who: Address, amount: int, what: str) -> None:
+    acct = state.account(who)
+    if acct.balance < amount:
+        raise InsufficientBalance(f"{what} of {amount} exceeds the balance {acct.balance}")
+    state.put(ACCOUNTS, who, replace(acct, balance=acct.balance - amount))
+
+
+def _tender(state: StateView, tid: bytes) -> Tender:
+    found = state.get(TENDERS, tid)
+    if found is None:
+        raise UnknownTender(f"no tender {tid.hex()[:16]}")
+    return found
+
+
+def _has_role(state: StateView, who: Address, role: Role) -> bool:
+    authority = state.get(AUTHORITIES, who)
+    return authority is not None and bool(Role(authority.roles) & role)
+
+
+def penalty_of(price: int, pct: int) -> int:
+    return price * pct // 100
+
+
+def credit_of(state: StateView, who: Address) -> TeamCredit:
+    return state.get(CREDITS, who) or TeamCredit()
+
+
+def _winners_penalty(tender: Tender) -> int:
+    """The winner's penalty deposit, still locked (0 under warranty: nobody bid)."""
+    return next((b.penalty for b in tender.bids if b.bidder == tender.diagnosis_node), 0)
+
+
+def _close(state: StateView, tid: bytes, tender: Tender) -> None:
+    state.put(TENDERS, tid, tender)
+    state.put(OPEN_TENDER_OF, tender.equipment, None)
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def apply_register_equipment(
+    state: StateView, env: BlockEnv, sender: Address, payload: RegisterEquipment
+) -> None:
+    if not _has_role(state, sender, Role.MANUFACTURER):
+        raise NotAuthorized(f"{address_to_text(sender)} is no manufacturer authority: it sells no equipment")
+    refuse_revoked(state, sender, "registering equipment")
+    eid = equipment_id(sender, payload.serial)
+    if state.get(EQUIPMENT, eid) is not None:
+        raise EquipmentExists(f"equipment {payload.serial!r} of this vendor is registered already")
+    state.put(EQUIPMENT, eid, Equipment(payload.owner, sender, payload.device_type, payload.warranty_until))
+
+
+def validate_open(payload: OpenTender, params: ChainParams) -> None:
+    if payload.deposit < 1 or payload.mode not in (Mode.REMOTE, Mode.ON_SITE) or payload.penalty_pct > 100:
+        raise MalformedTransaction(
+            "a tender needs a deposit, a mode (0 remote, 1 on-site), a penalty of 0-100 %"
+        )
+
+
+def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTender) -> None:
+    equipment = state.get(EQUIPMENT, payload.equipment)
+    if equipment is None:
+        raise UnknownEquipment(f"no equipment {address_to_text(payload.equipment)} is registered")
+    if equipment.owner != sender:
+        raise NotEquipmentOwner("only the equipment's owner opens a tender for it")
+    if state.get(OPEN_TENDER_OF, payload.equipment) is not None:
+        raise TenderExists("the equipment has a tender that is not closed yet")
+    now = interval_of(env.timestamp)
+    warranty = now <= equipment.warranty_until
+    if not warranty and not now <= payload.bid_until <= now + MAX_BIDDING_INTERVALS:
+        raise BiddingClosed(f"bidding must close between interval {now} and {now + MAX_BIDDING_INTERVALS}")
+    _debit(state, sender, payload.deposit, "the deposit")
+    tender = Tender(
+        payload.equipment, equipment.device_type, sender, equipment.vendor, payload.deposit,
+        payload.service_files, payload.mode, payload.bid_until, payload.penalty_pct,
+    )  # fmt: skip
+    if warranty:  # the vendor services it, at no charge
+        credit = credit_of(state, equipment.vendor).completed
+        tender = replace(
+            tender, status=int(Status.AGREED), diagnosis_node=equipment.vendor, credit=credit, warranty=True
+        )
+    state.put(TENDERS, env.txid, tender)
+    state.put(OPEN_TENDER_OF, payload.equipment, Marker(env.txid))
+
+
+def validate_bid(payload: BidTender, params: ChainParams) -> None:
+    if payload.price < 1:
+        raise MalformedTransaction("a bid of nothing")
+
+
+def apply_bid(state: StateView, env: BlockEnv, sender: Address, payload: BidTender) -> None:
+    tender = _tender(state, payload.tender)
+    if tender.status != Status.OPEN or interval_of(env.timestamp) > tender.bid_until:
+        raise BiddingClosed("the tender takes no more bids")
+    if sender != tender.vendor and not _has_role(state, sender, Role.MAINTENANCE):
+        raise UnregisteredBidder(
+            f"{address_to_text(sender)} is neither a registered maintenance team nor the equipment's vendor"
+        )
+    refuse_revoked(state, sender, "bidding")
+    if payload.price > tender.deposit:
+        raise BidAboveDeposit(f"{payload.price} asked; the owner deposited {tender.deposit}")
+    if any(b.bidder == sender for b in tender.bids) or len(tender.bids) >= MAX_BIDS:
+        raise MalformedTransaction(f"one bid per bidder, at most {MAX_BIDS}")
+    penalty = penalty_of(payload.price, tender.penalty_pct)
+    _debit(state, sender, penalty, "the penalty deposit")
+    bid = Bid(sender, payload.price, penalty, env.height)
+    state.put(TENDERS, payload.tender, replace(tender, bids=(*tender.bids, bid)))
+
+
+def apply_award(state: StateView, env: BlockEnv, sender: Address, payload: AwardTender) -> None:
+    tender = _tender(state, payload.tender)
+    if tender.status != Status.OPEN:
+        raise TenderNotAgreed("the tender is not open for an award")
+    if interval_of(env.timestamp) <= tender.bid_until:
+        raise BiddingOpen(f"bidding runs to the end of interval {tender.bid_until}")
+    if not tender.bids:
+        state.credit(tender.owner, tender.deposit)
+        _close(state, payload.tender, replace(tender, status=int(Status.UNSERVED)))
+        return
+    best = min(tender.bids, key=lambda b: (b.price, b.height, b.bidder))
+    for b in tender.bids:
+        if b is not best and b.penalty:
+            state.credit(b.bidder, b.penalty)
+    credit = credit_of(state, best.bidder).completed
+    agreed = replace(
+        tender,
+        status=int(Status.AGREED),
+        value=best.price,
+        diagnosis_node=best.bidder,
+        credit=credit,
+    )
+    state.put(TENDERS, payload.tender, agreed)
+
+
+def apply_complete(state: StateView, env: BlockEnv, sender: Address, payload: CompleteTender) -> None:
+    tender = _tender(state, payload.tender)
+    if tender.status != Status.AGREED:
+        raise TenderNotAgreed("only an agreed tender is completed")
+    if sender != tender.owner:
+        raise NotEquipmentOwner("only the owner confirms the service")
+    node = tender.diagnosis_node
+    penalty = _winners_penalty(tender)
+    if tender.value + penalty:
+        state.credit(node, tender.value + penalty)
+    if tender.deposit > tender.value:
+        state.credit(tender.owner, tender.deposit - tender.value)
+    credit = credit_of(state, node)
+    state.put(CREDITS, node, replace(credit, completed=credit.completed + 1))
+    _close(state, payload.tender, replace(tender, status=int(Status.COMPLETED)))
+
+
+def apply_withdraw(state: StateView, env: BlockEnv, sender: Address, payload: WithdrawFromTender) -> None:
+    tender = _tender(state, payload.tender)
+    if tender.status != Status.AGREED or tender.warranty:
+        raise TenderNotAgreed("only a winner of an agreed tender withdraws")
+    if sender != tender.diagnosis_node:
+        raise NotTheWinner("only the winner withdraws")
+    state.credit(tender.owner, tender.deposit + _winners_penalty(tender))
+    credit = credit_of(state, sender)
+    state.put(CREDITS, sender, replace(credit, withdrawn=credit.withdrawn + 1))
+    _close(state, payload.tender, replace(tender, status=int(Status.WITHDRAWN)))
+
+
+def _no_check(payload: object, params: ChainParams) -> None:
+    """Nothing to check without the state."""
+
+
+REGISTER_EQUIPMENT_RULES = TxRules(RegisterEquipment, _no_check, apply_register_equipment)
+OPEN_RULES = TxRules(OpenTender, validate_open, apply_open)
+BID_RULES = TxRules(BidTender, validate_bid, apply_bid)
+AWARD_RULES = TxRules(AwardTender, _no_check, apply_award)
+COMPLETE_RULES = TxRules(CompleteTender, _no_check, apply_complete)
+WITHDRAW_RULES = TxRules(WithdrawFromTender, _no_check, apply_withdraw)

@@ -1,0 +1,149 @@
+"""Maintenance tenders (``ledger/txs/maintenance.py``): within warranty the vendor services the
+equipment and the deposit returns; otherwise registered teams (and the vendor) bid, the lowest
+price wins, a winner that withdraws forfeits its penalty deposit. Each rule broken, its
+rejection named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gridnet.errors import MalformedTransaction
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.maintenance import (
+    CREDITS,
+    TENDERS,
+    AwardTender,
+    BidTender,
+    CompleteTender,
+    Mode,
+    OpenTender,
+    RegisterEquipment,
+    Status,
+    WithdrawFromTender,
+    equipment_id,
+)
+from gridnet.security.roles import Role
+from tests.helpers import register_identity, sign
+from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, two_meters
+
+TEAM, VENDOR = COLLECTOR, MAKER  # a registered maintenance team; the manufacturer sells the equipment
+OLD = equipment_id(VENDOR.address, "INV-1")  # an inverter out of warranty
+NEW = equipment_id(VENDOR.address, "INV-2")  # one within it
+FILES = b"\x11" * 32
+DEPOSIT = 50_000
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Helios:
+    w = two_meters(tmp_path)
+    w.mine(register_identity(w.chain, TEAM))
+    w.nonces[TEAM.address] = 1
+    w.mine(w.tx(TEAM, RegisterAuthority(int(Role.MAINTENANCE), "Fix-It Team")))
+    w.mine(
+        w.tx(VENDOR, RegisterEquipment("INV-1", OWNER.address, "inverter", START - 1)),
+        w.tx(VENDOR, RegisterEquipment("INV-2", OWNER.address, "inverter", START + 500)),
+        interval=START,
+    )
+    return w
+
+
+def balance(h: Helios, who: bytes) -> int:
+    return h.chain.view().account(who).balance
+
+
+def open_tender(
+    h: Helios, equipment: bytes = OLD, bid_until: int = START + 2, **kw: int
+) -> tuple[bytes, int]:
+    tx = h.tx(OWNER, OpenTender(equipment, kw.get("deposit", DEPOSIT), FILES, Mode.ON_SITE, bid_until, 10))
+    h.mine(tx)
+    from gridnet.ledger.transactions import tx_id
+
+    return tx_id(tx), tx.fee
+
+
+def test_equipment_is_registered_by_its_vendor(h: Helios) -> None:
+    assert h.refused(OWNER, RegisterEquipment("X", OWNER.address, "pump", START)) == "NotAuthorized"
+    assert (
+        h.refused(VENDOR, RegisterEquipment("INV-1", OWNER.address, "inverter", START)) == "EquipmentExists"
+    )
+
+
+def test_within_warranty_the_vendor_services_it_and_the_deposit_returns(h: Helios) -> None:
+    before = balance(h, OWNER.address)
+    tid, fee = open_tender(h, NEW)
+    tender = h.chain.view().get(TENDERS, tid)
+    assert tender is not None and tender.warranty and tender.status == Status.AGREED
+    assert tender.diagnosis_node == VENDOR.address and tender.value == 0 and tender.device_type == "inverter"
+    assert h.refused(TEAM, BidTender(tid, 1_000)) == "BiddingClosed"  # nothing to bid on
+    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "TenderNotAgreed"  # the warranty binds it
+    assert h.refused(BUYER, CompleteTender(tid)) == "NotEquipmentOwner"
+    complete = h.tx(OWNER, CompleteTender(tid))
+    h.mine(complete)
+    assert balance(h, OWNER.address) == before - fee - complete.fee  # the deposit came back
+    view = h.chain.view()
+    assert view.get(TENDERS, tid).status == Status.COMPLETED  # type: ignore[union-attr]
+    assert view.get(CREDITS, VENDOR.address).completed == 1  # type: ignore[union-attr]
+
+
+def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
+    assert h.refused(BUYER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10)) == "NotEquipmentOwner"
+    assert h.refused(OWNER, OpenTender(b"\x01" * 20, DEPOSIT, FILES, 1, START + 2, 10)) == "UnknownEquipment"
+    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 10_000, 10)) == "BiddingClosed"
+    assert h.refused(OWNER, OpenTender(OLD, 10**18, FILES, 1, START + 2, 10)) == "InsufficientBalance"
+    for bad in (OpenTender(OLD, 0, FILES, 1, START + 2, 10), OpenTender(OLD, 1, FILES, 2, START + 2, 10)):
+        with pytest.raises(MalformedTransaction):
+            validate_transaction(sign(h.chain, OWNER, bad, 0), h.chain.params, h.chain.chain_id)
+    tid, _ = open_tender(h)
+    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10)) == "TenderExists"
+    assert h.refused(STRANGER, BidTender(tid, 1_000)) == "UnregisteredBidder"
+    assert h.refused(TEAM, BidTender(tid, DEPOSIT + 1)) == "BidAboveDeposit"
+    team0, vendor0 = balance(h, TEAM.address), balance(h, VENDOR.address)
+    bids = [h.tx(TEAM, BidTender(tid, 30_000)), h.tx(VENDOR, BidTender(tid, 40_000))]
+    h.mine(*bids)
+    assert team0 - balance(h, TEAM.address) == 3_000 + bids[0].fee  # its 10 % penalty deposit is locked
+    assert h.refused(TEAM, BidTender(tid, 20_000)) == "MalformedTransaction"  # one bid each
+    assert h.refused(OWNER, AwardTender(tid)) == "BiddingOpen"
+    assert h.refused(TEAM, WithdrawFromTender(tid)) == "TenderNotAgreed"
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 3)  # anyone awards once bidding closed
+    assert h.refused(TEAM, BidTender(tid, 1_000)) == "BiddingClosed"
+    tender = h.chain.view().get(TENDERS, tid)
+    assert tender is not None and tender.status == Status.AGREED
+    assert (tender.diagnosis_node, tender.value, tender.credit) == (TEAM.address, 30_000, 0)
+    assert [b.bidder for b in tender.bids] == [TEAM.address, VENDOR.address]  # the record keeps every bid
+    assert balance(h, VENDOR.address) == vendor0 - bids[1].fee  # the loser's penalty deposit returned
+
+    owner0, team1 = balance(h, OWNER.address), balance(h, TEAM.address)
+    h.mine(h.tx(OWNER, CompleteTender(tid)))
+    assert balance(h, TEAM.address) - team1 == 30_000 + 3_000  # its price and its penalty deposit
+    assert h.chain.view().get(CREDITS, TEAM.address).completed == 1  # type: ignore[union-attr]
+    assert balance(h, OWNER.address) > owner0 + DEPOSIT - 30_000 - 10_000  # the rest returned (less a fee)
+    assert h.refused(OWNER, CompleteTender(tid)) == "TenderNotAgreed"
+    assert h.refused(OWNER, AwardTender(b"\x02" * 32)) == "UnknownTender"
+
+
+def test_a_winner_that_withdraws_forfeits_its_penalty_deposit_to_the_owner(h: Helios) -> None:
+    tid, _ = open_tender(h)
+    h.mine(h.tx(TEAM, BidTender(tid, 20_000)))
+    h.mine(h.tx(OWNER, AwardTender(tid)), interval=START + 3)
+    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "NotTheWinner"
+    owner0 = balance(h, OWNER.address)
+    h.mine(h.tx(TEAM, WithdrawFromTender(tid)))
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT + 2_000  # its deposit and the penalty
+    view = h.chain.view()
+    assert view.get(TENDERS, tid).status == Status.WITHDRAWN  # type: ignore[union-attr]
+    assert view.get(CREDITS, TEAM.address).withdrawn == 1  # type: ignore[union-attr]
+    open_tender(h, bid_until=START + 5)  # the equipment may be tendered again
+
+
+def test_a_tender_nobody_bids_on_returns_the_deposit(h: Helios) -> None:
+    tid, _ = open_tender(h)
+    owner0 = balance(h, OWNER.address)
+    award: Payload = AwardTender(tid)
+    tx = h.tx(OWNER, award)
+    h.mine(tx, interval=START + 3)
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT - tx.fee
+    assert h.chain.view().get(TENDERS, tid).status == Status.UNSERVED  # type: ignore[union-attr]

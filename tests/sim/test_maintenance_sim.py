@@ -1,0 +1,66 @@
+"""Maintenance tenders in the simulator (``[maintenance]``): failed inverters are repaired by
+the vendor under warranty and by the lowest bidder otherwise; a team that withdraws forfeits
+its penalty deposit and the home tenders again; the report agrees with the chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridnet.errors import ConfigError
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.maintenance import TENDERS, Status
+from gridnet.sim.neighbourhood import simulate
+from gridnet.sim.scenario import scenario_from_dict
+
+MORNING: dict[str, Any] = {
+    "simulation": {"intervals": 20, "start": "2026-06-21T07:00:00Z"},
+    "homes": {"count": 6, "pv_share": 0.5, "businesses": 0},
+    "relay": {"hill_homes": 0},
+    "chain": {"block_interval_s": 60},
+    "maintenance": {
+        "enabled": True, "failures": 3, "in_warranty": 1, "first_failure_utc": "07:30",
+        "failure_every_intervals": 3, "onsite_intervals": 2, "withdrawing_team": 0,
+    },
+}  # fmt: skip
+
+
+def test_failed_inverters_are_tendered_and_repaired(tmp_path: Path) -> None:
+    report = simulate(scenario_from_dict(MORNING, "maintenance.toml"), tmp_path / "out")
+    m = report["roles"]["maintenance"]
+    assert report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert m["failures"] == 3 and m["repaired"] == 3 and m["pv_lost_wh"] > 0
+    by_status = [(t["home"], t["status"], t["warranty"]) for t in m["tenders"]]
+    assert by_status[0] == ("home-0", "completed", True)
+    assert ("home-1", "withdrawn", False) in by_status and ("home-1", "completed", False) in by_status
+    warranty = m["tenders"][0]
+    assert warranty["diagnosis_node"] == "manufacturer" and warranty["value_gnc"] == 0.0
+    for t in m["tenders"][1:]:  # out of warranty: the two teams and the vendor bid, team 0 is cheapest
+        assert t["bids"] == 3 and t["diagnosis_node"] == "maintenance-team-0" and t["value_gnc"] == 0.8
+    assert m["credits"]["maintenance-team-0"] == {"completed": 2, "withdrawn": 1}
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        view = chain.view()
+        tenders = [
+            view.get(TENDERS, k[len(TENDERS.prefix) :]) for k in chain.values if k.startswith(TENDERS.prefix)
+        ]
+        assert sorted(Status(t.status).name for t in tenders if t is not None) == [
+            "COMPLETED", "COMPLETED", "COMPLETED", "WITHDRAWN",
+        ]  # fmt: skip
+    finally:
+        chain.close()
+
+
+def test_a_bad_maintenance_table_is_one_clear_line(tmp_path: Path) -> None:
+    for bad, message in (
+        ({"failures": 9}, "failures 0 to the PV homes"),
+        ({"in_warranty": 4}, "in_warranty 0 to failures"),
+        ({"penalty_pct": 101}, "penalty_pct 0 to 100"),
+        ({"first_failure_utc": "25:00"}, "HH:MM"),
+        ({"bid_intervals": 0}, "must be 1 or more"),
+    ):
+        doc = {**MORNING, "maintenance": {**MORNING["maintenance"], **bad}}
+        with pytest.raises(ConfigError, match=message):
+            simulate(scenario_from_dict(doc, "maintenance.toml"), tmp_path / f"bad-{len(message)}")
