@@ -570,13 +570,56 @@ class NotStationMeter(InvalidMonitoring):
     """A switch report names a switch the station does not have."""
 
 
+class NotStationOwner(InvalidMonitoring):
+    """Records submitted by someone other than the station's owner."""
+
+
 class MonitoringSignatureInvalid(InvalidMonitoring):
     """A record is not signed by the station's meter that makes it."""
 
 
 class MeasurementOutOfOrder(InvalidMonitoring):
-    """A record does not follow its meter's last one (sequence and time), or is stamped
+    """A record is not its meter's next one (sequence one more, a later time), or is stamped
     more than 15 minutes after the block."""
+
+
+# --- privacy-preserving aggregation (seed 003, section 3.3) -------------------------------
+
+
+class InvalidAggregate(InvalidTransaction):
+    """A privacy-group transaction breaks a rule; subclasses name it."""
+
+
+class GroupExists(InvalidAggregate):
+    """A privacy group of that name is published already."""
+
+
+class UnknownGroup(InvalidAggregate):
+    """No privacy group with that id."""
+
+
+class NotGroupMember(InvalidAggregate):
+    """The pseudonym is not in the group's Bloom filter."""
+
+
+class PseudonymProofInvalid(InvalidAggregate):
+    """The proof of knowledge of the pseudonym's key does not verify."""
+
+
+class SlotNotOver(InvalidAggregate):
+    """An aggregate for a slot that has not ended."""
+
+
+class SlotAggregated(InvalidAggregate):
+    """The slot has its aggregate already."""
+
+
+class AggregateIncomplete(InvalidAggregate):
+    """An aggregate over fewer (or more) members than the group has."""
+
+
+class BillsMismatch(InvalidAggregate):
+    """The energy billed is not the group's aggregates over the slots billed (or one is missing)."""
 
 
 # --- market (off chain) ----------------------------------------------------------------

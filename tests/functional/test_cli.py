@@ -603,6 +603,7 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
     bad = one_line_error(gridnet(*args, "--criteria", "bad.toml", cwd=tmp_path))
     assert "bad.toml: not valid credit criteria" in bad, bad
     ok(gridnet(*args, "--criteria", "criteria.toml", cwd=tmp_path))
+    ok(gridnet("tx", "register-identity", "--data-dir", data, "--key", "b.key", cwd=tmp_path))  # (to borrow)
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
     loan = ("tx", "request-loan", "--data-dir", data, "--key", "b.key", "--bank", "Commons")
     big = one_line_error(gridnet(*loan, "--amount", "11", cwd=tmp_path))

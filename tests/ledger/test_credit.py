@@ -115,6 +115,7 @@ def test_a_bank_is_registered_by_its_consortium_with_its_capital(h: Helios) -> N
 
 def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:
     assert h.refused(OWNER, RequestLoan(bank_id("Nobody"), 1_000)) == "UnknownCreditBank"
+    assert h.refused(STRANGER, RequestLoan(BANK, 1_000)) == "UnknownIdentity"  # no identity, no history
     assert h.refused(OWNER, RequestLoan(BANK, 10_001)) == "LoanTooLarge"  # 10 points x 1,000
     strict = bank_act(h, "Strict", criteria=msgspec.structs.replace(CRITERIA, min_value=11))
     poor = bank_act(h, "Poor", capital=5_000)
@@ -195,6 +196,7 @@ def test_a_missed_installment_lowers_the_value_and_the_last_one_defaults(h: Heli
     assert h.refused(OWNER, ReportMissedRepayment(BUYER.address)) == "RepaymentNotDue"  # judged already
     assert h.refused(BUYER, RequestLoan(BANK, 1)) == "LoanOutstanding"
     h.mine(h.tx(BUYER, RepayLoan(5_500)))  # it pays late: the loan is repaid, the default stays
+    assert history_of(h.chain.view(), BUYER.address).loans_repaid == 0  # (no credit for repaying it)
     assert h.chain.view().get(LOANS, BUYER.address).status == REPAID  # type: ignore[union-attr]
     assert h.refused(BUYER, RequestLoan(BANK, 1)) == "CreditValueTooLow"
 

@@ -55,10 +55,8 @@ def balance(h: Helios, who: bytes) -> int:
     return h.chain.view().account(who).balance
 
 
-def open_tender(
-    h: Helios, equipment: bytes = OLD, bid_until: int = START + 2, **kw: int
-) -> tuple[bytes, int]:
-    tx = h.tx(OWNER, OpenTender(equipment, kw.get("deposit", DEPOSIT), FILES, Mode.ON_SITE, bid_until, 10))
+def open_tender(h: Helios, equipment: bytes = OLD, bid_until: int = START + 2) -> tuple[bytes, int]:
+    tx = h.tx(OWNER, OpenTender(equipment, DEPOSIT, FILES, Mode.ON_SITE, bid_until, 10, 8))
     h.mine(tx)
     from gridnet.ledger.transactions import tx_id
 
@@ -79,7 +77,7 @@ def test_within_warranty_the_vendor_services_it_and_the_deposit_returns(h: Helio
     assert tender is not None and tender.warranty and tender.status == Status.AGREED
     assert tender.diagnosis_node == VENDOR.address and tender.value == 0 and tender.device_type == "inverter"
     assert h.refused(TEAM, BidTender(tid, 1_000)) == "BiddingClosed"  # nothing to bid on
-    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "TenderNotAgreed"  # the warranty binds it
+    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "NotTheWinner"  # the warranty binds it
     assert h.refused(BUYER, CompleteTender(tid)) == "NotEquipmentOwner"
     complete = h.tx(OWNER, CompleteTender(tid))
     h.mine(complete)
@@ -90,15 +88,21 @@ def test_within_warranty_the_vendor_services_it_and_the_deposit_returns(h: Helio
 
 
 def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
-    assert h.refused(BUYER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10)) == "NotEquipmentOwner"
-    assert h.refused(OWNER, OpenTender(b"\x01" * 20, DEPOSIT, FILES, 1, START + 2, 10)) == "UnknownEquipment"
-    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 10_000, 10)) == "BiddingClosed"
-    assert h.refused(OWNER, OpenTender(OLD, 10**18, FILES, 1, START + 2, 10)) == "InsufficientBalance"
-    for bad in (OpenTender(OLD, 0, FILES, 1, START + 2, 10), OpenTender(OLD, 1, FILES, 2, START + 2, 10)):
+    assert h.refused(BUYER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8)) == "NotEquipmentOwner"
+    assert (
+        h.refused(OWNER, OpenTender(b"\x01" * 20, DEPOSIT, FILES, 1, START + 2, 10, 8)) == "UnknownEquipment"
+    )
+    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 10_000, 10, 8)) == "BiddingClosed"
+    assert h.refused(OWNER, OpenTender(OLD, 10**18, FILES, 1, START + 2, 10, 8)) == "InsufficientBalance"
+    for bad in (
+        OpenTender(OLD, 0, FILES, 1, START + 2, 10, 8),
+        OpenTender(OLD, 1, FILES, 2, START + 2, 10, 8),
+        OpenTender(OLD, 1, FILES, 1, START + 2, 10, 0),
+    ):
         with pytest.raises(MalformedTransaction):
             validate_transaction(sign(h.chain, OWNER, bad, 0), h.chain.params, h.chain.chain_id)
     tid, _ = open_tender(h)
-    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10)) == "TenderExists"
+    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8)) == "TenderExists"
     assert h.refused(STRANGER, BidTender(tid, 1_000)) == "UnregisteredBidder"
     assert h.refused(TEAM, BidTender(tid, DEPOSIT + 1)) == "BidAboveDeposit"
     team0, vendor0 = balance(h, TEAM.address), balance(h, VENDOR.address)
@@ -147,3 +151,32 @@ def test_a_tender_nobody_bids_on_returns_the_deposit(h: Helios) -> None:
     h.mine(tx, interval=START + 3)
     assert balance(h, OWNER.address) - owner0 == DEPOSIT - tx.fee
     assert h.chain.view().get(TENDERS, tid).status == Status.UNSERVED  # type: ignore[union-attr]
+
+
+def test_no_bid_wins_for_nothing_at_stake_and_an_overdue_service_can_be_ended(h: Helios) -> None:
+    """A bid of 1 base unit still locks a penalty deposit (rounded up); once the winner lets the
+    service run past its deadline, the owner ends the agreement and takes the penalty."""
+    tid, _ = open_tender(h)
+    team0 = balance(h, TEAM.address)
+    bid = h.tx(TEAM, BidTender(tid, 1))
+    h.mine(bid)
+    assert team0 - balance(h, TEAM.address) == 1 + bid.fee  # 10 % of 1, rounded up
+    h.mine(h.tx(OWNER, AwardTender(tid)), interval=START + 3)
+    tender = h.chain.view().get(TENDERS, tid)
+    assert tender is not None and tender.service_until == START + 3 + 8
+    assert h.refused(OWNER, WithdrawFromTender(tid), START + 11) == "NotTheWinner"  # not overdue yet
+    owner0 = balance(h, OWNER.address)
+    end = h.tx(OWNER, WithdrawFromTender(tid))
+    h.mine(end, interval=START + 12)
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT + 1 - end.fee
+    assert h.chain.view().get(CREDITS, TEAM.address).withdrawn == 1  # type: ignore[union-attr]
+
+
+def test_under_warranty_the_vendor_cannot_back_out_but_the_owner_can_end_an_overdue_repair(h: Helios) -> None:
+    tid, _ = open_tender(h, NEW)
+    assert h.refused(OWNER, WithdrawFromTender(tid)) == "NotTheWinner"
+    owner0 = balance(h, OWNER.address)
+    end = h.tx(OWNER, WithdrawFromTender(tid))
+    h.mine(end, interval=START + 20)
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT - end.fee
+    assert h.chain.view().get(TENDERS, tid).status == Status.WITHDRAWN  # type: ignore[union-attr]

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import MalformedTransaction
+from gridnet.errors import MalformedTransaction, MonitoringSignatureInvalid
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.meter import registration
 from gridnet.ledger.txs.monitoring import (
@@ -47,7 +48,8 @@ def h(tmp_path: Path) -> Helios:
 class Station:
     """The station's meters: each record signed by the meter that makes it, numbered in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, h: Helios) -> None:
+        self.chain_id = h.chain.chain_id
         self.seq = 0
         self.switch_seq = [0, 0, 0]
         self.t = at(START)
@@ -62,17 +64,21 @@ class Station:
             "load_current_upu": round(s.load_current_pu * 1e6),
         }  # fmt: skip
         fields.update(false)
-        return sign_record(GEN, Measurement(STATION, self.seq, self.t, **fields))
+        return sign_record(GEN, self.chain_id, Measurement(STATION, self.seq, self.t, **fields))
 
     def switch(self, n: int, closed: bool, failed: bool = False) -> object:
         self.switch_seq[n] += 1
         self.t += 1
         record = SwitchState(STATION, n, closed, failed, self.switch_seq[n], self.t)
-        return sign_record(SWITCH_KEYS[n], record)
+        return sign_record(SWITCH_KEYS[n], self.chain_id, record)
 
 
 def submit(h: Helios, *records: object) -> None:
-    h.mine(h.tx(BUYER, SubmitMonitoring(tuple(records))), interval=START + 1)  # type: ignore[arg-type]
+    h.mine(h.tx(OWNER, batch(h, *records)), interval=START + 1)
+
+
+def batch(h: Helios, *records: object) -> SubmitMonitoring:
+    return SubmitMonitoring(h.chain.chain_id, tuple(records))  # type: ignore[arg-type]
 
 
 def flags(h: Helios) -> dict[int, int]:
@@ -100,7 +106,7 @@ def test_a_station_is_registered_by_the_owner_of_its_meters(h: Helios) -> None:
 
 
 def test_a_real_load_rejection_with_the_pss_raises_no_flag(h: Helios) -> None:
-    st, m = Station(), Machine()
+    st, m = Station(h), Machine()
     records = [st.measure(m) for _ in range(5)]
     m.sl_closed = False  # the operator opens SL: its meter reports it, then the machine swings
     records.append(st.switch(SL, False))
@@ -117,7 +123,7 @@ def test_a_real_load_rejection_with_the_pss_raises_no_flag(h: Helios) -> None:
 def test_false_data_hiding_a_tampered_switch_is_flagged(h: Helios) -> None:
     """The attacker opens SL and SC (their meters report them failed) and the compromised
     generator meter keeps reporting the normal values: they contradict the switch states."""
-    st, m = Station(), Machine()
+    st, m = Station(h), Machine()
     normal = m.measure()
     records = [st.measure(m) for _ in range(3)]
     records += [st.switch(SL, False, failed=True), st.switch(SC, False, failed=True)]
@@ -134,7 +140,7 @@ def test_false_data_hiding_a_tampered_switch_is_flagged(h: Helios) -> None:
 
 
 def test_values_beyond_the_physics_are_flagged(h: Helios) -> None:
-    st, m = Station(), Machine()
+    st, m = Station(h), Machine()
     base = st.measure(m)
     records = [
         base,
@@ -152,16 +158,30 @@ def test_values_beyond_the_physics_are_flagged(h: Helios) -> None:
 
 
 def test_records_must_be_signed_by_their_meter_and_in_order(h: Helios) -> None:
-    st, m = Station(), Machine()
+    st, m = Station(h), Machine()
     first = st.measure(m)
-    forged = sign_record(SWITCH_KEYS[0], first.record)  # type: ignore[attr-defined]
-    tx = SubmitMonitoring((forged,))  # type: ignore[arg-type]
-    assert h.refused(BUYER, tx, START + 1) == "MonitoringSignatureInvalid"
+    forged = sign_record(SWITCH_KEYS[0], h.chain.chain_id, first.record)  # type: ignore[attr-defined]
+    assert (
+        h.refused(OWNER, batch(h, forged), START + 1) == "MonitoringSignatureInvalid"
+    )  # not the generator's
+    elsewhere = SubmitMonitoring(b"\x07" * 32, (sign_record(GEN, b"\x07" * 32, first.record),))  # type: ignore[attr-defined]
+    assert h.refused(OWNER, elsewhere, START + 1) == "MonitoringSignatureInvalid"  # signed for another chain
+    assert h.refused(BUYER, batch(h, first), START + 1) == "NotStationOwner"
+    tampered = msgspec.structs.replace(first, record=msgspec.structs.replace(first.record, voltage_upu=1))  # type: ignore[attr-defined,type-var]
+    with pytest.raises(MonitoringSignatureInvalid):  # checked once, without the state
+        validate_transaction(sign(h.chain, OWNER, batch(h, tampered), 0), h.chain.params, h.chain.chain_id)
+    skipped = st.measure(m)
+    skipped = st.measure(m)  # seq 3: the second is missing
+    assert h.refused(OWNER, batch(h, skipped), START + 1) == "MeasurementOutOfOrder"
     submit(h, first)
-    assert h.refused(BUYER, SubmitMonitoring((first,)), START + 2) == "MeasurementOutOfOrder"  # type: ignore[arg-type]
-    bad_switch = sign_record(SWITCH_KEYS[0], SwitchState(STATION, 3, True, False, 1, st.t + 1))
-    assert h.refused(BUYER, SubmitMonitoring((bad_switch,)), START + 2) == "NotStationMeter"
-    nowhere = sign_record(GEN, Measurement(b"\x09" * 20, 1, st.t + 1, 50_000, 1_000_000, 1, 0, 1))
-    assert h.refused(BUYER, SubmitMonitoring((nowhere,)), START + 2) == "UnknownStation"
+    assert h.refused(OWNER, batch(h, first), START + 2) == "MeasurementOutOfOrder"  # a replay
+    bad_switch = sign_record(
+        SWITCH_KEYS[0], h.chain.chain_id, SwitchState(STATION, 3, True, False, 1, st.t + 1)
+    )
+    assert h.refused(OWNER, batch(h, bad_switch), START + 2) == "NotStationMeter"
+    nowhere = Measurement(b"\x09" * 20, 1, st.t + 1, 50_000, 1_000_000, 1, 0, 1)
+    assert (
+        h.refused(OWNER, batch(h, sign_record(GEN, h.chain.chain_id, nowhere)), START + 2) == "UnknownStation"
+    )
     with pytest.raises(MalformedTransaction):
-        validate_transaction(sign(h.chain, BUYER, SubmitMonitoring(()), 0), h.chain.params, h.chain.chain_id)
+        validate_transaction(sign(h.chain, OWNER, batch(h), 0), h.chain.params, h.chain.chain_id)

@@ -102,6 +102,7 @@ def test_the_core_roles_each_have_a_module() -> None:
         "maintenance",
         "generation",
         "carrier",
+        "privacy",
     ]
 
 

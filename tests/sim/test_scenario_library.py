@@ -53,6 +53,7 @@ def test_the_library_holds_the_scenarios_the_docs_name() -> None:
         "meter-relays",
         "neighbourhood",
         "no-pv-street",
+        "privacy",
         "winter-weekday",
     ]
 

@@ -23,6 +23,7 @@ from gridnet.agents.base import Agent
 from gridnet.agents.roles import Role
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import Allocation
+from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.txs.credit import (
     BANKS,
     LOANS,
@@ -134,7 +135,8 @@ class CreditBankAgent(Agent):
                 history = history_of(view, home.address)
                 amount = min(loan_limit(history, bank.criteria), bank.capital)
                 if (
-                    balance < gnc(self.t.borrow_below_gnc)
+                    view.get(IDENTITIES, home.address) is not None  # (a loan needs an identity)
+                    and balance < gnc(self.t.borrow_below_gnc)
                     and credit_value(history, bank.criteria) >= bank.criteria.min_value
                     and amount > 0
                     and world.submit(home, RequestLoan(self.bid, amount))

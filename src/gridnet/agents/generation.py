@@ -68,6 +68,8 @@ class GenerationStation(Agent):
         self.t: GenerationTable = world.s.tables["generation"]
         self.meters = [world.key(f"generation/{n}-meter") for n in ("generator", "SL", "SC", "PSS")]
         self.sid = station_id(self.t.name)
+        self.chain_id = b""
+        """The chain the records are signed for (known once the chain exists: at the bootstrap)."""
         self.machine = Machine()
         self.clock_ms = world.first * 900_000
         self.start_ms = self.clock_ms
@@ -84,6 +86,7 @@ class GenerationStation(Agent):
         return [Allocation(self.address, gnc(10))]
 
     def bootstrap(self, world: World) -> None:
+        self.chain_id = world.backend.chain_id
         register_identity(world, self)
         maker = world.one(Manufacturer)
         for n, key in enumerate(self.meters):
@@ -110,7 +113,7 @@ class GenerationStation(Agent):
     def switch(self, n: int, closed: bool, failed: bool) -> None:
         self.switch_seq[n] += 1
         record = SwitchState(self.sid, n, closed, failed, self.switch_seq[n], self.clock_ms)
-        self.pending.append(sign_record(self.meters[1 + n], record))
+        self.pending.append(sign_record(self.meters[1 + n], self.chain_id, record))
 
     def sample(self) -> None:
         s = self.frozen or self.machine.measure()
@@ -121,7 +124,7 @@ class GenerationStation(Agent):
         )  # fmt: skip
         if self.frozen is not None and self.first_false_seq is None:
             self.first_false_seq = self.seq
-        self.pending.append(sign_record(self.meters[0], m))
+        self.pending.append(sign_record(self.meters[0], self.chain_id, m))
 
     def tick(self, world: World) -> None:
         now = min(world.now(), (world.last + 1) * 900_000)  # (the run's intervals only)
@@ -148,7 +151,7 @@ class GenerationStation(Agent):
         view = world.look(self.node).view
         if self.pending and view.get(STATIONS, self.sid) is not None:
             batch, self.pending = tuple(self.pending[:256]), self.pending[256:]
-            if not world.submit(self, SubmitMonitoring(batch)):
+            if not world.submit(self, SubmitMonitoring(self.chain_id, batch)):
                 self.pending = [*batch, *self.pending]
 
     def wrap_up(self, world: World) -> None:

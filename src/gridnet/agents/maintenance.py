@@ -179,9 +179,9 @@ class MaintenanceDesk(Agent):
     def open(self, world: World, case: Case, now: int) -> None:
         deposit = gnc(self.t.deposit_gnc)
         files = hash32(f"{case.home.name}/inverter/failure/{now}".encode())  # the service files' hash
-        act = OpenTender(
-            case.equipment, deposit, files, case.mode, now + self.t.bid_intervals, self.t.penalty_pct
-        )
+        until = now + self.t.bid_intervals
+        service = 1 if case.mode == Mode.REMOTE else self.t.onsite_intervals
+        act = OpenTender(case.equipment, deposit, files, case.mode, until, self.t.penalty_pct, service + 4)
         if world.submit(case.home, act):
             case.tenders.append(world.last_txid)
 

@@ -55,6 +55,7 @@ class Domain(enum.Enum):
     AGGREGATOR_GRANT = b"GRIDNET/aggregator-grant/v1\x00"
     AGGREGATOR_PROCESSING = b"GRIDNET/aggregator-processing/v1\x00"
     MONITORING = b"GRIDNET/monitoring/v1\x00"
+    PSEUDONYM = b"GRIDNET/pseudonym-proof/v1\x00"
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open

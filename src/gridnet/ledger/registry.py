@@ -25,6 +25,7 @@ from gridnet.ledger.txs import (
     maintenance,
     meter,
     monitoring,
+    privacy,
     relay,
     transfer,
     validators,
@@ -61,6 +62,7 @@ from gridnet.ledger.txs.maintenance import (
 )
 from gridnet.ledger.txs.meter import RegisterMeter, ReportMeterStatus, RevokeMeter, SubmitReadings
 from gridnet.ledger.txs.monitoring import RegisterStation, SubmitMonitoring
+from gridnet.ledger.txs.privacy import PublishAggregate, PublishGroup, RecordBills
 from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import ChangeValidators, ReportValidatorFault
@@ -115,6 +117,9 @@ Payload = (
     | WithdrawFromTender
     | RegisterStation
     | SubmitMonitoring
+    | PublishGroup
+    | PublishAggregate
+    | RecordBills
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -169,6 +174,9 @@ RULES: Final[dict[type, AnyRules]] = {
         maintenance.WITHDRAW_RULES,
         monitoring.REGISTER_STATION_RULES,
         monitoring.SUBMIT_MONITORING_RULES,
+        privacy.PUBLISH_GROUP_RULES,
+        privacy.PUBLISH_AGGREGATE_RULES,
+        privacy.RECORD_BILLS_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

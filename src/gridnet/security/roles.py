@@ -19,6 +19,8 @@ class Role(enum.IntFlag):
     """Publishes vulnerability advisories (only if the genesis also names it)."""
     MAINTENANCE = 64
     """A maintenance team: it may bid on maintenance tenders (``ledger/txs/maintenance.py``)."""
+    KEY_MANAGEMENT = 128
+    """A key-management centre: it publishes privacy groups (``ledger/txs/privacy.py``)."""
 
     @classmethod
     def parse(cls, names: list[str]) -> Role:
@@ -40,6 +42,7 @@ ALL_ROLES = (
     | Role.POLICE
     | Role.ADVISORY
     | Role.MAINTENANCE
+    | Role.KEY_MANAGEMENT
 )
 
 

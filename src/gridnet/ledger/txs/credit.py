@@ -45,6 +45,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.helios import MemberSignature, check_consortium, check_consortium_shape
+from gridnet.ledger.txs.identity import require_identity
 from gridnet.units import Address, Hash32, interval_of
 
 MAX_INSTALLMENTS = 96
@@ -213,8 +214,9 @@ def _repay(state: StateView, who: Address, loan: Loan, amount: int) -> None:
     state.put(BANKS, loan.bank, replace(bank, capital=bank.capital + amount, repaid=bank.repaid + amount))
     loan = replace(loan, repaid=loan.repaid + amount)
     if loan.outstanding == 0:
-        history = history_of(state, who)
-        state.put(HISTORIES, who, replace(history, loans_repaid=history.loans_repaid + 1))
+        if loan.status == OPEN:  # (a defaulted loan repaid late stays a default in the history)
+            history = history_of(state, who)
+            state.put(HISTORIES, who, replace(history, loans_repaid=history.loans_repaid + 1))
         loan = replace(loan, status=REPAID)
     state.put(LOANS, who, loan)
 
@@ -278,6 +280,7 @@ def validate_request_loan(payload: RequestLoan, params: ChainParams) -> None:
 
 
 def apply_request_loan(state: StateView, env: BlockEnv, sender: Address, payload: RequestLoan) -> None:
+    require_identity(state, sender, "borrowing")  # (one identity, one history: no fresh addresses)
     bank = _bank(state, payload.bank)
     c = bank.criteria
     previous = state.get(LOANS, sender)

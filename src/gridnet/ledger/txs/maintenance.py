@@ -12,12 +12,14 @@ Otherwise *diagnosis nodes* bid (``BidTender``): a registered maintenance team (
 with the ``maintenance`` role) or the equipment's vendor, at a price no higher than the
 deposit, each locking a penalty deposit (``penalty_pct`` of its price, set by the tender).
 Once bidding has closed anyone awards the tender (``AwardTender``): the lowest price wins (the
-earliest bid on a tie) and the others get their penalty deposits back. The owner confirms the
+earlier block, then the lower address, on a tie) and the others get their penalty deposits
+back; the winner then has ``service_intervals`` intervals to serve. The owner confirms the
 service (``CompleteTender``): the winner is paid its price from the deposit, gets its penalty
 deposit back and its credit (services completed) grows; the rest of the deposit returns. A
 winner that withdraws after the agreement (``WithdrawFromTender``) forfeits its penalty
-deposit to the owner, whose deposit returns. A tender nobody bid on closes at its award with
-the deposit returned.
+deposit to the owner, whose deposit returns; once the service is overdue the owner may end the
+agreement the same way (under warranty too: the vendor then forfeits nothing but the job). A
+tender nobody bid on closes at its award with the deposit returned.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class Tender(Wire, frozen=True):
     bid_until: U63
     """The last interval bids are taken in."""
     penalty_pct: U32
+    service_intervals: U32
     status: U32 = int(Status.OPEN)
     value: U63 = 0
     """The transaction value: the winning price (0 under warranty)."""
@@ -116,6 +119,8 @@ class Tender(Wire, frozen=True):
     credit: U32 = 0
     """The diagnosis node's credit (services it completed) when the tender was agreed."""
     warranty: bool = False
+    service_until: U63 = 0
+    """The last interval the diagnosis node has to service it (once agreed)."""
     bids: tuple[Bid, ...] = ()
     """Every bid (the losers' penalty deposits are returned at the award)."""
 
@@ -159,6 +164,8 @@ class OpenTender(Wire, frozen=True, tag=42):
     mode: U32
     bid_until: U63
     penalty_pct: U32
+    service_intervals: U32
+    """How long the diagnosis node has to service it once agreed (1 to a week)."""
 
 
 class BidTender(Wire, frozen=True, tag=43):
@@ -201,7 +208,9 @@ def _has_role(state: StateView, who: Address, role: Role) -> bool:
 
 
 def penalty_of(price: int, pct: int) -> int:
-    return price * pct // 100
+    """A bid's penalty deposit: ``pct`` percent of its price, rounded up, at least 1 base unit
+    when the tender asks for one (a bid never wins for nothing at stake)."""
+    return max(1, -(-price * pct // 100)) if pct else 0
 
 
 def credit_of(state: StateView, who: Address) -> TeamCredit:
@@ -234,6 +243,8 @@ def apply_register_equipment(
 
 
 def validate_open(payload: OpenTender, params: ChainParams) -> None:
+    if not 1 <= payload.service_intervals <= MAX_BIDDING_INTERVALS:
+        raise MalformedTransaction(f"service_intervals must be 1 to {MAX_BIDDING_INTERVALS}")
     if payload.deposit < 1 or payload.mode not in (Mode.REMOTE, Mode.ON_SITE) or payload.penalty_pct > 100:
         raise MalformedTransaction(
             "a tender needs a deposit, a mode (0 remote, 1 on-site), a penalty of 0-100 %"
@@ -256,12 +267,15 @@ def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTe
     tender = Tender(
         payload.equipment, equipment.device_type, sender, equipment.vendor, payload.deposit,
         payload.service_files, payload.mode, payload.bid_until, payload.penalty_pct,
+        payload.service_intervals,
     )  # fmt: skip
     if warranty:  # the vendor services it, at no charge
         credit = credit_of(state, equipment.vendor).completed
+        until = now + payload.service_intervals
         tender = replace(
             tender, status=int(Status.AGREED), diagnosis_node=equipment.vendor, credit=credit, warranty=True
         )
+        tender = replace(tender, service_until=until)
     state.put(TENDERS, env.txid, tender)
     state.put(OPEN_TENDER_OF, payload.equipment, Marker(env.txid))
 
@@ -305,12 +319,14 @@ def apply_award(state: StateView, env: BlockEnv, sender: Address, payload: Award
         if b is not best and b.penalty:
             state.credit(b.bidder, b.penalty)
     credit = credit_of(state, best.bidder).completed
+    until = interval_of(env.timestamp) + tender.service_intervals
     agreed = replace(
         tender,
         status=int(Status.AGREED),
         value=best.price,
         diagnosis_node=best.bidder,
         credit=credit,
+        service_until=until,
     )
     state.put(TENDERS, payload.tender, agreed)
 
@@ -333,14 +349,21 @@ def apply_complete(state: StateView, env: BlockEnv, sender: Address, payload: Co
 
 
 def apply_withdraw(state: StateView, env: BlockEnv, sender: Address, payload: WithdrawFromTender) -> None:
+    """The winner backs out, or the owner ends an agreement its diagnosis node did not serve in
+    time: either way the deposit returns to the owner with the node's penalty deposit."""
     tender = _tender(state, payload.tender)
-    if tender.status != Status.AGREED or tender.warranty:
-        raise TenderNotAgreed("only a winner of an agreed tender withdraws")
-    if sender != tender.diagnosis_node:
-        raise NotTheWinner("only the winner withdraws")
+    if tender.status != Status.AGREED:
+        raise TenderNotAgreed("only an agreed tender is withdrawn from")
+    node = tender.diagnosis_node
+    overdue = interval_of(env.timestamp) > tender.service_until
+    if not (sender == node and not tender.warranty) and not (sender == tender.owner and overdue):
+        raise NotTheWinner(
+            "only the winner withdraws (the vendor under warranty cannot), or the owner once the service "
+            f"is overdue (after interval {tender.service_until})"
+        )
     state.credit(tender.owner, tender.deposit + _winners_penalty(tender))
-    credit = credit_of(state, sender)
-    state.put(CREDITS, sender, replace(credit, withdrawn=credit.withdrawn + 1))
+    credit = credit_of(state, node)
+    state.put(CREDITS, node, replace(credit, withdrawn=credit.withdrawn + 1))
     _close(state, payload.tender, replace(tender, status=int(Status.WITHDRAWN)))
 
 

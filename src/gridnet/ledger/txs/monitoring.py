@@ -35,13 +35,24 @@ from msgspec.structs import replace
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import hash32
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
-from gridnet.encoding import U8, U32, U63, AddressBytes, SignatureBytes, Wire, encode
+from gridnet.encoding import (
+    U8,
+    U32,
+    U63,
+    AddressBytes,
+    HashBytes,
+    PublicKeyBytes,
+    SignatureBytes,
+    Wire,
+    encode,
+)
 from gridnet.errors import (
     MalformedTransaction,
     MeasurementOutOfOrder,
     MeterNotOwned,
     MonitoringSignatureInvalid,
     NotStationMeter,
+    NotStationOwner,
     StationExists,
     UnknownMeter,
     UnknownStation,
@@ -100,6 +111,8 @@ class Measurement(Wire, frozen=True, tag=2):
 
 class SignedRecord(Wire, frozen=True):
     record: SwitchState | Measurement
+    key: PublicKeyBytes
+    """The key of the meter that signed it (the chain checks it is that meter's)."""
     signature: SignatureBytes
 
 
@@ -141,8 +154,15 @@ def flag_key(station: bytes, seq: int) -> bytes:
     return station + seq.to_bytes(8, "big")
 
 
-def sign_record(meter: PrivateKey, record: SwitchState | Measurement) -> SignedRecord:
-    return SignedRecord(record, meter.sign(Domain.MONITORING, encode(record)))
+def record_message(chain_id: bytes, record: SwitchState | Measurement) -> bytes:
+    return chain_id + encode(record)
+
+
+def sign_record(meter: PrivateKey, chain_id: bytes, record: SwitchState | Measurement) -> SignedRecord:
+    """``record`` signed by its meter for the chain ``chain_id`` (never valid on another)."""
+    return SignedRecord(
+        record, meter.public_key, meter.sign(Domain.MONITORING, record_message(chain_id, record))
+    )
 
 
 class RegisterStation(Wire, frozen=True, tag=47):
@@ -152,6 +172,8 @@ class RegisterStation(Wire, frozen=True, tag=47):
 
 
 class SubmitMonitoring(Wire, frozen=True, tag=48):
+    chain: HashBytes
+    """The chain id the records are signed for (each signature covers it: no replay elsewhere)."""
     records: tuple[SignedRecord, ...]
 
 
@@ -203,30 +225,41 @@ def apply_register(state: StateView, env: BlockEnv, sender: Address, payload: Re
 
 
 def validate_submit(payload: SubmitMonitoring, params: ChainParams) -> None:
+    """The signatures are checked here, once (against the keys the records name; which meter
+    each key must be is checked against the state)."""
     if not 1 <= len(payload.records) <= MAX_RECORDS:
         raise MalformedTransaction(f"1 to {MAX_RECORDS} records")
+    for signed in payload.records:
+        message = record_message(payload.chain, signed.record)
+        if not verify_signature(Domain.MONITORING, signed.key, message, signed.signature):
+            raise MonitoringSignatureInvalid("a record's signature does not verify with the key it names")
 
 
 def _signed_by(state: StateView, meter: bytes, signed: SignedRecord) -> None:
+    """The record's (verified) signature is by ``meter``'s key."""
     record = state.get(METERS, meter)
-    if record is None or not verify_signature(
-        Domain.MONITORING, record.meter_key, encode(signed.record), signed.signature
-    ):
-        raise MonitoringSignatureInvalid(f"a record is not signed by meter {address_to_text(meter)}")
+    if record is None or record.revoked or record.meter_key != signed.key:
+        raise MonitoringSignatureInvalid(
+            f"a record is not signed by meter {address_to_text(meter)} (or it is revoked)"
+        )
 
 
 def apply_submit(state: StateView, env: BlockEnv, sender: Address, payload: SubmitMonitoring) -> None:
+    if payload.chain != env.chain_id:
+        raise MonitoringSignatureInvalid("the records are signed for another chain")
     for signed in payload.records:
         r = signed.record
         station = state.get(STATIONS, r.station)
         if station is None:
             raise UnknownStation(f"no station {address_to_text(r.station)}")
+        if sender != station.owner:
+            raise NotStationOwner("only the station's owner submits its records")
         if isinstance(r, SwitchState):
             if r.switch > PSS:
                 raise NotStationMeter(f"switch {r.switch} is none of SL, SC, PSS")
             _signed_by(state, station.switch_meters[r.switch], signed)
-            if r.seq <= station.switch_seq[r.switch] or r.timestamp_ms > env.timestamp + MAX_AHEAD_MS:
-                raise MeasurementOutOfOrder(f"{SWITCHES[r.switch]}'s report {r.seq} is not after its last")
+            if r.seq != station.switch_seq[r.switch] + 1 or r.timestamp_ms > env.timestamp + MAX_AHEAD_MS:
+                raise MeasurementOutOfOrder(f"{SWITCHES[r.switch]}'s report {r.seq} is not the next")
             bit = 1 << r.switch
             switches = station.switches | bit if r.closed else station.switches & ~bit
             seqs = list(station.switch_seq)
@@ -243,10 +276,10 @@ def apply_submit(state: StateView, env: BlockEnv, sender: Address, payload: Subm
         else:
             _signed_by(state, station.generator_meter, signed)
             last = station.last
-            if (last is not None and (r.seq <= last.seq or r.timestamp_ms <= last.timestamp_ms)) or (
-                r.timestamp_ms > env.timestamp + MAX_AHEAD_MS
-            ):
-                raise MeasurementOutOfOrder(f"measurement {r.seq} is not after the station's last")
+            expected = 1 if last is None else last.seq + 1
+            late = last is not None and r.timestamp_ms <= last.timestamp_ms
+            if r.seq != expected or late or r.timestamp_ms > env.timestamp + MAX_AHEAD_MS:
+                raise MeasurementOutOfOrder(f"measurement {r.seq} is not the station's next ({expected})")
             flags = check(station, r)
             if flags:
                 state.put(FDI_FLAGS, flag_key(r.station, r.seq), FdiFlag(int(flags), r.timestamp_ms))

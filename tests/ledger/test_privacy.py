@@ -1,0 +1,126 @@
+"""Privacy-preserving aggregation (``ledger/txs/privacy.py``): a key-management centre
+publishes a group as a Bloom filter of its pseudonyms; an aggregate is accepted only under a
+pseudonym in the filter with a proof of knowledge of its key, once per slot and over every
+member; bills must add up to the group's aggregates. Each rule broken, its rejection named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import MalformedTransaction
+from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.privacy import (
+    AGGREGATES,
+    BILLS,
+    GROUPS,
+    PublishAggregate,
+    PublishGroup,
+    RecordBills,
+    group_id,
+    in_bloom,
+    make_bloom,
+    prove,
+    slot_key,
+)
+from gridnet.security.roles import Role
+from tests.helpers import register_identity, sign
+from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, two_meters
+
+KMC, BILLING = COLLECTOR, OWNER
+PSEUDONYMS = [PrivateKey.from_label(f"pseudonym-{n}") for n in range(6)]  # 3 members x 2 each
+GID = group_id("low-use")
+SLOT = 4  # intervals
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Helios:
+    w = two_meters(tmp_path)
+    w.mine(register_identity(w.chain, KMC))
+    w.nonces[KMC.address] = 1
+    w.mine(
+        w.tx(KMC, RegisterAuthority(int(Role.KEY_MANAGEMENT), "Key Centre")),
+        w.tx(BILLING, RegisterAuthority(int(Role.DSO), "Billing Centre")),
+    )
+    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 4)
+    w.mine(w.tx(KMC, PublishGroup("low-use", BILLING.address, bloom, 4, 3, SLOT, START)), interval=START)
+    return w
+
+
+def aggregate(
+    h: Helios, slot: int, total: int, pseudonym: PrivateKey = PSEUDONYMS[0], members: int = 3
+) -> PublishAggregate:
+    act = PublishAggregate(GID, slot, total, members, total // members, pseudonym.public_key, b"\x00" * 64)
+    return prove(pseudonym, h.chain.chain_id, act)
+
+
+def test_the_bloom_filter_holds_the_pseudonyms_and_few_others() -> None:
+    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 4)
+    assert all(in_bloom(bloom, 4, p.public_key) for p in PSEUDONYMS)
+    strangers = [PrivateKey.from_label(f"stranger-{n}").public_key for n in range(200)]
+    assert sum(in_bloom(bloom, 4, s) for s in strangers) <= 2  # 24 of 2,048 bits set: rare false positives
+
+
+def test_only_a_key_management_centre_publishes_a_group(h: Helios) -> None:
+    bloom = make_bloom([PSEUDONYMS[0].public_key], 64, 4)
+    assert (
+        h.refused(MAKER, PublishGroup("other", BILLING.address, bloom, 4, 2, SLOT, START)) == "NotAuthorized"
+    )
+    assert h.refused(KMC, PublishGroup("low-use", BILLING.address, bloom, 4, 2, SLOT, START)) == "GroupExists"
+    for bad in (
+        PublishGroup("x", BILLING.address, b"", 2, 2, SLOT, START),
+        PublishGroup("x", BILLING.address, bloom, 2, 1, SLOT, START),
+    ):
+        with pytest.raises(MalformedTransaction):
+            validate_transaction(sign(h.chain, KMC, bad, 0), h.chain.params, h.chain.chain_id)
+    full = PublishGroup("x", BILLING.address, b"\xff" * 64, 4, 2, SLOT, START)  # any key would pass
+    with pytest.raises(MalformedTransaction, match="too full"):
+        validate_transaction(sign(h.chain, KMC, full, 0), h.chain.params, h.chain.chain_id)
+    group = h.chain.view().get(GROUPS, GID)
+    assert group is not None and group.members == 3 and group.kmc == KMC.address
+
+
+def test_an_aggregate_needs_a_member_pseudonym_its_proof_every_member_and_an_ended_slot(h: Helios) -> None:
+    stranger = PrivateKey.from_label("not-a-member")
+    assert h.refused(BUYER, aggregate(h, START, 300, stranger), START + 4) == "NotGroupMember"
+    forged = msgspec.structs.replace(aggregate(h, START, 300), total_wh=301, average_wh=100)
+    assert h.refused(BUYER, forged, START + 4) == "PseudonymProofInvalid"  # the proof covers the figures
+    stolen = msgspec.structs.replace(aggregate(h, START, 300, stranger), pseudonym=PSEUDONYMS[1].public_key)
+    assert h.refused(BUYER, stolen, START + 4) == "PseudonymProofInvalid"  # no knowledge of that key
+    assert h.refused(BUYER, aggregate(h, START, 200, members=2), START + 4) == "AggregateIncomplete"
+    assert h.refused(BUYER, aggregate(h, START, 300), START + 3) == "SlotNotOver"
+    assert h.refused(BUYER, aggregate(h, START + 1, 300), START + 6) == "MalformedTransaction"  # not a slot
+    assert h.refused(BUYER, aggregate(h, START, 300, members=9), START + 4) == "AggregateIncomplete"
+    with pytest.raises(MalformedTransaction):
+        bad = msgspec.structs.replace(aggregate(h, START, 300), average_wh=7)
+        validate_transaction(sign(h.chain, BUYER, bad, 0), h.chain.params, h.chain.chain_id)
+    h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
+    assert h.refused(STRANGER, aggregate(h, START, 300, PSEUDONYMS[3])) == "SlotAggregated"
+    stored = h.chain.view().get(AGGREGATES, slot_key(GID, START))
+    assert stored is not None and (stored.total_wh, stored.average_wh) == (300, 100)
+    assert h.refused(BUYER, aggregate(h, START + 4, 30), START + 7) == "SlotNotOver"  # the next slot
+
+
+def test_bills_must_add_up_to_the_groups_aggregates(h: Helios) -> None:
+    h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
+    h.mine(h.tx(BUYER, aggregate(h, START + 4, 120, PSEUDONYMS[4])), interval=START + 8)
+    bills = b"\x42" * 32
+    assert h.refused(KMC, RecordBills(GID, START + 4, bills, 420)) == "NotAuthorized"
+    h.mine(h.tx(BUYER, RegisterAuthority(int(Role.DSO), "Another DSO")))
+    assert h.refused(BUYER, RecordBills(GID, START + 4, bills, 420)) == "NotAuthorized"  # not the group's
+    assert h.refused(BILLING, RecordBills(GID, START + 4, bills, 421)) == "BillsMismatch"
+    assert (
+        h.refused(BILLING, RecordBills(GID, START + 8, bills, 420)) == "BillsMismatch"
+    )  # a slot unaggregated
+    assert h.refused(BILLING, RecordBills(GID, START + 5, bills, 420)) == "MalformedTransaction"
+    assert h.refused(BILLING, RecordBills(b"\x01" * 32, START + 4, bills, 420)) == "UnknownGroup"
+    h.mine(h.tx(BILLING, RecordBills(GID, START + 4, bills, 420)))
+    view = h.chain.view()
+    bill = view.get(BILLS, slot_key(GID, START))
+    assert bill is not None and (bill.billed_wh, bill.last_slot, bill.bills) == (420, START + 4, bills)
+    assert view.get(GROUPS, GID).billed_through == START + 8  # type: ignore[union-attr]
+    assert h.refused(BILLING, RecordBills(GID, START + 4, bills, 420)) == "MalformedTransaction"  # billed
