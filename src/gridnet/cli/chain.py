@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
-from gridnet.ledger.state import Account
+from gridnet.ledger.state import Account, StateView
 from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
 from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
@@ -281,6 +282,31 @@ def chain_credits(
     console.print(line)
 
 
+Query = tuple[str, Callable[[StateView], dict[str, Any] | None], str]
+"""An API path, what reads the same figures from a chain's state (None: not there), and what to
+say when it is not there."""
+
+
+def _queries(node: str | None, data_dir: Path | None, queries: list[Query]) -> list[dict[str, Any]]:
+    """Each query's figures: from the node at ``node`` (its API), else from the chain in
+    ``data_dir`` (read only); one clear line when one is not there."""
+    if node is not None:
+        client = require_node(node, data_dir)
+        return [expect(client.request("GET", path), dict, f"GET {path}") for path, _, _ in queries]
+    chain = Chain.open(_data_dir(data_dir), readonly=True)
+    try:
+        view = chain.view()
+        out = []
+        for _, read, missing in queries:
+            figures = read(view)
+            if figures is None:
+                raise ConfigError(f"{missing} on the chain in {chain.store.data_dir}")
+            out.append(figures)
+        return out
+    finally:
+        chain.close()
+
+
 @app.command("credit-bank")
 def chain_credit_bank(
     name: Annotated[str, typer.Option("--name", help="The credit bank's name.")],
@@ -294,20 +320,14 @@ def chain_credit_bank(
     """A credit bank's criteria and books; with --borrower an address's history, credit value,
     loan limit and latest loan (in a data directory, or at the node at --node)."""
     addr = None if borrower is None else address_from_text(borrower)
-    figures: dict[str, Any] | None
-    if node is not None:
-        path = f"/credit-banks/{urllib.parse.quote(name, safe='')}"
-        if addr is not None:
-            path += f"?borrower={address_to_text(addr)}"
-        figures = expect(require_node(node, data_dir).request("GET", path), dict, f"GET {path}")
-    else:
-        chain = Chain.open(_data_dir(data_dir), readonly=True)
-        try:
-            figures = bank_figures(chain.view(), name, addr)
-            if figures is None:
-                raise ConfigError(f"no credit bank named {name!r} on the chain in {chain.store.data_dir}")
-        finally:
-            chain.close()
+    path = f"/credit-banks/{urllib.parse.quote(name, safe='')}"
+    if addr is not None:
+        path += f"?borrower={address_to_text(addr)}"
+    (figures,) = _queries(
+        node,
+        data_dir,
+        [(path, lambda view: bank_figures(view, name, addr), f"no credit bank named {name!r}")],
+    )
     if as_json:
         print(json.dumps(figures))
         return
@@ -348,31 +368,24 @@ def chain_aggregators(
             key = b""
         if len(key) != 32:
             raise ConfigError(f"--tid {tid[:70]!r}: give the 32-byte TID in hex")
-    figures: dict[str, Any] | None
-    trade: dict[str, Any] | None = None
-    if node is not None:
-        client = require_node(node, data_dir)
-        path = f"/aggregators/{urllib.parse.quote(name, safe='')}"
-        figures = expect(client.request("GET", path), dict, f"GET {path}")
-        if key is not None:
-            path = f"/trade-records/{key.hex()}"
-            trade = expect(client.request("GET", path), dict, f"GET {path}")
-    else:
-        chain = Chain.open(_data_dir(data_dir), readonly=True)
-        try:
-            figures = aggregator_figures(chain.view(), name)
-            if figures is None:
-                raise ConfigError(
-                    f"no consortium of aggregators named {name!r} on the chain in {chain.store.data_dir}"
-                )
-            if key is not None:
-                trade = record_figures(chain.view(), key)
-                if trade is None:
-                    raise ConfigError(
-                        f"no trade record {key.hex()[:16]} on the chain in {chain.store.data_dir}"
-                    )
-        finally:
-            chain.close()
+    queries: list[Query] = [
+        (
+            f"/aggregators/{urllib.parse.quote(name, safe='')}",
+            lambda view: aggregator_figures(view, name),
+            f"no consortium of aggregators named {name!r}",
+        )
+    ]
+    if key is not None:
+        record = key
+        queries.append(
+            (
+                f"/trade-records/{record.hex()}",
+                lambda view: record_figures(view, record),
+                f"no trade record {record.hex()[:16]}",
+            )
+        )
+    figures, *found = _queries(node, data_dir, queries)
+    trade = found[0] if found else None
     if as_json:
         print(json.dumps(figures if trade is None else {**figures, "record": trade}))
         return
