@@ -622,6 +622,79 @@ class BillsMismatch(InvalidAggregate):
     """The energy billed is not the group's aggregates over the slots billed (or one is missing)."""
 
 
+# --- electric vehicles: vehicle-to-vehicle trading (seed 003, section 3.2) ------------------
+
+
+class InvalidVehicleTrade(InvalidTransaction):
+    """A vehicle-to-vehicle transaction breaks a rule; subclasses name it."""
+
+
+class VehicleExists(InvalidVehicleTrade):
+    """A vehicle with that key is registered already."""
+
+
+class UnknownVehicle(InvalidVehicleTrade):
+    """No vehicle with that id is registered (or not by the hotspot's authority)."""
+
+
+class OwnerConsentInvalid(InvalidVehicleTrade):
+    """The owner's signature consenting to a vehicle's registration does not verify."""
+
+
+class HotspotExists(InvalidVehicleTrade):
+    """A charging hotspot of that name is registered already."""
+
+
+class UnknownHotspot(InvalidVehicleTrade):
+    """No charging hotspot with that id is registered."""
+
+
+class DealTermsMismatch(InvalidVehicleTrade):
+    """A deal's station fee, discounts or penalty are not its hotspot's."""
+
+
+class DealSignatureInvalid(InvalidVehicleTrade):
+    """A deal is not signed by both its vehicles."""
+
+
+class EvProcessingInvalid(InvalidVehicleTrade):
+    """A deal or its settlement is not signed by one of the hotspot's aggregators."""
+
+
+class DealExists(InvalidVehicleTrade):
+    """A deal with these terms is on chain already."""
+
+
+class DealStarted(InvalidVehicleTrade):
+    """A deal opened after its first interval began."""
+
+
+class BeyondVehicle(InvalidVehicleTrade):
+    """A deal commits a vehicle to more energy than its battery holds, or than its charging
+    power moves over the deal's intervals."""
+
+
+class UnknownDeal(InvalidVehicleTrade):
+    """No vehicle-to-vehicle deal with that id."""
+
+
+class DealClosed(InvalidVehicleTrade):
+    """The deal is settled or expired already."""
+
+
+class DealNotOver(InvalidVehicleTrade):
+    """A settlement before the deal's last interval ended, or an expiry before its grace ended."""
+
+
+class StationSignatureInvalid(InvalidVehicleTrade):
+    """The delivery is not signed by the hotspot's charging station."""
+
+
+class DeliveryMismatch(InvalidVehicleTrade):
+    """The delivery names another deal or another charging vehicle's meter, exceeds the deal,
+    or leaves a shortfall without naming who broke the deal (or names a breaker of a deal kept)."""
+
+
 # --- market (off chain) ----------------------------------------------------------------
 
 

@@ -56,6 +56,10 @@ class Domain(enum.Enum):
     AGGREGATOR_PROCESSING = b"GRIDNET/aggregator-processing/v1\x00"
     MONITORING = b"GRIDNET/monitoring/v1\x00"
     PSEUDONYM = b"GRIDNET/pseudonym-proof/v1\x00"
+    VEHICLE_CONSENT = b"GRIDNET/vehicle-consent/v1\x00"
+    EV_DEAL = b"GRIDNET/ev-deal/v1\x00"
+    EV_PROCESSING = b"GRIDNET/ev-processing/v1\x00"
+    EV_DELIVERY = b"GRIDNET/ev-delivery/v1\x00"
 
 
 _crypto_sign_open = nacl.bindings.crypto_sign_open

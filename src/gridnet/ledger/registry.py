@@ -29,6 +29,7 @@ from gridnet.ledger.txs import (
     relay,
     transfer,
     validators,
+    vehicle,
 )
 from gridnet.ledger.txs.advisory import PublishAdvisory
 from gridnet.ledger.txs.aggregator import RecordTrade, RegisterAggregators, RewardContributors
@@ -66,6 +67,13 @@ from gridnet.ledger.txs.privacy import PublishAggregate, PublishGroup, RecordBil
 from gridnet.ledger.txs.relay import ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import ChangeValidators, ReportValidatorFault
+from gridnet.ledger.txs.vehicle import (
+    ExpireEvDeal,
+    OpenEvDeal,
+    RegisterHotspot,
+    RegisterVehicle,
+    SettleEvDeal,
+)
 
 Payload = (
     Coinbase
@@ -120,6 +128,11 @@ Payload = (
     | PublishGroup
     | PublishAggregate
     | RecordBills
+    | RegisterVehicle
+    | RegisterHotspot
+    | OpenEvDeal
+    | SettleEvDeal
+    | ExpireEvDeal
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -177,6 +190,11 @@ RULES: Final[dict[type, AnyRules]] = {
         privacy.PUBLISH_GROUP_RULES,
         privacy.PUBLISH_AGGREGATE_RULES,
         privacy.RECORD_BILLS_RULES,
+        vehicle.REGISTER_VEHICLE_RULES,
+        vehicle.REGISTER_HOTSPOT_RULES,
+        vehicle.OPEN_DEAL_RULES,
+        vehicle.SETTLE_DEAL_RULES,
+        vehicle.EXPIRE_DEAL_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -21,6 +21,9 @@ class Role(enum.IntFlag):
     """A maintenance team: it may bid on maintenance tenders (``ledger/txs/maintenance.py``)."""
     KEY_MANAGEMENT = 128
     """A key-management centre: it publishes privacy groups (``ledger/txs/privacy.py``)."""
+    VEHICLE_REGISTRY = 256
+    """A trusted authority for electric vehicles: it registers vehicles and the charging
+    hotspots that trade among them (``ledger/txs/vehicle.py``)."""
 
     @classmethod
     def parse(cls, names: list[str]) -> Role:
@@ -43,6 +46,7 @@ ALL_ROLES = (
     | Role.ADVISORY
     | Role.MAINTENANCE
     | Role.KEY_MANAGEMENT
+    | Role.VEHICLE_REGISTRY
 )
 
 
