@@ -46,6 +46,7 @@ bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
 	$(BIN)/gridnet bench market --json
 	$(BIN)/gridnet bench auction --json
+	$(BIN)/gridnet bench ev-auction --json
 	$(BIN)/gridnet bench relay --json
 	$(BIN)/gridnet bench network --json
 	$(BIN)/gridnet bench consensus --json

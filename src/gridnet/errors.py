@@ -641,6 +641,14 @@ class OwnerConsentInvalid(InvalidVehicleTrade):
     """The owner's signature consenting to a vehicle's registration does not verify."""
 
 
+class VehicleSignatureInvalid(InvalidVehicleTrade):
+    """The vehicle's own key did not sign its registration."""
+
+
+class DealLapsed(InvalidVehicleTrade):
+    """A settlement after the deal's expiry window: it can only expire."""
+
+
 class HotspotExists(InvalidVehicleTrade):
     """A charging hotspot of that name is registered already."""
 
@@ -666,7 +674,7 @@ class DealExists(InvalidVehicleTrade):
 
 
 class DealStarted(InvalidVehicleTrade):
-    """A deal opened after its first interval began."""
+    """A deal opened once its first interval has begun."""
 
 
 class BeyondVehicle(InvalidVehicleTrade):

@@ -6,16 +6,21 @@ rejection named."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 from msgspec.structs import replace
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import MalformedTransaction
+from gridnet.errors import IdentityRevoked, MalformedTransaction
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import StateView
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.identity import revoke_identity
+from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.vehicle import (
     EV_DEALS,
     EXPIRY_INTERVALS,
@@ -32,6 +37,8 @@ from gridnet.ledger.txs.vehicle import (
     RegisterVehicle,
     SettleEvDeal,
     VehicleConsent,
+    apply_open_deal,
+    apply_register_vehicle,
     deal_id,
     deposits,
     hotspot_id,
@@ -44,7 +51,7 @@ from gridnet.ledger.txs.vehicle import (
 from gridnet.security.roles import Role
 from gridnet.units import energy_cost
 from tests.helpers import register_identity, sign
-from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, two_meters
+from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, at, two_meters
 
 REGISTRY = COLLECTOR  # the trusted authority
 CHARGING = PrivateKey.from_label("ev-charging")  # BUYER's car
@@ -60,8 +67,11 @@ def vehicle(
     h: Helios, car: PrivateKey, owner: PrivateKey, authority: PrivateKey = REGISTRY
 ) -> RegisterVehicle:
     consent = VehicleConsent(car.public_key, owner.address, authority.address, BATTERY_WH, POWER_W)
-    signature = sign_consent(owner, h.chain.chain_id, consent)
-    return RegisterVehicle(car.public_key, owner.public_key, BATTERY_WH, POWER_W, signature)
+    chain_id = h.chain.chain_id
+    return RegisterVehicle(
+        car.public_key, owner.public_key, BATTERY_WH, POWER_W, sign_consent(owner, chain_id, consent),
+        sign_consent(car, chain_id, consent),
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -86,7 +96,7 @@ def terms(
     energy_wh: int = 10_000, price: int = 300_000, first: int = START + 2, last: int = START + 5
 ) -> DealTerms:
     return DealTerms(
-        HID, first, CHARGING.address, DISCHARGING.address, energy_wh, price, FEE, CHARGING_DISCOUNT,
+        HID, CHARGING.address, DISCHARGING.address, energy_wh, price, FEE, CHARGING_DISCOUNT,
         PARKING_DISCOUNT, PENALTY_PCT, first, last,
     )  # fmt: skip
 
@@ -129,11 +139,23 @@ def test_a_trusted_authority_registers_vehicles_with_their_owners_consent(h: Hel
     car = PrivateKey.from_label("ev-other")
     assert h.refused(STRANGER, vehicle(h, car, OWNER, STRANGER)) == "NotAuthorized"  # no registry role
     assert h.refused(REGISTRY, vehicle(h, CHARGING, BUYER)) == "VehicleExists"
-    forged = replace(vehicle(h, car, OWNER), owner_key=BUYER.public_key)  # OWNER's consent, BUYER's wallet
+    chain_id = h.chain.chain_id
+    to_buyer = VehicleConsent(car.public_key, BUYER.address, REGISTRY.address, BATTERY_WH, POWER_W)
+    forged = RegisterVehicle(  # BUYER's wallet, OWNER's consent
+        car.public_key, BUYER.public_key, BATTERY_WH, POWER_W, sign_consent(OWNER, chain_id, to_buyer),
+        sign_consent(car, chain_id, to_buyer),
+    )  # fmt: skip
     assert h.refused(REGISTRY, forged) == "OwnerConsentInvalid"
-    other_authority = vehicle(h, car, OWNER, MAKER)  # consent given to another authority
+    other_authority = vehicle(h, car, OWNER, MAKER)  # the owner consented to another authority
+    other_authority = replace(other_authority, vehicle_signature=vehicle(h, car, OWNER).vehicle_signature)
     assert h.refused(REGISTRY, other_authority) == "OwnerConsentInvalid"
     assert h.refused(REGISTRY, vehicle(h, car, STRANGER)) == "UnknownIdentity"  # an owner needs an identity
+    # Nobody registers a vehicle key without the vehicle: a squatter with its own consent is refused.
+    squat = vehicle(h, car, BUYER)
+    squat = replace(squat, vehicle_signature=sign_consent(BUYER, h.chain.chain_id, VehicleConsent(
+        car.public_key, BUYER.address, REGISTRY.address, BATTERY_WH, POWER_W
+    )))  # fmt: skip
+    assert h.refused(REGISTRY, squat) == "VehicleSignatureInvalid"
     malformed(h, replace(vehicle(h, car, OWNER), battery_wh=0))
     malformed(h, replace(vehicle(h, car, OWNER), max_power_w=2_000_000))
     registered = h.chain.view().get(VEHICLES, CHARGING.address)
@@ -152,6 +174,10 @@ def test_a_trusted_authority_registers_hotspots_with_their_terms(h: Helios) -> N
     malformed(h, replace(good, penalty_pct=101))
     malformed(h, replace(good, aggregators=(LAGS[1].public_key, LAGS[0].public_key)))  # not ordered
     malformed(h, replace(good, aggregators=()))
+    malformed(h, replace(good, aggregators=(LAGS[0].public_key, LAGS[0].public_key)))  # twice
+    many = tuple(sorted(PrivateKey.from_label(f"lag-{n}").public_key for n in range(33)))
+    malformed(h, replace(good, aggregators=many))
+    malformed(h, replace(good, station_key=LAGS[0].public_key))  # the station is no aggregator
     spot = h.chain.view().get(HOTSPOTS, HID)
     assert spot is not None and spot.authority == REGISTRY.address and spot.fee == FEE
 
@@ -180,6 +206,13 @@ def test_every_rule_of_opening_a_deal(h: Helios) -> None:
     assert h.refused(STRANGER, opening(h, replace(t, hotspot=hotspot_id("Nowhere")))) == "UnknownHotspot"
     assert h.refused(STRANGER, opening(h, replace(t, fee=FEE - 1))) == "DealTermsMismatch"
     assert h.refused(STRANGER, opening(h, replace(t, penalty_pct=0))) == "DealTermsMismatch"
+    for term in ("charging_discount", "parking_discount"):
+        assert h.refused(STRANGER, opening(h, replace(t, **{term: 0}))) == "DealTermsMismatch"
+    # Signatures for another chain (or under another domain) do not open a deal here.
+    elsewhere = replace(opening(h, t), buyer_signature=sign_deal(CHARGING, b"\x01" * 32, t))
+    assert h.refused(STRANGER, elsewhere) == "DealSignatureInvalid"
+    delivery_domain = replace(opening(h, t), seller_signature=sign_delivery(DISCHARGING, h.chain.chain_id, t))
+    assert h.refused(STRANGER, delivery_domain) == "DealSignatureInvalid"
     unknown = replace(t, seller=stranger_car.address)
     assert h.refused(STRANGER, opening(h, unknown, seller=stranger_car)) == "UnknownVehicle"
     assert h.refused(STRANGER, opening(h, t, seller=stranger_car)) == "DealSignatureInvalid"
@@ -189,13 +222,14 @@ def test_every_rule_of_opening_a_deal(h: Helios) -> None:
         STATION, h.chain.chain_id, Processing(deal_id(t))
     ))  # fmt: skip
     assert h.refused(STRANGER, rogue) == "EvProcessingInvalid"  # not one of the hotspot's aggregators
-    assert h.refused(STRANGER, opening(h, t), interval=START + 3) == "DealStarted"
+    assert h.refused(STRANGER, opening(h, t), interval=t.first_interval) == "DealStarted"  # opens before it
     too_much = terms(energy_wh=POWER_W * 4 // 4 + 1)  # 4 intervals at 11 kW: 11 kWh at most
     assert h.refused(STRANGER, opening(h, too_much)) == "BeyondVehicle"
     poor = terms(energy_wh=10_000, price=10**13)
     assert h.refused(STRANGER, opening(h, poor)) == "InsufficientBalance"
     malformed(h, opening(h, replace(t, seller=CHARGING.address)))
     malformed(h, opening(h, replace(t, energy_wh=0)))
+    malformed(h, opening(h, replace(t, price=0)))
     malformed(h, opening(h, replace(t, last_interval=t.first_interval - 1)))
     malformed(h, opening(h, replace(t, last_interval=t.first_interval + 96)))
 
@@ -204,6 +238,11 @@ def test_a_battery_is_not_committed_beyond_its_size(h: Helios) -> None:
     day = [terms(energy_wh=11_000, first=START + 2 + 4 * n, last=START + 5 + 4 * n) for n in range(5)]
     h.mine(*(h.tx(STRANGER, opening(h, t)) for t in day[:4]))  # 44 kWh of 50 committed
     assert h.refused(STRANGER, opening(h, replace(day[4], energy_wh=6_001))) == "BeyondVehicle"
+    # The seller's side alike: a new buyer, the same discharging vehicle, committed as deep.
+    other = PrivateKey.from_label("ev-third")
+    h.mine(h.tx(REGISTRY, vehicle(h, other, BUYER)))
+    sell = replace(day[4], buyer=other.address, energy_wh=6_001)
+    assert h.refused(STRANGER, opening(h, sell, buyer=other)) == "BeyondVehicle"
 
 
 def test_a_deal_kept_pays_the_seller_the_price_and_parking_discount_and_the_station_the_rest(
@@ -291,13 +330,15 @@ def test_an_unsettled_deal_expires_and_both_deposits_return(h: Helios) -> None:
         h.refused(STRANGER, ExpireEvDeal(b"\x07" * 32), t.last_interval + EXPIRY_INTERVALS + 1)
         == "UnknownDeal"
     )
-    h.mine(h.tx(STRANGER, ExpireEvDeal(did)), interval=t.last_interval + EXPIRY_INTERVALS + 1)
+    full = Delivery(did, CHARGING.address, 10_000, Breaker.NONE)
+    lapsed = t.last_interval + EXPIRY_INTERVALS + 1
+    assert h.refused(STRANGER, settling(h, full), lapsed) == "DealLapsed"  # too late: it only expires
+    h.mine(h.tx(STRANGER, ExpireEvDeal(did)), interval=lapsed)
     assert (balance(h, BUYER.address), balance(h, OWNER.address)) == (buyer0, seller0)
     record = h.chain.view().get(EV_DEALS, did)
     assert record is not None and record.status == DealStatus.EXPIRED
     assert h.chain.view().get(VEHICLES, CHARGING.address).open_buy_wh == 0  # type: ignore[union-attr]
     assert h.refused(STRANGER, ExpireEvDeal(did)) == "DealClosed"
-    full = Delivery(did, CHARGING.address, 10_000, Breaker.NONE)
     assert h.refused(STRANGER, settling(h, full)) == "DealClosed"
 
 
@@ -309,3 +350,108 @@ def test_a_hotspot_trades_only_among_its_own_authoritys_vehicles(h: Helios) -> N
     h.mine(h.tx(other, vehicle(h, car, OWNER, other)))
     t = replace(terms(), seller=car.address)
     assert h.refused(STRANGER, opening(h, t, seller=car)) == "UnknownVehicle"
+
+
+def test_a_seller_without_its_penalty_deposit_opens_no_deal(h: Helios) -> None:
+    t = terms()
+    left = balance(h, OWNER.address)
+    drain = h.tx(OWNER, Transfer(STRANGER.address, 0))
+    h.nonces[OWNER.address] -= 1
+    drain = h.tx(OWNER, Transfer(STRANGER.address, left - drain.fee - deposits(t)[1] + 1))
+    h.mine(drain)
+    assert h.refused(STRANGER, opening(h, t)) == "InsufficientBalance"  # the buyer could pay
+
+
+def test_a_revoked_owner_or_registry_trades_no_more(h: Helios) -> None:
+    t = terms()
+    car = PrivateKey.from_label("ev-late")
+    for who, act in (
+        (OWNER, OpenEvDeal),
+        (REGISTRY, OpenEvDeal),
+        (REGISTRY, RegisterVehicle),
+        (BUYER, RegisterVehicle),
+    ):
+        view = StateView(h.chain.values)
+        env = BlockEnv(h.chain.params, h.chain.chain_id, h.chain.height + 1, STRANGER.address, at(START + 1))
+        revoke_identity(view, env, who.address)
+        with pytest.raises(IdentityRevoked):
+            if act is OpenEvDeal:
+                apply_open_deal(view, env, STRANGER.address, opening(h, t))
+            else:
+                apply_register_vehicle(view, env, REGISTRY.address, vehicle(h, car, BUYER))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_settlement_pays_out_both_deposits_exactly(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(5_000):
+        fee = rng.choice([0, 1, rng.randint(0, 10**7)])
+        cd = rng.randint(0, fee)
+        pd = rng.randint(0, fee - cd)
+        energy = rng.choice([1, 2, 999, rng.randint(1, 100_000)])
+        t = replace(
+            terms(energy, rng.choice([1, 3, rng.randint(1, 10**8)])),
+            fee=fee, charging_discount=cd, parking_discount=pd,
+            penalty_pct=rng.choice([0, 1, 100, rng.randint(0, 100)]),
+        )  # fmt: skip
+        delivered = rng.randint(0, energy)
+        breaker = Breaker.NONE if delivered == energy else rng.choice([Breaker.BUYER, Breaker.SELLER])
+        s = settlement(t, delivered, breaker)
+        buyer_deposit, seller_deposit = deposits(t)
+        operator = s.paid - s.seller_gets
+        to_seller = s.seller_gets + s.seller_refund + (s.penalty if breaker == Breaker.BUYER else 0)
+        to_buyer = s.buyer_refund + (s.penalty if breaker == Breaker.SELLER else 0)
+        assert to_seller + to_buyer + operator == buyer_deposit + seller_deposit
+        assert min(operator, s.buyer_refund, s.seller_refund, s.penalty) >= 0
+
+
+# --- queries: API and CLI --------------------------------------------------------------------
+
+
+def test_a_hotspot_and_its_deals_are_queryable(h: Helios, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from gridnet.node.api import create_app
+    from gridnet.node.node import Node
+
+    t = terms()
+    h.mine(h.tx(STRANGER, opening(h, t)))
+    short = Delivery(deal_id(t), CHARGING.address, 4_000, Breaker.SELLER)
+    h.mine(h.tx(STRANGER, settling(h, short)), interval=t.last_interval + 1)
+    did = deal_id(t).hex()
+    node = Node("n", h.chain)
+    with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
+        body = client.get("/ev-hotspots/Depot").json()
+        assert (body["deals"], body["traded_wh"], body["penalty_pct"]) == (1, 4_000, PENALTY_PCT)
+        deal = client.get(f"/ev-deals/{did}").json()
+        assert (deal["status"], deal["energy_charged_wh"], deal["broken_by"]) == ("settled", 4_000, "seller")
+        record = h.chain.view().get(EV_DEALS, deal_id(t))
+        assert record is not None and deal["station_signature"] == record.station_signature.hex()
+        assert client.get("/ev-hotspots/nowhere").status_code == 404
+        assert client.get(f"/ev-deals/{'00' * 32}").json()["code"] == "NotFound"
+        assert client.get("/ev-deals/zz").json()["code"] == "BadRequest"
+    h.chain.close()
+    cmd = [
+        sys.executable,
+        "-m",
+        "gridnet",
+        "chain",
+        "ev",
+        "--data-dir",
+        str(tmp_path / "c"),
+        "--hotspot",
+        "Depot",
+    ]
+    out = subprocess.run([*cmd, "--deal", did, "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["record"]["penalty"] > 0
+    text = subprocess.run([*cmd, "--deal", did], capture_output=True, text=True, timeout=120)
+    assert "4000 of 10000 Wh charged" in text.stdout and "broken by seller" in text.stdout, (
+        text.stdout + text.stderr
+    )
+    bad = subprocess.run([*cmd, "--deal", "abc"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "give the 32-byte deal id in hex" in bad.stderr

@@ -103,6 +103,7 @@ def test_the_core_roles_each_have_a_module() -> None:
         "generation",
         "carrier",
         "privacy",
+        "ev",
     ]
 
 

@@ -45,6 +45,7 @@ def test_the_library_holds_the_scenarios_the_docs_name() -> None:
         "credit-bank",
         "etse-update-fails",
         "etse",
+        "ev",
         "generation-attack",
         "helios-island",
         "helios",

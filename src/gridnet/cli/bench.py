@@ -128,6 +128,19 @@ def bench_market(
     _print_figures(figures, as_json)
 
 
+@app.command("ev-auction")
+def bench_ev_auction(
+    as_json: JsonFlag = False,
+    auctions: Annotated[int, typer.Option("--auctions", min=1)] = 2_000,
+) -> None:
+    """Vehicle-to-vehicle auctions: the iterative double auction's welfare, rounds, messages and
+    time against the one-shot double auction's on the same random hotspots (same run)."""
+    from gridnet.bench import ev_auction
+
+    figures = ev_auction.run(auctions=auctions, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
+
+
 @app.command("world")
 def bench_world(
     as_json: JsonFlag = False,

@@ -33,6 +33,7 @@ from gridnet.ledger.state import Account, StateView
 from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
 from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
+from gridnet.ledger.txs.vehicle import deal_figures, hotspot_figures
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks
 from gridnet.node.client import AccountAnswer, CreditsAnswer, NodeClient, StatusAnswer, expect
@@ -360,14 +361,7 @@ def chain_aggregators(
 ) -> None:
     """A consortium of energy aggregators: members, fee, reward rule, records, treasury; with
     --tid one trade record with the seed's fields (in a data directory, or at the node at --node)."""
-    key = None
-    if tid is not None:
-        try:
-            key = bytes.fromhex(tid)
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise ConfigError(f"--tid {tid[:70]!r}: give the 32-byte TID in hex")
+    key = None if tid is None else _hex32(tid, "--tid", "TID")
     queries: list[Query] = [
         (
             f"/aggregators/{urllib.parse.quote(name, safe='')}",
@@ -400,6 +394,62 @@ def chain_aggregators(
             f"AEG {trade['aeg_wh']} Wh, "
             f"ET {format_gnc(trade['et'])}, TR {trade['tr_ms']} ms, TT {trade['tt_ms']} ms, "
             f"seller {trade['seller']} (DSS {trade['dss'][:16]}...), DSP {trade['dsp'][:16]}..."
+        )
+
+
+def _hex32(value: str, flag: str, what: str) -> bytes:
+    """A 32-byte id given in hex on the command line (one clear line if it is not)."""
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{flag} {value[:70]!r}: give the 32-byte {what} in hex")
+    return key
+
+
+@app.command("ev")
+def chain_ev(
+    hotspot: Annotated[str, typer.Option("--hotspot", help="The charging hotspot's name.")],
+    deal: Annotated[str | None, typer.Option("--deal", help="A deal's id (hex) to show.")] = None,
+    data_dir: OptDataDir = None,
+    node: NodeUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A vehicle-to-vehicle charging hotspot: its terms, deals, energy, fees and penalties; with
+    --deal one deal with the seed's record fields (in a data directory, or at the node at --node)."""
+    key = None if deal is None else _hex32(deal, "--deal", "deal id")
+    queries: list[Query] = [
+        (
+            f"/ev-hotspots/{urllib.parse.quote(hotspot, safe='')}",
+            lambda view: hotspot_figures(view, hotspot),
+            f"no charging hotspot named {hotspot!r}",
+        )
+    ]
+    if key is not None:
+        did = key
+        queries.append(
+            (f"/ev-deals/{did.hex()}", lambda view: deal_figures(view, did), f"no deal {did.hex()[:16]}")
+        )
+    figures, *found = _queries(node, data_dir, queries)
+    record = found[0] if found else None
+    if as_json:
+        print(json.dumps(figures if record is None else {**figures, "record": record}))
+        return
+    console.print(
+        f"{figures['hotspot']}: fee {format_gnc(figures['fee'])}/kWh (charging discount "
+        f"{format_gnc(figures['charging_discount'])}/kWh, "
+        f"parking discount {format_gnc(figures['parking_discount'])}/kWh), "
+        f"penalty {figures['penalty_pct']} %; {figures['deals']} deal(s) settled, {figures['traded_wh']} Wh, "
+        f"fees {format_gnc(figures['fees'])}, penalties {format_gnc(figures['penalties'])}"
+    )
+    if record is not None:
+        console.print(
+            f"deal {record['deal'][:16]} ({record['status']}): vehicle meter {record['vehicle_meter']}, "
+            f"{record['energy_charged_wh']} of {record['energy_wh']} Wh charged "
+            f"at {format_gnc(record['price'])}/kWh, "
+            f"broken by {record['broken_by']}; station {record['station_signature'][:16]}..., "
+            f"aggregator {record['processing_signature'][:16]}..."
         )
 
 

@@ -4,28 +4,31 @@ aggregator, each deal's energy measured by the charging station.
 
 A trusted authority (an identity with the ``vehicle_registry`` role) registers *vehicles*
 (``RegisterVehicle``): the vehicle's key (its built-in meter's: the vehicle's id is that key's
-address, the record's meter id), its owner's wallet (which pays and is paid; the owner signs its
-consent), its battery and its most charging power. It registers *hotspots* too
+address, the record's meter id), its owner's wallet (which pays and is paid), its battery and its
+most charging power; the owner and the vehicle both sign the registration, so that nobody
+registers a vehicle, or a wallet, without its holder. It registers *hotspots* too
 (``RegisterHotspot``): a charging station's key, the local aggregators that run its auctions,
 the operator paid its fee, and the contract terms every deal there carries: the station's fee
 per kWh charged, a charging discount on that fee, a parking discount per kWh discharged paid to
 the discharging vehicle from the fee, and the penalty for breaking a deal (a share of its
-value). A hotspot trades only among its own authority's vehicles.
+value). A hotspot trades only among its own authority's vehicles, and not once that authority's
+identity is revoked.
 
 Each period the aggregator auctions the charging vehicles' requests against the discharging
 vehicles' offers (``gridnet.market.ev_auction``) and forms *deals*: a charging (buyer) vehicle,
 a discharging (seller) vehicle, the energy, the price per kWh and the intervals the energy flows
-in, with the hotspot's terms. Both vehicles sign the deal (their commitment) and one aggregator
-processes it (``OpenEvDeal``): the buyer's owner deposits the deal's full cost (price, plus the
-fee less the charging discount) and the seller's owner a penalty deposit (``penalty_pct`` of the
-deal's value, at least 1 base unit). After the last interval the station signs the *delivery*
-(the charging vehicle's meter id, the energy charged, and who broke the deal if it fell short)
-and the processing aggregator signs it (``SettleEvDeal``): the buyer pays what was delivered,
-the discharging vehicle's wallet gets the price plus the parking discount, the operator the
-rest of the fee. A seller that broke the deal forfeits its penalty deposit in proportion to the
-shortfall, to the buyer; a buyer that broke it pays the seller the penalty on the energy it left
-untaken. A deal nobody settles within a day of its end expires (``ExpireEvDeal``) and both
-deposits return.
+in, with the hotspot's terms. Both vehicles sign the deal (their commitment) and one of the
+hotspot's aggregators processes it (``OpenEvDeal``) before its first interval begins: the
+buyer's owner deposits the deal's full cost (price, plus the fee less the charging discount)
+and the seller's owner a penalty deposit (``penalty_pct`` of the deal's value, at least 1 base
+unit). After the last interval the station signs the *delivery* (the charging vehicle's meter
+id, the energy charged, and who broke the deal if it fell short) and one of the hotspot's
+aggregators processes it (``SettleEvDeal``), within a day of the deal's end: the buyer pays
+what was delivered, the discharging vehicle's wallet gets the price plus the parking discount,
+the operator the rest of the fee. A seller that broke the deal forfeits its penalty deposit in
+proportion to the shortfall, to the buyer; a buyer that broke it pays the seller the penalty on
+the energy it left untaken. A deal nobody settles within a day of its end expires
+(``ExpireEvDeal``) and both deposits return.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from gridnet.errors import (
     BeyondVehicle,
     DealClosed,
     DealExists,
+    DealLapsed,
     DealNotOver,
     DealSignatureInvalid,
     DealStarted,
@@ -69,6 +73,7 @@ from gridnet.errors import (
     UnknownHotspot,
     UnknownVehicle,
     VehicleExists,
+    VehicleSignatureInvalid,
 )
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
@@ -158,8 +163,6 @@ class DealTerms(Wire, frozen=True):
     """What both vehicles commit to (their signatures) and an aggregator processes."""
 
     hotspot: HashBytes
-    auction: U63
-    """The auction that formed it (its first interval): deals of one auction differ by pair."""
     buyer: AddressBytes
     """The charging vehicle (its meter id)."""
     seller: AddressBytes
@@ -321,6 +324,8 @@ class RegisterVehicle(Wire, frozen=True, tag=52):
     max_power_w: U63
     owner_signature: SignatureBytes
     """The owner's consent (``VehicleConsent`` with the sender as the authority)."""
+    vehicle_signature: SignatureBytes
+    """The vehicle's, over the same consent: its key is its own."""
 
 
 class RegisterHotspot(Wire, frozen=True, tag=53):
@@ -434,9 +439,12 @@ def apply_register_vehicle(
     owner = address_from_public_key(payload.owner_key)
     require_identity(state, owner, "owning a registered vehicle")
     consent = VehicleConsent(payload.vehicle_key, owner, sender, payload.battery_wh, payload.max_power_w)
-    if not verify_signature(
-        Domain.VEHICLE_CONSENT, payload.owner_key, env.chain_id + encode(consent), payload.owner_signature
-    ):
+    signed = env.chain_id + encode(consent)
+    if not verify_signature(Domain.VEHICLE_CONSENT, payload.vehicle_key, signed, payload.vehicle_signature):
+        raise VehicleSignatureInvalid(
+            f"vehicle {address_to_text(vid)}'s own key did not sign its registration"
+        )
+    if not verify_signature(Domain.VEHICLE_CONSENT, payload.owner_key, signed, payload.owner_signature):
         raise OwnerConsentInvalid(f"the owner {address_to_text(owner)} did not sign its consent")
     state.put(
         VEHICLES, vid, Vehicle(payload.vehicle_key, owner, sender, payload.battery_wh, payload.max_power_w)
@@ -447,6 +455,10 @@ def validate_register_hotspot(payload: RegisterHotspot, params: ChainParams) -> 
     keys = payload.aggregators
     if not 1 <= len(keys) <= MAX_MEMBERS or list(keys) != sorted(set(keys)):
         raise MalformedTransaction(f"a hotspot lists 1 to {MAX_MEMBERS} aggregator keys, ordered, each once")
+    if payload.station_key in keys:
+        raise MalformedTransaction(
+            "the station's key is not one of the aggregators': a settlement needs both"
+        )
     if payload.charging_discount + payload.parking_discount > payload.fee or payload.penalty_pct > 100:
         raise MalformedTransaction("the discounts exceed the station's fee, or the penalty 100 %")
 
@@ -497,8 +509,8 @@ def apply_open_deal(state: StateView, env: BlockEnv, sender: Address, payload: O
             raise DealSignatureInvalid(f"the {whose} vehicle did not sign the deal")
     if state.get(EV_DEALS, did) is not None:
         raise DealExists(f"deal {did.hex()[:16]} is on chain already")
-    if interval_of(env.timestamp) > t.first_interval:
-        raise DealStarted(f"the deal's interval {t.first_interval} began before this block")
+    if interval_of(env.timestamp) >= t.first_interval:
+        raise DealStarted(f"the deal's first interval {t.first_interval} has begun: it opens before")
     span = t.last_interval - t.first_interval + 1
     for vehicle, committed, whose in (
         (buyer, buyer.open_buy_wh, "charging"),
@@ -512,7 +524,8 @@ def apply_open_deal(state: StateView, env: BlockEnv, sender: Address, payload: O
                 f"{t.energy_wh} Wh is beyond it"
             )
     buyer_deposit, seller_deposit = deposits(t)
-    for who in {buyer.owner, seller.owner}:
+    refuse_revoked(state, hotspot.authority, f"opening deals at {hotspot.name}")
+    for who in dict.fromkeys((buyer.owner, seller.owner)):
         refuse_revoked(state, who, "trading energy between vehicles")
     _debit(state, buyer.owner, buyer_deposit, "the charging vehicle's deposit")
     _debit(state, seller.owner, seller_deposit, "the discharging vehicle's penalty deposit")
@@ -560,8 +573,13 @@ def apply_settle(state: StateView, env: BlockEnv, sender: Address, payload: Sett
         raise DeliveryMismatch(
             "a shortfall names who broke the deal, and a deal delivered in full names nobody"
         )
-    if interval_of(env.timestamp) <= t.last_interval:
+    now = interval_of(env.timestamp)
+    if now <= t.last_interval:
         raise DealNotOver(f"the deal's energy flows until the end of interval {t.last_interval}")
+    if now > t.last_interval + EXPIRY_INTERVALS:
+        raise DealLapsed(
+            f"deal {d.deal.hex()[:16]} lapsed after interval {t.last_interval + EXPIRY_INTERVALS}"
+        )
     s = settlement(t, d.delivered_wh, d.broken_by)
     buyer, seller = state.get(VEHICLES, t.buyer), state.get(VEHICLES, t.seller)
     assert buyer is not None and seller is not None
@@ -654,9 +672,34 @@ def deal_figures(view: StateView, did: bytes) -> dict[str, Any] | None:
         "paid": r.paid,
         "penalty": r.penalty,
         "broken_by": Breaker(r.broken_by).name.lower(),
+        "opened_by": r.processor.hex(),
         "station_signature": r.station_signature.hex(),
         "processor": r.settle_processor.hex(),
         "processing_signature": r.settle_signature.hex(),
         "opened_height": r.opened_height,
         "closed_height": r.closed_height,
+    }
+
+
+def hotspot_figures(view: StateView, name: str) -> dict[str, Any] | None:
+    """A hotspot's terms and books (None when no hotspot of that name is registered)."""
+    hid = hotspot_id(name)
+    h = view.get(HOTSPOTS, hid)
+    if h is None:
+        return None
+    return {
+        "hotspot": h.name,
+        "id": hid.hex(),
+        "authority": address_to_text(h.authority),
+        "station_key": h.station_key.hex(),
+        "aggregators": [k.hex() for k in h.aggregators],
+        "operator": address_to_text(h.operator),
+        "fee": h.fee,
+        "charging_discount": h.charging_discount,
+        "parking_discount": h.parking_discount,
+        "penalty_pct": h.penalty_pct,
+        "deals": h.deals,
+        "traded_wh": h.traded_wh,
+        "fees": h.fees,
+        "penalties": h.penalties,
     }

@@ -34,6 +34,7 @@ from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.txs.identity import REVOKED
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import POOLS
+from gridnet.ledger.txs.vehicle import deal_figures, hotspot_figures
 from gridnet.market.orders import AREA_MAX_CHARS, SignedOrder, order_id, topic
 from gridnet.node.api.common import (
     BODY_LIMITS,
@@ -415,6 +416,20 @@ def create_app(
         figures = record_figures(node.chain.view(), parse_hex(tid, "a TID", 32))
         if figures is None:
             raise not_found(f"no trade record {tid[:16]} is on chain")
+        return figures
+
+    @app.get("/ev-hotspots/{name}", summary="A vehicle-to-vehicle charging hotspot: its terms and books")
+    async def get_ev_hotspot(name: str) -> dict[str, Any]:
+        figures = hotspot_figures(node.chain.view(), name)
+        if figures is None:
+            raise not_found(f"no charging hotspot named {name!r} is registered")
+        return figures
+
+    @app.get("/ev-deals/{deal}", summary="A vehicle-to-vehicle deal by its id (the seed's record fields)")
+    async def get_ev_deal(deal: str) -> dict[str, Any]:
+        figures = deal_figures(node.chain.view(), parse_hex(deal, "a deal id", 32))
+        if figures is None:
+            raise not_found(f"no vehicle-to-vehicle deal {deal[:16]} is on chain")
         return figures
 
     @app.get("/identities/{address}", response_model=RecordOut, summary="A registered identity")

@@ -1,0 +1,98 @@
+"""Vehicle-to-vehicle trading in the simulator (``[ev]``): the registry registers every vehicle and
+the hotspot; each hour's iterative double auction becomes deals both vehicles signed, settled on
+the station's signed delivery (a vehicle that left early paying its penalty); charging at home
+is part of the home's load; the report compares the iterative auction with the one-shot one and
+agrees with the chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridnet.crypto.keys import Domain, verify_signature
+from gridnet.encoding import encode
+from gridnet.errors import ConfigError
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.vehicle import (
+    EV_DEALS,
+    HOTSPOTS,
+    VEHICLES,
+    Breaker,
+    DealStatus,
+    Delivery,
+    Processing,
+    deal_id,
+    hotspot_id,
+)
+from gridnet.sim.neighbourhood import simulate
+from gridnet.sim.scenario import scenario_from_dict
+
+MORNING: dict[str, Any] = {
+    "simulation": {"name": "ev-morning", "seed": 4, "intervals": 16, "start": "2026-06-22T05:00:00Z"},
+    "homes": {"count": 8, "pv_share": 0.5, "businesses": 0},
+    "relay": {"hill_homes": 0},
+    "chain": {"block_interval_s": 60},
+    "ev": {
+        "enabled": True, "vehicles": 8, "arrive_utc": ["06:00", "06:45"], "depart_utc": ["16:00", "17:00"],
+        "early_leave_share": 0.35,
+    },
+}  # fmt: skip
+
+
+def test_vehicles_trade_energy_in_signed_deals_settled_on_chain(tmp_path: Path) -> None:
+    report = simulate(scenario_from_dict(MORNING, "ev.toml"), tmp_path / "out")
+    ev = report["roles"]["ev"]
+    assert report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert ev["registered"] == 8 and ev["hotspot_registered"] and ev["home_chargers"] == 4
+    assert ev["auctions"] >= 2 and ev["deals_signed"] > 0 and ev["deals_refused"] == 0
+    roles = ev["roles"]  # every parked vehicle took a role each period: charging, discharging or idle
+    assert ev["periods"] >= ev["auctions"] and min(roles.values()) > 0
+    assert ev["deals_settled"] == ev["deals_on_chain"] == ev["deals_signed"]
+    broken = ev["deals_broken"]
+    assert broken["by_buyer"] > 0 and broken["by_seller"] > 0 and ev["penalties_gnc"] > 0
+    assert ev["charged_wh"] < ev["agreed_wh"]  # the vehicles that left early fell short
+    assert ev["home_charging_wh"] > 0  # before setting off, the cars with a charger charged at home
+    comparison = ev["comparison"]
+    iterative, one_shot = comparison["iterative"], comparison["one_shot"]
+    assert iterative["welfare_gnc"] >= one_shot["welfare_gnc"] > 0
+    assert iterative["rounds_total"] > one_shot["rounds_total"] == ev["auctions"]
+    assert iterative["messages"] > one_shot["messages"]
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        view = chain.view()
+        spot = view.get(HOTSPOTS, hotspot_id("Depot"))
+        assert spot is not None and spot.traded_wh == ev["charged_wh"] and spot.deals == ev["deals_settled"]
+        deals = [view.get(EV_DEALS, k[1:]) for k in chain.values if k.startswith(EV_DEALS.prefix)]
+        assert len(deals) == ev["deals_settled"]
+        for d in deals:
+            assert d is not None and d.status == DealStatus.SETTLED
+            buyer = view.get(VEHICLES, d.terms.buyer)
+            assert buyer is not None and buyer.open_buy_wh == 0
+            # The record carries the charging vehicle's meter, the energy charged and the station's
+            # and the processing aggregator's signatures, which verify.
+            delivery = Delivery(deal_id(d.terms), d.terms.buyer, d.delivered_wh, d.broken_by)
+            signed = chain.chain_id + encode(delivery)
+            assert verify_signature(Domain.EV_DELIVERY, spot.station_key, signed, d.station_signature)
+            processing = chain.chain_id + encode(Processing(deal_id(d.terms), delivery))
+            assert d.settle_processor in spot.aggregators
+            assert verify_signature(Domain.EV_PROCESSING, d.settle_processor, processing, d.settle_signature)
+            assert (d.delivered_wh < d.terms.energy_wh) == (d.broken_by != Breaker.NONE)
+        assert sum(d.delivered_wh for d in deals if d is not None) == ev["charged_wh"]
+    finally:
+        chain.close()
+
+
+def test_a_bad_ev_table_is_one_clear_line(tmp_path: Path) -> None:
+    for bad, message in (
+        ({"vehicles": 0}, "vehicles must be 1 to 1000"),
+        ({"arrive_utc": ["07:00", "25:00"]}, "HH:MM"),
+        ({"arrive_utc": ["17:00", "18:00"]}, "arrive_utc must be a window before depart_utc"),
+        ({"auction_every_intervals": 5}, "must divide a day"),
+        ({"parking_discount_gnc": 0.05}, "add up to at most fee_gnc"),
+        ({"soc_start": [50.0, 120.0]}, "soc_start"),
+    ):
+        doc = {**MORNING, "ev": {**MORNING["ev"], **bad}}
+        with pytest.raises(ConfigError, match=message):
+            simulate(scenario_from_dict(doc, "ev.toml"), tmp_path / f"bad-{len(message)}")
