@@ -28,6 +28,7 @@ import nacl.bindings
 import nacl.exceptions
 
 from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidBoxKey, SealedBoxError
 from gridnet.units import PUBLIC_KEY_BYTES
 
@@ -75,6 +76,7 @@ def seal(recipient_ed25519_public_key: bytes, plaintext: bytes) -> bytes:
     it; the result is :data:`SEAL_OVERHEAD` bytes longer. Each call uses a fresh ephemeral
     key, so sealing the same plaintext twice gives unlinkable boxes."""
     public = box_public_key(recipient_ed25519_public_key)
+    OPS.seals += 1
     return bytes(_box_seal(plaintext, public))
 
 
@@ -85,6 +87,7 @@ def open_sealed(private_key: PrivateKey, ciphertext: bytes) -> bytes:
     shorter than :data:`SEAL_OVERHEAD`, cut or extended, or sealed to another key.
     """
     public, secret = _box_keypair(private_key.seed, private_key.public_key)
+    OPS.opens += 1
     try:
         return bytes(_box_seal_open(ciphertext, public, secret))
     except (_CryptoError, TypeError, ValueError):

@@ -32,6 +32,7 @@ P_POOL: Final = b"gn-pool"
 P_FIRMWARE: Final = b"gn-firmware"
 P_VOTE: Final = b"gn-vote"
 P_GENERIC: Final = b"gn-generic"
+P_SIG_CACHE: Final = b"gn-sig-cache"
 
 _blake2b = hashlib.blake2b
 
@@ -61,6 +62,19 @@ def txid(body: bytes, signature: bytes) -> Hash32:
 def vote_id(encoded_vote: bytes) -> Hash32:
     """Id of a signed finality vote (a leaf of its block's transaction root)."""
     return hash32(encoded_vote, P_VOTE)
+
+
+def signature_check_id(
+    salt: bytes, domain_tag: bytes, public_key: bytes, signature: bytes, message: bytes
+) -> Hash32:
+    """What a signature cache remembers of one successful check: keyed by the cache's secret
+    ``salt`` (so no one can aim a collision at it). The tag ends in NUL and the key and
+    signature have fixed lengths, so the parts cannot be shifted into one another."""
+    h = _blake2b(domain_tag, digest_size=HASH_BYTES, key=salt, person=P_SIG_CACHE)
+    h.update(public_key)
+    h.update(signature)
+    h.update(message)
+    return h.digest()
 
 
 def header_hash(encoded_header: bytes) -> Hash32:

@@ -9,12 +9,14 @@ signature made for one object type therefore never verifies as another.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -27,6 +29,8 @@ import nacl.signing
 import nacl.utils
 
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
+from gridnet.crypto.hashing import signature_check_id
+from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
 from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
 
@@ -95,21 +99,212 @@ class PrivateKey:
 
     def sign(self, domain: Domain, message: bytes) -> Signature:
         """Sign ``message`` for ``domain``; returns the 64-byte signature."""
+        OPS.signs += 1
         return bytes(self._signing.sign(domain.value + message).signature)
 
     def __repr__(self) -> str:
         return f"PrivateKey({address_to_text(self.address)})"
 
 
+class SignatureCache:
+    """The signatures one holder (a node) has verified, so that it checks each only once:
+    a transaction is checked when it arrives, again in every block template its miner
+    builds and again in the block that carries it, and a reading or a contract state inside
+    it with it. Only successful checks are remembered, by a digest keyed with a secret salt
+    of this cache (``hashing.signature_check_id``): a check is answered from the cache only
+    for the very same domain, key, signature and message. Bounded: the oldest entries go
+    first once ``capacity`` is reached.
+
+    ``verify_signature`` consults the cache made current by ``with cache.active():`` in this
+    thread (or context): a node enters its own around everything it does, so in a simulation of
+    several nodes in one process each still checks every signature itself."""
+
+    __slots__ = ("_salt", "_seen", "capacity")
+
+    def __init__(self, capacity: int = 1 << 18) -> None:
+        if capacity < 1:
+            raise ValueError("a signature cache holds at least one entry")
+        self.capacity = capacity
+        self._salt = os.urandom(32)
+        self._seen: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def key(self, domain: Domain, public_key: PublicKey, message: bytes, signature: Signature) -> bytes:
+        return signature_check_id(self._salt, domain.value, public_key, signature, message)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._seen
+
+    def add(self, key: bytes) -> None:
+        seen = self._seen
+        if key in seen:
+            return
+        if len(seen) >= self.capacity:
+            del seen[next(iter(seen))]
+        seen[key] = None
+
+    def active(self) -> _Current:
+        """``with cache.active():`` makes this the cache ``verify_signature`` uses here."""
+        return _Current(self)
+
+
+class _Current:
+    __slots__ = ("_cache", "_token")
+
+    def __init__(self, cache: SignatureCache) -> None:
+        self._cache = cache
+
+    def __enter__(self) -> SignatureCache:
+        self._token = _CURRENT_CACHE.set(self._cache)
+        return self._cache
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT_CACHE.reset(self._token)
+
+
+_CURRENT_CACHE: contextvars.ContextVar[SignatureCache | None] = contextvars.ContextVar(
+    "gridnet_signature_cache", default=None
+)
+
+
 def verify_signature(domain: Domain, public_key: PublicKey, message: bytes, signature: Signature) -> bool:
-    """True when ``signature`` is ``public_key``'s signature of ``message`` for ``domain``."""
+    """True when ``signature`` is ``public_key``'s signature of ``message`` for ``domain``
+    (answered by the current ``SignatureCache`` when it verified exactly this before)."""
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
+    cache = _CURRENT_CACHE.get()
+    if cache is not None:
+        key = cache.key(domain, public_key, message, signature)
+        if key in cache:
+            OPS.verifies_cached += 1
+            return True
+    OPS.verifies += 1
     try:
         _crypto_sign_open(signature + domain.value + message, public_key)
     except (_BadSignatureError, ValueError, TypeError):
         return False
+    if cache is not None:
+        cache.add(key)
     return True
+
+
+SignatureCheck = tuple[Domain, PublicKey, bytes, Signature]
+"""One check for ``verify_many``: (domain, public key, message, signature)."""
+
+PARALLEL_MIN: Final = 16
+"""Fewest checks ``verify_many`` spreads over threads (fewer are checked in the caller's)."""
+
+
+class _Verifiers:
+    """The threads that check signatures beside the caller's (libsodium releases the GIL, so
+    they run on the other cores): one fewer than the cores this process may use, started on
+    first use, none after a fork until used again."""
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+        """Threads in all, the caller's included (None: one per usable core)."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+
+    def count(self) -> int:
+        if self.threads is not None:
+            return self.threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # (not on Linux)
+            return max(1, os.cpu_count() or 1)
+
+    def pool(self, helpers: int) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool_size != helpers:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(helpers, thread_name_prefix="gridnet-verify")
+            self._pool_size = helpers
+        return self._pool
+
+    def forget(self) -> None:
+        self._pool, self._pool_size = None, 0
+
+
+_VERIFIERS = _Verifiers()
+os.register_at_fork(after_in_child=_VERIFIERS.forget)
+
+
+@contextlib.contextmanager
+def verification_threads(threads: int | None) -> Iterator[None]:
+    """Within the block, ``verify_many`` uses at most ``threads`` threads (1: only the
+    caller's; None: one per usable core, the default). For benchmarks that compare one core
+    with all of them in the same process."""
+    if threads is not None and threads < 1:
+        raise ValueError("verification needs at least one thread")
+    before = _VERIFIERS.threads
+    _VERIFIERS.threads = threads
+    try:
+        yield
+    finally:
+        _VERIFIERS.threads = before
+
+
+def verification_cores() -> int:
+    """Threads ``verify_many`` uses here (one per usable core unless ``verification_threads``
+    says otherwise)."""
+    return _VERIFIERS.count()
+
+
+def _open_all(signed: list[tuple[bytes, PublicKey]]) -> list[bool]:
+    out = []
+    for signed_message, public_key in signed:
+        try:
+            _crypto_sign_open(signed_message, public_key)
+        except (_BadSignatureError, ValueError, TypeError):
+            out.append(False)
+        else:
+            out.append(True)
+    return out
+
+
+def verify_many(checks: Sequence[SignatureCheck]) -> list[bool]:
+    """``verify_signature`` of each check, in order, the checks spread over the cores: what a
+    block's, a gossip batch's or a batch of readings' signatures cost in wall time is their
+    share of the cores. The current ``SignatureCache`` answers what it holds and learns the
+    new successes, as with ``verify_signature``."""
+    results = [False] * len(checks)
+    cache = _CURRENT_CACHE.get()
+    todo: list[int] = []
+    keys: list[bytes] = []
+    signed: list[tuple[bytes, PublicKey]] = []
+    for i, (domain, public_key, message, signature) in enumerate(checks):
+        if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+            continue
+        if cache is not None:
+            key = cache.key(domain, public_key, message, signature)
+            if key in cache:
+                OPS.verifies_cached += 1
+                results[i] = True
+                continue
+            keys.append(key)
+        todo.append(i)
+        signed.append((signature + domain.value + message, public_key))
+    OPS.verifies += len(todo)
+    threads = min(_VERIFIERS.count(), len(todo) // (PARALLEL_MIN // 2) or 1)
+    if threads <= 1:
+        verdicts = _open_all(signed)
+    else:
+        step = -(-len(signed) // threads)
+        chunks = [signed[k : k + step] for k in range(0, len(signed), step)]
+        pool = _VERIFIERS.pool(_VERIFIERS.count() - 1)
+        futures = [pool.submit(_open_all, chunk) for chunk in chunks[1:]]
+        verdicts = _open_all(chunks[0])
+        for future in futures:
+            verdicts.extend(future.result())
+    for n, (i, ok) in enumerate(zip(todo, verdicts, strict=True)):
+        if ok:
+            results[i] = True
+            if cache is not None:
+                cache.add(keys[n])
+    return results
 
 
 def raw_verify(public_key: PublicKey, message: bytes, signature: Signature) -> bool:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msgspec.structs import replace
+
 from gridnet.crypto.hashing import header_hash, vote_id
 from gridnet.encoding import Wire, decode, decode_lenient, encode
 from gridnet.errors import (
@@ -111,6 +113,8 @@ class BlockTemplate:
     block: Block
     included: list[VerifiedTx]
     rejected: list[tuple[VerifiedTx, InvalidTransaction]]
+    timestamp_read: bool = True
+    """Whether building it read the block's time (if not, ``Chain.restamp`` may move it)."""
 
 
 class UndoRecord(Wire, frozen=True):
@@ -641,4 +645,15 @@ class Chain:
             proposer=proposer,
         )
         block = Block(header, (coinbase, *(v.tx for v in included)), tuple(counted))
-        return BlockTemplate(block, included, rejected)
+        return BlockTemplate(block, included, rejected, env.timestamp_read or self.params.permissioned)
+
+    def restamp(self, template: BlockTemplate, now: int) -> BlockTemplate | None:
+        """``template`` stamped at ``now`` instead: the very block ``build_block`` would build
+        now from the same candidates, when the template is still on the head and none of its
+        rules read the block's time; None when it must be built again."""
+        header = template.block.header
+        if template.timestamp_read or header.prev_hash != self.head.hash:
+            return None
+        ts = max(now, self.median_time_past(self.head) + 1)
+        block = Block(replace(header, timestamp=ts, nonce=0), template.block.txs, template.block.votes)
+        return BlockTemplate(block, template.included, template.rejected, False)

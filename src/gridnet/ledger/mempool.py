@@ -97,6 +97,9 @@ class Mempool:
         self._owed: dict[Address, int] = {}  # sender -> amounts plus fees of its pending ones
         self._versions: dict[Address, int] = {}  # sender -> see version()
         self.bytes = 0
+        self.generation = 0
+        """Changes whenever a transaction enters or leaves: the candidates are the same while
+        it is."""
         """Encoded size of every pending transaction [bytes]."""
 
     def __len__(self) -> int:
@@ -257,6 +260,7 @@ class Mempool:
                 yield vtx
 
     def _insert(self, vtx: VerifiedTx) -> None:
+        self.generation += 1
         self.by_id[vtx.txid] = vtx
         self.by_sender.setdefault(vtx.sender, {})[vtx.tx.nonce] = vtx
         self._owed[vtx.sender] = self._owed.get(vtx.sender, 0) + _cost(vtx)
@@ -274,6 +278,7 @@ class Mempool:
             self._remove(vtx)
 
     def _remove(self, vtx: VerifiedTx) -> None:
+        self.generation += 1
         del self.by_id[vtx.txid]
         self._deferred.pop(vtx.txid, None)
         queue = self.by_sender[vtx.sender]

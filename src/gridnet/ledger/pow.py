@@ -7,6 +7,7 @@ from collections.abc import Callable
 import msgspec
 
 from gridnet.crypto.hashing import digest_int, header_hash
+from gridnet.crypto.ops import OPS
 from gridnet.encoding import encode
 from gridnet.ledger.blocks import Header
 from gridnet.ledger.params import ChainParams
@@ -48,6 +49,7 @@ def median_time(timestamps: list[int]) -> int:
 
 
 def meets_target(header: Header) -> bool:
+    OPS.pow_hashes += 1
     return digest_int(header_hash(encode(header))) < target_from_bytes(header.target)
 
 
@@ -55,9 +57,11 @@ def mine(header: Header, max_attempts: int, start_nonce: int = 0) -> Header | No
     """Try nonces from ``start_nonce``; the solved header, or None after ``max_attempts``."""
     target = target_from_bytes(header.target)
     nonce = start_nonce
-    for _ in range(max_attempts):
+    for attempt in range(1, max_attempts + 1):
         candidate = msgspec.structs.replace(header, nonce=nonce)
         if digest_int(header_hash(encode(candidate))) < target:
+            OPS.pow_hashes += attempt
             return candidate
         nonce = (nonce + 1) % 2**63
+    OPS.pow_hashes += max_attempts
     return None

@@ -14,7 +14,8 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest, header_hash, txid, vote_id
-from gridnet.crypto.keys import Domain, verify_signature
+from gridnet.crypto.keys import Domain, SignatureCheck, verify_many, verify_signature
+from gridnet.crypto.ops import OPS
 from gridnet.encoding import encode
 from gridnet.errors import (
     BadHeight,
@@ -123,6 +124,7 @@ def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
     if header.proposer or header.seal or header.justified:
         raise BadSeal(f"block {header.height}: a proof-of-work header carries no seal")
     # Proof-of-work first: it is the cheapest check that costs an attacker real work.
+    OPS.pow_hashes += 1
     if int.from_bytes(digest, "big") >= target_from_bytes(header.target):
         raise BadProofOfWork(f"block {header.height}: hash {digest.hex()} is not below its target")
     if header.target != ctx.expected_target:
@@ -152,11 +154,18 @@ def _check_future(header: Header, ctx: HeaderContext) -> None:
 
 
 def validate_transaction(
-    tx: Transaction, params: ChainParams, chain_id: Hash32, body: bytes | None = None
+    tx: Transaction,
+    params: ChainParams,
+    chain_id: Hash32,
+    body: bytes | None = None,
+    *,
+    signature_ok: bool | None = None,
 ) -> VerifiedTx:
     """Stateless rules of a signed transaction: shape, fee, type rules, signature.
 
-    ``body`` may pass the transaction's already encoded body (see ``tx_body``).
+    ``body`` may pass the transaction's already encoded body (see ``tx_body``), and
+    ``signature_ok`` the verdict on its signature (``signature_check``) when a batch of them
+    was checked together (``verify_many``).
     """
     payload = tx.payload
     if type(payload) is Coinbase:
@@ -172,9 +181,16 @@ def validate_transaction(
             f"({params.min_fee_per_byte} per byte x {size} bytes)"
         )
     RULES[type(payload)].validate(payload, params)
-    if not verify_signature(Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature):
+    if signature_ok is None:
+        signature_ok = verify_signature(Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature)
+    if not signature_ok:
         raise BadSignature("signature does not verify for the sender's key on this chain")
     return VerifiedTx(tx, txid(body, tx.signature), address_digest(tx.sender), size)
+
+
+def signature_check(tx: Transaction, chain_id: Hash32, body: bytes) -> SignatureCheck:
+    """What checking ``tx``'s signature is (its encoded ``body`` given): for ``verify_many``."""
+    return (Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature)
 
 
 # --- transactions: stateful -------------------------------------------------------------
@@ -275,10 +291,13 @@ def apply_block(
     # From here on the transactions are the header's own: any failure condemns the header.
     bodies, txids = check_tx_root(block)
     coinbase, body = split_coinbase(block)
+    signatures = verify_many([signature_check(tx, ctx.chain_id, bodies[i]) for i, tx in enumerate(body, 1)])
     vtxs = []
     for i, tx in enumerate(body, start=1):
         try:
-            vtxs.append(validate_transaction(tx, params, ctx.chain_id, bodies[i]))
+            vtxs.append(
+                validate_transaction(tx, params, ctx.chain_id, bodies[i], signature_ok=signatures[i - 1])
+            )
         except InvalidTransaction as exc:
             raise BlockTransactionInvalid(i, exc) from None
     if len(set(txids)) != len(txids):

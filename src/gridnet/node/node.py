@@ -11,14 +11,16 @@ import logging
 import random
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, wraps
+from typing import Concatenate, ParamSpec, TypeVar
 
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import hash32, header_hash, txid, vote_id
-from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.keys import PrivateKey, SignatureCache, verify_many
 from gridnet.encoding import decode_lenient, encode
 from gridnet.errors import (
     BadVoteSignature,
@@ -55,7 +57,7 @@ from gridnet.ledger.poa import (
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_body, tx_id, tx_size
-from gridnet.ledger.transition import VerifiedTx, validate_header, validate_transaction
+from gridnet.ledger.transition import VerifiedTx, signature_check, validate_header, validate_transaction
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.transfer import Transfer
@@ -106,6 +108,8 @@ LAST_SEALED_SLOT = "last_sealed_slot"
 """Store meta key of the last slot this node's validator sealed (8 bytes, big-endian)."""
 MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
+GOSSIP_VERIFY_WINDOW = 128
+"""Transactions of a gossip batch whose signatures are checked together, on all cores."""
 
 
 @dataclass
@@ -243,6 +247,22 @@ class NodeStats:
     """Wall time spent validating and storing blocks (a measurement, not simulated)."""
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _own_signature_cache(method: Callable[Concatenate[Node, _P], _R]) -> Callable[Concatenate[Node, _P], _R]:
+    """Run a node's entry point with its own signature cache current: whatever it checks
+    there (transactions, blocks, orders, commands) it verifies once."""
+
+    @wraps(method)
+    def entry(self: Node, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.signatures.active():
+            return method(self, *args, **kwargs)
+
+    return entry
+
+
 class Node:
     def __init__(
         self, name: str, chain: Chain, config: NodeConfig | None = None, rng: random.Random | None = None
@@ -252,6 +272,9 @@ class Node:
         self.name = name
         self.chain = chain
         self.config = config or NodeConfig()
+        self.signatures = SignatureCache()
+        """Signatures this node verified (each is checked once: on arrival, not again in its
+        templates or in the block that carries it)."""
         self.mempool = Mempool(
             chain.params,
             chain.chain_id,
@@ -322,7 +345,8 @@ class Node:
         """Tries a user's transaction on the head before it is accepted."""
         self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
-        self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
+        with self.signatures.active():
+            self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
         self.votes = VotePool(chain.chain_id)
         """Finality votes heard (permissioned chain): what this node puts in the blocks it seals."""
         self.seals = SealLog(chain.chain_id, chain.params)
@@ -336,6 +360,8 @@ class Node:
         self._last_vote = LastVote(0, 0) if raw is None else decode_lenient(raw, LastVote)
         self._template: BlockTemplate | None = None
         self._template_at = 0
+        self._template_generation = -1
+        """The mempool's generation the template was built from."""
         self._nonce = 0
         self._last_status = -(10**18)
         self._pruned_at = -(10**18)
@@ -450,15 +476,19 @@ class Node:
 
     # --- inputs ----------------------------------------------------------------------------
 
+    @_own_signature_cache
     def submit_tx(self, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
         """A transaction from a local user: admit it and gossip it."""
         return self._on_tx(None, tx, now)
 
+    @_own_signature_cache
     def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
         if isinstance(msg, TxsMsg):
             out: list[Outgoing] = []
             relay = self._relay.get(peer, {})
-            for tx in msg.txs:
+            for k, tx in enumerate(msg.txs):
+                if k % GOSSIP_VERIFY_WINDOW == 0:
+                    self._verify_ahead(msg.txs[k : k + GOSSIP_VERIFY_WINDOW])
                 body = tx_body(tx)
                 tid = txid(body, tx.signature)
                 if tid in self.mempool or tid in self.early:
@@ -510,6 +540,20 @@ class Node:
             return self._on_headers(peer, msg, now)
         return []  # TxRejectedMsg: informative for the sender's user
 
+    def _verify_ahead(self, txs: Sequence[Transaction]) -> None:
+        """Check the signatures of the transactions of a gossip batch not yet held, on all
+        cores, into this node's signature cache: each is then admitted (in order, as before)
+        without checking its signature again. A window at a time: a batch that turns out
+        faulty is not read past its first bad transaction, nor verified much beyond it."""
+        checks = []
+        for tx in txs:
+            body = tx_body(tx)
+            tid = txid(body, tx.signature)
+            if tid not in self.mempool and tid not in self.early:
+                checks.append(signature_check(tx, self.chain.chain_id, body))
+        verify_many(checks)
+
+    @_own_signature_cache
     def tick(self, now: int) -> list[Outgoing]:
         self.flush_pending()
         out: list[Outgoing] = [(p, TxsMsg(tuple(b.values()))) for p, b in self._relay.items() if b]
@@ -754,11 +798,13 @@ class Node:
 
     # --- market orders (off chain) ------------------------------------------------------
 
+    @_own_signature_cache
     def post_command(self, signed: SignedCommand) -> tuple[int, bool]:
         """A DSO's command for its area's devices: kept if the chain vouches for it (raises
         the rule it breaks); (its sequence number, whether it was already held)."""
         return self.commands.post(signed, self.chain.view())
 
+    @_own_signature_cache
     def post_order(self, signed: SignedOrder, now: int) -> list[Outgoing]:
         """A local user's order: check it, keep it on its topic and gossip it."""
         return self._on_order(None, signed, now)
@@ -1340,19 +1386,29 @@ class Node:
         miner = self.config.miner
         assert miner is not None
         tpl = self._template
+        out: list[Outgoing] = []
         if (
             tpl is None
             or tpl.block.header.prev_hash != self.chain.head.hash
             or now - self._template_at >= self.config.template_refresh_ms
         ):
-            tpl = self.chain.build_block(miner, self.mempool.candidates(), now=now)
-            events: list[PoolEvent] = []
-            for vtx, error in tpl.rejected:
-                events.extend(self.mempool.remove_rejected(vtx, error, tpl.block.header.height))
-            out = self._record(events)
+            # The same candidates on the same head make the same block, but for its time:
+            # unless a rule read the time, re-stamping it is all a fresh build would do.
+            restamped = (
+                self.chain.restamp(tpl, now)
+                if tpl is not None and self._template_generation == self.mempool.generation
+                else None
+            )
+            if restamped is None:
+                tpl = self.chain.build_block(miner, self.mempool.candidates(), now=now)
+                events: list[PoolEvent] = []
+                for vtx, error in tpl.rejected:
+                    events.extend(self.mempool.remove_rejected(vtx, error, tpl.block.header.height))
+                out = self._record(events)
+            else:
+                tpl = restamped
             self._template, self._template_at, self._nonce = tpl, now, 0
-        else:
-            out = []
+            self._template_generation = self.mempool.generation
         header = mine(tpl.block.header, self.config.hashes_per_tick, self._nonce)
         self._nonce += self.config.hashes_per_tick
         if header is None:

@@ -13,21 +13,45 @@ from gridnet.units import Address, Hash32, Height, Units
 P = TypeVar("P")
 
 
-@dataclass(slots=True)
 class BlockEnv:
     """The block a transaction is applied in."""
 
-    params: ChainParams
-    chain_id: Hash32
-    height: Height
-    miner: Address
-    timestamp: int
-    fees: Units = 0
-    """Fees collected so far in this block [base units]."""
-    sender_key: bytes = b""
-    """Public key of the transaction being applied (set per transaction)."""
-    txid: bytes = b""
-    """Id of the transaction being applied (set per transaction)."""
+    __slots__ = (
+        "_timestamp",
+        "chain_id",
+        "fees",
+        "height",
+        "miner",
+        "params",
+        "sender_key",
+        "timestamp_read",
+        "txid",
+    )
+
+    def __init__(
+        self, params: ChainParams, chain_id: Hash32, height: Height, miner: Address, timestamp: int
+    ) -> None:
+        self.params = params
+        self.chain_id = chain_id
+        self.height = height
+        self.miner = miner
+        self._timestamp = timestamp
+        self.fees: Units = 0
+        """Fees collected so far in this block [base units]."""
+        self.sender_key = b""
+        """Public key of the transaction being applied (set per transaction)."""
+        self.txid = b""
+        """Id of the transaction being applied (set per transaction)."""
+        self.timestamp_read = False
+        """Whether any rule read the block's time: if none did, the same transactions apply
+        the same way in the same block stamped at another time (a miner re-stamps its
+        template instead of building it again)."""
+
+    @property
+    def timestamp(self) -> int:
+        """The block's time [ms]."""
+        self.timestamp_read = True
+        return self._timestamp
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.keys import Domain, PrivateKey, verify_many
 from gridnet.encoding import U63, AddressBytes, HashBytes, PublicKeyBytes, Wire, encode
 from gridnet.errors import (
     ConflictingReading,
@@ -248,19 +248,29 @@ def validate_submit_readings(payload: SubmitReadings, params: ChainParams) -> No
 
 
 def apply_submit_readings(state: StateView, env: BlockEnv, sender: Address, payload: SubmitReadings) -> None:
-    for signed in payload.readings:
-        apply_reading(state, signed)
+    # The batch's signatures are checked together, on all cores (the readings cannot change
+    # a meter's key), then each reading in order.
+    records = [state.get(METERS, s.reading.meter) for s in payload.readings]
+    signatures = verify_many(
+        [
+            (Domain.READING, record.meter_key if record else b"", encode(s.reading), s.signature)
+            for s, record in zip(payload.readings, records, strict=True)
+        ]
+    )
+    for signed, signature_ok in zip(payload.readings, signatures, strict=True):
+        apply_reading(state, signed, signature_ok)
 
 
-def apply_reading(state: StateView, signed: SignedReading) -> None:
-    """Check one signed reading against the chain and record it."""
+def apply_reading(state: StateView, signed: SignedReading, signature_ok: bool | None = None) -> None:
+    """Check one signed reading against the chain and record it (``signature_ok``: the verdict
+    on its signature by the meter's registered key, when it was checked already)."""
     r: Reading = signed.reading
     record = state.get(METERS, r.meter)
     if record is None:
         raise UnknownMeter(f"reading from unregistered meter {address_to_text(r.meter)}")
     if record.revoked:
         raise RevokedMeter(f"meter {address_to_text(r.meter)} was revoked by its manufacturer")
-    if not is_signed_by(signed, record.meter_key):
+    if not (is_signed_by(signed, record.meter_key) if signature_ok is None else signature_ok):
         raise ReadingSignatureInvalid(
             f"reading for interval {r.interval} is not signed by meter {address_to_text(r.meter)}"
         )

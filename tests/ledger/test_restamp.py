@@ -1,0 +1,71 @@
+"""A miner re-stamps its block template rather than build it again: only when the block it
+gets is the very block a fresh build would give (same head, same candidates, no rule that
+read the block's time)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.transition import VerifiedTx, validate_transaction
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.units import UNITS_PER_GNC
+from tests.helpers import GENESIS_TIME, INTERVAL, extend, new_chain, sign, test_keys, test_params
+
+KEYS = test_keys(3)
+MINER = PrivateKey.from_label("restamp-miner").address
+
+
+def transfers(chain: Chain, n: int) -> list[VerifiedTx]:
+    txs = [sign(chain, KEYS[i % 2], Transfer(KEYS[2].address, UNITS_PER_GNC), i // 2) for i in range(n)]
+    return [validate_transaction(t, chain.params, chain.chain_id) for t in txs]
+
+
+def test_a_restamped_template_is_the_block_a_fresh_build_gives_at_that_time(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    extend(chain)
+    candidates = transfers(chain, 6)
+    t0 = chain.head.header.timestamp + INTERVAL
+    tpl = chain.build_block(MINER, candidates, now=t0)
+    assert len(tpl.included) == 6 and not tpl.timestamp_read
+    for later in (t0 + 1, t0 + 7 * INTERVAL, t0 + 3_600_000):
+        restamped = chain.restamp(tpl, later)
+        assert restamped is not None
+        fresh = chain.build_block(MINER, candidates, now=later)
+        assert encode(restamped.block) == encode(fresh.block)
+        assert restamped.included == fresh.included
+
+
+def test_a_time_before_the_median_is_moved_past_it_as_a_build_would(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    for _ in range(3):
+        extend(chain)
+    tpl = chain.build_block(MINER, transfers(chain, 2), now=chain.head.header.timestamp + INTERVAL)
+    early = GENESIS_TIME  # long before the chain's median time
+    restamped = chain.restamp(tpl, early)
+    assert restamped is not None
+    assert encode(restamped.block) == encode(chain.build_block(MINER, transfers(chain, 2), now=early).block)
+    assert restamped.block.header.timestamp == chain.median_time_past(chain.head) + 1
+
+
+def test_a_template_off_the_head_or_that_read_the_time_is_built_again(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    tpl = chain.build_block(MINER, transfers(chain, 2), now=GENESIS_TIME + INTERVAL)
+    assert chain.restamp(replace(tpl, timestamp_read=True), GENESIS_TIME + 2 * INTERVAL) is None
+    extend(chain)  # the head moves on
+    assert chain.restamp(tpl, GENESIS_TIME + 2 * INTERVAL) is None
+
+
+def test_a_rule_that_reads_the_block_time_marks_its_environment(tmp_path: Path) -> None:
+    params: ChainParams = test_params(KEYS)
+    env = BlockEnv(params, b"\0" * 32, 1, MINER, GENESIS_TIME)
+    assert not env.timestamp_read
+    env.height, env.fees = 2, 5  # what every block sets is no reading of its time
+    assert not env.timestamp_read
+    assert env.timestamp == GENESIS_TIME
+    assert env.timestamp_read
