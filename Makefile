@@ -46,11 +46,13 @@ bench: $(VENV)/.installed
 	$(BIN)/gridnet bench ledger --json
 	$(BIN)/gridnet bench market --json
 	$(BIN)/gridnet bench auction --json
+	$(BIN)/gridnet bench meters --json
 	$(BIN)/gridnet bench ev-auction --json
 	$(BIN)/gridnet bench relay --json
 	$(BIN)/gridnet bench network --json
 	$(BIN)/gridnet bench consensus --json
 	$(BIN)/gridnet bench world --json
+	$(BIN)/gridnet bench sim --json
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

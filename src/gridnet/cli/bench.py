@@ -93,6 +93,25 @@ def bench_ledger(
     _print_figures(figures, as_json)
 
 
+@app.command("meters")
+def bench_meters(
+    as_json: JsonFlag = False,
+    meters: Annotated[
+        int, typer.Option("--meters", min=1, help="Meters, each registered by its own owner.")
+    ] = 4_096,
+    intervals: Annotated[
+        int, typer.Option("--intervals", min=1, help="15-minute readings each meter signs.")
+    ] = 16,
+) -> None:
+    """Signed meter readings one node validates and stores per second (batched in
+    SubmitReadings, blocks added by Chain), against raw Ed25519 verify/s in the same process;
+    chain and SQLite bytes per reading, per meter per year and for 10 million meters."""
+    from gridnet.bench import meters as bench
+
+    figures = bench.run(meters=meters, intervals=intervals, progress=_bench_progress(as_json))
+    _print_figures(figures, as_json)
+
+
 @app.command("network")
 def bench_network(
     as_json: JsonFlag = False,
@@ -153,3 +172,36 @@ def bench_world(
 
     figures = world.run(scenario, progress=_bench_progress(as_json))
     _print_figures(figures, as_json)
+
+
+@app.command("sim")
+def bench_sim(
+    as_json: JsonFlag = False,
+    homes: Annotated[str, typer.Option("--homes", help="Area sizes to run, comma-separated")] = "20,100,500",
+    cores: Annotated[
+        str, typer.Option("--cores", help="CPUs to pin each run to, comma-separated (0 = all)")
+    ] = "1,0",
+    intervals: Annotated[int, typer.Option("--intervals", min=1, help="15-minute intervals per run")] = 96,
+) -> None:
+    """The simulator's speed against its cryptographic floor (each run in its own process)."""
+    from gridnet.bench import sim
+
+    figures = sim.run(
+        _int_list(homes, "--homes"),
+        cores=_int_list(cores, "--cores"),
+        intervals=intervals,
+        progress=_bench_progress(as_json),
+    )
+    _print_figures(figures, as_json)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a comma-separated list of whole numbers", param_hint=option
+        ) from None
+    if not values or min(values) < 0:
+        raise typer.BadParameter(f"{text!r}: give at least one number, none negative", param_hint=option)
+    return values

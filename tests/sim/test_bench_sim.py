@@ -1,0 +1,39 @@
+"""``gridnet bench sim``: a run in its own process, its cryptographic work counted and priced."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from gridnet.bench import sim
+from gridnet.cli import app
+
+
+def test_a_short_run_counts_its_cryptography_and_prices_its_floor() -> None:
+    figures = sim.run([3], cores=[1], intervals=4)
+    (run,) = figures["runs"]
+    assert run["homes"] == 3 and run["cores"] == 1 and run["converged"]
+    ops = run["ops"]
+    assert ops["signs"] > 0 and ops["verifies"] > 0 and ops["pow_hashes"] > 0
+    # Four nodes each check what the others signed: more checks than signatures.
+    assert ops["verifies"] + ops["verifies_cached"] > ops["signs"]
+    assert 0 < run["floor_s"] < run["wall_s"]
+    assert 0 < run["floor_ratio"] < 1
+    assert abs(sum(run["floor_by_kind_s"].values()) - run["floor_s"]) < 0.02
+    assert run["peak_rss_mb_per_home"] > 0
+    assert figures["speedup"] == {}  # (one core only: nothing to compare)
+
+
+def test_speedup_is_one_core_over_the_most_cores() -> None:
+    runs = [
+        {"homes": 20, "cores": 1, "wall_s": 10.0},
+        {"homes": 20, "cores": 2, "wall_s": 8.0},
+        {"homes": 100, "cores": 2, "wall_s": 50.0},
+    ]
+    assert sim.speedups(runs) == {"20_homes_2_cores": 1.25}
+
+
+def test_a_bad_list_of_sizes_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["bench", "sim", "--homes", "20,x"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "'20,x' is not a comma-separated list of whole numbers" in result.output
+    assert "Traceback" not in result.output
