@@ -41,6 +41,7 @@ def reduced(doc: dict[str, Any]) -> dict[str, Any]:
 def test_the_library_holds_the_scenarios_the_docs_name() -> None:
     assert [f.stem for f in FILES] == [
         "aggregators",
+        "area-1000",
         "area-200",
         "credit-bank",
         "etse-update-fails",

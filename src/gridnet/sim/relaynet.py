@@ -4,14 +4,17 @@ The DSO's substation is the communication hub (seed 001: "nothing stops the subs
 from acting as a communication hub"): every home sends its signed orders and, as a buyer,
 its signed contract states there as onion-routed datagrams paid with transmission tokens
 from its own token pool; the hub sends its signed commands to the homes' devices the same
-way, from its own pool. Homes on a feeder form a line to the hub; a few homes "on the
-hill" have no wired neighbour and are served by a carrier (the paper's bicycle driver)
-that rides past them and then to the first home of feeder A, carrying bundles one way.
-Each home keeps its connection's accounts (a hop book: what it owes every relay of its
-route), committed in its tokens; each relay sees only its own entry. At the end of the day
-the hub signs one transit claim per home's pool, proving what was delivered without
-learning any route, and every relay then claims what the homes whose datagrams it carried
-owe it.
+way, from its own pool. Homes on a feeder form a line to the hub; a feeder longer than an
+onion can cross (:data:`RUN_HOMES` homes) is cut into runs of at most that many, and the
+first home of each run is wired to the hub as well, through its street cabinet's data
+concentrator, so that no route passes more than :data:`~gridnet.relay.onion.MAX_ONION_HOPS`
+relays however many homes a feeder has (:class:`Topology`). A few homes "on the hill" have
+no wired neighbour and are served by a carrier (the paper's bicycle driver) that rides past
+them and then to the first home of feeder A, carrying bundles one way. Each home keeps its
+connection's accounts (a hop book: what it owes every relay of its route), committed in its
+tokens; each relay sees only its own entry. At the end of the day the hub signs one transit
+claim per home's pool, proving what was delivered without learning any route, and every
+relay then claims what the homes whose datagrams it carried owe it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from gridnet.contracts.channel import SignedState
 from gridnet.crypto.hashing import hash32, pool_id
@@ -33,6 +37,7 @@ from gridnet.node.relay_peer import RelayPeer
 from gridnet.relay.claims import HopClaim, SignedClaim
 from gridnet.relay.datagram import originate
 from gridnet.relay.hops import HopBook
+from gridnet.relay.onion import MAX_ONION_HOPS
 from gridnet.relay.tokens import HashChain
 from gridnet.units import Hash32
 
@@ -76,6 +81,124 @@ class RelayTally:
     """(pool, depth) of each datagram in flight -> the relays on its route."""
 
 
+RUN_HOMES: Final = MAX_ONION_HOPS + 1
+"""Most homes on one run of a feeder (a line whose first home is wired to the hub): the
+``k``-th home of a run sends through the ``k - 1`` before it, so 17 homes when an onion
+passes at most 16 relays."""
+
+
+def cabinet_homes(count: int) -> list[int]:
+    """Which of a feeder's ``count`` homes (positions along its line, from the substation)
+    are wired to the hub: the first home of each run. A feeder of at most :data:`RUN_HOMES`
+    homes is one run (its first home only); a longer one is cut into the fewest runs of at
+    most that many, ``ceil(count / runs)`` homes each and the last the rest (100 homes: 6
+    runs of 17, 17, 17, 17, 17 and 15, cabinets at 0, 17, 34, 51, 68 and 85). A home sends
+    to the nearer of the cabinets around it; the far end of the last run is the furthest
+    from one."""
+    if count <= 0:
+        return []
+    runs = -(-count // RUN_HOMES)
+    length = -(-count // runs)
+    return list(range(0, count, length))
+
+
+class Topology:
+    """Who is linked to whom, and the routes (names only: no keys, no network).
+
+    Wired links, always up: each feeder's homes form one line in home order, hub — first
+    home — second home — ..., and the first home of every further run (:func:`cabinet_homes`)
+    is wired to the hub too (its street cabinet's data concentrator has a backhaul to the
+    substation). The carrier's links (to the hill homes, then to the first home of the first
+    feeder, or the hub when that feeder is empty) are up one at a time as it rides.
+
+    Routes are shortest paths (BFS, first found): a home's datagrams climb the hub's
+    shortest-path tree, the hub's go down the same branch; between two other participants
+    the route climbs the receiver's tree. On a line (a feeder of at most 17 homes, the hill
+    and the carrier) the route is the only one there is; with cabinets a home sends to the
+    nearer run's cabinet along the line, either way. :meth:`build` refuses a network in which a
+    home does not reach the hub or its route passes more than ``MAX_ONION_HOPS`` relays.
+    """
+
+    def __init__(self, hub: str) -> None:
+        self.hub = hub
+        self.graph: dict[str, list[str]] = {hub: []}
+        """Participant -> its neighbours, wired or on the carrier's round, in link order."""
+        self.wired: list[tuple[str, str]] = []
+        """The wired links, in the order they were laid."""
+        self.stops: list[str] = []
+        """The carrier's stops, in riding order."""
+        self._trees: dict[str, dict[str, str]] = {}
+
+    @classmethod
+    def build(cls, hub: str, feeders: Sequence[Sequence[str]], hill: Sequence[str]) -> Topology:
+        """The network of ``feeders`` (each its homes in line order), the ``hill`` homes and
+        the carrier; raises ``ValueError`` when a home cannot reach the hub within
+        ``MAX_ONION_HOPS`` relays (which the layout above never gives)."""
+        net = cls(hub)
+        for name in [*(h for f in feeders for h in f), *hill, CARRIER]:
+            if name in net.graph:
+                raise ValueError(f"{name!r} is on the data network twice")
+            net.graph[name] = []
+        for feeder in feeders:
+            for a, b in zip([hub, *feeder], feeder, strict=False):
+                net._edge(a, b, wired=True)
+            for k in cabinet_homes(len(feeder))[1:]:
+                net._edge(hub, feeder[k], wired=True)
+        head = feeders[0][0] if feeders and feeders[0] else hub
+        net.stops = [*hill, head]
+        for stop in net.stops:
+            net._edge(CARRIER, stop, wired=False)
+        for home in [*(h for f in feeders for h in f), *hill]:
+            relays = net.path(home, hub)
+            if len(relays) > MAX_ONION_HOPS:
+                raise ValueError(
+                    f"{home}'s route to the hub passes {len(relays)} relays, over {MAX_ONION_HOPS}"
+                )
+        return net
+
+    def _edge(self, a: str, b: str, *, wired: bool) -> None:
+        self.graph[a].append(b)
+        self.graph[b].append(a)
+        if wired:
+            self.wired.append((a, b))
+        self._trees.clear()
+
+    def _tree(self, root: str) -> dict[str, str]:
+        """Each participant reachable from ``root`` -> its next step towards ``root`` (BFS,
+        first found; computed once per root)."""
+        tree = self._trees.get(root)
+        if tree is None:
+            tree = {root: root}
+            queue = deque([root])
+            while queue:
+                here = queue.popleft()
+                for nxt in self.graph[here]:
+                    if nxt not in tree:
+                        tree[nxt] = here
+                        queue.append(nxt)
+            self._trees[root] = tree
+        return tree
+
+    def path(self, source: str, target: str) -> list[str]:
+        """Relays between ``source`` and ``target``, in the order a datagram passes them;
+        raises ``LookupError`` when no route joins them."""
+        if source == self.hub and target != self.hub:
+            return self.path(target, source)[::-1]  # down the branch the target climbs
+        tree = self._tree(target)
+        if source not in tree:
+            raise LookupError(f"no route from {source} to {target}")
+        route = []
+        step = tree[source]
+        while step != target:
+            route.append(step)
+            step = tree[step]
+        return route
+
+    def depth(self) -> int:
+        """The most relays any participant's route to the hub passes."""
+        return max((len(self.path(name, self.hub)) for name in self.graph if name != self.hub), default=0)
+
+
 class RelayNet:
     def __init__(
         self,
@@ -96,15 +219,12 @@ class RelayNet:
         self.keys = dict(everyone)
         directory = {k.address: name for name, k in everyone}
         self.peers = {name: net.add_relay(RelayPeer(name, k, view, directory.get)) for name, k in everyone}
-        self.graph: dict[str, list[str]] = {name: [] for name, _ in everyone}
-        for feeder in feeders:
-            names = [name for name, _ in feeder]
-            for a, b in zip([self.hub_name, *names], names, strict=False):
-                self._edge(a, b, wired=True)
-        head = feeders[0][0][0] if feeders and feeders[0] else self.hub_name
-        self.stops = [name for name, _ in hill] + [head]
-        for stop in self.stops:
-            self._edge(CARRIER, stop, wired=False)
+        self.topology = Topology.build(
+            self.hub_name, [[name for name, _ in feeder] for feeder in feeders], [name for name, _ in hill]
+        )
+        for a, b in self.topology.wired:
+            net.link(a, b)
+        self.stops = self.topology.stops
         self.stop = -1
         self.carrier_stop_ms = carrier_stop_ms
         self._next_move = 0
@@ -113,12 +233,6 @@ class RelayNet:
         self.senders: dict[tuple[str, str], Sender] = {}
         """(sender, receiver) -> the sender's side of that connection (a pool each)."""
         self.tally = RelayTally()
-
-    def _edge(self, a: str, b: str, *, wired: bool) -> None:
-        self.graph[a].append(b)
-        self.graph[b].append(a)
-        if wired:
-            self.net.link(a, b)
 
     # --- pools -------------------------------------------------------------------------------
 
@@ -143,23 +257,8 @@ class RelayNet:
     # --- traffic -----------------------------------------------------------------------------
 
     def path(self, source: str, target: str) -> list[str]:
-        """Relays between ``source`` and ``target`` on the (static) network (BFS)."""
-        previous: dict[str, str | None] = {source: None}
-        queue = deque([source])
-        while queue:
-            here = queue.popleft()
-            if here == target:
-                break
-            for nxt in self.graph[here]:
-                if nxt not in previous:
-                    previous[nxt] = here
-                    queue.append(nxt)
-        route = []
-        step = previous.get(target)
-        while step is not None and step != source:
-            route.append(step)
-            step = previous[step]
-        return route[::-1]
+        """Relays between ``source`` and ``target`` on the (static) network (:class:`Topology`)."""
+        return self.topology.path(source, target)
 
     def send(self, name: str, note: Note, nonce: bytes, target: str | None = None) -> None:
         """``name`` sends ``note`` to ``target`` (the hub by default) as a paid datagram (one

@@ -16,10 +16,9 @@ from gridnet.agents.world import World
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.address import address_to_text
 from gridnet.encoding import decode_lenient, encode
-from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
-from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.ledger.txs.relay import ClaimTransit
 from gridnet.relay.claims import hop_payable
 from gridnet.sim import series
@@ -69,13 +68,17 @@ def build_report(
         return round(sum(delta[p.address] for p in people) / UNITS, 6)
 
     intervals = range(world.first, world.last + 1)
-    subsidised = [
-        r
+    subsidised_by_home = {
+        h.name: [
+            r
+            for i in intervals
+            if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None and r.subsidised
+        ]
         for h in homes
         if h.meter
-        for i in intervals
-        if (r := view.get(READINGS, reading_key(h.meter.meter_id, i))) is not None and r.subsidised
-    ]
+    }
+    subsidised = [r for readings in subsidised_by_home.values() for r in readings]
+    rows = series.home_rows(world)  # (once: the homes' and the economy's figures both read them)
     rate = gnc(s.government.subsidy)
     prices = [c["price"] for c in dso.clearing if c["price"] is not None]
     exported = sum(world.metered(h, i)[0] for h in homes for i in intervals)
@@ -186,8 +189,8 @@ def build_report(
             "power_flow_s": round(world.grid.seconds if world.grid else 0.0, 2),
         },
         "grid": grid_report(world, owners, delta),
-        "homes": homes_report(world, homes, view),
-        "economy": economy_report(world, minted, fees_paid, chain.height),
+        "homes": homes_report(world, homes, rows, subsidised_by_home),
+        "economy": economy_report(rows, minted, fees_paid, chain.height),
         "participants": {
             "homes": len(homes),
             "prosumers": len(prosumers),
@@ -238,13 +241,19 @@ HOME_TOTALS = (
 )
 
 
-def homes_report(world: World, homes: list[Home], view: StateView) -> list[dict[str, Any]]:
+def homes_report(
+    world: World,
+    homes: list[Home],
+    rows: list[dict[str, Any]],
+    subsidised: dict[str, list[ReadingRecord]],
+) -> list[dict[str, Any]]:
     """Each home's day: energy, bill, savings against buying all its load from the DSO at its
-    retail price, self-consumption and the subsidy it received."""
+    retail price, self-consumption and the subsidy it received (``rows``: the homes' time
+    series, ``sim.series.home_rows``; ``subsidised``: each home's subsidised readings)."""
     totals: dict[str, Counter[str]] = defaultdict(Counter)
     paid: dict[str, float] = defaultdict(float)
     earned: dict[str, float] = defaultdict(float)
-    for row in series.home_rows(world):
+    for row in rows:
         c = totals[row["home"]]
         for key in HOME_TOTALS:
             c[key] += row[key]
@@ -255,13 +264,7 @@ def homes_report(world: World, homes: list[Home], view: StateView) -> list[dict[
     out = []
     for h in homes:
         c = totals[h.name]
-        assert h.meter is not None
-        meter = h.meter.meter_id
-        subsidy = sum(
-            energy_cost(r.exported_wh, rate)
-            for i in range(world.first, world.last + 1)
-            if (r := view.get(READINGS, reading_key(meter, i))) is not None and r.subsidised
-        )
+        subsidy = sum(energy_cost(r.exported_wh, rate) for r in subsidised.get(h.name, []))
         bill = paid[h.name] - earned[h.name]
         baseline = c["load_wh"] / 1000 * retail
         used_on_site = c["pv_wh"] - c["export_wh"] - c["curtailed_wh"]
@@ -289,9 +292,9 @@ def homes_report(world: World, homes: list[Home], view: StateView) -> list[dict[
     return out
 
 
-def economy_report(world: World, minted: int, fees: int, blocks: int) -> dict[str, Any]:
-    """The energy economy beside the coin the chain itself creates."""
-    rows = series.home_rows(world)
+def economy_report(rows: list[dict[str, Any]], minted: int, fees: int, blocks: int) -> dict[str, Any]:
+    """The energy economy beside the coin the chain itself creates (``rows``: the homes' time
+    series)."""
     earned = sum(r["earned_gnc"] for r in rows)  # what the homes were paid for energy
     spent = sum(r["paid_gnc"] for r in rows)  # what the homes paid, line fees included
     per_block = minted / blocks / UNITS if blocks else 0.0
