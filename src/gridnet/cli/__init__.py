@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 
 from gridnet import __version__
-from gridnet.cli import bench, chain, keys, meter, node, sim, tx
+from gridnet.cli import bench, chain, keys, meter, node, sim, sweep, tx
 from gridnet.cli.common import err_console
 from gridnet.errors import DecodeError, GridnetError, InvalidBlock, InvalidTransaction, MempoolRejection
 from gridnet.node.client import NodeRefused
@@ -46,6 +46,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(meter.app, name="meter")
 node.register(app)
 sim.register(app)
+sweep.register(app)
 
 
 _UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")

@@ -1,0 +1,106 @@
+"""``gridnet sweep``: a grid of scenarios as Dask tasks, on this machine or a Dask cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gridnet.cli.common import JsonFlag, console, count, err_console, progress_bar
+
+
+def sweep_cmd(
+    sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.toml", help="Sweep file (docs/cli.md).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default: the file's out, else out/NAME).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="A running Dask scheduler, tcp://HOST:PORT (default: a local cluster)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Worker processes of the local cluster (default: one per core)."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a grid of scenarios (scenario keys x seeds) as Dask tasks; resume where it stopped."""
+    from gridnet.sim.sweep import load_sweep, open_client, run_sweep
+
+    if scheduler is not None and workers is not None:
+        raise typer.BadParameter(
+            "--workers sizes the local cluster; a scheduler's workers are started with 'dask worker'",
+            param_hint="--workers",
+        )
+    sweep = load_sweep(sweep_file, out)  # every run's scenario is checked before anything runs
+    where = scheduler or f"a local cluster of {count(workers or _cores(), 'worker')}"
+    with progress_bar() as progress:
+        task = progress.add_task("runs", total=None)
+
+        def advanced(done: int, total: int) -> None:
+            if done == 0:
+                earlier = len(sweep.runs) - total
+                err_console.print(
+                    f"sweep {sweep.name}: {count(len(sweep.runs), 'run')} into {sweep.out}; "
+                    + (f"{total} to run on {where}" if total else "nothing to run")
+                    + (f" ({earlier} completed earlier)" if earlier else "")
+                )
+            progress.update(task, completed=done, total=total)
+
+        result = run_sweep(sweep, lambda: open_client(scheduler, workers), advanced)
+    summary = result.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    if result.interrupted:
+        err_console.print(f"{count(summary['pending'], 'run')} not run: the same command resumes the sweep")
+        raise typer.Exit(130)
+    if summary["failed"] or summary["unverified"]:
+        raise typer.Exit(1)
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _print_summary(s: dict[str, object]) -> None:
+    table = Table(title=f"GRIDNET sweep: {s['sweep']}", show_header=False)
+    table.add_row("runs", f"{s['runs']} in the grid")
+    table.add_row("ran now", f"{s['ran']}: {s['ok']} ok, {s['unverified']} unverified, {s['failed']} failed")
+    table.add_row("resumed", f"{s['resumed']} completed by an earlier sweep (not run again)")
+    if s["pending"]:
+        table.add_row("not run", f"{s['pending']} (interrupted)")
+    table.add_row("wall time", f"{s['seconds']} s")
+    absent = s["figures_in_no_run"]
+    assert isinstance(absent, list)
+    if absent:
+        table.add_row("figures in no report", ", ".join(absent))
+    console.print(table)
+    failures = s["failures"]
+    assert isinstance(failures, list)
+    for f in failures[:5]:
+        console.print(f"failed: {f['id']}: {f['error']}")
+    if len(failures) > 5:
+        console.print(f"failed: ... and {len(failures) - 5} more (the table's error column)")
+    console.print(f"table: {s['table']}  (a row per run: its values, seed, status and figures; Parquet)")
+    plots = s["plots"]
+    assert isinstance(plots, list)
+    if plots:
+        console.print(f"plots: {Path(plots[0]).parent}  ({', '.join(Path(p).name for p in plots)})")
+    console.print(
+        f"runs:  {Path(str(s['out'])) / 'runs'}  (each a 'gridnet simulate' output and its scenario.toml)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_cmd)

@@ -1,0 +1,868 @@
+"""Sweeps: a grid of scenarios (scenario keys times seeds) run as Dask tasks (``gridnet sweep``).
+
+A sweep file (TOML) names a base scenario, the scenario keys to vary and their values, the
+seeds, and the figures of ``report.json`` to tabulate and plot::
+
+    scenario = "../neighbourhood.toml"   # relative to this file; without it, the built-in defaults
+    seeds = [1, 2]                       # or a count: seeds = 2 is [1, 2]
+    figures = ["energy.p2p_wh", "clearing_price.mean_gnc_per_kwh"]
+    plot = ["energy.p2p_wh"]             # figures drawn against each varied key
+
+    [set]                                # every run: these keys take these values
+    "simulation.intervals" = 32
+
+    [vary]                               # the grid: every combination of these values
+    "homes.pv_share" = [0.2, 0.5, 0.8]
+    "homes.count" = [8, 16]
+
+Everything is checked before anything runs: every run's Scenario is built (so checked) here,
+and an error names the sweep file and the key. Each run has a stable id from what it runs
+(the scenario values that differ from the built-in defaults), so a sweep resumes where it
+stopped, also after its grid was extended, and writes its own directory ``OUT/runs/ID/``
+(``gridnet simulate``'s output, ``scenario.toml`` and, last and atomically, ``run.json``).
+A run whose ``run.json`` says it completed is not run again; a failed one is. The runs are
+Dask tasks (:func:`run_one`: importable, plain data in and out) on a LocalCluster or on a
+running scheduler; a failed run records its error and the others go on. At the end, and
+when interrupted for what finished: ``OUT/sweep.parquet`` (a row per run) and
+``OUT/plots/FIGURE--by--KEY.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gridnet.errors import ConfigError, GridnetError
+from gridnet.sim.report import resolved_scenario
+from gridnet.sim.scenario import Scenario, scenario_from_dict
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+MARKER = ".gridnet-sweep"
+"""Marks a directory a sweep wrote: it may be resumed (and its run directories replaced)."""
+RUN_FILE = "run.json"
+"""Written last in a run's directory, atomically: the run is complete when it says so."""
+TABLE = "sweep.parquet"
+LOCAL = "127.0.0.1"
+CONNECT_TIMEOUT_S = 10.0
+"""How long ``--scheduler`` may take to answer."""
+WORKERS_TIMEOUT_S = 30.0
+"""How long a running scheduler may take to have a worker."""
+SERIES_PER_PLOT = 6
+"""At most this many lines per plot (one per combination of the other keys); beyond, one."""
+KNOWN_KEYS = ("scenario", "seeds", "figures", "plot", "out", "name", "set", "vary")
+
+DEFAULT_FIGURES = (
+    "timing.simulation_s",
+    "chain.height",
+    "verify.transactions",
+    "energy.p2p_wh",
+    "energy.bought_from_dso_wh",
+    "clearing_price.mean_gnc_per_kwh",
+    "revenue_gnc.prosumers",
+    "economy.homes_paid_gnc",
+)
+DEFAULT_PLOT = "energy.p2p_wh"
+
+FIGURES: dict[str, str] = {
+    "energy": "pv_wh load_wh battery_losses_wh exported_wh unsold_export_wh p2p_wh bought_from_dso_wh "
+    "sold_to_dso_wh contracted_p2p_wh curtailed_wh contracts",
+    "forecast": "error net_energy_abs_error_wh net_energy_abs_error_percent",
+    "contracts": "opened settled_in_full delivered_short closed_with_remainder remainder_refunded_gnc "
+    "disputes_raised disputes_resolved imbalance.price_gnc_per_kwh imbalance.balancing_contracts "
+    "imbalance.shortfall_wh imbalance.bought_wh imbalance.paid_gnc imbalance.closed",
+    "clearing_price": "mean_gnc_per_kwh mean_per_mwh_in_currency",
+    "revenue_gnc": "prosumers consumers line_owners dso government miners",
+    "subsidies": "readings_subsidised paid_gnc",
+    "security": "flagged_meters trusting_homes flags_on_chain",
+    "dso": "commands homes_commanded overrides_recorded homes_following_commands",
+    "chain": "height blocks bytes",
+    "transactions": "abandoned",
+    "timing": "simulation_s verifying_s power_flow_s audit_s",
+    "grid": "congested_intervals",
+    "economy": "homes_paid_gnc homes_earned_gnc block_subsidy_gnc block_subsidy_per_block_gnc "
+    "transaction_fees_gnc",
+    "participants": "homes prosumers with_battery line_owners meters_registered",
+    "verify": "ok blocks transactions seconds tx_per_s",
+}
+"""The numbers every ``report.json`` holds, by section (``tests/sim/test_sweep.py`` checks
+them against a real report)."""
+KNOWN_FIGURES = frozenset({"converged"} | {f"{s}.{k}" for s, keys in FIGURES.items() for k in keys.split()})
+OPEN_FIGURES = (
+    "roles.",
+    "relay.",
+    "chain.transactions_by_type.",
+    "transactions.submitted.",
+    "nodes.",
+    "grid.line_owners.",
+    "homes.",
+    "scenario.resolved.",
+)
+"""Parts of the report whose keys depend on the scenario or on what happened (a role's
+figures, the relays when enabled, a transaction type, a node, a feeder or a home by index):
+any path under them is accepted, and a run whose report lacks it has none in the table."""
+
+
+class SweepFileError(ConfigError):
+    """A sweep file is missing or invalid, or one of its runs' scenarios is refused."""
+
+
+class SchedulerUnavailable(GridnetError):
+    """The Dask scheduler given with ``--scheduler`` does not answer, or has no workers."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One point of the grid with one seed."""
+
+    id: str
+    """Stable: readable values, then a digest of every scenario value that differs from the
+    built-in defaults (the same scenario has the same id in any sweep)."""
+    values: dict[str, Any]
+    """Each varied key's value, in the order of ``[vary]``."""
+    seed: int
+    document: dict[str, Any]
+    """The scenario document it runs (base, ``[set]``, values, seed; its files' paths absolute)."""
+
+    @property
+    def label(self) -> str:
+        return ", ".join([*(f"{k} = {_show(v)}" for k, v in self.values.items()), f"seed {self.seed}"])
+
+
+@dataclass(frozen=True)
+class Sweep:
+    path: Path
+    """The sweep file."""
+    name: str
+    scenario: Path | None
+    """The base scenario file (None: the built-in defaults)."""
+    fixed: dict[str, Any]
+    """``[set]``: dotted scenario key -> value, in every run."""
+    vary: dict[str, list[Any]]
+    """``[vary]``: dotted scenario key -> its values."""
+    seeds: tuple[int, ...]
+    figures: tuple[str, ...]
+    plot: tuple[str, ...]
+    out: Path
+    runs: tuple[Run, ...]
+
+    def run_dir(self, run: Run) -> Path:
+        return self.out / "runs" / run.id
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: Run
+    status: str
+    """"ok"; "unverified" (it ran, but its nodes did not converge or its chain does not
+    verify); "failed" (it raised: ``error`` says what)."""
+    error: str | None
+    wall_s: float | None
+    """How long the task took [s]."""
+    figures: dict[str, Any]
+    resumed: bool
+    """Completed by an earlier ``gridnet sweep`` (not run again)."""
+
+
+@dataclass
+class SweepResult:
+    sweep: Sweep
+    results: list[RunResult]
+    """Every run that finished (now or earlier), in the grid's order."""
+    pending: int
+    """Runs not finished (the sweep was interrupted)."""
+    interrupted: bool
+    seconds: float
+    table: Path
+    plots: list[Path] = field(default_factory=list)
+
+    def count(self, status: str, resumed: bool | None = None) -> int:
+        return sum(
+            1 for r in self.results if r.status == status and (resumed is None or r.resumed == resumed)
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What ``gridnet sweep --json`` prints."""
+        ok = [r for r in self.results if r.status != "failed"]
+        absent = [f for f in self.sweep.figures if ok and all(r.figures.get(f) is None for r in ok)]
+        return {
+            "sweep": self.sweep.name,
+            "file": str(self.sweep.path),
+            "out": str(self.sweep.out),
+            "runs": len(self.sweep.runs),
+            "ran": sum(1 for r in self.results if not r.resumed),
+            "ok": self.count("ok", resumed=False),
+            "unverified": self.count("unverified"),
+            "failed": self.count("failed"),
+            "resumed": sum(1 for r in self.results if r.resumed),
+            "pending": self.pending,
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 1),
+            "table": str(self.table),
+            "plots": [str(p) for p in self.plots],
+            "failures": [{"id": r.run.id, "error": r.error} for r in self.results if r.status == "failed"],
+            "figures_in_no_run": absent,
+        }
+
+
+# --- the sweep file ----------------------------------------------------------------------
+
+
+def load_sweep(path: Path, out: Path | None = None) -> Sweep:
+    """The sweep in ``path``, every run's scenario built and checked; ``out`` replaces the
+    file's ``out`` (default ``out/NAME``)."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SweepFileError(f"sweep file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepFileError(f"sweep file {path} is not valid TOML: {exc}") from None
+    return sweep_from_dict(doc, path, out)
+
+
+def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) -> Sweep:
+    where = str(path)
+    unknown = sorted(set(doc) - set(KNOWN_KEYS))
+    if unknown:
+        raise SweepFileError(f"{where}: unknown key(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise SweepFileError(f"{where}: name must be 1 to 64 letters, digits, '.', '_' or '-' (a directory)")
+    base_path, base = _base_scenario(doc.get("scenario"), path)
+    base_label = str(base_path) if base_path is not None else "defaults"
+    fixed = _dotted(doc.get("set", {}), f"{where}: [set]", leaf_lists=False)
+    vary = _dotted(doc.get("vary", {}), f"{where}: [vary]", leaf_lists=True)
+    if not vary:
+        raise SweepFileError(
+            f'{where}: [vary] is empty: give at least one key, e.g. "homes.count" = [10, 20]'
+        )
+    for key in (*fixed, *vary):
+        if key == "simulation.seed":
+            raise SweepFileError(f"{where}: simulation.seed: give the seeds with seeds = [1, 2] (or a count)")
+    for key, values in vary.items():
+        _check_values(key, values, where)
+    both = sorted(set(fixed) & set(vary))
+    if both:
+        raise SweepFileError(f"{where}: {both[0]} is in both [set] and [vary]; keep it in one")
+
+    # Every key alone first, so that an error names the key that causes it.
+    document = _with(base, fixed, where, "[set]")
+    _build(document, base_label, f"{where}: [set]")
+    for key, values in vary.items():
+        for value in values:
+            _build(
+                _with(document, {key: value}, where, "[vary]"),
+                base_label,
+                f"{where}: [vary] {key} = {_show(value)}",
+            )
+    seeds = _seeds(doc.get("seeds"), _build(document, base_label, where).simulation.seed, where)
+    figures, plot = _figures(doc.get("figures"), doc.get("plot"), where)
+    clash = next((f for f in figures if f in vary), None)
+    if clash is not None:
+        raise SweepFileError(f"{where}: figures: {clash} is a varied key (the table has it already)")
+    base_dir = base_path.parent.resolve() if base_path is not None else None
+
+    runs: list[Run] = []
+    seen: dict[str, Run] = {}
+    for combination in itertools.product(*vary.values()):
+        values = dict(zip(vary, combination, strict=True))
+        for seed in seeds:
+            run_doc = _with(document, {**values, "simulation.seed": seed}, where, "[vary]")
+            label = ", ".join([*(f"{k} = {_show(v)}" for k, v in values.items()), f"seed {seed}"])
+            scenario = _build(run_doc, base_label, f"{where}: [vary] the run with {label}")
+            run = Run(_run_id(scenario, values, seed), values, seed, _portable(run_doc, base_dir))
+            if run.id in seen:
+                raise SweepFileError(
+                    f"{where}: [vary] the runs with {seen[run.id].label} and {label} are the same scenario; "
+                    "list each value once"
+                )
+            seen[run.id] = run
+            runs.append(run)
+    if out is None:
+        given = doc.get("out")
+        if given is not None and (not isinstance(given, str) or not given):
+            raise SweepFileError(f"{where}: out must be a directory (relative to the sweep file)")
+        out = path.parent / given if given else Path("out") / name
+    return Sweep(path, name, base_path, fixed, vary, seeds, figures, plot, out, tuple(runs))
+
+
+def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]:
+    if value is None:
+        return None, {}
+    if not isinstance(value, str) or not value:
+        raise SweepFileError(f"{path}: scenario must be a scenario file's path, relative to the sweep file")
+    base = Path(os.path.normpath(path.parent / value))
+    try:
+        return base, tomllib.loads(base.read_text())
+    except FileNotFoundError:
+        raise SweepFileError(
+            f"{path}: scenario {value!r}: no file {base} (the path is relative to the sweep file)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepFileError(f"{path}: scenario {base} is not valid TOML: {exc}") from None
+
+
+def _dotted(table: Any, where: str, *, leaf_lists: bool) -> dict[str, Any]:
+    """A table's leaves by dotted key: ``"homes.count" = ...`` and ``homes.count = ...`` (a
+    nested table) alike. In ``[vary]`` every leaf is a list of values."""
+    if not isinstance(table, dict):
+        raise SweepFileError(f"{where} must be a table of dotted scenario keys")
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+            return
+        if leaf_lists and not isinstance(value, list):
+            raise SweepFileError(f"{where} {prefix} must be a list of values, e.g. [10, 20]")
+        if prefix in out:
+            raise SweepFileError(f"{where} {prefix} is given twice")
+        out[prefix] = value
+
+    for key, value in table.items():
+        walk(key, value)
+    return out
+
+
+def _check_values(key: str, values: list[Any], where: str) -> None:
+    if not values:
+        raise SweepFileError(f"{where}: [vary] {key} has no values; give at least one, e.g. [10, 20]")
+    shown = [json.dumps(v, sort_keys=True) for v in values]
+    repeated = next((v for v, n in zip(values, shown, strict=True) if shown.count(n) > 1), None)
+    if repeated is not None:
+        raise SweepFileError(f"{where}: [vary] {key} lists {_show(repeated)} more than once")
+
+
+def _with(document: dict[str, Any], values: dict[str, Any], where: str, table: str) -> dict[str, Any]:
+    """A copy of ``document`` with each dotted key set to its value."""
+    out: dict[str, Any] = json.loads(json.dumps(document))
+    for key, value in values.items():
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                above = ".".join(parts[: i + 1])
+                raise SweepFileError(f"{where}: {table} {key}: {above} is not a table; set {above} whole")
+        node[parts[-1]] = value
+    return out
+
+
+def _build(document: dict[str, Any], source: str, where: str) -> Scenario:
+    try:
+        return scenario_from_dict(document, source)
+    except ConfigError as exc:
+        raise SweepFileError(f"{where}: {exc}") from None
+
+
+def _seeds(value: Any, default: int, where: str) -> tuple[int, ...]:
+    if value is None:
+        return (default,)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return tuple(range(1, value + 1))
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    )
+    if not ok or len(set(value)) != len(value):
+        raise SweepFileError(
+            f"{where}: seeds must be a list of distinct integers (e.g. [1, 2]) or a count (e.g. 3)"
+        )
+    return tuple(value)
+
+
+def _figures(figures: Any, plot: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if figures is None:
+        figures = list(DEFAULT_FIGURES)
+    if plot is None:
+        plot = [DEFAULT_PLOT if DEFAULT_PLOT in figures else figures[0]] if figures else []
+    if isinstance(plot, str):
+        plot = [plot]
+    for key, paths in (("figures", figures), ("plot", plot)):
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+            raise SweepFileError(
+                f'{where}: {key} must be a list of report.json paths, e.g. ["energy.p2p_wh"]'
+            )
+        for p in paths:
+            _check_figure(p, f"{where}: {key}")
+    listed = list(dict.fromkeys([*figures, *plot]))  # a plotted figure is in the table too
+    return tuple(listed), tuple(dict.fromkeys(plot))
+
+
+def _check_figure(path: str, where: str) -> None:
+    if path in KNOWN_FIGURES or path.startswith(OPEN_FIGURES):
+        return
+    close = difflib.get_close_matches(path, sorted(KNOWN_FIGURES), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    section = path.split(".")[0]
+    known = (
+        f"known in {section}: {', '.join(FIGURES[section].split())}"
+        if section in FIGURES
+        else f"known sections: {', '.join(FIGURES)}, converged; or a path under {', '.join(OPEN_FIGURES)}"
+    )
+    raise SweepFileError(f"{where}: {path!r} is no figure of report.json; {hint}{known}")
+
+
+def _portable(document: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """``document`` with the files it names (policies, a weather file) as absolute paths, so
+    that it runs the same from any directory (its ``scenario.toml`` too)."""
+    if base_dir is None:
+        return document
+    out: dict[str, Any] = json.loads(json.dumps(document))
+    policies = out.get("policies")
+    if isinstance(policies, dict):
+        out["policies"] = {k: str(base_dir / v) for k, v in policies.items()}
+    weather = out.get("weather")
+    if isinstance(weather, dict) and weather.get("weather_file"):
+        weather["weather_file"] = str(base_dir / weather["weather_file"])
+    return out
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return _flat(resolved_scenario(scenario_from_dict({}, "defaults")))
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _run_id(scenario: Scenario, values: dict[str, Any], seed: int) -> str:
+    """Readable values, then a digest of every value that differs from the defaults: the
+    same scenario (however it was written) has the same id."""
+    defaults = _defaults()
+    own = {k: v for k, v in _flat(resolved_scenario(scenario)).items() if defaults.get(k, ...) != v}
+    digest = hashlib.sha256(json.dumps(own, sort_keys=True, default=list).encode()).hexdigest()[:10]
+    words = [f"{k.rsplit('.', 1)[-1]}={v if isinstance(v, str) else _show(v)}" for k, v in values.items()]
+    words.append(f"seed={seed}")
+    readable = re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(words))[:80].strip("-")
+    return f"{readable}-{digest}"
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str | list | dict | bool) else str(value)
+
+
+# --- one run (a Dask task) ---------------------------------------------------------------
+
+_ONE_AT_A_TIME = threading.Lock()
+"""A worker with several threads still runs one simulation at a time (pyplot and the
+simulator's caches are per process)."""
+
+
+def run_one(
+    run_id: str, document: dict[str, Any], run_dir: str, figures: list[str], header: str
+) -> dict[str, Any]:
+    """Run one scenario into ``run_dir`` (``gridnet simulate``'s output), then write its
+    ``scenario.toml`` and, last and atomically, ``run.json``; return its status, error and
+    ``figures``. A Dask task: plain data in and out, on whichever worker the scheduler picks.
+    An error is recorded (one line here, the traceback in ``error.txt``), never raised."""
+    from gridnet.sim.neighbourhood import simulate
+
+    out = Path(run_dir)
+    source = str(out / "scenario.toml")
+    with _ONE_AT_A_TIME:
+        if out.exists():
+            shutil.rmtree(out)  # an earlier try that did not complete
+        started = time.perf_counter()
+        status, error, found = "failed", None, {}
+        try:
+            report = simulate(scenario_from_dict(document, source), out)
+            status = "ok" if report["converged"] and report["verify"]["ok"] else "unverified"
+            found = {f: figure_value(report, f) for f in figures}
+        except Exception as exc:  # recorded in the table; the other runs go on
+            error = describe(exc)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "error.txt").write_text(traceback.format_exc())
+        wall_s = round(time.perf_counter() - started, 3)
+        (out / "scenario.toml").write_text(scenario_toml(document, header))
+        record = {"id": run_id, "status": status, "error": error, "wall_s": wall_s}
+        _write_atomic(out / RUN_FILE, json.dumps(record, indent=2) + "\n")
+    return {**record, "figures": found}
+
+
+def figure_value(report: dict[str, Any], path: str) -> Any:
+    """The number at ``path`` (dotted; a digit indexes a list) in a report; None where the
+    report has none (or no single value there)."""
+    node: Any = report
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node if isinstance(node, bool | int | float | str) else None
+
+
+def describe(exc: BaseException) -> str:
+    """An error as one line: its rule (class name) and message."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+def scenario_toml(document: dict[str, Any], header: str = "") -> str:
+    """A scenario document (tables of values, ``line_owner`` an array of tables) as TOML that
+    ``gridnet simulate`` reads back to the same scenario."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for name, section in document.items():
+        entries = section if isinstance(section, list) else [section]
+        for entry in entries:
+            if not isinstance(entry, dict):  # (a built scenario has only tables)
+                raise TypeError(f"scenario section {name!r} is not a table")
+            lines += ["", f"[[{_toml_key(name)}]]" if isinstance(section, list) else f"[{_toml_key(name)}]"]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entry.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else f"{value:+}")
+    if isinstance(value, str):
+        return json.dumps(value).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- the cluster --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """A Dask client: on a LocalCluster of ``workers`` processes (default: one per core, one
+    thread each) on 127.0.0.1, closed at the end; or on the running scheduler at
+    ``scheduler`` (``tcp://HOST:PORT``)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is None:
+        with _ctrl_c_ignored():  # by the worker processes: it stops the sweep, which stops them
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                host=LOCAL,
+                dashboard_address=f"{LOCAL}:0",
+                silence_logs=logging.ERROR,
+            )
+        with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise SchedulerUnavailable(
+            f"no Dask scheduler answers at {scheduler} ({' '.join(str(exc).split())}): start one with "
+            "'dask scheduler' (and workers with 'dask worker tcp://HOST:8786'), or leave out --scheduler "
+            "to run on this machine"
+        ) from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+        except TimeoutError:
+            raise SchedulerUnavailable(
+                f"the Dask scheduler at {scheduler} has no worker after {WORKERS_TIMEOUT_S:.0f} s: "
+                f"start one with 'dask worker {scheduler} --nthreads 1'"
+            ) from None
+        yield client
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Processes started meanwhile ignore SIGINT (a terminal's Ctrl-C goes to all of them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+Progress = Callable[[int, int], None]
+"""Called with (runs finished, runs to run): (0, n) before the first, then after each run."""
+
+
+def prepare_sweep_dir(sweep: Sweep) -> None:
+    """Create ``sweep.out`` or check that a sweep wrote it (then it resumes)."""
+    out = sweep.out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the sweep")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ConfigError(f"{out} is not empty and was not written by 'gridnet sweep'; choose another --out")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by gridnet sweep; it resumes from the runs/ it finds\n")
+    shutil.copyfile(sweep.path, out / "sweep.toml")
+
+
+def completed(sweep: Sweep, run: Run) -> RunResult | None:
+    """The run's result when an earlier sweep completed it (its ``run.json`` says so and its
+    report is there), else None."""
+    run_dir = sweep.run_dir(run)
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text())
+        report = json.loads((run_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("id") != run.id or record.get("status") == "failed":
+        return None
+    figures = {f: figure_value(report, f) for f in sweep.figures}
+    return RunResult(run, str(record["status"]), None, record.get("wall_s"), figures, resumed=True)
+
+
+def run_sweep(
+    sweep: Sweep,
+    connect: Callable[[], AbstractContextManager[Client]],
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Run every run of ``sweep`` not completed before, as Dask tasks on the client that
+    ``connect()`` opens (only when there is something to run), then write the table and the
+    plots. Ctrl-C stops it: the table and plots then hold what finished."""
+    started = time.perf_counter()
+    prepare_sweep_dir(sweep)
+    done: dict[str, RunResult] = {}
+    for run in sweep.runs:
+        earlier = completed(sweep, run)
+        if earlier is not None:
+            done[run.id] = earlier
+    todo = [run for run in sweep.runs if run.id not in done]
+    if progress is not None:
+        progress(0, len(todo))
+    interrupted = False
+    if todo:
+        try:
+            with connect() as client:
+                _run_on(client, sweep, todo, done, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+    results = [done[run.id] for run in sweep.runs if run.id in done]
+    table = write_table(sweep, results)
+    plots = write_plots(sweep, results)
+    pending = len(sweep.runs) - len(results)
+    return SweepResult(sweep, results, pending, interrupted, time.perf_counter() - started, table, plots)
+
+
+def _run_on(
+    client: Client, sweep: Sweep, todo: list[Run], done: dict[str, RunResult], progress: Progress | None
+) -> None:
+    from distributed import as_completed
+
+    base = str(sweep.scenario) if sweep.scenario is not None else "the built-in defaults"
+    futures: dict[Future[dict[str, Any]], Run] = {}
+    for run in todo:
+        header = (
+            f"Run {run.id} of sweep {sweep.name} ({sweep.path}):\n{base} with {run.label}.\n"
+            f"Run it again: gridnet simulate {sweep.run_dir(run) / 'scenario.toml'} --out DIR"
+        )
+        future = client.submit(
+            run_one,
+            run.id,
+            run.document,
+            str(sweep.run_dir(run).resolve()),
+            list(sweep.figures),
+            header,
+            pure=False,
+        )
+        futures[future] = run
+    finished = 0
+    try:
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            run = futures[future]
+            try:
+                got = future.result()
+                result = RunResult(run, got["status"], got["error"], got["wall_s"], got["figures"], False)
+            except Exception as exc:  # the worker died, or lost the task: recorded, the others go on
+                result = RunResult(run, "failed", describe(exc), None, {}, resumed=False)
+            done[run.id] = result
+            finished += 1
+            if progress is not None:
+                progress(finished, len(todo))
+    except BaseException:
+        client.cancel([f for f, run in futures.items() if run.id not in done])  # type: ignore[no-untyped-call]
+        raise
+
+
+# --- the table and the plots ----------------------------------------------------------------
+
+
+def write_table(sweep: Sweep, results: list[RunResult]) -> Path:
+    """``OUT/sweep.parquet``: a row per finished run (run_id, each varied key, seed, status,
+    resumed, wall_s, error, each figure); the sweep's description in its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, list[Any]] = {"run_id": [r.run.id for r in results]}
+    for key in sweep.vary:
+        columns[key] = [r.run.values[key] for r in results]
+    columns["seed"] = [r.run.seed for r in results]
+    columns["status"] = [r.status for r in results]
+    columns["resumed"] = [r.resumed for r in results]
+    columns["wall_s"] = [r.wall_s for r in results]
+    columns["error"] = [r.error for r in results]
+    for f in sweep.figures:
+        columns[f] = [r.figures.get(f) for r in results]
+    about = {
+        "name": sweep.name,
+        "file": str(sweep.path),
+        "scenario": str(sweep.scenario) if sweep.scenario is not None else None,
+        "set": sweep.fixed,
+        "vary": sweep.vary,
+        "seeds": list(sweep.seeds),
+        "figures": list(sweep.figures),
+    }
+    fixed = {"run_id": pa.string(), "seed": pa.int64(), "status": pa.string(), "resumed": pa.bool_()}
+    fixed |= {"wall_s": pa.float64(), "error": pa.string()}
+    table = pa.table(
+        {
+            name: pa.array(values, fixed[name]) if name in fixed else _array(values)
+            for name, values in columns.items()
+        }
+    )
+    table = table.replace_schema_metadata({"gridnet_sweep": json.dumps(about)})
+    path = sweep.out / TABLE
+    tmp = path.with_name(f".{TABLE}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _array(values: list[Any]) -> Any:
+    """One column: integers, numbers, booleans or text (a list value as JSON); None is null."""
+    import pyarrow as pa
+
+    present = [v for v in values if v is not None]
+    if not present:
+        return pa.array(values, pa.null())
+    if all(isinstance(v, bool) for v in present):
+        return pa.array(values, pa.bool_())
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.array(values, pa.int64())
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values])
+
+
+def write_plots(sweep: Sweep, results: list[RunResult]) -> list[Path]:
+    """``OUT/plots/FIGURE--by--KEY.png`` for each plotted figure and varied key: each run
+    as a dot, the mean over the seeds as a line with their range (one line per combination
+    of the other keys, or one for all when there are many)."""
+    from gridnet.sim import plots  # (matplotlib: its Agg backend, files only)
+
+    folder = sweep.out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    written = []
+    for figure in sweep.plot:
+        for key in sweep.vary:
+            path = folder / f"{_file_name(figure)}--by--{_file_name(key)}.png"
+            _plot(plots, path, sweep, results, figure, key)
+            written.append(path)
+    return written
+
+
+def _plot(plots: Any, path: Path, sweep: Sweep, results: list[RunResult], figure: str, key: str) -> None:
+    plt = plots.plt
+    xs = sweep.vary[key]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in xs)
+    position = {_show(v): (float(v) if numeric else float(i)) for i, v in enumerate(xs)}
+    others = [k for k in sweep.vary if k != key]
+    groups: dict[str, list[RunResult]] = {}
+    for r in results:
+        if r.status == "failed" or not isinstance(r.figures.get(figure), int | float):
+            continue
+        name = ", ".join(f"{k} = {_show(r.run.values[k])}" for k in others)
+        groups.setdefault(name, []).append(r)
+    if len(groups) > SERIES_PER_PLOT:
+        groups = {"all runs": [r for rs in groups.values() for r in rs]}
+    fig, ax = plt.subplots(figsize=plots.SIZE)
+    for i, (name, runs) in enumerate(groups.items()):  # (in the grid's order)
+        color = f"C{i % 10}"
+        by_x: dict[float, list[float]] = {}
+        for r in runs:
+            by_x.setdefault(position[_show(r.run.values[key])], []).append(float(r.figures[figure]))
+        points = sorted(by_x.items())
+        ax.scatter(
+            [x for x, ys in points for _ in ys],
+            [y for _, ys in points for y in ys],
+            s=14,
+            alpha=0.45,
+            color=color,
+        )
+        means = [sum(ys) / len(ys) for _, ys in points]
+        spread = [
+            [m - min(ys) for m, (_, ys) in zip(means, points, strict=True)],
+            [max(ys) - m for m, (_, ys) in zip(means, points, strict=True)],
+        ]
+        ax.errorbar(
+            [x for x, _ in points],
+            means,
+            yerr=spread,
+            color=color,
+            marker="o",
+            capsize=3,
+            label=name or "all runs",
+        )
+    if not numeric:
+        ax.set_xticks(list(position.values()), list(position))
+    if not groups:
+        ax.text(0.5, 0.5, f"no run has {figure}", transform=ax.transAxes, ha="center")
+    else:
+        ax.legend(fontsize=8, title=f"mean and range over seeds {list(sweep.seeds)}", title_fontsize=8)
+    ax.set_xlabel(key)
+    ax.set_ylabel(figure)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{sweep.name}: {figure} by {key}", loc="left", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=plots.DPI)
+    plt.close(fig)
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)

@@ -1,0 +1,253 @@
+"""``gridnet sweep``: a grid of tiny scenarios run as Dask tasks on a real LocalCluster of two
+worker processes (no mocks); resumed without running anything again, extended with only the
+new points run; a failed run recorded while the others go on; bad sweep files refused up front
+with one line naming the file and the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from gridnet.errors import ConfigError
+from gridnet.sim.report import resolved_scenario
+from gridnet.sim.scenario import scenario_from_dict
+from gridnet.sim.sweep import (
+    KNOWN_FIGURES,
+    RUN_FILE,
+    Sweep,
+    SweepFileError,
+    SweepResult,
+    figure_value,
+    load_sweep,
+    open_client,
+    run_sweep,
+)
+
+pytestmark = pytest.mark.timeout(240)
+
+# Two intervals around midday, four homes, one node, no relays: a run takes a second or two
+# once a worker has imported the simulator.
+TINY = """\
+[simulation]
+start = "2026-06-21T11:00:00Z"
+intervals = 2
+[homes]
+count = 4
+[relay]
+enabled = false
+[network]
+nodes = 1
+"""
+FIGURES = ["energy.p2p_wh", "chain.height", "clearing_price.mean_gnc_per_kwh", "roles.meters.devices"]
+FIXED_COLUMNS = ["run_id", "homes.pv_share", "seed", "status", "resumed", "wall_s", "error"]
+
+
+def write_sweep(folder: Path, vary: dict[str, list[Any]], **more: Any) -> Path:
+    """``folder/tiny.toml`` (the base) and ``folder/sweep.toml`` naming it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.toml").write_text(TINY)
+    doc: dict[str, Any] = {"scenario": "tiny.toml", "figures": FIGURES, **more}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in doc.items()]
+    lines += ["[vary]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in vary.items())]
+    path = folder / "sweep.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def no_cluster() -> AbstractContextManager[Any]:
+    raise AssertionError("nothing was left to run, yet the sweep asked for a cluster")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """A LocalCluster of two worker processes (one thread each) on 127.0.0.1, closed at the end."""
+    with open_client(workers=2) as c:
+        assert len(c.scheduler_info()["workers"]) == 2
+        yield c
+
+
+@pytest.fixture(scope="module")
+def first(client: Any, tmp_path_factory: pytest.TempPathFactory) -> SweepResult:
+    """Two PV shares x one seed, run on the two workers."""
+    folder = tmp_path_factory.mktemp("sweep")
+    sweep = load_sweep(write_sweep(folder, {"homes.pv_share": [0.25, 0.5]}, seeds=[3]), folder / "out")
+    calls: list[tuple[int, int]] = []
+    result = run_sweep(sweep, lambda: nullcontext(client), lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]
+    return result
+
+
+def copy_out(result: SweepResult, folder: Path) -> Path:
+    """The first sweep's file and output in ``folder`` (times kept), so a test may resume it."""
+    shutil.copytree(result.sweep.path.parent, folder, copy_function=shutil.copy2, dirs_exist_ok=True)
+    return folder / "sweep.toml"
+
+
+def report_times(sweep: Sweep) -> dict[str, int]:
+    return {
+        run.id: (sweep.run_dir(run) / "report.json").stat().st_mtime_ns
+        for run in sweep.runs
+        if (sweep.run_dir(run) / "report.json").exists()
+    }
+
+
+def test_every_run_is_a_task_with_its_own_directory_and_a_row_in_the_table(first: SweepResult) -> None:
+    sweep = first.sweep
+    assert [r.status for r in first.results] == ["ok", "ok"] and not first.interrupted
+    table = pq.read_table(first.table)
+    assert table.column_names == FIXED_COLUMNS + FIGURES
+    rows = table.to_pylist()
+    assert [r["homes.pv_share"] for r in rows] == [0.25, 0.5]
+    assert [r["seed"] for r in rows] == [3, 3]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and not any(r["resumed"] for r in rows)
+    assert all(r["error"] is None and r["wall_s"] > 0 for r in rows)
+    assert all(r["roles.meters.devices"] == "model" and r["chain.height"] > 0 for r in rows)
+    assert json.loads(table.schema.metadata[b"gridnet_sweep"])["vary"] == {"homes.pv_share": [0.25, 0.5]}
+    assert len({r["run_id"] for r in rows}) == 2
+    for run, row in zip(sweep.runs, rows, strict=True):
+        run_dir = sweep.run_dir(run)
+        assert row["run_id"] == run.id and run_dir.parent == sweep.out / "runs"
+        report = json.loads((run_dir / "report.json").read_text())
+        assert row["energy.p2p_wh"] == report["energy"]["p2p_wh"]
+        assert (
+            report["scenario"]["seed"] == 3
+            and report["scenario"]["resolved"]["homes"]["pv_share"] == (run.values["homes.pv_share"])
+        )
+        assert (run_dir / "series" / "homes.parquet").exists() and (run_dir / "chain").is_dir()
+        assert json.loads((run_dir / RUN_FILE).read_text())["status"] == "ok"
+        # The scenario it ran, as TOML that `gridnet simulate` reads back to the same scenario.
+        again = scenario_from_dict(tomllib.loads((run_dir / "scenario.toml").read_text()), "again")
+        assert json.loads(json.dumps(resolved_scenario(again))) == report["scenario"]["resolved"]
+    names = sorted(p.name for p in (sweep.out / "plots").iterdir())
+    assert names == ["energy.p2p_wh--by--homes.pv_share.png"]
+    assert first.plots == [sweep.out / "plots" / names[0]]
+    assert first.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_catalogued_figure_is_in_a_real_report(first: SweepResult) -> None:
+    """``sweep.FIGURES`` names numbers every report holds: it must follow report.py."""
+    report = json.loads((first.sweep.run_dir(first.sweep.runs[1]) / "report.json").read_text())
+    missing = sorted(f for f in KNOWN_FIGURES if figure_value(report, f) is None)
+    assert missing == []
+
+
+def test_a_sweep_run_again_runs_nothing(first: SweepResult, tmp_path: Path) -> None:
+    sweep = load_sweep(copy_out(first, tmp_path), tmp_path / "out")
+    before = report_times(sweep)
+    result = run_sweep(sweep, no_cluster)
+    assert [r.resumed for r in result.results] == [True, True]
+    assert report_times(sweep) == before
+    rows = pq.read_table(result.table).to_pylist()
+    assert [r["resumed"] for r in rows] == [True, True] and [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["energy.p2p_wh"] for r in rows] == [r.figures["energy.p2p_wh"] for r in first.results]
+    assert result.summary()["ran"] == 0 and result.summary()["resumed"] == 2
+
+
+def test_an_extended_grid_runs_only_its_new_points(client: Any, first: SweepResult, tmp_path: Path) -> None:
+    copy_out(first, tmp_path)
+    path = write_sweep(tmp_path, {"homes.pv_share": [0.25, 0.5, 0.75]}, seeds=[3])
+    sweep = load_sweep(path, tmp_path / "out")
+    before = report_times(sweep)
+    assert len(before) == 2
+    calls: list[tuple[int, int]] = []
+    result = run_sweep(sweep, lambda: nullcontext(client), lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 1), (1, 1)]
+    assert [(r.run.values["homes.pv_share"], r.resumed, r.status) for r in result.results] == [
+        (0.25, True, "ok"),
+        (0.5, True, "ok"),
+        (0.75, False, "ok"),
+    ]
+    after = report_times(sweep)
+    assert {k: after[k] for k in before} == before and len(after) == 3
+    assert pq.read_table(result.table).num_rows == 3
+
+
+def test_a_failed_run_is_recorded_and_the_others_go_on(client: Any, tmp_path: Path) -> None:
+    """``[meters] devices`` is checked when the world is built, on the worker: the run fails,
+    its error is one line in the table, the other run completes, and a resumed sweep tries
+    the failed run again (only that one)."""
+    path = write_sweep(tmp_path, {"meters.devices": ["bogus", "model"]})
+    sweep = load_sweep(path, tmp_path / "out")
+    result = run_sweep(sweep, lambda: nullcontext(client))
+    failed, ok = result.results
+    assert (failed.status, ok.status) == ("failed", "ok")
+    assert failed.error is not None and "\n" not in failed.error
+    assert failed.error.startswith("ConfigError: ") and '[meters] devices must be "model"' in failed.error
+    assert "Traceback" in (sweep.run_dir(failed.run) / "error.txt").read_text()
+    rows = pq.read_table(result.table).to_pylist()
+    assert [r["status"] for r in rows] == ["failed", "ok"] and rows[0]["error"] == failed.error
+    assert rows[0]["energy.p2p_wh"] is None and rows[1]["energy.p2p_wh"] is not None
+    assert result.summary()["failures"] == [{"id": failed.run.id, "error": failed.error}]
+
+    again = run_sweep(sweep, lambda: nullcontext(client))
+    assert [(r.status, r.resumed) for r in again.results] == [("failed", False), ("ok", True)]
+
+
+@pytest.mark.parametrize(
+    ("vary", "more", "expected"),
+    [
+        ({"homes.cout": [4, 6]}, {}, "[vary] homes.cout = 4: "),
+        ({"homes.count": [4, 6]}, {"figures": ["energy.p2p_kwh"]}, "did you mean 'energy.p2p_wh'?"),
+        ({"homes.count": [4, 1]}, {}, "[vary] homes.count = 1: "),
+        ({"homes.count": [4, "six"]}, {}, '[vary] homes.count = "six": '),
+        ({"homes.count": []}, {}, "[vary] homes.count has no values"),
+        ({}, {}, "[vary] is empty"),
+        ({"homes.count": [4, 4]}, {}, "[vary] homes.count lists 4 more than once"),
+        ({"homes.count": [4]}, {"seeds": [1, 1]}, "seeds must be a list of distinct integers"),
+        ({"homes.count": [4]}, {"plot": ["nothing.here"]}, "plot: 'nothing.here' is no figure"),
+        ({"homes.count": [4]}, {"scenario": "missing.toml"}, "scenario 'missing.toml': no file"),
+        ({"homes.count": [4]}, {"sedes": 2}, "unknown key(s) ['sedes']"),
+        ({"simulation.seed": [1, 2]}, {}, "simulation.seed: give the seeds with seeds = [1, 2]"),
+        # Each value alone is fine; together the homes without PV cannot hold the business.
+        (
+            {"homes.count": [4, 2], "homes.pv_share": [0.5, 0.75]},
+            {},
+            "[vary] the run with homes.count = 2, homes.pv_share = 0.75, seed 1: ",
+        ),
+    ],
+)
+def test_a_bad_sweep_file_is_refused_before_anything_runs(
+    tmp_path: Path, vary: dict[str, list[Any]], more: dict[str, Any], expected: str
+) -> None:
+    path = write_sweep(tmp_path, vary, **more)
+    with pytest.raises(SweepFileError) as caught:
+        load_sweep(path, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_prints_one_line_for_a_bad_file(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, {"homes.count": [4, 1]})
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "gridnet", "sweep", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}: [vary] homes.count = 1: {tmp_path / 'tiny.toml'}: [homes] count must be 2 to 1000"
+    ]
+
+
+def test_an_output_directory_not_written_by_a_sweep_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    sweep = load_sweep(write_sweep(tmp_path, {"homes.count": [4]}), tmp_path / "out")
+    with pytest.raises(ConfigError, match="not written by 'gridnet sweep'"):
+        run_sweep(sweep, no_cluster)
