@@ -36,28 +36,55 @@ def hash_forward(h: bytes, steps: int) -> bytes:
     return h
 
 
+CHECKPOINT_EVERY: Final = 64
+"""A ``HashChain`` keeps every 64th hash of its chain (and one segment expanded)."""
+
+
 class HashChain:
-    """The owner's side of a pool: the whole chain, kept to reveal preimages quickly."""
+    """The owner's side of a pool: its chain, kept so that preimages are revealed quickly.
+
+    Not the whole chain: every :data:`CHECKPOINT_EVERY`-th hash and the last segment between
+    two of them that was asked for, expanded (preimages are revealed at growing depth, so
+    walking back through a segment costs one hash per preimage, once). A day's pool of 3,136
+    hashes is 50 checkpoints and a 64-hash segment instead of 3,137 hashes: an area of a
+    thousand homes, each with its pool and the DSO's pool for it, would otherwise hold its
+    chains' six million hashes in memory."""
 
     def __init__(self, seed: bytes, length: int) -> None:
         if not 1 <= length <= MAX_POOL_LENGTH:
             raise ValueError(f"a pool has 1 to {MAX_POOL_LENGTH} hashes")
-        chain = [seed]
-        for _ in range(length):
-            chain.append(token_chain_step(chain[-1]))
-        self._chain = chain
+        checkpoints = [seed]
+        h = seed
+        for i in range(1, length + 1):
+            h = token_chain_step(h)
+            if i % CHECKPOINT_EVERY == 0:
+                checkpoints.append(h)
+        self._checkpoints = checkpoints
+        self._final = h
+        self._segment = -1
+        """Which segment (index // CHECKPOINT_EVERY) ``_expanded`` holds."""
+        self._expanded: list[Hash32] = []
         self.length = length
 
     @property
     def final(self) -> Hash32:
         """h(n): what the pool registers on chain."""
-        return self._chain[-1]
+        return self._final
 
     def preimage(self, depth: int) -> Hash32:
         """h(n - depth): proves ``depth`` units (depth 0 is the final hash itself)."""
         if not 0 <= depth <= self.length:
             raise ValueError(f"depth {depth} is outside the pool (0..{self.length})")
-        return self._chain[self.length - depth]
+        index = self.length - depth
+        segment, offset = divmod(index, CHECKPOINT_EVERY)
+        if segment != self._segment:
+            h = self._checkpoints[segment]
+            expanded = [h]
+            for _ in range(min(CHECKPOINT_EVERY, self.length - segment * CHECKPOINT_EVERY) - 1):
+                h = token_chain_step(h)
+                expanded.append(h)
+            self._segment, self._expanded = segment, expanded
+        return self._expanded[offset] if offset < len(self._expanded) else self._final
 
 
 class TransmissionToken(Wire, frozen=True):
