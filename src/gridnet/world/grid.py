@@ -6,6 +6,14 @@ home, ``spacing_m`` apart, of one standard line type. Every interval the homes' 
 injections (export − import, as mean power over the interval) go into an AC power flow; it
 gives each line's loading, each bus's voltage and each feeder's losses: its cables' (which
 the feeder's line owner carries) and its transformer's (mostly no-load iron losses, the DSO's).
+
+The network is pandapower's (its standard types, its line and transformer models), built and
+solved once by ``pp.runpp`` at build. An interval's power flow is then pandapower's own
+computation without pandapower's per-call overhead (``PowerFlow``): its admittance model of the
+net, its start, its Newton-Raphson steps and convergence test, its definitions of losses,
+currents and loading. Only the injections change between intervals, so each interval gives
+what ``pp.runpp`` gives for it, to the rounding of the arithmetic (not merely another solution
+within the tolerance: that could differ from pandapower's by a few parts per million).
 """
 
 from __future__ import annotations
@@ -13,12 +21,20 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridnet.errors import ConfigError
 from gridnet.units import INTERVAL_MS, Wh
 
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
 HOURS = INTERVAL_MS / 3_600_000
+TOLERANCE_MVA = 1e-8
+"""Largest power mismatch of a solved bus [MVA] (pandapower's default ``tolerance_mva``)."""
+MAX_ITERATIONS = 10
+"""Newton-Raphson iterations before a power flow is abandoned (pandapower's default)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,175 @@ class FlowResult:
     """A cable above ``max_loading_percent`` or a home's voltage outside the band."""
 
 
+class PowerFlow:
+    """Pandapower's Newton-Raphson AC power flow (``pp.runpp`` with its defaults), on the model
+    pandapower builds of a net whose only generator is its external grid (the slack bus) and
+    whose other buses are loads (PQ buses), for one set of injections after another.
+
+    The model is pandapower's, taken from a ``pp.runpp`` of the net: the bus admittance matrix
+    Y, the branch admittances Yf and Yt (lines first, then transformers, in the net's order),
+    the buses' base voltages, and the DC model (susceptance matrix and phase-shift injections)
+    of its start. ``solve`` takes pandapower's steps: the start (1.0 pu magnitudes, the angles
+    of a DC power flow), then Newton's method on the polar form (the angle and magnitude of
+    each PQ bus, dS/dVa and dS/dVm as pandapower's ``dSbus_dV``) until the largest power
+    mismatch of V·conj(Y·V) against the injections is below ``TOLERANCE_MVA``, or failing
+    that after ``MAX_ITERATIONS``, as pandapower's ``newtonpf``. The unknowns are numbered
+    along the feeders (each bus's angle, then its magnitude), so that on radial feeders the
+    Jacobian is a band matrix, solved as one. ``branches`` gives each branch's losses and
+    current as pandapower's results define them.
+    """
+
+    def __init__(self, net: Any, chain: list[int]) -> None:
+        """``net``, just solved by ``pp.runpp``; ``chain``, its PQ buses (pandapower indices)
+        in the order to number the unknowns: along each feeder from its busbar outwards."""
+        import numpy as np
+        from pandapower.pypower.idx_brch import F_BUS, T_BUS
+        from pandapower.pypower.idx_bus import BASE_KV, GS
+
+        ppc = net._ppc["internal"]
+        lookup = net._pd2ppc_lookups["bus"]
+        order = lookup[np.asarray(chain, dtype=np.int64)]
+        ref = ppc["ref"]
+        if ppc["pv"].size or ref.size != 1 or sorted(order.tolist()) != sorted(ppc["pq"].tolist()):
+            raise ValueError("the net's PQ buses are not the feeders' buses behind one slack bus")
+        self.order = order
+        self.buses = len(ppc["bus"])
+        self.base_mva = float(ppc["baseMVA"])
+        self.ybus: Any = ppc["Ybus"].tocsr()
+        self.yf: Any = ppc["Yf"].tocsr()
+        self.yt: Any = ppc["Yt"].tocsr()
+        branch = ppc["branch"]
+        self.f_bus: NDArray[np.int64] = branch[:, F_BUS].real.astype(np.int64)
+        self.t_bus: NDArray[np.int64] = branch[:, T_BUS].real.astype(np.int64)
+        base_kv = ppc["bus"][:, BASE_KV].real
+        self.f_kv: NDArray[np.float64] = base_kv[self.f_bus]
+        self.t_kv: NDArray[np.float64] = base_kv[self.t_bus]
+        # The start: the slack bus at its set-point, the others at 1.0 pu and the angles of
+        # B·Va = P - Pshift (P net of shunt losses, Pshift the transformers' phase shifts).
+        slack = ppc["V"][ref]
+        self.start_vm: NDArray[np.float64] = np.ones(self.buses)
+        self.start_vm[ref] = np.abs(slack)
+        self.start_va: NDArray[np.float64] = np.zeros(self.buses)
+        self.start_va[ref] = np.angle(slack)
+        self.shunt_pu: NDArray[np.float64] = ppc["bus"][:, GS].real / self.base_mva
+        self.shift_pu: NDArray[np.float64] = np.asarray(ppc["Pbusinj"][: self.buses], dtype=np.float64)
+        bbus = ppc["Bbus"].tocsr()[order]
+        self.slack_pu: NDArray[np.float64] = bbus[:, ref] @ self.start_va[ref]
+        b = bbus[:, order].tocoo()
+        self.dc_band = _band(b.row, b.col, len(order))
+        self.dc: NDArray[np.float64] = np.zeros((sum(self.dc_band[:2]) + 1, len(order)))
+        self.dc.flat[self.dc_band[2]] = b.data
+        # Y's entries between PQ buses, by their places in ``order``.
+        place = np.full(self.buses, -1, dtype=np.int64)
+        place[order] = np.arange(len(order))
+        y = self.ybus.tocoo()
+        among = (place[y.row] >= 0) & (place[y.col] >= 0)
+        self.row: NDArray[np.int64] = place[y.row[among]]
+        self.col: NDArray[np.int64] = place[y.col[among]]
+        self.y: NDArray[np.complex128] = y.data[among]
+        self.diagonal: NDArray[np.int64] = np.flatnonzero(self.row == self.col)
+        if not np.array_equal(self.row[self.diagonal], np.arange(len(order))):
+            raise ValueError("a PQ bus of the net has no admittance to ground or to another bus")
+        # The Jacobian's entries: unknown 2k is bus k's angle, 2k+1 its magnitude; equation 2k
+        # its active power mismatch, 2k+1 its reactive one.
+        self.unknowns = 2 * len(order)
+        self.band = _band(
+            np.concatenate([2 * self.row, 2 * self.row, 2 * self.row + 1, 2 * self.row + 1]),
+            np.concatenate([2 * self.col, 2 * self.col + 1, 2 * self.col, 2 * self.col + 1]),
+            self.unknowns,
+        )
+
+    def solve(self, s_mva: NDArray[np.complex128]) -> NDArray[np.complex128]:
+        """The bus voltages [pu] with these injections per bus [MVA] (generation positive);
+        pandapower's ``LoadflowNotConverged`` if Newton's method does not converge."""
+        import numpy as np
+        from pandapower.auxiliary import LoadflowNotConverged
+        from scipy.linalg import solve_banded  # type: ignore[import-untyped]
+
+        s = s_mva / self.base_mva
+        va = self.start_va.copy()
+        if self.unknowns:
+            p = s.real - self.shunt_pu - self.shift_pu
+            va[self.order] = solve_banded(self.dc_band[:2], self.dc, p[self.order] - self.slack_pu)
+        v = self.newton(s, self.start_vm * np.exp(1j * va))
+        if v is None:
+            raise LoadflowNotConverged(f"Power Flow nr did not converge after {MAX_ITERATIONS} iterations!")
+        return v
+
+    def newton(self, s: NDArray[np.complex128], v: NDArray[np.complex128]) -> NDArray[np.complex128] | None:
+        """Newton-Raphson from ``v`` for injections ``s`` [pu]; None if it does not converge."""
+        import numpy as np
+
+        tolerance = TOLERANCE_MVA / self.base_mva
+        with np.errstate(all="ignore"):
+            for iteration in range(MAX_ITERATIONS + 1):
+                calculated = v * np.conj(self.ybus @ v)
+                mismatch = (calculated - s)[self.order]
+                f = np.empty(self.unknowns)
+                f[0::2], f[1::2] = mismatch.real, mismatch.imag
+                worst = np.abs(f).max(initial=0.0)
+                if worst < tolerance:
+                    return v
+                if iteration == MAX_ITERATIONS or not np.isfinite(worst):
+                    return None
+                stepped = self.step(v, calculated, f)
+                if stepped is None:
+                    return None
+                v = stepped
+        return None
+
+    def step(
+        self, v: NDArray[np.complex128], calculated: NDArray[np.complex128], f: NDArray[np.float64]
+    ) -> NDArray[np.complex128] | None:
+        """One Newton step from ``v`` (with its injections ``calculated`` and mismatches ``f``);
+        None if the Jacobian is singular."""
+        import numpy as np
+        from scipy.linalg import LinAlgError, solve_banded
+
+        order, row, col, diagonal = self.order, self.row, self.col, self.diagonal
+        # dS/dVa and dS/dVm at Y's entries: -j·Vi·conj(Yik·Vk) and Vi·conj(Yik·Vk)/|Vk|, plus
+        # j·Si and Si/|Vi| on the diagonal.
+        vo, so = v[order], calculated[order]
+        mo = np.abs(vo)
+        term = vo[row] * np.conj(self.y * vo[col])
+        d_angle = -1j * term
+        d_angle[diagonal] += 1j * so
+        d_magnitude = term / mo[col]
+        d_magnitude[diagonal] += so / mo
+        lower, upper, entries = self.band
+        ab = np.zeros((lower + upper + 1, self.unknowns))
+        ab.flat[entries] = np.concatenate([d_angle.real, d_magnitude.real, d_angle.imag, d_magnitude.imag])
+        try:
+            dx = solve_banded((lower, upper), ab, f, overwrite_ab=True, check_finite=False)
+        except LinAlgError:
+            return None
+        va, vm = np.angle(v), np.abs(v)
+        va[order] -= dx[0::2]
+        vm[order] -= dx[1::2]
+        result: NDArray[np.complex128] = vm * np.exp(1j * va)
+        return result
+
+    def branches(self, v: NDArray[np.complex128]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per branch: its losses [MW] (power in at one end plus at the other) and its current
+        [kA] (the larger of its two ends'), as pandapower's results give them."""
+        import numpy as np
+
+        sf = v[self.f_bus] * np.conj(self.yf @ v) * self.base_mva
+        st = v[self.t_bus] * np.conj(self.yt @ v) * self.base_mva
+        vm = np.abs(v)
+        i_from = np.abs(sf) / (vm[self.f_bus] * self.f_kv) / np.sqrt(3)
+        i_to = np.abs(st) / (vm[self.t_bus] * self.t_kv) / np.sqrt(3)
+        return sf.real + st.real, np.maximum(i_from, i_to)
+
+
+def _band(rows: NDArray[np.int64], cols: NDArray[np.int64], n: int) -> tuple[int, int, NDArray[np.int64]]:
+    """The lower and upper bandwidths of an n×n matrix with entries at (rows, cols), and their
+    places in LAPACK's band storage of it (flattened, as ``solve_banded`` takes it)."""
+    lower = int(max((rows - cols).max(initial=0), 0))
+    upper = int(max((cols - rows).max(initial=0), 0))
+    return lower, upper, (upper + rows - cols) * n + cols
+
+
 @dataclass
 class Grid:
     """The area's feeders, built once; ``flow`` runs one interval."""
@@ -65,17 +250,31 @@ class Grid:
     feeders: list[list[str]]
     """Per feeder, its homes' names from the busbar outwards."""
     net: Any = field(repr=False)
+    """The pandapower net, with the last interval's injections in its loads and static
+    generators (``pp.runpp`` of it solves that interval with pandapower itself)."""
     bus_of: dict[str, int] = field(repr=False)
     line_of: dict[str, int] = field(repr=False)
     load_of: dict[str, int] = field(repr=False)
     sgen_of: dict[str, int] = field(repr=False)
     feeder_lines: list[list[int]] = field(repr=False)
     feeder_trafo: list[int] = field(repr=False)
+    power_flow: PowerFlow | None = field(repr=False)
+    """The feeders' power flow (None for an area without feeders: nothing to solve)."""
+    home_buses: NDArray[np.int64] = field(repr=False)
+    """Per home (in the order of ``load_of``: feeder by feeder, from the busbar outwards): its
+    bus in ``power_flow``."""
+    home_lines: NDArray[np.int64] = field(repr=False)
+    """Per home: the branch in ``power_flow`` of the cable that feeds its bus."""
+    rated_ka: NDArray[np.float64] = field(repr=False)
+    """Per home: that cable's rated current (pandapower's ``max_i_ka · df · parallel``) [kA]."""
+    trafo_branches: NDArray[np.int64] = field(repr=False)
+    """Per feeder: its transformer's branch in ``power_flow``."""
     seconds: float = 0.0
     """Time spent in power flows [s]."""
 
     @classmethod
     def build(cls, spec: GridSpec, feeders: list[list[str]]) -> Grid:
+        import numpy as np
         import pandapower as pp
 
         with warnings.catch_warnings():
@@ -89,8 +288,10 @@ class Grid:
             sgen_of: dict[str, int] = {}
             feeder_lines: list[list[int]] = []
             feeder_trafo: list[int] = []
+            chain: list[int] = []
             for f, homes in enumerate(feeders):
                 busbar = pp.create_bus(net, vn_kv=0.4, name=f"feeder-{f}")
+                chain.append(busbar)
                 try:
                     feeder_trafo.append(
                         pp.create_transformer(net, mv, busbar, std_type=spec.transformer_type)
@@ -112,9 +313,33 @@ class Grid:
                     load_of[name] = pp.create_load(net, bus, p_mw=0.0)
                     sgen_of[name] = pp.create_sgen(net, bus, p_mw=0.0)
                     lines.append(line)
+                    chain.append(bus)
                     previous = bus
                 feeder_lines.append(lines)
-        return cls(spec, feeders, net, bus_of, line_of, load_of, sgen_of, feeder_lines, feeder_trafo)
+            pp.runpp(net, numba=False)
+        power_flow = PowerFlow(net, chain) if feeders else None
+        branches = net._pd2ppc_lookups["branch"]
+        homes_lines = [line_of[name] for name in load_of]
+        line_rows = net.line.index.get_indexer(homes_lines)
+        lines_df = net.line.iloc[line_rows]
+        return cls(
+            spec,
+            feeders,
+            net,
+            bus_of,
+            line_of,
+            load_of,
+            sgen_of,
+            feeder_lines,
+            feeder_trafo,
+            power_flow,
+            net._pd2ppc_lookups["bus"][np.array([bus_of[name] for name in load_of], dtype=np.int64)],
+            branches["line"][0] + line_rows.astype(np.int64) if homes_lines else np.zeros(0, np.int64),
+            (lines_df["max_i_ka"] * lines_df["df"] * lines_df["parallel"]).to_numpy(np.float64),
+            branches["trafo"][0] + net.trafo.index.get_indexer(feeder_trafo).astype(np.int64)
+            if feeder_trafo
+            else np.zeros(0, np.int64),
+        )
 
     def downstream(self, result: FlowResult, feeder: int) -> list[str]:
         """The homes of ``feeder`` at and beyond its first point outside the limits (a cable
@@ -132,42 +357,47 @@ class Grid:
         return []
 
     def flow(self, export_wh: dict[str, Wh], import_wh: dict[str, Wh]) -> FlowResult:
-        """The power flow of one interval with these metered energies per home."""
-        import pandapower as pp
+        """The power flow of one interval with these metered energies per home (pandapower's
+        ``LoadflowNotConverged`` if it has no solution within pandapower's iterations)."""
+        import numpy as np
 
         started = time.perf_counter()
-        net = self.net
-        for name, load in self.load_of.items():
-            net.load.at[load, "p_mw"] = import_wh.get(name, 0) / HOURS / 1e6
-            net.sgen.at[self.sgen_of[name], "p_mw"] = export_wh.get(name, 0) / HOURS / 1e6
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pp.runpp(net, numba=False)
-        line_pl = net.res_line["pl_mw"]
-        trafo_pl = net.res_trafo["pl_mw"]
-        loading = net.res_line["loading_percent"]
-        vm = net.res_bus["vm_pu"]
+        names = list(self.load_of)
+        load_mw = np.array([import_wh.get(name, 0) for name in names], dtype=np.float64) / HOURS / 1e6
+        sgen_mw = np.array([export_wh.get(name, 0) for name in names], dtype=np.float64) / HOURS / 1e6
+        self.net.load["p_mw"] = load_mw  # the net's loads and static generators are the homes',
+        self.net.sgen["p_mw"] = sgen_mw  # created in this order
+        v = np.ones(0, dtype=np.complex128)
+        branch_mw = branch_ka = np.zeros(0)
+        if self.power_flow is not None:
+            injections = np.zeros(self.power_flow.buses, dtype=np.complex128)
+            injections[self.home_buses] = sgen_mw - load_mw
+            v = self.power_flow.solve(injections)
+            branch_mw, branch_ka = self.power_flow.branches(v)
+        home_v = np.abs(v)[self.home_buses].tolist()
+        loading = (branch_ka[self.home_lines] / self.rated_ka * 100).tolist()
+        line_mw = branch_mw[self.home_lines]
+        trafo_mw = branch_mw[self.trafo_branches].tolist()
         losses: list[float] = []
-        trafo_losses: list[float] = []
         max_loading: list[float] = []
         v_min: list[float] = []
         v_max: list[float] = []
-        for f, homes in enumerate(self.feeders):
-            lines = self.feeder_lines[f]
-            losses.append(float(line_pl.loc[lines].sum()) * 1e6 * HOURS)
-            trafo_losses.append(float(trafo_pl.at[self.feeder_trafo[f]]) * 1e6 * HOURS)
-            max_loading.append(float(loading.loc[lines].max()) if lines else 0.0)
-            volts = [float(vm.at[self.bus_of[h]]) for h in homes]
-            v_min.append(min(volts, default=1.0))
-            v_max.append(max(volts, default=1.0))
+        start = 0
+        for homes in self.feeders:
+            end = start + len(homes)
+            losses.append(float(line_mw[start:end].sum()) * 1e6 * HOURS)
+            max_loading.append(max(loading[start:end], default=0.0))
+            v_min.append(min(home_v[start:end], default=1.0))
+            v_max.append(max(home_v[start:end], default=1.0))
+            start = end
         result = FlowResult(
             tuple(losses),
-            tuple(trafo_losses),
+            tuple(mw * 1e6 * HOURS for mw in trafo_mw),
             tuple(max_loading),
             tuple(v_min),
             tuple(v_max),
-            {h: float(vm.at[b]) for h, b in self.bus_of.items()},
-            {h: float(loading.at[line]) for h, line in self.line_of.items()},
+            dict(zip(names, home_v, strict=True)),
+            dict(zip(names, loading, strict=True)),
             max(max_loading, default=0.0) > self.spec.max_loading_percent
             or min(v_min, default=1.0) < self.spec.v_min_pu
             or max(v_max, default=1.0) > self.spec.v_max_pu,
