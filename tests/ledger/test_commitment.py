@@ -53,6 +53,36 @@ def test_incremental_root_equals_rebuild_and_revert_is_exact(
     assert tree.root == EMPTY
 
 
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(ops, ops), min_size=1, max_size=5))
+def test_a_trial_root_reverted_leaves_every_digest_right_for_the_next_root(
+    steps: list[tuple[list[tuple[bytes, bytes | None]], list[tuple[bytes, bytes | None]]]],
+) -> None:
+    """A miner's template: changes applied, the root computed, the changes reverted (the
+    touched nodes' digests put back), then other changes: every root is a rebuild's."""
+    tree = StateCommitment()
+    state: dict[bytes, bytes] = {}
+    for trial, real in steps:
+        before = tree.root
+        trial_state = dict(state)
+        for k, v in trial:
+            if v is None:
+                trial_state.pop(k, None)
+            else:
+                trial_state[k] = v
+        undo = tree.update(dict(trial))
+        assert tree.root == rebuilt(trial_state)
+        tree.revert(undo)
+        assert tree.root == before == rebuilt(state)
+        tree.update(dict(real))
+        for k, v in dict(real).items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        assert tree.root == rebuilt(state)
+
+
 def test_shape_splits_and_merges_canonically() -> None:
     tree = StateCommitment()
     keys = [os.urandom(21) for _ in range(3_000)]

@@ -143,6 +143,7 @@ def measure(homes: int, intervals: int = DAY_INTERVALS) -> dict[str, Any]:
         "s_per_home_day": round(wall / home_days, 3),
         "floor_s": round(floor_s, 2),
         "floor_ratio": round(floor_s / wall, 3),
+        "floor_ratio_cpu": round(floor_s / cpu, 3),
         "floor_by_kind_s": {k: round(v, 3) for k, v in floor.items()},
         "ops": counts.as_dict(),
         "unit_cost_us": {k: round(v * 1e6, 2) for k, v in costs.items()},

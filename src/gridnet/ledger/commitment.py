@@ -11,7 +11,9 @@ bucket plus one node per level: never work proportional to the size of the state
 
 Updates are applied in place and return the inverse changes, so a block that fails
 validation is reverted exactly (the shape is canonical, so re-applying the old leaves
-restores every node).
+restores every node). A revert also puts back the digests the update made stale: a node
+back where it was holds what it held, so a miner that computes a template's root and
+reverts it does not hash the same nodes again for the next root.
 """
 
 from __future__ import annotations
@@ -48,11 +50,17 @@ class _Node:
         self.digest: Hash32 | None = EMPTY
 
 
+Touched = dict[int, tuple[_Node, Hash32 | None]]
+"""id(node) -> (node, its digest before an update first made it stale)."""
+
+
 @dataclass
 class CommitUndo:
-    """The leaf digests an update replaced (None = the key did not exist)."""
+    """The leaf digests an update replaced (None = the key did not exist), and the digests
+    of the nodes it touched, as they were before."""
 
     leaves: dict[bytes, Hash32 | None] = field(default_factory=dict)
+    digests: Touched = field(default_factory=dict)
 
 
 class StateCommitment:
@@ -79,29 +87,37 @@ class StateCommitment:
             old = self._leaves.get(key)
             if key not in undo.leaves:
                 undo.leaves[key] = old[1] if old is not None else None
-            self._set(key, None if value is None else state_leaf(key, value), old)
+            self._set(key, None if value is None else state_leaf(key, value), old, undo.digests)
         return undo
 
     def revert(self, undo: CommitUndo) -> None:
         """Undo the :meth:`update` that returned ``undo`` (must be the latest one)."""
         for key, leaf in undo.leaves.items():
-            self._set(key, leaf, self._leaves.get(key))
+            self._set(key, leaf, self._leaves.get(key), None)
+        for node, digest in undo.digests.values():
+            node.digest = digest
 
     # --- the trie ----------------------------------------------------------------------
 
-    def _set(self, key: bytes, leaf: Hash32 | None, old: tuple[bytes, Hash32] | None) -> None:
+    def _set(
+        self, key: bytes, leaf: Hash32 | None, old: tuple[bytes, Hash32] | None, touched: Touched | None
+    ) -> None:
         if leaf is None:
             if old is not None:
                 del self._leaves[key]
-                _delete(self._root, 0, old[0], key)
+                _delete(self._root, 0, old[0], key, touched)
             return
         path = old[0] if old is not None else state_path(key)
         self._leaves[key] = (path, leaf)
-        _insert(self._root, 0, path, key, leaf, old is None)
+        _insert(self._root, 0, path, key, leaf, old is None, touched)
 
 
-def _insert(node: _Node, depth: int, path: bytes, key: bytes, leaf: Hash32, new: bool) -> None:
+def _insert(
+    node: _Node, depth: int, path: bytes, key: bytes, leaf: Hash32, new: bool, touched: Touched | None = None
+) -> None:
     while True:
+        if touched is not None and id(node) not in touched:
+            touched[id(node)] = (node, node.digest)
         node.digest = None
         if new:
             node.count += 1
@@ -135,7 +151,9 @@ def _split(node: _Node, depth: int) -> None:
         _insert(child, depth + 1, path, key, leaf, True)
 
 
-def _delete(node: _Node, depth: int, path: bytes, key: bytes) -> None:
+def _delete(node: _Node, depth: int, path: bytes, key: bytes, touched: Touched | None) -> None:
+    if touched is not None and id(node) not in touched:
+        touched[id(node)] = (node, node.digest)
     node.digest = None
     node.count -= 1
     if node.entries is not None:
@@ -146,7 +164,7 @@ def _delete(node: _Node, depth: int, path: bytes, key: bytes) -> None:
     i = _nibble(path, depth)
     child = children[i]
     assert child is not None
-    _delete(child, depth + 1, path, key)
+    _delete(child, depth + 1, path, key, touched)
     if child.count == 0:
         children[i] = None
     if node.count <= BUCKET_SIZE:  # small enough again: back to one leaf bucket

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gridnet.crypto.ops import OPS, CryptoOps, snapshot
 from gridnet.errors import ConfigError
 from gridnet.ledger.verify import verify_chain
 
@@ -49,5 +55,58 @@ def audit(chain_dir: Path) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def audit_beside(chain_dir: Path) -> Iterator[Callable[[], dict[str, Any]]]:
+    """``with audit_beside(dir) as audited:`` the audit of the (finished) chain in ``dir``
+    runs in a child process while this one goes on (writing the run's series and plots), when
+    this process may use more than one core; ``audited()`` waits for its figures and adds the
+    child's cryptographic work to this process's counts (``crypto/ops.py``). On one core it
+    runs in this process when asked. A child not waited for is stopped on leaving the block."""
+    if _usable_cores() < 2:
+        yield lambda: audit(chain_dir)
+        return
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gridnet.sim.output", str(chain_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def audited() -> dict[str, Any]:
+        out, err = child.communicate()
+        if child.returncode != 0:
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit code {child.returncode}"
+            raise RuntimeError(f"the audit of {chain_dir} stopped: {last}")
+        figures: dict[str, Any] = json.loads(out)
+        OPS.add(CryptoOps(**figures.pop("ops")))
+        return figures
+
+    try:
+        yield audited
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (not on Linux)
+        return os.cpu_count() or 1
+
+
 def write_report(out: Path, report: dict[str, Any]) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _audit_child(chain_dir: str) -> None:
+    """``python -m gridnet.sim.output DIR``: ``audit`` of DIR and its cryptographic work, as
+    one JSON object (``audit_beside``'s child)."""
+    before = snapshot()
+    figures = audit(Path(chain_dir))
+    print(json.dumps({**figures, "ops": OPS.since(before).as_dict()}))
+
+
+if __name__ == "__main__":
+    _audit_child(sys.argv[1])
