@@ -7,17 +7,21 @@ injections (export − import, as mean power over the interval) go into an AC po
 gives each line's loading, each bus's voltage and each feeder's losses: its cables' (which
 the feeder's line owner carries) and its transformer's (mostly no-load iron losses, the DSO's).
 
-The network is pandapower's (its standard types, its line and transformer models), built and
-solved once by ``pp.runpp`` at build. An interval's power flow is then pandapower's own
-computation without pandapower's per-call overhead (``PowerFlow``): its admittance model of the
-net, its start, its Newton-Raphson steps and convergence test, its definitions of losses,
-currents and loading. Only the injections change between intervals, so each interval gives
-what ``pp.runpp`` gives for it, to the rounding of the arithmetic (not merely another solution
-within the tolerance: that could differ from pandapower's by a few parts per million).
+The network is pandapower's (its standard types, its line and transformer models), built once,
+each kind of element in one call, with the model of it that ``pp.runpp`` would solve (taken
+without the run). An interval's power flow is then pandapower's own computation without
+pandapower's per-call overhead (``PowerFlow``): its admittance model of the net, its start, its
+Newton-Raphson steps and convergence test, its definitions of losses, currents and loading.
+Only the injections change between intervals, so each interval gives what ``pp.runpp`` gives
+for it, to the rounding of the arithmetic (not merely another solution within the tolerance:
+that could differ from pandapower's by a few parts per million).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import itertools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -78,7 +82,7 @@ class PowerFlow:
     pandapower builds of a net whose only generator is its external grid (the slack bus) and
     whose other buses are loads (PQ buses), for one set of injections after another.
 
-    The model is pandapower's, taken from a ``pp.runpp`` of the net: the bus admittance matrix
+    The model is pandapower's, as ``pp.runpp`` makes it of the net: the bus admittance matrix
     Y, the branch admittances Yf and Yt (lines first, then transformers, in the net's order),
     the buses' base voltages, and the DC model (susceptance matrix and phase-shift injections)
     of its start. ``solve`` takes pandapower's steps: the start (1.0 pu magnitudes, the angles
@@ -91,15 +95,15 @@ class PowerFlow:
     current as pandapower's results define them.
     """
 
-    def __init__(self, net: Any, chain: list[int]) -> None:
-        """``net``, just solved by ``pp.runpp``; ``chain``, its PQ buses (pandapower indices)
-        in the order to number the unknowns: along each feeder from its busbar outwards."""
+    def __init__(self, ppc: dict[str, Any], lookup: NDArray[np.int64], chain: list[int]) -> None:
+        """``ppc``, pandapower's model of a net (``_model``, or ``net._ppc["internal"]`` after a
+        ``pp.runpp``); ``lookup``, its buses' places in the model (``net._pd2ppc_lookups["bus"]``);
+        ``chain``, its PQ buses (pandapower indices) in the order to number the unknowns: along
+        each feeder from its busbar outwards."""
         import numpy as np
         from pandapower.pypower.idx_brch import F_BUS, T_BUS
         from pandapower.pypower.idx_bus import BASE_KV, GS
 
-        ppc = net._ppc["internal"]
-        lookup = net._pd2ppc_lookups["bus"]
         order = lookup[np.asarray(chain, dtype=np.int64)]
         ref = ppc["ref"]
         if ppc["pv"].size or ref.size != 1 or sorted(order.tolist()) != sorted(ppc["pq"].tolist()):
@@ -242,6 +246,112 @@ def _band(rows: NDArray[np.int64], cols: NDArray[np.int64], n: int) -> tuple[int
     return lower, upper, (upper + rows - cols) * n + cols
 
 
+@functools.cache
+def _empty_network() -> Any:
+    """Pandapower's empty net with its standard types (``pp.create_empty_network``, which takes
+    longer than creating a thousand homes' elements), made once: each net starts as a copy."""
+    import pandapower as pp
+
+    return pp.create_empty_network()
+
+
+def _network(spec: GridSpec, feeders: list[list[str]]) -> Any:
+    """The net of these feeders: the MV bus and its external grid; per feeder, its busbar and its
+    transformer; per home, its bus, the cable to it from the one before, its load and its static
+    generator (no power yet). Each kind of element is created in one call (one per feeder for
+    the transformers), giving the tables, row for row, of creating the elements one at a time
+    in that order (the MV bus first, then each feeder's busbar followed by its homes' buses)."""
+    import numpy as np
+    import pandapower as pp
+    import pandas as pd
+
+    names = ["MV"]
+    busbars: list[int] = []
+    upstream: list[int] = []  # per home, the bus its cable comes from: its busbar or the home before
+    for f, homes in enumerate(feeders):
+        busbars.append(len(names))
+        upstream += range(len(names), len(names) + len(homes))
+        names += [f"feeder-{f}", *homes]
+    buses = [bus + 1 for bus in upstream]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = copy.deepcopy(_empty_network())
+        pp.create_buses(net, len(names), vn_kv=[spec.mv_kv] + [0.4] * (len(names) - 1), name=names)
+        pp.create_ext_grid(net, 0, vm_pu=1.0)
+        for busbar in busbars:  # one at a time: create_transformers adds a column, and in another order
+            try:
+                pp.create_transformer(net, 0, busbar, std_type=spec.transformer_type)
+            except (KeyError, UserWarning) as exc:
+                raise ConfigError(f"transformer type {spec.transformer_type!r} is unknown: {exc}") from None
+        if buses:
+            try:
+                pp.create_lines(net, upstream, buses, spec.spacing_m / 1000, std_type=spec.line_type)
+            except (KeyError, UserWarning) as exc:
+                raise ConfigError(f"line type {spec.line_type!r} is unknown: {exc}") from None
+            pp.create_loads(net, buses, p_mw=0.0)
+            pp.create_sgens(net, buses, p_mw=0.0, type=None)
+            # create_sgens adds a column that create_sgen does not (the generator type of
+            # short-circuit studies) and leaves the curve style None where create_sgen leaves NaN.
+            net.sgen = net.sgen.drop(columns="generator_type")
+            net.sgen["curve_style"] = pd.Series(np.nan, index=net.sgen.index, dtype=object)
+    return net
+
+
+def _model(net: Any) -> dict[str, Any]:
+    """Pandapower's model of ``net`` as ``pp.runpp`` (with its defaults) makes it and keeps it in
+    ``net._ppc["internal"]``, without solving the net (the run and its result tables take longer
+    than making the model): its buses and branches, the bus types (``ref``, ``pv``, ``pq``), the
+    start ``V``, the admittances (``Ybus``, ``Yf``, ``Yt``) and the DC model of the start
+    (``Bbus``, ``Pbusinj``). As that run, it leaves the lookups from the net's elements to the
+    model's in ``net._pd2ppc_lookups``."""
+    from pandapower.auxiliary import _init_runpp_options
+    from pandapower.pd2ppc import _pd2ppc
+    from pandapower.pf.ppci_variables import _get_pf_variables_from_ppci
+    from pandapower.pypower.makeBdc import makeBdc
+    from pandapower.pypower.makeYbus import makeYbus
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _init_runpp_options(
+            net,
+            algorithm="nr",
+            calculate_voltage_angles=True,
+            init="auto",
+            max_iteration="auto",
+            tolerance_mva=TOLERANCE_MVA,
+            trafo_model="t",
+            trafo_loading="current",
+            enforce_p_lims=False,
+            enforce_q_lims=False,
+            check_connectivity=True,
+            voltage_depend_loads=True,
+            consider_line_temperature=False,
+            distributed_slack=False,
+            tdpf=False,
+            tdpf_delay_s=None,
+            numba=False,
+        )
+        _, ppci = _pd2ppc(net)
+        variables = _get_pf_variables_from_ppci(ppci, True)
+        base_mva, bus, _, branch, _, _, _, vsc, ref, pv, pq, _, _, v, _ = variables
+        ybus, yf, yt = makeYbus(base_mva, bus, branch)
+        bbus, _, pbusinj, _, _ = makeBdc(bus, branch, ppci["bus_dc"], ppci["branch_dc"], vsc)
+    return {
+        "baseMVA": base_mva,
+        "bus": bus,
+        "branch": branch,
+        "ref": ref,
+        "pv": pv,
+        "pq": pq,
+        "V": v,
+        "Ybus": ybus,
+        "Yf": yf,
+        "Yt": yt,
+        "Bbus": bbus,
+        "Pbusinj": pbusinj,
+    }
+
+
 @dataclass
 class Grid:
     """The area's feeders, built once; ``flow`` runs one interval."""
@@ -274,50 +384,26 @@ class Grid:
 
     @classmethod
     def build(cls, spec: GridSpec, feeders: list[list[str]]) -> Grid:
+        """The grid of these feeders: their net (``_network``) and the power flow on pandapower's
+        model of it (``_model``)."""
         import numpy as np
-        import pandapower as pp
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            net = pp.create_empty_network()
-            mv = pp.create_bus(net, vn_kv=spec.mv_kv, name="MV")
-            pp.create_ext_grid(net, mv, vm_pu=1.0)
-            bus_of: dict[str, int] = {}
-            line_of: dict[str, int] = {}
-            load_of: dict[str, int] = {}
-            sgen_of: dict[str, int] = {}
-            feeder_lines: list[list[int]] = []
-            feeder_trafo: list[int] = []
-            chain: list[int] = []
-            for f, homes in enumerate(feeders):
-                busbar = pp.create_bus(net, vn_kv=0.4, name=f"feeder-{f}")
-                chain.append(busbar)
-                try:
-                    feeder_trafo.append(
-                        pp.create_transformer(net, mv, busbar, std_type=spec.transformer_type)
-                    )
-                except (KeyError, UserWarning) as exc:
-                    raise ConfigError(
-                        f"transformer type {spec.transformer_type!r} is unknown: {exc}"
-                    ) from None
-                previous, lines = busbar, []
-                for name in homes:
-                    bus = pp.create_bus(net, vn_kv=0.4, name=name)
-                    try:
-                        line = pp.create_line(
-                            net, previous, bus, spec.spacing_m / 1000, std_type=spec.line_type
-                        )
-                    except (KeyError, UserWarning) as exc:
-                        raise ConfigError(f"line type {spec.line_type!r} is unknown: {exc}") from None
-                    bus_of[name], line_of[name] = bus, line
-                    load_of[name] = pp.create_load(net, bus, p_mw=0.0)
-                    sgen_of[name] = pp.create_sgen(net, bus, p_mw=0.0)
-                    lines.append(line)
-                    chain.append(bus)
-                    previous = bus
-                feeder_lines.append(lines)
-            pp.runpp(net, numba=False)
-        power_flow = PowerFlow(net, chain) if feeders else None
+        net = _network(spec, feeders)
+        model = _model(net)  # and in net._pd2ppc_lookups, the places of the net's elements in it
+        # The net holds a transformer per feeder, and a bus, a line, a load and a static generator
+        # per home, in the order of the feeders and of their homes.
+        homes = [name for feeder in feeders for name in feeder]
+        bus_of = dict(zip(homes, net.load["bus"].tolist(), strict=True))
+        lines: list[int] = net.line.index.tolist()
+        line_of = dict(zip(homes, lines, strict=True))
+        load_of = dict(zip(homes, net.load.index.tolist(), strict=True))
+        sgen_of = dict(zip(homes, net.sgen.index.tolist(), strict=True))
+        ends = itertools.accumulate(len(feeder) for feeder in feeders)
+        feeder_lines = [lines[end - len(feeder) : end] for feeder, end in zip(feeders, ends, strict=True)]
+        feeder_trafo: list[int] = net.trafo.index.tolist()
+        # The PQ buses along the feeders (each busbar, then its homes' buses) are all but the MV bus.
+        chain: list[int] = net.bus.index[1:].tolist()
+        power_flow = PowerFlow(model, net._pd2ppc_lookups["bus"], chain) if feeders else None
         branches = net._pd2ppc_lookups["branch"]
         homes_lines = [line_of[name] for name in load_of]
         line_rows = net.line.index.get_indexer(homes_lines)
