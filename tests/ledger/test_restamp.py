@@ -1,11 +1,13 @@
-"""A miner re-stamps its block template rather than build it again: only when the block it
-gets is the very block a fresh build would give (same head, same candidates, no rule that
-read the block's time)."""
+"""A miner re-stamps its block template rather than build it again, when the block it gets is
+the very block a fresh build would give (same head, same candidates, no rule that read the
+block's time), and extends it with what arrived since rather than apply it all again."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
@@ -67,5 +69,53 @@ def test_a_rule_that_reads_the_block_time_marks_its_environment(tmp_path: Path) 
     assert not env.timestamp_read
     env.height, env.fees = 2, 5  # what every block sets is no reading of its time
     assert not env.timestamp_read
-    assert env.timestamp == GENESIS_TIME
+    env.restamp(GENESIS_TIME + 5)  # not read yet: it may move
+    assert env.peek_timestamp() == GENESIS_TIME + 5 and not env.timestamp_read
+    assert env.timestamp == GENESIS_TIME + 5
     assert env.timestamp_read
+    with pytest.raises(ValueError, match="read the block's time"):
+        env.restamp(GENESIS_TIME + 6)
+
+
+def test_an_extended_template_is_the_block_of_its_transactions_then_the_new_ones(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    extend(chain)
+    txs = transfers(chain, 8)
+    first, later = txs[:4], txs[4:]
+    t0 = chain.head.header.timestamp + INTERVAL
+    tpl = chain.build_block(MINER, first, now=t0)
+    before = encode(tpl.block)
+    extended = chain.extend(tpl, txs, t0 + 30_000)  # all candidates: the held ones are skipped
+    assert extended is not None and not extended.rejected
+    assert [v.txid for v in extended.included] == [v.txid for v in txs]
+    fresh = chain.build_block(MINER, first + later, now=t0 + 30_000)
+    assert encode(extended.block) == encode(fresh.block)
+    assert encode(tpl.block) == before and len(tpl.included) == 4  # the first template is as it was
+    again = chain.extend(extended, [], t0 + 60_000)  # nothing new: the same block, re-stamped
+    assert again is not None
+    assert encode(again.block) == encode(chain.build_block(MINER, txs, now=t0 + 60_000).block)
+
+
+def test_an_extension_refuses_what_does_not_apply_and_keeps_the_rest(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    extend(chain)
+    txs = transfers(chain, 4)
+    replayed = txs[0]  # held already: skipped, not refused
+    gap = validate_transaction(
+        sign(chain, KEYS[0], Transfer(KEYS[2].address, UNITS_PER_GNC), 9), chain.params, chain.chain_id
+    )
+    t0 = chain.head.header.timestamp + INTERVAL
+    tpl = chain.build_block(MINER, txs[:2], now=t0)
+    extended = chain.extend(tpl, [replayed, gap, *txs[2:]], t0 + 1)
+    assert extended is not None
+    assert [type(e).__name__ for _, e in extended.rejected] == ["NonceGap"]
+    assert [v.txid for v in extended.included] == [v.txid for v in txs]
+
+
+def test_a_template_off_the_head_or_that_read_the_time_is_not_extended(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    txs = transfers(chain, 3)
+    tpl = chain.build_block(MINER, txs[:1], now=GENESIS_TIME + INTERVAL)
+    assert chain.extend(replace(tpl, timestamp_read=True), txs, GENESIS_TIME + 2 * INTERVAL) is None
+    extend(chain)
+    assert chain.extend(tpl, txs, GENESIS_TIME + 2 * INTERVAL) is None

@@ -109,12 +109,28 @@ class AddResult:
 
 
 @dataclass(slots=True)
+class Draft:
+    """A proof-of-work block being built: the head's state with its transactions applied
+    (the coinbase not), so that more can be added (``Chain.extend``)."""
+
+    parent: Hash32
+    view: StateView
+    env: BlockEnv
+    used: int
+    """Bytes of the block's budget taken."""
+    included: list[VerifiedTx]
+    target: bytes
+
+
+@dataclass(slots=True)
 class BlockTemplate:
     block: Block
     included: list[VerifiedTx]
     rejected: list[tuple[VerifiedTx, InvalidTransaction]]
     timestamp_read: bool = True
     """Whether building it read the block's time (if not, ``Chain.restamp`` may move it)."""
+    draft: Draft | None = field(default=None, repr=False)
+    """What ``Chain.extend`` adds to (None on a permissioned chain)."""
 
 
 class UndoRecord(Wire, frozen=True):
@@ -583,7 +599,6 @@ class Chain:
         budget = self.params.max_block_bytes - 512
         used = 0
         counted: list[SignedVote] = []
-        justified = 0
         if self.params.permissioned:
             ts = now if timestamp is None else timestamp
             if not proposer:  # (a trial of what the slot's validator would build)
@@ -602,10 +617,35 @@ class Chain:
                 used += VOTE_BYTES
         env = BlockEnv(self.params, self.chain_id, height, miner, ts)
         start_block(view, env)
-        included: list[VerifiedTx] = []
+        draft = Draft(parent.hash, view, env, used, [], ctx.expected_target)
+        rejected = self._apply(draft, candidates, budget)
+        return self._seal(draft, rejected, counted, proposer, permissioned=self.params.permissioned)
+
+    def extend(
+        self, template: BlockTemplate, candidates: Iterable[VerifiedTx], now: int
+    ) -> BlockTemplate | None:
+        """``template`` with those of ``candidates`` it does not hold added after its own
+        transactions (as many as fit and apply), stamped at ``now``: a miner's template
+        brought up to date with what arrived since, without applying again what it holds.
+        None when it must be built again (off the head, or a rule read the block's time)."""
+        draft = template.draft
+        if draft is None or template.timestamp_read or draft.parent != self.head.hash:
+            return None
+        held = {v.txid for v in draft.included}
+        draft.env.restamp(max(now, self.median_time_past(self.head) + 1))
+        rejected = self._apply(
+            draft, (v for v in candidates if v.txid not in held), self.params.max_block_bytes - 512
+        )
+        return self._seal(draft, rejected, [], b"", permissioned=False)
+
+    def _apply(
+        self, draft: Draft, candidates: Iterable[VerifiedTx], budget: int
+    ) -> list[tuple[VerifiedTx, InvalidTransaction]]:
+        """Apply as many of ``candidates`` as fit and apply to ``draft``; the rest refused."""
+        view, env = draft.view, draft.env
         rejected: list[tuple[VerifiedTx, InvalidTransaction]] = []
         for vtx in candidates:
-            if used + vtx.size + 4 > budget:
+            if draft.used + vtx.size + 4 > budget:
                 continue
             mark = view.checkpoint()
             try:
@@ -614,9 +654,24 @@ class Chain:
                 view.rollback(mark)
                 rejected.append((vtx, exc))
                 continue
-            used += vtx.size + 4
-            included.append(vtx)
-        view.release()
+            draft.used += vtx.size + 4
+            draft.included.append(vtx)
+        return rejected
+
+    def _seal(
+        self,
+        draft: Draft,
+        rejected: list[tuple[VerifiedTx, InvalidTransaction]],
+        counted: list[SignedVote],
+        proposer: bytes,
+        *,
+        permissioned: bool,
+    ) -> BlockTemplate:
+        """The block of ``draft`` as it stands: its coinbase and header (the draft itself
+        keeps no trace of the coinbase, so that more may be added to it)."""
+        view, env = draft.view, draft.env
+        height = env.height
+        mark = view.checkpoint()
         coinbase = Transaction(
             payload=Coinbase(height=height, reward=block_reward(self.params, height), fees=env.fees),
             sender=b"",
@@ -625,27 +680,30 @@ class Chain:
             signature=b"",
         )
         apply_coinbase(view, env, coinbase)
-        if self.params.permissioned:
-            justified = finality(view).justified.height
+        justified = finality(view).justified.height if permissioned else 0
         undo = self.commitment.update(view.changes())
         root = self.commitment.root
         self.commitment.revert(undo)
+        view.rollback(mark)
+        included = list(draft.included)
         txids = [tx_id(coinbase)] + [v.txid for v in included] + [vote_id(encode(v)) for v in counted]
         header = Header(
             version=BLOCK_VERSION,
             height=height,
-            prev_hash=parent.hash,
+            prev_hash=draft.parent,
             tx_root=merkle_root(txids),
             state_root=root,
-            timestamp=ts,
-            target=ctx.expected_target,
+            timestamp=env.peek_timestamp(),
+            target=draft.target,
             nonce=0,
-            miner=miner,
+            miner=env.miner,
             justified=justified,
             proposer=proposer,
         )
         block = Block(header, (coinbase, *(v.tx for v in included)), tuple(counted))
-        return BlockTemplate(block, included, rejected, env.timestamp_read or self.params.permissioned)
+        return BlockTemplate(
+            block, included, rejected, env.timestamp_read or permissioned, None if permissioned else draft
+        )
 
     def restamp(self, template: BlockTemplate, now: int) -> BlockTemplate | None:
         """``template`` stamped at ``now`` instead: the very block ``build_block`` would build
@@ -656,4 +714,4 @@ class Chain:
             return None
         ts = max(now, self.median_time_past(self.head) + 1)
         block = Block(replace(header, timestamp=ts, nonce=0), template.block.txs, template.block.votes)
-        return BlockTemplate(block, template.included, template.rejected, False)
+        return BlockTemplate(block, template.included, template.rejected, False, template.draft)

@@ -1392,21 +1392,23 @@ class Node:
             or tpl.block.header.prev_hash != self.chain.head.hash
             or now - self._template_at >= self.config.template_refresh_ms
         ):
-            # The same candidates on the same head make the same block, but for its time:
-            # unless a rule read the time, re-stamping it is all a fresh build would do.
-            restamped = (
-                self.chain.restamp(tpl, now)
-                if tpl is not None and self._template_generation == self.mempool.generation
-                else None
-            )
-            if restamped is None:
-                tpl = self.chain.build_block(miner, self.mempool.candidates(), now=now)
-                events: list[PoolEvent] = []
-                for vtx, error in tpl.rejected:
-                    events.extend(self.mempool.remove_rejected(vtx, error, tpl.block.header.height))
-                out = self._record(events)
-            else:
-                tpl = restamped
+            # On the same head, unless a rule read the block's time: the same candidates make
+            # the same block but for its time (re-stamp it), and what arrived since goes after
+            # what the template holds (extend it) rather than applying it all again.
+            renewed = None
+            if tpl is not None:
+                renewed = (
+                    self.chain.restamp(tpl, now)
+                    if self._template_generation == self.mempool.generation
+                    else self.chain.extend(tpl, self.mempool.candidates(), now)
+                )
+            if renewed is None:
+                renewed = self.chain.build_block(miner, self.mempool.candidates(), now=now)
+            tpl = renewed
+            events: list[PoolEvent] = []
+            for vtx, error in tpl.rejected:
+                events.extend(self.mempool.remove_rejected(vtx, error, tpl.block.header.height))
+            out = self._record(events)
             self._template, self._template_at, self._nonce = tpl, now, 0
             self._template_generation = self.mempool.generation
         header = mine(tpl.block.header, self.config.hashes_per_tick, self._nonce)

@@ -53,6 +53,16 @@ class BlockEnv:
         self.timestamp_read = True
         return self._timestamp
 
+    def peek_timestamp(self) -> int:
+        """The block's time, for its header: not a rule reading it."""
+        return self._timestamp
+
+    def restamp(self, timestamp: int) -> None:
+        """Move the block's time (only while no rule has read it: ``timestamp_read``)."""
+        if self.timestamp_read:
+            raise ValueError("a rule read the block's time: it cannot move")
+        self._timestamp = timestamp
+
 
 @dataclass(frozen=True, slots=True)
 class TxRules(Generic[P]):
