@@ -5,17 +5,28 @@
   median is reported (polling adds up to ``POLL_S`` of error to each figure).
 * ``sync``: a chain of ``sync_blocks`` blocks is built, a node serves it, a fresh node
   dials it; blocks per second until the fresh node reaches the head.
+* ``gossip``: signed transfers flooded into one node of a 4-node devnet; the rate at which all
+  four hold them all, set against the single-node ledger rate measured in the same run
+  (``ratio``), with each node's CPU time and signature checks per transaction.
+
+``GRIDNET_NODE_PROFILE=cpu`` (``node/process.py``) runs the nodes under cProfile; the gossip's
+four data directories, each with its node's ``node.prof`` (``python -m pstats``) and
+``node-ops.json``, are then kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import shutil
+import sqlite3
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +40,12 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.genesis import genesis_block
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, default_params
+from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.transactions import min_fee, sign_transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import flood
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
+from gridnet.node.process import OPS_NAME, PROFILE_ENV, PROFILE_NAME
 from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_to_bytes
 
@@ -134,6 +147,7 @@ def run(
 ) -> dict[str, Any]:
     say = progress or (lambda _m: None)
     root = Path(tempfile.mkdtemp(prefix="gridnet-bench-net-"))
+    profiling = os.environ.get(PROFILE_ENV, "") in ("cpu", "wall")
     try:
         say("block propagation on a 4-node devnet")
         prop = propagation(root)
@@ -144,7 +158,12 @@ def run(
         say("single-node ledger rate in the same run (10 blocks of 1,000 transfers)")
         single = round(ledger.import_rate(), 1)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if profiling:  # (the nodes' statistics are in their data directories)
+            say(f"node profiles kept: {root}/g0 ... g3/{PROFILE_NAME}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    if profiling:
+        gos["profiles"] = str(root)
     gos["single_node_tx_per_s"] = single
     gos["ratio"] = round(gos["tx_per_s"] / single, 3)
     return {"propagation": prop, "sync": syn, "gossip": gos}
@@ -152,7 +171,14 @@ def run(
 
 def gossip(root: Path, n_tx: int, say: Progress) -> dict[str, Any]:
     """Transactions flooded into one node of a 4-node devnet (mining off, so they stay in the
-    mempools): the rate at which all four nodes hold them all."""
+    mempools): the rate at which all four nodes hold them all.
+
+    The time is the last admission at any node (each node stamps a transaction's entry in its
+    pending table with the time it took it in) from the start of the flood; polling the nodes'
+    APIs only tells when to stop (an answer waits behind the node's work, so the polled time,
+    also reported, runs late by up to a round of polls). Per node: the CPU time it used during
+    the flood, per transaction, and the Ed25519 verifications it did per transaction (libsodium
+    and answered by its signature cache; ``GRIDNET_NODE_PROFILE``, ``node/process.py``)."""
     senders = [PrivateKey.from_label(f"bench-gossip-{i}") for i in range(200)]
     funded = tuple(Allocation(k.address, 100 * UNITS_PER_GNC) for k in senders)
     params = msgspec.structs.replace(_params(3_600_000, 10), allocations=funded)
@@ -171,32 +197,109 @@ def gossip(root: Path, n_tx: int, say: Progress) -> dict[str, Any]:
                 )
             )
     try:
-        for i, node in enumerate(nodes):
-            node.start(
-                "--mempool-max",
-                str(2 * n_tx),
-                *[a for p in nodes[:i] for a in ("--peer", f"{LOCAL}:{p.port}")],
-            )
+        with _node_environment(PROFILE_ENV, "ops"):  # (unless set: then as set, e.g. "cpu")
+            for i, node in enumerate(nodes):
+                node.start(
+                    "--mempool-max",
+                    str(2 * n_tx),
+                    *[a for p in nodes[:i] for a in ("--peer", f"{LOCAL}:{p.port}")],
+                )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not all((h := n.head()) and h["peers"] == 3 for n in nodes):
             time.sleep(0.1)
         say(f"flooding {len(txs)} transactions into g0")
+        cpu_before = [_cpu_seconds(n) for n in nodes]
+        started_ms = time.time() * 1000
         started = time.monotonic()
         sender = threading.Thread(target=asyncio.run, args=(flood(nodes[0].port, chain_id, txs),))
         sender.start()
         reached = 0  # transactions the slowest node holds
         while time.monotonic() - started < 300 and reached < len(txs):
-            time.sleep(0.2)  # polling often would take CPU from the nodes
+            time.sleep(GOSSIP_POLL_S)
             reached = min(int(h["mempool_size"]) if (h := n.head()) else 0 for n in nodes)  # type: ignore[call-overload]
-        seconds = time.monotonic() - started
+        polled = time.monotonic() - started
+        cpu = [_cpu_seconds(n) - b for n, b in zip(nodes, cpu_before, strict=True)]
         sender.join()
     finally:
-        stop_all(nodes)
+        stop_all(nodes)  # (each writes its pending table and its figures as it stops)
     if reached < len(txs):
         raise RuntimeError(f"gossip: the slowest node holds {reached} of {len(txs)} transactions after 300 s")
+    last = [_last_admission_ms(n, len(txs)) for n in nodes]
+    seconds = polled if None in last else max(t for t in last if t is not None) / 1000 - started_ms / 1000
+    figures = [_node_figures(n) for n in nodes]
     return {
         "nodes": 4,
         "transactions": len(txs),
         "seconds": round(seconds, 2),
-        "tx_per_s": round(reached / seconds, 1),
+        "seconds_polled": round(polled, 2),
+        "tx_per_s": round(len(txs) / seconds, 1),
+        "cores": _cores(),
+        "node_cpu_s": [round(c, 2) for c in cpu],
+        "node_cpu_us_per_tx": [round(c / len(txs) * 1e6, 1) for c in cpu],
+        "node_verifies_per_tx": [
+            None if f is None else round(int(f["verifies"]) / len(txs), 3) for f in figures
+        ],
+        "node_cached_verifies_per_tx": [
+            None if f is None else round(int(f["verifies_cached"]) / len(txs), 3) for f in figures
+        ],
     }
+
+
+GOSSIP_POLL_S = 0.5
+"""Between polls of the nodes' transaction counts (each poll takes CPU from the nodes; the
+time measured does not depend on it)."""
+
+
+@contextlib.contextmanager
+def _node_environment(name: str, default: str) -> Iterator[None]:
+    """Node processes started within inherit ``name`` (``default`` unless it is set)."""
+    before = os.environ.get(name)
+    os.environ[name] = before or default
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
+def _last_admission_ms(node: DevNode, expected: int) -> int | None:
+    """When the (stopped) node took in the last of its pending transactions [ms since 1970]
+    (None unless it holds ``expected`` of them)."""
+    try:
+        db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
+        try:
+            count, last = db.execute("SELECT COUNT(*), MAX(added) FROM pending").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return int(last) if count == expected and last is not None else None
+
+
+def _node_figures(node: DevNode) -> dict[str, Any] | None:
+    """What the (stopped) node wrote of its crypto operations and CPU time (None: nothing)."""
+    try:
+        figures: dict[str, Any] = json.loads((node.data_dir / OPS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return figures
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (not on Linux)
+        return os.cpu_count() or 1
+
+
+def _cpu_seconds(node: DevNode) -> float:
+    """CPU time a node process has used so far [s] (0 where /proc cannot tell)."""
+    if node.process is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{node.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
