@@ -15,6 +15,7 @@ import pytest
 
 import gridnet.ledger.trial as trial_module
 from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.ops import snapshot
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import Transaction, sign_transaction, tx_id
@@ -27,7 +28,7 @@ from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.reading import Reading, sign_reading
 from gridnet.node.messages import TxRejectedMsg, TxsMsg
-from gridnet.node.node import Node, Outgoing
+from gridnet.node.node import GOSSIP_VERIFY_WINDOW, Node, Outgoing
 from gridnet.security.roles import Role
 from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, sign, test_keys, test_params
 
@@ -82,6 +83,25 @@ def test_a_transaction_failing_a_stateless_check_is_the_relaying_peers_fault(
     assert node.stats.tx_rules[rule] == 1  # (the node's own count of outcomes has it)
     node.handle("peer", TxsMsg((good,)), NOW)
     assert tx_id(good) in node.mempool
+
+
+def test_a_forgery_deep_in_a_large_batch_stops_it_and_little_beyond_it_is_verified(tmp_path: Path) -> None:
+    """The batch's signatures are checked a window at a time on all cores: what comes before
+    the forgery is taken, the forgery is the peer's fault, and the rest of the batch is
+    neither read nor verified beyond the forgery's window."""
+    node = node_on(tmp_path)
+    chain = node.chain
+    txs = [sign(chain, [ALICE, BOB][i % 2], Transfer(SINK.address, 1_000), i // 2) for i in range(600)]
+    at = GOSSIP_VERIFY_WINDOW + 10
+    bad = txs[at]
+    txs[at] = msgspec.structs.replace(bad, signature=bytes(64))
+    before = snapshot()
+    node.handle("peer", TxsMsg(tuple(txs)), NOW)
+    spent = snapshot().since(before)
+    assert node.stats.fault_rules == {"BadSignature": 1}
+    assert [tx_id(t) in node.mempool for t in txs] == [True] * at + [False] * (600 - at)
+    assert spent.verifies <= 2 * GOSSIP_VERIFY_WINDOW  # two windows, not the 600
+    assert spent.verifies_cached == 0  # each verdict used as it came, none checked again
 
 
 def test_stateful_refusals_of_honest_gossip_are_answered_and_no_fault(tmp_path: Path) -> None:

@@ -486,11 +486,11 @@ class Node:
         if isinstance(msg, TxsMsg):
             out: list[Outgoing] = []
             relay = self._relay.get(peer, {})
+            window: list[tuple[bytes, Hash32, bool | None]] = []
             for k, tx in enumerate(msg.txs):
                 if k % GOSSIP_VERIFY_WINDOW == 0:
-                    self._verify_ahead(msg.txs[k : k + GOSSIP_VERIFY_WINDOW])
-                body = tx_body(tx)
-                tid = txid(body, tx.signature)
+                    window = self._verify_ahead(msg.txs[k : k + GOSSIP_VERIFY_WINDOW])
+                body, tid, signature_ok = window[k % GOSSIP_VERIFY_WINDOW]
                 if tid in self.mempool or tid in self.early:
                     # Gossip brings most transactions more than once: not an outcome, but
                     # news that this peer has it (no need to send it there).
@@ -498,7 +498,9 @@ class Node:
                     self.inventory.has(peer, TX, tid)
                     continue
                 try:  # what a peer checks before it relays a transaction: failing it is its fault
-                    verified = validate_transaction(tx, self.chain.params, self.chain.chain_id, body)
+                    verified = validate_transaction(
+                        tx, self.chain.params, self.chain.chain_id, body, signature_ok=signature_ok
+                    )
                 except InvalidTransaction as exc:
                     # Not answered (a flood of forgeries must not become a flood of answers),
                     # and the rest of the faulty peer's message is not read.
@@ -540,18 +542,24 @@ class Node:
             return self._on_headers(peer, msg, now)
         return []  # TxRejectedMsg: informative for the sender's user
 
-    def _verify_ahead(self, txs: Sequence[Transaction]) -> None:
+    def _verify_ahead(self, txs: Sequence[Transaction]) -> list[tuple[bytes, Hash32, bool | None]]:
         """Check the signatures of the transactions of a gossip batch not yet held, on all
-        cores, into this node's signature cache: each is then admitted (in order, as before)
-        without checking its signature again. A window at a time: a batch that turns out
-        faulty is not read past its first bad transaction, nor verified much beyond it."""
+        cores (and into this node's signature cache, for the blocks that will carry them):
+        each is then admitted in order, as before, with its verdict. A window at a time: a
+        batch that turns out faulty is not read past its first bad transaction, nor verified
+        much beyond it. Per transaction: its body, its id and its verdict (None: held)."""
+        window: list[tuple[bytes, Hash32, bool | None]] = []
         checks = []
         for tx in txs:
             body = tx_body(tx)
             tid = txid(body, tx.signature)
+            window.append((body, tid, None))
             if tid not in self.mempool and tid not in self.early:
                 checks.append(signature_check(tx, self.chain.chain_id, body))
-        verify_many(checks)
+        verdicts = iter(verify_many(checks))
+        return [
+            (b, t, None if t in self.mempool or t in self.early else next(verdicts)) for b, t, _ in window
+        ]
 
     @_own_signature_cache
     def tick(self, now: int) -> list[Outgoing]:
