@@ -54,6 +54,8 @@ DPI = 110
 BAR = 0.9 * 15 / 1440
 """A bar's width: nine tenths of an interval [days, matplotlib's date unit]."""
 SIZE = (9.0, 4.2)
+MAX_NAMED = 40
+"""Most homes or relays a plot names one by one (a larger area's are counted instead)."""
 
 
 def _times(rows: list[dict[str, Any]]) -> Any:
@@ -139,11 +141,11 @@ def feeders(path: Path, lines: list[dict[str, Any]], limits: dict[str, float]) -
         limits["max_loading_percent"], color="#de2d26", linestyle="--", linewidth=1, label="limit"
     )
     load_ax.set_ylabel("most loaded cable [%]")
-    load_ax.legend(loc="upper left", fontsize=8)
+    load_ax.legend(loc="upper left", fontsize=8, ncol=1 if len(by_owner) <= 4 else 3)
     for v in (limits["v_min_pu"], limits["v_max_pu"]):
         volt_ax.axhline(v, color="#de2d26", linestyle="--", linewidth=1)
     volt_ax.set_ylabel("home voltages [pu]")
-    volt_ax.legend(loc="upper left", fontsize=8)
+    volt_ax.legend(loc="upper left", fontsize=8, ncol=1 if len(by_owner) <= 4 else 3)
     _time_axis(volt_ax)
     _finish(fig, load_ax, path, "The feeders: cable loading and voltage band (dashed: limits)")
 
@@ -159,8 +161,10 @@ def batteries(path: Path, homes: list[dict[str, Any]]) -> None:
     ax.set_ylim(0, 100)
     ax.set_ylabel("state of charge [%]")
     _time_axis(ax)
-    if by_home:
+    if 0 < len(by_home) <= MAX_NAMED:
         ax.legend(loc="upper left", fontsize=7, ncol=2)
+    elif by_home:
+        ax.text(0.01, 0.97, f"{len(by_home)} homes' batteries", transform=ax.transAxes, va="top", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no home has a battery", transform=ax.transAxes, ha="center")
     _finish(fig, ax, path, "Batteries: state of charge at the end of each interval")
@@ -189,9 +193,15 @@ def relays(path: Path, rows: list[dict[str, Any]]) -> None:
         names = [r["relay"] for r in rows]
         ax.bar(names, [r["datagrams_forwarded"] for r in rows], color="#9ecae1")
         ax.set_ylabel("datagrams forwarded")
-        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        if len(rows) <= MAX_NAMED:
+            ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        else:  # too many to name: their order is the relays table's (series/relays.parquet)
+            ax.set_xticks([])
+            ax.set_xlabel(f"{len(rows)} relays, in the order of series/relays.parquet")
         right = ax.twinx()
-        right.plot(names, [r["pay_gnc"] for r in rows], "o", color="#e6550d")
+        right.plot(
+            names, [r["pay_gnc"] for r in rows], "o", color="#e6550d", markersize=min(6.0, 300 / len(rows))
+        )
         right.set_ylabel("paid [GNC] (dots)")
     else:
         ax.text(0.5, 0.5, "no relays in this run", transform=ax.transAxes, ha="center")
