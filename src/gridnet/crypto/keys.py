@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -198,13 +198,13 @@ PARALLEL_MIN: Final = 16
 
 
 class _Verifiers:
-    """The threads that check signatures beside the caller's (libsodium releases the GIL, so
-    they run on the other cores): one fewer than the cores this process may use, started on
-    first use, none after a fork until used again."""
+    """The threads that check signatures while the caller goes on (libsodium releases the
+    GIL, so they run on all cores): one per core this process may use, started on first use,
+    none after a fork until used again."""
 
     def __init__(self) -> None:
         self.threads: int | None = None
-        """Threads in all, the caller's included (None: one per usable core)."""
+        """Threads checking a batch (None: one per usable core; 1: the caller alone)."""
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
 
@@ -216,12 +216,12 @@ class _Verifiers:
         except AttributeError:  # (not on Linux)
             return max(1, os.cpu_count() or 1)
 
-    def pool(self, helpers: int) -> ThreadPoolExecutor:
-        if self._pool is None or self._pool_size != helpers:
+    def pool(self, threads: int) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool_size != threads:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
-            self._pool = ThreadPoolExecutor(helpers, thread_name_prefix="gridnet-verify")
-            self._pool_size = helpers
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gridnet-verify")
+            self._pool_size = threads
         return self._pool
 
     def forget(self) -> None:
@@ -265,46 +265,93 @@ def _open_all(signed: list[tuple[bytes, PublicKey]]) -> list[bool]:
     return out
 
 
-def verify_many(checks: Sequence[SignatureCheck]) -> list[bool]:
-    """``verify_signature`` of each check, in order, the checks spread over the cores: what a
-    block's, a gossip batch's or a batch of readings' signatures cost in wall time is their
-    share of the cores. The current ``SignatureCache`` answers what it holds and learns the
-    new successes, as with ``verify_signature``."""
+CHUNK: Final = 64
+"""Checks a verification thread takes at a time (the caller may use the first verdicts while
+the rest are checked)."""
+
+
+class Verdicts:
+    """The verdicts of a batch of checks, as they come (``verify_stream``): ``verdicts[i]``
+    waits for check ``i`` only. The checks are spread in chunks over one thread per usable
+    core while the caller goes on with what it does with each verdict (decoding, applying:
+    the work between signatures runs beside the signatures still being checked). A
+    success is learnt by the caller's ``SignatureCache`` when its verdict is read."""
+
+    __slots__ = ("_cache", "_chunks", "_keys", "_results", "_slot")
+
+    def __init__(
+        self,
+        results: list[bool],
+        slot: dict[int, int],
+        chunks: list[Future[list[bool]] | list[bool]],
+        keys: list[bytes] | None,
+        cache: SignatureCache | None,
+    ) -> None:
+        self._results = results
+        """Verdict per check; those still in ``slot`` are being checked."""
+        self._slot = slot
+        """Check index -> its position among the checks sent to the threads."""
+        self._chunks = chunks
+        self._keys = keys
+        self._cache = cache
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __getitem__(self, i: int) -> bool:
+        position = self._slot.pop(i, None)
+        if position is not None:
+            n, offset = divmod(position, CHUNK)
+            chunk = self._chunks[n]
+            if not isinstance(chunk, list):
+                chunk = self._chunks[n] = chunk.result()
+            ok = chunk[offset]
+            self._results[i] = ok
+            if ok and self._cache is not None and self._keys is not None:
+                self._cache.add(self._keys[position])
+        return self._results[i]
+
+    def all(self) -> list[bool]:
+        return [self[i] for i in range(len(self._results))]
+
+
+def verify_stream(checks: Sequence[SignatureCheck]) -> Verdicts:
+    """``verify_signature`` of each check, the checks spread over the cores: what a block's, a
+    gossip batch's or a batch of readings' signatures cost in wall time is their share of the
+    cores. The current ``SignatureCache`` answers what it holds (at once) and learns the new
+    successes, as with ``verify_signature``."""
     results = [False] * len(checks)
     cache = _CURRENT_CACHE.get()
-    todo: list[int] = []
-    keys: list[bytes] = []
+    slot: dict[int, int] = {}
+    keys: list[bytes] | None = [] if cache is not None else None
     signed: list[tuple[bytes, PublicKey]] = []
     for i, (domain, public_key, message, signature) in enumerate(checks):
         if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
             continue
-        if cache is not None:
+        if cache is not None and keys is not None:
             key = cache.key(domain, public_key, message, signature)
             if key in cache:
                 OPS.verifies_cached += 1
                 results[i] = True
                 continue
             keys.append(key)
-        todo.append(i)
+        slot[i] = len(signed)
         signed.append((signature + domain.value + message, public_key))
-    OPS.verifies += len(todo)
-    threads = min(_VERIFIERS.count(), len(todo) // (PARALLEL_MIN // 2) or 1)
-    if threads <= 1:
-        verdicts = _open_all(signed)
+    OPS.verifies += len(signed)
+    pieces = [signed[k : k + CHUNK] for k in range(0, len(signed), CHUNK)]
+    threads = _VERIFIERS.count()
+    chunks: list[Future[list[bool]] | list[bool]]
+    if threads <= 1 or len(signed) < PARALLEL_MIN:
+        chunks = [_open_all(piece) for piece in pieces]
     else:
-        step = -(-len(signed) // threads)
-        chunks = [signed[k : k + step] for k in range(0, len(signed), step)]
-        pool = _VERIFIERS.pool(_VERIFIERS.count() - 1)
-        futures = [pool.submit(_open_all, chunk) for chunk in chunks[1:]]
-        verdicts = _open_all(chunks[0])
-        for future in futures:
-            verdicts.extend(future.result())
-    for n, (i, ok) in enumerate(zip(todo, verdicts, strict=True)):
-        if ok:
-            results[i] = True
-            if cache is not None:
-                cache.add(keys[n])
-    return results
+        pool = _VERIFIERS.pool(threads)
+        chunks = [pool.submit(_open_all, piece) for piece in pieces]
+    return Verdicts(results, slot, chunks, keys, cache)
+
+
+def verify_many(checks: Sequence[SignatureCheck]) -> list[bool]:
+    """``verify_stream``'s verdicts, all of them."""
+    return verify_stream(checks).all()
 
 
 def raw_verify(public_key: PublicKey, message: bytes, signature: Signature) -> bool:

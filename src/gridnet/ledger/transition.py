@@ -14,7 +14,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest, header_hash, txid, vote_id
-from gridnet.crypto.keys import Domain, SignatureCheck, verify_many, verify_signature
+from gridnet.crypto.keys import Domain, SignatureCheck, verify_signature, verify_stream
 from gridnet.crypto.ops import OPS
 from gridnet.encoding import encode
 from gridnet.errors import (
@@ -30,6 +30,7 @@ from gridnet.errors import (
     BlockVoteInvalid,
     DuplicateTransaction,
     FeeTooLow,
+    GridnetError,
     InsufficientBalance,
     InvalidTransaction,
     InvalidVote,
@@ -291,42 +292,60 @@ def apply_block(
     # From here on the transactions are the header's own: any failure condemns the header.
     bodies, txids = check_tx_root(block)
     coinbase, body = split_coinbase(block)
-    signatures = verify_many([signature_check(tx, ctx.chain_id, bodies[i]) for i, tx in enumerate(body, 1)])
+    # The signatures are checked on all cores while the rest goes on, as if each held: the
+    # block is taken only once they all do, and a bad one is what the block is refused for
+    # whenever it would have been found first (stateless checks in order, then the rest).
+    signatures = verify_stream([signature_check(tx, ctx.chain_id, bodies[i]) for i, tx in enumerate(body, 1)])
+
+    def signatures_hold(upto: int) -> None:
+        for i in range(1, upto + 1):
+            if not signatures[i - 1]:
+                try:
+                    validate_transaction(body[i - 1], params, ctx.chain_id, bodies[i], signature_ok=False)
+                except InvalidTransaction as exc:
+                    raise BlockTransactionInvalid(i, exc) from None
+
     vtxs = []
     for i, tx in enumerate(body, start=1):
         try:
-            vtxs.append(
-                validate_transaction(tx, params, ctx.chain_id, bodies[i], signature_ok=signatures[i - 1])
+            vtxs.append(validate_transaction(tx, params, ctx.chain_id, bodies[i], signature_ok=True))
+        except InvalidTransaction as exc:
+            signatures_hold(i - 1)
+            raise BlockTransactionInvalid(i, exc) from None
+    try:
+        if len(set(txids)) != len(txids):
+            raise DuplicateTransaction(f"block {header.height} contains a transaction twice")
+
+        if block.votes and not params.permissioned:
+            raise BadSeal(f"block {header.height}: a proof-of-work block carries no votes")
+        if len(block.votes) > MAX_VOTES_PER_BLOCK:
+            raise BlockTooLarge(
+                f"block {header.height} carries {len(block.votes)} votes; limit {MAX_VOTES_PER_BLOCK}"
             )
-        except InvalidTransaction as exc:
-            raise BlockTransactionInvalid(i, exc) from None
-    if len(set(txids)) != len(txids):
-        raise DuplicateTransaction(f"block {header.height} contains a transaction twice")
 
-    if block.votes and not params.permissioned:
-        raise BadSeal(f"block {header.height}: a proof-of-work block carries no votes")
-    if len(block.votes) > MAX_VOTES_PER_BLOCK:
-        raise BlockTooLarge(
-            f"block {header.height} carries {len(block.votes)} votes; limit {MAX_VOTES_PER_BLOCK}"
-        )
-
-    env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
-    if params.permissioned:
-        begin_sealed_block(state, params, header.height, header.prev_hash, header.timestamp, header.proposer)
-        for i, vote in enumerate(block.votes, start=1):
+        env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
+        if params.permissioned:
+            begin_sealed_block(
+                state, params, header.height, header.prev_hash, header.timestamp, header.proposer
+            )
+            for i, vote in enumerate(block.votes, start=1):
+                try:
+                    apply_vote(state, ctx.chain_id, header.height, vote)
+                except InvalidVote as exc:
+                    raise BlockVoteInvalid(i, exc) from None
+        start_block(state, env)
+        for i, vtx in enumerate(vtxs, start=1):
             try:
-                apply_vote(state, ctx.chain_id, header.height, vote)
-            except InvalidVote as exc:
-                raise BlockVoteInvalid(i, exc) from None
-    start_block(state, env)
-    for i, vtx in enumerate(vtxs, start=1):
-        try:
-            apply_transaction(state, env, vtx)
-        except InvalidTransaction as exc:
-            raise BlockTransactionInvalid(i, exc) from None
-    reward = apply_coinbase(state, env, coinbase)
-    if params.permissioned:
-        check_justified(state, header)
+                apply_transaction(state, env, vtx)
+            except InvalidTransaction as exc:
+                raise BlockTransactionInvalid(i, exc) from None
+        reward = apply_coinbase(state, env, coinbase)
+        if params.permissioned:
+            check_justified(state, header)
+    except GridnetError:
+        signatures_hold(len(body))
+        raise
+    signatures_hold(len(body))
 
     changes = state.changes()
     undo = commitment.update(changes)
