@@ -119,3 +119,28 @@ def test_a_template_off_the_head_or_that_read_the_time_is_not_extended(tmp_path:
     assert chain.extend(replace(tpl, timestamp_read=True), txs, GENESIS_TIME + 2 * INTERVAL) is None
     extend(chain)
     assert chain.extend(tpl, txs, GENESIS_TIME + 2 * INTERVAL) is None
+
+
+def test_a_rule_that_needed_the_time_reached_lets_the_block_move_later_only(tmp_path: Path) -> None:
+    params: ChainParams = test_params(KEYS)
+    env = BlockEnv(params, b"\0" * 32, 1, MINER, GENESIS_TIME + 100)
+    assert env.time_reached(GENESIS_TIME + 50)  # yes: stays yes later (a contract may close)
+    assert not env.timestamp_read and env.time_floor == GENESIS_TIME + 50
+    env.restamp(GENESIS_TIME + 500)
+    with pytest.raises(ValueError):
+        env.restamp(GENESIS_TIME + 49)  # before what the rule relied on
+    assert not env.time_reached(GENESIS_TIME + 10_000)  # no: a later time may say yes
+    assert env.timestamp_read
+
+
+def test_a_template_moves_no_earlier_than_a_time_its_rules_relied_on(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    extend(chain)
+    t0 = chain.head.header.timestamp + INTERVAL
+    tpl = chain.build_block(MINER, transfers(chain, 2), now=t0)
+    assert tpl.draft is not None
+    tpl.draft.env.time_floor = t0 + 1_000  # as a closed contract's end would set it
+    assert chain.restamp(tpl, t0 + 999) is None
+    assert chain.extend(tpl, [], t0 + 999) is None
+    moved = chain.restamp(tpl, t0 + 1_000)
+    assert moved is not None and moved.block.header.timestamp == t0 + 1_000

@@ -631,8 +631,11 @@ class Chain:
         draft = template.draft
         if draft is None or template.timestamp_read or draft.parent != self.head.hash:
             return None
+        ts = max(now, self.median_time_past(self.head) + 1)
+        if ts < draft.env.time_floor:
+            return None
         held = {v.txid for v in draft.included}
-        draft.env.restamp(max(now, self.median_time_past(self.head) + 1))
+        draft.env.restamp(ts)
         rejected = self._apply(
             draft, (v for v in candidates if v.txid not in held), self.params.max_block_bytes - 512
         )
@@ -713,5 +716,7 @@ class Chain:
         if template.timestamp_read or header.prev_hash != self.head.hash:
             return None
         ts = max(now, self.median_time_past(self.head) + 1)
+        if template.draft is not None and ts < template.draft.env.time_floor:
+            return None
         block = Block(replace(header, timestamp=ts, nonce=0), template.block.txs, template.block.votes)
         return BlockTemplate(block, template.included, template.rejected, False, template.draft)

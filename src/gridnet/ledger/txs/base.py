@@ -24,6 +24,7 @@ class BlockEnv:
         "miner",
         "params",
         "sender_key",
+        "time_floor",
         "timestamp_read",
         "txid",
     )
@@ -42,6 +43,9 @@ class BlockEnv:
         """Public key of the transaction being applied (set per transaction)."""
         self.txid = b""
         """Id of the transaction being applied (set per transaction)."""
+        self.time_floor = 0
+        """The latest moment a rule relied on the block's time having reached
+        (``time_reached``): the block may move later, not before it."""
         self.timestamp_read = False
         """Whether any rule read the block's time: if none did, the same transactions apply
         the same way in the same block stamped at another time (a miner re-stamps its
@@ -53,14 +57,25 @@ class BlockEnv:
         self.timestamp_read = True
         return self._timestamp
 
+    def time_reached(self, moment: int) -> bool:
+        """Whether the block's time is ``moment`` or later: a rule asking this reads the
+        time only when the answer is no (a later time may say yes); a yes stays a yes at any
+        later time, so the block may still move later (``time_floor``)."""
+        if self._timestamp >= moment:
+            self.time_floor = max(self.time_floor, moment)
+            return True
+        self.timestamp_read = True
+        return False
+
     def peek_timestamp(self) -> int:
         """The block's time, for its header: not a rule reading it."""
         return self._timestamp
 
     def restamp(self, timestamp: int) -> None:
-        """Move the block's time (only while no rule has read it: ``timestamp_read``)."""
-        if self.timestamp_read:
-            raise ValueError("a rule read the block's time: it cannot move")
+        """Move the block's time (only while no rule has read it, ``timestamp_read``, and
+        not before a time a rule relied on having been reached, ``time_floor``)."""
+        if self.timestamp_read or timestamp < self.time_floor:
+            raise ValueError("a rule read the block's time: it cannot move there")
         self._timestamp = timestamp
 
 

@@ -237,7 +237,7 @@ def validate_close_contract(payload: CloseContract, params: ChainParams) -> None
 def apply_close_contract(state: StateView, env: BlockEnv, sender: Address, payload: CloseContract) -> None:
     record = open_record(state, payload.contract)
     t = record.terms
-    if env.timestamp < interval_start(t.last_interval + 1):
+    if not env.time_reached(interval_start(t.last_interval + 1)):
         raise DisputeWindowOpen("the contract's last interval has not ended")
     if env.height < record.last_change_height + t.dispute_window:
         raise DisputeWindowOpen(
