@@ -46,6 +46,7 @@ from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import flood
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.process import OPS_NAME, PROFILE_ENV, PROFILE_NAME
+from gridnet.system import usable_cores
 from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_to_bytes
 
@@ -233,7 +234,7 @@ def gossip(root: Path, n_tx: int, say: Progress) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "seconds_polled": round(polled, 2),
         "tx_per_s": round(len(txs) / seconds, 1),
-        "cores": _cores(),
+        "cores": usable_cores(),
         "node_cpu_s": [round(c, 2) for c in cpu],
         "node_cpu_us_per_tx": [round(c / len(txs) * 1e6, 1) for c in cpu],
         "node_verifies_per_tx": [
@@ -285,13 +286,6 @@ def _node_figures(node: DevNode) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return figures
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # (not on Linux)
-        return os.cpu_count() or 1
 
 
 def _cpu_seconds(node: DevNode) -> float:

@@ -29,6 +29,7 @@ from typing import Any
 
 from gridnet.crypto import ops
 from gridnet.crypto.ops import CryptoOps
+from gridnet.system import usable_cores
 
 DAY_INTERVALS = 96
 HOMES_PER_FEEDER = 50
@@ -139,7 +140,7 @@ def measure(homes: int, intervals: int = DAY_INTERVALS) -> dict[str, Any]:
     return {
         "homes": homes,
         "intervals": intervals,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": usable_cores(),
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
         "s_per_home_day": round(wall / home_days, 3),

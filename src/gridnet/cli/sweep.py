@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from gridnet.cli.common import JsonFlag, console, count, err_console, progress_bar
+from gridnet.system import usable_cores
 
 
 def sweep_cmd(
@@ -40,7 +41,7 @@ def sweep_cmd(
             param_hint="--workers",
         )
     sweep = load_sweep(sweep_file, out)  # every run's scenario is checked before anything runs
-    where = scheduler or f"a local cluster of {count(workers or _cores(), 'worker')}"
+    where = scheduler or f"a local cluster of {count(workers or usable_cores(), 'worker')}"
     with progress_bar() as progress:
         task = progress.add_task("runs", total=None)
 
@@ -65,12 +66,6 @@ def sweep_cmd(
         raise typer.Exit(130)
     if summary["failed"] or summary["unverified"]:
         raise typer.Exit(1)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 def _print_summary(s: dict[str, object]) -> None:

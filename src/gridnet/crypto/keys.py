@@ -32,6 +32,7 @@ from gridnet.crypto.address import address_from_public_key, address_from_text, a
 from gridnet.crypto.hashing import signature_check_id
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
+from gridnet.system import usable_cores
 from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
 
 
@@ -209,12 +210,7 @@ class _Verifiers:
         self._pool_size = 0
 
     def count(self) -> int:
-        if self.threads is not None:
-            return self.threads
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # (not on Linux)
-            return max(1, os.cpu_count() or 1)
+        return self.threads if self.threads is not None else usable_cores()
 
     def pool(self, threads: int) -> ThreadPoolExecutor:
         if self._pool is None or self._pool_size != threads:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
 from gridnet.errors import ConfigError
 from gridnet.ledger.verify import verify_chain
+from gridnet.system import usable_cores
 
 MARKER = ".gridnet-output"
 EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
@@ -62,7 +62,7 @@ def audit_beside(chain_dir: Path) -> Iterator[Callable[[], dict[str, Any]]]:
     this process may use more than one core; ``audited()`` waits for its figures and adds the
     child's cryptographic work to this process's counts (``crypto/ops.py``). On one core it
     runs in this process when asked. A child not waited for is stopped on leaving the block."""
-    if _usable_cores() < 2:
+    if usable_cores() < 2:
         yield lambda: audit(chain_dir)
         return
     child = subprocess.Popen(
@@ -87,13 +87,6 @@ def audit_beside(chain_dir: Path) -> Iterator[Callable[[], dict[str, Any]]]:
         if child.poll() is None:
             child.kill()
             child.wait()
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # (not on Linux)
-        return os.cpu_count() or 1
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:

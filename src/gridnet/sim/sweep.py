@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from gridnet.errors import ConfigError, GridnetError
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import Scenario, scenario_from_dict
+from gridnet.system import usable_cores
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -581,7 +582,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     if scheduler is None:
         with _ctrl_c_ignored():  # by the worker processes: it stops the sweep, which stops them
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers or os.cpu_count() or 1,
+                n_workers=workers or usable_cores(),
                 threads_per_worker=1,
                 processes=True,
                 host=LOCAL,
