@@ -16,7 +16,10 @@ from gridnet.errors import StoreError
 from gridnet.ledger.lock import acquire
 from gridnet.units import Hash32
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the pending table is kept in arrival order by a row id (1 kept it by transaction id)."""
+READABLE_SCHEMAS = (1, 2)
+"""Schemas a reader opens (the tables it reads are alike in both); a writer moves 1 to 2."""
 DB_NAME = "chain.sqlite"
 STORE_ERRORS = (sqlite3.OperationalError,)
 """What SQLite raises when it cannot write now (disk full, I/O error, locked, read-only): a
@@ -38,8 +41,20 @@ CREATE TABLE IF NOT EXISTS main (
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
-    txid BLOB PRIMARY KEY, data BLOB NOT NULL, added INTEGER NOT NULL
-) WITHOUT ROWID;
+    id INTEGER PRIMARY KEY, txid BLOB NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL
+);
+"""
+# The pending table is written for every transaction a node takes in, and rows come and go in
+# arrival order: appending by row id costs a fraction of inserting at a random transaction id
+# (a B-tree keyed by a hash). The writer keeps the row id of each transaction id in memory.
+
+_PENDING_V1_TO_V2 = """
+ALTER TABLE pending RENAME TO pending_v1;
+CREATE TABLE pending (
+    id INTEGER PRIMARY KEY, txid BLOB NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL
+);
+INSERT INTO pending(txid, data, added) SELECT txid, data, added FROM pending_v1 ORDER BY added;
+DROP TABLE pending_v1;
 """
 
 
@@ -70,21 +85,44 @@ class Store:
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._pending_rows: dict[bytes, int] | None = None
+            """The writer's pending rows: transaction id -> row id (loaded on first use)."""
+            self._next_pending = 1
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
             self.db.execute("PRAGMA cache_size=-65536")
             version = self.get_meta("schema")
+            if version == b"1" and not readonly:
+                self._upgrade_from_1()
+                version = str(SCHEMA_VERSION).encode()
         except sqlite3.DatabaseError as exc:
             self._release()
             raise StoreError(f"{path} is not a readable GRIDNET store: {exc}") from None
+        readable = [str(v).encode() for v in (READABLE_SCHEMAS if readonly else (SCHEMA_VERSION,))]
         if version is None and not readonly:
             self.set_meta("schema", str(SCHEMA_VERSION).encode())
-        elif version is not None and version != str(SCHEMA_VERSION).encode():
+        elif version is not None and version not in readable:
             self.close()
             shown = version.decode("ascii", "replace")[:20]
-            raise StoreError(f"{path} has schema {shown!r}; this version reads {SCHEMA_VERSION}")
+            raise StoreError(
+                f"{path} has schema {shown!r}; this version reads {', '.join(map(str, READABLE_SCHEMAS))}"
+            )
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 -> 2 in one transaction: the pending rows are kept, in arrival order."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _PENDING_V1_TO_V2.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            self.set_meta("schema", str(SCHEMA_VERSION).encode())
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -116,6 +154,7 @@ class Store:
     def rollback(self) -> None:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
+            self._pending_rows = None  # (what was undone is read again when next needed)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -179,8 +218,7 @@ class Store:
             "INSERT OR REPLACE INTO main(height, hash, txs) VALUES (?, ?, ?)",
             (height, block_hash, max(len(txids) - 1, 0)),
         )
-        if self.db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None:
-            db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in txids])
+        self._delete_pending(txids)
 
     def disconnect(
         self,
@@ -214,28 +252,52 @@ class Store:
 
     # --- pending transactions (the mempool's durable copy) -------------------------------
 
+    def _pending(self) -> dict[bytes, int]:
+        rows = self._pending_rows
+        if rows is None:
+            rows = self._pending_rows = {
+                bytes(t): int(i) for i, t in self.db.execute("SELECT id, txid FROM pending")
+            }
+            self._next_pending = max(rows.values(), default=0) + 1
+        return rows
+
+    def _insert_pending(self, added: Iterable[tuple[Hash32, bytes, int]]) -> None:
+        """Append the transactions not yet in the table (one row per transaction id)."""
+        rows = self._pending()
+        new = []
+        for tx_id, data, when in added:
+            if tx_id not in rows:
+                rows[tx_id] = self._next_pending
+                new.append((self._next_pending, tx_id, data, when))
+                self._next_pending += 1
+        self.db.executemany("INSERT INTO pending(id, txid, data, added) VALUES (?, ?, ?, ?)", new)
+
+    def _delete_pending(self, tx_ids: Iterable[Hash32]) -> None:
+        rows = self._pending()
+        if rows:
+            gone = [(i,) for t in tx_ids if (i := rows.pop(t, None)) is not None]
+            self.db.executemany("DELETE FROM pending WHERE id=?", gone)
+
     def add_pending(self, tx_id: Hash32, data: bytes, added: int) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO pending(txid, data, added) VALUES (?, ?, ?)",
-            (tx_id, data, added),
-        )
+        self._insert_pending([(tx_id, data, added)])
 
     def write_pending(self, added: list[tuple[Hash32, bytes, int]], removed: list[Hash32]) -> None:
         """Many pending-pool changes in one SQLite transaction."""
         if not added and not removed:
             return
         self.begin()
-        self.db.executemany("INSERT OR IGNORE INTO pending(txid, data, added) VALUES (?, ?, ?)", added)
-        self.db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in removed])
+        self._insert_pending(added)
+        self._delete_pending(removed)
         self.commit()
 
     def remove_pending(self, tx_ids: Iterable[Hash32]) -> None:
-        self.db.executemany("DELETE FROM pending WHERE txid=?", [(t,) for t in tx_ids])
+        self._delete_pending(tx_ids)
 
     def pending_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     def pending(self) -> list[tuple[bytes, bytes]]:
-        return [
-            (bytes(t), bytes(d)) for t, d in self.db.execute("SELECT txid, data FROM pending ORDER BY added")
-        ]
+        """The pending transactions (id, encoded), in the order they arrived."""
+        order = "id" if self.get_meta("schema") == str(SCHEMA_VERSION).encode() else "added"
+        rows = self.db.execute(f"SELECT txid, data FROM pending ORDER BY {order}")
+        return [(bytes(t), bytes(d)) for t, d in rows]
