@@ -134,11 +134,12 @@ class Mempool:
         ``ledger/trial.py``)."""
         if verified is None:
             body = tx_body(tx)
-            if txid(body, tx.signature) in self.by_id:  # before the costly checks: gossip repeats a lot
+            tid = txid(body, tx.signature)
+            if tid in self.by_id:  # before the costly checks: gossip repeats a lot
                 raise AlreadyKnown("transaction is already pending")
             if not decoded:  # a local object never went through decoding: hold it to the wire's ranges
                 decode(encode(tx), Transaction, what="transaction")
-            verified = validate_transaction(tx, self.params, self.chain_id, body)
+            verified = validate_transaction(tx, self.params, self.chain_id, body, tid=tid)
         vtx = verified
         return self._admit(vtx, account_of, check)
 

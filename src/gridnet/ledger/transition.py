@@ -161,10 +161,12 @@ def validate_transaction(
     body: bytes | None = None,
     *,
     signature_ok: bool | None = None,
+    tid: Hash32 | None = None,
 ) -> VerifiedTx:
     """Stateless rules of a signed transaction: shape, fee, type rules, signature.
 
-    ``body`` may pass the transaction's already encoded body (see ``tx_body``), and
+    ``body`` may pass the transaction's already encoded body (see ``tx_body``), ``tid`` its
+    id (``txid`` of that body and its signature) when the caller has it, and
     ``signature_ok`` the verdict on its signature (``signature_check``) when a batch of them
     was checked together (``verify_many``).
     """
@@ -186,7 +188,7 @@ def validate_transaction(
         signature_ok = verify_signature(Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature)
     if not signature_ok:
         raise BadSignature("signature does not verify for the sender's key on this chain")
-    return VerifiedTx(tx, txid(body, tx.signature), address_digest(tx.sender), size)
+    return VerifiedTx(tx, txid(body, tx.signature) if tid is None else tid, address_digest(tx.sender), size)
 
 
 def signature_check(tx: Transaction, chain_id: Hash32, body: bytes) -> SignatureCheck:
@@ -308,7 +310,9 @@ def apply_block(
     vtxs = []
     for i, tx in enumerate(body, start=1):
         try:
-            vtxs.append(validate_transaction(tx, params, ctx.chain_id, bodies[i], signature_ok=True))
+            vtxs.append(
+                validate_transaction(tx, params, ctx.chain_id, bodies[i], signature_ok=True, tid=txids[i])
+            )
         except InvalidTransaction as exc:
             signatures_hold(i - 1)
             raise BlockTransactionInvalid(i, exc) from None

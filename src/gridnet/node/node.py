@@ -20,7 +20,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import hash32, header_hash, txid, vote_id
-from gridnet.crypto.keys import PrivateKey, SignatureCache, verify_many
+from gridnet.crypto.keys import PrivateKey, SignatureCache, SignatureCheck, verify_many
 from gridnet.encoding import decode_lenient, encode
 from gridnet.errors import (
     BadVoteSignature,
@@ -499,7 +499,7 @@ class Node:
                     continue
                 try:  # what a peer checks before it relays a transaction: failing it is its fault
                     verified = validate_transaction(
-                        tx, self.chain.params, self.chain.chain_id, body, signature_ok=signature_ok
+                        tx, self.chain.params, self.chain.chain_id, body, signature_ok=signature_ok, tid=tid
                     )
                 except InvalidTransaction as exc:
                     # Not answered (a flood of forgeries must not become a flood of answers),
@@ -548,18 +548,17 @@ class Node:
         each is then admitted in order, as before, with its verdict. A window at a time: a
         batch that turns out faulty is not read past its first bad transaction, nor verified
         much beyond it. Per transaction: its body, its id and its verdict (None: held)."""
-        window: list[tuple[bytes, Hash32, bool | None]] = []
-        checks = []
+        window: list[tuple[bytes, Hash32, bool]] = []
+        checks: list[SignatureCheck] = []
         for tx in txs:
             body = tx_body(tx)
             tid = txid(body, tx.signature)
-            window.append((body, tid, None))
-            if tid not in self.mempool and tid not in self.early:
+            held = tid in self.mempool or tid in self.early
+            window.append((body, tid, held))
+            if not held:
                 checks.append(signature_check(tx, self.chain.chain_id, body))
         verdicts = iter(verify_many(checks))
-        return [
-            (b, t, None if t in self.mempool or t in self.early else next(verdicts)) for b, t, _ in window
-        ]
+        return [(b, t, None if held else next(verdicts)) for b, t, held in window]
 
     @_own_signature_cache
     def tick(self, now: int) -> list[Outgoing]:
