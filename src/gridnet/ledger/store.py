@@ -25,7 +25,15 @@ STORE_ERRORS = (sqlite3.OperationalError,)
 """What SQLite raises when it cannot write now (disk full, I/O error, locked, read-only): a
 node retries. A corrupt store (``sqlite3.DatabaseError``) or any other error is not."""
 
-_SCHEMA = """
+_PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY, txid BLOB NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL
+)"""
+# The pending table is written for every transaction a node takes in, and rows come and go in
+# arrival order: appending by row id costs a fraction of inserting at a random transaction id
+# (a B-tree keyed by a hash). The writer keeps the row id of each transaction id in memory.
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
     hash BLOB PRIMARY KEY,
@@ -40,22 +48,17 @@ CREATE TABLE IF NOT EXISTS main (
 );
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending (
-    id INTEGER PRIMARY KEY, txid BLOB NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL
-);
 """
-# The pending table is written for every transaction a node takes in, and rows come and go in
-# arrival order: appending by row id costs a fraction of inserting at a random transaction id
-# (a B-tree keyed by a hash). The writer keeps the row id of each transaction id in memory.
+    + _PENDING_TABLE
+    + ";\n"
+)
 
-_PENDING_V1_TO_V2 = """
-ALTER TABLE pending RENAME TO pending_v1;
-CREATE TABLE pending (
-    id INTEGER PRIMARY KEY, txid BLOB NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL
-);
-INSERT INTO pending(txid, data, added) SELECT txid, data, added FROM pending_v1 ORDER BY added;
-DROP TABLE pending_v1;
-"""
+_PENDING_V1_TO_V2 = (
+    "ALTER TABLE pending RENAME TO pending_v1",
+    _PENDING_TABLE,
+    "INSERT INTO pending(txid, data, added) SELECT txid, data, added FROM pending_v1 ORDER BY added",
+    "DROP TABLE pending_v1",
+)
 
 
 class Store:
@@ -97,6 +100,8 @@ class Store:
             if version == b"1" and not readonly:
                 self._upgrade_from_1()
                 version = str(SCHEMA_VERSION).encode()
+            self._pending_order = "added" if version == b"1" else "id"
+            """How the pending rows are read in arrival order (schema 1, read only: by time)."""
         except sqlite3.DatabaseError as exc:
             self._release()
             raise StoreError(f"{path} is not a readable GRIDNET store: {exc}") from None
@@ -115,9 +120,8 @@ class Store:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _PENDING_V1_TO_V2.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in _PENDING_V1_TO_V2:
+                db.execute(statement)
             self.set_meta("schema", str(SCHEMA_VERSION).encode())
         except BaseException:
             db.execute("ROLLBACK")
@@ -298,6 +302,5 @@ class Store:
 
     def pending(self) -> list[tuple[bytes, bytes]]:
         """The pending transactions (id, encoded), in the order they arrived."""
-        order = "id" if self.get_meta("schema") == str(SCHEMA_VERSION).encode() else "added"
-        rows = self.db.execute(f"SELECT txid, data FROM pending ORDER BY {order}")
+        rows = self.db.execute(f"SELECT txid, data FROM pending ORDER BY {self._pending_order}")
         return [(bytes(t), bytes(d)) for t, d in rows]
