@@ -29,7 +29,7 @@ import nacl.signing
 import nacl.utils
 
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
-from gridnet.crypto.hashing import signature_check_id
+from gridnet.crypto.hashing import signature_check_id, signature_check_key
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
 from gridnet.system import usable_cores
@@ -120,20 +120,20 @@ class SignatureCache:
     thread (or context): a node enters its own around everything it does, so in a simulation of
     several nodes in one process each still checks every signature itself."""
 
-    __slots__ = ("_salt", "_seen", "capacity")
+    __slots__ = ("_keyed", "_seen", "capacity")
 
     def __init__(self, capacity: int = 1 << 18) -> None:
         if capacity < 1:
             raise ValueError("a signature cache holds at least one entry")
         self.capacity = capacity
-        self._salt = os.urandom(32)
+        self._keyed = signature_check_key(os.urandom(32))
         self._seen: dict[bytes, None] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def key(self, domain: Domain, public_key: PublicKey, message: bytes, signature: Signature) -> bytes:
-        return signature_check_id(self._salt, domain.value, public_key, signature, message)
+        return signature_check_id(self._keyed, domain.value, public_key, signature, message)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._seen
