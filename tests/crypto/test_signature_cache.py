@@ -9,7 +9,7 @@ from gridnet.crypto.keys import (
     Domain,
     PrivateKey,
     SignatureCache,
-    verification_threads,
+    verification_limit,
     verify_many,
     verify_signature,
 )
@@ -107,12 +107,12 @@ def batch() -> list[tuple[Domain, bytes, bytes, bytes]]:
     return checks
 
 
-@pytest.mark.parametrize("threads", [1, 2, 4])
-def test_a_batch_on_all_cores_has_the_verdicts_of_one_by_one_checks(threads: int) -> None:
+@pytest.mark.parametrize("cores", [1, 2, 4])
+def test_a_batch_on_all_cores_has_the_verdicts_of_one_by_one_checks(cores: int) -> None:
     checks = batch()
     expected = [verify_signature(*c) for c in checks]
     assert expected.count(True) == sum(1 for i in range(200) if i % 5 and i % 7)
-    with verification_threads(threads):
+    with verification_limit(cores):
         assert verify_many(checks) == expected
     assert verify_many([]) == []
 
@@ -122,7 +122,7 @@ def test_a_batch_uses_and_fills_the_current_cache_with_its_successes_only() -> N
     valid = sum(1 for i in range(200) if i % 5 and i % 7)
     malformed = sum(1 for i in range(200) if i % 7 == 0)
     cache = SignatureCache()
-    with cache.active(), verification_threads(2):
+    with cache.active(), verification_limit(2):
         before = snapshot()
         first = verify_many(checks)
         again = verify_many(checks)
@@ -133,6 +133,6 @@ def test_a_batch_uses_and_fills_the_current_cache_with_its_successes_only() -> N
     assert ops.verifies == 2 * (200 - malformed) - valid  # failures checked again (malformed: never)
 
 
-def test_verification_needs_a_thread() -> None:
-    with pytest.raises(ValueError), verification_threads(0):
+def test_verification_needs_a_core() -> None:
+    with pytest.raises(ValueError), verification_limit(0):
         pass

@@ -10,7 +10,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gridnet.crypto.keys import verification_threads
+from gridnet.crypto.hashing import header_hash
+from gridnet.crypto.keys import verification_limit
+from gridnet.encoding import encode
 from gridnet.errors import BlockTransactionInvalid, DuplicateTransaction, InvalidBlock
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.transactions import Transaction
@@ -20,12 +22,12 @@ from tests.helpers import new_chain, sign, test_keys, test_params
 from tests.ledger.forge import forge_block
 
 A, B = test_keys(2)
-N = 40  # (enough for the checks to be spread over threads)
+N = 40  # (enough for the checks to be spread over cores)
 
 
-@pytest.fixture(params=[1, 2], ids=["one-thread", "two-threads"])
+@pytest.fixture(params=[1, 2], ids=["one-core", "two-cores"])
 def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chain]:
-    with verification_threads(request.param):
+    with verification_limit(request.param):
         c = new_chain(tmp_path / "c", test_params([A, B]))
         yield c
         c.close()
@@ -96,3 +98,28 @@ def test_the_last_signature_alone_bad_refuses_the_block(chain: Chain) -> None:
     error = refusal(chain, txs)
     assert isinstance(error, BlockTransactionInvalid)
     assert (error.index, error.rule) == (N, "BadSignature")
+
+
+def test_a_block_refused_for_a_signature_found_while_it_was_written_leaves_no_trace(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """The store writes a block while its last signatures are checked: a bad one rolls the
+    writes back and leaves the state commitment as it was."""
+    txs = payments(chain)
+    root, head = chain.commitment.root, chain.head.hash
+    txs[-1] = forged(txs[-1])
+    block = forge_block(chain, txs)
+    with pytest.raises(BlockTransactionInvalid):
+        chain.add_block(block, now=block.header.timestamp)
+    assert (chain.commitment.root, chain.head.hash) == (root, head)
+    assert chain.account(A.address).nonce == 0
+    path = tmp_path / "c"
+    chain.close()
+    reopened = Chain.open(path)
+    try:
+        assert (reopened.commitment.root, reopened.head.hash, reopened.height) == (root, head, 0)
+        assert reopened.get_block(header_hash(encode(block.header))) is None
+        good = forge_block(reopened, payments(reopened))
+        assert reopened.add_block(good, now=good.header.timestamp).status is AddStatus.EXTENDED
+    finally:
+        reopened.close()

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from gridnet.crypto.hashing import address_digest, txid
-from gridnet.crypto.keys import Domain, PrivateKey, raw_verify, verification_cores, verification_threads
+from gridnet.crypto.keys import Domain, PrivateKey, raw_verify, verification_cores, verification_limit
 from gridnet.encoding import decode, encode
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain
@@ -188,7 +188,7 @@ def run(
         encoded = make_blocks(work, params, keys, blocks, per_block, say)
         say("importing blocks on one core (validate + apply + persist)")
         one = Chain.create(work / "one-core", params)
-        with verification_threads(1):
+        with verification_limit(1):
             n, one_seconds = import_blocks(one, encoded)
         one.close()
         cores = verification_cores()

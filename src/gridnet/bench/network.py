@@ -309,11 +309,23 @@ def _node_figures(node: DevNode) -> dict[str, Any] | None:
 
 
 def _cpu_seconds(node: DevNode) -> float:
-    """CPU time a node process has used so far [s] (0 where /proc cannot tell)."""
+    """CPU time a node process and its children (the processes checking signatures beside it,
+    ``crypto/checkers.py``) have used so far [s] (0 where /proc cannot tell)."""
     if node.process is None:
         return 0.0
+    pid = node.process.pid
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            continue
+    return sum(_process_cpu_seconds(p) for p in [str(pid), *children])
+
+
+def _process_cpu_seconds(pid: str) -> float:
     try:
-        fields = Path(f"/proc/{node.process.pid}/stat").read_text().rpartition(")")[2].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0

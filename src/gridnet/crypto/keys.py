@@ -16,7 +16,6 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -29,6 +28,7 @@ import nacl.signing
 import nacl.utils
 
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
+from gridnet.crypto.checkers import CHECKERS
 from gridnet.crypto.hashing import signature_check_id, signature_check_key
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
@@ -194,102 +194,84 @@ def verify_signature(domain: Domain, public_key: PublicKey, message: bytes, sign
 SignatureCheck = tuple[Domain, PublicKey, bytes, Signature]
 """One check for ``verify_many``: (domain, public key, message, signature)."""
 
-PARALLEL_MIN: Final = 16
-"""Fewest checks ``verify_many`` spreads over threads (fewer are checked in the caller's)."""
+
+def check_signed(signed_message: bytes, public_key: bytes) -> bool:
+    """Does the signature at the front of ``signed_message`` verify for ``public_key``?"""
+    try:
+        _crypto_sign_open(signed_message, public_key)
+    except (_BadSignatureError, ValueError, TypeError):
+        return False
+    return True
 
 
-class _Verifiers:
-    """The threads that check signatures while the caller goes on (libsodium releases the
-    GIL, so they run on all cores): one per core this process may use, started on first use,
-    none after a fork until used again."""
-
-    def __init__(self) -> None:
-        self.threads: int | None = None
-        """Threads checking a batch (None: one per usable core; 1: the caller alone)."""
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_size = 0
-
-    def count(self) -> int:
-        return self.threads if self.threads is not None else usable_cores()
-
-    def pool(self, threads: int) -> ThreadPoolExecutor:
-        if self._pool is None or self._pool_size != threads:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gridnet-verify")
-            self._pool_size = threads
-        return self._pool
-
-    def forget(self) -> None:
-        self._pool, self._pool_size = None, 0
+CORES_ENV: Final = "GRIDNET_CHECK_CORES"
+"""The cores a process spreads its signature checks over when set (default: every usable
+one): a sweep's workers each take one core, so each checks on its own."""
 
 
-_VERIFIERS = _Verifiers()
-os.register_at_fork(after_in_child=_VERIFIERS.forget)
+class _Cores:
+    """How many cores ``verify_stream`` spreads a batch over (None: ``CORES_ENV`` or every
+    usable one)."""
+
+    limit: int | None = None
+
+    @classmethod
+    def count(cls) -> int:
+        if cls.limit is not None:
+            return cls.limit
+        wanted = os.environ.get(CORES_ENV)
+        if wanted is None:
+            return usable_cores()
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"{CORES_ENV}={wanted!r}: expected a whole number of cores, at least 1")
+        return int(wanted)
 
 
 @contextlib.contextmanager
-def verification_threads(threads: int | None) -> Iterator[None]:
-    """Within the block, ``verify_many`` uses at most ``threads`` threads (1: only the
-    caller's; None: one per usable core, the default). For benchmarks that compare one core
-    with all of them in the same process."""
-    if threads is not None and threads < 1:
-        raise ValueError("verification needs at least one thread")
-    before = _VERIFIERS.threads
-    _VERIFIERS.threads = threads
+def verification_limit(cores: int | None) -> Iterator[None]:
+    """Within the block, ``verify_stream`` uses at most ``cores`` cores (1: only the caller;
+    None: every usable one, the default). For benchmarks that compare one core with all of
+    them in the same process."""
+    if cores is not None and cores < 1:
+        raise ValueError("verification needs at least one core")
+    before = _Cores.limit
+    _Cores.limit = cores
     try:
         yield
     finally:
-        _VERIFIERS.threads = before
+        _Cores.limit = before
 
 
 def verification_cores() -> int:
-    """Threads ``verify_many`` uses here (one per usable core unless ``verification_threads``
+    """Cores ``verify_stream`` uses here (every usable one unless ``verification_limit``
     says otherwise)."""
-    return _VERIFIERS.count()
-
-
-def _open_all(signed: list[tuple[bytes, PublicKey]]) -> list[bool]:
-    out = []
-    for signed_message, public_key in signed:
-        try:
-            _crypto_sign_open(signed_message, public_key)
-        except (_BadSignatureError, ValueError, TypeError):
-            out.append(False)
-        else:
-            out.append(True)
-    return out
-
-
-CHUNK: Final = 64
-"""Checks a verification thread takes at a time (the caller may use the first verdicts while
-the rest are checked)."""
+    return _Cores.count()
 
 
 class Verdicts:
     """The verdicts of a batch of checks, as they come (``verify_stream``): ``verdicts[i]``
-    waits for check ``i`` only. The checks are spread in chunks over one thread per usable
-    core while the caller goes on with what it does with each verdict (decoding, applying:
-    the work between signatures runs beside the signatures still being checked). A
-    success is learnt by the caller's ``SignatureCache`` when its verdict is read."""
+    waits for check ``i``'s chunk only, so the caller goes on with what it does with each
+    verdict (decoding, applying) while helper processes check the rest. A success is learnt
+    by the caller's ``SignatureCache`` when its verdict is read."""
 
-    __slots__ = ("_cache", "_chunks", "_keys", "_results", "_slot")
+    __slots__ = ("_batch", "_cache", "_keys", "_results", "_signed", "_slot")
 
     def __init__(
         self,
         results: list[bool],
         slot: dict[int, int],
-        chunks: list[Future[list[bool]] | list[bool]],
+        signed: list[tuple[bytes, PublicKey]],
         keys: list[bytes] | None,
         cache: SignatureCache | None,
     ) -> None:
         self._results = results
-        """Verdict per check; those still in ``slot`` are being checked."""
+        """Verdict per check; those still in ``slot`` are not read yet."""
         self._slot = slot
-        """Check index -> its position among the checks sent to the threads."""
-        self._chunks = chunks
+        """Check index -> its position among the checks made (``signed``)."""
+        self._signed = signed
         self._keys = keys
         self._cache = cache
+        self._batch = CHECKERS.submit(signed, _Cores.count(), check_signed)
 
     def __len__(self) -> int:
         return len(self._results)
@@ -297,11 +279,13 @@ class Verdicts:
     def __getitem__(self, i: int) -> bool:
         position = self._slot.pop(i, None)
         if position is not None:
-            n, offset = divmod(position, CHUNK)
-            chunk = self._chunks[n]
-            if not isinstance(chunk, list):
-                chunk = self._chunks[n] = chunk.result()
-            ok = chunk[offset]
+            batch = self._batch
+            if batch is None:
+                message, public_key = self._signed[position]
+                ok = check_signed(message, public_key)
+            else:
+                n, offset = divmod(position, batch.size)
+                ok = batch.chunk(n)[offset]
             self._results[i] = ok
             if ok and self._cache is not None and self._keys is not None:
                 self._cache.add(self._keys[position])
@@ -310,12 +294,17 @@ class Verdicts:
     def all(self) -> list[bool]:
         return [self[i] for i in range(len(self._results))]
 
+    def cancel(self) -> None:
+        """The verdicts not read yet are no longer wanted: the helpers stop checking them."""
+        if self._batch is not None and self._slot:
+            self._batch.cancel()
+
 
 def verify_stream(checks: Sequence[SignatureCheck]) -> Verdicts:
-    """``verify_signature`` of each check, the checks spread over the cores: what a block's, a
-    gossip batch's or a batch of readings' signatures cost in wall time is their share of the
-    cores. The current ``SignatureCache`` answers what it holds (at once) and learns the new
-    successes, as with ``verify_signature``."""
+    """``verify_signature`` of each check, the checks spread over the cores (``checkers``):
+    what a block's, a gossip batch's or a batch of readings' signatures cost in wall time is
+    their share of the cores. The current ``SignatureCache`` answers what it holds (at once)
+    and learns the new successes, as with ``verify_signature``."""
     results = [False] * len(checks)
     cache = _CURRENT_CACHE.get()
     slot: dict[int, int] = {}
@@ -334,15 +323,7 @@ def verify_stream(checks: Sequence[SignatureCheck]) -> Verdicts:
         slot[i] = len(signed)
         signed.append((signature + domain.value + message, public_key))
     OPS.verifies += len(signed)
-    pieces = [signed[k : k + CHUNK] for k in range(0, len(signed), CHUNK)]
-    threads = _VERIFIERS.count()
-    chunks: list[Future[list[bool]] | list[bool]]
-    if threads <= 1 or len(signed) < PARALLEL_MIN:
-        chunks = [_open_all(piece) for piece in pieces]
-    else:
-        pool = _VERIFIERS.pool(threads)
-        chunks = [pool.submit(_open_all, piece) for piece in pieces]
-    return Verdicts(results, slot, chunks, keys, cache)
+    return Verdicts(results, slot, signed, keys, cache)
 
 
 def verify_many(checks: Sequence[SignatureCheck]) -> list[bool]:

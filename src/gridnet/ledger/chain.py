@@ -52,6 +52,7 @@ from gridnet.ledger.state import ACCOUNTS, Account, StateSource, StateView
 from gridnet.ledger.store import Store
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.transition import (
+    BlockResult,
     HeaderContext,
     VerifiedTx,
     apply_block,
@@ -471,13 +472,20 @@ class Chain:
                 assert c.parent is not None
                 ctx = self.header_context(c.parent, now)
                 failing = c
-                result = apply_block(StateView(overlay), self.commitment, block, ctx, encoded_size=size)
+
+                def write(result: BlockResult, c: BlockEntry = c, block: Block = block) -> None:
+                    # In the store's open transaction, while the block's last signatures are
+                    # checked: if one fails, the transaction is rolled back.
+                    old = [overlay.get(k) for k in result.changes]
+                    undo = encode(UndoRecord(tuple(result.changes), tuple(old)))
+                    pending.update(result.changes)
+                    store.put_block(c.hash, c.height, encode(block.header), encode_body(block))
+                    store.connect(c.hash, c.height, result.changes, undo, result.txids)
+
+                result = apply_block(
+                    StateView(overlay), self.commitment, block, ctx, encoded_size=size, meanwhile=write
+                )
                 commit_undos.append(result.commit_undo)
-                old = [overlay.get(k) for k in result.changes]
-                undo = encode(UndoRecord(tuple(result.changes), tuple(old)))
-                pending.update(result.changes)
-                store.put_block(c.hash, c.height, encode(block.header), encode_body(block))
-                store.connect(c.hash, c.height, result.changes, undo, result.txids)
                 connected.append(block)
             store.set_meta("head", tip.hash)
             store.commit()

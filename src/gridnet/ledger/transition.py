@@ -8,13 +8,14 @@ recompute the state root, and compare each root with the header.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest, header_hash, txid, vote_id
-from gridnet.crypto.keys import Domain, SignatureCheck, verify_signature, verify_stream
+from gridnet.crypto.keys import Domain, SignatureCheck, Verdicts, verify_signature, verify_stream
 from gridnet.crypto.ops import OPS
 from gridnet.encoding import encode
 from gridnet.errors import (
@@ -259,16 +260,22 @@ def split_coinbase(block: Block) -> tuple[Transaction, tuple[Transaction, ...]]:
 # --- blocks -----------------------------------------------------------------------------
 
 
-def check_tx_root(block: Block) -> tuple[list[bytes], list[Hash32]]:
-    """The transactions' bodies and ids, once they are shown (with the block's votes, which
-    follow them in the root) to be those the header commits to. A mismatch (``BadMerkleRoot``)
-    says the *body* is not the header's: the header itself is not at fault and may still
-    arrive with its real transactions."""
-    bodies = [encode((t.payload, t.sender, t.nonce, t.fee)) for t in block.txs]
+def tx_bodies(block: Block) -> list[bytes]:
+    """The transactions' encoded bodies (what each signature and id covers)."""
+    return [encode((t.payload, t.sender, t.nonce, t.fee)) for t in block.txs]
+
+
+def check_tx_root(block: Block, bodies: list[bytes] | None = None) -> list[Hash32]:
+    """The transactions' ids, once they are shown (with the block's votes, which follow them
+    in the root) to be those the header commits to (``bodies``: ``tx_bodies``, when the
+    caller has them). A mismatch (``BadMerkleRoot``) says the *body* is not the header's: the
+    header itself is not at fault and may still arrive with its real transactions."""
+    if bodies is None:
+        bodies = tx_bodies(block)
     ids = [txid(b, t.signature) for b, t in zip(bodies, block.txs, strict=True)]
     if merkle_root(ids + [vote_id(encode(v)) for v in block.votes]) != block.header.tx_root:
         raise BadMerkleRoot(f"block {block.header.height}: transaction root does not match its transactions")
-    return bodies, ids
+    return ids
 
 
 def apply_block(
@@ -278,12 +285,18 @@ def apply_block(
     ctx: HeaderContext,
     *,
     encoded_size: int,
+    meanwhile: Callable[[BlockResult], None] | None = None,
 ) -> BlockResult:
     """Validate ``block`` on top of ``state`` and apply it.
 
     On success ``state`` holds the block's changes and ``commitment`` its new
     root; on failure an :class:`InvalidBlock` names the rule and ``commitment``
     is unchanged.
+
+    ``meanwhile`` is given the result once everything but the last signatures is checked,
+    and runs while they are being checked (a chain writes the block to its store then, in a
+    transaction it rolls back if this raises): the signatures are checked on the other cores
+    while this one goes on.
     """
     header = block.header
     params = ctx.params
@@ -291,13 +304,34 @@ def apply_block(
     if encoded_size > params.max_block_bytes:
         raise BlockTooLarge(f"block {header.height} is {encoded_size} bytes; limit {params.max_block_bytes}")
 
-    # From here on the transactions are the header's own: any failure condemns the header.
-    bodies, txids = check_tx_root(block)
-    coinbase, body = split_coinbase(block)
+    bodies = tx_bodies(block)
     # The signatures are checked on all cores while the rest goes on, as if each held: the
     # block is taken only once they all do, and a bad one is what the block is refused for
     # whenever it would have been found first (stateless checks in order, then the rest).
-    signatures = verify_stream([signature_check(tx, ctx.chain_id, bodies[i]) for i, tx in enumerate(body, 1)])
+    signatures = verify_stream(
+        [signature_check(tx, ctx.chain_id, bodies[i]) for i, tx in enumerate(block.txs[1:], 1)]
+    )
+    try:
+        return _apply_body(state, commitment, block, ctx, bodies, signatures, meanwhile)
+    except BaseException:
+        signatures.cancel()  # (those not read yet are not wanted any more)
+        raise
+
+
+def _apply_body(
+    state: StateView,
+    commitment: StateCommitment,
+    block: Block,
+    ctx: HeaderContext,
+    bodies: list[bytes],
+    signatures: Verdicts,
+    meanwhile: Callable[[BlockResult], None] | None,
+) -> BlockResult:
+    header = block.header
+    params = ctx.params
+    txids = check_tx_root(block, bodies)
+    # From here on the transactions are the header's own: any failure condemns the header.
+    coinbase, body = split_coinbase(block)
 
     def signatures_hold(upto: int) -> None:
         for i in range(1, upto + 1):
@@ -346,14 +380,20 @@ def apply_block(
         reward = apply_coinbase(state, env, coinbase)
         if params.permissioned:
             check_justified(state, header)
+        changes = state.changes()
+        undo = commitment.update(changes)
+        if commitment.root != header.state_root:
+            commitment.revert(undo)
+            raise BadStateRoot(f"block {header.height}: state root does not match the state after it")
     except GridnetError:
         signatures_hold(len(body))
         raise
-    signatures_hold(len(body))
-
-    changes = state.changes()
-    undo = commitment.update(changes)
-    if commitment.root != header.state_root:
+    result = BlockResult(changes=changes, commit_undo=undo, txids=txids, fees=env.fees, reward=reward)
+    try:
+        if meanwhile is not None:
+            meanwhile(result)
+        signatures_hold(len(body))
+    except BaseException:
         commitment.revert(undo)
-        raise BadStateRoot(f"block {header.height}: state root does not match the state after it")
-    return BlockResult(changes=changes, commit_undo=undo, txids=txids, fees=env.fees, reward=reward)
+        raise
+    return result

@@ -45,7 +45,8 @@ _log = logging.getLogger("gridnet.node")
 
 PROFILE_ENV = "GRIDNET_NODE_PROFILE"
 """For benchmarks (``bench/network.py``): "ops" makes the process write, when it stops, the
-cryptographic operations it did (``crypto/ops.py``) and the CPU time it used to
+cryptographic operations it did (``crypto/ops.py``) and the CPU time it and its signature-checking
+helpers (``crypto/checkers.py``) used to
 ``DATA_DIR/node-ops.json``; "cpu" (or "wall") does that and runs it under cProfile, timed by
 its main thread's CPU time (or the wall clock), with the statistics in ``DATA_DIR/node.prof``."""
 PROFILE_NAME = "node.prof"
@@ -274,6 +275,7 @@ def _measured(data_dir: Path, mode: str, body: Callable[[], None]) -> None:
     import cProfile
     import resource
 
+    from gridnet.crypto.checkers import CHECKERS
     from gridnet.crypto.ops import OPS
 
     passes = [0, 0, 0]
@@ -300,11 +302,15 @@ def _measured(data_dir: Path, mode: str, body: Callable[[], None]) -> None:
         gc.callbacks.remove(collected)
         if profile is not None:
             profile.dump_stats(data_dir / PROFILE_NAME)
+        CHECKERS.close()  # (so that the helper processes' CPU time is counted: they are reaped)
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        helpers = resource.getrusage(resource.RUSAGE_CHILDREN)
         figures = {
             **OPS.as_dict(),
             "user_s": usage.ru_utime,
             "system_s": usage.ru_stime,
+            "helpers_user_s": helpers.ru_utime,
+            "helpers_system_s": helpers.ru_stime,
             "gc_passes": passes,
             "gc_s": [round(s, 3) for s in gc_s],
         }

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ConfigError, GridnetError
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import Scenario, scenario_from_dict
@@ -581,10 +582,13 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
 
     if scheduler is None:
         with _ctrl_c_ignored():  # by the worker processes: it stops the sweep, which stops them
+            n_workers = workers or usable_cores()
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers or usable_cores(),
+                n_workers=n_workers,
                 threads_per_worker=1,
                 processes=True,
+                # Each run checks its signatures on its share of the cores (crypto/checkers.py).
+                env={CORES_ENV: str(max(1, usable_cores() // n_workers))},
                 host=LOCAL,
                 dashboard_address=f"{LOCAL}:0",
                 silence_logs=logging.ERROR,
