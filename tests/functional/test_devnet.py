@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from gridnet.crypto.keys import CORES_ENV
 from gridnet.ledger.chain import Chain
-from gridnet.node.devnet import Devnet
+from gridnet.node.devnet import Devnet, cores_each
 from tests.helpers import wait_for
 
 LINK_S = 120.0
@@ -53,6 +54,11 @@ def test_four_nodes_converge_and_every_process_is_stopped(tmp_path: Path) -> Non
     net = Devnet(tmp_path / "devnet", 4, hashes_per_tick=100)
     try:
         net.start()
+        for node in net.nodes:  # four nodes on one machine: each checks on its share of it
+            assert node.process is not None
+            env = Path(f"/proc/{node.process.pid}/environ").read_bytes().split(b"\0")
+            share = os.environ.get(CORES_ENV, str(cores_each(4)))
+            assert f"{CORES_ENV}={share}".encode() in env
         assert wait_for(lambda: all(s.peers == 3 for s in net.status()), LINK_S), (
             f"every node linked to the 3 others: {net.status()}\n{link_events(net)}"
         )

@@ -49,7 +49,7 @@ from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.transactions import min_fee, sign_transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import flood
-from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
+from gridnet.node.devnet import LOCAL, DevNode, cores_each, free_port, stop_all
 from gridnet.node.process import OPS_NAME, PROFILE_ENV, PROFILE_NAME
 from gridnet.system import usable_cores
 from gridnet.units import UNITS_PER_GNC
@@ -78,7 +78,7 @@ def propagation(root: Path, seconds: float = 20.0) -> dict[str, Any]:
     params = _params(3_600_000, 10)
     nodes = []
     for i in range(4):
-        node = DevNode(f"n{i}", root / f"p{i}", free_port(), free_port())
+        node = DevNode(f"n{i}", root / f"p{i}", free_port(), free_port(), check_cores=cores_each(4))
         Chain.create(node.data_dir, params).close()
         write_key_file(node.data_dir / "node.key", PrivateKey.generate())
         nodes.append(node)
@@ -203,7 +203,8 @@ def gossip(root: Path, n_tx: int, say: Progress) -> dict[str, Any]:
     senders = [PrivateKey.from_label(f"bench-gossip-{i}") for i in range(200)]
     funded = tuple(Allocation(k.address, 100 * UNITS_PER_GNC) for k in senders)
     params = msgspec.structs.replace(_params(3_600_000, 10), allocations=funded)
-    nodes = [DevNode(f"g{i}", root / f"g{i}", free_port(), free_port()) for i in range(4)]
+    share = cores_each(4)
+    nodes = [DevNode(f"g{i}", root / f"g{i}", free_port(), free_port(), check_cores=share) for i in range(4)]
     for node in nodes:
         Chain.create(node.data_dir, params).close()
         write_key_file(node.data_dir / "node.key", PrivateKey.generate())

@@ -10,6 +10,7 @@ error — every process it started is stopped by its PID (SIGTERM, then SIGKILL)
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import socket
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from gridnet.crypto.keys import PrivateKey, write_key_file
+from gridnet.crypto.keys import CORES_ENV, PrivateKey, write_key_file
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import (
@@ -41,6 +42,7 @@ from gridnet.ledger.store import DB_NAME
 from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.clock import Clock
 from gridnet.sim.output import prepare_out_dir
+from gridnet.system import usable_cores
 from gridnet.units import UNITS_PER_GNC
 
 LOCAL = "127.0.0.1"
@@ -84,11 +86,17 @@ class DevNode:
     port: int
     api_port: int
     process: subprocess.Popen[bytes] | None = None
+    check_cores: int | None = None
+    """The cores it checks signatures on (``CORES_ENV``; None: every usable one): nodes that
+    share a machine take a share each, unless the environment already says."""
 
     def start(self, *extra: str) -> None:
         """Start ``gridnet node`` on this data directory with its ports (and ``extra`` args),
         with an unencrypted node key (created if missing). It logs into ``DATA_DIR/node.log``;
         what it prints (a start-up error, a crash) goes to ``DATA_DIR/console.log``."""
+        env = dict(os.environ)
+        if self.check_cores is not None:
+            env.setdefault(CORES_ENV, str(self.check_cores))
         cmd = [
             sys.executable,
             "-m",
@@ -106,7 +114,7 @@ class DevNode:
         ]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with (self.data_dir / CONSOLE_LOG).open("ab") as out:
-            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def client(self) -> NodeClient:
         """A client of this node's API with the token it wrote (once it runs)."""
@@ -126,6 +134,11 @@ class DevNode:
                 return json.loads(r.read())  # type: ignore[no-any-return]
         except (urllib.error.URLError, OSError, ValueError):
             return None
+
+
+def cores_each(nodes: int) -> int:
+    """Cores each of ``nodes`` node processes on this machine checks signatures on."""
+    return max(1, usable_cores() // max(1, nodes))
 
 
 def devnet_params(
@@ -171,7 +184,11 @@ class Devnet:
             raise ConfigError(f"consensus {consensus!r} is not one of {', '.join(CONSENSUS_KINDS)}")
         prepare_out_dir(root, "devnet")
         self.root = root
-        self.nodes = [DevNode(f"n{i}", root / f"n{i}", free_port(), free_port()) for i in range(count)]
+        share = cores_each(count)
+        self.nodes = [
+            DevNode(f"n{i}", root / f"n{i}", free_port(), free_port(), check_cores=share)
+            for i in range(count)
+        ]
         if consensus == "poa" and params is None:
             keys = tuple(PrivateKey.generate() for _ in self.nodes[: validators or count])
             for node, key in zip(self.nodes, keys, strict=False):
