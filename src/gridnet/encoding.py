@@ -77,13 +77,12 @@ def decode_lenient(
 ) -> T:
     """Strict decode without the canonical re-encoding check (for callers that check it
     once over a larger enclosing object)."""
-    name = what or _name(type_)
     if len(data) > max_bytes:
-        raise Oversize(f"{name}: {len(data)} bytes exceeds the limit of {max_bytes}")
+        raise Oversize(f"{what or _name(type_)}: {len(data)} bytes exceeds the limit of {max_bytes}")
     try:
         return _decoder(type_).decode(data)  # type: ignore[no-any-return,arg-type]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise _classify(exc, name) from None
+        raise _classify(exc, what or _name(type_)) from None
 
 
 def decode(data: bytes, type_: type[T], *, max_bytes: int = DEFAULT_MAX_BYTES, what: str | None = None) -> T:
