@@ -4,6 +4,7 @@ one-by-one verdicts whatever happens to the helpers, and the helpers stop with t
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -209,3 +210,20 @@ def test_a_stuck_helper_is_replaced_and_its_chunks_checked_by_the_caller(
     again = checks(300, "after stuck")
     assert verify_many(again) == expected(again)
     assert CHECKERS.pids() and CHECKERS.pids() != [pid]
+
+
+def test_helpers_serve_a_process_holding_more_than_1024_descriptors(two_cores: None) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        CHECKERS.close()  # the next helpers' sockets get descriptors above 1024
+        batch = checks(300, "fds")
+        assert verify_many(batch) == expected(batch)
+    finally:
+        for fd in held:
+            os.close(fd)
+        CHECKERS.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

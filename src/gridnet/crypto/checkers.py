@@ -191,13 +191,16 @@ class Batch:
     def _read(self) -> None:
         """Wait for a report from a helper still on this batch."""
         by_fd = {h.sock.fileno(): h for h in self._busy}
-        ready, _, _ = select.select(list(by_fd), [], [], STALL_S)
+        poll = select.poll()  # (not select(): a node may hold more than 1,024 descriptors)
+        for fd in by_fd:
+            poll.register(fd, select.POLLIN)
+        ready = poll.poll(STALL_S * 1000)
         if not ready:  # stuck (stopped, or starved for a long time): its chunks are the caller's
             for helper in list(self._busy):
                 self._owner.lost(helper)
             self._busy.clear()
             return
-        for fd in ready:
+        for fd, _event in ready:
             helper = by_fd[fd]
             try:
                 report = helper.sock.recv(_DONE.size)
