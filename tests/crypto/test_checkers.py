@@ -51,7 +51,10 @@ def expected(batch: list[SignatureCheck]) -> list[bool]:
 
 @pytest.fixture
 def two_cores() -> Iterator[None]:
+    """Two cores, with the helper up (a batch started it)."""
     with verification_limit(2):
+        verify_many(checks(100, "start"))
+        wait_until(lambda: CHECKERS.helpers and all(h.came_up() for h in CHECKERS.helpers), "a helper")
         yield
 
 
@@ -87,10 +90,20 @@ def test_a_shared_batch_has_the_one_by_one_verdicts_in_any_reading_order(two_cor
     batch = checks(300)
     want = expected(batch)
     assert verify_many(batch) == want
-    assert CHECKERS.pids(), "a helper process took part"
     verdicts = verify_stream(batch)
     order = list(range(300))[::-7] + list(range(300))
     assert [verdicts[i] for i in order] == [want[i] for i in order]
+
+
+def test_the_helper_checks_chunks_while_the_caller_does_something_else(two_cores: None) -> None:
+    batch = checks(400, "helped")
+    helped = CHECKERS.helped
+    verdicts = verify_stream(batch)
+    shared = CHECKERS._batch
+    assert shared is not None
+    wait_until(lambda: shared.taken() == shared.chunks, "the helper to take every chunk")
+    assert verdicts.all() == expected(batch)
+    assert CHECKERS.helped - helped == shared.chunks
 
 
 def test_a_batch_left_unread_is_settled_before_the_next_one_takes_its_memory(two_cores: None) -> None:

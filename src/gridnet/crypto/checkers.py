@@ -15,9 +15,10 @@ A batch stays in the shared memory until the next one: ``Checkers.submit`` first
 previous batch (what is left of it is checked, its verdicts kept in the caller's memory, and the
 helpers are done with it). Only closing cancels a batch (every chunk marked taken).
 
-Helpers start on the first batch big enough to share (the caller checks chunks itself until
-they are up), read their work from a socket and stop when it closes: when this process exits or
-dies, or forks (a child starts its own). A helper that dies is replaced on the next batch, and
+Helpers start on the first batch big enough to share and are given batches once they said
+they are up (until then the caller checks alone: it never waits for a helper to start). They
+read their work from a socket and stop when it closes: when this process exits or dies, or
+forks (a child starts its own). A helper that dies is replaced on the next batch, and
 its unfinished chunks are checked by the caller.
 """
 
@@ -93,13 +94,31 @@ class _Region:
 
 
 class _Helper:
-    __slots__ = ("pid", "proc", "region_version", "sock")
+    __slots__ = ("pid", "proc", "ready", "region_version", "sock")
 
     def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.sock = sock
         self.region_version = 0
+        self.ready = False
+        """It said it is up: only then is it given batches (the caller does not wait for a
+        helper that is still starting)."""
+
+    def came_up(self) -> bool | None:
+        """Whether it is up, without waiting (None: it died starting)."""
+        if not self.ready:
+            poll = select.poll()
+            poll.register(self.sock.fileno(), select.POLLIN)
+            if poll.poll(0):
+                try:
+                    report = self.sock.recv(_DONE.size)
+                except OSError:
+                    report = b""
+                if report != _DONE.pack(0, _IDLE):
+                    return None
+                self.ready = True
+        return self.ready
 
 
 class Batch:
@@ -127,6 +146,11 @@ class Batch:
         m = self._owner.region.map
         assert m is not None
         return m
+
+    def taken(self) -> int:
+        """Chunks someone has taken so far."""
+        m = self._region()
+        return sum(m[self.flags : self.flags + self.chunks])
 
     def _take(self, k: int) -> bool:
         """Mark chunk ``k`` taken; False when someone already had."""
@@ -216,6 +240,7 @@ class Batch:
             if k == _IDLE:
                 self._busy.discard(helper)
             elif self.verdicts[k] is None:
+                self._owner.helped += 1
                 lo = k * self.size
                 n = min(self.size, len(self.signed) - lo)
                 raw = self._region()[self.results + lo : self.results + lo + n]
@@ -232,6 +257,8 @@ class Checkers:
         self._batch: Batch | None = None
         """The batch in the shared memory (settled before the next is written)."""
         self._ident = 0
+        self.helped = 0
+        """Chunks whose verdicts came from a helper (since this process started)."""
 
     def submit(self, signed: Sequence[tuple[bytes, bytes]], cores: int, check: CheckOne) -> Batch | None:
         """Share ``signed`` (signed message, public key) with ``cores - 1`` helpers; None when
@@ -244,7 +271,7 @@ class Checkers:
                 self._batch.settle()
                 self._batch = None
             self._start(cores - 1)
-            self._ident = (self._ident + 1) & 0x7FFFFFFF
+            self._ident = self._ident % 0x7FFFFFFF + 1  # (0 is a helper's word that it is up)
             batch = Batch(self, signed, size, self._ident, check)
             self._write(batch)
             self._batch = batch
@@ -270,8 +297,15 @@ class Checkers:
         m[data:need] = b"".join(parts)
         m[table:data] = struct.pack(f"<{n + 1}Q", *offsets)
         batch.flags, batch.results = flags, results
-        for i, helper in enumerate(self.helpers):
-            first = i * batch.chunks // len(self.helpers)
+        up = []
+        for helper in list(self.helpers):
+            state = helper.came_up()
+            if state is None:
+                self.lost(helper)
+            elif state:
+                up.append(helper)
+        for i, helper in enumerate(up):
+            first = i * batch.chunks // len(up)
             job = _JOB.pack(batch.ident, n, batch.size, first, flags, results, table)
             try:
                 if helper.region_version != self.region.version:
@@ -316,19 +350,15 @@ class Checkers:
         return [h.pid for h in self.helpers if h.proc.poll() is None]
 
     def close(self) -> None:
-        """Stop the helpers (they exit when their socket closes) and free the memory."""
+        """Stop the helpers and free the memory."""
         with self.lock:
             if self._batch is not None:
                 self._batch.cancel()
                 self._batch = None
-            for helper in self.helpers:
+            for helper in self.helpers:  # (none is on a batch now: each may just go)
                 helper.sock.close()
-            for helper in self.helpers:
-                try:
-                    helper.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    helper.proc.kill()
-                    helper.proc.wait()
+                helper.proc.kill()
+                helper.proc.wait()
             self.helpers = []
             self.region.close()
 
@@ -353,6 +383,7 @@ os.register_at_fork(after_in_child=CHECKERS.forget)
 def serve(sock: socket.socket, check: CheckOne) -> None:
     """A helper's loop: check the chunks of each batch it is given until its socket closes."""
     region: mmap.mmap | None = None
+    sock.send(_DONE.pack(0, _IDLE))  # up (batch ids start at 1)
     while True:
         try:
             job, fds, _flags, _addr = socket.recv_fds(sock, _JOB.size, 1)
