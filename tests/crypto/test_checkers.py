@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gridnet.crypto import checkers
-from gridnet.crypto.checkers import CHECKERS, CHUNK_MAX, CHUNK_MIN, chunk_size
+from gridnet.crypto.checkers import CHECKERS, CHUNK_MAX, CHUNK_MIN, SHARE_MIN, chunk_size
 from gridnet.crypto.keys import (
     CORES_ENV,
     Domain,
@@ -53,7 +53,7 @@ def expected(batch: list[SignatureCheck]) -> list[bool]:
 def two_cores() -> Iterator[None]:
     """Two cores, with the helper up (a batch started it)."""
     with verification_limit(2):
-        verify_many(checks(100, "start"))
+        verify_many(checks(200, "start"))
         wait_until(lambda: CHECKERS.helpers and all(h.came_up() for h in CHECKERS.helpers), "a helper")
         yield
 
@@ -82,7 +82,7 @@ def test_chunks_are_small_enough_for_every_core_and_big_enough_to_be_worth_a_rep
     assert chunk_size(40, 2) == 10
     assert chunk_size(10, 2) == CHUNK_MIN
     assert chunk_size(100_000, 2) == CHUNK_MAX
-    assert CHECKERS.submit([(b"x", b"k")] * 10, 2, lambda m, k: True) is None  # too small to share
+    assert CHECKERS.submit([(b"x", b"k")] * (SHARE_MIN - 1), 2, lambda m, k: True) is None  # too few
     assert CHECKERS.submit([(b"x", b"k")] * 100, 1, lambda m, k: True) is None  # one core: caller
 
 
@@ -115,7 +115,7 @@ def test_a_batch_left_unread_is_settled_before_the_next_one_takes_its_memory(two
 
 
 def test_verdicts_hold_when_a_helper_is_killed_in_the_middle_of_a_batch(two_cores: None) -> None:
-    verify_many(checks(100, "warm"))
+    verify_many(checks(200, "warm"))
     (pid,) = CHECKERS.pids()
     batch = checks(600, "kill")
     verdicts = verify_stream(batch)
@@ -143,17 +143,17 @@ def test_threads_checking_at_once_each_get_their_own_verdicts(two_cores: None) -
 
 
 def test_closing_stops_the_helpers_and_the_next_batch_starts_new_ones(two_cores: None) -> None:
-    verify_many(checks(100))
+    verify_many(checks(200))
     pids = CHECKERS.pids()
     assert pids
     CHECKERS.close()
     assert not any(alive(p) for p in pids)
-    batch = checks(100, "again")
+    batch = checks(200, "again")
     assert verify_many(batch) == expected(batch)
 
 
 def test_a_forked_child_checks_with_its_own_helpers_and_leaves_the_parents_alone(two_cores: None) -> None:
-    verify_many(checks(100))
+    verify_many(checks(200))
     parent_helpers = CHECKERS.pids()
     batch = checks(200, "fork")
     want = expected(batch)
@@ -177,7 +177,7 @@ def test_helpers_stop_when_their_caller_is_killed(tmp_path: Path) -> None:
         "from gridnet.crypto.keys import verification_limit, verify_many\n"
         "from tests.crypto.test_checkers import checks\n"
         "with verification_limit(2):\n"
-        "    verify_many(checks(100))\n"
+        "    verify_many(checks(200))\n"
         "print(*CHECKERS.pids(), flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -210,7 +210,7 @@ def test_a_stuck_helper_is_replaced_and_its_chunks_checked_by_the_caller(
     two_cores: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(checkers, "STALL_S", 1.0)
-    verify_many(checks(100, "warm"))
+    verify_many(checks(200, "warm"))
     (pid,) = CHECKERS.pids()
     batch = checks(400, "stuck")
     os.kill(pid, signal.SIGSTOP)

@@ -22,7 +22,7 @@ from tests.helpers import new_chain, sign, test_keys, test_params
 from tests.ledger.forge import forge_block
 
 A, B = test_keys(2)
-N = 40  # (enough for the checks to be spread over cores)
+N = 160  # (enough for the checks to be spread over cores: checkers.SHARE_MIN)
 
 
 @pytest.fixture(params=[1, 2], ids=["one-core", "two-cores"])

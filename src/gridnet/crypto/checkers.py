@@ -45,6 +45,10 @@ CHUNK_MAX: Final = 32
 """Checks per chunk: enough that a chunk's report costs little beside it (a check is about
 70 us), few enough that a block of a few dozen transactions still has a chunk per core."""
 
+SHARE_MIN: Final = 128
+"""Fewest checks shared with the helpers: a batch's fixed costs (writing it, waking a helper,
+its reports) are worth it only against several chunks of work."""
+
 STALL_S: Final = 30.0
 """A helper that reports nothing for this long while the caller waits is stopped and replaced."""
 
@@ -264,7 +268,7 @@ class Checkers:
         """Share ``signed`` (signed message, public key) with ``cores - 1`` helpers; None when
         the batch is too small to share (the caller checks it alone)."""
         size = chunk_size(len(signed), cores)
-        if cores < 2 or len(signed) < 2 * size:
+        if cores < 2 or len(signed) < max(SHARE_MIN, 2 * size):
             return None
         with self.lock:
             if self._batch is not None:
