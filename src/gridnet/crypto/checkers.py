@@ -387,7 +387,10 @@ os.register_at_fork(after_in_child=CHECKERS.forget)
 def serve(sock: socket.socket, check: CheckOne) -> None:
     """A helper's loop: check the chunks of each batch it is given until its socket closes."""
     region: mmap.mmap | None = None
-    sock.send(_DONE.pack(0, _IDLE))  # up (batch ids start at 1)
+    try:
+        sock.send(_DONE.pack(0, _IDLE))  # up (batch ids start at 1)
+    except OSError:
+        return  # (the caller is gone)
     while True:
         try:
             job, fds, _flags, _addr = socket.recv_fds(sock, _JOB.size, 1)
