@@ -323,7 +323,9 @@ class Checkers:
             batch._busy.add(helper)
 
     def _start(self, count: int) -> None:
-        self.helpers = [h for h in self.helpers if h.proc.poll() is None]
+        for helper in list(self.helpers):
+            if helper.proc.poll() is not None:
+                self.lost(helper)  # (died between batches: its socket closed, it is replaced)
         while len(self.helpers) < count:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
