@@ -182,9 +182,7 @@ def verify_signature(domain: Domain, public_key: PublicKey, message: bytes, sign
             OPS.verifies_cached += 1
             return True
     OPS.verifies += 1
-    try:
-        _crypto_sign_open(signature + domain.value + message, public_key)
-    except (_BadSignatureError, ValueError, TypeError):
+    if not check_signed(signature + domain.value + message, public_key):
         return False
     if cache is not None:
         cache.add(key)
