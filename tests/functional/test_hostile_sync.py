@@ -40,6 +40,7 @@ from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import dial, frame, read_frame
+from gridnet.node.config import CONFIG_NAME
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.messages import (
     MAX_HEADERS,
@@ -67,6 +68,8 @@ HONEST_BLOCKS = 100
 LIE = 10**12
 """The work a hostile peer announces."""
 MB = 1 << 20
+EXPIRING_TIMEOUT_MS = 2_000
+"""The victim's request timeout where its pending headers must expire within the test."""
 
 
 def new_node(root: Path, name: str, params: ChainParams) -> DevNode:
@@ -226,6 +229,8 @@ def test_100k_cheap_headers_from_a_peer_that_leaves_do_not_stop_the_sync(
     params, cheap = poisoning
     per_peer = NodeConfig.max_headers_per_peer
     victim, honest = new_node(tmp_path, "victim", params), new_node(tmp_path, "honest", params)
+    # Pending headers expire after 12 request timeouts: 24 s here rather than the default 60 s.
+    (victim.data_dir / CONFIG_NAME).write_text(f"request_timeout_ms = {EXPIRING_TIMEOUT_MS}\n")
     honest_chain(honest.data_dir, params, HONEST_BLOCKS)
     assert branch_work(params, cheap) < (HONEST_BLOCKS + 1) * work_of_target(params.initial_target_int)
     nodes += [victim, honest]

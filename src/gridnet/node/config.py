@@ -52,6 +52,8 @@ class NodeSettings:
     """Pending transactions held, at most."""
     mempool_max_mb: int = 64
     """Encoded size of the pending transactions held, at most [MiB] (in memory about 4 to 8 times that)."""
+    request_timeout_ms: int = 5_000
+    """A request unanswered this long is asked again [ms]; stalled pending headers go after 12 times it."""
     log_level: str = "info"
     """debug, info, warning or error."""
     debug: tuple[str, ...] = ()
@@ -74,10 +76,13 @@ _INT_LIMITS: Final = {
     "hashes_per_tick": 10_000_000,
     "mempool_max_txs": 10_000_000,
     "mempool_max_mb": 1_000_000,
+    "request_timeout_ms": 600_000,
     "log_max_mb": 100_000,
     "log_files": 1_000,
 }
 """The largest value of each whole-number setting (beyond it a setting only does harm)."""
+_INT_LEAST: Final = {"request_timeout_ms": 100}
+"""The least, where it is not 1 (below it a setting only does harm)."""
 
 
 def _field_docs() -> dict[str, str]:
@@ -152,9 +157,9 @@ def _checked(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be true or false, not {value!r}")
         return value
     if kind == "int":
-        most = _INT_LIMITS[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-            raise ConfigError(f"{where} must be a whole number from 1 to {most:,}, not {value!r}")
+        least, most = _INT_LEAST.get(key, 1), _INT_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise ConfigError(f"{where} must be a whole number from {least:,} to {most:,}, not {value!r}")
         return value
     if kind == "str":
         if not isinstance(value, str):

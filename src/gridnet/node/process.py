@@ -116,7 +116,7 @@ async def serve(
         # Periods meant in real time, expressed on the node's clock.
         template_refresh_ms=clock.span(NodeConfig.template_refresh_ms),
         status_interval_ms=clock.span(NodeConfig.status_interval_ms),
-        request_timeout_ms=clock.span(NodeConfig.request_timeout_ms),
+        request_timeout_ms=clock.span(s.request_timeout_ms),
     )
     name = address_to_text(key.address)
     node = Node(name, chain, config, rng=random.SystemRandom())  # a fan-out nobody can predict
