@@ -8,7 +8,7 @@ a checkpoint (so a failing transaction leaves no trace while a block is built).
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from msgspec.structs import replace
 
@@ -19,15 +19,37 @@ from gridnet.units import Address, Height, Units
 V = TypeVar("V", bound=Wire)
 
 
-class Table(Generic[V]):
-    """One kind of state entry: a key prefix and the value's type."""
+DECODED_MAX: Final = 1 << 16
+"""Decoded values a table keeps for the views that read them, at most (then it starts over)."""
 
-    __slots__ = ("name", "prefix", "value_type")
+
+class Table(Generic[V]):
+    """One kind of state entry: a key prefix and the value's type.
+
+    A table keeps the objects it decoded, by their encoded bytes, for every view in the
+    process: the same account is read by the mempool's trial, the block template and the
+    block, on every chain in the process, and decoding was a view's largest cost. Sharing
+    them is safe because state values are deeply immutable (frozen structs of tuples,
+    bytes and numbers; a test checks every table)."""
+
+    __slots__ = ("decoded", "name", "prefix", "value_type")
 
     def __init__(self, name: str, prefix: bytes, value_type: type[V]) -> None:
         self.name = name
         self.prefix = prefix
         self.value_type = value_type
+        self.decoded: dict[bytes, V] = {}
+
+    def decode(self, raw: bytes) -> V:
+        """``raw`` decoded as this table's value (one decode per distinct bytes, until
+        ``DECODED_MAX`` are held)."""
+        obj = self.decoded.get(raw)
+        if obj is None:
+            obj = decode_lenient(raw, self.value_type)
+            if len(self.decoded) >= DECODED_MAX:
+                self.decoded.clear()
+            self.decoded[raw] = obj
+        return obj
 
     def key(self, k: bytes) -> bytes:
         return self.prefix + k
@@ -127,7 +149,7 @@ class StateView:
         obj = self._objects.get(fk, _MISSING)
         if obj is _MISSING:
             raw = self._base.get(fk)
-            obj = None if raw is None else decode_lenient(raw, table.value_type)
+            obj = None if raw is None else table.decode(raw)
             self._objects[fk] = obj
         return obj  # type: ignore[no-any-return]
 

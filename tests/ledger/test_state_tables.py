@@ -1,0 +1,77 @@
+"""State tables share decoded values between views: safe only while every value is immutable."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import msgspec
+import pytest
+
+import gridnet.ledger.chain  # noqa: F401  (registers every table: the transactions' and PoA's)
+from gridnet.encoding import U63, Wire, encode
+from gridnet.ledger import state as state_module
+from gridnet.ledger.state import _TABLES, ACCOUNTS, Account, StateView
+
+
+def mutable_part(tp: Any, seen: set[type]) -> str | None:
+    """Where a value of type ``tp`` could be changed in place (None: nowhere)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return mutable_part(typing.get_args(tp)[0], seen)
+    if origin in (list, dict, set) or tp in (list, dict, set, bytearray):
+        return str(tp)
+    if origin is not None:
+        return next(
+            (m for a in typing.get_args(tp) if a is not Ellipsis if (m := mutable_part(a, seen))), None
+        )
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        if tp in seen:
+            return None
+        seen.add(tp)
+        if not tp.__struct_config__.frozen:
+            return f"{tp.__name__} (not frozen)"
+        hints = typing.get_type_hints(tp, include_extras=True)
+        return next(
+            (f"{tp.__name__}.{n}: {m}" for n, h in hints.items() if (m := mutable_part(h, seen))), None
+        )
+    return None
+
+
+class Listed(Wire, frozen=True):
+    values: list[U63]
+
+
+class Holder(Wire, frozen=True):
+    inner: tuple[Listed, ...]
+
+
+def test_the_check_finds_a_list_however_deep() -> None:
+    assert mutable_part(Account, set()) is None
+    found = mutable_part(Holder, set())
+    assert found is not None and found.startswith("Holder.inner: Listed.values: list[")
+
+
+@pytest.mark.parametrize("name", sorted(t.name for t in _TABLES.values()))
+def test_every_table_value_is_deeply_immutable(name: str) -> None:
+    table = next(t for t in _TABLES.values() if t.name == name)
+    assert mutable_part(table.value_type, set()) is None
+
+
+def test_views_over_different_states_share_one_decoded_value() -> None:
+    raw = encode(Account(balance=7, nonce=3))
+    a = StateView({ACCOUNTS.key(b"a" * 20): raw})
+    b = StateView({ACCOUNTS.key(b"b" * 20): bytes(raw)})  # equal bytes, another object
+    first, second = a.get(ACCOUNTS, b"a" * 20), b.get(ACCOUNTS, b"b" * 20)
+    assert first == Account(balance=7, nonce=3)
+    assert first is second
+
+
+def test_a_full_table_starts_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_module, "DECODED_MAX", 3)
+    ACCOUNTS.decoded.clear()
+    for n in range(3):
+        ACCOUNTS.decode(encode(Account(balance=n)))
+    assert len(ACCOUNTS.decoded) == 3
+    assert ACCOUNTS.decode(encode(Account(balance=9))) == Account(balance=9)
+    assert len(ACCOUNTS.decoded) == 1
