@@ -189,11 +189,19 @@ def _digest(node: _Node) -> Hash32:
         return d
     if node.entries is not None:
         if node.entries:
-            d = state_bucket(b"".join(leaf for _, leaf in sorted(node.entries.values())))
+            d = state_bucket(b"".join([leaf for _, leaf in sorted(node.entries.values())]))
         else:
             d = EMPTY
     else:
         assert node.children is not None
-        d = state_node(b"".join(EMPTY if c is None else _digest(c) for c in node.children))
+        # (Most children are unchanged: their digest is read here, without a call.)
+        d = state_node(
+            b"".join(
+                [
+                    EMPTY if c is None else c.digest if c.digest is not None else _digest(c)
+                    for c in node.children
+                ]
+            )
+        )
     node.digest = d
     return d
