@@ -83,6 +83,39 @@ def test_a_trial_root_reverted_leaves_every_digest_right_for_the_next_root(
         assert tree.root == rebuilt(state)
 
 
+@settings(max_examples=60, deadline=None)
+@given(base=ops, templates=st.lists(ops, min_size=1, max_size=5))
+def test_templates_on_one_head_grow_one_undo_that_puts_the_head_back(
+    base: list[tuple[bytes, bytes | None]], templates: list[list[tuple[bytes, bytes | None]]]
+) -> None:
+    """A chain's templates on one head: each update goes on from the last (with what it
+    changed that the next does not, set back to the head's value), one undo grows to revert
+    them all; every root is a rebuild's, and the revert leaves every digest right."""
+    head = {k: v for k, v in dict(base).items() if v is not None}
+    tree = StateCommitment.from_items(head.items())
+    head_root = tree.root
+    undo = None
+    last: dict[bytes, bytes | None] = {}
+    for template in templates:
+        changes = dict(template)
+        delta = {k: v for k, v in changes.items() if k not in last or last[k] != v}
+        delta.update({k: head.get(k) for k in last.keys() - changes.keys()})
+        undo = tree.update(delta, undo)
+        last = changes
+        state = dict(head)
+        for k, v in changes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        assert tree.root == rebuilt(state)
+    assert undo is not None
+    tree.revert(undo)
+    assert tree.root == head_root == rebuilt(head)
+    tree.update({KEYS[0]: b"next"})  # the digests put back serve the next root
+    assert tree.root == rebuilt({**head, KEYS[0]: b"next"})
+
+
 def test_shape_splits_and_merges_canonically() -> None:
     tree = StateCommitment()
     keys = [os.urandom(21) for _ in range(3_000)]

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.ledger.chain import Chain
+from gridnet.errors import BadStateRoot
+from gridnet.ledger.blocks import Block
+from gridnet.ledger.chain import BlockTemplate, Chain
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.transition import VerifiedTx, validate_transaction
 from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.units import UNITS_PER_GNC
-from tests.helpers import GENESIS_TIME, INTERVAL, extend, new_chain, sign, test_keys, test_params
+from tests.helpers import GENESIS_TIME, INTERVAL, extend, new_chain, remine, sign, test_keys, test_params
 
 KEYS = test_keys(3)
 MINER = PrivateKey.from_label("restamp-miner").address
@@ -144,3 +148,86 @@ def test_a_template_moves_no_earlier_than_a_time_its_rules_relied_on(tmp_path: P
     assert chain.extend(tpl, [], t0 + 999) is None
     moved = chain.restamp(tpl, t0 + 1_000)
     assert moved is not None and moved.block.header.timestamp == t0 + 1_000
+
+
+def test_a_template_left_on_the_commitment_is_gone_once_a_block_arrives(tmp_path: Path) -> None:
+    """A template's changes stay on the chain's commitment for the next template's root;
+    a block that moves the head finds the head's commitment, and so do the store and the
+    next template."""
+    params = test_params(KEYS)
+    chain, other = new_chain(tmp_path / "a", params), new_chain(tmp_path / "b", params)
+    extend(other)
+    t0 = other.head.header.timestamp
+    txs = transfers(chain, 6)
+    first = chain.build_block(MINER, txs[:3], now=t0)
+    assert chain.extend(first, txs, t0 + 1) is not None
+    arrived = other.block_at(1)
+    assert arrived is not None
+    chain.add_block(arrived, now=t0)  # (its state root is checked on the head's commitment)
+    assert chain.commitment.root == chain.head.header.state_root == arrived.header.state_root
+    tpl = chain.build_block(MINER, txs, now=t0 + INTERVAL)
+    solved = remine(tpl.block)
+    other.add_block(solved, now=solved.header.timestamp)  # (its state root is checked there)
+    assert other.head.hash == header_hash(encode(solved.header))
+    chain.close()
+    reopened = Chain.open(tmp_path / "a")  # (the stored state is the head's)
+    assert reopened.commitment.root == arrived.header.state_root
+    reopened.close()
+
+
+def counting_applies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Heights of the blocks the chain module applies from here on."""
+    from gridnet.ledger import chain as chain_module
+
+    applied: list[int] = []
+    real = chain_module.apply_block
+
+    def counted(state: Any, commitment: Any, block: Block, *args: Any, **kw: Any) -> Any:
+        applied.append(block.header.height)
+        return real(state, commitment, block, *args, **kw)
+
+    monkeypatch.setattr(chain_module, "apply_block", counted)
+    return applied
+
+
+def test_a_mined_template_is_adopted_not_applied_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = test_params(KEYS)
+    chain, other = new_chain(tmp_path / "a", params), new_chain(tmp_path / "b", params)
+    applied = counting_applies(monkeypatch)
+    txs = transfers(chain, 6)
+    t0 = GENESIS_TIME + INTERVAL
+    tpl = chain.build_block(MINER, txs[:2], now=t0)
+    tpl = chain.extend(tpl, txs, t0 + 1)
+    assert tpl is not None
+    tpl = chain.restamp(tpl, t0 + 2)  # (no rule read the time: the same changes)
+    assert tpl is not None
+    solved = remine(tpl.block)
+    chain.add_block(solved, now=solved.header.timestamp)
+    assert applied == []  # adopted: sealing the template applied it
+    other.add_block(solved, now=solved.header.timestamp)  # applied there, from scratch
+    assert applied == [1]
+    assert chain.values == other.values
+    assert chain.commitment.root == other.commitment.root == solved.header.state_root
+    chain.close()
+    assert Chain.open(tmp_path / "a").values == other.values  # (stored as an applied block is)
+
+
+def test_a_block_under_another_header_is_applied_whatever_its_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = new_chain(tmp_path / "a", test_params(KEYS))
+    applied = counting_applies(monkeypatch)
+    tpl = chain.build_block(MINER, transfers(chain, 4), now=GENESIS_TIME + INTERVAL)
+    moved = remine(tpl.block, timestamp=tpl.block.header.timestamp + 1)  # the same tuple of txs
+    assert moved.txs is tpl.block.txs
+    chain.add_block(moved, now=moved.header.timestamp)
+    assert applied == [1]
+    bad = remine(next_block_template(chain).block, state_root=bytes(32))
+    with pytest.raises(BadStateRoot):
+        chain.add_block(bad, now=bad.header.timestamp)
+
+
+def next_block_template(chain: Chain) -> BlockTemplate:
+    return chain.build_block(MINER, [], now=chain.head.header.timestamp + INTERVAL)

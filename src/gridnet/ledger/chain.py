@@ -144,6 +144,18 @@ class UndoRecord(Wire, frozen=True):
 _ABSENT = object()
 
 
+@dataclass(slots=True)
+class _Sealed:
+    """The last template sealed on the head: its state changes, left applied to the
+    commitment, and what reverts them; once its block is built, the block and the result of
+    applying it (``Chain._adopt``)."""
+
+    changes: dict[bytes, bytes | None]
+    undo: CommitUndo
+    block: Block | None = None
+    result: BlockResult | None = None
+
+
 class _Overlay:
     """Pending changes (None = deleted) over the committed state, for reorgs."""
 
@@ -169,7 +181,9 @@ class Chain:
         self.entries: dict[Hash32, BlockEntry] = {}
         self.main: list[BlockEntry] = []
         self.values: dict[bytes, bytes] = {}
-        self.commitment = StateCommitment()
+        self._commitment = StateCommitment()
+        self._sealed: _Sealed | None = None
+        """The last template sealed on the head (``_template_root``)."""
         self._best: BlockEntry | None = None
         self._pruned_for: tuple[int, int, frozenset[Hash32]] | None = None
         """(height, index size, blocks kept) when side branches were last pruned: nothing
@@ -243,11 +257,21 @@ class Chain:
             raise StoreError("stored head does not match the main chain index")
         self.values = dict(self.store.state_items())
         self.tx_count = self.store.main_tx_count()
-        self.commitment = StateCommitment.from_items(self.values.items())
-        if self.commitment.root != self.head.header.state_root:
+        self._commitment = StateCommitment.from_items(self.values.items())
+        self._sealed = None
+        if self._commitment.root != self.head.header.state_root:
             raise StoreError("stored state does not match the head's state root")
 
     # --- queries ---------------------------------------------------------------------------
+
+    @property
+    def commitment(self) -> StateCommitment:
+        """The commitment to the head's state (a template's changes left applied to it are
+        reverted first)."""
+        if self._sealed is not None:
+            self._commitment.revert(self._sealed.undo)
+            self._sealed = None
+        return self._commitment
 
     @property
     def head(self) -> BlockEntry:
@@ -482,10 +506,16 @@ class Chain:
                     store.put_block(c.hash, c.height, encode(block.header), encode_body(block))
                     store.connect(c.hash, c.height, result.changes, undo, result.txids)
 
-                result = apply_block(
-                    StateView(overlay), self.commitment, block, ctx, encoded_size=size, meanwhile=write
-                )
-                commit_undos.append(result.commit_undo)
+                mined = self._adopt(block) if single else None
+                if mined is not None:
+                    result = mined
+                    commit_undos.append(result.commit_undo)
+                    write(result)
+                else:
+                    result = apply_block(
+                        StateView(overlay), self.commitment, block, ctx, encoded_size=size, meanwhile=write
+                    )
+                    commit_undos.append(result.commit_undo)
                 connected.append(block)
             store.set_meta("head", tip.hash)
             store.commit()
@@ -690,11 +720,10 @@ class Chain:
             fee=0,
             signature=b"",
         )
-        apply_coinbase(view, env, coinbase)
+        reward = apply_coinbase(view, env, coinbase)
         justified = finality(view).justified.height if permissioned else 0
-        undo = self.commitment.update(view.changes())
-        root = self.commitment.root
-        self.commitment.revert(undo)
+        changes = view.changes()
+        root = self._template_root(changes)
         view.rollback(mark)
         included = list(draft.included)
         txids = [tx_id(coinbase)] + [v.txid for v in included] + [vote_id(encode(v)) for v in counted]
@@ -712,9 +741,46 @@ class Chain:
             proposer=proposer,
         )
         block = Block(header, (coinbase, *(v.tx for v in included)), tuple(counted))
+        sealed = self._sealed
+        assert sealed is not None
+        sealed.block = block
+        sealed.result = BlockResult(changes, sealed.undo, txids[: len(included) + 1], env.fees, reward)
         return BlockTemplate(
             block, included, rejected, env.timestamp_read or permissioned, None if permissioned else draft
         )
+
+    def _template_root(self, changes: dict[bytes, bytes | None]) -> Hash32:
+        """The root of the head's state with ``changes``. They stay applied until the head's
+        own commitment is wanted (``commitment``), so that the next template on this head
+        (the same one extended, or built again) updates only the entries that differ."""
+        sealed = self._sealed
+        if sealed is None:
+            undo = self._commitment.update(changes)
+        else:
+            last, undo = sealed.changes, sealed.undo
+            delta = {k: v for k, v in changes.items() if last.get(k, _ABSENT) != v}
+            for k in last.keys() - changes.keys():
+                delta[k] = self.values.get(k)  # (back to the head's value)
+            self._commitment.update(delta, undo)
+        self._sealed = _Sealed(changes, undo)
+        return self._commitment.root
+
+    def _adopt(self, block: Block) -> BlockResult | None:
+        """The result of applying ``block`` on the head when it is the last template sealed,
+        mined: the very transactions (the same tuple) under the same header but for its
+        nonce. Sealing applied them and left their changes on the commitment, so they are
+        the head's from now on, not applied again. Any other block: None."""
+        sealed = self._sealed
+        if (
+            sealed is None
+            or sealed.block is None
+            or sealed.result is None
+            or block.txs is not sealed.block.txs
+            or replace(block.header, nonce=0) != sealed.block.header
+        ):
+            return None
+        self._sealed = None
+        return sealed.result
 
     def restamp(self, template: BlockTemplate, now: int) -> BlockTemplate | None:
         """``template`` stamped at ``now`` instead: the very block ``build_block`` would build
@@ -727,4 +793,7 @@ class Chain:
         if template.draft is not None and ts < template.draft.env.time_floor:
             return None
         block = Block(replace(header, timestamp=ts, nonce=0), template.block.txs, template.block.votes)
+        sealed = self._sealed
+        if sealed is not None and sealed.block is template.block:
+            sealed.block = block  # (no rule read the time: the same changes)
         return BlockTemplate(block, template.included, template.rejected, False, template.draft)

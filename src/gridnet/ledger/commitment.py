@@ -13,7 +13,8 @@ Updates are applied in place and return the inverse changes, so a block that fai
 validation is reverted exactly (the shape is canonical, so re-applying the old leaves
 restores every node). A revert also puts back the digests the update made stale: a node
 back where it was holds what it held, so a miner that computes a template's root and
-reverts it does not hash the same nodes again for the next root.
+reverts it does not hash the same nodes again for the next root. Updates may accumulate into
+one undo (a chain's successive templates on one head), which reverts them all at once.
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ class StateCommitment:
     def root(self) -> Hash32:
         return _digest(self._root)
 
-    def update(self, changes: Mapping[bytes, bytes | None]) -> CommitUndo:
-        """Apply ``changes`` (value None = deleted); returns what :meth:`revert` needs."""
-        undo = CommitUndo()
+    def update(self, changes: Mapping[bytes, bytes | None], undo: CommitUndo | None = None) -> CommitUndo:
+        """Apply ``changes`` (value None = deleted); returns what :meth:`revert` needs. Given
+        the ``undo`` of the latest update, it grows to revert both at once."""
+        if undo is None:
+            undo = CommitUndo()
         for key, value in changes.items():
             old = self._leaves.get(key)
             if key not in undo.leaves:
