@@ -70,8 +70,21 @@ def test_views_over_different_states_share_one_decoded_value() -> None:
 def test_a_full_table_starts_over(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state_module, "DECODED_MAX", 3)
     ACCOUNTS.decoded.clear()
+    ACCOUNTS.decoded_bytes = 0
     for n in range(3):
         ACCOUNTS.decode(encode(Account(balance=n)))
     assert len(ACCOUNTS.decoded) == 3
     assert ACCOUNTS.decode(encode(Account(balance=9))) == Account(balance=9)
     assert len(ACCOUNTS.decoded) == 1
+
+
+def test_a_table_of_large_values_starts_over_by_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    size = len(encode(Account(balance=0)))
+    monkeypatch.setattr(state_module, "DECODED_MAX_BYTES", 2 * size)
+    ACCOUNTS.decoded.clear()
+    ACCOUNTS.decoded_bytes = 0
+    ACCOUNTS.decode(encode(Account(balance=0)))
+    ACCOUNTS.decode(encode(Account(balance=1)))
+    assert (len(ACCOUNTS.decoded), ACCOUNTS.decoded_bytes) == (2, 2 * size)
+    ACCOUNTS.decode(encode(Account(balance=2)))
+    assert (len(ACCOUNTS.decoded), ACCOUNTS.decoded_bytes) == (1, size)

@@ -19,8 +19,10 @@ from gridnet.units import Address, Height, Units
 V = TypeVar("V", bound=Wire)
 
 
-DECODED_MAX: Final = 1 << 16
+DECODED_MAX: Final = 1 << 14
 """Decoded values a table keeps for the views that read them, at most (then it starts over)."""
+DECODED_MAX_BYTES: Final = 4 << 20
+"""... and their encoded bytes, at most (a table of large values starts over sooner)."""
 
 
 class Table(Generic[V]):
@@ -32,23 +34,26 @@ class Table(Generic[V]):
     them is safe because state values are deeply immutable (frozen structs of tuples,
     bytes and numbers; a test checks every table)."""
 
-    __slots__ = ("decoded", "name", "prefix", "value_type")
+    __slots__ = ("decoded", "decoded_bytes", "name", "prefix", "value_type")
 
     def __init__(self, name: str, prefix: bytes, value_type: type[V]) -> None:
         self.name = name
         self.prefix = prefix
         self.value_type = value_type
         self.decoded: dict[bytes, V] = {}
+        self.decoded_bytes = 0
 
     def decode(self, raw: bytes) -> V:
         """``raw`` decoded as this table's value (one decode per distinct bytes, until
-        ``DECODED_MAX`` are held)."""
+        ``DECODED_MAX`` values or ``DECODED_MAX_BYTES`` of them are held)."""
         obj = self.decoded.get(raw)
         if obj is None:
             obj = decode_lenient(raw, self.value_type)
-            if len(self.decoded) >= DECODED_MAX:
+            if len(self.decoded) >= DECODED_MAX or self.decoded_bytes + len(raw) > DECODED_MAX_BYTES:
                 self.decoded.clear()
+                self.decoded_bytes = 0
             self.decoded[raw] = obj
+            self.decoded_bytes += len(raw)
         return obj
 
     def key(self, k: bytes) -> bytes:
