@@ -22,6 +22,17 @@ def rebuilt(state: dict[bytes, bytes]) -> bytes:
     return StateCommitment.from_items(state.items()).root
 
 
+def applied(state: dict[bytes, bytes], changes: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+    """``state`` after ``changes`` (value None = deleted)."""
+    out = dict(state)
+    for k, v in changes.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
 def buckets(node: _Node) -> list[int]:
     if node.entries is not None:
         return [len(node.entries)]
@@ -43,11 +54,7 @@ def test_incremental_root_equals_rebuild_and_revert_is_exact(
         tree.revert(undo)
         assert tree.root == before
         tree.update(changes)
-        for k, v in changes.items():
-            if v is None:
-                state.pop(k, None)
-            else:
-                state[k] = v
+        state = applied(state, changes)
         assert tree.root == rebuilt(state)
     tree.update(dict.fromkeys(list(state)))
     assert tree.root == EMPTY
@@ -64,22 +71,13 @@ def test_a_trial_root_reverted_leaves_every_digest_right_for_the_next_root(
     state: dict[bytes, bytes] = {}
     for trial, real in steps:
         before = tree.root
-        trial_state = dict(state)
-        for k, v in trial:
-            if v is None:
-                trial_state.pop(k, None)
-            else:
-                trial_state[k] = v
+        trial_state = applied(state, dict(trial))
         undo = tree.update(dict(trial))
         assert tree.root == rebuilt(trial_state)
         tree.revert(undo)
         assert tree.root == before == rebuilt(state)
         tree.update(dict(real))
-        for k, v in dict(real).items():
-            if v is None:
-                state.pop(k, None)
-            else:
-                state[k] = v
+        state = applied(state, dict(real))
         assert tree.root == rebuilt(state)
 
 
@@ -102,13 +100,7 @@ def test_templates_on_one_head_grow_one_undo_that_puts_the_head_back(
         delta.update({k: head.get(k) for k in last.keys() - changes.keys()})
         undo = tree.update(delta, undo)
         last = changes
-        state = dict(head)
-        for k, v in changes.items():
-            if v is None:
-                state.pop(k, None)
-            else:
-                state[k] = v
-        assert tree.root == rebuilt(state)
+        assert tree.root == rebuilt(applied(head, changes))
     assert undo is not None
     tree.revert(undo)
     assert tree.root == head_root == rebuilt(head)
