@@ -15,6 +15,7 @@ updated stays out until it is.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated
 
 import msgspec
@@ -62,7 +63,10 @@ class Advisories(Wire, frozen=True):
 ADVISORIES = register_table("advisories", b"V", Advisories)
 
 
+@lru_cache(maxsize=1024)
 def product_key(vendor: str, model: str) -> bytes:
+    """The advisories table's key of one vendor and model (remembered: every contract's
+    meters ask for theirs)."""
     return hash32(encode((vendor, model)))
 
 
