@@ -33,7 +33,7 @@ from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.node.api import create_app
-from gridnet.node.commands import CommandBoard
+from gridnet.node.commands import MAX_PAGE, CommandBoard
 from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
 from gridnet.relay.tokens import HashChain
@@ -344,6 +344,15 @@ def test_post_and_read_dso_commands(api: Api) -> None:
     restarted = CommandBoard()
     restarted.post(second, api.node.chain.view())
     assert restarted.since("north", s1 + 2)[0][0][0] > s1 + 2
+    # More than a page: the oldest first, a page at a time, nothing skipped or repeated.
+    board, view = CommandBoard(), api.node.chain.view()
+    seqs = [board.post(command(OWNER, 10 + i), view)[0] for i in range(MAX_PAGE + 3)]
+    page, after = board.since("north", 0)
+    assert [s for s, _ in page] == seqs[:MAX_PAGE] and after == seqs[MAX_PAGE - 1]
+    rest, last = board.since("north", after)
+    assert [s for s, _ in rest] == seqs[MAX_PAGE:] and last == seqs[-1]
+    assert [c.command.nonce for _, c in rest] == [10 + MAX_PAGE + i for i in range(3)]
+    assert board.since("north", last) == ([], last)
     assert_error(api.client.get(f"/commands/{'x' * 40}"), 400, "BadRequest")
     assert_error(api.client.post("/commands", json={"command": "zz"}), 400, "BadRequest")
 

@@ -55,5 +55,10 @@ class CommandBoard:
     def since(self, area: str, after: int) -> tuple[list[tuple[int, SignedCommand]], int]:
         """Commands of ``area`` with a sequence number above ``after`` (at most MAX_PAGE), and
         the number to read after next time."""
-        out = [(seq, c) for seq, _, c in self._areas.get(area, ()) if seq > after][:MAX_PAGE]
+        newer: list[tuple[int, SignedCommand]] = []
+        for seq, _, c in reversed(self._areas.get(area, ())):  # (numbers grow: the newest last)
+            if seq <= after:
+                break
+            newer.append((seq, c))
+        out = newer[::-1][:MAX_PAGE]
         return out, out[-1][0] if out else after
