@@ -3,7 +3,6 @@ its own cost when asked (``GRIDNET_NODE_PROFILE``, ``node/process.py``)."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import pstats
@@ -88,14 +87,3 @@ def test_a_measured_process_writes_its_profile_and_checks(tmp_path: Path) -> Non
     assert len(figures["gc_passes"]) == 3 and figures["user_s"] > 0
     profiled = pstats.Stats(str(tmp_path / PROFILE_NAME)).stats  # type: ignore[attr-defined]
     assert any(name == "body" for (_file, _line, name) in profiled)
-
-
-def test_settle_gc_freezes_what_start_up_built() -> None:
-    thresholds = gc.get_threshold()
-    try:
-        process.settle_gc()
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == process.GC_THRESHOLDS
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)

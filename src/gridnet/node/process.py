@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from gridnet import __version__
 from gridnet.crypto.address import address_to_text
@@ -40,6 +40,7 @@ from gridnet.node.config import API_OFF, NodeSettings, format_host_port, parse_h
 from gridnet.node.logs import configure, reset
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.relay_peer import RelayPeer
+from gridnet.system import settle_gc
 
 _log = logging.getLogger("gridnet.node")
 
@@ -51,8 +52,6 @@ helpers (``crypto/checkers.py``) used to
 its main thread's CPU time (or the wall clock), with the statistics in ``DATA_DIR/node.prof``."""
 PROFILE_NAME = "node.prof"
 OPS_NAME = "node-ops.json"
-GC_THRESHOLDS: Final = (20_000, 20, 20)
-"""The cycle collector's thresholds once the process has started (Python's: 700, 10, 10)."""
 
 
 @dataclass(frozen=True)
@@ -255,18 +254,6 @@ def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
     finally:
         chain.close()
         reset()
-
-
-def settle_gc() -> None:
-    """Once the process has started (a process's own setting: ``run`` calls it, not ``serve``):
-    what it built to start (modules, the API, the chain's index) lives as long as it does, so
-    the cycle collector stops scanning it (``gc.freeze``), and the collector runs less often
-    (``GC_THRESHOLDS``). Gossip makes objects by the hundred thousand, nearly all freed by
-    their reference counts or kept for long (the mempool); with Python's thresholds the
-    collector's passes took about 4% of a node's CPU time in ``gridnet bench network``."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _measured(data_dir: Path, mode: str, body: Callable[[], None]) -> None:

@@ -50,6 +50,7 @@ from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
 from gridnet.sim.output import audit, audit_beside, prepare_out_dir, write_report
 from gridnet.sim.report import build_report
 from gridnet.sim.scenario import Scenario
+from gridnet.system import fewer_gc_passes
 from gridnet.units import Address, Interval, interval_start
 from gridnet.work import target_from_bits, target_to_bytes
 
@@ -260,14 +261,15 @@ def simulate(
     """Run ``scenario``, write ``out/report.json``, ``out/series/`` (Parquet; CSV too with
     ``csv``), ``out/plots/`` and ``out/chain/``; returns the report."""
     prepare_out_dir(out, "simulate")
-    sim = Neighbourhood(scenario, memory_network(scenario, out))
-    try:
-        report = sim.run(progress)
-        with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
-            sim.write_results(out, report, csv)
-            report["verify"] = audited()
-    finally:
-        sim.close()  # chains, MQTT clients and the broker, whatever happened
+    with fewer_gc_passes():
+        sim = Neighbourhood(scenario, memory_network(scenario, out))
+        try:
+            report = sim.run(progress)
+            with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
+                sim.write_results(out, report, csv)
+                report["verify"] = audited()
+        finally:
+            sim.close()  # chains, MQTT clients and the broker, whatever happened
     report["timing"]["audit_s"] = report["verify"]["seconds"]
     write_report(out, report)
     return report
