@@ -68,6 +68,7 @@ from gridnet.ledger.txs.meter import MAX_READINGS_PER_TX, SubmitReadings, regist
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.reading import Reading, SignedReading, sign_reading
 from gridnet.security.roles import Role
+from gridnet.system import settle_gc
 from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, interval_of
 from gridnet.work import target_from_bits, target_to_bytes
 
@@ -325,6 +326,7 @@ def measure_node(data: Path, node_dir: Path, relaying: bool, verify_seconds: flo
     memory_before = retained_bytes(chain.values, chain.commitment)
     pool = Mempool(params, chain.chain_id)
     trial = TrialState(chain)
+    settle_gc()  # (the collector's thresholds of a node process; this is a child of its own)
     verify_before = measure_raw_verify(verify_seconds)
     check_s = import_s = 0.0
     hashes = []
