@@ -41,7 +41,8 @@ def fewer_gc_passes() -> Iterator[None]:
     chain's replay, which may run inside a longer process: a test, a sweep's worker). Their
     objects are nearly all freed by their reference counts or kept to the end (chains, the
     agents' records); with Python's thresholds, each full pass scans all that is kept, and a
-    500-home day spent about 16% of its time in them."""
+    500-home day spent about 16% of its time in them. The thresholds are the process's, not
+    a thread's (a sweep's workers run one simulation each)."""
     before = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
