@@ -33,6 +33,13 @@ def applied(state: dict[bytes, bytes], changes: dict[bytes, bytes | None]) -> di
     return out
 
 
+few = st.lists(  # (about BUCKET_SIZE keys: the root splits and merges back all the time)
+    st.tuples(st.sampled_from(KEYS[:24]), st.one_of(st.none(), st.binary(min_size=1, max_size=2))),
+    min_size=1,
+    max_size=8,
+)
+
+
 def buckets(node: _Node) -> list[int]:
     if node.entries is not None:
         return [len(node.entries)]
@@ -79,6 +86,52 @@ def test_a_trial_root_reverted_leaves_every_digest_right_for_the_next_root(
         tree.update(dict(real))
         state = applied(state, dict(real))
         assert tree.root == rebuilt(state)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.sets(st.sampled_from(KEYS[:24]), min_size=12, max_size=22),
+    steps=st.lists(st.tuples(few, few), min_size=1, max_size=8),
+)
+def test_trials_that_split_and_merge_buckets_leave_every_digest_right(
+    base: set[bytes],
+    steps: list[tuple[list[tuple[bytes, bytes | None]], list[tuple[bytes, bytes | None]]]],
+) -> None:
+    """As above, on about ``BUCKET_SIZE`` keys: trials and their reverts split buckets and
+    merge them back, and a revert may do it in another order than its trial."""
+    state = dict.fromkeys(base, b"\0")
+    tree = StateCommitment.from_items(state.items())
+    for trial, real in steps:
+        before = tree.root
+        undo = tree.update(dict(trial))
+        assert tree.root == rebuilt(applied(state, dict(trial)))
+        tree.revert(undo)
+        assert tree.root == before
+        tree.update(dict(real))
+        state = applied(state, dict(real))
+        assert tree.root == rebuilt(state)
+
+
+def test_a_node_a_trial_made_keeps_no_digest_after_the_revert() -> None:
+    """17 keys (the root is an inner node); a trial deletes one (the root merges back into
+    one bucket), adds two (it splits again: new children, one made for the last key) and is
+    reverted in another order (the deleted key comes back first, into that new child). The
+    child outlives the revert holding another key; the digest it had when it was made (the
+    empty one) must not be put back. Found by the test above."""
+    tree = StateCommitment()
+    state: dict[bytes, bytes] = {}
+    for i in (6, 1, 2, 16, 17, 18, 19, 3, 4, 5, 7, 8, 9, 10, 11, 14, 15):
+        state[KEYS[i]] = b"\0"
+    tree.update(dict(state))
+    before = tree.root
+    trial = {KEYS[1]: None, KEYS[13]: b"\0", KEYS[0]: b"\0"}
+    undo = tree.update(trial)
+    assert tree.root == rebuilt(applied(state, trial))
+    tree.revert(undo)
+    assert tree.root == before
+    tree.update({KEYS[2]: b"\1"})  # (the root and one child recomputed: the rest as cached)
+    state[KEYS[2]] = b"\1"
+    assert tree.root == rebuilt(state)
 
 
 @settings(max_examples=60, deadline=None)

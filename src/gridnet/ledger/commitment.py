@@ -42,26 +42,39 @@ def _nibble(path: bytes, depth: int) -> int:
 class _Node:
     """A leaf bucket (``entries``) or an inner node (``children``); ``digest`` None = stale."""
 
-    __slots__ = ("children", "count", "digest", "entries")
+    __slots__ = ("born", "children", "count", "digest", "entries")
+    made = 0
+    """Nodes made so far in this process (a node's ``born`` is the count before it)."""
 
     def __init__(self) -> None:
         self.entries: dict[bytes, tuple[bytes, Hash32]] | None = {}  # key -> (path, leaf)
         self.children: list[_Node | None] | None = None
         self.count = 0
         self.digest: Hash32 | None = EMPTY
+        self.born = _Node.made
+        _Node.made += 1
 
 
 Touched = dict[int, tuple[_Node, Hash32 | None]]
 """id(node) -> (node, its digest before an update first made it stale)."""
 
 
+def _made() -> int:
+    return _Node.made
+
+
 @dataclass
 class CommitUndo:
     """The leaf digests an update replaced (None = the key did not exist), and the digests
-    of the nodes it touched, as they were before."""
+    of the nodes it touched, as they were before. Only nodes older than the undo are
+    recorded: one made by the updates (a bucket split, a new child) has no digest to go
+    back to, and a revert that rebuilds the shape in another order may keep it holding
+    other entries."""
 
     leaves: dict[bytes, Hash32 | None] = field(default_factory=dict)
     digests: Touched = field(default_factory=dict)
+    newer: int = field(default_factory=_made)
+    """Nodes born from this number on were made after the undo began."""
 
 
 class StateCommitment:
@@ -90,7 +103,7 @@ class StateCommitment:
             old = self._leaves.get(key)
             if key not in undo.leaves:
                 undo.leaves[key] = old[1] if old is not None else None
-            self._set(key, None if value is None else state_leaf(key, value), old, undo.digests)
+            self._set(key, None if value is None else state_leaf(key, value), old, undo)
         return undo
 
     def revert(self, undo: CommitUndo) -> None:
@@ -103,24 +116,24 @@ class StateCommitment:
     # --- the trie ----------------------------------------------------------------------
 
     def _set(
-        self, key: bytes, leaf: Hash32 | None, old: tuple[bytes, Hash32] | None, touched: Touched | None
+        self, key: bytes, leaf: Hash32 | None, old: tuple[bytes, Hash32] | None, undo: CommitUndo | None
     ) -> None:
         if leaf is None:
             if old is not None:
                 del self._leaves[key]
-                _delete(self._root, 0, old[0], key, touched)
+                _delete(self._root, 0, old[0], key, undo)
             return
         path = old[0] if old is not None else state_path(key)
         self._leaves[key] = (path, leaf)
-        _insert(self._root, 0, path, key, leaf, old is None, touched)
+        _insert(self._root, 0, path, key, leaf, old is None, undo)
 
 
 def _insert(
-    node: _Node, depth: int, path: bytes, key: bytes, leaf: Hash32, new: bool, touched: Touched | None = None
+    node: _Node, depth: int, path: bytes, key: bytes, leaf: Hash32, new: bool, undo: CommitUndo | None = None
 ) -> None:
     while True:
-        if touched is not None and id(node) not in touched:
-            touched[id(node)] = (node, node.digest)
+        if undo is not None and node.born < undo.newer and id(node) not in undo.digests:
+            undo.digests[id(node)] = (node, node.digest)
         node.digest = None
         if new:
             node.count += 1
@@ -154,9 +167,9 @@ def _split(node: _Node, depth: int) -> None:
         _insert(child, depth + 1, path, key, leaf, True)
 
 
-def _delete(node: _Node, depth: int, path: bytes, key: bytes, touched: Touched | None) -> None:
-    if touched is not None and id(node) not in touched:
-        touched[id(node)] = (node, node.digest)
+def _delete(node: _Node, depth: int, path: bytes, key: bytes, undo: CommitUndo | None) -> None:
+    if undo is not None and node.born < undo.newer and id(node) not in undo.digests:
+        undo.digests[id(node)] = (node, node.digest)
     node.digest = None
     node.count -= 1
     if node.entries is not None:
@@ -167,7 +180,7 @@ def _delete(node: _Node, depth: int, path: bytes, key: bytes, touched: Touched |
     i = _nibble(path, depth)
     child = children[i]
     assert child is not None
-    _delete(child, depth + 1, path, key, touched)
+    _delete(child, depth + 1, path, key, undo)
     if child.count == 0:
         children[i] = None
     if node.count <= BUCKET_SIZE:  # small enough again: back to one leaf bucket
