@@ -12,8 +12,10 @@ bucket plus one node per level: never work proportional to the size of the state
 Updates are applied in place and return the inverse changes, so a block that fails
 validation is reverted exactly (the shape is canonical, so re-applying the old leaves
 restores every node). A revert also puts back the digests the update made stale: a node
-back where it was holds what it held, so a miner that computes a template's root and
-reverts it does not hash the same nodes again for the next root. Updates may accumulate into
+that was in the trie before the update and is back where it was holds what it held, so a
+miner that computes a template's root and reverts it does not hash the same nodes again for
+the next root. (A node the update made has no digest to go back to: the revert may keep it,
+holding other entries.) Updates may accumulate into
 one undo (a chain's successive templates on one head), which reverts them all at once.
 """
 
