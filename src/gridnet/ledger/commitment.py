@@ -21,6 +21,7 @@ one undo (a chain's successive templates on one head), which reverts them all at
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -36,6 +37,10 @@ MAX_DEPTH: Final = 64
 """Nibbles in a 32-byte path: the deepest a node can be."""
 
 
+_BORN: Final = itertools.count()
+"""Numbers nodes and undos in the order they are made (one call: atomic, whatever thread)."""
+
+
 def _nibble(path: bytes, depth: int) -> int:
     byte = path[depth >> 1]
     return byte >> 4 if depth & 1 == 0 else byte & 15
@@ -45,24 +50,17 @@ class _Node:
     """A leaf bucket (``entries``) or an inner node (``children``); ``digest`` None = stale."""
 
     __slots__ = ("born", "children", "count", "digest", "entries")
-    made = 0
-    """Nodes made so far in this process (a node's ``born`` is the count before it)."""
 
     def __init__(self) -> None:
         self.entries: dict[bytes, tuple[bytes, Hash32]] | None = {}  # key -> (path, leaf)
         self.children: list[_Node | None] | None = None
         self.count = 0
         self.digest: Hash32 | None = EMPTY
-        self.born = _Node.made
-        _Node.made += 1
+        self.born = next(_BORN)
 
 
 Touched = dict[int, tuple[_Node, Hash32 | None]]
 """id(node) -> (node, its digest before an update first made it stale)."""
-
-
-def _made() -> int:
-    return _Node.made
 
 
 @dataclass
@@ -75,8 +73,8 @@ class CommitUndo:
 
     leaves: dict[bytes, Hash32 | None] = field(default_factory=dict)
     digests: Touched = field(default_factory=dict)
-    newer: int = field(default_factory=_made)
-    """Nodes born from this number on were made after the undo began."""
+    newer: int = field(default_factory=lambda: next(_BORN))
+    """Nodes born after this number were made after the undo began."""
 
 
 class StateCommitment:
