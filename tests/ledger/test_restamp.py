@@ -4,6 +4,7 @@ block's time), and extends it with what arrived since rather than apply it all a
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,26 @@ def test_a_block_under_another_header_is_applied_whatever_its_transactions(
 
 def next_block_template(chain: Chain) -> BlockTemplate:
     return chain.build_block(MINER, [], now=chain.head.header.timestamp + INTERVAL)
+
+
+def test_an_adopted_block_whose_write_fails_leaves_the_head_and_its_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adopted template's changes are on the commitment before the block is written: a
+    write that fails (a full disk) takes them off again, and the block is whole next time."""
+    chain = new_chain(tmp_path / "a", test_params(KEYS))
+    head, root = chain.head.hash, chain.commitment.root
+    tpl = chain.build_block(MINER, transfers(chain, 4), now=GENESIS_TIME + INTERVAL)
+    solved = remine(tpl.block)
+
+    def full(*_args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(chain.store, "connect", full)
+    with pytest.raises(sqlite3.OperationalError):
+        chain.add_block(solved, now=solved.header.timestamp)
+    assert chain.head.hash == head and chain.commitment.root == root
+    monkeypatch.undo()
+    chain.add_block(solved, now=solved.header.timestamp)
+    assert chain.head.hash == header_hash(encode(solved.header))
+    assert chain.commitment.root == solved.header.state_root

@@ -509,8 +509,8 @@ class Chain:
                 mined = self._adopt(block) if single else None
                 if mined is not None:
                     result = mined
-                    commit_undos.append(result.commit_undo)
-                    write(result)
+                    commit_undos.append(result.commit_undo)  # (before writing: its changes are
+                    write(result)  # on the commitment already, and a failed write reverts them)
                 else:
                     result = apply_block(
                         StateView(overlay), self.commitment, block, ctx, encoded_size=size, meanwhile=write
