@@ -215,19 +215,24 @@ def test_a_mined_template_is_adopted_not_applied_again(
     assert Chain.open(tmp_path / "a").values == other.values  # (stored as an applied block is)
 
 
-def test_a_block_under_another_header_is_applied_whatever_its_transactions(
+def test_a_block_under_another_header_is_checked_against_that_header(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chain = new_chain(tmp_path / "a", test_params(KEYS))
+    """The template's result is not taken for another header, even with the same tuple of
+    transactions: the block's own coinbase and roots are checked (``test_template_reuse``)."""
+    chain, other = new_chain(tmp_path / "a", test_params(KEYS)), new_chain(tmp_path / "b", test_params(KEYS))
     applied = counting_applies(monkeypatch)
     tpl = chain.build_block(MINER, transfers(chain, 4), now=GENESIS_TIME + INTERVAL)
     moved = remine(tpl.block, timestamp=tpl.block.header.timestamp + 1)  # the same tuple of txs
     assert moved.txs is tpl.block.txs
     chain.add_block(moved, now=moved.header.timestamp)
-    assert applied == [1]
+    other.add_block(moved, now=moved.header.timestamp)
+    assert applied == [1]  # (by the other chain only)
+    assert chain.values == other.values and chain.commitment.root == moved.header.state_root
     bad = remine(next_block_template(chain).block, state_root=bytes(32))
     with pytest.raises(BadStateRoot):
         chain.add_block(bad, now=bad.header.timestamp)
+    assert chain.head.hash == header_hash(encode(moved.header))
 
 
 def next_block_template(chain: Chain) -> BlockTemplate:

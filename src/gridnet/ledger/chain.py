@@ -59,6 +59,7 @@ from gridnet.ledger.transition import (
     apply_coinbase,
     apply_transaction,
     check_tx_root,
+    split_coinbase,
     start_block,
     validate_header,
 )
@@ -147,13 +148,16 @@ _ABSENT = object()
 @dataclass(slots=True)
 class _Sealed:
     """The last template sealed on the head: its state changes, left applied to the
-    commitment, and what reverts them; once its block is built, the block and the result of
-    applying it (``Chain._adopt``)."""
+    commitment, and what reverts them; once its block is built, the block, the result of
+    applying it, and (proof of work) the draft it came from with its view's journal length
+    then (``Chain._adopt``)."""
 
     changes: dict[bytes, bytes | None]
     undo: CommitUndo
     block: Block | None = None
     result: BlockResult | None = None
+    draft: Draft | None = None
+    mark: int = 0
 
 
 class _Overlay:
@@ -506,9 +510,9 @@ class Chain:
                     store.put_block(c.hash, c.height, encode(block.header), encode_body(block))
                     store.connect(c.hash, c.height, result.changes, undo, result.txids)
 
-                mined = self._adopt(block) if single else None
-                if mined is not None:
-                    result = mined
+                held = self._adopt(block, ctx, size) if single else None
+                if held is not None:
+                    result = held
                     commit_undos.append(result.commit_undo)  # (before writing: its changes are
                     write(result)  # on the commitment already, and a failed write reverts them)
                 else:
@@ -745,6 +749,8 @@ class Chain:
         assert sealed is not None
         sealed.block = block
         sealed.result = BlockResult(changes, sealed.undo, txids[: len(included) + 1], env.fees, reward)
+        if not permissioned:
+            sealed.draft, sealed.mark = draft, mark
         return BlockTemplate(
             block, included, rejected, env.timestamp_read or permissioned, None if permissioned else draft
         )
@@ -753,6 +759,13 @@ class Chain:
         """The root of the head's state with ``changes``. They stay applied until the head's
         own commitment is wanted (``commitment``), so that the next template on this head
         (the same one extended, or built again) updates only the entries that differ."""
+        self._leave_on_commitment(changes)
+        return self._commitment.root
+
+    def _leave_on_commitment(self, changes: dict[bytes, bytes | None]) -> CommitUndo:
+        """Put the head's state with ``changes`` on the commitment, from whatever template's
+        changes are on it: only the entries that differ are updated. They are the last
+        sealed from now on; what reverts them all is returned."""
         sealed = self._sealed
         if sealed is None:
             undo = self._commitment.update(changes)
@@ -763,24 +776,74 @@ class Chain:
                 delta[k] = self.values.get(k)  # (back to the head's value)
             self._commitment.update(delta, undo)
         self._sealed = _Sealed(changes, undo)
-        return self._commitment.root
+        return undo
 
-    def _adopt(self, block: Block) -> BlockResult | None:
-        """The result of applying ``block`` on the head when it is the last template sealed,
-        mined: the very transactions (the same tuple) under the same header but for its
-        nonce. Sealing applied them and left their changes on the commitment, so they are
-        the head's from now on, not applied again. Any other block: None."""
+    def _adopt(self, block: Block, ctx: HeaderContext, size: int) -> BlockResult | None:
+        """The result of applying ``block`` on the head when the last template sealed holds
+        it already, without applying its transactions again; None for any other block (it
+        is applied from scratch). Two cases:
+
+        - the template, mined: the very transactions (the same tuple) under the same header
+          but for its nonce. Sealing applied them and left their changes on the commitment,
+          so they are the head's from now on;
+        - another miner's block holding the template's transactions in its order
+          (``_as_template``)."""
         sealed = self._sealed
+        if sealed is None or sealed.block is None or sealed.result is None:
+            return None
+        if block.txs is sealed.block.txs and replace(block.header, nonce=0) == sealed.block.header:
+            self._sealed = None
+            return sealed.result
+        return self._as_template(block, sealed, ctx, size)
+
+    def _as_template(
+        self, block: Block, sealed: _Sealed, ctx: HeaderContext, size: int
+    ) -> BlockResult | None:
+        """The result of ``block``, a block on the head from another miner, when its
+        transactions are the last sealed template's, in the same order: the template's
+        changes with the block's coinbase instead of the template's.
+
+        Its transactions apply as they did in the template: on the same state, at the same
+        height, and no rule reads the block's miner (only the coinbase does) nor, unless the
+        template's ``timestamp_read``, its time (the block is no earlier than a time the
+        template relied on having been reached). This node verified each of them when it
+        took it in. What else ``apply_block`` checks is checked here, the state root last;
+        on any mismatch, None: the block is applied from scratch and refused by name."""
+        draft, header, held = sealed.draft, block.header, sealed.block
+        assert held is not None and sealed.result is not None
         if (
-            sealed is None
-            or sealed.block is None
-            or sealed.result is None
-            or block.txs is not sealed.block.txs
-            or replace(block.header, nonce=0) != sealed.block.header
+            draft is None
+            or block.votes
+            or header.prev_hash != draft.parent
+            or draft.env.timestamp_read
+            or header.timestamp < draft.env.time_floor
+            or size > self.params.max_block_bytes
+            or draft.view.checkpoint() != sealed.mark  # (nothing applied to the draft since)
+            or len(block.txs) != len(held.txs)
+            or block.txs[1:] != held.txs[1:]
         ):
             return None
+        txids = [tx_id(block.txs[0]), *sealed.result.txids[1:]]
+        if merkle_root(txids) != header.tx_root:
+            return None
+        view, fees = draft.view, draft.env.fees
+        env = BlockEnv(self.params, self.chain_id, draft.env.height, header.miner, header.timestamp)
+        env.fees = fees
+        try:
+            validate_header(header, ctx)
+            coinbase, _ = split_coinbase(block)
+            reward = apply_coinbase(view, env, coinbase)
+            changes = view.changes()
+        except InvalidBlock:
+            return None
+        finally:
+            view.rollback(sealed.mark)
+        undo = self._leave_on_commitment(changes)
         self._sealed = None
-        return sealed.result
+        if self._commitment.root != header.state_root:
+            self._commitment.revert(undo)
+            return None
+        return BlockResult(changes, undo, txids, fees, reward)
 
     def restamp(self, template: BlockTemplate, now: int) -> BlockTemplate | None:
         """``template`` stamped at ``now`` instead: the very block ``build_block`` would build
