@@ -9,6 +9,7 @@ error — every process it started is stopped by its PID (SIGTERM, then SIGKILL)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -17,9 +18,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,20 +52,58 @@ LOCAL = "127.0.0.1"
 CONSOLE_LOG = "console.log"
 
 
+RESERVED_KEPT = 64
+"""How many of its last ports a process keeps reserved (a lock file each): enough for every
+port of a devnet to be bound by its node before its reservation lapses."""
+
+_handed: set[int] = set()
+_reserved: deque[int] = deque()
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 now, drawn below the kernel's ephemeral range when it can be:
     outgoing connections take their local ports from that range, so one of them could take
-    a port handed out from it before the node binds it."""
+    a port handed out from it before the node binds it. A port is handed out once by a
+    process, and reserved against every other process on the machine that draws its ports
+    here (an exclusive lock on a file named after it, held for the process's last
+    ``RESERVED_KEPT`` ports): two nodes started together, by one test or by two running side
+    by side, never get the same port before either has bound it."""
     low = _ephemeral_low()
-    for _ in range(100):
+    for _ in range(200):
         port = random.randrange(10_000, low) if low > 11_000 else 0
+        if port in _handed:
+            continue
         with socket.socket() as s:
             try:
                 s.bind((LOCAL, port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+            port = int(s.getsockname()[1])
+        if port in _handed or not _reserve(port):
+            continue
+        _handed.add(port)
+        return port
     raise OSError("no free port on 127.0.0.1")
+
+
+def _reserve(port: int) -> bool:
+    """Lock ``port``'s file for this process (False: another process holds it). Without a
+    lock directory (unwritable temporary directory) every port counts as reserved."""
+    folder = Path(tempfile.gettempdir()) / f"gridnet-ports-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(folder / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _reserved.append(fd)
+    if len(_reserved) > RESERVED_KEPT:
+        os.close(_reserved.popleft())
+    return True
 
 
 def _ephemeral_low() -> int:
