@@ -47,12 +47,15 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pyarrow as pa
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from gridnet.units import INTERVAL_MS
 
 _dates: Any = mdates  # (its date helpers carry no type annotations)
 
 DPI = 110
-BAR = 0.9 * 15 / 1440
-"""A bar's width: nine tenths of an interval [days, matplotlib's date unit]."""
+INTERVAL = INTERVAL_MS / 86_400_000
+"""An interval [days, matplotlib's date unit]."""
 SIZE = (9.0, 4.2)
 MAX_NAMED = 40
 """Most homes or relays a plot names one by one (a larger area's are counted instead)."""
@@ -63,9 +66,36 @@ def _times(rows: list[dict[str, Any]]) -> Any:
     return _dates.date2num([r["time"] for r in rows])
 
 
-def _finish(fig: Figure, ax: Any, path: Path, title: str) -> None:
+POWER_LIMITS = (-3, 4)
+"""A number axis writes 10^4 and more, and less than 10^-3, as a multiple of a power of ten
+(shown once beside it): its labels stay short enough for the fixed margins."""
+MARGINS_IN = {"left": 0.85, "right": 0.3, "top": 0.4, "bottom": 0.65}
+"""Room around the axes for their labels [inches]: a y label on the left, the time axis
+below, the title above (``right`` grows to ``left``'s for a second y axis). Set, not
+measured: ``tight_layout`` draws every figure twice, a third of a plot's cost."""
+
+
+def _finish(
+    fig: Figure, ax: Any, path: Path, title: str, *, right_axis: bool = False, fit: bool = False
+) -> None:
+    """Title, lay out and write the figure. ``fit``: measure the labels (they are names of
+    any length) instead of the fixed margins."""
     ax.set_title(title, loc="left", fontsize=11)
-    fig.tight_layout()
+    for axis in (a for axes in fig.axes for a in (axes.xaxis, axes.yaxis)):
+        numbers = axis.get_major_formatter()
+        if isinstance(numbers, ScalarFormatter):
+            numbers.set_powerlimits(POWER_LIMITS)
+    if fit:
+        fig.tight_layout()
+    else:
+        width, height = fig.get_size_inches()
+        m = {**MARGINS_IN, "right": MARGINS_IN["left"]} if right_axis else MARGINS_IN
+        fig.subplots_adjust(
+            left=m["left"] / width,
+            right=1 - m["right"] / width,
+            top=1 - m["top"] / height,
+            bottom=m["bottom"] / height,
+        )
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
@@ -77,13 +107,33 @@ def _time_axis(ax: Any) -> None:
     ax.set_xlabel("UTC")
 
 
+def _per_interval(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> tuple[list[float], list[list[float]]]:
+    """Each key's sum over the rows of each interval [kWh], every interval from the first
+    row's to the last row's (0 where none has a row), and the intervals' edges: an interval's
+    volume drawn as one step over its 15 minutes, one filled outline per key (a bar per
+    interval is a patch each, and costs more to draw than the rest of the plot)."""
+    if not rows:
+        return [], [[] for _ in keys]
+    sums: dict[int, list[float]] = defaultdict(lambda: [0.0] * len(keys))
+    for r in rows:
+        row = sums[r["interval"]]
+        for k, key in enumerate(keys):
+            row[k] += r[key] / 1000
+    first, last = min(sums), max(sums)
+    start = float(_dates.date2num(min(rows, key=lambda r: r["interval"])["time"]))
+    span = range(first, last + 1)
+    edges = [start + (i - first) * INTERVAL for i in range(first, last + 2)]
+    zero = [0.0] * len(keys)
+    return edges, [[sums.get(i, zero)[k] for i in span] for k in range(len(keys))]
+
+
 def prices(path: Path, market: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=SIZE)
     t = _times(market)
-    traded = [r["traded_wh"] / 1000 for r in market]
-    ax.bar(t, traded, width=BAR, align="edge", color="#9ecae1", label="traded [kWh]")
-    p2p = [r["p2p_wh"] / 1000 for r in market]
-    ax.bar(t, p2p, width=BAR, align="edge", color="#3182bd", label="peer to peer [kWh]")
+    edges, volumes = _per_interval(market, ("traded_wh", "p2p_wh"))
+    if edges:
+        ax.stairs(volumes[0], edges, fill=True, color="#9ecae1", label="traded [kWh]")
+        ax.stairs(volumes[1], edges, fill=True, color="#3182bd", label="peer to peer [kWh]")
     ax.set_ylabel("energy per interval [kWh]")
     _time_axis(ax)
     right = ax.twinx()
@@ -94,7 +144,7 @@ def prices(path: Path, market: list[dict[str, Any]]) -> None:
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
-    _finish(fig, ax, path, "The market: clearing price and volume of every interval")
+    _finish(fig, ax, path, "The market: clearing price and volume of every interval", right_axis=True)
 
 
 def energy(path: Path, homes: list[dict[str, Any]]) -> None:
@@ -184,7 +234,7 @@ def money(path: Path, report: dict[str, Any]) -> None:
         f"not shown: the miners' {economy['block_subsidy_gnc']:,.0f} GNC of block subsidy (new coin) "
         f"and {economy['transaction_fees_gnc']:.4f} GNC of fees"
     )
-    _finish(fig, ax, path, "Money by role (the energy economy; the block subsidy apart)")
+    _finish(fig, ax, path, "Money by role (the energy economy; the block subsidy apart)", fit=True)
 
 
 def relays(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -205,7 +255,8 @@ def relays(path: Path, rows: list[dict[str, Any]]) -> None:
         right.set_ylabel("paid [GNC] (dots)")
     else:
         ax.text(0.5, 0.5, "no relays in this run", transform=ax.transAxes, ha="center")
-    _finish(fig, ax, path, "Relays: datagrams carried and pay")
+    named = 0 < len(rows) <= MAX_NAMED  # the relays' names, slanted, below the axis
+    _finish(fig, ax, path, "Relays: datagrams carried and pay", right_axis=bool(rows), fit=named)
 
 
 def write_plots(

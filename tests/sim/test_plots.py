@@ -1,0 +1,128 @@
+"""A run's plots: every label inside its figure, the market's volumes per interval."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.figure import Figure
+
+from gridnet.sim import plots
+
+START = datetime(2026, 6, 21, tzinfo=UTC)
+
+
+def _time(i: int) -> datetime:
+    return START + timedelta(minutes=15 * i)
+
+
+def _market(intervals: list[int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "interval": i,
+            "time": _time(i),
+            "traded_wh": 1000 * (i + 1),
+            "p2p_wh": 500,
+            "price_gnc_per_kwh": 0.1 + i / 1000,
+        }
+        for i in intervals
+    ]
+
+
+def test_a_markets_volume_is_summed_per_interval_and_an_interval_without_rows_is_zero() -> None:
+    rows = _market([2, 2, 5])
+    edges, (traded, p2p) = plots._per_interval(rows, ("traded_wh", "p2p_wh"))
+    assert traded == [6.0, 0.0, 0.0, 6.0]  # two rows of interval 2 (3 kWh each); 3 and 4 had none
+    assert p2p == [1.0, 0.0, 0.0, 0.5]
+    assert len(edges) == len(traded) + 1
+    start = float(mdates.date2num(_time(2)))
+    assert edges == pytest.approx([start + k * 15 / 1440 for k in range(5)])
+    assert plots._per_interval([], ("traded_wh",)) == ([], [[]])
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Figure]]:
+    """The figures the plots draw, kept open after they are written."""
+    figures: list[Figure] = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", figures.append)
+    yield figures
+    for fig in figures:
+        close(fig)
+
+
+def _homes(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "home": f"home-{h:03d}",
+            "time": _time(i),
+            "load_wh": 900 + 40 * h,
+            "import_wh": 400,
+            "bought_p2p_wh": 250,
+            "bought_dso_wh": 150,
+            "imbalance_wh": 0,
+            "export_wh": 120_000 * (i % 7),
+            "battery_soc_percent": float(i % 100),
+        }
+        for h in range(n)
+        for i in range(96)
+    ]
+
+
+def _lines(owners: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "line_owner": f"Feeder {o} Lines",
+            "time": _time(i),
+            "max_loading_percent": 30.0 + i % 50,
+            "v_min_pu": 0.97,
+            "v_max_pu": 1.02,
+            "v_end_pu": 0.98,
+        }
+        for o in range(owners)
+        for i in range(96)
+    ]
+
+
+REPORT = {
+    "revenue_gnc": {"prosumers": 12.5, "consumers": -30.25, "line_owners": 2.0, "dso": 18.0, "miners": 9.0},
+    "relay": {"reward_per_relay_gnc": {"r1": 0.5}},
+    "economy": {"block_subsidy_gnc": 15250, "transaction_fees_gnc": 0.0162},
+}
+
+
+@pytest.mark.parametrize("homes,owners,relays", [(3, 2, 6), (120, 10, 300)])
+def test_every_plots_labels_lie_inside_its_figure(
+    tmp_path: Path, drawn: list[Figure], homes: int, owners: int, relays: int
+) -> None:
+    """The fixed margins leave room for every plot's labels, title and legend (nothing is cut
+    off at an edge of the PNG), for a small area and a large one."""
+    relay_rows = [
+        {"relay": f"relay-{r:03d}", "datagrams_forwarded": 10 * r, "pay_gnc": r / 100} for r in range(relays)
+    ]
+    limits = {"max_loading_percent": 100.0, "v_min_pu": 0.95, "v_max_pu": 1.05}
+    plots.prices(tmp_path / "prices.png", _market(list(range(96))))
+    plots.energy(tmp_path / "energy.png", _homes(homes))
+    plots.feeders(tmp_path / "feeders.png", _lines(owners), limits)
+    plots.batteries(tmp_path / "batteries.png", _homes(homes))
+    plots.money(tmp_path / "money.png", REPORT)
+    plots.relays(tmp_path / "relays.png", relay_rows)
+    plots.relays(tmp_path / "no-relays.png", [])
+    assert len(drawn) == 7
+    for fig in drawn:
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        inside = fig.get_tightbbox(renderer)  # [inches]
+        width, height = fig.get_size_inches()
+        title = fig.axes[0].get_title(loc="left")
+        assert inside.x0 >= 0 and inside.y0 >= 0, title
+        assert inside.x1 <= width and inside.y1 <= height, title
+
+
+def test_a_run_without_auctions_still_draws_its_market_plot(tmp_path: Path, drawn: list[Figure]) -> None:
+    plots.prices(tmp_path / "prices.png", [])
+    assert (tmp_path / "prices.png").stat().st_size > 0
