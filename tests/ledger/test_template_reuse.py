@@ -6,7 +6,9 @@ the rule it breaks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -110,48 +112,33 @@ def test_a_peer_block_in_another_order_or_with_other_transactions_is_applied(
     three.close()
 
 
-def test_a_template_whose_rules_read_the_time_applies_a_peer_block(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _read_the_time(three: Three, draft: Any) -> None:
+    draft.env.timestamp_read = True  # as a rule reading the block's time marks it
+
+
+def _relied_on_a_later_time(three: Three, draft: Any) -> None:
+    draft.env.time_floor = three.t0 + 1  # as a closed contract's end would set it
+
+
+def _changed_after_its_seal(three: Three, draft: Any) -> None:
+    draft.view.credit(MINER, 1)  # as an extension that failed half way leaves it
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [_read_the_time, _relied_on_a_later_time, _changed_after_its_seal],
+    ids=["a-rule-read-the-time", "block-earlier-than-a-time-relied-on", "changed-since-sealed"],
+)
+def test_a_template_that_does_not_hold_the_peer_blocks_state_applies_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spoil: Callable[[Three, Any], None]
 ) -> None:
-    three = Three(tmp_path)
-    txs = transfers(three.own, 4)
-    read = three.own.build_block(MINER, txs, now=three.t0)
-    assert read.draft is not None
-    read.draft.env.timestamp_read = True  # as a rule reading the block's time marks it
-    applied = counting_applies(monkeypatch)
-    block = three.peer_block(txs)
-    three.own.add_block(block, now=block.header.timestamp)
-    assert applied == [1]
-    same_head(three.own, three.peer)
-    three.close()
-
-
-def test_a_peer_block_earlier_than_a_time_the_template_relied_on_is_applied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    three = Three(tmp_path)
-    txs = transfers(three.own, 4)
-    tpl = three.own.build_block(MINER, txs, now=three.t0)
-    assert tpl.draft is not None
-    tpl.draft.env.time_floor = three.t0 + 1  # as a closed contract's end would set it
-    applied = counting_applies(monkeypatch)
-    block = three.peer_block(txs, at=three.t0)
-    three.own.add_block(block, now=block.header.timestamp)
-    assert applied == [1]
-    same_head(three.own, three.peer)
-    three.close()
-
-
-def test_a_template_changed_since_it_was_sealed_applies_a_peer_block(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A draft that took a change after its last seal (an extension that failed half way)
-    no longer holds the sealed template's state: the block is applied."""
+    """A template whose rules read the block's time, that relied on a time later than the
+    peer's block, or that took a change after its last seal: the block is applied in full."""
     three = Three(tmp_path)
     txs = transfers(three.own, 4)
     tpl = three.own.build_block(MINER, txs, now=three.t0)
     assert tpl.draft is not None
-    tpl.draft.view.credit(MINER, 1)
+    spoil(three, tpl.draft)
     applied = counting_applies(monkeypatch)
     block = three.peer_block(txs)
     three.own.add_block(block, now=block.header.timestamp)
