@@ -108,10 +108,11 @@ def _time_axis(ax: Any) -> None:
 
 
 def _per_interval(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> tuple[list[float], list[list[float]]]:
-    """Each key's sum over the rows of each interval [kWh], every interval from the first
-    row's to the last row's (0 where none has a row), and the intervals' edges: an interval's
-    volume drawn as one step over its 15 minutes, one filled outline per key (a bar per
-    interval is a patch each, and costs more to draw than the rest of the plot)."""
+    """Each key's (a column in Wh) sum over the rows of each interval [kWh], every interval
+    from the first row's to the last row's (0 where none has a row), and the intervals'
+    edges: an interval's volume drawn as one step over its 15 minutes, one filled outline per
+    key (a bar per interval is a patch each, and costs more to draw than the rest of the
+    plot)."""
     if not rows:
         return [], [[] for _ in keys]
     sums: dict[int, list[float]] = defaultdict(lambda: [0.0] * len(keys))
