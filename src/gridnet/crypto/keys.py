@@ -28,7 +28,7 @@ import nacl.signing
 import nacl.utils
 
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
-from gridnet.crypto.checkers import CHECKERS
+from gridnet.crypto.checkers import CHECKERS, SHARE_MIN
 from gridnet.crypto.hashing import signature_check_id, signature_check_key
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
@@ -269,7 +269,9 @@ class Verdicts:
         self._signed = signed
         self._keys = keys
         self._cache = cache
-        self._batch = CHECKERS.submit(signed, _Cores.count(), check_signed)
+        # (a batch too small to share is checked here, without asking how many cores there are)
+        small = len(signed) < SHARE_MIN
+        self._batch = None if small else CHECKERS.submit(signed, _Cores.count(), check_signed)
 
     def __len__(self) -> int:
         return len(self._results)
