@@ -90,6 +90,47 @@ def test_a_peer_that_sends_a_queued_transaction_is_not_sent_it_back(tmp_path: Pa
     assert node.stats.tx_outcomes["rejected"] == 0  # a repeat from gossip is not a refusal
 
 
+def test_a_copy_is_known_by_its_signature_alone(tmp_path: Path) -> None:
+    node = node_with_peers(tmp_path)
+    tx = transfers(node.chain, 1)[0]
+    node.handle("a", TxsMsg((tx,)), now=0)
+    # Same signature, another body: a forgery no check would pass. It is taken for the held
+    # one (neither read nor held against the peer), and nothing changes.
+    forged = msgspec.structs.replace(tx, fee=tx.fee + 1)
+    assert node.mempool.copy_of(forged) == tx_id(tx) and node.mempool.copy_of(tx) == tx_id(tx)
+    assert node.handle("b", TxsMsg((forged,)), now=0) == []
+    assert node.stats.peer_faults == {} and node.stats.tx_outcomes["rejected"] == 0
+    assert list(node.mempool.by_id) == [tx_id(tx)]
+    assert sent(node.tick(1)) == {"c": [tx]}  # b holds it (as far as this node can tell)
+    node.mempool.withdraw(tx_id(tx))
+    assert node.mempool.copy_of(tx) is None
+
+
+def test_a_copy_of_a_held_transaction_ahead_of_its_nonce_is_known(tmp_path: Path) -> None:
+    chain = new_chain(tmp_path / "c", test_params(KEYS))
+    _, second = transfers(chain, 2)
+    richer = sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), 1, fee=second.fee + 1)
+    early = EarlyTxs(max_txs=10, max_bytes=10_000, max_per_peer=10)
+    early.hold("a", tx_id(second), second, 100)
+    assert early.copy_of(second) == tx_id(second)
+    assert early.copy_of(richer) is None  # the same nonce, another transaction
+    early.take(second.sender, 1)
+    assert early.copy_of(second) is None
+
+
+def test_a_copy_of_one_replaced_earlier_in_the_same_batch_is_read_again(tmp_path: Path) -> None:
+    node = node_with_peers(tmp_path)
+    held = transfers(node.chain, 1)[0]
+    node.handle("a", TxsMsg((held,)), now=0)
+    richer = sign(node.chain, KEYS[0], Transfer(KEYS[1].address, 5), 0, fee=held.fee + 1)
+    # When b's batch is read, its second transaction is a copy of the held one; by the time
+    # it is admitted, the first has replaced it: it is a transaction to try like any other.
+    out = node.handle("b", TxsMsg((richer, held)), now=0)
+    told = [(p, m.rule) for p, m in out if isinstance(m, TxRejectedMsg)]
+    assert told == [("a", "Replaced"), ("b", "ReplacementUnderpriced")]  # (a hears its one left)
+    assert list(node.mempool.by_id) == [tx_id(richer)] and node.stats.peer_faults == {}
+
+
 def test_a_gone_peers_queue_is_dropped(tmp_path: Path) -> None:
     node = node_with_peers(tmp_path)
     node.handle("a", TxsMsg(tuple(transfers(node.chain, 2))), now=0)

@@ -90,6 +90,7 @@ class Mempool:
         self.max_per_sender = max_per_sender
         self.by_id: dict[Hash32, VerifiedTx] = {}
         self.by_sender: dict[Address, dict[int, VerifiedTx]] = {}
+        self._by_signature: dict[bytes, Hash32] = {}
         self._heap: list[tuple[float, int, Hash32]] = []  # lowest fee rate first (lazy)
         self._seq = itertools.count()
         self.defer_blocks = defer_blocks
@@ -107,6 +108,13 @@ class Mempool:
 
     def __contains__(self, tx_id: Hash32) -> bool:
         return tx_id in self.by_id
+
+    def copy_of(self, tx: Transaction) -> Hash32 | None:
+        """The id of the pending transaction ``tx`` is a copy of, if any, found by its
+        signature alone (no encoding, no hashing): a transaction with the signature of a
+        pending one is that one, or a forgery that no check would pass (a signature is valid
+        for one key and one message), so a node may treat it as held without reading it."""
+        return self._by_signature.get(tx.signature)
 
     def version(self, sender: Address) -> int:
         """A number that changes whenever one of ``sender``'s pending transactions leaves the
@@ -263,6 +271,7 @@ class Mempool:
     def _insert(self, vtx: VerifiedTx) -> None:
         self.generation += 1
         self.by_id[vtx.txid] = vtx
+        self._by_signature[vtx.tx.signature] = vtx.txid
         self.by_sender.setdefault(vtx.sender, {})[vtx.tx.nonce] = vtx
         self._owed[vtx.sender] = self._owed.get(vtx.sender, 0) + _cost(vtx)
         self.bytes += vtx.size
@@ -281,6 +290,7 @@ class Mempool:
     def _remove(self, vtx: VerifiedTx) -> None:
         self.generation += 1
         del self.by_id[vtx.txid]
+        del self._by_signature[vtx.tx.signature]
         self._deferred.pop(vtx.txid, None)
         queue = self.by_sender[vtx.sender]
         del queue[vtx.tx.nonce]

@@ -240,6 +240,14 @@ class EarlyTxs:
     def __contains__(self, txid: Hash32) -> bool:
         return txid in self._by_id
 
+    def copy_of(self, tx: Transaction) -> Hash32 | None:
+        """The id of the held transaction ``tx`` is a copy of, if any: the one of its sender
+        and nonce with its signature (see ``Mempool.copy_of``)."""
+        txid = self._by_sender.get(tx.sender, {}).get(tx.nonce)
+        if txid is None or self._by_id[txid].tx.signature != tx.signature:
+            return None
+        return txid
+
     def hold(self, peer: str, txid: Hash32, tx: Transaction, size: int) -> None:
         """Hold ``tx``; for a nonce already held, the higher fee stays. Not held: one larger
         than the whole hold, or from a peer that has ``max_per_peer`` held already (so one

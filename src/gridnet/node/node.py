@@ -497,6 +497,9 @@ class Node:
                     relay.pop(tid, None)
                     self.inventory.has(peer, TX, tid)
                     continue
+                if signature_ok is None:  # a copy of one held then, gone since: read it now
+                    body = tx_body(tx)
+                    tid = txid(body, tx.signature)
                 try:  # what a peer checks before it relays a transaction: failing it is its fault
                     verified = validate_transaction(
                         tx, self.chain.params, self.chain.chain_id, body, signature_ok=signature_ok, tid=tid
@@ -547,18 +550,21 @@ class Node:
         cores (and into this node's signature cache, for the blocks that will carry them):
         each is then admitted in order, as before, with its verdict. A window at a time: a
         batch that turns out faulty is not read past its first bad transaction, nor verified
-        much beyond it. Per transaction: its body, its id and its verdict (None: held)."""
-        window: list[tuple[bytes, Hash32, bool]] = []
+        much beyond it. Per transaction: its body, its id and its verdict; for a copy of one
+        held (found by its signature: gossip brings most transactions more than once, and a
+        copy is neither encoded nor hashed again), no body, the held one's id and None."""
+        window: list[tuple[bytes, Hash32, bool | None]] = []
         checks: list[SignatureCheck] = []
         for tx in txs:
+            held = self.mempool.copy_of(tx) or self.early.copy_of(tx)
+            if held is not None:
+                window.append((b"", held, None))
+                continue
             body = tx_body(tx)
-            tid = txid(body, tx.signature)
-            held = tid in self.mempool or tid in self.early
-            window.append((body, tid, held))
-            if not held:
-                checks.append(signature_check(tx, self.chain.chain_id, body))
+            window.append((body, txid(body, tx.signature), False))
+            checks.append(signature_check(tx, self.chain.chain_id, body))
         verdicts = iter(verify_many(checks))
-        return [(b, t, None if held else next(verdicts)) for b, t, held in window]
+        return [(b, t, ok if ok is None else next(verdicts)) for b, t, ok in window]
 
     @_own_signature_cache
     def tick(self, now: int) -> list[Outgoing]:
