@@ -553,18 +553,18 @@ class Node:
         much beyond it. Per transaction: its body, its id and its verdict; for a copy of one
         held (found by its signature: gossip brings most transactions more than once, and a
         copy is neither encoded nor hashed again), no body, the held one's id and None."""
-        window: list[tuple[bytes, Hash32, bool | None]] = []
+        window: list[tuple[bytes, Hash32, bool]] = []
         checks: list[SignatureCheck] = []
         for tx in txs:
-            held = self.mempool.copy_of(tx) or self.early.copy_of(tx)
-            if held is not None:
-                window.append((b"", held, None))
+            copy_of = self.mempool.copy_of(tx) or self.early.copy_of(tx)
+            if copy_of is not None:
+                window.append((b"", copy_of, True))
                 continue
             body = tx_body(tx)
             window.append((body, txid(body, tx.signature), False))
             checks.append(signature_check(tx, self.chain.chain_id, body))
         verdicts = iter(verify_many(checks))
-        return [(b, t, ok if ok is None else next(verdicts)) for b, t, ok in window]
+        return [(b, t, None if held else next(verdicts)) for b, t, held in window]
 
     @_own_signature_cache
     def tick(self, now: int) -> list[Outgoing]:
