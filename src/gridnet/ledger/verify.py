@@ -8,6 +8,7 @@ the replayed state with the stored one. Reports the first bad height and rule.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import decode, encode
 from gridnet.errors import DecodeError, GridnetError, HashMismatch, MissingBlock, StateMismatch, StoreError
 from gridnet.ledger.blocks import Block, BlockBody, Header
-from gridnet.ledger.commitment import StateCommitment
+from gridnet.ledger.commitment import CommitUndo, StateCommitment
 from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.pow import median_time, next_target
@@ -24,6 +25,7 @@ from gridnet.ledger.state import StateView
 from gridnet.ledger.store import Store
 from gridnet.ledger.transition import HeaderContext, apply_block
 from gridnet.system import fewer_gc_passes
+from gridnet.units import Hash32
 
 MAX_BLOCK_DECODE = 64 * 1024 * 1024
 
@@ -58,96 +60,211 @@ def verify_chain(
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Replay the chain in ``data_dir`` from genesis; never raises for an invalid chain."""
-    started = time.perf_counter()
-    now = AUDIT_CLOCK
     store = Store(data_dir, readonly=True)
     try:
         with store.snapshot(), fewer_gc_passes():  # a consistent chain, also beside a running node
-            return _verify(store, now, started, progress)
+            return Replay().finish(store, progress)
     finally:
         store.close()
 
 
-def _verify(
-    store: Store, now: int, started: float, progress: Callable[[int, int], None] | None
-) -> VerifyReport:
-    raw_params = store.get_meta("params")
-    if raw_params is None:
-        raise StoreError(f"{store.data_dir} has no chain parameters")
-    try:
-        params = decode(raw_params, ChainParams)
-    except DecodeError as exc:
+@dataclass(slots=True)
+class _Undo:
+    """What takes the replay back to before one block."""
+
+    restore: dict[bytes, bytes | None]
+    """The values the block's changes replaced (None: the key was absent)."""
+    commit_undo: CommitUndo
+    txs: int
+
+
+class Replay:
+    """The audit of a stored chain, kept up with it as it grows (``advance``) and finished
+    when it is complete (``finish``): the same replay from genesis as ``verify_chain``, done
+    a part at a time, beside the node that writes the chain. When the stored main chain
+    turns out to have changed below what was replayed (a reorganisation), the replay steps
+    back to where they agree (up to ``UNDO_DEPTH`` blocks; from genesis again beyond) and
+    goes on from there. ``seconds`` in its reports is the time spent replaying, not waiting."""
+
+    UNDO_DEPTH = 64
+    """Blocks the replay can step back without starting again from genesis."""
+
+    def __init__(self) -> None:
+        self._start: tuple[ChainParams, Block, Hash32] | None = None
+        """The chain's parameters, genesis block and id (read from the store once)."""
+        self.hashes: list[Hash32] = []
+        """The main-chain block replayed at each height."""
+        self.headers: list[Header] = []
+        self.values: dict[bytes, bytes] = {}
+        self.commitment = StateCommitment()
+        self.transactions = 0
+        self.seconds = 0.0
+        self._undo: deque[_Undo] = deque(maxlen=self.UNDO_DEPTH)
+        self._failed: tuple[VerifyReport, Hash32] | None = None
+        """The first failure and the block it is at (final while that block stays there)."""
+
+    def advance(
+        self,
+        store: Store,
+        *,
+        behind: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> VerifyReport | None:
+        """Replay the stored main chain's blocks not replayed yet, but the last ``behind``
+        (a reorganisation seldom reaches that deep); call inside ``store.snapshot()``. A
+        failure, once found, is returned (and replaying stops there)."""
+        started = time.perf_counter()
+        try:
+            return self._advance(store, behind, progress)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def finish(self, store: Store, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Replay what is left, then compare the stored head and state with the replay."""
+        failed = self.advance(store, progress=progress)
+        if failed is not None:
+            return failed
+        started = time.perf_counter()
+        try:
+            head = store.get_meta("head")
+            if not self.hashes or head != self.hashes[-1]:
+                return self._fail(
+                    len(self.hashes), HashMismatch("stored head is not the last block of the main chain")
+                )
+            stored = dict(store.state_items())
+            if stored != self.values:
+                differing = len(set(stored.items()) ^ set(self.values.items()))
+                return self._fail(
+                    len(self.hashes) - 1,
+                    StateMismatch(f"stored state differs from the replay in {differing} entries"),
+                )
+        finally:
+            self.seconds += time.perf_counter() - started
+        height = len(self.hashes) - 1
+        return VerifyReport(True, height, len(self.hashes), self.transactions, self.seconds)
+
+    def _fail(self, height: int, error: GridnetError) -> VerifyReport:
         return VerifyReport(
-            False, 0, 0, 0, time.perf_counter() - started, 0, exc.rule, f"chain parameters: {exc}"
+            False, height, len(self.headers), self.transactions, self.seconds, height, error.rule, str(error)
         )
-    genesis = genesis_block(params)
-    chain_id = header_hash(encode(genesis.header))
-    main = list(store.main_hashes())
-    total = len(main)
-    headers: list[Header] = []
-    values = genesis_state(params)
-    commitment = StateCommitment.from_items(values.items())
-    n_txs = 0
 
-    def fail(height: int, error: GridnetError) -> VerifyReport:
-        elapsed = time.perf_counter() - started
-        return VerifyReport(False, height, len(headers), n_txs, elapsed, height, error.rule, str(error))
+    def _begin(self, store: Store) -> tuple[ChainParams, Block, Hash32] | VerifyReport:
+        if self._start is None:
+            raw_params = store.get_meta("params")
+            if raw_params is None:
+                raise StoreError(f"{store.data_dir} has no chain parameters")
+            try:
+                params = decode(raw_params, ChainParams)
+            except DecodeError as exc:
+                return VerifyReport(False, 0, 0, 0, self.seconds, 0, exc.rule, f"chain parameters: {exc}")
+            genesis = genesis_block(params)
+            self._start = (params, genesis, header_hash(encode(genesis.header)))
+        params, genesis, chain_id = self._start
+        if store.get_meta("genesis") != chain_id:
+            return self._fail(0, HashMismatch("stored genesis hash does not match the chain parameters"))
+        return self._start
 
-    if store.get_meta("genesis") != chain_id:
-        return fail(0, HashMismatch("stored genesis hash does not match the chain parameters"))
-    for expected_height, (height, h) in enumerate(main):
-        if height != expected_height:
-            return fail(expected_height, MissingBlock(f"main chain skips height {expected_height}"))
+    def _advance(
+        self, store: Store, behind: int, progress: Callable[[int, int], None] | None
+    ) -> VerifyReport | None:
+        start = self._begin(store)
+        if isinstance(start, VerifyReport):
+            return start
+        params, genesis, chain_id = start
+        main = list(store.main_hashes())
+        self._rewind([h for _, h in main])
+        if self._failed is not None:
+            return self._failed[0]
+        if not self.hashes:
+            self.values = genesis_state(params)
+            self.commitment = StateCommitment.from_items(self.values.items())
+        total = len(main)
+        for height, h in main[len(self.hashes) : max(len(self.hashes), total - behind)]:
+            expected_height = len(self.hashes)
+            try:
+                if height != expected_height:
+                    raise MissingBlock(f"main chain skips height {expected_height}")
+                self._replay(store, params, genesis, chain_id, height, h)
+            except GridnetError as exc:
+                self._failed = (self._fail(expected_height, exc), h)
+                return self._failed[0]
+            if progress is not None:
+                progress(height + 1, total)
+        return None
+
+    def _rewind(self, main: list[Hash32]) -> None:
+        """Step back to the last height where the replay and the stored main chain agree
+        (a block's hash fixes all below it); a failure stands while its block is there."""
+        agree = min(len(self.hashes), len(main))
+        while agree > 0 and self.hashes[agree - 1] != main[agree - 1]:
+            agree -= 1
+        if self._failed is not None:
+            report, h = self._failed
+            at = report.bad_height if report.bad_height is not None else len(self.hashes)
+            if agree < len(self.hashes) or at >= len(main) or main[at] != h:
+                self._failed = None
+        if agree == len(self.hashes):
+            return
+        if len(self.hashes) - agree > len(self._undo):
+            self.hashes, self.headers, self.transactions = [], [], 0
+            self._undo.clear()
+            return
+        while len(self.hashes) > agree:
+            undo = self._undo.pop()
+            self.commitment.revert(undo.commit_undo)
+            for k, v in undo.restore.items():
+                if v is None:
+                    self.values.pop(k, None)
+                else:
+                    self.values[k] = v
+            self.transactions -= undo.txs
+            self.hashes.pop()
+            self.headers.pop()
+
+    def _replay(
+        self, store: Store, params: ChainParams, genesis: Block, chain_id: Hash32, height: int, h: Hash32
+    ) -> None:
         data = store.block_data(h)
         if data is None:
-            return fail(height, MissingBlock(f"block {height} is in the main index but not stored"))
+            raise MissingBlock(f"block {height} is in the main index but not stored")
         raw_header, raw_body = data
+        if header_hash(raw_header) != h:
+            raise HashMismatch(f"block {height}: stored header does not hash to {h.hex()[:16]}")
         try:
-            if header_hash(raw_header) != h:
-                raise HashMismatch(f"block {height}: stored header does not hash to {h.hex()[:16]}")
-            try:
-                header = decode(raw_header, Header)
-                body = decode(raw_body, BlockBody, max_bytes=MAX_BLOCK_DECODE, what="block body")
-            except DecodeError as exc:
-                raise type(exc)(f"block {height} does not decode: {exc}") from None
-            if height == 0:
-                if header != genesis.header or body.txs or body.votes:
-                    raise HashMismatch("stored genesis block differs from the chain parameters")
-            else:
-                parent = headers[-1]
-                ctx = HeaderContext(
-                    params=params,
-                    chain_id=chain_id,
-                    parent_hash=main[height - 1][1],
-                    parent_height=parent.height,
-                    expected_target=next_target(params, parent, lambda i: headers[i].timestamp),
-                    median_time_past=median_time([x.timestamp for x in headers[-params.median_time_span :]]),
-                    now=now,
-                    parent_timestamp=parent.timestamp,
-                    parent_justified=parent.justified,
-                )
-                block = Block(header, body.txs, body.votes)
-                result = apply_block(
-                    StateView(values), commitment, block, ctx, encoded_size=len(encode(block))
-                )
-                for k, v in result.changes.items():
-                    if v is None:
-                        values.pop(k, None)
-                    else:
-                        values[k] = v
-                n_txs += len(body.txs) - 1  # signed transactions (the coinbase aside)
-        except GridnetError as exc:
-            return fail(height, exc)
-        headers.append(header)
-        if progress is not None:
-            progress(height + 1, total)
-    head = store.get_meta("head")
-    if not main or head != main[-1][1]:
-        return fail(len(main), HashMismatch("stored head is not the last block of the main chain"))
-    stored = dict(store.state_items())
-    if stored != values:
-        differing = len(set(stored.items()) ^ set(values.items()))
-        return fail(
-            len(main) - 1, StateMismatch(f"stored state differs from the replay in {differing} entries")
+            header = decode(raw_header, Header)
+            body = decode(raw_body, BlockBody, max_bytes=MAX_BLOCK_DECODE, what="block body")
+        except DecodeError as exc:
+            raise type(exc)(f"block {height} does not decode: {exc}") from None
+        if height == 0:
+            if header != genesis.header or body.txs or body.votes:
+                raise HashMismatch("stored genesis block differs from the chain parameters")
+            self.hashes.append(h)
+            self.headers.append(header)
+            return
+        headers = self.headers
+        parent = headers[-1]
+        ctx = HeaderContext(
+            params=params,
+            chain_id=chain_id,
+            parent_hash=self.hashes[height - 1],
+            parent_height=parent.height,
+            expected_target=next_target(params, parent, lambda i: headers[i].timestamp),
+            median_time_past=median_time([x.timestamp for x in headers[-params.median_time_span :]]),
+            now=AUDIT_CLOCK,
+            parent_timestamp=parent.timestamp,
+            parent_justified=parent.justified,
         )
-    return VerifyReport(True, len(main) - 1, len(main), n_txs, time.perf_counter() - started)
+        block = Block(header, body.txs, body.votes)
+        values = self.values
+        result = apply_block(StateView(values), self.commitment, block, ctx, encoded_size=len(encode(block)))
+        restore = {k: values.get(k) for k in result.changes}
+        for k, v in result.changes.items():
+            if v is None:
+                values.pop(k, None)
+            else:
+                values[k] = v
+        txs = len(body.txs) - 1  # signed transactions (the coinbase aside)
+        self.transactions += txs
+        self._undo.append(_Undo(restore, result.commit_undo, txs))
+        self.hashes.append(h)
+        headers.append(header)

@@ -264,8 +264,8 @@ def simulate(
     with fewer_gc_passes():
         sim = Neighbourhood(scenario, memory_network(scenario, out))
         try:
-            report = sim.run(progress)
             with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
+                report = sim.run(progress)
                 sim.write_results(out, report, csv)
                 report["verify"] = audited()
         finally:

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import select
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gridnet.crypto.keys import CORES_ENV
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
-from gridnet.errors import ConfigError
-from gridnet.ledger.verify import verify_chain
-from gridnet.system import usable_cores
+from gridnet.errors import ConfigError, StoreError
+from gridnet.ledger.store import DB_NAME, Store
+from gridnet.ledger.verify import Replay, VerifyReport, verify_chain
+from gridnet.system import fewer_gc_passes, usable_cores
 
 MARKER = ".gridnet-output"
 EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
@@ -41,9 +46,19 @@ def prepare_out_dir(out: Path, command: str) -> None:
         ) from None
 
 
+FOLLOW_POLL_S = 0.5
+"""How often [s] the audit beside a simulation looks for blocks stored since."""
+FOLLOW_BEHIND = 3
+"""Blocks below the head the audit beside a simulation waits with (a reorganisation seldom
+reaches that deep; it is followed when it does)."""
+
+
 def audit(chain_dir: Path) -> dict[str, Any]:
     """Replay the chain from genesis (``gridnet chain verify``), as report figures."""
-    report = verify_chain(chain_dir)
+    return _figures(verify_chain(chain_dir))
+
+
+def _figures(report: VerifyReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
         "blocks": report.blocks,
@@ -57,49 +72,80 @@ def audit(chain_dir: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def audit_beside(chain_dir: Path) -> Iterator[Callable[[], dict[str, Any]]]:
-    """``with audit_beside(dir) as audited:`` the audit of the (finished) chain in ``dir``
-    runs in a child process while this one goes on (writing the run's series and plots), when
-    this process may use more than one core; ``audited()`` waits for its figures and adds the
-    child's cryptographic work to this process's counts (``crypto/ops.py``). On one core it
-    runs in this process when asked. A child not waited for is stopped on leaving the block."""
+    """``with audit_beside(dir) as audited:`` the audit of the chain a simulation writes in
+    ``dir`` follows it in a child process, on another core, when this process may use more
+    than one: it replays each block soon after it is stored (``verify.Replay``), so that
+    little is left once the chain is complete. ``audited()``, called then, has it replay the
+    last blocks and compare the stored state, waits for its figures and adds the child's
+    cryptographic work to this process's counts (``crypto/ops.py``). On one core the audit
+    replays the chain in this process when asked. A child not waited for is stopped on
+    leaving the block."""
     if usable_cores() < 2:
         yield lambda: audit(chain_dir)
         return
-    child = subprocess.Popen(
-        [sys.executable, "-m", "gridnet.sim.output", str(chain_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with tempfile.TemporaryFile("w+") as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "gridnet.sim.output", str(chain_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env={**os.environ, CORES_ENV: "1"},  # (its core is the one it was started for)
+        )
 
-    def audited() -> dict[str, Any]:
-        out, err = child.communicate()
-        if child.returncode != 0:
-            last = err.strip().splitlines()[-1] if err.strip() else f"exit code {child.returncode}"
-            raise RuntimeError(f"the audit of {chain_dir} stopped: {last}")
-        figures: dict[str, Any] = json.loads(out)
-        OPS.add(CryptoOps(**figures.pop("ops")))
-        return figures
+        def audited() -> dict[str, Any]:
+            out, _ = child.communicate("finish\n")
+            if child.returncode != 0:
+                errors.seek(0)
+                lines = errors.read().strip().splitlines()
+                last = lines[-1] if lines else f"exit code {child.returncode}"
+                raise RuntimeError(f"the audit of {chain_dir} stopped: {last}")
+            figures: dict[str, Any] = json.loads(out)
+            OPS.add(CryptoOps(**figures.pop("ops")))
+            return figures
 
-    try:
-        yield audited
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        try:
+            yield audited
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def _audit_child(chain_dir: str) -> None:
-    """``python -m gridnet.sim.output DIR``: ``audit`` of DIR and its cryptographic work, as
-    one JSON object (``audit_beside``'s child)."""
+def _follow(chain_dir: Path) -> None:
+    """``python -m gridnet.sim.output DIR``: follow the chain in DIR as it is written
+    (``audit_beside``'s child) until a line comes on stdin, then finish the audit and print
+    its figures and cryptographic work as one JSON object. Stdin closing without a line (the
+    parent gone) ends it without figures."""
     before = snapshot()
-    figures = audit(Path(chain_dir))
-    print(json.dumps({**figures, "ops": OPS.since(before).as_dict()}))
+    replay = Replay()
+    store: Store | None = None
+    try:
+        with fewer_gc_passes():
+            while True:
+                if store is None and (chain_dir / DB_NAME).exists():
+                    with contextlib.suppress(StoreError):  # (not readable yet: next time)
+                        store = Store(chain_dir, readonly=True)
+                if store is not None:
+                    with store.snapshot():
+                        replay.advance(store, behind=FOLLOW_BEHIND)
+                if select.select([sys.stdin], [], [], FOLLOW_POLL_S)[0]:
+                    if not sys.stdin.readline():
+                        return
+                    break
+            if store is None:
+                store = Store(chain_dir, readonly=True)
+            with store.snapshot():
+                report = replay.finish(store)
+    finally:
+        if store is not None:
+            store.close()
+    print(json.dumps({**_figures(report), "ops": OPS.since(before).as_dict()}))
 
 
 if __name__ == "__main__":
-    _audit_child(sys.argv[1])
+    _follow(Path(sys.argv[1]))

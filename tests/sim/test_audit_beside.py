@@ -1,0 +1,68 @@
+"""The audit beside a simulation: a child process that follows the chain while it is
+written (across a reorganisation) reports what the replay from genesis does, and is
+stopped when its figures are not wanted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gridnet.crypto.ops import OPS, snapshot
+from gridnet.ledger.txs.transfer import Transfer
+from gridnet.ledger.verify import verify_chain
+from gridnet.sim import output
+from gridnet.sim.output import audit_beside
+from gridnet.units import UNITS_PER_GNC
+from tests.helpers import extend, sign, test_params, wait_for
+from tests.ledger.test_replay import KEYS, forks, switch
+
+A, B, C = KEYS
+
+
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child is started whatever this machine (or ``taskset``) leaves to the tests."""
+    monkeypatch.setattr(output, "usable_cores", lambda: 2)
+
+
+def followers(chain_dir: Path) -> list[int]:
+    """PIDs of audit children following ``chain_dir``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gridnet.sim.output" in argv and str(chain_dir).encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_audit_follows_the_chain_while_it_is_written(tmp_path: Path) -> None:
+    p, q, x = forks(tmp_path, test_params(KEYS), 2, 6)
+    with audit_beside(tmp_path / "x") as audited:
+        for n in range(3):  # the chain grows on P, then switches to Q's longer branch
+            extend(x, [sign(x, A, Transfer(C.address, UNITS_PER_GNC), 2 + n)])
+        switch(x, q)
+        before = snapshot()
+        figures = audited()
+        child_ops = OPS.since(before)  # the child's checks, counted here
+    whole = verify_chain(tmp_path / "x")
+    assert figures["ok"] and whole.ok, figures
+    assert (figures["blocks"], figures["transactions"]) == (whole.blocks, whole.transactions) == (9, 8)
+    assert child_ops.verifies >= figures["transactions"]
+    for c in (p, q, x):
+        c.close()
+
+
+def test_an_audit_not_waited_for_is_stopped(tmp_path: Path) -> None:
+    p, q, x = forks(tmp_path, test_params(KEYS), 1, 0)
+    with pytest.raises(RuntimeError, match="the run failed"), audit_beside(tmp_path / "x"):
+        assert wait_for(lambda: followers(tmp_path / "x"), 60)
+        raise RuntimeError("the run failed")
+    assert followers(tmp_path / "x") == []
+    for c in (p, q, x):
+        c.close()
