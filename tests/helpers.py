@@ -152,3 +152,18 @@ def supply(chain: Chain) -> int:
             acct = view.account(key[len(ACCOUNTS.prefix) :])
             total += acct.balance + acct.bonded + acct.unbonding
     return total
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of the running processes that name ``path`` (their data directories)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        if str(path) in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found

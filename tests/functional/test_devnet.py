@@ -15,7 +15,7 @@ from pathlib import Path
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.ledger.chain import Chain
 from gridnet.node.devnet import Devnet, cores_each
-from tests.helpers import wait_for
+from tests.helpers import processes_using, wait_for
 
 LINK_S = 120.0
 """Ceiling for every node to be up and linked to every other [s]."""
@@ -81,21 +81,6 @@ def test_four_nodes_converge_and_every_process_is_stopped(tmp_path: Path) -> Non
     finally:
         for c in chains:
             c.close()
-
-
-def processes_using(path: Path) -> list[str]:
-    """Command lines of the running processes that name ``path`` (their data directories)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile
-        if str(path) in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def test_the_command_runs_for_its_duration_and_reports(tmp_path: Path) -> None:

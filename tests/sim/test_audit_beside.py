@@ -14,7 +14,7 @@ from gridnet.ledger.verify import verify_chain
 from gridnet.sim import output
 from gridnet.sim.output import audit_beside
 from gridnet.units import UNITS_PER_GNC
-from tests.helpers import extend, sign, test_params, wait_for
+from tests.helpers import extend, processes_using, sign, test_params, wait_for
 from tests.ledger.test_replay import KEYS, forks, switch
 
 A, B, C = KEYS
@@ -26,19 +26,9 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(output, "usable_cores", lambda: 2)
 
 
-def followers(chain_dir: Path) -> list[int]:
-    """PIDs of audit children following ``chain_dir``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"gridnet.sim.output" in argv and str(chain_dir).encode() in argv:
-            found.append(int(proc.name))
-    return found
+def followers(chain_dir: Path) -> list[str]:
+    """Audit children following ``chain_dir``."""
+    return [p for p in processes_using(chain_dir) if "gridnet.sim.output" in p]
 
 
 def test_the_audit_follows_the_chain_while_it_is_written(tmp_path: Path) -> None:
