@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
 
-from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.keys import PrivateKey, SignatureCache, verify_many
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.pow import mine
-from gridnet.ledger.registry import Payload
+from gridnet.ledger.registry import RULES, Payload
 from gridnet.ledger.state import ACCOUNTS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.transition import validate_transaction
@@ -167,3 +168,33 @@ def processes_using(path: Path) -> list[str]:
         if str(path) in cmdline:
             found.append(f"{entry.name}: {cmdline}")
     return found
+
+
+class _WatchedCache(SignatureCache):
+    """A signature cache that remembers which of its entries answered a check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered: set[bytes] = set()
+
+    def __contains__(self, key: bytes) -> bool:
+        found = super().__contains__(key)
+        if found:
+            self.answered.add(key)
+        return found
+
+
+@contextlib.contextmanager
+def carried_checks_answered(payload: Payload, chain_id: bytes) -> Iterator[None]:
+    """The payload's carried checks (``TxRules.carried``) are verified into a fresh
+    signature cache made current for the block; at its end each must have answered a check
+    of the rules run meanwhile: they are the very checks the rules make (a carried check
+    that differs in its message, key or domain would be verified for nothing)."""
+    checks = RULES[type(payload)].carried(payload, chain_id)
+    assert checks, "the payload carries no signature checks"
+    cache = _WatchedCache()
+    with cache.active():
+        assert all(verify_many(checks))
+        yield
+    missed = [c for c in checks if cache.key(*c) not in cache.answered]
+    assert not missed, f"{len(missed)} of {len(checks)} carried checks were not the rules' own"

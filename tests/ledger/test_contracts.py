@@ -59,6 +59,7 @@ from gridnet.units import UNITS_PER_GNC, energy_cost, interval_of
 from tests.helpers import (
     GENESIS_TIME,
     Actors,
+    carried_checks_answered,
     new_chain,
     register_identity,
     test_params,
@@ -138,7 +139,8 @@ def test_opening_locks_the_deposit(market: Market) -> None:
     t = terms()
     before = market.chain.account(BUYER.address).balance
     open_tx = market.tx(BUYER, OpenContract(signed(t)))
-    market.mine(open_tx)
+    with carried_checks_answered(open_tx.payload, market.chain.chain_id):  # the parties' signatures
+        market.mine(open_tx)
     record = market.chain.view().get(CONTRACTS, contract_id(t))
     assert record is not None and record.remaining == deposit(t)
     assert deposit(t) == energy_cost(2_000, PRICE) + energy_cost(2_000, FEE_A) + energy_cost(2_000, FEE_B)

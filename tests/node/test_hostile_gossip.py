@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 import gridnet.ledger.trial as trial_module
+from gridnet.contracts.channel import ContractTerms, SignedTerms, sign_terms
 from gridnet.crypto.keys import PrivateKey
 from gridnet.crypto.ops import snapshot
 from gridnet.ledger.chain import Chain
@@ -23,6 +24,7 @@ from gridnet.ledger.transition import apply_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond
 from gridnet.ledger.txs.coinbase import Coinbase
+from gridnet.ledger.txs.contract import OpenContract
 from gridnet.ledger.txs.meter import SubmitReadings, registration
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
@@ -177,3 +179,24 @@ def test_relayed_gossip_and_a_flood_of_refusals_cost_an_application_each(
     assert answers(out) == ["UnknownIdentity"] * len(flood)
     block_worth = 1_200 // 129 + 1
     assert applied <= 2 * len(flood) + block_worth
+
+
+def contract_between(buyer: PrivateKey, seller: PrivateKey, *signers: PrivateKey) -> OpenContract:
+    t = ContractTerms(buyer.address, seller.address, METER.address, METER.address, (), 100, 1, 2, 1_000, 1, 0)
+    return OpenContract(SignedTerms(t, tuple(sign_terms(t, k) for k in signers)))
+
+
+def test_the_signatures_a_payload_carries_are_checked_with_the_batch_once(tmp_path: Path) -> None:
+    """A gossiped contract's party signatures are checked in the gossip batch beside the
+    transaction's own (on all cores), and the contract's rules find them in the node's
+    signature cache: each is verified once. One that does not verify is still refused by
+    its rule, by name, and is the relaying peer's fault."""
+    node = node_on(tmp_path)
+    tx = sign(node.chain, ALICE, contract_between(ALICE, BOB, ALICE, BOB), 0)
+    before = snapshot()
+    assert answers(node.handle("peer", TxsMsg((tx,)), NOW)) == ["UnknownIdentity"]  # (its stateful rule)
+    spent = snapshot().since(before)
+    assert (spent.verifies, spent.verifies_cached) == (3, 2)  # its own and two parties', each once
+    forged = sign(node.chain, BOB, contract_between(BOB, ALICE, BOB, MAKER), 0)  # MAKER is no party
+    assert answers(node.handle("peer", TxsMsg((forged,)), NOW)) == []
+    assert node.stats.fault_rules == {"MissingPartySignature": 1}

@@ -16,7 +16,7 @@ import msgspec
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.units import Address, Hash32, Units, energy_cost
 
@@ -91,6 +91,12 @@ def parties(terms: ContractTerms) -> list[Address]:
 
 def sign_terms(terms: ContractTerms, key: PrivateKey) -> PartySignature:
     return PartySignature(key.public_key, key.sign(Domain.CONTRACT_TERMS, encode(terms)))
+
+
+def terms_checks(signed: SignedTerms) -> list[SignatureCheck]:
+    """The checks of each party signature the terms carry (``verify_many``)."""
+    message = encode(signed.terms)
+    return [(Domain.CONTRACT_TERMS, s.public_key, message, s.signature) for s in signed.signatures]
 
 
 def missing_signers(signed: SignedTerms) -> list[Address]:

@@ -197,6 +197,14 @@ def signature_check(tx: Transaction, chain_id: Hash32, body: bytes) -> Signature
     return (Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature)
 
 
+def carried_checks(tx: Transaction, chain_id: Hash32) -> list[SignatureCheck]:
+    """The signatures ``tx``'s payload carries that need no state to check (``TxRules.carried``):
+    checked in the batch beside ``tx``'s own, their successes are then in the signature cache
+    when the type's rules check them."""
+    rules = RULES.get(type(tx.payload))
+    return [] if rules is None else rules.carried(tx.payload, chain_id)
+
+
 # --- transactions: stateful -------------------------------------------------------------
 
 

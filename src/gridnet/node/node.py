@@ -57,7 +57,13 @@ from gridnet.ledger.poa import (
 from gridnet.ledger.pow import meets_target, mine
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_body, tx_id, tx_size
-from gridnet.ledger.transition import VerifiedTx, signature_check, validate_header, validate_transaction
+from gridnet.ledger.transition import (
+    VerifiedTx,
+    carried_checks,
+    signature_check,
+    validate_header,
+    validate_transaction,
+)
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.transfer import Transfer
@@ -553,18 +559,22 @@ class Node:
         much beyond it. Per transaction: its body, its id and its verdict; for a copy of one
         held (found by its signature: gossip brings most transactions more than once, and a
         copy is neither encoded nor hashed again), no body, the held one's id and None."""
-        window: list[tuple[bytes, Hash32, bool]] = []
+        window: list[tuple[bytes, Hash32, int | None]] = []  # (body, id, its check's place)
         checks: list[SignatureCheck] = []
+        chain_id = self.chain.chain_id
         for tx in txs:
             copy_of = self.mempool.copy_of(tx) or self.early.copy_of(tx)
             if copy_of is not None:
-                window.append((b"", copy_of, True))
+                window.append((b"", copy_of, None))
                 continue
             body = tx_body(tx)
-            window.append((body, txid(body, tx.signature), False))
-            checks.append(signature_check(tx, self.chain.chain_id, body))
-        verdicts = iter(verify_many(checks))
-        return [(b, t, None if held else next(verdicts)) for b, t, held in window]
+            window.append((body, txid(body, tx.signature), len(checks)))
+            checks.append(signature_check(tx, chain_id, body))
+            # and those its payload carries (contract terms, ...): the type's rules then find
+            # them in this node's signature cache, checked on all cores with the rest
+            checks.extend(carried_checks(tx, chain_id))
+        verdicts = verify_many(checks)
+        return [(b, t, None if at is None else verdicts[at]) for b, t, at in window]
 
     @_own_signature_cache
     def tick(self, now: int) -> list[Outgoing]:

@@ -29,7 +29,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import (
     U32,
     U63,
@@ -525,7 +525,19 @@ def apply_reward(state: StateView, env: BlockEnv, sender: Address, payload: Rewa
 
 
 REGISTER_RULES = TxRules(RegisterAggregators, validate_register, apply_register)
-RECORD_RULES = TxRules(RecordTrade, validate_record, apply_record)
+
+
+def record_checks(payload: RecordTrade, chain_id: bytes) -> list[SignatureCheck]:
+    """The buyer's request and the seller's grant signatures (``TxRules.carried``): their
+    keys are in the payload; the members' and the processor's are checked against state."""
+    request, grant = payload.request, payload.grant
+    return [
+        (Domain.AGGREGATOR_REQUEST, request.buyer_key, chain_id + encode(request), payload.request_signature),
+        (Domain.AGGREGATOR_GRANT, grant.seller_key, chain_id + encode(grant), payload.dss),
+    ]
+
+
+RECORD_RULES = TxRules(RecordTrade, validate_record, apply_record, carried=record_checks)
 REWARD_RULES = TxRules(RewardContributors, validate_reward, apply_reward)
 
 

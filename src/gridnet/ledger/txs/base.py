@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from gridnet.crypto.keys import SignatureCheck
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView
 from gridnet.units import Address, Hash32, Height, Units
@@ -93,6 +94,10 @@ class TxRules(Generic[P]):
     ends with time: a block past that time still includes it, without effect, so that a
     transaction waiting in a mempool never strands its sender's later ones behind a nonce
     no block can use.
+    ``carried(payload, chain_id)``: the signatures the payload carries that are checked with a key it
+    carries too (no state needed to know the check): a node checks them beside the
+    transaction's own signature, in the same batch on all cores, and the type's rules then
+    find them in its signature cache (they still decide, and name the rejection).
     """
 
     payload_type: type[P]
@@ -100,6 +105,7 @@ class TxRules(Generic[P]):
     apply: Callable[[StateView, BlockEnv, Address, P], None]
     spends: Callable[[P], int] = lambda _payload: 0
     admit: Callable[[P, BlockEnv], None] | None = None
+    carried: Callable[[P, Hash32], list[SignatureCheck]] = lambda _payload, _chain_id: []
 
 
 AnyRules = TxRules[Any]

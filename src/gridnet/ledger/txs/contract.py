@@ -23,6 +23,7 @@ from gridnet.contracts.channel import (
     is_signed_by_buyer,
     missing_signers,
     payouts,
+    terms_checks,
 )
 from gridnet.crypto.address import address_to_text
 from gridnet.encoding import U63, HashBytes, PublicKeyBytes, Wire
@@ -276,7 +277,11 @@ def apply_report_equivocation(
 
 
 OPEN_RULES = TxRules(
-    OpenContract, validate_open_contract, apply_open_contract, spends=lambda p: deposit(p.signed.terms)
+    OpenContract,
+    validate_open_contract,
+    apply_open_contract,
+    spends=lambda p: deposit(p.signed.terms),
+    carried=lambda p, _chain_id: terms_checks(p.signed),
 )
 SETTLE_RULES = TxRules(SettleContract, validate_settle_contract, apply_settle_contract)
 CLOSE_RULES = TxRules(CloseContract, validate_close_contract, apply_close_contract)

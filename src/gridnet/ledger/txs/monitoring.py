@@ -34,7 +34,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import (
     U8,
     U32,
@@ -235,6 +235,14 @@ def validate_submit(payload: SubmitMonitoring, params: ChainParams) -> None:
             raise MonitoringSignatureInvalid("a record's signature does not verify with the key it names")
 
 
+def carried_checks(payload: SubmitMonitoring, _chain_id: bytes) -> list[SignatureCheck]:
+    """Each record's signature check (``TxRules.carried``)."""
+    return [
+        (Domain.MONITORING, signed.key, record_message(payload.chain, signed.record), signed.signature)
+        for signed in payload.records
+    ]
+
+
 def _signed_by(state: StateView, meter: bytes, signed: SignedRecord) -> None:
     """The record's (verified) signature is by ``meter``'s key."""
     record = state.get(METERS, meter)
@@ -290,4 +298,4 @@ def apply_submit(state: StateView, env: BlockEnv, sender: Address, payload: Subm
 
 
 REGISTER_STATION_RULES = TxRules(RegisterStation, validate_register, apply_register)
-SUBMIT_MONITORING_RULES = TxRules(SubmitMonitoring, validate_submit, apply_submit)
+SUBMIT_MONITORING_RULES = TxRules(SubmitMonitoring, validate_submit, apply_submit, carried=carried_checks)

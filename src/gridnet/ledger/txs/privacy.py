@@ -25,7 +25,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.errors import (
     AggregateIncomplete,
@@ -264,5 +264,14 @@ def _no_check(payload: object, params: ChainParams) -> None:
 
 
 PUBLISH_GROUP_RULES = TxRules(PublishGroup, validate_group, apply_group)
-PUBLISH_AGGREGATE_RULES = TxRules(PublishAggregate, validate_aggregate, apply_aggregate)
+
+
+def aggregate_checks(payload: PublishAggregate, chain_id: bytes) -> list[SignatureCheck]:
+    """The proof of knowledge of the pseudonym's key (``TxRules.carried``)."""
+    return [(Domain.PSEUDONYM, payload.pseudonym, proof_message(chain_id, payload), payload.proof)]
+
+
+PUBLISH_AGGREGATE_RULES = TxRules(
+    PublishAggregate, validate_aggregate, apply_aggregate, carried=aggregate_checks
+)
 RECORD_BILLS_RULES = TxRules(RecordBills, _no_check, apply_bills)
