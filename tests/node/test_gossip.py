@@ -488,3 +488,31 @@ def test_gap_answers_are_bounded_in_bytes_per_tick_and_not_repeated(tmp_path: Pa
     holder.tick(2)
     assert holder.handle("n", GetSenderTxsMsg(sender, 0), now=3) == []  # asked already
     assert holder.handle("n", GetSenderTxsMsg(sender, 5), now=3) != []
+
+
+def test_the_user_transactions_of_one_instant_go_to_each_peer_as_one_message(tmp_path: Path) -> None:
+    """On the in-memory network, the transactions a node takes from its users at one instant
+    reach each peer as one message (at most ``tx_batch`` each), in order, before what the node
+    sends after them, and at the simulated time they would have one by one."""
+    net = MemoryNetwork(start_ms=GENESIS_TIME, latency_ms=20, jitter_ms=0, seed=1)
+    for name in ("a", "b"):
+        net.add(Node(name, new_chain(tmp_path / name, test_params(KEYS)), NodeConfig(tx_batch=4)))
+    net.link_all()
+    received: list[tuple[int, str, int]] = []  # (time, message type, transactions)
+    b = net.nodes["b"]
+    handle = b.handle
+
+    def watched(peer: str, msg: object, now: int) -> list[Outgoing]:
+        received.append((now, type(msg).__name__, len(msg.txs) if isinstance(msg, TxsMsg) else 0))
+        return handle(peer, msg, now)  # type: ignore[arg-type]
+
+    b.handle = watched  # type: ignore[method-assign]
+    txs = transfers(net.nodes["a"].chain, 7)
+    for tx in txs[:6]:
+        net.submit("a", tx)
+    net.send("a", [("b", net.nodes["a"].status())])
+    net.submit("a", txs[6])
+    net.run_for(20, tick_ms=20)
+    at = GENESIS_TIME + 20
+    assert received == [(at, "TxsMsg", 4), (at, "TxsMsg", 2), (at, "StatusMsg", 0), (at, "TxsMsg", 1)]
+    assert all(tx_id(t) in b.mempool for t in txs)

@@ -4,6 +4,12 @@ Messages travel as canonical bytes (encoded on send, decoded on delivery) with a
 latency plus seeded jitter. Partitions drop every message between groups until
 healed. ``run_until`` advances the clock in ticks, delivering what is due and
 ticking every node; it is bounded by the target time.
+
+A node sends each user transaction to its peers at once. The transactions a node takes from
+its users at one instant of the clock (a simulation's agents submit many in one step) travel
+to each peer as one message, sent before anything else the node sends and before the clock
+moves: each peer receives them at the same simulated time as one by one, and checks their
+signatures as one batch, on all cores.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ import heapq
 import itertools
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gridnet.encoding import encode
 from gridnet.errors import DecodeError
 from gridnet.ledger.mempool import PoolEvent
 from gridnet.ledger.transactions import Transaction
-from gridnet.node.messages import decode_message, encode_message
+from gridnet.node.messages import Message, TxsMsg, decode_message, encode_message
 from gridnet.node.node import Node, Outgoing
 from gridnet.node.relay_peer import RelayPeer
 
@@ -34,6 +41,14 @@ class NetworkStats:
     undecodable: int = 0
 
 
+@dataclass
+class _Held:
+    """User transactions a node has for one peer, not sent yet, and their encoded size."""
+
+    txs: list[Transaction] = field(default_factory=list)
+    size: int = 0
+
+
 class MemoryNetwork:
     def __init__(self, *, start_ms: int, latency_ms: int = 50, jitter_ms: int = 20, seed: int = 0) -> None:
         self.now = start_ms
@@ -48,6 +63,8 @@ class MemoryNetwork:
         self._queue: list[tuple[int, int, str, str, bytes]] = []
         self._seq = itertools.count()
         self.stats = NetworkStats()
+        self._user_txs: dict[str, dict[str, _Held]] = {}
+        """node -> peer -> the user transactions it has for the peer, not sent yet."""
 
     # --- topology --------------------------------------------------------------------------
 
@@ -73,6 +90,7 @@ class MemoryNetwork:
 
     def unlink(self, a: str, b: str) -> None:
         """Take a link down (a carrier moving away); messages in flight on it are lost."""
+        self._flush_all()
         self.links.discard(frozenset((a, b)))
         self._all[a].remove_peer(b)
         self._all[b].remove_peer(a)
@@ -86,6 +104,7 @@ class MemoryNetwork:
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Cut every link between different groups (nodes not named form one more group)."""
+        self._flush_all()
         self._group = {name: i for i, g in enumerate(groups) for name in g}
 
     def heal(self) -> None:
@@ -99,21 +118,54 @@ class MemoryNetwork:
     # --- traffic ---------------------------------------------------------------------------
 
     def send(self, src: str, out: Iterable[Outgoing]) -> None:
+        if src in self._user_txs:
+            self._flush(src)
         for dst, msg in out:
-            if not self._reachable(src, dst):
-                self.stats.dropped_partition += 1
-                continue
-            data = encode_message(msg)
-            delay = self.latency_ms + (self.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0)
-            heapq.heappush(self._queue, (self.now + delay, next(self._seq), src, dst, data))
-            self.stats.sent += 1
-            self.stats.bytes_sent += len(data)
+            self._send(src, dst, msg)
+
+    def _send(self, src: str, dst: str, msg: Message) -> None:
+        if not self._reachable(src, dst):
+            self.stats.dropped_partition += 1
+            return
+        data = encode_message(msg)
+        delay = self.latency_ms + (self.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0)
+        heapq.heappush(self._queue, (self.now + delay, next(self._seq), src, dst, data))
+        self.stats.sent += 1
+        self.stats.bytes_sent += len(data)
 
     def submit(self, node_name: str, tx: Transaction) -> list[PoolEvent]:
-        """A local user hands ``tx`` to ``node_name``; it gossips from there."""
-        events, out = self.nodes[node_name].submit_tx(tx, self.now)
-        self.send(node_name, out)
+        """A local user hands ``tx`` to ``node_name``; it gossips from there (what the node
+        sends its peers at once goes with the other user transactions of this instant)."""
+        node = self.nodes[node_name]
+        events, out = node.submit_tx(tx, self.now)
+        for dst, msg in out:
+            if isinstance(msg, TxsMsg):
+                held = self._user_txs.setdefault(node_name, {}).setdefault(dst, _Held())
+                for t in msg.txs:
+                    size = len(encode(t))
+                    if held.txs and (
+                        len(held.txs) >= node.config.tx_batch or held.size + size > node.config.tx_batch_bytes
+                    ):
+                        self._send_held(node_name, dst, held)
+                    held.txs.append(t)
+                    held.size += size
+            else:
+                self.send(node_name, [(dst, msg)])
         return events
+
+    def _send_held(self, src: str, dst: str, held: _Held) -> None:
+        txs, held.txs, held.size = held.txs, [], 0
+        self._send(src, dst, TxsMsg(tuple(txs)))
+
+    def _flush(self, src: str) -> None:
+        """Send what ``src`` holds of its users' transactions for its peers."""
+        for dst, held in self._user_txs.pop(src, {}).items():
+            if held.txs:
+                self._send_held(src, dst, held)
+
+    def _flush_all(self) -> None:
+        for src in list(self._user_txs):
+            self._flush(src)
 
     def _deliver_due(self) -> None:
         queue = self._queue
@@ -131,6 +183,7 @@ class MemoryNetwork:
             self.send(dst, self._all[dst].handle(src, msg, self.now))
 
     def step(self, tick_ms: int) -> None:
+        self._flush_all()  # (sent at the instant they were taken)
         self.now += tick_ms
         self._deliver_due()
         for name, participant in self._all.items():
