@@ -101,12 +101,7 @@ def terms_checks(signed: SignedTerms) -> list[SignatureCheck]:
 
 def missing_signers(signed: SignedTerms) -> list[Address]:
     """Parties without a valid signature on the terms (empty when complete)."""
-    message = encode(signed.terms)
-    valid = {
-        address_from_public_key(s.public_key)
-        for s in signed.signatures
-        if verify_signature(Domain.CONTRACT_TERMS, s.public_key, message, s.signature)
-    }
+    valid = {address_from_public_key(check[1]) for check in terms_checks(signed) if verify_signature(*check)}
     return [p for p in parties(signed.terms) if p not in valid]
 
 

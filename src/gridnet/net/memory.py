@@ -138,11 +138,14 @@ class MemoryNetwork:
         sends its peers at once goes with the other user transactions of this instant)."""
         node = self.nodes[node_name]
         events, out = node.submit_tx(tx, self.now)
+        sizes: dict[int, int] = {}  # id(transaction) -> its encoded size (the same to every peer)
         for dst, msg in out:
             if isinstance(msg, TxsMsg):
                 held = self._user_txs.setdefault(node_name, {}).setdefault(dst, _Held())
                 for t in msg.txs:
-                    size = len(encode(t))
+                    size = sizes.get(id(t))
+                    if size is None:
+                        size = sizes[id(t)] = len(encode(t))
                     if held.txs and (
                         len(held.txs) >= node.config.tx_batch or held.size + size > node.config.tx_batch_bytes
                     ):

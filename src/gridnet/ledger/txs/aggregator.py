@@ -390,16 +390,10 @@ def apply_record(state: StateView, env: BlockEnv, sender: Address, payload: Reco
         Domain.AGGREGATOR_PROCESSING, payload.processor, processing, payload.dsp
     ):
         raise ProcessingSignatureInvalid(f"the DSP is not a valid signature of a member of {consortium.name}")
-    if not verify_signature(
-        Domain.AGGREGATOR_REQUEST,
-        request.buyer_key,
-        env.chain_id + encode(request),
-        payload.request_signature,
-    ):
+    request_check, grant_check = record_checks(payload, env.chain_id)
+    if not verify_signature(*request_check):
         raise RequestSignatureInvalid("the request is not signed by the buyer's key")
-    if not verify_signature(
-        Domain.AGGREGATOR_GRANT, grant.seller_key, env.chain_id + encode(grant), payload.dss
-    ):
+    if not verify_signature(*grant_check):
         raise SellerSignatureInvalid("the DSS is not the seller's signature of the grant")
     if state.get(TRADE_RECORDS, tid) is not None:
         raise TradeRecorded(f"TID {tid.hex()[:16]} is recorded already")

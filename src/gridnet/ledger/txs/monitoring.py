@@ -229,14 +229,13 @@ def validate_submit(payload: SubmitMonitoring, params: ChainParams) -> None:
     each key must be is checked against the state)."""
     if not 1 <= len(payload.records) <= MAX_RECORDS:
         raise MalformedTransaction(f"1 to {MAX_RECORDS} records")
-    for signed in payload.records:
-        message = record_message(payload.chain, signed.record)
-        if not verify_signature(Domain.MONITORING, signed.key, message, signed.signature):
+    for check in carried_checks(payload, payload.chain):
+        if not verify_signature(*check):
             raise MonitoringSignatureInvalid("a record's signature does not verify with the key it names")
 
 
 def carried_checks(payload: SubmitMonitoring, _chain_id: bytes) -> list[SignatureCheck]:
-    """Each record's signature check (``TxRules.carried``)."""
+    """Each record's signature check (``TxRules.carried``, and ``validate_submit``'s)."""
     return [
         (Domain.MONITORING, signed.key, record_message(payload.chain, signed.record), signed.signature)
         for signed in payload.records

@@ -220,9 +220,7 @@ def apply_aggregate(state: StateView, env: BlockEnv, sender: Address, payload: P
         raise SlotAggregated(f"the slot from interval {slot} is aggregated already")
     if not in_bloom(group.bloom, group.bloom_hashes, payload.pseudonym):
         raise NotGroupMember("the pseudonym is not in the group's Bloom filter")
-    if not verify_signature(
-        Domain.PSEUDONYM, payload.pseudonym, proof_message(env.chain_id, payload), payload.proof
-    ):
+    if not verify_signature(*aggregate_checks(payload, env.chain_id)[0]):
         raise PseudonymProofInvalid("no proof of knowledge of the pseudonym's key")
     if payload.members != group.members:
         raise AggregateIncomplete(f"{payload.members} members' data; the group has {group.members}")
