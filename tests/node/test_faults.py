@@ -10,11 +10,13 @@ import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.ops import OPS, snapshot
 from gridnet.errors import BadMerkleRoot
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.mempool import EventKind
-from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.messages import BlockMsg, TxsMsg, decode_message, encode_message
@@ -180,3 +182,55 @@ def test_a_transaction_mined_before_the_batch_is_written_does_not_linger_in_the_
     node.tick(block.header.timestamp + 1)
     assert chain.head.height == block.header.height
     assert chain.store.pending() == []
+
+
+def test_local_transactions_handed_over_together_are_checked_as_one_batch_and_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``submit_txs``: each transaction has the outcome ``submit_tx`` gives it (a forged one is
+    refused by name, the others taken in order), each signature is checked once, in the batch
+    before admission (admission finds them in the node's cache), and the pending table is
+    written in one SQLite transaction."""
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "n", params)
+    node = Node("n", chain)
+    good = [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), nonce) for nonce in range(3)]
+    honest = sign(chain, KEYS[1], Transfer(KEYS[2].address, 5), 0)
+    forged = msgspec.structs.replace(honest, signature=bytes(64))
+    commits = []
+    real_commit = chain.store.commit
+    monkeypatch.setattr(chain.store, "commit", lambda: commits.append(1) or real_commit())
+    before = snapshot()
+    events, out = node.submit_txs([good[0], forged, *good[1:]], now=params.genesis_time)
+    done = OPS.since(before)
+    assert [(e[0].kind, e[0].rule) for e in events] == [
+        (EventKind.ACCEPTED, ""),
+        (EventKind.REJECTED, "BadSignature"),
+        (EventKind.ACCEPTED, ""),
+        (EventKind.ACCEPTED, ""),
+    ]
+    assert (done.verifies, done.verifies_cached) == (4 + 1, 3)  # (the forged one is checked again)
+    assert len(commits) == 1
+    assert [bytes(t) for t, _ in chain.store.pending()] == [tx_id(t) for t in good]
+    assert out == []  # (no peers)
+
+
+def test_local_transactions_the_store_cannot_write_are_not_taken(tmp_path: Path) -> None:
+    """A batch whose pending rows cannot be written (another writer holds the database) is
+    not taken at all: the users hear the store's error, the pool is as before, and the same
+    batch is taken once the store can be written."""
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "n", params)
+    node = Node("n", chain)
+    txs = [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), nonce) for nonce in range(3)]
+    other = sqlite3.connect(tmp_path / "n" / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a real write lock on the file
+    chain.store.db.execute("PRAGMA busy_timeout=100")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        node.submit_txs(txs, now=params.genesis_time)
+    assert len(node.mempool) == 0 and node.stats.txs_accepted == 0
+    other.execute("ROLLBACK")
+    other.close()
+    events, _ = node.submit_txs(txs, now=params.genesis_time)
+    assert [e[0].kind for e in events] == [EventKind.ACCEPTED] * 3
+    assert len(chain.store.pending()) == 3

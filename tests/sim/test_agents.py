@@ -178,3 +178,43 @@ def test_a_home_runs_its_owners_policy_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[policies\] names 'home-9', which is no home"):
         scenario_file.write_text('[homes]\ncount = 6\n[policies]\nhome-9 = "n0.toml"\n')
         simulate(load_scenario(scenario_file), tmp_path / "out2")
+
+
+class Batcher(Agent):
+    """At the end of the day: three gifts handed over together, the second more than it has."""
+
+    role = "batcher"
+
+    def __init__(self, world: World) -> None:
+        super().__init__("batcher", world.key("batcher"), world.node_for(1))
+        self.taken: list[bool] = []
+
+    def allocations(self, world: World) -> list[Allocation]:
+        return [Allocation(self.address, gnc(10))]
+
+    def day_end(self, world: World, intervals: list[Interval]) -> None:
+        government = world.with_role("government").address
+        self.taken = world.submit_all([(self, Transfer(government, gnc(g))) for g in (1, 100, 2)])
+
+
+def test_transactions_submitted_together_get_their_nonces_and_outcomes_in_order(tmp_path: Path) -> None:
+    """``World.submit_all``: an agent's items get consecutive nonces; the one its node refuses
+    (more than the balance) is counted refused by name, and the one after it (a nonce gap
+    then) is submitted again with the right nonce and taken."""
+    role = Role("batcher", 91, lambda world: [Batcher(world)], DonorTable, lambda _w, _a: {})
+    register(role)
+    try:
+        scenario = scenario_from_dict({**TINY, "batcher": {}}, "with batcher")
+        sim = Neighbourhood(scenario, memory_network(scenario, tmp_path / "b"))
+        try:
+            report = sim.run()
+            batcher = sim.world.with_role("batcher")
+        finally:
+            sim.close()
+    finally:
+        unregister("batcher")
+    assert isinstance(batcher, Batcher)
+    assert batcher.taken == [True, False, True]
+    assert report["transactions"]["refused"] == {"InsufficientBalance": 1}
+    assert report["chain"]["transactions_by_type"]["Transfer"] == 2
+    assert batcher.nonce == 2

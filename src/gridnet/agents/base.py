@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gridnet.contracts.channel import ContractTerms, PartySignature, SignedState, SignedTerms, sign_terms
+from gridnet.contracts.channel import ContractTerms, PartySignature, SignedState, sign_terms
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.params import Allocation
-from gridnet.ledger.txs.contract import OpenContract
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.units import Address, Interval, UnitsPerKWh, Wh
@@ -98,10 +97,6 @@ class Agent:
             0,
         )
         return sign_order(self.key, order)
-
-    def open_contract(self, world: World, signed: SignedTerms) -> None:
-        """As the buyer of agreed terms: open the contract on chain (its deposit is locked)."""
-        world.submit(self, OpenContract(signed))
 
     # --- signing -------------------------------------------------------------------------
 

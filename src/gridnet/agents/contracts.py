@@ -66,7 +66,7 @@ def settle_when_ready(world: World, settler: Agent, state: SignedState) -> None:
         )
 
     def settle(_look: Look) -> None:
-        world.submit(settler, SettleContract(state))
+        world.submit_soon(settler, SettleContract(state))
 
     last = max((d.interval for d in state.state.deliveries), default=interval_of(world.now()))
     world.when(settler, ready, settle, interval_start(last + 1) + PATIENCE_MS)
@@ -95,7 +95,7 @@ def close_when_done(world: World, buyer: Agent, terms: ContractTerms, settled_se
     def close(look: Look) -> None:
         record = look.view.get(CONTRACTS, cid)
         if record is not None and record.remaining:
-            world.submit(buyer, CloseContract(cid))
+            world.submit_soon(buyer, CloseContract(cid))
 
     world.when(buyer, ready, close, give_up + PATIENCE_MS)  # (for a contract that never opened)
 
@@ -119,6 +119,6 @@ def dispute_if_short(world: World, seller: Agent, deal: Deal, delivered: Wh) -> 
         state = deal.buyer.final_state(cid)
         if state is not None:
             seller.disputes[cid] = delivered
-            world.submit(seller, SettleContract(state))
+            world.submit_soon(seller, SettleContract(state))
 
     world.when(seller, settled, check, interval_start(deal.terms.last_interval + 1) + PATIENCE_MS)

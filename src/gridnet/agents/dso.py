@@ -28,7 +28,7 @@ from gridnet.ledger.params import Allocation
 from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.auction import AUCTIONS, as_order, auction_key, auction_orders, closes_at
 from gridnet.ledger.txs.authority import RegisterAuthority, flagged_by
-from gridnet.ledger.txs.contract import CONTRACTS
+from gridnet.ledger.txs.contract import CONTRACTS, OpenContract
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Trade, clear_with_eligibility
 from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order
@@ -150,8 +150,8 @@ class Dso(Agent):
             traded[t.offer_id] += t.wh
         self.books[interval] = [(v.order, traded[v.id]) for v in verified]
         bids = {v.id: v for v in verified if v.order.side == Side.BID}
-        for n, t in enumerate(clearing.trades):
-            self.contract(world, interval, n, t, bids[t.bid_id])
+        opens = [self.contract(world, interval, n, t, bids[t.bid_id]) for n, t in enumerate(clearing.trades)]
+        world.submit_all([o for o in opens if o is not None])  # (each node checks its share as one batch)
 
     # --- the on-chain market --------------------------------------------------------------
 
@@ -242,7 +242,11 @@ class Dso(Agent):
         own = Policy().offer_filter(standings)  # the DSO trusts no flagger
         return lambda bid: filters.get(bid.owner, own)
 
-    def contract(self, world: World, interval: Interval, n: int, t: Trade, bid: VerifiedOrder) -> None:
+    def contract(
+        self, world: World, interval: Interval, n: int, t: Trade, bid: VerifiedOrder
+    ) -> tuple[Agent, OpenContract] | None:
+        """The contract of trade ``t``, agreed by its parties: its buyer opens it (what to
+        submit), or None when a party refused the terms."""
         buyer, seller = world.by_address[t.buyer], world.by_address[t.seller]
         terms = ContractTerms(
             buyer=buyer.address,
@@ -259,9 +263,9 @@ class Dso(Agent):
         )
         signed = world.agree(terms)
         if signed is None:
-            return
-        buyer.open_contract(world, signed)
+            return None
         world.deals[interval].append(Deal(terms, t, buyer, seller))
+        return buyer, OpenContract(signed)
 
     # --- the grid ------------------------------------------------------------------------
 

@@ -21,11 +21,11 @@ from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
-from gridnet.ledger.mempool import EventKind
+from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.params import MARKET_ON_CHAIN, ChainParams
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
-from gridnet.ledger.transactions import min_fee, sign_transaction
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.market.matching import Trade
@@ -122,6 +122,8 @@ class World:
         self._roles: dict[str, Agent] = {}
         self.proofs: dict[Address, IdentityProof] = {}
         self.actions: list[Action] = []
+        self._soon: list[tuple[Agent, Payload]] | None = None
+        """During a pass of deferred actions: what they submit at its end (``submit_soon``)."""
         self.deals: dict[Interval, list[Deal]] = defaultdict(list)
         """What each interval's auction made (public: anyone holding the orders recomputes it)."""
         self.readings: dict[Interval, dict[Address, SignedReading]] = defaultdict(dict)
@@ -252,6 +254,48 @@ class World:
         self.tally.refused[outcome.rule] += 1
         return False
 
+    def submit_all(self, items: Sequence[tuple[Agent, Payload]]) -> list[bool]:
+        """``submit`` of each (agent, payload), in order, the transactions handed to each node
+        together (``Backend.submit_many``: a node checks their signatures as one batch, on
+        all cores, and stores them in one write). An agent's items get consecutive nonces;
+        one its node does not take (and any of the agent's after it) is submitted again on
+        its own, as ``submit`` does it (the nonce resynchronised, a gap retried later)."""
+        assert self.params is not None
+        txs: list[Transaction] = []
+        next_nonce: dict[int, int] = {}  # id(agent) -> the nonce its next item gets
+        by_node: dict[str, list[int]] = defaultdict(list)
+        for i, (who, payload) in enumerate(items):
+            nonce = next_nonce.get(id(who), who.nonce)
+            next_nonce[id(who)] = nonce + 1
+            fee = min_fee(self.params.min_fee_per_byte, payload, nonce)
+            txs.append(sign_transaction(who.key, self.backend.chain_id, payload, nonce, fee))
+            by_node[who.node].append(i)
+        outcomes: list[PoolEvent | None] = [None] * len(items)
+        for node, places in by_node.items():
+            taken_here = self.backend.submit_many(node, [txs[i] for i in places])
+            for i, event in zip(places, taken_here, strict=True):
+                outcomes[i] = event
+        taken = []
+        for (who, payload), tx, outcome in zip(items, txs, outcomes, strict=True):
+            assert outcome is not None
+            if outcome.kind is EventKind.ACCEPTED and tx.nonce == who.nonce:
+                self.last_txid = outcome.txid
+                who.nonce += 1
+                self.tally.submitted[type(payload).__name__] += 1
+                taken.append(True)
+            else:
+                taken.append(self.submit(who, payload))
+        return taken
+
+    def submit_soon(self, who: Agent, payload: Payload) -> None:
+        """``submit``, for an action that need not know at once whether the node took it: in
+        a pass of deferred actions (``act``), with the others of that pass at its end
+        (``submit_all``); at once outside one."""
+        if self._soon is None:
+            self.submit(who, payload)
+        else:
+            self._soon.append((who, payload))
+
     def when(
         self,
         who: Agent,
@@ -270,7 +314,7 @@ class World:
         at ``deadline``)."""
 
         def submit(_look: Look) -> None:
-            self.submit(who, payload)
+            self.submit_soon(who, payload)
 
         self.when(who, lambda look: ready(look.view), submit, deadline)
 
@@ -282,17 +326,23 @@ class World:
         looks: dict[str, Look] = {}  # one per node and pass: each entry is read once
         waiting = []
         now = self.now()
-        for action in self.actions:
-            node = action.who.node
-            if node not in looks:
-                looks[node] = self.look(node)
-            if action.ready(looks[node]):
-                action.then(looks[node])
-            elif action.deadline is not None and now >= action.deadline:
-                self.tally.abandoned += 1
-            else:
-                waiting.append(action)
+        self._soon = []
+        try:
+            for action in self.actions:
+                node = action.who.node
+                if node not in looks:
+                    looks[node] = self.look(node)
+                if action.ready(looks[node]):
+                    action.then(looks[node])
+                elif action.deadline is not None and now >= action.deadline:
+                    self.tally.abandoned += 1
+                else:
+                    waiting.append(action)
+            soon = self._soon
+        finally:
+            self._soon = None
         self.actions = waiting
+        self.submit_all(soon)
 
     def post_order(self, who: Agent, signed: SignedOrder) -> None:
         """Post an order at ``who``'s node, which gossips it on its market topic."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gridnet.encoding import encode
@@ -136,8 +136,21 @@ class MemoryNetwork:
     def submit(self, node_name: str, tx: Transaction) -> list[PoolEvent]:
         """A local user hands ``tx`` to ``node_name``; it gossips from there (what the node
         sends its peers at once goes with the other user transactions of this instant)."""
+        events, out = self.nodes[node_name].submit_tx(tx, self.now)
+        self._from_users(node_name, out)
+        return events
+
+    def submit_many(self, node_name: str, txs: Sequence[Transaction]) -> list[list[PoolEvent]]:
+        """``submit`` of each of ``txs``, in order, handed to ``node_name`` together
+        (``Node.submit_txs``: their signatures checked as one batch, stored in one write)."""
+        events, out = self.nodes[node_name].submit_txs(txs, self.now)
+        self._from_users(node_name, out)
+        return events
+
+    def _from_users(self, node_name: str, out: list[Outgoing]) -> None:
+        """What a node sends as it takes its users' transactions: those with the others of
+        this instant, the rest now."""
         node = self.nodes[node_name]
-        events, out = node.submit_tx(tx, self.now)
         sizes: dict[int, int] = {}  # id(transaction) -> its encoded size (the same to every peer)
         for dst, msg in out:
             if isinstance(msg, TxsMsg):
@@ -154,7 +167,6 @@ class MemoryNetwork:
                     held.size += size
             else:
                 self.send(node_name, [(dst, msg)])
-        return events
 
     def _send_held(self, src: str, dst: str, held: _Held) -> None:
         txs, held.txs, held.size = held.txs, [], 0

@@ -351,6 +351,8 @@ class Node:
         """Tries a user's transaction on the head before it is accepted."""
         self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
+        self._local: list[tuple[Hash32, Transaction]] | None = None
+        """While ``submit_txs`` admits its batch: the local transactions accepted so far."""
         with self.signatures.active():
             self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
         self.votes = VotePool(chain.chain_id)
@@ -486,6 +488,30 @@ class Node:
     def submit_tx(self, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
         """A transaction from a local user: admit it and gossip it."""
         return self._on_tx(None, tx, now)
+
+    @_own_signature_cache
+    def submit_txs(
+        self, txs: Sequence[Transaction], now: int
+    ) -> tuple[list[list[PoolEvent]], list[Outgoing]]:
+        """Transactions from local users, in order, each admitted as ``submit_tx`` admits one
+        (its outcomes, in the same order); but their signatures, and those their payloads
+        carry, are checked first as one batch (on all cores, into this node's signature
+        cache), and those accepted are written to the pending table in one SQLite
+        transaction before any is sent (none is taken if that write fails)."""
+        chain_id = self.chain.chain_id
+        checks: list[SignatureCheck] = []
+        for tx in txs:
+            checks.append(signature_check(tx, chain_id, tx_body(tx)))
+            checks.extend(carried_checks(tx, chain_id))
+        verify_many(checks)
+        self._local = []
+        try:
+            admitted = [self._on_tx(None, tx, now) for tx in txs]
+            accepted = self._local
+        finally:
+            self._local = None
+        sent = self._local_accepted(accepted)  # (before what admitting them released)
+        return [events for events, _ in admitted], sent + [m for _, more in admitted for m in more]
 
     @_own_signature_cache
     def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
@@ -746,16 +772,10 @@ class Node:
             self.stats.txs_accepted += 1
             self._pending_changes[outcome.txid] = (encode(tx), now)
             if peer is None:  # only this node holds it: durable, and sent, before the user hears
-                try:
-                    self.flush_pending()
-                except STORE_ERRORS:  # not written: not taken (the user hears the store's error)
-                    del self._pending_changes[outcome.txid]
-                    self.mempool.withdraw(outcome.txid)
-                    self.stats.txs_accepted -= 1
-                    raise
-                to, told = self.inventory.spread(None, tx.sender)
-                out.extend((p, TxsMsg((tx,))) for p in to)
-                self.inventory.tell(TX, told, outcome.txid)
+                if self._local is not None:  # (``submit_txs``: with the rest of its batch)
+                    self._local.append((outcome.txid, tx))
+                else:
+                    out.extend(self._local_accepted([(outcome.txid, tx)]))
             else:
                 self._tx_origin[outcome.txid] = peer
                 out.extend(self._queue_relay(peer, outcome.txid, tx))
@@ -769,6 +789,25 @@ class Node:
         self._log([outcome])
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
         return events, out
+
+    def _local_accepted(self, accepted: list[tuple[Hash32, Transaction]]) -> list[Outgoing]:
+        """Local transactions just accepted (id, transaction), made durable in the pending
+        table, then sent to the peers. If the store cannot write them, none is taken: the
+        users hear the store's error."""
+        try:
+            self.flush_pending()
+        except STORE_ERRORS:
+            for tid, _ in reversed(accepted):
+                del self._pending_changes[tid]
+                self.mempool.withdraw(tid)
+                self.stats.txs_accepted -= 1
+            raise
+        out: list[Outgoing] = []
+        for tid, tx in accepted:
+            to, told = self.inventory.spread(None, tx.sender)
+            out.extend((p, TxsMsg((tx,))) for p in to)
+            self.inventory.tell(TX, told, tid)
+        return out
 
     def _queue_relay(self, source: str, txid: Hash32, tx: Transaction) -> list[Outgoing]:
         """Queue ``tx`` for the peers it spreads to (its id for the others); send the batches

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -46,6 +47,10 @@ class Backend(Protocol):
 
     def submit(self, node: str, tx: Transaction) -> PoolEvent:
         """Hand ``tx`` to ``node``: its mempool outcome (accepted, or rejected with the rule)."""
+        ...
+
+    def submit_many(self, node: str, txs: Sequence[Transaction]) -> list[PoolEvent]:
+        """``submit`` of each of ``txs``, in order, handed to ``node`` together; their outcomes."""
         ...
 
     def next_nonce(self, node: str, address: Address) -> int:
@@ -115,6 +120,9 @@ class MemoryBackend:
 
     def submit(self, node: str, tx: Transaction) -> PoolEvent:
         return self.net.submit(node, tx)[0]
+
+    def submit_many(self, node: str, txs: Sequence[Transaction]) -> list[PoolEvent]:
+        return [events[0] for events in self.net.submit_many(node, txs)]
 
     def next_nonce(self, node: str, address: Address) -> int:
         n = self.net.nodes[node]
@@ -240,6 +248,9 @@ class DevnetBackend:
         if status in (400, 422):
             return PoolEvent(EventKind.REJECTED, txid, None, body["code"], body["message"])
         raise NodeUnavailable(f"node {node}: POST /transactions answered {status}: {body}")
+
+    def submit_many(self, node: str, txs: Sequence[Transaction]) -> list[PoolEvent]:
+        return [self.submit(node, tx) for tx in txs]  # (its API takes one at a time)
 
     def next_nonce(self, node: str, address: Address) -> int:
         return int(self.clients[node].get(f"/accounts/{address_to_text(address)}")["next_nonce"])
