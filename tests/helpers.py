@@ -16,7 +16,7 @@ from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.pow import mine
 from gridnet.ledger.registry import RULES, Payload
-from gridnet.ledger.state import ACCOUNTS
+from gridnet.ledger.state import ACCOUNTS, StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.transition import validate_transaction
 from gridnet.units import UNITS_PER_GNC
@@ -185,16 +185,20 @@ class _WatchedCache(SignatureCache):
 
 
 @contextlib.contextmanager
-def carried_checks_answered(payload: Payload, chain_id: bytes) -> Iterator[None]:
-    """The payload's carried checks (``TxRules.carried``) are verified into a fresh
-    signature cache made current for the block; at its end each must have answered a check
-    of the rules run meanwhile: they are the very checks the rules make (a carried check
-    that differs in its message, key or domain would be verified for nothing)."""
-    checks = RULES[type(payload)].carried(payload, chain_id)
+def ahead_checks_answered(
+    payload: Payload, chain_id: bytes, state: StateView | None = None
+) -> Iterator[None]:
+    """The payload's checks a node makes ahead (``TxRules.carried``; with ``state``, the head's,
+    ``TxRules.keyed`` too) are verified into a fresh signature cache made current for the
+    block; at its end each must have answered a check of the rules run meanwhile: they are
+    the very checks the rules make (one that differs in its message, key or domain would be
+    verified for nothing)."""
+    rules = RULES[type(payload)]
+    checks = rules.carried(payload, chain_id) + ([] if state is None else rules.keyed(payload, state))
     assert checks, "the payload carries no signature checks"
     cache = _WatchedCache()
     with cache.active():
         assert all(verify_many(checks))
         yield
     missed = [c for c in checks if cache.key(*c) not in cache.answered]
-    assert not missed, f"{len(missed)} of {len(checks)} carried checks were not the rules' own"
+    assert not missed, f"{len(missed)} of {len(checks)} checks made ahead were not the rules' own"

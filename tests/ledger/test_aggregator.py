@@ -47,7 +47,7 @@ from gridnet.ledger.txs.credit import history_of
 from gridnet.ledger.txs.helios import sign_as_member
 from gridnet.ledger.txs.meter import READINGS, SubmitReadings, reading_key
 from gridnet.units import energy_cost, interval_start
-from tests.helpers import carried_checks_answered, sign
+from tests.helpers import ahead_checks_answered, sign
 from tests.ledger.test_helios import (
     BUYER,
     BUYER_METER_KEY,
@@ -174,7 +174,7 @@ def test_a_record_moves_et_sells_the_seller_energy_and_is_kept(h: Helios) -> Non
     exported(h, i, 120)
     buyer0, seller0 = balance(h, BUYER.address), balance(h, OWNER.address)
     payload = record(h, i)
-    with carried_checks_answered(payload, h.chain.chain_id):  # the request's and the grant's
+    with ahead_checks_answered(payload, h.chain.chain_id):  # the request's and the grant's
         h.mine(h.tx(COLLECTOR, payload))
     view = h.chain.view()
     et, fee = transfer_due(80, PRICE, FEE_BPS)

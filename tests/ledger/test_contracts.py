@@ -59,7 +59,7 @@ from gridnet.units import UNITS_PER_GNC, energy_cost, interval_of
 from tests.helpers import (
     GENESIS_TIME,
     Actors,
-    carried_checks_answered,
+    ahead_checks_answered,
     new_chain,
     register_identity,
     test_params,
@@ -139,7 +139,7 @@ def test_opening_locks_the_deposit(market: Market) -> None:
     t = terms()
     before = market.chain.account(BUYER.address).balance
     open_tx = market.tx(BUYER, OpenContract(signed(t)))
-    with carried_checks_answered(open_tx.payload, market.chain.chain_id):  # the parties' signatures
+    with ahead_checks_answered(open_tx.payload, market.chain.chain_id):  # the parties' signatures
         market.mine(open_tx)
     record = market.chain.view().get(CONTRACTS, contract_id(t))
     assert record is not None and record.remaining == deposit(t)
@@ -193,7 +193,9 @@ def test_settlement_pays_seller_and_each_line_owner_exactly(market: Market) -> N
     market.mine(market.tx(BUYER, OpenContract(signed(t))))
     balances = {k.address: market.chain.account(k.address).balance for k in (SELLER, LINE_A, LINE_B)}
     market.mine(market.tx(OTHER, SettleContract(state(t, 1, 500))))
-    market.mine(market.tx(OTHER, SettleContract(state(t, 2, 900, 300))))
+    second = SettleContract(state(t, 2, 900, 300))
+    with ahead_checks_answered(second, market.chain.chain_id, market.chain.view()):  # the buyer's, keyed
+        market.mine(market.tx(OTHER, second))
     got = {a: market.chain.account(a).balance - b for a, b in balances.items()}
     assert got == {
         SELLER.address: energy_cost(1_200, PRICE),

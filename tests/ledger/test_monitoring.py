@@ -29,7 +29,7 @@ from gridnet.ledger.txs.monitoring import (
     station_id,
 )
 from gridnet.world.smib import Machine
-from tests.helpers import carried_checks_answered, sign
+from tests.helpers import ahead_checks_answered, sign
 from tests.ledger.test_helios import BUYER, METER_KEY, OWNER, START, Helios, at, cert, two_meters
 
 SWITCH_KEYS = [PrivateKey.from_label(f"switch-meter-{n}") for n in range(3)]
@@ -113,7 +113,7 @@ def test_a_real_load_rejection_with_the_pss_raises_no_flag(h: Helios) -> None:
     for _ in range(20):
         m.run(1)
         records.append(st.measure(m))
-    with carried_checks_answered(batch(h, *records), h.chain.chain_id):  # each record's signature
+    with ahead_checks_answered(batch(h, *records), h.chain.chain_id):  # each record's signature
         submit(h, *records)
     station = h.chain.view().get(STATIONS, STATION)
     assert station is not None and station.measurements == 25 and station.flagged == 0

@@ -28,7 +28,7 @@ from gridnet.ledger.txs.privacy import (
     slot_key,
 )
 from gridnet.security.roles import Role
-from tests.helpers import carried_checks_answered, register_identity, sign
+from tests.helpers import ahead_checks_answered, register_identity, sign
 from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, two_meters
 
 KMC, BILLING = COLLECTOR, OWNER
@@ -98,7 +98,7 @@ def test_an_aggregate_needs_a_member_pseudonym_its_proof_every_member_and_an_end
     with pytest.raises(MalformedTransaction):
         bad = msgspec.structs.replace(aggregate(h, START, 300), average_wh=7)
         validate_transaction(sign(h.chain, BUYER, bad, 0), h.chain.params, h.chain.chain_id)
-    with carried_checks_answered(aggregate(h, START, 300), h.chain.chain_id):  # the pseudonym's proof
+    with ahead_checks_answered(aggregate(h, START, 300), h.chain.chain_id):  # the pseudonym's proof
         h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
     assert h.refused(STRANGER, aggregate(h, START, 300, PSEUDONYMS[3])) == "SlotAggregated"
     stored = h.chain.view().get(AGGREGATES, slot_key(GID, START))

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from gridnet.crypto.keys import Domain, PrivateKey
+from gridnet.crypto.ops import OPS, snapshot
 from gridnet.encoding import decode, encode
 from gridnet.errors import (
     InvalidOrder,
@@ -25,6 +26,7 @@ from gridnet.market.orders import (
     sign_order,
     topic,
     validate_order,
+    validate_orders,
 )
 
 ALICE = PrivateKey.from_label("orders-alice")
@@ -54,6 +56,20 @@ def test_valid_order_passes_with_its_id() -> None:
     signed = sign_order(ALICE, make_order())
     verified = validate_order(signed, now_interval=NOW)
     assert verified == VerifiedOrder(order_id(signed), signed.order)
+
+
+def test_a_book_is_checked_as_one_batch_with_each_orders_rules() -> None:
+    """``validate_orders``: the book's signatures are checked once, ahead, and each order's
+    own check is then answered by the batch; a forged order is still refused by name."""
+    book = [sign_order(ALICE, make_order(nonce=n)) for n in range(3)] + [sign_order(BOB, make_order(BOB))]
+    before = snapshot()
+    verified = validate_orders(book, now_interval=NOW)
+    done = OPS.since(before)
+    assert verified == [validate_order(s, now_interval=NOW) for s in book]
+    assert (done.verifies, done.verifies_cached) == (4, 4)
+    forged = sign_order(BOB, make_order(ALICE))  # names Alice, signed by Bob
+    with pytest.raises(OrderSignatureInvalid):
+        validate_orders([book[0], forged], now_interval=NOW)
 
 
 def test_last_interval_before_expiry_is_still_valid() -> None:

@@ -31,7 +31,7 @@ from gridnet.ledger.txs.authority import RegisterAuthority, flagged_by
 from gridnet.ledger.txs.contract import CONTRACTS, OpenContract
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Trade, clear_with_eligibility
-from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order
+from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order, validate_orders
 from gridnet.market.policy import MeterStanding, Policy
 from gridnet.security.roles import FlagTarget
 from gridnet.security.roles import Role as AuthorityRole
@@ -111,7 +111,8 @@ class Dso(Agent):
             return  # the chain clears (it placed its own orders in ``tick``)
         book = world.market(self, interval) if world.relaynet is None else self.book.pop(interval, [])
         verified = self.admissible(
-            world, [validate_order(signed, now_interval=interval - 1) for signed in book]
+            world,
+            validate_orders(book, now_interval=interval - 1),  # (one batch, on all cores)
         )
         offered = sum(v.order.wh for v in verified if v.order.side == Side.OFFER)
         bid = sum(v.order.wh for v in verified if v.order.side == Side.BID)

@@ -109,8 +109,13 @@ def sign_state(state: ContractState, buyer: PrivateKey) -> SignedState:
     return SignedState(state, buyer.sign(Domain.CONTRACT_STATE, encode(state)))
 
 
+def state_check(signed: SignedState, buyer_key: bytes) -> SignatureCheck:
+    """Checking the buyer's signature on a contract state (``is_signed_by_buyer``'s)."""
+    return (Domain.CONTRACT_STATE, buyer_key, encode(signed.state), signed.signature)
+
+
 def is_signed_by_buyer(signed: SignedState, buyer_key: bytes) -> bool:
-    return verify_signature(Domain.CONTRACT_STATE, buyer_key, encode(signed.state), signed.signature)
+    return verify_signature(*state_check(signed, buyer_key))
 
 
 def deposit(terms: ContractTerms) -> Units:

@@ -197,12 +197,15 @@ def signature_check(tx: Transaction, chain_id: Hash32, body: bytes) -> Signature
     return (Domain.TRANSACTION, tx.sender, chain_id + body, tx.signature)
 
 
-def carried_checks(tx: Transaction, chain_id: Hash32) -> list[SignatureCheck]:
-    """The signatures ``tx``'s payload carries that need no state to check (``TxRules.carried``):
-    checked in the batch beside ``tx``'s own, their successes are then in the signature cache
-    when the type's rules check them."""
+def ahead_checks(tx: Transaction, chain_id: Hash32, state: StateView) -> list[SignatureCheck]:
+    """The signatures ``tx``'s payload carries that a node checks ahead, in the batch beside
+    ``tx``'s own: those with a key the payload carries (``TxRules.carried``) and those with a
+    key ``state``, the node's head, gives (``TxRules.keyed``). Their successes are then in the
+    signature cache when the type's rules check them."""
     rules = RULES.get(type(tx.payload))
-    return [] if rules is None else rules.carried(tx.payload, chain_id)
+    if rules is None:
+        return []
+    return rules.carried(tx.payload, chain_id) + rules.keyed(tx.payload, state)
 
 
 # --- transactions: stateful -------------------------------------------------------------

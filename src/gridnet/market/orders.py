@@ -9,13 +9,21 @@ all the same order (the ``nonce`` field is what makes two otherwise equal orders
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Annotated, NamedTuple
 
 import msgspec
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import order_digest
-from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.keys import (
+    Domain,
+    PrivateKey,
+    SignatureCache,
+    SignatureCheck,
+    verify_many,
+    verify_signature,
+)
 from gridnet.encoding import U63, AddressBytes, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.errors import MalformedOrder, OrderExpired, OrderSignatureInvalid, OwnerMismatch
 from gridnet.units import PUBLIC_KEY_BYTES, Hash32, Interval
@@ -90,6 +98,20 @@ def topic(area: str, interval: Interval) -> str:
     return f"market/{area}/{interval}"
 
 
+def order_check(signed: SignedOrder) -> SignatureCheck:
+    """Checking an order's signature (``validate_order``'s)."""
+    return (Domain.ORDER, signed.order.owner_key, encode(signed.order), signed.signature)
+
+
+def validate_orders(book: Sequence[SignedOrder], *, now_interval: Interval) -> list[VerifiedOrder]:
+    """``validate_order`` of each order of ``book``, their signatures checked first as one
+    batch on all cores (a signature cache of this call's then answers each order's own
+    check); raises the first refused order's named rule."""
+    with SignatureCache().active():
+        verify_many([order_check(signed) for signed in book])
+        return [validate_order(signed, now_interval=now_interval) for signed in book]
+
+
 def validate_order(signed: SignedOrder, *, now_interval: Interval) -> VerifiedOrder:
     """Every rule an order must follow to be matched in ``now_interval``; returns it with
     its id, or raises the named :class:`~gridnet.errors.InvalidOrder`."""
@@ -107,7 +129,7 @@ def validate_order(signed: SignedOrder, *, now_interval: Interval) -> VerifiedOr
     # The owner is the key that signs, and the signature covers this exact order.
     if address_from_public_key(order.owner_key) != order.owner:
         raise OwnerMismatch(f"order {oid.hex()[:16]}: the owner address is not the address of its key")
-    if not verify_signature(Domain.ORDER, order.owner_key, encode(order), signed.signature):
+    if not verify_signature(*order_check(signed)):
         raise OrderSignatureInvalid(f"order {oid.hex()[:16]}: signature does not verify for the owner key")
     # Time rules: matching happens no later than the expiry and the delivery interval.
     if now_interval > order.expiry:

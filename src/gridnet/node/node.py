@@ -59,7 +59,7 @@ from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import (
     VerifiedTx,
-    carried_checks,
+    ahead_checks,
     signature_check,
     validate_header,
     validate_transaction,
@@ -498,11 +498,11 @@ class Node:
         carry, are checked first as one batch (on all cores, into this node's signature
         cache), and those accepted are written to the pending table in one SQLite
         transaction before any is sent (none is taken if that write fails)."""
-        chain_id = self.chain.chain_id
+        chain_id, head = self.chain.chain_id, self.chain.view()
         checks: list[SignatureCheck] = []
         for tx in txs:
             checks.append(signature_check(tx, chain_id, tx_body(tx)))
-            checks.extend(carried_checks(tx, chain_id))
+            checks.extend(ahead_checks(tx, chain_id, head))
         verify_many(checks)
         self._local = []
         try:
@@ -587,7 +587,7 @@ class Node:
         copy is neither encoded nor hashed again), no body, the held one's id and None."""
         window: list[tuple[bytes, Hash32, int | None]] = []  # (body, id, its check's place)
         checks: list[SignatureCheck] = []
-        chain_id = self.chain.chain_id
+        chain_id, head = self.chain.chain_id, self.chain.view()
         for tx in txs:
             copy_of = self.mempool.copy_of(tx) or self.early.copy_of(tx)
             if copy_of is not None:
@@ -596,9 +596,10 @@ class Node:
             body = tx_body(tx)
             window.append((body, txid(body, tx.signature), len(checks)))
             checks.append(signature_check(tx, chain_id, body))
-            # and those its payload carries (contract terms, ...): the type's rules then find
-            # them in this node's signature cache, checked on all cores with the rest
-            checks.extend(carried_checks(tx, chain_id))
+            # and those its payload carries (contract terms, a contract state with its buyer's
+            # key from the head, ...): the type's rules then find them in this node's
+            # signature cache, checked on all cores with the rest
+            checks.extend(ahead_checks(tx, chain_id, head))
         verdicts = verify_many(checks)
         return [(b, t, None if at is None else verdicts[at]) for b, t, at in window]
 

@@ -98,6 +98,10 @@ class TxRules(Generic[P]):
     carries too (no state needed to know the check): a node checks them beside the
     transaction's own signature, in the same batch on all cores, and the type's rules then
     find them in its signature cache (they still decide, and name the rejection).
+    ``keyed(payload, state)``: the signatures the payload carries that are checked with a key
+    the state gives (a contract's buyer): a node checks them in the same batch with its head
+    state's key; the rules check again with the state they apply on (a key that differs
+    there is not answered by the cache, and is checked then).
     """
 
     payload_type: type[P]
@@ -106,6 +110,7 @@ class TxRules(Generic[P]):
     spends: Callable[[P], int] = lambda _payload: 0
     admit: Callable[[P, BlockEnv], None] | None = None
     carried: Callable[[P, Hash32], list[SignatureCheck]] = lambda _payload, _chain_id: []
+    keyed: Callable[[P, StateView], list[SignatureCheck]] = lambda _payload, _state: []
 
 
 AnyRules = TxRules[Any]

@@ -23,9 +23,11 @@ from gridnet.contracts.channel import (
     is_signed_by_buyer,
     missing_signers,
     payouts,
+    state_check,
     terms_checks,
 )
 from gridnet.crypto.address import address_to_text
+from gridnet.crypto.keys import SignatureCheck
 from gridnet.encoding import U63, HashBytes, PublicKeyBytes, Wire
 from gridnet.errors import (
     ContractClosed,
@@ -276,6 +278,21 @@ def apply_report_equivocation(
     state.put(CONTRACTS, cid, replace(record, fraud_reported=True))
 
 
+def settle_checks(payload: SettleContract, state: StateView) -> list[SignatureCheck]:
+    """The buyer's signature on the state, with the key of the buyer ``state``'s contract
+    record names (``TxRules.keyed``; ``apply_settle_contract``'s check)."""
+    record = state.get(CONTRACTS, payload.signed.state.contract)
+    return [] if record is None else [state_check(payload.signed, record.buyer_key)]
+
+
+def equivocation_checks(payload: ReportEquivocation, state: StateView) -> list[SignatureCheck]:
+    """The buyer's signatures on both states (``TxRules.keyed``; ``apply_report_equivocation``'s)."""
+    record = state.get(CONTRACTS, payload.first.state.contract)
+    return (
+        [] if record is None else [state_check(s, record.buyer_key) for s in (payload.first, payload.second)]
+    )
+
+
 OPEN_RULES = TxRules(
     OpenContract,
     validate_open_contract,
@@ -283,6 +300,8 @@ OPEN_RULES = TxRules(
     spends=lambda p: deposit(p.signed.terms),
     carried=lambda p, _chain_id: terms_checks(p.signed),
 )
-SETTLE_RULES = TxRules(SettleContract, validate_settle_contract, apply_settle_contract)
+SETTLE_RULES = TxRules(SettleContract, validate_settle_contract, apply_settle_contract, keyed=settle_checks)
 CLOSE_RULES = TxRules(CloseContract, validate_close_contract, apply_close_contract)
-EQUIVOCATION_RULES = TxRules(ReportEquivocation, validate_report_equivocation, apply_report_equivocation)
+EQUIVOCATION_RULES = TxRules(
+    ReportEquivocation, validate_report_equivocation, apply_report_equivocation, keyed=equivocation_checks
+)
