@@ -256,7 +256,9 @@ def test_equivocating_states_forfeit_the_buyers_bond_a_tenth_to_the_seller(marke
     with pytest.raises(NotEquivocation):
         validate_transaction(market.pending(OTHER, same), market.chain.params, market.chain.chain_id)
     seller_before = market.chain.account(SELLER.address).balance
-    market.mine(market.tx(OTHER, ReportEquivocation(a, b)))
+    report = ReportEquivocation(a, b)
+    with ahead_checks_answered(report, market.chain.chain_id, market.chain.view()):  # both states, keyed
+        market.mine(market.tx(OTHER, report))
     assert market.chain.account(BUYER.address).bonded == 0
     assert market.chain.account(SELLER.address).balance == seller_before + 5 * UNITS_PER_GNC
     assert isinstance(market.refused(OTHER, ReportEquivocation(b, a)), FraudAlreadyReported)

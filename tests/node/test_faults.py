@@ -217,20 +217,27 @@ def test_local_transactions_handed_over_together_are_checked_as_one_batch_and_wr
 
 def test_local_transactions_the_store_cannot_write_are_not_taken(tmp_path: Path) -> None:
     """A batch whose pending rows cannot be written (another writer holds the database) is
-    not taken at all: the users hear the store's error, the pool is as before, and the same
-    batch is taken once the store can be written."""
+    not taken at all: the users hear the store's error, the pool is as before (a peer's
+    transaction held until their nonces are taken is still held, not admitted after nothing),
+    and the same batch is taken once the store can be written, the held one after it."""
     params = test_params(KEYS)
     chain = new_chain(tmp_path / "n", params)
     node = Node("n", chain)
-    txs = [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), nonce) for nonce in range(3)]
+    txs = [sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), nonce) for nonce in range(4)]
+    node.handle("peer", TxsMsg((txs[3],)), now=params.genesis_time)  # ahead of its nonce: held
+    assert len(node.mempool) == 0 and node.early.holds_sender(KEYS[0].public_key)
+    txs = txs[:3]
     other = sqlite3.connect(tmp_path / "n" / DB_NAME, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # a real write lock on the file
     chain.store.db.execute("PRAGMA busy_timeout=100")
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         node.submit_txs(txs, now=params.genesis_time)
-    assert len(node.mempool) == 0 and node.stats.txs_accepted == 0
+    assert len(node.mempool) == 0 and node.stats.txs_accepted == 0  # (the held one still held)
+    assert node.early.holds_sender(KEYS[0].public_key)
     other.execute("ROLLBACK")
     other.close()
     events, _ = node.submit_txs(txs, now=params.genesis_time)
     assert [e[0].kind for e in events] == [EventKind.ACCEPTED] * 3
-    assert len(chain.store.pending()) == 3
+    assert [v.tx.nonce for v in node.mempool.candidates()] == [0, 1, 2, 3]  # the held one follows
+    node.tick(params.genesis_time + 1)
+    assert len(chain.store.pending()) == 4

@@ -258,8 +258,10 @@ class World:
         """``submit`` of each (agent, payload), in order, the transactions handed to each node
         together (``Backend.submit_many``: a node checks their signatures as one batch, on
         all cores, and stores them in one write). An agent's items get consecutive nonces;
-        one its node does not take (and any of the agent's after it) is submitted again on
-        its own, as ``submit`` does it (the nonce resynchronised, a gap retried later)."""
+        one its node refuses for its nonce (after one of the agent's the node refused, or a
+        nonce out of step with the node's) is submitted again on its own, as ``submit`` does
+        it (the nonce resynchronised, a gap retried later); one refused for another rule is
+        counted refused. Whether each was taken."""
         assert self.params is not None
         txs: list[Transaction] = []
         next_nonce: dict[int, int] = {}  # id(agent) -> the nonce its next item gets
@@ -278,13 +280,16 @@ class World:
         taken = []
         for (who, payload), tx, outcome in zip(items, txs, outcomes, strict=True):
             assert outcome is not None
-            if outcome.kind is EventKind.ACCEPTED and tx.nonce == who.nonce:
+            if outcome.kind is EventKind.ACCEPTED:
                 self.last_txid = outcome.txid
-                who.nonce += 1
+                who.nonce = max(who.nonce, tx.nonce + 1)
                 self.tally.submitted[type(payload).__name__] += 1
                 taken.append(True)
+            elif outcome.rule in ("NonceGap", "NonceTooLow"):
+                taken.append(self.submit(who, payload))  # (with the nonce its node gives)
             else:
-                taken.append(self.submit(who, payload))
+                self.tally.refused[outcome.rule] += 1
+                taken.append(False)
         return taken
 
     def submit_soon(self, who: Agent, payload: Payload) -> None:

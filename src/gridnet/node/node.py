@@ -504,14 +504,19 @@ class Node:
             checks.append(signature_check(tx, chain_id, tx_body(tx)))
             checks.extend(ahead_checks(tx, chain_id, head))
         verify_many(checks)
-        self._local = []
+        accepted: list[tuple[Hash32, Transaction]] = []
+        self._local = accepted
         try:
-            admitted = [self._on_tx(None, tx, now) for tx in txs]
-            accepted = self._local
+            admitted = [self._admit(None, tx, now, None) for tx in txs]
+        except BaseException:
+            self._withdraw_local(accepted)  # (none taken: the users hear the error)
+            raise
         finally:
             self._local = None
-        sent = self._local_accepted(accepted)  # (before what admitting them released)
-        return [events for events, _ in admitted], sent + [m for _, more in admitted for m in more]
+        out = self._local_accepted(accepted)
+        for _, tx in accepted:  # only once they are durable: what their senders' held ones may follow
+            out.extend(self._release_early(tx.sender, tx.nonce + 1, now))
+        return [events for events, _ in admitted], out + [m for _, more in admitted for m in more]
 
     @_own_signature_cache
     def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
@@ -798,10 +803,7 @@ class Node:
         try:
             self.flush_pending()
         except STORE_ERRORS:
-            for tid, _ in reversed(accepted):
-                del self._pending_changes[tid]
-                self.mempool.withdraw(tid)
-                self.stats.txs_accepted -= 1
+            self._withdraw_local(accepted)
             raise
         out: list[Outgoing] = []
         for tid, tx in accepted:
@@ -809,6 +811,13 @@ class Node:
             out.extend((p, TxsMsg((tx,))) for p in to)
             self.inventory.tell(TX, told, tid)
         return out
+
+    def _withdraw_local(self, accepted: list[tuple[Hash32, Transaction]]) -> None:
+        """Take back local transactions just accepted (not kept: the users hear an error)."""
+        for tid, _ in reversed(accepted):
+            self._pending_changes.pop(tid, None)
+            self.mempool.withdraw(tid)
+            self.stats.txs_accepted -= 1
 
     def _queue_relay(self, source: str, txid: Hash32, tx: Transaction) -> list[Outgoing]:
         """Queue ``tx`` for the peers it spreads to (its id for the others); send the batches

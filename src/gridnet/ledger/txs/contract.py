@@ -282,15 +282,17 @@ def settle_checks(payload: SettleContract, state: StateView) -> list[SignatureCh
     """The buyer's signature on the state, with the key of the buyer ``state``'s contract
     record names (``TxRules.keyed``; ``apply_settle_contract``'s check)."""
     record = state.get(CONTRACTS, payload.signed.state.contract)
-    return [] if record is None else [state_check(payload.signed, record.buyer_key)]
+    if record is None or record.closed:  # (refused before any signature is checked)
+        return []
+    return [state_check(payload.signed, record.buyer_key)]
 
 
 def equivocation_checks(payload: ReportEquivocation, state: StateView) -> list[SignatureCheck]:
     """The buyer's signatures on both states (``TxRules.keyed``; ``apply_report_equivocation``'s)."""
     record = state.get(CONTRACTS, payload.first.state.contract)
-    return (
-        [] if record is None else [state_check(s, record.buyer_key) for s in (payload.first, payload.second)]
-    )
+    if record is None or payload.second.state.contract != payload.first.state.contract:
+        return []  # (refused before any signature is checked)
+    return [state_check(s, record.buyer_key) for s in (payload.first, payload.second)]
 
 
 OPEN_RULES = TxRules(
