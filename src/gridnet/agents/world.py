@@ -235,9 +235,7 @@ class World:
             tx = sign_transaction(who.key, self.backend.chain_id, payload, who.nonce, fee)
             outcome = self.backend.submit(who.node, tx)
             if outcome.kind is EventKind.ACCEPTED:
-                self.last_txid = outcome.txid
-                who.nonce += 1
-                self.tally.submitted[type(payload).__name__] += 1
+                self._taken(who, payload, tx, outcome)
                 return True
             if outcome.rule not in ("NonceGap", "NonceTooLow"):
                 break
@@ -281,9 +279,7 @@ class World:
         for (who, payload), tx, outcome in zip(items, txs, outcomes, strict=True):
             assert outcome is not None
             if outcome.kind is EventKind.ACCEPTED:
-                self.last_txid = outcome.txid
-                who.nonce = max(who.nonce, tx.nonce + 1)
-                self.tally.submitted[type(payload).__name__] += 1
+                self._taken(who, payload, tx, outcome)
                 taken.append(True)
             elif outcome.rule in ("NonceGap", "NonceTooLow"):
                 taken.append(self.submit(who, payload))  # (with the nonce its node gives)
@@ -291,6 +287,12 @@ class World:
                 self.tally.refused[outcome.rule] += 1
                 taken.append(False)
         return taken
+
+    def _taken(self, who: Agent, payload: Payload, tx: Transaction, outcome: PoolEvent) -> None:
+        """``who``'s node took ``tx``: its next transaction has the nonce after."""
+        self.last_txid = outcome.txid
+        who.nonce = max(who.nonce, tx.nonce + 1)
+        self.tally.submitted[type(payload).__name__] += 1
 
     def submit_soon(self, who: Agent, payload: Payload) -> None:
         """``submit``, for an action that need not know at once whether the node took it: in
@@ -347,7 +349,8 @@ class World:
         finally:
             self._soon = None
         self.actions = waiting
-        self.submit_all(soon)
+        if soon:
+            self.submit_all(soon)
 
     def post_order(self, who: Agent, signed: SignedOrder) -> None:
         """Post an order at ``who``'s node, which gossips it on its market topic."""
