@@ -37,3 +37,19 @@ def test_a_bad_list_of_sizes_is_one_line() -> None:
     assert result.exit_code == 2
     assert "'20,x' is not a comma-separated list of whole numbers" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_size_or_a_core_count_the_run_cannot_have_is_one_line_before_any_run() -> None:
+    from gridnet.system import usable_cores
+
+    cases = [
+        (["--homes", "0"], "bench sim (0 homes, 96 intervals): [homes] count must be 2 to 1000"),
+        (["--homes", "20,5000"], "[homes] count must be 2 to 1000"),
+        (["--homes", "2", "--intervals", "9999"], "[simulation] intervals must be 1 to 2976"),
+        (["--homes", "2", "--cores", f"1,{usable_cores() + 1}"], f"may use {usable_cores()} core(s)"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["bench", "sim", *args], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, args
+        assert message in result.output and "Traceback" not in result.output
+        assert "simulating" not in result.output  # (refused before any run started)

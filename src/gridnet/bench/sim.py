@@ -31,6 +31,7 @@ from typing import Any
 
 from gridnet.crypto import ops
 from gridnet.crypto.ops import CryptoOps
+from gridnet.errors import ConfigError
 from gridnet.system import usable_cores
 
 DAY_INTERVALS = 96
@@ -190,6 +191,21 @@ def _wait(child: Any, results: Any, homes: int) -> dict[str, Any]:
         return result
 
 
+def check_runs(homes: Sequence[int], cores: Sequence[int], intervals: int = DAY_INTERVALS) -> None:
+    """``ValueError`` for runs the benchmark cannot make: an area the simulator refuses (its
+    scenario's own checks) or more cores than this process may use."""
+    from gridnet.sim.scenario import scenario_from_dict
+
+    for n in dict.fromkeys(homes):
+        try:
+            scenario_from_dict(scenario_doc(n, intervals), f"bench sim ({n} homes, {intervals} intervals)")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    most = usable_cores()
+    if any(c > most for c in cores):
+        raise ValueError(f"--cores {max(cores)}: this process may use {most} core(s) (0 = all of them)")
+
+
 def run(
     homes: Sequence[int] = (20, 100, 500),
     *,
@@ -198,6 +214,7 @@ def run(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Each size on each number of cores (0 = all), each in a fresh process."""
+    check_runs(homes, cores, intervals)
     context = multiprocessing.get_context("spawn")
     runs: list[dict[str, Any]] = []
     for n in homes:

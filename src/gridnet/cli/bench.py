@@ -186,12 +186,12 @@ def bench_sim(
     """The simulator's speed against its cryptographic floor (each run in its own process)."""
     from gridnet.bench import sim
 
-    figures = sim.run(
-        _int_list(homes, "--homes"),
-        cores=_int_list(cores, "--cores"),
-        intervals=intervals,
-        progress=_bench_progress(as_json),
-    )
+    sizes, pins = _int_list(homes, "--homes"), _int_list(cores, "--cores")
+    try:
+        sim.check_runs(sizes, pins, intervals)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    figures = sim.run(sizes, cores=pins, intervals=intervals, progress=_bench_progress(as_json))
     _print_figures(figures, as_json)
 
 
