@@ -26,9 +26,10 @@ WAL_CHECKPOINT_PAGES = 16_384
 many pages (64 MiB of 4 KiB pages; SQLite's default is 1,000): a block of 1,000 transfers
 writes about 500 pages, so with the default nearly every other block paid a checkpoint and
 its syncs (``gridnet bench ledger``: 8 to 10 % of a block's import on one core). A process
-killed at any moment still leaves the last committed block; a power loss may take back what
-was committed since the last checkpoint (``synchronous=NORMAL``, as before with less): blocks
-the node fetches again from its peers, pending transactions their senders send again."""
+killed at any moment still leaves the last committed block. A power loss may take back what
+was committed since the last checkpoint (``synchronous=NORMAL``; before, up to 1,000 pages of
+it): blocks the node fetches again from its peers, pending transactions their senders send
+again."""
 STORE_ERRORS = (sqlite3.OperationalError,)
 """What SQLite raises when it cannot write now (disk full, I/O error, locked, read-only): a
 node retries. A corrupt store (``sqlite3.DatabaseError``) or any other error is not."""
