@@ -1177,7 +1177,21 @@ class HandshakeTimeout(InvalidMessage):
 
 
 class TooManyHandshakes(InvalidMessage):
-    """Too many connections are in their handshake at once: a new one is closed at once."""
+    """Too many connections are in their handshake at once: the oldest of the host holding the
+    most of them is closed to make room for a new one."""
+
+
+class TooManyPeers(InvalidMessage):
+    """As many peers as allowed have dialled this node and are linked: one more is closed
+    before its handshake."""
+
+
+class FrameTimeout(InvalidMessage):
+    """A frame whose length was announced did not arrive whole in time."""
+
+
+class SendBufferFull(InvalidMessage):
+    """A peer does not read what is sent to it: more bytes wait for it than allowed."""
 
 
 class WrongChain(InvalidMessage):

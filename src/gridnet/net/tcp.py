@@ -8,11 +8,15 @@ the way fails it; each side's first encrypted frame is its ``Identity``, its nod
 signature (PEER domain) of ``chain_id || handshake hash``: the link is authenticated by the
 node keys and bound to one chain. Until then a frame may be at most ``HANDSHAKE_FRAME``
 long, at most ``MAX_HANDSHAKES`` connections that dialled us may be in their handshake at
-once, and each has ``HANDSHAKE_TIMEOUT_S`` to complete it. Every later frame is a Noise
-transport frame (counter nonces, so replayed or reordered frames fail), at most
-``MAX_FRAME`` long. A peer that breaks the handshake, sends an oversized or undecodable
-frame, or keeps sending invalid data (the node counts faults) is disconnected and refused
-for a while; the other links keep working.
+once (one more closes the oldest of the host that holds the most), and each has
+``HANDSHAKE_TIMEOUT_S`` to complete it; at most ``MAX_INBOUND`` peers that dialled us are
+linked at once. Every later frame is a Noise transport frame (counter nonces, so replayed or
+reordered frames fail), at most ``MAX_FRAME`` long, and one longer than ``READ_BUFFER`` must
+arrive whole within ``FRAME_TIMEOUT_S``. A peer that breaks the handshake, sends an
+oversized, late or undecodable frame, does not read what is sent to it (``MAX_SEND_BUFFER``),
+or keeps sending invalid data (the node counts faults) is disconnected and refused for a
+while; the other links keep working. So what a peer can make the node hold is bounded: at
+most ``MAX_FRAME`` being read and ``MAX_SEND_BUFFER`` being sent per link.
 
 The tick loop drives the node (and its relay) every ``tick_ms``. A storage error there
 (SQLite cannot write: a full disk) does not stop it: the node stops ticking, reports the
@@ -31,6 +35,7 @@ import random
 import sqlite3
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -42,11 +47,14 @@ from gridnet.encoding import U32, HashBytes, PublicKeyBytes, SignatureBytes, Wir
 from gridnet.errors import (
     Banned,
     ConfigError,
+    FrameTimeout,
     FrameTooLarge,
     GridnetError,
     HandshakeFailed,
     HandshakeTimeout,
+    SendBufferFull,
     TooManyHandshakes,
+    TooManyPeers,
     WrongChain,
 )
 from gridnet.ledger.chain import Chain, now_ms
@@ -76,7 +84,19 @@ any of it is read."""
 HANDSHAKE_TIMEOUT_S: Final = 5.0
 """Time a connection has to complete its handshake [s]."""
 MAX_HANDSHAKES: Final = 32
-"""Connections that dialled us and are still in their handshake; one more is closed at once."""
+"""Connections that dialled us and are still in their handshake; one more closes the oldest
+of the host that holds the most (an honest handshake takes milliseconds, so a host that keeps
+the places filled with silent connections only evicts its own)."""
+MAX_INBOUND: Final = 64
+"""Peers that dialled us and are linked, at most: one more is closed before its handshake
+(``TooManyPeers``). The peers this node dials are not counted."""
+FRAME_TIMEOUT_S: Final = 30.0
+"""Time a frame longer than ``READ_BUFFER`` has to arrive whole once its length is read [s]
+(4 MiB in 30 s is 1.1 Mbit/s): a peer cannot hold a frame's buffer by never finishing it."""
+MAX_SEND_BUFFER: Final = 4 * MAX_FRAME
+"""Bytes that may wait to be sent to one peer (what the kernel's socket buffer cannot take
+yet); a peer with more waiting does not read what it is sent and is cut off
+(``SendBufferFull``)."""
 MAX_FAULTS: Final = 3
 """Invalid data a peer may send before it is disconnected."""
 BAN_S: Final = 60.0
@@ -121,12 +141,19 @@ class Identity(Wire, frozen=True):
 
 async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> bytes:
     """The next frame's bytes; a frame announcing more than ``limit`` bytes is
-    :class:`FrameTooLarge` before any of them is read."""
+    :class:`FrameTooLarge` before any of them is read, and one longer than ``READ_BUFFER``
+    that is not whole within ``FRAME_TIMEOUT_S`` is :class:`FrameTimeout`."""
     header = await reader.readexactly(4)
     (length,) = struct.unpack(">I", header)
     if length > limit:
         raise FrameTooLarge(f"frame of {length} bytes; the limit is {limit}")
-    return await reader.readexactly(length)
+    if length <= READ_BUFFER:  # (what it holds is bounded by the reader's own buffer)
+        return await reader.readexactly(length)
+    try:
+        async with asyncio.timeout(FRAME_TIMEOUT_S):
+            return await reader.readexactly(length)
+    except TimeoutError:
+        raise FrameTimeout(f"a frame of {length} bytes was not whole in {FRAME_TIMEOUT_S:.0f} s") from None
 
 
 def frame(payload: bytes) -> bytes:
@@ -162,11 +189,14 @@ class Link:
     bytes_in: int = 0
     bytes_out: int = 0
 
-    def send(self, msg: Message) -> None:
-        if not self.writer.is_closing():
-            data = frame(self.session.encrypt(encode_message(msg)))
-            self.bytes_out += len(data)
-            self.writer.write(data)
+    def send(self, msg: Message) -> int:
+        """Queue ``msg``; the bytes now waiting to be sent on this link."""
+        if self.writer.is_closing():
+            return 0
+        data = frame(self.session.encrypt(encode_message(msg)))
+        self.bytes_out += len(data)
+        self.writer.write(data)
+        return self.writer.transport.get_write_buffer_size()
 
 
 @dataclass(frozen=True)
@@ -223,8 +253,8 @@ class TcpTransport:
         """When the tick loop last ran (monotonic [s]): the node's heartbeat."""
         self.store_failure: StoreFailure | None = None
         """Set while the store cannot be written: the node does not tick until it can."""
-        self._handshakes = 0
-        """Connections that dialled us and are in their handshake now."""
+        self._handshakes: dict[asyncio.StreamWriter, str] = {}
+        """Connections that dialled us and are in their handshake now (oldest first) -> host."""
         self._refusals: dict[tuple[str, str], float] = {}
         """(host, rule) -> when a failed inbound handshake was last logged."""
         self._server: asyncio.Server | None = None
@@ -280,11 +310,16 @@ class TcpTransport:
     # --- traffic -----------------------------------------------------------------------------
 
     def dispatch(self, out: list[Outgoing]) -> None:
-        """Send the node's outgoing messages on their links (a gone peer's are dropped)."""
+        """Send the node's outgoing messages on their links (a gone peer's are dropped); a
+        peer with more than ``MAX_SEND_BUFFER`` bytes waiting is cut off."""
         for name, msg in out:
             link = self.links.get(name)
-            if link is not None:
-                link.send(msg)
+            if link is not None and (waiting := link.send(msg)) > MAX_SEND_BUFFER:
+                refusal = SendBufferFull(
+                    f"{waiting:,} bytes wait to be sent to it (at most {MAX_SEND_BUFFER:,}): it does not read"
+                )
+                self._ban(name, refusal.rule, str(refusal))
+                link.writer.transport.abort()  # (what waits is dropped; its link's task ends)
 
     async def _tick_loop(self) -> None:
         """Tick the node and its relay. While the store fails, rewrite its head record first
@@ -377,30 +412,49 @@ class TcpTransport:
             delay = min(delay * 2, ceiling)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._handshakes >= MAX_HANDSHAKES:  # closed before anything is read
-            where = _peername(writer)
-            self._log_refusal(
-                where, TooManyHandshakes(f"{MAX_HANDSHAKES} connections are in their handshake already")
-            )
+        if (full := self._inbound_full()) is not None:  # closed before anything is read
+            self._log_refusal(_peername(writer), full)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             return
+        if len(self._handshakes) >= MAX_HANDSHAKES:
+            self._evict_handshake()
         await self._run_link(reader, writer, outbound=None)
+
+    def _inbound_full(self) -> TooManyPeers | None:
+        """``TooManyPeers`` when ``MAX_INBOUND`` peers that dialled us are linked."""
+        if sum(not link.outbound for link in self.links.values()) < MAX_INBOUND:
+            return None
+        return TooManyPeers(f"{MAX_INBOUND} peers that dialled this node are linked")
+
+    def _evict_handshake(self) -> None:
+        """Close the oldest connection in its handshake of the host that holds the most."""
+        hosts = Counter(self._handshakes.values())
+        crowded = max(hosts, key=lambda host: hosts[host])
+        oldest = next(w for w, host in self._handshakes.items() if host == crowded)
+        del self._handshakes[oldest]
+        self._log_refusal(
+            _peername(oldest),
+            TooManyHandshakes(
+                f"{MAX_HANDSHAKES} connections are in their handshake ({hosts[crowded]} from this "
+                "host): its oldest was closed"
+            ),
+        )
+        oldest.transport.abort()
 
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: str | None
     ) -> Link:
         inbound = outbound is None
         if inbound:
-            self._handshakes += 1
+            self._handshakes[writer] = _peername(writer).rpartition(":")[0]
         try:
             node_key, session = await handshake(
                 reader, writer, self.key, self.node.chain.chain_id, initiator=not inbound
             )
         finally:
-            if inbound:
-                self._handshakes -= 1
+            self._handshakes.pop(writer, None)
         name = address_to_text(address_from_public_key(node_key))
         if name == self.name:
             raise HandshakeFailed("connected to itself")
@@ -421,6 +475,10 @@ class TcpTransport:
                 if outbound is None:
                     self._log_refusal(where, refusal)
                 return _LinkEnd(rule=refusal.rule, message=str(refusal), peer=link.name)
+            full = None if outbound else self._inbound_full()  # (others finished their handshakes first)
+            if full is not None:
+                self._log_refusal(where, full)
+                return _LinkEnd(rule=full.rule, message=str(full), peer=link.name)
             existing = self.links.get(link.name)
             if existing is not None:  # both dialled each other: both sides keep the same one
                 if not self._preferred(link) or self._preferred(existing):

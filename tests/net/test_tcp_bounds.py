@@ -1,0 +1,181 @@
+"""What a peer can make a node hold over its links is bounded: peers that dialled it
+(``MAX_INBOUND``), the bytes waiting for a peer that does not read (``MAX_SEND_BUFFER``), a
+frame's bytes left unfinished (``FRAME_TIMEOUT_S``), and the places of connections in their
+handshake (``MAX_HANDSHAKES``: a new one evicts the oldest of the host holding the most, so
+a host that keeps them filled does not lock honest peers out).
+
+Real transports on 127.0.0.1; the limits are lowered so that each test reaches them quickly."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gridnet.crypto.address import address_to_text
+from gridnet.crypto.keys import PrivateKey
+from gridnet.net import tcp
+from gridnet.net.tcp import READ_BUFFER, TcpTransport, dial, read_frame
+from gridnet.node.node import Node, NodeConfig
+from tests.helpers import GENESIS_TIME, new_chain, test_params
+from tests.net.rogue import closes
+
+LOCAL = "127.0.0.1"
+WAIT_S = 60.0
+"""Ceiling for the transport to act [s] (far above a busy machine's need)."""
+
+
+def transport(root: Path) -> TcpTransport:
+    node = Node("a", new_chain(root, test_params([])), NodeConfig())
+    clock = iter(range(GENESIS_TIME + 1_000, GENESIS_TIME + 10**9, 50))
+    return TcpTransport(
+        node, PrivateKey.from_label("bounds-a"), (LOCAL, 0), [], tick_ms=20, clock=lambda: next(clock)
+    )
+
+
+async def until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def name(label: str) -> str:
+    return address_to_text(PrivateKey.from_label(label).address)
+
+
+def test_a_peer_that_does_not_read_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tcp, "MAX_SEND_BUFFER", 256 * 1024)
+
+    async def scenario() -> None:
+        a = transport(tmp_path / "a")
+        await a.start()
+        try:
+            _, writer, _ = await dial(
+                LOCAL, a.port, PrivateKey.from_label("bounds-deaf"), a.node.chain.chain_id
+            )
+            deaf = name("bounds-deaf")
+            assert await until(lambda: deaf in a.links)
+            status = a.node.status()
+            sent = 0
+            # What the node sends it piles up once the kernel's buffers are full (bounded: far
+            # more than those buffers and the limit together).
+            while deaf in a.links and sent < 512 * 1024 * 1024:
+                a.dispatch([(deaf, status)] * 1000)
+                sent += 1000 * 150
+                await asyncio.sleep(0)
+            assert await until(lambda: deaf not in a.links)
+            assert a.stats.disconnected[deaf] == "SendBufferFull"
+            assert deaf in a.banned
+            writer.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_frame_not_whole_in_time_ends_the_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tcp, "FRAME_TIMEOUT_S", 0.5)
+
+    async def scenario() -> None:
+        a = transport(tmp_path / "a")
+        await a.start()
+        try:
+            reader, writer, _ = await dial(
+                LOCAL, a.port, PrivateKey.from_label("bounds-slow"), a.node.chain.chain_id
+            )
+            writer.write(struct.pack(">I", 4 * READ_BUFFER) + bytes(READ_BUFFER))  # a quarter of it
+            assert await closes(reader, WAIT_S)
+            assert a.stats.disconnected[name("bounds-slow")] == "FrameTimeout"
+        finally:
+            await a.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_small_frame_is_read_without_a_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame no longer than ``READ_BUFFER`` holds no more than the reader's own buffer."""
+    monkeypatch.setattr(tcp, "FRAME_TIMEOUT_S", 0.0)
+
+    async def scenario() -> bytes:
+        server_side: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            server_side.set_result(await read_frame(reader))
+            writer.close()
+
+        server = await asyncio.start_server(serve, LOCAL, 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection(LOCAL, port)
+        writer.write(struct.pack(">I", READ_BUFFER) + bytes(READ_BUFFER - 1))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"!")
+        got = await asyncio.wait_for(server_side, WAIT_S)
+        writer.close()
+        server.close()
+        return got
+
+    assert asyncio.run(scenario()) == bytes(READ_BUFFER - 1) + b"!"
+
+
+def test_peers_that_dialled_in_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tcp, "MAX_INBOUND", 3)
+
+    async def scenario() -> None:
+        a = transport(tmp_path / "a")
+        await a.start()
+        chain_id = a.node.chain.chain_id
+        try:
+            links = [
+                await dial(LOCAL, a.port, PrivateKey.from_label(f"bounds-in-{i}"), chain_id) for i in range(3)
+            ]
+            assert await until(lambda: len(a.links) == 3)
+            reader, _ = await asyncio.open_connection(LOCAL, a.port)
+            assert await closes(reader, WAIT_S)  # closed before its handshake: no hello came
+            assert reader.at_eof()
+            links[0][1].close()  # one leaves: a place is free again
+            assert await until(lambda: len(a.links) == 2)
+            await dial(LOCAL, a.port, PrivateKey.from_label("bounds-in-late"), chain_id)
+            assert await until(lambda: name("bounds-in-late") in a.links)
+        finally:
+            await a.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_new_handshake_evicts_the_oldest_of_the_busiest_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tcp, "MAX_HANDSHAKES", 4)
+    monkeypatch.setattr(tcp, "HANDSHAKE_TIMEOUT_S", WAIT_S)  # the silent ones stay until evicted
+
+    async def scenario() -> None:
+        a = transport(tmp_path / "a")
+        await a.start()
+        try:
+            held = []
+            for _ in range(4):
+                reader, writer = await asyncio.open_connection(LOCAL, a.port)
+                await read_frame(reader, tcp.HANDSHAKE_FRAME)  # its hello: in its handshake now
+                held.append((reader, writer))
+            assert await until(lambda: len(a._handshakes) == 4)
+            # The three newest come from one host (as the transport sees them), the oldest
+            # from another: the host holding the most loses its oldest, not the oldest of all.
+            for w in list(a._handshakes)[1:]:
+                a._handshakes[w] = "crowded-host"
+            # An honest peer links while the places are full.
+            await dial(LOCAL, a.port, PrivateKey.from_label("bounds-honest"), a.node.chain.chain_id)
+            assert await until(lambda: name("bounds-honest") in a.links)
+            assert await closes(held[1][0], WAIT_S)
+            assert list(a._handshakes.values()) == ["127.0.0.1", "crowded-host", "crowded-host"]
+        finally:
+            await a.stop()
+
+    asyncio.run(scenario())
