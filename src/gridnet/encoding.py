@@ -9,6 +9,7 @@ that is not the single canonical one (re-encoding must give the same bytes).
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Annotated, Any, Final, TypeVar
 
@@ -38,6 +39,24 @@ PublicKeyBytes = Annotated[bytes, msgspec.Meta(min_length=PUBLIC_KEY_BYTES, max_
 SignatureBytes = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_BYTES, max_length=SIGNATURE_BYTES)]
 OptionalKeyBytes = Annotated[bytes, msgspec.Meta(max_length=PUBLIC_KEY_BYTES)]
 OptionalSignatureBytes = Annotated[bytes, msgspec.Meta(max_length=SIGNATURE_BYTES)]
+AREA_MAX_CHARS: Final = 32
+Area = Annotated[str, msgspec.Meta(min_length=1, max_length=AREA_MAX_CHARS)]
+"""A market and grid area (a neighbourhood, a feeder); the rules a name follows are
+``area_problem``'s."""
+_AREA_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def area_problem(area: str) -> str | None:
+    """What is wrong with ``area`` as an area's name (None: nothing). A name has 1 to 32
+    characters, ASCII letters, digits, '.', '_' and '-', and starts with a letter or a digit:
+    it is part of topics ("market/AREA/INTERVAL") and of API paths, so no '/', space, control
+    character or look-alike letter."""
+    if not 1 <= len(area) <= AREA_MAX_CHARS:
+        return f"an area has 1 to {AREA_MAX_CHARS} characters"
+    if _AREA_NAME.fullmatch(area) is None:
+        return "an area has only ASCII letters, digits, '.', '_' and '-', and starts with a letter or a digit"
+    return None
+
 
 DEFAULT_MAX_BYTES: Final = 4 * 1024 * 1024
 

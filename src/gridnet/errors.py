@@ -1233,6 +1233,11 @@ class PendingHeadersExpired(SyncDeclined):
     """No block of a peer's pending headers arrived for too long: they are dropped."""
 
 
+class RequestUnanswered(SyncDeclined):
+    """A peer left our request for headers or blocks unanswered for ``request_timeout_ms``:
+    the height it announced does not count towards the sync target until it answers."""
+
+
 class NodeUnavailable(GridnetError):
     """A node process does not answer its HTTP API (it stopped, or never started)."""
 

@@ -81,6 +81,20 @@ def test_bodies_are_refused_from_their_headers_without_being_read(
     assert (status, answer["code"]) == (413, "PayloadTooLarge")
     status, answer = client.call("POST", "/transactions", {"tx": "00" * 40_000})
     assert status == 400 and answer["code"] != "PayloadTooLarge"
+    # A small declared length with a larger chunked body: the chunks are not followed.
+    with socket.create_connection((LOCAL, node.api_port), timeout=CEILING) as s:
+        chunk = b'{"claims": "' + b"0" * 4096 + b'"}'
+        s.sendall(
+            f"POST /datagrams/claims HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 11\r\nTransfer-Encoding: chunked\r\n\r\n"
+            f"{len(chunk):x}\r\n".encode()
+            + chunk
+            + b"\r\n0\r\n\r\n"
+        )
+        reply = b""
+        while b'"}' not in reply and (more := s.recv(4096)):
+            reply += more
+    assert reply.split(b" ")[1] == b"411" and b'"code":"LengthRequired"' in reply, reply
     assert client.get("/health")["status"] == "ok"
 
 

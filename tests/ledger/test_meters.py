@@ -137,6 +137,16 @@ def test_certificate_rules(world: World) -> None:
     assert isinstance(rejection(world.chain, no_identity), UnknownIdentity)
 
 
+@pytest.mark.parametrize("area", ["x/y", "north\nFAKE LOG LINE", "nörth", "north ", ".hidden", "-x"])
+def test_a_meter_area_that_is_not_a_plain_name_is_refused(world: World, area: str) -> None:
+    """An area is part of market topics and API paths: letters, digits, '.', '_', '-'."""
+    tx = world.pending(OWNER, registration(M5, cert_for(M5), area))
+    with pytest.raises(MalformedTransaction, match="area"):
+        validate_transaction(tx, world.chain.params, world.chain.chain_id)
+    fine = world.pending(OWNER, registration(M5, cert_for(M5), "feeder-2.b_1"))
+    validate_transaction(fine, world.chain.params, world.chain.chain_id)
+
+
 def readings(
     meter: SimulatedMeter, energy: list[tuple[int, int]], start: int = INTERVAL
 ) -> list[SignedReading]:

@@ -136,6 +136,13 @@ def test_order_with_unknown_side_is_rejected() -> None:
         validate_order(signed, now_interval=NOW)
 
 
+@pytest.mark.parametrize("area", ["", "x/y", "a\nFAKE LOG LINE", "\x00", "nörth\u202e", "x" * 33, "_a"])
+def test_an_area_that_is_not_a_plain_name_is_malformed(area: str) -> None:
+    signed = sign_order(ALICE, make_order(area=area))
+    with pytest.raises(MalformedOrder, match="an area has"):
+        validate_order(signed, now_interval=NOW)
+
+
 def test_every_order_rule_is_an_invalid_order() -> None:
     for cls in (MalformedOrder, OwnerMismatch, OrderSignatureInvalid, OrderExpired):
         assert issubclass(cls, InvalidOrder)

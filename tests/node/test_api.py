@@ -378,4 +378,10 @@ def test_post_and_read_orders(api: Api) -> None:
         api.client.post("/orders", json={"order": encode(forged).hex()}), 422, "OrderSignatureInvalid"
     )
     assert_error(api.client.get(f"/orders/{'x' * 40}/{interval}"), 400, "BadRequest")
+    assert_error(api.client.get(f"/orders/n%C3%B6rth/{interval}"), 400, "BadRequest")
     assert_error(api.client.get("/orders/north/soon"), 400, "BadRequest")
+    # An offset past the end (past what a machine word holds, too) is an empty page.
+    for offset in (5, 2**63 - 1, 10**30):
+        page = api.client.get(f"/orders/north/{interval}?offset={offset}")
+        assert page.status_code == 200, page.text
+        assert page.json()["orders"] == [] and page.json()["next_offset"] is None

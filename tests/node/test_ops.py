@@ -18,7 +18,7 @@ from gridnet.net.tcp import TcpTransport
 from gridnet.node.api import create_app
 from gridnet.node.config import NodeSettings, config_template, parse_host_port, resolve, settings_to_toml
 from gridnet.node.logs import LOG_NAME, configure, logger, reset
-from gridnet.node.messages import StatusMsg
+from gridnet.node.messages import HeadersMsg, StatusMsg
 from gridnet.node.node import Node
 from gridnet.node.process import _bind_api
 from tests.helpers import extend, new_chain, test_keys, test_params
@@ -81,6 +81,29 @@ def test_status_reports_sync_progress_toward_the_best_known_height(tmp_path: Pat
         "headers_pending": 0,
     }
     assert status["peers"]["count"] == 1 and status["listen"] is None
+    node.close()
+
+
+def test_a_height_a_peer_never_serves_stops_counting_towards_the_sync_target(tmp_path: Path) -> None:
+    params = test_params(test_keys())
+    chain = new_chain(tmp_path / "n", params)
+    extend(chain)
+    node = Node("n", chain)
+    node.add_peer("liar")
+    now = params.genesis_time + 10_000
+    claim = StatusMsg(2**63 - 1, b"\x01" * 32, b"\xff" * 40)
+    asked = node.handle("liar", claim, now)
+    assert [type(m).__name__ for _, m in asked] == ["GetHeadersMsg"]
+    assert node.sync_target() == 2**63 - 1  # its word, while its answer may still come
+    timeout = node.config.request_timeout_ms
+    for t in range(now, now + 3 * timeout, timeout // 4):  # asked again, never answered
+        node.tick(t)
+        node.handle("liar", claim, t)
+    assert node.sync_target() == 1
+    assert node.stats.declined["RequestUnanswered"] == 1
+    # Once it answers (headers it has none of, here), its word counts again.
+    node.handle("liar", HeadersMsg(()), now + 3 * timeout)
+    assert node.sync_target() == 2**63 - 1
     node.close()
 
 

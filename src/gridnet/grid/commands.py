@@ -13,7 +13,7 @@ from typing import Annotated
 import msgspec
 
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
-from gridnet.encoding import U63, AddressBytes, PublicKeyBytes, SignatureBytes, Wire, encode
+from gridnet.encoding import U63, AddressBytes, Area, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.units import Address, Interval
 
 
@@ -28,7 +28,7 @@ class CommandKind(enum.IntEnum):
 class DsoCommand(Wire, frozen=True):
     issuer: PublicKeyBytes
     """The DSO authority's key."""
-    area: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    area: Area
     meters: Annotated[tuple[AddressBytes, ...], msgspec.Meta(max_length=1024)]
     """Meters addressed; empty = every meter of the area."""
     kind: U63

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Annotated, NamedTuple
-
-import msgspec
+from typing import NamedTuple
 
 from gridnet.crypto.address import address_from_public_key
 from gridnet.crypto.hashing import order_digest
@@ -24,13 +22,18 @@ from gridnet.crypto.keys import (
     verify_many,
     verify_signature,
 )
-from gridnet.encoding import U63, AddressBytes, PublicKeyBytes, SignatureBytes, Wire, encode
+from gridnet.encoding import (
+    U63,
+    AddressBytes,
+    Area,
+    PublicKeyBytes,
+    SignatureBytes,
+    Wire,
+    area_problem,
+    encode,
+)
 from gridnet.errors import MalformedOrder, OrderExpired, OrderSignatureInvalid, OwnerMismatch
 from gridnet.units import PUBLIC_KEY_BYTES, Hash32, Interval
-
-AREA_MAX_CHARS = 32
-Area = Annotated[str, msgspec.Meta(min_length=1, max_length=AREA_MAX_CHARS)]
-"""A market area (a neighbourhood, a feeder): 1 to 32 characters."""
 
 
 class Side(enum.IntEnum):
@@ -122,8 +125,8 @@ def validate_order(signed: SignedOrder, *, now_interval: Interval) -> VerifiedOr
         raise MalformedOrder(f"order {oid.hex()[:16]}: side {order.side!r} is neither 0 (bid) nor 1 (offer)")
     if order.wh <= 0:
         raise MalformedOrder(f"order {oid.hex()[:16]}: {order.wh} Wh; an order must trade some energy")
-    if not 1 <= len(order.area) <= AREA_MAX_CHARS:
-        raise MalformedOrder(f"order {oid.hex()[:16]}: area must have 1 to {AREA_MAX_CHARS} characters")
+    if (problem := area_problem(order.area)) is not None:
+        raise MalformedOrder(f"order {oid.hex()[:16]}: {order.area!r}: {problem}")
     if len(order.owner_key) != PUBLIC_KEY_BYTES:
         raise MalformedOrder(f"order {oid.hex()[:16]}: owner key is not {PUBLIC_KEY_BYTES} bytes")
     # The owner is the key that signs, and the signature covers this exact order.

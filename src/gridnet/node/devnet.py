@@ -41,7 +41,7 @@ from gridnet.ledger.params import (
     default_params,
     params_to_toml,
 )
-from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.store import DB_NAME, readonly_uri
 from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.clock import Clock
 from gridnet.sim.output import prepare_out_dir
@@ -163,7 +163,7 @@ class DevNode:
 
     def stored_height(self) -> int:
         """The node's stored height, read from its SQLite file (also while it runs)."""
-        db = sqlite3.connect(f"file:{self.data_dir / DB_NAME}?mode=ro", uri=True)
+        db = sqlite3.connect(readonly_uri(self.data_dir / DB_NAME), uri=True)
         try:
             return int(db.execute("SELECT MAX(height) FROM main").fetchone()[0])
         finally:

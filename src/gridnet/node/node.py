@@ -37,6 +37,7 @@ from gridnet.errors import (
     OrderRefused,
     PendingHeadersExpired,
     PendingHeadersFull,
+    RequestUnanswered,
     SyncDeclined,
     UnknownParent,
 )
@@ -326,6 +327,12 @@ class Node:
         """(peer, sender, nonce) -> when we answered that question."""
         self._inflight: dict[str, tuple[int, str]] = {}
         """Peer -> (when, "headers" or "blocks"): the request it has not answered yet."""
+        self._waiting_since: dict[str, int] = {}
+        """Peer -> when we sent the oldest of its requests it has not answered (asking again
+        does not reset it)."""
+        self._unanswering: set[str] = set()
+        """Peers that left a request unanswered for ``request_timeout_ms``: what they announce
+        does not count towards the sync target until they answer."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
         self.headers = PendingHeaders(
@@ -388,6 +395,8 @@ class Node:
         self._relay.pop(peer, None)
         self._relay_bytes.pop(peer, None)
         self._inflight.pop(peer, None)
+        self._waiting_since.pop(peer, None)
+        self._unanswering.discard(peer)
         self._peer_tip.pop(peer, None)
         self.peer_work.pop(peer, None)
         self.peer_height.pop(peer, None)
@@ -423,7 +432,7 @@ class Node:
 
     def _log_head(self, source: str) -> None:
         head = self.chain.head
-        best = max(self.peer_height.values(), default=head.height)
+        best = max(self._announced_height(), head.height)
         if head.height >= best:
             _sync.info("new head %d %s from %s", head.height, head.hash.hex()[:16], short(source))
         else:
@@ -451,8 +460,13 @@ class Node:
     def sync_target(self) -> int:
         """The highest height this node knows of: its own, a peer's announced, or a checked
         header's whose block it lacks (sync progress is its height over this)."""
-        known = max(self.peer_height.values(), default=0)
-        return max(self.chain.height, known, self.headers.best_height())
+        return max(self.chain.height, self._announced_height(), self.headers.best_height())
+
+    def _announced_height(self) -> int:
+        """The highest height a peer that answers our requests announced (0: none did): a
+        peer's word counts only while it backs it, so one that announces a height it never
+        serves does not make the node look as if it were syncing."""
+        return max((h for p, h in self.peer_height.items() if p not in self._unanswering), default=0)
 
     def headers_pending(self) -> int:
         """Checked headers whose blocks are not here yet."""
@@ -1103,6 +1117,7 @@ class Node:
         if asked is not None and now - asked[0] < self.config.request_timeout_ms:
             return False
         self._inflight[peer] = (now, what)
+        self._waiting_since.setdefault(peer, now)
         return True
 
     def _answered(self, peer: str, what: str) -> bool:
@@ -1111,6 +1126,8 @@ class Node:
         if asked is None or asked[1] != what:
             return False
         del self._inflight[peer]
+        self._waiting_since.pop(peer, None)
+        self._unanswering.discard(peer)
         return True
 
     def _fork_point(self, peer: str) -> BlockEntry:
@@ -1408,6 +1425,17 @@ class Node:
         """Drop the pending headers and presyncs that made no progress for too long; every
         ``status_interval_ms``, prune the side branches that leave the main chain
         ``keep_side_depth`` blocks below the head or deeper (not those being downloaded)."""
+        timeout = self.config.request_timeout_ms
+        for peer, since in self._waiting_since.items():
+            if peer not in self._unanswering and now - since >= timeout:
+                self._unanswering.add(peer)
+                self._decline(
+                    peer,
+                    RequestUnanswered(
+                        f"no answer to our request for {timeout} ms: the height it announced "
+                        f"({self.peer_height.get(peer, 0)}) does not count until it answers"
+                    ),
+                )
         for peer, count in self.headers.expire(now):
             self._decline(
                 peer,

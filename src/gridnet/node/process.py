@@ -136,6 +136,7 @@ async def serve(
             import uvicorn
 
             from gridnet.node.api import create_app
+            from gridnet.node.api.server import api_config
 
             host, port = parse_host_port(s.api, "api")
             if token_file is not None:
@@ -152,11 +153,7 @@ async def serve(
                 token=token,
                 transport=transport,
             )
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
-                )
-            )
+            server = uvicorn.Server(api_config(app))
             api_task = asyncio.create_task(server.serve(sockets=[sock]))
             api_address = format_host_port(host, sock.getsockname()[1])
         listen_address = format_host_port(listen[0], transport.port)

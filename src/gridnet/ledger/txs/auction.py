@@ -32,7 +32,7 @@ from msgspec.structs import replace
 from gridnet.contracts.channel import ContractTerms, contract_id, deposit
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import hash32
-from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, Wire
+from gridnet.encoding import U32, U63, AddressBytes, Area, HashBytes, PublicKeyBytes, Wire
 from gridnet.errors import (
     AuctionClosed,
     AuctionFull,
@@ -52,7 +52,7 @@ from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Clearing, Trade, clear_double_auction
-from gridnet.market.orders import Area, Order, Side, VerifiedOrder
+from gridnet.market.orders import Order, Side, VerifiedOrder
 from gridnet.units import Address, Interval, energy_cost, interval_of, interval_start
 
 MAX_AUCTION_ORDERS = 4096

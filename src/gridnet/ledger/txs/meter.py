@@ -21,15 +21,12 @@ must pass every rule, or the whole transaction is invalid.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
 from gridnet.crypto.keys import Domain, PrivateKey, verify_many
-from gridnet.encoding import U63, AddressBytes, HashBytes, PublicKeyBytes, Wire, encode
+from gridnet.encoding import U63, AddressBytes, Area, HashBytes, PublicKeyBytes, Wire, area_problem, encode
 from gridnet.errors import (
     ConflictingReading,
     DuplicateReading,
@@ -64,7 +61,6 @@ from gridnet.security.roles import Role
 from gridnet.units import Address, Interval
 
 MAX_READINGS_PER_TX = 1024
-Area = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
 class MeterRecord(Wire, frozen=True):
@@ -148,6 +144,8 @@ def registration(
 
 
 def validate_register_meter(payload: RegisterMeter, params: ChainParams) -> None:
+    if (problem := area_problem(payload.area)) is not None:
+        raise MalformedTransaction(f"the meter's area {payload.area!r}: {problem}")
     if not is_valid_certificate(payload.certificate):
         raise InvalidCertificate("the certificate is not signed by the manufacturer it names")
     cert, status = payload.certificate.certificate, payload.status.status

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridnet import __version__
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import address_digest
-from gridnet.encoding import decode, encode
+from gridnet.encoding import area_problem, decode, encode
 from gridnet.errors import GridnetError
 from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.blocks import Block
@@ -35,7 +35,7 @@ from gridnet.ledger.txs.identity import REVOKED
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import POOLS
 from gridnet.ledger.txs.vehicle import deal_figures, hotspot_figures
-from gridnet.market.orders import AREA_MAX_CHARS, SignedOrder, order_id, topic
+from gridnet.market.orders import SignedOrder, order_id, topic
 from gridnet.node.api.common import (
     BODY_LIMITS,
     DEFAULT_ORDERS_PAGE,
@@ -565,12 +565,13 @@ def create_app(
         offset: int = Query(0, ge=0, description="Orders of the topic to skip"),
         limit: int = Query(DEFAULT_ORDERS_PAGE, ge=1, le=MAX_ORDERS_PAGE, description="Orders to return"),
     ) -> OrdersOut:
-        if not 1 <= len(area) <= AREA_MAX_CHARS:
-            raise bad_request(f"an area has 1 to {AREA_MAX_CHARS} characters")
+        if (problem := area_problem(area)) is not None:
+            raise bad_request(f"{area!r}: {problem}")
         name = topic(area, parse_number(interval, "interval"))
         held = node.book.topic_orders(name)
-        page = list(itertools.islice(held.items(), offset, offset + limit))
-        end = offset + len(page)
+        start = min(offset, len(held))  # (an offset past the end is an empty page)
+        page = list(itertools.islice(held.items(), start, start + limit))
+        end = start + len(page)
         return OrdersOut(
             topic=name,
             total=len(held),
@@ -606,8 +607,8 @@ def create_app(
     async def get_commands(
         area: str, after: int = Query(0, ge=0, description="Return only commands after this sequence number")
     ) -> CommandsOut:
-        if not 1 <= len(area) <= AREA_MAX_CHARS:
-            raise bad_request(f"an area has 1 to {AREA_MAX_CHARS} characters")
+        if (problem := area_problem(area)) is not None:
+            raise bad_request(f"{area!r}: {problem}")
         held, next_after = node.commands.since(area, after)
         return CommandsOut(
             area=area,

@@ -4,8 +4,9 @@ need one, and the size of the body, checked from the headers alone.
 FastAPI parses a request's body before it runs a route's dependencies, so without this gate a
 client with no token could make the node read and parse a body of any size before being told
 401. Here a body declared larger than its route's limit (``body_limits``, else ``max_body``) is
-refused with 413 ``PayloadTooLarge``, one without a declared length (chunked) with 411
-``LengthRequired``, and a protected route without the right token with 401 ``Unauthorized`` —
+refused with 413 ``PayloadTooLarge``, one sent with a ``Transfer-Encoding`` (chunked: its length
+is not declared, and with a ``Content-Length`` too the server would follow the chunks past it)
+with 411 ``LengthRequired``, and a protected route without the right token with 401 ``Unauthorized`` —
 none of it reading a byte of the body. The server reads no more than the declared length.
 """
 
@@ -50,10 +51,10 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         refusal: JSONResponse | None = None
-        if length is not None and (not length.isdigit() or int(length) > (most := self._limit(scope))):
+        if b"transfer-encoding" in headers:  # (with a Content-Length too, the server would read past it)
+            refusal = _refuse(411, "LengthRequired", "send the body with a Content-Length, not chunked")
+        elif length is not None and (not length.isdigit() or int(length) > (most := self._limit(scope))):
             refusal = _refuse(413, "PayloadTooLarge", f"this request's body has at most {most:,} bytes")
-        elif length is None and b"transfer-encoding" in headers:
-            refusal = _refuse(411, "LengthRequired", "send the body with a Content-Length")
         elif self.token is not None and not self._authorized(headers) and self._is_protected(scope):
             refusal = _refuse(401, "Unauthorized", UNAUTHORIZED)
             refusal.headers["www-authenticate"] = "Bearer"

@@ -1,0 +1,96 @@
+"""The HTTP server of a node's API: uvicorn's HTTP/1.1 protocol with the bounds a node needs.
+
+uvicorn waits for a request's headers and body as long as the client keeps the connection
+open, and takes as many connections as the process may open files. A node serves its API, its
+peer links and its store from one process, so a client holding many slow connections would
+starve all three. Here a connection has ``REQUEST_TIMEOUT_S`` to send each whole request (from
+when it opens, or since the last answer), at most ``MAX_CONNECTIONS`` are open at once (one
+more is answered 503 and closed), and what uvicorn refuses before the app runs (a malformed
+request line or header) is answered with the same JSON error body as every other error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Final
+
+import h11
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+REQUEST_TIMEOUT_S: Final = 30.0
+"""Time a connection has to send a whole request (headers and body) [s]; a request the node
+has read whole and is answering is not cut short."""
+MAX_CONNECTIONS: Final = 512
+"""Connections open at once, at most."""
+
+
+def _json_error(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response carrying the API's error body; the connection closes after it."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline per request and a bound on connections."""
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            transport.write(
+                _json_error(
+                    503,
+                    "Service Unavailable",
+                    "TooManyConnections",
+                    f"{MAX_CONNECTIONS} connections are open to this node's API; try again later",
+                )
+            )
+            transport.close()
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()  # the next request on this connection has its own time
+
+    def send_400_response(self, msg: str) -> None:
+        message = "not a valid HTTP/1.1 request: check its request line, headers and Content-Length"
+        self.transport.write(_json_error(400, "Bad Request", "BadRequest", message))
+        self.transport.close()
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(REQUEST_TIMEOUT_S, self._late)
+
+    def _late(self) -> None:
+        """The request is not whole in time: the connection closes (one being answered stays)."""
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            self.transport.close()
+
+
+def api_config(app: ASGIApp) -> uvicorn.Config:
+    """The API server's configuration: ``GuardedH11``, no WebSocket upgrades (an upgrade
+    request is an ordinary request: the API has no such route), no access log or lifespan."""
+    return uvicorn.Config(
+        app,
+        http=GuardedH11,
+        ws="none",
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )

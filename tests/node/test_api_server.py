@@ -1,0 +1,132 @@
+"""The API's HTTP server on 127.0.0.1 (``node/api/server.py``): a connection that does not send
+a whole request in time is closed, connections beyond the bound are answered 503, and what
+uvicorn refuses before the app runs is the API's JSON error. The bounds are lowered so that
+each test reaches them quickly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gridnet.node.api import server
+from gridnet.node.api.server import api_config
+
+LOCAL = "127.0.0.1"
+WAIT_S = 60.0
+"""Ceiling for the server to answer or close [s] (far above a busy machine's need)."""
+
+
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse({"read": len(await request.body())})
+
+
+@asynccontextmanager
+async def serving() -> AsyncIterator[int]:
+    app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"])])
+    sock = socket.socket()
+    sock.bind((LOCAL, 0))
+    sock.listen(64)
+    srv = uvicorn.Server(api_config(app))
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        srv.should_exit = True
+        await asyncio.wait_for(task, WAIT_S)
+
+
+async def reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
+    """Read until the server closes: the status and the JSON body of its answer."""
+    raw = await asyncio.wait_for(reader.read(), WAIT_S)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), WAIT_S) == b""
+    except ConnectionError:
+        return True
+
+
+def run(scenario: Callable[[int], object]) -> None:
+    async def main() -> None:
+        async with serving() as port:
+            await scenario(port)  # type: ignore[misc]
+
+    asyncio.run(main())
+
+
+def test_a_request_not_whole_in_time_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "REQUEST_TIMEOUT_S", 0.5)
+
+    async def scenario(port: int) -> None:
+        silent = await asyncio.open_connection(LOCAL, port)
+        headers = await asyncio.open_connection(LOCAL, port)
+        headers[1].write(b"GET /echo HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        body = await asyncio.open_connection(LOCAL, port)
+        body[1].write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        assert await closed(silent[0]) and await closed(headers[0]) and await closed(body[0])
+        # A whole request on a connection kept alive gets its answer, the next one its own time.
+        reader, writer = await asyncio.open_connection(LOCAL, port)
+        for _ in range(2):
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+            line = await asyncio.wait_for(reader.readline(), WAIT_S)
+            assert line.startswith(b"HTTP/1.1 200")
+            await asyncio.wait_for(reader.readuntil(b'{"read":3}'), WAIT_S)
+        writer.write(b"GET /echo HTTP/1.1\r\n")
+        assert await closed(reader)
+
+    run(scenario)
+
+
+def test_connections_beyond_the_bound_are_answered_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "MAX_CONNECTIONS", 3)
+
+    async def scenario(port: int) -> None:
+        held = [await asyncio.open_connection(LOCAL, port) for _ in range(3)]
+        reader, _ = await asyncio.open_connection(LOCAL, port)
+        status, body = await reply(reader)
+        assert status == 503 and body["code"] == "TooManyConnections"
+        held[0][1].close()
+        await held[0][1].wait_closed()
+        for _ in range(int(WAIT_S / 0.05)):  # until the server has seen it go
+            r, w = await asyncio.open_connection(LOCAL, port)
+            w.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, body = await reply(r)
+            if status == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert (status, body) == (200, {"read": 0})
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"\x16\x03\x01 not http\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ],
+)
+def test_what_is_not_http_gets_the_json_error(request_bytes: bytes) -> None:
+    async def scenario(port: int) -> None:
+        reader, writer = await asyncio.open_connection(LOCAL, port)
+        writer.write(request_bytes)
+        status, body = await reply(reader)
+        assert status == 400 and body["code"] == "BadRequest" and "HTTP/1.1" in str(body["message"])
+
+    run(scenario)
