@@ -360,6 +360,25 @@ def test_genesis_allocation_is_credited(tmp_path: Path) -> None:
 
     line = one_line_error(gridnet("chain", "genesis", "--out", "g.toml", cwd=tmp_path))
     assert "refusing to overwrite" in line
+    # A genesis no chain could start from is refused before it is written.
+    huge = ("--alloc", f"{a}=50000000000", "--alloc", f"{b}=50000000000")
+    line = one_line_error(gridnet("chain", "genesis", "--out", "g2.toml", *huge, cwd=tmp_path))
+    assert "exceed" in line and not (tmp_path / "g2.toml").exists()
+
+
+def test_init_never_overwrites_a_genesis_file_in_the_data_directory(tmp_path: Path) -> None:
+    (tmp_path / "D").mkdir()
+    mine = '# my chain\n[chain]\nname = "otherchain"\n'
+    (tmp_path / "D" / "genesis.toml").write_text(mine)
+    line = one_line_error(gridnet("chain", "init", "--data-dir", "D", cwd=tmp_path))
+    assert "exists and would be overwritten" in line and "--genesis" in line
+    assert (tmp_path / "D" / "genesis.toml").read_text() == mine and not (
+        tmp_path / "D" / "chain.sqlite"
+    ).exists()
+    # Given as the genesis, it is the chain's, and stays as written.
+    ok(gridnet("chain", "init", "--data-dir", "D", "--genesis", "D/genesis.toml", cwd=tmp_path))
+    assert (tmp_path / "D" / "genesis.toml").read_text() == mine
+    assert "otherchain" in ok(gridnet("chain", "show", "--data-dir", "D", cwd=tmp_path))
 
 
 BAD_GENESIS = {
@@ -370,6 +389,7 @@ BAD_GENESIS = {
     "bad_address": ('[[allocation]]\naddress = "gnabc"\ngnc = 1\n', ["allocation 1", "gnabc"]),
     "bad_time": ('[chain]\ngenesis_time = "yesterday"\n', ["genesis_time", "yesterday"]),
     "not_toml": ("[chain\n", ["not valid TOML"]),
+    "not_utf8": ("\udcff\udcfe[chain]\n", ["not UTF-8 text"]),
 }
 
 
@@ -377,7 +397,7 @@ BAD_GENESIS = {
 def test_bad_genesis_is_a_config_error_one_liner(tmp_path: Path, case: str) -> None:
     text, needles = BAD_GENESIS[case]
     path = tmp_path / "bad.toml"
-    path.write_text(text)
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))  # (not_utf8: bytes 0xff 0xfe)
     with pytest.raises(ConfigError):
         load_genesis_file(path)
     line = one_line_error(gridnet("chain", "init", "--data-dir", "H", "--genesis", "bad.toml", cwd=tmp_path))

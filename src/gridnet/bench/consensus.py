@@ -32,7 +32,7 @@ from typing import Any
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.ledger.params import CONSENSUS_POA, Allocation, ChainParams
-from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.store import DB_NAME, readonly_uri
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import flood
@@ -91,7 +91,7 @@ class _Reader:
     """A node's main chain read from its SQLite file (read-only, beside the running node)."""
 
     def __init__(self, node: DevNode) -> None:
-        self.db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True, isolation_level=None)
+        self.db = sqlite3.connect(readonly_uri(node.data_dir / DB_NAME), uri=True, isolation_level=None)
 
     def totals(self) -> tuple[int, int]:
         """(height, signed transactions) of the main chain."""

@@ -45,7 +45,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.genesis import genesis_block
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, default_params
-from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.store import DB_NAME, readonly_uri
 from gridnet.ledger.transactions import min_fee, sign_transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.tcp import flood
@@ -290,7 +290,7 @@ def _last_admission_ms(node: DevNode, expected: int) -> int | None:
     """When the (stopped) node took in the last of its pending transactions [ms since 1970]
     (None unless it holds ``expected`` of them)."""
     try:
-        db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
+        db = sqlite3.connect(readonly_uri(node.data_dir / DB_NAME), uri=True)
         try:
             count, last = db.execute("SELECT COUNT(*), MAX(added) FROM pending").fetchone()
         finally:

@@ -28,8 +28,9 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml
+from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml, validate_params
 from gridnet.ledger.state import Account, StateView
+from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
 from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
@@ -62,9 +63,17 @@ def chain_init(
     """Create a chain from a genesis file in an empty data directory, with a gridnet.toml
     listing the node's settings (all commented out: the defaults)."""
     params = load_genesis_file(genesis) if genesis else default_params()
+    written = data_dir / "genesis.toml"
+    given = genesis is not None and written.exists() and written.samefile(genesis)
+    if written.exists() and not given and not (data_dir / DB_NAME).exists():  # (a chain there: refused below)
+        raise ConfigError(
+            f"{written} exists and would be overwritten: pass it with --genesis {written}, or choose an "
+            "empty --data-dir"
+        )
     chain = Chain.create(data_dir, params)
     try:
-        (data_dir / "genesis.toml").write_text(params_to_toml(params))
+        if not given:  # (the file the chain was made from stays as its author wrote it)
+            written.write_text(params_to_toml(params))
         settings = data_dir / CONFIG_NAME
         if not settings.exists():
             settings.write_text(config_template())
@@ -94,7 +103,8 @@ def chain_genesis(
         allocations.append(Allocation(address_from_text(address), parse_gnc(amount)))
     if out.exists():
         raise ConfigError(f"{out} already exists; refusing to overwrite it")
-    out.write_text(params_to_toml(default_params(tuple(allocations))))
+    params = validate_params(default_params(tuple(allocations)), f"--alloc ({len(allocations)} given)")
+    out.write_text(params_to_toml(params))
     console.print(f"wrote {out}")
 
 

@@ -457,9 +457,11 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
 
 def load_genesis_file(path: Path) -> ChainParams:
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"genesis file {path} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"genesis file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"genesis file {path} is not valid TOML: {exc}") from None
     return params_from_dict(doc, str(path))

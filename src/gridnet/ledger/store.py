@@ -8,6 +8,7 @@ moment leaves the store at the last complete block, and reopening needs no repai
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -70,6 +71,19 @@ _PENDING_V1_TO_V2 = (
 )
 
 
+def readonly_uri(path: Path) -> str:
+    """The SQLite URI that opens the database file ``path`` read only, whatever characters its
+    path holds (a '#', '?' or '%' in a plain ``file:`` URI would name another file). On a
+    directory this process cannot write (read-only media) and with no write-ahead log beside
+    it, the file is opened as immutable: SQLite cannot make the shared-memory file a reader
+    of a WAL database needs, and no writer can be at work there."""
+    uri = path.resolve().as_uri()
+    log = path.with_name(path.name + "-wal")
+    if not os.access(path.parent, os.W_OK) and not (log.exists() and log.stat().st_size > 0):
+        return f"{uri}?immutable=1"
+    return f"{uri}?mode=ro"
+
+
 class Store:
     """Thin, typed access to the SQLite file of one data directory."""
 
@@ -94,9 +108,13 @@ class Store:
             raise StoreError(
                 f"cannot write the data directory {data_dir}: {exc.strerror}; choose another --data-dir"
             ) from None
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            if readonly:
+                self.db = sqlite3.connect(
+                    readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._pending_rows: dict[bytes, int] | None = None
             """The writer's pending rows: transaction id -> row id (loaded on first use)."""
             self._next_pending = 1
