@@ -19,6 +19,7 @@ from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim import series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
+from gridnet.sim.output import MARKER
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
 from gridnet.units import energy_cost
 
@@ -233,6 +234,37 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         "[dso]\nimbalance_price = 0\n": "[dso] imbalance_price must be positive",
         "[dso]\ncommand_hold = 0\n": "command_hold at least 1",
         "[homes]\nforecast_error = 2.0\n": "[homes] forecast_error and ack_own_meter_share must be 0 to 1",
+        "[simulation]\narea = 'north/south'\n": "[simulation] area: an area has only ASCII letters",
+        "[simulation]\narea = ''\n": "[simulation] area: an area has 1 to 32 characters",
+        # Numbers a run would overflow on, never finish with, or that model nothing physical:
+        "[homes]\npv_share = nan\n": "[homes] pv_share must be a number (finite",
+        "[homes]\nbattery_kw = inf\n": "[homes] battery_kw must be a number (finite",
+        "[homes]\npv_kw = [inf, inf]\n": "[homes] pv_kw must be a [low, high] pair of numbers (finite",
+        "[homes]\nstart_gnc = 1e30\n": "start_gnc must be a number (finite, and below 2**53",
+        "[homes]\nstart_gnc = 1e12\n": "start_gnc must be 0 to 10,000,000",
+        "[homes]\nstart_gnc = -5\n": "start_gnc must be 0 to 10,000,000",
+        "[homes]\nbuy_cap = [-1, 0.3]\n": "prices, fees and the subsidy must be 0 to 1,000 GNC/kWh",
+        "[homes]\npv_kw = [-6, -3]\n": "[homes] pv_kw must be within 0 to 1000",
+        "[homes]\nbattery_kwh = [-1, 5]\n": "[homes] battery_kwh must be within 0 (not included)",
+        "[homes]\nbattery_sell_above = 500\n": "battery_sell_above must be 0 to 100",
+        "[grid]\nspacing_m = inf\n": "[grid] spacing_m must be a number (finite",
+        "[grid]\nspacing_m = 1e9\n": "spacing_m at most 10000",
+        "[chain]\ndifficulty_bits = 300\n": "difficulty_bits must be 1 to 32",
+        "[chain]\ndispute_window_blocks = -1\n": "dispute_window_blocks must be 1 to 1000",
+        "[network]\nlatency_ms = -5\n": "latency_ms and jitter_ms must be 0 to 60000",
+        "[network]\ntick_s = 0.001\n": "tick_s must be 0.5 to 60",
+        "[network]\nhashes_per_tick = 100000000000\n": "hashes_per_tick must be at most 1,000,000",
+        "[simulation]\nstart = '9999-01-01T00:00:00Z'\n": "start must be in the years 1971 to 2199",
+        "[simulation]\nstart = '1960-01-01T00:00:00Z'\n": "start must be in the years 1971 to 2199",
+        "[simulation]\nstart = 2026-06-21T00:00:00Z\n": 'put the date in quotes: "2026-06-21T00:00:00+00:00"',
+        "[simulation]\nseed = -1\n": "seed must be 0 to 2**63 - 1",
+        "[simulation]\nname = ''\n": "name must be 1 to 64 printable characters",
+        "[currency]\nper_gnc = inf\n": "[currency] per_gnc must be a number (finite",
+        "[weather]\ntemp_air_c = 100\n": "temp_air_c must be -60 to 60",
+        "[site]\naltitude_m = 1e9\n": "altitude_m must be -500 to 9000",
+        "[security]\nflagged_meters = 15\n": "flagged_meters must be at most the number of PV homes",
+        "[[line_owner]]\nname = 'A'\nfee = 0.01\n[[line_owner]]\nname = 'A'\nfee = 0.02\n": "its own",
+        "[line_owner]\nname = 'A'\nfee = 0.01\n": "write each as [[line_owner]] (two brackets)",
     }
     for text, fragment in cases.items():
         bad.write_text(text)
@@ -403,3 +435,21 @@ def test_every_run_draws_its_plots(runs: tuple[Any, ...]) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert width >= 900 and height >= 400, name
+
+
+def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path: Path) -> None:
+    """The role tables, policies and chain parameters are checked while the run builds: the
+    results already in ``--out`` are replaced only once it has built."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / MARKER).write_text("written by gridnet simulate\n")
+    (out / "report.json").write_text("{}")
+    bad = scenario_from_dict({**SMALL, "helios": {"enabled": True, "members": 0}}, "bad-helios")
+    with pytest.raises(ConfigError, match="members must be 1 to"):
+        simulate(bad, out)
+    assert (out / "report.json").read_text() == "{}"
+    # Another command's results are not replaced either.
+    (out / MARKER).write_text("written by gridnet ledger-demo; safe to delete\n")
+    with pytest.raises(ConfigError, match="holds the results of 'gridnet ledger-demo'"):
+        simulate(scenario_from_dict(SMALL, "small"), out)
+    assert (out / "report.json").read_text() == "{}"

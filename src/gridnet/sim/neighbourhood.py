@@ -47,7 +47,7 @@ from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
 from gridnet.sim import series
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
-from gridnet.sim.output import audit, audit_beside, prepare_out_dir, write_report
+from gridnet.sim.output import audit, audit_beside, check_out_dir, prepare_out_dir, write_report
 from gridnet.sim.report import build_report
 from gridnet.sim.scenario import Scenario
 from gridnet.system import fewer_gc_passes
@@ -260,9 +260,15 @@ def simulate(
 ) -> dict[str, Any]:
     """Run ``scenario``, write ``out/report.json``, ``out/series/`` (Parquet; CSV too with
     ``csv``), ``out/plots/`` and ``out/chain/``; returns the report."""
-    prepare_out_dir(out, "simulate")
+    check_out_dir(out, "simulate")  # (refused before any work; replaced once the scenario builds)
+    nodes = memory_network(scenario, out)
+
+    def connect(params: ChainParams) -> Backend:
+        prepare_out_dir(out, "simulate")
+        return nodes(params)
+
     with fewer_gc_passes():
-        sim = Neighbourhood(scenario, memory_network(scenario, out))
+        sim = Neighbourhood(scenario, connect)
         try:
             with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
                 report = sim.run(progress)

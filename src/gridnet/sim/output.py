@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -27,16 +28,46 @@ EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
 """Markers written by earlier versions (their output may be replaced too)."""
 
 
-def prepare_out_dir(out: Path, command: str) -> None:
-    """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there."""
+def check_out_dir(out: Path, command: str) -> bool:
+    """Whether ``out`` holds the results of an earlier run of ``command`` (which
+    ``prepare_out_dir`` replaces); it is created (empty) when missing. A ConfigError when it
+    cannot be written, is a file, or holds something else (another command's results too)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the results")
     try:
-        if out.exists() and any(out.iterdir()):
-            if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
-                raise ConfigError(
-                    f"{out} is not empty and was not written by 'gridnet {command}'; choose another --out"
-                )
+        out.mkdir(parents=True, exist_ok=True)  # (an empty directory, to know it can be written)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        if not any(out.iterdir()):
+            return False
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the output directory {out}: {exc.strerror}; choose another --out"
+        ) from None
+    marker = out / MARKER
+    if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
+        raise ConfigError(
+            f"{out} is not empty and was not written by 'gridnet {command}'; choose another --out"
+        )
+    if marker.exists():
+        written = (
+            marker.read_text(errors="replace").partition(";")[0].strip().removeprefix("written by gridnet ")
+        )
+        if written != command:
+            raise ConfigError(
+                f"{out} holds the results of 'gridnet {written[:40]}', not of 'gridnet {command}'; choose "
+                "another --out (or delete it)"
+            )
+    return True
+
+
+def prepare_out_dir(out: Path, command: str) -> None:
+    """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there.
+    Call it once the run's inputs are checked: a run refused after it has lost the earlier
+    results."""
+    earlier = check_out_dir(out, command)
+    try:
+        if earlier:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / MARKER).write_text(f"written by gridnet {command}; safe to delete\n")

@@ -7,13 +7,16 @@ and becomes integer base units here.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import parse_time_ms
 from gridnet.units import UNITS_PER_GNC
@@ -251,13 +254,24 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+MAX_INT: Final = 2**53
+"""Integers a scenario takes are below this in size (exact in a float, in JSON and Parquet)."""
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (TOML's inf and nan are not numbers a scenario takes)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and abs(value) < MAX_INT
+
+
 def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, int) and _number(value)
     elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = _number(value)
         value = float(value) if ok else value
     elif isinstance(default, str):
         ok = isinstance(value, str)
@@ -265,7 +279,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
     elif isinstance(default, tuple):
-        ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value)
+        ok = isinstance(value, list) and len(value) == 2 and all(_number(v) for v in value)
         if ok:
             value = (float(value[0]), float(value[1]))
             ok = value[0] <= value[1]
@@ -275,8 +289,14 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         kind = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
             type(default), "a [low, high] pair of numbers"
         )
+        if isinstance(value, int | float) and not isinstance(value, bool | str):
+            kind += " (finite, and below 2**53 in size)"
+        elif isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+            kind += " (finite, and below 2**53 in size, low <= high)"
         if isinstance(default, tuple) and all(isinstance(v, str) for v in default):
             kind = 'a list of strings, e.g. ["home-3"]'
+        if isinstance(default, str) and isinstance(value, dt.date | dt.time):
+            kind += f' (put the date in quotes: "{value.isoformat()}")'
         raise ConfigError(f"{where} must be {kind}")
     return value
 
@@ -311,7 +331,13 @@ def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenari
         name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in role_tables.items()
     }
     owners = []
-    for i, entry in enumerate(doc.get("line_owner", DEFAULT_LINE_OWNERS)):
+    entries = doc.get("line_owner", DEFAULT_LINE_OWNERS)
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"{source}: line owners are an array of tables: write each as [[line_owner]] (two brackets) "
+            "with its name and fee"
+        )
+    for i, entry in enumerate(entries):
         where = f"{source}: line_owner {i + 1}"
         if not isinstance(entry, dict) or not {"name", "fee"} <= set(entry) <= {
             "name",
@@ -342,7 +368,7 @@ def _check(s: Scenario) -> None:
     src = s.source
     checks = [
         (1 <= s.simulation.intervals <= 96 * 31, "[simulation] intervals must be 1 to 2976 (31 days)"),
-        (1 <= len(s.simulation.area) <= 32, "[simulation] area must have 1 to 32 characters"),
+        (area_problem(s.simulation.area) is None, f"[simulation] area: {area_problem(s.simulation.area)}"),
         (2 <= s.homes.count <= 1000, "[homes] count must be 2 to 1000"),
         (0 <= s.homes.pv_share <= 1 and 0 <= s.homes.battery_share <= 1, "[homes] shares must be 0 to 1"),
         (1 <= s.network.nodes <= 16, "[network] nodes must be 1 to 16"),
@@ -455,10 +481,97 @@ def _check(s: Scenario) -> None:
             "[homes] businesses must be 0 to the number of homes without PV (and off the hill)",
         ),
     ]
+    checks.extend(_bounds(s))
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{src}: {message}")
-    s.start_ms  # noqa: B018 - parses (and so checks) the start time
+    start = s.start_ms
+    if not FIRST_START_MS <= start < LAST_START_MS:
+        raise ConfigError(f"{src}: [simulation] start must be in the years 1971 to 2199 (UTC)")
+
+
+FIRST_START_MS: Final = 365 * 86_400_000
+"""1971-01-01: a chain's genesis is set a while before the first interval, after 1970."""
+LAST_START_MS: Final = 7_258_118_400_000
+"""2200-01-01: the calendars and weather models the world uses stop before 2262."""
+MAX_GNC: Final = 10**7
+"""The most GNC a participant starts with (1,000 homes and the rest at this fit the ledger's
+64-bit amounts)."""
+MAX_PRICE: Final = 1_000.0
+"""The highest price or fee a scenario takes [GNC/kWh]."""
+
+
+def _bounds(s: Scenario) -> list[tuple[bool, str]]:
+    """The upper (and missing lower) bounds of the scenario's numbers: beyond them a run
+    would overflow the ledger's integers, never end, or model nothing physical."""
+    h, d, n, c = s.homes, s.dso, s.network, s.chain
+    prices = (d.buy_price, d.sell_price, d.imbalance_price, s.government.subsidy, *h.buy_cap, *h.sell_floor)
+    names = [o.name for o in s.line_owners]
+    return [
+        (
+            1 <= len(s.simulation.name) <= 64 and s.simulation.name.isprintable(),
+            "[simulation] name must be 1 to 64 printable characters",
+        ),
+        (0 <= s.simulation.seed < 2**63, "[simulation] seed must be 0 to 2**63 - 1"),
+        (
+            1 <= c.difficulty_bits <= 32 and 1 <= c.identity_difficulty_bits <= 32,
+            "[chain] difficulty_bits and identity_difficulty_bits must be 1 to 32",
+        ),
+        (c.block_interval_s <= 86_400, "[chain] block_interval_s must be at most 86400 (a day)"),
+        (1 <= c.dispute_window_blocks <= 1_000, "[chain] dispute_window_blocks must be 1 to 1000"),
+        (
+            0 <= n.latency_ms <= 60_000 and 0 <= n.jitter_ms <= 60_000,
+            "[network] latency_ms and jitter_ms must be 0 to 60000",
+        ),
+        (0.5 <= n.tick_s <= 60, "[network] tick_s must be 0.5 to 60"),
+        (n.hashes_per_tick <= 1_000_000, "[network] hashes_per_tick must be at most 1,000,000"),
+        (
+            h.pv_kw[0] >= 0 and h.pv_kw[1] <= 1_000,
+            "[homes] pv_kw must be within 0 to 1000 (kWp per home)",
+        ),
+        (
+            h.battery_kwh[0] > 0 and h.battery_kwh[1] <= 10_000 and h.battery_kw <= 10_000,
+            "[homes] battery_kwh must be within 0 (not included) to 10000 and battery_kw at most 10000",
+        ),
+        (
+            h.annual_kwh[1] <= 1_000_000 and h.business_kwh <= 100_000_000,
+            "[homes] annual_kwh must be at most 1,000,000 and business_kwh at most 100,000,000",
+        ),
+        (h.load_variation <= 1, "[homes] load_variation must be 0 to 1"),
+        (
+            0 <= h.battery_buy_below <= 100 and 0 <= h.battery_sell_above <= 100,
+            "[homes] battery_buy_below and battery_sell_above must be 0 to 100 (% charged)",
+        ),
+        (
+            all(0 <= p <= MAX_PRICE for p in prices) and all(0 <= o.fee <= MAX_PRICE for o in s.line_owners),
+            f"prices, fees and the subsidy must be 0 to {MAX_PRICE:,.0f} GNC/kWh",
+        ),
+        (
+            all(0 <= g <= MAX_GNC for g in (h.start_gnc, d.start_gnc, s.government.start_gnc)),
+            f"[homes], [dso] and [government] start_gnc must be 0 to {MAX_GNC:,}",
+        ),
+        (d.balancing_kwh <= 1_000_000, "[dso] balancing_kwh must be at most 1,000,000"),
+        (
+            all(1 <= len(name) <= 64 and name.isprintable() for name in names)
+            and len(set(names)) == len(names),
+            "each line owner needs a name of its own, 1 to 64 printable characters",
+        ),
+        (
+            s.security.flagged_meters <= round(h.count * h.pv_share),
+            "[security] flagged_meters must be at most the number of PV homes",
+        ),
+        (
+            s.relay.carrier_stop_s <= 3_600 and s.relay.pool_gnc <= 1_000,
+            "[relay] carrier_stop_s must be at most 3600 and pool_gnc at most 1000",
+        ),
+        (0 < s.currency.per_gnc <= 1e9, "[currency] per_gnc must be above 0 and at most 1e9"),
+        (-60 <= s.weather.temp_air_c <= 60, "[weather] temp_air_c must be -60 to 60"),
+        (-500 <= s.site.altitude_m <= 9_000, "[site] altitude_m must be -500 to 9000"),
+        (
+            s.grid.mv_kv <= 400 and s.grid.spacing_m <= 10_000,
+            "[grid] mv_kv must be at most 400 and spacing_m at most 10000",
+        ),
+    ]
 
 
 def _known_zone(name: str) -> bool:
@@ -479,9 +592,11 @@ def load_scenario(path: Path | None) -> Scenario:
     if path is None:
         return scenario_from_dict({}, "defaults")
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # (a byte-order mark is no statement)
     except FileNotFoundError:
         raise ConfigError(f"scenario file {path} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"scenario file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"scenario file {path} is not valid TOML: {exc}") from None
     return scenario_from_dict(doc, str(path))
