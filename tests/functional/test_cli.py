@@ -678,3 +678,36 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
         gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Nowhere", cwd=tmp_path)
     )
     assert "no credit bank named 'Nowhere'" in missing, missing
+
+
+def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path) -> None:
+    """Binary bytes (or a byte-order mark before valid TOML) in any file a person writes."""
+    (tmp_path / "bin").write_bytes(bytes(range(256)) * 4)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_bytes(b"\xff\xfe{")
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "report.json").write_text("[1, 2]")
+    transfer = ("--key", "k.key", "--to", new_key(tmp_path, "k.key"), "--amount", "1")
+    cases = [
+        (("chain", "init", "--data-dir", "D", "--genesis", "bin"), "genesis file bin is not UTF-8 text"),
+        (
+            ("node", "--data-dir", "N", "--print-config", "--config", "bin"),
+            "config file bin is not UTF-8 text",
+        ),
+        (("simulate", "bin", "--out", "o"), "scenario file bin is not UTF-8 text"),
+        (("sweep", "bin"), "sweep file bin is not UTF-8 text"),
+        (("dashboard", "run", "--port", "0"), "is not a run's report (not JSON"),
+        (("dashboard", "listed", "--port", "0"), "is not a run's report"),
+        (
+            ("tx", "transfer", "--node", "127.0.0.1:9", "--api-token-file", "bin", *transfer),
+            "API token file bin is not text",
+        ),
+    ]
+    for args, expected in cases:
+        line = one_line_error(gridnet(*args, cwd=tmp_path))
+        assert expected in line, (args, line)
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf[homes]\ncount = 'x'\n")
+    line = one_line_error(gridnet("simulate", "bom.toml", "--out", "o", cwd=tmp_path))
+    assert "[homes] count must be an integer" in line

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.errors import ConfigError, DecodeError, GridnetError, NodeUnavailable
+from gridnet.files import read_toml
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
 from gridnet.ledger.chain import Chain
@@ -571,10 +571,7 @@ def tx_register_island(
 
 def load_criteria(path: Path) -> CreditCriteria:
     """A credit bank's criteria from a TOML file (every field of docs/protocol.md section 24)."""
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    doc = read_toml(path, "criteria file")
     fields = CreditCriteria.__struct_fields__
     wrong = sorted(set(doc) ^ set(fields))
     bad = [k for k in fields if k in doc and (type(doc[k]) is not int or not 0 <= doc[k] < 2**63)]

@@ -53,7 +53,14 @@ class RunResults:
             raise ConfigError(
                 f"{out} holds no run: {report_path} is missing (run gridnet simulate --out {out})"
             )
-        report = json.loads(report_path.read_text())
+        try:
+            report = json.loads(report_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(
+                f"{report_path} is not a run's report (not JSON: {exc}); run the scenario again"
+            ) from None
+        if not isinstance(report, dict) or not isinstance(report.get("schema_version", 1), int):
+            raise ConfigError(f"{report_path} is not a run's report; run the scenario again")
         if report.get("schema_version", 1) < 2:
             raise ConfigError(f"{report_path} is from an older gridnet (no series): run the scenario again")
         series = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.hashing import params_hash
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, Wire, decode, encode
 from gridnet.errors import ConfigError, DecodeError, GridnetError, UnbondingTooShort
+from gridnet.files import read_toml
 from gridnet.units import UNITS_PER_GNC, Hash32, Height, Units
 from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
@@ -456,15 +456,7 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
 
 
 def load_genesis_file(path: Path) -> ChainParams:
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ConfigError(f"genesis file {path} not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"genesis file {path} is not UTF-8 text; save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"genesis file {path} is not valid TOML: {exc}") from None
-    return params_from_dict(doc, str(path))
+    return params_from_dict(read_toml(path, "genesis file"), str(path))
 
 
 def default_params(allocations: tuple[Allocation, ...] = ()) -> ChainParams:

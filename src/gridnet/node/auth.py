@@ -47,6 +47,10 @@ def read_token_file(path: Path) -> str:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"API token file {path} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"API token file {path} is not text: give the file holding the node's token"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read API token file {path}: {exc.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):

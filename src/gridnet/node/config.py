@@ -11,12 +11,12 @@ import dataclasses
 import ipaddress
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
 from gridnet.errors import ConfigError
+from gridnet.files import read_toml
 
 CONFIG_NAME: Final = "gridnet.toml"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -133,14 +133,7 @@ def is_loopback(host: str) -> bool:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The keys of a ``gridnet.toml``, checked against the known keys and their types."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "config file")
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _TYPES:

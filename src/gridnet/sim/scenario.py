@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tomllib
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError
+from gridnet.files import read_toml
 from gridnet.ledger.params import parse_time_ms
 from gridnet.units import UNITS_PER_GNC
 from gridnet.world.demand import PROFILES
@@ -591,12 +591,4 @@ def load_scenario(path: Path | None) -> Scenario:
     """The scenario in ``path`` (None = every default)."""
     if path is None:
         return scenario_from_dict({}, "defaults")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # (a byte-order mark is no statement)
-    except FileNotFoundError:
-        raise ConfigError(f"scenario file {path} not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"scenario file {path} is not UTF-8 text; save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"scenario file {path} is not valid TOML: {exc}") from None
-    return scenario_from_dict(doc, str(path))
+    return scenario_from_dict(read_toml(path, "scenario file"), str(path))

@@ -43,7 +43,6 @@ import shutil
 import signal
 import threading
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ConfigError, GridnetError
+from gridnet.files import read_toml
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import Scenario, scenario_from_dict
 from gridnet.system import usable_cores
@@ -233,13 +233,7 @@ class SweepResult:
 def load_sweep(path: Path, out: Path | None = None) -> Sweep:
     """The sweep in ``path``, every run's scenario built and checked; ``out`` replaces the
     file's ``out`` (default ``out/NAME``)."""
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SweepFileError(f"sweep file {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepFileError(f"sweep file {path} is not valid TOML: {exc}") from None
-    return sweep_from_dict(doc, path, out)
+    return sweep_from_dict(read_toml(path, "sweep file", SweepFileError), path, out)
 
 
 def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) -> Sweep:
@@ -314,14 +308,11 @@ def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]
     if not isinstance(value, str) or not value:
         raise SweepFileError(f"{path}: scenario must be a scenario file's path, relative to the sweep file")
     base = Path(os.path.normpath(path.parent / value))
-    try:
-        return base, tomllib.loads(base.read_text())
-    except FileNotFoundError:
+    if not base.exists():
         raise SweepFileError(
             f"{path}: scenario {value!r}: no file {base} (the path is relative to the sweep file)"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepFileError(f"{path}: scenario {base} is not valid TOML: {exc}") from None
+        )
+    return base, read_toml(base, f"{path}: scenario file", SweepFileError)
 
 
 def _dotted(table: Any, where: str, *, leaf_lists: bool) -> dict[str, Any]:
