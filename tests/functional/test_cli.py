@@ -390,6 +390,8 @@ BAD_GENESIS = {
     "bad_time": ('[chain]\ngenesis_time = "yesterday"\n', ["genesis_time", "yesterday"]),
     "not_toml": ("[chain\n", ["not valid TOML"]),
     "not_utf8": ("\udcff\udcfe[chain]\n", ["not UTF-8 text"]),
+    "infinite": ("[chain]\nblock_interval_s = inf\n", ["block_interval_s", "finite"]),
+    "nan_reward": ("[reward]\ninitial_gnc = nan\n", ["initial_gnc", "finite"]),
 }
 
 
@@ -711,3 +713,19 @@ def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path
     (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf[homes]\ncount = 'x'\n")
     line = one_line_error(gridnet("simulate", "bom.toml", "--out", "o", cwd=tmp_path))
     assert "[homes] count must be an integer" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("bench", "meters", "--meters", "99999999999"),
+        ("bench", "ledger", "--per-block", "99999999999"),
+        ("bench", "auction", "--homes", "99999999999"),
+        ("tx", "redeem-credits", "--credits", "99999999999999999999"),
+    ],
+)
+def test_sizes_beyond_what_a_run_or_a_transaction_takes_are_refused_at_once(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    line = one_line_error(gridnet(*args, cwd=tmp_path))
+    assert f"Invalid value for '{args[2]}'" in line

@@ -188,6 +188,11 @@ def test_load_policy_from_file(tmp_path: Path) -> None:
     ("text", "fragment"),
     [
         ("[[buy]\n", "not valid TOML"),
+        ('[[buy]]\nfrom = "07:00"\nto = "09:00"\nmax_price = "inf GNC/kWh"\n', "got 'inf GNC/kWh'"),
+        ('[[buy]]\nfrom = "07:00"\nto = "09:00"\nmax_price = "nan GNC/kWh"\n', "got 'nan GNC/kWh'"),
+        ('[[buy]]\nfrom = "07:00"\nto = "09:00"\nmax_price = "1e400 GNC/kWh"\n', "got '1e400 GNC/kWh'"),
+        ('[[buy]]\nfrom = "07:00"\nto = "09:00"\nmax_price = "5 XYZ/kWh"\n', "got '5 XYZ/kWh'"),
+        ("[battery]\nnominal_v = inf\n", "battery.nominal_v"),
         ('[[buy]]\nfrom = "7:00"\nto = "09:00"\nmax_price = 1\n', "buy[0].from"),
         ('[[buy]]\nfrom = "07:00"\nto = "25:00"\nmax_price = 1\n', "buy[0].to"),
         ('[[buy]]\nfrom = "07:10"\nto = "09:00"\nmax_price = 1\n', "15-minute"),
@@ -272,6 +277,11 @@ def test_dso_command_rules_follow_a_trusted_dso_except_the_kinds_overridden() ->
             "nominal_v",
         ),
         ('[[check]]\nevery = "soon"\nif_stored_below = 1\nbuy_until = 2\nmax_price = 1\n', "check[0].every"),
+        (
+            '[[check]]\nevery = "1m"\nif_stored_below = "inf Wh"\nbuy_until = 2\nmax_price = 1\n',
+            "if_stored_below",
+        ),
+        ('[[check]]\nevery = "1m"\nif_stored_below = nan\nbuy_until = 2\nmax_price = 1\n', "if_stored_below"),
         (
             '[[check]]\nevery = "1m"\nif_stored_below = "5 bananas"\nbuy_until = 2\nmax_price = 1\n',
             "if_stored_below",

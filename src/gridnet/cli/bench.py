@@ -29,9 +29,11 @@ def _print_figures(figures: dict[str, Any], as_json: bool) -> None:
 @app.command("auction")
 def bench_auction(
     as_json: JsonFlag = False,
-    homes: Annotated[int, typer.Option("--homes", min=2, help="Homes (each a buyer or a seller).")] = 200,
+    homes: Annotated[
+        int, typer.Option("--homes", min=2, max=1_000_000, help="Homes (each a buyer or a seller).")
+    ] = 200,
     orders: Annotated[int, typer.Option("--orders", min=2, help="Orders, over all areas.")] = 2_000,
-    areas: Annotated[int, typer.Option("--areas", min=1, help="Areas: one auction each.")] = 4,
+    areas: Annotated[int, typer.Option("--areas", min=1, max=100_000, help="Areas: one auction each.")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the orders' energy and prices.")] = 1,
 ) -> None:
     """The same orders cleared on chain (in the state transition) and off chain (the hub's
@@ -52,9 +54,11 @@ def bench_auction(
 def bench_consensus(
     as_json: JsonFlag = False,
     transactions: Annotated[
-        int, typer.Option("--transactions", min=1, help="Transfers flooded into each devnet.")
+        int, typer.Option("--transactions", min=1, max=10_000_000, help="Transfers flooded into each devnet.")
     ] = 20_000,
-    senders: Annotated[int, typer.Option("--senders", min=1, help="Funded accounts sending them.")] = 200,
+    senders: Annotated[
+        int, typer.Option("--senders", min=1, max=100_000, help="Funded accounts sending them.")
+    ] = 200,
     seconds: Annotated[
         float, typer.Option("--seconds", min=1.0, help="The most to wait for them on each devnet [s].")
     ] = 300.0,
@@ -83,8 +87,8 @@ def bench_consensus(
 @app.command("ledger")
 def bench_ledger(
     as_json: JsonFlag = False,
-    blocks: Annotated[int, typer.Option("--blocks", min=1)] = 100,
-    per_block: Annotated[int, typer.Option("--per-block", min=1)] = 1000,
+    blocks: Annotated[int, typer.Option("--blocks", min=1, max=100_000)] = 100,
+    per_block: Annotated[int, typer.Option("--per-block", min=1, max=100_000)] = 1000,
 ) -> None:
     """tx/s validated+applied+persisted, against raw Ed25519 verify/s in the same run."""
     from gridnet.bench import ledger
@@ -97,10 +101,10 @@ def bench_ledger(
 def bench_meters(
     as_json: JsonFlag = False,
     meters: Annotated[
-        int, typer.Option("--meters", min=1, help="Meters, each registered by its own owner.")
+        int, typer.Option("--meters", min=1, max=1_000_000, help="Meters, each registered by its own owner.")
     ] = 4_096,
     intervals: Annotated[
-        int, typer.Option("--intervals", min=1, help="15-minute readings each meter signs.")
+        int, typer.Option("--intervals", min=1, max=2_976, help="15-minute readings each meter signs.")
     ] = 16,
 ) -> None:
     """Signed meter readings one node validates and stores per second (batched in
@@ -115,8 +119,8 @@ def bench_meters(
 @app.command("network")
 def bench_network(
     as_json: JsonFlag = False,
-    sync_blocks: Annotated[int, typer.Option("--sync-blocks", min=10)] = 10_000,
-    gossip_txs: Annotated[int, typer.Option("--gossip-txs", min=200)] = 40_000,
+    sync_blocks: Annotated[int, typer.Option("--sync-blocks", min=10, max=1_000_000)] = 10_000,
+    gossip_txs: Annotated[int, typer.Option("--gossip-txs", min=200, max=10_000_000)] = 40_000,
 ) -> None:
     """Node processes on 127.0.0.1: block propagation and transaction gossip on a 4-node
     devnet, sync blocks/s."""
@@ -138,7 +142,7 @@ def bench_relay(as_json: JsonFlag = False) -> None:
 @app.command("market")
 def bench_market(
     as_json: JsonFlag = False,
-    orders: Annotated[int, typer.Option("--orders", min=2)] = 200_000,
+    orders: Annotated[int, typer.Option("--orders", min=2, max=100_000_000)] = 200_000,
 ) -> None:
     """Double-auction orders/s cleared, against raw Ed25519 verify/s in the same run."""
     from gridnet.bench import market
@@ -150,7 +154,7 @@ def bench_market(
 @app.command("ev-auction")
 def bench_ev_auction(
     as_json: JsonFlag = False,
-    auctions: Annotated[int, typer.Option("--auctions", min=1)] = 2_000,
+    auctions: Annotated[int, typer.Option("--auctions", min=1, max=10_000_000)] = 2_000,
 ) -> None:
     """Vehicle-to-vehicle auctions: the iterative double auction's welfare, rounds, messages and
     time against the one-shot double auction's on the same random hotspots (same run)."""

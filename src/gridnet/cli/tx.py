@@ -91,6 +91,8 @@ FeeOpt = Annotated[
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Wait until a block includes it (with a running node).")
 ]
+U63_MAX = 2**63 - 1
+"""The largest whole number a transaction field holds (larger ones are refused as options)."""
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds --wait waits at most.")]
 
 Build = Callable[[ChainParams, PrivateKey], Payload]
@@ -319,7 +321,7 @@ def tx_place_order(
     meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...) in the order's area.")],
     area: Annotated[str, typer.Option("--area", help="The market area.")],
     at: At,
-    wh: Annotated[int, typer.Option("--wh", min=1, help="Energy [Wh].")],
+    wh: Annotated[int, typer.Option("--wh", min=1, max=U63_MAX, help="Energy [Wh].")],
     price: Price,
 ) -> Build:
     """On a chain with on-chain auctions: place a bid or an offer (a bid locks its cost)."""
@@ -340,7 +342,7 @@ Member = Annotated[
     ),
 ]
 SetSeq = Annotated[
-    int, typer.Option("--seq", min=1, help="The set's next sequence number (its current + 1).")
+    int, typer.Option("--seq", min=1, max=U63_MAX, help="The set's next sequence number (its current + 1).")
 ]
 
 
@@ -464,7 +466,9 @@ def tx_register_controller(
     member: Annotated[
         list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
     ],
-    threshold: Annotated[int, typer.Option("--threshold", min=1, help="Member signatures a mint needs.")],
+    threshold: Annotated[
+        int, typer.Option("--threshold", min=1, max=U63_MAX, help="Member signatures a mint needs.")
+    ],
     member_key: MemberKeys,
 ) -> Build:
     """Register a Helios controller run by a consortium (signed by --threshold of its members)."""
@@ -494,8 +498,10 @@ def tx_mint_credits(
 def tx_enroll_producer(
     controller: Controller,
     meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...).")],
-    every: Annotated[int, typer.Option("--every", min=1, help="Intervals (15 min) between mints.")] = 4,
-    min_wh: Annotated[int, typer.Option("--min-wh", min=1, help="Smallest mint [Wh].")] = 1,
+    every: Annotated[
+        int, typer.Option("--every", min=1, max=U63_MAX, help="Intervals (15 min) between mints.")
+    ] = 4,
+    min_wh: Annotated[int, typer.Option("--min-wh", min=1, max=U63_MAX, help="Smallest mint [Wh].")] = 1,
 ) -> Build:
     """Enroll your meter with a Helios controller (credits for what it injects from now on)."""
     return _constant(EnrollProducer(controller_id(controller), address_from_text(meter), every, min_wh))
@@ -505,7 +511,7 @@ def tx_enroll_producer(
 def tx_transfer_credits(
     controller: Controller,
     to: Annotated[str, typer.Option("--to", help="Recipient address (gn...).")],
-    credits: Annotated[int, typer.Option("--credits", min=1, help="Credits (1 credit = 1 Wh).")],
+    credits: Annotated[int, typer.Option("--credits", min=1, max=U63_MAX, help="Credits (1 credit = 1 Wh).")],
 ) -> Build:
     """Send Helios credits to an address."""
     return _constant(TransferCredits(controller_id(controller), address_from_text(to), credits))
@@ -514,10 +520,12 @@ def tx_transfer_credits(
 @tx_command("redeem-credits")
 def tx_redeem_credits(
     controller: Controller,
-    credits: Annotated[int, typer.Option("--credits", min=1, help="Credits to hand back (Wh to receive).")],
+    credits: Annotated[
+        int, typer.Option("--credits", min=1, max=U63_MAX, help="Credits to hand back (Wh to receive).")
+    ],
     meter: Annotated[str, typer.Option("--meter", help="Your meter the energy goes to (gn...).")],
     within: Annotated[
-        int, typer.Option("--within", min=1, help="Intervals (15 min) the controller has.")
+        int, typer.Option("--within", min=1, max=U63_MAX, help="Intervals (15 min) the controller has.")
     ] = 4,
 ) -> Build:
     """Hand credits back to the controller, which must then release that energy to your meter."""
@@ -589,7 +597,9 @@ def tx_register_credit_bank(
     member: Annotated[
         list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
     ],
-    threshold: Annotated[int, typer.Option("--threshold", min=1, help="Member signatures it needs.")],
+    threshold: Annotated[
+        int, typer.Option("--threshold", min=1, max=U63_MAX, help="Member signatures it needs.")
+    ],
     criteria: Annotated[
         Path, typer.Option("--criteria", help="TOML file of the criteria it publishes (docs/cli.md).")
     ],

@@ -8,6 +8,7 @@ different genesis hashes and never accept each other's blocks.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -301,10 +302,14 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             ok = isinstance(value, want) or (want is float and isinstance(value, int))
             if key.endswith("_gnc"):  # an amount: a number or an exact decimal string
                 ok = isinstance(value, int | float | str)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                ok = ok and math.isfinite(value) and abs(value) < 2**63  # (inf, nan, 1e300)
             if isinstance(value, bool) or not ok:
                 kind = {int: "an integer", float: "a number", str: "a string", list: "a list"}[want]
                 if key.endswith("_gnc"):
                     kind = "an amount of GNC (a number or a decimal string)"
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    kind += " (finite, and below 2**63 in size)"
                 raise ConfigError(f"{source}: [{section}] {key} must be {kind}")
             merged[section][key] = value
     extra = set(doc) - set(_SCHEMA) - {"allocation", "validator"}

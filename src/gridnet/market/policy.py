@@ -282,12 +282,15 @@ GNC_ONLY: Final[Mapping[str, Decimal]] = MappingProxyType({"GNC": Decimal(1)})
 def _price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY) -> int:
     """A price as base units per kWh: a whole number of them, or a string "N CUR/kWh" or
     "N CUR/MWh" in one of ``currencies`` (converted at its rate, rounded to a base unit)."""
+    given = value
     if isinstance(value, str) and len(value.split()) == 2 and "/" in value.split()[1]:
         number, unit = value.split()
         name, per = unit.split("/", 1)
         try:
             amount = Decimal(number)
         except InvalidOperation:
+            amount = Decimal(-1)
+        if not amount.is_finite() or amount > MAX_PRICE:  # (inf, nan, and beyond any price in any unit)
             amount = Decimal(-1)
         rate = currencies.get(name.upper())
         if rate is not None and per.lower() in ("kwh", "mwh") and amount >= 0:
@@ -299,8 +302,8 @@ def _price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY)
             where = f"{where} (currencies: {known}; per kWh or MWh)"
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRICE:
         raise ConfigError(
-            f'{where}: expected a whole number of base units per kWh (>= 0) or a price like "0.06 GNC/kWh", '
-            f"got {value!r}"
+            f"{where}: expected a whole number of base units per kWh (0 to {MAX_PRICE:,}) or a price like "
+            f'"0.06 GNC/kWh", got {given!r}'
         )
     return value
 
@@ -369,6 +372,8 @@ def _addresses(value: Any, where: str) -> frozenset[Address]:
 
 
 _UNITS = {"wh": 1.0, "kwh": 1000.0}
+MAX_ENERGY: Final = 1e12
+"""The largest energy amount a policy takes, in its unit (finite: 'inf Wh' is refused)."""
 
 
 def _energy(value: Any, where: str, nominal_v: float | None) -> int:
@@ -385,7 +390,7 @@ def _energy(value: Any, where: str, nominal_v: float | None) -> int:
             amount = -1.0
     else:
         amount, unit = -1.0, ""
-    if amount < 0 or unit not in (*_UNITS, "ah"):
+    if not 0 <= amount <= MAX_ENERGY or unit not in (*_UNITS, "ah"):  # (nan and inf too)
         raise ConfigError(
             f'{where}: expected energy like 600, "600 Wh", "0.6 kWh" or "12.5 Ah", got {value!r}'
         )
@@ -453,9 +458,11 @@ def policy_from_dict(
     battery = _table(data.get("battery", {}), f"{source}: battery", ("buy_below", "sell_above", "nominal_v"))
     nominal_v = battery.get("nominal_v")
     if nominal_v is not None and (
-        isinstance(nominal_v, bool) or not isinstance(nominal_v, int | float) or nominal_v <= 0
+        isinstance(nominal_v, bool) or not isinstance(nominal_v, int | float) or not 0 < nominal_v <= 10_000
     ):
-        raise ConfigError(f"{source}: battery.nominal_v: expected a voltage above 0, got {nominal_v!r}")
+        raise ConfigError(
+            f"{source}: battery.nominal_v: expected a voltage above 0 (at most 10 kV), got {nominal_v!r}"
+        )
     checks = _checks(
         data.get("check", []), source, None if nominal_v is None else float(nominal_v), currencies
     )
