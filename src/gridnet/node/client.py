@@ -266,7 +266,13 @@ class NodeClient:
                 # connection the node had closed (a submission is never sent twice).
                 again = method == "GET" or isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
                 if attempt or not again:
-                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    if isinstance(
+                        exc, http.client.BadStatusLine | http.client.LineTooLong
+                    ) and not isinstance(exc, http.client.RemoteDisconnected):
+                        reason = "it does not answer in HTTP: is that the node's peer port, not its API?"
+                    else:
+                        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                        reason = "".join(c if c.isprintable() else "?" for c in reason)[:200]
                     raise NodeUnavailable(
                         f"the node at {self.url} did not answer {method} {path} ({reason}); is it running?"
                     ) from None
