@@ -368,6 +368,7 @@ def test_every_run_writes_its_time_series(runs: tuple[Any, ...], tmp_path: Path)
         mine = [r for r in lines if r["line_owner"] == owner["name"]]
         assert sum(r["losses_wh"] for r in mine) == pytest.approx(owner["losses_wh"], abs=0.1)
         assert max(r["v_max_pu"] for r in mine) == pytest.approx(owner["v_max_pu"], abs=1e-4)
+        assert min(r["v_min_pu"] for r in mine) == pytest.approx(owner["v_min_pu"], abs=1e-4)
     market = tables["market"].to_pylist()
     assert [r["price_gnc_per_kwh"] for r in market] == [
         c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]
@@ -453,3 +454,15 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     with pytest.raises(ConfigError, match="holds the results of 'gridnet ledger-demo'"):
         simulate(scenario_from_dict(SMALL, "small"), out)
     assert (out / "report.json").read_text() == "{}"
+
+
+def test_every_count_of_homes_runs_on_the_defaults() -> None:
+    """The default hill homes (2) and businesses (1) fit what a small street has room for; a
+    value the file sets is checked as written."""
+    for count in range(2, 12):
+        s = scenario_from_dict({"homes": {"count": count}}, f"{count}-homes")
+        without_pv = count - round(count * s.homes.pv_share)
+        assert s.relay.hill_homes == min(2, without_pv)
+        assert s.homes.businesses == min(1, without_pv - s.relay.hill_homes)
+    with pytest.raises(ConfigError, match="hill_homes must be 0 to the number of homes without PV"):
+        scenario_from_dict({"homes": {"count": 3}, "relay": {"hill_homes": 2}}, "set")

@@ -81,3 +81,38 @@ def test_the_tables_name_real_participants_and_severities(tmp_path: Path) -> Non
         )
     with pytest.raises(ConfigError, match=r"\[manufacturer\] not_updatable must be a list of strings"):
         scenario_from_dict({**DAY, "manufacturer": {"not_updatable": "home-1"}}, "s.toml")
+
+
+def test_what_the_chain_refused_to_settle_is_not_counted_as_traded_or_paid(tmp_path: Path) -> None:
+    """An advisory an hour into the day makes every meter vulnerable: the chain refuses the
+    settlements that follow (VulnerableMeter). The report counts as traded and paid what the
+    chain paid for, names the rest, and the deposits left locked in open contracts."""
+    scenario = {
+        "simulation": {"intervals": 8, "start": "2026-06-21T09:00:00Z"},
+        "homes": {"count": 6},
+        "advisor": {"affected": ["1.0.0"], "severity": "high", "after_min": 50},
+    }
+    report = simulate(scenario_from_dict(scenario, "late-advisory"), tmp_path / "out")
+    assert report["transactions"]["refused"].get("VulnerableMeter", 0) > 0
+    energy = report["energy"]
+    assert energy["unpaid_wh"] > 0
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        records = [
+            r
+            for key in chain.values
+            if key.startswith(CONTRACTS.prefix)
+            and isinstance(r := chain.view().get(CONTRACTS, key[len(CONTRACTS.prefix) :]), ContractRecord)
+        ]
+    finally:
+        chain.close()
+    imbalance = report["contracts"]["imbalance"]["bought_wh"]
+    traded = energy["p2p_wh"] + energy["bought_from_dso_wh"] + energy["sold_to_dso_wh"]
+    assert traded + imbalance == sum(r.paid_wh for r in records)
+    homes = report["homes"]
+    assert sum(h["imbalance_wh"] for h in homes) == imbalance
+    assert sum(h["bought_p2p_wh"] for h in homes) == sum(h["sold_p2p_wh"] for h in homes) == energy["p2p_wh"]
+    addresses = {PrivateKey.from_label(f"neighbourhood/1/{h['name']}").address for h in homes}
+    locked = sum(r.remaining for r in records if not r.closed and r.terms.buyer in addresses)
+    assert locked > 0 and report["contracts"]["open_at_end"] > 0
+    assert sum(h["locked_gnc"] for h in homes) == pytest.approx(locked / 10**8, abs=1e-7)

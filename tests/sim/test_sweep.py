@@ -211,9 +211,9 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(client: Any, tmp_path: Pa
         ({"simulation.seed": [1, 2]}, {}, "simulation.seed: give the seeds with seeds = [1, 2]"),
         # Each value alone is fine; together the homes without PV cannot hold the business.
         (
-            {"homes.count": [4, 2], "homes.pv_share": [0.5, 0.75]},
+            {"homes.count": [4, 2], "security.flagged_meters": [0, 2]},
             {},
-            "[vary] the run with homes.count = 2, homes.pv_share = 0.75, seed 1: ",
+            "[vary] the run with homes.count = 2, security.flagged_meters = 2, seed 1: ",
         ),
     ],
 )

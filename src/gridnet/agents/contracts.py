@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from gridnet.contracts.channel import ContractTerms, SignedState, contract_id
+from gridnet.encoding import decode_lenient
 from gridnet.ledger.txs.contract import CONTRACTS, CloseContract, ContractRecord, SettleContract
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.units import Address, Interval, Wh, interval_of, interval_start
@@ -43,6 +44,35 @@ def dues(world: World, interval: Interval) -> dict[bytes, Wh]:
     if complete:  # (a seller whose reading is still to come has delivered nothing yet)
         cache[interval] = out
     return out
+
+
+def contracts_on_chain(world: World) -> dict[bytes, ContractRecord]:
+    """Contract id -> its record, for every contract the chain opened."""
+    prefix = CONTRACTS.prefix
+    return {
+        k[len(prefix) :]: decode_lenient(v, ContractRecord)
+        for k, v in world.backend.chain().values.items()
+        if k[: len(prefix)] == prefix
+    }
+
+
+def paid_wh(records: dict[bytes, ContractRecord]) -> dict[tuple[bytes, Interval], Wh]:
+    """(contract id, interval) -> the energy the chain paid for under the contract in that
+    interval (its record's ``paid``). A contract the chain never opened, or whose settlements
+    it refused (the seller's meter became vulnerable), paid less than its seller delivered, or
+    nothing: reports count as traded and paid only this."""
+    return {(cid, d.interval): d.wh for cid, r in records.items() for d in r.paid}
+
+
+def deliveries(world: World, records: dict[bytes, ContractRecord]) -> list[tuple[Interval, Deal, Wh, Wh]]:
+    """Every deal of the run, in delivery order: (interval, deal, Wh its seller delivered under
+    it, Wh of those the chain paid for)."""
+    paid = paid_wh(records)
+    return [
+        (i, deal, dues(world, i)[deal.cid], paid.get((deal.cid, i), 0))
+        for i in range(world.first, world.last + 1)
+        for deal in world.deals.get(i, [])
+    ]
 
 
 PATIENCE_MS = 2 * 3600 * 1000

@@ -10,6 +10,7 @@ power flow on what the meters measured.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -102,8 +103,10 @@ class Tally:
     """Feeder (line owner index) -> its cables' losses [Wh]."""
     transformer_losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     max_loading: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
-    v_min: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: 1.0))
-    v_max: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: 1.0))
+    v_min: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: math.inf))
+    v_max: defaultdict[int, float] = field(default_factory=lambda: defaultdict(lambda: -math.inf))
+    """Feeder -> the lowest and highest home bus voltage of its power flows [pu] (infinite
+    until its first: not 1.0, which no bus may have reached)."""
     congested_intervals: int = 0
     """Intervals in which a line was over its limit or a voltage outside the band."""
 

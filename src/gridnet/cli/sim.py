@@ -104,10 +104,17 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     )
     ct = report["contracts"]
     im = ct["imbalance"]
+    refused = (
+        f" ({e['contracts_refused']:,} never opened on chain; {_kwh(e['unpaid_wh'])} delivered the chain "
+        "did not pay for)"
+        if e.get("unpaid_wh")
+        else ""
+    )
     table.add_row(
         "energy contracts",
-        f"{e['contracts']:,}: {ct['settled_in_full']:,} settled in full, {ct['delivered_short']:,} delivered "
-        f"short (closed, {ct['remainder_refunded_gnc']:.4f} GNC refunded), {ct['disputes_raised']} disputed "
+        f"{e['contracts']:,}{refused}: {ct['settled_in_full']:,} settled in full, "
+        f"{ct['delivered_short']:,} delivered short (closed, {ct['remainder_refunded_gnc']:.4f} GNC "
+        f"refunded), {ct['disputes_raised']} disputed "
         f"({ct['disputes_resolved']} resolved on chain)",
     )
     fc = report["forecast"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gridnet.agents.contracts import dues
+from gridnet.agents.contracts import contracts_on_chain, deliveries
 from gridnet.agents.dso import Dso
 from gridnet.agents.home import Home
 from gridnet.agents.line_owner import LineOwner
@@ -15,9 +16,9 @@ from gridnet.agents.security_lab import flagged_meters
 from gridnet.agents.world import World
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.address import address_to_text
-from gridnet.encoding import decode_lenient, encode
+from gridnet.encoding import encode
 from gridnet.ledger.transactions import Transaction
-from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
+from gridnet.ledger.txs.contract import ContractRecord
 from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.ledger.txs.relay import ClaimTransit
 from gridnet.relay.claims import hop_payable
@@ -27,7 +28,6 @@ from gridnet.sim.scenario import Scenario, gnc
 from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, energy_cost
 
 if TYPE_CHECKING:
-    from gridnet.ledger.chain import Chain
     from gridnet.sim.neighbourhood import Neighbourhood
 
 UNITS = UNITS_PER_GNC
@@ -84,12 +84,16 @@ def build_report(
     exported = sum(world.metered(h, i)[0] for h in homes for i in intervals)
     delivered: Counter[str] = Counter()
     contracted: Counter[str] = Counter()
-    for i in intervals:
-        due = dues(world, i)
-        for deal in world.deals.get(i, []):
-            kind = "to_dso" if deal.buyer is dso else "from_dso" if deal.seller is dso else "p2p"
-            delivered[kind] += due[deal.cid]
-            contracted[kind] += deal.trade.wh
+    records = contracts_on_chain(world)
+    refused: set[bytes] = set()
+    unpaid = 0
+    for _, deal, wh, paid in deliveries(world, records):
+        kind = "to_dso" if deal.buyer is dso else "from_dso" if deal.seller is dso else "p2p"
+        delivered[kind] += paid  # (traded: what the chain paid for)
+        contracted[kind] += deal.trade.wh
+        unpaid += wh - paid
+        if deal.cid not in records:
+            refused.add(deal.cid)
     nodes = world.backend.node_figures()
     report: dict[str, Any] = {
         "schema_version": REPORT_VERSION,
@@ -118,9 +122,11 @@ def build_report(
             "contracted_p2p_wh": contracted["p2p"],
             "curtailed_wh": sum(e.curtailed_wh for h in homes for e in h.real.values()),
             "contracts": sum(len(world.deals.get(i, [])) for i in intervals),
+            "contracts_refused": len(refused),
+            "unpaid_wh": unpaid,
         },
         "forecast": forecast_report(world, homes),
-        "contracts": contracts_report(world, chain, homes, dso),
+        "contracts": contracts_report(world, list(records.values()), homes, dso),
         "clearing_price": {
             "per_interval": [
                 {
@@ -189,7 +195,7 @@ def build_report(
             "power_flow_s": round(world.grid.seconds if world.grid else 0.0, 2),
         },
         "grid": grid_report(world, owners, delta),
-        "homes": homes_report(world, homes, rows, subsidised_by_home),
+        "homes": homes_report(world, homes, rows, subsidised_by_home, records),
         "economy": economy_report(rows, minted, fees_paid, chain.height),
         "participants": {
             "homes": len(homes),
@@ -246,10 +252,17 @@ def homes_report(
     homes: list[Home],
     rows: list[dict[str, Any]],
     subsidised: dict[str, list[ReadingRecord]],
+    records: dict[bytes, ContractRecord],
 ) -> list[dict[str, Any]]:
     """Each home's day: energy, bill, savings against buying all its load from the DSO at its
-    retail price, self-consumption and the subsidy it received (``rows``: the homes' time
-    series, ``sim.series.home_rows``; ``subsidised``: each home's subsidised readings)."""
+    retail price, self-consumption, the subsidy it received and the deposits still locked in
+    its contracts that are open at the end (``rows``: the homes' time series,
+    ``sim.series.home_rows``; ``subsidised``: each home's subsidised readings; ``records``:
+    the contracts on chain)."""
+    locked: Counter[bytes] = Counter()
+    for r in records.values():
+        if not r.closed:
+            locked[r.terms.buyer] += r.remaining
     totals: dict[str, Counter[str]] = defaultdict(Counter)
     paid: dict[str, float] = defaultdict(float)
     earned: dict[str, float] = defaultdict(float)
@@ -287,6 +300,7 @@ def homes_report(
                 if c["pv_wh"]
                 else None,
                 "subsidy_gnc": round(subsidy / UNITS, 6),
+                "locked_gnc": round(locked[h.address] / UNITS, 8),
             }
         )
     return out
@@ -331,14 +345,12 @@ def forecast_report(world: World, homes: list[Home]) -> dict[str, Any]:
     }
 
 
-def contracts_report(world: World, chain: Chain, homes: list[Home], dso: Dso) -> dict[str, Any]:
-    """What became of every contract: settled in full, short (closed with a remainder),
-    disputed; and the shortfall homes bought from the DSO at the imbalance price."""
-    records = [
-        decode_lenient(v, ContractRecord)
-        for k, v in chain.values.items()
-        if k[: len(CONTRACTS.prefix)] == CONTRACTS.prefix
-    ]
+def contracts_report(
+    world: World, records: list[ContractRecord], homes: list[Home], dso: Dso
+) -> dict[str, Any]:
+    """What became of every contract on chain: settled in full, short (closed with a
+    remainder), disputed, still open at the end; and the shortfall homes bought from the DSO at
+    the imbalance price."""
     balancing = {contract_id(b.terms) for h in homes for b in h.balancing.values()}
     market = [r for r in records if contract_id(r.terms) not in balancing]
     balancing_records = [r for r in records if contract_id(r.terms) in balancing]
@@ -351,6 +363,7 @@ def contracts_report(world: World, chain: Chain, homes: list[Home], dso: Dso) ->
         "settled_in_full": sum(1 for r in market if r.paid_wh == r.terms.max_wh),
         "delivered_short": sum(1 for r in market if r.paid_wh < r.terms.max_wh),
         "closed_with_remainder": sum(1 for r in market if r.closed),
+        "open_at_end": sum(1 for r in market if not r.closed),
         "remainder_refunded_gnc": round(
             sum(energy_cost(r.terms.max_wh - r.paid_wh, r.terms.price) for r in market if r.closed) / UNITS, 6
         ),
@@ -380,8 +393,8 @@ def grid_report(world: World, owners: list[LineOwner], delta: dict[Address, int]
                 "losses_wh": round(tally.losses_wh[f], 1),
                 "transformer_losses_wh": round(tally.transformer_losses_wh[f], 1),
                 "max_loading_percent": round(tally.max_loading[f], 1),
-                "v_min_pu": round(tally.v_min[f], 4),
-                "v_max_pu": round(tally.v_max[f], 4),
+                "v_min_pu": round(tally.v_min[f], 4) if math.isfinite(tally.v_min[f]) else None,
+                "v_max_pu": round(tally.v_max[f], 4) if math.isfinite(tally.v_max[f]) else None,
                 "fee_gnc_per_kwh": owner.quote() / UNITS,
                 "cover_losses": owner.cover_losses,
                 "losses_cost_gnc": round(losses_cost / UNITS, 6),

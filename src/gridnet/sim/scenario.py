@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -313,6 +313,23 @@ def _section(cls: type, data: Any, where: str) -> Any:
     return cls(**values)
 
 
+def _fitted_defaults(parts: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """The hill homes and businesses a file leaves to their defaults (2 and 1) are at most what
+    its street has room for (homes without PV, off the hill), so that every count of homes runs
+    on the defaults; a value the file sets is checked as written."""
+    homes, relay = parts["homes"], parts["relay"]
+    if not isinstance(homes.count, int) or not 0 <= homes.pv_share <= 1:
+        return {}  # (refused by the checks)
+    without_pv = max(0, homes.count - round(homes.count * homes.pv_share))
+    fitted: dict[str, Any] = {}
+    if "hill_homes" not in doc.get("relay", {}):
+        relay = fitted["relay"] = replace(relay, hill_homes=min(relay.hill_homes, without_pv))
+    if "businesses" not in doc.get("homes", {}):
+        room = without_pv - (relay.hill_homes if relay.enabled else 0)
+        fitted["homes"] = replace(homes, businesses=max(0, min(homes.businesses, room)))
+    return fitted
+
+
 def _role_tables() -> dict[str, type]:
     """The tables of roles that define their own (imported here: the roles import this module)."""
     from gridnet.agents.roles import roles
@@ -327,6 +344,7 @@ def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenari
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(known)}")
     parts = {name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in _SECTIONS.items()}
+    parts.update(_fitted_defaults(parts, doc))
     tables = {
         name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in role_tables.items()
     }
@@ -424,7 +442,7 @@ def _check(s: Scenario) -> None:
         (
             not s.relay.enabled
             or 0 <= s.relay.hill_homes <= s.homes.count - round(s.homes.count * s.homes.pv_share),
-            "[relay] hill_homes must be 0 to the number of homes without PV",
+            "[relay] hill_homes must be 0 to the number of homes without PV (or [relay] enabled = false)",
         ),
         (
             0 <= s.relay.payrate <= 1 and s.relay.carrier_stop_s > 0,

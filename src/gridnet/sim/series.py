@@ -16,10 +16,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from gridnet.agents.contracts import dues
+from gridnet.agents.contracts import contracts_on_chain, deliveries, paid_wh
 from gridnet.agents.dso import Dso
 from gridnet.agents.home import Home
 from gridnet.agents.line_owner import LineOwner
+from gridnet.contracts.channel import contract_id
 from gridnet.market.orders import Side
 from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Interval, energy_cost
 
@@ -119,25 +120,27 @@ def _time(interval: Interval) -> int:
 
 
 def home_rows(world: World) -> list[dict[str, Any]]:
-    """One row per home and interval, from what its meter read and its contracts delivered."""
+    """One row per home and interval, from what its meter read and what the chain paid for under
+    its contracts (``agents.contracts.paid_wh``)."""
     homes = world.of(Home)
     dso = world.one(Dso)
     flows: dict[tuple[str, Interval], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for i in range(world.first, world.last + 1):
-        due = dues(world, i)
-        for deal in world.deals.get(i, []):
-            wh = due[deal.cid]
-            price = deal.terms.price
-            fees = sum(energy_cost(wh, f.fee) for f in deal.terms.line_fees)
-            buyer, seller = flows[(deal.buyer.name, i)], flows[(deal.seller.name, i)]
-            buyer["bought_dso_wh" if deal.seller is dso else "bought_p2p_wh"] += wh
-            buyer["paid"] += energy_cost(wh, price) + fees
-            seller["sold_dso_wh" if deal.buyer is dso else "sold_p2p_wh"] += wh
-            seller["earned"] += energy_cost(wh, price)
+    records = contracts_on_chain(world)
+    paid = paid_wh(records)
+    for i, deal, _, wh in deliveries(world, records):
+        price = deal.terms.price
+        fees = sum(energy_cost(wh, f.fee) for f in deal.terms.line_fees)
+        buyer, seller = flows[(deal.buyer.name, i)], flows[(deal.seller.name, i)]
+        buyer["bought_dso_wh" if deal.seller is dso else "bought_p2p_wh"] += wh
+        buyer["paid"] += energy_cost(wh, price) + fees
+        seller["sold_dso_wh" if deal.buyer is dso else "sold_p2p_wh"] += wh
+        seller["earned"] += energy_cost(wh, price)
     for home in homes:
         for balancing in home.balancing.values():
             terms = balancing.terms
-            for i, wh in balancing.delivered.items():
+            cid = contract_id(terms)
+            for i in balancing.delivered:
+                wh = paid.get((cid, i), 0)
                 row = flows[(home.name, i)]
                 row["imbalance_wh"] += wh
                 row["paid"] += energy_cost(wh, terms.price) + sum(
