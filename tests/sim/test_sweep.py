@@ -151,7 +151,9 @@ def test_a_sweep_run_again_runs_nothing(first: SweepResult, tmp_path: Path) -> N
     rows = pq.read_table(result.table).to_pylist()
     assert [r["resumed"] for r in rows] == [True, True] and [r["status"] for r in rows] == ["ok", "ok"]
     assert [r["energy.p2p_wh"] for r in rows] == [r.figures["energy.p2p_wh"] for r in first.results]
-    assert result.summary()["ran"] == 0 and result.summary()["resumed"] == 2
+    summary = result.summary()
+    assert summary["ran"] == 0 and summary["resumed"] == 2
+    assert summary["ok"] == 2 and summary["ran_now"] == {"ok": 0, "unverified": 0, "failed": 0}
 
 
 def test_an_extended_grid_runs_only_its_new_points(client: Any, first: SweepResult, tmp_path: Path) -> None:
@@ -205,6 +207,8 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(client: Any, tmp_path: Pa
         ({}, {}, "[vary] is empty"),
         ({"homes.count": [4, 4]}, {}, "[vary] homes.count lists 4 more than once"),
         ({"homes.count": [4]}, {"seeds": [1, 1]}, "seeds must be a list of distinct integers"),
+        ({"homes.count": [4]}, {"seeds": [2**64]}, "seeds must be a list of distinct integers from 0"),
+        ({"homes.count": [4]}, {"seeds": 99_999_999_999}, "at most 10,000 of them"),
         ({"homes.count": [4]}, {"plot": ["nothing.here"]}, "plot: 'nothing.here' is no figure"),
         ({"homes.count": [4]}, {"scenario": "missing.toml"}, "scenario 'missing.toml': no file"),
         ({"homes.count": [4]}, {"sedes": 2}, "unknown key(s) ['sedes']"),

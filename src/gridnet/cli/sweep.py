@@ -62,7 +62,10 @@ def sweep_cmd(
     else:
         _print_summary(summary)
     if result.interrupted:
-        err_console.print(f"{count(summary['pending'], 'run')} not run: the same command resumes the sweep")
+        err_console.print(
+            f"{count(summary['pending'], 'run')} not finished (one that was running may still finish): the "
+            "same command resumes the sweep"
+        )
         raise typer.Exit(130)
     if summary["failed"] or summary["unverified"]:
         raise typer.Exit(1)
@@ -71,7 +74,11 @@ def sweep_cmd(
 def _print_summary(s: dict[str, object]) -> None:
     table = Table(title=f"GRIDNET sweep: {s['sweep']}", show_header=False)
     table.add_row("runs", f"{s['runs']} in the grid")
-    table.add_row("ran now", f"{s['ran']}: {s['ok']} ok, {s['unverified']} unverified, {s['failed']} failed")
+    now = s["ran_now"]
+    assert isinstance(now, dict)
+    table.add_row(
+        "ran now", f"{s['ran']}: {now['ok']} ok, {now['unverified']} unverified, {now['failed']} failed"
+    )
     table.add_row("resumed", f"{s['resumed']} completed by an earlier sweep (not run again)")
     if s["pending"]:
         table.add_row("not run", f"{s['pending']} (interrupted)")

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ConfigError, GridnetError
@@ -213,9 +213,12 @@ class SweepResult:
             "out": str(self.sweep.out),
             "runs": len(self.sweep.runs),
             "ran": sum(1 for r in self.results if not r.resumed),
-            "ok": self.count("ok", resumed=False),
+            "ok": self.count("ok"),
             "unverified": self.count("unverified"),
             "failed": self.count("failed"),
+            "ran_now": {
+                status: self.count(status, resumed=False) for status in ("ok", "unverified", "failed")
+            },
             "resumed": sum(1 for r in self.results if r.resumed),
             "pending": self.pending,
             "interrupted": self.interrupted,
@@ -369,19 +372,24 @@ def _build(document: dict[str, Any], source: str, where: str) -> Scenario:
         raise SweepFileError(f"{where}: {exc}") from None
 
 
+MAX_SEEDS: Final = 10_000
+"""Seeds a sweep runs each point of its grid with, at most."""
+
+
 def _seeds(value: Any, default: int, where: str) -> tuple[int, ...]:
     if value is None:
         return (default,)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SEEDS:
         return tuple(range(1, value + 1))
     ok = (
         isinstance(value, list)
-        and value
-        and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+        and 1 <= len(value) <= MAX_SEEDS
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in value)
     )
     if not ok or len(set(value)) != len(value):
         raise SweepFileError(
-            f"{where}: seeds must be a list of distinct integers (e.g. [1, 2]) or a count (e.g. 3)"
+            f"{where}: seeds must be a list of distinct integers from 0 to 2**63 - 1 (e.g. [1, 2]) or a "
+            f"count (e.g. 3), at most {MAX_SEEDS:,} of them"
         )
     return tuple(value)
 
