@@ -79,6 +79,12 @@ def test_the_tables_name_real_participants_and_severities(tmp_path: Path) -> Non
             scenario_from_dict({**DAY, "advisor": {"affected": ["0.9.0"], "severity": "dire"}}, "s.toml"),
             tmp_path / "b",
         )
+    late_fix = {"affected": ["0.9.0", "1.0.0"], "severity": "high", "fixed_in": "1.0.0"}
+    with pytest.raises(ConfigError, match=r"\[advisor\]: the chain would refuse this advisory: the fixing"):
+        simulate(scenario_from_dict({**DAY, "advisor": late_fix}, "s.toml"), tmp_path / "c")
+    policies = {**DAY, "policies": {"home-2": "nope.toml"}}
+    with pytest.raises(ConfigError, match=r"s.toml: \[policies\] home-2: policy file .*nope.toml not found"):
+        simulate(scenario_from_dict(policies, "s.toml"), tmp_path / "d")
     with pytest.raises(ConfigError, match=r"\[manufacturer\] not_updatable must be a list of strings"):
         scenario_from_dict({**DAY, "manufacturer": {"not_updatable": "home-1"}}, "s.toml")
 

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from gridnet.agents.base import Agent
 from gridnet.agents.manufacturer import MODEL, VENDOR, register_identity
 from gridnet.agents.roles import Role
-from gridnet.errors import ConfigError
-from gridnet.ledger.params import Allocation, severity_code
+from gridnet.encoding import decode, encode
+from gridnet.errors import ConfigError, GridnetError
+from gridnet.ledger.params import Allocation, default_params, severity_code
 from gridnet.ledger.state import StateView
-from gridnet.ledger.txs.advisory import PublishAdvisory, vulnerable_meter
+from gridnet.ledger.txs.advisory import PublishAdvisory, validate_publish_advisory, vulnerable_meter
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
 from gridnet.security.roles import Role as AuthorityRole
 from gridnet.sim.scenario import gnc
@@ -116,9 +117,17 @@ def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
 
 def build(world: World) -> list[Agent]:
     t: AdvisorTable = world.s.tables["advisor"]
-    severity_code(t.severity, f"{world.s.source}: [advisor] severity")  # a bad name fails now
+    severity = severity_code(t.severity, f"{world.s.source}: [advisor] severity")  # a bad name fails now
     if t.after_min < 0:
         raise ConfigError(f"{world.s.source}: [advisor] after_min must be 0 or more")
+    if t.affected:  # what the chain would refuse is refused now, not silently in the run
+        advisory = PublishAdvisory(t.id, VENDOR, MODEL, t.affected, severity, t.fixed_in, True)
+        try:
+            validate_publish_advisory(decode(encode(advisory), PublishAdvisory), default_params())
+        except GridnetError as exc:
+            raise ConfigError(
+                f"{world.s.source}: [advisor]: the chain would refuse this advisory: {exc}"
+            ) from None
     return [Advisor("advisor", world)]
 
 

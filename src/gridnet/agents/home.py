@@ -589,7 +589,10 @@ def build(world: World) -> list[Agent]:
         home.sell_floor = floor if has_pv else None
         if home.name in s.policies:  # the owner's own policy file replaces the generated one
             currencies = {"GNC": Decimal(1), s.currency.name.upper(): s.currency.gnc_per_unit()}
-            home.policy = load_policy(data_path(s.source, s.policies[home.name]), currencies)
+            try:
+                home.policy = load_policy(data_path(s.source, s.policies[home.name]), currencies)
+            except ConfigError as exc:
+                raise ConfigError(f"{s.source}: [policies] {home.name}: {exc}") from None
             floors = [w.price for w in home.policy.sell]
             home.sell_floor = min(floors) if floors else None
         if has_bat:

@@ -185,8 +185,14 @@ def _read_weather_file(path: Path) -> _WeatherFile:
             data, _ = pvlib.iotools.read_epw(str(path))
         else:
             data, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise ConfigError(f"cannot read the weather file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the weather file {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        kind = "an EPW file" if epw else "a TMY3 file (.csv)"
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+        raise ConfigError(
+            f"the weather file {path} is not {kind} ({what}); give a TMY3 or EPW file"
+        ) from None
     # pvlib labels an EPW record with the start of its hour, a TMY3 record with its end.
     label = pd.Timedelta(hours=0 if epw else 1)
     records = {}
