@@ -159,7 +159,7 @@ def test_a_missing_or_broken_weather_file_is_one_clear_error(tmp_path: Path) -> 
         irradiance(site, day_ms("2026-06-21"), 4, Sky("file", weather_file=tmp_path / "none.epw"))
     broken = tmp_path / "broken.epw"
     broken.write_text("not a weather file\n")
-    with pytest.raises(ConfigError, match="is not an EPW file .*; give a TMY3 or EPW file"):
+    with pytest.raises(ConfigError, match=r"is not an EPW file .*; give a TMY3 or EPW file"):
         irradiance(site, day_ms("2026-06-21"), 4, Sky("file", weather_file=broken))
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n3,4\n")
