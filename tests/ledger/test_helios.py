@@ -320,6 +320,8 @@ def test_supply_and_balances_are_queryable(h: Helios, tmp_path: Path) -> None:
         assert (body["supply"], body["minted_wh"], body["balance"]) == (1_200, 1_200, 200)
         missing = client.get("/credits/nowhere")
         assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+        bad = client.get("/credits/nowhere", params={"holder": "gnbad"})  # the query first, as for banks
+        assert bad.status_code == 400 and bad.json()["code"] == "InvalidAddress"
     h.chain.close()
     out = subprocess.run(
         [sys.executable, "-m", "gridnet", "chain", "credits", "--data-dir", str(tmp_path / "c"),

@@ -126,3 +126,18 @@ def test_every_plots_labels_lie_inside_its_figure(
 def test_a_run_without_auctions_still_draws_its_market_plot(tmp_path: Path, drawn: list[Figure]) -> None:
     plots.prices(tmp_path / "prices.png", [])
     assert (tmp_path / "prices.png").stat().st_size > 0
+
+
+def test_the_energy_mix_adds_up_to_the_load_whatever_was_bought() -> None:
+    """More bought than imported (a buyer acknowledges its sellers' meters), less (imported
+    without a contract), or an import that charged a battery: the stack is the load."""
+    base = {**_homes(1)[0], "bought_p2p_wh": 0, "bought_dso_wh": 0, "imbalance_wh": 0}
+    rows = [
+        {**base, "load_wh": 900, "import_wh": 400, "bought_p2p_wh": 500, "bought_dso_wh": 100},
+        {**base, "home": "b", "load_wh": 900, "import_wh": 400, "bought_p2p_wh": 100},
+        {**base, "home": "c", "load_wh": 300, "import_wh": 2_000, "imbalance_wh": 50},
+    ]
+    (row,) = plots.energy_mix(rows).values()
+    assert sum(row[k] for k in plots.MIX) == pytest.approx(row["load"]) == pytest.approx(2.1)
+    assert row["unbought"] == pytest.approx(0.3 + 0.25)  # b: 0.4 - 0.1 kWh; c: 0.3 - 0.05
+    assert row["p2p"] == pytest.approx(0.4 * 5 / 6 + 0.1) and row["own"] == pytest.approx(0.5 + 0.5)

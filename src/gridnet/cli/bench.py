@@ -60,7 +60,8 @@ def bench_consensus(
         int, typer.Option("--senders", min=1, max=100_000, help="Funded accounts sending them.")
     ] = 200,
     seconds: Annotated[
-        float, typer.Option("--seconds", min=1.0, help="The most to wait for them on each devnet [s].")
+        float,
+        typer.Option("--seconds", min=1.0, help="The most to wait for them on each devnet, in seconds."),
     ] = 300.0,
 ) -> None:
     """Sustained tx/s of a 4-validator permissioned devnet (1 s slots) and of a 4-node

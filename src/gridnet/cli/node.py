@@ -73,9 +73,12 @@ def node_cmd(
         bool,
         typer.Option("--unencrypted-key", help="Create a missing node key without encryption (devnets)."),
     ] = False,
-    hashes_per_tick: Annotated[int | None, typer.Option("--hashes-per-tick", min=1)] = None,
+    hashes_per_tick: Annotated[
+        int | None,
+        typer.Option("--hashes-per-tick", min=1, help="Proof-of-work attempts per tick when mining."),
+    ] = None,
     mempool_max: Annotated[
-        int | None, typer.Option("--mempool-max", min=1, help="Mempool capacity [transactions].")
+        int | None, typer.Option("--mempool-max", min=1, help="Mempool capacity, in transactions.")
     ] = None,
     mempool_max_mb: Annotated[
         int | None,
@@ -106,7 +109,8 @@ def node_cmd(
         ),
     ] = None,
     clock_anchor: Annotated[
-        int | None, typer.Option("--clock-anchor", help="Wall time [ms] of the origin (default: at start).")
+        int | None,
+        typer.Option("--clock-anchor", help="Wall time of the origin, in ms since 1970 (default: at start)."),
     ] = None,
     clock_speed: Annotated[
         float, typer.Option("--clock-speed", min=0.001, help="Clock ms per real ms (with --clock-origin).")

@@ -321,7 +321,7 @@ def tx_place_order(
     meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...) in the order's area.")],
     area: Annotated[str, typer.Option("--area", help="The market area.")],
     at: At,
-    wh: Annotated[int, typer.Option("--wh", min=1, max=U63_MAX, help="Energy [Wh].")],
+    wh: Annotated[int, typer.Option("--wh", min=1, max=U63_MAX, help="Energy, in Wh.")],
     price: Price,
 ) -> Build:
     """On a chain with on-chain auctions: place a bid or an offer (a bid locks its cost)."""
@@ -501,7 +501,7 @@ def tx_enroll_producer(
     every: Annotated[
         int, typer.Option("--every", min=1, max=U63_MAX, help="Intervals (15 min) between mints.")
     ] = 4,
-    min_wh: Annotated[int, typer.Option("--min-wh", min=1, max=U63_MAX, help="Smallest mint [Wh].")] = 1,
+    min_wh: Annotated[int, typer.Option("--min-wh", min=1, max=U63_MAX, help="Smallest mint, in Wh.")] = 1,
 ) -> Build:
     """Enroll your meter with a Helios controller (credits for what it injects from now on)."""
     return _constant(EnrollProducer(controller_id(controller), address_from_text(meter), every, min_wh))

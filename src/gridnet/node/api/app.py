@@ -371,12 +371,12 @@ def create_app(
     async def get_credits(
         controller: str, holder: str | None = Query(None, description="An address whose balance to return")
     ) -> CreditsOut:
+        addr = None if holder is None else parse_address(holder)  # (a bad query is 400, as for banks)
         cid = controller_id(controller)
         view = node.chain.view()
         found = view.get(CONTROLLERS, cid)
         if found is None:
             raise not_found(f"no Helios controller named {controller!r} is registered")
-        addr = None if holder is None else parse_address(holder)
         return CreditsOut(
             controller=found.name,
             id=cid.hex(),
