@@ -729,3 +729,24 @@ def test_sizes_beyond_what_a_run_or_a_transaction_takes_are_refused_at_once(
 ) -> None:
     line = one_line_error(gridnet(*args, cwd=tmp_path))
     assert f"Invalid value for '{args[2]}'" in line
+
+
+ORDER = ("--meter", "x", "--area", "north", "--wh", "1", "--price", "1")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("tx", "register-authority", "--roles", "dso", "--name", ""), "--name has 0 characters"),
+        (
+            ("tx", "place-order", "--at", "1900-01-01T00:00:00Z", "--side", "bid", *ORDER),
+            "--at: '1900-01-01T00:00:00Z' is before 1970",
+        ),
+    ],
+)
+def test_options_a_transaction_could_not_hold_are_named(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    """Refused by the option's name, not by the encoder's position in the transaction."""
+    line = one_line_error(gridnet(*args, "--key", "none.key", cwd=tmp_path))
+    assert expected in line and "$[" not in line

@@ -264,6 +264,8 @@ def tx_register_authority(
         role = Role.parse(roles.split(","))
     except ValueError as exc:
         raise ConfigError(f"--roles: {exc}") from None
+    if not 1 <= len(name) <= 64:
+        raise ConfigError(f"--name has {len(name)} characters: an authority's name has 1 to 64")
     return _constant(RegisterAuthority(int(role), name))
 
 
@@ -566,7 +568,10 @@ def tx_register_island(
         meter, _, caps = text.partition(":")
         inject, _, withdraw = caps.partition(":")
         try:
-            nodes.append(IslandNode(address_from_text(meter), int(inject), int(withdraw)))
+            node = IslandNode(address_from_text(meter), int(inject), int(withdraw))
+            if not (0 <= node.inject_w <= U63_MAX and 0 <= node.withdraw_w <= U63_MAX):
+                raise ValueError("caps are whole watts, 0 or more")
+            nodes.append(node)
         except (ValueError, GridnetError):
             raise ConfigError(
                 f"--island-node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"

@@ -240,7 +240,10 @@ def parse_time_ms(text: str, where: str = "genesis_time") -> int:
         raise ConfigError(f"{where}: {text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
+    ms = int(when.timestamp() * 1000)
+    if ms < 0:
+        raise ConfigError(f"{where}: {text!r} is before 1970; times are counted from 1970-01-01T00:00:00Z")
+    return ms
 
 
 def _validator(entry: object, where: str) -> Validator:
