@@ -335,6 +335,8 @@ def test_post_and_read_dso_commands(api: Api) -> None:
     newer = api.client.get(f"/commands/north?after={s1 + 1}").json()
     assert newer == {"area": "north", "commands": [], "next_after": s1 + 1}
     assert [c["seq"] for c in api.client.get("/commands/south").json()["commands"]] == [s1 + 2]
+    # An area devices could not read back (GET /commands/north%20street is 400) is not taken.
+    assert_error(post(command(OWNER, 4, area="north street")), 400, "BadRequest")
     # A command naming 1,024 meters (the most one may) fits the route.
     many = tuple(PrivateKey.from_label(f"meter-{i}").address for i in range(1024))
     big = sign_command(OWNER, DsoCommand(OWNER.public_key, "north", many, 0, 1500, 10, 12, 9))

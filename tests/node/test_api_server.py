@@ -79,12 +79,23 @@ def test_a_request_not_whole_in_time_is_closed(monkeypatch: pytest.MonkeyPatch) 
         body = await asyncio.open_connection(LOCAL, port)
         body[1].write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
         assert await closed(silent[0]) and await closed(headers[0]) and await closed(body[0])
-        # A whole request on a connection kept alive gets its answer, the next one its own time.
+
+    run(scenario)
+
+
+def test_each_request_on_a_kept_alive_connection_has_its_own_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three requests 0.6 deadlines apart: the third comes after the first deadline, but within
+    the one its predecessor's answer set; then a request left unfinished is closed."""
+    monkeypatch.setattr(server, "REQUEST_TIMEOUT_S", 4.0)
+
+    async def scenario(port: int) -> None:
         reader, writer = await asyncio.open_connection(LOCAL, port)
-        for _ in range(2):
+        for n in range(3):
+            if n:
+                await asyncio.sleep(0.6 * server.REQUEST_TIMEOUT_S)
             writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
             line = await asyncio.wait_for(reader.readline(), WAIT_S)
-            assert line.startswith(b"HTTP/1.1 200")
+            assert line.startswith(b"HTTP/1.1 200"), n
             await asyncio.wait_for(reader.readuntil(b'{"read":3}'), WAIT_S)
         writer.write(b"GET /echo HTTP/1.1\r\n")
         assert await closed(reader)

@@ -19,7 +19,7 @@ from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim import series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
-from gridnet.sim.output import MARKER
+from gridnet.sim.output import MARKER, check_out_dir
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
 from gridnet.units import energy_cost
 
@@ -450,7 +450,10 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     with pytest.raises(ConfigError, match="members must be 1 to"):
         simulate(bad, out)
     assert (out / "report.json").read_text() == "{}"
-    # Another command's results are not replaced either.
+    # A devnet's run of a scenario is the same kind of results: simulate replaces it.
+    (out / MARKER).write_text("written by gridnet devnet; safe to delete\n")
+    assert check_out_dir(out, "simulate")
+    # Another command's results are not replaced.
     (out / MARKER).write_text("written by gridnet ledger-demo; safe to delete\n")
     with pytest.raises(ConfigError, match="holds the results of 'gridnet ledger-demo'"):
         simulate(scenario_from_dict(SMALL, "small"), out)

@@ -19,7 +19,9 @@ def simulate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output directory (report.json, chain/).")] = Path(
         "out/simulation"
     ),
-    seed: Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, max=2**63 - 1, help="Override the scenario's seed.")
+    ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Write the time series as CSV too.")] = False,
 ) -> None:
     """Run a neighbourhood scenario: meters, market, contracts, settlement, mining nodes."""

@@ -321,6 +321,7 @@ def simulate_on_devnet(
     end, whatever happens. The same agents act as on the in-memory network; relays are not
     simulated here (orders travel as the nodes' order gossip, DSO commands are read from the
     DSO's node, contract states are handed to their sellers)."""
+    check_out_dir(out, "devnet")  # (refused before the scenario builds; replaced when the devnet starts)
     connect = devnet_network(scenario, out, nodes, speed, on_start)
     scenario = replace(
         scenario,

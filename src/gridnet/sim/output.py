@@ -28,6 +28,11 @@ EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
 """Markers written by earlier versions (their output may be replaced too)."""
 
 
+SAME_RESULTS = {"simulate", "devnet"}
+"""Commands whose output directories hold the same kind of results (a scenario's run, on the
+in-memory network or on a devnet): either replaces the other's."""
+
+
 def check_out_dir(out: Path, command: str) -> bool:
     """Whether ``out`` holds the results of an earlier run of ``command`` (which
     ``prepare_out_dir`` replaces); it is created (empty) when missing. A ConfigError when it
@@ -53,7 +58,7 @@ def check_out_dir(out: Path, command: str) -> bool:
         written = (
             marker.read_text(errors="replace").partition(";")[0].strip().removeprefix("written by gridnet ")
         )
-        if written != command:
+        if written != command and {written, command} != SAME_RESULTS:
             raise ConfigError(
                 f"{out} holds the results of 'gridnet {written[:40]}', not of 'gridnet {command}'; choose "
                 "another --out (or delete it)"

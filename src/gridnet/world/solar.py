@@ -189,7 +189,7 @@ def _read_weather_file(path: Path) -> _WeatherFile:
         raise ConfigError(f"cannot read the weather file {path}: {exc.strerror or exc}") from None
     except (ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
         kind = "an EPW file" if epw else "a TMY3 file (.csv)"
-        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+        what = f"missing {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
         raise ConfigError(
             f"the weather file {path} is not {kind} ({what}); give a TMY3 or EPW file"
         ) from None

@@ -26,7 +26,7 @@ from msgspec.structs import replace
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
 from gridnet.crypto.keys import Domain, PrivateKey, verify_many
-from gridnet.encoding import U63, AddressBytes, Area, HashBytes, PublicKeyBytes, Wire, area_problem, encode
+from gridnet.encoding import U63, AddressBytes, Area, HashBytes, PublicKeyBytes, Wire, encode
 from gridnet.errors import (
     ConflictingReading,
     DuplicateReading,
@@ -144,8 +144,6 @@ def registration(
 
 
 def validate_register_meter(payload: RegisterMeter, params: ChainParams) -> None:
-    if (problem := area_problem(payload.area)) is not None:
-        raise MalformedTransaction(f"the meter's area {payload.area!r}: {problem}")
     if not is_valid_certificate(payload.certificate):
         raise InvalidCertificate("the certificate is not signed by the manufacturer it names")
     cert, status = payload.certificate.certificate, payload.status.status

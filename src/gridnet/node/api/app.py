@@ -625,6 +625,8 @@ def create_app(
     )
     async def post_command(body: SubmitCommandIn) -> PostCommandOut:
         signed = decode(parse_hex(body.command.strip(), "command"), SignedCommand, what="command")
+        if (problem := area_problem(signed.command.area)) is not None:  # (devices could not read it back)
+            raise bad_request(f"the command's area {signed.command.area!r}: {problem}")
         seq, known = node.post_command(signed)  # raises CommandSignatureInvalid / NotAuthorized: 422
         return PostCommandOut(seq=seq, duplicate=known)
 
