@@ -71,17 +71,36 @@ _PENDING_V1_TO_V2 = (
 )
 
 
-def readonly_uri(path: Path) -> str:
+def readonly_uri(path: Path, *, immutable: bool = False) -> str:
     """The SQLite URI that opens the database file ``path`` read only, whatever characters its
-    path holds (a '#', '?' or '%' in a plain ``file:`` URI would name another file). On a
-    directory this process cannot write (read-only media) and with no write-ahead log beside
-    it, the file is opened as immutable: SQLite cannot make the shared-memory file a reader
-    of a WAL database needs, and no writer can be at work there."""
-    uri = path.resolve().as_uri()
+    path holds (a '#', '?' or '%' in a plain ``file:`` URI would name another file); with
+    ``immutable``, as a file nothing changes (``immutable_fallback`` says when that is safe)."""
+    return f"{path.resolve().as_uri()}?{'immutable=1' if immutable else 'mode=ro'}"
+
+
+def immutable_fallback(path: Path) -> bool:
+    """Whether the database file ``path``, which SQLite could not read in ``mode=ro``, may be
+    read as immutable: on a directory this process cannot write (read-only media) SQLite cannot
+    make the shared-memory file a reader of a WAL database needs. A writer at work there would
+    have made it (a reader opens an existing one read only), and with no write-ahead log left
+    beside the file nothing is missed."""
     log = path.with_name(path.name + "-wal")
-    if not os.access(path.parent, os.W_OK) and not (log.exists() and log.stat().st_size > 0):
-        return f"{uri}?immutable=1"
-    return f"{uri}?mode=ro"
+    return not os.access(path.parent, os.W_OK) and not (log.exists() and log.stat().st_size > 0)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """``path`` opened read only (as immutable on read-only media, ``immutable_fallback``)."""
+    db = sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # (the shared memory is needed now)
+    except sqlite3.OperationalError:
+        db.close()
+        if not immutable_fallback(path):
+            raise
+        db = sqlite3.connect(
+            readonly_uri(path, immutable=True), uri=True, isolation_level=None, check_same_thread=False
+        )
+    return db
 
 
 class Store:
@@ -110,9 +129,7 @@ class Store:
             ) from None
         try:
             if readonly:
-                self.db = sqlite3.connect(
-                    readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
-                )
+                self.db = _open_readonly(path)
             else:
                 self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._pending_rows: dict[bytes, int] | None = None
