@@ -68,7 +68,7 @@ def deliveries(world: World, records: dict[bytes, ContractRecord]) -> list[tuple
     """Every deal of the run, in delivery order: (interval, deal, Wh its seller delivered under
     it, Wh of those the chain paid for)."""
     paid = paid_wh(records)
-    out = []
+    out: list[tuple[Interval, Deal, Wh, Wh]] = []
     for i in range(world.first, world.last + 1):
         due = dues(world, i)  # (once per interval: an interval still missing readings is not cached)
         out.extend((i, deal, due[deal.cid], paid.get((deal.cid, i), 0)) for deal in world.deals.get(i, []))
