@@ -106,3 +106,27 @@ def test_the_command_runs_for_its_duration_and_reports(tmp_path: Path) -> None:
     node = r"(starting|height \d+ peers [01])"
     assert re.search(rf"devnet stopped: n0 {node}\s+n1 {node}", result.stdout), result.stdout
     assert processes_using(out) == []
+
+
+def test_sigterm_stops_the_devnet_and_every_node_it_started(tmp_path: Path) -> None:
+    """SIGTERM is how a supervisor stops a command: the devnet stops its node processes on the
+    way out (they were left running, reparented to init) and exits 0."""
+    out = tmp_path / "d"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", "devnet", "--nodes", "2", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert wait_for(lambda: len(processes_using(out)) >= 3, LINK_S)  # the command and its nodes
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=LINK_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stdout + stderr
+    assert "devnet stopped" in stdout
+    assert wait_for(lambda: processes_using(out) == [], LINK_S)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -219,7 +220,8 @@ def devnet_cmd(
             raise ConfigError("--duration and --scenario exclude each other: a scenario runs to its end")
         if consensus != "pow":
             raise ConfigError("--scenario runs on a proof-of-work devnet; leave out --consensus")
-        _devnet_scenario(scenario, out, nodes, speed, line)
+        with sigterm_interrupts():
+            _devnet_scenario(scenario, out, nodes, speed, line)
         return
     net = Devnet(out, nodes, consensus=consensus)
     last: list[NodeStatus] = []
@@ -230,10 +232,25 @@ def devnet_cmd(
             last = status
             live.update(Text(line(status)))
 
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt), sigterm_interrupts():
             net.run(duration, report)
     console.print(f"devnet stopped: {line(last)}")
     console.print(f"data directories and logs: {out}")
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM is taken as Ctrl-C (KeyboardInterrupt): what the block
+    started is stopped on the way out (the node processes of a devnet), not left running."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _devnet_scenario(
