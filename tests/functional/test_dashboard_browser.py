@@ -250,6 +250,9 @@ def test_a_block_leads_to_its_transactions_and_their_senders(served: Served, bro
         assert visit.errors == [] and visit.refused == []
     finally:
         page.close()
+    head = served.report["chain"]["height"]
+    assert ">next<" not in fetch(f"{served.origin}/chain/block/{head}")  # (there is none yet)
+    assert ">next<" in fetch(f"{served.origin}/chain/block/{head - 1}")
 
 
 def test_a_directory_without_a_run_is_one_clear_line(tmp_path: Path) -> None:
@@ -297,6 +300,9 @@ def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser
             expect(page.locator(f'#blocks a[href="/chain/block/{newest}"]')).to_be_visible()
             page.locator(f'#blocks a[href="/chain/block/{newest}"]').click()
             expect(page.locator("h1")).to_have_text(f"Block {newest}")
+            page.locator("#txs tr").nth(1).locator("td").nth(1).locator("a").click()  # its coinbase
+            expect(page.locator("h1")).to_contain_text("Transaction")
+            expect(page.locator("#tx-kind")).to_have_text("Coinbase")
             page.goto(origin + "/network")
             expect(page.locator("#mempool-size")).to_contain_text("transaction(s)")
             for bad in ("/chain/block/-1", "/chain/tx/zz", "/chain/tx/%3Fa=1", "/chain/account/xyz"):

@@ -366,6 +366,7 @@ def create_dashboard(out: Path) -> FastAPI:
             header=record(h),
             time=when(h.timestamp),
             txs=txs,
+            last=r.chain.height,
         )
 
     @app.get("/chain/tx/{txid}", response_class=HTMLResponse)

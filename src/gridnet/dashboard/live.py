@@ -123,8 +123,10 @@ def create_live_dashboard(url: str) -> FastAPI:
             sender = address_to_text(address_from_public_key(tx.sender)) if position else None
             txs.append({"id": ref["txid"], "kind": ref["type"], "sender": sender, "fee": tx.fee})
         header = {k: v for k, v in b.items() if k != "transactions"}
+        head = get("/head")
         return page(request, "block.html", "/chain", f"Block {height}", height=height, hash=b["hash"],
-                    header=header, time=when(b["timestamp"]), txs=txs)  # fmt: skip
+                    header=header, time=when(b["timestamp"]), txs=txs,
+                    last=None if head is None else head["height"])  # fmt: skip
 
     @app.get("/chain/tx/{txid}", response_class=HTMLResponse)
     def tx(request: Request, txid: str) -> HTMLResponse:
@@ -142,9 +144,9 @@ def create_live_dashboard(url: str) -> FastAPI:
             kind=t["type"],
             height=where.get("height", "pending"),
             position=found.get("position"),
-            sender=t["sender"],
-            nonce=t["nonce"],
-            fee=t["fee"],
+            sender=t.get("sender"),  # (a coinbase has none, nor a nonce or fee)
+            nonce=t.get("nonce", 0),
+            fee=t.get("fee", 0),
             payload=json.dumps(t["payload"], indent=2),
             links=[],
         )
