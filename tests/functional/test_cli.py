@@ -722,6 +722,8 @@ def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path
         ("bench", "ledger", "--per-block", "99999999999"),
         ("bench", "auction", "--homes", "99999999999"),
         ("tx", "redeem-credits", "--credits", "99999999999999999999"),
+        ("chain", "mine", "--blocks", "99999999999999999999"),
+        ("meter", "run", "--clock-origin", "99999999999999999999999"),
     ],
 )
 def test_sizes_beyond_what_a_run_or_a_transaction_takes_are_refused_at_once(
@@ -738,6 +740,7 @@ ORDER = ("--meter", "x", "--area", "north", "--wh", "1", "--price", "1")
     ("args", "expected"),
     [
         (("tx", "register-authority", "--roles", "dso", "--name", ""), "--name has 0 characters"),
+        (("meter", "relay", "http://127.0.0.1:9", "0", "close", "--reason", "x" * 121), "--reason has 121"),
         (
             ("tx", "place-order", "--at", "1900-01-01T00:00:00Z", "--side", "bid", *ORDER),
             "--at: '1900-01-01T00:00:00Z' is before 1970",

@@ -125,7 +125,7 @@ def _miner_key(
 @app.command("mine")
 def chain_mine(
     data_dir: DataDir,
-    blocks: Annotated[int, typer.Option("--blocks", min=1, help="How many blocks to mine.")],
+    blocks: Annotated[int, typer.Option("--blocks", min=1, max=1_000_000, help="How many blocks to mine.")],
     key: Annotated[
         Path | None,
         typer.Option("--key", help="Miner key (default: DATA_DIR/miner.key, created if missing)."),

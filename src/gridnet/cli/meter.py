@@ -54,7 +54,12 @@ def meter_run(
     ] = "wall",
     clock_origin: Annotated[
         int | None,
-        typer.Option("--clock-origin", min=0, help="The sim clock's start, in ms since 1970 (default: now)."),
+        typer.Option(
+            "--clock-origin",
+            min=0,
+            max=2**63 - 1,
+            help="The sim clock's start, in ms since 1970 (default: now).",
+        ),
     ] = None,
     info_file: Annotated[
         Path | None,
@@ -109,18 +114,25 @@ def meter_read(
 @app.command("relay")
 def meter_relay(
     url: MeterUrl,
-    relay: Annotated[int, typer.Argument(help="The relay's number (AC meters first, then DC).")],
+    relay: Annotated[
+        int, typer.Argument(min=0, max=255, help="The relay's number (AC meters first, then DC).")
+    ],
     action: Annotated[str, typer.Argument(help="open or close.")],
     key: KeyFile,
     passphrase_file: PassphraseFile = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the meter's log).")] = "",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (kept in the meter's log; at most 120 characters).")
+    ] = "",
     nonce: Annotated[
-        int | None, typer.Option("--nonce", min=0, help="Above your last one (default: the time in ms).")
+        int | None,
+        typer.Option("--nonce", min=0, max=2**63 - 1, help="Above your last one (default: the time in ms)."),
     ] = None,
 ) -> None:
     """Open or close a relay, with a command signed by the owner's or a DSO authority's key."""
     from gridnet.cli.passphrase import load_key
 
+    if len(reason) > 120:
+        raise ConfigError(f"--reason has {len(reason)} characters: at most 120 are kept")
     signer = load_key(key, passphrase_file)
     client = MeterClient(url)
     signed = sign_relay_command(
