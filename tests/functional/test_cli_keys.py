@@ -17,7 +17,7 @@ import pytest
 
 from gridnet.cli import passphrase as cli_passphrase
 from gridnet.cli.passphrase import PASSPHRASE_ENV, load_key
-from gridnet.crypto.address import address_to_text
+from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.keys import (
     KDF_COST,
     KDF_COST_MIN,
@@ -99,6 +99,12 @@ def test_keys_new_encrypts_by_default_and_keys_show_needs_no_passphrase(tmp_path
     checked = gridnet("keys", "show", "--key", "k.key", "--passphrase-file", "pass", cwd=tmp_path)
     assert ok(checked).strip() == address
     assert "the passphrase decrypts it" in checked.stderr
+
+    public = gridnet(
+        "keys", "show", "--key", "k.key", "--passphrase-file", "pass", "--public-key", cwd=tmp_path
+    )
+    key = bytes.fromhex(ok(public).strip())
+    assert address_to_text(address_from_public_key(key)) == address
 
     private_file(tmp_path / "wrong", "Correct horse battery staple\n")
     wrong = gridnet("keys", "show", "--key", "k.key", "--passphrase-file", "wrong", cwd=tmp_path)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gridnet.cli.common import KeyFile, PassphraseFile, console, err_console
-from gridnet.cli.passphrase import create_key, obtain_passphrase
+from gridnet.cli.passphrase import create_key, load_key, obtain_passphrase
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import KeyEncryption, encrypt_key_file, key_file_info, read_key_file
 
@@ -36,12 +36,26 @@ def keys_new(
 
 
 @app.command("show")
-def keys_show(key: KeyFile, passphrase_file: PassphraseFile = None) -> None:
+def keys_show(
+    key: KeyFile,
+    passphrase_file: PassphraseFile = None,
+    public_key: Annotated[
+        bool,
+        typer.Option(
+            "--public-key",
+            help="Print the public key (hex: what --dso and --member take) instead of the address; "
+            "an encrypted file needs its passphrase.",
+        ),
+    ] = False,
+) -> None:
     """Print the address of a key file (no passphrase needed) and, on stderr, whether it is encrypted.
 
     With --passphrase-file, also check that the passphrase decrypts an encrypted file.
     """
     info = key_file_info(key)
+    if public_key:
+        console.print(load_key(key, passphrase_file).public_key.hex())
+        return
     status = _ENCRYPTION_TEXT[info.encryption]
     if info.encryption == "legacy":
         status += f"; encrypt it with 'gridnet keys encrypt --key {key}'"
