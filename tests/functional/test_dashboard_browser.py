@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -327,3 +328,25 @@ def test_a_port_in_use_is_one_clear_line(served: Served) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve the dashboard on {LOCAL}:{port}: ")
     assert lines[0].endswith("choose another --port")
+
+
+def test_a_run_missing_its_parts_or_a_ledger_demo_is_one_clear_line(served: Served, tmp_path: Path) -> None:
+    no_chain, no_series, demo = tmp_path / "no-chain", tmp_path / "no-series", tmp_path / "demo"
+    for broken, part in ((no_chain, "chain"), (no_series, "series")):
+        shutil.copytree(served.out, broken)
+        shutil.rmtree(broken / part)
+    demo.mkdir()
+    (demo / "report.json").write_text('{"ledger": "demo"}')
+    for out, expected in (
+        (no_chain, "holds no chain (chain/ or n0/)"),
+        (no_series, "homes.parquet: it is missing; run the scenario again"),
+        (demo, "is not a scenario's run (a ledger demo's?)"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "gridnet", "dashboard", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert expected in result.stderr, result.stderr

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
@@ -61,12 +62,28 @@ class RunResults:
             ) from None
         if not isinstance(report, dict) or not isinstance(report.get("schema_version", 1), int):
             raise ConfigError(f"{report_path} is not a run's report; run the scenario again")
+        if "scenario" not in report:
+            raise ConfigError(
+                f"{report_path} is not a scenario's run (a ledger demo's?): the dashboard shows what "
+                f"'gridnet simulate --out {out}' writes"
+            )
         if report.get("schema_version", 1) < 2:
             raise ConfigError(f"{report_path} is from an older gridnet (no series): run the scenario again")
         series = {}
         for name, entry in report.get("series", {}).get("tables", {}).items():
-            series[name] = pq.read_table(out / entry["file"]).to_pylist()
+            try:
+                series[name] = pq.read_table(out / entry["file"]).to_pylist()
+            except (OSError, pa.ArrowException) as exc:
+                missing = isinstance(exc, FileNotFoundError)
+                reason = (
+                    "it is missing" if missing else " ".join(str(exc).split())[:200] or type(exc).__name__
+                )
+                raise ConfigError(
+                    f"cannot read the run's series {out / entry['file']}: {reason}; run the scenario again"
+                ) from None
         chain_dir = out / "chain" if (out / "chain").is_dir() else out / "n0"
+        if not chain_dir.is_dir():
+            raise ConfigError(f"{out} holds no chain (chain/ or n0/): run the scenario again")
         results = cls(out, report, series, Chain.open(chain_dir, readonly=True))
         results._index()
         return results
