@@ -753,3 +753,21 @@ def test_options_a_transaction_could_not_hold_are_named(
     """Refused by the option's name, not by the encoder's position in the transaction."""
     line = one_line_error(gridnet(*args, "--key", "none.key", cwd=tmp_path))
     assert expected in line and "$[" not in line
+
+
+def test_chain_show_prints_hashes_whole_in_a_narrow_terminal(funded: Funded) -> None:
+    """A hash folds over lines but is never cut to '…' (a script or a person copies it)."""
+    head = json.loads(ok(gridnet("chain", "show", "--data-dir", funded.data, "--json", cwd=funded.root)))[
+        "head"
+    ]
+    env = dict(os.environ, COLUMNS="60", NO_COLOR="1")
+    shown = subprocess.run(
+        [sys.executable, "-m", "gridnet", "chain", "show", "--data-dir", str(funded.data)],
+        cwd=funded.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert shown.returncode == 0 and "…" not in shown.stdout
+    assert head[:20] in shown.stdout and head[-6:] in shown.stdout

@@ -204,6 +204,8 @@ def chain_show(data_dir: OptDataDir = None, node: NodeUrl = None, as_json: JsonF
         print(json.dumps(summary))
         return
     table = Table(title=f"chain {summary['name']}", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # (a hash is printed whole, folded, never cut to '…')
     for k, v in summary.items():
         table.add_row(k.replace("_", " "), str(v))
     console.print(table)
