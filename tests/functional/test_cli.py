@@ -771,3 +771,30 @@ def test_chain_show_prints_hashes_whole_in_a_narrow_terminal(funded: Funded) -> 
     )
     assert shown.returncode == 0 and "…" not in shown.stdout
     assert head[:20] in shown.stdout and head[-6:] in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("devnet", "--speed", "5"), "--speed sets a scenario's clock"),
+        (("keys", "new", "--out", "", "--unencrypted"), "is a directory"),
+        (("keys", "new", "--out", "missing/k.key", "--unencrypted"), "the directory missing does not exist"),
+        (("meter", "run", "--owner", "x", "--generate", "--clock-origin", "5"), "give it with --clock sim"),
+        (("meter", "run", "--owner", "x", "--generate", "--ac", "0", "--dc", "0"), "1 to"),
+        (("meter", "run", "--owner", "x", "--generate", "--key", "k.key"), "exclude each other"),
+    ],
+)
+def test_options_that_would_be_ignored_or_misread_are_refused(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    line = one_line_error(gridnet(*args, cwd=tmp_path))
+    assert expected in line
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "out").exists()
+
+
+def test_genesis_refuses_an_address_allocated_twice(tmp_path: Path) -> None:
+    a = new_key(tmp_path, "a.key")
+    line = one_line_error(
+        gridnet("chain", "genesis", "--out", "g.toml", "--alloc", f"{a}=1", "--alloc", f"{a}=2", cwd=tmp_path)
+    )
+    assert "given twice" in line and not (tmp_path / "g.toml").exists()

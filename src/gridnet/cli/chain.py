@@ -95,12 +95,17 @@ def chain_genesis(
     """Write a genesis file with the default parameters, to edit before 'chain init'."""
     from gridnet.ledger.params import Allocation
 
-    allocations = []
+    allocations: list[Allocation] = []
     for item in alloc or []:
         address, sep, amount = item.partition("=")
         if not sep:
             raise ConfigError(f"--alloc {item!r} must look like ADDRESS=GNC")
-        allocations.append(Allocation(address_from_text(address), parse_gnc(amount)))
+        allocation = Allocation(address_from_text(address), parse_gnc(amount))
+        if any(a.address == allocation.address for a in allocations):
+            raise ConfigError(
+                f"--alloc {address} is given twice; give each address once, with its whole amount"
+            )
+        allocations.append(allocation)
     if out.exists():
         raise ConfigError(f"{out} already exists; refusing to overwrite it")
     params = validate_params(default_params(tuple(allocations)), f"--alloc ({len(allocations)} given)")

@@ -11,6 +11,7 @@ from gridnet.cli.common import KeyFile, PassphraseFile, console, err_console
 from gridnet.cli.passphrase import create_key, load_key, obtain_passphrase
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import KeyEncryption, encrypt_key_file, key_file_info, read_key_file
+from gridnet.errors import ConfigError
 
 app = typer.Typer(help="Key files.", no_args_is_help=True)
 
@@ -31,6 +32,12 @@ def keys_new(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Create a new Ed25519 key file, encrypted with a passphrase, and print its address."""
+    if out.is_dir():
+        raise ConfigError(
+            f"--out {str(out) or '.'} is a directory; give the key file's path, e.g. --out my.key"
+        )
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: the directory {out.parent} does not exist; create it first")
     key = create_key(out, unencrypted=unencrypted, passphrase_file=passphrase_file)
     console.print(address_to_text(key.address))
 

@@ -74,14 +74,19 @@ def meter_run(
     from gridnet.node.config import parse_host_port
 
     # Every flag is checked before a passphrase is asked for.
-    if (key is None) == (not generate):
+    if key is not None and generate:
+        raise ConfigError("--key and --generate exclude each other: give the meter's key, or make a new one")
+    if key is None and not generate:
         raise ConfigError("give the meter's key: --key FILE, or --generate for a new one")
-    if ac + dc > MAX_CHANNELS:
-        raise ConfigError(f"a meter has at most {MAX_CHANNELS} AC plus DC meters, not {ac + dc}")
+    if not 1 <= ac + dc <= MAX_CHANNELS:
+        raise ConfigError(f"a meter has 1 to {MAX_CHANNELS} AC plus DC meters, not {ac + dc}")
+    mode = _choice(clock, ("wall", "sim"), "clock")
+    if mode == "wall" and clock_origin is not None:
+        raise ConfigError("--clock-origin sets the sim clock's start: give it with --clock sim")
     host, port = parse_host_port(listen, "listen")
     owner_address = address_from_text(owner)
     authorities = frozenset(_public_key(k) for k in dso or ())
-    if _choice(clock, ("wall", "sim"), "clock") == "sim":
+    if mode == "sim":
         the_clock: Callable[[], int] = SimClock(wall_ms() if clock_origin is None else clock_origin)
     else:
         the_clock = wall_ms

@@ -191,9 +191,11 @@ def devnet_cmd(
         typer.Option("--scenario", help="Drive this scenario (TOML) through the nodes' HTTP APIs."),
     ] = None,
     speed: Annotated[
-        float,
-        typer.Option("--speed", min=1, max=10_000, help="Scenario clock ms per real ms (with --scenario)."),
-    ] = 300.0,
+        float | None,
+        typer.Option(
+            "--speed", min=1, max=10_000, help="Scenario clock ms per real ms (with --scenario; default 300)."
+        ),
+    ] = None,
     consensus: Annotated[
         str,
         typer.Option(
@@ -215,13 +217,15 @@ def devnet_cmd(
             for s in status
         )
 
+    if scenario is None and speed is not None:
+        raise ConfigError("--speed sets a scenario's clock: give it with --scenario")
     if scenario is not None:
         if duration is not None:
             raise ConfigError("--duration and --scenario exclude each other: a scenario runs to its end")
         if consensus != "pow":
             raise ConfigError("--scenario runs on a proof-of-work devnet; leave out --consensus")
         with sigterm_interrupts():
-            _devnet_scenario(scenario, out, nodes, speed, line)
+            _devnet_scenario(scenario, out, nodes, 300.0 if speed is None else speed, line)
         return
     net = Devnet(out, nodes, consensus=consensus)
     last: list[NodeStatus] = []
@@ -269,8 +273,9 @@ def _devnet_scenario(
     sc = load_scenario(path)
     day = sc.simulation.intervals * 15 * 60 / speed
     err_console.print(
-        f"{sc.simulation.name}: {sc.simulation.intervals} intervals on {nodes} node processes at "
-        f"{speed:g}x real time (about {day:.0f} s plus set-up); relays are simulated only by "
+        f"{sc.simulation.name}: {sc.simulation.intervals} intervals on {nodes} node processes at up to "
+        f"{speed:g}x real time (at least {day:.0f} s plus set-up: the clock waits for nodes that cannot "
+        "keep up); relays are simulated only by "
         "'gridnet simulate' (here orders travel as the nodes' order gossip)"
     )
     done = threading.Event()
