@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -93,6 +94,16 @@ def wait_for(condition: Callable[[], object], seconds: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+async def wait_until(condition: Callable[[], object], seconds: float) -> bool:
+    """``wait_for`` inside an event loop: poll every 20 ms, yielding to the loop between."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 # Builders, not tests (their names start with "test_" for readability at call sites).

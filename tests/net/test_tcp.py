@@ -20,7 +20,7 @@ from gridnet.net import tcp
 from gridnet.net.tcp import BAN_S, MAX_FRAME, MAX_REFUSALS_KEPT, TcpTransport, dial, frame
 from gridnet.node.messages import Message, encode_message
 from gridnet.node.node import Node, NodeConfig, Outgoing
-from tests.helpers import GENESIS_TIME, new_chain, test_params
+from tests.helpers import GENESIS_TIME, new_chain, test_params, wait_until
 from tests.net.rogue import closes, forged_identity
 
 LOCAL = "127.0.0.1"
@@ -119,12 +119,7 @@ def test_a_bug_met_on_a_link_ends_that_link_only_and_it_is_dialled_again(
     with its traceback and ends that link; the node goes on, and dials that peer again."""
 
     async def until(condition: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + WAIT_S
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
+        return await wait_until(condition, WAIT_S)
 
     async def scenario() -> None:
         params = test_params([])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.net import tcp
 from gridnet.net.tcp import READ_BUFFER, TcpTransport, dial, read_frame
 from gridnet.node.node import Node, NodeConfig
-from tests.helpers import GENESIS_TIME, new_chain, test_params
+from tests.helpers import GENESIS_TIME, new_chain, test_params, wait_until
 from tests.net.rogue import closes
 
 LOCAL = "127.0.0.1"
@@ -38,12 +37,7 @@ def transport(root: Path) -> TcpTransport:
 
 
 async def until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    return await wait_until(condition, WAIT_S)
 
 
 def name(label: str) -> str:
