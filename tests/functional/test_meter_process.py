@@ -210,3 +210,47 @@ def test_sigterm_stops_the_meter_and_removes_its_info_file(meter: MeterProcess) 
     meter.process.terminate()
     assert meter.process.wait(timeout=30) == 0
     assert not meter.info_file.exists()
+
+
+def test_a_second_meter_on_a_running_meters_info_file_is_refused(meter: MeterProcess, tmp_path: Path) -> None:
+    before = meter.info_file.read_text()
+    line = one_line_error(
+        gridnet(
+            *("meter", "run", "--generate", "--owner", address_to_text(meter.owner.address)),
+            *("--info-file", meter.info_file),
+            cwd=tmp_path,
+        )
+    )
+    assert f"belongs to the running meter process {meter.process.pid}" in line
+    assert meter.info_file.read_text() == before  # the first meter's URL is still there
+
+
+def test_a_stale_info_file_is_replaced_and_an_index_out_of_range_is_refused(tmp_path: Path) -> None:
+    info_file = tmp_path / "meter.json"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    info_file.write_text(json.dumps({"pid": int(dead.stdout), "url": "http://127.0.0.1:1"}))
+    owner = address_to_text(PrivateKey.from_label("meter-process-stale").address)
+    cmd = [sys.executable, "-m", "gridnet", "meter", "run", "--generate", "--owner", owner]
+    with (tmp_path / "console.log").open("ab") as out:
+        process = subprocess.Popen(
+            [*cmd, "--info-file", str(info_file)], cwd=tmp_path, stdout=out, stderr=out
+        )
+    try:
+        assert wait_for(lambda: _info_pid(info_file) == process.pid or process.poll() is not None, START_S)
+        assert process.poll() is None, (tmp_path / "console.log").read_text()
+        url = json.loads(info_file.read_text())["url"]
+        line = one_line_error(gridnet("meter", "read", url, "ac", "64", "voltage", cwd=tmp_path))
+        assert "index" in line and "less than or equal to 63" in line
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    assert not info_file.exists()
+
+
+def _info_pid(info_file: Path) -> int | None:
+    try:
+        return int(json.loads(info_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None

@@ -99,7 +99,9 @@ def meter_run(
 def meter_read(
     url: MeterUrl,
     kind: Annotated[str, typer.Argument(help="ac or dc.")],
-    index: Annotated[int, typer.Argument(help="The AC or DC meter's number (from 0).")],
+    index: Annotated[
+        int, typer.Argument(min=0, max=MAX_CHANNELS - 1, help="The AC or DC meter's number (from 0).")
+    ],
     quantity: Annotated[str, typer.Argument(help=f"One of: {', '.join(QUANTITIES)}.")],
     meter_key: Annotated[
         str | None,

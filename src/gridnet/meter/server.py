@@ -226,6 +226,8 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
 
     if host != "127.0.0.1":
         raise ConfigError(f"a meter listens on 127.0.0.1 only, not {host}")
+    if info_file is not None:
+        _check_info_file(info_file)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (as the node's API: no 40 ms ACK waits)
@@ -254,8 +256,34 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
-        if info_file is not None:
+        if info_file is not None and _info_pid(info_file) == os.getpid():
             info_file.unlink(missing_ok=True)
+
+
+def _info_pid(info_file: Path) -> int | None:
+    """The PID an info file names (None: no file, or not one a meter wrote)."""
+    try:
+        pid = json.loads(info_file.read_text())["pid"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def _check_info_file(info_file: Path) -> None:
+    """Refuse an info file a running meter owns (two meters writing one file would leave a
+    launcher the wrong URL, and the first to stop would delete the other's)."""
+    pid = _info_pid(info_file)
+    if pid is None or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # a meter that died without removing it (SIGKILL): the file is stale
+    except PermissionError:
+        pass  # alive, another user's
+    raise ConfigError(
+        f"--info-file {info_file} belongs to the running meter process {pid}: give each meter its own file"
+    )
 
 
 def _exit(signum: int, frame: FrameType | None) -> None:
