@@ -149,6 +149,13 @@ def test_transactions_go_to_the_running_node_and_are_checked_up_front(
         ok(gridnet("chain", "account", "--node", url, "--address", bob, "--json", cwd=tmp_path))
     )
     assert acct["balance"] == 150_000_000
+    # --node with --data-dir: one node named twice is fine; two different chains are refused.
+    both = ("chain", "show", "--node", url, "--json")
+    assert json.loads(ok(gridnet(*both, "--data-dir", a.data_dir, cwd=tmp_path)))["height"] >= 1
+    other = tmp_path / "other"
+    ok(gridnet("chain", "init", "--data-dir", other, cwd=tmp_path))
+    line = one_line_error(gridnet(*both, "--data-dir", other, cwd=tmp_path))
+    assert f"--node {url} is not the node on --data-dir {other} (no node runs there)" in line
 
     # Every kind is checked as a miner would apply it: a bond without an identity is refused
     # with its rule before anything is pending — by the running node ...

@@ -83,9 +83,9 @@ def progress_bar() -> Progress:
 
 def connect(node: str | None, data_dir: Path | None, token_file: Path | None = None) -> NodeClient | None:
     """The running node a command talks to: ``--node URL``, else the node that runs on
-    ``--data-dir`` (found through its node.json); None when no node runs there. The token:
-    ``--api-token-file``, else ``GRIDNET_API_TOKEN``, else the one the node on ``--data-dir``
-    uses (sent to ``--node URL`` only when that is the same node)."""
+    ``--data-dir`` (found through its node.json); None when no node runs there. Both given
+    must name one node (else which chain is meant?). The token: ``--api-token-file``, else
+    ``GRIDNET_API_TOKEN``, else the one the node on ``--data-dir`` uses."""
     from gridnet.node.auth import read_token_file
     from gridnet.node.client import NodeClient, running_node
 
@@ -98,9 +98,16 @@ def connect(node: str | None, data_dir: Path | None, token_file: Path | None = N
     if node is None:
         return None if data_dir is None else NodeClient.for_data_dir(data_dir, token=token)
     client = NodeClient(node, token)
-    if token is None and data_dir is not None:
+    if data_dir is not None:
         local = running_node(data_dir)
-        if local is not None and local.api is not None and NodeClient(local.api).url == client.url:
+        if local is None or local.api is None or NodeClient(local.api).url != client.url:
+            running = (
+                "no node runs there" if local is None or local.api is None else f"its node is {local.api}"
+            )
+            raise ConfigError(
+                f"--node {client.url} is not the node on --data-dir {data_dir} ({running}): give one of them"
+            )
+        if token is None:
             client.token = local.token()
     return client
 
