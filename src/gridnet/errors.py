@@ -102,6 +102,12 @@ class NonceGap(InvalidTransaction):
     """The nonce is ahead of the account's next nonce."""
 
 
+class StateOutOfRange(InvalidTransaction):
+    """The transaction would leave a state entry that its table's type does not hold: a
+    number past 2^63 - 1 or below 0 (a counter summing values a participant chose), or an
+    entry too large to read back."""
+
+
 class InsufficientBalance(InvalidTransaction):
     """The sender cannot pay amount plus fee."""
 

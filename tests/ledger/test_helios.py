@@ -38,6 +38,7 @@ from gridnet.ledger.txs.helios import (
 )
 from gridnet.ledger.txs.meter import SubmitReadings, registration
 from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.reading import Reading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
 from gridnet.units import INTERVAL_MS, interval_of
@@ -198,6 +199,22 @@ def test_a_mint_below_the_producers_minimum_is_refused(h: Helios) -> None:
     h.readings(h.buyer_meter, START + 10, [(200, 0), (200, 0)])
     act = MintCredits(CID, BUYER_METER_KEY.address, START + 11, ())
     assert h.refused(COLLECTOR, h.signed_by(act, MEMBERS)) == "BelowMinimumMint"
+
+
+def test_a_mint_past_what_the_ledgers_counters_hold_is_refused(h: Helios) -> None:
+    """Two readings of 2^63 - 1 Wh (a meter's first reading has no counter to follow) summed
+    to 2^64 - 2 credits: stored, they made the controller unreadable; past 2^64 (two such
+    mints in a block) every miner's template failed to encode."""
+    top = 2**63 - 1
+    h.mine(h.tx(BUYER, EnrollProducer(CID, BUYER_METER_KEY.address, 2, 1)), interval=START + 10)
+    batch = tuple(
+        sign_reading(BUYER_METER_KEY, Reading(BUYER_METER_KEY.address, START + 10 + i, top, 0, total, 0, "1"))
+        for i, total in enumerate((0, top))
+    )
+    h.mine(h.tx(COLLECTOR, SubmitReadings(batch)), interval=START + 12)
+    act = MintCredits(CID, BUYER_METER_KEY.address, START + 11, ())
+    assert h.refused(COLLECTOR, h.signed_by(act, MEMBERS)) == "StateOutOfRange"
+    assert credits_of(h.chain.view(), CID, BUYER.address) == 0
 
 
 # --- transfers and redemptions ---------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 import gridnet.ledger.chain  # noqa: F401  (registers every table: the transactions' and PoA's)
 from gridnet.encoding import U63, Wire, encode
+from gridnet.errors import StateOutOfRange
 from gridnet.ledger import state as state_module
 from gridnet.ledger.state import _TABLES, ACCOUNTS, Account, StateView
 
@@ -88,3 +89,29 @@ def test_a_table_of_large_values_starts_over_by_their_bytes(monkeypatch: pytest.
     assert (len(ACCOUNTS.decoded), ACCOUNTS.decoded_bytes) == (2, 2 * size)
     ACCOUNTS.decode(encode(Account(balance=2)))
     assert (len(ACCOUNTS.decoded), ACCOUNTS.decoded_bytes) == (1, size)
+
+
+@pytest.mark.parametrize(
+    ("balance", "reason"),
+    [(2**63, "balance: Expected `int` <= 9223372036854775807"), (-1, "balance: Expected `int` >= 0")],
+)
+def test_a_number_its_table_cannot_hold_is_refused_by_name(balance: int, reason: str) -> None:
+    view = StateView({})
+    view.put(ACCOUNTS, b"a" * 20, Account(balance=balance))
+    with pytest.raises(StateOutOfRange) as refused:
+        view.check_written()
+    assert refused.value.rule == "StateOutOfRange" and reason in str(refused.value)
+    assert "accounts entry out of range" in str(refused.value)
+    view.check_written()  # each entry is checked once: after a refusal the builder rolls it back
+
+
+def test_past_two_to_the_64_is_refused_too_and_a_deleted_entry_needs_no_check() -> None:
+    view = StateView({})
+    view.put(ACCOUNTS, b"a" * 20, Account(balance=2**64))  # (msgspec cannot even encode it)
+    with pytest.raises(StateOutOfRange):
+        view.check_written()
+    view.put(ACCOUNTS, b"a" * 20, Account(balance=2**64))
+    view.put(ACCOUNTS, b"a" * 20, None)
+    view.check_written()
+    view.put(ACCOUNTS, b"b" * 20, Account(balance=2**63 - 1))
+    view.check_written()

@@ -8,11 +8,13 @@ a checkpoint (so a failing transaction leaves no trace while a block is built).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from msgspec.structs import replace
 
 from gridnet.encoding import U63, AddressBytes, Wire, decode_lenient, encode
+from gridnet.errors import DecodeError, StateOutOfRange
 from gridnet.identity import IdentityProof
 from gridnet.units import Address, Height, Units
 
@@ -127,6 +129,16 @@ def height_key(height: Height) -> bytes:
     return height.to_bytes(8, "big")
 
 
+def _where(exc: Exception, value_type: type[Any]) -> str:
+    """``exc``'s reason, with a top-level field named (``$[4]`` is ``minted_wh``)."""
+    reason = str(exc).partition(": ")[2] or str(exc)
+    fields: tuple[str, ...] = getattr(value_type, "__struct_fields__", ())
+    match = re.search(r"at `\$\[(\d+)\]", reason)
+    if match and int(match[1]) < len(fields):
+        reason = f"{fields[int(match[1])]}: {reason[: match.start()].rstrip(' -')}"
+    return reason
+
+
 # --- the view the state transition works on --------------------------------------------
 
 _MISSING = object()
@@ -141,13 +153,15 @@ class StateSource(Protocol):
 class StateView:
     """A mutable overlay on a base map of encoded state (which it never modifies)."""
 
-    __slots__ = ("_base", "_dirty", "_journal", "_objects")
+    __slots__ = ("_base", "_dirty", "_journal", "_objects", "_written")
 
     def __init__(self, base: StateSource) -> None:
         self._base = base
         self._objects: dict[bytes, Any] = {}
         self._dirty: dict[bytes, None] = {}  # insertion-ordered: deterministic undo bytes
         self._journal: list[tuple[bytes, Any, bool]] | None = None
+        self._written: dict[bytes, Table[Any]] = {}
+        """Entries put since :meth:`check_written` last ran, with their tables."""
 
     def get(self, table: Table[V], key: bytes) -> V | None:
         fk = table.prefix + key
@@ -165,6 +179,25 @@ class StateView:
             self._journal.append((fk, self._objects.get(fk, _MISSING), fk in self._dirty))
         self._objects[fk] = value
         self._dirty[fk] = None
+        self._written[fk] = table
+
+    def check_written(self) -> None:
+        """Every entry put since the last call must be one its table's type reads back: a
+        transaction that would store a number out of range (2^64 - 2 credits summed from two
+        readings of 2^63 - 1 Wh) is refused (``StateOutOfRange``), where storing it would
+        have made the entry unreadable, or (past 2^64) every block that holds it unencodable."""
+        written, self._written = self._written, {}
+        objects = self._objects
+        for fk, table in written.items():
+            obj = objects.get(fk)
+            if obj is None:
+                continue  # deleted, or rolled back to missing
+            try:
+                decode_lenient(encode(obj), table.value_type)
+            except (OverflowError, DecodeError) as exc:
+                raise StateOutOfRange(
+                    f"it would store a {table.name} entry out of range ({_where(exc, table.value_type)})"
+                ) from None
 
     def account(self, address: Address) -> Account:
         """The account at ``address`` (an empty one if it never held coin)."""

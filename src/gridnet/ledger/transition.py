@@ -233,6 +233,7 @@ def apply_transaction(state: StateView, env: BlockEnv, vtx: VerifiedTx) -> None:
     env.sender_key = tx.sender
     env.txid = vtx.txid
     RULES[type(tx.payload)].apply(state, env, sender, tx.payload)
+    state.check_written()
     env.fees += tx.fee  # only once the type's rules passed: a builder may roll the tx back
 
 
