@@ -10,8 +10,20 @@ from gridnet.sim.physics import Battery
 def test_a_battery_takes_and_gives_at_most_its_power_per_interval() -> None:
     battery = Battery(10_000, 5_000, max_power_w=3_000)  # 750 Wh per 15 minutes
     assert battery.charge(2_000) == 750 and battery.soc_wh == 5_750
+    battery.begin_interval()
     assert battery.discharge(2_000) == 750 and battery.soc_wh == 5_000
     assert battery.charge(0) == 0 and battery.discharge(-5) == 0
+
+
+def test_the_power_limit_holds_for_the_interval_however_many_calls_make_it() -> None:
+    """Covering the load, then selling down, in one interval: one limit, net (a home that
+    covered 36 Wh of load and sold 250 more through a 1 kW battery delivered 286 Wh)."""
+    battery = Battery(10_000, 5_000, max_power_w=1_000)  # 250 Wh per 15 minutes
+    assert battery.discharge(36) == 36 and battery.discharge(250) == 214 and battery.discharge(1) == 0
+    assert battery.charge(100) == 100 and battery.discharge(500) == 100  # back to 250 out, net
+    battery.begin_interval()
+    assert battery.charge(200) == 200 and battery.charge(250) == 50 and battery.charge(1) == 0
+    assert battery.net_wh == 250
 
 
 def test_a_round_trip_returns_its_efficiency_and_counts_the_losses() -> None:

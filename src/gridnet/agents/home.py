@@ -213,6 +213,8 @@ class Home(Agent):
         (``disconnected``) bounds both to zero."""
         e = Energy()
         policy = self.policy
+        if battery is not None:
+            battery.begin_interval()
         surplus = pv - load
         if surplus >= 0:
             stored = (

@@ -13,10 +13,11 @@ INTERVAL_H = INTERVAL_MS / 3_600_000
 
 class Battery:
     """A home battery: ``capacity_wh`` of storage, at most ``max_power_w`` in or out (so
-    ``max_power_w`` × 0.25 h per interval), and a round-trip efficiency split evenly between
-    charging and discharging (√efficiency each way). Every amount is whole Wh on the home's
-    side of the battery: what ``charge`` takes and ``discharge`` delivers; the losses are
-    counted in ``lost_wh``."""
+    ``max_power_w`` × 0.25 h per interval, net of everything charged and discharged since
+    :meth:`begin_interval`: a home that covers its load and sells down in one interval shares
+    that one limit), and a round-trip efficiency split evenly between charging and discharging
+    (√efficiency each way). Every amount is whole Wh on the home's side of the battery: what
+    ``charge`` takes and ``discharge`` delivers; the losses are counted in ``lost_wh``."""
 
     def __init__(self, capacity_wh: Wh, soc_wh: Wh, max_power_w: int, efficiency: float = 1.0) -> None:
         if capacity_wh < 0 or max_power_w < 0 or not 0.0 < efficiency <= 1.0:
@@ -29,6 +30,12 @@ class Battery:
         """Most energy in or out in one interval [Wh]."""
         self.one_way = math.sqrt(efficiency)
         self.lost_wh: Wh = 0
+        self.net_wh: Wh = 0
+        """Taken minus delivered in this interval [Wh] (within ±``max_wh``)."""
+
+    def begin_interval(self) -> None:
+        """A new interval: the power limit applies afresh."""
+        self.net_wh = 0
 
     @property
     def soc_percent(self) -> float:
@@ -38,17 +45,19 @@ class Battery:
         """Take up to ``wh`` (within the power limit and the room left); returns what was
         taken [Wh] (of which ``taken × √efficiency`` is stored)."""
         room = math.floor((self.capacity_wh - self.soc_wh) / self.one_way)
-        taken = max(0, min(wh, self.max_wh, room))
+        taken = max(0, min(wh, self.max_wh - self.net_wh, room))
         stored = min(self.capacity_wh - self.soc_wh, math.floor(taken * self.one_way))
         self.soc_wh += stored
         self.lost_wh += taken - stored
+        self.net_wh += taken
         return taken
 
     def discharge(self, wh: Wh) -> Wh:
         """Deliver up to ``wh`` (within the power limit and the charge); returns what was
         delivered [Wh] (it drew ``delivered / √efficiency`` from the charge)."""
-        delivered = max(0, min(wh, self.max_wh, math.floor(self.soc_wh * self.one_way)))
+        delivered = max(0, min(wh, self.max_wh + self.net_wh, math.floor(self.soc_wh * self.one_way)))
         drawn = min(self.soc_wh, math.ceil(delivered / self.one_way))
         self.soc_wh -= drawn
         self.lost_wh += drawn - delivered
+        self.net_wh -= delivered
         return delivered
