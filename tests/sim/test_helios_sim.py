@@ -137,6 +137,9 @@ def test_a_redemption_is_released_through_the_meters_release_relay(tmp_path: Pat
     # Each release: the relay closed, then opened again (and every node's relay opened at the start).
     assert redemptions["relay_commands"] == 4 + 2 * redemptions["redemptions"]
     assert report["roles"]["meters"]["relay_commands"] == redemptions["relay_commands"]
+    # Released energy is imported, not export sold another way: it leaves unsold export alone.
+    e = report["energy"]
+    assert e["unsold_export_wh"] == e["exported_wh"] - e["p2p_wh"] - e["sold_to_dso_wh"] >= 0
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()

@@ -62,6 +62,7 @@ def test_the_chain_is_audited_and_every_contract_ends(runs: tuple[Any, ...]) -> 
     assert by_type["OpenContract"] == c["opened"] + c["imbalance"]["balancing_contracts"]
     assert c["settled_in_full"] + c["delivered_short"] == c["opened"]
     assert c["delivered_short"] == c["closed_with_remainder"] > 0 and c["remainder_refunded_gnc"] > 0
+    assert c["open_at_end"] == 0  # (contracts settled in full hold nothing: they need no close)
     assert c["imbalance"]["closed"] == c["imbalance"]["balancing_contracts"] == SMALL["homes"]["count"]
     assert by_type["CloseContract"] == c["closed_with_remainder"] + c["imbalance"]["closed"]
     assert by_type["SubmitReadings"] == SMALL["simulation"]["intervals"]
@@ -470,3 +471,20 @@ def test_every_count_of_homes_runs_on_the_defaults() -> None:
         assert s.homes.businesses == min(1, without_pv - s.relay.hill_homes)
     with pytest.raises(ConfigError, match="hill_homes must be 0 to the number of homes without PV"):
         scenario_from_dict({"homes": {"count": 3}, "relay": {"hill_homes": 2}}, "set")
+
+
+def test_a_battery_moves_at_most_its_power_in_an_interval(tmp_path: Path) -> None:
+    """Evening sell-down: homes that cover their load from the battery and sell it down in the
+    same interval share one limit (a 1 kW battery delivered 286 Wh in 15 minutes)."""
+    doc = {
+        "simulation": {"intervals": 8, "start": "2026-06-21T17:00:00Z"},
+        "homes": {
+            **{"count": 4, "battery_share": 1.0, "battery_kw": 1.0, "battery_kwh": [8.0, 8.0]},
+            **{"battery_sell_above": 30.0, "battery_buy_below": 10.0},
+        },
+    }
+    simulate(scenario_from_dict(doc, "sell-down"), tmp_path / "s")
+    rows = pq.read_table(tmp_path / "s" / "series" / "homes.parquet").to_pylist()
+    moved = [r["pv_wh"] + r["import_wh"] - r["load_wh"] - r["export_wh"] - r["curtailed_wh"] for r in rows]
+    assert max(abs(m) for m in moved) <= 250
+    assert min(moved) == -250  # (the homes do sell down at full power)

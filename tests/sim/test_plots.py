@@ -141,3 +141,27 @@ def test_the_energy_mix_adds_up_to_the_load_whatever_was_bought() -> None:
     assert sum(row[k] for k in plots.MIX) == pytest.approx(row["load"]) == pytest.approx(2.1)
     assert row["unbought"] == pytest.approx(0.3 + 0.25)  # b: 0.4 - 0.1 kWh; c: 0.3 - 0.05
     assert row["p2p"] == pytest.approx(0.4 * 5 / 6 + 0.1) and row["own"] == pytest.approx(0.5 + 0.5)
+
+
+def test_the_money_plot_counts_relay_pay_once(tmp_path: Path, drawn: list[Figure]) -> None:
+    """The homes' relay pay is in the prosumers' and consumers' revenue already: only the
+    carrier's, in no role, gets a bar of its own."""
+    report = {**REPORT, "relay": {"reward_per_relay_gnc": {"carrier": 0.75, "home-1": 0.5}}}
+    plots.money(tmp_path / "money.png", report)
+    plots.money(tmp_path / "no-carrier.png", REPORT)
+    bars = [
+        {
+            label.get_text(): patch.get_width()
+            for label, patch in zip(ax.get_yticklabels(), ax.patches, strict=True)
+        }
+        for fig in drawn
+        for ax in fig.axes[:1]
+    ]
+    assert bars[0] == {
+        "prosumers": 12.5,
+        "consumers": -30.25,
+        "line_owners": 2.0,
+        "dso": 18.0,
+        "relay carrier": 0.75,
+    }
+    assert "relay carrier" not in bars[1] and "relays" not in bars[1]

@@ -49,6 +49,7 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from gridnet.sim.relaynet import CARRIER
 from gridnet.units import INTERVAL_MS
 
 _dates: Any = mdates  # (its date helpers carry no type annotations)
@@ -243,7 +244,10 @@ def batteries(path: Path, homes: list[dict[str, Any]]) -> None:
 
 def money(path: Path, report: dict[str, Any]) -> None:
     revenue = {k: v for k, v in report["revenue_gnc"].items() if k != "miners"}
-    revenue["relays"] = sum(report["relay"].get("reward_per_relay_gnc", {}).values())
+    # The homes' relay pay is in their roles' figures already; the carrier is in no role.
+    carrier = report["relay"].get("reward_per_relay_gnc", {}).get(CARRIER)
+    if carrier is not None:
+        revenue["relay carrier"] = carrier
     fig, ax = plt.subplots(figsize=SIZE)
     names = list(revenue)
     values = [revenue[n] for n in names]

@@ -16,8 +16,10 @@ from gridnet.agents.security_lab import flagged_meters
 from gridnet.agents.world import World
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.address import address_to_text
-from gridnet.encoding import encode
+from gridnet.encoding import decode_lenient, encode
+from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction
+from gridnet.ledger.txs.aggregator import TRADE_RECORDS, TradeRecord
 from gridnet.ledger.txs.contract import ContractRecord
 from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.ledger.txs.relay import ClaimTransit
@@ -25,7 +27,7 @@ from gridnet.relay.claims import hop_payable
 from gridnet.sim import series
 from gridnet.sim.relaynet import CARRIER
 from gridnet.sim.scenario import Scenario, gnc
-from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, energy_cost
+from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, Address, Interval, Wh, energy_cost
 
 if TYPE_CHECKING:
     from gridnet.sim.neighbourhood import Neighbourhood
@@ -112,10 +114,7 @@ def build_report(
             "load_wh": sum(sum(h.load_wh) for h in homes),
             "battery_losses_wh": sum(h.battery.lost_wh for h in homes if h.battery),
             "exported_wh": exported,
-            "unsold_export_wh": exported
-            - delivered["p2p"]
-            - delivered["to_dso"]
-            - sum(sum(v.values()) for v in world.received_otherwise.values()),  # (aggregators' records)
+            "unsold_export_wh": exported - delivered["p2p"] - delivered["to_dso"] - granted_wh(chain),
             "p2p_wh": delivered["p2p"],
             "bought_from_dso_wh": delivered["from_dso"],
             "sold_to_dso_wh": delivered["to_dso"],
@@ -363,7 +362,7 @@ def contracts_report(
         "settled_in_full": sum(1 for r in market if r.paid_wh == r.terms.max_wh),
         "delivered_short": sum(1 for r in market if r.paid_wh < r.terms.max_wh),
         "closed_with_remainder": sum(1 for r in market if r.closed),
-        "open_at_end": sum(1 for r in market if not r.closed),
+        "open_at_end": sum(1 for r in market if not r.closed and r.remaining),  # (a deposit held)
         "remainder_refunded_gnc": round(
             sum(energy_cost(r.terms.max_wh - r.paid_wh, r.terms.price) for r in market if r.closed) / UNITS, 6
         ),
@@ -452,3 +451,11 @@ def relay_report(world: World, claims: list[Transaction]) -> dict[str, Any]:
         "one_claim_per_datagram_bytes": round(per_connection, 1),
         "bytes_saving_factor": round(per_connection / per_datagram, 1) if per_datagram else 0.0,
     }
+
+
+def granted_wh(chain: Chain) -> Wh:
+    """The export sold through the aggregators: the energy their trade records on ``chain``
+    granted (AEG). Not everything a buyer received otherwise: a Helios release is energy
+    imported, not exported."""
+    prefix = TRADE_RECORDS.prefix
+    return sum(decode_lenient(v, TradeRecord).aeg_wh for k, v in chain.values.items() if k[:1] == prefix)
