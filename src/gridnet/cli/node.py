@@ -228,17 +228,15 @@ def devnet_cmd(
             _devnet_scenario(scenario, out, nodes, 300.0 if speed is None else speed, line)
         return
     net = Devnet(out, nodes, consensus=consensus)
-    last: list[NodeStatus] = []
     with Live(console=err_console, transient=True) as live:
 
         def report(status: list[NodeStatus]) -> None:
-            nonlocal last
-            last = status
             live.update(Text(line(status)))
 
         with contextlib.suppress(KeyboardInterrupt), sigterm_interrupts():
             net.run(duration, report)
-    console.print(f"devnet stopped: {line(last)}")
+    ended = "  ".join(f"{name} height {height}" for name, height in net.stored_heights())
+    console.print(f"devnet stopped: {ended}")
     console.print(f"data directories and logs: {out}")
 
 

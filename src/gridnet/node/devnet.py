@@ -291,6 +291,18 @@ class Devnet:
     def stop(self) -> None:
         stop_all(self.nodes)
 
+    def stored_heights(self) -> list[tuple[str, int]]:
+        """Each node's height as its data directory holds it (once stopped: where its chain
+        ended, which the last status polled may have been a block short of)."""
+        heights = []
+        for node in self.nodes:
+            chain = Chain.open(node.data_dir, readonly=True)
+            try:
+                heights.append((node.name, chain.height))
+            finally:
+                chain.close()
+        return heights
+
     def run(self, duration_s: float | None, report: Callable[[list[NodeStatus]], None]) -> None:
         """Start, report the status twice a second until ``duration_s`` passes (or forever),
         and stop every process, whatever happens."""
