@@ -34,6 +34,23 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None
     Chain.open(tmp_path / "d").close()  # free again once closed
 
 
+def test_deleting_the_lock_file_does_not_let_a_second_writer_in(tmp_path: Path) -> None:
+    """``.lock`` stays after every clean stop and looks stale: an operator who tidies it away
+    while a node runs must not let a second node write the same store (they forked one
+    chain.sqlite into a chain that no longer verifies)."""
+    chain = Chain.create(tmp_path / "d", test_params(test_keys()))
+    try:
+        (tmp_path / "d" / ".lock").unlink()
+        with pytest.raises(DataDirLocked) as err:
+            Chain.open(tmp_path / "d")
+        assert "in use by another process" in str(err.value)  # (who it is went with the file)
+        found = holder(tmp_path / "d")
+        assert found is not None and found.pid is None
+    finally:
+        chain.close()
+    Chain.open(tmp_path / "d").close()
+
+
 def test_readers_see_a_consistent_chain_beside_the_writer(tmp_path: Path) -> None:
     chain = Chain.create(tmp_path / "d", test_params(test_keys()))
     try:

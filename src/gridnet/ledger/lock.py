@@ -1,9 +1,12 @@
-"""One writer per data directory: an exclusive ``flock`` on ``DATA_DIR/.lock``.
+"""One writer per data directory: an exclusive ``flock`` on the directory itself.
 
 Every process that writes a data directory's store holds the lock while the store is open
 (the store takes it, so no writer can forget to). The kernel releases a ``flock`` when its
-process dies, so a node killed with SIGKILL never blocks its own restart. The lock file
-holds the PID and command of the holder, for the message a second writer gets. Readers
+process dies, so a node killed with SIGKILL never blocks its own restart. The lock is on the
+directory, not on a file in it: a file can be deleted while its lock is held (``.lock`` looks
+like a stale file after a clean stop), and a second writer would then lock a new one and write
+the same store. ``DATA_DIR/.lock`` holds the PID and command of the holder, for the message a
+second writer gets. Readers
 (``chain show``, ``chain verify``, ``chain account``) take no lock: SQLite's write-ahead log
 gives them a consistent snapshot beside a running writer.
 """
@@ -67,7 +70,7 @@ def _read_holder(path: Path) -> LockHolder:
 def acquire(data_dir: Path) -> DataDirLock:
     """Take the data directory's lock or raise :class:`DataDirLocked` naming the holder."""
     path = data_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for attempt in range(_RETRIES):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,22 +90,28 @@ def acquire(data_dir: Path) -> DataDirLock:
                     f"data directory {data_dir} is in use by {who}; {advice}", holder.pid
                 ) from None
             time.sleep(0.02 * (attempt + 1))
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n{_command()}\n".encode())
+    try:
+        info = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(info, f"{os.getpid()}\n{_command()}\n".encode())
+        finally:
+            os.close(info)
+    except BaseException:
+        os.close(fd)
+        raise
     return DataDirLock(data_dir, fd)
 
 
 def holder(data_dir: Path) -> LockHolder | None:
     """Who holds the data directory's lock now (None: nobody writes it)."""
-    path = data_dir / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _read_holder(path)
+        return _read_holder(data_dir / LOCK_NAME)
     finally:
         os.close(fd)  # (closing releases the probe's shared lock)
     return None
