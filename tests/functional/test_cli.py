@@ -312,6 +312,21 @@ def test_mine_without_chain_hints_init(tmp_path: Path, existing: bool) -> None:
         assert list(data.iterdir()) == [], "a failed 'chain mine' must leave the directory empty"
 
 
+def test_mine_on_a_chain_stamped_ahead_of_the_clock_says_to_check_it(tmp_path: Path) -> None:
+    """A chain whose blocks are stamped ahead of this machine's clock (here its genesis): its
+    next block would be refused as too far in the future, so mining says why before it starts."""
+    ok(gridnet("chain", "genesis", "--out", "g.toml", cwd=tmp_path))
+    text = (tmp_path / "g.toml").read_text()
+    (tmp_path / "g.toml").write_text(
+        re.sub(r'genesis_time = "[^"]*"', 'genesis_time = "2199-01-01T00:00:00Z"', text)
+    )
+    ok(gridnet("chain", "init", "--data-dir", "d", "--genesis", "g.toml", cwd=tmp_path))
+    mine = ("chain", "mine", "--data-dir", "d", "--blocks", "1", "--unencrypted-key")
+    line = one_line_error(gridnet(*mine, cwd=tmp_path))
+    assert "needs its next block stamped" in line and "check the clock" in line
+    assert show(tmp_path, tmp_path / "d")["height"] == 0
+
+
 # --- identity and bond --------------------------------------------------------------------
 
 

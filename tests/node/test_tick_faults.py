@@ -6,6 +6,7 @@ tests/functional/test_disk_full.py.)"""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from gridnet.errors import NodeFailed
 from gridnet.ledger.chain import Chain
 from gridnet.node.client import INFO_NAME
 from gridnet.node.config import NodeSettings
+from gridnet.node.node import Node, NodeConfig
 from gridnet.node.process import NodeOptions, serve
-from tests.helpers import test_params
+from tests.helpers import extend, test_params
 
 WAIT_S = 60.0
 """Ceiling for the node to start, and to stop once its store is gone [s]."""
@@ -42,3 +44,37 @@ def test_a_tick_that_fails_for_good_stops_the_node_with_one_line(tmp_path: Path)
     with pytest.raises(NodeFailed, match=r"^the node stopped: its tick failed with ProgrammingError: "):
         asyncio.run(scenario())
     chain.close()
+
+
+def test_a_clock_stepped_back_behind_the_chain_pauses_mining_not_the_node(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node that mined with its clock an hour ahead, then had it corrected: a block on its
+    head must be stamped after the chain's median time, more than the 120 s any node takes
+    ahead of the clock. Its own block was refused (TimestampTooFarInFuture) and the tick's
+    failure stopped the node at every start; now mining waits, said once, and resumes."""
+    chain = Chain.create(tmp_path / "n", test_params([]))
+    for _ in range(12):
+        extend(chain, timestamp=chain.head.header.timestamp + 300_000)  # (five minutes apart)
+    head_time = chain.head.header.timestamp
+    node = Node("n", chain, NodeConfig(miner=PrivateKey.from_label("clock").address, hashes_per_tick=5_000))
+    stepped_back = head_time - 3_600_000
+    with caplog.at_level(logging.INFO, logger="gridnet.mine"):
+        for k in range(50):
+            node.tick(stepped_back + k * 100)
+        assert chain.height == 12
+        assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+        assert caplog.records[0].message.startswith("mining paused: a block on the head must be stamped")
+        caught_up = head_time
+        assert wait_until_mined(node, chain, caught_up)
+    assert any(r.message == "mining resumed: the clock caught up with the chain" for r in caplog.records)
+    chain.close()
+
+
+def wait_until_mined(node: Node, chain: Chain, now: int) -> bool:
+    """Tick (a bounded number of times) until the node mines a block on the head."""
+    for k in range(10_000):
+        node.tick(now + k)
+        if chain.height > 12:
+            return True
+    return False

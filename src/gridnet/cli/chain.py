@@ -27,7 +27,7 @@ from gridnet.cli.passphrase import create_key, load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
-from gridnet.ledger.chain import Chain
+from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml, validate_params
 from gridnet.ledger.state import Account, StateView
 from gridnet.ledger.store import DB_NAME
@@ -145,6 +145,13 @@ def chain_mine(
     the data directory has one writer)."""
     chain = Chain.open(data_dir)
     try:
+        ahead = chain.median_time_past(chain.head) + 1 - now_ms()
+        if ahead > chain.params.max_future_ms:
+            raise ConfigError(
+                f"the chain in {data_dir} needs its next block stamped {ahead / 1000:.0f} s ahead of this "
+                f"machine's clock, more than the {chain.params.max_future_ms / 1000:.0f} s a node takes: "
+                "check the clock (or mine once it has caught up)"
+            )
         miner = _miner_key(data_dir, key, passphrase_file, unencrypted_key)
         with progress_bar() as progress:
             task = progress.add_task("mining", total=blocks)

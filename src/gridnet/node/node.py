@@ -378,6 +378,9 @@ class Node:
         self._template_generation = -1
         """The mempool's generation the template was built from."""
         self._nonce = 0
+        self._earliest: tuple[bytes, int] = (b"", 0)
+        """(head hash, the earliest time a block on it may carry: its median time past + 1)."""
+        self._mining_paused = False
         self._last_status = -(10**18)
         self._pruned_at = -(10**18)
 
@@ -1485,7 +1488,11 @@ class Node:
     def _mine(self, now: int) -> list[Outgoing]:
         miner = self.config.miner
         assert miner is not None
+        if self._clock_behind(now):
+            return []
         tpl = self._template
+        if tpl is not None and tpl.block.header.timestamp > now + self.chain.params.max_future_ms:
+            tpl = self._template = None  # stamped before the clock stepped back
         out: list[Outgoing] = []
         if (
             tpl is None
@@ -1526,6 +1533,29 @@ class Node:
         )
         out.extend(self._after_add(result, None, now))
         return out
+
+    def _clock_behind(self, now: int) -> bool:
+        """Whether a block on the head would be stamped further ahead of the clock than any
+        node takes (its own included): the chain's median time is ahead of this node's clock
+        (it mined with a clock that ran ahead, then the clock stepped back). Mining pauses,
+        said once in the log, until the clock catches up; the node runs on meanwhile."""
+        head = self.chain.head
+        if self._earliest[0] != head.hash:
+            self._earliest = (head.hash, self.chain.median_time_past(head) + 1)
+        ahead = self._earliest[1] - now
+        behind = ahead > self.chain.params.max_future_ms
+        if behind and not self._mining_paused:
+            _mine.warning(
+                "mining paused: a block on the head must be stamped %.0f s ahead of this node's "
+                "clock, more than the %.0f s any node takes; check the clock (mining resumes "
+                "when it catches up)",
+                ahead / 1000,
+                self.chain.params.max_future_ms / 1000,
+            )
+        elif self._mining_paused and not behind:
+            _mine.info("mining resumed: the clock caught up with the chain")
+        self._mining_paused = behind
+        return behind
 
     # --- permissioned chain: sealing, votes, faults ----------------------------------------
 
