@@ -36,6 +36,11 @@ class StoreError(GridnetError):
     """A data directory is missing, not initialised, or belongs to another chain."""
 
 
+class StoreCorrupt(StoreError):
+    """Data this node stored does not read back: its store is damaged (not a peer's or a
+    client's fault)."""
+
+
 class DataDirLocked(StoreError):
     """Another process writes to the data directory (it holds its lock)."""
 

@@ -20,7 +20,7 @@ from gridnet.net import tcp
 from gridnet.net.tcp import BAN_S, MAX_FRAME, MAX_REFUSALS_KEPT, TcpTransport, dial, frame
 from gridnet.node.messages import Message, encode_message
 from gridnet.node.node import Node, NodeConfig, Outgoing
-from tests.helpers import GENESIS_TIME, new_chain, test_params, wait_until
+from tests.helpers import GENESIS_TIME, extend, new_chain, test_params, wait_until
 from tests.net.rogue import closes, forged_identity
 
 LOCAL = "127.0.0.1"
@@ -147,3 +147,32 @@ def test_a_bug_met_on_a_link_ends_that_link_only_and_it_is_dialled_again(
     with caplog.at_level(logging.ERROR, logger="gridnet.net"):
         asyncio.run(scenario())
     assert "failed: RuntimeError: a bug" in caplog.text
+
+
+def test_a_block_its_own_store_cannot_read_back_is_not_blamed_on_the_peer_that_asked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged store met while serving a peer's request is this node's fault: it is logged
+    as such, and the honest peer that asked is not cut off (it was, again and again)."""
+
+    async def scenario() -> None:
+        params = test_params([])
+        chain = new_chain(tmp_path / "a", params)
+        for _ in range(4):
+            extend(chain)
+        with chain.store.db:
+            chain.store.db.execute("UPDATE blocks SET txs=? WHERE hash=?", (b"\x91\xa1x", chain.main[2].hash))
+        a = transport(chain, "a", [])
+        await a.start()
+        b = transport(new_chain(tmp_path / "b", params), "b", [(LOCAL, a.port)])
+        await b.start()
+        try:
+            assert await wait_until(lambda: any("cannot serve" in r.message for r in caplog.records), WAIT_S)
+            assert not a.banned and not a.stats.disconnected
+            assert b.node.chain.height < 2
+        finally:
+            await b.stop()
+            await a.stop()
+
+    with caplog.at_level(logging.ERROR, logger="gridnet.net"):
+        asyncio.run(scenario())

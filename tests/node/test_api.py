@@ -15,6 +15,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import pool_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
+from gridnet.errors import StoreCorrupt
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
@@ -111,6 +112,16 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 # --- chain ---------------------------------------------------------------------------------
+
+
+def test_a_block_the_store_cannot_read_back_is_the_nodes_500_not_the_clients_400(api: Api) -> None:
+    chain = api.node.chain
+    with chain.store.db:
+        chain.store.db.execute("UPDATE blocks SET txs=? WHERE hash=?", (b"\x91\xa1x", chain.main[2].hash))
+    with pytest.raises(StoreCorrupt):
+        chain.block_at(2)
+    body = assert_error(api.client.get("/blocks/2"), 500, "StoreCorrupt")
+    assert "the store is damaged" in body["message"] and "gridnet chain verify" in body["message"]
 
 
 def test_head(api: Api) -> None:

@@ -23,10 +23,12 @@ from gridnet.errors import (
     BadMerkleRoot,
     BlockTooLarge,
     ConflictsWithFinal,
+    DecodeError,
     InvalidBlock,
     InvalidTransaction,
     InvalidVote,
     KnownInvalid,
+    StoreCorrupt,
     StoreError,
     UnknownParent,
 )
@@ -296,8 +298,16 @@ class Chain:
         data = self.store.block_data(block_hash)
         if data is None:
             return None
-        header = decode_lenient(data[0], Header)
-        body = decode_lenient(data[1], BlockBody, max_bytes=MAX_BLOCK_DECODE)
+        try:
+            header = decode_lenient(data[0], Header)
+            body = decode_lenient(data[1], BlockBody, max_bytes=MAX_BLOCK_DECODE)
+        except DecodeError as exc:
+            where = self.store.data_dir
+            raise StoreCorrupt(
+                f"block {block_hash.hex()[:16]} in the store of {where} does not read back ({exc}): the "
+                f"store is damaged; 'gridnet chain verify --data-dir {where}' finds where, then restore "
+                "it from a backup or sync a new data directory"
+            ) from None
         return Block(header, body.txs, body.votes)
 
     def block_at(self, height: int) -> Block | None:

@@ -53,6 +53,7 @@ from gridnet.errors import (
     HandshakeFailed,
     HandshakeTimeout,
     SendBufferFull,
+    StoreCorrupt,
     TooManyHandshakes,
     TooManyPeers,
     WrongChain,
@@ -500,7 +501,10 @@ class TcpTransport:
                 if outbound is None:  # (the dialler logs its own attempts, with their back-off)
                     self._log_refusal(where, exc)
                 return _LinkEnd(rule=exc.rule, message=str(exc))
-            self._ban(link.name, exc.rule, str(exc))
+            if isinstance(exc, StoreCorrupt):  # met serving the peer: this node's fault, not its
+                _log.error("cannot serve %s: %s", short(link.name), exc)
+            else:
+                self._ban(link.name, exc.rule, str(exc))
         except (asyncio.IncompleteReadError, OSError) as exc:
             if link is None:
                 _log.debug("connection with %s ended during the handshake: %s", where, type(exc).__name__)

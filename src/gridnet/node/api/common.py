@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridnet.crypto.address import address_from_text, address_to_text
-from gridnet.errors import DecodeError, GridnetError, InvalidAddress
+from gridnet.errors import DecodeError, GridnetError, InvalidAddress, StoreCorrupt
 from gridnet.node.api.guard import UNAUTHORIZED
 from gridnet.node.auth import tokens_match
 from gridnet.units import ADDRESS_BYTES
@@ -81,7 +81,10 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def status_of(exc: GridnetError) -> int:
-    """Malformed input is the client's 400; any other named rule is a 422 refusal."""
+    """Malformed input is the client's 400; a store that does not read back is the node's
+    500; any other named rule is a 422 refusal."""
+    if isinstance(exc, StoreCorrupt):
+        return 500
     return 400 if isinstance(exc, DecodeError | InvalidAddress) else 422
 
 
