@@ -1244,6 +1244,12 @@ class PendingHeadersExpired(SyncDeclined):
     """No block of a peer's pending headers arrived for too long: they are dropped."""
 
 
+class HeadersAhead(SyncDeclined):
+    """Headers stamped further ahead of this node's clock than it takes (the peer's clock,
+    or this one's, is off): those before them are kept, and they are asked for again once the
+    clock has caught up. Not a fault: the same headers are valid a little later."""
+
+
 class RequestUnanswered(SyncDeclined):
     """A peer left our request for headers or blocks unanswered for ``request_timeout_ms``:
     the height it announced does not count towards the sync target until it answers."""

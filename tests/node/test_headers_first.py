@@ -16,6 +16,7 @@ from gridnet.ledger.blocks import Header
 from gridnet.ledger.chain import Chain
 from gridnet.node.messages import (
     MAX_HEADERS,
+    BlockMsg,
     BlocksMsg,
     GetBlocksMsg,
     GetHeadersMsg,
@@ -69,6 +70,46 @@ def test_a_bad_header_faults_the_peer_and_no_block_is_asked_for(tmp_path: Path) 
     out = b.handle("A", HeadersMsg((*good[:2], forged, *good[3:])), t)
     assert out == [] and b.stats.peer_faults == {"A": 1} and b.stats.invalid_blocks == 1
     assert b.chain.height == 0
+
+
+def test_headers_stamped_ahead_of_the_clock_keep_those_before_them_and_fault_nobody(tmp_path: Path) -> None:
+    """A peer whose clock runs 200 s ahead: its last headers are too far in the future for now
+    (TimestampTooFarInFuture), which time cures. The whole batch was dropped and the peer cut
+    off, so the valid blocks before them never synced; now those sync, and the rest follows
+    once the clock has caught up."""
+    params = test_params(KEYS)
+    ahead, behind = new_chain(tmp_path / "a", params), new_chain(tmp_path / "b", params)
+    for _ in range(5):
+        extend(
+            ahead,
+            miner=PrivateKey.from_label("headers-miner"),
+            timestamp=ahead.head.header.timestamp + 200_000,
+        )
+    a, b = Node("A", ahead), Node("B", behind)
+    t = ahead.main[3].header.timestamp + 1_000  # blocks 4 and 5 are 199 and 399 s ahead of it
+    b.handle("A", a.status(), t)
+    out = b.handle("A", HeadersMsg(tuple(ahead.main[h].header for h in range(1, 6))), t)
+    asked = only(out, GetBlocksMsg)
+    blocks = a.handle("B", asked, t)  # type: ignore[arg-type]
+    b.handle("A", only(blocks, BlocksMsg), t)  # type: ignore[arg-type]
+    assert b.chain.height == 3 and not b.stats.peer_faults and b.stats.invalid_blocks == 0
+    assert b.stats.declined["HeadersAhead"] == 1
+    later = now(ahead)
+    ask = b.handle("A", a.status(), later)
+    headers = a.handle("B", only(ask, GetHeadersMsg), later)  # type: ignore[arg-type]
+    ask_blocks = b.handle("A", only(headers, HeadersMsg), later)  # type: ignore[arg-type]
+    b.handle("A", only(a.handle("B", only(ask_blocks, GetBlocksMsg), later), BlocksMsg), later)  # type: ignore[arg-type]
+    assert b.chain.head.hash == ahead.head.hash
+
+
+def test_a_gossiped_block_stamped_ahead_of_the_clock_is_declined_not_a_fault(tmp_path: Path) -> None:
+    a, b = ahead_and_behind(tmp_path, blocks=0)
+    block = extend(a.chain, timestamp=a.chain.head.header.timestamp + 200_000)
+    early = block.header.timestamp - 199_000
+    assert b.handle("A", BlockMsg(block), early) == []
+    assert b.chain.height == 0 and not b.stats.peer_faults and b.stats.declined["HeadersAhead"] == 1
+    b.handle("A", BlockMsg(block), block.header.timestamp)  # announced again once it is due
+    assert b.chain.head.hash == a.chain.head.hash
 
 
 def test_blocks_that_are_not_of_the_checked_headers_are_not_imported(tmp_path: Path) -> None:

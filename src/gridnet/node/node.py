@@ -26,6 +26,7 @@ from gridnet.errors import (
     BadVoteSignature,
     BelowMinChainWork,
     GridnetError,
+    HeadersAhead,
     InvalidBlock,
     InvalidOrder,
     InvalidTransaction,
@@ -39,6 +40,7 @@ from gridnet.errors import (
     PendingHeadersFull,
     RequestUnanswered,
     SyncDeclined,
+    TimestampTooFarInFuture,
     UnknownParent,
 )
 from gridnet.grid.commands import SignedCommand
@@ -978,7 +980,10 @@ class Node:
             out.extend(self._request_headers(peer, now))
             return out
         except InvalidBlock as exc:
-            self._invalid_block(peer, block.header.height, exc)
+            if peer is not None and isinstance(exc, TimestampTooFarInFuture):
+                self._decline(peer, HeadersAhead(str(exc)))  # valid a little later: no fault
+            else:
+                self._invalid_block(peer, block.header.height, exc)
             return out
         out.extend(self._after_add(result, peer, now))
         out.extend(self._connect_orphans(result.block_hash, now))
@@ -1232,9 +1237,10 @@ class Node:
     def _on_headers(self, peer: str, msg: HeadersMsg, now: int) -> list[Outgoing]:
         """Check a batch of headers we asked for as a chain — links, proof-of-work, retarget,
         time — before any of their blocks is asked for; a bad one is the peer's fault and
-        none of the batch is kept. New headers of a branch not yet worth keeping — below the
-        minimum chain work, or with no more work than our best known header (our best tip,
-        another peer's pending tip) — are presynced (``_presync``), others kept
+        none of the batch is kept (one stamped too far ahead of our clock is not a fault: the
+        headers before it are kept, ``HeadersAhead``). New headers of a branch not yet worth
+        keeping — below the minimum chain work, or with no more work than our best known header
+        (our best tip, another peer's pending tip) — are presynced (``_presync``), others kept
         (``_keep_headers``)."""
         if not self._answered(peer, "headers"):
             return []  # nobody asked: not kept
@@ -1259,9 +1265,15 @@ class Node:
         start = parent
         checked: list[BlockEntry] = []
         new: list[BlockEntry] = []
+        ahead = False
         try:
             for header in msg.headers:
-                h = validate_header(header, chain.header_context(parent, now))
+                try:
+                    h = validate_header(header, chain.header_context(parent, now))
+                except TimestampTooFarInFuture as exc:  # valid a little later: not a fault
+                    self._decline(peer, HeadersAhead(f"from header {header.height} on: {exc}"))
+                    ahead = True
+                    break
                 known = chain.entries.get(h) or self.headers.get(h)
                 if known is not None and known.invalid:
                     raise KnownInvalid(f"header {header.height} {h.hex()[:16]} is of an invalid block")
@@ -1277,7 +1289,9 @@ class Node:
             self._invalid_block(peer, parent.height + 1, exc, what="header")
             self.headers.presyncs.pop(peer, None)
             return []
-        full = len(msg.headers) >= self.config.headers_per_request
+        if ahead and not checked:
+            return []
+        full = not ahead and len(msg.headers) >= self.config.headers_per_request
         proof = self.headers.proofs.get(peer)
         proven = proof is not None and all(proof.proves(e) for e in new)
         if presync is not None or (new and parent.total_work < self._worth_keeping(peer) and not proven):
