@@ -176,3 +176,41 @@ def test_a_block_its_own_store_cannot_read_back_is_not_blamed_on_the_peer_that_a
 
     with caplog.at_level(logging.ERROR, logger="gridnet.net"):
         asyncio.run(scenario())
+
+
+def test_two_nodes_with_one_key_are_told_so_not_that_they_met_themselves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A data directory copied to start a second node copies its node.key: the two never link,
+    and both were told 'connected to itself'."""
+
+    async def scenario() -> None:
+        params = test_params([])
+        key = PrivateKey.from_label("tcp-twin")
+        clock = iter(range(GENESIS_TIME + 1_000, GENESIS_TIME + 10**9, 50))
+        a = TcpTransport(Node("a", new_chain(tmp_path / "a", params)), key, (LOCAL, 0), [], tick_ms=20)
+        await a.start()
+        b = TcpTransport(
+            Node("b", new_chain(tmp_path / "b", params)),
+            key,
+            (LOCAL, 0),
+            [(LOCAL, a.port)],
+            tick_ms=20,
+            clock=lambda: next(clock),
+        )
+        await b.start()
+        try:
+            dialler = f"the node at {LOCAL}:{a.port} uses this node's own key"
+            listener = "a node that dialled this one uses this node's own key"
+            for told in (dialler, listener):
+                assert await wait_until(lambda t=told: any(t in r.message for r in caplog.records), WAIT_S)
+            assert a._same_key(f"{LOCAL}:{a.port}").endswith(
+                "is this node itself (a --peer names its own listen address)"
+            )
+            assert not a.links and not b.links
+        finally:
+            await b.stop()
+            await a.stop()
+
+    with caplog.at_level(logging.INFO, logger="gridnet.net"):
+        asyncio.run(scenario())

@@ -458,8 +458,20 @@ class TcpTransport:
             self._handshakes.pop(writer, None)
         name = address_to_text(address_from_public_key(node_key))
         if name == self.name:
-            raise HandshakeFailed("connected to itself")
+            raise HandshakeFailed(self._same_key(outbound))
         return Link(name, writer, session, not inbound, outbound or _peername(writer))
+
+    def _same_key(self, outbound: str | None) -> str:
+        """Why a peer with this node's own key is refused: a --peer naming this node itself,
+        or another node run from a copy of its data directory (same node.key)."""
+        host, _, port = (outbound or "").rpartition(":")
+        if port == str(self.port) and host.strip("[]") in {self.listen[0], "127.0.0.1", "::1", "localhost"}:
+            return f"{outbound} is this node itself (a --peer names its own listen address)"
+        who = f"the node at {outbound}" if outbound is not None else "a node that dialled this one"
+        return (
+            f"{who} uses this node's own key (itself, or a copy of its data directory): each node "
+            "needs its own node.key"
+        )
 
     async def _run_link(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, outbound: str | None
