@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gridnet.errors import NodeUnavailable
 from gridnet.node.client import NodeClient
+from tests.functional.test_cli import gridnet, one_line_error
 
 
 def test_a_port_that_does_not_speak_http_is_named_as_such_without_its_bytes() -> None:
@@ -32,3 +36,43 @@ def test_a_port_that_does_not_speak_http_is_named_as_such_without_its_bytes() ->
     assert "peer port, not its API" in message and message.isprintable()
     thread.join(30)
     server.close()
+
+
+@pytest.fixture
+def web_server() -> Iterator[tuple[str, list[bytes]]]:
+    """An HTTP server on 127.0.0.1 that is not a node: it answers every GET with the body
+    the test puts first in its list (a web page, or JSON of another kind)."""
+    bodies: list[bytes] = [b"<html>hello</html>"]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", str(len(bodies[0])))
+            self.end_headers()
+            self.wfile.write(bodies[0])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(30)
+
+
+def test_a_web_server_is_not_taken_for_a_node(web_server: tuple[str, list[bytes]], tmp_path: Path) -> None:
+    """It answered, so it is not 'did not answer ... is it running?'; and JSON of another kind
+    is refused before ``--json`` prints it as if it were the node's status."""
+    url, bodies = web_server
+    for command in ("status", "peers"):
+        line = one_line_error(gridnet(command, "--node", url, cwd=tmp_path))
+        assert "answered GET" in line and "but not in JSON: is it a GRIDNET node's API?" in line
+    bodies[0] = b'{"a": 1}'
+    for command in ("status", "peers"):
+        result = gridnet(command, "--node", url, "--json", cwd=tmp_path)
+        assert "is it a GRIDNET node?" in one_line_error(result) and result.stdout == ""

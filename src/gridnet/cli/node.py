@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -318,21 +318,27 @@ def _duration(seconds: float) -> str:
 RunningDataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory of a running node.")]
 
 
-def _ask(node: str | None, data_dir: Path | None, path: str, as_json: bool) -> tuple[NodeClient, Any]:
-    """The running node's client and its answer to GET ``path`` (printed, with ``as_json``)."""
+T = TypeVar("T")
+
+
+def _ask(
+    node: str | None, data_dir: Path | None, path: str, kind: type[T], as_json: bool
+) -> tuple[NodeClient, T]:
+    """The running node's client and its answer to GET ``path``, checked to be a ``kind``
+    (printed as it came, with ``as_json``: a server that is not a GRIDNET node is refused)."""
     client = require_node(node, data_dir)
     answer = client.request("GET", path)
+    checked = expect(answer, kind, f"GET {path}")
     if as_json:
         print(json.dumps(answer))
-    return client, answer
+    return client, checked
 
 
 def status_cmd(node: NodeUrl = None, data_dir: RunningDataDir = None, as_json: JsonFlag = False) -> None:
     """A running node at a glance: chain, height, sync, mempool, peers, version, uptime."""
-    client, answer = _ask(node, data_dir, "/status", as_json)
+    client, status = _ask(node, data_dir, "/status", StatusAnswer, as_json)
     if as_json:
         return
-    status = expect(answer, StatusAnswer, "GET /status")
     sync = status.sync
     progress = (
         "synced"
@@ -354,10 +360,9 @@ def status_cmd(node: NodeUrl = None, data_dir: RunningDataDir = None, as_json: J
 
 def peers_cmd(node: NodeUrl = None, data_dir: RunningDataDir = None, as_json: JsonFlag = False) -> None:
     """The peers a running node is linked with: address, direction, height, faults, traffic."""
-    client, answer = _ask(node, data_dir, "/peers", as_json)
+    client, peers = _ask(node, data_dir, "/peers", list[PeerAnswer], as_json)
     if as_json:
         return
-    peers = expect(answer, list[PeerAnswer], "GET /peers")
     if not peers:
         console.print(f"no peers linked to the node at {client.url}")
         return

@@ -258,8 +258,7 @@ class NodeClient:
                 self._conn.request(method, path, body=data, headers=headers)
                 response = self._conn.getresponse()
                 raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-            except (OSError, http.client.HTTPException, ValueError) as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 self._conn.close()
                 self._conn = None
                 # Asked again only when the node cannot have acted on it: a read, or a kept-alive
@@ -276,6 +275,14 @@ class NodeClient:
                     raise NodeUnavailable(
                         f"the node at {self.url} did not answer {method} {path} ({reason}); is it running?"
                     ) from None
+                continue
+            try:
+                return response.status, json.loads(raw) if raw else None
+            except ValueError:
+                raise NodeUnavailable(
+                    f"{self.url} answered {method} {path} with HTTP {response.status} but not in JSON: "
+                    "is it a GRIDNET node's API?"
+                ) from None
         raise AssertionError("unreachable")
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
