@@ -433,7 +433,7 @@ def test_node_start_errors_are_one_line(tmp_path: Path) -> None:
                 cwd=tmp_path,
             )
         )
-        assert f"cannot serve the API on {LOCAL}:{port}" in line
+        assert f"cannot serve the API on {LOCAL}:{port}: the port is in use" in line
     line = one_line_error(gridnet("node", "--data-dir", data, "--listen", f"{LOCAL}:99999", cwd=tmp_path))
     assert "port 99999 is out of range" in line
     line = one_line_error(gridnet("node", "--data-dir", tmp_path / "nosuch", cwd=tmp_path))

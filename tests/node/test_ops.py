@@ -3,6 +3,7 @@ stalls, the sync progress /status reports, the settings file's rules."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import time
@@ -16,7 +17,14 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.net.tcp import TcpTransport
 from gridnet.node.api import create_app
-from gridnet.node.config import NodeSettings, config_template, parse_host_port, resolve, settings_to_toml
+from gridnet.node.config import (
+    NodeSettings,
+    bind_problem,
+    config_template,
+    parse_host_port,
+    resolve,
+    settings_to_toml,
+)
 from gridnet.node.logs import LOG_NAME, configure, logger, reset
 from gridnet.node.messages import HeadersMsg, StatusMsg
 from gridnet.node.node import Node
@@ -133,7 +141,7 @@ def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:
         ('peers = ["127.0.0.1:0"]', "needs a port"),
         ('peers = "127.0.0.1:1"', "list of strings"),
         ('log_level = "loud"', "log_level 'loud' must be one of"),
-        ('debug = ["nett"]', "debug category 'nett' is unknown"),
+        ('debug = ["nett"]', "debug: category 'nett' is unknown"),
         ('api = "10.0.0.1:8330"', "not a loopback address"),
         ('listen = "127.0.0.1:70000"', "out of range"),
         ('peers = ["nohost"]', "must look like"),
@@ -143,8 +151,15 @@ def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:
 )
 def test_a_bad_setting_is_a_config_error_naming_it(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "gridnet.toml").write_text(text + "\n")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         resolve(tmp_path, {})
+    assert str(tmp_path / "gridnet.toml") in str(err.value)  # where, for every key
+
+
+def test_a_bad_flag_is_named_as_the_flag(tmp_path: Path) -> None:
+    (tmp_path / "gridnet.toml").write_text('log_level = "info"\n')
+    with pytest.raises(ConfigError, match=r"^--log-level 'loud' must be one of"):
+        resolve(tmp_path, {"log_level": "loud"})
 
 
 def test_a_restart_writes_a_new_cookie(tmp_path: Path) -> None:
@@ -173,3 +188,14 @@ def test_the_api_answers_a_kept_alive_connection_at_once() -> None:
             client.close()
     finally:
         sock.close()
+
+
+def test_an_address_that_cannot_be_bound_says_why() -> None:
+    """A host name that does not resolve was 'Unknown error -2 (is another node using it?)'."""
+    unresolved = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert bind_problem(unresolved).startswith("no such host (Name or service not known)")
+    assert bind_problem(OSError(errno.EADDRINUSE, "Address in use")) == (
+        "the port is in use (is another node using it?)"
+    )
+    assert bind_problem(OSError(errno.EADDRNOTAVAIL, "x")) == "that is not an address of this machine"
+    assert bind_problem(OSError(errno.EACCES, "Permission denied")) == "Permission denied"

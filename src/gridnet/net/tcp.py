@@ -61,7 +61,7 @@ from gridnet.errors import (
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction
-from gridnet.node.config import format_host_port
+from gridnet.node.config import bind_problem, format_host_port
 from gridnet.node.logs import short
 from gridnet.node.messages import (
     MAX_MESSAGE_BYTES,
@@ -274,8 +274,8 @@ class TcpTransport:
             self._server = await asyncio.start_server(self._accept, host, port, limit=READ_BUFFER)
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen for peers on {format_host_port(host, port)}: {_reason(exc)} (is another "
-                "node using it? choose another listen address)"
+                f"cannot listen for peers on {format_host_port(host, port)}: {bind_problem(exc)}; choose "
+                "another listen address"
             ) from None
         self._ticking = asyncio.create_task(self._tick_loop())
         self._tasks.append(self._ticking)

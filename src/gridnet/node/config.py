@@ -8,9 +8,11 @@ passphrase and token files) are relative to the data directory.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import itertools
 import json
+import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
@@ -117,6 +119,18 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def bind_problem(exc: OSError) -> str:
+    """Why an address could not be bound, for a one-line error (a name that does not resolve
+    was 'Unknown error -2 (is another node using it?)')."""
+    if isinstance(exc, socket.gaierror):
+        return f"no such host ({exc.strerror}); give an IP address of this machine, e.g. 127.0.0.1"
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is in use (is another node using it?)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "that is not an address of this machine"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 def format_host_port(host: str, port: int) -> str:
     """HOST:PORT, with an IPv6 host in brackets ([::1]:8330)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -169,33 +183,40 @@ def resolve(data_dir: Path, overrides: dict[str, Any], config: Path | None = Non
     a None value is a flag not given). Every value is checked."""
     path = config if config is not None else data_dir / CONFIG_NAME
     values = read_config_file(path) if config is not None or path.exists() else {}
+    origin = {key: f"{path}: {key}" for key in values}
     for key, value in overrides.items():
         if value is not None:
-            values[key] = _checked(key, value, f"--{key.replace('_', '-')}")
+            origin[key] = f"--{key.replace('_', '-')}"
+            values[key] = _checked(key, value, origin[key])
     settings = dataclasses.replace(NodeSettings(), **values)
-    _validate(settings)
+    _validate(settings, origin)
     return settings
 
 
-def _validate(s: NodeSettings) -> None:
-    parse_host_port(s.listen, "listen")
+def _validate(s: NodeSettings, origin: dict[str, str]) -> None:
+    """Check what the types do not; ``origin`` names where each key was given (the file and
+    key, or the flag), for the message."""
+
+    def where(key: str) -> str:
+        return origin.get(key, key)
+
+    parse_host_port(s.listen, where("listen"))
     if s.api != API_OFF:
-        host, _ = parse_host_port(s.api, "api")
+        host, _ = parse_host_port(s.api, where("api"))
         if not is_loopback(host) and not s.api_token_file:
             raise ConfigError(
-                f"api {s.api!r} is not a loopback address: set api_token_file (a file with the token "
-                "remote clients must send) or bind the API to 127.0.0.1"
+                f"{where('api')} {s.api!r} is not a loopback address: set api_token_file (a file with "
+                "the token remote clients must send) or bind the API to 127.0.0.1"
             )
     for peer in s.peers:
-        if parse_host_port(peer, "peer")[1] == 0:
-            raise ConfigError(f"peer {peer!r} needs a port (1 to 65535)")
+        if parse_host_port(peer, where("peers"))[1] == 0:
+            raise ConfigError(f"{where('peers')} {peer!r} needs a port (1 to 65535)")
     if s.log_level not in LOG_LEVELS:
-        raise ConfigError(f"log_level {s.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        raise ConfigError(f"{where('log_level')} {s.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
     for category in s.debug:
         if category not in (*LOG_CATEGORIES, "all"):
-            raise ConfigError(
-                f"debug category {category!r} is unknown (known: {', '.join(LOG_CATEGORIES)}, all)"
-            )
+            known = ", ".join(LOG_CATEGORIES)
+            raise ConfigError(f"{where('debug')}: category {category!r} is unknown (known: {known}, all)")
 
 
 def _toml_value(value: Any) -> str:

@@ -36,7 +36,7 @@ from gridnet.net.tcp import TcpTransport
 from gridnet.node.auth import read_token_file, remove_cookie, write_cookie
 from gridnet.node.client import INFO_NAME
 from gridnet.node.clock import Clock
-from gridnet.node.config import API_OFF, NodeSettings, format_host_port, parse_host_port
+from gridnet.node.config import API_OFF, NodeSettings, bind_problem, format_host_port, parse_host_port
 from gridnet.node.logs import configure, reset
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.relay_peer import RelayPeer
@@ -77,8 +77,8 @@ def _bind_api(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"cannot serve the API on {format_host_port(host, port)}: {exc.strerror or exc} (is another "
-            'node using it? choose another api address, or api = "off")'
+            f"cannot serve the API on {format_host_port(host, port)}: {bind_problem(exc)}; choose another "
+            'api address, or api = "off"'
         ) from None
     sock.listen(128)
     sock.setblocking(False)
