@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gridnet.errors import StoreCorrupt
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.store import DB_NAME, Store, immutable_fallback
 from tests.helpers import extend, new_chain, test_params
@@ -65,3 +66,11 @@ def test_a_chain_on_read_only_media_is_verified(tmp_path: Path) -> None:
     finally:
         (root / "c").chmod(0o755)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_store_that_is_not_sqlite_says_how_to_mend_it(tmp_path: Path, readonly: bool) -> None:
+    new_chain(tmp_path / "d", test_params()).close()
+    (tmp_path / "d" / DB_NAME).write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)  # a smashed header
+    with pytest.raises(StoreCorrupt, match=r"is not a readable GRIDNET store .*restore it from a backup"):
+        Chain.open(tmp_path / "d", readonly=readonly)

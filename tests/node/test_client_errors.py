@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
@@ -76,3 +77,27 @@ def test_a_web_server_is_not_taken_for_a_node(web_server: tuple[str, list[bytes]
     for command in ("status", "peers"):
         result = gridnet(command, "--node", url, "--json", cwd=tmp_path)
         assert "is it a GRIDNET node?" in one_line_error(result) and result.stdout == ""
+
+
+def test_a_server_that_never_answers_is_waited_for_once() -> None:
+    """A read is asked again when a kept-alive connection was closed under it, not after a
+    timeout: `gridnet status` against a silent server took twice its timeout."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept_and_say_nothing() -> None:
+        server.settimeout(30)
+        with contextlib.suppress(OSError):
+            while len(accepted) < 2:
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    with pytest.raises(NodeUnavailable, match="timed out"):
+        NodeClient(f"127.0.0.1:{port}", timeout_s=1).call("GET", "/status")
+    server.close()
+    thread.join(60)
+    assert len(accepted) == 1
+    for conn in accepted:
+        conn.close()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -51,14 +52,16 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
 def parse_gnc(text: str) -> int:
-    """'1.5' -> 150000000 base units; refuses more than 8 decimals or negatives."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ConfigError(f"amount {text!r} is not a number of GNC (e.g. 12.5)") from None
-    if not value.is_finite():
-        raise ConfigError(f"amount {text!r} is not a number of GNC (e.g. 12.5)")
+    """'1.5' -> 150000000 base units; refuses more than 8 decimals or negatives, and what
+    Decimal reads but a person would not mean as an amount ('1_000', '1e3', '.5', non-ASCII
+    digits)."""
+    if not AMOUNT.fullmatch(text):
+        raise ConfigError(f"amount {text!r} is not a number of GNC (digits, e.g. 12.5)")
+    value = Decimal(text)
     units = value * UNITS_PER_GNC
     if units != units.to_integral_value() or units <= 0:
         raise ConfigError(f"amount {text!r} must be positive with at most 8 decimals")

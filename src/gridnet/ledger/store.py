@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gridnet.errors import StoreError
+from gridnet.errors import StoreCorrupt, StoreError
 from gridnet.ledger.lock import acquire
 from gridnet.units import Hash32
 
@@ -149,7 +149,10 @@ class Store:
             """How the pending rows are read in arrival order (schema 1, read only: by time)."""
         except sqlite3.DatabaseError as exc:
             self._release()
-            raise StoreError(f"{path} is not a readable GRIDNET store: {exc}") from None
+            raise StoreCorrupt(
+                f"{path} is not a readable GRIDNET store ({exc}): restore it from a backup, or start a "
+                "new data directory and sync it from peers"
+            ) from None
         readable = [str(v).encode() for v in (READABLE_SCHEMAS if readonly else (SCHEMA_VERSION,))]
         if version is None and not readonly:
             self.set_meta("schema", str(SCHEMA_VERSION).encode())

@@ -263,7 +263,10 @@ class NodeClient:
                 self._conn = None
                 # Asked again only when the node cannot have acted on it: a read, or a kept-alive
                 # connection the node had closed (a submission is never sent twice).
-                again = method == "GET" or isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
+                # (Not after a timeout: a server that never answers would be waited for twice.)
+                again = not isinstance(exc, TimeoutError) and (
+                    method == "GET" or isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
+                )
                 if attempt or not again:
                     if isinstance(
                         exc, http.client.BadStatusLine | http.client.LineTooLong
