@@ -461,6 +461,25 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     assert (out / "report.json").read_text() == "{}"
 
 
+def test_a_manufacturer_table_naming_no_meter_leaves_the_earlier_results(tmp_path: Path) -> None:
+    """The meters ``[manufacturer]`` names are checked once every role is built, before the
+    nodes start: not when the manufacturer bootstraps, after ``--out`` was replaced."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / MARKER).write_text("written by gridnet simulate\n")
+    (out / "report.json").write_text("{}")
+    for key, name in (("outdated", "home-99"), ("not_updatable", "carrier")):
+        bad = scenario_from_dict({**SMALL, "manufacturer": {key: [name]}}, "bad.toml")
+        with pytest.raises(ConfigError) as info:
+            simulate(bad, out)
+        assert str(info.value) == (
+            f"bad.toml: [manufacturer] {key} names {name!r}, which has no meter "
+            "(name homes as home-0, home-1, ...)"
+        )
+        assert sorted(p.name for p in out.iterdir()) == [MARKER, "report.json"]
+        assert (out / "report.json").read_text() == "{}"
+
+
 def test_every_count_of_homes_runs_on_the_defaults() -> None:
     """The default hill homes (2) and businesses (1) fit what a small street has room for; a
     value the file sets is checked as written."""

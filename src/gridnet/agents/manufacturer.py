@@ -66,14 +66,6 @@ class Manufacturer(Agent):
         return [Allocation(self.address, gnc(10))]
 
     def bootstrap(self, world: World) -> None:
-        t: ManufacturerTable = world.s.tables["manufacturer"]
-        for key in ("outdated", "not_updatable"):
-            unknown = sorted(set(getattr(t, key)) - {a.name for a in world.agents if a.meter is not None})
-            if unknown:
-                raise ConfigError(
-                    f"{world.s.source}: [manufacturer] {key} names {unknown[0]!r}, which has no meter "
-                    "(name homes as home-0, home-1, ...)"
-                )
         register_identity(world, self)
         world.submit(self, RegisterAuthority(int(AuthorityRole.MANUFACTURER), "Meter Manufacturer"))
         version = world.s.tables["manufacturer"].firmware
@@ -114,4 +106,16 @@ def build(world: World) -> list[Agent]:
     return [Manufacturer("manufacturer", world.key("manufacturer"), world.node_for(0))]
 
 
-ROLE = Role("manufacturer", 10, build, table=ManufacturerTable)
+def check(world: World) -> None:
+    """The meters ``[manufacturer]`` names are participants' (once every role is built)."""
+    t: ManufacturerTable = world.s.tables["manufacturer"]
+    for key in ("outdated", "not_updatable"):
+        unknown = sorted(set(getattr(t, key)) - {a.name for a in world.agents if a.meter is not None})
+        if unknown:
+            raise ConfigError(
+                f"{world.s.source}: [manufacturer] {key} names {unknown[0]!r}, which has no meter "
+                "(name homes as home-0, home-1, ...)"
+            )
+
+
+ROLE = Role("manufacturer", 10, build, table=ManufacturerTable, check=check)

@@ -33,6 +33,9 @@ class Role:
     None when the role has none or its table is one of the scenario's core sections."""
     report: Callable[[World, Sequence[Agent]], dict[str, Any]] | None = None
     """The role's section of the report (``report["roles"][name]``), if any."""
+    check: Callable[[World], None] | None = None
+    """Checks what the role's table says of other roles' agents (a ConfigError), once every
+    role is built and before the nodes start: a scenario it refuses leaves ``--out`` as it was."""
 
 
 _EXTRA: dict[str, Role] = {}

@@ -85,6 +85,9 @@ class Neighbourhood:
                 agents = list(role.build(self.world))
                 self.by_role[role.name] = agents
                 self.world.add(agents)
+            for role in self.roles:  # (before the nodes start: --out is still untouched)
+                if role.check is not None:
+                    role.check(self.world)
             self.world.build_grid()
             params = self._params()
             self.world.connect(params, connect(params))
