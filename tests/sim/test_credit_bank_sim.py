@@ -69,3 +69,13 @@ def test_a_bad_credit_bank_table_is_one_clear_line(tmp_path: Path) -> None:
         doc = {**MORNING, "credit_bank": {**MORNING["credit_bank"], **bad}}
         with pytest.raises(ConfigError, match=message):
             simulate(scenario_from_dict(doc, "credit-bank.toml"), tmp_path / f"bad-{len(message)}")
+
+
+def test_the_credit_banks_capital_is_checked_in_base_units(tmp_path: Path) -> None:
+    doc = {**MORNING, "credit_bank": {**MORNING["credit_bank"], "capital_gnc": 1e-9}}
+    with pytest.raises(ConfigError) as info:
+        simulate(scenario_from_dict(doc, "credit-bank.toml"), tmp_path / "out")
+    assert str(info.value) == (
+        "credit-bank.toml: [credit_bank] the criteria's points and amounts must be at least 0, "
+        "capital_gnc above 0 in base units of 0.00000001 GNC (further decimals are dropped)"
+    )

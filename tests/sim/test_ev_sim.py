@@ -26,7 +26,7 @@ from gridnet.ledger.txs.vehicle import (
     deal_id,
     hotspot_id,
 )
-from gridnet.sim.neighbourhood import simulate
+from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.scenario import scenario_from_dict
 
 MORNING: dict[str, Any] = {
@@ -96,3 +96,18 @@ def test_a_bad_ev_table_is_one_clear_line(tmp_path: Path) -> None:
         doc = {**MORNING, "ev": {**MORNING["ev"], **bad}}
         with pytest.raises(ConfigError, match=message):
             simulate(scenario_from_dict(doc, "ev.toml"), tmp_path / f"bad-{len(message)}")
+
+
+def test_the_ev_tables_money_is_checked_in_base_units(tmp_path: Path) -> None:
+    """A price that is 0 base units is refused; discounts adding up to the fee in base units
+    are taken (as floats, 0.1 + 0.2 is 0.30000000000000004, above a fee of 0.3)."""
+    doc = {**MORNING, "ev": {**MORNING["ev"], "station_price": 1e-9}}
+    with pytest.raises(ConfigError) as info:
+        simulate(scenario_from_dict(doc, "ev.toml"), tmp_path / "a")
+    assert str(info.value) == (
+        "ev.toml: [ev] value_floor and wear_gnc must be ranges of 0 or more, station_price above 0 "
+        "in base units of 0.00000001 GNC (further decimals are dropped)"
+    )
+    fees = {"fee_gnc": 0.3, "charging_discount_gnc": 0.1, "parking_discount_gnc": 0.2}
+    scenario = scenario_from_dict({**MORNING, "ev": {**MORNING["ev"], **fees}}, "ev.toml")
+    Neighbourhood(scenario, memory_network(scenario, tmp_path / "b")).close()

@@ -64,3 +64,13 @@ def test_a_bad_maintenance_table_is_one_clear_line(tmp_path: Path) -> None:
         doc = {**MORNING, "maintenance": {**MORNING["maintenance"], **bad}}
         with pytest.raises(ConfigError, match=message):
             simulate(scenario_from_dict(doc, "maintenance.toml"), tmp_path / f"bad-{len(message)}")
+
+
+def test_the_maintenance_prices_are_checked_in_base_units(tmp_path: Path) -> None:
+    doc = {**MORNING, "maintenance": {**MORNING["maintenance"], "deposit_gnc": 1e-9}}
+    with pytest.raises(ConfigError) as info:
+        simulate(scenario_from_dict(doc, "maintenance.toml"), tmp_path / "out")
+    assert str(info.value) == (
+        "maintenance.toml: [maintenance] deposit and prices must be above 0 in base units of 0.00000001 GNC "
+        "(further decimals are dropped), penalty_pct 0 to 100"
+    )

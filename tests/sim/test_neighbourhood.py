@@ -275,6 +275,32 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+def test_money_is_checked_in_the_base_units_a_run_uses() -> None:
+    """A run turns GNC into whole base units (digits beyond the 8th decimal are dropped): the
+    prices' checks compare those, not the decimals written (1e-9 and 2e-9 are both 0 units,
+    and the DSO's bid and offer at 0 crossed: it traded with itself)."""
+    units = "in base units of 0.00000001 GNC (further decimals are dropped)"
+    cases = {
+        (1e-9, 2e-9, 0.4): f"t.toml: [dso] buy_price must be positive and below sell_price {units}",
+        (0.1, 0.100000009, 0.4): f"t.toml: [dso] buy_price must be positive and below sell_price {units}",
+        (0.08, 0.3, 1e-9): f"t.toml: [dso] imbalance_price must be positive {units}",
+    }
+    for (buy, sell, imbalance), message in cases.items():
+        dso = {"buy_price": buy, "sell_price": sell, "imbalance_price": imbalance}
+        with pytest.raises(ConfigError) as info:
+            scenario_from_dict({"dso": dso}, "t.toml")
+        assert str(info.value) == message
+    # 4 intervals: pools of 192 hashes; 0.00000192 GNC is 192 units (as a float, 1.92e-06 * 1e8
+    # is 191.99999999999997: the check on the float refused it).
+    short = {"simulation": {"intervals": 4}, "relay": {"pool_gnc": 0.00000192}}
+    assert scenario_from_dict(short, "t.toml").relay.pool_gnc == 0.00000192
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict({**short, "relay": {"pool_gnc": 0.000001919}}, "t.toml")
+    assert str(info.value) == (
+        "t.toml: [relay] pool_gnc is too small: each of the pool's hashes must be worth a base unit"
+    )
+
+
 def test_the_default_scenario_file_loads() -> None:
     scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "neighbourhood.toml")
     assert isinstance(scenario, Scenario)

@@ -41,7 +41,7 @@ from gridnet.ledger.txs.credit import (
     loan_limit,
 )
 from gridnet.ledger.txs.helios import MAX_MEMBERS, sign_as_member
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import IN_UNITS, gnc
 from gridnet.units import UNITS_PER_GNC, interval_of
 
 if TYPE_CHECKING:
@@ -233,9 +233,9 @@ def build(world: World) -> list[Agent]:
     if not 0 <= t.interest_bps <= 10_000 or not 1 <= t.repay_share_pct <= 100:
         raise ConfigError(f"{where} interest_bps must be 0 to 10000 and repay_share_pct 1 to 100")
     values = (t.base_value, t.per_kwh_sold, t.per_loan_repaid, t.per_default, t.per_missed, t.min_value)
-    if min(values) < 0 or t.capital_gnc <= 0 or t.point_gnc < 0 or t.max_loan_gnc < 0:
+    if min(values) < 0 or gnc(t.capital_gnc) <= 0 or t.point_gnc < 0 or t.max_loan_gnc < 0:
         raise ConfigError(
-            f"{where} the criteria's points and amounts must be at least 0, capital_gnc above 0"
+            f"{where} the criteria's points and amounts must be at least 0, capital_gnc above 0 {IN_UNITS}"
         )
     homes = world.of(Home)
     if not 0 <= t.borrowers <= len(homes) or t.borrower_start_gnc < 0:

@@ -71,7 +71,7 @@ from gridnet.ledger.txs.vehicle import (
 )
 from gridnet.market.ev_auction import Offer, Outcome, Request, iterative_auction, one_shot_auction
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import IN_UNITS, gnc
 from gridnet.units import UNITS_PER_GNC, Interval, Wh, energy_cost
 
 if TYPE_CHECKING:
@@ -575,13 +575,13 @@ def build(world: World) -> list[Agent]:
         (0 <= t.penalty_pct <= 100, "penalty_pct must be 0 to 100"),
         (
             t.charging_discount_gnc >= 0 and t.parking_discount_gnc >= 0
-            and t.charging_discount_gnc + t.parking_discount_gnc <= t.fee_gnc,
-            "the discounts must be 0 or more and add up to at most fee_gnc",
+            and gnc(t.charging_discount_gnc) + gnc(t.parking_discount_gnc) <= gnc(t.fee_gnc),
+            f"the discounts must be 0 or more and add up to at most fee_gnc {IN_UNITS}",
         ),
         (
             0 <= t.value_floor[0] <= t.value_floor[1] and 0 <= t.wear_gnc[0] <= t.wear_gnc[1]
-            and t.station_price > 0,
-            "value_floor and wear_gnc must be ranges of 0 or more, station_price above 0",
+            and gnc(t.station_price) > 0,
+            f"value_floor and wear_gnc must be ranges of 0 or more, station_price above 0 {IN_UNITS}",
         ),
     )  # fmt: skip
     for ok, message in checks:

@@ -44,7 +44,7 @@ from gridnet.ledger.txs.maintenance import (
     penalty_of,
 )
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import IN_UNITS, gnc
 from gridnet.units import UNITS_PER_GNC, interval_of
 
 if TYPE_CHECKING:
@@ -283,12 +283,10 @@ def build(world: World) -> list[Agent]:
             f"{where} teams must be 1 to 16, failures 0 to the PV homes, in_warranty 0 to failures"
         )
     if (
-        t.deposit_gnc <= 0
-        or t.team_price_gnc <= 0
-        or t.vendor_price_gnc <= 0
+        min(gnc(t.deposit_gnc), gnc(t.team_price_gnc), gnc(t.vendor_price_gnc)) <= 0
         or not 0 <= t.penalty_pct <= 100
     ):
-        raise ConfigError(f"{where} deposit and prices must be above 0 GNC, penalty_pct 0 to 100")
+        raise ConfigError(f"{where} deposit and prices must be above 0 {IN_UNITS}, penalty_pct 0 to 100")
     if min(t.bid_intervals, t.failure_every_intervals, t.onsite_intervals, t.remote_every) < 1:
         raise ConfigError(
             f"{where} bid_intervals, failure_every_intervals, onsite_intervals and remote_every "

@@ -30,6 +30,10 @@ def gnc(value: float) -> int:
     return int(Decimal(str(value)) * UNITS_PER_GNC)
 
 
+IN_UNITS: Final = "in base units of 0.00000001 GNC (further decimals are dropped)"
+"""How the checks of money say that they compare the base units a run uses (``gnc``)."""
+
+
 @dataclass(frozen=True)
 class Simulation:
     name: str = "neighbourhood"
@@ -413,8 +417,11 @@ def _check(s: Scenario) -> None:
             1 <= len(s.line_owners) <= s.homes.count,
             "at least 1 line owner and at most one per home ([homes] count)",
         ),
-        (0 < s.dso.buy_price < s.dso.sell_price, "[dso] buy_price must be positive and below sell_price"),
-        (s.dso.imbalance_price > 0, "[dso] imbalance_price must be positive"),
+        (
+            0 < gnc(s.dso.buy_price) < gnc(s.dso.sell_price),
+            f"[dso] buy_price must be positive and below sell_price {IN_UNITS}",
+        ),
+        (gnc(s.dso.imbalance_price) > 0, f"[dso] imbalance_price must be positive {IN_UNITS}"),
         (
             s.dso.balancing_kwh > 0 and s.dso.balancing_every >= 1 and s.dso.command_hold >= 1,
             "[dso] balancing_kwh must be positive, balancing_every and command_hold at least 1",
@@ -449,7 +456,7 @@ def _check(s: Scenario) -> None:
             "[relay] payrate 0..1, carrier_stop_s > 0",
         ),
         (
-            s.relay.pool_gnc * UNITS_PER_GNC >= pool_length(s.simulation.intervals),
+            gnc(s.relay.pool_gnc) >= pool_length(s.simulation.intervals),
             "[relay] pool_gnc is too small: each of the pool's hashes must be worth a base unit",
         ),
         ((60 / s.network.tick_s).is_integer(), "[network] tick_s must divide 60"),
