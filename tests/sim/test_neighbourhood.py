@@ -301,6 +301,26 @@ def test_money_is_checked_in_the_base_units_a_run_uses() -> None:
     )
 
 
+def test_a_home_starts_with_what_it_needs_to_take_part() -> None:
+    """Its token pool, its balancing contract's deposit and its first transactions' fees: with
+    0 GNC the homes' identities, pools and meters were refused (InsufficientBalance,
+    UnknownMeter) and nothing said why."""
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict({"homes": {"start_gnc": 0}}, "t.toml")
+    assert str(info.value) == (
+        "t.toml: [homes] start_gnc must be at least 8.35004000 GNC, what a home locks and pays to take "
+        "part: its token pool ([relay] pool_gnc), its balancing contract's deposit ([dso] balancing_kwh "
+        "at imbalance_price plus the line fee) and its transactions' fees"
+    )  # 0.05 pool + 20 kWh at 0.40 + 0.015 (feeder B's fee) + 4,000 bytes at 1 unit a byte
+    # Without relays no pool; 5 kWh at 0.40 + 0.015, and the fees: 2.07504 GNC.
+    lean = {"relay": {"enabled": False}, "dso": {"balancing_kwh": 5.0}}
+    assert scenario_from_dict({**lean, "homes": {"start_gnc": 2.07504}}, "t.toml").homes.start_gnc == 2.07504
+    with pytest.raises(
+        ConfigError, match=r"^t\.toml: \[homes\] start_gnc must be at least 2\.07504000 GNC, "
+    ):
+        scenario_from_dict({**lean, "homes": {"start_gnc": 2.07503999}}, "t.toml")
+
+
 def test_the_default_scenario_file_loads() -> None:
     scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "neighbourhood.toml")
     assert isinstance(scenario, Scenario)

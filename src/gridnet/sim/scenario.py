@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError
 from gridnet.files import read_toml
-from gridnet.ledger.params import parse_time_ms
-from gridnet.units import UNITS_PER_GNC
+from gridnet.ledger.params import default_params, parse_time_ms
+from gridnet.units import UNITS_PER_GNC, energy_cost, format_gnc
 from gridnet.world.demand import PROFILES
 from gridnet.world.grid import GridSpec
 from gridnet.world.solar import Site
@@ -513,6 +513,30 @@ def _check(s: Scenario) -> None:
     start = s.start_ms
     if not FIRST_START_MS <= start < LAST_START_MS:
         raise ConfigError(f"{src}: [simulation] start must be in the years 1971 to 2199 (UTC)")
+    if gnc(s.homes.start_gnc) < home_needs(s):
+        raise ConfigError(
+            f"{src}: [homes] start_gnc must be at least {format_gnc(home_needs(s))}, what a home locks and "
+            "pays to take part: its token pool ([relay] pool_gnc), its balancing contract's deposit "
+            "([dso] balancing_kwh at imbalance_price plus the line fee) and its transactions' fees"
+        )
+
+
+SETUP_BYTES: Final = 4_000
+"""Bytes of the transactions whose fees a home's first coin pays: its identity, token pool,
+meter and first balancing contract (about 1,250 together) and a transaction or two more (a
+claim of the datagrams it relayed is about 1,400)."""
+
+
+def home_needs(s: Scenario) -> int:
+    """What a home locks and pays to take part [base units]: its token pool (with relays),
+    its first balancing contract's deposit (``balancing_kwh`` at ``imbalance_price`` plus its
+    feeder owner's fee: the highest owner's) and the fees of ``SETUP_BYTES`` at the genesis's
+    fee per byte."""
+    max_wh = round(s.dso.balancing_kwh * 1000)
+    fee = max(gnc(o.fee) for o in s.line_owners)
+    deposit = energy_cost(max_wh, gnc(s.dso.imbalance_price)) + energy_cost(max_wh, fee)
+    pool = gnc(s.relay.pool_gnc) if s.relay.enabled else 0
+    return pool + deposit + SETUP_BYTES * default_params().min_fee_per_byte
 
 
 FIRST_START_MS: Final = 365 * 86_400_000
