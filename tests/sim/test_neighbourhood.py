@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pvlib
 import pyarrow.parquet as pq
 import pytest
 
@@ -319,6 +320,37 @@ def test_a_home_starts_with_what_it_needs_to_take_part() -> None:
         ConfigError, match=r"^t\.toml: \[homes\] start_gnc must be at least 2\.07504000 GNC, "
     ):
         scenario_from_dict({**lean, "homes": {"start_gnc": 2.07503999}}, "t.toml")
+
+
+def test_the_weather_file_and_the_grid_equipment_are_checked_when_the_file_loads(tmp_path: Path) -> None:
+    """They were refused while the run built, without the scenario file and key (``error: line
+    type 'NOPE' is unknown: ...``); now with them, before anything else happens."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[grid]\nline_type = "NOPE"\n')
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert str(info.value) == (
+        f"{bad}: [grid] line_type 'NOPE' is not a pandapower standard line type; name one, "
+        "e.g. 'NAYY 4x150 SE'"
+    )
+    file_sky = '[simulation]\nstart = "2026-06-21T10:00:00Z"\nintervals = 4\n[weather]\nsky = "file"\n'
+    bad.write_text(file_sky + 'weather_file = "none.epw"\n')
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert str(info.value) == (
+        f"{bad}: [weather] weather_file: cannot read the weather file {tmp_path / 'none.epw'}: No such file "
+        "or directory; give a TMY3 (.csv) or EPW (.epw) file"
+    )
+    # January's records of a TMY3 file (UTC-5): none for 21 June.
+    tmy3 = (Path(pvlib.__file__).parent / "data" / "723170TYA.CSV").read_text().splitlines()
+    (tmp_path / "january.csv").write_text("\n".join(tmy3[: 2 + 31 * 24]) + "\n")
+    bad.write_text(file_sky + 'weather_file = "january.csv"\n')
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert str(info.value) == (
+        f"{bad}: [weather] weather_file: the weather file {tmp_path / 'january.csv'} has no record for "
+        "06-21 05h; give one with a record for every hour of the run (a typical year's)"
+    )
 
 
 def test_the_default_scenario_file_loads() -> None:

@@ -26,7 +26,7 @@ from gridnet.agents.dso import line_fees
 from gridnet.agents.manufacturer import Manufacturer, build_meter, firmware_image, register_identity
 from gridnet.agents.meters import CONNECTION, PV_RELAY, RELEASE, relay_command, relay_for
 from gridnet.agents.roles import Role
-from gridnet.agents.world import Deal, data_path
+from gridnet.agents.world import Deal
 from gridnet.contracts.channel import (
     MAX_SPAN,
     ContractState,
@@ -51,7 +51,7 @@ from gridnet.meter.device import MeterDevice
 from gridnet.meter.status import firmware_image_hash
 from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CommandNote, StateNote
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import data_path, gnc
 from gridnet.units import INTERVAL_MS, Interval, UnitsPerKWh, Wh, interval_start
 from gridnet.world.demand import Consumer, demand
 from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy

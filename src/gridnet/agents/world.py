@@ -15,7 +15,6 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
@@ -517,11 +516,3 @@ class World:
             self.broker.stop()
         if self._backend is not None:
             self._backend.close()
-
-
-def data_path(source: str, name: str) -> Path:
-    """A file a scenario names, relative to the scenario file."""
-    path = Path(name)
-    if not path.is_absolute() and source != "defaults":
-        path = Path(source).parent / path
-    return path

@@ -19,10 +19,10 @@ from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError
 from gridnet.files import read_toml
 from gridnet.ledger.params import default_params, parse_time_ms
-from gridnet.units import UNITS_PER_GNC, energy_cost, format_gnc
+from gridnet.units import UNITS_PER_GNC, energy_cost, format_gnc, interval_of, interval_start
 from gridnet.world.demand import PROFILES
-from gridnet.world.grid import GridSpec
-from gridnet.world.solar import Site
+from gridnet.world.grid import GridSpec, equipment_problem
+from gridnet.world.solar import Site, check_weather_file
 
 
 def gnc(value: float) -> int:
@@ -519,6 +519,22 @@ def _check(s: Scenario) -> None:
             "pays to take part: its token pool ([relay] pool_gnc), its balancing contract's deposit "
             "([dso] balancing_kwh at imbalance_price plus the line fee) and its transactions' fees"
         )
+    _check_files(s)
+
+
+def _check_files(s: Scenario) -> None:
+    """What the scenario names outside itself: the weather file (read now, with the records
+    of every hour of the run) and pandapower's standard types (``[grid]``), checked last: they
+    load pvlib and pandapower, which the run loads anyway."""
+    if s.weather.sky == "file":
+        start = interval_start(interval_of(s.start_ms))
+        try:
+            check_weather_file(data_path(s.source, s.weather.weather_file), start, s.simulation.intervals)
+        except ConfigError as exc:
+            raise ConfigError(f"{s.source}: [weather] weather_file: {exc}") from None
+    problem = equipment_problem(s.grid)
+    if problem is not None:
+        raise ConfigError(f"{s.source}: [grid] {problem}")
 
 
 SETUP_BYTES: Final = 4_000
@@ -634,6 +650,14 @@ def _known_zone(name: str) -> bool:
 def pool_length(intervals: int) -> int:
     """Hashes in each home's token pool: room for many datagrams per interval."""
     return 32 * intervals + 64
+
+
+def data_path(source: str, name: str) -> Path:
+    """A file a scenario names, relative to the scenario file."""
+    path = Path(name)
+    if not path.is_absolute() and source != "defaults":
+        path = Path(source).parent / path
+    return path
 
 
 def load_scenario(path: Path | None) -> Scenario:

@@ -20,6 +20,7 @@ that could differ from pandapower's by a few parts per million).
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import itertools
 import time
@@ -255,6 +256,27 @@ def _empty_network() -> Any:
     return pp.create_empty_network()
 
 
+@functools.cache
+def standard_types(kind: str) -> tuple[str, ...]:
+    """The names of pandapower's standard types of ``kind`` ("line" or "trafo")."""
+    import pandapower as pp
+
+    return tuple(sorted(pp.available_std_types(_empty_network(), kind).index))
+
+
+def equipment_problem(spec: GridSpec) -> str | None:
+    """What ``spec`` names that pandapower has no standard type of, and what to name instead
+    (None: it has each)."""
+    for key, kind, noun in (("transformer_type", "trafo", "transformer"), ("line_type", "line", "line")):
+        name, known = getattr(spec, key), standard_types(kind)
+        if name not in known:
+            like = ", ".join(
+                map(repr, difflib.get_close_matches(name, known, n=3) or [getattr(GridSpec(), key)])
+            )
+            return f"{key} {name!r} is not a pandapower standard {noun} type; name one, e.g. {like}"
+    return None
+
+
 def _network(spec: GridSpec, feeders: list[list[str]]) -> Any:
     """The net of these feeders: the MV bus and its external grid; per feeder, its busbar and its
     transformer; per home, its bus, the cable to it from the one before, its load and its static
@@ -279,15 +301,9 @@ def _network(spec: GridSpec, feeders: list[list[str]]) -> Any:
         pp.create_buses(net, len(names), vn_kv=[spec.mv_kv] + [0.4] * (len(names) - 1), name=names)
         pp.create_ext_grid(net, 0, vm_pu=1.0)
         for busbar in busbars:  # one at a time: create_transformers adds a column, and in another order
-            try:
-                pp.create_transformer(net, 0, busbar, std_type=spec.transformer_type)
-            except (KeyError, UserWarning) as exc:
-                raise ConfigError(f"transformer type {spec.transformer_type!r} is unknown: {exc}") from None
+            pp.create_transformer(net, 0, busbar, std_type=spec.transformer_type)
         if buses:
-            try:
-                pp.create_lines(net, upstream, buses, spec.spacing_m / 1000, std_type=spec.line_type)
-            except (KeyError, UserWarning) as exc:
-                raise ConfigError(f"line type {spec.line_type!r} is unknown: {exc}") from None
+            pp.create_lines(net, upstream, buses, spec.spacing_m / 1000, std_type=spec.line_type)
             pp.create_loads(net, buses, p_mw=0.0)
             pp.create_sgens(net, buses, p_mw=0.0, type=None)
             # create_sgens adds a column that create_sgen does not (the generator type of
@@ -385,9 +401,12 @@ class Grid:
     @classmethod
     def build(cls, spec: GridSpec, feeders: list[list[str]]) -> Grid:
         """The grid of these feeders: their net (``_network``) and the power flow on pandapower's
-        model of it (``_model``)."""
+        model of it (``_model``); a ConfigError when ``spec`` names a type pandapower has not."""
         import numpy as np
 
+        problem = equipment_problem(spec)
+        if problem is not None:
+            raise ConfigError(problem)
         net = _network(spec, feeders)
         model = _model(net)  # and in net._pd2ppc_lookups, the places of the net's elements in it
         # The net holds a transformer per feeder, and a bus, a line, a load and a static generator

@@ -119,7 +119,7 @@ def irradiance(site: Site, start_ms: int, intervals: int, sky: Sky) -> Irradianc
     if sky.kind == "file":
         if sky.weather_file is None:
             raise ConfigError("a weather file is needed for sky kind 'file'")
-        ghi, dni, dhi, temp_air, wind = _from_weather_file(sky.weather_file, times, sky)
+        ghi, dni, dhi, temp_air, wind = _from_weather_file(sky.weather_file, times)
     else:
         clear = location.get_clearsky(times, model="ineichen", solar_position=position)
         ghi, dni, dhi = (list(map(float, clear[c])) for c in ("ghi", "dni", "dhi"))
@@ -186,7 +186,10 @@ def _read_weather_file(path: Path) -> _WeatherFile:
         else:
             data, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True)
     except OSError as exc:
-        raise ConfigError(f"cannot read the weather file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read the weather file {path}: {exc.strerror or exc}; "
+            "give a TMY3 (.csv) or EPW (.epw) file"
+        ) from None
     except (ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
         kind = "an EPW file" if epw else "a TMY3 file (.csv)"
         what = f"missing {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
@@ -209,8 +212,14 @@ def _read_weather_file(path: Path) -> _WeatherFile:
     return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records)
 
 
+def check_weather_file(path: Path, start_ms: int, intervals: int) -> None:
+    """A ConfigError when the weather file cannot be read or has no record for an hour of
+    ``intervals`` intervals from ``start_ms`` (what ``irradiance`` would refuse)."""
+    _from_weather_file(path, _utc_index(sample_times_ms(start_ms, intervals)))
+
+
 def _from_weather_file(
-    path: Path, times: Any, sky: Sky
+    path: Path, times: Any
 ) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
     import pandas as pd
 
@@ -221,7 +230,10 @@ def _from_weather_file(
         day = 28 if (t.month, t.day) == (2, 29) else t.day  # a typical year has no 29 February
         record = weather.records.get((t.month, day, t.hour))
         if record is None:
-            raise ConfigError(f"the weather file {path} has no record for {t.month:02}-{day:02} {t.hour:02}h")
+            raise ConfigError(
+                f"the weather file {path} has no record for {t.month:02}-{day:02} {t.hour:02}h; "
+                "give one with a record for every hour of the run (a typical year's)"
+            )
         rows.append(record)
     ghi, dni, dhi, temp_air, wind = (list(column) for column in zip(*rows, strict=True))
     return ghi, dni, dhi, temp_air, wind
