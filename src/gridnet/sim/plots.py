@@ -12,32 +12,15 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gridnet.mpl import prepare_matplotlib
 
-def _config_dir() -> None:
-    """Matplotlib keeps a font cache in its config directory; where the default one cannot be
-    written (a home directory without write permission) use a private temporary one, so
-    that it does not warn on every run."""
-    if "MPLCONFIGDIR" in os.environ:
-        return
-    default = Path.home() / ".config" / "matplotlib"
-    try:
-        default.mkdir(parents=True, exist_ok=True)
-        writable = os.access(default, os.W_OK)
-    except OSError:
-        writable = False
-    if not writable:
-        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="gridnet-matplotlib-")
-
-
-_config_dir()
+prepare_matplotlib()
 
 import matplotlib
 

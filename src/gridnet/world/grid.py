@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gridnet.errors import ConfigError
+from gridnet.mpl import prepare_matplotlib
 from gridnet.units import INTERVAL_MS, Wh
 
 if TYPE_CHECKING:
@@ -247,11 +248,19 @@ def _band(rows: NDArray[np.int64], cols: NDArray[np.int64], n: int) -> tuple[int
     return lower, upper, (upper + rows - cols) * n + cols
 
 
+def _pandapower() -> Any:
+    """pandapower, imported once matplotlib (which it imports) has a configuration directory."""
+    prepare_matplotlib()
+    import pandapower
+
+    return pandapower
+
+
 @functools.cache
 def _empty_network() -> Any:
     """Pandapower's empty net with its standard types (``pp.create_empty_network``, which takes
     longer than creating a thousand homes' elements), made once: each net starts as a copy."""
-    import pandapower as pp
+    pp = _pandapower()
 
     return pp.create_empty_network()
 
@@ -259,7 +268,7 @@ def _empty_network() -> Any:
 @functools.cache
 def standard_types(kind: str) -> tuple[str, ...]:
     """The names of pandapower's standard types of ``kind`` ("line" or "trafo")."""
-    import pandapower as pp
+    pp = _pandapower()
 
     return tuple(sorted(pp.available_std_types(_empty_network(), kind).index))
 
@@ -284,8 +293,9 @@ def _network(spec: GridSpec, feeders: list[list[str]]) -> Any:
     the transformers), giving the tables, row for row, of creating the elements one at a time
     in that order (the MV bus first, then each feeder's busbar followed by its homes' buses)."""
     import numpy as np
-    import pandapower as pp
     import pandas as pd
+
+    pp = _pandapower()
 
     names = ["MV"]
     busbars: list[int] = []
