@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +15,15 @@ import pytest
 from gridnet.agents.home import Home
 from gridnet.agents.security_lab import flagged_meters
 from gridnet.encoding import decode_lenient
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, DataDirLocked
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim import series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
-from gridnet.sim.output import MARKER, check_out_dir
+from gridnet.sim.output import MARKER, check_out_dir, prepare_out_dir
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
 from gridnet.units import energy_cost
 
@@ -537,6 +540,44 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     with pytest.raises(ConfigError, match="holds the results of 'gridnet ledger-demo'"):
         simulate(scenario_from_dict(SMALL, "small"), out)
     assert (out / "report.json").read_text() == "{}"
+
+
+def test_an_output_directory_another_run_writes_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A second run into the same ``--out`` is refused while the first writes it (it would
+    delete the first's results under it), naming the process; the directory is free again
+    once that process ends."""
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from gridnet.sim.output import prepare_out_dir\n"
+            "lock = prepare_out_dir(Path(sys.argv[1]), 'simulate')\n"
+            "(Path(sys.argv[1]) / 'report.json').write_text('{}')\n"
+            "print('held', flush=True); sys.stdin.read()",
+            str(out),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        for attempt in (
+            lambda: simulate(scenario_from_dict(SMALL, "small"), out),
+            lambda: prepare_out_dir(out, "devnet"),
+        ):
+            with pytest.raises(DataDirLocked) as info:
+                attempt()
+            assert str(info.value).startswith(f"output directory {out} is in use by process {holder.pid} (")
+            assert str(info.value).endswith("); wait for it to finish")
+            assert (out / "report.json").read_text() == "{}"
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    prepare_out_dir(out, "simulate").release()
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, LOCK_NAME])
 
 
 def test_a_manufacturer_table_naming_no_meter_leaves_the_earlier_results(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, DataDirLocked
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import scenario_from_dict
 from gridnet.sim.sweep import (
@@ -31,6 +31,7 @@ from gridnet.sim.sweep import (
     figure_value,
     load_sweep,
     open_client,
+    prepare_sweep_dir,
     run_sweep,
 )
 
@@ -255,3 +256,57 @@ def test_an_output_directory_not_written_by_a_sweep_is_refused(tmp_path: Path) -
     sweep = load_sweep(write_sweep(tmp_path, {"homes.count": [4]}), tmp_path / "out")
     with pytest.raises(ConfigError, match="not written by 'gridnet sweep'"):
         run_sweep(sweep, no_cluster)
+
+
+def test_a_runs_files_are_found_from_the_sweep_and_its_id_follows_their_contents(
+    client: Any, tmp_path: Path
+) -> None:
+    """A policy the base scenario names is relative to the base scenario; one [set] names, to
+    the sweep file (as its other paths). The run reads both wherever it runs, and its id
+    changes when either file's contents do (a resumed sweep runs it again), not otherwise."""
+    quiet = "# neither buys nor sells\n"
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "tiny.toml").write_text(TINY + '[policies]\nhome-0 = "quiet.toml"\n')
+    (tmp_path / "base" / "quiet.toml").write_text(quiet)
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "mine.toml").write_text(quiet)
+    path = tmp_path / "sweeps" / "sweep.toml"
+    path.write_text(
+        'scenario = "../base/tiny.toml"\nfigures = ["chain.height"]\n'
+        '[set]\n"policies.home-1" = "mine.toml"\n[vary]\n"homes.pv_share" = [0.5]\n'
+    )
+
+    def run_id() -> str:
+        (run,) = load_sweep(path, tmp_path / "out").runs
+        return run.id
+
+    sweep = load_sweep(path, tmp_path / "out")
+    (run,) = sweep.runs
+    assert run.document["policies"] == {
+        "home-0": str(tmp_path / "base" / "quiet.toml"),
+        "home-1": str(tmp_path / "sweeps" / "mine.toml"),
+    }
+    (result,) = run_sweep(sweep, lambda: nullcontext(client)).results
+    assert (result.status, result.error) == ("ok", None)
+    first = run_id()
+    assert first == run.id
+    (tmp_path / "sweeps" / "mine.toml").write_text(quiet + "# edited\n")
+    edited = run_id()
+    (tmp_path / "base" / "quiet.toml").write_text(quiet + "# edited\n")
+    assert len({first, edited, run_id()}) == 3
+    (tmp_path / "sweeps" / "mine.toml").write_text(quiet)
+    (tmp_path / "base" / "quiet.toml").write_text(quiet)
+    assert run_id() == first
+    (tmp_path / "sweeps" / "mine.toml").unlink()
+    assert run_id() != first  # (the run fails, and runs again once the file is back)
+
+
+def test_a_sweep_directory_another_sweep_runs_in_is_refused(tmp_path: Path) -> None:
+    sweep = load_sweep(write_sweep(tmp_path, {"homes.count": [4]}), tmp_path / "out")
+    lock = prepare_sweep_dir(sweep)
+    try:
+        with pytest.raises(DataDirLocked, match=r"^output directory .* is in use by process \d+ "):
+            run_sweep(sweep, no_cluster)
+    finally:
+        lock.release()
+    prepare_sweep_dir(sweep).release()

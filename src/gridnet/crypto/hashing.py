@@ -1,7 +1,8 @@
 """All hashing in GRIDNET goes through this module (BLAKE2b).
 
 Every use has its own personalisation string, so a digest made for one purpose
-can never be confused with a digest made for another.
+can never be confused with a digest made for another. Outside the protocol, a sweep's run ids
+are SHA-256 (``sha256_hex``).
 """
 
 from __future__ import annotations
@@ -187,3 +188,9 @@ def pool_id(owner: bytes, final_hash: bytes) -> Hash32:
 def digest_int(digest: bytes) -> int:
     """A digest read as a big-endian unsigned integer (for target comparisons)."""
     return int.from_bytes(digest, "big")
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 in hex: a sweep's run ids (of its scenario and the files it reads), no part of
+    the protocol."""
+    return hashlib.sha256(data).hexdigest()

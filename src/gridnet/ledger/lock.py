@@ -67,8 +67,9 @@ def _read_holder(path: Path) -> LockHolder:
         return LockHolder(None, "")
 
 
-def acquire(data_dir: Path) -> DataDirLock:
-    """Take the data directory's lock or raise :class:`DataDirLocked` naming the holder."""
+def acquire(data_dir: Path, what: str = "data directory") -> DataDirLock:
+    """Take the data directory's lock or raise :class:`DataDirLocked` naming the holder (and
+    the directory as ``what``: a run's output directory is locked the same way)."""
     path = data_dir / LOCK_NAME
     fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for attempt in range(_RETRIES):
@@ -86,9 +87,7 @@ def acquire(data_dir: Path) -> DataDirLock:
                     advice = "stop it first, or send to it through its API (--node URL, or --data-dir)"
                 else:
                     advice = "wait for it to finish"
-                raise DataDirLocked(
-                    f"data directory {data_dir} is in use by {who}; {advice}", holder.pid
-                ) from None
+                raise DataDirLocked(f"{what} {data_dir} is in use by {who}; {advice}", holder.pid) from None
             time.sleep(0.02 * (attempt + 1))
     try:
         info = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)

@@ -223,7 +223,8 @@ class Devnet:
         injection). ``allocations``: coin in the default genesis (ignored with ``params``)."""
         if consensus not in CONSENSUS_KINDS:
             raise ConfigError(f"consensus {consensus!r} is not one of {', '.join(CONSENSUS_KINDS)}")
-        prepare_out_dir(root, "devnet")
+        self.out_lock = prepare_out_dir(root, "devnet")
+        """Held while the devnet lives (to its process's exit, or ``out_lock.release()``)."""
         self.root = root
         share = cores_each(count)
         self.nodes = [

@@ -78,7 +78,16 @@ def run_demo(
     out: Path, cfg: DemoConfig = DemoConfig(), progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    prepare_out_dir(out, "ledger-demo")
+    lock = prepare_out_dir(out, "ledger-demo")
+    try:
+        return _run_demo(out, cfg, progress, started)
+    finally:
+        lock.release()
+
+
+def _run_demo(
+    out: Path, cfg: DemoConfig, progress: Callable[[int, int], None] | None, started: float
+) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     keys = [PrivateKey.from_label(f"demo-participant-{i}") for i in range(cfg.participants)]
     params = demo_params(cfg, keys)

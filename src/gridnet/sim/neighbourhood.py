@@ -32,6 +32,7 @@ from gridnet.agents.roles import Role, roles
 from gridnet.agents.world import World
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.chain import Chain, now_ms
+from gridnet.ledger.lock import DataDirLock
 from gridnet.ledger.params import (
     CONSENSUS_POA,
     MARKET_MODES,
@@ -265,22 +266,27 @@ def simulate(
     ``csv``), ``out/plots/`` and ``out/chain/``; returns the report."""
     check_out_dir(out, "simulate")  # (refused before any work; replaced once the scenario builds)
     nodes = memory_network(scenario, out)
+    locks: list[DataDirLock] = []
 
     def connect(params: ChainParams) -> Backend:
-        prepare_out_dir(out, "simulate")
+        locks.append(prepare_out_dir(out, "simulate"))
         return nodes(params)
 
-    with fewer_gc_passes():
-        sim = Neighbourhood(scenario, connect)
-        try:
-            with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
-                report = sim.run(progress)
-                sim.write_results(out, report, csv)
-                report["verify"] = audited()
-        finally:
-            sim.close()  # chains, MQTT clients and the broker, whatever happened
-    report["timing"]["audit_s"] = report["verify"]["seconds"]
-    write_report(out, report)
+    try:
+        with fewer_gc_passes():
+            sim = Neighbourhood(scenario, connect)
+            try:
+                with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
+                    report = sim.run(progress)
+                    sim.write_results(out, report, csv)
+                    report["verify"] = audited()
+            finally:
+                sim.close()  # chains, MQTT clients and the broker, whatever happened
+        report["timing"]["audit_s"] = report["verify"]["seconds"]
+        write_report(out, report)
+    finally:
+        for lock in locks:
+            lock.release()
     return report
 
 

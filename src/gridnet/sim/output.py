@@ -19,6 +19,7 @@ from typing import Any
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
 from gridnet.errors import ConfigError, StoreError
+from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.verify import Replay, VerifyReport, verify_chain
 from gridnet.system import fewer_gc_passes, usable_cores
@@ -43,7 +44,7 @@ def check_out_dir(out: Path, command: str) -> bool:
         out.mkdir(parents=True, exist_ok=True)  # (an empty directory, to know it can be written)
         if not os.access(out, os.W_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        if not any(out.iterdir()):
+        if not any(p.name != LOCK_NAME for p in out.iterdir()):
             return False
     except OSError as exc:
         raise ConfigError(
@@ -66,20 +67,33 @@ def check_out_dir(out: Path, command: str) -> bool:
     return True
 
 
-def prepare_out_dir(out: Path, command: str) -> None:
+def prepare_out_dir(out: Path, command: str) -> DataDirLock:
     """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there.
     Call it once the run's inputs are checked: a run refused after it has lost the earlier
-    results."""
+    results. ``out`` is locked as a data directory is (``DataDirLocked`` while another run
+    writes it: a second run would delete the first's results under it); the caller holds the
+    lock while it writes there, or to its exit."""
     earlier = check_out_dir(out, command)
+    lock = acquire(out, "output directory")
     try:
         if earlier:
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
+            for entry in out.iterdir():  # (the directory stays: its lock is on it)
+                if entry.name == LOCK_NAME:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         (out / MARKER).write_text(f"written by gridnet {command}; safe to delete\n")
     except OSError as exc:
+        lock.release()
         raise ConfigError(
             f"cannot write the output directory {out}: {exc.strerror}; choose another --out"
         ) from None
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 FOLLOW_POLL_S = 0.5

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -50,11 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from gridnet.crypto.hashing import sha256_hex
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ConfigError, GridnetError
 from gridnet.files import read_toml
+from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.sim.report import resolved_scenario
-from gridnet.sim.scenario import Scenario, scenario_from_dict
+from gridnet.sim.scenario import Scenario, data_path, scenario_from_dict
 from gridnet.system import usable_cores
 
 if TYPE_CHECKING:
@@ -249,8 +250,9 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
         raise SweepFileError(f"{where}: name must be 1 to 64 letters, digits, '.', '_' or '-' (a directory)")
     base_path, base = _base_scenario(doc.get("scenario"), path)
     base_label = str(base_path) if base_path is not None else "defaults"
-    fixed = _dotted(doc.get("set", {}), f"{where}: [set]", leaf_lists=False)
-    vary = _dotted(doc.get("vary", {}), f"{where}: [vary]", leaf_lists=True)
+    here = path.parent.resolve()
+    fixed = _sweep_paths(_dotted(doc.get("set", {}), f"{where}: [set]", leaf_lists=False), here, False)
+    vary = _sweep_paths(_dotted(doc.get("vary", {}), f"{where}: [vary]", leaf_lists=True), here, True)
     if not vary:
         raise SweepFileError(
             f'{where}: [vary] is empty: give at least one key, e.g. "homes.count" = [10, 20]'
@@ -339,6 +341,24 @@ def _dotted(table: Any, where: str, *, leaf_lists: bool) -> dict[str, Any]:
     for key, value in table.items():
         walk(key, value)
     return out
+
+
+def _is_file_key(key: str) -> bool:
+    """A scenario key whose value is a file: a home's policy, the weather file."""
+    return key.startswith("policies.") or key == "weather.weather_file"
+
+
+def _sweep_paths(values: dict[str, Any], here: Path, lists: bool) -> dict[str, Any]:
+    """``values`` with the files they name (relative to the sweep file, as the sweep's other
+    paths) made absolute: a base scenario's own files stay relative to it."""
+
+    def absolute(value: Any) -> Any:
+        return os.path.normpath(here / value) if isinstance(value, str) and value else value
+
+    return {
+        k: ([absolute(x) for x in v] if lists else absolute(v)) if _is_file_key(k) else v
+        for k, v in values.items()
+    }
 
 
 def _check_values(key: str, values: list[Any], where: str) -> None:
@@ -456,12 +476,31 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _file_digests(scenario: Scenario) -> dict[str, str]:
+    """The SHA-256 of each file ``scenario`` reads (its policies, its weather file), by key;
+    "unreadable" for one that cannot be read (its run fails, and runs again once it can)."""
+    named = {f"policies.{home}": name for home, name in scenario.policies.items()}
+    if scenario.weather.sky == "file":
+        named["weather.weather_file"] = scenario.weather.weather_file
+    out: dict[str, str] = {}
+    for key, name in sorted(named.items()):
+        try:
+            out[key] = sha256_hex(data_path(scenario.source, name).read_bytes())
+        except OSError:
+            out[key] = "unreadable"
+    return out
+
+
 def _run_id(scenario: Scenario, values: dict[str, Any], seed: int) -> str:
-    """Readable values, then a digest of every value that differs from the defaults: the
-    same scenario (however it was written) has the same id."""
+    """Readable values, then a digest of every value that differs from the defaults and of
+    the contents of the files the scenario reads: the same scenario (however it was written)
+    has the same id, and one whose policy or weather file was edited has another."""
     defaults = _defaults()
     own = {k: v for k, v in _flat(resolved_scenario(scenario)).items() if defaults.get(k, ...) != v}
-    digest = hashlib.sha256(json.dumps(own, sort_keys=True, default=list).encode()).hexdigest()[:10]
+    files = _file_digests(scenario)
+    if files:  # (absent otherwise: the ids of sweeps that read no file stay as they were)
+        own["files"] = files
+    digest = sha256_hex(json.dumps(own, sort_keys=True, default=list).encode())[:10]
     words = [f"{k.rsplit('.', 1)[-1]}={v if isinstance(v, str) else _show(v)}" for k, v in values.items()]
     words.append(f"seed={seed}")
     readable = re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(words))[:80].strip("-")
@@ -633,16 +672,34 @@ Progress = Callable[[int, int], None]
 """Called with (runs finished, runs to run): (0, n) before the first, then after each run."""
 
 
-def prepare_sweep_dir(sweep: Sweep) -> None:
-    """Create ``sweep.out`` or check that a sweep wrote it (then it resumes)."""
+def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:
+    """Create ``sweep.out`` or check that a sweep wrote it (then it resumes), and lock it as a
+    data directory is (``DataDirLocked`` while another sweep runs there: the two would run
+    the same runs into the same directories); the caller holds the lock to the end."""
     out = sweep.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the sweep")
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / MARKER).exists():
         raise ConfigError(f"{out} is not empty and was not written by 'gridnet sweep'; choose another --out")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by gridnet sweep; it resumes from the runs/ it finds\n")
-    shutil.copyfile(sweep.path, out / "sweep.toml")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
+    lock = acquire(out, "output directory")
+    try:
+        (out / "runs").mkdir(exist_ok=True)
+        (out / MARKER).write_text("written by gridnet sweep; it resumes from the runs/ it finds\n")
+        shutil.copyfile(sweep.path, out / "sweep.toml")
+    except BaseException as exc:
+        lock.release()
+        if isinstance(exc, OSError):
+            raise _unwritable(out, exc) from None
+        raise
+    return lock
+
+
+def _unwritable(out: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write the output directory {out}: {exc.strerror}; choose another --out")
 
 
 def completed(sweep: Sweep, run: Run) -> RunResult | None:
@@ -669,7 +726,19 @@ def run_sweep(
     ``connect()`` opens (only when there is something to run), then write the table and the
     plots. Ctrl-C stops it: the table and plots then hold what finished."""
     started = time.perf_counter()
-    prepare_sweep_dir(sweep)
+    lock = prepare_sweep_dir(sweep)
+    try:
+        return _run_sweep(sweep, connect, progress, started)
+    finally:
+        lock.release()
+
+
+def _run_sweep(
+    sweep: Sweep,
+    connect: Callable[[], AbstractContextManager[Client]],
+    progress: Progress | None,
+    started: float,
+) -> SweepResult:
     done: dict[str, RunResult] = {}
     for run in sweep.runs:
         earlier = completed(sweep, run)
