@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
@@ -25,6 +26,7 @@ from gridnet.sim.scenario import scenario_from_dict
 from gridnet.sim.sweep import (
     KNOWN_FIGURES,
     RUN_FILE,
+    SchedulerUnavailable,
     Sweep,
     SweepFileError,
     SweepResult,
@@ -310,3 +312,16 @@ def test_a_sweep_directory_another_sweep_runs_in_is_refused(tmp_path: Path) -> N
     finally:
         lock.release()
     prepare_sweep_dir(sweep).release()
+
+
+def test_a_scheduler_that_never_answers_is_one_line_and_a_real_one_is_used(client: Any) -> None:
+    """A server that accepts the connection and says nothing is no scheduler: refused within
+    the deadline (a Dask client alone waits without end); the LocalCluster's scheduler,
+    given by its address, is used with its workers."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(SchedulerUnavailable) as info, open_client(scheduler=address):
+            pass
+    assert str(info.value).startswith(f"no Dask scheduler answers at {address} (no answer within 10 s): ")
+    with open_client(scheduler=client.scheduler.address) as remote:
+        assert len(remote.scheduler_info()["workers"]) == 2

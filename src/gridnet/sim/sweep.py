@@ -635,6 +635,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             yield client
         return
     try:
+        _probe(scheduler)  # (a Client waits without end on a server that accepts but never answers)
         client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
     except (OSError, ValueError) as exc:
         raise SchedulerUnavailable(
@@ -651,6 +652,34 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
                 f"start one with 'dask worker {scheduler} --nthreads 1'"
             ) from None
         yield client
+
+
+def _probe(scheduler: str) -> None:
+    """Ask the Dask scheduler at ``scheduler`` who it is, within ``CONNECT_TIMEOUT_S``; an
+    ``OSError`` (a ``TimeoutError`` when nothing answers, or something that is no Dask
+    scheduler) or a ``ValueError`` (no address) if it does not answer."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def identity() -> object:
+        remote = rpc(scheduler, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
+        try:
+            return await remote.identity()
+        finally:
+            await remote.close_rpc()  # type: ignore[no-untyped-call]
+
+    try:
+        who = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT_S))
+    except TimeoutError as exc:
+        raise TimeoutError(str(exc) or f"no answer within {CONNECT_TIMEOUT_S:.0f} s") from None
+    except (OSError, ValueError):
+        raise
+    except Exception as exc:  # what a server that is no Dask scheduler says, however it says it
+        raise OSError(f"{type(exc).__name__}: {exc}") from None
+    kind = who.get("type") if isinstance(who, dict) else None
+    if kind != "Scheduler":
+        raise OSError(f"it is {'a Dask ' + str(kind) if kind else 'no Dask scheduler'}")
 
 
 @contextlib.contextmanager
