@@ -6,12 +6,14 @@ The process and the browser are stopped by the test, whatever happens."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -312,8 +314,57 @@ def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser
                 expect(page.locator("#error")).not_to_be_empty()
             assert visit.refused == []
             assert all("status of 4" in e for e in visit.errors)  # (the 4xx pages just opened)
+            # An account: what it sent is its nonce (the node's API lists no account's transactions).
+            address = json.loads(fetch(f"{node_url}/status"))["address"]
+            page.goto(f"{origin}/chain/account/{address}")
+            expect(page.locator("#account-address")).to_have_text(address)
+            expect(page.locator("#account-sent")).to_contain_text("on chain (its nonce)")
+            # The node stops: the panel says so in place of its last figures, without a reload.
+            page.goto(origin + "/")
+            expect(page.locator("#live-height")).to_be_visible()
+            stop_all([mining_node])
+            expect(page.locator("#live-error")).to_contain_text(f"the node at {node_url} does not answer")
+            expect(page.locator("#live-height")).to_have_count(0)
         finally:
             page.close()
+
+
+def test_live_mode_on_a_server_that_is_no_node_says_so(tmp_path: Path) -> None:
+    """A URL whose server answers JSON that is not a node's: a 502 page (and a panel) saying
+    so, not a server error."""
+    from fastapi.testclient import TestClient
+
+    from gridnet.dashboard.live import create_live_dashboard
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"service": "something else"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((LOCAL, 0), Other)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://{LOCAL}:{server.server_address[1]}"
+    try:
+        with TestClient(create_live_dashboard(url)) as client:
+            for path in ("/", "/network", "/chain", "/chain/block/1", "/chain/account/x"):
+                answer = client.get(path)
+                assert answer.status_code == 502, (path, answer.status_code)
+                assert f"the server at {url} does not answer as a GRIDNET node does (" in answer.text, path
+            panel = client.get("/live/status")
+            assert panel.status_code == 200 and 'id="live-error"' in panel.text
+            assert "does not answer as a GRIDNET node does" in panel.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
 
 
 def test_a_port_in_use_is_one_clear_line(served: Served) -> None:

@@ -10,12 +10,15 @@ network page refresh their panels every two seconds with htmx; nothing is cached
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse
+from jinja2.exceptions import UndefinedError
 from starlette.exceptions import HTTPException
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
@@ -28,6 +31,9 @@ from gridnet.node.client import NodeClient, NodeRefused
 from gridnet.units import UNITS_PER_GNC
 
 NAV = [("/", "Overview"), ("/network", "Network"), ("/chain", "Chain")]
+NOT_A_NODE = (KeyError, TypeError, ValueError, IndexError, AttributeError, UndefinedError)
+"""What reading an answer that is not a GRIDNET node's raises (another server's JSON), here or
+in a template."""
 LATEST = 12
 REFRESH = "every 2s"
 
@@ -85,9 +91,30 @@ def create_live_dashboard(url: str) -> FastAPI:
     def overview(request: Request) -> HTMLResponse:
         return page(request, "live_overview.html", "/", "Live node", **status_context())
 
+    def not_a_node(exc: Exception) -> HTTPException:
+        return HTTPException(
+            status_code=502,
+            detail=f"the server at {url} does not answer as a GRIDNET node does ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); give --node a node's API URL",
+        )
+
+    def panel(request: Request, name: str, context: Callable[[], dict[str, Any]]) -> HTMLResponse:
+        """A panel the page refreshes; when the node does not answer (or not as a node), what
+        is wrong in its place (with the time it was asked), until it answers again."""
+        try:
+            return templates.TemplateResponse(request, name, context())
+        except NOT_A_NODE as exc:
+            problem = not_a_node(exc)
+        except HTTPException as exc:
+            problem = exc
+        at = datetime.now(UTC).strftime("%H:%M:%S")
+        return templates.TemplateResponse(
+            request, "live_unavailable.html", {"message": problem.detail, "at": at, "refresh": REFRESH}
+        )
+
     @app.get("/live/status", response_class=HTMLResponse)
     def status_panel(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, "live_status.html", status_context())
+        return panel(request, "live_status.html", status_context)
 
     def network_context() -> dict[str, Any]:
         client = NodeClient(url, timeout_s=10)
@@ -106,7 +133,7 @@ def create_live_dashboard(url: str) -> FastAPI:
 
     @app.get("/live/network", response_class=HTMLResponse)
     def network_panel(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, "live_network_panel.html", network_context())
+        return panel(request, "live_network_panel.html", network_context)
 
     @app.get("/chain", response_class=HTMLResponse)
     def chain(request: Request) -> HTMLResponse:
@@ -167,11 +194,18 @@ def create_live_dashboard(url: str) -> FastAPI:
             nonce=a["nonce"],
             bonded=a["bonded"] / UNITS_PER_GNC,
             identity=identity is not None,
-            authority=None,
-            sent=[],
+            live=True,  # (the node's API says no authority, nor an account's transactions or meters)
+            pending=a["pending"],
+            sent=None,
             meters=[],
         )
 
-    error_pages(app, page)
+    error = error_pages(app, page)
+
+    async def answer_not_a_node(request: Request, exc: Exception) -> HTMLResponse:
+        return error(request, 502, str(not_a_node(exc).detail))
+
+    for kind in NOT_A_NODE:
+        app.add_exception_handler(kind, answer_not_a_node)
 
     return app

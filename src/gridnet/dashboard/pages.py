@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 HERE = Path(__file__).parent
-TITLES = {400: "Bad request", 404: "Not found", 503: "Unavailable"}
+TITLES = {400: "Bad request", 404: "Not found", 502: "Not a node", 503: "Unavailable"}
 
 Page = Callable[..., HTMLResponse]
 """``page(request, template, here, title, **context)``: a full page of the dashboard."""
@@ -28,9 +28,10 @@ def new_app(title: str, **kwargs: Any) -> tuple[FastAPI, Jinja2Templates]:
     return app, Jinja2Templates(directory=HERE / "templates")
 
 
-def error_pages(app: FastAPI, page: Page) -> None:
+def error_pages(app: FastAPI, page: Page) -> Callable[[Request, int, str], HTMLResponse]:
     """A malformed parameter is a 400 page naming it; a missing object (or a node that
-    refuses or does not answer) is a page with its status and message."""
+    refuses or does not answer) is a page with its status and message. Returns
+    ``error(request, status, message)``, that page."""
 
     def error(request: Request, status: int, message: str) -> HTMLResponse:
         response = page(request, "error.html", "", TITLES.get(status, "Error"), message=message)
@@ -46,3 +47,5 @@ def error_pages(app: FastAPI, page: Page) -> None:
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> HTMLResponse:
         return error(request, exc.status_code, str(exc.detail))
+
+    return error
