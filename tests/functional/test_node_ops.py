@@ -510,7 +510,11 @@ def test_a_directory_without_write_permission_is_one_line() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_ctrl_c_during_a_simulation_says_where_and_that_the_partial_chain_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_during_a_simulation_says_where_and_that_the_partial_chain_verifies(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Ctrl-C, or SIGTERM as a service manager stops it, alike."""
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridnet", "simulate", "--out", str(out)],
@@ -524,7 +528,7 @@ def test_ctrl_c_during_a_simulation_says_where_and_that_the_partial_chain_verifi
     try:
         probe = DevNode("chain", out / "chain", 0, 0)
         assert wait_for(lambda: (out / "chain" / "chain.sqlite").exists() and _stored(probe) >= 40, CEILING)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, stderr = proc.communicate(timeout=CEILING)
     finally:
         if proc.poll() is None:

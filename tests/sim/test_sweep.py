@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from gridnet.sim.sweep import (
     prepare_sweep_dir,
     run_sweep,
 )
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -325,3 +327,38 @@ def test_a_scheduler_that_never_answers_is_one_line_and_a_real_one_is_used(clien
     assert str(info.value).startswith(f"no Dask scheduler answers at {address} (no answer within 10 s): ")
     with open_client(scheduler=client.scheduler.address) as remote:
         assert len(remote.scheduler_info()["workers"]) == 2
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGTERM (a service manager, a batch system) stops the sweep as Ctrl-C does: the table
+    of what finished is written, exit 130, and the same command resumes."""
+    path = write_sweep(tmp_path, {"homes.pv_share": [0.25, 0.5, 0.75, 1.0]})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", "sweep", str(path), "--workers", "1"],
+        cwd=tmp_path,
+        env=dict(os.environ, COLUMNS="200", NO_COLOR="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: any((tmp_path / "out" / "sweep" / "runs").glob(f"*/{RUN_FILE}")), 180)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "the same command resumes the sweep" in stderr
+    rows = pq.read_table(tmp_path / "out" / "sweep" / "sweep.parquet").to_pylist()
+    assert 1 <= len(rows) < 4 and all(r["status"] == "ok" for r in rows)
+
+
+def test_the_order_of_the_varied_keys_does_not_change_the_runs(tmp_path: Path) -> None:
+    """Listing [vary]'s keys in another order is the same grid: the same run ids (a resumed
+    sweep runs nothing again)."""
+    one = load_sweep(write_sweep(tmp_path / "a", {"homes.pv_share": [0.25, 0.5], "homes.count": [4, 6]}))
+    other = load_sweep(write_sweep(tmp_path / "b", {"homes.count": [4, 6], "homes.pv_share": [0.25, 0.5]}))
+    assert sorted(r.id for r in one.runs) == sorted(r.id for r in other.runs)
+    assert len({r.id for r in one.runs}) == 4

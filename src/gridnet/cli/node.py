@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -22,6 +21,7 @@ from gridnet.cli.common import (
     console,
     err_console,
     require_node,
+    sigterm_interrupts,
 )
 from gridnet.cli.sim import interrupted, print_simulation_summary
 from gridnet.crypto.address import address_to_text
@@ -238,21 +238,6 @@ def devnet_cmd(
     ended = "  ".join(f"{name} height {height}" for name, height in net.stored_heights())
     console.print(f"devnet stopped: {ended}")
     console.print(f"data directories and logs: {out}")
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM is taken as Ctrl-C (KeyboardInterrupt): what the block
-    started is stopped on the way out (the node processes of a devnet), not left running."""
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def _devnet_scenario(

@@ -45,7 +45,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -501,7 +501,9 @@ def _run_id(scenario: Scenario, values: dict[str, Any], seed: int) -> str:
     if files:  # (absent otherwise: the ids of sweeps that read no file stay as they were)
         own["files"] = files
     digest = sha256_hex(json.dumps(own, sort_keys=True, default=list).encode())[:10]
-    words = [f"{k.rsplit('.', 1)[-1]}={v if isinstance(v, str) else _show(v)}" for k, v in values.items()]
+    words = [  # (by key: the same runs whatever order [vary] lists its keys in)
+        f"{k.rsplit('.', 1)[-1]}={v if isinstance(v, str) else _show(v)}" for k, v in sorted(values.items())
+    ]
     words.append(f"seed={seed}")
     readable = re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(words))[:80].strip("-")
     return f"{readable}-{digest}"
@@ -783,6 +785,10 @@ def _run_sweep(
                 _run_on(client, sweep, todo, done, progress)
         except KeyboardInterrupt:
             interrupted = True
+            for run in todo:  # what a worker completed before the sweep heard of it
+                finished = None if run.id in done else completed(sweep, run)
+                if finished is not None:
+                    done[run.id] = replace(finished, resumed=False)
     results = [done[run.id] for run in sweep.runs if run.id in done]
     table = write_table(sweep, results)
     plots = write_plots(sweep, results)
