@@ -367,6 +367,32 @@ def test_live_mode_on_a_server_that_is_no_node_says_so(tmp_path: Path) -> None:
         thread.join(timeout=30)
 
 
+def test_a_damaged_report_gives_pages_that_say_so(served: Served, tmp_path: Path) -> None:
+    """A report.json edited after the run (every section but the scenario's and the series'
+    replaced): each page is drawn or says what is wrong and what to do, never a bare error."""
+    from fastapi.testclient import TestClient
+
+    from gridnet.dashboard.app import create_dashboard
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(served.out, damaged)
+    report = json.loads((damaged / "report.json").read_text())
+    keep = ("scenario", "series", "schema_version")
+    (damaged / "report.json").write_text(
+        json.dumps({k: v if k in keep else "mangled" for k, v in report.items()})
+    )
+    statuses = {}
+    with TestClient(create_dashboard(damaged)) as client:
+        for path in ("/", "/market", "/homes", "/grid", "/chain", "/chain/block/1"):
+            answer = client.get(path)
+            statuses[path] = answer.status_code
+            assert answer.status_code in (200, 500), path
+            if answer.status_code == 500:
+                assert f"this page cannot be drawn from the run in {damaged} (" in answer.text, path
+                assert "run the scenario again" in answer.text
+    assert statuses["/"] == 500 and statuses["/chain/block/1"] == 200, statuses
+
+
 def test_a_port_in_use_is_one_clear_line(served: Served) -> None:
     port = urlsplit(served.origin).port
     result = subprocess.run(

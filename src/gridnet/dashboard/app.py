@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
+from jinja2.exceptions import UndefinedError
 from starlette.exceptions import HTTPException
 
 from gridnet.contracts.channel import contract_id
@@ -82,7 +83,8 @@ def create_dashboard(out: Path) -> FastAPI:
     def page(request: Request, name: str, here: str, title: str, **context: Any) -> HTMLResponse:
         r = run()
         scenario = r.report["scenario"]
-        context.update(nav=NAV, here=here, title=title, run_name=f"{scenario['name']} · {r.out}")
+        label = scenario.get("name", "run") if isinstance(scenario, dict) else "run"
+        context.update(nav=NAV, here=here, title=title, run_name=f"{label} · {r.out}")
         return templates.TemplateResponse(request, name, context)
 
     def missing(what: str) -> HTTPException:
@@ -495,7 +497,21 @@ def create_dashboard(out: Path) -> FastAPI:
             claims = []
         return page(request, "records.html", "/chain", table.capitalize(), rows=rows, claims=claims)
 
-    error_pages(app, page)
+    error = error_pages(app, page)
+
+    async def unreadable(request: Request, exc: Exception) -> HTMLResponse:
+        """A page that cannot be drawn from the run's files (a report.json edited or damaged
+        after the run: what the run wrote is read as it wrote it)."""
+        what = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return error(
+            request,
+            500,
+            f"this page cannot be drawn from the run in {out} ({what}); its report.json is not as "
+            "gridnet simulate wrote it: run the scenario again",
+        )
+
+    for kind in (KeyError, TypeError, ValueError, IndexError, AttributeError, UndefinedError):
+        app.add_exception_handler(kind, unreadable)
 
     return app
 
