@@ -212,6 +212,7 @@ def test_the_pages_hold_the_runs_figures(served: Served, browser: Browser) -> No
         assert prices["data"] == [c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]]
         traded = next(d for d in drawn["chart-prices"]["datasets"] if d["label"].startswith("traded"))
         assert traded["data"] == [c["traded_wh"] / 1000 for c in report["clearing_price"]["per_interval"]]
+        assert page.evaluate("window.gridnetCharts['chart-mix'].scales.y.min") == 0  # (the stack's base)
         # An interval's order book: every order the hub cleared (its panel swaps in, htmx).
         page.goto(served.origin + "/market")
         charts(page, 1)

@@ -642,5 +642,5 @@ def _mix_chart(homes: list[dict[str, Any]]) -> str:
         "line",
         [hhmm(t) for t in times],
         datasets,
-        scales={"y": {"stacked": True, "title": {"display": True, "text": "kWh"}}},
+        scales={"y": {"stacked": True, "beginAtZero": True, "title": {"display": True, "text": "kWh"}}},
     )
