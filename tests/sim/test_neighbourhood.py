@@ -325,6 +325,22 @@ def test_a_home_starts_with_what_it_needs_to_take_part() -> None:
         scenario_from_dict({**lean, "homes": {"start_gnc": 2.07503999}}, "t.toml")
 
 
+def test_the_dso_and_the_government_start_with_what_they_need_to_set_up(tmp_path: Path) -> None:
+    """With 0 GNC the DSO's identity, pools and authority were refused and the run did not
+    converge; the summary said 'InsufficientBalance 11' and not whose."""
+    for table, expected in (
+        ("dso", "0.20004000 GNC, what it locks and pays to set up: its token pool for each home "),
+        ("government", "0.00004000 GNC, what it locks and pays to set up: its first transactions' fees"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            scenario_from_dict({"homes": {"count": 4}, table: {"start_gnc": 0}}, "t.toml")
+        assert str(info.value).startswith(f"t.toml: [{table}] start_gnc must be at least {expected}")
+    # Funds for the setup but not for trading: the run names who was refused.
+    poor = {**SMALL, "relay": {"enabled": False}, "dso": {"start_gnc": 0.00004}}
+    report = simulate(scenario_from_dict(poor, "poor"), tmp_path / "out")
+    assert "dso" in report["transactions"]["refused_by"]["InsufficientBalance"]
+
+
 def test_the_weather_file_and_the_grid_equipment_are_checked_when_the_file_loads(tmp_path: Path) -> None:
     """They were refused while the run built, without the scenario file and key (``error: line
     type 'NOPE' is unknown: ...``); now with them, before anything else happens."""

@@ -93,6 +93,8 @@ class Deal:
 class Tally:
     submitted: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    refused_by: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """Rule -> the participants whose transactions (or commands) it refused, and how many."""
     orders_refused: Counter[str] = field(default_factory=Counter)
     orders_left_out: int = 0
     abandoned: int = 0
@@ -108,6 +110,11 @@ class Tally:
     until its first: not 1.0, which no bus may have reached)."""
     congested_intervals: int = 0
     """Intervals in which a line was over its limit or a voltage outside the band."""
+
+    def refuse(self, rule: str, who: str) -> None:
+        """A node refused ``who``'s transaction (or command) for ``rule``."""
+        self.refused[rule] += 1
+        self.refused_by[rule][who] += 1
 
 
 class World:
@@ -251,7 +258,7 @@ class World:
 
             self.when(who, lambda _look: self.now() > now, again)  # (a later step, not this one)
             return False
-        self.tally.refused[outcome.rule] += 1
+        self.tally.refuse(outcome.rule, who.name)
         return False
 
     def submit_all(self, items: Sequence[tuple[Agent, Payload]]) -> list[bool]:
@@ -286,7 +293,7 @@ class World:
             elif outcome.rule in ("NonceGap", "NonceTooLow"):
                 taken.append(self.submit(who, payload))  # (with the nonce its node gives)
             else:
-                self.tally.refused[outcome.rule] += 1
+                self.tally.refuse(outcome.rule, who.name)
                 taken.append(False)
         return taken
 
@@ -417,7 +424,7 @@ class World:
         elif isinstance(note, CommandNote) and to is not sender:
             rule = self.backend.post_command(sender.node, note.command)
             if rule:
-                self.tally.refused[rule] += 1
+                self.tally.refuse(rule, sender.name)
         else:
             to.inbox.append(note)
 

@@ -72,6 +72,19 @@ def interrupted(done: int, total: int, chain_dir: Path) -> NoReturn:
     raise SystemExit(130)
 
 
+def refusals(transactions: dict[str, Any], shown: int = 3) -> str:
+    """Each rule that refused transactions, how many, and whose (the first ``shown``
+    participants): 'InsufficientBalance 11 (dso 11)'; "none"."""
+    by = transactions.get("refused_by", {})
+    parts = []
+    for rule, n in sorted(transactions["refused"].items(), key=lambda item: -item[1]):
+        who = list(by.get(rule, {}).items())
+        named = ", ".join(f"{name} {k}" for name, k in who[:shown])
+        more = f", {len(who) - shown} more" if len(who) > shown else ""
+        parts.append(f"{rule} {n:,}" + (f" ({named}{more})" if who else ""))
+    return "; ".join(parts) or "none"
+
+
 def _kwh(wh: int) -> str:
     return f"{wh / 1000:,.1f} kWh"
 
@@ -168,8 +181,7 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     for name, n in report["nodes"].items():
         extra = f", reorgs {n['reorgs']}, validating {n['validation_s']} s" if "reorgs" in n else ""
         table.add_row(f"node {name}", f"height {n['height']}, mined {n['blocks_mined']}{extra}")
-    refused = report["transactions"]["refused"]
-    table.add_row("refused transactions", str(refused) if refused else "none")
+    table.add_row("refused transactions", refusals(report["transactions"]))
     table.add_row("converged", "yes" if report["converged"] else "NO")
     v = report["verify"]
     verdict = "valid" if v["ok"] else f"INVALID at {v['bad_height']}: {v['rule']}"
@@ -221,7 +233,7 @@ def print_demo_summary(report: dict[str, Any], out: Path) -> None:
             f"height {n['height']} head {n['head']} mined {n['blocks_mined']} reorgs {n['reorgs']}",
         )
     table.add_row("converged", "yes" if report["converged"] else "NO")
-    table.add_row("refused transactions", str(report["transactions"]["refused"] or "none"))
+    table.add_row("refused transactions", refusals(report["transactions"]))
     v = report["verify"]
     verdict = "valid" if v["ok"] else f"INVALID at {v['bad_height']}: {v['rule']}"
     checked = f"{v['blocks']} blocks, {v['transactions']} txs in {v['seconds']} s"

@@ -184,6 +184,9 @@ def build_report(
         "transactions": {
             "submitted": dict(world.tally.submitted),
             "refused": dict(world.tally.refused),
+            "refused_by": {
+                rule: dict(who.most_common()) for rule, who in sorted(world.tally.refused_by.items())
+            },
             "abandoned": world.tally.abandoned,
             "orders_refused": dict(world.tally.orders_refused),
         },
