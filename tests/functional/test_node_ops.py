@@ -184,6 +184,56 @@ def test_transactions_go_to_the_running_node_and_are_checked_up_front(
 # --- status, peers, health, metrics and the log --------------------------------------------
 
 
+def test_a_node_lost_while_tx_waits_says_the_transaction_was_accepted(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    """``tx ... --wait`` whose node stops answering while it waits: one line saying that the
+    transaction was accepted (and may still be mined), not only that the node is gone."""
+    a = new_node(tmp_path, "a", fast_params(OWNER), key=OWNER)
+    nodes.append(a)
+    write_key_file(tmp_path / "owner.key", OWNER)
+    a.start()  # (not mining: the transaction waits)
+    assert wait_for(lambda: running(a), CEILING)
+    bob = address_to_text(PrivateKey.from_label("ops-bob").address)
+    url = f"http://{LOCAL}:{a.api_port}"
+    args = [
+        "tx",
+        "transfer",
+        "--data-dir",
+        str(a.data_dir),
+        "--key",
+        "owner.key",
+        "--to",
+        bob,
+        "--amount",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", *args, "--amount", "1", "--wait", "--timeout", "600"],
+        cwd=tmp_path,
+        env=dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith("accepted "), proc.stderr.read()
+        assert a.process is not None
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait(timeout=30)
+        _, stderr = proc.communicate(timeout=CEILING)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
+    assert (
+        line.startswith(f"error: the node at {url} ") and "which it accepted: it may still be mined" in line
+    )
+
+
 def test_status_peers_health_metrics_and_log_lines_of_linked_nodes(
     tmp_path: Path, nodes: list[DevNode]
 ) -> None:

@@ -157,7 +157,13 @@ def _send_to_node(
     deadline = time.monotonic() + timeout
     with console.status("waiting for a block to include it"):
         while time.monotonic() < deadline:
-            answer = client.get(f"/transactions/{txid}")
+            try:
+                answer = client.get(f"/transactions/{txid}")
+            except NodeUnavailable as exc:
+                raise NodeUnavailable(
+                    f"{exc} (waiting for {txid[:16]}, which it accepted: it may still be mined; look it up "
+                    f"with GET /transactions/{txid} once the node answers)"
+                ) from None
             if answer is None:
                 raise NodeUnavailable(
                     f"the node no longer holds {txid} and no block includes it: it was dropped (see the "
