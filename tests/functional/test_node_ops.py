@@ -448,6 +448,41 @@ def test_gridnet_toml_is_read_and_flags_override_it(tmp_path: Path, nodes: list[
 # --- errors a user makes: one line each -------------------------------------------------------
 
 
+def test_a_node_refuses_an_edited_genesis_file_and_drops_a_stale_cookie(tmp_path: Path) -> None:
+    """DATA_DIR/genesis.toml edited after ``chain init`` was ignored without a word (the chain
+    keeps its own genesis): now the node says so and does not start. A cookie a killed run
+    left is removed by a run without an API (no API answers to its token)."""
+    data = tmp_path / "n"
+    ok(gridnet("chain", "init", "--data-dir", data, cwd=tmp_path))
+    genesis = data / "genesis.toml"
+    original = genesis.read_text()
+    genesis.write_text(original.replace("block_interval_s = 1.0", "block_interval_s = 5.0"))
+    assert genesis.read_text() != original
+    line = one_line_error(gridnet("node", "--data-dir", data, "--unencrypted-key", cwd=tmp_path))
+    assert line.startswith(f"error: {genesis} is not the genesis this chain was created from; ")
+    assert f"'gridnet chain init --data-dir NEW --genesis {genesis}'" in line
+    genesis.write_text("[chain\n")
+    line = one_line_error(gridnet("node", "--data-dir", data, "--unencrypted-key", cwd=tmp_path))
+    assert line.startswith("error: genesis file ") and "a chain's genesis cannot change" in line
+    genesis.write_text("# the defaults, as a comment says\n" + original)  # (the same genesis: it starts)
+    (data / COOKIE_NAME).write_text("stale")
+    start = ["node", "--data-dir", str(data), "--unencrypted-key", "--api", "off", "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", *start, "--listen", f"{LOCAL}:{free_port()}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: (data / "node.json").exists() or proc.poll() is not None, CEILING)
+        assert proc.poll() is None, proc.communicate()[1]
+        assert not (data / COOKIE_NAME).exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=CEILING)
+
+
 def test_node_start_errors_are_one_line(tmp_path: Path) -> None:
     data = tmp_path / "n"
     ok(gridnet("chain", "init", "--data-dir", data, cwd=tmp_path))

@@ -28,7 +28,13 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain, now_ms
-from gridnet.ledger.params import default_params, load_genesis_file, params_to_toml, validate_params
+from gridnet.ledger.params import (
+    GENESIS_NAME,
+    default_params,
+    load_genesis_file,
+    params_to_toml,
+    validate_params,
+)
 from gridnet.ledger.state import Account, StateView
 from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
@@ -63,7 +69,7 @@ def chain_init(
     """Create a chain from a genesis file in an empty data directory, with a gridnet.toml
     listing the node's settings (all commented out: the defaults)."""
     params = load_genesis_file(genesis) if genesis else default_params()
-    written = data_dir / "genesis.toml"
+    written = data_dir / GENESIS_NAME
     given = genesis is not None and written.exists() and written.samefile(genesis)
     if written.exists() and not given and not (data_dir / DB_NAME).exists():  # (a chain there: refused below)
         raise ConfigError(

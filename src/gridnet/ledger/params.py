@@ -12,7 +12,7 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -461,6 +461,10 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
             "before the fraud it backs can be proven"
         )
     return params
+
+
+GENESIS_NAME: Final = "genesis.toml"
+"""The genesis a data directory's chain was created from, as ``chain init`` writes it there."""
 
 
 def load_genesis_file(path: Path) -> ChainParams:

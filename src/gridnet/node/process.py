@@ -30,6 +30,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError, NodeFailed
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import GENESIS_NAME, ChainParams, load_genesis_file, params_to_toml
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.net.tcp import TcpTransport
@@ -132,7 +133,9 @@ async def serve(
     try:
         await transport.start()
         api_address = None
-        if s.api != API_OFF:
+        if s.api == API_OFF:
+            remove_cookie(data_dir)  # (a killed run's: no API answers to its token now)
+        else:
             import uvicorn
 
             from gridnet.node.api import create_app
@@ -217,11 +220,35 @@ async def serve(
             _log.info("stopped at height %d", chain.height)
 
 
+def check_genesis_file(data_dir: Path, params: ChainParams) -> None:
+    """``DATA_DIR/genesis.toml`` (``chain init`` writes it) must still be the chain's genesis:
+    the chain keeps its own, so an edited file would be ignored without a word. A
+    ``ConfigError`` naming the file when it is not (or cannot be read)."""
+    path = data_dir / GENESIS_NAME
+    if not path.exists():
+        return
+    advice = (
+        f"a chain's genesis cannot change: put back the file as it was, or move it away (the chain keeps "
+        f"its own), or start a new chain from it with 'gridnet chain init --data-dir NEW --genesis {path}'"
+    )
+    try:
+        written = load_genesis_file(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {advice}") from None
+    if params_to_toml(written) != params_to_toml(params):
+        raise ConfigError(f"{path} is not the genesis this chain was created from; {advice}")
+
+
 def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
     """Open the data directory (taking its lock), start logging into it, load the node key,
     and run until SIGTERM or SIGINT."""
     s = options.settings
     chain = Chain.open(options.data_dir)  # no chain, or locked: a one-line error before anything else
+    try:
+        check_genesis_file(options.data_dir, chain.params)
+    except ConfigError:
+        chain.close()
+        raise
     # A log line that cannot be written (a full disk) is dropped, not printed as a traceback:
     # the failure itself is reported in one line (and by /health).
     logging.raiseExceptions = False
