@@ -195,6 +195,14 @@ def test_every_page_loads_offline_with_no_console_error(served: Served, browser:
         bad = page.goto(served.origin + "/market?interval=soon")
         assert bad is not None and bad.status == 400
         expect(page.locator("#error")).to_contain_text("query.interval")
+        # A malformed id is a bad request; a well-formed one the chain does not hold, not found.
+        for path, status in (
+            ("/chain/tx/zz", 400),
+            ("/chain/account/xyz", 400),
+            ("/chain/tx/" + "00" * 32, 404),
+        ):
+            answer = page.goto(served.origin + path)
+            assert answer is not None and answer.status == status, path
     finally:
         page.close()
 

@@ -519,17 +519,17 @@ def create_dashboard(out: Path) -> FastAPI:
 def _address(text: str) -> bytes:
     try:
         return address_from_text(text)
-    except InvalidAddress as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except InvalidAddress as exc:  # (malformed: a bad request; a well-formed one not found is a 404)
+        raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 def _hex(text: str, length: int) -> bytes:
     try:
         value = bytes.fromhex(text)
     except ValueError:
-        raise HTTPException(status_code=404, detail=f"{text[:20]} is not hex") from None
+        raise HTTPException(status_code=400, detail=f"{text[:20]} is not hex") from None
     if len(value) != length:
-        raise HTTPException(status_code=404, detail=f"{text[:20]} is not {length} bytes of hex")
+        raise HTTPException(status_code=400, detail=f"{text[:20]} is not {length} bytes of hex")
     return value
 
 
