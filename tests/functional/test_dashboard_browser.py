@@ -332,7 +332,7 @@ def test_live_mode_follows_a_running_node(mining_node: DevNode, browser: Browser
             page.goto(origin + "/")
             expect(page.locator("#live-height")).to_be_visible()
             stop_all([mining_node])
-            expect(page.locator("#live-error")).to_contain_text(f"the node at {node_url} does not answer")
+            expect(page.locator("#live-error")).to_contain_text(f"the node at {node_url} did not answer GET ")
             expect(page.locator("#live-height")).to_have_count(0)
         finally:
             page.close()

@@ -53,7 +53,9 @@ def create_live_dashboard(url: str) -> FastAPI:
         except NodeRefused as exc:
             raise HTTPException(status_code=400, detail=f"the node refused {path}: {exc}") from None
         except NodeUnavailable as exc:
-            raise HTTPException(status_code=503, detail=f"the node at {url} does not answer: {exc}") from None
+            said = str(exc)  # (it names the node, mostly)
+            detail = said if url in said else f"the node at {url} does not answer: {said}"
+            raise HTTPException(status_code=503, detail=detail) from None
         finally:
             if own:
                 client.close()
