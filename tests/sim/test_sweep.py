@@ -362,3 +362,16 @@ def test_the_order_of_the_varied_keys_does_not_change_the_runs(tmp_path: Path) -
     other = load_sweep(write_sweep(tmp_path / "b", {"homes.count": [4, 6], "homes.pv_share": [0.25, 0.5]}))
     assert sorted(r.id for r in one.runs) == sorted(r.id for r in other.runs)
     assert len({r.id for r in one.runs}) == 4
+
+
+def test_files_in_whole_tables_of_vary_are_found_from_the_sweep(tmp_path: Path) -> None:
+    """[vary] may list whole tables: a policies table's files are relative to the sweep file
+    too."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    path = tmp_path / "sweep.toml"
+    path.write_text('scenario = "tiny.toml"\n[vary]\npolicies = [{home-0 = "a.toml"}, {home-0 = "b.toml"}]\n')
+    runs = load_sweep(path, tmp_path / "out").runs
+    assert [r.document["policies"] for r in runs] == [
+        {"home-0": str(tmp_path / "a.toml")},
+        {"home-0": str(tmp_path / "b.toml")},
+    ]

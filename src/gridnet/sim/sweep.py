@@ -343,22 +343,25 @@ def _dotted(table: Any, where: str, *, leaf_lists: bool) -> dict[str, Any]:
     return out
 
 
-def _is_file_key(key: str) -> bool:
-    """A scenario key whose value is a file: a home's policy, the weather file."""
-    return key.startswith("policies.") or key == "weather.weather_file"
-
-
 def _sweep_paths(values: dict[str, Any], here: Path, lists: bool) -> dict[str, Any]:
-    """``values`` with the files they name (relative to the sweep file, as the sweep's other
-    paths) made absolute: a base scenario's own files stay relative to it."""
+    """``values`` with the files they name (a home's policy, the weather file: relative to the
+    sweep file, as the sweep's other paths) made absolute, however the key is written
+    (``"policies.home-0"``, or a whole ``policies`` or ``weather`` table as a value); a base
+    scenario's own files stay relative to it."""
 
-    def absolute(value: Any) -> Any:
+    def path(value: Any) -> Any:
         return os.path.normpath(here / value) if isinstance(value, str) and value else value
 
-    return {
-        k: ([absolute(x) for x in v] if lists else absolute(v)) if _is_file_key(k) else v
-        for k, v in values.items()
-    }
+    def files(key: str, value: Any) -> Any:
+        if key.startswith("policies.") or key == "weather.weather_file":
+            return path(value)
+        if key == "policies" and isinstance(value, dict):
+            return {home: path(v) for home, v in value.items()}
+        if key == "weather" and isinstance(value, dict) and "weather_file" in value:
+            return {**value, "weather_file": path(value["weather_file"])}
+        return value
+
+    return {k: [files(k, x) for x in v] if lists else files(k, v) for k, v in values.items()}
 
 
 def _check_values(key: str, values: list[Any], where: str) -> None:
