@@ -67,6 +67,25 @@ def _read_holder(path: Path) -> LockHolder:
         return LockHolder(None, "")
 
 
+def _in_use(data_dir: Path, holder: LockHolder, what: str) -> DataDirLocked:
+    who = "another process" if holder.pid is None else f"process {holder.pid}"
+    if holder.command:
+        who += f" ({holder.command})"
+    if " node " in f" {holder.command} ":  # a node: the command line can talk to it
+        advice = "stop it first, or send to it through its API (--node URL, or --data-dir)"
+    else:
+        advice = "wait for it to finish"
+    return DataDirLocked(f"{what} {data_dir} is in use by {who}; {advice}", holder.pid)
+
+
+def ensure_free(data_dir: Path, what: str = "data directory") -> None:
+    """:class:`DataDirLocked` naming the holder if a process writes ``data_dir`` now (a probe
+    that writes nothing: a run refused later leaves the directory as it found it)."""
+    found = holder(data_dir)
+    if found is not None:
+        raise _in_use(data_dir, found, what)
+
+
 def acquire(data_dir: Path, what: str = "data directory") -> DataDirLock:
     """Take the data directory's lock or raise :class:`DataDirLocked` naming the holder (and
     the directory as ``what``: a run's output directory is locked the same way)."""
@@ -79,15 +98,7 @@ def acquire(data_dir: Path, what: str = "data directory") -> DataDirLock:
         except BlockingIOError:
             if attempt + 1 == _RETRIES:
                 os.close(fd)
-                holder = _read_holder(path)
-                who = "another process" if holder.pid is None else f"process {holder.pid}"
-                if holder.command:
-                    who += f" ({holder.command})"
-                if " node " in f" {holder.command} ":  # a node: the command line can talk to it
-                    advice = "stop it first, or send to it through its API (--node URL, or --data-dir)"
-                else:
-                    advice = "wait for it to finish"
-                raise DataDirLocked(f"{what} {data_dir} is in use by {who}; {advice}", holder.pid) from None
+                raise _in_use(data_dir, _read_holder(path), what) from None
             time.sleep(0.02 * (attempt + 1))
     try:
         info = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)

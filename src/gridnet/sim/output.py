@@ -19,7 +19,7 @@ from typing import Any
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
 from gridnet.errors import ConfigError, StoreError
-from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
+from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire, ensure_free
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.verify import Replay, VerifyReport, verify_chain
 from gridnet.system import fewer_gc_passes, usable_cores
@@ -50,6 +50,7 @@ def check_out_dir(out: Path, command: str) -> bool:
         raise ConfigError(
             f"cannot write the output directory {out}: {exc.strerror}; choose another --out"
         ) from None
+    ensure_free(out, "output directory")  # (another run writing there: said now, not after the build)
     marker = out / MARKER
     if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
         raise ConfigError(
