@@ -664,6 +664,7 @@ def _probe(scheduler: str) -> None:
     ``OSError`` (a ``TimeoutError`` when nothing answers, or something that is no Dask
     scheduler) or a ``ValueError`` (no address) if it does not answer."""
     import asyncio
+    import concurrent.futures
 
     from distributed.core import rpc
 
@@ -675,7 +676,9 @@ def _probe(scheduler: str) -> None:
             await remote.close_rpc()  # type: ignore[no-untyped-call]
 
     try:
-        who = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT_S))
+        # On a thread of its own: its own event loop, even where one runs already (a notebook).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            who = pool.submit(asyncio.run, asyncio.wait_for(identity(), CONNECT_TIMEOUT_S)).result()
     except TimeoutError as exc:
         raise TimeoutError(str(exc) or f"no answer within {CONNECT_TIMEOUT_S:.0f} s") from None
     except (OSError, ValueError):
