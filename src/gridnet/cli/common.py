@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -128,18 +125,3 @@ def require_node(node: str | None, data_dir: Path | None, token_file: Path | Non
             f"no node runs on {data_dir} (start one with 'gridnet node --data-dir {data_dir}')"
         )
     return client
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM is taken as Ctrl-C (KeyboardInterrupt): what the block
-    started is stopped on the way out (the node processes of a devnet), not left running."""
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)

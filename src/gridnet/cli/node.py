@@ -21,12 +21,12 @@ from gridnet.cli.common import (
     console,
     err_console,
     require_node,
-    sigterm_interrupts,
 )
 from gridnet.cli.sim import interrupted, print_simulation_summary
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
+from gridnet.interrupts import as_keyboard_interrupt
 from gridnet.ledger.chain import now_ms
 from gridnet.node.client import NodeClient, PeerAnswer, StatusAnswer, expect
 from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN
@@ -224,7 +224,7 @@ def devnet_cmd(
             raise ConfigError("--duration and --scenario exclude each other: a scenario runs to its end")
         if consensus != "pow":
             raise ConfigError("--scenario runs on a proof-of-work devnet; leave out --consensus")
-        with sigterm_interrupts():
+        with as_keyboard_interrupt():
             _devnet_scenario(scenario, out, nodes, 300.0 if speed is None else speed, line)
         return
     net = Devnet(out, nodes, consensus=consensus)
@@ -233,7 +233,7 @@ def devnet_cmd(
         def report(status: list[NodeStatus]) -> None:
             live.update(Text(line(status)))
 
-        with contextlib.suppress(KeyboardInterrupt), sigterm_interrupts():
+        with contextlib.suppress(KeyboardInterrupt), as_keyboard_interrupt():
             net.run(duration, report)
     ended = "  ".join(f"{name} height {height}" for name, height in net.stored_heights())
     console.print(f"devnet stopped: {ended}")

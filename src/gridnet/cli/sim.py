@@ -8,7 +8,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.table import Table
 
-from gridnet.cli.common import console, count, err_console, progress_bar, sigterm_interrupts
+from gridnet.cli.common import console, count, err_console, progress_bar
+from gridnet.interrupts import as_keyboard_interrupt
 from gridnet.units import format_gnc
 
 
@@ -42,7 +43,7 @@ def simulate_cmd(
         progress.update(task, completed=k)
 
     try:
-        with sigterm_interrupts(), progress_bar() as progress:
+        with as_keyboard_interrupt(), progress_bar() as progress:
             task = progress.add_task("simulating intervals", total=total)
             report = simulate(sc, out, progress=advanced, csv=csv)
     except KeyboardInterrupt:

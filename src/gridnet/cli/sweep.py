@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gridnet.cli.common import JsonFlag, console, count, err_console, progress_bar, sigterm_interrupts
+from gridnet.cli.common import JsonFlag, console, count, err_console, progress_bar
+from gridnet.interrupts import as_keyboard_interrupt
 from gridnet.system import usable_cores
 
 
@@ -42,7 +43,7 @@ def sweep_cmd(
         )
     sweep = load_sweep(sweep_file, out)  # every run's scenario is checked before anything runs
     where = scheduler or f"a local cluster of {count(workers or usable_cores(), 'worker')}"
-    with sigterm_interrupts(), progress_bar() as progress:  # (SIGTERM as Ctrl-C: the table is written)
+    with as_keyboard_interrupt(), progress_bar() as progress:  # (SIGTERM as Ctrl-C: the table is written)
         task = progress.add_task("runs", total=None)
 
         def advanced(done: int, total: int) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import msgspec
 
+from gridnet import interrupts
 from gridnet.crypto.keys import CORES_ENV, PrivateKey, write_key_file
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
@@ -154,7 +155,7 @@ class DevNode:
             *extra,
         ]
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / CONSOLE_LOG).open("ab") as out:
+        with (self.data_dir / CONSOLE_LOG).open("ab") as out, interrupts.held():  # (see gridnet.interrupts)
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def client(self) -> NodeClient:
