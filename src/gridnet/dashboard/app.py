@@ -17,12 +17,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
-from jinja2.exceptions import UndefinedError
 from starlette.exceptions import HTTPException
 
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.address import address_from_text, address_to_text
-from gridnet.dashboard.pages import error_pages, new_app
+from gridnet.dashboard.pages import error_pages, new_app, unexpected_data_pages
 from gridnet.dashboard.run import RunResults, when
 from gridnet.encoding import decode_lenient
 from gridnet.errors import InvalidAddress
@@ -497,21 +496,15 @@ def create_dashboard(out: Path) -> FastAPI:
             claims = []
         return page(request, "records.html", "/chain", table.capitalize(), rows=rows, claims=claims)
 
-    error = error_pages(app, page)
-
-    async def unreadable(request: Request, exc: Exception) -> HTMLResponse:
-        """A page that cannot be drawn from the run's files (a report.json edited or damaged
-        after the run: what the run wrote is read as it wrote it)."""
-        what = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        return error(
-            request,
-            500,
+    unexpected_data_pages(
+        app,
+        error_pages(app, page),
+        500,
+        lambda what: (
             f"this page cannot be drawn from the run in {out} ({what}); its report.json is not as "
-            "gridnet simulate wrote it: run the scenario again",
-        )
-
-    for kind in (KeyError, TypeError, ValueError, IndexError, AttributeError, UndefinedError):
-        app.add_exception_handler(kind, unreadable)
+            "gridnet simulate wrote it: run the scenario again"
+        ),
+    )
 
     return app
 

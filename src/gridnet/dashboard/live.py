@@ -18,11 +18,10 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse
-from jinja2.exceptions import UndefinedError
 from starlette.exceptions import HTTPException
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.dashboard.pages import error_pages, new_app
+from gridnet.dashboard.pages import UNEXPECTED_DATA, described, error_pages, new_app, unexpected_data_pages
 from gridnet.dashboard.run import when
 from gridnet.encoding import decode
 from gridnet.errors import NodeUnavailable
@@ -31,9 +30,6 @@ from gridnet.node.client import NodeClient, NodeRefused
 from gridnet.units import UNITS_PER_GNC
 
 NAV = [("/", "Overview"), ("/network", "Network"), ("/chain", "Chain")]
-NOT_A_NODE = (KeyError, TypeError, ValueError, IndexError, AttributeError, UndefinedError)
-"""What reading an answer that is not a GRIDNET node's raises (another server's JSON), here or
-in a template."""
 LATEST = 12
 REFRESH = "every 2s"
 
@@ -93,11 +89,10 @@ def create_live_dashboard(url: str) -> FastAPI:
     def overview(request: Request) -> HTMLResponse:
         return page(request, "live_overview.html", "/", "Live node", **status_context())
 
-    def not_a_node(exc: Exception) -> HTTPException:
-        return HTTPException(
-            status_code=502,
-            detail=f"the server at {url} does not answer as a GRIDNET node does ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]}); give --node a node's API URL",
+    def not_a_node(what: str) -> str:
+        return (
+            f"the server at {url} does not answer as a GRIDNET node does ({what}); give --node a node's "
+            "API URL"
         )
 
     def panel(request: Request, name: str, context: Callable[[], dict[str, Any]]) -> HTMLResponse:
@@ -105,13 +100,13 @@ def create_live_dashboard(url: str) -> FastAPI:
         is wrong in its place (with the time it was asked), until it answers again."""
         try:
             return templates.TemplateResponse(request, name, context())
-        except NOT_A_NODE as exc:
-            problem = not_a_node(exc)
+        except UNEXPECTED_DATA as exc:
+            problem = not_a_node(described(exc))
         except HTTPException as exc:
-            problem = exc
+            problem = str(exc.detail)
         at = datetime.now(UTC).strftime("%H:%M:%S")
         return templates.TemplateResponse(
-            request, "live_unavailable.html", {"message": problem.detail, "at": at, "refresh": REFRESH}
+            request, "live_unavailable.html", {"message": problem, "at": at, "refresh": REFRESH}
         )
 
     @app.get("/live/status", response_class=HTMLResponse)
@@ -202,12 +197,6 @@ def create_live_dashboard(url: str) -> FastAPI:
             meters=[],
         )
 
-    error = error_pages(app, page)
-
-    async def answer_not_a_node(request: Request, exc: Exception) -> HTMLResponse:
-        return error(request, 502, str(not_a_node(exc).detail))
-
-    for kind in NOT_A_NODE:
-        app.add_exception_handler(kind, answer_not_a_node)
+    unexpected_data_pages(app, error_pages(app, page), 502, not_a_node)
 
     return app

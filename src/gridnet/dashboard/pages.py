@@ -12,10 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2.exceptions import UndefinedError
 from starlette.exceptions import HTTPException
 
 HERE = Path(__file__).parent
 TITLES = {400: "Bad request", 404: "Not found", 502: "Not a node", 503: "Unavailable"}
+
+UNEXPECTED_DATA = (KeyError, TypeError, ValueError, IndexError, AttributeError, UndefinedError)
+"""What drawing a page from data that is not as expected raises (here or in a template): a
+damaged report.json, another server's JSON."""
 
 Page = Callable[..., HTMLResponse]
 """``page(request, template, here, title, **context)``: a full page of the dashboard."""
@@ -49,3 +54,21 @@ def error_pages(app: FastAPI, page: Page) -> Callable[[Request, int, str], HTMLR
         return error(request, exc.status_code, str(exc.detail))
 
     return error
+
+
+def described(exc: BaseException) -> str:
+    """``exc`` on one line: its kind and (the start of) its message."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def unexpected_data_pages(
+    app: FastAPI, error: Callable[[Request, int, str], HTMLResponse], status: int, say: Callable[[str], str]
+) -> None:
+    """A page drawn from data not as expected (``UNEXPECTED_DATA``) is the ``status`` page
+    with ``say(what was raised)``, not a server error."""
+
+    async def unexpected(request: Request, exc: Exception) -> HTMLResponse:
+        return error(request, status, say(described(exc)))
+
+    for kind in UNEXPECTED_DATA:
+        app.add_exception_handler(kind, unexpected)
