@@ -10,15 +10,17 @@ Here that temporary directory is made quietly instead, and removed when the proc
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 
+@functools.cache
 def prepare_matplotlib() -> None:
-    """Give matplotlib a writable configuration directory if its default one is not (a no-op
-    once matplotlib has loaded, or with ``MPLCONFIGDIR`` set)."""
+    """Give matplotlib a writable configuration directory if its default one is not (once per
+    process; nothing with ``MPLCONFIGDIR`` set)."""
     if "MPLCONFIGDIR" in os.environ:
         return
     default = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"

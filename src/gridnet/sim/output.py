@@ -34,6 +34,11 @@ SAME_RESULTS = {"simulate", "devnet"}
 in-memory network or on a devnet): either replaces the other's."""
 
 
+def unwritable(out: Path, exc: OSError) -> ConfigError:
+    """The error of an output directory that cannot be written (``exc`` says why)."""
+    return ConfigError(f"cannot write the output directory {out}: {exc.strerror}; choose another --out")
+
+
 def check_out_dir(out: Path, command: str) -> bool:
     """Whether ``out`` holds the results of an earlier run of ``command`` (which
     ``prepare_out_dir`` replaces); it is created (empty) when missing. A ConfigError when it
@@ -47,9 +52,7 @@ def check_out_dir(out: Path, command: str) -> bool:
         if not any(p.name != LOCK_NAME for p in out.iterdir()):
             return False
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write the output directory {out}: {exc.strerror}; choose another --out"
-        ) from None
+        raise unwritable(out, exc) from None
     ensure_free(out, "output directory")  # (another run writing there: said now, not after the build)
     marker = out / MARKER
     if not any((out / m).exists() for m in (MARKER, *EARLIER_MARKERS)):
@@ -88,9 +91,7 @@ def prepare_out_dir(out: Path, command: str) -> DataDirLock:
         (out / MARKER).write_text(f"written by gridnet {command}; safe to delete\n")
     except OSError as exc:
         lock.release()
-        raise ConfigError(
-            f"cannot write the output directory {out}: {exc.strerror}; choose another --out"
-        ) from None
+        raise unwritable(out, exc) from None
     except BaseException:
         lock.release()
         raise

@@ -519,11 +519,11 @@ def _check(s: Scenario) -> None:
             "pays to take part: its token pool ([relay] pool_gnc), its balancing contract's deposit "
             "([dso] balancing_kwh at imbalance_price plus the line fee) and its transactions' fees"
         )
-    dso_setup = SETUP_BYTES * default_params().min_fee_per_byte
-    dso_needs = dso_setup + (s.homes.count * gnc(s.relay.pool_gnc) if s.relay.enabled else 0)
+    fees = SETUP_BYTES * default_params().min_fee_per_byte  # (its first transactions')
+    dso_needs = fees + (s.homes.count * gnc(s.relay.pool_gnc) if s.relay.enabled else 0)
     setups: list[tuple[str, float, int, str]] = [
         ("dso", s.dso.start_gnc, dso_needs, "its token pool for each home ([relay] pool_gnc) and "),
-        ("government", s.government.start_gnc, dso_setup, ""),
+        ("government", s.government.start_gnc, fees, ""),
     ]
     for table, given, needs, what in setups:
         if gnc(given) < needs:

@@ -54,6 +54,7 @@ from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ConfigError, GridnetError
 from gridnet.files import read_toml
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
+from gridnet.sim.output import unwritable
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import Scenario, data_path, scenario_from_dict
 from gridnet.system import usable_cores
@@ -721,7 +722,7 @@ def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _unwritable(out, exc) from None
+        raise unwritable(out, exc) from None
     lock = acquire(out, "output directory")
     try:
         (out / "runs").mkdir(exist_ok=True)
@@ -730,13 +731,9 @@ def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:
     except BaseException as exc:
         lock.release()
         if isinstance(exc, OSError):
-            raise _unwritable(out, exc) from None
+            raise unwritable(out, exc) from None
         raise
     return lock
-
-
-def _unwritable(out: Path, exc: OSError) -> ConfigError:
-    return ConfigError(f"cannot write the output directory {out}: {exc.strerror}; choose another --out")
 
 
 def completed(sweep: Sweep, run: Run) -> RunResult | None:
