@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import NonceGap
+from gridnet.errors import DealStarted, NonceGap
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.mempool import EventKind, Mempool
+from gridnet.ledger.mempool import EventKind, LostLog, Mempool, PoolEvent
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
 from tests.helpers import extend, new_chain, sign, test_keys, test_params
@@ -140,6 +140,41 @@ def test_block_updates_report_included_and_stale(chain: Chain) -> None:
     events = pool.update_after_block({tx_id(t) for t in block.txs}, chain.account)
     assert sorted((e.kind.value, e.rule) for e in events) == [("dropped", "NonceTooLow"), ("included", "")]
     assert len(pool) == 0
+
+
+def test_a_dropped_transaction_keeps_its_rule_and_its_followers_are_nonce_gaps(chain: Chain) -> None:
+    a, b = test_keys(2)
+    pool = Mempool(chain.params, chain.chain_id, defer_blocks=0)
+    txs = [transfer(chain, a, n, 200) for n in range(3)]
+    other = transfer(chain, b, 0, 200)
+    for tx in [*txs, other]:
+        pool.add(tx, chain.account)
+    doomed = pool.by_id[tx_id(txs[1])]
+    dropped = pool.remove_rejected(doomed, DealStarted("stand-in: the deal's first interval began"), height=3)
+    assert [(e.kind, e.rule, e.tx) for e in dropped] == [
+        (EventKind.DROPPED, "DealStarted", txs[1]),
+        (EventKind.DROPPED, "NonceGap", txs[2]),  # no block could include it after the gap
+    ]
+    assert tx_id(txs[1]).hex()[:16] in dropped[1].message and "nonce 1" in dropped[1].message
+    assert set(pool.by_id) == {tx_id(txs[0]), tx_id(other)}  # the earlier one and other senders' stay
+
+
+def test_the_lost_log_numbers_what_left_and_forgets_the_oldest(chain: Chain) -> None:
+    log = LostLog(kept=3)
+    assert log.since(0) == [] and log.first_kept == 1 and log.total == 0
+    events = [
+        PoolEvent(
+            EventKind.DROPPED, bytes([i]) * 32, None, "NonceGap", "", transfer(chain, test_keys(1)[0], i, 200)
+        )
+        for i in range(5)
+    ]
+    for e in events[:2]:
+        log.add(e)
+    assert log.since(0) == [(1, events[0]), (2, events[1])] and log.since(1) == [(2, events[1])]
+    for e in events[2:]:
+        log.add(e)
+    assert log.first_kept == 3 and log.since(0) == [(3, events[2]), (4, events[3]), (5, events[4])]
+    assert log.since(3, limit=1) == [(4, events[3])] and log.since(5) == [] and log.since(9) == []
 
 
 def test_a_transaction_block_building_refuses_waits_before_it_is_dropped(chain: Chain) -> None:

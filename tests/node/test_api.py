@@ -39,6 +39,7 @@ from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
 from gridnet.relay.tokens import HashChain
 from gridnet.security.roles import Role
+from gridnet.sim.backends import lost_event
 from gridnet.units import interval_of
 from tests.helpers import (
     GENESIS_TIME,
@@ -264,6 +265,23 @@ def test_submit_a_transfer_then_see_it_pending(api: Api) -> None:
     assert pool["lowest_fee_rate"] == pool["highest_fee_rate"] > 0
     assert api.client.get(f"/accounts/{text(BOB)}").json()["next_nonce"] == 2
     assert_error(api.client.post("/transactions", json={"tx": encode(tx).hex()}), 422, "AlreadyKnown")
+
+
+def test_transactions_the_pool_let_go_are_listed_with_their_bytes(api: Api) -> None:
+    first = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=1)
+    dearer = sign(api.node.chain, BOB, Transfer(ALICE.address, 6_000), nonce=1, fee=first.fee + 1)
+    assert api.client.get("/mempool/lost").json() == {"lost": [], "next_after": 0, "first_kept": 1}
+    for tx in (first, dearer):
+        assert api.client.post("/transactions", json={"tx": encode(tx).hex()}).status_code == 202
+    body = api.client.get("/mempool/lost").json()
+    assert body["next_after"] == 1 and body["first_kept"] == 1
+    [entry] = body["lost"]
+    assert entry["seq"] == 1 and entry["kind"] == "evicted" and entry["rule"] == "Replaced"
+    assert entry["txid"] == tx_id(first).hex() and entry["sender"] == text(BOB)
+    event = lost_event(entry)  # what a scenario's driver reads to sign the payload again
+    assert event.tx == first and event.sender == BOB.address and event.rule == "Replaced"
+    assert api.client.get("/mempool/lost?after=1").json() == {"lost": [], "next_after": 1, "first_kept": 1}
+    assert_error(api.client.get("/mempool/lost?after=-1"), 400, "BadRequest")
 
 
 def test_refused_transactions_are_422_with_the_rule(api: Api) -> None:

@@ -14,6 +14,8 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import WrongType
 from gridnet.ledger.blocks import Header
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.mempool import EventKind
+from gridnet.ledger.txs.transfer import Transfer
 from gridnet.node.messages import (
     MAX_HEADERS,
     BlockMsg,
@@ -25,7 +27,7 @@ from gridnet.node.messages import (
     encode_message,
 )
 from gridnet.node.node import Node, NodeConfig, Outgoing
-from tests.helpers import extend, new_chain, test_keys, test_params
+from tests.helpers import extend, new_chain, sign, test_keys, test_params
 
 KEYS = test_keys(2)
 
@@ -207,3 +209,28 @@ def test_headers_nobody_asked_for_are_not_kept(tmp_path: Path) -> None:
     headers = HeadersMsg(tuple(a.chain.main[h].header for h in range(1, 6)))
     assert b.handle("A", headers, now(a.chain)) == []
     assert b.handle("A", a.status(), now(a.chain)) != []  # (asked now: headers first)
+
+
+def test_a_reorg_drops_what_follows_a_returned_transaction_that_fails(tmp_path: Path) -> None:
+    # On B's branch Y paid S, and S spent part of it (its nonce 0); S's nonce 1 waits in B's
+    # pool. A's heavier branch has Y's nonce 0 paying Z instead: S's nonce 0, back from the
+    # losing branch, cannot pay (InsufficientBalance), so nonce 1 follows a gap no block can
+    # fill. It is dropped at once (not held until block building gives up on it), and every
+    # transaction that left is in B's log of lost ones, with its rule.
+    y, z = KEYS
+    s = PrivateKey.from_label("reorg-spender")
+    params = test_params(KEYS)
+    ours, theirs = new_chain(tmp_path / "b", params), new_chain(tmp_path / "a", params)
+    paid = sign(ours, y, Transfer(s.address, 1_000_000), 0)
+    spent = sign(ours, s, Transfer(z.address, 500_000), 0)
+    extend(ours, [paid, spent])
+    extend(theirs, [sign(theirs, y, Transfer(z.address, 7), 0)])
+    grow(theirs, 2, "their miner")
+    a, b = Node("A", theirs), Node("B", ours)
+    waiting = sign(ours, s, Transfer(z.address, 1_000), 1)
+    assert b.submit_tx(waiting, now=now(ours))[0][0].kind is EventKind.ACCEPTED
+    exchange(a, b, [("A", "B", a.status())], now(theirs))
+    assert ours.head.hash == theirs.head.hash and len(b.mempool) == 0
+    lost = [(e.tx, e.rule) for _, e in b.lost.since(0)]
+    assert lost == [(paid, "NonceTooLow"), (spent, "InsufficientBalance"), (waiting, "NonceGap")]
+    assert ours.account(s.address).nonce == 0  # S signs its nonce 0 again: nothing is in the way

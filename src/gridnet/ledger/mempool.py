@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -53,11 +54,49 @@ class PoolEvent:
     rule: str = ""
     """Name of the rule for rejected, evicted and dropped transactions."""
     message: str = ""
+    tx: Transaction | None = None
+    """An evicted or dropped transaction itself (its sender may sign its payload again)."""
+
+
+class LostLog:
+    """The last ``kept`` transactions a node's pool let go without a block (evicted or
+    dropped), numbered from 1 in the order they left: what their senders read (``since``) to
+    learn the rule or to submit again what was dropped only because an earlier one was."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept: deque[PoolEvent] = deque(maxlen=kept)
+        self.total = 0
+        """Events logged since the node started (the last one's number)."""
+
+    def add(self, event: PoolEvent) -> None:
+        self._kept.append(event)
+        self.total += 1
+
+    @property
+    def first_kept(self) -> int:
+        """The oldest kept event's number (``total + 1`` while none is kept)."""
+        return self.total - len(self._kept) + 1
+
+    def since(self, after: int, limit: int | None = None) -> list[tuple[int, PoolEvent]]:
+        """The kept events numbered above ``after`` (at most ``limit``), with their numbers;
+        the oldest ones are gone once more than ``kept`` came after them."""
+        first = self.first_kept
+        start = max(after + 1, first)
+        stop = self.total + 1 if limit is None else min(self.total + 1, start + limit)
+        return [(n, self._kept[n - first]) for n in range(start, stop)]
 
 
 DEFAULT_MAX_BYTES: Final = 64 << 20
 """Default bound on the encoded size of a pool's transactions [bytes] (in memory a pending
 transaction takes about 4 times its encoded size when large, 8 times when small)."""
+
+
+def _after_gap(vtx: VerifiedTx, missing: int, why: str) -> PoolEvent:
+    """``vtx`` dropped because its sender's nonce ``missing`` will not be mined before it."""
+    message = (
+        f"nonce {vtx.tx.nonce} follows nonce {missing}, {why}: submit it again after a new nonce {missing}"
+    )
+    return PoolEvent(EventKind.DROPPED, vtx.txid, vtx.sender, NonceGap.__name__, message, vtx.tx)
 
 
 def fee_rate(vtx: VerifiedTx) -> float:
@@ -205,7 +244,12 @@ class Mempool:
             self._remove(replaced)
             events.append(
                 PoolEvent(
-                    EventKind.EVICTED, replaced.txid, replaced.sender, "Replaced", "replaced by a higher fee"
+                    EventKind.EVICTED,
+                    replaced.txid,
+                    replaced.sender,
+                    "Replaced",
+                    "replaced by a higher fee",
+                    replaced.tx,
                 )
             )
         for v in victims:
@@ -217,6 +261,7 @@ class Mempool:
                     v.sender,
                     MempoolFull.__name__,
                     "evicted from a full mempool by a transaction paying a higher fee",
+                    v.tx,
                 )
             )
         self._insert(vtx)
@@ -324,19 +369,43 @@ class Mempool:
     def remove_rejected(self, vtx: VerifiedTx, error: InvalidTransaction, height: int) -> list[PoolEvent]:
         """Block building at ``height`` could not apply ``vtx``. It may depend on a block
         this node has not received yet (say, the opening of the contract it settles), so it
-        stays pending for ``defer_blocks`` blocks; then it is dropped, with its sender's
-        later transactions, and reported with the rule."""
+        stays pending for ``defer_blocks`` blocks; then it is dropped with the rule, and its
+        sender's later transactions with it (no block could include them after the gap),
+        each reported as a ``NonceGap`` naming the one it followed."""
         if vtx.txid not in self.by_id:
             return []
         first = self._deferred.setdefault(vtx.txid, height)
         if height - first < self.defer_blocks:
             return []
         queue = self.by_sender[vtx.sender]
+        root = vtx.tx.nonce
         events = []
         for n, v in sorted(queue.items()):
-            if n >= vtx.tx.nonce:
-                self._remove(v)
-                events.append(PoolEvent(EventKind.DROPPED, v.txid, v.sender, error.rule, str(error)))
+            if n < root:
+                continue
+            self._remove(v)
+            if n == root:
+                events.append(PoolEvent(EventKind.DROPPED, v.txid, v.sender, error.rule, str(error), v.tx))
+            else:
+                why = f"transaction {vtx.txid.hex()[:16]}, which block building dropped ({error.rule})"
+                events.append(_after_gap(v, root, why))
+        return events
+
+    def drop_orphans(
+        self, senders: Iterable[Address], account_of: Callable[[Address], Account]
+    ) -> list[PoolEvent]:
+        """Drop each of ``senders``' pending transactions that follow a nonce neither on chain
+        nor pending (a reorg returned an earlier transaction of theirs that no longer applies):
+        no block could include them."""
+        events = []
+        for sender in senders:
+            expected = account_of(sender).nonce
+            for n, v in sorted(self.by_sender.get(sender, {}).items()):
+                if n == expected:
+                    expected += 1
+                elif n > expected:
+                    self._remove(v)
+                    events.append(_after_gap(v, expected, "which is not pending any more"))
         return events
 
     def update_after_block(
@@ -361,6 +430,7 @@ class Mempool:
                             sender,
                             NonceTooLow.__name__,
                             f"nonce {n} was used by another transaction in the chain",
+                            v.tx,
                         )
                     )
         return events

@@ -23,6 +23,7 @@ from gridnet.crypto.hashing import hash32, header_hash, txid, vote_id
 from gridnet.crypto.keys import PrivateKey, SignatureCache, SignatureCheck, verify_many
 from gridnet.encoding import decode_lenient, encode
 from gridnet.errors import (
+    AlreadyKnown,
     BadVoteSignature,
     BelowMinChainWork,
     GridnetError,
@@ -46,7 +47,7 @@ from gridnet.errors import (
 from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.blocks import Block, Checkpoint, Header, SignedVote, Vote
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
-from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, Mempool, PoolEvent
+from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, LostLog, Mempool, PoolEvent
 from gridnet.ledger.miner import propose_block
 from gridnet.ledger.poa import (
     proposer_of,
@@ -168,7 +169,8 @@ class NodeConfig:
     """Relayed transactions go to each peer in batches of up to this many, at the latest on
     the next tick (a user's own transaction goes out at once)."""
     events_kept: int = 10_000
-    """Recent mempool outcomes kept in ``Node.events`` (all are counted in the stats)."""
+    """Recent mempool outcomes kept in ``Node.events``, and as many of the transactions it let
+    go without a block in ``Node.lost`` (all are counted in the stats)."""
     orders: OrderLimits = field(default_factory=OrderLimits)
     """Bounds of the order book (window of delivery intervals, per key, per topic, total)."""
     tx_batch_bytes: int = 1 << 20
@@ -349,6 +351,8 @@ class Node:
         self._declined_told: dict[str, set[str]] = {}
         """Peer -> the rules it was logged declined for (once each at info level)."""
         self.events: deque[PoolEvent] = deque(maxlen=self.config.events_kept)
+        self.lost = LostLog(self.config.events_kept)
+        """The transactions the pool let go without a block (``GET /mempool/lost``)."""
         """This node's recent mempool outcomes, in order (each one reaches the sender's
         user as a return value or a TxRejectedMsg: nothing is dropped silently)."""
         self.stats = NodeStats()
@@ -881,6 +885,8 @@ class Node:
                 self._pending_changes.pop(e.txid, None)
             elif e.kind in (EventKind.EVICTED, EventKind.DROPPED):
                 self._pending_changes[e.txid] = None
+                if e.tx is not None:
+                    self.lost.add(e)
             origin = self._tx_origin.pop(e.txid, None)
             if origin is not None and e.kind in (EventKind.EVICTED, EventKind.DROPPED):
                 out.append((origin, TxRejectedMsg(e.txid, e.rule, e.message)))
@@ -1017,9 +1023,16 @@ class Node:
                 if tx_id(t) in included_set:
                     continue
                 for e in self.mempool.add(t, self.chain.account):
+                    if e.rule == AlreadyKnown.__name__:  # (pending again already: nothing was lost)
+                        continue
                     if e.kind is EventKind.REJECTED:  # e.g. the winning branch spent its nonce
-                        e = PoolEvent(EventKind.DROPPED, e.txid, e.sender, e.rule, e.message)
+                        e = PoolEvent(EventKind.DROPPED, e.txid, e.sender, e.rule, e.message, t)
                     events.append(e)
+        if result.disconnected:  # (what followed a returned transaction that failed cannot be mined)
+            senders = dict.fromkeys(t.sender for b in result.disconnected for t in b.txs[1:])
+            events.extend(
+                self.mempool.drop_orphans(map(address_from_public_key, senders), self.chain.account)
+            )
         out.extend(self._record(events))
         if len(self.early):
             out.extend(self._release_after_block(result.connected, now))

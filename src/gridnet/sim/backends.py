@@ -53,6 +53,12 @@ class Backend(Protocol):
         """``submit`` of each of ``txs``, in order, handed to ``node`` together; their outcomes."""
         ...
 
+    def lost(self, node: str, after: int) -> tuple[list[PoolEvent], int]:
+        """The transactions ``node``'s pool let go without a block (evicted, dropped: each
+        event holds its transaction) numbered after ``after``, and the number to read after
+        next time."""
+        ...
+
     def next_nonce(self, node: str, address: Address) -> int:
         """The nonce ``address``'s next transaction needs, as ``node`` sees it."""
         ...
@@ -123,6 +129,11 @@ class MemoryBackend:
 
     def submit_many(self, node: str, txs: Sequence[Transaction]) -> list[PoolEvent]:
         return [events[0] for events in self.net.submit_many(node, txs)]
+
+    def lost(self, node: str, after: int) -> tuple[list[PoolEvent], int]:
+        log = self.net.nodes[node].lost
+        page = log.since(after)
+        return [e for _, e in page], page[-1][0] if page else log.total
 
     def next_nonce(self, node: str, address: Address) -> int:
         n = self.net.nodes[node]
@@ -252,6 +263,15 @@ class DevnetBackend:
     def submit_many(self, node: str, txs: Sequence[Transaction]) -> list[PoolEvent]:
         return [self.submit(node, tx) for tx in txs]  # (its API takes one at a time)
 
+    def lost(self, node: str, after: int) -> tuple[list[PoolEvent], int]:
+        events: list[PoolEvent] = []
+        while True:  # every page, until one is empty
+            body = self.clients[node].get(f"/mempool/lost?after={after}")
+            events.extend(lost_event(o) for o in body["lost"])
+            after = int(body["next_after"])
+            if not body["lost"]:
+                return events, after
+
     def next_nonce(self, node: str, address: Address) -> int:
         return int(self.clients[node].get(f"/accounts/{address_to_text(address)}")["next_nonce"])
 
@@ -318,6 +338,18 @@ class DevnetBackend:
         if self._chain is not None:
             self._chain.close()
             self._chain = None
+
+
+def lost_event(entry: dict[str, Any]) -> PoolEvent:
+    """The mempool event of one entry of ``GET /mempool/lost``, with its transaction."""
+    return PoolEvent(
+        EventKind(entry["kind"]),
+        bytes.fromhex(entry["txid"]),
+        address_from_text(entry["sender"]) if entry["sender"] else None,
+        entry["rule"],
+        entry["message"],
+        decode(bytes.fromhex(entry["hex"]), Transaction) if entry["hex"] else None,
+    )
 
 
 def _miner(node: DevNode) -> bytes:

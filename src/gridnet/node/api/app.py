@@ -38,10 +38,12 @@ from gridnet.ledger.txs.vehicle import deal_figures, hotspot_figures
 from gridnet.market.orders import SignedOrder, order_id, topic
 from gridnet.node.api.common import (
     BODY_LIMITS,
+    DEFAULT_LOST_PAGE,
     DEFAULT_ORDERS_PAGE,
     DEFAULT_READINGS,
     HTTP_CODES,
     MAX_BODY_BYTES,
+    MAX_LOST_PAGE,
     MAX_ORDERS_PAGE,
     MAX_READINGS,
     MAX_STATE_KEY_BYTES,
@@ -71,6 +73,8 @@ from gridnet.node.api.models import (
     CreditsOut,
     ErrorOut,
     HeadOut,
+    LostOut,
+    LostTxOut,
     MempoolOut,
     MerkleStepOut,
     MeterOut,
@@ -519,6 +523,34 @@ def create_app(
             by_sender=[SenderCountOut(address=address_to_text(s), count=n) for n, s in counts[:limit]],
             lowest_fee_rate=min(rates) if rates else None,
             highest_fee_rate=max(rates) if rates else None,
+        )
+
+    @app.get(
+        "/mempool/lost",
+        response_model=LostOut,
+        summary="Transactions the mempool let go without a block (evicted, dropped), oldest first",
+    )
+    async def get_lost(
+        after: int = Query(0, ge=0, description="Return only those numbered after this"),
+        limit: int = Query(DEFAULT_LOST_PAGE, ge=1, le=MAX_LOST_PAGE, description="At most this many"),
+    ) -> LostOut:
+        log = node.lost
+        page = log.since(after, limit)
+        return LostOut(
+            lost=[
+                LostTxOut(
+                    seq=n,
+                    kind=e.kind.value,
+                    txid=e.txid.hex(),
+                    sender=address_to_text(e.sender) if e.sender is not None else "",
+                    rule=e.rule,
+                    message=e.message,
+                    hex=encode(e.tx).hex() if e.tx is not None else "",
+                )
+                for n, e in page
+            ],
+            next_after=page[-1][0] if page else log.total,  # (numbers restart with the node)
+            first_kept=log.first_kept,
         )
 
     @app.post(

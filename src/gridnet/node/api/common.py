@@ -37,6 +37,9 @@ READING_SCAN = 4 * 96 * 10
 DEFAULT_ORDERS_PAGE = 1_000
 MAX_ORDERS_PAGE = 10_000
 """Orders one GET /orders answer carries by default, and at most."""
+DEFAULT_LOST_PAGE = 1_000
+MAX_LOST_PAGE = 10_000
+"""Lost transactions one GET /mempool/lost answer carries by default, and at most."""
 HTTP_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}
 """The code of an HTTP error raised by the framework (a body it cannot parse is 400 BadRequest)."""
 MAX_STATE_KEY_BYTES = 64

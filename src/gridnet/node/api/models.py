@@ -183,6 +183,22 @@ class PoolEventOut(BaseModel):
     evicted: list[str] = Field(default_factory=list, description="Transactions it evicted")
 
 
+class LostTxOut(BaseModel):
+    seq: int = Field(description="Its number in the node's log of lost transactions (from 1)")
+    kind: str = Field(description="evicted or dropped")
+    txid: str
+    sender: str
+    rule: str = Field(description="Why it left: the rule block building refused it for, MempoolFull, ...")
+    message: str
+    hex: str = Field(description="The transaction's canonical bytes (its sender may sign its payload again)")
+
+
+class LostOut(BaseModel):
+    lost: list[LostTxOut] = Field(description="Oldest first")
+    next_after: int = Field(description="Pass as ?after= to read what follows")
+    first_kept: int = Field(description="The oldest number still held (older ones are forgotten)")
+
+
 class OrderOut(BaseModel):
     id: str
     order: dict[str, Any]
