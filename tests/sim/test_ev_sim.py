@@ -84,6 +84,26 @@ def test_vehicles_trade_energy_in_signed_deals_settled_on_chain(tmp_path: Path) 
         chain.close()
 
 
+def test_a_deal_opened_too_late_is_counted_and_the_hotspots_later_transactions_still_go_through(
+    tmp_path: Path,
+) -> None:
+    # Blocks every 15 minutes: some openings are not mined before their deal's first interval
+    # begins. Block building refuses them (DealStarted) and, after a few blocks, drops them with
+    # the hotspot's later transactions (they follow a gap). The world hears of it from the nodes:
+    # the opening is counted refused, the others are signed again, and every deal on chain settles.
+    slow = {**MORNING, "chain": {"block_interval_s": 900}}
+    report = simulate(scenario_from_dict(slow, "ev.toml"), tmp_path / "out")
+    ev, txs = report["roles"]["ev"], report["transactions"]
+    assert report["verify"]["ok"]
+    assert txs["refused"].get("DealStarted", 0) > 0 and set(txs["refused_by"]["DealStarted"]) == {
+        "ev-aggregator"
+    }
+    assert set(txs["refused"]) == {"DealStarted"}
+    assert ev["deals_refused"] == txs["refused"]["DealStarted"]
+    assert ev["deals_on_chain"] + ev["deals_refused"] == ev["deals_signed"]
+    assert ev["deals_settled"] == ev["deals_on_chain"] > 0
+
+
 def test_a_bad_ev_table_is_one_clear_line(tmp_path: Path) -> None:
     for bad, message in (
         ({"vehicles": 0}, "vehicles must be 1 to 1000"),

@@ -80,7 +80,15 @@ def test_every_scenario_in_the_library_runs(path: Path, tmp_path: Path) -> None:
     assert contracts["settled_in_full"] + contracts["delivered_short"] == contracts["opened"]
     assert contracts["closed_with_remainder"] == contracts["delivered_short"]
     assert contracts["disputes_resolved"] == contracts["disputes_raised"]
-    assert report["transactions"]["refused"] == {}
+    refused = report["transactions"]["refused"]
+    if path.stem.startswith("etse"):  # a contract submitted just before the advisory is mined after it
+        assert set(refused) <= {"VulnerableMeter"}
+    else:
+        assert refused == {}
+    if path.stem == "etse":  # every meter is updated, so every home's balancing contract opens
+        # (one refused VulnerableMeter, submitted just before the advisory, waits again: Home.dropped)
+        balancing = contracts["imbalance"]
+        assert balancing["balancing_contracts"] == balancing["closed"] == doc["homes"]["count"]
     if path.stem == "meter-relays":
         meters = report["roles"]["meters"]
         assert meters["meters"] == 16 and meters["opened_by_dso"] > 0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gridnet.contracts.channel import ContractTerms, PartySignature, SignedState, sign_terms
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.params import Allocation
+from gridnet.ledger.registry import Payload
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.units import Address, Interval, UnitsPerKWh, Wh
@@ -97,6 +98,11 @@ class Agent:
             0,
         )
         return sign_order(self.key, order)
+
+    def dropped(self, world: World, payload: Payload, rule: str) -> None:
+        """A transaction of its that its node took was let go without a block, for ``rule``
+        (the world counts it refused). By default nothing follows; one that can wait for what
+        the rule needs arms its wait again."""
 
     # --- signing -------------------------------------------------------------------------
 

@@ -47,8 +47,8 @@ from gridnet.ledger.txs.helios import (
     sign_as_member,
 )
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
-from gridnet.sim.scenario import gnc
-from gridnet.units import interval_of
+from gridnet.sim.scenario import Scenario, gnc
+from gridnet.units import Wh, interval_of
 
 if TYPE_CHECKING:
     from gridnet.agents.home import Home
@@ -79,6 +79,16 @@ class HeliosTable:
     """From this hour (UTC) each producer redeems the credits it holds, once, and the
     controller releases that energy through its meter's release relay (needs ``island`` and
     ``[meters] devices``); -1: nobody redeems."""
+
+
+def island_caps(s: Scenario) -> tuple[Wh, Wh] | None:
+    """What every home may inject and withdraw an interval as a node of the scenario's Helios
+    island [Wh]; None without one. A home plans (and sizes its balancing contract) within them
+    from the start, before the island is on chain."""
+    t: HeliosTable = s.tables["helios"]
+    if not (t.enabled and t.island):
+        return None
+    return cap_wh(t.inject_w), cap_wh(t.withdraw_w)
 
 
 @dataclass
@@ -159,9 +169,6 @@ class HeliosController(Agent):
 
         homes = [h for h in world.of(Home) if h.meter is not None]
         self.nodes = homes
-        caps = (cap_wh(self.t.inject_w), cap_wh(self.t.withdraw_w))
-        for home in homes:
-            home.island_caps = caps
         gateway = world.with_role("dso").meter
         assert gateway is not None
         nodes = sorted(

@@ -23,6 +23,7 @@ from gridnet.agents.carrier import claim_hops, claim_receipts
 from gridnet.agents.contracts import close_when_done, dispute_if_short, dues, settle_when_ready
 from gridnet.agents.device import SimulatedDevice
 from gridnet.agents.dso import line_fees
+from gridnet.agents.helios import island_caps
 from gridnet.agents.manufacturer import Manufacturer, build_meter, firmware_image, register_identity
 from gridnet.agents.meters import CONNECTION, PV_RELAY, RELEASE, relay_command, relay_for
 from gridnet.agents.roles import Role
@@ -39,6 +40,7 @@ from gridnet.contracts.channel import (
 from gridnet.errors import ConfigError, FirmwareInstallFailed, GridnetError
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, addresses, covers
 from gridnet.ledger.params import Allocation
+from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.advisory import vulnerability, vulnerable_meter
 from gridnet.ledger.txs.contract import OpenContract
@@ -137,7 +139,7 @@ class Home(Agent):
         """The last nonce of a relay command it signed as its meter's owner."""
         self.start_gnc: float | None = None
         """What it holds at the start when another role decides it (else ``[homes] start_gnc``)."""
-        self.island_caps: tuple[Wh, Wh] | None = None
+        self.island_caps: tuple[Wh, Wh] | None = island_caps(world.s)
         """As a node of a Helios island: the most it may inject and withdraw an interval [Wh]."""
         self.overrides = 0
         self.commands_refused = 0
@@ -504,7 +506,7 @@ class Home(Agent):
             price=gnc(world.s.dso.imbalance_price),
             first_interval=first,
             last_interval=last,
-            max_wh=round(world.s.dso.balancing_kwh * 1000),
+            max_wh=self.balancing_wh(world, last - first + 1),
             dispute_window=world.s.chain.dispute_window_blocks,
             nonce=first,
         )
@@ -512,16 +514,37 @@ class Home(Agent):
         if signed is None:
             return
         self.balancing[first] = Balancing(terms)
+        self.open_when_admissible(world, OpenContract(signed))
+
+    def open_when_admissible(self, world: World, act: OpenContract) -> None:
+        """Open a balancing contract once both meters are registered and neither is banned by
+        an advisory (given up when its span ends)."""
+        terms = act.signed.terms
         meters = (terms.buyer_meter, terms.seller_meter)
         assert world.params is not None
         params = world.params
 
-        def admissible(view: StateView) -> bool:  # registered, and not banned by an advisory
+        def admissible(view: StateView) -> bool:
             return all(
                 view.get(METERS, m) is not None and vulnerable_meter(view, params, m) is None for m in meters
             )
 
-        world.later(self, OpenContract(signed), admissible, deadline=interval_start(last + 1))
+        world.later(self, act, admissible, deadline=interval_start(terms.last_interval + 1))
+
+    def dropped(self, world: World, payload: Payload, rule: str) -> None:
+        """A balancing contract submitted just before an advisory banned a meter, and mined
+        after: it waits again."""
+        if isinstance(payload, OpenContract) and payload.signed.terms in (
+            b.terms for b in self.balancing.values()
+        ):
+            self.open_when_admissible(world, payload)
+
+    def balancing_wh(self, world: World, span: int) -> Wh:
+        """The most its balancing contract over ``span`` intervals delivers: ``[dso]
+        balancing_kwh``, within its island node's import cap (a contract that could deliver more
+        an interval is refused, ``IslandCapExceeded``)."""
+        wh = round(world.s.dso.balancing_kwh * 1000)
+        return wh if self.island_caps is None else min(wh, self.island_caps[1] * span)
 
     def record_shortfall(self, world: World, interval: Interval, shortfall: Wh) -> None:
         span = max((f for f in self.balancing if f <= interval), default=None)

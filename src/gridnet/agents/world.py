@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
 from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import NonceGap
 from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
 from gridnet.ledger.mempool import EventKind, PoolEvent
@@ -157,6 +158,8 @@ class World:
         self.relaynet: RelayNet | None = None
         self._backend: Backend | None = None
         self.params: ChainParams | None = None
+        self._lost_after: dict[str, int] = {}
+        """Node -> the number of the last transaction its pool let go that ``take_back`` read."""
 
     # --- who is here ---------------------------------------------------------------------
 
@@ -302,6 +305,28 @@ class World:
         self.last_txid = outcome.txid
         who.nonce = max(who.nonce, tx.nonce + 1)
         self.tally.submitted[type(payload).__name__] += 1
+
+    def take_back(self) -> None:
+        """Hear of the agents' transactions their nodes let go without a block. One dropped
+        only because an earlier one of its sender's was (``NonceGap``: no block could include
+        it after the gap) is submitted again, with a fresh nonce, and is refused then if it
+        depended on the one dropped; any other is counted refused under the rule that dropped
+        or evicted it (block building refused it for ``defer_blocks`` blocks, say a deal's
+        opening mined after its first interval began; a full mempool evicted it)."""
+        again: list[tuple[Agent, Payload]] = []
+        for node in sorted({a.node for a in self.agents}):
+            events, self._lost_after[node] = self.backend.lost(node, self._lost_after.get(node, 0))
+            for e in events:
+                who = None if e.sender is None else self.by_address.get(e.sender)
+                if who is None or who.node != node or e.tx is None:
+                    continue  # (not an agent's, or relayed to this node by the agent's own)
+                if e.rule == NonceGap.__name__:
+                    again.append((who, e.tx.payload))
+                else:
+                    self.tally.refuse(e.rule, who.name)
+                    who.dropped(self, e.tx.payload, e.rule)
+        if again:
+            self.submit_all(again)
 
     def submit_soon(self, who: Agent, payload: Payload) -> None:
         """``submit``, for an action that need not know at once whether the node took it: in
@@ -504,6 +529,7 @@ class World:
         "now" would let it fall further behind the nodes' clock (nothing when already late)."""
         while (now := self.backend.now()) < end:
             self.backend.advance(min(self.backend.act_every_ms, end - now))
+            self.take_back()
             self.deliver()
             for agent in self.agents:
                 agent.tick(self)
