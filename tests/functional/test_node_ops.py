@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -17,10 +18,13 @@ import pytest
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey, write_key_file
+from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import ChainParams
+from gridnet.ledger.transactions import sign_transaction
+from gridnet.ledger.txs.transfer import Transfer
 from gridnet.node.auth import COOKIE_NAME
-from gridnet.node.client import NodeClient
+from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.devnet import LOCAL, DevNode, free_port
 from tests.functional.test_cli import gridnet, ok, one_line_error
 from tests.helpers import test_params, wait_for
@@ -232,6 +236,56 @@ def test_a_node_lost_while_tx_waits_says_the_transaction_was_accepted(
     assert (
         line.startswith(f"error: the node at {url} ") and "which it accepted: it may still be mined" in line
     )
+
+
+def test_a_transaction_the_node_lets_go_while_tx_waits_is_named_with_the_rule(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    """``tx ... --wait`` whose transaction leaves the node's pool without a block (here another
+    transaction with its nonce and a higher fee replaced it): one line with the rule the node
+    logged (``GET /mempool/lost``), not a pointer to its log."""
+    a = new_node(tmp_path, "a", fast_params(OWNER), key=OWNER)
+    nodes.append(a)
+    write_key_file(tmp_path / "owner.key", OWNER)
+    a.start()  # (not mining: the transaction waits)
+    assert wait_for(lambda: running(a), CEILING)
+    bob = PrivateKey.from_label("ops-bob").address
+    args = [
+        "tx",
+        "transfer",
+        "--data-dir",
+        str(a.data_dir),
+        "--key",
+        "owner.key",
+        "--to",
+        address_to_text(bob),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", *args, "--amount", "1", "--wait", "--timeout", "600"],
+        cwd=tmp_path,
+        env=dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        accepted = proc.stdout.readline()
+        found = re.match(r"accepted ([0-9a-f]{64}) .*\(nonce 0, fee (\d+)\)", accepted)
+        assert found is not None, accepted + proc.stderr.read()
+        client = NodeClient(f"{LOCAL}:{a.api_port}", token=data_dir_token(a.data_dir))
+        chain_id = bytes.fromhex(client.get("/params")["chain_id"])
+        dearer = sign_transaction(OWNER, chain_id, Transfer(bob, 2), 0, int(found[2]) + 1)
+        status, body = client.call("POST", "/transactions", {"tx": encode(dearer).hex()})
+        assert status == 202 and body["evicted"] == [found[1]]
+        _, stderr = proc.communicate(timeout=CEILING)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in stderr
+    (line,) = stderr.strip().splitlines()
+    assert line == f"error: the node let {found[1]} go without a block: Replaced: replaced by a higher fee"
 
 
 def test_status_peers_health_metrics_and_log_lines_of_linked_nodes(

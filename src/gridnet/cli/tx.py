@@ -72,7 +72,7 @@ from gridnet.ledger.wallet import submit
 from gridnet.market.orders import Side
 from gridnet.market.policy import parse_price
 from gridnet.meter.status import firmware_image_hash
-from gridnet.node.client import AccountAnswer, NodeClient, ParamsAnswer, TxLookupAnswer, expect
+from gridnet.node.client import AccountAnswer, NodeClient, ParamsAnswer, TxLookupAnswer, expect, why_lost
 from gridnet.security.roles import Role
 from gridnet.units import INTERVAL_MS, interval_of
 
@@ -165,8 +165,11 @@ def _send_to_node(
                     f"with GET /transactions/{txid} once the node answers)"
                 ) from None
             if answer is None:
+                why = why_lost(client, txid)
                 raise NodeUnavailable(
-                    f"the node no longer holds {txid} and no block includes it: it was dropped (see the "
+                    f"the node let {txid} go without a block: {why}"
+                    if why is not None
+                    else f"the node no longer holds {txid} and no block includes it: it was dropped (see the "
                     "node's log with --debug mempool)"
                 )
             found = expect(answer, TxLookupAnswer, f"GET /transactions/{txid}")

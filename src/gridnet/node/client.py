@@ -138,6 +138,19 @@ class TxLookupAnswer(msgspec.Struct):
     block: BlockRefAnswer | None = None
 
 
+class LostTxAnswer(msgspec.Struct):
+    txid: str
+    rule: str
+    message: str
+
+
+class LostAnswer(msgspec.Struct):
+    """``GET /mempool/lost``."""
+
+    lost: list[LostTxAnswer]
+    next_after: int
+
+
 T = TypeVar("T")
 
 
@@ -312,3 +325,23 @@ class NodeClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+MAX_LOST_PAGES = 100
+"""Pages of ``GET /mempool/lost`` ``why_lost`` reads at most (the node keeps 10,000 entries,
+1,000 a page)."""
+
+
+def why_lost(client: NodeClient, txid: str) -> str | None:
+    """Why the node let ``txid`` go without a block ("Rule: message"), while it still keeps
+    it in its log of lost transactions."""
+    after = 0
+    for _ in range(MAX_LOST_PAGES):
+        page = expect(client.get(f"/mempool/lost?after={after}"), LostAnswer, "GET /mempool/lost")
+        for entry in page.lost:
+            if entry.txid == txid:
+                return f"{entry.rule}: {entry.message}"
+        if not page.lost:
+            break
+        after = page.next_after
+    return None
