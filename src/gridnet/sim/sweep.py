@@ -617,12 +617,33 @@ def _write_atomic(path: Path, text: str) -> None:
 # --- the cluster --------------------------------------------------------------------------
 
 
+class _SyncCancelFailure(logging.Filter):
+    """distributed's ``sync`` (2026.8) cancels the call it waits for when Ctrl-C (or SIGTERM,
+    gridnet.interrupts) interrupts the wait, with a callback that fails (NameError) when the
+    call has not started yet; tornado logs that failure with its traceback. It changes nothing
+    (the call is abandoned either way), so the record is dropped: an interrupted sweep says one
+    line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, NameError) and "sync.<locals>.cancel" in record.getMessage())
+
+
+def quiet_dask_interrupts() -> None:
+    """Drop tornado's record of that failure (once per process)."""
+    log = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _SyncCancelFailure) for f in log.filters):
+        log.addFilter(_SyncCancelFailure())
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A Dask client: on a LocalCluster of ``workers`` processes (default: one per core, one
     thread each) on 127.0.0.1, closed at the end; or on the running scheduler at
     ``scheduler`` (``tcp://HOST:PORT``)."""
     from distributed import Client, LocalCluster
+
+    quiet_dask_interrupts()
 
     if scheduler is None:
         with _ctrl_c_ignored():  # by the worker processes: it stops the sweep, which stops them
