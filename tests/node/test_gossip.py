@@ -15,7 +15,9 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import WrongType
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
+from gridnet.ledger.txs.relay import CreateTokenPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.market.orders import Order, Side, SignedOrder, order_id, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
@@ -34,6 +36,7 @@ from gridnet.node.messages import (
     encode_message,
 )
 from gridnet.node.node import Node, NodeConfig, Outgoing
+from gridnet.relay.tokens import HashChain
 from gridnet.units import interval_of
 from tests.helpers import GENESIS_TIME, extend, new_chain, sign, test_keys, test_params
 
@@ -516,3 +519,30 @@ def test_the_user_transactions_of_one_instant_go_to_each_peer_as_one_message(tmp
     at = GENESIS_TIME + 20
     assert received == [(at, "TxsMsg", 4), (at, "TxsMsg", 2), (at, "StatusMsg", 0), (at, "TxsMsg", 1)]
     assert all(tx_id(t) in b.mempool for t in txs)
+
+
+def test_a_node_that_makes_no_blocks_lets_go_what_no_block_includes_any_more(tmp_path: Path) -> None:
+    """A pool that expires at the next height can only be created in that block; the blocks
+    that came did not include it. Miners drop it after ``defer_blocks``; a node that mines
+    nothing tries its pool on each new head as they do, and drops it (and what its sender
+    sent after it) too, instead of holding it for ever."""
+    node = node_with_peers(tmp_path)
+    chain = node.chain
+    assert node.config.miner is None
+    hashes = HashChain(b"soon-expired" * 3, 100)
+    soon = sign(chain, KEYS[0], CreateTokenPool(hashes.final, hashes.length, 100_000, expiry_height=2), 0)
+    after = sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), 1)
+    for tx in (soon, after):
+        assert node.submit_tx(tx, now=GENESIS_TIME)[0][0].kind is EventKind.ACCEPTED
+    source = new_chain(tmp_path / "source", chain.params)
+    for _ in range(1 + node.mempool.defer_blocks):
+        block = extend(source)  # (empty: the miners did not include it)
+        node.handle("a", BlockMsg(block), now=block.header.timestamp)
+        assert len(node.mempool) == 2
+        node.tick(block.header.timestamp)
+    block = extend(source)
+    node.handle("a", BlockMsg(block), now=block.header.timestamp)
+    node.tick(block.header.timestamp)
+    assert len(node.mempool) == 0
+    lost = [(e.tx, e.rule) for _, e in node.lost.since(0)]
+    assert lost == [(soon, "MalformedTransaction"), (after, "NonceGap")]

@@ -68,7 +68,7 @@ from gridnet.ledger.transition import (
     validate_header,
     validate_transaction,
 )
-from gridnet.ledger.trial import TrialState
+from gridnet.ledger.trial import NO_MINER, TrialState
 from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import ReportValidatorFault
@@ -384,6 +384,8 @@ class Node:
         self._template_generation = -1
         """The mempool's generation the template was built from."""
         self._nonce = 0
+        self._pool_tried: Hash32 | None = None
+        """The head a node that makes no blocks last tried its pool on (``_let_go``)."""
         self._earliest: tuple[bytes, int] = (b"", 0)
         """(head hash, the earliest time a block on it may carry: its median time past + 1)."""
         self._mining_paused = False
@@ -651,13 +653,29 @@ class Node:
         if now - self._last_status >= self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
-        if self.chain.params.permissioned:
-            if self.config.validator is not None:
-                out.extend(self._propose(now))
-                out.extend(self._vote(now))
-        elif self.config.miner is not None:
+        if self.chain.params.permissioned and self.config.validator is not None:
+            out.extend(self._propose(now))
+            out.extend(self._vote(now))
+        elif not self.chain.params.permissioned and self.config.miner is not None:
             out.extend(self._mine(now))
+        else:
+            out.extend(self._let_go(now))
         return out
+
+    def _let_go(self, now: int) -> list[Outgoing]:
+        """A node that makes no blocks tries its pool once on each new head, as a block builder
+        would, so that it too lets go what no block includes any more (``defer_blocks`` after
+        it first failed): otherwise it would hold it for ever, and count it in its sender's next
+        nonce, while the block builders have dropped it."""
+        head = self.chain.head.hash
+        if head == self._pool_tried or not len(self.mempool):
+            return []
+        self._pool_tried = head
+        trial = self.chain.build_block(NO_MINER, self.mempool.candidates(), now=now)
+        events: list[PoolEvent] = []
+        for vtx, error in trial.rejected:
+            events.extend(self.mempool.remove_rejected(vtx, error, trial.block.header.height))
+        return self._record(events)
 
     # --- transactions ----------------------------------------------------------------------
 
