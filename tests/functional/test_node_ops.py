@@ -3,6 +3,7 @@ running node, status and metrics, the API token, the config file and the log."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -188,29 +190,19 @@ def test_transactions_go_to_the_running_node_and_are_checked_up_front(
 # --- status, peers, health, metrics and the log --------------------------------------------
 
 
-def test_a_node_lost_while_tx_waits_says_the_transaction_was_accepted(
-    tmp_path: Path, nodes: list[DevNode]
-) -> None:
-    """``tx ... --wait`` whose node stops answering while it waits: one line saying that the
-    transaction was accepted (and may still be mined), not only that the node is gone."""
-    a = new_node(tmp_path, "a", fast_params(OWNER), key=OWNER)
-    nodes.append(a)
-    write_key_file(tmp_path / "owner.key", OWNER)
-    a.start()  # (not mining: the transaction waits)
-    assert wait_for(lambda: running(a), CEILING)
-    bob = address_to_text(PrivateKey.from_label("ops-bob").address)
-    url = f"http://{LOCAL}:{a.api_port}"
+@contextlib.contextmanager
+def waiting_transfer(tmp_path: Path, node: DevNode, to: bytes) -> Iterator[subprocess.Popen[str]]:
+    """``gridnet tx transfer ... --wait`` of 1 GNC from OWNER to ``to`` through ``node``,
+    running (killed at the end if it still is)."""
     args = [
         "tx",
         "transfer",
         "--data-dir",
-        str(a.data_dir),
+        str(node.data_dir),
         "--key",
         "owner.key",
         "--to",
-        bob,
-        "--amount",
-        "1",
+        address_to_text(to),
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridnet", *args, "--amount", "1", "--wait", "--timeout", "600"],
@@ -221,16 +213,31 @@ def test_a_node_lost_while_tx_waits_says_the_transaction_was_accepted(
         text=True,
     )
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_node_lost_while_tx_waits_says_the_transaction_was_accepted(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    """``tx ... --wait`` whose node stops answering while it waits: one line saying that the
+    transaction was accepted (and may still be mined), not only that the node is gone."""
+    a = new_node(tmp_path, "a", fast_params(OWNER), key=OWNER)
+    nodes.append(a)
+    write_key_file(tmp_path / "owner.key", OWNER)
+    a.start()  # (not mining: the transaction waits)
+    assert wait_for(lambda: running(a), CEILING)
+    url = f"http://{LOCAL}:{a.api_port}"
+    with waiting_transfer(tmp_path, a, PrivateKey.from_label("ops-bob").address) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline().startswith("accepted "), proc.stderr.read()
         assert a.process is not None
         a.process.send_signal(signal.SIGKILL)
         a.process.wait(timeout=30)
         _, stderr = proc.communicate(timeout=CEILING)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1 and "Traceback" not in stderr
     (line,) = stderr.strip().splitlines()
     assert (
@@ -250,25 +257,7 @@ def test_a_transaction_the_node_lets_go_while_tx_waits_is_named_with_the_rule(
     a.start()  # (not mining: the transaction waits)
     assert wait_for(lambda: running(a), CEILING)
     bob = PrivateKey.from_label("ops-bob").address
-    args = [
-        "tx",
-        "transfer",
-        "--data-dir",
-        str(a.data_dir),
-        "--key",
-        "owner.key",
-        "--to",
-        address_to_text(bob),
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gridnet", *args, "--amount", "1", "--wait", "--timeout", "600"],
-        cwd=tmp_path,
-        env=dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with waiting_transfer(tmp_path, a, bob) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         accepted = proc.stdout.readline()
         found = re.match(r"accepted ([0-9a-f]{64}) .*\(nonce 0, fee (\d+)\)", accepted)
@@ -279,10 +268,6 @@ def test_a_transaction_the_node_lets_go_while_tx_waits_is_named_with_the_rule(
         status, body = client.call("POST", "/transactions", {"tx": encode(dearer).hex()})
         assert status == 202 and body["evicted"] == [found[1]]
         _, stderr = proc.communicate(timeout=CEILING)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1 and "Traceback" not in stderr
     (line,) = stderr.strip().splitlines()
     assert line == f"error: the node let {found[1]} go without a block: Replaced: replaced by a higher fee"
