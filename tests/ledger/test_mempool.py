@@ -11,7 +11,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import DealStarted, NonceGap
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, LostLog, Mempool, PoolEvent
-from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.txs.transfer import Transfer
 from tests.helpers import extend, new_chain, sign, test_keys, test_params
 
@@ -175,6 +175,17 @@ def test_the_lost_log_numbers_what_left_and_forgets_the_oldest(chain: Chain) -> 
         log.add(e)
     assert log.first_kept == 3 and log.since(0) == [(3, events[2]), (4, events[3]), (5, events[4])]
     assert log.since(3, limit=1) == [(4, events[3])] and log.since(5) == [] and log.since(9) == []
+
+
+def test_the_lost_log_keeps_at_most_its_bytes_of_transactions(chain: Chain) -> None:
+    # A hostile peer may have large transactions evicted at will: the log is bounded in bytes.
+    key = test_keys(1)[0]
+    txs = [transfer(chain, key, n, 200) for n in range(6)]
+    size = tx_size(tx_body(txs[0]))
+    log = LostLog(kept=100, max_bytes=3 * size)
+    for tx in txs:
+        log.add(PoolEvent(EventKind.EVICTED, tx_id(tx), None, "MempoolFull", "", tx))
+    assert log.bytes <= 3 * size and log.first_kept == 4 and [n for n, _ in log.since(0)] == [4, 5, 6]
 
 
 def test_a_transaction_block_building_refuses_waits_before_it_is_dropped(chain: Chain) -> None:

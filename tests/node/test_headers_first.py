@@ -233,4 +233,5 @@ def test_a_reorg_drops_what_follows_a_returned_transaction_that_fails(tmp_path: 
     assert ours.head.hash == theirs.head.hash and len(b.mempool) == 0
     lost = [(e.tx, e.rule) for _, e in b.lost.since(0)]
     assert lost == [(paid, "NonceTooLow"), (spent, "InsufficientBalance"), (waiting, "NonceGap")]
+    assert all(e.tx is None for e in b.events)  # (the recent outcomes hold no transaction's bytes)
     assert ours.account(s.address).nonce == 0  # S signs its nonce 0 again: nothing is in the way

@@ -33,7 +33,7 @@ from gridnet.errors import (
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import Account
-from gridnet.ledger.transactions import Transaction, tx_body, tx_id
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import VerifiedTx, validate_transaction
 from gridnet.units import PUBLIC_KEY_BYTES, Address, Hash32, format_gnc
 
@@ -58,19 +58,31 @@ class PoolEvent:
     """An evicted or dropped transaction itself (its sender may sign its payload again)."""
 
 
+LOST_BYTES: Final = 16 << 20
+"""Encoded size of the transactions a ``LostLog`` keeps, at most [bytes] (the oldest go first)."""
+
+
 class LostLog:
     """The last ``kept`` transactions a node's pool let go without a block (evicted or
-    dropped), numbered from 1 in the order they left: what their senders read (``since``) to
-    learn the rule or to submit again what was dropped only because an earlier one was."""
+    dropped; at most ``max_bytes`` of them), numbered from 1 in the order they left: what their
+    senders read (``since``) to learn the rule or to submit again what was dropped only
+    because an earlier one was."""
 
-    def __init__(self, kept: int) -> None:
-        self._kept: deque[PoolEvent] = deque(maxlen=kept)
+    def __init__(self, kept: int, max_bytes: int = LOST_BYTES) -> None:
+        self.kept = kept
+        self.max_bytes = max_bytes
+        self._kept: deque[tuple[PoolEvent, int]] = deque()
+        self.bytes = 0
         self.total = 0
         """Events logged since the node started (the last one's number)."""
 
     def add(self, event: PoolEvent) -> None:
-        self._kept.append(event)
+        size = 0 if event.tx is None else tx_size(tx_body(event.tx))
+        self._kept.append((event, size))
+        self.bytes += size
         self.total += 1
+        while len(self._kept) > self.kept or (self.bytes > self.max_bytes and len(self._kept) > 1):
+            self.bytes -= self._kept.popleft()[1]
 
     @property
     def first_kept(self) -> int:
@@ -79,11 +91,11 @@ class LostLog:
 
     def since(self, after: int, limit: int | None = None) -> list[tuple[int, PoolEvent]]:
         """The kept events numbered above ``after`` (at most ``limit``), with their numbers;
-        the oldest ones are gone once more than ``kept`` came after them."""
+        the oldest ones are gone once more than ``kept`` came after them (or ``max_bytes``)."""
         first = self.first_kept
         start = max(after + 1, first)
         stop = self.total + 1 if limit is None else min(self.total + 1, start + limit)
-        return [(n, self._kept[n - first]) for n in range(start, stop)]
+        return [(n, self._kept[n - first][0]) for n in range(start, stop)]
 
 
 DEFAULT_MAX_BYTES: Final = 64 << 20

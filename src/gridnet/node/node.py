@@ -6,6 +6,7 @@ The same node runs in the simulator (simulated clock) and as a process (wall clo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -170,7 +171,8 @@ class NodeConfig:
     the next tick (a user's own transaction goes out at once)."""
     events_kept: int = 10_000
     """Recent mempool outcomes kept in ``Node.events``, and as many of the transactions it let
-    go without a block in ``Node.lost`` (all are counted in the stats)."""
+    go without a block in ``Node.lost`` (at most ``LOST_BYTES`` of them; all are counted in the
+    stats)."""
     orders: OrderLimits = field(default_factory=OrderLimits)
     """Bounds of the order book (window of delivery intervals, per key, per topic, total)."""
     tx_batch_bytes: int = 1 << 20
@@ -885,7 +887,7 @@ class Node:
         outcomes = self.stats.tx_outcomes
         debug = _mempool.isEnabledFor(logging.DEBUG)
         for e in events:
-            self.events.append(e)
+            self.events.append(e if e.tx is None else dataclasses.replace(e, tx=None))  # (Node.lost has it)
             outcomes[e.kind.value] += 1
             if e.rule:
                 self.stats.tx_rules[e.rule] += 1
