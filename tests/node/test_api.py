@@ -34,6 +34,7 @@ from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.node.api import create_app
+from gridnet.node.client import LostTxAnswer
 from gridnet.node.commands import MAX_PAGE, CommandBoard
 from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
@@ -278,7 +279,7 @@ def test_transactions_the_pool_let_go_are_listed_with_their_bytes(api: Api) -> N
     [entry] = body["lost"]
     assert entry["seq"] == 1 and entry["kind"] == "evicted" and entry["rule"] == "Replaced"
     assert entry["txid"] == tx_id(first).hex() and entry["sender"] == text(BOB)
-    event = lost_event(entry)  # what a scenario's driver reads to sign the payload again
+    event = lost_event(msgspec.convert(entry, LostTxAnswer))  # what a scenario's driver reads
     assert event.tx == first and event.sender == BOB.address and event.rule == "Replaced"
     assert api.client.get("/mempool/lost?after=1").json() == {"lost": [], "next_after": 1, "first_kept": 1}
     assert_error(api.client.get("/mempool/lost?after=-1"), 400, "BadRequest")

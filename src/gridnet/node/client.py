@@ -139,9 +139,15 @@ class TxLookupAnswer(msgspec.Struct):
 
 
 class LostTxAnswer(msgspec.Struct):
+    """An entry of ``GET /mempool/lost``."""
+
+    seq: int
+    kind: str
     txid: str
+    sender: str
     rule: str
     message: str
+    hex: str
 
 
 class LostAnswer(msgspec.Struct):
@@ -328,20 +334,25 @@ class NodeClient:
 
 
 MAX_LOST_PAGES = 100
-"""Pages of ``GET /mempool/lost`` ``why_lost`` reads at most (the node keeps 10,000 entries,
+"""Pages of ``GET /mempool/lost`` ``lost_since`` reads at most (the node keeps 10,000 entries,
 1,000 a page)."""
+
+
+def lost_since(client: NodeClient, after: int) -> tuple[list[LostTxAnswer], int]:
+    """The transactions the node let go without a block numbered after ``after``, every page,
+    and the number to read after next time."""
+    entries: list[LostTxAnswer] = []
+    for _ in range(MAX_LOST_PAGES):
+        page = expect(client.get(f"/mempool/lost?after={after}"), LostAnswer, "GET /mempool/lost")
+        entries.extend(page.lost)
+        after = page.next_after
+        if not page.lost:
+            break
+    return entries, after
 
 
 def why_lost(client: NodeClient, txid: str) -> str | None:
     """Why the node let ``txid`` go without a block ("Rule: message"), while it still keeps
     it in its log of lost transactions."""
-    after = 0
-    for _ in range(MAX_LOST_PAGES):
-        page = expect(client.get(f"/mempool/lost?after={after}"), LostAnswer, "GET /mempool/lost")
-        for entry in page.lost:
-            if entry.txid == txid:
-                return f"{entry.rule}: {entry.message}"
-        if not page.lost:
-            break
-        after = page.next_after
-    return None
+    entries, _ = lost_since(client, 0)
+    return next((f"{e.rule}: {e.message}" for e in reversed(entries) if e.txid == txid), None)

@@ -26,7 +26,7 @@ from gridnet.ledger.state import StateView, table_of
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.market.orders import SignedOrder, topic
 from gridnet.net.memory import MemoryNetwork
-from gridnet.node.client import NodeClient, data_dir_token
+from gridnet.node.client import LostTxAnswer, NodeClient, data_dir_token, lost_since
 from gridnet.node.clock import Clock
 from gridnet.node.devnet import LOCAL, Devnet, DevNode, stop_all
 from gridnet.units import Address, Hash32, Interval
@@ -264,13 +264,8 @@ class DevnetBackend:
         return [self.submit(node, tx) for tx in txs]  # (its API takes one at a time)
 
     def lost(self, node: str, after: int) -> tuple[list[PoolEvent], int]:
-        events: list[PoolEvent] = []
-        while True:  # every page, until one is empty
-            body = self.clients[node].get(f"/mempool/lost?after={after}")
-            events.extend(lost_event(o) for o in body["lost"])
-            after = int(body["next_after"])
-            if not body["lost"]:
-                return events, after
+        entries, after = lost_since(self.clients[node], after)
+        return [lost_event(e) for e in entries], after
 
     def next_nonce(self, node: str, address: Address) -> int:
         return int(self.clients[node].get(f"/accounts/{address_to_text(address)}")["next_nonce"])
@@ -340,15 +335,15 @@ class DevnetBackend:
             self._chain = None
 
 
-def lost_event(entry: dict[str, Any]) -> PoolEvent:
+def lost_event(entry: LostTxAnswer) -> PoolEvent:
     """The mempool event of one entry of ``GET /mempool/lost``, with its transaction."""
     return PoolEvent(
-        EventKind(entry["kind"]),
-        bytes.fromhex(entry["txid"]),
-        address_from_text(entry["sender"]) if entry["sender"] else None,
-        entry["rule"],
-        entry["message"],
-        decode(bytes.fromhex(entry["hex"]), Transaction) if entry["hex"] else None,
+        EventKind(entry.kind),
+        bytes.fromhex(entry.txid),
+        address_from_text(entry.sender) if entry.sender else None,
+        entry.rule,
+        entry.message,
+        decode(bytes.fromhex(entry.hex), Transaction) if entry.hex else None,
     )
 
 
