@@ -774,6 +774,11 @@ class MissingPartySignature(InvalidContract):
     """A party (buyer, seller or a line owner on the path) has not signed the terms."""
 
 
+class ContractForAnotherChain(InvalidContract):
+    """The terms name another chain: their parties agreed to a contract there, not here (terms
+    signed for one chain are not replayed on another)."""
+
+
 class MalformedContract(InvalidContract):
     """Terms or a state out of shape: empty or reversed intervals, zero energy, duplicates."""
 

@@ -32,7 +32,7 @@ from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.encoding import encode
 from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.genesis import genesis_block
+from gridnet.ledger.genesis import chain_id_of, genesis_block
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.pow import mine, next_target
@@ -104,10 +104,6 @@ def headers_pending(node: DevNode) -> int:
 
 def log_of(node: DevNode) -> str:
     return (node.data_dir / "node.log").read_text()
-
-
-def chain_id_of(params: ChainParams) -> bytes:
-    return header_hash(encode(genesis_block(params).header))
 
 
 def started(node: DevNode, *args: str) -> DevNode:

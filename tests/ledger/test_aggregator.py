@@ -259,7 +259,7 @@ def test_the_seller_cannot_grant_more_than_its_reading_shows_unsold(h: Helios) -
 def test_a_contract_and_a_record_never_sell_the_same_energy(h: Helios) -> None:
     i = START + 2
     t = ContractTerms(
-        BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), PRICE,
+        h.chain.chain_id, BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), PRICE,
         i, i, 100, 2, i,
     )  # fmt: skip
     h.mine(h.tx(BUYER, OpenContract(SignedTerms(t, (sign_terms(t, BUYER), sign_terms(t, OWNER))))))

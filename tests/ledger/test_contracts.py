@@ -25,6 +25,7 @@ from gridnet.errors import (
     BlockTransactionInvalid,
     ContractClosed,
     ContractExists,
+    ContractForAnotherChain,
     ContractLimitExceeded,
     DeliveryOutsideContract,
     DisputeWindowOpen,
@@ -40,7 +41,10 @@ from gridnet.errors import (
     StaleState,
     StateRegression,
     StateSignatureInvalid,
+    UnknownContract,
 )
+from gridnet.ledger.genesis import chain_id_of
+from gridnet.ledger.params import ChainParams
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond
@@ -79,8 +83,18 @@ class Market(Actors):
     """The contract parties on one chain."""
 
 
+def market_params(**params: object) -> ChainParams:
+    return test_params(PEOPLE, gnc=1_000, **params)
+
+
+CHAIN = chain_id_of(market_params())
+
+
 def terms(**changes: object) -> ContractTerms:
+    """The terms the tests' parties sign, for the chain ``open_market`` makes with its default
+    parameters (a market with others passes ``chain``)."""
     base = ContractTerms(
+        chain=CHAIN,
         buyer=BUYER.address,
         seller=SELLER.address,
         buyer_meter=BUYER_METER.meter_id,
@@ -111,7 +125,7 @@ def open_market(path: Path, **params: object) -> Market:
     """A chain (``test_params`` with ``params``) where the buyer and seller have identities
     and meters, a manufacturer certified the meters, and the seller's meter exported
     1,000 Wh in PAST and 600 Wh in PAST + 1."""
-    m = Market(new_chain(path, test_params(PEOPLE, gnc=1_000, **params)), PEOPLE)
+    m = Market(new_chain(path, market_params(**params)), PEOPLE)
     m.mine(*(m.tx(k, register_identity(m.chain, k).payload) for k in (MAKER, BUYER, SELLER)))
     m.mine(m.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")))
     certs = [
@@ -161,6 +175,40 @@ def test_open_rules(market: Market) -> None:
     assert isinstance(market.refused(BUYER, OpenContract(signed(huge))), InsufficientBalance)
     market.mine(market.tx(BUYER, OpenContract(signed(terms()))))
     assert isinstance(market.refused(BUYER, OpenContract(signed(terms()))), ContractExists)
+
+
+def test_terms_signed_for_one_chain_open_no_contract_on_another(market: Market, tmp_path: Path) -> None:
+    """The same parties, meters and readings on a second chain: the terms the seller and the
+    line owners signed for the first are refused there, by name, even sent by the buyer; the
+    same terms made for the second chain lack their signatures; and a state the buyer signed
+    names a contract that does not exist there."""
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))))
+    other = open_market(tmp_path / "other", unbonding_delay=4)
+    assert other.chain.chain_id != market.chain.chain_id
+    replayed = OpenContract(signed(t))
+    assert isinstance(other.refused(BUYER, replayed), ContractForAnotherChain)
+    pre = snapshot(other.chain)
+    block = forge_block(other.chain, [other.pending(BUYER, replayed)])
+    with pytest.raises(BlockTransactionInvalid) as info:
+        other.chain.add_block(block, now=block.header.timestamp)
+    assert type(info.value.error) is ContractForAnotherChain and info.value.index == 1
+    record_rejection(
+        "contract_for_another_chain",
+        "the buyer opens, on a second chain, a contract whose terms every party signed for the first",
+        pre,
+        block,
+        block.header.timestamp,
+        info.value,
+    )
+    moved = SignedTerms(terms(chain=other.chain.chain_id), replayed.signed.signatures)
+    with pytest.raises(MissingPartySignature):
+        validate_transaction(
+            other.pending(BUYER, OpenContract(moved)), other.chain.params, other.chain.chain_id
+        )
+    assert isinstance(other.refused(SELLER, SettleContract(state(t, 1, 500))), UnknownContract)
+    other.mine(other.tx(BUYER, OpenContract(signed(terms(chain=other.chain.chain_id)))))  # agreed there too
+    assert isinstance(other.refused(SELLER, SettleContract(state(t, 1, 500))), UnknownContract)  # another id
 
 
 def test_dispute_window_longer_than_the_chain_allows(market: Market) -> None:

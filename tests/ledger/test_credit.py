@@ -140,7 +140,7 @@ def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:
 def sell(h: Helios, interval: int, wh: int, price: int = 1_000_000) -> None:
     """OWNER's meter exports ``wh`` in ``interval`` and a contract pays OWNER for it."""
     t = ContractTerms(
-        BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), price,
+        h.chain.chain_id, BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), price,
         interval, interval, wh, 2, interval,
     )  # fmt: skip
     h.mine(h.tx(BUYER, OpenContract(SignedTerms(t, (sign_terms(t, BUYER), sign_terms(t, OWNER))))))

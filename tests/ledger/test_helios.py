@@ -397,8 +397,8 @@ def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
     # A trade: OWNER's node may inject 130 W (32 Wh an interval), BUYER's withdraw 100 W (25 Wh).
     def contract(max_wh: int, intervals: int = 1) -> OpenContract:
         t = ContractTerms(
-            BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (), 100_000,
-            START + 50, START + 49 + intervals, max_wh, 2, 0,
+            h.chain.chain_id, BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (),
+            100_000, START + 50, START + 49 + intervals, max_wh, 2, 0,
         )  # fmt: skip
         return OpenContract(SignedTerms(t, (sign_terms(t, BUYER), sign_terms(t, OWNER))))
 

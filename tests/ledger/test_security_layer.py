@@ -135,7 +135,7 @@ def test_an_advisory_named_in_the_genesis_needs_the_registered_role(tmp_path: Pa
 def test_an_advisory_authority_whose_fraud_was_proven_publishes_no_more(tmp_path: Path) -> None:
     m = sel_market(tmp_path / "c", also_named=(BUYER,))
     m.mine(m.tx(BUYER, RegisterAuthority(int(Role.ADVISORY), "Buyer's CERT")))
-    t = terms()
+    t = terms(chain=m.chain.chain_id)
     m.mine(m.tx(BUYER, OpenContract(signed(t))))
     m.mine(m.tx(SELLER, ReportEquivocation(state(t, 1, 100), state(t, 1, 200))))  # the buyer is revoked
     assert isinstance(m.refused(BUYER, advisory()), IdentityRevoked)
@@ -241,16 +241,20 @@ def test_registration_status_rules(market: Market) -> None:
 
 def test_no_contract_opens_with_a_vulnerable_meter_on_either_side(market: Market) -> None:
     market.mine(market.tx(ADVISOR, advisory()))
-    assert isinstance(market.refused(BUYER, OpenContract(signed(terms()))), VulnerableMeter)
+    assert isinstance(
+        market.refused(BUYER, OpenContract(signed(terms(chain=market.chain.chain_id)))), VulnerableMeter
+    )
     market.mine(market.tx(MAKER, PublishFirmware(VENDOR, MODEL, "2", FIX)))
     market.mine(market.tx(SELLER, status(SELLER_METER.key, 1)))  # the seller's meter is fixed
-    assert isinstance(market.refused(BUYER, OpenContract(signed(terms()))), VulnerableMeter)  # buyer's not
+    assert isinstance(
+        market.refused(BUYER, OpenContract(signed(terms(chain=market.chain.chain_id)))), VulnerableMeter
+    )  # buyer's not
     market.mine(market.tx(BUYER, status(BUYER_METER.key, 1)))
-    market.mine(market.tx(BUYER, OpenContract(signed(terms()))))
+    market.mine(market.tx(BUYER, OpenContract(signed(terms(chain=market.chain.chain_id)))))
 
 
 def test_settlement_waits_until_the_meter_is_fixed(market: Market) -> None:
-    t = terms()
+    t = terms(chain=market.chain.chain_id)
     market.mine(market.tx(BUYER, OpenContract(signed(t))))
     market.mine(market.tx(ADVISOR, advisory(fixed_in="")))  # no fix known yet
     assert isinstance(market.refused(SELLER, SettleContract(state(t, 1, 500))), VulnerableMeter)

@@ -181,8 +181,12 @@ def test_relayed_gossip_and_a_flood_of_refusals_cost_an_application_each(
     assert applied <= 2 * len(flood) + block_worth
 
 
-def contract_between(buyer: PrivateKey, seller: PrivateKey, *signers: PrivateKey) -> OpenContract:
-    t = ContractTerms(buyer.address, seller.address, METER.address, METER.address, (), 100, 1, 2, 1_000, 1, 0)
+def contract_between(
+    chain: bytes, buyer: PrivateKey, seller: PrivateKey, *signers: PrivateKey
+) -> OpenContract:
+    t = ContractTerms(
+        chain, buyer.address, seller.address, METER.address, METER.address, (), 100, 1, 2, 1_000, 1, 0
+    )
     return OpenContract(SignedTerms(t, tuple(sign_terms(t, k) for k in signers)))
 
 
@@ -192,11 +196,13 @@ def test_the_signatures_a_payload_carries_are_checked_with_the_batch_once(tmp_pa
     signature cache: each is verified once. One that does not verify is still refused by
     its rule, by name, and is the relaying peer's fault."""
     node = node_on(tmp_path)
-    tx = sign(node.chain, ALICE, contract_between(ALICE, BOB, ALICE, BOB), 0)
+    tx = sign(node.chain, ALICE, contract_between(node.chain.chain_id, ALICE, BOB, ALICE, BOB), 0)
     before = snapshot()
     assert answers(node.handle("peer", TxsMsg((tx,)), NOW)) == ["UnknownIdentity"]  # (its stateful rule)
     spent = snapshot().since(before)
     assert (spent.verifies, spent.verifies_cached) == (3, 2)  # its own and two parties', each once
-    forged = sign(node.chain, BOB, contract_between(BOB, ALICE, BOB, MAKER), 0)  # MAKER is no party
+    forged = sign(
+        node.chain, BOB, contract_between(node.chain.chain_id, BOB, ALICE, BOB, MAKER), 0
+    )  # MAKER is no party
     assert answers(node.handle("peer", TxsMsg((forged,)), NOW)) == []
     assert node.stats.fault_rules == {"MissingPartySignature": 1}

@@ -20,7 +20,7 @@ from gridnet.encoding import encode
 from gridnet.errors import WrongType
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.genesis import genesis_block
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.txs.transfer import Transfer
@@ -60,7 +60,7 @@ class Liar:
 
     def __init__(self, params: ChainParams, headers: list[Header], name: str = "liar") -> None:
         self.name = name
-        self.genesis = header_hash(encode(genesis_block(params).header))
+        self.genesis = chain_id_of(params)
         self.asked: list[type] = []
         self.serve(headers)
 

@@ -250,6 +250,7 @@ class Dso(Agent):
         submit), or None when a party refused the terms."""
         buyer, seller = world.by_address[t.buyer], world.by_address[t.seller]
         terms = ContractTerms(
+            chain=world.backend.chain_id,
             buyer=buyer.address,
             seller=seller.address,
             buyer_meter=bid.order.meter,

@@ -498,6 +498,7 @@ class Home(Agent):
         assert self.meter is not None and dso.meter is not None
         last = min(first + MAX_SPAN - 1, world.last)
         terms = ContractTerms(
+            chain=world.backend.chain_id,
             buyer=self.address,
             seller=dso.address,
             buyer_meter=self.meter.meter_id,

@@ -42,13 +42,12 @@ import msgspec
 
 from gridnet.bench.ledger import measure_raw_verify
 from gridnet.contracts.channel import ContractTerms, LineFee, SignedTerms, sign_terms
-from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import AddStatus, Chain
-from gridnet.ledger.genesis import genesis_block
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import MARKET_OFF_CHAIN, MARKET_ON_CHAIN, Allocation, ChainParams, default_params
 from gridnet.ledger.registry import Payload
@@ -147,10 +146,6 @@ def chain_params(homes: list[Home], orders: int, mode: int) -> ChainParams:
     )
 
 
-def chain_id_of(params: ChainParams) -> bytes:
-    return header_hash(encode(genesis_block(params).header))
-
-
 def sign(params: ChainParams, chain_id: bytes, key: PrivateKey, payload: Payload, nonce: int) -> Transaction:
     fee = min_fee(params.min_fee_per_byte, payload, nonce)
     return sign_transaction(key, chain_id, payload, nonce, fee)
@@ -203,6 +198,7 @@ def open_contracts(
         for n, trade in enumerate(clearings[area].trades):
             buyer, seller = by_address[trade.buyer], by_address[trade.seller]
             terms = ContractTerms(
+                chain=chain_id,
                 buyer=trade.buyer,
                 seller=trade.seller,
                 buyer_meter=meter_id(buyer.meter.public_key),

@@ -38,11 +38,9 @@ from typing import Any
 import msgspec
 
 from gridnet.bench import ledger
-from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey, write_key_file
-from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.genesis import genesis_block
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, default_params
 from gridnet.ledger.store import DB_NAME, readonly_uri
@@ -56,10 +54,6 @@ from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_to_bytes
 
 POLL_S = 0.01
-
-
-def genesis_hash(params: Any) -> bytes:
-    return header_hash(encode(genesis_block(params).header))
 
 
 Progress = Callable[[str], None]
@@ -208,7 +202,7 @@ def gossip(root: Path, n_tx: int, say: Progress) -> dict[str, Any]:
     for node in nodes:
         Chain.create(node.data_dir, params).close()
         write_key_file(node.data_dir / "node.key", PrivateKey.generate())
-    chain_id = genesis_hash(params)
+    chain_id = chain_id_of(params)
     txs = []
     for nonce in range(n_tx // len(senders)):
         for key in senders:

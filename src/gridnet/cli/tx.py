@@ -28,7 +28,6 @@ from gridnet.cli.common import (
 )
 from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
-from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.errors import ConfigError, DecodeError, GridnetError, NodeUnavailable
@@ -36,7 +35,7 @@ from gridnet.files import read_toml
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.genesis import genesis_block
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.params import ChainParams, Validator, parse_time_ms, severity_code
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
@@ -463,8 +462,7 @@ def _member_signed(act: Any, member_keys: list[Path]) -> Build:
     keys = [load_key(path, None) for path in member_keys]
 
     def build(params: ChainParams, signer: PrivateKey) -> Payload:
-        chain_id = header_hash(encode(genesis_block(params).header))
-        signatures = tuple(sign_as_member(k, chain_id, act) for k in keys)
+        signatures = tuple(sign_as_member(k, chain_id_of(params), act) for k in keys)
         payload: Payload = msgspec.structs.replace(act, signatures=signatures)
         return payload
 

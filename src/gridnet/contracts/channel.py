@@ -1,6 +1,6 @@
 """Contract terms, signed states, and the payout arithmetic.
 
-Terms name the buyer, the seller, their meters, the power-line owners on the path with
+Terms name the chain they are for, the buyer, the seller, their meters, the power-line owners on the path with
 their fee per kWh, the price per kWh, the delivery intervals and the maximum energy.
 Every party signs the terms (buyer, seller, each line owner). The buyer's device,
 after checking the meters' signed readings, signs states: a sequence number and the
@@ -33,6 +33,10 @@ class LineFee(Wire, frozen=True):
 
 
 class ContractTerms(Wire, frozen=True):
+    chain: HashBytes
+    """The id of the chain the parties agree on (its genesis hash): their signatures open the
+    contract there only, and the contract's id, which its states name, differs from chain to
+    chain (neither terms nor states can be replayed on another chain)."""
     buyer: AddressBytes
     seller: AddressBytes
     buyer_meter: AddressBytes

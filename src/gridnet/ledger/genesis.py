@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import encode
 from gridnet.ledger.blocks import BLOCK_VERSION, Block, Header
 from gridnet.ledger.commitment import StateCommitment
@@ -9,6 +10,7 @@ from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, params_digest
 from gridnet.ledger.poa import genesis_poa_state
 from gridnet.ledger.state import ACCOUNTS, Account
+from gridnet.units import Hash32
 
 
 def genesis_state(params: ChainParams) -> dict[bytes, bytes]:
@@ -39,3 +41,8 @@ def genesis_block(params: ChainParams) -> Block:
         miner=bytes(20),
     )
     return Block(header=header, txs=())
+
+
+def chain_id_of(params: ChainParams) -> Hash32:
+    """The id of the chain ``params`` make: its genesis block's hash."""
+    return header_hash(encode(genesis_block(params).header))

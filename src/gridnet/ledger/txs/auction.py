@@ -278,6 +278,7 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
             continue  # its own bid met its own offer: it keeps that energy, no trade
         bid = by_id[trade.bid_id]
         terms = ContractTerms(
+            chain=env.chain_id,
             buyer=trade.buyer,
             seller=trade.seller,
             buyer_meter=bid.meter,

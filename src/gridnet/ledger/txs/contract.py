@@ -32,6 +32,7 @@ from gridnet.encoding import U63, HashBytes, PublicKeyBytes, Wire
 from gridnet.errors import (
     ContractClosed,
     ContractExists,
+    ContractForAnotherChain,
     ContractLimitExceeded,
     DeliveryOutsideContract,
     DisputeWindowOpen,
@@ -124,6 +125,10 @@ def validate_open_contract(payload: OpenContract, params: ChainParams) -> None:
 
 def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payload: OpenContract) -> None:
     t = payload.signed.terms
+    if t.chain != env.chain_id:
+        raise ContractForAnotherChain(
+            f"the terms are for chain {t.chain.hex()[:16]}, not this chain {env.chain_id.hex()[:16]}"
+        )
     if sender != t.buyer:
         raise NotAuthorized("only the buyer opens a contract (its deposit is locked)")
     require_identity(state, t.seller, "selling under a contract")
