@@ -1,5 +1,6 @@
 """The API's HTTP server on 127.0.0.1 (``node/api/server.py``): a connection that does not send
-a whole request in time is closed, connections beyond the bound are answered 503, and what
+a whole request in time is closed, connections beyond either bound (all, or from one address)
+are answered 503, and what
 uvicorn refuses before the app runs is the API's JSON error. The bounds are lowered so that
 each test reaches them quickly."""
 
@@ -103,14 +104,27 @@ def test_each_request_on_a_kept_alive_connection_has_its_own_time(monkeypatch: p
     run(scenario)
 
 
-def test_connections_beyond_the_bound_are_answered_503(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "MAX_CONNECTIONS", 3)
+@pytest.mark.parametrize(
+    ("bound", "said"),
+    [
+        ("MAX_CONNECTIONS", "3 connections are open"),
+        ("MAX_CONNECTIONS_PER_HOST", f"3 connections from {LOCAL}"),
+    ],
+)
+def test_connections_beyond_the_bound_are_answered_503(
+    monkeypatch: pytest.MonkeyPatch, bound: str, said: str
+) -> None:
+    """Beyond the bound on all connections, or on those from one address (the tests' all come
+    from 127.0.0.1; the other bound is left far above), a connection is answered 503 and closed,
+    and is taken again once one of the others has gone."""
+    monkeypatch.setattr(server, bound, 3)
 
     async def scenario(port: int) -> None:
         held = [await asyncio.open_connection(LOCAL, port) for _ in range(3)]
         reader, _ = await asyncio.open_connection(LOCAL, port)
         status, body = await reply(reader)
         assert status == 503 and body["code"] == "TooManyConnections"
+        assert str(body["message"]).startswith(said)
         held[0][1].close()
         await held[0][1].wait_closed()
         for _ in range(int(WAIT_S / 0.05)):  # until the server has seen it go

@@ -4,7 +4,8 @@ uvicorn waits for a request's headers and body as long as the client keeps the c
 open, and takes as many connections as the process may open files. A node serves its API, its
 peer links and its store from one process, so a client holding many slow connections would
 starve all three. Here a connection has ``REQUEST_TIMEOUT_S`` to send each whole request (from
-when it opens, or since the last answer), at most ``MAX_CONNECTIONS`` are open at once (one
+when it opens, or since the last answer), at most ``MAX_CONNECTIONS`` are open at once and at
+most ``MAX_CONNECTIONS_PER_HOST`` from one address, so that one host cannot hold them all (one
 more is answered 503 and closed), and what uvicorn refuses before the app runs (a malformed
 request line or header) is answered with the same JSON error body as every other error.
 """
@@ -25,6 +26,8 @@ REQUEST_TIMEOUT_S: Final = 30.0
 has read whole and is answering is not cut short."""
 MAX_CONNECTIONS: Final = 512
 """Connections open at once, at most."""
+MAX_CONNECTIONS_PER_HOST: Final = 64
+"""Connections open at once from one address, at most."""
 
 
 def _json_error(status: int, reason: str, code: str, message: str) -> bytes:
@@ -44,18 +47,29 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > MAX_CONNECTIONS:
-            transport.write(
-                _json_error(
-                    503,
-                    "Service Unavailable",
-                    "TooManyConnections",
-                    f"{MAX_CONNECTIONS} connections are open to this node's API; try again later",
-                )
-            )
+        refusal = self._over_bound()
+        if refusal is not None:
+            transport.write(_json_error(503, "Service Unavailable", "TooManyConnections", refusal))
             transport.close()
             return
         self._arm()
+
+    def _over_bound(self) -> str | None:
+        """Why this new connection is one too many (None when it is not)."""
+        if len(self.connections) > MAX_CONNECTIONS:
+            return f"{MAX_CONNECTIONS} connections are open to this node's API; try again later"
+        host = self.client[0] if self.client else None
+        if host is None:
+            return None
+        same = sum(
+            1 for c in self.connections if isinstance(c, H11Protocol) and c.client and c.client[0] == host
+        )
+        if same > MAX_CONNECTIONS_PER_HOST:
+            return (
+                f"{MAX_CONNECTIONS_PER_HOST} connections from {host} are open to this node's API: "
+                "close some, or try again later"
+            )
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._deadline is not None:
