@@ -91,17 +91,28 @@ def test_a_deal_opened_too_late_is_counted_and_the_hotspots_later_transactions_s
     # begins. Block building refuses them (DealStarted) and, after a few blocks, drops them with
     # the hotspot's later transactions (they follow a gap). The world hears of it from the nodes:
     # the opening is counted refused, the others are signed again, and every deal on chain settles.
-    slow = {**MORNING, "chain": {"block_interval_s": 900}}
-    report = simulate(scenario_from_dict(slow, "ev.toml"), tmp_path / "out")
-    ev, txs = report["roles"]["ev"], report["transactions"]
-    assert report["verify"]["ok"]
-    assert txs["refused"].get("DealStarted", 0) > 0 and set(txs["refused_by"]["DealStarted"]) == {
-        "ev-aggregator"
-    }
-    assert set(txs["refused"]) == {"DealStarted"}
-    assert ev["deals_refused"] == txs["refused"]["DealStarted"]
-    assert ev["deals_on_chain"] + ev["deals_refused"] == ev["deals_signed"]
-    assert ev["deals_settled"] == ev["deals_on_chain"] > 0
+    # Whether a period's block comes late is the luck of the proof of work: the seeds are tried in
+    # turn until one run shows a late opening beside deals that opened; every run keeps the counts.
+    for seed in (8, 5, 6, 1, 2, 3):
+        slow = {
+            **MORNING,
+            "simulation": {**MORNING["simulation"], "seed": seed},
+            "chain": {"block_interval_s": 900},
+        }
+        report = simulate(scenario_from_dict(slow, "ev.toml"), tmp_path / f"seed-{seed}")
+        ev, txs = report["roles"]["ev"], report["transactions"]
+        assert report["verify"]["ok"]
+        assert set(txs["refused"]) <= {"DealStarted"}  # (none for a nonce gap: tried until it clears)
+        assert ev["deals_refused"] == txs["refused"].get("DealStarted", 0)
+        assert ev["deals_on_chain"] + ev["deals_refused"] == ev["deals_signed"]
+        assert ev["deals_settled"] == ev["deals_on_chain"]
+        if ev["deals_refused"] and ev["deals_on_chain"] and txs["resubmitted"]:
+            break
+    else:
+        pytest.fail("no seed gave both a late opening, a transaction signed again and a deal on chain")
+    assert set(txs["refused_by"]["DealStarted"]) == {"ev-aggregator"}
+    # Each opening the aggregator signed was taken once; those signed again are counted apart.
+    assert txs["submitted"]["OpenEvDeal"] == ev["deals_signed"]
 
 
 def test_a_bad_ev_table_is_one_clear_line(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import NonceGap
 from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
-from gridnet.ledger.mempool import EventKind, PoolEvent
+from gridnet.ledger.mempool import DEFER_BLOCKS, EventKind, PoolEvent
 from gridnet.ledger.params import MARKET_ON_CHAIN, ChainParams
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
@@ -46,7 +46,12 @@ if TYPE_CHECKING:
 A = TypeVar("A", bound="Agent")
 
 GAP_RETRY_MS = 15 * 60_000
-"""How long a transaction its node refuses for a nonce gap is tried again (``World.submit``)."""
+"""How long a transaction its node refuses for a nonce gap is tried again at least
+(``World.submit``)."""
+GAP_RETRY_BLOCKS = DEFER_BLOCKS + 2
+"""How many blocks a transaction its node refuses for a nonce gap is tried again at least: a
+pending transaction of its sender's that no block can include is in the way until block
+building drops it, ``DEFER_BLOCKS`` blocks after it first refused it (however long those take)."""
 
 
 class Look:
@@ -93,14 +98,18 @@ class Deal:
 @dataclass
 class Tally:
     submitted: Counter[str] = field(default_factory=Counter)
+    """Transactions their node took, per payload type (one signed again after a drop once)."""
+    resubmitted: int = 0
+    """Transactions signed again, with a fresh nonce, after their node dropped them only for a
+    gap (``World.take_back``) and taken again."""
     refused: Counter[str] = field(default_factory=Counter)
     refused_by: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     """Rule -> the participants whose transactions (or commands) it refused, and how many."""
     orders_refused: Counter[str] = field(default_factory=Counter)
     orders_left_out: int = 0
+    """Orders an auction left out because their meter was vulnerable when it cleared."""
     abandoned: int = 0
     """Deferred actions given up at their deadline (e.g. settling a contract that never opened)."""
-    """Orders an auction left out because their meter was vulnerable when it cleared."""
     losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     """Feeder (line owner index) -> its cables' losses [Wh]."""
     transformer_losses_wh: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
@@ -235,43 +244,47 @@ class World:
     def now(self) -> int:
         return self.backend.now()
 
-    def submit(self, who: Agent, payload: Payload, *, retry_until: int | None = None) -> bool:
+    def submit(
+        self, who: Agent, payload: Payload, *, retry_until: tuple[int, int] | None = None, again: bool = False
+    ) -> bool:
         """Sign ``payload`` with ``who``'s next nonce and hand it to ``who``'s node; whether
         the node took it now. One the node refuses for a nonce gap even with the nonce it
         gives (a pending transaction of ``who``'s that no block can include any more is in the
-        way until a block builder drops it) is tried again at each step for ``GAP_RETRY_MS``,
-        and counted refused only then."""
+        way until a block builder drops it) is tried again at each step until both
+        ``GAP_RETRY_MS`` and ``GAP_RETRY_BLOCKS`` blocks have passed (``retry_until``: that
+        time and height), and counted refused only then. ``again``: the node took it once
+        already and dropped it (counted in ``resubmitted``, not ``submitted``, when taken)."""
         assert self.params is not None
         for _ in range(2):
             fee = min_fee(self.params.min_fee_per_byte, payload, who.nonce)
             tx = sign_transaction(who.key, self.backend.chain_id, payload, who.nonce, fee)
             outcome = self.backend.submit(who.node, tx)
             if outcome.kind is EventKind.ACCEPTED:
-                self._taken(who, payload, tx, outcome)
+                self._taken(who, payload, tx, outcome, again)
                 return True
             if outcome.rule not in ("NonceGap", "NonceTooLow"):
                 break
             who.nonce = self.backend.next_nonce(who.node, who.address)  # resynchronise with the node
-        now = self.now()
-        until = now + GAP_RETRY_MS if retry_until is None else retry_until
-        if outcome.rule == "NonceGap" and now < until:
+        now, height = self.now(), self.backend.height(who.node)
+        until = (now + GAP_RETRY_MS, height + GAP_RETRY_BLOCKS) if retry_until is None else retry_until
+        if outcome.rule == "NonceGap" and (now < until[0] or height < until[1]):
 
-            def again(_look: Look) -> None:
-                self.submit(who, payload, retry_until=until)
+            def retry(_look: Look) -> None:
+                self.submit(who, payload, retry_until=until, again=again)
 
-            self.when(who, lambda _look: self.now() > now, again)  # (a later step, not this one)
+            self.when(who, lambda _look: self.now() > now, retry)  # (a later step, not this one)
             return False
         self.tally.refuse(outcome.rule, who.name)
         return False
 
-    def submit_all(self, items: Sequence[tuple[Agent, Payload]]) -> list[bool]:
+    def submit_all(self, items: Sequence[tuple[Agent, Payload]], *, again: bool = False) -> list[bool]:
         """``submit`` of each (agent, payload), in order, the transactions handed to each node
         together (``Backend.submit_many``: a node checks their signatures as one batch, on
         all cores, and stores them in one write). An agent's items get consecutive nonces;
         one its node refuses for its nonce (after one of the agent's the node refused, or a
         nonce out of step with the node's) is submitted again on its own, as ``submit`` does
         it (the nonce resynchronised, a gap retried later); one refused for another rule is
-        counted refused. Whether each was taken."""
+        counted refused. Whether each was taken. ``again``: as ``submit``'s."""
         assert self.params is not None
         txs: list[Transaction] = []
         next_nonce: dict[int, int] = {}  # id(agent) -> the nonce its next item gets
@@ -291,20 +304,23 @@ class World:
         for (who, payload), tx, outcome in zip(items, txs, outcomes, strict=True):
             assert outcome is not None
             if outcome.kind is EventKind.ACCEPTED:
-                self._taken(who, payload, tx, outcome)
+                self._taken(who, payload, tx, outcome, again)
                 taken.append(True)
             elif outcome.rule in ("NonceGap", "NonceTooLow"):
-                taken.append(self.submit(who, payload))  # (with the nonce its node gives)
+                taken.append(self.submit(who, payload, again=again))  # (with the nonce its node gives)
             else:
                 self.tally.refuse(outcome.rule, who.name)
                 taken.append(False)
         return taken
 
-    def _taken(self, who: Agent, payload: Payload, tx: Transaction, outcome: PoolEvent) -> None:
+    def _taken(self, who: Agent, payload: Payload, tx: Transaction, outcome: PoolEvent, again: bool) -> None:
         """``who``'s node took ``tx``: its next transaction has the nonce after."""
         self.last_txid = outcome.txid
         who.nonce = max(who.nonce, tx.nonce + 1)
-        self.tally.submitted[type(payload).__name__] += 1
+        if again:
+            self.tally.resubmitted += 1
+        else:
+            self.tally.submitted[type(payload).__name__] += 1
 
     def take_back(self) -> None:
         """Hear of the agents' transactions their nodes let go without a block. One dropped
@@ -313,7 +329,7 @@ class World:
         depended on the one dropped; any other is counted refused under the rule that dropped
         or evicted it (block building refused it for ``defer_blocks`` blocks, say a deal's
         opening mined after its first interval began; a full mempool evicted it)."""
-        again: list[tuple[Agent, Payload]] = []
+        gapped: list[tuple[Agent, Payload]] = []
         for node in sorted({a.node for a in self.agents}):
             events, self._lost_after[node] = self.backend.lost(node, self._lost_after.get(node, 0))
             for e in events:
@@ -321,12 +337,12 @@ class World:
                 if who is None or who.node != node or e.tx is None:
                     continue  # (not an agent's, or relayed to this node by the agent's own)
                 if e.rule == NonceGap.__name__:
-                    again.append((who, e.tx.payload))
+                    gapped.append((who, e.tx.payload))
                 else:
                     self.tally.refuse(e.rule, who.name)
                     who.dropped(self, e.tx.payload, e.rule)
-        if again:
-            self.submit_all(again)
+        if gapped:
+            self.submit_all(gapped, again=True)
 
     def submit_soon(self, who: Agent, payload: Payload) -> None:
         """``submit``, for an action that need not know at once whether the node took it: in

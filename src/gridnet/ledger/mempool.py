@@ -120,6 +120,11 @@ def _cost(vtx: VerifiedTx) -> int:
     return vtx.tx.fee + RULES[type(vtx.tx.payload)].spends(vtx.tx.payload)
 
 
+DEFER_BLOCKS = 6
+"""Blocks a transaction that block building refuses stays pending before it is dropped
+(``Mempool.remove_rejected``): it may depend on a block this node has not received yet."""
+
+
 class Mempool:
     """Pending transactions of one node (in memory; the node persists them)."""
 
@@ -131,7 +136,7 @@ class Mempool:
         max_txs: int = 50_000,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_per_sender: int = 4096,
-        defer_blocks: int = 6,
+        defer_blocks: int = DEFER_BLOCKS,
     ) -> None:
         self.params = params
         self.chain_id = chain_id

@@ -183,6 +183,7 @@ def build_report(
         "converged": converged,
         "transactions": {
             "submitted": dict(world.tally.submitted),
+            "resubmitted": world.tally.resubmitted,
             "refused": dict(world.tally.refused),
             "refused_by": {
                 rule: dict(who.most_common()) for rule, who in sorted(world.tally.refused_by.items())

@@ -101,7 +101,7 @@ FIGURES: dict[str, str] = {
     "security": "flagged_meters trusting_homes flags_on_chain",
     "dso": "commands homes_commanded overrides_recorded homes_following_commands",
     "chain": "height blocks bytes",
-    "transactions": "abandoned",
+    "transactions": "abandoned resubmitted",
     "timing": "simulation_s verifying_s power_flow_s audit_s",
     "grid": "congested_intervals",
     "economy": "homes_paid_gnc homes_earned_gnc block_subsidy_gnc block_subsidy_per_block_gnc "
