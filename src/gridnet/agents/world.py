@@ -98,7 +98,8 @@ class Deal:
 @dataclass
 class Tally:
     submitted: Counter[str] = field(default_factory=Counter)
-    """Transactions their node took, per payload type (one signed again after a drop once)."""
+    """Transactions their node took, per payload type: each once (signed again after its node
+    dropped it, it counts in ``resubmitted``)."""
     resubmitted: int = 0
     """Transactions signed again, with a fresh nonce, after their node dropped them only for a
     gap (``World.take_back``) and taken again."""

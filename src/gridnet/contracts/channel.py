@@ -1,7 +1,8 @@
 """Contract terms, signed states, and the payout arithmetic.
 
-Terms name the chain they are for, the buyer, the seller, their meters, the power-line owners on the path with
-their fee per kWh, the price per kWh, the delivery intervals and the maximum energy.
+Terms name the chain they are for, the buyer, the seller, their meters, the power-line owners
+on the path with their fee per kWh, the price per kWh, the delivery intervals and the maximum
+energy.
 Every party signs the terms (buyer, seller, each line owner). The buyer's device,
 after checking the meters' signed readings, signs states: a sequence number and the
 cumulative Wh it acknowledges per interval. A later state supersedes an earlier one;
