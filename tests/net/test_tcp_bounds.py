@@ -119,8 +119,20 @@ def test_a_small_frame_is_read_without_a_deadline(tmp_path: Path, monkeypatch: p
     assert asyncio.run(scenario()) == bytes(READ_BUFFER - 1) + b"!"
 
 
-def test_peers_that_dialled_in_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tcp, "MAX_INBOUND", 3)
+@pytest.mark.parametrize(
+    ("bound", "said"),
+    [
+        ("MAX_INBOUND", "3 peers that dialled this node are linked"),
+        ("MAX_INBOUND_PER_HOST", f"3 peers that dialled this node from {LOCAL} are linked"),
+    ],
+)
+def test_peers_that_dialled_in_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, bound: str, said: str
+) -> None:
+    """Beyond the bound on all the peers that dialled in, or on those from one address (the
+    tests' all come from 127.0.0.1; the other bound is left far above), a connection is closed
+    before its handshake, the refusal logged with the bound; a place is free once one leaves."""
+    monkeypatch.setattr(tcp, bound, 3)
 
     async def scenario() -> None:
         a = transport(tmp_path / "a")
@@ -134,6 +146,7 @@ def test_peers_that_dialled_in_are_bounded(tmp_path: Path, monkeypatch: pytest.M
             reader, _ = await asyncio.open_connection(LOCAL, a.port)
             assert await closes(reader, WAIT_S)  # closed before its handshake: no hello came
             assert reader.at_eof()
+            assert any(f"TooManyPeers: {said}" in r.getMessage() for r in caplog.records)
             links[0][1].close()  # one leaves: a place is free again
             assert await until(lambda: len(a.links) == 2)
             await dial(LOCAL, a.port, PrivateKey.from_label("bounds-in-late"), chain_id)

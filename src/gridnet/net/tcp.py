@@ -10,9 +10,10 @@ node keys and bound to one chain. Until then a frame may be at most ``HANDSHAKE_
 long, at most ``MAX_HANDSHAKES`` connections that dialled us may be in their handshake at
 once (one more closes the oldest of the host that holds the most), and each has
 ``HANDSHAKE_TIMEOUT_S`` to complete it; at most ``MAX_INBOUND`` peers that dialled us are
-linked at once. Every later frame is a Noise transport frame (counter nonces, so replayed or
-reordered frames fail), at most ``MAX_FRAME`` long, and one longer than ``READ_BUFFER`` must
-arrive whole within ``FRAME_TIMEOUT_S``. A peer that breaks the handshake, sends an
+linked at once, ``MAX_INBOUND_PER_HOST`` of them from one address. Every later frame is a
+Noise transport frame (counter nonces, so replayed or reordered frames fail), at most
+``MAX_FRAME`` long, and one longer than ``READ_BUFFER`` must arrive whole within
+``FRAME_TIMEOUT_S``. A peer that breaks the handshake, sends an
 oversized, late or undecodable frame, does not read what is sent to it (``MAX_SEND_BUFFER``),
 or keeps sending invalid data (the node counts faults) is disconnected and refused for a
 while; the other links keep working. So what a peer can make the node hold is bounded: at
@@ -91,6 +92,10 @@ the places filled with silent connections only evicts its own)."""
 MAX_INBOUND: Final = 64
 """Peers that dialled us and are linked, at most: one more is closed before its handshake
 (``TooManyPeers``). The peers this node dials are not counted."""
+MAX_INBOUND_PER_HOST: Final = 16
+"""Of those, peers that dialled us from one address, at most: node keys cost nothing, so
+without it one host could take every inbound place (16: the nodes of the largest devnet, all
+on one machine, still link)."""
 FRAME_TIMEOUT_S: Final = 30.0
 """Time a frame longer than ``READ_BUFFER`` has to arrive whole once its length is read [s]
 (4 MiB in 30 s is 1.1 Mbit/s): a peer cannot hold a frame's buffer by never finishing it."""
@@ -413,7 +418,7 @@ class TcpTransport:
             delay = min(delay * 2, ceiling)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if (full := self._inbound_full()) is not None:  # closed before anything is read
+        if (full := self._inbound_full(_peername(writer))) is not None:  # closed before anything is read
             self._log_refusal(_peername(writer), full)
             writer.close()
             with contextlib.suppress(Exception):
@@ -423,11 +428,16 @@ class TcpTransport:
             self._evict_handshake()
         await self._run_link(reader, writer, outbound=None)
 
-    def _inbound_full(self) -> TooManyPeers | None:
-        """``TooManyPeers`` when ``MAX_INBOUND`` peers that dialled us are linked."""
-        if sum(not link.outbound for link in self.links.values()) < MAX_INBOUND:
-            return None
-        return TooManyPeers(f"{MAX_INBOUND} peers that dialled this node are linked")
+    def _inbound_full(self, remote: str) -> TooManyPeers | None:
+        """``TooManyPeers`` when ``MAX_INBOUND`` peers that dialled us are linked, or
+        ``MAX_INBOUND_PER_HOST`` from the host of ``remote`` (HOST:PORT)."""
+        inbound = [link for link in self.links.values() if not link.outbound]
+        if len(inbound) >= MAX_INBOUND:
+            return TooManyPeers(f"{MAX_INBOUND} peers that dialled this node are linked")
+        host = _host(remote)
+        if sum(_host(link.remote) == host for link in inbound) >= MAX_INBOUND_PER_HOST:
+            return TooManyPeers(f"{MAX_INBOUND_PER_HOST} peers that dialled this node from {host} are linked")
+        return None
 
     def _evict_handshake(self) -> None:
         """Close the oldest connection in its handshake of the host that holds the most."""
@@ -449,7 +459,7 @@ class TcpTransport:
     ) -> Link:
         inbound = outbound is None
         if inbound:
-            self._handshakes[writer] = _peername(writer).rpartition(":")[0]
+            self._handshakes[writer] = _host(_peername(writer))
         try:
             node_key, session = await handshake(
                 reader, writer, self.key, self.node.chain.chain_id, initiator=not inbound
@@ -488,7 +498,7 @@ class TcpTransport:
                 if outbound is None:
                     self._log_refusal(where, refusal)
                 return _LinkEnd(rule=refusal.rule, message=str(refusal), peer=link.name)
-            full = None if outbound else self._inbound_full()  # (others finished their handshakes first)
+            full = None if outbound else self._inbound_full(where)  # (others finished their handshakes first)
             if full is not None:
                 self._log_refusal(where, full)
                 return _LinkEnd(rule=full.rule, message=str(full), peer=link.name)
@@ -569,7 +579,7 @@ class TcpTransport:
     def _log_refusal(self, where: str, error: GridnetError) -> None:
         """A link that dialled us failed its handshake: logged once per host and rule per
         ``STILL_FAILING_S`` (a misconfigured peer retries for ever, from a new port each time)."""
-        key = (where.rpartition(":")[0], error.rule)
+        key = (_host(where), error.rule)
         now = time.monotonic()
         if now - self._refusals.get(key, -STILL_FAILING_S) >= STILL_FAILING_S:
             self._refusals[key] = now
@@ -605,6 +615,11 @@ def _reason(exc: OSError) -> str:
 def _peername(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+
+def _host(remote: str) -> str:
+    """The host of a HOST:PORT (``_peername``)."""
+    return remote.rpartition(":")[0]
 
 
 def _probe_store(chain: Chain) -> None:
