@@ -266,15 +266,19 @@ class World:
             if outcome.rule not in ("NonceGap", "NonceTooLow"):
                 break
             who.nonce = self.backend.next_nonce(who.node, who.address)  # resynchronise with the node
-        now, height = self.now(), self.backend.height(who.node)
-        until = (now + GAP_RETRY_MS, height + GAP_RETRY_BLOCKS) if retry_until is None else retry_until
-        if outcome.rule == "NonceGap" and (now < until[0] or height < until[1]):
+        if outcome.rule == "NonceGap":
+            now = self.now()
+            if retry_until is None:
+                retry_until = (now + GAP_RETRY_MS, self.backend.height(who.node) + GAP_RETRY_BLOCKS)
+            until = retry_until
+            # (the node's height is asked only once the time has passed)
+            if now < until[0] or self.backend.height(who.node) < until[1]:
 
-            def retry(_look: Look) -> None:
-                self.submit(who, payload, retry_until=until, again=again)
+                def retry(_look: Look) -> None:
+                    self.submit(who, payload, retry_until=until, again=again)
 
-            self.when(who, lambda _look: self.now() > now, retry)  # (a later step, not this one)
-            return False
+                self.when(who, lambda _look: self.now() > now, retry)  # (a later step, not this one)
+                return False
         self.tally.refuse(outcome.rule, who.name)
         return False
 
