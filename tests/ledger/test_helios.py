@@ -202,16 +202,23 @@ def test_a_mint_below_the_producers_minimum_is_refused(h: Helios) -> None:
 
 
 def test_a_mint_past_what_the_ledgers_counters_hold_is_refused(h: Helios) -> None:
-    """Two readings of 2^63 - 1 Wh (a meter's first reading has no counter to follow) summed
-    to 2^64 - 2 credits: stored, they made the controller unreadable; past 2^64 (two such
-    mints in a block) every miner's template failed to encode."""
+    """Two meters that each injected 2^63 - 1 Wh (one reading each: the most a counter holds)
+    minted 2^64 - 2 credits in all: stored, the controller's supply made it unreadable (and
+    past 2^64, every miner's template failed to encode). The second mint is refused."""
     top = 2**63 - 1
     h.mine(h.tx(BUYER, EnrollProducer(CID, BUYER_METER_KEY.address, 2, 1)), interval=START + 10)
-    batch = tuple(
-        sign_reading(BUYER_METER_KEY, Reading(BUYER_METER_KEY.address, START + 10 + i, top, 0, total, 0, "1"))
-        for i, total in enumerate((0, top))
-    )
-    h.mine(h.tx(COLLECTOR, SubmitReadings(batch)), interval=START + 12)
+
+    def injected(meter: PrivateKey, first: int, count: int) -> None:
+        batch = tuple(
+            sign_reading(meter, Reading(meter.address, first + i, top if i == 0 else 0, 0, top, 0, "1"))
+            for i in range(count)
+        )
+        h.mine(h.tx(COLLECTOR, SubmitReadings(batch)), interval=first + count)
+
+    injected(METER_KEY, START, 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    assert credits_of(h.chain.view(), CID, OWNER.address) == top
+    injected(BUYER_METER_KEY, START + 10, 2)
     act = MintCredits(CID, BUYER_METER_KEY.address, START + 11, ())
     assert h.refused(COLLECTOR, h.signed_by(act, MEMBERS)) == "StateOutOfRange"
     assert credits_of(h.chain.view(), CID, BUYER.address) == 0

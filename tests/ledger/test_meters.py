@@ -218,6 +218,23 @@ def test_counters_going_backwards_or_not_covering_the_interval(world: World) -> 
     assert isinstance(submit_rejection(world, sign_reading(METER_KEY, short)), InconsistentCounters)
 
 
+def test_a_first_reading_whose_counters_hold_less_than_its_interval(world: World) -> None:
+    """A meter's counters start at 0: its first reading's hold at least that interval's energy."""
+    for exported, imported in ((500, 0), (0, 40)):
+        short = Reading(METER_KEY.address, INTERVAL, exported, imported, 499, 39, "1.0.0")
+        assert isinstance(submit_rejection(world, sign_reading(METER_KEY, short)), InconsistentCounters)
+    world.mine(
+        world.tx(
+            COLLECTOR,
+            SubmitReadings(
+                (sign_reading(METER_KEY, Reading(METER_KEY.address, INTERVAL, 500, 40, 500, 40, "1.0.0")),)
+            ),
+        )
+    )
+    meter_rec = world.chain.view().get(METERS, METER_KEY.address)
+    assert meter_rec is not None and meter_rec.last_total_exported_wh == 500
+
+
 def test_one_bad_reading_rejects_the_whole_batch(world: World) -> None:
     meter = SimulatedMeter(METER_KEY)
     good = meter.read(INTERVAL, 10, 0)

@@ -279,21 +279,22 @@ def apply_reading(state: StateView, signed: SignedReading, signature_ok: bool | 
         raise ConflictingReading(
             f"meter {address_to_text(r.meter)} already reported interval {r.interval} differently"
         )
-    if record.has_reading:
-        if r.interval < record.last_interval:
-            raise ReadingOutOfOrder(
-                f"reading for interval {r.interval} comes after interval {record.last_interval}"
-            )
-        previous = Reading(
-            r.meter,
-            record.last_interval,
-            0,
-            0,
-            record.last_total_exported_wh,
-            record.last_total_imported_wh,
-            r.firmware,
+    if record.has_reading and r.interval < record.last_interval:
+        raise ReadingOutOfOrder(
+            f"reading for interval {r.interval} comes after interval {record.last_interval}"
         )
-        check_follows(previous, r)
+    # (before a meter's first reading its counters are at 0, as it left the factory: the
+    # first reading's counters hold at least its own interval's energy)
+    previous = Reading(
+        r.meter,
+        record.last_interval,
+        0,
+        0,
+        record.last_total_exported_wh,
+        record.last_total_imported_wh,
+        r.firmware,
+    )
+    check_follows(previous, r)
     state.put(READINGS, key, ReadingRecord(r.exported_wh, r.imported_wh, digest))
     state.put(
         METERS,
