@@ -367,6 +367,40 @@ def test_known_invalid_block_and_its_descendants_are_refused(tmp_path: Path, par
     chain.close()
 
 
+def test_invalid_blocks_that_just_arrived_cost_no_walk_of_the_index(
+    tmp_path: Path, params: ChainParams
+) -> None:
+    """A block found invalid as it arrives has no descendants: the index is not walked for
+    them (nor for the best tip again), so a stream of invalid blocks with valid proof of work
+    costs each its own check, not one that grows with what the node holds."""
+
+    class Counted(dict[bytes, object]):
+        walks = 0
+
+        def values(self):  # type: ignore[no-untyped-def, override]
+            Counted.walks += 1
+            return super().values()
+
+    chain = new_chain(tmp_path / "c", params)
+    for _ in range(3):
+        extend(chain)
+    chain.best_tip()
+    chain.entries = Counted(chain.entries)  # type: ignore[assignment]
+    for n in range(20):
+        bad = remine(
+            next_block(chain, [sign(chain, A, Transfer(B.address, GNC), 0)]), state_root=bytes([n + 1]) * 32
+        )
+        with pytest.raises(BadStateRoot):
+            feed(chain, bad)
+        with pytest.raises(KnownInvalid):
+            feed(chain, bad)
+    assert chain.best_tip() is chain.head
+    assert Counted.walks == 0
+    extend(chain, [sign(chain, A, Transfer(B.address, GNC), 0)])
+    assert chain.height == 4
+    chain.close()
+
+
 def test_failed_reorg_keeps_the_old_head_and_state(tmp_path: Path, params: ChainParams) -> None:
     """A side branch whose second block is invalid (bad state root) gains more work
     with a third block: switching fails at the invalid block, and the chain must be

@@ -445,6 +445,7 @@ class Chain:
             self.store.put_block(h, header.height, encode(header), encode_body(block))
             self._index(entry)
             return AddResult(AddStatus.SIDE, h)
+        best = self._best
         self._index(entry)
         try:
             return self._activate(entry, {h: (block, size)}, now)
@@ -454,6 +455,8 @@ class Chain:
                 # forget it, so the real block can still come.
                 del self.entries[h]
                 self._best = None
+            elif best is not None and not best.invalid:
+                self._best = best  # (only it was found invalid: the best tip is what it was)
             raise
 
     def _index(self, entry: BlockEntry) -> None:
@@ -538,7 +541,7 @@ class Chain:
             for u in reversed(commit_undos):
                 self.commitment.revert(u)
             if isinstance(exc, InvalidBlock) and not isinstance(exc, BadMerkleRoot) and failing is not None:
-                self._mark_invalid(failing)
+                self._mark_invalid(failing, stored=failing.hash not in cache)
                 # A valid part of the branch may still carry more work than the old head.
                 prefix = failing.parent
                 if (
@@ -610,11 +613,16 @@ class Chain:
         self._pruned_for = (self.height, len(self.entries), roots)
         return len(doomed)
 
-    def _mark_invalid(self, entry: BlockEntry) -> None:
-        """Mark ``entry`` and every descendant invalid (in memory and in the store)."""
+    def _mark_invalid(self, entry: BlockEntry, *, stored: bool) -> None:
+        """Mark ``entry`` and every descendant invalid (in memory and in the store). Only a
+        block ``stored`` before (a side block, now connected) may have descendants: the index
+        is walked for them then, not for a block that has just arrived (a peer sending
+        invalid blocks with valid proof of work must not cost a walk of the index each)."""
         entry.invalid = True
-        self.store.mark_invalid(entry.hash)
         self._best = None
+        if not stored:
+            return
+        self.store.mark_invalid(entry.hash)
         for e in self.entries.values():
             p = e.parent
             while p is not None and not p.invalid and not self.is_main(p):
