@@ -266,6 +266,40 @@ def test_announcements_beyond_the_ask_cap_are_asked_for_later(tmp_path: Path) ->
     assert later == [("p0", WantMsg(have.txids[2:], ()))]
 
 
+def test_what_waits_beyond_the_ask_cap_is_bounded_by_it(tmp_path: Path) -> None:
+    """As many as may be asked wait (the rest are forgotten): one peer's announcements cost
+    the node at most twice its ask cap."""
+    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=2))
+    node.add_peer("p0")
+    holder, _, _ = announcer(tmp_path / "h", txs=7)
+    (have,) = announced(holder.tick(1)).values()
+    asked: list[bytes] = []
+    want = node.handle("p0", HaveMsg(have.txids, ()), now=0)
+    for t in range(2, 10):
+        for _, msg in want:
+            assert isinstance(msg, WantMsg)
+            asked.extend(msg.txids)
+            for _, answer in holder.handle("n", msg, now=t):
+                node.handle("p0", answer, now=t)
+        want = [(p, m) for p, m in node.tick(t) if isinstance(m, WantMsg)]
+    assert asked == list(have.txids[:4])
+
+
+def test_a_peer_that_leaves_an_ask_unanswered_is_not_asked_for_its_backlog(tmp_path: Path) -> None:
+    """A junk announcer is asked for one cap's worth, and after the timeout for nothing more of
+    what it announced (another announcement of it is asked for again)."""
+    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=100))
+    node.add_peer("evil")
+    junk = tuple(i.to_bytes(32, "big") for i in range(1, 4_000))
+    ((_, want),) = node.handle("evil", HaveMsg(junk, ()), now=0)
+    assert isinstance(want, WantMsg) and want.txids == junk[:100]
+    timeout = node.config.request_timeout_ms
+    assert [m for _, m in node.tick(timeout) if isinstance(m, WantMsg)] == []
+    assert node.inventory.asks() == 0
+    again = node.handle("evil", HaveMsg(junk[150:160], ()), now=timeout + 1)
+    assert again == [("evil", WantMsg(junk[150:160], ()))]
+
+
 def test_a_forged_copy_does_not_cancel_the_ask_for_an_order(tmp_path: Path) -> None:
     node = fanned_node(tmp_path, peers=3)
     signed = one_order()

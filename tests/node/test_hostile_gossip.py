@@ -29,7 +29,7 @@ from gridnet.ledger.txs.meter import SubmitReadings, registration
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.reading import Reading, sign_reading
-from gridnet.node.messages import TxRejectedMsg, TxsMsg
+from gridnet.node.messages import BlockMsg, TxRejectedMsg, TxsMsg
 from gridnet.node.node import GOSSIP_VERIFY_WINDOW, Node, Outgoing
 from gridnet.security.roles import Role
 from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, sign, test_keys, test_params
@@ -122,6 +122,25 @@ def test_stateful_refusals_of_honest_gossip_are_answered_and_no_fault(tmp_path: 
         assert answers(node.handle("peer", TxsMsg((tx,)), NOW)) == [rule]
     assert node.stats.peer_faults.get("peer", 0) == 0
     assert len(node.mempool) == 0
+
+
+def test_a_refused_transaction_sent_again_is_neither_checked_nor_answered_until_the_next_head(
+    tmp_path: Path,
+) -> None:
+    """A peer that resends one refused transaction (a signature made once) costs a check and
+    an answer for the first copy only, from whichever peer; a new head may make it valid."""
+    node = node_on(tmp_path)
+    node.add_peer("other")
+    spend = sign(node.chain, SINK, Transfer(ALICE.address, 1_000), 0)  # SINK holds nothing yet
+    assert answers(node.handle("peer", TxsMsg((spend,) * 300), NOW)) == ["InsufficientBalance"]
+    assert answers(node.handle("other", TxsMsg((spend,)), NOW)) == []
+    assert node.stats.txs_rejected == 1 and node.stats.peer_faults == {}
+    other = new_chain(tmp_path / "other", node.chain.params)
+    block = extend(other, [sign(other, ALICE, Transfer(SINK.address, 1_000_000), 0)])
+    node.handle("peer", BlockMsg(block), now=block.header.timestamp)
+    assert node.chain.head.hash == other.head.hash
+    assert answers(node.handle("other", TxsMsg((spend,)), max(NOW, block.header.timestamp))) == []
+    assert tx_id(spend) in node.mempool
 
 
 def test_readings_of_an_unregistered_meter_are_refused_at_admission(tmp_path: Path) -> None:

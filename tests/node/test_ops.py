@@ -109,9 +109,17 @@ def test_a_height_a_peer_never_serves_stops_counting_towards_the_sync_target(tmp
         node.handle("liar", claim, t)
     assert node.sync_target() == 1
     assert node.stats.declined["RequestUnanswered"] == 1
-    # Once it answers (headers it has none of, here), its word counts again.
+    # An answer with no headers does not back it either: its word still does not count.
     node.handle("liar", HeadersMsg(()), now + 3 * timeout)
-    assert node.sync_target() == 2**63 - 1
+    assert node.sync_target() == 1
+    node.handle("liar", claim, now + 3 * timeout)
+    assert node.sync_target() == 1
+    # Nor does a prompt one, from a peer that never timed out.
+    node.add_peer("prompt")
+    asked = node.handle("prompt", claim, now + 3 * timeout)
+    assert [type(m).__name__ for _, m in asked] == ["GetHeadersMsg"]
+    node.handle("prompt", HeadersMsg(()), now + 3 * timeout)
+    assert node.sync_target() == 1
     node.close()
 
 

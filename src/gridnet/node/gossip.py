@@ -7,8 +7,9 @@ An item goes to at most ``max_fanout`` peers drawn at random; the others get its
 at a time; when no acceptable copy arrives within the timeout (or that peer goes away) it
 asks the next that announced the item, so a peer that announces and never answers (or
 answers with a forgery) delays an item by one timeout but cannot keep it from a node.
-Announcements beyond a peer's ask cap wait until its asks are answered. Every table is
-bounded.
+Announcements beyond a peer's ask cap wait until its asks are answered (as many again at
+most), and are forgotten when one of its asks goes unanswered: a peer announcing junk is
+asked for one cap's worth per timeout, and costs the node that much. Every table is bounded.
 """
 
 from __future__ import annotations
@@ -65,9 +66,13 @@ class Inventory:
         self._told: dict[str, OrderedDict[Hash32, None]] = {}
         """Peer -> ids announced to it and not asked for yet: all it may ask for."""
         self._asks: dict[Hash32, _Ask] = {}
+        """Item -> its ask, oldest first (so the ones timed out are found without a walk)."""
         self._asks_of: Counter[str] = Counter()
+        self._gone: list[Hash32] = []
+        """Items asked of peers that left since the last retry."""
         self._later: dict[str, OrderedDict[Hash32, Kind]] = {}
-        """Peer -> ids it announced beyond its ask cap, asked for as its asks are answered."""
+        """Peer -> ids it announced beyond its ask cap (at most as many), asked for as its
+        asks are answered."""
 
     def spread(self, source: str | None, stream: bytes | None = None) -> tuple[list[str], list[str]]:
         """Split the peers but ``source`` into those an item goes to (all, or a random
@@ -149,7 +154,7 @@ class Inventory:
             want.setdefault(peer, ([], []))[kind].append(item)
         else:
             later = self._later.setdefault(peer, OrderedDict())
-            if len(later) < self.max_told_per_peer:
+            if len(later) < self.max_asks_per_peer:
                 later[item] = kind
 
     def may_serve(self, peer: str, item: Hash32) -> bool:
@@ -162,14 +167,23 @@ class Inventory:
 
     def retry(self, now: int, lacks: Callable[[Kind, Hash32], bool]) -> list[tuple[str, WantMsg]]:
         """Asks unanswered for the timeout (or of a peer gone) go to the next announcer
-        (with none left the item is given up until announced again), and peers whose asks
+        (with none left the item is given up until announced again); a peer that left one
+        unanswered is not asked for what it announced beyond its cap; and peers whose asks
         were answered are asked for what they announced beyond the cap."""
         want: Wants = {}
-        for item, ask in list(self._asks.items()):
-            if now - ask.at < self.timeout_ms and ask.peer in self.peers:
+        expired = [item for item in self._gone if item in self._asks]
+        self._gone = []
+        for item, ask in self._asks.items():  # oldest first: up to the first still awaited
+            if now - ask.at < self.timeout_ms:
+                break
+            expired.append(item)
+        for item in dict.fromkeys(expired):  # (one gone may have timed out too)
+            if item not in self._asks:
                 continue
-            del self._asks[item]
+            ask = self._asks.pop(item)
             self._answered(ask)
+            if ask.peer:  # it is still linked, and did not answer
+                self._later.pop(ask.peer, None)
             others = [p for p in ask.others if p in self.peers]
             if others and lacks(ask.kind, item):
                 self._note(others[0], ask.kind, item, now, want)
@@ -195,9 +209,10 @@ class Inventory:
         self._told.pop(peer, None)
         self._later.pop(peer, None)
         self._asks_of.pop(peer, None)
-        for ask in self._asks.values():
+        for item, ask in self._asks.items():
             if ask.peer == peer:
                 ask.peer = ""
+                self._gone.append(item)
             if peer in ask.others:
                 ask.others.remove(peer)
 

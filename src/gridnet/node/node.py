@@ -121,6 +121,9 @@ MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
 GOSSIP_VERIFY_WINDOW = 128
 """Transactions of a gossip batch whose signatures are checked together, on all cores."""
+REFUSED_KEPT = 16_384
+"""Relayed transactions refused on the current head that a node remembers (the oldest are
+forgotten), so that copies of them are neither checked nor answered again until the next."""
 
 
 @dataclass
@@ -184,8 +187,8 @@ class NodeConfig:
     (WantMsg); a block they miss reaches them from other peers or through sync after a
     status announcement. The seen-sets (mempool, order ids, block index) stop repeats."""
     max_asks_per_peer: int = 4096
-    """Items asked of one peer and not received yet, at most (more of its announcements are
-    asked for once these are answered or time out)."""
+    """Items asked of one peer and not received yet, at most (as many more of its
+    announcements wait, asked for as these are answered; forgotten when one times out)."""
     max_told_per_peer: int = 50_000
     """Ids announced to a peer that it may still ask for (the oldest are forgotten)."""
     max_early_txs: int = 16_384
@@ -319,6 +322,13 @@ class Node:
             max_told_per_peer=cfg.max_told_per_peer,
         )
         self.early = EarlyTxs(cfg.max_early_txs, cfg.max_early_bytes, cfg.max_early_per_peer)
+        self._refused: OrderedDict[bytes, None] = OrderedDict()
+        """Signatures of relayed transactions refused on this head by a stateful rule (their
+        signatures verified: a transaction with one is that one, or a forgery no check
+        would pass). Gossip sends each transaction once a peer, so another copy is a
+        repeat: skipped, neither checked nor answered again (a peer resending one refused
+        transaction would otherwise cost a check and an answer a copy). Forgotten on a new
+        head, when the same transaction may be valid."""
         self._behind: OrderedDict[bytes, _Behind] = OrderedDict()
         """Sender key -> who to ask to fill the gap before what we hold of it, until we catch
         up to the highest nonce relayed ahead (at most ``max_early_txs`` senders)."""
@@ -339,6 +349,10 @@ class Node:
         self._unanswering: set[str] = set()
         """Peers that left a request unanswered for ``request_timeout_ms``: what they announce
         does not count towards the sync target until they answer."""
+        self._unbacked: dict[str, int] = {}
+        """Peer -> the height it announced with more work than ours, then answered our request
+        for the headers with none: it does not count towards the sync target while the peer
+        announces that height (until it sends headers)."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
         self.headers = PendingHeaders(
@@ -410,6 +424,7 @@ class Node:
         self._inflight.pop(peer, None)
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
+        self._unbacked.pop(peer, None)
         self._peer_tip.pop(peer, None)
         self.peer_work.pop(peer, None)
         self.peer_height.pop(peer, None)
@@ -479,7 +494,11 @@ class Node:
         """The highest height a peer that answers our requests announced (0: none did): a
         peer's word counts only while it backs it, so one that announces a height it never
         serves does not make the node look as if it were syncing."""
-        return max((h for p, h in self.peer_height.items() if p not in self._unanswering), default=0)
+        unbacked = self._unbacked
+        return max(
+            (h for p, h in self.peer_height.items() if p not in self._unanswering and unbacked.get(p) != h),
+            default=0,
+        )
 
     def headers_pending(self) -> int:
         """Checked headers whose blocks are not here yet."""
@@ -561,6 +580,8 @@ class Node:
                     relay.pop(tid, None)
                     self.inventory.has(peer, TX, tid)
                     continue
+                if tx.signature in self._refused:
+                    continue  # refused on this head already: not checked or answered again
                 if signature_ok is None:  # a copy of one held then, gone since: read it now
                     body = tx_body(tx)
                     tid = txid(body, tx.signature)
@@ -624,6 +645,9 @@ class Node:
             copy_of = self.mempool.copy_of(tx) or self.early.copy_of(tx)
             if copy_of is not None:
                 window.append((b"", copy_of, None))
+                continue
+            if tx.signature in self._refused:  # (skipped, unread)
+                window.append((b"", b"", None))
                 continue
             body = tx_body(tx)
             window.append((body, txid(body, tx.signature), len(checks)))
@@ -830,6 +854,10 @@ class Node:
                 out.extend(self._queue_relay(peer, outcome.txid, tx))
         else:
             self.stats.txs_rejected += 1
+            if peer is not None and outcome.rule != NonceGap.__name__:
+                self._refused[tx.signature] = None
+                if len(self._refused) > REFUSED_KEPT:
+                    self._refused.popitem(last=False)
             if peer is not None and report:
                 if outcome.rule == NonceGap.__name__:
                     size = tx_size(tx_body(tx)) if verified is None else verified.size
@@ -1054,6 +1082,7 @@ class Node:
                 self.mempool.drop_orphans(map(address_from_public_key, senders), self.chain.account)
             )
         out.extend(self._record(events))
+        self._refused.clear()  # (what this head refused, the next may take)
         if len(self.early):
             out.extend(self._release_after_block(result.connected, now))
         self._template = None
@@ -1282,7 +1311,10 @@ class Node:
         if not msg.headers:
             if presync is not None:  # its branch ends below the minimum
                 return self._presync(peer, presync, [], full=False, now=now)
+            if self.headers.tip(peer) is None and self.peer_work.get(peer, 0) > chain.best_tip().total_work:
+                self._unbacked[peer] = self.peer_height.get(peer, 0)  # it has nothing of what it announced
             return self._next_request(peer, now, more_headers=False)
+        self._unbacked.pop(peer, None)
         first = msg.headers[0].prev_hash
         if presync is not None and first == presync.last.hash:
             parent = presync.last
