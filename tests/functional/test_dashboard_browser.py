@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from gridnet.ledger.chain import Chain
+from gridnet.node.api.server import MAX_CONNECTIONS_PER_HOST
 from gridnet.node.devnet import LOCAL, DevNode, devnet_params, free_port, stop_all
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import scenario_from_dict
@@ -414,6 +417,34 @@ def test_a_port_in_use_is_one_clear_line(served: Served) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot serve the dashboard on {LOCAL}:{port}: ")
     assert lines[0].endswith("choose another --port")
+
+
+def test_the_dashboard_takes_a_bounded_number_of_connections_from_one_address(served: Served) -> None:
+    """The dashboard serves with the node API's guards (``node/api/server.py``): one address
+    holds at most ``MAX_CONNECTIONS_PER_HOST`` connections, one more is answered 503 naming the
+    bound (whatever else this address holds), and once they go the pages are served again."""
+    port = urlsplit(served.origin).port
+    assert port is not None
+    held = [socket.create_connection((LOCAL, port), timeout=60) for _ in range(MAX_CONNECTIONS_PER_HOST)]
+    try:
+        with socket.create_connection((LOCAL, port), timeout=60) as extra:
+            refusal = b"".join(iter(partial(extra.recv, 65536), b""))
+    finally:
+        for conn in held:
+            conn.close()
+    assert refusal.startswith(b"HTTP/1.1 503") and b"TooManyConnections" in refusal, refusal
+    assert (
+        f"{MAX_CONNECTIONS_PER_HOST} connections from {LOCAL} are open to this dashboard".encode() in refusal
+    )
+
+    def serves() -> bool:
+        try:
+            with urllib.request.urlopen(f"{served.origin}/", timeout=5) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    assert wait_for(serves, 60)
 
 
 def test_a_run_missing_its_parts_or_a_ledger_demo_is_one_clear_line(served: Served, tmp_path: Path) -> None:

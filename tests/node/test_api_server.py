@@ -16,24 +16,34 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gridnet.node.api import server
 from gridnet.node.api.server import api_config
 
 LOCAL = "127.0.0.1"
+ESTABLISHED = 1
+"""Linux's TCP state of an open connection (``tcp_states.h``)."""
 WAIT_S = 60.0
 """Ceiling for the server to answer or close [s] (far above a busy machine's need)."""
+
+
+BIG = 16 << 20
+"""Bytes of ``/big``'s answer: far more than the sockets' buffers hold."""
 
 
 async def echo(request: Request) -> JSONResponse:
     return JSONResponse({"read": len(await request.body())})
 
 
+async def big(request: Request) -> Response:
+    return Response(bytes(BIG), media_type="application/octet-stream")
+
+
 @asynccontextmanager
 async def serving() -> AsyncIterator[int]:
-    app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"])])
+    app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"]), Route("/big", big)])
     sock = socket.socket()
     sock.bind((LOCAL, 0))
     sock.listen(64)
@@ -104,6 +114,37 @@ def test_each_request_on_a_kept_alive_connection_has_its_own_time(monkeypatch: p
     run(scenario)
 
 
+def test_a_client_that_reads_nothing_of_its_answer_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that asks for a large answer and never reads it does not hold the connection
+    (and the answer) for ever: it is cut off once a deadline passes with nothing read. One that
+    reads, however slowly, gets the whole answer, past any number of deadlines."""
+    monkeypatch.setattr(server, "REQUEST_TIMEOUT_S", 1.0)
+
+    async def scenario(port: int) -> None:
+        idle = socket.socket()
+        idle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        idle.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(idle, (LOCAL, port))
+            await asyncio.get_running_loop().sock_sendall(idle, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            reader, writer = await asyncio.open_connection(LOCAL, port)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = 0
+            while chunk := await asyncio.wait_for(reader.read(1 << 16), WAIT_S):
+                got += len(chunk)
+                await asyncio.sleep(0.01)  # a slow reader: 16 MiB take several deadlines
+            assert got > BIG
+            for _ in range(int(WAIT_S / 0.05)):  # (TCP_INFO's first byte: the socket's state)
+                if idle.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != ESTABLISHED:
+                    break
+                await asyncio.sleep(0.05)
+            assert idle.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != ESTABLISHED
+        finally:
+            idle.close()
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     ("bound", "said"),
     [
@@ -155,3 +196,23 @@ def test_what_is_not_http_gets_the_json_error(request_bytes: bytes) -> None:
         assert status == 400 and body["code"] == "BadRequest" and "HTTP/1.1" in str(body["message"])
 
     run(scenario)
+
+
+def test_what_a_client_sends_wrong_is_answered_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed request or an upgrade request is the client's business (it gets its answer):
+    uvicorn's warnings about them do not reach the log, which no client may fill at will."""
+
+    async def scenario(port: int) -> None:
+        for sent in (
+            b"\x16\x03\x01 not http\r\n\r\n",
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection(LOCAL, port)
+            writer.write(sent)
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+            writer.close()
+
+    with caplog.at_level("DEBUG"):
+        run(scenario)
+    warned = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error" and r.levelname != "INFO"]
+    assert warned == []  # (its own news, starting and stopping, stays)

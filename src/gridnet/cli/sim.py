@@ -262,6 +262,8 @@ def dashboard_cmd(
     import uvicorn
     from fastapi import FastAPI
 
+    from gridnet.node.api.server import api_config
+
     if (out is None) == (node is None):
         raise typer.BadParameter("give a run's directory OUT or --node URL (one of them)")
     app: FastAPI
@@ -280,7 +282,7 @@ def dashboard_cmd(
         what = str(out)
     _check_free(host, port)
     console.print(f"dashboard of {what} on http://{host}:{port}/ (Ctrl-C stops it)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(api_config(app, "this dashboard", host=host, port=port, lifespan="on")).run()
 
 
 def _check_free(host: str, port: int) -> None:

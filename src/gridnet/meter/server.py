@@ -224,6 +224,8 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
     launcher, removed on exit."""
     import uvicorn
 
+    from gridnet.node.api.server import api_config
+
     if host != "127.0.0.1":
         raise ConfigError(f"a meter listens on 127.0.0.1 only, not {host}")
     if info_file is not None:
@@ -239,9 +241,7 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
     sock.listen(128)
     url = f"http://{format_host_port(host, sock.getsockname()[1])}"
     address = address_to_text(meter.address)
-    config = uvicorn.Config(
-        create_app(meter), log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
-    )
+    config = api_config(create_app(meter), "this meter")
     # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: this
     # one, so that the info file is removed on the way out (also when it comes before uvicorn).
     signal.signal(signal.SIGTERM, _exit)

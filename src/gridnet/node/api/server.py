@@ -1,20 +1,26 @@
-"""The HTTP server of a node's API: uvicorn's HTTP/1.1 protocol with the bounds a node needs.
+"""The HTTP server of a node's API (and of the dashboard and a meter process): uvicorn's
+HTTP/1.1 protocol with the bounds a node needs.
 
 uvicorn waits for a request's headers and body as long as the client keeps the connection
 open, and takes as many connections as the process may open files. A node serves its API, its
 peer links and its store from one process, so a client holding many slow connections would
 starve all three. Here a connection has ``REQUEST_TIMEOUT_S`` to send each whole request (from
-when it opens, or since the last answer), at most ``MAX_CONNECTIONS`` are open at once and at
+when it opens, or since the last answer), one that reads nothing of its answer for as long is
+cut off (with what waited for it), at most ``MAX_CONNECTIONS`` are open at once and at
 most ``MAX_CONNECTIONS_PER_HOST`` from one address, so that one host cannot hold them all (one
 more is answered 503 and closed), and what uvicorn refuses before the app runs (a malformed
-request line or header) is answered with the same JSON error body as every other error.
+request line or header) is answered with the same JSON error body as every other error and
+not logged (a client could otherwise write the process's log at will).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Final
+import logging
+import socket
+import struct
+from typing import Any, ClassVar, Final
 
 import h11
 import uvicorn
@@ -23,11 +29,29 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 REQUEST_TIMEOUT_S: Final = 30.0
 """Time a connection has to send a whole request (headers and body) [s]; a request the node
-has read whole and is answering is not cut short."""
+has read whole and is answering is not cut short while its client reads the answer (one that
+reads nothing of it for this long is cut off)."""
 MAX_CONNECTIONS: Final = 512
 """Connections open at once, at most."""
 MAX_CONNECTIONS_PER_HOST: Final = 64
 """Connections open at once from one address, at most."""
+CLIENT_CAUSED: Final = (
+    "Invalid HTTP request received.",
+    "Unsupported upgrade request.",
+    "No supported WebSocket library detected.",
+)
+"""uvicorn's warnings (their beginnings) about what a client sent: the client is answered,
+the log is not told (``_ClientCaused``)."""
+
+
+class _ClientCaused(logging.Filter):
+    """Drops uvicorn's warnings about what a client sent (``CLIENT_CAUSED``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(CLIENT_CAUSED))
+
+
+_QUIET = _ClientCaused()
 
 
 def _json_error(status: int, reason: str, code: str, message: str) -> bytes:
@@ -43,7 +67,12 @@ def _json_error(status: int, reason: str, code: str, message: str) -> bytes:
 class GuardedH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline per request and a bound on connections."""
 
+    served: ClassVar[str] = "this node's API"
+    """What the connections are to (in a refusal's message)."""
     _deadline: asyncio.TimerHandle | None = None
+    _unread: int | None = None
+    """Bytes of the answer waiting, the client not reading, at the last deadline (None: it
+    was reading)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -57,7 +86,7 @@ class GuardedH11(H11Protocol):
     def _over_bound(self) -> str | None:
         """Why this new connection is one too many (None when it is not)."""
         if len(self.connections) > MAX_CONNECTIONS:
-            return f"{MAX_CONNECTIONS} connections are open to this node's API; try again later"
+            return f"{MAX_CONNECTIONS} connections are open to {self.served}; try again later"
         host = self.client[0] if self.client else None
         if host is None:
             return None
@@ -66,7 +95,7 @@ class GuardedH11(H11Protocol):
         )
         if same > MAX_CONNECTIONS_PER_HOST:
             return (
-                f"{MAX_CONNECTIONS_PER_HOST} connections from {host} are open to this node's API: "
+                f"{MAX_CONNECTIONS_PER_HOST} connections from {host} are open to {self.served}: "
                 "close some, or try again later"
             )
         return None
@@ -88,23 +117,48 @@ class GuardedH11(H11Protocol):
     def _arm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
+        self._unread = None
         self._deadline = self.loop.call_later(REQUEST_TIMEOUT_S, self._late)
 
     def _late(self) -> None:
-        """The request is not whole in time: the connection closes (one being answered stays)."""
-        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
-            self.transport.close()
+        """A deadline passed. A request not whole by now closes the connection (what was
+        answered before is still sent); one being answered stays. But a client that read
+        nothing of what waits for it since the last deadline (as many bytes waiting, or more)
+        is cut off and what waited dropped: else one that never reads would hold the
+        connection, and the answers it asked for, for ever (closing waits for them to go)."""
+        transport = self.transport
+        waiting = transport.get_write_buffer_size()
+        if waiting and self._unread is not None and waiting >= self._unread:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:  # reset: the kernel drops what it holds for it too
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not transport.is_closing():
+            transport.close()
+        if transport.is_closing() and not waiting:
+            return
+        self._unread = waiting or None
+        self._deadline = self.loop.call_later(REQUEST_TIMEOUT_S, self._late)
 
 
-def api_config(app: ASGIApp) -> uvicorn.Config:
-    """The API server's configuration: ``GuardedH11``, no WebSocket upgrades (an upgrade
-    request is an ordinary request: the API has no such route), no access log or lifespan."""
-    return uvicorn.Config(
-        app,
-        http=GuardedH11,
-        ws="none",
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
+def api_config(app: ASGIApp, served: str = GuardedH11.served, **options: Any) -> uvicorn.Config:
+    """A guarded server's configuration: ``GuardedH11`` (its refusals naming what is
+    ``served``), no WebSocket upgrades (an upgrade request is an ordinary request: no route
+    takes one), no access log, no lifespan; ``options``: uvicorn's others, or these
+    overridden (``host`` and ``port`` when it is not given its socket, ``lifespan``)."""
+    logger = logging.getLogger("uvicorn.error")
+    if _QUIET not in logger.filters:
+        logger.addFilter(_QUIET)
+    protocol = (
+        GuardedH11 if served == GuardedH11.served else type("GuardedH11", (GuardedH11,), {"served": served})
     )
+    settings: dict[str, Any] = {
+        "ws": "none",
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "off",
+        "timeout_graceful_shutdown": 2,
+        **options,
+    }
+    return uvicorn.Config(app, http=protocol, **settings)
