@@ -225,6 +225,25 @@ def test_a_second_meter_on_a_running_meters_info_file_is_refused(meter: MeterPro
     assert meter.info_file.read_text() == before  # the first meter's URL is still there
 
 
+def test_an_info_file_path_that_is_not_a_meters_file_is_refused_and_kept(tmp_path: Path) -> None:
+    """The meter would replace the file, then delete it when it stops: a file a meter did not
+    write (a key file, say), a directory or a path in no directory is refused, and kept."""
+    precious = tmp_path / "owner.key"
+    precious.write_text("not a meter's\n")
+    owner = address_to_text(PrivateKey.from_label("meter-process-precious").address)
+    for path, said in (
+        (precious, "exists and is not a meter's info file"),
+        (tmp_path, "is not a regular file"),
+        (tmp_path / "none" / "meter.json", "does not exist"),
+    ):
+        line = one_line_error(
+            gridnet("meter", "run", "--generate", "--owner", owner, "--info-file", path, cwd=tmp_path)
+        )
+        assert said in line, line
+    assert precious.read_text() == "not a meter's\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["owner.key"]  # (no temporary file left)
+
+
 def test_a_stale_info_file_is_replaced_and_an_index_out_of_range_is_refused(tmp_path: Path) -> None:
     info_file = tmp_path / "meter.json"
     dead = subprocess.run(

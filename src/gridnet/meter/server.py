@@ -260,20 +260,39 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
             info_file.unlink(missing_ok=True)
 
 
+INFO_KEYS = frozenset({"pid", "url", "meter", "public_key"})
+"""What a meter's info file holds (nothing else; a PID at least)."""
+
+
 def _info_pid(info_file: Path) -> int | None:
     """The PID an info file names (None: no file, or not one a meter wrote)."""
     try:
-        pid = json.loads(info_file.read_text())["pid"]
-    except (OSError, ValueError, TypeError, KeyError):
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError):
         return None
+    pid = info.get("pid") if isinstance(info, dict) and info.keys() <= INFO_KEYS else None
     return pid if isinstance(pid, int) and pid > 0 else None
 
 
 def _check_info_file(info_file: Path) -> None:
-    """Refuse an info file a running meter owns (two meters writing one file would leave a
-    launcher the wrong URL, and the first to stop would delete the other's)."""
-    pid = _info_pid(info_file)
-    if pid is None or pid == os.getpid():
+    """Refuse an info file that is not one: a path that is not a file, in no directory, or a
+    file a meter did not write (it would be replaced, then deleted when the meter stops); and
+    one a running meter owns (two meters writing one file would leave a launcher the wrong URL,
+    and the first to stop would delete the other's)."""
+    if not info_file.parent.is_dir():
+        raise ConfigError(f"--info-file {info_file}: the directory {info_file.parent} does not exist")
+    if info_file.exists() or info_file.is_symlink():
+        if not info_file.is_file() or info_file.is_symlink():
+            raise ConfigError(f"--info-file {info_file} is not a regular file: give the path of a new file")
+        pid = _info_pid(info_file)
+        if pid is None:
+            raise ConfigError(
+                f"--info-file {info_file} exists and is not a meter's info file (the meter would "
+                "replace it, then delete it): give the path of a new file"
+            )
+    else:
+        return
+    if pid == os.getpid():
         return
     try:
         os.kill(pid, 0)
