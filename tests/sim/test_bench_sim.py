@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from typer.testing import CliRunner
 
 from gridnet.bench import sim
@@ -53,3 +56,25 @@ def test_a_size_or_a_core_count_the_run_cannot_have_is_one_line_before_any_run()
         assert result.exit_code == 2, args
         assert message in result.output and "Traceback" not in result.output
         assert "simulating" not in result.output  # (refused before any run started)
+
+
+def test_every_size_is_checked_before_any_area_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--homes 1000000000`` took gigabytes and never answered: the area's document (a table
+    per 50 homes) was built before the scenario's checks refused its size. Every size's range
+    is now checked first, so no area is built when one of them is out of range."""
+    built: list[int] = []
+
+    def scenario_doc(homes: int, intervals: int = sim.DAY_INTERVALS) -> dict[str, Any]:
+        built.append(homes)
+        if homes > 1_000:
+            raise AssertionError(f"the {homes}-home area was built before its size was checked")
+        return real(homes, intervals)
+
+    real = sim.scenario_doc
+    monkeypatch.setattr(sim, "scenario_doc", scenario_doc)
+    for sizes in ("1000000000", "20,1000000000"):
+        result = CliRunner().invoke(app, ["bench", "sim", "--homes", sizes], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, result.output
+        assert "bench sim (1000000000 homes, 96 intervals): [homes] count must be 2 to 1000" in result.output
+        assert "Traceback" not in result.output
+    assert built == []

@@ -193,9 +193,24 @@ def _wait(child: Any, results: Any, homes: int) -> dict[str, Any]:
 
 def check_runs(homes: Sequence[int], cores: Sequence[int], intervals: int = DAY_INTERVALS) -> None:
     """``ValueError`` for runs the benchmark cannot make: an area the simulator refuses (its
-    scenario's own checks) or more cores than this process may use."""
-    from gridnet.sim.scenario import scenario_from_dict
+    scenario's own checks) or more cores than this process may use. Every size's range is
+    checked first, cheaply: ``scenario_doc`` builds a table per 50 homes, so a size far out
+    of range would take the memory of its tables before the scenario's checks refused it."""
+    from gridnet.sim.scenario import (
+        HOMES_RANGE,
+        INTERVALS_RANGE,
+        MAX_HOMES,
+        MAX_INTERVALS,
+        MIN_HOMES,
+        scenario_from_dict,
+    )
 
+    for n in dict.fromkeys(homes):
+        where = f"bench sim ({n} homes, {intervals} intervals)"
+        if not 1 <= intervals <= MAX_INTERVALS:
+            raise ValueError(f"{where}: {INTERVALS_RANGE}")
+        if not MIN_HOMES <= n <= MAX_HOMES:
+            raise ValueError(f"{where}: {HOMES_RANGE}")
     for n in dict.fromkeys(homes):
         try:
             scenario_from_dict(scenario_doc(n, intervals), f"bench sim ({n} homes, {intervals} intervals)")

@@ -258,6 +258,15 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+MIN_HOMES: Final = 2
+MAX_HOMES: Final = 1_000
+HOMES_RANGE: Final = f"[homes] count must be {MIN_HOMES} to {MAX_HOMES}"
+MAX_INTERVALS: Final = 96 * 31
+INTERVALS_RANGE: Final = f"[simulation] intervals must be 1 to {MAX_INTERVALS} (31 days)"
+"""A scenario's area and length, at most (``_check``; ``bench sim`` checks its sizes against
+them before it builds anything of their size)."""
+
+
 MAX_INT: Final = 2**53
 """Integers a scenario takes are below this in size (exact in a float, in JSON and Parquet)."""
 
@@ -389,9 +398,9 @@ def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenari
 def _check(s: Scenario) -> None:
     src = s.source
     checks = [
-        (1 <= s.simulation.intervals <= 96 * 31, "[simulation] intervals must be 1 to 2976 (31 days)"),
+        (1 <= s.simulation.intervals <= MAX_INTERVALS, INTERVALS_RANGE),
         (area_problem(s.simulation.area) is None, f"[simulation] area: {area_problem(s.simulation.area)}"),
-        (2 <= s.homes.count <= 1000, "[homes] count must be 2 to 1000"),
+        (MIN_HOMES <= s.homes.count <= MAX_HOMES, HOMES_RANGE),
         (0 <= s.homes.pv_share <= 1 and 0 <= s.homes.battery_share <= 1, "[homes] shares must be 0 to 1"),
         (1 <= s.network.nodes <= 16, "[network] nodes must be 1 to 16"),
         (
