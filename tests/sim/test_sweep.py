@@ -37,6 +37,7 @@ from gridnet.sim.sweep import (
     prepare_sweep_dir,
     run_sweep,
 )
+from gridnet.system import usable_cores
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -72,6 +73,18 @@ def write_sweep(folder: Path, vary: dict[str, list[Any]], **more: Any) -> Path:
 
 def no_cluster() -> AbstractContextManager[Any]:
     raise AssertionError("nothing was left to run, yet the sweep asked for a cluster")
+
+
+def sweep_command(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``gridnet sweep ARGS`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "gridnet", "sweep", *map(str, args)],
+        cwd=cwd,
+        env=dict(os.environ, COLUMNS="300", NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +265,22 @@ def test_the_command_prints_one_line_for_a_bad_file(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: {path}: [vary] homes.count = 1: {tmp_path / 'tiny.toml'}: [homes] count must be 2 to 1000"
     ]
+
+
+def test_more_workers_than_two_per_core_are_refused_at_once(tmp_path: Path) -> None:
+    """--workers 40 on 2 cores started 41 processes: the most is two per core, refused before
+    the sweep file is even read (this one has none)."""
+    most = 2 * usable_cores()
+    for workers in (most + 1, 100_000):
+        done = sweep_command(tmp_path / "missing.toml", "--workers", str(workers), cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: Invalid value for --workers: {workers} workers: a local cluster has 1 to {most} "
+            f"(2 for each of the {usable_cores()} core(s) this process may use); leave --workers out for "
+            "one per core (see 'gridnet sweep --help')"
+        ]
+    with pytest.raises(ValueError, match=f"a local cluster has 1 to {most} "), open_client(workers=most + 1):
+        pass
 
 
 def test_an_output_directory_not_written_by_a_sweep_is_refused(tmp_path: Path) -> None:

@@ -28,19 +28,27 @@ def sweep_cmd(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=1, help="Worker processes of the local cluster (default: one per core)."
+            "--workers",
+            min=1,
+            help="Worker processes of the local cluster (default: one per core; at most two per core).",
         ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a grid of scenarios (scenario keys x seeds) as Dask tasks; resume where it stopped."""
-    from gridnet.sim.sweep import load_sweep, open_client, run_sweep
+    from gridnet.sim.sweep import check_workers, load_sweep, open_client, run_sweep
 
+    # The options first, whatever the sweep file says and whatever is left to run.
     if scheduler is not None and workers is not None:
         raise typer.BadParameter(
             "--workers sizes the local cluster; a scheduler's workers are started with 'dask worker'",
             param_hint="--workers",
         )
+    try:
+        if workers is not None:
+            check_workers(workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers") from None
     sweep = load_sweep(sweep_file, out)  # every run's scenario is checked before anything runs
     where = scheduler or f"a local cluster of {count(workers or usable_cores(), 'worker')}"
     with as_keyboard_interrupt(), progress_bar() as progress:  # (SIGTERM as Ctrl-C: the table is written)

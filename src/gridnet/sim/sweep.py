@@ -72,6 +72,9 @@ CONNECT_TIMEOUT_S = 10.0
 """How long ``--scheduler`` may take to answer."""
 WORKERS_TIMEOUT_S = 30.0
 """How long a running scheduler may take to have a worker."""
+WORKERS_PER_CORE: Final = 2
+"""A local cluster has at most this many workers per core the sweep may use (a run keeps its
+core busy: further workers only share the cores, each with its own memory)."""
 SERIES_PER_PLOT = 6
 """At most this many lines per plot (one per combination of the other keys); beyond, one."""
 KNOWN_KEYS = ("scenario", "seeds", "figures", "plot", "out", "name", "set", "vary")
@@ -636,6 +639,22 @@ def quiet_dask_interrupts() -> None:
         log.addFilter(_SyncCancelFailure())
 
 
+def most_workers() -> int:
+    """The most workers a local cluster may have: ``WORKERS_PER_CORE`` per core this process
+    may use."""
+    return WORKERS_PER_CORE * usable_cores()
+
+
+def check_workers(workers: int) -> None:
+    """``ValueError`` unless a local cluster may have ``workers`` workers."""
+    most = most_workers()
+    if not 1 <= workers <= most:
+        raise ValueError(
+            f"{workers} workers: a local cluster has 1 to {most} ({WORKERS_PER_CORE} for each of the "
+            f"{usable_cores()} core(s) this process may use); leave --workers out for one per core"
+        )
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A Dask client: on a LocalCluster of ``workers`` processes (default: one per core, one
@@ -643,6 +662,8 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     ``scheduler`` (``tcp://HOST:PORT``)."""
     from distributed import Client, LocalCluster
 
+    if workers is not None:
+        check_workers(workers)
     quiet_dask_interrupts()
 
     if scheduler is None:
