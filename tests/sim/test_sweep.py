@@ -36,6 +36,7 @@ from gridnet.sim.sweep import (
     open_client,
     prepare_sweep_dir,
     run_sweep,
+    scheduler_address,
 )
 from gridnet.system import usable_cores
 from tests.helpers import wait_for
@@ -172,6 +173,47 @@ def test_a_sweep_run_again_runs_nothing(first: SweepResult, tmp_path: Path) -> N
     summary = result.summary()
     assert summary["ran"] == 0 and summary["resumed"] == 2
     assert summary["ok"] == 2 and summary["ran_now"] == {"ok": 0, "unverified": 0, "failed": 0}
+
+
+def test_a_scheduler_address_is_checked_even_with_nothing_left_to_run(
+    first: SweepResult, tmp_path: Path
+) -> None:
+    """Every run completed: the sweep needs no scheduler, yet --scheduler notaurl is refused
+    at once (it exited 0 without looking at the address)."""
+    path = copy_out(first, tmp_path)
+    done = sweep_command(path, "--out", tmp_path / "out", "--scheduler", "notaurl", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: Invalid value for --scheduler: 'notaurl' is no scheduler address: give tcp://HOST:PORT, "
+        "e.g. tcp://127.0.0.1:8786 (see 'gridnet sweep --help')"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "address"),
+    [
+        ("tcp://127.0.0.1:8786", "tcp://127.0.0.1:8786"),
+        ("127.0.0.1:8786", "tcp://127.0.0.1:8786"),
+        ("tcp://[::1]:8786", "tcp://[::1]:8786"),
+        ("tcp://scheduler.lab:8786", "tcp://scheduler.lab:8786"),
+        ("notaurl", None),
+        ("tcp://127.0.0.1", None),
+        ("tcp://127.0.0.1:0", None),
+        ("tcp://127.0.0.1:65536", None),
+        ("tcp://127.0.0.1:port", None),
+        ("http://127.0.0.1:8786", None),
+        ("tcp://127.0.0.1:8786/path", None),
+        ("tcp://bad host:8786", None),
+        ("tcp://[::1:8786", None),
+        ("", None),
+    ],
+)
+def test_a_scheduler_address_has_one_form(given: str, address: str | None) -> None:
+    if address is not None:
+        assert scheduler_address(given) == address
+    else:
+        with pytest.raises(ValueError, match=r"is no scheduler address: give tcp://HOST:PORT"):
+            scheduler_address(given)
 
 
 def test_an_extended_grid_runs_only_its_new_points(client: Any, first: SweepResult, tmp_path: Path) -> None:

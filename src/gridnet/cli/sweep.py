@@ -36,7 +36,7 @@ def sweep_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a grid of scenarios (scenario keys x seeds) as Dask tasks; resume where it stopped."""
-    from gridnet.sim.sweep import check_workers, load_sweep, open_client, run_sweep
+    from gridnet.sim.sweep import check_workers, load_sweep, open_client, run_sweep, scheduler_address
 
     # The options first, whatever the sweep file says and whatever is left to run.
     if scheduler is not None and workers is not None:
@@ -49,6 +49,11 @@ def sweep_cmd(
             check_workers(workers)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--workers") from None
+    try:
+        if scheduler is not None:
+            scheduler = scheduler_address(scheduler)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scheduler") from None
     sweep = load_sweep(sweep_file, out)  # every run's scenario is checked before anything runs
     where = scheduler or f"a local cluster of {count(workers or usable_cores(), 'worker')}"
     with as_keyboard_interrupt(), progress_bar() as progress:  # (SIGTERM as Ctrl-C: the table is written)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import ipaddress
 import itertools
 import json
 import logging
@@ -48,12 +49,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from gridnet.crypto.hashing import sha256_hex
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ConfigError, GridnetError
 from gridnet.files import read_toml
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
+from gridnet.node.config import format_host_port
 from gridnet.sim.output import unwritable
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import Scenario, data_path, scenario_from_dict
@@ -655,15 +658,42 @@ def check_workers(workers: int) -> None:
         )
 
 
+def scheduler_address(text: str) -> str:
+    """A Dask scheduler's address, ``tcp://HOST:PORT`` (or ``HOST:PORT``), in its one form;
+    ``ValueError`` for anything else (checked before a sweep does anything, whether or not it
+    has runs left for the scheduler)."""
+    try:
+        parts = urlsplit(text if "://" in text else f"tcp://{text}")
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+        rest = parts.path or parts.query or parts.fragment or parts.username or parts.password
+    except ValueError:  # (a port that is not a number or is out of range, an unclosed bracket)
+        scheme, host, port, rest = "", None, None, None
+    if scheme != "tcp" or host is None or not _is_host(host) or not port or rest:
+        raise ValueError(f"{text!r} is no scheduler address: give tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+    return f"tcp://{format_host_port(host, port)}"
+
+
+def _is_host(host: str) -> bool:
+    """An IP address or a host name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?", host) is not None
+    return True
+
+
 @contextlib.contextmanager
 def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A Dask client: on a LocalCluster of ``workers`` processes (default: one per core, one
     thread each) on 127.0.0.1, closed at the end; or on the running scheduler at
-    ``scheduler`` (``tcp://HOST:PORT``)."""
+    ``scheduler`` (``tcp://HOST:PORT``). ``ValueError`` for more workers than
+    ``most_workers()`` or an address of another form, before anything starts."""
     from distributed import Client, LocalCluster
 
     if workers is not None:
         check_workers(workers)
+    if scheduler is not None:
+        scheduler = scheduler_address(scheduler)
     quiet_dask_interrupts()
 
     if scheduler is None:
