@@ -292,6 +292,59 @@ def test_a_bad_sweep_file_is_refused_before_anything_runs(
     assert not (tmp_path / "out").exists()
 
 
+DATE = "put it in quotes"
+
+
+@pytest.mark.parametrize(
+    ("base", "sweep", "expected"),
+    [
+        (
+            TINY.replace('"2026-06-21T11:00:00Z"', "2026-06-21T11:00:00Z"),
+            '[vary]\n"homes.count" = [4, 6]\n',
+            "scenario file {base}: simulation.start is a TOML date-time; a scenario takes dates and times as "
+            'strings: put it in quotes ("2026-06-21T11:00:00+00:00")',
+        ),
+        (
+            TINY,
+            '[set]\n"simulation.start" = 2026-06-21\n[vary]\n"homes.count" = [4, 6]\n',
+            "[set] simulation.start is a TOML date; a scenario takes dates and times as strings: put it in "
+            'quotes ("2026-06-21")',
+        ),
+        (
+            TINY,
+            '[vary]\n"simulation.start" = ["2026-06-21T11:00:00Z", 2026-06-22T11:00:00Z]\n',
+            "[vary] simulation.start is a TOML date-time; ",
+        ),
+        (
+            TINY,
+            '[vary]\npolicies = [{home-0 = "a.toml"}, {home-0 = 12:00:00}]\n',
+            "[vary] policies.home-0 is",
+        ),
+        (
+            TINY,
+            '[set]\nsimulation = {start = 2026-06-21}\n[vary]\n"homes.count" = [4]\n',
+            "[set] simulation.start is",
+        ),
+    ],
+)
+def test_a_toml_date_is_refused_naming_its_key(tmp_path: Path, base: str, sweep: str, expected: str) -> None:
+    """A TOML date-time (not a string) in the base scenario, [set] or [vary] raised "Object of
+    type datetime is not JSON serializable" with its traceback; it is one line naming the key,
+    as `gridnet simulate` says of the base."""
+    (tmp_path / "tiny.toml").write_text(base)
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'scenario = "tiny.toml"\n{sweep}')
+    with pytest.raises(SweepFileError) as caught:
+        load_sweep(path, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert expected.format(base=tmp_path / "tiny.toml") in message and DATE in message
+    done = sweep_command(path, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_command_prints_one_line_for_a_bad_file(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, {"homes.count": [4, 1]})
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")

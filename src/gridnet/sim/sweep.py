@@ -30,6 +30,7 @@ when interrupted for what finished: ``OUT/sweep.parquet`` (a row per run) and
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import difflib
 import functools
 import ipaddress
@@ -258,8 +259,14 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
     base_path, base = _base_scenario(doc.get("scenario"), path)
     base_label = str(base_path) if base_path is not None else "defaults"
     here = path.parent.resolve()
-    fixed = _sweep_paths(_dotted(doc.get("set", {}), f"{where}: [set]", leaf_lists=False), here, False)
-    vary = _sweep_paths(_dotted(doc.get("vary", {}), f"{where}: [vary]", leaf_lists=True), here, True)
+    fixed = _dotted(doc.get("set", {}), f"{where}: [set]", leaf_lists=False)
+    vary = _dotted(doc.get("vary", {}), f"{where}: [vary]", leaf_lists=True)
+    for key, value in fixed.items():
+        _refuse_dates(value, f"{where}: [set]", key)
+    for key, values in vary.items():
+        for value in values:
+            _refuse_dates(value, f"{where}: [vary]", key)
+    fixed, vary = _sweep_paths(fixed, here, False), _sweep_paths(vary, here, True)
     if not vary:
         raise SweepFileError(
             f'{where}: [vary] is empty: give at least one key, e.g. "homes.count" = [10, 20]'
@@ -324,7 +331,27 @@ def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]
         raise SweepFileError(
             f"{path}: scenario {value!r}: no file {base} (the path is relative to the sweep file)"
         )
-    return base, read_toml(base, f"{path}: scenario file", SweepFileError)
+    document = read_toml(base, f"{path}: scenario file", SweepFileError)
+    _refuse_dates(document, f"{path}: scenario file {base}:", "")
+    return base, document
+
+
+def _refuse_dates(value: Any, where: str, key: str) -> None:
+    """``SweepFileError`` naming ``key`` (dotted; ``[i]`` an array's item) when ``value`` is or
+    holds a TOML date or time: a scenario takes its dates as strings, and the sweep copies and
+    compares its values as JSON (which has no dates)."""
+    if isinstance(value, dt.date | dt.time):
+        kind = "date-time" if isinstance(value, dt.datetime) else type(value).__name__
+        raise SweepFileError(
+            f"{where} {key} is a TOML {kind}; a scenario takes dates and times as strings: put it in "
+            f'quotes ("{value.isoformat()}")'
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_dates(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_dates(v, where, f"{key}[{i}]")
 
 
 def _dotted(table: Any, where: str, *, leaf_lists: bool) -> dict[str, Any]:
