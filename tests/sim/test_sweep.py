@@ -292,6 +292,33 @@ def test_a_bad_sweep_file_is_refused_before_anything_runs(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("figures = 5", "figures"),
+        ("figures = true", "figures"),
+        ("figures = {a = 1}", "figures"),
+        ('figures = "energy.p2p_wh"', "figures"),
+        ('figures = ["energy.p2p_wh", 3]', "figures"),
+        ("plot = 5", "plot"),
+        ("plot = {a = 1}", "plot"),
+        ("plot = []", "plot"),
+    ],
+)
+def test_figures_and_plot_of_another_type_are_one_line(tmp_path: Path, line: str, key: str) -> None:
+    """figures = 5 (or true) raised "argument of type 'int' is not iterable", figures = {a = 1}
+    KeyError: 0: the value was used before its type was checked."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'scenario = "tiny.toml"\n{line}\n[vary]\n"homes.count" = [4, 6]\n')
+    done = sweep_command(path, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f'error: {path}: {key} must be a list of report.json paths, e.g. ["energy.p2p_wh"]'
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 DATE = "put it in quotes"
 
 

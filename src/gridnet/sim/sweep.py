@@ -452,21 +452,23 @@ def _seeds(value: Any, default: int, where: str) -> tuple[int, ...]:
 
 
 def _figures(figures: Any, plot: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if figures is None:
-        figures = list(DEFAULT_FIGURES)
+    """``figures`` and ``plot`` checked (each a list of known report paths; ``plot`` may be
+    one path) before either is used; the default plot is the default figure, else the first."""
+    tabled = list(DEFAULT_FIGURES) if figures is None else _figure_paths(figures, "figures", where)
     if plot is None:
-        plot = [DEFAULT_PLOT if DEFAULT_PLOT in figures else figures[0]] if figures else []
-    if isinstance(plot, str):
-        plot = [plot]
-    for key, paths in (("figures", figures), ("plot", plot)):
-        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
-            raise SweepFileError(
-                f'{where}: {key} must be a list of report.json paths, e.g. ["energy.p2p_wh"]'
-            )
-        for p in paths:
-            _check_figure(p, f"{where}: {key}")
-    listed = list(dict.fromkeys([*figures, *plot]))  # a plotted figure is in the table too
-    return tuple(listed), tuple(dict.fromkeys(plot))
+        drawn = [DEFAULT_PLOT if DEFAULT_PLOT in tabled else tabled[0]]
+    else:
+        drawn = _figure_paths([plot] if isinstance(plot, str) else plot, "plot", where)
+    listed = list(dict.fromkeys([*tabled, *drawn]))  # a plotted figure is in the table too
+    return tuple(listed), tuple(dict.fromkeys(drawn))
+
+
+def _figure_paths(paths: Any, key: str, where: str) -> list[str]:
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+        raise SweepFileError(f'{where}: {key} must be a list of report.json paths, e.g. ["energy.p2p_wh"]')
+    for p in paths:
+        _check_figure(p, f"{where}: {key}")
+    return paths
 
 
 def _check_figure(path: str, where: str) -> None:
