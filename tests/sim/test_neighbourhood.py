@@ -551,6 +551,12 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     # A devnet's run of a scenario is the same kind of results: simulate replaces it.
     (out / MARKER).write_text("written by gridnet devnet; safe to delete\n")
     assert check_out_dir(out, "simulate")
+    # A devnet without a scenario writes no results: it does not replace a run's.
+    for written in ("simulate", "devnet"):
+        (out / MARKER).write_text(f"written by gridnet {written}; safe to delete\n")
+        with pytest.raises(ConfigError, match=f"holds the results of 'gridnet {written}'"):
+            prepare_out_dir(out, "devnet", results=False)
+        assert (out / "report.json").read_text() == "{}"
     # Another command's results are not replaced.
     (out / MARKER).write_text("written by gridnet ledger-demo; safe to delete\n")
     with pytest.raises(ConfigError, match="holds the results of 'gridnet ledger-demo'"):

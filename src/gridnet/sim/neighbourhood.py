@@ -300,7 +300,9 @@ def devnet_network(
         sim_hash_rate = s.network.nodes * s.network.hashes_per_tick / s.network.tick_s  # per clock second
         per_tick = sim_hash_rate * speed * NODE_TICK_S / nodes
         clock = Clock(params.genesis_time + 1_000, now_ms(), speed)
-        devnet = Devnet(out, nodes, hashes_per_tick=max(1, round(per_tick)), params=params, clock=clock)
+        devnet = Devnet(
+            out, nodes, hashes_per_tick=max(1, round(per_tick)), params=params, clock=clock, results=True
+        )
         backend = DevnetBackend(devnet, act_every_ms=max(STEP_MS, clock.span(500)))
         try:
             devnet.start()

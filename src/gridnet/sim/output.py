@@ -39,10 +39,11 @@ def unwritable(out: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"cannot write the output directory {out}: {exc.strerror}; choose another --out")
 
 
-def check_out_dir(out: Path, command: str) -> bool:
+def check_out_dir(out: Path, command: str, *, results: bool = True) -> bool:
     """Whether ``out`` holds the results of an earlier run of ``command`` (which
     ``prepare_out_dir`` replaces); it is created (empty) when missing. A ConfigError when it
-    cannot be written, is a file, or holds something else (another command's results too)."""
+    cannot be written, is a file, or holds something else (another command's results too; or
+    any run's report, for a run that writes none: ``results`` False, a devnet's nodes only)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the results")
     try:
@@ -63,7 +64,9 @@ def check_out_dir(out: Path, command: str) -> bool:
         written = (
             marker.read_text(errors="replace").partition(";")[0].strip().removeprefix("written by gridnet ")
         )
-        if written != command and {written, command} != SAME_RESULTS:
+        if (written != command and {written, command} != SAME_RESULTS) or (
+            not results and (out / "report.json").exists()
+        ):
             raise ConfigError(
                 f"{out} holds the results of 'gridnet {written[:40]}', not of 'gridnet {command}'; choose "
                 "another --out (or delete it)"
@@ -71,13 +74,13 @@ def check_out_dir(out: Path, command: str) -> bool:
     return True
 
 
-def prepare_out_dir(out: Path, command: str) -> DataDirLock:
+def prepare_out_dir(out: Path, command: str, *, results: bool = True) -> DataDirLock:
     """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there.
     Call it once the run's inputs are checked: a run refused after it has lost the earlier
     results. ``out`` is locked as a data directory is (``DataDirLocked`` while another run
     writes it: a second run would delete the first's results under it); the caller holds the
     lock while it writes there, or to its exit."""
-    earlier = check_out_dir(out, command)
+    earlier = check_out_dir(out, command, results=results)
     lock = acquire(out, "output directory")
     try:
         if earlier:
