@@ -548,6 +548,10 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     with pytest.raises(ConfigError, match="members must be 1 to"):
         simulate(bad, out)
     assert (out / "report.json").read_text() == "{}"
+    fresh = tmp_path / "fresh"  # (a directory made for the run is not left behind, empty)
+    with pytest.raises(ConfigError, match="members must be 1 to"):
+        simulate(bad, fresh)
+    assert not fresh.exists()
     # A devnet's run of a scenario is the same kind of results: simulate replaces it.
     (out / MARKER).write_text("written by gridnet devnet; safe to delete\n")
     assert check_out_dir(out, "simulate")

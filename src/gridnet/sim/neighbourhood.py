@@ -48,7 +48,14 @@ from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
 from gridnet.sim import series
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
-from gridnet.sim.output import audit, audit_beside, check_out_dir, prepare_out_dir, write_report
+from gridnet.sim.output import (
+    audit,
+    audit_beside,
+    check_out_dir,
+    made_for_the_run,
+    prepare_out_dir,
+    write_report,
+)
 from gridnet.sim.report import build_report
 from gridnet.sim.scenario import Scenario
 from gridnet.system import fewer_gc_passes
@@ -264,30 +271,31 @@ def simulate(
 ) -> dict[str, Any]:
     """Run ``scenario``, write ``out/report.json``, ``out/series/`` (Parquet; CSV too with
     ``csv``), ``out/plots/`` and ``out/chain/``; returns the report."""
-    check_out_dir(out, "simulate")  # (refused before any work; replaced once the scenario builds)
-    nodes = memory_network(scenario, out)
-    locks: list[DataDirLock] = []
+    with made_for_the_run(out):
+        check_out_dir(out, "simulate")  # (refused before any work; replaced once the scenario builds)
+        nodes = memory_network(scenario, out)
+        locks: list[DataDirLock] = []
 
-    def connect(params: ChainParams) -> Backend:
-        locks.append(prepare_out_dir(out, "simulate"))
-        return nodes(params)
+        def connect(params: ChainParams) -> Backend:
+            locks.append(prepare_out_dir(out, "simulate"))
+            return nodes(params)
 
-    try:
-        with fewer_gc_passes():
-            sim = Neighbourhood(scenario, connect)
-            try:
-                with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
-                    report = sim.run(progress)
-                    sim.write_results(out, report, csv)
-                    report["verify"] = audited()
-            finally:
-                sim.close()  # chains, MQTT clients and the broker, whatever happened
-        report["timing"]["audit_s"] = report["verify"]["seconds"]
-        write_report(out, report)
-    finally:
-        for lock in locks:
-            lock.release()
-    return report
+        try:
+            with fewer_gc_passes():
+                sim = Neighbourhood(scenario, connect)
+                try:
+                    with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
+                        report = sim.run(progress)
+                        sim.write_results(out, report, csv)
+                        report["verify"] = audited()
+                finally:
+                    sim.close()  # chains, MQTT clients and the broker, whatever happened
+            report["timing"]["audit_s"] = report["verify"]["seconds"]
+            write_report(out, report)
+        finally:
+            for lock in locks:
+                lock.release()
+        return report
 
 
 def devnet_network(
@@ -332,21 +340,22 @@ def simulate_on_devnet(
     end, whatever happens. The same agents act as on the in-memory network; relays are not
     simulated here (orders travel as the nodes' order gossip, DSO commands are read from the
     DSO's node, contract states are handed to their sellers)."""
-    check_out_dir(out, "devnet")  # (refused before the scenario builds; replaced when the devnet starts)
-    connect = devnet_network(scenario, out, nodes, speed, on_start)
-    scenario = replace(
-        scenario,
-        network=replace(scenario.network, nodes=nodes),
-        relay=replace(scenario.relay, enabled=False),
-    )
-    sim = Neighbourhood(scenario, connect)
-    try:
-        report = sim.run(progress)
-        sim.write_results(out, report, csv)
-    finally:
-        sim.close()
-    report["verify"] = audit(out / "n0")
-    report["timing"]["audit_s"] = report["verify"]["seconds"]
-    report["devnet"] = {"nodes": nodes, "speed": speed, "relays": "not simulated on a devnet"}
-    write_report(out, report)
-    return report
+    with made_for_the_run(out):
+        check_out_dir(out, "devnet")  # (refused before the scenario builds; replaced when the devnet starts)
+        connect = devnet_network(scenario, out, nodes, speed, on_start)
+        scenario = replace(
+            scenario,
+            network=replace(scenario.network, nodes=nodes),
+            relay=replace(scenario.relay, enabled=False),
+        )
+        sim = Neighbourhood(scenario, connect)
+        try:
+            report = sim.run(progress)
+            sim.write_results(out, report, csv)
+        finally:
+            sim.close()
+        report["verify"] = audit(out / "n0")
+        report["timing"]["audit_s"] = report["verify"]["seconds"]
+        report["devnet"] = {"nodes": nodes, "speed": speed, "relays": "not simulated on a devnet"}
+        write_report(out, report)
+        return report

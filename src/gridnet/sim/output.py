@@ -39,6 +39,20 @@ def unwritable(out: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"cannot write the output directory {out}: {exc.strerror}; choose another --out")
 
 
+@contextlib.contextmanager
+def made_for_the_run(out: Path) -> Iterator[None]:
+    """A run whose ``out`` did not exist: if the run fails and left it empty (refused while it
+    built, before anything was written there), it is removed, not left behind."""
+    existed = out.exists() or out.is_symlink()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # (only an empty directory: whatever was written there stays)
+        raise
+
+
 def check_out_dir(out: Path, command: str, *, results: bool = True) -> bool:
     """Whether ``out`` holds the results of an earlier run of ``command`` (which
     ``prepare_out_dir`` replaces); it is created (empty) when missing. A ConfigError when it
