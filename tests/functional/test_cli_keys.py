@@ -158,6 +158,15 @@ def test_keys_new_refuses_an_existing_file_before_asking_for_a_passphrase(tmp_pa
     assert (tmp_path / "k.key").read_bytes() == before
 
 
+def test_keys_new_says_what_is_wrong_with_the_directory_it_is_given(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("kept\n")
+    line = one_line_error(gridnet("keys", "new", "--out", "a-file/k.key", "--unencrypted", cwd=tmp_path))
+    assert line == "error: --out a-file/k.key: a-file is not a directory"
+    line = one_line_error(gridnet("keys", "new", "--out", "none/k.key", "--unencrypted", cwd=tmp_path))
+    assert line == "error: --out none/k.key: none does not exist; create it first"
+    assert (tmp_path / "a-file").read_text() == "kept\n"
+
+
 @pytest.mark.parametrize(
     ("content", "mode", "expected"),
     [

@@ -37,7 +37,8 @@ def keys_new(
             f"--out {str(out) or '.'} is a directory; give the key file's path, e.g. --out my.key"
         )
     if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: the directory {out.parent} does not exist; create it first")
+        what = "is not a directory" if out.parent.exists() else "does not exist; create it first"
+        raise ConfigError(f"--out {out}: {out.parent} {what}")
     key = create_key(out, unencrypted=unencrypted, passphrase_file=passphrase_file)
     console.print(address_to_text(key.address))
 

@@ -287,6 +287,7 @@ def dashboard_cmd(
 
 def _check_free(host: str, port: int) -> None:
     """One clear line when the address cannot be served on (taken, or not this machine's)."""
+    import errno
     import socket
 
     from gridnet.errors import ConfigError
@@ -295,10 +296,14 @@ def _check_free(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(
-            f"cannot serve the dashboard on {host}:{port}: {reason}; choose another --port"
-        ) from None
+        reason = (exc.strerror or str(exc)).partition(" (while attempting")[0]
+        if exc.errno is not None and exc.errno < 0:  # (getaddrinfo's: the name did not resolve)
+            fix = "give a name or address of this machine with --host, e.g. 127.0.0.1"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            fix = "give an address of this machine with --host"
+        else:
+            fix = "choose another --port"
+        raise ConfigError(f"cannot serve the dashboard on {host}:{port}: {reason}; {fix}") from None
 
 
 def register(app: typer.Typer) -> None:
