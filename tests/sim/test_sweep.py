@@ -175,6 +175,21 @@ def test_a_sweep_run_again_runs_nothing(first: SweepResult, tmp_path: Path) -> N
     assert summary["ok"] == 2 and summary["ran_now"] == {"ok": 0, "unverified": 0, "failed": 0}
 
 
+def test_a_damaged_run_record_runs_again_rather_than_stopping_the_sweep(
+    client: Any, first: SweepResult, tmp_path: Path
+) -> None:
+    """A run whose ``run.json`` no sweep wrote whole (edited by hand, damaged) runs again."""
+    sweep = load_sweep(copy_out(first, tmp_path), tmp_path / "out")
+    damaged = [
+        {"id": sweep.runs[0].id, "wall_s": 1.0},
+        {"id": sweep.runs[1].id, "status": "ok", "wall_s": "1"},
+    ]
+    for run, record in zip(sweep.runs, damaged, strict=True):
+        (sweep.run_dir(run) / RUN_FILE).write_text(json.dumps(record))
+    result = run_sweep(sweep, lambda: nullcontext(client))
+    assert [(r.resumed, r.status) for r in result.results] == [(False, "ok"), (False, "ok")]
+
+
 def test_a_scheduler_address_is_checked_even_with_nothing_left_to_run(
     first: SweepResult, tmp_path: Path
 ) -> None:
@@ -269,6 +284,7 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(client: Any, tmp_path: Pa
         ({"homes.count": [4]}, {"seeds": [1, 1]}, "seeds must be a list of distinct integers"),
         ({"homes.count": [4]}, {"seeds": [2**64]}, "seeds must be a list of distinct integers from 0"),
         ({"homes.count": [4]}, {"seeds": 99_999_999_999}, "at most 10,000 of them"),
+        ({"homes.count": list(range(2, 103))}, {"seeds": 100}, "the grid has 10,100 runs"),
         ({"homes.count": [4]}, {"plot": ["nothing.here"]}, "plot: 'nothing.here' is no figure"),
         ({"homes.count": [4]}, {"scenario": "missing.toml"}, "scenario 'missing.toml': no file"),
         ({"homes.count": [4]}, {"sedes": 2}, "unknown key(s) ['sedes']"),

@@ -70,6 +70,8 @@ MARKER = ".gridnet-sweep"
 """Marks a directory a sweep wrote: it may be resumed (and its run directories replaced)."""
 RUN_FILE = "run.json"
 """Written last in a run's directory, atomically: the run is complete when it says so."""
+DONE: Final = ("ok", "unverified")
+"""Statuses of a run that completed (one that failed, or has no such record, runs again)."""
 TABLE = "sweep.parquet"
 LOCAL = "127.0.0.1"
 CONNECT_TIMEOUT_S = 10.0
@@ -276,6 +278,12 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
             raise SweepFileError(f"{where}: simulation.seed: give the seeds with seeds = [1, 2] (or a count)")
     for key, values in vary.items():
         _check_values(key, values, where)
+    count = math.prod(len(values) for values in vary.values()) * _seed_count(doc.get("seeds"))
+    if count > MAX_RUNS:
+        raise SweepFileError(
+            f"{where}: the grid has {count:,} runs (the [vary] values times the seeds); at most "
+            f"{MAX_RUNS:,}: split it into several sweeps"
+        )
     both = sorted(set(fixed) & set(vary))
     if both:
         raise SweepFileError(f"{where}: {both[0]} is in both [set] and [vary]; keep it in one")
@@ -430,6 +438,17 @@ def _build(document: dict[str, Any], source: str, where: str) -> Scenario:
 
 
 MAX_SEEDS: Final = 10_000
+MAX_RUNS: Final = 10_000
+"""Runs in one sweep, at most (counted before any is built)."""
+
+
+def _seed_count(value: Any) -> int:
+    """How many seeds ``seeds`` gives (1 when it is no count or list of them within the bound:
+    ``_seeds`` says why)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SEEDS:
+        return value
+    return len(value) if isinstance(value, list) and 1 <= len(value) <= MAX_SEEDS else 1
+
 """Seeds a sweep runs each point of its grid with, at most."""
 
 
@@ -846,10 +865,13 @@ def completed(sweep: Sweep, run: Run) -> RunResult | None:
         report = json.loads((run_dir / "report.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("id") != run.id or record.get("status") == "failed":
+    if not isinstance(record, dict) or record.get("id") != run.id or record.get("status") not in DONE:
+        return None  # (failed, or a record no sweep wrote whole: run again)
+    wall = record.get("wall_s")
+    if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall):
         return None
     figures = {f: figure_value(report, f) for f in sweep.figures}
-    return RunResult(run, str(record["status"]), None, record.get("wall_s"), figures, resumed=True)
+    return RunResult(run, str(record["status"]), None, float(wall), figures, resumed=True)
 
 
 def run_sweep(
