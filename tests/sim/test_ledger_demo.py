@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,16 @@ def test_demo_reruns_into_its_own_output_but_never_into_foreign_files(tmp_path: 
     with pytest.raises(ConfigError):
         run_demo(foreign, SMALL)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_negative_seed_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gridnet", "ledger-demo", "--seed", "-1", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: Invalid value for '--seed'") and "greater than or equal to 0" in line
+    assert not (tmp_path / "out").exists()

@@ -204,7 +204,9 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Output directory (report.json, chain/).")] = Path(
         "out/ledger-demo"
     ),
-    seed: Annotated[int, typer.Option("--seed")] = 1,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**63 - 1, help="Seeds the demo's keys and draws.")
+    ] = 1,
 ) -> None:
     """Ledger demo: three mining nodes, identities, bonds, transfers, a partition healed."""
     from gridnet.sim.ledger_demo import DemoConfig, run_demo

@@ -449,6 +449,7 @@ def _seed_count(value: Any) -> int:
         return value
     return len(value) if isinstance(value, list) and 1 <= len(value) <= MAX_SEEDS else 1
 
+
 """Seeds a sweep runs each point of its grid with, at most."""
 
 
