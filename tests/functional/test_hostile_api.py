@@ -108,6 +108,20 @@ def test_path_numbers_are_ascii_digits_and_bad_bodies_are_bad_requests(
             status, answer = client.call("GET", path)
             assert (status, answer["code"]) == (400, "BadRequest"), (path, answer)
     assert client.call("GET", "/blocks/0")[0] == 200
+    for text in ("99999999999999999999", str(2**63)):
+        status, answer = client.call("GET", f"/orders/north/{text}")
+        assert (status, answer["code"]) == (400, "BadRequest") and "is too large" in answer["message"]
+    # Two Authorization headers: refused, whichever of them holds the token.
+    with socket.create_connection((LOCAL, client.port), timeout=CEILING) as s:
+        s.sendall(
+            f"POST /transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+            f"Authorization: Bearer {client.token}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 2\r\n\r\n{}".encode()
+        )
+        reply = b""
+        while b'"}' not in reply and (more := s.recv(4096)):
+            reply += more
+    assert reply.split(b" ")[1] == b"400" and b"one Authorization header" in reply, reply
     # A body that is not JSON, or JSON of the wrong shape: 400 BadRequest, as docs/api.md says.
     assert client.token is not None
     with socket.create_connection((LOCAL, client.port), timeout=CEILING) as s:

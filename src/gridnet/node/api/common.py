@@ -106,8 +106,10 @@ def parse_hex(text: str, what: str, length: int | None = None) -> bytes:
 
 def parse_number(text: str, what: str) -> int:
     """A non-negative whole number written in ASCII digits ('²' or '١' are not numbers here)."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+    if not (text.isascii() and text.isdigit()):
         raise bad_request(f"{what} {text[:40]!r} is not a whole number (ASCII digits)")
+    if len(text) > 19 or int(text) >= 2**63:
+        raise bad_request(f"{what} {text[:40]!r} is too large (at most 2^63 - 1)")
     return int(text)
 
 

@@ -48,10 +48,13 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
+        raw = scope.get("headers") or []
+        headers = dict(raw)
         length = headers.get(b"content-length")
         refusal: JSONResponse | None = None
-        if b"transfer-encoding" in headers:  # (with a Content-Length too, the server would read past it)
+        if sum(name == b"authorization" for name, _ in raw) > 1:  # (which would count?)
+            refusal = _refuse(400, "BadRequest", "send one Authorization header, not several")
+        elif b"transfer-encoding" in headers:  # (with a Content-Length too, the server would read past it)
             refusal = _refuse(411, "LengthRequired", "send the body with a Content-Length, not chunked")
         elif length is not None and (not length.isdigit() or int(length) > (most := self._limit(scope))):
             refusal = _refuse(413, "PayloadTooLarge", f"this request's body has at most {most:,} bytes")
