@@ -793,7 +793,7 @@ def test_chain_show_prints_hashes_whole_in_a_narrow_terminal(funded: Funded) -> 
     [
         (("devnet", "--speed", "5"), "--speed sets a scenario's clock"),
         (("keys", "new", "--out", "", "--unencrypted"), "is a directory"),
-        (("keys", "new", "--out", "missing/k.key", "--unencrypted"), "the directory missing does not exist"),
+        (("keys", "new", "--out", "missing/k.key", "--unencrypted"), "missing does not exist; create it first"),
         (("meter", "run", "--owner", "x", "--generate", "--clock-origin", "5"), "give it with --clock sim"),
         (("meter", "run", "--owner", "x", "--generate", "--ac", "0", "--dc", "0"), "1 to"),
         (("meter", "run", "--owner", "x", "--generate", "--key", "k.key"), "exclude each other"),
