@@ -12,8 +12,10 @@ from msgspec.structs import replace
 from gridnet.crypto.address import address_to_text
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import (
+    FILE_KEYS,
     MAX_BLOCK_BYTES_LIMIT,
     Allocation,
+    ChainParams,
     default_params,
     load_genesis_file,
     params_from_dict,
@@ -30,11 +32,11 @@ ADDR = address_to_text(test_keys(1)[0].address)
         ({"staking": {"unbonding_delay_blocks": 0}}, "unbonding_delay_blocks must be at least 1"),
         ({"staking": {"unbonding_delay_blocks": -3}}, "out of range"),
         ({"fees": {"min_fee_per_byte": -1}}, "out of range"),
-        ({"chain": {"max_future_s": -5}}, "out of range"),
+        ({"chain": {"max_future_s": -5}}, "[chain] max_future_s cannot be negative"),
         ({"chain": {"max_block_bytes": MAX_BLOCK_BYTES_LIMIT + 1}}, "max_block_bytes must be between"),
         (
             {"reward": {"initial_gnc": "100000000000"}},
-            "out of range (ChainParams: Expected `int` <= 9223372036854775807 - at `initial_reward`)",
+            "[reward] initial_gnc: '100000000000' is more than the ledger holds",
         ),
         ({"reward": {"initial_gnc": "80000000000"}}, "exceed"),
         ({"allocation": [{"address": ADDR, "gnc": "92233720368"}]}, "exceed"),
@@ -58,6 +60,78 @@ def test_bad_values_are_named(doc: dict[str, Any], fragment: str) -> None:
         params_from_dict(doc, "g.toml")
     assert fragment in str(info.value)
     assert str(info.value).startswith("g.toml")
+
+
+MOST = "at most 92233720368.54775807 GNC (2^63 - 1 base units)"
+IN_MS = "must be at most 9,223,372,036,854,775 s (the ledger holds it in ms, below 2^63)"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (
+            {"reward": {"initial_gnc": "1e30"}},
+            f"[reward] initial_gnc: '1e30' is more than the ledger holds: {MOST}",
+        ),
+        (
+            {"allocation": [{"address": ADDR, "gnc": 1e300}]},
+            f"allocation 1 gnc: 1e+300 is more than the ledger holds: {MOST}",
+        ),
+        (
+            {"allocation": [{"address": ADDR, "gnc": "92233720368.54775808"}]},
+            f"allocation 1 gnc: '92233720368.54775808' is more than the ledger holds: {MOST}",
+        ),
+        (
+            {"reward": {"initial_gnc": "Infinity"}},
+            "[reward] initial_gnc: 'Infinity' is not an amount of GNC (a finite number is)",
+        ),
+        (
+            {"allocation": [{"address": ADDR, "gnc": float("inf")}]},
+            "allocation 1 gnc: inf is not an amount of GNC (a finite number is)",
+        ),
+        (
+            {"reward": {"initial_gnc": "NaN"}},
+            "[reward] initial_gnc: 'NaN' is not an amount of GNC (a finite number is)",
+        ),
+        (
+            {"reward": {"initial_gnc": "sNaN"}},
+            "[reward] initial_gnc: 'sNaN' is not an amount of GNC (a finite number is)",
+        ),
+        (
+            {"reward": {"initial_gnc": "1e1000000000"}},
+            f"[reward] initial_gnc: '1e1000000000' is more than the ledger holds: {MOST}",
+        ),
+        (
+            {"reward": {"initial_gnc": "1.0000000000000000000000000000001"}},
+            "[reward] initial_gnc: '1.0000000000000000000000000000001' has more than 8 decimals",
+        ),
+        ({"chain": {"block_interval_s": -1.0}}, "[chain] block_interval_s cannot be negative"),
+        (
+            {"chain": {"block_interval_s": 1e18}},
+            f"[chain] block_interval_s {IN_MS}",
+        ),
+        (
+            {"market": {"auction_close_s": 1e17}},
+            f"[market] auction_close_s {IN_MS}",
+        ),
+        (
+            {"pow": {"retarget_window": 99_999_999_999}},
+            "a value is out of range (ChainParams: Expected `int` <= 4294967295 - at "
+            "`[pow] retarget_window`)",
+        ),
+    ],
+)
+def test_amounts_and_durations_are_bounded_and_named(doc: dict[str, Any], message: str) -> None:
+    """What the ledger cannot hold (an amount beyond 2^63 - 1 base units, infinity, NaN, a
+    duration whose ms overflow) is one line naming the file's key: it was an OverflowError,
+    NaN 'had more than 8 decimals', and -1 s named the internal block_interval_ms."""
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(doc, "g.toml")
+    assert str(info.value) == f"g.toml: {message}"
+
+
+def test_every_parameter_has_its_genesis_key() -> None:
+    assert set(FILE_KEYS) == set(ChainParams.__struct_fields__)
 
 
 def test_genesis_file_round_trips_exactly(tmp_path: Path) -> None:

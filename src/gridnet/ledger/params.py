@@ -42,6 +42,13 @@ class Validator(Wire, frozen=True):
     """Its voting weight: finality needs more than two thirds of all votes."""
 
 
+MAX_COIN = 2**63 - 1
+"""No balance may exceed this: it is the largest integer the encoding carries."""
+MAX_GNC: Final = Decimal(MAX_COIN).scaleb(-8)
+"""``MAX_COIN`` in GNC (92233720368.54775807): the largest amount a genesis may name."""
+BASE_UNIT: Final = Decimal("0.00000001")
+"""A base unit in GNC."""
+
 CONSENSUS_POW, CONSENSUS_POA = 0, 1
 CONSENSUS_KINDS = ("pow", "poa")
 """Consensus kinds by name; the code of each is its position."""
@@ -268,17 +275,35 @@ def _validator(entry: object, where: str) -> Validator:
 
 
 def _gnc_to_units(value: float | int | str, where: str) -> int:
-    """Exact conversion: '12.34567891' (a string keeps every digit) or a TOML number."""
+    """Exact conversion: '12.34567891' (a string keeps every digit) or a TOML number; an amount
+    is finite, 0 to ``MAX_COIN`` base units (what the ledger's integers hold), with at most 8
+    decimals."""
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise ConfigError(f"{where}: {value!r} is not an amount of GNC") from None
-    units = amount * UNITS_PER_GNC
-    if units != units.to_integral_value():
-        raise ConfigError(f"{where}: {value!r} has more than 8 decimals")
-    if units < 0:
+    if not amount.is_finite():
+        raise ConfigError(f"{where}: {value!r} is not an amount of GNC (a finite number is)")
+    if amount < 0:
         raise ConfigError(f"{where}: amounts cannot be negative")
-    return int(units)
+    if amount > MAX_GNC:
+        raise ConfigError(
+            f"{where}: {value!r} is more than the ledger holds: at most {MAX_GNC} GNC (2^63 - 1 base units)"
+        )
+    if amount != amount.quantize(BASE_UNIT):  # (exact: the amount has at most 19 digits here)
+        raise ConfigError(f"{where}: {value!r} has more than 8 decimals")
+    return int(amount.scaleb(8))
+
+
+def _ms(seconds: float, where: str) -> int:
+    """A duration of the file in seconds -> whole ms, as the ledger holds it (0 to 2^63 - 1)."""
+    if seconds < 0:
+        raise ConfigError(f"{where} cannot be negative")
+    if seconds > MAX_COIN // 1000:
+        raise ConfigError(
+            f"{where} must be at most {MAX_COIN // 1000:,} s (the ledger holds it in ms, below 2^63)"
+        )
+    return round(seconds * 1000)
 
 
 def _units_to_gnc(units: int) -> str:
@@ -328,7 +353,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             address = address_from_text(str(entry["address"]))
         except GridnetError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        allocations.append(Allocation(address=address, amount=_gnc_to_units(entry["gnc"], where)))
+        allocations.append(Allocation(address=address, amount=_gnc_to_units(entry["gnc"], f"{where} gnc")))
 
     validators = []
     for i, entry in enumerate(doc.get("validator", [])):
@@ -355,13 +380,13 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
         params = ChainParams(
             name=c["name"],
             genesis_time=parse_time_ms(c["genesis_time"], f"{source}: [chain] genesis_time"),
-            block_interval_ms=round(c["block_interval_s"] * 1000),
+            block_interval_ms=_ms(c["block_interval_s"], f"{source}: [chain] block_interval_s"),
             initial_target=target_to_bytes(target_from_bits(p["initial_difficulty_bits"])),
             pow_limit=target_to_bytes(target_from_bits(p["min_difficulty_bits"])),
             retarget_window=p["retarget_window"],
             max_retarget_factor=p["max_retarget_factor"],
             median_time_span=p["median_time_span"],
-            max_future_ms=round(c["max_future_s"] * 1000),
+            max_future_ms=_ms(c["max_future_s"], f"{source}: [chain] max_future_s"),
             max_block_bytes=c["max_block_bytes"],
             identity_target=target_to_bytes(target_from_bits(merged["identity"]["difficulty_bits"])),
             unbonding_delay=merged["staking"]["unbonding_delay_blocks"],
@@ -374,7 +399,7 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             advisory_authorities=tuple(advisors),
             advisory_min_severity=min_severity,
             market_mode=MARKET_MODES.index(mode),
-            auction_close_ms=round(merged["market"]["auction_close_s"] * 1000),
+            auction_close_ms=_ms(merged["market"]["auction_close_s"], f"{source}: [market] auction_close_s"),
             auction_pricing=PRICINGS.index(pricing),
             consensus=CONSENSUS_KINDS.index(kind),
             validators=tuple(sorted(validators, key=lambda v: v.key)),
@@ -386,8 +411,36 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
 
 MAX_BLOCK_BYTES_LIMIT = 3 * 1024 * 1024
 """Largest max_block_bytes a genesis may set: a block must fit one peer message (4 MiB)."""
-MAX_COIN = 2**63 - 1
-"""No balance may exceed this: it is the largest integer the encoding carries."""
+
+
+FILE_KEYS: Final = {
+    "name": "[chain] name",
+    "genesis_time": "[chain] genesis_time",
+    "block_interval_ms": "[chain] block_interval_s",
+    "initial_target": "[pow] initial_difficulty_bits",
+    "pow_limit": "[pow] min_difficulty_bits",
+    "retarget_window": "[pow] retarget_window",
+    "max_retarget_factor": "[pow] max_retarget_factor",
+    "median_time_span": "[pow] median_time_span",
+    "max_future_ms": "[chain] max_future_s",
+    "max_block_bytes": "[chain] max_block_bytes",
+    "identity_target": "[identity] difficulty_bits",
+    "unbonding_delay": "[staking] unbonding_delay_blocks",
+    "max_dispute_window": "[staking] max_dispute_window_blocks",
+    "min_chain_work": "[pow] min_chain_work",
+    "min_fee_per_byte": "[fees] min_fee_per_byte",
+    "initial_reward": "[reward] initial_gnc",
+    "halving_interval": "[reward] halving_interval",
+    "allocations": "[[allocation]]",
+    "advisory_authorities": "[security] advisory_authorities",
+    "advisory_min_severity": "[security] min_severity",
+    "market_mode": "[market] mode",
+    "auction_close_ms": "[market] auction_close_s",
+    "auction_pricing": "[market] pricing",
+    "consensus": "[consensus] kind",
+    "validators": "[[validator]]",
+}
+"""Each parameter's key in a genesis file (what an error names)."""
 
 
 def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams:
@@ -395,9 +448,13 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
     try:
         decode(encode(params), ChainParams)
     except DecodeError as exc:
-        # Name the field, not its position: "$[13]" -> "initial_reward".
+        # Name the genesis file's key, not the field's position: "$[13]" -> "[reward] initial_gnc".
         fields = ChainParams.__struct_fields__
-        detail = re.sub(r"\$\[(\d+)\]", lambda m: fields[int(m.group(1))], str(exc))
+        detail = re.sub(
+            r"\$\[(\d+)\]",
+            lambda m: FILE_KEYS.get(fields[int(m.group(1))], fields[int(m.group(1))]),
+            str(exc),
+        )
         raise ConfigError(f"{source}: a value is out of range ({detail})") from None
     checks = [
         (params.block_interval_ms > 0, "block_interval_s must be positive"),
