@@ -279,6 +279,17 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("tick_s", ["0", "0.0", "-5.0"])
+def test_each_check_runs_only_once_the_checks_before_it_passed(tmp_path: Path, tick_s: str) -> None:
+    """The checks are evaluated in order, each once those before it passed: tick_s = 0 was a
+    ZeroDivisionError ('tick_s must divide 60' was computed before 'must be positive' was read)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f"[network]\ntick_s = {tick_s}\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert str(info.value) == f"{bad}: [network] tick_s and hashes_per_tick must be positive"
+
+
 def test_money_is_checked_in_the_base_units_a_run_uses() -> None:
     """A run turns GNC into whole base units (digits beyond the 8th decimal are dropped): the
     prices' checks compare those, not the decimals written (1e-9 and 2e-9 are both 0 units,

@@ -8,7 +8,9 @@ and becomes integer base units here.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
@@ -395,128 +397,131 @@ def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenari
     return scenario
 
 
+def _checks(s: Scenario) -> Iterator[tuple[bool, str]]:
+    """The scenario's checks, each with its message, in order: a generator, so that each is
+    only evaluated once every check before it has passed (``60 / tick_s`` after ``tick_s`` is
+    known positive; with a list, tick_s = 0 divided by zero before its check was read)."""
+    yield (1 <= s.simulation.intervals <= MAX_INTERVALS, INTERVALS_RANGE)
+    yield (area_problem(s.simulation.area) is None, f"[simulation] area: {area_problem(s.simulation.area)}")
+    yield (MIN_HOMES <= s.homes.count <= MAX_HOMES, HOMES_RANGE)
+    yield (0 <= s.homes.pv_share <= 1 and 0 <= s.homes.battery_share <= 1, "[homes] shares must be 0 to 1")
+    yield (1 <= s.network.nodes <= 16, "[network] nodes must be 1 to 16")
+    yield (
+        s.network.tick_s > 0 and s.network.hashes_per_tick > 0,
+        "[network] tick_s and hashes_per_tick must be positive",
+    )
+    yield (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1")
+    yield (
+        s.currency.name.isalpha() and 1 <= len(s.currency.name) <= 8 and s.currency.per_gnc > 0,
+        "[currency] name must be 1 to 8 letters (e.g. GBP) and per_gnc above 0",
+    )
+    yield (s.chain.market in ("offchain", "onchain"), '[chain] market must be "offchain" or "onchain"')
+    yield (s.chain.consensus in ("pow", "poa"), '[chain] consensus must be "pow" or "poa"')
+    yield (
+        s.chain.pricing in ("uniform", "pay_as_offered"),
+        '[chain] pricing must be "uniform" or "pay_as_offered"',
+    )
+    yield (
+        0 < s.chain.auction_close_s < 600,
+        "[chain] auction_close_s must be above 0 and below 600 (orders go out 15 minutes ahead)",
+    )
+    yield (
+        1 <= len(s.line_owners) <= s.homes.count,
+        "at least 1 line owner and at most one per home ([homes] count)",
+    )
+    yield (
+        0 < gnc(s.dso.buy_price) < gnc(s.dso.sell_price),
+        f"[dso] buy_price must be positive and below sell_price {IN_UNITS}",
+    )
+    yield (gnc(s.dso.imbalance_price) > 0, f"[dso] imbalance_price must be positive {IN_UNITS}")
+    yield (
+        s.dso.balancing_kwh > 0 and s.dso.balancing_every >= 1 and s.dso.command_hold >= 1,
+        "[dso] balancing_kwh must be positive, balancing_every and command_hold at least 1",
+    )
+    yield (
+        s.dso.curtail_limit_w >= 0 and s.dso.import_limit_w >= 0,
+        "[dso] curtail_limit_w and import_limit_w must be 0 or more",
+    )
+    yield (0 <= s.dso.override_share <= 1, "[dso] override_share must be 0 to 1")
+    yield (
+        0 <= s.homes.forecast_error <= 1 and 0 <= s.homes.ack_own_meter_share <= 1,
+        "[homes] forecast_error and ack_own_meter_share must be 0 to 1",
+    )
+    yield (s.government.subsidy >= 0, "[government] subsidy must be 0 or more")
+    yield (
+        s.homes.battery_buy_below <= s.homes.battery_sell_above,
+        "[homes] battery_buy_below must be at most battery_sell_above",
+    )
+    yield (s.telemetry.kind in ("memory", "mqtt"), '[telemetry] kind must be "memory" or "mqtt"')
+    yield (
+        0 <= s.security.flagged_meters <= s.homes.count,
+        "[security] flagged_meters must be 0 to [homes] count",
+    )
+    yield (0 <= s.security.trusting_share <= 1, "[security] trusting_share must be 0 to 1")
+    yield (
+        not s.relay.enabled
+        or 0 <= s.relay.hill_homes <= s.homes.count - round(s.homes.count * s.homes.pv_share),
+        "[relay] hill_homes must be 0 to the number of homes without PV (or [relay] enabled = false)",
+    )
+    yield (
+        0 <= s.relay.payrate <= 1 and s.relay.carrier_stop_s > 0,
+        "[relay] payrate 0..1, carrier_stop_s > 0",
+    )
+    yield (
+        gnc(s.relay.pool_gnc) >= pool_length(s.simulation.intervals),
+        "[relay] pool_gnc is too small: each of the pool's hashes must be worth a base unit",
+    )
+    yield ((60 / s.network.tick_s).is_integer(), "[network] tick_s must divide 60")
+    yield (
+        -90 <= s.site.latitude <= 90 and -180 <= s.site.longitude <= 180,
+        "[site] latitude -90..90, longitude -180..180",
+    )
+    yield (s.weather.sky in ("clear", "clouds", "file"), '[weather] sky must be "clear", "clouds" or "file"')
+    yield (0 <= s.weather.cloudiness <= 1, "[weather] cloudiness must be 0 to 1")
+    yield (
+        s.weather.sky != "file" or bool(s.weather.weather_file),
+        '[weather] sky = "file" needs weather_file',
+    )
+    yield (
+        0 <= s.homes.pv_tilt_deg <= 90 and 0 <= s.homes.pv_azimuth_deg < 360,
+        "[homes] pv_tilt_deg 0..90, pv_azimuth_deg 0..359",
+    )
+    yield (0 <= s.homes.pv_losses_percent < 100, "[homes] pv_losses_percent must be 0 to 99")
+    yield (
+        s.homes.annual_kwh[0] > 0 and s.homes.business_kwh > 0,
+        "[homes] annual_kwh and business_kwh must be positive",
+    )
+    yield (s.homes.load_variation >= 0, "[homes] load_variation must be 0 or more")
+    yield (
+        s.grid.mv_kv > 0.4 and s.grid.spacing_m > 0,
+        "[grid] mv_kv must exceed 0.4 and spacing_m be positive",
+    )
+    yield (
+        s.grid.max_loading_percent > 0 and 0 < s.grid.v_min_pu < 1 < s.grid.v_max_pu,
+        "[grid] max_loading_percent must be positive and v_min_pu < 1 < v_max_pu",
+    )
+    yield (
+        s.homes.load_profile in PROFILES and s.homes.business_profile in PROFILES,
+        f"[homes] load_profile and business_profile must be one of {', '.join(PROFILES)}",
+    )
+    yield (_known_zone(s.site.timezone), '[site] timezone must be an IANA name such as "Europe/Berlin"')
+    yield (
+        s.homes.battery_kw >= 0 and 0 < s.homes.battery_efficiency <= 1,
+        "[homes] battery_kw must be 0 or more, battery_efficiency above 0 and at most 1",
+    )
+    yield (
+        0
+        <= s.homes.businesses
+        <= s.homes.count
+        - round(s.homes.count * s.homes.pv_share)
+        - (s.relay.hill_homes if s.relay.enabled else 0),
+        "[homes] businesses must be 0 to the number of homes without PV (and off the hill)",
+    )
+
+
 def _check(s: Scenario) -> None:
     src = s.source
-    checks = [
-        (1 <= s.simulation.intervals <= MAX_INTERVALS, INTERVALS_RANGE),
-        (area_problem(s.simulation.area) is None, f"[simulation] area: {area_problem(s.simulation.area)}"),
-        (MIN_HOMES <= s.homes.count <= MAX_HOMES, HOMES_RANGE),
-        (0 <= s.homes.pv_share <= 1 and 0 <= s.homes.battery_share <= 1, "[homes] shares must be 0 to 1"),
-        (1 <= s.network.nodes <= 16, "[network] nodes must be 1 to 16"),
-        (
-            s.network.tick_s > 0 and s.network.hashes_per_tick > 0,
-            "[network] tick_s and hashes_per_tick must be positive",
-        ),
-        (s.chain.block_interval_s >= 1, "[chain] block_interval_s must be at least 1"),
-        (
-            s.currency.name.isalpha() and 1 <= len(s.currency.name) <= 8 and s.currency.per_gnc > 0,
-            "[currency] name must be 1 to 8 letters (e.g. GBP) and per_gnc above 0",
-        ),
-        (s.chain.market in ("offchain", "onchain"), '[chain] market must be "offchain" or "onchain"'),
-        (s.chain.consensus in ("pow", "poa"), '[chain] consensus must be "pow" or "poa"'),
-        (
-            s.chain.pricing in ("uniform", "pay_as_offered"),
-            '[chain] pricing must be "uniform" or "pay_as_offered"',
-        ),
-        (
-            0 < s.chain.auction_close_s < 600,
-            "[chain] auction_close_s must be above 0 and below 600 (orders go out 15 minutes ahead)",
-        ),
-        (
-            1 <= len(s.line_owners) <= s.homes.count,
-            "at least 1 line owner and at most one per home ([homes] count)",
-        ),
-        (
-            0 < gnc(s.dso.buy_price) < gnc(s.dso.sell_price),
-            f"[dso] buy_price must be positive and below sell_price {IN_UNITS}",
-        ),
-        (gnc(s.dso.imbalance_price) > 0, f"[dso] imbalance_price must be positive {IN_UNITS}"),
-        (
-            s.dso.balancing_kwh > 0 and s.dso.balancing_every >= 1 and s.dso.command_hold >= 1,
-            "[dso] balancing_kwh must be positive, balancing_every and command_hold at least 1",
-        ),
-        (
-            s.dso.curtail_limit_w >= 0 and s.dso.import_limit_w >= 0,
-            "[dso] curtail_limit_w and import_limit_w must be 0 or more",
-        ),
-        (0 <= s.dso.override_share <= 1, "[dso] override_share must be 0 to 1"),
-        (
-            0 <= s.homes.forecast_error <= 1 and 0 <= s.homes.ack_own_meter_share <= 1,
-            "[homes] forecast_error and ack_own_meter_share must be 0 to 1",
-        ),
-        (s.government.subsidy >= 0, "[government] subsidy must be 0 or more"),
-        (
-            s.homes.battery_buy_below <= s.homes.battery_sell_above,
-            "[homes] battery_buy_below must be at most battery_sell_above",
-        ),
-        (s.telemetry.kind in ("memory", "mqtt"), '[telemetry] kind must be "memory" or "mqtt"'),
-        (
-            0 <= s.security.flagged_meters <= s.homes.count,
-            "[security] flagged_meters must be 0 to [homes] count",
-        ),
-        (0 <= s.security.trusting_share <= 1, "[security] trusting_share must be 0 to 1"),
-        (
-            not s.relay.enabled
-            or 0 <= s.relay.hill_homes <= s.homes.count - round(s.homes.count * s.homes.pv_share),
-            "[relay] hill_homes must be 0 to the number of homes without PV (or [relay] enabled = false)",
-        ),
-        (
-            0 <= s.relay.payrate <= 1 and s.relay.carrier_stop_s > 0,
-            "[relay] payrate 0..1, carrier_stop_s > 0",
-        ),
-        (
-            gnc(s.relay.pool_gnc) >= pool_length(s.simulation.intervals),
-            "[relay] pool_gnc is too small: each of the pool's hashes must be worth a base unit",
-        ),
-        ((60 / s.network.tick_s).is_integer(), "[network] tick_s must divide 60"),
-        (
-            -90 <= s.site.latitude <= 90 and -180 <= s.site.longitude <= 180,
-            "[site] latitude -90..90, longitude -180..180",
-        ),
-        (s.weather.sky in ("clear", "clouds", "file"), '[weather] sky must be "clear", "clouds" or "file"'),
-        (0 <= s.weather.cloudiness <= 1, "[weather] cloudiness must be 0 to 1"),
-        (
-            s.weather.sky != "file" or bool(s.weather.weather_file),
-            '[weather] sky = "file" needs weather_file',
-        ),
-        (
-            0 <= s.homes.pv_tilt_deg <= 90 and 0 <= s.homes.pv_azimuth_deg < 360,
-            "[homes] pv_tilt_deg 0..90, pv_azimuth_deg 0..359",
-        ),
-        (0 <= s.homes.pv_losses_percent < 100, "[homes] pv_losses_percent must be 0 to 99"),
-        (
-            s.homes.annual_kwh[0] > 0 and s.homes.business_kwh > 0,
-            "[homes] annual_kwh and business_kwh must be positive",
-        ),
-        (s.homes.load_variation >= 0, "[homes] load_variation must be 0 or more"),
-        (
-            s.grid.mv_kv > 0.4 and s.grid.spacing_m > 0,
-            "[grid] mv_kv must exceed 0.4 and spacing_m be positive",
-        ),
-        (
-            s.grid.max_loading_percent > 0 and 0 < s.grid.v_min_pu < 1 < s.grid.v_max_pu,
-            "[grid] max_loading_percent must be positive and v_min_pu < 1 < v_max_pu",
-        ),
-        (
-            s.homes.load_profile in PROFILES and s.homes.business_profile in PROFILES,
-            f"[homes] load_profile and business_profile must be one of {', '.join(PROFILES)}",
-        ),
-        (_known_zone(s.site.timezone), '[site] timezone must be an IANA name such as "Europe/Berlin"'),
-        (
-            s.homes.battery_kw >= 0 and 0 < s.homes.battery_efficiency <= 1,
-            "[homes] battery_kw must be 0 or more, battery_efficiency above 0 and at most 1",
-        ),
-        (
-            0
-            <= s.homes.businesses
-            <= s.homes.count
-            - round(s.homes.count * s.homes.pv_share)
-            - (s.relay.hill_homes if s.relay.enabled else 0),
-            "[homes] businesses must be 0 to the number of homes without PV (and off the hill)",
-        ),
-    ]
-    checks.extend(_bounds(s))
-    for ok, message in checks:
+    for ok, message in itertools.chain(_checks(s), _bounds(s)):
         if not ok:
             raise ConfigError(f"{src}: {message}")
     start = s.start_ms
@@ -587,77 +592,75 @@ MAX_PRICE: Final = 1_000.0
 """The highest price or fee a scenario takes [GNC/kWh]."""
 
 
-def _bounds(s: Scenario) -> list[tuple[bool, str]]:
+def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
     """The upper (and missing lower) bounds of the scenario's numbers: beyond them a run
-    would overflow the ledger's integers, never end, or model nothing physical."""
+    would overflow the ledger's integers, never end, or model nothing physical (checked after
+    ``_checks``, lazily as they are)."""
     h, d, n, c = s.homes, s.dso, s.network, s.chain
     prices = (d.buy_price, d.sell_price, d.imbalance_price, s.government.subsidy, *h.buy_cap, *h.sell_floor)
     names = [o.name for o in s.line_owners]
-    return [
-        (
-            1 <= len(s.simulation.name) <= 64 and s.simulation.name.isprintable(),
-            "[simulation] name must be 1 to 64 printable characters",
-        ),
-        (0 <= s.simulation.seed < 2**63, "[simulation] seed must be 0 to 2**63 - 1"),
-        (
-            1 <= c.difficulty_bits <= 32 and 1 <= c.identity_difficulty_bits <= 32,
-            "[chain] difficulty_bits and identity_difficulty_bits must be 1 to 32",
-        ),
-        (c.block_interval_s <= 86_400, "[chain] block_interval_s must be at most 86400 (a day)"),
-        (1 <= c.dispute_window_blocks <= 1_000, "[chain] dispute_window_blocks must be 1 to 1000"),
-        (
-            0 <= n.latency_ms <= 60_000 and 0 <= n.jitter_ms <= 60_000,
-            "[network] latency_ms and jitter_ms must be 0 to 60000",
-        ),
-        (0.5 <= n.tick_s <= 60, "[network] tick_s must be 0.5 to 60"),
-        (n.hashes_per_tick <= 1_000_000, "[network] hashes_per_tick must be at most 1,000,000"),
-        (
-            h.pv_kw[0] >= 0 and h.pv_kw[1] <= 1_000,
-            "[homes] pv_kw must be within 0 to 1000 (kWp per home)",
-        ),
-        (
-            h.battery_kwh[0] > 0 and h.battery_kwh[1] <= 10_000 and h.battery_kw <= 10_000,
-            "[homes] battery_kwh must be within 0 (not included) to 10000 and battery_kw at most 10000",
-        ),
-        (
-            h.annual_kwh[1] <= 1_000_000 and h.business_kwh <= 100_000_000,
-            "[homes] annual_kwh must be at most 1,000,000 and business_kwh at most 100,000,000",
-        ),
-        (h.load_variation <= 1, "[homes] load_variation must be 0 to 1"),
-        (
-            0 <= h.battery_buy_below <= 100 and 0 <= h.battery_sell_above <= 100,
-            "[homes] battery_buy_below and battery_sell_above must be 0 to 100 (% charged)",
-        ),
-        (
-            all(0 <= p <= MAX_PRICE for p in prices) and all(0 <= o.fee <= MAX_PRICE for o in s.line_owners),
-            f"prices, fees and the subsidy must be 0 to {MAX_PRICE:,.0f} GNC/kWh",
-        ),
-        (
-            all(0 <= g <= MAX_GNC for g in (h.start_gnc, d.start_gnc, s.government.start_gnc)),
-            f"[homes], [dso] and [government] start_gnc must be 0 to {MAX_GNC:,}",
-        ),
-        (d.balancing_kwh <= 1_000_000, "[dso] balancing_kwh must be at most 1,000,000"),
-        (
-            all(1 <= len(name) <= 64 and name.isprintable() for name in names)
-            and len(set(names)) == len(names),
-            "each line owner needs a name of its own, 1 to 64 printable characters",
-        ),
-        (
-            s.security.flagged_meters <= round(h.count * h.pv_share),
-            "[security] flagged_meters must be at most the number of PV homes",
-        ),
-        (
-            s.relay.carrier_stop_s <= 3_600 and s.relay.pool_gnc <= 1_000,
-            "[relay] carrier_stop_s must be at most 3600 and pool_gnc at most 1000",
-        ),
-        (0 < s.currency.per_gnc <= 1e9, "[currency] per_gnc must be above 0 and at most 1e9"),
-        (-60 <= s.weather.temp_air_c <= 60, "[weather] temp_air_c must be -60 to 60"),
-        (-500 <= s.site.altitude_m <= 9_000, "[site] altitude_m must be -500 to 9000"),
-        (
-            s.grid.mv_kv <= 400 and s.grid.spacing_m <= 10_000,
-            "[grid] mv_kv must be at most 400 and spacing_m at most 10000",
-        ),
-    ]
+    yield (
+        1 <= len(s.simulation.name) <= 64 and s.simulation.name.isprintable(),
+        "[simulation] name must be 1 to 64 printable characters",
+    )
+    yield (0 <= s.simulation.seed < 2**63, "[simulation] seed must be 0 to 2**63 - 1")
+    yield (
+        1 <= c.difficulty_bits <= 32 and 1 <= c.identity_difficulty_bits <= 32,
+        "[chain] difficulty_bits and identity_difficulty_bits must be 1 to 32",
+    )
+    yield (c.block_interval_s <= 86_400, "[chain] block_interval_s must be at most 86400 (a day)")
+    yield (1 <= c.dispute_window_blocks <= 1_000, "[chain] dispute_window_blocks must be 1 to 1000")
+    yield (
+        0 <= n.latency_ms <= 60_000 and 0 <= n.jitter_ms <= 60_000,
+        "[network] latency_ms and jitter_ms must be 0 to 60000",
+    )
+    yield (0.5 <= n.tick_s <= 60, "[network] tick_s must be 0.5 to 60")
+    yield (n.hashes_per_tick <= 1_000_000, "[network] hashes_per_tick must be at most 1,000,000")
+    yield (
+        h.pv_kw[0] >= 0 and h.pv_kw[1] <= 1_000,
+        "[homes] pv_kw must be within 0 to 1000 (kWp per home)",
+    )
+    yield (
+        h.battery_kwh[0] > 0 and h.battery_kwh[1] <= 10_000 and h.battery_kw <= 10_000,
+        "[homes] battery_kwh must be within 0 (not included) to 10000 and battery_kw at most 10000",
+    )
+    yield (
+        h.annual_kwh[1] <= 1_000_000 and h.business_kwh <= 100_000_000,
+        "[homes] annual_kwh must be at most 1,000,000 and business_kwh at most 100,000,000",
+    )
+    yield (h.load_variation <= 1, "[homes] load_variation must be 0 to 1")
+    yield (
+        0 <= h.battery_buy_below <= 100 and 0 <= h.battery_sell_above <= 100,
+        "[homes] battery_buy_below and battery_sell_above must be 0 to 100 (% charged)",
+    )
+    yield (
+        all(0 <= p <= MAX_PRICE for p in prices) and all(0 <= o.fee <= MAX_PRICE for o in s.line_owners),
+        f"prices, fees and the subsidy must be 0 to {MAX_PRICE:,.0f} GNC/kWh",
+    )
+    yield (
+        all(0 <= g <= MAX_GNC for g in (h.start_gnc, d.start_gnc, s.government.start_gnc)),
+        f"[homes], [dso] and [government] start_gnc must be 0 to {MAX_GNC:,}",
+    )
+    yield (d.balancing_kwh <= 1_000_000, "[dso] balancing_kwh must be at most 1,000,000")
+    yield (
+        all(1 <= len(name) <= 64 and name.isprintable() for name in names) and len(set(names)) == len(names),
+        "each line owner needs a name of its own, 1 to 64 printable characters",
+    )
+    yield (
+        s.security.flagged_meters <= round(h.count * h.pv_share),
+        "[security] flagged_meters must be at most the number of PV homes",
+    )
+    yield (
+        s.relay.carrier_stop_s <= 3_600 and s.relay.pool_gnc <= 1_000,
+        "[relay] carrier_stop_s must be at most 3600 and pool_gnc at most 1000",
+    )
+    yield (0 < s.currency.per_gnc <= 1e9, "[currency] per_gnc must be above 0 and at most 1e9")
+    yield (-60 <= s.weather.temp_air_c <= 60, "[weather] temp_air_c must be -60 to 60")
+    yield (-500 <= s.site.altitude_m <= 9_000, "[site] altitude_m must be -500 to 9000")
+    yield (
+        s.grid.mv_kv <= 400 and s.grid.spacing_m <= 10_000,
+        "[grid] mv_kv must be at most 400 and spacing_m at most 10000",
+    )
 
 
 def _known_zone(name: str) -> bool:
