@@ -230,7 +230,7 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         "[homes]\ndaily_kwh = [6, 14]\n": "[homes]: unknown key(s) ['daily_kwh']",
         "[grid]\nv_max_pu = 0.95\n": "v_min_pu < 1 < v_max_pu",
         "[homes]\nload_profile = 'x9'\n": "[homes] load_profile and business_profile must be one of h0_dyn",
-        "[site]\ntimezone = 'Mars/Olympus'\n": "[site] timezone must be an IANA name",
+        "[site]\ntimezone = 'Mars/Olympus'\n": "[site] timezone is not a known time zone",
         "[dso]\nbuy_price = 0.5\nsell_price = 0.3\n": "buy_price must be positive and below sell_price",
         "[simulation]\nstart = 'noon'\n": "[simulation] start",
         "[[line_owner]]\nname = 'x'\n": "needs 'name' and 'fee'",
@@ -288,6 +288,19 @@ def test_each_check_runs_only_once_the_checks_before_it_passed(tmp_path: Path, t
     with pytest.raises(ConfigError) as info:
         load_scenario(bad)
     assert str(info.value) == f"{bad}: [network] tick_s and hashes_per_tick must be positive"
+
+
+@pytest.mark.parametrize("zone", ["America", "a" * 5000])
+def test_a_time_zone_that_is_no_file_of_tzdata_is_unknown(tmp_path: Path, zone: str) -> None:
+    """'America' is a directory of tzdata and 5,000 characters too long a file name: both were
+    an OSError ('error: Is a directory: .../tzdata/zoneinfo/America')."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f"[site]\ntimezone = '{zone}'\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert str(info.value) == (
+        f'{bad}: [site] timezone is not a known time zone: it must be an IANA name such as "Europe/Berlin"'
+    )
 
 
 def test_money_is_checked_in_the_base_units_a_run_uses() -> None:

@@ -91,5 +91,7 @@ def test_bad_profiles_and_places_are_one_clear_error() -> None:
         demand(Consumer(1_000, "x0"), day_ms("2026-06-21"), 4, "UTC")
     with pytest.raises(ConfigError, match="time zone 'Mars/Olympus' is unknown"):
         demand(Consumer(1_000), day_ms("2026-06-21"), 4, "Mars/Olympus")
+    with pytest.raises(ConfigError, match="time zone 'America' is unknown"):  # (a directory: OSError)
+        demand(Consumer(1_000), day_ms("2026-06-21"), 4, "America")
     with pytest.raises(ConfigError, match="must not be negative"):
         demand(Consumer(-1), day_ms("2026-06-21"), 4, "UTC")

@@ -504,7 +504,10 @@ def _checks(s: Scenario) -> Iterator[tuple[bool, str]]:
         s.homes.load_profile in PROFILES and s.homes.business_profile in PROFILES,
         f"[homes] load_profile and business_profile must be one of {', '.join(PROFILES)}",
     )
-    yield (_known_zone(s.site.timezone), '[site] timezone must be an IANA name such as "Europe/Berlin"')
+    yield (
+        _known_zone(s.site.timezone),
+        '[site] timezone is not a known time zone: it must be an IANA name such as "Europe/Berlin"',
+    )
     yield (
         s.homes.battery_kw >= 0 and 0 < s.homes.battery_efficiency <= 1,
         "[homes] battery_kw must be 0 or more, battery_efficiency above 0 and at most 1",
@@ -664,9 +667,11 @@ def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
 
 
 def _known_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone (an OSError too says it is not: "America" is a directory
+    of tzdata, a name of 5,000 characters too long for a file's)."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 

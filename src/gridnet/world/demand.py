@@ -69,7 +69,7 @@ def local_starts(start_ms: int, intervals: int, timezone: str) -> list[tuple[int
 
     try:
         zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # ("America" is a directory of tzdata)
         raise ConfigError(
             f"time zone {timezone!r} is unknown (an IANA name such as 'Europe/Berlin')"
         ) from None
