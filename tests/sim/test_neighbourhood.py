@@ -303,6 +303,24 @@ def test_a_time_zone_that_is_no_file_of_tzdata_is_unknown(tmp_path: Path, zone: 
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[weather]\nsky = "file"\nweather_file = "a\\u0000b"\n', "[weather] weather_file"),
+        ('[weather]\nsky = "clear"\nweather_file = "a\\u0000b"\n', "[weather] weather_file"),
+        ('[policies]\nhome-1 = "a\\u0000b"\n', "[policies] home-1"),
+    ],
+)
+def test_a_file_name_with_a_nul_character_is_refused_by_its_key(tmp_path: Path, text: str, key: str) -> None:
+    """No file's name holds a NUL: the weather file's was a ValueError ('embedded null byte')
+    as the file loaded, a policy file's one as the run built its homes."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert str(info.value) == f"{bad}: {key}: 'a\\x00b' is not a file's path: it holds a NUL character"
+
+
 def test_money_is_checked_in_the_base_units_a_run_uses() -> None:
     """A run turns GNC into whole base units (digits beyond the 8th decimal are dropped): the
     prices' checks compare those, not the decimals written (1e-9 and 2e-9 are both 0 units,

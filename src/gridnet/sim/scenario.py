@@ -551,10 +551,23 @@ def _check(s: Scenario) -> None:
     _check_files(s)
 
 
+def _named_files(s: Scenario) -> dict[str, str]:
+    """The files the scenario names, by key (``[weather] weather_file``, ``[policies] HOME``)."""
+    named = {"[weather] weather_file": s.weather.weather_file} if s.weather.weather_file else {}
+    named.update({f"[policies] {home}": name for home, name in s.policies.items()})
+    return named
+
+
 def _check_files(s: Scenario) -> None:
-    """What the scenario names outside itself: the weather file (read now, with the records
-    of every hour of the run) and pandapower's standard types (``[grid]``), checked last: they
-    load pvlib and pandapower, which the run loads anyway."""
+    """What the scenario names outside itself: every file's name (each resolved as the run
+    will), the weather file (read now, with the records of every hour of the run) and
+    pandapower's standard types (``[grid]``), checked last: they load pvlib and pandapower,
+    which the run loads anyway."""
+    for key, name in _named_files(s).items():
+        try:
+            data_path(s.source, name)
+        except ConfigError as exc:
+            raise ConfigError(f"{s.source}: {key}: {exc}") from None
     if s.weather.sky == "file":
         start = interval_start(interval_of(s.start_ms))
         try:
@@ -682,7 +695,10 @@ def pool_length(intervals: int) -> int:
 
 
 def data_path(source: str, name: str) -> Path:
-    """A file a scenario names, relative to the scenario file."""
+    """A file a scenario names, relative to the scenario file; a ConfigError for a name no
+    file has (a NUL character: Python's file functions raise ValueError on it)."""
+    if "\0" in name:
+        raise ConfigError(f"{name!r} is not a file's path: it holds a NUL character")
     path = Path(name)
     if not path.is_absolute() and source != "defaults":
         path = Path(source).parent / path
