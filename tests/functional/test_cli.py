@@ -479,7 +479,8 @@ def test_a_manufacturer_publishes_firmware_and_what_the_chain_refuses_is_one_lin
         )
     )
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
-    (tmp_path / "fw.bin").write_bytes(b"Acme M1 firmware 2.0")
+    image = b"Acme M1 firmware 2.0" * 160_000  # (3.2 MB: hashed in several chunks as it is read)
+    (tmp_path / "fw.bin").write_bytes(image)
     release = ("--vendor", "Acme", "--model", "M1", "--version", "2.0", "--image", "fw.bin")
     ok(gridnet("tx", "publish-firmware", *args, *release, cwd=tmp_path))
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
@@ -488,7 +489,7 @@ def test_a_manufacturer_publishes_firmware_and_what_the_chain_refuses_is_one_lin
         found = chain.view().get(RELEASES, release_key(address_from_text(funded.a), "Acme", "M1", "2.0"))
     finally:
         chain.close()
-    assert found is not None and found.image == firmware_image_hash(b"Acme M1 firmware 2.0")
+    assert found is not None and found.image == firmware_image_hash(image)
     again = one_line_error(gridnet("tx", "publish-firmware", *args, *release, cwd=tmp_path))
     assert "FirmwareReleaseExists" in again or "already published" in again, again
     # The default genesis names no advisory authority: the advisory role alone is not enough.
@@ -746,6 +747,42 @@ def test_sizes_beyond_what_a_run_or_a_transaction_takes_are_refused_at_once(
 ) -> None:
     line = one_line_error(gridnet(*args, cwd=tmp_path))
     assert f"Invalid value for '{args[2]}'" in line
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "too large"])
+def test_a_firmware_image_is_a_regular_file_of_at_most_256_mib(tmp_path: Path, kind: str) -> None:
+    """The image is hashed as it is read, from a regular file only: --image /dev/zero was read
+    whole into memory (4 GB in 4 s, then more), a FIFO waited for ever, and any size was read."""
+    if kind == "fifo":
+        image = tmp_path / "fw.fifo"
+        os.mkfifo(image)
+        expected = f"error: --image {image} is not a regular file; give the firmware image's file"
+    elif kind == "device":
+        image = Path("/dev/null")  # (as /dev/zero, which without the check fills the memory)
+        expected = "error: --image /dev/null is not a regular file; give the firmware image's file"
+    else:
+        image = tmp_path / "fw.bin"
+        with image.open("wb") as sparse:
+            sparse.truncate(256 * 1024 * 1024 + 1)
+        expected = (
+            f"error: --image {image} has 268,435,457 bytes: "
+            "a firmware image has at most 268,435,456 (256 MiB)"
+        )
+    release = ("--vendor", "Acme", "--model", "M1", "--version", "2.0", "--image", image)
+    line = one_line_error(
+        gridnet(
+            "tx",
+            "publish-firmware",
+            *release,
+            "--key",
+            "none.key",
+            "--data-dir",
+            "D",
+            cwd=tmp_path,
+            timeout=30,
+        )
+    )
+    assert line == expected
 
 
 ORDER = ("--meter", "x", "--area", "north", "--wh", "1", "--price", "1")

@@ -8,10 +8,12 @@ transactions), so a transaction that cannot be mined is refused with its rule at
 from __future__ import annotations
 
 import inspect
+import os
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 import typer
@@ -70,7 +72,7 @@ from gridnet.ledger.txs.validators import Approval, ChangeValidators, ReportVali
 from gridnet.ledger.wallet import submit
 from gridnet.market.orders import Side
 from gridnet.market.policy import parse_price
-from gridnet.meter.status import firmware_image_hash
+from gridnet.meter.status import firmware_image_hash_of_chunks
 from gridnet.node.client import AccountAnswer, NodeClient, ParamsAnswer, TxLookupAnswer, expect, why_lost
 from gridnet.security.roles import Role
 from gridnet.units import INTERVAL_MS, interval_of
@@ -285,11 +287,44 @@ def tx_publish_firmware(
     image: Annotated[Path, typer.Option("--image", help="The image file (its hash goes on chain).")],
 ) -> Build:
     """As a manufacturer: publish a firmware release (a meter's status may then name it)."""
+    return _constant(PublishFirmware(vendor, model, version, _image_hash(image)))
+
+
+MAX_IMAGE_BYTES: Final = 256 * 1024 * 1024
+"""The largest firmware image ``publish-firmware`` hashes (256 MiB; a meter's is a few MiB)."""
+IMAGE_CHUNK_BYTES: Final = 1024 * 1024
+
+
+def _image_hash(image: Path) -> bytes:
+    """The release hash of the image file, hashed as it is read: a regular file of at most
+    ``MAX_IMAGE_BYTES`` (a device such as /dev/zero, or a FIFO, would never end: it was read
+    whole into memory)."""
     try:
-        digest = firmware_image_hash(image.read_bytes())
+        # O_NONBLOCK: opening a FIFO waits for a writer without it (a regular file ignores it).
+        fd = os.open(image, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            found = os.fstat(file.fileno())
+            if not stat.S_ISREG(found.st_mode):
+                raise ConfigError(f"--image {image} is not a regular file; give the firmware image's file")
+            if found.st_size > MAX_IMAGE_BYTES:
+                raise ConfigError(
+                    f"--image {image} has {found.st_size:,} bytes: a firmware image has at most "
+                    f"{MAX_IMAGE_BYTES:,} (256 MiB)"
+                )
+
+            def chunks() -> Iterator[bytes]:
+                read = 0
+                while chunk := file.read(IMAGE_CHUNK_BYTES):
+                    read += len(chunk)
+                    if read > MAX_IMAGE_BYTES:  # (it grew while being read)
+                        raise ConfigError(
+                            f"--image {image} grew beyond {MAX_IMAGE_BYTES:,} bytes as it was read"
+                        )
+                    yield chunk
+
+            return firmware_image_hash_of_chunks(chunks())
     except OSError as exc:
         raise ConfigError(f"--image {image}: cannot read it ({exc.strerror or exc})") from None
-    return _constant(PublishFirmware(vendor, model, version, digest))
 
 
 Affected = Annotated[str, typer.Option("--affected", help="Comma-separated firmware versions it covers.")]

@@ -8,6 +8,7 @@ are SHA-256 (``sha256_hex``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Final
 
 from gridnet.units import ADDRESS_BYTES, HASH_BYTES, Hash32
@@ -78,6 +79,18 @@ def hash32(data: bytes, person: bytes = P_GENERIC) -> Hash32:
     if empty is None:
         empty = _BY_PERSON.setdefault(person, _empty(person))
     return _digest(empty, data)
+
+
+def hash32_chunks(chunks: Iterable[bytes], person: bytes = P_GENERIC) -> Hash32:
+    """``hash32`` of the chunks' concatenation, hashed as they come: a file read piece by
+    piece is never held whole."""
+    empty = _BY_PERSON.get(person)
+    if empty is None:
+        empty = _BY_PERSON.setdefault(person, _empty(person))
+    h = empty.copy()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.digest()
 
 
 def address_digest(public_key: bytes) -> bytes:

@@ -8,7 +8,9 @@ the chain's view of the meter back).
 
 from __future__ import annotations
 
-from gridnet.crypto.hashing import P_FIRMWARE, hash32
+from collections.abc import Iterable
+
+from gridnet.crypto.hashing import P_FIRMWARE, hash32, hash32_chunks
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U63, AddressBytes, HashBytes, SignatureBytes, Wire, encode
 from gridnet.meter.certificate import Label
@@ -48,3 +50,8 @@ def is_status_signed_by(signed: SignedMeterStatus, meter_key: PublicKey) -> bool
 def firmware_image_hash(image: bytes) -> bytes:
     """The hash a release publishes for its image bytes (and a meter reports installing it)."""
     return hash32(image, P_FIRMWARE)
+
+
+def firmware_image_hash_of_chunks(chunks: Iterable[bytes]) -> bytes:
+    """``firmware_image_hash`` of an image read piece by piece (a file, never held whole)."""
+    return hash32_chunks(chunks, P_FIRMWARE)
