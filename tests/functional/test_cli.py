@@ -785,6 +785,53 @@ def test_a_firmware_image_is_a_regular_file_of_at_most_256_mib(tmp_path: Path, k
     assert line == expected
 
 
+KEY_A, KEY_B = "ab" * 32, "cd" * 32
+VOTES_HELP = "give a 32-byte public key in hex, optionally :VOTES (1 to 2,147,483,647)"
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        ((f"{KEY_A}:99999999999999999999999",), f"--member '{KEY_A}:99999999999999999999999': {VOTES_HELP}"),
+        ((f"{KEY_A}:2147483648",), f"--member '{KEY_A}:2147483648': {VOTES_HELP}"),
+        (
+            (KEY_A, f"{KEY_A}:2"),
+            f"--member {KEY_A} is given twice; give each member once, with its whole vote weight",
+        ),
+        (
+            (f"{KEY_A}:2147483647", KEY_B),
+            "--member: the members' votes come to 2,147,483,648; a validator set's are fewer than "
+            "2,147,483,648 together",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["approve-validators", "change-validators"])
+def test_a_validator_set_the_ledger_would_refuse_is_refused_by_its_option(
+    tmp_path: Path, command: str, members: tuple[str, ...], expected: str
+) -> None:
+    """The ledger's own bounds (votes 1 to 2^31 - 1, fewer than 2^31 together, each key once),
+    before anything is read or signed: a weight past 2^64 was an OverflowError, and a key given
+    twice was signed as an approval."""
+    given = [arg for m in members for arg in ("--member", m)]
+    approval = ("--approval", f"{KEY_A}:{'00' * 64}") if command == "change-validators" else ()
+    line = one_line_error(
+        gridnet(
+            "tx",
+            command,
+            "--key",
+            "none.key",
+            "--seq",
+            "1",
+            *given,
+            *approval,
+            "--data-dir",
+            "D",
+            cwd=tmp_path,
+        )
+    )
+    assert line == f"error: {expected}"
+
+
 ORDER = ("--meter", "x", "--area", "north", "--wh", "1", "--price", "1")
 
 

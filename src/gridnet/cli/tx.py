@@ -38,7 +38,14 @@ from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.genesis import chain_id_of
-from gridnet.ledger.params import ChainParams, Validator, parse_time_ms, severity_code
+from gridnet.ledger.params import (
+    MAX_TOTAL_VOTES,
+    MAX_VALIDATORS,
+    ChainParams,
+    Validator,
+    parse_time_ms,
+    severity_code,
+)
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
 from gridnet.ledger.txs.advisory import PublishAdvisory
@@ -392,20 +399,45 @@ SetSeq = Annotated[
 
 
 def _members(texts: list[str]) -> tuple[Validator, ...]:
-    members = []
+    """The ``--member KEY[:VOTES]`` options as a validator set, refused as the ledger would
+    refuse it (``validate_change_validators``) but by the option: each key once, at most
+    ``MAX_VALIDATORS`` members, each with at least 1 vote and all together fewer than
+    ``MAX_TOTAL_VOTES`` (a vote weight past 2^64 was an OverflowError, a key given twice was
+    signed)."""
+    members: dict[bytes, Validator] = {}
     for text in texts:
         key_hex, _, votes = text.partition(":")
         try:
             key = bytes.fromhex(key_hex)
-            weight = int(votes) if votes else 1
         except ValueError:
-            key, weight = b"", 0
-        if len(key) != 32 or weight < 1:
+            key = b""
+        if not votes:
+            weight = 1
+        elif votes.isascii() and votes.isdigit() and len(votes) <= 20:
+            weight = int(votes)
+        else:
+            weight = 0
+        if len(key) != 32 or not 1 <= weight < MAX_TOTAL_VOTES:
             raise ConfigError(
-                f"--member {text!r}: give a 32-byte public key in hex, optionally :VOTES (at least 1)"
+                f"--member {text!r}: give a 32-byte public key in hex, optionally :VOTES "
+                f"(1 to {MAX_TOTAL_VOTES - 1:,})"
             )
-        members.append(Validator(key, weight))
-    return tuple(sorted(members, key=lambda m: m.key))
+        if key in members:
+            raise ConfigError(
+                f"--member {key.hex()} is given twice; give each member once, with its whole vote weight"
+            )
+        members[key] = Validator(key, weight)
+    if len(members) > MAX_VALIDATORS:
+        raise ConfigError(
+            f"--member is given {len(members)} times: a validator set has at most {MAX_VALIDATORS}"
+        )
+    total = sum(m.votes for m in members.values())
+    if total >= MAX_TOTAL_VOTES:
+        raise ConfigError(
+            f"--member: the members' votes come to {total:,}; a validator set's are fewer than "
+            f"{MAX_TOTAL_VOTES:,} together"
+        )
+    return tuple(sorted(members.values(), key=lambda m: m.key))
 
 
 @tx_command("change-validators")
@@ -440,6 +472,7 @@ def approve_validators(
 ) -> None:
     """As a validator: sign your approval of a new validator set and print it (KEY:SIGNATURE,
     for 'gridnet tx change-validators --approval'); nothing is sent."""
+    members = _members(member)
     client = connect(node, data_dir)
     if client is not None:
         try:
@@ -457,7 +490,7 @@ def approve_validators(
     else:
         raise ConfigError("say which chain: --node URL or --data-dir DIR")
     signer = load_key(key, passphrase_file)
-    signed = approve(signer, chain_id, seq, _members(member))
+    signed = approve(signer, chain_id, seq, members)
     console.print(f"{signed.key.hex()}:{signed.signature.hex()}")
 
 
