@@ -373,6 +373,7 @@ def test_a_consortium_and_its_records_are_queryable(h: Helios, tmp_path: Path) -
     from fastapi.testclient import TestClient
 
     from gridnet.node.api import create_app
+    from gridnet.node.client import AggregatorsAnswer, TradeRecordAnswer, expect
     from gridnet.node.node import Node
 
     i = START + 1
@@ -387,6 +388,9 @@ def test_a_consortium_and_its_records_are_queryable(h: Helios, tmp_path: Path) -
         trade = client.get(f"/trade-records/{tid}").json()
         assert (trade["aer_wh"], trade["aeg_wh"], trade["et"]) == (100, 80, 80_800)
         assert trade["dss"] == payload.dss.hex() and trade["dsp"] == payload.dsp.hex()
+        # What `chain aggregators --node` takes as a node's answers (else "is it a GRIDNET node?"):
+        expect(body, AggregatorsAnswer, "aggregators")
+        expect(trade, TradeRecordAnswer, "trade record")
         assert client.get("/aggregators/nobody").status_code == 404
         assert client.get(f"/trade-records/{'00' * 32}").json()["code"] == "NotFound"
         assert client.get("/trade-records/zz").json()["code"] == "BadRequest"

@@ -221,6 +221,7 @@ def test_a_bank_and_a_borrower_are_queryable(h: Helios, tmp_path: Path) -> None:
 
     from gridnet.crypto.address import address_to_text
     from gridnet.node.api import create_app
+    from gridnet.node.client import BorrowerAnswer, CreditBankAnswer, expect
     from gridnet.node.node import Node
 
     h.mine(h.tx(OWNER, RequestLoan(BANK, 4_000)))
@@ -230,6 +231,9 @@ def test_a_bank_and_a_borrower_are_queryable(h: Helios, tmp_path: Path) -> None:
         assert (body["capital"], body["lent"], body["loans"]) == (996_000, 4_000, 1)
         assert body["criteria"]["installments"] == 2 and body["credit_value"] == 10
         assert body["loan"]["outstanding"] == 4_400 and body["loan"]["status"] == "open"
+        # What `chain credit-bank --node` takes as a node's answer (else "is it a GRIDNET node?"):
+        expect(body, BorrowerAnswer, "borrower")
+        expect(client.get("/credit-banks/Commons").json(), CreditBankAnswer, "bank")
         missing = client.get("/credit-banks/nowhere")
         assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
     h.chain.close()

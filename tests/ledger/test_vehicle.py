@@ -416,6 +416,7 @@ def test_a_hotspot_and_its_deals_are_queryable(h: Helios, tmp_path: Path) -> Non
     from fastapi.testclient import TestClient
 
     from gridnet.node.api import create_app
+    from gridnet.node.client import EvDealAnswer, HotspotAnswer, expect
     from gridnet.node.node import Node
 
     t = terms()
@@ -431,6 +432,9 @@ def test_a_hotspot_and_its_deals_are_queryable(h: Helios, tmp_path: Path) -> Non
         assert (deal["status"], deal["energy_charged_wh"], deal["broken_by"]) == ("settled", 4_000, "seller")
         record = h.chain.view().get(EV_DEALS, deal_id(t))
         assert record is not None and deal["station_signature"] == record.station_signature.hex()
+        # What `chain ev --node` takes as a node's answers (else "is it a GRIDNET node?"):
+        expect(body, HotspotAnswer, "hotspot")
+        expect(deal, EvDealAnswer, "deal")
         assert client.get("/ev-hotspots/nowhere").status_code == 404
         assert client.get(f"/ev-deals/{'00' * 32}").json()["code"] == "NotFound"
         assert client.get("/ev-deals/zz").json()["code"] == "BadRequest"

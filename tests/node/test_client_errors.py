@@ -101,3 +101,31 @@ def test_a_server_that_never_answers_is_waited_for_once() -> None:
     assert len(accepted) == 1
     for conn in accepted:
         conn.close()
+
+
+CHAIN_READERS = [
+    ("chain", "show"),
+    ("chain", "account", "--address", "gns2xnk54lq6gwljdpkfgunbutpbf2nek2f5aueta"),
+    ("chain", "credits", "--controller", "Helios"),
+    ("chain", "aggregators", "--name", "Grid"),
+    ("chain", "aggregators", "--name", "Grid", "--tid", "ab" * 32),
+    ("chain", "ev", "--hotspot", "Depot"),
+    ("chain", "ev", "--hotspot", "Depot", "--deal", "ab" * 32),
+    ("chain", "credit-bank", "--name", "Commons"),
+    ("chain", "credit-bank", "--name", "Commons", "--borrower", "gns2xnk54lq6gwljdpkfgunbutpbf2nek2f5aueta"),
+]
+
+
+@pytest.mark.parametrize("args", CHAIN_READERS, ids=[" ".join(a[:2]) + f" {len(a)}" for a in CHAIN_READERS])
+def test_every_chain_reader_says_when_the_json_is_not_a_nodes(
+    web_server: tuple[str, list[bytes]], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """JSON of another kind (or of the right keys with the wrong types) is named as not a
+    node's: chain aggregators, ev and credit-bank took any JSON object and failed with
+    KeyError: 'aggregators' ('hotspot', 'bank') where the others said so."""
+    url, bodies = web_server
+    bodies[0] = b'{"a": 1, "aggregators": 1, "hotspot": 1, "bank": 1}'
+    result = gridnet(*args, "--node", url, "--json", cwd=tmp_path)
+    line = one_line_error(result)
+    assert "unexpected answer to GET /" in line and "(is it a GRIDNET node?)" in line, line
+    assert result.stdout == ""

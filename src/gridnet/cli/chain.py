@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.table import Table
 
@@ -43,7 +44,19 @@ from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
 from gridnet.ledger.txs.vehicle import deal_figures, hotspot_figures
 from gridnet.ledger.verify import verify_chain
 from gridnet.ledger.wallet import MinedBlock, mine_blocks
-from gridnet.node.client import AccountAnswer, CreditsAnswer, NodeClient, StatusAnswer, expect
+from gridnet.node.client import (
+    AccountAnswer,
+    AggregatorsAnswer,
+    BorrowerAnswer,
+    CreditBankAnswer,
+    CreditsAnswer,
+    EvDealAnswer,
+    HotspotAnswer,
+    NodeClient,
+    StatusAnswer,
+    TradeRecordAnswer,
+    expect,
+)
 from gridnet.node.config import CONFIG_NAME, config_template
 from gridnet.units import format_gnc
 
@@ -313,22 +326,28 @@ def chain_credits(
     console.print(line)
 
 
-Query = tuple[str, Callable[[StateView], dict[str, Any] | None], str]
-"""An API path, what reads the same figures from a chain's state (None: not there), and what to
-say when it is not there."""
+Query = tuple[str, type[msgspec.Struct], Callable[[StateView], dict[str, Any] | None], str]
+"""An API path, the answer it must be (what the command reads of it, ``node.client``), what reads
+the same figures from a chain's state (None: not there), and what to say when it is not there."""
 
 
 def _queries(node: str | None, data_dir: Path | None, queries: list[Query]) -> list[dict[str, Any]]:
-    """Each query's figures: from the node at ``node`` (its API), else from the chain in
-    ``data_dir`` (read only); one clear line when one is not there."""
+    """Each query's figures: from the node at ``node`` (its API; an answer that is not its kind
+    is refused as every ``--node`` reader refuses one, by ``expect``: "is it a GRIDNET node?"),
+    else from the chain in ``data_dir`` (read only); one clear line when one is not there."""
     if node is not None:
         client = require_node(node, data_dir)
-        return [expect(client.request("GET", path), dict, f"GET {path}") for path, _, _ in queries]
+        out = []
+        for path, kind, _, _ in queries:
+            answer = client.request("GET", path)
+            expect(answer, kind, f"GET {path}")  # (what is printed is the whole answer, a dict)
+            out.append(answer)
+        return out
     chain = Chain.open(_data_dir(data_dir), readonly=True)
     try:
         view = chain.view()
         out = []
-        for _, read, missing in queries:
+        for _, _, read, missing in queries:
             figures = read(view)
             if figures is None:
                 raise ConfigError(f"{missing} on the chain in {chain.store.data_dir}")
@@ -357,7 +376,14 @@ def chain_credit_bank(
     (figures,) = _queries(
         node,
         data_dir,
-        [(path, lambda view: bank_figures(view, name, addr), f"no credit bank named {name!r}")],
+        [
+            (
+                path,
+                CreditBankAnswer if addr is None else BorrowerAnswer,
+                lambda view: bank_figures(view, name, addr),
+                f"no credit bank named {name!r}",
+            )
+        ],
     )
     if as_json:
         print(json.dumps(figures))
@@ -395,6 +421,7 @@ def chain_aggregators(
     queries: list[Query] = [
         (
             f"/aggregators/{urllib.parse.quote(name, safe='')}",
+            AggregatorsAnswer,
             lambda view: aggregator_figures(view, name),
             f"no consortium of aggregators named {name!r}",
         )
@@ -404,6 +431,7 @@ def chain_aggregators(
         queries.append(
             (
                 f"/trade-records/{record.hex()}",
+                TradeRecordAnswer,
                 lambda view: record_figures(view, record),
                 f"no trade record {record.hex()[:16]}",
             )
@@ -452,6 +480,7 @@ def chain_ev(
     queries: list[Query] = [
         (
             f"/ev-hotspots/{urllib.parse.quote(hotspot, safe='')}",
+            HotspotAnswer,
             lambda view: hotspot_figures(view, hotspot),
             f"no charging hotspot named {hotspot!r}",
         )
@@ -459,7 +488,12 @@ def chain_ev(
     if key is not None:
         did = key
         queries.append(
-            (f"/ev-deals/{did.hex()}", lambda view: deal_figures(view, did), f"no deal {did.hex()[:16]}")
+            (
+                f"/ev-deals/{did.hex()}",
+                EvDealAnswer,
+                lambda view: deal_figures(view, did),
+                f"no deal {did.hex()[:16]}",
+            )
         )
     figures, *found = _queries(node, data_dir, queries)
     record = found[0] if found else None

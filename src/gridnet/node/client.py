@@ -119,6 +119,86 @@ class CreditsAnswer(msgspec.Struct):
     balance: int | None = None
 
 
+class AggregatorsAnswer(msgspec.Struct):
+    """``GET /aggregators/{name}``: what ``gridnet chain aggregators`` reads of it."""
+
+    aggregators: str
+    members: list[str]
+    majority: int
+    fee_bps: int
+    records: int
+    traded_wh: int
+    treasury: int
+
+
+class TradeRecordAnswer(msgspec.Struct):
+    """``GET /trade-records/{tid}``: what ``gridnet chain aggregators --tid`` reads of it."""
+
+    tid: str
+    mid: str
+    aer_wh: int
+    aeg_wh: int
+    et: int
+    tr_ms: int
+    tt_ms: int
+    seller: str
+    dss: str
+    dsp: str
+
+
+class HotspotAnswer(msgspec.Struct):
+    """``GET /ev-hotspots/{name}``: what ``gridnet chain ev`` reads of it."""
+
+    hotspot: str
+    fee: int
+    charging_discount: int
+    parking_discount: int
+    penalty_pct: int
+    deals: int
+    traded_wh: int
+    fees: int
+    penalties: int
+
+
+class EvDealAnswer(msgspec.Struct):
+    """``GET /ev-deals/{id}``: what ``gridnet chain ev --deal`` reads of it."""
+
+    deal: str
+    status: str
+    vehicle_meter: str
+    energy_charged_wh: int
+    energy_wh: int
+    price: int
+    broken_by: str
+    station_signature: str
+    processing_signature: str
+
+
+class LoanAnswer(msgspec.Struct):
+    status: str
+    outstanding: int
+
+
+class CreditBankAnswer(msgspec.Struct):
+    """``GET /credit-banks/{name}``: what ``gridnet chain credit-bank`` reads of it."""
+
+    bank: str
+    capital: int
+    loans: int
+    lent: int
+    repaid: int
+    defaults: int
+
+
+class BorrowerAnswer(CreditBankAnswer):
+    """``GET /credit-banks/{name}?borrower=ADDRESS``: with the borrower's figures."""
+
+    borrower: str
+    credit_value: int
+    loan_limit: int
+    loan: LoanAnswer | None
+
+
 class ParamsAnswer(msgspec.Struct):
     """``GET /params``."""
 
