@@ -785,6 +785,42 @@ def test_a_firmware_image_is_a_regular_file_of_at_most_256_mib(tmp_path: Path, k
     assert line == expected
 
 
+SPEED_ABOVE = "Invalid value for '--clock-speed': Input should be less than or equal to 10000"
+ORIGIN_ABOVE = "Invalid value for '--clock-origin': Input should be less than or equal to 253402300800000"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--clock-origin", "1", "--clock-speed", "inf"), SPEED_ABOVE),
+        (("--clock-origin", "1", "--clock-speed", "1e300", "--mine"), SPEED_ABOVE),
+        (("--clock-origin", "99999999999999999999999", "--mine"), ORIGIN_ABOVE),
+        (
+            ("--clock-origin", "-1"),
+            "Invalid value for '--clock-origin': Input should be greater than or equal to 0",
+        ),
+        (
+            ("--clock-origin", "1", "--clock-anchor", "99999999999999999999999"),
+            "Invalid value for '--clock-anchor': Input should be less than or equal to 253402300800000",
+        ),
+        (
+            ("--clock-origin", "0", "--clock-anchor", "253402300799999", "--clock-speed", "10000"),
+            "--clock-origin 0, --clock-anchor 253402300799999 and --clock-speed 10000 would have the clock "
+            "read -",
+        ),
+    ],
+)
+def test_a_node_clock_is_refused_at_once_unless_it_stays_within_the_ledger_for_centuries(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    """--clock-speed inf was an OverflowError; 1e300, or an origin past 2^63, started a node that
+    died in its first tick ('its tick failed with OverflowError'). Speeds up to 10,000 and times
+    up to the year 9999 keep the clock below 2^63 ms for some 29,000 years."""
+    line = one_line_error(gridnet("node", "--data-dir", "N", *args, cwd=tmp_path))
+    assert line.startswith(f"error: {expected}"), line
+    assert not (tmp_path / "N").exists()
+
+
 KEY_A, KEY_B = "ab" * 32, "cd" * 32
 VOTES_HELP = "give a 32-byte public key in hex, optionally :VOTES (1 to 2,147,483,647)"
 

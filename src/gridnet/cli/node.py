@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
 from rich.table import Table
@@ -33,6 +33,13 @@ from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN
 
 if TYPE_CHECKING:
     from gridnet.node.devnet import NodeStatus
+
+MAX_CLOCK_MS: Final = 253_402_300_800_000
+"""10000-01-01T00:00:00Z [ms since 1970]: the latest ``--clock-origin`` and ``--clock-anchor``."""
+MAX_CLOCK_SPEED: Final = 10_000
+"""The fastest ``--clock-speed`` (``devnet --speed``'s most): from any origin and anchor in range,
+the clock's ms stay below 2^63 for some 29,000 years (an infinite or 1e300 speed, or an origin
+past 2^63, failed in the node's first tick, or at once with an OverflowError)."""
 
 
 def node_cmd(
@@ -106,15 +113,29 @@ def node_cmd(
     clock_origin: Annotated[
         int | None,
         typer.Option(
-            "--clock-origin", help="Run on a scenario clock reading this [ms since 1970] at the anchor."
+            "--clock-origin",
+            min=0,
+            max=MAX_CLOCK_MS,
+            help="Run on a scenario clock reading this [ms since 1970] at the anchor.",
         ),
     ] = None,
     clock_anchor: Annotated[
         int | None,
-        typer.Option("--clock-anchor", help="Wall time of the origin, in ms since 1970 (default: at start)."),
+        typer.Option(
+            "--clock-anchor",
+            min=0,
+            max=MAX_CLOCK_MS,
+            help="Wall time of the origin, in ms since 1970 (default: at start).",
+        ),
     ] = None,
     clock_speed: Annotated[
-        float, typer.Option("--clock-speed", min=0.001, help="Clock ms per real ms (with --clock-origin).")
+        float,
+        typer.Option(
+            "--clock-speed",
+            min=0.001,
+            max=MAX_CLOCK_SPEED,
+            help="Clock ms per real ms (with --clock-origin).",
+        ),
     ] = 1.0,
 ) -> None:
     """Run a node: TCP peer links, gossip and sync, mining, the HTTP API. Settings come from
@@ -128,6 +149,15 @@ def node_cmd(
         raise ConfigError(
             "--clock-anchor and --clock-speed need --clock-origin (the clock's time at the anchor)"
         )
+    clock = Clock()
+    if clock_origin is not None:
+        clock = Clock(clock_origin, now_ms() if clock_anchor is None else clock_anchor, clock_speed)
+        if clock.now() < 0:
+            raise ConfigError(
+                f"--clock-origin {clock_origin}, --clock-anchor {clock.anchor_ms} and --clock-speed "
+                f"{clock_speed:g} would have the clock read {clock.now():,} ms now, before 1970; give an "
+                "anchor at or before the wall clock's time"
+            )
     flags = {
         "listen": listen,
         "api": api,
@@ -169,9 +199,7 @@ def node_cmd(
     options = NodeOptions(
         data_dir=data_dir,
         settings=settings,
-        clock=Clock()
-        if clock_origin is None
-        else Clock(clock_origin, now_ms() if clock_anchor is None else clock_anchor, clock_speed),
+        clock=clock,
         console_log=not quiet,
     )
     run(options, node_key)
