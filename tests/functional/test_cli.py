@@ -18,6 +18,7 @@ import pytest
 from gridnet.crypto.address import address_from_text
 from gridnet.crypto.keys import write_key_file
 from gridnet.errors import ConfigError
+from gridnet.files import MAX_TOML_BYTES
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import load_genesis_file
 from gridnet.ledger.txs.firmware import RELEASES, release_key
@@ -731,6 +732,30 @@ def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path
     assert "[homes] count must be an integer" in line
 
 
+def test_a_file_that_is_no_regular_file_is_one_line_not_read_for_ever(tmp_path: Path) -> None:
+    """A pipe or a device (/dev/zero) given for a file a person writes would be read for ever:
+    refused at once, as is a file larger than any such file."""
+    os.mkfifo(tmp_path / "pipe")
+    with (tmp_path / "huge.toml").open("wb") as f:
+        f.truncate(MAX_TOML_BYTES + 1)  # (sparse: no disk taken)
+    for path in ("pipe", "/dev/zero"):
+        for args, what in (
+            (("chain", "init", "--data-dir", "D", "--genesis", path), "genesis file"),
+            (("node", "--data-dir", "N", "--print-config", "--config", path), "config file"),
+            (("simulate", path, "--out", "o"), "scenario file"),
+            (("sweep", path), "sweep file"),
+        ):
+            line = one_line_error(gridnet(*args, cwd=tmp_path, timeout=60))
+            assert f"{what} {path} is not a regular file (a pipe or a device?); give a file" in line, line
+    line = one_line_error(gridnet("simulate", "huge.toml", "--out", "o", cwd=tmp_path))
+    assert f"is {MAX_TOML_BYTES + 1:,} bytes: at most {MAX_TOML_BYTES:,} are read" in line
+    weather = tmp_path / "weather.toml"
+    weather.write_text('[weather]\nsky = "file"\nweather_file = "pipe"\n')
+    line = one_line_error(gridnet("simulate", "weather.toml", "--out", "o", cwd=tmp_path))
+    assert "the weather file" in line and "is not a regular file" in line, line
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -913,7 +938,10 @@ def test_chain_show_prints_hashes_whole_in_a_narrow_terminal(funded: Funded) -> 
     [
         (("devnet", "--speed", "5"), "--speed sets a scenario's clock"),
         (("keys", "new", "--out", "", "--unencrypted"), "is a directory"),
-        (("keys", "new", "--out", "missing/k.key", "--unencrypted"), "missing does not exist; create it first"),
+        (
+            ("keys", "new", "--out", "missing/k.key", "--unencrypted"),
+            "missing does not exist; create it first",
+        ),
         (("meter", "run", "--owner", "x", "--generate", "--clock-origin", "5"), "give it with --clock sim"),
         (("meter", "run", "--owner", "x", "--generate", "--ac", "0", "--dc", "0"), "1 to"),
         (("meter", "run", "--owner", "x", "--generate", "--key", "k.key"), "exclude each other"),

@@ -20,9 +20,10 @@ import random
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from gridnet.errors import ConfigError
+from gridnet.files import check_regular_file
 from gridnet.units import INTERVAL_MS, Wh
 
 SUBSTEPS = 3
@@ -173,6 +174,10 @@ class _WeatherFile:
     wind speed)."""
 
 
+MAX_WEATHER_BYTES: Final = 64 << 20
+"""A weather file is at most this large (a typical year's TMY3 or EPW: about 1.5 MB)."""
+
+
 @cache
 def _read_weather_file(path: Path) -> _WeatherFile:
     """A TMY3 (.csv) or EPW (.epw) file's hourly records."""
@@ -180,6 +185,7 @@ def _read_weather_file(path: Path) -> _WeatherFile:
     import pvlib
 
     epw = path.suffix.lower() == ".epw"
+    check_regular_file(path, "the weather file", MAX_WEATHER_BYTES)
     try:
         if epw:
             data, _ = pvlib.iotools.read_epw(str(path))
