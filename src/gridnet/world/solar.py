@@ -185,7 +185,8 @@ def _read_weather_file(path: Path) -> _WeatherFile:
     import pvlib
 
     epw = path.suffix.lower() == ".epw"
-    check_regular_file(path, "the weather file", MAX_WEATHER_BYTES)
+    if path.exists():  # (a missing one is said below, with the kinds of file it may be)
+        check_regular_file(path, "the weather file", MAX_WEATHER_BYTES)
     try:
         if epw:
             data, _ = pvlib.iotools.read_epw(str(path))
