@@ -114,11 +114,14 @@ def test_a_height_a_peer_never_serves_stops_counting_towards_the_sync_target(tmp
     assert node.sync_target() == 1
     node.handle("liar", claim, now + 3 * timeout)
     assert node.sync_target() == 1
-    # Nor does a prompt one, from a peer that never timed out.
+    # Nor does a prompt one, from a peer that never timed out; nor, then, another height it
+    # announces (until it sends headers).
     node.add_peer("prompt")
     asked = node.handle("prompt", claim, now + 3 * timeout)
     assert [type(m).__name__ for _, m in asked] == ["GetHeadersMsg"]
     node.handle("prompt", HeadersMsg(()), now + 3 * timeout)
+    assert node.sync_target() == 1
+    node.handle("prompt", StatusMsg(2**63 - 2, b"\x02" * 32, b"\xff" * 40), now + 3 * timeout)
     assert node.sync_target() == 1
     node.close()
 

@@ -349,10 +349,10 @@ class Node:
         self._unanswering: set[str] = set()
         """Peers that left a request unanswered for ``request_timeout_ms``: what they announce
         does not count towards the sync target until they answer."""
-        self._unbacked: dict[str, int] = {}
-        """Peer -> the height it announced with more work than ours, then answered our request
-        for the headers with none: it does not count towards the sync target while the peer
-        announces that height (until it sends headers)."""
+        self._unbacked: set[str] = set()
+        """Peers that announced more work than ours, then answered our request for the headers
+        with none: what they announce does not count towards the sync target until they send
+        headers (whatever height they announce meanwhile)."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
         self.headers = PendingHeaders(
@@ -424,7 +424,7 @@ class Node:
         self._inflight.pop(peer, None)
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
-        self._unbacked.pop(peer, None)
+        self._unbacked.discard(peer)
         self._peer_tip.pop(peer, None)
         self.peer_work.pop(peer, None)
         self.peer_height.pop(peer, None)
@@ -494,11 +494,8 @@ class Node:
         """The highest height a peer that answers our requests announced (0: none did): a
         peer's word counts only while it backs it, so one that announces a height it never
         serves does not make the node look as if it were syncing."""
-        unbacked = self._unbacked
-        return max(
-            (h for p, h in self.peer_height.items() if p not in self._unanswering and unbacked.get(p) != h),
-            default=0,
-        )
+        ignored = self._unanswering | self._unbacked
+        return max((h for p, h in self.peer_height.items() if p not in ignored), default=0)
 
     def headers_pending(self) -> int:
         """Checked headers whose blocks are not here yet."""
@@ -1312,9 +1309,9 @@ class Node:
             if presync is not None:  # its branch ends below the minimum
                 return self._presync(peer, presync, [], full=False, now=now)
             if self.headers.tip(peer) is None and self.peer_work.get(peer, 0) > chain.best_tip().total_work:
-                self._unbacked[peer] = self.peer_height.get(peer, 0)  # it has nothing of what it announced
+                self._unbacked.add(peer)  # it has nothing of what it announced
             return self._next_request(peer, now, more_headers=False)
-        self._unbacked.pop(peer, None)
+        self._unbacked.discard(peer)
         first = msg.headers[0].prev_hash
         if presync is not None and first == presync.last.hash:
             parent = presync.last
