@@ -53,6 +53,9 @@ ADDR = address_to_text(test_keys(1)[0].address)
         ({"security": {"min_severity": "apocalyptic"}}, "one of low, medium, high, critical"),
         ({"market": {"mode": "barter"}}, "[market] mode 'barter' is not one of offchain, onchain"),
         ({"market": {"auction_close_s": 0}}, "auction_close_s must be more than 0"),
+        ({"chain": {"name": ""}}, "[chain] name must be 1 to 80 printable characters"),
+        ({"chain": {"name": "x" * 81}}, "[chain] name must be 1 to 80 printable characters"),
+        ({"chain": {"name": "two\nlines"}}, "[chain] name must be 1 to 80 printable characters"),
     ],
 )
 def test_bad_values_are_named(doc: dict[str, Any], fragment: str) -> None:

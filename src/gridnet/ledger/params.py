@@ -53,6 +53,8 @@ CONSENSUS_POW, CONSENSUS_POA = 0, 1
 CONSENSUS_KINDS = ("pow", "poa")
 """Consensus kinds by name; the code of each is its position."""
 MAX_VALIDATORS = 256
+MAX_NAME_CHARS = 80
+"""A chain's name (in messages and the genesis) is 1 to this many printable characters."""
 MAX_TOTAL_VOTES = 2**31
 
 
@@ -457,6 +459,10 @@ def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams
         )
         raise ConfigError(f"{source}: a value is out of range ({detail})") from None
     checks = [
+        (
+            1 <= len(params.name) <= MAX_NAME_CHARS and params.name.isprintable(),
+            f"[chain] name must be 1 to {MAX_NAME_CHARS} printable characters",
+        ),
         (params.block_interval_ms > 0, "block_interval_s must be positive"),
         (params.retarget_window >= 1, "retarget_window must be at least 1"),
         (params.max_retarget_factor >= 1, "max_retarget_factor must be at least 1"),
