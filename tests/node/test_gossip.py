@@ -300,6 +300,39 @@ def test_a_peer_that_leaves_an_ask_unanswered_is_not_asked_for_its_backlog(tmp_p
     assert again == [("evil", WantMsg(junk[150:160], ()))]
 
 
+def test_a_peer_leaving_walks_no_ask_and_its_asks_move_on(tmp_path: Path) -> None:
+    """Asks are found by the peer asked: one that leaves costs its own asks, not a walk of all
+    the others' (a peer could otherwise make each disconnect cost every ask held); at the next
+    tick its asks go to the next announcer, or are given up."""
+
+    class Walked(dict[bytes, object]):
+        walks = 0
+
+        def items(self):  # type: ignore[no-untyped-def, override]
+            Walked.walks += 1
+            return super().items()
+
+        def values(self):  # type: ignore[no-untyped-def, override]
+            Walked.walks += 1
+            return super().values()
+
+    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=100))
+    for peer in ("a", "b", "c"):
+        node.add_peer(peer)
+    ids = [i.to_bytes(32, "big") for i in range(1, 201)]
+    node.handle("a", HaveMsg(tuple(ids[:100]), ()), now=0)
+    node.handle("b", HaveMsg(tuple(ids[100:]), ()), now=0)
+    assert node.handle("c", HaveMsg(tuple(ids[:10]), ()), now=0) == []  # (c is a's next)
+    node.inventory._asks = Walked(node.inventory._asks)  # type: ignore[assignment]
+    node.remove_peer("b")
+    assert Walked.walks == 0
+    node.tick(1)
+    assert node.inventory.asks() == 100  # b's are given up (nobody else announced them)
+    node.remove_peer("a")
+    wants = [(p, m) for p, m in node.tick(2) if isinstance(m, WantMsg)]
+    assert wants == [("c", WantMsg(tuple(ids[:10]), ()))] and node.inventory.asks() == 10
+
+
 def test_a_forged_copy_does_not_cancel_the_ask_for_an_order(tmp_path: Path) -> None:
     node = fanned_node(tmp_path, peers=3)
     signed = one_order()

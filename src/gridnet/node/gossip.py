@@ -67,7 +67,8 @@ class Inventory:
         """Peer -> ids announced to it and not asked for yet: all it may ask for."""
         self._asks: dict[Hash32, _Ask] = {}
         """Item -> its ask, oldest first (so the ones timed out are found without a walk)."""
-        self._asks_of: Counter[str] = Counter()
+        self._asked: dict[str, dict[Hash32, None]] = {}
+        """Peer -> the items asked of it (so a peer that leaves is found without a walk)."""
         self._gone: list[Hash32] = []
         """Items asked of peers that left since the last retry."""
         self._later: dict[str, OrderedDict[Hash32, Kind]] = {}
@@ -101,7 +102,7 @@ class Inventory:
         (A copy that was refused leaves the ask to time out and move to the next announcer.)"""
         ask = self._asks.pop(item, None)
         if ask is not None:
-            self._answered(ask)
+            self._answered(item, ask)
 
     def announcements(self) -> list[tuple[str, HaveMsg]]:
         out = []
@@ -146,11 +147,15 @@ class Inventory:
         next to ask, or, with its asks at the cap, as one to ask it for later."""
         ask = self._asks.get(item)
         if ask is not None:
-            if peer != ask.peer and peer not in ask.others and len(ask.others) < len(self.peers):
+            if peer == ask.peer or peer in ask.others:
+                return
+            if len(ask.others) >= len(self.peers):  # (peers that left are dropped from it here)
+                ask.others = [p for p in ask.others if p in self.peers]
+            if len(ask.others) < len(self.peers):
                 ask.others.append(peer)
-        elif self._asks_of[peer] < self.max_asks_per_peer:
+        elif len(self._asked.get(peer, ())) < self.max_asks_per_peer:
             self._asks[item] = _Ask(kind, peer, now)
-            self._asks_of[peer] += 1
+            self._asked.setdefault(peer, {})[item] = None
             want.setdefault(peer, ([], []))[kind].append(item)
         else:
             later = self._later.setdefault(peer, OrderedDict())
@@ -181,7 +186,7 @@ class Inventory:
             if item not in self._asks:
                 continue
             ask = self._asks.pop(item)
-            self._answered(ask)
+            self._answered(item, ask)
             if ask.peer:  # it is still linked, and did not answer
                 self._later.pop(ask.peer, None)
             others = [p for p in ask.others if p in self.peers]
@@ -190,7 +195,7 @@ class Inventory:
                 if item in self._asks:
                     self._asks[item].others = others[1:]
         for peer, later in list(self._later.items()):
-            while later and peer in self.peers and self._asks_of[peer] < self.max_asks_per_peer:
+            while later and peer in self.peers and len(self._asked.get(peer, ())) < self.max_asks_per_peer:
                 item, kind = later.popitem(last=False)
                 if lacks(kind, item):
                     self._note(peer, kind, item, now, want)
@@ -204,23 +209,22 @@ class Inventory:
 
     def remove_peer(self, peer: str) -> None:
         """Forget what was queued for, announced to or by ``peer``; its asks move on to the
-        next announcer at the next :meth:`retry`."""
+        next announcer at the next :meth:`retry` (which passes over it where it was one of
+        the next to ask: no ask is walked when a peer leaves)."""
         self._tell.pop(peer, None)
         self._told.pop(peer, None)
         self._later.pop(peer, None)
-        self._asks_of.pop(peer, None)
-        for item, ask in self._asks.items():
-            if ask.peer == peer:
-                ask.peer = ""
-                self._gone.append(item)
-            if peer in ask.others:
-                ask.others.remove(peer)
+        for item in self._asked.pop(peer, {}):
+            ask = self._asks[item]
+            ask.peer = ""
+            self._gone.append(item)
 
-    def _answered(self, ask: _Ask) -> None:
-        if ask.peer in self._asks_of:
-            self._asks_of[ask.peer] -= 1
-            if not self._asks_of[ask.peer]:
-                del self._asks_of[ask.peer]
+    def _answered(self, item: Hash32, ask: _Ask) -> None:
+        asked = self._asked.get(ask.peer)
+        if asked is not None:
+            asked.pop(item, None)
+            if not asked:
+                del self._asked[ask.peer]
 
     def asks(self) -> int:
         """Items asked for and not received yet."""
