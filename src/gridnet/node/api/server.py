@@ -16,6 +16,7 @@ not logged (a client could otherwise write the process's log at will).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -131,7 +132,8 @@ class GuardedH11(H11Protocol):
         if waiting and self._unread is not None and waiting >= self._unread:
             sock = transport.get_extra_info("socket")
             if sock is not None:  # reset: the kernel drops what it holds for it too
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
             return
         if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not transport.is_closing():
