@@ -24,8 +24,10 @@ import pytest
 from gridnet.errors import ConfigError, DataDirLocked
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import scenario_from_dict
+from gridnet.sim.sweep import FIGURES as FIGURES_BY_SECTION
 from gridnet.sim.sweep import (
     KNOWN_FIGURES,
+    OPEN_FIGURES,
     RUN_FILE,
     SchedulerUnavailable,
     Sweep,
@@ -159,6 +161,24 @@ def test_every_catalogued_figure_is_in_a_real_report(first: SweepResult) -> None
     report = json.loads((first.sweep.run_dir(first.sweep.runs[1]) / "report.json").read_text())
     missing = sorted(f for f in KNOWN_FIGURES if figure_value(report, f) is None)
     assert missing == []
+
+
+def test_every_number_of_a_catalogued_section_is_a_figure(first: SweepResult) -> None:
+    """The other way round: a number report.py adds to a section ``sweep.FIGURES`` lists
+    must be catalogued too (``contracts.open_at_end``, ``energy.unpaid_wh`` and
+    ``energy.contracts_refused`` were refused as "no figure of report.json")."""
+    report = json.loads((first.sweep.run_dir(first.sweep.runs[1]) / "report.json").read_text())
+
+    def numbers(node: Any, path: str) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from numbers(value, f"{path}.{key}")
+        elif isinstance(node, bool | int | float):
+            yield path
+
+    found = [p for section in FIGURES_BY_SECTION for p in numbers(report[section], section)]
+    assert len(found) > 80
+    assert sorted(p for p in found if p not in KNOWN_FIGURES and not p.startswith(OPEN_FIGURES)) == []
 
 
 def test_a_sweep_run_again_runs_nothing(first: SweepResult, tmp_path: Path) -> None:

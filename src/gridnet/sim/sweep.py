@@ -99,11 +99,12 @@ DEFAULT_PLOT = "energy.p2p_wh"
 
 FIGURES: dict[str, str] = {
     "energy": "pv_wh load_wh battery_losses_wh exported_wh unsold_export_wh p2p_wh bought_from_dso_wh "
-    "sold_to_dso_wh contracted_p2p_wh curtailed_wh contracts",
+    "sold_to_dso_wh contracted_p2p_wh curtailed_wh contracts contracts_refused unpaid_wh",
     "forecast": "error net_energy_abs_error_wh net_energy_abs_error_percent",
-    "contracts": "opened settled_in_full delivered_short closed_with_remainder remainder_refunded_gnc "
-    "disputes_raised disputes_resolved imbalance.price_gnc_per_kwh imbalance.balancing_contracts "
-    "imbalance.shortfall_wh imbalance.bought_wh imbalance.paid_gnc imbalance.closed",
+    "contracts": "opened settled_in_full delivered_short closed_with_remainder open_at_end "
+    "remainder_refunded_gnc disputes_raised disputes_resolved imbalance.price_gnc_per_kwh "
+    "imbalance.balancing_contracts imbalance.shortfall_wh imbalance.bought_wh imbalance.paid_gnc "
+    "imbalance.closed",
     "clearing_price": "mean_gnc_per_kwh mean_per_mwh_in_currency",
     "revenue_gnc": "prosumers consumers line_owners dso government miners",
     "subsidies": "readings_subsidised paid_gnc",
