@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,3 +166,23 @@ def test_the_money_plot_counts_relay_pay_once(tmp_path: Path, drawn: list[Figure
         "relay carrier": 0.75,
     }
     assert "relay carrier" not in bars[1] and "relays" not in bars[1]
+
+
+def test_the_price_line_covers_every_interval_the_volumes_do(tmp_path: Path, drawn: list[Figure]) -> None:
+    """A step from each interval's start drew nothing for the last interval (and no price at
+    all in a one-interval run): the price is a step over each interval's 15 minutes, a gap
+    where none cleared."""
+    for intervals in ([7], [3, 4, 5]):
+        plots.prices(tmp_path / "prices.png", _market(intervals))
+        right = drawn[-1].axes[1]
+        (line,) = [a for a in right.patches if a.get_label() == "clearing price"]
+        values, edges = line.get_data().values, line.get_data().edges
+        assert list(values) == pytest.approx([0.1 + i / 1000 for i in intervals])
+        volume_edges = drawn[-1].axes[0].patches[0].get_data().edges
+        assert list(edges) == pytest.approx(list(volume_edges))
+    market = _market([1, 2, 3])
+    market[1]["price_gnc_per_kwh"] = None  # nothing cleared in interval 2
+    plots.prices(tmp_path / "prices.png", market)
+    (line,) = [a for a in drawn[-1].axes[1].patches if a.get_label() == "clearing price"]
+    values = list(line.get_data().values)
+    assert values[0] == pytest.approx(0.101) and math.isnan(values[1]) and values[2] == pytest.approx(0.103)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -112,9 +113,16 @@ def _per_interval(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> tuple[li
     return edges, [[sums.get(i, zero)[k] for i in span] for k in range(len(keys))]
 
 
+def _price_per_interval(rows: list[dict[str, Any]]) -> list[float]:
+    """The clearing price of every interval from the first row's to the last row's (the last
+    row's of an interval), NaN (no line) where none cleared."""
+    price = {r["interval"]: r["price_gnc_per_kwh"] for r in rows}
+    span = range(min(price), max(price) + 1)
+    return [math.nan if price.get(i) is None else float(price[i]) for i in span]
+
+
 def prices(path: Path, market: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=SIZE)
-    t = _times(market)
     edges, volumes = _per_interval(market, ("traded_wh", "p2p_wh"))
     if edges:
         ax.stairs(volumes[0], edges, fill=True, color="#9ecae1", label="traded [kWh]")
@@ -122,9 +130,9 @@ def prices(path: Path, market: list[dict[str, Any]]) -> None:
     ax.set_ylabel("energy per interval [kWh]")
     _time_axis(ax)
     right = ax.twinx()
-    right.step(
-        t, [r["price_gnc_per_kwh"] for r in market], where="post", color="#e6550d", label="clearing price"
-    )
+    if edges:  # over each interval's 15 minutes, as the volumes (a step from each row's start
+        # left the last interval without its price, and a one-interval run without any)
+        right.stairs(_price_per_interval(market), edges, color="#e6550d", label="clearing price")
     right.set_ylabel("clearing price [GNC/kWh]")
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
