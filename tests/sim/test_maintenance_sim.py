@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from gridnet.errors import ConfigError
@@ -40,6 +41,14 @@ def test_failed_inverters_are_tendered_and_repaired(tmp_path: Path) -> None:
     for t in m["tenders"][1:]:  # out of warranty: the two teams and the vendor bid, team 0 is cheapest
         assert t["bids"] == 3 and t["diagnosis_node"] == "maintenance-team-0" and t["value_gnc"] == 0.8
     assert m["credits"]["maintenance-team-0"] == {"completed": 2, "withdrawn": 1}
+    # The PV is lost from each failure's interval (07:30, 08:15, 09:00) until its repair, in the
+    # series as in the report: it was lost an interval early (the clock had reached the next
+    # interval when the last was measured), so pv_lost_wh disagreed with curtailed_wh.
+    assert report["dso"]["commands"] == 0 and report["energy"]["curtailed_wh"] == m["pv_lost_wh"]
+    rows = pq.read_table(tmp_path / "out" / "series" / "homes.parquet").to_pylist()
+    for n, (first, lasted) in enumerate(zip(("07:30", "08:15", "09:00"), m["repair_intervals"], strict=True)):
+        lost = [r["time"].strftime("%H:%M") for r in rows if r["home"] == f"home-{n}" and r["curtailed_wh"]]
+        assert lost[0] == first and len(lost) == lasted
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()

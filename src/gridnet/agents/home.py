@@ -130,8 +130,9 @@ class Home(Agent):
         """DSO commands it follows."""
         self.device_meter: MeterDevice | None = None
         """Its meter as a device (``[meters] devices``): the world feeds it, it measures."""
-        self.inverter_broken = False
-        """Its PV inverter failed and is not repaired yet (``[maintenance]``)."""
+        self.inverter_down: tuple[Interval, Interval | None] | None = None
+        """The intervals its PV inverter is broken (``[maintenance]``): from the first, up to the
+        second (None: not repaired yet)."""
         self.release_wh = 0
         """Redeemed energy a Helios controller's release feeder holds for it [Wh]: it flows,
         serving its load first, while the controller keeps its meter's release relay closed."""
@@ -386,21 +387,27 @@ class Home(Agent):
         k = interval - world.first
         device = self.device_meter
         if device is None:
-            real = self.energy(
-                interval, self.pv_working(k), self.load_wh[k], self.battery, self.plans.get(interval)
-            )
+            pv = self.pv_working(interval, k)
+            real = self.energy(interval, pv, self.load_wh[k], self.battery, self.plans.get(interval))
         else:
             real = self.measure_device(world, device, interval, k)
-        if self.inverter_broken:
+        if self.inverter_broken(interval):
             real.curtailed_wh += self.pv_wh[k]  # (what its PV would have produced: lost)
         self.real[interval] = real
         self.soc[interval] = None if self.battery is None else round(self.battery.soc_percent, 2)
         world.publish(self.meter.read(interval, real.export_wh, real.import_wh))
 
-    def pv_working(self, k: int) -> Wh:
-        """What its PV array produces in the run's ``k``-th interval: nothing while its
+    def inverter_broken(self, interval: Interval) -> bool:
+        """Whether its PV inverter is broken in ``interval`` (``[maintenance]``): decided by
+        the interval measured, not by the clock, which has run on to the next interval's
+        start when an interval is measured."""
+        down = self.inverter_down
+        return down is not None and down[0] <= interval and (down[1] is None or interval < down[1])
+
+    def pv_working(self, interval: Interval, k: int) -> Wh:
+        """What its PV array produces in ``interval``, the run's ``k``-th: nothing while its
         inverter is broken (``[maintenance]``)."""
-        return 0 if self.inverter_broken else self.pv_wh[k]
+        return 0 if self.inverter_broken(interval) else self.pv_wh[k]
 
     def measure_device(self, world: World, device: MeterDevice, interval: Interval, k: int) -> Energy:
         """Its energy with its meter as a device: the relays decide what can flow (an open PV
@@ -410,7 +417,7 @@ class Home(Agent):
         device, which measures it: the export over the interval's first half, the import (and
         the release) over its second, the PV over all of it."""
         closed = [r.closed for r in device.relays()]
-        pv = self.pv_working(k) if closed[PV_RELAY] else 0
+        pv = self.pv_working(interval, k) if closed[PV_RELAY] else 0
         load = self.load_wh[k]
         cap = load if self.island_caps is None else self.island_caps[1]
         release = min(load, self.release_wh, cap) if closed[RELEASE] else 0
@@ -422,7 +429,7 @@ class Home(Agent):
             self.plans.get(interval),
             disconnected=not closed[CONNECTION],
         )
-        real.curtailed_wh += self.pv_working(k) - pv
+        real.curtailed_wh += self.pv_working(interval, k) - pv
         if closed[RELEASE] and self.release_wh > release and self.battery is not None:  # then its battery
             room = min(self.release_wh, cap) - release - real.import_wh
             release += self.battery.charge(max(0, room))

@@ -158,7 +158,7 @@ class MaintenanceDesk(Agent):
             home = case.home
             if case.repaired_at is not None or now < case.fails_at:
                 continue
-            home.inverter_broken = True
+            home.inverter_down = (case.fails_at, None)
             view = world.look(home.node).view
             if view.get(EQUIPMENT, case.equipment) is None:
                 continue
@@ -173,7 +173,7 @@ class MaintenanceDesk(Agent):
             elif tender.status == Status.AGREED:
                 self.service(world, case, tid, tender.diagnosis_node, tender.warranty, now)
             elif tender.status == Status.COMPLETED:
-                home.inverter_broken = False
+                home.inverter_down = (case.fails_at, now)
                 case.repaired_at = now
 
     def open(self, world: World, case: Case, now: int) -> None:
