@@ -23,6 +23,11 @@ class ConfigError(GridnetError):
     """A configuration file (genesis, scenario, policy) is missing or invalid."""
 
 
+class GridOverloaded(ConfigError):
+    """A scenario's homes meter more in an interval than its feeders can carry: the interval's
+    power flow has no solution (a voltage collapse)."""
+
+
 class UnbondingTooShort(ConfigError):
     """The genesis sets an unbonding delay no longer than the longest dispute window: a
     stake could leave its unbonding before the fraud it backs is proven and forfeited."""

@@ -15,7 +15,7 @@ import pytest
 from gridnet.agents.home import Home
 from gridnet.agents.security_lab import flagged_meters
 from gridnet.encoding import decode_lenient
-from gridnet.errors import ConfigError, DataDirLocked
+from gridnet.errors import ConfigError, DataDirLocked, GridOverloaded
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
@@ -195,6 +195,24 @@ def test_congestion_makes_the_dso_command_the_homes_downstream(long_feeder: dict
     assert long_feeder["chain"]["transactions_by_type"]["RecordOverride"] == d["overrides_recorded"]
     assert long_feeder["relay"]["dropped"] == {}
     assert long_feeder["transactions"]["refused"] == {}
+
+
+def test_a_load_the_feeders_cannot_carry_is_one_line_naming_the_interval(tmp_path: Path) -> None:
+    """A business metering 1.6 MWh in 15 minutes (the scenario allows a year of 10^8 kWh)
+    through one 250 kVA transformer: no power flow has a solution. It was pandapower's
+    LoadflowNotConverged, a traceback, out of the middle of the run."""
+    doc = {
+        "simulation": {"intervals": 2, "start": "2026-06-21T10:00:00Z"},
+        "homes": {"count": 2, "pv_share": 0.0, "businesses": 1, "business_kwh": 1e8},
+        "relay": {"hill_homes": 0},
+    }
+    with pytest.raises(GridOverloaded) as info:
+        simulate(scenario_from_dict(doc, "heavy.toml"), tmp_path / "out")
+    assert str(info.value).startswith(
+        "heavy.toml: the grid has no power flow in the interval from 2026-06-21 10:00 UTC: its feeders "
+        "cannot carry what the homes metered ("
+    )
+    assert "lower [homes] business_kwh or pv_kw" in str(info.value)
 
 
 def test_a_line_owner_can_set_its_fee_to_cover_its_losses(

@@ -15,11 +15,12 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import NonceGap
+from gridnet.errors import GridOverloaded, NonceGap
 from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
 from gridnet.ledger.mempool import DEFER_BLOCKS, EventKind, PoolEvent
@@ -37,7 +38,7 @@ from gridnet.meter.telemetry import InMemoryTelemetry, Telemetry
 from gridnet.sim.backends import Backend, MemoryBackend
 from gridnet.sim.relaynet import CARRIER, CommandNote, Note, OrderNote, RelayNet
 from gridnet.sim.scenario import Scenario, gnc, pool_length
-from gridnet.units import Address, Interval, Wh, interval_of
+from gridnet.units import Address, Interval, Wh, interval_of, interval_start
 from gridnet.world.grid import FlowResult, Grid
 
 if TYPE_CHECKING:
@@ -510,12 +511,24 @@ class World:
     def power_flow(self, interval: Interval) -> FlowResult:
         """The grid under ``interval``'s metered energy: losses per line owner, the highest
         loading and the voltage band of each feeder; an interval outside the limits is counted."""
+        from pandapower.auxiliary import LoadflowNotConverged
+
         assert self.grid is not None
         sited = [a for a in self.agents if a.feeder is not None]
         metered = {a.name: self.metered(a, interval) for a in sited}
-        result = self.grid.flow(
-            {n: e for n, (e, _) in metered.items()}, {n: i for n, (_, i) in metered.items()}
-        )
+        try:
+            result = self.grid.flow(
+                {n: e for n, (e, _) in metered.items()}, {n: i for n, (_, i) in metered.items()}
+            )
+        except LoadflowNotConverged:
+            when = datetime.fromtimestamp(interval_start(interval) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            drawn, fed = (sum(m[k] for m in metered.values()) for k in (1, 0))
+            raise GridOverloaded(
+                f"{self.s.source}: the grid has no power flow in the interval from {when} UTC: its "
+                f"feeders cannot carry what the homes metered ({drawn:,} Wh drawn, {fed:,} Wh fed in; "
+                "a voltage collapse); lower [homes] business_kwh or pv_kw, or make the feeders "
+                "stronger ([grid] spacing_m, line_type, transformer_type)"
+            ) from None
         tally = self.tally
         for f, losses in enumerate(result.losses_wh):
             tally.losses_wh[f] += losses
