@@ -5,11 +5,13 @@ sellers are rewarded; the report compares the aggregated market with the direct 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.aggregator import AGGREGATORS, PERIODS, RecordTrade, aggregators_id, period_key
@@ -76,6 +78,43 @@ def test_the_aggregators_record_trades_the_chain_checks(tmp_path: Path) -> None:
             ranked = sorted(tally.sellers, key=lambda s: (-s.wh, s.seller))
             assert reward["sold_wh"] == [s.wh for s in ranked[: len(reward["to"])]]
             assert set(reward["to"]) <= set(a["clients"])
+        # Each home's money in the report is what its balance did on chain: its bill (the
+        # records' ET paid as buyer, ET less the fee earned as seller, with its contracts),
+        # its subsidy, its locked deposits, its rewards, its relay pool and pay, and the fees of
+        # its transactions. The records were left out of the bills: a client's balance was off
+        # by up to 0.044 GNC.
+        run = report["scenario"]["resolved"]["simulation"]
+        pool = report["scenario"]["resolved"]["relay"]["pool_gnc"] if report["relay"]["enabled"] else 0.0
+        relay_pay = report["relay"].get("reward_per_relay_gnc", {})
+        rewards: Counter[str] = Counter()
+        for reward in a["rewards"]:
+            for name in reward["to"]:
+                rewards[name] += reward["amount_each_gnc"]
+        start = {x.address: x.amount for x in chain.params.allocations}
+        fees: Counter[bytes] = Counter()
+        for height in range(1, chain.height + 1):
+            block = chain.block_at(height)
+            assert block is not None
+            for tx in block.txs:
+                fees[tx.sender] += tx.fee
+        aggregated = Counter[str]()
+        for h in report["homes"]:
+            key = PrivateKey.from_label(f"{run['name']}/{run['seed']}/{h['name']}")
+            address = key.address
+            change = (view.account(address).balance - start.get(address, 0)) / UNITS_PER_GNC
+            expected = (
+                -h["bill_gnc"]
+                + h["subsidy_gnc"]
+                - h["locked_gnc"]
+                + rewards[h["name"]]
+                - pool
+                + relay_pay.get(h["name"], 0.0)
+                - fees[key.public_key] / UNITS_PER_GNC
+            )
+            assert change == pytest.approx(expected, abs=2e-6), h["name"]
+            aggregated["bought"] += h["bought_agg_wh"]
+            aggregated["sold"] += h["sold_agg_wh"]
+        assert aggregated["bought"] == aggregated["sold"] == a["granted_wh"] > 0
     finally:
         chain.close()
 

@@ -34,6 +34,7 @@ from gridnet.agents.base import Agent
 from gridnet.agents.roles import Role
 from gridnet.contracts.channel import contract_id
 from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import decode_lenient
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.txs.aggregator import (
@@ -47,6 +48,7 @@ from gridnet.ledger.txs.aggregator import (
     RecordTrade,
     RegisterAggregators,
     RewardContributors,
+    TradeRecord,
     TradeRequest,
     aggregators_id,
     period_key,
@@ -424,6 +426,13 @@ def takes_order(world: World, home: Home, side: Side, interval: Interval, wh: Wh
         return False
     desk.take(world, home, side, interval, wh, price)
     return True
+
+
+def trade_records(world: World) -> list[TradeRecord]:
+    """Every trade the aggregators recorded on the chain (any consortium's)."""
+    prefix = TRADE_RECORDS.prefix
+    values = world.backend.chain().values
+    return [decode_lenient(v, TradeRecord) for k, v in values.items() if k[: len(prefix)] == prefix]
 
 
 def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:

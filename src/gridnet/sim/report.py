@@ -247,6 +247,8 @@ HOME_TOTALS = (
     "bought_dso_wh",
     "sold_dso_wh",
     "imbalance_wh",
+    "bought_agg_wh",
+    "sold_agg_wh",
 )
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from gridnet.agents.aggregator import trade_records
 from gridnet.agents.contracts import contracts_on_chain, deliveries, paid_wh
 from gridnet.agents.dso import Dso
 from gridnet.agents.home import Home
@@ -51,6 +52,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("bought_dso_wh", pa.int64()),
             ("sold_dso_wh", pa.int64()),
             ("imbalance_wh", pa.int64()),
+            ("bought_agg_wh", pa.int64()),
+            ("sold_agg_wh", pa.int64()),
             ("paid_gnc", pa.float64()),
             ("earned_gnc", pa.float64()),
             ("price_paid_gnc_per_kwh", pa.float64()),
@@ -120,8 +123,8 @@ def _time(interval: Interval) -> int:
 
 
 def home_rows(world: World) -> list[dict[str, Any]]:
-    """One row per home and interval, from what its meter read and what the chain paid for under
-    its contracts (``agents.contracts.paid_wh``)."""
+    """One row per home and interval, from what its meter read, what the chain paid for under
+    its contracts (``agents.contracts.paid_wh``) and the aggregators' trade records of it."""
     homes = world.of(Home)
     dso = world.one(Dso)
     flows: dict[tuple[str, Interval], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -146,13 +149,23 @@ def home_rows(world: World) -> list[dict[str, Any]]:
                 row["paid"] += energy_cost(wh, terms.price) + sum(
                     energy_cost(wh, f.fee) for f in terms.line_fees
                 )
+    name_of = {home.address: home.name for home in homes}
+    for record in trade_records(world):  # ET leaves the buyer; the seller gets ET less the fee
+        if (buyer_name := name_of.get(record.buyer)) is not None:
+            row = flows[(buyer_name, record.interval)]
+            row["bought_agg_wh"] += record.aeg_wh
+            row["paid"] += record.et
+        if (seller_name := name_of.get(record.seller)) is not None:
+            row = flows[(seller_name, record.interval)]
+            row["sold_agg_wh"] += record.aeg_wh
+            row["earned"] += record.et - record.fee
     rows = []
     for home in homes:
         bill = 0
         for k, i in enumerate(range(world.first, world.last + 1)):
             real = home.real.get(i)
             f = flows[(home.name, i)]
-            bought = f["bought_p2p_wh"] + f["bought_dso_wh"] + f["imbalance_wh"]
+            bought = f["bought_p2p_wh"] + f["bought_dso_wh"] + f["imbalance_wh"] + f["bought_agg_wh"]
             bill += f["paid"] - f["earned"]
             soc = home.soc.get(i)
             rows.append(
@@ -173,6 +186,8 @@ def home_rows(world: World) -> list[dict[str, Any]]:
                     "bought_dso_wh": f["bought_dso_wh"],
                     "sold_dso_wh": f["sold_dso_wh"],
                     "imbalance_wh": f["imbalance_wh"],
+                    "bought_agg_wh": f["bought_agg_wh"],
+                    "sold_agg_wh": f["sold_agg_wh"],
                     "paid_gnc": _gnc(f["paid"]),
                     "earned_gnc": _gnc(f["earned"]),
                     "price_paid_gnc_per_kwh": _gnc(f["paid"]) * 1000 / bought if bought else None,
