@@ -268,7 +268,9 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         "[homes]\nstart_gnc = -5\n": "start_gnc must be 0 to 10,000,000",
         "[homes]\nbuy_cap = [-1, 0.3]\n": "prices, fees and the subsidy must be 0 to 1,000 GNC/kWh",
         "[homes]\npv_kw = [-6, -3]\n": "[homes] pv_kw must be within 0 to 1000",
-        "[homes]\nbattery_kwh = [-1, 5]\n": "[homes] battery_kwh must be within 0 (not included)",
+        "[homes]\nbattery_kwh = [-1, 5]\n": "[homes] battery_kwh must be within 0.001 (1 Wh)",
+        # (0.4 Wh made a battery of 0 Wh that the report counted among the homes with one)
+        "[homes]\nbattery_kwh = [0.0001, 0.0004]\n": "[homes] battery_kwh must be within 0.001 (1 Wh)",
         "[homes]\nbattery_sell_above = 500\n": "battery_sell_above must be 0 to 100",
         "[grid]\nspacing_m = inf\n": "[grid] spacing_m must be a number (finite",
         "[grid]\nspacing_m = 1e9\n": "spacing_m at most 10000",

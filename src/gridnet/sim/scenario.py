@@ -637,8 +637,8 @@ def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
         "[homes] pv_kw must be within 0 to 1000 (kWp per home)",
     )
     yield (
-        h.battery_kwh[0] > 0 and h.battery_kwh[1] <= 10_000 and h.battery_kw <= 10_000,
-        "[homes] battery_kwh must be within 0 (not included) to 10000 and battery_kw at most 10000",
+        h.battery_kwh[0] >= 0.001 and h.battery_kwh[1] <= 10_000 and h.battery_kw <= 10_000,
+        "[homes] battery_kwh must be within 0.001 (1 Wh) to 10000 and battery_kw at most 10000",
     )
     yield (
         h.annual_kwh[1] <= 1_000_000 and h.business_kwh <= 100_000_000,
