@@ -362,3 +362,42 @@ def test_a_relay_keeps_its_latest_hop_claims_and_claims_the_deepest_delivered(
     relays[0].view = view(net)
     (hop_claim,) = relays[0].collectable()
     assert hop_claim.token.token.depth == 3
+
+
+def test_a_relay_checks_against_the_chains_anchor_once_the_receivers_claimed_past_its_own(
+    net: Actors,
+) -> None:
+    """Relay 0 carried depth 1 and was then away while the connection went on over other
+    relays to depth 4,000, claimed: a token at 5,000 is 1,000 hashes from the chain's anchor,
+    though 4,999 (more than MAX_RELAY_STEPS) from relay 0's."""
+    long_chain = HashChain(os.urandom(32), 6_000)
+    long_pool = pool_id(SENDER.address, long_chain.final)
+    net.mine(net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 6_000, expiry_height=50)))
+    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
+
+    def stream(depth: int, route: list[PrivateKey]) -> Datagram:
+        path = [(r.address, r.public_key) for r in route]
+        receiver = (RECEIVER.address, RECEIVER.public_key)
+        identity = proof(net.chain, SENDER)
+        return originate(
+            SENDER,
+            long_chain,
+            long_pool,
+            depth,
+            PAYRATE,
+            identity,
+            path,
+            receiver,
+            b"x",
+            os.urandom(16),
+            book=book,
+        )
+
+    away = Relay(RELAYS[0], view(net))
+    inbox.record(carry(net, stream(1, RELAYS[:2]), [away, Relay(RELAYS[1], view(net))]))
+    others = [Relay(k, view(net)) for k in RELAYS[1:]]
+    inbox.record(carry(net, stream(4_000, RELAYS[1:]), others))
+    (claim,) = inbox.close()
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
+    away.view = view(net)
+    assert isinstance(away.handle(stream(5_000, RELAYS[:2])), Forwarded)

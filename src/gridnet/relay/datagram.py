@@ -207,6 +207,8 @@ class Relay:
         if token.depth <= floor or token.depth in seen:
             raise TokenReplayed(f"a token at depth {token.depth} of this pool was already carried or paid")
         depth, preimage = self.anchors.get(token.pool, (pool.redeemed_depth, pool.anchor))
+        if pool.redeemed_depth > depth:  # the receivers claimed past what this relay verified
+            depth, preimage = pool.redeemed_depth, pool.anchor
         if token.depth > pool.length or abs(token.depth - depth) > MAX_RELAY_STEPS:
             raise TokenPreimageInvalid(
                 f"depth {token.depth} is outside the pool or more than {MAX_RELAY_STEPS} steps from {depth}"
