@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.errors import CarrierFull, GridnetError, UnknownNextHop
+from gridnet.errors import CarrierFull, GridnetError, InvalidDatagram, UnknownNextHop
 from gridnet.node.logs import short
 from gridnet.node.messages import DatagramMsg, Message
 from gridnet.relay.claims import HopClaim, SignedClaim
-from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, RelayView
+from gridnet.relay.datagram import Datagram, Delivered, Inbox, Relay, RelayView
 from gridnet.units import Address
 
 _log = logging.getLogger("gridnet.relay")
@@ -99,18 +99,23 @@ class RelayPeer:
 
     def send(self, first_hop: Address, datagram: Datagram) -> list[Outgoing]:
         """Originate: hand a new datagram to the first hop of its path."""
-        return self._route(first_hop, datagram)
+        try:
+            return self._route(first_hop, datagram)
+        except InvalidDatagram as exc:
+            self._dropped(exc)
+            return []
 
     def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
         if not isinstance(msg, DatagramMsg):
             return []
         self._relay.view = self._view()  # the chain as it is now
         try:
-            outcome = self._relay.handle(msg.datagram)
+            outcome = self._relay.check(msg.datagram)
+            out = [] if isinstance(outcome, Delivered) else self._route(outcome.next_hop, outcome.datagram)
         except GridnetError as exc:
-            self.stats.dropped[exc.rule] += 1
-            _log.debug("dropped a datagram from %s: %s: %s", short(peer), exc.rule, exc)
+            self._dropped(exc)
             return []
+        self._relay.accept(outcome)  # delivered, handed on or held: its depth is used up here
         if isinstance(outcome, Delivered):
             self.stats.delivered += 1
             _log.debug(
@@ -121,10 +126,9 @@ class RelayPeer:
             self.inbox.record(outcome)
             self.received.append(outcome)
             return []
-        assert isinstance(outcome, Forwarded)
         self.stats.forwarded += 1
         _log.debug("forwarding a datagram from %s", short(peer))
-        return self._route(outcome.next_hop, outcome.datagram)
+        return out
 
     def tick(self, now: int) -> list[Outgoing]:
         """Hand on what was held for a hop that is now a neighbour."""
@@ -141,19 +145,24 @@ class RelayPeer:
         self.held = keep
         return out
 
+    def _dropped(self, exc: GridnetError) -> None:
+        self.stats.dropped[exc.rule] += 1
+        log = _log.warning if isinstance(exc, CarrierFull) else _log.debug
+        log("dropped a datagram: %s: %s", exc.rule, exc)
+
     def _route(self, hop: Address, datagram: Datagram) -> list[Outgoing]:
+        """Send ``datagram`` to ``hop`` now or hold it for when ``hop`` is a neighbour;
+        raises ``UnknownNextHop`` or ``CarrierFull`` (nothing sent or held)."""
         name = self.directory(hop)
         if name is None or name == self.name:  # (an onion naming this participant as its next hop)
-            self.stats.dropped[UnknownNextHop.__name__] += 1
-            _log.debug("dropped a datagram: UnknownNextHop")
-            return []
+            raise UnknownNextHop(f"the next hop {hop.hex()} is no participant this relay knows")
         if name in self.peers:
             return [(name, DatagramMsg(datagram))]
         size = len(encode(datagram))
         if len(self.held) >= MAX_HELD or self.held_bytes + size > MAX_HELD_BYTES:
-            self.stats.dropped[CarrierFull.__name__] += 1
-            _log.warning("dropped a datagram for %s: CarrierFull (%d held)", short(name), len(self.held))
-            return []
+            raise CarrierFull(
+                f"{len(self.held)} datagrams ({self.held_bytes} bytes) held already, for {short(name)}"
+            )
         self.stats.held += 1
         self.held.append((name, datagram))
         self.held_bytes += size

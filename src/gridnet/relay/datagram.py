@@ -117,6 +117,8 @@ class RelayView(Protocol):
 class Forwarded:
     next_hop: Address
     datagram: Datagram
+    claim: HopClaim
+    """The relay's hop ticket with the token: what it keeps once it hands the datagram on."""
 
 
 @dataclass(frozen=True)
@@ -176,18 +178,33 @@ class Relay:
     hop_claims: dict[Hash32, deque[HopClaim]] = field(default_factory=dict)
     """Pool -> the latest hop tickets this relay forwarded under, with their tokens."""
 
-    def _remember(self, pool: Hash32, depth: int, preimage: bytes, anchor_depth: int) -> None:
-        if depth > anchor_depth:
-            self.anchors[pool] = (depth, preimage)
-        seen = self.seen[pool]
-        seen.add(depth)
+    def accept(self, outcome: Forwarded | Delivered) -> None:
+        """Take on a checked datagram (:meth:`check`) that is delivered, or handed on or held
+        for its next hop: its depth is used up at this relay and a forwarded one's hop claim
+        kept. A datagram dropped after its check (no route to its next hop) is never accepted."""
+        token = outcome.datagram.token.token
+        if token.depth > self.anchors.get(token.pool, (0, b""))[0]:
+            self.anchors[token.pool] = (token.depth, token.preimage)
+        seen = self.seen.setdefault(token.pool, set())
+        seen.add(token.depth)
         if len(seen) > MAX_SEEN:
             oldest = min(seen)
             seen.discard(oldest)
-            self.floors[pool] = oldest
+            self.floors[token.pool] = oldest
+        if isinstance(outcome, Forwarded):
+            kept = self.hop_claims.setdefault(token.pool, deque(maxlen=MAX_KEPT_HOP_CLAIMS))
+            kept.append(outcome.claim)
 
     def handle(self, dgram: Datagram) -> Forwarded | Delivered:
-        """Check a received datagram and forward or deliver it; raises the named rule."""
+        """Check a received datagram and accept it at once (a relay that always hands on
+        what it forwards); raises the named rule."""
+        outcome = self.check(dgram)
+        self.accept(outcome)
+        return outcome
+
+    def check(self, dgram: Datagram) -> Forwarded | Delivered:
+        """What to do with a received datagram, the relay unchanged: forward or deliver it;
+        raises the named rule."""
         token = dgram.token.token
         originator = address_from_public_key(token.owner_key)
         registered = self.view.identity_proof(originator)
@@ -202,7 +219,7 @@ class Relay:
         if pool is None:
             raise UnknownPool("the token names no pool on chain")
         check_token_signature(dgram.token, pool.owner)
-        seen = self.seen.setdefault(token.pool, set())
+        seen = self.seen.get(token.pool, set())
         floor = max(pool.redeemed_depth, self.floors.get(token.pool, 0))
         if token.depth <= floor or token.depth in seen:
             raise TokenReplayed(f"a token at depth {token.depth} of this pool was already carried or paid")
@@ -222,17 +239,14 @@ class Relay:
             if datagram_digest(receipt) != token.datagram:
                 raise TokenNotForDatagram("the token pays for another envelope than the one delivered")
             envelope = decode(peeled.inner, Envelope)
-            self._remember(token.pool, token.depth, token.preimage, depth)
             return Delivered(envelope, dgram, receipt)
         if peeled.hop is None:
             raise HopEntryInvalid("this relay's layer carries no hop entry: the sender credits it nothing")
         verify_ticket(peeled.hop, token.hop_root, self.key.address)
         if self.view.identity_proof(peeled.next_hop) is None:  # no stake behind the next hop
             raise UnregisteredNextHop(f"the next hop {peeled.next_hop.hex()} has no registered identity")
-        self._remember(token.pool, token.depth, token.preimage, depth)
-        kept = self.hop_claims.setdefault(token.pool, deque(maxlen=MAX_KEPT_HOP_CLAIMS))
-        kept.append(HopClaim(dgram.token, peeled.hop))
-        return Forwarded(peeled.next_hop, Datagram(dgram.token, dgram.identity, peeled.inner))
+        inner = Datagram(dgram.token, dgram.identity, peeled.inner)
+        return Forwarded(peeled.next_hop, inner, HopClaim(dgram.token, peeled.hop))
 
     def collectable(self) -> list[HopClaim]:
         """For each pool, the deepest hop claim the chain pays now: its token no deeper than

@@ -1,0 +1,90 @@
+"""A relaying participant: what it drops after a datagram's checks (no route to its next
+hop) does not use up the datagram's depth there, nor earn it a hop claim."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.keys import PrivateKey
+from gridnet.identity import find_identity_proof
+from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
+from gridnet.node import relay_peer
+from gridnet.node.messages import DatagramMsg
+from gridnet.node.relay_peer import RelayPeer
+from gridnet.relay.datagram import Datagram, originate
+from gridnet.relay.hops import HopBook
+from gridnet.relay.onion import peel
+from gridnet.relay.tokens import HashChain
+from gridnet.units import Address
+from tests.helpers import Actors, new_chain, register_identity, test_params
+
+SENDER, RECEIVER = (PrivateKey.from_label(f"peer-{n}") for n in ("s", "r"))
+RELAYS = [PrivateKey.from_label(f"peer-relay-{i}") for i in range(2)]
+CHAIN = HashChain(os.urandom(32), 500)
+POOL = pool_id(SENDER.address, CHAIN.final)
+NAMES = {RELAYS[0].address: "r0", RELAYS[1].address: "r1", RECEIVER.address: "receiver"}
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Actors:
+    people = [SENDER, RECEIVER, *RELAYS]
+    a = Actors(new_chain(tmp_path / "c", test_params(people)), people)
+    a.mine(*(a.tx(k, register_identity(a.chain, k).payload) for k in people))
+    a.mine(a.tx(SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500_000, expiry_height=50)))
+    return a
+
+
+def stream(net: Actors, count: int) -> list[Datagram]:
+    book = HopBook(os.urandom(32))
+    identity = find_identity_proof(SENDER.address, net.chain.params.identity_target_int)
+    path = [(r.address, r.public_key) for r in RELAYS]
+    receiver = (RECEIVER.address, RECEIVER.public_key)
+    return [
+        originate(SENDER, CHAIN, POOL, d, 750_000, identity, path, receiver, b"x", os.urandom(16), book=book)
+        for d in range(1, count + 1)
+    ]
+
+
+def relay(net: Actors, directory: dict[Address, str]) -> RelayPeer:
+    return RelayPeer("r0", RELAYS[0], lambda: ChainRelayView(net.chain.view()), directory.get)
+
+
+def kept_depths(peer: RelayPeer) -> list[int]:
+    return sorted(c.token.token.depth for c in peer._relay.hop_claims.get(POOL, ()))
+
+
+def test_a_datagram_dropped_as_carrier_full_keeps_its_depth_and_earns_no_claim(
+    net: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_peer, "MAX_HELD", 1)
+    first, second = stream(net, 2)
+    peer = relay(net, NAMES)  # r1 is known but not a neighbour: held
+    assert peer.handle("sender", DatagramMsg(first), 0) == [] and len(peer.held) == 1
+    assert peer.handle("sender", DatagramMsg(second), 0) == []
+    assert peer.stats.dropped == {"CarrierFull": 1} and kept_depths(peer) == [1]
+    peer.add_peer("r1")
+    assert [name for name, _ in peer.tick(0)] == ["r1"]  # the held one goes: room again
+    assert peer.handle("sender", DatagramMsg(second), 0) == [("r1", DatagramMsg(peel_once(second)))]
+    assert peer.stats.dropped == {"CarrierFull": 1} and kept_depths(peer) == [1, 2]
+
+
+def test_a_datagram_dropped_for_an_unknown_next_hop_keeps_its_depth_and_earns_no_claim(
+    net: Actors,
+) -> None:
+    (dgram,) = stream(net, 1)
+    directory = {RELAYS[0].address: "r0"}  # r1 not (yet) in the directory
+    peer = relay(net, directory)
+    peer.add_peer("r1")
+    assert peer.handle("sender", DatagramMsg(dgram), 0) == []
+    assert peer.stats.dropped == {"UnknownNextHop": 1} and kept_depths(peer) == []
+    directory[RELAYS[1].address] = "r1"
+    assert peer.handle("sender", DatagramMsg(dgram), 0) == [("r1", DatagramMsg(peel_once(dgram)))]
+    assert peer.stats.dropped == {"UnknownNextHop": 1} and kept_depths(peer) == [1]
+
+
+def peel_once(dgram: Datagram) -> Datagram:
+    return Datagram(dgram.token, dgram.identity, peel(RELAYS[0], dgram.onion).inner)
