@@ -348,7 +348,7 @@ def test_a_relay_keeps_its_latest_hop_claims_and_claims_the_deepest_delivered(
     net: Actors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Datagrams 4 and 5 are still on their way when the receiver claims depth 3: the relay
-    claims its entry at depth 3, and forgets the oldest beyond what it keeps."""
+    claims its entry at depth 3; of five evenly spaced claims it drops the shallowest."""
     monkeypatch.setattr(datagram, "MAX_KEPT_HOP_CLAIMS", 4)
     book = HopBook(os.urandom(32))
     relays = [Relay(k, view(net)) for k in RELAYS]
@@ -402,3 +402,33 @@ def test_a_relay_checks_against_the_chains_anchor_once_the_receivers_claimed_pas
     net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
     away.view = view(net)
     assert isinstance(away.handle(stream(5_000, RELAYS[:2])), Forwarded)
+
+
+def test_a_relay_keeps_hop_claims_spread_over_the_depths_a_receiver_may_claim(
+    net: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay after relay 0 delivers depths 1 to 24 and drops 25 to 40: relay 0 keeps 8
+    claims spread over 1 to 40 (not the last 8, all beyond what the receiver claims), so it
+    claims one within 2 x 40 / 7 depths of the 24 delivered; once paid, what it keeps at or
+    below the redeemed depth is dropped."""
+    monkeypatch.setattr(datagram, "MAX_KEPT_HOP_CLAIMS", 8)
+    book = HopBook(os.urandom(32))
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    inbox = Inbox(RECEIVER)
+    for depth in range(1, 41):
+        dgram = send(net, depth, book=book)
+        if depth <= 24:
+            inbox.record(carry(net, dgram, relays))
+        else:
+            relays[0].handle(dgram)
+    kept = [c.token.token.depth for c in relays[0].hop_claims[POOL]]
+    assert len(kept) == 8 and kept[-1] == 40 and kept == sorted(kept)
+    (claim,) = inbox.close()
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
+    relays[0].view = view(net)
+    (hop_claim,) = relays[0].collectable()
+    assert 24 - 2 * 40 / 7 <= hop_claim.token.token.depth <= 24
+    net.mine(net.tx(RELAYS[0], ClaimTransit(None, (hop_claim,))))
+    relays[0].view = view(net)
+    relays[0].handle(send(net, 41, book=book))
+    assert all(c.token.token.depth > 24 for c in relays[0].hop_claims[POOL])  # paid: dropped

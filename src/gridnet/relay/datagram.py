@@ -24,8 +24,8 @@ proves the connection's delivery.
 
 from __future__ import annotations
 
+import bisect
 import os
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Final, Protocol
@@ -66,9 +66,9 @@ MAX_SEEN: Final = 4096
 """Depths per pool a relay remembers to refuse replays (older ones are refused outright)."""
 MAX_RELAY_STEPS: Final = 4096
 """Most hashing one datagram may cost a relay (a token this far from what it saw is refused)."""
-MAX_KEPT_HOP_CLAIMS: Final = 16
-"""Hop claims a relay keeps per pool (the latest it carried; it claims the deepest one the
-pool's receivers have reached)."""
+MAX_KEPT_HOP_CLAIMS: Final = 32
+"""Hop claims a relay keeps per pool, spread over the depths not yet redeemed (it claims the
+deepest one the pool's receivers have reached)."""
 
 
 class Envelope(Wire, frozen=True):
@@ -175,8 +175,9 @@ class Relay:
     """Pool -> depths carried recently (datagrams may overtake each other; none twice)."""
     floors: dict[Hash32, int] = field(default_factory=dict)
     """Pool -> depth at or below which every token is refused (forgotten from ``seen``)."""
-    hop_claims: dict[Hash32, deque[HopClaim]] = field(default_factory=dict)
-    """Pool -> the latest hop tickets this relay forwarded under, with their tokens."""
+    hop_claims: dict[Hash32, list[HopClaim]] = field(default_factory=dict)
+    """Pool -> hop tickets this relay forwarded under, with their tokens, by depth (at most
+    ``MAX_KEPT_HOP_CLAIMS``, :meth:`_keep`)."""
 
     def accept(self, outcome: Forwarded | Delivered) -> None:
         """Take on a checked datagram (:meth:`check`) that is delivered, or handed on or held
@@ -192,8 +193,35 @@ class Relay:
             seen.discard(oldest)
             self.floors[token.pool] = oldest
         if isinstance(outcome, Forwarded):
-            kept = self.hop_claims.setdefault(token.pool, deque(maxlen=MAX_KEPT_HOP_CLAIMS))
-            kept.append(outcome.claim)
+            self._keep(outcome.claim)
+
+    def _keep(self, claim: HopClaim) -> None:
+        """Keep ``claim`` among the pool's hop claims, which stay spread over the depths the
+        receivers may yet claim. Credits are cumulative, so the chain pays the deepest claim at
+        or below the pool's redeemed depth: the shallower ones are dropped, and so is that one
+        once the pool paid all it credits. When more than ``MAX_KEPT_HOP_CLAIMS`` are left,
+        the claim dropped is the one whose removal leaves the smallest gap between its
+        neighbours (the redeemed depth before the shallowest), never the deepest nor the one
+        the chain pays now: whatever depth a receiver claims, this relay's pay falls short by
+        its credit over one such gap at most."""
+        pool_id = claim.token.token.pool
+        kept = self.hop_claims.setdefault(pool_id, [])
+        bisect.insort(kept, claim, key=_depth)
+        pool = self.view.pool(pool_id)
+        if pool is None:
+            return
+        redeemed = pool.redeemed_depth
+        payable = bisect.bisect_right(kept, redeemed, key=_depth)  # claims at or below it
+        del kept[: max(payable - 1, 0)]
+        if payable and hop_payable(kept[0].ticket.entry.credit, pool.unit_value) <= self.view.hop_paid(
+            pool_id, self.key.address
+        ):
+            del kept[0]
+        while len(kept) > MAX_KEPT_HOP_CLAIMS:
+            first = 1 if _depth(kept[0]) <= redeemed else 0
+            depths = [redeemed, *map(_depth, kept)]  # depths[i] is the depth before kept[i]
+            drop = min(range(first, len(kept) - 1), key=lambda i: depths[i + 2] - depths[i])
+            del kept[drop]
 
     def handle(self, dgram: Datagram) -> Forwarded | Delivered:
         """Check a received datagram and accept it at once (a relay that always hands on
@@ -266,6 +294,10 @@ class Relay:
             if payable:
                 out.append(max(payable, key=lambda c: c.token.token.depth))
         return out
+
+
+def _depth(claim: HopClaim) -> int:
+    return claim.token.token.depth
 
 
 @dataclass
