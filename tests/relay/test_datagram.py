@@ -29,7 +29,7 @@ from gridnet.errors import (
 from gridnet.identity import IdentityProof, find_identity_proof
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
-from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool
+from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.relay import datagram
 from gridnet.relay.claims import HopClaim
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, originate
@@ -432,3 +432,34 @@ def test_a_relay_keeps_hop_claims_spread_over_the_depths_a_receiver_may_claim(
     relays[0].view = view(net)
     relays[0].handle(send(net, 41, book=book))
     assert all(c.token.token.depth > 24 for c in relays[0].hop_claims[POOL])  # paid: dropped
+
+
+def test_a_relay_forgets_a_pool_gone_from_chain_and_what_a_claim_made_useless(net: Actors) -> None:
+    """Relay 0 carried 30 datagrams of a pool: the receiver's claim of depth 20 leaves it the
+    depths above 20 and one hop claim at or below; once the relay is paid and the pool
+    reclaimed after expiry, nothing of the pool is left."""
+    book = HopBook(os.urandom(32))
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    inbox = Inbox(RECEIVER)
+    for depth in range(1, 31):
+        delivered = carry(net, send(net, depth, book=book), relays)
+        if depth <= 20:
+            inbox.record(delivered)
+    (claim,) = inbox.close()
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
+    first = relays[0]
+    first.view = view(net)
+    first.prune()
+    assert first.seen[POOL] == set(range(21, 31)) and first.anchors[POOL][0] == 30
+    assert [c.token.token.depth for c in first.hop_claims[POOL]][:2] == [20, 21]
+    (hop_claim,) = first.collectable()
+    net.mine(net.tx(RELAYS[0], ClaimTransit(None, (hop_claim,))))
+    first.view = view(net)
+    first.prune()
+    assert first.hop_claims[POOL][0].token.token.depth == 21  # paid: dropped
+    while net.chain.head.header.height < 50:
+        net.mine()
+    net.mine(net.tx(SENDER, ReclaimPool(POOL)))
+    first.view = view(net)
+    first.prune()
+    assert (first.anchors, first.seen, first.floors, first.hop_claims) == ({}, {}, {}, {})

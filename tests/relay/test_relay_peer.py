@@ -11,7 +11,7 @@ import pytest
 from gridnet.crypto.hashing import pool_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.identity import find_identity_proof
-from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
+from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool, ReclaimPool
 from gridnet.node import relay_peer
 from gridnet.node.messages import DatagramMsg
 from gridnet.node.relay_peer import RelayPeer
@@ -88,3 +88,17 @@ def test_a_datagram_dropped_for_an_unknown_next_hop_keeps_its_depth_and_earns_no
 
 def peel_once(dgram: Datagram) -> Datagram:
     return Datagram(dgram.token, dgram.identity, peel(RELAYS[0], dgram.onion).inner)
+
+
+def test_a_relaying_participant_forgets_a_pool_reclaimed_on_its_next_tick(net: Actors) -> None:
+    (dgram,) = stream(net, 1)
+    peer = relay(net, NAMES)
+    peer.add_peer("r1")
+    assert len(peer.handle("sender", DatagramMsg(dgram), 0)) == 1 and kept_depths(peer) == [1]
+    peer.tick(0)  # the pool is on chain: kept
+    assert kept_depths(peer) == [1] and POOL in peer._relay.seen
+    while net.chain.head.header.height < 50:
+        net.mine()
+    net.mine(net.tx(SENDER, ReclaimPool(POOL)))
+    peer.tick(relay_peer.PRUNE_EVERY_MS)
+    assert kept_depths(peer) == [] and POOL not in peer._relay.seen and POOL not in peer._relay.anchors

@@ -33,6 +33,8 @@ MAX_HELD = 10_000
 MAX_HELD_BYTES = 64 << 20
 """Datagrams held for absent hops: at most this many, and this many bytes."""
 MAX_CLAIMS_KEPT = 1_000
+PRUNE_EVERY_MS = 60_000
+"""How often the relay forgets what the chain made useless (``Relay.prune``) [ms]."""
 MAX_RECEIVED = 10_000
 """Delivered datagrams kept until the owner takes them (the oldest go first)."""
 
@@ -74,6 +76,7 @@ class RelayPeer:
         answer does not lose a relay's pay)."""
         self.stats = RelayStats()
         self._relay = Relay(key, view(), trusted_flaggers)
+        self._next_prune = 0
 
     def add_peer(self, peer: str) -> None:
         if peer not in self.peers:
@@ -131,7 +134,12 @@ class RelayPeer:
         return out
 
     def tick(self, now: int) -> list[Outgoing]:
-        """Hand on what was held for a hop that is now a neighbour."""
+        """Hand on what was held for a hop that is now a neighbour; once a minute, forget
+        the relay state of pools the chain made useless."""
+        if now >= self._next_prune:
+            self._relay.view = self._view()
+            self._relay.prune()
+            self._next_prune = now + PRUNE_EVERY_MS
         if not self.held:
             return []
         out: list[Outgoing] = []

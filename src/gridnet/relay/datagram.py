@@ -53,6 +53,7 @@ from gridnet.relay.claims import HopClaim, SignedClaim, TransitClaim, hop_payabl
 from gridnet.relay.hops import HopBook, verify_ticket
 from gridnet.relay.onion import build_onion, peel
 from gridnet.relay.tokens import (
+    MAX_POOL_LENGTH,
     HashChain,
     SignedToken,
     check_preimage,
@@ -208,8 +209,10 @@ class Relay:
         kept = self.hop_claims.setdefault(pool_id, [])
         bisect.insort(kept, claim, key=_depth)
         pool = self.view.pool(pool_id)
-        if pool is None:
-            return
+        if pool is not None:
+            self._trim(pool_id, pool, kept)
+
+    def _trim(self, pool_id: Hash32, pool: PoolInfo, kept: list[HopClaim]) -> None:
         redeemed = pool.redeemed_depth
         payable = bisect.bisect_right(kept, redeemed, key=_depth)  # claims at or below it
         del kept[: max(payable - 1, 0)]
@@ -276,23 +279,38 @@ class Relay:
         inner = Datagram(dgram.token, dgram.identity, peeled.inner)
         return Forwarded(peeled.next_hop, inner, HopClaim(dgram.token, peeled.hop))
 
+    def prune(self) -> None:
+        """Forget what the chain made useless: everything of a pool gone from it (reclaimed),
+        and of a pool on it the depths, floor and anchor at or below its redeemed depth (the
+        chain's depth refuses and anchors those already) and the hop claims it will not pay."""
+        for pool_id in {*self.anchors, *self.seen, *self.floors, *self.hop_claims}:
+            pool = self.view.pool(pool_id)
+            redeemed = pool.redeemed_depth if pool is not None else MAX_POOL_LENGTH  # (gone: all)
+            if self.anchors.get(pool_id, (redeemed + 1, b""))[0] <= redeemed:
+                del self.anchors[pool_id]
+            if self.floors.get(pool_id, redeemed + 1) <= redeemed:
+                del self.floors[pool_id]
+            seen = {d for d in self.seen.get(pool_id, ()) if d > redeemed}
+            if seen:
+                self.seen[pool_id] = seen
+            else:
+                self.seen.pop(pool_id, None)
+            kept = self.hop_claims.get(pool_id, [])
+            if pool is not None:
+                self._trim(pool_id, pool, kept)
+            if not kept or pool is None:
+                self.hop_claims.pop(pool_id, None)
+
     def collectable(self) -> list[HopClaim]:
         """For each pool, the deepest hop claim the chain pays now: its token no deeper than
-        the pool's receivers claimed, its credit worth more than the pool paid this relay."""
+        the pool's receivers claimed, its credit worth more than the pool paid this relay
+        (forgetting first what the chain made useless, :meth:`prune`)."""
+        self.prune()
         out: list[HopClaim] = []
         for pool_id, kept in self.hop_claims.items():
             pool = self.view.pool(pool_id)
-            if pool is None:
-                continue
-            paid = self.view.hop_paid(pool_id, self.key.address)
-            payable = [
-                c
-                for c in kept
-                if c.token.token.depth <= pool.redeemed_depth
-                and hop_payable(c.ticket.entry.credit, pool.unit_value) > paid
-            ]
-            if payable:
-                out.append(max(payable, key=lambda c: c.token.token.depth))
+            if pool is not None and _depth(kept[0]) <= pool.redeemed_depth:  # (trimmed: payable)
+                out.append(kept[0])
         return out
 
 
