@@ -29,7 +29,7 @@ from gridnet.errors import (
 from gridnet.identity import IdentityProof, find_identity_proof
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
-from gridnet.ledger.txs.relay import ChainRelayView, ClaimTransit, CreateTokenPool, ReclaimPool
+from gridnet.ledger.txs.relay import POOLS, ChainRelayView, ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.relay import datagram
 from gridnet.relay.claims import HopClaim
 from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, originate
@@ -463,3 +463,68 @@ def test_a_relay_forgets_a_pool_gone_from_chain_and_what_a_claim_made_useless(ne
     first.view = view(net)
     first.prune()
     assert (first.anchors, first.seen, first.floors, first.hop_claims) == ({}, {}, {}, {})
+
+
+def test_a_connection_deeper_than_one_claim_reveals_is_claimed_in_steps(net: Actors) -> None:
+    """The sender reveals 4,096 units a datagram (as deep as a relay hashes), 102,400 in all:
+    more than one claim reveals (MAX_CLAIM_UNITS). The receiver keeps stepping stones and
+    signs a claim per stone, each within 100,000 units of the one before: mined in order, they
+    redeem the whole connection and the relays are paid all they carried."""
+    long_chain = HashChain(os.urandom(32), 110_000)
+    long_pool = pool_id(SENDER.address, long_chain.final)
+    net.mine(net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 110_000, expiry_height=50)))
+    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
+    relays = [Relay(k, view(net)) for k in RELAYS]
+    path = [(r.address, r.public_key) for r in RELAYS]
+    receiver, identity = (RECEIVER.address, RECEIVER.public_key), proof(net.chain, SENDER)
+    by_address = {r.key.address: r for r in relays} | {RECEIVER.address: Relay(RECEIVER, view(net))}
+    for n in range(1, 26):
+        dgram = originate(
+            SENDER,
+            long_chain,
+            long_pool,
+            4_096 * n,
+            PAYRATE,
+            identity,
+            path,
+            receiver,
+            b"x",
+            os.urandom(16),
+            book=book,
+        )
+        outcome = relays[0].handle(dgram)
+        while isinstance(outcome, Forwarded):
+            outcome = by_address[outcome.next_hop].handle(outcome.datagram)
+        inbox.record(outcome)
+    claims = inbox.close()
+    assert [c.claim.token.token.depth for c in claims] == [98_304, 102_400]
+    assert sum(c.claim.datagrams for c in claims) == 25
+    net.mine(*(net.tx(RECEIVER, ClaimTransit(c)) for c in claims))
+    pool = net.chain.view().get(POOLS, long_pool)
+    assert pool is not None and pool.redeemed_depth == 102_400
+    before = balances(net, RELAYS)
+    txs = []
+    for r in relays:
+        r.view = view(net)
+        (hop_claim,) = r.collectable()
+        txs.append(net.tx(r.key, ClaimTransit(None, (hop_claim,))))
+    net.mine(*txs)
+    paid = [b - a + tx.fee for a, b, tx in zip(before, balances(net, RELAYS), txs, strict=True)]
+    assert paid == [s for _, s in hop_shares(102_400, [k.address for k in RELAYS], PAYRATE)]
+
+
+def test_stepping_stones_bridge_datagrams_that_arrive_out_of_order(net: Actors) -> None:
+    """Stones are kept as few as the claims allow, whatever order datagrams arrive in."""
+    inbox = Inbox(RECEIVER)
+    token = send(net, 1).token
+
+    def at(depth: int) -> Delivered:
+        t = msgspec.structs.replace(token.token, depth=depth)
+        dgram = Datagram(SignedToken(t, token.signature), proof(net.chain, SENDER), b"")
+        return Delivered(datagram.Envelope(bytes(16), b""), dgram, bytes(32), 0)
+
+    for depth in (150_000, 50_000, 120_000, 90_000, 30_000, 160_000):
+        inbox.record(at(depth))
+    stones = inbox.connections[POOL].stones
+    assert [s.token.token.depth for s in stones] == [90_000, 160_000]
+    assert sum(s.datagrams for s in stones) == 6

@@ -2,7 +2,8 @@
 
 At the end of a connection the receiver signs one :class:`TransitClaim`: the connection's
 last (deepest) token with its receipt, the digest of the envelope it delivered, which only
-the receiver could compute (``datagram_digest(receipt)`` is what the token pays for). It
+the receiver could compute (``datagram_digest(receipt)`` is what the token pays for); a
+connection deeper than one claim reveals (``MAX_CLAIM_UNITS``) is claimed in steps. It
 names no relay: the receiver learns no relay from signing it. Each relay claims for itself
 with a :class:`HopClaim`: a token of a datagram it carried and its hop ticket from that
 datagram's layer, its entry under the token's hop root. Intermediaries are paid only after delivery:
@@ -11,6 +12,8 @@ a hop claim pays only up to the depth some receiver's claim proved.
 
 from __future__ import annotations
 
+from typing import Final
+
 from gridnet.crypto.hashing import datagram_digest
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U63, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
@@ -18,10 +21,16 @@ from gridnet.errors import ClaimSignatureInvalid, ReceiptInvalid
 from gridnet.relay.hops import HopTicket, verify_ticket
 from gridnet.relay.tokens import PPM, SignedToken
 
+MAX_CLAIM_UNITS: Final = 100_000
+"""Most units one receiver's claim may reveal above the pool's redeemed depth: bounds the
+hashing a claim costs every validator (``ledger.txs.relay``). A receiver claims a longer
+connection in steps (``Inbox``)."""
+
 
 class TransitClaim(Wire, frozen=True):
     token: SignedToken
-    """The connection's last token: its depth covers every datagram before it."""
+    """A token of the connection (its deepest, or a step towards it: ``Inbox``): its depth
+    covers every datagram before it."""
     receipt: HashBytes
     """The digest of the envelope that token paid for: proves the claimant opened it."""
     receiver_key: PublicKeyBytes

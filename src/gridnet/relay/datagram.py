@@ -18,8 +18,9 @@ checks the token (the pool owner's signature; a depth within the pool and within
 depth twice); then either, as the receiver, checks the token pays for this very envelope
 and delivers it, or checks its hop ticket and that the next hop is a registered identity,
 keeps the ticket (with the token, it is what the relay later claims) and forwards. The
-receiver keeps the deepest token of each connection with its receipt: one transit claim
-proves the connection's delivery.
+receiver keeps the deepest token of each connection with its receipt, and as stepping stones
+the fewest shallower ones that keep each claim within ``MAX_CLAIM_UNITS``: one transit claim
+(one per stone of a connection deeper than that) proves the connection's delivery.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from gridnet.errors import (
 )
 from gridnet.identity import IdentityProof
 from gridnet.ledger.merkle import EMPTY_ROOT
-from gridnet.relay.claims import HopClaim, SignedClaim, TransitClaim, hop_payable, sign_claim
+from gridnet.relay.claims import MAX_CLAIM_UNITS, HopClaim, SignedClaim, TransitClaim, hop_payable, sign_claim
 from gridnet.relay.hops import HopBook, verify_ticket
 from gridnet.relay.onion import build_onion, peel
 from gridnet.relay.tokens import (
@@ -128,6 +129,8 @@ class Delivered:
     datagram: Datagram
     receipt: Hash32
     """What the receiver's claim reveals to prove this delivery."""
+    redeemed_depth: int
+    """The pool's redeemed depth on chain when the datagram was checked."""
 
 
 def originate(
@@ -270,7 +273,7 @@ class Relay:
             if datagram_digest(receipt) != token.datagram:
                 raise TokenNotForDatagram("the token pays for another envelope than the one delivered")
             envelope = decode(peeled.inner, Envelope)
-            return Delivered(envelope, dgram, receipt)
+            return Delivered(envelope, dgram, receipt, pool.redeemed_depth)
         if peeled.hop is None:
             raise HopEntryInvalid("this relay's layer carries no hop entry: the sender credits it nothing")
         verify_ticket(peeled.hop, token.hop_root, self.key.address)
@@ -319,12 +322,30 @@ def _depth(claim: HopClaim) -> int:
 
 
 @dataclass
-class Connection:
-    """What a receiver keeps of one originator's stream through one pool."""
+class Stone:
+    """A delivered token kept for a claim, with its receipt."""
 
     token: SignedToken
     receipt: Hash32
-    datagrams: int = 0
+    datagrams: int
+    """Datagrams counted to this stone: delivered above the stone before it, as the
+    stones stood when each arrived (a stone dropped passes its count to the next)."""
+
+
+def _stone_depth(stone: Stone) -> int:
+    return stone.token.token.depth
+
+
+@dataclass
+class Connection:
+    """What a receiver keeps of one originator's stream through one pool: stepping stones,
+    by depth, each at most ``MAX_CLAIM_UNITS`` above the one before (``base`` before the
+    first), the deepest always among them, as few as that allows."""
+
+    base: int
+    """The pool's redeemed depth when the connection's first datagram was delivered (the
+    chain's only grows: the first claim reveals at most ``MAX_CLAIM_UNITS`` above it)."""
+    stones: list[Stone] = field(default_factory=list)
 
 
 @dataclass
@@ -335,22 +356,35 @@ class Inbox:
     connections: dict[Hash32, Connection] = field(default_factory=dict)
 
     def record(self, delivered: Delivered) -> None:
-        d = delivered.datagram
-        pool = d.token.token.pool
-        current = self.connections.get(pool)
-        if current is None or d.token.token.depth > current.token.token.depth:
-            count = current.datagrams if current else 0
-            self.connections[pool] = Connection(d.token, delivered.receipt, count + 1)
-        else:
-            current.datagrams += 1
+        """Count a delivery and keep its token as a stone, dropping every stone (but the
+        deepest) whose neighbours are at most ``MAX_CLAIM_UNITS`` apart (``base`` before the
+        first): a connection keeps at most ``2 * length / MAX_CLAIM_UNITS + 2`` stones, 22
+        for the longest pool."""
+        token = delivered.datagram.token
+        conn = self.connections.setdefault(token.token.pool, Connection(delivered.redeemed_depth))
+        stones = conn.stones
+        i = bisect.bisect_left(stones, token.token.depth, key=_stone_depth)
+        if i < len(stones) and _stone_depth(stones[i]) == token.token.depth:
+            stones[i].datagrams += 1  # (a depth delivered again, once the receiver forgot it)
+            return
+        stones.insert(i, Stone(token, delivered.receipt, 1))
+        i = 0
+        while i < len(stones) - 1:  # dropping a stone only widens its neighbours' gaps
+            before = _stone_depth(stones[i - 1]) if i else conn.base
+            if _stone_depth(stones[i + 1]) - before <= MAX_CLAIM_UNITS:
+                stones[i + 1].datagrams += stones.pop(i).datagrams
+            else:
+                i += 1
 
     def close(self) -> list[SignedClaim]:
-        """End every connection: one signed claim each (only for connections whose sender
-        credited relays: a token whose hop root is not empty)."""
+        """End every connection: one signed claim per stone, in depth order (submit them in
+        that order: each claims from the depth the one before it redeemed), only for
+        connections whose sender credited relays (the deepest token's hop root not empty)."""
         claims = [
-            sign_claim(self.key, TransitClaim(c.token, c.receipt, self.key.public_key, c.datagrams))
+            sign_claim(self.key, TransitClaim(s.token, s.receipt, self.key.public_key, s.datagrams))
             for c in self.connections.values()
-            if c.token.token.hop_root != EMPTY_ROOT
+            if c.stones[-1].token.token.hop_root != EMPTY_ROOT
+            for s in c.stones
         ]
         self.connections.clear()
         return claims

@@ -416,13 +416,14 @@ def relay_report(world: World, claims: list[Transaction]) -> dict[str, Any]:
         return {"enabled": False}
     earned: dict[str, int] = defaultdict(int)
     paid: dict[tuple[bytes, bytes], int] = defaultdict(int)
-    claim_bytes = fees = covered = connections = hop_claims = 0
+    claim_bytes = fees = covered = hop_claims = 0
+    connections: set[bytes] = set()
     names = {k.address: name for name, k in rn.keys.items()}
     unit_value = gnc(world.s.relay.pool_gnc) // rn.pool_length
     for tx in claims:
         assert isinstance(tx.payload, ClaimTransit)
-        if tx.payload.claim is not None:  # a receiver's: one per connection
-            connections += 1
+        if tx.payload.claim is not None:  # a receiver's: one per connection (per step of a long one)
+            connections.add(tx.payload.claim.claim.token.token.pool)
             covered += tx.payload.claim.claim.datagrams
         for hop in tx.payload.hops:  # a relay's: what it was owed, less what it was paid
             relay = hop.ticket.entry.relay
@@ -437,7 +438,7 @@ def relay_report(world: World, claims: list[Transaction]) -> dict[str, Any]:
     dropped: Counter[str] = Counter()
     for peer in rn.peers.values():
         dropped.update(peer.stats.dropped)
-    per_connection = claim_bytes / connections if connections else 0.0
+    per_connection = claim_bytes / len(connections) if connections else 0.0
     per_datagram = claim_bytes / covered if covered else 0.0
     return {
         "enabled": True,
@@ -448,9 +449,9 @@ def relay_report(world: World, claims: list[Transaction]) -> dict[str, Any]:
         "mean_hops": round(sum(hops_seen) / len(hops_seen), 3) if hops_seen else 0.0,
         "carrier_forwarded": rn.peers[CARRIER].stats.forwarded,
         "claims_on_chain": len(claims),
-        "connections_claimed": connections,
+        "connections_claimed": len(connections),
         "hop_claims": hop_claims,
-        "datagrams_per_claim": round(covered / connections, 1) if connections else 0.0,
+        "datagrams_per_claim": round(covered / len(connections), 1) if connections else 0.0,
         "reward_per_relay_gnc": {k: v / UNITS for k, v in sorted(earned.items())},
         "claim_fees_gnc": fees / UNITS,
         "chain_bytes_per_datagram": round(per_datagram, 2),

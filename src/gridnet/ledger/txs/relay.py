@@ -45,14 +45,19 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, IDENTITIES, StateView, register_table
 from gridnet.ledger.txs.authority import flagged_by
 from gridnet.ledger.txs.base import BlockEnv, TxRules
-from gridnet.relay.claims import HopClaim, SignedClaim, check_claim, check_hop_claim, hop_payable
+from gridnet.relay.claims import (
+    MAX_CLAIM_UNITS,
+    HopClaim,
+    SignedClaim,
+    check_claim,
+    check_hop_claim,
+    hop_payable,
+)
 from gridnet.relay.hops import MAX_CONNECTION_HOPS
 from gridnet.relay.tokens import MAX_POOL_LENGTH, check_preimage, check_token_signature
 from gridnet.security.roles import FlagTarget
 from gridnet.units import Address, Hash32
 
-MAX_CLAIM_UNITS: Final = 100_000
-"""Most units one claim may reveal: bounds the hashing a claim costs every validator."""
 MAX_HOP_CLAIMS: Final = 64
 """Most hop claims one ClaimTransit carries."""
 
