@@ -102,3 +102,27 @@ def test_a_relaying_participant_forgets_a_pool_reclaimed_on_its_next_tick(net: A
     net.mine(net.tx(SENDER, ReclaimPool(POOL)))
     peer.tick(relay_peer.PRUNE_EVERY_MS)
     assert kept_depths(peer) == [] and POOL not in peer._relay.seen and POOL not in peer._relay.anchors
+
+
+def test_a_receiver_keeps_its_deliveries_within_a_byte_bound_and_without_their_onions(
+    net: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Datagrams of 60 KiB straight to the receiver: it keeps the latest that fit in
+    MAX_RECEIVED_BYTES (the oldest go first), each without the receiver's layer it opened."""
+    monkeypatch.setattr(relay_peer, "MAX_RECEIVED_BYTES", 200_000)
+    identity = find_identity_proof(SENDER.address, net.chain.params.identity_target_int)
+    receiver = (RECEIVER.address, RECEIVER.public_key)
+    book = HopBook(os.urandom(32))
+    peer = RelayPeer("receiver", RECEIVER, lambda: ChainRelayView(net.chain.view()), NAMES.get)
+    for depth in range(1, 6):
+        body = bytes([depth]) * 60_000
+        dgram = originate(
+            SENDER, CHAIN, POOL, depth, 750_000, identity, [], receiver, body, os.urandom(16), book=book
+        )
+        peer.handle("sender", DatagramMsg(dgram), 0)
+    assert peer.stats.delivered == 5
+    assert [d.envelope.body[0] for d in peer.received] == [3, 4, 5]  # 3 x ~60.4 kB fit in 200 kB
+    assert all(d.datagram.onion == b"" for d in peer.received)
+    assert peer.received.bytes <= 200_000
+    peer.received.clear()
+    assert len(peer.received) == 0 and peer.received.bytes == 0

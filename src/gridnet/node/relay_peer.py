@@ -12,10 +12,13 @@ deliveries; as a relay it keeps its hop tickets and tells which of them the chai
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+import msgspec
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
@@ -36,7 +39,40 @@ MAX_CLAIMS_KEPT = 1_000
 PRUNE_EVERY_MS = 60_000
 """How often the relay forgets what the chain made useless (``Relay.prune``) [ms]."""
 MAX_RECEIVED = 10_000
-"""Delivered datagrams kept until the owner takes them (the oldest go first)."""
+MAX_RECEIVED_BYTES = 64 << 20
+"""Delivered datagrams kept until the owner takes them: at most this many, and this many
+bytes (the oldest go first)."""
+
+
+class Received:
+    """Datagrams delivered here, oldest first, until the owner takes them: each without its
+    onion (the receiver's layer, opened: its envelope is kept), at most ``MAX_RECEIVED`` of
+    them and ``MAX_RECEIVED_BYTES`` of their envelopes and tokens (the oldest go first)."""
+
+    def __init__(self) -> None:
+        self._kept: deque[tuple[Delivered, int]] = deque()
+        self.bytes = 0
+        """What the kept datagrams hold: their envelopes' bodies and nonces, and their
+        datagrams without the onion, encoded [bytes]."""
+
+    def append(self, delivered: Delivered) -> None:
+        spent = msgspec.structs.replace(delivered.datagram, onion=b"")
+        kept = dataclasses.replace(delivered, datagram=spent)
+        size = len(encode(delivered.envelope)) + len(encode(spent))
+        self._kept.append((kept, size))
+        self.bytes += size
+        while len(self._kept) > MAX_RECEIVED or self.bytes > MAX_RECEIVED_BYTES:
+            self.bytes -= self._kept.popleft()[1]
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[Delivered]:
+        return (delivered for delivered, _ in self._kept)
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 @dataclass
@@ -69,8 +105,9 @@ class RelayPeer:
         self.held: list[tuple[str, Datagram]] = []
         self.held_bytes = 0
         self.inbox = Inbox(key)
-        self.received: deque[Delivered] = deque(maxlen=MAX_RECEIVED)
-        """Datagrams delivered here (envelope, datagram, receipt), until the owner takes them."""
+        self.received = Received()
+        """Datagrams delivered here (envelope, datagram without its onion, receipt), until
+        the owner takes them."""
         self.claims: deque[SignedClaim] = deque(maxlen=MAX_CLAIMS_KEPT)
         """The latest transit claims signed by :meth:`close_connections` (kept so a lost
         answer does not lose a relay's pay)."""
