@@ -216,6 +216,19 @@ def test_a_block_of_a_slot_far_ahead_is_timestamptoofarinfuture(chain: Chain) ->
     assert err.value.rule == "TimestampTooFarInFuture"
 
 
+def test_a_block_more_than_half_a_slot_early_is_timestamptoofarinfuture_until_its_time(
+    chain: Chain,
+) -> None:
+    """A validator whose clock runs ahead cannot seal the next slots and take them: its block
+    is refused until its slot is at most half a slot away, and not marked invalid for good."""
+    block = propose(chain, 2)
+    early = at(2) - INTERVAL // 2
+    with pytest.raises(InvalidBlock) as err:
+        chain.add_block(block, now=early - 1)
+    assert err.value.rule == "TimestampTooFarInFuture"
+    assert chain.add_block(block, now=early).status is AddStatus.EXTENDED
+
+
 def test_a_report_with_one_item_is_malformed(chain: Chain) -> None:
     h = bytes(32)
     a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, h)))

@@ -10,14 +10,26 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import CONSENSUS_POA, Validator
 from gridnet.ledger.poa import validator_set
 from gridnet.net.memory import MemoryNetwork
-from gridnet.node.node import Node, NodeConfig
+from gridnet.node.messages import Message
+from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import GENESIS_TIME, test_params
 
 KEYS = [PrivateKey.from_label(f"net-validator-{i}") for i in range(4)]
+AHEAD_MS = 60_000
+
+
+class ClockAhead(Node):
+    """A validator whose clock runs ``AHEAD_MS`` ahead of the others'."""
+
+    def tick(self, now: int) -> list[Outgoing]:
+        return super().tick(now + AHEAD_MS)
+
+    def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
+        return super().handle(peer, msg, now + AHEAD_MS)
 
 
 def make_network(
-    tmp_path: Path, *, equivocating: int | None = None, observers: int = 0
+    tmp_path: Path, *, equivocating: int | None = None, ahead: int | None = None, observers: int = 0
 ) -> tuple[MemoryNetwork, list[Node]]:
     members = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
     params = test_params(KEYS, consensus=CONSENSUS_POA, validators=members, block_interval_ms=1_000)
@@ -26,7 +38,8 @@ def make_network(
     for i in range(4 + observers):
         chain = Chain.create(tmp_path / f"n{i}", params)
         config = NodeConfig(validator=KEYS[i] if i < 4 else None, equivocate=i == equivocating)
-        nodes.append(net.add(Node(f"n{i}", chain, config)))
+        kind = ClockAhead if i == ahead else Node
+        nodes.append(net.add(kind(f"n{i}", chain, config)))
     net.link_all()
     return net, nodes
 
@@ -70,6 +83,19 @@ def top_hash_at(nodes: list[Node], height: int) -> bytes:
     hashes = {n.chain.main[height].hash for n in nodes[:3] if n.chain.height >= height}
     assert len(hashes) == 1
     return hashes.pop()
+
+
+def test_a_validator_whose_clock_runs_ahead_takes_no_slot_of_the_others(tmp_path: Path) -> None:
+    """Its blocks of slots a minute ahead are refused until their time (TimestampTooFarInFuture,
+    declined, no fault): the others seal their own slots and finalize."""
+    net, nodes = make_network(tmp_path, ahead=3)
+    net.run_for(20_000)
+    honest = nodes[:3]
+    sealers = [e.header.proposer for e in honest[0].chain.main[1:]]
+    for k in KEYS[:3]:
+        assert sealers.count(k.public_key) >= 4, [sealers.count(k.public_key) for k in KEYS]
+    assert min(final_height(n) for n in honest) >= 10
+    assert all(n.stats.declined["HeadersAhead"] >= 1 for n in honest)
 
 
 def test_two_of_four_away_halt_finality_and_it_resumes_when_they_return(tmp_path: Path) -> None:

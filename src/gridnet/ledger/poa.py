@@ -152,6 +152,15 @@ def slot_start(params: ChainParams, slot: int) -> int:
     return params.genesis_time + slot * params.block_interval_ms
 
 
+def slot_lead_ms(params: ChainParams) -> int:
+    """How long before its slot starts a sealed block is taken [ms]: half a slot (at most
+    ``max_future_ms``). Clocks that differ by less are tolerated; a validator whose clock runs
+    ahead cannot seal the slots after the current one and take them from their proposers
+    (its block is refused as ``TimestampTooFarInFuture`` until its slot has nearly come, and
+    the current slot's block had half a slot to spread)."""
+    return min(params.block_interval_ms // 2, params.max_future_ms)
+
+
 def proposer_of(members: tuple[Validator, ...], slot: int) -> Validator:
     return members[slot % len(members)]
 

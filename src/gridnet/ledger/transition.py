@@ -55,6 +55,7 @@ from gridnet.ledger.poa import (
     begin_sealed_block,
     check_justified,
     check_sealed_header,
+    slot_lead_ms,
 )
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import ACCOUNTS, StateView
@@ -121,7 +122,7 @@ def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
     digest = header_hash(encode(header))
     if ctx.params.permissioned:
         check_sealed_header(header, ctx.params, ctx.chain_id, ctx.parent_timestamp, ctx.parent_justified)
-        _check_future(header, ctx)
+        _check_future(header, ctx, slot_lead_ms(ctx.params))
         return digest
     if header.proposer or header.seal or header.justified:
         raise BadSeal(f"block {header.height}: a proof-of-work header carries no seal")
@@ -139,16 +140,17 @@ def validate_header(header: Header, ctx: HeaderContext) -> Hash32:
             f"block {header.height}: timestamp {header.timestamp} is not after the median "
             f"of previous blocks ({ctx.median_time_past})"
         )
-    _check_future(header, ctx)
+    _check_future(header, ctx, ctx.params.max_future_ms)
     return digest
 
 
-def _check_future(header: Header, ctx: HeaderContext) -> None:
-    if header.timestamp > ctx.now + ctx.params.max_future_ms:
+def _check_future(header: Header, ctx: HeaderContext, limit: int) -> None:
+    """At most ``limit`` ms ahead of the local clock (not invalid for good: the same block is
+    taken once the clock has caught up)."""
+    if header.timestamp > ctx.now + limit:
         raise TimestampTooFarInFuture(
             f"block {header.height}: timestamp {header.timestamp} is "
-            f"{header.timestamp - ctx.now} ms ahead of the local clock "
-            f"(limit {ctx.params.max_future_ms} ms)"
+            f"{header.timestamp - ctx.now} ms ahead of the local clock (limit {limit} ms)"
         )
 
 
