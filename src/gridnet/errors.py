@@ -1181,6 +1181,20 @@ class VoteAlreadyCounted(InvalidVote):
     """A second vote of one validator for one target height."""
 
 
+class VoteRefused(GridnetError):
+    """A vote whose signature verifies that a node neither keeps nor relays (it cannot count
+    in a block the node seals soon); not a fault of the peer that sent it."""
+
+
+class VoteTooLate(VoteRefused):
+    """A vote whose target is at or below this node's justified height."""
+
+
+class VoteTargetAhead(VoteRefused):
+    """A vote whose target is not on this node's main chain and more than ``VOTES_AHEAD``
+    heights above its head (a vote for a block not yet here is held aside only just above)."""
+
+
 # --- peer links --------------------------------------------------------------------------------
 
 

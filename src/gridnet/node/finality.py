@@ -5,16 +5,25 @@ and seals — so that two conflicting ones become the proof of a ReportValidator
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
-from gridnet.crypto.hashing import vote_id
-from gridnet.encoding import U63, Wire, encode
-from gridnet.ledger.blocks import Header, SignedVote
+from gridnet.encoding import U63, Wire
+from gridnet.ledger.blocks import Checkpoint, Header, SignedVote
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.poa import conflicting_votes, slot_of
 from gridnet.units import Hash32
 
 VOTES_KEPT_PER_KEY = 16
 """Recent votes kept per validator key, to catch a conflicting one."""
+VOTES_POOLED_PER_KEY = 32
+"""Votes kept per validator key for the blocks this node seals (its own oldest go first: one
+member's votes never push out another's)."""
+VOTES_ASIDE_PER_KEY = 4
+"""Votes kept per validator key whose target is not (yet) a block of this node's main chain
+(a vote may arrive before its block): taken into the pool when it is."""
+VOTES_AHEAD = 2
+"""A vote whose target is not on the main chain is held aside only up to this many heights
+above the head."""
 
 
 class LastVote(Wire, frozen=True):
@@ -26,44 +35,81 @@ class LastVote(Wire, frozen=True):
 
 
 class VotePool:
-    """Votes heard, at most ``max_votes`` (the oldest go first)."""
+    """Votes heard, per validator key: those whose target is on this node's main chain (what
+    the blocks it seals carry), and a few held aside until their target joins it."""
 
-    def __init__(self, chain_id: Hash32, max_votes: int = 4096) -> None:
+    def __init__(self, chain_id: Hash32) -> None:
         self.chain_id = chain_id
-        self.max_votes = max_votes
-        self.votes: OrderedDict[Hash32, SignedVote] = OrderedDict()
-        self._by_key: dict[bytes, deque[SignedVote]] = {}
+        self._pooled: dict[bytes, OrderedDict[Hash32, SignedVote]] = {}
+        self._aside: dict[bytes, OrderedDict[Hash32, tuple[str, SignedVote]]] = {}
+        """Per key: the peer each came from (to relay it once taken), and the vote."""
+        self._signed: dict[bytes, deque[SignedVote]] = {}
 
-    def __contains__(self, vid: Hash32) -> bool:
-        return vid in self.votes
+    def holds(self, vid: Hash32, key: bytes) -> bool:
+        return vid in self._pooled.get(key, ()) or vid in self._aside.get(key, ())
 
     def __len__(self) -> int:
-        return len(self.votes)
+        return sum(len(kept) for kept in self._pooled.values())
 
-    def add(self, vote: SignedVote) -> SignedVote | None:
-        """Keep a vote whose signature was checked; returns an earlier vote of the same key
-        that conflicts with it (a fault to report), if any."""
-        vid = vote_id(encode(vote))
-        if vid in self.votes:
+    def check(self, vote: SignedVote) -> SignedVote | None:
+        """Note what a key signed (a vote whose signature was checked, kept or not); returns
+        an earlier vote of the same key that conflicts with it (a fault to report), if any."""
+        seen = self._signed.setdefault(vote.key, deque(maxlen=VOTES_KEPT_PER_KEY))
+        if vote in seen:
             return None
-        self.votes[vid] = vote
-        while len(self.votes) > self.max_votes:
-            self.votes.popitem(last=False)
-        seen = self._by_key.setdefault(vote.key, deque(maxlen=VOTES_KEPT_PER_KEY))
         conflict = next((v for v in seen if conflicting_votes(self.chain_id, v, vote) is not None), None)
         seen.append(vote)
         return conflict
 
+    def add(self, vid: Hash32, vote: SignedVote) -> None:
+        """Keep a vote whose target is on the main chain."""
+        kept = self._pooled.setdefault(vote.key, OrderedDict())
+        kept[vid] = vote
+        if len(kept) > VOTES_POOLED_PER_KEY:
+            kept.popitem(last=False)
+
+    def hold(self, vid: Hash32, vote: SignedVote, origin: str) -> None:
+        """Keep aside a vote whose target is not on the main chain (yet)."""
+        aside = self._aside.setdefault(vote.key, OrderedDict())
+        aside[vid] = (origin, vote)
+        if len(aside) > VOTES_ASIDE_PER_KEY:
+            aside.popitem(last=False)
+
+    def take_held(self, on_main: Callable[[Checkpoint], bool]) -> list[tuple[str, SignedVote]]:
+        """Move into the pool the votes held aside whose target is now on the main chain;
+        returns them with the peer each came from."""
+        taken: list[tuple[str, SignedVote]] = []
+        for aside in self._aside.values():
+            for vid, (origin, vote) in list(aside.items()):
+                if on_main(vote.vote.target):
+                    del aside[vid]
+                    self.add(vid, vote)
+                    taken.append((origin, vote))
+        return taken
+
     def candidates(self, justified_height: int) -> list[SignedVote]:
         """Votes that may still count: their target above the justified height (the block
         builder keeps those that count on its branch)."""
-        return [v for v in self.votes.values() if v.vote.target.height > justified_height]
+        return [
+            v
+            for kept in self._pooled.values()
+            for v in kept.values()
+            if v.vote.target.height > justified_height
+        ]
 
     def prune(self, justified_height: int) -> None:
         """Forget the votes that can no longer count (their target at or below the justified
         height); what each key signed stays for fault detection."""
-        for vid in [vid for vid, v in self.votes.items() if v.vote.target.height <= justified_height]:
-            del self.votes[vid]
+        for key, kept in list(self._pooled.items()):
+            for vid in [vid for vid, v in kept.items() if v.vote.target.height <= justified_height]:
+                del kept[vid]
+            if not kept:
+                del self._pooled[key]
+        for key, aside in list(self._aside.items()):
+            for vid in [vid for vid, (_, v) in aside.items() if v.vote.target.height <= justified_height]:
+                del aside[vid]
+            if not aside:
+                del self._aside[key]
 
 
 class SealLog:

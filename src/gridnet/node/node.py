@@ -35,6 +35,7 @@ from gridnet.errors import (
     KnownInvalid,
     LighterBranch,
     NonceGap,
+    NotAValidator,
     OrderExpired,
     OrderFromVulnerableMeter,
     OrderRefused,
@@ -44,6 +45,8 @@ from gridnet.errors import (
     SyncDeclined,
     TimestampTooFarInFuture,
     UnknownParent,
+    VoteTargetAhead,
+    VoteTooLate,
 )
 from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.blocks import Block, Checkpoint, Header, SignedVote, Vote
@@ -76,7 +79,7 @@ from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.commands import CommandBoard
-from gridnet.node.finality import LastVote, SealLog, VotePool
+from gridnet.node.finality import VOTES_AHEAD, LastVote, SealLog, VotePool
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.logs import short
 from gridnet.node.messages import (
@@ -255,6 +258,9 @@ class NodeStats:
     """Invalid blocks and headers by the rule broken."""
     declined: Counter[str] = field(default_factory=Counter)
     """What peers offered for sync that was not kept, by rule (``SyncDeclined``)."""
+    votes_refused: Counter[str] = field(default_factory=Counter)
+    """Votes heard that were neither kept nor relayed, by rule (``VoteRefused``, or
+    ``NotAValidator`` for a key outside the set)."""
     tx_rules: Counter[str] = field(default_factory=Counter)
     """Transactions refused, evicted or dropped, by rule."""
     blocks_imported: int = 0
@@ -1090,6 +1096,8 @@ class Node:
         tip_block = result.connected[-1] if result.connected else None
         if relay and tip_block is not None and tip.hash == result.block_hash:
             out.extend(self._send_block(source, tip_block))
+        for origin, vote in self.votes.take_held(self._on_main):  # (votes that came before their block)
+            out.extend((p, VoteMsg(vote)) for p in self.inventory.spread(origin)[0])
         return out
 
     def _add(self, block: Block, now: int) -> AddResult:
@@ -1709,7 +1717,8 @@ class Node:
         vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, head.hash)))
         self._last_vote = LastVote(justified.height, head.height)
         self._write_meta(LAST_VOTE, encode(self._last_vote))
-        self.votes.add(vote)
+        self.votes.check(vote)
+        self.votes.add(vote_id(encode(vote)), vote)
         out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.peers]
         if self.config.equivocate:  # a second vote for the same height: a provable fault
             other = sign_vote(
@@ -1730,30 +1739,58 @@ class Node:
             raise
 
     def _on_vote(self, peer: str, vote: SignedVote, now: int) -> list[Outgoing]:
-        """A gossiped vote: a bad signature is the peer's fault; a new one is kept, relayed,
-        and checked against what its validator signed before."""
+        """A gossiped vote: a bad signature is the peer's fault. A member's vote is checked
+        against what it signed before; it is kept and relayed when its target is a block of
+        the main chain above the justified one, held aside (and relayed once taken) when its
+        target is at most ``VOTES_AHEAD`` above the head but not on the main chain, refused
+        otherwise (``VoteRefused``: counted, not a fault)."""
         chain = self.chain
         if not chain.params.permissioned:
             return []
         vid = vote_id(encode(vote))
-        if vid in self.votes:
+        if self.votes.holds(vid, vote.key):
             return []
+        key = vote.key.hex()[:16]
         if not vote_signed(chain.chain_id, vote):
-            self._fault(
-                peer, BadVoteSignature(f"vote by {vote.key.hex()[:16]} does not verify on this chain")
-            )
+            self._fault(peer, BadVoteSignature(f"vote by {key} does not verify on this chain"))
             return []
         if validator_set(chain.view()).member(vote.key) is None:
-            return []  # (not a member here: it cannot count)
+            return self._refuse_vote(NotAValidator(f"vote by {key}, which is not in the validator set"))
         justified = chain.justified()
         assert justified is not None
-        if vote.vote.target.height <= justified.height:
-            return []  # (too late to count)
-        conflict = self.votes.add(vote)
-        out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.inventory.spread(peer)[0]]
+        target = vote.vote.target
+        if target.height <= justified.height:
+            return self._refuse_vote(
+                VoteTooLate(f"vote by {key} for height {target.height}; {justified.height} is justified")
+            )
+        out: list[Outgoing] = []
+        conflict = self.votes.check(vote)
         if conflict is not None:
             out.extend(self._report(vote.key, ReportValidatorFault(votes=(conflict, vote)), now))
+        if self._on_main(target):
+            self.votes.add(vid, vote)
+            out.extend((p, VoteMsg(vote)) for p in self.inventory.spread(peer)[0])
+        elif target.height <= chain.height + VOTES_AHEAD:
+            self.votes.hold(vid, vote, peer)
+        else:
+            out.extend(
+                self._refuse_vote(
+                    VoteTargetAhead(
+                        f"vote by {key} for height {target.height}, not on the main chain, "
+                        f"whose head is {chain.height}"
+                    )
+                )
+            )
         return out
+
+    def _on_main(self, checkpoint: Checkpoint) -> bool:
+        main = self.chain.main
+        return checkpoint.height < len(main) and main[checkpoint.height].hash == checkpoint.hash
+
+    def _refuse_vote(self, refused: GridnetError) -> list[Outgoing]:
+        self.stats.votes_refused[refused.rule] += 1
+        _net.debug("vote refused: %s: %s", refused.rule, refused)
+        return []
 
     def _check_seal(self, header: Header, now: int) -> list[Outgoing]:
         """Note who sealed a gossiped block; a second block of one proposer for one slot is

@@ -1,0 +1,120 @@
+"""The votes a node of a permissioned chain keeps (``node/finality.py``'s ``VotePool``): only
+those that can count in a block it seals soon, per validator key, so that one member's votes
+never push out another's; the rest is refused by name (``VoteRefused``), not a fault."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gridnet.crypto.hashing import header_hash, vote_id
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
+from gridnet.ledger.blocks import Checkpoint, SignedVote, Vote
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.poa import sign_vote
+from gridnet.node.finality import VOTES_AHEAD, VOTES_POOLED_PER_KEY, VotePool
+from gridnet.node.messages import BlockMsg, VoteMsg
+from gridnet.node.node import Node, NodeConfig, Outgoing
+from tests.helpers import new_chain
+from tests.ledger.test_poa import KEYS, at, grow, poa_params, propose, votes_for
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    chain = new_chain(tmp_path / "poa", poa_params())
+    grow(chain, range(1, 4))
+    node = Node("n0", chain, NodeConfig())
+    node.add_peer("p")
+    node.add_peer("q")
+    return node
+
+
+def relayed(out: list[Outgoing]) -> list[SignedVote]:
+    return [m.vote for p, m in out if p == "q" and isinstance(m, VoteMsg)]
+
+
+def far_vote(chain: Chain, n: int) -> SignedVote:
+    source = chain.justified()
+    assert source is not None
+    return sign_vote(KEYS[3], chain.chain_id, Vote(source, Checkpoint(10**9 + n, os.urandom(32))))
+
+
+def test_a_flood_of_votes_far_above_the_head_is_votetargetahead_and_honest_votes_stay(node: Node) -> None:
+    chain = node.chain
+    honest = votes_for(chain, KEYS[:3])
+    for vote in honest:
+        assert relayed(node.handle("p", VoteMsg(vote), at(4))) == [vote]
+    flood = 4_200
+    relays = [relayed(node.handle("p", VoteMsg(far_vote(chain, n)), at(4))) for n in range(flood)]
+    justified = chain.justified()
+    assert justified is not None
+    assert node.votes.candidates(justified.height) == honest
+    assert len(propose(chain, 4, node.votes.candidates(justified.height)).votes) == 3
+    assert relays == [[]] * flood
+    assert node.stats.votes_refused["VoteTargetAhead"] == flood
+    assert node.stats.peer_faults.get("p", 0) == 0, "a vote is no fault of the peer that relays it"
+
+
+def test_a_vote_that_comes_before_its_block_is_held_aside_and_relayed_with_it(node: Node) -> None:
+    chain = node.chain
+    block = propose(chain, 4)
+    source = chain.justified()
+    assert source is not None
+    target = Checkpoint(chain.height + 1, header_hash(encode(block.header)))
+    early = sign_vote(KEYS[0], chain.chain_id, Vote(source, target))
+    assert node.handle("p", VoteMsg(early), at(4)) == []
+    assert node.votes.holds(vote_id(encode(early)), early.key)
+    assert early not in node.votes.candidates(source.height)
+    assert node.handle("q", VoteMsg(early), at(4)) == [], "held: not checked nor kept twice"
+    out = node.handle("p", BlockMsg(block), at(4))
+    assert early in relayed(out)
+    assert early in node.votes.candidates(source.height)
+
+
+def test_a_vote_too_far_above_the_head_for_an_unknown_block_is_votetargetahead(node: Node) -> None:
+    chain = node.chain
+    source = chain.justified()
+    assert source is not None
+    height = chain.height + VOTES_AHEAD + 1
+    vote = sign_vote(KEYS[0], chain.chain_id, Vote(source, Checkpoint(height, bytes(32))))
+    assert node.handle("p", VoteMsg(vote), at(4)) == []
+    assert node.stats.votes_refused["VoteTargetAhead"] == 1
+    assert not node.votes.holds(vote_id(encode(vote)), vote.key)
+
+
+def test_a_late_vote_is_votetoolate_and_an_outsiders_notavalidator(node: Node) -> None:
+    chain = node.chain
+    justified = chain.justified()
+    assert justified is not None and justified.height >= 1
+    late = sign_vote(
+        KEYS[0],
+        chain.chain_id,
+        Vote(Checkpoint(0, chain.chain_id), Checkpoint(justified.height, chain.main[justified.height].hash)),
+    )
+    assert node.handle("p", VoteMsg(late), at(4)) == []
+    outsider = votes_for(chain, [PrivateKey.from_label("poa-outsider")])[0]
+    assert node.handle("p", VoteMsg(outsider), at(4)) == []
+    assert node.stats.votes_refused == {"VoteTooLate": 1, "NotAValidator": 1}
+
+
+def test_one_keys_votes_push_out_only_its_own() -> None:
+    pool = VotePool(bytes(32))
+    chain_id = bytes(32)
+    source = Checkpoint(0, chain_id)
+
+    def vote(key: int, height: int) -> SignedVote:
+        return sign_vote(KEYS[key], chain_id, Vote(source, Checkpoint(height, bytes(32))))
+
+    other = vote(1, 1)
+    pool.add(vote_id(encode(other)), other)
+    for height in range(1, 3 * VOTES_POOLED_PER_KEY):
+        v = vote(3, height)
+        pool.add(vote_id(encode(v)), v)
+    kept = pool.candidates(0)
+    assert other in kept
+    assert len(kept) == 1 + VOTES_POOLED_PER_KEY
+    own = [v.vote.target.height for v in kept if v.key == KEYS[3].public_key]
+    assert own == list(range(2 * VOTES_POOLED_PER_KEY, 3 * VOTES_POOLED_PER_KEY)), "its newest"
