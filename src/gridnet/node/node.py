@@ -394,7 +394,9 @@ class Node:
         """Finality votes heard (permissioned chain): what this node puts in the blocks it seals."""
         self.seals = SealLog(chain.chain_id, chain.params)
         self._reported: set[bytes] = set()
-        """Validator keys whose fault this node reported."""
+        """Validator keys whose fault this node reported, members of the set ``_reported_seq``
+        (at most its members: emptied when the set changes)."""
+        self._reported_seq = 0
         sealed = chain.store.get_meta(LAST_SEALED_SLOT)
         self._proposed_slot = -1 if sealed is None else int.from_bytes(sealed, "big")
         """The last slot this node's validator sealed a block for (kept in the store: a
@@ -1793,8 +1795,12 @@ class Node:
         return []
 
     def _check_seal(self, header: Header, now: int) -> list[Outgoing]:
-        """Note who sealed a gossiped block; a second block of one proposer for one slot is
-        reported."""
+        """Note who sealed a gossiped block, when the proposer is in the head's validator set
+        (an outsider's two seals prove no fault of a member: they are not noted, so they
+        cannot push a member's out of the seal log); a second block of one proposer for one
+        slot is reported."""
+        if validator_set(self.chain.view()).member(header.proposer) is None:
+            return []  # (validation names the rule, WrongProposer)
         if not seal_valid(self.chain.chain_id, header):
             return []  # (validation names the rule)
         earlier = self.seals.add(header)
@@ -1804,7 +1810,10 @@ class Node:
 
     def _report(self, guilty: bytes, proof: ReportValidatorFault, now: int) -> list[Outgoing]:
         """Submit the proof of ``guilty``'s fault, signed with this node's validator key (once
-        per key); a node without one only logs it."""
+        per key while the validator set stays as it is); a node without one only logs it."""
+        seq = validator_set(self.chain.view()).seq
+        if seq != self._reported_seq:  # (who is reported is a member of the set of now)
+            self._reported, self._reported_seq = set(), seq
         if guilty in self._reported:
             return []
         self._reported.add(guilty)
