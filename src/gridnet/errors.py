@@ -319,6 +319,12 @@ class NotInValidatorSet(InvalidTransaction):
     """A ReportValidatorFault against a key that is not (or no longer) in the set."""
 
 
+class FaultBeforeMembership(InvalidTransaction):
+    """A ReportValidatorFault whose items weigh from a block before the key's current
+    membership began (it left the set and was approved back since): an old proof does not
+    remove it again."""
+
+
 class LastValidator(InvalidTransaction):
     """A fault report would leave the validator set empty (the chain could not go on)."""
 

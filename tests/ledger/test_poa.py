@@ -26,7 +26,16 @@ from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.miner import propose_block
 from gridnet.ledger.params import CONSENSUS_POA, ChainParams, Validator, params_from_dict, params_to_toml
-from gridnet.ledger.poa import finality, proposer_of, seal_header, seal_message, sign_vote, validator_set
+from gridnet.ledger.poa import (
+    MEMBERSHIPS,
+    finality,
+    member_since,
+    proposer_of,
+    seal_header,
+    seal_message,
+    sign_vote,
+    validator_set,
+)
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.validators import ChangeValidators, ReportValidatorFault, approve
@@ -422,6 +431,35 @@ def test_a_double_vote_removes_the_validator(chain: Chain) -> None:
     assert validator_set(chain.view()).member(KEYS[2].public_key) is None
     again = _report(chain, votes=(a, b))
     assert type(rejection(chain, again, at(4))).__name__ == "NotInValidatorSet"
+
+
+def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership(chain: Chain) -> None:
+    """A fault counts for what a key did as a member since it last joined: the set may vote a
+    removed validator back, and the proof that removed it cannot remove it again."""
+    grow(chain, range(1, 3))
+    source = chain.justified()
+    assert source is not None
+    guilty = KEYS[2]
+    a = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(2, chain.main[2].hash)))
+    b = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(2, bytes(32))))
+    chain.add_block(propose(chain, 3, txs=[_report(chain, votes=(a, b))]), now=at(3))
+    assert validator_set(chain.view()).member(guilty.public_key) is None
+    everyone = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
+    back = _change(chain, everyone, [k for k in KEYS if k is not guilty], seq=2)
+    chain.add_block(propose(chain, 4, txs=[back]), now=at(4))
+    assert validator_set(chain.view()).member(guilty.public_key) is not None
+    assert member_since(chain.view(), guilty.public_key) == 5
+    assert member_since(chain.view(), KEYS[0].public_key) == 0, "a member since the genesis"
+    replayed = _report(chain, votes=(a, b))
+    assert type(rejection(chain, replayed, at(5))).__name__ == "FaultBeforeMembership"
+    # a double vote for the block that voted it back counts (block 5 would count it)
+    source = chain.justified()
+    assert source is not None
+    c = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(4, chain.main[4].hash)))
+    d = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(4, bytes(32))))
+    chain.add_block(propose(chain, 5, txs=[_report(chain, votes=(c, d))]), now=at(5))
+    assert validator_set(chain.view()).member(guilty.public_key) is None
+    assert chain.view().get(MEMBERSHIPS, guilty.public_key) is None, "no entry for a key out of the set"
 
 
 def test_a_surround_vote_is_a_fault(chain: Chain) -> None:

@@ -24,10 +24,11 @@ block is ever taken (``ConflictsWithFinal``).
 *Faults.* A validator is provably at fault when it seals two blocks for one slot, or signs
 two votes for one target height (a double vote) or one vote whose link surrounds another
 (surround vote). Each proof is a ReportValidatorFault transaction; it removes the validator
-from the set. With less than a third of the votes at fault, no two conflicting blocks are
-ever both final (each would need more than two thirds, so more than a third signed both);
-if validators holding a third or more stop, finality stops until they return, while blocks
-keep coming in the slots of those present.
+from the set, when the fault is from its current membership (``MEMBERSHIPS``: a key the set
+approves back is not removed again by the old proof). With less than a third of the votes at
+fault, no two conflicting blocks are ever both final (each would need more than two thirds, so
+more than a third signed both); if validators holding a third or more stop, finality stops
+until they return, while blocks keep coming in the slots of those present.
 """
 
 from __future__ import annotations
@@ -102,11 +103,20 @@ class RecentBlock(Wire, frozen=True):
     hash: bytes
 
 
+class Membership(Wire, frozen=True):
+    since: U63
+    """The first block of the key's current membership: the one after the block whose
+    ChangeValidators added it [height]."""
+
+
 VALIDATOR_SET = register_table("validator_set", b"K", ValidatorSet)
 FINALITY = register_table("finality", b"J", Finality)
 RECENT_BLOCKS = register_table("recent_blocks", b"N", RecentBlock)
 """Height (8 bytes, big-endian) -> hash of the block at that height on this branch, for the
 last ``VOTE_WINDOW`` heights: what a vote's target is checked against."""
+MEMBERSHIPS = register_table("validator_since", b"j", Membership)
+"""Member key -> when its current membership began, for a key a ChangeValidators added (no
+entry: a member since the genesis, 0): a fault counts only from then on."""
 ONLY = b"current"
 """The key of a table with one entry (hex ``63757272656e74`` in ``GET /state``)."""
 
@@ -334,9 +344,24 @@ def conflicting_votes(chain_id: Hash32, a: SignedVote, b: SignedVote) -> bytes |
     return None
 
 
+def member_since(state: StateView, key: bytes) -> int:
+    """The first block of ``key``'s current membership (0: a member since the genesis)."""
+    found = state.get(MEMBERSHIPS, key)
+    return 0 if found is None else found.since
+
+
+def fault_height(headers: tuple[Header, ...], votes: tuple[SignedVote, ...]) -> int:
+    """The first block in which a fault's items could weigh: the lower header's height, or
+    the block after the lower vote target (a vote for block ``h`` counts from block ``h + 1``)."""
+    if headers:
+        return min(h.height for h in headers)
+    return min(v.vote.target.height for v in votes) + 1
+
+
 def remove_validator(state: StateView, key: bytes) -> None:
     """Take ``key`` out of the set (the next slot's proposer is picked among the others);
     votes counted for it no longer weigh."""
     current = validator_set(state)
     members = tuple(m for m in current.members if m.key != key)
     state.put(VALIDATOR_SET, ONLY, ValidatorSet(current.seq + 1, members))
+    state.put(MEMBERSHIPS, key, None)

@@ -5,8 +5,9 @@ than two thirds of the current set's votes (each signs the new set and its seque
 Any account may submit it (and pays its fee); it takes effect from the next block.
 
 ReportValidatorFault: the proof that a member sealed two blocks for one slot, or signed two
-conflicting votes (``poa.double_seal``, ``poa.conflicting_votes``). The member leaves the set
-from the next block. Both kinds are refused on a proof-of-work chain (``NotPermissioned``).
+conflicting votes (``poa.double_seal``, ``poa.conflicting_votes``), since it last joined the set
+(``poa.member_since``: an old proof cannot remove a key the set approved back). The member
+leaves the set from the next block. Both kinds are refused on a proof-of-work chain (``NotPermissioned``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U63, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.errors import (
     BadValidatorSet,
+    FaultBeforeMembership,
     InsufficientApprovals,
     LastValidator,
     MalformedTransaction,
@@ -29,12 +31,16 @@ from gridnet.ledger.header import Header, SignedVote
 from gridnet.ledger.params import MAX_TOTAL_VOTES, MAX_VALIDATORS, ChainParams, Validator
 from gridnet.ledger.poa import (
     FINALITY,
+    MEMBERSHIPS,
     ONLY,
     VALIDATOR_SET,
+    Membership,
     ValidatorSet,
     conflicting_votes,
     double_seal,
+    fault_height,
     finality,
+    member_since,
     remove_validator,
     validator_set,
 )
@@ -115,6 +121,13 @@ def apply_change_validators(
             f"approvals carry {weight} of {total} votes; more than two thirds are needed"
         )
     state.put(VALIDATOR_SET, ONLY, ValidatorSet(payload.seq, payload.members))
+    staying = {m.key for m in payload.members}
+    for m in current.members:
+        if m.key not in staying:
+            state.put(MEMBERSHIPS, m.key, None)
+    for m in payload.members:
+        if current.member(m.key) is None:  # (a member from the next block)
+            state.put(MEMBERSHIPS, m.key, Membership(env.height + 1))
     record = finality(state)
     if record.tallies:  # (counted under the old weights: counted again under the new)
         state.put(FINALITY, ONLY, replace(record, tallies=()))
@@ -140,6 +153,12 @@ def apply_report_validator_fault(
     current = validator_set(state)
     if current.member(key) is None:
         raise NotInValidatorSet(f"validator {key.hex()[:16]} is not in the set (already removed?)")
+    since, offence = member_since(state, key), fault_height(payload.headers, payload.votes)
+    if offence < since:
+        raise FaultBeforeMembership(
+            f"validator {key.hex()[:16]} is a member from block {since}; the fault weighs from "
+            f"block {offence}, before it joined again"
+        )
     if len(current.members) == 1:
         raise LastValidator(
             f"validator {key.hex()[:16]} is the last one; the chain could not go on without it"
