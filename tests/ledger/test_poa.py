@@ -246,6 +246,25 @@ def test_a_report_with_one_item_is_malformed(chain: Chain) -> None:
     assert type(err.value).__name__ == "MalformedTransaction"
 
 
+def test_a_block_with_more_than_1024_votes_is_blocktoolarge(chain: Chain) -> None:
+    votes = grow(chain, range(1, 3))
+    block = propose(chain, 3, votes)
+    crowded = reseal(chain, msgspec.structs.replace(block, votes=tuple(votes[i % 4] for i in range(1_025))))
+    assert len(encode(crowded)) < chain.params.max_block_bytes
+    with pytest.raises(InvalidBlock) as err:
+        chain.add_block(crowded, now=at(3))
+    assert err.value.rule == "BlockTooLarge" and "1025 votes" in str(err.value)
+
+
+def test_more_than_256_approvals_are_malformed(chain: Chain) -> None:
+    members = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
+    approvals = tuple(approve(KEYS[0], chain.chain_id, 1, members) for _ in range(257))
+    tx = sign(chain, USER, ChangeValidators(1, members, approvals), chain.account(USER.address).nonce)
+    with pytest.raises(Exception) as err:
+        validate_transaction(tx, chain.params, chain.chain_id)
+    assert type(err.value).__name__ == "MalformedTransaction"
+
+
 def test_a_block_sealed_by_a_validator_out_of_turn_is_wrongproposer(chain: Chain) -> None:
     block = propose(chain, 1)
     other = next(k for k in KEYS if k is not proposer(chain, 1))
