@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +20,8 @@ if TYPE_CHECKING:
 TOKEN_ENV = "GRIDNET_API_TOKEN"
 MAX_UNITS = 2**63 - 1
 """The largest amount or fee a transaction can carry [base units]."""
+DECIMALS = len(str(UNITS_PER_GNC)) - 1
+"""Decimals of a GNC amount (a base unit is 10^-8 GNC)."""
 
 # markup=False: user text (paths, addresses, messages) is printed verbatim, never parsed.
 console = Console(soft_wrap=True, markup=False, highlight=False)
@@ -61,14 +62,21 @@ def parse_gnc(text: str) -> int:
     digits)."""
     if not AMOUNT.fullmatch(text):
         raise ConfigError(f"amount {text!r} is not a number of GNC (digits, e.g. 12.5)")
-    value = Decimal(text)
-    units = value * UNITS_PER_GNC
-    if units != units.to_integral_value() or units <= 0:
-        raise ConfigError(f"amount {text!r} must be positive with at most 8 decimals")
-    if units > MAX_UNITS:
-        most = MAX_UNITS // UNITS_PER_GNC
+    # Read exactly, in integers: a Decimal product is rounded to 28 digits before it can be
+    # found not to be whole (1 followed by 30 decimals was signed as 1 GNC).
+    whole, _, decimals = text.partition(".")
+    whole, decimals = whole.lstrip("0"), decimals.rstrip("0")
+    most = MAX_UNITS // UNITS_PER_GNC
+    if len(decimals) > DECIMALS:
+        raise ConfigError(f"amount {text!r} must be positive with at most {DECIMALS} decimals")
+    if len(whole) > len(str(most)):
         raise ConfigError(f"amount {text!r} is more than a transaction can carry (at most {most:,} GNC)")
-    return int(units)
+    units = int(whole or "0") * UNITS_PER_GNC + int(decimals.ljust(DECIMALS, "0"))
+    if units <= 0:
+        raise ConfigError(f"amount {text!r} must be positive with at most {DECIMALS} decimals")
+    if units > MAX_UNITS:
+        raise ConfigError(f"amount {text!r} is more than a transaction can carry (at most {most:,} GNC)")
+    return units
 
 
 def progress_bar() -> Progress:
