@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -101,6 +104,123 @@ def test_a_server_that_never_answers_is_waited_for_once() -> None:
     assert len(accepted) == 1
     for conn in accepted:
         conn.close()
+
+
+def test_a_submission_whose_answer_is_lost_is_sent_once() -> None:
+    """A POST the node read before the connection dropped was sent again, on the chance that
+    a kept-alive connection had been closed: the transaction it had taken came back
+    AlreadyKnown, an error, and a user who sent it again paid twice."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    requests: list[bytes] = []
+
+    def read_and_hang_up() -> None:
+        server.settimeout(5)
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(30)
+                    requests.append(conn.recv(65536))
+
+    thread = threading.Thread(target=read_and_hang_up, daemon=True)
+    thread.start()
+    client = NodeClient(f"127.0.0.1:{port}", timeout_s=30)
+    with pytest.raises(NodeUnavailable, match="did not answer POST /transactions"):
+        client.call("POST", "/transactions", {"tx": "00"})
+    thread.join(60)
+    server.close()
+    assert len(requests) == 1 and requests[0].startswith(b"POST /transactions")
+
+
+@dataclass
+class FakeNode:
+    """A server posing as a node: GET /params (``chain_id`` named beside the parameters),
+    GET /accounts/..., and POST answered with ``post`` (status, JSON), each POST counted."""
+
+    url: str = ""
+    chain_id: str = ""
+    post: tuple[int, dict[str, str]] = (500, {})
+    posts: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def fake_node() -> Iterator[FakeNode]:
+    from gridnet.encoding import encode
+    from gridnet.ledger.genesis import chain_id_of
+    from tests.helpers import test_params
+
+    params = test_params()
+    fake = FakeNode(chain_id=chain_id_of(params).hex())
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self, status: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/params":
+                self.answer(200, {"chain_id": fake.chain_id, "hex": encode(params).hex()})
+                return
+            self.answer(200, {
+                "address": self.path.rsplit("/", 1)[-1], "balance": 10**12, "nonce": 0, "bonded": 0,
+                "unbonding": 0, "pending": 0, "next_nonce": 0,
+            })  # fmt: skip
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            fake.posts.append(self.path)
+            self.answer(*fake.post)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(30)
+
+
+def _transfer(fake: FakeNode, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    key = tmp_path / "k.key"
+    if not key.exists():
+        assert gridnet("keys", "new", "--out", key, "--unencrypted", cwd=tmp_path).returncode == 0
+    to = "gns2xnk54lq6gwljdpkfgunbutpbf2nek2f5aueta"
+    args = ("--key", key, "--to", to, "--amount", "1", "--node", fake.url)
+    return gridnet("tx", "transfer", *args, cwd=tmp_path)
+
+
+def test_a_node_that_names_another_chain_than_its_parameters_gets_nothing_signed(
+    fake_node: FakeNode, tmp_path: Path
+) -> None:
+    """The chain id a transaction is signed for is the parameters' own: the node's word for
+    it was taken as given, so a node (or a server posing as one) got a transaction signed for
+    another chain, where it was valid."""
+    fake_node.chain_id = "ab" * 32
+    line = one_line_error(_transfer(fake_node, tmp_path))
+    assert "names chain id abababababababab" in line and "nothing was signed" in line
+    assert fake_node.posts == []
+
+
+def test_a_transaction_the_node_holds_already_is_not_an_error(fake_node: FakeNode, tmp_path: Path) -> None:
+    """AlreadyKnown is the node's answer for this very transaction (its id): it is pending."""
+    fake_node.post = (422, {"code": "AlreadyKnown", "message": "transaction is already pending"})
+    result = _transfer(fake_node, tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith(f"already pending at http://{fake_node.url}: ")
+    fake_node.post = (202, {})
+    result = _transfer(fake_node, tmp_path)
+    assert result.returncode == 0 and "on chain 'gridnet-devnet'" in result.stdout, result.stdout
+    assert fake_node.posts == ["/transactions", "/transactions"]
 
 
 CHAIN_READERS = [

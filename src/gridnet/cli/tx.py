@@ -32,7 +32,7 @@ from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
-from gridnet.errors import ConfigError, DecodeError, GridnetError, NodeUnavailable
+from gridnet.errors import AlreadyKnown, ConfigError, DecodeError, GridnetError, NodeUnavailable
 from gridnet.files import read_toml
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
@@ -80,7 +80,15 @@ from gridnet.ledger.wallet import submit
 from gridnet.market.orders import Side
 from gridnet.market.policy import parse_price
 from gridnet.meter.status import firmware_image_hash_of_chunks
-from gridnet.node.client import AccountAnswer, NodeClient, ParamsAnswer, TxLookupAnswer, expect, why_lost
+from gridnet.node.client import (
+    AccountAnswer,
+    NodeClient,
+    NodeRefused,
+    ParamsAnswer,
+    TxLookupAnswer,
+    expect,
+    why_lost,
+)
 from gridnet.security.roles import Role
 from gridnet.units import INTERVAL_MS, interval_of
 
@@ -147,19 +155,37 @@ def _send_to_node(
     answer = expect(client.request("GET", "/params"), ParamsAnswer, "GET /params")
     try:
         params = decode(bytes.fromhex(answer.hex), ChainParams, what="chain parameters")
-        chain_id = bytes.fromhex(answer.chain_id)
     except (ValueError, DecodeError) as exc:
         raise NodeUnavailable(
             f"the node at {client.url} sent chain parameters that do not decode: {exc}"
         ) from None
+    chain_id = chain_id_of(params)  # (signed for: the parameters' own id, not one the node names)
+    if answer.chain_id != chain_id.hex():
+        raise NodeUnavailable(
+            f"the node at {client.url} names chain id {answer.chain_id[:16]} but its parameters are those "
+            f"of chain {params.name!r} ({chain_id.hex()[:16]}): nothing was signed; is it the node you meant?"
+        )
     path = f"/accounts/{address_to_text(signer.address)}"
     nonce = expect(client.request("GET", path), AccountAnswer, f"GET {path}").next_nonce
     payload = build(params, signer)
     fee = min_fee(params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(signer, chain_id, payload, nonce, fee)
     txid = tx_id(tx).hex()
-    client.request("POST", "/transactions", {"tx": encode(tx).hex()})  # NodeRefused names the rule
-    console.print(f"accepted {txid} by the node at {client.url} (nonce {nonce}, fee {fee})")
+    try:
+        client.request("POST", "/transactions", {"tx": encode(tx).hex()})  # NodeRefused names the rule
+    except NodeUnavailable as exc:
+        raise NodeUnavailable(
+            f"{exc} It may have taken {txid} all the same: look it up with GET /transactions/{txid} "
+            "before sending it again"
+        ) from None
+    except NodeRefused as exc:
+        if exc.code != AlreadyKnown.__name__:
+            raise
+        console.print(f"already pending at {client.url}: {txid} (nonce {nonce}, fee {fee})")
+    else:
+        console.print(
+            f"accepted {txid} by the node at {client.url} on chain {params.name!r} (nonce {nonce}, fee {fee})"
+        )
     if not wait:
         return
     deadline = time.monotonic() + timeout

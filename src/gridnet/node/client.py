@@ -350,6 +350,12 @@ class NodeClient:
         headers = {} if body is None else {"content-type": "application/json"}
         if self.token is not None:
             headers["authorization"] = f"Bearer {self.token}"
+        if method != "GET" and self._conn is not None:
+            # A submission goes on a new connection and is never sent twice: on a kept-alive one
+            # the node may have closed, a failure cannot tell "not received" from "received, the
+            # answer lost" (sent again, an accepted transaction came back AlreadyKnown).
+            self._conn.close()
+            self._conn = None
         for attempt in range(2):
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
@@ -360,12 +366,9 @@ class NodeClient:
             except (OSError, http.client.HTTPException) as exc:
                 self._conn.close()
                 self._conn = None
-                # Asked again only when the node cannot have acted on it: a read, or a kept-alive
-                # connection the node had closed (a submission is never sent twice).
-                # (Not after a timeout: a server that never answers would be waited for twice.)
-                again = not isinstance(exc, TimeoutError) and (
-                    method == "GET" or isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
-                )
+                # Asked again only when that cannot act twice: a read (not after a timeout: a
+                # server that never answers would be waited for twice).
+                again = method == "GET" and not isinstance(exc, TimeoutError)
                 if attempt or not again:
                     if isinstance(
                         exc, http.client.BadStatusLine | http.client.LineTooLong
