@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -295,3 +297,69 @@ def test_failed_encryption_leaves_the_plain_file_as_it_was(
     assert "No space left on device" in message and "unchanged" in message
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"], "a temporary file was left"
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_encrypting_through_a_link_is_refused_and_leaves_the_plain_file(tmp_path: Path, link: str) -> None:
+    """The rename replaced the link, not the file: the plain key stayed in clear under its own
+    name (or its other hard link) while this said it was encrypted."""
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    plain = vault / "plain.key"
+    write_key_file(plain, KEY)
+    before = plain.read_bytes()
+    path = tmp_path / "node.key"
+    if link == "symbolic":
+        path.symlink_to(plain)
+    else:
+        os.link(plain, path)
+    source = Passphrase(PASSPHRASE)
+    message = refusal(lambda: encrypt_key_file(path, source, cost=KDF_COST_MIN))
+    expected = f"a symbolic link to {plain}" if link == "symbolic" else "has 2 names (hard links)"
+    assert expected in message and "left unchanged" in message
+    assert plain.read_bytes() == before and source.calls == 0
+    assert key_file_info(path) == KeyFileInfo(ADDRESS, "none")
+
+
+KDF_OUT_OF_MEMORY = """
+import resource, sys
+from pathlib import Path
+from gridnet.crypto.keys import KDF_COST, PrivateKey, read_key_file, write_key_file
+from gridnet.errors import KeyFileError
+
+def vm_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize")
+
+path = Path(sys.argv[1])
+limit = vm_bytes() + KDF_COST.memlimit // 4  # a quarter of what argon2id asks for
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for call in (
+    lambda: read_key_file(path, lambda: b"correct horse battery staple"),
+    lambda: write_key_file(path.with_name("new.key"), PrivateKey.from_label("x"), b"pass", cost=KDF_COST),
+):
+    try:
+        call()
+    except KeyFileError as exc:
+        print(exc)
+"""
+
+
+def test_a_key_derivation_without_its_memory_is_not_a_wrong_passphrase(tmp_path: Path) -> None:
+    """argon2id needs 256 MiB; a process that cannot have them (a small device, ulimit -v) was
+    told its right passphrase was wrong and to restore the file from a backup, and `keys new`
+    ended in a traceback."""
+    path = tmp_path / "node.key"
+    write_key_file(path, KEY, PASSPHRASE, cost=KDF_COST)
+    done = subprocess.run(
+        [sys.executable, "-c", KDF_OUT_OF_MEMORY, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    for line, name in zip(lines, ("node.key", "new.key"), strict=True):
+        assert line.startswith(f"cannot derive the key of key file {tmp_path / name}: argon2id needs 256 MiB")
+        assert "wrong passphrase" not in line
+    assert not (tmp_path / "new.key").exists()

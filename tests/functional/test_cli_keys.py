@@ -295,7 +295,7 @@ def _read(fd: int, deadline: float) -> bytes:
         return b""
 
 
-def in_terminal(*args: str, cwd: Path, typed: list[str]) -> tuple[int, str]:
+def in_terminal(*args: str, cwd: Path, typed: list[str | bytes]) -> tuple[int, str]:
     """Run ``python -m gridnet ARGS`` on a new pseudo-terminal (its controlling terminal), typing
     each of ``typed`` after the next prompt; (exit code, everything the terminal showed)."""
     env = environment(None)
@@ -312,7 +312,7 @@ def in_terminal(*args: str, cwd: Path, typed: list[str]) -> tuple[int, str]:
                 chunk = _read(fd, deadline)
                 assert chunk, f"gridnet exited before its prompt: {shown!r}"
                 shown += chunk
-            os.write(fd, text.encode() + b"\n")
+            os.write(fd, (text if isinstance(text, bytes) else text.encode()) + b"\n")
         while chunk := _read(fd, deadline):
             shown += chunk
     except BaseException:
@@ -322,7 +322,7 @@ def in_terminal(*args: str, cwd: Path, typed: list[str]) -> tuple[int, str]:
     finally:
         os.close(fd)
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown.decode()
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
 
 
 def test_keys_new_at_a_terminal_asks_twice_without_echo(tmp_path: Path) -> None:
@@ -337,3 +337,11 @@ def test_keys_new_at_a_terminal_asks_twice_without_echo(tmp_path: Path) -> None:
     assert code == 1
     assert "error: the two passphrases for key file j.key differ" in shown
     assert not (tmp_path / "j.key").exists()
+
+
+def test_a_passphrase_typed_in_another_encoding_is_one_line(tmp_path: Path) -> None:
+    """\xe9t\xe9 ("été" on a Latin-1 terminal) ended in a UnicodeDecodeError traceback."""
+    code, shown = in_terminal("keys", "new", "--out", "k.key", cwd=tmp_path, typed=[b"\xe9t\xe9"])
+    assert code == 1 and "Traceback" not in shown, shown
+    assert "error: the passphrase typed for key file k.key is not text in the terminal's encoding" in shown
+    assert not (tmp_path / "k.key").exists()

@@ -82,6 +82,11 @@ def _prompt(key_path: Path, *, new: bool) -> bytes:
         return first
     except EOFError:
         raise KeyFileError(f"no passphrase entered for key file {key_path}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(
+            f"the passphrase typed for key file {key_path} is not text in the terminal's encoding "
+            f"({sys.stdin.encoding}); use a terminal of that encoding, or give --passphrase-file FILE"
+        ) from None
 
 
 def _refuse_empty(passphrase: bytes, source: str) -> bytes:

@@ -469,6 +469,18 @@ def encrypt_key_file(path: Path, passphrase: Callable[[], bytes], *, cost: KdfCo
     _, seed = _read_key_record(path)
     if isinstance(seed, _SealedSeed):
         raise KeyFileError(f"key file {path} is already encrypted; it was left unchanged")
+    # The rename replaces the name given: through a symbolic link (or beside another hard
+    # link) the plain file would stay, its seed in clear, while this said it was encrypted.
+    if path.is_symlink():
+        raise KeyFileError(
+            f"key file {path} is a symbolic link to {os.path.realpath(path)}: encrypt that file; "
+            "it was left unchanged"
+        )
+    if (links := path.stat().st_nlink) > 1:
+        raise KeyFileError(
+            f"key file {path} has {links} names (hard links): the others would keep the seed in clear; "
+            "remove them first; it was left unchanged"
+        )
     record = _encrypted_record(path, PrivateKey(seed), passphrase(), cost)
     temporary: str | None = None
     try:
@@ -525,7 +537,7 @@ def _encrypted_record(path: Path, key: PrivateKey, passphrase: bytes, cost: KdfC
     if not passphrase:
         raise KeyFileError(f"an empty passphrase cannot protect key file {path}; choose a passphrase")
     salt = nacl.utils.random(_argon2id.SALTBYTES)
-    box = _secret_box(passphrase, salt, cost).encrypt(key.seed)
+    box = _secret_box(path, passphrase, salt, cost).encrypt(key.seed)
     return {
         "kind": KEY_FILE_KIND,
         "version": KEY_FILE_VERSION,
@@ -536,16 +548,23 @@ def _encrypted_record(path: Path, key: PrivateKey, passphrase: bytes, cost: KdfC
     }
 
 
-def _secret_box(passphrase: bytes, salt: bytes, cost: KdfCost) -> nacl.secret.SecretBox:
-    key = _argon2id.kdf(
-        nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=cost.opslimit, memlimit=cost.memlimit
-    )
+def _secret_box(path: Path, passphrase: bytes, salt: bytes, cost: KdfCost) -> nacl.secret.SecretBox:
+    try:
+        key = _argon2id.kdf(
+            nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=cost.opslimit, memlimit=cost.memlimit
+        )
+    except (nacl.exceptions.RuntimeError, MemoryError):  # (libsodium could not allocate its memory)
+        raise KeyFileError(
+            f"cannot derive the key of key file {path}: argon2id needs {cost.memlimit >> 20} MiB of "
+            "memory, which this process could not have; free memory or raise its limit (ulimit -v)"
+        ) from None
     return nacl.secret.SecretBox(key)
 
 
 def _open_seed(path: Path, sealed: _SealedSeed, passphrase: bytes) -> bytes:
+    box = _secret_box(path, passphrase, sealed.salt, sealed.cost)  # (a failure here is no wrong passphrase)
     try:
-        return bytes(_secret_box(passphrase, sealed.salt, sealed.cost).decrypt(sealed.box))
+        return bytes(box.decrypt(sealed.box))
     except nacl.exceptions.CryptoError:
         raise KeyFileError(
             f"key file {path} does not decrypt: wrong passphrase, or the file was altered; "
