@@ -575,6 +575,26 @@ def test_a_permissioned_chain_from_the_command_line(tmp_path: Path) -> None:
 # --- Helios credits ----------------------------------------------------------------------------
 
 
+def test_encrypted_member_keys_take_their_own_passphrase_files(funded: Funded, tmp_path: Path) -> None:
+    """Member keys were loaded without --passphrase-file, and the error asked for the flag the
+    command had been given: --member-passphrase-file pairs one with each --member-key."""
+    from gridnet.crypto.keys import KDF_COST_MIN, PrivateKey
+
+    data = copy_chain(funded, tmp_path)
+    members = [PrivateKey.from_label(f"cli-sealed-neighbour-{i}") for i in range(2)]
+    pairs: list[str] = []
+    for i, k in enumerate(members):
+        write_key_file(tmp_path / f"s{i}.key", k, f"passphrase {i}".encode(), cost=KDF_COST_MIN)
+        (tmp_path / f"s{i}.pass").write_text(f"passphrase {i}\n")
+        (tmp_path / f"s{i}.pass").chmod(0o600)
+        pairs += ["--member-key", f"s{i}.key", "--member-passphrase-file", f"s{i}.pass"]
+    keys = [f"--member={k.public_key.hex()}" for k in members]
+    args = ("tx", "register-controller", "--data-dir", data, "--key", "a.key", "--name", "Sealed", *keys)
+    line = one_line_error(gridnet(*args, "--threshold", "2", *pairs[:-2], cwd=tmp_path))
+    assert "1 --member-passphrase-file for 2 --member-key" in line, line
+    ok(gridnet(*args, "--threshold", "2", *pairs, cwd=tmp_path))
+
+
 def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Path) -> None:
     from gridnet.crypto.keys import PrivateKey
 

@@ -550,10 +550,26 @@ MemberKeys = Annotated[
 ]
 
 
-def _member_signed(act: Any, member_keys: list[Path]) -> Build:
+MemberPassphraseFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--member-passphrase-file",
+        help="File with the passphrase of the --member-key in the same place (repeat for each, or "
+        "give none: GRIDNET_PASSPHRASE, else a prompt).",
+    ),
+]
+
+
+def _member_signed(act: Any, member_keys: list[Path], passphrase_files: list[Path] | None) -> Build:
     """Build ``act`` signed by each member whose key file is given (with the id of the chain
-    it is sent to)."""
-    keys = [load_key(path, None) for path in member_keys]
+    it is sent to); ``passphrase_files``: none, or one per key file, in the same order."""
+    files: list[Path | None] = [*passphrase_files] if passphrase_files else [None] * len(member_keys)
+    if len(files) != len(member_keys):
+        raise ConfigError(
+            f"{len(files)} --member-passphrase-file for {len(member_keys)} --member-key: give one for each "
+            "member key, in the same order, or none"
+        )
+    keys = [load_key(path, file) for path, file in zip(member_keys, files, strict=True)]
 
     def build(params: ChainParams, signer: PrivateKey) -> Payload:
         signatures = tuple(sign_as_member(k, chain_id_of(params), act) for k in keys)
@@ -573,13 +589,14 @@ def tx_register_controller(
         int, typer.Option("--threshold", min=1, max=U63_MAX, help="Member signatures a mint needs.")
     ],
     member_key: MemberKeys,
+    member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """Register a Helios controller run by a consortium (signed by --threshold of its members)."""
     try:
         keys = tuple(sorted(bytes.fromhex(m) for m in member))
     except ValueError:
         raise ConfigError("--member: give each member's 32-byte public key in hex") from None
-    return _member_signed(RegisterController(name, keys, threshold, ()), member_key)
+    return _member_signed(RegisterController(name, keys, threshold, ()), member_key, member_passphrase_file)
 
 
 @tx_command("mint-credits")
@@ -590,11 +607,12 @@ def tx_mint_credits(
         str, typer.Option("--through", help="Mint up to the interval starting then (ISO 8601 UTC).")
     ],
     member_key: MemberKeys,
+    member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """As the controller's consortium: mint credits for what the meter injected since its last mint."""
     start = parse_time_ms(through, "--through")
     act = MintCredits(controller_id(controller), address_from_text(meter), interval_of(start), ())
-    return _member_signed(act, member_key)
+    return _member_signed(act, member_key, member_passphrase_file)
 
 
 @tx_command("enroll-producer")
@@ -661,6 +679,7 @@ def tx_register_island(
         typer.Option("--island-node", help="A node: METER:INJECT_W:WITHDRAW_W, its caps in watts (repeat)."),
     ],
     member_key: MemberKeys,
+    member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """As the controller's consortium: register its island (nodes on one line with their caps,
     and the gateway to the grid)."""
@@ -680,7 +699,7 @@ def tx_register_island(
     act = RegisterIsland(
         controller_id(controller), address_from_text(gateway), tuple(sorted(nodes, key=lambda n: n.meter)), ()
     )
-    return _member_signed(act, member_key)
+    return _member_signed(act, member_key, member_passphrase_file)
 
 
 def load_criteria(path: Path) -> CreditCriteria:
@@ -711,6 +730,7 @@ def tx_register_credit_bank(
     ],
     capital: Annotated[str, typer.Option("--capital", help="GNC it lends, moved from your account.")],
     member_key: MemberKeys,
+    member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """Register a credit bank run by a consortium, with its published criteria and its capital."""
     try:
@@ -718,7 +738,7 @@ def tx_register_credit_bank(
     except ValueError:
         raise ConfigError("--member: give each member's 32-byte public key in hex") from None
     act = RegisterCreditBank(name, keys, threshold, load_criteria(criteria), parse_gnc(capital), ())
-    return _member_signed(act, member_key)
+    return _member_signed(act, member_key, member_passphrase_file)
 
 
 @tx_command("request-loan")
