@@ -815,7 +815,8 @@ class StateSignatureInvalid(InvalidContract):
 
 
 class StaleState(InvalidContract):
-    """A state whose sequence number is not above the last one settled."""
+    """A state whose sequence number is not above the last one settled, and that acknowledges
+    no more energy in any interval than was paid."""
 
 
 class StateRegression(InvalidContract):
@@ -844,7 +845,9 @@ class DisputeWindowOpen(InvalidContract):
 
 
 class NotEquivocation(InvalidContract):
-    """The two states are not two different buyer-signed states with the same sequence."""
+    """The two states prove no equivocation: they are not buyer-signed states of one contract
+    that differ under the same sequence number, or whose later one acknowledges less energy in
+    some interval than the earlier one."""
 
 
 class FraudAlreadyReported(InvalidContract):

@@ -43,8 +43,10 @@ from gridnet.errors import (
     StateSignatureInvalid,
     UnknownContract,
 )
+from gridnet.ledger.chain import AddStatus
 from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.params import ChainParams
+from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond
@@ -65,11 +67,12 @@ from tests.helpers import (
     Actors,
     ahead_checks_answered,
     new_chain,
+    next_block,
     register_identity,
     test_params,
 )
 from tests.ledger.forge import forge_block
-from tests.ledger.vectors import record_rejection, snapshot
+from tests.ledger.vectors import record_rejection, record_valid, snapshot
 
 MAKER, BUYER, SELLER, LINE_A, LINE_B, OTHER = (PrivateKey.from_label(f"contract-{n}") for n in range(6))
 PEOPLE = (MAKER, BUYER, SELLER, LINE_A, LINE_B, OTHER)
@@ -310,6 +313,78 @@ def test_equivocating_states_forfeit_the_buyers_bond_a_tenth_to_the_seller(marke
     assert market.chain.account(BUYER.address).bonded == 0
     assert market.chain.account(SELLER.address).balance == seller_before + 5 * UNITS_PER_GNC
     assert isinstance(market.refused(OTHER, ReportEquivocation(b, a)), FraudAlreadyReported)
+
+
+def test_a_buyer_cannot_take_back_an_acknowledgement_it_signed(market: Market) -> None:
+    """The buyer hands the seller state 1 acknowledging 1,600 Wh, then settles its own
+    state 2 acknowledging 10 Wh: the seller still settles state 1 (it raises what was paid)
+    and is paid for the 1,600 Wh, and the pair proves the buyer equivocated (its bond is
+    lost, a tenth to the seller, its identity revoked)."""
+    t = terms(line_fees=())
+    market.mine(
+        market.tx(BUYER, OpenContract(signed(t, (BUYER, SELLER)))), market.tx(BUYER, Bond(50 * UNITS_PER_GNC))
+    )
+    handed, retracted = state(t, 1, 1_000, 600), state(t, 2, 10, 0)
+    market.mine(market.tx(BUYER, SettleContract(retracted)))
+    seller_before = market.chain.account(SELLER.address).balance
+    settle = market.tx(SELLER, SettleContract(handed))
+    market.mine(settle)
+    record = market.chain.view().get(CONTRACTS, contract_id(t))
+    assert record is not None and record.paid_wh == 1_600 and record.settled_seq == 2
+    paid = market.chain.account(SELLER.address).balance - seller_before + settle.fee
+    assert paid == energy_cost(1_600, PRICE) - energy_cost(10, PRICE)  # (10 Wh were paid already)
+    assert isinstance(market.refused(SELLER, SettleContract(handed)), StaleState)  # nothing more to pay
+    assert isinstance(market.refused(BUYER, SettleContract(retracted)), StaleState)
+    seller_before = market.chain.account(SELLER.address).balance
+    pre = snapshot(market.chain)
+    report = ReportEquivocation(handed, retracted)
+    block = next_block(market.chain, [market.tx(SELLER, report)])
+    assert market.chain.add_block(block, now=block.header.timestamp).status is AddStatus.EXTENDED
+    record_valid(
+        "equivocation_by_taking_back_an_acknowledgement",
+        "the seller proves the buyer signed state 1 acknowledging 1,000 Wh and 600 Wh, then state 2 "
+        "acknowledging 10 Wh and 0 Wh: the buyer's bond is lost, a tenth to the seller, its identity revoked",
+        pre,
+        block,
+        block.header.timestamp,
+        market.chain,
+    )
+    assert market.chain.account(BUYER.address).bonded == 0
+    fee = block.txs[1].fee
+    assert market.chain.account(SELLER.address).balance == seller_before - fee + 5 * UNITS_PER_GNC
+    assert market.chain.view().get(IDENTITIES, BUYER.address) is None
+
+
+def test_an_older_state_is_settled_only_when_it_raises_and_lowers_nothing(market: Market) -> None:
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))))
+    market.mine(market.tx(SELLER, SettleContract(state(t, 5, 800))))
+    assert isinstance(market.refused(SELLER, SettleContract(state(t, 3, 800))), StaleState)
+    assert isinstance(market.refused(SELLER, SettleContract(state(t, 3, 700, 300))), StateRegression)
+    market.mine(market.tx(SELLER, SettleContract(state(t, 3, 800, 300))))
+    record = market.chain.view().get(CONTRACTS, contract_id(t))
+    assert record is not None and record.paid_wh == 1_100 and record.settled_seq == 5
+
+
+def test_what_proves_no_equivocation(market: Market) -> None:
+    """A later state acknowledging as much or more in every interval (an honest device's), two
+    contracts' states, or a state listing an interval twice prove nothing (NotEquivocation);
+    a state signed by someone else is no proof either."""
+    t = terms()
+    market.mine(market.tx(BUYER, OpenContract(signed(t))), market.tx(BUYER, Bond(50 * UNITS_PER_GNC)))
+    twice = sign_state(ContractState(contract_id(t), 2, (Delivery(PAST, 900), Delivery(PAST, 100))), BUYER)
+    for first, second in (
+        (state(t, 1, 500), state(t, 2, 500, 300)),
+        (state(t, 2, 500, 300), state(t, 1, 500)),
+        (state(t, 1, 500), state(terms(nonce=1), 2, 400)),
+        (state(t, 1, 500), twice),
+    ):
+        bad = market.pending(OTHER, ReportEquivocation(first, second))
+        with pytest.raises(NotEquivocation):
+            validate_transaction(bad, market.chain.params, market.chain.chain_id)
+    forged = ReportEquivocation(state(t, 1, 500), state(t, 2, 400, key=SELLER))
+    assert isinstance(market.refused(OTHER, forged), NotEquivocation)
+    assert market.chain.account(BUYER.address).bonded == 50 * UNITS_PER_GNC
 
 
 def test_close_refunds_the_rest_only_after_the_end_and_the_dispute_window(market: Market) -> None:

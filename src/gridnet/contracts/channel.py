@@ -5,8 +5,10 @@ on the path with their fee per kWh, the price per kWh, the delivery intervals an
 energy.
 Every party signs the terms (buyer, seller, each line owner). The buyer's device,
 after checking the meters' signed readings, signs states: a sequence number and the
-cumulative Wh it acknowledges per interval. A later state supersedes an earlier one;
-two different states with the same sequence number prove the buyer equivocated.
+cumulative Wh it acknowledges per interval. A later state supersedes an earlier one and
+never acknowledges less in an interval (an acknowledgement is not taken back): two
+different states with the same sequence number, or a later one acknowledging less in some
+interval than an earlier one, prove the buyer equivocated (``is_equivocation``).
 """
 
 from __future__ import annotations
@@ -121,6 +123,34 @@ def state_check(signed: SignedState, buyer_key: bytes) -> SignatureCheck:
 
 def is_signed_by_buyer(signed: SignedState, buyer_key: bytes) -> bool:
     return verify_signature(*state_check(signed, buyer_key))
+
+
+def acknowledged(state: ContractState) -> dict[int, int]:
+    """Interval -> the energy ``state`` acknowledges in it [Wh] (an interval not listed: none)."""
+    return {d.interval: d.wh for d in state.deliveries}
+
+
+def is_well_ordered(state: ContractState) -> bool:
+    """Does ``state`` list each interval once, in increasing order (as a settled state must)?"""
+    intervals = [d.interval for d in state.deliveries]
+    return intervals == sorted(set(intervals))
+
+
+def is_equivocation(a: ContractState, b: ContractState) -> bool:
+    """Do two states of one contract, both signed by its buyer, prove it equivocated: they
+    differ under the same sequence number, or the later one (the higher ``seq``) acknowledges
+    less energy in some interval than the earlier one (taking back an acknowledgement it
+    handed out)? States compared interval by interval must each list an interval once, in
+    increasing order. An honest device's states only ever grow, interval by interval."""
+    if a.contract != b.contract or a == b:
+        return False
+    if a.seq == b.seq:
+        return True
+    earlier, later = (a, b) if a.seq < b.seq else (b, a)
+    if not (is_well_ordered(earlier) and is_well_ordered(later)):
+        return False
+    now = acknowledged(later)
+    return any(wh > now.get(interval, 0) for interval, wh in acknowledged(earlier).items())
 
 
 def deposit(terms: ContractTerms) -> Units:

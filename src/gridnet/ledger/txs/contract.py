@@ -1,7 +1,9 @@
 """Energy contracts on chain: open (lock the buyer's deposit), settle (pay newly
 acknowledged energy to the seller and each line owner), close (refund the rest after the
-end and the dispute window), and punish a buyer's equivocation (``bond.forfeit_stake``: its
-bonded and unbonding coin go to the seller, its identity is revoked).
+end and the dispute window), and punish a buyer's equivocation (two states under one
+sequence number, or a later state taking back energy an earlier one acknowledged:
+``bond.forfeit_stake``, its bonded and unbonding coin are lost, a tenth to the seller, and its
+identity is revoked).
 
 No double selling: across all its contracts, a seller is never paid for more Wh in an
 interval than its meter signed as exported in that interval (``ReadingRecord.sold_wh``).
@@ -20,7 +22,9 @@ from gridnet.contracts.channel import (
     SignedTerms,
     contract_id,
     deposit,
+    is_equivocation,
     is_signed_by_buyer,
+    is_well_ordered,
     missing_signers,
     payouts,
     state_check,
@@ -159,8 +163,7 @@ def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payloa
 
 
 def validate_settle_contract(payload: SettleContract, params: ChainParams) -> None:
-    intervals = [d.interval for d in payload.signed.state.deliveries]
-    if intervals != sorted(set(intervals)):
+    if not is_well_ordered(payload.signed.state):
         raise MalformedContract("deliveries must list each interval once, in increasing order")
 
 
@@ -179,11 +182,17 @@ def apply_settle_contract(state: StateView, env: BlockEnv, sender: Address, payl
     t = record.terms
     if not is_signed_by_buyer(payload.signed, record.buyer_key):
         raise StateSignatureInvalid("the state is not signed by the contract's buyer")
-    if record.settled and s.seq <= record.settled_seq:
-        raise StaleState(f"state {s.seq} does not supersede the settled state {record.settled_seq}")
+    paid = {d.interval: d.wh for d in record.paid}
+    # An older state counts when it raises an interval: the buyer signed that energy, and a
+    # later state of its own cannot take it back (that pair is an equivocation too).
+    raises = any(d.wh > paid.get(d.interval, 0) for d in s.deliveries)
+    if record.settled and s.seq <= record.settled_seq and not raises:
+        raise StaleState(
+            f"state {s.seq} does not supersede the settled state {record.settled_seq} "
+            "and acknowledges nothing more"
+        )
     for meter in (t.seller_meter, t.buyer_meter):
         refuse_vulnerable(state, env.params, meter, "settling a contract")
-    paid = {d.interval: d.wh for d in record.paid}
     newly: list[tuple[int, int]] = []
     total = 0
     for d in s.deliveries:
@@ -229,7 +238,7 @@ def apply_settle_contract(state: StateView, env: BlockEnv, sender: Address, payl
             paid=s.deliveries,
             paid_wh=total,
             settled=True,
-            settled_seq=s.seq,
+            settled_seq=max(s.seq, record.settled_seq),
             last_change_height=env.height,
         ),
     )
@@ -260,9 +269,11 @@ def apply_close_contract(state: StateView, env: BlockEnv, sender: Address, paylo
 
 
 def validate_report_equivocation(payload: ReportEquivocation, params: ChainParams) -> None:
-    a, b = payload.first.state, payload.second.state
-    if a.contract != b.contract or a.seq != b.seq or a == b:
-        raise NotEquivocation("a fraud proof needs two different states with the same sequence number")
+    if not is_equivocation(payload.first.state, payload.second.state):
+        raise NotEquivocation(
+            "a fraud proof needs two different states of one contract with the same sequence number, "
+            "or a later one acknowledging less in some interval than an earlier one"
+        )
 
 
 def apply_report_equivocation(
