@@ -227,7 +227,31 @@ def test_an_owners_own_bid_and_offer_make_no_contract(market: Market) -> None:
     close_auction(market)
     auction = market.chain.view().get(AUCTIONS, auction_key(DELIVERY, "north"))
     assert auction is not None and auction.traded_wh == 0 and auction.trades == auction.contracts == ()
+    assert auction.price == 0  # (nothing traded: its own orders set no price)
     assert market.chain.account(BUYER.address).balance == balance - sum(t.fee for t in own)  # lock returned
+
+
+def test_a_sellers_own_bid_and_offer_set_no_price(market: Market) -> None:
+    """The red team's wash: the buyer bids 576 Wh at 60, the seller offers at 45 (price 52);
+    the seller's own 1 Wh bid and 1 Wh offer at 59 meet after them. They set no price: the
+    buyer's contract is at 52 (it was at 59, 12 % more, for the seller's fees), and the
+    seller's bid lock comes back whole."""
+    balance = market.chain.account(SELLER.address).balance
+    orders = [
+        market.tx(BUYER, bid()),
+        market.tx(SELLER, offer()),
+        market.tx(SELLER, bid(wh=1, price=59 * PER_MWH, meter=SELLER_METER.meter_id)),
+        market.tx(SELLER, msgspec.structs.replace(offer(price=59 * PER_MWH), wh=1)),
+    ]
+    market.mine(*orders)
+    close_auction(market)
+    auction = market.chain.view().get(AUCTIONS, auction_key(DELIVERY, "north"))
+    assert auction is not None and auction.price == (60 + 45) * PER_MWH // 2 and auction.traded_wh == 576
+    (cid,) = auction.contracts
+    record = market.chain.view().get(CONTRACTS, cid)
+    assert record is not None and record.terms.price == auction.price and record.terms.buyer == BUYER.address
+    fees = sum(t.fee for t in orders if t.sender == SELLER.public_key)
+    assert market.chain.account(SELLER.address).balance == balance - fees
 
 
 def test_an_auction_holds_a_bounded_number_of_orders(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:

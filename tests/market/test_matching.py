@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import OrderNotInAuction
@@ -84,6 +85,13 @@ def traded_by(clearing: Clearing) -> tuple[Counter[bytes], Counter[bytes]]:
     return by_bid, by_offer
 
 
+def kept_by(clearing: Clearing, orders: list[VerifiedOrder]) -> Counter[bytes]:
+    """Order id -> the Wh its owner's own order on the other side met (no trade, not left)."""
+    by_bid, by_offer = traded_by(clearing)
+    left = {r.order_id: r.wh for r in clearing.unmatched_bids + clearing.unmatched_offers}
+    return Counter({v.id: v.order.wh - by_bid[v.id] - by_offer[v.id] - left.get(v.id, 0) for v in orders})
+
+
 @PROPS
 @given(books())
 def test_no_trade_above_a_bid_nor_below_an_offer(
@@ -95,6 +103,7 @@ def test_no_trade_above_a_bid_nor_below_an_offer(
     for t in clearing.trades:
         assert t.price == clearing.price
         assert price_of[t.offer_id] <= t.price <= price_of[t.bid_id]
+        assert t.buyer != t.seller  # an owner's bid meeting its own offer is no trade
     assert (clearing.price is None) == (not clearing.trades)
 
 
@@ -106,13 +115,18 @@ def test_traded_energy_never_exceeds_either_side(
     bids, offers = book
     clearing = clear_double_auction(bids, offers)
     by_bid, by_offer = traded_by(clearing)
-    left = {r.order_id: r.wh for r in clearing.unmatched_bids + clearing.unmatched_offers}
+    kept = kept_by(clearing, bids + offers)
     for v in bids:
         assert by_bid[v.id] <= v.order.wh
-        assert by_bid[v.id] + left.get(v.id, 0) == v.order.wh  # nothing lost, nothing made up
     for v in offers:
         assert by_offer[v.id] <= v.order.wh
-        assert by_offer[v.id] + left.get(v.id, 0) == v.order.wh
+    # Nothing lost, nothing made up: what an order neither traded nor left over met an order
+    # of its owner's on the other side, as much on each side.
+    assert all(wh >= 0 for wh in kept.values())
+    for owner in {v.order.owner for v in bids + offers}:
+        assert sum(kept[v.id] for v in bids if v.order.owner == owner) == sum(
+            kept[v.id] for v in offers if v.order.owner == owner
+        )
     assert all(t.wh > 0 for t in clearing.trades)
 
 
@@ -147,15 +161,36 @@ def test_traded_energy_is_maximal(book: tuple[list[VerifiedOrder], list[Verified
         bid_left = any(price_of[r.order_id] >= clearing.price for r in clearing.unmatched_bids)
         offer_left = any(price_of[r.order_id] <= clearing.price for r in clearing.unmatched_offers)
         assert not (bid_left and offer_left)
-    else:
-        assert not bids or not offers or max(b.order.price for b in bids) < min(a.order.price for a in offers)
-    # The volume equals the most any uniform price p could clear: max_p min(demand, supply).
+    # The volume matched (traded, or an owner's orders meeting) equals the most any uniform
+    # price p could clear: max_p min(demand, supply).
     best = 0
     for p in {v.order.price for v in bids + offers}:
         demand = sum(b.order.wh for b in bids if b.order.price >= p)
         supply = sum(a.order.wh for a in offers if a.order.price <= p)
         best = max(best, min(demand, supply))
-    assert clearing.traded_wh == best
+    assert clearing.traded_wh + sum(kept_by(clearing, bids).values()) == best
+
+
+@PROPS
+@given(books())
+def test_an_owners_orders_meeting_act_as_smaller_orders(
+    book: tuple[list[VerifiedOrder], list[VerifiedOrder]],
+) -> None:
+    """What an owner's bid and offer matched with each other changes nothing for anyone: the
+    same auction with each order smaller by that much (same ids, so the same ranking) gives
+    the same trades, price and remainders."""
+    bids, offers = book
+    clearing = clear_double_auction(bids, offers)
+    kept = kept_by(clearing, bids + offers)
+    smaller = [
+        [
+            VerifiedOrder(v.id, replace(v.order, wh=v.order.wh - kept[v.id]))
+            for v in side
+            if v.order.wh > kept[v.id]
+        ]
+        for side in (bids, offers)
+    ]
+    assert clear_double_auction(*smaller) == clearing
 
 
 # --- hand-written examples ----------------------------------------------------------------
@@ -207,6 +242,20 @@ def test_price_never_above_the_lowest_matched_bid() -> None:
     clearing = clear_double_auction([b_hi, b_lo], [a])
     assert clearing.price == 30
     assert clearing.traded_wh == 20
+
+
+def test_an_owners_own_bid_and_offer_set_no_price() -> None:
+    """The red team's wash: an honest 576 Wh bid at 60 meets the seller's offer at 45 (price
+    52); the seller's own 1 Wh bid and 1 Wh offer at 59 meet next. They are no trade and the
+    price stays 52 (it was 59, 12 % more for the honest buyer, at the cost of fees)."""
+    honest, sold = bid(60, 576, 1, trader=0), offer(45, 576, 2, trader=1)
+    wash_bid, wash_offer = bid(59, 1, 3, trader=1), offer(59, 1, 4, trader=1)
+    alone = clear_double_auction([honest], [sold])
+    washed = clear_double_auction([honest, wash_bid], [sold, wash_offer])
+    assert alone.price == washed.price == 52
+    assert washed == alone
+    own_only = clear_double_auction([wash_bid], [wash_offer])
+    assert own_only == Clearing(None, (), (), ())
 
 
 def test_equal_prices_are_ranked_by_order_id() -> None:

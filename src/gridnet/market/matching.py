@@ -8,14 +8,22 @@ which orders arrived never matters, and an order received twice counts once):
   first; equal prices are ranked by order id (the byte order of the digests). The best bid
   and the best offer are matched while the bid's price is at least the offer's price, each
   trade filling the smaller remaining amount, so an order may be split over several trades.
-  **Clearing price:** the floor of the midpoint of the last matched bid's price and the last
-  matched offer's price. The last matched bid has the lowest price of all matched bids and
-  the last matched offer the highest of all matched offers, so the clearing price is never
-  above any matched bid's price nor below any matched offer's price. Every trade of the
-  auction is at that one price. When matching stops, no remaining bid and remaining offer
-  both accept the clearing price, and the traded energy is the most any uniform price could
-  clear. With ``PAY_AS_OFFERED`` the matching is the same and each trade is at its offer's
-  own price instead (as seed 004's auctions pay).
+  **A bid and an offer of one owner that meet make no trade**: the owner keeps that energy
+  (it is matched, neither traded nor left over), and a contract needs two parties. The result
+  for everyone else is what it would be had the owner bid and offered that much less.
+  **Clearing price:** the floor of the midpoint of the last traded bid's price and the last
+  traded offer's price (a meeting of one owner's orders sets no price: at no cost, its own
+  bid and offer just under the best remaining bid would raise what every buyer pays). The
+  last traded bid has the lowest price of all traded bids and the last traded offer the
+  highest of all traded offers, so the clearing price is never above any traded bid's price
+  nor below any traded offer's price. Every trade of the auction is at that one price. When
+  matching stops, no remaining bid and remaining offer both accept the clearing price, and
+  the matched energy is the most any uniform price could clear. Two identities of one person
+  can still trade with each other to set the price, as in any uniform-price auction, at the
+  cost of a real trade: a second identity and meter, the fees, and a contract whose deposit
+  stays locked until it closes (off chain, its line fees too). With ``PAY_AS_OFFERED`` the
+  matching is the same and each trade is at its offer's own price instead (as seed 004's
+  auctions pay).
 * :func:`buyer_auction` — a buyer-initiated auction (seed 004: n1 asks, n3 and n5 offer, the
   lowest eligible offer wins). The buyer's request is a bid: an amount under a price cap.
   The offers for the same area and interval that the buyer's eligibility predicate accepts
@@ -75,7 +83,7 @@ class Clearing(Wire, frozen=True):
     price: U63 | None
     """The uniform clearing price [base units / kWh]; None when nothing traded."""
     trades: tuple[Trade, ...]
-    """In matching order (best bid and best offer first)."""
+    """In matching order (best bid and best offer first); each between two owners."""
     unmatched_bids: tuple[Remainder, ...]
     """Bids or parts of bids left over, best first."""
     unmatched_offers: tuple[Remainder, ...]
@@ -136,7 +144,7 @@ def clear_double_auction(
     a_rows.sort()
     nb, na = len(b_rows), len(a_rows)
 
-    fills: list[tuple[int, int, int]] = []  # (bid index, offer index, Wh)
+    fills: list[tuple[int, int, int]] = []  # (bid index, offer index, Wh) of the trades
     append = fills.append
     i = j = 0
     b_left = b_rows[0][2] if nb else 0
@@ -145,7 +153,8 @@ def clear_double_auction(
         if -b_rows[i][0] < a_rows[j][0]:
             break  # the best bid left no longer meets the best offer left
         q = b_left if b_left < a_left else a_left
-        append((i, j, q))
+        if b_rows[i][3] != a_rows[j][3]:  # (one owner's bid and offer: no trade)
+            append((i, j, q))
         b_left -= q
         a_left -= q
         if b_left == 0:

@@ -272,10 +272,8 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
         params.auction_pricing,
     )
     used: defaultdict[bytes, int] = defaultdict(int)
-    cids, trades = [], []
-    for n, trade in enumerate(clearing.trades):
-        if trade.buyer == trade.seller:
-            continue  # its own bid met its own offer: it keeps that energy, no trade
+    cids = []
+    for n, trade in enumerate(clearing.trades):  # (an owner's bid meeting its own offer is no trade)
         bid = by_id[trade.bid_id]
         terms = ContractTerms(
             chain=env.chain_id,
@@ -298,7 +296,6 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
         used[bid.id] += locked
         state.put(CONTRACTS, cid, ContractRecord(terms, bid.owner_key, locked, last_change_height=env.height))
         cids.append(cid)
-        trades.append(trade)
     for o in orders:  # what each bid locked and its contracts do not hold goes back
         if o.locked > used[o.id]:
             state.credit(o.owner, o.locked - used[o.id])
@@ -309,9 +306,9 @@ def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
             auction,
             cleared=True,
             price=clearing.price or 0,
-            traded_wh=sum(t.wh for t in trades),
+            traded_wh=clearing.traded_wh,
             left_out=len(orders) - len(kept),
-            trades=tuple(trades),
+            trades=clearing.trades,
             contracts=tuple(cids),
         ),
     )
