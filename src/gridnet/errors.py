@@ -46,6 +46,10 @@ class StoreCorrupt(StoreError):
     client's fault)."""
 
 
+class DataDirExposed(StoreError):
+    """A node's data directory can be written by every user of the machine (mode o+w)."""
+
+
 class DataDirLocked(StoreError):
     """Another process writes to the data directory (it holds its lock)."""
 

@@ -54,3 +54,56 @@ def read_toml(path: Path, what: str, error: type[GridnetError] = ConfigError) ->
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+SHARED_MODE: Final = 0o755
+"""A data directory is made with at most these permissions (the umask may take more away): a
+chain, its settings and its log are read by other users at most, never written by them (under
+``umask 000`` a plain ``mkdir`` would let anyone on the machine change them)."""
+SHARED_FILE_MODE: Final = 0o644
+
+
+def make_dirs(path: Path) -> None:
+    """Create directory ``path`` and its missing parents with at most ``SHARED_MODE`` (whatever
+    the umask): the standard library gives the parents 0777 less the umask."""
+    missing: list[Path] = []
+    here = path
+    while not os.path.lexists(here) and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=SHARED_MODE, exist_ok=True)
+
+
+def open_file(path: Path, flags: int, mode: int = SHARED_FILE_MODE) -> int:
+    """A descriptor of ``path`` opened with ``flags`` and left with at most ``mode``: a new file
+    is created with it (less the umask), an existing one loses any permission beyond it."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        current = stat.S_IMODE(os.fstat(fd).st_mode)
+        if current & ~mode:
+            os.fchmod(fd, current & mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_text_file(path: Path, text: str, mode: int = SHARED_FILE_MODE) -> None:
+    """Write ``text`` (UTF-8) to ``path``, left with at most ``mode`` (:func:`open_file`)."""
+    with open(open_file(path, os.O_WRONLY | os.O_TRUNC, mode), "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def check_not_writable_by_others(folder: Path, what: str, error: type[GridnetError]) -> None:
+    """``error`` naming ``folder`` when users other than its owner and group may write in it:
+    they could replace what a node trusts there (its chain, settings or key)."""
+    try:
+        mode = stat.S_IMODE(os.stat(folder).st_mode)
+    except OSError:
+        return  # (missing or unreadable: the caller's own check names it)
+    if mode & stat.S_IWOTH:
+        raise error(
+            f"{what} {folder} can be written by every user of this machine (mode {mode:o}), who could "
+            f"change the chain, settings or key in it; run 'chmod o-w {folder}'"
+        )

@@ -28,6 +28,7 @@ from gridnet.cli.passphrase import create_key, load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
+from gridnet.files import write_text_file
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.params import (
     GENESIS_NAME,
@@ -92,10 +93,10 @@ def chain_init(
     chain = Chain.create(data_dir, params)
     try:
         if not given:  # (the file the chain was made from stays as its author wrote it)
-            written.write_text(params_to_toml(params))
+            write_text_file(written, params_to_toml(params))
         settings = data_dir / CONFIG_NAME
         if not settings.exists():
-            settings.write_text(config_template())
+            write_text_file(settings, config_template())
     finally:
         chain.close()
     console.print(f"initialised {params.name} in {data_dir}; genesis {chain.chain_id.hex()}")

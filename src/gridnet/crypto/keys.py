@@ -32,6 +32,7 @@ from gridnet.crypto.checkers import CHECKERS, SHARE_MIN
 from gridnet.crypto.hashing import signature_check_id, signature_check_key
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
+from gridnet.files import make_dirs
 from gridnet.system import usable_cores
 from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
 
@@ -415,7 +416,7 @@ def write_key_file(
     check_key_path_free(path)
     record = _plain_record(key) if passphrase is None else _encrypted_record(path, key, passphrase, cost)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
     except OSError as exc:
         raise KeyFileError(f"cannot create the directory of key file {path}: {exc.strerror}") from None
     try:

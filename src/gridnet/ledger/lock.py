@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from gridnet.errors import DataDirLocked
+from gridnet.files import open_file
 
 LOCK_NAME: Final = ".lock"
 _RETRIES: Final = 5
@@ -101,7 +102,7 @@ def acquire(data_dir: Path, what: str = "data directory") -> DataDirLock:
                 raise _in_use(data_dir, _read_holder(path), what) from None
             time.sleep(0.02 * (attempt + 1))
     try:
-        info = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        info = open_file(path, os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(info, f"{os.getpid()}\n{_command()}\n".encode())
         finally:

@@ -13,7 +13,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gridnet.errors import StoreCorrupt, StoreError
+from gridnet.errors import DataDirExposed, StoreCorrupt, StoreError
+from gridnet.files import check_not_writable_by_others, make_dirs
 from gridnet.ledger.lock import acquire
 from gridnet.units import Hash32
 
@@ -121,7 +122,9 @@ class Store:
             )
         try:
             if not path.exists():
-                data_dir.mkdir(parents=True, exist_ok=True)
+                make_dirs(data_dir)
+            if not readonly:
+                check_not_writable_by_others(data_dir, "data directory", DataDirExposed)
             self._lock = None if readonly else acquire(data_dir)
         except OSError as exc:
             raise StoreError(

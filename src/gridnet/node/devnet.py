@@ -32,6 +32,7 @@ import msgspec
 from gridnet import interrupts
 from gridnet.crypto.keys import CORES_ENV, PrivateKey, write_key_file
 from gridnet.errors import ConfigError
+from gridnet.files import make_dirs, open_file, write_text_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import (
     CONSENSUS_KINDS,
@@ -154,8 +155,9 @@ class DevNode:
             "--quiet",
             *extra,
         ]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / CONSOLE_LOG).open("ab") as out, interrupts.held():  # (see gridnet.interrupts)
+        make_dirs(self.data_dir)
+        console = open_file(self.data_dir / CONSOLE_LOG, os.O_WRONLY | os.O_APPEND)
+        with open(console, "ab") as out, interrupts.held():  # (see gridnet.interrupts)
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def client(self) -> NodeClient:
@@ -243,7 +245,7 @@ class Devnet:
         params = params or devnet_params(allocations=allocations)
         self.params = params
         self.clock = clock or Clock()
-        (root / "genesis.toml").write_text(params_to_toml(params))
+        write_text_file(root / "genesis.toml", params_to_toml(params))
         for node in self.nodes:
             chain = Chain.create(node.data_dir, params)
             self.chain_id = chain.chain_id

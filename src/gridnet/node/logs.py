@@ -13,15 +13,27 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import time
 from collections.abc import Iterable
+from io import TextIOWrapper
 from pathlib import Path
 from typing import Final
 
+from gridnet.files import open_file
 from gridnet.node.config import LOG_CATEGORIES
 
 LOG_NAME: Final = "node.log"
 _ROOT: Final = "gridnet"
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The node's log file, opened (and reopened at each rotation) with at most
+    ``SHARED_FILE_MODE``: a plain ``open`` under ``umask 000`` lets every user rewrite it."""
+
+    def _open(self) -> TextIOWrapper:
+        fd = open_file(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def logger(category: str) -> logging.Logger:
@@ -80,7 +92,7 @@ def configure(
     root = logging.getLogger()
     category = _Category()
     if data_dir is not None:
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = _LogFile(
             data_dir / LOG_NAME, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
         )
         file_handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)-7s %(category)-7s %(message)s"))

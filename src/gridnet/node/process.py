@@ -29,6 +29,7 @@ from gridnet import __version__
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError, NodeFailed
+from gridnet.files import write_text_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import GENESIS_NAME, ChainParams, load_genesis_file, params_to_toml
 from gridnet.ledger.store import STORE_ERRORS
@@ -89,7 +90,7 @@ def _bind_api(host: str, port: int) -> socket.socket:
 def _write_info(data_dir: Path, info: dict[str, object]) -> None:
     path = data_dir / INFO_NAME
     temporary = path.with_name(f"{INFO_NAME}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(info) + "\n")
+    write_text_file(temporary, json.dumps(info) + "\n")
     os.replace(temporary, path)
 
 
@@ -325,4 +326,4 @@ def _measured(data_dir: Path, mode: str, body: Callable[[], None]) -> None:
             "gc_passes": passes,
             "gc_s": [round(s, 3) for s in gc_s],
         }
-        (data_dir / OPS_NAME).write_text(json.dumps(figures) + "\n")
+        write_text_file(data_dir / OPS_NAME, json.dumps(figures) + "\n")
