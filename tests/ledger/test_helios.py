@@ -418,3 +418,44 @@ def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
     h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 1_000)))
     assert h.refused(BUYER, RedeemCredits(CID, 101, BUYER_METER_KEY.address, 4)) == "IslandCapExceeded"
     h.mine(h.tx(BUYER, RedeemCredits(CID, 100, BUYER_METER_KEY.address, 4)))
+
+
+def test_a_wh_is_paid_once_whether_minted_by_any_controller_or_sold(h: Helios) -> None:
+    """The meter's exported Wh of an interval is credited once: a mint takes what contracts have
+    not paid (and marks it paid), a contract cannot then sell it, and a second controller the
+    meter also enrolled with mints none of it (each minted the same 2,500 Wh before)."""
+    from gridnet.contracts.channel import (
+        ContractState,
+        ContractTerms,
+        Delivery,
+        SignedTerms,
+        contract_id,
+        sign_state,
+        sign_terms,
+    )
+    from gridnet.ledger.txs.contract import OpenContract, SettleContract
+    from gridnet.ledger.txs.meter import READINGS, reading_key
+
+    other = h.signed_by(RegisterController("Other", tuple(k.public_key for k in MEMBERS), 2, ()), MEMBERS[:2])
+    h.mine(h.tx(OWNER, other), h.tx(OWNER, EnrollProducer(controller_id("Other"), METER_KEY.address)))
+    t = ContractTerms(
+        h.chain.chain_id, BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (),
+        100, START + 1, START + 4, 1_000, 2, 0,
+    )  # fmt: skip
+    h.mine(h.tx(BUYER, OpenContract(SignedTerms(t, (sign_terms(t, BUYER), sign_terms(t, OWNER))))))
+    h.readings(h.meter, START, [(500, 0)] * 5)
+
+    def settle(seq: int, *deliveries: tuple[int, int]) -> SettleContract:
+        state = ContractState(contract_id(t), seq, tuple(Delivery(START + i, wh) for i, wh in deliveries))
+        return SettleContract(sign_state(state, BUYER))
+
+    h.mine(h.tx(OWNER, settle(1, (1, 200))))
+    h.mine(h.tx(COLLECTOR, h.mint(START + 4)))
+    view = h.chain.view()
+    assert credits_of(view, CID, OWNER.address) == 2_500 - 200  # the 200 Wh sold are not minted
+    for i in range(5):
+        reading = view.get(READINGS, reading_key(METER_KEY.address, START + i))
+        assert reading is not None and reading.sold_wh == reading.exported_wh == 500
+    assert h.refused(OWNER, settle(2, (1, 200), (2, 100))) == "DoubleSelling"
+    second = h.signed_by(MintCredits(controller_id("Other"), METER_KEY.address, START + 4, ()), MEMBERS[:2])
+    assert h.refused(COLLECTOR, second) == "BelowMinimumMint"

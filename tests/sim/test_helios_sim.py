@@ -1,5 +1,6 @@
 """Helios credits in the simulator (``[helios]``): the consortium's controller mints for every
-PV home hourly, and the chain shows credits equal to the energy the readings show injected."""
+PV home hourly, and the chain shows credits equal to the energy the readings show injected and
+no contract paid for (a Wh is paid once)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.contract import CONTRACTS
 from gridnet.ledger.txs.helios import CONTROLLERS, ENROLLMENTS, controller_id, credits_of
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.sim.neighbourhood import simulate
@@ -40,6 +42,11 @@ def test_the_controller_credits_what_the_meters_injected(tmp_path: Path) -> None
         assert controller is not None and controller.supply == helios["minted_wh"]
         first = interval_of(sc.start_ms)
         total = 0
+        contracts = [
+            c
+            for k in chain.values
+            if k.startswith(CONTRACTS.prefix) and (c := view.get(CONTRACTS, k[len(CONTRACTS.prefix) :]))
+        ]
         for key in [k for k in chain.values if k.startswith(ENROLLMENTS.prefix + cid)]:
             meter = key[len(ENROLLMENTS.prefix) + len(cid) :]
             enrollment = view.get(ENROLLMENTS, cid + meter)
@@ -48,11 +55,18 @@ def test_the_controller_credits_what_the_meters_injected(tmp_path: Path) -> None
             exported = 0
             for i in range(first, enrollment.minted_through + 1):
                 reading = view.get(READINGS, reading_key(meter, i))
-                assert reading is not None
+                assert reading is not None and reading.sold_wh == reading.exported_wh  # (all paid for)
                 exported += reading.exported_wh
-            assert enrollment.minted_wh == exported > 0
-            assert credits_of(view, cid, record.owner) == exported  # (nobody transferred)
-            total += exported
+            sold = sum(
+                d.wh
+                for c in contracts
+                if c.terms.seller_meter == meter
+                for d in c.paid
+                if d.interval <= enrollment.minted_through
+            )
+            assert enrollment.minted_wh == exported - sold > 0 and sold > 0
+            assert credits_of(view, cid, record.owner) == exported - sold  # (nobody transferred)
+            total += exported - sold
         assert total == controller.minted_wh
     finally:
         chain.close()

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from gridnet.agents.base import Agent
+from gridnet.agents.contracts import PATIENCE_MS
 from gridnet.agents.meters import RELEASE, relay_command
 from gridnet.agents.roles import Role
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.state import StateView
+from gridnet.ledger.txs.contract import CONTRACTS
 from gridnet.ledger.txs.helios import (
     CONTROLLERS,
     DEFAULTED,
@@ -48,7 +50,7 @@ from gridnet.ledger.txs.helios import (
 )
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.sim.scenario import Scenario, gnc
-from gridnet.units import Wh, interval_of
+from gridnet.units import Interval, Wh, interval_of, interval_start
 
 if TYPE_CHECKING:
     from gridnet.agents.home import Home
@@ -203,6 +205,7 @@ class HeliosController(Agent):
             if self.asked.get(meter, -1) > enrollment.minted_through:
                 continue  # its last mint is on its way
             through = min(record.last_interval, now - 1, enrollment.minted_through + MAX_SPAN_INTERVALS)
+            through = self.sales_final_through(world, view, home, enrollment.minted_through + 1, through)
             if through - enrollment.minted_through < enrollment.every_intervals:
                 continue
             readings = [
@@ -211,7 +214,7 @@ class HeliosController(Agent):
             ]
             if any(r is None for r in readings):
                 continue  # (a batch still on its way)
-            if sum(r.exported_wh for r in readings if r is not None) < enrollment.min_wh:
+            if sum(r.exported_wh - r.sold_wh for r in readings if r is not None) < enrollment.min_wh:
                 continue  # (night: the next mint covers these intervals too)
             if world.submit(self, self._signed(world, MintCredits(self.cid, meter, through, ()))):
                 self.asked[meter] = through
@@ -272,6 +275,25 @@ class HeliosController(Agent):
             if (imported >= redemption.wh or over) and world.submit(self, CloseRedemption(self.cid, txid)):
                 r.close_sent = True
 
+    def sales_final_through(
+        self, world: World, view: StateView, home: Home, first: Interval, through: Interval
+    ) -> Interval:
+        """The last interval up to ``through`` before which every contract selling ``home``'s
+        energy (from ``first`` on) is closed or paid in full: a mint takes the export those left
+        unpaid (marking it paid), so a contract settled after it would find its Wh sold
+        (``DoubleSelling``). A contract not on chain long after its end never opened."""
+        for interval in range(first, through + 1):
+            for deal in world.deals.get(interval, ()):
+                if deal.seller is not home:
+                    continue
+                record = view.get(CONTRACTS, deal.cid)
+                given_up = world.now() >= interval_start(deal.terms.last_interval + 1) + 2 * PATIENCE_MS
+                if record is None and not given_up:
+                    return interval - 1
+                if record is not None and not record.closed and record.paid_wh < record.terms.max_wh:
+                    return interval - 1  # (it may pay more yet)
+        return through
+
     def wrap_up(self, world: World) -> None:
         """Compare, from the chain, each producer's credits with the energy its readings show
         injected over the intervals minted."""
@@ -287,6 +309,7 @@ class HeliosController(Agent):
             for i in range(world.first, enrollment.minted_through + 1):
                 reading = view.get(READINGS, reading_key(home.meter.meter_id, i))
                 injected += 0 if reading is None else reading.exported_wh
+            injected -= contract_paid_wh(world, view, home, enrollment.minted_through)
         self.figures = {
             "enabled": True,
             "controller": self.t.name,
@@ -370,6 +393,18 @@ class HeliosController(Agent):
                 if r is not None
             ),
         }
+
+
+def contract_paid_wh(world: World, view: StateView, home: Home, through: Interval) -> Wh:
+    """What contracts paid ``home`` as seller for its export from the run's first interval to
+    ``through`` (the rest of that export is what Helios may credit)."""
+    paid = 0
+    for interval in range(world.first, through + 1):
+        for deal in world.deals.get(interval, ()):
+            record = view.get(CONTRACTS, deal.cid) if deal.seller is home else None
+            if record is not None:
+                paid += sum(d.wh for d in record.paid if d.interval <= through)
+    return paid
 
 
 def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from gridnet.errors import (
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
-from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.units import INTERVAL_MS, Address, Hash32, interval_of
 
 MAX_MEMBERS = 32
@@ -349,11 +349,16 @@ def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCr
             f"a mint covers {enrollment.every_intervals} to {MAX_SPAN_INTERVALS} ended intervals after "
             f"interval {enrollment.minted_through}; through {through} does not"
         )
-    wh = _sum_readings(state, payload.meter, first, through, exported=True)
+    readings = _readings(state, payload.meter, first, through)
+    wh = sum(reading.exported_wh - reading.sold_wh for _, reading in readings)
     if wh < enrollment.min_wh:
         raise BelowMinimumMint(
-            f"{wh} Wh exported in intervals {first}-{through}; the producer's minimum is {enrollment.min_wh}"
+            f"{wh} Wh exported and not paid for otherwise in intervals {first}-{through}; the producer's "
+            f"minimum is {enrollment.min_wh}"
         )
+    for reading_at, reading in readings:  # (the Wh is paid once: not sold, nor minted again elsewhere)
+        if reading.sold_wh < reading.exported_wh:
+            state.put(READINGS, reading_at, replace(reading, sold_wh=reading.exported_wh))
     state.put(
         ENROLLMENTS, key, replace(enrollment, minted_through=through, minted_wh=enrollment.minted_wh + wh)
     )
@@ -366,16 +371,19 @@ def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCr
     )
 
 
-def _sum_readings(state: StateView, meter: bytes, first: int, last: int, *, exported: bool) -> int:
-    total = 0
+def _readings(state: StateView, meter: bytes, first: int, last: int) -> list[tuple[bytes, ReadingRecord]]:
+    """The meter's readings of intervals ``first`` to ``last`` (each one's key and record), every
+    one on chain (``ReadingsMissing`` otherwise)."""
+    found = []
     for interval in range(first, last + 1):
-        reading = state.get(READINGS, reading_key(meter, interval))
+        key = reading_key(meter, interval)
+        reading = state.get(READINGS, key)
         if reading is None:
             raise ReadingsMissing(
                 f"meter {address_to_text(meter)} has no reading on chain for interval {interval}"
             )
-        total += reading.exported_wh if exported else reading.imported_wh
-    return total
+        found.append((key, reading))
+    return found
 
 
 def validate_transfer_credits(payload: TransferCredits, params: ChainParams) -> None:
@@ -444,7 +452,7 @@ def apply_close_redemption(
             f"{redemption.due_interval}"
         )
     window = (redemption.first_interval, redemption.due_interval)
-    _sum_readings(state, redemption.meter, *window, exported=False)  # (every reading is there)
+    _readings(state, redemption.meter, *window)  # (every reading is there)
     state.put(REDEMPTIONS, key, replace(redemption, status=DEFAULTED))
     state.put(CONTROLLERS, cid, replace(controller, defaults=controller.defaults + 1))
 

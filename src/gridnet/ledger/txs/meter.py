@@ -95,7 +95,8 @@ class ReadingRecord(Wire, frozen=True):
     digest: HashBytes
     """Digest of the signed reading (tells a duplicate from a conflicting one)."""
     sold_wh: U63 = 0
-    """Exported Wh of this interval already paid to the seller by energy contracts."""
+    """Exported Wh of this interval already paid for: to the seller by energy contracts and
+    aggregators, or minted as Helios credits (which take all that is left)."""
     subsidised: bool = False
 
 
