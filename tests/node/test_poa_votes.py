@@ -98,6 +98,15 @@ def test_a_late_vote_is_votetoolate_and_an_outsiders_notavalidator(node: Node) -
     outsider = votes_for(chain, [PrivateKey.from_label("poa-outsider")])[0]
     assert node.handle("p", VoteMsg(outsider), at(4)) == []
     assert node.stats.votes_refused == {"VoteTooLate": 1, "NotAValidator": 1}
+    from gridnet.node.api.ops import _NodeCollector  # (what GET /metrics serves)
+
+    scraped = {
+        s.labels["rule"]: s.value
+        for family in _NodeCollector(node, None).collect()
+        for s in family.samples
+        if s.name == "gridnet_votes_refused_total"
+    }
+    assert scraped == {"VoteTooLate": 1, "NotAValidator": 1}
 
 
 def test_one_keys_votes_push_out_only_its_own() -> None:

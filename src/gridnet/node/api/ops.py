@@ -121,6 +121,11 @@ class _NodeCollector(Collector):
             ("gridnet_tx_rejections", "Transactions refused, evicted or dropped, by rule", stats.tx_rules),
             ("gridnet_invalid_blocks", "Invalid blocks and headers received, by rule", stats.block_rules),
             ("gridnet_peer_faults", "Rule-breaking messages from peers, by rule", stats.fault_rules),
+            (
+                "gridnet_votes_refused",
+                "Finality votes not kept (no fault: too late, ahead, ...)",
+                stats.votes_refused,
+            ),
         ):
             family = CounterMetricFamily(name, help_text, labels=["rule"])
             for rule, n in sorted(counts.items()):
