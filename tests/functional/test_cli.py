@@ -981,3 +981,29 @@ def test_genesis_refuses_an_address_allocated_twice(tmp_path: Path) -> None:
         gridnet("chain", "genesis", "--out", "g.toml", "--alloc", f"{a}=1", "--alloc", f"{a}=2", cwd=tmp_path)
     )
     assert "given twice" in line and not (tmp_path / "g.toml").exists()
+
+
+def test_a_pending_transaction_is_replaced_with_nonce_and_a_higher_fee(
+    funded: Funded, tmp_path: Path
+) -> None:
+    """``--nonce`` signs for one of the sender's pending nonces: with a higher fee the new
+    transaction replaces the pending one, in the data directory's pool as on a node (it stayed
+    beside it before, and which of the two was mined depended on the order they were read);
+    with a fee no higher it is ReplacementUnderpriced, in one line."""
+    data = copy_chain(funded, tmp_path)
+    nonce = account(tmp_path, data, funded.a)["nonce"]
+    send = ("tx", "transfer", "--data-dir", data, "--key", "a.key", "--to", funded.b)
+    ok(gridnet(*send, "--amount", "1", "--fee", "2000", cwd=tmp_path))
+    line = one_line_error(
+        gridnet(*send, "--amount", "7", "--fee", "2000", "--nonce", str(nonce), cwd=tmp_path)
+    )
+    assert "ReplacementUnderpriced" in line or "pay more to replace it" in line, line
+    ok(gridnet(*send, "--amount", "7", "--fee", "3000", "--nonce", str(nonce), cwd=tmp_path))
+    assert show(tmp_path, data)["pending"] == 1
+    before = account(tmp_path, data, funded.b)["balance"]
+    out = ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "a.key", cwd=tmp_path))
+    assert "with 1 transaction(s)" in out, out
+    after = account(tmp_path, data, funded.b)["balance"]
+    assert isinstance(before, int) and isinstance(after, int)
+    assert after - before == 7 * 10**8  # the replacement's 7 GNC, not the 1 GNC it replaced
+    assert account(tmp_path, data, funded.a)["nonce"] == nonce + 1

@@ -104,6 +104,16 @@ MaybeDataDir = Annotated[
 FeeOpt = Annotated[
     int | None, typer.Option("--fee", min=0, max=MAX_UNITS, help="Fee in base units (default: the minimum).")
 ]
+NonceOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nonce",
+        min=0,
+        max=2**63 - 1,
+        help="Nonce to sign with (default: the sender's next free one). The nonce of one of its "
+        "pending transactions replaces that one, given a higher --fee.",
+    ),
+]
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Wait until a block includes it (with a running node).")
 ]
@@ -122,6 +132,7 @@ def _send(
     key: Path,
     passphrase_file: Path | None,
     fee: int | None,
+    nonce: int | None,
     data_dir: Path | None,
     node: str | None,
     token_file: Path | None,
@@ -134,7 +145,7 @@ def _send(
     client = connect(node, data_dir, token_file)
     if client is not None:
         try:
-            _send_to_node(client, signer, build, fee, wait, timeout)
+            _send_to_node(client, signer, build, fee, nonce, wait, timeout)
         finally:
             client.close()
         return
@@ -143,14 +154,20 @@ def _send(
         raise ConfigError(f"--wait needs a running node; none runs on {data_dir}")
     chain = Chain.open(data_dir)
     try:
-        event = submit(chain, signer, build(chain.params, signer), fee)
+        event = submit(chain, signer, build(chain.params, signer), fee, nonce)
     finally:
         chain.close()
     console.print(f"pending {event.txid.hex()} (mine it with 'gridnet chain mine --data-dir {data_dir}')")
 
 
 def _send_to_node(
-    client: NodeClient, signer: PrivateKey, build: Build, fee: int | None, wait: bool, timeout: float
+    client: NodeClient,
+    signer: PrivateKey,
+    build: Build,
+    fee: int | None,
+    nonce: int | None,
+    wait: bool,
+    timeout: float,
 ) -> None:
     answer = expect(client.request("GET", "/params"), ParamsAnswer, "GET /params")
     try:
@@ -166,7 +183,8 @@ def _send_to_node(
             f"of chain {params.name!r} ({chain_id.hex()[:16]}): nothing was signed; is it the node you meant?"
         )
     path = f"/accounts/{address_to_text(signer.address)}"
-    nonce = expect(client.request("GET", path), AccountAnswer, f"GET {path}").next_nonce
+    if nonce is None:
+        nonce = expect(client.request("GET", path), AccountAnswer, f"GET {path}").next_nonce
     payload = build(params, signer)
     fee = min_fee(params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(signer, chain_id, payload, nonce, fee)
@@ -217,6 +235,7 @@ def _send_to_node(
 def _shared_options(
     key: KeyFile,
     fee: FeeOpt = None,
+    nonce: NonceOpt = None,
     data_dir: MaybeDataDir = None,
     node: NodeUrl = None,
     api_token_file: TokenFile = None,

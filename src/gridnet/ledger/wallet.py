@@ -63,18 +63,23 @@ def restore_pending(chain: Chain, pool: Mempool) -> list[PoolEvent]:
     return events
 
 
-def submit(chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = None) -> PoolEvent:
-    """Sign ``payload`` with the next free nonce and add it to the pending pool.
+def submit(
+    chain: Chain, key: PrivateKey, payload: Payload, fee: int | None = None, nonce: int | None = None
+) -> PoolEvent:
+    """Sign ``payload`` with ``nonce`` (default: the next free one; a pending transaction's
+    replaces it if ``fee`` is higher) and add it to the pending pool.
 
     Raises the named :class:`InvalidTransaction` / mempool error if it is refused: the
     pool's checks, and the transaction tried on the head after the pending ones.
     """
     pool, _ = load_mempool(chain)
-    nonce = chain.account(key.address).nonce + len(pool.by_sender.get(key.address, {}))
+    if nonce is None:
+        nonce = chain.account(key.address).nonce + len(pool.by_sender.get(key.address, {}))
     fee = min_fee(chain.params.min_fee_per_byte, payload, nonce) if fee is None else fee
     tx = sign_transaction(key, chain.chain_id, payload, nonce, fee)
-    outcome = pool.admit(tx, chain.account, check=partial(TrialState(chain).check, pool))[0]
-    chain.store.add_pending(outcome.txid, encode(tx), now_ms())
+    outcome, *evicted = pool.admit(tx, chain.account, check=partial(TrialState(chain).check, pool))
+    gone = [e.txid for e in evicted]  # (the transaction it replaced, or ones a full pool let go)
+    chain.store.write_pending([(outcome.txid, encode(tx), now_ms())], gone)
     return outcome
 
 
