@@ -245,3 +245,19 @@ def test_a_bank_and_a_borrower_are_queryable(h: Helios, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
     assert figures["loan_limit"] == 10_000 and figures["loan"]["principal"] == 4_000
+
+
+def test_interest_rounds_up_so_a_bank_never_receives_less_than_its_terms(h: Helios) -> None:
+    """10 % of 9 base units is 0.9: the borrower owes 10, not 9 (rounded down, a small loan, or
+    a 1 bps bank's every loan under 10,000 base units, paid no interest at all); and by the
+    first of two installments half of 11 is due rounded up, 6."""
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 9)), interval=START + 1)
+    loan = h.chain.view().get(LOANS, OWNER.address)
+    assert loan is not None and loan.owed == 10
+    h.mine(h.tx(OWNER, RepayLoan(10)))
+    h.mine(h.tx(BUYER, RequestLoan(BANK, 10)), interval=START + 2)
+    loan = h.chain.view().get(LOANS, BUYER.address)
+    assert loan is not None and loan.owed == 11 and loan.due_by(1) == 6 and loan.due_by(2) == 11
+    h.mine(h.tx(BUYER, RepayLoan(5)), interval=START + 6)
+    h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 7)  # 5 of 6 due: missed
+    assert history_of(h.chain.view(), BUYER.address).missed_installments == 1

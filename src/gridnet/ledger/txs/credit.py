@@ -132,8 +132,9 @@ class Loan(Wire, frozen=True):
         return self.first_due + (k - 1) * self.every_intervals
 
     def due_by(self, k: int) -> int:
-        """What must be repaid by the end of installment ``k``'s interval [base units]."""
-        return self.owed * k // self.installments
+        """What must be repaid by the end of installment ``k``'s interval, rounded up (the
+        schedule never asks less than its share) [base units]."""
+        return -(-self.owed * k // self.installments)
 
 
 BANKS = register_table("credit_banks", b"k", CreditBank)
@@ -187,6 +188,11 @@ def credit_value(history: CreditHistory, c: CreditCriteria) -> int:
         - c.per_default * history.loans_defaulted
         - c.per_missed * history.missed_installments
     )
+
+
+def interest_on(principal: int, interest_bps: int) -> int:
+    """The interest on a loan, rounded up: a bank never receives less than its terms [base units]."""
+    return -(-principal * interest_bps // 10_000)
 
 
 def loan_limit(history: CreditHistory, c: CreditCriteria) -> int:
@@ -295,7 +301,7 @@ def apply_request_loan(state: StateView, env: BlockEnv, sender: Address, payload
         raise LoanTooLarge(f"{payload.principal} base units asked; {bank.name} lends it at most {limit}")
     if payload.principal > bank.capital:
         raise BankCapitalShort(f"{bank.name} holds {bank.capital} base units; {payload.principal} asked")
-    owed = payload.principal + payload.principal * c.interest_bps // 10_000
+    owed = payload.principal + interest_on(payload.principal, c.interest_bps)
     first_due = interval_of(env.timestamp) + c.every_intervals
     loan = Loan(payload.bank, payload.principal, owed, 0, first_due, c.every_intervals, c.installments)
     state.put(LOANS, sender, loan)
