@@ -33,13 +33,16 @@ from gridnet.ledger.txs.credit import (
     CreditCriteria,
     CreditHistory,
     RegisterCreditBank,
+    RepaidToBank,
     RepayLoan,
     ReportMissedRepayment,
     RequestLoan,
+    bank_figures,
     bank_id,
     credit_value,
     history_of,
     loan_limit,
+    repaid_to,
 )
 from gridnet.ledger.txs.helios import sign_as_member
 from tests.helpers import sign
@@ -261,3 +264,29 @@ def test_interest_rounds_up_so_a_bank_never_receives_less_than_its_terms(h: Heli
     h.mine(h.tx(BUYER, RepayLoan(5)), interval=START + 6)
     h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 7)  # 5 of 6 due: missed
     assert history_of(h.chain.view(), BUYER.address).missed_installments == 1
+
+
+def test_the_books_split_what_is_repaid_into_principal_and_interest(h: Helios) -> None:
+    """``repaid`` mixes principal with interest, so ``lent − repaid`` never said what is out on
+    loan (after one loan of 10,000 repaid with its 1,000 interest: −1,000); ``credit_repaid``
+    holds the principal repaid apart, each repayment split in the loan's proportion."""
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 10_000)))
+    sell(h, START + 3, 6)  # 3,000 repaid: 3,000 × 10,000 / 11,000 = 2,727 of it principal
+    assert repaid_to(h.chain.view(), BANK) == RepaidToBank(principal=2_727, interest=273)
+    figures = bank_figures(h.chain.view(), "Commons", None)
+    assert figures is not None and figures["on_loan"] == 10_000 - 2_727
+    h.mine(h.tx(OWNER, RepayLoan(8_000)))
+    assert repaid_to(h.chain.view(), BANK) == RepaidToBank(principal=10_000, interest=1_000)
+    h.mine(h.tx(BUYER, RequestLoan(BANK, 10_000)), interval=START + 10)
+    h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 30)  # a default
+    figures = bank_figures(h.chain.view(), "Commons", None)
+    assert figures is not None and (figures["lent"], figures["on_loan"], figures["repaid"]) == (
+        20_000,
+        10_000,
+        11_000,
+    )
+    assert (figures["principal_repaid"], figures["interest_repaid"], figures["defaults"]) == (
+        10_000,
+        1_000,
+        1,
+    )

@@ -391,7 +391,8 @@ def chain_credit_bank(
         return
     line = (
         f"{figures['bank']}: {format_gnc(figures['capital'])} to lend, {figures['loans']} loan(s) "
-        f"({format_gnc(figures['lent'])} lent, {format_gnc(figures['repaid'])} repaid), "
+        f"({format_gnc(figures['lent'])} lent, {format_gnc(figures['repaid'])} repaid, "
+        f"{format_gnc(figures['on_loan'])} of it still on loan), "
         f"{figures['defaults']} default(s)"
     )
     console.print(line)

@@ -187,6 +187,7 @@ class CreditBankAnswer(msgspec.Struct):
     loans: int
     lent: int
     repaid: int
+    on_loan: int
     defaults: int
 
 

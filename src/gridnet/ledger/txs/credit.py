@@ -94,6 +94,17 @@ class CreditBank(Wire, frozen=True):
     defaults: U32 = 0
 
 
+class RepaidToBank(Wire, frozen=True):
+    """What a bank's loans have returned to it, principal and interest apart (each repayment
+    is split in the loan's proportion: ``principal / owed`` of all it repaid so far, rounded
+    down, is principal, the rest interest)."""
+
+    principal: U63 = 0
+    """Principal repaid [base units]: ``lent − principal`` is out on loan (defaults included)."""
+    interest: U63 = 0
+    """Interest received [base units]."""
+
+
 class CreditHistory(Wire, frozen=True):
     """A participant's history as the credit value reads it (kept for every seller)."""
 
@@ -141,6 +152,8 @@ BANKS = register_table("credit_banks", b"k", CreditBank)
 HISTORIES = register_table("credit_histories", b"h", CreditHistory)
 LOANS = register_table("credit_loans", b"l", Loan)
 """Borrower -> its latest loan."""
+BANK_REPAID = register_table("credit_repaid", b"o", RepaidToBank)
+"""Bank id -> what its loans have returned (none before the first repayment)."""
 
 
 def bank_id(name: str) -> Hash32:
@@ -214,10 +227,25 @@ def _owing(state: StateView, who: Address) -> Loan:
     return loan
 
 
+def repaid_to(state: StateView, bid: bytes) -> RepaidToBank:
+    return state.get(BANK_REPAID, bid) or RepaidToBank()
+
+
+def _principal_in(loan: Loan, repaid: int) -> int:
+    """The principal in the first ``repaid`` base units repaid on ``loan``: its share
+    ``principal / owed``, rounded down (all of it once the loan is repaid)."""
+    return repaid * loan.principal // loan.owed
+
+
 def _repay(state: StateView, who: Address, loan: Loan, amount: int) -> None:
     """``amount`` (at most what is outstanding, already taken from ``who``) goes to the bank."""
     bank = _bank(state, loan.bank)
     state.put(BANKS, loan.bank, replace(bank, capital=bank.capital + amount, repaid=bank.repaid + amount))
+    principal = _principal_in(loan, loan.repaid + amount) - _principal_in(loan, loan.repaid)
+    books = repaid_to(state, loan.bank)
+    interest = amount - principal
+    books = replace(books, principal=books.principal + principal, interest=books.interest + interest)
+    state.put(BANK_REPAID, loan.bank, books)
     loan = replace(loan, repaid=loan.repaid + amount)
     if loan.outstanding == 0:
         if loan.status == OPEN:  # (a defaulted loan repaid late stays a default in the history)
@@ -375,6 +403,7 @@ def bank_figures(view: StateView, name: str, borrower: Address | None) -> dict[s
     bank = view.get(BANKS, bid)
     if bank is None:
         return None
+    books = repaid_to(view, bid)
     figures: dict[str, Any] = {
         "bank": bank.name,
         "id": bid.hex(),
@@ -384,6 +413,9 @@ def bank_figures(view: StateView, name: str, borrower: Address | None) -> dict[s
         "capital": bank.capital,
         "lent": bank.lent,
         "repaid": bank.repaid,
+        "principal_repaid": books.principal,
+        "interest_repaid": books.interest,
+        "on_loan": bank.lent - books.principal,
         "loans": bank.loans,
         "defaults": bank.defaults,
         "borrower": None,
