@@ -425,7 +425,7 @@ class LoanTooLarge(InvalidLoan):
 
 
 class BankCapitalShort(InvalidLoan):
-    """The bank holds less capital than the loan asked for."""
+    """The bank holds less capital (coin not lent out) than a loan or a withdrawal asks for."""
 
 
 class NoOpenLoan(InvalidLoan):
@@ -434,6 +434,11 @@ class NoOpenLoan(InvalidLoan):
 
 class RepaymentNotDue(InvalidLoan):
     """No installment of the loan has fallen due unpaid since the last one judged."""
+
+
+class StaleWithdrawal(InvalidLoan):
+    """A WithdrawCapital names another sequence number than the bank's next: an act already
+    accepted (a replay) or one out of order."""
 
 
 # --- aggregator trading (seed 003, section 3.1) -------------------------------------------

@@ -713,6 +713,18 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
         )
     )
     assert "credit value 30" in out and "its loan is repaid" in out, out
+    withdraw = (
+        "tx", "withdraw-capital", "--data-dir", data, "--key", "a.key", "--bank", "Commons", "--to", funded.a,
+        "--member-key", "m0.key", "--member-key", "m1.key",
+    )  # fmt: skip
+    short = one_line_error(gridnet(*withdraw, "--seq", "1", "--amount", "100.5", cwd=tmp_path))
+    assert "BankCapitalShort" in short, short  # 100.4 GNC: the capital and the interest repaid
+    ok(gridnet(*withdraw, "--seq", "1", "--amount", "100.4", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "a.key", cwd=tmp_path))
+    again = one_line_error(gridnet(*withdraw, "--seq", "1", "--amount", "1", cwd=tmp_path))
+    assert "StaleWithdrawal" in again, again
+    out = ok(gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Commons", cwd=tmp_path))
+    assert "0.00000000 GNC to lend" in out and "100.40000000 GNC withdrawn in 1 withdrawal(s)" in out, out
     missing = one_line_error(
         gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Nowhere", cwd=tmp_path)
     )

@@ -37,6 +37,7 @@ from gridnet.ledger.txs.credit import (
     RepayLoan,
     ReportMissedRepayment,
     RequestLoan,
+    WithdrawCapital,
     bank_figures,
     bank_id,
     credit_value,
@@ -290,3 +291,38 @@ def test_the_books_split_what_is_repaid_into_principal_and_interest(h: Helios) -
         1_000,
         1,
     )
+
+
+def withdrawal(
+    h: Helios, seq: int, amount: int, keys: list[object] = MEMBERS[:2], bank: bytes = BANK
+) -> Payload:
+    act = WithdrawCapital(bank, seq, STRANGER.address, amount, ())
+    sigs = tuple(sign_as_member(k, h.chain.chain_id, act) for k in keys)  # type: ignore[arg-type]
+    return msgspec.structs.replace(act, signatures=sigs)
+
+
+def test_the_consortium_withdraws_capital_not_lent_out_once_per_act(h: Helios) -> None:
+    """The capital (1,000,000 deposited, what loans repay) could never leave the bank: its
+    consortium now withdraws what is not lent out, each act once (``seq``: its withdrawals + 1)."""
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 10_000)))  # 990,000 left; 10,000 is lent out
+    assert h.refused(COLLECTOR, withdrawal(h, 1, 990_001)) == "BankCapitalShort"
+    assert h.refused(COLLECTOR, withdrawal(h, 1, 1_000, MEMBERS[:1])) == "InsufficientConsortium"
+    assert h.refused(COLLECTOR, withdrawal(h, 1, 1_000, bank=bank_id("Nobody"))) == "UnknownCreditBank"
+    assert h.refused(COLLECTOR, withdrawal(h, 2, 1_000)) == "StaleWithdrawal"
+    for bad in (withdrawal(h, 1, 0), withdrawal(h, 1, 1, MEMBERS * 11)):
+        with pytest.raises(MalformedTransaction):
+            validate_transaction(sign(h.chain, COLLECTOR, bad, 0), h.chain.params, h.chain.chain_id)
+    act = withdrawal(h, 1, 400_000)
+    before = balance(h, STRANGER.address)
+    h.mine(h.tx(COLLECTOR, act))
+    assert balance(h, STRANGER.address) - before == 400_000
+    bank = h.chain.view().get(BANKS, BANK)
+    assert bank is not None and (bank.capital, bank.withdrawn, bank.withdrawals) == (590_000, 400_000, 1)
+    assert h.refused(COLLECTOR, act) == "StaleWithdrawal"  # the same act again, by anyone
+    assert h.refused(OWNER, act) == "StaleWithdrawal"
+    h.mine(h.tx(COLLECTOR, withdrawal(h, 2, 590_000)))  # all that is not lent out
+    assert h.refused(OWNER, RequestLoan(BANK, 1)) == "LoanOutstanding"
+    h.mine(h.tx(OWNER, RepayLoan(11_000)))  # the loan comes back with its interest ...
+    assert h.refused(COLLECTOR, withdrawal(h, 3, 11_001)) == "BankCapitalShort"
+    h.mine(h.tx(COLLECTOR, withdrawal(h, 3, 11_000)))  # ... and is withdrawn
+    assert h.chain.view().get(BANKS, BANK).capital == 0  # type: ignore[union-attr]

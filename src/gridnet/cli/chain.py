@@ -393,7 +393,8 @@ def chain_credit_bank(
         f"{figures['bank']}: {format_gnc(figures['capital'])} to lend, {figures['loans']} loan(s) "
         f"({format_gnc(figures['lent'])} lent, {format_gnc(figures['repaid'])} repaid, "
         f"{format_gnc(figures['on_loan'])} of it still on loan), "
-        f"{figures['defaults']} default(s)"
+        f"{figures['defaults']} default(s); {format_gnc(figures['withdrawn'])} withdrawn in "
+        f"{figures['withdrawals']} withdrawal(s)"
     )
     console.print(line)
     if addr is not None:

@@ -58,6 +58,7 @@ from gridnet.ledger.txs.credit import (
     RepayLoan,
     ReportMissedRepayment,
     RequestLoan,
+    WithdrawCapital,
     bank_id,
 )
 from gridnet.ledger.txs.firmware import PublishFirmware
@@ -783,3 +784,22 @@ def tx_report_missed_repayment(
 ) -> Build:
     """Prove that a borrower missed an installment (its credit value drops; after the last, a default)."""
     return _constant(ReportMissedRepayment(address_from_text(borrower)))
+
+
+@tx_command("withdraw-capital")
+def tx_withdraw_capital(
+    bank: Annotated[str, typer.Option("--bank", help="The credit bank's name.")],
+    seq: Annotated[
+        int,
+        typer.Option(
+            "--seq", min=1, max=2**32 - 1, help="The bank's withdrawals so far + 1 (chain credit-bank)."
+        ),
+    ],
+    to: Annotated[str, typer.Option("--to", help="The address that receives it (gn...).")],
+    amount: Annotated[str, typer.Option("--amount", help="GNC to take out (at most what is not lent out).")],
+    member_key: MemberKeys,
+    member_passphrase_file: MemberPassphraseFiles = None,
+) -> Build:
+    """As the bank's consortium: take capital that is not lent out."""
+    act = WithdrawCapital(bank_id(bank), seq, address_from_text(to), parse_gnc(amount), ())
+    return _member_signed(act, member_key, member_passphrase_file)

@@ -39,7 +39,13 @@ from gridnet.ledger.txs.base import AnyRules
 from gridnet.ledger.txs.bond import Bond, Unbond
 from gridnet.ledger.txs.coinbase import Coinbase
 from gridnet.ledger.txs.contract import CloseContract, OpenContract, ReportEquivocation, SettleContract
-from gridnet.ledger.txs.credit import RegisterCreditBank, RepayLoan, ReportMissedRepayment, RequestLoan
+from gridnet.ledger.txs.credit import (
+    RegisterCreditBank,
+    RepayLoan,
+    ReportMissedRepayment,
+    RequestLoan,
+    WithdrawCapital,
+)
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.grid import PaySubsidy, RecordOverride
 from gridnet.ledger.txs.helios import (
@@ -133,6 +139,7 @@ Payload = (
     | OpenEvDeal
     | SettleEvDeal
     | ExpireEvDeal
+    | WithdrawCapital
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -195,6 +202,7 @@ RULES: Final[dict[type, AnyRules]] = {
         vehicle.OPEN_DEAL_RULES,
         vehicle.SETTLE_DEAL_RULES,
         vehicle.EXPIRE_DEAL_RULES,
+        credit.WITHDRAW_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -189,6 +189,8 @@ class CreditBankAnswer(msgspec.Struct):
     repaid: int
     on_loan: int
     defaults: int
+    withdrawn: int
+    withdrawals: int
 
 
 class BorrowerAnswer(CreditBankAnswer):

@@ -17,6 +17,10 @@ of the payment goes to the bank until the loan is repaid; it may also pay from i
 asks, anyone may prove it (``ReportMissedRepayment``): the borrower's missed installments grow
 (its credit value drops) and, after the last installment, the loan is *defaulted*. A borrower
 with a loan not repaid gets no new loan (``LoanOutstanding``).
+
+The capital (what was deposited, plus principal and interest repaid) stays the consortium's:
+``WithdrawCapital``, signed by ``threshold`` members and numbered (``seq``, so each act is
+accepted once), takes out what is not lent out.
 """
 
 from __future__ import annotations
@@ -39,12 +43,18 @@ from gridnet.errors import (
     MalformedTransaction,
     NoOpenLoan,
     RepaymentNotDue,
+    StaleWithdrawal,
     UnknownCreditBank,
 )
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
-from gridnet.ledger.txs.helios import MemberSignature, check_consortium, check_consortium_shape
+from gridnet.ledger.txs.helios import (
+    MAX_MEMBERS,
+    MemberSignature,
+    check_consortium,
+    check_consortium_shape,
+)
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.units import Address, Hash32, interval_of
 
@@ -92,6 +102,10 @@ class CreditBank(Wire, frozen=True):
     """Principal and interest repaid to it [base units]."""
     loans: U32 = 0
     defaults: U32 = 0
+    withdrawn: U63 = 0
+    """Capital its consortium took out (``WithdrawCapital``) [base units]."""
+    withdrawals: U32 = 0
+    """Its ``WithdrawCapital`` acts so far (the next must carry this plus one)."""
 
 
 class RepaidToBank(Wire, frozen=True):
@@ -183,6 +197,18 @@ class RepayLoan(Wire, frozen=True, tag=36):
 
 class ReportMissedRepayment(Wire, frozen=True, tag=37):
     borrower: AddressBytes
+
+
+class WithdrawCapital(Wire, frozen=True, tag=57):
+    """The bank's consortium takes capital that is not lent out."""
+
+    bank: HashBytes
+    seq: U32
+    """The bank's withdrawals so far plus one: each act is accepted once."""
+    to: AddressBytes
+    amount: U63
+    """[base units]"""
+    signatures: tuple[MemberSignature, ...]
 
 
 # --- the credit value -------------------------------------------------------------------------
@@ -389,10 +415,45 @@ def apply_report_missed(
     state.put(LOANS, who, loan)
 
 
+def validate_withdraw(payload: WithdrawCapital, params: ChainParams) -> None:
+    if payload.amount < 1:
+        raise MalformedTransaction("a withdrawal of nothing")
+    if len(payload.signatures) > MAX_MEMBERS:
+        raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+
+
+def apply_withdraw(state: StateView, env: BlockEnv, sender: Address, payload: WithdrawCapital) -> None:
+    bank = _bank(state, payload.bank)
+    if payload.seq != bank.withdrawals + 1:
+        raise StaleWithdrawal(
+            f"withdrawal number {payload.seq}; {bank.name}'s next is {bank.withdrawals + 1}"
+        )
+    act = replace(payload, signatures=())
+    check_consortium(
+        env.chain_id, act, bank.members, bank.threshold, payload.signatures, "withdrawing capital"
+    )
+    if payload.amount > bank.capital:
+        raise BankCapitalShort(
+            f"{bank.name} holds {bank.capital} base units not lent out; {payload.amount} asked"
+        )
+    state.put(
+        BANKS,
+        payload.bank,
+        replace(
+            bank,
+            capital=bank.capital - payload.amount,
+            withdrawn=bank.withdrawn + payload.amount,
+            withdrawals=bank.withdrawals + 1,
+        ),
+    )
+    state.credit(payload.to, payload.amount)
+
+
 REGISTER_BANK_RULES = TxRules(RegisterCreditBank, validate_register_bank, apply_register_bank)
 REQUEST_LOAN_RULES = TxRules(RequestLoan, validate_request_loan, apply_request_loan)
 REPAY_RULES = TxRules(RepayLoan, validate_repay, apply_repay)
 MISSED_RULES = TxRules(ReportMissedRepayment, _no_check, apply_report_missed)
+WITHDRAW_RULES = TxRules(WithdrawCapital, validate_withdraw, apply_withdraw)
 
 
 def bank_figures(view: StateView, name: str, borrower: Address | None) -> dict[str, Any] | None:
@@ -418,6 +479,8 @@ def bank_figures(view: StateView, name: str, borrower: Address | None) -> dict[s
         "on_loan": bank.lent - books.principal,
         "loans": bank.loans,
         "defaults": bank.defaults,
+        "withdrawn": bank.withdrawn,
+        "withdrawals": bank.withdrawals,
         "borrower": None,
     }
     if borrower is not None:

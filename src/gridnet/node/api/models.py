@@ -137,6 +137,8 @@ class CreditBankOut(BaseModel):
     on_loan: int = Field(description="Principal lent and not repaid, defaults included [base units]")
     loans: int = Field(description="Loans it made")
     defaults: int = Field(description="Loans proven defaulted")
+    withdrawn: int = Field(description="Capital its consortium took out [base units]")
+    withdrawals: int = Field(description="Its withdrawals (the next WithdrawCapital's seq is this + 1)")
     borrower: str | None = Field(default=None, description="With ?borrower=ADDRESS: that address")
     history: dict[str, int] | None = Field(default=None, description="With ?borrower: its credit history")
     credit_value: int | None = Field(default=None, description="With ?borrower: its value under the criteria")
