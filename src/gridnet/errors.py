@@ -579,7 +579,28 @@ class TenderNotAgreed(InvalidTender):
 
 
 class NotTheWinner(InvalidTender):
-    """Only the tender's winner withdraws from it."""
+    """Only the tender's winner (its diagnosis node) withdraws from it or claims its service."""
+
+
+class ServiceOverdue(InvalidTender):
+    """The diagnosis node claims a service after its service time: the owner may end the
+    agreement instead."""
+
+
+class ClaimTooEarly(InvalidTender):
+    """A claimed service is paid only once the owner's dispute window has passed."""
+
+
+class TenderClosed(InvalidTender):
+    """The tender is completed, withdrawn, disputed or unserved: its coin was paid out already."""
+
+
+class NothingToDispute(InvalidTender):
+    """The owner disputes a tender whose service nobody claimed."""
+
+
+class DisputeWindowClosed(InvalidTender):
+    """The owner disputes a claimed service after its dispute window."""
 
 
 # --- generation monitoring (seed 003, section 3.4) ---------------------------------------

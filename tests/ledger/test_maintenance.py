@@ -15,10 +15,13 @@ from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.maintenance import (
     CREDITS,
+    DISPUTE_INTERVALS,
     TENDERS,
     AwardTender,
     BidTender,
+    ClaimTender,
     CompleteTender,
+    DisputeTender,
     Mode,
     OpenTender,
     RegisterEquipment,
@@ -180,3 +183,78 @@ def test_under_warranty_the_vendor_cannot_back_out_but_the_owner_can_end_an_over
     h.mine(end, interval=START + 20)
     assert balance(h, OWNER.address) - owner0 == DEPOSIT - end.fee
     assert h.chain.view().get(TENDERS, tid).status == Status.WITHDRAWN  # type: ignore[union-attr]
+
+
+def agreed(h: Helios, price: int = 30_000) -> bytes:
+    """A tender TEAM won at ``price`` (penalty deposit 10 %), to be served by START + 11."""
+    tid, _ = open_tender(h)
+    h.mine(h.tx(TEAM, BidTender(tid, price)))
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 3)
+    return tid
+
+
+def test_a_winner_that_claims_its_service_is_paid_once_no_dispute_came(h: Helios) -> None:
+    """The owner, served, never confirmed and ended the agreement as overdue: it kept its
+    50,000 deposit and took the team's 3,000 penalty deposit for a repair priced 30,000. The
+    winner now claims the service done in time; undisputed for a day, its claim is paid."""
+    tid = agreed(h)
+    assert h.refused(OWNER, DisputeTender(tid)) == "NothingToDispute"  # no claim yet
+    assert h.refused(VENDOR, ClaimTender(tid)) == "NotTheWinner"
+    h.mine(h.tx(TEAM, ClaimTender(tid)), interval=START + 5)
+    tender = h.chain.view().get(TENDERS, tid)
+    assert tender is not None and tender.status == Status.CLAIMED and tender.claimed_at == START + 5
+    assert h.refused(OWNER, WithdrawFromTender(tid), START + 12) == "TenderNotAgreed"  # claimed: not overdue
+    assert h.refused(TEAM, WithdrawFromTender(tid), START + 12) == "TenderNotAgreed"
+    assert h.refused(TEAM, ClaimTender(tid), START + 5 + DISPUTE_INTERVALS) == "ClaimTooEarly"
+    team0, owner0 = balance(h, TEAM.address), balance(h, OWNER.address)
+    claim = h.tx(TEAM, ClaimTender(tid))
+    h.mine(claim, interval=START + 6 + DISPUTE_INTERVALS)
+    assert balance(h, TEAM.address) - team0 == 30_000 + 3_000 - claim.fee  # its price and penalty deposit
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT - 30_000  # the rest of the deposit
+    view = h.chain.view()
+    assert view.get(TENDERS, tid).status == Status.COMPLETED  # type: ignore[union-attr]
+    assert view.get(CREDITS, TEAM.address).completed == 1  # type: ignore[union-attr]
+    assert h.refused(TEAM, ClaimTender(tid)) == "TenderClosed"  # paid once
+    assert h.refused(OWNER, DisputeTender(tid)) == "TenderClosed"
+    assert h.refused(OWNER, CompleteTender(tid)) == "TenderNotAgreed"
+
+
+def test_a_claim_comes_within_the_service_time_and_an_owner_may_confirm_it_at_once(h: Helios) -> None:
+    tid, _ = open_tender(h)
+    assert h.refused(TEAM, ClaimTender(tid)) == "TenderNotAgreed"  # still open
+    h.mine(h.tx(TEAM, BidTender(tid, 30_000)))
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 3)
+    assert h.refused(TEAM, ClaimTender(tid), START + 12) == "ServiceOverdue"  # past START + 11
+    h.mine(h.tx(TEAM, ClaimTender(tid)), interval=START + 11)
+    team0 = balance(h, TEAM.address)
+    h.mine(h.tx(OWNER, CompleteTender(tid)), interval=START + 12)  # the owner pays without waiting
+    assert balance(h, TEAM.address) - team0 == 33_000
+    assert h.refused(TEAM, ClaimTender(tid), START + 200) == "TenderClosed"
+
+
+def test_a_dispute_leaves_neither_party_better_off_than_the_truth(h: Helios) -> None:
+    """Nothing on chain tells a served owner that lies from a winner that claims a service it
+    did not do, so a dispute pays neither: the price is destroyed, the rest of the deposit and
+    the winner's penalty deposit go to the owner. A served owner that disputes pays what it
+    would have paid (less the penalty); a winner that claims falsely loses what a no-show loses."""
+    tid = agreed(h)
+    h.mine(h.tx(TEAM, ClaimTender(tid)), interval=START + 5)
+    assert h.refused(BUYER, DisputeTender(tid)) == "NotEquipmentOwner"
+    assert h.refused(OWNER, DisputeTender(tid), START + 6 + DISPUTE_INTERVALS) == "DisputeWindowClosed"
+    team0, owner0 = balance(h, TEAM.address), balance(h, OWNER.address)
+    dispute = h.tx(OWNER, DisputeTender(tid))
+    h.mine(dispute, interval=START + 5 + DISPUTE_INTERVALS)  # the window's last interval
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT - 30_000 + 3_000 - dispute.fee
+    assert balance(h, TEAM.address) == team0  # (the 30,000 price is destroyed)
+    assert h.chain.view().get(TENDERS, tid).status == Status.DISPUTED  # type: ignore[union-attr]
+    assert h.refused(TEAM, ClaimTender(tid), START + 500) == "TenderClosed"
+    open_tender(h, bid_until=START + 5 + DISPUTE_INTERVALS)  # the equipment may be tendered again
+
+
+def test_under_warranty_the_vendors_claim_returns_the_deposit(h: Helios) -> None:
+    tid, _ = open_tender(h, NEW)
+    owner0 = balance(h, OWNER.address)
+    h.mine(h.tx(VENDOR, ClaimTender(tid)), interval=START + 2)
+    h.mine(h.tx(VENDOR, ClaimTender(tid)), interval=START + 3 + DISPUTE_INTERVALS)
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT
+    assert h.chain.view().get(CREDITS, VENDOR.address).completed == 1  # type: ignore[union-attr]

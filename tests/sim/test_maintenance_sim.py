@@ -58,6 +58,7 @@ def test_failed_inverters_are_tendered_and_repaired(tmp_path: Path) -> None:
         assert sorted(Status(t.status).name for t in tenders if t is not None) == [
             "COMPLETED", "COMPLETED", "COMPLETED", "WITHDRAWN",
         ]  # fmt: skip
+        assert all(t.claimed_at for t in tenders if t is not None and t.status == Status.COMPLETED)  # claimed
     finally:
         chain.close()
 

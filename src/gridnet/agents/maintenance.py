@@ -8,9 +8,10 @@ inverters of ``failures`` PV homes fail, one after the other from ``first_failur
 opens a tender with ``deposit_gnc`` (bidding for ``bid_intervals``); out of warranty every team
 and the vendor bid (each at its own price: ``team_price_gnc`` times a factor of its own, the
 vendor at ``vendor_price_gnc``), and the home awards it once bidding has closed. The winner
-services the inverter (``remote`` repairs take 1 interval, on-site ``onsite_intervals``) and
-the home confirms it. The first team listed in ``withdrawing_team`` withdraws from the first
-tender it wins: the home gets its deposit and the team's penalty, and tenders again.
+services the inverter (``remote`` repairs take 1 interval, on-site ``onsite_intervals``),
+claims it done and the home confirms it. The first team listed in ``withdrawing_team``
+withdraws from the first tender it wins: the home gets its deposit and the team's penalty, and
+tenders again.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gridnet.ledger.txs.maintenance import (
     TENDERS,
     AwardTender,
     BidTender,
+    ClaimTender,
     CompleteTender,
     Mode,
     OpenTender,
@@ -170,8 +172,8 @@ class MaintenanceDesk(Agent):
             tid = case.tenders[-1]
             if tender.status == Status.OPEN:
                 self.bid_and_award(world, case, tid, tender.bid_until, tender.bids, now)
-            elif tender.status == Status.AGREED:
-                self.service(world, case, tid, tender.diagnosis_node, tender.warranty, now)
+            elif tender.status in (Status.AGREED, Status.CLAIMED):
+                self.service(world, case, tid, tender.diagnosis_node, tender.status, tender.warranty, now)
             elif tender.status == Status.COMPLETED:
                 home.inverter_down = (case.fails_at, now)
                 case.repaired_at = now
@@ -202,7 +204,9 @@ class MaintenanceDesk(Agent):
         else:
             self.once(world, case, tid, "award", case.home, AwardTender(tid))
 
-    def service(self, world: World, case: Case, tid: bytes, node: bytes, warranty: bool, now: int) -> None:
+    def service(
+        self, world: World, case: Case, tid: bytes, node: bytes, status: int, warranty: bool, now: int
+    ) -> None:
         team = next((t for t in self.teams if t.address == node), None)
         if team is not None and not warranty and team.index == self.t.withdrawing_team and not team.withdrew:
             team.withdrew = True  # it takes the job, then backs out: its penalty deposit is forfeit
@@ -211,8 +215,10 @@ class MaintenanceDesk(Agent):
         if case.service_until is None or (tid, "serviced") not in case.asked:
             case.service_until = now + (1 if case.mode == Mode.REMOTE else self.t.onsite_intervals)
             case.asked.add((tid, "serviced"))
-        if now >= case.service_until:
+        if status == Status.CLAIMED:  # the home sees its inverter back and confirms at once
             self.once(world, case, tid, "complete", case.home, CompleteTender(tid))
+        elif now >= case.service_until:  # serviced: the diagnosis node claims it done
+            self.once(world, case, tid, "claim", team or self.vendor, ClaimTender(tid))
 
     def report(self, world: World) -> dict[str, Any]:
         view = world.look(self.node).view

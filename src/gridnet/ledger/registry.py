@@ -62,7 +62,9 @@ from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.maintenance import (
     AwardTender,
     BidTender,
+    ClaimTender,
     CompleteTender,
+    DisputeTender,
     OpenTender,
     RegisterEquipment,
     WithdrawFromTender,
@@ -140,6 +142,8 @@ Payload = (
     | SettleEvDeal
     | ExpireEvDeal
     | WithdrawCapital
+    | ClaimTender
+    | DisputeTender
 )
 """Every payload a transaction can carry (msgspec decodes by the tag)."""
 
@@ -203,6 +207,8 @@ RULES: Final[dict[type, AnyRules]] = {
         vehicle.SETTLE_DEAL_RULES,
         vehicle.EXPIRE_DEAL_RULES,
         credit.WITHDRAW_RULES,
+        maintenance.CLAIM_RULES,
+        maintenance.DISPUTE_RULES,
     )
 }
 """Rules of every signed transaction type (Coinbase is checked by the block)."""

@@ -20,6 +20,13 @@ winner that withdraws after the agreement (``WithdrawFromTender``) forfeits its 
 deposit to the owner, whose deposit returns; once the service is overdue the owner may end the
 agreement the same way (under warranty too: the vendor then forfeits nothing but the job). A
 tender nobody bid on closes at its award with the deposit returned.
+
+An owner need not confirm: the diagnosis node claims the service done within its service time
+(``ClaimTender``), which the owner can no longer end as overdue. The owner then confirms it, or
+disputes it within ``DISPUTE_INTERVALS`` (``DisputeTender``); undisputed, the node's next
+``ClaimTender`` is paid as a confirmation. The chain cannot tell a served owner that disputes
+from a node that claims a service it did not do, so a dispute pays neither what it hoped: the
+price is destroyed, the rest of the deposit and the node's penalty deposit go to the owner.
 """
 
 from __future__ import annotations
@@ -37,12 +44,17 @@ from gridnet.errors import (
     BidAboveDeposit,
     BiddingClosed,
     BiddingOpen,
+    ClaimTooEarly,
+    DisputeWindowClosed,
     EquipmentExists,
     InsufficientBalance,
     MalformedTransaction,
     NotAuthorized,
     NotEquipmentOwner,
+    NothingToDispute,
     NotTheWinner,
+    ServiceOverdue,
+    TenderClosed,
     TenderExists,
     TenderNotAgreed,
     UnknownEquipment,
@@ -60,6 +72,8 @@ from gridnet.units import Address, interval_of
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_BIDS = 32
 MAX_BIDDING_INTERVALS = 7 * 96
+DISPUTE_INTERVALS = 96
+"""How long after a claim the owner may dispute it (a day); then the claim is paid."""
 
 
 class Mode(enum.IntEnum):
@@ -77,6 +91,10 @@ class Status(enum.IntEnum):
     """The winner withdrew after the agreement (its penalty deposit went to the owner)."""
     UNSERVED = 4
     """Nobody bid: the deposit returned."""
+    CLAIMED = 5
+    """The diagnosis node claimed the service done; the owner may confirm or dispute it."""
+    DISPUTED = 6
+    """The owner disputed the claim: the price was destroyed (neither party is paid it)."""
 
 
 class Equipment(Wire, frozen=True):
@@ -123,6 +141,8 @@ class Tender(Wire, frozen=True):
     """The last interval the diagnosis node has to service it (once agreed)."""
     bids: tuple[Bid, ...] = ()
     """Every bid (the losers' penalty deposits are returned at the award)."""
+    claimed_at: U63 = 0
+    """The interval the diagnosis node claimed the service done in (0: not claimed)."""
 
 
 class TeamCredit(Wire, frozen=True):
@@ -182,6 +202,14 @@ class CompleteTender(Wire, frozen=True, tag=45):
 
 
 class WithdrawFromTender(Wire, frozen=True, tag=46):
+    tender: HashBytes
+
+
+class ClaimTender(Wire, frozen=True, tag=58):
+    tender: HashBytes
+
+
+class DisputeTender(Wire, frozen=True, tag=59):
     tender: HashBytes
 
 
@@ -333,10 +361,16 @@ def apply_award(state: StateView, env: BlockEnv, sender: Address, payload: Award
 
 def apply_complete(state: StateView, env: BlockEnv, sender: Address, payload: CompleteTender) -> None:
     tender = _tender(state, payload.tender)
-    if tender.status != Status.AGREED:
+    if tender.status not in (Status.AGREED, Status.CLAIMED):
         raise TenderNotAgreed("only an agreed tender is completed")
     if sender != tender.owner:
         raise NotEquipmentOwner("only the owner confirms the service")
+    _pay(state, payload.tender, tender)
+
+
+def _pay(state: StateView, tid: bytes, tender: Tender) -> None:
+    """The service is done: the diagnosis node is paid its price and gets its penalty deposit
+    back, the rest of the deposit returns to the owner."""
     node = tender.diagnosis_node
     penalty = _winners_penalty(tender)
     if tender.value + penalty:
@@ -345,7 +379,7 @@ def apply_complete(state: StateView, env: BlockEnv, sender: Address, payload: Co
         state.credit(tender.owner, tender.deposit - tender.value)
     credit = credit_of(state, node)
     state.put(CREDITS, node, replace(credit, completed=credit.completed + 1))
-    _close(state, payload.tender, replace(tender, status=int(Status.COMPLETED)))
+    _close(state, tid, replace(tender, status=int(Status.COMPLETED)))
 
 
 def apply_withdraw(state: StateView, env: BlockEnv, sender: Address, payload: WithdrawFromTender) -> None:
@@ -367,6 +401,56 @@ def apply_withdraw(state: StateView, env: BlockEnv, sender: Address, payload: Wi
     _close(state, payload.tender, replace(tender, status=int(Status.WITHDRAWN)))
 
 
+_CLOSED = (Status.COMPLETED, Status.WITHDRAWN, Status.UNSERVED, Status.DISPUTED)
+
+
+def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: ClaimTender) -> None:
+    """The diagnosis node claims the service done (within its service time), then, once the
+    owner's dispute window has passed without a dispute, is paid as if the owner confirmed."""
+    tender = _tender(state, payload.tender)
+    if tender.status in _CLOSED:
+        raise TenderClosed(f"the tender is {Status(tender.status).name.lower()}: nothing is left to claim")
+    if tender.status == Status.OPEN:
+        raise TenderNotAgreed("the tender is not agreed yet")
+    if sender != tender.diagnosis_node:
+        raise NotTheWinner("only the tender's diagnosis node claims its service")
+    now = interval_of(env.timestamp)
+    if tender.status == Status.AGREED:
+        if now > tender.service_until:
+            raise ServiceOverdue(
+                f"the service was due by interval {tender.service_until}: the owner may end the agreement"
+            )
+        state.put(TENDERS, payload.tender, replace(tender, status=int(Status.CLAIMED), claimed_at=now))
+        return
+    if now <= tender.claimed_at + DISPUTE_INTERVALS:
+        raise ClaimTooEarly(
+            f"the owner may dispute the claim to the end of interval {tender.claimed_at + DISPUTE_INTERVALS}"
+        )
+    _pay(state, payload.tender, tender)
+
+
+def apply_dispute(state: StateView, env: BlockEnv, sender: Address, payload: DisputeTender) -> None:
+    """The owner disputes a claimed service: nobody is paid the price (it is destroyed); the
+    rest of the deposit and the node's penalty deposit go to the owner."""
+    tender = _tender(state, payload.tender)
+    if tender.status in _CLOSED:
+        raise TenderClosed(f"the tender is {Status(tender.status).name.lower()}: nothing is left to dispute")
+    if sender != tender.owner:
+        raise NotEquipmentOwner("only the equipment's owner disputes a service")
+    if tender.status != Status.CLAIMED:
+        raise NothingToDispute(
+            "no service is claimed (an overdue one the owner ends with WithdrawFromTender)"
+        )
+    if interval_of(env.timestamp) > tender.claimed_at + DISPUTE_INTERVALS:
+        raise DisputeWindowClosed(
+            f"the claim could be disputed to the end of interval {tender.claimed_at + DISPUTE_INTERVALS}"
+        )
+    returned = tender.deposit - tender.value + _winners_penalty(tender)
+    if returned:
+        state.credit(tender.owner, returned)
+    _close(state, payload.tender, replace(tender, status=int(Status.DISPUTED)))
+
+
 def _no_check(payload: object, params: ChainParams) -> None:
     """Nothing to check without the state."""
 
@@ -377,3 +461,5 @@ BID_RULES = TxRules(BidTender, validate_bid, apply_bid)
 AWARD_RULES = TxRules(AwardTender, _no_check, apply_award)
 COMPLETE_RULES = TxRules(CompleteTender, _no_check, apply_complete)
 WITHDRAW_RULES = TxRules(WithdrawFromTender, _no_check, apply_withdraw)
+CLAIM_RULES = TxRules(ClaimTender, _no_check, apply_claim)
+DISPUTE_RULES = TxRules(DisputeTender, _no_check, apply_dispute)
