@@ -36,7 +36,7 @@ STORE_ERRORS = (sqlite3.OperationalError,)
 """What SQLite raises when it cannot write now (disk full, I/O error, locked, read-only): a
 node retries. A corrupt store (``sqlite3.DatabaseError``) or any other error is not."""
 
-_PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending (
+_PENDING_TABLE = """CREATE TABLE pending (
     id INTEGER PRIMARY KEY, txid BLOB NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL
 )"""
 # The pending table is written for every transaction a node takes in, and rows come and go in
@@ -45,24 +45,29 @@ _PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending (
 
 _SCHEMA = (
     """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS blocks (
+BEGIN;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE blocks (
     hash BLOB PRIMARY KEY,
     height INTEGER NOT NULL,
     header BLOB NOT NULL,
     txs BLOB NOT NULL,
     invalid INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS blocks_height ON blocks(height);
-CREATE TABLE IF NOT EXISTS main (
+CREATE INDEX blocks_height ON blocks(height);
+CREATE TABLE main (
     height INTEGER PRIMARY KEY, hash BLOB NOT NULL, txs INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 """
     + _PENDING_TABLE
-    + ";\n"
+    + ";\nCOMMIT;\n"
 )
+"""The schema of a new store, made in one transaction (an existing file is never given it:
+``Store`` refuses one that lacks a table)."""
+TABLES = ("meta", "blocks", "main", "state", "undo", "pending")
+"""The tables of a store (of either readable schema)."""
 
 _PENDING_V1_TO_V2 = (
     "ALTER TABLE pending RENAME TO pending_v1",
@@ -138,11 +143,20 @@ class Store:
             self._pending_rows: dict[bytes, int] | None = None
             """The writer's pending rows: transaction id -> row id (loaded on first use)."""
             self._next_pending = 1
+            tables = {str(t) for (t,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = [t for t in TABLES if t not in tables]
+            if missing and (tables or readonly):  # (nothing is written into a file that is not a store)
+                self.close()
+                raise StoreCorrupt(
+                    f"{path} is not a GRIDNET store: it has no table {', '.join(missing)}: restore it from "
+                    "a backup, or start a new data directory and sync it from peers"
+                )
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-                self.db.executescript(_SCHEMA)
+                if missing:  # a new store: no table yet
+                    self.db.executescript(_SCHEMA)
             self.db.execute("PRAGMA cache_size=-65536")
             version = self.get_meta("schema")
             if version == b"1" and not readonly:
