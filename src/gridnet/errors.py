@@ -50,6 +50,12 @@ class DataDirExposed(StoreError):
     """A node's data directory can be written by every user of the machine (mode o+w)."""
 
 
+class StorePermission(StoreError):
+    """This process may not read (a writer: or write) the store file or its data directory:
+    its owner or mode, read-only media, or something else in the file's place (not damage:
+    the store may be intact)."""
+
+
 class DataDirLocked(StoreError):
     """Another process writes to the data directory (it holds its lock)."""
 

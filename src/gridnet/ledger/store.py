@@ -8,12 +8,13 @@ moment leaves the store at the last complete block, and reopening needs no repai
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gridnet.errors import DataDirExposed, StoreCorrupt, StoreError
+from gridnet.errors import DataDirExposed, StoreCorrupt, StoreError, StorePermission
 from gridnet.files import check_not_writable_by_others, make_dirs
 from gridnet.ledger.lock import acquire
 from gridnet.units import Hash32
@@ -77,6 +78,21 @@ _PENDING_V1_TO_V2 = (
 )
 
 
+_NO_ACCESS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""What the kernel answers a process that may not read or write a file (owner, mode, media)."""
+_NO_ACCESS_SQLITE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
+"""What SQLite answers when it may not open or write a file (``SQLITE_READONLY_*`` too)."""
+
+
+def _no_access(verb: str, where: Path, reason: str | None, *, write: bool) -> StorePermission:
+    """One line: this process cannot ``verb`` ``where`` (for ``reason``), and what to do."""
+    rights = "read and write" if write else "read"
+    return StorePermission(
+        f"cannot {verb} {where}: {reason or 'refused'}; let the user running gridnet {rights} it (its "
+        "owner and mode), or choose another --data-dir"
+    )
+
+
 def readonly_uri(path: Path, *, immutable: bool = False) -> str:
     """The SQLite URI that opens the database file ``path`` read only, whatever characters its
     path holds (a '#', '?' or '%' in a plain ``file:`` URI would name another file); with
@@ -91,7 +107,8 @@ def immutable_fallback(path: Path) -> bool:
     have made it (a reader opens an existing one read only), and with no write-ahead log left
     beside the file nothing is missed."""
     log = path.with_name(path.name + "-wal")
-    return not os.access(path.parent, os.W_OK) and not (log.exists() and log.stat().st_size > 0)
+    writable = os.access(path.parent, os.W_OK, effective_ids=True)  # (as the kernel will judge it)
+    return not writable and not (log.exists() and log.stat().st_size > 0)
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -119,19 +136,36 @@ class Store:
         (:meth:`snapshot`) beside a running writer."""
         self.data_dir = data_dir
         path = data_dir / DB_NAME
-        if data_dir.exists() and not data_dir.is_dir():
-            raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
-        if not path.exists() and not create:
+        try:
+            if data_dir.exists() and not data_dir.is_dir():
+                raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
+            exists = path.exists()
+            if exists and not path.is_file():
+                kind = "a directory" if path.is_dir() else "a special file"
+                raise StorePermission(
+                    f"cannot open {path}: it is {kind}, not a file; move it away, or choose another "
+                    "--data-dir"
+                )
+        except OSError as exc:  # (the directory may not be searched)
+            raise _no_access("read", data_dir, exc.strerror, write=not readonly) from None
+        if exists:
+            try:
+                os.close(os.open(path, os.O_RDONLY))  # (SQLite would call it unopenable, or damaged)
+            except OSError as exc:
+                raise _no_access("read", path, exc.strerror, write=not readonly) from None
+        if not exists and not create:
             raise StoreError(
                 f"no chain in {data_dir} (create one with 'gridnet chain init --data-dir {data_dir}')"
             )
         try:
-            if not path.exists():
+            if not exists:
                 make_dirs(data_dir)
             if not readonly:
                 check_not_writable_by_others(data_dir, "data directory", DataDirExposed)
             self._lock = None if readonly else acquire(data_dir)
         except OSError as exc:
+            if exc.errno in _NO_ACCESS:
+                raise _no_access("write the data directory", data_dir, exc.strerror, write=True) from None
             raise StoreError(
                 f"cannot write the data directory {data_dir}: {exc.strerror}; choose another --data-dir"
             ) from None
@@ -166,6 +200,8 @@ class Store:
             """How the pending rows are read in arrival order (schema 1, read only: by time)."""
         except sqlite3.DatabaseError as exc:
             self._release()
+            if getattr(exc, "sqlite_errorname", "").startswith(_NO_ACCESS_SQLITE):
+                raise _no_access("open", path, str(exc), write=not readonly) from None
             raise StoreCorrupt(
                 f"{path} is not a readable GRIDNET store ({exc}): restore it from a backup, or start a "
                 "new data directory and sync it from peers"
