@@ -111,3 +111,18 @@ def test_a_writer_that_may_not_make_the_write_ahead_log_is_told_so(chain_dir: Pa
     with another_user(), pytest.raises(StorePermission) as err:
         Chain.open(chain_dir)
     assert f"cannot open {chain_dir / DB_NAME}: attempt to write a readonly database; let" in _one_line(err)
+
+
+def test_a_writer_finds_out_at_open_that_it_may_not_write_the_store(chain_dir: Path) -> None:
+    """SQLite opens a file it may not write read only, without a word: the writer writes at
+    open, so it is refused then, not at its first block."""
+    (chain_dir / DB_NAME).chmod(0o444)
+    with another_user(), pytest.raises(StorePermission) as err:
+        Chain.open(chain_dir)
+    text = _one_line(err)
+    assert f"cannot write {chain_dir / DB_NAME}: attempt to write a readonly database; let" in text
+    assert "read and write it" in text
+    with another_user():  # a reader needs no write
+        reader = Chain.open(chain_dir, readonly=True)
+        assert reader.height == 1
+        reader.close()

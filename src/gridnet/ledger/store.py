@@ -207,14 +207,28 @@ class Store:
                 "new data directory and sync it from peers"
             ) from None
         readable = [str(v).encode() for v in (READABLE_SCHEMAS if readonly else (SCHEMA_VERSION,))]
-        if version is None and not readonly:
-            self.set_meta("schema", str(SCHEMA_VERSION).encode())
-        elif version is not None and version not in readable:
+        if version is not None and version not in readable:
             self.close()
             shown = version.decode("ascii", "replace")[:20]
             raise StoreError(
                 f"{path} has schema {shown!r}; this version reads {', '.join(map(str, READABLE_SCHEMAS))}"
             )
+        if not readonly:
+            self._write_schema(path)
+
+    def _write_schema(self, path: Path) -> None:
+        """Write the schema version, as a writer's check that it may write: SQLite opens a file
+        this process may not write read only, without a word, and the first block would fail."""
+        try:
+            self.begin()
+            self.set_meta("schema", str(SCHEMA_VERSION).encode())
+            self.commit()
+        except sqlite3.OperationalError as exc:
+            self.rollback()
+            self.close()
+            if getattr(exc, "sqlite_errorname", "").startswith(_NO_ACCESS_SQLITE):
+                raise _no_access("write", path, str(exc), write=True) from None
+            raise
 
     def _upgrade_from_1(self) -> None:
         """Schema 1 -> 2 in one transaction: the pending rows are kept, in arrival order."""
