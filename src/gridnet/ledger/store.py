@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from gridnet.errors import DataDirExposed, StoreCorrupt, StoreError, StorePermission
 from gridnet.files import check_not_writable_by_others, make_dirs
@@ -93,6 +95,27 @@ def _no_access(verb: str, where: Path, reason: str | None, *, write: bool) -> St
     )
 
 
+_DAMAGE_SQLITE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+"""What SQLite answers when the file does not hold what it wrote (a malformed page)."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _named_damage(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """``method`` with a damaged file met on the way (a malformed page) raised as StoreCorrupt
+    naming the file, in one line: never a traceback."""
+
+    @functools.wraps(method)
+    def call(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise self.damaged(exc) from None
+
+    return call
+
+
 def readonly_uri(path: Path, *, immutable: bool = False) -> str:
     """The SQLite URI that opens the database file ``path`` read only, whatever characters its
     path holds (a '#', '?' or '%' in a plain ``file:`` URI would name another file); with
@@ -135,7 +158,7 @@ class Store:
         :class:`DataDirLocked`. A reader takes no lock and reads consistent snapshots
         (:meth:`snapshot`) beside a running writer."""
         self.data_dir = data_dir
-        path = data_dir / DB_NAME
+        self.path = path = data_dir / DB_NAME
         try:
             if data_dir.exists() and not data_dir.is_dir():
                 raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
@@ -180,7 +203,6 @@ class Store:
             tables = {str(t) for (t,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             missing = [t for t in TABLES if t not in tables]
             if missing and (tables or readonly):  # (nothing is written into a file that is not a store)
-                self.close()
                 raise StoreCorrupt(
                     f"{path} is not a GRIDNET store: it has no table {', '.join(missing)}: restore it from "
                     "a backup, or start a new data directory and sync it from peers"
@@ -198,6 +220,9 @@ class Store:
                 version = str(SCHEMA_VERSION).encode()
             self._pending_order = "added" if version == b"1" else "id"
             """How the pending rows are read in arrival order (schema 1, read only: by time)."""
+        except StoreCorrupt:  # (a damaged page met reading the schema)
+            self.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self._release()
             if getattr(exc, "sqlite_errorname", "").startswith(_NO_ACCESS_SQLITE):
@@ -215,6 +240,24 @@ class Store:
             )
         if not readonly:
             self._write_schema(path)
+
+    def damaged(self, exc: sqlite3.DatabaseError) -> StoreCorrupt | sqlite3.DatabaseError:
+        """What to raise for ``exc``, met reading or writing the file: StoreCorrupt naming the
+        file when the file is damaged; ``exc`` itself otherwise (a write that fails now: a full
+        disk, a lock)."""
+        if not getattr(exc, "sqlite_errorname", "").startswith(_DAMAGE_SQLITE):
+            return exc
+        return StoreCorrupt(
+            f"{self.path} is damaged ({exc}): 'gridnet chain verify --data-dir {self.data_dir}' finds "
+            "where; restore it from a backup, or start a new data directory and sync it from peers"
+        )
+
+    def _rows(self, sql: str) -> Iterator[Any]:
+        """The rows of ``sql``, read as they are wanted (a damaged file: StoreCorrupt)."""
+        try:
+            yield from self.db.execute(sql)
+        except sqlite3.DatabaseError as exc:
+            raise self.damaged(exc) from None
 
     def _write_schema(self, path: Path) -> None:
         """Write the schema version, as a writer's check that it may write: SQLite opens a file
@@ -259,8 +302,11 @@ class Store:
         self.db.execute("BEGIN")
         try:
             yield
-        finally:
-            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # (what failed, a damaged page, must not be met again)
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # --- transactions ----------------------------------------------------------------------
 
@@ -277,43 +323,50 @@ class Store:
 
     # --- meta --------------------------------------------------------------------------------
 
+    @_named_damage
     def get_meta(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    @_named_damage
     def set_meta(self, key: str, value: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # --- blocks ------------------------------------------------------------------------------
 
+    @_named_damage
     def put_block(self, block_hash: Hash32, height: int, header: bytes, txs: bytes) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO blocks(hash, height, header, txs) VALUES (?, ?, ?, ?)",
             (block_hash, height, header, txs),
         )
 
+    @_named_damage
     def delete_blocks(self, block_hashes: Iterable[Hash32]) -> None:
         """Delete stored blocks (side blocks being pruned: they have no undo record)."""
         self.db.executemany("DELETE FROM blocks WHERE hash=?", [(h,) for h in block_hashes])
 
+    @_named_damage
     def mark_invalid(self, block_hash: Hash32) -> None:
         self.db.execute("UPDATE blocks SET invalid=1 WHERE hash=?", (block_hash,))
 
     def block_rows(self) -> Iterator[tuple[bytes, bytes, int]]:
         """(hash, header bytes, invalid) of every stored block, by height."""
-        for h, header, invalid in self.db.execute("SELECT hash, header, invalid FROM blocks ORDER BY height"):
+        for h, header, invalid in self._rows("SELECT hash, header, invalid FROM blocks ORDER BY height"):
             yield bytes(h), bytes(header), int(invalid)
 
+    @_named_damage
     def block_data(self, block_hash: Hash32) -> tuple[bytes, bytes] | None:
         row = self.db.execute("SELECT header, txs FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
 
     def main_hashes(self) -> Iterator[tuple[int, bytes]]:
-        for height, h in self.db.execute("SELECT height, hash FROM main ORDER BY height"):
+        for height, h in self._rows("SELECT height, hash FROM main ORDER BY height"):
             yield int(height), bytes(h)
 
     # --- connecting and disconnecting ------------------------------------------------------
 
+    @_named_damage
     def connect(
         self,
         block_hash: Hash32,
@@ -339,6 +392,7 @@ class Store:
         )
         self._delete_pending(txids)
 
+    @_named_damage
     def disconnect(
         self,
         block_hash: Hash32,
@@ -354,6 +408,7 @@ class Store:
         db.execute("DELETE FROM undo WHERE hash=?", (block_hash,))
         db.execute("DELETE FROM main WHERE height=?", (height,))
 
+    @_named_damage
     def get_undo(self, block_hash: Hash32) -> bytes | None:
         row = self.db.execute("SELECT data FROM undo WHERE hash=?", (block_hash,)).fetchone()
         return None if row is None else bytes(row[0])
@@ -361,9 +416,10 @@ class Store:
     # --- state and indexes -------------------------------------------------------------------
 
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
-        for k, v in self.db.execute("SELECT key, value FROM state"):
+        for k, v in self._rows("SELECT key, value FROM state"):
             yield bytes(k), bytes(v)
 
+    @_named_damage
     def main_tx_count(self) -> int:
         """Signed transactions in the main chain."""
         row = self.db.execute("SELECT COALESCE(SUM(txs), 0) FROM main").fetchone()
@@ -397,9 +453,11 @@ class Store:
             gone = [(i,) for t in tx_ids if (i := rows.pop(t, None)) is not None]
             self.db.executemany("DELETE FROM pending WHERE id=?", gone)
 
+    @_named_damage
     def add_pending(self, tx_id: Hash32, data: bytes, added: int) -> None:
         self._insert_pending([(tx_id, data, added)])
 
+    @_named_damage
     def write_pending(self, added: list[tuple[Hash32, bytes, int]], removed: list[Hash32]) -> None:
         """Many pending-pool changes in one SQLite transaction."""
         if not added and not removed:
@@ -409,12 +467,15 @@ class Store:
         self._delete_pending(removed)
         self.commit()
 
+    @_named_damage
     def remove_pending(self, tx_ids: Iterable[Hash32]) -> None:
         self._delete_pending(tx_ids)
 
+    @_named_damage
     def pending_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
+    @_named_damage
     def pending(self) -> list[tuple[bytes, bytes]]:
         """The pending transactions (id, encoded), in the order they arrived."""
         rows = self.db.execute(f"SELECT txid, data FROM pending ORDER BY {self._pending_order}")

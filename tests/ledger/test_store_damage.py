@@ -1,0 +1,73 @@
+"""A damaged store file — a malformed page in the middle of chain.sqlite — is StoreCorrupt,
+one line naming the file and what to do, wherever it is met: at open or by a later query.
+The damage is made for real, by overwriting the page that holds a block's transactions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gridnet.encoding import encode
+from gridnet.errors import StoreCorrupt
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.store import DB_NAME, Store
+from gridnet.ledger.txs.transfer import Transfer
+from tests.helpers import extend, new_chain, sign, test_keys, test_params
+
+KEYS = test_keys(2)
+
+
+def _chain_with_a_full_block(data_dir: Path) -> tuple[bytes, bytes]:
+    """A closed chain whose block 2 holds 40 transfers: (its hash, one of its signatures)."""
+    chain = new_chain(data_dir, test_params(KEYS))
+    extend(chain)
+    block = extend(chain, [sign(chain, KEYS[0], Transfer(KEYS[1].address, 1 + i), i) for i in range(40)])
+    extend(chain)
+    h = chain.main[2].hash
+    assert chain.get_block(h) is not None and encode(chain.get_block(h)) == encode(block)
+    chain.close()
+    return h, block.txs[20].signature
+
+
+def _smash_page_holding(data_dir: Path, needle: bytes) -> None:
+    """Overwrite, in place, the database page that holds ``needle`` (its b-tree header too)."""
+    path = data_dir / DB_NAME
+    raw = path.read_bytes()
+    page_size = int.from_bytes(raw[16:18], "big")
+    at = raw.index(needle)
+    assert raw.find(needle, at + 1) == -1
+    start = at - at % page_size
+    with path.open("r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * page_size)
+
+
+def _one_line_naming(exc: pytest.ExceptionInfo[StoreCorrupt], data_dir: Path) -> None:
+    text = str(exc.value)
+    assert "\n" not in text
+    assert str(data_dir / DB_NAME) in text and "restore it from a backup" in text
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_malformed_page_met_at_open_is_store_corrupt(tmp_path: Path, readonly: bool) -> None:
+    _, signature = _chain_with_a_full_block(tmp_path / "d")
+    _smash_page_holding(tmp_path / "d", signature)
+    with pytest.raises(StoreCorrupt) as err:
+        Chain.open(tmp_path / "d", readonly=readonly)
+    _one_line_naming(err, tmp_path / "d")
+    assert "malformed" in str(err.value)
+
+
+def test_a_malformed_page_met_by_a_query_is_store_corrupt(tmp_path: Path) -> None:
+    h, signature = _chain_with_a_full_block(tmp_path / "d")
+    store = Store(tmp_path / "d", readonly=True)  # (open reads the schema and meta pages only)
+    try:
+        assert store.block_data(h) is not None
+        _smash_page_holding(tmp_path / "d", signature)
+        store.db.execute("PRAGMA shrink_memory")  # (the page is read from the file again, as in a long run)
+        with pytest.raises(StoreCorrupt) as err:
+            store.block_data(h)
+        _one_line_naming(err, tmp_path / "d")
+    finally:
+        store.close()
