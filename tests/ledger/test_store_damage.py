@@ -4,12 +4,15 @@ The damage is made for real, by overwriting the page that holds a block's transa
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gridnet.encoding import encode
 from gridnet.errors import StoreCorrupt
+from gridnet.ledger.blocks import encode_body
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.txs.transfer import Transfer
@@ -71,3 +74,46 @@ def test_a_malformed_page_met_by_a_query_is_store_corrupt(tmp_path: Path) -> Non
         _one_line_naming(err, tmp_path / "d")
     finally:
         store.close()
+
+
+def _rewrite(data_dir: Path, sql: str, *args: object) -> None:
+    """Change the store behind its writer's back, as a bad disk or a stray program would."""
+    db = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        db.execute(sql, args)
+        db.commit()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_stored_header_that_does_not_hash_to_its_key_is_found_at_open(
+    tmp_path: Path, readonly: bool
+) -> None:
+    h, _ = _chain_with_a_full_block(tmp_path / "d")
+    chain = Chain.open(tmp_path / "d", readonly=True)
+    header = chain.main[2].header
+    chain.close()
+    altered = msgspec.structs.replace(header, timestamp=header.timestamp + 1)
+    _rewrite(tmp_path / "d", "UPDATE blocks SET header=? WHERE hash=?", encode(altered), h)
+    with pytest.raises(
+        StoreCorrupt, match=rf"the header stored as block {h.hex()[:16]} does not hash to it in "
+    ) as err:
+        Chain.open(tmp_path / "d", readonly=readonly)
+    _one_line_naming(err, tmp_path / "d")
+
+
+def test_a_stored_body_that_is_not_its_headers_is_never_read_back(tmp_path: Path) -> None:
+    h, _ = _chain_with_a_full_block(tmp_path / "d")
+    chain = Chain.open(tmp_path / "d")
+    try:
+        other = chain.block_at(3)
+        assert other is not None
+        _rewrite(tmp_path / "d", "UPDATE blocks SET txs=? WHERE hash=?", encode_body(other), h)
+        with pytest.raises(
+            StoreCorrupt, match=rf"block 2 {h.hex()[:16]}: its transactions are not its header's"
+        ):
+            chain.get_block(h)
+        assert chain.store.damage is not None and "is damaged" in chain.store.damage
+    finally:
+        chain.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, StoreCorrupt
+from gridnet.ledger.blocks import encode_body
+from gridnet.ledger.store import DB_NAME
 from gridnet.net.tcp import TcpTransport
 from gridnet.node.api import create_app
 from gridnet.node.config import (
@@ -26,7 +29,7 @@ from gridnet.node.config import (
     settings_to_toml,
 )
 from gridnet.node.logs import LOG_NAME, configure, logger, reset
-from gridnet.node.messages import HeadersMsg, StatusMsg
+from gridnet.node.messages import GetBlocksMsg, HeadersMsg, StatusMsg
 from gridnet.node.node import Node
 from gridnet.node.process import _bind_api
 from tests.helpers import extend, new_chain, test_keys, test_params
@@ -68,6 +71,34 @@ def test_health_is_503_when_the_event_loop_stalls(tmp_path: Path) -> None:
         transport.last_tick = time.monotonic() - 30
         answer = client.get("/health")
         assert answer.status_code == 503 and answer.json()["code"] == "Unhealthy"
+    node.close()
+
+
+def test_health_is_503_once_the_store_is_found_damaged_and_the_bad_block_is_not_served(
+    tmp_path: Path,
+) -> None:
+    chain = new_chain(tmp_path / "n", test_params(test_keys()))
+    for _ in range(3):
+        extend(chain)
+    node = Node("n", chain)
+    transport = TcpTransport(node, PrivateKey.from_label("ops"), ("127.0.0.1", 0), [])
+    app = create_app(node, clock=lambda: 0, broadcast=lambda out: None, transport=transport)
+    with TestClient(app) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        later = chain.block_at(3)
+        assert later is not None
+        damage = sqlite3.connect(tmp_path / "n" / DB_NAME)  # (a bad disk, behind the node's back)
+        damage.execute("UPDATE blocks SET txs=? WHERE hash=?", (encode_body(later), chain.main[2].hash))
+        damage.commit()
+        damage.close()
+        with pytest.raises(StoreCorrupt, match=r"block 2 .*: its transactions are not its header's"):
+            node.handle("peer", GetBlocksMsg((chain.main[1].hash,), 10), 0)  # nothing served
+        answer = client.get("/health")
+        assert answer.status_code == 503 and answer.json()["code"] == "Unhealthy"
+        message = answer.json()["message"]
+        assert (
+            message.startswith("the node's store is damaged: block 2 ") and "gridnet chain verify" in message
+        )
     node.close()
 
 

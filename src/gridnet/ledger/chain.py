@@ -28,7 +28,6 @@ from gridnet.errors import (
     InvalidTransaction,
     InvalidVote,
     KnownInvalid,
-    StoreCorrupt,
     StoreError,
     UnknownParent,
 )
@@ -247,6 +246,8 @@ class Chain:
         if stored_genesis != self.chain_id:
             raise StoreError("the stored genesis does not match the chain parameters")
         for h, raw_header, invalid in self.store.block_rows():
+            if header_hash(raw_header) != h:
+                raise self.store.corrupt(f"the header stored as block {h.hex()[:16]} does not hash to it")
             header = decode_lenient(raw_header, Header)
             parent = self.entries.get(header.prev_hash)
             if parent is None and header.height != 0:
@@ -295,20 +296,28 @@ class Chain:
         return StateView(self.values)
 
     def get_block(self, block_hash: Hash32) -> Block | None:
+        """The stored block ``block_hash`` (None: not stored), checked against its key and its
+        header's transaction root before anyone is given it: a damaged store is StoreCorrupt,
+        never served to a peer or a client."""
         data = self.store.block_data(block_hash)
         if data is None:
             return None
+        named = block_hash.hex()[:16]
+        if header_hash(data[0]) != block_hash:
+            raise self.store.corrupt(f"the header stored as block {named} does not hash to it")
         try:
             header = decode_lenient(data[0], Header)
             body = decode_lenient(data[1], BlockBody, max_bytes=MAX_BLOCK_DECODE)
         except DecodeError as exc:
-            where = self.store.data_dir
-            raise StoreCorrupt(
-                f"block {block_hash.hex()[:16]} in the store of {where} does not read back ({exc}): the "
-                f"store is damaged; 'gridnet chain verify --data-dir {where}' finds where, then restore "
-                "it from a backup or sync a new data directory"
+            raise self.store.corrupt(f"block {named} does not read back ({exc})") from None
+        block = Block(header, body.txs, body.votes)
+        try:
+            check_tx_root(block)
+        except BadMerkleRoot:
+            raise self.store.corrupt(
+                f"block {header.height} {named}: its transactions are not its header's"
             ) from None
-        return Block(header, body.txs, body.votes)
+        return block
 
     def block_at(self, height: int) -> Block | None:
         if not 0 <= height < len(self.main):

@@ -159,6 +159,8 @@ class Store:
         (:meth:`snapshot`) beside a running writer."""
         self.data_dir = data_dir
         self.path = path = data_dir / DB_NAME
+        self.damage: str | None = None
+        """What showed the store damaged, once something has (``corrupt``)."""
         try:
             if data_dir.exists() and not data_dir.is_dir():
                 raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
@@ -241,16 +243,24 @@ class Store:
         if not readonly:
             self._write_schema(path)
 
+    def corrupt(self, finding: str) -> StoreCorrupt:
+        """StoreCorrupt for what was found (``finding``), in one line naming the file and what
+        to do; the first is kept (``damage``: a node reports it as unhealthy)."""
+        message = (
+            f"{finding} in {self.path}: the store is damaged; 'gridnet chain verify --data-dir "
+            f"{self.data_dir}' finds where, then restore it from a backup or sync a new data directory"
+        )
+        if self.damage is None:
+            self.damage = message
+        return StoreCorrupt(message)
+
     def damaged(self, exc: sqlite3.DatabaseError) -> StoreCorrupt | sqlite3.DatabaseError:
         """What to raise for ``exc``, met reading or writing the file: StoreCorrupt naming the
         file when the file is damaged; ``exc`` itself otherwise (a write that fails now: a full
         disk, a lock)."""
         if not getattr(exc, "sqlite_errorname", "").startswith(_DAMAGE_SQLITE):
             return exc
-        return StoreCorrupt(
-            f"{self.path} is damaged ({exc}): 'gridnet chain verify --data-dir {self.data_dir}' finds "
-            "where; restore it from a backup, or start a new data directory and sync it from peers"
-        )
+        return self.corrupt(f"SQLite: {exc}")
 
     def _rows(self, sql: str) -> Iterator[Any]:
         """The rows of ``sql``, read as they are wanted (a damaged file: StoreCorrupt)."""

@@ -235,14 +235,18 @@ def ops_routes(app: FastAPI, node: Node, transport: TcpTransport | None) -> None
     @app.get(
         "/health",
         response_model=HealthOut,
-        summary="200 while the node ticks and writes its store; 503 when it has stalled or cannot write",
-        responses={503: {"description": "The node has stalled, or cannot write its store (the reason)"}},
+        summary="200 while the node ticks and writes its store; 503 when it has stalled, cannot write it "
+        "or found it damaged",
+        responses={503: {"description": "The node has stalled, cannot write its store, or found it damaged"}},
     )
     async def health() -> HealthOut:
         now = time.monotonic()
         age = 0.0 if transport is None else now - transport.last_tick
         if age > HEARTBEAT_LIMIT_S:
             raise ApiError(503, "Unhealthy", f"the node's event loop last ticked {age:.1f} s ago")
+        damage = node.chain.store.damage
+        if damage is not None:  # (what it found damaged is never served; restart it once mended)
+            raise ApiError(503, "Unhealthy", f"the node's store is damaged: {damage}")
         failure = None if transport is None else transport.store_failure
         if failure is not None:
             raise ApiError(
