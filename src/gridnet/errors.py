@@ -50,6 +50,10 @@ class DataDirExposed(StoreError):
     """A node's data directory can be written by every user of the machine (mode o+w)."""
 
 
+class UndoMismatch(StoreCorrupt):
+    """A block's stored undo record does not take the state back to its parent's state root."""
+
+
 class StorePermission(StoreError):
     """This process may not read (a writer: or write) the store file or its data directory:
     its owner or mode, read-only media, or something else in the file's place (not damage:

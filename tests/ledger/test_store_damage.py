@@ -11,11 +11,13 @@ import msgspec
 import pytest
 
 from gridnet.encoding import encode
-from gridnet.errors import StoreCorrupt
-from gridnet.ledger.blocks import encode_body
-from gridnet.ledger.chain import Chain
+from gridnet.errors import StoreCorrupt, UndoMismatch
+from gridnet.ledger.blocks import Block, encode_body
+from gridnet.ledger.chain import Chain, UndoRecord
+from gridnet.ledger.state import Account
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.txs.transfer import Transfer
+from gridnet.ledger.verify import verify_chain
 from tests.helpers import extend, new_chain, sign, test_keys, test_params
 
 KEYS = test_keys(2)
@@ -117,3 +119,53 @@ def test_a_stored_body_that_is_not_its_headers_is_never_read_back(tmp_path: Path
         assert chain.store.damage is not None and "is damaged" in chain.store.damage
     finally:
         chain.close()
+
+
+def _fork(tmp_path: Path) -> tuple[Chain, list[Block]]:
+    """A chain whose head, block 1, holds a transfer, and a heavier branch of two blocks that
+    leaves it from genesis (not added)."""
+    params = test_params(KEYS)
+    chain, other = new_chain(tmp_path / "d", params), new_chain(tmp_path / "o", params)
+    extend(chain, [sign(chain, KEYS[0], Transfer(KEYS[1].address, 7), 0)])
+    branch = [extend(other, miner=KEYS[1]), extend(other, miner=KEYS[1])]
+    other.close()
+    return chain, branch
+
+
+def _alter_undo(data_dir: Path, block_hash: bytes) -> None:
+    """Change the first value block ``block_hash``'s undo record would restore."""
+    db = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        (raw,) = db.execute("SELECT data FROM undo WHERE hash=?", (block_hash,)).fetchone()
+        record = msgspec.msgpack.decode(raw, type=UndoRecord)
+        first = encode(Account(balance=1)) if record.values[0] is None else None
+        altered = UndoRecord(record.keys, (first, *record.values[1:]))
+        db.execute("UPDATE undo SET data=? WHERE hash=?", (encode(altered), block_hash))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_an_undo_record_that_does_not_restore_the_parents_state_is_refused(tmp_path: Path) -> None:
+    chain, branch = _fork(tmp_path)
+    head, values = chain.head, dict(chain.values)
+    _alter_undo(tmp_path / "d", head.hash)
+    chain.add_block(branch[0], now=branch[0].header.timestamp)
+    with pytest.raises(
+        UndoMismatch, match=r"block 1 .*: its undo record does not restore the state of block 0"
+    ):
+        chain.add_block(branch[1], now=branch[1].header.timestamp)
+    assert chain.head is head and chain.values == values  # nothing of the reorg was kept
+    assert chain.commitment.root == head.header.state_root
+    chain.close()
+
+
+def test_chain_verify_checks_each_undo_record(tmp_path: Path) -> None:
+    chain, _ = _fork(tmp_path)
+    h = chain.head.hash
+    chain.close()
+    assert verify_chain(tmp_path / "d").ok
+    _alter_undo(tmp_path / "d", h)
+    report = verify_chain(tmp_path / "d")
+    assert not report.ok and report.rule == "UndoMismatch" and report.bad_height == 1
+    assert report.message == "block 1: its undo record does not restore the state of block 0"

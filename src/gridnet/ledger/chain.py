@@ -29,6 +29,7 @@ from gridnet.errors import (
     InvalidVote,
     KnownInvalid,
     StoreError,
+    UndoMismatch,
     UnknownParent,
 )
 from gridnet.ledger.blocks import BLOCK_VERSION, Block, BlockBody, Checkpoint, Header, SignedVote, encode_body
@@ -508,6 +509,13 @@ class Chain:
                 record = decode_lenient(raw_undo, UndoRecord)
                 restore = dict(zip(record.keys, record.values, strict=True))
                 commit_undos.append(self.commitment.update(restore))
+                assert d.parent is not None  # (genesis is never disconnected)
+                if self.commitment.root != d.parent.header.state_root:
+                    raise store.corrupt(
+                        f"block {d.height} {d.hash.hex()[:16]}: its undo record does not restore the "
+                        f"state of block {d.parent.height}",
+                        UndoMismatch,
+                    )
                 pending.update(restore)
                 store.disconnect(d.hash, d.height, restore)
                 disconnected.append(block)

@@ -243,16 +243,16 @@ class Store:
         if not readonly:
             self._write_schema(path)
 
-    def corrupt(self, finding: str) -> StoreCorrupt:
-        """StoreCorrupt for what was found (``finding``), in one line naming the file and what
-        to do; the first is kept (``damage``: a node reports it as unhealthy)."""
+    def corrupt(self, finding: str, kind: type[StoreCorrupt] = StoreCorrupt) -> StoreCorrupt:
+        """A ``kind`` of StoreCorrupt for what was found (``finding``), in one line naming the
+        file and what to do; the first is kept (``damage``: a node reports it as unhealthy)."""
         message = (
             f"{finding} in {self.path}: the store is damaged; 'gridnet chain verify --data-dir "
             f"{self.data_dir}' finds where, then restore it from a backup or sync a new data directory"
         )
         if self.damage is None:
             self.damage = message
-        return StoreCorrupt(message)
+        return kind(message)
 
     def damaged(self, exc: sqlite3.DatabaseError) -> StoreCorrupt | sqlite3.DatabaseError:
         """What to raise for ``exc``, met reading or writing the file: StoreCorrupt naming the

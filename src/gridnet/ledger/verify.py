@@ -15,8 +15,17 @@ from pathlib import Path
 
 from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import decode, encode
-from gridnet.errors import DecodeError, GridnetError, HashMismatch, MissingBlock, StateMismatch, StoreError
+from gridnet.errors import (
+    DecodeError,
+    GridnetError,
+    HashMismatch,
+    MissingBlock,
+    StateMismatch,
+    StoreError,
+    UndoMismatch,
+)
 from gridnet.ledger.blocks import Block, BlockBody, Header
+from gridnet.ledger.chain import UndoRecord
 from gridnet.ledger.commitment import CommitUndo, StateCommitment
 from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.params import ChainParams
@@ -258,6 +267,7 @@ class Replay:
         values = self.values
         result = apply_block(StateView(values), self.commitment, block, ctx, encoded_size=len(encode(block)))
         restore = {k: values.get(k) for k in result.changes}
+        check_undo(store, height, h, restore)
         for k, v in result.changes.items():
             if v is None:
                 values.pop(k, None)
@@ -268,3 +278,20 @@ class Replay:
         self._undo.append(_Undo(restore, result.commit_undo, txs))
         self.hashes.append(h)
         headers.append(header)
+
+
+def check_undo(store: Store, height: int, h: Hash32, restore: dict[bytes, bytes | None]) -> None:
+    """The stored undo record of block ``h`` at ``height`` must restore what the block's changes
+    replaced (``restore``): a reorganisation takes the state back through it."""
+    raw = store.get_undo(h)
+    if raw is None:
+        raise UndoMismatch(f"block {height} has no undo record")
+    try:
+        record = decode(raw, UndoRecord)
+    except DecodeError as exc:
+        raise UndoMismatch(f"block {height}: its undo record does not decode: {exc}") from None
+    restored = dict(zip(record.keys, record.values, strict=False))
+    if len(record.keys) != len(record.values) or restored != restore:
+        raise UndoMismatch(
+            f"block {height}: its undo record does not restore the state of block {height - 1}"
+        )
