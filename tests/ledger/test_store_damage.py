@@ -169,3 +169,20 @@ def test_chain_verify_checks_each_undo_record(tmp_path: Path) -> None:
     report = verify_chain(tmp_path / "d")
     assert not report.ok and report.rule == "UndoMismatch" and report.bad_height == 1
     assert report.message == "block 1: its undo record does not restore the state of block 0"
+
+
+@pytest.mark.parametrize("undo", [None, b"\xc1 not an undo record"])
+def test_a_missing_or_unreadable_undo_record_is_store_corrupt(tmp_path: Path, undo: bytes | None) -> None:
+    chain, branch = _fork(tmp_path)
+    head, values = chain.head, dict(chain.values)
+    if undo is None:
+        _rewrite(tmp_path / "d", "DELETE FROM undo WHERE hash=?", head.hash)
+    else:
+        _rewrite(tmp_path / "d", "UPDATE undo SET data=? WHERE hash=?", undo, head.hash)
+    chain.add_block(branch[0], now=branch[0].header.timestamp)
+    named = rf"block 1 {head.hash.hex()[:16]}: its undo record (is missing|does not decode)"
+    with pytest.raises(StoreCorrupt, match=named):
+        chain.add_block(branch[1], now=branch[1].header.timestamp)
+    assert chain.head is head and chain.values == values
+    assert chain.store.damage is not None
+    chain.close()

@@ -178,6 +178,38 @@ def test_a_block_its_own_store_cannot_read_back_is_not_blamed_on_the_peer_that_a
         asyncio.run(scenario())
 
 
+def test_a_reorg_its_own_store_cannot_make_is_not_blamed_on_the_peer_that_sent_the_branch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The undo record of this node's head is gone: the heavier branch a peer sends cannot be
+    switched to. That is this node's store, not the peer's fault: the peer is not cut off."""
+
+    async def scenario() -> None:
+        params = test_params([])
+        chain = new_chain(tmp_path / "a", params)
+        extend(chain)
+        with chain.store.db:
+            chain.store.db.execute("DELETE FROM undo WHERE hash=?", (chain.head.hash,))
+        heavier = new_chain(tmp_path / "b", params)
+        for _ in range(3):
+            extend(heavier, miner=MINER)
+        a = transport(chain, "a", [])
+        await a.start()
+        b = transport(heavier, "b", [(LOCAL, a.port)])
+        await b.start()
+        try:
+            logged = lambda: any("undo record" in r.message for r in caplog.records)  # noqa: E731
+            assert await wait_until(lambda: a.banned or logged(), WAIT_S)
+            assert not a.banned and not a.stats.disconnected
+            assert a.node.chain.height == 1 and a.node.chain.store.damage is not None
+        finally:
+            await b.stop()
+            await a.stop()
+
+    with caplog.at_level(logging.ERROR, logger="gridnet.net"):
+        asyncio.run(scenario())
+
+
 def test_two_nodes_with_one_key_are_told_so_not_that_they_met_themselves(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -502,18 +502,23 @@ class Chain:
         store.begin()
         try:
             for d in to_disconnect:
+                named = f"block {d.height} {d.hash.hex()[:16]}"
                 block = self.get_block(d.hash)
+                if block is None:
+                    raise store.corrupt(f"{named} of the main chain is missing")
                 raw_undo = store.get_undo(d.hash)
-                if block is None or raw_undo is None:
-                    raise StoreError(f"block {d.height} or its undo record is missing from the store")
-                record = decode_lenient(raw_undo, UndoRecord)
-                restore = dict(zip(record.keys, record.values, strict=True))
+                if raw_undo is None:
+                    raise store.corrupt(f"{named}: its undo record is missing")
+                try:
+                    record = decode_lenient(raw_undo, UndoRecord)
+                    restore = dict(zip(record.keys, record.values, strict=True))
+                except (DecodeError, ValueError) as exc:
+                    raise store.corrupt(f"{named}: its undo record does not decode ({exc})") from None
                 commit_undos.append(self.commitment.update(restore))
                 assert d.parent is not None  # (genesis is never disconnected)
                 if self.commitment.root != d.parent.header.state_root:
                     raise store.corrupt(
-                        f"block {d.height} {d.hash.hex()[:16]}: its undo record does not restore the "
-                        f"state of block {d.parent.height}",
+                        f"{named}: its undo record does not restore the state of block {d.parent.height}",
                         UndoMismatch,
                     )
                 pending.update(restore)
@@ -524,7 +529,7 @@ class Chain:
                 if cached is None:
                     stored = self.get_block(c.hash)
                     if stored is None:
-                        raise StoreError(f"block {c.height} is missing from the store")
+                        raise store.corrupt(f"block {c.height} {c.hash.hex()[:16]} of the branch is missing")
                     cached = (stored, len(encode(stored)))
                 block, size = cached
                 assert c.parent is not None

@@ -54,7 +54,7 @@ from gridnet.errors import (
     HandshakeFailed,
     HandshakeTimeout,
     SendBufferFull,
-    StoreCorrupt,
+    StoreError,
     TooManyHandshakes,
     TooManyPeers,
     WrongChain,
@@ -523,7 +523,7 @@ class TcpTransport:
                 if outbound is None:  # (the dialler logs its own attempts, with their back-off)
                     self._log_refusal(where, exc)
                 return _LinkEnd(rule=exc.rule, message=str(exc))
-            if isinstance(exc, StoreCorrupt):  # met serving the peer: this node's fault, not its
+            if isinstance(exc, StoreError):  # met serving the peer: this node's store, not its fault
                 _log.error("cannot serve %s: %s", short(link.name), exc)
             else:
                 self._ban(link.name, exc.rule, str(exc))
