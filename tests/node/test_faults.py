@@ -11,6 +11,7 @@ import pytest
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.crypto.ops import OPS, snapshot
+from gridnet.encoding import encode
 from gridnet.errors import BadMerkleRoot
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import AddStatus, Chain
@@ -241,3 +242,28 @@ def test_local_transactions_the_store_cannot_write_are_not_taken(tmp_path: Path)
     assert [v.tx.nonce for v in node.mempool.candidates()] == [0, 1, 2, 3]  # the held one follows
     node.tick(params.genesis_time + 1)
     assert len(chain.store.pending()) == 4
+
+
+def test_transactions_a_reorg_returns_to_the_pool_are_written_and_relayed(tmp_path: Path) -> None:
+    params = test_params(KEYS)
+    chain, other = new_chain(tmp_path / "n", params), new_chain(tmp_path / "o", params)
+    node = Node("n", chain)
+    node.add_peer("p")
+    returned = sign(chain, KEYS[0], Transfer(KEYS[1].address, 5), 0)
+    mined = next_block(chain, [returned])
+    node.handle("p", BlockMsg(mined), now=mined.header.timestamp)  # the pending table is left empty
+    node.tick(mined.header.timestamp + 1)
+    branch = [extend(other, miner=KEYS[2]), extend(other, miner=KEYS[2])]
+    assert chain.add_block(branch[0], now=branch[0].header.timestamp).status is AddStatus.SIDE
+    node.handle(
+        "p", BlockMsg(branch[1]), now=branch[1].header.timestamp
+    )  # a reorg: `returned` is pending again
+    assert chain.head.hash == other.head.hash and tx_id(returned) in node.mempool
+    assert chain.store.pending() == [(tx_id(returned), encode(returned))]  # in the reorg's own write
+    sent = node.tick(branch[1].header.timestamp + 1)
+    assert ("p", TxsMsg((returned,))) in sent
+    node.close()
+    restarted = Node("n", Chain.open(tmp_path / "n"))
+    assert [v.tx for v in restarted.mempool.candidates()] == [returned]
+    restarted.close()
+    other.close()

@@ -524,6 +524,9 @@ class Chain:
                 pending.update(restore)
                 store.disconnect(d.hash, d.height, restore)
                 disconnected.append(block)
+            for b in reversed(disconnected):  # pending again, in chain order (those the branch holds
+                for t in b.txs[1:]:  # leave the table again as it connects)
+                    store.add_pending(tx_id(t), encode(t), now)
             for c in to_connect:
                 cached = cache.get(c.hash)
                 if cached is None:

@@ -908,9 +908,9 @@ class Node:
             self.mempool.withdraw(tid)
             self.stats.txs_accepted -= 1
 
-    def _queue_relay(self, source: str, txid: Hash32, tx: Transaction) -> list[Outgoing]:
-        """Queue ``tx`` for the peers it spreads to (its id for the others); send the batches
-        that are full."""
+    def _queue_relay(self, source: str | None, txid: Hash32, tx: Transaction) -> list[Outgoing]:
+        """Queue ``tx`` for the peers it spreads to (its id for the others; but ``source``, the
+        peer it came from); send the batches that are full."""
         out: list[Outgoing] = []
         to, told = self.inventory.spread(source, tx.sender)
         self.inventory.tell(TX, told, txid)
@@ -1093,6 +1093,8 @@ class Node:
                         continue
                     if e.kind is EventKind.REJECTED:  # e.g. the winning branch spent its nonce
                         e = PoolEvent(EventKind.DROPPED, e.txid, e.sender, e.rule, e.message, t)
+                    elif e.kind is EventKind.ACCEPTED:  # (the reorg wrote it to the pending table)
+                        out.extend(self._queue_relay(None, e.txid, t))  # peers may have dropped it
                     events.append(e)
         if result.disconnected:  # (what followed a returned transaction that failed cannot be mined)
             senders = dict.fromkeys(t.sender for b in result.disconnected for t in b.txs[1:])
