@@ -1,6 +1,6 @@
 """SQLite storage of a chain (WAL mode).
 
-A connected block and all its state changes, undo record and index rows are
+A connected block and all its state changes, undo record and main-chain row are
 written in one SQLite transaction, as is a whole reorg: a process killed at any
 moment leaves the store at the last complete block, and reopening needs no repair.
 """
