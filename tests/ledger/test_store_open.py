@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gridnet.errors import StoreCorrupt
+from gridnet.errors import DataDirLocked, StoreCorrupt
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.store import DB_NAME, Store
 from tests.helpers import new_chain, test_params
@@ -56,3 +56,23 @@ def test_a_new_store_gets_the_schema(tmp_path: Path) -> None:
     chain.close()
     assert _tables(tmp_path / "d" / DB_NAME) == ["blocks", "main", "meta", "pending", "state", "undo"]
     Chain.open(tmp_path / "d").close()
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_store_another_program_holds_locked_is_reported_as_locked(tmp_path: Path, readonly: bool) -> None:
+    """Another program (not a GRIDNET writer, which the data directory's lock names) holds
+    SQLite's exclusive lock: the store is busy, not damaged; it is not to be restored."""
+    data_dir = tmp_path / "d"
+    new_chain(data_dir, test_params([])).close()
+    holder = sqlite3.connect(data_dir / DB_NAME, isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(DataDirLocked) as err:
+            Chain.open(data_dir, readonly=readonly)
+    finally:
+        holder.close()
+    text = str(err.value)
+    assert text.startswith(f"{data_dir / DB_NAME} is locked by another program (SQLite: database is locked)")
+    assert "try again" in text and "backup" not in text and "\n" not in text
+    Chain.open(data_dir, readonly=readonly).close()  # once it lets go

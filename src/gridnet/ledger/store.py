@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from gridnet.errors import DataDirExposed, StoreCorrupt, StoreError, StorePermission
+from gridnet.errors import DataDirExposed, DataDirLocked, StoreCorrupt, StoreError, StorePermission
 from gridnet.files import check_not_writable_by_others, make_dirs
 from gridnet.ledger.lock import acquire
 from gridnet.units import Hash32
@@ -84,6 +84,25 @@ _NO_ACCESS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 """What the kernel answers a process that may not read or write a file (owner, mode, media)."""
 _NO_ACCESS_SQLITE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 """What SQLite answers when it may not open or write a file (``SQLITE_READONLY_*`` too)."""
+
+
+_BUSY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED")
+"""What SQLite answers when another connection holds the lock it needs (after its timeout)."""
+
+
+def _open_failure(path: Path, exc: sqlite3.Error, verb: str, *, write: bool) -> StoreError | None:
+    """What ``exc``, met opening the store ``path`` (to ``verb`` it), says in one line when it is
+    not the file's damage: the file may not be read or written (StorePermission), or another
+    program holds it locked (DataDirLocked: busy, to try again, not to restore); None otherwise."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith(_NO_ACCESS_SQLITE):
+        return _no_access(verb, path, str(exc), write=write)
+    if name.startswith(_BUSY_SQLITE):
+        return DataDirLocked(
+            f"{path} is locked by another program (SQLite: {exc}); wait for it to finish, or stop it, "
+            "and try again"
+        )
+    return None
 
 
 def _no_access(verb: str, where: Path, reason: str | None, *, write: bool) -> StorePermission:
@@ -227,8 +246,9 @@ class Store:
             raise
         except sqlite3.DatabaseError as exc:
             self._release()
-            if getattr(exc, "sqlite_errorname", "").startswith(_NO_ACCESS_SQLITE):
-                raise _no_access("open", path, str(exc), write=not readonly) from None
+            failure = _open_failure(path, exc, "open", write=not readonly)
+            if failure is not None:
+                raise failure from None
             raise StoreCorrupt(
                 f"{path} is not a readable GRIDNET store ({exc}): restore it from a backup, or start a "
                 "new data directory and sync it from peers"
@@ -276,11 +296,14 @@ class Store:
             self.begin()
             self.set_meta("schema", str(SCHEMA_VERSION).encode())
             self.commit()
-        except sqlite3.OperationalError as exc:
+        except BaseException as exc:
             self.rollback()
-            self.close()
-            if getattr(exc, "sqlite_errorname", "").startswith(_NO_ACCESS_SQLITE):
-                raise _no_access("write", path, str(exc), write=True) from None
+            self.close()  # (and with it the data directory's lock)
+            failure = (
+                _open_failure(path, exc, "write", write=True) if isinstance(exc, sqlite3.Error) else None
+            )
+            if failure is not None:
+                raise failure from None
             raise
 
     def _upgrade_from_1(self) -> None:
