@@ -41,16 +41,19 @@ def another_user() -> Iterator[None]:
 
 @pytest.fixture
 def chain_dir() -> Iterator[Path]:
-    """A chain of two blocks in a directory anyone may reach (pytest's own are its owner's only)."""
+    """A chain of two blocks in a directory anyone may reach (pytest's own are its owner's
+    only), owned by the user of ``another_user`` (a data directory every user may write in is
+    refused for writing: ``DataDirExposed``)."""
     root = Path(tempfile.mkdtemp(prefix="gridnet-access-"))
     try:
         root.chmod(0o755)
         chain = new_chain(root / "c", test_params([]))
         extend(chain)
         chain.close()
-        for f in (root / "c").iterdir():
-            f.chmod(0o666)
-        (root / "c").chmod(0o777)
+        for path in (*(root / "c").iterdir(), root / "c"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+            if os.geteuid() == 0:
+                os.chown(path, NOBODY, NOBODY)
         yield root / "c"
     finally:
         (root / "c").chmod(0o755)
