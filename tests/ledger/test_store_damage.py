@@ -186,3 +186,26 @@ def test_a_missing_or_unreadable_undo_record_is_store_corrupt(tmp_path: Path, un
     assert chain.head is head and chain.values == values
     assert chain.store.damage is not None
     chain.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "finding"),
+    [
+        ("DELETE FROM main WHERE height = 1", "the main chain index is broken at height 2"),
+        ("UPDATE meta SET value = zeroblob(32) WHERE key = 'head'", "the stored head does not match"),
+        ("DELETE FROM state WHERE key = (SELECT max(key) FROM state)", "the stored state does not"),
+    ],
+)
+def test_a_broken_index_head_or_state_found_at_open_is_store_corrupt(
+    tmp_path: Path, damage: str, finding: str
+) -> None:
+    """What the open finds inconsistent in the store is damage like a malformed page: the
+    file named, what to do, and a node reports it (it was a plain StoreError)."""
+    _chain_with_a_full_block(tmp_path / "d")
+    db = sqlite3.connect(tmp_path / "d" / DB_NAME)
+    db.execute(damage)
+    db.commit()
+    db.close()
+    with pytest.raises(StoreCorrupt, match=finding) as err:
+        Chain.open(tmp_path / "d", readonly=True)
+    _one_line_naming(err, tmp_path / "d")

@@ -258,17 +258,17 @@ class Chain:
             self.entries[h] = entry
         for height, h in self.store.main_hashes():
             if height != len(self.main) or h not in self.entries:
-                raise StoreError(f"main chain index is broken at height {height}; run 'gridnet chain verify'")
+                raise self.store.corrupt(f"the main chain index is broken at height {height}")
             self.main.append(self.entries[h])
         head = self.store.get_meta("head")
         if not self.main or head != self.main[-1].hash:
-            raise StoreError("stored head does not match the main chain index")
+            raise self.store.corrupt("the stored head does not match the main chain index")
         self.values = dict(self.store.state_items())
         self.tx_count = self.store.main_tx_count()
         self._commitment = StateCommitment.from_items(self.values.items())
         self._sealed = None
         if self._commitment.root != self.head.header.state_root:
-            raise StoreError("stored state does not match the head's state root")
+            raise self.store.corrupt("the stored state does not match the head's state root")
 
     # --- queries ---------------------------------------------------------------------------
 
