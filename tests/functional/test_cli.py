@@ -1019,3 +1019,37 @@ def test_a_pending_transaction_is_replaced_with_nonce_and_a_higher_fee(
     assert isinstance(before, int) and isinstance(after, int)
     assert after - before == 7 * 10**8  # the replacement's 7 GNC, not the 1 GNC it replaced
     assert account(tmp_path, data, funded.a)["nonce"] == nonce + 1
+
+
+def test_chain_backup_copies_what_the_write_ahead_log_holds_beside_a_running_writer(tmp_path: Path) -> None:
+    """``chain backup`` takes one committed state of a store a writer holds open, the blocks
+    still in its -wal included (a copy of chain.sqlite alone lacks them), into a new data
+    directory that opens and verifies; a non-empty --out is refused in one line."""
+    keys = test_keys(2)
+    writer = Chain.create(tmp_path / "D", test_params(keys))
+    try:
+        for nonce in range(3):
+            extend(writer, [sign(writer, keys[0], Transfer(keys[1].address, 1_000), nonce)])
+        assert (tmp_path / "D" / "chain.sqlite-wal").stat().st_size > 0  # (not checkpointed)
+        (tmp_path / "D" / "gridnet.toml").write_text("# the node's settings\n")
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        shutil.copy2(tmp_path / "D" / "chain.sqlite", plain / "chain.sqlite")
+        out = ok(gridnet("chain", "backup", "--data-dir", "D", "--out", "B", cwd=tmp_path))
+        assert f"at height {writer.height} ({writer.head.hash.hex()[:16]})" in out, out
+    finally:
+        writer.close()
+    copy = Chain.open(tmp_path / "B", readonly=True)
+    try:
+        assert copy.height == 3 and copy.account(keys[1].address).balance > 0
+    finally:
+        copy.close()
+    assert (tmp_path / "B" / "gridnet.toml").read_text() == "# the node's settings\n"
+    ok(gridnet("chain", "verify", "--data-dir", "B", "--quiet", cwd=tmp_path))
+    assert (
+        "error" in gridnet("chain", "show", "--data-dir", plain, cwd=tmp_path).stderr
+    )  # the copy without -wal
+    line = one_line_error(gridnet("chain", "backup", "--data-dir", "D", "--out", "B", cwd=tmp_path))
+    assert "not an empty directory" in line
+    line = one_line_error(gridnet("chain", "backup", "--data-dir", "nowhere", "--out", "C", cwd=tmp_path))
+    assert not (tmp_path / "C").exists()

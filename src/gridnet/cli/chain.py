@@ -28,7 +28,7 @@ from gridnet.cli.passphrase import create_key, load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
-from gridnet.files import write_text_file
+from gridnet.files import make_dirs, write_text_file
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.params import (
     GENESIS_NAME,
@@ -38,7 +38,7 @@ from gridnet.ledger.params import (
     validate_params,
 )
 from gridnet.ledger.state import Account, StateView
-from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.txs.aggregator import aggregator_figures, record_figures
 from gridnet.ledger.txs.credit import bank_figures
 from gridnet.ledger.txs.helios import CONTROLLERS, controller_id, credits_of
@@ -518,6 +518,45 @@ def chain_ev(
             f"broken by {record['broken_by']}; station {record['station_signature'][:16]}..., "
             f"aggregator {record['processing_signature'][:16]}..."
         )
+
+
+@app.command("backup")
+def chain_backup(
+    data_dir: DataDir,
+    out: Annotated[
+        Path, typer.Option("--out", help="New data directory to write the copy into (absent or empty).")
+    ],
+) -> None:
+    """Copy a data directory's chain, also while its node runs, into a new data directory:
+    one committed state, checked by opening the copy. The node key is not copied."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} exists and is not an empty directory; choose a new --out")
+    source = Store(data_dir, readonly=True)
+    made = not out.exists()
+    try:
+        make_dirs(out)
+        with console.status("copying the chain"):
+            source.backup(out / DB_NAME)
+        for name in (GENESIS_NAME, CONFIG_NAME):
+            if (data_dir / name).is_file():
+                write_text_file(out / name, (data_dir / name).read_text(encoding="utf-8"))
+        copy = Chain.open(out, readonly=True)
+    except BaseException:
+        for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", GENESIS_NAME, CONFIG_NAME):
+            (out / name).unlink(missing_ok=True)
+        if made:
+            out.rmdir()
+        raise
+    finally:
+        source.close()
+    try:
+        head = copy.head
+        console.print(
+            f"backed up {copy.params.name} at height {head.height} ({head.hash.hex()[:16]}) to {out}; "
+            f"run a node on it with --data-dir {out} and its node key (not copied)"
+        )
+    finally:
+        copy.close()
 
 
 @app.command("verify")

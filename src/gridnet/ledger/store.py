@@ -319,6 +319,18 @@ class Store:
             raise
         db.execute("COMMIT")
 
+    @_named_damage
+    def backup(self, target: Path) -> None:
+        """Copy the store as one committed state (what its write-ahead log holds included,
+        whatever a writer in another process commits meanwhile) into a new file ``target``,
+        SQLite's online backup (a plain copy of chain.sqlite without its -wal loses the blocks
+        the log holds)."""
+        copy = sqlite3.connect(target)
+        try:
+            self.db.backup(copy)
+        finally:
+            copy.close()
+
     def close(self) -> None:
         self.db.close()
         self._release()
