@@ -383,32 +383,3 @@ def test_a_peer_that_leaves_leaves_nothing_behind(tmp_path: Path) -> None:
     node.remove_peer(peer)
     assert mentions(node, peer, set()) == []
     assert len(node.early) == 0 and len(node.orphans) == 0 and node.headers_pending() == 0
-
-
-def test_a_peer_asking_for_blocks_again_and_again_is_sent_them_at_its_rate(tmp_path: Path) -> None:
-    """Answers to one peer's block requests are bounded in bytes per second (a burst, then
-    ``serve_bytes_per_s``): it asked for the same blocks in a loop and was sent every answer,
-    taking the node's time and upload for as long as it read them. Another peer is not
-    held back, and the budget goes with the peer."""
-    chain = new_chain(tmp_path / "c", test_params(KEYS))
-    extend(chain, [])
-    for nonce in range(4):
-        extend(chain, [sign(chain, KEYS[0], Transfer(KEYS[1].address, 1_000), nonce)])
-    node = Node("n", chain, NodeConfig(serve_bytes_per_s=1_000, serve_burst_bytes=1_000))
-    node.add_peer("p")
-    node.add_peer("q")
-    ask = GetBlocksMsg((chain.main[0].hash,), 64)
-    t = 1_000_000
-    first = node.handle("p", ask, t)
-    assert len(first) == 1 and isinstance(first[0][1], BlocksMsg) and len(first[0][1].blocks) == 5
-    debt_ms = sum(len(encode(b)) for b in first[0][1].blocks) - 1_000  # at 1,000 bytes a second
-    assert debt_ms > 100  # (one answer may run the budget into debt)
-    assert node.handle("p", ask, t) == []
-    assert node.handle("p", ask, t + debt_ms - 50) == []  # still in debt
-    assert node.stats.block_requests_unanswered == 2
-    assert len(node.handle("q", ask, t)) == 1  # another peer's own budget
-    assert len(node.handle("p", ask, t + debt_ms + 50)) == 1  # paid back
-    assert node.handle("p", ask, t + debt_ms + 50) == []
-    node.remove_peer("p")
-    node.add_peer("p")
-    assert len(node.handle("p", ask, t + debt_ms + 50)) == 1  # a new link: a new burst

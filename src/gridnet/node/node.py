@@ -122,7 +122,6 @@ LAST_SEALED_SLOT = "last_sealed_slot"
 """Store meta key of the last slot this node's validator sealed (8 bytes, big-endian)."""
 MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
-SERVE_BURST = 4 * MAX_REPLY_BYTES
 GOSSIP_VERIFY_WINDOW = 128
 """Transactions of a gossip batch whose signatures are checked together, on all cores."""
 REFUSED_KEPT = 16_384
@@ -146,13 +145,6 @@ class NodeConfig:
     status_interval_ms: int = 2_000
     blocks_per_request: int = 64
     """Blocks asked for, and sent, per request (at most ``MAX_BLOCKS``)."""
-    serve_bytes_per_s: int = 16 << 20
-    """Block bytes one peer is sent per second at most in answer to its ``GetBlocksMsg``
-    (``SERVE_BURST`` at once): a request over it is not answered (the asker asks again after
-    its timeout), so a peer asking for the same blocks again and again cannot take the node's
-    time and upload for as long as it reads the answers."""
-    serve_burst_bytes: int = SERVE_BURST
-    """Block bytes a peer that asked nothing for a while may be sent at once."""
     headers_per_request: int = MAX_HEADERS
     max_pending_headers: int = 50_000
     """Checked headers whose blocks are not here yet, at most (about 700 bytes each); a peer
@@ -273,8 +265,6 @@ class NodeStats:
     """Transactions refused, evicted or dropped, by rule."""
     blocks_imported: int = 0
     """Blocks from peers that became part of the main chain."""
-    block_requests_unanswered: int = 0
-    """Peers' ``GetBlocksMsg`` over their ``serve_bytes_per_s``, not answered."""
     validation_seconds: float = 0.0
     """Wall time spent validating and storing blocks (a measurement, not simulated)."""
 
@@ -350,8 +340,6 @@ class Node:
         up to the highest nonce relayed ahead (at most ``max_early_txs`` senders)."""
         self._gaps_asked: dict[tuple[bytes, int], int] = {}
         """(sender key, nonce) -> when we asked a peer to fill the gap before it."""
-        self._serve_budget: dict[str, tuple[float, int]] = {}
-        """Peer -> (block bytes it may be sent now, when that was reckoned [ms])."""
         self._fills_served: Counter[str] = Counter()
         self._fills_asked: Counter[str] = Counter()
         """Peer -> GetSenderTxsMsg answered (sent) this tick."""
@@ -441,7 +429,6 @@ class Node:
             self.peers.remove(peer)
         self._relay.pop(peer, None)
         self._relay_bytes.pop(peer, None)
-        self._serve_budget.pop(peer, None)
         self._inflight.pop(peer, None)
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
@@ -639,7 +626,7 @@ class Node:
         if isinstance(msg, BlocksMsg):
             return self._on_blocks(peer, msg, now)
         if isinstance(msg, GetBlocksMsg):
-            return self._on_get_blocks(peer, msg, now)
+            return self._on_get_blocks(peer, msg)
         if isinstance(msg, GetHeadersMsg):
             return self._on_get_headers(peer, msg)
         if isinstance(msg, GetSenderTxsMsg):
@@ -1568,16 +1555,8 @@ class Node:
                 return entry.height + 1
         return 0
 
-    def _on_get_blocks(self, peer: str, msg: GetBlocksMsg, now: int) -> list[Outgoing]:
+    def _on_get_blocks(self, peer: str, msg: GetBlocksMsg) -> list[Outgoing]:
         chain = self.chain
-        burst = float(self.config.serve_burst_bytes)
-        budget, since = self._serve_budget.get(peer, (burst, now))
-        budget = min(burst, budget + self.config.serve_bytes_per_s * max(0, now - since) / 1000)
-        if budget <= 0:
-            self._serve_budget[peer] = (budget, now)
-            self.stats.block_requests_unanswered += 1
-            _net.debug("%s asks for blocks faster than it may be sent them: not answered", short(peer))
-            return []
         start = self._locate(msg.locator)
         limit = min(msg.limit, self.config.blocks_per_request, MAX_BLOCKS)
         blocks: list[Block] = []
@@ -1586,12 +1565,10 @@ class Node:
             block = chain.block_at(height)
             if block is None:
                 break
-            block_bytes = len(encode(block))
-            if blocks and size + block_bytes > MAX_REPLY_BYTES:
+            size += len(encode(block))
+            if blocks and size > MAX_REPLY_BYTES:
                 break  # the batch must fit one message; the peer asks for the rest
-            size += block_bytes
             blocks.append(block)
-        self._serve_budget[peer] = (budget - size, now)  # (a large answer runs into debt)
         return [(peer, BlocksMsg(tuple(blocks)))]
 
     # --- mining ----------------------------------------------------------------------------

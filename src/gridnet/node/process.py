@@ -118,7 +118,6 @@ async def serve(
         template_refresh_ms=clock.span(NodeConfig.template_refresh_ms),
         status_interval_ms=clock.span(NodeConfig.status_interval_ms),
         request_timeout_ms=clock.span(s.request_timeout_ms),
-        serve_bytes_per_s=(s.serve_mb_per_s << 20) * 1000 // clock.span(1000),
     )
     name = address_to_text(key.address)
     node = Node(name, chain, config, rng=random.SystemRandom())  # a fan-out nobody can predict

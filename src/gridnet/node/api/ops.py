@@ -115,11 +115,6 @@ class _NodeCollector(Collector):
             ),
             ("gridnet_blocks_mined", "Blocks mined by this node", stats.blocks_mined),
             ("gridnet_reorgs", "Reorganisations of the main chain", stats.reorgs),
-            (
-                "gridnet_block_requests_unanswered",
-                "Peers' block requests over serve_mb_per_s, not answered",
-                stats.block_requests_unanswered,
-            ),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         for name, help_text, counts in (
