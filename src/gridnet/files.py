@@ -77,11 +77,13 @@ def make_dirs(path: Path) -> None:
 
 def open_file(path: Path, flags: int, mode: int = SHARED_FILE_MODE) -> int:
     """A descriptor of ``path`` opened with ``flags`` and left with at most ``mode``: a new file
-    is created with it (less the umask), an existing one loses any permission beyond it."""
+    is created with it (less the umask), an existing one of this user loses any permission
+    beyond it (one of another user, which only its owner may change, is left as it is)."""
     fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, mode)
     try:
-        current = stat.S_IMODE(os.fstat(fd).st_mode)
-        if current & ~mode:
+        info = os.fstat(fd)
+        current = stat.S_IMODE(info.st_mode)
+        if current & ~mode and info.st_uid == os.geteuid():
             os.fchmod(fd, current & mode)
     except BaseException:
         os.close(fd)
@@ -96,10 +98,12 @@ def write_text_file(path: Path, text: str, mode: int = SHARED_FILE_MODE) -> None
 
 
 def check_not_writable_by_others(folder: Path, what: str, error: type[GridnetError]) -> None:
-    """``error`` naming ``folder`` when users other than its owner and group may write in it:
-    they could replace what a node trusts there (its chain, settings or key)."""
+    """``error`` naming ``folder`` when users other than its owner and group may write in it, or
+    in a directory above it without the sticky bit (there they may rename it and put their own
+    in its place): they could replace what a node trusts there (its chain, settings or key)."""
     try:
         mode = stat.S_IMODE(os.stat(folder).st_mode)
+        resolved = folder.resolve()
     except OSError:
         return  # (missing or unreadable: the caller's own check names it)
     if mode & stat.S_IWOTH:
@@ -107,3 +111,14 @@ def check_not_writable_by_others(folder: Path, what: str, error: type[GridnetErr
             f"{what} {folder} can be written by every user of this machine (mode {mode:o}), who could "
             f"change the chain, settings or key in it; run 'chmod o-w {folder}'"
         )
+    for above in resolved.parents:
+        try:
+            above_mode = stat.S_IMODE(os.stat(above).st_mode)
+        except OSError:
+            return
+        if above_mode & stat.S_IWOTH and not above_mode & stat.S_ISVTX:
+            raise error(
+                f"{what} {folder} is in {above}, which every user of this machine may write in (mode "
+                f"{above_mode:o}, no sticky bit): they could put another directory in its place; run "
+                f"'chmod o-w {above}', or choose a --data-dir elsewhere"
+            )

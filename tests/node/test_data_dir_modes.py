@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +114,41 @@ def test_chain_init_in_an_empty_directory_everyone_may_write_is_refused(tmp_path
     with pytest.raises(DataDirExposed):
         Chain.create(data, test_params(test_keys()))
     assert list(data.iterdir()) == []
+
+
+def test_a_data_directory_inside_a_directory_everyone_may_write_is_refused(tmp_path: Path) -> None:
+    """Without the sticky bit, any user may rename a directory's entries: a data directory in
+    one could be swapped for another's (with the sticky bit, as /tmp, only its owner may)."""
+    data = tmp_path / "shared" / "d"
+    Chain.create(data, test_params(test_keys())).close()
+    (tmp_path / "shared").chmod(0o777)
+    with pytest.raises(DataDirExposed, match=r"is in .*shared, which every user .* no sticky bit"):
+        Chain.open(data)
+    (tmp_path / "shared").chmod(0o1777)
+    Chain.open(data).close()
+
+
+def test_a_log_file_of_another_user_is_written_as_it_is() -> None:
+    """Only a file's owner may change its mode: a log another user left writable is not
+    tightened (the node failed to start, 'Operation not permitted' naming no file)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run as another user")
+    data = Path(tempfile.mkdtemp(prefix="gridnet-log-"))
+    try:
+        data.chmod(0o755)
+        log = data / LOG_NAME
+        log.write_text("earlier\n")
+        log.chmod(0o666)  # (root's, left by a run under umask 000)
+        os.chown(data, 65534, 65534)
+        os.setegid(65534)
+        os.seteuid(65534)
+        try:
+            configure(data)
+            logger("node").warning("started")
+        finally:
+            reset()
+            os.seteuid(0)
+            os.setegid(0)
+        assert "started" in log.read_text() and mode(log) == 0o666
+    finally:
+        shutil.rmtree(data)
