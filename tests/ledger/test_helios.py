@@ -25,6 +25,7 @@ from gridnet.ledger.txs.helios import (
     DEFAULTED,
     DISCHARGED,
     ENROLLMENTS,
+    MAX_SPAN_INTERVALS,
     REDEMPTIONS,
     CloseRedemption,
     EnrollProducer,
@@ -459,3 +460,20 @@ def test_a_wh_is_paid_once_whether_minted_by_any_controller_or_sold(h: Helios) -
     assert h.refused(OWNER, settle(2, (1, 200), (2, 100))) == "DoubleSelling"
     second = h.signed_by(MintCredits(controller_id("Other"), METER_KEY.address, START + 4, ()), MEMBERS[:2])
     assert h.refused(COLLECTOR, second) == "BelowMinimumMint"
+
+
+def test_a_weeks_mint_below_the_minimum_is_taken_so_no_enrollment_is_stuck(h: Helios) -> None:
+    """A mint covers at most a week from the last one: when a whole week holds less than the
+    producer's minimum unpaid (no sun, its export all sold, or minted by another controller it
+    enrolled with), the week's mint is taken, crediting what there is, and the next week can be
+    minted (it was BelowMinimumMint below a week and MintTooEarly past it, for ever)."""
+    h.readings(h.meter, START, [(0, 0)] * MAX_SPAN_INTERVALS + [(300, 0)] * 4)
+    assert h.refused(COLLECTOR, h.mint(START + MAX_SPAN_INTERVALS - 2)) == "BelowMinimumMint"
+    assert h.refused(COLLECTOR, h.mint(START + MAX_SPAN_INTERVALS)) == "MintTooEarly"  # over a week
+    h.mine(h.tx(COLLECTOR, h.mint(START + MAX_SPAN_INTERVALS - 1)))
+    view = h.chain.view()
+    enrollment = view.get(ENROLLMENTS, CID + METER_KEY.address)
+    assert enrollment is not None and enrollment.minted_through == START + MAX_SPAN_INTERVALS - 1
+    assert credits_of(view, CID, OWNER.address) == 0
+    h.mine(h.tx(COLLECTOR, h.mint(START + MAX_SPAN_INTERVALS + 3)))
+    assert credits_of(h.chain.view(), CID, OWNER.address) == 1_200

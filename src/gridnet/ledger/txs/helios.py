@@ -351,7 +351,7 @@ def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCr
         )
     readings = _readings(state, payload.meter, first, through)
     wh = sum(reading.exported_wh - reading.sold_wh for _, reading in readings)
-    if wh < enrollment.min_wh:
+    if wh < enrollment.min_wh and span < MAX_SPAN_INTERVALS:  # (a week's mint is taken: none is stuck)
         raise BelowMinimumMint(
             f"{wh} Wh exported and not paid for otherwise in intervals {first}-{through}; the producer's "
             f"minimum is {enrollment.min_wh}"
