@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import stat
@@ -1053,3 +1054,46 @@ def test_chain_backup_copies_what_the_write_ahead_log_holds_beside_a_running_wri
     assert "not an empty directory" in line
     line = one_line_error(gridnet("chain", "backup", "--data-dir", "nowhere", "--out", "C", cwd=tmp_path))
     assert not (tmp_path / "C").exists()
+
+
+def test_a_backup_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """A copy that fails on its way (here: larger than the process may write, as on a full disk)
+    is one line naming it, and leaves no partial file behind (it left a traceback and a
+    journal, which made the next try 'not an empty directory'); a dangling link is no --out."""
+    keys = test_keys(2)
+    chain = Chain.create(tmp_path / "D", test_params(keys))
+    try:
+        for block in range(10):
+            extend(
+                chain, [sign(chain, keys[0], Transfer(keys[1].address, 1), 20 * block + i) for i in range(20)]
+            )
+    finally:
+        chain.close()
+    db = sqlite3.connect(tmp_path / "D" / "chain.sqlite")
+    pages = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    assert pages > 64 << 10  # (the copy is larger than the process may write; the -shm of 32 KiB is not)
+    (tmp_path / "E").mkdir()
+    small = subprocess.run(
+        [sys.executable, "-m", "gridnet", "chain", "backup", "--data-dir", "D", "--out", "E"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10)),
+    )
+    line = one_line_error(small)
+    assert f"cannot write the copy {Path('E') / 'chain.sqlite'}" in line, line
+    assert list((tmp_path / "E").iterdir()) == []
+    ok(gridnet("chain", "backup", "--data-dir", "D", "--out", "E", cwd=tmp_path))
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    line = one_line_error(gridnet("chain", "backup", "--data-dir", "D", "--out", "dangling", cwd=tmp_path))
+    assert "not an empty directory" in line
+    db = sqlite3.connect(tmp_path / "D" / "chain.sqlite")
+    (header,) = db.execute("SELECT header FROM blocks WHERE height = 3").fetchone()
+    db.execute("UPDATE blocks SET header = ? WHERE height = 3", (header[:-1] + bytes([header[-1] ^ 1]),))
+    db.commit()
+    db.close()
+    line = one_line_error(gridnet("chain", "backup", "--data-dir", "D", "--out", "F", cwd=tmp_path))
+    assert "the copy of D does not open (StoreCorrupt): D itself is damaged" in line, line
+    assert not (tmp_path / "F").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +29,9 @@ from gridnet.cli.common import (
 from gridnet.cli.passphrase import create_key, load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, StoreCorrupt, StoreError
 from gridnet.files import make_dirs, write_text_file
+from gridnet.interrupts import as_keyboard_interrupt
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.params import (
     GENESIS_NAME,
@@ -529,22 +532,35 @@ def chain_backup(
 ) -> None:
     """Copy a data directory's chain, also while its node runs, into a new data directory:
     one committed state, checked by opening the copy. The node key is not copied."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if os.path.lexists(out) and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty directory; choose a new --out")
     source = Store(data_dir, readonly=True)
     made = not out.exists()
     try:
-        make_dirs(out)
-        with console.status("copying the chain"):
-            source.backup(out / DB_NAME)
-        for name in (GENESIS_NAME, CONFIG_NAME):
-            if (data_dir / name).is_file():
-                write_text_file(out / name, (data_dir / name).read_text(encoding="utf-8"))
-        copy = Chain.open(out, readonly=True)
+        with as_keyboard_interrupt():  # (SIGTERM too: what was copied is removed)
+            make_dirs(out)
+            with console.status("copying the chain"):
+                try:
+                    source.backup(out / DB_NAME)
+                except sqlite3.Error as exc:  # (the copy's side: the source's damage is StoreCorrupt)
+                    raise StoreError(
+                        f"cannot write the copy {out / DB_NAME}: {exc}; free some space, or choose "
+                        "another --out"
+                    ) from None
+            for name in (GENESIS_NAME, CONFIG_NAME):
+                if (data_dir / name).is_file():
+                    write_text_file(out / name, (data_dir / name).read_text(encoding="utf-8"))
+            try:
+                copy = Chain.open(out, readonly=True)
+            except StoreError as exc:
+                raise StoreCorrupt(
+                    f"the copy of {data_dir} does not open ({type(exc).__name__}): {data_dir} itself is "
+                    f"damaged; 'gridnet chain verify --data-dir {data_dir}' finds where"
+                ) from None
     except BaseException:
-        for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", GENESIS_NAME, CONFIG_NAME):
-            (out / name).unlink(missing_ok=True)
-        if made:
+        for written in out.iterdir() if out.is_dir() else ():  # (it was empty: all of it is ours)
+            written.unlink()
+        if made and out.is_dir():
             out.rmdir()
         raise
     finally:
