@@ -194,6 +194,7 @@ def test_a_missing_or_unreadable_undo_record_is_store_corrupt(tmp_path: Path, un
         ("DELETE FROM main WHERE height = 1", "the main chain index is broken at height 2"),
         ("UPDATE meta SET value = zeroblob(32) WHERE key = 'head'", "the stored head does not match"),
         ("DELETE FROM state WHERE key = (SELECT max(key) FROM state)", "the stored state does not"),
+        ("UPDATE meta SET value = zeroblob(32) WHERE key = 'genesis'", "the stored genesis does not match"),
     ],
 )
 def test_a_broken_index_head_or_state_found_at_open_is_store_corrupt(

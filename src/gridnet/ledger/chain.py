@@ -245,7 +245,7 @@ class Chain:
     def _load(self, genesis: Block) -> None:
         stored_genesis = self.store.get_meta("genesis")
         if stored_genesis != self.chain_id:
-            raise StoreError("the stored genesis does not match the chain parameters")
+            raise self.store.corrupt("the stored genesis does not match the stored chain parameters")
         for h, raw_header, invalid in self.store.block_rows():
             if header_hash(raw_header) != h:
                 raise self.store.corrupt(f"the header stored as block {h.hex()[:16]} does not hash to it")
