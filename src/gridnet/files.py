@@ -63,9 +63,10 @@ chain, its settings and its log are read by other users at most, never written b
 SHARED_FILE_MODE: Final = 0o644
 
 
-def make_dirs(path: Path) -> None:
+def make_dirs(path: Path) -> list[Path]:
     """Create directory ``path`` and its missing parents with at most ``SHARED_MODE`` (whatever
-    the umask): the standard library gives the parents 0777 less the umask."""
+    the umask: the standard library gives the parents 0777 less the umask); the directories
+    made, the deepest last."""
     missing: list[Path] = []
     here = path
     while not os.path.lexists(here) and here != here.parent:
@@ -73,6 +74,7 @@ def make_dirs(path: Path) -> None:
         here = here.parent
     for folder in reversed(missing):
         folder.mkdir(mode=SHARED_MODE, exist_ok=True)
+    return missing[::-1]
 
 
 def open_file(path: Path, flags: int, mode: int = SHARED_FILE_MODE) -> int:

@@ -1094,6 +1094,6 @@ def test_a_backup_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path
     db.execute("UPDATE blocks SET header = ? WHERE height = 3", (header[:-1] + bytes([header[-1] ^ 1]),))
     db.commit()
     db.close()
-    line = one_line_error(gridnet("chain", "backup", "--data-dir", "D", "--out", "F", cwd=tmp_path))
+    line = one_line_error(gridnet("chain", "backup", "--data-dir", "D", "--out", "G/H/F", cwd=tmp_path))
     assert "the copy of D does not open (StoreCorrupt): D itself is damaged" in line, line
-    assert not (tmp_path / "F").exists()
+    assert not (tmp_path / "G").exists()  # (nor the directories made for it)

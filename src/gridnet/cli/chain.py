@@ -535,10 +535,10 @@ def chain_backup(
     if os.path.lexists(out) and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty directory; choose a new --out")
     source = Store(data_dir, readonly=True)
-    made = not out.exists()
+    made: list[Path] = []
     try:
         with as_keyboard_interrupt():  # (SIGTERM too: what was copied is removed)
-            make_dirs(out)
+            made = make_dirs(out)
             with console.status("copying the chain"):
                 try:
                     source.backup(out / DB_NAME)
@@ -560,8 +560,8 @@ def chain_backup(
     except BaseException:
         for written in out.iterdir() if out.is_dir() else ():  # (it was empty: all of it is ours)
             written.unlink()
-        if made and out.is_dir():
-            out.rmdir()
+        for folder in reversed(made):  # (the directories made for it, the deepest first)
+            folder.rmdir()
         raise
     finally:
         source.close()
