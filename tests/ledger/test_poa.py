@@ -471,6 +471,21 @@ def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership
     assert member_since(chain.view(), KEYS[0].public_key) == 0, "a member since the genesis"
     replayed = _report(chain, votes=(a, b))
     assert type(rejection(chain, replayed, at(5))).__name__ == "FaultBeforeMembership"
+    pre = snapshot(chain)
+    empty = propose(chain, 5)
+    carrying = reseal(chain, msgspec.structs.replace(empty, txs=(*empty.txs, replayed)))
+    with pytest.raises(InvalidBlock) as err:
+        chain.add_block(carrying, now=at(5))
+    assert err.value.rule == "FaultBeforeMembership"
+    record_rejection(
+        "poa_fault_before_membership",
+        "permissioned chain: a block carrying the proof of a double vote a validator cast before the "
+        "validator set voted it back in (its fault counts from its current membership)",
+        pre,
+        carrying,
+        at(5),
+        err.value,
+    )
     # a double vote for the block that voted it back counts (block 5 would count it)
     source = chain.justified()
     assert source is not None
