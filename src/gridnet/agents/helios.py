@@ -12,7 +12,7 @@ minted intervals (they must match).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ from gridnet.units import Interval, Wh, interval_of, interval_start
 
 if TYPE_CHECKING:
     from gridnet.agents.home import Home
-    from gridnet.agents.world import World
+    from gridnet.agents.world import Deal, World
 
 
 @dataclass(frozen=True)
@@ -282,16 +282,13 @@ class HeliosController(Agent):
         energy (from ``first`` on) is closed or paid in full: a mint takes the export those left
         unpaid (marking it paid), so a contract settled after it would find its Wh sold
         (``DoubleSelling``). A contract not on chain long after its end never opened."""
-        for interval in range(first, through + 1):
-            for deal in world.deals.get(interval, ()):
-                if deal.seller is not home:
-                    continue
-                record = view.get(CONTRACTS, deal.cid)
-                given_up = world.now() >= interval_start(deal.terms.last_interval + 1) + 2 * PATIENCE_MS
-                if record is None and not given_up:
-                    return interval - 1
-                if record is not None and not record.closed and record.paid_wh < record.terms.max_wh:
-                    return interval - 1  # (it may pay more yet)
+        for interval, deal in sales(world, home, first, through):
+            record = view.get(CONTRACTS, deal.cid)
+            given_up = world.now() >= interval_start(deal.terms.last_interval + 1) + 2 * PATIENCE_MS
+            if record is None and not given_up:
+                return interval - 1
+            if record is not None and not record.closed and record.paid_wh < record.terms.max_wh:
+                return interval - 1  # (it may pay more yet)
         return through
 
     def wrap_up(self, world: World) -> None:
@@ -395,15 +392,22 @@ class HeliosController(Agent):
         }
 
 
+def sales(world: World, home: Home, first: Interval, through: Interval) -> Iterator[tuple[Interval, Deal]]:
+    """The deals selling ``home``'s energy in intervals ``first`` to ``through``, by interval."""
+    for interval in range(first, through + 1):
+        for deal in world.deals.get(interval, ()):
+            if deal.seller is home:
+                yield interval, deal
+
+
 def contract_paid_wh(world: World, view: StateView, home: Home, through: Interval) -> Wh:
     """What contracts paid ``home`` as seller for its export from the run's first interval to
     ``through`` (the rest of that export is what Helios may credit)."""
     paid = 0
-    for interval in range(world.first, through + 1):
-        for deal in world.deals.get(interval, ()):
-            record = view.get(CONTRACTS, deal.cid) if deal.seller is home else None
-            if record is not None:
-                paid += sum(d.wh for d in record.paid if d.interval <= through)
+    for _, deal in sales(world, home, world.first, through):
+        record = view.get(CONTRACTS, deal.cid)
+        if record is not None:
+            paid += sum(d.wh for d in record.paid if d.interval <= through)
     return paid
 
 
