@@ -1154,6 +1154,11 @@ class StateMismatch(InvalidBlock):
     """The stored state differs from the state a replay from genesis gives."""
 
 
+class SupplyMismatch(InvalidBlock):
+    """The replayed state holds more or less coin than the chain created (allocations and
+    block rewards) less what its rules destroyed: a rule made or lost coin."""
+
+
 class KnownInvalid(InvalidBlock):
     """The block, or one of its ancestors, was already found invalid."""
 

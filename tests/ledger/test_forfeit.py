@@ -25,8 +25,11 @@ from gridnet.identity import IdentityProof, find_identity_proof
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.params import params_from_dict
 from gridnet.ledger.state import (
+    DESTROYED,
+    DESTROYED_KEY,
     IDENTITIES,
     UNBONDING,
+    Destroyed,
     StateView,
     UnbondEntry,
     UnbondQueue,
@@ -137,6 +140,7 @@ def test_fraud_forfeits_bonded_and_unbonding_coin_a_tenth_to_the_seller(market: 
     assert chain.account(SELLER.address).balance == seller_before + 5 * GNC
     minted = block.txs[0].payload.reward  # type: ignore[union-attr]  # (the coinbase)
     assert supply(chain) == supply_before + minted - 45 * GNC
+    assert chain.view().get(DESTROYED, DESTROYED_KEY) == Destroyed(45 * GNC)  # (counted as destroyed)
     # The buyer's entries left the unbonding queues; the seller's own entry stays.
     view = chain.view()
     assert view.get(UNBONDING, height_key(first_release)) == UnbondQueue(

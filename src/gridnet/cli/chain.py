@@ -606,6 +606,7 @@ def chain_verify(
                     "bad_height": report.bad_height,
                     "rule": report.rule,
                     "message": report.message,
+                    "supply": None if report.supply is None else report.supply.as_dict(),
                 }
             )
         )
@@ -614,6 +615,12 @@ def chain_verify(
             f"chain valid: {count(report.blocks, 'block')}, {count(report.transactions, 'transaction')} "
             f"verified in {report.seconds:.2f} s ({report.tx_per_s:.0f} tx/s)"
         )
+        if report.supply is not None:
+            coin = report.supply
+            console.print(
+                f"coin: {format_gnc(coin.created)} created, "
+                f"{format_gnc(sum(coin.held.values()))} held, {format_gnc(coin.destroyed)} destroyed"
+            )
     else:
         print(f"chain invalid at height {report.bad_height}: {report.rule}: {report.message}")
     if not report.ok:

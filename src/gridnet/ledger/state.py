@@ -108,6 +108,14 @@ class Identity(Wire, frozen=True):
     """Height of the block that registered it."""
 
 
+class Destroyed(Wire, frozen=True):
+    """Coin the rules destroyed [base units]: the part of a forfeited stake not paid to the
+    party the fraud wronged, and a disputed tender's price. With what accounts and escrows
+    hold, it makes up every coin the chain created (``ledger/supply.py``)."""
+
+    total: U63
+
+
 class UnbondEntry(Wire, frozen=True):
     address: AddressBytes
     amount: U63
@@ -123,6 +131,9 @@ class UnbondQueue(Wire, frozen=True):
 ACCOUNTS = register_table("accounts", b"A", Account)
 IDENTITIES = register_table("identities", b"I", Identity)
 UNBONDING = register_table("unbonding", b"U", UnbondQueue)
+DESTROYED = register_table("destroyed", b"x", Destroyed)
+DESTROYED_KEY: Final = b"total"
+"""The one entry of ``DESTROYED`` (written when coin is first destroyed)."""
 
 
 def height_key(height: Height) -> bytes:
@@ -211,6 +222,12 @@ class StateView:
             address,
             replace(acct, balance=acct.balance + amount),
         )
+
+    def destroy(self, amount: Units) -> None:
+        """Count ``amount`` of coin, already taken from whoever held it, as destroyed."""
+        if amount:
+            before = self.get(DESTROYED, DESTROYED_KEY)
+            self.put(DESTROYED, DESTROYED_KEY, Destroyed((before.total if before else 0) + amount))
 
     # --- checkpoints (used while building blocks; validation needs none) -----------------
 

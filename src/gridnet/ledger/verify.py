@@ -22,8 +22,10 @@ from gridnet.errors import (
     MissingBlock,
     StateMismatch,
     StoreError,
+    SupplyMismatch,
     UndoMismatch,
 )
+from gridnet.ledger import supply
 from gridnet.ledger.blocks import Block, BlockBody, Header
 from gridnet.ledger.chain import UndoRecord
 from gridnet.ledger.commitment import CommitUndo, StateCommitment
@@ -32,6 +34,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.pow import median_time, next_target
 from gridnet.ledger.state import StateView
 from gridnet.ledger.store import Store
+from gridnet.ledger.supply import SupplyAccount
 from gridnet.ledger.transition import HeaderContext, apply_block
 from gridnet.system import fewer_gc_passes
 from gridnet.units import Hash32
@@ -51,6 +54,8 @@ class VerifyReport:
     bad_height: int | None = None
     rule: str | None = None
     message: str | None = None
+    supply: SupplyAccount | None = None
+    """Where the coin is at the head (``ledger/supply.py``; None when the replay failed)."""
 
     @property
     def tx_per_s(self) -> float:
@@ -129,7 +134,8 @@ class Replay:
             self.seconds += time.perf_counter() - started
 
     def finish(self, store: Store, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-        """Replay what is left, then compare the stored head and state with the replay."""
+        """Replay what is left, then compare the stored head and state with the replay, and
+        account for the chain's coin (``ledger/supply.py``)."""
         failed = self.advance(store, progress=progress)
         if failed is not None:
             return failed
@@ -147,10 +153,15 @@ class Replay:
                     len(self.hashes) - 1,
                     StateMismatch(f"stored state differs from the replay in {differing} entries"),
                 )
+            height = len(self.hashes) - 1
+            assert self._start is not None, "a replay that advanced read the chain's parameters"
+            try:  # (the coin is all there: the rules neither made nor lost any)
+                coin = supply.check(self._start[0], height, self.values)
+            except SupplyMismatch as exc:
+                return self._fail(height, exc)
         finally:
             self.seconds += time.perf_counter() - started
-        height = len(self.hashes) - 1
-        return VerifyReport(True, height, len(self.hashes), self.transactions, self.seconds)
+        return VerifyReport(True, height, len(self.hashes), self.transactions, self.seconds, supply=coin)
 
     def _fail(self, height: int, error: GridnetError) -> VerifyReport:
         return VerifyReport(

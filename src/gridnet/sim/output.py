@@ -136,6 +136,7 @@ def _figures(report: VerifyReport) -> dict[str, Any]:
         "tx_per_s": round(report.tx_per_s, 1),
         "rule": report.rule,
         "bad_height": report.bad_height,
+        "supply": None if report.supply is None else report.supply.as_dict(),
     }
 
 

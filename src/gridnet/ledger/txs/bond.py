@@ -103,6 +103,7 @@ def forfeit_stake(state: StateView, env: BlockEnv, offender: Address, beneficiar
     reward = forfeited // FRAUD_REWARD_DIVISOR
     if reward:
         state.credit(beneficiary, reward)
+    state.destroy(forfeited - reward)
     return forfeited
 
 

@@ -448,6 +448,7 @@ def apply_dispute(state: StateView, env: BlockEnv, sender: Address, payload: Dis
     returned = tender.deposit - tender.value + _winners_penalty(tender)
     if returned:
         state.credit(tender.owner, returned)
+    state.destroy(tender.value)
     _close(state, payload.tender, replace(tender, status=int(Status.DISPUTED)))
 
 
