@@ -75,6 +75,7 @@ def test_a_scenario_on_node_processes_trades_what_the_simulation_trades(tmp_path
     report = json.loads((out / "report.json").read_text())
     assert report["converged"] and report["verify"]["ok"]
     assert report["devnet"]["nodes"] == 3 and set(report["nodes"]) == {"n0", "n1", "n2"}
+    assert sum(n["blocks_mined"] for n in report["nodes"].values()) == report["chain"]["height"]
     assert report["transactions"]["refused"] == {} and report["transactions"]["orders_refused"] == {}
     assert report["energy"]["contracts"] > 0 and report["dso"]["commands"] >= 1
     assert report["dso"]["overrides_recorded"] >= 1 and report["dso"]["homes_following_commands"] >= 1
