@@ -78,6 +78,24 @@ def extend(chain: Chain, txs: Iterable[Transaction] = (), **kw: object) -> Block
     return block
 
 
+def served_chain(path: Path, blocks: int, transfers: int = 4) -> Chain:
+    """A chain of ``blocks`` blocks after genesis, each with ``transfers`` transfers (about
+    1 KB a block), for a node to serve."""
+    from gridnet.ledger.txs.transfer import Transfer
+
+    keys = test_keys(2)
+    chain = new_chain(path, test_params(keys))
+    for k in range(blocks):
+        extend(
+            chain,
+            [
+                sign(chain, keys[0], Transfer(keys[1].address, 1_000), k * transfers + i)
+                for i in range(transfers)
+            ],
+        )
+    return chain
+
+
 def remine(block: Block, **header_changes: object) -> Block:
     """The block with header fields changed and a fresh valid proof-of-work."""
     header = msgspec.structs.replace(block.header, **header_changes)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ from gridnet.errors import (
     PendingHeadersExpired,
     PendingHeadersFull,
     RequestUnanswered,
+    ServeRefused,
     SyncDeclined,
     TimestampTooFarInFuture,
     UnknownParent,
@@ -104,6 +105,7 @@ from gridnet.node.messages import (
     encode_work,
 )
 from gridnet.node.orders import OrderBook, OrderLimits
+from gridnet.node.serving import ServeLimit
 from gridnet.node.sync import PendingHeaders, Presync, Proof
 from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes
@@ -145,6 +147,17 @@ class NodeConfig:
     status_interval_ms: int = 2_000
     blocks_per_request: int = 64
     """Blocks asked for, and sent, per request (at most ``MAX_BLOCKS``)."""
+    serve_bytes_per_s: int = 16 << 20
+    """Block bytes sent per second, at most, to the peers of one host (all the keys and links
+    of one address) in answer to their ``GetBlocksMsg``; a request over it waits its turn and
+    is answered once the host's budget has refilled (``node/serving.py``), so a peer asking
+    for the same blocks in a loop cannot take the node's time and upload."""
+    serve_burst_bytes: int = 16 << 20
+    """Block bytes a host that asked for nothing for a while may be sent at once."""
+    serve_queue_per_host: int = 16
+    """Block requests of one host waiting for its budget, at most (one per peer; one more is
+    ``ServeQueueFull``). 16 of the largest answers (3 MiB) are sent in 3 s at 16 MiB/s, inside
+    the 5 s request timeout."""
     headers_per_request: int = MAX_HEADERS
     max_pending_headers: int = 50_000
     """Checked headers whose blocks are not here yet, at most (about 700 bytes each); a peer
@@ -265,6 +278,10 @@ class NodeStats:
     """Transactions refused, evicted or dropped, by rule."""
     blocks_imported: int = 0
     """Blocks from peers that became part of the main chain."""
+    block_requests_delayed: int = 0
+    """Peers' ``GetBlocksMsg`` that waited for their host's serving budget."""
+    block_requests_refused: Counter[str] = field(default_factory=Counter)
+    """Peers' ``GetBlocksMsg`` not answered, by rule (``ServeRefused``)."""
     validation_seconds: float = 0.0
     """Wall time spent validating and storing blocks (a measurement, not simulated)."""
 
@@ -340,6 +357,8 @@ class Node:
         up to the highest nonce relayed ahead (at most ``max_early_txs`` senders)."""
         self._gaps_asked: dict[tuple[bytes, int], int] = {}
         """(sender key, nonce) -> when we asked a peer to fill the gap before it."""
+        self.serving = ServeLimit(cfg.serve_bytes_per_s, cfg.serve_burst_bytes, cfg.serve_queue_per_host)
+        """The budget of block bytes each host's peers are sent, and their requests waiting."""
         self._fills_served: Counter[str] = Counter()
         self._fills_asked: Counter[str] = Counter()
         """Peer -> GetSenderTxsMsg answered (sent) this tick."""
@@ -371,7 +390,7 @@ class Node:
         self._presync_declined: dict[str, int] = {}
         """Peer -> when its last presync was declined (the next waits the expiry time)."""
         self._declined_told: dict[str, set[str]] = {}
-        """Peer -> the rules it was logged declined for (once each at info level)."""
+        """Peer -> the rules it was logged declined (or not answered) for (once each at info level)."""
         self.events: deque[PoolEvent] = deque(maxlen=self.config.events_kept)
         self.lost = LostLog(self.config.events_kept)
         """The transactions the pool let go without a block (``GET /mempool/lost``)."""
@@ -418,9 +437,12 @@ class Node:
 
     # --- peers -----------------------------------------------------------------------------
 
-    def add_peer(self, peer: str) -> None:
+    def add_peer(self, peer: str, host: str | None = None) -> None:
+        """Link ``peer``, which reaches us from ``host`` (its address, as the transport sees
+        it: the peers of one host share one serving budget); None: a host of its own."""
         if peer not in self.peers:
             self.peers.append(peer)
+        self.serving.add_peer(peer, host)
 
     def remove_peer(self, peer: str) -> None:
         """Forget everything held for ``peer``: what it announced, sent or was to be sent,
@@ -429,6 +451,7 @@ class Node:
             self.peers.remove(peer)
         self._relay.pop(peer, None)
         self._relay_bytes.pop(peer, None)
+        self.serving.remove_peer(peer)
         self._inflight.pop(peer, None)
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
@@ -626,7 +649,7 @@ class Node:
         if isinstance(msg, BlocksMsg):
             return self._on_blocks(peer, msg, now)
         if isinstance(msg, GetBlocksMsg):
-            return self._on_get_blocks(peer, msg)
+            return self._on_get_blocks(peer, msg, now)
         if isinstance(msg, GetHeadersMsg):
             return self._on_get_headers(peer, msg)
         if isinstance(msg, GetSenderTxsMsg):
@@ -674,6 +697,7 @@ class Node:
         self._fills_served.clear()
         self._fills_asked.clear()
         self._fill_bytes.clear()
+        out.extend(self._serve_waiting(now))
         timeout = self.config.request_timeout_ms
         if self._gaps_asked:
             self._gaps_asked = {k: t for k, t in self._gaps_asked.items() if now - t < timeout}
@@ -1538,6 +1562,7 @@ class Node:
         if now - self._pruned_at < self.config.status_interval_ms:
             return
         self._pruned_at = now
+        self.serving.prune(now)
         pruned = self.chain.prune_side_branches(self.config.keep_side_depth, self.headers.roots())
         if pruned:
             _sync.info(
@@ -1555,7 +1580,29 @@ class Node:
                 return entry.height + 1
         return 0
 
-    def _on_get_blocks(self, peer: str, msg: GetBlocksMsg) -> list[Outgoing]:
+    def _on_get_blocks(self, peer: str, msg: GetBlocksMsg, now: int) -> list[Outgoing]:
+        """Answer at once while ``peer``'s host is within its serving budget; else the
+        request waits its turn (answered by a later tick), or is refused (``ServeRefused``)."""
+        try:
+            if not self.serving.admit(peer, msg, now):
+                self.stats.block_requests_delayed += 1
+                return []
+        except ServeRefused as refused:
+            self._refuse(peer, refused)
+            return []
+        return [self._answer_blocks(peer, msg, now)]
+
+    def _serve_waiting(self, now: int) -> list[Outgoing]:
+        """Answer, in order, the waiting block requests whose hosts' budgets have refilled."""
+        out: list[Outgoing] = []
+        while due := self.serving.take(now):
+            out.extend(self._answer_blocks(peer, msg, now) for peer, msg in due)
+        return out
+
+    def _answer_blocks(self, peer: str, msg: GetBlocksMsg, now: int) -> Outgoing:
+        """The consecutive main-chain blocks after the located height, at most
+        ``blocks_per_request`` and ``MAX_REPLY_BYTES`` (at least one when there is one),
+        charged to ``peer``'s host."""
         chain = self.chain
         start = self._locate(msg.locator)
         limit = min(msg.limit, self.config.blocks_per_request, MAX_BLOCKS)
@@ -1565,11 +1612,24 @@ class Node:
             block = chain.block_at(height)
             if block is None:
                 break
-            size += len(encode(block))
-            if blocks and size > MAX_REPLY_BYTES:
+            block_bytes = len(encode(block))
+            if blocks and size + block_bytes > MAX_REPLY_BYTES:
                 break  # the batch must fit one message; the peer asks for the rest
+            size += block_bytes
             blocks.append(block)
-        return [(peer, BlocksMsg(tuple(blocks)))]
+        self.serving.charge(peer, size, now)
+        return (peer, BlocksMsg(tuple(blocks)))
+
+    def _refuse(self, peer: str, refused: ServeRefused) -> None:
+        """A block request of ``peer``'s is not answered, by ``refused``'s rule (not a fault):
+        counted, and logged once per peer and rule (then at debug level)."""
+        self.stats.block_requests_refused[refused.rule] += 1
+        told = self._declined_told.setdefault(peer, set())
+        if refused.rule in told:
+            _net.debug("not answered %s: %s: %s", short(peer), refused.rule, refused)
+        else:
+            told.add(refused.rule)
+            _net.info("not answered %s: %s: %s", short(peer), refused.rule, refused)
 
     # --- mining ----------------------------------------------------------------------------
 

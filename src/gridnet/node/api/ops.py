@@ -115,6 +115,11 @@ class _NodeCollector(Collector):
             ),
             ("gridnet_blocks_mined", "Blocks mined by this node", stats.blocks_mined),
             ("gridnet_reorgs", "Reorganisations of the main chain", stats.reorgs),
+            (
+                "gridnet_block_requests_delayed",
+                "Peers' block requests that waited for their host's serving budget",
+                stats.block_requests_delayed,
+            ),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         for name, help_text, counts in (
@@ -125,6 +130,11 @@ class _NodeCollector(Collector):
                 "gridnet_votes_refused",
                 "Finality votes not kept (no fault: too late, ahead, ...)",
                 stats.votes_refused,
+            ),
+            (
+                "gridnet_block_requests_refused",
+                "Peers' block requests not answered (no fault: queue full, superseded)",
+                stats.block_requests_refused,
             ),
         ):
             family = CounterMetricFamily(name, help_text, labels=["rule"])

@@ -1,0 +1,146 @@
+"""What a node sends its peers in answer to their block requests, bounded per host.
+
+Each host (the address a peer's link comes from: every key and link of one machine shares
+it) has a budget of block bytes: ``burst`` at first, refilled at ``rate`` and never above
+``burst``. A request is answered at once while its host's budget is not negative and nothing
+of that host waits; the answer's bytes are then taken from the budget, which may run into
+debt by one answer (at most ``MAX_REPLY_BYTES``). Otherwise the request waits in its host's
+queue and is answered, in order, once the budget is back to zero or more (``take``, every
+tick): delayed, never dropped, so an honest peer that keeps one request in flight waits at
+most one answer's bytes over the rate (3 MiB at 16 MiB/s: 0.19 s) — well inside its request
+timeout — and is sent blocks at close to the rate, while a peer asking for the same blocks in
+a loop is sent no more. Over any span of the node's clock a host is sent at most ``burst`` +
+``rate`` × the span + one answer.
+
+A host's queue holds one request per peer (a peer that asks again before it is answered
+asks for the later one instead: the earlier is ``RequestSuperseded``) and at most
+``max_waiting`` requests: one more is ``ServeQueueFull``, not answered (the asker asks again
+after its request timeout, of this node or another). Neither is a fault: an honest peer
+with a short timeout, or behind a crowded host, meets them.
+
+A host's budget outlives its peers' links (linking again starts with no new burst); a host
+whose budget has refilled and that has nothing waiting is forgotten (``prune``), as it would
+start again the same. While no host is over its budget this costs a dictionary look-up per
+request and nothing per tick.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from gridnet.errors import RequestSuperseded, ServeQueueFull
+from gridnet.node.messages import GetBlocksMsg
+
+
+@dataclass
+class _Host:
+    level: float
+    """Bytes it may be sent now (below 0: in debt) as of ``at``."""
+    at: int
+    """When ``level`` was reckoned [ms, node clock]."""
+    waiting: OrderedDict[str, GetBlocksMsg] = field(default_factory=OrderedDict)
+    """Peer -> its request waiting for the budget, oldest first."""
+
+
+class ServeLimit:
+    """Per-host budgets of the bytes sent in answer to block requests (sans-IO: every call
+    takes the node's clock ``now`` [ms])."""
+
+    def __init__(self, rate_bytes_per_s: int, burst_bytes: int, max_waiting: int) -> None:
+        self.rate = rate_bytes_per_s / 1000
+        """Refill [bytes per ms]."""
+        self.burst = float(burst_bytes)
+        self.max_waiting = max_waiting
+        self._host_of: dict[str, str] = {}
+        """Peer -> its host (a peer the transport named no host for is a host of its own)."""
+        self._hosts: dict[str, _Host] = {}
+        """Host -> its budget and queue (only hosts below a full budget, or with requests
+        waiting)."""
+        self._queued: dict[str, None] = {}
+        """Hosts with requests waiting, in the order they began to wait."""
+
+    def add_peer(self, peer: str, host: str | None) -> None:
+        self._host_of[peer] = peer if host is None else host
+
+    def remove_peer(self, peer: str) -> None:
+        """Forget ``peer``'s waiting request (its host's budget stays)."""
+        host = self._host_of.pop(peer, peer)
+        state = self._hosts.get(host)
+        if state is not None:
+            state.waiting.pop(peer, None)
+            if not state.waiting:
+                self._queued.pop(host, None)
+
+    def host_of(self, peer: str) -> str:
+        return self._host_of.get(peer, peer)
+
+    def waiting(self) -> int:
+        """Requests waiting, of all hosts."""
+        return sum(len(self._hosts[h].waiting) for h in self._queued)
+
+    def admit(self, peer: str, msg: GetBlocksMsg, now: int) -> bool:
+        """Whether to answer ``msg`` now (then ``charge`` its answer); False: it waits for
+        its host's budget. ``ServeRefused`` when it is refused (``ServeQueueFull``), or when it
+        takes the place of the peer's earlier request (``RequestSuperseded``)."""
+        host = self._host_of.get(peer, peer)
+        state = self._hosts.get(host)
+        if state is None:  # a full budget: nobody of that host was sent anything lately
+            return True
+        self._refill(state, now)
+        if state.level >= 0 and not state.waiting:
+            return True
+        if peer in state.waiting:  # (keeps its place in the queue)
+            state.waiting[peer] = msg
+            raise RequestSuperseded(
+                "it asked for blocks again before its earlier request was answered: the earlier one dropped"
+            )
+        if len(state.waiting) >= self.max_waiting:
+            raise ServeQueueFull(
+                f"{len(state.waiting)} block requests of its host ({host}) wait for the host's budget "
+                "already: not answered (it asks again after its request timeout)"
+            )
+        state.waiting[peer] = msg
+        self._queued[host] = None
+        return False
+
+    def charge(self, peer: str, size: int, now: int) -> None:
+        """``peer`` is sent ``size`` bytes: taken from its host's budget."""
+        host = self._host_of.get(peer, peer)
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(self.burst, now)
+        else:
+            self._refill(state, now)
+        state.level -= size
+
+    def take(self, now: int) -> list[tuple[str, GetBlocksMsg]]:
+        """The first waiting request of each host whose budget has refilled to zero or more,
+        taken off its queue (the caller answers each and ``charge``s it, then calls again
+        until none is left)."""
+        if not self._queued:
+            return []
+        due: list[tuple[str, GetBlocksMsg]] = []
+        for host in list(self._queued):
+            state = self._hosts[host]
+            self._refill(state, now)
+            if state.level < 0:
+                continue
+            due.append(state.waiting.popitem(last=False))
+            if not state.waiting:
+                del self._queued[host]
+        return due
+
+    def prune(self, now: int) -> None:
+        """Forget the hosts whose budget is full again and that have nothing waiting."""
+        for host, state in list(self._hosts.items()):
+            if not state.waiting:
+                self._refill(state, now)
+                if state.level >= self.burst:
+                    del self._hosts[host]
+
+    def _refill(self, state: _Host, now: int) -> None:
+        elapsed = now - state.at
+        if elapsed > 0:  # (a clock that stepped back refills nothing, and restarts from now)
+            state.level = min(self.burst, state.level + self.rate * elapsed)
+        state.at = now

@@ -1,0 +1,155 @@
+"""Answers to peers' block requests are bounded per host, and delayed rather than dropped
+(``node/serving.py``), on the node's own clock: a peer asking for the same blocks in a loop
+is sent them at no more than the rate; every key of one host shares its budget, and linking
+again starts no new one; an honest peer syncing a chain over the budget gets every block at
+close to the rate and never waits out its request timeout; a host's queue is bounded, by a
+named rule that is not a fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gridnet.encoding import encode
+from gridnet.ledger.chain import Chain
+from gridnet.net.memory import MemoryNetwork
+from gridnet.node.api.ops import _NodeCollector  # (what GET /metrics serves)
+from gridnet.node.messages import BlocksMsg, GetBlocksMsg
+from gridnet.node.node import Node, NodeConfig, Outgoing
+from tests.helpers import GENESIS_TIME, INTERVAL, served_chain
+
+RATE = 4_000
+"""Block bytes a host may be sent per second of the node's clock, in these tests."""
+
+
+def sent_bytes(out: list[Outgoing], peer: str | None = None) -> int:
+    """Block bytes of the BlocksMsg answers in ``out`` (to ``peer``, or to anyone)."""
+    return sum(
+        len(encode(b))
+        for to, msg in out
+        if isinstance(msg, BlocksMsg) and (peer is None or to == peer)
+        for b in msg.blocks
+    )
+
+
+def answers(out: list[Outgoing]) -> list[str]:
+    return [to for to, msg in out if isinstance(msg, BlocksMsg)]
+
+
+def limited(chain: Chain, **config: int) -> Node:
+    settings: dict[str, int] = {"serve_bytes_per_s": RATE, "serve_burst_bytes": RATE, "blocks_per_request": 4}
+    settings.update(config)
+    return Node("server", chain, NodeConfig(**settings))  # type: ignore[arg-type]
+
+
+def test_a_peer_asking_for_the_same_blocks_in_a_loop_is_sent_them_at_the_rate(tmp_path: Path) -> None:
+    """It asked for the same blocks again and again and was answered every time, taking the
+    node's time and upload for as long as it read them: now, over a minute of the node's
+    clock, it is sent at most the burst, the rate and one answer (the last may run the budget
+    into debt), and no less than the rate allows (its requests wait, none is lost for good)."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain)
+    node.add_peer("looper", host="10.0.0.7")
+    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    answer = sent_bytes(node.handle("looper", ask, GENESIS_TIME))
+    assert RATE / 2 < answer <= 4 * RATE  # (four blocks, the first answer: within the burst)
+    start, span = GENESIS_TIME + 1, 60_000
+    served = 0
+    for t in range(start, start + span, 10):  # a request every 10 ms, a tick every 100 ms
+        served += sent_bytes(node.handle("looper", ask, t))
+        if t % 100 == start % 100:
+            served += sent_bytes(node.tick(t))
+    served += answer
+    allowed = RATE + RATE * span // 1000  # the burst (a second's worth) and the rate
+    assert allowed - answer <= served <= allowed + answer
+    assert node.stats.block_requests_delayed >= served // answer - 1
+    assert node.stats.block_requests_refused["RequestSuperseded"] > 5_000  # (each ask replaced the last)
+    assert node.stats.block_requests_refused["ServeQueueFull"] == 0
+    assert node.stats.peer_faults == {}  # (not a fault: an honest peer with a short timeout asks again too)
+    scraped = {
+        (s.name, s.labels.get("rule", "")): s.value
+        for family in _NodeCollector(node, None).collect()
+        for s in family.samples
+        if s.name.startswith("gridnet_block_requests")
+    }
+    assert scraped[("gridnet_block_requests_delayed_total", "")] == node.stats.block_requests_delayed
+    assert scraped[("gridnet_block_requests_refused_total", "RequestSuperseded")] > 5_000
+
+
+def test_the_keys_of_one_host_share_its_budget_and_linking_again_starts_none(tmp_path: Path) -> None:
+    """Node keys cost nothing, and links can be made again: the budget is the host's. Two
+    keys of one host wait in one queue, answered in the order they asked once the budget
+    has refilled; a key of another host is answered meanwhile; a key that leaves and links
+    again is still over its host's budget."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain, serve_burst_bytes=1_000)
+    for peer, host in (("p", "10.0.0.7"), ("q", "10.0.0.7"), ("other", "10.0.0.8")):
+        node.add_peer(peer, host)
+    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    t = GENESIS_TIME
+    first = node.handle("p", ask, t)
+    assert answers(first) == ["p"]
+    debt_ms = (sent_bytes(first) - 1_000) * 1000 // RATE
+    assert debt_ms > 200
+    assert node.handle("q", ask, t) == []  # another key of the same host: it waits
+    assert node.handle("p", ask, t) == []
+    assert answers(node.handle("other", ask, t)) == ["other"]  # another host: its own budget
+    assert node.serving.waiting() == 2
+    node.remove_peer("p")  # p leaves (its waiting request goes) and links again
+    node.add_peer("p", "10.0.0.7")
+    assert node.handle("p", ask, t + 1) == []  # still the host's debt, no new burst
+    assert answers(node.tick(t + debt_ms - 50)) == []
+    assert answers(node.tick(t + debt_ms + 50)) == ["q"]  # in order: q asked first
+    later = t + debt_ms + 50 + (sent_bytes(first) * 1000 // RATE)
+    assert answers(node.tick(later)) == ["p"]
+    assert node.stats.block_requests_delayed == 3
+    assert sum(node.stats.block_requests_refused.values()) == 0
+
+
+def test_a_hosts_queue_is_bounded_and_one_more_request_is_refused_by_its_rule(tmp_path: Path) -> None:
+    """One request per peer and ``serve_queue_per_host`` per host wait for the budget; one
+    more is ``ServeQueueFull``: counted, not answered, not a fault, and the waiting ones are
+    still answered in order."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain, serve_burst_bytes=1_000, serve_queue_per_host=2)
+    peers = [f"k{i}" for i in range(4)]
+    for peer in peers:
+        node.add_peer(peer, "10.0.0.7")
+    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    t = GENESIS_TIME
+    assert answers(node.handle("k0", ask, t)) == ["k0"]
+    assert node.handle("k1", ask, t) == node.handle("k2", ask, t) == []
+    assert node.handle("k3", ask, t) == []
+    assert node.stats.block_requests_delayed == 2
+    assert node.stats.block_requests_refused == {"ServeQueueFull": 1}
+    assert node.stats.peer_faults == {}
+    served: list[str] = []
+    for now in range(t, t + 20_000, 100):
+        served += answers(node.tick(now))
+    assert served == ["k1", "k2"]  # k3 was not answered: it asks again after its timeout
+
+
+def test_an_honest_peer_syncing_over_the_budget_gets_every_block_at_close_to_the_rate(tmp_path: Path) -> None:
+    """A node syncing a chain several times the burst from a limited peer (one request in
+    flight, as nodes ask) gets every block, none of its requests refused, and never waits
+    out its request timeout (it does not flag the server ``RequestUnanswered``), at 80% of
+    the rate or more on the simulated clock — and not faster than the rate."""
+    blocks = 60
+    server_chain = served_chain(tmp_path / "s", blocks)
+    total = sum(len(encode(server_chain.block_at(h))) for h in range(1, blocks + 1))
+    assert total > 10 * RATE  # (ten seconds' worth at the rate)
+    start = GENESIS_TIME + (blocks + 10) * INTERVAL
+    net = MemoryNetwork(start_ms=start, latency_ms=50, jitter_ms=20, seed=3)
+    server = net.add(limited(server_chain))
+    asker = net.add(Node("asker", Chain.create(tmp_path / "a", server_chain.params)))
+    net.link("server", "asker")
+    assert asker.config.request_timeout_ms == 5_000
+    while asker.chain.height < blocks and net.now < start + 600_000:
+        net.step(100)
+    assert asker.chain.head.hash == server_chain.head.hash
+    elapsed_s = (net.now - start) / 1000
+    assert server.stats.block_requests_delayed > 5  # (it was over the budget, most of the time)
+    assert sum(server.stats.block_requests_refused.values()) == 0
+    assert asker.stats.declined["RequestUnanswered"] == 0
+    largest = 4 * max(len(encode(server_chain.block_at(h))) for h in range(1, blocks + 1))  # (an answer)
+    assert total - RATE - largest <= RATE * elapsed_s  # never over the rate
+    assert total / elapsed_s >= 0.8 * RATE, f"{total / elapsed_s:.0f} bytes/s"
