@@ -190,6 +190,9 @@ class Link:
     """We dialled it (else it dialled us)."""
     remote: str
     """The peer's HOST:PORT as seen on this link."""
+    host: str
+    """The address the peer's connection comes from (every key and link of one host shares the
+    node's serving budget: ``node/serving.py``)."""
     since: float = field(default_factory=time.time)
     """When the link came up [s since 1970]."""
     bytes_in: int = 0
@@ -469,7 +472,7 @@ class TcpTransport:
         name = address_to_text(address_from_public_key(node_key))
         if name == self.name:
             raise HandshakeFailed(self._same_key(outbound))
-        return Link(name, writer, session, not inbound, outbound or _peername(writer))
+        return Link(name, writer, session, not inbound, outbound or _peername(writer), _peer_host(writer))
 
     def _same_key(self, outbound: str | None) -> str:
         """Why a peer with this node's own key is refused: a --peer naming this node itself,
@@ -510,7 +513,7 @@ class TcpTransport:
                 existing.writer.close()  # (its task ends without unlinking the peer)
             self.links[link.name] = link
             self.stats.connected += 1
-            self.node.add_peer(link.name)
+            self.node.add_peer(link.name, link.host)
             if self.relay is not None:
                 self.relay.add_peer(link.name)
             _log.info(
@@ -615,6 +618,15 @@ def _reason(exc: OSError) -> str:
 def _peername(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+
+def _peer_host(writer: asyncio.StreamWriter) -> str:
+    """The IP address a connection comes from (an IPv4 address mapped into IPv6 as itself)."""
+    peer = writer.get_extra_info("peername")
+    if not isinstance(peer, tuple):
+        return "?"
+    host = str(peer[0])
+    return host.removeprefix("::ffff:") if host.startswith("::ffff:") and "." in host else host
 
 
 def _host(remote: str) -> str:
