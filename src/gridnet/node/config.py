@@ -56,6 +56,8 @@ class NodeSettings:
     """Encoded size of the pending transactions held, at most [MiB] (in memory about 4 to 8 times that)."""
     request_timeout_ms: int = 5_000
     """A request unanswered this long is asked again [ms]; stalled pending headers go after 12 times it."""
+    serve_mb_per_s: int = 16
+    """Blocks sent to the peers of one host (IP address) for their requests, at most [MiB/s]; more waits."""
     log_level: str = "info"
     """debug, info, warning or error."""
     debug: tuple[str, ...] = ()
@@ -79,6 +81,7 @@ _INT_LIMITS: Final = {
     "mempool_max_txs": 10_000_000,
     "mempool_max_mb": 1_000_000,
     "request_timeout_ms": 600_000,
+    "serve_mb_per_s": 100_000,
     "log_max_mb": 100_000,
     "log_files": 1_000,
 }

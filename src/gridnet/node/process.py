@@ -107,6 +107,8 @@ async def serve(
     s = options.settings
     data_dir = options.data_dir
     clock = options.clock
+    # The serving rate is a real-time one: bytes per second of the node's clock.
+    serve_rate = max(1, (s.serve_mb_per_s << 20) * 1000 // max(1, clock.span(1000)))
     config = NodeConfig(
         miner=key.address if s.mine else None,
         validator=key if s.mine and chain.params.permissioned else None,
@@ -118,6 +120,8 @@ async def serve(
         template_refresh_ms=clock.span(NodeConfig.template_refresh_ms),
         status_interval_ms=clock.span(NodeConfig.status_interval_ms),
         request_timeout_ms=clock.span(s.request_timeout_ms),
+        serve_bytes_per_s=serve_rate,
+        serve_burst_bytes=serve_rate,  # (a second's worth)
     )
     name = address_to_text(key.address)
     node = Node(name, chain, config, rng=random.SystemRandom())  # a fan-out nobody can predict
