@@ -7,7 +7,10 @@ named rule that is not a fault."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
@@ -153,3 +156,26 @@ def test_an_honest_peer_syncing_over_the_budget_gets_every_block_at_close_to_the
     largest = 4 * max(len(encode(server_chain.block_at(h))) for h in range(1, blocks + 1))  # (an answer)
     assert total - RATE - largest <= RATE * elapsed_s  # never over the rate
     assert total / elapsed_s >= 0.8 * RATE, f"{total / elapsed_s:.0f} bytes/s"
+
+
+def test_a_damaged_block_met_answering_a_waiting_request_does_not_stop_the_node(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A waiting request is answered by a tick: a block the store cannot read back then is
+    this node's fault, logged; the tick goes on and answers the other hosts' requests."""
+    chain = served_chain(tmp_path / "c", 8)
+    with chain.store.db:
+        chain.store.db.execute("UPDATE blocks SET txs=? WHERE hash=?", (b"\x91\xa1x", chain.main[2].hash))
+    node = limited(chain, serve_burst_bytes=1_000)
+    for peer, host in (("p", "10.0.0.7"), ("q", "10.0.0.7"), ("r", "10.0.0.8"), ("s", "10.0.0.8")):
+        node.add_peer(peer, host)
+    past_damage = GetBlocksMsg((chain.main[3].hash,), 64)
+    t = GENESIS_TIME
+    assert answers(node.handle("p", past_damage, t)) == ["p"]
+    assert answers(node.handle("r", past_damage, t)) == ["r"]
+    assert node.handle("q", GetBlocksMsg((chain.main[0].hash,), 64), t) == []  # (through block 2)
+    assert node.handle("s", past_damage, t) == []
+    with caplog.at_level(logging.ERROR, logger="gridnet.net"):
+        served = answers(node.tick(t + 10_000))
+    assert served == ["s"]
+    assert any("cannot serve q" in r.getMessage() for r in caplog.records)

@@ -43,6 +43,7 @@ from gridnet.errors import (
     PendingHeadersFull,
     RequestUnanswered,
     ServeRefused,
+    StoreError,
     SyncDeclined,
     TimestampTooFarInFuture,
     UnknownParent,
@@ -1593,10 +1594,17 @@ class Node:
         return [self._answer_blocks(peer, msg, now)]
 
     def _serve_waiting(self, now: int) -> list[Outgoing]:
-        """Answer, in order, the waiting block requests whose hosts' budgets have refilled."""
+        """Answer, in order, the waiting block requests whose hosts' budgets have refilled. A
+        damaged store met answering one is this node's fault, not the peer's, and does not
+        stop the tick: logged, and that request is not answered (the peer asks again, maybe
+        of another node; what was found damaged is never served)."""
         out: list[Outgoing] = []
         while due := self.serving.take(now):
-            out.extend(self._answer_blocks(peer, msg, now) for peer, msg in due)
+            for peer, msg in due:
+                try:
+                    out.append(self._answer_blocks(peer, msg, now))
+                except StoreError as exc:
+                    _net.error("cannot serve %s: %s", short(peer), exc)
         return out
 
     def _answer_blocks(self, peer: str, msg: GetBlocksMsg, now: int) -> Outgoing:
