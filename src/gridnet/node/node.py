@@ -698,7 +698,8 @@ class Node:
         self._fills_served.clear()
         self._fills_asked.clear()
         self._fill_bytes.clear()
-        out.extend(self._serve_waiting(now))
+        if self.serving.queued:  # (nothing to look at while no host is over its budget)
+            out.extend(self._serve_waiting(now))
         timeout = self.config.request_timeout_ms
         if self._gaps_asked:
             self._gaps_asked = {k: t for k, t in self._gaps_asked.items() if now - t < timeout}

@@ -57,8 +57,9 @@ class ServeLimit:
         self._hosts: dict[str, _Host] = {}
         """Host -> its budget and queue (only hosts below a full budget, or with requests
         waiting)."""
-        self._queued: dict[str, None] = {}
-        """Hosts with requests waiting, in the order they began to wait."""
+        self.queued: dict[str, None] = {}
+        """Hosts with requests waiting, in the order they began to wait (empty: ``take`` has
+        nothing to do)."""
 
     def add_peer(self, peer: str, host: str | None) -> None:
         self._host_of[peer] = peer if host is None else host
@@ -70,14 +71,14 @@ class ServeLimit:
         if state is not None:
             state.waiting.pop(peer, None)
             if not state.waiting:
-                self._queued.pop(host, None)
+                self.queued.pop(host, None)
 
     def host_of(self, peer: str) -> str:
         return self._host_of.get(peer, peer)
 
     def waiting(self) -> int:
         """Requests waiting, of all hosts."""
-        return sum(len(self._hosts[h].waiting) for h in self._queued)
+        return sum(len(self._hosts[h].waiting) for h in self.queued)
 
     def admit(self, peer: str, msg: GetBlocksMsg, now: int) -> bool:
         """Whether to answer ``msg`` now (then ``charge`` its answer); False: it waits for
@@ -101,7 +102,7 @@ class ServeLimit:
                 "already: not answered (it asks again after its request timeout)"
             )
         state.waiting[peer] = msg
-        self._queued[host] = None
+        self.queued[host] = None
         return False
 
     def charge(self, peer: str, size: int, now: int) -> None:
@@ -118,17 +119,15 @@ class ServeLimit:
         """The first waiting request of each host whose budget has refilled to zero or more,
         taken off its queue (the caller answers each and ``charge``s it, then calls again
         until none is left)."""
-        if not self._queued:
-            return []
         due: list[tuple[str, GetBlocksMsg]] = []
-        for host in list(self._queued):
+        for host in list(self.queued):
             state = self._hosts[host]
             self._refill(state, now)
             if state.level < 0:
                 continue
             due.append(state.waiting.popitem(last=False))
             if not state.waiting:
-                del self._queued[host]
+                del self.queued[host]
         return due
 
     def prune(self, now: int) -> None:
