@@ -26,6 +26,13 @@ def check_regular_file(
         raise error(f"{what} {path} not found") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    check_regular_info(info, path, what, most_bytes, error)
+
+
+def check_regular_info(
+    info: os.stat_result, path: Path, what: str, most_bytes: int, error: type[GridnetError] = ConfigError
+) -> None:
+    """:func:`check_regular_file` on what ``stat`` (or ``fstat``) said of ``path``."""
     if stat.S_ISDIR(info.st_mode):
         raise error(f"{what} {path} is a directory; give a file")
     if not stat.S_ISREG(info.st_mode):
@@ -34,6 +41,46 @@ def check_regular_file(
         raise error(
             f"{what} {path} is {info.st_size:,} bytes: at most {most_bytes:,} are read; give another file"
         )
+
+
+def open_regular_file(
+    path: Path, what: str, most_bytes: int, error: type[GridnetError] = ConfigError
+) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of ``path`` and what ``fstat`` says of it, when it is a regular file
+    of at most ``most_bytes`` (else ``error`` naming it, the descriptor closed). It is opened
+    without blocking (a FIFO with no writer would hang ``open`` for ever) and checked on that
+    descriptor, so the file checked is the file read; the descriptor blocks again for reading."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        check_regular_info(info, path, what, most_bytes, error)
+        os.set_blocking(fd, True)
+    except OSError as exc:
+        os.close(fd)
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def read_bounded(fd: int, most_bytes: int) -> bytes:
+    """At most ``most_bytes`` + 1 bytes from ``fd`` (one more than allowed: the caller can tell a
+    file that grew past its bound)."""
+    chunks: list[bytes] = []
+    left = most_bytes + 1
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def read_toml(path: Path, what: str, error: type[GridnetError] = ConfigError) -> dict[str, Any]:

@@ -97,13 +97,16 @@ def connect(node: str | None, data_dir: Path | None, token_file: Path | None = N
     ``--data-dir`` (found through its node.json); None when no node runs there. Both given
     must name one node (else which chain is meant?). The token: ``--api-token-file``, else
     ``GRIDNET_API_TOKEN``, else the one the node on ``--data-dir`` uses."""
-    from gridnet.node.auth import read_token_file
+    from gridnet.node.auth import read_token_file, token_problem
     from gridnet.node.client import NodeClient, running_node
 
     if token_file is not None:
         token: str | None = read_token_file(token_file)
     elif os.environ.get(TOKEN_ENV):
         token = os.environ[TOKEN_ENV].strip()
+        problem = token_problem(token)
+        if problem is not None:
+            raise ConfigError(f"${TOKEN_ENV} is not an API token: {problem}; set it to the node's token")
     else:
         token = None
     if node is None:

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
 from typing import Final
 
 from gridnet.errors import ConfigError
+from gridnet.files import open_regular_file, read_bounded
 
 COOKIE_NAME: Final = ".cookie"
 MIN_TOKEN_CHARS: Final = 16
+TOKEN_PATTERN: Final = re.compile(r"[!-~]{16,}")
+"""An API token: printable ASCII without spaces (it is sent in an HTTP header)."""
+MAX_TOKEN_FILE_BYTES: Final = 4096
+"""A token file is read up to this size [bytes] (a token is a line of a few dozen characters)."""
 
 
 def write_cookie(data_dir: Path) -> str:
@@ -40,27 +46,53 @@ def remove_cookie(data_dir: Path) -> None:
         (data_dir / COOKIE_NAME).unlink()
 
 
-def read_token_file(path: Path) -> str:
-    """The token in ``path`` (its first line); refuses a file others may read."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"API token file {path} not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"API token file {path} is not text: give the file holding the node's token"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read API token file {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"API token file {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
-            f"run 'chmod 600 {path}'"
-        )
-    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+def token_problem(token: str) -> str | None:
+    """What is wrong with ``token`` as an API token (None: nothing). A token is sent in an HTTP
+    header, so it is printable ASCII without spaces (a line break or a non-ASCII letter could
+    not be sent, and a node started with one would refuse every client)."""
     if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(f"API token file {path} must hold a token of at least {MIN_TOKEN_CHARS} characters")
+        return f"it must be at least {MIN_TOKEN_CHARS} characters long"
+    if TOKEN_PATTERN.fullmatch(token) is None:
+        return "it may hold only printable ASCII characters without spaces (! to ~)"
+    return None
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (its first line, spaces around it dropped); refuses a file others
+    may read, anything but a regular file of at most ``MAX_TOKEN_FILE_BYTES`` (a FIFO or a
+    device, /dev/zero say, would hang or be read for ever), and a token :func:`token_problem`
+    finds wrong."""
+    what = "API token file"
+    fd, info = open_regular_file(path, what, MAX_TOKEN_FILE_BYTES)
+    try:
+        mode = info.st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
+                f"run 'chmod 600 {path}'"
+            )
+        try:
+            raw = read_bounded(fd, MAX_TOKEN_FILE_BYTES)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(
+            f"{what} {path} is larger than {MAX_TOKEN_FILE_BYTES:,} bytes; give the token's file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not text: give the file holding the node's token") from None
+    lines = text.strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    problem = token_problem(token)
+    if problem is not None:
+        raise ConfigError(
+            f"the token in {what} {path} is refused: {problem}; write a token such as "
+            "'openssl rand -hex 32' prints"
+        )
     return token
 
 

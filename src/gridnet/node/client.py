@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from gridnet.errors import DataDirLocked, GridnetError, NodeUnavailable
+from gridnet.errors import ConfigError, DataDirLocked, GridnetError, NodeUnavailable
 from gridnet.ledger.lock import holder
-from gridnet.node.auth import COOKIE_NAME, read_token_file
+from gridnet.node.auth import COOKIE_NAME, read_token_file, token_problem
 from gridnet.node.config import format_host_port
 
 INFO_NAME: Final = "node.json"
@@ -312,6 +312,12 @@ def data_dir_token(data_dir: Path) -> str | None:
     return None if node is None else node.token()
 
 
+def _shown(text: str, most: int = 80) -> str:
+    """``text`` shortened to ``most`` characters, with what cannot be printed as '?'."""
+    cut = "".join(c if c.isprintable() else "?" for c in text[:most])
+    return cut + "..." if len(text) > most else cut
+
+
 class NodeClient:
     """JSON over one kept-alive HTTP connection to a node's API (reconnects once)."""
 
@@ -366,6 +372,15 @@ class NodeClient:
                 self._conn.request(method, path, body=data, headers=headers)
                 response = self._conn.getresponse()
                 raw = response.read()
+            except ValueError as exc:  # (UnicodeError too: a header or path HTTP cannot carry)
+                self._conn.close()
+                self._conn = None
+                bad_token = self.token is not None and token_problem(self.token) is not None
+                what = "the API token" if bad_token else "the path"
+                raise ConfigError(
+                    f"cannot send {method} {_shown(path)} to {self.url}: {what} holds characters an HTTP "
+                    f"request cannot carry ({type(exc).__name__}); give printable ASCII"
+                ) from None
             except (OSError, http.client.HTTPException) as exc:
                 self._conn.close()
                 self._conn = None
