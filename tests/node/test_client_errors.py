@@ -212,6 +212,26 @@ def test_a_node_that_names_another_chain_than_its_parameters_gets_nothing_signed
     assert fake_node.posts == []
 
 
+@pytest.mark.parametrize("named", ["ab" * 32, "not hex at all", ""])
+def test_an_approval_of_validators_is_signed_for_the_parameters_chain_not_the_one_named(
+    fake_node: FakeNode, tmp_path: Path, named: str
+) -> None:
+    """``tx approve-validators --node`` took the chain id the node named as given: a malformed
+    one was a traceback, and a hostile node got an approval signed for another chain."""
+    from gridnet.crypto.keys import PrivateKey, write_key_file
+
+    honest = fake_node.chain_id
+    key = PrivateKey.from_label("approver")
+    write_key_file(tmp_path / "v.key", key)
+    args = ("tx", "approve-validators", "--key", "v.key", "--seq", "1", "--member", key.public_key.hex())
+    fake_node.chain_id = named
+    line = one_line_error(gridnet(*args, "--node", fake_node.url, cwd=tmp_path))
+    assert "nothing was signed" in line and "names chain id" in line, line
+    fake_node.chain_id = honest
+    result = gridnet(*args, "--node", fake_node.url, cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith(key.public_key.hex() + ":"), result.stderr
+
+
 def test_a_transaction_the_node_holds_already_is_not_an_error(fake_node: FakeNode, tmp_path: Path) -> None:
     """AlreadyKnown is the node's answer for this very transaction (its id): it is pending."""
     fake_node.post = (422, {"code": "AlreadyKnown", "message": "transaction is already pending"})

@@ -161,15 +161,10 @@ def _send(
     console.print(f"pending {event.txid.hex()} (mine it with 'gridnet chain mine --data-dir {data_dir}')")
 
 
-def _send_to_node(
-    client: NodeClient,
-    signer: PrivateKey,
-    build: Build,
-    fee: int | None,
-    nonce: int | None,
-    wait: bool,
-    timeout: float,
-) -> None:
+def _node_chain(client: NodeClient) -> tuple[ChainParams, bytes]:
+    """The node's chain parameters and the chain id to sign for: the parameters' own, computed
+    here (a node naming another chain id beside them is refused: it could get a signature valid
+    on another chain)."""
     answer = expect(client.request("GET", "/params"), ParamsAnswer, "GET /params")
     try:
         params = decode(bytes.fromhex(answer.hex), ChainParams, what="chain parameters")
@@ -179,10 +174,24 @@ def _send_to_node(
         ) from None
     chain_id = chain_id_of(params)  # (signed for: the parameters' own id, not one the node names)
     if answer.chain_id != chain_id.hex():
+        shown = "".join(c if c.isprintable() else "?" for c in answer.chain_id[:16])
         raise NodeUnavailable(
-            f"the node at {client.url} names chain id {answer.chain_id[:16]} but its parameters are those "
+            f"the node at {client.url} names chain id {shown} but its parameters are those "
             f"of chain {params.name!r} ({chain_id.hex()[:16]}): nothing was signed; is it the node you meant?"
         )
+    return params, chain_id
+
+
+def _send_to_node(
+    client: NodeClient,
+    signer: PrivateKey,
+    build: Build,
+    fee: int | None,
+    nonce: int | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    params, chain_id = _node_chain(client)
     path = f"/accounts/{address_to_text(signer.address)}"
     if nonce is None:
         nonce = expect(client.request("GET", path), AccountAnswer, f"GET {path}").next_nonce
@@ -522,9 +531,7 @@ def approve_validators(
     client = connect(node, data_dir)
     if client is not None:
         try:
-            chain_id = bytes.fromhex(
-                expect(client.request("GET", "/params"), ParamsAnswer, "GET /params").chain_id
-            )
+            _, chain_id = _node_chain(client)
         finally:
             client.close()
     elif data_dir is not None:
