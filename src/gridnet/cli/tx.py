@@ -82,6 +82,7 @@ from gridnet.market.orders import Side
 from gridnet.market.policy import parse_price
 from gridnet.meter.status import firmware_image_hash_of_chunks
 from gridnet.node.client import (
+    INDEX_BUILDING,
     AccountAnswer,
     NodeClient,
     NodeRefused,
@@ -226,6 +227,11 @@ def _send_to_node(
                     f"{exc} (waiting for {txid[:16]}, which it accepted: it may still be mined; look it up "
                     f"with GET /transactions/{txid} once the node answers)"
                 ) from None
+            except NodeRefused as exc:
+                if exc.code != INDEX_BUILDING:
+                    raise
+                time.sleep(0.5)  # (the node is indexing its chain: ask again)
+                continue
             if answer is None:
                 why = why_lost(client, txid)
                 raise NodeUnavailable(

@@ -47,7 +47,8 @@ def create_live_dashboard(url: str) -> FastAPI:
         try:
             return client.get(path)
         except NodeRefused as exc:
-            raise HTTPException(status_code=400, detail=f"the node refused {path}: {exc}") from None
+            status = 503 if exc.status == 503 else 400  # (503: the node is busy, e.g. indexing its chain)
+            raise HTTPException(status_code=status, detail=f"the node refused {path}: {exc}") from None
         except NodeUnavailable as exc:
             said = str(exc)  # (it names the node, mostly)
             detail = said if url in said else f"the node at {url} does not answer: {said}"

@@ -23,6 +23,8 @@ from gridnet.node.auth import COOKIE_NAME, read_token_file, token_problem
 from gridnet.node.config import format_host_port
 
 INFO_NAME: Final = "node.json"
+INDEX_BUILDING: Final = "IndexBuilding"
+"""The code of GET /transactions/{txid}'s 503 while the node indexes its chain (ask again)."""
 
 
 class NodeRefused(GridnetError):

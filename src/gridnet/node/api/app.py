@@ -3,9 +3,11 @@ order routes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -96,6 +98,7 @@ from gridnet.node.api.models import (
     TxRefOut,
 )
 from gridnet.node.api.ops import ops_routes
+from gridnet.node.client import INDEX_BUILDING
 from gridnet.node.node import Node, Outgoing
 from gridnet.node.relay_peer import RelayPeer
 from gridnet.units import HASH_BYTES, PUBLIC_KEY_BYTES, Hash32
@@ -109,10 +112,19 @@ if TYPE_CHECKING:
 class TxIndex:
     """txid -> (height, position) over the main chain, in memory.
 
-    :meth:`sync` indexes the main-chain blocks after the last indexed height; when the
-    block indexed at some height is no longer on the main chain (a reorg), it first
-    forgets everything from the fork point on.
+    Indexing a block reads and decodes it and hashes its transactions (~75 ms per MB), so a
+    whole chain is never indexed in one go inside the node's event loop (a 1 GB chain stalled
+    it for over a minute: peers timed out, /health did not answer). A lookup indexes the
+    blocks it lacks for at most ``INLINE_S``; if more are left, a task indexes them in slices
+    of ``SLICE_S``, yielding to the loop between slices, and the lookup is answered 503
+    ``IndexBuilding`` with the progress. When the block indexed at some height is no longer on
+    the main chain (a reorg), everything from the fork point on is forgotten first.
     """
+
+    INLINE_S: ClassVar[float] = 0.02
+    """Time a lookup may spend indexing new blocks itself [s]."""
+    SLICE_S: ClassVar[float] = 0.005
+    """Time the building task indexes before it yields to the event loop [s]."""
 
     def __init__(self) -> None:
         self.hashes: list[Hash32] = []
@@ -120,8 +132,10 @@ class TxIndex:
         self.ids: list[list[Hash32]] = []
         """Transaction ids per indexed height, in block order."""
         self.where: dict[Hash32, tuple[int, int]] = {}
+        self._building: asyncio.Task[None] | None = None
 
-    def sync(self, chain: Chain) -> None:
+    def _forget_forked(self, chain: Chain) -> None:
+        """Forget the heights whose indexed block is no longer the main chain's."""
         main = chain.main
         keep = min(len(self.hashes), len(main))
         while keep > 0 and main[keep - 1].hash != self.hashes[keep - 1]:
@@ -132,19 +146,53 @@ class TxIndex:
                     del self.where[t]
         del self.hashes[keep:]
         del self.ids[keep:]
-        for height in range(keep, len(main)):
+
+    def advance(self, chain: Chain, seconds: float | None = None) -> bool:
+        """Index main-chain blocks after the last indexed height, for about ``seconds`` (None:
+        until the head); whether the index reaches the head."""
+        self._forget_forked(chain)
+        main = chain.main
+        deadline = None if seconds is None else time.perf_counter() + seconds
+        while len(self.hashes) < len(main):
+            height = len(self.hashes)
             block = chain.get_block(main[height].hash)
             if block is None:
-                break
+                return True  # (a block not stored: nothing beyond it can be indexed now)
             ids = [tx_id(t) for t in block.txs]
             for pos, t in enumerate(ids):
                 self.where[t] = (height, pos)
             self.hashes.append(main[height].hash)
             self.ids.append(ids)
+            if deadline is not None and time.perf_counter() >= deadline:
+                return len(self.hashes) >= len(main)
+        return True
+
+    def sync(self, chain: Chain) -> None:
+        """Index every main-chain block not indexed yet, at once (outside a serving loop)."""
+        self.advance(chain)
+
+    async def build(self, chain: Chain) -> None:
+        """Index up to the head in slices, yielding to the event loop between them."""
+        while not self.advance(chain, self.SLICE_S):
+            await asyncio.sleep(0)
 
     def locate(self, chain: Chain, txid: Hash32) -> tuple[int, int] | None:
-        self.sync(chain)
-        return self.where.get(txid)
+        """Where ``txid`` is in the main chain (None: not there); ``ApiError`` 503 while the
+        index is still being built (the building then goes on in the background)."""
+        task = self._building
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # (retrieved: a store error shows again in this lookup's own answer)
+        building = task is not None and not task.done()
+        if not building and self.advance(chain, self.INLINE_S):
+            return self.where.get(txid)
+        if not building:
+            self._building = asyncio.get_running_loop().create_task(self.build(chain))
+        raise ApiError(
+            503,
+            INDEX_BUILDING,
+            f"the transaction index is being built ({len(self.hashes)} of {len(chain.main)} blocks "
+            "indexed); try again in a moment",
+        )
 
 
 # --- the app -----------------------------------------------------------------------------
