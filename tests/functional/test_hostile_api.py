@@ -20,6 +20,8 @@ from gridnet.node.devnet import LOCAL, DevNode
 from gridnet.node.messages import OrderMsg, encode_message
 from gridnet.node.orders import OrderLimits
 from gridnet.units import interval_of
+from tests.functional.test_cli import gridnet, ok
+from tests.functional.test_dashboard_browser import dashboard
 from tests.functional.test_node_ops import _metrics, fast_params, new_node
 from tests.helpers import wait_for
 
@@ -58,7 +60,7 @@ def test_bodies_are_refused_from_their_headers_without_being_read(
         with socket.create_connection((LOCAL, node.api_port), timeout=CEILING) as s:
             size = 50 * 1024 * 1024
             s.sendall(
-                f"POST /transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\n"
+                f"POST /transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {client.token}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
             )
             chunk = b"0" * (1 << 20)
@@ -85,7 +87,7 @@ def test_bodies_are_refused_from_their_headers_without_being_read(
     with socket.create_connection((LOCAL, node.api_port), timeout=CEILING) as s:
         chunk = b'{"claims": "' + b"0" * 4096 + b'"}'
         s.sendall(
-            f"POST /datagrams/claims HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\n"
+            f"POST /datagrams/claims HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {client.token}\r\n"
             "Content-Type: application/json\r\nContent-Length: 11\r\nTransfer-Encoding: chunked\r\n\r\n"
             f"{len(chunk):x}\r\n".encode()
             + chunk
@@ -114,7 +116,7 @@ def test_path_numbers_are_ascii_digits_and_bad_bodies_are_bad_requests(
     # Two Authorization headers: refused, whichever of them holds the token.
     with socket.create_connection((LOCAL, client.port), timeout=CEILING) as s:
         s.sendall(
-            f"POST /transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+            f"POST /transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong\r\n"
             f"Authorization: Bearer {client.token}\r\nContent-Type: application/json\r\n"
             "Content-Length: 2\r\n\r\n{}".encode()
         )
@@ -127,7 +129,7 @@ def test_path_numbers_are_ascii_digits_and_bad_bodies_are_bad_requests(
     with socket.create_connection((LOCAL, client.port), timeout=CEILING) as s:
         body = b"{not json"
         s.sendall(
-            f"POST /transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\n"
+            f"POST /transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {client.token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
@@ -196,3 +198,48 @@ async def send_orders(port: int, chain_id: bytes, orders: list[SignedOrder]) -> 
     while await asyncio.wait_for(reader.read(1 << 16), timeout=CEILING):
         pass
     writer.close()
+
+
+def _get(port: int, host: str | None, path: str = "/status") -> tuple[int, bytes]:
+    """GET ``path`` on 127.0.0.1:``port`` with this Host header (None: HTTP/1.0 without one)."""
+    with socket.create_connection((LOCAL, port), timeout=CEILING) as s:
+        if host is None:
+            s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        else:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while more := s.recv(65536):
+            reply += more
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_a_loopback_api_answers_only_requests_addressed_to_the_loopback(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    """DNS rebinding: a web page the node's user opens resolves a name of its own to 127.0.0.1
+    and reads the node's API through it (the browser sends that name as the Host): /peers,
+    /status, /mempool. A node on a loopback address answers such a request 421; requests
+    addressed to 127.0.0.1, localhost or [::1] (the CLI's, the dashboard's, a browser's on
+    the node's own address) are served as before."""
+    node, client = started(tmp_path, nodes)
+    port = node.api_port
+    for host in (
+        f"evil.example:{port}",
+        "evil.example",
+        f"127.0.0.1.evil.example:{port}",
+        f"localhost:{port}x",
+    ):
+        for path in ("/status", "/peers", "/mempool", "/nope"):
+            status, body = _get(port, host, path)
+            assert status == 421 and b'"code":"MisdirectedRequest"' in body, (host, path, body)
+    for host in (f"127.0.0.1:{port}", "127.0.0.1", f"localhost:{port}", f"[::1]:{port}", "LocalHost", None):
+        assert _get(port, host)[0] == 200, host
+    status = ok(gridnet("status", "--node", f"http://localhost:{port}", "--json", cwd=tmp_path))
+    assert '"height"' in status
+    assert client.get("/health")["status"] == "ok"
+    # The live dashboard (on loopback too) reads the node, and refuses a rebound name itself.
+    with dashboard(["--node", client.url], tmp_path / "dashboard.log") as origin:
+        dashboard_port = int(origin.rsplit(":", 1)[1])
+        assert _get(dashboard_port, f"127.0.0.1:{dashboard_port}", "/")[0] == 200
+        assert _get(dashboard_port, f"evil.example:{dashboard_port}", "/")[0] == 421

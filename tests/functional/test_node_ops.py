@@ -389,7 +389,7 @@ def test_changing_endpoints_need_the_cookie_token(tmp_path: Path, nodes: list[De
         ("Transfer-Encoding: chunked", b"411"),
     ):
         with socket.create_connection((LOCAL, a.api_port), timeout=CEILING) as raw:
-            raw.sendall(f"POST /transactions HTTP/1.1\r\nHost: x\r\n{headers}\r\n\r\n".encode())
+            raw.sendall(f"POST /transactions HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n\r\n".encode())
             assert raw.recv(200).split(b" ")[1] == expected, headers
     # A client's made-up methods do not grow the metrics: they are counted as "other".
     for i in range(5):

@@ -242,7 +242,7 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
     sock.listen(128)
     url = f"http://{format_host_port(host, sock.getsockname()[1])}"
     address = address_to_text(meter.address)
-    config = api_config(create_app(meter), "this meter")
+    config = api_config(create_app(meter), "this meter", bound=host)
     # uvicorn stops gracefully on SIGTERM, then raises it again for the handler it found: this
     # one, so that the info file is removed on the way out (also when it comes before uvicorn).
     signal.signal(signal.SIGTERM, _exit)

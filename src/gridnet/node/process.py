@@ -161,7 +161,7 @@ async def serve(
                 token=token,
                 transport=transport,
             )
-            server = uvicorn.Server(api_config(app))
+            server = uvicorn.Server(api_config(app, bound=host))
             api_task = asyncio.create_task(server.serve(sockets=[sock]))
             api_address = format_host_port(host, sock.getsockname()[1])
         listen_address = format_host_port(listen[0], transport.port)

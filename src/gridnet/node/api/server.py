@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import socket
@@ -25,7 +26,7 @@ from typing import Any, ClassVar, Final
 
 import h11
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 REQUEST_TIMEOUT_S: Final = 30.0
@@ -144,11 +145,72 @@ class GuardedH11(H11Protocol):
         self._deadline = self.loop.call_later(REQUEST_TIMEOUT_S, self._late)
 
 
-def api_config(app: ASGIApp, served: str = GuardedH11.served, **options: Any) -> uvicorn.Config:
+def host_is_loopback(value: str) -> bool:
+    """Whether a ``Host`` header's value names this machine's loopback: ``localhost`` (or a
+    name under ``.localhost``, which browsers resolve to loopback themselves), an address of
+    127.0.0.0/8 or ``[::1]``, each with or without a port."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        name, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            return False
+    else:
+        name, colon, port = text.partition(":")
+        rest = colon + port
+    if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHosts:
+    """ASGI middleware of a server bound to a loopback address: a request whose ``Host`` does
+    not name the loopback is refused with 421 ``MisdirectedRequest``. A web page the user
+    opens could otherwise read the server through a name of its own that it resolves to
+    127.0.0.1 (DNS rebinding): the browser sends that name as the Host. A request without a
+    Host (HTTP/1.0) is no browser's and is served."""
+
+    def __init__(self, app: ASGIApp, served: str) -> None:
+        self.app = app
+        self.served = served
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hosts = [v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"host"]
+            if len(hosts) > 1 or (hosts and not host_is_loopback(hosts[0])):
+                shown = "".join(c if c.isprintable() else "?" for c in hosts[0][:80]) if hosts else ""
+                message = (
+                    f"{self.served} answers requests addressed to this machine's loopback only "
+                    f"(Host 127.0.0.1, localhost or [::1], with the port), not Host {shown!r}"
+                )
+                await _send_error(send, 421, "MisdirectedRequest", message)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def api_config(
+    app: ASGIApp, served: str = GuardedH11.served, *, bound: str | None = None, **options: Any
+) -> uvicorn.Config:
     """A guarded server's configuration: ``GuardedH11`` (its refusals naming what is
     ``served``), no WebSocket upgrades (an upgrade request is an ordinary request: no route
     takes one), no access log, no lifespan; ``options``: uvicorn's others, or these
-    overridden (``host`` and ``port`` when it is not given its socket, ``lifespan``)."""
+    overridden (``host`` and ``port`` when it is not given its socket, ``lifespan``).
+    ``bound``: the address its socket is bound to (else ``host``): a loopback address makes
+    it answer only requests whose Host names the loopback (:class:`LoopbackHosts`)."""
+    bound = bound if bound is not None else options.get("host")
+    if bound is not None and (bound == "localhost" or _is_loopback_address(bound)):
+        app = LoopbackHosts(app, served)
     logger = logging.getLogger("uvicorn.error")
     if _QUIET not in logger.filters:
         logger.addFilter(_QUIET)
@@ -164,3 +226,10 @@ def api_config(app: ASGIApp, served: str = GuardedH11.served, **options: Any) ->
         **options,
     }
     return uvicorn.Config(app, http=protocol, **settings)
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
