@@ -1358,7 +1358,17 @@ class NodeUnavailable(GridnetError):
 
 class NodeFailed(GridnetError):
     """The node's own work failed on an error that waiting will not cure (a corrupt store,
-    a bug): the process stops rather than serve a stale head."""
+    a bug): the process stops rather than serve a stale head. Also: a node process that a
+    command started (``gridnet devnet``, a benchmark) exited, or did not come up."""
+
+
+class WorkNotFound(GridnetError, RuntimeError):
+    """No proof-of-work (a block's, an identity's) was found within the attempts allowed: the
+    target is harder than this search could meet."""
+
+
+class AuditFailed(GridnetError, RuntimeError):
+    """The process that audits a run's chain beside it stopped on an error (its last line)."""
 
 
 # --- mempool ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import msgspec
 
 from gridnet.crypto.hashing import digest_int, identity_digest
 from gridnet.encoding import U32, Wire
+from gridnet.errors import WorkNotFound
 from gridnet.units import Address
 
 NONCE_LIMIT: Final = 2**32
@@ -54,7 +55,7 @@ def find_identity_proof(
     """Search nonces (and, on overflow, rounds) until the digest is below ``target``.
 
     ``start`` lets a search resume (or, in tests, begin just before an overflow).
-    Raises ``RuntimeError`` after ``max_attempts`` digests without success.
+    Raises ``WorkNotFound`` after ``max_attempts`` digests without success.
     """
     rounds = start.rounds if start else 1
     nonce = start.nonce if start else 0
@@ -71,4 +72,4 @@ def find_identity_proof(
             nonce = 0
             if rounds > MAX_ROUNDS:
                 break
-    raise RuntimeError(f"no identity proof found in {max_attempts} attempts")
+    raise WorkNotFound(f"no identity proof found in {max_attempts} attempts")

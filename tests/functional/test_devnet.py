@@ -5,8 +5,10 @@ far above what a loaded machine needs, so a busy machine is slower, never a fail
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -137,4 +139,39 @@ def test_sigterm_stops_the_devnet_and_every_node_it_started(tmp_path: Path) -> N
             proc.wait()
     assert proc.returncode == 0, stdout + stderr
     assert "devnet stopped" in stdout
+    assert wait_for(lambda: processes_using(out) == [], LINK_S)
+
+
+def test_a_node_that_exits_stops_the_devnet_with_one_line(tmp_path: Path) -> None:
+    """A node process that exits ended the command with a RuntimeError's traceback; now it is
+    one line naming the node and where to look, and the other nodes are stopped."""
+    out = tmp_path / "d"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridnet", "devnet", "--nodes", "2", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+
+        def n1_pid() -> int | None:
+            try:
+                return int(json.loads((out / "n1" / "node.json").read_text())["pid"])
+            except (OSError, ValueError, KeyError):
+                return None
+
+        assert wait_for(lambda: n1_pid() is not None, LINK_S)
+        pid = n1_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # (the node process this test's devnet started, by its PID)
+        stdout, stderr = proc.communicate(timeout=LINK_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 1, stdout + stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: n1 exited (see "), stderr
     assert wait_for(lambda: processes_using(out) == [], LINK_S)

@@ -31,6 +31,7 @@ from typing import Any
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
+from gridnet.errors import NodeFailed
 from gridnet.ledger.params import CONSENSUS_POA, Allocation, ChainParams
 from gridnet.ledger.store import DB_NAME, readonly_uri
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
@@ -128,7 +129,7 @@ class _Reader:
 def _check_alive(net: Devnet) -> None:
     for node in net.nodes:
         if node.process is not None and node.process.poll() is not None:
-            raise RuntimeError(f"{node.name} exited (see {node.data_dir / 'node.log'} and console.log)")
+            raise NodeFailed(f"{node.name} exited (see {node.data_dir / 'node.log'} and console.log)")
 
 
 def _wait_linked(net: Devnet) -> None:
@@ -140,7 +141,7 @@ def _wait_linked(net: Devnet) -> None:
             return
         if time.monotonic() > deadline:
             peers = [None if h is None else h["peers"] for h in heads]
-            raise RuntimeError(f"the devnet did not link within {LINK_TIMEOUT_S:.0f} s (peers: {peers})")
+            raise NodeFailed(f"the devnet did not link within {LINK_TIMEOUT_S:.0f} s (peers: {peers})")
         time.sleep(0.2)
 
 

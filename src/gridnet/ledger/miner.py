@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import msgspec
 
 from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import WorkNotFound
 from gridnet.ledger.blocks import Block, SignedVote
 from gridnet.ledger.chain import BlockTemplate, Chain
 from gridnet.ledger.poa import seal_header, slot_start
@@ -27,13 +28,13 @@ def produce_block(
 ) -> tuple[Block, BlockTemplate]:
     """Build and mine the next block (not yet added to ``chain``).
 
-    Raises ``RuntimeError`` if no nonce below the target is found within
+    Raises ``WorkNotFound`` if no nonce below the target is found within
     ``max_attempts`` (the difficulty is far above what this machine can do).
     """
     template = chain.build_block(miner, candidates, now=now, timestamp=timestamp)
     solved = mine(template.block.header, max_attempts)
     if solved is None:
-        raise RuntimeError(f"no proof-of-work found in {max_attempts} attempts")
+        raise WorkNotFound(f"no proof-of-work found in {max_attempts} attempts")
     return msgspec.structs.replace(template.block, header=solved), template
 
 

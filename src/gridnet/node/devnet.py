@@ -31,7 +31,7 @@ import msgspec
 
 from gridnet import interrupts
 from gridnet.crypto.keys import CORES_ENV, PrivateKey, write_key_file
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, NodeFailed
 from gridnet.files import make_dirs, open_file, write_text_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import (
@@ -320,7 +320,7 @@ class Devnet:
                 for node in self.nodes:
                     assert node.process is not None
                     if node.process.poll() is not None:
-                        raise RuntimeError(
+                        raise NodeFailed(
                             f"{node.name} exited (see {node.data_dir / 'node.log'} and {CONSOLE_LOG})"
                         )
                 report(self.status())

@@ -18,7 +18,7 @@ from typing import Any
 
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
-from gridnet.errors import ConfigError, StoreError
+from gridnet.errors import AuditFailed, ConfigError, StoreError
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire, ensure_free
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.verify import Replay, VerifyReport, verify_chain
@@ -169,7 +169,7 @@ def audit_beside(chain_dir: Path) -> Iterator[Callable[[], dict[str, Any]]]:
                 errors.seek(0)
                 lines = errors.read().strip().splitlines()
                 last = lines[-1] if lines else f"exit code {child.returncode}"
-                raise RuntimeError(f"the audit of {chain_dir} stopped: {last}")
+                raise AuditFailed(f"the audit of {chain_dir} stopped: {last}")
             figures: dict[str, Any] = json.loads(out)
             OPS.add(CryptoOps(**figures.pop("ops")))
             return figures
