@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +59,7 @@ from gridnet.node.client import (
     StatusAnswer,
     TradeRecordAnswer,
     expect,
+    path_segment,
 )
 from gridnet.node.config import CONFIG_NAME, config_template
 from gridnet.units import format_gnc
@@ -291,7 +291,7 @@ def chain_credits(
     --holder an address's balance (in a data directory, or at the node at --node)."""
     addr = None if holder is None else address_from_text(holder)
     if node is not None:
-        path = f"/credits/{urllib.parse.quote(controller, safe='')}"
+        path = f"/credits/{path_segment(controller)}"
         if addr is not None:
             path += f"?holder={address_to_text(addr)}"
         found = expect(require_node(node, data_dir).request("GET", path), CreditsAnswer, f"GET {path}")
@@ -374,7 +374,7 @@ def chain_credit_bank(
     """A credit bank's criteria and books; with --borrower an address's history, credit value,
     loan limit and latest loan (in a data directory, or at the node at --node)."""
     addr = None if borrower is None else address_from_text(borrower)
-    path = f"/credit-banks/{urllib.parse.quote(name, safe='')}"
+    path = f"/credit-banks/{path_segment(name)}"
     if addr is not None:
         path += f"?borrower={address_to_text(addr)}"
     (figures,) = _queries(
@@ -426,7 +426,7 @@ def chain_aggregators(
     key = None if tid is None else _hex32(tid, "--tid", "TID")
     queries: list[Query] = [
         (
-            f"/aggregators/{urllib.parse.quote(name, safe='')}",
+            f"/aggregators/{path_segment(name)}",
             AggregatorsAnswer,
             lambda view: aggregator_figures(view, name),
             f"no consortium of aggregators named {name!r}",
@@ -485,7 +485,7 @@ def chain_ev(
     key = None if deal is None else _hex32(deal, "--deal", "deal id")
     queries: list[Query] = [
         (
-            f"/ev-hotspots/{urllib.parse.quote(hotspot, safe='')}",
+            f"/ev-hotspots/{path_segment(hotspot)}",
             HotspotAnswer,
             lambda view: hotspot_figures(view, hotspot),
             f"no charging hotspot named {hotspot!r}",

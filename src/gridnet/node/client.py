@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -318,6 +318,13 @@ def _shown(text: str, most: int = 80) -> str:
     """``text`` shortened to ``most`` characters, with what cannot be printed as '?'."""
     cut = "".join(c if c.isprintable() else "?" for c in text[:most])
     return cut + "..." if len(text) > most else cut
+
+
+def path_segment(name: str) -> str:
+    """``name`` (a controller's, a bank's...) as one segment of an API path: every character but
+    letters, digits, '-', '_' and '~' percent-encoded ('/' and '.' too, so that "a/b" stays one
+    name and "." or ".." are names, not steps back)."""
+    return quote(name, safe="").replace(".", "%2E")
 
 
 class NodeClient:

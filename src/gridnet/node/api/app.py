@@ -416,7 +416,7 @@ def create_app(
         )
 
     @app.get(
-        "/credits/{controller}",
+        "/credits/{controller:path}",
         response_model=CreditsOut,
         summary="A Helios controller's credits: supply, and a holder's balance (?holder=ADDRESS)",
     )
@@ -443,7 +443,7 @@ def create_app(
         )
 
     @app.get(
-        "/credit-banks/{name}",
+        "/credit-banks/{name:path}",
         response_model=CreditBankOut,
         summary="A credit bank's criteria and books; with ?borrower=ADDRESS its credit value and loan",
     )
@@ -456,7 +456,9 @@ def create_app(
             raise not_found(f"no credit bank named {name!r} is registered")
         return CreditBankOut(**figures)
 
-    @app.get("/aggregators/{name}", summary="A consortium of energy aggregators: its members, fee and books")
+    @app.get(
+        "/aggregators/{name:path}", summary="A consortium of energy aggregators: its members, fee and books"
+    )
     async def get_aggregators(name: str) -> dict[str, Any]:
         figures = aggregator_figures(node.chain.view(), name)
         if figures is None:
@@ -470,7 +472,7 @@ def create_app(
             raise not_found(f"no trade record {tid[:16]} is on chain")
         return figures
 
-    @app.get("/ev-hotspots/{name}", summary="A vehicle-to-vehicle charging hotspot: its terms and books")
+    @app.get("/ev-hotspots/{name:path}", summary="A vehicle-to-vehicle charging hotspot: its terms and books")
     async def get_ev_hotspot(name: str) -> dict[str, Any]:
         figures = hotspot_figures(node.chain.view(), name)
         if figures is None:
