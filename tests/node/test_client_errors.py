@@ -269,3 +269,28 @@ def test_every_chain_reader_says_when_the_json_is_not_a_nodes(
     line = one_line_error(result)
     assert "unexpected answer to GET /" in line and "(is it a GRIDNET node?)" in line, line
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:18330/foo",
+        "http://user:secret@127.0.0.1:18330",
+        "http://127.0.0.1:18330/?x=1",
+        "http://127.0.0.1:18330#top",
+        "https://127.0.0.1:18330",
+        "http://127.0.0.1",
+    ],
+)
+def test_a_node_url_with_more_than_host_and_port_is_refused_in_one_line(url: str, tmp_path: Path) -> None:
+    """A path, a query or user-info in --node was dropped without a word (the request went to
+    http://HOST:PORT/status all the same)."""
+    with pytest.raises(NodeUnavailable, match="must be http://HOST:PORT and nothing more"):
+        NodeClient(url)
+    line = one_line_error(gridnet("status", "--node", url, cwd=tmp_path))
+    assert "must be http://HOST:PORT and nothing more" in line, line
+
+
+def test_a_node_url_of_host_and_port_with_or_without_a_slash_is_taken() -> None:
+    for url in ("127.0.0.1:8330", "http://127.0.0.1:8330", "http://127.0.0.1:8330/", "http://[::1]:8330"):
+        assert NodeClient(url).port == 8330

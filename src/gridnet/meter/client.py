@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -28,6 +27,7 @@ from gridnet.meter.device import (
     is_answer_signed_by,
     is_relay_command_signed,
 )
+from gridnet.node.config import base_url
 from gridnet.units import Address, Millis, PublicKey, Wh
 
 T = TypeVar("T")
@@ -74,13 +74,13 @@ class MeterClient:
     def __init__(self, url: str, meter_key: PublicKey | None = None, *, timeout_s: float = 10.0) -> None:
         """``url``: ``http://127.0.0.1:PORT``; ``meter_key``: the key its answers must be signed
         with (None: the key the meter announces)."""
-        try:
-            parts = urlsplit(url if "://" in url else f"http://{url}")
-            scheme, host, port = parts.scheme, parts.hostname, parts.port
-        except ValueError:
-            scheme, host, port = "", None, None
-        if scheme != "http" or not host or port is None:
-            raise MeterUnavailable(f"meter URL {url!r} must look like http://127.0.0.1:9440")
+        where = base_url(url)
+        if where is None:
+            shown = "".join(c if c.isprintable() else "?" for c in url[:80])
+            raise MeterUnavailable(
+                f"meter URL {shown!r} must be http://HOST:PORT and nothing more (e.g. http://127.0.0.1:9440)"
+            )
+        host, port = where
         self.url = f"http://{host}:{port}"
         self.host, self.port = host, port
         self.timeout_s = timeout_s

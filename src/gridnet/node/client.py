@@ -13,14 +13,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import msgspec
 
 from gridnet.errors import ConfigError, DataDirLocked, GridnetError, NodeUnavailable
 from gridnet.ledger.lock import holder
 from gridnet.node.auth import COOKIE_NAME, read_token_file, token_problem
-from gridnet.node.config import format_host_port
+from gridnet.node.config import base_url, format_host_port
 
 INFO_NAME: Final = "node.json"
 INDEX_BUILDING: Final = "IndexBuilding"
@@ -333,13 +333,12 @@ class NodeClient:
     def __init__(self, url: str, token: str | None = None, *, timeout_s: float = 30.0) -> None:
         """``url``: ``http://HOST:PORT`` or ``HOST:PORT``; ``token``: sent as a bearer token
         (needed by the endpoints that change the node's state)."""
-        try:
-            parts = urlsplit(url if "://" in url else f"http://{url}")
-            scheme, host, port = parts.scheme, parts.hostname, parts.port
-        except ValueError:  # (a port that is not a number, an unclosed bracket)
-            scheme, host, port = "", None, None
-        if scheme != "http" or not host or port is None:
-            raise NodeUnavailable(f"node URL {url!r} must look like http://127.0.0.1:8330")
+        where = base_url(url)
+        if where is None:
+            raise NodeUnavailable(
+                f"node URL {_shown(url)!r} must be http://HOST:PORT and nothing more (e.g. http://127.0.0.1:8330)"
+            )
+        host, port = where
         self.url = f"http://{format_host_port(host, port)}"
         self.host, self.port = host, port
         self.token = token

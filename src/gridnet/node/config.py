@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from gridnet.errors import ConfigError
 from gridnet.files import read_toml
@@ -137,6 +138,21 @@ def bind_problem(exc: OSError) -> str:
 def format_host_port(host: str, port: int) -> str:
     """HOST:PORT, with an IPv6 host in brackets ([::1]:8330)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def base_url(url: str) -> tuple[str, int] | None:
+    """(HOST, PORT) of ``http://HOST:PORT`` (or ``HOST:PORT``, a trailing '/' allowed); None
+    for anything else: another scheme, no port, and a path, a query, a fragment or a
+    user:password@, which a client would otherwise drop without a word."""
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        host, port = parts.hostname, parts.port
+        extra = parts.username is not None or parts.path not in ("", "/")
+    except ValueError:  # (a port that is not a number, an unclosed bracket)
+        return None
+    if parts.scheme != "http" or not host or port is None or extra or "?" in url or "#" in url:
+        return None
+    return host, port
 
 
 def is_loopback(host: str) -> bool:
