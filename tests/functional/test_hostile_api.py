@@ -243,3 +243,67 @@ def test_a_loopback_api_answers_only_requests_addressed_to_the_loopback(
         dashboard_port = int(origin.rsplit(":", 1)[1])
         assert _get(dashboard_port, f"127.0.0.1:{dashboard_port}", "/")[0] == 200
         assert _get(dashboard_port, f"evil.example:{dashboard_port}", "/")[0] == 421
+
+
+def test_errors_quote_a_clients_input_shortened(tmp_path: Path, nodes: list[DevNode]) -> None:
+    """A 100 kB path came back whole in its 404, a 7,000-character name in /credits' (and the
+    other readers' by name): what an error quotes of a client's input is cut to 80 characters."""
+    _, client = started(tmp_path, nodes)
+    long_path = "/x" * 50_000
+    long_name = "n" * 7_000
+    cases = [
+        long_path,
+        *(f"/{route}/{long_name}" for route in ("credits", "credit-banks", "aggregators", "ev-hotspots")),
+        f"/commands/{long_name}",
+        f"/accounts/gn{long_name}",
+        f"/state/{long_name}/00",
+        f"/blocks/{long_name}",
+    ]
+    for path in cases:
+        status, answer = client.call("GET", path)
+        assert status in (400, 404) and isinstance(answer, dict), (path[:40], status)
+        message = answer["message"]
+        assert len(message) < 400 and "'..." in message, message
+
+
+def test_head_is_answered_as_get_without_a_body(tmp_path: Path, nodes: list[DevNode]) -> None:
+    """``curl -I /health`` was 405: HEAD is answered on every GET endpoint, headers only."""
+    node, _ = started(tmp_path, nodes)
+    for path in ("/health", "/status", "/head", "/blocks/0", "/mempool", "/metrics"):
+        get = _request(node.api_port, "GET", path)
+        head = _request(node.api_port, "HEAD", path)
+        assert head[0] == get[0] == 200, (path, head[0], get[0])
+        assert head[2] == b"" and int(head[1][b"content-length"]) > 0, path
+        assert head[1][b"content-type"] == get[1][b"content-type"], path
+    for path in ("/blocks/0", "/params"):  # (what does not change between the two: the same length)
+        assert (
+            _request(node.api_port, "HEAD", path)[1][b"content-length"]
+            == str(len(_request(node.api_port, "GET", path)[2])).encode()
+        ), path
+    assert _request(node.api_port, "HEAD", "/nope")[0] == 404
+    assert _request(node.api_port, "HEAD", "/transactions")[0] == 405  # (POST only)
+
+
+def _request(port: int, method: str, path: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request on its own connection: the status, the headers and the body (read until
+    the server closes)."""
+    with socket.create_connection((LOCAL, port), timeout=CEILING) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while more := s.recv(65536):
+            reply += more
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = dict(line.lower().split(b": ", 1) for line in lines[1:])
+    return int(lines[0].split(b" ")[1]), headers, body
+
+
+def test_a_block_height_of_2_63_or_more_is_a_bad_request(tmp_path: Path, nodes: list[DevNode]) -> None:
+    """The docs say a height is below 2^63: one above was a 404 "no block at height ..."."""
+    _, client = started(tmp_path, nodes)
+    for ref in (str(2**63), "9" * 63):
+        status, answer = client.call("GET", f"/blocks/{ref}")
+        assert status == 400 and answer["code"] == "BadRequest", answer
+        assert "too large (at most 2^63 - 1)" in answer["message"], answer
+    status, answer = client.call("GET", f"/blocks/{2**63 - 1}")
+    assert status == 404 and "no block at height" in answer["message"], answer

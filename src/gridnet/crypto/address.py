@@ -34,24 +34,25 @@ def address_to_text(address: Address) -> str:
 def address_from_text(text: str) -> Address:
     """Parse a text address, raising :class:`InvalidAddress` naming what is wrong."""
     s = text.strip().lower()
+    named = repr(text[:60]) + ("..." if len(text) > 60 else "")  # (a long input is not quoted whole)
     if not s.startswith(PREFIX):
-        raise InvalidAddress(f"address {text!r} does not start with {PREFIX!r}")
+        raise InvalidAddress(f"address {named} does not start with {PREFIX!r}")
     if len(s) != _TEXT_LEN:
         raise InvalidAddress(
-            f"address {text!r} has {len(s)} characters, expected {_TEXT_LEN}; check for a typo"
+            f"address {named} has {len(s)} characters, expected {_TEXT_LEN}; check for a typo"
         )
     body = s[len(PREFIX) :].upper() + "=" * 1
     try:
         raw = base64.b32decode(body)
     except (binascii.Error, ValueError):
         raise InvalidAddress(
-            f"address {text!r} contains characters outside base32 (a-z, 2-7); check for a typo"
+            f"address {named} contains characters outside base32 (a-z, 2-7); check for a typo"
         ) from None
     address, check = raw[:ADDRESS_BYTES], raw[ADDRESS_BYTES:]
     if checksum4(address) != check:
-        raise InvalidAddress(f"address {text!r} fails its checksum; check for a typo")
+        raise InvalidAddress(f"address {named} fails its checksum; check for a typo")
     if address_to_text(address) != s:
-        raise InvalidAddress(f"address {text!r} is not in canonical form; check for a typo")
+        raise InvalidAddress(f"address {named} is not in canonical form; check for a typo")
     return address
 
 

@@ -59,12 +59,13 @@ from gridnet.node.api.common import (
     parse_hex,
     parse_number,
     record,
+    shown,
     status_of,
     store_unavailable,
 )
 from gridnet.node.api.datagrams import datagram_routes
 from gridnet.node.api.docs import docs_routes
-from gridnet.node.api.guard import RequestGuard
+from gridnet.node.api.guard import HeadAsGet, RequestGuard
 from gridnet.node.api.models import (
     AccountOut,
     BlockOut,
@@ -299,7 +300,9 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "HTTPError")
-        message = str(exc.detail) if exc.status_code != 404 else f"no such endpoint: {request.url.path}"
+        message = (
+            str(exc.detail) if exc.status_code != 404 else f"no such endpoint: {shown(request.url.path)}"
+        )
         return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)
@@ -348,7 +351,7 @@ def create_app(
     ) -> BlockOut:
         chain = node.chain
         if ref.isascii() and ref.isdigit() and len(ref) < 2 * HASH_BYTES:
-            height = int(ref)
+            height = parse_number(ref, "block height")  # (2^63 or more: 400, as the docs say)
             if height > chain.height:
                 raise not_found(f"no block at height {height} (the head is at {chain.height})")
             entry: BlockEntry | None = chain.main[height]
@@ -358,7 +361,7 @@ def create_app(
             block_hash = parse_hex(ref, "block hash", HASH_BYTES)
             entry = chain.entries.get(block_hash)
         else:
-            raise bad_request(f"block reference {ref[:80]!r} is neither a height nor a 64-hex-digit hash")
+            raise bad_request(f"block reference {shown(ref)} is neither a height nor a 64-hex-digit hash")
         block = chain.get_block(block_hash)
         if block is None:
             raise not_found(f"no block {block_hash.hex()}")
@@ -428,7 +431,7 @@ def create_app(
         view = node.chain.view()
         found = view.get(CONTROLLERS, cid)
         if found is None:
-            raise not_found(f"no Helios controller named {controller!r} is registered")
+            raise not_found(f"no Helios controller named {shown(controller)} is registered")
         return CreditsOut(
             controller=found.name,
             id=cid.hex(),
@@ -453,7 +456,7 @@ def create_app(
         addr = None if borrower is None else parse_address(borrower)
         figures = bank_figures(node.chain.view(), name, addr)
         if figures is None:
-            raise not_found(f"no credit bank named {name!r} is registered")
+            raise not_found(f"no credit bank named {shown(name)} is registered")
         return CreditBankOut(**figures)
 
     @app.get(
@@ -462,7 +465,7 @@ def create_app(
     async def get_aggregators(name: str) -> dict[str, Any]:
         figures = aggregator_figures(node.chain.view(), name)
         if figures is None:
-            raise not_found(f"no consortium of aggregators named {name!r} is registered")
+            raise not_found(f"no consortium of aggregators named {shown(name)} is registered")
         return figures
 
     @app.get("/trade-records/{tid}", summary="An aggregators' trade record by its TID (the seed's fields)")
@@ -476,7 +479,7 @@ def create_app(
     async def get_ev_hotspot(name: str) -> dict[str, Any]:
         figures = hotspot_figures(node.chain.view(), name)
         if figures is None:
-            raise not_found(f"no charging hotspot named {name!r} is registered")
+            raise not_found(f"no charging hotspot named {shown(name)} is registered")
         return figures
 
     @app.get("/ev-deals/{deal}", summary="A vehicle-to-vehicle deal by its id (the seed's record fields)")
@@ -546,13 +549,13 @@ def create_app(
     async def get_state(table: str, key: str) -> StateEntryOut:
         t = table_named(table)
         if t is None:
-            raise not_found(f"no state table named {table!r}")
+            raise not_found(f"no state table named {shown(table)}")
         k = parse_hex(key, "key")
         if len(k) > MAX_STATE_KEY_BYTES:
             raise bad_request(f"a state key has at most {MAX_STATE_KEY_BYTES} bytes")
         raw = node.chain.values.get(t.key(k))
         if raw is None:
-            raise not_found(f"no {table} entry {key}")
+            raise not_found(f"no {table} entry {shown(key)}")
         return StateEntryOut(
             table=t.name, key=k.hex(), record=record(decode(raw, t.value_type)), hex=raw.hex()
         )
@@ -648,7 +651,7 @@ def create_app(
         limit: int = Query(DEFAULT_ORDERS_PAGE, ge=1, le=MAX_ORDERS_PAGE, description="Orders to return"),
     ) -> OrdersOut:
         if (problem := area_problem(area)) is not None:
-            raise bad_request(f"{area!r}: {problem}")
+            raise bad_request(f"{shown(area)}: {problem}")
         name = topic(area, parse_number(interval, "interval"))
         held = node.book.topic_orders(name)
         start = min(offset, len(held))  # (an offset past the end is an empty page)
@@ -690,7 +693,7 @@ def create_app(
         area: str, after: int = Query(0, ge=0, description="Return only commands after this sequence number")
     ) -> CommandsOut:
         if (problem := area_problem(area)) is not None:
-            raise bad_request(f"{area!r}: {problem}")
+            raise bad_request(f"{shown(area)}: {problem}")
         held, next_after = node.commands.since(area, after)
         return CommandsOut(
             area=area,
@@ -708,7 +711,7 @@ def create_app(
     async def post_command(body: SubmitCommandIn) -> PostCommandOut:
         signed = decode(parse_hex(body.command.strip(), "command"), SignedCommand, what="command")
         if (problem := area_problem(signed.command.area)) is not None:  # (devices could not read it back)
-            raise bad_request(f"the command's area {signed.command.area!r}: {problem}")
+            raise bad_request(f"the command's area {shown(signed.command.area)}: {problem}")
         seq, known = node.post_command(signed)  # raises CommandSignatureInvalid / NotAuthorized: 422
         return PostCommandOut(seq=seq, duplicate=known)
 
@@ -722,4 +725,5 @@ def create_app(
     app.add_middleware(
         RequestGuard, token=token, protected=protected, max_body=MAX_BODY_BYTES, body_limits=body_limits
     )
+    app.add_middleware(HeadAsGet)
     return app

@@ -75,12 +75,30 @@ def store_unavailable(reason: str) -> ApiError:
     )
 
 
+MAX_SHOWN_CHARS = 80
+"""Characters of a client's input an error message quotes back, at most."""
+MAX_MESSAGE_CHARS = 1_000
+"""Characters of an error message, at most (a message quotes a client's input shortened, so
+this only bounds what a rule's own message could carry)."""
+
+
+def shown(text: str, most: int = MAX_SHOWN_CHARS) -> str:
+    """A client's input as an error message quotes it: ``repr`` of at most ``most`` characters
+    (marked when cut), so a 100 kB path or name is not sent back whole."""
+    return repr(text[:most]) + ("..." if len(text) > most else "")
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "message": one_line(message)})
+    """The API's error body: ``{"code", "message"}``, the message on one line and at most
+    ``MAX_MESSAGE_CHARS`` long."""
+    line = one_line(message)
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[: MAX_MESSAGE_CHARS - 3] + "..."
+    return JSONResponse(status_code=status, content={"code": code, "message": line})
 
 
 def status_of(exc: GridnetError) -> int:
@@ -107,9 +125,9 @@ def parse_hex(text: str, what: str, length: int | None = None) -> bytes:
 def parse_number(text: str, what: str) -> int:
     """A non-negative whole number written in ASCII digits ('²' or '١' are not numbers here)."""
     if not (text.isascii() and text.isdigit()):
-        raise bad_request(f"{what} {text[:40]!r} is not a whole number (ASCII digits)")
+        raise bad_request(f"{what} {shown(text, 40)} is not a whole number (ASCII digits)")
     if len(text) > 19 or int(text) >= 2**63:
-        raise bad_request(f"{what} {text[:40]!r} is too large (at most 2^63 - 1)")
+        raise bad_request(f"{what} {shown(text, 40)} is too large (at most 2^63 - 1)")
     return int(text)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridnet.node.auth import tokens_match
 
@@ -84,3 +84,24 @@ class RequestGuard:
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"code": code, "message": message})
+
+
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` is answered as ``GET`` without the body (the same status and
+    headers, ``content-length`` included), on every route that answers GET (``curl -I
+    /health``); on one that does not, it is 405 as GET would be."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headless(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
