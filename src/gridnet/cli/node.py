@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
@@ -40,6 +41,36 @@ MAX_CLOCK_SPEED: Final = 10_000
 """The fastest ``--clock-speed`` (``devnet --speed``'s most): from any origin and anchor in range,
 the clock's ms stay below 2^63 for some 29,000 years (an infinite or 1e300 speed, or an origin
 past 2^63, failed in the node's first tick, or at once with an OverflowError)."""
+
+
+SETTING_FLAGS: Final = {
+    "listen": "listen",
+    "api": "api",
+    "peers": "peer",
+    "mine": "mine",
+    "equivocate": "equivocate",
+    "key": "key",
+    "passphrase_file": "passphrase_file",
+    "hashes_per_tick": "hashes_per_tick",
+    "mempool_max_txs": "mempool_max",
+    "mempool_max_mb": "mempool_max_mb",
+    "log_level": "log_level",
+    "debug": "debug",
+    "api_token_file": "api_token_file",
+}
+"""Each setting ``gridnet node`` takes a flag for: the name of its parameter of ``node_cmd``."""
+
+
+def flag_names() -> dict[str, str]:
+    """Each setting's flag as ``gridnet node`` names it (``--peer`` for ``peers``, ``--mempool-max``
+    for ``mempool_max_txs``), read from ``node_cmd``'s options so that it cannot drift."""
+    hints = typing.get_type_hints(node_cmd, include_extras=True)
+    names = {}
+    for setting, parameter in SETTING_FLAGS.items():
+        option = next(m for m in hints[parameter].__metadata__ if isinstance(m, typer.models.OptionInfo))
+        declared = option.param_decls or ()
+        names[setting] = (declared[0] if declared else f"--{parameter.replace('_', '-')}").split("/")[0]
+    return names
 
 
 def node_cmd(
@@ -158,7 +189,7 @@ def node_cmd(
                 f"{clock_speed:g} would have the clock read {clock.now():,} ms now, before 1970; give an "
                 "anchor at or before the wall clock's time"
             )
-    flags = {
+    given = {
         "listen": listen,
         "api": api,
         "peers": peer,
@@ -175,7 +206,8 @@ def node_cmd(
         "debug": None if debug is None else [c.strip() for d in debug for c in d.split(",") if c.strip()],
         "api_token_file": None if api_token_file is None else str(Path(api_token_file).absolute()),
     }
-    settings = resolve(data_dir, flags, config)
+    assert set(given) == set(SETTING_FLAGS)  # (each setting a flag sets has its flag's name)
+    settings = resolve(data_dir, given, config, flag_names())
     if print_config:
         source = config if config is not None else data_dir / CONFIG_NAME
         origin = f"{source} and the command line" if source.exists() else "defaults and the command line"

@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import json
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
@@ -196,16 +197,22 @@ def _checked(key: str, value: Any, where: str) -> Any:
     return tuple(value)
 
 
-def resolve(data_dir: Path, overrides: dict[str, Any], config: Path | None = None) -> NodeSettings:
+def resolve(
+    data_dir: Path,
+    overrides: dict[str, Any],
+    config: Path | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> NodeSettings:
     """The settings of a node on ``data_dir``: defaults, then the config file (``config``,
     else ``DATA_DIR/gridnet.toml`` when there is one), then ``overrides`` (the flags given;
-    a None value is a flag not given). Every value is checked."""
+    a None value is a flag not given). Every value is checked; ``flags`` names the flag of
+    each setting in messages (a setting not in it: ``--`` and its key)."""
     path = config if config is not None else data_dir / CONFIG_NAME
     values = read_config_file(path) if config is not None or path.exists() else {}
     origin = {key: f"{path}: {key}" for key in values}
     for key, value in overrides.items():
         if value is not None:
-            origin[key] = f"--{key.replace('_', '-')}"
+            origin[key] = (flags or {}).get(key) or f"--{key.replace('_', '-')}"
             values[key] = _checked(key, value, origin[key])
     settings = dataclasses.replace(NodeSettings(), **values)
     _validate(settings, origin)
