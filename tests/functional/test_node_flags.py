@@ -4,11 +4,16 @@ key, naming flags that do not exist (``--mempool-max-txs`` for ``--mempool-max``
 
 from __future__ import annotations
 
+import json
+import stat
 from pathlib import Path
 
 from gridnet.cli.node import SETTING_FLAGS, flag_names
 from gridnet.node.config import NodeSettings
+from gridnet.node.devnet import DevNode, stop_all
 from tests.functional.test_cli import gridnet, ok, one_line_error
+from tests.functional.test_node_ops import CEILING, fast_params, new_node
+from tests.helpers import wait_for
 
 BAD_VALUES = {
     "listen": "nowhere",
@@ -41,3 +46,41 @@ def test_a_bad_value_names_the_flag_it_came_from(tmp_path: Path) -> None:
         assert f"{flag} " in line or f"{flag}:" in line, (setting, line)
         wrong = f"--{setting.replace('_', '-')}"
         assert wrong == flag or f"{wrong} " not in line, (setting, line)
+
+
+def test_a_missing_key_file_given_by_flag_is_created_as_the_settings_one_is(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    """``key = "x.key"`` in gridnet.toml was created when missing, ``--key x.key`` was refused as
+    not found: both are created now (with the same passphrase rules)."""
+    node = new_node(tmp_path, "n", fast_params())
+    (node.data_dir / "node.key").unlink()
+    flagged = tmp_path / "keys" / "flagged.key"
+    flagged.parent.mkdir(mode=0o700)
+    nodes.append(node)
+    node.start("--key", str(flagged))  # (with --unencrypted-key, as every test node)
+    assert wait_for(lambda: node.head() is not None, CEILING), (node.data_dir / "console.log").read_text()
+    assert flagged.exists() and stat.S_IMODE(flagged.stat().st_mode) == 0o600
+    assert not (node.data_dir / "node.key").exists()
+    status = json.loads((node.data_dir / "node.json").read_text())
+    assert status["address"] == ok(gridnet("keys", "show", "--key", flagged, cwd=tmp_path)).strip()
+    # Without a way to encrypt it (no passphrase, no terminal), one line, nothing written.
+    stop_all(nodes)
+    other = tmp_path / "keys" / "other.key"
+    line = one_line_error(
+        gridnet(
+            "node",
+            "--data-dir",
+            node.data_dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "off",
+            "--key",
+            other,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    )
+    assert "no passphrase" in line and str(other) in line, line
+    assert not other.exists()

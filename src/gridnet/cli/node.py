@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -105,7 +106,7 @@ def node_cmd(
     ] = None,
     key: Annotated[
         str | None,
-        typer.Option("--key", help="Node key file (default DATA_DIR/node.key, created if missing)."),
+        typer.Option("--key", help="Node key file (default DATA_DIR/node.key); created if missing."),
     ] = None,
     passphrase_file: PassphraseFile = None,
     unencrypted_key: Annotated[
@@ -219,7 +220,7 @@ def node_cmd(
     secret = settings.path(data_dir, settings.passphrase_file) if settings.passphrase_file else None
 
     def node_key() -> PrivateKey:
-        if key_path.exists() or key is not None:
+        if os.path.lexists(key_path):  # (--key FILE or key = "FILE" alike: created when missing)
             return load_key(key_path, secret)
         created = create_key(key_path, unencrypted=unencrypted_key, passphrase_file=secret)
         how = "unencrypted" if unencrypted_key else "encrypted with its passphrase"
