@@ -735,6 +735,8 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
 def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path) -> None:
     """Binary bytes (or a byte-order mark before valid TOML) in any file a person writes."""
     (tmp_path / "bin").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "private-bin").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "private-bin").chmod(0o600)  # (a token file others may read is refused before it is read)
     run = tmp_path / "run"
     run.mkdir()
     (run / "report.json").write_bytes(b"\xff\xfe{")
@@ -753,8 +755,8 @@ def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path
         (("dashboard", "run", "--port", "0"), "is not a run's report (not JSON"),
         (("dashboard", "listed", "--port", "0"), "is not a run's report"),
         (
-            ("tx", "transfer", "--node", "127.0.0.1:9", "--api-token-file", "bin", *transfer),
-            "API token file bin is not text",
+            ("tx", "transfer", "--node", "127.0.0.1:9", "--api-token-file", "private-bin", *transfer),
+            "API token file private-bin is not text",
         ),
     ]
     for args, expected in cases:

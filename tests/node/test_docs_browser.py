@@ -21,9 +21,11 @@ from gridnet.node.devnet import LOCAL, DevNode, devnet_params, free_port, stop_a
 from tests.helpers import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
-PAGE_NAME = "gridnet-node.test"
+PAGE_NAME = "gridnet-node.localhost"
 """A host name the browser resolves to 127.0.0.1, to open /docs as a node served beyond
-loopback is (Swagger UI skips its online validator on pages at 127.0.0.1 or localhost)."""
+loopback is (Swagger UI skips its online validator on pages at 127.0.0.1 or localhost). A name
+under .localhost: a node on loopback answers only requests addressed to a loopback name (a
+page reading it through a foreign name resolved to 127.0.0.1 is DNS rebinding)."""
 BROWSER_ARGS = [
     "--headless",
     "--no-sandbox",
