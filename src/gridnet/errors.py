@@ -567,8 +567,17 @@ class UnknownTender(InvalidTender):
 
 
 class BiddingClosed(InvalidTender):
-    """A bid after the tender's bidding closed (or on a tender not open), or a bidding
-    deadline out of range."""
+    """A bid after the last interval of the tender's bidding."""
+
+
+class BiddingDeadlineOutOfRange(InvalidTender):
+    """A tender out of warranty whose bidding closes before the block's interval or more than
+    a week after it."""
+
+
+class TenderNotOpen(InvalidTender):
+    """A bid or an award on a tender that is not taking bids: agreed already (or its service
+    claimed)."""
 
 
 class BiddingOpen(InvalidTender):
@@ -583,13 +592,55 @@ class BidAboveDeposit(InvalidTender):
     """A bid asks more than the owner deposited."""
 
 
+class AlreadyBid(InvalidTender):
+    """A second bid from the same bidder on one tender (one bid each)."""
+
+
+class TooManyBids(InvalidTender):
+    """A tender holds the most bids it takes already."""
+
+
+class EmptyBid(InvalidTender):
+    """A bid that asks nothing (a price of 0)."""
+
+
+class EmptyDeposit(InvalidTender):
+    """A tender with no deposit to pay its service from."""
+
+
+class UnknownMaintenanceMode(InvalidTender):
+    """A tender's mode is neither remote (0) nor on-site (1)."""
+
+
+class PenaltyOutOfRange(InvalidTender):
+    """A tender's ``penalty_pct`` is above 100."""
+
+
+class ServiceTimeOutOfRange(InvalidTender):
+    """A tender's ``service_intervals`` is not 1 to a week."""
+
+
 class TenderNotAgreed(InvalidTender):
-    """The tender is not in the state the transaction needs (agreed to complete or withdraw,
-    open to award)."""
+    """The tender is still open (taking bids, or waiting for its award): nobody is agreed to
+    service it, so nothing is completed, withdrawn from or claimed."""
 
 
 class NotTheWinner(InvalidTender):
-    """Only the tender's winner (its diagnosis node) withdraws from it or claims its service."""
+    """The sender is not the tender's diagnosis node (nor, to end an agreement, its owner):
+    only the diagnosis node claims its service or backs out."""
+
+
+class VendorBoundByWarranty(InvalidTender):
+    """The vendor withdraws from a repair its warranty covers: it cannot back out."""
+
+
+class ServiceNotOverdue(InvalidTender):
+    """The owner ends an agreement before its service time has passed."""
+
+
+class ServiceClaimed(InvalidTender):
+    """An agreement whose service the diagnosis node claimed done is withdrawn from: the owner
+    confirms or disputes it now."""
 
 
 class ServiceOverdue(InvalidTender):

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gridnet.errors import MalformedTransaction
+import gridnet.ledger.txs.maintenance as maintenance_rules
+from gridnet.errors import (
+    EmptyBid,
+    EmptyDeposit,
+    InvalidTransaction,
+    PenaltyOutOfRange,
+    ServiceTimeOutOfRange,
+    UnknownMaintenanceMode,
+)
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
@@ -79,8 +87,9 @@ def test_within_warranty_the_vendor_services_it_and_the_deposit_returns(h: Helio
     tender = h.chain.view().get(TENDERS, tid)
     assert tender is not None and tender.warranty and tender.status == Status.AGREED
     assert tender.diagnosis_node == VENDOR.address and tender.value == 0 and tender.device_type == "inverter"
-    assert h.refused(TEAM, BidTender(tid, 1_000)) == "BiddingClosed"  # nothing to bid on
-    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "NotTheWinner"  # the warranty binds it
+    assert h.refused(TEAM, BidTender(tid, 1_000)) == "TenderNotOpen"  # nothing to bid on
+    assert h.refused(OWNER, AwardTender(tid)) == "TenderNotOpen"
+    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "VendorBoundByWarranty"
     assert h.refused(BUYER, CompleteTender(tid)) == "NotEquipmentOwner"
     complete = h.tx(OWNER, CompleteTender(tid))
     h.mine(complete)
@@ -95,15 +104,11 @@ def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
     assert (
         h.refused(OWNER, OpenTender(b"\x01" * 20, DEPOSIT, FILES, 1, START + 2, 10, 8)) == "UnknownEquipment"
     )
-    assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 10_000, 10, 8)) == "BiddingClosed"
+    too_late = OpenTender(OLD, DEPOSIT, FILES, 1, START + 1 + 7 * 96, 10, 8)
+    assert h.refused(OWNER, too_late, START) == "BiddingDeadlineOutOfRange"  # more than a week ahead
+    in_the_past = OpenTender(OLD, DEPOSIT, FILES, 1, START - 1, 10, 8)
+    assert h.refused(OWNER, in_the_past) == "BiddingDeadlineOutOfRange"
     assert h.refused(OWNER, OpenTender(OLD, 10**18, FILES, 1, START + 2, 10, 8)) == "InsufficientBalance"
-    for bad in (
-        OpenTender(OLD, 0, FILES, 1, START + 2, 10, 8),
-        OpenTender(OLD, 1, FILES, 2, START + 2, 10, 8),
-        OpenTender(OLD, 1, FILES, 1, START + 2, 10, 0),
-    ):
-        with pytest.raises(MalformedTransaction):
-            validate_transaction(sign(h.chain, OWNER, bad, 0), h.chain.params, h.chain.chain_id)
     tid, _ = open_tender(h)
     assert h.refused(OWNER, OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8)) == "TenderExists"
     assert h.refused(STRANGER, BidTender(tid, 1_000)) == "UnregisteredBidder"
@@ -112,11 +117,14 @@ def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
     bids = [h.tx(TEAM, BidTender(tid, 30_000)), h.tx(VENDOR, BidTender(tid, 40_000))]
     h.mine(*bids)
     assert team0 - balance(h, TEAM.address) == 3_000 + bids[0].fee  # its 10 % penalty deposit is locked
-    assert h.refused(TEAM, BidTender(tid, 20_000)) == "MalformedTransaction"  # one bid each
+    assert h.refused(TEAM, BidTender(tid, 20_000)) == "AlreadyBid"  # one bid each
     assert h.refused(OWNER, AwardTender(tid)) == "BiddingOpen"
     assert h.refused(TEAM, WithdrawFromTender(tid)) == "TenderNotAgreed"
+    assert h.refused(OWNER, CompleteTender(tid)) == "TenderNotAgreed"
+    assert h.refused(VENDOR, BidTender(tid, 1_000), START + 3) == "BiddingClosed"  # past bid_until
     h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 3)  # anyone awards once bidding closed
-    assert h.refused(TEAM, BidTender(tid, 1_000)) == "BiddingClosed"
+    assert h.refused(TEAM, BidTender(tid, 1_000)) == "TenderNotOpen"
+    assert h.refused(BUYER, AwardTender(tid)) == "TenderNotOpen"
     tender = h.chain.view().get(TENDERS, tid)
     assert tender is not None and tender.status == Status.AGREED
     assert (tender.diagnosis_node, tender.value, tender.credit) == (TEAM.address, 30_000, 0)
@@ -128,15 +136,43 @@ def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
     assert balance(h, TEAM.address) - team1 == 30_000 + 3_000  # its price and its penalty deposit
     assert h.chain.view().get(CREDITS, TEAM.address).completed == 1  # type: ignore[union-attr]
     assert balance(h, OWNER.address) > owner0 + DEPOSIT - 30_000 - 10_000  # the rest returned (less a fee)
-    assert h.refused(OWNER, CompleteTender(tid)) == "TenderNotAgreed"
+    assert h.refused(OWNER, CompleteTender(tid)) == "TenderClosed"
+    assert h.refused(OWNER, AwardTender(tid)) == "TenderClosed"
+    assert h.refused(TEAM, BidTender(tid, 1_000)) == "TenderClosed"
     assert h.refused(OWNER, AwardTender(b"\x02" * 32)) == "UnknownTender"
+
+
+@pytest.mark.parametrize(
+    ("bad", "rule"),
+    [
+        (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 0), ServiceTimeOutOfRange),
+        (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 7 * 96 + 1), ServiceTimeOutOfRange),
+        (OpenTender(OLD, 0, FILES, 1, START + 2, 10, 8), EmptyDeposit),
+        (OpenTender(OLD, DEPOSIT, FILES, 2, START + 2, 10, 8), UnknownMaintenanceMode),
+        (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 101, 8), PenaltyOutOfRange),
+        (BidTender(b"\x02" * 32, 0), EmptyBid),
+    ],
+    ids=["no-service-time", "service-time-over-a-week", "no-deposit", "mode-2", "penalty-101", "bid-of-0"],
+)
+def test_a_tender_or_bid_out_of_range_is_refused_before_the_state(
+    h: Helios, bad: Payload, rule: type[InvalidTransaction]
+) -> None:
+    with pytest.raises(rule):
+        validate_transaction(sign(h.chain, OWNER, bad, 0), h.chain.params, h.chain.chain_id)
+
+
+def test_a_tender_takes_at_most_max_bids(h: Helios, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(maintenance_rules, "MAX_BIDS", 1)  # (32 teams registered otherwise)
+    tid, _ = open_tender(h)
+    h.mine(h.tx(TEAM, BidTender(tid, 30_000)))
+    assert h.refused(VENDOR, BidTender(tid, 40_000)) == "TooManyBids"
 
 
 def test_a_winner_that_withdraws_forfeits_its_penalty_deposit_to_the_owner(h: Helios) -> None:
     tid, _ = open_tender(h)
     h.mine(h.tx(TEAM, BidTender(tid, 20_000)))
     h.mine(h.tx(OWNER, AwardTender(tid)), interval=START + 3)
-    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "NotTheWinner"
+    assert h.refused(VENDOR, WithdrawFromTender(tid)) == "NotTheWinner"  # a bidder that lost
     owner0 = balance(h, OWNER.address)
     h.mine(h.tx(TEAM, WithdrawFromTender(tid)))
     assert balance(h, OWNER.address) - owner0 == DEPOSIT + 2_000  # its deposit and the penalty
@@ -167,7 +203,7 @@ def test_no_bid_wins_for_nothing_at_stake_and_an_overdue_service_can_be_ended(h:
     h.mine(h.tx(OWNER, AwardTender(tid)), interval=START + 3)
     tender = h.chain.view().get(TENDERS, tid)
     assert tender is not None and tender.service_until == START + 3 + 8
-    assert h.refused(OWNER, WithdrawFromTender(tid), START + 11) == "NotTheWinner"  # not overdue yet
+    assert h.refused(OWNER, WithdrawFromTender(tid), START + 11) == "ServiceNotOverdue"
     owner0 = balance(h, OWNER.address)
     end = h.tx(OWNER, WithdrawFromTender(tid))
     h.mine(end, interval=START + 12)
@@ -177,7 +213,7 @@ def test_no_bid_wins_for_nothing_at_stake_and_an_overdue_service_can_be_ended(h:
 
 def test_under_warranty_the_vendor_cannot_back_out_but_the_owner_can_end_an_overdue_repair(h: Helios) -> None:
     tid, _ = open_tender(h, NEW)
-    assert h.refused(OWNER, WithdrawFromTender(tid)) == "NotTheWinner"
+    assert h.refused(OWNER, WithdrawFromTender(tid)) == "ServiceNotOverdue"
     owner0 = balance(h, OWNER.address)
     end = h.tx(OWNER, WithdrawFromTender(tid))
     h.mine(end, interval=START + 20)
@@ -203,8 +239,8 @@ def test_a_winner_that_claims_its_service_is_paid_once_no_dispute_came(h: Helios
     h.mine(h.tx(TEAM, ClaimTender(tid)), interval=START + 5)
     tender = h.chain.view().get(TENDERS, tid)
     assert tender is not None and tender.status == Status.CLAIMED and tender.claimed_at == START + 5
-    assert h.refused(OWNER, WithdrawFromTender(tid), START + 12) == "TenderNotAgreed"  # claimed: not overdue
-    assert h.refused(TEAM, WithdrawFromTender(tid), START + 12) == "TenderNotAgreed"
+    assert h.refused(OWNER, WithdrawFromTender(tid), START + 12) == "ServiceClaimed"  # claimed: not overdue
+    assert h.refused(TEAM, WithdrawFromTender(tid), START + 12) == "ServiceClaimed"
     assert h.refused(TEAM, ClaimTender(tid), START + 5 + DISPUTE_INTERVALS) == "ClaimTooEarly"
     team0, owner0 = balance(h, TEAM.address), balance(h, OWNER.address)
     claim = h.tx(TEAM, ClaimTender(tid))
@@ -216,7 +252,8 @@ def test_a_winner_that_claims_its_service_is_paid_once_no_dispute_came(h: Helios
     assert view.get(CREDITS, TEAM.address).completed == 1  # type: ignore[union-attr]
     assert h.refused(TEAM, ClaimTender(tid)) == "TenderClosed"  # paid once
     assert h.refused(OWNER, DisputeTender(tid)) == "TenderClosed"
-    assert h.refused(OWNER, CompleteTender(tid)) == "TenderNotAgreed"
+    assert h.refused(OWNER, CompleteTender(tid)) == "TenderClosed"
+    assert h.refused(OWNER, WithdrawFromTender(tid)) == "TenderClosed"
 
 
 def test_a_claim_comes_within_the_service_time_and_an_owner_may_confirm_it_at_once(h: Helios) -> None:

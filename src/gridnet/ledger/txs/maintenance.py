@@ -41,25 +41,36 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import hash32
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, encode
 from gridnet.errors import (
+    AlreadyBid,
     BidAboveDeposit,
     BiddingClosed,
+    BiddingDeadlineOutOfRange,
     BiddingOpen,
     ClaimTooEarly,
     DisputeWindowClosed,
+    EmptyBid,
+    EmptyDeposit,
     EquipmentExists,
     InsufficientBalance,
-    MalformedTransaction,
     NotAuthorized,
     NotEquipmentOwner,
     NothingToDispute,
     NotTheWinner,
+    PenaltyOutOfRange,
+    ServiceClaimed,
+    ServiceNotOverdue,
     ServiceOverdue,
+    ServiceTimeOutOfRange,
     TenderClosed,
     TenderExists,
     TenderNotAgreed,
+    TenderNotOpen,
+    TooManyBids,
     UnknownEquipment,
+    UnknownMaintenanceMode,
     UnknownTender,
     UnregisteredBidder,
+    VendorBoundByWarranty,
 )
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
@@ -215,6 +226,8 @@ class DisputeTender(Wire, frozen=True, tag=59):
 
 # --- helpers ----------------------------------------------------------------------------------
 
+_CLOSED = (Status.COMPLETED, Status.WITHDRAWN, Status.UNSERVED, Status.DISPUTED)
+
 
 def _debit(state: StateView, who: Address, amount: int, what: str) -> None:
     acct = state.account(who)
@@ -223,10 +236,13 @@ def _debit(state: StateView, who: Address, amount: int, what: str) -> None:
     state.put(ACCOUNTS, who, replace(acct, balance=acct.balance - amount))
 
 
-def _tender(state: StateView, tid: bytes) -> Tender:
+def _tender(state: StateView, tid: bytes, what: str) -> Tender:
+    """The tender ``tid``, not closed (``what``: the transaction's purpose, for the message)."""
     found = state.get(TENDERS, tid)
     if found is None:
         raise UnknownTender(f"no tender {tid.hex()[:16]}")
+    if found.status in _CLOSED:
+        raise TenderClosed(f"the tender is {Status(found.status).name.lower()}: nothing is left to {what}")
     return found
 
 
@@ -272,11 +288,15 @@ def apply_register_equipment(
 
 def validate_open(payload: OpenTender, params: ChainParams) -> None:
     if not 1 <= payload.service_intervals <= MAX_BIDDING_INTERVALS:
-        raise MalformedTransaction(f"service_intervals must be 1 to {MAX_BIDDING_INTERVALS}")
-    if payload.deposit < 1 or payload.mode not in (Mode.REMOTE, Mode.ON_SITE) or payload.penalty_pct > 100:
-        raise MalformedTransaction(
-            "a tender needs a deposit, a mode (0 remote, 1 on-site), a penalty of 0-100 %"
+        raise ServiceTimeOutOfRange(
+            f"service_intervals {payload.service_intervals}: it must be 1 to {MAX_BIDDING_INTERVALS}"
         )
+    if payload.deposit < 1:
+        raise EmptyDeposit("a tender needs a deposit to pay its service from")
+    if payload.mode not in (Mode.REMOTE, Mode.ON_SITE):
+        raise UnknownMaintenanceMode(f"mode {payload.mode}: 0 is remote, 1 on-site")
+    if payload.penalty_pct > 100:
+        raise PenaltyOutOfRange(f"penalty_pct {payload.penalty_pct}: it must be 0 to 100")
 
 
 def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTender) -> None:
@@ -290,7 +310,9 @@ def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTe
     now = interval_of(env.timestamp)
     warranty = now <= equipment.warranty_until
     if not warranty and not now <= payload.bid_until <= now + MAX_BIDDING_INTERVALS:
-        raise BiddingClosed(f"bidding must close between interval {now} and {now + MAX_BIDDING_INTERVALS}")
+        raise BiddingDeadlineOutOfRange(
+            f"bidding must close between interval {now} and {now + MAX_BIDDING_INTERVALS}"
+        )
     _debit(state, sender, payload.deposit, "the deposit")
     tender = Tender(
         payload.equipment, equipment.device_type, sender, equipment.vendor, payload.deposit,
@@ -310,13 +332,15 @@ def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTe
 
 def validate_bid(payload: BidTender, params: ChainParams) -> None:
     if payload.price < 1:
-        raise MalformedTransaction("a bid of nothing")
+        raise EmptyBid("a bid of nothing")
 
 
 def apply_bid(state: StateView, env: BlockEnv, sender: Address, payload: BidTender) -> None:
-    tender = _tender(state, payload.tender)
-    if tender.status != Status.OPEN or interval_of(env.timestamp) > tender.bid_until:
-        raise BiddingClosed("the tender takes no more bids")
+    tender = _tender(state, payload.tender, "bid on")
+    if tender.status != Status.OPEN:
+        raise TenderNotOpen(f"the tender is {Status(tender.status).name.lower()}: it takes no bids")
+    if interval_of(env.timestamp) > tender.bid_until:
+        raise BiddingClosed(f"bidding closed with interval {tender.bid_until}")
     if sender != tender.vendor and not _has_role(state, sender, Role.MAINTENANCE):
         raise UnregisteredBidder(
             f"{address_to_text(sender)} is neither a registered maintenance team nor the equipment's vendor"
@@ -324,8 +348,10 @@ def apply_bid(state: StateView, env: BlockEnv, sender: Address, payload: BidTend
     refuse_revoked(state, sender, "bidding")
     if payload.price > tender.deposit:
         raise BidAboveDeposit(f"{payload.price} asked; the owner deposited {tender.deposit}")
-    if any(b.bidder == sender for b in tender.bids) or len(tender.bids) >= MAX_BIDS:
-        raise MalformedTransaction(f"one bid per bidder, at most {MAX_BIDS}")
+    if any(b.bidder == sender for b in tender.bids):
+        raise AlreadyBid(f"{address_to_text(sender)} bid on the tender already: one bid each")
+    if len(tender.bids) >= MAX_BIDS:
+        raise TooManyBids(f"the tender holds {MAX_BIDS} bids, the most it takes")
     penalty = penalty_of(payload.price, tender.penalty_pct)
     _debit(state, sender, penalty, "the penalty deposit")
     bid = Bid(sender, payload.price, penalty, env.height)
@@ -333,9 +359,9 @@ def apply_bid(state: StateView, env: BlockEnv, sender: Address, payload: BidTend
 
 
 def apply_award(state: StateView, env: BlockEnv, sender: Address, payload: AwardTender) -> None:
-    tender = _tender(state, payload.tender)
+    tender = _tender(state, payload.tender, "award")
     if tender.status != Status.OPEN:
-        raise TenderNotAgreed("the tender is not open for an award")
+        raise TenderNotOpen(f"the tender is {Status(tender.status).name.lower()} already")
     if interval_of(env.timestamp) <= tender.bid_until:
         raise BiddingOpen(f"bidding runs to the end of interval {tender.bid_until}")
     if not tender.bids:
@@ -360,9 +386,9 @@ def apply_award(state: StateView, env: BlockEnv, sender: Address, payload: Award
 
 
 def apply_complete(state: StateView, env: BlockEnv, sender: Address, payload: CompleteTender) -> None:
-    tender = _tender(state, payload.tender)
-    if tender.status not in (Status.AGREED, Status.CLAIMED):
-        raise TenderNotAgreed("only an agreed tender is completed")
+    tender = _tender(state, payload.tender, "complete")
+    if tender.status == Status.OPEN:
+        raise TenderNotAgreed("the tender is still open: nobody is agreed to service it")
     if sender != tender.owner:
         raise NotEquipmentOwner("only the owner confirms the service")
     _pay(state, payload.tender, tender)
@@ -385,31 +411,31 @@ def _pay(state: StateView, tid: bytes, tender: Tender) -> None:
 def apply_withdraw(state: StateView, env: BlockEnv, sender: Address, payload: WithdrawFromTender) -> None:
     """The winner backs out, or the owner ends an agreement its diagnosis node did not serve in
     time: either way the deposit returns to the owner with the node's penalty deposit."""
-    tender = _tender(state, payload.tender)
-    if tender.status != Status.AGREED:
-        raise TenderNotAgreed("only an agreed tender is withdrawn from")
+    tender = _tender(state, payload.tender, "withdraw from")
+    if tender.status == Status.OPEN:
+        raise TenderNotAgreed("the tender is still open: nobody is agreed to service it")
+    if tender.status == Status.CLAIMED:
+        raise ServiceClaimed("the service is claimed done: the owner confirms or disputes it")
     node = tender.diagnosis_node
     overdue = interval_of(env.timestamp) > tender.service_until
-    if not (sender == node and not tender.warranty) and not (sender == tender.owner and overdue):
-        raise NotTheWinner(
-            "only the winner withdraws (the vendor under warranty cannot), or the owner once the service "
-            f"is overdue (after interval {tender.service_until})"
-        )
+    backs_out = sender == node and not tender.warranty  # the winner (never the vendor under warranty)
+    ends_overdue = sender == tender.owner and overdue  # the owner, not served in time
+    if not (backs_out or ends_overdue):
+        if sender == node:
+            raise VendorBoundByWarranty("the vendor cannot back out of a repair its warranty covers")
+        if sender == tender.owner:
+            raise ServiceNotOverdue(f"the service is due by the end of interval {tender.service_until}")
+        raise NotTheWinner("only the tender's winner withdraws, or its owner once the service is overdue")
     state.credit(tender.owner, tender.deposit + _winners_penalty(tender))
     credit = credit_of(state, node)
     state.put(CREDITS, node, replace(credit, withdrawn=credit.withdrawn + 1))
     _close(state, payload.tender, replace(tender, status=int(Status.WITHDRAWN)))
 
 
-_CLOSED = (Status.COMPLETED, Status.WITHDRAWN, Status.UNSERVED, Status.DISPUTED)
-
-
 def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: ClaimTender) -> None:
     """The diagnosis node claims the service done (within its service time), then, once the
     owner's dispute window has passed without a dispute, is paid as if the owner confirmed."""
-    tender = _tender(state, payload.tender)
-    if tender.status in _CLOSED:
-        raise TenderClosed(f"the tender is {Status(tender.status).name.lower()}: nothing is left to claim")
+    tender = _tender(state, payload.tender, "claim")
     if tender.status == Status.OPEN:
         raise TenderNotAgreed("the tender is not agreed yet")
     if sender != tender.diagnosis_node:
@@ -432,9 +458,7 @@ def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: Claim
 def apply_dispute(state: StateView, env: BlockEnv, sender: Address, payload: DisputeTender) -> None:
     """The owner disputes a claimed service: nobody is paid the price (it is destroyed); the
     rest of the deposit and the node's penalty deposit go to the owner."""
-    tender = _tender(state, payload.tender)
-    if tender.status in _CLOSED:
-        raise TenderClosed(f"the tender is {Status(tender.status).name.lower()}: nothing is left to dispute")
+    tender = _tender(state, payload.tender, "dispute")
     if sender != tender.owner:
         raise NotEquipmentOwner("only the equipment's owner disputes a service")
     if tender.status != Status.CLAIMED:
