@@ -664,6 +664,10 @@ class DisputeWindowClosed(InvalidTender):
     """The owner disputes a claimed service after its dispute window."""
 
 
+class DisputeWindowOutOfRange(InvalidTender):
+    """A tender's ``dispute_intervals`` is not 1 to a week."""
+
+
 # --- generation monitoring (seed 003, section 3.4) ---------------------------------------
 
 

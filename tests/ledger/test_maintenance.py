@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import gridnet.ledger.txs.maintenance as maintenance_rules
+from gridnet.encoding import decode_lenient, encode
 from gridnet.errors import (
+    DisputeWindowOutOfRange,
     EmptyBid,
     EmptyDeposit,
     InvalidTransaction,
@@ -19,6 +22,7 @@ from gridnet.errors import (
     UnknownMaintenanceMode,
 )
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.transactions import tx_id
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.maintenance import (
@@ -34,6 +38,7 @@ from gridnet.ledger.txs.maintenance import (
     OpenTender,
     RegisterEquipment,
     Status,
+    Tender,
     WithdrawFromTender,
     equipment_id,
 )
@@ -66,11 +71,12 @@ def balance(h: Helios, who: bytes) -> int:
     return h.chain.view().account(who).balance
 
 
-def open_tender(h: Helios, equipment: bytes = OLD, bid_until: int = START + 2) -> tuple[bytes, int]:
-    tx = h.tx(OWNER, OpenTender(equipment, DEPOSIT, FILES, Mode.ON_SITE, bid_until, 10, 8))
+def open_tender(
+    h: Helios, equipment: bytes = OLD, bid_until: int = START + 2, **terms: int
+) -> tuple[bytes, int]:
+    """OWNER's tender (penalty deposits 10 %, 8 intervals to serve, ``terms`` besides)."""
+    tx = h.tx(OWNER, OpenTender(equipment, DEPOSIT, FILES, Mode.ON_SITE, bid_until, 10, 8, **terms))
     h.mine(tx)
-    from gridnet.ledger.transactions import tx_id
-
     return tx_id(tx), tx.fee
 
 
@@ -151,8 +157,19 @@ def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
         (OpenTender(OLD, DEPOSIT, FILES, 2, START + 2, 10, 8), UnknownMaintenanceMode),
         (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 101, 8), PenaltyOutOfRange),
         (BidTender(b"\x02" * 32, 0), EmptyBid),
+        (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8, dispute_intervals=0), DisputeWindowOutOfRange),
+        (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8, 7 * 96 + 1), DisputeWindowOutOfRange),
     ],
-    ids=["no-service-time", "service-time-over-a-week", "no-deposit", "mode-2", "penalty-101", "bid-of-0"],
+    ids=[
+        "no-service-time",
+        "service-time-over-a-week",
+        "no-deposit",
+        "mode-2",
+        "penalty-101",
+        "bid-of-0",
+        "no-dispute-window",
+        "dispute-window-over-a-week",
+    ],
 )
 def test_a_tender_or_bid_out_of_range_is_refused_before_the_state(
     h: Helios, bad: Payload, rule: type[InvalidTransaction]
@@ -295,3 +312,30 @@ def test_under_warranty_the_vendors_claim_returns_the_deposit(h: Helios) -> None
     h.mine(h.tx(VENDOR, ClaimTender(tid)), interval=START + 3 + DISPUTE_INTERVALS)
     assert balance(h, OWNER.address) - owner0 == DEPOSIT
     assert h.chain.view().get(CREDITS, VENDOR.address).completed == 1  # type: ignore[union-attr]
+
+
+def test_the_owner_sets_the_dispute_window_of_its_tender(h: Helios) -> None:
+    """A day to dispute a claim was fixed for every tender; the owner now sets it (1 to a week),
+    and a tender that does not say keeps a day."""
+    assert OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8).dispute_intervals == DISPUTE_INTERVALS
+    tid, _ = open_tender(h, dispute_intervals=3)
+    tender = h.chain.view().get(TENDERS, tid)
+    assert tender is not None and tender.dispute_intervals == 3
+    h.mine(h.tx(TEAM, BidTender(tid, 30_000)))
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 3)
+    h.mine(h.tx(TEAM, ClaimTender(tid)), interval=START + 5)
+    assert h.refused(TEAM, ClaimTender(tid), START + 8) == "ClaimTooEarly"  # the window runs to START + 8
+    assert h.refused(OWNER, DisputeTender(tid), START + 9) == "DisputeWindowClosed"
+    team0 = balance(h, TEAM.address)
+    claim = h.tx(TEAM, ClaimTender(tid))
+    h.mine(claim, interval=START + 9)
+    assert balance(h, TEAM.address) - team0 == 30_000 + 3_000 - claim.fee
+
+
+def test_a_tender_stored_before_its_dispute_window_was_a_field_reads_as_a_day() -> None:
+    """State entries decode leniently: a record written without the later fields takes their
+    defaults (its canonical encoding, written anew, carries them)."""
+    record = Tender(OLD, "inverter", OWNER.address, VENDOR.address, DEPOSIT, FILES, 1, START, 10, 8)
+    fields = msgspec.msgpack.decode(encode(record))
+    older = msgspec.msgpack.encode(fields[:18])  # up to claimed_at
+    assert decode_lenient(older, Tender).dispute_intervals == DISPUTE_INTERVALS

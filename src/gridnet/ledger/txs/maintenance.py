@@ -23,7 +23,8 @@ tender nobody bid on closes at its award with the deposit returned.
 
 An owner need not confirm: the diagnosis node claims the service done within its service time
 (``ClaimTender``), which the owner can no longer end as overdue. The owner then confirms it, or
-disputes it within ``DISPUTE_INTERVALS`` (``DisputeTender``); undisputed, the node's next
+disputes it within the tender's ``dispute_intervals`` (``DisputeTender``; a day unless the
+owner's tender sets 1 to 672); undisputed, the node's next
 ``ClaimTender`` is paid as a confirmation. The chain cannot tell a served owner that disputes
 from a node that claims a service it did not do, so a dispute pays neither what it hoped: the
 price is destroyed, the rest of the deposit and the node's penalty deposit go to the owner.
@@ -48,6 +49,7 @@ from gridnet.errors import (
     BiddingOpen,
     ClaimTooEarly,
     DisputeWindowClosed,
+    DisputeWindowOutOfRange,
     EmptyBid,
     EmptyDeposit,
     EquipmentExists,
@@ -84,7 +86,10 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_BIDS = 32
 MAX_BIDDING_INTERVALS = 7 * 96
 DISPUTE_INTERVALS = 96
-"""How long after a claim the owner may dispute it (a day); then the claim is paid."""
+"""How long after a claim the owner may dispute it unless its tender says otherwise (a day);
+then the claim is paid."""
+MAX_DISPUTE_INTERVALS = 7 * 96
+"""The longest dispute window a tender sets (a week)."""
 
 
 class Mode(enum.IntEnum):
@@ -154,6 +159,13 @@ class Tender(Wire, frozen=True):
     """Every bid (the losers' penalty deposits are returned at the award)."""
     claimed_at: U63 = 0
     """The interval the diagnosis node claimed the service done in (0: not claimed)."""
+    dispute_intervals: U32 = DISPUTE_INTERVALS
+    """How many intervals after a claim the owner may dispute it [intervals]."""
+
+    @property
+    def dispute_until(self) -> int:
+        """The last interval the owner may dispute the claim in (once claimed)."""
+        return self.claimed_at + self.dispute_intervals
 
 
 class TeamCredit(Wire, frozen=True):
@@ -197,6 +209,8 @@ class OpenTender(Wire, frozen=True, tag=42):
     penalty_pct: U32
     service_intervals: U32
     """How long the diagnosis node has to service it once agreed (1 to a week)."""
+    dispute_intervals: U32 = DISPUTE_INTERVALS
+    """How long after a claim the owner may dispute it (1 to a week; a day by default)."""
 
 
 class BidTender(Wire, frozen=True, tag=43):
@@ -297,6 +311,10 @@ def validate_open(payload: OpenTender, params: ChainParams) -> None:
         raise UnknownMaintenanceMode(f"mode {payload.mode}: 0 is remote, 1 on-site")
     if payload.penalty_pct > 100:
         raise PenaltyOutOfRange(f"penalty_pct {payload.penalty_pct}: it must be 0 to 100")
+    if not 1 <= payload.dispute_intervals <= MAX_DISPUTE_INTERVALS:
+        raise DisputeWindowOutOfRange(
+            f"dispute_intervals {payload.dispute_intervals}: it must be 1 to {MAX_DISPUTE_INTERVALS}"
+        )
 
 
 def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTender) -> None:
@@ -317,7 +335,7 @@ def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTe
     tender = Tender(
         payload.equipment, equipment.device_type, sender, equipment.vendor, payload.deposit,
         payload.service_files, payload.mode, payload.bid_until, payload.penalty_pct,
-        payload.service_intervals,
+        payload.service_intervals, dispute_intervals=payload.dispute_intervals,
     )  # fmt: skip
     if warranty:  # the vendor services it, at no charge
         credit = credit_of(state, equipment.vendor).completed
@@ -448,10 +466,8 @@ def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: Claim
             )
         state.put(TENDERS, payload.tender, replace(tender, status=int(Status.CLAIMED), claimed_at=now))
         return
-    if now <= tender.claimed_at + DISPUTE_INTERVALS:
-        raise ClaimTooEarly(
-            f"the owner may dispute the claim to the end of interval {tender.claimed_at + DISPUTE_INTERVALS}"
-        )
+    if now <= tender.dispute_until:
+        raise ClaimTooEarly(f"the owner may dispute the claim to the end of interval {tender.dispute_until}")
     _pay(state, payload.tender, tender)
 
 
@@ -465,9 +481,9 @@ def apply_dispute(state: StateView, env: BlockEnv, sender: Address, payload: Dis
         raise NothingToDispute(
             "no service is claimed (an overdue one the owner ends with WithdrawFromTender)"
         )
-    if interval_of(env.timestamp) > tender.claimed_at + DISPUTE_INTERVALS:
+    if interval_of(env.timestamp) > tender.dispute_until:
         raise DisputeWindowClosed(
-            f"the claim could be disputed to the end of interval {tender.claimed_at + DISPUTE_INTERVALS}"
+            f"the claim could be disputed to the end of interval {tender.dispute_until}"
         )
     returned = tender.deposit - tender.value + _winners_penalty(tender)
     if returned:
