@@ -592,6 +592,15 @@ class BidAboveDeposit(InvalidTender):
     """A bid asks more than the owner deposited."""
 
 
+class BidBelowReserve(InvalidTender):
+    """A bid asks less than the tender's reserve, the least price its owner accepts."""
+
+
+class ReserveAboveDeposit(InvalidTender):
+    """A tender's reserve (the least price it accepts) is above its deposit: no bid could meet
+    both."""
+
+
 class AlreadyBid(InvalidTender):
     """A second bid from the same bidder on one tender (one bid each)."""
 

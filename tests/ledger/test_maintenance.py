@@ -18,6 +18,7 @@ from gridnet.errors import (
     EmptyDeposit,
     InvalidTransaction,
     PenaltyOutOfRange,
+    ReserveAboveDeposit,
     ServiceTimeOutOfRange,
     UnknownMaintenanceMode,
 )
@@ -74,8 +75,9 @@ def balance(h: Helios, who: bytes) -> int:
 def open_tender(
     h: Helios, equipment: bytes = OLD, bid_until: int = START + 2, **terms: int
 ) -> tuple[bytes, int]:
-    """OWNER's tender (penalty deposits 10 %, 8 intervals to serve, ``terms`` besides)."""
-    tx = h.tx(OWNER, OpenTender(equipment, DEPOSIT, FILES, Mode.ON_SITE, bid_until, 10, 8, **terms))
+    """OWNER's tender (penalty deposits 10 %, 8 intervals to serve, unless ``terms`` say)."""
+    act = OpenTender(equipment, DEPOSIT, FILES, Mode.ON_SITE, bid_until, 10, 8)
+    tx = h.tx(OWNER, msgspec.structs.replace(act, **terms))
     h.mine(tx)
     return tx_id(tx), tx.fee
 
@@ -159,6 +161,7 @@ def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
         (BidTender(b"\x02" * 32, 0), EmptyBid),
         (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8, dispute_intervals=0), DisputeWindowOutOfRange),
         (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8, 7 * 96 + 1), DisputeWindowOutOfRange),
+        (OpenTender(OLD, DEPOSIT, FILES, 1, START + 2, 10, 8, reserve=DEPOSIT + 1), ReserveAboveDeposit),
     ],
     ids=[
         "no-service-time",
@@ -169,6 +172,7 @@ def test_out_of_warranty_the_lowest_registered_bid_wins(h: Helios) -> None:
         "bid-of-0",
         "no-dispute-window",
         "dispute-window-over-a-week",
+        "reserve-above-deposit",
     ],
 )
 def test_a_tender_or_bid_out_of_range_is_refused_before_the_state(
@@ -339,3 +343,52 @@ def test_a_tender_stored_before_its_dispute_window_was_a_field_reads_as_a_day() 
     fields = msgspec.msgpack.decode(encode(record))
     older = msgspec.msgpack.encode(fields[:18])  # up to claimed_at
     assert decode_lenient(older, Tender).dispute_intervals == DISPUTE_INTERVALS
+
+
+def sabotage(h: Helios, price: int, bid_until: int, **terms: int) -> tuple[int, int]:
+    """TEAM wins OWNER's tender (penalty deposits 100 %, ``terms``) at ``price`` against the
+    vendor's 40,000, claims the repair done at once and does nothing; the owner disputes at
+    once. What it cost TEAM and OWNER [base units, fees aside]."""
+    team0, owner0 = balance(h, TEAM.address), balance(h, OWNER.address)
+    tid, open_fee = open_tender(h, bid_until=bid_until, penalty_pct=100, **terms)
+    txs = [h.tx(TEAM, BidTender(tid, price)), h.tx(VENDOR, BidTender(tid, 40_000))]
+    h.mine(*txs)
+    award = h.tx(BUYER, AwardTender(tid))
+    h.mine(award, interval=bid_until + 1)
+    claim = h.tx(TEAM, ClaimTender(tid))
+    h.mine(claim)
+    dispute = h.tx(OWNER, DisputeTender(tid))
+    h.mine(dispute)
+    assert h.chain.view().get(TENDERS, tid).status == Status.DISPUTED  # type: ignore[union-attr]
+    team_cost = team0 - balance(h, TEAM.address) - txs[0].fee - claim.fee
+    owner_cost = owner0 - balance(h, OWNER.address) - open_fee - dispute.fee
+    return team_cost, owner_cost
+
+
+def test_a_reserve_makes_underbidding_to_delay_a_repair_cost_the_saboteur(h: Helios) -> None:
+    """A self-declared team won with a bid of 1 base unit and delayed the repair (claimed it at
+    once, the owner's only remedy a dispute): its penalty deposit, a share of its own price,
+    was all a dispute took from it, 1 base unit even at penalty_pct 100. The owner's reserve is
+    the least price it accepts: the winner stakes at least penalty_pct of it, and loses it."""
+    assert sabotage(h, 1, START + 2) == (1, 0)  # no reserve: the sabotage cost the saboteur 1
+    tid, _ = open_tender(h, bid_until=START + 5, reserve=20_000, penalty_pct=100)
+    assert h.chain.view().get(TENDERS, tid).reserve == 20_000  # type: ignore[union-attr]
+    assert h.refused(TEAM, BidTender(tid, 1)) == "BidBelowReserve"
+    assert h.refused(TEAM, BidTender(tid, 19_999)) == "BidBelowReserve"
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 6)  # nobody bid: the deposit returned
+    team_cost, owner_cost = sabotage(h, 20_000, START + 8, reserve=20_000)
+    assert (team_cost, owner_cost) == (20_000, 0)  # the saboteur forfeits the reserve, the owner is whole
+
+
+def test_a_saboteur_that_does_nothing_forfeits_its_stake_on_the_reserve(h: Helios) -> None:
+    tid, _ = open_tender(h, reserve=20_000, penalty_pct=50)
+    assert h.refused(TEAM, BidTender(tid, 1)) == "BidBelowReserve"  # its stake would be 1
+    team0 = balance(h, TEAM.address)
+    bid = h.tx(TEAM, BidTender(tid, 20_000))
+    h.mine(bid)
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=START + 3)
+    owner0 = balance(h, OWNER.address)
+    end = h.tx(OWNER, WithdrawFromTender(tid))
+    h.mine(end, interval=START + 12)  # the service was due by START + 11
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT + 10_000 - end.fee
+    assert team0 - balance(h, TEAM.address) == 10_000 + bid.fee  # half the reserve

@@ -5,9 +5,11 @@ inverter it sold each PV home (the first ``in_warranty`` of them still under war
 others past it), and ``teams`` maintenance teams register as authorities. During the day the
 inverters of ``failures`` PV homes fail, one after the other from ``first_failure_utc`` every
 ``failure_every_intervals``: the home's PV produces nothing until it is repaired. Its device
-opens a tender with ``deposit_gnc`` (bidding for ``bid_intervals``); out of warranty every team
-and the vendor bid (each at its own price: ``team_price_gnc`` times a factor of its own, the
-vendor at ``vendor_price_gnc``), and the home awards it once bidding has closed. The winner
+opens a tender with ``deposit_gnc``, ``reserve_gnc`` (the least price it accepts) and
+``dispute_intervals`` (bidding for ``bid_intervals``); out of warranty every team and the vendor
+bid (each at its own price: ``team_price_gnc`` times a factor of its own, the vendor at
+``vendor_price_gnc``; the reserve when its price is below it), and the home awards it once
+bidding has closed. The winner
 services the inverter (``remote`` repairs take 1 interval, on-site ``onsite_intervals``),
 claims it done and the home confirms it. The first team listed in ``withdrawing_team``
 withdraws from the first tender it wins: the home gets its deposit and the team's penalty, and
@@ -31,7 +33,9 @@ from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
 from gridnet.ledger.txs.maintenance import (
     CREDITS,
+    DISPUTE_INTERVALS,
     EQUIPMENT,
+    MAX_DISPUTE_INTERVALS,
     TENDERS,
     AwardTender,
     BidTender,
@@ -67,6 +71,10 @@ class MaintenanceTable:
     deposit_gnc: float = 2.0
     bid_intervals: int = 2
     penalty_pct: int = 10
+    reserve_gnc: float = 0.0
+    """Each tender's reserve, the least price it accepts (0: any)."""
+    dispute_intervals: int = DISPUTE_INTERVALS
+    """How long a home may dispute a claimed repair."""
     team_price_gnc: float = 0.8
     """The first team's price; the n-th team asks (1 + n / 4) times it."""
     vendor_price_gnc: float = 1.5
@@ -145,10 +153,13 @@ class MaintenanceDesk(Agent):
             world.later(vendor, act, ready)
 
     def price(self, bidder: Agent) -> int:
+        """What ``bidder`` asks: its own price, or the tenders' reserve when that is more."""
         if bidder is self.vendor:
-            return gnc(self.t.vendor_price_gnc)
-        assert isinstance(bidder, MaintenanceTeam)
-        return round(gnc(self.t.team_price_gnc) * (1 + bidder.index / 4))
+            own = gnc(self.t.vendor_price_gnc)
+        else:
+            assert isinstance(bidder, MaintenanceTeam)
+            own = round(gnc(self.t.team_price_gnc) * (1 + bidder.index / 4))
+        return max(own, gnc(self.t.reserve_gnc))
 
     def once(self, world: World, case: Case, tid: bytes, step: str, who: Agent, payload: Any) -> None:
         if (tid, step) not in case.asked and world.submit(who, payload):
@@ -183,7 +194,10 @@ class MaintenanceDesk(Agent):
         files = hash32(f"{case.home.name}/inverter/failure/{now}".encode())  # the service files' hash
         until = now + self.t.bid_intervals
         service = 1 if case.mode == Mode.REMOTE else self.t.onsite_intervals
-        act = OpenTender(case.equipment, deposit, files, case.mode, until, self.t.penalty_pct, service + 4)
+        act = OpenTender(
+            case.equipment, deposit, files, case.mode, until, self.t.penalty_pct, service + 4,
+            self.t.dispute_intervals, gnc(self.t.reserve_gnc),
+        )  # fmt: skip
         if world.submit(case.home, act):
             case.tenders.append(world.last_txid)
 
@@ -293,6 +307,10 @@ def build(world: World) -> list[Agent]:
         or not 0 <= t.penalty_pct <= 100
     ):
         raise ConfigError(f"{where} deposit and prices must be above 0 {IN_UNITS}, penalty_pct 0 to 100")
+    if not 0 <= gnc(t.reserve_gnc) <= gnc(t.deposit_gnc):
+        raise ConfigError(f"{where} reserve_gnc must be 0 to deposit_gnc")
+    if not 1 <= t.dispute_intervals <= MAX_DISPUTE_INTERVALS:
+        raise ConfigError(f"{where} dispute_intervals must be 1 to {MAX_DISPUTE_INTERVALS}")
     if min(t.bid_intervals, t.failure_every_intervals, t.onsite_intervals, t.remote_every) < 1:
         raise ConfigError(
             f"{where} bid_intervals, failure_every_intervals, onsite_intervals and remote_every "

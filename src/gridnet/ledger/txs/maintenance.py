@@ -10,7 +10,8 @@ files: failure type, time, logs), the maintenance mode (remote or on-site) and t
 bidding closes. Within warranty the tender is agreed with the vendor at once, at no charge.
 Otherwise *diagnosis nodes* bid (``BidTender``): a registered maintenance team (an authority
 with the ``maintenance`` role) or the equipment's vendor, at a price no higher than the
-deposit, each locking a penalty deposit (``penalty_pct`` of its price, set by the tender).
+deposit and no lower than the tender's ``reserve``, each locking a penalty deposit
+(``penalty_pct`` of its price, set by the tender: so at least ``penalty_pct`` of the reserve).
 Once bidding has closed anyone awards the tender (``AwardTender``): the lowest price wins (the
 earlier block, then the lower address, on a tie) and the others get their penalty deposits
 back; the winner then has ``service_intervals`` intervals to serve. The owner confirms the
@@ -28,6 +29,13 @@ owner's tender sets 1 to 672); undisputed, the node's next
 ``ClaimTender`` is paid as a confirmation. The chain cannot tell a served owner that disputes
 from a node that claims a service it did not do, so a dispute pays neither what it hoped: the
 price is destroyed, the rest of the deposit and the node's penalty deposit go to the owner.
+
+Roles are self-declared, so a saboteur may win a tender with a bid of next to nothing and then
+delay the repair (claim at once, or do nothing until the service is overdue): the owner's
+remedies, a dispute or ending the agreement, take only the node's penalty deposit, which
+scaled with that price. The owner's ``reserve``, the least price it accepts, is what it judges
+the job worth: a bid below it is refused, so the node that takes the job stakes at least
+``penalty_pct`` of it, and loses that much to the owner by delaying it.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from gridnet.encoding import U32, U63, AddressBytes, HashBytes, Wire, encode
 from gridnet.errors import (
     AlreadyBid,
     BidAboveDeposit,
+    BidBelowReserve,
     BiddingClosed,
     BiddingDeadlineOutOfRange,
     BiddingOpen,
@@ -59,6 +68,7 @@ from gridnet.errors import (
     NothingToDispute,
     NotTheWinner,
     PenaltyOutOfRange,
+    ReserveAboveDeposit,
     ServiceClaimed,
     ServiceNotOverdue,
     ServiceOverdue,
@@ -161,6 +171,8 @@ class Tender(Wire, frozen=True):
     """The interval the diagnosis node claimed the service done in (0: not claimed)."""
     dispute_intervals: U32 = DISPUTE_INTERVALS
     """How many intervals after a claim the owner may dispute it [intervals]."""
+    reserve: U63 = 0
+    """The least price a bid may ask [base units] (0: any price of 1 or more)."""
 
     @property
     def dispute_until(self) -> int:
@@ -211,6 +223,9 @@ class OpenTender(Wire, frozen=True, tag=42):
     """How long the diagnosis node has to service it once agreed (1 to a week)."""
     dispute_intervals: U32 = DISPUTE_INTERVALS
     """How long after a claim the owner may dispute it (1 to a week; a day by default)."""
+    reserve: U63 = 0
+    """The least price the owner accepts, at most the deposit [base units]: what it judges the
+    job worth, so the winner's penalty deposit is at least ``penalty_pct`` of it."""
 
 
 class BidTender(Wire, frozen=True, tag=43):
@@ -315,6 +330,8 @@ def validate_open(payload: OpenTender, params: ChainParams) -> None:
         raise DisputeWindowOutOfRange(
             f"dispute_intervals {payload.dispute_intervals}: it must be 1 to {MAX_DISPUTE_INTERVALS}"
         )
+    if payload.reserve > payload.deposit:
+        raise ReserveAboveDeposit(f"reserve {payload.reserve}: no bid could meet it within the deposit")
 
 
 def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTender) -> None:
@@ -335,7 +352,7 @@ def apply_open(state: StateView, env: BlockEnv, sender: Address, payload: OpenTe
     tender = Tender(
         payload.equipment, equipment.device_type, sender, equipment.vendor, payload.deposit,
         payload.service_files, payload.mode, payload.bid_until, payload.penalty_pct,
-        payload.service_intervals, dispute_intervals=payload.dispute_intervals,
+        payload.service_intervals, dispute_intervals=payload.dispute_intervals, reserve=payload.reserve,
     )  # fmt: skip
     if warranty:  # the vendor services it, at no charge
         credit = credit_of(state, equipment.vendor).completed
@@ -366,6 +383,8 @@ def apply_bid(state: StateView, env: BlockEnv, sender: Address, payload: BidTend
     refuse_revoked(state, sender, "bidding")
     if payload.price > tender.deposit:
         raise BidAboveDeposit(f"{payload.price} asked; the owner deposited {tender.deposit}")
+    if payload.price < tender.reserve:
+        raise BidBelowReserve(f"{payload.price} asked; the owner accepts no less than {tender.reserve}")
     if any(b.bidder == sender for b in tender.bids):
         raise AlreadyBid(f"{address_to_text(sender)} bid on the tender already: one bid each")
     if len(tender.bids) >= MAX_BIDS:
