@@ -173,11 +173,13 @@ def test_sales_repay_the_loan_and_a_repaid_loan_raises_the_value(h: Helios) -> N
     assert loan is not None and loan.status == REPAID and loan.repaid == 11_000
     assert bank is not None and bank.capital == 1_001_000 and bank.repaid == 11_000
     history = history_of(view, OWNER.address)
-    assert history.loans_repaid == 1 and credit_value(history, CRITERIA) == 10 + 20
+    assert (history.loans_repaid, history.principal_repaid) == (1, 10_000)
+    assert credit_value(history, CRITERIA) == 10 + 20 * 10_000 // 50_000  # a fifth of max_loan repaid
     assert h.refused(OWNER, RepayLoan(1)) == "NoOpenLoan"
-    assert loan_limit(history, CRITERIA) == 30_000
-    h.mine(h.tx(OWNER, RequestLoan(BANK, 30_000)))  # a better history borrows more
-    assert h.chain.view().get(LOANS, OWNER.address).principal == 30_000  # type: ignore[union-attr]
+    assert loan_limit(history, CRITERIA) == 14_000
+    assert h.refused(OWNER, RequestLoan(BANK, 14_001)) == "LoanTooLarge"
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 14_000)))  # a better history borrows more
+    assert h.chain.view().get(LOANS, OWNER.address).principal == 14_000  # type: ignore[union-attr]
 
 
 def test_a_missed_installment_lowers_the_value_and_the_last_one_defaults(h: Helios) -> None:
@@ -195,12 +197,17 @@ def test_a_missed_installment_lowers_the_value_and_the_last_one_defaults(h: Heli
     assert loan is not None and loan.status == DEFAULTED and loan.missed == 1 and loan.judged == 2
     assert bank is not None and bank.defaults == 1
     history = history_of(view, BUYER.address)
-    assert (history.missed_installments, history.loans_defaulted) == (1, 1)
+    assert (history.missed_installments, history.loans_defaulted, history.principal_defaulted) == (
+        1,
+        1,
+        10_000,
+    )
     assert credit_value(history, CRITERIA) == 10 - 100 - 15
     assert h.refused(OWNER, ReportMissedRepayment(BUYER.address)) == "RepaymentNotDue"  # judged already
     assert h.refused(BUYER, RequestLoan(BANK, 1)) == "LoanOutstanding"
     h.mine(h.tx(BUYER, RepayLoan(5_500)))  # it pays late: the loan is repaid, the default stays
-    assert history_of(h.chain.view(), BUYER.address).loans_repaid == 0  # (no credit for repaying it)
+    history = history_of(h.chain.view(), BUYER.address)
+    assert (history.loans_repaid, history.principal_repaid) == (0, 0)  # (no credit for repaying it)
     assert h.chain.view().get(LOANS, BUYER.address).status == REPAID  # type: ignore[union-attr]
     assert h.refused(BUYER, RequestLoan(BANK, 1)) == "CreditValueTooLow"
 
@@ -326,3 +333,38 @@ def test_the_consortium_withdraws_capital_not_lent_out_once_per_act(h: Helios) -
     assert h.refused(COLLECTOR, withdrawal(h, 3, 11_001)) == "BankCapitalShort"
     h.mine(h.tx(COLLECTOR, withdrawal(h, 3, 11_000)))  # ... and is withdrawn
     assert h.chain.view().get(BANKS, BANK).capital == 0  # type: ignore[union-attr]
+
+
+def test_farming_a_history_with_loans_of_next_to_nothing_does_not_pay(h: Helios) -> None:
+    """``loans_repaid`` counted loans whatever their principal: two loans of 1 base unit, repaid
+    with 2 of interest, took the limit from 10,000 to the whole max_loan of 50,000, to default
+    on. Repaid history now counts by principal: ``per_loan_repaid`` points for each ``max_loan``
+    repaid, net of what was defaulted on."""
+    paid = 0
+    for _ in range(5):
+        h.mine(h.tx(OWNER, RequestLoan(BANK, 1)))
+        h.mine(h.tx(OWNER, RepayLoan(2)))  # 1 of principal, 1 of interest (rounded up)
+        paid += 1
+    history = history_of(h.chain.view(), OWNER.address)
+    assert (history.loans_repaid, history.principal_repaid) == (5, 5)
+    limit, newcomers = loan_limit(history, CRITERIA), loan_limit(CreditHistory(), CRITERIA)
+    h.mine(h.tx(OWNER, RequestLoan(BANK, limit)), interval=START + 1)  # the loan it means to default on
+    h.mine(h.tx(COLLECTOR, ReportMissedRepayment(OWNER.address)), interval=START + 20)
+    loan = h.chain.view().get(LOANS, OWNER.address)
+    assert loan is not None and loan.status == DEFAULTED
+    profit = loan.principal - newcomers - paid  # what it defaulted on beyond a newcomer's, less the farming
+    assert profit == -paid  # (counted by loans, it defaulted on 50,000: 40,000 more, for 5 of interest)
+    history = history_of(h.chain.view(), OWNER.address)
+    assert history.principal_defaulted == 10_000 and credit_value(history, CRITERIA) < CRITERIA.min_value
+
+
+def test_repaid_principal_raises_the_limit_in_proportion_and_a_default_cancels_it(h: Helios) -> None:
+    """A history is worth what was repaid on it: 50,000 of principal repaid (max_loan) earns
+    per_loan_repaid points; a default cancels the principal it took besides its per_default."""
+    history = CreditHistory(loans_repaid=3, principal_repaid=50_000)
+    assert credit_value(history, CRITERIA) == 10 + 20
+    assert credit_value(msgspec.structs.replace(history, principal_repaid=49_999), CRITERIA) == 10 + 19
+    defaulted = msgspec.structs.replace(history, loans_defaulted=1, principal_defaulted=20_000)
+    assert credit_value(defaulted, CRITERIA) == 10 + 20 * 30_000 // 50_000 - 100
+    no_loans = msgspec.structs.replace(CRITERIA, max_loan=0)  # a bank that lends nothing
+    assert credit_value(history, no_loans) == 10 and loan_limit(history, no_loans) == 0

@@ -179,7 +179,9 @@ class CreditBankAgent(Agent):
                     "may_borrow_gnc": loan_limit(history, bank.criteria) / UNITS_PER_GNC,
                     "sold_wh": history.sold_wh,
                     "loans_repaid": history.loans_repaid,
+                    "principal_repaid_gnc": history.principal_repaid / UNITS_PER_GNC,
                     "loans_defaulted": history.loans_defaulted,
+                    "principal_defaulted_gnc": history.principal_defaulted / UNITS_PER_GNC,
                     "missed_installments": history.missed_installments,
                     "loan": None
                     if loan is None

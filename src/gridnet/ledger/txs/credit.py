@@ -4,10 +4,11 @@ A *credit bank* is run by a consortium (its members' keys and a threshold, as a 
 ``RegisterCreditBank``, signed by ``threshold`` members, publishes its criteria and moves the
 capital it lends from the sender's account into the bank. A participant short of coin asks for
 a loan (``RequestLoan``); the bank's criteria are the validation, applied by every node: the
-borrower's *credit value*, computed from its history on chain (energy it sold, loans it repaid,
-loans it defaulted on, installments it missed), must reach the bank's minimum, the principal may
-not exceed the bank's ``max_loan`` nor the value times ``coins_per_point``, and the borrower may
-owe nothing already. The principal goes to the borrower's account, to buy energy with.
+borrower's *credit value*, computed from its history on chain (energy it sold, principal it
+repaid, loans and principal it defaulted on, installments it missed), must reach the bank's
+minimum, the principal may not exceed the bank's ``max_loan`` nor the value times
+``coins_per_point``, and the borrower may owe nothing already. The principal goes to the
+borrower's account, to buy energy with.
 
 The loan is repaid on a schedule: ``installments`` equal parts of principal plus interest, one
 due at the end of every ``every_intervals`` intervals from the loan's block. Repayment comes from
@@ -71,6 +72,8 @@ class CreditCriteria(Wire, frozen=True):
     per_kwh_sold: U63
     """Points per kWh a contract paid the participant for as its seller."""
     per_loan_repaid: U63
+    """Points for ``max_loan`` of principal repaid (a smaller loan earns its share, so a
+    history cannot be farmed with loans of next to nothing)."""
     per_default: U63
     """Points a defaulted loan takes off."""
     per_missed: U63
@@ -127,6 +130,10 @@ class CreditHistory(Wire, frozen=True):
     loans_repaid: U32 = 0
     loans_defaulted: U32 = 0
     missed_installments: U32 = 0
+    principal_repaid: U63 = 0
+    """The principal of the loans it repaid before they defaulted [base units]."""
+    principal_defaulted: U63 = 0
+    """The principal of the loans it defaulted on [base units]."""
 
 
 OPEN, REPAID, DEFAULTED = 0, 1, 2
@@ -218,12 +225,20 @@ def history_of(state: StateView, who: Address) -> CreditHistory:
     return state.get(HISTORIES, who) or CreditHistory()
 
 
+def repayment_points(history: CreditHistory, c: CreditCriteria) -> int:
+    """What repaid loans add to the value: ``per_loan_repaid`` for each ``max_loan`` of principal
+    repaid net of the principal defaulted on, rounded down [points]. Weighted by principal, so
+    loans of 1 base unit repaid add nothing, and a default cancels as much repaid history."""
+    net = max(0, history.principal_repaid - history.principal_defaulted)
+    return c.per_loan_repaid * net // c.max_loan if c.max_loan else 0
+
+
 def credit_value(history: CreditHistory, c: CreditCriteria) -> int:
     """A participant's credit value under a bank's criteria [points]; it may be negative."""
     return (
         c.base_value
         + c.per_kwh_sold * history.sold_wh // 1000
-        + c.per_loan_repaid * history.loans_repaid
+        + repayment_points(history, c)
         - c.per_default * history.loans_defaulted
         - c.per_missed * history.missed_installments
     )
@@ -276,7 +291,12 @@ def _repay(state: StateView, who: Address, loan: Loan, amount: int) -> None:
     if loan.outstanding == 0:
         if loan.status == OPEN:  # (a defaulted loan repaid late stays a default in the history)
             history = history_of(state, who)
-            state.put(HISTORIES, who, replace(history, loans_repaid=history.loans_repaid + 1))
+            history = replace(
+                history,
+                loans_repaid=history.loans_repaid + 1,
+                principal_repaid=history.principal_repaid + loan.principal,
+            )
+            state.put(HISTORIES, who, history)
         loan = replace(loan, status=REPAID)
     state.put(LOANS, who, loan)
 
@@ -407,7 +427,11 @@ def apply_report_missed(
     history = replace(history, missed_installments=history.missed_installments + 1)
     loan = replace(loan, judged=ended, missed=loan.missed + 1)
     if ended == loan.installments:  # the last installment has passed unpaid: a default
-        history = replace(history, loans_defaulted=history.loans_defaulted + 1)
+        history = replace(
+            history,
+            loans_defaulted=history.loans_defaulted + 1,
+            principal_defaulted=history.principal_defaulted + loan.principal,
+        )
         loan = replace(loan, status=DEFAULTED)
         bank = _bank(state, loan.bank)
         state.put(BANKS, loan.bank, replace(bank, defaults=bank.defaults + 1))
