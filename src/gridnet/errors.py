@@ -45,6 +45,11 @@ class StoreCorrupt(StoreError):
     """Data this node stored does not read back: its store is damaged (not a peer's or a
     client's fault)."""
 
+    def __init__(self, message: str, finding: str | None = None) -> None:
+        super().__init__(message)
+        self.finding = message if finding is None else finding
+        """What was found, without the file and the advice (``chain verify`` reports it)."""
+
 
 class DataDirExposed(StoreError):
     """A node's data directory can be written by every user of the machine (mode o+w)."""
@@ -1221,6 +1226,11 @@ class StateMismatch(InvalidBlock):
 class SupplyMismatch(InvalidBlock):
     """The replayed state holds more or less coin than the chain created (allocations and
     block rewards) less what its rules destroyed: a rule made or lost coin."""
+
+
+class IndexMismatch(InvalidBlock):
+    """A main-chain block's rows in the store's indexes do not match the block: the height its
+    row is stored at, its count of signed transactions, or an invalid mark."""
 
 
 class KnownInvalid(InvalidBlock):

@@ -210,3 +210,48 @@ def test_a_broken_index_head_or_state_found_at_open_is_store_corrupt(
     with pytest.raises(StoreCorrupt, match=finding) as err:
         Chain.open(tmp_path / "d", readonly=True)
     _one_line_naming(err, tmp_path / "d")
+
+
+def _deep_fork(tmp_path: Path) -> tuple[Chain, list[Block]]:
+    """A chain of three blocks, block 1 holding a transfer, and a heavier branch of four that
+    leaves it from genesis (not added): a reorg onto it takes every block back to genesis."""
+    params = test_params(KEYS)
+    chain, other = new_chain(tmp_path / "d", params), new_chain(tmp_path / "o", params)
+    extend(chain, [sign(chain, KEYS[0], Transfer(KEYS[1].address, 7), 0)])
+    extend(chain)
+    extend(chain)
+    branch = [extend(other, miner=KEYS[1]) for _ in range(4)]
+    other.close()
+    return chain, branch
+
+
+@pytest.mark.parametrize("damage", ["altered", "text"])
+def test_a_damaged_undo_record_below_the_head_is_named_when_a_reorg_reaches_it(
+    tmp_path: Path, damage: str
+) -> None:
+    """Opening checks no undo record (it would cost a walk back through the chain at every
+    start); each is checked when a reorg applies it, against its parent's state root, and by
+    'chain verify'. An older block's, damaged, is named when the reorg reaches it: the blocks
+    taken back above it are restored, and the state is the head's, as it was."""
+    chain, branch = _deep_fork(tmp_path)
+    head, values, root = chain.head, dict(chain.values), chain.commitment.root
+    older = chain.main[1].hash
+    if damage == "altered":
+        _alter_undo(tmp_path / "d", older)
+        expected = rf"^block 1 {older.hex()[:16]}: its undo record does not restore the state of block 0 in "
+    else:
+        _rewrite(tmp_path / "d", "UPDATE undo SET data = 'x' WHERE hash = ?", older)
+        expected = rf"^the undo row {older.hex()[:16]} holds TEXT, not a BLOB, in its data column in "
+    for block in branch[:3]:
+        chain.add_block(block, now=block.header.timestamp)
+    with pytest.raises(UndoMismatch if damage == "altered" else StoreCorrupt, match=expected):
+        chain.add_block(branch[3], now=branch[3].header.timestamp)
+    assert chain.head is head and chain.values == values and chain.commitment.root == root
+    assert chain.store.damage is not None
+    chain.close()
+    reopened = Chain.open(tmp_path / "d", readonly=True)  # nothing of the reorg was written
+    assert reopened.head.hash == head.hash and reopened.values == values
+    reopened.close()
+    report = verify_chain(tmp_path / "d")
+    assert not report.ok and report.bad_height == 1
+    assert report.rule == ("UndoMismatch" if damage == "altered" else "StoreCorrupt")

@@ -256,15 +256,17 @@ class Chain:
             entry = BlockEntry(h, header, parent, self.weight(parent.total_work if parent else 0, header))
             entry.invalid = bool(invalid) or (parent is not None and parent.invalid)
             self.entries[h] = entry
-        for height, h in self.store.main_hashes():
+        tx_count = 0
+        for height, h, txs in self.store.main_rows():
             if height != len(self.main) or h not in self.entries:
                 raise self.store.corrupt(f"the main chain index is broken at height {height}")
             self.main.append(self.entries[h])
+            tx_count += txs
         head = self.store.get_meta("head")
         if not self.main or head != self.main[-1].hash:
             raise self.store.corrupt("the stored head does not match the main chain index")
         self.values = dict(self.store.state_items())
-        self.tx_count = self.store.main_tx_count()
+        self.tx_count = tx_count
         self._commitment = StateCommitment.from_items(self.values.items())
         self._sealed = None
         if self._commitment.root != self.head.header.state_root:

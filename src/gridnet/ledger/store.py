@@ -119,6 +119,20 @@ _DAMAGE_SQLITE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_V = TypeVar("_V", bytes, int)
+
+_STORAGE_CLASS = {bytes: "a BLOB", int: "an INTEGER", str: "TEXT", float: "a REAL", type(None): "NULL"}
+"""SQLite's storage class of a value as Python's sqlite3 returns it (its column's type does
+not bind it: another program may write TEXT into a BLOB column, or a BLOB into an INTEGER
+one)."""
+
+
+def _row_name(key: object) -> str:
+    """A row's key as a person reads it in a message (a hash by its first 16 hex digits)."""
+    if isinstance(key, bytes):
+        return key.hex()[:16] or "''"
+    shown = repr(key)
+    return shown if len(shown) <= 24 else shown[:21] + "..."
 
 
 def _named_damage(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
@@ -272,7 +286,7 @@ class Store:
         )
         if self.damage is None:
             self.damage = message
-        return kind(message)
+        return kind(message, finding)
 
     def damaged(self, exc: sqlite3.DatabaseError) -> StoreCorrupt | sqlite3.DatabaseError:
         """What to raise for ``exc``, met reading or writing the file: StoreCorrupt naming the
@@ -281,6 +295,21 @@ class Store:
         if not getattr(exc, "sqlite_errorname", "").startswith(_DAMAGE_SQLITE):
             return exc
         return self.corrupt(f"SQLite: {exc}")
+
+    def value(self, value: object, kind: type[_V], table: str, column: str, key: object) -> _V:
+        """``value``, read from ``column`` of the ``table`` row whose key is ``key``, when it is
+        of the storage class the store writes there (``kind``: bytes for a BLOB, int for an
+        INTEGER); StoreCorrupt naming the table, the row and the column otherwise. Every value
+        the store reads passes here: TEXT, NULL or a number another program wrote where a BLOB
+        belongs is never read as one (``bytes(5)`` is five zero bytes; ``bytes('x')`` a
+        TypeError), nor a BLOB or TEXT where an INTEGER belongs."""
+        if isinstance(value, kind):
+            return value
+        found = _STORAGE_CLASS.get(type(value), type(value).__name__)
+        wanted = _STORAGE_CLASS[kind]
+        raise self.corrupt(
+            f"the {table} row {_row_name(key)} holds {found}, not {wanted}, in its {column} column"
+        )
 
     def _rows(self, sql: str) -> Iterator[Any]:
         """The rows of ``sql``, read as they are wanted (a damaged file: StoreCorrupt)."""
@@ -371,7 +400,7 @@ class Store:
     @_named_damage
     def get_meta(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else self.value(row[0], bytes, "meta", "value", key)
 
     @_named_damage
     def set_meta(self, key: str, value: bytes) -> None:
@@ -397,17 +426,46 @@ class Store:
 
     def block_rows(self) -> Iterator[tuple[bytes, bytes, int]]:
         """(hash, header bytes, invalid) of every stored block, by height."""
+        value = self.value
         for h, header, invalid in self._rows("SELECT hash, header, invalid FROM blocks ORDER BY height"):
-            yield bytes(h), bytes(header), int(invalid)
+            yield (
+                value(h, bytes, "blocks", "hash", h),
+                value(header, bytes, "blocks", "header", h),
+                value(invalid, int, "blocks", "invalid", h),
+            )
 
     @_named_damage
     def block_data(self, block_hash: Hash32) -> tuple[bytes, bytes] | None:
+        """(header bytes, transaction bytes) of the stored block ``block_hash``."""
         row = self.db.execute("SELECT header, txs FROM blocks WHERE hash=?", (block_hash,)).fetchone()
-        return None if row is None else (bytes(row[0]), bytes(row[1]))
+        if row is None:
+            return None
+        return (
+            self.value(row[0], bytes, "blocks", "header", block_hash),
+            self.value(row[1], bytes, "blocks", "txs", block_hash),
+        )
 
-    def main_hashes(self) -> Iterator[tuple[int, bytes]]:
-        for height, h in self._rows("SELECT height, hash FROM main ORDER BY height"):
-            yield int(height), bytes(h)
+    @_named_damage
+    def block_row(self, block_hash: Hash32) -> tuple[int, bytes, bytes, int] | None:
+        """(height, header bytes, transaction bytes, invalid) of the stored block ``block_hash``."""
+        row = self.db.execute(
+            "SELECT height, header, txs, invalid FROM blocks WHERE hash=?", (block_hash,)
+        ).fetchone()
+        if row is None:
+            return None
+        value = self.value
+        return (
+            value(row[0], int, "blocks", "height", block_hash),
+            value(row[1], bytes, "blocks", "header", block_hash),
+            value(row[2], bytes, "blocks", "txs", block_hash),
+            value(row[3], int, "blocks", "invalid", block_hash),
+        )
+
+    def main_rows(self) -> Iterator[tuple[int, bytes, int]]:
+        """(height, hash, signed transactions) of each main-chain block, by height."""
+        value = self.value
+        for height, h, txs in self._rows("SELECT height, hash, txs FROM main ORDER BY height"):
+            yield height, value(h, bytes, "main", "hash", height), value(txs, int, "main", "txs", height)
 
     # --- connecting and disconnecting ------------------------------------------------------
 
@@ -456,27 +514,28 @@ class Store:
     @_named_damage
     def get_undo(self, block_hash: Hash32) -> bytes | None:
         row = self.db.execute("SELECT data FROM undo WHERE hash=?", (block_hash,)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else self.value(row[0], bytes, "undo", "data", block_hash)
 
     # --- state and indexes -------------------------------------------------------------------
 
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        value = self.value
         for k, v in self._rows("SELECT key, value FROM state"):
-            yield bytes(k), bytes(v)
+            yield value(k, bytes, "state", "key", k), value(v, bytes, "state", "value", k)
 
-    @_named_damage
     def main_tx_count(self) -> int:
         """Signed transactions in the main chain."""
-        row = self.db.execute("SELECT COALESCE(SUM(txs), 0) FROM main").fetchone()
-        return int(row[0])
+        return sum(txs for _, _, txs in self.main_rows())
 
     # --- pending transactions (the mempool's durable copy) -------------------------------
 
     def _pending(self) -> dict[bytes, int]:
         rows = self._pending_rows
         if rows is None:
+            value = self.value
             rows = self._pending_rows = {
-                bytes(t): int(i) for i, t in self.db.execute("SELECT id, txid FROM pending")
+                value(t, bytes, "pending", "txid", i): value(i, int, "pending", "id", i)
+                for i, t in self.db.execute("SELECT id, txid FROM pending")
             }
             self._next_pending = max(rows.values(), default=0) + 1
         return rows
@@ -524,4 +583,7 @@ class Store:
     def pending(self) -> list[tuple[bytes, bytes]]:
         """The pending transactions (id, encoded), in the order they arrived."""
         rows = self.db.execute(f"SELECT txid, data FROM pending ORDER BY {self._pending_order}")
-        return [(bytes(t), bytes(d)) for t, d in rows]
+        value = self.value
+        return [
+            (value(t, bytes, "pending", "txid", t), value(d, bytes, "pending", "data", t)) for t, d in rows
+        ]

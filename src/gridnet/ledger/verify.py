@@ -19,8 +19,10 @@ from gridnet.errors import (
     DecodeError,
     GridnetError,
     HashMismatch,
+    IndexMismatch,
     MissingBlock,
     StateMismatch,
+    StoreCorrupt,
     StoreError,
     SupplyMismatch,
     UndoMismatch,
@@ -130,6 +132,8 @@ class Replay:
         started = time.perf_counter()
         try:
             return self._advance(store, behind, progress)
+        except StoreCorrupt as exc:  # (met reading the index or the parameters: no block to name)
+            return self._fail(len(self.hashes), exc)
         finally:
             self.seconds += time.perf_counter() - started
 
@@ -153,19 +157,25 @@ class Replay:
                     len(self.hashes) - 1,
                     StateMismatch(f"stored state differs from the replay in {differing} entries"),
                 )
+            for _ in store.block_rows():  # (side blocks' rows too, each read as opening reads it)
+                pass
+            store.pending()  # (as a node reads them when it starts)
             height = len(self.hashes) - 1
             assert self._start is not None, "a replay that advanced read the chain's parameters"
             try:  # (the coin is all there: the rules neither made nor lost any)
                 coin = supply.check(self._start[0], height, self.values)
             except SupplyMismatch as exc:
                 return self._fail(height, exc)
+        except StoreCorrupt as exc:
+            return self._fail(len(self.hashes) - 1, exc)
         finally:
             self.seconds += time.perf_counter() - started
         return VerifyReport(True, height, len(self.hashes), self.transactions, self.seconds, supply=coin)
 
     def _fail(self, height: int, error: GridnetError) -> VerifyReport:
+        message = error.finding if isinstance(error, StoreCorrupt) else str(error)
         return VerifyReport(
-            False, height, len(self.headers), self.transactions, self.seconds, height, error.rule, str(error)
+            False, height, len(self.headers), self.transactions, self.seconds, height, error.rule, message
         )
 
     def _begin(self, store: Store) -> tuple[ChainParams, Block, Hash32] | VerifyReport:
@@ -191,20 +201,20 @@ class Replay:
         if isinstance(start, VerifyReport):
             return start
         params, genesis, chain_id = start
-        main = list(store.main_hashes())
-        self._rewind([h for _, h in main])
+        main = list(store.main_rows())
+        self._rewind([h for _, h, _ in main])
         if self._failed is not None:
             return self._failed[0]
         if not self.hashes:
             self.values = genesis_state(params)
             self.commitment = StateCommitment.from_items(self.values.items())
         total = len(main)
-        for height, h in main[len(self.hashes) : max(len(self.hashes), total - behind)]:
+        for height, h, txs in main[len(self.hashes) : max(len(self.hashes), total - behind)]:
             expected_height = len(self.hashes)
             try:
                 if height != expected_height:
                     raise MissingBlock(f"main chain skips height {expected_height}")
-                self._replay(store, params, genesis, chain_id, height, h)
+                self._replay(store, params, genesis, chain_id, height, h, txs)
             except GridnetError as exc:
                 self._failed = (self._fail(expected_height, exc), h)
                 return self._failed[0]
@@ -242,12 +252,20 @@ class Replay:
             self.headers.pop()
 
     def _replay(
-        self, store: Store, params: ChainParams, genesis: Block, chain_id: Hash32, height: int, h: Hash32
+        self,
+        store: Store,
+        params: ChainParams,
+        genesis: Block,
+        chain_id: Hash32,
+        height: int,
+        h: Hash32,
+        txs: int,
     ) -> None:
-        data = store.block_data(h)
-        if data is None:
+        """Replay the main-chain block ``h`` at ``height``, whose main row counts ``txs``."""
+        row = store.block_row(h)
+        if row is None:
             raise MissingBlock(f"block {height} is in the main index but not stored")
-        raw_header, raw_body = data
+        stored_height, raw_header, raw_body, invalid = row
         if header_hash(raw_header) != h:
             raise HashMismatch(f"block {height}: stored header does not hash to {h.hex()[:16]}")
         try:
@@ -255,6 +273,16 @@ class Replay:
             body = decode(raw_body, BlockBody, max_bytes=MAX_BLOCK_DECODE, what="block body")
         except DecodeError as exc:
             raise type(exc)(f"block {height} does not decode: {exc}") from None
+        if stored_height != height:
+            raise IndexMismatch(f"block {height} is stored as a block of height {stored_height}")
+        if invalid:
+            raise IndexMismatch(f"block {height} of the main chain is stored marked invalid")
+        signed = max(len(body.txs) - 1, 0)  # (the coinbase aside; genesis has none)
+        if txs != signed:
+            raise IndexMismatch(
+                f"block {height}: the main chain index counts {txs} signed transactions, the block holds "
+                f"{signed}"
+            )
         if height == 0:
             if header != genesis.header or body.txs or body.votes:
                 raise HashMismatch("stored genesis block differs from the chain parameters")
@@ -284,8 +312,7 @@ class Replay:
                 values.pop(k, None)
             else:
                 values[k] = v
-        txs = len(body.txs) - 1  # signed transactions (the coinbase aside)
-        self.transactions += txs
+        self.transactions += txs  # signed transactions (the coinbase aside; checked above)
         self._undo.append(_Undo(restore, result.commit_undo, txs))
         self.hashes.append(h)
         headers.append(header)
