@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,55 @@ def test_chain_verify_checks_a_main_blocks_index_rows(tmp_path: Path, damage: st
     _rewrite(tmp_path / "d", damage)
     report = verify_chain(tmp_path / "d")
     assert (report.ok, report.rule, report.bad_height, report.message) == (False, "IndexMismatch", 2, says)
+
+
+def test_tables_of_a_gridnet_name_without_its_columns_are_refused_at_open(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    db = sqlite3.connect(data_dir / DB_NAME)
+    for table in ("meta", "blocks", "main", "state", "undo", "pending"):
+        db.execute(f"CREATE TABLE {table} (x)")
+    db.commit()
+    db.close()
+    for readonly in (False, True):
+        with pytest.raises(
+            StoreCorrupt, match=r"is not a GRIDNET store: its meta table has no column key, value: restore"
+        ):
+            Store(data_dir, readonly=readonly)
+
+
+def test_an_empty_store_file_is_refused_by_a_writer_and_left_as_it_was(tmp_path: Path) -> None:
+    """A chain.sqlite emptied (a truncation to zero bytes) is no new store to a node: it is
+    refused as a reader refuses it, nothing written into it; only 'chain init' makes a chain."""
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    (data_dir / DB_NAME).write_bytes(b"")
+    with pytest.raises(StoreCorrupt, match=r"is not a GRIDNET store: it has no table meta, blocks"):
+        Chain.open(data_dir)
+    assert (data_dir / DB_NAME).stat().st_size == 0
+    Chain.create(data_dir, test_params(KEYS)).close()
+    Chain.open(data_dir).close()
+
+
+def test_a_disk_that_fails_at_open_is_no_damage_to_restore(tmp_path: Path) -> None:
+    """SQLite's 'disk I/O error' opening the store (here: the process may not grow a file, as
+    on a full disk) is the machine's, not the file's: a one-line StoreError saying to check the
+    disk and try again, not StoreCorrupt saying to restore a backup."""
+    _chain(tmp_path / "d")
+    script = (
+        "import resource, sys\n"
+        "from gridnet.errors import StoreCorrupt, StoreError\n"
+        "from gridnet.ledger.chain import Chain\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))\n"
+        "try:\n"
+        "    Chain.open(__import__('pathlib').Path(sys.argv[1]))\n"
+        "except StoreError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith(f"StoreError cannot open {tmp_path / 'd' / DB_NAME}: SQLite: disk I/O error"), line
+    assert "check the disk" in line and "backup" not in line

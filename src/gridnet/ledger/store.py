@@ -71,6 +71,16 @@ CREATE TABLE undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 ``Store`` refuses one that lacks a table)."""
 TABLES = ("meta", "blocks", "main", "state", "undo", "pending")
 """The tables of a store (of either readable schema)."""
+COLUMNS = {
+    "meta": ("key", "value"),
+    "blocks": ("hash", "height", "header", "txs", "invalid"),
+    "main": ("height", "hash", "txs"),
+    "state": ("key", "value"),
+    "undo": ("hash", "data"),
+    "pending": ("txid", "data", "added"),
+}
+"""The columns the store reads in each table (of either readable schema; schema 2's pending
+table has an ``id`` as well)."""
 
 _PENDING_V1_TO_V2 = (
     "ALTER TABLE pending RENAME TO pending_v1",
@@ -90,10 +100,16 @@ _BUSY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED")
 """What SQLite answers when another connection holds the lock it needs (after its timeout)."""
 
 
+_TRANSIENT_SQLITE = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_NOMEM", "SQLITE_INTERRUPT", "SQLITE_NOLFS")
+"""What SQLite answers when the machine, not the file, fails it now (a disk that errs or is
+full, memory): the file may be intact."""
+
+
 def _open_failure(path: Path, exc: sqlite3.Error, verb: str, *, write: bool) -> StoreError | None:
     """What ``exc``, met opening the store ``path`` (to ``verb`` it), says in one line when it is
-    not the file's damage: the file may not be read or written (StorePermission), or another
-    program holds it locked (DataDirLocked: busy, to try again, not to restore); None otherwise."""
+    not the file's damage: the file may not be read or written (StorePermission), another
+    program holds it locked (DataDirLocked: busy, to try again, not to restore), or the disk
+    or memory fails now (StoreError: to mend and try again, not to restore); None otherwise."""
     name = getattr(exc, "sqlite_errorname", "")
     if name.startswith(_NO_ACCESS_SQLITE):
         return _no_access(verb, path, str(exc), write=write)
@@ -101,6 +117,11 @@ def _open_failure(path: Path, exc: sqlite3.Error, verb: str, *, write: bool) -> 
         return DataDirLocked(
             f"{path} is locked by another program (SQLite: {exc}); wait for it to finish, or stop it, "
             "and try again"
+        )
+    if name.startswith(_TRANSIENT_SQLITE):
+        return StoreError(
+            f"cannot {verb} {path}: SQLite: {exc}; check the disk it is on (its free space, the "
+            "kernel's log) and try again"
         )
     return None
 
@@ -237,7 +258,9 @@ class Store:
             self._next_pending = 1
             tables = {str(t) for (t,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             missing = [t for t in TABLES if t not in tables]
-            if missing and (tables or readonly):  # (nothing is written into a file that is not a store)
+            # Nothing is written into a file that is not a store, nor into an empty one but by
+            # 'chain init' (a file emptied by damage, opened by a node, is refused like a foreign one).
+            if missing and (tables or readonly or not create):
                 raise StoreCorrupt(
                     f"{path} is not a GRIDNET store: it has no table {', '.join(missing)}: restore it from "
                     "a backup, or start a new data directory and sync it from peers"
@@ -249,6 +272,7 @@ class Store:
                 if missing:  # a new store: no table yet
                     self.db.executescript(_SCHEMA)
             self.db.execute("PRAGMA cache_size=-65536")
+            self._check_columns(path)
             version = self.get_meta("schema")
             if version == b"1" and not readonly:
                 self._upgrade_from_1()
@@ -276,6 +300,18 @@ class Store:
             )
         if not readonly:
             self._write_schema(path)
+
+    def _check_columns(self, path: Path) -> None:
+        """Each table must have the columns the store reads (another program's tables of the
+        same names do not: every later query of them would fail)."""
+        for table, wanted in COLUMNS.items():
+            columns = {str(row[1]) for row in self.db.execute(f"PRAGMA table_info({table})")}
+            missing = [c for c in wanted if c not in columns]
+            if missing:
+                raise StoreCorrupt(
+                    f"{path} is not a GRIDNET store: its {table} table has no column {', '.join(missing)}: "
+                    "restore it from a backup, or start a new data directory and sync it from peers"
+                )
 
     def corrupt(self, finding: str, kind: type[StoreCorrupt] = StoreCorrupt) -> StoreCorrupt:
         """A ``kind`` of StoreCorrupt for what was found (``finding``), in one line naming the
