@@ -149,11 +149,14 @@ def test_a_bug_met_on_a_link_ends_that_link_only_and_it_is_dialled_again(
     assert "failed: RuntimeError: a bug" in caplog.text
 
 
+@pytest.mark.parametrize("txs", [b"\x91\xa1x", "x"])
 def test_a_block_its_own_store_cannot_read_back_is_not_blamed_on_the_peer_that_asked(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, txs: bytes | str
 ) -> None:
-    """A damaged store met while serving a peer's request is this node's fault: it is logged
-    as such, and the honest peer that asked is not cut off (it was, again and again)."""
+    """A damaged store met while serving a peer's request (transactions that do not decode, or
+    TEXT another program wrote in place of their BLOB) is this node's fault: it is logged as
+    such, the node reports its store damaged, and the honest peer that asked is neither cut
+    off nor unlinked (it was, again and again)."""
 
     async def scenario() -> None:
         params = test_params([])
@@ -161,7 +164,7 @@ def test_a_block_its_own_store_cannot_read_back_is_not_blamed_on_the_peer_that_a
         for _ in range(4):
             extend(chain)
         with chain.store.db:
-            chain.store.db.execute("UPDATE blocks SET txs=? WHERE hash=?", (b"\x91\xa1x", chain.main[2].hash))
+            chain.store.db.execute("UPDATE blocks SET txs=? WHERE hash=?", (txs, chain.main[2].hash))
         a = transport(chain, "a", [])
         await a.start()
         b = transport(new_chain(tmp_path / "b", params), "b", [(LOCAL, a.port)])
@@ -170,6 +173,9 @@ def test_a_block_its_own_store_cannot_read_back_is_not_blamed_on_the_peer_that_a
             assert await wait_until(lambda: any("cannot serve" in r.message for r in caplog.records), WAIT_S)
             assert not a.banned and not a.stats.disconnected
             assert b.node.chain.height < 2
+            assert chain.store.damage is not None  # (/health says 503)
+            await asyncio.sleep(0.5)
+            assert len(a.links) == 1 and len(b.links) == 1 and a.stats.connected == 1  # the link stayed
         finally:
             await b.stop()
             await a.stop()

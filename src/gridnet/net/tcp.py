@@ -526,7 +526,7 @@ class TcpTransport:
                 if outbound is None:  # (the dialler logs its own attempts, with their back-off)
                     self._log_refusal(where, exc)
                 return _LinkEnd(rule=exc.rule, message=str(exc))
-            if isinstance(exc, StoreError):  # met serving the peer: this node's store, not its fault
+            if isinstance(exc, StoreError):  # (this node's store, met outside a message: not its fault)
                 _log.error("cannot serve %s: %s", short(link.name), exc)
             else:
                 self._ban(link.name, exc.rule, str(exc))
@@ -573,6 +573,8 @@ class TcpTransport:
                     self.dispatch(self.node.handle(link.name, msg, self.clock()))
                 except STORE_ERRORS as exc:  # not the peer's fault: its blocks come again by sync
                     self.store_failed(exc)
+                except StoreError as exc:  # this node's store (damaged: /health says so), not the
+                    _log.error("cannot serve %s: %s", short(link.name), exc)  # peer's: the link stays
             if self.node.stats.peer_faults.get(link.name, 0) >= MAX_FAULTS:
                 self._ban(link.name, "TooManyFaults", f"{MAX_FAULTS} faults")
                 return
