@@ -265,6 +265,8 @@ class Store:
                     f"{path} is not a GRIDNET store: it has no table {', '.join(missing)}: restore it from "
                     "a backup, or start a new data directory and sync it from peers"
                 )
+            if not missing:
+                self._check_columns(path)
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
@@ -272,7 +274,6 @@ class Store:
                 if missing:  # a new store: no table yet
                     self.db.executescript(_SCHEMA)
             self.db.execute("PRAGMA cache_size=-65536")
-            self._check_columns(path)
             version = self.get_meta("schema")
             if version == b"1" and not readonly:
                 self._upgrade_from_1()
