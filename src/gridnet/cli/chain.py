@@ -553,9 +553,10 @@ def chain_backup(
             try:
                 copy = Chain.open(out, readonly=True)
             except StoreError as exc:
+                found = exc.finding if isinstance(exc, StoreCorrupt) else str(exc)
                 raise StoreCorrupt(
-                    f"the copy of {data_dir} does not open ({type(exc).__name__}): {data_dir} itself is "
-                    f"damaged; 'gridnet chain verify --data-dir {data_dir}' finds where"
+                    f"the copy of {data_dir} does not open ({type(exc).__name__}: {found}): {data_dir} "
+                    f"itself is damaged; 'gridnet chain verify --data-dir {data_dir}' finds where"
                 ) from None
     except BaseException:
         for written in out.iterdir() if out.is_dir() else ():  # (it was empty: all of it is ours)
