@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
 import sqlite3
 import time
@@ -74,8 +75,9 @@ def test_health_is_503_when_the_event_loop_stalls(tmp_path: Path) -> None:
     node.close()
 
 
+@pytest.mark.parametrize("kind", ["another block's transactions", "TEXT"])
 def test_health_is_503_once_the_store_is_found_damaged_and_the_bad_block_is_not_served(
-    tmp_path: Path,
+    tmp_path: Path, kind: str
 ) -> None:
     chain = new_chain(tmp_path / "n", test_params(test_keys()))
     for _ in range(3):
@@ -88,17 +90,23 @@ def test_health_is_503_once_the_store_is_found_damaged_and_the_bad_block_is_not_
         later = chain.block_at(3)
         assert later is not None
         damage = sqlite3.connect(tmp_path / "n" / DB_NAME)  # (a bad disk, behind the node's back)
-        damage.execute("UPDATE blocks SET txs=? WHERE hash=?", (encode_body(later), chain.main[2].hash))
+        txs = "x" if kind == "TEXT" else encode_body(later)
+        damage.execute("UPDATE blocks SET txs=? WHERE hash=?", (txs, chain.main[2].hash))
         damage.commit()
         damage.close()
-        with pytest.raises(StoreCorrupt, match=r"block 2 .*: its transactions are not its header's"):
+        found = (
+            rf"the blocks row {chain.main[2].hash.hex()[:16]} holds TEXT, not a BLOB, in its txs column"
+            if kind == "TEXT"
+            else r"block 2 .*: its transactions are not its header's"
+        )
+        with pytest.raises(StoreCorrupt, match=found):
             node.handle("peer", GetBlocksMsg((chain.main[1].hash,), 10), 0)  # nothing served
         answer = client.get("/health")
         assert answer.status_code == 503 and answer.json()["code"] == "Unhealthy"
         message = answer.json()["message"]
-        assert (
-            message.startswith("the node's store is damaged: block 2 ") and "gridnet chain verify" in message
-        )
+        assert message.startswith("the node's store is damaged: ") and "gridnet chain verify" in message
+        assert re.search(found, message), message
+        assert client.get("/health").status_code == 503  # (it stays: damage does not heal by itself)
     node.close()
 
 
