@@ -7,6 +7,16 @@ Messages are one line a person understands (what, where, what to do).
 
 from __future__ import annotations
 
+ECHO_CHARS = 60
+"""The most characters of a value a message echoes (``shown``)."""
+
+
+def shown(value: object, limit: int = ECHO_CHARS) -> str:
+    """``value`` as a message echoes it: its repr, cut to ``limit`` characters (with "...")
+    so that a long value in a file (a 10,000-character time) keeps the message one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class GridnetError(Exception):
     """Base of every error GRIDNET raises on purpose."""

@@ -20,6 +20,7 @@ from gridnet.ledger.params import (
     load_genesis_file,
     params_from_dict,
     params_to_toml,
+    validate_params,
 )
 from tests.helpers import test_keys
 
@@ -131,6 +132,18 @@ def test_amounts_and_durations_are_bounded_and_named(doc: dict[str, Any], messag
     with pytest.raises(ConfigError) as info:
         params_from_dict(doc, "g.toml")
     assert str(info.value) == f"g.toml: {message}"
+
+
+def test_an_amount_beyond_64_bits_is_named_not_an_overflow() -> None:
+    """An allocation of 2^64 base units does not encode: validate_params let msgspec's
+    OverflowError through (a traceback from a scenario's credit bank of 2^52 GNC), as it
+    caught only the DecodeError of a value that encodes but is out of a field's range."""
+    huge = replace(default_params(), allocations=(Allocation(test_keys(1)[0].address, 2**64),))
+    with pytest.raises(ConfigError) as info:
+        validate_params(huge, "scenario x")
+    assert str(info.value) == (
+        "scenario x: a value is out of range ([[allocation]]: an integer beyond 64 bits)"
+    )
 
 
 def test_every_parameter_has_its_genesis_key() -> None:

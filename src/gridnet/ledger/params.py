@@ -19,7 +19,7 @@ import msgspec
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.hashing import params_hash
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, Wire, decode, encode
-from gridnet.errors import ConfigError, DecodeError, GridnetError, UnbondingTooShort
+from gridnet.errors import ConfigError, DecodeError, GridnetError, UnbondingTooShort, shown
 from gridnet.files import read_toml
 from gridnet.units import UNITS_PER_GNC, Hash32, Height, Units
 from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
@@ -246,12 +246,16 @@ def parse_time_ms(text: str, where: str = "genesis_time") -> int:
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)") from None
+        raise ConfigError(
+            f"{where}: {shown(text)} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     ms = int(when.timestamp() * 1000)
     if ms < 0:
-        raise ConfigError(f"{where}: {text!r} is before 1970; times are counted from 1970-01-01T00:00:00Z")
+        raise ConfigError(
+            f"{where}: {shown(text)} is before 1970; times are counted from 1970-01-01T00:00:00Z"
+        )
     return ms
 
 
@@ -445,13 +449,27 @@ FILE_KEYS: Final = {
 """Each parameter's key in a genesis file (what an error names)."""
 
 
+def _overflows(value: object) -> bool:
+    """Whether ``value`` (a parameter) holds an integer the encoding cannot carry (beyond 64 bits)."""
+    try:
+        encode(value)
+    except OverflowError:
+        return True
+    return False
+
+
 def validate_params(params: ChainParams, source: str = "genesis") -> ChainParams:
     """Range checks a person would want named before a chain starts."""
+    fields = ChainParams.__struct_fields__
     try:
         decode(encode(params), ChainParams)
+    except OverflowError:  # (an integer beyond 64 bits does not even encode: no DecodeError)
+        wide = next(f for f in fields if _overflows(getattr(params, f)))
+        raise ConfigError(
+            f"{source}: a value is out of range ({FILE_KEYS.get(wide, wide)}: an integer beyond 64 bits)"
+        ) from None
     except DecodeError as exc:
         # Name the genesis file's key, not the field's position: "$[13]" -> "[reward] initial_gnc".
-        fields = ChainParams.__struct_fields__
         detail = re.sub(
             r"\$\[(\d+)\]",
             lambda m: FILE_KEYS.get(fields[int(m.group(1))], fields[int(m.group(1))]),
