@@ -43,7 +43,7 @@ from gridnet.agents.base import Agent
 from gridnet.agents.manufacturer import register_identity
 from gridnet.agents.roles import Role
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, shown
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.state import IDENTITIES, StateView
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
@@ -129,7 +129,7 @@ def _hhmm(text: str, where: str) -> int:
     """ "HH:MM" -> intervals after midnight (UTC)."""
     hours, sep, minutes = text.partition(":")
     if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
-        raise ConfigError(f"{where}: {text!r} is not a time HH:MM")
+        raise ConfigError(f"{where}: {shown(text)} is not a time HH:MM")
     return int(hours) * 4 + int(minutes) // 15
 
 

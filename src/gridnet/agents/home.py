@@ -37,7 +37,7 @@ from gridnet.contracts.channel import (
     contract_id,
     sign_state,
 )
-from gridnet.errors import ConfigError, FirmwareInstallFailed, GridnetError
+from gridnet.errors import ConfigError, FirmwareInstallFailed, GridnetError, shown
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, addresses, covers
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.registry import Payload
@@ -599,7 +599,8 @@ def build(world: World) -> list[Agent]:
     unknown = sorted(set(s.policies) - {f"home-{i}" for i in range(h.count)})
     if unknown:
         raise ConfigError(
-            f"{s.source}: [policies] names {unknown[0]!r}, which is no home (home-0 to home-{h.count - 1})"
+            f"{s.source}: [policies] names {shown(unknown[0])}, which is no home "
+            f"(home-0 to home-{h.count - 1})"
         )
     homes: list[Home] = []
     for i in range(h.count):

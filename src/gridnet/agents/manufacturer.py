@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from gridnet.agents.base import Agent
 from gridnet.agents.roles import Role
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, shown
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.state import StateView
@@ -113,7 +113,7 @@ def check(world: World) -> None:
         unknown = sorted(set(getattr(t, key)) - {a.name for a in world.agents if a.meter is not None})
         if unknown:
             raise ConfigError(
-                f"{world.s.source}: [manufacturer] {key} names {unknown[0]!r}, which has no meter "
+                f"{world.s.source}: [manufacturer] {key} names {shown(unknown[0])}, which has no meter "
                 "(name homes as home-0, home-1, ...)"
             )
 

@@ -55,7 +55,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from gridnet.crypto.address import address_from_public_key, address_from_text
-from gridnet.errors import ConfigError, InvalidAddress
+from gridnet.errors import ConfigError, InvalidAddress, shown
 from gridnet.market.orders import Order, Side
 from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, UNITS_PER_GNC, Address, Interval, UnitsPerKWh
 
@@ -263,15 +263,15 @@ class Policy:
 def _time_of_day(value: Any, where: str) -> int:
     """'HH:MM' -> minutes after midnight, on an interval boundary; 24:00 allowed."""
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
-        raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {value!r}')
+        raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {shown(value)}')
     hh, mm = value[:2], value[3:]
     if not (hh.isdigit() and mm.isdigit()):
-        raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {value!r}')
+        raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {shown(value)}')
     minute = int(hh) * 60 + int(mm)
     if int(mm) >= 60 or minute > MINUTES_PER_DAY:
-        raise ConfigError(f"{where}: {value!r} is not a time of day between 00:00 and 24:00")
+        raise ConfigError(f"{where}: {shown(value)} is not a time of day between 00:00 and 24:00")
     if minute % SLOT_MINUTES:
-        raise ConfigError(f"{where}: {value!r} is not on a {SLOT_MINUTES}-minute interval boundary")
+        raise ConfigError(f"{where}: {shown(value)} is not on a {SLOT_MINUTES}-minute interval boundary")
     return minute
 
 
@@ -303,7 +303,7 @@ def _price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRICE:
         raise ConfigError(
             f"{where}: expected a whole number of base units per kWh (0 to {MAX_PRICE:,}) or a price like "
-            f'"0.06 GNC/kWh", got {given!r}'
+            f'"0.06 GNC/kWh", got {shown(given)}'
         )
     return value
 
@@ -318,16 +318,16 @@ def parse_price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_
 
 def _percent(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
-        raise ConfigError(f"{where}: expected a state of charge in percent (0 to 100), got {value!r}")
+        raise ConfigError(f"{where}: expected a state of charge in percent (0 to 100), got {shown(value)}")
     return float(value)
 
 
 def _table(value: Any, where: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a table, got {value!r}")
+        raise ConfigError(f"{where}: expected a table, got {shown(value)}")
     for key in value:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r}; expected one of {', '.join(allowed)}")
+            raise ConfigError(f"{where}: unknown key {shown(key)}; expected one of {', '.join(allowed)}")
     return value
 
 
@@ -392,12 +392,12 @@ def _energy(value: Any, where: str, nominal_v: float | None) -> int:
         amount, unit = -1.0, ""
     if not 0 <= amount <= MAX_ENERGY or unit not in (*_UNITS, "ah"):  # (nan and inf too)
         raise ConfigError(
-            f'{where}: expected energy like 600, "600 Wh", "0.6 kWh" or "12.5 Ah", got {value!r}'
+            f'{where}: expected energy like 600, "600 Wh", "0.6 kWh" or "12.5 Ah", got {shown(value)}'
         )
     if unit == "ah":
         if nominal_v is None:
             raise ConfigError(
-                f"{where}: {value!r} is in Ah: give the battery's nominal voltage ([battery] nominal_v)"
+                f"{where}: {shown(value)} is in Ah: give the battery's nominal voltage ([battery] nominal_v)"
             )
         return round(amount * nominal_v)
     return round(amount * _UNITS[unit])
@@ -408,7 +408,7 @@ def _every(value: Any, where: str) -> int:
     scale = {"s": 1, "m": 60, "h": 3600}
     if isinstance(value, str) and value[:-1].isdigit() and value[-1:] in scale and int(value[:-1]) > 0:
         return int(value[:-1]) * scale[value[-1]]
-    raise ConfigError(f'{where}: expected a period like "30s", "1m" or "1h", got {value!r}')
+    raise ConfigError(f'{where}: expected a period like "30s", "1m" or "1h", got {shown(value)}')
 
 
 def _checks(
@@ -442,7 +442,7 @@ def _checks(
 def _overrides(value: Any, where: str) -> frozenset[int]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v in COMMAND_KINDS for v in value):
         raise ConfigError(
-            f"{where}: expected a list of command kinds from {', '.join(COMMAND_KINDS)}, got {value!r}"
+            f"{where}: expected a list of command kinds from {', '.join(COMMAND_KINDS)}, got {shown(value)}"
         )
     return frozenset(COMMAND_KINDS.index(v) for v in value)
 

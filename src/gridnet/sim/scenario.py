@@ -8,8 +8,10 @@ and becomes integer base units here.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import itertools
 import math
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
@@ -18,7 +20,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridnet.encoding import area_problem
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, shown
 from gridnet.files import read_toml
 from gridnet.ledger.params import default_params, parse_time_ms
 from gridnet.units import UNITS_PER_GNC, energy_cost, format_gnc, interval_of, interval_start
@@ -280,7 +282,51 @@ def _number(value: Any) -> bool:
     return math.isfinite(value) and abs(value) < MAX_INT
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+BOUNDS: Final = "bounds"
+"""A field's metadata key for its range (``bounded``)."""
+
+
+def bounded(default: Any, low: float, high: float, unit: str = "") -> Any:
+    """A table's numeric key (a number or a ``[low, high]`` range) with its bounds: the loader
+    refuses a value, or a range's end, outside ``low`` to ``high`` (``unit`` follows them in the
+    message), before anything is built. Every numeric key of a role's table has them
+    (tests/sim/test_scenario_bounds.py): without, 2^52 GNC passed every check and overflowed the
+    ledger at the first auction, a count of 0 divided by zero."""
+    return field(default=default, metadata={BOUNDS: (low, high, unit)})
+
+
+def _figure(x: float) -> str:
+    """A bound as a message shows it: 1000.0 -> "1,000", 0.5 -> "0.5"."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,}"
+
+
+def _out_of_bounds(value: Any, bounds: tuple[float, float, str], key: str) -> str | None:
+    """What is wrong with ``value`` under ``bounds`` (None: nothing)."""
+    low, high, unit = bounds
+    ends = value if isinstance(value, tuple) else (value,)
+    if all(low <= x <= high for x in ends):
+        return None
+    span = f"{_figure(low)} to {_figure(high)}{' ' + unit if unit else ''}"
+    return f"{key} must be within {span}" if isinstance(value, tuple) else f"{key} must be {span}"
+
+
+def _unknown(kind: str, names: list[str], known: set[str]) -> str:
+    """The unknown keys (or sections) and the known ones each may have meant; the whole list of
+    known ones only when it is short (a table of 40 keys made a 1,000-character line)."""
+    near = sorted({m for n in names for m in difflib.get_close_matches(n, known, n=2, cutoff=0.6)})
+    listed = "[" + ", ".join(shown(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "") + "]"
+    if near:
+        hint = "did you mean " + " or ".join(repr(m) for m in near) + "?"
+    elif len(known) <= 12:
+        hint = f"known: {sorted(known)}"
+    else:
+        hint = f"see docs/scenarios.md for the {len(known)} known ones"
+    return f"unknown {kind}(s) {listed}; {hint}"
+
+
+def _coerce(value: Any, default: Any, where: str, fixed: bool = False) -> Any:
+    """``value`` as the type of ``default`` (a ConfigError naming ``where`` if it is not);
+    ``fixed``: a tuple of strings must have the default's length (a pair of times)."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -292,6 +338,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         ok = isinstance(value, str)
     elif isinstance(default, tuple) and all(isinstance(v, str) for v in default):
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ok = ok and (not fixed or len(value) == len(default))
         value = tuple(value) if ok else value
     elif isinstance(default, tuple):
         ok = isinstance(value, list) and len(value) == 2 and all(_number(v) for v in value)
@@ -309,7 +356,9 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         elif isinstance(value, list) and all(isinstance(v, int | float) for v in value):
             kind += " (finite, and below 2**53 in size, low <= high)"
         if isinstance(default, tuple) and all(isinstance(v, str) for v in default):
-            kind = 'a list of strings, e.g. ["home-3"]'
+            example = ", ".join(f'"{v}"' for v in default) if fixed else '"home-3"'
+            kind = f"a list of {len(default)} strings" if fixed else "a list of strings"
+            kind += f", e.g. [{example}]"
         if isinstance(default, str) and isinstance(value, dt.date | dt.time):
             kind += f' (put the date in quotes: "{value.isoformat()}")'
         raise ConfigError(f"{where} must be {kind}")
@@ -322,9 +371,16 @@ def _section(cls: type, data: Any, where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    defaults = cls()
-    values = {k: _coerce(v, getattr(defaults, k), f"{where} {k}") for k, v in data.items()}
+        raise ConfigError(f"{where}: {_unknown('key', unknown, set(known))}")
+    defaults, hints = cls(), typing.get_type_hints(cls)
+    values = {
+        k: _coerce(v, getattr(defaults, k), f"{where} {k}", Ellipsis not in typing.get_args(hints[k]))
+        for k, v in data.items()
+    }
+    for k, v in values.items():
+        problem = _out_of_bounds(v, known[k].metadata[BOUNDS], k) if BOUNDS in known[k].metadata else None
+        if problem is not None:
+            raise ConfigError(f"{where} {problem}")
     return cls(**values)
 
 
@@ -357,7 +413,7 @@ def scenario_from_dict(doc: dict[str, Any], source: str = "scenario") -> Scenari
     known = {*_SECTIONS, *role_tables, "line_owner", "policies"}
     unknown = sorted(set(doc) - known)
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{source}: {_unknown('section', unknown, known)}")
     parts = {name: _section(cls, doc.get(name, {}), f"{source}: [{name}]") for name, cls in _SECTIONS.items()}
     parts.update(_fitted_defaults(parts, doc))
     tables = {
@@ -698,7 +754,7 @@ def data_path(source: str, name: str) -> Path:
     """A file a scenario names, relative to the scenario file; a ConfigError for a name no
     file has (a NUL character: Python's file functions raise ValueError on it)."""
     if "\0" in name:
-        raise ConfigError(f"{name!r} is not a file's path: it holds a NUL character")
+        raise ConfigError(f"{shown(name)} is not a file's path: it holds a NUL character")
     path = Path(name)
     if not path.is_absolute() and source != "defaults":
         path = Path(source).parent / path

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, shown
 from gridnet.units import INTERVAL_MS, Wh
 
 PROFILES = ("h0_dyn", "h0", "g0", "g1", "g2", "g3", "g4", "g5", "g6", "l0", "l1", "l2")
@@ -53,7 +53,7 @@ def bdew_power_kw(
     """BDEW's mean power [kW] for ``annual_kwh`` at each local (year, month, day, hour,
     minute) 15-minute start."""
     if profile not in PROFILES:
-        raise ConfigError(f"load profile {profile!r} is unknown (one of {', '.join(PROFILES)})")
+        raise ConfigError(f"load profile {shown(profile)} is unknown (one of {', '.join(PROFILES)})")
     out = []
     for year, month, day, hour, minute in local_times:
         table = _year_profile(year, profile)
@@ -71,7 +71,7 @@ def local_starts(start_ms: int, intervals: int, timezone: str) -> list[tuple[int
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # ("America" is a directory of tzdata)
         raise ConfigError(
-            f"time zone {timezone!r} is unknown (an IANA name such as 'Europe/Berlin')"
+            f"time zone {shown(timezone)} is unknown (an IANA name such as 'Europe/Berlin')"
         ) from None
     out = []
     for i in range(intervals):

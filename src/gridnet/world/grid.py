@@ -28,7 +28,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, shown
 from gridnet.mpl import prepare_matplotlib
 from gridnet.units import INTERVAL_MS, Wh
 
@@ -282,7 +282,7 @@ def equipment_problem(spec: GridSpec) -> str | None:
             like = ", ".join(
                 map(repr, difflib.get_close_matches(name, known, n=3) or [getattr(GridSpec(), key)])
             )
-            return f"{key} {name!r} is not a pandapower standard {noun} type; name one, e.g. {like}"
+            return f"{key} {shown(name)} is not a pandapower standard {noun} type; name one, e.g. {like}"
     return None
 
 
