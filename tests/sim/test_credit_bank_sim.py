@@ -62,9 +62,9 @@ def test_a_bad_credit_bank_table_is_one_clear_line(tmp_path: Path) -> None:
     for bad, message in (
         ({"threshold": 4}, "threshold 1 to members"),
         ({"installments": 0}, "installments must be 1"),
-        ({"repay_share_pct": 0}, "repay_share_pct 1 to 100"),
+        ({"repay_share_pct": 0}, "repay_share_pct must be 1 to 100 %"),
         ({"borrowers": 9}, "borrowers must be 0 to"),
-        ({"per_missed": -1}, "at least 0"),
+        ({"per_missed": -1}, "per_missed must be 0 to 1,000,000 points"),
     ):
         doc = {**MORNING, "credit_bank": {**MORNING["credit_bank"], **bad}}
         with pytest.raises(ConfigError, match=message):

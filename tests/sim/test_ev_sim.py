@@ -117,7 +117,7 @@ def test_a_deal_opened_too_late_is_counted_and_the_hotspots_later_transactions_s
 
 def test_a_bad_ev_table_is_one_clear_line(tmp_path: Path) -> None:
     for bad, message in (
-        ({"vehicles": 0}, "vehicles must be 1 to 1000"),
+        ({"vehicles": 0}, "vehicles must be 1 to 1,000"),
         ({"arrive_utc": ["07:00", "25:00"]}, "HH:MM"),
         ({"arrive_utc": ["17:00", "18:00"]}, "arrive_utc must be a window before depart_utc"),
         ({"auction_every_intervals": 5}, "must divide a day"),

@@ -77,7 +77,7 @@ def test_a_bad_helios_table_is_one_clear_line(tmp_path: Path) -> None:
         ({"threshold": 4}, "threshold 1 to members"),
         ({"every_intervals": 0}, "every_intervals"),
         ({"island": True, "inject_w": 0, "withdraw_w": 0}, "not both 0"),
-        ({"island": True, "inject_w": -1}, "at least 0"),
+        ({"island": True, "inject_w": -1}, "inject_w must be 0 to 1,000,000 W"),
     ):
         doc = {**DAY, "helios": {**DAY["helios"], **bad}}
         with pytest.raises(ConfigError, match=message):

@@ -67,9 +67,9 @@ def test_a_bad_maintenance_table_is_one_clear_line(tmp_path: Path) -> None:
     for bad, message in (
         ({"failures": 9}, "failures 0 to the PV homes"),
         ({"in_warranty": 4}, "in_warranty 0 to failures"),
-        ({"penalty_pct": 101}, "penalty_pct 0 to 100"),
+        ({"penalty_pct": 101}, "penalty_pct must be 0 to 100 %"),
         ({"first_failure_utc": "25:00"}, "HH:MM"),
-        ({"bid_intervals": 0}, "must be 1 or more"),
+        ({"bid_intervals": 0}, "bid_intervals must be 1 to 96 intervals"),
     ):
         doc = {**MORNING, "maintenance": {**MORNING["maintenance"], **bad}}
         with pytest.raises(ConfigError, match=message):

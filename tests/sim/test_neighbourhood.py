@@ -289,6 +289,13 @@ def test_scenario_file_errors_are_one_line(tmp_path: Path) -> None:
         "[weather]\ntemp_air_c = 100\n": "temp_air_c must be -60 to 60",
         "[site]\naltitude_m = 1e9\n": "altitude_m must be -500 to 9000",
         "[security]\nflagged_meters = 15\n": "flagged_meters must be at most the number of PV homes",
+        # (taken before, each up to 2^52: a command held for 2^52 intervals, a limit of 2^52 W)
+        "[dso]\nbalancing_every = 5000\n": "balancing_every and command_hold must be at most 2976",
+        "[dso]\ncommand_hold = 5000\n": "balancing_every and command_hold must be at most 2976",
+        "[dso]\nimport_limit_w = 100000000\n": "import_limit_w must be at most 10,000,000 (W)",
+        "[relay]\nenabled = false\nhill_homes = -1\n": "[relay] hill_homes must be 0 to 1,000",
+        "[grid]\nmax_loading_percent = 1e9\n": "max_loading_percent must be at most 1000",
+        "[grid]\nv_max_pu = 5\n": "v_max_pu at most 2",
         "[[line_owner]]\nname = 'A'\nfee = 0.01\n[[line_owner]]\nname = 'A'\nfee = 0.02\n": "its own",
         "[line_owner]\nname = 'A'\nfee = 0.01\n": "write each as [[line_owner]] (two brackets)",
     }
@@ -606,12 +613,12 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     out.mkdir()
     (out / MARKER).write_text("written by gridnet simulate\n")
     (out / "report.json").write_text("{}")
-    bad = scenario_from_dict({**SMALL, "helios": {"enabled": True, "members": 0}}, "bad-helios")
-    with pytest.raises(ConfigError, match="members must be 1 to"):
+    bad = scenario_from_dict({**SMALL, "helios": {"enabled": True, "threshold": 4}}, "bad-helios")
+    with pytest.raises(ConfigError, match="threshold 1 to members"):
         simulate(bad, out)
     assert (out / "report.json").read_text() == "{}"
     fresh = tmp_path / "fresh"  # (a directory made for the run is not left behind, empty)
-    with pytest.raises(ConfigError, match="members must be 1 to"):
+    with pytest.raises(ConfigError, match="threshold 1 to members"):
         simulate(bad, fresh)
     assert not fresh.exists()
     # A devnet's run of a scenario is the same kind of results: simulate replaces it.

@@ -3,12 +3,24 @@ value bounded, and a file refused before a run starts rather than failing in it.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import copy
+import tomllib
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
+from gridnet.agents.world import World
 from gridnet.errors import ConfigError
-from gridnet.sim.scenario import scenario_from_dict
+from gridnet.sim.neighbourhood import Neighbourhood, simulate
+from gridnet.sim.scenario import _SECTIONS, BOUNDS, _role_tables, scenario_from_dict
+
+LIBRARY = Path(__file__).parents[2] / "scenarios"
+HUGE = 2**52
+"""Above every bound, below the 2^53 every number of a scenario is below (``MAX_INT``)."""
 
 
 def refusal(doc: dict[str, Any]) -> str:
@@ -56,3 +68,188 @@ def test_a_pair_of_times_is_two_times(value: list[str]) -> None:
 
 def test_a_list_of_names_may_have_any_length() -> None:
     scenario_from_dict({"advisor": {"affected": []}, "manufacturer": {"outdated": []}}, "s.toml")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"ev": {"station_price": HUGE}}, "[ev] station_price must be 0 to 1,000 GNC/kWh"),
+        ({"ev": {"fee_gnc": HUGE}}, "[ev] fee_gnc must be 0 to 1,000 GNC/kWh"),
+        ({"ev": {"value_floor": [0.3, HUGE]}}, "[ev] value_floor must be within 0 to 1,000 GNC/kWh"),
+        ({"ev": {"auction_every_intervals": 0}}, "[ev] auction_every_intervals must be 1 to 96 intervals"),
+        ({"credit_bank": {"capital_gnc": HUGE}}, "[credit_bank] capital_gnc must be 0 to 10,000,000 GNC"),
+        (
+            {"credit_bank": {"borrower_start_gnc": HUGE}},
+            "[credit_bank] borrower_start_gnc must be 0 to 10,000,000 GNC",
+        ),
+        ({"credit_bank": {"point_gnc": HUGE}}, "[credit_bank] point_gnc must be 0 to 10,000,000 GNC"),
+        ({"credit_bank": {"max_loan_gnc": HUGE}}, "[credit_bank] max_loan_gnc must be 0 to 10,000,000 GNC"),
+        ({"helios": {"min_wh": HUGE}}, "[helios] min_wh must be 1 to 1,000,000 Wh"),
+        ({"maintenance": {"deposit_gnc": HUGE}}, "[maintenance] deposit_gnc must be 0 to 10,000,000 GNC"),
+    ],
+)
+def test_a_tables_amounts_are_bounded_when_the_file_loads(table: dict[str, Any], message: str) -> None:
+    """2^52 GNC passed every check: the run started (--out written) and the first auction
+    (station_price, fee_gnc), the genesis (capital_gnc, borrower_start_gnc) or the bank's
+    registration (point_gnc, max_loan_gnc) raised an OverflowError; a period of 0 intervals was
+    a ZeroDivisionError while the vehicles were built. Now each is refused as the file loads,
+    enabled or not."""
+    assert refusal(table) == f"s.toml: {message}"
+
+
+def test_every_numeric_key_of_a_roles_table_has_its_bounds() -> None:
+    """What keeps a new key from the unbounded amounts above: each number or range of every
+    role's table is ``bounded`` (the core sections' are checked in ``_bounds``)."""
+    numeric = (int, float, tuple[float, float])
+    unbounded = [
+        f"[{name}] {key}"
+        for name, table in _role_tables().items()
+        for key, hint in typing.get_type_hints(table).items()
+        if hint in numeric and BOUNDS not in table.__dataclass_fields__[key].metadata
+    ]
+    assert unbounded == []
+
+
+def test_borrowers_start_with_what_a_home_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[credit_bank] borrower_start_gnc = 0 was taken: the borrowers could pay no fee and the
+    run never converged (6 simulated hours on). Now it needs what [homes] start_gnc does."""
+    path = LIBRARY / "credit-bank.toml"
+    doc = shrunk(tomllib.loads(path.read_text()))
+    doc["credit_bank"]["borrower_start_gnc"] = 0
+    monkeypatch.setattr(World, "build_grid", stop)
+    with pytest.raises(ConfigError) as info:
+        built(doc, str(path))
+    assert str(info.value) == (
+        f"{path}: [credit_bank] borrower_start_gnc must be at least 2.12504000 GNC, what a home locks "
+        "and pays to take part (as [homes] start_gnc must)"
+    )
+    doc["credit_bank"]["borrower_start_gnc"] = 2.12504
+    built(doc, str(path))
+
+
+# --- every numeric key at its extremes ------------------------------------------------------
+
+
+class Built(Exception):
+    """The scenario built up to its genesis: what stops a walk before the grid and the nodes."""
+
+
+def stop(*_: object) -> NoReturn:
+    raise Built
+
+
+def walked_table(doc: dict[str, Any], name: str) -> bool:
+    """Whether a library file is a base to walk the role table ``name`` on: it enables it (or
+    sets it, for a table with no ``enabled``)."""
+    table = doc.get(name)
+    return isinstance(table, dict) and table.get("enabled", True) is True
+
+
+def shrunk(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` over two intervals from 11:00 UTC of its day on one node, with at most 16 homes."""
+    doc = copy.deepcopy(doc)
+    simulation = doc.setdefault("simulation", {})
+    day = str(simulation.get("start", "2026-06-21T00:00:00Z"))[:10]
+    simulation.update(start=f"{day}T11:00:00Z", intervals=2)
+    homes = doc.setdefault("homes", {})
+    homes["count"] = min(homes.get("count", 20), 16)
+    homes["businesses"] = min(homes.get("businesses", 1), 1)
+    security = doc.setdefault("security", {})
+    security["flagged_meters"] = min(security.get("flagged_meters", 0), 1)
+    doc.setdefault("network", {})["nodes"] = 1
+    if doc.get("meters", {}).get("devices") == "process":
+        doc["meters"]["devices"] = "memory"
+    return doc
+
+
+def bases() -> list[tuple[str, str, dict[str, Any]]]:
+    """(base's source, section, base document): the core sections on the built-in defaults with
+    two homes; each role's table on every library file that enables it (its source the file:
+    its policy files are named relative to it)."""
+    core = {"simulation": {"intervals": 2, "start": "2026-06-21T11:00:00Z"}, "homes": {"count": 2}}
+    found = [("defaults", name, core) for name in _SECTIONS]
+    for path in sorted(LIBRARY.glob("*.toml")):
+        doc = tomllib.loads(path.read_text())
+        found += [(str(path), name, shrunk(doc)) for name in _role_tables() if walked_table(doc, name)]
+    return found
+
+
+BASES = bases()
+
+
+def extremes(value: Any) -> list[Any]:
+    """What a key whose default (or base value) is ``value`` is walked to."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [HUGE, 0, -1]
+    if isinstance(value, tuple | list) and value and all(isinstance(v, str) for v in value):
+        return [[]]
+    if isinstance(value, tuple | list):
+        return [[HUGE, HUGE], [0, 0], [-1, -1], [0], []]
+    return []
+
+
+def built(doc: dict[str, Any], source: str) -> None:
+    """Load ``doc`` and build its participants and genesis (what refuses a scenario before its
+    run); the grid and the nodes are left out (``Built``)."""
+    scenario = scenario_from_dict(doc, source)
+    with contextlib.suppress(Built):
+        Neighbourhood(scenario, stop)
+
+
+def walk(base: dict[str, Any], section: str, source: str) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Each numeric key of ``section`` at each extreme on ``base``: (what was accepted, what
+    failed otherwise than with one line)."""
+    table = {**_SECTIONS, **_role_tables()}[section]
+    accepted: list[tuple[str, Any]] = []
+    failures: list[str] = []
+    for f in fields(table):
+        value = base.get(section, {}).get(f.name, getattr(table(), f.name))
+        for extreme in extremes(value):
+            doc = copy.deepcopy(base)
+            doc.setdefault(section, {})[f.name] = extreme
+            try:
+                built(doc, source)
+            except ConfigError as exc:
+                message = str(exc)
+                if "\n" in message or len(message) > 300:
+                    failures.append(f"[{section}] {f.name} = {extreme!r}: a long message: {message[:300]}")
+            except Exception as exc:  # (what the test is for: none may be raised)
+                failures.append(f"[{section}] {f.name} = {extreme!r}: {type(exc).__name__}: {exc}")
+            else:
+                accepted.append((f.name, extreme))
+    return accepted, failures
+
+
+@pytest.mark.parametrize(
+    ("source", "section", "base"), BASES, ids=[f"{Path(n).stem}-{s}" for n, s, _ in BASES]
+)
+def test_every_numeric_key_at_its_extremes_is_taken_or_refused_in_one_line(
+    source: str, section: str, base: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every numeric key of the section, set to 2^52, 0 and -1 (a range to each of them as a
+    pair, to one number and to none; a list of names to none), is refused by one ConfigError
+    line before anything runs, or is taken and runs to the end: here all the extremes the
+    section takes at once, on two intervals. Without the bounds, [ev] station_price = 2^52 was
+    an OverflowError at the first auction (--out half written), [credit_bank] capital_gnc =
+    2^52 one while the genesis was encoded, [ev] auction_every_intervals = 0 a
+    ZeroDivisionError, [ev] arrive_utc = [] an IndexError, [credit_bank] borrower_start_gnc
+    = 0 a run that never converged."""
+    with monkeypatch.context() as patch:
+        patch.setattr(World, "build_grid", stop)
+        built(base, source)
+        accepted, failures = walk(base, section, source)
+        combined = copy.deepcopy(base)
+        for key, extreme in accepted:  # (those taken together too: one run covers them all)
+            trial = copy.deepcopy(combined)
+            trial.setdefault(section, {})[key] = extreme
+            try:
+                built(trial, source)
+            except ConfigError:
+                continue
+            combined = trial
+    assert failures == []
+    if accepted:
+        report = simulate(scenario_from_dict(combined, source), tmp_path / "out")
+        assert report["converged"] and report["verify"]["ok"], combined[section]

@@ -24,7 +24,7 @@ from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.advisory import PublishAdvisory, validate_publish_advisory, vulnerable_meter
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import MAX_INTERVALS, bounded, gnc
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
@@ -38,7 +38,7 @@ class AdvisorTable:
     """low, medium, high or critical."""
     fixed_in: str = ""
     """The version that fixes it ('' = no fix known)."""
-    after_min: int = 0
+    after_min: int = bounded(0, 0, MAX_INTERVALS * 15, "min")
     """When it publishes, in minutes after the run starts (0: before the first interval)."""
     id: str = "GN-SIM-0001"
 

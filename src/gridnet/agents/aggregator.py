@@ -63,7 +63,7 @@ from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
 from gridnet.ledger.txs.helios import MAX_MEMBERS, sign_as_member
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.market.orders import Side
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import MAX_GNC, bounded, gnc
 from gridnet.units import UNITS_PER_GNC, Interval, Wh, energy_cost, interval_start
 
 if TYPE_CHECKING:
@@ -81,17 +81,17 @@ class AggregatorsTable:
     enabled: bool = False
     name: str = "Aggregators"
     """The consortium's name (its id on chain is its hash)."""
-    members: int = 3
+    members: int = bounded(3, 1, MAX_MEMBERS)
     """Aggregators in the consortium; a majority signs every act."""
-    fee_bps: int = 100
+    fee_bps: int = bounded(100, 0, MAX_FEE_BPS, "bps")
     """The aggregators' fee [1/10,000 of the energy's price], paid by the buyer."""
-    share: float = 0.5
+    share: float = bounded(0.5, 0, 1)
     """Share of the homes that trade through the aggregators (spread evenly over them)."""
-    reward_top: int = 2
+    reward_top: int = bounded(2, 0, MAX_REWARD_TOP)
     """How many of a period's top sellers are rewarded (0: none)."""
-    reward_every_intervals: int = 16
+    reward_every_intervals: int = bounded(16, 1, MAX_PERIOD_INTERVALS, "intervals")
     """A reward period [15-minute intervals]."""
-    reward_gnc: float = 0.01
+    reward_gnc: float = bounded(0.01, 0, MAX_GNC, "GNC")
     """What each rewarded seller receives from the fees [GNC]."""
 
 

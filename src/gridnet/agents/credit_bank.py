@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -41,8 +41,8 @@ from gridnet.ledger.txs.credit import (
     loan_limit,
 )
 from gridnet.ledger.txs.helios import MAX_MEMBERS, sign_as_member
-from gridnet.sim.scenario import IN_UNITS, gnc
-from gridnet.units import UNITS_PER_GNC, interval_of
+from gridnet.sim.scenario import IN_UNITS, MAX_GNC, MAX_HOMES, bounded, gnc, home_needs
+from gridnet.units import UNITS_PER_GNC, format_gnc, interval_of
 
 if TYPE_CHECKING:
     from gridnet.agents.home import Home
@@ -52,32 +52,36 @@ WAIT_MS = 60 * 60_000
 """How long a device waits at most for its last loan request or repayment to show on chain."""
 
 
+MAX_POINTS: Final = 1_000_000
+"""The most points a criterion of the table gives or takes."""
+
+
 @dataclass(frozen=True)
 class CreditBankTable:
     enabled: bool = False
     name: str = "Commons"
-    members: int = 3
-    threshold: int = 2
-    capital_gnc: float = 100.0
-    borrowers: int = 4
+    members: int = bounded(3, 1, MAX_MEMBERS)
+    threshold: int = bounded(2, 1, MAX_MEMBERS)
+    capital_gnc: float = bounded(100.0, 0, MAX_GNC, "GNC")
+    borrowers: int = bounded(4, 0, MAX_HOMES)
     """Homes that borrow: half (rounded up) the first with PV, the rest the first without."""
-    borrower_start_gnc: float = 3.0
+    borrower_start_gnc: float = bounded(3.0, 0, MAX_GNC, "GNC")
     """What the borrowers hold at the start (instead of ``[homes] start_gnc``)."""
-    borrow_below_gnc: float = 2.5
+    borrow_below_gnc: float = bounded(2.5, 0, MAX_GNC, "GNC")
     """A borrower's device asks for a loan when its balance falls below this."""
-    base_value: int = 10
-    per_kwh_sold: int = 5
-    per_loan_repaid: int = 20
-    per_default: int = 100
-    per_missed: int = 15
-    min_value: int = 5
-    point_gnc: float = 0.5
+    base_value: int = bounded(10, 0, MAX_POINTS, "points")
+    per_kwh_sold: int = bounded(5, 0, MAX_POINTS, "points")
+    per_loan_repaid: int = bounded(20, 0, MAX_POINTS, "points")
+    per_default: int = bounded(100, 0, MAX_POINTS, "points")
+    per_missed: int = bounded(15, 0, MAX_POINTS, "points")
+    min_value: int = bounded(5, 0, MAX_POINTS, "points")
+    point_gnc: float = bounded(0.5, 0, MAX_GNC, "GNC")
     """Principal lent per point of credit value [GNC]."""
-    max_loan_gnc: float = 10.0
-    installments: int = 4
-    every_intervals: int = 16
-    interest_bps: int = 200
-    repay_share_pct: int = 50
+    max_loan_gnc: float = bounded(10.0, 0, MAX_GNC, "GNC")
+    installments: int = bounded(4, 1, MAX_INSTALLMENTS)
+    every_intervals: int = bounded(16, 1, MAX_EVERY_INTERVALS, "intervals")
+    interest_bps: int = bounded(200, 0, 10_000, "bps")
+    repay_share_pct: int = bounded(50, 1, 100, "%")
 
     def criteria(self) -> CreditCriteria:
         return CreditCriteria(
@@ -240,8 +244,13 @@ def build(world: World) -> list[Agent]:
             f"{where} the criteria's points and amounts must be at least 0, capital_gnc above 0 {IN_UNITS}"
         )
     homes = world.of(Home)
-    if not 0 <= t.borrowers <= len(homes) or t.borrower_start_gnc < 0:
-        raise ConfigError(f"{where} borrowers must be 0 to [homes] count, borrower_start_gnc at least 0")
+    if not 0 <= t.borrowers <= len(homes):
+        raise ConfigError(f"{where} borrowers must be 0 to [homes] count")
+    if t.borrowers and gnc(t.borrower_start_gnc) < home_needs(world.s):  # (0 GNC: no fee paid, no end)
+        raise ConfigError(
+            f"{where} borrower_start_gnc must be at least {format_gnc(home_needs(world.s))}, what a home "
+            "locks and pays to take part (as [homes] start_gnc must)"
+        )
     bank = CreditBankAgent("credit-bank", world)
     with_pv = [h for h in homes if h.pv_kw > 0]
     without = [h for h in homes if h.pv_kw == 0]

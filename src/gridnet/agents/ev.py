@@ -71,7 +71,7 @@ from gridnet.ledger.txs.vehicle import (
 )
 from gridnet.market.ev_auction import Offer, Outcome, Request, iterative_auction, one_shot_auction
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import IN_UNITS, gnc
+from gridnet.sim.scenario import IN_UNITS, MAX_PRICE, PRICE, bounded, gnc
 from gridnet.units import UNITS_PER_GNC, Interval, Wh, energy_cost
 
 if TYPE_CHECKING:
@@ -88,41 +88,41 @@ DEADBAND_WH = 500
 @dataclass(frozen=True)
 class EvTable:
     enabled: bool = False
-    vehicles: int = 12
+    vehicles: int = bounded(12, 1, 1_000)
     hotspot: str = "Depot"
-    aggregators: int = 2
+    aggregators: int = bounded(2, 1, 32)
     """Local aggregators at the hotspot: one processes each deal, another its settlement."""
-    home_charger_share: float = 0.5
-    battery_kwh: tuple[float, float] = (40.0, 75.0)
-    power_kw: float = 11.0
+    home_charger_share: float = bounded(0.5, 0, 1)
+    battery_kwh: tuple[float, float] = bounded((40.0, 75.0), 0, 1_000, "kWh")
+    power_kw: float = bounded(11.0, 0, 1_000, "kW")
     """Most power a vehicle takes or gives at the hotspot [kW]."""
-    home_charger_kw: float = 7.4
-    home_charge_to: float = 90.0
+    home_charger_kw: float = bounded(7.4, 0, 1_000, "kW")
+    home_charge_to: float = bounded(90.0, 0, 100, "%")
     """[%] a vehicle with a home charger charges to at home."""
-    fill_to: float = 80.0
+    fill_to: float = bounded(80.0, 0, 100, "%")
     """[%] a vehicle without one wants at the hotspot."""
-    reserve_percent: float = 15.0
+    reserve_percent: float = bounded(15.0, 0, 100, "%")
     """[%] of its battery a vehicle keeps beyond its trip."""
-    commute_kwh: tuple[float, float] = (3.0, 9.0)
+    commute_kwh: tuple[float, float] = bounded((3.0, 9.0), 0, 1_000, "kWh")
     """Range of the vehicles' one-way trips [kWh]."""
     arrive_utc: tuple[str, str] = ("07:00", "09:00")
     depart_utc: tuple[str, str] = ("16:00", "18:00")
-    soc_start: tuple[float, float] = (30.0, 90.0)
+    soc_start: tuple[float, float] = bounded((30.0, 90.0), 0, 100, "%")
     """Range of the vehicles' state of charge when the run starts [%]."""
-    station_price: float = 0.55
+    station_price: float = bounded(0.55, 0, MAX_PRICE, PRICE)
     """The station's grid tariff [GNC/kWh]: a charging vehicle's value of its first kWh."""
-    value_floor: tuple[float, float] = (0.32, 0.42)
+    value_floor: tuple[float, float] = bounded((0.32, 0.42), 0, MAX_PRICE, PRICE)
     """Range of the charging vehicles' value of the last kWh they want [GNC/kWh]."""
-    wear_gnc: tuple[float, float] = (0.02, 0.10)
+    wear_gnc: tuple[float, float] = bounded((0.02, 0.10), 0, MAX_PRICE, PRICE)
     """Range of what a discharging vehicle's deepest kWh costs beyond its first [GNC/kWh]."""
-    fee_gnc: float = 0.04
-    charging_discount_gnc: float = 0.01
-    parking_discount_gnc: float = 0.02
-    penalty_pct: int = 20
-    auction_every_intervals: int = 4
-    max_rounds: int = 40
-    tolerance_wh: int = 50
-    early_leave_share: float = 0.05
+    fee_gnc: float = bounded(0.04, 0, MAX_PRICE, PRICE)
+    charging_discount_gnc: float = bounded(0.01, 0, MAX_PRICE, PRICE)
+    parking_discount_gnc: float = bounded(0.02, 0, MAX_PRICE, PRICE)
+    penalty_pct: int = bounded(20, 0, 100, "%")
+    auction_every_intervals: int = bounded(4, 1, DAY, "intervals")
+    max_rounds: int = bounded(40, 1, 64)
+    tolerance_wh: int = bounded(50, 0, 1_000_000, "Wh")
+    early_leave_share: float = bounded(0.05, 0, 1)
 
 
 def _hhmm(text: str, where: str) -> int:
@@ -566,7 +566,10 @@ def build(world: World) -> list[Agent]:
         (0 <= t.soc_start[0] <= t.soc_start[1] <= 100, "soc_start must be a range within 0 to 100"),
         (0 < t.home_charge_to <= 100 and 0 < t.fill_to <= 100, "home_charge_to and fill_to must be 0 to 100"),
         (0 <= t.reserve_percent < 100, "reserve_percent must be 0 to below 100"),
-        (DAY % t.auction_every_intervals == 0, "auction_every_intervals must divide a day (96)"),
+        (
+            t.auction_every_intervals >= 1 and DAY % t.auction_every_intervals == 0,
+            "auction_every_intervals must divide a day (96)",
+        ),
         (1 <= t.max_rounds <= 64 and t.tolerance_wh >= 0, "max_rounds must be 1 to 64, tolerance_wh >= 0"),
         (0 <= t.penalty_pct <= 100, "penalty_pct must be 0 to 100"),
         (

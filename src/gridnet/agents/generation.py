@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from gridnet.agents.base import Agent
 from gridnet.agents.manufacturer import Manufacturer, register_identity
@@ -40,23 +40,27 @@ from gridnet.ledger.txs.monitoring import (
     station_id,
 )
 from gridnet.meter.certificate import issue_certificate
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import MAX_INTERVALS, bounded, gnc
 from gridnet.world.smib import Machine, Sample
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
 
 
+MAX_OFFSET_S: Final = MAX_INTERVALS * 900
+"""The latest a scheduled event may be [s after the start]: the longest run."""
+
+
 @dataclass(frozen=True)
 class GenerationTable:
     enabled: bool = False
     name: str = "Plant"
-    sample_s: int = 2
-    operator_opens_sl_s: int = -1
+    sample_s: int = bounded(2, 1, 60, "s")
+    operator_opens_sl_s: int = bounded(-1, -1, MAX_OFFSET_S, "s")
     """When the operator opens the load switch (a real load rejection) [s after the start]."""
-    operator_closes_sl_s: int = -1
+    operator_closes_sl_s: int = bounded(-1, -1, MAX_OFFSET_S, "s")
     """When the operator closes it again [s after the start]."""
-    attack_s: int = -1
+    attack_s: int = bounded(-1, -1, MAX_OFFSET_S, "s")
     """When the attacker opens SL and SC and the generator meter starts lying [s after the start]."""
 
 

@@ -49,7 +49,7 @@ from gridnet.ledger.txs.helios import (
     sign_as_member,
 )
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
-from gridnet.sim.scenario import Scenario, gnc
+from gridnet.sim.scenario import Scenario, bounded, gnc
 from gridnet.units import Interval, Wh, interval_of, interval_start
 
 if TYPE_CHECKING:
@@ -62,22 +62,22 @@ class HeliosTable:
     enabled: bool = False
     name: str = "Helios"
     """The controller's name (its id on chain is its hash)."""
-    members: int = 3
+    members: int = bounded(3, 1, MAX_MEMBERS)
     """Neighbours in the consortium that runs it."""
-    threshold: int = 2
+    threshold: int = bounded(2, 1, MAX_MEMBERS)
     """Member signatures a mint needs."""
-    every_intervals: int = 4
+    every_intervals: int = bounded(4, 1, MAX_SPAN_INTERVALS, "intervals")
     """How often a producer is credited (4: hourly, as the seed's controller)."""
-    min_wh: int = 1
+    min_wh: int = bounded(1, 1, 1_000_000, "Wh")
     """The smallest mint a producer accepts [Wh]."""
     island: bool = False
     """The homes are the nodes of the consortium's island on one single-phase line, and the
     DSO's substation meter is its gateway to the grid."""
-    inject_w: int = 130
+    inject_w: int = bounded(130, 0, 1_000_000, "W")
     """Most power a node may feed into the island's line [W] (the seed's node: a 130 W panel)."""
-    withdraw_w: int = 300
+    withdraw_w: int = bounded(300, 0, 1_000_000, "W")
     """Most power a node may draw from it [W]."""
-    redeem_hour_utc: int = -1
+    redeem_hour_utc: int = bounded(-1, -1, 23)
     """From this hour (UTC) each producer redeems the credits it holds, once, and the
     controller releases that energy through its meter's release relay (needs ``island`` and
     ``[meters] devices``); -1: nobody redeems."""

@@ -50,7 +50,7 @@ from gridnet.ledger.txs.maintenance import (
     penalty_of,
 )
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import IN_UNITS, gnc
+from gridnet.sim.scenario import IN_UNITS, MAX_GNC, MAX_HOMES, bounded, gnc
 from gridnet.units import UNITS_PER_GNC, interval_of
 
 if TYPE_CHECKING:
@@ -61,27 +61,27 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class MaintenanceTable:
     enabled: bool = False
-    teams: int = 2
-    failures: int = 3
+    teams: int = bounded(2, 1, 16)
+    failures: int = bounded(3, 0, MAX_HOMES)
     """PV homes whose inverter fails during the run."""
-    in_warranty: int = 1
+    in_warranty: int = bounded(1, 0, MAX_HOMES)
     """Of those, the first this many are still under the vendor's warranty."""
     first_failure_utc: str = "08:00"
-    failure_every_intervals: int = 8
-    deposit_gnc: float = 2.0
-    bid_intervals: int = 2
-    penalty_pct: int = 10
-    reserve_gnc: float = 0.0
+    failure_every_intervals: int = bounded(8, 1, 96, "intervals")
+    deposit_gnc: float = bounded(2.0, 0, MAX_GNC, "GNC")
+    bid_intervals: int = bounded(2, 1, 96, "intervals")
+    penalty_pct: int = bounded(10, 0, 100, "%")
+    reserve_gnc: float = bounded(0.0, 0, MAX_GNC, "GNC")
     """Each tender's reserve, the least price it accepts (0: any)."""
-    dispute_intervals: int = DISPUTE_INTERVALS
+    dispute_intervals: int = bounded(DISPUTE_INTERVALS, 1, MAX_DISPUTE_INTERVALS, "intervals")
     """How long a home may dispute a claimed repair."""
-    team_price_gnc: float = 0.8
+    team_price_gnc: float = bounded(0.8, 0, MAX_GNC, "GNC")
     """The first team's price; the n-th team asks (1 + n / 4) times it."""
-    vendor_price_gnc: float = 1.5
-    onsite_intervals: int = 4
-    remote_every: int = 2
+    vendor_price_gnc: float = bounded(1.5, 0, MAX_GNC, "GNC")
+    onsite_intervals: int = bounded(4, 1, 96, "intervals")
+    remote_every: int = bounded(2, 1, MAX_HOMES)
     """Every this many-th failure can be repaired remotely (the rest need a visit)."""
-    withdrawing_team: int = -1
+    withdrawing_team: int = bounded(-1, -1, 15)
     """The index of a team that withdraws from the first tender it wins (-1: none)."""
 
 

@@ -41,7 +41,7 @@ from gridnet.ledger.txs.privacy import (
     slot_key,
 )
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import MAX_HOMES, bounded, gnc
 from gridnet.units import interval_start
 
 if TYPE_CHECKING:
@@ -55,12 +55,12 @@ SUBMIT_AFTER_MS = 2 * 60_000
 @dataclass(frozen=True)
 class PrivacyTable:
     enabled: bool = False
-    groups: int = 2
-    pseudonyms: int = 3
+    groups: int = bounded(2, 1, MAX_HOMES // 2)
+    pseudonyms: int = bounded(3, 1, 16)
     """Pseudonym keys per member."""
-    slot_intervals: int = 4
-    bloom_bytes: int = 256
-    bloom_hashes: int = 4
+    slot_intervals: int = bounded(4, 1, 96, "intervals")
+    bloom_bytes: int = bounded(256, 1, 4_096, "bytes")
+    bloom_hashes: int = bounded(4, 1, 32)
 
 
 @dataclass

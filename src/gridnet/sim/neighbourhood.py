@@ -96,8 +96,8 @@ class Neighbourhood:
             for role in self.roles:  # (before the nodes start: --out is still untouched)
                 if role.check is not None:
                     role.check(self.world)
+            params = self._params()  # (a genesis it refuses is refused before the grid is built)
             self.world.build_grid()
-            params = self._params()
             self.world.connect(params, connect(params))
         except BaseException:
             self.world.close()

@@ -660,8 +660,12 @@ LAST_START_MS: Final = 7_258_118_400_000
 MAX_GNC: Final = 10**7
 """The most GNC a participant starts with (1,000 homes and the rest at this fit the ledger's
 64-bit amounts)."""
+MAX_LIMIT_W: Final = 10_000_000
+"""The highest export or import limit a DSO's command sets [W] (10 MW: above any home's)."""
 MAX_PRICE: Final = 1_000.0
 """The highest price or fee a scenario takes [GNC/kWh]."""
+PRICE: Final = "GNC/kWh"
+"""The unit of prices (``bounded``)."""
 
 
 def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
@@ -715,12 +719,24 @@ def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
     )
     yield (d.balancing_kwh <= 1_000_000, "[dso] balancing_kwh must be at most 1,000,000")
     yield (
+        d.balancing_every <= MAX_INTERVALS and d.command_hold <= MAX_INTERVALS,
+        f"[dso] balancing_every and command_hold must be at most {MAX_INTERVALS} (intervals: 31 days)",
+    )
+    yield (
+        d.curtail_limit_w <= MAX_LIMIT_W and d.import_limit_w <= MAX_LIMIT_W,
+        f"[dso] curtail_limit_w and import_limit_w must be at most {MAX_LIMIT_W:,} (W)",
+    )
+    yield (
         all(1 <= len(name) <= 64 and name.isprintable() for name in names) and len(set(names)) == len(names),
         "each line owner needs a name of its own, 1 to 64 printable characters",
     )
     yield (
         s.security.flagged_meters <= round(h.count * h.pv_share),
         "[security] flagged_meters must be at most the number of PV homes",
+    )
+    yield (
+        0 <= s.relay.hill_homes <= MAX_HOMES,
+        f"[relay] hill_homes must be 0 to {MAX_HOMES:,} (and at most the homes without PV)",
     )
     yield (
         s.relay.carrier_stop_s <= 3_600 and s.relay.pool_gnc <= 1_000,
@@ -732,6 +748,10 @@ def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
     yield (
         s.grid.mv_kv <= 400 and s.grid.spacing_m <= 10_000,
         "[grid] mv_kv must be at most 400 and spacing_m at most 10000",
+    )
+    yield (
+        s.grid.max_loading_percent <= 1_000 and s.grid.v_max_pu <= 2,
+        "[grid] max_loading_percent must be at most 1000 and v_max_pu at most 2",
     )
 
 
