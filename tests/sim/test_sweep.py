@@ -13,8 +13,10 @@ import socket
 import subprocess
 import sys
 import tomllib
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from gridnet.sim.sweep import (
     KNOWN_FIGURES,
     OPEN_FIGURES,
     RUN_FILE,
+    RunResult,
     SchedulerUnavailable,
     Sweep,
     SweepFileError,
@@ -39,6 +42,7 @@ from gridnet.sim.sweep import (
     prepare_sweep_dir,
     run_sweep,
     scheduler_address,
+    write_plots,
 )
 from gridnet.system import usable_cores
 from tests.helpers import wait_for
@@ -606,3 +610,17 @@ def test_files_in_whole_tables_of_vary_are_found_from_the_sweep(tmp_path: Path) 
         {"home-0": str(tmp_path / "a.toml")},
         {"home-0": str(tmp_path / "b.toml")},
     ]
+
+
+def test_a_plot_of_many_seeds_and_long_values_lays_out_without_a_warning(tmp_path: Path) -> None:
+    """A sweep of 10,000 seeds printed matplotlib's "UserWarning: Tight layout not applied":
+    the legend's title listed every seed, wider than the figure. The seeds are now summed up,
+    long labels cut, and the layout is constrained."""
+    vary = {"simulation.name": ["x" * 64, "y" * 64], "homes.pv_share": [0.25, 0.5]}
+    path = write_sweep(tmp_path, vary, seeds=[3], plot=["energy.p2p_wh"])
+    sweep = replace(load_sweep(path, tmp_path / "out"), seeds=tuple(range(1, 10_001)))
+    results = [RunResult(run, "ok", None, 1.0, {"energy.p2p_wh": 5.0}, False) for run in sweep.runs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written = write_plots(sweep, results)
+    assert len(written) == 2 and all(p.stat().st_size > 0 for p in written)

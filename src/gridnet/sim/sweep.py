@@ -1056,11 +1056,11 @@ def _plot(plots: Any, path: Path, sweep: Sweep, results: list[RunResult], figure
     for r in results:
         if r.status == "failed" or not isinstance(r.figures.get(figure), int | float):
             continue
-        name = ", ".join(f"{k} = {_show(r.run.values[k])}" for k in others)
+        name = _label(", ".join(f"{k} = {_show(r.run.values[k])}" for k in others))
         groups.setdefault(name, []).append(r)
     if len(groups) > SERIES_PER_PLOT:
         groups = {"all runs": [r for rs in groups.values() for r in rs]}
-    fig, ax = plt.subplots(figsize=plots.SIZE)
+    fig, ax = plt.subplots(figsize=plots.SIZE, layout="constrained")  # (fits what tight_layout could not)
     for i, (name, runs) in enumerate(groups.items()):  # (in the grid's order)
         color = f"C{i % 10}"
         by_x: dict[float, list[float]] = {}
@@ -1089,18 +1089,34 @@ def _plot(plots: Any, path: Path, sweep: Sweep, results: list[RunResult], figure
             label=name or "all runs",
         )
     if not numeric:
-        ax.set_xticks(list(position.values()), list(position))
+        ax.set_xticks(list(position.values()), [_label(x, LABEL_CHARS // 2) for x in position])
     if not groups:
         ax.text(0.5, 0.5, f"no run has {figure}", transform=ax.transAxes, ha="center")
     else:
-        ax.legend(fontsize=8, title=f"mean and range over seeds {list(sweep.seeds)}", title_fontsize=8)
+        ax.legend(fontsize=8, title=f"mean and range over {_seeds_text(sweep.seeds)}", title_fontsize=8)
     ax.set_xlabel(key)
     ax.set_ylabel(figure)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{sweep.name}: {figure} by {key}", loc="left", fontsize=11)
-    fig.tight_layout()
+    ax.set_title(_label(f"{sweep.name}: {figure} by {key}", 2 * LABEL_CHARS), loc="left", fontsize=11)
     fig.savefig(path, dpi=plots.DPI)
     plt.close(fig)
+
+
+LABEL_CHARS: Final = 48
+"""The most characters of a legend's label (a tick's: half): longer ones are cut with "..." so
+that the figure has room for the axes (tight_layout gave up with a warning on wider ones)."""
+
+
+def _label(text: str, limit: int = LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _seeds_text(seeds: tuple[int, ...]) -> str:
+    """The seeds as a legend's title names them: each of a few, a count and the range of many
+    (10,000 seeds listed made a title wider than the figure)."""
+    if len(seeds) <= 5:
+        return f"seeds {list(seeds)}"
+    return f"{len(seeds):,} seeds ({min(seeds)} to {max(seeds)})"
 
 
 def _file_name(text: str) -> str:
