@@ -8,10 +8,11 @@ import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
 from gridnet.errors import DealStarted, NonceGap
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, LostLog, Mempool, PoolEvent
-from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
+from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
 from tests.helpers import extend, new_chain, sign, test_keys, test_params
 
@@ -181,11 +182,26 @@ def test_the_lost_log_keeps_at_most_its_bytes_of_transactions(chain: Chain) -> N
     # A hostile peer may have large transactions evicted at will: the log is bounded in bytes.
     key = test_keys(1)[0]
     txs = [transfer(chain, key, n, 200) for n in range(6)]
-    size = tx_size(tx_body(txs[0]))
+    size = len(encode(txs[0]))
     log = LostLog(kept=100, max_bytes=3 * size)
     for tx in txs:
         log.add(PoolEvent(EventKind.EVICTED, tx_id(tx), None, "MempoolFull", "", tx))
     assert log.bytes <= 3 * size and log.first_kept == 4 and [n for n, _ in log.since(0)] == [4, 5, 6]
+
+
+def test_a_page_of_the_lost_log_holds_at_most_its_bytes_but_always_one(chain: Chain) -> None:
+    # A reader pages on from the last number it got: each page bounded, none skipped.
+    key = test_keys(1)[0]
+    txs = [transfer(chain, key, n, 200) for n in range(5)]
+    size = len(encode(txs[0]))
+    log = LostLog(kept=100)
+    for tx in txs:
+        log.add(PoolEvent(EventKind.EVICTED, tx_id(tx), None, "MempoolFull", "", tx))
+    assert [n for n, _ in log.since(0, max_bytes=2 * size)] == [1, 2]
+    assert [n for n, _ in log.since(2, max_bytes=2 * size + 1)] == [3, 4]
+    assert [n for n, _ in log.since(1, limit=1, max_bytes=9 * size)] == [2]
+    assert [n for n, _ in log.since(4, max_bytes=1)] == [5]  # one larger than the bound still comes
+    assert log.since(5, max_bytes=1) == []
 
 
 def test_a_transaction_block_building_refuses_waits_before_it_is_dropped(chain: Chain) -> None:

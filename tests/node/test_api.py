@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from gridnet.crypto.address import address_to_text
@@ -18,6 +22,7 @@ from gridnet.encoding import decode, encode
 from gridnet.errors import StoreCorrupt
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.ledger.blocks import Block
+from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.authority import RegisterAuthority
@@ -34,7 +39,9 @@ from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.node.api import create_app
-from gridnet.node.client import LostTxAnswer
+from gridnet.node.api.common import LOST_PAGE_BYTES
+from gridnet.node.api.server import api_config
+from gridnet.node.client import LostAnswer, LostTxAnswer, NodeClient, expect, lost_since
 from gridnet.node.commands import MAX_PAGE, CommandBoard
 from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
@@ -51,6 +58,7 @@ from tests.helpers import (
     sign,
     test_keys,
     test_params,
+    wait_for,
 )
 
 MAKER, OWNER, ALICE, BOB = test_keys(4)
@@ -59,6 +67,7 @@ READING_AT = 1_960_000
 HASHES = HashChain(b"api-pool" * 4, 100)
 POOL = pool_id(ALICE.address, HASHES.final)
 NOW = GENESIS_TIME + 60_000
+LOCAL = "127.0.0.1"
 
 
 def text(key: PrivateKey) -> str:
@@ -271,18 +280,98 @@ def test_submit_a_transfer_then_see_it_pending(api: Api) -> None:
 def test_transactions_the_pool_let_go_are_listed_with_their_bytes(api: Api) -> None:
     first = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=1)
     dearer = sign(api.node.chain, BOB, Transfer(ALICE.address, 6_000), nonce=1, fee=first.fee + 1)
-    assert api.client.get("/mempool/lost").json() == {"lost": [], "next_after": 0, "first_kept": 1}
+    assert api.client.get("/mempool/lost").json() == {
+        "lost": [],
+        "next_after": 0,
+        "more": False,
+        "first_kept": 1,
+    }
     for tx in (first, dearer):
         assert api.client.post("/transactions", json={"tx": encode(tx).hex()}).status_code == 202
     body = api.client.get("/mempool/lost").json()
-    assert body["next_after"] == 1 and body["first_kept"] == 1
+    assert body["next_after"] == 1 and body["more"] is False and body["first_kept"] == 1
     [entry] = body["lost"]
     assert entry["seq"] == 1 and entry["kind"] == "evicted" and entry["rule"] == "Replaced"
     assert entry["txid"] == tx_id(first).hex() and entry["sender"] == text(BOB)
     event = lost_event(msgspec.convert(entry, LostTxAnswer))  # what a scenario's driver reads
     assert event.tx == first and event.sender == BOB.address and event.rule == "Replaced"
-    assert api.client.get("/mempool/lost?after=1").json() == {"lost": [], "next_after": 1, "first_kept": 1}
+    assert api.client.get("/mempool/lost?after=1").json() == {
+        "lost": [],
+        "next_after": 1,
+        "more": False,
+        "first_kept": 1,
+    }
     assert_error(api.client.get("/mempool/lost?after=-1"), 400, "BadRequest")
+
+
+def lose_large_transactions(api: Api, readings: list[int]) -> list[Transaction]:
+    """BOB's transactions of that many (copied) readings, evicted: entered in the node's log of
+    lost transactions as its pool enters what it lets go (a hostile peer may have large ones
+    evicted at will); a reading takes about 110 bytes."""
+    reading = SimulatedMeter(METER_KEY).read(READING_AT + 10, 600, 10)
+    txs = [sign(api.node.chain, BOB, SubmitReadings((reading,) * n), nonce=9) for n in readings]
+    for tx in txs:
+        api.node.lost.add(PoolEvent(EventKind.EVICTED, tx_id(tx), BOB.address, "MempoolFull", "full", tx))
+    return txs
+
+
+def test_pages_of_lost_transactions_are_bounded_in_bytes_and_follow_on(api: Api) -> None:
+    """An answer carries at most ``LOST_PAGE_BYTES`` of transactions (the log keeps 16 MiB:
+    33 MB of JSON each, built in memory, was one unauthenticated request away), but always
+    one, however large; following ``next_after`` until ``more`` is false reads each once."""
+    readings = [2_000] * 12 + [14_000] + [2_000] * 4  # ~220 kB each, and one of ~1.5 MB
+    txs = lose_large_transactions(api, readings)
+    assert sum(len(encode(tx)) for tx in txs) > 4 * LOST_PAGE_BYTES
+    assert len(encode(txs[12])) > LOST_PAGE_BYTES
+    pages: list[list[dict[str, Any]]] = []
+    after, more = 0, True
+    while more:
+        body = api.client.get(f"/mempool/lost?after={after}").json()
+        assert body["lost"] and len(pages) < len(txs)
+        pages.append(body["lost"])
+        after, more = body["next_after"], body["more"]
+    for page in pages:
+        assert len(page) == 1 or sum(len(e["hex"]) // 2 for e in page) <= LOST_PAGE_BYTES
+    assert [len(page) for page in pages if len(page) == 1] == [1]  # the large one, alone
+    assert [e["seq"] for page in pages for e in page] == list(range(1, len(txs) + 1))
+    assert [e["hex"] for page in pages for e in page] == [encode(tx).hex() for tx in txs]
+    assert after == len(txs) and api.client.get(f"/mempool/lost?after={after}").json()["lost"] == []
+    limited = api.client.get("/mempool/lost?after=0&limit=2").json()  # (the count bound still holds)
+    assert [e["seq"] for e in limited["lost"]] == [1, 2] and limited["more"] is True
+
+
+def test_the_client_reads_every_page_of_lost_transactions_over_http(api: Api) -> None:
+    """``lost_since`` (``gridnet tx --wait``, the simulator's HTTP backend) against the API
+    served on 127.0.0.1: every entry once, across pages bounded in bytes."""
+    txs = lose_large_transactions(api, [4_000] * 12)  # ~440 kB each: 2 a page
+    app = create_app(api.node, clock=lambda: NOW, broadcast=api.sent.append)
+    with served(app) as url:
+        client = NodeClient(url, timeout_s=60)
+        first = expect(client.get("/mempool/lost"), LostAnswer, "GET /mempool/lost")
+        assert len(first.lost) < len(txs) and first.more
+        entries, after = lost_since(client, 0)
+        assert [e.seq for e in entries] == list(range(1, len(txs) + 1)) and after == len(txs)
+        assert [e.hex for e in entries] == [encode(tx).hex() for tx in txs]
+        assert lost_since(client, after) == ([], after)
+        client.close()
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` served as a node serves its API (``api_config``) on 127.0.0.1: its HOST:PORT."""
+    sock = socket.socket()
+    sock.bind((LOCAL, 0))
+    sock.listen()
+    server = uvicorn.Server(api_config(app, bound=LOCAL))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: server.started, 60)
+        yield f"{LOCAL}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+        sock.close()
 
 
 def test_refused_transactions_are_422_with_the_rule(api: Api) -> None:

@@ -33,7 +33,7 @@ from gridnet.errors import (
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import Account
-from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
+from gridnet.ledger.transactions import Transaction, tx_body, tx_id
 from gridnet.ledger.transition import VerifiedTx, validate_transaction
 from gridnet.units import PUBLIC_KEY_BYTES, Address, Hash32, format_gnc
 
@@ -77,7 +77,7 @@ class LostLog:
         """Events logged since the node started (the last one's number)."""
 
     def add(self, event: PoolEvent) -> None:
-        size = 0 if event.tx is None else tx_size(tx_body(event.tx))
+        size = 0 if event.tx is None else len(encode(event.tx))
         self._kept.append((event, size))
         self.bytes += size
         self.total += 1
@@ -89,13 +89,26 @@ class LostLog:
         """The oldest kept event's number (``total + 1`` while none is kept)."""
         return self.total - len(self._kept) + 1
 
-    def since(self, after: int, limit: int | None = None) -> list[tuple[int, PoolEvent]]:
-        """The kept events numbered above ``after`` (at most ``limit``), with their numbers;
-        the oldest ones are gone once more than ``kept`` came after them (or ``max_bytes``)."""
+    def since(
+        self, after: int, limit: int | None = None, max_bytes: int | None = None
+    ) -> list[tuple[int, PoolEvent]]:
+        """The kept events numbered above ``after``, oldest first, with their numbers: at most
+        ``limit`` of them, and no more than ``max_bytes`` of encoded transactions but for the
+        first (which comes whatever its size, so that a reader that pages on from the last
+        number it got reads every one). The oldest ones are gone once more than ``kept`` came
+        after them (or ``max_bytes`` of the log's own)."""
         first = self.first_kept
         start = max(after + 1, first)
         stop = self.total + 1 if limit is None else min(self.total + 1, start + limit)
-        return [(n, self._kept[n - first][0]) for n in range(start, stop)]
+        page: list[tuple[int, PoolEvent]] = []
+        size = 0
+        held = itertools.islice(self._kept, start - first, stop - first)
+        for n, (event, tx_bytes) in enumerate(held, start):
+            size += tx_bytes
+            if page and max_bytes is not None and size > max_bytes:
+                break
+            page.append((n, event))
+        return page
 
 
 DEFAULT_MAX_BYTES: Final = 64 << 20

@@ -240,6 +240,8 @@ class LostAnswer(msgspec.Struct):
 
     lost: list[LostTxAnswer]
     next_after: int
+    more: bool = True
+    """More are held after this page (a node older than this field: read until an empty page)."""
 
 
 T = TypeVar("T")
@@ -443,19 +445,23 @@ class NodeClient:
 
 
 MAX_LOST_PAGES = 100
-"""Pages of ``GET /mempool/lost`` ``lost_since`` reads at most (the node keeps 10,000 entries,
-1,000 a page)."""
+"""Pages of ``GET /mempool/lost`` ``lost_since`` reads at most in one call, so that a node
+losing transactions as fast as they are read does not keep it for ever (what it did not read
+comes next time, after the number it returns). A full log takes at most 42: 10 of 1,000
+entries, and fewer than 32 ended by the 1 MiB bound on a page's transactions (a page and the
+first of the next hold more than 1 MiB; the log keeps at most 16 MiB), and the last."""
 
 
 def lost_since(client: NodeClient, after: int) -> tuple[list[LostTxAnswer], int]:
-    """The transactions the node let go without a block numbered after ``after``, every page,
-    and the number to read after next time."""
+    """The transactions the node let go without a block numbered after ``after``, following
+    the pages (``next_after``) until the node says it holds no more, and the number to read
+    after next time."""
     entries: list[LostTxAnswer] = []
     for _ in range(MAX_LOST_PAGES):
         page = expect(client.get(f"/mempool/lost?after={after}"), LostAnswer, "GET /mempool/lost")
         entries.extend(page.lost)
         after = page.next_after
-        if not page.lost:
+        if not (page.lost and page.more):
             break
     return entries, after
 

@@ -44,6 +44,7 @@ from gridnet.node.api.common import (
     DEFAULT_ORDERS_PAGE,
     DEFAULT_READINGS,
     HTTP_CODES,
+    LOST_PAGE_BYTES,
     MAX_BODY_BYTES,
     MAX_LOST_PAGE,
     MAX_ORDERS_PAGE,
@@ -588,7 +589,7 @@ def create_app(
         limit: int = Query(DEFAULT_LOST_PAGE, ge=1, le=MAX_LOST_PAGE, description="At most this many"),
     ) -> LostOut:
         log = node.lost
-        page = log.since(after, limit)
+        page = log.since(after, limit, LOST_PAGE_BYTES)
         return LostOut(
             lost=[
                 LostTxOut(
@@ -603,6 +604,7 @@ def create_app(
                 for n, e in page
             ],
             next_after=page[-1][0] if page else log.total,  # (numbers restart with the node)
+            more=bool(page) and page[-1][0] < log.total,
             first_kept=log.first_kept,
         )
 

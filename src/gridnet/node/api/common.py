@@ -40,6 +40,10 @@ MAX_ORDERS_PAGE = 10_000
 DEFAULT_LOST_PAGE = 1_000
 MAX_LOST_PAGE = 10_000
 """Lost transactions one GET /mempool/lost answer carries by default, and at most."""
+LOST_PAGE_BYTES = 1 << 20
+"""Encoded transactions one GET /mempool/lost answer carries, at most [bytes] (twice as much
+as hex), but for its first, which comes whatever its size: the log keeps up to 16 MiB, and an
+answer is built whole in memory and held while its client reads it."""
 HTTP_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}
 """The code of an HTTP error raised by the framework (a body it cannot parse is 400 BadRequest)."""
 MAX_STATE_KEY_BYTES = 64

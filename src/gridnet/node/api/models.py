@@ -201,6 +201,10 @@ class LostTxOut(BaseModel):
 class LostOut(BaseModel):
     lost: list[LostTxOut] = Field(description="Oldest first")
     next_after: int = Field(description="Pass as ?after= to read what follows")
+    more: bool = Field(
+        description="More are held after this page (it stopped at limit, or at 1 MiB of transactions): "
+        "ask again with next_after"
+    )
     first_kept: int = Field(description="The oldest number still held (older ones are forgotten)")
 
 
