@@ -1,5 +1,5 @@
 """The API's HTTP server on 127.0.0.1 (``node/api/server.py``): a connection that does not send
-a whole request in time is closed, connections beyond either bound (all, or from one address)
+a whole request in time is closed, connections beyond either bound (all, or from one host)
 are answered 503, and what
 uvicorn refuses before the app runs is the API's JSON error. The bounds are lowered so that
 each test reaches them quickly."""
@@ -42,13 +42,14 @@ async def big(request: Request) -> Response:
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[int]:
+async def serving(*also: socket.socket) -> AsyncIterator[int]:
+    """The guarded server on 127.0.0.1, and on the listening sockets ``also``: its port."""
     app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"]), Route("/big", big)])
     sock = socket.socket()
     sock.bind((LOCAL, 0))
     sock.listen(64)
     srv = uvicorn.Server(api_config(app))
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    task = asyncio.create_task(srv.serve(sockets=[sock, *also]))
     while not srv.started:
         await asyncio.sleep(0.01)
     try:
@@ -155,7 +156,7 @@ def test_a_client_that_reads_nothing_of_its_answer_is_cut_off(monkeypatch: pytes
 def test_connections_beyond_the_bound_are_answered_503(
     monkeypatch: pytest.MonkeyPatch, bound: str, said: str
 ) -> None:
-    """Beyond the bound on all connections, or on those from one address (the tests' all come
+    """Beyond the bound on all connections, or on those from one host (the tests' all come
     from 127.0.0.1; the other bound is left far above), a connection is answered 503 and closed,
     and is taken again once one of the others has gone."""
     monkeypatch.setattr(server, bound, 3)
@@ -178,6 +179,40 @@ def test_connections_beyond_the_bound_are_answered_503(
         assert (status, body) == (200, {"read": 0})
 
     run(scenario)
+
+
+def test_a_host_is_counted_once_whatever_address_family_it_comes_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound per host counts an IPv4 client once whether a socket shows it as 127.0.0.1
+    or, listening in IPv6, as ``::ffff:127.0.0.1`` (the server here listens both ways, on
+    127.0.0.1 only); another IPv4 address (127.0.0.2) is another host. (An IPv6 host counted
+    per /64 is ``host_group``'s, tests/net/test_hosts.py: a test has one IPv6 address, ::1.)"""
+    monkeypatch.setattr(server, "MAX_CONNECTIONS_PER_HOST", 3)
+    mapped = socket.socket(socket.AF_INET6)
+    mapped.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    mapped.bind((f"::ffff:{LOCAL}", 0))
+    mapped.listen(64)
+    mapped_port = mapped.getsockname()[1]
+
+    async def scenario(port: int) -> None:
+        held = [await asyncio.open_connection(LOCAL, p) for p in (port, port, mapped_port)]
+        reader, _ = await asyncio.open_connection(LOCAL, mapped_port)
+        status, body = await reply(reader)
+        assert status == 503 and body["code"] == "TooManyConnections"
+        assert str(body["message"]).startswith(f"3 connections from {LOCAL} ")
+        other, writer = await asyncio.open_connection(LOCAL, port, local_addr=("127.0.0.2", 0))
+        writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert await reply(other) == (200, {"read": 0})
+        for _, w in held:
+            w.close()
+
+    async def main() -> None:
+        async with serving(mapped) as port:
+            await scenario(port)
+
+    try:
+        asyncio.run(main())
+    finally:
+        mapped.close()
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ peer links and its store from one process, so a client holding many slow connect
 starve all three. Here a connection has ``REQUEST_TIMEOUT_S`` to send each whole request (from
 when it opens, or since the last answer), one that reads nothing of its answer for as long is
 cut off (with what waited for it), at most ``MAX_CONNECTIONS`` are open at once and at
-most ``MAX_CONNECTIONS_PER_HOST`` from one address, so that one host cannot hold them all (one
-more is answered 503 and closed), and what uvicorn refuses before the app runs (a malformed
-request line or header) is answered with the same JSON error body as every other error and
-not logged (a client could otherwise write the process's log at will).
+most ``MAX_CONNECTIONS_PER_HOST`` from one host (an IPv4 address, or an IPv6 /64:
+``net/hosts.py``), so that one host cannot hold them all (one more is answered 503 and
+closed), and what uvicorn refuses before the app runs (a malformed request line or header) is
+answered with the same JSON error body as every other error and not logged (a client could
+otherwise write the process's log at will).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gridnet.net.hosts import host_group
+
 REQUEST_TIMEOUT_S: Final = 30.0
 """Time a connection has to send a whole request (headers and body) [s]; a request the node
 has read whole and is answering is not cut short while its client reads the answer (one that
@@ -36,7 +39,8 @@ reads nothing of it for this long is cut off)."""
 MAX_CONNECTIONS: Final = 512
 """Connections open at once, at most."""
 MAX_CONNECTIONS_PER_HOST: Final = 64
-"""Connections open at once from one address, at most."""
+"""Connections open at once from one host, at most: from one IPv4 address, or from one IPv6
+/64 (``host_group``: an IPv6 host may hold all of its /64's addresses)."""
 CLIENT_CAUSED: Final = (
     "Invalid HTTP request received.",
     "Unsupported upgrade request.",
@@ -72,12 +76,15 @@ class GuardedH11(H11Protocol):
     served: ClassVar[str] = "this node's API"
     """What the connections are to (in a refusal's message)."""
     _deadline: asyncio.TimerHandle | None = None
+    _host: str | None = None
+    """The host the connection comes from (``host_group`` of its address; None: unknown)."""
     _unread: int | None = None
     """Bytes of the answer waiting, the client not reading, at the last deadline (None: it
     was reading)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._host = host_group(self.client[0]) if self.client else None
         refusal = self._over_bound()
         if refusal is not None:
             transport.write(_json_error(503, "Service Unavailable", "TooManyConnections", refusal))
@@ -89,12 +96,10 @@ class GuardedH11(H11Protocol):
         """Why this new connection is one too many (None when it is not)."""
         if len(self.connections) > MAX_CONNECTIONS:
             return f"{MAX_CONNECTIONS} connections are open to {self.served}; try again later"
-        host = self.client[0] if self.client else None
+        host = self._host
         if host is None:
             return None
-        same = sum(
-            1 for c in self.connections if isinstance(c, H11Protocol) and c.client and c.client[0] == host
-        )
+        same = sum(1 for c in self.connections if isinstance(c, GuardedH11) and c._host == host)
         if same > MAX_CONNECTIONS_PER_HOST:
             return (
                 f"{MAX_CONNECTIONS_PER_HOST} connections from {host} are open to {self.served}: "
