@@ -1383,19 +1383,19 @@ class FrameTooLarge(InvalidMessage):
 
 
 class ServeRefused(GridnetError):
-    """A node does not answer a peer's request for blocks (``node/serving.py``); subclasses
-    name the rule. Not a fault (an honest peer may meet it): the asker asks again after its
-    request timeout."""
+    """A node does not answer a peer's request for blocks or headers (``node/serving.py``);
+    subclasses name the rule. Not a fault (an honest peer may meet it): the asker asks again
+    after its request timeout."""
 
 
 class ServeQueueFull(ServeRefused):
-    """As many block requests of the peer's host wait for the host's serving budget as may:
+    """As many requests of the peer's host wait for the host's serving budget as may:
     one more is not answered."""
 
 
 class RequestSuperseded(ServeRefused):
-    """A peer asked for blocks again before its waiting request was answered: the earlier
-    request is dropped and the later one takes its place in its host's queue."""
+    """A peer asked for blocks or headers again before its waiting request was answered: the
+    earlier request is dropped and the later one takes its place in its host's queue."""
 
 
 # --- sync: what a node declines to spend effort on ----------------------------------------

@@ -1,8 +1,8 @@
-"""Block requests over real links on 127.0.0.1 are answered within one budget per host
-(``node/serving.py``): two keys that dial from the same address and ask for the same blocks
-in a loop are sent no more together than one host's rate allows, while an honest node
-syncing a chain over that budget from the same address gets every block without waiting
-out its request timeout.
+"""Sync requests (blocks and headers) over real links on 127.0.0.1 are answered within one
+budget per host (``node/serving.py``): two keys that dial from the same address and ask for
+the same blocks, or the same headers, in a loop are sent no more together than one host's
+rate allows, while an honest node syncing a chain over that budget from the same address
+(headers first, then blocks) gets every block without waiting out its request timeout.
 
 The nodes run on a counting clock (each reading moves it on), so what is measured — bytes
 sent against the time the node saw pass — does not depend on how busy the machine is."""
@@ -15,11 +15,21 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
 from gridnet.net.tcp import TcpTransport, dial, frame, read_frame
-from gridnet.node.messages import BlocksMsg, GetBlocksMsg, Message, decode_message, encode_message
+from gridnet.node.messages import (
+    BlocksMsg,
+    GetBlocksMsg,
+    GetHeadersMsg,
+    HeadersMsg,
+    Message,
+    decode_message,
+    encode_message,
+)
 from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import GENESIS_TIME, INTERVAL, served_chain, wait_until
 
@@ -44,8 +54,8 @@ class CountingClock:
 
 
 def spied(node: Node) -> Counter[str]:
-    """Block bytes the node sends each peer in answers (what its ``handle`` and ``tick``
-    return: sent at once or after a wait)."""
+    """Block and header bytes the node sends each peer in answers (what its ``handle`` and
+    ``tick`` return: sent at once or after a wait)."""
     sent: Counter[str] = Counter()
     handle, tick = node.handle, node.tick
 
@@ -53,6 +63,8 @@ def spied(node: Node) -> Counter[str]:
         for peer, msg in out:
             if isinstance(msg, BlocksMsg):
                 sent[peer] += sum(len(encode(b)) for b in msg.blocks)
+            elif isinstance(msg, HeadersMsg):
+                sent[peer] += sum(len(encode(h)) for h in msg.headers)
         return out
 
     node.handle = lambda peer, msg, now: count(handle(peer, msg, now))  # type: ignore[method-assign]
@@ -81,11 +93,12 @@ async def until(condition: Callable[[], bool]) -> bool:
     return await wait_until(condition, WAIT_S)
 
 
-def test_two_keys_of_one_host_asking_in_a_loop_share_one_budget(tmp_path: Path) -> None:
-    """Two keys dial from 127.0.0.1 and each asks for the same blocks again and again as fast
-    as the link takes it: together they are sent at most the burst, the rate over the time
-    the node's clock shows and one answer (two budgets, or none, would send far more), each
-    in its turn."""
+@pytest.mark.parametrize("kind", ["blocks", "headers"])
+def test_two_keys_of_one_host_asking_in_a_loop_share_one_budget(tmp_path: Path, kind: str) -> None:
+    """Two keys dial from 127.0.0.1 and each asks for the same blocks (or headers) again and
+    again as fast as the link takes it: together they are sent at most the burst, the rate
+    over the time the node's clock shows and one answer (two budgets, or none, would send far
+    more), each in its turn."""
 
     async def scenario() -> None:
         chain = served_chain(tmp_path / "a", 8)
@@ -94,7 +107,8 @@ def test_two_keys_of_one_host_asking_in_a_loop_share_one_budget(tmp_path: Path) 
         a = limited(chain, clock, "a")
         sent = spied(a.node)
         await a.start()
-        ask = encode_message(GetBlocksMsg((chain.main[0].hash,), 64))
+        locator = (chain.main[0].hash,)
+        ask = encode_message(GetBlocksMsg(locator, 64) if kind == "blocks" else GetHeadersMsg(locator, 2_000))
         stop = asyncio.Event()
         received: Counter[str] = Counter()
 
@@ -104,7 +118,7 @@ def test_two_keys_of_one_host_asking_in_a_loop_share_one_budget(tmp_path: Path) 
             async def read() -> None:
                 while True:
                     msg: Message = decode_message(session.decrypt(await read_frame(reader)))
-                    if isinstance(msg, BlocksMsg):
+                    if isinstance(msg, BlocksMsg | HeadersMsg):
                         received[label] += 1
 
             reading = asyncio.create_task(read())
@@ -167,13 +181,14 @@ def test_an_honest_node_of_that_host_syncs_over_the_budget_without_a_timeout(tmp
             assert await until(lambda: asker.chain.height == blocks)
             elapsed = clock.last - start
             assert asker.chain.head.hash == chain.head.hash
-            assert sum(sent.values()) == total  # (each block once)
+            served = sum(sent.values())  # (each block once, and the headers)
+            assert served >= total + blocks * len(encode(chain.main[1].header))
             assert total > 10 * BURST
             stats = a.node.stats
             assert stats.block_requests_delayed > 0  # (over the budget)
             assert sum(stats.block_requests_refused.values()) == 0
             assert asker.stats.declined["RequestUnanswered"] == 0
-            assert total <= BURST + RATE * elapsed // 1000 + largest_answer(chain)
+            assert served <= BURST + RATE * elapsed // 1000 + largest_answer(chain)
         finally:
             await b.stop()
             await a.stop()

@@ -1,13 +1,14 @@
-"""Answers to peers' block requests are bounded per host, and delayed rather than dropped
-(``node/serving.py``), on the node's own clock: a peer asking for the same blocks in a loop
-is sent them at no more than the rate; every key of one host shares its budget, and linking
-again starts no new one; an honest peer syncing a chain over the budget gets every block at
-close to the rate and never waits out its request timeout; a host's queue is bounded, by a
-named rule that is not a fault."""
+"""Answers to peers' sync requests (blocks and headers) are bounded per host, and delayed
+rather than dropped (``node/serving.py``), on the node's own clock: a peer asking for the same
+blocks or headers in a loop is sent them at no more than the rate; every key of one host
+shares its budget, and linking again starts no new one; an honest peer syncing a chain over
+the budget (headers first, then blocks) gets every block at close to the rate and never waits
+out its request timeout; a host's queue is bounded, by a named rule that is not a fault."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.api.ops import _NodeCollector  # (what GET /metrics serves)
-from gridnet.node.messages import BlocksMsg, GetBlocksMsg
+from gridnet.node.messages import BlocksMsg, GetBlocksMsg, GetHeadersMsg, HeadersMsg
 from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import GENESIS_TIME, INTERVAL, served_chain
 
@@ -35,7 +36,28 @@ def sent_bytes(out: list[Outgoing], peer: str | None = None) -> int:
 
 
 def answers(out: list[Outgoing]) -> list[str]:
-    return [to for to, msg in out if isinstance(msg, BlocksMsg)]
+    return [to for to, msg in out if isinstance(msg, BlocksMsg | HeadersMsg)]
+
+
+def header_bytes(out: list[Outgoing]) -> int:
+    """Header bytes of the HeadersMsg answers in ``out``."""
+    return sum(len(encode(h)) for _, msg in out if isinstance(msg, HeadersMsg) for h in msg.headers)
+
+
+def spied(node: Node) -> Counter[str]:
+    """Block and header bytes the node sends in answers (what its ``handle`` and ``tick``
+    return: at once or after a wait), by kind."""
+    sent: Counter[str] = Counter()
+    handle, tick = node.handle, node.tick
+
+    def count(out: list[Outgoing]) -> list[Outgoing]:
+        sent["blocks"] += sent_bytes(out)
+        sent["headers"] += header_bytes(out)
+        return out
+
+    node.handle = lambda peer, msg, now: count(handle(peer, msg, now))  # type: ignore[method-assign]
+    node.tick = lambda now: count(tick(now))  # type: ignore[method-assign]
+    return sent
 
 
 def limited(chain: Chain, **config: int) -> Node:
@@ -76,6 +98,51 @@ def test_a_peer_asking_for_the_same_blocks_in_a_loop_is_sent_them_at_the_rate(tm
     }
     assert scraped[("gridnet_block_requests_delayed_total", "")] == node.stats.block_requests_delayed
     assert scraped[("gridnet_block_requests_refused_total", "RequestSuperseded")] > 5_000
+
+
+def test_a_peer_asking_for_the_same_headers_in_a_loop_is_sent_them_at_the_rate(tmp_path: Path) -> None:
+    """Headers cost the node as much as blocks to send (2,000 of them, some 350 KB, for an
+    8-byte request): they were answered every time, outside the budget. Now a peer asking for
+    the same headers in a loop is sent, over a minute, at most the burst, the rate and one
+    answer, and no less than the rate allows."""
+    chain = served_chain(tmp_path / "c", 12)
+    node = limited(chain)
+    node.add_peer("looper", host="10.0.0.7")
+    ask = GetHeadersMsg((chain.main[0].hash,), 2_000)
+    answer = header_bytes(node.handle("looper", ask, GENESIS_TIME))
+    assert RATE / 2 < answer <= RATE  # (twelve headers, the first answer: within the burst)
+    start, span = GENESIS_TIME + 1, 60_000
+    served = 0
+    for t in range(start, start + span, 10):
+        served += header_bytes(node.handle("looper", ask, t))
+        if t % 100 == start % 100:
+            served += header_bytes(node.tick(t))
+    served += answer
+    allowed = RATE + RATE * span // 1000
+    assert allowed - answer <= served <= allowed + answer
+    assert node.stats.block_requests_delayed >= served // answer - 1
+    assert node.stats.block_requests_refused["RequestSuperseded"] > 5_000
+    assert node.stats.peer_faults == {}
+
+
+def test_headers_and_blocks_share_a_hosts_budget_and_queue(tmp_path: Path) -> None:
+    """A host over its budget with blocks waits for its headers too, in the same queue, in
+    the order its peers asked."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain, serve_burst_bytes=1_000)
+    for peer in ("p", "q"):
+        node.add_peer(peer, "10.0.0.7")
+    t = GENESIS_TIME
+    first = node.handle("p", GetBlocksMsg((chain.main[0].hash,), 64), t)
+    assert answers(first) == ["p"]
+    assert node.handle("q", GetHeadersMsg((chain.main[0].hash,), 2_000), t) == []  # it waits
+    assert node.handle("p", GetHeadersMsg((chain.main[4].hash,), 2_000), t) == []
+    debt_ms = (sent_bytes(first) - 1_000) * 1000 // RATE
+    assert answers(node.tick(t + debt_ms - 50)) == []
+    waited = node.tick(t + debt_ms + 50)
+    assert answers(waited) == ["q"] and header_bytes(waited) == 8 * len(encode(chain.main[8].header))
+    assert answers(node.tick(t + debt_ms + 50 + header_bytes(waited) * 1000 // RATE + 50)) == ["p"]
+    assert node.stats.block_requests_delayed == 2
 
 
 def test_the_keys_of_one_host_share_its_budget_and_linking_again_starts_none(tmp_path: Path) -> None:
@@ -133,9 +200,10 @@ def test_a_hosts_queue_is_bounded_and_one_more_request_is_refused_by_its_rule(tm
 
 def test_an_honest_peer_syncing_over_the_budget_gets_every_block_at_close_to_the_rate(tmp_path: Path) -> None:
     """A node syncing a chain several times the burst from a limited peer (one request in
-    flight, as nodes ask) gets every block, none of its requests refused, and never waits
-    out its request timeout (it does not flag the server ``RequestUnanswered``), at 80% of
-    the rate or more on the simulated clock — and not faster than the rate."""
+    flight, as nodes ask: headers first, then blocks, both charged) gets every block, none of
+    its requests refused, and never waits out its request timeout (it does not flag the
+    server ``RequestUnanswered``), sent at 80% of the rate or more on the simulated clock — and
+    not faster than the rate."""
     blocks = 60
     server_chain = served_chain(tmp_path / "s", blocks)
     total = sum(len(encode(server_chain.block_at(h))) for h in range(1, blocks + 1))
@@ -143,6 +211,7 @@ def test_an_honest_peer_syncing_over_the_budget_gets_every_block_at_close_to_the
     start = GENESIS_TIME + (blocks + 10) * INTERVAL
     net = MemoryNetwork(start_ms=start, latency_ms=50, jitter_ms=20, seed=3)
     server = net.add(limited(server_chain))
+    sent = spied(server)
     asker = net.add(Node("asker", Chain.create(tmp_path / "a", server_chain.params)))
     net.link("server", "asker")
     assert asker.config.request_timeout_ms == 5_000
@@ -153,9 +222,11 @@ def test_an_honest_peer_syncing_over_the_budget_gets_every_block_at_close_to_the
     assert server.stats.block_requests_delayed > 5  # (it was over the budget, most of the time)
     assert sum(server.stats.block_requests_refused.values()) == 0
     assert asker.stats.declined["RequestUnanswered"] == 0
+    assert sent["blocks"] == total and sent["headers"] >= blocks * len(encode(server_chain.main[1].header))
+    served = sent["blocks"] + sent["headers"]
     largest = 4 * max(len(encode(server_chain.block_at(h))) for h in range(1, blocks + 1))  # (an answer)
-    assert total - RATE - largest <= RATE * elapsed_s  # never over the rate
-    assert total / elapsed_s >= 0.8 * RATE, f"{total / elapsed_s:.0f} bytes/s"
+    assert served - RATE - largest <= RATE * elapsed_s  # never over the rate (headers included)
+    assert served / elapsed_s >= 0.8 * RATE, f"{served / elapsed_s:.0f} bytes/s"
 
 
 def test_a_damaged_block_met_answering_a_waiting_request_does_not_stop_the_node(

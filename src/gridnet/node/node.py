@@ -106,7 +106,7 @@ from gridnet.node.messages import (
     encode_work,
 )
 from gridnet.node.orders import OrderBook, OrderLimits
-from gridnet.node.serving import ServeLimit
+from gridnet.node.serving import ServeLimit, ServeRequest
 from gridnet.node.sync import PendingHeaders, Presync, Proof
 from gridnet.units import Address, Hash32, interval_of
 from gridnet.work import target_from_bytes
@@ -149,12 +149,13 @@ class NodeConfig:
     blocks_per_request: int = 64
     """Blocks asked for, and sent, per request (at most ``MAX_BLOCKS``)."""
     serve_bytes_per_s: int = 16 << 20
-    """Block bytes sent per second, at most, to the peers of one host (all the keys and links
-    of one address) in answer to their ``GetBlocksMsg``; a request over it waits its turn and
-    is answered once the host's budget has refilled (``node/serving.py``), so a peer asking
-    for the same blocks in a loop cannot take the node's time and upload."""
+    """Bytes sent per second, at most, to the peers of one host (all the keys and links of one
+    address) in answer to their ``GetBlocksMsg`` and ``GetHeadersMsg``; a request over it waits
+    its turn and is answered once the host's budget has refilled (``node/serving.py``), so a
+    peer asking for the same blocks or headers in a loop cannot take the node's time and
+    upload."""
     serve_burst_bytes: int = 16 << 20
-    """Block bytes a host that asked for nothing for a while may be sent at once."""
+    """Bytes a host that asked for nothing for a while may be sent at once."""
     serve_queue_per_host: int = 16
     """Block requests of one host waiting for its budget, at most (one per peer; one more is
     ``ServeQueueFull``). 16 of the largest answers (3 MiB) are sent in 3 s at 16 MiB/s, inside
@@ -280,9 +281,10 @@ class NodeStats:
     blocks_imported: int = 0
     """Blocks from peers that became part of the main chain."""
     block_requests_delayed: int = 0
-    """Peers' ``GetBlocksMsg`` that waited for their host's serving budget."""
+    """Peers' ``GetBlocksMsg`` and ``GetHeadersMsg`` that waited for their host's serving
+    budget."""
     block_requests_refused: Counter[str] = field(default_factory=Counter)
-    """Peers' ``GetBlocksMsg`` not answered, by rule (``ServeRefused``)."""
+    """Peers' ``GetBlocksMsg`` and ``GetHeadersMsg`` not answered, by rule (``ServeRefused``)."""
     validation_seconds: float = 0.0
     """Wall time spent validating and storing blocks (a measurement, not simulated)."""
 
@@ -359,7 +361,8 @@ class Node:
         self._gaps_asked: dict[tuple[bytes, int], int] = {}
         """(sender key, nonce) -> when we asked a peer to fill the gap before it."""
         self.serving = ServeLimit(cfg.serve_bytes_per_s, cfg.serve_burst_bytes, cfg.serve_queue_per_host)
-        """The budget of block bytes each host's peers are sent, and their requests waiting."""
+        """The budget of the bytes each host's peers are sent in answer to their sync requests
+        (blocks and headers), and their requests waiting."""
         self._fills_served: Counter[str] = Counter()
         self._fills_asked: Counter[str] = Counter()
         """Peer -> GetSenderTxsMsg answered (sent) this tick."""
@@ -649,10 +652,8 @@ class Node:
             return self._on_want(peer, msg)
         if isinstance(msg, BlocksMsg):
             return self._on_blocks(peer, msg, now)
-        if isinstance(msg, GetBlocksMsg):
-            return self._on_get_blocks(peer, msg, now)
-        if isinstance(msg, GetHeadersMsg):
-            return self._on_get_headers(peer, msg)
+        if isinstance(msg, GetBlocksMsg | GetHeadersMsg):
+            return self._on_serve_request(peer, msg, now)
         if isinstance(msg, GetSenderTxsMsg):
             return self._on_get_sender_txs(peer, msg, now)
         if isinstance(msg, HeadersMsg):
@@ -1325,12 +1326,6 @@ class Node:
             return out + self._request_headers(peer, now)
         return out + self._next_request(peer, now, more_headers=bool(msg.blocks))
 
-    def _on_get_headers(self, peer: str, msg: GetHeadersMsg) -> list[Outgoing]:
-        chain = self.chain
-        start = self._locate(msg.locator)
-        end = min(start + min(msg.limit, MAX_HEADERS), chain.height + 1)
-        return [(peer, HeadersMsg(tuple(chain.main[h].header for h in range(start, end))))]
-
     def _on_headers(self, peer: str, msg: HeadersMsg, now: int) -> list[Outgoing]:
         """Check a batch of headers we asked for as a chain — links, proof-of-work, retarget,
         time — before any of their blocks is asked for; a bad one is the peer's fault and
@@ -1582,9 +1577,10 @@ class Node:
                 return entry.height + 1
         return 0
 
-    def _on_get_blocks(self, peer: str, msg: GetBlocksMsg, now: int) -> list[Outgoing]:
-        """Answer at once while ``peer``'s host is within its serving budget; else the
-        request waits its turn (answered by a later tick), or is refused (``ServeRefused``)."""
+    def _on_serve_request(self, peer: str, msg: ServeRequest, now: int) -> list[Outgoing]:
+        """A peer's ``GetBlocksMsg`` or ``GetHeadersMsg``: answered at once while its host is
+        within its serving budget; else the request waits its turn (answered by a later tick),
+        or is refused (``ServeRefused``)."""
         try:
             if not self.serving.admit(peer, msg, now):
                 self.stats.block_requests_delayed += 1
@@ -1592,10 +1588,10 @@ class Node:
         except ServeRefused as refused:
             self._refuse(peer, refused)
             return []
-        return [self._answer_blocks(peer, msg, now)]
+        return [self._answer(peer, msg, now)]
 
     def _serve_waiting(self, now: int) -> list[Outgoing]:
-        """Answer, in order, the waiting block requests whose hosts' budgets have refilled. A
+        """Answer, in order, the waiting requests whose hosts' budgets have refilled. A
         damaged store met answering one is this node's fault, not the peer's, and does not
         stop the tick: logged, and that request is not answered (the peer asks again, maybe
         of another node; what was found damaged is never served)."""
@@ -1603,10 +1599,27 @@ class Node:
         while due := self.serving.take(now):
             for peer, msg in due:
                 try:
-                    out.append(self._answer_blocks(peer, msg, now))
+                    out.append(self._answer(peer, msg, now))
                 except StoreError as exc:
                     _net.error("cannot serve %s: %s", short(peer), exc)
         return out
+
+    def _answer(self, peer: str, msg: ServeRequest, now: int) -> Outgoing:
+        if isinstance(msg, GetHeadersMsg):
+            return self._answer_headers(peer, msg, now)
+        return self._answer_blocks(peer, msg, now)
+
+    def _answer_headers(self, peer: str, msg: GetHeadersMsg, now: int) -> Outgoing:
+        """The main-chain headers after the located height, at most ``MAX_HEADERS``, charged
+        to ``peer``'s host (their count times the last one's encoded size: the headers of a
+        chain differ by a few bytes at most, and encoding each twice would double the cost
+        this budget bounds)."""
+        chain = self.chain
+        start = self._locate(msg.locator)
+        end = min(start + min(msg.limit, MAX_HEADERS), chain.height + 1)
+        headers = tuple(chain.main[h].header for h in range(start, end))
+        self.serving.charge(peer, len(headers) * len(encode(headers[-1])) if headers else 0, now)
+        return (peer, HeadersMsg(headers))
 
     def _answer_blocks(self, peer: str, msg: GetBlocksMsg, now: int) -> Outgoing:
         """The consecutive main-chain blocks after the located height, at most

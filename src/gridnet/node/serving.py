@@ -1,16 +1,18 @@
-"""What a node sends its peers in answer to their block requests, bounded per host.
+"""What a node sends its peers in answer to their sync requests (``GetBlocksMsg`` and
+``GetHeadersMsg``), bounded per host.
 
 Each host (the address a peer's link comes from: every key and link of one machine shares
-it) has a budget of block bytes: ``burst`` at first, refilled at ``rate`` and never above
-``burst``. A request is answered at once while its host's budget is not negative and nothing
-of that host waits; the answer's bytes are then taken from the budget, which may run into
-debt by one answer (at most ``MAX_REPLY_BYTES``). Otherwise the request waits in its host's
-queue and is answered, in order, once the budget is back to zero or more (``take``, every
-tick): delayed, never dropped, so an honest peer that keeps one request in flight waits at
-most one answer's bytes over the rate (3 MiB at 16 MiB/s: 0.19 s) — well inside its request
-timeout — and is sent blocks at close to the rate, while a peer asking for the same blocks in
-a loop is sent no more. Over any span of the node's clock a host is sent at most ``burst`` +
-``rate`` × the span + one answer.
+it) has one budget of the bytes of both kinds of answer (blocks and headers: 2,000 headers
+are some 350 KB for an 8-byte request): ``burst`` at first, refilled at ``rate`` and never
+above ``burst``. A request is answered at once while its host's budget is not negative and
+nothing of that host waits; the answer's bytes are then taken from the budget, which may run
+into debt by one answer (at most ``MAX_REPLY_BYTES``). Otherwise the request waits in its
+host's queue and is answered, in order, once the budget is back to zero or more (``take``,
+every tick): delayed, never dropped, so an honest peer that keeps one request in flight
+(headers, then blocks) waits at most one answer's bytes over the rate (3 MiB at 16 MiB/s:
+0.19 s) — well inside its request timeout — and is sent blocks at close to the rate, while a
+peer asking for the same blocks or headers in a loop is sent no more. Over any span of the
+node's clock a host is sent at most ``burst`` + ``rate`` × the span + one answer.
 
 A host's queue holds one request per peer (a peer that asks again before it is answered
 asks for the later one instead: the earlier is ``RequestSuperseded``) and at most
@@ -30,7 +32,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from gridnet.errors import RequestSuperseded, ServeQueueFull
-from gridnet.node.messages import GetBlocksMsg
+from gridnet.node.messages import GetBlocksMsg, GetHeadersMsg
+
+ServeRequest = GetBlocksMsg | GetHeadersMsg
+"""A request answered within its host's budget (one queue holds both kinds)."""
 
 
 @dataclass
@@ -39,12 +44,12 @@ class _Host:
     """Bytes it may be sent now (below 0: in debt) as of ``at``."""
     at: int
     """When ``level`` was reckoned [ms, node clock]."""
-    waiting: OrderedDict[str, GetBlocksMsg] = field(default_factory=OrderedDict)
+    waiting: OrderedDict[str, ServeRequest] = field(default_factory=OrderedDict)
     """Peer -> its request waiting for the budget, oldest first."""
 
 
 class ServeLimit:
-    """Per-host budgets of the bytes sent in answer to block requests (sans-IO: every call
+    """Per-host budgets of the bytes sent in answer to sync requests (sans-IO: every call
     takes the node's clock ``now`` [ms])."""
 
     def __init__(self, rate_bytes_per_s: int, burst_bytes: int, max_waiting: int) -> None:
@@ -80,7 +85,7 @@ class ServeLimit:
         """Requests waiting, of all hosts."""
         return sum(len(self._hosts[h].waiting) for h in self.queued)
 
-    def admit(self, peer: str, msg: GetBlocksMsg, now: int) -> bool:
+    def admit(self, peer: str, msg: ServeRequest, now: int) -> bool:
         """Whether to answer ``msg`` now (then ``charge`` its answer); False: it waits for
         its host's budget. ``ServeRefused`` when it is refused (``ServeQueueFull``), or when it
         takes the place of the peer's earlier request (``RequestSuperseded``)."""
@@ -94,11 +99,11 @@ class ServeLimit:
         if peer in state.waiting:  # (keeps its place in the queue)
             state.waiting[peer] = msg
             raise RequestSuperseded(
-                "it asked for blocks again before its earlier request was answered: the earlier one dropped"
+                "it asked again before its earlier request was answered: the earlier one dropped"
             )
         if len(state.waiting) >= self.max_waiting:
             raise ServeQueueFull(
-                f"{len(state.waiting)} block requests of its host ({host}) wait for the host's budget "
+                f"{len(state.waiting)} requests of its host ({host}) wait for the host's budget "
                 "already: not answered (it asks again after its request timeout)"
             )
         state.waiting[peer] = msg
@@ -115,11 +120,11 @@ class ServeLimit:
             self._refill(state, now)
         state.level -= size
 
-    def take(self, now: int) -> list[tuple[str, GetBlocksMsg]]:
+    def take(self, now: int) -> list[tuple[str, ServeRequest]]:
         """The first waiting request of each host whose budget has refilled to zero or more,
         taken off its queue (the caller answers each and ``charge``s it, then calls again
         until none is left)."""
-        due: list[tuple[str, GetBlocksMsg]] = []
+        due: list[tuple[str, ServeRequest]] = []
         for host in list(self.queued):
             state = self._hosts[host]
             self._refill(state, now)
