@@ -1389,8 +1389,13 @@ class ServeRefused(GridnetError):
 
 
 class ServeQueueFull(ServeRefused):
-    """As many requests of the peer's host wait for the host's serving budget as may:
-    one more is not answered."""
+    """The requests of the peer's host waiting for the host's serving budget (and its debt)
+    take as long as a request may wait at the host's rate: one more is not answered."""
+
+
+class RequestExpired(ServeRefused):
+    """A peer's request waited for its host's serving budget as long as a request timeout: it
+    is dropped, not answered (its asker has asked again, or moved on)."""
 
 
 class RequestSuperseded(ServeRefused):

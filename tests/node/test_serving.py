@@ -175,27 +175,69 @@ def test_the_keys_of_one_host_share_its_budget_and_linking_again_starts_none(tmp
     assert sum(node.stats.block_requests_refused.values()) == 0
 
 
-def test_a_hosts_queue_is_bounded_and_one_more_request_is_refused_by_its_rule(tmp_path: Path) -> None:
-    """One request per peer and ``serve_queue_per_host`` per host wait for the budget; one
-    more is ``ServeQueueFull``: counted, not answered, not a fault, and the waiting ones are
-    still answered in order."""
+def test_a_hosts_queue_holds_what_its_rate_answers_in_half_a_request_timeout(tmp_path: Path) -> None:
+    """16 peers of one host ask at once at a low rate (answers of some 2.9 KB at 4 KB/s: 16
+    of them take 12 s, as 16 answers of 3 MiB at 4 MiB/s would). Each request is answered
+    within half its asker's request timeout of its asking, or refused at once
+    (``ServeQueueFull``: counted, not a fault); none is answered after its asker gave up, nor
+    waits to be dropped; the waiting ones are answered in the order they asked. (A bound by
+    count, 16 waiting, answered the last after 10 s, its asker long gone.)"""
     chain = served_chain(tmp_path / "c", 8)
-    node = limited(chain, serve_burst_bytes=1_000, serve_queue_per_host=2)
-    peers = [f"k{i}" for i in range(4)]
+    node = limited(chain)
+    peers = [f"k{i:02}" for i in range(16)]
     for peer in peers:
         node.add_peer(peer, "10.0.0.7")
     ask = GetBlocksMsg((chain.main[0].hash,), 64)
     t = GENESIS_TIME
-    assert answers(node.handle("k0", ask, t)) == ["k0"]
-    assert node.handle("k1", ask, t) == node.handle("k2", ask, t) == []
-    assert node.handle("k3", ask, t) == []
-    assert node.stats.block_requests_delayed == 2
-    assert node.stats.block_requests_refused == {"ServeQueueFull": 1}
-    assert node.stats.peer_faults == {}
-    served: list[str] = []
+    at_once = [peer for peer in peers if answers(node.handle(peer, ask, t))]
+    waiting = node.serving.waiting()
+    refused = node.stats.block_requests_refused["ServeQueueFull"]
+    assert at_once and waiting >= 2 and refused >= 8
+    assert len(at_once) + waiting + refused == len(peers)
+    assert node.stats.block_requests_delayed == waiting and node.stats.peer_faults == {}
+    answered_at: dict[str, int] = {}
     for now in range(t, t + 20_000, 100):
-        served += answers(node.tick(now))
-    assert served == ["k1", "k2"]  # k3 was not answered: it asks again after its timeout
+        answered_at.update(dict.fromkeys(answers(node.tick(now)), now))
+    timeout = node.config.request_timeout_ms
+    assert list(answered_at) == [peer for peer in peers if peer not in at_once][:waiting]  # in order
+    assert max(answered_at.values()) - t <= timeout // 2 + 100  # (+ a tick)
+    assert node.stats.block_requests_refused.get("RequestExpired", 0) == 0
+
+
+def test_a_request_that_waited_a_request_timeout_is_dropped_not_answered(tmp_path: Path) -> None:
+    """The node's ticks came late (a busy machine): a request that has waited its asker's
+    request timeout is dropped by its rule (``RequestExpired``: counted, not a fault) rather
+    than answered, as its asker has asked again or moved on; one that asked later (a peer's
+    later ask starts its wait anew) is still answered."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain, serve_burst_bytes=1_000)
+    for peer in ("p", "q"):
+        node.add_peer(peer, "10.0.0.7")
+    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    t = GENESIS_TIME
+    timeout = node.config.request_timeout_ms
+    assert answers(node.handle("p", ask, t)) == ["p"]
+    assert node.handle("q", ask, t) == []  # it waits, to be answered within half a second
+    assert node.handle("p", ask, t + timeout - 2_000) == []  # p asks again, behind q
+    assert answers(node.tick(t + timeout)) == ["p"]  # the next tick comes late: q's asker gave up
+    assert node.stats.block_requests_refused == {"RequestExpired": 1}
+    assert node.stats.peer_faults == {} and node.serving.waiting() == 0
+
+
+def test_a_waiting_answer_is_estimated_as_it_is_sent(tmp_path: Path) -> None:
+    """What a request would send is reckoned without building its answer (the stored sizes
+    of its blocks, its headers' count times one's size), and it is what the answer sends."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain, serve_bytes_per_s=1 << 30, serve_burst_bytes=1 << 30)
+    for ask in (
+        GetBlocksMsg((chain.main[0].hash,), 64),
+        GetBlocksMsg((chain.main[6].hash,), 64),
+        GetBlocksMsg((chain.main[8].hash,), 64),
+        GetHeadersMsg((chain.main[0].hash,), 2_000),
+        GetHeadersMsg((chain.main[7].hash,), 2_000),
+    ):
+        out = node.handle("p", ask, GENESIS_TIME)
+        assert node._answer_size(ask) == sent_bytes(out) + header_bytes(out)
 
 
 def test_an_honest_peer_syncing_over_the_budget_gets_every_block_at_close_to_the_rate(tmp_path: Path) -> None:
@@ -247,6 +289,6 @@ def test_a_damaged_block_met_answering_a_waiting_request_does_not_stop_the_node(
     assert node.handle("q", GetBlocksMsg((chain.main[0].hash,), 64), t) == []  # (through block 2)
     assert node.handle("s", past_damage, t) == []
     with caplog.at_level(logging.ERROR, logger="gridnet.net"):
-        served = answers(node.tick(t + 10_000))
+        served = answers(node.tick(t + 2_000))  # (within a request timeout)
     assert served == ["s"]
     assert any("cannot serve q" in r.getMessage() for r in caplog.records)

@@ -41,6 +41,7 @@ from gridnet.errors import (
     OrderRefused,
     PendingHeadersExpired,
     PendingHeadersFull,
+    RequestExpired,
     RequestUnanswered,
     ServeRefused,
     StoreError,
@@ -156,10 +157,6 @@ class NodeConfig:
     upload."""
     serve_burst_bytes: int = 16 << 20
     """Bytes a host that asked for nothing for a while may be sent at once."""
-    serve_queue_per_host: int = 16
-    """Block requests of one host waiting for its budget, at most (one per peer; one more is
-    ``ServeQueueFull``). 16 of the largest answers (3 MiB) are sent in 3 s at 16 MiB/s, inside
-    the 5 s request timeout."""
     headers_per_request: int = MAX_HEADERS
     max_pending_headers: int = 50_000
     """Checked headers whose blocks are not here yet, at most (about 700 bytes each); a peer
@@ -360,7 +357,11 @@ class Node:
         up to the highest nonce relayed ahead (at most ``max_early_txs`` senders)."""
         self._gaps_asked: dict[tuple[bytes, int], int] = {}
         """(sender key, nonce) -> when we asked a peer to fill the gap before it."""
-        self.serving = ServeLimit(cfg.serve_bytes_per_s, cfg.serve_burst_bytes, cfg.serve_queue_per_host)
+        # A request waits only while the rate answers it within half a request timeout (the
+        # other half is for the answer to travel), and is dropped after a whole one.
+        self.serving = ServeLimit(
+            cfg.serve_bytes_per_s, cfg.serve_burst_bytes, cfg.request_timeout_ms // 2, cfg.request_timeout_ms
+        )
         """The budget of the bytes each host's peers are sent in answer to their sync requests
         (blocks and headers), and their requests waiting."""
         self._fills_served: Counter[str] = Counter()
@@ -1582,7 +1583,7 @@ class Node:
         within its serving budget; else the request waits its turn (answered by a later tick),
         or is refused (``ServeRefused``)."""
         try:
-            if not self.serving.admit(peer, msg, now):
+            if not self.serving.admit(peer, msg, now, lambda: self._answer_size(msg)):
                 self.stats.block_requests_delayed += 1
                 return []
         except ServeRefused as refused:
@@ -1595,6 +1596,11 @@ class Node:
         damaged store met answering one is this node's fault, not the peer's, and does not
         stop the tick: logged, and that request is not answered (the peer asks again, maybe
         of another node; what was found damaged is never served)."""
+        for peer, waited in self.serving.expire(now):
+            self._refuse(
+                peer,
+                RequestExpired(f"it waited {waited} ms for its host's budget, a request timeout: dropped"),
+            )
         out: list[Outgoing] = []
         while due := self.serving.take(now):
             for peer, msg in due:
@@ -1603,6 +1609,25 @@ class Node:
                 except StoreError as exc:
                     _net.error("cannot serve %s: %s", short(peer), exc)
         return out
+
+    def _answer_size(self, msg: ServeRequest) -> int:
+        """The bytes answering ``msg`` would send, reckoned without building the answer: its
+        headers' count times one's encoded size, or its blocks' sizes as stored."""
+        chain = self.chain
+        start = self._locate(msg.locator)
+        if isinstance(msg, GetHeadersMsg):
+            end = min(start + min(msg.limit, MAX_HEADERS), chain.height + 1)
+            return (end - start) * len(encode(chain.main[end - 1].header)) if end > start else 0
+        end = min(start + min(msg.limit, self.config.blocks_per_request, MAX_BLOCKS), chain.height + 1)
+        hashes = [chain.main[h].hash for h in range(start, end)]
+        sizes = chain.store.block_sizes(hashes) if hashes else {}
+        total = 0
+        for h in hashes:  # (cut as ``_answer_blocks`` cuts a batch)
+            size = sizes.get(h, 0)
+            if total and total + size > MAX_REPLY_BYTES:
+                break
+            total += size
+        return total
 
     def _answer(self, peer: str, msg: ServeRequest, now: int) -> Outgoing:
         if isinstance(msg, GetHeadersMsg):

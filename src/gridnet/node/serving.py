@@ -14,11 +14,21 @@ every tick): delayed, never dropped, so an honest peer that keeps one request in
 peer asking for the same blocks or headers in a loop is sent no more. Over any span of the
 node's clock a host is sent at most ``burst`` + ``rate`` × the span + one answer.
 
-A host's queue holds one request per peer (a peer that asks again before it is answered
-asks for the later one instead: the earlier is ``RequestSuperseded``) and at most
-``max_waiting`` requests: one more is ``ServeQueueFull``, not answered (the asker asks again
-after its request timeout, of this node or another). Neither is a fault: an honest peer
-with a short timeout, or behind a crowded host, meets them.
+A request waits only while it can be answered in time: its host's queue holds what the rate
+sends within ``max_wait_ms`` (half the request timeout: the other half is for the answer to
+travel), reckoned in bytes — the host's debt and the answers waiting before it, each
+estimated by the node without building it (``admit``'s ``size``: a request's headers or the
+stored sizes of its blocks). A request that would wait longer is ``ServeQueueFull`` at once,
+not answered (the asker asks again after its request timeout, of this node or another). So
+a queued request is answered within ``max_wait_ms``, at any rate and however many peers its
+host has (16 at 1 MiB/s: the few that fit wait, the others are refused at once rather than
+answered after their askers gave up). A request that has waited ``expiry_ms`` (the request
+timeout) all the same — the node's ticks came late, or a chain that moved made an answer
+larger than estimated — is dropped, not answered (``expire``: ``RequestExpired``), as its
+asker has asked again or moved on. A host's queue holds one request per peer: a peer that
+asks again before it is answered asks for the later one instead (the earlier is
+``RequestSuperseded``; it keeps its place). None of these is a fault: an honest peer with a
+short timeout, or behind a crowded host, meets them.
 
 A host's budget outlives its peers' links (linking again starts with no new burst); a host
 whose budget has refilled and that has nothing waiting is forgotten (``prune``), as it would
@@ -29,6 +39,7 @@ request and nothing per tick.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gridnet.errors import RequestSuperseded, ServeQueueFull
@@ -39,24 +50,38 @@ ServeRequest = GetBlocksMsg | GetHeadersMsg
 
 
 @dataclass
+class _Waiting:
+    msg: ServeRequest
+    since: int
+    """When the peer asked [ms, node clock]."""
+    size: int
+    """Its answer's estimated size [bytes]."""
+
+
+@dataclass
 class _Host:
     level: float
     """Bytes it may be sent now (below 0: in debt) as of ``at``."""
     at: int
     """When ``level`` was reckoned [ms, node clock]."""
-    waiting: OrderedDict[str, ServeRequest] = field(default_factory=OrderedDict)
+    waiting: OrderedDict[str, _Waiting] = field(default_factory=OrderedDict)
     """Peer -> its request waiting for the budget, oldest first."""
+    waiting_bytes: int = 0
+    """The estimated sizes of the answers waiting [bytes]."""
 
 
 class ServeLimit:
     """Per-host budgets of the bytes sent in answer to sync requests (sans-IO: every call
     takes the node's clock ``now`` [ms])."""
 
-    def __init__(self, rate_bytes_per_s: int, burst_bytes: int, max_waiting: int) -> None:
+    def __init__(self, rate_bytes_per_s: int, burst_bytes: int, max_wait_ms: int, expiry_ms: int) -> None:
         self.rate = rate_bytes_per_s / 1000
         """Refill [bytes per ms]."""
         self.burst = float(burst_bytes)
-        self.max_waiting = max_waiting
+        self.max_wait_ms = max_wait_ms
+        """A request waits only if its host's rate sends what is before it within this."""
+        self.expiry_ms = expiry_ms
+        """A request waiting this long is dropped (its asker has asked again)."""
         self._host_of: dict[str, str] = {}
         """Peer -> its host (a peer the transport named no host for is a host of its own)."""
         self._hosts: dict[str, _Host] = {}
@@ -73,8 +98,8 @@ class ServeLimit:
         """Forget ``peer``'s waiting request (its host's budget stays)."""
         host = self._host_of.pop(peer, peer)
         state = self._hosts.get(host)
-        if state is not None:
-            state.waiting.pop(peer, None)
+        if state is not None and (gone := state.waiting.pop(peer, None)) is not None:
+            state.waiting_bytes -= gone.size
             if not state.waiting:
                 self.queued.pop(host, None)
 
@@ -85,10 +110,11 @@ class ServeLimit:
         """Requests waiting, of all hosts."""
         return sum(len(self._hosts[h].waiting) for h in self.queued)
 
-    def admit(self, peer: str, msg: ServeRequest, now: int) -> bool:
+    def admit(self, peer: str, msg: ServeRequest, now: int, size: Callable[[], int]) -> bool:
         """Whether to answer ``msg`` now (then ``charge`` its answer); False: it waits for
-        its host's budget. ``ServeRefused`` when it is refused (``ServeQueueFull``), or when it
-        takes the place of the peer's earlier request (``RequestSuperseded``)."""
+        its host's budget (``size``: its answer's estimated bytes, asked only then).
+        ``ServeRefused`` when it is refused (``ServeQueueFull``), or when it takes the place of
+        the peer's earlier request (``RequestSuperseded``)."""
         host = self._host_of.get(peer, peer)
         state = self._hosts.get(host)
         if state is None:  # a full budget: nobody of that host was sent anything lately
@@ -96,17 +122,23 @@ class ServeLimit:
         self._refill(state, now)
         if state.level >= 0 and not state.waiting:
             return True
-        if peer in state.waiting:  # (keeps its place in the queue)
-            state.waiting[peer] = msg
+        earlier = state.waiting.get(peer)
+        if earlier is not None:  # (keeps its place in the queue)
+            later = earlier.size if earlier.msg == msg else size()
+            state.waiting[peer] = _Waiting(msg, now, later)
+            state.waiting_bytes += later - earlier.size
             raise RequestSuperseded(
                 "it asked again before its earlier request was answered: the earlier one dropped"
             )
-        if len(state.waiting) >= self.max_waiting:
+        wait_ms = (state.waiting_bytes - min(state.level, 0.0)) / self.rate
+        if wait_ms > self.max_wait_ms:
             raise ServeQueueFull(
-                f"{len(state.waiting)} requests of its host ({host}) wait for the host's budget "
-                "already: not answered (it asks again after its request timeout)"
+                f"{len(state.waiting)} requests of its host ({host}) wait already, and with its "
+                f"debt they take {wait_ms:.0f} ms of its budget (at most {self.max_wait_ms}): not "
+                "answered (it asks again after its request timeout)"
             )
-        state.waiting[peer] = msg
+        state.waiting[peer] = _Waiting(msg, now, size())
+        state.waiting_bytes += state.waiting[peer].size
         self.queued[host] = None
         return False
 
@@ -130,10 +162,26 @@ class ServeLimit:
             self._refill(state, now)
             if state.level < 0:
                 continue
-            due.append(state.waiting.popitem(last=False))
+            peer, first = state.waiting.popitem(last=False)
+            state.waiting_bytes -= first.size
+            due.append((peer, first.msg))
             if not state.waiting:
                 del self.queued[host]
         return due
+
+    def expire(self, now: int) -> list[tuple[str, int]]:
+        """Drop the requests that have waited ``expiry_ms`` or more: (peer, how long [ms])."""
+        expired: list[tuple[str, int]] = []
+        for host in list(self.queued):
+            state = self._hosts[host]
+            for peer, entry in list(state.waiting.items()):
+                if now - entry.since >= self.expiry_ms:
+                    del state.waiting[peer]
+                    state.waiting_bytes -= entry.size
+                    expired.append((peer, now - entry.since))
+            if not state.waiting:
+                del self.queued[host]
+        return expired
 
     def prune(self, now: int) -> None:
         """Forget the hosts whose budget is full again and that have nothing waiting."""
