@@ -186,3 +186,40 @@ def test_a_new_handshake_evicts_the_oldest_of_the_busiest_host(
             await a.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("address", "host"),
+    [
+        ("203.0.113.7", "203.0.113.7"),  # IPv4: the address itself
+        ("203.0.113.8", "203.0.113.8"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4 mapped into IPv6: the same host
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),  # IPv6: its /64
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),  # (another address of that /64)
+        ("2001:DB8:1:2:0:0:0:9", "2001:db8:1:2::/64"),  # (however it is written)
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),  # the next /64: another host
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::1", "::/64"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_the_host_of_an_address_is_its_ipv4_address_or_its_ipv6_64(address: str, host: str) -> None:
+    """One machine is given a whole IPv6 /64 and may dial from any address in it: the serving
+    budget and ``MAX_INBOUND_PER_HOST`` count its /64 as one host (an IPv4 address as itself)."""
+    assert tcp.host_group(address) == host
+
+
+def test_the_inbound_places_of_one_host_count_an_ipv6_64_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three peers linked from three addresses of one /64 fill its places (the bound lowered
+    to 3); an address of another /64 still finds one."""
+    monkeypatch.setattr(tcp, "MAX_INBOUND_PER_HOST", 3)
+    a = transport(tmp_path / "a")
+    for i in range(3):
+        address = f"2001:db8:1:2::{i + 1}"
+        link = tcp.Link(f"p{i}", None, None, False, f"[{address}]:9330", tcp.host_group(address))  # type: ignore[arg-type]
+        a.links[link.name] = link
+    assert a._inbound_full(tcp.host_group("2001:db8:1:2:ffff::9")) is not None
+    assert a._inbound_full(tcp.host_group("2001:db8:1:3::1")) is None
+    a.node.close()

@@ -10,9 +10,9 @@ node keys and bound to one chain. Until then a frame may be at most ``HANDSHAKE_
 long, at most ``MAX_HANDSHAKES`` connections that dialled us may be in their handshake at
 once (one more closes the oldest of the host that holds the most), and each has
 ``HANDSHAKE_TIMEOUT_S`` to complete it; at most ``MAX_INBOUND`` peers that dialled us are
-linked at once, ``MAX_INBOUND_PER_HOST`` of them from one address. Every later frame is a
-Noise transport frame (counter nonces, so replayed or reordered frames fail), at most
-``MAX_FRAME`` long, and one longer than ``READ_BUFFER`` must arrive whole within
+linked at once, ``MAX_INBOUND_PER_HOST`` of them from one host (an IPv4 address, an IPv6
+/64). Every later frame is a Noise transport frame (counter nonces, so replayed or reordered
+frames fail), at most ``MAX_FRAME`` long, and one longer than ``READ_BUFFER`` must arrive whole within
 ``FRAME_TIMEOUT_S``. A peer that breaks the handshake, sends an
 oversized, late or undecodable frame, does not read what is sent to it (``MAX_SEND_BUFFER``),
 or keeps sending invalid data (the node counts faults) is disconnected and refused for a
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import random
@@ -93,9 +94,9 @@ MAX_INBOUND: Final = 64
 """Peers that dialled us and are linked, at most: one more is closed before its handshake
 (``TooManyPeers``). The peers this node dials are not counted."""
 MAX_INBOUND_PER_HOST: Final = 16
-"""Of those, peers that dialled us from one address, at most: node keys cost nothing, so
-without it one host could take every inbound place (16: the nodes of the largest devnet, all
-on one machine, still link)."""
+"""Of those, peers that dialled us from one host (an IPv4 address, an IPv6 /64: ``host_group``),
+at most: node keys cost nothing, so without it one host could take every inbound place (16:
+the nodes of the largest devnet, all on one machine, still link)."""
 FRAME_TIMEOUT_S: Final = 30.0
 """Time a frame longer than ``READ_BUFFER`` has to arrive whole once its length is read [s]
 (4 MiB in 30 s is 1.1 Mbit/s): a peer cannot hold a frame's buffer by never finishing it."""
@@ -191,8 +192,9 @@ class Link:
     remote: str
     """The peer's HOST:PORT as seen on this link."""
     host: str
-    """The address the peer's connection comes from (every key and link of one host shares the
-    node's serving budget: ``node/serving.py``)."""
+    """The host the peer's connection comes from (``host_group``: its IPv4 address, or its IPv6
+    address's /64): every key and link of one host shares the node's serving budget
+    (``node/serving.py``) and its ``MAX_INBOUND_PER_HOST`` places."""
     since: float = field(default_factory=time.time)
     """When the link came up [s since 1970]."""
     bytes_in: int = 0
@@ -421,7 +423,7 @@ class TcpTransport:
             delay = min(delay * 2, ceiling)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if (full := self._inbound_full(_peername(writer))) is not None:  # closed before anything is read
+        if (full := self._inbound_full(_peer_host(writer))) is not None:  # closed before anything is read
             self._log_refusal(_peername(writer), full)
             writer.close()
             with contextlib.suppress(Exception):
@@ -431,14 +433,13 @@ class TcpTransport:
             self._evict_handshake()
         await self._run_link(reader, writer, outbound=None)
 
-    def _inbound_full(self, remote: str) -> TooManyPeers | None:
+    def _inbound_full(self, host: str) -> TooManyPeers | None:
         """``TooManyPeers`` when ``MAX_INBOUND`` peers that dialled us are linked, or
-        ``MAX_INBOUND_PER_HOST`` from the host of ``remote`` (HOST:PORT)."""
+        ``MAX_INBOUND_PER_HOST`` from ``host`` (a ``host_group``: an IPv6 /64 counts as one)."""
         inbound = [link for link in self.links.values() if not link.outbound]
         if len(inbound) >= MAX_INBOUND:
             return TooManyPeers(f"{MAX_INBOUND} peers that dialled this node are linked")
-        host = _host(remote)
-        if sum(_host(link.remote) == host for link in inbound) >= MAX_INBOUND_PER_HOST:
+        if sum(link.host == host for link in inbound) >= MAX_INBOUND_PER_HOST:
             return TooManyPeers(f"{MAX_INBOUND_PER_HOST} peers that dialled this node from {host} are linked")
         return None
 
@@ -462,7 +463,7 @@ class TcpTransport:
     ) -> Link:
         inbound = outbound is None
         if inbound:
-            self._handshakes[writer] = _host(_peername(writer))
+            self._handshakes[writer] = _peer_host(writer)
         try:
             node_key, session = await handshake(
                 reader, writer, self.key, self.node.chain.chain_id, initiator=not inbound
@@ -501,7 +502,7 @@ class TcpTransport:
                 if outbound is None:
                     self._log_refusal(where, refusal)
                 return _LinkEnd(rule=refusal.rule, message=str(refusal), peer=link.name)
-            full = None if outbound else self._inbound_full(where)  # (others finished their handshakes first)
+            full = None if outbound else self._inbound_full(link.host)  # (others linked meanwhile)
             if full is not None:
                 self._log_refusal(where, full)
                 return _LinkEnd(rule=full.rule, message=str(full), peer=link.name)
@@ -623,12 +624,26 @@ def _peername(writer: asyncio.StreamWriter) -> str:
 
 
 def _peer_host(writer: asyncio.StreamWriter) -> str:
-    """The IP address a connection comes from (an IPv4 address mapped into IPv6 as itself)."""
+    """The host a connection comes from: its IP address's ``host_group``."""
     peer = writer.get_extra_info("peername")
-    if not isinstance(peer, tuple):
-        return "?"
-    host = str(peer[0])
-    return host.removeprefix("::ffff:") if host.startswith("::ffff:") and "." in host else host
+    return host_group(str(peer[0])) if isinstance(peer, tuple) else "?"
+
+
+def host_group(address: str) -> str:
+    """The host an IP address counts as, for the serving budget (``node/serving.py``) and
+    ``MAX_INBOUND_PER_HOST``: an IPv4 address is itself (one mapped into IPv6 too), an IPv6
+    address its /64 prefix (``2001:db8:1:2::/64``): one machine is given a whole /64 and may
+    take any address of it (privacy addresses change by the hour), so counting addresses would
+    let it take every place and budget. Text that is no IP address is itself."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 def _host(remote: str) -> str:
