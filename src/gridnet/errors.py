@@ -1363,6 +1363,13 @@ class FrameTimeout(InvalidMessage):
     """A frame whose length was announced did not arrive whole in time."""
 
 
+class LinkIdle(GridnetError):
+    """A linked peer sent nothing (no whole frame: no status, no message) for the link's idle
+    timeout, while an honest node sends its status every few seconds: the link is closed (not
+    a fault, and the peer is not refused: a peer that crashed, or whose network went, leaves
+    such a link)."""
+
+
 class SendBufferFull(InvalidMessage):
     """A peer does not read what is sent to it: more bytes wait for it than allowed."""
 

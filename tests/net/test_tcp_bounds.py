@@ -1,6 +1,8 @@
 """What a peer can make a node hold over its links is bounded: peers that dialled it
-(``MAX_INBOUND``), the bytes waiting for a peer that does not read (``MAX_SEND_BUFFER``), a
-frame's bytes left unfinished (``FRAME_TIMEOUT_S``), and the places of connections in their
+(``MAX_INBOUND``, ``MAX_INBOUND_PER_HOST`` of one host: an IPv4 address, an IPv6 /64), the
+bytes waiting for a peer that does not read (``MAX_SEND_BUFFER``), a frame's bytes left
+unfinished (``FRAME_TIMEOUT_S``, and the idle timeout for a small one), a link that sends
+nothing (the idle timeout), and the places of connections in their
 handshake (``MAX_HANDSHAKES``: a new one evicts the oldest of the host holding the most, so
 a host that keeps them filled does not lock honest peers out).
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,11 +31,17 @@ WAIT_S = 60.0
 """Ceiling for the transport to act [s] (far above a busy machine's need)."""
 
 
-def transport(root: Path) -> TcpTransport:
+def transport(root: Path, idle_timeout_s: float = tcp.IDLE_TIMEOUT_S) -> TcpTransport:
     node = Node("a", new_chain(root, test_params([])), NodeConfig())
     clock = iter(range(GENESIS_TIME + 1_000, GENESIS_TIME + 10**9, 50))
     return TcpTransport(
-        node, PrivateKey.from_label("bounds-a"), (LOCAL, 0), [], tick_ms=20, clock=lambda: next(clock)
+        node,
+        PrivateKey.from_label("bounds-a"),
+        (LOCAL, 0),
+        [],
+        tick_ms=20,
+        clock=lambda: next(clock),
+        idle_timeout_s=idle_timeout_s,
     )
 
 
@@ -94,7 +103,8 @@ def test_a_frame_not_whole_in_time_ends_the_link(tmp_path: Path, monkeypatch: py
 
 
 def test_a_small_frame_is_read_without_a_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A frame no longer than ``READ_BUFFER`` holds no more than the reader's own buffer."""
+    """A frame no longer than ``READ_BUFFER`` holds no more than the reader's own buffer: it
+    has no ``FRAME_TIMEOUT_S`` (on a link, the idle timeout bounds it)."""
     monkeypatch.setattr(tcp, "FRAME_TIMEOUT_S", 0.0)
 
     async def scenario() -> bytes:
@@ -223,3 +233,86 @@ def test_the_inbound_places_of_one_host_count_an_ipv6_64_as_one(
     assert a._inbound_full(tcp.host_group("2001:db8:1:2:ffff::9")) is not None
     assert a._inbound_full(tcp.host_group("2001:db8:1:3::1")) is None
     a.node.close()
+
+
+IDLE_S = 0.5
+"""The idle timeout of the tests' links [s] (30 s by default)."""
+
+
+def test_silent_and_half_frame_links_are_closed_and_their_places_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host fills its inbound places (lowered to 2) with links that never send a frame, or
+    send half of a small one: each held its place for ever. Now the silent one is closed once
+    it has sent nothing for the idle timeout (``LinkIdle``, not refused), the other once its
+    frame is not whole as long (``FrameTimeout``), and a peer of that host links again (the
+    places are free)."""
+    monkeypatch.setattr(tcp, "MAX_INBOUND_PER_HOST", 2)
+
+    async def scenario() -> None:
+        a = transport(tmp_path / "a", idle_timeout_s=IDLE_S)
+        await a.start()
+        chain_id = a.node.chain.chain_id
+        try:
+            silent, kept, _ = await dial(LOCAL, a.port, PrivateKey.from_label("bounds-silent"), chain_id)
+            halfway, writer, _ = await dial(LOCAL, a.port, PrivateKey.from_label("bounds-half"), chain_id)
+            writer.write(struct.pack(">I", 100) + bytes(50))  # half a small frame, then nothing
+            assert await until(lambda: a.stats.connected == 2)  # (the host's places, both taken)
+            assert await closes(silent, WAIT_S) and await closes(halfway, WAIT_S)
+            assert a.stats.disconnected == {
+                name("bounds-silent"): "LinkIdle",
+                name("bounds-half"): "FrameTimeout",
+            }
+            assert name("bounds-silent") not in a.banned  # (a crashed peer leaves such a link too)
+            assert await until(lambda: not a.links)
+            await dial(LOCAL, a.port, PrivateKey.from_label("bounds-after"), chain_id)
+            assert await until(lambda: name("bounds-after") in a.links)  # its places are free
+            kept.close()  # (held open until now: a writer let go closes its connection)
+            writer.close()
+        finally:
+            await a.stop()
+            a.node.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_honest_idle_link_stays_up(tmp_path: Path) -> None:
+    """Two nodes with nothing to say (no transactions, no blocks) stay linked far past the idle
+    timeout: each sends the other its status every status interval (here 100 ms)."""
+
+    async def scenario() -> None:
+        params = test_params([])
+        config = NodeConfig(status_interval_ms=100)
+        a = TcpTransport(
+            Node("a", new_chain(tmp_path / "a", params), config),
+            PrivateKey.from_label("idle-a"),
+            (LOCAL, 0),
+            [],
+            tick_ms=20,
+            idle_timeout_s=IDLE_S,
+        )
+        await a.start()
+        b = TcpTransport(
+            Node("b", new_chain(tmp_path / "b", params), config),
+            PrivateKey.from_label("idle-b"),
+            (LOCAL, 0),
+            [(LOCAL, a.port)],
+            tick_ms=20,
+            idle_timeout_s=IDLE_S,
+        )
+        await b.start()
+        try:
+            assert await until(lambda: name("idle-b") in a.links and name("idle-a") in b.links)
+            link = a.links[name("idle-b")]
+            assert await until(
+                lambda: time.time() - link.since >= 8 * IDLE_S or a.links.get(link.name) is not link
+            )
+            assert a.links.get(link.name) is link and b.stats.connected == a.stats.connected == 1
+            assert a.stats.disconnected == b.stats.disconnected == {}
+        finally:
+            await b.stop()
+            await a.stop()
+            a.node.close()
+            b.node.close()
+
+    asyncio.run(scenario())

@@ -188,6 +188,7 @@ def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:
         ("hashes_per_tick = 0", "whole number from 1 to"),
         ("log_files = 100000000", "whole number from 1 to 1,000"),
         ("request_timeout_ms = 50", "request_timeout_ms must be a whole number from 100 to 600,000"),
+        ("peer_idle_timeout_ms = 2000", "peer_idle_timeout_ms must be a whole number from 6,000 to 600,000"),
         ('peers = ["127.0.0.1:0"]', "needs a port"),
         ('peers = "127.0.0.1:1"', "list of strings"),
         ('log_level = "loud"', "log_level 'loud' must be one of"),

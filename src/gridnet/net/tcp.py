@@ -54,6 +54,7 @@ from gridnet.errors import (
     GridnetError,
     HandshakeFailed,
     HandshakeTimeout,
+    LinkIdle,
     SendBufferFull,
     StoreError,
     TooManyHandshakes,
@@ -100,6 +101,13 @@ the nodes of the largest devnet, all on one machine, still link)."""
 FRAME_TIMEOUT_S: Final = 30.0
 """Time a frame longer than ``READ_BUFFER`` has to arrive whole once its length is read [s]
 (4 MiB in 30 s is 1.1 Mbit/s): a peer cannot hold a frame's buffer by never finishing it."""
+IDLE_TIMEOUT_S: Final = 30.0
+"""Time a linked peer has to send its next whole frame no longer than ``READ_BUFFER`` [s]
+(the node setting ``peer_idle_timeout_ms``): a link that sends nothing for longer is closed
+(``LinkIdle``), one that leaves a frame half sent as long is ``FrameTimeout``. Every node
+sends each peer its status every ``NodeConfig.status_interval_ms`` (2 s), so an honest link,
+even with nothing else to say, is never idle for 15 of them; a silent link no longer holds
+one of its host's ``MAX_INBOUND_PER_HOST`` places for ever."""
 MAX_SEND_BUFFER: Final = 4 * MAX_FRAME
 """Bytes that may wait to be sent to one peer (what the kernel's socket buffer cannot take
 yet); a peer with more waiting does not read what it is sent and is cut off
@@ -146,16 +154,28 @@ class Identity(Wire, frozen=True):
     """The node key's signature (PEER domain) of chain_id || the Noise handshake hash."""
 
 
-async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> bytes:
+async def read_frame(
+    reader: asyncio.StreamReader, limit: int = MAX_FRAME, idle_s: float | None = None
+) -> bytes:
     """The next frame's bytes; a frame announcing more than ``limit`` bytes is
     :class:`FrameTooLarge` before any of them is read, and one longer than ``READ_BUFFER``
-    that is not whole within ``FRAME_TIMEOUT_S`` is :class:`FrameTimeout`."""
-    header = await reader.readexactly(4)
-    (length,) = struct.unpack(">I", header)
-    if length > limit:
-        raise FrameTooLarge(f"frame of {length} bytes; the limit is {limit}")
-    if length <= READ_BUFFER:  # (what it holds is bounded by the reader's own buffer)
-        return await reader.readexactly(length)
+    that is not whole within ``FRAME_TIMEOUT_S`` is :class:`FrameTimeout`. With ``idle_s``
+    (a link's idle timeout), a frame no longer than ``READ_BUFFER`` must be whole within it:
+    :class:`LinkIdle` when nothing of it came (not even its length), else
+    :class:`FrameTimeout`; a longer one must have its length within it."""
+    length: int | None = None
+    try:
+        async with asyncio.timeout(idle_s):
+            header = await reader.readexactly(4)
+            (length,) = struct.unpack(">I", header)
+            if length > limit:
+                raise FrameTooLarge(f"frame of {length} bytes; the limit is {limit}")
+            if length <= READ_BUFFER:  # (what it holds is bounded by the reader's own buffer)
+                return await reader.readexactly(length)
+    except TimeoutError:
+        if length is None:
+            raise LinkIdle(f"it sent nothing for {idle_s:g} s") from None
+        raise FrameTimeout(f"a frame of {length} bytes was not whole in {idle_s:g} s") from None
     try:
         async with asyncio.timeout(FRAME_TIMEOUT_S):
             return await reader.readexactly(length)
@@ -232,7 +252,8 @@ class _LinkEnd:
 class TransportStats:
     connected: int = 0
     disconnected: dict[str, str] = field(default_factory=dict)
-    """Peer -> the rule it broke when we dropped it (the last ``MAX_REFUSALS_KEPT``)."""
+    """Peer -> the rule it broke when we dropped it (``LinkIdle``: it sent nothing), the last
+    ``MAX_REFUSALS_KEPT``."""
 
 
 class TcpTransport:
@@ -246,9 +267,11 @@ class TcpTransport:
         tick_ms: int = 100,
         clock: Callable[[], int] = now_ms,
         relay: RelayPeer | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         """``relay``: the participant of this key that relays and receives datagrams on the
-        same links (without one, datagrams are ignored)."""
+        same links (without one, datagrams are ignored). ``idle_timeout_s``: a linked peer
+        that sends no whole frame for this long is closed (``IDLE_TIMEOUT_S``)."""
         self.node = node
         self.relay = relay
         self.key = key
@@ -257,6 +280,7 @@ class TcpTransport:
         self.peer_addresses = peers
         self.tick_ms = tick_ms
         self.clock = clock
+        self.idle_timeout_s = idle_timeout_s
         self.links: dict[str, Link] = {}
         self.banned: dict[str, float] = {}
         self.stats = TransportStats()
@@ -522,6 +546,9 @@ class TcpTransport:
             )
             self.dispatch([(link.name, self.node.status())])
             await self._serve(link, reader)
+        except LinkIdle as exc:  # (a crashed peer, a network gone: not refused)
+            self._disconnected(link.name if link is not None else where, exc.rule)
+            _log.info("closed the idle link with %s: %s: %s", where, exc.rule, exc)
         except GridnetError as exc:
             if link is None:  # the handshake failed: nothing to ban, the peer was never linked
                 if outbound is None:  # (the dialler logs its own attempts, with their back-off)
@@ -562,7 +589,7 @@ class TcpTransport:
 
     async def _serve(self, link: Link, reader: asyncio.StreamReader) -> None:
         while self._running:
-            data = await read_frame(reader)
+            data = await read_frame(reader, idle_s=self.idle_timeout_s)
             link.bytes_in += 4 + len(data)
             payload = link.session.decrypt(data)
             msg = decode_message(payload)
@@ -602,13 +629,17 @@ class TcpTransport:
         now = time.monotonic()
         self.banned = {n: until for n, until in self.banned.items() if until > now}
         self.banned[name] = now + BAN_S
+        self._disconnected(name, rule)
+        self.node.stats.peer_faults.pop(name, None)
+        _log.warning("cut off %s for %.0f s: %s: %s", short(name), BAN_S, rule, message)
+
+    def _disconnected(self, name: str, rule: str) -> None:
+        """Remember why ``name`` was disconnected (the last ``MAX_REFUSALS_KEPT``)."""
         disconnected = self.stats.disconnected
         disconnected.pop(name, None)
         disconnected[name] = rule
         while len(disconnected) > MAX_REFUSALS_KEPT:
             del disconnected[next(iter(disconnected))]
-        self.node.stats.peer_faults.pop(name, None)
-        _log.warning("cut off %s for %.0f s: %s: %s", short(name), BAN_S, rule, message)
 
 
 def _reason(exc: OSError) -> str:

@@ -59,7 +59,9 @@ class NodeSettings:
     request_timeout_ms: int = 5_000
     """A request unanswered this long is asked again [ms]; stalled pending headers go after 12 times it."""
     serve_mb_per_s: int = 16
-    """Blocks sent to the peers of one host (IP address) for their requests, at most [MiB/s]; more waits."""
+    """Blocks and headers sent to the peers of one host (IPv4 address, IPv6 /64), at most [MiB/s]."""
+    peer_idle_timeout_ms: int = 30_000
+    """A linked peer that sends nothing this long is disconnected [ms] (nodes send their status every 2 s)."""
     log_level: str = "info"
     """debug, info, warning or error."""
     debug: tuple[str, ...] = ()
@@ -84,11 +86,12 @@ _INT_LIMITS: Final = {
     "mempool_max_mb": 1_000_000,
     "request_timeout_ms": 600_000,
     "serve_mb_per_s": 100_000,
+    "peer_idle_timeout_ms": 600_000,
     "log_max_mb": 100_000,
     "log_files": 1_000,
 }
 """The largest value of each whole-number setting (beyond it a setting only does harm)."""
-_INT_LEAST: Final = {"request_timeout_ms": 100}
+_INT_LEAST: Final = {"request_timeout_ms": 100, "peer_idle_timeout_ms": 6_000}
 """The least, where it is not 1 (below it a setting only does harm)."""
 
 

@@ -130,7 +130,15 @@ async def serve(
     relay = RelayPeer(name, key, lambda: ChainRelayView(chain.view()), address_to_text)
     listen = parse_host_port(s.listen, "listen")
     peers = [parse_host_port(p, "peer") for p in s.peers]
-    transport = TcpTransport(node, key, listen, peers, clock=clock.now, relay=relay)
+    transport = TcpTransport(
+        node,
+        key,
+        listen,
+        peers,
+        clock=clock.now,
+        relay=relay,
+        idle_timeout_s=s.peer_idle_timeout_ms / 1000,  # (real time: status goes every 2 s of it)
+    )
     api_task: asyncio.Task[None] | None = None
     server = None
     cookie = started = False
