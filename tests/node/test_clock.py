@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from gridnet.ledger.chain import now_ms
 from gridnet.node.clock import Clock
+from gridnet.node.messages import StatusMsg
+from gridnet.node.node import Node, NodeConfig
+from tests.helpers import GENESIS_TIME, new_chain, test_params
 
 JUNE = 1_782_000_000_000  # some scenario's date [ms]
 
@@ -46,3 +50,23 @@ def test_processes_sharing_origin_anchor_and_speed_agree() -> None:
 def test_a_clock_must_run_forward(speed: float) -> None:
     with pytest.raises(ValueError, match="above 0"):
         Clock(JUNE, 0, speed)
+
+
+def test_a_node_whose_clock_stepped_back_still_sends_its_status(tmp_path: Path) -> None:
+    """Its peers close a link that sends nothing for a while (the idle timeout): a node sends
+    its status every ``status_interval_ms`` also after its clock stepped back (the wall clock
+    set back an hour), not only once the clock has caught up with its last one."""
+    node = Node("a", new_chain(tmp_path / "a", test_params([])), NodeConfig())
+    node.add_peer("b")
+    interval = node.config.status_interval_ms
+
+    def statuses(now: int) -> int:
+        return sum(isinstance(msg, StatusMsg) for _, msg in node.tick(now))
+
+    t = GENESIS_TIME + 3_600_000
+    assert statuses(t) == 1
+    back = t - 3_600_000
+    assert statuses(back) == 1  # (stepped back: from there on)
+    assert statuses(back + interval - 1) == 0
+    assert statuses(back + interval) == 1
+    node.close()

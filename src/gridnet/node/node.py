@@ -709,7 +709,8 @@ class Node:
             self._fills_seen = {k: t for k, t in self._fills_seen.items() if now - t < timeout}
         out.extend(self._fill_gaps(now))
         self._sync_upkeep(now)
-        if now - self._last_status >= self.config.status_interval_ms:
+        # (also when the clock stepped back: peers close a link that sends nothing for a while)
+        if not 0 <= now - self._last_status < self.config.status_interval_ms:
             self._last_status = now
             out.extend((p, self.status()) for p in self.peers)
         if self.chain.params.permissioned and self.config.validator is not None:
