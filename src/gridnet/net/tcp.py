@@ -12,12 +12,15 @@ once (one more closes the oldest of the host that holds the most), and each has
 ``HANDSHAKE_TIMEOUT_S`` to complete it; at most ``MAX_INBOUND`` peers that dialled us are
 linked at once, ``MAX_INBOUND_PER_HOST`` of them from one host (an IPv4 address, an IPv6
 /64). Every later frame is a Noise transport frame (counter nonces, so replayed or reordered
-frames fail), at most ``MAX_FRAME`` long, and one longer than ``READ_BUFFER`` must arrive whole within
-``FRAME_TIMEOUT_S``. A peer that breaks the handshake, sends an
-oversized, late or undecodable frame, does not read what is sent to it (``MAX_SEND_BUFFER``),
-or keeps sending invalid data (the node counts faults) is disconnected and refused for a
-while; the other links keep working. So what a peer can make the node hold is bounded: at
-most ``MAX_FRAME`` being read and ``MAX_SEND_BUFFER`` being sent per link.
+frames fail), at most ``MAX_FRAME`` long; one no longer than ``READ_BUFFER`` must arrive whole
+within the link's idle timeout (``IDLE_TIMEOUT_S``, 15 status intervals), one longer must
+announce its length within it and arrive whole within ``FRAME_TIMEOUT_S``. A link that sends
+nothing for the idle timeout is closed (``LinkIdle``, not refused: an honest node sends its
+status every 2 s). A peer that breaks the handshake, sends an oversized, late or
+undecodable frame, does not read what is sent to it (``MAX_SEND_BUFFER``), or keeps sending
+invalid data (the node counts faults) is disconnected and refused for a while; the other
+links keep working. So what a peer can make the node hold is bounded: at most ``MAX_FRAME``
+being read and ``MAX_SEND_BUFFER`` being sent per link, and a place only while it talks.
 
 The tick loop drives the node (and its relay) every ``tick_ms``. A storage error there
 (SQLite cannot write: a full disk) does not stop it: the node stops ticking, reports the

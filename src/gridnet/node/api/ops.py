@@ -117,7 +117,7 @@ class _NodeCollector(Collector):
             ("gridnet_reorgs", "Reorganisations of the main chain", stats.reorgs),
             (
                 "gridnet_block_requests_delayed",
-                "Peers' block requests that waited for their host's serving budget",
+                "Peers' block and header requests that waited for their host's serving budget",
                 stats.block_requests_delayed,
             ),
         ):
@@ -133,7 +133,7 @@ class _NodeCollector(Collector):
             ),
             (
                 "gridnet_block_requests_refused",
-                "Peers' block requests not answered (no fault: queue full, superseded)",
+                "Peers' block and header requests not answered (no fault: queue full, superseded, expired)",
                 stats.block_requests_refused,
             ),
         ):
