@@ -21,6 +21,7 @@ import pytest
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.net import tcp
+from gridnet.net.hosts import host_group
 from gridnet.net.tcp import READ_BUFFER, TcpTransport, dial, read_frame
 from gridnet.node.node import Node, NodeConfig
 from tests.helpers import GENESIS_TIME, new_chain, test_params, wait_until
@@ -216,7 +217,7 @@ def test_a_new_handshake_evicts_the_oldest_of_the_busiest_host(
 def test_the_host_of_an_address_is_its_ipv4_address_or_its_ipv6_64(address: str, host: str) -> None:
     """One machine is given a whole IPv6 /64 and may dial from any address in it: the serving
     budget and ``MAX_INBOUND_PER_HOST`` count its /64 as one host (an IPv4 address as itself)."""
-    assert tcp.host_group(address) == host
+    assert host_group(address) == host
 
 
 def test_the_inbound_places_of_one_host_count_an_ipv6_64_as_one(
@@ -228,10 +229,10 @@ def test_the_inbound_places_of_one_host_count_an_ipv6_64_as_one(
     a = transport(tmp_path / "a")
     for i in range(3):
         address = f"2001:db8:1:2::{i + 1}"
-        link = tcp.Link(f"p{i}", None, None, False, f"[{address}]:9330", tcp.host_group(address))  # type: ignore[arg-type]
+        link = tcp.Link(f"p{i}", None, None, False, f"[{address}]:9330", host_group(address))  # type: ignore[arg-type]
         a.links[link.name] = link
-    assert a._inbound_full(tcp.host_group("2001:db8:1:2:ffff::9")) is not None
-    assert a._inbound_full(tcp.host_group("2001:db8:1:3::1")) is None
+    assert a._inbound_full(host_group("2001:db8:1:2:ffff::9")) is not None
+    assert a._inbound_full(host_group("2001:db8:1:3::1")) is None
     a.node.close()
 
 

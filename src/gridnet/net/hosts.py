@@ -1,5 +1,5 @@
 """Which addresses one host holds: the unit that per-host bounds count in (the API's
-connections, and peers' links and handshakes once ``net/tcp.py`` counts by it too).
+connections; peers' links, handshakes and the serving budget, ``net/tcp.py``).
 
 An IPv4 host usually has one address. An IPv6 host is routinely given a whole /64 (a home's
 LAN, a cloud instance's prefix, SLAAC privacy addresses) and may connect from any of its

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import random
@@ -67,6 +66,7 @@ from gridnet.errors import (
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction
+from gridnet.net.hosts import host_group
 from gridnet.node.config import bind_problem, format_host_port
 from gridnet.node.logs import short
 from gridnet.node.messages import (
@@ -661,23 +661,6 @@ def _peer_host(writer: asyncio.StreamWriter) -> str:
     """The host a connection comes from: its IP address's ``host_group``."""
     peer = writer.get_extra_info("peername")
     return host_group(str(peer[0])) if isinstance(peer, tuple) else "?"
-
-
-def host_group(address: str) -> str:
-    """The host an IP address counts as, for the serving budget (``node/serving.py``) and
-    ``MAX_INBOUND_PER_HOST``: an IPv4 address is itself (one mapped into IPv6 too), an IPv6
-    address its /64 prefix (``2001:db8:1:2::/64``): one machine is given a whole /64 and may
-    take any address of it (privacy addresses change by the hour), so counting addresses would
-    let it take every place and budget. Text that is no IP address is itself."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv4Address):
-        return str(ip)
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 def _host(remote: str) -> str:
