@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gridnet.encoding import U63, Wire
 from gridnet.ledger.blocks import Checkpoint, Header, SignedVote
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.poa import conflicting_votes, slot_of
+from gridnet.ledger.poa import conflicting_votes, slot_lead_ms, slot_of
 from gridnet.units import Hash32
 
 VOTES_KEPT_PER_KEY = 16
@@ -21,6 +21,8 @@ member's votes never push out another's)."""
 VOTES_ASIDE_PER_KEY = 4
 """Votes kept per validator key whose target is not (yet) a block of this node's main chain
 (a vote may arrive before its block): taken into the pool when it is."""
+SEALS_KEPT_PER_KEY = 64
+"""Slots whose seal is kept per proposer key, to catch a second block for one of them."""
 VOTES_AHEAD = 2
 """A vote whose target is not on the main chain is held aside only up to this many heights
 above the head."""
@@ -113,22 +115,37 @@ class VotePool:
 
 
 class SealLog:
-    """The header each proposer sealed per slot (the last ``max_slots`` seen)."""
+    """The first header each member sealed per slot, for the slots whose blocks a node takes
+    (from its last final block's slot up to the slot lead ahead of its clock), at most
+    ``per_key`` slots per proposer key, its lowest going first: one key pushes out only its
+    own seals, and only older ones than it can seal now (a key that seals far-off slots, or
+    one slot twice, cannot push out the seal that a second block for the same slot would
+    conflict with)."""
 
-    def __init__(self, chain_id: Hash32, params: ChainParams, max_slots: int = 4096) -> None:
+    def __init__(self, chain_id: Hash32, params: ChainParams, per_key: int = SEALS_KEPT_PER_KEY) -> None:
         self.chain_id = chain_id
         self.params = params
-        self.max_slots = max_slots
-        self._seen: OrderedDict[tuple[bytes, int], Header] = OrderedDict()
+        self.per_key = per_key
+        self._seen: dict[bytes, dict[int, Header]] = {}
+        """Proposer key -> slot -> the first header it sealed for that slot."""
 
-    def add(self, header: Header) -> Header | None:
-        """Note a header whose seal was checked; returns another header its proposer sealed
-        for the same slot (a fault to report), if any."""
-        key = (header.proposer, slot_of(self.params, header.timestamp))
-        earlier = self._seen.get(key)
+    def __len__(self) -> int:
+        return sum(len(slots) for slots in self._seen.values())
+
+    def add(self, header: Header, lowest_slot: int, now: int) -> Header | None:
+        """Note a header whose seal was checked, when a node takes a block of its slot (not
+        before ``lowest_slot``, the last final block's, nor more than the slot lead ahead of
+        ``now`` [ms]); returns the first header its proposer sealed for the same slot (a
+        fault to report), if it differs."""
+        slot = slot_of(self.params, header.timestamp)
+        slots = self._seen.get(header.proposer, {})
+        earlier = slots.get(slot)
         if earlier is not None:
             return earlier if earlier != header else None
-        self._seen[key] = header
-        while len(self._seen) > self.max_slots:
-            self._seen.popitem(last=False)
+        if slot < lowest_slot or header.timestamp > now + slot_lead_ms(self.params):
+            return None  # (refused for its time, not checked: not noted)
+        slots[slot] = header
+        self._seen[header.proposer] = slots
+        if len(slots) > self.per_key:
+            del slots[min(slots)]
         return None

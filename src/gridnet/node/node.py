@@ -1776,7 +1776,7 @@ class Node:
             events.extend(self.mempool.remove_rejected(vtx, error, block.header.height))
         out = self._record(events)
         twin = self._twin(block, slot, now) if self.config.equivocate else None
-        self.seals.add(block.header)
+        self.seals.add(block.header, self._final_slot(), now)
         result = self._add(block, now)
         self.stats.blocks_mined += 1
         _mine.info(
@@ -1907,16 +1907,25 @@ class Node:
     def _check_seal(self, header: Header, now: int) -> list[Outgoing]:
         """Note who sealed a gossiped block, when the proposer is in the head's validator set
         (an outsider's two seals prove no fault of a member: they are not noted, so they
-        cannot push a member's out of the seal log); a second block of one proposer for one
-        slot is reported."""
+        cannot push a member's out of the seal log) and the node would take a block of its
+        slot (from the last final block's slot to the slot lead ahead of the clock: sealed
+        headers of far-off slots, declined without a fault, cannot push out the one a second
+        block for its slot conflicts with); a second block of one proposer for one slot is
+        reported."""
         if validator_set(self.chain.view()).member(header.proposer) is None:
             return []  # (validation names the rule, WrongProposer)
         if not seal_valid(self.chain.chain_id, header):
             return []  # (validation names the rule)
-        earlier = self.seals.add(header)
+        earlier = self.seals.add(header, self._final_slot(), now)
         if earlier is None:
             return []
         return self._report(header.proposer, ReportValidatorFault(headers=(earlier, header)), now)
+
+    def _final_slot(self) -> int:
+        """The slot of the main chain's last final block (no block before it is taken)."""
+        finalized = self.chain.finalized()
+        assert finalized is not None
+        return slot_of(self.chain.params, self.chain.main[finalized.height].header.timestamp)
 
     def _report(self, guilty: bytes, proof: ReportValidatorFault, now: int) -> list[Outgoing]:
         """Submit the proof of ``guilty``'s fault, signed with this node's validator key (once
