@@ -15,6 +15,7 @@ from gridnet.encoding import encode
 from gridnet.ledger.blocks import Checkpoint, SignedVote, Vote
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.poa import sign_vote
+from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.node.finality import VOTES_AHEAD, VOTES_POOLED_PER_KEY, VotePool
 from gridnet.node.messages import BlockMsg, VoteMsg
 from gridnet.node.node import Node, NodeConfig, Outgoing
@@ -127,3 +128,55 @@ def test_one_keys_votes_push_out_only_its_own() -> None:
     assert len(kept) == 1 + VOTES_POOLED_PER_KEY
     own = [v.vote.target.height for v in kept if v.key == KEYS[3].public_key]
     assert own == list(range(2 * VOTES_POOLED_PER_KEY, 3 * VOTES_POOLED_PER_KEY)), "its newest"
+
+
+def test_a_members_votes_for_far_off_targets_do_not_hide_its_double_vote(tmp_path: Path) -> None:
+    """Between its two votes for the next height the member sends 16 (and more) votes for
+    targets far above the head (refused VoteTargetAhead, not noted): the second vote is seen
+    against the first and reported."""
+    chain = new_chain(tmp_path / "poa", poa_params())
+    grow(chain, range(1, 4))
+    node = Node("n0", chain, NodeConfig(validator=KEYS[0]))
+    node.add_peer("evil")
+    source = chain.justified()
+    assert source is not None
+    guilty = KEYS[3]
+    height = chain.height + 1  # (the next block, not known yet: both held aside)
+    v1, v2 = (
+        sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(height, os.urandom(32)))) for _ in "ab"
+    )
+    node.handle("evil", VoteMsg(v1), at(4))
+    for n in range(64):
+        node.handle("evil", VoteMsg(far_vote(chain, n)), at(4))
+    assert node.stats.votes_refused["VoteTargetAhead"] == 64
+    node.handle("evil", VoteMsg(v2), at(4))
+    assert node._reported == {guilty.public_key}
+    reports = [v.tx.payload for v in node.mempool.candidates()]
+    assert len(reports) == 1 and isinstance(reports[0], ReportValidatorFault)
+    assert set(reports[0].votes) == {v1, v2}
+
+
+def test_what_a_key_signed_is_noted_once_per_target_height_the_first_vote_kept() -> None:
+    chain_id = bytes(32)
+    pool = VotePool(chain_id)
+    key = KEYS[3]
+
+    def vote(source: int, target: int, tag: int = 0) -> SignedVote:
+        return sign_vote(
+            key, chain_id, Vote(Checkpoint(source, bytes(32)), Checkpoint(target, bytes([tag]) * 32))
+        )
+
+    first = vote(0, 5)
+    assert pool.check(first, 0) is None
+    assert pool.check(first, 0) is None, "the same vote again is no fault"
+    for tag in range(1, 40):  # (double votes for height 5: each conflicts with the first)
+        assert pool.check(vote(0, 5, tag), 0) == first
+    for target in range(6, 40):  # (one vote per height: none pushes out another)
+        assert pool.check(vote(0, target), 0) is None
+    assert pool.check(vote(0, 5, 99), 0) == first
+    assert pool.check(vote(6, 7), 0) is not None, "a link inside (0, 8): a surround vote"
+    assert pool.check(vote(0, 3), 3) is None
+    assert pool.check(vote(0, 3, 1), 3) is None, "a target at or below the lowest counted: not noted"
+    pool.prune(justified_height=5, head_height=6)
+    assert pool.check(vote(0, 5, 7), 5) is None, "what can no longer count is forgotten"
+    assert pool.check(vote(0, 6, 7), 5) == vote(0, 6)

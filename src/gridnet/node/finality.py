@@ -4,17 +4,15 @@ and seals — so that two conflicting ones become the proof of a ReportValidator
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 from gridnet.encoding import U63, Wire
 from gridnet.ledger.blocks import Checkpoint, Header, SignedVote
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.poa import conflicting_votes, slot_lead_ms, slot_of
+from gridnet.ledger.poa import VOTE_WINDOW, conflicting_votes, slot_lead_ms, slot_of
 from gridnet.units import Hash32
 
-VOTES_KEPT_PER_KEY = 16
-"""Recent votes kept per validator key, to catch a conflicting one."""
 VOTES_POOLED_PER_KEY = 32
 """Votes kept per validator key for the blocks this node seals (its own oldest go first: one
 member's votes never push out another's)."""
@@ -26,6 +24,12 @@ SEALS_KEPT_PER_KEY = 64
 VOTES_AHEAD = 2
 """A vote whose target is not on the main chain is held aside only up to this many heights
 above the head."""
+
+
+def lowest_counted(justified_height: int, head_height: int) -> int:
+    """The height at or below which no vote's target counts any more: the justified one, or
+    the one that left the vote window (``poa.VOTE_WINDOW``) of the head."""
+    return max(justified_height, head_height - VOTE_WINDOW)
 
 
 class LastVote(Wire, frozen=True):
@@ -45,7 +49,9 @@ class VotePool:
         self._pooled: dict[bytes, OrderedDict[Hash32, SignedVote]] = {}
         self._aside: dict[bytes, OrderedDict[Hash32, tuple[str, SignedVote]]] = {}
         """Per key: the peer each came from (to relay it once taken), and the vote."""
-        self._signed: dict[bytes, deque[SignedVote]] = {}
+        self._signed: dict[bytes, dict[int, SignedVote]] = {}
+        """Per key: target height -> the first vote of the key seen for it (what it signed, to
+        catch a conflicting vote), for the targets above the lowest that can still count."""
 
     def holds(self, vid: Hash32, key: bytes) -> bool:
         return vid in self._pooled.get(key, ()) or vid in self._aside.get(key, ())
@@ -53,14 +59,23 @@ class VotePool:
     def __len__(self) -> int:
         return sum(len(kept) for kept in self._pooled.values())
 
-    def check(self, vote: SignedVote) -> SignedVote | None:
-        """Note what a key signed (a vote whose signature was checked, kept or not); returns
-        an earlier vote of the same key that conflicts with it (a fault to report), if any."""
-        seen = self._signed.setdefault(vote.key, deque(maxlen=VOTES_KEPT_PER_KEY))
-        if vote in seen:
-            return None
-        conflict = next((v for v in seen if conflicting_votes(self.chain_id, v, vote) is not None), None)
-        seen.append(vote)
+    def check(self, vote: SignedVote, lowest: int) -> SignedVote | None:
+        """Note what a key signed (a vote whose signature was checked and whose target the
+        node takes: kept or held aside), when its target is above ``lowest`` (the height below
+        which no vote counts any more); returns the first vote of the same key that conflicts
+        with it (a fault to report), if any. One vote per key and target height is noted, the
+        first: the key's record holds at most one vote per height the node takes, and nothing
+        the key sends later pushes out what it signed before."""
+        signed = self._signed.setdefault(vote.key, {})
+        height = vote.vote.target.height
+        earlier = signed.get(height)
+        if earlier is not None:  # (a double vote, or the same vote again)
+            return None if earlier == vote else earlier
+        conflict = next(
+            (v for v in signed.values() if conflicting_votes(self.chain_id, v, vote) is not None), None
+        )
+        if height > lowest:
+            signed[height] = vote
         return conflict
 
     def add(self, vid: Hash32, vote: SignedVote) -> None:
@@ -99,9 +114,15 @@ class VotePool:
             if v.vote.target.height > justified_height
         ]
 
-    def prune(self, justified_height: int) -> None:
+    def prune(self, justified_height: int, head_height: int) -> None:
         """Forget the votes that can no longer count (their target at or below the justified
-        height); what each key signed stays for fault detection."""
+        height), and what each key signed for a target at or below ``lowest_counted``."""
+        lowest = lowest_counted(justified_height, head_height)
+        for key, signed in list(self._signed.items()):
+            for height in [h for h in signed if h <= lowest]:
+                del signed[height]
+            if not signed:
+                del self._signed[key]
         for key, kept in list(self._pooled.items()):
             for vid in [vid for vid, v in kept.items() if v.vote.target.height <= justified_height]:
                 del kept[vid]

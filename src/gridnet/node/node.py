@@ -82,7 +82,7 @@ from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.commands import CommandBoard
-from gridnet.node.finality import VOTES_AHEAD, LastVote, SealLog, VotePool
+from gridnet.node.finality import VOTES_AHEAD, LastVote, SealLog, VotePool, lowest_counted
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.logs import short
 from gridnet.node.messages import (
@@ -1124,7 +1124,7 @@ class Node:
         self._template = None
         justified = self.chain.justified()
         if justified is not None:  # (permissioned: votes for what is justified can no longer count)
-            self.votes.prune(justified.height)
+            self.votes.prune(justified.height, self.chain.height)
         tip = self.chain.head
         tip_block = result.connected[-1] if result.connected else None
         if relay and tip_block is not None and tip.hash == result.block_hash:
@@ -1829,7 +1829,7 @@ class Node:
         vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, head.hash)))
         self._last_vote = LastVote(justified.height, head.height)
         self._write_meta(LAST_VOTE, encode(self._last_vote))
-        self.votes.check(vote)
+        self.votes.check(vote, lowest_counted(justified.height, head.height))
         self.votes.add(vote_id(encode(vote)), vote)
         out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.peers]
         if self.config.equivocate:  # a second vote for the same height: a provable fault
@@ -1851,11 +1851,13 @@ class Node:
             raise
 
     def _on_vote(self, peer: str, vote: SignedVote, now: int) -> list[Outgoing]:
-        """A gossiped vote: a bad signature is the peer's fault. A member's vote is checked
-        against what it signed before; it is kept and relayed when its target is a block of
-        the main chain above the justified one, held aside (and relayed once taken) when its
-        target is at most ``VOTES_AHEAD`` above the head but not on the main chain, refused
-        otherwise (``VoteRefused``: counted, not a fault)."""
+        """A gossiped vote: a bad signature is the peer's fault. A member's vote is kept and
+        relayed when its target is a block of the main chain above the justified one, held
+        aside (and relayed once taken) when its target is at most ``VOTES_AHEAD`` above the
+        head but not on the main chain, refused otherwise (``VoteRefused``: counted, not a
+        fault). A vote kept or held aside is checked against what its key signed before, and
+        noted (``VotePool.check``); a refused one is not noted, so votes for far-off targets
+        cannot push out the one a double vote conflicts with."""
         chain = self.chain
         if not chain.params.permissioned:
             return []
@@ -1875,24 +1877,23 @@ class Node:
             return self._refuse_vote(
                 VoteTooLate(f"vote by {key} for height {target.height}; {justified.height} is justified")
             )
-        out: list[Outgoing] = []
-        conflict = self.votes.check(vote)
-        if conflict is not None:
-            out.extend(self._report(vote.key, ReportValidatorFault(votes=(conflict, vote)), now))
-        if self._on_main(target):
-            self.votes.add(vid, vote)
-            out.extend((p, VoteMsg(vote)) for p in self.inventory.spread(peer)[0])
-        elif target.height <= chain.height + VOTES_AHEAD:
-            self.votes.hold(vid, vote, peer)
-        else:
-            out.extend(
-                self._refuse_vote(
-                    VoteTargetAhead(
-                        f"vote by {key} for height {target.height}, not on the main chain, "
-                        f"whose head is {chain.height}"
-                    )
+        on_main = self._on_main(target)
+        if not on_main and target.height > chain.height + VOTES_AHEAD:  # (refused: not noted)
+            return self._refuse_vote(
+                VoteTargetAhead(
+                    f"vote by {key} for height {target.height}, not on the main chain, "
+                    f"whose head is {chain.height}"
                 )
             )
+        out: list[Outgoing] = []
+        conflict = self.votes.check(vote, lowest_counted(justified.height, chain.height))
+        if conflict is not None:
+            out.extend(self._report(vote.key, ReportValidatorFault(votes=(conflict, vote)), now))
+        if on_main:
+            self.votes.add(vid, vote)
+            out.extend((p, VoteMsg(vote)) for p in self.inventory.spread(peer)[0])
+        else:
+            self.votes.hold(vid, vote, peer)
         return out
 
     def _on_main(self, checkpoint: Checkpoint) -> bool:
