@@ -496,6 +496,43 @@ def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership
     assert chain.view().get(MEMBERSHIPS, guilty.public_key) is None, "no entry for a key out of the set"
 
 
+def test_votes_counted_before_a_fault_removes_a_validator_are_counted_again(tmp_path: Path) -> None:
+    """Removing a faulty member changes the weights as a ChangeValidators does: the tallies are
+    dropped, and the votes counted so far count again under the smaller set. (Kept, a tally
+    the removal took above two thirds would never justify its target: every voter in it
+    already counted, VoteAlreadyCounted.)"""
+    chain = new_chain(tmp_path / "poa", poa_params(votes=[1, 1, 1, 2]))
+    grow(chain, range(1, 4))
+    heavy, honest = KEYS[3], KEYS[:3]
+    target = Checkpoint(chain.height, chain.head.hash)
+    votes = votes_for(chain, honest)
+    chain.add_block(propose(chain, 4, votes), now=at(4))
+    record = finality(chain.view())
+    assert record.justified.height < target.height, "3 of 5 votes: not more than two thirds"
+    assert [t.voters for t in record.tallies if t.target == target] == [tuple(v.key for v in votes)]
+    source = chain.justified()
+    assert source is not None
+    a = sign_vote(heavy, chain.chain_id, Vote(source, target))
+    b = sign_vote(heavy, chain.chain_id, Vote(source, Checkpoint(target.height, bytes(32))))
+    chain.add_block(propose(chain, 5, txs=[_report(chain, votes=(a, b))]), now=at(5))
+    assert validator_set(chain.view()).total == 3, "3 of 3 left: the tally now holds them all"
+    assert finality(chain.view()).tallies == ()
+    pre = snapshot(chain)
+    block = propose(chain, 6, votes)
+    assert block.votes == tuple(votes), "counted again"
+    chain.add_block(block, now=at(6))
+    assert finality(chain.view()).justified == target
+    record_valid(
+        "poa_votes_counted_again_after_a_fault_report",
+        "permissioned chain: votes counted before a fault report removed a validator are counted "
+        "again under the smaller set, and justify their target",
+        pre,
+        block,
+        at(6),
+        chain,
+    )
+
+
 def test_a_surround_vote_is_a_fault(chain: Chain) -> None:
     h = bytes(32)
     wide = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(9, h)))

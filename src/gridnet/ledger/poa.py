@@ -359,9 +359,20 @@ def fault_height(headers: tuple[Header, ...], votes: tuple[SignedVote, ...]) -> 
 
 
 def remove_validator(state: StateView, key: bytes) -> None:
-    """Take ``key`` out of the set (the next slot's proposer is picked among the others);
-    votes counted for it no longer weigh."""
+    """Take ``key`` out of the set (the next slot's proposer is picked among the others). As
+    on any change of the set, the votes counted so far are dropped, to be counted again under
+    the new weights: a tally kept would not justify its target once the smaller total put it
+    above two thirds, as no vote already counted in it can be counted again."""
     current = validator_set(state)
     members = tuple(m for m in current.members if m.key != key)
     state.put(VALIDATOR_SET, ONLY, ValidatorSet(current.seq + 1, members))
     state.put(MEMBERSHIPS, key, None)
+    drop_tallies(state)
+
+
+def drop_tallies(state: StateView) -> None:
+    """Forget the votes counted towards the next justified checkpoint (the validator set
+    changed: they are counted again, under the new weights, when a block carries them)."""
+    record = finality(state)
+    if record.tallies:
+        state.put(FINALITY, ONLY, replace(record, tallies=()))

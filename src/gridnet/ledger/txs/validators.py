@@ -7,12 +7,12 @@ Any account may submit it (and pays its fee); it takes effect from the next bloc
 ReportValidatorFault: the proof that a member sealed two blocks for one slot, or signed two
 conflicting votes (``poa.double_seal``, ``poa.conflicting_votes``), since it last joined the set
 (``poa.member_since``: an old proof cannot remove a key the set approved back). The member
-leaves the set from the next block. Both kinds are refused on a proof-of-work chain (``NotPermissioned``).
+leaves the set from the next block. Either change drops the votes counted so far (a block
+counts them again under the new weights). Both kinds are refused on a proof-of-work chain
+(``NotPermissioned``).
 """
 
 from __future__ import annotations
-
-from msgspec.structs import replace
 
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U63, PublicKeyBytes, SignatureBytes, Wire, encode
@@ -30,7 +30,6 @@ from gridnet.errors import (
 from gridnet.ledger.header import Header, SignedVote
 from gridnet.ledger.params import MAX_TOTAL_VOTES, MAX_VALIDATORS, ChainParams, Validator
 from gridnet.ledger.poa import (
-    FINALITY,
     MEMBERSHIPS,
     ONLY,
     VALIDATOR_SET,
@@ -38,8 +37,8 @@ from gridnet.ledger.poa import (
     ValidatorSet,
     conflicting_votes,
     double_seal,
+    drop_tallies,
     fault_height,
-    finality,
     member_since,
     remove_validator,
     validator_set,
@@ -128,9 +127,7 @@ def apply_change_validators(
     for m in payload.members:
         if current.member(m.key) is None:  # (a member from the next block)
             state.put(MEMBERSHIPS, m.key, Membership(env.height + 1))
-    record = finality(state)
-    if record.tallies:  # (counted under the old weights: counted again under the new)
-        state.put(FINALITY, ONLY, replace(record, tallies=()))
+    drop_tallies(state)  # (counted under the old weights: counted again under the new)
 
 
 def validate_report_validator_fault(payload: ReportValidatorFault, params: ChainParams) -> None:
