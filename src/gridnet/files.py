@@ -69,6 +69,28 @@ def open_regular_file(
     return fd, info
 
 
+def read_private(path: Path, what: str, most_bytes: int, error: type[GridnetError] = ConfigError) -> bytes:
+    """The bytes of a secret file (a key, a passphrase, an API token): a regular file of at most
+    ``most_bytes`` on which users other than its owner have no permission, checked on the
+    descriptor read (``open_regular_file``); else ``error`` in one line naming ``what``."""
+    fd, info = open_regular_file(path, what, most_bytes, error)
+    try:
+        mode = info.st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise error(
+                f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
+                f"run 'chmod 600 {path}'"
+            )
+        data = read_bounded(fd, most_bytes)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > most_bytes:
+        raise error(f"{what} {path} is larger than {most_bytes:,} bytes")
+    return data
+
+
 def read_bounded(fd: int, most_bytes: int) -> bytes:
     """At most ``most_bytes`` + 1 bytes from ``fd`` (one more than allowed: the caller can tell a
     file that grew past its bound)."""

@@ -13,7 +13,6 @@ import contextvars
 import enum
 import json
 import os
-import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from gridnet.crypto.checkers import CHECKERS, SHARE_MIN
 from gridnet.crypto.hashing import signature_check_id, signature_check_key
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
-from gridnet.files import make_dirs, open_regular_file, read_bounded
+from gridnet.files import make_dirs, read_private
 from gridnet.system import usable_cores
 from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
 
@@ -507,26 +506,11 @@ def read_private_file(path: Path, what: str, missing_hint: str) -> bytes:
     ``MAX_SECRET_FILE_BYTES`` (a FIFO or a device would block or never end: checked on the
     descriptor read, opened without blocking). ``what`` names the file in messages."""
     try:
-        fd, info = open_regular_file(path, what, MAX_SECRET_FILE_BYTES, KeyFileError)
+        return read_private(path, what, MAX_SECRET_FILE_BYTES, KeyFileError)
     except KeyFileError:
         if not os.path.lexists(path):
             raise KeyFileError(f"{what} {path} not found ({missing_hint})") from None
         raise
-    try:
-        mode = info.st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(
-                f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
-                f"run 'chmod 600 {path}'"
-            )
-        data = read_bounded(fd, MAX_SECRET_FILE_BYTES)
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise KeyFileError(f"{what} {path} is larger than {MAX_SECRET_FILE_BYTES:,} bytes")
-    return data
 
 
 def _plain_record(key: PrivateKey) -> dict[str, object]:

@@ -14,12 +14,11 @@ import contextlib
 import os
 import re
 import secrets
-import stat
 from pathlib import Path
 from typing import Final
 
 from gridnet.errors import ConfigError
-from gridnet.files import open_regular_file, read_bounded
+from gridnet.files import read_private
 
 COOKIE_NAME: Final = ".cookie"
 MIN_TOKEN_CHARS: Final = 16
@@ -63,24 +62,7 @@ def read_token_file(path: Path) -> str:
     device, /dev/zero say, would hang or be read for ever), and a token :func:`token_problem`
     finds wrong."""
     what = "API token file"
-    fd, info = open_regular_file(path, what, MAX_TOKEN_FILE_BYTES)
-    try:
-        mode = info.st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
-                f"run 'chmod 600 {path}'"
-            )
-        try:
-            raw = read_bounded(fd, MAX_TOKEN_FILE_BYTES)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_TOKEN_FILE_BYTES:
-        raise ConfigError(
-            f"{what} {path} is larger than {MAX_TOKEN_FILE_BYTES:,} bytes; give the token's file"
-        )
+    raw = read_private(path, what, MAX_TOKEN_FILE_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
