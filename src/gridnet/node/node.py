@@ -514,12 +514,7 @@ class Node:
         """Nothing of what ``peer`` offered is kept, by ``declined``'s rule (not a fault):
         counted, and logged once per peer and rule (then at debug level)."""
         self.stats.declined[declined.rule] += 1
-        told = self._declined_told.setdefault(peer, set())
-        if declined.rule in told:
-            _sync.debug("declined from %s: %s: %s", short(peer), declined.rule, declined)
-        else:
-            told.add(declined.rule)
-            _sync.info("declined from %s: %s: %s", short(peer), declined.rule, declined)
+        self._log_once(peer, declined, _sync, "declined from")
 
     def sync_target(self) -> int:
         """The highest height this node knows of: its own, a peer's announced, or a checked
@@ -1672,12 +1667,15 @@ class Node:
         """A block request of ``peer``'s is not answered, by ``refused``'s rule (not a fault):
         counted, and logged once per peer and rule (then at debug level)."""
         self.stats.block_requests_refused[refused.rule] += 1
+        self._log_once(peer, refused, _net, "not answered")
+
+    def _log_once(self, peer: str, error: GridnetError, log: logging.Logger, what: str) -> None:
+        """Log ``error`` of ``peer``'s at info level the first time its rule meets that peer,
+        then at debug level."""
         told = self._declined_told.setdefault(peer, set())
-        if refused.rule in told:
-            _net.debug("not answered %s: %s: %s", short(peer), refused.rule, refused)
-        else:
-            told.add(refused.rule)
-            _net.info("not answered %s: %s: %s", short(peer), refused.rule, refused)
+        level = logging.DEBUG if error.rule in told else logging.INFO
+        told.add(error.rule)
+        log.log(level, "%s %s: %s: %s", what, short(peer), error.rule, error)
 
     # --- mining ----------------------------------------------------------------------------
 
