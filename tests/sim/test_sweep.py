@@ -333,6 +333,27 @@ def test_a_bad_sweep_file_is_refused_before_anything_runs(
 
 
 @pytest.mark.parametrize(
+    ("vary", "more"),
+    [
+        ({"simulation.name": ["x" * 10_000]}, {}),  # (refused: a name is at most 64 characters)
+        ({"homes.count": ["9" * 10_000]}, {}),
+        ({"homes.count": ["y" * 10_000, "y" * 10_000]}, {}),
+        ({"homes.count": [4]}, {"z" * 10_000: 1}),
+        ({"homes.count": [4]}, {"scenario": "w" * 10_000 + ".toml"}),
+        ({"homes.count": [4]}, {"figures": ["energy." + "v" * 10_000]}),
+    ],
+)
+def test_a_long_value_in_a_sweep_file_is_echoed_cut(
+    tmp_path: Path, vary: dict[str, list[Any]], more: dict[str, Any]
+) -> None:
+    path = write_sweep(tmp_path, vary, **more)
+    with pytest.raises(SweepFileError) as caught:
+        load_sweep(path, tmp_path / "out")
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < len(str(path)) + 600, message[:300]
+
+
+@pytest.mark.parametrize(
     ("line", "key"),
     [
         ("figures = 5", "figures"),

@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 
 from gridnet.crypto.hashing import sha256_hex
 from gridnet.crypto.keys import CORES_ENV
-from gridnet.errors import ConfigError, GridnetError
+from gridnet.errors import ECHO_CHARS, ConfigError, GridnetError, shown
 from gridnet.files import read_toml
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.node.config import format_host_port
@@ -258,7 +258,8 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
     where = str(path)
     unknown = sorted(set(doc) - set(KNOWN_KEYS))
     if unknown:
-        raise SweepFileError(f"{where}: unknown key(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
+        named = "[" + ", ".join(map(shown, unknown)) + "]"
+        raise SweepFileError(f"{where}: unknown key(s) {named}; known: {sorted(KNOWN_KEYS)}")
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise SweepFileError(f"{where}: name must be 1 to 64 letters, digits, '.', '_' or '-' (a directory)")
@@ -300,7 +301,7 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
             _build(
                 _with(document, {key: value}, where, "[vary]"),
                 base_label,
-                f"{where}: [vary] {key} = {_show(value)}",
+                f"{where}: [vary] {key} = {_echo(value)}",
             )
     seeds = _seeds(doc.get("seeds"), _build(document, base_label, where).simulation.seed, where)
     figures, plot = _figures(doc.get("figures"), doc.get("plot"), where)
@@ -339,9 +340,14 @@ def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]
     if not isinstance(value, str) or not value:
         raise SweepFileError(f"{path}: scenario must be a scenario file's path, relative to the sweep file")
     base = Path(os.path.normpath(path.parent / value))
-    if not base.exists():
+    try:
+        found = base.is_file()
+    except OSError as exc:  # (a name too long for the file system, say)
+        raise SweepFileError(f"{path}: scenario {shown(value)}: {exc.strerror}") from None
+    if not found:
         raise SweepFileError(
-            f"{path}: scenario {value!r}: no file {base} (the path is relative to the sweep file)"
+            f"{path}: scenario {shown(value)}: no file {shown(str(base))} "
+            "(the path is relative to the sweep file)"
         )
     document = read_toml(base, f"{path}: scenario file", SweepFileError)
     _refuse_dates(document, f"{path}: scenario file {base}:", "")
@@ -413,10 +419,10 @@ def _sweep_paths(values: dict[str, Any], here: Path, lists: bool) -> dict[str, A
 def _check_values(key: str, values: list[Any], where: str) -> None:
     if not values:
         raise SweepFileError(f"{where}: [vary] {key} has no values; give at least one, e.g. [10, 20]")
-    shown = [json.dumps(v, sort_keys=True) for v in values]
-    repeated = next((v for v, n in zip(values, shown, strict=True) if shown.count(n) > 1), None)
+    as_json = [json.dumps(v, sort_keys=True) for v in values]
+    repeated = next((v for v, n in zip(values, as_json, strict=True) if as_json.count(n) > 1), None)
     if repeated is not None:
-        raise SweepFileError(f"{where}: [vary] {key} lists {_show(repeated)} more than once")
+        raise SweepFileError(f"{where}: [vary] {key} lists {_echo(repeated)} more than once")
 
 
 def _with(document: dict[str, Any], values: dict[str, Any], where: str, table: str) -> dict[str, Any]:
@@ -506,7 +512,7 @@ def _check_figure(path: str, where: str) -> None:
         if section in FIGURES
         else f"known sections: {', '.join(FIGURES)}, converged; or a path under {', '.join(OPEN_FIGURES)}"
     )
-    raise SweepFileError(f"{where}: {path!r} is no figure of report.json; {hint}{known}")
+    raise SweepFileError(f"{where}: {shown(path)} is no figure of report.json; {hint}{known}")
 
 
 def _portable(document: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
@@ -574,6 +580,13 @@ def _run_id(scenario: Scenario, values: dict[str, Any], seed: int) -> str:
 
 def _show(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str | list | dict | bool) else str(value)
+
+
+def _echo(value: Any) -> str:
+    """``_show``, cut to ``ECHO_CHARS`` characters for a message (a 10,000-character value in
+    the sweep file keeps it one short line)."""
+    text = _show(value)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 3] + "..."
 
 
 # --- one run (a Dask task) ---------------------------------------------------------------
@@ -722,7 +735,9 @@ def scheduler_address(text: str) -> str:
     except ValueError:  # (a port that is not a number or is out of range, an unclosed bracket)
         scheme, host, port, rest = "", None, None, None
     if scheme != "tcp" or host is None or not _is_host(host) or not port or rest:
-        raise ValueError(f"{text!r} is no scheduler address: give tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+        raise ValueError(
+            f"{shown(text)} is no scheduler address: give tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786"
+        )
     return f"tcp://{format_host_port(host, port)}"
 
 
