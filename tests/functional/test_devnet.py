@@ -118,17 +118,22 @@ def test_the_command_runs_for_its_duration_and_reports(tmp_path: Path) -> None:
     assert processes_using(out) == []
 
 
-def test_sigterm_stops_the_devnet_and_every_node_it_started(tmp_path: Path) -> None:
-    """SIGTERM is how a supervisor stops a command: the devnet stops its node processes on the
-    way out (they were left running, reparented to init) and exits 0."""
-    out = tmp_path / "d"
-    proc = subprocess.Popen(
+def start_two_node_devnet(out: Path) -> subprocess.Popen[str]:
+    """``gridnet devnet --nodes 2 --out OUT`` started, its output piped."""
+    return subprocess.Popen(
         [sys.executable, "-m", "gridnet", "devnet", "--nodes", "2", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def test_sigterm_stops_the_devnet_and_every_node_it_started(tmp_path: Path) -> None:
+    """SIGTERM is how a supervisor stops a command: the devnet stops its node processes on the
+    way out (they were left running, reparented to init) and exits 0."""
+    out = tmp_path / "d"
+    proc = start_two_node_devnet(out)
     try:
         assert wait_for(lambda: len(processes_using(out)) >= 3, LINK_S)  # the command and its nodes
         proc.terminate()
@@ -146,13 +151,7 @@ def test_a_node_that_exits_stops_the_devnet_with_one_line(tmp_path: Path) -> Non
     """A node process that exits ended the command with a RuntimeError's traceback; now it is
     one line naming the node and where to look, and the other nodes are stopped."""
     out = tmp_path / "d"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gridnet", "devnet", "--nodes", "2", "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = start_two_node_devnet(out)
     try:
 
         def n1_pid() -> int | None:
