@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import InvalidTransaction, MalformedTransaction
-from gridnet.ledger.chain import Chain
+from gridnet.errors import BlockTransactionInvalid, InvalidTransaction, MalformedTransaction
+from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction
@@ -43,7 +43,18 @@ from gridnet.meter.reading import Reading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
 from gridnet.units import INTERVAL_MS, interval_of
-from tests.helpers import GENESIS_TIME, extend, new_chain, register_identity, sign, test_keys, test_params
+from tests.helpers import (
+    GENESIS_TIME,
+    extend,
+    new_chain,
+    next_block,
+    register_identity,
+    sign,
+    test_keys,
+    test_params,
+)
+from tests.ledger.forge import forge_block
+from tests.ledger.vectors import record_rejection, record_valid, snapshot
 
 MAKER, OWNER, COLLECTOR, BUYER, STRANGER = test_keys(5)
 METER_KEY = PrivateKey.from_label("helios-meter")
@@ -73,15 +84,53 @@ class Helios:
         self.nonces[key.address] += 1
         return tx
 
+    def timestamp(self, interval: int | None) -> int:
+        """The next block's timestamp: a second after the last, or ``interval``'s start if later."""
+        return max(self.clock + 1_000, at(interval) if interval is not None else 0)
+
     def mine(self, *txs: Transaction, interval: int | None = None) -> None:
-        ts = max(self.clock + 1_000, at(interval) if interval is not None else 0)
+        ts = self.timestamp(interval)
         self.clock = ts
         extend(self.chain, list(txs), timestamp=ts)
+
+    def mine_vector(
+        self, name: str, description: str, *txs: Transaction, interval: int | None = None
+    ) -> None:
+        """``mine``, and record the block as the consensus vector ``name`` (tests/vectors)."""
+        pre = snapshot(self.chain)
+        ts = self.timestamp(interval)
+        block = next_block(self.chain, txs, timestamp=ts)
+        assert self.chain.add_block(block, now=ts).status is AddStatus.EXTENDED
+        self.clock = ts
+        record_valid(name, description, pre, block, ts, self.chain)
+
+    def refuse_vector(
+        self,
+        name: str,
+        description: str,
+        key: PrivateKey,
+        payload: Payload,
+        error: type[InvalidTransaction],
+        interval: int | None = None,
+    ) -> None:
+        """A block at ``interval`` holding ``payload`` (signed by ``key``) is refused with
+        ``error``, and recorded as the consensus vector ``name``. The block is forged with the
+        transaction in it (the block builder would leave it out) and leaves the chain as it was."""
+        pre = snapshot(self.chain)
+        ts = self.timestamp(interval)
+        tx = sign(self.chain, key, payload, self.nonces[key.address])
+        block = forge_block(self.chain, [tx], timestamp=ts)
+        head = self.chain.head.hash
+        with pytest.raises(BlockTransactionInvalid) as info:
+            self.chain.add_block(block, now=ts)
+        assert type(info.value.error) is error and info.value.index == 1
+        assert self.chain.head.hash == head
+        record_rejection(name, description, pre, block, ts, info.value)
 
     def refused(self, key: PrivateKey, payload: Payload, interval: int | None = None) -> str:
         """The rule a block at ``interval`` (default: the head's) refuses ``payload`` with."""
         tx = sign(self.chain, key, payload, self.nonces[key.address])
-        ts = max(self.clock + 1_000, at(interval) if interval is not None else 0)
+        ts = self.timestamp(interval)
         template = self.chain.build_block(
             PrivateKey.from_label("test-miner").address,
             [validate_transaction(tx, self.chain.params, self.chain.chain_id)],

@@ -13,6 +13,8 @@ import pytest
 import gridnet.ledger.txs.maintenance as maintenance_rules
 from gridnet.encoding import decode_lenient, encode
 from gridnet.errors import (
+    BidBelowReserve,
+    DisputeWindowClosed,
     DisputeWindowOutOfRange,
     EmptyBid,
     EmptyDeposit,
@@ -23,12 +25,14 @@ from gridnet.errors import (
     UnknownMaintenanceMode,
 )
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import DESTROYED, DESTROYED_KEY
 from gridnet.ledger.transactions import tx_id
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.maintenance import (
     CREDITS,
     DISPUTE_INTERVALS,
+    MAX_DISPUTE_INTERVALS,
     TENDERS,
     AwardTender,
     BidTender,
@@ -44,6 +48,7 @@ from gridnet.ledger.txs.maintenance import (
     equipment_id,
 )
 from gridnet.security.roles import Role
+from gridnet.units import interval_of
 from tests.helpers import register_identity, sign
 from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, two_meters
 
@@ -392,3 +397,128 @@ def test_a_saboteur_that_does_nothing_forfeits_its_stake_on_the_reserve(h: Helio
     h.mine(end, interval=START + 12)  # the service was due by START + 11
     assert balance(h, OWNER.address) - owner0 == DEPOSIT + 10_000 - end.fee
     assert team0 - balance(h, TEAM.address) == 10_000 + bid.fee  # half the reserve
+
+
+def destroyed(h: Helios) -> int:
+    found = h.chain.view().get(DESTROYED, DESTROYED_KEY)
+    return 0 if found is None else found.total
+
+
+def test_tender_vectors_pin_the_reserve_the_dispute_window_and_the_destroyed_price(h: Helios) -> None:
+    """The consensus vectors (tests/vectors/tender_*.json) of the tender's reserve, its own
+    dispute window and a dispute's destroyed price: each rule once kept, once broken by name.
+    Two tenders of OLD: one with a reserve of 20,000 and a week to dispute, won at the reserve,
+    its claim disputed on the week's last interval; one with the reserve at the deposit and
+    one interval to dispute, whose claim is paid once that interval has passed."""
+    o = OpenTender(OLD, DEPOSIT, FILES, Mode.ON_SITE, START + 2, 50, 8)
+
+    def terms(**changes: int) -> OpenTender:
+        return msgspec.structs.replace(o, **changes)
+
+    h.refuse_vector(
+        "tender_reserve_above_the_deposit",
+        "the owner opens a tender whose reserve is one base unit above its deposit",
+        OWNER,
+        terms(reserve=DEPOSIT + 1),
+        ReserveAboveDeposit,
+    )
+    h.refuse_vector(
+        "tender_dispute_window_of_zero",
+        "the owner opens a tender with dispute_intervals 0 (the least is 1)",
+        OWNER,
+        terms(dispute_intervals=0),
+        DisputeWindowOutOfRange,
+    )
+    h.refuse_vector(
+        "tender_dispute_window_over_a_week",
+        "the owner opens a tender with dispute_intervals 673 (the most is 672, a week)",
+        OWNER,
+        terms(dispute_intervals=MAX_DISPUTE_INTERVALS + 1),
+        DisputeWindowOutOfRange,
+    )
+    week = terms(reserve=20_000, dispute_intervals=MAX_DISPUTE_INTERVALS)
+    opening = h.tx(OWNER, week)
+    h.mine_vector(
+        "tender_opened_with_a_reserve_and_a_week_to_dispute",
+        "the owner opens a tender out of warranty: deposit 50,000, reserve 20,000, penalty deposits "
+        "50 %, dispute_intervals 672 (a week, the most); the deposit leaves its balance",
+        opening,
+    )
+    tid = tx_id(opening)
+    assert h.chain.view().get(TENDERS, tid).reserve == 20_000  # type: ignore[union-attr]
+    h.refuse_vector(
+        "tender_bid_below_the_reserve",
+        "a maintenance team bids 19,999 on a tender whose reserve is 20,000",
+        TEAM,
+        BidTender(tid, 19_999),
+        BidBelowReserve,
+    )
+    team0, vendor0 = balance(h, TEAM.address), balance(h, VENDOR.address)
+    bids = [h.tx(TEAM, BidTender(tid, 20_000)), h.tx(VENDOR, BidTender(tid, 25_000))]
+    h.mine_vector(
+        "tender_bids_at_and_above_the_reserve",
+        "on a tender with reserve 20,000 and penalty deposits of 50 %, a maintenance team bids the "
+        "reserve and the vendor 25,000: each locks half its price (10,000 and 12,500)",
+        *bids,
+    )
+    assert team0 - balance(h, TEAM.address) == 10_000 + bids[0].fee  # half the reserve at stake
+    h.mine_vector(
+        "tender_won_at_the_reserve",
+        "once bidding has closed a stranger awards the tender: the team's bid at the reserve "
+        "(20,000) wins, the vendor's 12,500 penalty deposit returns",
+        h.tx(BUYER, AwardTender(tid)),
+        interval=START + 3,
+    )
+    assert balance(h, VENDOR.address) == vendor0 - bids[1].fee
+    won = h.chain.view().get(TENDERS, tid)
+    assert won is not None and (won.diagnosis_node, won.value) == (TEAM.address, 20_000)
+    h.mine(h.tx(TEAM, ClaimTender(tid)), interval=START + 5)
+    owner0, burnt = balance(h, OWNER.address), destroyed(h)
+    dispute = h.tx(OWNER, DisputeTender(tid))
+    h.mine_vector(
+        "tender_dispute_destroys_the_price",
+        "the owner disputes the team's claim in the last interval of the tender's week-long "
+        "window (672 intervals after the claim; the default is 96): the price of 20,000 is "
+        "destroyed (destroyed/total), the other 30,000 of the deposit and the team's 10,000 "
+        "penalty deposit go to the owner",
+        dispute,
+        interval=START + 5 + MAX_DISPUTE_INTERVALS,
+    )
+    assert destroyed(h) - burnt == 20_000
+    assert balance(h, OWNER.address) - owner0 == DEPOSIT - 20_000 + 10_000 - dispute.fee
+
+    now = interval_of(h.clock) + 2
+    opening = h.tx(OWNER, terms(bid_until=now + 1, reserve=DEPOSIT, dispute_intervals=1))
+    h.mine_vector(
+        "tender_opened_with_the_reserve_at_the_deposit_and_one_interval_to_dispute",
+        "the owner tenders the same equipment again with its reserve equal to its deposit "
+        "(50,000, the most) and dispute_intervals 1 (the least)",
+        opening,
+        interval=now,
+    )
+    tid = tx_id(opening)
+    h.mine(h.tx(TEAM, BidTender(tid, DEPOSIT)))
+    h.mine(h.tx(BUYER, AwardTender(tid)), interval=now + 2)
+    h.mine(h.tx(TEAM, ClaimTender(tid)))
+    claimed = h.chain.view().get(TENDERS, tid)
+    assert claimed is not None and claimed.claimed_at == now + 2 and claimed.dispute_until == now + 3
+    h.refuse_vector(
+        "tender_disputed_after_its_window",
+        "the owner disputes a claim two intervals after it, on a tender whose dispute_intervals "
+        "is 1 (the default 96 would take it)",
+        OWNER,
+        DisputeTender(tid),
+        DisputeWindowClosed,
+        now + 4,
+    )
+    team0, burnt = balance(h, TEAM.address), destroyed(h)
+    claim = h.tx(TEAM, ClaimTender(tid))
+    h.mine_vector(
+        "tender_claim_paid_after_its_window",
+        "two intervals after its claim on a tender whose dispute_intervals is 1, undisputed, the "
+        "team claims again and is paid: its price of 50,000 and its 25,000 penalty deposit",
+        claim,
+        interval=now + 4,
+    )
+    assert balance(h, TEAM.address) - team0 == DEPOSIT + DEPOSIT // 2 - claim.fee
+    assert destroyed(h) == burnt
