@@ -19,7 +19,7 @@ from gridnet.contracts.channel import (
     sign_state,
     sign_terms,
 )
-from gridnet.errors import MalformedTransaction
+from gridnet.errors import LoanTooLarge, MalformedTransaction
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.contract import OpenContract, SettleContract
@@ -348,6 +348,15 @@ def test_farming_a_history_with_loans_of_next_to_nothing_does_not_pay(h: Helios)
     history = history_of(h.chain.view(), OWNER.address)
     assert (history.loans_repaid, history.principal_repaid) == (5, 5)
     limit, newcomers = loan_limit(history, CRITERIA), loan_limit(CreditHistory(), CRITERIA)
+    assert limit == newcomers == 10_000
+    h.refuse_vector(
+        "credit_loans_of_one_unit_repaid_raise_no_limit",
+        "a borrower that repaid five loans of 1 base unit (principal_repaid 5; counted by loans "
+        "its limit would be max_loan, 50,000) asks for 10,001, above a newcomer's limit",
+        OWNER,
+        RequestLoan(BANK, 10_001),
+        LoanTooLarge,
+    )
     h.mine(h.tx(OWNER, RequestLoan(BANK, limit)), interval=START + 1)  # the loan it means to default on
     h.mine(h.tx(COLLECTOR, ReportMissedRepayment(OWNER.address)), interval=START + 20)
     loan = h.chain.view().get(LOANS, OWNER.address)
@@ -368,3 +377,79 @@ def test_repaid_principal_raises_the_limit_in_proportion_and_a_default_cancels_i
     assert credit_value(defaulted, CRITERIA) == 10 + 20 * 30_000 // 50_000 - 100
     no_loans = msgspec.structs.replace(CRITERIA, max_loan=0)  # a bank that lends nothing
     assert credit_value(history, no_loans) == 10 and loan_limit(history, no_loans) == 0
+
+
+def test_credit_vectors_pin_the_principal_weighted_history_and_the_limit(h: Helios) -> None:
+    """The consensus vectors (tests/vectors/credit_*.json) of the limit read from a history
+    weighted by principal: a newcomer's limit (10 points x 1,000), a repaid loan adding its
+    principal to ``principal_repaid`` and so 20 x 10,000 / 50,000 = 4 points to the limit, a
+    default adding its principal to ``principal_defaulted``, which cancels as much repaid
+    principal in the limit (at a bank that takes nothing else off for a default). Each limit
+    once met, once exceeded by one base unit (``LoanTooLarge``)."""
+    h.refuse_vector(
+        "credit_loan_above_a_newcomers_limit",
+        "a borrower with no history (credit value 10, 1,000 base units a point) asks for 10,001",
+        OWNER,
+        RequestLoan(BANK, 10_001),
+        LoanTooLarge,
+    )
+    h.mine_vector(
+        "credit_loan_at_a_newcomers_limit",
+        "a borrower with no history borrows its limit, 10,000 (owed 11,000 at 10 % interest)",
+        h.tx(OWNER, RequestLoan(BANK, 10_000)),
+    )
+    h.mine_vector(
+        "credit_loan_repaid_adds_its_principal",
+        "the borrower repays the 11,000 it owes: the loan is repaid, its history's loans_repaid "
+        "becomes 1 and principal_repaid 10,000",
+        h.tx(OWNER, RepayLoan(11_000)),
+    )
+    history = history_of(h.chain.view(), OWNER.address)
+    assert (history.loans_repaid, history.principal_repaid) == (1, 10_000)
+    assert loan_limit(history, CRITERIA) == 14_000
+    h.refuse_vector(
+        "credit_loan_above_the_principal_weighted_limit",
+        "after 10,000 of principal repaid (a fifth of max_loan 50,000: 4 of per_loan_repaid's 20 "
+        "points), the borrower's limit is 14,000; it asks for 14,001",
+        OWNER,
+        RequestLoan(BANK, 14_001),
+        LoanTooLarge,
+    )
+    h.mine_vector(
+        "credit_loan_at_the_principal_weighted_limit",
+        "after 10,000 of principal repaid the borrower borrows its limit of 14,000",
+        h.tx(OWNER, RequestLoan(BANK, 14_000)),
+    )
+    loan = h.chain.view().get(LOANS, OWNER.address)
+    assert loan is not None and (loan.principal, loan.owed) == (14_000, 15_400)
+    h.mine_vector(
+        "credit_default_adds_its_principal_defaulted",
+        "nothing was repaid by the second and last installment: a report makes the loan a "
+        "default, the history's loans_defaulted 1 and principal_defaulted 14,000",
+        h.tx(COLLECTOR, ReportMissedRepayment(OWNER.address)),
+        interval=loan.due_interval(2) + 1,
+    )
+    history = history_of(h.chain.view(), OWNER.address)
+    assert (history.principal_repaid, history.principal_defaulted, history.loans_defaulted) == (
+        10_000,
+        14_000,
+        1,
+    )
+    lenient = msgspec.structs.replace(CRITERIA, per_default=0, per_missed=0)
+    h.mine(h.tx(OWNER, RepayLoan(15_400)), h.tx(COLLECTOR, bank_act(h, "Lenient", criteria=lenient)))
+    history = history_of(h.chain.view(), OWNER.address)
+    assert loan_limit(history, lenient) == 10_000  # (counted without the default: 14,000)
+    h.refuse_vector(
+        "credit_default_cancels_repaid_principal_in_the_limit",
+        "at a bank whose default and missed installments cost no points, a borrower that repaid "
+        "10,000 of principal and defaulted on 14,000 (repaid late) has a newcomer's limit, "
+        "10,000: the default cancels the repaid principal; it asks for 10,001",
+        OWNER,
+        RequestLoan(bank_id("Lenient"), 10_001),
+        LoanTooLarge,
+    )
+    h.mine_vector(
+        "credit_loan_at_the_limit_after_a_default",
+        "at that bank the borrower borrows its limit, 10,000",
+        h.tx(OWNER, RequestLoan(bank_id("Lenient"), 10_000)),
+    )
