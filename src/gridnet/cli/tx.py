@@ -329,7 +329,10 @@ def tx_unbond(amount: Annotated[str, typer.Option("--amount", help="Amount in GN
 
 Vendor = Annotated[str, typer.Option("--vendor", help="Meter vendor, as its certificates name it.")]
 Model = Annotated[str, typer.Option("--model", help="Meter model, as its certificates name it.")]
-ROLES_HELP = "Comma-separated: manufacturer, dso, security, government, police, advisory."
+ROLES_HELP = (
+    "Comma-separated: manufacturer, dso, security, government, police, advisory, maintenance,"
+    " key_management, vehicle_registry."
+)
 
 
 @tx_command("register-authority")
