@@ -118,8 +118,6 @@ def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
 def build(world: World) -> list[Agent]:
     t: AdvisorTable = world.s.tables["advisor"]
     severity = severity_code(t.severity, f"{world.s.source}: [advisor] severity")  # a bad name fails now
-    if t.after_min < 0:
-        raise ConfigError(f"{world.s.source}: [advisor] after_min must be 0 or more")
     if t.affected:  # what the chain would refuse is refused now, not silently in the run
         advisory = PublishAdvisory(t.id, VENDOR, MODEL, t.affected, severity, t.fixed_in, True)
         try:
