@@ -329,10 +329,7 @@ def tx_unbond(amount: Annotated[str, typer.Option("--amount", help="Amount in GN
 
 Vendor = Annotated[str, typer.Option("--vendor", help="Meter vendor, as its certificates name it.")]
 Model = Annotated[str, typer.Option("--model", help="Meter model, as its certificates name it.")]
-ROLES_HELP = (
-    "Comma-separated: manufacturer, dso, security, government, police, advisory, maintenance,"
-    " key_management, vehicle_registry."
-)
+ROLES_HELP = "Comma-separated: " + ", ".join(str(r.name).lower() for r in Role) + "."
 
 
 @tx_command("register-authority")
