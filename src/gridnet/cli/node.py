@@ -31,7 +31,7 @@ from gridnet.errors import ConfigError
 from gridnet.interrupts import as_keyboard_interrupt
 from gridnet.ledger.chain import now_ms
 from gridnet.node.client import NodeClient, PeerAnswer, StatusAnswer, expect
-from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN
+from gridnet.node.config import CONFIG_NAME, DEFAULT_API, DEFAULT_LISTEN, LOG_CATEGORIES
 
 if TYPE_CHECKING:
     from gridnet.node.devnet import NodeStatus
@@ -129,9 +129,7 @@ def node_cmd(
     ] = None,
     debug: Annotated[
         list[str] | None,
-        typer.Option(
-            "--debug", help="Log a category at debug level: net, sync, mempool, mine, api, relay, all."
-        ),
+        typer.Option("--debug", help=f"Log a category at debug level: {', '.join(LOG_CATEGORIES)}, all."),
     ] = None,
     api_token_file: Annotated[
         str | None, typer.Option("--api-token-file", help="API token file (needed for a non-loopback --api).")
