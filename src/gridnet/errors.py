@@ -349,7 +349,7 @@ class NotInValidatorSet(InvalidTransaction):
 
 
 class FaultBeforeMembership(InvalidTransaction):
-    """A ReportValidatorFault whose items weigh from a block before the key's current
+    """A ReportValidatorFault whose items weigh from a slot before the key's current
     membership began (it left the set and was approved back since): an old proof does not
     remove it again."""
 
@@ -1274,8 +1274,8 @@ class WrongProposer(InvalidBlock):
 
 
 class BadJustification(InvalidBlock):
-    """A permissioned header names another justified height than its votes give (or one
-    below its parent's)."""
+    """A permissioned header names another justified slot than its votes give (or one before
+    its parent's, or not before its own)."""
 
 
 class ConflictsWithFinal(InvalidBlock):
@@ -1312,11 +1312,12 @@ class StaleVoteSource(InvalidVote):
 
 
 class WrongVoteTarget(InvalidVote):
-    """A vote whose target is not a recent block of the branch after its source."""
+    """A vote whose target is not a block of the branch in a slot after its source's, before
+    the block's and within the vote window (``poa.VOTE_WINDOW`` slots)."""
 
 
 class VoteAlreadyCounted(InvalidVote):
-    """A second vote of one validator for one target height."""
+    """A second vote of one validator for one target slot."""
 
 
 class VoteRefused(GridnetError):
@@ -1325,12 +1326,13 @@ class VoteRefused(GridnetError):
 
 
 class VoteTooLate(VoteRefused):
-    """A vote whose target is at or below this node's justified height."""
+    """A vote whose target is in the slot of this node's justified checkpoint or before."""
 
 
 class VoteTargetAhead(VoteRefused):
-    """A vote whose target is not on this node's main chain and more than ``VOTES_AHEAD``
-    heights above its head (a vote for a block not yet here is held aside only just above)."""
+    """A vote whose target is not on this node's main chain and in a slot that starts more than
+    the slot lead after its clock (a vote for a block not yet here is held aside only while the
+    node would take that block)."""
 
 
 # --- peer links --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from gridnet.crypto.hashing import vote_id
 from gridnet.crypto.keys import Domain, PrivateKey
@@ -34,6 +35,7 @@ from gridnet.ledger.poa import (
     seal_header,
     seal_message,
     sign_vote,
+    slot_of,
     validator_set,
 )
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -73,11 +75,17 @@ def propose(
     return block
 
 
+def checkpoint(chain: Chain, height: int) -> Checkpoint:
+    """The main chain's block at ``height`` as a vote names it."""
+    entry = chain.main[height]
+    return Checkpoint(height, slot_of(chain.params, entry.header.timestamp), entry.hash)
+
+
 def votes_for(chain: Chain, voters: Sequence[PrivateKey]) -> list[SignedVote]:
     """Votes from the head's justified checkpoint to the head."""
     source = chain.justified()
     assert source is not None
-    target = Checkpoint(chain.height, chain.head.hash)
+    target = checkpoint(chain, chain.height)
     return [sign_vote(k, chain.chain_id, Vote(source, target)) for k in voters]
 
 
@@ -112,7 +120,7 @@ def test_more_than_two_thirds_of_votes_justify_and_a_child_link_finalizes(chain:
     # Votes for block h ride in block h+1: justified lags one block, final two.
     assert (record.justified.height, record.finalized.height) == (6, 5)
     assert chain.head.header.justified == 6
-    assert chain.finalized() == Checkpoint(5, chain.main[5].hash)
+    assert chain.finalized() == checkpoint(chain, 5)
 
 
 def test_consensus_vectors_of_a_finalizing_block_and_a_wrong_proposer(chain: Chain) -> None:
@@ -240,7 +248,7 @@ def test_a_block_more_than_half_a_slot_early_is_timestamptoofarinfuture_until_it
 
 def test_a_report_with_one_item_is_malformed(chain: Chain) -> None:
     h = bytes(32)
-    a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, h)))
+    a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, 1, h), Checkpoint(2, 2, h)))
     with pytest.raises(Exception) as err:
         validate_transaction(_report(chain, votes=(a,)), chain.params, chain.chain_id)
     assert type(err.value).__name__ == "MalformedTransaction"
@@ -287,7 +295,7 @@ def test_a_proof_of_work_block_with_a_seal_or_votes_is_badseal(tmp_path: Path) -
         pow_chain.add_block(
             remine(block, seal=bytes(64), proposer=USER.public_key), now=block.header.timestamp
         )
-    vote = sign_vote(USER, pow_chain.chain_id, Vote(Checkpoint(0, bytes(32)), Checkpoint(1, bytes(32))))
+    vote = sign_vote(USER, pow_chain.chain_id, Vote(Checkpoint(0, 0, bytes(32)), Checkpoint(1, 1, bytes(32))))
     ids = [tx_id(t) for t in block.txs] + [vote_id(encode(vote))]
     with_vote = msgspec.structs.replace(block, votes=(vote,))
     with pytest.raises(BadSeal):
@@ -320,8 +328,8 @@ def test_a_forged_vote_is_badvotesignature(chain: Chain) -> None:
 def test_a_vote_from_an_old_checkpoint_is_stalevotesource(chain: Chain) -> None:
     grow(chain, range(1, 5))
     assert finality(chain.view()).justified.height == 3
-    old = Checkpoint(2, chain.main[2].hash)
-    vote = sign_vote(KEYS[0], chain.chain_id, Vote(old, Checkpoint(4, chain.main[4].hash)))
+    old = checkpoint(chain, 2)
+    vote = sign_vote(KEYS[0], chain.chain_id, Vote(old, checkpoint(chain, 4)))
     assert _vote_rule(chain, [vote], 5) == "StaleVoteSource"
 
 
@@ -329,7 +337,7 @@ def test_a_vote_for_a_block_off_the_branch_is_wrongvotetarget(chain: Chain) -> N
     grow(chain, range(1, 3))
     source = chain.justified()
     assert source is not None
-    vote = sign_vote(KEYS[0], chain.chain_id, Vote(source, Checkpoint(2, bytes(32))))
+    vote = sign_vote(KEYS[0], chain.chain_id, Vote(source, Checkpoint(2, 2, bytes(32))))
     assert _vote_rule(chain, [vote], 3) == "WrongVoteTarget"
 
 
@@ -444,8 +452,8 @@ def test_a_double_vote_removes_the_validator(chain: Chain) -> None:
     grow(chain, range(1, 3))
     source = chain.justified()
     assert source is not None
-    a = sign_vote(KEYS[2], chain.chain_id, Vote(source, Checkpoint(2, chain.main[2].hash)))
-    b = sign_vote(KEYS[2], chain.chain_id, Vote(source, Checkpoint(2, bytes(32))))
+    a = sign_vote(KEYS[2], chain.chain_id, Vote(source, checkpoint(chain, 2)))
+    b = sign_vote(KEYS[2], chain.chain_id, Vote(source, Checkpoint(2, 2, bytes(32))))
     chain.add_block(propose(chain, 3, txs=[_report(chain, votes=(a, b))]), now=at(3))
     assert validator_set(chain.view()).member(KEYS[2].public_key) is None
     again = _report(chain, votes=(a, b))
@@ -459,8 +467,8 @@ def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership
     source = chain.justified()
     assert source is not None
     guilty = KEYS[2]
-    a = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(2, chain.main[2].hash)))
-    b = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(2, bytes(32))))
+    a = sign_vote(guilty, chain.chain_id, Vote(source, checkpoint(chain, 2)))
+    b = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(2, 2, bytes(32))))
     chain.add_block(propose(chain, 3, txs=[_report(chain, votes=(a, b))]), now=at(3))
     assert validator_set(chain.view()).member(guilty.public_key) is None
     everyone = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
@@ -489,8 +497,8 @@ def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership
     # a double vote for the block that voted it back counts (block 5 would count it)
     source = chain.justified()
     assert source is not None
-    c = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(4, chain.main[4].hash)))
-    d = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(4, bytes(32))))
+    c = sign_vote(guilty, chain.chain_id, Vote(source, checkpoint(chain, 4)))
+    d = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(4, 4, bytes(32))))
     chain.add_block(propose(chain, 5, txs=[_report(chain, votes=(c, d))]), now=at(5))
     assert validator_set(chain.view()).member(guilty.public_key) is None
     assert chain.view().get(MEMBERSHIPS, guilty.public_key) is None, "no entry for a key out of the set"
@@ -504,7 +512,7 @@ def test_votes_counted_before_a_fault_removes_a_validator_are_counted_again(tmp_
     chain = new_chain(tmp_path / "poa", poa_params(votes=[1, 1, 1, 2]))
     grow(chain, range(1, 4))
     heavy, honest = KEYS[3], KEYS[:3]
-    target = Checkpoint(chain.height, chain.head.hash)
+    target = checkpoint(chain, chain.height)
     votes = votes_for(chain, honest)
     chain.add_block(propose(chain, 4, votes), now=at(4))
     record = finality(chain.view())
@@ -513,7 +521,7 @@ def test_votes_counted_before_a_fault_removes_a_validator_are_counted_again(tmp_
     source = chain.justified()
     assert source is not None
     a = sign_vote(heavy, chain.chain_id, Vote(source, target))
-    b = sign_vote(heavy, chain.chain_id, Vote(source, Checkpoint(target.height, bytes(32))))
+    b = sign_vote(heavy, chain.chain_id, Vote(source, replace(target, hash=bytes(32))))
     chain.add_block(propose(chain, 5, txs=[_report(chain, votes=(a, b))]), now=at(5))
     assert validator_set(chain.view()).total == 3, "3 of 3 left: the tally now holds them all"
     assert finality(chain.view()).tallies == ()
@@ -535,26 +543,26 @@ def test_votes_counted_before_a_fault_removes_a_validator_are_counted_again(tmp_
 
 def test_a_surround_vote_is_a_fault(chain: Chain) -> None:
     h = bytes(32)
-    wide = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(9, h)))
-    inner = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(3, h), Checkpoint(5, h)))
+    wide = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, 1, h), Checkpoint(9, 9, h)))
+    inner = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(3, 3, h), Checkpoint(5, 5, h)))
     chain.add_block(propose(chain, 1, txs=[_report(chain, votes=(inner, wide))]), now=at(1))
     assert validator_set(chain.view()).member(KEYS[1].public_key) is None
 
 
 def test_votes_that_do_not_conflict_are_validatorfaultnotproven(chain: Chain) -> None:
     h = bytes(32)
-    a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, h)))
-    b = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(2, h), Checkpoint(3, h)))
+    a = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(1, 1, h), Checkpoint(2, 2, h)))
+    b = sign_vote(KEYS[1], chain.chain_id, Vote(Checkpoint(2, 2, h), Checkpoint(3, 3, h)))
     assert type(rejection(chain, _report(chain, votes=(a, b)), at(1))).__name__ == "ValidatorFaultNotProven"
-    c = sign_vote(KEYS[2], chain.chain_id, Vote(Checkpoint(1, h), Checkpoint(2, bytes(31) + b"\1")))
+    c = sign_vote(KEYS[2], chain.chain_id, Vote(Checkpoint(1, 1, h), Checkpoint(2, 2, bytes(31) + b"\1")))
     assert type(rejection(chain, _report(chain, votes=(a, c)), at(1))).__name__ == "ValidatorFaultNotProven"
 
 
 def test_the_last_validator_is_never_removed(tmp_path: Path) -> None:
     solo = new_chain(tmp_path / "solo", poa_params(KEYS[:1]))
     h = bytes(32)
-    a = sign_vote(KEYS[0], solo.chain_id, Vote(Checkpoint(0, h), Checkpoint(2, h)))
-    b = sign_vote(KEYS[0], solo.chain_id, Vote(Checkpoint(0, h), Checkpoint(2, b"\1" * 32)))
+    a = sign_vote(KEYS[0], solo.chain_id, Vote(Checkpoint(0, 0, h), Checkpoint(2, 2, h)))
+    b = sign_vote(KEYS[0], solo.chain_id, Vote(Checkpoint(0, 0, h), Checkpoint(2, 2, b"\1" * 32)))
     assert type(rejection(solo, _report(solo, votes=(a, b)), at(1))).__name__ == "LastValidator"
 
 

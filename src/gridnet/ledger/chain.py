@@ -381,13 +381,13 @@ class Chain:
         if not self.params.permissioned:
             return None
         record = finality(self.view())
-        return Checkpoint(record.finalized.height, checkpoint_hash(record.finalized, self.chain_id))
+        return replace(record.finalized, hash=checkpoint_hash(record.finalized, self.chain_id))
 
     def justified(self) -> Checkpoint | None:
         if not self.params.permissioned:
             return None
         record = finality(self.view())
-        return Checkpoint(record.justified.height, checkpoint_hash(record.justified, self.chain_id))
+        return replace(record.justified, hash=checkpoint_hash(record.justified, self.chain_id))
 
     def check_final(self, header: Header, parent: BlockEntry) -> None:
         """Refuse a block whose branch leaves the main chain below its last final block
@@ -690,13 +690,14 @@ class Chain:
             ts = now if timestamp is None else timestamp
             if not proposer:  # (a trial of what the slot's validator would build)
                 proposer = proposer_of(validator_set(view).members, slot_of(self.params, ts)).key
-            begin_sealed_block(view, self.params, height, parent.hash, ts, proposer)
+            begin_sealed_block(view, self.params, height, parent.hash, parent.header.timestamp, ts, proposer)
+            slot = slot_of(self.params, ts)
             for vote in votes:
                 if len(counted) >= MAX_VOTES_PER_BLOCK or used + VOTE_BYTES > budget:
                     break
                 mark = view.checkpoint()
                 try:
-                    apply_vote(view, self.chain_id, height, vote)
+                    apply_vote(view, self.chain_id, height, slot, vote)
                 except InvalidVote:
                     view.rollback(mark)
                     continue
@@ -770,7 +771,7 @@ class Chain:
             signature=b"",
         )
         reward = apply_coinbase(view, env, coinbase)
-        justified = finality(view).justified.height if permissioned else 0
+        justified = finality(view).justified.slot if permissioned else 0
         changes = view.changes()
         root = self._template_root(changes)
         view.rollback(mark)

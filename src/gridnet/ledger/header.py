@@ -35,8 +35,8 @@ class Header(Wire, frozen=True):
     miner: AddressBytes
     """Receives the coinbase."""
     justified: U63 = 0
-    """Permissioned chain: height of the justified checkpoint in the state after this block
-    (fork choice prefers the branch justified highest); 0 on a proof-of-work chain."""
+    """Permissioned chain: the slot of the justified checkpoint in the state after this block
+    (fork choice prefers the branch justified in the latest slot); 0 on a proof-of-work chain."""
     proposer: OptionalKeyBytes = b""
     """Permissioned chain: the public key of the validator whose slot this is (empty on a
     proof-of-work chain)."""
@@ -46,15 +46,18 @@ class Header(Wire, frozen=True):
 
 
 class Checkpoint(Wire, frozen=True):
-    """A block named by height and hash (the genesis: height 0 and the chain id)."""
+    """A block named by height, slot and hash (the genesis: height 0, slot 0 and the chain id).
+    The slot is the checkpoint's epoch: what the finality rules compare."""
 
     height: U63
+    slot: U63
+    """The slot the block was sealed for (``poa.slot_of`` its timestamp)."""
     hash: HashBytes
 
 
 class Vote(Wire, frozen=True):
     """A validator's finality vote: a link from the justified checkpoint it knows (source)
-    to a later block on the same branch (target)."""
+    to a later block on the same branch (target); the target's slot is the vote's epoch."""
 
     source: Checkpoint
     target: Checkpoint

@@ -9,21 +9,32 @@ set in its parent's state (members ordered by key); it is *sealed*: the proposer
 header with an empty seal (``Domain.BLOCK``, with the chain id). A slot whose proposer is
 away stays empty; the next slot's proposer builds on what it has.
 
-*Votes and finality* (Casper FFG with a checkpoint at every height). A validator votes for a
-link from the justified checkpoint of its head's state (source) to its head (target).
-Proposers put the votes they hear into their blocks, and the state transition counts them:
-once validators holding more than two thirds of the votes have voted for a link from the
-justified checkpoint to a block, that block is *justified*; when it is the source's child,
-the source is *final* (and every block before it). Every node replays the same votes from
-the blocks, so a node that syncs verifies the finality proofs itself.
+*Votes and finality* (Casper FFG with a checkpoint at every block, its slot as its epoch). A
+validator votes for a link from the justified checkpoint of its head's state (source) to its
+head (target). Proposers put the votes they hear into their blocks, and the state transition
+counts them: once validators holding more than two thirds of the votes have voted for a link
+from the justified checkpoint to a block, that block is *justified*; when its slot is the one
+right after the source's, the source is *final* (and every block before it). Every node
+replays the same votes from the blocks, so a node that syncs verifies the finality proofs
+itself.
 
-*Fork choice.* The branch whose header names the highest justified checkpoint, then the one
-with more blocks (``chain_weight``); no branch that leaves the main chain below its final
-block is ever taken (``ConflictsWithFinal``).
+Epochs are slots, not heights, because slots grow with time on every branch: after a
+partition heals, the new blocks of the branch every node follows are in later slots than any
+block voted for on the other branch, so a validator that voted there votes here at once
+(with heights it had to wait until the followed branch grew past its last target). The
+source is final only when the target is in the very next slot (as in Casper FFG, the next
+epoch): "the source's child block", with slots skipped between them, would not be safe, as a
+block of another branch may sit in a skipped slot and be justified by a link that neither
+surrounds nor doubles the finalizing one. A skipped slot after a justified block delays its
+finality until two blocks of the branch are in consecutive slots.
+
+*Fork choice.* The branch whose header names the latest justified slot, then the one with
+more blocks (``chain_weight``); no branch that leaves the main chain below its final block is
+ever taken (``ConflictsWithFinal``).
 
 *Faults.* A validator is provably at fault when it seals two blocks for one slot, or signs
-two votes for one target height (a double vote) or one vote whose link surrounds another
-(surround vote). Each proof is a ReportValidatorFault transaction; it removes the validator
+two votes for one target slot (a double vote) or one vote whose link surrounds another, in
+slots (surround vote). Each proof is a ReportValidatorFault transaction; it removes the validator
 from the set, when the fault is from its current membership (``MEMBERSHIPS``: a key the set
 approves back is not removed again by the old proof). With less than a third of the votes at
 fault, no two conflicting blocks are ever both final (each would need more than two thirds, so
@@ -57,11 +68,12 @@ from gridnet.ledger.state import StateView, register_table
 from gridnet.units import Hash32
 
 VOTE_WINDOW = 1024
-"""A vote may target one of the last this many blocks of the branch that includes it."""
+"""A vote may target a block of the last this many slots before the block that includes it
+(there are at most this many blocks in them: ``RECENT_BLOCKS`` holds them all) [slots]."""
 MAX_VOTES_PER_BLOCK = 1024
 VOTE_BYTES = 200
 """Room a vote takes in a block (encoded it is at most this) [bytes]."""
-GENESIS_CHECKPOINT = Checkpoint(0, bytes(32))
+GENESIS_CHECKPOINT = Checkpoint(0, 0, bytes(32))
 """The genesis as the state names it (the chain id is not known inside the state it commits
 to): a vote names it with the chain id."""
 
@@ -84,7 +96,8 @@ class ValidatorSet(Wire, frozen=True):
 
 
 class Tally(Wire, frozen=True):
-    """Votes counted for one target, all from the current justified checkpoint."""
+    """Votes counted for one target, all from the current justified checkpoint (one vote per
+    voter and target slot)."""
 
     target: Checkpoint
     voters: tuple[PublicKeyBytes, ...]
@@ -92,7 +105,7 @@ class Tally(Wire, frozen=True):
 
 class Finality(Wire, frozen=True):
     justified: Checkpoint
-    """The highest justified checkpoint of this branch (source of every vote counted next)."""
+    """The latest justified checkpoint of this branch (source of every vote counted next)."""
     finalized: Checkpoint
     """The last final block of this branch: no reorg goes below it."""
     tallies: tuple[Tally, ...] = ()
@@ -101,21 +114,23 @@ class Finality(Wire, frozen=True):
 
 class RecentBlock(Wire, frozen=True):
     hash: bytes
+    slot: U63
+    """The slot the block was sealed for."""
 
 
 class Membership(Wire, frozen=True):
     since: U63
-    """The first block of the key's current membership: the one after the block whose
-    ChangeValidators added it [height]."""
+    """The first slot of the key's current membership: the one after the slot of the block
+    whose ChangeValidators added it [slot]."""
 
 
 VALIDATOR_SET = register_table("validator_set", b"K", ValidatorSet)
 FINALITY = register_table("finality", b"J", Finality)
 RECENT_BLOCKS = register_table("recent_blocks", b"N", RecentBlock)
-"""Height (8 bytes, big-endian) -> hash of the block at that height on this branch, for the
-last ``VOTE_WINDOW`` heights: what a vote's target is checked against."""
+"""Height (8 bytes, big-endian) -> hash and slot of the block at that height on this branch,
+for the last ``VOTE_WINDOW`` heights: what a vote's target is checked against."""
 MEMBERSHIPS = register_table("validator_since", b"j", Membership)
-"""Member key -> when its current membership began, for a key a ChangeValidators added (no
+"""Member key -> the slot its current membership began, for a key a ChangeValidators added (no
 entry: a member since the genesis, 0): a fault counts only from then on."""
 ONLY = b"current"
 """The key of a table with one entry (hex ``63757272656e74`` in ``GET /state``)."""
@@ -197,7 +212,7 @@ def check_sealed_header(
 ) -> None:
     """The header rules of a permissioned chain that need no state: slot-aligned time after
     the parent's slot, a valid seal by the key it names (paid as the miner), no proof-of-work
-    fields, and a justified height between the parent's and its own."""
+    fields, and a justified slot from the parent's up to before its own."""
     if (
         header.timestamp - params.genesis_time
     ) % params.block_interval_ms or header.timestamp < params.genesis_time:
@@ -215,16 +230,17 @@ def check_sealed_header(
         raise BadSeal(
             f"block {header.height}: a sealed block carries no proof-of-work (nonce 0, the genesis target)"
         )
-    if not parent_justified <= header.justified < header.height:
+    slot = slot_of(params, header.timestamp)
+    if not parent_justified <= header.justified < slot:
         raise BadJustification(
-            f"block {header.height}: justified height {header.justified} is not between its "
-            f"parent's ({parent_justified}) and its own"
+            f"block {header.height}: justified slot {header.justified} is not between its "
+            f"parent's ({parent_justified}) and its own ({slot})"
         )
 
 
 def chain_weight(params: ChainParams, parent_weight: int, header: Header, work: int) -> int:
     """What fork choice compares: on proof-of-work the cumulative ``work``; on a permissioned
-    chain the highest justified height first, then the height."""
+    chain the latest justified slot first, then the height."""
     if params.permissioned:
         return (header.justified << 64) | header.height
     return parent_weight + work
@@ -234,10 +250,16 @@ def chain_weight(params: ChainParams, parent_weight: int, header: Header, work: 
 
 
 def begin_sealed_block(
-    state: StateView, params: ChainParams, height: int, prev_hash: bytes, timestamp: int, proposer: bytes
+    state: StateView,
+    params: ChainParams,
+    height: int,
+    prev_hash: bytes,
+    parent_timestamp: int,
+    timestamp: int,
+    proposer: bytes,
 ) -> None:
     """Before the block's votes and transactions: the proposer must be the one the parent's
-    set names for the slot; the parent's hash joins the recent blocks."""
+    set names for the slot; the parent's hash and slot join the recent blocks."""
     members = validator_set(state).members
     slot = slot_of(params, timestamp)
     expected = proposer_of(members, slot)
@@ -247,7 +269,7 @@ def begin_sealed_block(
             f"not {proposer.hex()[:16]}"
         )
     parent = height - 1
-    state.put(RECENT_BLOCKS, height_key(parent), RecentBlock(prev_hash))
+    state.put(RECENT_BLOCKS, height_key(parent), RecentBlock(prev_hash, slot_of(params, parent_timestamp)))
     if parent >= VOTE_WINDOW:
         state.put(RECENT_BLOCKS, height_key(parent - VOTE_WINDOW), None)
 
@@ -264,11 +286,11 @@ def vote_signed(chain_id: Hash32, signed: SignedVote) -> bool:
     return verify_signature(Domain.VOTE, signed.key, vote_message(chain_id, signed.vote), signed.signature)
 
 
-def apply_vote(state: StateView, chain_id: Hash32, height: int, signed: SignedVote) -> None:
-    """Count one vote in the block at ``height``: from a member, signed, from the branch's
-    justified checkpoint to one of its recent blocks, once per voter and target height.
-    Justifies the target when more than two thirds of the votes are counted for it, and then
-    finalizes the source if the target is its child."""
+def apply_vote(state: StateView, chain_id: Hash32, height: int, slot: int, signed: SignedVote) -> None:
+    """Count one vote in the block at ``height`` (sealed for ``slot``): from a member, signed,
+    from the branch's justified checkpoint to one of its recent blocks in a later slot, once
+    per voter and target slot. Justifies the target when more than two thirds of the votes
+    are counted for it, and then finalizes the source if the target is in the next slot."""
     members = validator_set(state)
     if members.member(signed.key) is None:
         raise NotAValidator(f"vote by {signed.key.hex()[:16]}, which is not in the validator set")
@@ -277,23 +299,32 @@ def apply_vote(state: StateView, chain_id: Hash32, height: int, signed: SignedVo
     record = finality(state)
     source, target = signed.vote.source, signed.vote.target
     justified = record.justified
-    if source.height != justified.height or source.hash != checkpoint_hash(justified, chain_id):
+    if source != replace(justified, hash=checkpoint_hash(justified, chain_id)):
         raise StaleVoteSource(
-            f"vote from checkpoint {source.height}; the branch's justified checkpoint is {justified.height}"
+            f"vote from the checkpoint of slot {source.slot}, height {source.height}; the branch's "
+            f"justified checkpoint is of slot {justified.slot}, height {justified.height}"
         )
-    if not justified.height < target.height < height:
+    if not justified.slot < target.slot < slot:
         raise WrongVoteTarget(
-            f"vote target {target.height} is not after the justified {justified.height} and before {height}"
+            f"vote target of slot {target.slot} is not after the justified slot {justified.slot} "
+            f"and before the block's slot {slot}"
         )
-    recent = state.get(RECENT_BLOCKS, height_key(target.height))
-    if recent is None or recent.hash != target.hash:
-        raise WrongVoteTarget(f"vote target {target.height} {target.hash.hex()[:16]} is not on this branch")
-    if any(t.target.height == target.height and signed.key in t.voters for t in record.tallies):
+    if target.slot < slot - VOTE_WINDOW:
+        raise WrongVoteTarget(
+            f"vote target of slot {target.slot} left the vote window ({VOTE_WINDOW} slots before {slot})"
+        )
+    recent = state.get(RECENT_BLOCKS, height_key(target.height)) if target.height < height else None
+    if recent is None or (recent.hash, recent.slot) != (target.hash, target.slot):
+        raise WrongVoteTarget(
+            f"vote target {target.height} {target.hash.hex()[:16]} of slot {target.slot} is not on "
+            "this branch"
+        )
+    if any(t.target.slot == target.slot and signed.key in t.voters for t in record.tallies):
         raise VoteAlreadyCounted(
-            f"validator {signed.key.hex()[:16]} already has a vote counted for height {target.height}"
+            f"validator {signed.key.hex()[:16]} already has a vote counted for slot {target.slot}"
         )
     # (tallies of targets that left the vote window can never grow again: dropped)
-    tallies = [t for t in record.tallies if t.target.height >= height - VOTE_WINDOW]
+    tallies = [t for t in record.tallies if t.target.slot >= slot - VOTE_WINDOW]
     at = next((i for i, t in enumerate(tallies) if t.target == target), None)
     if at is None:
         tallies.append(Tally(target, (signed.key,)))
@@ -301,17 +332,18 @@ def apply_vote(state: StateView, chain_id: Hash32, height: int, signed: SignedVo
     else:
         tallies[at] = Tally(target, (*tallies[at].voters, signed.key))
     if members.weight(tallies[at].voters) * 3 > members.total * 2:
-        final = justified if target.height == justified.height + 1 else record.finalized
+        # (the next epoch only: a block of another branch may sit in a slot skipped between)
+        final = justified if target.slot == justified.slot + 1 else record.finalized
         state.put(FINALITY, ONLY, Finality(target, final))
     else:
         state.put(FINALITY, ONLY, replace(record, tallies=tuple(tallies)))
 
 
 def check_justified(state: StateView, header: Header) -> None:
-    justified = finality(state).justified.height
+    justified = finality(state).justified.slot
     if header.justified != justified:
         raise BadJustification(
-            f"block {header.height} names justified height {header.justified}; its votes give {justified}"
+            f"block {header.height} names justified slot {header.justified}; its votes give {justified}"
         )
 
 
@@ -332,12 +364,12 @@ def double_seal(chain_id: Hash32, params: ChainParams, a: Header, b: Header) -> 
 
 
 def conflicting_votes(chain_id: Hash32, a: SignedVote, b: SignedVote) -> bytes | None:
-    """The key that signed both votes if they conflict (one target height twice, or one link
-    surrounding the other), or None."""
+    """The key that signed both votes if they conflict (one target slot twice, or one link
+    surrounding the other, in slots), or None."""
     if a.key != b.key or a.vote == b.vote:
         return None
-    s1, t1 = a.vote.source.height, a.vote.target.height
-    s2, t2 = b.vote.source.height, b.vote.target.height
+    s1, t1 = a.vote.source.slot, a.vote.target.slot
+    s2, t2 = b.vote.source.slot, b.vote.target.slot
     conflict = t1 == t2 or s1 < s2 < t2 < t1 or s2 < s1 < t1 < t2
     if conflict and vote_signed(chain_id, a) and vote_signed(chain_id, b):  # (signatures last: the dearest)
         return a.key
@@ -345,17 +377,19 @@ def conflicting_votes(chain_id: Hash32, a: SignedVote, b: SignedVote) -> bytes |
 
 
 def member_since(state: StateView, key: bytes) -> int:
-    """The first block of ``key``'s current membership (0: a member since the genesis)."""
+    """The first slot of ``key``'s current membership (0: a member since the genesis)."""
     found = state.get(MEMBERSHIPS, key)
     return 0 if found is None else found.since
 
 
-def fault_height(headers: tuple[Header, ...], votes: tuple[SignedVote, ...]) -> int:
-    """The first block in which a fault's items could weigh: the lower header's height, or
-    the block after the lower vote target (a vote for block ``h`` counts from block ``h + 1``)."""
+def fault_slot(params: ChainParams, headers: tuple[Header, ...], votes: tuple[SignedVote, ...]) -> int:
+    """The first slot in which a fault's items could weigh: the headers' slot, or the one after
+    the lower vote target's (a vote for the block of slot ``t`` counts from slot ``t + 1``).
+    Slots, not heights: they are one clock on every branch, so a fault signed on another
+    branch before the key joined again is told from one signed since, whatever the heights."""
     if headers:
-        return min(h.height for h in headers)
-    return min(v.vote.target.height for v in votes) + 1
+        return min(slot_of(params, h.timestamp) for h in headers)
+    return min(v.vote.target.slot for v in votes) + 1
 
 
 def remove_validator(state: StateView, key: bytes) -> None:

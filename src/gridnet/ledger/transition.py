@@ -56,6 +56,7 @@ from gridnet.ledger.poa import (
     check_justified,
     check_sealed_header,
     slot_lead_ms,
+    slot_of,
 )
 from gridnet.ledger.registry import RULES
 from gridnet.ledger.state import ACCOUNTS, StateView
@@ -84,7 +85,7 @@ class HeaderContext:
     parent_timestamp: int = 0
     """The parent's timestamp [ms] (a permissioned block's slot must be after its parent's)."""
     parent_justified: int = 0
-    """The justified height the parent's header names (permissioned chain)."""
+    """The justified slot the parent's header names (permissioned chain)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,11 +379,18 @@ def _apply_body(
         env = BlockEnv(params, ctx.chain_id, header.height, header.miner, header.timestamp)
         if params.permissioned:
             begin_sealed_block(
-                state, params, header.height, header.prev_hash, header.timestamp, header.proposer
+                state,
+                params,
+                header.height,
+                header.prev_hash,
+                ctx.parent_timestamp,
+                header.timestamp,
+                header.proposer,
             )
+            slot = slot_of(params, header.timestamp)
             for i, vote in enumerate(block.votes, start=1):
                 try:
-                    apply_vote(state, ctx.chain_id, header.height, vote)
+                    apply_vote(state, ctx.chain_id, header.height, slot, vote)
                 except InvalidVote as exc:
                     raise BlockVoteInvalid(i, exc) from None
         start_block(state, env)

@@ -1,6 +1,7 @@
 """What a node of a permissioned chain keeps besides blocks (``ledger/poa.py``): the finality
 votes it heard (a proposer puts them in its block), and what each validator signed — votes
-and seals — so that two conflicting ones become the proof of a ReportValidatorFault."""
+and seals — so that two conflicting ones become the proof of a ReportValidatorFault. A vote's
+epoch is its target's slot: every window here is in slots."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from gridnet.encoding import U63, Wire
 from gridnet.ledger.blocks import Checkpoint, Header, SignedVote
 from gridnet.ledger.params import ChainParams
-from gridnet.ledger.poa import VOTE_WINDOW, conflicting_votes, slot_lead_ms, slot_of
+from gridnet.ledger.poa import VOTE_WINDOW, conflicting_votes, slot_lead_ms, slot_of, slot_start
 from gridnet.units import Hash32
 
 VOTES_POOLED_PER_KEY = 32
@@ -21,20 +22,24 @@ VOTES_ASIDE_PER_KEY = 4
 (a vote may arrive before its block): taken into the pool when it is."""
 SEALS_KEPT_PER_KEY = 64
 """Slots whose seal is kept per proposer key, to catch a second block for one of them."""
-VOTES_AHEAD = 2
-"""A vote whose target is not on the main chain is held aside only up to this many heights
-above the head."""
 
 
-def lowest_counted(justified_height: int, head_height: int) -> int:
-    """The height at or below which no vote's target counts any more: the justified one, or
-    the one that left the vote window (``poa.VOTE_WINDOW``) of the head."""
-    return max(justified_height, head_height - VOTE_WINDOW)
+def lowest_counted(justified_slot: int, current_slot: int) -> int:
+    """The slot at or below which no vote's target counts any more in a block of the current
+    slot or later: the justified one, or the one that left the vote window
+    (``poa.VOTE_WINDOW`` slots)."""
+    return max(justified_slot, current_slot - VOTE_WINDOW - 1)
+
+
+def vote_ahead(params: ChainParams, target_slot: int, now: int) -> bool:
+    """Whether a vote's target is in a slot whose block this node would not take yet (it
+    starts more than the slot lead after ``now`` [ms]): no honest validator signed it yet."""
+    return slot_start(params, target_slot) > now + slot_lead_ms(params)
 
 
 class LastVote(Wire, frozen=True):
-    """The heights of the last vote this node's validator signed (kept in its store, so a
-    restart never signs a vote that conflicts with one signed before it)."""
+    """The slots of the last vote this node's validator signed, source and target (kept in
+    its store, so a restart never signs a vote that conflicts with one signed before it)."""
 
     source: U63
     target: U63
@@ -50,7 +55,7 @@ class VotePool:
         self._aside: dict[bytes, OrderedDict[Hash32, tuple[str, SignedVote]]] = {}
         """Per key: the peer each came from (to relay it once taken), and the vote."""
         self._signed: dict[bytes, dict[int, SignedVote]] = {}
-        """Per key: target height -> the first vote of the key seen for it (what it signed, to
+        """Per key: target slot -> the first vote of the key seen for it (what it signed, to
         catch a conflicting vote), for the targets above the lowest that can still count."""
 
     def holds(self, vid: Hash32, key: bytes) -> bool:
@@ -61,21 +66,21 @@ class VotePool:
 
     def check(self, vote: SignedVote, lowest: int) -> SignedVote | None:
         """Note what a key signed (a vote whose signature was checked and whose target the
-        node takes: kept or held aside), when its target is above ``lowest`` (the height below
-        which no vote counts any more); returns the first vote of the same key that conflicts
-        with it (a fault to report), if any. One vote per key and target height is noted, the
-        first: the key's record holds at most one vote per height the node takes, and nothing
-        the key sends later pushes out what it signed before."""
+        node takes: kept or held aside), when its target is above ``lowest`` (the slot at or
+        below which no vote counts any more); returns the first vote of the same key that
+        conflicts with it (a fault to report), if any. One vote per key and target slot is
+        noted, the first: the key's record holds at most one vote per slot the node takes, and
+        nothing the key sends later pushes out what it signed before."""
         signed = self._signed.setdefault(vote.key, {})
-        height = vote.vote.target.height
-        earlier = signed.get(height)
+        slot = vote.vote.target.slot
+        earlier = signed.get(slot)
         if earlier is not None:  # (a double vote, or the same vote again)
             return None if earlier == vote else earlier
         conflict = next(
             (v for v in signed.values() if conflicting_votes(self.chain_id, v, vote) is not None), None
         )
-        if height > lowest:
-            signed[height] = vote
+        if slot > lowest:
+            signed[slot] = vote
         return conflict
 
     def add(self, vid: Hash32, vote: SignedVote) -> None:
@@ -104,32 +109,29 @@ class VotePool:
                     taken.append((origin, vote))
         return taken
 
-    def candidates(self, justified_height: int) -> list[SignedVote]:
-        """Votes that may still count: their target above the justified height (the block
+    def candidates(self, justified_slot: int) -> list[SignedVote]:
+        """Votes that may still count: their target after the justified slot (the block
         builder keeps those that count on its branch)."""
         return [
-            v
-            for kept in self._pooled.values()
-            for v in kept.values()
-            if v.vote.target.height > justified_height
+            v for kept in self._pooled.values() for v in kept.values() if v.vote.target.slot > justified_slot
         ]
 
-    def prune(self, justified_height: int, head_height: int) -> None:
-        """Forget the votes that can no longer count (their target at or below the justified
-        height), and what each key signed for a target at or below ``lowest_counted``."""
-        lowest = lowest_counted(justified_height, head_height)
+    def prune(self, justified_slot: int, lowest: int) -> None:
+        """Forget the votes that can no longer count (their target at or before the justified
+        slot), and what each key signed for a target at or before ``lowest``
+        (``lowest_counted``)."""
         for key, signed in list(self._signed.items()):
-            for height in [h for h in signed if h <= lowest]:
-                del signed[height]
+            for slot in [t for t in signed if t <= lowest]:
+                del signed[slot]
             if not signed:
                 del self._signed[key]
         for key, kept in list(self._pooled.items()):
-            for vid in [vid for vid, v in kept.items() if v.vote.target.height <= justified_height]:
+            for vid in [vid for vid, v in kept.items() if v.vote.target.slot <= justified_slot]:
                 del kept[vid]
             if not kept:
                 del self._pooled[key]
         for key, aside in list(self._aside.items()):
-            for vid in [vid for vid, (_, v) in aside.items() if v.vote.target.height <= justified_height]:
+            for vid in [vid for vid, (_, v) in aside.items() if v.vote.target.slot <= justified_slot]:
                 del aside[vid]
             if not aside:
                 del self._aside[key]

@@ -82,7 +82,7 @@ from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.ledger.wallet import restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.commands import CommandBoard
-from gridnet.node.finality import VOTES_AHEAD, LastVote, SealLog, VotePool, lowest_counted
+from gridnet.node.finality import LastVote, SealLog, VotePool, lowest_counted, vote_ahead
 from gridnet.node.gossip import ORDER, TX, EarlyTxs, Inventory, Kind
 from gridnet.node.logs import short
 from gridnet.node.messages import (
@@ -1119,7 +1119,8 @@ class Node:
         self._template = None
         justified = self.chain.justified()
         if justified is not None:  # (permissioned: votes for what is justified can no longer count)
-            self.votes.prune(justified.height, self.chain.height)
+            current = slot_of(self.chain.params, now)
+            self.votes.prune(justified.slot, lowest_counted(justified.slot, current))
         tip = self.chain.head
         tip_block = result.connected[-1] if result.connected else None
         if relay and tip_block is not None and tip.hash == result.block_hash:
@@ -1767,7 +1768,7 @@ class Node:
         self._write_meta(LAST_SEALED_SLOT, slot.to_bytes(8, "big"))
         justified = chain.justified()
         assert justified is not None
-        votes = self.votes.candidates(justified.height)
+        votes = self.votes.candidates(justified.slot)
         block, tpl = propose_block(chain, key, slot, self.mempool.candidates(), votes, now=now)
         events: list[PoolEvent] = []
         for vtx, error in tpl.rejected:
@@ -1811,28 +1812,31 @@ class Node:
 
     def _vote(self, now: int) -> list[Outgoing]:
         """Vote for the head from its justified checkpoint, when that never conflicts with
-        what this validator signed before: a target above its last one, from a source no
-        lower than its last one (no double, no surround vote). The vote is recorded in the
-        store before it is sent."""
+        what this validator signed before: a target in a later slot than its last one, from a
+        source no earlier than its last one (no double, no surround vote). Slots go on on every
+        branch: after a partition, the new blocks of the branch followed are in later slots than
+        any this validator voted for on the other, and it votes for them at once. The vote is
+        recorded in the store before it is sent."""
         key = self.config.validator
         assert key is not None
         chain = self.chain
         head, justified = chain.head, chain.justified()
         assert justified is not None
         last = self._last_vote
-        if head.height <= max(justified.height, last.target) or justified.height < last.source:
+        slot = slot_of(chain.params, head.header.timestamp)
+        if slot <= max(justified.slot, last.target) or justified.slot < last.source:
             return []
         if validator_set(chain.view()).member(key.public_key) is None:
             return []
-        vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, head.hash)))
-        self._last_vote = LastVote(justified.height, head.height)
+        vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, slot, head.hash)))
+        self._last_vote = LastVote(justified.slot, slot)
         self._write_meta(LAST_VOTE, encode(self._last_vote))
-        self.votes.check(vote, lowest_counted(justified.height, head.height))
+        self.votes.check(vote, lowest_counted(justified.slot, slot_of(chain.params, now)))
         self.votes.add(vote_id(encode(vote)), vote)
         out: list[Outgoing] = [(p, VoteMsg(vote)) for p in self.peers]
-        if self.config.equivocate:  # a second vote for the same height: a provable fault
+        if self.config.equivocate:  # a second vote for the same slot: a provable fault
             other = sign_vote(
-                key, chain.chain_id, Vote(justified, Checkpoint(head.height, hash32(head.hash)))
+                key, chain.chain_id, Vote(justified, Checkpoint(head.height, slot, hash32(head.hash)))
             )
             out = [(p, VoteMsg(other if i % 2 else vote)) for i, p in enumerate(self.peers)]
         return out
@@ -1850,12 +1854,13 @@ class Node:
 
     def _on_vote(self, peer: str, vote: SignedVote, now: int) -> list[Outgoing]:
         """A gossiped vote: a bad signature is the peer's fault. A member's vote is kept and
-        relayed when its target is a block of the main chain above the justified one, held
-        aside (and relayed once taken) when its target is at most ``VOTES_AHEAD`` above the
-        head but not on the main chain, refused otherwise (``VoteRefused``: counted, not a
-        fault). A vote kept or held aside is checked against what its key signed before, and
-        noted (``VotePool.check``); a refused one is not noted, so votes for far-off targets
-        cannot push out the one a double vote conflicts with."""
+        relayed when its target is a block of the main chain after the justified one, held
+        aside (and relayed once taken) when its target is not on the main chain but in a slot
+        whose block the node would take now (at most the slot lead ahead of its clock), refused
+        otherwise (``VoteRefused``: counted, not a fault). A vote kept or held aside is
+        checked against what its key signed before, and noted (``VotePool.check``); a refused
+        one is not noted, so votes for far-off targets cannot push out the one a double vote
+        conflicts with."""
         chain = self.chain
         if not chain.params.permissioned:
             return []
@@ -1871,20 +1876,20 @@ class Node:
         justified = chain.justified()
         assert justified is not None
         target = vote.vote.target
-        if target.height <= justified.height:
+        if target.slot <= justified.slot:
             return self._refuse_vote(
-                VoteTooLate(f"vote by {key} for height {target.height}; {justified.height} is justified")
+                VoteTooLate(f"vote by {key} for slot {target.slot}; slot {justified.slot} is justified")
             )
         on_main = self._on_main(target)
-        if not on_main and target.height > chain.height + VOTES_AHEAD:  # (refused: not noted)
+        if not on_main and vote_ahead(chain.params, target.slot, now):  # (refused: not noted)
             return self._refuse_vote(
                 VoteTargetAhead(
-                    f"vote by {key} for height {target.height}, not on the main chain, "
-                    f"whose head is {chain.height}"
+                    f"vote by {key} for slot {target.slot}, not on the main chain; this node is at "
+                    f"slot {slot_of(chain.params, now)}"
                 )
             )
         out: list[Outgoing] = []
-        conflict = self.votes.check(vote, lowest_counted(justified.height, chain.height))
+        conflict = self.votes.check(vote, lowest_counted(justified.slot, slot_of(chain.params, now)))
         if conflict is not None:
             out.extend(self._report(vote.key, ReportValidatorFault(votes=(conflict, vote)), now))
         if on_main:
@@ -1896,7 +1901,11 @@ class Node:
 
     def _on_main(self, checkpoint: Checkpoint) -> bool:
         main = self.chain.main
-        return checkpoint.height < len(main) and main[checkpoint.height].hash == checkpoint.hash
+        return (
+            checkpoint.height < len(main)
+            and main[checkpoint.height].hash == checkpoint.hash
+            and slot_of(self.chain.params, main[checkpoint.height].header.timestamp) == checkpoint.slot
+        )
 
     def _refuse_vote(self, refused: GridnetError) -> list[Outgoing]:
         self.stats.votes_refused[refused.rule] += 1
@@ -1924,7 +1933,7 @@ class Node:
         """The slot of the main chain's last final block (no block before it is taken)."""
         finalized = self.chain.finalized()
         assert finalized is not None
-        return slot_of(self.chain.params, self.chain.main[finalized.height].header.timestamp)
+        return finalized.slot
 
     def _report(self, guilty: bytes, proof: ReportValidatorFault, now: int) -> list[Outgoing]:
         """Submit the proof of ``guilty``'s fault, signed with this node's validator key (once

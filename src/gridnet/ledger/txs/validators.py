@@ -6,7 +6,7 @@ Any account may submit it (and pays its fee); it takes effect from the next bloc
 
 ReportValidatorFault: the proof that a member sealed two blocks for one slot, or signed two
 conflicting votes (``poa.double_seal``, ``poa.conflicting_votes``), since it last joined the set
-(``poa.member_since``: an old proof cannot remove a key the set approved back). The member
+(``poa.member_since``, a slot: an old proof cannot remove a key the set approved back). The member
 leaves the set from the next block. Either change drops the votes counted so far (a block
 counts them again under the new weights). Both kinds are refused on a proof-of-work chain
 (``NotPermissioned``).
@@ -38,9 +38,10 @@ from gridnet.ledger.poa import (
     conflicting_votes,
     double_seal,
     drop_tallies,
-    fault_height,
+    fault_slot,
     member_since,
     remove_validator,
+    slot_of,
     validator_set,
 )
 from gridnet.ledger.state import StateView
@@ -125,8 +126,8 @@ def apply_change_validators(
         if m.key not in staying:
             state.put(MEMBERSHIPS, m.key, None)
     for m in payload.members:
-        if current.member(m.key) is None:  # (a member from the next block)
-            state.put(MEMBERSHIPS, m.key, Membership(env.height + 1))
+        if current.member(m.key) is None:  # (a member from the next block: the next slot on)
+            state.put(MEMBERSHIPS, m.key, Membership(slot_of(env.params, env.timestamp) + 1))
     drop_tallies(state)  # (counted under the old weights: counted again under the new)
 
 
@@ -150,11 +151,11 @@ def apply_report_validator_fault(
     current = validator_set(state)
     if current.member(key) is None:
         raise NotInValidatorSet(f"validator {key.hex()[:16]} is not in the set (already removed?)")
-    since, offence = member_since(state, key), fault_height(payload.headers, payload.votes)
+    since, offence = member_since(state, key), fault_slot(env.params, payload.headers, payload.votes)
     if offence < since:
         raise FaultBeforeMembership(
-            f"validator {key.hex()[:16]} is a member from block {since}; the fault weighs from "
-            f"block {offence}, before it joined again"
+            f"validator {key.hex()[:16]} is a member from slot {since}; the fault weighs from "
+            f"slot {offence}, before it joined again"
         )
     if len(current.members) == 1:
         raise LastValidator(

@@ -21,7 +21,7 @@ class HeadOut(BaseModel):
     hash: str
     total_work: str = Field(
         description="What fork choice compares (decimal): the head branch's cumulative proof-of-work; "
-        "on a permissioned chain justified height * 2^64 + height"
+        "on a permissioned chain justified slot * 2^64 + height"
     )
     timestamp: int = Field(description="Head block's timestamp [ms since the Unix epoch]")
     chain_id: str
