@@ -80,6 +80,7 @@ def test_finality_resumes_within_a_few_slots_after_a_long_partition_heals(tmp_pa
         assert net.now < deadline, "no block of the minority justified a checkpoint"
         net.step(100)
     net.partition([n.name for n in majority], [n.name for n in minority])
+    cut = slot_of(params, net.now)
     for n in minority:
         n.votes_lost_to = frozenset()
     net.run_for(PARTITION_MS)
@@ -87,6 +88,7 @@ def test_finality_resumes_within_a_few_slots_after_a_long_partition_heals(tmp_pa
     assert losing.height > followed.height + 20, (losing.height, followed.height)
     assert justified_slot(minority[0]) > justified_slot(majority[0]), "the shorter branch is justified higher"
     stalled_final = max(final_slot(n) for n in nodes)
+    assert stalled_final <= cut, "neither side finalizes while cut off (four votes of five needed)"
 
     net.heal()
     healed = slot_of(params, net.now)
