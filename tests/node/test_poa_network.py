@@ -128,6 +128,8 @@ def test_the_api_shows_finality_and_the_validator_set(tmp_path: Path) -> None:
         assert head["consensus"] == "poa"
         assert (head["finalized_height"], head["finalized_hash"]) == (final.height, final.hash.hex())
         assert head["justified_height"] > head["finalized_height"]
+        assert (head["finalized_slot"], head["justified_slot"]) == (final.slot, node.chain.justified().slot)
+        assert head["justified_slot"] > head["finalized_slot"] >= head["finalized_height"]
         members = client.get("/state/validator_set/63757272656e74").json()["record"]["members"]
         assert sorted(m["key"] for m in members) == sorted(k.public_key.hex() for k in KEYS)
 

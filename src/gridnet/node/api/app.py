@@ -333,6 +333,8 @@ def create_app(
             justified_height=None if justified is None else justified.height,
             finalized_height=None if final is None else final.height,
             finalized_hash=None if final is None else final.hash.hex(),
+            justified_slot=None if justified is None else justified.slot,
+            finalized_slot=None if final is None else final.slot,
         )
 
     @app.get("/params", response_model=ParamsOut, summary="The chain's consensus parameters (its genesis)")

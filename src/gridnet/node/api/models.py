@@ -36,6 +36,13 @@ class HeadOut(BaseModel):
         default=None, description="Permissioned chain: the last final block's height (else null)"
     )
     finalized_hash: str | None = Field(default=None, description="Permissioned chain: the last final block")
+    justified_slot: int | None = Field(
+        default=None,
+        description="Permissioned chain: the justified checkpoint's slot, finality's epoch (else null)",
+    )
+    finalized_slot: int | None = Field(
+        default=None, description="Permissioned chain: the last final block's slot (else null)"
+    )
 
 
 class ParamsOut(BaseModel):
