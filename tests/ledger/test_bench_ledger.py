@@ -8,12 +8,11 @@ from gridnet.bench import ledger
 
 
 def test_raw_verify_on_several_threads_counts_every_thread() -> None:
-    one = ledger.measure_raw_verify_threads(1, seconds=0.2)
-    two = ledger.measure_raw_verify_threads(2, seconds=0.2)
-    assert one > 0
-    # Two threads at once verify more than one alone would in the same time, on any machine
-    # where the second gets any CPU at all (the counts of both threads are summed).
-    assert two > 0.5 * one
+    counts, elapsed = ledger.raw_verify_counts(2, seconds=0.2)
+    # Each thread's verifications are counted (at least its first round of 64, however late a
+    # busy machine ran it), and the rate is their sum over the time until the last stopped.
+    assert len(counts) == 2 and min(counts) >= 64 and elapsed >= 0.2
+    assert ledger.measure_raw_verify_threads(1, seconds=0.05) > 0
 
 
 def test_run_reports_ratios_to_one_core_and_to_all_cores() -> None:
