@@ -1393,18 +1393,23 @@ class FrameTooLarge(InvalidMessage):
 
 class ServeRefused(GridnetError):
     """A node does not answer a peer's request for blocks or headers (``node/serving.py``);
-    subclasses name the rule. Not a fault (an honest peer may meet it): the asker asks again
-    after its request timeout."""
+    subclasses name the rule. Not a fault (an honest peer may meet it)."""
 
 
 class ServeQueueFull(ServeRefused):
     """The requests of the peer's host waiting for the host's serving budget (and its debt)
-    take as long as a request may wait at the host's rate: one more is not answered."""
+    take as long as a request may wait at the host's rate: one more is not answered, and the
+    asker is told it is busy (``BusyMsg``)."""
+
+    def __init__(self, message: str, retry_after_ms: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+        """When the host's queue could take the request [ms from now]."""
 
 
 class RequestExpired(ServeRefused):
     """A peer's request waited for its host's serving budget as long as a request timeout: it
-    is dropped, not answered (its asker has asked again, or moved on)."""
+    is dropped, not answered, and the asker is told it is busy (``BusyMsg``)."""
 
 
 class RequestSuperseded(ServeRefused):
@@ -1448,6 +1453,13 @@ class HeadersAhead(SyncDeclined):
 class RequestUnanswered(SyncDeclined):
     """A peer left our request for headers or blocks unanswered for ``request_timeout_ms``:
     the height it announced does not count towards the sync target until it answers."""
+
+
+class PeerBusy(SyncDeclined):
+    """A peer answered our request for headers or blocks that it is busy (``BusyMsg``: its
+    serving budget for our host is taken). Not a fault, nor ``RequestUnanswered``: it is not
+    asked again until a back-off has passed (doubling while it stays busy), and other peers
+    are asked meanwhile."""
 
 
 class NodeUnavailable(GridnetError):

@@ -3,7 +3,9 @@ rather than dropped (``node/serving.py``), on the node's own clock: a peer askin
 blocks or headers in a loop is sent them at no more than the rate; every key of one host
 shares its budget, and linking again starts no new one; an honest peer syncing a chain over
 the budget (headers first, then blocks) gets every block at close to the rate and never waits
-out its request timeout; a host's queue is bounded, by a named rule that is not a fault."""
+out its request timeout; a host's queue is bounded, by a named rule that is not a fault, and a
+request refused by it is answered busy (``BusyMsg``): the asker asks another peer, or the busy
+one again after a bounded back-off, and never counts it ``RequestUnanswered``."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.api.ops import _NodeCollector  # (what GET /metrics serves)
-from gridnet.node.messages import BlocksMsg, GetBlocksMsg, GetHeadersMsg, HeadersMsg
-from gridnet.node.node import Node, NodeConfig, Outgoing
+from gridnet.node.messages import BlocksMsg, BusyMsg, GetBlocksMsg, GetHeadersMsg, HeadersMsg
+from gridnet.node.node import BUSY_MAX_TIMEOUTS, Node, NodeConfig, Outgoing
 from tests.helpers import GENESIS_TIME, INTERVAL, served_chain
 
 RATE = 4_000
@@ -292,3 +294,111 @@ def test_a_damaged_block_met_answering_a_waiting_request_does_not_stop_the_node(
         served = answers(node.tick(t + 2_000))  # (within a request timeout)
     assert served == ["s"]
     assert any("cannot serve q" in r.getMessage() for r in caplog.records)
+
+
+def busy(out: list[Outgoing]) -> dict[str, BusyMsg]:
+    return {to: msg for to, msg in out if isinstance(msg, BusyMsg)}
+
+
+def test_a_request_refused_or_dropped_is_answered_busy(tmp_path: Path) -> None:
+    """A request its host's queue cannot take (``ServeQueueFull``) is answered at once with
+    ``BusyMsg`` — the kind of request, and when the queue could take it — and one dropped
+    after waiting a request timeout (``RequestExpired``) is answered busy too; its asker then
+    asks elsewhere instead of waiting out its timeout. A request superseded by the same peer's
+    later one is not (the later one waits), nor is a waiting one."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain)
+    peers = [f"k{i:02}" for i in range(16)]
+    for peer in peers:
+        node.add_peer(peer, "10.0.0.7")
+    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    t = GENESIS_TIME
+    told: dict[str, BusyMsg] = {}
+    at_once: list[str] = []
+    for peer in peers:
+        out = node.handle(peer, ask, t)
+        told.update(busy(out))
+        at_once += answers(out)
+    refused = node.stats.block_requests_refused["ServeQueueFull"]
+    assert refused >= 8 and len(told) == refused
+    # (the time until the queue, a few answers at 4 KB/s, could take one more)
+    assert all(not m.headers and 0 < m.retry_after_ms <= 20_000 for m in told.values())
+    waiting = [p for p in peers if p not in told and p not in at_once]
+    assert waiting and len(waiting) == node.serving.waiting()
+    assert busy(node.handle(waiting[0], ask, t + 1)) == {}  # superseded: its later ask waits
+    headers = busy(node.handle(next(iter(told)), GetHeadersMsg((chain.main[0].hash,), 2_000), t + 2))
+    assert [m.headers for m in headers.values()] == [True]
+    late = node.tick(t + node.config.request_timeout_ms + 10)  # (ticks came late: all expire)
+    assert set(busy(late)) == set(waiting) and all(m.retry_after_ms == 0 for m in busy(late).values())
+    assert node.stats.block_requests_refused["RequestExpired"] == len(waiting)
+    assert node.stats.peer_faults == {}
+
+
+def test_askers_sharing_a_busy_host_sync_without_counting_it_unanswered(tmp_path: Path) -> None:
+    """Six nodes behind one address sync from one server whose rate their host's queue cannot
+    hold at once: some requests are refused (``ServeQueueFull``). Each refused asker is told it
+    is busy and asks again after a back-off; every asker gets the whole chain, and none waits
+    out a request timeout or flags the honest, busy server ``RequestUnanswered``."""
+    server_chain = served_chain(tmp_path / "s", 24)
+    start = GENESIS_TIME + 40 * INTERVAL
+    net = MemoryNetwork(start_ms=start, latency_ms=50, jitter_ms=20, seed=5)
+    server = net.add(limited(server_chain))
+    askers = [net.add(Node(f"a{i}", Chain.create(tmp_path / f"a{i}", server_chain.params))) for i in range(6)]
+    for asker in askers:
+        net.link("server", asker.name)
+        server.add_peer(asker.name, "10.0.0.7")  # (all behind one address)
+    while any(a.chain.height < 24 for a in askers) and net.now < start + 600_000:
+        net.step(100)
+    assert all(a.chain.head.hash == server_chain.head.hash for a in askers)
+    assert server.stats.block_requests_refused["ServeQueueFull"] > 0
+    assert [a.stats.declined["RequestUnanswered"] for a in askers] == [0] * 6
+    assert sum(a.stats.declined["PeerBusy"] for a in askers) > 0
+    assert server.stats.peer_faults == {} and all(a.stats.peer_faults == {} for a in askers)
+
+
+def test_a_server_busy_for_ever_is_asked_after_a_bounded_back_off_and_others_instead(
+    tmp_path: Path,
+) -> None:
+    """A server whose budget for its askers' hosts will not refill for an hour answers their
+    headers, then every request busy. An asker alone with it asks it again after a back-off
+    that doubles up to ``BUSY_MAX_TIMEOUTS`` request timeouts (not at every status, 2 s, nor
+    every timeout) and never counts it ``RequestUnanswered``; an asker that another peer
+    announcing the same chain links meanwhile asks that one for the blocks (its headers are
+    held by a busy peer) and is synced within seconds."""
+    blocks = 16
+    server_chain = served_chain(tmp_path / "s", blocks)
+    start = GENESIS_TIME + (blocks + 10) * INTERVAL
+    net = MemoryNetwork(start_ms=start, latency_ms=50, jitter_ms=20, seed=7)
+    server = net.add(limited(server_chain, serve_bytes_per_s=1, serve_burst_bytes=1))
+    asked: Counter[str] = Counter()
+    handle = server.handle
+
+    def counting(peer: str, msg: object, now: int) -> list[Outgoing]:
+        if isinstance(msg, GetBlocksMsg | GetHeadersMsg):
+            asked[peer] += 1
+        return handle(peer, msg, now)  # type: ignore[arg-type]
+
+    server.handle = counting  # type: ignore[method-assign]
+    alone, other = (
+        net.add(Node(n, Chain.create(tmp_path / n, server_chain.params))) for n in ("alone", "other")
+    )
+    net.link("server", "alone")
+    net.link("server", "other")
+    while other.stats.declined["PeerBusy"] == 0 and net.now < start + 30_000:
+        net.step(100)
+    assert other.chain.height == 0 and other.headers_pending() == blocks  # (its headers came)
+    helper = net.add(Node("helper", served_chain(tmp_path / "h", blocks)))
+    assert helper.chain.head.hash == server_chain.head.hash
+    net.link("helper", "other")
+    linked = net.now
+    while other.chain.height < blocks and net.now < linked + 10_000:
+        net.step(100)
+    assert other.chain.head.hash == server_chain.head.hash
+    span = 600_000
+    net.run_until(start + span)
+    timeout = alone.config.request_timeout_ms
+    assert alone.chain.height == 0
+    assert alone.stats.declined["PeerBusy"] >= span // (BUSY_MAX_TIMEOUTS * timeout)
+    assert asked["alone"] <= 2 + span // (BUSY_MAX_TIMEOUTS * timeout)  # (not one per status)
+    for asker in (alone, other):
+        assert asker.stats.declined["RequestUnanswered"] == 0 and asker.stats.peer_faults == {}

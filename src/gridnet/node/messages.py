@@ -135,6 +135,18 @@ class VoteMsg(Wire, frozen=True, tag=14):
     vote: SignedVote
 
 
+class BusyMsg(Wire, frozen=True, tag=15):
+    """The answer to a GetBlocksMsg or GetHeadersMsg the sender does not serve now: its
+    serving budget for the asker's host is taken (``node/serving.py``). The asker asks
+    another peer, or this one again later; it is no fault and no unanswered request."""
+
+    headers: bool
+    """The request was a GetHeadersMsg (False: a GetBlocksMsg)."""
+    retry_after_ms: U32
+    """When the sender expects it could take the request [ms from now; 0: it cannot tell]: a
+    hint, which the asker bounds."""
+
+
 class TxRejectedMsg(Wire, frozen=True, tag=5):
     """Tells the sender of a transaction why it was refused or evicted."""
 
@@ -158,6 +170,7 @@ Message = (
     | HeadersMsg
     | GetSenderTxsMsg
     | VoteMsg
+    | BusyMsg
 )
 
 

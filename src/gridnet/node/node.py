@@ -39,10 +39,13 @@ from gridnet.errors import (
     OrderExpired,
     OrderFromVulnerableMeter,
     OrderRefused,
+    PeerBusy,
     PendingHeadersExpired,
     PendingHeadersFull,
     RequestExpired,
+    RequestSuperseded,
     RequestUnanswered,
+    ServeQueueFull,
     ServeRefused,
     StoreError,
     SyncDeclined,
@@ -91,6 +94,7 @@ from gridnet.node.messages import (
     MAX_LOCATOR,
     BlockMsg,
     BlocksMsg,
+    BusyMsg,
     GetBlocksMsg,
     GetHeadersMsg,
     GetSenderTxsMsg,
@@ -229,6 +233,9 @@ GAP_SENDERS_PER_TICK = 256
 """Senders whose gaps a tick looks at (the next ones on the following ticks)."""
 GAP_TRIES = 3
 """Asks for the same gap that bring nothing before it is given up."""
+BUSY_MAX_TIMEOUTS = 12
+"""A peer that answered busy is asked again after at most this many ``request_timeout_ms``
+(its back-off starts at a quarter of one and doubles while it stays busy)."""
 
 
 @dataclass(frozen=True)
@@ -379,6 +386,9 @@ class Node:
         self._unanswering: set[str] = set()
         """Peers that left a request unanswered for ``request_timeout_ms``: what they announce
         does not count towards the sync target until they answer."""
+        self._busy: dict[str, tuple[int, int]] = {}
+        """Peer -> (when it may be asked again [ms], how many times in a row it answered
+        busy): it answered our last request with ``BusyMsg`` (forgotten once it answers one)."""
         self._unbacked: set[str] = set()
         """Peers that announced more work than ours, then answered our request for the headers
         with none: what they announce does not count towards the sync target until they send
@@ -460,6 +470,7 @@ class Node:
         self._inflight.pop(peer, None)
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
+        self._busy.pop(peer, None)
         self._unbacked.discard(peer)
         self._peer_tip.pop(peer, None)
         self.peer_work.pop(peer, None)
@@ -654,7 +665,9 @@ class Node:
             return self._on_get_sender_txs(peer, msg, now)
         if isinstance(msg, HeadersMsg):
             return self._on_headers(peer, msg, now)
-        return []  # TxRejectedMsg: informative for the sender's user
+        if isinstance(msg, BusyMsg):
+            self._on_busy(peer, msg, now)
+        return []  # (TxRejectedMsg: informative for the sender's user)
 
     def _verify_ahead(self, txs: Sequence[Transaction]) -> list[tuple[bytes, Hash32, bool | None]]:
         """Check the signatures of the transactions of a gossip batch not yet held, on all
@@ -1215,7 +1228,7 @@ class Node:
         """Whether to send ``peer`` a ``what`` request now: one request (headers or blocks)
         is in flight per peer; one unanswered for ``request_timeout_ms`` may be sent again.
         Out-of-order arrivals and repeated announcements never multiply requests."""
-        if peer is None:
+        if peer is None or self._backing_off(peer, now):
             return False
         asked = self._inflight.get(peer)
         if asked is not None and now - asked[0] < self.config.request_timeout_ms:
@@ -1232,7 +1245,41 @@ class Node:
         del self._inflight[peer]
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
+        self._busy.pop(peer, None)
         return True
+
+    def _backing_off(self, peer: str, now: int) -> bool:
+        """Whether ``peer`` answered busy and its back-off has not passed."""
+        busy = self._busy.get(peer)
+        return busy is not None and now < busy[0]
+
+    def _on_busy(self, peer: str, msg: BusyMsg, now: int) -> None:
+        """``peer`` answers our request that it is busy (its serving budget for our host is
+        taken): an answer, not a fault nor ``RequestUnanswered``. It is not asked again for a
+        back-off — its hint, at least a quarter of a request timeout doubled for each busy
+        answer in a row, at most ``BUSY_MAX_TIMEOUTS`` timeouts; meanwhile the next status of
+        another peer announcing its head has the blocks asked of that one
+        (``_held_by_busy_peers``). An answer nobody asked for is ignored."""
+        in_a_row = self._busy.get(peer, (0, 0))[1] + 1
+        if not self._answered(peer, "headers" if msg.headers else "blocks"):
+            return
+        timeout = self.config.request_timeout_ms
+        longest = BUSY_MAX_TIMEOUTS * timeout
+        wait = min(max(msg.retry_after_ms, (timeout // 4) << min(in_a_row - 1, 16)), longest)
+        self._busy[peer] = (now + wait, in_a_row)
+        self._decline(
+            peer,
+            PeerBusy(
+                f"it is busy serving our host ({in_a_row} time(s) in a row): asked again in {wait} ms "
+                "at the earliest, other peers meanwhile"
+            ),
+        )
+
+    def _held_by_busy_peers(self, h: Hash32, now: int) -> bool:
+        """Whether every peer whose branch holds pending header ``h`` answered busy and is
+        backing off (its blocks are then asked of another peer that announces it)."""
+        holders = self.headers.holders(h)
+        return bool(holders) and all(self._backing_off(p, now) for p in holders)
 
     def _fork_point(self, peer: str) -> BlockEntry:
         """The last block we have of ``peer``'s chain as far as we know it: where its next
@@ -1529,7 +1576,8 @@ class Node:
         declined = self._presync_declined.get(peer)
         if declined is not None and now - declined < self.headers.expiry_ms:
             return []  # its last branch was checked and declined a moment ago: not again yet
-        return self._next_request(peer, now, more_headers=msg.head not in self.headers)
+        more_headers = msg.head not in self.headers or self._held_by_busy_peers(msg.head, now)
+        return self._next_request(peer, now, more_headers=more_headers)
 
     def _sync_upkeep(self, now: int) -> None:
         """Drop the pending headers and presyncs that made no progress for too long; every
@@ -1578,14 +1626,13 @@ class Node:
     def _on_serve_request(self, peer: str, msg: ServeRequest, now: int) -> list[Outgoing]:
         """A peer's ``GetBlocksMsg`` or ``GetHeadersMsg``: answered at once while its host is
         within its serving budget; else the request waits its turn (answered by a later tick),
-        or is refused (``ServeRefused``)."""
+        or is refused (``ServeRefused``: the asker is told it is busy, ``_refuse``)."""
         try:
             if not self.serving.admit(peer, msg, now, lambda: self._answer_size(msg)):
                 self.stats.block_requests_delayed += 1
                 return []
         except ServeRefused as refused:
-            self._refuse(peer, refused)
-            return []
+            return self._refuse(peer, msg, refused)
         return [self._answer(peer, msg, now)]
 
     def _serve_waiting(self, now: int) -> list[Outgoing]:
@@ -1593,12 +1640,10 @@ class Node:
         damaged store met answering one is this node's fault, not the peer's, and does not
         stop the tick: logged, and that request is not answered (the peer asks again, maybe
         of another node; what was found damaged is never served)."""
-        for peer, waited in self.serving.expire(now):
-            self._refuse(
-                peer,
-                RequestExpired(f"it waited {waited} ms for its host's budget, a request timeout: dropped"),
-            )
         out: list[Outgoing] = []
+        for peer, msg, waited in self.serving.expire(now):
+            expired = RequestExpired(f"it waited {waited} ms for its host's budget, a request timeout")
+            out.extend(self._refuse(peer, msg, expired))
         while due := self.serving.take(now):
             for peer, msg in due:
                 try:
@@ -1664,11 +1709,18 @@ class Node:
         self.serving.charge(peer, size, now)
         return (peer, BlocksMsg(tuple(blocks)))
 
-    def _refuse(self, peer: str, refused: ServeRefused) -> None:
-        """A block request of ``peer``'s is not answered, by ``refused``'s rule (not a fault):
-        counted, and logged once per peer and rule (then at debug level)."""
+    def _refuse(self, peer: str, msg: ServeRequest, refused: ServeRefused) -> list[Outgoing]:
+        """A request of ``peer``'s is not answered, by ``refused``'s rule (not a fault):
+        counted, and logged once per peer and rule (then at debug level). The peer is told
+        it is busy (``BusyMsg``, with the time until its host's queue could take it when that
+        is known), so that it asks another peer, or this node later, rather than wait out its
+        request timeout; but not for a request superseded by its later one, which waits."""
         self.stats.block_requests_refused[refused.rule] += 1
         self._log_once(peer, refused, _net, "not answered")
+        if isinstance(refused, RequestSuperseded):
+            return []
+        retry_after = refused.retry_after_ms if isinstance(refused, ServeQueueFull) else 0
+        return [(peer, BusyMsg(isinstance(msg, GetHeadersMsg), min(retry_after, 2**32 - 1)))]
 
     def _log_once(self, peer: str, error: GridnetError, log: logging.Logger, what: str) -> None:
         """Log ``error`` of ``peer``'s at info level the first time its rule meets that peer,

@@ -19,13 +19,14 @@ sends within ``max_wait_ms`` (half the request timeout: the other half is for th
 travel), reckoned in bytes — the host's debt and the answers waiting before it, each
 estimated by the node without building it (``admit``'s ``size``: a request's headers or the
 stored sizes of its blocks). A request that would wait longer is ``ServeQueueFull`` at once,
-not answered (the asker asks again after its request timeout, of this node or another). So
+not answered: the node tells the asker it is busy (``BusyMsg``, with the time until its host's
+queue could take the request), and the asker asks another peer, or this node later. So
 a queued request is answered within ``max_wait_ms``, at any rate and however many peers its
 host has (16 at 1 MiB/s: the few that fit wait, the others are refused at once rather than
 answered after their askers gave up). A request that has waited ``expiry_ms`` (the request
 timeout) all the same — the node's ticks came late, or a chain that moved made an answer
-larger than estimated — is dropped, not answered (``expire``: ``RequestExpired``), as its
-asker has asked again or moved on. A host's queue holds one request per peer: a peer that
+larger than estimated — is dropped, not answered (``expire``: ``RequestExpired``; its
+asker is told it is busy too). A host's queue holds one request per peer: a peer that
 asks again before it is answered asks for the later one instead (the earlier is
 ``RequestSuperseded``; it keeps its place). None of these is a fault: an honest peer with a
 short timeout, or behind a crowded host, meets them.
@@ -38,6 +39,7 @@ request and nothing per tick.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,7 +137,8 @@ class ServeLimit:
             raise ServeQueueFull(
                 f"{len(state.waiting)} requests of its host ({host}) wait already, and with its "
                 f"debt they take {wait_ms:.0f} ms of its budget (at most {self.max_wait_ms}): not "
-                "answered (it asks again after its request timeout)"
+                "answered (it is told to ask again later)",
+                math.ceil(wait_ms - self.max_wait_ms),
             )
         state.waiting[peer] = _Waiting(msg, now, size())
         state.waiting_bytes += state.waiting[peer].size
@@ -169,16 +172,17 @@ class ServeLimit:
                 del self.queued[host]
         return due
 
-    def expire(self, now: int) -> list[tuple[str, int]]:
-        """Drop the requests that have waited ``expiry_ms`` or more: (peer, how long [ms])."""
-        expired: list[tuple[str, int]] = []
+    def expire(self, now: int) -> list[tuple[str, ServeRequest, int]]:
+        """Drop the requests that have waited ``expiry_ms`` or more: (peer, its request, how
+        long [ms])."""
+        expired: list[tuple[str, ServeRequest, int]] = []
         for host in list(self.queued):
             state = self._hosts[host]
             for peer, entry in list(state.waiting.items()):
                 if now - entry.since >= self.expiry_ms:
                     del state.waiting[peer]
                     state.waiting_bytes -= entry.size
-                    expired.append((peer, now - entry.since))
+                    expired.append((peer, entry.msg, now - entry.since))
             if not state.waiting:
                 del self.queued[host]
         return expired

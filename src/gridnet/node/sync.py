@@ -147,6 +147,10 @@ class PendingHeaders:
             return True
         return any(p != peer and len(b.pending) > held + 1 for p, b in self._branches.items())
 
+    def holders(self, h: Hash32) -> list[str]:
+        """The peers whose branches hold pending header ``h``."""
+        return [p for p, b in self._branches.items() if b.tip.hash == h or h in b.pending]
+
     def best(self, but: str) -> BlockEntry | None:
         """The pending tip with the most work of the peers other than ``but``."""
         tips = [b.tip for p, b in self._branches.items() if p != but and b.pending]
