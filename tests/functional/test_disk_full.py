@@ -5,7 +5,8 @@ the kernel answers ENOSPC; and, for any user, the node process's file-size limit
 fails with EFBIG. The node keeps answering its API, ``/health`` says 503 with the reason
 (SQLite's "database or disk is full", or "disk I/O error") instead of serving a stale head as
 healthy, and once the file is deleted (the limit lifted) the node writes again and mines, or
-syncs, on. Every process started here is stopped (by PID) before the file system is
+syncs, on. Meanwhile it keeps its links: it still sends its status, so its peers do not close
+them as idle. Every process started here is stopped (by PID) before the file system is
 unmounted."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Protocol
 
 import pytest
 
+from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
@@ -211,3 +213,58 @@ def test_a_follower_whose_disk_fills_catches_up_once_space_returns(
     assert wait_for(lambda: health(follower)[0] == 200, WAIT_S)
     target = height(miner)
     assert wait_for(lambda: height(follower) >= target, WAIT_S)
+
+
+IDLE_MS = 6_000
+"""The peers' idle timeout in ``test_a_node_that_cannot_write_its_store_keeps_its_links``
+(the least a node takes; 30 s by default)."""
+
+
+def link_age(node: DevNode, peer: str) -> float | None:
+    """How long ``node``'s link with ``peer`` (an address) has been up [s]; None: no link."""
+    client = node.client()
+    try:
+        status, body = client.call("GET", "/peers")
+    finally:
+        client.close()
+    assert status == 200 and isinstance(body, list), (status, body)
+    ages = [p["connected_s"] for p in body if p["address"] == peer]
+    return float(ages[0]) if ages and ages[0] is not None else None
+
+
+def test_a_node_that_cannot_write_its_store_keeps_its_links(tmp_path: Path, nodes: list[DevNode]) -> None:
+    """A miner whose writes fail (the file-size limit, as a full disk) stopped ticking, and
+    with it stopped sending anything to a follower that had nothing to ask it: the follower
+    closed the link every idle timeout (``LinkIdle``), and the miner dialled again. Now it
+    still sends its status while ``/health`` says it cannot write: the follower keeps the one
+    link for three idle timeouts and more, and follows again once the miner writes."""
+    params = test_params([], block_interval_ms=500, genesis_time=int(time.time() * 1000) - 60_000)
+    miner = new_node(tmp_path, "miner", params)
+    follower = new_node(tmp_path, "follower", params)
+    nodes += [miner, follower]
+    for node in (miner, follower):
+        (node.data_dir / "gridnet.toml").write_text(f"peer_idle_timeout_ms = {IDLE_MS}\n")
+    miner.start("--mine", "--hashes-per-tick", "300")
+    follower.start("--peer", f"{LOCAL}:{miner.port}")
+    assert wait_for(lambda: height(follower) >= 2, WAIT_S)
+    disk = FileSizeLimit(tmp_path)
+    disk.fill(miner)
+    assert wait_for(lambda: failing(miner, disk), WAIT_S)
+    failed = time.monotonic()
+    name = address_to_text(PrivateKey.from_label("disk-miner").address)
+
+    def same_link() -> bool:
+        """The follower's link with the miner is the one it had when the miner failed (a
+        link closed as idle is dialled again: a new one)."""
+        age = link_age(follower, name)
+        return age is not None and age >= time.monotonic() - failed - 0.5
+
+    held = 3 * IDLE_MS / 1000
+    assert wait_for(lambda: not same_link() or time.monotonic() - failed >= held, WAIT_S)
+    assert same_link()
+    assert failing(miner, disk)  # (it could not write all along)
+    assert "closed the idle link" not in (follower.data_dir / "node.log").read_text()
+    stuck = height(miner)
+    disk.free(miner)
+    assert wait_for(lambda: health(miner)[0] == 200, WAIT_S)
+    assert wait_for(lambda: height(follower) >= stuck + 2, WAIT_S)

@@ -25,8 +25,9 @@ being read and ``MAX_SEND_BUFFER`` being sent per link, and a place only while i
 The tick loop drives the node (and its relay) every ``tick_ms``. A storage error there
 (SQLite cannot write: a full disk) does not stop it: the node stops ticking, reports the
 failure (``store_failure``, ``/health``), and retries with back-off until a write goes
-through, then resumes. Any other error ends the tick loop (``ticking``), and the process
-stops with it rather than serve a stale head.
+through, then resumes; meanwhile it still sends its status (and serves waiting sync
+requests: ``Node.keep_links``), so its peers keep its links. Any other error ends the tick
+loop (``ticking``), and the process stops with it rather than serve a stale head.
 """
 
 from __future__ import annotations
@@ -361,11 +362,18 @@ class TcpTransport:
 
     async def _tick_loop(self) -> None:
         """Tick the node and its relay. While the store fails, rewrite its head record first
-        (a real write): the node ticks again once that goes through."""
+        (a real write), with back-off: the node ticks again once that goes through. Meanwhile
+        every tick still sends what needs no write (``Node.keep_links``: its status, so that
+        its peers keep its links, and the answers to waiting sync requests)."""
+        retry_at = 0.0  # when to try the failing store again [s, monotonic]
         while self._running:
             self.last_tick = time.monotonic()
             failure = self.store_failure
             try:
+                if failure is not None and self.last_tick < retry_at:
+                    self.dispatch(self.node.keep_links(self.clock()))
+                    await asyncio.sleep(self.tick_ms / 1000)
+                    continue
                 if failure is not None:
                     _probe_store(self.node.chain)
                 now = self.clock()
@@ -374,7 +382,7 @@ class TcpTransport:
                     self.dispatch(self.relay.tick(now))
             except STORE_ERRORS as exc:
                 failure = self.store_failed(exc)
-                await asyncio.sleep(failure.retry_s)
+                retry_at = time.monotonic() + failure.retry_s
                 failure.retry_s = min(failure.retry_s * 2, STORE_RETRY_MAX_S)
                 continue
             except Exception as exc:

@@ -717,10 +717,7 @@ class Node:
             self._fills_seen = {k: t for k, t in self._fills_seen.items() if now - t < timeout}
         out.extend(self._fill_gaps(now))
         self._sync_upkeep(now)
-        # (also when the clock stepped back: peers close a link that sends nothing for a while)
-        if not 0 <= now - self._last_status < self.config.status_interval_ms:
-            self._last_status = now
-            out.extend((p, self.status()) for p in self.peers)
+        out.extend(self._announce(now))
         if self.chain.params.permissioned and self.config.validator is not None:
             out.extend(self._propose(now))
             out.extend(self._vote(now))
@@ -729,6 +726,24 @@ class Node:
         else:
             out.extend(self._let_go(now))
         return out
+
+    def keep_links(self, now: int) -> list[Outgoing]:
+        """What a node whose store cannot be written (a full disk: its transport retries
+        ``tick`` with back-off, and ``/health`` says so) still sends on its ticks: its status
+        when due, so that its peers keep its links (they close one that sends nothing for
+        ``peer_idle_timeout_ms``), and the answers to the sync requests waiting for their
+        host's budget — what it holds is still valid to serve. Nothing here writes the store."""
+        out = self._serve_waiting(now) if self.serving.queued else []
+        out.extend(self._announce(now))
+        return out
+
+    def _announce(self, now: int) -> list[Outgoing]:
+        """The node's status to every peer, every ``status_interval_ms`` (also when the clock
+        stepped back: peers close a link that sends nothing for a while)."""
+        if 0 <= now - self._last_status < self.config.status_interval_ms:
+            return []
+        self._last_status = now
+        return [(p, self.status()) for p in self.peers]
 
     def _let_go(self, now: int) -> list[Outgoing]:
         """A node that makes no blocks tries its pool once on each new head, as a block builder
