@@ -1,5 +1,6 @@
 """A damaged or hostile store file, met by the ``gridnet`` commands run as a user runs them
-(a subprocess): each is one line on stderr and a non-zero exit, never a traceback; and a
+(a subprocess): each is one line on stderr and a non-zero exit, never a traceback (but a
+damaged pending row, which a node starting drops with a warning naming it); and a
 running node beside which ``chain backup`` copies the chain, or another program holds the
 store locked for a while, is told it cannot write (503, retried) but never that its store is
 damaged, and is healthy again once the lock is let go."""
@@ -19,12 +20,17 @@ from pathlib import Path
 
 import pytest
 
+from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
+from gridnet.ledger.chain import Chain
 from gridnet.ledger.store import DB_NAME
+from gridnet.ledger.transactions import tx_id
+from gridnet.ledger.txs.transfer import Transfer
 from gridnet.node.devnet import DevNode
 from tests.functional.test_cli import gridnet, new_key, ok, one_line_error
 from tests.functional.test_disk_full import health, height, new_node
 from tests.functional.test_node_ops import fast_params
-from tests.helpers import wait_for
+from tests.helpers import sign, test_params, wait_for
 
 
 @dataclass
@@ -72,8 +78,9 @@ def _commands(payee: str) -> dict[str, tuple[str, ...]]:
 
 AT_OPEN = {"show", "account", "mine", "transfer", "backup", "node"}
 """The commands that open the chain as a node does (every check made at open)."""
-PENDING = {"mine", "transfer", "node"}
-"""The commands that read the pending table."""
+PENDING = {"mine", "transfer"}
+"""The commands that read the pending table strictly (a node starting drops a damaged row:
+``test_a_node_starts_without_a_damaged_pending_row``)."""
 
 DAMAGE = [
     ("blocks", "UPDATE blocks SET header = 'x' WHERE height = 2", AT_OPEN),
@@ -247,3 +254,59 @@ def test_a_backup_or_a_lock_beside_a_running_node_is_no_damage(tmp_path: Path, n
     assert wait_for(lambda: health(miner)[0] == 200, 90)
     assert wait_for(lambda: height(miner) >= stuck + 2, 90)
     assert not any("damaged" in str(body.get("message")) for _, body in seen)
+
+
+SENDERS = [PrivateKey.from_label(f"pending-{i}") for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("UPDATE pending SET data = 'x' WHERE id = 2", "TEXT, not a BLOB, in its data column"),
+        ("UPDATE pending SET txid = 7 WHERE id = 2", "an INTEGER, not a BLOB, in its txid column"),
+        ("UPDATE pending SET data = x'c1' WHERE id = 2", "Malformed"),
+        ("UPDATE pending SET txid = zeroblob(32) WHERE id = 2", "not the id of the transaction it holds"),
+    ],
+    ids=["text data", "integer txid", "undecodable", "another txid"],
+)
+def test_a_node_starts_without_a_damaged_pending_row(
+    tmp_path: Path, nodes: list[DevNode], sql: str, says: str
+) -> None:
+    """One row of the pending table (the mempool kept across restarts) damaged by another
+    program made the node refuse to start (or dropped it without a word). Pending
+    transactions are not consensus data: the node drops that row with one warning naming it,
+    starts, and holds the other pending transactions."""
+    params = test_params(SENDERS, genesis_time=int(time.time() * 1000) - 60_000)
+    node = new_node(tmp_path, "node", params)
+    nodes.append(node)
+    chain = Chain.open(node.data_dir)
+    txs = [sign(chain, key, Transfer(SENDERS[0].address, 1), 0) for key in SENDERS]
+    chain.store.write_pending([(tx_id(tx), encode(tx), 0) for tx in txs], [])  # (rows 1, 2, 3)
+    chain.close()
+    db = sqlite3.connect(node.data_dir / DB_NAME)
+    assert db.execute(sql).rowcount == 1
+    db.commit()
+    db.close()
+    node.start()
+    assert wait_for(lambda: health(node)[0] == 200, 90), (node.data_dir / "console.log").read_text()
+    client = node.client()
+    try:
+        for tx in (txs[0], txs[2]):
+            status, body = client.call("GET", f"/transactions/{tx_id(tx).hex()}")
+            assert status == 200 and isinstance(body, dict) and body["status"] == "pending", body
+        status, body = client.call("GET", "/mempool")
+        assert status == 200 and isinstance(body, dict) and body["size"] == 2, body
+    finally:
+        client.close()
+    warned = [
+        line
+        for line in (node.data_dir / "node.log").read_text().splitlines()
+        if "damaged pending row" in line
+    ]
+    assert len(warned) == 1 and "WARNING" in warned[0], warned
+    assert "dropped the damaged pending row 2 (" in warned[0] and says in warned[0], warned
+    db = sqlite3.connect(f"file:{node.data_dir / DB_NAME}?mode=ro", uri=True)
+    try:
+        assert [row for (row,) in db.execute("SELECT id FROM pending ORDER BY id")] == [1, 3]
+    finally:
+        db.close()

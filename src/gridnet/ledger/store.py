@@ -627,6 +627,33 @@ class Store:
         return int(self.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     @_named_damage
+    def pending_rows(self) -> tuple[list[tuple[int, bytes, bytes]], list[tuple[int, str]]]:
+        """A writer's pending rows in arrival order, read leniently: (row id, transaction id,
+        encoded) of those whose values are of the storage class the store writes, and apart
+        (row id, what is wrong) of the others. Pending transactions are not consensus data: a
+        node starting drops such a row (``drop_pending_rows``), where ``pending`` calls the
+        store damaged."""
+        readable: list[tuple[int, bytes, bytes]] = []
+        damaged: list[tuple[int, str]] = []
+        for row, t, d in self.db.execute("SELECT id, txid, data FROM pending ORDER BY id"):
+            column, value = ("txid", t) if not isinstance(t, bytes) else ("data", d)
+            if isinstance(value, bytes):
+                readable.append((row, t, d))
+                continue
+            found = _STORAGE_CLASS.get(type(value), type(value).__name__)
+            damaged.append(
+                (row, f"its txid {_row_name(t)}, holds {found}, not a BLOB, in its {column} column")
+            )
+        return readable, damaged
+
+    @_named_damage
+    def drop_pending_rows(self, rows: Iterable[int]) -> None:
+        """Delete pending rows by their row ids (damaged ones: their transaction ids may not
+        be readable)."""
+        self.db.executemany("DELETE FROM pending WHERE id=?", [(row,) for row in rows])
+        self._pending_rows = None  # (read again when next needed)
+
+    @_named_damage
     def pending(self) -> list[tuple[bytes, bytes]]:
         """The pending transactions (id, encoded), in the order they arrived."""
         rows = self.db.execute(f"SELECT txid, data FROM pending ORDER BY {self._pending_order}")

@@ -22,7 +22,7 @@ from gridnet.ledger.mempool import EventKind, Mempool, PoolEvent
 from gridnet.ledger.miner import produce_block, propose_block
 from gridnet.ledger.poa import proposer_of, slot_of, slot_start, validator_set
 from gridnet.ledger.registry import Payload
-from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
+from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_id
 from gridnet.ledger.trial import TrialState
 from gridnet.units import Hash32
 
@@ -40,18 +40,52 @@ def load_mempool(chain: Chain) -> tuple[Mempool, list[PoolEvent]]:
     return pool, restore_pending(chain, pool)
 
 
-def restore_pending(chain: Chain, pool: Mempool) -> list[PoolEvent]:
+def restore_pending(
+    chain: Chain, pool: Mempool, on_damaged: Callable[[str], None] | None = None
+) -> list[PoolEvent]:
     """Fill ``pool`` from the store's pending table; drop (and report) what no longer
-    applies to the head."""
+    applies to the head. With ``on_damaged`` (a node starting), a damaged row — a value of
+    another storage class, bytes that are no transaction, a transaction stored under another
+    id — is dropped too, and told to ``on_damaged`` in one line naming it: pending
+    transactions are not consensus data (without it, a value of another storage class is
+    StoreCorrupt, as in any table)."""
     events: list[PoolEvent] = []
     dropped = []
+    damaged: list[int] = []
+
+    def drop_damaged(row: int, what: str) -> None:
+        damaged.append(row)
+        assert on_damaged is not None
+        on_damaged(
+            f"dropped the damaged pending row {row} ({what}): pending transactions are not "
+            "consensus data, the node starts without it"
+        )
+
+    if on_damaged is None:
+        rows = [(0, tid, raw) for tid, raw in chain.store.pending()]
+    else:
+        rows, unreadable = chain.store.pending_rows()
+        for row, what in unreadable:
+            drop_damaged(row, what)
     txs: list[tuple[Hash32, Transaction]] = []
-    for tid, raw in chain.store.pending():
+    for row, tid, raw in rows:
         try:
-            txs.append((tid, decode(raw, Transaction)))
+            tx = decode(raw, Transaction)
         except DecodeError as exc:
             events.append(PoolEvent(EventKind.DROPPED, tid, None, exc.rule, str(exc)))
-            dropped.append(tid)
+            if on_damaged is None:
+                dropped.append(tid)
+            else:
+                drop_damaged(row, f"txid {tid.hex()[:16]}: {exc.rule}: {exc}")
+            continue
+        if on_damaged is not None and tx_id(tx) != tid:
+            drop_damaged(
+                row, f"txid {tid.hex()[:16]}: not the id of the transaction it holds, {tx_id(tx).hex()[:16]}"
+            )
+            continue
+        txs.append((tid, tx))
+    if damaged:
+        chain.store.drop_pending_rows(damaged)
     txs.sort(key=lambda item: (item[1].sender, item[1].nonce))  # each sender's in nonce order
     for tid, tx in txs:
         outcome = pool.add(tx, chain.account)[0]

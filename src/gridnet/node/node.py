@@ -422,8 +422,8 @@ class Node:
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
         self._local: list[tuple[Hash32, Transaction]] | None = None
         """While ``submit_txs`` admits its batch: the local transactions accepted so far."""
-        with self.signatures.active():
-            self._log(restore_pending(chain, self.mempool))  # the pool survives restarts
+        with self.signatures.active():  # the pool survives restarts (a damaged row is dropped, logged)
+            self._log(restore_pending(chain, self.mempool, _mempool.warning))
         self.votes = VotePool(chain.chain_id)
         """Finality votes heard (permissioned chain): what this node puts in the blocks it seals."""
         self.seals = SealLog(chain.chain_id, chain.params)
