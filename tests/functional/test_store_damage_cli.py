@@ -92,10 +92,10 @@ DAMAGE = [
     ("state", "UPDATE state SET value = 7 WHERE key = (SELECT max(key) FROM state)", AT_OPEN),
     ("undo", "UPDATE undo SET data = 'x' WHERE hash = (SELECT hash FROM main WHERE height = 3)", set()),
     ("meta", "UPDATE meta SET value = 'x' WHERE key = 'head'", AT_OPEN),
-    ("meta", "UPDATE meta SET value = '2' WHERE key = 'schema'", AT_OPEN),
     ("pending", "UPDATE pending SET data = 'x'", PENDING),
 ]
-"""(table, what another program writes, the commands that must refuse it besides verify)."""
+"""(table, what another program writes, the commands that must refuse it besides verify; the
+schema row: ``test_a_missing_or_damaged_schema_row_is_one_line_from_every_command``)."""
 
 
 @pytest.mark.parametrize(("table", "sql", "refusing"), DAMAGE, ids=[d[1][:48] for d in DAMAGE])
@@ -194,6 +194,47 @@ def test_a_hostile_store_file_is_one_line_from_every_command(
         assert not (tmp_path / "B").exists()
     if before is not None:
         assert (data / DB_NAME).read_bytes() == before  # nothing was written into it
+
+
+SCHEMA_ROW = {
+    "missing": ("DELETE FROM meta WHERE key = 'schema'", "no schema row (the meta row 'schema') in "),
+    "TEXT": (
+        "UPDATE meta SET value = '2' WHERE key = 'schema'",
+        "the meta row 'schema' holds TEXT, not a BLOB, in its value column in ",
+    ),
+    "not a number": (
+        "UPDATE meta SET value = x'ff' WHERE key = 'schema'",
+        "the meta row 'schema' is not a schema number (b'\\xff') in ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEMA_ROW))
+def test_a_missing_or_damaged_schema_row_is_one_line_from_every_command(
+    stored: Stored, tmp_path: Path, case: str
+) -> None:
+    """A store whose schema row (the meta row 'schema') is gone was opened as any other, and
+    a writer wrote the row anew; one whose row holds something else told every command,
+    'gridnet chain verify' itself, to run 'chain verify', which failed the same way. Both are
+    now one line from every command naming the file and saying to restore a backup or sync a
+    new data directory (not to run 'chain verify': it cannot open the store either), and
+    nothing is written into the file."""
+    data = _copy(stored, tmp_path)
+    sql, says = SCHEMA_ROW[case]
+    db = sqlite3.connect(data / DB_NAME)
+    assert db.execute(sql).rowcount == 1
+    db.commit()
+    db.close()
+    before = (data / DB_NAME).read_bytes()
+    for name, args in _commands(stored.payee).items():
+        line = one_line_error(gridnet(*args, cwd=tmp_path, timeout=60))
+        assert says + str(Path("D") / DB_NAME) in line, (name, line)
+        assert line.endswith(
+            "the store is damaged; restore it from a backup, or start a new data directory and sync "
+            "it from peers"
+        ), (name, line)
+        assert "chain verify" not in line, (name, line)
+    assert (data / DB_NAME).read_bytes() == before  # nothing was written into it
 
 
 def test_a_disk_that_fails_at_open_is_one_line_to_check_it(stored: Stored, tmp_path: Path) -> None:

@@ -65,10 +65,10 @@ CREATE TABLE state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE undo (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 """
     + _PENDING_TABLE
-    + ";\nCOMMIT;\n"
+    + f";\nINSERT INTO meta(key, value) VALUES ('schema', CAST('{SCHEMA_VERSION}' AS BLOB));\nCOMMIT;\n"
 )
-"""The schema of a new store, made in one transaction (an existing file is never given it:
-``Store`` refuses one that lacks a table)."""
+"""The schema of a new store, with its schema row, made in one transaction (an existing file
+is never given it: ``Store`` refuses one that lacks a table, or the schema row)."""
 TABLES = ("meta", "blocks", "main", "state", "undo", "pending")
 """The tables of a store (of either readable schema)."""
 COLUMNS = {
@@ -215,6 +215,9 @@ class Store:
         self.path = path = data_dir / DB_NAME
         self.damage: str | None = None
         """What showed the store damaged, once something has (``corrupt``)."""
+        self._opened = False
+        """Whether the store opened (damage met opening it is not for ``chain verify`` to
+        find: it opens the store the same way)."""
         try:
             if data_dir.exists() and not data_dir.is_dir():
                 raise StoreError(f"{data_dir} is a file, not a data directory; choose a directory path")
@@ -275,6 +278,10 @@ class Store:
                     self.db.executescript(_SCHEMA)
             self.db.execute("PRAGMA cache_size=-65536")
             version = self.get_meta("schema")
+            if version is None and not missing:  # (a new store's tables come with their schema row)
+                raise self.corrupt("no schema row (the meta row 'schema')")
+            if version is not None and not version.isdigit():
+                raise self.corrupt(f"the meta row 'schema' is not a schema number ({version[:20]!r})")
             if version == b"1" and not readonly:
                 self._upgrade_from_1()
                 version = str(SCHEMA_VERSION).encode()
@@ -301,6 +308,7 @@ class Store:
             )
         if not readonly:
             self._write_schema(path)
+        self._opened = True
 
     def _check_columns(self, path: Path) -> None:
         """Each table must have the columns the store reads (another program's tables of the
@@ -316,11 +324,17 @@ class Store:
 
     def corrupt(self, finding: str, kind: type[StoreCorrupt] = StoreCorrupt) -> StoreCorrupt:
         """A ``kind`` of StoreCorrupt for what was found (``finding``), in one line naming the
-        file and what to do; the first is kept (``damage``: a node reports it as unhealthy)."""
-        message = (
-            f"{finding} in {self.path}: the store is damaged; 'gridnet chain verify --data-dir "
-            f"{self.data_dir}' finds where, then restore it from a backup or sync a new data directory"
-        )
+        file and what to do; the first is kept (``damage``: a node reports it as unhealthy).
+        Damage met opening the store (its schema row) is not sent to ``chain verify``, which
+        cannot open it either."""
+        if self._opened:
+            advice = (
+                f"'gridnet chain verify --data-dir {self.data_dir}' finds where, then restore it from a "
+                "backup or sync a new data directory"
+            )
+        else:
+            advice = "restore it from a backup, or start a new data directory and sync it from peers"
+        message = f"{finding} in {self.path}: the store is damaged; {advice}"
         if self.damage is None:
             self.damage = message
         return kind(message, finding)
