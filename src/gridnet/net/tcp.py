@@ -81,8 +81,10 @@ from gridnet.node.messages import (
 from gridnet.node.node import Node, Outgoing
 from gridnet.node.relay_peer import RelayPeer
 
-PROTOCOL_VERSION: Final = 2
-"""Version 2: the Noise XX handshake (version 1 exchanged signed X25519 keys)."""
+PROTOCOL_VERSION: Final = 3
+"""Version 3: ``BusyMsg`` (tag 15) and finality checkpoints that carry their slot, which a
+version-2 node cannot decode (it would cut the link off as a fault); version 2: the Noise XX
+handshake (version 1 exchanged signed X25519 keys)."""
 MAX_FRAME: Final = sealed_size(MAX_MESSAGE_BYTES)
 """The largest frame once linked: the largest message, encrypted [bytes]."""
 HANDSHAKE_FRAME: Final = 256
