@@ -18,10 +18,10 @@ from pathlib import Path
 
 from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.ledger.chain import Chain
-from gridnet.net.tcp import HANDSHAKE_FRAME, MAX_HANDSHAKES, dial, read_frame
+from gridnet.net.tcp import HANDSHAKE_FRAME, MAX_HANDSHAKES, PROTOCOL_VERSION, dial, read_frame
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from tests.helpers import test_params, wait_for
-from tests.net.rogue import closes, forged_identity, low_order_key, tampered_handshake
+from tests.net.rogue import closes, forged_identity, low_order_key, older_version, tampered_handshake
 
 WAIT_S = 120.0
 """Ceiling for a node to start, close a connection or write its log [s]: far above what a
@@ -118,14 +118,24 @@ def test_a_forged_or_tampered_noise_handshake_is_refused_by_its_rule(
             await closed(await tampered_handshake(LOCAL, node.port, chain_id)),
             # An ephemeral key that agrees on no secret.
             await closed(await low_order_key(LOCAL, node.port, chain_id)),
+            # A peer of the link protocol's previous version.
+            await closed(await older_version(LOCAL, node.port, chain_id)),
         ]
 
-    assert asyncio.run(scenario()) == [True] * 4
+    assert asyncio.run(scenario()) == [True] * 5
     assert wait_for(
         lambda: logged(node, "HandshakeFailed: the peer's node key did not sign this handshake"), WAIT_S
     )
     assert wait_for(lambda: logged(node, "HandshakeFailed: a Noise handshake message of 64 bytes"), WAIT_S)
     assert wait_for(lambda: logged(node, "HandshakeFailed: the peer's handshake key is unusable"), WAIT_S)
+    assert wait_for(
+        lambda: logged(
+            node,
+            f"HandshakeFailed: the peer speaks link protocol {PROTOCOL_VERSION - 1}; "
+            f"this node speaks {PROTOCOL_VERSION}",
+        ),
+        WAIT_S,
+    )
     stop_all(nodes)
     text = (node.data_dir / "node.log").read_text()
     assert text.count("did not sign this handshake") == 2

@@ -59,6 +59,15 @@ async def low_order_key(host: str, port: int, chain_id: bytes) -> asyncio.Stream
     return reader
 
 
+async def older_version(host: str, port: int, chain_id: bytes) -> asyncio.StreamReader:
+    """A hello of the link protocol before this one (then a proper first Noise message)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    hello = encode(Hello(PROTOCOL_VERSION - 1, chain_id))
+    noise = Handshake(initiator=True, prologue=hello)
+    writer.write(frame(hello) + frame(noise.write()))
+    return reader
+
+
 async def closes(reader: asyncio.StreamReader, seconds: float) -> bool:
     """True when the other end closes the connection (reading what it sends until then);
     False if it keeps it open for ``seconds``."""
