@@ -11,6 +11,7 @@ import pytest
 
 from gridnet.crypto.hashing import header_hash, vote_id
 from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.ops import OPS
 from gridnet.encoding import encode
 from gridnet.ledger.blocks import Checkpoint, SignedVote, Vote
 from gridnet.ledger.chain import Chain
@@ -101,10 +102,12 @@ def test_a_late_vote_is_votetoolate_and_an_outsiders_notavalidator(node: Node) -
     justified = chain.justified()
     assert justified is not None and justified.height >= 1
     late = sign_vote(KEYS[0], chain.chain_id, Vote(Checkpoint(0, 0, chain.chain_id), justified))
-    assert node.handle("p", VoteMsg(late), at(4)) == []
     outsider = votes_for(chain, [PrivateKey.from_label("poa-outsider")])[0]
+    checked = OPS.verifies
+    assert node.handle("p", VoteMsg(late), at(4)) == []
     assert node.handle("p", VoteMsg(outsider), at(4)) == []
     assert node.stats.votes_refused == {"VoteTooLate": 1, "NotAValidator": 1}
+    assert OPS.verifies == checked, "refused for its key or its target: no signature checked"
     from gridnet.node.api.ops import _NodeCollector  # (what GET /metrics serves)
 
     scraped = {
@@ -114,6 +117,15 @@ def test_a_late_vote_is_votetoolate_and_an_outsiders_notavalidator(node: Node) -
         if s.name == "gridnet_votes_refused_total"
     }
     assert scraped == {"VoteTooLate": 1, "NotAValidator": 1}
+
+
+def test_a_members_vote_that_does_not_verify_is_the_peers_fault(node: Node) -> None:
+    chain = node.chain
+    vote = votes_for(chain, [KEYS[0]])[0]
+    forged = SignedVote(vote.vote, vote.key, bytes(64))
+    assert node.handle("p", VoteMsg(forged), at(4)) == []
+    assert node.stats.peer_faults == {"p": 1} and node.stats.fault_rules["BadVoteSignature"] == 1
+    assert not node.votes.holds(vote_id(encode(forged)), forged.key)
 
 
 def test_one_keys_votes_push_out_only_its_own() -> None:

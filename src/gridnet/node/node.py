@@ -1920,11 +1920,13 @@ class Node:
             raise
 
     def _on_vote(self, peer: str, vote: SignedVote, now: int) -> list[Outgoing]:
-        """A gossiped vote: a bad signature is the peer's fault. A member's vote is kept and
-        relayed when its target is a block of the main chain after the justified one, held
-        aside (and relayed once taken) when its target is not on the main chain but in a slot
-        whose block the node would take now (at most the slot lead ahead of its clock), refused
-        otherwise (``VoteRefused``: counted, not a fault). A vote kept or held aside is
+        """A gossiped vote: a member's vote is kept and relayed when its target is a block of
+        the main chain after the justified one, held aside (and relayed once taken) when its
+        target is not on the main chain but in a slot whose block the node would take now (at
+        most the slot lead ahead of its clock), refused otherwise (``VoteRefused``: counted, not
+        a fault). What is refused for its key or its target (an outsider's vote, a late one) is
+        refused before its signature is checked, so that such votes cost no signature check;
+        a bad signature on any other vote is the peer's fault. A vote kept or held aside is
         checked against what its key signed before, and noted (``VotePool.check``); a refused
         one is not noted, so votes for far-off targets cannot push out the one a double vote
         conflicts with."""
@@ -1935,9 +1937,6 @@ class Node:
         if self.votes.holds(vid, vote.key):
             return []
         key = vote.key.hex()[:16]
-        if not vote_signed(chain.chain_id, vote):
-            self._fault(peer, BadVoteSignature(f"vote by {key} does not verify on this chain"))
-            return []
         if validator_set(chain.view()).member(vote.key) is None:
             return self._refuse_vote(NotAValidator(f"vote by {key}, which is not in the validator set"))
         justified = chain.justified()
@@ -1947,6 +1946,9 @@ class Node:
             return self._refuse_vote(
                 VoteTooLate(f"vote by {key} for slot {target.slot}; slot {justified.slot} is justified")
             )
+        if not vote_signed(chain.chain_id, vote):
+            self._fault(peer, BadVoteSignature(f"vote by {key} does not verify on this chain"))
+            return []
         on_main = self._on_main(target)
         if not on_main and vote_ahead(chain.params, target.slot, now):  # (refused: not noted)
             return self._refuse_vote(
