@@ -51,6 +51,10 @@ class StoreError(GridnetError):
     """A data directory is missing, not initialised, or belongs to another chain."""
 
 
+class RulesChanged(StoreError):
+    """A chain made under other consensus rules than this gridnet's (``RULES_VERSION``)."""
+
+
 class StoreCorrupt(StoreError):
     """Data this node stored does not read back: its store is damaged (not a peer's or a
     client's fault)."""

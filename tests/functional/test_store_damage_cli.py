@@ -23,6 +23,7 @@ import pytest
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.params import RULES_VERSION
 from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.transactions import tx_id
 from gridnet.ledger.txs.transfer import Transfer
@@ -235,6 +236,38 @@ def test_a_missing_or_damaged_schema_row_is_one_line_from_every_command(
         ), (name, line)
         assert "chain verify" not in line, (name, line)
     assert (data / DB_NAME).read_bytes() == before  # nothing was written into it
+
+
+@pytest.mark.parametrize("rules", [None, RULES_VERSION + 1], ids=["unversioned", "later"])
+def test_a_chain_of_other_consensus_rules_is_one_line_from_every_command(
+    stored: Stored, tmp_path: Path, rules: int | None
+) -> None:
+    """A data directory made by a gridnet of other consensus rules (before the rules were
+    versioned: no 'rules' row) had been called damaged by every command, 'chain verify'
+    included (a genesis that does not match its parameters); now each says which rules made
+    it and which this gridnet implements, and to start a new data directory; nothing is
+    written into the file and 'chain backup' makes no copy."""
+    data = _copy(stored, tmp_path)
+    db = sqlite3.connect(data / DB_NAME)
+    if rules is None:
+        assert db.execute("DELETE FROM meta WHERE key = 'rules'").rowcount == 1
+    else:
+        assert (
+            db.execute("UPDATE meta SET value = ? WHERE key = 'rules'", (str(rules).encode(),)).rowcount == 1
+        )
+    db.commit()
+    db.close()
+    before = (data / DB_NAME).read_bytes()
+    made = "1 (a gridnet from before the rules were versioned)" if rules is None else f"{rules};"
+    for name, args in _commands(stored.payee).items():
+        line = one_line_error(gridnet(*args, cwd=tmp_path, timeout=60))
+        assert f"error: D: its chain was made under consensus rules {made}" in line, (name, line)
+        assert f"this gridnet implements rules {RULES_VERSION}" in line and "damaged" not in line, (
+            name,
+            line,
+        )
+    assert (data / DB_NAME).read_bytes() == before
+    assert not (tmp_path / "B").exists()
 
 
 def test_a_disk_that_fails_at_open_is_one_line_to_check_it(stored: Stored, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from gridnet.ledger.blocks import BLOCK_VERSION, Block, BlockBody, Checkpoint, H
 from gridnet.ledger.commitment import CommitUndo, StateCommitment
 from gridnet.ledger.genesis import genesis_block, genesis_state
 from gridnet.ledger.merkle import merkle_root
-from gridnet.ledger.params import ChainParams, block_reward, validate_params
+from gridnet.ledger.params import RULES_VERSION, ChainParams, block_reward, validate_params
 from gridnet.ledger.poa import (
     MAX_VOTES_PER_BLOCK,
     VOTE_BYTES,
@@ -212,6 +212,7 @@ class Chain:
             state = genesis_state(params)
             store.begin()
             store.set_meta("params", encode(params))
+            store.set_meta("rules", str(RULES_VERSION).encode())
             store.set_meta("genesis", gh)
             store.put_block(gh, 0, encode(genesis.header), encode_body(genesis))
             store.connect(gh, 0, dict(state), encode(UndoRecord((), ())), [])

@@ -26,6 +26,19 @@ from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
 DEFAULT_GENESIS_TIME = "2026-01-01T00:00:00Z"
 
+RULES_VERSION: Final = 2
+"""The consensus rules this gridnet implements: everything a block is checked against (the
+state transition and its tables, finality, the genesis state). Every chain it creates records
+the version (its store's meta row ``rules``), and a chain made under other rules is refused
+when opened (``RulesChanged``): its blocks were checked, and its state computed, by rules this
+gridnet no longer applies, so replaying them would fail somewhere in their history (or at the
+genesis) and look like damage. The rules carry no activation heights: new rules, new chain.
+
+1: every chain made before the version was recorded (no ``rules`` row).
+2 (2026-12-07): finality in slots (checkpoints ``[height, slot, hash]``), the coin destroyed
+counted in the state (``destroyed``), tenders' reserve and dispute window, credit history by
+principal."""
+
 
 class Allocation(Wire, frozen=True):
     address: AddressBytes

@@ -16,9 +16,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from gridnet.errors import DataDirExposed, DataDirLocked, StoreCorrupt, StoreError, StorePermission
+from gridnet.errors import (
+    DataDirExposed,
+    DataDirLocked,
+    RulesChanged,
+    StoreCorrupt,
+    StoreError,
+    StorePermission,
+)
 from gridnet.files import check_not_writable_by_others, make_dirs
 from gridnet.ledger.lock import acquire
+from gridnet.ledger.params import RULES_VERSION
 from gridnet.units import Hash32
 
 SCHEMA_VERSION = 2
@@ -282,12 +290,14 @@ class Store:
                 raise self.corrupt("no schema row (the meta row 'schema')")
             if version is not None and not version.isdigit():
                 raise self.corrupt(f"the meta row 'schema' is not a schema number ({version[:20]!r})")
+            if not missing:  # (before anything is written: a chain of other rules is left as it is)
+                self._check_rules()
             if version == b"1" and not readonly:
                 self._upgrade_from_1()
                 version = str(SCHEMA_VERSION).encode()
             self._pending_order = "added" if version == b"1" else "id"
             """How the pending rows are read in arrival order (schema 1, read only: by time)."""
-        except StoreCorrupt:  # (a damaged page met reading the schema)
+        except (StoreCorrupt, RulesChanged):  # (a damaged page met reading the schema)
             self.close()
             raise
         except sqlite3.DatabaseError as exc:
@@ -309,6 +319,27 @@ class Store:
         if not readonly:
             self._write_schema(path)
         self._opened = True
+
+    def _check_rules(self) -> None:
+        """``RulesChanged`` for a chain made under other consensus rules than this gridnet's
+        (``RULES_VERSION``; no ``rules`` row: version 1), which it cannot check: its blocks
+        would fail somewhere in their history (or at the genesis) and look like damage. A store
+        that holds no chain yet (no parameters: ``chain init`` was cut short) has no rules."""
+        if self.get_meta("params") is None:
+            return
+        raw = self.get_meta("rules")
+        if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+            raise self.corrupt(f"the meta row 'rules' is not a rules version ({raw[:20]!r})")
+        made = 1 if raw is None else int(raw)
+        if made == RULES_VERSION:
+            return
+        before = " (a gridnet from before the rules were versioned)" if raw is None else ""
+        raise RulesChanged(
+            f"{self.data_dir}: its chain was made under consensus rules {made}{before}; this gridnet "
+            f"implements rules {RULES_VERSION}, so it cannot check that chain's blocks: start a new "
+            "data directory ('gridnet chain init' with the same genesis file makes another chain; a "
+            "node of this version syncs one from its peers), or use the gridnet that made it"
+        )
 
     def _check_columns(self, path: Path) -> None:
         """Each table must have the columns the store reads (another program's tables of the
