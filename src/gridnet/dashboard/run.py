@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.errors import ConfigError
+from gridnet.files import open_regular_file, read_bounded
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -25,6 +27,40 @@ from gridnet.units import Hash32
 def when(ms: int) -> str:
     """A timestamp [ms] as UTC ``YYYY-MM-DD HH:MM:SS``."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+MAX_REPORT_BYTES: Final = 8 << 20
+"""A run's report.json is read when it is at most this large (8 MiB). The largest a scenario
+can make is about 1.5 MB: 1,000 homes (``MAX_HOMES``) at 0.73 kB each in ``homes`` and 2,976
+intervals (``MAX_INTERVALS``, 31 days) at 0.24 kB each in ``clearing_price``, beside 17 kB
+that do not grow (measured on runs of 3, 40 and 200 homes and of 4 and 40 intervals). The
+rest is room for what grows with a run's troubles (``transactions.refused_by``: a count per
+rule and participant) and a devnet's nodes; a larger file is no report gridnet wrote, and
+parsing it would take ten times its size in memory."""
+
+
+def read_report(path: Path) -> Any:
+    """The JSON in a run's ``report.json`` at ``path``: a regular file of at most
+    ``MAX_REPORT_BYTES`` (opened without blocking: a FIFO is refused, not waited on), else a
+    ConfigError in one line naming it."""
+    fd, _ = open_regular_file(path, "the run's report", MAX_REPORT_BYTES)
+    try:
+        data = read_bounded(fd, MAX_REPORT_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the run's report {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_REPORT_BYTES:
+        raise ConfigError(
+            f"the run's report {path} is larger than {MAX_REPORT_BYTES:,} bytes; run the scenario again"
+        )
+    try:
+        return json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # (ValueError: a 5,000-digit number too)
+        reason = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"{path} is not a run's report (not JSON: {reason}); run the scenario again"
+        ) from None
 
 
 @dataclass
@@ -50,16 +86,11 @@ class RunResults:
     def open(cls, out: Path) -> RunResults:
         """The run written to ``out`` by ``gridnet simulate`` (or ``gridnet devnet --scenario``)."""
         report_path = out / "report.json"
-        if not report_path.is_file():
+        if not os.path.lexists(report_path):
             raise ConfigError(
                 f"{out} holds no run: {report_path} is missing (run gridnet simulate --out {out})"
             )
-        try:
-            report = json.loads(report_path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(
-                f"{report_path} is not a run's report (not JSON: {exc}); run the scenario again"
-            ) from None
+        report = read_report(report_path)
         if not isinstance(report, dict) or not isinstance(report.get("schema_version", 1), int):
             raise ConfigError(f"{report_path} is not a run's report; run the scenario again")
         if "scenario" not in report:
