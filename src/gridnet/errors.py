@@ -43,6 +43,15 @@ class UnbondingTooShort(ConfigError):
     stake could leave its unbonding before the fraud it backs is proven and forfeited."""
 
 
+class RunDamaged(ConfigError):
+    """A run's output (its report.json, a series file it names) is not as the run wrote it:
+    edited or damaged since. ``what``: what is wrong, where (the message adds the remedy)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}; run the scenario again")
+        self.what = what
+
+
 class KeyFileError(GridnetError):
     """A key file cannot be written or read safely."""
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from gridnet.dashboard.run import MAX_REPORT_BYTES
+from gridnet.dashboard.app import create_dashboard
+from gridnet.dashboard.run import MAX_REPORT_BYTES, RunResults
+from gridnet.errors import RunDamaged
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import scenario_from_dict
 from tests.functional.test_dashboard_browser import RUN
@@ -96,3 +98,88 @@ def test_the_largest_report_a_scenario_makes_fits_under_the_cap(run_out: Path) -
     )
     largest = whole + MAX_HOMES * per_home + MAX_INTERVALS * per_interval
     assert 3 * largest < MAX_REPORT_BYTES, (largest, per_home, per_interval)
+
+
+def refused_in_process(out: Path) -> str:
+    """What opening the run in ``out`` is refused with (``RunDamaged``), as one line."""
+    with pytest.raises(RunDamaged) as refused:
+        RunResults.open(out).close()
+    message = str(refused.value)
+    assert "\n" not in message and message.endswith("; run the scenario again"), message
+    return message
+
+
+def put(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit of a report: ``value`` at dotted ``path`` (a list's entry by its index)."""
+
+    def edit(report: dict[str, Any]) -> None:
+        *way, last = path.split(".")
+        here: Any = report
+        for part in way:
+            here = here[int(part)] if isinstance(here, list) else here[part]
+        if isinstance(here, list):
+            here[int(last)] = value
+        else:
+            here[last] = value
+
+    return edit
+
+
+def test_a_report_whose_fields_are_not_as_written_is_one_line_naming_the_field(
+    run_out: Path, tmp_path: Path
+) -> None:
+    """Every field the dashboard reads is checked once, when the run is opened: the series it
+    lists ("series": [1] was an AttributeError traceback), the figures it shows (a 400-digit
+    number was an OverflowError on the overview), each home and line owner, the authorities'
+    addresses. Refused in one line naming report.json and the field."""
+    report = run_out / "report.json"
+    home = json.loads(report.read_text())["homes"][0]["name"]
+    cases = [
+        ("series", [1], "series is a list [1], not an object"),
+        ("series.tables", [1], "series.tables is a list [1], not an object"),
+        ("series.tables.market", "x", "series.tables.market is 'x', not an object"),
+        ("series.tables.market", {"rows": 4}, "series.tables.market.file is missing"),
+        ("series.tables.homes.file", 5, "series.tables.homes.file is 5, not text"),
+        ("energy.pv_wh", int("9" * 400), "energy.pv_wh is 9999999999"),
+        ("energy.load_wh", "x", "energy.load_wh is 'x', not a number below 9,007,199,254,740,992 in size"),
+        ("energy", "mangled", "energy is 'mangled', not an object"),
+        ("scenario.intervals", 2.5, "scenario.intervals is 2.5, not a whole number from 0 below"),
+        ("homes.0.pv_wh", None, "homes[0].pv_wh is None, not a number"),
+        ("homes.0", home, f"homes[0] is '{home}', not an object"),
+        ("grid.line_owners.0.v_max_pu", "high", "grid.line_owners[0].v_max_pu is 'high', not a number"),
+        ("revenue_gnc.dso", [], "revenue_gnc['dso'] is a list [], not a number"),
+        (
+            "participants.authorities",
+            {"gnnotanaddress": "dso"},
+            "participants.authorities names 'gnnotanaddress'",
+        ),
+        ("verify", {}, "verify.ok is missing"),
+        ("converged", 1, "converged is 1, not true or false"),
+    ]
+    for k, (path, value, expected) in enumerate(cases):
+        out = damaged(run_out, tmp_path / f"case-{k}", put(path, value))
+        message = refused_in_process(out)
+        assert message.startswith(f"{out / 'report.json'}: {expected}"), (path, message)
+    for k in (0, 5):  # the command: one line, exit 1, nothing served
+        out = tmp_path / f"case-{k}"
+        assert refusal(out).startswith(f"error: {out / 'report.json'}: {cases[k][2]}")
+
+
+def test_the_app_on_a_damaged_report_has_every_page_say_what_is_damaged(
+    run_out: Path, tmp_path: Path
+) -> None:
+    """The app itself (the report changed between the command's check and its start): every
+    page is a 500 page naming the field, never "Internal Server Error" (a 400-digit figure
+    was one on the overview)."""
+    from fastapi.testclient import TestClient
+
+    out = damaged(run_out, tmp_path / "over", put("energy.pv_wh", int("9" * 400)))
+    with TestClient(create_dashboard(out)) as client:
+        for path in ("/", "/market", "/homes", "/grid", "/chain", "/chain/block/1"):
+            answer = client.get(path)
+            assert answer.status_code == 500, path
+            assert (
+                f"this page cannot be drawn from the run in {out} ({out / 'report.json'}: energy.pv_wh is 99"
+                in (answer.text)
+            ), path
+            assert "run the scenario again" in answer.text and "Internal Server Error" not in answer.text

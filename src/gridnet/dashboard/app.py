@@ -24,7 +24,7 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.dashboard.pages import error_pages, new_app, unexpected_data_pages
 from gridnet.dashboard.run import RunResults, when
 from gridnet.encoding import decode_lenient
-from gridnet.errors import InvalidAddress
+from gridnet.errors import InvalidAddress, RunDamaged
 from gridnet.ledger.blocks import block_hash
 from gridnet.ledger.state import IDENTITIES, Table
 from gridnet.ledger.transactions import tx_id
@@ -63,27 +63,35 @@ def line(label: str, values: list[Any], colour: str, **extra: Any) -> dict[str, 
 
 
 def create_dashboard(out: Path) -> FastAPI:
-    """The dashboard of the run in ``out`` (its chain is opened when the app starts)."""
+    """The dashboard of the run in ``out`` (its chain is opened when the app starts). A run
+    whose report or series are refused then (``RunDamaged``: ``gridnet dashboard`` says so
+    before it serves, but they may change before the app starts) has every page say so."""
     holder: dict[str, RunResults] = {}
+    refused: list[RunDamaged] = []
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
-        holder["run"] = RunResults.open(out)
+        try:
+            holder["run"] = RunResults.open(out)
+        except RunDamaged as exc:
+            refused.append(exc)
         try:
             yield
         finally:
-            holder.pop("run").close()
+            if "run" in holder:
+                holder.pop("run").close()
 
     app, templates = new_app("GRIDNET dashboard", lifespan=lifespan)
 
     def run() -> RunResults:
+        if refused:
+            raise refused[0]
         return holder["run"]
 
     def page(request: Request, name: str, here: str, title: str, **context: Any) -> HTMLResponse:
-        r = run()
-        scenario = r.report["scenario"]
-        label = scenario.get("name", "run") if isinstance(scenario, dict) else "run"
-        context.update(nav=NAV, here=here, title=title, run_name=f"{label} · {r.out}")
+        r = holder.get("run")
+        label = r.report["scenario"]["name"] if r is not None else "run"
+        context.update(nav=NAV, here=here, title=title, run_name=f"{label} · {out}")
         return templates.TemplateResponse(request, name, context)
 
     def missing(what: str) -> HTTPException:
@@ -496,15 +504,21 @@ def create_dashboard(out: Path) -> FastAPI:
             claims = []
         return page(request, "records.html", "/chain", table.capitalize(), rows=rows, claims=claims)
 
+    error = error_pages(app, page)
     unexpected_data_pages(
         app,
-        error_pages(app, page),
+        error,
         500,
         lambda what: (
             f"this page cannot be drawn from the run in {out} ({what}); its report.json is not as "
             "gridnet simulate wrote it: run the scenario again"
         ),
     )
+
+    @app.exception_handler(RunDamaged)
+    async def damaged(request: Request, exc: RunDamaged) -> HTMLResponse:
+        what = f"this page cannot be drawn from the run in {out} ({exc.what}); run the scenario again"
+        return error(request, 500, what)
 
     return app
 

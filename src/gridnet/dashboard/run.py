@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,13 +15,14 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.errors import ConfigError
+from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
+from gridnet.errors import ConfigError, InvalidAddress, RunDamaged, shown
 from gridnet.files import open_regular_file, read_bounded
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.contract import SettleContract
+from gridnet.sim.scenario import MAX_INT
 from gridnet.units import Hash32
 
 
@@ -63,6 +65,164 @@ def read_report(path: Path) -> Any:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a field of report.json must be for the dashboard to draw it."""
+
+    what: str
+    """As a message says it: "a number", "text", ..."""
+    test: Callable[[Any], bool]
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float below the scenario's ``MAX_INT`` in size (a bool is no number).
+    (Compared, never converted: a 400-digit integer does not fit a float.)"""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < MAX_INT
+
+
+def is_whole(value: Any) -> bool:
+    return isinstance(value, int) and is_number(value)
+
+
+def is_count(value: Any) -> bool:
+    return is_whole(value) and value >= 0
+
+
+def or_null(kind: Kind) -> Kind:
+    return Kind(f"{kind.what} or null", lambda v: v is None or kind.test(v))
+
+
+TEXT: Final = Kind("text", lambda v: isinstance(v, str))
+FLAG: Final = Kind("true or false", lambda v: isinstance(v, bool))
+NUMBER: Final = Kind(f"a number below {MAX_INT:,} in size", is_number)
+COUNT: Final = Kind(f"a whole number from 0 below {MAX_INT:,}", is_count)
+WHOLE: Final = Kind(f"a whole number below {MAX_INT:,} in size", is_whole)
+SEED: Final = Kind("a whole number from 0 below 2**63", lambda v: type(v) is int and 0 <= v < 2**63)
+OBJECT: Final = Kind("an object", lambda v: isinstance(v, dict))
+LIST: Final = Kind("a list", lambda v: isinstance(v, list))
+MISSING: Final = object()
+"""A field that is not there (``_field``, ``_check``)."""
+
+REPORT_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
+    ("scenario.name", TEXT),
+    ("scenario.seed", SEED),
+    ("scenario.first_interval", WHOLE),
+    ("scenario.intervals", COUNT),
+    ("scenario.start_utc", TEXT),
+    ("scenario.end_utc", TEXT),
+    ("scenario.resolved.grid.max_loading_percent", NUMBER),
+    ("scenario.resolved.grid.v_min_pu", NUMBER),
+    ("scenario.resolved.grid.v_max_pu", NUMBER),
+    ("energy.pv_wh", NUMBER),
+    ("energy.load_wh", NUMBER),
+    ("energy.p2p_wh", NUMBER),
+    ("energy.bought_from_dso_wh", NUMBER),
+    ("energy.contracts", COUNT),
+    ("contracts.delivered_short", COUNT),
+    ("contracts.disputes_resolved", COUNT),
+    ("clearing_price.mean_gnc_per_kwh", or_null(NUMBER)),
+    ("dso.commands", COUNT),
+    ("dso.first_command_utc", or_null(TEXT)),
+    ("dso.homes_commanded", COUNT),
+    ("dso.homes_following_commands", COUNT),
+    ("dso.overrides_recorded", COUNT),
+    ("chain.height", COUNT),
+    ("economy.block_subsidy_gnc", NUMBER),
+    ("economy.note", TEXT),
+    ("converged", FLAG),
+    ("verify.ok", FLAG),
+    ("participants.homes", COUNT),
+    ("participants.prosumers", COUNT),
+    ("participants.with_battery", COUNT),
+    ("participants.line_owners", COUNT),
+    ("grid.congested_intervals", COUNT),
+)
+"""Every field of report.json the dashboard's pages read (beside the lists and tables below),
+and what it must be: checked once, when the run is opened (``check_report``)."""
+HOME_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
+    ("name", TEXT),
+    ("business", FLAG),
+    *((key, NUMBER) for key in ("pv_kw", "battery_kwh", "annual_kwh", "load_wh", "pv_wh")),
+    *((key, NUMBER) for key in ("bought_p2p_wh", "bought_dso_wh", "imbalance_wh", "sold_p2p_wh")),
+    *((key, NUMBER) for key in ("sold_dso_wh", "bill_gnc", "all_from_dso_gnc", "savings_gnc", "subsidy_gnc")),
+    ("self_consumption_percent", or_null(NUMBER)),
+)
+"""What the homes page reads of each entry of ``homes``."""
+LINE_OWNER_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
+    ("name", TEXT),
+    ("homes", COUNT),
+    *((key, NUMBER) for key in ("losses_wh", "max_loading_percent", "fee_gnc_per_kwh")),
+    *((key, NUMBER) for key in ("fees_earned_gnc", "losses_cost_gnc")),
+    ("v_min_pu", or_null(NUMBER)),
+    ("v_max_pu", or_null(NUMBER)),
+)
+"""What the grid page reads of each entry of ``grid.line_owners``."""
+SHOWN_SERIES: Final = ("homes", "lines", "market", "orders")
+"""The time series the dashboard draws (``series.tables`` in report.json lists more: those
+are not read)."""
+
+
+def check_report(report: dict[str, Any], path: Path) -> None:
+    """``RunDamaged`` naming ``path`` and the first field the dashboard reads that is missing
+    or not what ``gridnet simulate`` writes there (one line: "report.json: energy.pv_wh is
+    'x', not a number")."""
+    for name, kind in REPORT_FIELDS:
+        _check(path, name, _field(report, name, path), kind)
+    for name, fields in (("homes", HOME_FIELDS), ("grid.line_owners", LINE_OWNER_FIELDS)):
+        entries = _field(report, name, path)
+        _check(path, name, entries, LIST)
+        for i, entry in enumerate(entries):
+            _check(path, f"{name}[{i}]", entry, OBJECT)
+            for key, kind in fields:
+                _check(path, f"{name}[{i}].{key}", entry.get(key, MISSING), kind)
+    for name, kind in (("revenue_gnc", NUMBER), ("participants.authorities", TEXT)):
+        table = _field(report, name, path)
+        _check(path, name, table, OBJECT)
+        for key, value in table.items():
+            _check(path, f"{name}[{key!r}]", value, kind)
+    for key in _field(report, "participants.authorities", path):
+        try:
+            address_from_text(key)
+        except InvalidAddress as exc:
+            raise RunDamaged(
+                f"{path}: participants.authorities names {shown(key)}, not an address ({exc})"
+            ) from None
+    tables = _field(report, "series.tables", path)
+    _check(path, "series.tables", tables, OBJECT)
+    for name in SHOWN_SERIES:
+        if name in tables:
+            _check(path, f"series.tables.{name}", tables[name], OBJECT)
+            _check(path, f"series.tables.{name}.file", tables[name].get("file", MISSING), TEXT)
+
+
+def _field(report: dict[str, Any], name: str, path: Path) -> Any:
+    """The field of ``report`` at dotted ``name`` (``MISSING`` when it is not there); a part of
+    the way that is no object is ``RunDamaged``."""
+    value: Any = report
+    parts = name.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(value, dict):
+            _check(path, ".".join(parts[:depth]), value, OBJECT)
+        value = value.get(part, MISSING)
+    return value
+
+
+def _check(path: Path, name: str, value: Any, kind: Kind) -> None:
+    if value is MISSING:
+        raise RunDamaged(f"{path}: {name} is missing")
+    if not kind.test(value):
+        raise RunDamaged(f"{path}: {name} is {_shown(value)}, not {kind.what}")
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message echoes it (a long number cut, as ``errors.shown`` cuts text)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list {shown(value)}"
+    return shown(value)
+
+
 @dataclass
 class Located:
     tx: Transaction
@@ -100,8 +260,13 @@ class RunResults:
             )
         if report.get("schema_version", 1) < 2:
             raise ConfigError(f"{report_path} is from an older gridnet (no series): run the scenario again")
+        check_report(report, report_path)
         series = {}
-        for name, entry in report.get("series", {}).get("tables", {}).items():
+        tables = report["series"]["tables"]
+        for name in SHOWN_SERIES:
+            if name not in tables:
+                continue
+            entry = tables[name]
             try:
                 series[name] = pq.read_table(out / entry["file"]).to_pylist()
             except (OSError, pa.ArrowException) as exc:
