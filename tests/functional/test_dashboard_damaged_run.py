@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 
+from gridnet.crypto.address import address_to_text
 from gridnet.dashboard.app import create_dashboard
 from gridnet.dashboard.run import MAX_REPORT_BYTES, RunResults
 from gridnet.errors import RunDamaged
+from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.meter import METERS
 from gridnet.sim.neighbourhood import simulate
-from gridnet.sim.scenario import scenario_from_dict
+from gridnet.sim.scenario import MAX_HOMES, MAX_INTERVALS, scenario_from_dict
 from tests.functional.test_dashboard_browser import RUN
 
 CLI_S = 120
@@ -88,8 +91,6 @@ def test_a_report_json_too_large_or_no_regular_file_is_refused_before_it_is_read
 def test_the_largest_report_a_scenario_makes_fits_under_the_cap(run_out: Path) -> None:
     """``MAX_REPORT_BYTES`` holds the report of the largest scenario (1,000 homes, 31 days)
     with room to spare: its homes' and intervals' entries, measured on this run, scaled."""
-    from gridnet.sim.scenario import MAX_HOMES, MAX_INTERVALS
-
     report = json.loads((run_out / "report.json").read_text())
     whole = len(json.dumps(report, indent=2))
     per_home = len(json.dumps(report["homes"], indent=4)) / len(report["homes"])
@@ -143,7 +144,7 @@ def test_a_report_whose_fields_are_not_as_written_is_one_line_naming_the_field(
         ("energy.pv_wh", int("9" * 400), "energy.pv_wh is 9999999999"),
         ("energy.load_wh", "x", "energy.load_wh is 'x', not a number below 9,007,199,254,740,992 in size"),
         ("energy", "mangled", "energy is 'mangled', not an object"),
-        ("scenario.intervals", 2.5, "scenario.intervals is 2.5, not a whole number from 0 below"),
+        ("dso.commands", 2.5, "dso.commands is 2.5, not a whole number from 0 below"),
         ("homes.0.pv_wh", None, "homes[0].pv_wh is None, not a number"),
         ("homes.0", home, f"homes[0] is '{home}', not an object"),
         ("grid.line_owners.0.v_max_pu", "high", "grid.line_owners[0].v_max_pu is 'high', not a number"),
@@ -183,3 +184,52 @@ def test_the_app_on_a_damaged_report_has_every_page_say_what_is_damaged(
                 in (answer.text)
             ), path
             assert "run the scenario again" in answer.text and "Internal Server Error" not in answer.text
+
+
+def test_a_report_sized_beyond_any_scenario_is_refused_before_anything_is_drawn(
+    run_out: Path, tmp_path: Path
+) -> None:
+    """What sizes a loop or a chart is held to the bounds a scenario is: scenario.intervals =
+    10^12 had a meter's page look up readings for ever (memory 1.1 to 3.3 GB in 15 s); its first
+    interval, the homes and the line owners too. One line from the command; the damaged page
+    from the app, for the meter's page too."""
+    from fastapi.testclient import TestClient
+
+    report = json.loads((run_out / "report.json").read_text())
+    homes, owners = report["homes"], report["grid"]["line_owners"]
+    beyond = f"not a whole number from 1 to {MAX_INTERVALS:,} (31 days: the longest scenario)"
+    cases = [
+        ("scenario.intervals", 10**12, f"scenario.intervals is 1000000000000, {beyond}"),
+        ("scenario.intervals", MAX_INTERVALS + 1, f"scenario.intervals is {MAX_INTERVALS + 1}, {beyond}"),
+        ("scenario.intervals", 0, f"scenario.intervals is 0, {beyond}"),
+        ("scenario.first_interval", -1, "scenario.first_interval is -1, not an interval from 35,040 to "),
+        ("scenario.first_interval", 10**15, "scenario.first_interval is 1000000000000000, not an interval"),
+        (
+            "homes",
+            [homes[0]] * (MAX_HOMES + 1),
+            f"homes is a list of {MAX_HOMES + 1:,}, not a list of at most ",
+        ),
+        ("grid.line_owners", [owners[0]] * (MAX_HOMES + 1), "grid.line_owners is a list of "),
+    ]
+    for k, (path, value, expected) in enumerate(cases):
+        out = damaged(run_out, tmp_path / f"case-{k}", put(path, value))
+        message = refused_in_process(out)
+        assert message.startswith(f"{out / 'report.json'}: {expected}"), (path, message)
+    out = tmp_path / "case-0"
+    assert refusal(out).startswith(f"error: {out / 'report.json'}: scenario.intervals is 1000000000000, ")
+    chain = Chain.open(run_out / "chain", readonly=True)
+    try:
+        n = len(METERS.prefix)
+        meter = next(address_to_text(key[n:]) for key in chain.values if key[:n] == METERS.prefix)
+    finally:
+        chain.close()
+    out = tmp_path / "case-1"
+    with TestClient(create_dashboard(out)) as client:
+        answer = client.get(f"/chain/meter/{meter}")
+        assert answer.status_code == 500
+        assert (
+            f"({out / 'report.json'}: scenario.intervals is {MAX_INTERVALS + 1}, not a whole" in answer.text
+        )
+    with TestClient(create_dashboard(run_out)) as client:  # (the run as written: its readings listed)
+        answer = client.get(f"/chain/meter/{meter}")
+        assert answer.status_code == 200 and f"Meter {meter[:14]}" in answer.text

@@ -22,8 +22,8 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.contract import SettleContract
-from gridnet.sim.scenario import MAX_INT
-from gridnet.units import Hash32
+from gridnet.sim.scenario import FIRST_START_MS, LAST_START_MS, MAX_HOMES, MAX_INT, MAX_INTERVALS
+from gridnet.units import Hash32, interval_of
 
 
 def when(ms: int) -> str:
@@ -99,15 +99,28 @@ COUNT: Final = Kind(f"a whole number from 0 below {MAX_INT:,}", is_count)
 WHOLE: Final = Kind(f"a whole number below {MAX_INT:,} in size", is_whole)
 SEED: Final = Kind("a whole number from 0 below 2**63", lambda v: type(v) is int and 0 <= v < 2**63)
 OBJECT: Final = Kind("an object", lambda v: isinstance(v, dict))
-LIST: Final = Kind("a list", lambda v: isinstance(v, list))
+INTERVALS: Final = Kind(
+    f"a whole number from 1 to {MAX_INTERVALS:,} (31 days: the longest scenario)",
+    lambda v: is_whole(v) and 1 <= v <= MAX_INTERVALS,
+)
+FIRST_INTERVALS: Final = range(interval_of(FIRST_START_MS), interval_of(LAST_START_MS - 1) + 1)
+"""The first interval of a scenario: it starts in the years 1971 to 2199."""
+FIRST_INTERVAL: Final = Kind(
+    f"an interval from {FIRST_INTERVALS[0]:,} to {FIRST_INTERVALS[-1]:,} (a scenario starts in 1971 to 2199)",
+    lambda v: is_whole(v) and v in FIRST_INTERVALS,
+)
+ENTRIES: Final = Kind(
+    f"a list of at most {MAX_HOMES:,} (the most homes, or line owners, a scenario has)",
+    lambda v: isinstance(v, list) and len(v) <= MAX_HOMES,
+)
 MISSING: Final = object()
 """A field that is not there (``_field``, ``_check``)."""
 
 REPORT_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
     ("scenario.name", TEXT),
     ("scenario.seed", SEED),
-    ("scenario.first_interval", WHOLE),
-    ("scenario.intervals", COUNT),
+    ("scenario.first_interval", FIRST_INTERVAL),
+    ("scenario.intervals", INTERVALS),
     ("scenario.start_utc", TEXT),
     ("scenario.end_utc", TEXT),
     ("scenario.resolved.grid.max_loading_percent", NUMBER),
@@ -138,7 +151,10 @@ REPORT_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
     ("grid.congested_intervals", COUNT),
 )
 """Every field of report.json the dashboard's pages read (beside the lists and tables below),
-and what it must be: checked once, when the run is opened (``check_report``)."""
+and what it must be: checked once, when the run is opened (``check_report``). What sizes a
+loop or a chart (the intervals a meter's readings are looked up in, the homes, the line
+owners) is held to the bounds a scenario is (``sim/scenario.py``): 10^12 intervals would
+look up readings for ever."""
 HOME_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
     ("name", TEXT),
     ("business", FLAG),
@@ -170,7 +186,7 @@ def check_report(report: dict[str, Any], path: Path) -> None:
         _check(path, name, _field(report, name, path), kind)
     for name, fields in (("homes", HOME_FIELDS), ("grid.line_owners", LINE_OWNER_FIELDS)):
         entries = _field(report, name, path)
-        _check(path, name, entries, LIST)
+        _check(path, name, entries, ENTRIES)
         for i, entry in enumerate(entries):
             _check(path, f"{name}[{i}]", entry, OBJECT)
             for key, kind in fields:
@@ -219,7 +235,8 @@ def _shown(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
-        return f"a list {shown(value)}"
+        text = shown(value)
+        return f"a list {text}" if not text.endswith("...") else f"a list of {len(value):,}"
     return shown(value)
 
 
