@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gridnet.crypto.address import address_to_text
@@ -233,3 +235,38 @@ def test_a_report_sized_beyond_any_scenario_is_refused_before_anything_is_drawn(
     with TestClient(create_dashboard(run_out)) as client:  # (the run as written: its readings listed)
         answer = client.get(f"/chain/meter/{meter}")
         assert answer.status_code == 200 and f"Meter {meter[:14]}" in answer.text
+
+
+def test_a_series_file_that_is_no_regular_file_says_what_it_is(run_out: Path, tmp_path: Path) -> None:
+    """A pipe, a link to /dev/zero or a directory in place of a series file was "it is missing":
+    it is said what it is (and the pipe is not waited on); a time no calendar holds (year
+    146,140,482 in market.parquet) was an OverflowError traceback."""
+    cases: list[tuple[str, Callable[[Path], object], str]] = [
+        ("pipe", os.mkfifo, "it is a pipe, not a regular file"),
+        (
+            "zero",
+            lambda p: p.symlink_to("/dev/zero"),
+            "it is a link to /dev/zero, a device, not a regular file",
+        ),
+        ("folder", lambda p: p.mkdir(), "it is a directory, not a regular file"),
+    ]
+    for label, make, expected in cases:
+        out = damaged(run_out, tmp_path / label)
+        market = out / "series" / "market.parquet"
+        market.unlink()
+        make(market)
+        message = refused_in_process(out)
+        assert message.startswith(f"cannot read the run's series 'market', {market}: {expected}"), message
+    out = tmp_path / "pipe"
+    assert refusal(out).startswith(
+        f"error: cannot read the run's series 'market', {out}/series/market.parquet: "
+    )
+    out = damaged(run_out, tmp_path / "far")
+    market = out / "series" / "market.parquet"
+    table = pq.read_table(market)
+    far = pa.array([2**62] * table.num_rows, table.schema.field("time").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("time"), "time", far), market)
+    line = refusal(out)
+    assert line.startswith(
+        f"error: cannot read the run's series 'market', {market}: it is not a time series as "
+    ), line

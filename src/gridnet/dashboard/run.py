@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,6 +241,56 @@ def _shown(value: Any) -> str:
     return shown(value)
 
 
+def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
+    """The rows of the run's series ``name``, which report.json says is in ``file`` (relative to
+    the run's directory ``out``): a regular file, opened without blocking (a pipe would be
+    waited on for ever, /dev/zero read for ever) and read from the descriptor checked. Else
+    ``RunDamaged`` naming the series and saying what the file is."""
+    path = out / file
+    where = f"cannot read the run's series {name!r}, {path}"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise RunDamaged(f"{where}: it is missing") from None
+    except OSError as exc:
+        raise RunDamaged(f"{where}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RunDamaged(f"{where}: it is {_what_file(path, info)}, not a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RunDamaged(f"{where}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # (replaced since it was looked at)
+            raise RunDamaged(f"{where}: it is {_what_file(path, info)}, not a regular file")
+        os.set_blocking(fd, True)
+        data = read_bounded(fd, info.st_size)  # (whole: pyarrow reading a Python file aborted at exit)
+        rows: list[dict[str, Any]] = pq.read_table(pa.BufferReader(data)).to_pylist()
+    except (OSError, ValueError, OverflowError, pa.ArrowException) as exc:  # (Overflow: a time past 9999)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise RunDamaged(f"{where}: it is not a time series as the run wrote it ({reason})") from None
+    finally:
+        os.close(fd)
+    return rows
+
+
+_FILE_KINDS: Final = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a pipe",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _what_file(path: Path, info: os.stat_result) -> str:
+    """What a file that is not a regular file is, as a message says it ("a pipe", "a link to
+    /dev/zero, a device")."""
+    kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "no regular file")
+    return f"a link to {path.resolve()}, {kind}" if path.is_symlink() else kind
+
+
 @dataclass
 class Located:
     tx: Transaction
@@ -278,22 +329,10 @@ class RunResults:
         if report.get("schema_version", 1) < 2:
             raise ConfigError(f"{report_path} is from an older gridnet (no series): run the scenario again")
         check_report(report, report_path)
-        series = {}
         tables = report["series"]["tables"]
-        for name in SHOWN_SERIES:
-            if name not in tables:
-                continue
-            entry = tables[name]
-            try:
-                series[name] = pq.read_table(out / entry["file"]).to_pylist()
-            except (OSError, pa.ArrowException) as exc:
-                missing = isinstance(exc, FileNotFoundError)
-                reason = (
-                    "it is missing" if missing else " ".join(str(exc).split())[:200] or type(exc).__name__
-                )
-                raise ConfigError(
-                    f"cannot read the run's series {out / entry['file']}: {reason}; run the scenario again"
-                ) from None
+        series = {
+            name: read_series(out, name, tables[name]["file"]) for name in SHOWN_SERIES if name in tables
+        }
         chain_dir = out / "chain" if (out / "chain").is_dir() else out / "n0"
         if not chain_dir.is_dir():
             raise ConfigError(f"{out} holds no chain (chain/ or n0/): run the scenario again")
