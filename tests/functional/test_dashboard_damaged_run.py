@@ -22,7 +22,7 @@ import pytest
 from gridnet.crypto.address import address_to_text
 from gridnet.dashboard.app import create_dashboard
 from gridnet.dashboard.run import MAX_REPORT_BYTES, RunResults
-from gridnet.errors import RunDamaged
+from gridnet.errors import RunDamaged, shown
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.meter import METERS
 from gridnet.sim.neighbourhood import simulate
@@ -270,3 +270,37 @@ def test_a_series_file_that_is_no_regular_file_says_what_it_is(run_out: Path, tm
     assert line.startswith(
         f"error: cannot read the run's series 'market', {market}: it is not a time series as "
     ), line
+
+
+def test_a_series_named_outside_the_run_directory_is_not_read(run_out: Path, tmp_path: Path) -> None:
+    """report.json names the series files: one named by an absolute path ("/etc/passwd" was
+    opened) or through "..", or a link that leads out of the run's directory, is refused
+    naming the series and is not read, though a real series file is there; a link that stays
+    inside the directory is followed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside = elsewhere / "market.parquet"
+    shutil.copy(run_out / "series" / "market.parquet", outside)
+    for k, file in enumerate(("/etc/passwd", str(outside), "../elsewhere/market.parquet", "series/../../x")):
+        out = damaged(run_out, tmp_path / f"named-{k}", put("series.tables.market.file", file))
+        message = refused_in_process(out)
+        expected = f"the run's series 'market' is {shown(file)} in {out / 'report.json'}: not a file inside "
+        assert message.startswith(expected), message
+    assert refusal(tmp_path / "named-0").startswith("error: the run's series 'market' is '/etc/passwd' in ")
+    linked = damaged(run_out, tmp_path / "linked")
+    market = linked / "series" / "market.parquet"
+    market.unlink()
+    market.symlink_to(Path("..", "..", "elsewhere", "market.parquet"))
+    message = refused_in_process(linked)
+    expected = (
+        f"cannot read the run's series 'market', {market}: it is a link to {outside}, outside the run's "
+    )
+    assert message.startswith(expected), message
+    inside = damaged(run_out, tmp_path / "inside")
+    (inside / "series" / "market.parquet").rename(inside / "market-kept.parquet")
+    (inside / "series" / "market.parquet").symlink_to(Path("..", "market-kept.parquet"))
+    results = RunResults.open(inside)
+    try:
+        assert len(results.series["market"]) == len(pq.read_table(run_out / "series" / "market.parquet"))
+    finally:
+        results.close()

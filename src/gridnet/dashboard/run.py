@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import pyarrow as pa
@@ -243,9 +243,16 @@ def _shown(value: Any) -> str:
 
 def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
     """The rows of the run's series ``name``, which report.json says is in ``file`` (relative to
-    the run's directory ``out``): a regular file, opened without blocking (a pipe would be
-    waited on for ever, /dev/zero read for ever) and read from the descriptor checked. Else
-    ``RunDamaged`` naming the series and saying what the file is."""
+    the run's directory ``out``): a regular file inside ``out`` (a name such as /etc/passwd or
+    ../x, or a link that leads out of it, is refused, not opened), opened without blocking (a
+    pipe would be waited on for ever, /dev/zero read for ever) and read from the descriptor
+    checked. Else ``RunDamaged`` naming the series and saying what the file is."""
+    given = PurePosixPath(file)
+    if given.is_absolute() or ".." in given.parts:
+        raise RunDamaged(
+            f"the run's series {name!r} is {shown(file)} in {out / 'report.json'}: not a file inside the "
+            f"run's directory {out}"
+        )
     path = out / file
     where = f"cannot read the run's series {name!r}, {path}"
     try:
@@ -256,8 +263,11 @@ def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
         raise RunDamaged(f"{where}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise RunDamaged(f"{where}: it is {_what_file(path, info)}, not a regular file")
+    target = path.resolve()
+    if not target.is_relative_to(out.resolve()):
+        raise RunDamaged(f"{where}: it is a link to {target}, outside the run's directory {out}")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
         raise RunDamaged(f"{where}: {exc.strerror}") from None
     try:
