@@ -379,6 +379,49 @@ def test_live_mode_on_a_server_that_is_no_node_says_so(tmp_path: Path) -> None:
         thread.join(timeout=30)
 
 
+def test_live_mode_on_a_server_answering_numbers_too_large_says_so(tmp_path: Path) -> None:
+    """A server answering an account as a node does, but with a balance of 400 digits (no
+    float holds it: an OverflowError): a 502 page saying so, not "Internal Server Error"."""
+    from fastapi.testclient import TestClient
+
+    from gridnet.dashboard.live import create_live_dashboard
+
+    address = "gn" + "a" * 39
+    huge = "9" * 400
+
+    class Swollen(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/accounts/"):
+                status = 200
+                body = f'{{"address": "{address}", "balance": {huge}, "nonce": 0, "bonded": 0, "pending": 0}}'
+            else:
+                status, body = 404, '{"error": "NotFound", "message": "none"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((LOCAL, 0), Swollen)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://{LOCAL}:{server.server_address[1]}"
+    try:
+        with TestClient(create_live_dashboard(url)) as client:
+            answer = client.get(f"/chain/account/{address}")
+            assert answer.status_code == 502, answer.text
+            assert (
+                f"the server at {url} does not answer as a GRIDNET node does (OverflowError: " in answer.text
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
 def test_a_damaged_report_gives_pages_that_say_so(served: Served, tmp_path: Path) -> None:
     """A report.json edited after the run (every section but the scenario's and the series'
     replaced): each page says what is wrong (the first field not as the run wrote it) and what

@@ -18,9 +18,10 @@ from starlette.exceptions import HTTPException
 HERE = Path(__file__).parent
 TITLES = {400: "Bad request", 404: "Not found", 502: "Not a node", 503: "Unavailable"}
 
-UNEXPECTED_DATA = (KeyError, TypeError, ValueError, IndexError, AttributeError, UndefinedError)
+UNEXPECTED_DATA = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, UndefinedError)
 """What drawing a page from data that is not as expected raises (here or in a template): a
-damaged report.json, another server's JSON."""
+damaged report.json (what its check when the run is opened lets through), another server's
+JSON (OverflowError: a 400-digit number divided, a timestamp beyond the platform's)."""
 
 Page = Callable[..., HTMLResponse]
 """``page(request, template, here, title, **context)``: a full page of the dashboard."""
