@@ -134,6 +134,21 @@ def test_amounts_and_durations_are_bounded_and_named(doc: dict[str, Any], messag
     assert str(info.value) == f"g.toml: {message}"
 
 
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"pow": {"retarget_window": 10**400}}, "[pow] retarget_window must be an integer"),
+        ({"chain": {"block_interval_s": -(10**400)}}, "[chain] block_interval_s must be a number"),
+    ],
+)
+def test_an_integer_of_400_digits_is_named_not_an_overflow(doc: dict[str, Any], message: str) -> None:
+    """TOML integers have no size limit: one that converts to no float was an OverflowError
+    traceback (``math.isfinite`` of it) before the size check could name it."""
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(doc, "g.toml")
+    assert str(info.value).startswith(f"g.toml: {message} (finite, and below 2**63 in size)")
+
+
 def test_an_amount_beyond_64_bits_is_named_not_an_overflow() -> None:
     """An allocation of 2^64 base units does not encode: validate_params let msgspec's
     OverflowError through (a traceback from a scenario's credit bank of 2^52 GNC), as it

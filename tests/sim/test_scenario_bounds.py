@@ -38,6 +38,19 @@ def test_a_long_value_is_echoed_cut_short() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"homes": {"count": 10**400}}, "s.toml: [homes] count must be an integer"),
+        ({"homes": {"pv_share": -(10**400)}}, "s.toml: [homes] pv_share must be a number"),
+    ],
+)
+def test_an_integer_of_400_digits_is_one_line_not_an_overflow(doc: dict[str, Any], message: str) -> None:
+    """TOML integers have no size limit: one that converts to no float was an OverflowError
+    traceback (``math.isfinite`` of it) before the size check could name it."""
+    assert refusal(doc) == f"{message} (finite, and below 2**53 in size)"
+
+
 def test_an_unknown_key_names_the_known_keys_it_may_have_meant() -> None:
     """An unknown key listed every known key of its section (about 1,000 characters for [ev])."""
     assert refusal({"ev": {"station_prize": 1}}) == (

@@ -350,7 +350,8 @@ def params_from_dict(doc: dict[str, Any], source: str = "genesis") -> ChainParam
             if key.endswith("_gnc"):  # an amount: a number or an exact decimal string
                 ok = isinstance(value, int | float | str)
             if isinstance(value, int | float) and not isinstance(value, bool):
-                ok = ok and math.isfinite(value) and abs(value) < 2**63  # (inf, nan, 1e300)
+                # (inf, nan, 1e300; an int checked as one: a 400-digit one converts to no float)
+                ok = ok and (isinstance(value, int) or math.isfinite(value)) and abs(value) < 2**63
             if isinstance(value, bool) or not ok:
                 kind = {int: "an integer", float: "a number", str: "a string", list: "a list"}[want]
                 if key.endswith("_gnc"):

@@ -279,6 +279,8 @@ def _number(value: Any) -> bool:
     """A finite int or float (TOML's inf and nan are not numbers a scenario takes)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
+    if isinstance(value, int):  # (checked as an int: a 400-digit one does not convert to a float)
+        return abs(value) < MAX_INT
     return math.isfinite(value) and abs(value) < MAX_INT
 
 
