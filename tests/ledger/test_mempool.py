@@ -98,6 +98,21 @@ def test_replacement_needs_a_higher_fee(chain: Chain) -> None:
     assert [(e.kind, e.rule) for e in higher] == [(EventKind.ACCEPTED, ""), (EventKind.EVICTED, "Replaced")]
 
 
+def test_a_sender_at_its_pending_limit_is_refused_a_new_nonce_but_may_replace(chain: Chain) -> None:
+    a, b = test_keys(2)
+    pool = Mempool(chain.params, chain.chain_id, max_per_sender=3)
+    for nonce in range(3):
+        assert pool.add(transfer(chain, a, nonce, 200), chain.account)[0].kind is EventKind.ACCEPTED
+    fourth = pool.add(transfer(chain, a, 3, 900), chain.account)
+    assert [(e.kind, e.rule) for e in fourth] == [(EventKind.REJECTED, "TooManyPending")]
+    assert "already has 3 pending" in fourth[0].message
+    assert len(pool.by_sender[a.address]) == 3
+    # Replacing one it has pending adds none; another sender has its own limit.
+    replaced = pool.add(transfer(chain, a, 2, 300), chain.account)
+    assert [(e.kind, e.rule) for e in replaced] == [(EventKind.ACCEPTED, ""), (EventKind.EVICTED, "Replaced")]
+    assert pool.add(transfer(chain, b, 0, 200), chain.account)[0].kind is EventKind.ACCEPTED
+
+
 def test_pending_spending_cannot_exceed_balance(chain: Chain) -> None:
     a = test_keys(1)[0]
     balance = chain.account(a.address).balance
