@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from gridnet.contracts.channel import (
+    MAX_SPAN,
     ContractState,
     ContractTerms,
     Delivery,
@@ -33,6 +34,7 @@ from gridnet.errors import (
     DoubleSelling,
     FraudAlreadyReported,
     InsufficientBalance,
+    MalformedContract,
     MeterNotOwned,
     MissingPartySignature,
     MissingReading,
@@ -168,6 +170,27 @@ def test_contract_missing_a_line_owners_signature(market: Market) -> None:
     bad = market.pending(BUYER, OpenContract(signed(terms(), (BUYER, SELLER, LINE_A))))
     with pytest.raises(MissingPartySignature):
         validate_transaction(bad, market.chain.params, market.chain.chain_id)
+
+
+def test_contract_terms_out_of_shape(market: Market) -> None:
+    """A contract covers 1 to MAX_SPAN intervals, first to last, for some energy, between two
+    parties: terms outside that are refused by name before any state is read."""
+    chain = market.chain
+
+    def check(t: ContractTerms) -> None:
+        validate_transaction(market.pending(BUYER, OpenContract(signed(t))), chain.params, chain.chain_id)
+
+    check(terms(first_interval=PAST, last_interval=PAST))  # one interval
+    check(terms(first_interval=PAST, last_interval=PAST + MAX_SPAN - 1))  # the longest
+    cases = (
+        (terms(first_interval=PAST + 1, last_interval=PAST), f"1 to {MAX_SPAN} intervals"),  # reversed
+        (terms(first_interval=PAST, last_interval=PAST + MAX_SPAN), f"1 to {MAX_SPAN} intervals"),
+        (terms(max_wh=0), "zero energy"),
+        (terms(seller=BUYER.address), "must differ"),
+    )
+    for bad, fragment in cases:
+        with pytest.raises(MalformedContract, match=fragment):
+            check(bad)
 
 
 def test_open_rules(market: Market) -> None:
