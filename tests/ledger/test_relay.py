@@ -25,6 +25,7 @@ from gridnet.errors import (
     NotHopEquivocation,
     NotOvercredit,
     PoolAlreadyRedeemed,
+    PoolExists,
     PoolExpired,
     PoolHopsFull,
     PoolNotExpired,
@@ -277,6 +278,16 @@ def test_claims_on_a_pool_that_does_not_exist(net: Actors) -> None:
         OWNER, other, pool_id(OWNER.address, other.final), 5, datagram_digest(receipt(5)), bytes(32)
     )
     assert isinstance(refused(net, ClaimTransit(claim(token))), UnknownPool)
+
+
+def test_a_pool_with_the_same_owner_and_final_hash_is_opened_once(net: Actors) -> None:
+    again = CreateTokenPool(CHAIN.final, 10, 10 * AMOUNT, expiry_height=30)  # other terms, same pool id
+    error = net.refused(OWNER, again)
+    assert isinstance(error, PoolExists) and POOL.hex()[:16] in str(error)
+    net.mine(net.tx(STRANGER, again))  # another owner's pool of the same hash has another id
+    assert net.chain.view().get(POOLS, pool_id(STRANGER.address, CHAIN.final)) is not None
+    pool = net.chain.view().get(POOLS, POOL)
+    assert pool is not None and pool.expiry_height == 20  # the first is unchanged
 
 
 def test_reclaim_after_expiry_returns_what_was_not_paid(net: Actors) -> None:
