@@ -20,9 +20,10 @@ from gridnet.contracts.channel import (
     sign_terms,
 )
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import GrantExceedsRequest, GrantMismatch, MalformedTransaction
+from gridnet.errors import GrantExceedsRequest, GrantMismatch, MalformedTransaction, PeriodFull
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.txs import aggregator as aggregator_txs
 from gridnet.ledger.txs.aggregator import (
     AGGREGATORS,
     PERIODS,
@@ -47,7 +48,7 @@ from gridnet.ledger.txs.credit import history_of
 from gridnet.ledger.txs.helios import sign_as_member
 from gridnet.ledger.txs.meter import READINGS, SubmitReadings, reading_key
 from gridnet.units import energy_cost, interval_start
-from tests.helpers import ahead_checks_answered, sign
+from tests.helpers import ahead_checks_answered, rejection, sign
 from tests.ledger.test_helios import (
     BUYER,
     BUYER_METER_KEY,
@@ -301,6 +302,34 @@ def test_meters_must_be_the_parties_and_the_request_not_from_the_future(h: Helio
     h.mine(h.tx(COLLECTOR, SubmitReadings((h.meter.read(ahead, 100, 0), h.buyer_meter.read(ahead, 0, 50)))))
     assert h.clock < at(ahead)
     assert h.refused(COLLECTOR, record(h, ahead, tr=at(ahead) - 2_000)) == "RequestInFuture"
+
+
+def test_a_period_holds_a_bounded_number_of_sellers(h: Helios, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The period's tally holds MAX_PERIOD_SELLERS distinct sellers (here one): a record of
+    another seller is refused; the seller it holds sells on, and the next period starts empty."""
+    monkeypatch.setattr(aggregator_txs, "MAX_PERIOD_SELLERS", 1)
+
+    def buyer_sells(interval: int) -> RecordTrade:
+        return record(
+            h, interval, seller=BUYER, seller_meter=BUYER_METER_KEY, buyer=OWNER, buyer_meter=METER_KEY,
+            aer=90, aeg=90,
+        )  # fmt: skip
+
+    i = START + 1
+    exported(h, i, 300, 100)
+    h.mine(h.tx(COLLECTOR, record(h, i, aer=100, aeg=100)))
+    tx = sign(h.chain, COLLECTOR, buyer_sells(i), h.nonces[COLLECTOR.address])
+    error = rejection(h.chain, tx, h.timestamp(None))
+    assert isinstance(error, PeriodFull) and f"period {i // PERIOD} of {NAME} has 1 sellers" in str(error)
+    again = record(h, i, aer=100, aeg=100, tr=interval_start(i) - 300_000)  # another request, same seller
+    h.mine(h.tx(COLLECTOR, again))
+    tally = h.chain.view().get(PERIODS, period_key(CID, i // PERIOD))
+    assert tally is not None and [(s.seller, s.wh) for s in tally.sellers] == [(OWNER.address, 200)]
+    j = START + PERIOD + 1
+    exported(h, j, 0, 100)
+    h.mine(h.tx(COLLECTOR, buyer_sells(j)))
+    tally = h.chain.view().get(PERIODS, period_key(CID, j // PERIOD))
+    assert tally is not None and [s.seller for s in tally.sellers] == [BUYER.address]
 
 
 # --- rewards ---------------------------------------------------------------------------------
