@@ -26,6 +26,7 @@ from gridnet.errors import (
     NonceTooLow,
     UnknownIdentity,
     UnknownParent,
+    WorkNotFound,
 )
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Block
@@ -41,7 +42,7 @@ from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.verify import verify_chain
 from gridnet.units import UNITS_PER_GNC
-from gridnet.work import target_from_bits, target_from_bytes, work_of_target
+from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes, work_of_target
 from tests.helpers import (
     GENESIS_TIME,
     INTERVAL,
@@ -481,4 +482,16 @@ def test_builder_rejection_leaves_no_fee(
     assert isinstance(coinbase, Coinbase)
     assert (coinbase.reward, coinbase.fees) == (block_reward(params, 1), good.fee)
     assert chain.add_block(block, now=ts).status is AddStatus.EXTENDED
+    chain.close()
+
+
+def test_a_miner_that_finds_no_work_within_its_attempts_adds_nothing(tmp_path: Path) -> None:
+    """A target of 128 zero bits cannot be met in 300 hashes: the search stops with the
+    named error and the chain stays at genesis."""
+    hard = target_to_bytes(target_from_bits(128))
+    chain = new_chain(tmp_path / "c", test_params(KEYS, initial_target=hard))
+    ts = chain.head.header.timestamp + INTERVAL
+    with pytest.raises(WorkNotFound, match="no proof-of-work found in 300 attempts"):
+        produce_block(chain, MINER_P.address, now=ts, timestamp=ts, max_attempts=300)
+    assert chain.height == 0
     chain.close()
