@@ -18,6 +18,7 @@ from gridnet.errors import (
     IdentityProofInsufficient,
     InvalidTransaction,
     UnknownIdentity,
+    WorkNotFound,
 )
 from gridnet.identity import (
     MAX_ROUNDS,
@@ -115,9 +116,9 @@ def test_nonce_overflow_concatenates_the_address_once_more(tmp_path: Path) -> No
 
 
 def test_search_gives_up_after_max_attempts_and_after_max_rounds() -> None:
-    with pytest.raises(RuntimeError):
+    with pytest.raises(WorkNotFound, match="no identity proof found in 100 attempts"):
         find_identity_proof(A.address, 0, max_attempts=100)
-    with pytest.raises(RuntimeError):  # rounds would exceed MAX_ROUNDS
+    with pytest.raises(WorkNotFound, match="no identity proof found"):  # rounds would exceed MAX_ROUNDS
         find_identity_proof(A.address, 0, start=IdentityProof(rounds=MAX_ROUNDS, nonce=NONCE_LIMIT - 3))
 
 
