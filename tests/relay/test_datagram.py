@@ -18,6 +18,7 @@ from gridnet.encoding import encode
 from gridnet.errors import (
     FlaggedOriginator,
     HopEntryInvalid,
+    IdentityStakeMismatch,
     OnionTampered,
     TokenNotForDatagram,
     TokenPreimageInvalid,
@@ -184,6 +185,22 @@ def test_no_relay_sees_another_relays_entry_and_the_receiver_sees_none(net: Acto
 def test_a_datagram_from_an_unregistered_identity_is_dropped(net: Actors) -> None:
     with pytest.raises(UnregisteredOriginator):
         carry(net, send(net, 1, key=STRANGER))
+
+
+def test_a_datagram_carrying_another_identity_proof_than_the_registered_one_is_dropped(net: Actors) -> None:
+    """The stake a relay checks is the originator's registered proof: another registered
+    identity's proof, or a second valid proof of the sender's own address, does not stand
+    in for it."""
+    registered = proof(net.chain, SENDER)
+    target = net.chain.params.identity_target_int
+    start = IdentityProof(rounds=registered.rounds, nonce=registered.nonce + 1)
+    second_own = find_identity_proof(SENDER.address, target, start=start)
+    assert second_own != registered
+    for identity in (proof(net.chain, RELAYS[0]), second_own):
+        dgram = msgspec.structs.replace(send(net, 1), identity=identity)
+        with pytest.raises(IdentityStakeMismatch, match="another identity proof than the registered one"):
+            Relay(RELAYS[0], view(net)).handle(dgram)
+    assert isinstance(Relay(RELAYS[0], view(net)).handle(send(net, 1)), Forwarded)
 
 
 def test_a_flagged_originator_is_dropped_only_by_relays_that_trust_the_flagger(net: Actors) -> None:
