@@ -16,9 +16,11 @@ from gridnet.encoding import encode
 from gridnet.errors import (
     BadJustification,
     BadSeal,
+    BlockVoteInvalid,
     ConfigError,
     ConflictsWithFinal,
     InvalidBlock,
+    NotAValidator,
     OffSlot,
     WrongProposer,
 )
@@ -311,6 +313,20 @@ def _vote_rule(chain: Chain, votes: list[SignedVote], slot: int) -> str:
     with pytest.raises(InvalidBlock) as err:
         chain.add_block(bad, now=at(slot))
     return err.value.rule
+
+
+def test_a_block_with_an_invalid_vote_is_blockvoteinvalid_naming_the_vote(chain: Chain) -> None:
+    """The block's first vote is a validator's, its second a stranger's: the block is refused
+    as BlockVoteInvalid, which names the vote (from 1) and wraps the vote's own rule."""
+    grow(chain, range(1, 3))
+    votes = (*votes_for(chain, KEYS[:1]), *votes_for(chain, [USER]))
+    bad = reseal(chain, msgspec.structs.replace(propose(chain, 3), votes=votes))
+    head = chain.head.hash
+    with pytest.raises(BlockVoteInvalid) as info:
+        chain.add_block(bad, now=at(3))
+    assert info.value.index == 2 and type(info.value.error) is NotAValidator
+    assert str(info.value).startswith("vote 2: ") and info.value.rule == "NotAValidator"
+    assert chain.head.hash == head
 
 
 def test_a_vote_by_a_key_outside_the_set_is_notavalidator(chain: Chain) -> None:
