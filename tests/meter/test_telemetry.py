@@ -5,7 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from gridnet.agents.device import SimulatedDevice
 from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import FirmwareInstallFailed
 from gridnet.meter.reading import is_signed_by
 from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
 
@@ -44,6 +46,23 @@ def test_simulated_meter_counters_accumulate_and_readings_verify() -> None:
         assert is_signed_by(signed, KEY.public_key)
         assert not is_signed_by(signed, OTHER.public_key)
     assert (meter.total_exported_wh, meter.total_imported_wh) == (750, 340)
+
+
+def test_a_meter_that_cannot_take_a_release_keeps_its_firmware() -> None:
+    """Installed through the adapter: an updatable meter runs the release and signs a new
+    status; one that cannot be updated refuses it by name and its status and readings stay
+    as they were."""
+    image = b"release 1.1.0"
+    updatable = SimulatedDevice(SimulatedMeter(OTHER), None)
+    assert updatable.install("1.1.0", image).status.firmware == "1.1.0"
+    stuck = SimulatedDevice(SimulatedMeter(KEY, updatable=False), None)
+    before = stuck.firmware()
+    with pytest.raises(
+        FirmwareInstallFailed, match=r"GridMeter GM-15 firmware 1\.1\.0; it keeps running 1\.0\.0"
+    ):
+        stuck.install("1.1.0", image)
+    assert stuck.firmware() == before
+    assert stuck.meter.read(START, 1, 0).reading.firmware == "1.0.0"
 
 
 def test_simulated_meter_refuses_negative_energy() -> None:
