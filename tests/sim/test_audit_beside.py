@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from gridnet.crypto.ops import OPS, snapshot
+from gridnet.errors import AuditFailed
+from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim import output
 from gridnet.sim.output import audit_beside
 from gridnet.units import UNITS_PER_GNC
-from tests.helpers import extend, processes_using, sign, test_params, wait_for
+from tests.helpers import extend, new_chain, processes_using, sign, test_params, wait_for
 from tests.ledger.test_replay import KEYS, forks, switch
 
 A, B, C = KEYS
@@ -56,3 +58,20 @@ def test_an_audit_not_waited_for_is_stopped(tmp_path: Path) -> None:
     assert followers(tmp_path / "x") == []
     for c in (p, q, x):
         c.close()
+
+
+def test_an_audit_that_cannot_open_the_chain_is_auditfailed_with_the_childs_last_line(tmp_path: Path) -> None:
+    """The chain's database file overwritten from its first byte (as a stray program would):
+    the child cannot open it, stops on the store's named error, and the parent raises
+    AuditFailed naming the chain and that error, the child's last line."""
+    chain = new_chain(tmp_path / "x", test_params(KEYS))
+    extend(chain)
+    chain.close()
+    db = tmp_path / "x" / DB_NAME
+    db.write_bytes(b"not a chain " * (db.stat().st_size // 12))
+    with audit_beside(tmp_path / "x") as audited, pytest.raises(AuditFailed) as err:
+        audited()
+    text = str(err.value)
+    assert text.startswith(f"the audit of {tmp_path / 'x'} stopped: gridnet.errors.StoreCorrupt: "), text
+    assert "is not a readable GRIDNET store" in text
+    assert followers(tmp_path / "x") == []
