@@ -221,6 +221,7 @@ class Store:
         (:meth:`snapshot`) beside a running writer."""
         self.data_dir = data_dir
         self.path = path = data_dir / DB_NAME
+        self.readonly = readonly
         self.damage: str | None = None
         """What showed the store damaged, once something has (``corrupt``)."""
         self._opened = False
@@ -454,7 +455,10 @@ class Store:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """Read inside one transaction: every read sees the same committed state, whatever
-        a writer in another process commits meanwhile."""
+        a writer in another process commits meanwhile. A reader's transaction ends with a
+        rollback (it has nothing to commit, and SQLite refuses to commit a read that met a
+        damaged page: what the reads found, e.g. ``chain verify``'s report, stands); a damaged
+        file met ending a writer's is StoreCorrupt, as anywhere."""
         self.db.execute("BEGIN")
         try:
             yield
@@ -462,7 +466,10 @@ class Store:
             if self.db.in_transaction:  # (what failed, a damaged page, must not be met again)
                 self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if self.readonly else "COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise self.damaged(exc) from None
 
     # --- transactions ----------------------------------------------------------------------
 
