@@ -118,7 +118,7 @@ def test_nonce_overflow_concatenates_the_address_once_more(tmp_path: Path) -> No
 def test_search_gives_up_after_max_attempts_and_after_max_rounds() -> None:
     with pytest.raises(WorkNotFound, match="no identity proof found in 100 attempts"):
         find_identity_proof(A.address, 0, max_attempts=100)
-    with pytest.raises(WorkNotFound, match="no identity proof found"):  # rounds would exceed MAX_ROUNDS
+    with pytest.raises(WorkNotFound, match=f"found in 3 attempts: every nonce of the {MAX_ROUNDS} rounds"):
         find_identity_proof(A.address, 0, start=IdentityProof(rounds=MAX_ROUNDS, nonce=NONCE_LIMIT - 3))
 
 

@@ -71,5 +71,8 @@ def find_identity_proof(
             rounds += 1  # nonce overflow: concatenate the address once more
             nonce = 0
             if rounds > MAX_ROUNDS:
-                break
+                raise WorkNotFound(
+                    f"no identity proof found in {attempts} attempts: every nonce of the {MAX_ROUNDS} "
+                    "rounds an identity proof may have was tried"
+                )
     raise WorkNotFound(f"no identity proof found in {max_attempts} attempts")
