@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 import warnings
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from gridnet.sim.sweep import (
     Sweep,
     SweepFileError,
     SweepResult,
+    _check_values,
     figure_value,
     load_sweep,
     open_client,
@@ -351,6 +353,33 @@ def test_a_long_value_in_a_sweep_file_is_echoed_cut(
         load_sweep(path, tmp_path / "out")
     message = str(caught.value)
     assert "\n" not in message and len(message) < len(str(path)) + 600, message[:300]
+
+
+def test_a_grid_too_large_is_refused_before_any_value_is_looked_at(tmp_path: Path) -> None:
+    """The runs are counted first: 10,001 values, a TOML date and a repeated value among them,
+    say the count (the dates and duplicates were looked for first, the duplicates in quadratic
+    time: 100,000 values took two minutes to be refused)."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    values = ", ".join(["4", "4", "2026-06-21", *map(str, range(5, 10_003))])
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'scenario = "tiny.toml"\n[vary]\n"homes.count" = [{values}]\n')
+    with pytest.raises(SweepFileError) as caught:
+        load_sweep(path, tmp_path / "out")
+    assert str(caught.value) == (
+        f"{path}: the grid has 10,001 runs (the [vary] values times the seeds); at most 10,000: split it "
+        "into several sweeps"
+    )
+
+
+def test_repeated_values_are_found_in_linear_time() -> None:
+    """A repeated value is found with a set, not by counting each value in the list: 200,000
+    values (quadratic: hours) within a ceiling far above what it takes (a tenth of a second)."""
+    values: list[Any] = [{"v": i} for i in range(200_000)] + [{"v": 199_999}]
+    started = time.perf_counter()
+    repeated = r'^sweep.toml: \[vary\] k lists \{"v": 199999\} more than once$'
+    with pytest.raises(SweepFileError, match=repeated):
+        _check_values("k", values, "sweep.toml")
+    assert time.perf_counter() - started < 60
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ when interrupted for what finished: ``OUT/sweep.parquet`` (a row per run) and
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import difflib
@@ -268,6 +269,13 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
     here = path.parent.resolve()
     fixed = _dotted(doc.get("set", {}), f"{where}: [set]", leaf_lists=False)
     vary = _dotted(doc.get("vary", {}), f"{where}: [vary]", leaf_lists=True)
+    # Counted before any value is looked at: a grid too large is refused at once.
+    count = math.prod(len(values) for values in vary.values()) * _seed_count(doc.get("seeds"))
+    if count > MAX_RUNS:
+        raise SweepFileError(
+            f"{where}: the grid has {count:,} runs (the [vary] values times the seeds); at most "
+            f"{MAX_RUNS:,}: split it into several sweeps"
+        )
     for key, value in fixed.items():
         _refuse_dates(value, f"{where}: [set]", key)
     for key, values in vary.items():
@@ -283,12 +291,6 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
             raise SweepFileError(f"{where}: simulation.seed: give the seeds with seeds = [1, 2] (or a count)")
     for key, values in vary.items():
         _check_values(key, values, where)
-    count = math.prod(len(values) for values in vary.values()) * _seed_count(doc.get("seeds"))
-    if count > MAX_RUNS:
-        raise SweepFileError(
-            f"{where}: the grid has {count:,} runs (the [vary] values times the seeds); at most "
-            f"{MAX_RUNS:,}: split it into several sweeps"
-        )
     both = sorted(set(fixed) & set(vary))
     if both:
         raise SweepFileError(f"{where}: {both[0]} is in both [set] and [vary]; keep it in one")
@@ -419,8 +421,9 @@ def _sweep_paths(values: dict[str, Any], here: Path, lists: bool) -> dict[str, A
 def _check_values(key: str, values: list[Any], where: str) -> None:
     if not values:
         raise SweepFileError(f"{where}: [vary] {key} has no values; give at least one, e.g. [10, 20]")
-    as_json = [json.dumps(v, sort_keys=True) for v in values]
-    repeated = next((v for v, n in zip(values, as_json, strict=True) if as_json.count(n) > 1), None)
+    as_json = [json.dumps(v, sort_keys=True) for v in values]  # (hashable, the same for equal values)
+    times = collections.Counter(as_json)
+    repeated = next((v for v, n in zip(values, as_json, strict=True) if times[n] > 1), None)
     if repeated is not None:
         raise SweepFileError(f"{where}: [vary] {key} lists {_echo(repeated)} more than once")
 
