@@ -10,6 +10,7 @@ plus its scenario table.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
@@ -50,15 +51,23 @@ def unregister(name: str) -> None:
     _EXTRA.pop(name, None)
 
 
-def roles() -> list[Role]:
-    """Every role: this package's modules that define ``ROLE``, and the registered ones."""
+@functools.cache
+def _package_roles() -> tuple[Role, ...]:
+    """The roles this package's modules define, found once (each scenario a sweep loads asks:
+    listing the package's files every time took a tenth of a 10,000-run sweep's loading)."""
     import gridnet.agents as package
 
-    found: dict[str, Role] = {}
+    found = []
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         role = getattr(module, "ROLE", None)
         if isinstance(role, Role):
-            found[role.name] = role
+            found.append(role)
+    return tuple(found)
+
+
+def roles() -> list[Role]:
+    """Every role: this package's modules that define ``ROLE``, and the registered ones."""
+    found = {role.name: role for role in _package_roles()}
     found.update(_EXTRA)
     return sorted(found.values(), key=lambda r: (r.order, r.name))

@@ -54,7 +54,11 @@ def sweep_cmd(
             scheduler = scheduler_address(scheduler)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scheduler") from None
-    sweep = load_sweep(sweep_file, out)  # every run's scenario is checked before anything runs
+    with progress_bar() as checking:  # every run's scenario is checked before anything runs
+        check = checking.add_task("checking runs", total=None)
+        sweep = load_sweep(
+            sweep_file, out, lambda done, total: checking.update(check, completed=done, total=total)
+        )
     where = scheduler or f"a local cluster of {count(workers or usable_cores(), 'worker')}"
     with as_keyboard_interrupt(), progress_bar() as progress:  # (SIGTERM as Ctrl-C: the table is written)
         task = progress.add_task("runs", total=None)

@@ -8,6 +8,7 @@ different genesis hashes and never accept each other's blocks.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from decimal import Decimal, InvalidOperation
@@ -567,7 +568,13 @@ def load_genesis_file(path: Path) -> ChainParams:
 
 
 def default_params(allocations: tuple[Allocation, ...] = ()) -> ChainParams:
-    return msgspec.structs.replace(params_from_dict({}, "defaults"), allocations=allocations)
+    return msgspec.structs.replace(_defaults(), allocations=allocations)
+
+
+@functools.cache
+def _defaults() -> ChainParams:
+    """The built-in parameters, built once (every scenario a sweep loads asks for them)."""
+    return params_from_dict({}, "defaults")
 
 
 def params_to_toml(params: ChainParams) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import itertools
 import math
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -367,18 +368,25 @@ def _coerce(value: Any, default: Any, where: str, fixed: bool = False) -> Any:
     return value
 
 
+@functools.cache
+def _table(cls: type) -> tuple[dict[str, Field[Any]], Any, dict[str, bool]]:
+    """A table's fields by name, its defaults, and by key whether a tuple of strings keeps the
+    default's length (``tuple[str, str]``, not ``tuple[str, ...]``): once per class (reading
+    the type hints for every table of every scenario was most of the time a 10,000-run sweep
+    took to load)."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    return known, cls(), {k: Ellipsis not in typing.get_args(hints[k]) for k in known}
+
+
 def _section(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a table")
-    known = {f.name: f for f in fields(cls)}
+    known, defaults, fixed = _table(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{where}: {_unknown('key', unknown, set(known))}")
-    defaults, hints = cls(), typing.get_type_hints(cls)
-    values = {
-        k: _coerce(v, getattr(defaults, k), f"{where} {k}", Ellipsis not in typing.get_args(hints[k]))
-        for k, v in data.items()
-    }
+    values = {k: _coerce(v, getattr(defaults, k), f"{where} {k}", fixed[k]) for k, v in data.items()}
     for k, v in values.items():
         problem = _out_of_bounds(v, known[k].metadata[BOUNDS], k) if BOUNDS in known[k].metadata else None
         if problem is not None:

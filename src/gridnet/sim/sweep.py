@@ -141,6 +141,11 @@ any path under them is accepted, and a run whose report lacks it has none in the
 coin a table holds, ``verify.supply.held.<table>``, depends on the tables the code has.)"""
 
 
+Progress = Callable[[int, int], None]
+"""Called with (runs done, runs in all): (0, n) before the first, then after each run (run,
+or checked while the sweep file loads)."""
+
+
 class SweepFileError(ConfigError):
     """A sweep file is missing or invalid, or one of its runs' scenarios is refused."""
 
@@ -249,13 +254,16 @@ class SweepResult:
 # --- the sweep file ----------------------------------------------------------------------
 
 
-def load_sweep(path: Path, out: Path | None = None) -> Sweep:
+def load_sweep(path: Path, out: Path | None = None, progress: Progress | None = None) -> Sweep:
     """The sweep in ``path``, every run's scenario built and checked; ``out`` replaces the
-    file's ``out`` (default ``out/NAME``)."""
-    return sweep_from_dict(read_toml(path, "sweep file", SweepFileError), path, out)
+    file's ``out`` (default ``out/NAME``); ``progress`` is told (runs checked, runs in the
+    grid) as they are (10,000 take seconds)."""
+    return sweep_from_dict(read_toml(path, "sweep file", SweepFileError), path, out, progress)
 
 
-def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) -> Sweep:
+def sweep_from_dict(
+    doc: dict[str, Any], path: Path, out: Path | None = None, progress: Progress | None = None
+) -> Sweep:
     where = str(path)
     unknown = sorted(set(doc) - set(KNOWN_KEYS))
     if unknown:
@@ -295,16 +303,8 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
     if both:
         raise SweepFileError(f"{where}: {both[0]} is in both [set] and [vary]; keep it in one")
 
-    # Every key alone first, so that an error names the key that causes it.
     document = _with(base, fixed, where, "[set]")
     _build(document, base_label, f"{where}: [set]")
-    for key, values in vary.items():
-        for value in values:
-            _build(
-                _with(document, {key: value}, where, "[vary]"),
-                base_label,
-                f"{where}: [vary] {key} = {_echo(value)}",
-            )
     seeds = _seeds(doc.get("seeds"), _build(document, base_label, where).simulation.seed, where)
     figures, plot = _figures(doc.get("figures"), doc.get("plot"), where)
     clash = next((f for f in figures if f in vary), None)
@@ -314,13 +314,20 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
 
     runs: list[Run] = []
     seen: dict[str, Run] = {}
+    digests: dict[Path, str] = {}  # (each file the runs read, hashed once)
+    if progress is not None:
+        progress(0, count)
     for combination in itertools.product(*vary.values()):
         values = dict(zip(vary, combination, strict=True))
         for seed in seeds:
             run_doc = _with(document, {**values, "simulation.seed": seed}, where, "[vary]")
             label = ", ".join([*(f"{k} = {_show(v)}" for k, v in values.items()), f"seed {seed}"])
-            scenario = _build(run_doc, base_label, f"{where}: [vary] the run with {label}")
-            run = Run(_run_id(scenario, values, seed), values, seed, _portable(run_doc, base_dir))
+            try:
+                scenario = _build(run_doc, base_label, f"{where}: [vary] the run with {label}")
+            except SweepFileError:
+                _refuse_alone(document, values, base_label, where)  # (names the key when one is the cause)
+                raise
+            run = Run(_run_id(scenario, values, seed, digests), values, seed, _portable(run_doc, base_dir))
             if run.id in seen:
                 raise SweepFileError(
                     f"{where}: [vary] the runs with {seen[run.id].label} and {label} are the same scenario; "
@@ -328,12 +335,24 @@ def sweep_from_dict(doc: dict[str, Any], path: Path, out: Path | None = None) ->
                 )
             seen[run.id] = run
             runs.append(run)
+            if progress is not None:
+                progress(len(runs), count)
     if out is None:
         given = doc.get("out")
         if given is not None and (not isinstance(given, str) or not given):
             raise SweepFileError(f"{where}: out must be a directory (relative to the sweep file)")
         out = path.parent / given if given else Path("out") / name
     return Sweep(path, name, base_path, fixed, vary, seeds, figures, plot, out, tuple(runs))
+
+
+def _refuse_alone(document: dict[str, Any], values: dict[str, Any], source: str, where: str) -> None:
+    """``SweepFileError`` naming the key and value when one of a refused run's values is
+    refused alone (each run's scenario is built once: building every value alone first too
+    doubled the time a large grid took to load)."""
+    for key, value in values.items():
+        _build(
+            _with(document, {key: value}, where, "[vary]"), source, f"{where}: [vary] {key} = {_echo(value)}"
+        )
 
 
 def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]:
@@ -548,28 +567,32 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _file_digests(scenario: Scenario) -> dict[str, str]:
+def _file_digests(scenario: Scenario, digests: dict[Path, str]) -> dict[str, str]:
     """The SHA-256 of each file ``scenario`` reads (its policies, its weather file), by key;
-    "unreadable" for one that cannot be read (its run fails, and runs again once it can)."""
+    "unreadable" for one that cannot be read (its run fails, and runs again once it can).
+    ``digests``: the files hashed already (by path), added to."""
     named = {f"policies.{home}": name for home, name in scenario.policies.items()}
     if scenario.weather.sky == "file":
         named["weather.weather_file"] = scenario.weather.weather_file
     out: dict[str, str] = {}
     for key, name in sorted(named.items()):
-        try:
-            out[key] = sha256_hex(data_path(scenario.source, name).read_bytes())
-        except OSError:
-            out[key] = "unreadable"
+        path = data_path(scenario.source, name)
+        if path not in digests:
+            try:
+                digests[path] = sha256_hex(path.read_bytes())
+            except OSError:
+                digests[path] = "unreadable"
+        out[key] = digests[path]
     return out
 
 
-def _run_id(scenario: Scenario, values: dict[str, Any], seed: int) -> str:
+def _run_id(scenario: Scenario, values: dict[str, Any], seed: int, digests: dict[Path, str]) -> str:
     """Readable values, then a digest of every value that differs from the defaults and of
     the contents of the files the scenario reads: the same scenario (however it was written)
     has the same id, and one whose policy or weather file was edited has another."""
     defaults = _defaults()
     own = {k: v for k, v in _flat(resolved_scenario(scenario)).items() if defaults.get(k, ...) != v}
-    files = _file_digests(scenario)
+    files = _file_digests(scenario, digests)
     if files:  # (absent otherwise: the ids of sweeps that read no file stay as they were)
         own["files"] = files
     digest = sha256_hex(json.dumps(own, sort_keys=True, default=list).encode())[:10]
@@ -848,9 +871,6 @@ def _ctrl_c_ignored() -> Iterator[None]:
 
 
 # --- the sweep ------------------------------------------------------------------------------
-
-Progress = Callable[[int, int], None]
-"""Called with (runs finished, runs to run): (0, n) before the first, then after each run."""
 
 
 def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:

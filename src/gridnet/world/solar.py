@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -222,6 +222,13 @@ def _read_weather_file(path: Path) -> _WeatherFile:
 def check_weather_file(path: Path, start_ms: int, intervals: int) -> None:
     """A ConfigError when the weather file cannot be read or has no record for an hour of
     ``intervals`` intervals from ``start_ms`` (what ``irradiance`` would refuse)."""
+    _check_weather_file(path, path.resolve(), start_ms, intervals)
+
+
+@lru_cache(maxsize=1024)
+def _check_weather_file(path: Path, resolved: Path, start_ms: int, intervals: int) -> None:
+    """Once per file and span (a sweep checks each of its runs' scenarios, most of them over
+    the same hours; the file itself is read once, ``_read_weather_file``)."""
     _from_weather_file(path, _utc_index(sample_times_ms(start_ms, intervals)))
 
 
