@@ -600,6 +600,28 @@ def test_a_scheduler_that_never_answers_is_one_line_and_a_real_one_is_used(clien
         assert len(remote.scheduler_info()["workers"]) == 2
 
 
+def test_a_scheduler_address_nothing_listens_at_is_said_so_at_once(tmp_path: Path) -> None:
+    """A refused connection is "connection refused", one line, at once (Dask tried again for
+    10 s and said "Timed out trying to connect"); a host with no address is said so too."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"  # (closed: nothing listens there now)
+    with pytest.raises(SchedulerUnavailable) as info, open_client(scheduler=address):
+        pass
+    assert str(info.value).startswith(
+        f"no Dask scheduler at {address}: connection refused (nothing listens on port {port} there): "
+        "start one with 'dask scheduler'"
+    )
+    path = write_sweep(tmp_path, {"homes.count": [4]})
+    done = sweep_command(path, "--out", tmp_path / "out", "--scheduler", address, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"error: {info.value}"
+    unknown = "tcp://no-such-host.invalid:8786"
+    no_host = r"the host no-such-host\.invalid has no address"
+    with pytest.raises(SchedulerUnavailable, match=no_host), open_client(scheduler=unknown):
+        pass
+
+
 def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path: Path) -> None:
     """SIGTERM (a service manager, a batch system) stops the sweep as Ctrl-C does: the table
     of what finished is written, exit 130, and the same command resumes."""

@@ -806,6 +806,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield client
         return
+    _check_reachable(scheduler)
     try:
         _probe(scheduler)  # (a Client waits without end on a server that accepts but never answers)
         client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
@@ -824,6 +825,39 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
                 f"start one with 'dask worker {scheduler} --nthreads 1'"
             ) from None
         yield client
+
+
+def _check_reachable(scheduler: str) -> None:
+    """``SchedulerUnavailable`` at once when nothing listens at ``scheduler`` (a refused
+    connection: Dask's client tries again until its timeout, then says "Timed out") or its
+    host has no address; a connection that does not open within ``CONNECT_TIMEOUT_S`` is
+    a timeout, said as Dask says it."""
+    import socket
+
+    parts = urlsplit(scheduler)
+    host, port = parts.hostname, parts.port
+    assert host is not None and port is not None  # (scheduler_address made sure)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except ConnectionRefusedError:
+        raise SchedulerUnavailable(
+            f"no Dask scheduler at {scheduler}: connection refused (nothing listens on port {port} there): "
+            "start one with 'dask scheduler' (and workers with 'dask worker tcp://HOST:8786'), check the "
+            "address, or leave out --scheduler to run on this machine"
+        ) from None
+    except socket.gaierror as exc:
+        raise SchedulerUnavailable(
+            f"no Dask scheduler at {scheduler}: the host {host} has no address ({exc.strerror}): check "
+            "the address, or leave out --scheduler to run on this machine"
+        ) from None
+    except TimeoutError:
+        raise SchedulerUnavailable(
+            f"no Dask scheduler answers at {scheduler} (Timed out trying to connect to {scheduler} after "
+            f"{CONNECT_TIMEOUT_S:.0f} s): start one with 'dask scheduler' (and workers with 'dask worker "
+            "tcp://HOST:8786'), or leave out --scheduler to run on this machine"
+        ) from None
+    except OSError:
+        return  # (unreachable network and the like: the probe says it as Dask does)
 
 
 def _probe(scheduler: str) -> None:
