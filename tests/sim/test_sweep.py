@@ -39,6 +39,7 @@ from gridnet.sim.sweep import (
     SweepFileError,
     SweepResult,
     _check_values,
+    completed,
     figure_value,
     load_sweep,
     open_client,
@@ -215,6 +216,54 @@ def test_a_damaged_run_record_runs_again_rather_than_stopping_the_sweep(
         (sweep.run_dir(run) / RUN_FILE).write_text(json.dumps(record))
     result = run_sweep(sweep, lambda: nullcontext(client))
     assert [(r.resumed, r.status) for r in result.results] == [(False, "ok"), (False, "ok")]
+
+
+def test_a_run_recorded_complete_whose_series_is_truncated_runs_again(
+    client: Any, first: SweepResult, tmp_path: Path
+) -> None:
+    """A run whose ``run.json`` says ok but whose ``series/homes.parquet`` was cut short (a
+    full disk, a killed worker) counted as complete, and ``gridnet dashboard`` failed on it:
+    it runs again, said in one line; the other run is resumed."""
+    sweep = load_sweep(copy_out(first, tmp_path), tmp_path / "out")
+    homes = sweep.run_dir(sweep.runs[0]) / "series" / "homes.parquet"
+    homes.write_bytes(homes.read_bytes()[: homes.stat().st_size // 2])
+    said: list[str] = []
+    result = run_sweep(sweep, lambda: nullcontext(client), damaged=said.append)
+    assert [(r.resumed, r.status) for r in result.results] == [(False, "ok"), (True, "ok")]
+    assert len(said) == 1 and "\n" not in said[0]
+    assert said[0].startswith(
+        f"{sweep.run_dir(sweep.runs[0])}: recorded complete, but its series/homes.parquet "
+    )
+    assert said[0].endswith(": it runs again")
+    assert pq.read_table(homes).num_rows > 0
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("series/market.parquet", "its series/market.parquet cannot be read (it is missing)"),
+        ("plots/energy.png", "its plots/energy.png is missing or no PNG image"),
+        ("chain/chain.sqlite", "its chain/chain.sqlite is missing or no SQLite database"),
+        ("report.json", "its report.json cannot be read ("),
+    ],
+)
+def test_a_complete_run_holds_every_file_its_report_names(
+    first: SweepResult, tmp_path: Path, damage: str, problem: str
+) -> None:
+    """What a resumed sweep checks of a run recorded complete, each file damaged in turn
+    (emptied, or removed): the run is not counted complete, and the line says which file."""
+    sweep = load_sweep(copy_out(first, tmp_path), tmp_path / "out")
+    run = sweep.runs[1]
+    said: list[str] = []
+    assert completed(sweep, run, said.append) is not None and said == []
+    target = sweep.run_dir(run) / damage
+    if damage.endswith(".parquet"):
+        target.unlink()
+    else:
+        target.write_bytes(b"")
+    assert completed(sweep, run, said.append) is None
+    assert len(said) == 1 and said[0].endswith(": it runs again")
+    assert said[0].startswith(f"{sweep.run_dir(run)}: recorded complete, but {problem}")
 
 
 def test_a_scheduler_address_is_checked_even_with_nothing_left_to_run(

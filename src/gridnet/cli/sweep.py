@@ -73,7 +73,7 @@ def sweep_cmd(
                 )
             progress.update(task, completed=done, total=total)
 
-        result = run_sweep(sweep, lambda: open_client(scheduler, workers), advanced)
+        result = run_sweep(sweep, lambda: open_client(scheduler, workers), advanced, err_console.print)
     summary = result.summary()
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -933,13 +933,13 @@ def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:
     return lock
 
 
-def completed(sweep: Sweep, run: Run) -> RunResult | None:
-    """The run's result when an earlier sweep completed it (its ``run.json`` says so and its
-    report is there), else None."""
+def completed(sweep: Sweep, run: Run, damaged: Callable[[str], None] | None = None) -> RunResult | None:
+    """The run's result when an earlier sweep completed it (its ``run.json`` says so and the
+    files its report names are there and readable), else None; ``damaged`` is told, in one
+    line, of a run recorded complete whose files are not (it runs again)."""
     run_dir = sweep.run_dir(run)
     try:
         record = json.loads((run_dir / RUN_FILE).read_text())
-        report = json.loads((run_dir / "report.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("id") != run.id or record.get("status") not in DONE:
@@ -947,22 +947,86 @@ def completed(sweep: Sweep, run: Run) -> RunResult | None:
     wall = record.get("wall_s")
     if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall):
         return None
+    report, problem = _check_run_files(run_dir)
+    if problem is not None:
+        if damaged is not None:
+            damaged(f"{run_dir}: recorded complete, but {problem}: it runs again")
+        return None
     figures = {f: figure_value(report, f) for f in sweep.figures}
     return RunResult(run, str(record["status"]), None, float(wall), figures, resumed=True)
+
+
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_run_files(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """A completed run's report and what is wrong with the files a complete run holds (None:
+    nothing): ``report.json`` (JSON), each series table it names (its Parquet metadata read,
+    its rows as many as the report says), each plot (a PNG) and the chain (an SQLite file).
+    Cheap: no table or chain is read whole (a run cut short by a full disk or a killed worker
+    left a truncated Parquet file, and the dashboard failed on it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        report = json.loads((run_dir / "report.json").read_text())
+    except (OSError, ValueError) as exc:
+        return {}, f"its report.json cannot be read ({_reason(exc)})"
+    if not isinstance(report, dict):
+        return {}, "its report.json is no report"
+    tables = report.get("series", {}).get("tables") if isinstance(report.get("series"), dict) else None
+    if not isinstance(tables, dict) or not tables:
+        return report, "its report.json names no series tables"
+    for entry in tables.values():
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            return report, "its report.json names a series table without its file"
+        try:
+            rows = pq.read_metadata(run_dir / name).num_rows
+        except (OSError, pa.ArrowException) as exc:
+            return report, f"its {name} cannot be read ({_reason(exc)})"
+        if rows != entry.get("rows"):
+            return report, f"its {name} holds {rows} rows, its report says {entry.get('rows')}"
+    plots = report.get("plots", [])
+    for name in plots if isinstance(plots, list) else []:
+        if isinstance(name, str) and _head(run_dir / name, len(PNG_MAGIC)) != PNG_MAGIC:
+            return report, f"its {name} is missing or no PNG image"
+    if _head(run_dir / "chain" / "chain.sqlite", len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+        return report, "its chain/chain.sqlite is missing or no SQLite database"
+    return report, None
+
+
+def _head(path: Path, n: int) -> bytes:
+    """The first ``n`` bytes of ``path`` (empty when it cannot be read)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "it is missing"
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(text.split())[:200] or type(exc).__name__
 
 
 def run_sweep(
     sweep: Sweep,
     connect: Callable[[], AbstractContextManager[Client]],
     progress: Progress | None = None,
+    damaged: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every run of ``sweep`` not completed before, as Dask tasks on the client that
     ``connect()`` opens (only when there is something to run), then write the table and the
-    plots. Ctrl-C stops it: the table and plots then hold what finished."""
+    plots. Ctrl-C stops it: the table and plots then hold what finished. ``damaged`` is told
+    of each run recorded complete whose files are not (it runs again), one line each."""
     started = time.perf_counter()
     lock = prepare_sweep_dir(sweep)
     try:
-        return _run_sweep(sweep, connect, progress, started)
+        return _run_sweep(sweep, connect, progress, damaged, started)
     finally:
         lock.release()
 
@@ -971,11 +1035,12 @@ def _run_sweep(
     sweep: Sweep,
     connect: Callable[[], AbstractContextManager[Client]],
     progress: Progress | None,
+    damaged: Callable[[str], None] | None,
     started: float,
 ) -> SweepResult:
     done: dict[str, RunResult] = {}
     for run in sweep.runs:
-        earlier = completed(sweep, run)
+        earlier = completed(sweep, run, damaged)
         if earlier is not None:
             done[run.id] = earlier
     todo = [run for run in sweep.runs if run.id not in done]
