@@ -4,6 +4,9 @@ clear-sky figures a reader can check, the seeded cloud model, and weather files 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from gridnet.world.solar import (
     PvArray,
     Site,
     Sky,
+    check_weather_file,
     irradiance,
     pv_energy,
 )
@@ -165,3 +169,104 @@ def test_a_missing_or_broken_weather_file_is_one_clear_error(tmp_path: Path) -> 
     other.write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(ConfigError, match=r"is not a TMY3 file \(\.csv\)"):
         irradiance(site, day_ms("2026-06-21"), 4, Sky("file", weather_file=other))
+
+
+def tmy3_with(tmp_path: Path, line: int, column: str, text: str) -> Path:
+    """pvlib's Greensboro TMY3 file with ``column``'s value on ``line`` (from 1) replaced."""
+    lines = TMY3.read_text().splitlines()
+    fields = lines[line - 1].split(",")
+    fields[lines[1].split(",").index(column)] = text
+    lines[line - 1] = ",".join(fields)
+    path = tmp_path / "weather.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "position", "bounds"),
+    [
+        ("GHI (W/m^2)", "abc", 5, "0 to 1,500 W/m²"),
+        ("GHI (W/m^2)", "nan", 5, "0 to 1,500 W/m²"),
+        ("GHI (W/m^2)", "-5000", 5, "0 to 1,500 W/m²"),
+        ("GHI (W/m^2)", "1e300", 5, "0 to 1,500 W/m²"),
+        ("DNI (W/m^2)", "inf", 8, "0 to 1,500 W/m²"),
+        ("DHI (W/m^2)", "1501", 11, "0 to 1,500 W/m²"),
+        ("Dry-bulb (C)", "nan", 32, "-90 to 60 °C"),
+        ("Dry-bulb (C)", "1e6", 32, "-90 to 60 °C"),
+        ("Wspd (m/s)", "-1", 47, "0 to 100 m/s"),
+    ],
+)
+def test_a_weather_value_that_is_no_number_in_its_range_is_refused_at_its_line_and_column(
+    tmp_path: Path, column: str, text: str, position: int, bounds: str
+) -> None:
+    """pvlib reads "abc" as text (a ValueError traceback), "nan", -5000 or 1e300 as numbers (the
+    run's PV energy was 0 or, from a NaN air temperature, a traceback while the run was built):
+    every record's values are checked as the file is read, the first bad one named in one line.
+    A record the run does not use counts too (line 100 is in January)."""
+    path = tmy3_with(tmp_path, 100, column, text)
+    with pytest.raises(ConfigError) as info:
+        check_weather_file(path, day_ms("2026-06-21"), 4)
+    assert str(info.value) == (
+        f"{path}:100:{position}: {column} is {text!r}, not a number from {bounds}; correct the record or "
+        "give another weather file"
+    )
+
+
+def test_a_tmy3_file_without_a_column_the_records_are_read_from_names_it(tmp_path: Path) -> None:
+    lines = TMY3.read_text().splitlines()
+    lines[1] = lines[1].replace("DNI (W/m^2)", "Xdropped").replace("DHI (W/m^2)", "Ydropped")
+    path = tmp_path / "weather.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        check_weather_file(path, day_ms("2026-06-21"), 4)
+    assert str(info.value) == (
+        f"{path}:2: the weather file has no column 'DNI (W/m^2)' or 'DHI (W/m^2)': a TMY3 file's second "
+        "line names its columns, GHI (W/m^2), DNI (W/m^2), DHI (W/m^2) among them; correct the file or give "
+        "another"
+    )
+
+
+def test_an_epw_value_out_of_its_range_is_refused_at_its_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)
+    lines = path.read_text().splitlines()
+    fields = lines[20].split(",")
+    fields[21] = "nan"  # (field 22: wind speed)
+    lines[20] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        check_weather_file(path, day_ms("2026-06-21"), 4)
+    assert str(info.value) == (
+        f"{path}:21:22: wind speed is 'nan', not a number from 0 to 100 m/s; correct the record or give "
+        "another weather file"
+    )
+
+
+def test_the_typical_years_pvlib_ships_pass_the_checks() -> None:
+    for name in ("723170TYA.CSV", "703165TY.csv"):
+        check_weather_file(TMY3.parent / name, day_ms("2026-06-21"), 96)
+
+
+def test_simulate_refuses_a_bad_weather_file_in_one_line(tmp_path: Path) -> None:
+    """A NaN air temperature passed the load and stopped the run with a traceback while it was
+    built (``cannot convert float NaN to integer``): one line, exit 1, nothing written."""
+    path = tmy3_with(tmp_path, 4107, "Dry-bulb (C)", "nan")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        '[simulation]\nstart = "2026-06-21T15:00:00Z"\nintervals = 4\n[homes]\ncount = 3\n'
+        '[weather]\nsky = "file"\nweather_file = "weather.csv"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gridnet", "simulate", str(scenario), "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+        env=dict(os.environ, COLUMNS="300", NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {scenario}: [weather] weather_file: {path}:4107:32: Dry-bulb (C) is 'nan', not a number "
+        "from -90 to 60 °C; correct the record or give another weather file"
+    ]
+    assert not (tmp_path / "out").exists()

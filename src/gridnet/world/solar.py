@@ -15,14 +15,16 @@ the diffuse part what remains (so broken clouds cut the beam more than the total
 
 from __future__ import annotations
 
+import csv
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, shown
 from gridnet.files import check_regular_file
 from gridnet.units import INTERVAL_MS, Wh
 
@@ -177,6 +179,40 @@ class _WeatherFile:
 MAX_WEATHER_BYTES: Final = 64 << 20
 """A weather file is at most this large (a typical year's TMY3 or EPW: about 1.5 MB)."""
 
+WEATHER_RANGES: Final = {
+    "ghi": (0.0, 1_500.0, "W/m²"),
+    "dni": (0.0, 1_500.0, "W/m²"),
+    "dhi": (0.0, 1_500.0, "W/m²"),
+    "temp_air": (-90.0, 60.0, "°C"),
+    "wind_speed": (0.0, 100.0, "m/s"),
+}
+"""What a weather file's record may hold. Irradiance [W/m²]: the sun gives 1,361 above the
+atmosphere, and an hour's mean at the ground stays below 1,500 even under the brief excess of
+broken clouds. Air temperature [°C]: the extremes measured on Earth are -89.2 and 56.7. Wind
+speed [m/s]: an hour's mean; the strongest gust measured was 113."""
+REQUIRED_WEATHER: Final = ("ghi", "dni", "dhi")
+"""The values every record must give (air temperature and wind speed have defaults)."""
+TMY3_COLUMNS: Final = {
+    "ghi": "GHI (W/m^2)",
+    "dni": "DNI (W/m^2)",
+    "dhi": "DHI (W/m^2)",
+    "temp_air": "Dry-bulb (C)",
+    "wind_speed": "Wspd (m/s)",
+}
+"""A TMY3 file's columns (its second line names them) that the records are read from."""
+EPW_FIELDS: Final = {
+    "ghi": (14, "global horizontal radiation"),
+    "dni": (15, "direct normal radiation"),
+    "dhi": (16, "diffuse horizontal radiation"),
+    "temp_air": (7, "dry bulb temperature"),
+    "wind_speed": (22, "wind speed"),
+}
+"""An EPW record's fields (from 1) that the records are read from, and their names."""
+TMY3_FIRST_RECORD: Final = 3
+EPW_FIRST_RECORD: Final = 9
+"""The line of a file's first record (TMY3: after its site and its column names; EPW: after
+its eight lines of header)."""
+
 
 @cache
 def _read_weather_file(path: Path) -> _WeatherFile:
@@ -188,10 +224,12 @@ def _read_weather_file(path: Path) -> _WeatherFile:
     if path.exists():  # (a missing one is said below, with the kinds of file it may be)
         check_regular_file(path, "the weather file", MAX_WEATHER_BYTES)
     try:
-        if epw:
-            data, _ = pvlib.iotools.read_epw(str(path))
-        else:
-            data, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True)
+        with warnings.catch_warnings():  # (pandas on a column of text among numbers: said below)
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            if epw:
+                data, _ = pvlib.iotools.read_epw(str(path))
+            else:
+                data, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot read the weather file {path}: {exc.strerror or exc}; "
@@ -203,6 +241,7 @@ def _read_weather_file(path: Path) -> _WeatherFile:
         raise ConfigError(
             f"the weather file {path} is not {kind} ({what}); give a TMY3 or EPW file"
         ) from None
+    check_weather_values(path, epw)
     # pvlib labels an EPW record with the start of its hour, a TMY3 record with its end.
     label = pd.Timedelta(hours=0 if epw else 1)
     records = {}
@@ -217,6 +256,45 @@ def _read_weather_file(path: Path) -> _WeatherFile:
         )
     offset = data.index[0].utcoffset()
     return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records)
+
+
+def check_weather_values(path: Path, epw: bool) -> None:
+    """A ConfigError, ``FILE:LINE:COLUMN`` and what is wrong, unless the weather file names
+    the columns of ``REQUIRED_WEATHER`` (a TMY3 file; an EPW record's fields are fixed) and
+    every record gives each value read from it as a finite number within ``WEATHER_RANGES``
+    (pvlib reads "abc" as text, "nan" and 1e300 as numbers: the first stopped the run with a
+    traceback, the others made its PV energy 0 or NaN)."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    if epw:
+        first = EPW_FIRST_RECORD
+        columns = {key: (field - 1, name) for key, (field, name) in EPW_FIELDS.items()}
+    else:
+        first = TMY3_FIRST_RECORD
+        header = next(csv.reader(lines[1:2]), [])
+        missing = [TMY3_COLUMNS[key] for key in REQUIRED_WEATHER if TMY3_COLUMNS[key] not in header]
+        if missing:
+            needed = ", ".join(TMY3_COLUMNS[key] for key in REQUIRED_WEATHER)
+            raise ConfigError(
+                f"{path}:2: the weather file has no column {' or '.join(map(repr, missing))}: a TMY3 "
+                f"file's second line names its columns, {needed} among them; correct the file or give another"
+            )
+        columns = {key: (header.index(name), name) for key, name in TMY3_COLUMNS.items() if name in header}
+    for number, fields in enumerate(csv.reader(lines[first - 1 :]), start=first):
+        if not fields:
+            continue  # (a blank line: pvlib skips it too)
+        for key, (i, name) in columns.items():
+            low, high, unit = WEATHER_RANGES[key]
+            text = fields[i].strip() if i < len(fields) else ""
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not (math.isfinite(value) and low <= value <= high):  # (NaN is in no range)
+                given = shown(text) if text else "empty"
+                raise ConfigError(
+                    f"{path}:{number}:{i + 1}: {name} is {given}, not a number from {low:,g} to "
+                    f"{high:,g} {unit}; correct the record or give another weather file"
+                )
 
 
 def check_weather_file(path: Path, start_ms: int, intervals: int) -> None:
