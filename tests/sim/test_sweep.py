@@ -266,6 +266,19 @@ def test_a_complete_run_holds_every_file_its_report_names(
     assert said[0].startswith(f"{sweep.run_dir(run)}: recorded complete, but {problem}")
 
 
+@pytest.mark.parametrize("wall", ["1" * 400, "-1", "1e400", "true", '"5"'])
+def test_a_run_record_whose_time_is_no_time_runs_again(first: SweepResult, tmp_path: Path, wall: str) -> None:
+    """A run.json whose wall_s is an integer of 400 digits raised an OverflowError traceback
+    (``math.isfinite`` of it); that, and any wall_s that is no time, is no complete record."""
+    sweep = load_sweep(copy_out(first, tmp_path), tmp_path / "out")
+    run = sweep.runs[1]
+    path = sweep.run_dir(run) / RUN_FILE
+    record = json.loads(path.read_text())
+    assert completed(sweep, run, lambda _line: None) is not None
+    path.write_text(json.dumps(record | {"wall_s": "WALL"}).replace('"WALL"', wall))
+    assert completed(sweep, run, lambda _line: None) is None
+
+
 def test_a_scheduler_address_is_checked_even_with_nothing_left_to_run(
     first: SweepResult, tmp_path: Path
 ) -> None:

@@ -945,8 +945,10 @@ def completed(sweep: Sweep, run: Run, damaged: Callable[[str], None] | None = No
     if not isinstance(record, dict) or record.get("id") != run.id or record.get("status") not in DONE:
         return None  # (failed, or a record no sweep wrote whole: run again)
     wall = record.get("wall_s")
-    if not isinstance(wall, (int, float)) or isinstance(wall, bool) or not math.isfinite(wall):
+    if not isinstance(wall, (int, float)) or isinstance(wall, bool):
         return None
+    if not (isinstance(wall, int) or math.isfinite(wall)) or not 0 <= wall < 2**53:  # (an int of 400
+        return None  # digits converts to no float)
     report, problem = _check_run_files(run_dir)
     if problem is not None:
         if damaged is not None:
