@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, TypeVar
+import time
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -27,10 +28,17 @@ from gridnet.meter.device import (
     is_answer_signed_by,
     is_relay_command_signed,
 )
+from gridnet.net.http import AnswerTooLarge, BoundedConnection, read_answer, shown_size
 from gridnet.node.config import base_url
 from gridnet.units import Address, Millis, PublicKey, Wh
 
 T = TypeVar("T")
+
+MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
+"""The longest answer a client reads from a meter [bytes]; a longer one is not a meter's. The
+longest a meter gives is ``GET /relays``: its 64 relays at most and the last ``MAX_LOG``
+(1,000) accepted commands, each a signed command of about 250 bytes in hex (500), under
+600 KiB in all; a signed read is under 1 KiB."""
 
 
 class MeterUnavailable(GridnetError):
@@ -73,7 +81,8 @@ class MeterClient:
 
     def __init__(self, url: str, meter_key: PublicKey | None = None, *, timeout_s: float = 10.0) -> None:
         """``url``: ``http://127.0.0.1:PORT``; ``meter_key``: the key its answers must be signed
-        with (None: the key the meter announces)."""
+        with (None: the key the meter announces); ``timeout_s``: the most one request may take,
+        its whole answer read (an answer is read up to MAX_ANSWER_BYTES)."""
         where = base_url(url)
         if where is None:
             shown = "".join(c if c.isprintable() else "?" for c in url[:80])
@@ -86,7 +95,7 @@ class MeterClient:
         self.timeout_s = timeout_s
         self._key = meter_key
         self._sequence = 0
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: BoundedConnection | None = None
 
     @property
     def meter_key(self) -> PublicKey:
@@ -159,21 +168,36 @@ class MeterClient:
         """The decoded JSON of a 2xx answer; MeterRefused with the meter's rule otherwise."""
         data = None if body is None else json.dumps(body).encode()
         headers = {} if body is None else {"content-type": "application/json"}
+        deadline = time.monotonic() + self.timeout_s  # (for all of it: a slow drip is no answer)
         for attempt in range(2):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                self._conn = BoundedConnection(self.host, self.port)
+            self._conn.start(deadline - time.monotonic())
             try:
                 self._conn.request(method, path, body=data, headers=headers)
                 response = self._conn.getresponse()
-                status, answer = response.status, json.loads(response.read() or b"null")
+                raw = read_answer(response, MAX_ANSWER_BYTES)
+                status, answer = response.status, json.loads(raw or b"null")
                 break
+            except AnswerTooLarge as exc:
+                self.close()
+                raise MeterUnavailable(
+                    f"the meter at {self.url} answered {method} {path} with more than "
+                    f"{shown_size(exc.limit)}, more than a meter's answer holds: is it a GRIDNET meter?"
+                ) from None
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 self.close()
-                # Sent again only when the meter cannot have acted on it: a read, or a kept-alive
-                # connection it had closed (a command or a step sent twice is refused anyway).
-                again = method == "GET" or isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
+                # Sent again only when the meter cannot have acted on it: a read (not after a
+                # timeout: its time is spent), or a kept-alive connection it had closed (a command
+                # or a step sent twice is refused anyway).
+                again = (method == "GET" and not isinstance(exc, TimeoutError)) or isinstance(
+                    exc, http.client.RemoteDisconnected | BrokenPipeError
+                )
                 if attempt or not again:
-                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    if isinstance(exc, TimeoutError):
+                        reason = f"timed out: no whole answer within {self.timeout_s:g} s"
+                    else:
+                        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                     raise MeterUnavailable(
                         f"the meter at {self.url} did not answer {method} {path} ({reason}); is it running?"
                     ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -19,12 +20,21 @@ import msgspec
 
 from gridnet.errors import ConfigError, DataDirLocked, GridnetError, NodeUnavailable
 from gridnet.ledger.lock import holder
+from gridnet.net.http import AnswerTooLarge, BoundedConnection, read_answer, shown_size
 from gridnet.node.auth import COOKIE_NAME, read_token_file, token_problem
 from gridnet.node.config import base_url, format_host_port
 
 INFO_NAME: Final = "node.json"
 INDEX_BUILDING: Final = "IndexBuilding"
 """The code of GET /transactions/{txid}'s 503 while the node indexes its chain (ask again)."""
+MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
+"""The longest answer a client reads from a node [bytes]; a longer one is not a node's. The
+longest a node gives is ``GET /blocks/{ref}?full=true`` of a block of the largest size a
+genesis may set (``MAX_BLOCK_BYTES_LIMIT``, 3 MiB) made of the smallest transactions: each
+one's bytes twice over in hex and about 120 bytes of JSON around them (a 128-byte transfer
+takes 374), under 9 MiB. ``GET /transactions/{txid}`` of a block-sized transaction (its hex
+and its payload) and a ``GET /mempool/lost`` page (under 1 MiB of transactions, but for a
+first one of any size, and 10,000 entries at most) stay under that too."""
 
 
 class NodeRefused(GridnetError):
@@ -334,7 +344,8 @@ class NodeClient:
 
     def __init__(self, url: str, token: str | None = None, *, timeout_s: float = 30.0) -> None:
         """``url``: ``http://HOST:PORT`` or ``HOST:PORT``; ``token``: sent as a bearer token
-        (needed by the endpoints that change the node's state)."""
+        (needed by the endpoints that change the node's state); ``timeout_s``: the most one
+        request may take, its whole answer read (an answer is read up to MAX_ANSWER_BYTES)."""
         where = base_url(url)
         if where is None:
             raise NodeUnavailable(
@@ -345,7 +356,7 @@ class NodeClient:
         self.host, self.port = host, port
         self.token = token
         self.timeout_s = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: BoundedConnection | None = None
 
     @classmethod
     def for_data_dir(
@@ -375,13 +386,22 @@ class NodeClient:
             # answer lost" (sent again, an accepted transaction came back AlreadyKnown).
             self._conn.close()
             self._conn = None
+        deadline = time.monotonic() + self.timeout_s  # (for all of it: a slow drip is no answer)
         for attempt in range(2):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                self._conn = BoundedConnection(self.host, self.port)
+            self._conn.start(deadline - time.monotonic())
             try:
                 self._conn.request(method, path, body=data, headers=headers)
                 response = self._conn.getresponse()
-                raw = response.read()
+                raw = read_answer(response, MAX_ANSWER_BYTES)
+            except AnswerTooLarge as exc:
+                self._conn.close()
+                self._conn = None
+                raise NodeUnavailable(
+                    f"{self.url} answered {method} {path} with more than {shown_size(exc.limit)}, more than "
+                    "a node's answer holds: is it a GRIDNET node's API?"
+                ) from None
             except ValueError as exc:  # (UnicodeError too: a header or path HTTP cannot carry)
                 self._conn.close()
                 self._conn = None
@@ -402,6 +422,8 @@ class NodeClient:
                         exc, http.client.BadStatusLine | http.client.LineTooLong
                     ) and not isinstance(exc, http.client.RemoteDisconnected):
                         reason = "it does not answer in HTTP: is that the node's peer port, not its API?"
+                    elif isinstance(exc, TimeoutError):
+                        reason = f"timed out: no whole answer within {self.timeout_s:g} s"
                     else:
                         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                         reason = "".join(c if c.isprintable() else "?" for c in reason)[:200]
