@@ -7,6 +7,7 @@ broker frees its port when stopped. Every test stops what it starts, even when i
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -229,3 +230,42 @@ def test_nothing_is_left_running_after_close_and_stop() -> None:
         telemetry.flush(1)
         assert len(set(threading.enumerate()) - before) >= 3  # broker loop + two paho loops
     assert wait_until(lambda: set(threading.enumerate()) <= before)
+
+
+def _remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_a_publish_over_the_size_limit_is_cut_off_unread(
+    broker: MqttBroker, telemetry: MqttTelemetry
+) -> None:
+    """A client announcing a 64 MiB payload is disconnected before the broker reads it: a
+    250 MB publish was read whole, by the broker and again by the collector (+300 MB). The
+    sender here streams it from a buffer of 64 KiB, so only the broker could hold it."""
+    size = 64 << 20
+    sent = 0
+    with socket.create_connection((LOOPBACK, broker.port), timeout=WAIT_S) as raw:
+        client_id = b"gridnet-test-big"
+        connect = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+        raw.sendall(b"\x10" + _remaining_length(len(connect)) + connect)
+        assert raw.recv(4) == b"\x20\x02\x00\x00"  # CONNACK: accepted
+        topic = f"{PREFIX}/big".encode()
+        raw.sendall(
+            b"\x30" + _remaining_length(2 + len(topic) + size) + len(topic).to_bytes(2, "big") + topic
+        )
+        zeros = bytes(64 << 10)
+        with contextlib.suppress(OSError):  # (reset or broken pipe: the broker hung up)
+            while sent < size:
+                sent += raw.send(zeros)
+    assert sent < 16 << 20, f"the broker read {sent:,} bytes of it"  # (socket buffers: a few MiB)
+    assert wait_until(lambda: broker.cut == 1)
+    reading = meters(1)[0].read(START, 1, 0)
+    telemetry.publish(reading)  # the broker still serves the others
+    assert telemetry.flush(1) == 1 and telemetry.collect() == [reading]
+    assert telemetry.undecodable == 0  # (nothing of it reached the collector)

@@ -34,6 +34,12 @@ DEFAULT_TOPIC_PREFIX: Final = "gridnet/readings"
 QOS_AT_LEAST_ONCE: Final = 1
 MAX_READING_BYTES: Final = 4096
 """A signed reading is well under 200 bytes; anything larger is not one."""
+MAX_FIELD_BYTES: Final = MAX_READING_BYTES
+"""The longest field of an MQTT packet the broker reads (a publish's payload, a topic, a client
+id) [bytes]: a reading is the longest thing it carries. A client that sends a longer one is
+disconnected before the broker reads it (amqtt has no packet size limit of its own, and paho
+none for MQTT 3.1.1): a 250 MB publish was read whole, by the broker and again by the
+collector."""
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ class MqttBroker:
         self._broker: Any = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self._cut = 0
 
     @property
     def port(self) -> int:
@@ -71,6 +78,21 @@ class MqttBroker:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._port is not None
+
+    @property
+    def cut(self) -> int:
+        """Clients disconnected for a field longer than MAX_FIELD_BYTES."""
+        return self._cut
+
+    def _cut_client(self, peer: str, size: int) -> None:
+        """Called (in the broker's thread) when a client sent a field of ``size`` bytes."""
+        self._cut += 1
+        _log.warning(
+            "MQTT broker: disconnected %s, which sent a packet field of %d bytes (at most %d)",
+            peer,
+            size,
+            MAX_FIELD_BYTES,
+        )
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -115,9 +137,39 @@ class MqttBroker:
             loop.close()
 
     async def _start_broker(self) -> None:
-        from amqtt.broker import Broker  # imported here: amqtt is only needed when MQTT is used
+        # Imported here: amqtt is only needed when MQTT is used.
+        from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+        from amqtt.broker import Broker
 
-        broker = Broker(self._config())
+        on_cut = self._cut_client
+
+        class BoundedReader(StreamReaderAdapter):  # type: ignore[misc]
+            """A client's stream that refuses a read of more than MAX_FIELD_BYTES (amqtt reads a
+            payload, a topic or a client id in one read of its length): the broker then sees
+            the connection reset, and ends it, never holding more than its stream buffer."""
+
+            def __init__(self, reader: asyncio.StreamReader, peer: str) -> None:
+                super().__init__(reader)
+                self.peer = peer
+                self.reset = False
+
+            async def read(self, n: int = -1) -> bytes:
+                if not self.reset and not 0 <= n <= MAX_FIELD_BYTES:
+                    self.reset = True
+                    on_cut(self.peer, n)
+                if self.reset:
+                    raise ConnectionResetError(f"a packet field of more than {MAX_FIELD_BYTES} bytes")
+                return await super().read(n)  # type: ignore[no-any-return]
+
+        class BoundedBroker(Broker):  # type: ignore[misc]
+            async def stream_connected(
+                self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+            ) -> None:
+                peer = "{}:{}".format(*writer.get_extra_info("peername", ("?", "?"))[:2])
+                bounded = BoundedReader(reader, peer)
+                await self._client_connected(listener_name, bounded, StreamWriterAdapter(writer))
+
+        broker = BoundedBroker(self._config())
         await broker.start()
         self._broker = broker
         # Private to amqtt, but the only way to learn the port the system picked for port 0.
