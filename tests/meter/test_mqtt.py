@@ -17,7 +17,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gridnet.agents.collector import ReadingGate
 from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
 from gridnet.errors import ConfigError, TelemetryTimeout
 from gridnet.meter.mqtt import LOOPBACK, MqttBroker, MqttTelemetry
 from gridnet.meter.reading import SignedReading, is_signed_by
@@ -163,8 +165,6 @@ def test_garbage_payload_is_counted_and_collection_goes_on(
 def test_readings_from_another_client_on_the_prefix_are_collected(
     telemetry: MqttTelemetry, raw_client: paho.Client
 ) -> None:
-    from gridnet.encoding import encode
-
     reading = meters(1)[0].read(START, 7, 0)
     raw_client.publish(f"{PREFIX}/elsewhere", encode(reading), qos=1).wait_for_publish(WAIT_S)
     raw_client.publish("gridnet/other-topic", encode(reading), qos=1).wait_for_publish(WAIT_S)
@@ -269,3 +269,37 @@ def test_a_publish_over_the_size_limit_is_cut_off_unread(
     telemetry.publish(reading)  # the broker still serves the others
     assert telemetry.flush(1) == 1 and telemetry.collect() == [reading]
     assert telemetry.undecodable == 0  # (nothing of it reached the collector)
+
+
+def test_flush_counts_only_what_admit_takes_and_the_rest_is_counted_by_reason(
+    telemetry: MqttTelemetry, raw_client: paho.Client
+) -> None:
+    """Anyone on the broker may publish: a reading of a meter the collector does not serve, one
+    whose signature is not its meter's, a replay of a genuine one. Arriving first, they made
+    ``flush(3)`` return with three readings the chain refuses, and the batch was refused."""
+    fleet = meters(3)
+    telemetry.admit = ReadingGate({m.meter_id: m.key.public_key for m in fleet}).admit
+    stranger = SimulatedMeter(PrivateKey.from_label("mqtt-stranger")).read(START, 1, 0)
+    genuine = fleet[0].read(START, 2, 0)
+    unsigned = SignedReading(genuine.reading, bytes(64))
+    for bad in (stranger, unsigned):
+        raw_client.publish(f"{PREFIX}/x", encode(bad), qos=1).wait_for_publish(WAIT_S)
+    first = [genuine] + [m.read(START, 3, 0) for m in fleet[1:]]
+    for reading in first:
+        telemetry.publish(reading)
+    raw_client.publish(f"{PREFIX}/x", encode(genuine), qos=1).wait_for_publish(WAIT_S)  # replayed
+    assert wait_until(lambda: telemetry.received == 6)  # (all of it has arrived)
+    assert telemetry.flush(3) == 3
+    assert sorted(telemetry.collect(), key=encode) == sorted(first, key=encode)
+    assert telemetry.dropped == {"UnknownMeter": 1, "ReadingSignatureInvalid": 1, "DuplicateReading": 1}
+
+    second = [m.read(START + 1, 1, 0) for m in fleet]
+    for reading in second:
+        telemetry.publish(reading)
+    assert telemetry.flush(3) == 3 and sorted(telemetry.collect(), key=encode) == sorted(second, key=encode)
+    raw_client.publish(f"{PREFIX}/x", encode(genuine), qos=1).wait_for_publish(WAIT_S)  # an older one
+    assert wait_until(lambda: telemetry.received == 10)
+    assert telemetry.collect() == []
+    assert telemetry.dropped["ReadingOutOfOrder"] == 1
+    with pytest.raises(TelemetryTimeout, match="only 0 of 1 readings"):
+        telemetry.flush(1, timeout_s=0.3)  # (dropped ones do not count)

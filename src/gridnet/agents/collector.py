@@ -1,20 +1,59 @@
 """The reading collector: batches every meter's signed reading of an interval into one
-transaction."""
+transaction.
+
+Readings handed over in this process (``[telemetry] kind = "memory"``) come from the world's
+meters by construction and are batched as they come. Over MQTT any client of the broker may
+publish on the readings topics, and one reading the chain refuses (a meter it does not know, a
+signature that does not verify, a reading it already holds) gets the whole ``SubmitReadings``
+refused: there the collector takes only what its :class:`ReadingGate` admits, counting the
+rest by rule (``MqttTelemetry.dropped``, the report's ``collector.dropped``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gridnet.agents.base import Agent
 from gridnet.agents.roles import Role
+from gridnet.errors import DuplicateReading, ReadingOutOfOrder, ReadingSignatureInvalid, UnknownMeter
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.txs.meter import SubmitReadings
 from gridnet.meter.mqtt import MqttTelemetry
+from gridnet.meter.reading import SignedReading, is_signed_by
 from gridnet.sim.scenario import gnc
-from gridnet.units import Interval
+from gridnet.units import Address, Interval, PublicKey
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
+
+
+class ReadingGate:
+    """Which readings from an untrusted transport a collector takes: one of a meter it serves,
+    signed by that meter's key, for an interval after the last it took of that meter. The
+    rest is dropped with the rule the chain would refuse it for."""
+
+    def __init__(self, keys: Mapping[Address, PublicKey]) -> None:
+        self.keys = keys
+        """The meters it serves -> their keys (the keys their certificates carry)."""
+        self.last: dict[Address, Interval] = {}
+        """Meter -> the interval of the last reading taken of it."""
+
+    def admit(self, signed: SignedReading) -> str | None:
+        """None when ``signed`` is taken (then it is the meter's last); else the rule it breaks."""
+        r = signed.reading
+        key = self.keys.get(r.meter)
+        if key is None:
+            return UnknownMeter.__name__
+        if not is_signed_by(signed, key):
+            return ReadingSignatureInvalid.__name__  # (forged, or altered on the way)
+        last = self.last.get(r.meter)
+        if last is not None and r.interval == last:
+            return DuplicateReading.__name__  # (replayed, or delivered twice: QoS 1 is at least once)
+        if last is not None and r.interval < last:
+            return ReadingOutOfOrder.__name__  # (an earlier interval's, replayed)
+        self.last[r.meter] = r.interval
+        return None
 
 
 class Collector(Agent):
@@ -24,10 +63,16 @@ class Collector(Agent):
         return [Allocation(self.address, gnc(100))]
 
     def collect(self, world: World, interval: Interval) -> None:
-        if isinstance(world.telemetry, MqttTelemetry):
-            world.telemetry.flush(len(world.readings.get(interval, {})))  # bounded wait: all arrived
+        telemetry = world.telemetry
+        if isinstance(telemetry, MqttTelemetry):
+            if telemetry.admit is None:
+                served = {
+                    a.meter.meter_id: a.meter.key.public_key for a in world.agents if a.meter is not None
+                }
+                telemetry.admit = ReadingGate(served).admit
+            telemetry.flush(len(world.readings.get(interval, {})))  # bounded wait: all taken
         # Canonical order, whatever order the transport delivered them in.
-        batch = tuple(sorted(world.telemetry.collect(), key=lambda r: (r.reading.meter, r.reading.interval)))
+        batch = tuple(sorted(telemetry.collect(), key=lambda r: (r.reading.meter, r.reading.interval)))
         if batch:
             world.submit(self, SubmitReadings(batch))
 

@@ -183,6 +183,10 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
         extra = f", reorgs {n['reorgs']}, validating {n['validation_s']} s" if "reorgs" in n else ""
         table.add_row(f"node {name}", f"height {n['height']}, mined {n['blocks_mined']}{extra}")
     table.add_row("refused transactions", refusals(report["transactions"]))
+    collector = report.get("collector", {})
+    if collector.get("telemetry") == "mqtt":  # (in memory the readings come from the meters)
+        dropped = ", ".join(f"{rule} {n:,}" for rule, n in collector["dropped"].items())
+        table.add_row("readings dropped (MQTT)", dropped or "none")
     table.add_row("converged", "yes" if report["converged"] else "NO")
     v = report["verify"]
     verdict = "valid" if v["ok"] else f"INVALID at {v['bad_height']}: {v['rule']}"

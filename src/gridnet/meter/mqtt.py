@@ -5,7 +5,9 @@ thread), listening on 127.0.0.1 only. ``MqttTelemetry`` implements the ``Telemet
 protocol with two paho-mqtt clients: a publisher that sends each reading's canonical bytes
 on ``{prefix}/{meter id hex}`` with QoS 1, and a collector subscribed to ``{prefix}/#``
 that decodes what arrives. Bytes are produced and read only by ``gridnet.encoding``; a
-payload that does not decode is counted in ``undecodable`` and skipped.
+payload that does not decode is counted in ``undecodable`` and skipped. Any client of the
+broker may publish there, so what decodes is only a candidate: ``admit`` (the collector's
+rules) decides what is taken, and ``dropped`` counts the rest by reason.
 
 Every wait is bounded: connecting, subscribing, ``flush`` and stopping each take a timeout.
 """
@@ -18,6 +20,8 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
@@ -26,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gridnet.encoding import decode, encode
-from gridnet.errors import ConfigError, DecodeError, TelemetryTimeout
+from gridnet.errors import ConfigError, DecodeError, Oversize, TelemetryTimeout
 from gridnet.meter.reading import SignedReading
 
 LOOPBACK: Final = "127.0.0.1"
@@ -304,11 +308,19 @@ class MqttTelemetry:
         self.host, self.port, self.topic_prefix = host, port, topic_prefix
         self._timeout_s = timeout_s
         self._arrived = threading.Condition()
+        self._candidates: list[SignedReading] = []
+        """Decoded, not yet put to ``admit`` (filled by the collector's network thread)."""
         self._inbox: list[SignedReading] = []
+        """Taken, not yet collected."""
         self._received_total = 0
         self._published_total = 0
-        self.undecodable = 0
-        """Payloads on the readings topics that did not decode as a signed reading."""
+        self.admit: Callable[[SignedReading], str | None] | None = None
+        """What decides whether a reading that arrived is taken: None, or the reason it is
+        dropped (counted in ``dropped``). Run on the thread that calls ``flush`` or ``collect``
+        (it may read the chain); when unset, every reading that decodes is taken."""
+        self.dropped: Counter[str] = Counter()
+        """Payloads not taken, by reason: ``Undecodable``, ``Oversize`` (over
+        MAX_READING_BYTES, when a broker lets one through) and those ``admit`` gave."""
         self._subscribed = threading.Event()
         self._closed = False
 
@@ -347,13 +359,34 @@ class MqttTelemetry:
             reading = decode(bytes(message.payload), SignedReading, max_bytes=MAX_READING_BYTES)
         except DecodeError as exc:
             with self._arrived:
-                self.undecodable += 1
+                self.dropped["Oversize" if isinstance(exc, Oversize) else "Undecodable"] += 1
             _log.debug("skipped an undecodable payload on %s: %s", message.topic, exc)
             return
         with self._arrived:
-            self._inbox.append(reading)
+            self._candidates.append(reading)
             self._received_total += 1
             self._arrived.notify_all()
+
+    def _take_arrivals(self) -> None:
+        """Put what arrived to ``admit`` (on this thread, the lock released meanwhile): what it
+        takes joins the inbox, the rest is counted in ``dropped``."""
+        with self._arrived:
+            arrived, self._candidates = self._candidates, []
+        if self.admit is None:
+            taken, reasons = arrived, []
+        else:
+            verdicts = [(r, self.admit(r)) for r in arrived]
+            taken = [r for r, reason in verdicts if reason is None]
+            reasons = [reason for _, reason in verdicts if reason is not None]
+        with self._arrived:
+            self._inbox.extend(taken)
+            self.dropped.update(reasons)
+
+    @property
+    def undecodable(self) -> int:
+        """Payloads on the readings topics that did not decode as a signed reading."""
+        with self._arrived:
+            return self.dropped["Undecodable"] + self.dropped["Oversize"]
 
     # -- the Telemetry protocol --
 
@@ -368,40 +401,35 @@ class MqttTelemetry:
         self._published_total += 1
 
     def collect(self) -> list[SignedReading]:
-        """Every reading received since the last call, in arrival order."""
+        """Every reading taken since the last call, in arrival order."""
+        self._take_arrivals()
         with self._arrived:
             batch, self._inbox = self._inbox, []
         return batch
 
     def flush(self, expected: int | None = None, timeout_s: float | None = None) -> int:
-        """Wait until ``expected`` readings are waiting to be collected (default: until every
-        reading this object published has arrived); returns how many are waiting.
+        """Wait until ``expected`` readings taken (``admit``) are waiting to be collected
+        (default: until as many readings as this object published have arrived, whatever
+        ``admit`` makes of them); returns how many taken are waiting.
 
         Raises ``TelemetryTimeout`` if they have not arrived within ``timeout_s``.
         """
         limit = self._timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + limit
-        with self._arrived:
-            if expected is None:
-                target = self._published_total
-
-                def done() -> bool:
-                    return self._received_total >= target
-            else:
-                target = expected
-
-                def done() -> bool:
-                    return len(self._inbox) >= target
-
-            while not done():
+        target = self._published_total if expected is None else expected
+        while True:
+            self._take_arrivals()
+            with self._arrived:
+                have = self._received_total if expected is None else len(self._inbox)
+                if have >= target:
+                    return len(self._inbox)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    have = self._received_total if expected is None else len(self._inbox)
                     raise TelemetryTimeout(
                         f"only {have} of {target} readings reached the MQTT collector within {limit:g} s"
                     )
-                self._arrived.wait(min(remaining, 0.1))
-            return len(self._inbox)
+                if not self._candidates:
+                    self._arrived.wait(min(remaining, 0.1))
 
     @property
     def published(self) -> int:

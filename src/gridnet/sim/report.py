@@ -24,6 +24,7 @@ from gridnet.ledger.txs.aggregator import TRADE_RECORDS, TradeRecord
 from gridnet.ledger.txs.contract import ContractRecord
 from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.ledger.txs.relay import ClaimTransit
+from gridnet.meter.mqtt import MqttTelemetry
 from gridnet.relay.claims import hop_payable
 from gridnet.sim import series
 from gridnet.sim.relaynet import CARRIER
@@ -36,6 +37,17 @@ if TYPE_CHECKING:
 UNITS = UNITS_PER_GNC
 REPORT_VERSION = 2
 """Bumped when a field of report.json changes meaning or goes away (new fields keep it)."""
+
+
+def collector_report(world: World) -> dict[str, Any]:
+    """How readings reached the collector, and those it dropped by reason (over MQTT: any
+    client of the broker may publish; in memory nothing is dropped)."""
+    dropped: Counter[str] = Counter()
+    if isinstance(world.telemetry, MqttTelemetry):
+        dropped.update(world.telemetry.dropped)
+    if world.broker is not None:
+        dropped["Oversize"] += world.broker.cut  # (the broker hung up on their senders)
+    return {"telemetry": world.s.telemetry.kind, "dropped": dict(sorted((+dropped).items()))}
 
 
 def build_report(
@@ -182,6 +194,7 @@ def build_report(
             "transactions_by_type": dict(sorted(by_type.items())),
         },
         "converged": converged,
+        "collector": collector_report(world),
         "transactions": {
             "submitted": dict(world.tally.submitted),
             "resubmitted": world.tally.resubmitted,
