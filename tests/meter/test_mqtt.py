@@ -271,6 +271,24 @@ def test_a_publish_over_the_size_limit_is_cut_off_unread(
     assert telemetry.undecodable == 0  # (nothing of it reached the collector)
 
 
+def test_a_flood_between_two_collections_is_held_only_up_to_the_backlog(
+    telemetry: MqttTelemetry, raw_client: paho.Client
+) -> None:
+    """Anyone may publish small readings: held until the next collection, a flood of them
+    grew without bound; past ``max_backlog`` they are dropped and counted, and what is held
+    is collected as before."""
+    telemetry.max_backlog = 3
+    fleet = meters(5)
+    for meter in fleet:
+        raw_client.publish(f"{PREFIX}/x", encode(meter.read(START, 1, 0)), qos=1).wait_for_publish(WAIT_S)
+    assert wait_until(lambda: telemetry.received == 5)
+    assert telemetry.dropped == {"Backlog": 2}
+    assert len(telemetry.collect()) == 3
+    reading = fleet[0].read(START + 1, 1, 0)
+    telemetry.publish(reading)
+    assert telemetry.flush(1) == 1 and telemetry.collect() == [reading]
+
+
 def test_flush_counts_only_what_admit_takes_and_the_rest_is_counted_by_reason(
     telemetry: MqttTelemetry, raw_client: paho.Client
 ) -> None:

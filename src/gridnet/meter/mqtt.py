@@ -38,6 +38,11 @@ DEFAULT_TOPIC_PREFIX: Final = "gridnet/readings"
 QOS_AT_LEAST_ONCE: Final = 1
 MAX_READING_BYTES: Final = 4096
 """A signed reading is well under 200 bytes; anything larger is not one."""
+MAX_BACKLOG: Final = 65_536
+"""Readings the collector holds at most between two collections before checking them
+(``MqttTelemetry.max_backlog``): 65 times a 1,000-meter area's readings of one interval, and
+at most a few tens of MB. Anyone may publish on the broker: without a bound, a flood of small
+readings between two collections filled memory; beyond it they are dropped (``Backlog``)."""
 MAX_FIELD_BYTES: Final = MAX_READING_BYTES
 """The longest field of an MQTT packet the broker reads (a publish's payload, a topic, a client
 id) [bytes]: a reading is the longest thing it carries. A client that sends a longer one is
@@ -310,6 +315,8 @@ class MqttTelemetry:
         self._arrived = threading.Condition()
         self._candidates: list[SignedReading] = []
         """Decoded, not yet put to ``admit`` (filled by the collector's network thread)."""
+        self.max_backlog = MAX_BACKLOG
+        """Candidates held at most; one more is dropped as ``Backlog``."""
         self._inbox: list[SignedReading] = []
         """Taken, not yet collected."""
         self._received_total = 0
@@ -320,7 +327,8 @@ class MqttTelemetry:
         (it may read the chain); when unset, every reading that decodes is taken."""
         self.dropped: Counter[str] = Counter()
         """Payloads not taken, by reason: ``Undecodable``, ``Oversize`` (over
-        MAX_READING_BYTES, when a broker lets one through) and those ``admit`` gave."""
+        MAX_READING_BYTES, when a broker lets one through), ``Backlog`` (``max_backlog``
+        arrived and not yet put to ``admit``) and those ``admit`` gave."""
         self._subscribed = threading.Event()
         self._closed = False
 
@@ -363,8 +371,11 @@ class MqttTelemetry:
             _log.debug("skipped an undecodable payload on %s: %s", message.topic, exc)
             return
         with self._arrived:
-            self._candidates.append(reading)
             self._received_total += 1
+            if len(self._candidates) >= self.max_backlog:  # (a flood between two collections)
+                self.dropped["Backlog"] += 1
+                return
+            self._candidates.append(reading)
             self._arrived.notify_all()
 
     def _take_arrivals(self) -> None:
