@@ -209,7 +209,7 @@ def build_report(
         "timing": {
             "simulation_s": round(simulation_s, 2),
             "verifying_s": round(sum(n.get("validation_s", 0.0) for n in nodes.values()), 3),
-            "power_flow_s": round(world.grid.seconds if world.grid else 0.0, 2),
+            "power_flow_s": round(world.grid.seconds if world.grid else 0.0, 4),
         },
         "grid": grid_report(world, owners, delta),
         "homes": homes_report(world, homes, rows, subsidised_by_home, records),
