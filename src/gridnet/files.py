@@ -73,10 +73,26 @@ def read_private(path: Path, what: str, most_bytes: int, error: type[GridnetErro
     """The bytes of a secret file (a key, a passphrase, an API token): a regular file of at most
     ``most_bytes`` on which users other than its owner have no permission, checked on the
     descriptor read (``open_regular_file``); else ``error`` in one line naming ``what``."""
+    return read_capped(path, what, most_bytes, error, private=True)
+
+
+def read_capped(
+    path: Path,
+    what: str,
+    most_bytes: int,
+    error: type[GridnetError] = ConfigError,
+    *,
+    private: bool = False,
+    hint: str = "",
+) -> bytes:
+    """The bytes of a regular file of at most ``most_bytes`` (opened without blocking: a FIFO
+    is refused, not waited on; with ``private``, one no other user has permission on, checked
+    on the descriptor read); else ``error`` in one line naming ``what`` (``hint``, e.g. "; run
+    the scenario again", ends the line of a file too large)."""
     fd, info = open_regular_file(path, what, most_bytes, error)
     try:
         mode = info.st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if private and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise error(
                 f"{what} {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
                 f"run 'chmod 600 {path}'"
@@ -87,7 +103,7 @@ def read_private(path: Path, what: str, most_bytes: int, error: type[GridnetErro
     finally:
         os.close(fd)
     if len(data) > most_bytes:
-        raise error(f"{what} {path} is larger than {most_bytes:,} bytes")
+        raise error(f"{what} {path} is larger than {most_bytes:,} bytes{hint}")
     return data
 
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
 from gridnet.errors import ConfigError, InvalidAddress, RunDamaged, shown
-from gridnet.files import open_regular_file, read_bounded
+from gridnet.files import read_bounded, read_capped
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -46,17 +46,7 @@ def read_report(path: Path) -> Any:
     """The JSON in a run's ``report.json`` at ``path``: a regular file of at most
     ``MAX_REPORT_BYTES`` (opened without blocking: a FIFO is refused, not waited on), else a
     ConfigError in one line naming it."""
-    fd, _ = open_regular_file(path, "the run's report", MAX_REPORT_BYTES)
-    try:
-        data = read_bounded(fd, MAX_REPORT_BYTES)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the run's report {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_REPORT_BYTES:
-        raise ConfigError(
-            f"the run's report {path} is larger than {MAX_REPORT_BYTES:,} bytes; run the scenario again"
-        )
+    data = read_capped(path, "the run's report", MAX_REPORT_BYTES, hint="; run the scenario again")
     try:
         return json.loads(data.decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # (ValueError: a 5,000-digit number too)
