@@ -7,8 +7,7 @@ interval), so that what it sends has reached the collector when the collector ac
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network
 from gridnet.sim.scenario import scenario_from_dict
 from gridnet.units import Interval
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -39,15 +39,6 @@ ATTACKED: dict[str, Any] = {
     "homes": {"count": 3},
     "telemetry": {"kind": "mqtt"},
 }
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_the_gate_takes_a_served_meters_signed_reading_once() -> None:
@@ -93,7 +84,7 @@ class Eavesdropper(Agent):
         client.loop_start()
         self.client = client
         world.closers.append(self.disconnect)  # (the world stops it, whatever happens)
-        assert wait_until(client.is_connected)
+        assert wait_for(client.is_connected, WAIT_S)
         return client
 
     def disconnect(self) -> None:
@@ -117,7 +108,7 @@ class Eavesdropper(Agent):
             )
         self.sent += len(payloads)
         self.replayed += len(now + before)
-        assert wait_until(lambda: telemetry.received == telemetry.published + self.sent)
+        assert wait_for(lambda: telemetry.received == telemetry.published + self.sent, WAIT_S)
 
 
 @pytest.fixture
@@ -147,9 +138,9 @@ def test_forged_replayed_and_oversized_readings_leave_the_run_converged(
         big.connect(LOOPBACK, broker.port, keepalive=30)
         big.loop_start()
         try:
-            assert wait_until(big.is_connected)
+            assert wait_for(big.is_connected, WAIT_S)
             big.publish(f"{DEFAULT_TOPIC_PREFIX}/big", bytes(16 * MAX_FIELD_BYTES), qos=0)
-            assert wait_until(lambda: broker.cut == 1)
+            assert wait_for(lambda: broker.cut == 1, WAIT_S)
         finally:
             big.disconnect()
             big.loop_stop()
