@@ -831,6 +831,11 @@ class DealStarted(InvalidVehicleTrade):
     """A deal opened once its first interval has begun."""
 
 
+class DealTooFarAhead(InvalidVehicleTrade):
+    """A deal's first interval is more than a week of intervals after the block's: it would lock
+    both deposits and the vehicles' commitments until long after it could expire."""
+
+
 class BeyondVehicle(InvalidVehicleTrade):
     """A deal commits a vehicle to more energy than its battery holds, or than its charging
     power moves over the deal's intervals."""

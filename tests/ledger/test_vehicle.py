@@ -22,6 +22,7 @@ from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.identity import revoke_identity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.vehicle import (
+    DEAL_HORIZON_INTERVALS,
     EV_DEALS,
     EXPIRY_INTERVALS,
     HOTSPOTS,
@@ -49,7 +50,7 @@ from gridnet.ledger.txs.vehicle import (
     sign_processing,
 )
 from gridnet.security.roles import Role
-from gridnet.units import energy_cost
+from gridnet.units import energy_cost, interval_of
 from tests.helpers import register_identity, sign
 from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, at, two_meters
 
@@ -232,6 +233,19 @@ def test_every_rule_of_opening_a_deal(h: Helios) -> None:
     malformed(h, opening(h, replace(t, price=0)))
     malformed(h, opening(h, replace(t, last_interval=t.first_interval - 1)))
     malformed(h, opening(h, replace(t, last_interval=t.first_interval + 96)))
+
+
+def test_a_deal_opens_at_most_a_week_before_its_first_interval(h: Helios) -> None:
+    # Expiry comes only 96 intervals after the last: a deal far ahead would lock both deposits
+    # and both vehicles' commitments for good.
+    now = interval_of(h.timestamp(None))  # the next block's interval
+    at_horizon = terms(first=now + DEAL_HORIZON_INTERVALS, last=now + DEAL_HORIZON_INTERVALS + 3)
+    beyond = terms(first=now + DEAL_HORIZON_INTERVALS + 1, last=now + DEAL_HORIZON_INTERVALS + 4)
+    assert h.refused(STRANGER, opening(h, beyond), interval=now) == "DealTooFarAhead"
+    forever = terms(first=2**62, last=2**62 + 3)
+    assert h.refused(STRANGER, opening(h, forever), interval=now) == "DealTooFarAhead"
+    h.mine(h.tx(STRANGER, opening(h, at_horizon)), interval=now)
+    assert h.chain.view().get(EV_DEALS, deal_id(at_horizon)) is not None
 
 
 def test_a_battery_is_not_committed_beyond_its_size(h: Helios) -> None:

@@ -61,6 +61,7 @@ from gridnet.errors import (
     DealSignatureInvalid,
     DealStarted,
     DealTermsMismatch,
+    DealTooFarAhead,
     DeliveryMismatch,
     EvProcessingInvalid,
     HotspotExists,
@@ -92,6 +93,9 @@ MAX_DEAL_INTERVALS = 96
 """A deal's energy flows over at most a day."""
 EXPIRY_INTERVALS = 96
 """A deal not settled this many intervals after its last expires."""
+DEAL_HORIZON_INTERVALS = 7 * 96
+"""A deal opens at most a week before its first interval (as a tender's bidding runs at most a
+week): its deposits and the vehicles' commitments are locked until it is settled or expires."""
 
 
 class Breaker(enum.IntEnum):
@@ -511,6 +515,11 @@ def apply_open_deal(state: StateView, env: BlockEnv, sender: Address, payload: O
         raise DealExists(f"deal {did.hex()[:16]} is on chain already")
     if interval_of(env.timestamp) >= t.first_interval:
         raise DealStarted(f"the deal's first interval {t.first_interval} has begun: it opens before")
+    if t.first_interval > interval_of(env.timestamp) + DEAL_HORIZON_INTERVALS:
+        raise DealTooFarAhead(
+            f"the deal's first interval {t.first_interval} is more than {DEAL_HORIZON_INTERVALS} intervals "
+            f"after the block's {interval_of(env.timestamp)}"
+        )
     span = t.last_interval - t.first_interval + 1
     for vehicle, committed, whose in (
         (buyer, buyer.open_buy_wh, "charging"),
