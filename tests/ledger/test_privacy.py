@@ -11,9 +11,12 @@ import msgspec
 import pytest
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import MalformedTransaction
+from gridnet.errors import IdentityRevoked, MalformedTransaction
+from gridnet.ledger.state import StateView
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.base import BlockEnv
+from gridnet.ledger.txs.identity import revoke_identity
 from gridnet.ledger.txs.privacy import (
     AGGREGATES,
     BILLS,
@@ -21,6 +24,8 @@ from gridnet.ledger.txs.privacy import (
     PublishAggregate,
     PublishGroup,
     RecordBills,
+    apply_bills,
+    apply_group,
     group_id,
     in_bloom,
     make_bloom,
@@ -29,7 +34,7 @@ from gridnet.ledger.txs.privacy import (
 )
 from gridnet.security.roles import Role
 from tests.helpers import ahead_checks_answered, register_identity, sign
-from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, two_meters
+from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRANGER, Helios, at, two_meters
 
 KMC, BILLING = COLLECTOR, OWNER
 PSEUDONYMS = [PrivateKey.from_label(f"pseudonym-{n}") for n in range(6)]  # 3 members x 2 each
@@ -125,3 +130,21 @@ def test_bills_must_add_up_to_the_groups_aggregates(h: Helios) -> None:
     assert bill is not None and (bill.billed_wh, bill.last_slot, bill.bills) == (420, START + 4, bills)
     assert view.get(GROUPS, GID).billed_through == START + 8  # type: ignore[union-attr]
     assert h.refused(BILLING, RecordBills(GID, START + 4, bills, 420)) == "MalformedTransaction"  # billed
+
+
+def test_a_revoked_key_centre_or_billing_centre_acts_no_more(h: Helios) -> None:
+    # Both would be accepted unrevoked: a new group, and the bill of the one slot aggregated.
+    h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
+    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 4)
+    for who, act in (
+        (KMC, PublishGroup("by-a-revoked-kmc", BILLING.address, bloom, 4, 3, SLOT, START)),
+        (BILLING, RecordBills(GID, START, b"\x42" * 32, 300)),
+    ):
+        view = StateView(h.chain.values)
+        env = BlockEnv(h.chain.params, h.chain.chain_id, h.chain.height + 1, STRANGER.address, at(START + 5))
+        revoke_identity(view, env, who.address)
+        with pytest.raises(IdentityRevoked):
+            if isinstance(act, PublishGroup):
+                apply_group(view, env, who.address, act)
+            else:
+                apply_bills(view, env, who.address, act)

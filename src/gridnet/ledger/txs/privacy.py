@@ -43,6 +43,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
+from gridnet.ledger.txs.identity import refuse_revoked
 from gridnet.security.roles import Role
 from gridnet.units import Address, Hash32, interval_of
 
@@ -163,9 +164,10 @@ def prove(pseudonym: PrivateKey, chain_id: bytes, payload: PublishAggregate) -> 
 
 def _authority(state: StateView, who: Address, role: Role, what: str) -> None:
     found = state.get(AUTHORITIES, who)
+    kind = (role.name or "").lower().replace("_", "-")
     if found is None or not Role(found.roles) & role:
-        kind = (role.name or "").lower().replace("_", "-")
         raise NotAuthorized(f"{address_to_text(who)} is no {kind} authority: it cannot {what}")
+    refuse_revoked(state, who, f"acting as a {kind} authority")  # (a proven fraud lost its standing)
 
 
 def _group(state: StateView, gid: bytes) -> Group:
