@@ -395,6 +395,21 @@ def test_a_revoked_owner_or_registry_trades_no_more(h: Helios) -> None:
                 apply_register_vehicle(view, env, REGISTRY.address, vehicle(h, car, BUYER))
 
 
+def test_a_revoked_registrys_hotspot_is_refused_before_any_later_rule(h: Helios) -> None:
+    # A revoked registry's hotspot opens nothing, whatever else is wrong with the deal: the
+    # registry is checked right after the terms, before the processor, vehicles and limits.
+    t = terms()
+    rogue = replace(opening(h, t), processing_signature=b"\x00" * 64)  # EvProcessingInvalid
+    unsigned = replace(opening(h, t), buyer_signature=b"\x00" * 64)  # DealSignatureInvalid
+    too_much = opening(h, terms(energy_wh=POWER_W + 1))  # BeyondVehicle
+    for payload in (rogue, unsigned, too_much):
+        view = StateView(h.chain.values)
+        env = BlockEnv(h.chain.params, h.chain.chain_id, h.chain.height + 1, STRANGER.address, at(START + 1))
+        revoke_identity(view, env, REGISTRY.address)
+        with pytest.raises(IdentityRevoked):
+            apply_open_deal(view, env, STRANGER.address, payload)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_settlement_pays_out_both_deposits_exactly(seed: int) -> None:
     rng = random.Random(seed)

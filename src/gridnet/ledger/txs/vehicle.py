@@ -500,6 +500,8 @@ def apply_open_deal(state: StateView, env: BlockEnv, sender: Address, payload: O
     terms_there = (hotspot.fee, hotspot.charging_discount, hotspot.parking_discount, hotspot.penalty_pct)
     if (t.fee, t.charging_discount, t.parking_discount, t.penalty_pct) != terms_there:
         raise DealTermsMismatch(f"the deal's fee, discounts or penalty are not {hotspot.name}'s")
+    # A revoked registry vouches for nothing: not its aggregators, vehicles or their limits.
+    refuse_revoked(state, hotspot.authority, f"opening deals at {hotspot.name}")
     did = deal_id(t)
     _processed(env.chain_id, hotspot, payload.processor, Processing(did), payload.processing_signature)
     buyer = _vehicle(state, t.buyer, hotspot, "charging")
@@ -533,7 +535,6 @@ def apply_open_deal(state: StateView, env: BlockEnv, sender: Address, payload: O
                 f"{t.energy_wh} Wh is beyond it"
             )
     buyer_deposit, seller_deposit = deposits(t)
-    refuse_revoked(state, hotspot.authority, f"opening deals at {hotspot.name}")
     for who in dict.fromkeys((buyer.owner, seller.owner)):
         refuse_revoked(state, who, "trading energy between vehicles")
     _debit(state, buyer.owner, buyer_deposit, "the charging vehicle's deposit")
