@@ -38,7 +38,8 @@ genesis) and look like damage. The rules carry no activation heights: new rules,
 1: every chain made before the version was recorded (no ``rules`` row).
 2 (2026-12-07): finality in slots (checkpoints ``[height, slot, hash]``), the coin destroyed
 counted in the state (``destroyed``), tenders' reserve and dispute window, credit history by
-principal."""
+principal, vehicle deals at most a week ahead (``DealTooFarAhead``), revoked key-management and
+billing centres refused."""
 
 
 class Allocation(Wire, frozen=True):
