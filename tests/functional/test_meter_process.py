@@ -185,6 +185,17 @@ def test_bad_requests_are_4xx_with_the_rule_never_500(meter: MeterProcess) -> No
     signed = sign_relay_command(meter.owner, meter.meter.address, 0, "open", 1)
     body = json.dumps({"hex": encode(signed).hex()}).encode()
     assert ask("POST", "/relay/0/close", body) == (400, "RelayCommandMismatch")
+    # The mismatch is the last rule: a forged or unauthorised command sent elsewhere is named so.
+    stranger = sign_relay_command(meter.stranger, meter.meter.address, 0, "open", 1)
+    assert ask("POST", "/relay/1/close", json.dumps({"hex": encode(stranger).hex()}).encode()) == (
+        403,
+        "RelayCommandNotAuthorized",
+    )
+    forged = msgspec.structs.replace(signed, command=msgspec.structs.replace(signed.command, nonce=2))
+    assert ask("POST", "/relay/1/close", json.dumps({"hex": encode(forged).hex()}).encode()) == (
+        403,
+        "RelayCommandSignatureInvalid",
+    )
     assert ask("POST", "/relay/0/open", b"{" + b" " * 10_000 + b"}") == (413, "PayloadTooLarge")
 
 

@@ -254,3 +254,21 @@ def test_a_refused_command_names_its_rule_and_changes_nothing(
         meter.command(build())
     assert refused.value.rule == rule
     assert (meter.relays(), meter.log()) == before
+
+
+@pytest.mark.parametrize(("case", "build", "rule"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_a_command_sent_to_another_relay_or_action_is_refused_by_its_first_rule(
+    case: str, build: Callable[[], SignedRelayCommand], rule: str
+) -> None:
+    """The mismatch with the path it was sent to is the last rule: a forged or unauthorised
+    command is named as such wherever it is sent."""
+    meter, _ = new_meter()
+    meter.command(sign_relay_command(OWNER, METER_KEY.address, 0, "close", 10))
+    with pytest.raises(MeterDeviceError) as refused:
+        meter.command(build(), sent_to=(2, "close"))
+    assert refused.value.rule == rule
+    honest = sign_relay_command(OWNER, METER_KEY.address, 0, "open", 11)
+    with pytest.raises(MeterDeviceError) as mismatch:
+        meter.command(honest, sent_to=(0, "close"))
+    assert mismatch.value.rule == "RelayCommandMismatch"
+    assert meter.command(honest, sent_to=(0, "open")).closed is False

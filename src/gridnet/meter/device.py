@@ -386,8 +386,9 @@ class Meter:
 
     # --- relays ---
 
-    def command(self, signed: SignedRelayCommand) -> RelayState:
-        """Check ``signed`` top to bottom, then switch its relay and log it."""
+    def command(self, signed: SignedRelayCommand, sent_to: tuple[int, str] | None = None) -> RelayState:
+        """Check ``signed`` top to bottom, then switch its relay and log it. ``sent_to``: the
+        relay and action the command was sent for (HTTP ``/relay/{n}/{action}``), checked last."""
         validate_relay_command(signed)
         c = signed.command
         if c.meter != self.address:
@@ -406,6 +407,11 @@ class Meter:
         if last is not None and c.nonce <= last:
             raise RelayCommandReplayed(
                 f"nonce {c.nonce} is not above {last}, the issuer's last accepted command (a replay?)"
+            )
+        if sent_to is not None and (c.relay, c.action) != sent_to:
+            raise RelayCommandMismatch(
+                f"the command would {c.action} relay {c.relay}; "
+                f"it was sent to /relay/{sent_to[0]}/{sent_to[1]}"
             )
         now = self.clock()
         self._nonces[c.issuer] = c.nonce
