@@ -199,6 +199,50 @@ def test_bad_requests_are_4xx_with_the_rule_never_500(meter: MeterProcess) -> No
     assert ask("POST", "/relay/0/open", b"{" + b" " * 10_000 + b"}") == (413, "PayloadTooLarge")
 
 
+def test_posts_from_other_sites_and_far_clock_jumps_are_refused(meter: MeterProcess) -> None:
+    """What a web page in a browser could send (a "simple" cross-origin POST, text/plain or a
+    form) is refused, as is any POST with a foreign Origin; a clock step past a year too."""
+    port = int(meter.url.rsplit(":", 1)[1])
+
+    def ask(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())["code"]
+        finally:
+            conn.close()
+
+    far = json.dumps({"now_ms": 2**63 - 1}).encode()
+    step = json.dumps({"kind": "ac", "index": 0, "power_w": 1_000, "duration_ms": 1_000}).encode()
+    signed = sign_relay_command(meter.owner, meter.meter.address, 0, "open", 1)
+    command = json.dumps({"hex": encode(signed).hex()}).encode()
+    evil = {"origin": "http://evil.example", "content-type": "text/plain"}
+    for path, body in (("/clock", far), ("/feed", step), ("/relay/0/open", command)):
+        assert ask(path, body, evil) == (403, "CrossOriginRefused")
+        assert ask(path, body, {"origin": "http://evil.example", "content-type": "application/json"}) == (
+            403,
+            "CrossOriginRefused",
+        )
+        assert ask(path, body, {"origin": "null", "content-type": "application/json"}) == (
+            403,
+            "CrossOriginRefused",
+        )
+        assert ask(path, body, {"content-type": "text/plain"}) == (415, "UnsupportedMediaType")
+        assert ask(path, body, {"content-type": "application/x-www-form-urlencoded"}) == (
+            415,
+            "UnsupportedMediaType",
+        )
+        assert ask(path, body, {}) == (415, "UnsupportedMediaType")
+    json_here = {"origin": f"http://127.0.0.1:{port}", "content-type": "application/json; charset=utf-8"}
+    assert ask("/clock", far, json_here) == (409, "ClockJumpTooFar")
+    client = MeterClient(meter.url, meter.meter.public_key)
+    assert client.identity().now_ms == ORIGIN_MS  # nothing above moved the clock or fed the meter
+    client.set_clock(ORIGIN_MS + QUARTER)
+    assert client.feed("ac", 0, 2_000, QUARTER) == 500
+    assert client.command(signed).closed is False
+
+
 def test_the_cli_reads_commands_and_shows_the_log(meter: MeterProcess, tmp_path: Path) -> None:
     out = ok(gridnet("meter", "read", meter.url, "ac", "0", "voltage", cwd=tmp_path))
     assert "230000 mV" in out and "verified" in out and address_to_text(meter.meter.address) in out

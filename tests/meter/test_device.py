@@ -13,6 +13,8 @@ from gridnet.crypto.keys import Domain, PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.meter.device import (
     AVERAGE_WINDOW_MS,
+    MAX_CLOCK_MS,
+    MAX_CLOCK_STEP_MS,
     MAX_POWER_W,
     Kind,
     Meter,
@@ -143,6 +145,22 @@ def test_only_a_simulated_clock_is_set() -> None:
     with pytest.raises(MeterDeviceError) as refused:
         meter.set_clock(START_MS + 1)
     assert refused.value.rule == "ClockNotSimulated"
+
+
+def test_a_simulated_clock_moves_at_most_a_year_at_a_time_and_not_past_9999() -> None:
+    meter, clock = new_meter()
+    for now_ms in (START_MS + MAX_CLOCK_STEP_MS + 1, 2**63 - 1):
+        with pytest.raises(MeterDeviceError) as refused:
+            meter.set_clock(now_ms)
+        assert refused.value.rule == "ClockJumpTooFar"
+        assert clock() == START_MS
+    meter.set_clock(START_MS + MAX_CLOCK_STEP_MS)
+    assert clock() == START_MS + MAX_CLOCK_STEP_MS
+    end = Meter(METER_KEY, OWNER.address, clock=SimClock(MAX_CLOCK_MS - 1))
+    end.set_clock(MAX_CLOCK_MS)
+    with pytest.raises(MeterDeviceError) as refused:
+        end.set_clock(MAX_CLOCK_MS + 1)
+    assert refused.value.rule == "ClockJumpTooFar"
 
 
 # --- relays --------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ MAX_LOG: Final = 1_000
 """Relay log entries kept (the oldest are dropped; ``log_total`` counts them all)."""
 MW_MS_PER_WH: Final = 1_000 * 3_600_000
 """[mW·ms] in one [Wh]."""
+MAX_CLOCK_STEP_MS: Final = 366 * 24 * 3_600_000
+"""Furthest one ``set_clock`` moves a simulated clock ahead [ms]: a (leap) year."""
+MAX_CLOCK_MS: Final = 253_402_300_799_999
+"""Latest time ``set_clock`` sets [ms since 1970]: the last millisecond of the year 9999 (UTC)."""
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -139,6 +143,11 @@ class ClockNotSimulated(MeterDeviceError):
 
 class ClockWentBackwards(MeterDeviceError):
     """A simulated clock is only set forward."""
+
+
+class ClockJumpTooFar(MeterDeviceError):
+    """A simulated clock is set forward by at most ``MAX_CLOCK_STEP_MS`` at a time, and never
+    past ``MAX_CLOCK_MS`` (a clock moved to the end of time could never be fed again)."""
 
 
 # --- signed structures -------------------------------------------------------------------
@@ -439,6 +448,14 @@ class Meter:
     def set_clock(self, now_ms: Millis) -> None:
         if not isinstance(self.clock, SimClock):
             raise ClockNotSimulated("this meter runs on the wall clock; its clock cannot be set")
+        now = self.clock()
+        if now_ms > now + MAX_CLOCK_STEP_MS:
+            raise ClockJumpTooFar(
+                f"the meter's clock reads {now} ms; one step moves it at most {MAX_CLOCK_STEP_MS} ms "
+                f"(a year) ahead, not to {now_ms}"
+            )
+        if now_ms > MAX_CLOCK_MS:
+            raise ClockJumpTooFar(f"the meter's clock goes up to {MAX_CLOCK_MS} ms (year 9999), not {now_ms}")
         self.clock.set(now_ms)
 
     def _channel(self, kind: Kind, index: int) -> _Channel:

@@ -12,6 +12,9 @@ Routes (every refusal is a 4xx JSON ``{"code": RULE, "message": ...}``):
   wire to the meter's sensors (what flowed), not a command; answers ``delivered_wh``.
 - ``POST /clock``: body ``{"now_ms"}``: moves a simulated clock forward.
 
+Every POST must be ``Content-Type: application/json`` (415 ``UnsupportedMediaType``) and carry
+no ``Origin`` but a loopback one (403 ``CrossOriginRefused``): no other site's page can post.
+
 Signed objects travel as the hex of their canonical bytes (``"hex"``), next to their fields
 in plain JSON for people; a client decodes and verifies the hex only.
 """
@@ -39,6 +42,7 @@ from gridnet.files import write_text_file
 from gridnet.meter.device import (
     KINDS,
     UNITS,
+    ClockJumpTooFar,
     ClockNotSimulated,
     ClockWentBackwards,
     InvalidRelayCommand,
@@ -62,14 +66,33 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 4 * 1024
 """Longest request body [bytes]: a signed relay command is about 500 bytes of hex."""
+
+
+class UnsupportedMediaType(GridnetError):
+    """A POST whose body is not declared ``Content-Type: application/json`` (a web page can send
+    only a "simple" request, form or text, to another origin without a CORS preflight, which
+    the meter does not answer: so no page a browser shows can command it)."""
+
+
+class CrossOriginRefused(GridnetError):
+    """A POST from a web page of another origin than this machine's loopback."""
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+"""Hosts of the origins whose POSTs are taken (with any port, over http)."""
+
+
 STATUS: dict[type[GridnetError], int] = {
     NoSuchChannel: 404,
     UnknownQuantity: 404,
     InvalidRelayCommand: 403,
     RelayCommandMismatch: 400,
     RelayCommandReplayed: 409,
+    UnsupportedMediaType: 415,
+    CrossOriginRefused: 403,
     ClockNotSimulated: 409,
     ClockWentBackwards: 409,
+    ClockJumpTooFar: 409,
 }
 """HTTP status of each refusal (the first class of its MRO found; else 400)."""
 
@@ -143,7 +166,7 @@ def create_app(meter: Meter) -> FastAPI:
 
     @app.post("/relay/{relay}/{action}")
     async def relay(relay: int, action: str, request: Request) -> dict[str, Any]:
-        signed = decode(_hex(_body(await request.body(), SignedIn).hex), SignedRelayCommand)
+        signed = decode(_hex((await _posted(request, SignedIn)).hex), SignedRelayCommand)
         state = meter.command(signed, sent_to=(relay, action))  # (the mismatch is its last rule)
         return {"relay": msgspec.structs.asdict(state), "log_total": meter.log_total}
 
@@ -157,13 +180,13 @@ def create_app(meter: Meter) -> FastAPI:
 
     @app.post("/feed")
     async def feed(request: Request) -> dict[str, Any]:
-        step = _body(await request.body(), FeedIn)
+        step = await _posted(request, FeedIn)
         delivered = meter.feed(step.kind, step.index, step.power_w, step.duration_ms)
         return {"delivered_wh": delivered}
 
     @app.post("/clock")
     async def clock(request: Request) -> dict[str, Any]:
-        meter.set_clock(_body(await request.body(), ClockIn).now_ms)
+        meter.set_clock((await _posted(request, ClockIn)).now_ms)
         return {"now_ms": meter.clock()}
 
     app.add_middleware(RequestGuard, token=None, protected=(), max_body=MAX_BODY_BYTES)
@@ -198,6 +221,31 @@ def _entry_json(entry: RelayLogEntry) -> dict[str, Any]:
         "nonce": c.nonce,
         "reason": c.reason,
     }
+
+
+async def _posted(request: Request, kind: type[T]) -> T:
+    """The body of a POST, once its headers show it comes from no other site's page: JSON
+    declared as such, and no ``Origin`` but this machine's loopback."""
+    origin = request.headers.get("origin")
+    if origin is not None and not _is_loopback_origin(origin):
+        raise CrossOriginRefused(
+            f"the meter takes commands from this machine only, not from {origin[:100]!r}"
+        )
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType(f"send the body as Content-Type: application/json, not {media[:100]!r}")
+    return _body(await request.body(), kind)
+
+
+def _is_loopback_origin(origin: str) -> bool:
+    """True for ``http://127.0.0.1``, ``http://localhost`` or ``http://[::1]``, with any port."""
+    scheme, _, rest = origin.partition("://")
+    host, colon, port = rest.rpartition(":") if not rest.endswith("]") else (rest, "", "")
+    if not colon:
+        host = rest
+    elif not port.isdigit():
+        return False
+    return scheme.lower() == "http" and host.lower() in LOOPBACK_HOSTS
 
 
 def _body(raw: bytes, kind: type[T]) -> T:
