@@ -51,15 +51,16 @@ def _answers(url: str) -> bool:
     return True
 
 
-@pytest.fixture
-def meter(tmp_path: Path) -> Iterator[MeterProcess]:
-    """``gridnet meter run``: 1 AC and 1 DC meter, an owner and a DSO authority, a sim clock."""
+def start_meter(tmp_path: Path) -> MeterProcess:
+    """``gridnet meter run`` in ``tmp_path``: 1 AC and 1 DC meter, an owner and a DSO authority,
+    a sim clock; the keys are labelled by this process, so a second start is the same meter."""
     tag = os.getpid()
     keys = {
         name: PrivateKey.from_label(f"meter-process-{name}-{tag}") for name in ("meter", "owner", "dso", "x")
     }
     for name, key in keys.items():
-        write_key_file(tmp_path / f"{name}.key", key)
+        if not (tmp_path / f"{name}.key").exists():
+            write_key_file(tmp_path / f"{name}.key", key)
     info_file = tmp_path / "meter.json"
     cmd = [
         *(sys.executable, "-m", "gridnet", "meter", "run", "--key", "meter.key"),
@@ -74,15 +75,29 @@ def meter(tmp_path: Path) -> Iterator[MeterProcess]:
         assert process.poll() is None, (tmp_path / "console.log").read_text()
         url = json.loads(info_file.read_text())["url"]
         assert wait_for(lambda: _answers(url), START_S)
-        yield MeterProcess(url, process, info_file, keys["meter"], keys["owner"], keys["dso"], keys["x"])
+    except BaseException:
+        stop_meter(process)
+        raise
+    return MeterProcess(url, process, info_file, keys["meter"], keys["owner"], keys["dso"], keys["x"])
+
+
+def stop_meter(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def meter(tmp_path: Path) -> Iterator[MeterProcess]:
+    started = start_meter(tmp_path)
+    try:
+        yield started
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_meter(started.process)
 
 
 def refusal(client: MeterClient, signed: SignedRelayCommand) -> str:
@@ -142,6 +157,40 @@ def test_relay_commands_from_owner_and_dso_act_and_others_are_refused(meter: Met
     ]
     assert log[1].signed == honest
     assert [s.closed for s in client.relays()] == [True, True]
+
+
+def test_an_accepted_command_is_refused_as_a_replay_after_the_meter_restarts(tmp_path: Path) -> None:
+    """The nonces accepted live in KEY.state.json (0600): the DSO's command, copied from the
+    public log, does not act again on the restarted meter, nor does a lower nonce."""
+    first = start_meter(tmp_path)
+    try:
+        client = MeterClient(first.url, first.meter.public_key)
+        dso_open = sign_relay_command(first.dso, first.meter.address, 0, "open", 1_000, "DSO emergency")
+        assert client.command(dso_open).closed is False
+        owner_close = sign_relay_command(first.owner, first.meter.address, 0, "close", 7, "override")
+        assert client.command(owner_close).closed is True
+        copied = client.log()[0].signed  # anyone may read the log
+    finally:
+        stop_meter(first.process)
+    state = tmp_path / "meter.key.state.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert not first.info_file.exists()
+
+    second = start_meter(tmp_path)
+    try:
+        client = MeterClient(second.url, second.meter.public_key)
+        assert [s.closed for s in client.relays()] == [True, True]  # relays start closed again
+        assert refusal(client, copied) == "RelayCommandReplayed"
+        assert refusal(client, owner_close) == "RelayCommandReplayed"
+        lower = sign_relay_command(second.dso, second.meter.address, 0, "open", 999)
+        assert refusal(client, lower) == "RelayCommandReplayed"
+        assert [s.closed for s in client.relays()] == [True, True]
+        assert (
+            client.command(sign_relay_command(second.dso, second.meter.address, 0, "open", 1_001)).closed
+            is False
+        )
+    finally:
+        stop_meter(second.process)
 
 
 def test_answers_are_verified_against_the_meter_key(meter: MeterProcess) -> None:

@@ -290,3 +290,26 @@ def test_a_command_sent_to_another_relay_or_action_is_refused_by_its_first_rule(
         meter.command(honest, sent_to=(0, "close"))
     assert mismatch.value.rule == "RelayCommandMismatch"
     assert meter.command(honest, sent_to=(0, "open")).closed is False
+
+
+def test_nonces_given_at_start_are_kept_and_recorded_before_a_command_acts() -> None:
+    """A restarted meter starts from the nonces it accepted before; a command whose nonce
+    cannot be recorded does not act."""
+    recorded: list[dict[bytes, int]] = []
+    clock = SimClock(START_MS)
+    meter = Meter(
+        METER_KEY, OWNER.address, clock=clock, nonces={OWNER.public_key: 10}, record_nonces=recorded.append
+    )
+    with pytest.raises(MeterDeviceError) as refused:
+        meter.command(sign_relay_command(OWNER, METER_KEY.address, 0, "open", 10))
+    assert refused.value.rule == "RelayCommandReplayed"
+    meter.command(sign_relay_command(OWNER, METER_KEY.address, 0, "open", 11))
+    assert recorded == [{OWNER.public_key: 11}]
+
+    def unwritable(nonces: object) -> None:
+        raise MeterDeviceError("disk full")
+
+    stuck = Meter(METER_KEY, OWNER.address, clock=clock, record_nonces=unwritable)
+    with pytest.raises(MeterDeviceError):
+        stuck.command(sign_relay_command(OWNER, METER_KEY.address, 0, "open", 1))
+    assert stuck.relays()[0].closed and stuck.log() == ()

@@ -71,6 +71,7 @@ def meter_run(
     from gridnet.crypto.keys import PrivateKey
     from gridnet.meter.device import Meter, SimClock
     from gridnet.meter.server import serve
+    from gridnet.meter.state import MeterStateUnwritable, load_relay_nonces, save_relay_nonces, state_path
     from gridnet.node.config import parse_host_port
 
     # Every flag is checked before a passphrase is asked for.
@@ -90,8 +91,28 @@ def meter_run(
         the_clock: Callable[[], int] = SimClock(wall_ms() if clock_origin is None else clock_origin)
     else:
         the_clock = wall_ms
-    meter_key = PrivateKey.generate() if key is None else load_key(key, passphrase_file)
-    meter = Meter(meter_key, owner_address, authorities, ac=ac, dc=dc, clock=the_clock)
+    if key is None:
+        meter = Meter(PrivateKey.generate(), owner_address, authorities, ac=ac, dc=dc, clock=the_clock)
+    else:
+        # The nonces accepted survive a restart (KEY.state.json), so no command copied from the
+        # public log acts again; a new key (--generate) is a new meter, which no old command names.
+        state = state_path(key)
+        nonces = load_relay_nonces(state)
+        meter_key = load_key(key, passphrase_file)
+        try:
+            save_relay_nonces(state, nonces)  # (writable, before the meter takes a command)
+        except MeterStateUnwritable as exc:
+            raise ConfigError(str(exc)) from None
+        meter = Meter(
+            meter_key,
+            owner_address,
+            authorities,
+            ac=ac,
+            dc=dc,
+            clock=the_clock,
+            nonces=nonces,
+            record_nonces=lambda n: save_relay_nonces(state, n),
+        )
     serve(meter, host, port, info_file)
 
 

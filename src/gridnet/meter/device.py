@@ -38,7 +38,7 @@ role, the signed command kept so anyone can check it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Final, Literal, Protocol, get_args
 
@@ -326,9 +326,14 @@ class Meter:
         ac: int = 1,
         dc: int = 1,
         clock: Callable[[], Millis],
+        nonces: Mapping[PublicKey, int] | None = None,
+        record_nonces: Callable[[Mapping[PublicKey, int]], None] | None = None,
     ) -> None:
         """``clock`` is the meter's local clock [ms]: a :class:`SimClock` (settable with
-        :meth:`set_clock`) or any callable, such as the wall clock."""
+        :meth:`set_clock`) or any callable, such as the wall clock. ``nonces``: the last nonce
+        accepted from each issuer before (a restarted meter's, so no command is replayed);
+        ``record_nonces`` is given them, once a command is checked and before it acts (if it
+        raises, the command does not act)."""
         if ac < 0 or dc < 0 or ac + dc > MAX_CHANNELS:
             raise ValueError(f"a meter has 0 to {MAX_CHANNELS} AC plus DC meters, not {ac} + {dc}")
         self.key = key
@@ -341,7 +346,8 @@ class Meter:
             _Channel("dc", j, NOMINAL_MV["dc"]) for j in range(dc)
         ]
         self._sequence = 0
-        self._nonces: dict[PublicKey, int] = {}
+        self._nonces: dict[PublicKey, int] = dict(nonces or {})
+        self._record_nonces = record_nonces
         self._log: deque[RelayLogEntry] = deque(maxlen=MAX_LOG)
         self.log_total = 0
         """Commands accepted since the meter started (the log keeps the last MAX_LOG)."""
@@ -423,6 +429,8 @@ class Meter:
                 f"it was sent to /relay/{sent_to[0]}/{sent_to[1]}"
             )
         now = self.clock()
+        if self._record_nonces is not None:
+            self._record_nonces({**self._nonces, c.issuer: c.nonce})  # (kept before it acts)
         self._nonces[c.issuer] = c.nonce
         closed = c.action == "close"
         if channel.closed != closed:

@@ -58,6 +58,7 @@ from gridnet.meter.device import (
     SimClock,
     UnknownQuantity,
 )
+from gridnet.meter.state import MeterStateUnwritable
 from gridnet.node.api.common import HTTP_CODES, error_response
 from gridnet.node.api.guard import RequestGuard
 from gridnet.node.config import format_host_port
@@ -93,6 +94,7 @@ STATUS: dict[type[GridnetError], int] = {
     ClockNotSimulated: 409,
     ClockWentBackwards: 409,
     ClockJumpTooFar: 409,
+    MeterStateUnwritable: 503,
 }
 """HTTP status of each refusal (the first class of its MRO found; else 400)."""
 
