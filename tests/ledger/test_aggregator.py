@@ -161,6 +161,11 @@ def test_a_consortium_is_registered_by_a_majority(h: Helios) -> None:
     ):
         with pytest.raises(MalformedTransaction):
             stateless(h, consortium_act(h, "X", **bad))
+    # A consortium rewarding nobody takes no fee: its treasury pays out only as rewards, so the
+    # buyers' fees would be locked for good (RewardContributors had no seller it could name).
+    with pytest.raises(MalformedTransaction, match="fee_bps 1 with reward_top 0"):
+        stateless(h, consortium_act(h, "X", fee_bps=1, reward_top=0))
+    stateless(h, consortium_act(h, "X", fee_bps=0, reward_top=0))
     figures = aggregator_figures(h.chain.view(), NAME)
     assert (
         figures is not None and figures["majority"] == 2 and aggregator_figures(h.chain.view(), "No") is None

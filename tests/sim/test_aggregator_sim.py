@@ -136,6 +136,7 @@ def test_a_bad_aggregators_table_is_one_clear_line(tmp_path: Path) -> None:
         ({"share": 1.0}, "share must be above 0 and below 1"),
         ({"reward_every_intervals": 0}, "reward_every_intervals must be 1 to"),
         ({"reward_gnc": -1}, "reward_gnc must be 0 to 10,000,000 GNC"),
+        ({"reward_top": 0, "fee_bps": 100}, "fee_bps 100 with reward_top 0: the chain takes no fee"),
     ):
         doc = {**DAY, "aggregators": {**DAY["aggregators"], **bad}}
         with pytest.raises(ConfigError, match=message):

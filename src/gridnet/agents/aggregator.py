@@ -88,7 +88,7 @@ class AggregatorsTable:
     share: float = bounded(0.5, 0, 1)
     """Share of the homes that trade through the aggregators (spread evenly over them)."""
     reward_top: int = bounded(2, 0, MAX_REWARD_TOP)
-    """How many of a period's top sellers are rewarded (0: none)."""
+    """How many of a period's top sellers are rewarded (0: none, and then ``fee_bps`` 0)."""
     reward_every_intervals: int = bounded(16, 1, MAX_PERIOD_INTERVALS, "intervals")
     """A reward period [15-minute intervals]."""
     reward_gnc: float = bounded(0.01, 0, MAX_GNC, "GNC")
@@ -463,6 +463,11 @@ def build(world: World) -> list[Agent]:
         )
     if t.reward_gnc < 0:
         raise ConfigError(f"{where} reward_gnc must be at least 0")
+    if t.reward_top == 0 and t.fee_bps > 0:  # (what the chain refuses is refused now, not mid-run)
+        raise ConfigError(
+            f"{where} fee_bps {t.fee_bps} with reward_top 0: the chain takes no fee for a treasury that "
+            "rewards nobody; set fee_bps = 0, or reward_top to 1 or more"
+        )
     homes = world.of(Home)
     clients = [h for i, h in enumerate(homes) if int((i + 1) * t.share) > int(i * t.share)]
     return [AggregatorDesk(world, clients)]

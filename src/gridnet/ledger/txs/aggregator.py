@@ -99,7 +99,8 @@ class Aggregators(Wire, frozen=True):
     period_intervals: U32
     """A reward period [15-minute intervals]; periods are ``interval // period_intervals``."""
     reward_top: U32
-    """How many of a period's top sellers a reward pays (0: the consortium pays none)."""
+    """How many of a period's top sellers a reward pays (0: the consortium pays none, and takes no
+    fee: its treasury pays out only as rewards)."""
     treasury: U63 = 0
     """Fees collected and not paid out as rewards [base units]."""
     fees: U63 = 0
@@ -345,6 +346,11 @@ def validate_register(payload: RegisterAggregators, params: ChainParams) -> None
     if not 1 <= payload.period_intervals <= MAX_PERIOD_INTERVALS or payload.reward_top > MAX_REWARD_TOP:
         raise MalformedTransaction(
             f"period_intervals must be 1 to {MAX_PERIOD_INTERVALS} and reward_top at most {MAX_REWARD_TOP}"
+        )
+    if payload.reward_top == 0 and payload.fee_bps > 0:  # (the treasury pays out only as rewards)
+        raise MalformedTransaction(
+            f"fee_bps {payload.fee_bps} with reward_top 0: the fees would stay in a treasury that rewards "
+            "nobody; take no fee, or reward at least one seller"
         )
 
 
