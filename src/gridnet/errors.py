@@ -428,6 +428,11 @@ class IslandCapExceeded(InvalidCredits):
     meter per interval than its cap allows."""
 
 
+class MeterRedemptionOpen(InvalidCredits):
+    """A redemption on a meter that has one open already (at any controller): one import would
+    discharge both."""
+
+
 class RedemptionOpen(InvalidCredits):
     """A redemption that is neither discharged by the meter's readings nor past its due
     interval: no verdict yet."""

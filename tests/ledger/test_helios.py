@@ -26,6 +26,7 @@ from gridnet.ledger.txs.helios import (
     DISCHARGED,
     ENROLLMENTS,
     MAX_SPAN_INTERVALS,
+    OPEN,
     REDEMPTIONS,
     CloseRedemption,
     EnrollProducer,
@@ -315,6 +316,26 @@ def test_a_controller_that_does_not_release_in_time_is_in_default(h: Helios) -> 
     record, controller = view.get(REDEMPTIONS, CID + rid), view.get(CONTROLLERS, CID)
     assert record is not None and record.status == DEFAULTED
     assert controller is not None and controller.defaults == 1
+
+
+def test_a_meter_has_one_open_redemption_so_one_import_discharges_one(h: Helios) -> None:
+    """Two redemptions of 400 on one meter, opened in one block, were both discharged by the
+    400 Wh it imported once (each summed the meter's imports over its window): the controller
+    escaped the default it owed. A meter now has one open redemption at a time, at any
+    controller; once it is closed (discharged or in default) the next may open."""
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 800)))
+    first = h.tx(BUYER, RedeemCredits(CID, 400, BUYER_METER_KEY.address, 4))
+    h.mine(first, interval=START + 5)
+    second = RedeemCredits(CID, 400, BUYER_METER_KEY.address, 4)
+    assert h.refused(BUYER, second) == "MeterRedemptionOpen"
+    h.readings(h.buyer_meter, START + 6, [(0, 400)])
+    h.mine(h.tx(COLLECTOR, CloseRedemption(CID, redeem_id(first))))
+    again = h.tx(BUYER, second)
+    h.mine(again, interval=START + 7)  # (its window starts after the import the first one used)
+    record = h.chain.view().get(REDEMPTIONS, CID + redeem_id(again))
+    assert record is not None and record.status == OPEN and record.first_interval == START + 8
 
 
 def redeem_id(tx: Transaction) -> bytes:

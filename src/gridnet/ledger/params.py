@@ -39,7 +39,8 @@ genesis) and look like damage. The rules carry no activation heights: new rules,
 2 (2026-12-07): finality in slots (checkpoints ``[height, slot, hash]``), the coin destroyed
 counted in the state (``destroyed``), tenders' reserve and dispute window, credit history by
 principal, vehicle deals at most a week ahead (``DealTooFarAhead``), revoked key-management and
-billing centres refused, no aggregators' fee without a reward to pay it out."""
+billing centres refused, no aggregators' fee without a reward to pay it out, one open Helios
+redemption per meter."""
 
 
 class Allocation(Wire, frozen=True):

@@ -141,6 +141,7 @@ NO_COIN: Final = frozenset(
         "helios_credits",
         "helios_enrollments",
         "helios_redemptions",
+        "helios_open_redemptions",
     }
 )
 """Tables whose entries hold no coin."""

@@ -36,6 +36,7 @@ from gridnet.errors import (
     IslandExists,
     MalformedTransaction,
     MeterNotOwned,
+    MeterRedemptionOpen,
     MintTooEarly,
     NotEnrolled,
     ProducerEnrolled,
@@ -109,6 +110,14 @@ class Redemption(Wire, frozen=True):
 OPEN, DISCHARGED, DEFAULTED = 0, 1, 2
 
 
+class MeterRedemption(Wire, frozen=True):
+    """The open redemption whose release a meter's imports count for."""
+
+    controller: HashBytes
+    redemption: HashBytes
+    """Its ``RedeemCredits`` txid."""
+
+
 class IslandNode(Wire, frozen=True):
     meter: AddressBytes
     inject_w: U63
@@ -147,6 +156,9 @@ ISLAND_MEMBERS = register_table("helios_island_members", b"i", IslandMember)
 CREDITS = register_table("helios_credits", b"B", CreditBalance)
 ENROLLMENTS = register_table("helios_enrollments", b"D", Enrollment)
 REDEMPTIONS = register_table("helios_redemptions", b"L", Redemption)
+OPEN_REDEMPTIONS = register_table("helios_open_redemptions", b"u", MeterRedemption)
+"""Meter -> its open redemption, at most one at any controller: a redemption counts the meter's
+imports over its window, so with two open at once one import discharged both."""
 
 
 def controller_id(name: str) -> Hash32:
@@ -419,6 +431,12 @@ def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: Rede
         raise InsufficientCredits(f"{address_to_text(sender)} holds {held} credits, not {payload.credits}")
     per_interval = -(-payload.credits // payload.within_intervals)
     refuse_over_cap(state, payload.meter, per_interval, inject=False, what="the redemption's release")
+    open_one = state.get(OPEN_REDEMPTIONS, payload.meter)
+    if open_one is not None:
+        raise MeterRedemptionOpen(
+            f"meter {address_to_text(payload.meter)} has redemption {open_one.redemption.hex()[:16]} open "
+            "(one import would count for both): close it first"
+        )
     _set_credits(state, cid, sender, held - payload.credits)
     state.put(CONTROLLERS, cid, replace(controller, redeemed_wh=controller.redeemed_wh + payload.credits))
     first = interval_of(env.timestamp) + 1
@@ -426,6 +444,7 @@ def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: Rede
         sender, payload.meter, payload.credits, first, first + payload.within_intervals - 1
     )
     state.put(REDEMPTIONS, cid + env.txid, redemption)
+    state.put(OPEN_REDEMPTIONS, payload.meter, MeterRedemption(cid, env.txid))
 
 
 def apply_close_redemption(
@@ -445,6 +464,7 @@ def apply_close_redemption(
         released += 0 if reading is None else reading.imported_wh
         if released >= redemption.wh:
             state.put(REDEMPTIONS, key, replace(redemption, status=DISCHARGED))
+            state.put(OPEN_REDEMPTIONS, redemption.meter, None)
             return
     if now <= redemption.due_interval:
         raise RedemptionOpen(
@@ -454,6 +474,7 @@ def apply_close_redemption(
     window = (redemption.first_interval, redemption.due_interval)
     _readings(state, redemption.meter, *window)  # (every reading is there)
     state.put(REDEMPTIONS, key, replace(redemption, status=DEFAULTED))
+    state.put(OPEN_REDEMPTIONS, redemption.meter, None)
     state.put(CONTROLLERS, cid, replace(controller, defaults=controller.defaults + 1))
 
 
