@@ -27,6 +27,7 @@ from gridnet.ledger.txs.helios import (
     ENROLLMENTS,
     MAX_SPAN_INTERVALS,
     OPEN,
+    OPEN_REDEMPTIONS,
     REDEMPTIONS,
     CloseRedemption,
     EnrollProducer,
@@ -336,6 +337,29 @@ def test_a_meter_has_one_open_redemption_so_one_import_discharges_one(h: Helios)
     h.mine(again, interval=START + 7)  # (its window starts after the import the first one used)
     record = h.chain.view().get(REDEMPTIONS, CID + redeem_id(again))
     assert record is not None and record.status == OPEN and record.first_interval == START + 8
+
+
+def test_a_redemption_never_closed_holds_its_meter_only_until_its_window_ends(h: Helios) -> None:
+    """One whose readings never all come (a withheld one) cannot be judged: the meter's next
+    redemption opens once the first's window is over (the windows cannot overlap), and closing
+    the first later leaves the second's entry alone."""
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 800)))
+    first = h.tx(BUYER, RedeemCredits(CID, 400, BUYER_METER_KEY.address, 4))
+    h.mine(first, interval=START + 5)  # (its window: START + 6 to START + 9)
+    second = RedeemCredits(CID, 400, BUYER_METER_KEY.address, 4)
+    assert h.refused(BUYER, second, interval=START + 8) == "MeterRedemptionOpen"
+    later = h.tx(BUYER, second)
+    h.mine(later, interval=START + 9)
+    entry = h.chain.view().get(OPEN_REDEMPTIONS, BUYER_METER_KEY.address)
+    assert entry is not None and entry.redemption == redeem_id(later)
+    h.readings(h.buyer_meter, START + 6, [(0, 400)])
+    h.mine(h.tx(COLLECTOR, CloseRedemption(CID, redeem_id(first))))
+    view = h.chain.view()
+    closed = view.get(REDEMPTIONS, CID + redeem_id(first))
+    assert closed is not None and closed.status == DISCHARGED
+    assert view.get(OPEN_REDEMPTIONS, BUYER_METER_KEY.address) == entry
 
 
 def redeem_id(tx: Transaction) -> bytes:

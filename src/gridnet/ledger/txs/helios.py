@@ -116,6 +116,9 @@ class MeterRedemption(Wire, frozen=True):
     controller: HashBytes
     redemption: HashBytes
     """Its ``RedeemCredits`` txid."""
+    due_interval: U63
+    """The last interval of its window: a redemption opened at or after it counts other
+    imports (its window starts after its block's interval), whether or not this one is closed."""
 
 
 class IslandNode(Wire, frozen=True):
@@ -157,8 +160,9 @@ CREDITS = register_table("helios_credits", b"B", CreditBalance)
 ENROLLMENTS = register_table("helios_enrollments", b"D", Enrollment)
 REDEMPTIONS = register_table("helios_redemptions", b"L", Redemption)
 OPEN_REDEMPTIONS = register_table("helios_open_redemptions", b"u", MeterRedemption)
-"""Meter -> its open redemption, at most one at any controller: a redemption counts the meter's
-imports over its window, so with two open at once one import discharged both."""
+"""Meter -> its open redemption: a redemption counts the meter's imports over its window, so
+with two windows of one meter overlapping one import discharged both. A new one opens once the
+last is closed or its window is over (one whose readings never all come is never closed)."""
 
 
 def controller_id(name: str) -> Hash32:
@@ -432,10 +436,12 @@ def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: Rede
     per_interval = -(-payload.credits // payload.within_intervals)
     refuse_over_cap(state, payload.meter, per_interval, inject=False, what="the redemption's release")
     open_one = state.get(OPEN_REDEMPTIONS, payload.meter)
-    if open_one is not None:
+    now = interval_of(env.timestamp)
+    if open_one is not None and now < open_one.due_interval:  # (the windows would overlap)
         raise MeterRedemptionOpen(
             f"meter {address_to_text(payload.meter)} has redemption {open_one.redemption.hex()[:16]} open "
-            "(one import would count for both): close it first"
+            f"to interval {open_one.due_interval} (one import would count for both): close it first, or "
+            "wait for its window to end"
         )
     _set_credits(state, cid, sender, held - payload.credits)
     state.put(CONTROLLERS, cid, replace(controller, redeemed_wh=controller.redeemed_wh + payload.credits))
@@ -444,7 +450,7 @@ def apply_redeem(state: StateView, env: BlockEnv, sender: Address, payload: Rede
         sender, payload.meter, payload.credits, first, first + payload.within_intervals - 1
     )
     state.put(REDEMPTIONS, cid + env.txid, redemption)
-    state.put(OPEN_REDEMPTIONS, payload.meter, MeterRedemption(cid, env.txid))
+    state.put(OPEN_REDEMPTIONS, payload.meter, MeterRedemption(cid, env.txid, redemption.due_interval))
 
 
 def apply_close_redemption(
@@ -464,7 +470,7 @@ def apply_close_redemption(
         released += 0 if reading is None else reading.imported_wh
         if released >= redemption.wh:
             state.put(REDEMPTIONS, key, replace(redemption, status=DISCHARGED))
-            state.put(OPEN_REDEMPTIONS, redemption.meter, None)
+            _closed_on_meter(state, redemption.meter, payload.redemption)
             return
     if now <= redemption.due_interval:
         raise RedemptionOpen(
@@ -474,8 +480,16 @@ def apply_close_redemption(
     window = (redemption.first_interval, redemption.due_interval)
     _readings(state, redemption.meter, *window)  # (every reading is there)
     state.put(REDEMPTIONS, key, replace(redemption, status=DEFAULTED))
-    state.put(OPEN_REDEMPTIONS, redemption.meter, None)
+    _closed_on_meter(state, redemption.meter, payload.redemption)
     state.put(CONTROLLERS, cid, replace(controller, defaults=controller.defaults + 1))
+
+
+def _closed_on_meter(state: StateView, meter: bytes, redemption: bytes) -> None:
+    """The meter's open-redemption entry goes with its redemption (not a later one's, opened
+    once this one's window was over)."""
+    entry = state.get(OPEN_REDEMPTIONS, meter)
+    if entry is not None and entry.redemption == redemption:
+        state.put(OPEN_REDEMPTIONS, meter, None)
 
 
 MAX_ISLAND_NODES = 64
