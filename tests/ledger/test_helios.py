@@ -236,14 +236,29 @@ def test_the_controller_mints_what_the_readings_show_injected(h: Helios) -> None
 def test_mint_rules(h: Helios) -> None:
     h.readings(h.meter, START, [(100, 0), (100, 0)])
     assert h.refused(COLLECTOR, h.mint(START + 1)) == "MintTooEarly"  # hourly: four intervals
-    h.readings(h.meter, START + 3, [(100, 0)])  # START + 2 has no reading
-    assert h.refused(COLLECTOR, h.mint(START + 3)) == "ReadingsMissing"
+    # START + 2 and START + 3 have no reading yet (they may still come): no mint through them.
+    assert h.refused(COLLECTOR, h.mint(START + 3), interval=START + 5) == "ReadingsMissing"
     assert h.refused(COLLECTOR, h.mint(START + 8), interval=START + 6) == "MintTooEarly"  # not ended
     assert h.refused(COLLECTOR, h.mint(START + 3, MEMBERS[:1])) == "InsufficientConsortium"
     stranger_signed = h.mint(START + 3, [MEMBERS[0], STRANGER])
     assert h.refused(COLLECTOR, stranger_signed) == "InsufficientConsortium"
     other = MintCredits(CID, BUYER_METER_KEY.address, START + 3, ())
     assert h.refused(COLLECTOR, h.signed_by(other, MEMBERS)) == "NotEnrolled"
+
+
+def test_a_reading_that_can_never_come_is_passed_over_by_the_mint(h: Helios) -> None:
+    """A meter's readings are recorded in order: once START + 1 is on chain, START's (withheld
+    by a collector, or never sent by a meter offline) can never be. Every mint had to cover it
+    (ReadingsMissing) and the enrollment could not be made again (ProducerEnrolled): the
+    producer was never credited again. The mint now counts it as nothing exported."""
+    withheld = h.meter.read(START, 500, 0)
+    h.readings(h.meter, START + 1, [(500, 0)] * 3)
+    assert h.refused(COLLECTOR, SubmitReadings((withheld,))) == "ReadingOutOfOrder"
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    view = h.chain.view()
+    assert credits_of(view, CID, OWNER.address) == 1_500
+    enrollment = view.get(ENROLLMENTS, CID + METER_KEY.address)
+    assert enrollment is not None and enrollment.minted_through == START + 3
 
 
 def test_a_mint_below_the_producers_minimum_is_refused(h: Helios) -> None:

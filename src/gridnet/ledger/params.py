@@ -40,7 +40,7 @@ genesis) and look like damage. The rules carry no activation heights: new rules,
 counted in the state (``destroyed``), tenders' reserve and dispute window, credit history by
 principal, vehicle deals at most a week ahead (``DealTooFarAhead``), revoked key-management and
 billing centres refused, no aggregators' fee without a reward to pay it out, one open Helios
-redemption per meter."""
+redemption per meter, a Helios mint passing over a reading that can never come."""
 
 
 class Allocation(Wire, frozen=True):

@@ -365,7 +365,7 @@ def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCr
             f"a mint covers {enrollment.every_intervals} to {MAX_SPAN_INTERVALS} ended intervals after "
             f"interval {enrollment.minted_through}; through {through} does not"
         )
-    readings = _readings(state, payload.meter, first, through)
+    readings = _readings(state, payload.meter, first, through, skipped=True)
     wh = sum(reading.exported_wh - reading.sold_wh for _, reading in readings)
     if wh < enrollment.min_wh and span < MAX_SPAN_INTERVALS:  # (a week's mint is taken: none is stuck)
         raise BelowMinimumMint(
@@ -387,14 +387,23 @@ def apply_mint(state: StateView, env: BlockEnv, sender: Address, payload: MintCr
     )
 
 
-def _readings(state: StateView, meter: bytes, first: int, last: int) -> list[tuple[bytes, ReadingRecord]]:
+def _readings(
+    state: StateView, meter: bytes, first: int, last: int, *, skipped: bool = False
+) -> list[tuple[bytes, ReadingRecord]]:
     """The meter's readings of intervals ``first`` to ``last`` (each one's key and record), every
-    one on chain (``ReadingsMissing`` otherwise)."""
+    one on chain (``ReadingsMissing`` otherwise). With ``skipped``, an interval with no reading
+    below the meter's latest reading is passed over: a meter's readings are recorded in order,
+    so that one can never come (withheld, or the meter was offline), and a mint that had to
+    cover it would never be taken (it counts as nothing exported)."""
+    record = state.get(METERS, meter) if skipped else None
+    latest = record.last_interval if record is not None and record.has_reading else -1
     found = []
     for interval in range(first, last + 1):
         key = reading_key(meter, interval)
         reading = state.get(READINGS, key)
         if reading is None:
+            if interval < latest:
+                continue
             raise ReadingsMissing(
                 f"meter {address_to_text(meter)} has no reading on chain for interval {interval}"
             )
