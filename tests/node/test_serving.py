@@ -177,6 +177,16 @@ def test_the_keys_of_one_host_share_its_budget_and_linking_again_starts_none(tmp
     assert sum(node.stats.block_requests_refused.values()) == 0
 
 
+def crowded_host(tmp_path: Path) -> tuple[Node, list[str], GetBlocksMsg]:
+    """A node serving at a low rate, 16 peers of one host, and the request they all make."""
+    chain = served_chain(tmp_path / "c", 8)
+    node = limited(chain)
+    peers = [f"k{i:02}" for i in range(16)]
+    for peer in peers:
+        node.add_peer(peer, "10.0.0.7")
+    return node, peers, GetBlocksMsg((chain.main[0].hash,), 64)
+
+
 def test_a_hosts_queue_holds_what_its_rate_answers_in_half_a_request_timeout(tmp_path: Path) -> None:
     """16 peers of one host ask at once at a low rate (answers of some 2.9 KB at 4 KB/s: 16
     of them take 12 s, as 16 answers of 3 MiB at 4 MiB/s would). Each request is answered
@@ -184,12 +194,7 @@ def test_a_hosts_queue_holds_what_its_rate_answers_in_half_a_request_timeout(tmp
     (``ServeQueueFull``: counted, not a fault); none is answered after its asker gave up, nor
     waits to be dropped; the waiting ones are answered in the order they asked. (A bound by
     count, 16 waiting, answered the last after 10 s, its asker long gone.)"""
-    chain = served_chain(tmp_path / "c", 8)
-    node = limited(chain)
-    peers = [f"k{i:02}" for i in range(16)]
-    for peer in peers:
-        node.add_peer(peer, "10.0.0.7")
-    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    node, peers, ask = crowded_host(tmp_path)
     t = GENESIS_TIME
     at_once = [peer for peer in peers if answers(node.handle(peer, ask, t))]
     waiting = node.serving.waiting()
@@ -306,12 +311,7 @@ def test_a_request_refused_or_dropped_is_answered_busy(tmp_path: Path) -> None:
     after waiting a request timeout (``RequestExpired``) is answered busy too; its asker then
     asks elsewhere instead of waiting out its timeout. A request superseded by the same peer's
     later one is not (the later one waits), nor is a waiting one."""
-    chain = served_chain(tmp_path / "c", 8)
-    node = limited(chain)
-    peers = [f"k{i:02}" for i in range(16)]
-    for peer in peers:
-        node.add_peer(peer, "10.0.0.7")
-    ask = GetBlocksMsg((chain.main[0].hash,), 64)
+    node, peers, ask = crowded_host(tmp_path)
     t = GENESIS_TIME
     told: dict[str, BusyMsg] = {}
     at_once: list[str] = []
@@ -326,7 +326,7 @@ def test_a_request_refused_or_dropped_is_answered_busy(tmp_path: Path) -> None:
     waiting = [p for p in peers if p not in told and p not in at_once]
     assert waiting and len(waiting) == node.serving.waiting()
     assert busy(node.handle(waiting[0], ask, t + 1)) == {}  # superseded: its later ask waits
-    headers = busy(node.handle(next(iter(told)), GetHeadersMsg((chain.main[0].hash,), 2_000), t + 2))
+    headers = busy(node.handle(next(iter(told)), GetHeadersMsg(ask.locator, 2_000), t + 2))
     assert [m.headers for m in headers.values()] == [True]
     late = node.tick(t + node.config.request_timeout_ms + 10)  # (ticks came late: all expire)
     assert set(busy(late)) == set(waiting) and all(m.retry_after_ms == 0 for m in busy(late).values())
