@@ -23,7 +23,10 @@ def test_gossip_times_the_last_admission_and_counts_each_nodes_checks(tmp_path: 
     assert figures["transactions"] == 400
     # Timed by the nodes' own stamps, not by when a poll happened to see the last one.
     assert 0 < figures["seconds"] <= figures["seconds_polled"] + 0.2
-    assert figures["tx_per_s"] == pytest.approx(400 / figures["seconds"], rel=0.05)
+    # The rate is from the unrounded time; the time is given to the millisecond (a flood this
+    # small can take under 0.1 s, where two decimals had been 8% off).
+    seconds = figures["seconds"]
+    assert 400 / (seconds + 0.0005) - 0.1 <= figures["tx_per_s"] <= 400 / (seconds - 0.0005) + 0.1
     assert len(figures["node_cpu_us_per_tx"]) == 4
     # Each node checks each signature once with libsodium (a few more: its links' handshakes)
     # and uses the gossip window's verdict as it is: no second look, even in its cache.
