@@ -1,9 +1,12 @@
 """Reading the files a person writes (scenarios, genesis, settings, sweeps): one-line errors
-that name the file and what is wrong with it, whatever is wrong with it."""
+that name the file and what is wrong with it, whatever is wrong with it; and writing the files
+gridnet keeps (a file replaced whole or not at all)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import stat
 import tomllib
 from pathlib import Path
@@ -182,6 +185,47 @@ def write_text_file(path: Path, text: str, mode: int = SHARED_FILE_MODE) -> None
     """Write ``text`` (UTF-8) to ``path``, left with at most ``mode`` (:func:`open_file`)."""
     with open(open_file(path, os.O_WRONLY | os.O_TRUNC, mode), "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def replace_file(path: Path, data: bytes, mode: int = SHARED_FILE_MODE, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` at once: written to a new temporary file beside it (made
+    with ``mode`` less the umask, under a name no other writer uses), then renamed over it, so
+    a reader finds the whole old file or the whole new one, never a part, and two writers never
+    write into one temporary. ``durable``: the data and the rename are on the disk before this
+    returns (for what must survive a crash: a key, a meter's nonces). ``OSError`` as it came,
+    the temporary removed."""
+    for _attempt in range(8):
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name beside {path}")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if durable:
+        sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries to the disk, so that a file created or renamed in it stays
+    after a crash (best effort: some file systems cannot sync a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def check_not_writable_by_others(folder: Path, what: str, error: type[GridnetError]) -> None:

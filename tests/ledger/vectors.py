@@ -11,7 +11,6 @@ idempotent: a file is rewritten only when its content changes.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from gridnet.crypto.hashing import header_hash
 from gridnet.encoding import decode, encode
 from gridnet.errors import BlockTransactionInvalid, InvalidBlock
+from gridnet.files import replace_file
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.commitment import StateCommitment
@@ -113,9 +113,7 @@ def write_vector(
     path = directory / f"{name}.json"
     if path.exists() and path.read_text() == text:
         return path
-    tmp = path.with_name(f".{name}.json.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_file(path, text.encode())
     return path
 
 

@@ -13,7 +13,6 @@ import contextvars
 import enum
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from gridnet.crypto.checkers import CHECKERS, SHARE_MIN
 from gridnet.crypto.hashing import signature_check_id, signature_check_key
 from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
-from gridnet.files import make_dirs, read_private
+from gridnet.files import make_dirs, read_private, replace_file, sync_directory
 from gridnet.system import usable_cores
 from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
 
@@ -425,11 +424,14 @@ def write_key_file(
     except OSError as exc:
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
     try:
-        _write_record(fd, record)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_record_line(record))
+            fh.flush()
+            os.fsync(fh.fileno())
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from None
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
 
 
 def read_key_file(path: Path, passphrase: Callable[[], bytes] | None = None) -> PrivateKey:
@@ -482,16 +484,10 @@ def encrypt_key_file(path: Path, passphrase: Callable[[], bytes], *, cost: KdfCo
             "remove them first; it was left unchanged"
         )
     record = _encrypted_record(path, PrivateKey(seed), passphrase(), cost)
-    temporary: str | None = None
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        _write_record(fd, record)
-        os.replace(temporary, path)
+        replace_file(path, _record_line(record), 0o600, durable=True)
     except OSError as exc:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
         raise KeyFileError(f"cannot rewrite key file {path}: {exc.strerror}; it was left unchanged") from None
-    _sync_directory(path.parent)
 
 
 def check_key_path_free(path: Path) -> None:
@@ -562,24 +558,9 @@ def _open_seed(path: Path, sealed: _SealedSeed, passphrase: bytes) -> bytes:
         ) from None
 
 
-def _write_record(fd: int, record: dict[str, object]) -> None:
-    """Write ``record`` as one JSON line to ``fd``, flush it to the disk and close ``fd``."""
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _sync_directory(directory: Path) -> None:
-    """Flush ``directory``'s entries to the disk, so that a file created or renamed in it stays
-    after a crash (best effort: some file systems cannot sync a directory)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _record_line(record: dict[str, object]) -> bytes:
+    """A key file's content: ``record`` as one JSON line."""
+    return f"{json.dumps(record)}\n".encode()
 
 
 def _address_mismatch(path: Path) -> KeyFileError:

@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.encoding import U63, decode, encode
 from gridnet.errors import ConfigError, GridnetError
-from gridnet.files import write_text_file
+from gridnet.files import replace_file
 from gridnet.meter.device import (
     KINDS,
     UNITS,
@@ -295,9 +295,7 @@ def serve(meter: Meter, host: str, port: int, info_file: Path | None = None) -> 
         if info_file is not None:
             public_key = meter.key.public_key.hex()
             info = {"pid": os.getpid(), "url": url, "meter": address, "public_key": public_key}
-            temporary = info_file.with_name(f"{info_file.name}.{os.getpid()}.tmp")
-            write_text_file(temporary, json.dumps(info) + "\n")
-            os.replace(temporary, info_file)  # (a launcher never reads half a file)
+            replace_file(info_file, f"{json.dumps(info)}\n".encode())  # (a launcher never reads half a file)
         print(f"meter {address} listening on {url}", flush=True)
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from gridnet.errors import ConfigError
-from gridnet.files import read_private
+from gridnet.files import read_private, replace_file
 from gridnet.meter.device import MeterDeviceError
 from gridnet.units import PUBLIC_KEY_BYTES, PublicKey
 
@@ -55,23 +55,9 @@ def load_relay_nonces(path: Path) -> dict[PublicKey, int]:
 def save_relay_nonces(path: Path, nonces: Mapping[PublicKey, int]) -> None:
     """Replace ``path`` with ``nonces``, atomically and durably (mode 0600)."""
     text = json.dumps({"relay_nonces": {key.hex(): nonce for key, nonce in sorted(nonces.items())}})
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, text.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_file(path, f"{text}\n".encode(), 0o600, durable=True)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise MeterStateUnwritable(
             f"cannot write the meter state file {path}: {exc.strerror or exc}"
         ) from None

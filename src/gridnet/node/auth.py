@@ -11,14 +11,13 @@ token as ``Authorization: Bearer TOKEN``; read-only endpoints do not.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 from pathlib import Path
 from typing import Final
 
 from gridnet.errors import ConfigError
-from gridnet.files import read_private
+from gridnet.files import read_private, replace_file
 
 COOKIE_NAME: Final = ".cookie"
 MIN_TOKEN_CHARS: Final = 16
@@ -31,12 +30,7 @@ MAX_TOKEN_FILE_BYTES: Final = 4096
 def write_cookie(data_dir: Path) -> str:
     """A new random token in ``DATA_DIR/.cookie`` (mode 0600, replacing any earlier one)."""
     token = secrets.token_hex(32)
-    path = data_dir / COOKIE_NAME
-    temporary = path.with_name(f"{COOKIE_NAME}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    os.replace(temporary, path)
+    replace_file(data_dir / COOKIE_NAME, f"{token}\n".encode(), 0o600)
     return token
 
 

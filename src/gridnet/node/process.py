@@ -29,7 +29,7 @@ from gridnet import __version__
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError, NodeFailed
-from gridnet.files import write_text_file
+from gridnet.files import replace_file, write_text_file
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import GENESIS_NAME, ChainParams, load_genesis_file, params_to_toml
 from gridnet.ledger.store import STORE_ERRORS
@@ -88,10 +88,7 @@ def _bind_api(host: str, port: int) -> socket.socket:
 
 
 def _write_info(data_dir: Path, info: dict[str, object]) -> None:
-    path = data_dir / INFO_NAME
-    temporary = path.with_name(f"{INFO_NAME}.{os.getpid()}.tmp")
-    write_text_file(temporary, json.dumps(info) + "\n")
-    os.replace(temporary, path)
+    replace_file(data_dir / INFO_NAME, f"{json.dumps(info)}\n".encode())
 
 
 async def serve(

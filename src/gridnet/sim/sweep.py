@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 from gridnet.crypto.hashing import sha256_hex
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ECHO_CHARS, ConfigError, GridnetError, shown
-from gridnet.files import read_toml
+from gridnet.files import read_toml, replace_file
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.node.config import format_host_port
 from gridnet.sim.output import unwritable
@@ -649,7 +649,7 @@ def run_one(
         wall_s = round(time.perf_counter() - started, 3)
         (out / "scenario.toml").write_text(scenario_toml(document, header))
         record = {"id": run_id, "status": status, "error": error, "wall_s": wall_s}
-        _write_atomic(out / RUN_FILE, json.dumps(record, indent=2) + "\n")
+        replace_file(out / RUN_FILE, f"{json.dumps(record, indent=2)}\n".encode())
     return {**record, "figures": found}
 
 
@@ -704,12 +704,6 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML for {value!r}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --- the cluster --------------------------------------------------------------------------
@@ -1144,9 +1138,9 @@ def write_table(sweep: Sweep, results: list[RunResult]) -> Path:
     )
     table = table.replace_schema_metadata({"gridnet_sweep": json.dumps(about)})
     path = sweep.out / TABLE
-    tmp = path.with_name(f".{TABLE}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    replace_file(path, sink.getvalue().to_pybytes())
     return path
 
 
