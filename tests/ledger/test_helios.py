@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import BlockTransactionInvalid, InvalidTransaction, MalformedTransaction
+from gridnet.errors import BlockTransactionInvalid, InvalidTransaction, MalformedTransaction, ReadingsMissing
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
@@ -25,6 +25,7 @@ from gridnet.ledger.txs.helios import (
     DEFAULTED,
     DISCHARGED,
     ENROLLMENTS,
+    LAPSED,
     MAX_SPAN_INTERVALS,
     OPEN,
     OPEN_REDEMPTIONS,
@@ -332,6 +333,54 @@ def test_a_controller_that_does_not_release_in_time_is_in_default(h: Helios) -> 
     record, controller = view.get(REDEMPTIONS, CID + rid), view.get(CONTROLLERS, CID)
     assert record is not None and record.status == DEFAULTED
     assert controller is not None and controller.defaults == 1
+
+
+def test_a_redemption_whose_reading_never_comes_lapses_blaming_no_one(h: Helios) -> None:
+    """A reading of the window withheld (or the meter offline) leaves the release unknown: the
+    redemption could be neither discharged nor defaulted, and stayed open in the record for
+    ever. Once the meter has reported a later interval the missing one can never come: closing
+    then records it as lapsed, the controller's defaults unchanged; before that it may still
+    come (``ReadingsMissing``)."""
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    redeem = h.tx(OWNER, RedeemCredits(CID, 1_000, METER_KEY.address, 2))
+    h.mine(redeem, interval=START + 5)  # (its window: START + 6 and START + 7)
+    rid = redeem_id(redeem)
+    h.readings(h.meter, START + 4, [(0, 0), (0, 0), (0, 300)])  # START + 7 not (yet) reported
+    h.refuse_vector(
+        "helios_redemption_missing_a_reading_that_may_come",
+        "a redemption whose window is over, a reading of it not on chain but the meter's latest: "
+        "it may still come, so the redemption is neither defaulted nor lapsed",
+        COLLECTOR,
+        CloseRedemption(CID, rid),
+        ReadingsMissing,
+        interval=START + 9,
+    )
+    h.readings(h.meter, START + 8, [(0, 0)])  # (so START + 7's reading can never come)
+    h.mine_vector(
+        "helios_redemption_lapses_when_a_reading_never_comes",
+        "a redemption whose window is over short of its Wh, a reading of the window never to come "
+        "(the meter reported a later interval): closed as lapsed, the controller's defaults unchanged",
+        h.tx(COLLECTOR, CloseRedemption(CID, rid)),
+        interval=START + 10,
+    )
+    view = h.chain.view()
+    record, controller = view.get(REDEMPTIONS, CID + rid), view.get(CONTROLLERS, CID)
+    assert record is not None and record.status == LAPSED
+    assert controller is not None and controller.defaults == 0
+    assert view.get(OPEN_REDEMPTIONS, METER_KEY.address) is None
+    assert h.refused(COLLECTOR, CloseRedemption(CID, rid), interval=START + 10) == "UnknownRedemption"
+
+
+def test_a_redemption_lapses_only_once_its_window_is_over(h: Helios) -> None:
+    h.readings(h.meter, START, [(500, 0)] * 4)
+    h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
+    redeem = h.tx(OWNER, RedeemCredits(CID, 1_000, METER_KEY.address, 4))
+    h.mine(redeem, interval=START + 5)  # (its window: START + 6 to START + 9)
+    h.readings(h.meter, START + 7, [(0, 100)])  # (START + 6 skipped: it can never come)
+    assert (
+        h.refused(COLLECTOR, CloseRedemption(CID, redeem_id(redeem)), interval=START + 8) == "RedemptionOpen"
+    )
 
 
 def test_a_meter_has_one_open_redemption_so_one_import_discharges_one(h: Helios) -> None:

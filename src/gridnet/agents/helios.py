@@ -32,6 +32,7 @@ from gridnet.ledger.txs.helios import (
     DISCHARGED,
     ENROLLMENTS,
     ISLANDS,
+    LAPSED,
     MAX_ISLAND_NODES,
     MAX_MEMBERS,
     MAX_SPAN_INTERVALS,
@@ -339,6 +340,7 @@ class HeliosController(Agent):
             "released_through_relays": sum(1 for r, _ in on_chain if r.started),
             "discharged": sum(1 for _, x in on_chain if x.status == DISCHARGED),
             "defaulted": sum(1 for _, x in on_chain if x.status == DEFAULTED),
+            "lapsed": sum(1 for _, x in on_chain if x.status == LAPSED),
             "relay_commands": self.relay_nonce,
         }
 

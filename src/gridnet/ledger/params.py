@@ -27,7 +27,7 @@ from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
 DEFAULT_GENESIS_TIME = "2026-01-01T00:00:00Z"
 
-RULES_VERSION: Final = 2
+RULES_VERSION: Final = 3
 """The consensus rules this gridnet implements: everything a block is checked against (the
 state transition and its tables, finality, the genesis state). Every chain it creates records
 the version (its store's meta row ``rules``), and a chain made under other rules is refused

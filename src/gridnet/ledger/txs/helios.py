@@ -13,7 +13,9 @@ its readings show it injected over the minted intervals. Anyone transfers credit
 must then release that energy to the redeemer's meter within the redemption's window: anyone
 closes the redemption (``CloseRedemption``) as *discharged* once the meter's readings show that
 much imported from the redemption's first interval on, or as the controller's *default* once the
-window has passed without it (every reading of the window on chain).
+window has passed without it (every reading of the window on chain), or as *lapsed* once the
+window has passed without it and a reading of the window can never come (the meter has reported
+a later interval): what the meter imported then is not known, so neither side is blamed.
 """
 
 from __future__ import annotations
@@ -104,10 +106,11 @@ class Redemption(Wire, frozen=True):
     due_interval: U63
     """The release must show in the meter's imports from ``first_interval`` to this one."""
     status: U32 = 0
-    """``OPEN``, ``DISCHARGED`` or ``DEFAULTED`` (the record stays: the history is on chain)."""
+    """``OPEN``, ``DISCHARGED``, ``DEFAULTED`` or ``LAPSED`` (the record stays: the history is on
+    chain)."""
 
 
-OPEN, DISCHARGED, DEFAULTED = 0, 1, 2
+OPEN, DISCHARGED, DEFAULTED, LAPSED = 0, 1, 2, 3
 
 
 class MeterRedemption(Wire, frozen=True):
@@ -487,7 +490,14 @@ def apply_close_redemption(
             f"{redemption.due_interval}"
         )
     window = (redemption.first_interval, redemption.due_interval)
-    _readings(state, redemption.meter, *window)  # (every reading is there)
+    # (ReadingsMissing while a reading of the window may still come)
+    found = _readings(state, redemption.meter, *window, skipped=True)
+    if len(found) < redemption.due_interval - redemption.first_interval + 1:
+        # (a reading withheld, or the meter offline: the release cannot be judged, and the
+        # record would stay open for ever)
+        state.put(REDEMPTIONS, key, replace(redemption, status=LAPSED))
+        _closed_on_meter(state, redemption.meter, payload.redemption)
+        return
     state.put(REDEMPTIONS, key, replace(redemption, status=DEFAULTED))
     _closed_on_meter(state, redemption.meter, payload.redemption)
     state.put(CONTROLLERS, cid, replace(controller, defaults=controller.defaults + 1))
