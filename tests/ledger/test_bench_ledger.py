@@ -18,9 +18,13 @@ def test_raw_verify_on_several_threads_counts_every_thread() -> None:
 def test_run_reports_ratios_to_one_core_and_to_all_cores() -> None:
     figures = ledger.run(blocks=2, per_block=50, n_keys=60)
     assert figures["transactions"] == 100
-    assert figures["ratio"] == pytest.approx(figures["tx_per_s"] / figures["ed25519_verify_per_s"], rel=0.01)
+    # The ratios are given to 3 decimals: up to 0.0005 off, more than 1% of a ratio under 0.05
+    # (100 transactions on a busy machine can go at a twentieth of the signatures' rate).
+    assert figures["ratio"] == pytest.approx(
+        figures["tx_per_s"] / figures["ed25519_verify_per_s"], rel=0.01, abs=0.0005
+    )
     assert figures["ratio_to_all_cores"] == pytest.approx(
-        figures["tx_per_s"] / figures["ed25519_verify_per_s_all_cores"], rel=0.01
+        figures["tx_per_s"] / figures["ed25519_verify_per_s_all_cores"], rel=0.01, abs=0.0005
     )
     assert figures["cores_speedup"] == pytest.approx(
         figures["ed25519_verify_per_s_all_cores"] / figures["ed25519_verify_per_s"], rel=0.01
