@@ -38,8 +38,11 @@ def test_both_devnets_include_every_transaction(tmp_path: Path) -> None:
     assert poa["finalized_height"] > poa["start_height"]
     assert poa["final_seconds"] >= poa["seconds"]
     assert poa["final_tx_per_s"] <= poa["tx_per_s"]
+    # The ratios are given to 3 and 4 decimals: when a busy machine holds up the permissioned
+    # chain's 200 transactions for over 5 s (0.25 s when idle) they fall under 0.05 and 0.005,
+    # where that rounding is over the 1% allowed.
     assert figures["poa_to_pow_tx_ratio"] == pytest.approx(
-        poa["tx_per_s"] / figures["pow"]["tx_per_s"], rel=0.01
+        poa["tx_per_s"] / figures["pow"]["tx_per_s"], rel=0.01, abs=0.0005
     )
     paper = figures["paper"]
     assert paper["beta_block_bytes"] == 1_000_000 and paper["rho_block_interval_s"] == 1.0
@@ -47,7 +50,9 @@ def test_both_devnets_include_every_transaction(tmp_path: Path) -> None:
     assert paper["tau_tx_per_s"] == pytest.approx(
         paper["beta_block_bytes"] / paper["mu_mean_tx_bytes"] / paper["rho_block_interval_s"], rel=0.001
     )
-    assert paper["poa_to_tau"] == pytest.approx(poa["tx_per_s"] / paper["tau_tx_per_s"], rel=0.01)
+    assert paper["poa_to_tau"] == pytest.approx(
+        poa["tx_per_s"] / paper["tau_tx_per_s"], rel=0.01, abs=0.00005
+    )
     assert any("flooding" in m for m in messages)
     assert list(tmp_path.iterdir()) == [], "the devnets' directories are removed"
 
