@@ -449,12 +449,14 @@ def test_a_grid_of_10000_runs_loads_in_seconds_and_says_how_far_it_is(tmp_path: 
     """Every run's scenario is built and checked, once, each cheaply (the type hints of every
     table were read for every scenario, every scenario deep-copied to make its id, every value
     built alone and again in its run): 10,000 runs loaded in 55 to 95 s, in silence; now in
-    seconds (the ceiling is far above), telling ``progress`` as they are checked."""
+    seconds (the ceiling is far above), telling ``progress`` as they are checked. The CPU time
+    this process spends is what is bounded: the wall clock also counts what the machine's other
+    processes take (4 s here alone; on two cores busy with node processes, several times more)."""
     path = write_sweep(tmp_path, {"network.latency_ms": list(range(10_000))})
     calls: list[tuple[int, int]] = []
-    started = time.perf_counter()
+    started = time.process_time()
     sweep = load_sweep(path, tmp_path / "out", lambda done, total: calls.append((done, total)))
-    assert time.perf_counter() - started < 40
+    assert time.process_time() - started < 40
     assert len(sweep.runs) == len({r.id for r in sweep.runs}) == 10_000
     assert calls == [(done, 10_000) for done in range(10_001)]
 
