@@ -27,6 +27,7 @@ from gridnet.errors import (
 from gridnet.ledger.chain import AddStatus
 from gridnet.ledger.mempool import Mempool
 from gridnet.ledger.params import MARKET_ON_CHAIN, block_reward
+from gridnet.ledger.supply import account as supply_account
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.txs import auction as auction_module
@@ -34,6 +35,7 @@ from gridnet.ledger.txs.auction import AUCTIONS, OPEN_AUCTIONS, OPEN_KEY, PlaceO
 from gridnet.ledger.txs.contract import CONTRACTS, SettleContract
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.meter import SubmitReadings, registration
+from gridnet.ledger.verify import verify_chain
 from gridnet.market.orders import Side
 from gridnet.meter.certificate import SignedCertificate, issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
@@ -189,6 +191,46 @@ def test_the_block_that_reaches_the_closing_time_clears_the_auction(market: Mark
     market.mine(market.tx(BUYER, SettleContract(state)))
     assert market.chain.account(SELLER.address).balance - paid == energy_cost(576, auction.price)
     assert contract_id(record.terms) == cid
+
+
+def test_an_order_after_the_clearing_is_late_in_a_block_stamped_before_the_close(
+    market: Market, tmp_path: Path
+) -> None:
+    """A proof-of-work block need only be later than the median time of its last blocks: after
+    the block stamped at the close cleared the auction, the next may be stamped before the
+    close. An order it includes is late all the same, and a mempool refuses it. (It had been
+    placed: its lock on the cleared auction's pages never came back, as no block clears an
+    auction twice, and the audit of that valid chain failed with SupplyMismatch.)"""
+    market.mine(market.tx(SELLER, offer()), market.tx(BUYER, bid()))
+    close_auction(market)
+    chain = market.chain
+    earlier = closes_at(chain.params, DELIVERY) - 1_000
+    assert chain.median_time_past(chain.head) < earlier  # (a valid time for the next block)
+    late = market.tx(BUYER, bid(wh=500))
+    vtx = validate_transaction(late, chain.params, chain.chain_id)
+    with pytest.raises(AuctionClosed):
+        TrialState(chain).check(Mempool(chain.params, chain.chain_id), vtx, now=earlier)
+    balance = chain.account(BUYER.address).balance
+    pre = snapshot(chain)
+    block = next_block(chain, [late], timestamp=earlier)
+    assert chain.add_block(block, now=earlier).status is AddStatus.EXTENDED
+    record_valid(
+        "auction_order_after_its_clearing_is_late",
+        "on an on-chain-auction chain, after the block stamped at the auction's close cleared it, "
+        "a block stamped a second before the close includes a bid for it: the bid is late (its fee "
+        "paid, nothing locked or placed, the auction's late count one more)",
+        pre,
+        block,
+        earlier,
+        chain,
+    )
+    auction = chain.view().get(AUCTIONS, auction_key(DELIVERY, "north"))
+    assert auction is not None and auction.cleared and auction.orders == 2 and auction.late == 1
+    assert chain.view().get(OPEN_AUCTIONS, OPEN_KEY) is None
+    assert chain.account(BUYER.address).balance == balance - late.fee  # nothing locked
+    assert supply_account(chain.params, chain.height, chain.values).unaccounted == 0
+    report = verify_chain(tmp_path / "c")
+    assert report.ok, report
 
 
 def test_a_meter_found_vulnerable_before_the_auction_closes_is_left_out(market: Market) -> None:

@@ -94,7 +94,7 @@ class TrialState:
         env = self._env(now)
         admit = RULES[type(vtx.tx.payload)].admit
         if admit is not None:
-            admit(vtx.tx.payload, env)  # (a rule of the mempool only: raises it)
+            admit(self.chain.view(), env, vtx.tx.payload)  # (a rule of the mempool only: raises it)
         state = self._sender_state(pool, vtx, env)
         error = _apply(state.view, env, vtx)
         state.view.release()

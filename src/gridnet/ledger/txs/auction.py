@@ -7,7 +7,10 @@ delivery interval is open: it closes ``auction_close_ms`` before the interval st
 locks what its energy costs at its price. A mempool refuses an order for a closed auction
 (``AuctionClosed``); one a block includes after the close (it waited in a mempool) has no
 effect but its fee, and is counted as late: a transaction that could become invalid while it
-waits would strand its sender's later transactions behind an unusable nonce.
+waits would strand its sender's later transactions behind an unusable nonce. An auction that
+cleared is closed whatever a later block's timestamp: a proof-of-work block need only be
+later than the median of its last ancestors, so one may be stamped before the close after
+its parent cleared the auction (an order it took would lock coin in a book no block clears).
 
 The state transition clears: before its transactions, every block clears each auction whose
 closing time its timestamp has reached (``clear_due_auctions``), in (interval, area) order.
@@ -165,10 +168,20 @@ def validate_place_order(payload: PlaceOrder, params: ChainParams) -> None:
         raise MalformedTransaction("an order trades some energy at a price above zero")
 
 
-def admit_place_order(payload: PlaceOrder, env: BlockEnv) -> None:
+def is_auction_closed(auction: Auction | None, env: BlockEnv, interval: Interval) -> bool:
+    """Whether the auction of ``interval`` takes no more orders in the block of ``env``:
+    it cleared (for good, whatever the block's time: a proof-of-work block may be stamped
+    before its parent), or the block's time reached its closing time."""
+    if auction is not None and auction.cleared:
+        return True
+    return env.timestamp >= closes_at(env.params, interval)
+
+
+def admit_place_order(state: StateView, env: BlockEnv, payload: PlaceOrder) -> None:
     """A mempool takes no order for an auction that has closed (a block that reaches the
     closing time after taking it includes it without effect)."""
-    if env.timestamp >= closes_at(env.params, payload.interval):
+    auction = state.get(AUCTIONS, auction_key(payload.interval, payload.area))
+    if is_auction_closed(auction, env, payload.interval):
         raise AuctionClosed(f"the auction of interval {payload.interval} in {payload.area!r} has closed")
 
 
@@ -186,7 +199,7 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
         )
     key = auction_key(payload.interval, payload.area)
     auction = state.get(AUCTIONS, key) or Auction(payload.area, payload.interval, 0)
-    if env.timestamp >= closes_at(params, payload.interval):  # late: included, no effect
+    if is_auction_closed(auction, env, payload.interval):  # late: included, no effect
         if auction.orders:
             state.put(AUCTIONS, key, replace(auction, late=auction.late + 1))
         return

@@ -90,8 +90,9 @@ class TxRules(Generic[P]):
     before it changes anything.
     ``spends(payload)``: coin the payload takes from the sender's balance beyond the
     fee [base units] (the mempool uses it to refuse what a sender cannot pay).
-    ``admit(payload, env)``: a rule only a mempool applies, for a transaction whose effect
-    ends with time: a block past that time still includes it, without effect, so that a
+    ``admit(state, env, payload)``: a rule only a mempool applies (``state`` is the head's),
+    for a transaction whose effect ends with time or with a change of state: a block past
+    that time, or after that change, still includes it, without effect, so that a
     transaction waiting in a mempool never strands its sender's later ones behind a nonce
     no block can use.
     ``carried(payload, chain_id)``: the signatures the payload carries that are checked with a key it
@@ -108,7 +109,7 @@ class TxRules(Generic[P]):
     validate: Callable[[P, ChainParams], None]
     apply: Callable[[StateView, BlockEnv, Address, P], None]
     spends: Callable[[P], int] = lambda _payload: 0
-    admit: Callable[[P, BlockEnv], None] | None = None
+    admit: Callable[[StateView, BlockEnv, P], None] | None = None
     carried: Callable[[P, Hash32], list[SignatureCheck]] = lambda _payload, _chain_id: []
     keyed: Callable[[P, StateView], list[SignatureCheck]] = lambda _payload, _state: []
 
