@@ -226,6 +226,11 @@ class ReadingOutOfOrder(InvalidReading):
     """A reading for an interval before the meter's latest recorded one."""
 
 
+class ReadingGapEarly(InvalidReading):
+    """A reading that leaves an interval without a reading, while that interval's reading may
+    still come (``GAP_GRACE_INTERVALS``)."""
+
+
 class CountersWentBackwards(InvalidReading):
     """A cumulative counter is lower than in the meter's previous reading."""
 

@@ -356,31 +356,34 @@ def test_a_redemption_whose_reading_never_comes_lapses_blaming_no_one(h: Helios)
         ReadingsMissing,
         interval=START + 9,
     )
-    h.readings(h.meter, START + 8, [(0, 0)])  # (so START + 7's reading can never come)
+    # (START + 8's reading across the gap, once START + 7's has had its grace: it can never come)
+    h.mine(h.tx(COLLECTOR, SubmitReadings((h.meter.read(START + 8, 0, 0),))), interval=START + 12)
     h.mine_vector(
         "helios_redemption_lapses_when_a_reading_never_comes",
         "a redemption whose window is over short of its Wh, a reading of the window never to come "
         "(the meter reported a later interval): closed as lapsed, the controller's defaults unchanged",
         h.tx(COLLECTOR, CloseRedemption(CID, rid)),
-        interval=START + 10,
+        interval=START + 12,
     )
     view = h.chain.view()
     record, controller = view.get(REDEMPTIONS, CID + rid), view.get(CONTROLLERS, CID)
     assert record is not None and record.status == LAPSED
     assert controller is not None and controller.defaults == 0
     assert view.get(OPEN_REDEMPTIONS, METER_KEY.address) is None
-    assert h.refused(COLLECTOR, CloseRedemption(CID, rid), interval=START + 10) == "UnknownRedemption"
+    assert h.refused(COLLECTOR, CloseRedemption(CID, rid)) == "UnknownRedemption"
 
 
 def test_a_redemption_lapses_only_once_its_window_is_over(h: Helios) -> None:
     h.readings(h.meter, START, [(500, 0)] * 4)
     h.mine(h.tx(COLLECTOR, h.mint(START + 3)))
-    redeem = h.tx(OWNER, RedeemCredits(CID, 1_000, METER_KEY.address, 4))
-    h.mine(redeem, interval=START + 5)  # (its window: START + 6 to START + 9)
-    h.readings(h.meter, START + 7, [(0, 100)])  # (START + 6 skipped: it can never come)
-    assert (
-        h.refused(COLLECTOR, CloseRedemption(CID, redeem_id(redeem)), interval=START + 8) == "RedemptionOpen"
-    )
+    redeem = h.tx(OWNER, RedeemCredits(CID, 1_000, METER_KEY.address, 8))
+    h.mine(redeem, interval=START + 5)  # (its window: START + 6 to START + 13)
+    h.readings(h.meter, START + 4, [(0, 0), (0, 0)])
+    # (START + 6 skipped: once it has had its grace, START + 7's is taken, and START + 6's can
+    # never come)
+    h.mine(h.tx(COLLECTOR, SubmitReadings((h.meter.read(START + 7, 0, 100),))), interval=START + 11)
+    close = CloseRedemption(CID, redeem_id(redeem))
+    assert h.refused(COLLECTOR, close, interval=START + 11) == "RedemptionOpen"
 
 
 def test_a_meter_has_one_open_redemption_so_one_import_discharges_one(h: Helios) -> None:

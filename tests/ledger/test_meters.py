@@ -19,6 +19,7 @@ from gridnet.errors import (
     MalformedTransaction,
     MeterAlreadyRegistered,
     NotAuthorized,
+    ReadingGapEarly,
     ReadingOutOfOrder,
     ReadingSignatureInvalid,
     RevokedMeter,
@@ -31,6 +32,7 @@ from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority, flagged_by
 from gridnet.ledger.txs.meter import (
+    GAP_GRACE_INTERVALS,
     METERS,
     READINGS,
     RevokeMeter,
@@ -42,6 +44,7 @@ from gridnet.meter.certificate import SignedCertificate, issue_certificate
 from gridnet.meter.reading import Reading, SignedReading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import FlagTarget, Role
+from gridnet.units import interval_of, interval_start
 from tests.helpers import extend, new_chain, register_identity, rejection, sign, test_keys, test_params
 
 MAKER, OWNER, COLLECTOR, OTHER, DSO = test_keys(5)
@@ -207,6 +210,43 @@ def test_reading_out_of_order(world: World) -> None:
     meter = SimulatedMeter(METER_KEY)
     world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(INTERVAL + 3, 10, 0),))))
     assert isinstance(submit_rejection(world, meter.read(INTERVAL + 1, 10, 0)), ReadingOutOfOrder)
+
+
+def test_a_reading_copied_out_of_a_pending_batch_loses_no_reading(world: World) -> None:
+    """Anyone may submit a meter's signed readings. A reading copied out of a collector's
+    pending batch and mined first had the batch refused as a whole (DuplicateReading), and one
+    copied from its end made its earlier readings out of order: lost for good, so a seller was
+    never paid for energy it delivered. Now the reading already recorded is passed over in the
+    batch, and one that leaves an interval without a reading waits until that interval has
+    been over for GAP_GRACE_INTERVALS."""
+    meter = SimulatedMeter(METER_KEY)
+    k = interval_of(world.chain.head.header.timestamp) + 1
+    world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(k - 1, 10, 0),))))
+    batch = (meter.read(k, 20, 0), meter.read(k + 1, 30, 0), meter.read(k + 2, 40, 0))
+    last_copied = world.pending(OTHER, SubmitReadings((batch[2],)))
+    early = interval_start(k + 1 + GAP_GRACE_INTERVALS) - 1
+    error = rejection(world.chain, last_copied, early)
+    assert isinstance(error, ReadingGapEarly) and f"leaves interval {k} without a reading" in str(error)
+    extend(world.chain, [world.tx(OTHER, SubmitReadings((batch[0],)))], timestamp=early)
+    extend(world.chain, [world.tx(COLLECTOR, SubmitReadings(batch))], timestamp=early + 1_000)
+    view = world.chain.view()
+    assert [view.get(READINGS, reading_key(METER_KEY.address, k + i)) is not None for i in range(3)] == [
+        True,
+        True,
+        True,
+    ]
+    assert isinstance(submit_rejection(world, *batch), DuplicateReading)  # (nothing new in it)
+
+
+def test_a_reading_across_a_gap_is_taken_once_the_missing_one_is_late(world: World) -> None:
+    meter = SimulatedMeter(METER_KEY)
+    k = interval_of(world.chain.head.header.timestamp) + 1
+    world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(k - 1, 10, 0),))))
+    meter.read(k, 20, 0)  # (never submitted: the meter was offline, or it was withheld)
+    across = world.tx(COLLECTOR, SubmitReadings((meter.read(k + 1, 30, 0),)))
+    extend(world.chain, [across], timestamp=interval_start(k + 1 + GAP_GRACE_INTERVALS))
+    meter_rec = world.chain.view().get(METERS, METER_KEY.address)
+    assert meter_rec is not None and meter_rec.last_interval == k + 1
 
 
 def test_counters_going_backwards_or_not_covering_the_interval(world: World) -> None:

@@ -16,12 +16,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gridnet.agents.base import Agent
-from gridnet.agents.collector import ReadingGate
+from gridnet.agents.collector import Collector, ReadingGate
 from gridnet.agents.roles import Role, register, unregister
 from gridnet.agents.world import World
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import DuplicateReading, ReadingOutOfOrder, ReadingSignatureInvalid, UnknownMeter
+from gridnet.ledger.txs.meter import GAP_GRACE_INTERVALS
 from gridnet.meter.mqtt import DEFAULT_TOPIC_PREFIX, LOOPBACK, MAX_FIELD_BYTES, MqttTelemetry
 from gridnet.meter.reading import SignedReading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
@@ -60,6 +61,29 @@ def test_the_gate_takes_a_served_meters_signed_reading_once() -> None:
     ]
     assert [gate.admit(reading) for reading, _ in vectors] == [rule for _, rule in vectors]
     assert gate.last == {served.meter_id: START + 1}
+
+
+def test_the_collector_holds_a_reading_across_a_gap_until_the_chain_takes_it() -> None:
+    """A reading lost on the way leaves its meter's next one across a gap, which the chain
+    takes only once the missing interval has been over for GAP_GRACE_INTERVALS: sent before,
+    it had the whole batch refused (ReadingGapEarly). The collector holds it back, with the
+    meter's later readings, and sends the other meters' readings meanwhile."""
+    a, b = SimulatedMeter(PrivateKey.from_label("a")), SimulatedMeter(PrivateKey.from_label("b"))
+    collector = Collector("collector", PrivateKey.from_label("collector"), "n0")
+    first = [a.read(START, 1, 0), b.read(START, 1, 0)]
+    assert collector.ready(first[::-1], START + 1) == sorted(first, key=key_of)
+    a.read(START + 1, 1, 0)  # (lost on the way)
+    across, then = a.read(START + 2, 1, 0), a.read(START + 3, 1, 0)
+    b2, b3 = b.read(START + 1, 1, 0), b.read(START + 2, 1, 0)
+    assert collector.ready([across, b2], START + 3) == [b2]
+    taken_at = START + 2 + GAP_GRACE_INTERVALS  # (the first interval the chain takes it in)
+    assert collector.ready([then, b3], taken_at - 1) == [b3]
+    assert collector.ready([], taken_at) == [across, then]
+    assert collector.held == {} and collector.sent == {a.meter_id: START + 3, b.meter_id: START + 2}
+
+
+def key_of(signed: SignedReading) -> tuple[bytes, int]:
+    return signed.reading.meter, signed.reading.interval
 
 
 class Eavesdropper(Agent):

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from gridnet.agents.base import Agent
 from gridnet.agents.roles import Role
+from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import DuplicateReading, ReadingOutOfOrder, ReadingSignatureInvalid, UnknownMeter
 from gridnet.ledger.params import Allocation
-from gridnet.ledger.txs.meter import SubmitReadings
+from gridnet.ledger.txs.meter import GAP_GRACE_INTERVALS, SubmitReadings
 from gridnet.meter.mqtt import MqttTelemetry
 from gridnet.meter.reading import SignedReading, is_signed_by
 from gridnet.sim.scenario import gnc
@@ -59,6 +60,14 @@ class ReadingGate:
 class Collector(Agent):
     role = "collector"
 
+    def __init__(self, name: str, key: PrivateKey, node: str) -> None:
+        super().__init__(name, key, node)
+        self.sent: dict[Address, Interval] = {}
+        """Meter -> the interval of the last reading of it this collector submitted."""
+        self.held: dict[Address, list[SignedReading]] = {}
+        """Meter -> its readings that would leave an interval without a reading, kept back
+        while the chain would refuse them (``GAP_GRACE_INTERVALS``), in interval order."""
+
     def allocations(self, world: World) -> list[Allocation]:
         return [Allocation(self.address, gnc(100))]
 
@@ -71,10 +80,36 @@ class Collector(Agent):
                 }
                 telemetry.admit = ReadingGate(served).admit
             telemetry.flush(len(world.readings.get(interval, {})))  # bounded wait: all taken
-        # Canonical order, whatever order the transport delivered them in.
-        batch = tuple(sorted(telemetry.collect(), key=lambda r: (r.reading.meter, r.reading.interval)))
+        # (the readings of ``interval`` are collected once it has ended: the block is of a later one)
+        batch = tuple(self.ready(telemetry.collect(), interval + 1))
         if batch:
             world.submit(self, SubmitReadings(batch))
+
+    def ready(self, arrived: list[SignedReading], now: Interval) -> list[SignedReading]:
+        """Of the readings ``arrived`` and those held, in canonical order (by meter and interval,
+        whatever order the transport delivered them in), those the chain takes in a block of
+        interval ``now``; the others are held. A reading that leaves an interval without a reading (one
+        lost on the way) is taken only once that interval has been over for
+        ``GAP_GRACE_INTERVALS``, and with it the meter's later ones: sent earlier, it would get
+        the whole batch refused (``ReadingGapEarly``)."""
+        readings = sorted([*(r for held in self.held.values() for r in held), *arrived], key=_meter_interval)
+        self.held = {}
+        taken = []
+        for signed in readings:
+            r = signed.reading
+            last = self.sent.get(r.meter)
+            if r.meter in self.held or (
+                last is not None and r.interval > last + 1 and now < last + 2 + GAP_GRACE_INTERVALS
+            ):
+                self.held.setdefault(r.meter, []).append(signed)
+                continue
+            taken.append(signed)
+            self.sent[r.meter] = r.interval
+        return taken
+
+
+def _meter_interval(signed: SignedReading) -> tuple[bytes, int]:
+    return signed.reading.meter, signed.reading.interval
 
 
 def build(world: World) -> list[Agent]:

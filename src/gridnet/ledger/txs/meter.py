@@ -16,7 +16,12 @@ RevokeMeter: the manufacturer that certified a meter revokes it. This is objecti
 consensus refuses every later reading of that meter.
 
 SubmitReadings: anyone (typically a collector) submits a batch; every reading in it
-must pass every rule, or the whole transaction is invalid.
+must pass every rule, or the whole transaction is invalid. A reading already recorded, the
+same signed bytes, is passed over when the batch records another (anyone may copy a reading
+out of a pending batch and have it mined first: that sank the whole batch), and a reading
+that leaves an interval without a reading after the meter's last waits ``GAP_GRACE_INTERVALS``
+after that interval ends (one copied out of a batch and mined first had made the earlier
+readings of the batch out of order, so they were lost for good).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from gridnet.errors import (
     MeterStatusMismatch,
     MeterStatusSignatureInvalid,
     NotAuthorized,
+    ReadingGapEarly,
     ReadingOutOfOrder,
     ReadingSignatureInvalid,
     RevokedMeter,
@@ -58,9 +64,15 @@ from gridnet.meter.status import (
     sign_status,
 )
 from gridnet.security.roles import Role
-from gridnet.units import Address, Interval
+from gridnet.units import Address, Interval, interval_of
 
 MAX_READINGS_PER_TX = 1024
+
+GAP_GRACE_INTERVALS = 4
+"""A reading that leaves an interval of its meter without a reading (after the meter's last
+recorded one) is taken only once that interval has been over for this many intervals: the
+reading of it, made as it ended, has an hour to come first. Readings are recorded in order, so
+one taken across the gap makes the missing reading late for good (``ReadingOutOfOrder``)."""
 
 
 class MeterRecord(Wire, frozen=True):
@@ -254,13 +266,24 @@ def apply_submit_readings(state: StateView, env: BlockEnv, sender: Address, payl
             for s, record in zip(payload.readings, records, strict=True)
         ]
     )
-    for signed, signature_ok in zip(payload.readings, signatures, strict=True):
-        apply_reading(state, signed, signature_ok)
+    now = interval_of(env.timestamp)
+    recorded = [
+        apply_reading(state, now, signed, ok) for signed, ok in zip(payload.readings, signatures, strict=True)
+    ]
+    if not any(recorded):
+        r = payload.readings[0].reading
+        raise DuplicateReading(
+            f"every reading of the batch is already recorded (the first: meter "
+            f"{address_to_text(r.meter)}, interval {r.interval})"
+        )
 
 
-def apply_reading(state: StateView, signed: SignedReading, signature_ok: bool | None = None) -> None:
+def apply_reading(
+    state: StateView, now: Interval, signed: SignedReading, signature_ok: bool | None = None
+) -> bool:
     """Check one signed reading against the chain and record it (``signature_ok``: the verdict
-    on its signature by the meter's registered key, when it was checked already)."""
+    on its signature by the meter's registered key, when it was checked already), in a block
+    of interval ``now``. False when the very same reading is recorded already: passed over."""
     r: Reading = signed.reading
     record = state.get(METERS, r.meter)
     if record is None:
@@ -276,13 +299,20 @@ def apply_reading(state: StateView, signed: SignedReading, signature_ok: bool | 
     existing = state.get(READINGS, key)
     if existing is not None:
         if existing.digest == digest:
-            raise DuplicateReading(f"reading for interval {r.interval} is already recorded")
+            return False
         raise ConflictingReading(
             f"meter {address_to_text(r.meter)} already reported interval {r.interval} differently"
         )
     if record.has_reading and r.interval < record.last_interval:
         raise ReadingOutOfOrder(
             f"reading for interval {r.interval} comes after interval {record.last_interval}"
+        )
+    missing = record.last_interval + 1  # (the first interval the reading would leave without one)
+    if record.has_reading and r.interval > missing and now < missing + 1 + GAP_GRACE_INTERVALS:
+        raise ReadingGapEarly(
+            f"reading for interval {r.interval} of meter {address_to_text(r.meter)} leaves interval "
+            f"{missing} without a reading before interval {missing + 1 + GAP_GRACE_INTERVALS}, when "
+            "that one's reading may still come"
         )
     # (before a meter's first reading its counters are at 0, as it left the factory: the
     # first reading's counters hold at least its own interval's energy)
@@ -308,6 +338,7 @@ def apply_reading(state: StateView, signed: SignedReading, signature_ok: bool | 
             last_total_imported_wh=r.total_imported_wh,
         ),
     )
+    return True
 
 
 REGISTER_METER_RULES = TxRules(RegisterMeter, validate_register_meter, apply_register_meter)
