@@ -433,6 +433,11 @@ class IslandCapExceeded(InvalidCredits):
     meter per interval than its cap allows."""
 
 
+class IslandConsentMissing(InvalidCredits):
+    """A meter an island's registration names carries no valid consent of its owner: signed by
+    another key, forged, or given for another island, meter, role or caps."""
+
+
 class MeterRedemptionOpen(InvalidCredits):
     """A redemption on a meter that has one open already (at any controller): one import would
     discharge both."""

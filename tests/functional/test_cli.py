@@ -597,6 +597,7 @@ def test_encrypted_member_keys_take_their_own_passphrase_files(funded: Funded, t
 
 
 def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Path) -> None:
+    from gridnet.crypto.address import address_to_text
     from gridnet.crypto.keys import PrivateKey
 
     data = copy_chain(funded, tmp_path)
@@ -629,13 +630,34 @@ def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Pat
         )
     )  # fmt: skip
     assert "METER:INJECT_W:WITHDRAW_W" in bad, bad
+    # Each meter's owner signs its consent (the gateway's a, the node's b), printed for --consent.
+    island = ("--controller", "Island", "--gateway", funded.a, "--island-node", f"{funded.b}:130:500")
+    consents = [
+        ok(
+            gridnet(
+                "tx", "consent-island", "--key", f"{who}.key", "--data-dir", data, *island, "--meter", meter,
+                cwd=tmp_path,
+            )
+        ).strip()
+        for who, meter in (("a", funded.a), ("b", funded.b))
+    ]  # fmt: skip
+    assert all(len(c) == 64 + 1 + 128 for c in consents), consents
+    elsewhere = address_to_text(PrivateKey.from_label("cli-not-in-the-island").address)
     line = one_line_error(
         gridnet(
-            "tx", "register-island", "--data-dir", data, "--key", "a.key", "--controller", "Island",
-            "--gateway", funded.a, "--island-node", f"{funded.b}:130:500", "--member-key", "m0.key",
-            "--member-key", "m1.key", cwd=tmp_path,
+            "tx", "consent-island", "--key", "a.key", "--data-dir", data, *island, "--meter", elsewhere,
+            cwd=tmp_path,
         )
     )  # fmt: skip
+    assert "neither the --gateway nor one of the --island-node" in line, line
+    register = (
+        "tx", "register-island", "--data-dir", data, "--key", "a.key", *island, "--member-key", "m0.key",
+        "--member-key", "m1.key",
+    )  # fmt: skip
+    line = one_line_error(gridnet(*register, "--consent", consents[0], cwd=tmp_path))
+    assert f"no --consent signs this island for meter(s) {funded.b}" in line, line
+    # Both consents found: the chain refuses it for what it is (neither meter is registered).
+    line = one_line_error(gridnet(*register, *(f"--consent={c}" for c in reversed(consents)), cwd=tmp_path))
     assert "UnknownMeter" in line or "not registered" in line, line
 
 

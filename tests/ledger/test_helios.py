@@ -4,6 +4,7 @@ and a property: over random days the credits minted equal the energy injected.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
@@ -12,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import BlockTransactionInvalid, InvalidTransaction, MalformedTransaction, ReadingsMissing
+from gridnet.errors import (
+    BlockTransactionInvalid,
+    InvalidTransaction,
+    IslandConsentMissing,
+    MalformedTransaction,
+    ReadingsMissing,
+)
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
@@ -25,6 +32,8 @@ from gridnet.ledger.txs.helios import (
     DEFAULTED,
     DISCHARGED,
     ENROLLMENTS,
+    ISLAND_MEMBERS,
+    ISLANDS,
     LAPSED,
     MAX_SPAN_INTERVALS,
     OPEN,
@@ -32,12 +41,16 @@ from gridnet.ledger.txs.helios import (
     REDEMPTIONS,
     CloseRedemption,
     EnrollProducer,
+    IslandNode,
+    MemberSignature,
     MintCredits,
     RedeemCredits,
     RegisterController,
+    RegisterIsland,
     TransferCredits,
     controller_id,
     credits_of,
+    island_consents,
     sign_as_member,
 )
 from gridnet.ledger.txs.meter import SubmitReadings, registration
@@ -531,25 +544,39 @@ def test_an_enrollment_credits_from_a_later_interval_never_an_earlier_one(h: Hel
 
 
 GATEWAY_KEY = PrivateKey.from_label("helios-gateway")
+OWNERS = {METER_KEY.address: OWNER, BUYER_METER_KEY.address: BUYER, GATEWAY_KEY.address: OWNER}
+"""Each island meter's owner (OWNER registers the gateway's meter)."""
 
 
-def island(h: Helios, keys: list[PrivateKey] = MEMBERS[:2], **changes: object) -> Payload:
-    from gridnet.ledger.txs.helios import IslandNode, RegisterIsland
-
+def island(h: Helios, keys: list[PrivateKey] = MEMBERS[:2], **changes: object) -> RegisterIsland:
+    """The island of OWNER's and BUYER's meters, signed by ``keys`` and by each meter's owner
+    (a meter no one here owns, by STRANGER), with ``changes``."""
     nodes = sorted(
         (IslandNode(METER_KEY.address, 130, 500), IslandNode(BUYER_METER_KEY.address, 130, 100)),
         key=lambda n: n.meter,
     )
-    act = msgspec.structs.replace(RegisterIsland(CID, GATEWAY_KEY.address, tuple(nodes), ()), **changes)
-    return h.signed_by(act, keys)  # type: ignore[arg-type]
+    act = msgspec.structs.replace(RegisterIsland(CID, GATEWAY_KEY.address, tuple(nodes), (), ()), **changes)
+    signed = h.signed_by(act, keys)  # type: ignore[arg-type]
+    if "consents" in changes:
+        return signed  # type: ignore[return-value]
+    return msgspec.structs.replace(signed, consents=consents(h, act))  # type: ignore[return-value]
+
+
+def consents(h: Helios, act: RegisterIsland) -> tuple[MemberSignature, ...]:
+    """Each meter's consent, signed by its owner (STRANGER for a meter nobody here owns)."""
+    wanted = island_consents(act.controller, act.gateway, act.nodes)
+    return tuple(sign_as_member(OWNERS.get(c.meter, STRANGER), h.chain.chain_id, c) for c in wanted)
+
+
+def with_gateway(h: Helios) -> None:
+    h.mine(h.tx(OWNER, registration(GATEWAY_KEY, cert(GATEWAY_KEY), "island")))  # type: ignore[arg-type]
 
 
 def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
     from gridnet.contracts.channel import ContractTerms, SignedTerms, sign_terms
     from gridnet.ledger.txs.contract import OpenContract
-    from gridnet.ledger.txs.helios import ISLAND_MEMBERS, ISLANDS
 
-    h.mine(h.tx(OWNER, registration(GATEWAY_KEY, cert(GATEWAY_KEY), "island")))  # type: ignore[arg-type]
+    with_gateway(h)
     assert h.refused(OWNER, island(h, MEMBERS[:1])) == "InsufficientConsortium"
     assert h.refused(OWNER, island(h, gateway=STRANGER.address)) == "UnknownMeter"
     h.mine(h.tx(OWNER, island(h)))
@@ -580,6 +607,175 @@ def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
     h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 1_000)))
     assert h.refused(BUYER, RedeemCredits(CID, 101, BUYER_METER_KEY.address, 4)) == "IslandCapExceeded"
     h.mine(h.tx(BUYER, RedeemCredits(CID, 100, BUYER_METER_KEY.address, 4)))
+
+
+def test_a_stranger_cannot_put_other_peoples_meters_in_its_island(h: Helios) -> None:
+    """Anyone could register a one-member controller and then an island of other people's
+    meters with caps of about 0 W: island membership is for good, so those meters could sell
+    under no contract and redeem nothing for ever, and their owners could found no island of
+    their own. Every meter an island names now needs its owner's consent."""
+    squatter = PrivateKey.from_label("squatter-member")
+    squat = RegisterController("Squat", (squatter.public_key,), 1, ())
+    h.mine(h.tx(STRANGER, h.signed_by(squat, [squatter])))
+    nodes = (IslandNode(METER_KEY.address, 0, 4),)  # (1 Wh an interval for OWNER's meter)
+    act = RegisterIsland(controller_id("Squat"), BUYER_METER_KEY.address, nodes, (), ())
+    signed: RegisterIsland = h.signed_by(act, [squatter])  # type: ignore[arg-type,assignment]
+    wanted = island_consents(act.controller, act.gateway, act.nodes)
+    own = tuple(sign_as_member(STRANGER, h.chain.chain_id, c) for c in wanted)
+    h.refuse_vector(
+        "helios_island_without_its_owners_consent",
+        "a stranger's controller registers an island of other people's meters, the consents signed "
+        "by the stranger's own key: refused",
+        STRANGER,
+        msgspec.structs.replace(signed, consents=own),
+        IslandConsentMissing,
+    )
+    # The owners' keys under signatures they never made are no consent either.
+    forged = tuple(
+        MemberSignature(OWNERS[c.meter].public_key, sign_as_member(STRANGER, h.chain.chain_id, c).signature)
+        for c in wanted
+    )
+    assert h.refused(STRANGER, msgspec.structs.replace(signed, consents=forged)) == "IslandConsentMissing"
+    # The red-teamer's caps: 1 W allows 0 Wh an interval.
+    tiny = msgspec.structs.replace(signed, nodes=(IslandNode(METER_KEY.address, 0, 1),), consents=own)
+    with pytest.raises(MalformedTransaction, match="allows 0 Wh an interval"):
+        validate_transaction(sign(h.chain, STRANGER, tiny, 0), h.chain.params, h.chain.chain_id)
+    view = h.chain.view()
+    assert view.get(ISLAND_MEMBERS, METER_KEY.address) is None
+    assert view.get(ISLAND_MEMBERS, BUYER_METER_KEY.address) is None
+
+
+def test_each_meter_of_an_island_needs_its_owners_consent_to_its_place(h: Helios) -> None:
+    """The gateway's owner and each node's sign their meter's consent (controller, gateway,
+    meter, caps) on this chain; a consent missing, forged, or given for another meter, other
+    caps, another controller or another chain is refused, naming the meter."""
+    with_gateway(h)
+    good = island(h)
+    meters = [GATEWAY_KEY.address, *(n.meter for n in good.nodes)]
+    wanted = island_consents(CID, GATEWAY_KEY.address, good.nodes)
+    at_meter, at_buyer = meters.index(METER_KEY.address), meters.index(BUYER_METER_KEY.address)
+
+    def refused(i: int, consent: MemberSignature, members: list[PrivateKey] = MEMBERS[:2]) -> str:
+        """The rule ``good`` is refused with, ``consent`` in place ``i``, signed by ``members``."""
+        given = list(good.consents)
+        given[i] = consent
+        signatures = island(h, members).signatures
+        return h.refused(OWNER, msgspec.structs.replace(good, consents=tuple(given), signatures=signatures))
+
+    chain_id = h.chain.chain_id
+    # Missing: BUYER's meter's consent signed by OWNER, not its owner.
+    not_owner = sign_as_member(OWNER, chain_id, wanted[at_buyer])
+    assert refused(at_buyer, not_owner) == "IslandConsentMissing"
+    # Forged: BUYER's key, another key's signature.
+    forged = MemberSignature(BUYER.public_key, sign_as_member(STRANGER, chain_id, wanted[at_buyer]).signature)
+    assert refused(at_buyer, forged) == "IslandConsentMissing"
+    # Another meter's: OWNER's consent for its gateway meter, in its node meter's place.
+    assert refused(at_meter, good.consents[0]) == "IslandConsentMissing"
+    # Other caps, another controller, another chain.
+    node = wanted[at_meter]
+    for other, other_chain in (
+        (msgspec.structs.replace(node, withdraw_w=node.withdraw_w + 100), chain_id),
+        (msgspec.structs.replace(node, controller=controller_id("Other")), chain_id),
+        (node, bytes(32)),
+    ):
+        consent = sign_as_member(OWNER, other_chain, other)
+        assert refused(at_meter, consent) == "IslandConsentMissing"
+    # The gateway's consent binds its caps: the nodes' sums.
+    gateway = msgspec.structs.replace(wanted[0], inject_w=wanted[0].inject_w - 1)
+    assert refused(0, sign_as_member(OWNER, chain_id, gateway)) == "IslandConsentMissing"
+    # The cheap checks first: a consent by another key before the members' signatures, and
+    # those before the owners' signatures.
+    assert refused(at_buyer, not_owner, MEMBERS[:1]) == "IslandConsentMissing"
+    assert refused(at_buyer, forged, MEMBERS[:1]) == "InsufficientConsortium"
+    # One consent for each meter: the gateway's, then each node's.
+    for short in ((), good.consents[:-1], (*good.consents, good.consents[0])):
+        with pytest.raises(MalformedTransaction, match="one for the gateway"):
+            payload = msgspec.structs.replace(good, consents=short)
+            validate_transaction(sign(h.chain, OWNER, payload, 0), h.chain.params, h.chain.chain_id)
+    h.mine_vector(
+        "helios_island_with_its_owners_consents",
+        "a controller's island of two meters with their owners' consents and the gateway's owner's "
+        "(its caps the nodes' sums), signed by the consortium",
+        h.tx(OWNER, good),
+    )
+    view = h.chain.view()
+    found = view.get(ISLANDS, CID)
+    assert found is not None and found.nodes == good.nodes
+    for meter in meters:
+        member = view.get(ISLAND_MEMBERS, meter)
+        assert member is not None and member.controller == CID
+
+
+def test_the_owners_consents_from_the_command_line_found_an_island(h: Helios, tmp_path: Path) -> None:
+    """Each owner prints its meter's consent (``gridnet tx consent-island``), and
+    ``gridnet tx register-island --consent ...`` finds each meter's among them: the island the
+    chain accepts (into the data directory's pending pool, checked as a miner applies it)."""
+    import subprocess
+    import sys
+
+    from gridnet.crypto.address import address_to_text
+    from gridnet.crypto.keys import write_key_file
+
+    with_gateway(h)
+    h.chain.close()
+    for name, key in (("owner", OWNER), ("buyer", BUYER), *((f"m{i}", k) for i, k in enumerate(MEMBERS))):
+        write_key_file(tmp_path / f"{name}.key", key)
+    data = str(tmp_path / "c")
+    meter, buyer_meter = address_to_text(METER_KEY.address), address_to_text(BUYER_METER_KEY.address)
+    island = (
+        "--controller", NAME, "--gateway", address_to_text(GATEWAY_KEY.address),
+        "--island-node", f"{meter}:130:500", "--island-node", f"{buyer_meter}:130:100",
+    )  # fmt: skip
+
+    def gridnet(*args: str) -> str:
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+        command = [sys.executable, "-m", "gridnet", *args]
+        out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    owners = (("owner", GATEWAY_KEY), ("owner", METER_KEY), ("buyer", BUYER_METER_KEY))
+    consents = [
+        gridnet("tx", "consent-island", "--key", f"{who}.key", "--data-dir", data, *island,
+                "--meter", address_to_text(m.address))
+        for who, m in owners
+    ]  # fmt: skip
+    out = gridnet(
+        "tx", "register-island", "--key", "owner.key", "--data-dir", data, *island, "--member-key", "m0.key",
+        "--member-key", "m1.key", *(f"--consent={c}" for c in consents),
+    )  # fmt: skip
+    assert out.startswith("pending "), out
+
+
+@pytest.mark.parametrize(
+    ("inject_w", "withdraw_w", "refused"),
+    [(0, 4, False), (4, 0, False), (0, 1, True), (3, 100, True), (130, 3, True), (2**63 - 1, 0, False)],
+)
+def test_a_node_cap_that_allows_no_wh_an_interval_is_malformed(
+    h: Helios, inject_w: int, withdraw_w: int, refused: bool
+) -> None:
+    """A cap of 1 to 3 W allows 0 Wh an interval (``cap_wh`` rounds down): it says 0 W, and is
+    refused as one that does not; 0 W (none) and 4 W (1 Wh) are caps."""
+    nodes = (IslandNode(METER_KEY.address, inject_w, withdraw_w),)
+    act = RegisterIsland(CID, GATEWAY_KEY.address, nodes, (), ())
+    payload = msgspec.structs.replace(act, consents=consents(h, act))
+    tx = sign(h.chain, OWNER, payload, 0)
+    if refused:
+        with pytest.raises(MalformedTransaction, match="allows 0 Wh an interval"):
+            validate_transaction(tx, h.chain.params, h.chain.chain_id)
+    else:
+        validate_transaction(tx, h.chain.params, h.chain.chain_id)
+
+
+def test_an_island_whose_caps_add_up_past_what_the_gateway_holds_is_malformed(h: Helios) -> None:
+    nodes = sorted(
+        (IslandNode(METER_KEY.address, 2**62, 4), IslandNode(BUYER_METER_KEY.address, 2**62, 4)),
+        key=lambda n: n.meter,
+    )
+    act = RegisterIsland(CID, GATEWAY_KEY.address, tuple(nodes), (), ())
+    payload = msgspec.structs.replace(act, consents=(consents(h, act)[0],) * 3)
+    with pytest.raises(MalformedTransaction, match="caps add up"):
+        validate_transaction(sign(h.chain, OWNER, payload, 0), h.chain.params, h.chain.chain_id)
 
 
 def test_a_wh_is_paid_once_whether_minted_by_any_controller_or_sold(h: Helios) -> None:

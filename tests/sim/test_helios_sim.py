@@ -78,6 +78,7 @@ def test_a_bad_helios_table_is_one_clear_line(tmp_path: Path) -> None:
         ({"every_intervals": 0}, "every_intervals"),
         ({"island": True, "inject_w": 0, "withdraw_w": 0}, "not both 0"),
         ({"island": True, "inject_w": -1}, "inject_w must be 0 to 1,000,000 W"),
+        ({"island": True, "inject_w": 3}, "a cap below 4 W allows 0 Wh an interval"),
     ):
         doc = {**DAY, "helios": {**DAY["helios"], **bad}}
         with pytest.raises(ConfigError, match=message):

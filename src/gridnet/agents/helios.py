@@ -36,6 +36,7 @@ from gridnet.ledger.txs.helios import (
     MAX_ISLAND_NODES,
     MAX_MEMBERS,
     MAX_SPAN_INTERVALS,
+    MIN_CAP_W,
     REDEMPTIONS,
     CloseRedemption,
     EnrollProducer,
@@ -47,6 +48,7 @@ from gridnet.ledger.txs.helios import (
     cap_wh,
     controller_id,
     credits_of,
+    island_consents,
     sign_as_member,
 )
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
@@ -167,18 +169,26 @@ class HeliosController(Agent):
     def found_island(self, world: World) -> None:
         """Every home is a node of the island with the scenario's caps (its inverter and its
         breaker enforce them from the start); the consortium registers the island on chain,
-        the DSO's substation meter as its gateway, once every meter is registered."""
+        the DSO's substation meter as its gateway, once every meter is registered. Each meter's
+        owner (its home, the DSO) signs its consent to its place in the island."""
         from gridnet.agents.home import Home
 
         homes = [h for h in world.of(Home) if h.meter is not None]
         self.nodes = homes
-        gateway = world.with_role("dso").meter
+        dso = world.with_role("dso")
+        gateway = dso.meter
         assert gateway is not None
-        nodes = sorted(
-            (IslandNode(h.meter.meter_id, self.t.inject_w, self.t.withdraw_w) for h in homes if h.meter),
-            key=lambda n: n.meter,
+        owners = {h.meter.meter_id: h.key for h in homes if h.meter} | {gateway.meter_id: dso.key}
+        nodes = tuple(
+            sorted(
+                (IslandNode(h.meter.meter_id, self.t.inject_w, self.t.withdraw_w) for h in homes if h.meter),
+                key=lambda n: n.meter,
+            )
         )
-        act = RegisterIsland(self.cid, gateway.meter_id, tuple(nodes), ())
+        chain_id = world.backend.chain_id
+        wanted = island_consents(self.cid, gateway.meter_id, nodes)
+        consents = tuple(sign_as_member(owners[c.meter], chain_id, c) for c in wanted)
+        act = RegisterIsland(self.cid, gateway.meter_id, nodes, (), ())  # (what the members sign)
         meters = [n.meter for n in nodes] + [gateway.meter_id]
 
         def ready(view: StateView) -> bool:
@@ -186,7 +196,7 @@ class HeliosController(Agent):
                 view.get(METERS, m) is not None for m in meters
             )
 
-        world.later(self, self._signed(world, act), ready)
+        world.later(self, msgspec.structs.replace(self._signed(world, act), consents=consents), ready)
 
     def _signed(self, world: World, act: Any) -> Any:
         chain_id = world.backend.chain_id
@@ -432,6 +442,11 @@ def build(world: World) -> list[Agent]:
         raise ConfigError(f"{where} every_intervals must be 1 to {MAX_SPAN_INTERVALS} and min_wh at least 1")
     if t.island and (t.inject_w < 0 or t.withdraw_w < 0 or t.inject_w + t.withdraw_w == 0):
         raise ConfigError(f"{where} inject_w and withdraw_w must be at least 0, and not both 0")
+    if t.island and any(cap_wh(w) == 0 < w for w in (t.inject_w, t.withdraw_w)):
+        raise ConfigError(  # (what the chain refuses is refused now, not mid-run)
+            f"{where} inject_w {t.inject_w}, withdraw_w {t.withdraw_w}: a cap below {MIN_CAP_W} W allows "
+            f"0 Wh an interval; give 0 or at least {MIN_CAP_W}"
+        )
     if not -1 <= t.redeem_hour_utc <= 23:
         raise ConfigError(f"{where} redeem_hour_utc must be -1 (nobody redeems) or 0 to 23")
     if t.redeem_hour_utc >= 0 and (not t.island or world.s.tables["meters"].devices == "model"):

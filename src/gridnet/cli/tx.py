@@ -65,14 +65,18 @@ from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.helios import (
     CloseRedemption,
     EnrollProducer,
+    IslandConsent,
     IslandNode,
+    MemberSignature,
     MintCredits,
     RedeemCredits,
     RegisterController,
     RegisterIsland,
     TransferCredits,
     controller_id,
+    island_consents,
     sign_as_member,
+    verify_island_consent,
 )
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
@@ -522,6 +526,25 @@ def tx_change_validators(
     return _constant(ChangeValidators(seq, _members(member), tuple(approvals)))
 
 
+def _chain_id(data_dir: Path | None, node: str | None) -> bytes:
+    """The id of the chain to sign for: its running node's (``node``, or the one on
+    ``data_dir``), else that data directory's."""
+    client = connect(node, data_dir)
+    if client is not None:
+        try:
+            _, chain_id = _node_chain(client)
+        finally:
+            client.close()
+        return chain_id
+    if data_dir is None:
+        raise ConfigError("say which chain: --node URL or --data-dir DIR")
+    chain = Chain.open(data_dir, readonly=True)
+    try:
+        return chain.chain_id
+    finally:
+        chain.close()
+
+
 @app.command("approve-validators")
 def approve_validators(
     key: KeyFile,
@@ -534,20 +557,7 @@ def approve_validators(
     """As a validator: sign your approval of a new validator set and print it (KEY:SIGNATURE,
     for 'gridnet tx change-validators --approval'); nothing is sent."""
     members = _members(member)
-    client = connect(node, data_dir)
-    if client is not None:
-        try:
-            _, chain_id = _node_chain(client)
-        finally:
-            client.close()
-    elif data_dir is not None:
-        chain = Chain.open(data_dir, readonly=True)
-        try:
-            chain_id = chain.chain_id
-        finally:
-            chain.close()
-    else:
-        raise ConfigError("say which chain: --node URL or --data-dir DIR")
+    chain_id = _chain_id(data_dir, node)
     signer = load_key(key, passphrase_file)
     signed = approve(signer, chain_id, seq, members)
     console.print(f"{signed.key.hex()}:{signed.signature.hex()}")
@@ -703,19 +713,15 @@ def tx_close_redemption(
     return _constant(CloseRedemption(controller_id(controller), rid))
 
 
-@tx_command("register-island")
-def tx_register_island(
-    controller: Controller,
-    gateway: Annotated[str, typer.Option("--gateway", help="The gateway's meter (gn...).")],
-    island_node: Annotated[
-        list[str],
-        typer.Option("--island-node", help="A node: METER:INJECT_W:WITHDRAW_W, its caps in watts (repeat)."),
-    ],
-    member_key: MemberKeys,
-    member_passphrase_file: MemberPassphraseFiles = None,
-) -> Build:
-    """As the controller's consortium: register its island (nodes on one line with their caps,
-    and the gateway to the grid)."""
+IslandNodes = Annotated[
+    list[str],
+    typer.Option("--island-node", help="A node: METER:INJECT_W:WITHDRAW_W, its caps in watts (repeat)."),
+]
+Gateway = Annotated[str, typer.Option("--gateway", help="The gateway's meter (gn...).")]
+
+
+def _island(controller: str, gateway: str, island_node: list[str]) -> RegisterIsland:
+    """The island act (no signatures, no consents) the options describe."""
     nodes = []
     for text in island_node:
         meter, _, caps = text.partition(":")
@@ -729,10 +735,102 @@ def tx_register_island(
             raise ConfigError(
                 f"--island-node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"
             ) from None
-    act = RegisterIsland(
-        controller_id(controller), address_from_text(gateway), tuple(sorted(nodes, key=lambda n: n.meter)), ()
-    )
-    return _member_signed(act, member_key, member_passphrase_file)
+    ordered = tuple(sorted(nodes, key=lambda n: n.meter))
+    return RegisterIsland(controller_id(controller), address_from_text(gateway), ordered, (), ())
+
+
+def _consents(act: RegisterIsland, chain_id: bytes, given: list[str]) -> tuple[MemberSignature, ...]:
+    """The owners' consents ``act`` needs (the gateway's, then each node's), each found among
+    ``given`` (KEY:SIGNATURE, any order) as one that signs it on this chain."""
+    signed = []
+    for text in given:
+        key_hex, _, sig_hex = text.partition(":")
+        try:
+            signed.append(MemberSignature(bytes.fromhex(key_hex), bytes.fromhex(sig_hex)))
+        except ValueError:
+            raise ConfigError(f"--consent {text[:24]}...: give KEY:SIGNATURE in hex") from None
+    found: list[MemberSignature] = []
+    missing: list[IslandConsent] = []
+    for consent in island_consents(act.controller, act.gateway, act.nodes):
+        match = next((c for c in signed if verify_island_consent(chain_id, consent, c)), None)
+        if match is None:
+            missing.append(consent)
+        else:
+            found.append(match)
+    if missing:
+        meters = ", ".join(address_to_text(c.meter) for c in missing)
+        raise ConfigError(
+            f"no --consent signs this island for meter(s) {meters}: each meter's owner signs its consent "
+            "with 'gridnet tx consent-island' (the same --controller, --gateway and --island-node)"
+        )
+    unused = [c for c in signed if c not in found]
+    if unused:
+        raise ConfigError(
+            f"--consent {unused[0].key.hex()[:16]}...: it signs no meter of this island on this chain "
+            "(another island, meter or caps?)"
+        )
+    return tuple(found)
+
+
+@tx_command("register-island")
+def tx_register_island(
+    controller: Controller,
+    gateway: Gateway,
+    island_node: IslandNodes,
+    member_key: MemberKeys,
+    consent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--consent",
+            help="An owner's consent, KEY:SIGNATURE (hex) from 'gridnet tx consent-island': one for the "
+            "gateway and one for each node, any order (repeat).",
+        ),
+    ] = None,
+    member_passphrase_file: MemberPassphraseFiles = None,
+) -> Build:
+    """As the controller's consortium: register its island (nodes on one line with their caps,
+    and the gateway to the grid), with each meter's owner's consent."""
+    act = _island(controller, gateway, island_node)
+    members_signed = _member_signed(act, member_key, member_passphrase_file)
+
+    def build(params: ChainParams, signer: PrivateKey) -> Payload:
+        consents = _consents(act, chain_id_of(params), consent or [])
+        payload: Payload = msgspec.structs.replace(members_signed(params, signer), consents=consents)
+        return payload
+
+    return build
+
+
+@app.command("consent-island")
+def consent_island(
+    key: KeyFile,
+    controller: Controller,
+    gateway: Gateway,
+    island_node: IslandNodes,
+    meter: Annotated[
+        str,
+        typer.Option(
+            "--meter",
+            help="Your meter (gn...): the gateway, or one of the --island-node (the gateway's caps are "
+            "the nodes' sums: give them all).",
+        ),
+    ],
+    data_dir: MaybeDataDir = None,
+    node: NodeUrl = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """As a meter's owner: sign your consent to its place in a Helios island and print it
+    (KEY:SIGNATURE, for 'gridnet tx register-island --consent'); nothing is sent."""
+    act = _island(controller, gateway, island_node)
+    mine = address_from_text(meter)
+    wanted = island_consents(act.controller, act.gateway, act.nodes)
+    consent = next((c for c in wanted if c.meter == mine), None)
+    if consent is None:
+        raise ConfigError(f"--meter {meter}: it is neither the --gateway nor one of the --island-node")
+    chain_id = _chain_id(data_dir, node)
+    signer = load_key(key, passphrase_file)
+    signed = sign_as_member(signer, chain_id, consent)
+    console.print(f"{signed.key.hex()}:{signed.signature.hex()}")
 
 
 def load_criteria(path: Path) -> CreditCriteria:

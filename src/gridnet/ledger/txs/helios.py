@@ -25,7 +25,7 @@ from typing import Annotated
 import msgspec
 from msgspec.structs import replace
 
-from gridnet.crypto.address import address_to_text
+from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
@@ -35,6 +35,7 @@ from gridnet.errors import (
     InsufficientConsortium,
     InsufficientCredits,
     IslandCapExceeded,
+    IslandConsentMissing,
     IslandExists,
     MalformedTransaction,
     MeterNotOwned,
@@ -149,6 +150,24 @@ class Island(Wire, frozen=True):
         return sum(n.withdraw_w for n in self.nodes)
 
 
+class IslandConsent(Wire, frozen=True):
+    """What a meter's owner signs to let the meter into a controller's island, in one role with
+    its caps: a node with its own, or the gateway (``meter`` = ``gateway``) with the nodes' sums
+    (as ``IslandMember`` stores them). Signed as consortium members sign an act
+    (``sign_as_member``: chain id || this encoded, CONSORTIUM domain); untagged, it never
+    encodes as a payload does (those start with their tag)."""
+
+    controller: HashBytes
+    gateway: AddressBytes
+    """The island's gateway meter."""
+    meter: AddressBytes
+    """The owner's meter."""
+    inject_w: U63
+    """Most power the meter may feed into the island's line [W]."""
+    withdraw_w: U63
+    """Most power it may draw from it [W]."""
+
+
 class IslandMember(Wire, frozen=True):
     controller: HashBytes
     inject_w: U63
@@ -219,6 +238,10 @@ class RegisterIsland(Wire, frozen=True, tag=33):
     nodes: tuple[IslandNode, ...]
     """Ordered by meter, each once; the gateway's meter is none of them."""
     signatures: tuple[MemberSignature, ...]
+    """The consortium's, over the act with no signatures and no consents."""
+    consents: tuple[MemberSignature, ...]
+    """Each meter's owner's over its ``IslandConsent`` (``island_consents``): the gateway's,
+    then each node's in the nodes' order."""
 
 
 class CloseRedemption(Wire, frozen=True, tag=32):
@@ -260,6 +283,24 @@ def check_consortium(
         raise InsufficientConsortium(
             f"{what}: {len(signers)} valid member signature(s); the consortium needs {threshold}"
         )
+
+
+def island_consents(
+    controller: Hash32, gateway: Address, nodes: tuple[IslandNode, ...]
+) -> list[IslandConsent]:
+    """The consent each meter of an island needs from its owner: the gateway's (its caps the
+    nodes' sums: it injects what they withdraw and withdraws what they inject), then each
+    node's, in order (as ``RegisterIsland.consents`` holds them)."""
+    island = Island(gateway, nodes)
+    own = [IslandConsent(controller, gateway, n.meter, n.inject_w, n.withdraw_w) for n in nodes]
+    return [IslandConsent(controller, gateway, gateway, island.supply_w, island.absorb_w), *own]
+
+
+def verify_island_consent(chain_id: Hash32, consent: IslandConsent, signed: MemberSignature) -> bool:
+    """Whether ``signed`` is ``signed.key``'s signature over ``consent`` on this chain (whose
+    key it is, the meter's owner's, is the caller's to check)."""
+    message = consortium_message(chain_id, consent)
+    return verify_signature(Domain.CONSORTIUM, signed.key, message, signed.signature)
 
 
 def _controller(state: StateView, cid: bytes) -> Controller:
@@ -512,6 +553,9 @@ def _closed_on_meter(state: StateView, meter: bytes, redemption: bytes) -> None:
 
 
 MAX_ISLAND_NODES = 64
+MIN_CAP_W = -(-3_600_000 // INTERVAL_MS)
+"""The smallest cap above 0 W that allows a Wh an interval [W] (1 to 3 W allow none)."""
+U63_MAX = 2**63 - 1
 
 
 def validate_register_island(payload: RegisterIsland, params: ChainParams) -> None:
@@ -522,23 +566,54 @@ def validate_register_island(payload: RegisterIsland, params: ChainParams) -> No
         raise MalformedTransaction("the gateway's meter is not one of the island's nodes")
     if any(n.inject_w == 0 and n.withdraw_w == 0 for n in payload.nodes):
         raise MalformedTransaction("an island node may inject or withdraw something")
+    for n in payload.nodes:  # (a cap that allows nothing an interval is 0 W, and says so)
+        for watts in (n.inject_w, n.withdraw_w):
+            if cap_wh(watts) == 0 < watts:
+                raise MalformedTransaction(
+                    f"node {address_to_text(n.meter)}: a cap of {watts} W allows 0 Wh an interval; give 0 W "
+                    f"or at least {MIN_CAP_W} W"
+                )
+    island = Island(payload.gateway, payload.nodes)
+    if max(island.absorb_w, island.supply_w) > U63_MAX:  # (the gateway's caps are their sums)
+        raise MalformedTransaction(f"the nodes' caps add up to more than {U63_MAX} W")
     if len(payload.signatures) > MAX_MEMBERS:
         raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
+    if len(payload.consents) != len(meters) + 1:
+        raise MalformedTransaction(
+            f"{len(payload.consents)} owners' consents for {len(meters) + 1} meters: one for the gateway, "
+            "then one for each node"
+        )
 
 
 def apply_register_island(state: StateView, env: BlockEnv, sender: Address, payload: RegisterIsland) -> None:
     controller = _controller(state, payload.controller)
-    act = replace(payload, signatures=())
-    members, threshold = controller.members, controller.threshold
-    check_consortium(env.chain_id, act, members, threshold, payload.signatures, f"{controller.name}'s island")
     if state.get(ISLANDS, payload.controller) is not None:
         raise IslandExists(f"{controller.name} runs an island already")
-    for meter in (payload.gateway, *(n.meter for n in payload.nodes)):
+    consents = island_consents(payload.controller, payload.gateway, payload.nodes)
+    for consent, signed in zip(consents, payload.consents, strict=True):
+        meter = consent.meter
         record = state.get(METERS, meter)
         if record is None or record.revoked:
             raise UnknownMeter(f"meter {address_to_text(meter)} is not registered (or revoked)")
         if state.get(ISLAND_MEMBERS, meter) is not None:
             raise IslandExists(f"meter {address_to_text(meter)} is in an island already")
+        if address_from_public_key(signed.key) != record.owner:
+            raise IslandConsentMissing(
+                f"meter {address_to_text(meter)}: its consent is not signed by its owner "
+                f"{address_to_text(record.owner)}"
+            )
+    # The signatures last (the costly checks).
+    act = replace(payload, signatures=(), consents=())
+    members, threshold = controller.members, controller.threshold
+    check_consortium(env.chain_id, act, members, threshold, payload.signatures, f"{controller.name}'s island")
+    for consent, signed in zip(consents, payload.consents, strict=True):
+        if not verify_island_consent(env.chain_id, consent, signed):
+            role = "gateway" if consent.meter == payload.gateway else "node"
+            raise IslandConsentMissing(
+                f"meter {address_to_text(consent.meter)}: its owner's signature is not over this island's "
+                f"consent (to {controller.name}'s island as its {role}, injecting up to {consent.inject_w} W "
+                f"and withdrawing up to {consent.withdraw_w} W)"
+            )
     island = Island(payload.gateway, payload.nodes)
     state.put(ISLANDS, payload.controller, island)
     for n in payload.nodes:
