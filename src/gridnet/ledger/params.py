@@ -40,7 +40,12 @@ genesis) and look like damage. The rules carry no activation heights: new rules,
 counted in the state (``destroyed``), tenders' reserve and dispute window, credit history by
 principal, vehicle deals at most a week ahead (``DealTooFarAhead``), revoked key-management and
 billing centres refused, no aggregators' fee without a reward to pay it out, one open Helios
-redemption per meter, a Helios mint passing over a reading that can never come."""
+redemption per meter, a Helios mint passing over a reading that can never come.
+3 (2026-12-07, later): a Helios redemption lapses when a reading of its window can never come;
+an order for a cleared auction is late whatever the block's timestamp; a reading already
+recorded is passed over in a batch, and one across a gap waits ``GAP_GRACE_INTERVALS``
+(``ReadingGapEarly``); a Helios island carries its meters' owners' consents
+(``IslandConsentMissing``) and no node cap that allows 0 Wh an interval."""
 
 
 class Allocation(Wire, frozen=True):
