@@ -21,10 +21,12 @@ from gridnet.errors import (
     ReadingsMissing,
 )
 from gridnet.ledger.chain import AddStatus, Chain
+from gridnet.ledger.params import MARKET_ON_CHAIN
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.transition import apply_transaction, validate_transaction
+from gridnet.ledger.txs.auction import AUCTIONS, PlaceOrder, auction_key
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.base import BlockEnv
 from gridnet.ledger.txs.helios import (
@@ -54,6 +56,7 @@ from gridnet.ledger.txs.helios import (
     sign_as_member,
 )
 from gridnet.ledger.txs.meter import SubmitReadings, registration
+from gridnet.market.orders import Side
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.reading import Reading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
@@ -172,10 +175,10 @@ def cert(meter: PrivateKey) -> object:
     return issue_certificate(MAKER, meter.public_key, vendor="Sun", model="H1", firmware="1", serial="1")
 
 
-def two_meters(tmp_path: Path, area: str = "island") -> Helios:
-    """A chain where OWNER and BUYER have identities and a meter each in ``area``, certified by
-    MAKER (a manufacturer authority)."""
-    w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5))))
+def two_meters(tmp_path: Path, area: str = "island", **params: object) -> Helios:
+    """A chain (``params`` changed) where OWNER and BUYER have identities and a meter each in
+    ``area``, certified by MAKER (a manufacturer authority)."""
+    w = Helios(new_chain(tmp_path / "c", test_params(test_keys(5), **params)))
     w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, BUYER)))
     for k in (MAKER, OWNER, BUYER):
         w.nonces[k.address] = 1
@@ -189,7 +192,11 @@ def two_meters(tmp_path: Path, area: str = "island") -> Helios:
 
 @pytest.fixture
 def h(tmp_path: Path) -> Helios:
-    w = two_meters(tmp_path)
+    return with_controller(two_meters(tmp_path))
+
+
+def with_controller(w: Helios) -> Helios:
+    """``w`` with the controller NAME of MEMBERS (two of them sign), OWNER's meter enrolled."""
     members = tuple(k.public_key for k in MEMBERS)
     w.mine(w.tx(OWNER, w.signed_by(RegisterController(NAME, members, 2, ()), MEMBERS[:2])))
     w.mine(w.tx(OWNER, EnrollProducer(CID, METER_KEY.address)), interval=START)
@@ -607,6 +614,28 @@ def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:
     h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 1_000)))
     assert h.refused(BUYER, RedeemCredits(CID, 101, BUYER_METER_KEY.address, 4)) == "IslandCapExceeded"
     h.mine(h.tx(BUYER, RedeemCredits(CID, 100, BUYER_METER_KEY.address, 4)))
+
+
+def test_an_island_caps_the_orders_its_nodes_place_in_an_auction(tmp_path: Path) -> None:
+    """An auction's clearing opens a contract per trade, which no cap checked: a node could
+    sell or buy past its island's caps there, as it cannot under a contract its parties open.
+    An order is now held to the cap like a contract (a trade is at most its order)."""
+    h = with_controller(two_meters(tmp_path, market_mode=MARKET_ON_CHAIN))
+    with_gateway(h)
+    h.mine(h.tx(OWNER, island(h)))
+    delivery = interval_of(h.clock) + 8
+    # OWNER's node may inject 130 W (32 Wh an interval), BUYER's withdraw 100 W (25 Wh).
+    offer, bid = (
+        PlaceOrder(Side.OFFER, METER_KEY.address, "island", delivery, 33, 100_000),
+        PlaceOrder(Side.BID, BUYER_METER_KEY.address, "island", delivery, 26, 200_000),
+    )
+    assert h.refused(OWNER, offer) == "IslandCapExceeded"
+    assert h.refused(BUYER, bid) == "IslandCapExceeded"
+    h.mine(
+        h.tx(OWNER, msgspec.structs.replace(offer, wh=32)), h.tx(BUYER, msgspec.structs.replace(bid, wh=25))
+    )
+    auction = h.chain.view().get(AUCTIONS, auction_key(delivery, "island"))
+    assert auction is not None and auction.orders == 2
 
 
 def test_a_stranger_cannot_put_other_peoples_meters_in_its_island(h: Helios) -> None:

@@ -52,6 +52,7 @@ from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.advisory import refuse_vulnerable, vulnerable_meter
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
+from gridnet.ledger.txs.helios import refuse_over_cap
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Clearing, Trade, clear_double_auction
@@ -208,6 +209,9 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
             f"interval {payload.interval} is more than {ORDER_WINDOW} intervals after the block's"
         )
     refuse_vulnerable(state, params, payload.meter, "placing an order")
+    # (a trade is at most its order: the contract the clearing opens keeps to the island's cap,
+    # as one opened by its parties must)
+    refuse_over_cap(state, payload.meter, payload.wh, inject=payload.side == Side.OFFER, what="the order")
     if auction.orders >= MAX_AUCTION_ORDERS:
         raise AuctionFull(f"the auction of interval {payload.interval} in {payload.area!r} is full")
     owner_key = key + sender
