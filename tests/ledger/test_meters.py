@@ -249,6 +249,23 @@ def test_a_reading_across_a_gap_is_taken_once_the_missing_one_is_late(world: Wor
     assert meter_rec is not None and meter_rec.last_interval == k + 1
 
 
+def test_readings_in_order_leave_the_block_time_unread(world: World) -> None:
+    """Only a reading across a gap asks the block's time: a template of readings in order is
+    re-stamped rather than built again (a miner's block every few seconds holds one), which
+    the time read for every batch had stopped."""
+    meter = SimulatedMeter(METER_KEY)
+    k = interval_of(world.chain.head.header.timestamp) + 1
+    world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(k - 1, 10, 0),))))
+    at = interval_start(k + 1)
+    for batch, reads_time in (((meter.read(k, 1, 0),), False), ((meter.read(k + 1, 1, 0),), True)):
+        tx = validate_transaction(
+            world.pending(COLLECTOR, SubmitReadings(batch)), world.chain.params, world.chain.chain_id
+        )
+        template = world.chain.build_block(OTHER.address, [tx], now=at, timestamp=at)
+        assert template.timestamp_read is reads_time  # (the second leaves interval k without one)
+        assert not template.included if reads_time else template.included
+
+
 def test_counters_going_backwards_or_not_covering_the_interval(world: World) -> None:
     meter = SimulatedMeter(METER_KEY)
     world.mine(world.tx(COLLECTOR, SubmitReadings((meter.read(INTERVAL, 1000, 50),))))

@@ -64,7 +64,7 @@ from gridnet.meter.status import (
     sign_status,
 )
 from gridnet.security.roles import Role
-from gridnet.units import Address, Interval, interval_of
+from gridnet.units import Address, Interval, interval_start
 
 MAX_READINGS_PER_TX = 1024
 
@@ -266,9 +266,8 @@ def apply_submit_readings(state: StateView, env: BlockEnv, sender: Address, payl
             for s, record in zip(payload.readings, records, strict=True)
         ]
     )
-    now = interval_of(env.timestamp)
     recorded = [
-        apply_reading(state, now, signed, ok) for signed, ok in zip(payload.readings, signatures, strict=True)
+        apply_reading(state, env, signed, ok) for signed, ok in zip(payload.readings, signatures, strict=True)
     ]
     if not any(recorded):
         r = payload.readings[0].reading
@@ -279,11 +278,11 @@ def apply_submit_readings(state: StateView, env: BlockEnv, sender: Address, payl
 
 
 def apply_reading(
-    state: StateView, now: Interval, signed: SignedReading, signature_ok: bool | None = None
+    state: StateView, env: BlockEnv, signed: SignedReading, signature_ok: bool | None = None
 ) -> bool:
-    """Check one signed reading against the chain and record it (``signature_ok``: the verdict
-    on its signature by the meter's registered key, when it was checked already), in a block
-    of interval ``now``. False when the very same reading is recorded already: passed over."""
+    """Check one signed reading against the chain and record it in the block of ``env``
+    (``signature_ok``: the verdict on its signature by the meter's registered key, when it was
+    checked already). False when the very same reading is recorded already: passed over."""
     r: Reading = signed.reading
     record = state.get(METERS, r.meter)
     if record is None:
@@ -308,10 +307,12 @@ def apply_reading(
             f"reading for interval {r.interval} comes after interval {record.last_interval}"
         )
     missing = record.last_interval + 1  # (the first interval the reading would leave without one)
-    if record.has_reading and r.interval > missing and now < missing + 1 + GAP_GRACE_INTERVALS:
+    # (the block's time is read only across a gap: a template of readings in order is re-stamped)
+    taken_from = missing + 1 + GAP_GRACE_INTERVALS
+    if record.has_reading and r.interval > missing and not env.time_reached(interval_start(taken_from)):
         raise ReadingGapEarly(
             f"reading for interval {r.interval} of meter {address_to_text(r.meter)} leaves interval "
-            f"{missing} without a reading before interval {missing + 1 + GAP_GRACE_INTERVALS}, when "
+            f"{missing} without a reading before interval {taken_from}, when "
             "that one's reading may still come"
         )
     # (before a meter's first reading its counters are at 0, as it left the factory: the
