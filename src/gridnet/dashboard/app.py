@@ -34,6 +34,7 @@ from gridnet.ledger.txs.grid import OVERRIDES
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.ledger.txs.relay import POOLS, ClaimTransit
 from gridnet.node.api.common import record
+from gridnet.sim.mix import MIX_PARTS, energy_mix
 from gridnet.units import UNITS_PER_GNC
 
 NAV = [("/", "Overview"), ("/market", "Market"), ("/homes", "Homes"), ("/grid", "Grid"), ("/chain", "Chain")]
@@ -46,7 +47,10 @@ def hhmm(time: Any) -> str:
 
 
 def chart(kind: str, labels: list[str], datasets: list[dict[str, Any]], **options: Any) -> str:
-    """A Chart.js configuration (for a canvas's ``data-chart``)."""
+    """A Chart.js configuration (for a canvas's ``data-chart``) over the run's intervals, labelled
+    by their start in UTC (``hhmm``; a run's local time may be hours off)."""
+    scales = options.setdefault("scales", {})
+    scales.setdefault("x", {}).setdefault("title", {"display": True, "text": "interval start (UTC)"})
     return json.dumps({"type": kind, "data": {"labels": labels, "datasets": datasets}, "options": options})
 
 
@@ -619,20 +623,10 @@ def _prices_chart(market: list[dict[str, Any]]) -> str:
 
 
 def _mix_chart(homes: list[dict[str, Any]]) -> str:
-    by_time: dict[Any, dict[str, float]] = {}
-    for r in homes:
-        row = by_time.setdefault(r["time"], {"own": 0.0, "p2p": 0.0, "dso": 0.0, "imbalance": 0.0})
-        row["own"] += max(0, r["load_wh"] - r["import_wh"]) / 1000
-        row["p2p"] += r["bought_p2p_wh"] / 1000
-        row["dso"] += r["bought_dso_wh"] / 1000
-        row["imbalance"] += r["imbalance_wh"] / 1000
+    """The homes' energy mix, as the run's energy plot draws it (``sim/mix.py``): a stack that
+    adds up to the load, what came from the grid split in proportion to what was bought."""
+    by_time = energy_mix(homes)
     times = sorted(by_time)
-    parts = [
-        ("own", "own PV and battery", "#fdae6b"),
-        ("p2p", "peer to peer", COLOURS[0]),
-        ("dso", "from the DSO", "#969696"),
-        ("imbalance", "shortfall (imbalance price)", COLOURS[5]),
-    ]
     datasets = [
         {
             "label": label,
@@ -643,7 +637,7 @@ def _mix_chart(homes: list[dict[str, Any]]) -> str:
             "pointRadius": 0,
             "stack": "mix",
         }
-        for k, label, colour in parts
+        for k, label, colour in MIX_PARTS
     ]
     return chart(
         "line",

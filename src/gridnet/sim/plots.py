@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from gridnet.sim.mix import MIX_PARTS, energy_mix
 from gridnet.sim.relaynet import CARRIER
 from gridnet.units import INTERVAL_MS
 
@@ -140,45 +140,12 @@ def prices(path: Path, market: list[dict[str, Any]]) -> None:
     _finish(fig, ax, path, "The market: clearing price and volume of every interval", right_axis=True)
 
 
-MIX = ("own", "p2p", "dso", "imbalance", "unbought")
-"""The parts of the energy mix, which add up to the homes' load."""
-
-
-def energy_mix(homes: list[dict[str, Any]]) -> dict[datetime, dict[str, float]]:
-    """Per interval, the homes' load [kWh] split into ``MIX`` (and their ``load`` and
-    ``export``)."""
-    by_time: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for r in homes:
-        row = by_time[r["time"]]
-        # A home's load is met on site (its PV and battery) and from the grid, at most what it
-        # imported (the rest of an import charged its battery). What came from the grid is split
-        # in proportion to what it bought (more may have been bought than imported, or less),
-        # so that the stack is the load.
-        grid = min(r["load_wh"], r["import_wh"])
-        bought = {k: r[f] for k, f in (("p2p", "bought_p2p_wh"), ("dso", "bought_dso_wh"))}
-        bought["imbalance"] = r["imbalance_wh"]
-        total = sum(bought.values())
-        scale = min(1.0, grid / total) if total else 0.0
-        for k, wh in bought.items():
-            row[k] += wh * scale / 1000
-        row["unbought"] += (grid - total * scale) / 1000
-        row["own"] += (r["load_wh"] - grid) / 1000
-        row["export"] += r["export_wh"] / 1000
-        row["load"] += r["load_wh"] / 1000
-    return by_time
-
-
 def energy(path: Path, homes: list[dict[str, Any]]) -> None:
     by_time = energy_mix(homes)
     times = sorted(by_time)
     t = _dates.date2num(times)
     fig, ax = plt.subplots(figsize=SIZE)
-    series = [("own", "own PV and battery", "#fdae6b"), ("p2p", "bought peer to peer", "#3182bd")]
-    series += [
-        ("dso", "bought from the DSO", "#969696"),
-        ("imbalance", "shortfall (imbalance price)", "#de2d26"),
-        ("unbought", "imported beyond what was bought", "#fee08b"),
-    ]
+    series = MIX_PARTS
     stacks = [[by_time[x][k] for x in times] for k, _, _ in series]
     ax.stackplot(t, *stacks, labels=[s[1] for s in series], colors=[s[2] for s in series], alpha=0.9)
     ax.plot(t, [by_time[x]["load"] for x in times], color="black", linewidth=1, label="load")
