@@ -174,8 +174,9 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
         table.add_row(
             "relays paid",
             f"{paid:.6f} GNC to {len(rl['reward_per_relay_gnc'])} relays by {rl['claims_on_chain']} "
-            f"claims ({rl['datagrams_per_claim']} datagrams each, {rl['chain_bytes_per_datagram']} "
-            f"chain bytes per datagram: {rl['bytes_saving_factor']}x less than a claim each)",
+            f"claims for {rl['connections_claimed']} connections ({rl['datagrams_per_claim']} datagrams "
+            f"each, {rl['chain_bytes_per_datagram']} chain bytes per datagram: "
+            f"{rl['bytes_saving_factor']}x less than a claim per datagram)",
         )
     table.add_row("chain", f"height {c['height']}, head {c['head'][:16]}, {c['bytes']:,} bytes")
     table.add_row("transactions", ", ".join(f"{k} {v}" for k, v in c["transactions_by_type"].items()))
