@@ -542,6 +542,11 @@ def test_every_run_writes_its_time_series(runs: tuple[Any, ...], tmp_path: Path)
         c["price_gnc_per_kwh"] for c in report["clearing_price"]["per_interval"]
     ]
     assert sum(r["contracts"] for r in market) == energy["contracts"]
+    priced = [r for r in market if r["price_gnc_per_kwh"] is not None]
+    weighted = sum(r["price_gnc_per_kwh"] * r["traded_wh"] for r in priced) / sum(
+        r["traded_wh"] for r in priced
+    )
+    assert report["clearing_price"]["traded_weighted_gnc_per_kwh"] == pytest.approx(weighted, abs=1e-6)
     orders = tables["orders"].to_pylist()
     for m in market:  # each interval's book: every order the hub cleared, and what it traded
         book = [o for o in orders if o["interval"] == m["interval"]]

@@ -144,7 +144,11 @@ def print_simulation_summary(report: dict[str, Any], out: Path, chain_dir: Path)
     in_currency = (
         f" ({cp['mean_per_mwh_in_currency']:.2f} {cp['currency']}/MWh)" if cp["currency"] != "GNC" else ""
     )
-    table.add_row("mean clearing price", "no trades" if mean is None else f"{mean:.4f} GNC/kWh{in_currency}")
+    weighted = cp["traded_weighted_gnc_per_kwh"]
+    by_energy = "" if weighted is None else f"; {weighted:.4f} weighted by the energy traded"
+    table.add_row(
+        "mean clearing price", "no trades" if mean is None else f"{mean:.4f} GNC/kWh{in_currency}{by_energy}"
+    )
     table.add_row(
         "revenue (GNC)",
         f"prosumers {r['prosumers']:+.4f}, consumers {r['consumers']:+.4f}, "

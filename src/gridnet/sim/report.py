@@ -96,6 +96,8 @@ def build_report(
     rows = series.home_rows(world)  # (once: the homes' and the economy's figures both read them)
     rate = gnc(s.government.subsidy)
     prices = [c["price"] for c in dso.clearing if c["price"] is not None]
+    traded = [(p, c["traded_wh"] or 0) for c in dso.clearing if (p := c["price"]) is not None]
+    traded_wh = sum(wh for _, wh in traded)
     exported = sum(world.metered(h, i)[0] for h in homes for i in intervals)
     delivered: Counter[str] = Counter()
     contracted: Counter[str] = Counter()
@@ -150,6 +152,9 @@ def build_report(
                 for c in dso.clearing
             ],
             "mean_gnc_per_kwh": round(sum(prices) / len(prices) / UNITS, 6) if prices else None,
+            "traded_weighted_gnc_per_kwh": (
+                round(sum(p * wh for p, wh in traded) / traded_wh / UNITS, 6) if traded_wh else None
+            ),
             "currency": s.currency.name,
             "mean_per_mwh_in_currency": round(
                 sum(prices) / len(prices) / UNITS * 1000 * s.currency.per_gnc, 4
