@@ -117,15 +117,45 @@ def submit(
     return outcome
 
 
+LAST_SEALED_SLOT = "last_sealed_slot"
+"""Store meta key of the last slot this data directory's validator sealed (8 bytes, big-endian):
+a node and ``gridnet chain mine`` both keep it, so neither seals a second block for a slot (a
+double seal is a fault that removes the validator), across restarts and reorgs."""
+
+
+def last_sealed_slot(chain: Chain) -> int:
+    """The last slot sealed from this data directory (-1: none)."""
+    sealed = chain.store.get_meta(LAST_SEALED_SLOT)
+    return -1 if sealed is None else int.from_bytes(sealed, "big")
+
+
+def record_sealed_slot(chain: Chain, slot: int) -> None:
+    """Record ``slot`` as sealed, in the store, before its block is sealed (one SQLite
+    transaction)."""
+    store = chain.store
+    store.begin()
+    try:
+        store.set_meta(LAST_SEALED_SLOT, slot.to_bytes(8, "big"))
+        store.commit()
+    except BaseException:
+        store.rollback()
+        raise
+
+
 def next_own_slot(chain: Chain, key: PrivateKey) -> int:
-    """The first slot after the head's (and not before now's) that is ``key``'s."""
+    """The first slot after the head's and the last sealed here (and not before now's) that is
+    ``key``'s."""
     members = validator_set(chain.view()).members
     if not any(m.key == key.public_key for m in members):
         raise ConfigError(
             f"{address_to_text(key.address)} is not a validator of this permissioned chain: only its "
             "validators seal blocks"
         )
-    slot = max(slot_of(chain.params, now_ms()), slot_of(chain.params, chain.head.header.timestamp) + 1)
+    slot = max(
+        slot_of(chain.params, now_ms()),
+        slot_of(chain.params, chain.head.header.timestamp) + 1,
+        last_sealed_slot(chain) + 1,
+    )
     while proposer_of(members, slot).key != key.public_key:
         slot += 1
     return slot
@@ -147,6 +177,7 @@ def mine_blocks(
         if chain.params.permissioned:
             slot = next_own_slot(chain, miner)
             time.sleep(max(0, slot_start(chain.params, slot) - now_ms()) / 1000)  # (its slot, by wall clock)
+            record_sealed_slot(chain, slot)
             block, template = propose_block(chain, miner, slot, pool.candidates())
         else:
             block, template = produce_block(chain, miner.address, pool.candidates())

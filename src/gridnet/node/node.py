@@ -82,7 +82,7 @@ from gridnet.ledger.trial import NO_MINER, TrialState
 from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import ReportValidatorFault
-from gridnet.ledger.wallet import restore_pending
+from gridnet.ledger.wallet import last_sealed_slot, record_sealed_slot, restore_pending
 from gridnet.market.orders import SignedOrder, validate_order
 from gridnet.node.commands import CommandBoard
 from gridnet.node.finality import LastVote, SealLog, VotePool, lowest_counted, vote_ahead
@@ -126,8 +126,6 @@ Outgoing = tuple[str, Message]
 
 LAST_VOTE = "last_vote"
 """Store meta key of this node's validator's last vote (``LastVote``)."""
-LAST_SEALED_SLOT = "last_sealed_slot"
-"""Store meta key of the last slot this node's validator sealed (8 bytes, big-endian)."""
 MAX_REPLY_BYTES = 3 * 1024 * 1024
 """Most block bytes in one BlocksMsg (a message is at most 4 MiB; a block at most 3 MiB)."""
 GOSSIP_VERIFY_WINDOW = 128
@@ -431,8 +429,7 @@ class Node:
         """Validator keys whose fault this node reported, members of the set ``_reported_seq``
         (at most its members: emptied when the set changes)."""
         self._reported_seq = 0
-        sealed = chain.store.get_meta(LAST_SEALED_SLOT)
-        self._proposed_slot = -1 if sealed is None else int.from_bytes(sealed, "big")
+        self._proposed_slot = last_sealed_slot(chain)
         """The last slot this node's validator sealed a block for (kept in the store: a
         restart never seals a second block for it)."""
         raw = chain.store.get_meta(LAST_VOTE)
@@ -1832,7 +1829,7 @@ class Node:
         if proposer_of(validator_set(chain.view()).members, slot).key != key.public_key:
             return []
         self._proposed_slot = slot
-        self._write_meta(LAST_SEALED_SLOT, slot.to_bytes(8, "big"))
+        record_sealed_slot(chain, slot)
         justified = chain.justified()
         assert justified is not None
         votes = self.votes.candidates(justified.slot)
