@@ -348,6 +348,11 @@ class StaleValidatorSet(InvalidTransaction):
     """A ChangeValidators names another sequence number than the set's next."""
 
 
+class ValidatorChangePending(InvalidTransaction):
+    """A ChangeValidators while another is pending (its block not final yet) or being handed
+    over on the branch: one change at a time, the next once it is done."""
+
+
 class InsufficientApprovals(InvalidTransaction):
     """A ChangeValidators is not approved by validators holding more than two thirds of the
     votes (each approval a valid signature of a member, each member once)."""

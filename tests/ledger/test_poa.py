@@ -31,8 +31,15 @@ from gridnet.ledger.miner import propose_block
 from gridnet.ledger.params import CONSENSUS_POA, ChainParams, Validator, params_from_dict, params_to_toml
 from gridnet.ledger.poa import (
     MEMBERSHIPS,
+    HandOver,
+    PendingChange,
+    ValidatorSet,
+    conflicting_votes,
     finality,
+    hand_over,
+    is_voter,
     member_since,
+    pending_change,
     proposer_of,
     seal_header,
     seal_message,
@@ -405,13 +412,186 @@ def _change(
     return sign(chain, USER, ChangeValidators(seq, members, approvals), chain.account(USER.address).nonce)
 
 
-def test_validators_change_with_more_than_two_thirds_of_approvals(chain: Chain) -> None:
-    newcomer = PrivateKey.from_label("validator-new")
-    members = tuple(sorted((Validator(k.public_key, 1) for k in [*KEYS[:3], newcomer]), key=lambda v: v.key))
-    chain.add_block(propose(chain, 1, txs=[_change(chain, members, KEYS[:3])]), now=at(1))
-    current = validator_set(chain.view())
-    assert current.seq == 1 and current.member(newcomer.public_key) is not None
-    assert current.member(KEYS[3].public_key) is None
+def _set(keys: Iterable[PrivateKey]) -> tuple[Validator, ...]:
+    return tuple(sorted((Validator(k.public_key, 1) for k in keys), key=lambda v: v.key))
+
+
+NEWCOMER = PrivateKey.from_label("validator-new")
+BY_KEY[NEWCOMER.public_key] = NEWCOMER
+
+
+def carry(chain: Chain, slots: Iterable[int], voters: Sequence[PrivateKey]) -> None:
+    """A block per slot, each carrying ``voters``' votes for its parent."""
+    for slot in slots:
+        chain.add_block(propose(chain, slot, votes_for(chain, voters)), now=at(slot))
+
+
+def test_a_change_is_pending_until_final_then_handed_over_then_the_new_set_finalizes(chain: Chain) -> None:
+    """A ChangeValidators approved by more than two thirds waits on its branch until its block
+    is final under the set in force; then the new set is in force (it proposes, and its
+    members vote) while justification still needs more than two thirds of the outgoing set
+    too; the next final block ends the hand-over, and the new set finalizes alone."""
+    old, new = KEYS, [*KEYS[:3], NEWCOMER]
+    chain.add_block(propose(chain, 1, txs=[_change(chain, _set(new), KEYS[:3])]), now=at(1))
+    assert validator_set(chain.view()) == ValidatorSet(0, _set(old)), "pending: the set in force stays"
+    assert pending_change(chain.view()) == PendingChange(_set(new), 1)
+    assert _vote_rule(chain, votes_for(chain, [NEWCOMER]), 2) == "NotAValidator", (
+        "a pending set does not vote"
+    )
+    carry(chain, [2], old)  # justifies block 1 (the change's)
+    assert pending_change(chain.view()) is not None
+    pre = snapshot(chain)
+    block = propose(chain, 3, votes_for(chain, old))
+    chain.add_block(block, now=at(3))
+    assert finality(chain.view()).finalized.height == 1, "the change's block is final under the old set"
+    assert validator_set(chain.view()) == ValidatorSet(1, _set(new))
+    assert hand_over(chain.view()) == HandOver(ValidatorSet(0, _set(old)), 1)
+    assert pending_change(chain.view()) is None
+    assert member_since(chain.view(), NEWCOMER.public_key) == 4, "a member from the next slot"
+    record_valid(
+        "poa_change_handed_over_once_its_block_is_final",
+        "permissioned chain: the block whose votes finalize the block of a pending ChangeValidators "
+        "puts the new set in force, the outgoing set still needed for justification (hand-over)",
+        pre,
+        block,
+        at(3),
+        chain,
+    )
+    # During the hand-over the new set alone justifies nothing: 3 of 4 new, 2 of 4 outgoing.
+    alone = [KEYS[0], KEYS[1], NEWCOMER]
+    chain.add_block(propose(chain, 4, votes_for(chain, alone)), now=at(4))
+    assert finality(chain.view()).justified.slot == 2
+    assert hand_over(chain.view()) is not None
+    # Both sets vote (the outgoing member KEYS[3] too): block 4 justified, then 5 final ends it.
+    carry(chain, [5, 6], [*KEYS, NEWCOMER])
+    record = finality(chain.view())
+    assert (record.justified.slot, record.finalized.slot) == (5, 4)
+    assert hand_over(chain.view()) is None, "a block above the one final at its start is final"
+    assert chain.view().get(MEMBERSHIPS, KEYS[3].public_key) is None
+    assert _vote_rule(chain, votes_for(chain, [KEYS[3]]), 7) == "NotAValidator", "the outgoing key left"
+    carry(chain, [7, 8, 9], new)
+    assert finality(chain.view()).finalized.slot == 7, "the new set finalizes alone"
+
+
+def test_a_second_change_while_one_is_pending_or_handed_over_is_validatorchangepending(chain: Chain) -> None:
+    """One change at a time: a second ChangeValidators (even the same one again) is refused
+    until the first is handed over; then the set's next ``seq`` is taken, and the first
+    change's approvals are stale."""
+    first = _change(chain, _set(KEYS[:3]), KEYS[:3])
+    chain.add_block(propose(chain, 1, txs=[first]), now=at(1))
+    second = _change(chain, _set([*KEYS[:3], NEWCOMER]), KEYS)
+    assert type(rejection(chain, second, at(2))).__name__ == "ValidatorChangePending"
+    same = _change(chain, _set(KEYS[:3]), KEYS[:3])
+    assert type(rejection(chain, same, at(2))).__name__ == "ValidatorChangePending"
+    carry(chain, [2, 3], KEYS)
+    assert hand_over(chain.view()) is not None
+    assert type(rejection(chain, second, at(4))).__name__ == "ValidatorChangePending"
+    carry(chain, [4, 5], KEYS[:3])
+    assert hand_over(chain.view()) is None and validator_set(chain.view()) == ValidatorSet(1, _set(KEYS[:3]))
+    assert type(rejection(chain, second, at(6))).__name__ == "StaleValidatorSet", "seq 1 was taken"
+    again = _change(chain, _set([*KEYS[:3], NEWCOMER]), KEYS[:3], seq=2)
+    chain.add_block(propose(chain, 6, txs=[again]), now=at(6))
+    assert pending_change(chain.view()) is not None
+
+
+def test_a_fault_while_a_change_is_pending_removes_the_key_from_both_sets(chain: Chain) -> None:
+    """A proven fault takes the key out of the set in force and out of the pending change's
+    set (the approval was signed before the fault); a key only in the pending set is not yet a
+    member and cannot be reported; the change then hands over without the faulty key."""
+    rotated = [KEYS[3], NEWCOMER]
+    chain.add_block(propose(chain, 1, txs=[_change(chain, _set(rotated), KEYS[:3])]), now=at(1))
+    source = Checkpoint(0, 0, chain.chain_id)
+    h = bytes(32)
+    guilty = KEYS[3]
+    a = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(1, 1, chain.head.hash)))
+    b = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(1, 1, h)))
+    c = sign_vote(NEWCOMER, chain.chain_id, Vote(source, Checkpoint(1, 1, chain.head.hash)))
+    d = sign_vote(NEWCOMER, chain.chain_id, Vote(source, Checkpoint(1, 1, h)))
+    assert type(rejection(chain, _report(chain, votes=(c, d)), at(2))).__name__ == "NotInValidatorSet"
+    chain.add_block(propose(chain, 2, txs=[_report(chain, votes=(a, b))]), now=at(2))
+    assert validator_set(chain.view()) == ValidatorSet(1, _set(KEYS[:3]))
+    assert pending_change(chain.view()) == PendingChange(_set([NEWCOMER]), 1)
+    carry(chain, [3, 4], KEYS[:3])
+    assert validator_set(chain.view()) == ValidatorSet(2, _set([NEWCOMER]))
+    assert hand_over(chain.view()) == HandOver(ValidatorSet(1, _set(KEYS[:3])), 2)
+    # the last key of the pending (now the new) set: never removed
+    e = sign_vote(NEWCOMER, chain.chain_id, Vote(source, Checkpoint(9, 9, h)))
+    f = sign_vote(NEWCOMER, chain.chain_id, Vote(source, Checkpoint(9, 9, b"\1" * 32)))
+    assert type(rejection(chain, _report(chain, votes=(e, f)), at(5))).__name__ == "LastValidator"
+    carry(chain, [5, 6], [*KEYS[:3], NEWCOMER])
+    assert hand_over(chain.view()) is None
+    assert {m.key for m in validator_set(chain.view()).members} == {NEWCOMER.public_key}
+
+
+def test_a_fault_during_a_hand_over_removes_an_outgoing_key(chain: Chain) -> None:
+    """An outgoing member still votes during the hand-over, and a fault it commits removes it
+    from the outgoing set: justification then needs more than two thirds of the others."""
+    chain.add_block(propose(chain, 1, txs=[_change(chain, _set([*KEYS[:3], NEWCOMER]), KEYS[:3])]), now=at(1))
+    carry(chain, [2, 3], KEYS)
+    assert hand_over(chain.view()) is not None
+    source = chain.justified()
+    assert source is not None
+    guilty = KEYS[3]
+    a = sign_vote(guilty, chain.chain_id, Vote(source, checkpoint(chain, chain.height)))
+    b = sign_vote(
+        guilty, chain.chain_id, Vote(source, replace(checkpoint(chain, chain.height), hash=bytes(32)))
+    )
+    chain.add_block(propose(chain, 4, txs=[_report(chain, votes=(a, b))]), now=at(4))
+    over = hand_over(chain.view())
+    assert over is not None and over.outgoing == ValidatorSet(0, _set(KEYS[:3]))
+    assert validator_set(chain.view()).seq == 2
+    carry(chain, [5, 6, 7], [*KEYS[:3], NEWCOMER])
+    assert hand_over(chain.view()) is None and finality(chain.view()).finalized.slot == 5
+
+
+def test_a_change_seen_by_one_side_of_a_partition_finalizes_nothing_there(tmp_path: Path) -> None:
+    """The red team's rotation under a partition: {A, B, C, D} approve {D, E, F, G}; the change
+    reaches only D's side, where D includes it. Had it taken effect at once, D, E, F, G (4 of 4
+    of the new set) would have finalized their branch while A, B, C (3 of 4) finalized theirs:
+    two conflicting final blocks, no vote in conflict. Pending until final under the old set,
+    it finalizes nothing on D's side (1 of 4 of the set in force); A, B, C's side finalizes, and
+    after the heal both sides follow it."""
+    rotated = [PrivateKey.from_label(f"rotated-{i}") for i in range(3)]
+    every = {k.public_key: k for k in [*KEYS, *rotated]}
+    x, y = new_chain(tmp_path / "x", poa_params()), new_chain(tmp_path / "y", poa_params())
+    members = validator_set(x.view()).members
+    d = every[members[3].key]
+    abc = [every[m.key] for m in members[:3]]
+    new_set = _set([d, *rotated])
+    change = _change(y, new_set, abc)
+    signed: list[SignedVote] = []
+
+    def run(branch: Chain, side: list[PrivateKey], carry_change: bool) -> None:
+        votes: list[SignedVote] = []
+        for slot in range(1, 16):
+            key = every[proposer_of(validator_set(branch.view()).members, slot).key]
+            if key not in side:
+                continue  # (its proposer is on the other side: an empty slot)
+            txs = (
+                [validate_transaction(change, branch.params, branch.chain_id)]
+                if carry_change and key is d
+                else []
+            )
+            block, template = propose_block(branch, key, slot, txs, votes, now=at(slot))
+            assert not template.rejected, template.rejected
+            carry_change = carry_change and not txs
+            branch.add_block(block, now=at(slot))
+            voters = [k for k in side if is_voter(branch.view(), k.public_key)]
+            votes = votes_for(branch, voters)
+            signed.extend(votes)
+
+    run(x, abc, carry_change=False)
+    run(y, [d, *rotated], carry_change=True)
+    assert pending_change(y.view()) == PendingChange(new_set, 1), "included by D, never final on its side"
+    fx, fy = x.finalized(), y.finalized()
+    assert fx is not None and fy is not None
+    assert fx.height > 0 and fy.height == 0, "only the side of more than two thirds of the set in force"
+    assert not any(conflicting_votes(x.chain_id, v, w) for v in signed for w in signed)
+    with pytest.raises(ConflictsWithFinal):  # (D's side leaves X's main chain below its final)
+        x.add_block(y.get_block(y.main[1].hash), now=at(40))
+    for block in (x.get_block(e.hash) for e in x.main[1:]):
+        y.add_block(block, now=at(40))
+    assert y.head.hash == x.head.hash and y.finalized() == x.finalized()
 
 
 def test_two_of_four_approvals_are_insufficientapprovals(chain: Chain) -> None:
@@ -484,16 +664,18 @@ def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership
     everyone = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
     back = _change(chain, everyone, [k for k in KEYS if k is not guilty], seq=2)
     chain.add_block(propose(chain, 4, txs=[back]), now=at(4))
+    assert validator_set(chain.view()).member(guilty.public_key) is None, "pending"
+    carry(chain, [5, 6], [k for k in KEYS if k is not guilty])  # block 6 finalizes block 4
     assert validator_set(chain.view()).member(guilty.public_key) is not None
-    assert member_since(chain.view(), guilty.public_key) == 5
+    assert member_since(chain.view(), guilty.public_key) == 7
     assert member_since(chain.view(), KEYS[0].public_key) == 0, "a member since the genesis"
     replayed = _report(chain, votes=(a, b))
-    assert type(rejection(chain, replayed, at(5))).__name__ == "FaultBeforeMembership"
+    assert type(rejection(chain, replayed, at(7))).__name__ == "FaultBeforeMembership"
     pre = snapshot(chain)
-    empty = propose(chain, 5)
+    empty = propose(chain, 7)
     carrying = reseal(chain, msgspec.structs.replace(empty, txs=(*empty.txs, replayed)))
     with pytest.raises(InvalidBlock) as err:
-        chain.add_block(carrying, now=at(5))
+        chain.add_block(carrying, now=at(7))
     assert err.value.rule == "FaultBeforeMembership"
     record_rejection(
         "poa_fault_before_membership",
@@ -501,15 +683,15 @@ def test_an_old_proof_against_a_validator_approved_back_is_faultbeforemembership
         "validator set voted it back in (its fault counts from its current membership)",
         pre,
         carrying,
-        at(5),
+        at(7),
         err.value,
     )
-    # a double vote for the block that voted it back counts (block 5 would count it)
+    # a double vote for the block that let it back in counts (block 7 would count it)
     source = chain.justified()
     assert source is not None
-    c = sign_vote(guilty, chain.chain_id, Vote(source, checkpoint(chain, 4)))
-    d = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(4, 4, bytes(32))))
-    chain.add_block(propose(chain, 5, txs=[_report(chain, votes=(c, d))]), now=at(5))
+    c = sign_vote(guilty, chain.chain_id, Vote(source, checkpoint(chain, 6)))
+    d = sign_vote(guilty, chain.chain_id, Vote(source, Checkpoint(6, 6, bytes(32))))
+    chain.add_block(propose(chain, 7, txs=[_report(chain, votes=(c, d))]), now=at(7))
     assert validator_set(chain.view()).member(guilty.public_key) is None
     assert chain.view().get(MEMBERSHIPS, guilty.public_key) is None, "no entry for a key out of the set"
 

@@ -23,6 +23,7 @@ from tests.ledger.test_poa import (
     _report,
     _vote_rule,
     at,
+    carry,
     checkpoint,
     grow,
     poa_params,
@@ -204,11 +205,11 @@ def test_a_surround_vote_is_told_by_slots_not_heights(chain: Chain) -> None:
 
 
 def test_a_fault_counts_from_the_slot_a_key_joined_again_whatever_its_heights(chain: Chain) -> None:
-    """A validator removed, then approved back in the block of slot 20 (height 4), is a member
-    from slot 21. A double vote for slot 3 — at height 10, a height above the block that let
-    it back in, as on a longer branch during a partition — was signed before: it cannot
-    remove it again (FaultBeforeMembership). A double vote for slot 25 at height 2 (below)
-    was signed since, and does."""
+    """A validator removed, then approved back in the block of slot 20 (height 4), which the
+    block of slot 22 finalizes, is a member from slot 23. A double vote for slot 3 — at height
+    10, a height above the block that let it back in, as on a longer branch during a partition
+    — was signed before: it cannot remove it again (FaultBeforeMembership). A double vote for
+    slot 25 at height 2 (below) was signed since, and does."""
     grow(chain, [1, 2])
     guilty = KEYS[2]
     first = vote(guilty, chain, (0, 0), (2, 2), tag=1), vote(guilty, chain, (0, 0), (2, 2), tag=2)
@@ -217,15 +218,16 @@ def test_a_fault_counts_from_the_slot_a_key_joined_again_whatever_its_heights(ch
     everyone = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
     back = _change(chain, everyone, [k for k in KEYS if k is not guilty], seq=2)
     chain.add_block(propose(chain, 20, txs=[back]), now=at(20))
-    assert (chain.height, member_since(chain.view(), guilty.public_key)) == (4, 21)
+    carry(chain, [21, 22], [k for k in KEYS if k is not guilty])
+    assert (chain.height, member_since(chain.view(), guilty.public_key)) == (6, 23)
 
     old = vote(guilty, chain, (0, 0), (10, 3), tag=3), vote(guilty, chain, (0, 0), (10, 3), tag=4)
-    assert fault_rule(chain, *old, 22) == "FaultBeforeMembership"
+    assert fault_rule(chain, *old, 23) == "FaultBeforeMembership"
     pre = snapshot(chain)
-    empty = propose(chain, 22)
+    empty = propose(chain, 23)
     carrying = reseal(chain, msgspec.structs.replace(empty, txs=(*empty.txs, _report(chain, votes=old))))
     with pytest.raises(InvalidBlock) as err:
-        chain.add_block(carrying, now=at(22))
+        chain.add_block(carrying, now=at(23))
     assert err.value.rule == "FaultBeforeMembership"
     record_rejection(
         "poa_fault_before_membership_by_slot",
@@ -234,15 +236,15 @@ def test_a_fault_counts_from_the_slot_a_key_joined_again_whatever_its_heights(ch
         "slot, from the slot after the one of the block that let the key back in)",
         pre,
         carrying,
-        at(22),
+        at(23),
         err.value,
     )
 
     seals = _double_seal(chain, guilty, slot=19)
-    assert type(rejection(chain, _report(chain, headers=seals), at(22))).__name__ == "FaultBeforeMembership"
+    assert type(rejection(chain, _report(chain, headers=seals), at(23))).__name__ == "FaultBeforeMembership"
 
     since = vote(guilty, chain, (0, 0), (2, 25), tag=5), vote(guilty, chain, (0, 0), (2, 25), tag=6)
-    chain.add_block(propose(chain, 22, txs=[_report(chain, votes=since)]), now=at(22))
+    chain.add_block(propose(chain, 23, txs=[_report(chain, votes=since)]), now=at(23))
     assert validator_set(chain.view()).member(guilty.public_key) is None
 
 
@@ -254,8 +256,9 @@ def test_two_blocks_sealed_for_a_slot_since_a_key_joined_again_remove_it(chain: 
     everyone = tuple(sorted((Validator(k.public_key, 1) for k in KEYS), key=lambda v: v.key))
     back = _change(chain, everyone, [k for k in KEYS if k is not guilty], seq=2)
     chain.add_block(propose(chain, 20, txs=[back]), now=at(20))
-    seals = _double_seal(chain, guilty, slot=21)
-    chain.add_block(propose(chain, 22, txs=[_report(chain, headers=seals)]), now=at(22))
+    carry(chain, [21, 22], [k for k in KEYS if k is not guilty])  # (a member from slot 23)
+    seals = _double_seal(chain, guilty, slot=23)
+    chain.add_block(propose(chain, 24, txs=[_report(chain, headers=seals)]), now=at(24))
     assert validator_set(chain.view()).member(guilty.public_key) is None
 
 

@@ -40,6 +40,7 @@ from gridnet.ledger.params import RULES_VERSION, ChainParams, block_reward, vali
 from gridnet.ledger.poa import (
     MAX_VOTES_PER_BLOCK,
     VOTE_BYTES,
+    apply_set_change,
     apply_vote,
     begin_sealed_block,
     chain_weight,
@@ -704,6 +705,7 @@ class Chain:
                     continue
                 counted.append(vote)
                 used += VOTE_BYTES
+            apply_set_change(view, slot)
         env = BlockEnv(self.params, self.chain_id, height, miner, ts)
         start_block(view, env)
         draft = Draft(parent.hash, view, env, used, [], ctx.expected_target)

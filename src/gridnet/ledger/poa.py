@@ -32,6 +32,38 @@ finality until two blocks of the branch are in consecutive slots.
 more blocks (``chain_weight``); no branch that leaves the main chain below its final block is
 ever taken (``ConflictsWithFinal``).
 
+*Changes of the set* (Casper FFG's dynamic validator sets: a rear and a forward set, each
+step at a finalization). A ChangeValidators does not take effect in the block that includes
+it. It is *pending* on its branch (``PENDING_CHANGE``): the set in force ``S`` proposes and
+votes alone. Once its block is final -- finalized by more than two thirds of ``S`` -- the
+*hand-over* begins, after the votes of the block that finalized it (``apply_set_change``):
+from the next block the new set ``S'`` is in force (it proposes; its members vote) and the
+outgoing set ``S`` (``HAND_OVER``) votes too: a link is counted only when more than two
+thirds of EACH set voted for it. The next block final above the one final when the hand-over
+began ends it: ``S'`` counts alone. One change at a time (``ValidatorChangePending``). A fault
+report removes the key from the set in force, the outgoing set and the pending change's set.
+
+Why the hand-over, and not the new set alone once the change's block is final: two branches
+that forked after the change's block was justified can disagree on whether it is final. The
+votes that finalize it may reach one side only (an honest proposer includes them, the others
+never hear them): that side would count ``S'`` alone while the other still counts ``S``
+alone, and each could finalize its own branch with no vote of ``S`` nor of ``S'`` in
+conflict -- the red team's split in one more step. With the hand-over, the rule by which a
+branch counts links goes ``S``, ``S`` and ``S'``, ``S'``, one step at each finalization, and
+each step's finalizing link carries more than two thirds of ``S`` up to and including the
+link that ends the hand-over. Two branches agree up to where they fork. If one counts ``S'``
+alone and the other still ``S`` alone, every link of both since the fork carries more than
+two thirds of ``S`` up to the one that ended the hand-over: by the FFG argument over ``S``,
+the second branch either justified the same checkpoints by the same links up to that one (so
+it also finalized the change's block, and is not at ``S`` alone) or more than a third of
+``S`` signed a double or a surround vote. Otherwise the two branches count under rules that
+share a set, and the FFG argument over that set holds as in one set. Liveness: with more
+than two thirds of ``S`` online the change's block is final as any block is (two blocks in
+consecutive slots after it); the hand-over then needs more than two thirds of both sets
+online for one more final block (``S``'s retiring keys stay up a few slots longer); then
+``S'`` alone finalizes. A pending change's keys neither propose nor vote, on the chain or
+at the node (``is_voter``).
+
 *Faults.* A validator is provably at fault when it seals two blocks for one slot, or signs
 two votes for one target slot (a double vote) or one vote whose link surrounds another, in
 slots (surround vote). Each proof is a ReportValidatorFault transaction; it removes the validator
@@ -118,6 +150,27 @@ class RecentBlock(Wire, frozen=True):
     """The slot the block was sealed for."""
 
 
+class PendingChange(Wire, frozen=True):
+    """A ChangeValidators included on this branch whose block is not final yet: the set in
+    force still proposes and votes alone."""
+
+    members: tuple[Validator, ...]
+    """The approved set, ordered by key."""
+    height: U63
+    """The height of the block that included the change: its hand-over begins once that block
+    is final (finalized by the votes of the set in force)."""
+
+
+class HandOver(Wire, frozen=True):
+    """A change of the set being handed over: the new set is in force (it proposes, its
+    members vote) and justification still needs more than two thirds of the outgoing set."""
+
+    outgoing: ValidatorSet
+    """The set being replaced (its members vote until the hand-over ends)."""
+    finalized: U63
+    """The height final when the hand-over began: the next final block above it ends it."""
+
+
 class Membership(Wire, frozen=True):
     since: U63
     """The first slot of the key's current membership: the one after the slot of the block
@@ -129,6 +182,10 @@ FINALITY = register_table("finality", b"J", Finality)
 RECENT_BLOCKS = register_table("recent_blocks", b"N", RecentBlock)
 """Height (8 bytes, big-endian) -> hash and slot of the block at that height on this branch,
 for the last ``VOTE_WINDOW`` heights: what a vote's target is checked against."""
+PENDING_CHANGE = register_table("validator_change", b"w", PendingChange)
+"""``current`` -> the ChangeValidators waiting for its block to be final (at most one)."""
+HAND_OVER = register_table("validator_hand_over", b"y", HandOver)
+"""``current`` -> the outgoing set of a change being handed over (at most one)."""
 MEMBERSHIPS = register_table("validator_since", b"j", Membership)
 """Member key -> the slot its current membership began, for a key a ChangeValidators added (no
 entry: a member since the genesis, 0): a fault counts only from then on."""
@@ -163,6 +220,28 @@ def validator_set(state: StateView) -> ValidatorSet:
     found = state.get(VALIDATOR_SET, ONLY)
     assert found is not None, "a permissioned chain's state has its validator set"
     return found
+
+
+def pending_change(state: StateView) -> PendingChange | None:
+    return state.get(PENDING_CHANGE, ONLY)
+
+
+def hand_over(state: StateView) -> HandOver | None:
+    return state.get(HAND_OVER, ONLY)
+
+
+def voting_sets(state: StateView) -> tuple[ValidatorSet, ...]:
+    """The sets whose votes count, each of which a justification needs more than two thirds
+    of: the set in force, and during a hand-over the outgoing set too."""
+    over = hand_over(state)
+    current = validator_set(state)
+    return (current,) if over is None else (current, over.outgoing)
+
+
+def is_voter(state: StateView, key: bytes) -> bool:
+    """Whether ``key``'s votes count on this branch now (a member of a set that votes; not of
+    a pending one)."""
+    return any(s.member(key) is not None for s in voting_sets(state))
 
 
 # --- slots and seals --------------------------------------------------------------------
@@ -290,9 +369,10 @@ def apply_vote(state: StateView, chain_id: Hash32, height: int, slot: int, signe
     """Count one vote in the block at ``height`` (sealed for ``slot``): from a member, signed,
     from the branch's justified checkpoint to one of its recent blocks in a later slot, once
     per voter and target slot. Justifies the target when more than two thirds of the votes
-    are counted for it, and then finalizes the source if the target is in the next slot."""
-    members = validator_set(state)
-    if members.member(signed.key) is None:
+    are counted for it (of each set that votes: during a hand-over, of the set in force and
+    of the outgoing set), and then finalizes the source if the target is in the next slot."""
+    sets = voting_sets(state)
+    if all(s.member(signed.key) is None for s in sets):
         raise NotAValidator(f"vote by {signed.key.hex()[:16]}, which is not in the validator set")
     if not vote_signed(chain_id, signed):
         raise BadVoteSignature(f"vote by {signed.key.hex()[:16]} does not verify on this chain")
@@ -331,7 +411,7 @@ def apply_vote(state: StateView, chain_id: Hash32, height: int, slot: int, signe
         at = len(tallies) - 1
     else:
         tallies[at] = Tally(target, (*tallies[at].voters, signed.key))
-    if members.weight(tallies[at].voters) * 3 > members.total * 2:
+    if all(s.weight(tallies[at].voters) * 3 > s.total * 2 for s in sets):  # (both, in a hand-over)
         # (the next epoch only: a block of another branch may sit in a slot skipped between)
         final = justified if target.slot == justified.slot + 1 else record.finalized
         state.put(FINALITY, ONLY, Finality(target, final))
@@ -393,14 +473,56 @@ def fault_slot(params: ChainParams, headers: tuple[Header, ...], votes: tuple[Si
 
 
 def remove_validator(state: StateView, key: bytes) -> None:
-    """Take ``key`` out of the set (the next slot's proposer is picked among the others). As
-    on any change of the set, the votes counted so far are dropped, to be counted again under
+    """Take ``key`` out of every set it is in: the set in force (the next slot's proposer is
+    picked among the others; ``seq`` + 1), the outgoing set of a hand-over and the pending
+    change's set (a proven fault is not let back in by an approval signed before it). As on
+    any change of the set, the votes counted so far are dropped, to be counted again under
     the new weights: a tally kept would not justify its target once the smaller total put it
     above two thirds, as no vote already counted in it can be counted again."""
     current = validator_set(state)
     members = tuple(m for m in current.members if m.key != key)
     state.put(VALIDATOR_SET, ONLY, ValidatorSet(current.seq + 1, members))
+    over = hand_over(state)
+    if over is not None:
+        outgoing = over.outgoing
+        kept = tuple(m for m in outgoing.members if m.key != key)
+        state.put(HAND_OVER, ONLY, replace(over, outgoing=ValidatorSet(outgoing.seq, kept)))
+    pending = pending_change(state)
+    if pending is not None:
+        kept = tuple(m for m in pending.members if m.key != key)
+        state.put(PENDING_CHANGE, ONLY, replace(pending, members=kept))
     state.put(MEMBERSHIPS, key, None)
+    drop_tallies(state)
+
+
+def apply_set_change(state: StateView, slot: int) -> None:
+    """After the votes of the block of ``slot``: a pending change whose block is now final
+    begins its hand-over (the new set is in force from the next block: it proposes, and its
+    members vote beside the outgoing set's; each key it adds is a member from the next slot),
+    and a hand-over ends once a block above the one final when it began is final (the
+    outgoing members that are not in the new set leave). Either way the tallies are dropped:
+    counted again under the new rule."""
+    final = finality(state).finalized.height
+    over = hand_over(state)
+    if over is not None:
+        if final > over.finalized:
+            state.put(HAND_OVER, ONLY, None)
+            current = validator_set(state)
+            for m in over.outgoing.members:
+                if current.member(m.key) is None:
+                    state.put(MEMBERSHIPS, m.key, None)
+            drop_tallies(state)
+        return
+    pending = pending_change(state)
+    if pending is None or final < pending.height:
+        return
+    current = validator_set(state)
+    state.put(VALIDATOR_SET, ONLY, ValidatorSet(current.seq + 1, pending.members))
+    state.put(PENDING_CHANGE, ONLY, None)
+    state.put(HAND_OVER, ONLY, HandOver(current, final))
+    for m in pending.members:
+        if current.member(m.key) is None:
+            state.put(MEMBERSHIPS, m.key, Membership(slot + 1))
     drop_tallies(state)
 
 

@@ -104,6 +104,8 @@ NO_COIN: Final = frozenset(
         "finality",
         "recent_blocks",
         "validator_since",
+        "validator_change",
+        "validator_hand_over",
         "authorities",
         "flags",
         "revoked",

@@ -51,6 +51,7 @@ from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.params import ChainParams, block_reward
 from gridnet.ledger.poa import (
     MAX_VOTES_PER_BLOCK,
+    apply_set_change,
     apply_vote,
     begin_sealed_block,
     check_justified,
@@ -393,6 +394,7 @@ def _apply_body(
                     apply_vote(state, ctx.chain_id, header.height, slot, vote)
                 except InvalidVote as exc:
                     raise BlockVoteInvalid(i, exc) from None
+            apply_set_change(state, slot)
         start_block(state, env)
         for i, vtx in enumerate(vtxs, start=1):
             try:

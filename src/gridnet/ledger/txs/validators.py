@@ -2,13 +2,22 @@
 
 ChangeValidators: replace the validator set with a new one, approved by members holding more
 than two thirds of the current set's votes (each signs the new set and its sequence number).
-Any account may submit it (and pays its fee); it takes effect from the next block.
+Any account may submit it (and pays its fee). It does not take effect at once: it is pending
+on its branch until its block is final under the set in force, then handed over (the new set
+in force, justification needing more than two thirds of both sets) until the next final
+block (``poa.apply_set_change``; why, in ``ledger/poa.py``). One change at a time: another
+is refused while one is pending or handed over (``ValidatorChangePending``). The set's
+``seq`` grows when the new set comes in force (and on each fault removal), so the change's
+approvals, and any others signed for the same ``seq``, are stale from then on.
 
 ReportValidatorFault: the proof that a member sealed two blocks for one slot, or signed two
 conflicting votes (``poa.double_seal``, ``poa.conflicting_votes``), since it last joined the set
 (``poa.member_since``, a slot: an old proof cannot remove a key the set approved back). The member
-leaves the set from the next block. Either change drops the votes counted so far (a block
-counts them again under the new weights). Both kinds are refused on a proof-of-work chain
+leaves the set from the next block, and the outgoing set of a hand-over and the set of a
+pending change too (an approval signed before the fault does not let it back in); a key only
+a pending change names is not a member yet (``NotInValidatorSet``), and no set is left empty
+(``LastValidator``). Every change of who votes drops the votes counted so far (a block counts
+them again under the new weights). Both kinds are refused on a proof-of-work chain
 (``NotPermissioned``).
 """
 
@@ -25,24 +34,25 @@ from gridnet.errors import (
     NotInValidatorSet,
     NotPermissioned,
     StaleValidatorSet,
+    ValidatorChangePending,
     ValidatorFaultNotProven,
 )
 from gridnet.ledger.header import Header, SignedVote
 from gridnet.ledger.params import MAX_TOTAL_VOTES, MAX_VALIDATORS, ChainParams, Validator
 from gridnet.ledger.poa import (
-    MEMBERSHIPS,
     ONLY,
-    VALIDATOR_SET,
-    Membership,
-    ValidatorSet,
+    PENDING_CHANGE,
+    PendingChange,
     conflicting_votes,
     double_seal,
-    drop_tallies,
     fault_slot,
+    hand_over,
+    is_voter,
     member_since,
+    pending_change,
     remove_validator,
-    slot_of,
     validator_set,
+    voting_sets,
 )
 from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.base import BlockEnv, TxRules
@@ -104,6 +114,11 @@ def apply_change_validators(
 ) -> None:
     _permissioned(env, "changing validators")
     current = validator_set(state)
+    if pending_change(state) is not None or hand_over(state) is not None:
+        raise ValidatorChangePending(
+            "a change of the validator set is already pending or being handed over on this "
+            "branch; the next is taken once it is done"
+        )
     if payload.seq != current.seq + 1:
         raise StaleValidatorSet(f"change number {payload.seq}; the set's next is {current.seq + 1}")
     message = approval_message(env.chain_id, payload.seq, payload.members)
@@ -120,15 +135,8 @@ def apply_change_validators(
         raise InsufficientApprovals(
             f"approvals carry {weight} of {total} votes; more than two thirds are needed"
         )
-    state.put(VALIDATOR_SET, ONLY, ValidatorSet(payload.seq, payload.members))
-    staying = {m.key for m in payload.members}
-    for m in current.members:
-        if m.key not in staying:
-            state.put(MEMBERSHIPS, m.key, None)
-    for m in payload.members:
-        if current.member(m.key) is None:  # (a member from the next block: the next slot on)
-            state.put(MEMBERSHIPS, m.key, Membership(slot_of(env.params, env.timestamp) + 1))
-    drop_tallies(state)  # (counted under the old weights: counted again under the new)
+    # (pending until this block is final under the set in force: ``poa.apply_set_change``)
+    state.put(PENDING_CHANGE, ONLY, PendingChange(payload.members, env.height))
 
 
 def validate_report_validator_fault(payload: ReportValidatorFault, params: ChainParams) -> None:
@@ -148,8 +156,7 @@ def apply_report_validator_fault(
         what = "two conflicting votes"
     if key is None:
         raise ValidatorFaultNotProven(f"the report does not show {what} signed by one key")
-    current = validator_set(state)
-    if current.member(key) is None:
+    if not is_voter(state, key):
         raise NotInValidatorSet(f"validator {key.hex()[:16]} is not in the set (already removed?)")
     since, offence = member_since(state, key), fault_slot(env.params, payload.headers, payload.votes)
     if offence < since:
@@ -157,11 +164,21 @@ def apply_report_validator_fault(
             f"validator {key.hex()[:16]} is a member from slot {since}; the fault weighs from "
             f"slot {offence}, before it joined again"
         )
-    if len(current.members) == 1:
+    if any(members == (key,) for members in _member_keys(state)):
         raise LastValidator(
-            f"validator {key.hex()[:16]} is the last one; the chain could not go on without it"
+            f"validator {key.hex()[:16]} is the last one of a set; the chain could not go on without it"
         )
     remove_validator(state, key)
+
+
+def _member_keys(state: StateView) -> list[tuple[bytes, ...]]:
+    """The keys of each set a fault report takes a key out of: the set in force, the outgoing
+    set of a hand-over and the pending change's set."""
+    sets = [s.members for s in voting_sets(state)]
+    pending = pending_change(state)
+    if pending is not None:
+        sets.append(pending.members)
+    return [tuple(m.key for m in members) for members in sets]
 
 
 CHANGE_VALIDATORS_RULES = TxRules(ChangeValidators, validate_change_validators, apply_change_validators)
