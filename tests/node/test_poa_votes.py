@@ -15,13 +15,24 @@ from gridnet.crypto.ops import OPS
 from gridnet.encoding import encode
 from gridnet.ledger.blocks import Checkpoint, SignedVote, Vote
 from gridnet.ledger.chain import Chain
-from gridnet.ledger.poa import sign_vote, slot_lead_ms
+from gridnet.ledger.poa import hand_over, proposer_of, sign_vote, slot_lead_ms, validator_set
 from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.node.finality import VOTES_POOLED_PER_KEY, VotePool
 from gridnet.node.messages import BlockMsg, VoteMsg
 from gridnet.node.node import Node, NodeConfig, Outgoing
 from tests.helpers import new_chain
-from tests.ledger.test_poa import KEYS, at, grow, poa_params, propose, votes_for
+from tests.ledger.test_poa import (
+    KEYS,
+    NEWCOMER,
+    _change,
+    _set,
+    at,
+    carry,
+    grow,
+    poa_params,
+    propose,
+    votes_for,
+)
 
 
 @pytest.fixture
@@ -203,3 +214,34 @@ def test_what_a_key_signed_is_noted_once_per_target_slot_the_first_vote_kept() -
     pool.prune(justified_slot=5, lowest=5)
     assert pool.check(vote(0, 5, 7), 5) is None, "what can no longer count is forgotten"
     assert pool.check(vote(0, 6, 7), 5) == vote(0, 6)
+
+
+def test_a_key_of_a_pending_set_neither_votes_nor_seals_until_the_hand_over(tmp_path: Path) -> None:
+    """A ChangeValidators waits for its block to be final under the set in force: until then a
+    node whose key only the new set names does not vote or seal, and its votes are refused
+    (``NotAValidator``); once the new set is in force it does both, and an outgoing member's
+    votes still count during the hand-over."""
+    chain = new_chain(tmp_path / "poa", poa_params())
+    change = _change(chain, _set([*KEYS[:3], NEWCOMER]), KEYS[:3])
+    chain.add_block(propose(chain, 1, txs=[change]), now=at(1))
+    node = Node("n0", chain, NodeConfig(validator=NEWCOMER))
+    node.add_peer("p")
+    node.add_peer("q")
+    assert node.handle("p", VoteMsg(votes_for(chain, [NEWCOMER])[0]), at(2)) == []
+    assert node.stats.votes_refused == {"NotAValidator": 1}
+    assert node._vote(at(2)) == []
+    assert all(node._propose(at(slot)) == [] for slot in range(2, 6)), "not the set in force"
+    carry(chain, [2, 3], KEYS)  # block 3 finalizes block 1: the hand-over begins
+    assert hand_over(chain.view()) is not None
+    assert relayed(node._vote(at(3))), "a member of the set in force votes"
+    outgoing = votes_for(chain, [KEYS[3]])[0]
+    assert relayed(node.handle("p", VoteMsg(outgoing), at(3))) == [outgoing], (
+        "an outgoing member's vote counts"
+    )
+    mine = next(
+        s
+        for s in range(4, 12)
+        if proposer_of(validator_set(chain.view()).members, s).key == NEWCOMER.public_key
+    )
+    assert node._propose(at(mine)), "it seals its slot"
+    assert chain.head.header.proposer == NEWCOMER.public_key

@@ -60,6 +60,7 @@ from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate
 from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, LostLog, Mempool, PoolEvent
 from gridnet.ledger.miner import propose_block
 from gridnet.ledger.poa import (
+    is_voter,
     proposer_of,
     seal_valid,
     sign_vote,
@@ -1890,7 +1891,7 @@ class Node:
         slot = slot_of(chain.params, head.header.timestamp)
         if slot <= max(justified.slot, last.target) or justified.slot < last.source:
             return []
-        if validator_set(chain.view()).member(key.public_key) is None:
+        if not is_voter(chain.view(), key.public_key):  # (a pending set's key does not vote yet)
             return []
         vote = sign_vote(key, chain.chain_id, Vote(justified, Checkpoint(head.height, slot, head.hash)))
         self._last_vote = LastVote(justified.slot, slot)
@@ -1934,7 +1935,7 @@ class Node:
         if self.votes.holds(vid, vote.key):
             return []
         key = vote.key.hex()[:16]
-        if validator_set(chain.view()).member(vote.key) is None:
+        if not is_voter(chain.view(), vote.key):
             return self._refuse_vote(NotAValidator(f"vote by {key}, which is not in the validator set"))
         justified = chain.justified()
         assert justified is not None
