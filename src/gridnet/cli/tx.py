@@ -515,7 +515,8 @@ def tx_change_validators(
     ],
 ) -> Build:
     """On a permissioned chain: replace the validator set (approved by members holding more
-    than two thirds of the current votes)."""
+    than two thirds of the current votes), once the block that includes it is final under the
+    current set, after a hand-over (docs/protocol.md 22)."""
     approvals = []
     for text in approval:
         key_hex, _, sig_hex = text.partition(":")
