@@ -45,7 +45,8 @@ redemption per meter, a Helios mint passing over a reading that can never come.
 an order for a cleared auction is late whatever the block's timestamp; a reading already
 recorded is passed over in a batch, and one across a gap waits ``GAP_GRACE_INTERVALS``
 (``ReadingGapEarly``); a Helios island carries its meters' owners' consents
-(``IslandConsentMissing``) and no node cap that allows 0 Wh an interval; a ChangeValidators
+(``IslandConsentMissing``) and no node cap that allows 0 Wh an interval, and an island meter's
+auction order is held to its cap (``IslandCapExceeded``); a ChangeValidators
 waits until its block is final under the set in force, then hands over (more than two thirds
 of both sets justify) until the next final block (``ValidatorChangePending`` meanwhile)."""
 
