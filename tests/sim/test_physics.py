@@ -16,14 +16,24 @@ def test_a_battery_takes_and_gives_at_most_its_power_per_interval() -> None:
 
 
 def test_the_power_limit_holds_for_the_interval_however_many_calls_make_it() -> None:
-    """Covering the load, then selling down, in one interval: one limit, net (a home that
-    covered 36 Wh of load and sold 250 more through a 1 kW battery delivered 286 Wh)."""
+    """In and out together: what was charged in an interval leaves that much less to
+    discharge (a battery that took and gave back in one interval had moved twice its power)."""
     battery = Battery(10_000, 5_000, max_power_w=1_000)  # 250 Wh per 15 minutes
     assert battery.discharge(36) == 36 and battery.discharge(250) == 214 and battery.discharge(1) == 0
-    assert battery.charge(100) == 100 and battery.discharge(500) == 100  # back to 250 out, net
+    assert battery.charge(100) == 0 and battery.moved_wh == 250
     battery.begin_interval()
-    assert battery.charge(200) == 200 and battery.charge(250) == 50 and battery.charge(1) == 0
-    assert battery.net_wh == 250
+    assert battery.charge(200) == 200 and battery.discharge(250) == 50 and battery.charge(1) == 0
+    assert battery.moved_wh == 250
+
+
+def test_a_move_is_one_charge_or_discharge_and_clip_tells_it_first() -> None:
+    battery = Battery(10_000, 5_000, max_power_w=1_000, efficiency=0.81)
+    assert battery.clip(400) == 250 and battery.clip(-400) == -250 and battery.soc_wh == 5_000
+    assert battery.move(-100) == -100 and battery.soc_wh == 5_000 - 112  # (100 / 0.9, up)
+    assert battery.clip(-400) == -150 and battery.clip(400) == 150 and battery.move(400) == 150
+    assert battery.clip(1) == 0 and battery.move(-1) == 0
+    full = Battery(1_000, 990, max_power_w=10_000, efficiency=0.81)
+    assert full.clip(500) == full.can_take() == 11 and full.move(500) == 11
 
 
 def test_a_round_trip_returns_its_efficiency_and_counts_the_losses() -> None:

@@ -213,52 +213,70 @@ class Home(Agent):
         check decided to buy), with one it does what was planned (as far as the battery
         allows); a followed command caps the export or the import, and an island node's caps
         bound both (load it cannot draw is shed), as an open connection relay
-        (``disconnected``) bounds both to zero."""
+        (``disconnected``) bounds both to zero. All that is asked of the battery is netted
+        first, and it makes one move (charge or discharge) within its power limit: a planned
+        sell-down in an interval it stores a surplus only stores less."""
         e = Energy()
-        policy = self.policy
+        export_cap, import_cap = (0, 0) if disconnected else self.limits(interval)
+        surplus = pv - load
+        moved = 0  # the battery's one move [Wh]: + charged, - discharged
         if battery is not None:
             battery.begin_interval()
-        surplus = pv - load
-        if surplus >= 0:
-            stored = (
-                battery.charge(surplus) if battery and not policy.wants_to_sell(battery.soc_percent) else 0
-            )
-            e.export_wh = surplus - stored
-        else:
-            covered = battery.discharge(-surplus) if battery else 0
-            e.import_wh = -surplus - covered
-        export_cap, import_cap = (0, 0) if disconnected else self.limits(interval)
-        if battery is not None:
-            if plan is not None:  # the device operates the delivery it planned
-                assert self.meter is not None
-                e.sell_down_wh, e.night_charge_wh = SimulatedDevice(self.meter, battery).operate(
-                    plan.sell_down_wh, plan.night_charge_wh
-                )
-            elif (threshold := policy.sell_above_soc) is not None and policy.wants_to_sell(
-                battery.soc_percent
-            ):
-                above = battery.soc_wh - round(battery.capacity_wh * threshold / 100)
-                room = battery.capacity_wh // 4 if export_cap is None else export_cap - e.export_wh
-                e.sell_down_wh = battery.discharge(max(0, min(above, battery.capacity_wh // 4, room)))
-            elif policy.wants_to_buy(battery.soc_percent) and pv == 0:
-                e.night_charge_wh = battery.charge(battery.capacity_wh // 8)
-            if plan is None and check_wh:
-                e.check_wh = battery.charge(check_wh)
-                e.night_charge_wh += e.check_wh
-            e.export_wh += e.sell_down_wh
-            e.import_wh += e.night_charge_wh
+            moved = self.battery_move(battery, e, surplus, pv, plan, check_wh, export_cap, import_cap)
+        grid = surplus - moved  # + exported, - imported [Wh]
+        e.export_wh, e.import_wh = max(0, grid), max(0, -grid)
         if export_cap is not None and e.export_wh > export_cap:
-            excess = e.export_wh - export_cap
-            stored = battery.charge(excess) if battery else 0
-            e.curtailed_wh = excess - stored
+            e.curtailed_wh = e.export_wh - export_cap
             e.export_wh = export_cap
-        if import_cap is not None and e.import_wh > import_cap and battery is not None:
-            e.import_wh -= battery.discharge(e.import_wh - import_cap)
         hard = disconnected or self.island_caps is not None
         if hard and import_cap is not None and e.import_wh > import_cap:
             e.shed_wh = e.import_wh - import_cap
             e.import_wh = import_cap
         return e
+
+    def battery_move(
+        self,
+        battery: Battery,
+        e: Energy,
+        surplus: Wh,
+        pv: Wh,
+        plan: Energy | None,
+        check_wh: Wh,
+        export_cap: Wh | None,
+        import_cap: Wh | None,
+    ) -> Wh:
+        """Move ``battery`` once for the interval and return the move [Wh] (+ charged, -
+        discharged): what the home asks of it (store the ``surplus`` unless its policy sells
+        the battery down now; cover a deficit), plus what its device trades (a sell-down, a
+        night charge, a check's purchase: ``plan``'s, or the policy's on the battery as it
+        is), kept within the caps (the battery stores export over the cap and covers import
+        over it as far as it can). ``e`` gets the trades as they went: the sell-down and
+        charge are what the trade moved the battery beyond what the home alone asked."""
+        policy = self.policy
+        own = surplus if surplus < 0 or not policy.wants_to_sell(battery.soc_percent) else 0
+        own_move = battery.clip(own)
+        sell = charge = check = 0
+        if plan is not None:  # the device operates the delivery it planned
+            sell, charge = plan.sell_down_wh, plan.night_charge_wh
+        elif (threshold := policy.sell_above_soc) is not None and policy.wants_to_sell(battery.soc_percent):
+            above = battery.soc_wh - round(battery.capacity_wh * threshold / 100) + min(0, own_move)
+            sell = max(0, min(above, battery.capacity_wh // 4))
+        elif policy.wants_to_buy(battery.soc_percent) and pv == 0:
+            charge = battery.capacity_wh // 8
+        if plan is None:
+            check = check_wh
+        asked = own + charge + check - sell
+        traded = battery.clip(asked)
+        lowest = asked if export_cap is None else max(asked, surplus - export_cap)
+        target = lowest if import_cap is None else min(lowest, surplus + import_cap)
+        moved = battery.move(battery.clip(target))
+        trade = traded - own_move  # what the trade moved, less what a cap took back of it
+        if trade < 0:
+            e.sell_down_wh = -min(0, trade + max(0, moved - traded))
+        else:
+            e.night_charge_wh = max(0, trade - max(0, traded - moved))
+            e.check_wh = min(check, max(0, e.night_charge_wh - charge))
+        return moved
 
     # --- trading -------------------------------------------------------------------------
 
@@ -430,7 +448,10 @@ class Home(Agent):
             disconnected=not closed[CONNECTION],
         )
         real.curtailed_wh += self.pv_working(interval, k) - pv
-        if closed[RELEASE] and self.release_wh > release and self.battery is not None:  # then its battery
+        # Then its battery, unless it sold down (it moves one way an interval: its surplus is
+        # not negative here, so only a sell-down discharges it).
+        sold_down = real.sell_down_wh > 0
+        if closed[RELEASE] and self.release_wh > release and self.battery is not None and not sold_down:
             room = min(self.release_wh, cap) - release - real.import_wh
             release += self.battery.charge(max(0, room))
         if self.island_caps is not None and real.import_wh + release > self.island_caps[1]:
