@@ -238,7 +238,8 @@ class EvDesk(Agent):
         )
         self.station = world.key("ev-station")
         self.hid = hotspot_id(self.t.hotspot)
-        self.rng = random.Random(f"{world.s.simulation.name}/{world.s.simulation.seed}/ev/leave")
+        self.seed = f"{world.s.simulation.name}/{world.s.simulation.seed}"
+        """Seeds each vehicle's draws for a period (whether it leaves early, and when)."""
         self.deals: list[LiveDeal] = []
         self.auctions: list[AuctionLog] = []
         self.roles = {"charging": 0, "discharging": 0, "idle": 0}
@@ -379,9 +380,13 @@ class EvDesk(Agent):
                 traders[buyer.address], traders[seller.address] = buyer, seller
         if n > 1:
             for car in traders.values():
-                if self.rng.random() < t.early_leave_share:  # it leaves before the period ends
+                # Its own draws for the period, both every time: whether one vehicle trades or
+                # leaves early changes no other's.
+                rng = random.Random(f"{self.seed}/ev/leave/{car.name}/{period}")
+                leaves, at = rng.random(), rng.randint(1, n - 1)
+                if leaves < t.early_leave_share:  # it leaves before the period ends
                     arrive, _ = car.days[period // DAY]
-                    car.days[period // DAY] = (arrive, period + self.rng.randint(1, n - 1))
+                    car.days[period // DAY] = (arrive, period + at)
                     car.left_early += 1
 
     # --- the energy, the trips, the settlements --------------------------------------------
@@ -593,9 +598,10 @@ def build(world: World) -> list[Agent]:
     if arrive[0] < COMMUTE_INTERVALS:
         raise ConfigError(f"{where} arrive_utc must start at 00:30 or later (the trip takes 30 minutes)")
     s = world.s
-    rng = random.Random(f"{s.simulation.name}/{s.simulation.seed}/ev")
     cars: list[Car] = []
     for n in range(t.vehicles):
+        # Its own generators: a longer run (more days of arrivals) keeps every vehicle's sizes.
+        rng = random.Random(f"{s.simulation.name}/{s.simulation.seed}/ev/{n}")
         battery = round(rng.uniform(*t.battery_kwh) * 1000)
         commute = round(rng.uniform(*t.commute_kwh) * 1000)
         charger = int((n + 1) * t.home_charger_share) > int(n * t.home_charger_share)
@@ -615,9 +621,10 @@ def build(world: World) -> list[Agent]:
             least_wh=commute if charger else 2 * commute,
         )
         for day in range(world.first // DAY, world.last // DAY + 1):
+            when = random.Random(f"{s.simulation.name}/{s.simulation.seed}/ev/{n}/day/{day}")
             car.days[day] = (
-                day * DAY + rng.randint(arrive[0], arrive[1]),
-                day * DAY + rng.randint(depart[0], depart[1]),
+                day * DAY + when.randint(arrive[0], arrive[1]),
+                day * DAY + when.randint(depart[0], depart[1]),
             )
         cars.append(car)
     registry = VehicleRegistry("vehicle-registry", world.key("vehicle-registry"), world.node_for(0))

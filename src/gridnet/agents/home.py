@@ -53,7 +53,7 @@ from gridnet.meter.device import MeterDevice
 from gridnet.meter.status import firmware_image_hash
 from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CommandNote, StateNote
-from gridnet.sim.scenario import data_path, gnc
+from gridnet.sim.scenario import Scenario, data_path, gnc
 from gridnet.units import INTERVAL_MS, Interval, UnitsPerKWh, Wh, interval_start
 from gridnet.world.demand import Consumer, demand
 from gridnet.world.solar import PvArray, Sky, irradiance, pv_energy
@@ -606,8 +606,11 @@ class Home(Agent):
 def build(world: World) -> list[Agent]:
     """The scenario's homes: the first ``pv_share`` have PV (the first ``battery_share`` of
     those a battery), then the businesses; feeders in turn; the last homes without PV are on
-    the hill (relays)."""
-    s, rng = world.s, world.rng
+    the hill (relays). Each home draws its prices and sizes from its own generators, every
+    value whether it has a use for it or not: a key changes only what it is about (had the
+    homes drawn in turn from one generator, only those with a battery drawing a capacity,
+    ``battery_share`` would have changed every later home's PV and load)."""
+    s = world.s
     h = s.homes
     owners = len(s.line_owners)
     maker = world.with_role("manufacturer").address
@@ -627,8 +630,12 @@ def build(world: World) -> list[Agent]:
     for i in range(h.count):
         home = Home(f"home-{i}", world, i)
         has_pv, has_bat = i < n_pv, i < n_bat
-        cap = gnc(round(rng.uniform(*h.buy_cap), 4))
-        floor = gnc(round(rng.uniform(*h.sell_floor), 4))
+        prices, drawn = _draws(s, home.name, "prices"), _draws(s, home.name, "sizes")
+        cap = gnc(round(prices.uniform(*h.buy_cap), 4))
+        floor = gnc(round(prices.uniform(*h.sell_floor), 4))
+        capacity = round(drawn.uniform(*h.battery_kwh) * 1000)
+        pv_kw = round(drawn.uniform(*h.pv_kw), 2)
+        annual_kwh = round(drawn.uniform(*h.annual_kwh), 1)
         trusted = {"meters": frozenset({security})} if _spread(i, s.security.trusting_share) else {}
         if not (has_pv and _spread(i, s.dso.override_share)):
             trusted["dso"] = frozenset({dso})
@@ -651,13 +658,12 @@ def build(world: World) -> list[Agent]:
             floors = [w.price for w in home.policy.sell]
             home.sell_floor = min(floors) if floors else None
         if has_bat:
-            capacity = round(rng.uniform(*h.battery_kwh) * 1000)
             home.battery = Battery(capacity, capacity // 2, round(h.battery_kw * 1000), h.battery_efficiency)
         home.feeder = i % owners
         home.on_hill = i >= hill_first
-        home.pv_kw = round(rng.uniform(*h.pv_kw), 2) if has_pv else 0.0
+        home.pv_kw = pv_kw if has_pv else 0.0
         home.business = i in businesses
-        home.annual_kwh = h.business_kwh if home.business else round(rng.uniform(*h.annual_kwh), 1)
+        home.annual_kwh = h.business_kwh if home.business else annual_kwh
         home.load_profile = h.business_profile if home.business else h.load_profile
         home.acks_own_meter = not has_pv and _every(i - n_pv, h.ack_own_meter_share)
         homes.append(home)
@@ -683,6 +689,11 @@ def _profiles(world: World, homes: list[Home]) -> None:
         rng = random.Random(f"{label}/forecast")
         home.pv_forecast = forecast(home.pv_wh, s.homes.forecast_error, rng)
         home.load_forecast = forecast(home.load_wh, s.homes.forecast_error, rng)
+
+
+def _draws(s: Scenario, home: str, purpose: str) -> random.Random:
+    """``home``'s own generator for ``purpose``, seeded by the scenario and nothing else."""
+    return random.Random(f"{s.simulation.name}/{s.simulation.seed}/{home}/{purpose}")
 
 
 def forecast(real: list[Wh], error: float, rng: random.Random) -> list[Wh]:

@@ -132,7 +132,8 @@ class Tally:
 class World:
     def __init__(self, scenario: Scenario) -> None:
         self.s = scenario
-        self.rng = random.Random(scenario.simulation.seed)
+        self.datagrams: Counter[tuple[str, str]] = Counter()
+        """Datagrams sent over the relays, by (sender, target)."""
         self.area = scenario.simulation.area
         self.first = interval_of(scenario.start_ms)
         self.last = self.first + scenario.simulation.intervals - 1
@@ -461,13 +462,23 @@ class World:
         )
         self.submit(sender, pool)
 
+    def datagram_nonce(self, sender: str, to: str) -> bytes:
+        """The nonce of ``sender``'s next datagram to ``to``: seeded by the scenario and the
+        pair's count alone (one generator for all had made one home's extra datagram change
+        every later datagram of every other home)."""
+        self.datagrams[(sender, to)] += 1
+        seed = (
+            f"{self.s.simulation.name}/{self.s.simulation.seed}/{sender}/{to}/{self.datagrams[(sender, to)]}"
+        )
+        return random.Random(seed).randbytes(16)
+
     def send(self, sender: Agent, note: Note, to: Agent) -> None:
         """``sender`` sends ``note`` to ``to``: a paid datagram over the relays when they run
         (``sender`` needs a pool for that connection), else handed over directly (to itself,
         or on a devnet, where relays are not simulated). A DSO command without relays is
         posted at the sender's node instead, where devices read it (:meth:`commands`)."""
         if self.relaynet is not None and (sender.name, to.name) in self.relaynet.senders:
-            self.relaynet.send(sender.name, note, self.rng.randbytes(16), to.name)
+            self.relaynet.send(sender.name, note, self.datagram_nonce(sender.name, to.name), to.name)
         elif isinstance(note, CommandNote) and to is not sender:
             rule = self.backend.post_command(sender.node, note.command)
             if rule:
