@@ -10,6 +10,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import FirmwareInstallFailed
 from gridnet.meter.reading import is_signed_by
 from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter, Telemetry
+from gridnet.sim.physics import Battery
 
 KEY = PrivateKey.from_label("telemetry-test-meter")
 OTHER = PrivateKey.from_label("telemetry-test-other")
@@ -63,6 +64,15 @@ def test_a_meter_that_cannot_take_a_release_keeps_its_firmware() -> None:
         stuck.install("1.1.0", image)
     assert stuck.firmware() == before
     assert stuck.meter.read(START, 1, 0).reading.firmware == "1.0.0"
+
+
+def test_the_adapter_moves_the_storage_once_an_interval() -> None:
+    """``operate`` takes the interval's net move (+ charge, - discharge), as far as the
+    storage allows; a site without storage moves nothing."""
+    battery = Battery(10_000, 5_000, max_power_w=4_000, efficiency=1.0)  # (1,000 Wh an interval)
+    device = SimulatedDevice(SimulatedMeter(OTHER), battery)
+    assert device.operate(1_500) == 1_000 and device.stored_wh() == 6_000
+    assert SimulatedDevice(SimulatedMeter(KEY), None).operate(-300) == 0
 
 
 def test_simulated_meter_refuses_negative_energy() -> None:

@@ -25,7 +25,5 @@ class SimulatedDevice:
     def install(self, version: str, image: bytes) -> SignedMeterStatus:
         return self.meter.install(version, image)
 
-    def operate(self, sell_wh: Wh, charge_wh: Wh) -> tuple[Wh, Wh]:
-        if self.battery is None:
-            return 0, 0
-        return self.battery.discharge(sell_wh), self.battery.charge(charge_wh)
+    def operate(self, move_wh: Wh) -> Wh:
+        return 0 if self.battery is None else self.battery.move(move_wh)

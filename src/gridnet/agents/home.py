@@ -269,7 +269,9 @@ class Home(Agent):
         traded = battery.clip(asked)
         lowest = asked if export_cap is None else max(asked, surplus - export_cap)
         target = lowest if import_cap is None else min(lowest, surplus + import_cap)
-        moved = battery.move(battery.clip(target))
+        # (the home's own battery through its device's adapter; a plan moves a copy of it)
+        operate = self.device.operate if battery is self.battery and self.meter is not None else battery.move
+        moved = operate(battery.clip(target))
         trade = traded - own_move  # what the trade moved, less what a cap took back of it
         if trade < 0:
             e.sell_down_wh = -min(0, trade + max(0, moved - traded))

@@ -27,6 +27,8 @@ class MeterAdapter(Protocol):
         """Install a firmware release; the meter's new signed status (for the chain).
         Raises ``FirmwareInstallFailed`` when the meter cannot take it."""
 
-    def operate(self, sell_wh: Wh, charge_wh: Wh) -> tuple[Wh, Wh]:
-        """Deliver what was traded from storage: discharge ``sell_wh`` to the grid and charge
-        ``charge_wh`` from it, as far as the storage allows; (sold, charged) [Wh]."""
+    def operate(self, move_wh: Wh) -> Wh:
+        """Move the storage by ``move_wh`` in this interval, once: charge it when positive,
+        discharge it when negative (what the site's surplus or shortfall and what was traded ask
+        of it, netted first), as far as the storage allows; what moved (+ taken, - delivered)
+        [Wh]."""
