@@ -22,10 +22,10 @@ from gridnet.agents.world import World
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import DuplicateReading, ReadingOutOfOrder, ReadingSignatureInvalid, UnknownMeter
-from gridnet.ledger.txs.meter import GAP_GRACE_INTERVALS
+from gridnet.ledger.txs.meter import GAP_GRACE_INTERVALS, SubmitReadings
 from gridnet.meter.mqtt import DEFAULT_TOPIC_PREFIX, LOOPBACK, MAX_FIELD_BYTES, MqttTelemetry
 from gridnet.meter.reading import SignedReading, sign_reading
-from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.meter.telemetry import InMemoryTelemetry, SimulatedMeter
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network
 from gridnet.sim.scenario import scenario_from_dict
 from gridnet.units import Interval
@@ -80,6 +80,38 @@ def test_the_collector_holds_a_reading_across_a_gap_until_the_chain_takes_it() -
     assert collector.ready([then, b3], taken_at - 1) == [b3]
     assert collector.ready([], taken_at) == [across, then]
     assert collector.held == {} and collector.sent == {a.meter_id: START + 3, b.meter_id: START + 2}
+
+
+class RefusingNode:
+    """What ``Collector.collect`` uses of a world (its telemetry and its node's answer), with
+    a node that refuses the batches it is told to."""
+
+    def __init__(self) -> None:
+        self.telemetry = InMemoryTelemetry()
+        self.refuse: set[int] = set()
+        self.taken: list[tuple[int, ...]] = []
+
+    def submit(self, _who: Agent, payload: SubmitReadings) -> bool:
+        intervals = tuple(r.reading.interval for r in payload.readings)
+        if intervals[0] in self.refuse:
+            return False
+        self.taken.append(intervals)
+        return True
+
+
+def test_a_batch_the_node_refuses_leaves_the_next_readings_held_across_the_gap() -> None:
+    """The collector counted a batch sent when it handed it over: one the node refused made
+    the meters' next readings look in order while on chain they were across a gap, so every
+    later batch, for all meters, was refused until the grace ended."""
+    meter = SimulatedMeter(PrivateKey.from_label("a"))
+    collector = Collector("collector", PrivateKey.from_label("collector"), "n0")
+    world = RefusingNode()
+    world.refuse.add(START + 1)
+    for interval in range(START, START + 3 + GAP_GRACE_INTERVALS):
+        world.telemetry.publish(meter.read(interval, 1, 0))
+        collector.collect(world, interval)  # type: ignore[arg-type]
+    held = [(START + 2, START + 3, START + 4, START + 5)]  # (taken once START + 1 has had its grace)
+    assert world.taken == [(START,), *held, (START + 6,)]
 
 
 def key_of(signed: SignedReading) -> tuple[bytes, int]:

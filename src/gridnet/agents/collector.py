@@ -80,10 +80,14 @@ class Collector(Agent):
                 }
                 telemetry.admit = ReadingGate(served).admit
             telemetry.flush(len(world.readings.get(interval, {})))  # bounded wait: all taken
+        sent = dict(self.sent)
         # (the readings of ``interval`` are collected once it has ended: the block is of a later one)
         batch = tuple(self.ready(telemetry.collect(), interval + 1))
-        if batch:
-            world.submit(self, SubmitReadings(batch))
+        if batch and not world.submit(self, SubmitReadings(batch)):
+            # Not taken now (refused, or waiting on a nonce): the meters' last readings sent are
+            # those before it, so that their next are held across the gap rather than sinking
+            # every later batch until the grace ends (``ReadingGapEarly``).
+            self.sent = sent
 
     def ready(self, arrived: list[SignedReading], now: Interval) -> list[SignedReading]:
         """Of the readings ``arrived`` and those held, in canonical order (by meter and interval,
