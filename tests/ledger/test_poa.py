@@ -523,6 +523,20 @@ def test_a_fault_while_a_change_is_pending_removes_the_key_from_both_sets(chain:
     assert {m.key for m in validator_set(chain.view()).members} == {NEWCOMER.public_key}
 
 
+def test_a_fault_by_the_only_key_of_a_pending_change_drops_the_change(chain: Chain) -> None:
+    """A report was LastValidator when the key was the whole of a pending change's set, so
+    that key's fault went unpunished while the change waited, and it kept its votes in the set
+    in force. Now the key leaves the set in force and the change, its set empty, is dropped."""
+    alone = KEYS[0]
+    chain.add_block(propose(chain, 1, txs=[_change(chain, _set([alone]), KEYS[:3])]), now=at(1))
+    source = Checkpoint(0, 0, chain.chain_id)
+    a = sign_vote(alone, chain.chain_id, Vote(source, Checkpoint(1, 1, chain.head.hash)))
+    b = sign_vote(alone, chain.chain_id, Vote(source, Checkpoint(1, 1, bytes(32))))
+    chain.add_block(propose(chain, 2, txs=[_report(chain, votes=(a, b))]), now=at(2))
+    assert validator_set(chain.view()).member(alone.public_key) is None
+    assert pending_change(chain.view()) is None
+
+
 def test_a_fault_during_a_hand_over_removes_an_outgoing_key(chain: Chain) -> None:
     """An outgoing member still votes during the hand-over, and a fault it commits removes it
     from the outgoing set: justification then needs more than two thirds of the others."""

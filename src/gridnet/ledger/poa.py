@@ -475,7 +475,8 @@ def fault_slot(params: ChainParams, headers: tuple[Header, ...], votes: tuple[Si
 def remove_validator(state: StateView, key: bytes) -> None:
     """Take ``key`` out of every set it is in: the set in force (the next slot's proposer is
     picked among the others; ``seq`` + 1), the outgoing set of a hand-over and the pending
-    change's set (a proven fault is not let back in by an approval signed before it). As on
+    change's set (a proven fault is not let back in by an approval signed before it; a change
+    whose set that empties is dropped: its approvers may propose another). As on
     any change of the set, the votes counted so far are dropped, to be counted again under
     the new weights: a tally kept would not justify its target once the smaller total put it
     above two thirds, as no vote already counted in it can be counted again."""
@@ -490,7 +491,7 @@ def remove_validator(state: StateView, key: bytes) -> None:
     pending = pending_change(state)
     if pending is not None:
         kept = tuple(m for m in pending.members if m.key != key)
-        state.put(PENDING_CHANGE, ONLY, replace(pending, members=kept))
+        state.put(PENDING_CHANGE, ONLY, replace(pending, members=kept) if kept else None)
     state.put(MEMBERSHIPS, key, None)
     drop_tallies(state)
 

@@ -172,13 +172,10 @@ def apply_report_validator_fault(
 
 
 def _member_keys(state: StateView) -> list[tuple[bytes, ...]]:
-    """The keys of each set a fault report takes a key out of: the set in force, the outgoing
-    set of a hand-over and the pending change's set."""
-    sets = [s.members for s in voting_sets(state)]
-    pending = pending_change(state)
-    if pending is not None:
-        sets.append(pending.members)
-    return [tuple(m.key for m in members) for members in sets]
+    """The keys of each set that votes (the set in force, and the outgoing set of a
+    hand-over): a fault report may not empty one. (A pending change whose set it empties is
+    dropped instead: its only key, at fault, cannot shield itself by it.)"""
+    return [tuple(m.key for m in s.members) for s in voting_sets(state)]
 
 
 CHANGE_VALIDATORS_RULES = TxRules(ChangeValidators, validate_change_validators, apply_change_validators)
