@@ -704,7 +704,8 @@ def tx_close_redemption(
         str, typer.Option("--redemption", help="The RedeemCredits transaction's id (hex).")
     ],
 ) -> Build:
-    """Close a redemption: discharged (the meter's readings show the energy) or the controller's default."""
+    """Close a redemption: discharged (the meter's readings show the energy), or once its window is over the
+    controller's default, or lapsed (a reading of the window can never come)."""
     try:
         rid = bytes.fromhex(redemption)
     except ValueError:
