@@ -66,6 +66,10 @@ class FlowResult:
     signed or settled, so not rounded to whole Wh)."""
     transformer_losses_wh: tuple[float, ...]
     """Per feeder: its transformer's losses over the interval [Wh]."""
+    transformer_wh: tuple[float, ...]
+    """Per feeder: the energy its transformer took from the grid over the interval, negative
+    when the feeder fed the grid [Wh]: its homes' import less their export, plus its cables'
+    and its transformer's losses (what the substation's meter measures)."""
     max_loading_percent: tuple[float, ...]
     """Per feeder: its most loaded cable's loading [% of its rated current]."""
     v_min_pu: tuple[float, ...]
@@ -497,10 +501,13 @@ class Grid:
         max_loading: list[float] = []
         v_min: list[float] = []
         v_max: list[float] = []
+        through: list[float] = []
         start = 0
-        for homes in self.feeders:
+        for f, homes in enumerate(self.feeders):
             end = start + len(homes)
             losses.append(float(line_mw[start:end].sum()) * 1e6 * HOURS)
+            net = sum(import_wh.get(name, 0) - export_wh.get(name, 0) for name in homes)
+            through.append(net + losses[-1] + (trafo_mw[f] * 1e6 * HOURS if trafo_mw else 0.0))
             max_loading.append(max(loading[start:end], default=0.0))
             v_min.append(min(home_v[start:end], default=1.0))
             v_max.append(max(home_v[start:end], default=1.0))
@@ -508,6 +515,7 @@ class Grid:
         result = FlowResult(
             tuple(losses),
             tuple(mw * 1e6 * HOURS for mw in trafo_mw),
+            tuple(through),
             tuple(max_loading),
             tuple(v_min),
             tuple(v_max),
