@@ -76,16 +76,19 @@ def test_the_chain_is_audited_and_every_contract_ends(runs: tuple[Any, ...]) -> 
 
 def test_forecasts_miss_and_the_market_settles_what_meters_read(runs: tuple[Any, ...]) -> None:
     """Orders follow the forecast, settlement the meters: sellers short of what they sold are
-    paid for what they delivered, buyers short of what they used buy the rest from the DSO
-    at the imbalance price, and a device acknowledging less than the seller's meter shows is
-    disputed on chain and loses."""
+    paid for what they delivered, and a device acknowledging less than the seller's meter
+    shows is disputed on chain and loses. Buyers short of what they used buy the rest from
+    the DSO at the imbalance price only as far as its substation meter shows it supplied the
+    area: around midday the area feeds the grid, and their shortfall is the neighbours'
+    export no contract sold (the winter's, below, is the DSO's)."""
     report, _, _ = runs
     assert report["forecast"]["net_energy_abs_error_percent"] > 5
     c = report["contracts"]
     assert c["disputes_raised"] >= 1 and c["disputes_resolved"] == c["disputes_raised"]
     imbalance = c["imbalance"]
-    assert imbalance["bought_wh"] == imbalance["shortfall_wh"] > 0
+    assert imbalance["bought_wh"] == imbalance["shortfall_wh"]
     assert imbalance["paid_gnc"] == pytest.approx(imbalance["bought_wh"] / 1000 * 0.40, abs=1e-6)
+    assert report["energy"]["imported_unsold_wh"] > 0
 
 
 def test_with_perfect_forecasts_every_contract_is_settled_in_full(tmp_path: Path) -> None:
@@ -126,6 +129,39 @@ def test_energy_sold_equals_what_meters_exported(runs: tuple[Any, ...]) -> None:
         chain.close()
 
 
+def test_homes_pay_for_no_more_than_they_import_and_the_substation_reads_the_power_flow(
+    runs: tuple[Any, ...],
+) -> None:
+    """In every interval each home's paid-for import (from homes, from the DSO, at the
+    imbalance price, from aggregators) is within its meter's import, the DSO's sales as
+    anyone's; and the DSO's substation meter signs the flow through the area's transformers:
+    the homes' net import plus the cables' and transformers' losses (the power flow)."""
+    report, _, out = runs
+    homes = pq.read_table(out / "series" / "homes.parquet").to_pylist()
+    for row in homes:
+        paid = row["bought_p2p_wh"] + row["bought_dso_wh"] + row["imbalance_wh"] + row["bought_agg_wh"]
+        assert paid <= row["import_wh"], (row["home"], row["interval"])
+    assert report["energy"]["paid_not_imported_wh"] == 0
+    through: dict[int, float] = {}
+    for line in pq.read_table(out / "series" / "lines.parquet").to_pylist():
+        flow = line["import_wh"] - line["export_wh"] + line["losses_wh"] + line["transformer_losses_wh"]
+        through[line["interval"]] = through.get(line["interval"], 0.0) + flow
+    sim = same_world(out / "unused-substation")
+    sim.close()
+    meter = sim.world.with_role("dso").meter
+    assert meter is not None
+    chain = Chain.open(out / "chain")
+    try:
+        view = chain.view()
+        for i, wh in sorted(through.items()):
+            r = view.get(READINGS, reading_key(meter.meter_id, i))
+            assert r is not None
+            assert r.exported_wh * r.imported_wh == 0  # (one direction in an interval)
+            assert abs(r.exported_wh - r.imported_wh - wh) <= 1, i  # (to the Wh)
+    finally:
+        chain.close()
+
+
 def test_subsidies_and_revenue_by_role(runs: tuple[Any, ...]) -> None:
     report, _, _ = runs
     rate = 2_000_000  # 0.02 GNC per kWh, the default
@@ -145,7 +181,12 @@ def test_the_sun_and_the_season_drive_the_homes(runs: tuple[Any, ...], tmp_path:
         "simulation": {**SMALL["simulation"], "start": "2026-12-21T10:30:00Z"},
         "weather": {"sky": "clouds", "cloudiness": 0.9},
     }
-    winter = simulate(scenario_from_dict(winter_doc, "winter"), tmp_path / "w")["energy"]
+    winter_report = simulate(scenario_from_dict(winter_doc, "winter"), tmp_path / "w")
+    winter = winter_report["energy"]
+    imbalance = winter_report["contracts"]["imbalance"]  # (the area draws from the grid)
+    assert imbalance["bought_wh"] == imbalance["shortfall_wh"] > 0
+    assert imbalance["paid_gnc"] == pytest.approx(imbalance["bought_wh"] / 1000 * 0.40, abs=1e-6)
+    assert winter["paid_not_imported_wh"] == 0
     assert summer["pv_wh"] > 0 and winter["pv_wh"] < 0.3 * summer["pv_wh"]
     assert winter["load_wh"] > 1.2 * summer["load_wh"]
     for e in (summer, winter):
@@ -523,7 +564,9 @@ def test_every_run_writes_its_time_series(runs: tuple[Any, ...], tmp_path: Path)
     )
     assert sum(r["sold_p2p_wh"] for r in rows) == sum(r["bought_p2p_wh"] for r in rows) == energy["p2p_wh"]
     assert sum(r["bought_dso_wh"] for r in rows) == energy["bought_from_dso_wh"]
-    assert sum(r["imbalance_wh"] for r in rows) == contracts["imbalance"]["bought_wh"] > 0
+    assert (
+        sum(r["imbalance_wh"] for r in rows) == contracts["imbalance"]["bought_wh"]
+    )  # (0: the area exports)
     by_home = {h["name"]: h for h in report["homes"]}
     for r in rows:
         if r["interval"] == report["scenario"]["first_interval"] + n - 1:  # the bill at the end

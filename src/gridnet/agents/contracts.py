@@ -1,10 +1,16 @@
 """What every party to an energy contract computes the same way from public data.
 
 The auction's result is public (anyone holding the orders recomputes it) and so are the
-meters' signed readings: from them, each contract's *due* energy follows. A seller whose
-meter exported less than it sold in an interval delivered to each of its contracts a share
-in proportion (rounded down); the buyer's device acknowledges that, the seller is paid for
-it, and the rest of the deposit goes back to the buyer when the contract closes.
+meters' signed readings: from them, each contract's *due* energy follows. A contract delivers
+no more than its seller's meter exported, the DSO's substation meter as any other, and no more
+than its buyer's meter imported: a seller whose meter exported less than it sold in an
+interval delivered to each of its contracts a share in proportion (rounded down), and a buyer
+whose meter imported less than those shares (less what it took under something else than a
+contract, ``World.received_otherwise``) received of each a share in proportion again. The DSO
+as a buyer takes all a home exported to it: its substation meter reads the area's net flow
+through the transformers (losses included), not what it received. The buyer's device
+acknowledges what is due, the seller is paid for it, and the rest of the deposit goes back to
+the buyer when the contract closes.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ if TYPE_CHECKING:
 
 
 def dues(world: World, interval: Interval) -> dict[bytes, Wh]:
-    """Contract id -> the energy its seller delivered under it in ``interval`` [Wh]."""
+    """Contract id -> the energy its seller delivered under it in ``interval`` [Wh]: within
+    what the seller's meter exported and what the buyer's meter imported (the DSO's excepted),
+    in proportion to each party's contracts, rounded down."""
     cache = world.dues_cache
     if interval in cache:
         return cache[interval]
@@ -32,18 +40,38 @@ def dues(world: World, interval: Interval) -> dict[bytes, Wh]:
     sold: dict[Address, Wh] = defaultdict(int)
     for deal in deals:
         sold[deal.seller.address] += deal.trade.wh
-    out: dict[bytes, Wh] = {}
     published = world.readings.get(interval, {})
     complete = True
+    sent: dict[bytes, Wh] = {}
     for deal in deals:
-        seller = deal.seller
-        complete = complete and seller.meter is not None and seller.meter.meter_id in published
-        exported, _ = world.metered(seller, interval)
-        total = sold[seller.address]
-        out[deal.cid] = deal.trade.wh if exported >= total else deal.trade.wh * exported // total
-    if complete:  # (a seller whose reading is still to come has delivered nothing yet)
+        for party in (deal.seller, deal.buyer):
+            complete = complete and party.meter is not None and party.meter.meter_id in published
+        exported, _ = world.metered(deal.seller, interval)
+        total = sold[deal.seller.address]
+        sent[deal.cid] = deal.trade.wh if exported >= total else deal.trade.wh * exported // total
+    taken: dict[Address, Wh] = defaultdict(int)
+    for deal in deals:
+        taken[deal.buyer.address] += sent[deal.cid]
+    out: dict[bytes, Wh] = {}
+    for deal in deals:
+        if deal.buyer.role == "dso":  # (the grid: it takes all that is exported to it)
+            out[deal.cid] = sent[deal.cid]
+            continue
+        room = import_room(world, deal.buyer, interval)
+        total = taken[deal.buyer.address]
+        out[deal.cid] = sent[deal.cid] if room >= total else sent[deal.cid] * room // total
+    if complete:  # (a party whose reading is still to come has delivered or taken nothing yet)
         cache[interval] = out
     return out
+
+
+def import_room(world: World, buyer: Agent, interval: Interval) -> Wh:
+    """What ``buyer``'s meter imported in ``interval`` that its contracts may deliver: less
+    what it took under something else (an aggregators' record, redeemed energy) [Wh]."""
+    _, imported = world.metered(buyer, interval)
+    otherwise = world.received_otherwise.get(interval, {}).get(buyer.address, 0)
+    otherwise -= world.from_area.get(interval, {}).get(buyer.address, 0)  # (no contract's: see there)
+    return max(0, imported - otherwise)
 
 
 def contracts_on_chain(world: World) -> dict[bytes, ContractRecord]:

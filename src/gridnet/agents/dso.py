@@ -64,6 +64,10 @@ class Dso(Agent):
         self.books: dict[Interval, list[tuple[Order, int]]] = {}
         """Each cleared interval's orders (its own included) with the energy each traded [Wh]."""
         self.shortfall_wh = 0
+        """Homes' import no contract covered that its substation meter shows it supplied [Wh]."""
+        self.from_area_wh = 0
+        """Homes' import that neither a contract nor the DSO supplied: neighbours' export that
+        no contract sold, which nobody paid for [Wh]."""
         self.auctions: set[Interval] = set()
         """On-chain market: intervals whose auction it placed its orders in, not cleared yet."""
         self.own_due: dict[Interval, int] = {}
@@ -294,22 +298,36 @@ class Dso(Agent):
                 self.relay_spans[(name, relay)] = [s for s in spans if s[1] >= interval]
 
     def balance(self, world: World, interval: Interval) -> None:
-        """Its substation meter reads what it sold (in full) and what it bought (as
-        delivered), plus every home's shortfall it supplied; then it reads the power flow."""
+        """Its substation meter reads the power flow through the area's transformers (export
+        into the area when the grid supplied it, import when the area fed the grid). What its
+        meter exported beyond its contracts' deliveries is the homes' shortfall it supplied
+        (in proportion to each home's, rounded down); a home's import that neither a contract
+        nor the DSO supplied came from neighbours' export no contract sold (``World.from_area``).
+        Then it reads the power flow."""
         assert self.meter is not None
+        through = world.transformer_wh(interval)
+        world.publish(self.meter.read(interval, max(0, through), max(0, -through)))
         due = dues(world, interval)
         deals = world.deals.get(interval, [])
-        sold = sum(d.trade.wh for d in deals if d.seller is self)
-        bought = sum(due[d.cid] for d in deals if d.buyer is self)
+        exported, _ = world.metered(self, interval)
+        left = max(0, exported - sum(due[d.cid] for d in deals if d.seller is self))
         received: dict[Address, int] = defaultdict(int, world.received_otherwise.get(interval, {}))
-        for d in deals:  # (what it sold it delivers in full: its own reading is still to come)
-            received[d.buyer.address] += d.trade.wh if d.seller is self else due[d.cid]
-        shortfall = 0
-        for agent in world.agents:
-            if agent.feeder is not None and agent is not self:
-                shortfall += max(0, world.metered(agent, interval)[1] - received[agent.address])
-        self.shortfall_wh += shortfall
-        world.publish(self.meter.read(interval, sold + shortfall, bought))
+        for d in deals:
+            received[d.buyer.address] += due[d.cid]
+        lacking = {
+            agent.address: max(0, world.metered(agent, interval)[1] - received[agent.address])
+            for agent in world.agents
+            if agent.feeder is not None and agent is not self
+        }
+        total = sum(lacking.values())
+        for address, wh in lacking.items():
+            supplied = wh if total <= left else wh * left // total
+            self.shortfall_wh += supplied
+            if wh > supplied:  # (no shortfall of the DSO's: the home acknowledges none of it)
+                self.from_area_wh += wh - supplied
+                world.from_area[interval][address] = wh - supplied
+                otherwise = world.received_otherwise[interval]
+                otherwise[address] = otherwise.get(address, 0) + wh - supplied
         self.watch_grid(world, interval)
 
     def watch_grid(self, world: World, interval: Interval) -> None:
@@ -352,12 +370,13 @@ class Dso(Agent):
                 world.send(self, CommandNote(signed), home)
 
     def acknowledge(self, world: World, interval: Interval) -> None:
-        """As a buyer (of surplus): acknowledge what each seller's meter shows delivered. As
-        a seller: dispute a state paying less than it delivered."""
+        """As a buyer (of surplus): acknowledge what each seller's meter shows delivered. As a
+        seller: dispute a state paying less than it delivered (within what its substation
+        meter exported and each buyer's meter imported)."""
         due = dues(world, interval)
         for deal in world.deals.get(interval, []):
-            if deal.seller is self:
-                dispute_if_short(world, self, deal, deal.trade.wh)
+            if deal.seller is self and due[deal.cid]:
+                dispute_if_short(world, self, deal, due[deal.cid])
             if deal.buyer is not self:
                 continue
             wh = due[deal.cid]

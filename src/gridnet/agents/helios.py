@@ -51,7 +51,7 @@ from gridnet.ledger.txs.helios import (
     island_consents,
     sign_as_member,
 )
-from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
+from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.sim.scenario import Scenario, bounded, gnc
 from gridnet.units import Interval, Wh, interval_of, interval_start
 
@@ -397,11 +397,21 @@ class HeliosController(Agent):
                 for r in nodes
             )
             and all(
-                r.exported_wh <= cap_wh(supply_w) and r.imported_wh <= cap_wh(absorb_w)
-                for r in gateway
+                -cap_wh(absorb_w) - 1 <= island_side(world, i, r) <= cap_wh(supply_w) + 1
+                for i, r in zip(run, gateway, strict=True)
                 if r is not None
             ),
         }
+
+
+def island_side(world: World, interval: Interval, reading: ReadingRecord) -> Wh:
+    """What the island's cables took from the grid in ``interval`` by the gateway's reading
+    (the substation's, on the grid's side of the transformers), negative when they fed it:
+    the reading less the transformers' losses of the power flow [Wh] (to within a Wh: each
+    is rounded)."""
+    flow = world.flows.get(interval)
+    losses = round(sum(flow.transformer_losses_wh)) if flow is not None else 0
+    return reading.exported_wh - reading.imported_wh - losses
 
 
 def sales(world: World, home: Home, first: Interval, through: Interval) -> Iterator[tuple[Interval, Deal]]:

@@ -156,8 +156,13 @@ class World:
         self.broker: MqttBroker | None = None
         self.received_otherwise: dict[Interval, dict[Address, Wh]] = defaultdict(dict)
         """Energy a buyer's meter took in an interval under something else than a contract
-        (an aggregators' record), known by the end of the interval's ``measure`` phase: no
-        shortfall the DSO supplies [Wh]."""
+        (an aggregators' record, redeemed energy), known by the end of the interval's
+        ``measure`` phase, and what the DSO's ``balance`` finds it did not supply
+        (``from_area``): no shortfall the DSO supplies [Wh]."""
+        self.from_area: dict[Interval, dict[Address, Wh]] = defaultdict(dict)
+        """Of ``received_otherwise``: import no contract covered and the DSO did not supply
+        either (its substation meter shows the area took less from the grid): neighbours'
+        export that no contract sold, which nobody is paid for [Wh]."""
         self.last_txid = b""
         """The id of the last transaction a node accepted from ``submit``."""
         self.closers: list[Callable[[], None]] = []
@@ -512,6 +517,17 @@ class World:
             return 0, 0
         r = self.readings.get(interval, {}).get(agent.meter.meter_id)
         return (0, 0) if r is None else (r.reading.exported_wh, r.reading.imported_wh)
+
+    def transformer_wh(self, interval: Interval) -> Wh:
+        """The energy the area took from the grid through its transformers in ``interval``,
+        negative when it fed the grid [Wh, rounded]: the power flow's (the homes' metered net
+        import plus the cables' and transformers' losses), or the homes' metered net import
+        without a power flow."""
+        flow = self.flows.get(interval)
+        if flow is not None:
+            return round(sum(flow.transformer_wh))
+        sited = [a for a in self.agents if a.feeder is not None]
+        return sum(self.metered(a, interval)[1] - self.metered(a, interval)[0] for a in sited)
 
     def build_grid(self) -> None:
         """One feeder per line owner, its participants along its cable in the order they

@@ -138,6 +138,18 @@ def build_report(
             "contracts": sum(len(world.deals.get(i, [])) for i in intervals),
             "contracts_refused": len(refused),
             "unpaid_wh": unpaid,
+            "paid_not_imported_wh": sum(
+                max(
+                    0,
+                    r["bought_p2p_wh"]
+                    + r["bought_dso_wh"]
+                    + r["imbalance_wh"]
+                    + r["bought_agg_wh"]
+                    - r["import_wh"],
+                )
+                for r in rows
+            ),
+            "imported_unsold_wh": dso.from_area_wh,
         },
         "forecast": forecast_report(world, homes),
         "contracts": contracts_report(world, list(records.values()), homes, dso),

@@ -100,7 +100,8 @@ DEFAULT_PLOT = "energy.p2p_wh"
 
 FIGURES: dict[str, str] = {
     "energy": "pv_wh load_wh battery_losses_wh exported_wh unsold_export_wh p2p_wh bought_from_dso_wh "
-    "sold_to_dso_wh contracted_p2p_wh curtailed_wh contracts contracts_refused unpaid_wh",
+    "sold_to_dso_wh contracted_p2p_wh curtailed_wh contracts contracts_refused unpaid_wh "
+    "paid_not_imported_wh imported_unsold_wh",
     "forecast": "error net_energy_abs_error_wh net_energy_abs_error_percent",
     "contracts": "opened settled_in_full delivered_short closed_with_remainder open_at_end "
     "remainder_refunded_gnc disputes_raised disputes_resolved imbalance.price_gnc_per_kwh "
