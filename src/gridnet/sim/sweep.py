@@ -107,7 +107,7 @@ FIGURES: dict[str, str] = {
     "remainder_refunded_gnc disputes_raised disputes_resolved imbalance.price_gnc_per_kwh "
     "imbalance.balancing_contracts imbalance.shortfall_wh imbalance.bought_wh imbalance.paid_gnc "
     "imbalance.closed",
-    "clearing_price": "mean_gnc_per_kwh mean_per_mwh_in_currency",
+    "clearing_price": "mean_gnc_per_kwh traded_weighted_gnc_per_kwh mean_per_mwh_in_currency",
     "revenue_gnc": "prosumers consumers line_owners dso government miners",
     "subsidies": "readings_subsidised paid_gnc",
     "security": "flagged_meters trusting_homes flags_on_chain",
