@@ -953,6 +953,17 @@ def test_a_validator_set_the_ledger_would_refuse_is_refused_by_its_option(
     assert line == f"error: {expected}"
 
 
+def test_a_signature_that_is_not_key_colon_signature_in_hex_is_refused_by_its_option(tmp_path: Path) -> None:
+    line = one_line_error(
+        gridnet(
+            *("tx", "change-validators", "--key", "none.key", "--seq", "1", "--member", KEY_A),
+            *("--approval", f"{KEY_A}:not-hex", "--data-dir", "D"),
+            cwd=tmp_path,
+        )
+    )
+    assert line == f"error: --approval {KEY_A[:24]}...: give KEY:SIGNATURE in hex"
+
+
 ORDER = ("--meter", "x", "--area", "north", "--wh", "1", "--price", "1")
 
 

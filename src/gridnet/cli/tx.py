@@ -517,14 +517,21 @@ def tx_change_validators(
     """On a permissioned chain: replace the validator set (approved by members holding more
     than two thirds of the current votes), once the block that includes it is final under the
     current set, after a hand-over (docs/protocol.md 22)."""
-    approvals = []
-    for text in approval:
+    approvals = tuple(Approval(key, sig) for key, sig in _key_signatures("--approval", approval))
+    return _constant(ChangeValidators(seq, _members(member), approvals))
+
+
+def _key_signatures(option: str, given: list[str]) -> list[tuple[bytes, bytes]]:
+    """(key, signature) of each ``option`` value, KEY:SIGNATURE in hex (one line naming a
+    value that is not)."""
+    pairs = []
+    for text in given:
         key_hex, _, sig_hex = text.partition(":")
         try:
-            approvals.append(Approval(bytes.fromhex(key_hex), bytes.fromhex(sig_hex)))
+            pairs.append((bytes.fromhex(key_hex), bytes.fromhex(sig_hex)))
         except ValueError:
-            raise ConfigError(f"--approval {text[:24]}...: give KEY:SIGNATURE in hex") from None
-    return _constant(ChangeValidators(seq, _members(member), tuple(approvals)))
+            raise ConfigError(f"{option} {text[:24]}...: give KEY:SIGNATURE in hex") from None
+    return pairs
 
 
 def _chain_id(data_dir: Path | None, node: str | None) -> bytes:
@@ -744,13 +751,7 @@ def _island(controller: str, gateway: str, island_node: list[str]) -> RegisterIs
 def _consents(act: RegisterIsland, chain_id: bytes, given: list[str]) -> tuple[MemberSignature, ...]:
     """The owners' consents ``act`` needs (the gateway's, then each node's), each found among
     ``given`` (KEY:SIGNATURE, any order) as one that signs it on this chain."""
-    signed = []
-    for text in given:
-        key_hex, _, sig_hex = text.partition(":")
-        try:
-            signed.append(MemberSignature(bytes.fromhex(key_hex), bytes.fromhex(sig_hex)))
-        except ValueError:
-            raise ConfigError(f"--consent {text[:24]}...: give KEY:SIGNATURE in hex") from None
+    signed = [MemberSignature(key, sig) for key, sig in _key_signatures("--consent", given)]
     found: list[MemberSignature] = []
     missing: list[IslandConsent] = []
     for consent in island_consents(act.controller, act.gateway, act.nodes):
