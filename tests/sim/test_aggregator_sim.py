@@ -43,6 +43,8 @@ def test_the_aggregators_record_trades_the_chain_checks(tmp_path: Path) -> None:
     assert a["records"] == a["records_signed"] > 0 and a["refused"] == 0
     assert a["majority"] == 2 and a["fewest_member_signatures"] >= 2 and a["majority_signed"]
     assert a["aeg_within_aer"] and a["granted_wh"] <= a["requested_wh"]
+    # (a grant is within the buyer's metered import too: no home pays for energy it did not take)
+    assert report["energy"]["paid_not_imported_wh"] == 0
 
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:

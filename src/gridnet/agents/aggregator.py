@@ -213,17 +213,22 @@ class AggregatorDesk(Agent):
 
     def measure(self, world: World, interval: Interval) -> None:
         """Once the meters have measured: each seller's device grants what its meter shows it
-        delivered of what was allotted (in the order allotted), which its buyer then received
-        (no shortfall of the DSO's); the record is signed and goes on chain after the reading."""
+        delivered of what was allotted (in the order allotted), within what the buyer's meter
+        shows it imported (a home is granted no energy it did not take), which its buyer then
+        received (no shortfall of the DSO's); the record is signed and goes on chain after the
+        reading."""
         used: dict[str, Wh] = defaultdict(int)
+        taken: dict[str, Wh] = defaultdict(int)
         chain_id = world.backend.chain_id
         for a in self.allotted.pop(interval, []):
             exported, _ = world.metered(a.seller, interval)
-            aeg = min(a.wh, exported - used[a.seller.name])
+            _, imported = world.metered(a.request.home, interval)
+            aeg = min(a.wh, exported - used[a.seller.name], imported - taken[a.request.home.name])
             self.undelivered_wh += a.wh - max(0, aeg)
             if aeg < 1:
                 continue
             used[a.seller.name] += aeg
+            taken[a.request.home.name] += aeg
             received = world.received_otherwise[interval]
             received[a.request.home.address] = received.get(a.request.home.address, 0) + aeg
             assert a.seller.meter is not None
