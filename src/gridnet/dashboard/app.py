@@ -111,7 +111,7 @@ def create_dashboard(out: Path) -> FastAPI:
         figures = [
             ("pv-kwh", "PV produced [kWh]", f"{e['pv_wh'] / 1000:,.1f}"),
             ("load-kwh", "load [kWh]", f"{e['load_wh'] / 1000:,.1f}"),
-            ("p2p-kwh", "traded peer to peer [kWh]", f"{e['p2p_wh'] / 1000:,.1f}"),
+            ("p2p-kwh", "delivered peer to peer [kWh]", f"{e['p2p_wh'] / 1000:,.1f}"),
             ("dso-kwh", "bought from the DSO [kWh]", f"{e['bought_from_dso_wh'] / 1000:,.1f}"),
             ("contracts", "energy contracts", f"{e['contracts']:,}"),
             ("short", "delivered short (closed)", f"{c['delivered_short']:,}"),
@@ -599,13 +599,13 @@ def _prices_chart(market: list[dict[str, Any]]) -> str:
                 "pointRadius": 0,
             },
             {
-                "label": "traded [kWh]",
+                "label": "traded in the auction [kWh]",
                 "data": [r["traded_wh"] / 1000 for r in market],
                 "backgroundColor": COLOURS[6],
                 "yAxisID": "energy",
             },
             {
-                "label": "peer to peer [kWh]",
+                "label": "of it between homes [kWh]",
                 "data": [r["p2p_wh"] / 1000 for r in market],
                 "backgroundColor": COLOURS[0],
                 "yAxisID": "energy",

@@ -125,8 +125,8 @@ def prices(path: Path, market: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=SIZE)
     edges, volumes = _per_interval(market, ("traded_wh", "p2p_wh"))
     if edges:
-        ax.stairs(volumes[0], edges, fill=True, color="#9ecae1", label="traded [kWh]")
-        ax.stairs(volumes[1], edges, fill=True, color="#3182bd", label="peer to peer [kWh]")
+        ax.stairs(volumes[0], edges, fill=True, color="#9ecae1", label="traded in the auction [kWh]")
+        ax.stairs(volumes[1], edges, fill=True, color="#3182bd", label="of it between homes [kWh]")
     ax.set_ylabel("energy per interval [kWh]")
     _time_axis(ax)
     right = ax.twinx()
