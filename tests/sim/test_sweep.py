@@ -558,15 +558,7 @@ def test_a_toml_date_is_refused_naming_its_key(tmp_path: Path, base: str, sweep:
 
 def test_the_command_prints_one_line_for_a_bad_file(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, {"homes.count": [4, 1]})
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    done = subprocess.run(
-        [sys.executable, "-m", "gridnet", "sweep", str(path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = sweep_command(path, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: {path}: [vary] homes.count = 1: {tmp_path / 'tiny.toml'}: [homes] count must be 2 to 1000"

@@ -182,6 +182,13 @@ def tmy3_with(tmp_path: Path, line: int, column: str, text: str) -> Path:
     return path
 
 
+def weather_refusal(path: Path) -> str:
+    """The one line a run of four June intervals on the weather file ``path`` is refused with."""
+    with pytest.raises(ConfigError) as info:
+        check_weather_file(path, day_ms("2026-06-21"), 4)
+    return str(info.value)
+
+
 @pytest.mark.parametrize(
     ("column", "text", "position", "bounds"),
     [
@@ -204,9 +211,7 @@ def test_a_weather_value_that_is_no_number_in_its_range_is_refused_at_its_line_a
     every record's values are checked as the file is read, the first bad one named in one line.
     A record the run does not use counts too (line 100 is in January)."""
     path = tmy3_with(tmp_path, 100, column, text)
-    with pytest.raises(ConfigError) as info:
-        check_weather_file(path, day_ms("2026-06-21"), 4)
-    assert str(info.value) == (
+    assert weather_refusal(path) == (
         f"{path}:100:{position}: {column} is {text!r}, not a number from {bounds}; correct the record or "
         "give another weather file"
     )
@@ -217,9 +222,7 @@ def test_a_tmy3_file_without_a_column_the_records_are_read_from_names_it(tmp_pat
     lines[1] = lines[1].replace("DNI (W/m^2)", "Xdropped").replace("DHI (W/m^2)", "Ydropped")
     path = tmp_path / "weather.csv"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ConfigError) as info:
-        check_weather_file(path, day_ms("2026-06-21"), 4)
-    assert str(info.value) == (
+    assert weather_refusal(path) == (
         f"{path}:2: the weather file has no column 'DNI (W/m^2)' or 'DHI (W/m^2)': a TMY3 file's second "
         "line names its columns, GHI (W/m^2), DNI (W/m^2), DHI (W/m^2) among them; correct the file or give "
         "another"
@@ -234,9 +237,7 @@ def test_an_epw_value_out_of_its_range_is_refused_at_its_line_and_field(tmp_path
     fields[21] = "nan"  # (field 22: wind speed)
     lines[20] = ",".join(fields)
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ConfigError) as info:
-        check_weather_file(path, day_ms("2026-06-21"), 4)
-    assert str(info.value) == (
+    assert weather_refusal(path) == (
         f"{path}:21:22: wind speed is 'nan', not a number from 0 to 100 m/s; correct the record or give "
         "another weather file"
     )
