@@ -615,6 +615,7 @@ def test_the_report_is_one_a_person_can_read(runs: tuple[Any, ...]) -> None:
     assert report["schema_version"] == 2
     sc = report["scenario"]
     assert (sc["start_utc"], sc["end_utc"]) == ("2026-06-21T10:30:00Z", "2026-06-21T13:00:00Z")
+    assert sc["weather_filled_hours"] == 0
     resolved = sc["resolved"]
     assert resolved["homes"]["count"] == 8 and resolved["homes"]["ack_own_meter_share"] == 0.5  # the file's
     assert resolved["dso"]["imbalance_price"] == 0.40 and resolved["site"]["latitude"] == 52.52  # defaults

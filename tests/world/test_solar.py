@@ -196,6 +196,7 @@ def weather_refusal(path: Path) -> str:
         ("GHI (W/m^2)", "nan", 5, "0 to 1,500 W/m²"),
         ("GHI (W/m^2)", "-5000", 5, "0 to 1,500 W/m²"),
         ("GHI (W/m^2)", "1e300", 5, "0 to 1,500 W/m²"),
+        ("GHI (W/m^2)", "9999", 5, "0 to 1,500 W/m²"),  # (only an EPW file marks a value missing)
         ("DNI (W/m^2)", "inf", 8, "0 to 1,500 W/m²"),
         ("DHI (W/m^2)", "1501", 11, "0 to 1,500 W/m²"),
         ("Dry-bulb (C)", "nan", 32, "-90 to 60 °C"),
@@ -243,6 +244,64 @@ def test_an_epw_value_out_of_its_range_is_refused_at_its_line_and_field(tmp_path
     )
 
 
+def mark_missing(path: Path, first_hour: int, hours: int, field: int, code: str) -> int:
+    """Mark ``field`` (from 1) missing with ``code`` in ``hours`` records from the one for
+    ``first_hour`` (hours from 1 January 0h) of ``write_epw``'s file; the first one's line."""
+    lines = path.read_text().splitlines()
+    for k in range(first_hour, first_hour + hours):
+        fields = lines[8 + k].split(",")
+        fields[field - 1] = code
+        lines[8 + k] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    return 9 + first_hour
+
+
+MAY_2_NOON = (120 + 1) * 24 + 12
+"""The record of 2 May 12-13h in ``write_epw``'s file (hours from 1 January 0h)."""
+
+
+def test_an_epw_value_marked_missing_is_filled_between_its_neighbours(tmp_path: Path) -> None:
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)  # 11h-12h: 500 W/m², 12h-13h: 600, 13h-14h: 500
+    mark_missing(path, MAY_2_NOON, 1, 14, "9999")
+    mark_missing(path, MAY_2_NOON - 1, 3, 7, "99.9")
+    mark_missing(path, MAY_2_NOON, 2, 22, "999")
+    site = Site(52.5, 13.4, 34.0, "Europe/Berlin")
+    noon = irradiance(site, day_ms("2026-05-02") + 11 * 3_600_000, 4, Sky("file", weather_file=path))
+    assert set(noon.ghi) == {500.0} and set(noon.dni) == {300.0}  # (only GHI was missing)
+    assert set(noon.temp_air) == {15.0} and set(noon.wind_speed) == {2.0}
+    assert noon.filled_hours == 1
+    span = irradiance(site, day_ms("2026-05-02") + 9 * 3_600_000, 24, Sky("file", weather_file=path))
+    assert span.filled_hours == 3  # (of 10h to 16h local: 11h, 12h and 13h)
+    elsewhere = irradiance(site, day_ms("2026-06-02") + 11 * 3_600_000, 4, Sky("file", weather_file=path))
+    assert set(elsewhere.ghi) == {600.0} and elsewhere.filled_hours == 0
+
+
+def test_an_epw_gap_longer_than_the_filled_hours_is_refused_at_its_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)
+    line = mark_missing(path, 100, 7, 15, "9999")
+    assert weather_refusal(path) == (
+        f"{path}:{line}:15: direct normal radiation is missing (9999) in 7 records in a row from here, "
+        "and at most 6 are filled (a straight line between the records either side); give a weather "
+        "file with shorter gaps"
+    )
+    path = tmp_path / "six.epw"
+    write_epw(path, 600.0)
+    mark_missing(path, 100, 6, 15, "9999")
+    mark_missing(path, 8_760 - 6, 6, 15, "9999")  # (the file's last six: the nearest value)
+    check_weather_file(path, day_ms("2026-06-21"), 4)
+
+
+def test_an_epw_field_missing_in_every_record_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)
+    mark_missing(path, 0, 8_760, 22, "999")
+    assert weather_refusal(path) == (
+        f"{path}:9:22: every record marks wind speed missing (999); give a weather file that gives it"
+    )
+
+
 def test_the_typical_years_pvlib_ships_pass_the_checks() -> None:
     for name in ("723170TYA.CSV", "703165TY.csv"):
         check_weather_file(TMY3.parent / name, day_ms("2026-06-21"), 96)
@@ -271,3 +330,18 @@ def test_simulate_refuses_a_bad_weather_file_in_one_line(tmp_path: Path) -> None
         "from -90 to 60 °C; correct the record or give another weather file"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_report_counts_the_runs_hours_with_a_filled_weather_value(tmp_path: Path) -> None:
+    from gridnet.sim.neighbourhood import simulate
+    from gridnet.sim.scenario import load_scenario
+
+    write_epw(tmp_path / "weather.epw", 600.0)
+    mark_missing(tmp_path / "weather.epw", MAY_2_NOON - 1, 1, 14, "9999")  # 11h-12h local standard time
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        '[simulation]\nstart = "2026-05-02T09:00:00Z"\nintervals = 8\n[homes]\ncount = 2\n'
+        '[weather]\nsky = "file"\nweather_file = "weather.epw"\n'
+    )
+    report = simulate(load_scenario(scenario), tmp_path / "out")
+    assert report["scenario"]["weather_filled_hours"] == 1

@@ -682,6 +682,7 @@ def _profiles(world: World, homes: list[Home]) -> None:
     sky = Sky(s.weather.sky, s.weather.cloudiness, s.simulation.seed, weather_file, s.weather.temp_air_c)
     start, n = world.first * 900_000, s.simulation.intervals
     light = irradiance(s.site, start, n, sky)
+    world.weather_filled_hours = light.filled_hours
     for home in homes:
         array = PvArray(home.pv_kw, s.homes.pv_tilt_deg, s.homes.pv_azimuth_deg, s.homes.pv_losses_percent)
         home.pv_wh = pv_energy(array, light) if home.pv_kw else [0] * n

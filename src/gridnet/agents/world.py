@@ -151,6 +151,8 @@ class World:
         self.readings: dict[Interval, dict[Address, SignedReading]] = defaultdict(dict)
         """Meter -> its signed reading of each interval (public once published)."""
         self.flows: dict[Interval, FlowResult] = {}
+        self.weather_filled_hours = 0
+        """Hours of the run whose weather file marked a value missing (filled: world/solar.py)."""
         self.dues_cache: dict[Interval, dict[bytes, Wh]] = {}
         """What ``agents.contracts.dues`` computed (it is read by every party to a contract)."""
         self.broker: MqttBroker | None = None

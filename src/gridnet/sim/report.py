@@ -122,6 +122,7 @@ def build_report(
             "intervals": s.simulation.intervals,
             "start_utc": iso(world.first),
             "end_utc": iso(world.last + 1),
+            "weather_filled_hours": world.weather_filled_hours,
             "resolved": resolved_scenario(s),
         },
         "energy": {

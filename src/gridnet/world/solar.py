@@ -93,6 +93,8 @@ class Irradiance:
     azimuth: tuple[float, ...]
     temp_air: tuple[float, ...]
     wind_speed: tuple[float, ...]
+    filled_hours: int = 0
+    """Hours of the run whose weather file record had a value filled (``EPW_MISSING``)."""
 
 
 def sample_times_ms(start_ms: int, intervals: int) -> list[int]:
@@ -119,10 +121,11 @@ def irradiance(site: Site, start_ms: int, intervals: int, sky: Sky) -> Irradianc
     n = len(times)
     temp_air = [sky.temp_air_c] * n
     wind = [sky.wind_speed_ms] * n
+    filled_hours = 0
     if sky.kind == "file":
         if sky.weather_file is None:
             raise ConfigError("a weather file is needed for sky kind 'file'")
-        ghi, dni, dhi, temp_air, wind = _from_weather_file(sky.weather_file, times)
+        (ghi, dni, dhi, temp_air, wind), filled_hours = _from_weather_file(sky.weather_file, times)
     else:
         clear = location.get_clearsky(times, model="ineichen", solar_position=position)
         ghi, dni, dhi = (list(map(float, clear[c])) for c in ("ghi", "dni", "dhi"))
@@ -139,6 +142,7 @@ def irradiance(site: Site, start_ms: int, intervals: int, sky: Sky) -> Irradianc
         tuple(map(float, position["azimuth"])),
         tuple(temp_air),
         tuple(wind),
+        filled_hours,
     )
 
 
@@ -174,6 +178,8 @@ class _WeatherFile:
     records: dict[tuple[int, int, int], tuple[float, float, float, float, float]]
     """(month, day, hour starting) in its standard time -> (ghi, dni, dhi, air temperature,
     wind speed)."""
+    filled: frozenset[tuple[int, int, int]] = frozenset()
+    """The records with a value the file marked missing, filled (``EPW_MISSING``)."""
 
 
 MAX_WEATHER_BYTES: Final = 64 << 20
@@ -208,6 +214,13 @@ EPW_FIELDS: Final = {
     "wind_speed": (22, "wind speed"),
 }
 """An EPW record's fields (from 1) that the records are read from, and their names."""
+EPW_MISSING: Final = {"ghi": 9999.0, "dni": 9999.0, "dhi": 9999.0, "temp_air": 99.9, "wind_speed": 999.0}
+"""The value an EPW record gives a field to say it is missing (EnergyPlus, Auxiliary Programs:
+the weather file's data fields). A missing value is filled linearly between the records either
+side of its gap (the nearest one's at the file's start or end)."""
+MAX_FILLED_HOURS: Final = 6
+"""The longest run of records an EPW field may be missing in: a longer gap is refused (a straight
+line across it would invent a morning's or an evening's sun)."""
 TMY3_FIRST_RECORD: Final = 3
 EPW_FIRST_RECORD: Final = 9
 """The line of a file's first record (TMY3: after its site and its column names; EPW: after
@@ -241,12 +254,20 @@ def _read_weather_file(path: Path) -> _WeatherFile:
         raise ConfigError(
             f"the weather file {path} is not {kind} ({what}); give a TMY3 or EPW file"
         ) from None
-    check_weather_values(path, epw)
+    missing = check_weather_values(path, epw)
+    filled_rows = {row for rows in missing.values() for row in rows}
+    for key, rows in missing.items():
+        column = data[key].astype(float)
+        column.iloc[rows] = math.nan
+        data[key] = column.interpolate(limit_direction="both")
     # pvlib labels an EPW record with the start of its hour, a TMY3 record with its end.
     label = pd.Timedelta(hours=0 if epw else 1)
     records = {}
-    for t, row in data.iterrows():
+    filled = set()
+    for k, (t, row) in enumerate(data.iterrows()):
         begin = t - label
+        if k in filled_rows:
+            filled.add((begin.month, begin.day, begin.hour))
         records[(begin.month, begin.day, begin.hour)] = (
             float(row["ghi"]),
             float(row["dni"]),
@@ -255,15 +276,17 @@ def _read_weather_file(path: Path) -> _WeatherFile:
             float(row.get("wind_speed", 1.0)),
         )
     offset = data.index[0].utcoffset()
-    return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records)
+    return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records, frozenset(filled))
 
 
-def check_weather_values(path: Path, epw: bool) -> None:
+def check_weather_values(path: Path, epw: bool) -> dict[str, list[int]]:
     """A ConfigError, ``FILE:LINE:COLUMN`` and what is wrong, unless the weather file names
     the columns of ``REQUIRED_WEATHER`` (a TMY3 file; an EPW record's fields are fixed) and
     every record gives each value read from it as a finite number within ``WEATHER_RANGES``
     (pvlib reads "abc" as text, "nan" and 1e300 as numbers: the first stopped the run with a
-    traceback, the others made its PV energy 0 or NaN)."""
+    traceback, the others made its PV energy 0 or NaN), or, in an EPW file, marks it missing
+    (``EPW_MISSING``) in a gap of at most ``MAX_FILLED_HOURS`` records. The records (from 0,
+    in the file's order) where each value is missing."""
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     if epw:
         first = EPW_FIRST_RECORD
@@ -279,9 +302,13 @@ def check_weather_values(path: Path, epw: bool) -> None:
                 f"file's second line names its columns, {needed} among them; correct the file or give another"
             )
         columns = {key: (header.index(name), name) for key, name in TMY3_COLUMNS.items() if name in header}
+    marked: dict[str, list[int]] = {key: [] for key in columns}
+    gaps: dict[str, list[int]] = {key: [] for key in columns}  # (the gap's records: line numbers)
+    record = -1
     for number, fields in enumerate(csv.reader(lines[first - 1 :]), start=first):
         if not fields:
             continue  # (a blank line: pvlib skips it too)
+        record += 1
         for key, (i, name) in columns.items():
             low, high, unit = WEATHER_RANGES[key]
             text = fields[i].strip() if i < len(fields) else ""
@@ -289,12 +316,37 @@ def check_weather_values(path: Path, epw: bool) -> None:
                 value = float(text)
             except ValueError:
                 value = math.nan
+            if epw and value == EPW_MISSING[key]:
+                marked[key].append(record)
+                gaps[key].append(number)
+                continue
+            _check_gap(path, gaps[key], i, name, key)
             if not (math.isfinite(value) and low <= value <= high):  # (NaN is in no range)
                 given = shown(text) if text else "empty"
                 raise ConfigError(
                     f"{path}:{number}:{i + 1}: {name} is {given}, not a number from {low:,g} to "
                     f"{high:,g} {unit}; correct the record or give another weather file"
                 )
+    for key, (i, name) in columns.items():
+        if gaps[key] and len(gaps[key]) == len(marked[key]) == record + 1:
+            raise ConfigError(
+                f"{path}:{gaps[key][0]}:{i + 1}: every record marks {name} missing "
+                f"({EPW_MISSING[key]:g}); give a weather file that gives it"
+            )
+        _check_gap(path, gaps[key], i, name, key)
+    return {key: rows for key, rows in marked.items() if rows}
+
+
+def _check_gap(path: Path, gap: list[int], i: int, name: str, key: str) -> None:
+    """A ConfigError if the run of records ``gap`` (their line numbers) is longer than
+    ``MAX_FILLED_HOURS``; the run ends here either way."""
+    if len(gap) > MAX_FILLED_HOURS:
+        raise ConfigError(
+            f"{path}:{gap[0]}:{i + 1}: {name} is missing ({EPW_MISSING[key]:g}) in {len(gap)} records "
+            f"in a row from here, and at most {MAX_FILLED_HOURS} are filled (a straight line between the "
+            "records either side); give a weather file with shorter gaps"
+        )
+    gap.clear()
 
 
 def check_weather_file(path: Path, start_ms: int, intervals: int) -> None:
@@ -310,25 +362,27 @@ def _check_weather_file(path: Path, resolved: Path, start_ms: int, intervals: in
     _from_weather_file(path, _utc_index(sample_times_ms(start_ms, intervals)))
 
 
-def _from_weather_file(
-    path: Path, times: Any
-) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
+def _from_weather_file(path: Path, times: Any) -> tuple[list[list[float]], int]:
+    """The records' columns (ghi, dni, dhi, air temperature, wind speed) at ``times``, and how
+    many of the hours they fall in had a value filled (``EPW_MISSING``)."""
     import pandas as pd
 
     weather = _read_weather_file(path.resolve())
     local = times + pd.Timedelta(seconds=weather.offset_s)
     rows = []
+    hours = set()
     for t in local:
         day = 28 if (t.month, t.day) == (2, 29) else t.day  # a typical year has no 29 February
-        record = weather.records.get((t.month, day, t.hour))
+        hour = (t.month, day, t.hour)
+        hours.add(hour)
+        record = weather.records.get(hour)
         if record is None:
             raise ConfigError(
                 f"the weather file {path} has no record for {t.month:02}-{day:02} {t.hour:02}h; "
                 "give one with a record for every hour of the run (a typical year's)"
             )
         rows.append(record)
-    ghi, dni, dhi, temp_air, wind = (list(column) for column in zip(*rows, strict=True))
-    return ghi, dni, dhi, temp_air, wind
+    return [list(column) for column in zip(*rows, strict=True)], len(hours & weather.filled)
 
 
 def pv_energy(array: PvArray, sky: Irradiance) -> list[Wh]:
