@@ -27,7 +27,7 @@ from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
 DEFAULT_GENESIS_TIME = "2026-01-01T00:00:00Z"
 
-RULES_VERSION: Final = 3
+RULES_VERSION: Final = 4
 """The consensus rules this gridnet implements: everything a block is checked against (the
 state transition and its tables, finality, the genesis state). Every chain it creates records
 the version (its store's meta row ``rules``), and a chain made under other rules is refused
@@ -48,7 +48,10 @@ recorded is passed over in a batch, and one across a gap waits ``GAP_GRACE_INTER
 (``IslandConsentMissing``) and no node cap that allows 0 Wh an interval, and an island meter's
 auction order is held to its cap (``IslandCapExceeded``); a ChangeValidators
 waits until its block is final under the set in force, then hands over (more than two thirds
-of both sets justify) until the next final block (``ValidatorChangePending`` meanwhile)."""
+of both sets justify) until the next final block (``ValidatorChangePending`` meanwhile).
+4 (2026-12-07, latest): the on-chain auctions' open index holds an entry per delivery interval
+(``open_intervals``) and each interval's areas on pages (``open_auctions``), so an auction's
+first order costs the same however many areas trade."""
 
 
 class Allocation(Wire, frozen=True):

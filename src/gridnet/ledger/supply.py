@@ -116,6 +116,7 @@ NO_COIN: Final = frozenset(
         "overrides",
         "auctions",  # (the bids' locks are counted on its pages)
         "auction_owner_orders",
+        "open_intervals",
         "open_auctions",
         "aggregator_records",
         "aggregator_periods",

@@ -67,6 +67,9 @@ PAGE_ORDERS = 32
 """Orders per stored page of an auction (an order rewrites one page, not the auction)."""
 ORDER_WINDOW = 96
 """Delivery intervals ahead of the block's an order may be for (a day of 15 minutes)."""
+PAGE_AUCTIONS = 64
+"""Open auctions (areas) per stored page of an interval's open auctions (an auction's first
+order rewrites one page and the index of open intervals, whatever the number of areas)."""
 
 
 class AuctionOrder(Wire, frozen=True):
@@ -113,10 +116,25 @@ class AuctionRef(Wire, frozen=True):
     area: Area
 
 
-class OpenAuctions(Wire, frozen=True):
-    """Every auction with orders that is not cleared yet, in (interval, area) order."""
+class OpenInterval(Wire, frozen=True):
+    interval: U63
+    auctions: U32
+    """Auctions of the interval with orders (its open auctions' pages hold their areas)."""
 
-    entries: tuple[AuctionRef, ...]
+
+class OpenIntervals(Wire, frozen=True):
+    """Every delivery interval with an auction that has orders and is not cleared yet, in
+    interval order. An order is for at most ``ORDER_WINDOW`` intervals after its block's and
+    an auction clears at its close, so the index holds about as many entries as that window,
+    however many areas trade: an auction's first order costs the same in any market."""
+
+    entries: tuple[OpenInterval, ...]
+
+
+class OpenAuctionPage(Wire, frozen=True):
+    """The areas of an interval's open auctions, in the order they opened."""
+
+    areas: tuple[Area, ...]
 
 
 class OwnerOrders(Wire, frozen=True):
@@ -126,8 +144,9 @@ class OwnerOrders(Wire, frozen=True):
 AUCTIONS = register_table("auctions", b"Q", Auction)
 OWNER_ORDERS = register_table("auction_owner_orders", b"G", OwnerOrders)
 AUCTION_PAGES = register_table("auction_pages", b"Y", AuctionPage)
-OPEN_AUCTIONS = register_table("open_auctions", b"Z", OpenAuctions)
+OPEN_INTERVALS = register_table("open_intervals", b"Z", OpenIntervals)
 OPEN_KEY = b"open"
+OPEN_AUCTIONS = register_table("open_auctions", b"z", OpenAuctionPage)
 
 
 def auction_key(interval: Interval, area: str) -> bytes:
@@ -136,6 +155,10 @@ def auction_key(interval: Interval, area: str) -> bytes:
 
 def page_key(interval: Interval, area: str, page: int) -> bytes:
     return auction_key(interval, area) + page.to_bytes(4, "big")
+
+
+def open_page_key(interval: Interval, page: int) -> bytes:
+    return interval.to_bytes(8, "big") + page.to_bytes(4, "big")
 
 
 def closes_at(params: ChainParams, interval: Interval) -> int:
@@ -233,12 +256,25 @@ def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload:
     page = state.get(AUCTION_PAGES, pkey)
     state.put(AUCTION_PAGES, pkey, AuctionPage((*(page.orders if page else ()), order)))
     if auction.orders == 0:
-        index = state.get(OPEN_AUCTIONS, OPEN_KEY)
-        ref = AuctionRef(payload.interval, payload.area)
-        entries = sorted((*(index.entries if index else ()), ref), key=lambda r: (r.interval, r.area))
-        state.put(OPEN_AUCTIONS, OPEN_KEY, OpenAuctions(tuple(entries)))
+        open_auction(state, payload.interval, payload.area)
     state.put(AUCTIONS, key, replace(auction, orders=auction.orders + 1))
     state.put(OWNER_ORDERS, owner_key, OwnerOrders(1 if placed is None else placed.count + 1))
+
+
+def open_auction(state: StateView, interval: Interval, area: str) -> None:
+    """Put the auction of ``interval`` in ``area`` (its first order) among the open ones: on
+    the last page of its interval's open auctions, the interval's count one more."""
+    index = state.get(OPEN_INTERVALS, OPEN_KEY)
+    entries = list(index.entries if index else ())
+    at = next((n for n, e in enumerate(entries) if e.interval >= interval), len(entries))
+    if at == len(entries) or entries[at].interval != interval:
+        entries.insert(at, OpenInterval(interval, 0))
+    count = entries[at].auctions
+    key = open_page_key(interval, count // PAGE_AUCTIONS)
+    page = state.get(OPEN_AUCTIONS, key)
+    state.put(OPEN_AUCTIONS, key, OpenAuctionPage((*(page.areas if page else ()), area)))
+    entries[at] = OpenInterval(interval, count + 1)
+    state.put(OPEN_INTERVALS, OPEN_KEY, OpenIntervals(tuple(entries)))
 
 
 def as_order(o: AuctionOrder, area: str, interval: Interval) -> Order:
@@ -260,16 +296,24 @@ def clear_due_auctions(state: StateView, env: BlockEnv) -> None:
     """Clear every open auction whose closing time the block's timestamp reached."""
     if env.params.market_mode != MARKET_ON_CHAIN:
         return
-    index = state.get(OPEN_AUCTIONS, OPEN_KEY)
+    index = state.get(OPEN_INTERVALS, OPEN_KEY)
     if index is None:
         return
-    due = [r for r in index.entries if closes_at(env.params, r.interval) <= env.timestamp]
+    due = [e for e in index.entries if closes_at(env.params, e.interval) <= env.timestamp]
     if not due:
         return
-    for ref in due:
-        clear_auction(state, env, ref)
+    for entry in due:
+        areas: list[str] = []
+        for n in range((entry.auctions + PAGE_AUCTIONS - 1) // PAGE_AUCTIONS):
+            key = open_page_key(entry.interval, n)
+            page = state.get(OPEN_AUCTIONS, key)
+            assert page is not None, "an open interval has its pages"
+            areas.extend(page.areas)
+            state.put(OPEN_AUCTIONS, key, None)
+        for area in sorted(areas):
+            clear_auction(state, env, AuctionRef(entry.interval, area))
     rest = index.entries[len(due) :]  # (sorted by interval: the due ones come first)
-    state.put(OPEN_AUCTIONS, OPEN_KEY, OpenAuctions(rest) if rest else None)
+    state.put(OPEN_INTERVALS, OPEN_KEY, OpenIntervals(rest) if rest else None)
 
 
 def clear_auction(state: StateView, env: BlockEnv, ref: AuctionRef) -> Clearing:
