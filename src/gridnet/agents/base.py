@@ -104,6 +104,13 @@ class Agent:
         (the world counts it refused). By default nothing follows; one that can wait for what
         the rule needs arms its wait again."""
 
+    def refused(self, world: World, payload: Payload, rule: str) -> None:
+        """A node refused a transaction of its for ``rule``, and the world counted it in
+        ``transactions.refused``: when it was submitted (after any retries for a nonce gap), or
+        when its node let it go without a block (``dropped`` follows). Every refusal the world
+        counts for an agent comes here once, so an agent can keep its own count in step with the
+        world's. By default nothing follows."""
+
     # --- signing -------------------------------------------------------------------------
 
     def sign_terms(self, world: World, terms: ContractTerms) -> PartySignature | None:

@@ -288,7 +288,7 @@ class World:
 
                 self.when(who, lambda _look: self.now() > now, retry)  # (a later step, not this one)
                 return False
-        self.tally.refuse(outcome.rule, who.name)
+        self.refuse(who, payload, outcome.rule)
         return False
 
     def submit_all(self, items: Sequence[tuple[Agent, Payload]], *, again: bool = False) -> list[bool]:
@@ -323,9 +323,14 @@ class World:
             elif outcome.rule in ("NonceGap", "NonceTooLow"):
                 taken.append(self.submit(who, payload, again=again))  # (with the nonce its node gives)
             else:
-                self.tally.refuse(outcome.rule, who.name)
+                self.refuse(who, payload, outcome.rule)
                 taken.append(False)
         return taken
+
+    def refuse(self, who: Agent, payload: Payload, rule: str) -> None:
+        """A node refused ``who``'s transaction for ``rule``: count it and tell ``who``."""
+        self.tally.refuse(rule, who.name)
+        who.refused(self, payload, rule)
 
     def _taken(self, who: Agent, payload: Payload, tx: Transaction, outcome: PoolEvent, again: bool) -> None:
         """``who``'s node took ``tx``: its next transaction has the nonce after."""
@@ -353,7 +358,7 @@ class World:
                 if e.rule == NonceGap.__name__:
                     gapped.append((who, e.tx.payload))
                 else:
-                    self.tally.refuse(e.rule, who.name)
+                    self.refuse(who, e.tx.payload, e.rule)
                     who.dropped(self, e.tx.payload, e.rule)
         if gapped:
             self.submit_all(gapped, again=True)
