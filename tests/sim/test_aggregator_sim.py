@@ -131,6 +131,28 @@ def test_the_aggregators_record_trades_the_chain_checks(tmp_path: Path) -> None:
     )
 
 
+def test_the_aggregators_count_refused_what_the_nodes_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Helios controller that does not wait for the aggregators' trades mints export their
+    records were about to sell, and the chain refuses those records (``GrantExceedsAvailable``):
+    the aggregators' ``refused`` is what the world counts against them, at submission or after
+    a node let a record go, and each record signed is recorded or refused. Before, it counted
+    the submissions not taken at once, retried for a nonce gap and then taken among them, and
+    not the records a node let go later (4 against the chain's 2 in one run)."""
+    from gridnet.agents.aggregator import AggregatorDesk
+    from tests.sim.test_helios_sim import COMBINED
+
+    monkeypatch.setattr(AggregatorDesk, "unsettled", lambda *args: None)  # (the controller races)
+    report = simulate(scenario_from_dict(COMBINED, "helios-aggregators.toml"), tmp_path / "out")
+    a, refused_by = report["roles"]["aggregators"], report["transactions"]["refused_by"]
+    assert refused_by["GrantExceedsAvailable"]["aggregators"] > 0
+    assert a["refused"] == sum(by.get("aggregators", 0) for by in refused_by.values())
+    assert a["records_refused"] > 0 and a["records"] + a["records_refused"] == a["records_signed"]
+    # The check counts what the records granted: the credits are still the export nobody bought.
+    assert report["roles"]["helios"]["credits_match_energy"]
+
+
 def test_a_bad_aggregators_table_is_one_clear_line(tmp_path: Path) -> None:
     for bad, message in (
         ({"members": 0}, "members must be 1 to"),

@@ -4,6 +4,7 @@ no contract paid for (a Wh is paid once)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from gridnet.errors import ConfigError
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.txs.aggregator import TRADE_RECORDS
 from gridnet.ledger.txs.contract import CONTRACTS
 from gridnet.ledger.txs.helios import CONTROLLERS, ENROLLMENTS, controller_id, credits_of
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
@@ -69,6 +71,63 @@ def test_the_controller_credits_what_the_meters_injected(tmp_path: Path) -> None
             assert credits_of(view, cid, record.owner) == exported - sold  # (nobody transferred)
             total += exported - sold
         assert total == controller.minted_wh
+    finally:
+        chain.close()
+
+
+COMBINED: dict[str, Any] = {
+    "simulation": {"seed": 2, "intervals": 8, "start": "2026-06-22T07:00:00Z"},
+    "homes": {"count": 8, "pv_share": 0.5, "businesses": 0},
+    "helios": {"enabled": True, "name": "Island", "every_intervals": 4},
+    "aggregators": {"enabled": True},
+}
+"""Helios beside the aggregators: half the PV homes sell through the aggregators, and the
+controller credits the same meters."""
+
+
+def test_helios_beside_the_aggregators_credits_only_what_nobody_sold(tmp_path: Path) -> None:
+    """A mint takes the export left unsold, so the controller mints an interval only once every
+    aggregators' trade of it is on chain (or refused): before, it minted while records were on
+    their way, the chain refused 4 of the 15 (``GrantExceedsAvailable``), and the report's
+    check left the records out (4,665 credits against 5,509 Wh)."""
+    sc = scenario_from_dict(COMBINED, "helios-aggregators.toml")
+    report = simulate(sc, tmp_path / "out")
+    helios, a = report["roles"]["helios"], report["roles"]["aggregators"]
+    assert report["verify"]["ok"] and report["transactions"]["refused"] == {}
+    assert helios["credits_match_energy"] and helios["mints"] >= 4
+    assert helios["minted_wh"] == helios["injected_wh_minted_intervals"] > 0
+    assert a["records"] == a["records_signed"] > 0 and a["refused"] == a["records_refused"] == 0
+    chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
+    try:
+        view = chain.view()
+        cid = controller_id("Island")
+        first = interval_of(sc.start_ms)
+        sold: dict[str, Counter[tuple[bytes, int]]] = {"granted": Counter(), "paid": Counter()}
+        for k in chain.values:  # (what the records granted and the contracts paid, by meter and interval)
+            if k.startswith(TRADE_RECORDS.prefix):
+                r = view.get(TRADE_RECORDS, k[len(TRADE_RECORDS.prefix) :])
+                assert r is not None
+                sold["granted"][r.seller_meter, r.interval] += r.aeg_wh
+            elif k.startswith(CONTRACTS.prefix):
+                c = view.get(CONTRACTS, k[len(CONTRACTS.prefix) :])
+                assert c is not None
+                for d in c.paid:
+                    sold["paid"][c.terms.seller_meter, d.interval] += d.wh
+        granted, paid = sold["granted"], sold["paid"]
+        minted = overlap = 0
+        for key in [k for k in chain.values if k.startswith(ENROLLMENTS.prefix + cid)]:
+            meter = key[len(ENROLLMENTS.prefix) + len(cid) :]
+            enrollment = view.get(ENROLLMENTS, cid + meter)
+            assert enrollment is not None
+            unsold = 0
+            for i in range(first, enrollment.minted_through + 1):
+                reading = view.get(READINGS, reading_key(meter, i))
+                assert reading is not None and reading.sold_wh == reading.exported_wh
+                unsold += reading.exported_wh - paid[meter, i] - granted[meter, i]
+                overlap += granted[meter, i]
+            assert enrollment.minted_wh == unsold
+            minted += unsold
+        assert minted == helios["minted_wh"] and overlap > 0  # (the two sold the same meters' export)
     finally:
         chain.close()
 

@@ -38,6 +38,7 @@ from gridnet.encoding import decode_lenient
 from gridnet.errors import ConfigError
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import StateView
 from gridnet.ledger.txs.aggregator import (
     AGGREGATORS,
     MAX_FEE_BPS,
@@ -144,6 +145,11 @@ class AggregatorDesk(Agent):
         """When the homes sent their orders for each interval [ms]."""
         self.records: dict[bytes, Interval] = {}
         """TID -> interval of every record it signed."""
+        self.selling: dict[tuple[str, Interval], list[bytes]] = defaultdict(list)
+        """(Seller, interval) -> the TIDs of the records it signed that sell that seller's
+        energy of that interval."""
+        self.sent: set[bytes] = set()
+        """Records submitted (their seller's reading came)."""
         self.failed: set[bytes] = set()
         """Records a node refused."""
         self.requested_wh = 0
@@ -258,9 +264,11 @@ class AggregatorDesk(Agent):
     def submit_when_read(self, world: World, record: RecordTrade, interval: Interval) -> None:
         tid = record.grant.tid
         self.records[tid] = interval
+        self.selling[world.by_address[record.grant.seller].name, interval].append(tid)
         key = reading_key(record.grant.seller_meter, interval)
 
         def submit(_look: Look) -> None:
+            self.sent.add(tid)
             world.submit(self, record)  # (a refusal, now or later, comes to ``refused``)
 
         def read(look: Look) -> bool:
@@ -313,6 +321,35 @@ class AggregatorDesk(Agent):
         self.refusals[rule] += 1
         if isinstance(payload, RecordTrade):
             self.failed.add(payload.grant.tid)
+
+    def unsettled(
+        self, world: World, view: StateView, home: Home, first: Interval, through: Interval
+    ) -> Interval | None:
+        """The first interval from ``first`` to ``through`` in which a trade may yet sell
+        ``home``'s energy on the chain ``view`` shows (None: in none): one allotted from its
+        offer and not granted yet, or one whose record is signed and neither in ``view`` nor
+        refused, nor given up (its reading never came). What a record sells, the reading's
+        ``sold_wh`` shows only once it is on chain."""
+        now = world.now()
+        for interval in range(first, through + 1):
+            if any(a.seller is home for a in self.allotted.get(interval, ())):
+                return interval
+            for tid in self.selling.get((home.name, interval), ()):
+                given_up = tid not in self.sent and now >= interval_start(interval) + GIVE_UP_MS
+                if not (given_up or tid in self.failed or view.get(TRADE_RECORDS, tid) is not None):
+                    return interval
+        return None
+
+    def granted_wh(self, view: StateView, home: Home, first: Interval, through: Interval) -> Wh:
+        """What its records on the chain ``view`` shows granted from ``home``'s energy in
+        intervals ``first`` to ``through`` (AEG) [Wh]."""
+        return sum(
+            r.aeg_wh
+            for (seller, interval), tids in self.selling.items()
+            if seller == home.name and first <= interval <= through
+            for tid in tids
+            if (r := view.get(TRADE_RECORDS, tid)) is not None
+        )
 
     # --- the report ------------------------------------------------------------------------------
 

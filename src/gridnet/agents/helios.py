@@ -5,9 +5,10 @@ readings the collector puts on chain, at the frequency the home chose when it en
 ``[helios] enabled = true`` adds the controller. At the start each PV home enrolls its meter
 (from the day's first interval); every simulated minute the controller looks at each enrolled
 meter on its node's head and, once readings cover ``every_intervals`` intervals past the last
-mint, has ``threshold`` members sign a mint up to the meter's latest reading. Its report
+mint, has ``threshold`` members sign a mint up to the meter's latest reading, no further than
+the intervals whose sales (contracts, the aggregators' trades) are final. Its report
 section compares the credits minted with the energy the readings show injected over the
-minted intervals (they must match).
+minted intervals and nobody bought (they must match).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from gridnet.agents.aggregator import DESK, AggregatorDesk
 from gridnet.agents.base import Agent
 from gridnet.agents.contracts import PATIENCE_MS
 from gridnet.agents.meters import RELEASE, relay_command
@@ -289,17 +291,26 @@ class HeliosController(Agent):
     def sales_final_through(
         self, world: World, view: StateView, home: Home, first: Interval, through: Interval
     ) -> Interval:
-        """The last interval up to ``through`` before which every contract selling ``home``'s
-        energy (from ``first`` on) is closed or paid in full: a mint takes the export those left
-        unpaid (marking it paid), so a contract settled after it would find its Wh sold
-        (``DoubleSelling``). A contract not on chain long after its end never opened."""
+        """The last interval up to ``through`` before which every sale of ``home``'s energy
+        (from ``first`` on) is final: each contract selling it is closed or paid in full, and
+        each aggregators' trade of it recorded on chain or refused. A mint takes the export
+        those left unpaid (marking it paid), so a contract settled after it would find its Wh
+        sold (``DoubleSelling``), and a trade recorded after it too (``GrantExceedsAvailable``).
+        A contract not on chain long after its end never opened."""
         for interval, deal in sales(world, home, first, through):
             record = view.get(CONTRACTS, deal.cid)
             given_up = world.now() >= interval_start(deal.terms.last_interval + 1) + 2 * PATIENCE_MS
             if record is None and not given_up:
-                return interval - 1
+                through = interval - 1
+                break
             if record is not None and not record.closed and record.paid_wh < record.terms.max_wh:
-                return interval - 1  # (it may pay more yet)
+                through = interval - 1  # (it may pay more yet)
+                break
+        desk = world.by_name.get(DESK)
+        if isinstance(desk, AggregatorDesk):
+            unsettled = desk.unsettled(world, view, home, first, through)
+            if unsettled is not None:
+                through = unsettled - 1
         return through
 
     def wrap_up(self, world: World) -> None:
@@ -318,6 +329,7 @@ class HeliosController(Agent):
                 reading = view.get(READINGS, reading_key(home.meter.meter_id, i))
                 injected += 0 if reading is None else reading.exported_wh
             injected -= contract_paid_wh(world, view, home, enrollment.minted_through)
+            injected -= aggregator_granted_wh(world, view, home, enrollment.minted_through)
         self.figures = {
             "enabled": True,
             "controller": self.t.name,
@@ -431,6 +443,13 @@ def contract_paid_wh(world: World, view: StateView, home: Home, through: Interva
         if record is not None:
             paid += sum(d.wh for d in record.paid if d.interval <= through)
     return paid
+
+
+def aggregator_granted_wh(world: World, view: StateView, home: Home, through: Interval) -> Wh:
+    """What the aggregators' trade records granted from ``home``'s export from the run's first
+    interval to ``through`` (AEG; 0 without ``[aggregators]``)."""
+    desk = world.by_name.get(DESK)
+    return desk.granted_wh(view, home, world.first, through) if isinstance(desk, AggregatorDesk) else 0
 
 
 def report(world: World, agents: Sequence[Agent]) -> dict[str, Any]:
