@@ -565,6 +565,22 @@ def test_the_command_prints_one_line_for_a_bad_file(tmp_path: Path) -> None:
     ]
 
 
+def test_the_command_prints_one_line_for_a_swept_weather_file_without_records(tmp_path: Path) -> None:
+    """A weather file of its header alone stopped the sweep with a traceback (``IndexError``,
+    pvlib reading it as an empty table)."""
+    (tmp_path / "header.epw").write_text("LOCATION,Testville,-,XX,Test,000000,52.5,13.4,1.0,34.0\n")
+    (tmp_path / "tiny.toml").write_text(TINY)
+    path = tmp_path / "sweep.toml"
+    path.write_text('scenario = "tiny.toml"\n[vary]\nweather = [{sky = "file", weather_file = "header.epw"}]')
+    done = sweep_command(path, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()  # (the table echoed cut: shown)
+    assert line.startswith(f"error: {path}: [vary] weather = ") and line.endswith(
+        f": {tmp_path / 'tiny.toml'}: [weather] weather_file: the weather file {tmp_path / 'header.epw'} "
+        "has no records (in an EPW file they follow 8 lines of header); give a TMY3 or EPW file"
+    )
+
+
 def test_more_workers_than_two_per_core_are_refused_at_once(tmp_path: Path) -> None:
     """--workers 40 on 2 cores started 41 processes: the most is two per core, refused before
     the sweep file is even read (this one has none)."""

@@ -302,34 +302,82 @@ def test_an_epw_field_missing_in_every_record_is_refused(tmp_path: Path) -> None
     )
 
 
+def header_only(tmp_path: Path, name: str, lines: int) -> Path:
+    """The first ``lines`` lines of pvlib's Greensboro TMY3 file (``name`` a .csv) or of
+    ``write_epw``'s file (an .epw)."""
+    path = tmp_path / name
+    if path.suffix == ".epw":
+        write_epw(path, 600.0)
+        text = path.read_text()
+    else:
+        text = TMY3.read_text()
+    path.write_text("".join(text.splitlines(keepends=True)[:lines]))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "header"),
+    [("weather.csv", 2, "a TMY3 file they follow 2"), ("weather.epw", 8, "an EPW file they follow 8"),
+     ("weather.epw", 3, "an EPW file they follow 8")],
+)  # fmt: skip
+def test_a_weather_file_without_records_is_refused(
+    tmp_path: Path, name: str, lines: int, header: str
+) -> None:
+    """pvlib reads a weather file of its header alone (or less of an EPW file's) as an empty
+    table: the run stopped with a traceback (``IndexError: index 0 is out of bounds``)."""
+    path = header_only(tmp_path, name, lines)
+    assert weather_refusal(path) == (
+        f"the weather file {path} has no records (in {header} lines of header); give a TMY3 or EPW file"
+    )
+
+
 def test_the_typical_years_pvlib_ships_pass_the_checks() -> None:
     for name in ("723170TYA.CSV", "703165TY.csv"):
         check_weather_file(TMY3.parent / name, day_ms("2026-06-21"), 96)
+
+
+def simulate_refusal(path: Path) -> str:
+    """What ``gridnet simulate`` says of a scenario of four June intervals on the weather file
+    ``path`` (in its folder), after ``[weather] weather_file:``: one line, exit 1, nothing
+    written."""
+    scenario = path.parent / "s.toml"
+    scenario.write_text(
+        '[simulation]\nstart = "2026-06-21T15:00:00Z"\nintervals = 4\n[homes]\ncount = 3\n'
+        f'[weather]\nsky = "file"\nweather_file = "{path.name}"\n'
+    )
+    out = path.parent / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "gridnet", "simulate", str(scenario), "--out", str(out)],
+        cwd=path.parent,
+        env=dict(os.environ, COLUMNS="300", NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert not out.exists()
+    [line] = done.stderr.strip().splitlines()
+    prefix = f"error: {scenario}: [weather] weather_file: "
+    assert line.startswith(prefix), line
+    return line.removeprefix(prefix)
 
 
 def test_simulate_refuses_a_bad_weather_file_in_one_line(tmp_path: Path) -> None:
     """A NaN air temperature passed the load and stopped the run with a traceback while it was
     built (``cannot convert float NaN to integer``): one line, exit 1, nothing written."""
     path = tmy3_with(tmp_path, 4107, "Dry-bulb (C)", "nan")
-    scenario = tmp_path / "s.toml"
-    scenario.write_text(
-        '[simulation]\nstart = "2026-06-21T15:00:00Z"\nintervals = 4\n[homes]\ncount = 3\n'
-        '[weather]\nsky = "file"\nweather_file = "weather.csv"\n'
+    assert simulate_refusal(path) == (
+        f"{path}:4107:32: Dry-bulb (C) is 'nan', not a number from -90 to 60 °C; correct the record or give "
+        "another weather file"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "gridnet", "simulate", str(scenario), "--out", str(tmp_path / "out")],
-        cwd=tmp_path,
-        env=dict(os.environ, COLUMNS="300", NO_COLOR="1"),
-        capture_output=True,
-        text=True,
-        timeout=120,
+
+
+def test_simulate_refuses_a_weather_file_without_records_in_one_line(tmp_path: Path) -> None:
+    path = header_only(tmp_path, "weather.epw", 8)
+    assert simulate_refusal(path) == (
+        f"the weather file {path} has no records (in an EPW file they follow 8 lines of header); give a TMY3 "
+        "or EPW file"
     )
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines() == [
-        f"error: {scenario}: [weather] weather_file: {path}:4107:32: Dry-bulb (C) is 'nan', not a number "
-        "from -90 to 60 °C; correct the record or give another weather file"
-    ]
-    assert not (tmp_path / "out").exists()
 
 
 def test_the_report_counts_the_runs_hours_with_a_filled_weather_value(tmp_path: Path) -> None:

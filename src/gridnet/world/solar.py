@@ -285,8 +285,9 @@ def check_weather_values(path: Path, epw: bool) -> dict[str, list[int]]:
     every record gives each value read from it as a finite number within ``WEATHER_RANGES``
     (pvlib reads "abc" as text, "nan" and 1e300 as numbers: the first stopped the run with a
     traceback, the others made its PV energy 0 or NaN), or, in an EPW file, marks it missing
-    (``EPW_MISSING``) in a gap of at most ``MAX_FILLED_HOURS`` records. The records (from 0,
-    in the file's order) where each value is missing."""
+    (``EPW_MISSING``) in a gap of at most ``MAX_FILLED_HOURS`` records; and that it has a record
+    (pvlib reads a file of its header alone as an empty table). The records (from 0, in the
+    file's order) where each value is missing."""
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     if epw:
         first = EPW_FIRST_RECORD
@@ -327,6 +328,12 @@ def check_weather_values(path: Path, epw: bool) -> dict[str, list[int]]:
                     f"{path}:{number}:{i + 1}: {name} is {given}, not a number from {low:,g} to "
                     f"{high:,g} {unit}; correct the record or give another weather file"
                 )
+    if record == -1:  # (pvlib reads such a file as an empty table)
+        kind = "an EPW file" if epw else "a TMY3 file"
+        raise ConfigError(
+            f"the weather file {path} has no records (in {kind} they follow {first - 1} lines of "
+            "header); give a TMY3 or EPW file"
+        )
     for key, (i, name) in columns.items():
         if gaps[key] and len(gaps[key]) == len(marked[key]) == record + 1:
             raise ConfigError(
