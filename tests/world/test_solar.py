@@ -218,6 +218,82 @@ def test_a_weather_value_that_is_no_number_in_its_range_is_refused_at_its_line_a
     )
 
 
+@pytest.mark.parametrize(
+    ("column", "text", "position", "what"),
+    [
+        ("Time (HH:MM)", "99:00", 2, "no hour of the day: a record's time is its hour's end, 01:00 to 24:00"),
+        ("Time (HH:MM)", "25:00", 2, "no hour of the day: a record's time is its hour's end, 01:00 to 24:00"),
+        ("Time (HH:MM)", "02:30", 2, "no hour of the day: a record's time is its hour's end, 01:00 to 24:00"),
+        ("Date (MM/DD/YYYY)", "02/30/1988", 1, "no day of the calendar (MM/DD/YYYY)"),
+        ("Date (MM/DD/YYYY)", "13/05/1988", 1, "no day of the calendar (MM/DD/YYYY)"),
+    ],
+)
+def test_a_tmy3_record_whose_time_is_no_hour_of_the_year_is_refused_at_its_line(
+    tmp_path: Path, column: str, text: str, position: int, what: str
+) -> None:
+    """pvlib put a record of 99:00 at 03:00 (the hour modulo 24), where it replaced that
+    hour's record, and read one of 02:30 as ending then; it refused 13/05/1988 in a message that
+    named no line."""
+    path = tmy3_with(tmp_path, 100, column, text)
+    assert weather_refusal(path) == (
+        f"{path}:100:{position}: {column} is {text!r}, {what}; correct the record or give another "
+        "weather file"
+    )
+
+
+def test_a_second_record_for_an_hour_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """21 June twice: the later record of each hour replaced the first."""
+    lines = TMY3.read_text().splitlines()
+    path = tmp_path / "weather.csv"
+    path.write_text("\n".join(lines + lines[4106 : 4106 + 24]) + "\n")
+    assert weather_refusal(path) == (
+        f"{path}:8763: a second record for 06-21 00:00-01:00 (the first is on line 4107); give each hour one "
+        "record: correct the file or give another"
+    )
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)
+    epw = path.read_text().splitlines()
+    fields = epw[99].split(",")  # (4 January, the hour ending 20h)
+    fields[3] = "21"
+    epw[99] = ",".join(fields)
+    path.write_text("\n".join(epw) + "\n")
+    assert weather_refusal(path) == (
+        f"{path}:101: a second record for 01-04 20:00-21:00 (the first is on line 100); give each hour one "
+        "record: correct the file or give another"
+    )
+
+
+def test_a_tmy3_file_whose_february_is_of_a_leap_year_gives_the_hour_before_1_march() -> None:
+    """Greensboro's February is of 1996: pvlib's index moves a date of 29 February to 1 March,
+    so it put the record '02/28/1996,24:00' at the end of the hour 29 February 23-24h, and 28
+    February 23-24h had none ('has no record for 02-28 23h'). The file's own date and time
+    place each record."""
+    lines = TMY3.read_text().splitlines()
+    fields = lines[1417].split(",")
+    assert fields[:2] == ["02/28/1996", "24:00"]
+    # 04:00-05:00 UTC on 1 March is 23:00-24:00 on 28 February in the file's standard time (UTC-5).
+    site = Site(36.1, -79.95, 273.0, "America/New_York")
+    sky = irradiance(site, day_ms("2026-03-01") + 4 * 3_600_000, 4, Sky("file", weather_file=TMY3))
+    assert set(sky.temp_air) == {float(fields[lines[1].split(",").index("Dry-bulb (C)")])} == {9.2}
+
+
+def test_a_tmy3_file_may_stamp_the_last_hour_of_a_day_00_00_of_the_next(tmp_path: Path) -> None:
+    """As SolarAnywhere's files do, and pvlib reads: the same records as 24:00 of the day."""
+    lines = TMY3.read_text().splitlines()
+    for k, line in enumerate(lines[2:], start=2):
+        if line[11:16] == "24:00":
+            day = dt.datetime.strptime(line[:10], "%m/%d/%Y") + dt.timedelta(days=1)
+            lines[k] = f"{day:%m/%d/%Y},00:00{line[16:]}"
+    path = tmp_path / "midnight.csv"
+    path.write_text("\n".join(lines) + "\n")
+    site = Site(36.1, -79.95, 273.0, "America/New_York")
+    for day in ("2026-01-01", "2026-03-01", "2026-06-21"):  # (the hour before: 23-24h of the day before)
+        start = day_ms(day) + 4 * 3_600_000
+        assert irradiance(site, start, 24, Sky("file", weather_file=path)) == irradiance(
+            site, start, 24, Sky("file", weather_file=TMY3)
+        )
+
+
 def test_a_tmy3_file_without_a_column_the_records_are_read_from_names_it(tmp_path: Path) -> None:
     lines = TMY3.read_text().splitlines()
     lines[1] = lines[1].replace("DNI (W/m^2)", "Xdropped").replace("DHI (W/m^2)", "Ydropped")
@@ -225,8 +301,8 @@ def test_a_tmy3_file_without_a_column_the_records_are_read_from_names_it(tmp_pat
     path.write_text("\n".join(lines) + "\n")
     assert weather_refusal(path) == (
         f"{path}:2: the weather file has no column 'DNI (W/m^2)' or 'DHI (W/m^2)': a TMY3 file's second "
-        "line names its columns, GHI (W/m^2), DNI (W/m^2), DHI (W/m^2) among them; correct the file or give "
-        "another"
+        "line names its columns, Date (MM/DD/YYYY), Time (HH:MM), GHI (W/m^2), DNI (W/m^2), DHI (W/m^2) "
+        "among them; correct the file or give another"
     )
 
 
@@ -241,6 +317,34 @@ def test_an_epw_value_out_of_its_range_is_refused_at_its_line_and_field(tmp_path
     assert weather_refusal(path) == (
         f"{path}:21:22: wind speed is 'nan', not a number from 0 to 100 m/s; correct the record or give "
         "another weather file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "what"),
+    [
+        (1, "abc", "year is 'abc', not a year"),
+        (2, "13", "month is '13', no month of the year (1 to 12)"),
+        (3, "32", "day is '32', no day of January 2019 (1 to 31)"),
+        (4, "25", "hour is '25', no hour of the day: a record's hour is the one it ends, 1 to 24"),
+        (4, "0", "hour is '0', no hour of the day: a record's hour is the one it ends, 1 to 24"),
+        (4, "abc", "hour is 'abc', no hour of the day: a record's hour is the one it ends, 1 to 24"),
+    ],
+)
+def test_an_epw_record_whose_time_is_no_hour_of_the_year_is_refused_at_its_line(
+    tmp_path: Path, field: int, text: str, what: str
+) -> None:
+    """pvlib refused most in a message that named no line, and an hour 'abc' with a traceback
+    (TypeError)."""
+    path = tmp_path / "test.epw"
+    write_epw(path, 600.0)
+    lines = path.read_text().splitlines()
+    fields = lines[99].split(",")
+    fields[field - 1] = text
+    lines[99] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    assert weather_refusal(path) == (
+        f"{path}:100:{field}: {what}; correct the record or give another weather file"
     )
 
 

@@ -15,10 +15,14 @@ the diffuse part what remains (so broken clouds cut the beam more than the total
 
 from __future__ import annotations
 
+import calendar
 import csv
+import datetime as dt
 import math
 import random
+import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -171,14 +175,17 @@ def _clouds(
     return ghi_k, dni_k, dhi_k
 
 
+Hour = tuple[int, int, int]
+"""An hour of a typical year: (month, day, the hour it starts, 0 to 23)."""
+
+
 @dataclass(frozen=True)
 class _WeatherFile:
     offset_s: float
     """The file's standard time ahead of UTC [s]."""
-    records: dict[tuple[int, int, int], tuple[float, float, float, float, float]]
-    """(month, day, hour starting) in its standard time -> (ghi, dni, dhi, air temperature,
-    wind speed)."""
-    filled: frozenset[tuple[int, int, int]] = frozenset()
+    records: dict[Hour, tuple[float, float, float, float, float]]
+    """The hour in its standard time -> (ghi, dni, dhi, air temperature, wind speed)."""
+    filled: frozenset[Hour] = frozenset()
     """The records with a value the file marked missing, filled (``EPW_MISSING``)."""
 
 
@@ -206,6 +213,11 @@ TMY3_COLUMNS: Final = {
     "wind_speed": "Wspd (m/s)",
 }
 """A TMY3 file's columns (its second line names them) that the records are read from."""
+TMY3_DATE: Final = "Date (MM/DD/YYYY)"
+TMY3_TIME: Final = "Time (HH:MM)"
+"""A TMY3 record's date and the end of its hour on that date in the file's standard time,
+01:00 to 24:00 (pvlib reads 00:00 as the midnight the date begins with, as a SolarAnywhere file
+gives the last hour of the day before)."""
 EPW_FIELDS: Final = {
     "ghi": (14, "global horizontal radiation"),
     "dni": (15, "direct normal radiation"),
@@ -214,6 +226,9 @@ EPW_FIELDS: Final = {
     "wind_speed": (22, "wind speed"),
 }
 """An EPW record's fields (from 1) that the records are read from, and their names."""
+EPW_TIME_FIELDS: Final = ("year", "month", "day", "hour")
+"""An EPW record's first four fields: its date and the end of its hour, 1 to 24, in the file's
+standard time."""
 EPW_MISSING: Final = {"ghi": 9999.0, "dni": 9999.0, "dhi": 9999.0, "temp_air": 99.9, "wind_speed": 999.0}
 """The value an EPW record gives a field to say it is missing (EnergyPlus, Auxiliary Programs:
 the weather file's data fields). A missing value is filled linearly between the records either
@@ -248,56 +263,75 @@ def _read_weather_file(path: Path) -> _WeatherFile:
             f"cannot read the weather file {path}: {exc.strerror or exc}; "
             "give a TMY3 (.csv) or EPW (.epw) file"
         ) from None
-    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        if not isinstance(exc, (KeyError, IndexError, UnicodeDecodeError)):
+            try:  # (pvlib's message on a record's date or time names no line)
+                _check_record_hours(path, epw)
+            except ConfigError as precise:
+                raise precise from None
         kind = "an EPW file" if epw else "a TMY3 file (.csv)"
         what = f"missing {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
         raise ConfigError(
             f"the weather file {path} is not {kind} ({what}); give a TMY3 or EPW file"
         ) from None
-    missing = check_weather_values(path, epw)
-    filled_rows = {row for rows in missing.values() for row in rows}
-    for key, rows in missing.items():
+    checked = check_weather_values(path, epw)
+    if len(checked.hours) != len(data):  # (both skip blank lines; a checked record is one line)
+        raise ConfigError(
+            f"the weather file {path} is not {'an EPW file' if epw else 'a TMY3 file (.csv)'} (pvlib reads "
+            f"{len(data)} records, not its {len(checked.hours)} lines of records); give a TMY3 or EPW file"
+        )
+    for key, rows in checked.missing.items():
         column = data[key].astype(float)
         column.iloc[rows] = math.nan
         data[key] = column.interpolate(limit_direction="both")
-    # pvlib labels an EPW record with the start of its hour, a TMY3 record with its end.
-    label = pd.Timedelta(hours=0 if epw else 1)
+    # Each record's hour as its own date and time say (pvlib's index moves a TMY3 record of 29
+    # February, or of the midnight ending 28 February in a leap year, to 1 March).
     records = {}
-    filled = set()
-    for k, (t, row) in enumerate(data.iterrows()):
-        begin = t - label
-        if k in filled_rows:
-            filled.add((begin.month, begin.day, begin.hour))
-        records[(begin.month, begin.day, begin.hour)] = (
+    for hour, (_, row) in zip(checked.hours, data.iterrows(), strict=True):
+        records[hour] = (
             float(row["ghi"]),
             float(row["dni"]),
             float(row["dhi"]),
             float(row.get("temp_air", 20.0)),
             float(row.get("wind_speed", 1.0)),
         )
+    filled = frozenset(checked.hours[k] for rows in checked.missing.values() for k in rows)
     offset = data.index[0].utcoffset()
-    return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records, frozenset(filled))
+    return _WeatherFile(offset.total_seconds() if offset is not None else 0.0, records, filled)
 
 
-def check_weather_values(path: Path, epw: bool) -> dict[str, list[int]]:
+@dataclass(frozen=True)
+class WeatherRecords:
+    """What ``check_weather_values`` finds of a weather file's records (in the file's order)."""
+
+    hours: list[Hour]
+    """Each record's hour."""
+    missing: dict[str, list[int]]
+    """The records (from 0) where each value is marked missing (``EPW_MISSING``)."""
+
+
+def check_weather_values(path: Path, epw: bool) -> WeatherRecords:
     """A ConfigError, ``FILE:LINE:COLUMN`` and what is wrong, unless the weather file names
-    the columns of ``REQUIRED_WEATHER`` (a TMY3 file; an EPW record's fields are fixed) and
-    every record gives each value read from it as a finite number within ``WEATHER_RANGES``
+    the columns of ``REQUIRED_WEATHER`` and its records' date and time (a TMY3 file; an EPW
+    record's fields are fixed), every record's date and time are an hour of the year that no
+    record before it gives (``_RecordHours``: pvlib moved an impossible one onto another hour,
+    and the later of two records for an hour replaced the first), and every record gives each
+    value read from it as a finite number within ``WEATHER_RANGES``
     (pvlib reads "abc" as text, "nan" and 1e300 as numbers: the first stopped the run with a
     traceback, the others made its PV energy 0 or NaN), or, in an EPW file, marks it missing
     (``EPW_MISSING``) in a gap of at most ``MAX_FILLED_HOURS`` records; and that it has a record
-    (pvlib reads a file of its header alone as an empty table). The records (from 0, in the
-    file's order) where each value is missing."""
-    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    (pvlib reads a file of its header alone as an empty table)."""
+    lines = _weather_lines(path)
+    header = [] if epw else next(csv.reader(lines[1:2]), [])
     if epw:
         first = EPW_FIRST_RECORD
         columns = {key: (field - 1, name) for key, (field, name) in EPW_FIELDS.items()}
     else:
         first = TMY3_FIRST_RECORD
-        header = next(csv.reader(lines[1:2]), [])
-        missing = [TMY3_COLUMNS[key] for key in REQUIRED_WEATHER if TMY3_COLUMNS[key] not in header]
+        required = (TMY3_DATE, TMY3_TIME, *(TMY3_COLUMNS[key] for key in REQUIRED_WEATHER))
+        missing = [name for name in required if name not in header]
         if missing:
-            needed = ", ".join(TMY3_COLUMNS[key] for key in REQUIRED_WEATHER)
+            needed = ", ".join(required)
             raise ConfigError(
                 f"{path}:2: the weather file has no column {' or '.join(map(repr, missing))}: a TMY3 "
                 f"file's second line names its columns, {needed} among them; correct the file or give another"
@@ -305,11 +339,11 @@ def check_weather_values(path: Path, epw: bool) -> dict[str, list[int]]:
         columns = {key: (header.index(name), name) for key, name in TMY3_COLUMNS.items() if name in header}
     marked: dict[str, list[int]] = {key: [] for key in columns}
     gaps: dict[str, list[int]] = {key: [] for key in columns}  # (the gap's records: line numbers)
+    hours = _RecordHours(path, epw, header)
     record = -1
-    for number, fields in enumerate(csv.reader(lines[first - 1 :]), start=first):
-        if not fields:
-            continue  # (a blank line: pvlib skips it too)
+    for number, fields in _weather_records(lines, first):
         record += 1
+        hours.add(number, fields)
         for key, (i, name) in columns.items():
             low, high, unit = WEATHER_RANGES[key]
             text = fields[i].strip() if i < len(fields) else ""
@@ -341,7 +375,108 @@ def check_weather_values(path: Path, epw: bool) -> dict[str, list[int]]:
                 f"({EPW_MISSING[key]:g}); give a weather file that gives it"
             )
         _check_gap(path, gaps[key], i, name, key)
-    return {key: rows for key, rows in marked.items() if rows}
+    return WeatherRecords(hours.hours, {key: rows for key, rows in marked.items() if rows})
+
+
+def _weather_lines(path: Path) -> list[str]:
+    return path.read_bytes().decode("utf-8", errors="replace").splitlines()
+
+
+def _weather_records(lines: list[str], first: int) -> Iterator[tuple[int, list[str]]]:
+    """Each record's line number and fields, from the line ``first`` (from 1)."""
+    for number, fields in enumerate(csv.reader(lines[first - 1 :]), start=first):
+        if fields:  # (a blank line: pvlib skips it too)
+            yield number, fields
+
+
+def _check_record_hours(path: Path, epw: bool) -> None:
+    """``check_weather_values``'s ConfigError for the first record whose date or time is no
+    hour of the year, or an hour a record before it gives, if there is one (pvlib refuses most
+    of them, in a message that names no line)."""
+    lines = _weather_lines(path)
+    header = [] if epw else next(csv.reader(lines[1:2]), [])
+    if epw or (TMY3_DATE in header and TMY3_TIME in header):
+        hours = _RecordHours(path, epw, header)
+        for number, fields in _weather_records(lines, EPW_FIRST_RECORD if epw else TMY3_FIRST_RECORD):
+            hours.add(number, fields)
+
+
+TMY3_DATE_FORM: Final = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+"""A TMY3 record's date as pvlib reads it (``%m/%d/%Y``: no space around it)."""
+TMY3_TIME_FORM: Final = re.compile(r"(\d{1,2}):00")
+"""A TMY3 record's time: on the hour."""
+
+
+class _RecordHours:
+    """The hours of a weather file's records, each checked as it is added (at its line): its
+    date and time are an hour of the year, one no record before it gives."""
+
+    def __init__(self, path: Path, epw: bool, header: list[str]) -> None:
+        self.path = path
+        self.epw = epw
+        self.columns = (0, 0) if epw else (header.index(TMY3_DATE), header.index(TMY3_TIME))
+        self.hours: list[Hour] = []
+        self.lines: dict[Hour, int] = {}
+        """The line of the record of each hour."""
+
+    def add(self, number: int, fields: list[str]) -> None:
+        hour = self._epw_hour(number, fields) if self.epw else self._tmy3_hour(number, fields)
+        if hour in self.lines:
+            month, day, start = hour
+            which = f"{month:02}-{day:02} {start:02}:00-{start + 1:02}:00"
+            raise ConfigError(
+                f"{self.path}:{number}: a second record for {which} (the first is on line "
+                f"{self.lines[hour]}); give each hour one record: correct the file or give another"
+            )
+        self.lines[hour] = number
+        self.hours.append(hour)
+
+    def _refuse(self, number: int, i: int, name: str, text: str, what: str) -> ConfigError:
+        given = shown(text) if text else "empty"
+        return ConfigError(
+            f"{self.path}:{number}:{i + 1}: {name} is {given}, {what}; correct the record or give another "
+            "weather file"
+        )
+
+    def _tmy3_hour(self, number: int, fields: list[str]) -> Hour:
+        i, j = self.columns
+        text = fields[i] if i < len(fields) else ""
+        date = TMY3_DATE_FORM.fullmatch(text)
+        try:
+            day = dt.datetime(int(date[3]), int(date[1]), int(date[2])) if date else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise self._refuse(number, i, TMY3_DATE, text, "no day of the calendar (MM/DD/YYYY)")
+        text = fields[j].strip() if j < len(fields) else ""
+        time = TMY3_TIME_FORM.fullmatch(text)
+        if time is None or int(time[1]) > 24:
+            what = "no hour of the day: a record's time is its hour's end, 01:00 to 24:00"
+            raise self._refuse(number, j, TMY3_TIME, text, what)
+        end = int(time[1])
+        if end:
+            return day.month, day.day, end - 1
+        if (day.month, day.day) == (1, 1):  # (00:00: the last hour of the day before)
+            return 12, 31, 23
+        before = day - dt.timedelta(days=1)
+        return before.month, before.day, 23
+
+    def _epw_hour(self, number: int, fields: list[str]) -> Hour:
+        texts = [fields[i].strip() if i < len(fields) else "" for i in range(len(EPW_TIME_FIELDS))]
+        year, month, day, hour = (int(t) if t.isascii() and t.isdigit() else -1 for t in texts)
+        if year < 0:
+            raise self._refuse(number, 0, "year", texts[0], "not a year")
+        if not 1 <= month <= 12:
+            raise self._refuse(number, 1, "month", texts[1], "no month of the year (1 to 12)")
+        days = calendar.monthrange(year, month)[1]
+        if not 1 <= day <= days:
+            name = calendar.month_name[month]
+            raise self._refuse(number, 2, "day", texts[2], f"no day of {name} {year} (1 to {days})")
+        if not 1 <= hour <= 24:
+            raise self._refuse(
+                number, 3, "hour", texts[3], "no hour of the day: a record's hour is the one it ends, 1 to 24"
+            )
+        return month, day, hour - 1
 
 
 def _check_gap(path: Path, gap: list[int], i: int, name: str, key: str) -> None:
