@@ -6,6 +6,7 @@ agrees with the chain."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,55 @@ def test_the_ev_tables_money_is_checked_in_base_units(tmp_path: Path) -> None:
     fees = {"fee_gnc": 0.3, "charging_discount_gnc": 0.1, "parking_discount_gnc": 0.2}
     scenario = scenario_from_dict({**MORNING, "ev": {**MORNING["ev"], **fees}}, "ev.toml")
     Neighbourhood(scenario, memory_network(scenario, tmp_path / "b")).close()
+
+
+def test_a_trip_no_battery_of_the_range_holds_is_refused_as_it_loads(tmp_path: Path) -> None:
+    """``commute_kwh`` and ``battery_kwh`` each within their ranges, a trip of 1,000 kWh and a
+    battery of 1 Wh ran and topped every vehicle up to its trips (2,999,999 Wh from the station,
+    a state of charge of 100,000,000 %): refused as the file loads, in Wh (as the vehicles draw),
+    both ways when a vehicle has no home charger, one way when every vehicle has one."""
+    for ev, message in (
+        (
+            {"battery_kwh": [0.001, 0.001], "commute_kwh": [1000, 1000]},
+            "its trip home and back (without a home charger), up to 2,000 kWh, and the smallest battery "
+            "holds 0.001 kWh",
+        ),
+        (
+            {"battery_kwh": [10.0, 75.0], "commute_kwh": [3.0, 12.0], "home_charger_share": 1.0},
+            "its trip home, up to 12 kWh, and the smallest battery holds 10 kWh",
+        ),
+    ):
+        doc = {**MORNING, "ev": {**MORNING["ev"], **ev}}
+        with pytest.raises(ConfigError) as info:
+            scenario_from_dict(doc, "ev.toml")
+        assert str(info.value) == (
+            f"ev.toml: [ev] commute_kwh does not fit in battery_kwh: a vehicle leaves the hotspot holding "
+            f"{message}; give a smaller commute_kwh or a larger battery_kwh"
+        )
+    with pytest.raises(ConfigError) as info:  # (a battery of no whole Wh: its state of charge divided by 0)
+        scenario_from_dict({**MORNING, "ev": {**MORNING["ev"], "battery_kwh": [0.0004, 1.0]}}, "ev.toml")
+    assert str(info.value) == "ev.toml: [ev] battery_kwh must be at least 0.001 (1 Wh)"
+    # Both ways fit exactly; every vehicle with a home charger needs only the way home.
+    fits = {"battery_kwh": [18.0, 40.0], "commute_kwh": [3.0, 9.0]}
+    scenario_from_dict({**MORNING, "ev": {**MORNING["ev"], **fits}}, "ev.toml")
+    every = {"battery_kwh": [9.0, 40.0], "commute_kwh": [3.0, 9.0], "home_charger_share": 1.0}
+    scenario_from_dict({**MORNING, "ev": {**MORNING["ev"], **every}}, "ev.toml")
+
+
+def test_a_vehicle_never_holds_more_than_its_battery(tmp_path: Path) -> None:
+    """Whatever the table says (here one the loader refuses, built past it), a vehicle leaving
+    the hotspot tops up to at most its battery: the station's top-up is at most a battery's
+    room per vehicle and every state of charge stays within 0 to 100 %."""
+    evening = {
+        **MORNING,
+        "simulation": {**MORNING["simulation"], "start": "2026-06-22T15:00:00Z", "intervals": 12},
+    }
+    scenario = scenario_from_dict(evening, "ev.toml")
+    huge = dataclasses.replace(
+        scenario.tables["ev"], battery_kwh=(0.001, 0.001), commute_kwh=(1000.0, 1000.0)
+    )
+    report = simulate(dataclasses.replace(scenario, tables={**scenario.tables, "ev": huge}), tmp_path / "out")
+    ev = report["roles"]["ev"]
+    assert [c["battery_kwh"] for c in ev["cars"]] == [0.001] * 8
+    assert all(0 <= c["soc_end_percent"] <= 100 for c in ev["cars"])
+    assert 0 < ev["station_top_up_wh"] <= 8  # (1 Wh each, at most: it was 2,999,999 Wh)

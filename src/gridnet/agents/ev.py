@@ -124,6 +124,26 @@ class EvTable:
     tolerance_wh: int = bounded(50, 0, 1_000_000, "Wh")
     early_leave_share: float = bounded(0.05, 0, 1)
 
+    def problem(self) -> str | None:
+        """What its keys say together that no vehicle can be (None: nothing; the scenario's
+        loader asks): a battery of no whole Wh, or a trip the smallest battery cannot hold
+        (both ways for a vehicle without a home charger: one has none when
+        ``home_charger_share`` is below 1). Compared in Wh, as each vehicle's draws are
+        rounded (rounding keeps the order): every vehicle drawn then fits."""
+        smallest = round(self.battery_kwh[0] * 1000)
+        if smallest < 1:
+            return "[ev] battery_kwh must be at least 0.001 (1 Wh)"
+        ways = 1 if self.home_charger_share >= 1 else 2
+        most = ways * round(self.commute_kwh[1] * 1000)
+        if most <= smallest:
+            return None
+        trip = "its trip home" if ways == 1 else "its trip home and back (without a home charger)"
+        return (
+            f"[ev] commute_kwh does not fit in battery_kwh: a vehicle leaves the hotspot holding {trip}, "
+            f"up to {most / 1000:,g} kWh, and the smallest battery holds {smallest / 1000:,g} kWh; give a "
+            "smaller commute_kwh or a larger battery_kwh"
+        )
+
 
 def _hhmm(text: str, where: str) -> int:
     """ "HH:MM" -> intervals after midnight (UTC)."""
@@ -149,9 +169,11 @@ class Car:
     wear: int
     target_wh: Wh
     """What it wants when it leaves the hotspot: its trip home and its reserve (without a home
-    charger, ``fill_to`` percent and at least the trip back the next morning too)."""
+    charger, ``fill_to`` percent and at least the trip back the next morning too), at most its
+    battery."""
     least_wh: Wh
-    """What it must hold to leave: the way home (and back, without a home charger)."""
+    """What it must hold to leave: the way home (and back, without a home charger), at most its
+    battery (a top-up never fills it beyond)."""
     days: dict[int, tuple[Interval, Interval]] = field(default_factory=dict)
     """Day -> (interval it arrives at the hotspot, interval it leaves)."""
     home_plan: dict[Interval, Wh] = field(default_factory=dict)
@@ -429,9 +451,9 @@ class EvDesk(Agent):
         arrive, leave = car.days.get(i // DAY, (-1, -1))
         if i == arrive:
             car.soc_wh = max(0, car.soc_wh - car.commute_wh)
-        elif i == leave and car.soc_wh < car.least_wh:
-            car.top_up_wh += car.least_wh - car.soc_wh
-            car.soc_wh = car.least_wh
+        elif i == leave and car.soc_wh < (least := min(car.least_wh, car.battery_wh)):
+            car.top_up_wh += least - car.soc_wh  # (never more than the battery holds)
+            car.soc_wh = least
         elif i == leave + COMMUTE_INTERVALS:
             car.soc_wh = max(0, car.soc_wh - car.commute_wh)
             if car.charger:
@@ -606,6 +628,9 @@ def build(world: World) -> list[Agent]:
         commute = round(rng.uniform(*t.commute_kwh) * 1000)
         charger = int((n + 1) * t.home_charger_share) > int(n * t.home_charger_share)
         reserve = commute + round(battery * t.reserve_percent / 100)
+        # (at most what the battery holds: the loader refuses a trip it cannot hold, but the
+        # reserve is on top of it)
+        want = reserve if charger else max(reserve + commute, round(battery * t.fill_to / 100))
         car = Car(
             name=f"ev-{n}",
             key=world.key(f"ev-{n}"),
@@ -617,8 +642,8 @@ def build(world: World) -> list[Agent]:
             soc_wh=round(battery * rng.uniform(*t.soc_start) / 100),
             value_lo=gnc(round(rng.uniform(*t.value_floor), 4)),
             wear=gnc(round(rng.uniform(*t.wear_gnc), 4)),
-            target_wh=reserve if charger else max(reserve + commute, round(battery * t.fill_to / 100)),
-            least_wh=commute if charger else 2 * commute,
+            target_wh=min(battery, want),
+            least_wh=min(battery, commute if charger else 2 * commute),
         )
         for day in range(world.first // DAY, world.last // DAY + 1):
             when = random.Random(f"{s.simulation.name}/{s.simulation.seed}/ev/{n}/day/{day}")

@@ -588,9 +588,19 @@ def _checks(s: Scenario) -> Iterator[tuple[bool, str]]:
     )
 
 
+def _together(s: Scenario) -> Iterator[tuple[bool, str]]:
+    """What each role's table says of its keys together (its ``problem()``: a message, or None
+    when they agree), whether the table is enabled or not, as its ranges are."""
+    for table in s.tables.values():
+        check = getattr(table, "problem", None)
+        if callable(check):
+            problem = check()
+            yield (problem is None, str(problem))
+
+
 def _check(s: Scenario) -> None:
     src = s.source
-    for ok, message in itertools.chain(_checks(s), _bounds(s)):
+    for ok, message in itertools.chain(_checks(s), _bounds(s), _together(s)):
         if not ok:
             raise ConfigError(f"{src}: {message}")
     start = s.start_ms
