@@ -686,6 +686,42 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     assert (out / "report.json").read_text() == "{}"
 
 
+def test_a_file_the_run_reads_inside_its_output_directory_is_refused_and_kept(tmp_path: Path) -> None:
+    """``gridnet simulate o5/my.toml --out o5`` deleted the scenario file it ran (and all else in
+    o5) as it replaced the earlier run there: a scenario file, or a file it names (a policy, the
+    weather file), inside ``--out`` is refused in one line before anything is deleted."""
+    out = tmp_path / "o5"
+    out.mkdir()
+    (out / MARKER).write_text("written by gridnet simulate; safe to delete\n")
+    (out / "report.json").write_text("{}")
+    mine = out / "my.toml"
+    mine.write_text("[simulation]\nintervals = 2\n[homes]\ncount = 4\n[relay]\nenabled = false\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "gridnet", "simulate", "o5/my.toml", "--out", "o5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: the scenario file o5/my.toml is inside --out o5, where 'gridnet simulate' deletes what an "
+        "earlier run wrote; choose another --out (or move the file out of it)"
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "my.toml", "report.json"])
+    # A policy it names, here beside the scenario through a path into --out.
+    (out / "quiet.toml").write_text("# neither buys nor sells\n")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(mine.read_text() + '[policies]\nhome-0 = "o5/quiet.toml"\n')
+    with pytest.raises(ConfigError) as info:
+        simulate(load_scenario(scenario), out)
+    assert str(info.value) == (
+        f"[policies] home-0's file {out / 'quiet.toml'} is inside --out {out}, where 'gridnet simulate' "
+        "deletes what an earlier run wrote; choose another --out (or move the file out of it)"
+    )
+    assert (out / "quiet.toml").exists() and (out / "report.json").read_text() == "{}"
+    simulate(load_scenario(scenario), tmp_path / "elsewhere")  # (outside --out it runs)
+
+
 def test_an_output_directory_another_run_writes_is_refused_and_left_alone(tmp_path: Path) -> None:
     """A second run into the same ``--out`` is refused while the first writes it (it would
     delete the first's results under it), naming the process; the directory is free again

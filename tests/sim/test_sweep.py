@@ -605,6 +605,41 @@ def test_an_output_directory_not_written_by_a_sweep_is_refused(tmp_path: Path) -
         run_sweep(sweep, no_cluster)
 
 
+def test_a_file_the_sweep_reads_inside_its_output_directory_is_refused(tmp_path: Path) -> None:
+    """The sweep file, its base scenario or a file a run names inside ``--out`` (a sweep's
+    directory, which it writes and whose runs it replaces) is refused in one line, before
+    anything is written there."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".gridnet-sweep").write_text("written by gridnet sweep\n")
+    path = write_sweep(out, {"homes.count": [4]})
+    done = sweep_command(path, "--out", out, cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"error: the sweep file {path} is inside --out {out}, where 'gridnet sweep' deletes what an earlier "
+        "run wrote; choose another --out (or move the file out of it)"
+    ]
+    (tmp_path / "sweep.toml").write_text('scenario = "out/tiny.toml"\n[vary]\n"homes.count" = [4]\n')
+    with pytest.raises(ConfigError, match=r"^the base scenario .*out/tiny.toml is inside --out "):
+        run_sweep(load_sweep(tmp_path / "sweep.toml", out), no_cluster)
+    (out / "quiet.toml").write_text("# neither buys nor sells\n")
+    (tmp_path / "sweep.toml").write_text(
+        'scenario = "out/tiny.toml"\n[vary]\n"policies.home-1" = ["out/quiet.toml"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"^the base scenario "):
+        run_sweep(load_sweep(tmp_path / "sweep.toml", out), no_cluster)
+    shutil.move(out / "tiny.toml", tmp_path / "tiny.toml")
+    (tmp_path / "sweep.toml").write_text(
+        'scenario = "tiny.toml"\n[vary]\n"policies.home-1" = ["out/quiet.toml"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        run_sweep(load_sweep(tmp_path / "sweep.toml", out), no_cluster)
+    assert str(info.value) == (
+        f"[policies] home-1's file {out / 'quiet.toml'} is inside --out {out}, where 'gridnet sweep' "
+        "deletes what an earlier run wrote; choose another --out (or move the file out of it)"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [".gridnet-sweep", "quiet.toml", "sweep.toml"]
+
+
 def test_a_runs_files_are_found_from_the_sweep_and_its_id_follows_their_contents(
     client: Any, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ scenario and seed give the same chain and the same figures.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from gridnet.sim.output import (
     write_report,
 )
 from gridnet.sim.report import build_report
-from gridnet.sim.scenario import Scenario
+from gridnet.sim.scenario import Scenario, input_files
 from gridnet.system import fewer_gc_passes
 from gridnet.units import Address, Interval, interval_start
 from gridnet.work import target_from_bits, target_to_bytes
@@ -267,17 +267,25 @@ def memory_network(s: Scenario, out: Path) -> Callable[[ChainParams], Backend]:
 
 
 def simulate(
-    scenario: Scenario, out: Path, progress: Progress | None = None, *, csv: bool = False
+    scenario: Scenario,
+    out: Path,
+    progress: Progress | None = None,
+    *,
+    csv: bool = False,
+    reads: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario``, write ``out/report.json``, ``out/series/`` (Parquet; CSV too with
-    ``csv``), ``out/plots/`` and ``out/chain/``; returns the report."""
+    ``csv``), ``out/plots/`` and ``out/chain/``; returns the report. ``reads``: the files the
+    run reads, which ``out`` may not hold (default: the scenario file and those it names)."""
+    inputs = input_files(scenario) if reads is None else reads
     with made_for_the_run(out):
-        check_out_dir(out, "simulate")  # (refused before any work; replaced once the scenario builds)
+        # (refused before any work; replaced once the scenario builds)
+        check_out_dir(out, "simulate", inputs=inputs)
         nodes = memory_network(scenario, out)
         locks: list[DataDirLock] = []
 
         def connect(params: ChainParams) -> Backend:
-            locks.append(prepare_out_dir(out, "simulate"))
+            locks.append(prepare_out_dir(out, "simulate", inputs=inputs))
             return nodes(params)
 
         try:
@@ -341,7 +349,8 @@ def simulate_on_devnet(
     simulated here (orders travel as the nodes' order gossip, DSO commands are read from the
     DSO's node, contract states are handed to their sellers)."""
     with made_for_the_run(out):
-        check_out_dir(out, "devnet")  # (refused before the scenario builds; replaced when the devnet starts)
+        # (refused before the scenario builds; replaced when the devnet starts)
+        check_out_dir(out, "devnet", inputs=input_files(scenario))
         connect = devnet_network(scenario, out, nodes, speed, on_start)
         scenario = replace(
             scenario,

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +53,37 @@ def made_for_the_run(out: Path) -> Iterator[None]:
         raise
 
 
-def check_out_dir(out: Path, command: str, *, results: bool = True) -> bool:
+def refuse_inputs_inside(out: Path, inputs: Iterable[tuple[str, Path]], command: str) -> None:
+    """A ConfigError naming the first of ``inputs`` (what each is, its path) that is ``out``
+    or lies inside it: ``command`` replaces (or writes into) ``out``, and would delete it (the
+    scenario file a run was given, in the earlier run's directory it was to replace)."""
+    try:
+        root = out.resolve()
+    except (OSError, RuntimeError):  # (a loop of links: the run says so as it writes there)
+        return
+    for what, path in inputs:
+        try:
+            inside = path.resolve().is_relative_to(root)
+        except (OSError, RuntimeError):
+            continue
+        if inside:
+            raise ConfigError(
+                f"{what} {path} is inside --out {out}, where 'gridnet {command}' deletes what an earlier run "
+                "wrote; choose another --out (or move the file out of it)"
+            )
+
+
+def check_out_dir(
+    out: Path, command: str, *, results: bool = True, inputs: Mapping[str, Path] | None = None
+) -> bool:
     """Whether ``out`` holds the results of an earlier run of ``command`` (which
     ``prepare_out_dir`` replaces); it is created (empty) when missing. A ConfigError when it
-    cannot be written, is a file, or holds something else (another command's results too; or
-    any run's report, for a run that writes none: ``results`` False, a devnet's nodes only)."""
+    cannot be written, is a file, holds one of ``inputs`` (the files the run reads, by what
+    each is: ``refuse_inputs_inside``) or holds something else (another command's results too;
+    or any run's report, for a run that writes none: ``results`` False, a devnet's nodes only)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the results")
+    refuse_inputs_inside(out, (inputs or {}).items(), command)
     try:
         out.mkdir(parents=True, exist_ok=True)  # (an empty directory, to know it can be written)
         if not os.access(out, os.W_OK):
@@ -88,13 +112,15 @@ def check_out_dir(out: Path, command: str, *, results: bool = True) -> bool:
     return True
 
 
-def prepare_out_dir(out: Path, command: str, *, results: bool = True) -> DataDirLock:
+def prepare_out_dir(
+    out: Path, command: str, *, results: bool = True, inputs: Mapping[str, Path] | None = None
+) -> DataDirLock:
     """Start from a fresh ``out``; only ever deletes what an earlier GRIDNET run wrote there.
     Call it once the run's inputs are checked: a run refused after it has lost the earlier
     results. ``out`` is locked as a data directory is (``DataDirLocked`` while another run
     writes it: a second run would delete the first's results under it); the caller holds the
     lock while it writes there, or to its exit."""
-    earlier = check_out_dir(out, command, results=results)
+    earlier = check_out_dir(out, command, results=results, inputs=inputs)
     lock = acquire(out, "output directory")
     try:
         if earlier:

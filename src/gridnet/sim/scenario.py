@@ -634,6 +634,15 @@ def _named_files(s: Scenario) -> dict[str, str]:
     return named
 
 
+def input_files(s: Scenario, *, own: bool = True) -> dict[str, Path]:
+    """The files a run of ``s`` reads, by what each is: the scenario file (``own``; none for
+    the built-in defaults) and every file it names, resolved as the run resolves them."""
+    files = {"the scenario file": Path(s.source)} if own and s.source != "defaults" else {}
+    for key, name in _named_files(s).items():
+        files[f"{key}'s file" if key.startswith("[policies]") else key] = data_path(s.source, name)
+    return files
+
+
 def _check_files(s: Scenario) -> None:
     """What the scenario names outside itself: every file's name (each resolved as the run
     will), the weather file (read now, with the records of every hour of the run) and

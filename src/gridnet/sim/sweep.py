@@ -59,9 +59,9 @@ from gridnet.errors import ECHO_CHARS, ConfigError, GridnetError, shown
 from gridnet.files import read_toml, replace_file
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.node.config import format_host_port
-from gridnet.sim.output import unwritable
+from gridnet.sim.output import refuse_inputs_inside, unwritable
 from gridnet.sim.report import resolved_scenario
-from gridnet.sim.scenario import Scenario, data_path, scenario_from_dict
+from gridnet.sim.scenario import Scenario, data_path, input_files, scenario_from_dict
 from gridnet.system import usable_cores
 
 if TYPE_CHECKING:
@@ -640,7 +640,9 @@ def run_one(
         started = time.perf_counter()
         status, error, found = "failed", None, {}
         try:
-            report = simulate(scenario_from_dict(document, source), out)
+            scenario = scenario_from_dict(document, source)
+            # (its scenario.toml is what this run writes, not a file it reads)
+            report = simulate(scenario, out, reads=input_files(scenario, own=False))
             status = "ok" if report["converged"] and report["verify"]["ok"] else "unverified"
             found = {f: figure_value(report, f) for f in figures}
         except Exception as exc:  # recorded in the table; the other runs go on
@@ -902,6 +904,23 @@ def _ctrl_c_ignored() -> Iterator[None]:
 # --- the sweep ------------------------------------------------------------------------------
 
 
+def sweep_inputs(sweep: Sweep) -> list[tuple[str, Path]]:
+    """The files a sweep reads, each with what it is: the sweep file, its base scenario and
+    every file a run names (its policies, its weather file: absolute in each run's document)."""
+    files = [("the sweep file", sweep.path)]
+    if sweep.scenario is not None:
+        files.append(("the base scenario", sweep.scenario))
+    named: dict[str, str] = {}
+    for run in sweep.runs:
+        policies = run.document.get("policies")
+        for home, name in policies.items() if isinstance(policies, dict) else ():
+            named.setdefault(str(name), f"[policies] {home}'s file")
+        weather = run.document.get("weather")
+        if isinstance(weather, dict) and weather.get("weather_file"):
+            named.setdefault(str(weather["weather_file"]), "[weather] weather_file")
+    return files + [(what, Path(name)) for name, what in named.items()]
+
+
 def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:
     """Create ``sweep.out`` or check that a sweep wrote it (then it resumes), and lock it as a
     data directory is (``DataDirLocked`` while another sweep runs there: the two would run
@@ -909,6 +928,7 @@ def prepare_sweep_dir(sweep: Sweep) -> DataDirLock:
     out = sweep.out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose a directory for the sweep")
+    refuse_inputs_inside(out, sweep_inputs(sweep), "sweep")
     if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / MARKER).exists():
         raise ConfigError(f"{out} is not empty and was not written by 'gridnet sweep'; choose another --out")
     try:
