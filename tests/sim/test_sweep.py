@@ -50,6 +50,7 @@ from gridnet.sim.sweep import (
 )
 from gridnet.system import usable_cores
 from tests.helpers import wait_for
+from tests.world.test_solar import write_epw
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -395,6 +396,55 @@ def test_a_bad_sweep_file_is_refused_before_anything_runs(
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
     assert not (tmp_path / "out").exists()
+
+
+def test_set_is_checked_with_each_runs_values(tmp_path: Path) -> None:
+    """``[set] "weather.sky" = "file"`` with the weather files in ``[vary]`` was refused (the
+    base and ``[set]`` were built alone, as if a run): each run is checked whole, the base and
+    ``[set]`` alone only key by key (known, of its type, in range), and a run refused for what
+    ``[set]`` says alone, or one value alone, names it."""
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    (tmp_path / "tiny.toml").write_text(TINY)
+    write_epw(folder / "a.epw", 800.0)
+    write_epw(folder / "b.epw", 400.0)
+    path = folder / "s1.toml"
+    head = 'scenario = "../tiny.toml"\n[set]\n'
+    path.write_text(head + '"weather.sky" = "file"\n[vary]\n"weather.weather_file" = ["a.epw", "b.epw"]\n')
+    sweep = load_sweep(path, tmp_path / "out")
+    assert [r.document["weather"] for r in sweep.runs] == [
+        {"sky": "file", "weather_file": str(folder / name)} for name in ("a.epw", "b.epw")
+    ]
+    base = tmp_path / "tiny.toml"
+    for fixed, vary, expected in (
+        ('"homes.cont" = 4', '"homes.pv_share" = [0.5]', f"[set]: {base}: [homes]: unknown key(s) ['cont']"),
+        (
+            '"homes.count" = "four"',
+            '"homes.pv_share" = [0.5]',
+            f"[set]: {base}: [homes] count must be an integer",
+        ),
+        ('"homes.count" = 1', '"homes.pv_share" = [0.5]', f"[set]: {base}: [homes] count must be 2 to 1000"),
+        (
+            '"weather.sky" = "file"',
+            '"homes.pv_share" = [0.5]',
+            f'[set]: {base}: [weather] sky = "file" needs weather_file',
+        ),
+    ):
+        path.write_text(f"{head}{fixed}\n[vary]\n{vary}\n")
+        with pytest.raises(SweepFileError) as caught:
+            load_sweep(path, tmp_path / "out")
+        message = str(caught.value)
+        assert message.startswith(f"{path}: {expected}") and "\n" not in message, message
+    # A weather file a run varies, missing, is named alone (its path echoed cut).
+    path.write_text(f'{head}"weather.sky" = "file"\n[vary]\n"weather.weather_file" = ["a.epw", "none.epw"]\n')
+    with pytest.raises(SweepFileError) as caught:
+        load_sweep(path, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(f'{path}: [vary] weather.weather_file = "/') and "\n" not in message
+    assert message.endswith(
+        f"{base}: [weather] weather_file: cannot read the weather file {folder / 'none.epw'}: No such file "
+        "or directory; give a TMY3 (.csv) or EPW (.epw) file"
+    )
 
 
 @pytest.mark.parametrize(

@@ -305,8 +305,11 @@ def sweep_from_dict(
         raise SweepFileError(f"{where}: {both[0]} is in both [set] and [vary]; keep it in one")
 
     document = _with(base, fixed, where, "[set]")
-    _build(document, base_label, f"{where}: [set]")
-    seeds = _seeds(doc.get("seeds"), _build(document, base_label, where).simulation.seed, where)
+    # Each key of the base and [set] known, of its type and in its range, now; what they say
+    # together is checked in each run, with its [vary] values ([set] weather.sky = "file" takes
+    # the weather file a run varies).
+    alone = _build(document, base_label, f"{where}: [set]", check=False)
+    seeds = _seeds(doc.get("seeds"), alone.simulation.seed, where)
     figures, plot = _figures(doc.get("figures"), doc.get("plot"), where)
     clash = next((f for f in figures if f in vary), None)
     if clash is not None:
@@ -324,10 +327,10 @@ def sweep_from_dict(
             run_doc = _with(document, {**values, "simulation.seed": seed}, where, "[vary]")
             label = ", ".join([*(f"{k} = {_show(v)}" for k, v in values.items()), f"seed {seed}"])
             try:
-                scenario = _build(run_doc, base_label, f"{where}: [vary] the run with {label}")
-            except SweepFileError:
-                _refuse_alone(document, values, base_label, where)  # (names the key when one is the cause)
-                raise
+                scenario = scenario_from_dict(run_doc, base_label)
+            except ConfigError as exc:
+                _refuse_alone(document, values, base_label, where, str(exc))  # ([set] or a key, if the cause)
+                raise SweepFileError(f"{where}: [vary] the run with {label}: {exc}") from None
             run = Run(_run_id(scenario, values, seed, digests), values, seed, _portable(run_doc, base_dir))
             if run.id in seen:
                 raise SweepFileError(
@@ -346,14 +349,30 @@ def sweep_from_dict(
     return Sweep(path, name, base_path, fixed, vary, seeds, figures, plot, out, tuple(runs))
 
 
-def _refuse_alone(document: dict[str, Any], values: dict[str, Any], source: str, where: str) -> None:
-    """``SweepFileError`` naming the key and value when one of a refused run's values is
-    refused alone (each run's scenario is built once: building every value alone first too
-    doubled the time a large grid took to load)."""
+def _refuse_alone(
+    document: dict[str, Any], values: dict[str, Any], source: str, where: str, problem: str
+) -> None:
+    """``SweepFileError`` naming the cause of a refused run's ``problem`` when it is ``[set]``
+    (the base and ``[set]`` alone are refused for it) or one of its values (the base and
+    ``[set]`` with that value alone are); nothing when the run's values together are (its own
+    line says so). Each run's scenario is built once: building every value alone first too
+    doubled the time a large grid took to load; and a part refused for another reason than the
+    run's (``[set] "weather.sky" = "file"`` without the weather file a run varies) is not
+    blamed for it."""
+    if _problem(document, source) == problem:
+        raise SweepFileError(f"{where}: [set]: {problem}")
     for key, value in values.items():
-        _build(
-            _with(document, {key: value}, where, "[vary]"), source, f"{where}: [vary] {key} = {_echo(value)}"
-        )
+        if _problem(_with(document, {key: value}, where, "[vary]"), source) == problem:
+            raise SweepFileError(f"{where}: [vary] {key} = {_echo(value)}: {problem}")
+
+
+def _problem(document: dict[str, Any], source: str) -> str | None:
+    """Why ``document`` is refused as a run's scenario (None: it is not)."""
+    try:
+        scenario_from_dict(document, source)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]:
@@ -463,9 +482,9 @@ def _with(document: dict[str, Any], values: dict[str, Any], where: str, table: s
     return out
 
 
-def _build(document: dict[str, Any], source: str, where: str) -> Scenario:
+def _build(document: dict[str, Any], source: str, where: str, *, check: bool = True) -> Scenario:
     try:
-        return scenario_from_dict(document, source)
+        return scenario_from_dict(document, source, check=check)
     except ConfigError as exc:
         raise SweepFileError(f"{where}: {exc}") from None
 
