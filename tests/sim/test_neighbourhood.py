@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from gridnet.ledger.verify import verify_chain
 from gridnet.sim import series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.output import MARKER, check_out_dir, prepare_out_dir
+from gridnet.sim.report import economy_report
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
-from gridnet.units import energy_cost
+from gridnet.units import UNITS_PER_GNC, energy_cost
 
 # Ten intervals around midday, so that PV homes export and consumers buy from both the
 # homes and the DSO, on forecasts with errors: some sellers deliver less than they sold.
@@ -635,6 +637,26 @@ def test_the_report_is_one_a_person_can_read(runs: tuple[Any, ...]) -> None:
     )
     assert economy["block_subsidy_gnc"] > 100 * economy["homes_paid_gnc"] > 0
     assert "block subsidy" in economy["note"] and "new coin" in economy["note"]
+
+
+def test_the_economys_totals_are_the_sums_of_the_homes_figures(runs: tuple[Any, ...]) -> None:
+    """``economy.homes_paid_gnc`` is the sum of ``homes[].paid_gnc`` (and earned, and each
+    home's bill its paid less its earned) to the last decimal: every figure is whole base
+    units, summed as integers (each rounded apart to 6 decimals, a total read 0.867983 beside
+    the homes' 0.867984)."""
+    report = runs[0]
+    homes, economy = report["homes"], report["economy"]
+
+    def units(x: float) -> Decimal:
+        return Decimal(str(x)) * UNITS_PER_GNC
+
+    for key in ("paid", "earned"):
+        assert all(units(h[f"{key}_gnc"]) == int(units(h[f"{key}_gnc"])) for h in homes)
+        assert sum(units(h[f"{key}_gnc"]) for h in homes) == units(economy[f"homes_{key}_gnc"])
+    assert all(units(h["bill_gnc"]) == units(h["paid_gnc"]) - units(h["earned_gnc"]) for h in homes)
+    # Two homes' 140 base units each: 0.0000028 in all (rounded apart: 0.000001 each, 0.000003 in all).
+    rows = [{"home": f"home-{i}", "paid_gnc": 140 / UNITS_PER_GNC, "earned_gnc": 0.0} for i in (0, 1)]
+    assert economy_report(rows, 0, 0, 0)["homes_paid_gnc"] == 0.0000028
 
 
 def test_every_run_draws_its_plots(runs: tuple[Any, ...]) -> None:

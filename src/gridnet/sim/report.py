@@ -329,21 +329,18 @@ def homes_report(
         if not r.closed:
             locked[r.terms.buyer] += r.remaining
     totals: dict[str, Counter[str]] = defaultdict(Counter)
-    paid: dict[str, float] = defaultdict(float)
-    earned: dict[str, float] = defaultdict(float)
     for row in rows:
         c = totals[row["home"]]
         for key in HOME_TOTALS:
             c[key] += row[key]
-        paid[row["home"]] += row["paid_gnc"]
-        earned[row["home"]] += row["earned_gnc"]
+    paid, earned = _money(rows, "paid_gnc"), _money(rows, "earned_gnc")
     rate = gnc(world.s.government.subsidy)
     retail = world.s.dso.sell_price
     out = []
     for h in homes:
         c = totals[h.name]
         subsidy = sum(energy_cost(r.exported_wh, rate) for r in subsidised.get(h.name, []))
-        bill = paid[h.name] - earned[h.name]
+        bill = (paid[h.name] - earned[h.name]) / UNITS
         baseline = c["load_wh"] / 1000 * retail
         used_on_site = c["pv_wh"] - c["export_wh"] - c["curtailed_wh"]
         out.append(
@@ -356,9 +353,9 @@ def homes_report(
                 "load_profile": h.load_profile,
                 "feeder": h.feeder,
                 **{k: c[k] for k in HOME_TOTALS},
-                "paid_gnc": round(paid[h.name], 6),
-                "earned_gnc": round(earned[h.name], 6),
-                "bill_gnc": round(bill, 6),
+                "paid_gnc": paid[h.name] / UNITS,  # (exact: base units, summed as economy's are)
+                "earned_gnc": earned[h.name] / UNITS,
+                "bill_gnc": bill,
                 "all_from_dso_gnc": round(baseline, 6),
                 "savings_gnc": round(baseline - bill, 6),
                 "self_consumption_percent": round(100 * max(0, used_on_site) / c["pv_wh"], 1)
@@ -371,15 +368,26 @@ def homes_report(
     return out
 
 
+def _money(rows: list[dict[str, Any]], key: str) -> Counter[str]:
+    """Each home's sum of ``key`` over its rows [base units]: the rows' GNC are whole base
+    units (``sim.series``), summed as integers, so that the homes' figures and their total
+    (``economy``) are exact and the total is the sum of the homes' (each rounded apart to 6
+    decimals, the two differed in the last: 0.867983 against 0.867984)."""
+    out: Counter[str] = Counter()
+    for row in rows:
+        out[row["home"]] += round(row[key] * UNITS)
+    return out
+
+
 def economy_report(rows: list[dict[str, Any]], minted: int, fees: int, blocks: int) -> dict[str, Any]:
     """The energy economy beside the coin the chain itself creates (``rows``: the homes' time
     series)."""
-    earned = sum(r["earned_gnc"] for r in rows)  # what the homes were paid for energy
-    spent = sum(r["paid_gnc"] for r in rows)  # what the homes paid, line fees included
+    earned = sum(_money(rows, "earned_gnc").values()) / UNITS  # what the homes were paid for energy
+    spent = sum(_money(rows, "paid_gnc").values()) / UNITS  # what the homes paid, line fees included
     per_block = minted / blocks / UNITS if blocks else 0.0
     return {
-        "homes_paid_gnc": round(spent, 6),
-        "homes_earned_gnc": round(earned, 6),
+        "homes_paid_gnc": spent,
+        "homes_earned_gnc": earned,
         "block_subsidy_gnc": round(minted / UNITS, 6),
         "block_subsidy_per_block_gnc": round(per_block, 6),
         "transaction_fees_gnc": round(fees / UNITS, 6),
