@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 
 from gridnet.agents.home import Home
 from gridnet.agents.security_lab import flagged_meters
+from gridnet.cli.common import console
+from gridnet.cli.sim import _kwh, print_simulation_summary
 from gridnet.encoding import decode_lenient
 from gridnet.errors import ConfigError, DataDirLocked, GridOverloaded
 from gridnet.ledger.chain import Chain
@@ -657,6 +660,28 @@ def test_the_economys_totals_are_the_sums_of_the_homes_figures(runs: tuple[Any, 
     # Two homes' 140 base units each: 0.0000028 in all (rounded apart: 0.000001 each, 0.000003 in all).
     rows = [{"home": f"home-{i}", "paid_gnc": 140 / UNITS_PER_GNC, "earned_gnc": 0.0} for i in (0, 1)]
     assert economy_report(rows, 0, 0, 0)["homes_paid_gnc"] == 0.0000028
+
+
+def test_the_summary_shows_a_small_energy_in_wh(
+    runs: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below 0.1 kWh the summary says Wh: a shortfall of 26 Wh read "0.0 kWh for 0.0104 GNC"."""
+    assert [_kwh(wh) for wh in (0, 26, 99, 100, 4_700, -26, 12.5)] == [
+        "0.0 kWh", "26 Wh", "99 Wh", "0.1 kWh", "4.7 kWh", "-26 Wh", "12.5 Wh"
+    ]  # fmt: skip
+    report, _, out = runs
+    imbalance = {
+        **report["contracts"]["imbalance"],
+        "bought_wh": 26,
+        "paid_gnc": 0.0104,
+        "price_gnc_per_kwh": 0.4,
+    }
+    shown = {**report, "contracts": {**report["contracts"], "imbalance": imbalance}}
+    printed = io.StringIO()
+    monkeypatch.setattr(console, "file", printed)
+    monkeypatch.setattr(console, "width", 1000)
+    print_simulation_summary(shown, out, out / "chain")
+    assert "shortfall bought from the DSO at 0.4 GNC/kWh: 26 Wh for 0.0104 GNC" in printed.getvalue()
 
 
 def test_every_run_draws_its_plots(runs: tuple[Any, ...]) -> None:

@@ -86,7 +86,11 @@ def refusals(transactions: dict[str, Any], shown: int = 3) -> str:
     return "; ".join(parts) or "none"
 
 
-def _kwh(wh: int) -> str:
+def _kwh(wh: float) -> str:
+    """Energy as the summary shows it: kWh to 0.1, or below 0.1 kWh in Wh (26 Wh read "0.0 kWh"
+    beside the 0.0104 GNC it cost)."""
+    if wh and abs(wh) < 100:
+        return f"{int(wh):,} Wh" if float(wh).is_integer() else f"{wh:,.1f} Wh"
     return f"{wh / 1000:,.1f} kWh"
 
 
