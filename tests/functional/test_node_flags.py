@@ -84,3 +84,25 @@ def test_a_missing_key_file_given_by_flag_is_created_as_the_settings_one_is(
     )
     assert "no passphrase" in line and str(other) in line, line
     assert not other.exists()
+
+
+def test_unencrypted_key_beside_a_passphrase_file_names_the_flag_and_the_files_key(tmp_path: Path) -> None:
+    """``--unencrypted-key`` with ``passphrase_file`` in gridnet.toml said ``--unencrypted and
+    --passphrase-file contradict each other``: neither is what was given. The line names the
+    real flag and where the passphrase file came from; no key is made."""
+    data_dir = tmp_path / "d2"
+    ok(gridnet("chain", "init", "--data-dir", data_dir, cwd=tmp_path))
+    with (data_dir / "gridnet.toml").open("a") as f:
+        f.write('passphrase_file = "nofile"\n')
+    args = ("node", "--data-dir", "d2", "--unencrypted-key", "--listen", "127.0.0.1:0", "--api", "off")
+    line = one_line_error(gridnet(*args, cwd=tmp_path))
+    assert line == (
+        "error: --unencrypted-key and passphrase_file 'nofile' in d2/gridnet.toml contradict each other (a "
+        "key written in clear takes no passphrase); leave out one of them"
+    )
+    secret = tmp_path / "secret"
+    secret.write_text("a passphrase\n")
+    secret.chmod(0o600)
+    line = one_line_error(gridnet(*args, "--passphrase-file", secret, cwd=tmp_path))
+    assert line.startswith("error: --unencrypted-key and --passphrase-file contradict each other (")
+    assert not (data_dir / "node.key").exists()

@@ -144,7 +144,12 @@ def _miner_key(
     path = data_dir / "miner.key"
     if path.exists():
         return load_key(path, passphrase_file)
-    created = create_key(path, unencrypted=unencrypted, passphrase_file=passphrase_file)
+    created = create_key(
+        path,
+        unencrypted=unencrypted,
+        passphrase_file=passphrase_file,
+        given_by=("--unencrypted-key", "--passphrase-file"),
+    )
     how = "unencrypted" if unencrypted else "encrypted with its passphrase"
     err_console.print(f"created the miner key {path} ({how}): address {address_to_text(created.address)}")
     return created

@@ -216,11 +216,21 @@ def node_cmd(
         return
     key_path = settings.path(data_dir, settings.key)
     secret = settings.path(data_dir, settings.passphrase_file) if settings.passphrase_file else None
+    secret_by = (  # (for a message: the flag, or the config file's key)
+        "--passphrase-file"
+        if passphrase_file is not None
+        else f"passphrase_file {settings.passphrase_file!r} in {config or data_dir / CONFIG_NAME}"
+    )
 
     def node_key() -> PrivateKey:
         if os.path.lexists(key_path):  # (--key FILE or key = "FILE" alike: created when missing)
             return load_key(key_path, secret)
-        created = create_key(key_path, unencrypted=unencrypted_key, passphrase_file=secret)
+        created = create_key(
+            key_path,
+            unencrypted=unencrypted_key,
+            passphrase_file=secret,
+            given_by=("--unencrypted-key", secret_by),
+        )
         how = "unencrypted" if unencrypted_key else "encrypted with its passphrase"
         logging.getLogger("gridnet.node").info(
             "created the node key %s (%s): address %s", key_path, how, address_to_text(created.address)

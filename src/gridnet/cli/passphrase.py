@@ -40,11 +40,22 @@ def load_key(path: Path, passphrase_file: Path | None = None) -> PrivateKey:
     return key
 
 
-def create_key(path: Path, *, unencrypted: bool, passphrase_file: Path | None = None) -> PrivateKey:
+def create_key(
+    path: Path,
+    *,
+    unencrypted: bool,
+    passphrase_file: Path | None = None,
+    given_by: tuple[str, str] = ("--unencrypted", "--passphrase-file"),
+) -> PrivateKey:
     """A new random key, written to a new key file at ``path``: encrypted with a passphrase, or
-    plain when ``unencrypted`` (devnets and tests)."""
+    plain when ``unencrypted`` (devnets and tests). ``given_by``: where ``unencrypted`` and
+    ``passphrase_file`` came from (the flags, or a config file's key), for the message when
+    both are given."""
     if unencrypted and passphrase_file is not None:
-        raise KeyFileError("--unencrypted and --passphrase-file contradict each other; give only one")
+        raise KeyFileError(
+            f"{given_by[0]} and {given_by[1]} contradict each other (a key written in clear takes no "
+            "passphrase); leave out one of them"
+        )
     check_key_path_free(path)  # before asking for a passphrase that could not be used
     passphrase = None if unencrypted else obtain_passphrase(path, passphrase_file, new=True)
     key = PrivateKey.generate()
