@@ -8,8 +8,11 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from gridnet.cli.node import SETTING_FLAGS, flag_names
-from gridnet.node.config import NodeSettings
+from gridnet.errors import ConfigError
+from gridnet.node.config import NodeSettings, resolve
 from gridnet.node.devnet import DevNode, stop_all
 from tests.functional.test_cli import gridnet, ok, one_line_error
 from tests.functional.test_node_ops import CEILING, fast_params, new_node
@@ -106,3 +109,34 @@ def test_unencrypted_key_beside_a_passphrase_file_names_the_flag_and_the_files_k
     line = one_line_error(gridnet(*args, "--passphrase-file", secret, cwd=tmp_path))
     assert line.startswith("error: --unencrypted-key and --passphrase-file contradict each other (")
     assert not (data_dir / "node.key").exists()
+
+
+def test_an_api_on_the_peer_address_is_refused_before_the_node_starts(tmp_path: Path) -> None:
+    """``api`` on the node's own ``listen`` address failed as the API bound it, "the port is in
+    use (is another node using it?)", after the node key was made: refused at once, in one line
+    naming both (a host that binds every address collides with any other on its port)."""
+    data_dir = tmp_path / "d3"
+    ok(gridnet("chain", "init", "--data-dir", data_dir, cwd=tmp_path))
+    with (data_dir / "gridnet.toml").open("a") as f:
+        f.write('api = "127.0.0.1:9330"\n')
+    line = one_line_error(gridnet("node", "--data-dir", "d3", "--unencrypted-key", cwd=tmp_path))
+    assert line == (
+        "error: d3/gridnet.toml: api '127.0.0.1:9330' and listen '127.0.0.1:9330', the default, are the "
+        "same address: the API and the peer links need a port each; give one of them another port (or api "
+        '"off")'
+    )
+    assert not (data_dir / "node.key").exists()
+    for listen, api, same in (
+        ("0.0.0.0:9400", "127.0.0.1:9400", True),
+        ("localhost:9400", "127.0.0.1:9400", True),
+        ("[::]:9400", "[::1]:9400", True),
+        ("127.0.0.1:9400", "127.0.0.1:9401", False),
+        ("127.0.0.1:0", "127.0.0.1:0", False),  # (each any free port)
+        ("127.0.0.2:9400", "127.0.0.1:9400", False),
+    ):
+        flags = {"listen": "--listen", "api": "--api"}
+        if same:
+            with pytest.raises(ConfigError, match=r"^--api .* and --listen .* are the same address: "):
+                resolve(tmp_path / "x", {"listen": listen, "api": api}, flags=flags)
+        else:
+            resolve(tmp_path / "x", {"listen": listen, "api": api}, flags=flags)

@@ -222,6 +222,20 @@ def resolve(
     return settings
 
 
+_ANY_HOST: Final = ("0.0.0.0", "::", "")
+"""Hosts a socket binds to on every address of the machine."""
+
+
+def _same_address(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether two HOST:PORT a node binds collide: one port (0 is any free one: never the
+    same), on one host or on every host for either ("localhost" is 127.0.0.1)."""
+    (host_a, port_a), (host_b, port_b) = a, b
+    if port_a != port_b or port_a == 0:
+        return False
+    same = {h.lower().replace("localhost", "127.0.0.1") for h in (host_a, host_b)}
+    return len(same) == 1 or bool(same & set(_ANY_HOST))
+
+
 def _validate(s: NodeSettings, origin: dict[str, str]) -> None:
     """Check what the types do not; ``origin`` names where each key was given (the file and
     key, or the flag), for the message."""
@@ -229,13 +243,19 @@ def _validate(s: NodeSettings, origin: dict[str, str]) -> None:
     def where(key: str) -> str:
         return origin.get(key, key)
 
-    parse_host_port(s.listen, where("listen"))
+    listen = parse_host_port(s.listen, where("listen"))
     if s.api != API_OFF:
-        host, _ = parse_host_port(s.api, where("api"))
+        host, port = parse_host_port(s.api, where("api"))
         if not is_loopback(host) and not s.api_token_file:
             raise ConfigError(
                 f"{where('api')} {s.api!r} is not a loopback address: set api_token_file (a file with "
                 "the token remote clients must send) or bind the API to 127.0.0.1"
+            )
+        if _same_address((host, port), listen):
+            default = "" if "listen" in origin else ", the default,"
+            raise ConfigError(
+                f"{where('api')} {s.api!r} and {where('listen')} {s.listen!r}{default} are the same address: "
+                'the API and the peer links need a port each; give one of them another port (or api "off")'
             )
     for peer in s.peers:
         if parse_host_port(peer, where("peers"))[1] == 0:
