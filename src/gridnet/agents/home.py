@@ -49,7 +49,7 @@ from gridnet.ledger.txs.grid import RecordOverride, check_dso_command
 from gridnet.ledger.txs.meter import METERS, ReportMeterStatus
 from gridnet.market.orders import Side
 from gridnet.market.policy import Policy, PriceWindow, load_policy
-from gridnet.meter.device import MeterDevice
+from gridnet.meter.device import MeterDevice, RelayState
 from gridnet.meter.status import firmware_image_hash
 from gridnet.sim.physics import INTERVAL_H, Battery
 from gridnet.sim.relaynet import CommandNote, StateNote
@@ -128,6 +128,9 @@ class Home(Agent):
         """Its battery's state of charge at the end of each interval [%] (None: no battery)."""
         self.commands: list[DsoCommand] = []
         """DSO commands it follows."""
+        self.overridden: list[tuple[DsoCommand, int, str]] = []
+        """With its meter as a device: the DSO commands it overrides that act through a relay,
+        with that relay and its reason (it keeps the relay closed while they are in force)."""
         self.device_meter: MeterDevice | None = None
         """Its meter as a device (``[meters] devices``): the world feeds it, it measures."""
         self.inverter_down: tuple[Interval, Interval | None] | None = None
@@ -321,10 +324,11 @@ class Home(Agent):
             )
             world.submit(self, RecordOverride(signed, self.meter.meter_id, reason))
             self.overrides += 1
-            if self.device_meter is not None:  # the DSO may have opened its relay for it
-                relay = relay_for(signed.command)
-                if relay is not None:
-                    self.set_relay(world, relay, True, reason)
+            relay = relay_for(signed.command)
+            if self.device_meter is not None and relay is not None:
+                # The DSO opens the relay before each interval the command covers (``Dso.measure``),
+                # after this: its device closes it again then (``keep_overridden_closed``).
+                self.overridden.append((signed.command, relay, reason))
 
     def run_checks(self, now: int) -> None:
         """Its policy's scheduled checks that are due: one whose battery holds less than its
@@ -436,7 +440,7 @@ class Home(Agent):
         then the world feeds the
         device, which measures it: the export over the interval's first half, the import (and
         the release) over its second, the PV over all of it."""
-        closed = [r.closed for r in device.relays()]
+        closed = self.keep_overridden_closed(world, [r.closed for r in device.relays()], interval)
         pv = self.pv_working(interval, k) if closed[PV_RELAY] else 0
         load = self.load_wh[k]
         cap = load if self.island_caps is None else self.island_caps[1]
@@ -476,12 +480,25 @@ class Home(Agent):
             received[self.address] = received.get(self.address, 0) + released
         return real
 
-    def set_relay(self, world: World, relay: int, closed: bool, reason: str) -> None:
-        """As its meter's owner: open or close one of its relays."""
+    def keep_overridden_closed(self, world: World, closed: list[bool], interval: Interval) -> list[bool]:
+        """Its relays as they conduct in ``interval`` (``closed``, as its device read them),
+        once its device has closed again, with its own key, each relay the DSO opened for a
+        command it overrides that covers ``interval`` (unless a command it follows, in force
+        too, acts through the same relay). The DSO opens a relay before the command's first
+        interval is measured, after the command reached the home: closing it on arrival would
+        change nothing."""
+        followed = {relay_for(c) for c in self.commands if covers(c, interval)}
+        for command, relay, reason in self.overridden:
+            if not closed[relay] and covers(command, interval) and relay not in followed:
+                closed[relay] = self.set_relay(world, relay, True, reason).closed
+        return closed
+
+    def set_relay(self, world: World, relay: int, closed: bool, reason: str) -> RelayState:
+        """As its meter's owner: open or close one of its relays (its state after)."""
         assert self.meter is not None and self.device_meter is not None
         self.relay_nonce += 1
         command = relay_command(self.key, self.meter.meter_id, relay, not closed, self.relay_nonce, reason)
-        self.device_meter.command(command)
+        return self.device_meter.command(command)
 
     def acknowledge(self, world: World, interval: Interval) -> None:
         """As a buyer: acknowledge what each seller delivered and what is still missing (to
