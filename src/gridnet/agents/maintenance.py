@@ -226,6 +226,8 @@ class MaintenanceDesk(Agent):
             team.withdrew = True  # it takes the job, then backs out: its penalty deposit is forfeit
             self.once(world, case, tid, "withdraw", team, WithdrawFromTender(tid))
             return
+        if (tid, "withdraw") in case.asked:
+            return  # (withdrawn: nothing to service or claim while the home's node still shows it agreed)
         if case.service_until is None or (tid, "serviced") not in case.asked:
             case.service_until = now + (1 if case.mode == Mode.REMOTE else self.t.onsite_intervals)
             case.asked.add((tid, "serviced"))
