@@ -174,9 +174,9 @@ class Neighbourhood:
             if progress is not None and k:
                 progress(k, n)
         self.close_interval(intervals[-1])
+        self.last_datagrams()
         for agent in world.agents:
-            agent.day_end(world, intervals)
-        world.run_for(CLEAR_AFTER_MS)  # the last datagrams arrive
+            agent.day_end(world, intervals)  # (the receivers end their connections: claims)
         converged = self.finish()  # the receivers' claims are on chain
         for agent in world.agents:
             agent.wrap_up(world)
@@ -184,6 +184,21 @@ class Neighbourhood:
         simulation_s = time.perf_counter() - started
         world.backend.stop()
         return build_report(self, balances0, converged, simulation_s)
+
+    def last_datagrams(self) -> None:
+        """Let the last datagrams arrive before the receivers claim their connections at the
+        day's end: the last interval's contract and balancing states, the DSO's last commands
+        (a datagram delivered after its receiver's claim is in none, and its relays are not
+        paid for it). With relays, until none is on its way (or held for the carrier), within
+        two of the carrier's rounds past the usual wait."""
+        world = self.world
+        world.run_for(CLEAR_AFTER_MS)
+        rn = world.relaynet
+        if rn is None:
+            return
+        deadline = world.now() + 2 * rn.carrier_round_ms(STEP_MS)
+        while rn.in_flight() > 0 and world.now() < deadline:
+            world.run_for(STEP_MS)
 
     def close_interval(self, interval: Interval) -> None:
         self.phase("measure", interval)

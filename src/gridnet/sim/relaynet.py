@@ -297,6 +297,18 @@ class RelayNet:
         self.net.link(CARRIER, self.stops[self.stop])
         self._next_move = now + self.carrier_stop_ms
 
+    def in_flight(self) -> int:
+        """Datagrams sent that were neither delivered nor dropped yet: on their way, or held
+        for the carrier."""
+        arrived = sum(p.stats.delivered + p.stats.dropped.total() for p in self.peers.values())
+        return self.tally.sent - arrived
+
+    def carrier_round_ms(self, step_ms: int) -> int:
+        """How long the carrier takes to ride past all its stops, moving at most once a
+        ``step_ms`` [ms]: a datagram waits at most one round to be picked up and one more
+        to reach the first home of feeder A."""
+        return len(self.stops) * max(self.carrier_stop_ms, step_ms)
+
     def drain(self) -> dict[str, list[Note]]:
         """Everything delivered since the last call, by receiver."""
         out: dict[str, list[Note]] = {}
