@@ -1095,7 +1095,8 @@ class PoolOverdrawn(InvalidRelay):
 
 
 class PoolHopsFull(InvalidRelay):
-    """The pool already pays as many different relays as a pool may pay."""
+    """The pool already pays as many different relays as a pool may pay (a sender that
+    credited more relays than that: the refused relay's entry proves it)."""
 
 
 class ClaimSignatureInvalid(InvalidRelay):
@@ -1118,7 +1119,8 @@ class NotHopEquivocation(InvalidRelay):
 
 class NotOvercredit(InvalidRelay):
     """The hop entries of an overcredit proof credit no more than the units their deepest
-    token reveals, or are not one entry per relay of one pool."""
+    token reveals nor more relays than a pool pays, or are not one entry per relay of one
+    pool."""
 
 
 class HopFraudAlreadyReported(InvalidRelay):

@@ -5,6 +5,7 @@ rejection."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -38,6 +39,7 @@ from gridnet.errors import (
     UnregisteredHop,
 )
 from gridnet.ledger.chain import AddStatus
+from gridnet.ledger.merkle import merkle_proof, merkle_root
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.transition import validate_transaction
@@ -53,7 +55,16 @@ from gridnet.ledger.txs.hop_fraud import (
 from gridnet.ledger.txs.identity import REVOKED, Revocation
 from gridnet.ledger.txs.relay import POOLS, ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.relay.claims import HopClaim, SignedClaim, TransitClaim, sign_claim
-from gridnet.relay.hops import HopBook, HopEntry, HopTicket, hop_shares, hops_root
+from gridnet.relay.fraud import overcredit
+from gridnet.relay.hops import (
+    MAX_CONNECTION_HOPS,
+    HopBook,
+    HopEntry,
+    HopTicket,
+    hop_id,
+    hop_shares,
+    hops_root,
+)
 from gridnet.relay.tokens import PPM, HashChain, SignedToken, issue_token
 from gridnet.units import UNITS_PER_GNC
 from tests.helpers import Actors, new_chain, next_block, register_identity, supply, test_params
@@ -101,13 +112,22 @@ def claim(token: SignedToken, signer: PrivateKey = RECEIVER, proof: bytes | None
     return sign_claim(signer, body)
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Actors:
-    people = [OWNER, RECEIVER, STRANGER, PUPPET, *RELAYS]
-    actors = Actors(new_chain(tmp_path / "c", test_params(people)), people)
-    actors.mine(*(actors.tx(k, register_identity(actors.chain, k).payload) for k in (*RELAYS, PUPPET)))
+def network(path: Path, puppets: Sequence[PrivateKey] = ()) -> Actors:
+    """The relays (and ``puppets``, the owner's) register identities, 16 a block, and the
+    owner creates the pool, expiring at height 20."""
+    people = [OWNER, RECEIVER, STRANGER, PUPPET, *RELAYS, *puppets]
+    actors = Actors(new_chain(path, test_params(people)), people)
+    registering = [*RELAYS, PUPPET, *puppets]
+    for i in range(0, len(registering), 16):
+        batch = registering[i : i + 16]
+        actors.mine(*(actors.tx(k, register_identity(actors.chain, k).payload) for k in batch))
     actors.mine(actors.tx(OWNER, CreateTokenPool(CHAIN.final, CHAIN.length, AMOUNT, expiry_height=20)))
     return actors
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Actors:
+    return network(tmp_path / "c")
 
 
 def balances(net: Actors) -> list[int]:
@@ -332,6 +352,19 @@ def puppet_token(depth: int, credit: int) -> HopClaim:
     return HopClaim(token, HopTicket(entry, ()))
 
 
+PUPPETS = [PrivateKey.from_label(f"relay-test-puppet-{i}") for i in range(MAX_CONNECTION_HOPS)]
+"""As many identities of the owner's as a pool pays relays."""
+
+
+def crowd(depth: int, credit: int) -> tuple[HopClaim, ...]:
+    """One token the owner signs at ``depth`` crediting each of its ``PUPPETS`` ``credit``
+    [millionths of a unit], with each puppet's hop claim."""
+    entries = [HopEntry(p.address, credit, bytes(16)) for p in PUPPETS]
+    ids = sorted(hop_id(e) for e in entries)
+    token = issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(receipt(depth)), merkle_root(ids))
+    return tuple(HopClaim(token, HopTicket(e, merkle_proof(ids, ids.index(hop_id(e))))) for e in entries)
+
+
 def reject(
     net: Actors, by: PrivateKey, payload: Payload, error: type[Exception], name: str, what: str
 ) -> None:
@@ -553,3 +586,67 @@ def test_an_overcredit_proof_that_proves_nothing(net: Actors) -> None:
     ):
         with pytest.raises(error):
             net.refused(RELAYS[0], ReportHopOvercredit(hops))
+
+
+def test_entries_of_more_relays_than_a_pool_pays_forfeit_the_senders_stake(tmp_path: Path) -> None:
+    """The attack without an overdraw or an equivocation: the owner signs a token at depth 1,
+    which no honest datagram used, crediting each of 64 puppets of its own a thousandth of a
+    unit (a base unit each, 64 in all: within the unit revealed); the honest connection runs
+    from depth 1 to 40. Once the receiver's claim is mined, one transaction of the puppets'
+    hop claims takes the 64 places a pool pays, and every honest relay is refused
+    ``PoolHopsFull``. The refused relay's entry with the 64 puppets' (on chain) proves the
+    owner credited 65 relays on one pool: its stake is forfeited, a tenth to the relay."""
+    net = network(tmp_path / "c", PUPPETS)
+    staked_owner(net)
+    puppets = crowd(1, PPM // 1_000)
+    honest = Sender()
+    honest.book.depth = 1  # its first datagram reveals units 2 to 40: the puppets have the 1st
+    token = honest.send(40)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(token))))
+    pay(net, *puppets)
+    pool = net.chain.view().get(POOLS, POOL)
+    assert pool is not None and pool.paid == MAX_CONNECTION_HOPS and len(pool.hops) == MAX_CONNECTION_HOPS
+    for relay in RELAYS:
+        assert isinstance(refused(net, ClaimTransit(None, (honest.hop_claim(40, relay),))), PoolHopsFull)
+    own = honest.hop_claim(40, RELAYS[0])
+    assert overcredit((own, *puppets)) < 0  # no credit beyond the units revealed
+    with pytest.raises(NotHopEquivocation):  # nor two tokens of one depth
+        net.refused(RELAYS[0], ReportHopEquivocation(puppets[0].token, token))
+    forfeited, destroyed = prove(
+        net,
+        RELAYS[0],
+        ReportHopOvercredit((own, *puppets)),
+        "hop_overcredit_of_more_relays_than_a_pool_pays",
+        "a relay refused because the pool already pays 64 relays proves, with its own entry and "
+        "the 64 entries the pool paid, that the owner credited 65 relays on one pool, every "
+        "credit within the units revealed: the owner's stake is forfeited and its identity revoked",
+    )
+    assert (forfeited, destroyed) == (50 * GNC, 45 * GNC)
+    assert net.chain.view().get(REVOKED, OWNER.address) == Revocation(revoked_at=net.chain.height)
+    again = ReportHopOvercredit((honest.hop_claim(40, RELAYS[1]), *puppets))
+    assert isinstance(net.refused(RELAYS[1], again), HopFraudAlreadyReported)
+
+
+def test_entries_of_as_many_relays_as_a_pool_pays_prove_nothing(net: Actors) -> None:
+    """64 relays' entries within the units revealed; 65 entries naming a relay twice, or one
+    of another pool: each refused ``NotOvercredit``, nothing forfeited."""
+    staked_owner(net)
+    puppets = crowd(1, PPM // 1_000)
+    reject(
+        net,
+        RELAYS[0],
+        ReportHopOvercredit(puppets),
+        NotOvercredit,
+        "hop_overcredit_of_as_many_relays_as_a_pool_pays",
+        "the entries of 64 relays, as many as a pool pays, crediting a thousandth of a unit each "
+        "under a token of depth 1, reported as crediting more than revealed",
+    )
+    other = HashChain(b"other-pool".ljust(32, b"."), 100)
+    foreign_pool = pool_id(OWNER.address, other.final)
+    entry = HopEntry(RELAYS[0].address, PPM, bytes(16))
+    foreign = issue_token(OWNER, other, foreign_pool, 1, datagram_digest(receipt(1)), hops_root([entry]))
+    for hops in ((*puppets, puppets[0]), (*puppets, HopClaim(foreign, HopTicket(entry, ())))):
+        with pytest.raises(NotOvercredit):
+            net.refused(RELAYS[0], ReportHopOvercredit(hops))
+    assert net.chain.account(OWNER.address).bonded == 50 * GNC
+    assert net.chain.view().get(IDENTITIES, OWNER.address) is not None

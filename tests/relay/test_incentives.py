@@ -19,11 +19,12 @@ from gridnet.errors import (
     TokenSignatureInvalid,
     TooManyHops,
 )
-from gridnet.ledger.merkle import EMPTY_ROOT, MerkleStep
+from gridnet.ledger.merkle import EMPTY_ROOT, MerkleStep, merkle_proof
 from gridnet.relay import hops as hops_module
 from gridnet.relay.claims import HopClaim
-from gridnet.relay.fraud import check_hop_equivocation, check_overcredit, overcredit
+from gridnet.relay.fraud import check_hop_equivocation, check_overcredit, excess_relays, overcredit
 from gridnet.relay.hops import (
+    MAX_CONNECTION_HOPS,
     HopBook,
     HopEntry,
     HopTicket,
@@ -246,6 +247,39 @@ def test_an_honest_connection_proves_no_fraud(
         assert overcredit(chosen) <= 0
         with pytest.raises(NotOvercredit):
             check_overcredit(chosen)
+
+
+def test_an_honest_connection_of_as_many_relays_as_a_pool_pays_proves_no_fraud() -> None:
+    """A sender whose datagrams credit 64 relays in all, on overlapping paths: no choice
+    of one entry per relay names more relays than a pool pays, nor credits more than revealed."""
+    many = [PrivateKey.from_label(f"relay-{i}").address for i in range(MAX_CONNECTION_HOPS)]
+    book = HopBook(b"k" * 32)
+    deepest: dict[bytes, HopClaim] = {}
+    for depth, path in enumerate((many[:40], many[24:], many[::3]), start=1):
+        credit = book.plan(depth, path, PAYRATE)
+        book.commit(credit)
+        for ticket in credit.tickets:
+            deepest[ticket.entry.relay] = HopClaim(token(depth, hop_root=credit.root), ticket)
+    chosen = list(deepest.values())
+    assert len(chosen) == MAX_CONNECTION_HOPS and excess_relays(chosen) == 0 and overcredit(chosen) <= 0
+    with pytest.raises(NotOvercredit):
+        check_overcredit(chosen)
+
+
+def test_entries_of_more_relays_than_a_pool_pays_are_an_overcredit() -> None:
+    """One relay more than a pool pays, each credited one millionth of a unit under a token
+    of depth 1: within the units revealed, yet no honest book signs it."""
+    relays = [PrivateKey.from_label(f"relay-{i}").address for i in range(MAX_CONNECTION_HOPS + 1)]
+    entries = [HopEntry(r, 1, bytes(16)) for r in relays]
+    ids = sorted(hop_id(e) for e in entries)
+    t = token(1, hop_root=hops_root(entries))
+    hops = [HopClaim(t, HopTicket(e, merkle_proof(ids, ids.index(hop_id(e))))) for e in entries]
+    assert overcredit(hops) < 0 and excess_relays(hops) == 1
+    check_overcredit(hops)
+    with pytest.raises(NotOvercredit):  # as many relays as a pool pays
+        check_overcredit(hops[:-1])
+    with pytest.raises(NotOvercredit):  # a relay counted twice makes no 65th
+        check_overcredit([*hops[:-1], hops[0]])
 
 
 def test_two_tokens_of_one_depth_are_an_equivocation_whatever_differs() -> None:

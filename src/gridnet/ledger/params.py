@@ -51,7 +51,10 @@ waits until its block is final under the set in force, then hands over (more tha
 of both sets justify) until the next final block (``ValidatorChangePending`` meanwhile).
 4 (2026-12-07, latest): the on-chain auctions' open index holds an entry per delivery interval
 (``open_intervals``) and each interval's areas on pages (``open_auctions``), so an auction's
-first order costs the same however many areas trade."""
+first order costs the same however many areas trade; a ``ReportHopOvercredit`` also proves
+hop entries of more relays than a pool pays (``MAX_CONNECTION_HOPS``), whatever their
+credits: a sender that fills its pool's places with puppets, leaving the honest relays
+``PoolHopsFull``, loses its stake."""
 
 
 class Allocation(Wire, frozen=True):

@@ -3,8 +3,9 @@
 An honest sender keeps one :class:`~gridnet.relay.hops.HopBook` per pool, whose depth only
 grows: it signs **one token per depth of a pool**, and the credits its hop entries give
 each relay never decrease from one token to a deeper one, nor ever sum to more than the
-units revealed. Two kinds of signed statements break that, and each is a proof anyone can
-check from the statements alone (no chain state):
+units revealed, and its entries name at most ``MAX_CONNECTION_HOPS`` relays in all. Two
+kinds of signed statements break that, and each is a proof anyone can check from the
+statements alone (no chain state):
 
 * **Equivocation**: two different tokens of the same pool at the same depth, signed by one
   key (:func:`check_hop_equivocation`). The depth fixes the preimage and the units
@@ -13,12 +14,22 @@ check from the statements alone (no chain state):
   already credited honest relays with, leaving them ``PoolOverdrawn``.
 * **Overcredit**: hop entries of distinct relays, each under a token of the same pool
   signed by one key, whose credits sum to more than the units the deepest of those tokens
-  reveals (:func:`check_overcredit`). Each relay's credit under a token is at most its
-  credit under the deepest token (credits never decrease), and those sum to at most the
-  deepest depth's units; so the sum proves the sender promised more than it revealed,
-  whichever depths it signed (a puppet credited under a depth no honest datagram used,
-  too). Every ``PoolOverdrawn`` refusal has such a proof: the entries the pool paid (in
-  the hop claims on chain) with the refused relay's own.
+  reveals, or that name more relays than a pool pays (:func:`check_overcredit`). Each
+  relay's credit under a token is at most its credit under the deepest token (credits
+  never decrease), and those sum to at most the deepest depth's units; so the sum proves
+  the sender promised more than it revealed, whichever depths it signed (a puppet credited
+  under a depth no honest datagram used, too). Every ``PoolOverdrawn`` refusal has such a
+  proof: the entries the pool paid (in the hop claims on chain) with the refused relay's
+  own.
+
+  Or entries of more distinct relays than a pool pays (``MAX_CONNECTION_HOPS``), whatever
+  their credits (:func:`excess_relays`): an honest book credits at most that many relays
+  (``TooManyHops``) and keeps every relay it ever credited, so all its tokens' entries name
+  at most that many. This is how a sender fills its pool's relay places with puppets
+  credited a base unit each under a depth no honest datagram used, before the honest relays
+  claim, leaving them ``PoolHopsFull`` with every credit within the units revealed. Every
+  ``PoolHopsFull`` refusal has such a proof: the entries of the relays the pool paid (in the
+  hop claims on chain) with the refused relay's own.
 
 The chain's side (``ledger/txs/hop_fraud.py``) forfeits the signer's stake.
 """
@@ -31,6 +42,7 @@ from gridnet.crypto.keys import Domain, verify_signature
 from gridnet.encoding import encode
 from gridnet.errors import NotHopEquivocation, NotOvercredit, TokenSignatureInvalid, TokenSignersDiffer
 from gridnet.relay.claims import HopClaim, check_hop_claim
+from gridnet.relay.hops import MAX_CONNECTION_HOPS
 from gridnet.relay.tokens import PPM, SignedToken
 
 
@@ -67,9 +79,16 @@ def overcredit(hops: Sequence[HopClaim]) -> int:
     return credited - max(h.token.token.depth for h in hops) * PPM
 
 
+def excess_relays(hops: Sequence[HopClaim]) -> int:
+    """How many more distinct relays the entries of ``hops`` credit than one pool pays;
+    positive only for a sender's fraud."""
+    return len({h.ticket.entry.relay for h in hops}) - MAX_CONNECTION_HOPS
+
+
 def check_overcredit(hops: Sequence[HopClaim]) -> None:
     """``hops`` (hop entries under tokens) prove that one key credited more than it
-    revealed on one pool; raises the named rule they break."""
+    revealed on one pool, or more relays than one pool pays; raises the named rule they
+    break."""
     if not hops:
         raise NotOvercredit("an overcredit proof needs at least one hop entry")
     owner_key, pool = hops[0].token.token.owner_key, hops[0].token.token.pool
@@ -84,10 +103,13 @@ def check_overcredit(hops: Sequence[HopClaim]) -> None:
         check_token_signed(token)
     for hop in hops:
         check_hop_claim(hop)
+    if excess_relays(hops) > 0:
+        return
     excess = overcredit(hops)
     if excess <= 0:
         deepest = max(h.token.token.depth for h in hops)
         raise NotOvercredit(
-            f"the entries credit {excess + deepest * PPM} millionths of a unit, no more than the "
-            f"{deepest} units their deepest token reveals"
+            f"the entries of {len(hops)} relays credit {excess + deepest * PPM} millionths of a "
+            f"unit, no more than the {deepest} units their deepest token reveals, nor more "
+            f"relays than the {MAX_CONNECTION_HOPS} a pool pays"
         )

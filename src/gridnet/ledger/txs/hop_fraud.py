@@ -2,15 +2,16 @@
 
 ReportHopEquivocation: two different tokens one key signed for one pool at one depth.
 ReportHopOvercredit: hop entries of distinct relays, under tokens one key signed for one
-pool, crediting more than the deepest of those tokens reveals.
+pool, crediting more than the deepest of those tokens reveals, or more relays than a pool
+pays (``MAX_CONNECTION_HOPS``).
 
 Either proof is checked from the signed statements alone (``relay.fraud``: an honest sender
 signs neither, whether or not the pool is still on chain) and costs the signer its stake
 (``bond.forfeit_stake``: bonded and unbonding coin, identity revoked). Anyone may submit
 one; the submitter is the beneficiary (a tenth of the stake; the rest is destroyed): the
 statements do not say which relays were wronged, and whoever holds them — a relay refused
-with ``PoolOverdrawn`` reading its rival's hop claim on chain, the receiver, any relay of
-the connection — is who the reward must move. Each (offender, pool) is punished once
+with ``PoolOverdrawn`` or ``PoolHopsFull`` reading its rivals' hop claims on chain, the
+receiver, any relay of the connection — is who the reward must move. Each (offender, pool) is punished once
 (``HOP_FRAUDS``); a proof against an offender already revoked is accepted like any other
 and takes what is left at stake: nothing, since a revoked identity cannot bond again.
 """
@@ -35,7 +36,8 @@ from gridnet.relay.tokens import SignedToken
 from gridnet.units import Address, Hash32
 
 MAX_OVERCREDIT_ENTRIES: Final = MAX_CONNECTION_HOPS + 1
-"""Most entries an overcredit proof carries: every relay a pool may pay, and one refused."""
+"""Most entries an overcredit proof carries: every relay a pool may pay, and one refused
+(which is also how many relays prove a sender credited more than a pool pays)."""
 
 
 class HopFraud(Wire, frozen=True):
@@ -62,7 +64,8 @@ class ReportHopEquivocation(Wire, frozen=True, tag=19):
 
 class ReportHopOvercredit(Wire, frozen=True, tag=20):
     hops: Annotated[tuple[HopClaim, ...], msgspec.Meta(max_length=MAX_OVERCREDIT_ENTRIES)]
-    """Hop entries of distinct relays under tokens of one pool, each with its token."""
+    """Hop entries of distinct relays under tokens of one pool, each with its token:
+    crediting more than the deepest token reveals, or more relays than a pool pays."""
 
 
 def validate_report_hop_equivocation(payload: ReportHopEquivocation, params: ChainParams) -> None:
