@@ -243,6 +243,12 @@ class MeterAlreadyRegistered(InvalidTransaction):
     """The meter id is already registered on chain."""
 
 
+class MeterBindingInvalid(InvalidTransaction):
+    """The meter's own key did not bind its registration to the sender on this chain: a
+    registration copied out of another owner's transaction (front-running) or from another
+    chain names the owner and chain the meter signed for, not the copier's."""
+
+
 class NotAuthorized(InvalidTransaction):
     """The sender lacks the authority role (or ownership) the operation needs."""
 

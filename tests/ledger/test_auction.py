@@ -91,7 +91,7 @@ def auction_market(path: Path) -> Market:
     cert = issue_certificate(
         MAKER, N5_METER.key.public_key, vendor="Acme", model="M", firmware="1", serial="n5"
     )
-    m.mine(m.tx(N5, registration(N5_METER.key, cert, "north")))
+    m.mine(m.tx(N5, registration(N5_METER.key, cert, "north", N5.address, m.chain.chain_id)))
     return m
 
 
@@ -272,7 +272,9 @@ def test_an_owners_own_bid_and_offer_make_no_contract(market: Market) -> None:
     cert = issue_certificate(
         MAKER, second.key.public_key, vendor="Acme", model="M", firmware="1", serial="b2"
     )
-    market.mine(market.tx(BUYER, registration(second.key, cert, "north")))
+    market.mine(
+        market.tx(BUYER, registration(second.key, cert, "north", BUYER.address, market.chain.chain_id))
+    )
     balance = market.chain.account(BUYER.address).balance
     own = [
         market.tx(BUYER, bid(price=50 * PER_MWH)),
@@ -323,7 +325,9 @@ def test_the_open_index_holds_intervals_and_an_intervals_areas_are_on_pages(
     meters = [SimulatedMeter(PrivateKey.from_label(f"seller-meter-{a}")) for a in areas]
     market.mine(
         *(
-            market.tx(SELLER, registration(m.key, certified(m.key, a), a))
+            market.tx(
+                SELLER, registration(m.key, certified(m.key, a), a, SELLER.address, market.chain.chain_id)
+            )
             for m, a in zip(meters, areas, strict=True)
         )
     )

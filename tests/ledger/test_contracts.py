@@ -35,6 +35,7 @@ from gridnet.errors import (
     FraudAlreadyReported,
     InsufficientBalance,
     MalformedContract,
+    MeterBindingInvalid,
     MeterNotOwned,
     MissingPartySignature,
     MissingReading,
@@ -59,7 +60,7 @@ from gridnet.ledger.txs.contract import (
     ReportEquivocation,
     SettleContract,
 )
-from gridnet.ledger.txs.meter import READINGS, SubmitReadings, reading_key, registration
+from gridnet.ledger.txs.meter import METERS, READINGS, SubmitReadings, reading_key, registration
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role
@@ -138,8 +139,8 @@ def open_market(path: Path, **params: object) -> Market:
         for meter, name in ((SELLER_METER, "s"), (BUYER_METER, "b"))
     ]
     m.mine(
-        m.tx(SELLER, registration(SELLER_METER.key, certs[0], "north")),
-        m.tx(BUYER, registration(BUYER_METER.key, certs[1], "north")),
+        m.tx(SELLER, registration(SELLER_METER.key, certs[0], "north", SELLER.address, m.chain.chain_id)),
+        m.tx(BUYER, registration(BUYER_METER.key, certs[1], "north", BUYER.address, m.chain.chain_id)),
     )
     # The seller's meter signed 1,000 Wh exported in PAST and 600 Wh in PAST + 1 (a fresh
     # meter object: its counters start at zero whatever ran before, so vectors are stable).
@@ -191,6 +192,57 @@ def test_contract_terms_out_of_shape(market: Market) -> None:
     for bad, fragment in cases:
         with pytest.raises(MalformedContract, match=fragment):
             check(bad)
+
+
+def test_a_registration_copied_from_the_mempool_sells_nothing(tmp_path: Path) -> None:
+    """The red team's front-running: the seller's registration is pending; another identity
+    copies its payload and has it offered first. The copy is refused (the meter bound its
+    registration to the seller on this chain), the seller's own registration is then mined,
+    and the copier can neither own the meter nor sell its export under a contract."""
+    m = Market(new_chain(tmp_path / "c", market_params()), PEOPLE)
+    m.mine(*(m.tx(k, register_identity(m.chain, k).payload) for k in (MAKER, BUYER, SELLER, OTHER)))
+    m.mine(m.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme")))
+    cert, buyers = (
+        issue_certificate(MAKER, meter.key.public_key, vendor="Acme", model="M", firmware="1", serial=name)
+        for meter, name in ((SELLER_METER, "s"), (BUYER_METER, "b"))
+    )
+    m.mine(m.tx(BUYER, registration(BUYER_METER.key, buyers, "north", BUYER.address, m.chain.chain_id)))
+    victim = m.pending(
+        SELLER, registration(SELLER_METER.key, cert, "north", SELLER.address, m.chain.chain_id)
+    )
+    assert isinstance(m.refused(OTHER, victim.payload), MeterBindingInvalid)
+    pre = snapshot(m.chain)
+    block = forge_block(m.chain, [m.pending(OTHER, victim.payload)])
+    with pytest.raises(BlockTransactionInvalid) as info:
+        m.chain.add_block(block, now=block.header.timestamp)
+    assert type(info.value.error) is MeterBindingInvalid and info.value.index == 1
+    record_rejection(
+        "meter_registration_copied_by_another_sender",
+        "an identity sends a copy of the seller's pending RegisterMeter: the meter bound it to the seller",
+        pre,
+        block,
+        block.header.timestamp,
+        info.value,
+    )
+    pre = snapshot(m.chain)
+    block = next_block(m.chain, [victim])
+    assert m.chain.add_block(block, now=block.header.timestamp).status is AddStatus.EXTENDED
+    record_valid(
+        "meter_registration_bound_to_its_owner",
+        "the seller registers its meter, which bound the registration to the seller on this chain",
+        pre,
+        block,
+        block.header.timestamp,
+        m.chain,
+    )
+    m.nonce[SELLER.address] += 1
+    record = m.chain.view().get(METERS, SELLER_METER.meter_id)
+    assert record is not None and record.owner == SELLER.address
+    assert isinstance(m.refused(OTHER, victim.payload), MeterBindingInvalid)
+    meter = SimulatedMeter(SELLER_METER.key)
+    m.mine(m.tx(BUYER, SubmitReadings((meter.read(PAST, 1_000, 0), meter.read(PAST + 1, 600, 0)))))
+    t = terms(seller=OTHER.address, line_fees=(), max_wh=1_600)  # (the seller's meter)
+    assert isinstance(m.refused(BUYER, OpenContract(signed(t, (BUYER, OTHER)))), MeterNotOwned)
 
 
 def test_open_rules(market: Market) -> None:

@@ -200,7 +200,12 @@ def test_a_revoked_identity_is_refused_wherever_an_identity_is_needed(market: Ma
         firmware="1",
         serial="r",
     )
-    assert isinstance(market.refused(BUYER, registration(revoked_meter, cert, "north")), IdentityRevoked)
+    assert isinstance(
+        market.refused(
+            BUYER, registration(revoked_meter, cert, "north", BUYER.address, market.chain.chain_id)
+        ),
+        IdentityRevoked,
+    )
     assert isinstance(market.refused(BUYER, OpenContract(signed(terms(nonce=1)))), IdentityRevoked)
     as_seller = terms(
         buyer=SELLER.address,

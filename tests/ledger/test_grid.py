@@ -66,7 +66,7 @@ def grid(tmp_path: Path) -> Grid:
         ],
     )
     cert = issue_certificate(MAKER, METER.key.public_key, vendor="Acme", model="M", firmware="1", serial="g")
-    extend(g.chain, [g.tx(OWNER, registration(METER.key, cert, "north"))])
+    extend(g.chain, [g.tx(OWNER, registration(METER.key, cert, "north", OWNER.address, g.chain.chain_id))])
     batch = (METER.read(T0, 2_000, 0), METER.read(T0 + 1, 1_000, 0))
     extend(g.chain, [g.tx(OTHER, SubmitReadings(batch))])
     return g

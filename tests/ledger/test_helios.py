@@ -184,8 +184,10 @@ def two_meters(tmp_path: Path, area: str = "island", **params: object) -> Helios
         w.nonces[k.address] = 1
     w.mine(w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Sun Meters")))
     w.mine(
-        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), area)),  # type: ignore[arg-type]
-        w.tx(BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), area)),  # type: ignore[arg-type]
+        w.tx(OWNER, registration(METER_KEY, cert(METER_KEY), area, OWNER.address, w.chain.chain_id)),  # type: ignore[arg-type]
+        w.tx(
+            BUYER, registration(BUYER_METER_KEY, cert(BUYER_METER_KEY), area, BUYER.address, w.chain.chain_id)
+        ),  # type: ignore[arg-type]
     )
     return w
 
@@ -576,7 +578,9 @@ def consents(h: Helios, act: RegisterIsland) -> tuple[MemberSignature, ...]:
 
 
 def with_gateway(h: Helios) -> None:
-    h.mine(h.tx(OWNER, registration(GATEWAY_KEY, cert(GATEWAY_KEY), "island")))  # type: ignore[arg-type]
+    h.mine(
+        h.tx(OWNER, registration(GATEWAY_KEY, cert(GATEWAY_KEY), "island", OWNER.address, h.chain.chain_id))
+    )  # type: ignore[arg-type]
 
 
 def test_an_island_caps_what_its_nodes_trade_and_redeem(h: Helios) -> None:

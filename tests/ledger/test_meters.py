@@ -11,6 +11,7 @@ import pytest
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import (
     AuthorityAlreadyRegistered,
+    BlockTransactionInvalid,
     ConflictingReading,
     CountersWentBackwards,
     DuplicateReading,
@@ -18,6 +19,7 @@ from gridnet.errors import (
     InvalidCertificate,
     MalformedTransaction,
     MeterAlreadyRegistered,
+    MeterBindingInvalid,
     NotAuthorized,
     ReadingGapEarly,
     ReadingOutOfOrder,
@@ -35,17 +37,21 @@ from gridnet.ledger.txs.meter import (
     GAP_GRACE_INTERVALS,
     METERS,
     READINGS,
+    RegisterMeter,
     RevokeMeter,
     SubmitReadings,
     reading_key,
     registration,
 )
+from gridnet.meter.binding import sign_binding
 from gridnet.meter.certificate import SignedCertificate, issue_certificate
 from gridnet.meter.reading import Reading, SignedReading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import FlagTarget, Role
 from gridnet.units import interval_of, interval_start
 from tests.helpers import extend, new_chain, register_identity, rejection, sign, test_keys, test_params
+from tests.ledger.forge import forge_block
+from tests.ledger.vectors import record_rejection, snapshot
 
 MAKER, OWNER, COLLECTOR, OTHER, DSO = test_keys(5)
 METER_KEY = PrivateKey.from_label("meter-1")
@@ -80,9 +86,8 @@ def cert_for(meter: PrivateKey, maker: PrivateKey = MAKER) -> SignedCertificate:
     )
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
-    w = World(new_chain(tmp_path / "c", test_params(test_keys(5))))
+def make_world(path: Path, **params: object) -> World:
+    w = World(new_chain(path, test_params(test_keys(5), **params)))
     w.mine(*(register_identity(w.chain, k) for k in (MAKER, OWNER, DSO)))
     for k in (MAKER, OWNER, DSO):
         w.nonces[k.address] = 1
@@ -90,8 +95,15 @@ def world(tmp_path: Path) -> World:
         w.tx(MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme Meters")),
         w.tx(DSO, RegisterAuthority(int(Role.DSO), "Grid Co")),
     )
-    w.mine(w.tx(OWNER, registration(METER_KEY, cert_for(METER_KEY), "north")))
+    w.mine(
+        w.tx(OWNER, registration(METER_KEY, cert_for(METER_KEY), "north", OWNER.address, w.chain.chain_id))
+    )
     return w
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return make_world(tmp_path / "c")
 
 
 def test_meter_is_bound_to_owner_without_the_owner_holding_its_key(world: World) -> None:
@@ -116,35 +128,121 @@ def test_certificate_rules(world: World) -> None:
     forged = msgspec.structs.replace(cert_for(PrivateKey.from_label("m2")), signature=bytes(64))
     with pytest.raises(InvalidCertificate):
         validate_transaction(
-            world.pending(OWNER, registration(PrivateKey.from_label("m2"), forged, "north")),
+            world.pending(
+                OWNER,
+                registration(
+                    PrivateKey.from_label("m2"), forged, "north", OWNER.address, world.chain.chain_id
+                ),
+            ),
             world.chain.params,
             world.chain.chain_id,
         )
     by_stranger = cert_for(PrivateKey.from_label("m3"), maker=OTHER)  # OTHER is no manufacturer
     assert isinstance(
         rejection(
-            world.chain, world.pending(OWNER, registration(PrivateKey.from_label("m3"), by_stranger, "north"))
+            world.chain,
+            world.pending(
+                OWNER,
+                registration(
+                    PrivateKey.from_label("m3"), by_stranger, "north", OWNER.address, world.chain.chain_id
+                ),
+            ),
         ),
         InvalidCertificate,
     )
     dso_cert = cert_for(PrivateKey.from_label("m4"), maker=DSO)  # an authority, but not a manufacturer
     assert isinstance(
         rejection(
-            world.chain, world.pending(OWNER, registration(PrivateKey.from_label("m4"), dso_cert, "north"))
+            world.chain,
+            world.pending(
+                OWNER,
+                registration(
+                    PrivateKey.from_label("m4"), dso_cert, "north", OWNER.address, world.chain.chain_id
+                ),
+            ),
         ),
         InvalidCertificate,
     )
-    twice = world.pending(OWNER, registration(METER_KEY, cert_for(METER_KEY), "north"))
+    twice = world.pending(
+        OWNER, registration(METER_KEY, cert_for(METER_KEY), "north", OWNER.address, world.chain.chain_id)
+    )
     assert isinstance(rejection(world.chain, twice), MeterAlreadyRegistered)
-    no_identity = world.pending(COLLECTOR, registration(M5, cert_for(M5), "north"))
+    no_identity = world.pending(
+        COLLECTOR, registration(M5, cert_for(M5), "north", COLLECTOR.address, world.chain.chain_id)
+    )
     assert isinstance(rejection(world.chain, no_identity), UnknownIdentity)
+
+
+def test_a_registration_names_its_sender_as_the_meters_owner(world: World) -> None:
+    """The meter binds its registration to one owner: sent by anyone else it is refused."""
+    for_owner = registration(M5, cert_for(M5), "north", OWNER.address, world.chain.chain_id)
+    error = rejection(world.chain, world.pending(DSO, for_owner))  # (DSO: a registered identity)
+    assert isinstance(error, MeterBindingInvalid)
+    # An owner's own key (not the meter's) binding the meter to itself is no binding.
+    forged = msgspec.structs.replace(for_owner, binding=sign_binding(DSO, world.chain.chain_id, DSO.address))
+    assert isinstance(rejection(world.chain, world.pending(DSO, forged)), MeterBindingInvalid)
+    # The meter's status signature is no binding either (another domain).
+    as_status = msgspec.structs.replace(for_owner, binding=for_owner.status.signature)
+    assert isinstance(rejection(world.chain, world.pending(OWNER, as_status)), MeterBindingInvalid)
+    world.mine(world.tx(OWNER, for_owner))
+    record = world.chain.view().get(METERS, M5.address)
+    assert record is not None and record.owner == OWNER.address
+
+
+def test_a_registration_names_its_chain(world: World, tmp_path: Path) -> None:
+    """A registration mined on one chain, copied to another by its very owner, is refused
+    there: certificates are valid on any chain, the meter's binding names one."""
+    elsewhere = make_world(tmp_path / "d", name="elsewhere")
+    assert elsewhere.chain.chain_id != world.chain.chain_id
+    here = registration(M5, cert_for(M5), "north", OWNER.address, world.chain.chain_id)
+    world.mine(world.tx(OWNER, here))
+    assert isinstance(rejection(elsewhere.chain, elsewhere.pending(OWNER, here)), MeterBindingInvalid)
+    pre = snapshot(elsewhere.chain)
+    block = forge_block(elsewhere.chain, [elsewhere.pending(OWNER, here)])
+    with pytest.raises(BlockTransactionInvalid) as info:
+        elsewhere.chain.add_block(block, now=block.header.timestamp)
+    assert type(info.value.error) is MeterBindingInvalid and info.value.index == 1
+    record_rejection(
+        "meter_registration_copied_from_another_chain",
+        "the owner sends, on a second chain, the RegisterMeter its meter bound to it on the first",
+        pre,
+        block,
+        block.header.timestamp,
+        info.value,
+    )
+    there = registration(M5, cert_for(M5), "north", OWNER.address, elsewhere.chain.chain_id)
+    assert isinstance(rejection(world.chain, world.pending(OWNER, there)), MeterBindingInvalid)
+    elsewhere.mine(elsewhere.tx(OWNER, there))
+    record = elsewhere.chain.view().get(METERS, M5.address)
+    assert record is not None and record.owner == OWNER.address
+
+
+def test_a_registration_copied_out_of_the_mempool_is_refused_and_its_owner_registers(world: World) -> None:
+    """The front-running attack: the owner's registration is pending; another identity copies
+    its payload and offers a higher fee. The copy is refused; the
+    owner's own transaction is then mined and the chain records the owner."""
+    victim = world.pending(
+        OWNER, registration(M5, cert_for(M5), "north", OWNER.address, world.chain.chain_id)
+    )
+    copied = victim.payload
+    assert isinstance(copied, RegisterMeter)
+    copy = sign(world.chain, DSO, copied, world.nonces[DSO.address], fee=10 * victim.fee)
+    assert isinstance(rejection(world.chain, copy), MeterBindingInvalid)
+    assert world.chain.view().get(METERS, M5.address) is None
+    world.mine(victim)
+    record = world.chain.view().get(METERS, M5.address)
+    assert record is not None and record.owner == OWNER.address
+    # Copied again once mined: still not the copier's (the binding is checked first).
+    assert isinstance(rejection(world.chain, copy), MeterBindingInvalid)
 
 
 def test_a_meter_area_the_chain_takes_is_any_1_to_32_characters(world: World) -> None:
     """The plain-name rule of areas (docs/protocol.md section 11) is the tools' and the order
     book's, not a validity rule of RegisterMeter: chains written before it keep verifying."""
     validate_transaction(
-        world.pending(OWNER, registration(M5, cert_for(M5), "north street")),
+        world.pending(
+            OWNER, registration(M5, cert_for(M5), "north street", OWNER.address, world.chain.chain_id)
+        ),
         world.chain.params,
         world.chain.chain_id,
     )

@@ -40,7 +40,12 @@ STATION = station_id("Plant")
 @pytest.fixture
 def h(tmp_path: Path) -> Helios:
     w = two_meters(tmp_path)
-    w.mine(*(w.tx(OWNER, registration(k, cert(k), "island")) for k in SWITCH_KEYS))  # type: ignore[arg-type]
+    w.mine(
+        *(
+            w.tx(OWNER, registration(k, cert(k), "island", OWNER.address, w.chain.chain_id))
+            for k in SWITCH_KEYS
+        )
+    )  # type: ignore[arg-type]
     w.mine(w.tx(OWNER, RegisterStation("Plant", GEN.address, tuple(k.address for k in SWITCH_KEYS))))  # type: ignore[arg-type]
     return w
 

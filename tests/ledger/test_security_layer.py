@@ -220,7 +220,7 @@ def test_a_revoked_meter_reports_no_status(market: Market) -> None:
 def test_registration_status_rules(market: Market) -> None:
     meter = PrivateKey.from_label("new-meter")
     cert = issue_certificate(MAKER, meter.public_key, vendor=VENDOR, model=MODEL, firmware="1", serial="n")
-    payload = registration(meter, cert, "north")
+    payload = registration(meter, cert, "north", SELLER.address, market.chain.chain_id)
     foreign = msgspec.structs.replace(payload, status=sign_status(BUYER_METER.key, payload.status.status))
     with pytest.raises(MeterStatusSignatureInvalid):
         stateless(market, SELLER, foreign)
@@ -228,7 +228,9 @@ def test_registration_status_rules(market: Market) -> None:
         moved = msgspec.structs.replace(payload.status.status, **change)  # type: ignore[arg-type]
         with pytest.raises(MeterStatusMismatch):
             stateless(market, SELLER, msgspec.structs.replace(payload, status=sign_status(meter, moved)))
-    updated = registration(meter, cert, "north", firmware="2", image=FIX)  # updated before install
+    updated = registration(
+        meter, cert, "north", SELLER.address, market.chain.chain_id, firmware="2", image=FIX
+    )  # updated before install
     assert isinstance(market.refused(SELLER, updated), UnknownFirmwareRelease)
     market.mine(market.tx(MAKER, PublishFirmware(VENDOR, MODEL, "2", FIX)))
     market.mine(market.tx(SELLER, updated))

@@ -85,7 +85,7 @@ def test_a_transaction_that_needs_another_senders_pending_one_is_accepted(tmp_pa
     p = Pool(chain)
     meter = PrivateKey.from_label("trial-meter")
     cert = issue_certificate(MAKER, meter.public_key, vendor="Acme", model="M1", firmware="1", serial="1")
-    register = p.sign(ALICE, registration(meter, cert, "north"))
+    register = p.sign(ALICE, registration(meter, cert, "north", ALICE.address, chain.chain_id))
     # Alone on the head it fails: its maker is no manufacturer yet ...
     with pytest.raises(InvalidCertificate):
         p.admit(register)

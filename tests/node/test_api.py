@@ -97,7 +97,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     extend(
         chain,
         [
-            actors.tx(OWNER, registration(METER_KEY, cert, "north")),
+            actors.tx(OWNER, registration(METER_KEY, cert, "north", OWNER.address, chain.chain_id)),
             actors.tx(ALICE, CreateTokenPool(HASHES.final, HASHES.length, 100_000, expiry_height=50)),
         ],
     )

@@ -159,7 +159,7 @@ def test_a_relayed_transaction_that_needs_another_senders_pending_one_is_taken(t
         chain = node.chain
         extend(chain, [register_identity(chain, k) for k in (ALICE, MAKER)])
         authority = sign(chain, MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme"), 1)
-        meter = sign(chain, ALICE, registration(METER, cert, "north"), 1)
+        meter = sign(chain, ALICE, registration(METER, cert, "north", ALICE.address, chain.chain_id), 1)
         txs = (authority, meter) if order == "authority first" else (meter, authority)
         out = node.handle("peer", TxsMsg(txs), NOW)
         if order == "authority first":  # the meter's maker is a manufacturer once the first is mined

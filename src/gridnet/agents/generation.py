@@ -102,7 +102,9 @@ class GenerationStation(Agent):
                 firmware="1.0",
                 serial=f"G{n}",
             )
-            world.later(self, registration(key, cert, world.area), maker.registered)
+            world.later(
+                self, registration(key, cert, world.area, self.address, self.chain_id), maker.registered
+            )
         act = RegisterStation(
             self.t.name,
             self.meters[0].address,

@@ -77,7 +77,8 @@ class Manufacturer(Agent):
 
     def fit_meter(self, world: World, owner: Agent) -> None:
         """Certify ``owner``'s meter (for the firmware it ships with); the owner registers it,
-        its meter signing its status, once the manufacturer is an authority on chain."""
+        its meter signing its status and binding it to ``owner`` on this chain, once the
+        manufacturer is an authority on chain."""
         meter = owner.meter
         assert meter is not None
         cert = issue_certificate(
@@ -88,7 +89,11 @@ class Manufacturer(Agent):
             firmware=meter.firmware,
             serial=owner.name,
         )
-        world.later(owner, registration(meter.key, cert, world.area), self.registered)
+        world.later(
+            owner,
+            registration(meter.key, cert, world.area, owner.address, world.backend.chain_id),
+            self.registered,
+        )
 
 
 def register_identity(world: World, agent: Agent) -> None:

@@ -270,7 +270,9 @@ def run(
                 cert = issue_certificate(
                     MAKER, h.meter.public_key, vendor="Acme", model="M", firmware="1", serial=f"b{n}"
                 )
-                meters.append(sign(params, cid, h.key, registration(h.meter, cert, h.area), 1))
+                meters.append(
+                    sign(params, cid, h.key, registration(h.meter, cert, h.area, h.key.address, cid), 1)
+                )
             extend(chain, meters)
 
             say(f"placing {orders} orders")

@@ -188,7 +188,7 @@ def registrations(chain: Chain, fleet: Fleet) -> list[VerifiedTx]:
         )
         area = f"area-{i // METERS_PER_COLLECTOR}"
         out.append(sign(chain, owner, RegisterIdentity(find_identity_proof(owner.address, target)), 0))
-        out.append(sign(chain, owner, registration(meter, cert, area), 1))
+        out.append(sign(chain, owner, registration(meter, cert, area, owner.address, chain.chain_id), 1))
     return out
 
 

@@ -48,6 +48,7 @@ class Domain(enum.Enum):
     CLAIM = b"GRIDNET/transit-claim/v1\x00"
     CERTIFICATE = b"GRIDNET/meter-certificate/v1\x00"
     METER_STATUS = b"GRIDNET/meter-status/v1\x00"
+    METER_BINDING = b"GRIDNET/meter-binding/v1\x00"
     COMMAND = b"GRIDNET/dso-command/v1\x00"
     PEER = b"GRIDNET/peer-handshake/v1\x00"
     VOTE = b"GRIDNET/finality-vote/v1\x00"

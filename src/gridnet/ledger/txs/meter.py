@@ -4,7 +4,10 @@ batches of signed readings.
 RegisterMeter: the sender (the owner, a registered identity) registers a meter with
 the certificate its manufacturer signed; the manufacturer must be a registered
 authority. The owner never holds the meter key: the chain stores the meter's public
-key and checks every reading against it.
+key and checks every reading against it. The meter's key binds the registration to its
+owner on this chain (``meter/binding.py``): the certificate and the status name neither, so
+without it anyone could copy a pending registration, have it mined first and own the meter
+on chain (and be paid for its energy), or replay it on another chain (``MeterBindingInvalid``).
 
 The meter signs its status (vendor, model, firmware and the installed release's image hash)
 at registration and after every update (ReportMeterStatus, anyone may submit it): the
@@ -31,13 +34,23 @@ from msgspec.structs import replace
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
 from gridnet.crypto.keys import Domain, PrivateKey, verify_many
-from gridnet.encoding import U63, AddressBytes, Area, HashBytes, PublicKeyBytes, Wire, encode
+from gridnet.encoding import (
+    U63,
+    AddressBytes,
+    Area,
+    HashBytes,
+    PublicKeyBytes,
+    SignatureBytes,
+    Wire,
+    encode,
+)
 from gridnet.errors import (
     ConflictingReading,
     DuplicateReading,
     InvalidCertificate,
     MalformedTransaction,
     MeterAlreadyRegistered,
+    MeterBindingInvalid,
     MeterStatusMismatch,
     MeterStatusSignatureInvalid,
     NotAuthorized,
@@ -54,6 +67,7 @@ from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.firmware import check_release
 from gridnet.ledger.txs.identity import require_identity
+from gridnet.meter.binding import is_bound_to, sign_binding
 from gridnet.meter.certificate import Label, SignedCertificate, is_valid_certificate, meter_id
 from gridnet.meter.reading import Reading, SignedReading, check_follows, is_signed_by
 from gridnet.meter.status import (
@@ -64,7 +78,7 @@ from gridnet.meter.status import (
     sign_status,
 )
 from gridnet.security.roles import Role
-from gridnet.units import Address, Interval, interval_start
+from gridnet.units import Address, Hash32, Interval, interval_start
 
 MAX_READINGS_PER_TX = 1024
 
@@ -126,6 +140,9 @@ class RegisterMeter(Wire, frozen=True, tag=7):
     """Grid area the meter is connected in (market topics and DSO commands use it)."""
     status: SignedMeterStatus
     """The meter's own signed status at registration (what firmware it runs now)."""
+    binding: SignatureBytes
+    """The meter's signature (``Domain.METER_BINDING``) of ``MeterBinding(meter, sender)``
+    after this chain's id: it registers to this sender on this chain only."""
 
 
 class RevokeMeter(Wire, frozen=True, tag=8):
@@ -144,16 +161,22 @@ def registration(
     meter_key: PrivateKey,
     certificate: SignedCertificate,
     area: str,
+    owner: Address,
+    chain_id: Hash32,
     firmware: str | None = None,
     image: bytes = FACTORY_IMAGE,
 ) -> RegisterMeter:
-    """The RegisterMeter payload for a meter holding ``meter_key``: it signs its status
-    (the certificate's firmware unless it already installed ``firmware`` with ``image``)."""
+    """The RegisterMeter payload ``owner`` sends on chain ``chain_id`` for a meter holding
+    ``meter_key``: the meter signs its status (the certificate's firmware unless it already
+    installed ``firmware`` with ``image``) and binds the registration to ``owner`` on that
+    chain (only ``owner`` can send it, there)."""
     cert = certificate.certificate
     status = MeterStatus(
         meter_id(cert.meter_key), 0, cert.vendor, cert.model, firmware or cert.firmware, image
     )
-    return RegisterMeter(certificate, area, sign_status(meter_key, status))
+    return RegisterMeter(
+        certificate, area, sign_status(meter_key, status), sign_binding(meter_key, chain_id, owner)
+    )
 
 
 def validate_register_meter(payload: RegisterMeter, params: ChainParams) -> None:
@@ -184,6 +207,12 @@ def apply_register_meter(state: StateView, env: BlockEnv, sender: Address, paylo
     if authority is None or not authority.roles & Role.MANUFACTURER:
         raise InvalidCertificate(
             f"certificate issuer {address_to_text(manufacturer)} is not a registered manufacturer"
+        )
+    if not is_bound_to(cert.meter_key, env.chain_id, sender, payload.binding):
+        raise MeterBindingInvalid(
+            f"meter {address_to_text(mid)} did not bind its registration to "
+            f"{address_to_text(sender)} on this chain: the meter's key signs its owner and chain "
+            "('gridnet meter bind'); a registration copied from another sender or chain is refused"
         )
     if state.get(METERS, mid) is not None:
         raise MeterAlreadyRegistered(f"meter {address_to_text(mid)} is already registered")
