@@ -23,6 +23,7 @@ from gridnet.files import MAX_TOML_BYTES
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import load_genesis_file
 from gridnet.ledger.txs.firmware import RELEASES, release_key
+from gridnet.ledger.txs.meter import METERS
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.status import firmware_image_hash
 from tests.helpers import extend, sign, test_keys, test_params
@@ -523,6 +524,60 @@ def test_a_manufacturer_publishes_firmware_and_what_the_chain_refuses_is_one_lin
         )
     )
     assert "quarter hour" in late, late
+
+
+def test_a_meter_is_certified_bound_to_its_owner_and_registered_from_the_command_line(
+    funded: Funded, tmp_path: Path
+) -> None:
+    """a is the manufacturer, b the owner: the meter's key binds its registration to b on this
+    chain, so a (or anyone but b) cannot send it."""
+    data = copy_chain(funded, tmp_path)
+    for who in ("a", "b"):
+        ok(gridnet("tx", "register-identity", "--data-dir", data, "--key", f"{who}.key", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    maker = ("--data-dir", data, "--key", "a.key", "--roles", "manufacturer", "--name", "Acme")
+    ok(gridnet("tx", "register-authority", *maker, cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    meter = new_key(tmp_path, "meter.key")
+    public = ok(gridnet("keys", "show", "--key", "meter.key", "--public-key", cwd=tmp_path)).strip()
+    product = ("--vendor", "Acme", "--model", "M1", "--firmware", "1.0", "--serial", "7")
+    certify = ("meter", "certify", "--key", "a.key", "--meter-key", public, *product)
+    out = ok(gridnet(*certify, "--out", "meter.cert", cwd=tmp_path))
+    assert meter in out, out
+    bind = ("meter", "bind", "--key", "meter.key", "--certificate", "meter.cert", "--area", "north")
+    out = ok(gridnet(*bind, "--owner", funded.b, "--data-dir", data, "--out", "b.reg", cwd=tmp_path))
+    assert "tx register-meter" in out, out
+    again = one_line_error(
+        gridnet(*bind, "--owner", funded.b, "--data-dir", data, "--out", "b.reg", cwd=tmp_path)
+    )
+    assert "already exists" in again, again
+    other = new_key(tmp_path, "other.key")
+    line = one_line_error(
+        gridnet(
+            *bind[:3],
+            "other.key",
+            *bind[4:],
+            "--owner",
+            funded.b,
+            "--data-dir",
+            data,
+            "--out",
+            "o.reg",
+            cwd=tmp_path,
+        )
+    )
+    assert other in line and meter in line, line
+    send = ("tx", "register-meter", "--data-dir", data, "--registration", "b.reg")
+    line = one_line_error(gridnet(*send, "--key", "a.key", cwd=tmp_path))  # a copy by another sender
+    assert "did not bind it to" in line and funded.a in line, line
+    ok(gridnet(*send, "--key", "b.key", cwd=tmp_path))
+    ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
+    chain = Chain.open(data)
+    try:
+        record = chain.view().get(METERS, address_from_text(meter))
+    finally:
+        chain.close()
+    assert record is not None and record.owner == address_from_text(funded.b) and record.area == "north"
 
 
 # --- a permissioned chain ------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``gridnet meter``: run a simulated smart meter as its own process, and talk to one
-(read a meter, open or close a relay, show the relay log). See docs/meter.md."""
+(read a meter, open or close a relay, show the relay log); certify a meter at its factory and
+have its key bind its registration to its owner on a chain. See docs/meter.md."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from gridnet.cli.common import KeyFile, PassphraseFile, console
+from gridnet.cli.common import KeyFile, NodeUrl, PassphraseFile, console
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
-from gridnet.errors import ConfigError
+from gridnet.errors import ConfigError, DecodeError
 from gridnet.meter.client import MeterClient
 from gridnet.meter.device import ACTIONS, KINDS, MAX_CHANNELS, QUANTITIES, UNITS, sign_relay_command
 from gridnet.units import PUBLIC_KEY_BYTES
@@ -191,6 +192,148 @@ def meter_log(url: MeterUrl) -> None:
             f"{entry.at_ms} ms: {c.action} relay {c.relay} by {issuer} ({entry.role}), nonce {c.nonce}"
             + (f": {c.reason}" if c.reason else "")
         )
+
+
+# --- registration: the factory's certificate, the meter's binding -------------------------
+
+MAX_LABEL_CHARS = 64
+"""Longest vendor, model, firmware or serial a certificate holds (``certificate.Label``)."""
+MAX_REGISTRATION_FILE_BYTES = 64 * 1024
+"""Largest certificate or registration file read (one is under 1 KiB of hex)."""
+OutFile = Annotated[Path, typer.Option("--out", help="The file to write (one line of hex; not overwritten).")]
+
+
+@app.command("certify")
+def meter_certify(
+    key: KeyFile,
+    meter_key: Annotated[str, typer.Option("--meter-key", help="The meter's public key (hex).")],
+    vendor: Annotated[str, typer.Option("--vendor", help="Vendor (1 to 64 characters).")],
+    model: Annotated[str, typer.Option("--model", help="Model (1 to 64 characters).")],
+    firmware: Annotated[str, typer.Option("--firmware", help="Firmware version it ships with.")],
+    serial: Annotated[str, typer.Option("--serial", help="Serial number (1 to 64 characters).")],
+    out: OutFile,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """As a manufacturer, at the factory: sign a meter's certificate (valid on any chain; the
+    manufacturer is a registered authority with the manufacturer role where it registers)."""
+    from gridnet.cli.passphrase import load_key
+    from gridnet.meter.certificate import SignedCertificate, issue_certificate
+
+    public_key = _public_key(meter_key)
+    for option, label in (
+        ("--vendor", vendor),
+        ("--model", model),
+        ("--firmware", firmware),
+        ("--serial", serial),
+    ):
+        if not 1 <= len(label) <= MAX_LABEL_CHARS:
+            raise ConfigError(
+                f"{option} has {len(label)} characters: a certificate's labels have 1 to {MAX_LABEL_CHARS}"
+            )
+    _check_free(out)
+    signer = load_key(key, passphrase_file)
+    cert = issue_certificate(signer, public_key, vendor=vendor, model=model, firmware=firmware, serial=serial)
+    _write_hex(out, cert, SignedCertificate, "certificate")
+    console.print(
+        f"certified meter {address_to_text(address_from_public_key(public_key))} "
+        f"({vendor} {model}, firmware {firmware}, serial {serial}) in {out}"
+    )
+
+
+@app.command("bind")
+def meter_bind(
+    key: Annotated[Path, typer.Option("--key", help="The meter's key file (the meter signs).")],
+    certificate: Annotated[
+        Path, typer.Option("--certificate", help="Its certificate file (from 'gridnet meter certify').")
+    ],
+    owner: Annotated[str, typer.Option("--owner", help="The owner's address (gn...): who registers it.")],
+    area: Annotated[str, typer.Option("--area", help="The grid area it is connected in.")],
+    out: OutFile,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data directory of the chain (or its running node).")
+    ] = None,
+    node: NodeUrl = None,
+    firmware: Annotated[
+        str | None,
+        typer.Option("--firmware", help="A release it installed already (default: the certificate's)."),
+    ] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="With --firmware: that release's image file.")
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """As the meter (its key): sign its status and bind its registration to OWNER on the chain
+    the node or data directory holds; write the RegisterMeter for 'gridnet tx register-meter'
+    (only OWNER can send it, on that chain only); nothing is sent."""
+    from gridnet.cli.passphrase import load_key
+    from gridnet.cli.tx import _chain_id, _image_hash
+    from gridnet.encoding import area_problem
+    from gridnet.ledger.txs.meter import RegisterMeter, registration
+    from gridnet.meter.certificate import SignedCertificate, is_valid_certificate
+    from gridnet.meter.status import FACTORY_IMAGE
+
+    owner_address = address_from_text(owner)
+    if (problem := area_problem(area)) is not None:
+        raise ConfigError(f"--area {area!r}: {problem}")
+    if (firmware is None) != (image is None):
+        raise ConfigError("--firmware and --image go together: an installed release and its image file")
+    signed_cert = read_hex_file(certificate, SignedCertificate, "certificate")
+    if not is_valid_certificate(signed_cert):
+        raise ConfigError(f"certificate {certificate} is not signed by the manufacturer it names")
+    _check_free(out)
+    image_hash = FACTORY_IMAGE if image is None else _image_hash(image)
+    chain_id = _chain_id(data_dir, node)
+    meter_key = load_key(key, passphrase_file)
+    if meter_key.public_key != signed_cert.certificate.meter_key:
+        certified = address_to_text(address_from_public_key(signed_cert.certificate.meter_key))
+        raise ConfigError(
+            f"key file {key} is meter {address_to_text(meter_key.address)}'s; certificate {certificate} "
+            f"certifies meter {certified}"
+        )
+    payload = registration(meter_key, signed_cert, area, owner_address, chain_id, firmware, image_hash)
+    _write_hex(out, payload, RegisterMeter, "registration")
+    console.print(
+        f"meter {address_to_text(meter_key.address)} bound its registration in {area} to "
+        f"{address_to_text(owner_address)} on chain {chain_id.hex()[:16]} in {out}: send it with "
+        f"'gridnet tx register-meter --key OWNER_KEY --registration {out}'"
+    )
+
+
+def _check_free(out: Path) -> None:
+    if out.exists() or out.is_symlink():
+        raise ConfigError(f"--out {out} already exists; refusing to overwrite it (choose another path)")
+
+
+def _write_hex(out: Path, obj: object, kind: type[object], what: str) -> None:
+    """Write ``obj``'s canonical encoding as one line of hex; its fields checked first (a label
+    too long is refused here, not by the chain)."""
+    from gridnet.encoding import decode, encode
+    from gridnet.files import write_text_file
+
+    data = encode(obj)
+    try:
+        decode(data, kind, what=what)
+    except DecodeError as exc:
+        raise ConfigError(f"not a valid {what}: {exc}") from None
+    try:
+        write_text_file(out, data.hex() + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what} file {out}: {exc.strerror}") from None
+
+
+T = TypeVar("T")
+
+
+def read_hex_file(path: Path, kind: type[T], what: str) -> T:
+    """The object of type ``kind`` a file written by ``_write_hex`` holds."""
+    from gridnet.encoding import decode
+    from gridnet.files import read_capped
+
+    raw = read_capped(path, f"{what} file", MAX_REGISTRATION_FILE_BYTES)
+    try:
+        return decode(bytes.fromhex(raw.decode("ascii").strip()), kind, what=what)
+    except (UnicodeDecodeError, ValueError, DecodeError):
+        raise ConfigError(f"{what} file {path} does not hold a {what} (one line of hex)") from None
 
 
 def _choice(text: str, choices: tuple[S, ...], what: str) -> S:

@@ -362,6 +362,37 @@ def tx_publish_firmware(
     return _constant(PublishFirmware(vendor, model, version, _image_hash(image)))
 
 
+@tx_command("register-meter")
+def tx_register_meter(
+    registration: Annotated[
+        Path,
+        typer.Option(
+            "--registration", help="The registration file your meter bound to you ('gridnet meter bind')."
+        ),
+    ],
+) -> Build:
+    """As a meter's owner: register it with the registration its key bound to you on this chain
+    (its certificate, its signed status and its binding)."""
+    from gridnet.cli.meter import read_hex_file
+    from gridnet.ledger.txs.meter import RegisterMeter
+    from gridnet.meter.binding import is_bound_to
+
+    payload = read_hex_file(registration, RegisterMeter, "registration")
+
+    def build(params: ChainParams, signer: PrivateKey) -> Payload:
+        cert = payload.certificate.certificate
+        if not is_bound_to(cert.meter_key, chain_id_of(params), signer.address, payload.binding):
+            you = address_to_text(signer.address)
+            raise ConfigError(
+                f"registration {registration}: the meter did not bind it to {you} on chain "
+                f"{params.name!r}; have the meter bind it with 'gridnet meter bind --owner {you}' for this "
+                "chain (a registration is sent by the owner it names, on its chain only)"
+            )
+        return payload
+
+    return build
+
+
 MAX_IMAGE_BYTES: Final = 256 * 1024 * 1024
 """The largest firmware image ``publish-firmware`` hashes (256 MiB; a meter's is a few MiB)."""
 IMAGE_CHUNK_BYTES: Final = 1024 * 1024

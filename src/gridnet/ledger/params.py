@@ -54,7 +54,9 @@ of both sets justify) until the next final block (``ValidatorChangePending`` mea
 first order costs the same however many areas trade; a ``ReportHopOvercredit`` also proves
 hop entries of more relays than a pool pays (``MAX_CONNECTION_HOPS``), whatever their
 credits: a sender that fills its pool's places with puppets, leaving the honest relays
-``PoolHopsFull``, loses its stake."""
+``PoolHopsFull``, loses its stake; a ``RegisterMeter`` carries the meter's binding of its
+registration to the sender on this chain (``MeterBindingInvalid``: a registration copied out
+of a mempool by another identity, or from another chain, is refused)."""
 
 
 class Allocation(Wire, frozen=True):
