@@ -1168,6 +1168,12 @@ class TokenReplayed(InvalidDatagram):
     already paid (or forgot), for that pool."""
 
 
+class PoolExpiring(InvalidDatagram):
+    """The datagram's pool has expired, or expires before the claims that would pay for
+    carrying it can be mined (``relay.datagram.POOL_EXPIRY_MARGIN`` blocks): no relay carries
+    what it cannot be paid for, and its sender must pay from a new pool."""
+
+
 class TokenNotForDatagram(InvalidDatagram):
     """The token pays for another datagram than the one delivered."""
 

@@ -213,7 +213,7 @@ def a_datagram(body: bytes = b"x") -> Datagram:
 def tcp_relay() -> RelayPeer:
     """A node process's relay: named by its address, naming every other by theirs."""
     return RelayPeer(
-        address_to_text(SENDER.address), SENDER, lambda: ChainRelayView(StateView({})), address_to_text
+        address_to_text(SENDER.address), SENDER, lambda: ChainRelayView(StateView({}), 0), address_to_text
     )
 
 

@@ -35,7 +35,7 @@ def setup(tmp_path: Path) -> tuple[MemoryNetwork, dict[str, RelayPeer]]:
     names = {"sender": SENDER, "r0": RELAYS[0], "r1": RELAYS[1], "r2": RELAYS[2], "receiver": RECEIVER}
     directory = {k.address: name for name, k in names.items()}
     peers = {
-        name: net.add_relay(RelayPeer(name, k, lambda: ChainRelayView(node.chain.view()), directory.get))
+        name: net.add_relay(RelayPeer(name, k, lambda: ChainRelayView.of(node.chain), directory.get))
         for name, k in names.items()
     }
     for tx in (

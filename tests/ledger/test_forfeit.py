@@ -45,7 +45,7 @@ from gridnet.ledger.txs.meter import registration
 from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.certificate import issue_certificate
-from gridnet.relay.datagram import Forwarded, Relay, originate
+from gridnet.relay.datagram import POOL_EXPIRY_MARGIN, Forwarded, Relay, originate
 from gridnet.relay.tokens import HashChain
 from gridnet.security.roles import Role
 from gridnet.units import UNITS_PER_GNC
@@ -175,12 +175,12 @@ def test_a_revoked_identity_is_refused_wherever_an_identity_is_needed(market: Ma
     market.mine(market.tx(BUYER, RegisterAuthority(int(Role.DSO), "Buyer's lab")))
     registered = chain.view().get(IDENTITIES, BUYER.address)
     assert registered is not None
-    assert ChainRelayView(chain.view()).identity_proof(BUYER.address) == registered.proof
+    assert ChainRelayView.of(chain).identity_proof(BUYER.address) == registered.proof
     report_equivocation(market)
     view = chain.view()
     assert view.get(IDENTITIES, BUYER.address) is None
     assert view.get(REVOKED, BUYER.address) == Revocation(revoked_at=chain.height)
-    assert ChainRelayView(view).identity_proof(BUYER.address) is None
+    assert ChainRelayView(view, chain.height).identity_proof(BUYER.address) is None
     reject_tx(
         market,
         market.pending(BUYER, Bond(GNC)),
@@ -224,7 +224,9 @@ def test_a_revoked_identity_originates_no_datagram(market: Market) -> None:
     tokens = HashChain(b"forfeit-pool-seed".ljust(32, b"."), 100)
     market.mine(
         market.tx(BUYER, OpenContract(signed(terms()))),
-        market.tx(BUYER, CreateTokenPool(tokens.final, tokens.length, 10_000, expiry_height=50)),
+        market.tx(
+            BUYER, CreateTokenPool(tokens.final, tokens.length, 10_000, expiry_height=50 + POOL_EXPIRY_MARGIN)
+        ),
     )
     registered = chain.view().get(IDENTITIES, BUYER.address)
     assert registered is not None
@@ -241,10 +243,10 @@ def test_a_revoked_identity_originates_no_datagram(market: Market) -> None:
         b"an order",
         bytes(16),
     )
-    assert isinstance(Relay(relay, ChainRelayView(chain.view())).handle(dgram), Forwarded)
+    assert isinstance(Relay(relay, ChainRelayView.of(chain)).handle(dgram), Forwarded)
     report_equivocation(market)
     with pytest.raises(UnregisteredOriginator):
-        Relay(relay, ChainRelayView(chain.view())).handle(dgram)
+        Relay(relay, ChainRelayView.of(chain)).handle(dgram)
 
 
 def test_taking_part_again_needs_a_new_address_and_a_new_proof(market: Market) -> None:

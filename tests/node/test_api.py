@@ -21,6 +21,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.errors import StoreCorrupt
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
+from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Block
 from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
@@ -33,7 +34,7 @@ from gridnet.ledger.txs.meter import (
     reading_key,
     registration,
 )
-from gridnet.ledger.txs.relay import CreateTokenPool
+from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order
 from gridnet.meter.certificate import issue_certificate
@@ -45,6 +46,8 @@ from gridnet.node.client import LostAnswer, LostTxAnswer, NodeClient, expect, lo
 from gridnet.node.commands import MAX_PAGE, CommandBoard
 from gridnet.node.messages import OrderMsg, TxsMsg
 from gridnet.node.node import Node, Outgoing
+from gridnet.node.relay_peer import RelayPeer
+from gridnet.relay.datagram import POOL_EXPIRY_MARGIN, originate
 from gridnet.relay.tokens import HashChain
 from gridnet.security.roles import Role
 from gridnet.sim.backends import lost_event
@@ -506,3 +509,25 @@ def test_post_and_read_orders(api: Api) -> None:
         page = api.client.get(f"/orders/north/{interval}?offset={offset}")
         assert page.status_code == 200, page.text
         assert page.json()["orders"] == [] and page.json()["next_offset"] is None
+
+
+def test_a_datagram_relays_would_refuse_for_its_pools_expiry_is_not_sent(api: Api) -> None:
+    """ALICE's pool expires at height 50, within ``POOL_EXPIRY_MARGIN`` blocks of the head:
+    every relay would refuse its datagrams (``PoolExpiring``), so the node does not send one
+    and says so (422): its sender learns it must pay from a new pool."""
+    chain = api.node.chain
+    assert chain.height + POOL_EXPIRY_MARGIN >= 50
+    relay = RelayPeer(
+        address_to_text(ALICE.address), ALICE, lambda: ChainRelayView.of(chain), address_to_text
+    )
+    app = create_app(api.node, clock=lambda: NOW, broadcast=api.sent.append, relay=relay)
+    identity = find_identity_proof(ALICE.address, chain.params.identity_target_int)
+    path = [(BOB.address, BOB.public_key)]
+    dgram = originate(
+        ALICE, HASHES, POOL, 1, 750_000, identity, path, (OWNER.address, OWNER.public_key), b"x", bytes(16)
+    )
+    body = {"first_hop": address_to_text(BOB.address), "datagram": encode(dgram).hex()}
+    with TestClient(app) as client:
+        refused = assert_error(client.post("/datagrams", json=body), 422, "PoolExpiring")
+    assert "new pool" in refused["message"]
+    assert relay.stats.dropped == {"PoolExpiring": 1} and relay.held == [] and api.sent == []

@@ -33,7 +33,7 @@ from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority
 from gridnet.ledger.txs.relay import POOLS, ChainRelayView, ClaimTransit, CreateTokenPool, ReclaimPool
 from gridnet.relay import datagram
 from gridnet.relay.claims import HopClaim
-from gridnet.relay.datagram import Datagram, Delivered, Forwarded, Inbox, Relay, originate
+from gridnet.relay.datagram import POOL_EXPIRY_MARGIN, Datagram, Delivered, Forwarded, Inbox, Relay, originate
 from gridnet.relay.hops import HopBook, HopEntry, HopTicket, hop_shares
 from gridnet.relay.onion import Layer, peel
 from gridnet.relay.tokens import PPM, HashChain, SignedToken
@@ -49,6 +49,8 @@ POOL = pool_id(SENDER.address, CHAIN.final)
 PAYRATE = 750_000
 UNIT = 1_000
 """Base units per pool hash (500,000 over 500 hashes)."""
+EXPIRY = 50 + POOL_EXPIRY_MARGIN
+"""The pools' expiry height: far enough for relays to carry their datagrams from the start."""
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def net(tmp_path: Path) -> Actors:
     a = Actors(new_chain(tmp_path / "c", test_params(people)), people)
     a.mine(*(a.tx(k, register_identity(a.chain, k).payload) for k in (SENDER, LAB, RECEIVER, *RELAYS)))
     a.mine(
-        a.tx(SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500 * UNIT, expiry_height=50)),
+        a.tx(SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500 * UNIT, expiry_height=EXPIRY)),
         a.tx(LAB, RegisterAuthority(int(Role.SECURITY), "Lab")),
     )
     return a
@@ -93,7 +95,7 @@ def send(
 
 
 def view(net: Actors) -> ChainRelayView:
-    return ChainRelayView(net.chain.view())
+    return ChainRelayView.of(net.chain)
 
 
 def carry(net: Actors, dgram: Datagram, relays: list[Relay] | None = None) -> Delivered:
@@ -390,7 +392,9 @@ def test_a_relay_checks_against_the_chains_anchor_once_the_receivers_claimed_pas
     though 4,999 (more than MAX_RELAY_STEPS) from relay 0's."""
     long_chain = HashChain(os.urandom(32), 6_000)
     long_pool = pool_id(SENDER.address, long_chain.final)
-    net.mine(net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 6_000, expiry_height=50)))
+    net.mine(
+        net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 6_000, expiry_height=EXPIRY))
+    )
     book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
 
     def stream(depth: int, route: list[PrivateKey]) -> Datagram:
@@ -474,7 +478,7 @@ def test_a_relay_forgets_a_pool_gone_from_chain_and_what_a_claim_made_useless(ne
     first.view = view(net)
     first.prune()
     assert first.hop_claims[POOL][0].token.token.depth == 21  # paid: dropped
-    while net.chain.head.header.height < 50:
+    while net.chain.head.header.height < EXPIRY:
         net.mine()
     net.mine(net.tx(SENDER, ReclaimPool(POOL)))
     first.view = view(net)
@@ -489,7 +493,9 @@ def test_a_connection_deeper_than_one_claim_reveals_is_claimed_in_steps(net: Act
     redeem the whole connection and the relays are paid all they carried."""
     long_chain = HashChain(os.urandom(32), 110_000)
     long_pool = pool_id(SENDER.address, long_chain.final)
-    net.mine(net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 110_000, expiry_height=50)))
+    net.mine(
+        net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 110_000, expiry_height=EXPIRY))
+    )
     book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
     relays = [Relay(k, view(net)) for k in RELAYS]
     path = [(r.address, r.public_key) for r in RELAYS]

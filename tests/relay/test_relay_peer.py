@@ -15,7 +15,7 @@ from gridnet.ledger.txs.relay import ChainRelayView, CreateTokenPool, ReclaimPoo
 from gridnet.node import relay_peer
 from gridnet.node.messages import DatagramMsg
 from gridnet.node.relay_peer import RelayPeer
-from gridnet.relay.datagram import Datagram, originate
+from gridnet.relay.datagram import POOL_EXPIRY_MARGIN, Datagram, originate
 from gridnet.relay.hops import HopBook
 from gridnet.relay.onion import peel
 from gridnet.relay.tokens import HashChain
@@ -34,7 +34,11 @@ def net(tmp_path: Path) -> Actors:
     people = [SENDER, RECEIVER, *RELAYS]
     a = Actors(new_chain(tmp_path / "c", test_params(people)), people)
     a.mine(*(a.tx(k, register_identity(a.chain, k).payload) for k in people))
-    a.mine(a.tx(SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500_000, expiry_height=50)))
+    a.mine(
+        a.tx(
+            SENDER, CreateTokenPool(CHAIN.final, CHAIN.length, 500_000, expiry_height=50 + POOL_EXPIRY_MARGIN)
+        )
+    )
     return a
 
 
@@ -50,7 +54,7 @@ def stream(net: Actors, count: int) -> list[Datagram]:
 
 
 def relay(net: Actors, directory: dict[Address, str]) -> RelayPeer:
-    return RelayPeer("r0", RELAYS[0], lambda: ChainRelayView(net.chain.view()), directory.get)
+    return RelayPeer("r0", RELAYS[0], lambda: ChainRelayView.of(net.chain), directory.get)
 
 
 def kept_depths(peer: RelayPeer) -> list[int]:
@@ -97,7 +101,7 @@ def test_a_relaying_participant_forgets_a_pool_reclaimed_on_its_next_tick(net: A
     assert len(peer.handle("sender", DatagramMsg(dgram), 0)) == 1 and kept_depths(peer) == [1]
     peer.tick(0)  # the pool is on chain: kept
     assert kept_depths(peer) == [1] and POOL in peer._relay.seen
-    while net.chain.head.header.height < 50:
+    while net.chain.head.header.height < 50 + POOL_EXPIRY_MARGIN:
         net.mine()
     net.mine(net.tx(SENDER, ReclaimPool(POOL)))
     peer.tick(relay_peer.PRUNE_EVERY_MS)
@@ -113,7 +117,7 @@ def test_a_receiver_keeps_its_deliveries_within_a_byte_bound_and_without_their_o
     identity = find_identity_proof(SENDER.address, net.chain.params.identity_target_int)
     receiver = (RECEIVER.address, RECEIVER.public_key)
     book = HopBook(os.urandom(32))
-    peer = RelayPeer("receiver", RECEIVER, lambda: ChainRelayView(net.chain.view()), NAMES.get)
+    peer = RelayPeer("receiver", RECEIVER, lambda: ChainRelayView.of(net.chain), NAMES.get)
     for depth in range(1, 6):
         body = bytes([depth]) * 60_000
         dgram = originate(
@@ -126,3 +130,35 @@ def test_a_receiver_keeps_its_deliveries_within_a_byte_bound_and_without_their_o
     assert peer.received.bytes <= 200_000
     peer.received.clear()
     assert len(peer.received) == 0 and peer.received.bytes == 0
+
+
+def test_a_sender_is_told_its_pool_expires_too_soon_and_sends_nothing(net: Actors) -> None:
+    """A datagram of a pool every relay would refuse (``PoolExpiring``: claims on it can be
+    mined in fewer than ``POOL_EXPIRY_MARGIN`` more blocks) is not sent: the sender's
+    participant drops and counts it (the node's API answers 422 with the rule), so its sender
+    learns it must pay from a new pool; one of a pool with life enough goes."""
+    hashes = HashChain(os.urandom(32), 100)
+    expiry = net.chain.height + 1 + POOL_EXPIRY_MARGIN  # one block short, once mined
+    net.mine(net.tx(SENDER, CreateTokenPool(hashes.final, hashes.length, 100_000, expiry_height=expiry)))
+    identity = find_identity_proof(SENDER.address, net.chain.params.identity_target_int)
+    path = [(r.address, r.public_key) for r in RELAYS]
+    receiver = (RECEIVER.address, RECEIVER.public_key)
+    short = originate(
+        SENDER,
+        hashes,
+        pool_id(SENDER.address, hashes.final),
+        1,
+        750_000,
+        identity,
+        path,
+        receiver,
+        b"x",
+        os.urandom(16),
+    )
+    sender = RelayPeer("sender", SENDER, lambda: ChainRelayView.of(net.chain), NAMES.get)
+    sender.add_peer("r0")
+    assert sender.send(RELAYS[0].address, short) == [] and sender.held == []
+    assert sender.stats.dropped == {"PoolExpiring": 1}
+    (fresh,) = stream(net, 1)  # the fixture's pool: life enough
+    assert sender.send(RELAYS[0].address, fresh) == [("r0", DatagramMsg(fresh))]
+    assert sender.stats.dropped == {"PoolExpiring": 1}

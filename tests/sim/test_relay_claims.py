@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from gridnet.ledger.txs.relay import ClaimTransit
+from gridnet.relay.datagram import POOL_EXPIRY_MARGIN
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network
-from gridnet.sim.scenario import scenario_from_dict
+from gridnet.sim.scenario import POOL_EXPIRY, pool_expiry, scenario_from_dict
+from gridnet.units import INTERVAL_MS
 from tests.sim.test_meter_devices import FEEDER
 
 NO_PV_STREET: dict[str, Any] = {  # scenarios/no-pv-street.toml, smaller: the carrier serves a hill home
@@ -51,3 +53,15 @@ def test_every_relayed_datagram_delivered_is_claimed(doc: dict[str, Any], tmp_pa
         assert report["dso"]["commands"] > 0
     else:
         assert relay["carrier_forwarded"] > 0
+
+
+def test_the_runs_pools_outlive_its_blocks_by_the_relays_margin() -> None:
+    """The run's claims come at its end, and relays carry a pool's datagrams only while claims
+    on it can be mined for ``POOL_EXPIRY_MARGIN`` more blocks: the pools expire at 1,000,000,
+    or, for a run of more blocks (31 days of 1-second blocks: 2.7 million), far beyond its
+    last block."""
+    assert pool_expiry(scenario_from_dict(NO_PV_STREET, "claims.toml")) == POOL_EXPIRY
+    longest = {"simulation": {"intervals": 96 * 31}, "chain": {"block_interval_s": 1}}
+    scenario = scenario_from_dict(longest, "long.toml")
+    run_blocks = (96 * 31 + 1) * INTERVAL_MS // 1000 + 2 * 6 * 3600  # the run, then its two claim waits
+    assert pool_expiry(scenario) > 2 * run_blocks + POOL_EXPIRY_MARGIN > POOL_EXPIRY

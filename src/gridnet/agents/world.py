@@ -37,7 +37,7 @@ from gridnet.meter.reading import SignedReading
 from gridnet.meter.telemetry import InMemoryTelemetry, Telemetry
 from gridnet.sim.backends import Backend, MemoryBackend
 from gridnet.sim.relaynet import CARRIER, CommandNote, Note, OrderNote, RelayNet
-from gridnet.sim.scenario import Scenario, gnc, pool_length
+from gridnet.sim.scenario import Scenario, gnc, pool_expiry, pool_length
 from gridnet.units import Address, Interval, Wh, interval_of, interval_start
 from gridnet.world.grid import FlowResult, Grid
 
@@ -452,7 +452,7 @@ class World:
             feeders,
             [(a.name, a.key) for a in hill],
             carrier.key,
-            lambda: ChainRelayView(net.nodes["n0"].chain.view()),
+            lambda: ChainRelayView.of(net.nodes["n0"].chain),
             pool_length=pool_length(self.s.simulation.intervals),
             payrate_ppm=round(self.s.relay.payrate * 1_000_000),
             carrier_stop_ms=round(self.s.relay.carrier_stop_s * 1000),
@@ -469,7 +469,7 @@ class World:
             self.proofs[sender.address],
             f"{s.simulation.name}/{s.simulation.seed}/{label}",
             gnc(s.relay.pool_gnc),
-            expiry=1_000_000,
+            expiry=pool_expiry(s),
             target=to.name,
         )
         self.submit(sender, pool)

@@ -32,11 +32,13 @@ from gridnet.units import Address, Hash32
 
 
 class _View:
-    """A chain as a relay sees it: one pool, every address registered, no flags."""
+    """A chain as a relay sees it: one pool, far from its expiry, every address registered,
+    no flags."""
 
     def __init__(self, owner: Address, anchor: bytes, proof: IdentityProof) -> None:
         self.owner, self.redeemed_depth, self.anchor, self._proof = owner, 0, anchor, proof
         self.length, self.unit_value = 10**6, 1
+        self.height, self.expiry_height = 0, 10**6
 
     def pool(self, pool: Hash32) -> _View:
         return self

@@ -124,7 +124,7 @@ async def serve(
     node = Node(name, chain, config, rng=random.SystemRandom())  # a fan-out nobody can predict
     # The node relays and receives datagrams as the participant of its key; over TCP a
     # participant's name is its address (the link its key authenticates).
-    relay = RelayPeer(name, key, lambda: ChainRelayView(chain.view()), address_to_text)
+    relay = RelayPeer(name, key, lambda: ChainRelayView.of(chain), address_to_text)
     listen = parse_host_port(s.listen, "listen")
     peers = [parse_host_port(p, "peer") for p in s.peers]
     transport = TcpTransport(

@@ -22,11 +22,11 @@ import msgspec
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.errors import CarrierFull, GridnetError, InvalidDatagram, UnknownNextHop
+from gridnet.errors import CarrierFull, GridnetError, InvalidDatagram, PoolExpiring, UnknownNextHop
 from gridnet.node.logs import short
 from gridnet.node.messages import DatagramMsg, Message
 from gridnet.relay.claims import HopClaim, SignedClaim
-from gridnet.relay.datagram import Datagram, Delivered, Inbox, Relay, RelayView
+from gridnet.relay.datagram import Datagram, Delivered, Inbox, Relay, RelayView, check_pool_life
 from gridnet.units import Address
 
 _log = logging.getLogger("gridnet.relay")
@@ -138,10 +138,19 @@ class RelayPeer:
         return self._relay.collectable()
 
     def send(self, first_hop: Address, datagram: Datagram) -> list[Outgoing]:
-        """Originate: hand a new datagram to the first hop of its path."""
+        """Originate: hand a new datagram to the first hop of its path. One whose pool every
+        relay would refuse, expired or expiring too soon for the claims that pay them
+        (``PoolExpiring``, ``relay.datagram.POOL_EXPIRY_MARGIN``), is not sent: it is dropped
+        here, counted and logged, so that its sender learns it must pay from a new pool."""
         try:
+            view = self._view()
+            pool = view.pool(datagram.token.token.pool)
+            if pool is not None:  # (a pool not on chain yet: the relays tell, UnknownPool)
+                check_pool_life(pool, view.height)
             return self._route(first_hop, datagram)
         except InvalidDatagram as exc:
+            if isinstance(exc, PoolExpiring):
+                _log.warning("not sending a datagram: %s", exc)
             self._dropped(exc)
             return []
 

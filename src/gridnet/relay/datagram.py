@@ -13,7 +13,8 @@ signature. No relay sees another relay's entry, and the receiver sees none.
 
 A relay (:meth:`Relay.handle`): checks the originator is a registered identity carrying its
 registered proof and not flagged by an authority the relay trusts; peels its onion layer;
-checks the token (the pool owner's signature; a depth within the pool and within
+checks the token (the pool owner's signature; a pool whose claims can still be mined for
+``POOL_EXPIRY_MARGIN`` blocks; a depth within the pool and within
 ``MAX_RELAY_STEPS`` of what it last verified; the preimage on the pool's chain; never a
 depth twice); then either, as the receiver, checks the token pays for this very envelope
 and delivers it, or checks its hop ticket and that the next hop is a registered identity,
@@ -41,6 +42,7 @@ from gridnet.errors import (
     FlaggedOriginator,
     HopEntryInvalid,
     IdentityStakeMismatch,
+    PoolExpiring,
     TokenNotForDatagram,
     TokenPreimageInvalid,
     TokenReplayed,
@@ -71,6 +73,22 @@ MAX_RELAY_STEPS: Final = 4096
 MAX_KEPT_HOP_CLAIMS: Final = 32
 """Hop claims a relay keeps per pool, spread over the depths not yet redeemed (it claims the
 deepest one the pool's receivers have reached)."""
+POOL_EXPIRY_MARGIN: Final = 144
+"""Blocks after the chain's head in which a claim on a datagram's pool must still be minable
+for a relay to carry it (``PoolExpiring``): the chain takes a claim only in a block below the
+pool's ``expiry_height`` (``PoolExpired``), and the owner then reclaims all it did not pay.
+Carrying is paid by two rounds of claims, each mined after the one before: the receiver's
+transit claims (one transaction per stepping stone of the connection, in nonce order), then
+the relays' hop claims, which the chain takes only up to the depth a receiver's claim
+redeemed (``HopNotDelivered``), so each relay submits them once it reads that claim on chain
+(``Relay.collectable``). A round takes one block at best; a transaction that block building
+refuses for want of a block it follows (a hop claim at a node that has not yet received the
+receiver's claim's block) stays pending ``ledger.mempool.DEFER_BLOCKS`` = 6 blocks; the
+simulator waits at most 6 simulated hours for each round to be mined, 72 blocks at the
+scenarios' default block interval of 300 s. Two rounds of 72: 144 blocks. What it does not
+cover is the receiver's choice of when to claim (the simulator's receivers claim at the end
+of the run, on pools that expire long after it) and how long a carrier holds a datagram: the
+receiver checks the pool again when the datagram reaches it."""
 
 
 class Envelope(Wire, frozen=True):
@@ -104,10 +122,17 @@ class PoolInfo(Protocol):
     def length(self) -> int: ...
     @property
     def unit_value(self) -> int: ...
+    @property
+    def expiry_height(self) -> int: ...
 
 
 class RelayView(Protocol):
     """What a relay reads from the chain."""
+
+    @property
+    def height(self) -> int:
+        """The height of the chain's head (the next block is one higher)."""
+        ...
 
     def pool(self, pool: Hash32) -> PoolInfo | None: ...
     def identity_proof(self, address: Address) -> IdentityProof | None: ...
@@ -164,6 +189,25 @@ def originate(
     token = issue_token(sender, chain, pool, depth, datagram_digest(envelope_receipt(envelope)), credit.root)
     book.commit(credit)
     return Datagram(token, identity, onion)
+
+
+def check_pool_life(pool: PoolInfo, height: int) -> None:
+    """Raise ``PoolExpiring`` unless a claim on ``pool`` can still be mined in each of the
+    ``POOL_EXPIRY_MARGIN`` blocks after ``height`` (the chain's head): the chain takes one only
+    in a block below the pool's ``expiry_height``, so ``expiry_height - height - 1`` blocks
+    are left, and the margin asks for ``expiry_height > height + POOL_EXPIRY_MARGIN``."""
+    left = pool.expiry_height - height - 1
+    if left <= 0:
+        raise PoolExpiring(
+            f"the pool expired at height {pool.expiry_height} (the head is at {height}): no claim on it "
+            "can be mined, its owner reclaims it all; its sender must pay from a new pool"
+        )
+    if left < POOL_EXPIRY_MARGIN:
+        raise PoolExpiring(
+            f"the pool expires at height {pool.expiry_height}: claims on it can be mined in {left} more "
+            f"block(s) after the head at {height}, fewer than the {POOL_EXPIRY_MARGIN} the receiver's "
+            "and the relays' claims need; its sender must pay from a new pool"
+        )
 
 
 @dataclass
@@ -253,6 +297,7 @@ class Relay:
         if pool is None:
             raise UnknownPool("the token names no pool on chain")
         check_token_signature(dgram.token, pool.owner)
+        check_pool_life(pool, self.view.height)
         seen = self.seen.get(token.pool, set())
         floor = max(pool.redeemed_depth, self.floors.get(token.pool, 0))
         if token.depth <= floor or token.depth in seen:

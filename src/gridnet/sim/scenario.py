@@ -24,7 +24,7 @@ from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError, shown
 from gridnet.files import read_toml
 from gridnet.ledger.params import default_params, parse_time_ms
-from gridnet.units import UNITS_PER_GNC, energy_cost, format_gnc, interval_of, interval_start
+from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, energy_cost, format_gnc, interval_of, interval_start
 from gridnet.world.demand import PROFILES
 from gridnet.world.grid import GridSpec, equipment_problem
 from gridnet.world.solar import Site, check_weather_file
@@ -802,6 +802,25 @@ def _known_zone(name: str) -> bool:
 def pool_length(intervals: int) -> int:
     """Hashes in each home's token pool: room for many datagrams per interval."""
     return 32 * intervals + 64
+
+
+POOL_EXPIRY: Final = 1_000_000
+"""Expiry height of the run's token pools, unless the run may come near it (:func:`pool_expiry`)."""
+
+
+def pool_expiry(s: Scenario) -> int:
+    """Expiry height of the run's token pools: ``POOL_EXPIRY``, or for a run of more blocks
+    than that allows, twice its blocks at its block interval — its intervals, the one before
+    the first, and a day for its end: the last deliveries, then the receivers' claims and the
+    relays' hop claims, each waited for at most 6 hours — plus the relays' margin. The run's
+    claims come at its end, and a relay carries a pool's datagrams only while claims on it can
+    still be mined for ``relay.datagram.POOL_EXPIRY_MARGIN`` blocks (``PoolExpiring``): 31 days
+    of 1-second blocks are 2.7 million blocks."""
+    from gridnet.relay.datagram import POOL_EXPIRY_MARGIN
+
+    seconds = (s.simulation.intervals + 1) * INTERVAL_MS // 1000 + 86_400
+    blocks = math.ceil(seconds / s.chain.block_interval_s)
+    return max(POOL_EXPIRY, 2 * blocks + POOL_EXPIRY_MARGIN)
 
 
 def data_path(source: str, name: str) -> Path:

@@ -17,7 +17,7 @@ ReclaimPool: after expiry the owner takes back what was not paid.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import msgspec
 from msgspec.structs import replace
@@ -57,6 +57,9 @@ from gridnet.relay.hops import MAX_CONNECTION_HOPS
 from gridnet.relay.tokens import MAX_POOL_LENGTH, check_preimage, check_token_signature
 from gridnet.security.roles import FlagTarget
 from gridnet.units import Address, Hash32
+
+if TYPE_CHECKING:
+    from gridnet.ledger.chain import Chain
 
 MAX_HOP_CLAIMS: Final = 64
 """Most hop claims one ClaimTransit carries."""
@@ -254,8 +257,16 @@ RECLAIM_RULES = TxRules(ReclaimPool, validate_reclaim, apply_reclaim)
 class ChainRelayView:
     """What a relay reads from the chain (``relay.datagram.RelayView``) over a state view."""
 
-    def __init__(self, state: StateView) -> None:
+    def __init__(self, state: StateView, height: int) -> None:
         self.state = state
+        self.height = height
+        """The height of the head whose state ``state`` is (a relay refuses a pool whose claims
+        could not be mined for long after it, ``relay.datagram.POOL_EXPIRY_MARGIN``)."""
+
+    @classmethod
+    def of(cls, chain: Chain) -> ChainRelayView:
+        """What a relay reads from ``chain``'s head."""
+        return cls(chain.view(), chain.height)
 
     def pool(self, pool: Hash32) -> TokenPool | None:
         return self.state.get(POOLS, pool)

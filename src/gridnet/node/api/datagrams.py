@@ -8,7 +8,7 @@ from fastapi import FastAPI, Query, params
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.encoding import decode, encode
-from gridnet.errors import CarrierFull, UnknownNextHop
+from gridnet.errors import CarrierFull, PoolExpiring, UnknownNextHop
 from gridnet.node.api.common import (
     ApiError,
     parse_address,
@@ -56,6 +56,13 @@ def datagram_routes(
             raise ApiError(422, CarrierFull.__name__, "too many datagrams held for absent hops")
         if relay.stats.dropped[UnknownNextHop.__name__] > dropped.get(UnknownNextHop.__name__, 0):
             raise ApiError(422, UnknownNextHop.__name__, "the first hop is this node itself")
+        if relay.stats.dropped[PoolExpiring.__name__] > dropped.get(PoolExpiring.__name__, 0):
+            raise ApiError(
+                422,
+                PoolExpiring.__name__,
+                "the datagram's pool has expired or expires too soon for relays to carry it: "
+                "create a new pool and pay from it",
+            )
         return SentDatagramOut(status="held")
 
     @app.get(
