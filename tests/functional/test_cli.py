@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gridnet.cli.meter import read_hex_file
 from gridnet.crypto.address import address_from_text
 from gridnet.crypto.keys import write_key_file
 from gridnet.errors import ConfigError
@@ -23,7 +24,7 @@ from gridnet.files import MAX_TOML_BYTES
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import load_genesis_file
 from gridnet.ledger.txs.firmware import RELEASES, release_key
-from gridnet.ledger.txs.meter import METERS
+from gridnet.ledger.txs.meter import METERS, RegisterMeter
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.meter.status import firmware_image_hash
 from tests.helpers import extend, sign, test_keys, test_params
@@ -567,6 +568,15 @@ def test_a_meter_is_certified_bound_to_its_owner_and_registered_from_the_command
         )
     )
     assert other in line and meter in line, line
+    # A meter that installed a release signs its status at its own number (one per release).
+    (tmp_path / "fw.img").write_bytes(b"Acme M1 firmware 2.0")
+    updated = (*bind, "--owner", funded.b, "--data-dir", data, "--firmware", "2.0", "--image", "fw.img")
+    line = one_line_error(gridnet(*updated, "--out", "u.reg", cwd=tmp_path))
+    assert "--status-seq" in line and not (tmp_path / "u.reg").exists(), line
+    ok(gridnet(*updated, "--status-seq", "3", "--out", "u.reg", cwd=tmp_path))
+    status = read_hex_file(tmp_path / "u.reg", RegisterMeter, "registration").status.status
+    assert (status.seq, status.firmware) == (3, "2.0")
+    assert status.image == firmware_image_hash(b"Acme M1 firmware 2.0")
     send = ("tx", "register-meter", "--data-dir", data, "--registration", "b.reg")
     line = one_line_error(gridnet(*send, "--key", "a.key", cwd=tmp_path))  # a copy by another sender
     assert "did not bind it to" in line and funded.a in line, line

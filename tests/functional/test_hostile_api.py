@@ -43,9 +43,9 @@ def started(tmp_path: Path, nodes: list[DevNode]) -> tuple[DevNode, NodeClient]:
     return node, node.client()
 
 
-def order(key: PrivateKey, interval: int, nonce: int, area: str = "north") -> SignedOrder:
+def order(key: PrivateKey, interval: int, nonce: int, chain_id: bytes, area: str = "north") -> SignedOrder:
     o = Order(Side.OFFER, key.address, key.public_key, key.address, area, interval, 100, 7, interval, nonce)
-    return sign_order(key, o)
+    return sign_order(key, o, chain_id)
 
 
 def test_bodies_are_refused_from_their_headers_without_being_read(
@@ -145,17 +145,20 @@ def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_
     tmp_path: Path, nodes: list[DevNode]
 ) -> None:
     node, client = started(tmp_path, nodes)
+    chain = Chain.open(node.data_dir, readonly=True)
+    chain_id = chain.chain_id
+    chain.close()
     now = interval_of(int(time.time() * 1000))
     honest_key = PrivateKey.from_label("honest-trader")
-    honest = order(honest_key, now + 1, 0)
+    honest = order(honest_key, now + 1, 0, chain_id)
     assert client.call("POST", "/orders", {"order": encode(honest).hex()})[0] == 202
     # 1,030 orders for far-off deliveries: each refused by name, the next auction untouched.
     attacker = PrivateKey.from_label("far-off-trader")
     window = OrderLimits().window
     codes = {
-        client.call("POST", "/orders", {"order": encode(order(attacker, now + window + 5 + i, i)).hex()})[1][
-            "code"
-        ]
+        client.call(
+            "POST", "/orders", {"order": encode(order(attacker, now + window + 5 + i, i, chain_id)).hex()}
+        )[1]["code"]
         for i in range(1_030)
     }
     assert codes == {"OrderTooFarAhead"}
@@ -164,11 +167,12 @@ def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_
 
     # One key sends 20,000 orders for one topic over a peer link: it keeps its share only, and
     # a valid order beyond a node's bounds is no fault of the peer that relays it.
-    chain = Chain.open(node.data_dir, readonly=True)
-    chain_id = chain.chain_id
-    chain.close()
-    flood = [order(attacker, now + 2, n) for n in range(20_000)]
-    others = [order(PrivateKey.from_label(f"trader-{k}"), now + 2, n) for k in range(40) for n in range(16)]
+    flood = [order(attacker, now + 2, n, chain_id) for n in range(20_000)]
+    others = [
+        order(PrivateKey.from_label(f"trader-{k}"), now + 2, n, chain_id)
+        for k in range(40)
+        for n in range(16)
+    ]
     asyncio.run(send_orders(node.port, chain_id, flood + others))
     name = f"/orders/north/{now + 2}"
     per_key = OrderLimits().per_key

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.keys import Domain, PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import (
     CommandNotForMeter,
@@ -23,6 +23,7 @@ from gridnet.errors import (
     SubsidyAlreadyPaid,
 )
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.base import BlockEnv
@@ -37,6 +38,7 @@ from gridnet.ledger.txs.identity import revoke_identity
 from gridnet.ledger.txs.meter import SubmitReadings, registration
 from gridnet.meter.certificate import issue_certificate
 from gridnet.meter.telemetry import SimulatedMeter
+from gridnet.node.commands import CommandBoard
 from gridnet.security.roles import Role
 from gridnet.units import UNITS_PER_GNC, energy_cost
 from tests.helpers import Actors, extend, new_chain, register_identity, test_params
@@ -46,6 +48,8 @@ PEOPLE = (MAKER, GOV, DSO, OWNER, OTHER)
 METER = SimulatedMeter(PrivateKey.from_label("grid-meter"))
 T0 = 1_970_000
 RATE = 5 * UNITS_PER_GNC // 100  # per exported kWh
+CHAIN = chain_id_of(test_params(PEOPLE, gnc=1_000))
+"""The ``grid`` fixture's chain."""
 
 
 class Grid(Actors):
@@ -85,7 +89,7 @@ def test_only_a_government_pays_subsidies_for_readings_on_chain(grid: Grid) -> N
     assert isinstance(grid.refused(GOV, PaySubsidy(METER.meter_id, (T0 + 7,), RATE)), MissingReading)
 
 
-def command(key: PrivateKey, **changes: object) -> SignedCommand:
+def command(key: PrivateKey, chain_id: bytes = CHAIN, **changes: object) -> SignedCommand:
     c = DsoCommand(
         issuer=key.public_key,
         area="north",
@@ -96,13 +100,13 @@ def command(key: PrivateKey, **changes: object) -> SignedCommand:
         last_interval=T0 + 49,
         nonce=1,
     )
-    return sign_command(key, msgspec.structs.replace(c, **changes))  # type: ignore[arg-type]
+    return sign_command(key, msgspec.structs.replace(c, **changes), chain_id)  # type: ignore[arg-type]
 
 
 def test_dso_command_with_a_non_dso_key_is_rejected(grid: Grid) -> None:
     fake = command(OTHER)  # a registered authority, but not a DSO
     with pytest.raises(NotAuthorized):
-        check_dso_command(grid.chain.view(), fake)
+        check_dso_command(grid.chain.view(), fake, grid.chain.chain_id)
     assert isinstance(grid.refused(OWNER, RecordOverride(fake, METER.meter_id, "no")), NotAuthorized)
     stranger = command(PrivateKey.from_label("nobody"))
     assert isinstance(grid.refused(OWNER, RecordOverride(stranger, METER.meter_id, "no")), NotAuthorized)
@@ -111,12 +115,34 @@ def test_dso_command_with_a_non_dso_key_is_rejected(grid: Grid) -> None:
 def test_forged_command_signature(grid: Grid) -> None:
     real = command(DSO)
     forged = msgspec.structs.replace(real, signature=bytes(64))
+    assert isinstance(
+        grid.refused(OWNER, RecordOverride(forged, METER.meter_id, "x")), CommandSignatureInvalid
+    )
     with pytest.raises(CommandSignatureInvalid):
-        validate_transaction(
-            grid.pending(OWNER, RecordOverride(forged, METER.meter_id, "x")),
-            grid.chain.params,
-            grid.chain.chain_id,
-        )
+        check_dso_command(grid.chain.view(), forged, grid.chain.chain_id)
+
+
+def test_a_command_signed_for_another_chain_is_refused(grid: Grid) -> None:
+    """A DSO signs the chain id with each command: the same DSO key's drill on its test chain
+    is no command here (the board, the devices and the chain's rules all refuse it), and no
+    override of it is recorded."""
+    assert grid.chain.chain_id == CHAIN
+    drill = command(
+        DSO, chain_id=hash32(b"the DSO's test chain"), kind=int(CommandKind.DISCONNECT), limit_w=0
+    )
+    with pytest.raises(CommandSignatureInvalid, match="for this chain"):
+        check_dso_command(grid.chain.view(), drill, grid.chain.chain_id)
+    check_dso_command(grid.chain.view(), drill, hash32(b"the DSO's test chain"))  # (valid there)
+    override = RecordOverride(drill, METER.meter_id, "no outage here")
+    assert isinstance(grid.refused(OWNER, override), CommandSignatureInvalid)
+    unbound = SignedCommand(drill.command, DSO.sign(Domain.COMMAND, encode(drill.command)))  # (no chain)
+    assert isinstance(
+        grid.refused(OWNER, RecordOverride(unbound, METER.meter_id, "x")), CommandSignatureInvalid
+    )
+    with pytest.raises(CommandSignatureInvalid):
+        CommandBoard().post(drill, grid.chain.view(), grid.chain.chain_id)
+    here = command(DSO, kind=int(CommandKind.DISCONNECT), limit_w=0)
+    assert CommandBoard().post(here, grid.chain.view(), grid.chain.chain_id)[1] is False
 
 
 def test_overrides_are_recorded_once_and_only_by_the_owner_for_addressed_meters(grid: Grid) -> None:

@@ -224,18 +224,21 @@ def test_registration_status_rules(market: Market) -> None:
     foreign = msgspec.structs.replace(payload, status=sign_status(BUYER_METER.key, payload.status.status))
     with pytest.raises(MeterStatusSignatureInvalid):
         stateless(market, SELLER, foreign)
-    for change in ({"seq": 1}, {"model": "M9"}, {"meter": BUYER_METER.meter_id}):
+    for change in ({"model": "M9"}, {"meter": BUYER_METER.meter_id}):
         moved = msgspec.structs.replace(payload.status.status, **change)  # type: ignore[arg-type]
         with pytest.raises(MeterStatusMismatch):
             stateless(market, SELLER, msgspec.structs.replace(payload, status=sign_status(meter, moved)))
-    updated = registration(
-        meter, cert, "north", SELLER.address, market.chain.chain_id, firmware="2", image=FIX
-    )  # updated before install
-    assert isinstance(market.refused(SELLER, updated), UnknownFirmwareRelease)
+    # A meter that installed releases before it registered here (elsewhere) registers with the
+    # status it signs now, at its own status number: the chain keeps that number.
+    now = sign_status(meter, MeterStatus(meter.address, 2, VENDOR, MODEL, "2", FIX))
+    updated = registration(meter, cert, "north", SELLER.address, market.chain.chain_id, now)
+    assert isinstance(market.refused(SELLER, updated), UnknownFirmwareRelease)  # not published here
     market.mine(market.tx(MAKER, PublishFirmware(VENDOR, MODEL, "2", FIX)))
     market.mine(market.tx(SELLER, updated))
     record = market.chain.view().get(METERS, meter.address)
-    assert record is not None and record.firmware == "2" and record.image == FIX
+    assert record is not None and (record.firmware, record.image, record.status_seq) == ("2", FIX, 2)
+    for seq in (1, 2):  # its statuses up to the one it registered with are stale here
+        assert isinstance(market.refused(BUYER, status(meter, seq)), StaleMeterStatus)
 
 
 # --- what a vulnerable meter is refused -------------------------------------------------------
@@ -313,11 +316,11 @@ def test_a_node_leaves_a_vulnerable_meters_orders_out_of_its_book(market: Market
     market.mine(market.tx(ADVISOR, advisory()))
     for order, key in ((offer, SELLER), (bid, BUYER)):
         with pytest.raises(OrderFromVulnerableMeter):
-            node.post_order(sign_order(key, order), now)
+            node.post_order(sign_order(key, order, market.chain.chain_id), now)
     node.add_peer("p")
-    assert node.handle("p", OrderMsg(sign_order(SELLER, offer)), now) == []
+    assert node.handle("p", OrderMsg(sign_order(SELLER, offer, market.chain.chain_id)), now) == []
     assert node.stats.peer_faults.get("p", 0) == 0 and len(node.book) == 0  # not the peer's fault
     market.mine(market.tx(MAKER, PublishFirmware(VENDOR, MODEL, "2", FIX)))
     market.mine(market.tx(SELLER, status(SELLER_METER.key, 1)))
-    node.post_order(sign_order(SELLER, offer), now)
+    node.post_order(sign_order(SELLER, offer, market.chain.chain_id), now)
     assert len(node.book) == 1

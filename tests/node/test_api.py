@@ -16,13 +16,14 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from gridnet.crypto.address import address_to_text
-from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.hashing import hash32, pool_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import decode, encode
 from gridnet.errors import StoreCorrupt
 from gridnet.grid.commands import CommandKind, DsoCommand, SignedCommand, sign_command
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Block
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
 from gridnet.ledger.transactions import Transaction, tx_id
@@ -65,6 +66,8 @@ from tests.helpers import (
 )
 
 MAKER, OWNER, ALICE, BOB = test_keys(4)
+CHAIN = chain_id_of(test_params([MAKER, OWNER, ALICE, BOB]))
+"""The chain of the node ``api`` serves."""
 METER_KEY = PrivateKey.from_label("api-meter")
 READING_AT = 1_960_000
 HASHES = HashChain(b"api-pool" * 4, 100)
@@ -426,25 +429,30 @@ def order(interval: int, nonce: int = 0) -> SignedOrder:
         interval,
         nonce,
     )
-    return sign_order(OWNER, o)
+    return sign_order(OWNER, o, CHAIN)
 
 
 def test_post_and_read_dso_commands(api: Api) -> None:
     """A command is kept only when the chain vouches for its issuer (a DSO authority whose key
-    signed it); devices read what is new since their last read."""
+    signed it for this chain); devices read what is new since their last read."""
+    chain = api.node.chain
 
-    def command(key: PrivateKey, nonce: int, area: str = "north") -> SignedCommand:
+    def command(
+        key: PrivateKey, nonce: int, area: str = "north", chain_id: bytes = chain.chain_id
+    ) -> SignedCommand:
         c = DsoCommand(key.public_key, area, (), int(CommandKind.CURTAIL_EXPORT), 1500, 10, 12, nonce)
-        return sign_command(key, c)
+        return sign_command(key, c, chain_id)
 
     def post(signed: SignedCommand) -> Any:
         return api.client.post("/commands", json={"command": encode(signed).hex()})
 
     assert_error(post(command(MAKER, 1)), 422, "NotAuthorized")  # a manufacturer, not a DSO
-    chain = api.node.chain
     extend(chain, [sign(chain, OWNER, RegisterAuthority(int(Role.DSO), "Grid Co"), nonce=2)])
     forged = msgspec.structs.replace(command(OWNER, 1), signature=bytes(64))
     assert_error(post(forged), 422, "CommandSignatureInvalid")
+    # The same DSO key's command signed for another chain (its test chain's drill) is not kept.
+    drill = command(OWNER, 1, chain_id=hash32(b"the DSO's test chain"))
+    assert_error(post(drill), 422, "CommandSignatureInvalid")
     first, second, elsewhere = command(OWNER, 1), command(OWNER, 2), command(OWNER, 3, area="south")
     posted = post(first).json()
     s1 = posted["seq"]
@@ -461,16 +469,16 @@ def test_post_and_read_dso_commands(api: Api) -> None:
     assert_error(post(command(OWNER, 4, area="north street")), 400, "BadRequest")
     # A command naming 1,024 meters (the most one may) fits the route.
     many = tuple(PrivateKey.from_label(f"meter-{i}").address for i in range(1024))
-    big = sign_command(OWNER, DsoCommand(OWNER.public_key, "north", many, 0, 1500, 10, 12, 9))
+    big = sign_command(OWNER, DsoCommand(OWNER.public_key, "north", many, 0, 1500, 10, 12, 9), chain.chain_id)
     assert post(big).status_code == 202
     # A node that restarts numbers its commands above any a device read before.
     assert CommandBoard().since("north", 0) == ([], 0)
     restarted = CommandBoard()
-    restarted.post(second, api.node.chain.view())
+    restarted.post(second, api.node.chain.view(), chain.chain_id)
     assert restarted.since("north", s1 + 2)[0][0][0] > s1 + 2
     # More than a page: the oldest first, a page at a time, nothing skipped or repeated.
     board, view = CommandBoard(), api.node.chain.view()
-    seqs = [board.post(command(OWNER, 10 + i), view)[0] for i in range(MAX_PAGE + 3)]
+    seqs = [board.post(command(OWNER, 10 + i), view, chain.chain_id)[0] for i in range(MAX_PAGE + 3)]
     page, after = board.since("north", 0)
     assert [s for s, _ in page] == seqs[:MAX_PAGE] and after == seqs[MAX_PAGE - 1]
     rest, last = board.since("north", after)
@@ -500,6 +508,10 @@ def test_post_and_read_orders(api: Api) -> None:
     forged = msgspec.structs.replace(order(interval, nonce=1), signature=bytes(64))
     assert_error(
         api.client.post("/orders", json={"order": encode(forged).hex()}), 422, "OrderSignatureInvalid"
+    )
+    foreign = sign_order(OWNER, order(interval, nonce=2).order, hash32(b"another chain"))  # replayed here
+    assert_error(
+        api.client.post("/orders", json={"order": encode(foreign).hex()}), 422, "OrderSignatureInvalid"
     )
     assert_error(api.client.get(f"/orders/{'x' * 40}/{interval}"), 400, "BadRequest")
     assert_error(api.client.get(f"/orders/n%C3%B6rth/{interval}"), 400, "BadRequest")

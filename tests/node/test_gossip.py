@@ -15,6 +15,7 @@ from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import WrongType
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.mempool import EventKind
 from gridnet.ledger.transactions import Transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.txs.relay import CreateTokenPool
@@ -184,7 +185,7 @@ def one_order(nonce: int = 0) -> SignedOrder:
     interval = interval_of(GENESIS_TIME) + 2
     key = KEYS[0]
     bid = Order(Side.BID, key.address, key.public_key, key.address, "north", interval, 5, 9, interval, nonce)
-    return sign_order(key, bid)
+    return sign_order(key, bid, chain_id_of(test_params(KEYS)))
 
 
 def announcer(tmp_path: Path, txs: int = 2) -> tuple[Node, list[Transaction], SignedOrder]:
@@ -449,7 +450,7 @@ def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path
         interval,
         0,
     )
-    signed = sign_order(KEYS[0], order)
+    signed = sign_order(KEYS[0], order, net.nodes["n9"].chain.chain_id)
     net.send("n9", net.nodes["n9"].post_order(signed, GENESIS_TIME))
     net.run_for(2_000)
     for node in net.nodes.values():

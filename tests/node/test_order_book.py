@@ -9,6 +9,7 @@ import pytest
 
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import OrderBookFull, OrderTooFarAhead, TooManyOrders
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order, topic, validate_order
 from gridnet.node.messages import OrderMsg
 from gridnet.node.node import Node, NodeConfig
@@ -18,15 +19,17 @@ from tests.helpers import GENESIS_TIME, new_chain, test_params
 
 NOW = GENESIS_TIME + 60_000
 NOW_INTERVAL = interval_of(NOW)
+CHAIN = chain_id_of(test_params())
+"""The chain of the node here (``test_params()``)."""
 
 
 def make(key: PrivateKey, interval: int, nonce: int = 0, area: str = "north") -> SignedOrder:
     order = Order(Side.BID, key.address, key.public_key, key.address, area, interval, 100, 5, interval, nonce)
-    return sign_order(key, order)
+    return sign_order(key, order, CHAIN)
 
 
 def add(book: OrderBook, signed: SignedOrder, now_interval: int = NOW_INTERVAL) -> bool:
-    return book.add(validate_order(signed, now_interval=now_interval), signed, now_interval)
+    return book.add(validate_order(signed, now_interval=now_interval, chain_id=CHAIN), signed, now_interval)
 
 
 def keys(n: int) -> list[PrivateKey]:
@@ -70,7 +73,7 @@ def test_far_off_orders_never_push_out_the_next_auction() -> None:
     honest = make(keys(2)[1], NOW_INTERVAL + 2)
     add(book, honest)
     assert len(book) == 10
-    assert book.get(validate_order(honest, now_interval=NOW_INTERVAL).id) == honest
+    assert book.get(validate_order(honest, now_interval=NOW_INTERVAL, chain_id=CHAIN).id) == honest
     # ... and nothing evicts the next auction's order: orders for the same delivery only take
     # the places of later ones, then are refused.
     refused = 0
@@ -80,7 +83,9 @@ def test_far_off_orders_never_push_out_the_next_auction() -> None:
         except OrderBookFull:
             refused += 1
     assert refused == 11 and len(book) == 10
-    assert book.get(validate_order(next_auction, now_interval=NOW_INTERVAL).id) == next_auction
+    assert (
+        book.get(validate_order(next_auction, now_interval=NOW_INTERVAL, chain_id=CHAIN).id) == next_auction
+    )
 
 
 def test_topics_whose_delivery_is_over_are_forgotten() -> None:

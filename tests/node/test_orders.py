@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from gridnet.errors import OrderSignatureInvalid
+from gridnet.ledger.genesis import chain_id_of
 from gridnet.market.orders import Order, Side, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.messages import OrderMsg
@@ -17,6 +18,8 @@ from tests.helpers import GENESIS_TIME, new_chain, test_keys, test_params
 
 KEY = test_keys(1)[0]
 NOW = GENESIS_TIME + 60_000
+CHAIN = chain_id_of(test_params([KEY]))
+"""The chain of the nodes here (``test_params([KEY])``)."""
 
 
 def order(nonce: int = 0) -> object:
@@ -24,7 +27,7 @@ def order(nonce: int = 0) -> object:
     o = Order(
         Side.OFFER, KEY.address, KEY.public_key, KEY.address, "north", interval, 500, 9, interval, nonce
     )
-    return sign_order(KEY, o)
+    return sign_order(KEY, o, CHAIN)
 
 
 def test_orders_spread_to_every_node_on_their_topic(tmp_path: Path) -> None:

@@ -122,11 +122,13 @@ def test_a_home_follows_only_commands_the_chain_vouches_for(tmp_path: Path) -> N
         trusting = next(h for h in homes if h.policy.trusted.get("dso"))
         overriding = next(h for h in homes if not h.policy.trusted.get("dso"))
 
-        def command(key: PrivateKey, meters: tuple[bytes, ...], nonce: int) -> CommandNote:
+        def command(
+            key: PrivateKey, meters: tuple[bytes, ...], nonce: int, chain_id: bytes = world.backend.chain_id
+        ) -> CommandNote:
             c = DsoCommand(
                 key.public_key, world.area, meters, int(CommandKind.CURTAIL_EXPORT), 500, 1, 2, nonce
             )
-            return CommandNote(sign_command(key, c))
+            return CommandNote(sign_command(key, c, chain_id))
 
         assert trusting.meter is not None and overriding.meter is not None
         impostor = PrivateKey.from_label("not the dso")
@@ -139,6 +141,14 @@ def test_a_home_follows_only_commands_the_chain_vouches_for(tmp_path: Path) -> N
         trusting.inbox.append(command(dso.key, (), 3))
         trusting.tick(world)
         assert [c.nonce for c in trusting.commands] == [3] and trusting.overrides == 0
+        # The DSO's own key, but signed for another chain (its test chain's drill): refused.
+        refused, overridden = overriding.commands_refused, overriding.overrides
+        trusting.inbox.append(command(dso.key, (), 5, chain_id=bytes(32)))
+        overriding.inbox.append(command(dso.key, (), 6, chain_id=bytes(32)))
+        trusting.tick(world)
+        overriding.tick(world)
+        assert trusting.commands_refused == 2 and [c.nonce for c in trusting.commands] == [3]
+        assert overriding.commands_refused == refused + 1 and overriding.overrides == overridden
         overrides = world.tally.submitted["RecordOverride"]
         overriding.inbox.append(command(dso.key, (), 4))
         overriding.tick(world)

@@ -97,7 +97,7 @@ class Agent:
             interval,
             0,
         )
-        return sign_order(self.key, order)
+        return sign_order(self.key, order, world.backend.chain_id)
 
     def dropped(self, world: World, payload: Payload, rule: str) -> None:
         """A transaction of its that its node took was let go without a block, for ``rule``

@@ -31,7 +31,7 @@ from gridnet.ledger.txs.authority import RegisterAuthority, flagged_by
 from gridnet.ledger.txs.contract import CONTRACTS, OpenContract
 from gridnet.ledger.txs.meter import METERS
 from gridnet.market.matching import Trade, clear_with_eligibility
-from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, validate_order, validate_orders
+from gridnet.market.orders import Order, Side, SignedOrder, VerifiedOrder, admit_orders, validate_order
 from gridnet.market.policy import MeterStanding, Policy
 from gridnet.security.roles import FlagTarget
 from gridnet.security.roles import Role as AuthorityRole
@@ -55,6 +55,9 @@ class Dso(Agent):
         """Orders that reached the hub by datagram, by interval."""
         self.cleared: set[Interval] = set()
         self.late_orders = 0
+        self.refused_orders = 0
+        """Orders that reached the hub breaking a market rule (a forged one, one signed for
+        another chain's market): left out of its auction."""
         self.clearing: list[dict[str, int | None]] = []
         self.commands: list[DsoCommand] = []
         self.relay_spans: dict[tuple[str, int], list[tuple[Interval, Interval]]] = {}
@@ -114,10 +117,9 @@ class Dso(Agent):
         if world.onchain:
             return  # the chain clears (it placed its own orders in ``tick``)
         book = world.market(self, interval) if world.relaynet is None else self.book.pop(interval, [])
-        verified = self.admissible(
-            world,
-            validate_orders(book, now_interval=interval - 1),  # (one batch, on all cores)
-        )
+        valid, refused = admit_orders(book, now_interval=interval - 1, chain_id=world.backend.chain_id)
+        self.refused_orders += len(refused)  # (forged, or signed for another chain: left out)
+        verified = self.admissible(world, valid)
         offered = sum(v.order.wh for v in verified if v.order.side == Side.OFFER)
         bid = sum(v.order.wh for v in verified if v.order.side == Side.BID)
         own = []
@@ -129,7 +131,9 @@ class Dso(Agent):
             signed = self.signed_order(world, side, interval, wh, price)
             if world.relaynet is None:
                 world.post_order(self, signed)  # on its topic too, for anyone recomputing
-            verified.append(validate_order(signed, now_interval=interval - 1))
+            verified.append(
+                validate_order(signed, now_interval=interval - 1, chain_id=world.backend.chain_id)
+            )
         self.cleared.add(interval)
         clearing = clear_with_eligibility(
             [v for v in verified if v.order.side == Side.BID],
@@ -359,7 +363,7 @@ class Dso(Agent):
                 last_interval=interval + hold,
                 nonce=interval * 16 + f,
             )
-            signed = sign_command(self.key, command)
+            signed = sign_command(self.key, command, world.backend.chain_id)
             self.commands.append(command)
             relay = relay_for(command)
             for home in homes:

@@ -308,7 +308,7 @@ class Home(Agent):
         assert self.meter is not None
         look = world.look(self.node)
         try:
-            issuer = check_dso_command(look.view, signed)
+            issuer = check_dso_command(look.view, signed, world.backend.chain_id)
         except GridnetError:
             self.commands_refused += 1
             return

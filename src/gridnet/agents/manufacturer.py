@@ -77,8 +77,8 @@ class Manufacturer(Agent):
 
     def fit_meter(self, world: World, owner: Agent) -> None:
         """Certify ``owner``'s meter (for the firmware it ships with); the owner registers it,
-        its meter signing its status and binding it to ``owner`` on this chain, once the
-        manufacturer is an authority on chain."""
+        with the status its meter signs now (at the device's own status number) and the meter's
+        binding of it to ``owner`` on this chain, once the manufacturer is an authority on chain."""
         meter = owner.meter
         assert meter is not None
         cert = issue_certificate(
@@ -91,7 +91,7 @@ class Manufacturer(Agent):
         )
         world.later(
             owner,
-            registration(meter.key, cert, world.area, owner.address, world.backend.chain_id),
+            registration(meter.key, cert, world.area, owner.address, world.backend.chain_id, meter.status()),
             self.registered,
         )
 

@@ -260,28 +260,45 @@ def meter_bind(
     image: Annotated[
         Path | None, typer.Option("--image", help="With --firmware: that release's image file.")
     ] = None,
+    status_seq: Annotated[
+        int | None,
+        typer.Option(
+            "--status-seq",
+            min=0,
+            help="With --firmware: the meter's status number now (one per release it installed, "
+            "on any chain).",
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """As the meter (its key): sign its status and bind its registration to OWNER on the chain
-    the node or data directory holds; write the RegisterMeter for 'gridnet tx register-meter'
-    (only OWNER can send it, on that chain only); nothing is sent."""
+    """As the meter (its key): sign its current status and bind its registration to OWNER on
+    the chain the node or data directory holds; write the RegisterMeter for 'gridnet tx
+    register-meter' (only OWNER can send it, on that chain only); nothing is sent."""
     from gridnet.cli.passphrase import load_key
     from gridnet.cli.tx import _chain_id, _image_hash
     from gridnet.encoding import area_problem
     from gridnet.ledger.txs.meter import RegisterMeter, registration
     from gridnet.meter.certificate import SignedCertificate, is_valid_certificate
-    from gridnet.meter.status import FACTORY_IMAGE
+    from gridnet.meter.status import MeterStatus, sign_status
 
     owner_address = address_from_text(owner)
     if (problem := area_problem(area)) is not None:
         raise ConfigError(f"--area {area!r}: {problem}")
     if (firmware is None) != (image is None):
         raise ConfigError("--firmware and --image go together: an installed release and its image file")
+    if firmware is None and status_seq is not None:
+        raise ConfigError("--status-seq goes with --firmware: a meter running its factory firmware is at 0")
+    if firmware is not None and not status_seq:
+        # A status number below the meter's would let its older statuses (signed before its
+        # updates, for any chain) roll the chain's view of it back (StaleMeterStatus otherwise).
+        raise ConfigError(
+            "--firmware needs --status-seq N (1 or more): the meter's status number now, one more "
+            "for every release it installed"
+        )
     signed_cert = read_hex_file(certificate, SignedCertificate, "certificate")
     if not is_valid_certificate(signed_cert):
         raise ConfigError(f"certificate {certificate} is not signed by the manufacturer it names")
     _check_free(out)
-    image_hash = FACTORY_IMAGE if image is None else _image_hash(image)
     chain_id = _chain_id(data_dir, node)
     meter_key = load_key(key, passphrase_file)
     if meter_key.public_key != signed_cert.certificate.meter_key:
@@ -290,7 +307,14 @@ def meter_bind(
             f"key file {key} is meter {address_to_text(meter_key.address)}'s; certificate {certificate} "
             f"certifies meter {certified}"
         )
-    payload = registration(meter_key, signed_cert, area, owner_address, chain_id, firmware, image_hash)
+    status = None
+    if firmware is not None and image is not None and status_seq is not None:
+        cert = signed_cert.certificate
+        now = MeterStatus(
+            meter_key.address, status_seq, cert.vendor, cert.model, firmware, _image_hash(image)
+        )
+        status = sign_status(meter_key, now)
+    payload = registration(meter_key, signed_cert, area, owner_address, chain_id, status)
     _write_hex(out, payload, RegisterMeter, "registration")
     console.print(
         f"meter {address_to_text(meter_key.address)} bound its registration in {area} to "

@@ -56,7 +56,11 @@ hop entries of more relays than a pool pays (``MAX_CONNECTION_HOPS``), whatever 
 credits: a sender that fills its pool's places with puppets, leaving the honest relays
 ``PoolHopsFull``, loses its stake; a ``RegisterMeter`` carries the meter's binding of its
 registration to the sender on this chain (``MeterBindingInvalid``: a registration copied out
-of a mempool by another identity, or from another chain, is refused)."""
+of a mempool by another identity, or from another chain, is refused); a meter's status number
+is the device's own over its life and a ``RegisterMeter`` records the number of the status it
+carries (not always 0: an updated meter's older statuses, signed for any chain, are
+``StaleMeterStatus``); a DSO command's signature covers the chain id (one signed for another
+chain is ``CommandSignatureInvalid``, checked with the command's override, ``RecordOverride``)."""
 
 
 class Allocation(Wire, frozen=True):

@@ -4,6 +4,12 @@ Orders are signed by their owners, published on a topic per area and delivery in
 (:func:`topic`) and never stored on chain. An order's id is the digest of the order alone,
 not of its signature: an owner can make many valid signatures of one order, and they are
 all the same order (the ``nonce`` field is what makes two otherwise equal orders distinct).
+
+An order is for one chain's market: its owner signs the chain id, then the encoded order
+(``Domain.ORDER``), as every chain-bound signature in GRIDNET, and every check takes the chain's
+id (a node's order book, a hub clearing the book). An order that named no chain was valid in
+any chain's market where its owner trades, and a hub there could clear it into a contract its
+owner's agent then signs (``OrderSignatureInvalid`` now: the signature is not for this chain).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from gridnet.encoding import (
     area_problem,
     encode,
 )
-from gridnet.errors import MalformedOrder, OrderExpired, OrderSignatureInvalid, OwnerMismatch
+from gridnet.errors import InvalidOrder, MalformedOrder, OrderExpired, OrderSignatureInvalid, OwnerMismatch
 from gridnet.units import PUBLIC_KEY_BYTES, Hash32, Interval
 
 
@@ -71,7 +77,7 @@ class Order(Wire, frozen=True):
 class SignedOrder(Wire, frozen=True):
     order: Order
     signature: SignatureBytes
-    """The owner's signature (ORDER domain) of the encoded order."""
+    """The owner's signature (ORDER domain) of the chain id, then the encoded order."""
 
 
 class VerifiedOrder(NamedTuple):
@@ -81,9 +87,15 @@ class VerifiedOrder(NamedTuple):
     order: Order
 
 
-def sign_order(key: PrivateKey, order: Order) -> SignedOrder:
-    """Sign ``order`` with ``key`` (which should be the key named by ``order.owner_key``)."""
-    return SignedOrder(order, key.sign(Domain.ORDER, encode(order)))
+def order_message(chain_id: Hash32, order: Order) -> bytes:
+    """What an order's owner signs: the chain id, then the encoded order."""
+    return chain_id + encode(order)
+
+
+def sign_order(key: PrivateKey, order: Order, chain_id: Hash32) -> SignedOrder:
+    """Sign ``order`` with ``key`` (which should be the key named by ``order.owner_key``) for
+    the market of chain ``chain_id``."""
+    return SignedOrder(order, key.sign(Domain.ORDER, order_message(chain_id, order)))
 
 
 def compute_order_id(order: Order) -> Hash32:
@@ -101,23 +113,43 @@ def topic(area: str, interval: Interval) -> str:
     return f"market/{area}/{interval}"
 
 
-def order_check(signed: SignedOrder) -> SignatureCheck:
-    """Checking an order's signature (``validate_order``'s)."""
-    return (Domain.ORDER, signed.order.owner_key, encode(signed.order), signed.signature)
+def order_check(signed: SignedOrder, chain_id: Hash32) -> SignatureCheck:
+    """Checking an order's signature for chain ``chain_id`` (``validate_order``'s)."""
+    return (Domain.ORDER, signed.order.owner_key, order_message(chain_id, signed.order), signed.signature)
 
 
-def validate_orders(book: Sequence[SignedOrder], *, now_interval: Interval) -> list[VerifiedOrder]:
+def validate_orders(
+    book: Sequence[SignedOrder], *, now_interval: Interval, chain_id: Hash32
+) -> list[VerifiedOrder]:
     """``validate_order`` of each order of ``book``, their signatures checked first as one
     batch on all cores (a signature cache of this call's then answers each order's own
     check); raises the first refused order's named rule."""
     with SignatureCache().active():
-        verify_many([order_check(signed) for signed in book])
-        return [validate_order(signed, now_interval=now_interval) for signed in book]
+        verify_many([order_check(signed, chain_id) for signed in book])
+        return [validate_order(signed, now_interval=now_interval, chain_id=chain_id) for signed in book]
 
 
-def validate_order(signed: SignedOrder, *, now_interval: Interval) -> VerifiedOrder:
-    """Every rule an order must follow to be matched in ``now_interval``; returns it with
-    its id, or raises the named :class:`~gridnet.errors.InvalidOrder`."""
+def admit_orders(
+    book: Sequence[SignedOrder], *, now_interval: Interval, chain_id: Hash32
+) -> tuple[list[VerifiedOrder], list[InvalidOrder]]:
+    """``validate_orders`` that keeps going: the orders of ``book`` that pass, in order, and
+    the rule each other one broke (a hub clears what passes; one order signed for another
+    chain, or forged, does not stop the auction)."""
+    kept: list[VerifiedOrder] = []
+    refused: list[InvalidOrder] = []
+    with SignatureCache().active():
+        verify_many([order_check(signed, chain_id) for signed in book])
+        for signed in book:
+            try:
+                kept.append(validate_order(signed, now_interval=now_interval, chain_id=chain_id))
+            except InvalidOrder as exc:
+                refused.append(exc)
+    return kept, refused
+
+
+def validate_order(signed: SignedOrder, *, now_interval: Interval, chain_id: Hash32) -> VerifiedOrder:
+    """Every rule an order must follow to be matched in ``now_interval`` in the market of chain
+    ``chain_id``; returns it with its id, or raises the named :class:`~gridnet.errors.InvalidOrder`."""
     order = signed.order
     oid = compute_order_id(order)
     # Stateless shape rules (a decoded order already meets its field ranges).
@@ -132,8 +164,11 @@ def validate_order(signed: SignedOrder, *, now_interval: Interval) -> VerifiedOr
     # The owner is the key that signs, and the signature covers this exact order.
     if address_from_public_key(order.owner_key) != order.owner:
         raise OwnerMismatch(f"order {oid.hex()[:16]}: the owner address is not the address of its key")
-    if not verify_signature(*order_check(signed)):
-        raise OrderSignatureInvalid(f"order {oid.hex()[:16]}: signature does not verify for the owner key")
+    if not verify_signature(*order_check(signed, chain_id)):
+        raise OrderSignatureInvalid(
+            f"order {oid.hex()[:16]}: signature does not verify for the owner key on this chain "
+            "(an order is signed for one chain's market)"
+        )
     # Time rules: matching happens no later than the expiry and the delivery interval.
     if now_interval > order.expiry:
         raise OrderExpired(

@@ -1,9 +1,13 @@
 """A meter's signed status: what it says it is and runs (seed 004's SEL input).
 
 The meter signs its vendor, model and firmware version, with the image hash of the release
-it installed (all zero for the firmware it shipped with), at registration (sequence 0) and
-after every update (a higher sequence number, so an old status cannot be replayed to roll
-the chain's view of the meter back).
+it installed (all zero for the firmware it shipped with). The sequence number is the device's
+own, over its whole life: 0 for the status it leaves the factory with, one more after every
+update. A status is a fact about the device, like a reading, and names no chain: the same
+signed status is true on every chain the meter is registered on. A registration carries the
+status the meter signs then (its current number, not 0 once it has updated), and a chain takes
+a status only above the number it holds, so an older status (signed before an update, for any
+chain) is stale everywhere and cannot roll a chain's view of the meter back.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ class MeterStatus(Wire, frozen=True):
     meter: AddressBytes
     """The meter's id (address of its key)."""
     seq: U63
-    """0 at registration, then higher with every status the meter signs."""
+    """The device's status number: 0 as it shipped, one more after every update it installs
+    (never reset, whatever chain it is registered on)."""
     vendor: Label
     model: Label
     firmware: Label

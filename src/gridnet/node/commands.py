@@ -2,7 +2,7 @@
 ``GET /commands/{area}``): the way a command reaches a home's device where no relays carry it.
 
 A command is kept only when the chain vouches for it (signed by the issuer it names, a
-registered DSO authority: ``check_dso_command``); each area keeps its latest
+registered DSO authority, for this chain: ``check_dso_command``); each area keeps its latest
 ``MAX_PER_AREA``, and the board its ``MAX_AREAS`` most recently used areas. Every command
 gets a sequence number (growing from the node's start time, so that a restart never repeats
 one), and a device reads only what is new since its last read.
@@ -32,10 +32,10 @@ class CommandBoard:
         self._seq = time.time_ns() // 1_000_000
         """Starts at the boot time [ms]: after a restart, numbers stay above any a device read."""
 
-    def post(self, signed: SignedCommand, view: StateView) -> tuple[int, bool]:
-        """Keep ``signed`` (raises the rule it breaks); (its sequence number, whether it was
-        already held)."""
-        check_dso_command(view, signed)
+    def post(self, signed: SignedCommand, view: StateView, chain_id: Hash32) -> tuple[int, bool]:
+        """Keep ``signed`` if the chain ``chain_id`` (whose head ``view`` is) vouches for it
+        (raises the rule it breaks); (its sequence number, whether it was already held)."""
+        check_dso_command(view, signed, chain_id)
         area = signed.command.area
         digest = hash32(encode(signed))
         held = self._areas.get(area)

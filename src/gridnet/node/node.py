@@ -1002,7 +1002,7 @@ class Node:
     def post_command(self, signed: SignedCommand) -> tuple[int, bool]:
         """A DSO's command for its area's devices: kept if the chain vouches for it (raises
         the rule it breaks); (its sequence number, whether it was already held)."""
-        return self.commands.post(signed, self.chain.view())
+        return self.commands.post(signed, self.chain.view(), self.chain.chain_id)
 
     @_own_signature_cache
     def post_order(self, signed: SignedOrder, now: int) -> list[Outgoing]:
@@ -1013,7 +1013,7 @@ class Node:
         """Check an order (the market's rules: InvalidOrder), keep it within the book's bounds
         (OrderRefused) and gossip it; an order already held is neither kept nor sent again."""
         now_interval = interval_of(now)
-        verified = validate_order(signed, now_interval=now_interval)  # raises the named rule
+        verified = validate_order(signed, now_interval=now_interval, chain_id=self.chain.chain_id)  # (named)
         why = vulnerable_meter(self.chain.view(), self.chain.params, signed.order.meter)
         if why is not None:  # the security layer: left out of the auction (not the peer's fault)
             raise OrderFromVulnerableMeter(f"{why}: its orders are left out of the auction")

@@ -4,8 +4,8 @@ PaySubsidy: a government authority pays a meter's owner a rate per exported kWh 
 readings on chain; a reading is never subsidised twice.
 
 RecordOverride: a meter's owner records that it overrode a DSO command for its meter.
-The command must be signed by a registered DSO authority: a command signed by any other
-key is rejected.
+The command must be signed by a registered DSO authority, for this chain: a command signed
+by any other key, or for another chain, is rejected (``CommandSignatureInvalid``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from gridnet.errors import (
     SubsidyAlreadyPaid,
     UnknownMeter,
 )
-from gridnet.grid.commands import CommandKind, SignedCommand, addresses, is_signed_command
+from gridnet.grid.commands import CommandKind, SignedCommand, addresses, command_check, is_signed_command
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import ACCOUNTS, StateView, register_table
 from gridnet.ledger.txs.advisory import refuse_vulnerable
@@ -39,7 +39,7 @@ from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.identity import refuse_revoked
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.security.roles import Role
-from gridnet.units import Address, energy_cost
+from gridnet.units import Address, Hash32, energy_cost
 
 MAX_SUBSIDY_INTERVALS = 96
 
@@ -106,15 +106,16 @@ def validate_record_override(payload: RecordOverride, params: ChainParams) -> No
     command = payload.command.command
     if command.kind not in set(CommandKind) or command.first_interval > command.last_interval:
         raise MalformedTransaction("a DSO command has a known kind and first_interval <= last_interval")
-    if not is_signed_command(payload.command):
-        raise CommandSignatureInvalid("the command is not signed by the issuer it names")
 
 
-def check_dso_command(state: StateView, signed: SignedCommand) -> Address:
-    """A command meters may act on: signed by its issuer, a registered DSO authority.
-    Returns the issuer's address."""
-    if not is_signed_command(signed):
-        raise CommandSignatureInvalid("the command is not signed by the issuer it names")
+def check_dso_command(state: StateView, signed: SignedCommand, chain_id: Hash32) -> Address:
+    """A command the meters of chain ``chain_id`` (``state``'s) may act on: signed by its
+    issuer, a registered DSO authority, for this chain. Returns the issuer's address."""
+    if not is_signed_command(signed, chain_id):
+        raise CommandSignatureInvalid(
+            "the command is not signed by the issuer it names for this chain (a DSO signs the "
+            "chain id with each command: one signed for another chain is refused)"
+        )
     issuer = address_from_public_key(signed.command.issuer)
     authority = state.get(AUTHORITIES, issuer)
     if authority is None or not authority.roles & Role.DSO:
@@ -123,7 +124,7 @@ def check_dso_command(state: StateView, signed: SignedCommand) -> Address:
 
 
 def apply_record_override(state: StateView, env: BlockEnv, sender: Address, payload: RecordOverride) -> None:
-    check_dso_command(state, payload.command)
+    check_dso_command(state, payload.command, env.chain_id)
     meter = state.get(METERS, payload.meter)
     if meter is None or meter.owner != sender:
         raise MeterNotOwned(f"meter {address_to_text(payload.meter)} is not registered to the sender")
@@ -137,4 +138,9 @@ def apply_record_override(state: StateView, env: BlockEnv, sender: Address, payl
 
 
 SUBSIDY_RULES = TxRules(PaySubsidy, validate_pay_subsidy, apply_pay_subsidy)
-OVERRIDE_RULES = TxRules(RecordOverride, validate_record_override, apply_record_override)
+OVERRIDE_RULES = TxRules(
+    RecordOverride,
+    validate_record_override,
+    apply_record_override,
+    carried=lambda p, chain_id: [command_check(p.command, chain_id)],
+)

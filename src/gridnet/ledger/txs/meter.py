@@ -10,10 +10,15 @@ without it anyone could copy a pending registration, have it mined first and own
 on chain (and be paid for its energy), or replay it on another chain (``MeterBindingInvalid``).
 
 The meter signs its status (vendor, model, firmware and the installed release's image hash)
-at registration and after every update (ReportMeterStatus, anyone may submit it): the
-chain records the firmware it runs, which the advisories judge (``txs/advisory.py``). A status
-names the firmware its certificate shipped with (registration only) or a release its own
-manufacturer published (``txs/firmware.py``), with a higher sequence number than the last.
+after every update (ReportMeterStatus, anyone may submit it), and a registration carries the
+status it signs when registered: the chain records the firmware it runs, which the advisories
+judge (``txs/advisory.py``). A status names the firmware its certificate shipped with
+(registration only) or a release its own manufacturer published (``txs/firmware.py``). Its
+sequence number is the device's own (``meter/status.py``): a registration records whatever
+number the meter is at (an updated meter registers above 0), and a report needs a higher number
+than the chain holds, so a status the meter signed before an update, seen on any chain, is
+``StaleMeterStatus`` (registered at 0 after updating, a meter's older statuses rolled the chain's
+view of it back to a vulnerable firmware).
 
 RevokeMeter: the manufacturer that certified a meter revokes it. This is objective:
 consensus refuses every later reading of that meter.
@@ -139,7 +144,8 @@ class RegisterMeter(Wire, frozen=True, tag=7):
     area: Area
     """Grid area the meter is connected in (market topics and DSO commands use it)."""
     status: SignedMeterStatus
-    """The meter's own signed status at registration (what firmware it runs now)."""
+    """The meter's own signed status at registration (what firmware it runs now, at the
+    device's current status number)."""
     binding: SignatureBytes
     """The meter's signature (``Domain.METER_BINDING``) of ``MeterBinding(meter, sender)``
     after this chain's id: it registers to this sender on this chain only."""
@@ -157,25 +163,32 @@ class ReportMeterStatus(Wire, frozen=True, tag=23):
     status: SignedMeterStatus
 
 
+def factory_status(meter_key: PrivateKey, certificate: SignedCertificate) -> SignedMeterStatus:
+    """The status a meter signs before it installs any release: its certificate's firmware, at
+    status number 0."""
+    cert = certificate.certificate
+    status = MeterStatus(meter_id(cert.meter_key), 0, cert.vendor, cert.model, cert.firmware, FACTORY_IMAGE)
+    return sign_status(meter_key, status)
+
+
 def registration(
     meter_key: PrivateKey,
     certificate: SignedCertificate,
     area: str,
     owner: Address,
     chain_id: Hash32,
-    firmware: str | None = None,
-    image: bytes = FACTORY_IMAGE,
+    status: SignedMeterStatus | None = None,
 ) -> RegisterMeter:
     """The RegisterMeter payload ``owner`` sends on chain ``chain_id`` for a meter holding
-    ``meter_key``: the meter signs its status (the certificate's firmware unless it already
-    installed ``firmware`` with ``image``) and binds the registration to ``owner`` on that
+    ``meter_key``: with ``status``, the status the meter signs now (the device's current
+    status number and firmware; ``factory_status`` for a meter that never installed a
+    release, the default), and the meter's binding of the registration to ``owner`` on that
     chain (only ``owner`` can send it, there)."""
-    cert = certificate.certificate
-    status = MeterStatus(
-        meter_id(cert.meter_key), 0, cert.vendor, cert.model, firmware or cert.firmware, image
-    )
     return RegisterMeter(
-        certificate, area, sign_status(meter_key, status), sign_binding(meter_key, chain_id, owner)
+        certificate,
+        area,
+        factory_status(meter_key, certificate) if status is None else status,
+        sign_binding(meter_key, chain_id, owner),
     )
 
 
@@ -183,14 +196,9 @@ def validate_register_meter(payload: RegisterMeter, params: ChainParams) -> None
     if not is_valid_certificate(payload.certificate):
         raise InvalidCertificate("the certificate is not signed by the manufacturer it names")
     cert, status = payload.certificate.certificate, payload.status.status
-    if (status.meter, status.vendor, status.model, status.seq) != (
-        meter_id(cert.meter_key),
-        cert.vendor,
-        cert.model,
-        0,
-    ):
+    if (status.meter, status.vendor, status.model) != (meter_id(cert.meter_key), cert.vendor, cert.model):
         raise MeterStatusMismatch(
-            "the registration status must name the certified meter, its vendor and model, at sequence 0"
+            "the registration status must name the certified meter, its vendor and model"
         )
     if not is_status_signed_by(payload.status, cert.meter_key):
         raise MeterStatusSignatureInvalid(
@@ -228,6 +236,7 @@ def apply_register_meter(state: StateView, env: BlockEnv, sender: Address, paylo
         serial=cert.serial,
         area=payload.area,
         registered_at=env.height,
+        status_seq=status.seq,
         image=status.image,
     )
     state.put(METERS, mid, record)
