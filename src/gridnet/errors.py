@@ -1133,6 +1133,12 @@ class HopFraudAlreadyReported(InvalidRelay):
     """That pool owner's fraud on that pool was already proven and punished."""
 
 
+class HopBeneficiaryNotCredited(InvalidRelay):
+    """A hop-fraud report names a beneficiary the proof does not show credited: no entry of
+    the proof (an overcredit's), or no entry with its Merkle path under either token's hop
+    root (an equivocation's), credits it more than nothing."""
+
+
 # --- datagrams: sealed boxes and onion layers -------------------------------------------
 
 

@@ -109,6 +109,7 @@ def test_datagrams_cross_a_relaying_node_and_its_claim_pays_it(tmp_path: Path, n
             f"state {depth}".encode(),
             os.urandom(16),
             book=book,
+            chain_id=chain_id,
         )
         status, body = send(
             api["s"], "/datagrams", {"first_hop": first_hop, "datagram": encode(datagram).hex()}
@@ -166,7 +167,7 @@ def test_a_relaying_node_refuses_to_extend_a_datagram_to_an_unregistered_hop(
     after a relaying node, a key that never registered an identity. The relaying node
     refuses to extend the path and counts the drop by its rule; the same node forwards the
     next datagram, whose hop after it is a registered identity (the sender itself)."""
-    params, _, (sender, middle) = start_line(tmp_path, nodes, [SENDER, MIDDLE])
+    params, chain_id, (sender, middle) = start_line(tmp_path, nodes, [SENDER, MIDDLE])
     proof = find_identity_proof(SENDER.address, params.identity_target_int)
     book = HopBook(os.urandom(32))
 
@@ -183,6 +184,7 @@ def test_a_relaying_node_refuses_to_extend_a_datagram_to_an_unregistered_hop(
             f"datagram {depth}".encode(),
             os.urandom(16),
             book=book,
+            chain_id=chain_id,
         )
         body = {"first_hop": address_to_text(MIDDLE.address), "datagram": encode(datagram).hex()}
         assert send(sender, "/datagrams", body) == (202, {"status": "sent"})
@@ -207,13 +209,18 @@ def signed(key: PrivateKey, params: ChainParams, chain_id: bytes, payload: Claim
 def a_datagram(body: bytes = b"x") -> Datagram:
     proof = find_identity_proof(SENDER.address, test_params([]).identity_target_int)
     hop, receiver = (MIDDLE.address, MIDDLE.public_key), (RECEIVER.address, RECEIVER.public_key)
-    return originate(SENDER, TOKENS, POOL, 1, PAYRATE, proof, [hop], receiver, body, os.urandom(16))
+    return originate(
+        SENDER, TOKENS, POOL, 1, PAYRATE, proof, [hop], receiver, body, os.urandom(16), chain_id=bytes(32)
+    )
 
 
 def tcp_relay() -> RelayPeer:
     """A node process's relay: named by its address, naming every other by theirs."""
     return RelayPeer(
-        address_to_text(SENDER.address), SENDER, lambda: ChainRelayView(StateView({}), 0), address_to_text
+        address_to_text(SENDER.address),
+        SENDER,
+        lambda: ChainRelayView(StateView({}), 0, bytes(32)),
+        address_to_text,
     )
 
 

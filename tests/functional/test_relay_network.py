@@ -67,6 +67,7 @@ def send_stream(net: MemoryNetwork, peers: dict[str, RelayPeer], count: int) -> 
             f"state {depth}".encode(),
             os.urandom(16),
             book=book,
+            chain_id=net.nodes["n0"].chain.chain_id,
         )
         net.send("sender", peers["sender"].send(RELAYS[0].address, dgram))
         net.run_for(1_000)

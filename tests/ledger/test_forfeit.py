@@ -180,7 +180,7 @@ def test_a_revoked_identity_is_refused_wherever_an_identity_is_needed(market: Ma
     view = chain.view()
     assert view.get(IDENTITIES, BUYER.address) is None
     assert view.get(REVOKED, BUYER.address) == Revocation(revoked_at=chain.height)
-    assert ChainRelayView(view, chain.height).identity_proof(BUYER.address) is None
+    assert ChainRelayView(view, chain.height, chain.chain_id).identity_proof(BUYER.address) is None
     reject_tx(
         market,
         market.pending(BUYER, Bond(GNC)),
@@ -242,6 +242,7 @@ def test_a_revoked_identity_originates_no_datagram(market: Market) -> None:
         (SELLER.address, SELLER.public_key),
         b"an order",
         bytes(16),
+        chain_id=chain.chain_id,
     )
     assert isinstance(Relay(relay, ChainRelayView.of(chain)).handle(dgram), Forwarded)
     report_equivocation(market)

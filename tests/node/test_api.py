@@ -536,7 +536,17 @@ def test_a_datagram_relays_would_refuse_for_its_pools_expiry_is_not_sent(api: Ap
     identity = find_identity_proof(ALICE.address, chain.params.identity_target_int)
     path = [(BOB.address, BOB.public_key)]
     dgram = originate(
-        ALICE, HASHES, POOL, 1, 750_000, identity, path, (OWNER.address, OWNER.public_key), b"x", bytes(16)
+        ALICE,
+        HASHES,
+        POOL,
+        1,
+        750_000,
+        identity,
+        path,
+        (OWNER.address, OWNER.public_key),
+        b"x",
+        bytes(16),
+        chain_id=chain.chain_id,
     )
     body = {"first_hop": address_to_text(BOB.address), "datagram": encode(dgram).hex()}
     with TestClient(app) as client:

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from gridnet.crypto.boxes import seal
-from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.hashing import hash32, pool_id
 from gridnet.crypto.keys import Domain, PrivateKey
 from gridnet.encoding import encode
 from gridnet.errors import (
@@ -76,7 +76,9 @@ def send(
     key: PrivateKey = SENDER,
     book: HopBook | None = None,
     relays: list[PrivateKey] = RELAYS,
+    chain_id: bytes | None = None,
 ) -> Datagram:
+    """``key``'s datagram at ``depth`` of the pool, signed for ``net``'s chain (or ``chain_id``)."""
     path = [(r.address, r.public_key) for r in relays]
     receiver = (RECEIVER.address, RECEIVER.public_key)
     return originate(
@@ -91,6 +93,7 @@ def send(
         body,
         os.urandom(16),
         book=book,
+        chain_id=net.chain.chain_id if chain_id is None else chain_id,
     )
 
 
@@ -126,7 +129,7 @@ def collect(net: Actors, relays: list[Relay]) -> list[int]:
 
 def test_three_relays_carry_a_stream_and_their_claims_pay_them_on_chain(net: Actors) -> None:
     relays = [Relay(k, view(net)) for k in RELAYS]
-    inbox, book = Inbox(RECEIVER), HopBook(os.urandom(32))
+    inbox, book = Inbox(RECEIVER, net.chain.chain_id), HopBook(os.urandom(32))
     for n in range(1, 21):  # 20 datagrams, each committing 2 more units
         delivered = carry(net, send(net, 2 * n, f"order {n}".encode(), book=book), relays)
         assert delivered.envelope.body == f"order {n}".encode()
@@ -147,7 +150,7 @@ def test_a_stream_over_changing_paths_pays_each_relay_its_own_datagrams(net: Act
     path that datagram took, not the last path for everything."""
     book = HopBook(os.urandom(32))
     relays = [Relay(k, view(net)) for k in RELAYS]
-    inbox = Inbox(RECEIVER)
+    inbox = Inbox(RECEIVER, net.chain.chain_id)
     routes = [RELAYS, RELAYS[1:], RELAYS, RELAYS[:1]]
     for depth, route in enumerate(routes, start=1):
         hops = [r for r in relays if r.key in route]
@@ -228,6 +231,7 @@ def test_a_relay_never_extends_a_path_to_an_unregistered_next_hop(net: Actors) -
         (STRANGER.address, STRANGER.public_key),
         b"to nobody",
         os.urandom(16),
+        chain_id=net.chain.chain_id,
     )
     with pytest.raises(UnregisteredNextHop):
         Relay(RELAYS[0], view(net)).handle(to_stranger)
@@ -250,7 +254,7 @@ def test_an_artificial_intermediary_earns_nothing_and_costs_the_later_hops_nothi
     with pytest.raises(HopEntryInvalid):
         Relay(PUPPET, view(net)).handle(detour)
     rest = [Relay(k, view(net)) for k in RELAYS[1:]]
-    inbox = Inbox(RECEIVER)
+    inbox = Inbox(RECEIVER, net.chain.chain_id)
     inbox.record(carry(net, peel_for_puppet(detour), rest))
     (claim,) = inbox.close()
     net.mine(net.tx(RECEIVER, ClaimTransit(claim)))
@@ -334,10 +338,24 @@ def test_a_datagram_overtaken_on_the_way_is_still_carried_once(net: Actors) -> N
     relay.handle(send(net, 4))
     bad_token = msgspec.structs.replace(good.token.token, preimage=CHAIN.preimage(2))
     bad = msgspec.structs.replace(
-        good, token=SignedToken(bad_token, SENDER.sign(Domain.TOKEN, encode(bad_token)))
+        good, token=SignedToken(bad_token, SENDER.sign(Domain.TOKEN, net.chain.chain_id + encode(bad_token)))
     )
     with pytest.raises(TokenPreimageInvalid):
         relay.handle(bad)
+
+
+def test_a_token_signed_for_another_chain_is_refused(net: Actors) -> None:
+    """The sender's pool has the same id on another chain (same owner, same final hash): a
+    token it signed there is not carried here, neither by a relay nor by the receiver, and
+    nothing of it is kept."""
+    elsewhere = hash32(b"another genesis")
+    relay, receiver = Relay(RELAYS[0], view(net)), Relay(RECEIVER, view(net))
+    with pytest.raises(TokenSignatureInvalid, match="this chain"):
+        relay.handle(send(net, 1, chain_id=elsewhere))
+    with pytest.raises(TokenSignatureInvalid):
+        receiver.handle(send(net, 1, relays=[], chain_id=elsewhere))
+    assert (relay.anchors, relay.seen, relay.hop_claims, receiver.anchors) == ({}, {}, {}, {})
+    assert isinstance(relay.handle(send(net, 1)), Forwarded)
 
 
 def test_a_token_beyond_its_pool_or_too_far_to_hash_is_refused(
@@ -345,7 +363,9 @@ def test_a_token_beyond_its_pool_or_too_far_to_hash_is_refused(
 ) -> None:
     beyond = send(net, 3)
     deep = msgspec.structs.replace(beyond.token.token, depth=CHAIN.length + 1)
-    forged = msgspec.structs.replace(beyond, token=SignedToken(deep, SENDER.sign(Domain.TOKEN, encode(deep))))
+    forged = msgspec.structs.replace(
+        beyond, token=SignedToken(deep, SENDER.sign(Domain.TOKEN, net.chain.chain_id + encode(deep)))
+    )
     with pytest.raises(TokenPreimageInvalid):
         Relay(RELAYS[0], view(net)).handle(forged)
     monkeypatch.setattr(datagram, "MAX_RELAY_STEPS", 5)
@@ -371,7 +391,7 @@ def test_a_relay_keeps_its_latest_hop_claims_and_claims_the_deepest_delivered(
     monkeypatch.setattr(datagram, "MAX_KEPT_HOP_CLAIMS", 4)
     book = HopBook(os.urandom(32))
     relays = [Relay(k, view(net)) for k in RELAYS]
-    inbox = Inbox(RECEIVER)
+    inbox = Inbox(RECEIVER, net.chain.chain_id)
     for depth in range(1, 4):
         inbox.record(carry(net, send(net, depth, book=book), relays))
     for depth in (4, 5):
@@ -395,7 +415,7 @@ def test_a_relay_checks_against_the_chains_anchor_once_the_receivers_claimed_pas
     net.mine(
         net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 6_000, expiry_height=EXPIRY))
     )
-    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
+    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER, net.chain.chain_id)
 
     def stream(depth: int, route: list[PrivateKey]) -> Datagram:
         path = [(r.address, r.public_key) for r in route]
@@ -413,6 +433,7 @@ def test_a_relay_checks_against_the_chains_anchor_once_the_receivers_claimed_pas
             b"x",
             os.urandom(16),
             book=book,
+            chain_id=net.chain.chain_id,
         )
 
     away = Relay(RELAYS[0], view(net))
@@ -435,7 +456,7 @@ def test_a_relay_keeps_hop_claims_spread_over_the_depths_a_receiver_may_claim(
     monkeypatch.setattr(datagram, "MAX_KEPT_HOP_CLAIMS", 8)
     book = HopBook(os.urandom(32))
     relays = [Relay(k, view(net)) for k in RELAYS]
-    inbox = Inbox(RECEIVER)
+    inbox = Inbox(RECEIVER, net.chain.chain_id)
     for depth in range(1, 41):
         dgram = send(net, depth, book=book)
         if depth <= 24:
@@ -461,7 +482,7 @@ def test_a_relay_forgets_a_pool_gone_from_chain_and_what_a_claim_made_useless(ne
     reclaimed after expiry, nothing of the pool is left."""
     book = HopBook(os.urandom(32))
     relays = [Relay(k, view(net)) for k in RELAYS]
-    inbox = Inbox(RECEIVER)
+    inbox = Inbox(RECEIVER, net.chain.chain_id)
     for depth in range(1, 31):
         delivered = carry(net, send(net, depth, book=book), relays)
         if depth <= 20:
@@ -496,7 +517,7 @@ def test_a_connection_deeper_than_one_claim_reveals_is_claimed_in_steps(net: Act
     net.mine(
         net.tx(SENDER, CreateTokenPool(long_chain.final, long_chain.length, 110_000, expiry_height=EXPIRY))
     )
-    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
+    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER, net.chain.chain_id)
     relays = [Relay(k, view(net)) for k in RELAYS]
     path = [(r.address, r.public_key) for r in RELAYS]
     receiver, identity = (RECEIVER.address, RECEIVER.public_key), proof(net.chain, SENDER)
@@ -514,6 +535,7 @@ def test_a_connection_deeper_than_one_claim_reveals_is_claimed_in_steps(net: Act
             b"x",
             os.urandom(16),
             book=book,
+            chain_id=net.chain.chain_id,
         )
         outcome = relays[0].handle(dgram)
         while isinstance(outcome, Forwarded):
@@ -538,7 +560,7 @@ def test_a_connection_deeper_than_one_claim_reveals_is_claimed_in_steps(net: Act
 
 def test_stepping_stones_bridge_datagrams_that_arrive_out_of_order(net: Actors) -> None:
     """Stones are kept as few as the claims allow, whatever order datagrams arrive in."""
-    inbox = Inbox(RECEIVER)
+    inbox = Inbox(RECEIVER, net.chain.chain_id)
     token = send(net, 1).token
 
     def at(depth: int) -> Delivered:

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridnet.crypto.hashing import datagram_digest, pool_id
+from gridnet.crypto.hashing import datagram_digest, hash32, pool_id
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import (
+    ClaimSignatureInvalid,
+    HopBeneficiaryNotCredited,
     HopEntryInvalid,
     NotHopEquivocation,
     NotOvercredit,
@@ -21,8 +23,15 @@ from gridnet.errors import (
 )
 from gridnet.ledger.merkle import EMPTY_ROOT, MerkleStep, merkle_proof
 from gridnet.relay import hops as hops_module
-from gridnet.relay.claims import HopClaim
-from gridnet.relay.fraud import check_hop_equivocation, check_overcredit, excess_relays, overcredit
+from gridnet.relay.claims import HopClaim, TransitClaim, check_claim_signature, sign_claim
+from gridnet.relay.fraud import (
+    check_hop_equivocation,
+    check_overcredit,
+    equivocation_beneficiary,
+    excess_relays,
+    overcredit,
+    overcredit_beneficiary,
+)
 from gridnet.relay.hops import (
     MAX_CONNECTION_HOPS,
     HopBook,
@@ -47,10 +56,12 @@ RELAYS = [PrivateKey.from_label(f"relay-{i}").address for i in range(4)]
 CHAIN = HashChain(b"s" * 32, 50)
 POOL = pool_id(OWNER.address, CHAIN.final)
 PAYRATE = 750_000
+CHAIN_ID = hash32(b"incentives: this chain")
+"""The chain the tokens are signed for (a genesis hash stands here)."""
 
 
 def token(depth: int = 3, datagram: bytes = b"payload", hop_root: bytes = EMPTY_ROOT) -> SignedToken:
-    return issue_token(OWNER, CHAIN, POOL, depth, datagram_digest(datagram), hop_root)
+    return issue_token(OWNER, CHAIN_ID, CHAIN, POOL, depth, datagram_digest(datagram), hop_root)
 
 
 def test_a_preimage_proves_its_depth_by_hashing_forward() -> None:
@@ -74,9 +85,9 @@ def test_a_token_moved_to_another_datagram_or_given_other_hop_entries() -> None:
     for field, value in (("datagram", datagram_digest(b"another")), ("hop_root", bytes([1]) * 32)):
         moved = msgspec.structs.replace(t, token=msgspec.structs.replace(t.token, **{field: value}))
         with pytest.raises(TokenSignatureInvalid):
-            check_token_signature(moved, OWNER.address)
+            check_token_signature(moved, OWNER.address, CHAIN_ID)
     with pytest.raises(TokenSignatureInvalid):  # a valid token, but not the pool owner's
-        check_token_signature(t, RELAYS[0])
+        check_token_signature(t, RELAYS[0], CHAIN_ID)
 
 
 # --- the sender's hop entries ------------------------------------------------------------
@@ -241,12 +252,12 @@ def test_an_honest_connection_proves_no_fraud(
             claims.setdefault(ticket.entry.relay, []).append(HopClaim(tokens[-1], ticket))
     for a, b in itertools.combinations(tokens, 2):
         with pytest.raises(NotHopEquivocation):
-            check_hop_equivocation(a, b)
+            check_hop_equivocation(a, b, CHAIN_ID)
     if claims:
         chosen = [data.draw(st.sampled_from(c)) for c in claims.values()]
         assert overcredit(chosen) <= 0
         with pytest.raises(NotOvercredit):
-            check_overcredit(chosen)
+            check_overcredit(chosen, CHAIN_ID)
 
 
 def test_an_honest_connection_of_as_many_relays_as_a_pool_pays_proves_no_fraud() -> None:
@@ -263,7 +274,7 @@ def test_an_honest_connection_of_as_many_relays_as_a_pool_pays_proves_no_fraud()
     chosen = list(deepest.values())
     assert len(chosen) == MAX_CONNECTION_HOPS and excess_relays(chosen) == 0 and overcredit(chosen) <= 0
     with pytest.raises(NotOvercredit):
-        check_overcredit(chosen)
+        check_overcredit(chosen, CHAIN_ID)
 
 
 def test_entries_of_more_relays_than_a_pool_pays_are_an_overcredit() -> None:
@@ -275,15 +286,103 @@ def test_entries_of_more_relays_than_a_pool_pays_are_an_overcredit() -> None:
     t = token(1, hop_root=hops_root(entries))
     hops = [HopClaim(t, HopTicket(e, merkle_proof(ids, ids.index(hop_id(e))))) for e in entries]
     assert overcredit(hops) < 0 and excess_relays(hops) == 1
-    check_overcredit(hops)
+    check_overcredit(hops, CHAIN_ID)
     with pytest.raises(NotOvercredit):  # as many relays as a pool pays
-        check_overcredit(hops[:-1])
+        check_overcredit(hops[:-1], CHAIN_ID)
     with pytest.raises(NotOvercredit):  # a relay counted twice makes no 65th
-        check_overcredit([*hops[:-1], hops[0]])
+        check_overcredit([*hops[:-1], hops[0]], CHAIN_ID)
 
 
 def test_two_tokens_of_one_depth_are_an_equivocation_whatever_differs() -> None:
-    check_hop_equivocation(token(3, hop_root=EMPTY_ROOT), token(3, hop_root=bytes([1]) * 32))
-    check_hop_equivocation(token(3, datagram=b"one"), token(3, datagram=b"another"))
+    check_hop_equivocation(token(3, hop_root=EMPTY_ROOT), token(3, hop_root=bytes([1]) * 32), CHAIN_ID)
+    check_hop_equivocation(token(3, datagram=b"one"), token(3, datagram=b"another"), CHAIN_ID)
     with pytest.raises(NotHopEquivocation):
-        check_hop_equivocation(token(3), token(3))
+        check_hop_equivocation(token(3), token(3), CHAIN_ID)
+
+
+# --- what is signed for one chain proves nothing on another -------------------------------
+
+OTHER_CHAIN = hash32(b"incentives: another chain")
+
+
+def test_a_token_is_signed_for_one_chain() -> None:
+    """A pool of the same owner and final hash has one id on every chain: the token's
+    signature names the chain, and is refused on any other."""
+    t = token(3)
+    check_token_signature(t, OWNER.address, CHAIN_ID)
+    with pytest.raises(TokenSignatureInvalid, match="this chain"):
+        check_token_signature(t, OWNER.address, OTHER_CHAIN)
+    elsewhere = issue_token(OWNER, OTHER_CHAIN, CHAIN, POOL, 3, datagram_digest(b"payload"), EMPTY_ROOT)
+    assert elsewhere.token == t.token and elsewhere.signature != t.signature
+
+
+def test_tokens_of_two_chains_at_one_depth_are_no_equivocation() -> None:
+    """One token a depth on each of two chains (honest), or both of another chain's pool:
+    neither is a proof here; both signed for this chain are."""
+    here = token(3, datagram=b"on this chain")
+    there = issue_token(OWNER, OTHER_CHAIN, CHAIN, POOL, 3, datagram_digest(b"on the other"), EMPTY_ROOT)
+    with pytest.raises(TokenSignatureInvalid):
+        check_hop_equivocation(here, there, CHAIN_ID)
+    with pytest.raises(TokenSignatureInvalid):
+        check_hop_equivocation(there, here, CHAIN_ID)
+    drill = issue_token(OWNER, OTHER_CHAIN, CHAIN, POOL, 3, datagram_digest(b"a drill"), EMPTY_ROOT)
+    with pytest.raises(TokenSignatureInvalid):
+        check_hop_equivocation(there, drill, CHAIN_ID)
+    check_hop_equivocation(there, drill, OTHER_CHAIN)
+    entries = [HopEntry(r, 3 * PPM, bytes(16)) for r in RELAYS[:2]]
+    foreign = [
+        HopClaim(issue_token(OWNER, OTHER_CHAIN, CHAIN, POOL, 3, bytes(32), hops_root([e])), HopTicket(e, ()))
+        for e in entries
+    ]
+    with pytest.raises(TokenSignatureInvalid):
+        check_overcredit(foreign, CHAIN_ID)
+    check_overcredit(foreign, OTHER_CHAIN)
+
+
+def test_a_receivers_claim_is_signed_for_one_chain() -> None:
+    receiver = PrivateKey.from_label("incentives-receiver")
+    claim = sign_claim(receiver, CHAIN_ID, TransitClaim(token(3), bytes(32), receiver.public_key, 1))
+    check_claim_signature(claim, CHAIN_ID)
+    with pytest.raises(ClaimSignatureInvalid):
+        check_claim_signature(claim, OTHER_CHAIN)
+
+
+# --- who a proof rewards -------------------------------------------------------------------
+
+
+def test_an_equivocations_beneficiary_is_a_relay_one_of_its_tokens_credits() -> None:
+    entries = [HopEntry(r, PPM, bytes(16)) for r in RELAYS[:3]]
+    ids = sorted(hop_id(e) for e in entries)
+    first = token(3, hop_root=hops_root(entries))
+    puppet = HopEntry(RELAYS[3], 3 * PPM, bytes(16))
+    second = token(3, hop_root=hops_root([puppet]))
+    for e in entries:
+        ticket = HopTicket(e, merkle_proof(ids, ids.index(hop_id(e))))
+        assert equivocation_beneficiary(first, second, ticket) == e.relay
+    assert equivocation_beneficiary(first, second, HopTicket(puppet, ())) == RELAYS[3]
+    assert equivocation_beneficiary(first, second, None) is None
+    ticket = HopTicket(entries[0], merkle_proof(ids, ids.index(hop_id(entries[0]))))
+    for forged in (
+        HopTicket(msgspec.structs.replace(entries[0], relay=RELAYS[3]), ticket.proof),  # moved to another
+        HopTicket(msgspec.structs.replace(entries[0], credit=2 * PPM), ticket.proof),  # raised
+        HopTicket(HopEntry(RELAYS[3], PPM, bytes(16)), ()),  # made up
+    ):
+        with pytest.raises(HopBeneficiaryNotCredited):
+            equivocation_beneficiary(first, second, forged)
+    nothing = HopEntry(RELAYS[0], 0, bytes(16))
+    with pytest.raises(HopBeneficiaryNotCredited):  # under a root, but credited nothing
+        equivocation_beneficiary(first, token(3, hop_root=hops_root([nothing])), HopTicket(nothing, ()))
+
+
+def test_an_overcredits_beneficiary_is_a_relay_its_entries_credit() -> None:
+    entries = [HopEntry(r, 2 * PPM, bytes(16)) for r in RELAYS[:2]]
+    hops = [HopClaim(token(3, hop_root=hops_root([e])), HopTicket(e, ())) for e in entries]
+    assert overcredit_beneficiary(hops, RELAYS[1]) == RELAYS[1]
+    assert overcredit_beneficiary(hops, None) is None
+    with pytest.raises(HopBeneficiaryNotCredited):
+        overcredit_beneficiary(hops, RELAYS[2])
+    nothing = HopEntry(RELAYS[2], 0, bytes(16))
+    with pytest.raises(HopBeneficiaryNotCredited):
+        overcredit_beneficiary(
+            [*hops, HopClaim(token(3, hop_root=hops_root([nothing])), HopTicket(nothing, ()))], RELAYS[2]
+        )

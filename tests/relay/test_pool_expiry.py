@@ -84,6 +84,7 @@ def datagram(
         b"an order",
         nonce or os.urandom(16),
         book=book,
+        chain_id=net.chain.chain_id,
     )
 
 
@@ -124,7 +125,7 @@ def test_relays_carry_no_datagram_of_an_expired_pool(net: Actors) -> None:
     nonce = os.urandom(16)
     token = datagram(net, hashes, pool, 50, relays=[], nonce=nonce).token
     receipt = envelope_receipt(encode(Envelope(nonce, b"an order")))
-    claim = sign_claim(RECEIVER, TransitClaim(token, receipt, RECEIVER.public_key, 1))
+    claim = sign_claim(RECEIVER, net.chain.chain_id, TransitClaim(token, receipt, RECEIVER.public_key, 1))
     assert isinstance(net.refused(RECEIVER, ClaimTransit(claim)), PoolExpired)
 
 
@@ -155,7 +156,7 @@ def test_the_margin_boundary_and_claims_that_land_within_it(net: Actors) -> None
     relays = [Relay(k, view(net)) for k in RELAYS]
     with pytest.raises(PoolExpiring, match=f"in {POOL_EXPIRY_MARGIN - 1} more block"):
         relays[0].check(datagram(net, short_hashes, short, 1))
-    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER)
+    book, inbox = HopBook(os.urandom(32)), Inbox(RECEIVER, net.chain.chain_id)
     inbox.record(carry(net, datagram(net, hashes, pool, 40, book=book), relays))
     net.mine()
     relays[0].view = view(net)

@@ -48,7 +48,20 @@ def stream(net: Actors, count: int) -> list[Datagram]:
     path = [(r.address, r.public_key) for r in RELAYS]
     receiver = (RECEIVER.address, RECEIVER.public_key)
     return [
-        originate(SENDER, CHAIN, POOL, d, 750_000, identity, path, receiver, b"x", os.urandom(16), book=book)
+        originate(
+            SENDER,
+            CHAIN,
+            POOL,
+            d,
+            750_000,
+            identity,
+            path,
+            receiver,
+            b"x",
+            os.urandom(16),
+            book=book,
+            chain_id=net.chain.chain_id,
+        )
         for d in range(1, count + 1)
     ]
 
@@ -121,7 +134,18 @@ def test_a_receiver_keeps_its_deliveries_within_a_byte_bound_and_without_their_o
     for depth in range(1, 6):
         body = bytes([depth]) * 60_000
         dgram = originate(
-            SENDER, CHAIN, POOL, depth, 750_000, identity, [], receiver, body, os.urandom(16), book=book
+            SENDER,
+            CHAIN,
+            POOL,
+            depth,
+            750_000,
+            identity,
+            [],
+            receiver,
+            body,
+            os.urandom(16),
+            book=book,
+            chain_id=net.chain.chain_id,
         )
         peer.handle("sender", DatagramMsg(dgram), 0)
     assert peer.stats.delivered == 5
@@ -154,6 +178,7 @@ def test_a_sender_is_told_its_pool_expires_too_soon_and_sends_nothing(net: Actor
         receiver,
         b"x",
         os.urandom(16),
+        chain_id=net.chain.chain_id,
     )
     sender = RelayPeer("sender", SENDER, lambda: ChainRelayView.of(net.chain), NAMES.get)
     sender.add_peer("r0")

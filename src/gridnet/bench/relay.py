@@ -39,6 +39,7 @@ class _View:
         self.owner, self.redeemed_depth, self.anchor, self._proof = owner, 0, anchor, proof
         self.length, self.unit_value = 10**6, 1
         self.height, self.expiry_height = 0, 10**6
+        self.chain_id = bytes(32)
 
     def pool(self, pool: Hash32) -> _View:
         return self
@@ -96,6 +97,7 @@ def run(n: int = 3000, *, with_day: bool = True) -> dict[str, Any]:
             (receiver.address, receiver.public_key),
             b"x" * 200,
             os.urandom(16),
+            chain_id=bytes(32),
             book=book,
         )
         for d in range(1, n + 1)

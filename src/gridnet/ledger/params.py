@@ -60,7 +60,13 @@ of a mempool by another identity, or from another chain, is refused); a meter's 
 is the device's own over its life and a ``RegisterMeter`` records the number of the status it
 carries (not always 0: an updated meter's older statuses, signed for any chain, are
 ``StaleMeterStatus``); a DSO command's signature covers the chain id (one signed for another
-chain is ``CommandSignatureInvalid``, checked with the command's override, ``RecordOverride``)."""
+chain is ``CommandSignatureInvalid``, checked with the command's override, ``RecordOverride``);
+transmission tokens and receivers' transit claims are signed over the chain id (a token or
+claim of another chain, for a pool of the same id there, pays, advances and proves nothing:
+``TokenSignatureInvalid``, ``ClaimSignatureInvalid``), so every relay-layer signature is checked
+in the stateful rules; a hop-fraud report names its beneficiary, a relay its proof credits,
+paid whoever sends it (``HopBeneficiaryNotCredited``; none named: the whole stake is
+destroyed)."""
 
 
 class Allocation(Wire, frozen=True):

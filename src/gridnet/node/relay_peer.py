@@ -104,7 +104,7 @@ class RelayPeer:
         self.peers: list[str] = []
         self.held: list[tuple[str, Datagram]] = []
         self.held_bytes = 0
-        self.inbox = Inbox(key)
+        self.inbox = Inbox(key, view().chain_id)
         self.received = Received()
         """Datagrams delivered here (envelope, datagram without its onion, receipt), until
         the owner takes them."""

@@ -8,6 +8,11 @@ names no relay: the receiver learns no relay from signing it. Each relay claims 
 with a :class:`HopClaim`: a token of a datagram it carried and its hop ticket from that
 datagram's layer, its entry under the token's hop root. Intermediaries are paid only after delivery:
 a hop claim pays only up to the depth some receiver's claim proved.
+
+The receiver signs ``chain_id || encode(claim)`` (CLAIM domain, :func:`claim_message`): a
+claim signed for one chain advances no pool of the same id on another. A hop claim carries
+no signature of its own: its token is the owner's, bound to one chain (``relay.tokens``),
+and its entry is under that token's hop root.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from gridnet.encoding import U63, HashBytes, PublicKeyBytes, SignatureBytes, Wir
 from gridnet.errors import ClaimSignatureInvalid, ReceiptInvalid
 from gridnet.relay.hops import HopTicket, verify_ticket
 from gridnet.relay.tokens import PPM, SignedToken
+from gridnet.units import Hash32
 
 MAX_CLAIM_UNITS: Final = 100_000
 """Most units one receiver's claim may reveal above the pool's redeemed depth: bounds the
@@ -53,16 +59,27 @@ class HopClaim(Wire, frozen=True):
     """The relay's hop ticket from that datagram's layer."""
 
 
-def sign_claim(receiver: PrivateKey, claim: TransitClaim) -> SignedClaim:
-    return SignedClaim(claim, receiver.sign(Domain.CLAIM, encode(claim)))
+def claim_message(chain_id: Hash32, claim: TransitClaim) -> bytes:
+    """What the receiver signs (CLAIM domain): the chain's id, then the encoded claim."""
+    return chain_id + encode(claim)
 
 
-def check_claim(signed: SignedClaim) -> None:
-    """The claim is signed by the receiver key it names, and its receipt opens the token's
-    datagram digest (the claimant read the datagram the token pays for)."""
+def sign_claim(receiver: PrivateKey, chain_id: Hash32, claim: TransitClaim) -> SignedClaim:
+    """The receiver's claim on the chain ``chain_id`` (its genesis hash)."""
+    return SignedClaim(claim, receiver.sign(Domain.CLAIM, claim_message(chain_id, claim)))
+
+
+def check_claim_signature(signed: SignedClaim, chain_id: Hash32) -> None:
+    """The claim is signed, for this chain, by the receiver key it names."""
     c = signed.claim
-    if not verify_signature(Domain.CLAIM, c.receiver_key, encode(c), signed.signature):
-        raise ClaimSignatureInvalid("the claim is not signed by the receiver it names")
+    if not verify_signature(Domain.CLAIM, c.receiver_key, claim_message(chain_id, c), signed.signature):
+        raise ClaimSignatureInvalid("the claim is not signed by the receiver it names for this chain")
+
+
+def check_receipt(signed: SignedClaim) -> None:
+    """The claim's receipt opens the token's datagram digest (the claimant read the datagram
+    the token pays for)."""
+    c = signed.claim
     if datagram_digest(c.receipt) != c.token.token.datagram:
         raise ReceiptInvalid(
             "the receipt does not hash to the datagram the token pays for: no delivery proven"

@@ -13,7 +13,8 @@ signature. No relay sees another relay's entry, and the receiver sees none.
 
 A relay (:meth:`Relay.handle`): checks the originator is a registered identity carrying its
 registered proof and not flagged by an authority the relay trusts; peels its onion layer;
-checks the token (the pool owner's signature; a pool whose claims can still be mined for
+checks the token (the pool owner's signature for the chain it reads, ``RelayView.chain_id``:
+a token signed for another chain's pool of the same id is refused; a pool whose claims can still be mined for
 ``POOL_EXPIRY_MARGIN`` blocks; a depth within the pool and within
 ``MAX_RELAY_STEPS`` of what it last verified; the preimage on the pool's chain; never a
 depth twice); then either, as the receiver, checks the token pays for this very envelope
@@ -134,6 +135,11 @@ class RelayView(Protocol):
         """The height of the chain's head (the next block is one higher)."""
         ...
 
+    @property
+    def chain_id(self) -> Hash32:
+        """The chain's id (its genesis hash): what tokens and claims are signed for."""
+        ...
+
     def pool(self, pool: Hash32) -> PoolInfo | None: ...
     def identity_proof(self, address: Address) -> IdentityProof | None: ...
     def flagged_by(self, address: Address) -> frozenset[Address]: ...
@@ -170,9 +176,11 @@ def originate(
     body: bytes,
     nonce: bytes,
     *,
+    chain_id: Hash32,
     book: HopBook | None = None,
 ) -> Datagram:
-    """A new datagram whose token reveals the pool down to ``depth`` (cumulative).
+    """A new datagram whose token reveals the pool down to ``depth`` (cumulative), signed
+    for the chain ``chain_id`` (the pool's: its genesis hash).
 
     ``book`` holds the connection's accounts: the units from its last depth to ``depth``
     are shared along ``path`` with payrate ``payrate_ppm`` and every relay of the path gets
@@ -186,7 +194,9 @@ def originate(
     credit = book.plan(depth, [address for address, _ in path], payrate_ppm)
     envelope = encode(Envelope(nonce, body))
     onion = build_onion(path, receiver, envelope, credit.tickets)
-    token = issue_token(sender, chain, pool, depth, datagram_digest(envelope_receipt(envelope)), credit.root)
+    token = issue_token(
+        sender, chain_id, chain, pool, depth, datagram_digest(envelope_receipt(envelope)), credit.root
+    )
     book.commit(credit)
     return Datagram(token, identity, onion)
 
@@ -296,7 +306,7 @@ class Relay:
         pool = self.view.pool(token.pool)
         if pool is None:
             raise UnknownPool("the token names no pool on chain")
-        check_token_signature(dgram.token, pool.owner)
+        check_token_signature(dgram.token, pool.owner, self.view.chain_id)
         check_pool_life(pool, self.view.height)
         seen = self.seen.get(token.pool, set())
         floor = max(pool.redeemed_depth, self.floors.get(token.pool, 0))
@@ -398,6 +408,8 @@ class Inbox:
     """A receiver's connections, for the transit claims it signs when they end."""
 
     key: PrivateKey
+    chain_id: Hash32
+    """The chain the claims are signed for (its genesis hash)."""
     connections: dict[Hash32, Connection] = field(default_factory=dict)
 
     def record(self, delivered: Delivered) -> None:
@@ -426,7 +438,9 @@ class Inbox:
         that order: each claims from the depth the one before it redeemed), only for
         connections whose sender credited relays (the deepest token's hop root not empty)."""
         claims = [
-            sign_claim(self.key, TransitClaim(s.token, s.receipt, self.key.public_key, s.datagrams))
+            sign_claim(
+                self.key, self.chain_id, TransitClaim(s.token, s.receipt, self.key.public_key, s.datagrams)
+            )
             for c in self.connections.values()
             if c.stones[-1].token.token.hop_root != EMPTY_ROOT
             for s in c.stones

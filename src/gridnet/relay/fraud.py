@@ -5,7 +5,10 @@ grows: it signs **one token per depth of a pool**, and the credits its hop entri
 each relay never decrease from one token to a deeper one, nor ever sum to more than the
 units revealed, and its entries name at most ``MAX_CONNECTION_HOPS`` relays in all. Two
 kinds of signed statements break that, and each is a proof anyone can check from the
-statements alone (no chain state):
+statements alone and the chain's id (no chain state): a token is signed for one chain
+(``relay.tokens``), so only tokens signed for this chain prove anything here, and a proof
+needs no pool on chain (the owner may have reclaimed it since; tokens of a pool never
+created here but signed for this chain are still the owner's word on this chain):
 
 * **Equivocation**: two different tokens of the same pool at the same depth, signed by one
   key (:func:`check_hop_equivocation`). The depth fixes the preimage and the units
@@ -31,33 +34,43 @@ statements alone (no chain state):
   ``PoolHopsFull`` refusal has such a proof: the entries of the relays the pool paid (in the
   hop claims on chain) with the refused relay's own.
 
-The chain's side (``ledger/txs/hop_fraud.py``) forfeits the signer's stake.
+The chain's side (``ledger/txs/hop_fraud.py``) forfeits the signer's stake. Its reward goes
+to the relay the proof shows the signer credited (:func:`equivocation_beneficiary`,
+:func:`overcredit_beneficiary`), whoever submits the proof.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gridnet.crypto.keys import Domain, verify_signature
-from gridnet.encoding import encode
-from gridnet.errors import NotHopEquivocation, NotOvercredit, TokenSignatureInvalid, TokenSignersDiffer
+from gridnet.crypto.address import address_to_text
+from gridnet.errors import (
+    HopBeneficiaryNotCredited,
+    NotHopEquivocation,
+    NotOvercredit,
+    TokenSignatureInvalid,
+    TokenSignersDiffer,
+)
+from gridnet.ledger.merkle import verify_merkle_proof
 from gridnet.relay.claims import HopClaim, check_hop_claim
-from gridnet.relay.hops import MAX_CONNECTION_HOPS
-from gridnet.relay.tokens import PPM, SignedToken
+from gridnet.relay.hops import MAX_CONNECTION_HOPS, HopTicket, hop_id
+from gridnet.relay.tokens import PPM, SignedToken, token_signed
+from gridnet.units import Address, Hash32
 
 
-def check_token_signed(signed: SignedToken) -> None:
-    """The token is signed by the key it names (whoever that is)."""
-    t = signed.token
-    if not verify_signature(Domain.TOKEN, t.owner_key, encode(t), signed.signature):
+def check_token_signed(signed: SignedToken, chain_id: Hash32) -> None:
+    """The token is signed, for the chain ``chain_id``, by the key it names (whoever that
+    is): a token signed for another chain proves nothing here."""
+    if not token_signed(signed, chain_id):
         raise TokenSignatureInvalid(
-            f"the token of depth {t.depth} is not signed by the key it names: it proves nothing"
+            f"the token of depth {signed.token.depth} is not signed for this chain by the key it "
+            "names: it proves nothing"
         )
 
 
-def check_hop_equivocation(first: SignedToken, second: SignedToken) -> None:
+def check_hop_equivocation(first: SignedToken, second: SignedToken, chain_id: Hash32) -> None:
     """``first`` and ``second`` are two different tokens one key signed for one pool and
-    one depth; raises the named rule they break."""
+    one depth on the chain ``chain_id``; raises the named rule they break."""
     a, b = first.token, second.token
     if a.owner_key != b.owner_key:
         raise TokenSignersDiffer("the two tokens are signed by different keys: neither equivocated")
@@ -68,8 +81,39 @@ def check_hop_equivocation(first: SignedToken, second: SignedToken) -> None:
         )
     if a == b:
         raise NotHopEquivocation("the two tokens are the same token (a signature may differ, not the token)")
-    check_token_signed(first)
-    check_token_signed(second)
+    check_token_signed(first, chain_id)
+    check_token_signed(second, chain_id)
+
+
+def equivocation_beneficiary(
+    first: SignedToken, second: SignedToken, ticket: HopTicket | None
+) -> Address | None:
+    """The relay an equivocation proof rewards: the one ``ticket``'s entry credits (more
+    than nothing) under the hop root of ``first`` or ``second`` (None: no one, the reward is
+    destroyed); raises :class:`HopBeneficiaryNotCredited` for an entry under neither."""
+    if ticket is None:
+        return None
+    entry = ticket.entry
+    leaf = hop_id(entry)
+    under = any(verify_merkle_proof(t.token.hop_root, leaf, ticket.proof) for t in (first, second))
+    if not under or entry.credit == 0:
+        raise HopBeneficiaryNotCredited(
+            f"the beneficiary {address_to_text(entry.relay)} has no entry crediting it under the hop "
+            "root of either token: the proof does not show it was credited on this pool"
+        )
+    return entry.relay
+
+
+def overcredit_beneficiary(hops: Sequence[HopClaim], beneficiary: Address | None) -> Address | None:
+    """The relay an overcredit proof rewards: ``beneficiary``, which one of the proof's
+    entries must credit (more than nothing); None: no one, the reward is destroyed."""
+    if beneficiary is None:
+        return None
+    if not any(h.ticket.entry.relay == beneficiary and h.ticket.entry.credit > 0 for h in hops):
+        raise HopBeneficiaryNotCredited(
+            f"the beneficiary {address_to_text(beneficiary)} has no entry crediting it in the proof"
+        )
+    return beneficiary
 
 
 def overcredit(hops: Sequence[HopClaim]) -> int:
@@ -85,10 +129,10 @@ def excess_relays(hops: Sequence[HopClaim]) -> int:
     return len({h.ticket.entry.relay for h in hops}) - MAX_CONNECTION_HOPS
 
 
-def check_overcredit(hops: Sequence[HopClaim]) -> None:
-    """``hops`` (hop entries under tokens) prove that one key credited more than it
-    revealed on one pool, or more relays than one pool pays; raises the named rule they
-    break."""
+def check_overcredit(hops: Sequence[HopClaim], chain_id: Hash32) -> None:
+    """``hops`` (hop entries under tokens signed for the chain ``chain_id``) prove that one
+    key credited more than it revealed on one pool, or more relays than one pool pays;
+    raises the named rule they break."""
     if not hops:
         raise NotOvercredit("an overcredit proof needs at least one hop entry")
     owner_key, pool = hops[0].token.token.owner_key, hops[0].token.token.pool
@@ -100,7 +144,7 @@ def check_overcredit(hops: Sequence[HopClaim]) -> None:
     if len(set(relays)) != len(relays):
         raise NotOvercredit("a relay appears twice: the proof counts each relay's credit once")
     for token in {h.token for h in hops}:  # (relays of one datagram share its token)
-        check_token_signed(token)
+        check_token_signed(token, chain_id)
     for hop in hops:
         check_hop_claim(hop)
     if excess_relays(hops) > 0:

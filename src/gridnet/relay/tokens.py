@@ -12,6 +12,13 @@ root of the connection's hop entries (what the sender credits each relay so far,
 connection, so each token commits ``depth - previous depth`` more units (deeper = higher
 priority), and a token cannot be moved to another datagram, nor its hop entries changed,
 without breaking the owner's signature.
+
+The owner signs ``chain_id || encode(token)`` (TOKEN domain, :func:`token_message`), like a
+transaction: a pool's id is ``H(owner || final hash)``, the same on every chain where the
+owner registers the same final hash (the same seed), so a token that did not name its chain
+would be valid on each of them. Bound to one chain, its token pays nothing and proves
+nothing (``relay.fraud``) on another: tokens signed honestly on a test chain, or on two
+chains at one depth each, are no equivocation here.
 """
 
 from __future__ import annotations
@@ -109,20 +116,39 @@ class SignedToken(Wire, frozen=True):
     signature: SignatureBytes
 
 
+def token_message(chain_id: Hash32, token: TransmissionToken) -> bytes:
+    """What the owner signs (TOKEN domain): the chain's id, then the encoded token."""
+    return chain_id + encode(token)
+
+
 def issue_token(
-    owner: PrivateKey, chain: HashChain, pool: Hash32, depth: int, datagram: Hash32, hop_root: Hash32
+    owner: PrivateKey,
+    chain_id: Hash32,
+    chain: HashChain,
+    pool: Hash32,
+    depth: int,
+    datagram: Hash32,
+    hop_root: Hash32,
 ) -> SignedToken:
+    """The owner's token of ``pool`` at ``depth`` on the chain ``chain_id`` (its genesis
+    hash), for ``datagram`` and the hop entries under ``hop_root``."""
     token = TransmissionToken(pool, depth, chain.preimage(depth), datagram, hop_root, owner.public_key)
-    return SignedToken(token, owner.sign(Domain.TOKEN, encode(token)))
+    return SignedToken(token, owner.sign(Domain.TOKEN, token_message(chain_id, token)))
 
 
-def check_token_signature(signed: SignedToken, owner: Address) -> None:
-    """The token is the pool owner's, for exactly this datagram and these hop entries."""
+def token_signed(signed: SignedToken, chain_id: Hash32) -> bool:
+    """Is the token signed, for the chain ``chain_id``, by the key it names?"""
     t = signed.token
-    if address_from_public_key(t.owner_key) != owner or not verify_signature(
-        Domain.TOKEN, t.owner_key, encode(t), signed.signature
-    ):
-        raise TokenSignatureInvalid("the token is not signed by the pool's owner for this datagram")
+    return verify_signature(Domain.TOKEN, t.owner_key, token_message(chain_id, t), signed.signature)
+
+
+def check_token_signature(signed: SignedToken, owner: Address, chain_id: Hash32) -> None:
+    """The token is the pool owner's, for this chain, exactly this datagram and these hop
+    entries."""
+    if address_from_public_key(signed.token.owner_key) != owner or not token_signed(signed, chain_id):
+        raise TokenSignatureInvalid(
+            "the token is not signed by the pool's owner for this datagram on this chain"
+        )
 
 
 def check_preimage(signed: SignedToken, anchor: bytes, anchor_depth: int) -> None:

@@ -217,6 +217,8 @@ class RelayNet:
         self.hub_name = hub[0]
         everyone = [hub, *(h for f in feeders for h in f), *hill, (CARRIER, carrier)]
         self.keys = dict(everyone)
+        self.chain_id = view().chain_id
+        """The chain the pools are on: every token is signed for it."""
         directory = {k.address: name for name, k in everyone}
         self.peers = {name: net.add_relay(RelayPeer(name, k, view, directory.get)) for name, k in everyone}
         self.topology = Topology.build(
@@ -280,6 +282,7 @@ class RelayNet:
             (hub.address, hub.public_key),
             encode(note),
             nonce,
+            chain_id=self.chain_id,
             book=sender.book,
         )
         self.tally.routes[(sender.pool, sender.depth)] = len(relays)

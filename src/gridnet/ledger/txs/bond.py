@@ -84,15 +84,16 @@ FRAUD_REWARD_DIVISOR = 10
 """The party a proven fraud wronged receives 1/10 of the forfeited stake; the rest is destroyed."""
 
 
-def forfeit_stake(state: StateView, env: BlockEnv, offender: Address, beneficiary: Address) -> Units:
+def forfeit_stake(state: StateView, env: BlockEnv, offender: Address, beneficiary: Address | None) -> Units:
     """The penalty of a proven fraud; returns the coin forfeited [base units].
 
     The offender loses its whole bond *and* the coin still waiting out its unbonding delay
     (its entries leave the unbonding queues, so that coin never returns), and its identity is
     revoked (``identity.revoke_identity``). ``beneficiary``, the party the fraud wronged (who
-    proves it), receives a tenth of the forfeited coin; the rest is destroyed. Were it all paid
-    out, an offender about to be caught could equivocate towards an address of its own and
-    report itself first, keeping its stake; destroyed, the stake is lost whoever reports.
+    proves it), receives a tenth of the forfeited coin; the rest is destroyed (all of it when
+    the proof shows no wronged party: ``beneficiary`` None). Were it all paid out, an offender
+    about to be caught could equivocate towards an address of its own and report itself first,
+    keeping its stake; destroyed, the stake is lost whoever reports.
     Every fraud proof calls this, after checking all its rules.
     """
     acct = state.account(offender)
@@ -100,8 +101,8 @@ def forfeit_stake(state: StateView, env: BlockEnv, offender: Address, beneficiar
     state.put(ACCOUNTS, offender, replace(acct, bonded=0, unbonding=acct.unbonding - cancelled))
     revoke_identity(state, env, offender)
     forfeited = acct.bonded + cancelled
-    reward = forfeited // FRAUD_REWARD_DIVISOR
-    if reward:
+    reward = 0 if beneficiary is None else forfeited // FRAUD_REWARD_DIVISOR
+    if beneficiary is not None and reward:
         state.credit(beneficiary, reward)
     state.destroy(forfeited - reward)
     return forfeited

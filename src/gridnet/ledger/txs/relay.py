@@ -13,6 +13,12 @@ relay without a registered identity. The fee is an ordinary transaction fee: one
 connection and one hop claim per relay and pool, whatever the number of datagrams.
 
 ReclaimPool: after expiry the owner takes back what was not paid.
+
+Every signature a transit claim carries is checked for this chain (the block's
+``chain_id``): the owner's tokens (``relay.tokens``) and the receiver's claim
+(``relay.claims``) are signed over the chain's id, so neither a claim nor a hop claim made on
+another chain advances or pays a pool of the same id here (``TokenSignatureInvalid``,
+``ClaimSignatureInvalid``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
 from gridnet.crypto.hashing import pool_id
+from gridnet.crypto.keys import Domain, SignatureCheck
 from gridnet.encoding import U63, AddressBytes, HashBytes, Wire
 from gridnet.errors import (
     HopAlreadyPaid,
@@ -49,12 +56,20 @@ from gridnet.relay.claims import (
     MAX_CLAIM_UNITS,
     HopClaim,
     SignedClaim,
-    check_claim,
+    check_claim_signature,
     check_hop_claim,
+    check_receipt,
+    claim_message,
     hop_payable,
 )
 from gridnet.relay.hops import MAX_CONNECTION_HOPS
-from gridnet.relay.tokens import MAX_POOL_LENGTH, check_preimage, check_token_signature
+from gridnet.relay.tokens import (
+    MAX_POOL_LENGTH,
+    SignedToken,
+    check_preimage,
+    check_token_signature,
+    token_message,
+)
 from gridnet.security.roles import FlagTarget
 from gridnet.units import Address, Hash32
 
@@ -149,7 +164,7 @@ def validate_claim(payload: ClaimTransit, params: ChainParams) -> None:
     if payload.claim is None and not payload.hops:
         raise MalformedTransaction("a transit claim carries a receiver's claim, hop claims, or both")
     if payload.claim is not None:
-        check_claim(payload.claim)
+        check_receipt(payload.claim)  # (its signature is checked for the block's chain: apply)
     claimed: set[tuple[Hash32, Address]] = set()
     for hop in payload.hops:
         key = (hop.token.token.pool, hop.ticket.entry.relay)
@@ -168,11 +183,12 @@ def _open_pool(state: StateView, env: BlockEnv, pid: Hash32) -> TokenPool:
     return pool
 
 
-def _apply_receiver_claim(pool: TokenPool, signed: SignedClaim) -> TokenPool:
+def _apply_receiver_claim(pool: TokenPool, signed: SignedClaim, chain_id: Hash32) -> TokenPool:
     """The pool after a receiver's claim proved delivery up to its token's depth."""
     claim = signed.claim
     token = claim.token.token
-    check_token_signature(claim.token, pool.owner)
+    check_claim_signature(signed, chain_id)
+    check_token_signature(claim.token, pool.owner, chain_id)
     if token.depth <= pool.redeemed_depth:
         raise PoolAlreadyRedeemed(
             f"depth {token.depth} was already claimed (receivers claimed up to {pool.redeemed_depth})"
@@ -183,11 +199,13 @@ def _apply_receiver_claim(pool: TokenPool, signed: SignedClaim) -> TokenPool:
     return replace(pool, redeemed_depth=token.depth, anchor=token.preimage, claims=pool.claims + 1)
 
 
-def _apply_hop_claim(state: StateView, pool: TokenPool, hop: HopClaim) -> tuple[TokenPool, int]:
+def _apply_hop_claim(
+    state: StateView, pool: TokenPool, hop: HopClaim, chain_id: Hash32
+) -> tuple[TokenPool, int]:
     """The pool after paying ``hop``, and what it pays the relay [base units]."""
     token = hop.token.token
     relay = hop.ticket.entry.relay
-    check_token_signature(hop.token, pool.owner)
+    check_token_signature(hop.token, pool.owner, chain_id)
     if token.depth > pool.redeemed_depth:
         raise HopNotDelivered(
             f"the hop claim's depth {token.depth} is beyond the delivered depth {pool.redeemed_depth}"
@@ -217,12 +235,12 @@ def apply_claim(state: StateView, env: BlockEnv, sender: Address, payload: Claim
     pools: dict[Hash32, TokenPool] = {}
     if payload.claim is not None:
         pid = payload.claim.claim.token.token.pool
-        pools[pid] = _apply_receiver_claim(_open_pool(state, env, pid), payload.claim)
+        pools[pid] = _apply_receiver_claim(_open_pool(state, env, pid), payload.claim, env.chain_id)
     payments: list[tuple[Address, int]] = []
     for hop in payload.hops:
         pid = hop.token.token.pool
         pool = pools[pid] if pid in pools else _open_pool(state, env, pid)
-        pool, due = _apply_hop_claim(state, pool, hop)
+        pool, due = _apply_hop_claim(state, pool, hop, env.chain_id)
         pools[pid] = pool
         payments.append((hop.ticket.entry.relay, due))
     for pid, pool in pools.items():
@@ -250,23 +268,42 @@ def apply_reclaim(state: StateView, env: BlockEnv, sender: Address, payload: Rec
 CREATE_POOL_RULES = TxRules(
     CreateTokenPool, validate_create_pool, apply_create_pool, spends=lambda p: p.amount
 )
-CLAIM_RULES = TxRules(ClaimTransit, validate_claim, apply_claim)
+
+
+def claim_checks(payload: ClaimTransit, chain_id: Hash32) -> list[SignatureCheck]:
+    """The receiver's claim's and the tokens' signatures, for this chain (``TxRules.carried``)."""
+    checks: list[SignatureCheck] = []
+    tokens: list[SignedToken] = [h.token for h in payload.hops]
+    if payload.claim is not None:
+        c = payload.claim.claim
+        checks.append((Domain.CLAIM, c.receiver_key, claim_message(chain_id, c), payload.claim.signature))
+        tokens.insert(0, c.token)
+    checks.extend(
+        (Domain.TOKEN, t.token.owner_key, token_message(chain_id, t.token), t.signature)
+        for t in dict.fromkeys(tokens)
+    )
+    return checks
+
+
+CLAIM_RULES = TxRules(ClaimTransit, validate_claim, apply_claim, carried=claim_checks)
 RECLAIM_RULES = TxRules(ReclaimPool, validate_reclaim, apply_reclaim)
 
 
 class ChainRelayView:
     """What a relay reads from the chain (``relay.datagram.RelayView``) over a state view."""
 
-    def __init__(self, state: StateView, height: int) -> None:
+    def __init__(self, state: StateView, height: int, chain_id: Hash32) -> None:
         self.state = state
         self.height = height
+        self.chain_id = chain_id
+        """The chain's id (its genesis hash): tokens and claims are signed for it."""
         """The height of the head whose state ``state`` is (a relay refuses a pool whose claims
         could not be mined for long after it, ``relay.datagram.POOL_EXPIRY_MARGIN``)."""
 
     @classmethod
     def of(cls, chain: Chain) -> ChainRelayView:
         """What a relay reads from ``chain``'s head."""
-        return cls(chain.view(), chain.height)
+        return cls(chain.view(), chain.height, chain.chain_id)
 
     def pool(self, pool: Hash32) -> TokenPool | None:
         return self.state.get(POOLS, pool)
