@@ -1556,7 +1556,16 @@ class MempoolFull(MempoolRejection):
 
 
 class ReplacementUnderpriced(MempoolRejection):
-    """A transaction with the same sender and nonce pays an equal or higher fee."""
+    """A pending transaction with the same sender and nonce pays a fee the new one does not
+    exceed by enough: by 10% of it and by the minimum fee of the new one's size (what relaying
+    it again costs) (``Mempool.replacement_fee``)."""
+
+
+class TooManyReplacements(MempoolRejection):
+    """The sender has replaced enough of its pending transactions since the node's last block:
+    ``MAX_REPLACEMENTS`` of them, or replacements that set back, each by the sender's pending
+    transactions after the one it replaces (the node applies them again after it), as many as
+    the sender has pending. Admission only: after the next block it may replace again."""
 
 
 class TooManyPending(MempoolRejection):

@@ -8,6 +8,9 @@
   refused at admission with ``UnknownMeter`` — answered, no fault of the peer — and hold no
   memory; a flood of transfers then finds the pool bounded by bytes (``--mempool-max-mb 1``),
   every transaction either pending or reported with its rule.
+* One message of 2,000 replacements of the last of a sender's 4,000 pending transactions
+  takes the node a bounded work (``MAX_REPLACEMENTS`` taken, one application each, the rest
+  refused ``TooManyReplacements``) and its API answers meanwhile.
 
 The tests wait for outcomes (the node closing a link after our end of stream, conditions on
 its API), never for a fixed time."""
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 import urllib.request
@@ -29,6 +33,7 @@ import msgspec
 from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.errors import GridnetError
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.mempool import MAX_REPLACEMENTS
 from gridnet.ledger.params import Allocation, ChainParams
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_id
 from gridnet.ledger.txs.meter import MAX_READINGS_PER_TX, SubmitReadings
@@ -38,7 +43,7 @@ from gridnet.net.tcp import MAX_FAULTS, dial, frame, read_frame
 from gridnet.node.devnet import LOCAL, DevNode, free_port, stop_all
 from gridnet.node.messages import TxRejectedMsg, TxsMsg, decode_message, encode_message
 from gridnet.units import UNITS_PER_GNC
-from tests.helpers import test_params, wait_for
+from tests.helpers import test_params, wait_for, wait_until
 
 WAIT_S = 180.0
 """Ceiling for a node to start, handle a flood and close the link, or answer [s]: far above
@@ -241,3 +246,69 @@ def test_never_includable_readings_are_refused_and_the_pool_is_bounded_by_bytes(
     assert 0.9 * (POOL_MB << 20) < mempool["bytes"] <= POOL_MB << 20
     log = (node.data_dir / "node.log").read_text()
     assert " broke " not in log
+
+
+def _cpu_s(node: DevNode) -> float:
+    """CPU time the node's process has used [s] (user and system, from /proc)."""
+    assert node.process is not None
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_burst_of_replacements_in_one_message_does_not_stall_the_node(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    """The red team's stall (docs/protocol.md 6): 4,000 pending transfers of one sender, then
+    one message of 2,000 replacements of the last, each paying what the rule asks. Each one
+    applied the sender's 3,999 before it again: 51 s of a node's event loop (39.5 s of CPU),
+    its API unanswered, its honest peer's link closed idle. Now 64 are taken
+    (``MAX_REPLACEMENTS``), at one application each, and the rest refused by name."""
+    sender = PrivateKey.from_label("hostile-replacer")
+    node, params, chain_id = new_node(tmp_path, "replaced", [sender])
+    nodes.append(node)
+    node.start()  # (no miner: no block resets the count)
+    assert wait_for(lambda: node.head() is not None, WAIT_S)
+    pending, replacements = 4_000, 2_000
+    sink = PrivateKey.from_label("hostile-replacer-sink").address
+    payload = Transfer(sink, 1)
+    fills = [
+        sign_transaction(sender, chain_id, payload, n, min_fee(params.min_fee_per_byte, payload, n))
+        for n in range(pending)
+    ]
+    last = pending - 1
+    fee, bumps = fills[-1].fee, []
+    for i in range(replacements):  # each 10% and its own minimum fee more (the least the rule asks)
+        fee = min(fee + max(-(-fee // 10), 2 * fills[-1].fee), 2**62 + i)
+        bumps.append(sign_transaction(sender, chain_id, payload, last, fee))
+
+    async def attack() -> tuple[Link, float, float]:
+        link = await Link.open(node.port, PrivateKey.from_label("hostile-replacer-peer"), chain_id)
+        for i in range(0, pending, 2_000):
+            link.writer.write(
+                frame(link.session.encrypt(encode_message(TxsMsg(tuple(fills[i : i + 2_000])))))
+            )
+        await link.writer.drain()
+        assert await wait_until(lambda: get(node, "/mempool")["size"] == pending, WAIT_S)
+        before = _cpu_s(node)
+        link.writer.write(frame(link.session.encrypt(encode_message(TxsMsg(tuple(bumps))))))
+        await link.writer.drain()
+        started = time.monotonic()
+        answered = await asyncio.to_thread(get, node, "/head")  # asked while it handles them
+        assert answered["height"] == 0
+        waited = time.monotonic() - started
+        refused = {tx_id(t) for t in bumps[MAX_REPLACEMENTS:]}
+        await asyncio.wait_for(link.until_rejected(refused), WAIT_S)
+        used = _cpu_s(node) - before
+        await link.close()
+        return link, used, waited
+
+    link, used, waited = asyncio.run(attack())
+    rules = {link.rejected[tx_id(t)] for t in bumps[MAX_REPLACEMENTS:]}
+    assert rules <= {"TooManyReplacements", "ReplacementUnderpriced"} and "TooManyReplacements" in rules
+    taken = bumps[:MAX_REPLACEMENTS]  # each replaced by the next (the relaying peer is told)
+    assert {link.rejected.get(tx_id(t)) for t in taken[:-1]} == {"Replaced"}
+    assert tx_id(taken[-1]) not in link.rejected
+    assert get(node, "/mempool")["size"] == pending
+    # Generous ceilings (a busy machine): it took 39.5 s of CPU and 51 s to answer; now ~0.3 s.
+    assert used < 10.0, used
+    assert waited < 20.0, waited

@@ -13,6 +13,7 @@ from gridnet.errors import DealStarted, NonceGap
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, LostLog, Mempool, PoolEvent
 from gridnet.ledger.transactions import Transaction, tx_id
+from gridnet.ledger.transition import validate_transaction
 from gridnet.ledger.txs.transfer import Transfer
 from tests.helpers import extend, new_chain, sign, test_keys, test_params
 
@@ -89,12 +90,19 @@ def test_eviction_takes_the_senders_later_nonces_too(chain: Chain) -> None:
 
 
 def test_replacement_needs_a_higher_fee(chain: Chain) -> None:
+    """By 10% and by the minimum fee of its size (docs/protocol.md 6): one base unit short
+    of that is ``ReplacementUnderpriced`` (tests/ledger/test_mempool_replacement.py)."""
     a = test_keys(1)[0]
     pool = Mempool(chain.params, chain.chain_id)
     pool.add(transfer(chain, a, 0, 300), chain.account)
     same = pool.add(transfer(chain, a, 0, 300, amount=7), chain.account)[0]
     assert same.rule == "ReplacementUnderpriced"
-    higher = pool.add(transfer(chain, a, 0, 301, amount=7), chain.account)
+    size = validate_transaction(transfer(chain, a, 0, 301, amount=7), chain.params, chain.chain_id).size
+    need = pool.replacement_fee(pool.by_sender[a.address][0], size)
+    assert (
+        pool.add(transfer(chain, a, 0, need - 1, amount=7), chain.account)[0].rule == "ReplacementUnderpriced"
+    )
+    higher = pool.add(transfer(chain, a, 0, need, amount=7), chain.account)
     assert [(e.kind, e.rule) for e in higher] == [(EventKind.ACCEPTED, ""), (EventKind.EVICTED, "Replaced")]
 
 
@@ -108,7 +116,7 @@ def test_a_sender_at_its_pending_limit_is_refused_a_new_nonce_but_may_replace(ch
     assert "already has 3 pending" in fourth[0].message
     assert len(pool.by_sender[a.address]) == 3
     # Replacing one it has pending adds none; another sender has its own limit.
-    replaced = pool.add(transfer(chain, a, 2, 300), chain.account)
+    replaced = pool.add(transfer(chain, a, 2, 400), chain.account)
     assert [(e.kind, e.rule) for e in replaced] == [(EventKind.ACCEPTED, ""), (EventKind.EVICTED, "Replaced")]
     assert pool.add(transfer(chain, b, 0, 200), chain.account)[0].kind is EventKind.ACCEPTED
 
@@ -134,7 +142,7 @@ def test_a_replacement_frees_what_the_replaced_transaction_owed(chain: Chain) ->
     too_much = pool.add(transfer(chain, a, 1, 200, amount=1_000), chain.account)[0]
     assert too_much.rule == "InsufficientBalance"
     # Replacing nonce 0 by a small transfer leaves room for nonce 1 (the old one no longer counts).
-    assert pool.add(transfer(chain, a, 0, 300, amount=1), chain.account)[1].rule == "Replaced"
+    assert pool.add(transfer(chain, a, 0, 400, amount=1), chain.account)[1].rule == "Replaced"
     assert pool.add(transfer(chain, a, 1, 200, amount=1_000), chain.account)[0].kind is EventKind.ACCEPTED
     # A block taking both leaves nothing owed: the whole balance is pendable again.
     pool.update_after_block(list(pool.by_id), chain.account)

@@ -119,7 +119,7 @@ def test_a_burst_from_one_sender_costs_one_application_each(
     queue = p.pool.by_sender[ALICE.address]
     last = max(queue)
     p.nonces[ALICE.address] = last
-    p.admit(p.sign(ALICE, Transfer(BOB.address, 2_000), fee=queue[last].tx.fee + 100))
+    p.admit(p.sign(ALICE, Transfer(BOB.address, 2_000), fee=2 * queue[last].tx.fee + 100))
     p.admit(p.sign(ALICE, Transfer(BOB.address, 1_000)))
     assert len(p.pool.by_sender[ALICE.address]) == burst + 1
     extend(chain)  # the head moves: what was kept is dropped, the next trial starts afresh

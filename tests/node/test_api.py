@@ -285,7 +285,7 @@ def test_submit_a_transfer_then_see_it_pending(api: Api) -> None:
 
 def test_transactions_the_pool_let_go_are_listed_with_their_bytes(api: Api) -> None:
     first = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=1)
-    dearer = sign(api.node.chain, BOB, Transfer(ALICE.address, 6_000), nonce=1, fee=first.fee + 1)
+    dearer = sign(api.node.chain, BOB, Transfer(ALICE.address, 6_000), nonce=1, fee=3 * first.fee)
     assert api.client.get("/mempool/lost").json() == {
         "lost": [],
         "next_after": 0,

@@ -126,7 +126,7 @@ def test_a_copy_of_one_replaced_earlier_in_the_same_batch_is_read_again(tmp_path
     node = node_with_peers(tmp_path)
     held = transfers(node.chain, 1)[0]
     node.handle("a", TxsMsg((held,)), now=0)
-    richer = sign(node.chain, KEYS[0], Transfer(KEYS[1].address, 5), 0, fee=held.fee + 1)
+    richer = sign(node.chain, KEYS[0], Transfer(KEYS[1].address, 5), 0, fee=3 * held.fee)
     # When b's batch is read, its second transaction is a copy of the held one; by the time
     # it is admitted, the first has replaced it: it is a transaction to try like any other.
     out = node.handle("b", TxsMsg((richer, held)), now=0)

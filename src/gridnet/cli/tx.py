@@ -117,7 +117,8 @@ NonceOpt = Annotated[
         min=0,
         max=2**63 - 1,
         help="Nonce to sign with (default: the sender's next free one). The nonce of one of its "
-        "pending transactions replaces that one, given a higher --fee.",
+        "pending transactions replaces that one, given a --fee 10% higher and higher by at least "
+        "its own minimum fee.",
     ),
 ]
 WaitOpt = Annotated[

@@ -29,6 +29,7 @@ from gridnet.errors import (
     NonceTooLow,
     ReplacementUnderpriced,
     TooManyPending,
+    TooManyReplacements,
 )
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.registry import RULES
@@ -133,6 +134,13 @@ def _cost(vtx: VerifiedTx) -> int:
     return vtx.tx.fee + RULES[type(vtx.tx.payload)].spends(vtx.tx.payload)
 
 
+REPLACEMENT_BUMP_PERCENT: Final = 10
+"""A replacement pays at least this much more than the transaction it replaces [%] (and at
+least the minimum fee of its own size more: ``Mempool.replacement_fee``)."""
+MAX_REPLACEMENTS: Final = 64
+"""Replacements a sender may make between two blocks of the node, at most (``TooManyReplacements``)."""
+
+
 DEFER_BLOCKS = 6
 """Blocks a transaction that block building refuses stays pending before it is dropped
 (``Mempool.remove_rejected``): it may depend on a block this node has not received yet."""
@@ -166,6 +174,9 @@ class Mempool:
         self._deferred: dict[Hash32, int] = {}  # txid -> height block building first refused it
         self._owed: dict[Address, int] = {}  # sender -> amounts plus fees of its pending ones
         self._versions: dict[Address, int] = {}  # sender -> see version()
+        self._replacing: dict[Address, tuple[int, int]] = {}
+        """sender -> (replacements it made since the node's last block, their set-back: the sum
+        of its pending transactions after each one replaced) (``TooManyReplacements``)."""
         self.bytes = 0
         self.generation = 0
         """Changes whenever a transaction enters or leaves: the candidates are the same while
@@ -188,8 +199,19 @@ class Mempool:
     def version(self, sender: Address) -> int:
         """A number that changes whenever one of ``sender``'s pending transactions leaves the
         pool (0 while it has none): what was computed from them holds while it is the same
-        (transactions taken since come after them)."""
+        (transactions taken since come after them). One replaced by a transaction that passed
+        the admission's ``check`` leaves it as it was: the check follows the replacements it
+        passes itself (``ledger/trial.py``)."""
         return self._versions.get(sender, 0)
+
+    def replacement_fee(self, replaced: VerifiedTx, size: int) -> int:
+        """The least fee a transaction of ``size`` bytes replacing ``replaced`` pays: 10% more
+        (``REPLACEMENT_BUMP_PERCENT``, rounded up) and the minimum fee of its size more (it is
+        relayed again, and the fee it replaces is never paid), whichever is more, at least 1."""
+        bump = max(
+            -(-replaced.tx.fee * REPLACEMENT_BUMP_PERCENT // 100), size * self.params.min_fee_per_byte, 1
+        )
+        return replaced.tx.fee + bump
 
     # --- admission -------------------------------------------------------------------------
 
@@ -254,10 +276,16 @@ class Mempool:
             raise NonceGap(f"nonce {nonce} skips ahead of the next pending nonce {next_free}")
         events: list[PoolEvent] = []
         replaced = queue.get(nonce)
-        if replaced is not None and vtx.tx.fee <= replaced.tx.fee:
-            raise ReplacementUnderpriced(
-                f"a pending transaction with nonce {nonce} pays fee {replaced.tx.fee}; pay more to replace it"
-            )
+        replacing = (0, 0)
+        if replaced is not None:
+            need = self.replacement_fee(replaced, vtx.size)
+            if vtx.tx.fee < need:
+                raise ReplacementUnderpriced(
+                    f"a pending transaction with nonce {nonce} pays fee {replaced.tx.fee}; pay more to "
+                    f"replace it: at least {need} (10% more, and at least the minimum fee of this "
+                    f"one's {vtx.size} bytes more)"
+                )
+            replacing = self._replacement_counted(vtx, len(queue) - 1 - (nonce - acct.nonce), len(queue))
         if replaced is None and len(queue) >= self.max_per_sender:
             raise TooManyPending(f"sender already has {len(queue)} pending transactions")
         # The sender must be able to pay for everything it has pending.
@@ -268,10 +296,12 @@ class Mempool:
                 "for this transaction and its other pending ones (amounts plus fees)"
             )
         victims = self._make_room(vtx, replaced)
+        if replaced is not None:  # (counted once tried: a replacement the check refuses set back as much)
+            self._replacing[vtx.sender] = replacing
         if check is not None:
             check(vtx)
         if replaced is not None:
-            self._remove(replaced)
+            self._remove(replaced, replacing=True, checked=check is not None)
             events.append(
                 PoolEvent(
                     EventKind.EVICTED,
@@ -296,6 +326,27 @@ class Mempool:
             )
         self._insert(vtx)
         return [PoolEvent(EventKind.ACCEPTED, vtx.txid, vtx.sender), *events]
+
+    def _replacement_counted(self, vtx: VerifiedTx, after: int, pending: int) -> tuple[int, int]:
+        """``vtx``'s sender's replacements since the last block, counting ``vtx``, which
+        replaces one of its ``pending`` transactions followed by ``after`` others (what a
+        node that tried them applies again after it); raises ``TooManyReplacements`` past
+        ``MAX_REPLACEMENTS`` of them or past a set-back of ``pending``: the node's work
+        on a sender's replacements between blocks is bounded by its pending transactions."""
+        count, set_back = self._replacing.get(vtx.sender, (0, 0))
+        who = address_to_text(vtx.sender)
+        if count >= MAX_REPLACEMENTS:
+            raise TooManyReplacements(
+                f"{who} replaced {count} pending transactions since the last block, at most "
+                f"{MAX_REPLACEMENTS}: replace it after the next block"
+            )
+        if set_back + after > pending:
+            raise TooManyReplacements(
+                f"{who}'s replacements since the last block set back {set_back} of its pending transactions "
+                f"(the ones after each replaced); this one would set back {after} more, past its {pending} "
+                "pending: replace it after the next block (or its last pending transaction now)"
+            )
+        return count + 1, set_back + after
 
     def _make_room(self, incoming: VerifiedTx, replaced: VerifiedTx | None) -> list[VerifiedTx]:
         """What to evict so that ``incoming`` fits both caps (after ``replaced`` leaves):
@@ -362,7 +413,9 @@ class Mempool:
         if vtx is not None:
             self._remove(vtx)
 
-    def _remove(self, vtx: VerifiedTx) -> None:
+    def _remove(self, vtx: VerifiedTx, *, replacing: bool = False, checked: bool = False) -> None:
+        """``replacing``: ``vtx`` leaves for a transaction of the same sender and nonce, taken
+        next; ``checked``: which passed the admission's check (``version``)."""
         self.generation += 1
         del self.by_id[vtx.txid]
         del self._by_signature[vtx.tx.signature]
@@ -371,12 +424,17 @@ class Mempool:
         del queue[vtx.tx.nonce]
         self._owed[vtx.sender] -= _cost(vtx)
         self.bytes -= vtx.size
-        if queue:
-            self._versions[vtx.sender] = next(self._seq)
-        else:
+        if not queue:
             del self.by_sender[vtx.sender]
             del self._owed[vtx.sender]
+        if replacing:
+            if not checked:
+                self._versions[vtx.sender] = next(self._seq)
+        elif queue:
+            self._versions[vtx.sender] = next(self._seq)
+        else:
             self._versions.pop(vtx.sender, None)
+            self._replacing.pop(vtx.sender, None)
 
     # --- block building and updates ------------------------------------------------------
 
@@ -441,7 +499,9 @@ class Mempool:
     def update_after_block(
         self, included: Iterable[Hash32], account_of: Callable[[Address], Account]
     ) -> list[PoolEvent]:
-        """Remove what a new head included and what its nonces made stale."""
+        """Remove what a new head included and what its nonces made stale. Senders may replace
+        their pending transactions again (``TooManyReplacements``)."""
+        self._replacing.clear()
         events = []
         for tid in included:
             vtx = self.by_id.get(tid)

@@ -13,16 +13,22 @@ Both states are kept, so that gossip costs one application per transaction and a
 refused ones two each. The state after a sender's pending transactions is kept per sender (for
 the last ``TRIAL_SENDERS`` senders, at most ``TRIAL_BYTES`` of their transactions applied)
 until the head moves or one of them leaves the pool, and a transaction that passes stays
-applied to it. The state after a block's worth of everything pending is built once per head
-(again once the pool has taken a block's worth since) and follows every transaction the pool
-takes; it keeps the effects of transactions that left the pool since (an eviction does not
-rebuild it), so one that relied on those is left to block building (``Mempool.remove_rejected``).
+applied to it. It keeps its undo log, marked before each transaction, so a replacement goes
+back to the mark of the one it replaces, undoing only what was applied after it, instead of
+applying the sender's earlier ones again; those after it are applied again when a later one
+comes (how many, between blocks, the mempool bounds: ``TooManyReplacements``). The state after
+a block's worth of everything pending is built once per head (again once the pool has taken a
+block's worth since) and follows every transaction the pool takes; it keeps the effects of
+transactions that left the pool since (an eviction does not rebuild it), so one that relied on
+those is left to block building (``Mempool.remove_rejected``). A transaction tried on it after
+its sender's pending ones that are not in it leaves them applied to it (the next of the sender
+costs one application, not its pending count).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from gridnet.errors import InvalidTransaction
@@ -54,10 +60,33 @@ class _SenderState:
     """The sender's nonce on the head (its first pending transaction's)."""
     view: StateView
     """The head's state after the sender's pending transactions with nonces below
-    ``next_nonce`` (one that failed to apply left it as it was, as block building skips it)."""
+    ``next_nonce`` (one that failed to apply left it as it was, as block building skips it),
+    with its undo log (its checkpoints are never released)."""
     next_nonce: int
     bytes: int = 0
     """Encoded size of the transactions applied to ``view`` [bytes]."""
+    marks: list[tuple[int, int]] = field(default_factory=list)
+    """For each nonce from ``first`` below ``next_nonce``: (``view``'s checkpoint, ``bytes``)
+    before that transaction was applied."""
+
+    def apply(self, env: BlockEnv, vtx: VerifiedTx) -> InvalidTransaction | None:
+        """Apply ``vtx``, the sender's transaction with nonce ``next_nonce``, and move on (one
+        that fails leaves ``view`` as it was, and takes its nonce all the same, as block
+        building skips it): the rule it breaks, if any."""
+        self.marks.append((self.view.checkpoint(), self.bytes))
+        error = _apply(self.view, env, vtx)
+        self.next_nonce += 1
+        if error is None:
+            self.bytes += vtx.size
+        return error
+
+    def back_to(self, nonce: int) -> None:
+        """Undo the transactions applied from ``nonce`` on."""
+        at = nonce - self.first
+        mark, self.bytes = self.marks[at]
+        self.view.rollback(mark)
+        del self.marks[at:]
+        self.next_nonce = nonce
 
 
 @dataclass
@@ -96,11 +125,9 @@ class TrialState:
         if admit is not None:
             admit(self.chain.view(), env, vtx.tx.payload)  # (a rule of the mempool only: raises it)
         state = self._sender_state(pool, vtx, env)
-        error = _apply(state.view, env, vtx)
-        state.view.release()
-        if error is None:
-            state.next_nonce += 1
-            state.bytes += vtx.size
+        error = state.apply(env, vtx)
+        if error is not None:  # (it is not taken)
+            state.back_to(vtx.tx.nonce)
         own = vtx.tx.nonce - state.first  # the sender's pending transactions before it
         if error is None or own:  # (not kept: a refused sender with nothing pending)
             self._keep(vtx.sender, state)
@@ -130,22 +157,22 @@ class TrialState:
 
     def _sender_state(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv) -> _SenderState:
         """The state after the pending transactions of ``vtx``'s sender below its nonce: the
-        kept one, carried on, unless the head moved, one of them left the pool or ``vtx``
-        replaces one it applied."""
+        kept one, carried on (or taken back to the mark of the one ``vtx`` replaces), unless
+        the head moved or one of them left the pool."""
         sender, nonce = vtx.sender, vtx.tx.nonce
         head = self.chain.head.hash
         version = pool.version(sender)
         state = self._states.pop(sender, None)
         if state is not None:
             self._bytes -= state.bytes
-        if state is None or state.head != head or state.version != version or state.next_nonce > nonce:
+        if state is None or state.head != head or state.version != version:
             first = self.chain.account(sender).nonce
             state = _SenderState(head, version, first, self._fresh_view(env), first)
+        elif state.next_nonce > nonce:  # a replacement: undo what followed the one it replaces
+            state.back_to(nonce)
         queue = pool.by_sender.get(sender, {})
         for n in range(state.next_nonce, nonce):
-            _apply(state.view, env, queue[n])
-            state.bytes += queue[n].size
-        state.next_nonce = nonce
+            state.apply(env, queue[n])
         return state
 
     def _keep(self, sender: Address, state: _SenderState) -> None:
@@ -167,15 +194,13 @@ class TrialState:
             state = self._pool = self._build(pool, vtx, env)
         queue = pool.by_sender.get(vtx.sender, {})
         view = state.view
-        mark = view.checkpoint()
-        try:
-            for n in range(first, vtx.tx.nonce):
-                if queue[n].txid not in state.tried:
-                    _apply(view, env, queue[n])
-            return _attempt(view, env, vtx)
-        finally:
-            view.rollback(mark)
-            view.release()
+        for n in range(first, vtx.tx.nonce):  # (they stay: each is applied once per state)
+            if queue[n].txid not in state.tried:
+                _apply(view, env, queue[n])
+                state.tried.add(queue[n].txid)
+        error = _attempt(view, env, vtx)
+        view.release()
+        return error
 
     def _build(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv) -> _PoolState:
         """The head's state after a block's worth of the pending transactions by fee (but
