@@ -231,3 +231,49 @@ def ahead_checks_answered(
         yield
     missed = [c for c in checks if cache.key(*c) not in cache.answered]
     assert not missed, f"{len(missed)} of {len(checks)} checks made ahead were not the rules' own"
+
+
+# --- traders: identities with meters, as a node's order book requires -------------------
+
+METER_MAKER = PrivateKey.from_label("test-meter-maker")
+"""The manufacturer that certifies ``register_traders``' meters (fund it in the genesis)."""
+
+
+def meter_key_of(trader: PrivateKey) -> PrivateKey:
+    """The key of ``trader``'s meter (``register_traders``)."""
+    return PrivateKey.from_label(f"test-meter-of-{trader.address.hex()}")
+
+
+def meter_of(trader: PrivateKey) -> bytes:
+    """The id of ``trader``'s meter (``register_traders``)."""
+    return meter_key_of(trader).address
+
+
+def register_traders(chain: Chain, traders: Sequence[PrivateKey], area: str = "north") -> list[Block]:
+    """Mine onto ``chain`` (its genesis funds ``METER_MAKER`` and ``traders``, whose nonces
+    start at 0) the identities of the maker and the traders, the maker a manufacturer, and a
+    meter of each trader's (``meter_of``) registered to it in ``area``; the blocks, to add to
+    other nodes' chains of the same genesis (any chain of it gets the same blocks)."""
+    from gridnet.ledger.txs.authority import RegisterAuthority
+    from gridnet.ledger.txs.meter import registration
+    from gridnet.meter.certificate import issue_certificate
+    from gridnet.security.roles import Role
+
+    blocks = [extend(chain, [register_identity(chain, k) for k in (METER_MAKER, *traders)])]
+    blocks.append(
+        extend(chain, [sign(chain, METER_MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Test"), 1)])
+    )
+    txs = []
+    for k in traders:
+        meter = meter_key_of(k)
+        cert = issue_certificate(
+            METER_MAKER, meter.public_key, vendor="Acme", model="M", firmware="1", serial=meter.address.hex()
+        )
+        txs.append(sign(chain, k, registration(meter, cert, area, k.address, chain.chain_id), 1))
+    blocks.append(extend(chain, txs))
+    return blocks
+
+
+def add_blocks(chain: Chain, blocks: Iterable[Block]) -> None:
+    for b in blocks:
+        chain.add_block(b, now=b.header.timestamp)

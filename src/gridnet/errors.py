@@ -916,6 +916,22 @@ class OrderTooFarAhead(InvalidOrder):
     """The order is for a delivery interval beyond the window a node keeps orders for."""
 
 
+class OrderOwnerInvalid(InvalidOrder):
+    """The order's owner may not trade with its meter on the node's head, by the rule the
+    chain's PlaceOrder applies (``rule`` is that rule's name: ``UnknownIdentity``,
+    ``IdentityRevoked``, ``MeterNotOwned`` or ``WrongArea``); wraps that error. A node keeps
+    and gossips an order only from a registered identity, for a meter registered to it in
+    the order's area: free keys cannot fill a topic."""
+
+    def __init__(self, error: InvalidTransaction) -> None:
+        super().__init__(f"{error}: the order is refused")
+        self.error = error
+
+    @property
+    def rule(self) -> str:
+        return self.error.rule
+
+
 class OrderRefused(GridnetError):
     """A valid order a node does not keep (its book's bounds); not a fault of who sent it."""
 

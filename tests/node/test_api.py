@@ -26,8 +26,10 @@ from gridnet.ledger.blocks import Block
 from gridnet.ledger.genesis import chain_id_of
 from gridnet.ledger.mempool import EventKind, PoolEvent
 from gridnet.ledger.merkle import MerkleStep, verify_merkle_proof
+from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.authority import RegisterAuthority
+from gridnet.ledger.txs.identity import REVOKED, Revocation
 from gridnet.ledger.txs.meter import (
     READINGS,
     ReadingRecord,
@@ -521,6 +523,33 @@ def test_post_and_read_orders(api: Api) -> None:
         page = api.client.get(f"/orders/north/{interval}?offset={offset}")
         assert page.status_code == 200, page.text
         assert page.json()["orders"] == [] and page.json()["next_offset"] is None
+
+
+def test_an_order_breaking_placeorders_owner_rules_is_refused_by_name(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node takes an order only from a registered identity, not revoked, for a meter
+    registered to it in the order's area (the chain's PlaceOrder rules, named as there)."""
+    interval = interval_of(NOW) + 2
+
+    def post(key: PrivateKey, meter: bytes = METER_KEY.address, area: str = "north", nonce: int = 0) -> Any:
+        o = Order(Side.BID, key.address, key.public_key, meter, area, interval, 500, 9, interval, nonce)
+        return api.client.post("/orders", json={"order": encode(sign_order(key, o, CHAIN)).hex()})
+
+    free = PrivateKey.from_label("api-free-key")
+    assert "must register its identity" in assert_error(post(free), 422, "UnknownIdentity")["message"]
+    assert_error(post(ALICE), 422, "UnknownIdentity")  # (coin is no identity)
+    assert_error(post(MAKER), 422, "MeterNotOwned")  # OWNER's meter
+    assert_error(post(OWNER, meter=free.address), 422, "MeterNotOwned")  # no meter
+    assert_error(post(OWNER, area="south"), 422, "WrongArea")
+    view = api.node.chain.view()
+    view.put(IDENTITIES, OWNER.address, None)  # (as a proven fraud does: revoke_identity)
+    view.put(REVOKED, OWNER.address, Revocation(revoked_at=api.node.chain.height))
+    with monkeypatch.context() as m:
+        m.setattr(api.node.chain, "view", lambda: view)
+        assert_error(post(OWNER), 422, "IdentityRevoked")
+    assert api.sent == [] and len(api.node.book) == 0
+    assert post(OWNER).status_code == 202
 
 
 def test_a_datagram_relays_would_refuse_for_its_pools_expiry_is_not_sent(api: Api) -> None:

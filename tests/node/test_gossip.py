@@ -39,7 +39,17 @@ from gridnet.node.messages import (
 from gridnet.node.node import Node, NodeConfig, Outgoing
 from gridnet.relay.tokens import HashChain
 from gridnet.units import interval_of
-from tests.helpers import GENESIS_TIME, extend, new_chain, sign, test_keys, test_params
+from tests.helpers import (
+    GENESIS_TIME,
+    METER_MAKER,
+    extend,
+    meter_of,
+    new_chain,
+    register_traders,
+    sign,
+    test_keys,
+    test_params,
+)
 
 KEYS = test_keys(3)
 
@@ -143,8 +153,20 @@ def test_a_gone_peers_queue_is_dropped(tmp_path: Path) -> None:
     assert tx_id(transfers(node.chain, 1)[0]) in node.mempool
 
 
+TRADER = PrivateKey.from_label("gossip-trader")
+"""The owner of the tests' orders: a registered identity with a meter (``trading_chain``)."""
+
+
+def trading_chain(path: Path, **params: object) -> Chain:
+    """A chain of ``KEYS`` where ``TRADER`` has an identity and a meter in "north" (the same
+    blocks, whatever the path)."""
+    chain = new_chain(path, test_params([*KEYS, TRADER, METER_MAKER], **params))
+    register_traders(chain, [TRADER])
+    return chain
+
+
 def fanned_node(tmp_path: Path, peers: int = 12) -> Node:
-    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(tx_batch=1, max_fanout=3))
+    node = Node("n", trading_chain(tmp_path / "n"), NodeConfig(tx_batch=1, max_fanout=3))
     for i in range(peers):
         node.add_peer(f"p{i}")
     return node
@@ -175,7 +197,7 @@ def test_gossip_goes_to_at_most_max_fanout_peers_and_the_others_hear_the_id(tmp_
 
 def test_a_new_block_goes_to_the_fanout_peers_only(tmp_path: Path) -> None:
     node = fanned_node(tmp_path)
-    block = extend(new_chain(tmp_path / "other", node.chain.params))
+    block = extend(trading_chain(tmp_path / "other"))
     out = node.handle("p0", BlockMsg(block), now=block.header.timestamp)
     assert len({p for p, m in out if isinstance(m, BlockMsg)}) == 3
     assert [m for _, m in out if not isinstance(m, BlockMsg)] == []  # the rest learn from others
@@ -183,14 +205,15 @@ def test_a_new_block_goes_to_the_fanout_peers_only(tmp_path: Path) -> None:
 
 def one_order(nonce: int = 0) -> SignedOrder:
     interval = interval_of(GENESIS_TIME) + 2
-    key = KEYS[0]
-    bid = Order(Side.BID, key.address, key.public_key, key.address, "north", interval, 5, 9, interval, nonce)
-    return sign_order(key, bid, chain_id_of(test_params(KEYS)))
+    key = TRADER
+    meter = meter_of(key)
+    bid = Order(Side.BID, key.address, key.public_key, meter, "north", interval, 5, 9, interval, nonce)
+    return sign_order(key, bid, chain_id_of(test_params([*KEYS, TRADER, METER_MAKER])))
 
 
 def announcer(tmp_path: Path, txs: int = 2) -> tuple[Node, list[Transaction], SignedOrder]:
     """A node that only announces (fan-out 0) to its one peer "n" what it holds."""
-    holder = Node("h", new_chain(tmp_path / "h", test_params(KEYS)), NodeConfig(tx_batch=1, max_fanout=0))
+    holder = Node("h", trading_chain(tmp_path / "h"), NodeConfig(tx_batch=1, max_fanout=0))
     holder.add_peer("n")
     held = transfers(holder.chain, txs)
     for tx in held:
@@ -255,7 +278,7 @@ def test_a_peer_flooding_announcements_cannot_crowd_out_the_others(tmp_path: Pat
 
 
 def test_announcements_beyond_the_ask_cap_are_asked_for_later(tmp_path: Path) -> None:
-    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=2))
+    node = Node("n", trading_chain(tmp_path / "n"), NodeConfig(max_asks_per_peer=2))
     node.add_peer("p0")
     holder, _, _ = announcer(tmp_path / "h", txs=3)
     (have,) = announced(holder.tick(1)).values()
@@ -270,7 +293,7 @@ def test_announcements_beyond_the_ask_cap_are_asked_for_later(tmp_path: Path) ->
 def test_what_waits_beyond_the_ask_cap_is_bounded_by_it(tmp_path: Path) -> None:
     """As many as may be asked wait (the rest are forgotten): one peer's announcements cost
     the node at most twice its ask cap."""
-    node = Node("n", new_chain(tmp_path / "n", test_params(KEYS)), NodeConfig(max_asks_per_peer=2))
+    node = Node("n", trading_chain(tmp_path / "n"), NodeConfig(max_asks_per_peer=2))
     node.add_peer("p0")
     holder, _, _ = announcer(tmp_path / "h", txs=7)
     (have,) = announced(holder.tick(1)).values()
@@ -423,11 +446,10 @@ def test_a_block_fills_the_gap_of_a_held_transaction(tmp_path: Path) -> None:
 
 def fanout_network(tmp_path: Path, miner: int | None) -> MemoryNetwork:
     """Sixteen nodes, all linked, each passing gossip on to only 3 of its 15 peers."""
-    params = test_params(KEYS, block_interval_ms=2_000)
     net = MemoryNetwork(start_ms=GENESIS_TIME, latency_ms=20, jitter_ms=10, seed=5)
     for i in range(16):
         config = NodeConfig(miner=KEYS[2].address if i == miner else None, hashes_per_tick=300, max_fanout=3)
-        net.add(Node(f"n{i}", new_chain(tmp_path / f"n{i}", params), config))
+        net.add(Node(f"n{i}", trading_chain(tmp_path / f"n{i}", block_interval_ms=2_000), config))
     net.link_all()
     return net
 
@@ -440,9 +462,9 @@ def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path
     interval = interval_of(GENESIS_TIME) + 2
     order = Order(
         Side.OFFER,
-        KEYS[0].address,
-        KEYS[0].public_key,
-        KEYS[0].address,
+        TRADER.address,
+        TRADER.public_key,
+        meter_of(TRADER),
         "north",
         interval,
         500,
@@ -450,7 +472,7 @@ def test_transactions_and_orders_with_a_bounded_fanout_reach_every_node(tmp_path
         interval,
         0,
     )
-    signed = sign_order(KEYS[0], order, net.nodes["n9"].chain.chain_id)
+    signed = sign_order(TRADER, order, net.nodes["n9"].chain.chain_id)
     net.send("n9", net.nodes["n9"].post_order(signed, GENESIS_TIME))
     net.run_for(2_000)
     for node in net.nodes.values():

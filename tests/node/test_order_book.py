@@ -15,7 +15,7 @@ from gridnet.node.messages import OrderMsg
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.orders import OrderBook, OrderLimits
 from gridnet.units import interval_of
-from tests.helpers import GENESIS_TIME, new_chain, test_params
+from tests.helpers import GENESIS_TIME, METER_MAKER, meter_of, new_chain, register_traders, test_params
 
 NOW = GENESIS_TIME + 60_000
 NOW_INTERVAL = interval_of(NOW)
@@ -23,9 +23,12 @@ CHAIN = chain_id_of(test_params())
 """The chain of the node here (``test_params()``)."""
 
 
-def make(key: PrivateKey, interval: int, nonce: int = 0, area: str = "north") -> SignedOrder:
-    order = Order(Side.BID, key.address, key.public_key, key.address, area, interval, 100, 5, interval, nonce)
-    return sign_order(key, order, CHAIN)
+def make(
+    key: PrivateKey, interval: int, nonce: int = 0, area: str = "north", chain: bytes = CHAIN
+) -> SignedOrder:
+    meter = meter_of(key)
+    order = Order(Side.BID, key.address, key.public_key, meter, area, interval, 100, 5, interval, nonce)
+    return sign_order(key, order, chain)
 
 
 def add(book: OrderBook, signed: SignedOrder, now_interval: int = NOW_INTERVAL) -> bool:
@@ -99,12 +102,17 @@ def test_topics_whose_delivery_is_over_are_forgotten() -> None:
 
 def test_a_peer_is_faulted_for_a_far_off_order_but_not_for_a_full_book(tmp_path: Path) -> None:
     config = NodeConfig(orders=OrderLimits(window=4, per_key=1))
-    node = Node("n", new_chain(tmp_path / "n", test_params()), config)
     [key] = keys(1)
-    assert node.handle("p", OrderMsg(make(key, NOW_INTERVAL + 1)), NOW) == []  # kept (no peers to tell)
-    node.handle("p", OrderMsg(make(key, NOW_INTERVAL + 1, 1)), NOW)  # over the key's bound: dropped
+    chain = new_chain(tmp_path / "n", test_params([key, METER_MAKER]))
+    register_traders(chain, [key])  # (an identity with a meter: the node takes its orders)
+    node = Node("n", chain, config)
+    here = chain.chain_id
+    assert node.handle("p", OrderMsg(make(key, NOW_INTERVAL + 1, chain=here)), NOW) == []  # kept (no peers)
+    node.handle(
+        "p", OrderMsg(make(key, NOW_INTERVAL + 1, 1, chain=here)), NOW
+    )  # over the key's bound: dropped
     assert node.stats.peer_faults.get("p", 0) == 0  # honest peers may have taken another subset
-    node.handle("p", OrderMsg(make(key, NOW_INTERVAL + 9)), NOW)  # no honest node relays this
+    node.handle("p", OrderMsg(make(key, NOW_INTERVAL + 9, chain=here)), NOW)  # no honest node relays this
     assert node.stats.peer_faults == {"p": 1}
     assert len(node.book) == 1
     node.close()

@@ -29,6 +29,7 @@ from gridnet.errors import (
     BelowMinChainWork,
     GridnetError,
     HeadersAhead,
+    IdentityRevoked,
     InvalidBlock,
     InvalidOrder,
     InvalidTransaction,
@@ -37,7 +38,7 @@ from gridnet.errors import (
     NonceGap,
     NotAValidator,
     OrderExpired,
-    OrderFromVulnerableMeter,
+    OrderOwnerInvalid,
     OrderRefused,
     PeerBusy,
     PendingHeadersExpired,
@@ -80,7 +81,6 @@ from gridnet.ledger.transition import (
     validate_transaction,
 )
 from gridnet.ledger.trial import NO_MINER, TrialState
-from gridnet.ledger.txs.advisory import vulnerable_meter
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.ledger.txs.validators import ReportValidatorFault
 from gridnet.ledger.wallet import last_sealed_slot, record_sealed_slot, restore_pending
@@ -111,7 +111,7 @@ from gridnet.node.messages import (
     decode_work,
     encode_work,
 )
-from gridnet.node.orders import OrderBook, OrderLimits
+from gridnet.node.orders import HeldOrders, OrderBook, OrderLimits, check_trader
 from gridnet.node.serving import ServeLimit, ServeRequest
 from gridnet.node.sync import PendingHeaders, Presync, Proof
 from gridnet.units import Address, Hash32, interval_of
@@ -338,6 +338,10 @@ class Node:
         self._orphans_size = 0
         """Encoded bytes of all orphans."""
         self.book = OrderBook(self.config.orders)
+        self.held_orders = HeldOrders(self.config.orders)
+        """Peers' orders whose owner failed PlaceOrder's rules on our head, for a newer one."""
+        self._held_head: Hash32 | None = None
+        """The head the held orders were last checked on."""
         self.commands = CommandBoard()
         """DSO commands posted here for the devices of their area."""
         """The market's signed orders by topic ("market/AREA/INTERVAL"), off chain."""
@@ -490,6 +494,7 @@ class Node:
                 self._behind[sender] = _Behind("", behind.ahead, behind.nonce, behind.tries)
         self.inventory.remove_peer(peer)
         self.early.drop_peer(peer)
+        self.held_orders.drop_peer(peer)
 
     def _send_block(self, source: str | None, block: Block) -> list[Outgoing]:
         """A new head goes to the fan-out peers; the others get it from theirs, or sync it
@@ -644,6 +649,9 @@ class Node:
         if isinstance(msg, OrderMsg):
             try:
                 return self._on_order(peer, msg.order, now)
+            except OrderOwnerInvalid as exc:
+                self._hold_order(peer, msg.order, exc, now)
+                return []
             except (OrderExpired, OrderRefused):
                 return []  # late, or beyond this node's bounds: not malicious
             except InvalidOrder as exc:
@@ -715,6 +723,7 @@ class Node:
             self._fills_seen = {k: t for k, t in self._fills_seen.items() if now - t < timeout}
         out.extend(self._fill_gaps(now))
         self._sync_upkeep(now)
+        out.extend(self._review_held_orders(now))
         out.extend(self._announce(now))
         if self.chain.params.permissioned and self.config.validator is not None:
             out.extend(self._propose(now))
@@ -1013,16 +1022,67 @@ class Node:
         """Check an order (the market's rules: InvalidOrder), keep it within the book's bounds
         (OrderRefused) and gossip it; an order already held is neither kept nor sent again."""
         now_interval = interval_of(now)
-        verified = validate_order(signed, now_interval=now_interval, chain_id=self.chain.chain_id)  # (named)
-        why = vulnerable_meter(self.chain.view(), self.chain.params, signed.order.meter)
-        if why is not None:  # the security layer: left out of the auction (not the peer's fault)
-            raise OrderFromVulnerableMeter(f"{why}: its orders are left out of the auction")
+        verified = validate_order(
+            signed, now_interval=now_interval, chain_id=self.chain.chain_id
+        )  # raises the named rule
+        if verified.id in self.book:
+            return []
+        # PlaceOrder's owner rules on the head (OrderOwnerInvalid), the security layer
+        # (OrderFromVulnerableMeter: left out of the auction, not the peer's fault)
+        check_trader(self.chain.view(), self.chain.params, signed.order)
         if not self.book.add(verified, signed, now_interval):
             return []
         self.inventory.received(verified.id)
         to, told = self.inventory.spread(peer)
         self.inventory.tell(ORDER, told, verified.id)
         return [(p, OrderMsg(signed)) for p in to]
+
+    def _hold_order(self, peer: str, signed: SignedOrder, error: OrderOwnerInvalid, now: int) -> None:
+        """A peer's order whose owner or meter fails PlaceOrder's rules on our head: held
+        aside (``HeldOrders``) for a newer head, or a fault at once when the peer has too
+        many held (unless it announced more blocks than we have). A revoked identity is no
+        fault: a peer behind our head may not know of the revocation yet."""
+        if error.rule == IdentityRevoked.__name__:
+            return
+        if not self.held_orders.hold(peer, signed, error, now) and not self._peer_ahead(peer):
+            self._fault(peer, error)
+
+    def _peer_ahead(self, peer: str) -> bool:
+        """Whether ``peer`` announced (and backs) more blocks than our head: what it relays
+        may pass on a head we do not have yet."""
+        if peer in self._unanswering or peer in self._unbacked:
+            return False
+        return self.peer_height.get(peer, 0) > self.chain.height
+
+    def _review_held_orders(self, now: int) -> list[Outgoing]:
+        """The orders held aside, checked again on a new head (taken and gossiped if they
+        pass now), and those whose grace is over: still failing, a fault of the peer that
+        sent them (if still linked and not ahead of us)."""
+        head = self.chain.head.hash
+        fresh, self._held_head = head != self._held_head, head
+        if not len(self.held_orders):
+            return []
+        out: list[Outgoing] = []
+        view = self.chain.view()
+        for item in self.held_orders.take(now, every=fresh):
+            try:
+                check_trader(view, self.chain.params, item.signed.order)
+            except OrderOwnerInvalid as exc:
+                if now - item.since < self.config.orders.grace_ms:
+                    self.held_orders.put_back(item)
+                elif item.peer in self.peers and not self._peer_ahead(item.peer):
+                    self._fault(item.peer, exc)
+                continue
+            except OrderRefused:
+                continue
+            try:
+                out.extend(self._on_order(item.peer, item.signed, now))
+            except (OrderExpired, OrderRefused):
+                pass
+            except InvalidOrder as exc:
+                if item.peer in self.peers:
+                    self._fault(item.peer, exc)
+        return out
 
     # --- announcements (the peers an item did not go to) ---------------------------------
 

@@ -12,15 +12,44 @@ Bounds (``OrderLimits``), each refused by name:
 
 Nearer delivery wins because that is the market that clears next: orders for far-off
 intervals (cheap to make) can never evict an order for the next auction.
+
+Who may hold orders (``check_trader``): before any bound, an order must pass, on the node's
+head, the rules the chain's PlaceOrder applies to its owner and meter (the same functions,
+so the same names): the owner is a registered identity, not revoked (``UnknownIdentity``,
+``IdentityRevoked``), its meter is registered to it (``MeterNotOwned``) in the order's area
+(``WrongArea``), each wrapped in ``OrderOwnerInvalid``, and the meter is not vulnerable
+(``OrderFromVulnerableMeter``). So the per-key bound is a per-identity bound, and an
+identity costs a proof-of-work and a meter a manufacturer's certificate: fresh keys cannot
+fill a topic (a red team filled the next auction with 256 free keys' orders).
+
+A peer's order that fails them is held aside (``HeldOrders``), neither kept nor gossiped: the
+peer may have a newer head (the registration in a block that has not reached us yet). It is
+checked again on each new head, taken if it passes; still failing after ``grace_ms``, it is a
+fault of the peer (unless the peer announced more blocks than we have). A peer with
+``held_per_peer`` orders held aside is faulted at once for another (dropped if it is ahead).
+``IdentityRevoked`` and a vulnerable meter are refused but are no fault: a peer behind our head
+may not know of the revocation or the advisory yet.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gridnet.errors import OrderBookFull, OrderTooFarAhead, TooManyOrders
-from gridnet.market.orders import SignedOrder, VerifiedOrder, topic
+from gridnet.errors import (
+    InvalidTransaction,
+    OrderBookFull,
+    OrderFromVulnerableMeter,
+    OrderOwnerInvalid,
+    OrderTooFarAhead,
+    TooManyOrders,
+)
+from gridnet.ledger.params import ChainParams
+from gridnet.ledger.state import StateView
+from gridnet.ledger.txs.advisory import vulnerable_meter
+from gridnet.ledger.txs.auction import require_trader
+from gridnet.market.orders import Order, SignedOrder, VerifiedOrder, compute_order_id, topic
 from gridnet.units import Hash32, Interval
 
 
@@ -34,6 +63,24 @@ class OrderLimits:
     """Orders one topic may hold."""
     total: int = 65_536
     """Orders the book may hold (about 20 MB)."""
+    held_per_peer: int = 64
+    """Orders of one peer held aside (their owner failed ``check_trader`` on our head)."""
+    grace_ms: int = 10_000
+    """How long a peer's order held aside may wait for the head that makes it pass (five
+    status intervals: time for the peer's newer blocks to reach us) before it is a fault."""
+
+
+def check_trader(state: StateView, params: ChainParams, order: Order) -> None:
+    """The chain's PlaceOrder rules on an order's owner and meter, on ``state`` (the node's
+    head): ``OrderOwnerInvalid`` wrapping the rule broken (``require_trader``), or
+    ``OrderFromVulnerableMeter``."""
+    try:
+        require_trader(state, order.owner, order.meter, order.area)
+    except InvalidTransaction as exc:
+        raise OrderOwnerInvalid(exc) from None
+    why = vulnerable_meter(state, params, order.meter)
+    if why is not None:  # the security layer: left out of the auction
+        raise OrderFromVulnerableMeter(f"{why}: its orders are left out of the auction")
 
 
 @dataclass
@@ -140,3 +187,61 @@ class OrderBook:
             for name in self._by_interval.pop(interval):
                 for oid in self._topics.pop(name).orders:
                     del self._where[oid]
+
+
+@dataclass(frozen=True)
+class HeldOrder:
+    peer: str
+    signed: SignedOrder
+    error: OrderOwnerInvalid
+    """The rule it failed when it came."""
+    since: int
+    """When it came [ms]."""
+
+
+class HeldOrders:
+    """Peers' orders whose owner or meter failed ``check_trader`` on this node's head, held
+    aside (not kept, not gossiped) until a newer head lets them pass or their grace is over:
+    at most ``held_per_peer`` a peer."""
+
+    def __init__(self, limits: OrderLimits) -> None:
+        self.limits = limits
+        self._held: dict[str, OrderedDict[Hash32, HeldOrder]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(h) for h in self._held.values())
+
+    def hold(self, peer: str, signed: SignedOrder, error: OrderOwnerInvalid, now: int) -> bool:
+        """Hold ``signed`` from ``peer``; False (not held) if the peer has as many held as it
+        may. An order already held from the peer keeps its first time."""
+        held = self._held.setdefault(peer, OrderedDict())
+        oid = compute_order_id(signed.order)
+        if oid in held:
+            return True
+        if len(held) >= self.limits.held_per_peer:
+            return False
+        held[oid] = HeldOrder(peer, signed, error, now)
+        return True
+
+    def take(self, now: int, every: bool) -> list[HeldOrder]:
+        """Take out (oldest first) every held order (``every``: a new head to check them on),
+        or those whose grace is over."""
+        out: list[HeldOrder] = []
+        for peer in list(self._held):
+            held = self._held[peer]
+            if every:
+                out.extend(held.values())
+                held.clear()
+            else:
+                while held and now - next(iter(held.values())).since >= self.limits.grace_ms:
+                    out.append(held.popitem(last=False)[1])
+            if not held:
+                del self._held[peer]
+        return out
+
+    def put_back(self, item: HeldOrder) -> None:
+        """Hold again an order taken out (its grace not over), with its first time."""
+        self._held.setdefault(item.peer, OrderedDict())[compute_order_id(item.signed.order)] = item
+
+    def drop_peer(self, peer: str) -> None:
+        self._held.pop(peer, None)

@@ -54,7 +54,7 @@ from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.helios import refuse_over_cap
 from gridnet.ledger.txs.identity import require_identity
-from gridnet.ledger.txs.meter import METERS
+from gridnet.ledger.txs.meter import METERS, MeterRecord
 from gridnet.market.matching import Clearing, Trade, clear_double_auction
 from gridnet.market.orders import Order, Side, VerifiedOrder
 from gridnet.units import Address, Interval, energy_cost, interval_of, interval_start
@@ -209,18 +209,23 @@ def admit_place_order(state: StateView, env: BlockEnv, payload: PlaceOrder) -> N
         raise AuctionClosed(f"the auction of interval {payload.interval} in {payload.area!r} has closed")
 
 
+def require_trader(state: StateView, owner: Address, meter: Address, area: str) -> MeterRecord:
+    """What an order's owner and meter must be, on chain (PlaceOrder) and off (a node's
+    order book, ``node/orders.py``): the owner a registered identity, not revoked
+    (``UnknownIdentity``, ``IdentityRevoked``), the meter registered to it
+    (``MeterNotOwned``) in the order's area (``WrongArea``). Returns the meter's record."""
+    require_identity(state, owner, "placing an order")
+    record = state.get(METERS, meter)
+    if record is None or record.owner != owner:
+        raise MeterNotOwned(f"meter {address_to_text(meter)} is not registered to {address_to_text(owner)}")
+    if record.area != area:
+        raise WrongArea(f"meter {address_to_text(meter)} is in area {record.area!r}, not {area!r}")
+    return record
+
+
 def apply_place_order(state: StateView, env: BlockEnv, sender: Address, payload: PlaceOrder) -> None:
     params = env.params
-    require_identity(state, sender, "placing an order")
-    meter = state.get(METERS, payload.meter)
-    if meter is None or meter.owner != sender:
-        raise MeterNotOwned(
-            f"meter {address_to_text(payload.meter)} is not registered to {address_to_text(sender)}"
-        )
-    if meter.area != payload.area:
-        raise WrongArea(
-            f"meter {address_to_text(payload.meter)} is in area {meter.area!r}, not {payload.area!r}"
-        )
+    require_trader(state, sender, payload.meter, payload.area)
     key = auction_key(payload.interval, payload.area)
     auction = state.get(AUCTIONS, key) or Auction(payload.area, payload.interval, 0)
     if is_auction_closed(auction, env, payload.interval):  # late: included, no effect
