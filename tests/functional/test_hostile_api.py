@@ -4,26 +4,27 @@ that are not ASCII digits, orders that would flood or evict the market's book.""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
 
-from gridnet.crypto.keys import PrivateKey
+from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order, topic
 from gridnet.net.tcp import dial, frame
 from gridnet.node.client import NodeClient
-from gridnet.node.devnet import LOCAL, DevNode
+from gridnet.node.devnet import LOCAL, DevNode, free_port
 from gridnet.node.messages import OrderMsg, encode_message
 from gridnet.node.orders import OrderLimits
 from gridnet.units import interval_of
 from tests.functional.test_cli import gridnet, ok
 from tests.functional.test_dashboard_browser import dashboard
 from tests.functional.test_node_ops import _metrics, fast_params, new_node
-from tests.helpers import wait_for
+from tests.helpers import METER_MAKER, meter_of, register_traders, wait_for
 
 CEILING = 120
 
@@ -44,8 +45,28 @@ def started(tmp_path: Path, nodes: list[DevNode]) -> tuple[DevNode, NodeClient]:
 
 
 def order(key: PrivateKey, interval: int, nonce: int, chain_id: bytes, area: str = "north") -> SignedOrder:
-    o = Order(Side.OFFER, key.address, key.public_key, key.address, area, interval, 100, 7, interval, nonce)
+    o = Order(Side.OFFER, key.address, key.public_key, meter_of(key), area, interval, 100, 7, interval, nonce)
     return sign_order(key, o, chain_id)
+
+
+HONEST = PrivateKey.from_label("honest-trader")
+FAR_OFF = PrivateKey.from_label("far-off-trader")
+TRADERS = [PrivateKey.from_label(f"trader-{k}") for k in range(40)]
+
+
+def trading_node(tmp_path: Path, nodes: list[DevNode]) -> tuple[DevNode, NodeClient]:
+    """A node whose chain registered the traders' identities and meters (a node takes orders
+    from those only)."""
+    traders = [HONEST, FAR_OFF, *TRADERS]
+    node = DevNode("n", tmp_path / "n", free_port(), free_port())
+    chain = Chain.create(node.data_dir, fast_params(*traders, METER_MAKER))
+    register_traders(chain, traders)
+    chain.close()
+    write_key_file(node.data_dir / "node.key", PrivateKey.from_label(f"hostile-{os.getpid()}"))
+    nodes.append(node)
+    node.start()
+    assert wait_for(lambda: node.head() is not None, CEILING)
+    return node, node.client()
 
 
 def test_bodies_are_refused_from_their_headers_without_being_read(
@@ -144,16 +165,15 @@ def test_path_numbers_are_ascii_digits_and_bad_bodies_are_bad_requests(
 def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_a_topic(
     tmp_path: Path, nodes: list[DevNode]
 ) -> None:
-    node, client = started(tmp_path, nodes)
+    node, client = trading_node(tmp_path, nodes)
     chain = Chain.open(node.data_dir, readonly=True)
     chain_id = chain.chain_id
     chain.close()
     now = interval_of(int(time.time() * 1000))
-    honest_key = PrivateKey.from_label("honest-trader")
-    honest = order(honest_key, now + 1, 0, chain_id)
+    honest = order(HONEST, now + 1, 0, chain_id)
     assert client.call("POST", "/orders", {"order": encode(honest).hex()})[0] == 202
     # 1,030 orders for far-off deliveries: each refused by name, the next auction untouched.
-    attacker = PrivateKey.from_label("far-off-trader")
+    attacker = FAR_OFF
     window = OrderLimits().window
     codes = {
         client.call(
@@ -168,11 +188,7 @@ def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_
     # One key sends 20,000 orders for one topic over a peer link: it keeps its share only, and
     # a valid order beyond a node's bounds is no fault of the peer that relays it.
     flood = [order(attacker, now + 2, n, chain_id) for n in range(20_000)]
-    others = [
-        order(PrivateKey.from_label(f"trader-{k}"), now + 2, n, chain_id)
-        for k in range(40)
-        for n in range(16)
-    ]
+    others = [order(k, now + 2, n, chain_id) for k in TRADERS for n in range(16)]
     asyncio.run(send_orders(node.port, chain_id, flood + others))
     name = f"/orders/north/{now + 2}"
     per_key = OrderLimits().per_key
@@ -189,17 +205,44 @@ def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_
     assert len(seen) == len(set(seen)) == per_key + len(others)
 
 
+def test_free_keys_cannot_fill_the_next_auction(tmp_path: Path, nodes: list[DevNode]) -> None:
+    """The red team's attack (256 fresh keys x 16 orders for the next auction over one peer
+    link filled its topic and an honest POST /orders was 422 OrderBookFull): now none is kept,
+    the link is cut off for its faults, and the honest order is taken."""
+    node, client = trading_node(tmp_path, nodes)
+    now = interval_of(int(time.time() * 1000))
+    free = [PrivateKey.from_label(f"free-key-{k}") for k in range(256)]
+    chain = Chain.open(node.data_dir, readonly=True)
+    chain_id = chain.chain_id
+    chain.close()
+    status, answer = client.call(
+        "POST", "/orders", {"order": encode(order(free[0], now + 1, 0, chain_id)).hex()}
+    )
+    assert (status, answer["code"]) == (422, "UnknownIdentity"), answer
+    flood = [order(k, now + 1, n, chain_id) for k in free for n in range(16)]
+    asyncio.run(send_orders(node.port, chain_id, flood))
+    assert client.get(f"/orders/north/{now + 1}")["total"] == 0
+    assert any(k.startswith("gridnet_peer_faults_total") and "UnknownIdentity" in k for k in _metrics(node))
+    assert (
+        client.call("POST", "/orders", {"order": encode(order(HONEST, now + 1, 0, chain_id)).hex()})[0] == 202
+    )
+    assert client.get(f"/orders/north/{now + 1}")["total"] == 1
+
+
 async def send_orders(port: int, chain_id: bytes, orders: list[SignedOrder]) -> None:
     """Send the orders over one peer link, then read until the node closes it (it has then
     handled every frame)."""
     reader, writer, session = await dial(LOCAL, port, PrivateKey.from_label("order-flooder"), chain_id)
-    for i, signed in enumerate(orders):
-        writer.write(frame(session.encrypt(encode_message(OrderMsg(signed)))))
-        if i % 500 == 0:
-            await writer.drain()
-    await writer.drain()
-    writer.write_eof()
-    while await asyncio.wait_for(reader.read(1 << 16), timeout=CEILING):
+    try:
+        for i, signed in enumerate(orders):
+            writer.write(frame(session.encrypt(encode_message(OrderMsg(signed)))))
+            if i % 500 == 0:
+                await writer.drain()
+        await writer.drain()
+        writer.write_eof()
+        while await asyncio.wait_for(reader.read(1 << 16), timeout=CEILING):
+            pass
+    except ConnectionError:  # cut off for its faults
         pass
     writer.close()
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gridnet.contracts.channel import ContractTerms, SignedTerms, contract_id
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import GridOverloaded, NonceGap
+from gridnet.errors import GridOverloaded, InvalidTransaction, NonceGap
 from gridnet.grid.commands import SignedCommand
 from gridnet.identity import IdentityProof
 from gridnet.ledger.mempool import DEFER_BLOCKS, EventKind, PoolEvent
@@ -28,7 +28,7 @@ from gridnet.ledger.params import MARKET_ON_CHAIN, ChainParams
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.state import StateView
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
-from gridnet.ledger.txs.auction import PlaceOrder
+from gridnet.ledger.txs.auction import PlaceOrder, require_trader
 from gridnet.ledger.txs.relay import ChainRelayView
 from gridnet.market.matching import Trade
 from gridnet.market.orders import Side, SignedOrder
@@ -53,6 +53,9 @@ GAP_RETRY_BLOCKS = DEFER_BLOCKS + 2
 """How many blocks a transaction its node refuses for a nonce gap is tried again at least: a
 pending transaction of its sender's that no block can include is in the way until block
 building drops it, ``DEFER_BLOCKS`` blocks after it first refused it (however long those take)."""
+WAITS_FOR_REGISTRATION = frozenset({"UnknownIdentity", "MeterNotOwned"})
+"""Refusals of an order a node gives while its owner's registrations are not mined yet:
+the agent posts it again once they are (``World.post_order``)."""
 
 
 class Look:
@@ -421,9 +424,34 @@ class World:
         if soon:
             self.submit_all(soon)
 
-    def post_order(self, who: Agent, signed: SignedOrder) -> None:
-        """Post an order at ``who``'s node, which gossips it on its market topic."""
+    def post_order(self, who: Agent, signed: SignedOrder, retry: bool = True) -> None:
+        """Post an order at ``who``'s node, which gossips it on its market topic. One refused
+        because its owner's identity or meter registration is not on the node's head yet
+        (``UnknownIdentity``, ``MeterNotOwned``: a node takes orders only from traders the
+        chain knows) is posted again once it is, until its delivery interval starts (then it
+        is counted refused)."""
         rule = self.backend.post_order(who.node, signed)
+        if rule in WAITS_FOR_REGISTRATION and retry:
+            order = signed.order
+
+            def registered(look: Look) -> bool:
+                try:
+                    require_trader(look.view, order.owner, order.meter, order.area)
+                except InvalidTransaction:
+                    return False
+                return True
+
+            def expired(look: Look) -> bool:
+                return self.now() >= interval_start(order.interval)
+
+            def post(look: Look) -> None:
+                if expired(look):
+                    self.tally.orders_refused[rule] += 1
+                else:
+                    self.post_order(who, signed, retry=False)
+
+            self.when(who, lambda look: registered(look) or expired(look), post)
+            return
         if rule:
             self.tally.orders_refused[rule] += 1
 
