@@ -264,7 +264,9 @@ def test_a_transaction_the_node_lets_go_while_tx_waits_is_named_with_the_rule(
         assert found is not None, accepted + proc.stderr.read()
         client = NodeClient(f"{LOCAL}:{a.api_port}", token=data_dir_token(a.data_dir))
         chain_id = bytes.fromhex(client.get("/params")["chain_id"])
-        dearer = sign_transaction(OWNER, chain_id, Transfer(bob, 2), 0, int(found[2]) + 1)
+        dearer = sign_transaction(
+            OWNER, chain_id, Transfer(bob, 2), 0, 3 * int(found[2])
+        )  # (a replacement pays at least 10 % and its own minimum fee more)
         status, body = client.call("POST", "/transactions", {"tx": encode(dearer).hex()})
         assert status == 202 and body["evicted"] == [found[1]]
         _, stderr = proc.communicate(timeout=CEILING)
