@@ -164,6 +164,34 @@ def test_a_peers_order_whose_registration_reaches_us_later_is_taken_without_faul
     assert node.stats.peer_faults == {} and len(node.held_orders) == 0
 
 
+def test_a_held_order_waits_two_block_intervals_before_it_is_a_fault(tmp_path: Path) -> None:
+    """A peer on the other side of a fork, or whose registration block our reorg took back,
+    relays the order in good faith: the next blocks settle which head holds the registration,
+    so on a chain of 5-minute blocks it waits 10 minutes, not 10 s (a second reading)."""
+    params = test_params([KEY, LATE, OTHER, METER_MAKER], block_interval_ms=300_000)
+    node = Node("n", new_chain(tmp_path / "n", params))
+    node.add_peer("p")
+    o = order().order
+    signed = sign_order(KEY, o, node.chain.chain_id)  # (no registration on our head)
+    node.handle("p", OrderMsg(signed), NOW)
+    node.tick(NOW + GRACE)
+    node.tick(NOW + 600_000 - 1)
+    assert node.stats.peer_faults == {} and len(node.held_orders) == 1
+    node.tick(NOW + 600_000)
+    assert node.stats.peer_faults == {"p": 1} and len(node.held_orders) == 0
+
+
+def test_the_orders_a_peer_left_held_go_with_it(tmp_path: Path) -> None:
+    node = Node("n", traders_chain(tmp_path / "n"))
+    node.add_peer("p")
+    node.handle("p", OrderMsg(order(key=LATE)), NOW)
+    assert len(node.held_orders) == 1
+    node.remove_peer("p")
+    node.tick(NOW + 1)
+    node.tick(NOW + GRACE)
+    assert len(node.held_orders) == 0 and node.stats.peer_faults == {}
+
+
 def test_no_fault_from_a_peer_ahead_of_us(tmp_path: Path) -> None:
     node = Node("n", new_chain(tmp_path / "n", PARAMS), NodeConfig(orders=OrderLimits(held_per_peer=2)))
     node.add_peer("p")

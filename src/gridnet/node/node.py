@@ -111,7 +111,7 @@ from gridnet.node.messages import (
     decode_work,
     encode_work,
 )
-from gridnet.node.orders import HeldOrders, OrderBook, OrderLimits, check_trader
+from gridnet.node.orders import HeldOrders, OrderBook, OrderLimits, check_trader, held_grace_ms
 from gridnet.node.serving import ServeLimit, ServeRequest
 from gridnet.node.sync import PendingHeaders, Presync, Proof
 from gridnet.units import Address, Hash32, interval_of
@@ -338,7 +338,12 @@ class Node:
         self._orphans_size = 0
         """Encoded bytes of all orphans."""
         self.book = OrderBook(self.config.orders)
-        self.held_orders = HeldOrders(self.config.orders)
+        self.held_orders = HeldOrders(
+            dataclasses.replace(
+                self.config.orders,
+                grace_ms=held_grace_ms(self.config.orders, self.chain.params.block_interval_ms),
+            )
+        )
         """Peers' orders whose owner failed PlaceOrder's rules on our head, for a newer one."""
         self._held_head: Hash32 | None = None
         """The head the held orders were last checked on."""
@@ -1068,9 +1073,11 @@ class Node:
             try:
                 check_trader(view, self.chain.params, item.signed.order)
             except OrderOwnerInvalid as exc:
-                if now - item.since < self.config.orders.grace_ms:
+                if item.peer not in self.peers:
+                    continue  # (its peer left: what it sent goes with it)
+                if now - item.since < self.held_orders.limits.grace_ms:
                     self.held_orders.put_back(item)
-                elif item.peer in self.peers and not self._peer_ahead(item.peer):
+                elif not self._peer_ahead(item.peer):
                     self._fault(item.peer, exc)
                 continue
             except OrderRefused:

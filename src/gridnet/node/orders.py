@@ -24,9 +24,10 @@ fill a topic (a red team filled the next auction with 256 free keys' orders).
 
 A peer's order that fails them is held aside (``HeldOrders``), neither kept nor gossiped: the
 peer may have a newer head (the registration in a block that has not reached us yet). It is
-checked again on each new head, taken if it passes; still failing after ``grace_ms``, it is a
-fault of the peer (unless the peer announced more blocks than we have). A peer with
-``held_per_peer`` orders held aside is faulted at once for another (dropped if it is ahead).
+checked again on each new head, taken if it passes; still failing after ``grace_ms`` (and two
+block intervals: ``held_grace_ms``), it is a fault of the peer (unless the peer announced more
+blocks than we have). A peer with ``held_per_peer`` orders held aside is faulted at once for
+another (dropped if it is ahead).
 ``IdentityRevoked`` and a vulnerable meter are refused but are no fault: a peer behind our head
 may not know of the revocation or the advisory yet.
 """
@@ -67,7 +68,10 @@ class OrderLimits:
     """Orders of one peer held aside (their owner failed ``check_trader`` on our head)."""
     grace_ms: int = 10_000
     """How long a peer's order held aside may wait for the head that makes it pass (five
-    status intervals: time for the peer's newer blocks to reach us) before it is a fault."""
+    status intervals: time for the peer's newer blocks to reach us) before it is a fault; at
+    least two of the chain's block intervals (``held_grace_ms``), so a peer on the other side
+    of a fork, or whose registration block we disconnected in a reorg, is not faulted for it
+    before the next blocks settle which head holds the registration."""
 
 
 def check_trader(state: StateView, params: ChainParams, order: Order) -> None:
@@ -197,6 +201,12 @@ class HeldOrder:
     """The rule it failed when it came."""
     since: int
     """When it came [ms]."""
+
+
+def held_grace_ms(limits: OrderLimits, block_interval_ms: int) -> int:
+    """How long a held order waits before it is a fault: ``grace_ms``, and at least two block
+    intervals (a fork or a reorg is settled by the next blocks, not by the next status)."""
+    return max(limits.grace_ms, 2 * block_interval_ms)
 
 
 class HeldOrders:
