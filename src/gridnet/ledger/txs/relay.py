@@ -295,10 +295,10 @@ class ChainRelayView:
     def __init__(self, state: StateView, height: int, chain_id: Hash32) -> None:
         self.state = state
         self.height = height
-        self.chain_id = chain_id
-        """The chain's id (its genesis hash): tokens and claims are signed for it."""
         """The height of the head whose state ``state`` is (a relay refuses a pool whose claims
         could not be mined for long after it, ``relay.datagram.POOL_EXPIRY_MARGIN``)."""
+        self.chain_id = chain_id
+        """The chain's id (its genesis hash): tokens and claims are signed for it."""
 
     @classmethod
     def of(cls, chain: Chain) -> ChainRelayView:
