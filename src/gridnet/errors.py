@@ -1390,6 +1390,11 @@ class WrongVoteTarget(InvalidVote):
     the block's and within the vote window (``poa.VOTE_WINDOW`` slots)."""
 
 
+class VoteBeforeMembership(InvalidVote):
+    """A vote for a target in a slot before its key's membership (``poa.member_since``): a
+    fault of such a vote could not be proven (``FaultBeforeMembership``), so it does not count."""
+
+
 class VoteAlreadyCounted(InvalidVote):
     """A second vote of one validator for one target slot."""
 

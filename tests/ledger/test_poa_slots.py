@@ -19,8 +19,10 @@ from gridnet.ledger.poa import VOTE_WINDOW, finality, member_since, seal_header,
 from tests.helpers import new_chain, rejection
 from tests.ledger.test_poa import (
     KEYS,
+    NEWCOMER,
     _change,
     _report,
+    _set,
     _vote_rule,
     at,
     carry,
@@ -269,3 +271,34 @@ def _double_seal(chain: Chain, key: PrivateKey, slot: int) -> tuple[Header, Head
         seal_header(key, chain.chain_id, header),
         seal_header(key, chain.chain_id, replace(header, state_root=bytes(32))),
     )
+
+
+def test_a_vote_for_a_slot_before_its_keys_membership_does_not_count(tmp_path: Path) -> None:
+    """A key a ChangeValidators added is a member from the slot after the block that starts
+    the hand-over, and a fault weighs from the slot after a vote's target: a vote of it for an
+    earlier target counted, yet its double vote for that target was FaultBeforeMembership.
+    With the hand-over ended by finalizing a block from before it began, the new set counted
+    alone over targets no fault of its new keys could be proven for: a red team finalized two
+    conflicting blocks on two branches and every report was refused. Such a vote does not
+    count: VoteBeforeMembership."""
+    chain = new_chain(tmp_path / "poa", poa_params())
+    old, cid = KEYS, chain.chain_id
+    chain.add_block(propose(chain, 1, txs=[_change(chain, _set([*KEYS[:3], NEWCOMER]), KEYS[:3])]), now=at(1))
+    for s in (2, 3, 4):  # (the votes withheld, then late)
+        chain.add_block(propose(chain, s), now=at(s))
+    g = chain.justified()
+    b1, b2, b3, b4 = (checkpoint(chain, h) for h in (1, 2, 3, 4))
+    votes = [sign_vote(k, cid, Vote(g, b1)) for k in old] + [sign_vote(k, cid, Vote(b1, b2)) for k in old]
+    chain.add_block(propose(chain, 5, votes), now=at(5))  # the change's block final: the hand-over
+    assert member_since(chain.view(), NEWCOMER.public_key) == 6
+    ended = [sign_vote(k, cid, Vote(b2, b3)) for k in old]  # (the newcomer's for slot 3: not counted)
+    chain.add_block(propose(chain, 6, ended), now=at(6))
+    assert finality(chain.view()).finalized.slot == 2  # the hand-over ended on a block before it began
+    early = sign_vote(NEWCOMER, cid, Vote(b3, b4))  # target of slot 4, before its membership (6)
+    assert _vote_rule(chain, [early], 7) == "VoteBeforeMembership"
+    counted = [sign_vote(k, cid, Vote(b3, b4)) for k in KEYS[:3]]  # the members from the genesis
+    chain.add_block(propose(chain, 7, counted), now=at(7))
+    assert finality(chain.view()).justified.slot == 4
+    b6 = checkpoint(chain, 6)  # (of slot 6: the newcomer's first; its fault would be provable)
+    chain.add_block(propose(chain, 8, [sign_vote(NEWCOMER, cid, Vote(b4, b6))]), now=at(8))
+    assert chain.height == 8

@@ -66,7 +66,8 @@ claim of another chain, for a pool of the same id there, pays, advances and prov
 ``TokenSignatureInvalid``, ``ClaimSignatureInvalid``), so every relay-layer signature is checked
 in the stateful rules; a hop-fraud report names its beneficiary, a relay its proof credits,
 paid whoever sends it (``HopBeneficiaryNotCredited``; none named: the whole stake is
-destroyed)."""
+destroyed); a finality vote for a target before its key's membership does not count
+(``VoteBeforeMembership``: its fault could not be proven)."""
 
 
 class Allocation(Wire, frozen=True):

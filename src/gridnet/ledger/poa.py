@@ -91,6 +91,7 @@ from gridnet.errors import (
     OffSlot,
     StaleVoteSource,
     VoteAlreadyCounted,
+    VoteBeforeMembership,
     WrongProposer,
     WrongVoteTarget,
 )
@@ -378,6 +379,12 @@ def apply_vote(state: StateView, chain_id: Hash32, height: int, slot: int, signe
         raise BadVoteSignature(f"vote by {signed.key.hex()[:16]} does not verify on this chain")
     record = finality(state)
     source, target = signed.vote.source, signed.vote.target
+    since = member_since(state, signed.key)
+    if target.slot + 1 < since:  # (its fault would weigh from target.slot + 1: fault_slot)
+        raise VoteBeforeMembership(
+            f"vote by {signed.key.hex()[:16]} for a target of slot {target.slot}; it is a member from "
+            f"slot {since}, and only a vote whose fault could be proven counts"
+        )
     justified = record.justified
     if source != replace(justified, hash=checkpoint_hash(justified, chain_id)):
         raise StaleVoteSource(
