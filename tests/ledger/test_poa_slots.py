@@ -18,6 +18,7 @@ from gridnet.ledger.params import Validator
 from gridnet.ledger.poa import VOTE_WINDOW, finality, member_since, seal_header, sign_vote, validator_set
 from tests.helpers import new_chain, rejection
 from tests.ledger.test_poa import (
+    BY_KEY,
     KEYS,
     NEWCOMER,
     _change,
@@ -302,3 +303,45 @@ def test_a_vote_for_a_slot_before_its_keys_membership_does_not_count(tmp_path: P
     b6 = checkpoint(chain, 6)  # (of slot 6: the newcomer's first; its fault would be provable)
     chain.add_block(propose(chain, 8, [sign_vote(NEWCOMER, cid, Vote(b4, b6))]), now=at(8))
     assert chain.height == 8
+
+
+def test_a_rotation_split_across_two_branches_finalizes_no_conflicting_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The red team's split: {A,B,C,D} -> {D,E,F,G}; the outgoing set signs the same links on
+    two branches that fork after the change's block and its two successors; on each, the
+    hand-over ends, then the new keys (D with E and F on one, E, F and G on the other) vote for
+    targets before their membership. Those votes counted, and both branches finalized
+    conflicting blocks while every report of E's and F's surround votes was
+    FaultBeforeMembership. They do not count now: what is final on one branch is on the other."""
+    e, f, g = NEWCOMER, PrivateKey.from_label("validator-new-2"), PrivateKey.from_label("validator-new-3")
+    for k in (f, g):
+        monkeypatch.setitem(BY_KEY, k.public_key, k)
+    a, b, c, d = KEYS
+    x, y = new_chain(tmp_path / "x", poa_params()), new_chain(tmp_path / "y", poa_params())
+    cid = x.chain_id
+    for chain in (x, y):
+        chain.add_block(propose(chain, 1, txs=[_change(chain, _set([d, e, f, g]), [a, b, c])]), now=at(1))
+        for s in (2, 3):
+            chain.add_block(propose(chain, s), now=at(s))
+    g0 = x.justified()
+    b1, b2, b3 = (checkpoint(x, h) for h in (1, 2, 3))
+    outgoing = [sign_vote(k, cid, Vote(g0, b1)) for k in KEYS] + [
+        sign_vote(k, cid, Vote(b1, b2)) for k in KEYS
+    ]
+    hand_end = [sign_vote(k, cid, Vote(b2, b3)) for k in [*KEYS, e, f, g]]
+    for s in (4, 5):
+        x.add_block(propose(x, s), now=at(s))
+    x4, x5 = checkpoint(x, 4), checkpoint(x, 5)
+    x.add_block(propose(x, 6, outgoing), now=at(6))
+    x.add_block(propose(x, 7, hand_end), now=at(7))
+    x.add_block(propose(x, 8, [sign_vote(k, cid, Vote(b3, x4)) for k in (d, e, f)]), now=at(8))
+    x.add_block(propose(x, 9, [sign_vote(k, cid, Vote(x4, x5)) for k in (d, e, f)]), now=at(9))
+    y.add_block(propose(y, 10, outgoing), now=at(10))
+    y4 = checkpoint(y, 4)
+    y.add_block(propose(y, 11, hand_end), now=at(11))
+    y5 = checkpoint(y, 5)
+    y.add_block(propose(y, 12, [sign_vote(k, cid, Vote(b3, y4)) for k in (e, f, g)]), now=at(12))
+    y.add_block(propose(y, 13, [sign_vote(k, cid, Vote(y4, y5)) for k in (e, f, g)]), now=at(13))
+    fx, fy = finality(x.view()).finalized, finality(y.view()).finalized
+    assert y.main[fx.height].hash == fx.hash and x.main[fy.height].hash == fy.hash
