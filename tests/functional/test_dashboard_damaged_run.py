@@ -304,3 +304,34 @@ def test_a_series_named_outside_the_run_directory_is_not_read(run_out: Path, tmp
         assert len(results.series["market"]) == len(pq.read_table(run_out / "series" / "market.parquet"))
     finally:
         results.close()
+
+
+THREADS = """
+import os, sys
+from pathlib import Path
+import pyarrow, numpy  # (their own threads, started on import)
+from gridnet.dashboard.run import RunResults
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+before = threads()
+RunResults.open(Path(sys.argv[1])).close()
+print(before, threads())
+"""
+
+
+def test_reading_a_run_s_series_starts_no_native_thread(run_out: Path) -> None:
+    """Reading the series starts no thread that outlives it: ``pq.read_table`` (through
+    pyarrow's datasets) started two, even with ``use_threads=False``, and a dashboard process
+    refusing a later series aborted at exit about once in six test runs ("terminate called
+    without an active exception", exit -6: a native thread still joinable at exit)."""
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS, str(run_out)],
+        capture_output=True,
+        text=True,
+        timeout=CLI_S,
+        check=True,
+    )
+    before, after = map(int, result.stdout.split())
+    assert after == before, result.stdout

@@ -266,9 +266,12 @@ def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
             raise RunDamaged(f"{where}: it is {_what_file(path, info)}, not a regular file")
         os.set_blocking(fd, True)
         data = read_bounded(fd, info.st_size)  # (whole: pyarrow reading a Python file aborted at exit)
-        # (without pyarrow's thread pool: with it, a process refusing a later series after reading
-        # one aborted at exit now and then, "terminate called without an active exception")
-        rows: list[dict[str, Any]] = pq.read_table(pa.BufferReader(data), use_threads=False).to_pylist()
+        # (one file, no pre-buffering, no threads: ``pq.read_table`` goes through pyarrow's
+        # datasets, which start native threads even with ``use_threads=False``, and a process
+        # refusing a later series after reading one aborted at exit now and then, "terminate
+        # called without an active exception", a thread still joinable at exit)
+        parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
+        rows: list[dict[str, Any]] = parquet.read(use_threads=False).to_pylist()
     except (OSError, ValueError, OverflowError, pa.ArrowException) as exc:  # (Overflow: a time past 9999)
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise RunDamaged(f"{where}: it is not a time series as the run wrote it ({reason})") from None
