@@ -258,6 +258,24 @@ def test_a_bank_and_a_borrower_are_queryable(h: Helios, tmp_path: Path) -> None:
     assert figures["loan_limit"] == 10_000 and figures["loan"]["principal"] == 4_000
 
 
+def test_a_late_report_counts_every_installment_it_judges_unpaid(h: Helios) -> None:
+    """One report after both installments ended unpaid counted one missed installment, as
+    many as a report after the first: how many a borrower missed depended on when someone
+    reported. Each installment ended since the last report and not covered is missed; one
+    repaid late, before the report, is not."""
+    h.mine(h.tx(BUYER, RequestLoan(BANK, 10_000)), interval=START + 1)
+    h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 10)  # both ended
+    view = h.chain.view()
+    loan = view.get(LOANS, BUYER.address)
+    assert loan is not None and (loan.missed, loan.judged, loan.status) == (2, 2, DEFAULTED)
+    assert history_of(view, BUYER.address).missed_installments == 2
+    h.mine(h.tx(OWNER, RequestLoan(BANK, 10_000)), interval=START + 11)
+    h.mine(h.tx(OWNER, RepayLoan(5_500)), interval=START + 16)  # the first, late but before a report
+    h.mine(h.tx(BUYER, ReportMissedRepayment(OWNER.address)), interval=START + 20)
+    loan = h.chain.view().get(LOANS, OWNER.address)
+    assert loan is not None and (loan.missed, loan.judged, loan.status) == (1, 2, DEFAULTED)
+
+
 def test_interest_rounds_up_so_a_bank_never_receives_less_than_its_terms(h: Helios) -> None:
     """10 % of 9 base units is 0.9: the borrower owes 10, not 9 (rounded down, a small loan, or
     a 1 bps bank's every loan under 10,000 base units, paid no interest at all); and by the

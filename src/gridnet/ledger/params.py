@@ -27,7 +27,7 @@ from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
 DEFAULT_GENESIS_TIME = "2026-01-01T00:00:00Z"
 
-RULES_VERSION: Final = 4
+RULES_VERSION: Final = 5
 """The consensus rules this gridnet implements: everything a block is checked against (the
 state transition and its tables, finality, the genesis state). Every chain it creates records
 the version (its store's meta row ``rules``), and a chain made under other rules is refused
@@ -67,7 +67,9 @@ claim of another chain, for a pool of the same id there, pays, advances and prov
 in the stateful rules; a hop-fraud report names its beneficiary, a relay its proof credits,
 paid whoever sends it (``HopBeneficiaryNotCredited``; none named: the whole stake is
 destroyed); a finality vote for a target before its key's membership does not count
-(``VoteBeforeMembership``: its fault could not be proven)."""
+(``VoteBeforeMembership``: its fault could not be proven).
+5 (2026-12-08): a ``ReportMissedRepayment`` counts every installment it judges that what is
+repaid does not cover (one report after two ended unpaid counted one)."""
 
 
 class Allocation(Wire, frozen=True):

@@ -418,14 +418,17 @@ def apply_report_missed(
     loan = _owing(state, who)
     now = interval_of(env.timestamp)
     ended = sum(1 for k in range(1, loan.installments + 1) if loan.due_interval(k) < now)
-    if ended <= loan.judged or loan.repaid >= loan.due_by(ended):
+    # every installment ended since the last report and not covered by what is repaid is
+    # missed (one report judges them all: a late report counts as many as timely ones)
+    missed = sum(1 for k in range(loan.judged + 1, ended + 1) if loan.repaid < loan.due_by(k))
+    if missed == 0:
         raise RepaymentNotDue(
             f"{address_to_text(who)} has repaid {loan.repaid} of the {loan.due_by(ended)} due by installment "
             f"{ended} (installments judged: {loan.judged})"
         )
     history = history_of(state, who)
-    history = replace(history, missed_installments=history.missed_installments + 1)
-    loan = replace(loan, judged=ended, missed=loan.missed + 1)
+    history = replace(history, missed_installments=history.missed_installments + missed)
+    loan = replace(loan, judged=ended, missed=loan.missed + missed)
     if ended == loan.installments:  # the last installment has passed unpaid: a default
         history = replace(
             history,
