@@ -12,7 +12,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.hashing import vote_id
 from gridnet.crypto.keys import Domain, PrivateKey
-from gridnet.encoding import encode
+from gridnet.encoding import DEFAULT_MAX_BYTES, encode
 from gridnet.errors import (
     BadJustification,
     BadSeal,
@@ -28,15 +28,27 @@ from gridnet.ledger.blocks import Block, Checkpoint, SignedVote, Vote
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.merkle import merkle_root
 from gridnet.ledger.miner import propose_block
-from gridnet.ledger.params import CONSENSUS_POA, ChainParams, Validator, params_from_dict, params_to_toml
+from gridnet.ledger.params import (
+    CONSENSUS_POA,
+    MAX_VALIDATORS,
+    ChainParams,
+    Validator,
+    params_from_dict,
+    params_to_toml,
+)
 from gridnet.ledger.poa import (
     MEMBERSHIPS,
+    TALLIES,
+    VOTE_WINDOW,
+    Finality,
     HandOver,
     PendingChange,
+    Tally,
     ValidatorSet,
     conflicting_votes,
     finality,
     hand_over,
+    height_key,
     is_voter,
     member_since,
     pending_change,
@@ -165,6 +177,35 @@ def test_two_of_four_votes_never_justify(chain: Chain) -> None:
     grow(chain, range(1, 8), voters=KEYS[:2])
     record = finality(chain.view())
     assert (record.justified.height, record.finalized.height) == (0, 0)
+
+
+def test_a_stall_keeps_each_targets_votes_in_its_own_entry_and_justifying_drops_them(chain: Chain) -> None:
+    """The votes counted while finality stalls are one entry per target slot, not one record:
+    a record of every tally grew with each vote (and at the vote window's 1,024 slots of 170 of
+    256 equal validators, 6 MB, past what a state entry holds, refused every vote after:
+    finality never came back). Justifying a target deletes every tally."""
+    grow(chain, range(1, 12), voters=KEYS[:2])
+    view = chain.view()
+    record = finality(view)
+    assert not any(k.public_key in encode(record) for k in KEYS), "no voter in the record"
+    assert record.tallied == tuple(range(1, 11))
+    tally = view.get(TALLIES, height_key(10))
+    assert tally is not None and tally.target == checkpoint(chain, 10)
+    assert tally.voters == tuple(k.public_key for k in KEYS[:2])
+    grow(chain, range(12, 14))
+    view = chain.view()
+    assert finality(view).justified.slot == 12 and finality(view).tallied == ()
+    assert all(view.get(TALLIES, height_key(slot)) is None for slot in range(1, 14))
+
+
+def test_the_largest_entries_finality_writes_fit_a_state_entry() -> None:
+    """Whatever the stall, the finality record lists at most the vote window's slots, and a
+    tally at most every validator: each well within what a state entry holds."""
+    target = Checkpoint(2**62, 2**62, bytes(32))
+    record = Finality(target, target, tuple(range(2**62, 2**62 + VOTE_WINDOW)))
+    tally = Tally(target, tuple(i.to_bytes(32, "big") for i in range(MAX_VALIDATORS)))
+    for entry in (record, tally):
+        assert len(encode(entry)) * 100 < DEFAULT_MAX_BYTES, type(entry).__name__
 
 
 def test_votes_weigh_by_the_genesis_weights(tmp_path: Path) -> None:
@@ -723,14 +764,15 @@ def test_votes_counted_before_a_fault_removes_a_validator_are_counted_again(tmp_
     chain.add_block(propose(chain, 4, votes), now=at(4))
     record = finality(chain.view())
     assert record.justified.height < target.height, "3 of 5 votes: not more than two thirds"
-    assert [t.voters for t in record.tallies if t.target == target] == [tuple(v.key for v in votes)]
+    assert record.tallied == (target.slot,)
+    assert chain.view().get(TALLIES, height_key(target.slot)) == Tally(target, tuple(v.key for v in votes))
     source = chain.justified()
     assert source is not None
     a = sign_vote(heavy, chain.chain_id, Vote(source, target))
     b = sign_vote(heavy, chain.chain_id, Vote(source, replace(target, hash=bytes(32))))
     chain.add_block(propose(chain, 5, txs=[_report(chain, votes=(a, b))]), now=at(5))
     assert validator_set(chain.view()).total == 3, "3 of 3 left: the tally now holds them all"
-    assert finality(chain.view()).tallies == ()
+    assert finality(chain.view()).tallied == () and chain.view().get(TALLIES, height_key(target.slot)) is None
     pre = snapshot(chain)
     block = propose(chain, 6, votes)
     assert block.votes == tuple(votes), "counted again"

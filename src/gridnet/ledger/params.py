@@ -69,7 +69,10 @@ paid whoever sends it (``HopBeneficiaryNotCredited``; none named: the whole stak
 destroyed); a finality vote for a target before its key's membership does not count
 (``VoteBeforeMembership``: its fault could not be proven).
 5 (2026-12-08): a ``ReportMissedRepayment`` counts every installment it judges that what is
-repaid does not cover (one report after two ended unpaid counted one)."""
+repaid does not cover (one report after two ended unpaid counted one); the votes counted
+towards the next justified checkpoint are an entry per target slot (``finality_tallies``; the
+finality record lists their slots, ``tallied``), not one record, which a long stall of many
+validators grew past what a state entry holds, after which no vote counted again."""
 
 
 class Allocation(Wire, frozen=True):

@@ -125,12 +125,13 @@ class ValidatorSet(Wire, frozen=True):
         return next((m for m in self.members if m.key == key), None)
 
     def weight(self, keys: tuple[bytes, ...]) -> int:
-        return sum(m.votes for m in self.members if m.key in keys)
+        voted = frozenset(keys)  # (a tally holds up to 256 keys: not a scan of them per member)
+        return sum(m.votes for m in self.members if m.key in voted)
 
 
 class Tally(Wire, frozen=True):
     """Votes counted for one target, all from the current justified checkpoint (one vote per
-    voter and target slot)."""
+    voter and target slot; a branch has one block a slot, so one target)."""
 
     target: Checkpoint
     voters: tuple[PublicKeyBytes, ...]
@@ -141,8 +142,12 @@ class Finality(Wire, frozen=True):
     """The latest justified checkpoint of this branch (source of every vote counted next)."""
     finalized: Checkpoint
     """The last final block of this branch: no reorg goes below it."""
-    tallies: tuple[Tally, ...] = ()
-    """Votes counted from ``justified`` per target, until one target is justified."""
+    tallied: tuple[U63, ...] = ()
+    """The target slots with votes counted from ``justified`` (each its ``TALLIES`` entry),
+    ascending, until one target is justified. The tallies are entries of their own: in one
+    record, a stall of the vote window's 1,024 slots with 170 of 256 equal validators voting
+    reached 6 MB, past what a state entry holds, and from then on every vote was refused
+    (``StateOutOfRange``), so finality never came back [slots]."""
 
 
 class RecentBlock(Wire, frozen=True):
@@ -187,6 +192,9 @@ PENDING_CHANGE = register_table("validator_change", b"w", PendingChange)
 """``current`` -> the ChangeValidators waiting for its block to be final (at most one)."""
 HAND_OVER = register_table("validator_hand_over", b"y", HandOver)
 """``current`` -> the outgoing set of a change being handed over (at most one)."""
+TALLIES = register_table("finality_tallies", b"0", Tally)
+"""Target slot (8 bytes, big-endian) -> the votes counted for the target of that slot, for the
+slots ``Finality.tallied`` lists."""
 MEMBERSHIPS = register_table("validator_since", b"j", Membership)
 """Member key -> the slot its current membership began, for a key a ChangeValidators added (no
 entry: a member since the genesis, 0): a fault counts only from then on."""
@@ -406,24 +414,27 @@ def apply_vote(state: StateView, chain_id: Hash32, height: int, slot: int, signe
             f"vote target {target.height} {target.hash.hex()[:16]} of slot {target.slot} is not on "
             "this branch"
         )
-    if any(t.target.slot == target.slot and signed.key in t.voters for t in record.tallies):
+    counted = state.get(TALLIES, height_key(target.slot))
+    if counted is not None and signed.key in counted.voters:
         raise VoteAlreadyCounted(
             f"validator {signed.key.hex()[:16]} already has a vote counted for slot {target.slot}"
         )
-    # (tallies of targets that left the vote window can never grow again: dropped)
-    tallies = [t for t in record.tallies if t.target.slot >= slot - VOTE_WINDOW]
-    at = next((i for i, t in enumerate(tallies) if t.target == target), None)
-    if at is None:
-        tallies.append(Tally(target, (signed.key,)))
-        at = len(tallies) - 1
-    else:
-        tallies[at] = Tally(target, (*tallies[at].voters, signed.key))
-    if all(s.weight(tallies[at].voters) * 3 > s.total * 2 for s in sets):  # (both, in a hand-over)
+    tally = Tally(target, (*counted.voters, signed.key) if counted is not None else (signed.key,))
+    if all(s.weight(tally.voters) * 3 > s.total * 2 for s in sets):  # (both, in a hand-over)
         # (the next epoch only: a block of another branch may sit in a slot skipped between)
         final = justified if target.slot == justified.slot + 1 else record.finalized
+        drop_tallies(state)
         state.put(FINALITY, ONLY, Finality(target, final))
-    else:
-        state.put(FINALITY, ONLY, replace(record, tallies=tuple(tallies)))
+        return
+    state.put(TALLIES, height_key(target.slot), tally)
+    # (tallies of targets that left the vote window can never grow again: dropped)
+    tallied = [s for s in record.tallied if s >= slot - VOTE_WINDOW]
+    for gone in record.tallied[: len(record.tallied) - len(tallied)]:
+        state.put(TALLIES, height_key(gone), None)
+    if counted is None:
+        tallied = sorted((*tallied, target.slot))
+    if tallied != list(record.tallied):
+        state.put(FINALITY, ONLY, replace(record, tallied=tuple(tallied)))
 
 
 def check_justified(state: StateView, header: Header) -> None:
@@ -538,5 +549,7 @@ def drop_tallies(state: StateView) -> None:
     """Forget the votes counted towards the next justified checkpoint (the validator set
     changed: they are counted again, under the new weights, when a block carries them)."""
     record = finality(state)
-    if record.tallies:
-        state.put(FINALITY, ONLY, replace(record, tallies=()))
+    for slot in record.tallied:
+        state.put(TALLIES, height_key(slot), None)
+    if record.tallied:
+        state.put(FINALITY, ONLY, replace(record, tallied=()))

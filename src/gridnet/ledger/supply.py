@@ -102,6 +102,7 @@ NO_COIN: Final = frozenset(
         "destroyed",
         "validator_set",
         "finality",
+        "finality_tallies",
         "recent_blocks",
         "validator_since",
         "validator_change",
