@@ -1085,6 +1085,11 @@ class PoolExists(InvalidRelay):
     """A pool with the same owner and final hash already exists."""
 
 
+class PoolIdUsed(InvalidRelay):
+    """A pool of the same owner and final hash was created and reclaimed: a pool id is used
+    once, since the tokens and claims signed for the old pool would be valid against a new one."""
+
+
 class PoolNotExpired(InvalidRelay):
     """The pool cannot be reclaimed before its expiry height."""
 

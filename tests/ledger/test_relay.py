@@ -30,6 +30,7 @@ from gridnet.errors import (
     PoolExists,
     PoolExpired,
     PoolHopsFull,
+    PoolIdUsed,
     PoolNotExpired,
     PoolOverdrawn,
     ReceiptInvalid,
@@ -54,7 +55,14 @@ from gridnet.ledger.txs.hop_fraud import (
     hop_fraud_key,
 )
 from gridnet.ledger.txs.identity import REVOKED, Revocation
-from gridnet.ledger.txs.relay import POOLS, ClaimTransit, CreateTokenPool, ReclaimPool
+from gridnet.ledger.txs.relay import (
+    POOLS,
+    RECLAIMED_POOLS,
+    ClaimTransit,
+    CreateTokenPool,
+    ReclaimedPool,
+    ReclaimPool,
+)
 from gridnet.relay.claims import HopClaim, SignedClaim, TransitClaim, sign_claim
 from gridnet.relay.fraud import overcredit
 from gridnet.relay.hops import (
@@ -338,6 +346,63 @@ def test_reclaim_after_expiry_returns_what_was_not_paid(net: Actors) -> None:
     net.mine(reclaim)
     assert net.chain.account(OWNER.address).balance == before + AMOUNT - 100 * 1_000 - reclaim.fee
     assert net.chain.view().get(POOLS, POOL) is None
+
+
+def test_a_reclaimed_pools_id_is_never_created_again(net: Actors) -> None:
+    """Reclaimed, a pool leaves its id used: its owner cannot create it again (a new pool of
+    the same owner and final hash would start with nothing redeemed, and the old pool's
+    tokens and claims would advance and pay it again), so those tokens and claims, replayed,
+    find no pool; the id's entry is no pool to anything that looks one up."""
+    sender = Sender(net)
+    token = sender.send(100)
+    net.mine(net.tx(RECEIVER, ClaimTransit(claim(net, token))))
+    pay(net, *(sender.hop_claim(100, r) for r in RELAYS))
+    while net.chain.height < 20:
+        net.mine()
+    chain = net.chain
+    pre = snapshot(chain)
+    block = next_block(chain, [net.tx(OWNER, ReclaimPool(POOL))])
+    assert chain.add_block(block, now=block.header.timestamp).status is AddStatus.EXTENDED
+    record_valid(
+        "token_pool_reclaimed_keeps_its_id",
+        "the owner reclaims its expired pool: the pool is deleted and its id recorded as used",
+        pre,
+        block,
+        block.header.timestamp,
+        chain,
+    )
+    assert chain.view().get(POOLS, POOL) is None
+    height = block.header.height
+    assert chain.view().get(RECLAIMED_POOLS, POOL) == ReclaimedPool(reclaimed_at=height)
+    again = CreateTokenPool(CHAIN.final, CHAIN.length, AMOUNT, expiry_height=40)
+    error = net.refused(OWNER, again)
+    assert isinstance(error, PoolIdUsed)
+    assert POOL.hex()[:16] in str(error) and f"reclaimed at height {height}" in str(error)
+    reject(
+        net,
+        OWNER,
+        again,
+        PoolIdUsed,
+        "token_pool_created_again_after_reclaim",
+        "the owner creates again the pool (owner and final hash) it reclaimed",
+    )
+    # The pool created again and the old receiver's claim with a relay's hop claim replayed
+    # behind it: the creation is refused, and the claim finds no pool to advance or pay.
+    replayed = ClaimTransit(claim(net, token), (sender.hop_claim(100, RELAYS[0]),))
+    template = chain.build_block(
+        STRANGER.address,
+        [
+            validate_transaction(net.pending(OWNER, again), chain.params, chain.chain_id),
+            validate_transaction(net.pending(STRANGER, replayed), chain.params, chain.chain_id),
+        ],
+    )
+    assert [type(e) for _, e in template.rejected] == [PoolIdUsed, UnknownPool]
+    hop_claims = tuple(sender.hop_claim(100, r) for r in RELAYS)
+    assert isinstance(refused(net, ClaimTransit(None, hop_claims)), UnknownPool)
+    # Another hash chain of the owner's is another pool.
+    fresh = HashChain(b"fresh" * 6 + b"ab", 10)
+    net.mine(net.tx(OWNER, CreateTokenPool(fresh.final, fresh.length, 10 * AMOUNT, expiry_height=40)))
+    assert chain.view().get(POOLS, pool_id(OWNER.address, fresh.final)) is not None
 
 
 # --- fraud proofs: double-signed hop entries ---------------------------------------------

@@ -72,7 +72,11 @@ destroyed); a finality vote for a target before its key's membership does not co
 repaid does not cover (one report after two ended unpaid counted one); the votes counted
 towards the next justified checkpoint are an entry per target slot (``finality_tallies``; the
 finality record lists their slots, ``tallied``), not one record, which a long stall of many
-validators grew past what a state entry holds, after which no vote counted again."""
+validators grew past what a state entry holds, after which no vote counted again;
+a ``ReclaimPool`` leaves the pool's id used (``pools_reclaimed``, the height
+that reclaimed it): a ``CreateTokenPool`` of that owner and final hash is refused for good
+(``PoolIdUsed``), where a pool created again started with nothing redeemed and the old pool's
+tokens and claims advanced and paid it again."""
 
 
 class Allocation(Wire, frozen=True):

@@ -111,6 +111,7 @@ NO_COIN: Final = frozenset(
         "flags",
         "revoked",
         "hop_frauds",
+        "pools_reclaimed",  # (a reclaimed pool's id: its coin went back to its owner)
         # meters, grid, market records
         "meters",
         "readings",

@@ -12,7 +12,9 @@ credit it, less what the pool already paid it, never for a depth not yet deliver
 relay without a registered identity. The fee is an ordinary transaction fee: one claim per
 connection and one hop claim per relay and pool, whatever the number of datagrams.
 
-ReclaimPool: after expiry the owner takes back what was not paid.
+ReclaimPool: after expiry the owner takes back what was not paid. The pool's id stays used
+(``pools_reclaimed``): a pool of the same owner and final hash is never created again
+(``PoolIdUsed``), since the tokens and claims signed for the old one would be valid against it.
 
 Every signature a transit claim carries is checked for this chain (the block's
 ``chain_id``): the owner's tokens (``relay.tokens``) and the receiver's claim
@@ -42,6 +44,7 @@ from gridnet.errors import (
     PoolExists,
     PoolExpired,
     PoolHopsFull,
+    PoolIdUsed,
     PoolNotExpired,
     PoolOverdrawn,
     UnknownPool,
@@ -110,7 +113,15 @@ class TokenPool(Wire, frozen=True):
         return next((h.paid for h in self.hops if h.relay == relay), 0)
 
 
+class ReclaimedPool(Wire, frozen=True):
+    """A reclaimed pool's id, used for good: no live pool (``POOLS`` has none of this id)."""
+
+    reclaimed_at: U63
+    """Height of the block that reclaimed it."""
+
+
 POOLS = register_table("pools", b"P", TokenPool)
+RECLAIMED_POOLS = register_table("pools_reclaimed", b"1", ReclaimedPool)
 
 
 class CreateTokenPool(Wire, frozen=True, tag=16):
@@ -142,6 +153,13 @@ def apply_create_pool(state: StateView, env: BlockEnv, sender: Address, payload:
     pid = pool_id(sender, payload.final_hash)
     if state.get(POOLS, pid) is not None:
         raise PoolExists(f"pool {pid.hex()[:16]} already exists")
+    reclaimed = state.get(RECLAIMED_POOLS, pid)
+    if reclaimed is not None:
+        raise PoolIdUsed(
+            f"pool {pid.hex()[:16]} was reclaimed at height {reclaimed.reclaimed_at} and its id is "
+            "used for good (the old pool's tokens and claims would be valid against a new one): "
+            "register a new hash chain (another seed)"
+        )
     if payload.expiry_height <= env.height:
         raise MalformedTransaction("a pool must expire after the block that creates it")
     acct = state.account(sender)
@@ -263,6 +281,7 @@ def apply_reclaim(state: StateView, env: BlockEnv, sender: Address, payload: Rec
         raise PoolNotExpired(f"the pool expires at height {pool.expiry_height}")
     state.credit(sender, pool.amount - pool.paid)
     state.put(POOLS, payload.pool, None)
+    state.put(RECLAIMED_POOLS, payload.pool, ReclaimedPool(env.height))
 
 
 CREATE_POOL_RULES = TxRules(
