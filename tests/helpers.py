@@ -16,10 +16,10 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.miner import produce_block
 from gridnet.ledger.params import Allocation, ChainParams, default_params
 from gridnet.ledger.pow import mine
-from gridnet.ledger.registry import RULES, Payload
-from gridnet.ledger.state import ACCOUNTS, StateView
+from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import ACCOUNTS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction
-from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.transition import ahead_checks, validate_transaction
 from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_to_bytes
 
@@ -214,16 +214,13 @@ class _WatchedCache(SignatureCache):
 
 
 @contextlib.contextmanager
-def ahead_checks_answered(
-    payload: Payload, chain_id: bytes, state: StateView | None = None
-) -> Iterator[None]:
-    """The payload's checks a node makes ahead (``TxRules.carried``; with ``state``, the head's,
-    ``TxRules.keyed`` too) are verified into a fresh signature cache made current for the
-    block; at its end each must have answered a check of the rules run meanwhile: they are
-    the very checks the rules make (one that differs in its message, key or domain would be
-    verified for nothing)."""
-    rules = RULES[type(payload)]
-    checks = rules.carried(payload, chain_id) + ([] if state is None else rules.keyed(payload, state))
+def ahead_checks_answered(tx: Transaction, chain: Chain) -> Iterator[None]:
+    """The checks a node makes ahead for ``tx``'s payload (``ahead_checks``: ``TxRules.carried``,
+    and ``TxRules.keyed`` with ``chain``'s head state) are verified into a fresh signature cache
+    made current for the block; at its end each must have answered a check of the rules run
+    meanwhile: they are the very checks the rules make (one that differs in its message, key
+    or domain would be verified for nothing)."""
+    checks = ahead_checks(tx, chain.chain_id, chain.view())
     assert checks, "the payload carries no signature checks"
     cache = _WatchedCache()
     with cache.active():

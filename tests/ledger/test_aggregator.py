@@ -180,8 +180,9 @@ def test_a_record_moves_et_sells_the_seller_energy_and_is_kept(h: Helios) -> Non
     exported(h, i, 120)
     buyer0, seller0 = balance(h, BUYER.address), balance(h, OWNER.address)
     payload = record(h, i)
-    with ahead_checks_answered(payload, h.chain.chain_id):  # the request's and the grant's
-        h.mine(h.tx(COLLECTOR, payload))
+    tx = h.tx(COLLECTOR, payload)
+    with ahead_checks_answered(tx, h.chain):  # the request's and the grant's
+        h.mine(tx)
     view = h.chain.view()
     et, fee = transfer_due(80, PRICE, FEE_BPS)
     assert (et, fee) == (80_800, 800)

@@ -159,7 +159,7 @@ def test_opening_locks_the_deposit(market: Market) -> None:
     t = terms()
     before = market.chain.account(BUYER.address).balance
     open_tx = market.tx(BUYER, OpenContract(signed(t)))
-    with ahead_checks_answered(open_tx.payload, market.chain.chain_id):  # the parties' signatures
+    with ahead_checks_answered(open_tx, market.chain):  # the parties' signatures
         market.mine(open_tx)
     record = market.chain.view().get(CONTRACTS, contract_id(t))
     assert record is not None and record.remaining == deposit(t)
@@ -320,8 +320,9 @@ def test_settlement_pays_seller_and_each_line_owner_exactly(market: Market) -> N
     balances = {k.address: market.chain.account(k.address).balance for k in (SELLER, LINE_A, LINE_B)}
     market.mine(market.tx(OTHER, SettleContract(state(t, 1, 500))))
     second = SettleContract(state(t, 2, 900, 300))
-    with ahead_checks_answered(second, market.chain.chain_id, market.chain.view()):  # the buyer's, keyed
-        market.mine(market.tx(OTHER, second))
+    settle = market.tx(OTHER, second)
+    with ahead_checks_answered(settle, market.chain):  # the buyer's, keyed
+        market.mine(settle)
     got = {a: market.chain.account(a).balance - b for a, b in balances.items()}
     assert got == {
         SELLER.address: energy_cost(1_200, PRICE),
@@ -383,8 +384,9 @@ def test_equivocating_states_forfeit_the_buyers_bond_a_tenth_to_the_seller(marke
         validate_transaction(market.pending(OTHER, same), market.chain.params, market.chain.chain_id)
     seller_before = market.chain.account(SELLER.address).balance
     report = ReportEquivocation(a, b)
-    with ahead_checks_answered(report, market.chain.chain_id, market.chain.view()):  # both states, keyed
-        market.mine(market.tx(OTHER, report))
+    reported = market.tx(OTHER, report)
+    with ahead_checks_answered(reported, market.chain):  # both states, keyed
+        market.mine(reported)
     assert market.chain.account(BUYER.address).bonded == 0
     assert market.chain.account(SELLER.address).balance == seller_before + 5 * UNITS_PER_GNC
     assert isinstance(market.refused(OTHER, ReportEquivocation(b, a)), FraudAlreadyReported)

@@ -31,7 +31,7 @@ from gridnet.errors import (
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import Transaction
-from gridnet.ledger.transition import validate_transaction
+from gridnet.ledger.transition import ahead_checks, validate_transaction
 from gridnet.ledger.txs.authority import PublishFlag, RegisterAuthority, flagged_by
 from gridnet.ledger.txs.meter import (
     GAP_GRACE_INTERVALS,
@@ -43,13 +43,22 @@ from gridnet.ledger.txs.meter import (
     reading_key,
     registration,
 )
-from gridnet.meter.binding import sign_binding
+from gridnet.meter.binding import binding_check, sign_binding
 from gridnet.meter.certificate import SignedCertificate, issue_certificate
 from gridnet.meter.reading import Reading, SignedReading, sign_reading
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import FlagTarget, Role
 from gridnet.units import interval_of, interval_start
-from tests.helpers import extend, new_chain, register_identity, rejection, sign, test_keys, test_params
+from tests.helpers import (
+    ahead_checks_answered,
+    extend,
+    new_chain,
+    register_identity,
+    rejection,
+    sign,
+    test_keys,
+    test_params,
+)
 from tests.ledger.forge import forge_block
 from tests.ledger.vectors import record_rejection, snapshot
 
@@ -184,7 +193,15 @@ def test_a_registration_names_its_sender_as_the_meters_owner(world: World) -> No
     # The meter's status signature is no binding either (another domain).
     as_status = msgspec.structs.replace(for_owner, binding=for_owner.status.signature)
     assert isinstance(rejection(world.chain, world.pending(OWNER, as_status)), MeterBindingInvalid)
-    world.mine(world.tx(OWNER, for_owner))
+    # The binding is checked ahead, in a node's batch with the transaction's own signature:
+    # the rules find it in the signature cache (and check it themselves, and refuse a copy).
+    tx = world.tx(OWNER, for_owner)
+    chain_id = world.chain.chain_id
+    assert ahead_checks(tx, chain_id, world.chain.view()) == [
+        binding_check(M5.public_key, chain_id, OWNER.address, for_owner.binding)
+    ]
+    with ahead_checks_answered(tx, world.chain):
+        world.mine(tx)
     record = world.chain.view().get(METERS, M5.address)
     assert record is not None and record.owner == OWNER.address
 

@@ -118,8 +118,9 @@ def test_a_real_load_rejection_with_the_pss_raises_no_flag(h: Helios) -> None:
     for _ in range(20):
         m.run(1)
         records.append(st.measure(m))
-    with ahead_checks_answered(batch(h, *records), h.chain.chain_id):  # each record's signature
-        submit(h, *records)
+    submitted = h.tx(OWNER, batch(h, *records))
+    with ahead_checks_answered(submitted, h.chain):  # each record's signature
+        h.mine(submitted, interval=START + 1)
     station = h.chain.view().get(STATIONS, STATION)
     assert station is not None and station.measurements == 25 and station.flagged == 0
     assert station.switches == 0b110 and station.violations == 0

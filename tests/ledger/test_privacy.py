@@ -103,8 +103,9 @@ def test_an_aggregate_needs_a_member_pseudonym_its_proof_every_member_and_an_end
     with pytest.raises(MalformedTransaction):
         bad = msgspec.structs.replace(aggregate(h, START, 300), average_wh=7)
         validate_transaction(sign(h.chain, BUYER, bad, 0), h.chain.params, h.chain.chain_id)
-    with ahead_checks_answered(aggregate(h, START, 300), h.chain.chain_id):  # the pseudonym's proof
-        h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
+    published = h.tx(BUYER, aggregate(h, START, 300))
+    with ahead_checks_answered(published, h.chain):  # the pseudonym's proof
+        h.mine(published, interval=START + 4)
     assert h.refused(STRANGER, aggregate(h, START, 300, PSEUDONYMS[3])) == "SlotAggregated"
     stored = h.chain.view().get(AGGREGATES, slot_key(GID, START))
     assert stored is not None and (stored.total_wh, stored.average_wh) == (300, 100)

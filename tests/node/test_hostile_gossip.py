@@ -143,6 +143,30 @@ def test_a_refused_transaction_sent_again_is_neither_checked_nor_answered_until_
     assert tx_id(spend) in node.mempool
 
 
+def test_a_registrations_meter_binding_is_checked_with_the_batch_once(tmp_path: Path) -> None:
+    """A gossiped RegisterMeter's binding (the meter's signature naming its owner and chain) is
+    checked in the gossip batch beside the transaction's own, and the meter's rules find it in
+    the node's signature cache: it is verified once. A copy sent by another identity binds
+    nothing to it: refused at admission by its rule, by name, and no fault of the peer's (the
+    rule needs the sender's state: whether it has an identity, the certificate's issuer)."""
+    cert = issue_certificate(MAKER, METER.public_key, vendor="Acme", model="M1", firmware="1.0.0", serial="1")
+    node = node_on(tmp_path)
+    chain = node.chain
+    extend(chain, [register_identity(chain, k) for k in (ALICE, BOB, MAKER)])
+    extend(chain, [sign(chain, MAKER, RegisterAuthority(int(Role.MANUFACTURER), "Acme"), 1)])
+    payload = registration(METER, cert, "north", ALICE.address, chain.chain_id)
+    before = snapshot()
+    assert answers(node.handle("peer", TxsMsg((sign(chain, ALICE, payload, 1),)), NOW)) == []
+    spent = snapshot().since(before)
+    # its own and the binding in the batch, the certificate's and the status's by the
+    # stateless rules; the binding answered from the cache
+    assert (spent.verifies, spent.verifies_cached) == (4, 1)
+    assert len(node.mempool) == 1
+    copy = sign(chain, BOB, payload, 1)
+    assert answers(node.handle("peer", TxsMsg((copy,)), NOW)) == ["MeterBindingInvalid"]
+    assert node.stats.peer_faults == {} and len(node.mempool) == 1
+
+
 def test_readings_of_an_unregistered_meter_are_refused_at_admission(tmp_path: Path) -> None:
     node = node_on(tmp_path)
     batch = sign(node.chain, ALICE, readings_of(METER, 256), 0)

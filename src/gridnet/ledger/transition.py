@@ -209,7 +209,7 @@ def ahead_checks(tx: Transaction, chain_id: Hash32, state: StateView) -> list[Si
     rules = RULES.get(type(tx.payload))
     if rules is None:
         return []
-    return rules.carried(tx.payload, chain_id) + rules.keyed(tx.payload, state)
+    return rules.carried(tx.payload, chain_id, address_digest(tx.sender)) + rules.keyed(tx.payload, state)
 
 
 # --- transactions: stateful -------------------------------------------------------------

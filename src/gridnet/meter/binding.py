@@ -15,7 +15,7 @@ owner's key never signs for the meter, and the meter's key never leaves it.
 from __future__ import annotations
 
 from gridnet.crypto.address import address_from_public_key
-from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
+from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import AddressBytes, Wire, encode
 from gridnet.units import Address, Hash32, PublicKey, Signature
 
@@ -38,8 +38,16 @@ def sign_binding(meter_key: PrivateKey, chain_id: Hash32, owner: Address) -> Sig
     return meter_key.sign(Domain.METER_BINDING, binding_message(chain_id, binding))
 
 
+def binding_check(
+    meter_key: PublicKey, chain_id: Hash32, owner: Address, signature: Signature
+) -> SignatureCheck:
+    """Checking ``signature`` as ``meter_key``'s binding of its registration to ``owner`` on
+    chain ``chain_id``."""
+    binding = MeterBinding(address_from_public_key(meter_key), owner)
+    return (Domain.METER_BINDING, meter_key, binding_message(chain_id, binding), signature)
+
+
 def is_bound_to(meter_key: PublicKey, chain_id: Hash32, owner: Address, signature: Signature) -> bool:
     """True when ``signature`` is ``meter_key``'s binding of its registration to ``owner`` on
     chain ``chain_id``."""
-    binding = MeterBinding(address_from_public_key(meter_key), owner)
-    return verify_signature(Domain.METER_BINDING, meter_key, binding_message(chain_id, binding), signature)
+    return verify_signature(*binding_check(meter_key, chain_id, owner, signature))

@@ -537,7 +537,12 @@ def record_checks(payload: RecordTrade, chain_id: bytes) -> list[SignatureCheck]
     ]
 
 
-RECORD_RULES = TxRules(RecordTrade, validate_record, apply_record, carried=record_checks)
+RECORD_RULES = TxRules(
+    RecordTrade,
+    validate_record,
+    apply_record,
+    carried=lambda p, chain_id, _sender: record_checks(p, chain_id),
+)
 REWARD_RULES = TxRules(RewardContributors, validate_reward, apply_reward)
 
 

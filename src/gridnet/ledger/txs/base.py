@@ -95,9 +95,10 @@ class TxRules(Generic[P]):
     that time, or after that change, still includes it, without effect, so that a
     transaction waiting in a mempool never strands its sender's later ones behind a nonce
     no block can use.
-    ``carried(payload, chain_id)``: the signatures the payload carries that are checked with a key it
-    carries too (no state needed to know the check): a node checks them beside the
-    transaction's own signature, in the same batch on all cores, and the type's rules then
+    ``carried(payload, chain_id, sender)``: the signatures the payload carries that are checked
+    with a key it carries too (no state needed to know the check; ``sender``, the transaction's
+    sender's address, for a signature that binds the payload to it): a node checks them beside
+    the transaction's own signature, in the same batch on all cores, and the type's rules then
     find them in its signature cache (they still decide, and name the rejection).
     ``keyed(payload, state)``: the signatures the payload carries that are checked with a key
     the state gives (a contract's buyer): a node checks them in the same batch with its head
@@ -110,7 +111,7 @@ class TxRules(Generic[P]):
     apply: Callable[[StateView, BlockEnv, Address, P], None]
     spends: Callable[[P], int] = lambda _payload: 0
     admit: Callable[[StateView, BlockEnv, P], None] | None = None
-    carried: Callable[[P, Hash32], list[SignatureCheck]] = lambda _payload, _chain_id: []
+    carried: Callable[[P, Hash32, Address], list[SignatureCheck]] = lambda _payload, _chain_id, _sender: []
     keyed: Callable[[P, StateView], list[SignatureCheck]] = lambda _payload, _state: []
 
 

@@ -316,7 +316,7 @@ OPEN_RULES = TxRules(
     validate_open_contract,
     apply_open_contract,
     spends=lambda p: deposit(p.signed.terms),
-    carried=lambda p, _chain_id: terms_checks(p.signed),
+    carried=lambda p, _chain_id, _sender: terms_checks(p.signed),
 )
 SETTLE_RULES = TxRules(SettleContract, validate_settle_contract, apply_settle_contract, keyed=settle_checks)
 CLOSE_RULES = TxRules(CloseContract, validate_close_contract, apply_close_contract)

@@ -142,5 +142,5 @@ OVERRIDE_RULES = TxRules(
     RecordOverride,
     validate_record_override,
     apply_record_override,
-    carried=lambda p, chain_id: [command_check(p.command, chain_id)],
+    carried=lambda p, chain_id, _sender: [command_check(p.command, chain_id)],
 )

@@ -152,8 +152,14 @@ def overcredit_checks(payload: ReportHopOvercredit, chain_id: Hash32) -> list[Si
 
 
 EQUIVOCATION_RULES = TxRules(
-    ReportHopEquivocation, _no_check, apply_report_hop_equivocation, carried=equivocation_checks
+    ReportHopEquivocation,
+    _no_check,
+    apply_report_hop_equivocation,
+    carried=lambda p, chain_id, _sender: equivocation_checks(p, chain_id),
 )
 OVERCREDIT_RULES = TxRules(
-    ReportHopOvercredit, _no_check, apply_report_hop_overcredit, carried=overcredit_checks
+    ReportHopOvercredit,
+    _no_check,
+    apply_report_hop_overcredit,
+    carried=lambda p, chain_id, _sender: overcredit_checks(p, chain_id),
 )

@@ -38,7 +38,7 @@ from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.crypto.hashing import hash32
-from gridnet.crypto.keys import Domain, PrivateKey, verify_many
+from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_many
 from gridnet.encoding import (
     U63,
     AddressBytes,
@@ -72,7 +72,7 @@ from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.firmware import check_release
 from gridnet.ledger.txs.identity import require_identity
-from gridnet.meter.binding import is_bound_to, sign_binding
+from gridnet.meter.binding import binding_check, is_bound_to, sign_binding
 from gridnet.meter.certificate import Label, SignedCertificate, is_valid_certificate, meter_id
 from gridnet.meter.reading import Reading, SignedReading, check_follows, is_signed_by
 from gridnet.meter.status import (
@@ -380,7 +380,16 @@ def apply_reading(
     return True
 
 
-REGISTER_METER_RULES = TxRules(RegisterMeter, validate_register_meter, apply_register_meter)
+def binding_checks(payload: RegisterMeter, chain_id: Hash32, sender: Address) -> list[SignatureCheck]:
+    """The meter's binding of its registration to the sender on this chain (``TxRules.carried``;
+    ``apply_register_meter``'s check)."""
+    meter_key = payload.certificate.certificate.meter_key
+    return [binding_check(meter_key, chain_id, sender, payload.binding)]
+
+
+REGISTER_METER_RULES = TxRules(
+    RegisterMeter, validate_register_meter, apply_register_meter, carried=binding_checks
+)
 REVOKE_METER_RULES = TxRules(RevokeMeter, validate_revoke_meter, apply_revoke_meter)
 SUBMIT_READINGS_RULES = TxRules(SubmitReadings, validate_submit_readings, apply_submit_readings)
 STATUS_RULES = TxRules(ReportMeterStatus, validate_report_meter_status, apply_report_meter_status)

@@ -297,4 +297,9 @@ def apply_submit(state: StateView, env: BlockEnv, sender: Address, payload: Subm
 
 
 REGISTER_STATION_RULES = TxRules(RegisterStation, validate_register, apply_register)
-SUBMIT_MONITORING_RULES = TxRules(SubmitMonitoring, validate_submit, apply_submit, carried=carried_checks)
+SUBMIT_MONITORING_RULES = TxRules(
+    SubmitMonitoring,
+    validate_submit,
+    apply_submit,
+    carried=lambda p, chain_id, _sender: carried_checks(p, chain_id),
+)

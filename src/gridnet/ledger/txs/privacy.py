@@ -272,6 +272,9 @@ def aggregate_checks(payload: PublishAggregate, chain_id: bytes) -> list[Signatu
 
 
 PUBLISH_AGGREGATE_RULES = TxRules(
-    PublishAggregate, validate_aggregate, apply_aggregate, carried=aggregate_checks
+    PublishAggregate,
+    validate_aggregate,
+    apply_aggregate,
+    carried=lambda p, chain_id, _sender: aggregate_checks(p, chain_id),
 )
 RECORD_BILLS_RULES = TxRules(RecordBills, _no_check, apply_bills)

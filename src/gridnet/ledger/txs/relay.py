@@ -304,7 +304,9 @@ def claim_checks(payload: ClaimTransit, chain_id: Hash32) -> list[SignatureCheck
     return checks
 
 
-CLAIM_RULES = TxRules(ClaimTransit, validate_claim, apply_claim, carried=claim_checks)
+CLAIM_RULES = TxRules(
+    ClaimTransit, validate_claim, apply_claim, carried=lambda p, chain_id, _sender: claim_checks(p, chain_id)
+)
 RECLAIM_RULES = TxRules(ReclaimPool, validate_reclaim, apply_reclaim)
 
 
