@@ -15,6 +15,7 @@ from gridnet.errors import (
     FirmwareReleaseExists,
     IdentityRevoked,
     MalformedTransaction,
+    MeterAlreadyRegistered,
     MeterStatusMismatch,
     MeterStatusSignatureInvalid,
     NotAuthorized,
@@ -239,6 +240,26 @@ def test_registration_status_rules(market: Market) -> None:
     assert record is not None and (record.firmware, record.image, record.status_seq) == ("2", FIX, 2)
     for seq in (1, 2):  # its statuses up to the one it registered with are stale here
         assert isinstance(market.refused(BUYER, status(meter, seq)), StaleMeterStatus)
+
+
+def test_no_registration_takes_a_meter_below_a_status_number_the_chain_recorded(market: Market) -> None:
+    """Before its registration the chain records no status of a meter (one reported is
+    ``UnknownMeter``); once registered, its entry stays for good, revoked or not (nothing
+    deletes one), so a second registration, whatever status it carries, is
+    ``MeterAlreadyRegistered``: no registration records a number below one the chain holds."""
+    meter = PrivateKey.from_label("updated-meter")
+    cert = issue_certificate(MAKER, meter.public_key, vendor=VENDOR, model=MODEL, firmware="1", serial="u")
+    market.mine(market.tx(MAKER, PublishFirmware(VENDOR, MODEL, "2", FIX)))
+    assert isinstance(market.refused(BUYER, status(meter, 2)), UnknownMeter)
+    now = sign_status(meter, MeterStatus(meter.address, 2, VENDOR, MODEL, "2", FIX))
+    updated = registration(meter, cert, "north", SELLER.address, market.chain.chain_id, now)
+    market.mine(market.tx(SELLER, updated))
+    factory = registration(meter, cert, "north", SELLER.address, market.chain.chain_id)  # its status 0
+    assert isinstance(market.refused(SELLER, factory), MeterAlreadyRegistered)
+    market.mine(market.tx(MAKER, RevokeMeter(meter.address)))
+    assert isinstance(market.refused(SELLER, factory), MeterAlreadyRegistered)
+    record = market.chain.view().get(METERS, meter.address)
+    assert record is not None and record.revoked and (record.status_seq, record.image) == (2, FIX)
 
 
 # --- what a vulnerable meter is refused -------------------------------------------------------
