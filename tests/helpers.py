@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -29,6 +30,12 @@ INTERVAL = 1_000  # block interval of the test chain [ms]
 
 def test_keys(n: int = 4) -> list[PrivateKey]:
     return [PrivateKey.from_label(f"test-key-{i}") for i in range(n)]
+
+
+def participant_key(report: dict[str, Any], label: str) -> PrivateKey:
+    """The key of a simulated run's participant ``label`` (``World.key``), from its report."""
+    run = report["scenario"]["resolved"]["simulation"]
+    return PrivateKey.from_label(f"{run['name']}/{run['seed']}/{label}")
 
 
 def test_params(keys: Sequence[PrivateKey] = (), gnc: int = 1_000, **overrides: object) -> ChainParams:

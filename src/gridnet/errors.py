@@ -395,7 +395,7 @@ class InvalidCredits(InvalidTransaction):
 
 
 class ControllerExists(InvalidCredits):
-    """A controller of that name is already registered."""
+    """The sender has registered a controller of that name already (each registrant names its own)."""
 
 
 class UnknownController(InvalidCredits):
@@ -467,7 +467,7 @@ class InvalidLoan(InvalidTransaction):
 
 
 class CreditBankExists(InvalidLoan):
-    """A credit bank of that name is already registered."""
+    """The sender has registered a credit bank of that name already (each registrant names its own)."""
 
 
 class UnknownCreditBank(InvalidLoan):
@@ -513,7 +513,8 @@ class InvalidAggregatorTrade(InvalidTransaction):
 
 
 class AggregatorsExist(InvalidAggregatorTrade):
-    """A consortium of aggregators of that name is registered already."""
+    """The sender has registered a consortium of aggregators of that name already (each registrant
+    names its own)."""
 
 
 class UnknownAggregators(InvalidAggregatorTrade):
@@ -739,7 +740,7 @@ class InvalidMonitoring(InvalidTransaction):
 
 
 class StationExists(InvalidMonitoring):
-    """A station of that name is registered already."""
+    """The sender has registered a station of that name already (each registrant names its own)."""
 
 
 class UnknownStation(InvalidMonitoring):
@@ -771,7 +772,8 @@ class InvalidAggregate(InvalidTransaction):
 
 
 class GroupExists(InvalidAggregate):
-    """A privacy group of that name is published already."""
+    """The sender has published a privacy group of that name already (each registrant names its
+    own)."""
 
 
 class UnknownGroup(InvalidAggregate):
@@ -830,7 +832,8 @@ class DealLapsed(InvalidVehicleTrade):
 
 
 class HotspotExists(InvalidVehicleTrade):
-    """A charging hotspot of that name is registered already."""
+    """The sender has registered a charging hotspot of that name already (each registrant names its
+    own)."""
 
 
 class UnknownHotspot(InvalidVehicleTrade):

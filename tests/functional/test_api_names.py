@@ -67,30 +67,34 @@ def test_every_named_object_is_reached_by_its_name(node: DevNode, name: str, tmp
     client = NodeClient(f"127.0.0.1:{node.api_port}")
     segment = path_segment(name)
     assert "/" not in segment and "." not in segment
-    for path, field in (
-        ("/credits/", "controller"),
-        ("/credit-banks/", "bank"),
-        ("/aggregators/", "aggregators"),
-        ("/ev-hotspots/", "hotspot"),
+    for path, field, registrant in (  # (each name under its registrant's key, as the node registers it)
+        ("/credits/", "controller", OWNER),
+        ("/credit-banks/", "bank", COLLECTOR),
+        ("/aggregators/", "aggregators", COLLECTOR),
+        ("/ev-hotspots/", "hotspot", REGISTRY),
     ):
-        answer = client.get(path + segment)
+        answer = client.get(f"{path}{segment}?registrant={registrant.public_key.hex()}")
         assert answer is not None and answer[field] == name, (path, name, answer)
     url = client.url
-    for args, field in (
-        (("chain", "credits", "--controller", name), "controller"),
-        (("chain", "credit-bank", "--name", name), "bank"),
-        (("chain", "aggregators", "--name", name), "aggregators"),
-        (("chain", "ev", "--hotspot", name), "hotspot"),
+    for args, field, registrant in (
+        (("chain", "credits", "--controller", name), "controller", OWNER),
+        (("chain", "credit-bank", "--name", name), "bank", COLLECTOR),
+        (("chain", "aggregators", "--name", name), "aggregators", COLLECTOR),
+        (("chain", "ev", "--hotspot", name), "hotspot", REGISTRY),
     ):
-        printed = json.loads(ok(gridnet(*args, "--node", url, "--json", cwd=tmp_path)))
+        by = ("--registrant", registrant.public_key.hex())
+        printed = json.loads(ok(gridnet(*args, *by, "--node", url, "--json", cwd=tmp_path)))
         assert printed[field] == name, (args, printed)
     client.close()
 
 
 def test_a_name_not_registered_is_a_404_naming_it(node: DevNode, tmp_path: Path) -> None:
     client = NodeClient(f"127.0.0.1:{node.api_port}")
-    status, answer = client.call("GET", "/credits/" + path_segment("no/such"))
+    by = OWNER.public_key.hex()
+    status, answer = client.call("GET", f"/credits/{path_segment('no/such')}?registrant={by}")
     assert status == 404 and "'no/such'" in answer["message"], answer
-    line = one_line_error(gridnet("chain", "ev", "--hotspot", "no/such", "--node", client.url, cwd=tmp_path))
+    line = one_line_error(
+        gridnet("chain", "ev", "--hotspot", "no/such", "--registrant", by, "--node", client.url, cwd=tmp_path)
+    )
     assert "no/such" in line, line
     client.close()

@@ -677,28 +677,44 @@ def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Pat
     assert "InsufficientConsortium" in short or "needs 2" in short, short
     ok(gridnet(*args, "--threshold", "2", "--member-key", "m0.key", "--member-key", "m1.key", cwd=tmp_path))
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
-    out = ok(gridnet("chain", "credits", "--data-dir", data, "--controller", "Island", cwd=tmp_path))
+    # The controller is a.key's "Island": named by its registrant's public key and the name.
+    registrant = ok(gridnet("keys", "show", "--key", "a.key", "--public-key", cwd=tmp_path)).strip()
+    controller = ("--controller", "Island", "--registrant", registrant)
+    out = ok(gridnet("chain", "credits", "--data-dir", data, *controller, cwd=tmp_path))
     assert "Island: 0 credits in circulation" in out, out
     line = one_line_error(
         gridnet(
-            "tx", "enroll-producer", "--data-dir", data, "--key", "a.key", "--controller", "Island",
-            "--meter", funded.b, cwd=tmp_path,
+            "tx", "enroll-producer", "--data-dir", data, "--key", "a.key", *controller, "--meter", funded.b,
+            cwd=tmp_path,
         )
     )  # fmt: skip
     assert "UnknownMeter" in line or "not registered" in line, line
     missing = one_line_error(
-        gridnet("chain", "credits", "--data-dir", data, "--controller", "Nowhere", cwd=tmp_path)
-    )
+        gridnet("chain", "credits", "--data-dir", data, "--controller", "Nowhere", "--registrant", registrant,
+                cwd=tmp_path)
+    )  # fmt: skip
     assert "no Helios controller" in missing, missing
+    b_key = ok(gridnet("keys", "show", "--key", "b.key", "--public-key", cwd=tmp_path)).strip()
+    theirs = one_line_error(
+        gridnet("chain", "credits", "--data-dir", data, "--controller", "Island", "--registrant", b_key,
+                cwd=tmp_path)
+    )  # fmt: skip
+    assert f"no Helios controller named 'Island' registered by {b_key}" in theirs, theirs
+    for wrong in ("abc", "00" * 31, funded.a):
+        line = one_line_error(
+            gridnet("tx", "enroll-producer", "--data-dir", data, "--key", "a.key", "--controller", "Island",
+                    "--registrant", wrong, "--meter", funded.b, cwd=tmp_path)
+        )  # fmt: skip
+        assert "--registrant" in line and "give the 32-byte public key" in line, line
     bad = one_line_error(
         gridnet(
-            "tx", "register-island", "--data-dir", data, "--key", "a.key", "--controller", "Island",
+            "tx", "register-island", "--data-dir", data, "--key", "a.key", *controller,
             "--gateway", funded.a, "--island-node", f"{funded.b}:130", "--member-key", "m0.key", cwd=tmp_path,
         )
     )  # fmt: skip
     assert "METER:INJECT_W:WITHDRAW_W" in bad, bad
     # Each meter's owner signs its consent (the gateway's a, the node's b), printed for --consent.
-    island = ("--controller", "Island", "--gateway", funded.a, "--island-node", f"{funded.b}:130:500")
+    island = (*controller, "--gateway", funded.a, "--island-node", f"{funded.b}:130:500")
     consents = [
         ok(
             gridnet(
@@ -754,7 +770,9 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
     ok(gridnet(*args, "--criteria", "criteria.toml", cwd=tmp_path))
     ok(gridnet("tx", "register-identity", "--data-dir", data, "--key", "b.key", cwd=tmp_path))  # (to borrow)
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "b.key", cwd=tmp_path))
-    loan = ("tx", "request-loan", "--data-dir", data, "--key", "b.key", "--bank", "Commons")
+    registrant = ok(gridnet("keys", "show", "--key", "a.key", "--public-key", cwd=tmp_path)).strip()
+    bank = ("--bank", "Commons", "--registrant", registrant)  # (a.key's "Commons")
+    loan = ("tx", "request-loan", "--data-dir", data, "--key", "b.key", *bank)
     big = one_line_error(gridnet(*loan, "--amount", "11", cwd=tmp_path))
     assert "LoanTooLarge" in big, big
     ok(gridnet(*loan, "--amount", "8", cwd=tmp_path))
@@ -767,6 +785,8 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
             data,
             "--name",
             "Commons",
+            "--registrant",
+            registrant,
             "--borrower",
             funded.b,
             cwd=tmp_path,
@@ -797,6 +817,8 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
             data,
             "--name",
             "Commons",
+            "--registrant",
+            registrant,
             "--borrower",
             funded.b,
             cwd=tmp_path,
@@ -805,7 +827,7 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
     # 10 to start, and 20 for max_loan (10 GNC) of principal repaid: 16 for the 8 GNC repaid
     assert "credit value 26" in out and "its loan is repaid" in out, out
     withdraw = (
-        "tx", "withdraw-capital", "--data-dir", data, "--key", "a.key", "--bank", "Commons", "--to", funded.a,
+        "tx", "withdraw-capital", "--data-dir", data, "--key", "a.key", *bank, "--to", funded.a,
         "--member-key", "m0.key", "--member-key", "m1.key",
     )  # fmt: skip
     short = one_line_error(gridnet(*withdraw, "--seq", "1", "--amount", "100.5", cwd=tmp_path))
@@ -814,12 +836,14 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "a.key", cwd=tmp_path))
     again = one_line_error(gridnet(*withdraw, "--seq", "1", "--amount", "1", cwd=tmp_path))
     assert "StaleWithdrawal" in again, again
-    out = ok(gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Commons", cwd=tmp_path))
+    name = ("--name", "Commons", "--registrant", registrant)
+    out = ok(gridnet("chain", "credit-bank", "--data-dir", data, *name, cwd=tmp_path))
     assert "0.00000000 GNC to lend" in out and "100.40000000 GNC withdrawn in 1 withdrawal(s)" in out, out
     missing = one_line_error(
-        gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Nowhere", cwd=tmp_path)
-    )
-    assert "no credit bank named 'Nowhere'" in missing, missing
+        gridnet("chain", "credit-bank", "--data-dir", data, "--name", "Nowhere", "--registrant", registrant,
+                cwd=tmp_path)
+    )  # fmt: skip
+    assert f"no credit bank named 'Nowhere' registered by {registrant}" in missing, missing
 
 
 def test_a_file_that_is_not_text_is_one_line_wherever_it_is_given(tmp_path: Path) -> None:

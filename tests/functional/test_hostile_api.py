@@ -300,7 +300,10 @@ def test_errors_quote_a_clients_input_shortened(tmp_path: Path, nodes: list[DevN
     long_name = "n" * 7_000
     cases = [
         long_path,
-        *(f"/{route}/{long_name}" for route in ("credits", "credit-banks", "aggregators", "ev-hotspots")),
+        *(
+            f"/{route}/{long_name}?registrant={'ab' * 32}"
+            for route in ("credits", "credit-banks", "aggregators", "ev-hotspots")
+        ),
         f"/commands/{long_name}",
         f"/accounts/gn{long_name}",
         f"/state/{long_name}/00",

@@ -64,7 +64,14 @@ from tests.ledger.test_helios import (
 )
 
 NAME = "Aggregators"
-CID = aggregators_id(NAME)
+
+
+def consortium_named(name: str) -> bytes:
+    """The id of COLLECTOR's consortium ``name`` (COLLECTOR registers the consortia)."""
+    return aggregators_id(COLLECTOR.public_key, name)
+
+
+CID = consortium_named(NAME)
 FEE_BPS = 100  # 1 %
 PERIOD = 4  # intervals: START is a period's first (START is a multiple of 4)
 PRICE = 1_000_000  # base units/kWh
@@ -166,10 +173,10 @@ def test_a_consortium_is_registered_by_a_majority(h: Helios) -> None:
     with pytest.raises(MalformedTransaction, match="fee_bps 1 with reward_top 0"):
         stateless(h, consortium_act(h, "X", fee_bps=1, reward_top=0))
     stateless(h, consortium_act(h, "X", fee_bps=0, reward_top=0))
-    figures = aggregator_figures(h.chain.view(), NAME)
-    assert (
-        figures is not None and figures["majority"] == 2 and aggregator_figures(h.chain.view(), "No") is None
-    )
+    view, by = h.chain.view(), COLLECTOR.public_key
+    figures = aggregator_figures(view, by, NAME)
+    assert figures is not None and figures["majority"] == 2 and aggregator_figures(view, by, "No") is None
+    assert aggregator_figures(view, OWNER.public_key, NAME) is None  # (COLLECTOR's name, not OWNER's)
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -210,7 +217,7 @@ def test_a_record_moves_et_sells_the_seller_energy_and_is_kept(h: Helios) -> Non
 def test_the_consortium_and_its_signatures(h: Helios) -> None:
     i = START + 1
     exported(h, i, 120)
-    assert h.refused(COLLECTOR, record(h, i, cid=aggregators_id("Nobody"))) == "UnknownAggregators"
+    assert h.refused(COLLECTOR, record(h, i, cid=consortium_named("Nobody"))) == "UnknownAggregators"
     assert h.refused(COLLECTOR, record(h, i, keys=MEMBERS[:1])) == "NoConsortiumMajority"
     assert h.refused(COLLECTOR, record(h, i, keys=[MEMBERS[0], STRANGER])) == "NoConsortiumMajority"
     assert h.refused(COLLECTOR, record(h, i, processor=STRANGER)) == "ProcessingSignatureInvalid"
@@ -244,7 +251,7 @@ def test_stateless_rules(h: Helios) -> None:
             h, msgspec.structs.replace(other, grant=msgspec.structs.replace(other.grant, tid=bytes(32)))
         )
     with pytest.raises(GrantMismatch):
-        stateless(h, msgspec.structs.replace(other, consortium=aggregators_id("Other")))
+        stateless(h, msgspec.structs.replace(other, consortium=consortium_named("Other")))
     with pytest.raises(MalformedTransaction):
         stateless(h, record(h, i, tr=interval_start(i)))  # a request made once the interval began
     with pytest.raises(MalformedTransaction):
@@ -422,7 +429,8 @@ def test_a_consortium_and_its_records_are_queryable(h: Helios, tmp_path: Path) -
     tid = payload.grant.tid.hex()
     node = Node("n", h.chain)
     with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
-        body = client.get(f"/aggregators/{NAME}").json()
+        by = {"registrant": COLLECTOR.public_key.hex()}
+        body = client.get(f"/aggregators/{NAME}", params=by).json()
         assert (body["records"], body["traded_wh"], body["majority"]) == (1, 80, 2)
         trade = client.get(f"/trade-records/{tid}").json()
         assert (trade["aer_wh"], trade["aeg_wh"], trade["et"]) == (100, 80, 80_800)
@@ -430,7 +438,7 @@ def test_a_consortium_and_its_records_are_queryable(h: Helios, tmp_path: Path) -
         # What `chain aggregators --node` takes as a node's answers (else "is it a GRIDNET node?"):
         expect(body, AggregatorsAnswer, "aggregators")
         expect(trade, TradeRecordAnswer, "trade record")
-        assert client.get("/aggregators/nobody").status_code == 404
+        assert client.get("/aggregators/nobody", params=by).status_code == 404
         assert client.get(f"/trade-records/{'00' * 32}").json()["code"] == "NotFound"
         assert client.get("/trade-records/zz").json()["code"] == "BadRequest"
     h.chain.close()
@@ -444,6 +452,8 @@ def test_a_consortium_and_its_records_are_queryable(h: Helios, tmp_path: Path) -
         str(tmp_path / "c"),
         "--name",
         NAME,
+        "--registrant",
+        COLLECTOR.public_key.hex(),
     ]
     out = subprocess.run([*cmd, "--tid", tid, "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

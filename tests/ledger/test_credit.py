@@ -74,7 +74,14 @@ CRITERIA = CreditCriteria(
     interest_bps=1_000,  # 10 %
     repay_share_pct=50,
 )
-BANK = bank_id("Commons")
+
+
+def bank_named(name: str) -> bytes:
+    """The id of COLLECTOR's bank ``name`` (COLLECTOR registers the banks)."""
+    return bank_id(COLLECTOR.public_key, name)
+
+
+BANK = bank_named("Commons")
 
 
 def bank_act(
@@ -118,14 +125,14 @@ def test_a_bank_is_registered_by_its_consortium_with_its_capital(h: Helios) -> N
 
 
 def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:
-    assert h.refused(OWNER, RequestLoan(bank_id("Nobody"), 1_000)) == "UnknownCreditBank"
+    assert h.refused(OWNER, RequestLoan(bank_named("Nobody"), 1_000)) == "UnknownCreditBank"
     assert h.refused(STRANGER, RequestLoan(BANK, 1_000)) == "UnknownIdentity"  # no identity, no history
     assert h.refused(OWNER, RequestLoan(BANK, 10_001)) == "LoanTooLarge"  # 10 points x 1,000
     strict = bank_act(h, "Strict", criteria=msgspec.structs.replace(CRITERIA, min_value=11))
     poor = bank_act(h, "Poor", capital=5_000)
     h.mine(h.tx(COLLECTOR, strict), h.tx(COLLECTOR, poor))
-    assert h.refused(OWNER, RequestLoan(bank_id("Strict"), 1_000)) == "CreditValueTooLow"
-    assert h.refused(OWNER, RequestLoan(bank_id("Poor"), 6_000)) == "BankCapitalShort"
+    assert h.refused(OWNER, RequestLoan(bank_named("Strict"), 1_000)) == "CreditValueTooLow"
+    assert h.refused(OWNER, RequestLoan(bank_named("Poor"), 6_000)) == "BankCapitalShort"
     with pytest.raises(MalformedTransaction):
         validate_transaction(sign(h.chain, OWNER, RequestLoan(BANK, 0), 0), h.chain.params, h.chain.chain_id)
 
@@ -138,7 +145,7 @@ def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:
     assert bank is not None and bank.capital == 990_000 and bank.lent == 10_000
     assert balance(h, OWNER.address) - before == 10_000 - tx.fee
     assert h.refused(OWNER, RequestLoan(BANK, 1_000)) == "LoanOutstanding"
-    assert h.refused(OWNER, RequestLoan(bank_id("Poor"), 1_000)) == "LoanOutstanding"  # at any bank
+    assert h.refused(OWNER, RequestLoan(bank_named("Poor"), 1_000)) == "LoanOutstanding"  # at any bank
 
 
 def sell(h: Helios, interval: int, wh: int, price: int = 1_000_000) -> None:
@@ -238,19 +245,22 @@ def test_a_bank_and_a_borrower_are_queryable(h: Helios, tmp_path: Path) -> None:
     h.mine(h.tx(OWNER, RequestLoan(BANK, 4_000)))
     node = Node("n", h.chain)
     with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
-        body = client.get("/credit-banks/Commons", params={"borrower": address_to_text(OWNER.address)}).json()
+        by = {"registrant": COLLECTOR.public_key.hex()}
+        borrower = {**by, "borrower": address_to_text(OWNER.address)}
+        body = client.get("/credit-banks/Commons", params=borrower).json()
         assert (body["capital"], body["lent"], body["loans"]) == (996_000, 4_000, 1)
         assert body["criteria"]["installments"] == 2 and body["credit_value"] == 10
         assert body["loan"]["outstanding"] == 4_400 and body["loan"]["status"] == "open"
         # What `chain credit-bank --node` takes as a node's answer (else "is it a GRIDNET node?"):
         expect(body, BorrowerAnswer, "borrower")
-        expect(client.get("/credit-banks/Commons").json(), CreditBankAnswer, "bank")
-        missing = client.get("/credit-banks/nowhere")
+        expect(client.get("/credit-banks/Commons", params=by).json(), CreditBankAnswer, "bank")
+        missing = client.get("/credit-banks/nowhere", params=by)
         assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
     h.chain.close()
     out = subprocess.run(
         [sys.executable, "-m", "gridnet", "chain", "credit-bank", "--data-dir", str(tmp_path / "c"),
-         "--name", "Commons", "--borrower", address_to_text(OWNER.address), "--json"],
+         "--name", "Commons", "--registrant", COLLECTOR.public_key.hex(), "--borrower",
+         address_to_text(OWNER.address), "--json"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -299,13 +309,13 @@ def test_the_books_split_what_is_repaid_into_principal_and_interest(h: Helios) -
     h.mine(h.tx(OWNER, RequestLoan(BANK, 10_000)))
     sell(h, START + 3, 6)  # 3,000 repaid: 3,000 × 10,000 / 11,000 = 2,727 of it principal
     assert repaid_to(h.chain.view(), BANK) == RepaidToBank(principal=2_727, interest=273)
-    figures = bank_figures(h.chain.view(), "Commons", None)
+    figures = bank_figures(h.chain.view(), COLLECTOR.public_key, "Commons", None)
     assert figures is not None and figures["on_loan"] == 10_000 - 2_727
     h.mine(h.tx(OWNER, RepayLoan(8_000)))
     assert repaid_to(h.chain.view(), BANK) == RepaidToBank(principal=10_000, interest=1_000)
     h.mine(h.tx(BUYER, RequestLoan(BANK, 10_000)), interval=START + 10)
     h.mine(h.tx(OWNER, ReportMissedRepayment(BUYER.address)), interval=START + 30)  # a default
-    figures = bank_figures(h.chain.view(), "Commons", None)
+    figures = bank_figures(h.chain.view(), COLLECTOR.public_key, "Commons", None)
     assert figures is not None and (figures["lent"], figures["on_loan"], figures["repaid"]) == (
         20_000,
         10_000,
@@ -332,7 +342,7 @@ def test_the_consortium_withdraws_capital_not_lent_out_once_per_act(h: Helios) -
     h.mine(h.tx(OWNER, RequestLoan(BANK, 10_000)))  # 990,000 left; 10,000 is lent out
     assert h.refused(COLLECTOR, withdrawal(h, 1, 990_001)) == "BankCapitalShort"
     assert h.refused(COLLECTOR, withdrawal(h, 1, 1_000, MEMBERS[:1])) == "InsufficientConsortium"
-    assert h.refused(COLLECTOR, withdrawal(h, 1, 1_000, bank=bank_id("Nobody"))) == "UnknownCreditBank"
+    assert h.refused(COLLECTOR, withdrawal(h, 1, 1_000, bank=bank_named("Nobody"))) == "UnknownCreditBank"
     assert h.refused(COLLECTOR, withdrawal(h, 2, 1_000)) == "StaleWithdrawal"
     for bad in (withdrawal(h, 1, 0), withdrawal(h, 1, 1, MEMBERS * 11)):
         with pytest.raises(MalformedTransaction):
@@ -463,11 +473,11 @@ def test_credit_vectors_pin_the_principal_weighted_history_and_the_limit(h: Heli
         "10,000 of principal and defaulted on 14,000 (repaid late) has a newcomer's limit, "
         "10,000: the default cancels the repaid principal; it asks for 10,001",
         OWNER,
-        RequestLoan(bank_id("Lenient"), 10_001),
+        RequestLoan(bank_named("Lenient"), 10_001),
         LoanTooLarge,
     )
     h.mine_vector(
         "credit_loan_at_the_limit_after_a_default",
         "at that bank the borrower borrows its limit, 10,000",
-        h.tx(OWNER, RequestLoan(bank_id("Lenient"), 10_000)),
+        h.tx(OWNER, RequestLoan(bank_named("Lenient"), 10_000)),
     )

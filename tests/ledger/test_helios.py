@@ -80,7 +80,14 @@ METER_KEY = PrivateKey.from_label("helios-meter")
 BUYER_METER_KEY = PrivateKey.from_label("helios-buyer-meter")
 MEMBERS = sorted((PrivateKey.from_label(f"neighbour-{i}") for i in range(3)), key=lambda k: k.public_key)
 NAME = "Island"
-CID = controller_id(NAME)
+
+
+def controller_named(name: str, registrant: PrivateKey | None = None) -> bytes:
+    """The id of the controller ``name`` that ``registrant`` (default: OWNER) registers."""
+    return controller_id((registrant or OWNER).public_key, name)
+
+
+CID = controller_named(NAME)
 START = interval_of(GENESIS_TIME) + 4  # the first interval the tests meter
 
 
@@ -231,7 +238,7 @@ def test_enrollment_rules(h: Helios) -> None:
     assert h.refused(OWNER, EnrollProducer(CID, BUYER_METER_KEY.address)) == "MeterNotOwned"
     assert h.refused(OWNER, EnrollProducer(CID, STRANGER.address)) == "UnknownMeter"
     assert (
-        h.refused(BUYER, EnrollProducer(controller_id("nowhere"), BUYER_METER_KEY.address))
+        h.refused(BUYER, EnrollProducer(controller_named("nowhere"), BUYER_METER_KEY.address))
         == "UnknownController"
     )
     with pytest.raises(MalformedTransaction):
@@ -524,16 +531,25 @@ def test_supply_and_balances_are_queryable(h: Helios, tmp_path: Path) -> None:
     h.mine(h.tx(OWNER, TransferCredits(CID, BUYER.address, 200)))
     node = Node("n", h.chain)
     with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
-        body = client.get(f"/credits/{NAME}", params={"holder": address_to_text(BUYER.address)}).json()
+        owner = {"registrant": OWNER.public_key.hex()}
+        holder = {**owner, "holder": address_to_text(BUYER.address)}
+        body = client.get(f"/credits/{NAME}", params=holder).json()
         assert (body["supply"], body["minted_wh"], body["balance"]) == (1_200, 1_200, 200)
-        missing = client.get("/credits/nowhere")
+        missing = client.get("/credits/nowhere", params=owner)
         assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
-        bad = client.get("/credits/nowhere", params={"holder": "gnbad"})  # the query first, as for banks
+        bad = client.get("/credits/nowhere", params={**owner, "holder": "gnbad"})  # (the query first)
         assert bad.status_code == 400 and bad.json()["code"] == "InvalidAddress"
+        # The name is the registrant's: under another key's, no controller of that name.
+        theirs = client.get(f"/credits/{NAME}", params={"registrant": BUYER.public_key.hex()})
+        assert theirs.status_code == 404 and theirs.json()["code"] == "NotFound"
+        for bad_key in ({}, {"registrant": "00" * 31}, {"registrant": "zz"}):
+            answer = client.get(f"/credits/{NAME}", params=bad_key)
+            assert answer.status_code == 400 and "registrant" in answer.json()["message"], answer.json()
     h.chain.close()
     out = subprocess.run(
         [sys.executable, "-m", "gridnet", "chain", "credits", "--data-dir", str(tmp_path / "c"),
-         "--controller", NAME, "--holder", address_to_text(OWNER.address), "--json"],
+         "--controller", NAME, "--registrant", OWNER.public_key.hex(),
+         "--holder", address_to_text(OWNER.address), "--json"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -651,7 +667,7 @@ def test_a_stranger_cannot_put_other_peoples_meters_in_its_island(h: Helios) -> 
     squat = RegisterController("Squat", (squatter.public_key,), 1, ())
     h.mine(h.tx(STRANGER, h.signed_by(squat, [squatter])))
     nodes = (IslandNode(METER_KEY.address, 0, 4),)  # (1 Wh an interval for OWNER's meter)
-    act = RegisterIsland(controller_id("Squat"), BUYER_METER_KEY.address, nodes, (), ())
+    act = RegisterIsland(controller_named("Squat", STRANGER), BUYER_METER_KEY.address, nodes, (), ())
     signed: RegisterIsland = h.signed_by(act, [squatter])  # type: ignore[arg-type,assignment]
     wanted = island_consents(act.controller, act.gateway, act.nodes)
     own = tuple(sign_as_member(STRANGER, h.chain.chain_id, c) for c in wanted)
@@ -708,7 +724,7 @@ def test_each_meter_of_an_island_needs_its_owners_consent_to_its_place(h: Helios
     node = wanted[at_meter]
     for other, other_chain in (
         (msgspec.structs.replace(node, withdraw_w=node.withdraw_w + 100), chain_id),
-        (msgspec.structs.replace(node, controller=controller_id("Other")), chain_id),
+        (msgspec.structs.replace(node, controller=controller_named("Other")), chain_id),
         (node, bytes(32)),
     ):
         consent = sign_as_member(OWNER, other_chain, other)
@@ -756,7 +772,8 @@ def test_the_owners_consents_from_the_command_line_found_an_island(h: Helios, tm
     data = str(tmp_path / "c")
     meter, buyer_meter = address_to_text(METER_KEY.address), address_to_text(BUYER_METER_KEY.address)
     island = (
-        "--controller", NAME, "--gateway", address_to_text(GATEWAY_KEY.address),
+        "--controller", NAME, "--registrant", OWNER.public_key.hex(),
+        "--gateway", address_to_text(GATEWAY_KEY.address),
         "--island-node", f"{meter}:130:500", "--island-node", f"{buyer_meter}:130:100",
     )  # fmt: skip
 
@@ -828,7 +845,7 @@ def test_a_wh_is_paid_once_whether_minted_by_any_controller_or_sold(h: Helios) -
     from gridnet.ledger.txs.meter import READINGS, reading_key
 
     other = h.signed_by(RegisterController("Other", tuple(k.public_key for k in MEMBERS), 2, ()), MEMBERS[:2])
-    h.mine(h.tx(OWNER, other), h.tx(OWNER, EnrollProducer(controller_id("Other"), METER_KEY.address)))
+    h.mine(h.tx(OWNER, other), h.tx(OWNER, EnrollProducer(controller_named("Other"), METER_KEY.address)))
     t = ContractTerms(
         h.chain.chain_id, BUYER.address, OWNER.address, BUYER_METER_KEY.address, METER_KEY.address, (),
         100, START + 1, START + 4, 1_000, 2, 0,
@@ -848,7 +865,8 @@ def test_a_wh_is_paid_once_whether_minted_by_any_controller_or_sold(h: Helios) -
         reading = view.get(READINGS, reading_key(METER_KEY.address, START + i))
         assert reading is not None and reading.sold_wh == reading.exported_wh == 500
     assert h.refused(OWNER, settle(2, (1, 200), (2, 100))) == "DoubleSelling"
-    second = h.signed_by(MintCredits(controller_id("Other"), METER_KEY.address, START + 4, ()), MEMBERS[:2])
+    other_mint = MintCredits(controller_named("Other"), METER_KEY.address, START + 4, ())
+    second = h.signed_by(other_mint, MEMBERS[:2])
     assert h.refused(COLLECTOR, second) == "BelowMinimumMint"
 
 

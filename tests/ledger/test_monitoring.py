@@ -34,7 +34,7 @@ from tests.ledger.test_helios import BUYER, METER_KEY, OWNER, START, Helios, at,
 
 SWITCH_KEYS = [PrivateKey.from_label(f"switch-meter-{n}") for n in range(3)]
 GEN = METER_KEY
-STATION = station_id("Plant")
+STATION = station_id(OWNER.public_key, "Plant")
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from tests.ledger.test_helios import BUYER, COLLECTOR, MAKER, OWNER, START, STRA
 
 KMC, BILLING = COLLECTOR, OWNER
 PSEUDONYMS = [PrivateKey.from_label(f"pseudonym-{n}") for n in range(6)]  # 3 members x 2 each
-GID = group_id("low-use")
+GID = group_id(KMC.public_key, "low-use")
 SLOT = 4  # intervals
 
 

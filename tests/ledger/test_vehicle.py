@@ -59,7 +59,14 @@ CHARGING = PrivateKey.from_label("ev-charging")  # BUYER's car
 DISCHARGING = PrivateKey.from_label("ev-discharging")  # OWNER's car
 STATION = PrivateKey.from_label("ev-station")
 LAGS = sorted((PrivateKey.from_label(f"ev-lag-{i}") for i in range(2)), key=lambda k: k.public_key)
-HID = hotspot_id("Depot")
+
+
+def hotspot_named(name: str) -> bytes:
+    """The id of REGISTRY's hotspot ``name`` (REGISTRY registers the hotspots)."""
+    return hotspot_id(REGISTRY.public_key, name)
+
+
+HID = hotspot_named("Depot")
 FEE, CHARGING_DISCOUNT, PARKING_DISCOUNT, PENALTY_PCT = 40_000, 10_000, 20_000, 20
 BATTERY_WH, POWER_W = 50_000, 11_000
 
@@ -204,7 +211,7 @@ def test_a_deal_locks_the_payment_and_the_penalty_deposit(h: Helios) -> None:
 def test_every_rule_of_opening_a_deal(h: Helios) -> None:
     t = terms()
     stranger_car = PrivateKey.from_label("ev-unregistered")
-    assert h.refused(STRANGER, opening(h, replace(t, hotspot=hotspot_id("Nowhere")))) == "UnknownHotspot"
+    assert h.refused(STRANGER, opening(h, replace(t, hotspot=hotspot_named("Nowhere")))) == "UnknownHotspot"
     assert h.refused(STRANGER, opening(h, replace(t, fee=FEE - 1))) == "DealTermsMismatch"
     assert h.refused(STRANGER, opening(h, replace(t, penalty_pct=0))) == "DealTermsMismatch"
     for term in ("charging_discount", "parking_discount"):
@@ -455,7 +462,8 @@ def test_a_hotspot_and_its_deals_are_queryable(h: Helios, tmp_path: Path) -> Non
     did = deal_id(t).hex()
     node = Node("n", h.chain)
     with TestClient(create_app(node, clock=lambda: h.clock, broadcast=lambda _out: None)) as client:
-        body = client.get("/ev-hotspots/Depot").json()
+        by = {"registrant": REGISTRY.public_key.hex()}
+        body = client.get("/ev-hotspots/Depot", params=by).json()
         assert (body["deals"], body["traded_wh"], body["penalty_pct"]) == (1, 4_000, PENALTY_PCT)
         deal = client.get(f"/ev-deals/{did}").json()
         assert (deal["status"], deal["energy_charged_wh"], deal["broken_by"]) == ("settled", 4_000, "seller")
@@ -464,7 +472,7 @@ def test_a_hotspot_and_its_deals_are_queryable(h: Helios, tmp_path: Path) -> Non
         # What `chain ev --node` takes as a node's answers (else "is it a GRIDNET node?"):
         expect(body, HotspotAnswer, "hotspot")
         expect(deal, EvDealAnswer, "deal")
-        assert client.get("/ev-hotspots/nowhere").status_code == 404
+        assert client.get("/ev-hotspots/nowhere", params=by).status_code == 404
         assert client.get(f"/ev-deals/{'00' * 32}").json()["code"] == "NotFound"
         assert client.get("/ev-deals/zz").json()["code"] == "BadRequest"
     h.chain.close()
@@ -478,6 +486,8 @@ def test_a_hotspot_and_its_deals_are_queryable(h: Helios, tmp_path: Path) -> Non
         str(tmp_path / "c"),
         "--hotspot",
         "Depot",
+        "--registrant",
+        REGISTRY.public_key.hex(),
     ]
     out = subprocess.run([*cmd, "--deal", did, "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -243,16 +243,18 @@ def test_a_transaction_the_node_holds_already_is_not_an_error(fake_node: FakeNod
     assert fake_node.posts == ["/transactions", "/transactions"]
 
 
+BY = ("--registrant", "cd" * 32)
+ADDRESS = "gns2xnk54lq6gwljdpkfgunbutpbf2nek2f5aueta"
 CHAIN_READERS = [
     ("chain", "show"),
-    ("chain", "account", "--address", "gns2xnk54lq6gwljdpkfgunbutpbf2nek2f5aueta"),
-    ("chain", "credits", "--controller", "Helios"),
-    ("chain", "aggregators", "--name", "Grid"),
-    ("chain", "aggregators", "--name", "Grid", "--tid", "ab" * 32),
-    ("chain", "ev", "--hotspot", "Depot"),
-    ("chain", "ev", "--hotspot", "Depot", "--deal", "ab" * 32),
-    ("chain", "credit-bank", "--name", "Commons"),
-    ("chain", "credit-bank", "--name", "Commons", "--borrower", "gns2xnk54lq6gwljdpkfgunbutpbf2nek2f5aueta"),
+    ("chain", "account", "--address", ADDRESS),
+    ("chain", "credits", "--controller", "Helios", *BY),
+    ("chain", "aggregators", "--name", "Grid", *BY),
+    ("chain", "aggregators", "--name", "Grid", *BY, "--tid", "ab" * 32),
+    ("chain", "ev", "--hotspot", "Depot", *BY),
+    ("chain", "ev", "--hotspot", "Depot", *BY, "--deal", "ab" * 32),
+    ("chain", "credit-bank", "--name", "Commons", *BY),
+    ("chain", "credit-bank", "--name", "Commons", *BY, "--borrower", ADDRESS),
 ]
 
 

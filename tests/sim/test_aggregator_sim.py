@@ -19,6 +19,7 @@ from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import scenario_from_dict
 from gridnet.units import UNITS_PER_GNC, energy_cost
+from tests.helpers import participant_key
 
 DAY: dict[str, Any] = {
     "simulation": {"intervals": 16, "start": "2026-06-21T09:00:00Z"},
@@ -49,7 +50,7 @@ def test_the_aggregators_record_trades_the_chain_checks(tmp_path: Path) -> None:
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        cid = aggregators_id("Aggregators")
+        cid = aggregators_id(participant_key(report, "aggregators").public_key, "Aggregators")
         consortium = view.get(AGGREGATORS, cid)
         assert consortium is not None and consortium.records == a["records"]
         records = []
@@ -144,7 +145,10 @@ def test_the_aggregators_count_refused_what_the_nodes_refused(
     from tests.sim.test_helios_sim import COMBINED
 
     monkeypatch.setattr(AggregatorDesk, "unsettled", lambda *args: None)  # (the controller races)
-    report = simulate(scenario_from_dict(COMBINED, "helios-aggregators.toml"), tmp_path / "out")
+    # Which side wins the race turns on every byte the run puts on chain: seed 3's run loses 10
+    # of 16 records to the mints (seed 2's lost 3 with the ids of names alone, none since).
+    doc = {**COMBINED, "simulation": {**COMBINED["simulation"], "seed": 3}}
+    report = simulate(scenario_from_dict(doc, "helios-aggregators.toml"), tmp_path / "out")
     a, refused_by = report["roles"]["aggregators"], report["transactions"]["refused_by"]
     assert refused_by["GrantExceedsAvailable"]["aggregators"] > 0
     assert a["refused"] == sum(by.get("aggregators", 0) for by in refused_by.values())

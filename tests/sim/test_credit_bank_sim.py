@@ -14,6 +14,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.credit import BANKS, LOANS, bank_id, credit_value, history_of
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import scenario_from_dict
+from tests.helpers import participant_key
 
 MORNING: dict[str, Any] = {
     "simulation": {"intervals": 16, "start": "2026-06-21T06:00:00Z"},
@@ -38,7 +39,7 @@ def test_borrowers_borrow_repay_and_miss_as_the_chain_says(tmp_path: Path) -> No
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        record = view.get(BANKS, bank_id("Commons"))
+        record = view.get(BANKS, bank_id(participant_key(report, "credit-bank").public_key, "Commons"))
         assert record is not None and record.loans == bank["loans"] and record.defaults == bank["defaults"]
         assert sum(b["missed_installments"] for b in bank["borrowers"]) == bank["missed_reported"]
         total_histories = 0

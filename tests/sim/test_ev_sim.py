@@ -29,6 +29,7 @@ from gridnet.ledger.txs.vehicle import (
 )
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.scenario import scenario_from_dict
+from tests.helpers import participant_key
 
 # Seed 2: the vehicles' draws give a morning where some vehicle is idle in a period, buyers
 # and sellers both leave early (with each vehicle drawing from its own generators, seed 4 no
@@ -66,7 +67,7 @@ def test_vehicles_trade_energy_in_signed_deals_settled_on_chain(tmp_path: Path) 
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        spot = view.get(HOTSPOTS, hotspot_id("Depot"))
+        spot = view.get(HOTSPOTS, hotspot_id(participant_key(report, "vehicle-registry").public_key, "Depot"))
         assert spot is not None and spot.traded_wh == ev["charged_wh"] and spot.deals == ev["deals_settled"]
         deals = [view.get(EV_DEALS, k[1:]) for k in chain.values if k.startswith(EV_DEALS.prefix)]
         assert len(deals) == ev["deals_settled"]

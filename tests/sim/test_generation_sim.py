@@ -14,6 +14,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.monitoring import STATIONS, station_id
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import scenario_from_dict
+from tests.helpers import participant_key
 
 HOUR: dict[str, Any] = {
     "simulation": {"intervals": 2, "start": "2026-06-21T10:00:00Z"},
@@ -40,7 +41,8 @@ def test_a_false_data_injection_is_flagged_on_chain(tmp_path: Path) -> None:
     assert g["flags_by_reason"] == {"switch_contradiction": 121} and g["switch_violations"] == 2
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
-        station = chain.view().get(STATIONS, station_id("Plant"))
+        operator = participant_key(report, "generation-operator")
+        station = chain.view().get(STATIONS, station_id(operator.public_key, "Plant"))
         assert station is not None and station.flagged == 121 and station.switches == 0b100  # SL, SC open
     finally:
         chain.close()

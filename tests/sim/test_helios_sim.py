@@ -20,6 +20,7 @@ from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import scenario_from_dict
 from gridnet.units import interval_of
+from tests.helpers import participant_key
 
 DAY: dict[str, Any] = {
     "simulation": {"intervals": 16, "start": "2026-06-21T09:00:00Z"},
@@ -40,7 +41,7 @@ def test_the_controller_credits_what_the_meters_injected(tmp_path: Path) -> None
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        cid = controller_id("Island")
+        cid = controller_id(participant_key(report, "helios-controller").public_key, "Island")
         controller = view.get(CONTROLLERS, cid)
         assert controller is not None and controller.supply == helios["minted_wh"]
         first = interval_of(sc.start_ms)
@@ -100,7 +101,7 @@ def test_helios_beside_the_aggregators_credits_only_what_nobody_sold(tmp_path: P
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        cid = controller_id("Island")
+        cid = controller_id(participant_key(report, "helios-controller").public_key, "Island")
         first = interval_of(sc.start_ms)
         sold: dict[str, Counter[tuple[bytes, int]]] = {"granted": Counter(), "paid": Counter()}
         for k in chain.values:  # (what the records granted and the contracts paid, by meter and interval)
@@ -172,7 +173,8 @@ def test_an_island_keeps_every_node_and_its_gateway_within_their_caps(tmp_path: 
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        found = view.get(ISLANDS, controller_id("Island"))
+        cid = controller_id(participant_key(report, "helios-controller").public_key, "Island")
+        found = view.get(ISLANDS, cid)
         assert found is not None and (found.absorb_w, found.supply_w) == (160, 480)
         gateway = view.get(ISLAND_MEMBERS, found.gateway)
         assert gateway is not None and (gateway.inject_w, gateway.withdraw_w) == (480, 160)
@@ -225,7 +227,7 @@ def test_a_redemption_is_released_through_the_meters_release_relay(tmp_path: Pat
     chain = Chain.open(tmp_path / "out" / "chain", readonly=True)
     try:
         view = chain.view()
-        cid = controller_id("Island")
+        cid = controller_id(participant_key(report, "helios-controller").public_key, "Island")
         found = [
             view.get(REDEMPTIONS, k[len(REDEMPTIONS.prefix) :])
             for k in chain.values

@@ -136,7 +136,7 @@ class AggregatorDesk(Agent):
         keys = [world.key(f"{DESK}/member-{i}") for i in range(self.t.members)]
         self.members: list[PrivateKey] = sorted(keys, key=lambda k: k.public_key)
         self.majority = len(self.members) // 2 + 1
-        self.cid = aggregators_id(self.t.name)
+        self.cid = aggregators_id(self.key.public_key, self.t.name)
         self.clients: set[str] = {h.name for h in clients}
         self.requests: dict[Interval, list[Request]] = defaultdict(list)
         self.offers: dict[Interval, list[Offer]] = defaultdict(list)
@@ -409,6 +409,7 @@ class AggregatorDesk(Agent):
         return {
             "enabled": True,
             "consortium": self.t.name,
+            "registrant": self.key.public_key.hex(),
             "members": len(self.members),
             "majority": self.majority,
             "fee_bps": self.t.fee_bps,

@@ -99,7 +99,7 @@ class CreditBankAgent(Agent):
         self.t: CreditBankTable = world.s.tables["credit_bank"]
         keys = [world.key(f"{name}/member-{i}") for i in range(self.t.members)]
         self.members = sorted(keys, key=lambda k: k.public_key)
-        self.bid = bank_id(self.t.name)
+        self.bid = bank_id(self.key.public_key, self.t.name)
         self.borrowers: list[Home] = []
         self.waiting: dict[bytes, tuple[Any, int]] = {}
         """Borrower -> its loan record when its device last sent a request or a repayment, and
@@ -200,6 +200,7 @@ class CreditBankAgent(Agent):
             "enabled": True,
             "registered": True,
             "bank": bank.name,
+            "registrant": self.key.public_key.hex(),
             "capital_gnc": bank.capital / UNITS_PER_GNC,
             "loans": bank.loans,
             "lent_gnc": bank.lent / UNITS_PER_GNC,

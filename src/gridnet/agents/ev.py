@@ -259,7 +259,7 @@ class EvDesk(Agent):
             (world.key(f"ev-aggregator/{n}") for n in range(self.t.aggregators)), key=lambda k: k.public_key
         )
         self.station = world.key("ev-station")
-        self.hid = hotspot_id(self.t.hotspot)
+        self.hid = hotspot_id(registry.key.public_key, self.t.hotspot)  # (the registry registers it)
         self.seed = f"{world.s.simulation.name}/{world.s.simulation.seed}"
         """Seeds each vehicle's draws for a period (whether it leaves early, and when)."""
         self.deals: list[LiveDeal] = []
@@ -515,6 +515,7 @@ class EvDesk(Agent):
         return {
             "enabled": True,
             "hotspot": t.hotspot,
+            "registrant": self.registry.key.public_key.hex(),
             "vehicles": len(self.cars),
             "home_chargers": sum(c.charger for c in self.cars),
             "registered": registered,

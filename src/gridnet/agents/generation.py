@@ -71,7 +71,7 @@ class GenerationStation(Agent):
         super().__init__("generation-operator", world.key("generation-operator"), world.node_for(1))
         self.t: GenerationTable = world.s.tables["generation"]
         self.meters = [world.key(f"generation/{n}-meter") for n in ("generator", "SL", "SC", "PSS")]
-        self.sid = station_id(self.t.name)
+        self.sid = station_id(self.key.public_key, self.t.name)
         self.chain_id = b""
         """The chain the records are signed for (known once the chain exists: at the bootstrap)."""
         self.machine = Machine()

@@ -123,7 +123,7 @@ class HeliosController(Agent):
         self.t: HeliosTable = world.s.tables["helios"]
         keys = [world.key(f"{name}/member-{i}") for i in range(self.t.members)]
         self.members = sorted(keys, key=lambda k: k.public_key)
-        self.cid = controller_id(self.t.name)
+        self.cid = controller_id(self.key.public_key, self.t.name)
         self.producers: list[Home] = []
         self.asked: dict[bytes, int] = {}
         """Meter -> the interval its last mint asked for (until the chain shows it)."""
@@ -333,6 +333,7 @@ class HeliosController(Agent):
         self.figures = {
             "enabled": True,
             "controller": self.t.name,
+            "registrant": self.key.public_key.hex(),
             "producers": len(self.producers),
             "enrolled": sum(
                 1

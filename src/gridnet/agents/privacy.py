@@ -141,9 +141,8 @@ class KeyCentre(Agent):
             total = sum(world.metered(m.home, i)[1] for m in group.members for i in range(slot, interval + 1))
             _, pseudonym = self.aggregator(group, slot)
             count = len(group.members)
-            act = PublishAggregate(
-                group_id(group.name), slot, total, count, total // count, b"\x00" * 32, b"\x00" * 64
-            )
+            gid = group_id(self.key.public_key, group.name)
+            act = PublishAggregate(gid, slot, total, count, total // count, b"\x00" * 32, b"\x00" * 64)
             self.carry(world, collector, prove(pseudonym, world.backend.chain_id, act), interval)
 
     def carry(self, world: World, collector: Agent, signed: PublishAggregate, last: int) -> None:
@@ -166,7 +165,7 @@ class KeyCentre(Agent):
         view = world.look(dso.node).view
         groups = []
         for group in self.groups:
-            gid = group_id(group.name)
+            gid = group_id(self.key.public_key, group.name)
             record = view.get(GROUPS, gid)
             slots = []
             if record is not None:

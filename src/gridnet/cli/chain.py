@@ -18,10 +18,12 @@ from gridnet.cli.common import (
     JsonFlag,
     NodeUrl,
     PassphraseFile,
+    Registrant,
     console,
     count,
     err_console,
     parse_gnc,
+    parse_registrant,
     progress_bar,
     require_node,
 )
@@ -287,6 +289,7 @@ def chain_account(
 @app.command("credits")
 def chain_credits(
     controller: Annotated[str, typer.Option("--controller", help="The Helios controller's name.")],
+    registrant: Registrant,
     holder: Annotated[str | None, typer.Option("--holder", help="An address whose credits to show.")] = None,
     data_dir: OptDataDir = None,
     node: NodeUrl = None,
@@ -294,22 +297,24 @@ def chain_credits(
 ) -> None:
     """A Helios controller's credits: minted, redeemed, in circulation, defaults; and with
     --holder an address's balance (in a data directory, or at the node at --node)."""
+    key = parse_registrant(registrant)
     addr = None if holder is None else address_from_text(holder)
     if node is not None:
-        path = f"/credits/{path_segment(controller)}"
+        path = f"/credits/{path_segment(controller)}?registrant={key.hex()}"
         if addr is not None:
-            path += f"?holder={address_to_text(addr)}"
+            path += f"&holder={address_to_text(addr)}"
         found = expect(require_node(node, data_dir).request("GET", path), CreditsAnswer, f"GET {path}")
         figures = {f: getattr(found, f) for f in found.__struct_fields__}
     else:
         chain = Chain.open(_data_dir(data_dir), readonly=True)
         try:
             view = chain.view()
-            cid = controller_id(controller)
+            cid = controller_id(key, controller)
             record = view.get(CONTROLLERS, cid)
             if record is None:
                 raise ConfigError(
-                    f"no Helios controller named {controller!r} on the chain in {chain.store.data_dir}"
+                    f"no Helios controller named {controller!r} registered by {key.hex()} on the chain "
+                    f"in {chain.store.data_dir}"
                 )
             figures = {
                 "controller": record.name,
@@ -369,6 +374,7 @@ def _queries(node: str | None, data_dir: Path | None, queries: list[Query]) -> l
 @app.command("credit-bank")
 def chain_credit_bank(
     name: Annotated[str, typer.Option("--name", help="The credit bank's name.")],
+    registrant: Registrant,
     borrower: Annotated[
         str | None, typer.Option("--borrower", help="An address whose credit value and loan to show.")
     ] = None,
@@ -378,10 +384,11 @@ def chain_credit_bank(
 ) -> None:
     """A credit bank's criteria and books; with --borrower an address's history, credit value,
     loan limit and latest loan (in a data directory, or at the node at --node)."""
+    key = parse_registrant(registrant)
     addr = None if borrower is None else address_from_text(borrower)
-    path = f"/credit-banks/{path_segment(name)}"
+    path = f"/credit-banks/{path_segment(name)}?registrant={key.hex()}"
     if addr is not None:
-        path += f"?borrower={address_to_text(addr)}"
+        path += f"&borrower={address_to_text(addr)}"
     (figures,) = _queries(
         node,
         data_dir,
@@ -389,8 +396,8 @@ def chain_credit_bank(
             (
                 path,
                 CreditBankAnswer if addr is None else BorrowerAnswer,
-                lambda view: bank_figures(view, name, addr),
-                f"no credit bank named {name!r}",
+                lambda view: bank_figures(view, key, name, addr),
+                f"no credit bank named {name!r} registered by {key.hex()}",
             )
         ],
     )
@@ -421,6 +428,7 @@ def chain_credit_bank(
 @app.command("aggregators")
 def chain_aggregators(
     name: Annotated[str, typer.Option("--name", help="The consortium's name.")],
+    registrant: Registrant,
     tid: Annotated[str | None, typer.Option("--tid", help="A trade record's TID (hex) to show.")] = None,
     data_dir: OptDataDir = None,
     node: NodeUrl = None,
@@ -428,13 +436,14 @@ def chain_aggregators(
 ) -> None:
     """A consortium of energy aggregators: members, fee, reward rule, records, treasury; with
     --tid one trade record with the seed's fields (in a data directory, or at the node at --node)."""
+    by = parse_registrant(registrant)
     key = None if tid is None else _hex32(tid, "--tid", "TID")
     queries: list[Query] = [
         (
-            f"/aggregators/{path_segment(name)}",
+            f"/aggregators/{path_segment(name)}?registrant={by.hex()}",
             AggregatorsAnswer,
-            lambda view: aggregator_figures(view, name),
-            f"no consortium of aggregators named {name!r}",
+            lambda view: aggregator_figures(view, by, name),
+            f"no consortium of aggregators named {name!r} registered by {by.hex()}",
         )
     ]
     if key is not None:
@@ -480,6 +489,7 @@ def _hex32(value: str, flag: str, what: str) -> bytes:
 @app.command("ev")
 def chain_ev(
     hotspot: Annotated[str, typer.Option("--hotspot", help="The charging hotspot's name.")],
+    registrant: Registrant,
     deal: Annotated[str | None, typer.Option("--deal", help="A deal's id (hex) to show.")] = None,
     data_dir: OptDataDir = None,
     node: NodeUrl = None,
@@ -487,13 +497,14 @@ def chain_ev(
 ) -> None:
     """A vehicle-to-vehicle charging hotspot: its terms, deals, energy, fees and penalties; with
     --deal one deal with the seed's record fields (in a data directory, or at the node at --node)."""
+    by = parse_registrant(registrant)
     key = None if deal is None else _hex32(deal, "--deal", "deal id")
     queries: list[Query] = [
         (
-            f"/ev-hotspots/{path_segment(hotspot)}",
+            f"/ev-hotspots/{path_segment(hotspot)}?registrant={by.hex()}",
             HotspotAnswer,
-            lambda view: hotspot_figures(view, hotspot),
-            f"no charging hotspot named {hotspot!r}",
+            lambda view: hotspot_figures(view, by, hotspot),
+            f"no charging hotspot named {hotspot!r} registered by {by.hex()}",
         )
     ]
     if key is not None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gridnet.errors import ConfigError, NodeUnavailable
-from gridnet.units import UNITS_PER_GNC
+from gridnet.units import PUBLIC_KEY_BYTES, UNITS_PER_GNC
 
 if TYPE_CHECKING:
     from gridnet.node.client import NodeClient
@@ -47,6 +47,29 @@ PassphraseFile = Annotated[
         "--passphrase-file", help="File with the key's passphrase (else GRIDNET_PASSPHRASE, else a prompt)."
     ),
 ]
+Registrant = Annotated[
+    str,
+    typer.Option(
+        "--registrant",
+        help="The public key (hex) that registered it, as 'gridnet keys show --public-key' prints it: "
+        "each registrant's names are its own.",
+    ),
+]
+
+
+def parse_registrant(text: str) -> bytes:
+    """A ``--registrant``: the 32-byte public key, in hex, whose registration named the group
+    (its id is that key and the name); one clear line if it is not one."""
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != PUBLIC_KEY_BYTES:
+        raise ConfigError(
+            f"--registrant {text[:70]!r}: give the 32-byte public key, in hex, that registered it "
+            "('gridnet keys show --key FILE --public-key')"
+        )
+    return key
 
 
 def count(n: int, noun: str) -> str:

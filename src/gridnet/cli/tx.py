@@ -23,10 +23,12 @@ from gridnet.cli.common import (
     KeyFile,
     NodeUrl,
     PassphraseFile,
+    Registrant,
     TokenFile,
     connect,
     console,
     parse_gnc,
+    parse_registrant,
 )
 from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
@@ -625,6 +627,13 @@ def tx_report_validator_fault(
 
 
 Controller = Annotated[str, typer.Option("--controller", help="The Helios controller's name.")]
+
+
+def _controller(name: str, registrant: str) -> bytes:
+    """The id of the controller ``name`` that the key ``registrant`` (--registrant) registered."""
+    return controller_id(parse_registrant(registrant), name)
+
+
 MemberKeys = Annotated[
     list[Path],
     typer.Option(
@@ -664,7 +673,10 @@ def _member_signed(act: Any, member_keys: list[Path], passphrase_files: list[Pat
 
 @tx_command("register-controller")
 def tx_register_controller(
-    name: Annotated[str, typer.Option("--name", help="The controller's name (its id is its hash).")],
+    name: Annotated[
+        str,
+        typer.Option("--name", help="The controller's name (its id is the hash of your key and the name)."),
+    ],
     member: Annotated[
         list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
     ],
@@ -685,6 +697,7 @@ def tx_register_controller(
 @tx_command("mint-credits")
 def tx_mint_credits(
     controller: Controller,
+    registrant: Registrant,
     meter: Annotated[str, typer.Option("--meter", help="The enrolled meter (gn...).")],
     through: Annotated[
         str, typer.Option("--through", help="Mint up to the interval starting then (ISO 8601 UTC).")
@@ -694,13 +707,14 @@ def tx_mint_credits(
 ) -> Build:
     """As the controller's consortium: mint credits for what the meter injected since its last mint."""
     start = parse_time_ms(through, "--through")
-    act = MintCredits(controller_id(controller), address_from_text(meter), interval_of(start), ())
+    act = MintCredits(_controller(controller, registrant), address_from_text(meter), interval_of(start), ())
     return _member_signed(act, member_key, member_passphrase_file)
 
 
 @tx_command("enroll-producer")
 def tx_enroll_producer(
     controller: Controller,
+    registrant: Registrant,
     meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...).")],
     every: Annotated[
         int, typer.Option("--every", min=1, max=U63_MAX, help="Intervals (15 min) between mints.")
@@ -708,22 +722,26 @@ def tx_enroll_producer(
     min_wh: Annotated[int, typer.Option("--min-wh", min=1, max=U63_MAX, help="Smallest mint, in Wh.")] = 1,
 ) -> Build:
     """Enroll your meter with a Helios controller (credits for what it injects from now on)."""
-    return _constant(EnrollProducer(controller_id(controller), address_from_text(meter), every, min_wh))
+    return _constant(
+        EnrollProducer(_controller(controller, registrant), address_from_text(meter), every, min_wh)
+    )
 
 
 @tx_command("transfer-credits")
 def tx_transfer_credits(
     controller: Controller,
+    registrant: Registrant,
     to: Annotated[str, typer.Option("--to", help="Recipient address (gn...).")],
     credits: Annotated[int, typer.Option("--credits", min=1, max=U63_MAX, help="Credits (1 credit = 1 Wh).")],
 ) -> Build:
     """Send Helios credits to an address."""
-    return _constant(TransferCredits(controller_id(controller), address_from_text(to), credits))
+    return _constant(TransferCredits(_controller(controller, registrant), address_from_text(to), credits))
 
 
 @tx_command("redeem-credits")
 def tx_redeem_credits(
     controller: Controller,
+    registrant: Registrant,
     credits: Annotated[
         int, typer.Option("--credits", min=1, max=U63_MAX, help="Credits to hand back (Wh to receive).")
     ],
@@ -733,12 +751,15 @@ def tx_redeem_credits(
     ] = 4,
 ) -> Build:
     """Hand credits back to the controller, which must then release that energy to your meter."""
-    return _constant(RedeemCredits(controller_id(controller), credits, address_from_text(meter), within))
+    return _constant(
+        RedeemCredits(_controller(controller, registrant), credits, address_from_text(meter), within)
+    )
 
 
 @tx_command("close-redemption")
 def tx_close_redemption(
     controller: Controller,
+    registrant: Registrant,
     redemption: Annotated[
         str, typer.Option("--redemption", help="The RedeemCredits transaction's id (hex).")
     ],
@@ -751,7 +772,7 @@ def tx_close_redemption(
         rid = b""
     if len(rid) != 32:
         raise ConfigError("--redemption: give the 32-byte transaction id in hex")
-    return _constant(CloseRedemption(controller_id(controller), rid))
+    return _constant(CloseRedemption(_controller(controller, registrant), rid))
 
 
 IslandNodes = Annotated[
@@ -761,7 +782,7 @@ IslandNodes = Annotated[
 Gateway = Annotated[str, typer.Option("--gateway", help="The gateway's meter (gn...).")]
 
 
-def _island(controller: str, gateway: str, island_node: list[str]) -> RegisterIsland:
+def _island(controller: str, registrant: str, gateway: str, island_node: list[str]) -> RegisterIsland:
     """The island act (no signatures, no consents) the options describe."""
     nodes = []
     for text in island_node:
@@ -777,7 +798,7 @@ def _island(controller: str, gateway: str, island_node: list[str]) -> RegisterIs
                 f"--island-node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"
             ) from None
     ordered = tuple(sorted(nodes, key=lambda n: n.meter))
-    return RegisterIsland(controller_id(controller), address_from_text(gateway), ordered, (), ())
+    return RegisterIsland(_controller(controller, registrant), address_from_text(gateway), ordered, (), ())
 
 
 def _consents(act: RegisterIsland, chain_id: bytes, given: list[str]) -> tuple[MemberSignature, ...]:
@@ -810,6 +831,7 @@ def _consents(act: RegisterIsland, chain_id: bytes, given: list[str]) -> tuple[M
 @tx_command("register-island")
 def tx_register_island(
     controller: Controller,
+    registrant: Registrant,
     gateway: Gateway,
     island_node: IslandNodes,
     member_key: MemberKeys,
@@ -825,7 +847,7 @@ def tx_register_island(
 ) -> Build:
     """As the controller's consortium: register its island (nodes on one line with their caps,
     and the gateway to the grid), with each meter's owner's consent."""
-    act = _island(controller, gateway, island_node)
+    act = _island(controller, registrant, gateway, island_node)
     members_signed = _member_signed(act, member_key, member_passphrase_file)
 
     def build(params: ChainParams, signer: PrivateKey) -> Payload:
@@ -840,6 +862,7 @@ def tx_register_island(
 def consent_island(
     key: KeyFile,
     controller: Controller,
+    registrant: Registrant,
     gateway: Gateway,
     island_node: IslandNodes,
     meter: Annotated[
@@ -856,7 +879,7 @@ def consent_island(
 ) -> None:
     """As a meter's owner: sign your consent to its place in a Helios island and print it
     (KEY:SIGNATURE, for 'gridnet tx register-island --consent'); nothing is sent."""
-    act = _island(controller, gateway, island_node)
+    act = _island(controller, registrant, gateway, island_node)
     mine = address_from_text(meter)
     wanted = island_consents(act.controller, act.gateway, act.nodes)
     consent = next((c for c in wanted if c.meter == mine), None)
@@ -884,7 +907,9 @@ def load_criteria(path: Path) -> CreditCriteria:
 
 @tx_command("register-credit-bank")
 def tx_register_credit_bank(
-    name: Annotated[str, typer.Option("--name", help="The bank's name (its id is its hash).")],
+    name: Annotated[
+        str, typer.Option("--name", help="The bank's name (its id is the hash of your key and the name).")
+    ],
     member: Annotated[
         list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
     ],
@@ -907,13 +932,19 @@ def tx_register_credit_bank(
     return _member_signed(act, member_key, member_passphrase_file)
 
 
+def _bank(name: str, registrant: str) -> bytes:
+    """The id of the bank ``name`` that the key ``registrant`` (--registrant) registered."""
+    return bank_id(parse_registrant(registrant), name)
+
+
 @tx_command("request-loan")
 def tx_request_loan(
     bank: Annotated[str, typer.Option("--bank", help="The credit bank's name.")],
+    registrant: Registrant,
     amount: Annotated[str, typer.Option("--amount", help="GNC to borrow.")],
 ) -> Build:
     """Borrow from a credit bank (judged on its criteria and your credit value on chain)."""
-    return _constant(RequestLoan(bank_id(bank), parse_gnc(amount)))
+    return _constant(RequestLoan(_bank(bank, registrant), parse_gnc(amount)))
 
 
 @tx_command("repay-loan")
@@ -935,6 +966,7 @@ def tx_report_missed_repayment(
 @tx_command("withdraw-capital")
 def tx_withdraw_capital(
     bank: Annotated[str, typer.Option("--bank", help="The credit bank's name.")],
+    registrant: Registrant,
     seq: Annotated[
         int,
         typer.Option(
@@ -947,5 +979,5 @@ def tx_withdraw_capital(
     member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """As the bank's consortium: take capital that is not lent out."""
-    act = WithdrawCapital(bank_id(bank), seq, address_from_text(to), parse_gnc(amount), ())
+    act = WithdrawCapital(_bank(bank, registrant), seq, address_from_text(to), parse_gnc(amount), ())
     return _member_signed(act, member_key, member_passphrase_file)

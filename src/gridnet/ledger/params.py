@@ -69,14 +69,22 @@ paid whoever sends it (``HopBeneficiaryNotCredited``; none named: the whole stak
 destroyed); a finality vote for a target before its key's membership does not count
 (``VoteBeforeMembership``: its fault could not be proven).
 5 (2026-12-08): a ``ReportMissedRepayment`` counts every installment it judges that what is
-repaid does not cover (one report after two ended unpaid counted one); the votes counted
-towards the next justified checkpoint are an entry per target slot (``finality_tallies``; the
-finality record lists their slots, ``tallied``), not one record, which a long stall of many
-validators grew past what a state entry holds, after which no vote counted again;
-a ``ReclaimPool`` leaves the pool's id used (``pools_reclaimed``, the height
-that reclaimed it): a ``CreateTokenPool`` of that owner and final hash is refused for good
-(``PoolIdUsed``), where a pool created again started with nothing redeemed and the old pool's
-tokens and claims advanced and paid it again."""
+repaid does not cover (one report after two ended unpaid counted one); the votes counted towards
+the next justified checkpoint are an entry per target slot (``finality_tallies``; the finality
+record lists their slots, ``tallied``), not one record, which a long stall of many validators
+grew past what a state entry holds, after which no vote counted again; a ``ReclaimPool`` leaves
+the pool's id used (``pools_reclaimed``, the height that reclaimed it): a ``CreateTokenPool`` of
+that owner and final hash is refused for good (``PoolIdUsed``), where a pool created again
+started with nothing redeemed and the old pool's tokens and claims advanced and paid it again;
+the id of a registered group is namespaced by its registrant, the public key that sent its
+registration: BLAKE2b-256 of its domain tag, that key and its name (a station's the first 20
+bytes), for Helios controllers (``helios-controller/``, a tag they had none of), credit banks,
+consortia of aggregators, charging hotspots, stations and privacy groups. The id was the hash of
+the name alone, so anyone who saw a registration pending could send a copy (the consortium's
+signatures hold for any sender) or its own under the same name first, and the registrant's was
+refused (``ControllerExists``, ``CreditBankExists``, ``AggregatorsExist``, ``HotspotExists``,
+``StationExists``, ``GroupExists``) and the name blocked for good; those errors now mean the
+sender has registered that name already."""
 
 
 class Allocation(Wire, frozen=True):

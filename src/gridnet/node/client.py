@@ -120,7 +120,7 @@ class AccountAnswer(msgspec.Struct):
 
 
 class CreditsAnswer(msgspec.Struct):
-    """``GET /credits/{controller}``."""
+    """``GET /credits/{controller}?registrant=KEY``."""
 
     controller: str
     minted_wh: int
@@ -132,7 +132,7 @@ class CreditsAnswer(msgspec.Struct):
 
 
 class AggregatorsAnswer(msgspec.Struct):
-    """``GET /aggregators/{name}``: what ``gridnet chain aggregators`` reads of it."""
+    """``GET /aggregators/{name}?registrant=KEY``: what ``gridnet chain aggregators`` reads of it."""
 
     aggregators: str
     members: list[str]
@@ -159,7 +159,7 @@ class TradeRecordAnswer(msgspec.Struct):
 
 
 class HotspotAnswer(msgspec.Struct):
-    """``GET /ev-hotspots/{name}``: what ``gridnet chain ev`` reads of it."""
+    """``GET /ev-hotspots/{name}?registrant=KEY``: what ``gridnet chain ev`` reads of it."""
 
     hotspot: str
     fee: int
@@ -192,7 +192,7 @@ class LoanAnswer(msgspec.Struct):
 
 
 class CreditBankAnswer(msgspec.Struct):
-    """``GET /credit-banks/{name}``: what ``gridnet chain credit-bank`` reads of it."""
+    """``GET /credit-banks/{name}?registrant=KEY``: what ``gridnet chain credit-bank`` reads of it."""
 
     bank: str
     capital: int
@@ -206,7 +206,7 @@ class CreditBankAnswer(msgspec.Struct):
 
 
 class BorrowerAnswer(CreditBankAnswer):
-    """``GET /credit-banks/{name}?borrower=ADDRESS``: with the borrower's figures."""
+    """``GET /credit-banks/{name}?registrant=KEY&borrower=ADDRESS``: with the borrower's figures."""
 
     borrower: str
     credit_value: int

@@ -78,7 +78,7 @@ from gridnet.ledger.txs.helios import (
 )
 from gridnet.ledger.txs.identity import require_identity
 from gridnet.ledger.txs.meter import METERS, READINGS, reading_key
-from gridnet.units import Address, Hash32, Interval, energy_cost, interval_of, interval_start
+from gridnet.units import Address, Hash32, Interval, PublicKey, energy_cost, interval_of, interval_start
 
 MAX_FEE_BPS = 5_000
 """The aggregators' fee is at most half the energy's price."""
@@ -169,8 +169,10 @@ PERIODS = register_table("aggregator_periods", b"p", PeriodTally)
 """Consortium id || period (8 bytes big-endian) -> its tally."""
 
 
-def aggregators_id(name: str) -> Hash32:
-    return hash32(b"aggregators/" + name.encode())
+def aggregators_id(registrant: PublicKey, name: str) -> Hash32:
+    """The id of the consortium ``name`` registered by the key ``registrant`` (the sender of its
+    ``RegisterAggregators``): each registrant names its own, so nobody takes a name from another."""
+    return hash32(b"aggregators/" + registrant + name.encode())
 
 
 def period_key(consortium: bytes, period: int) -> bytes:
@@ -355,9 +357,12 @@ def validate_register(payload: RegisterAggregators, params: ChainParams) -> None
 
 
 def apply_register(state: StateView, env: BlockEnv, sender: Address, payload: RegisterAggregators) -> None:
-    cid = aggregators_id(payload.name)
+    cid = aggregators_id(env.sender_key, payload.name)
     if state.get(AGGREGATORS, cid) is not None:
-        raise AggregatorsExist(f"a consortium of aggregators named {payload.name!r} is registered already")
+        raise AggregatorsExist(
+            f"{address_to_text(sender)} has registered a consortium of aggregators named {payload.name!r} "
+            "already"
+        )
     act = replace(payload, signatures=())
     _check_majority(env.chain_id, act, payload.members, payload.signatures, "registering the aggregators")
     consortium = Aggregators(
@@ -573,10 +578,10 @@ def record_figures(view: StateView, tid: bytes) -> dict[str, Any] | None:
     }
 
 
-def aggregator_figures(view: StateView, name: str) -> dict[str, Any] | None:
-    """A consortium's members, fee, reward rule and books (None when no consortium of that name
-    is registered)."""
-    cid = aggregators_id(name)
+def aggregator_figures(view: StateView, registrant: PublicKey, name: str) -> dict[str, Any] | None:
+    """A consortium's members, fee, reward rule and books (None when ``registrant`` registered no
+    consortium of that name)."""
+    cid = aggregators_id(registrant, name)
     found = view.get(AGGREGATORS, cid)
     if found is None:
         return None

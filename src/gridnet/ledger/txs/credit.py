@@ -57,7 +57,7 @@ from gridnet.ledger.txs.helios import (
     check_consortium_shape,
 )
 from gridnet.ledger.txs.identity import require_identity
-from gridnet.units import Address, Hash32, interval_of
+from gridnet.units import Address, Hash32, PublicKey, interval_of
 
 MAX_INSTALLMENTS = 96
 MAX_EVERY_INTERVALS = 7 * 96
@@ -177,8 +177,10 @@ BANK_REPAID = register_table("credit_repaid", b"o", RepaidToBank)
 """Bank id -> what its loans have returned (none before the first repayment)."""
 
 
-def bank_id(name: str) -> Hash32:
-    return hash32(b"credit-bank/" + name.encode())
+def bank_id(registrant: PublicKey, name: str) -> Hash32:
+    """The id of the bank ``name`` registered by the key ``registrant`` (the sender of its
+    ``RegisterCreditBank``): each registrant names its own, so nobody takes a name from another."""
+    return hash32(b"credit-bank/" + registrant + name.encode())
 
 
 class RegisterCreditBank(Wire, frozen=True, tag=34):
@@ -337,9 +339,11 @@ def validate_register_bank(payload: RegisterCreditBank, params: ChainParams) -> 
 def apply_register_bank(
     state: StateView, env: BlockEnv, sender: Address, payload: RegisterCreditBank
 ) -> None:
-    bid = bank_id(payload.name)
+    bid = bank_id(env.sender_key, payload.name)
     if state.get(BANKS, bid) is not None:
-        raise CreditBankExists(f"a credit bank named {payload.name!r} is registered already")
+        raise CreditBankExists(
+            f"{address_to_text(sender)} has registered a credit bank named {payload.name!r} already"
+        )
     act = replace(payload, signatures=())
     check_consortium(
         env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering the bank"
@@ -483,11 +487,13 @@ MISSED_RULES = TxRules(ReportMissedRepayment, _no_check, apply_report_missed)
 WITHDRAW_RULES = TxRules(WithdrawCapital, validate_withdraw, apply_withdraw)
 
 
-def bank_figures(view: StateView, name: str, borrower: Address | None) -> dict[str, Any] | None:
+def bank_figures(
+    view: StateView, registrant: PublicKey, name: str, borrower: Address | None
+) -> dict[str, Any] | None:
     """A bank's published criteria and books, and with ``borrower`` that address's history,
-    credit value, loan limit and latest loan (``GET /credit-banks/{name}``, ``gridnet chain
-    credit-bank``); None when no bank of that name is registered."""
-    bid = bank_id(name)
+    credit value, loan limit and latest loan (``GET /credit-banks/{name}?registrant=KEY``,
+    ``gridnet chain credit-bank``); None when ``registrant`` registered no bank of that name."""
+    bid = bank_id(registrant, name)
     bank = view.get(BANKS, bid)
     if bank is None:
         return None

@@ -53,7 +53,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
-from gridnet.units import INTERVAL_MS, Address, Hash32, interval_of
+from gridnet.units import INTERVAL_MS, Address, Hash32, PublicKey, interval_of
 
 MAX_MEMBERS = 32
 MAX_SPAN_INTERVALS = 7 * 96
@@ -187,8 +187,10 @@ with two windows of one meter overlapping one import discharged both. A new one 
 last is closed or its window is over (one whose readings never all come is never closed)."""
 
 
-def controller_id(name: str) -> Hash32:
-    return hash32(name.encode())
+def controller_id(registrant: PublicKey, name: str) -> Hash32:
+    """The id of the controller ``name`` registered by the key ``registrant`` (the sender of its
+    ``RegisterController``): each registrant names its own, so nobody takes a name from another."""
+    return hash32(b"helios-controller/" + registrant + name.encode())
 
 
 class RegisterController(Wire, frozen=True, tag=27):
@@ -350,9 +352,11 @@ def validate_register_controller(payload: RegisterController, params: ChainParam
 def apply_register_controller(
     state: StateView, env: BlockEnv, sender: Address, payload: RegisterController
 ) -> None:
-    cid = controller_id(payload.name)
+    cid = controller_id(env.sender_key, payload.name)
     if state.get(CONTROLLERS, cid) is not None:
-        raise ControllerExists(f"a Helios controller named {payload.name!r} is registered already")
+        raise ControllerExists(
+            f"{address_to_text(sender)} has registered a Helios controller named {payload.name!r} already"
+        )
     act = replace(payload, signatures=())
     check_consortium(env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering")
     state.put(CONTROLLERS, cid, Controller(payload.name, payload.members, payload.threshold))

@@ -61,7 +61,7 @@ from gridnet.ledger.params import ChainParams
 from gridnet.ledger.state import StateView, register_table
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.meter import METERS
-from gridnet.units import Address
+from gridnet.units import Address, PublicKey
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 I63 = Annotated[int, msgspec.Meta(ge=-(2**63) + 1, le=2**63 - 1)]
@@ -146,8 +146,11 @@ FDI_FLAGS = register_table("fdi_flags", b"f", FdiFlag)
 """Station ‖ measurement seq (8 bytes) -> why the chain flagged it."""
 
 
-def station_id(name: str) -> bytes:
-    return hash32(b"station/" + name.encode())[:20]
+def station_id(registrant: PublicKey, name: str) -> bytes:
+    """The id of the station ``name`` registered by the key ``registrant`` (the sender of its
+    ``RegisterStation``, its owner): each registrant names its own, so nobody takes a name from
+    another."""
+    return hash32(b"station/" + registrant + name.encode())[:20]
 
 
 def flag_key(station: bytes, seq: int) -> bytes:
@@ -212,9 +215,11 @@ def validate_register(payload: RegisterStation, params: ChainParams) -> None:
 
 
 def apply_register(state: StateView, env: BlockEnv, sender: Address, payload: RegisterStation) -> None:
-    sid = station_id(payload.name)
+    sid = station_id(env.sender_key, payload.name)
     if state.get(STATIONS, sid) is not None:
-        raise StationExists(f"a station named {payload.name!r} is registered already")
+        raise StationExists(
+            f"{address_to_text(sender)} has registered a station named {payload.name!r} already"
+        )
     for meter in (payload.generator_meter, *payload.switch_meters):
         record = state.get(METERS, meter)
         if record is None or record.revoked:

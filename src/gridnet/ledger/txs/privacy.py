@@ -45,7 +45,7 @@ from gridnet.ledger.txs.authority import AUTHORITIES
 from gridnet.ledger.txs.base import BlockEnv, TxRules
 from gridnet.ledger.txs.identity import refuse_revoked
 from gridnet.security.roles import Role
-from gridnet.units import Address, Hash32, interval_of
+from gridnet.units import Address, Hash32, PublicKey, interval_of
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_BLOOM_BYTES = 4096
@@ -92,8 +92,11 @@ BILLS = register_table("privacy_bills", b"b", Bill)
 """Group ‖ the first slot billed (8 bytes) -> the billing record."""
 
 
-def group_id(name: str) -> Hash32:
-    return hash32(b"privacy-group/" + name.encode())
+def group_id(registrant: PublicKey, name: str) -> Hash32:
+    """The id of the group ``name`` published by the key ``registrant`` (the key-management
+    centre that sent its ``PublishGroup``): each registrant names its own, so nobody takes a
+    name from another."""
+    return hash32(b"privacy-group/" + registrant + name.encode())
 
 
 def slot_key(group: bytes, slot: int) -> bytes:
@@ -196,9 +199,11 @@ def validate_group(payload: PublishGroup, params: ChainParams) -> None:
 
 def apply_group(state: StateView, env: BlockEnv, sender: Address, payload: PublishGroup) -> None:
     _authority(state, sender, Role.KEY_MANAGEMENT, "publish a group")
-    gid = group_id(payload.name)
+    gid = group_id(env.sender_key, payload.name)
     if state.get(GROUPS, gid) is not None:
-        raise GroupExists(f"a privacy group named {payload.name!r} is published already")
+        raise GroupExists(
+            f"{address_to_text(sender)} has published a privacy group named {payload.name!r} already"
+        )
     group = Group(
         sender, payload.billing_centre, payload.name, payload.bloom, payload.bloom_hashes, payload.members,
         payload.slot_intervals, payload.first_slot, payload.first_slot,

@@ -84,7 +84,7 @@ from gridnet.ledger.txs.helios import MAX_MEMBERS
 from gridnet.ledger.txs.identity import refuse_revoked, require_identity
 from gridnet.ledger.txs.maintenance import penalty_of
 from gridnet.security.roles import Role
-from gridnet.units import Address, Hash32, Wh, energy_cost, interval_of
+from gridnet.units import Address, Hash32, PublicKey, Wh, energy_cost, interval_of
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_BATTERY_WH = 1_000_000
@@ -234,8 +234,11 @@ EV_DEALS = register_table("ev_deals", b"d", DealRecord)
 """Deal id (the digest of its terms) -> the deal."""
 
 
-def hotspot_id(name: str) -> Hash32:
-    return hash32(b"ev-hotspot/" + name.encode())
+def hotspot_id(registrant: PublicKey, name: str) -> Hash32:
+    """The id of the hotspot ``name`` registered by the key ``registrant`` (the vehicle registry
+    that sent its ``RegisterHotspot``): each registrant names its own, so nobody takes a name
+    from another."""
+    return hash32(b"ev-hotspot/" + registrant + name.encode())
 
 
 def deal_id(terms: DealTerms) -> Hash32:
@@ -471,9 +474,11 @@ def apply_register_hotspot(
     state: StateView, env: BlockEnv, sender: Address, payload: RegisterHotspot
 ) -> None:
     _registry(state, sender, "register charging hotspots")
-    hid = hotspot_id(payload.name)
+    hid = hotspot_id(env.sender_key, payload.name)
     if state.get(HOTSPOTS, hid) is not None:
-        raise HotspotExists(f"a charging hotspot named {payload.name!r} is registered already")
+        raise HotspotExists(
+            f"{address_to_text(sender)} has registered a charging hotspot named {payload.name!r} already"
+        )
     state.put(
         HOTSPOTS,
         hid,
@@ -691,9 +696,9 @@ def deal_figures(view: StateView, did: bytes) -> dict[str, Any] | None:
     }
 
 
-def hotspot_figures(view: StateView, name: str) -> dict[str, Any] | None:
-    """A hotspot's terms and books (None when no hotspot of that name is registered)."""
-    hid = hotspot_id(name)
+def hotspot_figures(view: StateView, registrant: PublicKey, name: str) -> dict[str, Any] | None:
+    """A hotspot's terms and books (None when ``registrant`` registered no hotspot of that name)."""
+    hid = hotspot_id(registrant, name)
     h = view.get(HOTSPOTS, hid)
     if h is None:
         return None

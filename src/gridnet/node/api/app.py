@@ -51,6 +51,7 @@ from gridnet.node.api.common import (
     MAX_READINGS,
     MAX_STATE_KEY_BYTES,
     READING_SCAN,
+    REGISTRANT_HELP,
     ApiError,
     bad_request,
     bearer_auth,
@@ -59,6 +60,7 @@ from gridnet.node.api.common import (
     parse_address,
     parse_hex,
     parse_number,
+    parse_registrant,
     record,
     shown,
     status_of,
@@ -427,14 +429,17 @@ def create_app(
         summary="A Helios controller's credits: supply, and a holder's balance (?holder=ADDRESS)",
     )
     async def get_credits(
-        controller: str, holder: str | None = Query(None, description="An address whose balance to return")
+        controller: str,
+        registrant: str = Query(description=REGISTRANT_HELP),
+        holder: str | None = Query(None, description="An address whose balance to return"),
     ) -> CreditsOut:
-        addr = None if holder is None else parse_address(holder)  # (a bad query is 400, as for banks)
-        cid = controller_id(controller)
+        key = parse_registrant(registrant)  # (a bad query is 400, as for banks)
+        addr = None if holder is None else parse_address(holder)
+        cid = controller_id(key, controller)
         view = node.chain.view()
         found = view.get(CONTROLLERS, cid)
         if found is None:
-            raise not_found(f"no Helios controller named {shown(controller)} is registered")
+            raise not_found(f"no Helios controller named {shown(controller)} is registered by {registrant}")
         return CreditsOut(
             controller=found.name,
             id=cid.hex(),
@@ -454,21 +459,26 @@ def create_app(
         summary="A credit bank's criteria and books; with ?borrower=ADDRESS its credit value and loan",
     )
     async def get_credit_bank(
-        name: str, borrower: str | None = Query(None, description="An address whose credit to return")
+        name: str,
+        registrant: str = Query(description=REGISTRANT_HELP),
+        borrower: str | None = Query(None, description="An address whose credit to return"),
     ) -> CreditBankOut:
+        key = parse_registrant(registrant)
         addr = None if borrower is None else parse_address(borrower)
-        figures = bank_figures(node.chain.view(), name, addr)
+        figures = bank_figures(node.chain.view(), key, name, addr)
         if figures is None:
-            raise not_found(f"no credit bank named {shown(name)} is registered")
+            raise not_found(f"no credit bank named {shown(name)} is registered by {registrant}")
         return CreditBankOut(**figures)
 
     @app.get(
         "/aggregators/{name:path}", summary="A consortium of energy aggregators: its members, fee and books"
     )
-    async def get_aggregators(name: str) -> dict[str, Any]:
-        figures = aggregator_figures(node.chain.view(), name)
+    async def get_aggregators(
+        name: str, registrant: str = Query(description=REGISTRANT_HELP)
+    ) -> dict[str, Any]:
+        figures = aggregator_figures(node.chain.view(), parse_registrant(registrant), name)
         if figures is None:
-            raise not_found(f"no consortium of aggregators named {shown(name)} is registered")
+            raise not_found(f"no consortium of aggregators named {shown(name)} is registered by {registrant}")
         return figures
 
     @app.get("/trade-records/{tid}", summary="An aggregators' trade record by its TID (the seed's fields)")
@@ -479,10 +489,12 @@ def create_app(
         return figures
 
     @app.get("/ev-hotspots/{name:path}", summary="A vehicle-to-vehicle charging hotspot: its terms and books")
-    async def get_ev_hotspot(name: str) -> dict[str, Any]:
-        figures = hotspot_figures(node.chain.view(), name)
+    async def get_ev_hotspot(
+        name: str, registrant: str = Query(description=REGISTRANT_HELP)
+    ) -> dict[str, Any]:
+        figures = hotspot_figures(node.chain.view(), parse_registrant(registrant), name)
         if figures is None:
-            raise not_found(f"no charging hotspot named {shown(name)} is registered")
+            raise not_found(f"no charging hotspot named {shown(name)} is registered by {registrant}")
         return figures
 
     @app.get("/ev-deals/{deal}", summary="A vehicle-to-vehicle deal by its id (the seed's record fields)")

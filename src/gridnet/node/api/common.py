@@ -15,7 +15,7 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.errors import DecodeError, GridnetError, InvalidAddress, StoreCorrupt
 from gridnet.node.api.guard import UNAUTHORIZED
 from gridnet.node.auth import tokens_match
-from gridnet.units import ADDRESS_BYTES
+from gridnet.units import ADDRESS_BYTES, PUBLIC_KEY_BYTES
 
 MAX_BODY_HEX = 2 * 4 * 1024 * 1024
 """Longest hex accepted in a request body (a 4 MiB object)."""
@@ -137,6 +137,15 @@ def parse_number(text: str, what: str) -> int:
 
 def parse_address(text: str) -> bytes:
     return address_from_text(text)  # raises InvalidAddress (400)
+
+
+REGISTRANT_HELP = "The public key (hex) that registered it: each registrant's names are its own"
+
+
+def parse_registrant(text: str) -> bytes:
+    """The ``registrant`` query of a group read by name: the public key whose registration
+    named it (a group's id is its registrant's key and its name, docs/protocol.md)."""
+    return parse_hex(text, "registrant (a public key)", PUBLIC_KEY_BYTES)
 
 
 # --- rendering ledger objects as JSON ----------------------------------------------------
