@@ -179,6 +179,25 @@ def test_a_consortium_is_registered_by_a_majority(h: Helios) -> None:
     assert aggregator_figures(view, OWNER.public_key, NAME) is None  # (COLLECTOR's name, not OWNER's)
 
 
+def test_a_registration_copied_by_another_key_takes_neither_name_nor_consortium(tmp_path: Path) -> None:
+    """A consortium's id was the hash of its name alone: a stranger who saw a
+    RegisterAggregators pending sent a copy (the members' signatures hold for any sender)
+    first, and the registrant's was refused as AggregatorsExist. Each registrant's names are
+    its own now: both are registered, and a trade recorded for the registrant's consortium
+    is in its books alone."""
+    w = two_meters(tmp_path, "area")
+    act = consortium_act(w)
+    w.mine(w.tx(STRANGER, act), w.tx(COLLECTOR, act), interval=START)
+    theirs = aggregators_id(STRANGER.public_key, NAME)
+    assert theirs != CID and w.chain.view().get(AGGREGATORS, theirs) is not None
+    exported(w, START + 1, 120)
+    w.mine(w.tx(COLLECTOR, record(w, START + 1)))
+    view = w.chain.view()
+    ours, copy = view.get(AGGREGATORS, CID), view.get(AGGREGATORS, theirs)
+    assert ours is not None and copy is not None and (ours.records, copy.records) == (1, 0)
+    assert w.refused(STRANGER, act) == "AggregatorsExist"  # (a registrant's name is taken once)
+
+
 # --- records ---------------------------------------------------------------------------------
 
 

@@ -124,6 +124,24 @@ def test_a_bank_is_registered_by_its_consortium_with_its_capital(h: Helios) -> N
             )
 
 
+def test_a_registration_copied_by_another_key_takes_neither_name_nor_bank(tmp_path: Path) -> None:
+    """A bank's id was the hash of its name alone: a stranger who saw a RegisterCreditBank
+    pending sent a copy (the consortium's signatures hold for any sender) first, and the
+    registrant's was refused as CreditBankExists. Each registrant's names are its own now:
+    both are registered, and a loan from the registrant's bank comes from its capital."""
+    w = two_meters(tmp_path)
+    act = bank_act(w)
+    w.mine(w.tx(STRANGER, act), w.tx(COLLECTOR, act), interval=START)
+    theirs = bank_id(STRANGER.public_key, "Commons")
+    assert theirs != BANK and w.chain.view().get(BANKS, theirs) is not None
+    w.mine(w.tx(OWNER, RequestLoan(BANK, 1_000)))
+    view = w.chain.view()
+    ours, copy = view.get(BANKS, BANK), view.get(BANKS, theirs)
+    assert ours is not None and copy is not None and (ours.lent, copy.lent) == (1_000, 0)
+    assert view.get(LOANS, OWNER.address).bank == BANK  # type: ignore[union-attr]
+    assert w.refused(STRANGER, act) == "CreditBankExists"  # (a registrant's name is taken once)
+
+
 def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:
     assert h.refused(OWNER, RequestLoan(bank_named("Nobody"), 1_000)) == "UnknownCreditBank"
     assert h.refused(STRANGER, RequestLoan(BANK, 1_000)) == "UnknownIdentity"  # no identity, no history

@@ -231,6 +231,31 @@ def test_a_controller_is_registered_by_its_consortium(h: Helios) -> None:
         )
 
 
+def test_a_registration_copied_by_another_key_takes_neither_name_nor_controller(tmp_path: Path) -> None:
+    """A controller's id was the hash of its name alone: a stranger who saw the owner's
+    RegisterController pending sent a copy (the consortium's signatures hold for any sender)
+    first, and the owner's was refused as ControllerExists, the name blocked for good. Each
+    registrant's names are its own now: both are registered, under two ids, and what the
+    owner does next reaches its own controller."""
+    w = two_meters(tmp_path)
+    act = w.signed_by(RegisterController(NAME, tuple(k.public_key for k in MEMBERS), 2, ()), MEMBERS[:2])
+    w.mine_vector(
+        "helios_controller_name_copied_by_another_registrant",
+        "a stranger's copy of a RegisterController, then the owner's own, in one block: both "
+        "registered, each under the hash of its sender's public key and the name",
+        w.tx(STRANGER, act),
+        w.tx(OWNER, act),
+    )
+    theirs = controller_named(NAME, STRANGER)
+    view = w.chain.view()
+    assert theirs != CID and None not in (view.get(CONTROLLERS, CID), view.get(CONTROLLERS, theirs))
+    w.mine(w.tx(OWNER, EnrollProducer(CID, METER_KEY.address)), interval=START)
+    view = w.chain.view()
+    assert view.get(ENROLLMENTS, CID + METER_KEY.address) is not None
+    assert view.get(ENROLLMENTS, theirs + METER_KEY.address) is None
+    assert w.refused(STRANGER, act) == "ControllerExists"  # (a registrant's name is taken once)
+
+
 def test_enrollment_rules(h: Helios) -> None:
     record = h.chain.view().get(ENROLLMENTS, CID + METER_KEY.address)
     assert record is not None and record.every_intervals == 4 and record.minted_through == START - 1

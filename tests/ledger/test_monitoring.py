@@ -30,7 +30,17 @@ from gridnet.ledger.txs.monitoring import (
 )
 from gridnet.world.smib import Machine
 from tests.helpers import ahead_checks_answered, sign
-from tests.ledger.test_helios import BUYER, METER_KEY, OWNER, START, Helios, at, cert, two_meters
+from tests.ledger.test_helios import (
+    BUYER,
+    BUYER_METER_KEY,
+    METER_KEY,
+    OWNER,
+    START,
+    Helios,
+    at,
+    cert,
+    two_meters,
+)
 
 SWITCH_KEYS = [PrivateKey.from_label(f"switch-meter-{n}") for n in range(3)]
 GEN = METER_KEY
@@ -108,6 +118,28 @@ def test_a_station_is_registered_by_the_owner_of_its_meters(h: Helios) -> None:
     with pytest.raises(MalformedTransaction):
         twice = RegisterStation("X", GEN.address, (GEN.address, *(k.address for k in SWITCH_KEYS[1:])))  # type: ignore[arg-type]
         validate_transaction(sign(h.chain, OWNER, twice, 0), h.chain.params, h.chain.chain_id)
+
+
+def test_a_registration_copied_by_another_owner_takes_neither_name_nor_station(h: Helios) -> None:
+    """A station's id was the hash of its name alone: anyone with four meters of its own who
+    saw a RegisterStation pending registered the name first, and the owner's was refused as
+    StationExists. Each registrant's names are its own now: both stations are registered,
+    the owner's records go to its own, and none of its meters' records to the other."""
+    meters = [PrivateKey.from_label(f"copier-switch-meter-{n}") for n in range(3)]
+    chain_id = h.chain.chain_id
+    h.mine(*(h.tx(BUYER, registration(k, cert(k), "island", BUYER.address, chain_id)) for k in meters))  # type: ignore[arg-type]
+    copy = RegisterStation("Plant", BUYER_METER_KEY.address, tuple(k.address for k in meters))  # type: ignore[arg-type]
+    h.mine(h.tx(BUYER, copy))
+    theirs = station_id(BUYER.public_key, "Plant")
+    assert theirs != STATION and h.chain.view().get(STATIONS, theirs) is not None
+    ours = Station(h).measure(Machine())
+    submit(h, ours)
+    view = h.chain.view()
+    mine, other = view.get(STATIONS, STATION), view.get(STATIONS, theirs)
+    assert mine is not None and other is not None and (mine.measurements, other.measurements) == (1, 0)
+    aimed = sign_record(GEN, chain_id, msgspec.structs.replace(ours.record, station=theirs))  # type: ignore[attr-defined]
+    assert h.refused(OWNER, batch(h, aimed)) == "NotStationOwner"
+    assert h.refused(BUYER, copy) == "StationExists"  # (a registrant's name is taken once)
 
 
 def test_a_real_load_rejection_with_the_pss_raises_no_flag(h: Helios) -> None:

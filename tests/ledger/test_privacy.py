@@ -89,6 +89,33 @@ def test_only_a_key_management_centre_publishes_a_group(h: Helios) -> None:
     assert group is not None and group.members == 3 and group.kmc == KMC.address
 
 
+def test_a_group_copied_by_another_key_centre_takes_neither_name_nor_group(h: Helios) -> None:
+    """A group's id was the hash of its name alone: another key-management centre that saw a
+    PublishGroup pending published the name first, and the registrant's was refused as
+    GroupExists. Each centre's names are its own now: both groups are published, and the
+    members' aggregate goes to their own group, not to the other's filter."""
+    h.mine(register_identity(h.chain, STRANGER))
+    h.nonces[STRANGER.address] = 1
+    h.mine(h.tx(STRANGER, RegisterAuthority(int(Role.KEY_MANAGEMENT), "Another Centre")))
+    others = make_bloom([PrivateKey.from_label(f"other-pseudonym-{n}").public_key for n in range(6)], 256, 4)
+    copy = PublishGroup("low-use", BILLING.address, others, 4, 3, SLOT, START)
+    h.mine(h.tx(STRANGER, copy))
+    theirs = group_id(STRANGER.public_key, "low-use")
+    view = h.chain.view()
+    ours, other = view.get(GROUPS, GID), view.get(GROUPS, theirs)
+    assert theirs != GID and ours is not None and other is not None
+    assert (ours.kmc, other.kmc) == (KMC.address, STRANGER.address)
+    aimed = prove(
+        PSEUDONYMS[0], h.chain.chain_id, msgspec.structs.replace(aggregate(h, START, 300), group=theirs)
+    )
+    assert h.refused(BUYER, aimed, START + 4) == "NotGroupMember"
+    h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
+    view = h.chain.view()
+    assert view.get(AGGREGATES, slot_key(GID, START)) is not None
+    assert view.get(AGGREGATES, slot_key(theirs, START)) is None
+    assert h.refused(STRANGER, copy) == "GroupExists"  # (a centre's name is taken once)
+
+
 def test_an_aggregate_needs_a_member_pseudonym_its_proof_every_member_and_an_ended_slot(h: Helios) -> None:
     stranger = PrivateKey.from_label("not-a-member")
     assert h.refused(BUYER, aggregate(h, START, 300, stranger), START + 4) == "NotGroupMember"

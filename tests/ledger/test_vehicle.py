@@ -190,6 +190,31 @@ def test_a_trusted_authority_registers_hotspots_with_their_terms(h: Helios) -> N
     assert spot is not None and spot.authority == REGISTRY.address and spot.fee == FEE
 
 
+def test_a_registration_copied_by_another_registry_takes_neither_name_nor_hotspot(h: Helios) -> None:
+    """A hotspot's id was the hash of its name alone: another vehicle registry that saw a
+    RegisterHotspot pending sent a copy first, and the registrant's was refused as
+    HotspotExists. Each registry's names are its own now: both are registered, a deal at the
+    registrant's hotspot opens there, and the copy's takes none of its vehicles."""
+    h.mine(register_identity(h.chain, STRANGER))
+    h.nonces[STRANGER.address] = 1
+    h.mine(h.tx(STRANGER, RegisterAuthority(int(Role.VEHICLE_REGISTRY), "Another Registry")))
+    copy = RegisterHotspot(
+        "Depot", STATION.public_key, tuple(k.public_key for k in LAGS), MAKER.address, FEE,
+        CHARGING_DISCOUNT, PARKING_DISCOUNT, PENALTY_PCT,
+    )  # fmt: skip
+    h.mine(h.tx(STRANGER, copy))
+    theirs = hotspot_id(STRANGER.public_key, "Depot")
+    view = h.chain.view()
+    spot, other = view.get(HOTSPOTS, HID), view.get(HOTSPOTS, theirs)
+    assert theirs != HID and spot is not None and other is not None
+    assert (spot.authority, other.authority) == (REGISTRY.address, STRANGER.address)
+    assert h.refused(STRANGER, opening(h, replace(terms(), hotspot=theirs))) == "UnknownVehicle"
+    h.mine(h.tx(STRANGER, opening(h, terms())))
+    record = h.chain.view().get(EV_DEALS, deal_id(terms()))
+    assert record is not None and record.terms.hotspot == HID
+    assert h.refused(STRANGER, copy) == "HotspotExists"  # (a registry's name is taken once)
+
+
 def test_a_deal_locks_the_payment_and_the_penalty_deposit(h: Helios) -> None:
     t = terms()
     buyer0, seller0 = balance(h, BUYER.address), balance(h, OWNER.address)
