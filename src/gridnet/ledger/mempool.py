@@ -197,11 +197,14 @@ class Mempool:
         return self._by_signature.get(tx.signature)
 
     def version(self, sender: Address) -> int:
-        """A number that changes whenever one of ``sender``'s pending transactions leaves the
-        pool (0 while it has none): what was computed from them holds while it is the same
-        (transactions taken since come after them). One replaced by a transaction that passed
-        the admission's ``check`` leaves it as it was: the check follows the replacements it
-        passes itself (``ledger/trial.py``)."""
+        """A number that changes whenever ``sender``'s pending transactions change other than
+        by admissions that passed the admission's ``check`` (0 while it has none): what the
+        check computed from them holds while it is the same. The check follows what it
+        passes itself, replacements included (``ledger/trial.py``); and a transaction that
+        leaves together with all its sender's later ones (evicted, dropped) leaves it as it
+        was too: the next transaction of the sender has that nonce or a lower one, and the
+        check goes back to it as for a replacement (what it computed from the earlier ones
+        holds). Any other leaving changes it, and so does a transaction taken without a check."""
         return self._versions.get(sender, 0)
 
     def replacement_fee(self, replaced: VerifiedTx, size: int) -> int:
@@ -300,8 +303,10 @@ class Mempool:
             self._replacing[vtx.sender] = replacing
         if check is not None:
             check(vtx)
+        else:  # (taken without a check: no check followed it)
+            self._versions[vtx.sender] = next(self._seq)
         if replaced is not None:
-            self._remove(replaced, replacing=True, checked=check is not None)
+            self._remove(replaced, replacing=True)
             events.append(
                 PoolEvent(
                     EventKind.EVICTED,
@@ -313,7 +318,7 @@ class Mempool:
                 )
             )
         for v in victims:
-            self._remove(v)
+            self._remove(v, with_later=True)
             events.append(
                 PoolEvent(
                     EventKind.EVICTED,
@@ -413,9 +418,10 @@ class Mempool:
         if vtx is not None:
             self._remove(vtx)
 
-    def _remove(self, vtx: VerifiedTx, *, replacing: bool = False, checked: bool = False) -> None:
+    def _remove(self, vtx: VerifiedTx, *, replacing: bool = False, with_later: bool = False) -> None:
         """``replacing``: ``vtx`` leaves for a transaction of the same sender and nonce, taken
-        next; ``checked``: which passed the admission's check (``version``)."""
+        next; ``with_later``: its sender's later pending transactions leave with it. Either
+        leaves the sender's ``version`` as it was."""
         self.generation += 1
         del self.by_id[vtx.txid]
         del self._by_signature[vtx.tx.signature]
@@ -427,14 +433,11 @@ class Mempool:
         if not queue:
             del self.by_sender[vtx.sender]
             del self._owed[vtx.sender]
-        if replacing:
-            if not checked:
-                self._versions[vtx.sender] = next(self._seq)
-        elif queue:
-            self._versions[vtx.sender] = next(self._seq)
-        else:
+        if not queue and not replacing:
             self._versions.pop(vtx.sender, None)
             self._replacing.pop(vtx.sender, None)
+        elif not (replacing or with_later):
+            self._versions[vtx.sender] = next(self._seq)
 
     # --- block building and updates ------------------------------------------------------
 
@@ -471,7 +474,7 @@ class Mempool:
         for n, v in sorted(queue.items()):
             if n < root:
                 continue
-            self._remove(v)
+            self._remove(v, with_later=True)
             if n == root:
                 events.append(PoolEvent(EventKind.DROPPED, v.txid, v.sender, error.rule, str(error), v.tx))
             else:
@@ -492,7 +495,7 @@ class Mempool:
                 if n == expected:
                     expected += 1
                 elif n > expected:
-                    self._remove(v)
+                    self._remove(v, with_later=True)
                     events.append(_after_gap(v, expected, "which is not pending any more"))
         return events
 

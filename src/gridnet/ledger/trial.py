@@ -12,17 +12,20 @@ everything pending, in the order a miner takes it, and refused only if it fails 
 Both states are kept, so that gossip costs one application per transaction and a flood of
 refused ones two each. The state after a sender's pending transactions is kept per sender (for
 the last ``TRIAL_SENDERS`` senders, at most ``TRIAL_BYTES`` of their transactions applied)
-until the head moves or one of them leaves the pool, and a transaction that passes stays
-applied to it. It keeps its undo log, marked before each transaction, so a replacement goes
-back to the mark of the one it replaces, undoing only what was applied after it, instead of
-applying the sender's earlier ones again; those after it are applied again when a later one
-comes (how many, between blocks, the mempool bounds: ``TooManyReplacements``). The state after
-a block's worth of everything pending is built once per head (again once the pool has taken a
-block's worth since) and follows every transaction the pool takes; it keeps the effects of
-transactions that left the pool since (an eviction does not rebuild it), so one that relied on
-those is left to block building (``Mempool.remove_rejected``). A transaction tried on it after
-its sender's pending ones that are not in it leaves them applied to it (the next of the sender
-costs one application, not its pending count).
+until the head moves or one of them leaves the pool other than together with all those after
+it (``Mempool.version``), and a transaction that passes stays applied to it. It keeps its undo
+log, marked before each transaction, so a replacement goes back to the mark of the one it
+replaces, undoing only what was applied after it, instead of applying the sender's earlier ones
+again; those after it are applied again when a later one comes (how many, between blocks, the
+mempool bounds: ``TooManyReplacements``). Transactions evicted or dropped with all their
+sender's later ones are undone the same way when the sender's next transaction (with the first
+one's nonce, or a lower one) comes. The state after a block's worth of everything pending is
+built once per head (again once the pool has taken a block's worth since) and follows every
+transaction the pool takes; it keeps the effects of transactions that left the pool since (an
+eviction does not rebuild it), so one that relied on those is left to block building
+(``Mempool.remove_rejected``). A transaction tried on it after its sender's pending ones that
+are not in it leaves them applied to it (the next of the sender costs one application, not its
+pending count).
 """
 
 from __future__ import annotations
@@ -157,8 +160,9 @@ class TrialState:
 
     def _sender_state(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv) -> _SenderState:
         """The state after the pending transactions of ``vtx``'s sender below its nonce: the
-        kept one, carried on (or taken back to the mark of the one ``vtx`` replaces), unless
-        the head moved or one of them left the pool."""
+        kept one, carried on (or taken back to the mark of the one ``vtx`` replaces, or of the
+        first of those that left the pool since together with all after it), unless the head
+        moved or the pool's ``version`` of the sender did."""
         sender, nonce = vtx.sender, vtx.tx.nonce
         head = self.chain.head.hash
         version = pool.version(sender)
