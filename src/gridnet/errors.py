@@ -1597,5 +1597,13 @@ class TooManyReplacements(MempoolRejection):
     the sender has pending. Admission only: after the next block it may replace again."""
 
 
+class TooManyRebuilds(MempoolRejection):
+    """The node built its state after the sender's pending transactions afresh on its head
+    already, applying more than ``REBUILD_BYTES`` of them, and let it go since (it keeps a
+    bounded number of such states: ``ledger/trial.py``): building it again for this
+    transaction would apply more than ``REBUILD_BYTES`` of them again. Admission only: after
+    the next block it is built again."""
+
+
 class TooManyPending(MempoolRejection):
     """The sender already has the maximum number of pending transactions."""

@@ -1,8 +1,11 @@
 """The trial's state after a sender's pending transactions (ledger/trial.py) is not built
 afresh, re-applying all of them, whenever a peer can make it so (docs/protocol.md 6): a
-transaction evicted or dropped with its sender's later ones is undone on the kept state (a red
-team evicted the last of 4,000 pending transfers with a better payer and sent it again: each
-round re-applied the 4,000, 14 ms)."""
+transaction evicted or dropped with its sender's later ones is undone on the kept state (the
+last of 4,000 pending transfers evicted by a better payer and sent again re-applied the 4,000
+each round, 14 ms), and a state pushed out of the trial's bounds by other senders is built
+afresh from more than ``REBUILD_BYTES`` of its sender's pending transactions once per sender
+and head (4,096 other senders, then one transaction of the sender with 4,000 pending: the
+4,000 re-applied each round, 14 ms, ``TooManyRebuilds`` now but for the first)."""
 
 from __future__ import annotations
 
@@ -10,18 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from gridnet.errors import InsufficientBalance
+from gridnet.crypto.keys import PrivateKey
+from gridnet.errors import InsufficientBalance, TooManyRebuilds
 from gridnet.ledger.chain import Chain
-from tests.helpers import new_chain, test_keys, test_params
-from tests.ledger.test_mempool_replacement import Counted
+from gridnet.ledger.trial import REBUILD_BYTES
+from tests.helpers import extend, new_chain, test_keys, test_params
+from tests.ledger.test_mempool_replacement import Counted, _verified
 
-ALICE, BOB, CAROL = test_keys(3)
+ALICE, BOB, CAROL, DAVE = test_keys(4)
 REFUSED = InsufficientBalance("refused by block building")
 
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Chain:
-    return new_chain(tmp_path / "c", test_params([ALICE, BOB, CAROL], gnc=1_000_000))
+    return new_chain(tmp_path / "c", test_params([ALICE, BOB, CAROL, DAVE], gnc=1_000_000))
 
 
 def test_an_eviction_from_a_full_pool_undoes_the_evicted_on_the_kept_state(
@@ -73,3 +78,46 @@ def test_a_dropped_suffix_is_undone_and_a_transaction_taken_without_the_trial_is
     assert p.applied == 14
     carol = p.trial._states[ALICE.address].view.account(CAROL.address)
     assert carol.balance == chain.account(CAROL.address).balance + 1_000 * 12 + 7 + 3
+
+
+def test_a_state_pushed_out_is_built_afresh_beyond_rebuild_bytes_once_per_sender_and_head(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial keeps the states of two senders here: a third pushes out the least recently
+    used. A state built afresh from more than ``REBUILD_BYTES`` is built once per sender and
+    head; one from fewer, whenever it is needed."""
+    p = Counted(chain, monkeypatch)
+    p.trial.senders = 2
+    pending = REBUILD_BYTES // _verified(chain, p.tx(ALICE, 0)).size + 20
+    p.fill(ALICE, pending)  # (one application each: its state is carried on)
+    p.fill(BOB, 3)
+
+    def send(key: PrivateKey) -> None:
+        p.admit(p.tx(key, chain.account(key.address).nonce + len(p.pool.by_sender.get(key.address, {}))))
+
+    def push_out(key: PrivateKey) -> None:
+        send(CAROL)
+        send(DAVE)
+        assert key.address not in p.trial._states
+
+    push_out(ALICE)
+    p.applied = 0
+    send(ALICE)  # built afresh: the first time on this head
+    assert p.applied == pending + 1
+    push_out(ALICE)
+    p.applied = 0
+    with pytest.raises(TooManyRebuilds, match="send it again after the next block"):
+        send(ALICE)
+    assert p.applied == 0
+    for _ in range(3):  # BOB's few pending transactions: built afresh each time
+        push_out(BOB)
+        p.applied = 0
+        send(BOB)
+        assert p.applied == len(p.pool.by_sender[BOB.address])
+    # After a block, ALICE's once more.
+    first = p.pool.by_sender[ALICE.address][0]
+    extend(chain, [first.tx])
+    p.pool.update_after_block([first.txid], chain.account)
+    p.applied = 0
+    send(ALICE)
+    assert p.applied == pending + 1

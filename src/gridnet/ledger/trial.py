@@ -12,17 +12,23 @@ everything pending, in the order a miner takes it, and refused only if it fails 
 Both states are kept, so that gossip costs one application per transaction and a flood of
 refused ones two each. The state after a sender's pending transactions is kept per sender (for
 the last ``TRIAL_SENDERS`` senders, at most ``TRIAL_BYTES`` of their transactions applied)
-until the head moves or one of them leaves the pool other than together with all those after
-it (``Mempool.version``), and a transaction that passes stays applied to it. It keeps its undo
+until the head moves or one of them leaves the pool other than together with all those after it
+(``Mempool.version``), and a transaction that passes stays applied to it. It keeps its undo
 log, marked before each transaction, so a replacement goes back to the mark of the one it
 replaces, undoing only what was applied after it, instead of applying the sender's earlier ones
 again; those after it are applied again when a later one comes (how many, between blocks, the
 mempool bounds: ``TooManyReplacements``). Transactions evicted or dropped with all their
 sender's later ones are undone the same way when the sender's next transaction (with the first
-one's nonce, or a lower one) comes. The state after a block's worth of everything pending is
-built once per head (again once the pool has taken a block's worth since) and follows every
-transaction the pool takes; it keeps the effects of transactions that left the pool since (an
-eviction does not rebuild it), so one that relied on those is left to block building
+one's nonce, or a lower one) comes. A state that was let go (other senders pushed it out of the
+bounds above) is built afresh when its sender's next transaction comes; one that applies more
+than ``REBUILD_BYTES`` of the sender's pending transactions is built once per sender and head,
+and a transaction that would need another is refused (``TooManyRebuilds``): so however a peer
+churns the kept states, what it makes the node apply again per transaction it sends stays
+within ``REBUILD_BYTES``, and beyond that within one build per sender and head, as a new head
+makes anyway. The state after a block's worth of everything pending is built once per head
+(again once the pool has taken a block's worth since) and follows every transaction the pool
+takes; it keeps the effects of transactions that left the pool since (an eviction does not
+rebuild it), so one that relied on those is left to block building
 (``Mempool.remove_rejected``). A transaction tried on it after its sender's pending ones that
 are not in it leaves them applied to it (the next of the sender costs one application, not its
 pending count).
@@ -34,7 +40,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from gridnet.errors import InvalidTransaction
+from gridnet.crypto.address import address_to_text
+from gridnet.errors import InvalidTransaction, TooManyRebuilds
 from gridnet.ledger.chain import Chain, now_ms
 from gridnet.ledger.mempool import Mempool
 from gridnet.ledger.registry import RULES
@@ -48,6 +55,9 @@ TRIAL_SENDERS: Final = 4096
 TRIAL_BYTES: Final = 16 << 20
 """Encoded size of the pending transactions applied to the kept states, at most [bytes] (a
 state also holds what its transactions read: a batch of readings reads as many meters)."""
+REBUILD_BYTES: Final = 64 << 10
+"""Encoded size of a sender's pending transactions the trial applies to build its state
+afresh, at most [bytes], but once per sender and head (``TooManyRebuilds``)."""
 NO_MINER: Final = bytes(20)
 """The coinbase address of a trial block (never mined)."""
 BLOCK_OVERHEAD: Final = 512
@@ -115,6 +125,9 @@ class TrialState:
         self._bytes = 0
         """Sum of the kept states' ``bytes``."""
         self._pool: _PoolState | None = None
+        self._rebuilt: tuple[Hash32, set[Address]] = (bytes(32), set())
+        """(head, the senders whose state was built afresh on it from more than
+        ``REBUILD_BYTES`` of their pending transactions)."""
         self._median: tuple[Hash32, int] = (bytes(32), 0)
         """(head, the median time of its last blocks) [ms]."""
 
@@ -169,15 +182,44 @@ class TrialState:
         state = self._states.pop(sender, None)
         if state is not None:
             self._bytes -= state.bytes
+        queue = pool.by_sender.get(sender, {})
         if state is None or state.head != head or state.version != version:
             first = self.chain.account(sender).nonce
+            self._count_build(vtx, queue, first)
             state = _SenderState(head, version, first, self._fresh_view(env), first)
         elif state.next_nonce > nonce:  # a replacement: undo what followed the one it replaces
             state.back_to(nonce)
-        queue = pool.by_sender.get(sender, {})
         for n in range(state.next_nonce, nonce):
             state.apply(env, queue[n])
         return state
+
+    def _count_build(self, vtx: VerifiedTx, queue: dict[int, VerifiedTx], first: int) -> None:
+        """Count building the state of ``vtx``'s sender afresh from its pending transactions
+        (``queue``, from nonce ``first``) below ``vtx``'s nonce: from more than
+        ``REBUILD_BYTES`` of them, once per sender and head; another such build raises
+        ``TooManyRebuilds`` (a peer could otherwise make the node apply a sender's thousands of
+        pending transactions again for each one it sends, once other senders pushed the
+        sender's state out)."""
+        head = self.chain.head.hash
+        if self._rebuilt[0] != head:
+            self._rebuilt = (head, set())
+        size = 0
+        for n in range(first, vtx.tx.nonce):  # (stops past REBUILD_BYTES)
+            size += queue[n].size
+            if size > REBUILD_BYTES:
+                break
+        else:
+            return
+        rebuilt = self._rebuilt[1]
+        if vtx.sender in rebuilt:
+            raise TooManyRebuilds(
+                f"the node built the state after {address_to_text(vtx.sender)}'s "
+                f"{vtx.tx.nonce - first} pending transactions on this head already and let it go since "
+                f"(it keeps those of {self.senders:,} senders, {self.max_bytes:,} bytes at most); "
+                f"building it again would apply more than {REBUILD_BYTES:,} bytes of them: send it "
+                "again after the next block"
+            )
+        rebuilt.add(vtx.sender)
 
     def _keep(self, sender: Address, state: _SenderState) -> None:
         """Keep ``state`` as the latest; forget the least recently used beyond the bounds."""
