@@ -16,6 +16,7 @@ from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind, Mempool
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.registry import Payload
+from gridnet.ledger.state import ACCOUNTS
 from gridnet.ledger.transactions import Transaction
 from gridnet.ledger.trial import TrialState
 from gridnet.ledger.txs.authority import RegisterAuthority
@@ -125,3 +126,30 @@ def test_a_burst_from_one_sender_costs_one_application_each(
     extend(chain)  # the head moves: what was kept is dropped, the next trial starts afresh
     p.admit(p.sign(ALICE, Transfer(BOB.address, 1_000)))
     assert len(p.pool.by_sender[ALICE.address]) == burst + 2
+
+
+def test_a_kept_state_counts_its_undo_log_in_the_trials_bytes(tmp_path: Path) -> None:
+    """A kept state holds its undo log: every entry its transactions wrote, with the value it
+    restores (here 3 of them per transfer: the sender's account twice, the recipient's once).
+    The trial's bound on its kept states counts it beside their transactions, so a state whose
+    transactions alone fit is let go once another sender's comes."""
+    chain = new_chain(tmp_path / "c", test_params([ALICE, BOB, CAROL]))
+    p = Pool(chain)
+    count = 100
+    txs = [p.sign(ALICE, Transfer(BOB.address, 1_000)) for _ in range(count)]
+    for tx in txs:
+        p.admit(tx)
+    kept = p.trial._states[ALICE.address]
+    tx_bytes = sum(v.size for v in p.pool.by_sender[ALICE.address].values())
+    entries = 3 * count
+    assert len(kept.view._journal or ()) == entries
+    key = len(ACCOUNTS.prefix + ALICE.address)
+    assert kept.bytes == tx_bytes + kept.view.undo_bytes(0) > tx_bytes + entries * key
+    # A bound its transactions fit in, not its undo log: the next sender pushes it out.
+    bound = tx_bytes + 1_000
+    p.trial = TrialState(chain, max_bytes=bound)
+    p.admit(p.sign(ALICE, Transfer(BOB.address, 1_000)))  # (built afresh: 101 transfers)
+    assert p.trial._states[ALICE.address].bytes > bound
+    p.admit(p.sign(CAROL, Transfer(BOB.address, 1_000)))
+    assert ALICE.address not in p.trial._states
+    assert p.trial._bytes == p.trial._states[CAROL.address].bytes <= bound

@@ -252,6 +252,17 @@ class StateView:
         """Forget checkpoints (keeps all changes)."""
         self._journal = None
 
+    def undo_bytes(self, mark: int) -> int:
+        """Encoded size of what the undo log holds from checkpoint ``mark`` on [bytes]: each
+        entry's key and the value it restores (none for an entry that was missing or deleted)."""
+        journal = self._journal
+        assert journal is not None, "undo_bytes without checkpoint"
+        size = 0
+        for i in range(mark, len(journal)):
+            fk, old, _ = journal[i]
+            size += len(fk) if old is _MISSING or old is None else len(fk) + len(encode(old))
+        return size
+
     # --- results ---------------------------------------------------------------------------
 
     def changes(self) -> dict[bytes, bytes | None]:

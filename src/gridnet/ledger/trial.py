@@ -11,27 +11,27 @@ everything pending, in the order a miner takes it, and refused only if it fails 
 
 Both states are kept, so that gossip costs one application per transaction and a flood of
 refused ones two each. The state after a sender's pending transactions is kept per sender (for
-the last ``TRIAL_SENDERS`` senders, at most ``TRIAL_BYTES`` of their transactions applied)
-until the head moves or one of them leaves the pool other than together with all those after it
-(``Mempool.version``), and a transaction that passes stays applied to it. It keeps its undo
-log, marked before each transaction, so a replacement goes back to the mark of the one it
-replaces, undoing only what was applied after it, instead of applying the sender's earlier ones
-again; those after it are applied again when a later one comes (how many, between blocks, the
-mempool bounds: ``TooManyReplacements``). Transactions evicted or dropped with all their
-sender's later ones are undone the same way when the sender's next transaction (with the first
-one's nonce, or a lower one) comes. A state that was let go (other senders pushed it out of the
-bounds above) is built afresh when its sender's next transaction comes; one that applies more
-than ``REBUILD_BYTES`` of the sender's pending transactions is built once per sender and head,
-and a transaction that would need another is refused (``TooManyRebuilds``): so however a peer
-churns the kept states, what it makes the node apply again per transaction it sends stays
-within ``REBUILD_BYTES``, and beyond that within one build per sender and head, as a new head
-makes anyway. The state after a block's worth of everything pending is built once per head
-(again once the pool has taken a block's worth since) and follows every transaction the pool
-takes; it keeps the effects of transactions that left the pool since (an eviction does not
-rebuild it), so one that relied on those is left to block building
-(``Mempool.remove_rejected``). A transaction tried on it after its sender's pending ones that
-are not in it leaves them applied to it (the next of the sender costs one application, not its
-pending count).
+the last ``TRIAL_SENDERS`` senders, at most ``TRIAL_BYTES`` of their transactions applied and
+of their undo logs) until the head moves or one of them leaves the pool other than together
+with all those after it (``Mempool.version``), and a transaction that passes stays applied to
+it. It keeps its undo log, marked before each transaction, so a replacement goes back to the
+mark of the one it replaces, undoing only what was applied after it, instead of applying the
+sender's earlier ones again; those after it are applied again when a later one comes (how many,
+between blocks, the mempool bounds: ``TooManyReplacements``). Transactions evicted or dropped
+with all their sender's later ones are undone the same way when the sender's next transaction
+(with the first one's nonce, or a lower one) comes. A state that was let go (other senders
+pushed it out of the bounds above) is built afresh when its sender's next transaction comes;
+one that applies more than ``REBUILD_BYTES`` of the sender's pending transactions is built once
+per sender and head, and a transaction that would need another is refused
+(``TooManyRebuilds``): so however a peer churns the kept states, what it makes the node apply
+again per transaction it sends stays within ``REBUILD_BYTES``, and beyond that within one build
+per sender and head, as a new head makes anyway. The state after a block's worth of everything
+pending is built once per head (again once the pool has taken a block's worth since) and
+follows every transaction the pool takes; it keeps the effects of transactions that left the
+pool since (an eviction does not rebuild it), so one that relied on those is left to block
+building (``Mempool.remove_rejected``). A transaction tried on it after its sender's pending
+ones that are not in it leaves them applied to it (the next of the sender costs one
+application, not its pending count).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ from gridnet.units import Address, Hash32
 TRIAL_SENDERS: Final = 4096
 """Senders whose state after their pending transactions is kept, at most."""
 TRIAL_BYTES: Final = 16 << 20
-"""Encoded size of the pending transactions applied to the kept states, at most [bytes] (a
-state also holds what its transactions read: a batch of readings reads as many meters)."""
+"""Encoded size of the pending transactions applied to the kept states and of the states' undo
+logs (``StateView.undo_bytes``), at most [bytes] (a state also holds what its transactions
+read: a batch of readings reads as many meters)."""
 REBUILD_BYTES: Final = 64 << 10
 """Encoded size of a sender's pending transactions the trial applies to build its state
 afresh, at most [bytes], but once per sender and head (``TooManyRebuilds``)."""
@@ -77,7 +78,8 @@ class _SenderState:
     with its undo log (its checkpoints are never released)."""
     next_nonce: int
     bytes: int = 0
-    """Encoded size of the transactions applied to ``view`` [bytes]."""
+    """Encoded size of the transactions applied to ``view`` and of the undo log they wrote
+    (``StateView.undo_bytes``) [bytes]."""
     marks: list[tuple[int, int]] = field(default_factory=list)
     """For each nonce from ``first`` below ``next_nonce``: (``view``'s checkpoint, ``bytes``)
     before that transaction was applied."""
@@ -86,11 +88,12 @@ class _SenderState:
         """Apply ``vtx``, the sender's transaction with nonce ``next_nonce``, and move on (one
         that fails leaves ``view`` as it was, and takes its nonce all the same, as block
         building skips it): the rule it breaks, if any."""
-        self.marks.append((self.view.checkpoint(), self.bytes))
+        mark = self.view.checkpoint()
+        self.marks.append((mark, self.bytes))
         error = _apply(self.view, env, vtx)
         self.next_nonce += 1
         if error is None:
-            self.bytes += vtx.size
+            self.bytes += vtx.size + self.view.undo_bytes(mark)
         return error
 
     def back_to(self, nonce: int) -> None:
