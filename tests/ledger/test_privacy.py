@@ -26,8 +26,10 @@ from gridnet.ledger.txs.privacy import (
     RecordBills,
     apply_bills,
     apply_group,
+    compute_bloom_bytes,
     group_id,
     in_bloom,
+    is_bloom_tight,
     make_bloom,
     prove,
     slot_key,
@@ -51,8 +53,8 @@ def h(tmp_path: Path) -> Helios:
         w.tx(KMC, RegisterAuthority(int(Role.KEY_MANAGEMENT), "Key Centre")),
         w.tx(BILLING, RegisterAuthority(int(Role.DSO), "Billing Centre")),
     )
-    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 4)
-    w.mine(w.tx(KMC, PublishGroup("low-use", BILLING.address, bloom, 4, 3, SLOT, START)), interval=START)
+    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 32)
+    w.mine(w.tx(KMC, PublishGroup("low-use", BILLING.address, bloom, 32, 3, SLOT, START)), interval=START)
     return w
 
 
@@ -64,18 +66,20 @@ def aggregate(
 
 
 def test_the_bloom_filter_holds_the_pseudonyms_and_few_others() -> None:
-    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 4)
-    assert all(in_bloom(bloom, 4, p.public_key) for p in PSEUDONYMS)
+    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 32)
+    assert all(in_bloom(bloom, 32, p.public_key) for p in PSEUDONYMS)
     strangers = [PrivateKey.from_label(f"stranger-{n}").public_key for n in range(200)]
-    assert sum(in_bloom(bloom, 4, s) for s in strangers) <= 2  # 24 of 2,048 bits set: rare false positives
+    assert not any(in_bloom(bloom, 32, s) for s in strangers)  # 192 of 2,048 bits set: 1 in 10^33
 
 
 def test_only_a_key_management_centre_publishes_a_group(h: Helios) -> None:
-    bloom = make_bloom([PSEUDONYMS[0].public_key], 64, 4)
+    bloom = make_bloom([PSEUDONYMS[0].public_key], 64, 32)
     assert (
-        h.refused(MAKER, PublishGroup("other", BILLING.address, bloom, 4, 2, SLOT, START)) == "NotAuthorized"
+        h.refused(MAKER, PublishGroup("other", BILLING.address, bloom, 32, 2, SLOT, START)) == "NotAuthorized"
     )
-    assert h.refused(KMC, PublishGroup("low-use", BILLING.address, bloom, 4, 2, SLOT, START)) == "GroupExists"
+    assert (
+        h.refused(KMC, PublishGroup("low-use", BILLING.address, bloom, 32, 2, SLOT, START)) == "GroupExists"
+    )
     for bad in (
         PublishGroup("x", BILLING.address, b"", 2, 2, SLOT, START),
         PublishGroup("x", BILLING.address, bloom, 2, 1, SLOT, START),
@@ -89,6 +93,24 @@ def test_only_a_key_management_centre_publishes_a_group(h: Helios) -> None:
     assert group is not None and group.members == 3 and group.kmc == KMC.address
 
 
+def test_a_filter_an_outsider_passes_within_a_million_keys_is_too_full(h: Helios) -> None:
+    """A filter of 16 pseudonyms in 2,048 bits with 4 hashes passed when the bound was 2^-20:
+    a red team made keys until it admitted one (about a million, 20 s of one core), published
+    a total of 0 for the group's slot, and the members' true aggregate was SlotAggregated. The
+    filter must now keep an outsider to 2^-64, as ``compute_bloom_bytes``' size does."""
+    keys = [PrivateKey.from_label(f"group-of-16-{n}").public_key for n in range(16)]
+    loose = make_bloom(keys, 256, 4)
+    assert not is_bloom_tight(loose, 4)
+    act = PublishGroup("loose", BILLING.address, loose, 4, 8, SLOT, START)
+    with pytest.raises(MalformedTransaction, match="2\\^64 tries"):
+        validate_transaction(sign(h.chain, KMC, act, 0), h.chain.params, h.chain.chain_id)
+    size = compute_bloom_bytes(keys, 32)
+    assert size is not None and is_bloom_tight(make_bloom(keys, size, 32), 32)
+    tight = PublishGroup("tight", BILLING.address, make_bloom(keys, size, 32), 32, 8, SLOT, START)
+    h.mine(h.tx(KMC, tight))
+    assert h.chain.view().get(GROUPS, group_id(KMC.public_key, "tight")) is not None
+
+
 def test_a_group_copied_by_another_key_centre_takes_neither_name_nor_group(h: Helios) -> None:
     """A group's id was the hash of its name alone: another key-management centre that saw a
     PublishGroup pending published the name first, and the registrant's was refused as
@@ -97,8 +119,8 @@ def test_a_group_copied_by_another_key_centre_takes_neither_name_nor_group(h: He
     h.mine(register_identity(h.chain, STRANGER))
     h.nonces[STRANGER.address] = 1
     h.mine(h.tx(STRANGER, RegisterAuthority(int(Role.KEY_MANAGEMENT), "Another Centre")))
-    others = make_bloom([PrivateKey.from_label(f"other-pseudonym-{n}").public_key for n in range(6)], 256, 4)
-    copy = PublishGroup("low-use", BILLING.address, others, 4, 3, SLOT, START)
+    others = make_bloom([PrivateKey.from_label(f"other-pseudonym-{n}").public_key for n in range(6)], 256, 32)
+    copy = PublishGroup("low-use", BILLING.address, others, 32, 3, SLOT, START)
     h.mine(h.tx(STRANGER, copy))
     theirs = group_id(STRANGER.public_key, "low-use")
     view = h.chain.view()
@@ -163,9 +185,9 @@ def test_bills_must_add_up_to_the_groups_aggregates(h: Helios) -> None:
 def test_a_revoked_key_centre_or_billing_centre_acts_no_more(h: Helios) -> None:
     # Both would be accepted unrevoked: a new group, and the bill of the one slot aggregated.
     h.mine(h.tx(BUYER, aggregate(h, START, 300)), interval=START + 4)
-    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 4)
+    bloom = make_bloom([p.public_key for p in PSEUDONYMS], 256, 32)
     for who, act in (
-        (KMC, PublishGroup("by-a-revoked-kmc", BILLING.address, bloom, 4, 3, SLOT, START)),
+        (KMC, PublishGroup("by-a-revoked-kmc", BILLING.address, bloom, 32, 3, SLOT, START)),
         (BILLING, RecordBills(GID, START, b"\x42" * 32, 300)),
     ):
         view = StateView(h.chain.values)

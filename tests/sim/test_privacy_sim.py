@@ -91,3 +91,21 @@ def test_a_bad_privacy_table_is_one_clear_line(tmp_path: Path) -> None:
     doc = {**DAY, "privacy": {**DAY["privacy"], "groups": 4}}
     with pytest.raises(ConfigError, match=r"\[privacy\] groups must be 1 to half the homes"):
         simulate(scenario_from_dict(doc, "privacy.toml"), tmp_path / "bad")
+
+
+def test_a_filter_the_chain_would_refuse_is_refused_before_the_run_naming_the_size_it_needs(
+    tmp_path: Path,
+) -> None:
+    """A group's filter a random key passes more often than 2^-64 is refused by the chain
+    (``PublishGroup``: too full); the scenario says so before the run and what size would do,
+    rather than a run whose groups never publish. By default each filter is sized as needed."""
+    for privacy, said in (
+        (
+            {"bloom_bytes": 64},
+            r"group-0's filter of its 6 pseudonyms .* set bloom_bytes to \d+ or more \(or 0\)",
+        ),
+        ({"bloom_hashes": 4}, r"use more hashes \(at most 32\), fewer pseudonyms or more groups"),
+    ):
+        doc = {**DAY, "privacy": {**DAY["privacy"], **privacy}}
+        with pytest.raises(ConfigError, match=said):
+            simulate(scenario_from_dict(doc, "privacy.toml"), tmp_path / "bad")

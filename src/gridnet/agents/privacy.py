@@ -32,10 +32,14 @@ from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
 from gridnet.ledger.txs.privacy import (
     AGGREGATES,
     GROUPS,
+    MAX_BLOOM_BYTES,
+    MAX_BLOOM_HASHES,
     PublishAggregate,
     PublishGroup,
     RecordBills,
+    compute_bloom_bytes,
     group_id,
+    is_bloom_tight,
     make_bloom,
     prove,
     slot_key,
@@ -59,8 +63,9 @@ class PrivacyTable:
     pseudonyms: int = bounded(3, 1, 16)
     """Pseudonym keys per member."""
     slot_intervals: int = bounded(4, 1, 96, "intervals")
-    bloom_bytes: int = bounded(256, 1, 4_096, "bytes")
-    bloom_hashes: int = bounded(4, 1, 32)
+    bloom_bytes: int = bounded(0, 0, MAX_BLOOM_BYTES, "bytes")
+    """Each group's filter; 0: the smallest the chain takes for the group's pseudonyms."""
+    bloom_hashes: int = bounded(MAX_BLOOM_HASHES, 1, MAX_BLOOM_HASHES)
 
 
 @dataclass
@@ -74,6 +79,8 @@ class Member:
 class PrivacyGroup:
     name: str
     members: list[Member]
+    bloom: bytes
+    """The filter of its members' pseudonyms, as the key centre publishes it."""
 
 
 class KeyCentre(Agent):
@@ -94,10 +101,31 @@ class KeyCentre(Agent):
                     for n in range(self.t.pseudonyms)
                 ]
                 members.append(Member(home, [PrivateKey(open_sealed(home.key, b)) for b in boxes]))
-            self.groups.append(PrivacyGroup(f"group-{g}", members))
+            name = f"group-{g}"
+            self.groups.append(PrivacyGroup(name, members, self._bloom(world, name, members)))
         self.first_slot = world.first
         self.published = 0
         self.figures: dict[str, Any] = {}
+
+    def _bloom(self, world: World, name: str, members: list[Member]) -> bytes:
+        """The group's filter: ``bloom_bytes`` (0: the smallest the chain takes), refused before
+        the run when the chain would refuse it (``PublishGroup``: too full)."""
+        keys = [p.public_key for m in members for p in m.pseudonyms]
+        hashes = self.t.bloom_hashes
+        needed = compute_bloom_bytes(keys, hashes)
+        size = self.t.bloom_bytes or needed
+        if size is None or not is_bloom_tight(bloom := make_bloom(keys, size, hashes), hashes):
+            fix = (
+                f"set bloom_bytes to {needed:,} or more (or 0)"
+                if needed is not None
+                else f"use more hashes (at most {MAX_BLOOM_HASHES}), fewer pseudonyms or more groups"
+            )
+            raise ConfigError(
+                f"{world.s.source}: [privacy] {name}'s filter of its {len(keys)} pseudonyms would admit "
+                f"outsiders' keys too often for the chain (bloom_bytes {self.t.bloom_bytes or 'as needed'}, "
+                f"bloom_hashes {hashes}): {fix}"
+            )
+        return bloom
 
     def allocations(self, world: World) -> list[Allocation]:
         return [Allocation(self.address, gnc(10))]
@@ -106,12 +134,10 @@ class KeyCentre(Agent):
         register_identity(world, self)
         world.submit(self, RegisterAuthority(int(AuthorityRole.KEY_MANAGEMENT), "Key Management Centre"))
         for group in self.groups:
-            keys = [p.public_key for m in group.members for p in m.pseudonyms]
-            bloom = make_bloom(keys, self.t.bloom_bytes, self.t.bloom_hashes)
             act = PublishGroup(
                 group.name,
                 world.with_role("dso").address,
-                bloom,
+                group.bloom,
                 self.t.bloom_hashes,
                 len(group.members),
                 self.t.slot_intervals,
@@ -200,7 +226,7 @@ class KeyCentre(Agent):
                     "name": group.name,
                     "members": len(group.members),
                     "pseudonyms": len(group.members) * self.t.pseudonyms,
-                    "bloom_bits": self.t.bloom_bytes * 8,
+                    "bloom_bits": len(group.bloom) * 8,
                     "slots_aggregated": len(slots),
                     "aggregators_used": len({a.pseudonym for a in aggregates if a is not None}),
                     "aggregated_wh": sum(a.total_wh for a in aggregates if a is not None),
@@ -235,8 +261,15 @@ def build(world: World) -> list[Agent]:
         raise ConfigError(
             f"{where} groups must be 1 to half the homes (2 members each at least), pseudonyms 1 to 16"
         )
-    if not 1 <= t.slot_intervals <= 96 or not 1 <= t.bloom_bytes <= 4096 or not 1 <= t.bloom_hashes <= 32:
-        raise ConfigError(f"{where} slot_intervals 1 to 96, bloom_bytes 1 to 4096, bloom_hashes 1 to 32")
+    if (
+        not 1 <= t.slot_intervals <= 96
+        or not 0 <= t.bloom_bytes <= MAX_BLOOM_BYTES
+        or not 1 <= t.bloom_hashes <= MAX_BLOOM_HASHES
+    ):
+        raise ConfigError(
+            f"{where} slot_intervals 1 to 96, bloom_bytes 0 (as needed) to {MAX_BLOOM_BYTES:,}, "
+            f"bloom_hashes 1 to {MAX_BLOOM_HASHES}"
+        )
     return [KeyCentre(world, homes)]
 
 

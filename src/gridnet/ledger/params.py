@@ -84,7 +84,9 @@ the name alone, so anyone who saw a registration pending could send a copy (the 
 signatures hold for any sender) or its own under the same name first, and the registrant's was
 refused (``ControllerExists``, ``CreditBankExists``, ``AggregatorsExist``, ``HotspotExists``,
 ``StationExists``, ``GroupExists``) and the name blocked for good; those errors now mean the
-sender has registered that name already."""
+sender has registered that name already; a privacy group's Bloom filter admits a random key with
+probability at most 2^-64 (it was 2^-20: an outsider made keys until one passed, in 20 s, and
+published the group's aggregates in its place), and may take 32,768 bytes."""
 
 
 class Allocation(Wire, frozen=True):

@@ -18,6 +18,7 @@ group's aggregates over the slots billed. Nothing on chain names a member.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import msgspec
@@ -48,11 +49,15 @@ from gridnet.security.roles import Role
 from gridnet.units import Address, Hash32, PublicKey, interval_of
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-MAX_BLOOM_BYTES = 4096
+MAX_BLOOM_BYTES = 32_768
+"""A group's filter at most (with 32 hashes, room for about 2,300 pseudonyms at the bound
+below) [bytes]."""
+MAX_BLOOM_HASHES = 32
 MAX_SLOTS_BILLED = 7 * 96
-MAX_FALSE_POSITIVES = 2**20
+MAX_FALSE_POSITIVES = 2**64
 """A group's filter must accept a random key with probability at most 1 / this (its fill ratio
-to the power of its hashes)."""
+to the power of its hashes): an outsider makes keys until the filter accepts one, and then
+publishes the group's aggregates in its place. At 2^20 a million keys did, 20 s of one core."""
 
 
 class Group(Wire, frozen=True):
@@ -116,6 +121,27 @@ def make_bloom(pseudonyms: list[bytes], size_bytes: int, hashes: int) -> bytes:
         for pos in bloom_positions(p, hashes, size_bytes * 8):
             bits[pos // 8] |= 1 << (pos % 8)
     return bytes(bits)
+
+
+def is_bloom_tight(bloom: bytes, hashes: int) -> bool:
+    """Whether a random key passes ``bloom`` with probability at most 1 / ``MAX_FALSE_POSITIVES``:
+    (bits set / bits) ^ hashes, in integers."""
+    ones = sum(bin(b).count("1") for b in bloom)
+    return bool(ones**hashes * MAX_FALSE_POSITIVES <= (len(bloom) * 8) ** hashes)  # (int ** int is Any)
+
+
+def compute_bloom_bytes(pseudonyms: list[bytes], hashes: int) -> int | None:
+    """A size of a filter of ``pseudonyms`` with ``hashes`` hashes that ``is_bloom_tight``, within
+    a thirty-second of the smallest (None: none of at most ``MAX_BLOOM_BYTES``) [bytes]: from
+    the size whose expected fill meets the bound, ``hashes × n / −ln(1 − 2^(−64 / hashes))``
+    bits, a thirty-second larger at a time until the filter's own fill does."""
+    fill = -math.log1p(-(2.0 ** (-math.log2(MAX_FALSE_POSITIVES) / hashes)))
+    size = max(1, math.ceil(hashes * len(pseudonyms) / fill / 8))
+    while size <= MAX_BLOOM_BYTES:
+        if is_bloom_tight(make_bloom(pseudonyms, size, hashes), hashes):
+            return size
+        size += max(1, size // 32)
+    return None
 
 
 def in_bloom(bloom: bytes, hashes: int, pseudonym: bytes) -> bool:
@@ -184,16 +210,18 @@ def _group(state: StateView, gid: bytes) -> Group:
 
 
 def validate_group(payload: PublishGroup, params: ChainParams) -> None:
-    if not 1 <= len(payload.bloom) <= MAX_BLOOM_BYTES or not 1 <= payload.bloom_hashes <= 32:
-        raise MalformedTransaction(f"a Bloom filter of 1 to {MAX_BLOOM_BYTES} bytes and 1 to 32 hashes")
+    if not 1 <= len(payload.bloom) <= MAX_BLOOM_BYTES or not 1 <= payload.bloom_hashes <= MAX_BLOOM_HASHES:
+        raise MalformedTransaction(
+            f"a Bloom filter of 1 to {MAX_BLOOM_BYTES:,} bytes and 1 to {MAX_BLOOM_HASHES} hashes"
+        )
     if payload.members < 2 or not 1 <= payload.slot_intervals <= 96:
         raise MalformedTransaction("a group has 2 members or more and slots of 1 to 96 intervals")
-    bits = len(payload.bloom) * 8
-    ones = sum(bin(b).count("1") for b in payload.bloom)
-    if ones**payload.bloom_hashes * MAX_FALSE_POSITIVES > bits**payload.bloom_hashes:
+    if not is_bloom_tight(payload.bloom, payload.bloom_hashes):
+        ones = sum(bin(b).count("1") for b in payload.bloom)
         raise MalformedTransaction(
-            f"the Bloom filter is too full ({ones} of {bits} bits set): an outsider would find a key it "
-            f"accepts in fewer than {MAX_FALSE_POSITIVES:,} tries"
+            f"the Bloom filter is too full ({ones} of {len(payload.bloom) * 8} bits set, "
+            f"{payload.bloom_hashes} hashes): an outsider would find a key it accepts in fewer than "
+            f"2^{MAX_FALSE_POSITIVES.bit_length() - 1} tries"
         )
 
 
