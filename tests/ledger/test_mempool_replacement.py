@@ -206,7 +206,7 @@ def test_the_kept_state_after_replacements_is_the_state_built_afresh(
     kept = p.trial._states[ALICE.address]
     assert kept.next_nonce == 22
     fresh = TrialState(chain)
-    built = fresh._sender_state(p.pool, _verified(chain, p.tx(ALICE, 22)), fresh._env(None))
+    built = fresh._sender_state(p.pool, _verified(chain, p.tx(ALICE, 22)), fresh._env(None), peer=True)
     assert built.next_nonce == 22 and built.bytes == kept.bytes
     for who in (ALICE, CAROL):
         assert kept.view.account(who.address) == built.view.account(who.address)

@@ -9,6 +9,7 @@ and head (4,096 other senders, then one transaction of the sender with 4,000 pen
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,34 @@ def test_a_state_pushed_out_is_built_afresh_beyond_rebuild_bytes_once_per_sender
     p.applied = 0
     send(ALICE)
     assert p.applied == pending + 1
+
+
+def test_a_users_transaction_is_built_afresh_however_often_a_peers_churn_pushed_its_state_out(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound on rebuilds is a peer's: a node's own user (a DSO settling a large area, say)
+    whose state a stranger's churn pushed out again and again is built afresh each time, not
+    refused ``TooManyRebuilds`` until the next block."""
+    p = Counted(chain, monkeypatch)
+    p.trial.senders = 2
+    pending = REBUILD_BYTES // _verified(chain, p.tx(ALICE, 0)).size + 20
+    p.fill(ALICE, pending)
+
+    def send(key: PrivateKey, peer: bool = True) -> None:
+        nonce = chain.account(key.address).nonce + len(p.pool.by_sender.get(key.address, {}))
+        p.pool.admit(p.tx(key, nonce), chain.account, check=partial(p.trial.check, p.pool, peer=peer))
+
+    for _ in range(3):
+        send(CAROL)
+        send(DAVE)
+        assert ALICE.address not in p.trial._states
+        p.applied = 0
+        send(ALICE, peer=False)
+        assert p.applied == len(p.pool.by_sender[ALICE.address])
+    send(CAROL)
+    send(DAVE)
+    send(ALICE)  # a peer's: built afresh once on this head ...
+    send(CAROL)
+    send(DAVE)
+    with pytest.raises(TooManyRebuilds):  # ... then refused
+        send(ALICE)

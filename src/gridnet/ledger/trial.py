@@ -22,8 +22,8 @@ with all their sender's later ones are undone the same way when the sender's nex
 (with the first one's nonce, or a lower one) comes. A state that was let go (other senders
 pushed it out of the bounds above) is built afresh when its sender's next transaction comes;
 one that applies more than ``REBUILD_BYTES`` of the sender's pending transactions is built once
-per sender and head, and a transaction that would need another is refused
-(``TooManyRebuilds``): so however a peer churns the kept states, what it makes the node apply
+per sender and head, and a peer's transaction that would need another is refused
+(``TooManyRebuilds``; a user's is not): so however a peer churns the kept states, what it makes the node apply
 again per transaction it sends stays within ``REBUILD_BYTES``, and beyond that within one build
 per sender and head, as a new head makes anyway. The state after a block's worth of everything
 pending is built once per head (again once the pool has taken a block's worth since) and
@@ -134,16 +134,18 @@ class TrialState:
         self._median: tuple[Hash32, int] = (bytes(32), 0)
         """(head, the median time of its last blocks) [ms]."""
 
-    def check(self, pool: Mempool, vtx: VerifiedTx, *, now: int | None = None) -> None:
+    def check(self, pool: Mempool, vtx: VerifiedTx, *, now: int | None = None, peer: bool = True) -> None:
         """Raise the rule ``vtx`` breaks when a block on the head includes it after its
         sender's transactions pending in ``pool`` (then, if it fails, after a block's worth of
         everything pending). The mempool runs this last: a transaction that passes is taken
-        (and stays applied to its sender's kept state)."""
+        (and stays applied to its sender's kept state). ``peer``: it came from a peer, whose
+        rebuilds are bounded (``TooManyRebuilds``); a node's own users' are not (they hold its
+        API token: a DSO settling a large area, whose state others pushed out, is not refused)."""
         env = self._env(now)
         admit = RULES[type(vtx.tx.payload)].admit
         if admit is not None:
             admit(self.chain.view(), env, vtx.tx.payload)  # (a rule of the mempool only: raises it)
-        state = self._sender_state(pool, vtx, env)
+        state = self._sender_state(pool, vtx, env, peer)
         error = state.apply(env, vtx)
         if error is not None:  # (it is not taken)
             state.back_to(vtx.tx.nonce)
@@ -174,7 +176,7 @@ class TrialState:
         """Bytes of transactions one block holds."""
         return self.chain.params.max_block_bytes - BLOCK_OVERHEAD
 
-    def _sender_state(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv) -> _SenderState:
+    def _sender_state(self, pool: Mempool, vtx: VerifiedTx, env: BlockEnv, peer: bool) -> _SenderState:
         """The state after the pending transactions of ``vtx``'s sender below its nonce: the
         kept one, carried on (or taken back to the mark of the one ``vtx`` replaces, or of the
         first of those that left the pool since together with all after it), unless the head
@@ -188,7 +190,8 @@ class TrialState:
         queue = pool.by_sender.get(sender, {})
         if state is None or state.head != head or state.version != version:
             first = self.chain.account(sender).nonce
-            self._count_build(vtx, queue, first)
+            if peer:
+                self._count_build(vtx, queue, first)
             state = _SenderState(head, version, first, self._fresh_view(env), first)
         elif state.next_nonce > nonce:  # a replacement: undo what followed the one it replaces
             state.back_to(nonce)

@@ -906,7 +906,7 @@ class Node:
         report: bool = True,
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
         # A user's and a peer's alike: tried on the head after the pending ones (ledger/trial.py).
-        check = partial(self._trial.check, self.mempool, now=now)
+        check = partial(self._trial.check, self.mempool, now=now, peer=peer is not None)
         events = self.mempool.add(tx, self.chain.account, verified, decoded=peer is not None, check=check)
         outcome = events[0]
         out: list[Outgoing] = []
