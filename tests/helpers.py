@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -218,6 +219,20 @@ class _WatchedCache(SignatureCache):
         if found:
             self.answered.add(key)
         return found
+
+
+@contextlib.contextmanager
+def store_locked(chain: Chain) -> Iterator[None]:
+    """Another writer holds the write lock of ``chain``'s store file (a real lock): its writes
+    fail within 0.1 s ("database is locked")."""
+    other = sqlite3.connect(chain.store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    chain.store.db.execute("PRAGMA busy_timeout=100")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
 
 
 @contextlib.contextmanager

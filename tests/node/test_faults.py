@@ -16,13 +16,12 @@ from gridnet.errors import BadMerkleRoot
 from gridnet.ledger.blocks import Block, Header
 from gridnet.ledger.chain import AddStatus, Chain
 from gridnet.ledger.mempool import EventKind
-from gridnet.ledger.store import DB_NAME
 from gridnet.ledger.transactions import Transaction, tx_id
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.messages import BlockMsg, TxsMsg, decode_message, encode_message
 from gridnet.node.node import Node
-from tests.helpers import extend, new_chain, next_block, sign, test_keys, test_params
+from tests.helpers import extend, new_chain, next_block, sign, store_locked, test_keys, test_params
 
 KEYS = test_keys(3)
 
@@ -228,15 +227,10 @@ def test_local_transactions_the_store_cannot_write_are_not_taken(tmp_path: Path)
     node.handle("peer", TxsMsg((txs[3],)), now=params.genesis_time)  # ahead of its nonce: held
     assert len(node.mempool) == 0 and node.early.holds_sender(KEYS[0].public_key)
     txs = txs[:3]
-    other = sqlite3.connect(tmp_path / "n" / DB_NAME, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # a real write lock on the file
-    chain.store.db.execute("PRAGMA busy_timeout=100")
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
+    with store_locked(chain), pytest.raises(sqlite3.OperationalError, match="locked"):
         node.submit_txs(txs, now=params.genesis_time)
     assert len(node.mempool) == 0 and node.stats.txs_accepted == 0  # (the held one still held)
     assert node.early.holds_sender(KEYS[0].public_key)
-    other.execute("ROLLBACK")
-    other.close()
     events, _ = node.submit_txs(txs, now=params.genesis_time)
     assert [e[0].kind for e in events] == [EventKind.ACCEPTED] * 3
     assert [v.tx.nonce for v in node.mempool.candidates()] == [0, 1, 2, 3]  # the held one follows
