@@ -62,6 +62,7 @@ from tests.helpers import (
     new_chain,
     register_identity,
     sign,
+    store_locked,
     test_keys,
     test_params,
     wait_for,
@@ -310,6 +311,35 @@ def test_transactions_the_pool_let_go_are_listed_with_their_bytes(api: Api) -> N
         "first_kept": 1,
     }
     assert_error(api.client.get("/mempool/lost?after=-1"), 400, "BadRequest")
+
+
+def test_a_replacement_the_store_cannot_write_leaves_the_pool_as_it_was(api: Api) -> None:
+    """A replacement sent while the store cannot be written is answered 503 and not taken,
+    and the transaction it replaced is still pending, not lost: withdrawn alone, it left a
+    missing nonce before BOB's later ones (his next was refused, 422 ``NonceGap``, and a
+    replacement of his last met the missing one: ``KeyError``, a 500)."""
+    chain = api.node.chain
+
+    def post(tx: Transaction) -> Any:
+        return api.client.post("/transactions", json={"tx": encode(tx).hex()})
+
+    pending = [sign(chain, BOB, Transfer(ALICE.address, 5_000), nonce) for nonce in (1, 2, 3)]
+    for tx in pending:
+        assert post(tx).status_code == 202
+    dearer = sign(chain, BOB, Transfer(ALICE.address, 6_000), 2, fee=3 * pending[1].fee)
+    with store_locked(chain):
+        assert_error(post(dearer), 503, "StoreUnavailable")
+    pool = api.client.get("/mempool").json()
+    assert pool["size"] == 3 and pool["by_sender"] == [{"address": text(BOB), "count": 3}]
+    assert api.client.get(f"/transactions/{tx_id(pending[1]).hex()}").json()["status"] == "pending"
+    assert api.client.get(f"/transactions/{tx_id(dearer).hex()}").status_code == 404
+    assert api.client.get("/mempool/lost").json()["lost"] == []
+    assert api.client.get(f"/accounts/{text(BOB)}").json()["next_nonce"] == 4
+    nxt = sign(chain, BOB, Transfer(ALICE.address, 5_000), 4)
+    assert post(nxt).status_code == 202
+    last = sign(chain, BOB, Transfer(ALICE.address, 7_000), 4, fee=3 * nxt.fee)
+    assert post(last).json()["evicted"] == [tx_id(nxt).hex()]
+    assert post(dearer).json()["evicted"] == [tx_id(pending[1]).hex()]  # sent again: taken now
 
 
 def lose_large_transactions(api: Api, readings: list[int]) -> list[Transaction]:

@@ -238,6 +238,48 @@ def test_local_transactions_the_store_cannot_write_are_not_taken(tmp_path: Path)
     assert len(chain.store.pending()) == 4
 
 
+def test_a_batch_the_store_cannot_write_puts_back_what_its_replacement_replaced(tmp_path: Path) -> None:
+    """A batch with a replacement of a pending transaction followed by others is not taken
+    when its write fails, and the replaced one is pending again: withdrawing the replacement
+    alone left a missing nonce before the others (the sender's next nonce was refused as
+    ``NonceGap``, the next replacement met the missing one building the sender's state
+    afresh: ``KeyError``, a 500 or a closed link). The pool, the pending table and the lost
+    transactions are as before the batch, and the sender goes on."""
+    params = test_params(KEYS)
+    chain = new_chain(tmp_path / "n", params)
+    node = Node("n", chain)
+    node.add_peer("p")
+    now = params.genesis_time
+    sender = KEYS[0]
+    pending = [sign(chain, sender, Transfer(KEYS[1].address, 5), nonce) for nonce in range(3)]
+    node.submit_txs(pending, now)
+    node.tick(now)
+    queue = node.mempool.by_sender[sender.address]
+    before = {n: v.txid for n, v in queue.items()}
+    dearer = sign(chain, sender, Transfer(KEYS[1].address, 6), 1, fee=3 * pending[1].fee)
+    batch = [sign(chain, KEYS[1], Transfer(KEYS[2].address, 5), 0), dearer]
+    with store_locked(chain), pytest.raises(sqlite3.OperationalError, match="locked"):
+        node.submit_txs(batch, now)
+    assert {n: v.txid for n, v in node.mempool.by_sender[sender.address].items()} == before
+    assert len(node.mempool) == 3 and node.stats.txs_accepted == 3
+    node.tick(now + 1)
+    assert node.lost.total == 0  # (nothing was let go)
+    assert sorted(bytes(t) for t, _ in chain.store.pending()) == sorted(before.values())
+    nxt = sign(chain, sender, Transfer(KEYS[1].address, 5), 3)
+    events, out = node.submit_tx(nxt, now)
+    assert events[0].kind is EventKind.ACCEPTED and out == [("p", TxsMsg((nxt,)))]
+    last = sign(chain, sender, Transfer(KEYS[1].address, 7), 3, fee=3 * nxt.fee)
+    events, _ = node.submit_tx(last, now)
+    assert [(e.kind, e.rule) for e in events] == [(EventKind.ACCEPTED, ""), (EventKind.EVICTED, "Replaced")]
+    admitted, _ = node.submit_txs(batch, now)  # the batch again: taken now
+    assert [e[0].kind for e in admitted] == [EventKind.ACCEPTED] * 2
+    node.tick(now + 2)
+    mined = [tx_id(t) for t in (pending[0], dearer, pending[2], last)]
+    assert [v.txid for _, v in sorted(node.mempool.by_sender[sender.address].items())] == mined
+    assert sorted(bytes(t) for t, _ in chain.store.pending()) == sorted([*mined, tx_id(batch[0])])
+    assert [e.txid for _, e in node.lost.since(0)] == [tx_id(nxt), tx_id(pending[1])]
+
+
 def test_transactions_a_reorg_returns_to_the_pool_are_written_and_relayed(tmp_path: Path) -> None:
     params = test_params(KEYS)
     chain, other = new_chain(tmp_path / "n", params), new_chain(tmp_path / "o", params)

@@ -116,7 +116,7 @@ def test_a_copy_is_known_by_its_signature_alone(tmp_path: Path) -> None:
     assert node.stats.peer_faults == {} and node.stats.tx_outcomes["rejected"] == 0
     assert list(node.mempool.by_id) == [tx_id(tx)]
     assert sent(node.tick(1)) == {"c": [tx]}  # b holds it (as far as this node can tell)
-    node.mempool.withdraw(tx_id(tx))
+    node.mempool.update_after_block([tx_id(tx)], node.chain.account)  # (it leaves the pool)
     assert node.mempool.copy_of(tx) is None
 
 

@@ -59,6 +59,21 @@ class PoolEvent:
     """An evicted or dropped transaction itself (its sender may sign its payload again)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A transaction the pool took and what taking it changed besides: what :meth:`Mempool.withdraw`
+    puts back."""
+
+    vtx: VerifiedTx
+    replaced: VerifiedTx | None
+    evicted: tuple[VerifiedTx, ...]
+    deferred: tuple[tuple[Hash32, int], ...]
+    """Those of the replaced and evicted transactions that block building had refused, with
+    the height it first did (``Mempool.remove_rejected``)."""
+    versions: tuple[tuple[Address, int | None], ...]
+    """The ``Mempool.version`` of its sender and of theirs before it came (None: 0)."""
+
+
 LOST_BYTES: Final = 16 << 20
 """Encoded size of the transactions a ``LostLog`` keeps, at most [bytes] (the oldest go first)."""
 
@@ -204,7 +219,9 @@ class Mempool:
         leaves together with all its sender's later ones (evicted, dropped) leaves it as it
         was too: the next transaction of the sender has that nonce or a lower one, and the
         check goes back to it as for a replacement (what it computed from the earlier ones
-        holds). Any other leaving changes it, and so does a transaction taken without a check."""
+        holds). A transaction withdrawn (``withdraw``) leaves it as it was before that one came:
+        the caller takes its check back too (``TrialState.take_back``). Any other leaving changes
+        it, and so does a transaction taken without a check."""
         return self._versions.get(sender, 0)
 
     def replacement_fee(self, replaced: VerifiedTx, size: int) -> int:
@@ -226,6 +243,7 @@ class Mempool:
         *,
         decoded: bool = False,
         check: Callable[[VerifiedTx], None] | None = None,
+        taken: list[Taken] | None = None,
     ) -> list[PoolEvent]:
         """Admit ``tx`` or raise the named rule it breaks; returns its ACCEPTED event
         followed by any evictions it caused. ``verified``: ``tx`` passed its stateless checks
@@ -233,7 +251,8 @@ class Mempool:
         wire's ranges already hold; ``check``: a further check that raises the rule the
         transaction breaks, run last, after the pool's own checks and bounds, so that a
         transaction that passes it is taken (a node tries every transaction on the head:
-        ``ledger/trial.py``)."""
+        ``ledger/trial.py``); ``taken``: gets what :meth:`withdraw` needs to take it back, if
+        it is taken."""
         if verified is None:
             body = tx_body(tx)
             tid = txid(body, tx.signature)
@@ -243,7 +262,7 @@ class Mempool:
                 decode(encode(tx), Transaction, what="transaction")
             verified = validate_transaction(tx, self.params, self.chain_id, body, tid=tid)
         vtx = verified
-        return self._admit(vtx, account_of, check)
+        return self._admit(vtx, account_of, check, taken)
 
     def add(
         self,
@@ -253,10 +272,11 @@ class Mempool:
         *,
         decoded: bool = False,
         check: Callable[[VerifiedTx], None] | None = None,
+        taken: list[Taken] | None = None,
     ) -> list[PoolEvent]:
         """Like :meth:`admit`, but a refusal is reported as a REJECTED event."""
         try:
-            return self.admit(tx, account_of, verified, decoded=decoded, check=check)
+            return self.admit(tx, account_of, verified, decoded=decoded, check=check, taken=taken)
         except GridnetError as exc:
             sender = address_digest(tx.sender) if len(tx.sender) == PUBLIC_KEY_BYTES else None
             return [PoolEvent(EventKind.REJECTED, tx_id(tx), sender, exc.rule, str(exc))]
@@ -266,6 +286,7 @@ class Mempool:
         vtx: VerifiedTx,
         account_of: Callable[[Address], Account],
         check: Callable[[VerifiedTx], None] | None = None,
+        taken: list[Taken] | None = None,
     ) -> list[PoolEvent]:
         if vtx.txid in self.by_id:
             raise AlreadyKnown("transaction is already pending")
@@ -299,6 +320,7 @@ class Mempool:
                 "for this transaction and its other pending ones (amounts plus fees)"
             )
         victims = self._make_room(vtx, replaced)
+        record = None if taken is None else self._undo_record(vtx, replaced, victims)
         if replaced is not None:  # (counted once tried: a replacement the check refuses set back as much)
             self._replacing[vtx.sender] = replacing
         if check is not None:
@@ -330,7 +352,22 @@ class Mempool:
                 )
             )
         self._insert(vtx)
+        if taken is not None and record is not None:
+            taken.append(record)
         return [PoolEvent(EventKind.ACCEPTED, vtx.txid, vtx.sender), *events]
+
+    def _undo_record(self, vtx: VerifiedTx, replaced: VerifiedTx | None, victims: list[VerifiedTx]) -> Taken:
+        """What :meth:`withdraw` needs to take ``vtx`` back once it is taken, replacing
+        ``replaced`` and evicting ``victims``: read before any of it happens."""
+        left = victims if replaced is None else [replaced, *victims]
+        senders = dict.fromkeys([vtx.sender, *(v.sender for v in victims)])
+        return Taken(
+            vtx,
+            replaced,
+            tuple(victims),
+            tuple((v.txid, self._deferred[v.txid]) for v in left if v.txid in self._deferred),
+            tuple((s, self._versions.get(s)) for s in senders),
+        )
 
     def _replacement_counted(self, vtx: VerifiedTx, after: int, pending: int) -> tuple[int, int]:
         """``vtx``'s sender's replacements since the last block, counting ``vtx``, which
@@ -411,12 +448,22 @@ class Mempool:
             self._heap = [(fee_rate(v), next(self._seq), t) for t, v in self.by_id.items()]
             heapq.heapify(self._heap)
 
-    def withdraw(self, tx_id: Hash32) -> None:
-        """Take back a transaction just accepted that its node could not keep (its store
-        cannot be written): as if it never came (what it replaced or evicted stays gone)."""
-        vtx = self.by_id.get(tx_id)
-        if vtx is not None:
-            self._remove(vtx)
+    def withdraw(self, taken: Taken) -> None:
+        """Take back a transaction just taken that its node could not keep (its store cannot
+        be written), and put back what it replaced and evicted, with their deferrals and their
+        senders' versions: the pool holds what it held before it came, provided those taken
+        after it were withdrawn first (a replacement withdrawn alone would leave its sender's
+        later transactions after a missing nonce, which no block could include). Its sender's
+        count of replacements stays: the node's check did the work (``TooManyReplacements``)."""
+        self._remove(taken.vtx, replacing=taken.replaced is not None)
+        for v in taken.evicted if taken.replaced is None else (taken.replaced, *taken.evicted):
+            self._insert(v)
+        self._deferred.update(taken.deferred)
+        for sender, version in taken.versions:
+            if version is None:
+                self._versions.pop(sender, None)
+            else:
+                self._versions[sender] = version
 
     def _remove(self, vtx: VerifiedTx, *, replacing: bool = False, with_later: bool = False) -> None:
         """``replacing``: ``vtx`` leaves for a transaction of the same sender and nonce, taken

@@ -19,7 +19,9 @@ mark of the one it replaces, undoing only what was applied after it, instead of 
 sender's earlier ones again; those after it are applied again when a later one comes (how many,
 between blocks, the mempool bounds: ``TooManyReplacements``). Transactions evicted or dropped
 with all their sender's later ones are undone the same way when the sender's next transaction
-(with the first one's nonce, or a lower one) comes. A state that was let go (other senders
+(with the first one's nonce, or a lower one) comes; a transaction the pool takes back
+(``Mempool.withdraw``: its node could not write it) is undone at once (``take_back``), and what
+it replaced is pending again. A state that was let go (other senders
 pushed it out of the bounds above) is built afresh when its sender's next transaction comes;
 one that applies more than ``REBUILD_BYTES`` of the sender's pending transactions is built once
 per sender and head, and a peer's transaction that would need another is refused
@@ -157,6 +159,17 @@ class TrialState:
         if error is not None:
             raise error
         self._taken(vtx, env)
+
+    def take_back(self, vtx: VerifiedTx) -> None:
+        """The pool took back ``vtx``, which passed ``check`` (``Mempool.withdraw``: it puts
+        back what ``vtx`` replaced, and leaves the sender's ``version`` as it was): its
+        sender's kept state goes back to before it, as for a replacement (the sender's
+        pending transactions from its nonce on are applied again when a later one comes)."""
+        state = self._states.get(vtx.sender)
+        if state is not None and state.head == self.chain.head.hash and state.next_nonce > vtx.tx.nonce:
+            self._bytes -= state.bytes
+            state.back_to(vtx.tx.nonce)
+            self._bytes += state.bytes
 
     def _env(self, now: int | None) -> BlockEnv:
         chain = self.chain

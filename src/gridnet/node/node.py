@@ -58,7 +58,7 @@ from gridnet.errors import (
 from gridnet.grid.commands import SignedCommand
 from gridnet.ledger.blocks import Block, Checkpoint, Header, SignedVote, Vote
 from gridnet.ledger.chain import AddResult, AddStatus, BlockEntry, BlockTemplate, Chain
-from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, LostLog, Mempool, PoolEvent
+from gridnet.ledger.mempool import DEFAULT_MAX_BYTES, EventKind, LostLog, Mempool, PoolEvent, Taken
 from gridnet.ledger.miner import propose_block
 from gridnet.ledger.poa import (
     is_voter,
@@ -71,7 +71,6 @@ from gridnet.ledger.poa import (
     vote_signed,
 )
 from gridnet.ledger.pow import meets_target, mine
-from gridnet.ledger.store import STORE_ERRORS
 from gridnet.ledger.transactions import Transaction, min_fee, sign_transaction, tx_body, tx_id, tx_size
 from gridnet.ledger.transition import (
     VerifiedTx,
@@ -235,6 +234,18 @@ GAP_TRIES = 3
 BUSY_MAX_TIMEOUTS = 12
 """A peer that answered busy is asked again after at most this many ``request_timeout_ms``
 (its back-off starts at a quarter of one and doubles while it stays busy)."""
+
+
+@dataclass
+class _LocalBatch:
+    """Local users' transactions being taken (``Node._admit_local``): written to the pending
+    table in one SQLite transaction, with the removal of what they replaced or evicted, before
+    any is sent or reported; if that write fails, taken back with what they displaced."""
+
+    taken: list[Taken] = field(default_factory=list)
+    """The pool's record of each one accepted, in order (``Mempool.withdraw``)."""
+    before: dict[Hash32, tuple[bool, tuple[bytes, int] | None]] = field(default_factory=dict)
+    """The pending-table changes they overwrote (whether there was one, and it)."""
 
 
 @dataclass(frozen=True)
@@ -428,8 +439,8 @@ class Node:
         """Tries a user's transaction on the head before it is accepted."""
         self._pending_changes: dict[Hash32, tuple[bytes, int] | None] = {}
         """Mempool changes not yet in the store's pending table: (data, added) or None for gone."""
-        self._local: list[tuple[Hash32, Transaction]] | None = None
-        """While ``submit_txs`` admits its batch: the local transactions accepted so far."""
+        self._local: _LocalBatch | None = None
+        """While ``_admit_local`` admits local users' transactions: those taken so far."""
         with self.signatures.active():  # the pool survives restarts (a damaged row is dropped, logged)
             self._log(restore_pending(chain, self.mempool, _mempool.warning))
         self.votes = VotePool(chain.chain_id)
@@ -579,8 +590,9 @@ class Node:
 
     @_own_signature_cache
     def submit_tx(self, tx: Transaction, now: int) -> tuple[list[PoolEvent], list[Outgoing]]:
-        """A transaction from a local user: admit it and gossip it."""
-        return self._on_tx(None, tx, now)
+        """A transaction from a local user: admit it, write it and gossip it (its outcomes)."""
+        admitted, out = self._admit_local([tx], now)
+        return admitted[0], out
 
     @_own_signature_cache
     def submit_txs(
@@ -589,27 +601,45 @@ class Node:
         """Transactions from local users, in order, each admitted as ``submit_tx`` admits one
         (its outcomes, in the same order); but their signatures, and those their payloads
         carry, are checked first as one batch (on all cores, into this node's signature
-        cache), and those accepted are written to the pending table in one SQLite
-        transaction before any is sent (none is taken if that write fails)."""
+        cache), and those accepted are written together (none is taken if that write fails)."""
         chain_id, head = self.chain.chain_id, self.chain.view()
         checks: list[SignatureCheck] = []
         for tx in txs:
             checks.append(signature_check(tx, chain_id, tx_body(tx)))
             checks.extend(ahead_checks(tx, chain_id, head))
         verify_many(checks)
-        accepted: list[tuple[Hash32, Transaction]] = []
-        self._local = accepted
+        return self._admit_local(txs, now)
+
+    def _admit_local(
+        self, txs: Sequence[Transaction], now: int
+    ) -> tuple[list[list[PoolEvent]], list[Outgoing]]:
+        """Admit local users' transactions in order (each one's outcomes); those accepted are
+        written to the pending table in one SQLite transaction, with the removal of what they
+        replaced or evicted, before any is sent or what they displaced is reported. If that
+        write fails (or anything else does), none is taken: the pool holds what it held before
+        them, what they replaced and evicted included, and the error is raised (the users hear
+        it)."""
+        batch = self._local = _LocalBatch()
         try:
-            admitted = [self._admit(None, tx, now, None) for tx in txs]
+            admitted = [self._admit(None, tx, now, None)[0] for tx in txs]
+            if batch.taken:
+                self.flush_pending()
         except BaseException:
-            self._withdraw_local(accepted)  # (none taken: the users hear the error)
+            self._withdraw_local(batch)
             raise
         finally:
             self._local = None
-        out = self._local_accepted(accepted)
-        for _, tx in accepted:  # only once they are durable: what their senders' held ones may follow
-            out.extend(self._release_early(tx.sender, tx.nonce + 1, now))
-        return [events for events, _ in admitted], out + [m for _, more in admitted for m in more]
+        out: list[Outgoing] = []
+        accepted = (events for events in admitted if events[0].kind is EventKind.ACCEPTED)
+        for taken, events in zip(batch.taken, accepted, strict=True):
+            self._log(events[:1])
+            out.extend(self._publish(events[1:]))
+            to, told = self.inventory.spread(None, taken.vtx.tx.sender)
+            out.extend((p, TxsMsg((taken.vtx.tx,))) for p in to)
+            self.inventory.tell(TX, told, taken.vtx.txid)
+        for taken in batch.taken:  # only once they are durable: what their senders' held ones may follow
+            out.extend(self._release_early(taken.vtx.tx.sender, taken.vtx.tx.nonce + 1, now))
+        return admitted, out
 
     @_own_signature_cache
     def handle(self, peer: str, msg: Message, now: int) -> list[Outgoing]:
@@ -775,11 +805,11 @@ class Node:
     # --- transactions ----------------------------------------------------------------------
 
     def _on_tx(
-        self, peer: str | None, tx: Transaction, now: int, verified: VerifiedTx | None = None
+        self, peer: str, tx: Transaction, now: int, verified: VerifiedTx | None = None
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
-        """Admit ``tx`` (from ``peer``, or a local user if None; ``verified``: it passed its
-        stateless checks), then any held transactions of its sender that it lets follow; its
-        own outcomes and the messages to send."""
+        """Admit ``tx`` from ``peer`` (``verified``: it passed its stateless checks), then any
+        held transactions of its sender that it lets follow; its own outcomes and the messages
+        to send."""
         events, out = self._admit(peer, tx, now, verified)
         if events[0].kind is EventKind.ACCEPTED:
             out.extend(self._release_early(tx.sender, tx.nonce + 1, now))
@@ -905,22 +935,26 @@ class Node:
         *,
         report: bool = True,
     ) -> tuple[list[PoolEvent], list[Outgoing]]:
+        """Admit ``tx`` from ``peer``, or from a local user (None: ``_admit_local`` admits those,
+        and writes, sends and logs those accepted once all are admitted)."""
         # A user's and a peer's alike: tried on the head after the pending ones (ledger/trial.py).
         check = partial(self._trial.check, self.mempool, now=now, peer=peer is not None)
-        events = self.mempool.add(tx, self.chain.account, verified, decoded=peer is not None, check=check)
+        local = self._local if peer is None else None
+        taken = None if local is None else local.taken
+        events = self.mempool.add(
+            tx, self.chain.account, verified, decoded=peer is not None, check=check, taken=taken
+        )
         outcome = events[0]
         out: list[Outgoing] = []
         if outcome.kind is EventKind.ACCEPTED:
             self.stats.txs_accepted += 1
-            self._pending_changes[outcome.txid] = (encode(tx), now)
-            if peer is None:  # only this node holds it: durable, and sent, before the user hears
-                if self._local is not None:  # (``submit_txs``: with the rest of its batch)
-                    self._local.append((outcome.txid, tx))
-                else:
-                    out.extend(self._local_accepted([(outcome.txid, tx)]))
-            else:
-                self._tx_origin[outcome.txid] = peer
-                out.extend(self._queue_relay(peer, outcome.txid, tx))
+            self._change_pending(outcome.txid, (encode(tx), now))
+            if peer is None:  # only this node holds it: durable before it is sent or logged
+                for e in events[1:]:  # (what it replaced or evicted leaves the table in the same write)
+                    self._change_pending(e.txid, None)
+                return events, out
+            self._tx_origin[outcome.txid] = peer
+            out.extend(self._queue_relay(peer, outcome.txid, tx))
         else:
             self.stats.txs_rejected += 1
             if peer is not None and outcome.rule != NonceGap.__name__:
@@ -936,28 +970,27 @@ class Node:
         out.extend(self._record(events[1:]))  # evictions the new transaction caused
         return events, out
 
-    def _local_accepted(self, accepted: list[tuple[Hash32, Transaction]]) -> list[Outgoing]:
-        """Local transactions just accepted (id, transaction), made durable in the pending
-        table, then sent to the peers. If the store cannot write them, none is taken: the
-        users hear the store's error."""
-        try:
-            self.flush_pending()
-        except STORE_ERRORS:
-            self._withdraw_local(accepted)
-            raise
-        out: list[Outgoing] = []
-        for tid, tx in accepted:
-            to, told = self.inventory.spread(None, tx.sender)
-            out.extend((p, TxsMsg((tx,))) for p in to)
-            self.inventory.tell(TX, told, tid)
-        return out
-
-    def _withdraw_local(self, accepted: list[tuple[Hash32, Transaction]]) -> None:
-        """Take back local transactions just accepted (not kept: the users hear an error)."""
-        for tid, _ in reversed(accepted):
-            self._pending_changes.pop(tid, None)
-            self.mempool.withdraw(tid)
+    def _withdraw_local(self, batch: _LocalBatch) -> None:
+        """Take back local transactions just accepted (not kept: the users hear an error),
+        last first: the pool puts back what each replaced or evicted, the trial's kept state
+        of each one's sender goes back to before it, and the pending table's changes are
+        those before them."""
+        for taken in reversed(batch.taken):
+            self.mempool.withdraw(taken)
+            self._trial.take_back(taken.vtx)
             self.stats.txs_accepted -= 1
+        for tid, (had, change) in batch.before.items():
+            if had:
+                self._pending_changes[tid] = change
+            else:
+                self._pending_changes.pop(tid, None)
+
+    def _change_pending(self, tid: Hash32, change: tuple[bytes, int] | None) -> None:
+        """Note a change of the pending table for the next flush (the local transactions being
+        taken note what they overwrite)."""
+        if self._local is not None and tid not in self._local.before:
+            self._local.before[tid] = (tid in self._pending_changes, self._pending_changes.get(tid))
+        self._pending_changes[tid] = change
 
     def _queue_relay(self, source: str | None, txid: Hash32, tx: Transaction) -> list[Outgoing]:
         """Queue ``tx`` for the peers it spreads to (its id for the others; but ``source``, the
@@ -996,14 +1029,20 @@ class Node:
     def _record(self, events: list[PoolEvent]) -> list[Outgoing]:
         """Log events, keep the store's pending table in step, and tell the relaying peer
         of any transaction evicted or dropped."""
-        out: list[Outgoing] = []
         for e in events:
             if e.kind is EventKind.INCLUDED:  # the block's commit took it out of the table
                 self._pending_changes.pop(e.txid, None)
             elif e.kind in (EventKind.EVICTED, EventKind.DROPPED):
                 self._pending_changes[e.txid] = None
-                if e.tx is not None:
-                    self.lost.add(e)
+        return self._publish(events)
+
+    def _publish(self, events: list[PoolEvent]) -> list[Outgoing]:
+        """Log events, keep those that let a transaction go in ``lost``, and tell the relaying
+        peer of any transaction evicted or dropped."""
+        out: list[Outgoing] = []
+        for e in events:
+            if e.kind in (EventKind.EVICTED, EventKind.DROPPED) and e.tx is not None:
+                self.lost.add(e)
             origin = self._tx_origin.pop(e.txid, None)
             if origin is not None and e.kind in (EventKind.EVICTED, EventKind.DROPPED):
                 out.append((origin, TxRejectedMsg(e.txid, e.rule, e.message)))
