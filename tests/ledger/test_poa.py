@@ -198,6 +198,30 @@ def test_a_stall_keeps_each_targets_votes_in_its_own_entry_and_justifying_drops_
     assert all(view.get(TALLIES, height_key(slot)) is None for slot in range(1, 14))
 
 
+def test_a_vote_deletes_the_tallies_that_left_the_vote_window(chain: Chain) -> None:
+    """Tallies of targets more than the vote window before the block that counts a vote can
+    never grow again: that vote deletes their entries and their slots from the record (slots
+    1 to 5 here, 1,030 − 1,024 = 6 the first kept), and record and table agree."""
+    votes = grow(chain, range(1, 11), voters=KEYS[:2])
+    assert finality(chain.view()).tallied == tuple(range(1, 10))
+    pre = snapshot(chain)
+    block = propose(chain, 1030, votes)  # two votes for slot 10's block
+    chain.add_block(block, now=at(1030))
+    view = chain.view()
+    assert 1030 - VOTE_WINDOW == 6 and finality(view).tallied == (6, 7, 8, 9, 10)
+    assert [s for s in range(1, 11) if view.get(TALLIES, height_key(s)) is not None] == [6, 7, 8, 9, 10]
+    record_valid(
+        "poa_tallies_outside_the_vote_window_deleted",
+        "permissioned chain: finality stalled with two of four validators voting for the blocks of "
+        "slots 1 to 10; a block of slot 1,030 counts two votes for slot 10 and deletes the tallies "
+        "of slots 1 to 5, which left the 1,024-slot vote window",
+        pre,
+        block,
+        at(1030),
+        chain,
+    )
+
+
 def test_the_largest_entries_finality_writes_fit_a_state_entry() -> None:
     """Whatever the stall, the finality record lists at most the vote window's slots, and a
     tally at most every validator: each well within what a state entry holds."""

@@ -119,7 +119,9 @@ class AccountOut(BaseModel):
 
 class CreditsOut(BaseModel):
     controller: str = Field(description="The Helios controller's name")
-    id: str = Field(description="Its id: BLAKE2b-256 of the name (hex)")
+    id: str = Field(
+        description="Its id: BLAKE2b-256 of 'helios-controller/', the registrant's key and the name (hex)"
+    )
     members: list[str] = Field(description="The consortium's member keys (hex)")
     threshold: int = Field(description="Member signatures a mint needs")
     minted_wh: int = Field(description="Credits ever minted (1 credit = 1 Wh)")
@@ -132,7 +134,9 @@ class CreditsOut(BaseModel):
 
 class CreditBankOut(BaseModel):
     bank: str = Field(description="The credit bank's name")
-    id: str = Field(description="Its id: BLAKE2b-256 of 'credit-bank/' and the name (hex)")
+    id: str = Field(
+        description="Its id: BLAKE2b-256 of 'credit-bank/', the registrant's key and the name (hex)"
+    )
     members: list[str] = Field(description="The consortium's member keys (hex)")
     threshold: int = Field(description="Member signatures its registration needed")
     criteria: dict[str, int] = Field(description="Its published criteria (docs/protocol.md section 24)")
