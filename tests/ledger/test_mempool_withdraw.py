@@ -81,7 +81,7 @@ def test_a_withdrawn_replacement_puts_back_the_one_it_replaced(
     assert p.applied == 1
     kept = p.trial._states[ALICE.address]
     fresh = TrialState(chain)
-    built = fresh._sender_state(p.pool, _verified(chain, p.tx(ALICE, 16)), fresh._env(None))
+    built = fresh._sender_state(p.pool, _verified(chain, p.tx(ALICE, 16)), fresh._env(None), peer=True)
     assert (built.next_nonce, built.bytes) == (kept.next_nonce, kept.bytes) == (16, kept.bytes)
     for who in (ALICE, CAROL):
         assert kept.view.account(who.address) == built.view.account(who.address)
