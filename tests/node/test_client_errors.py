@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,25 +82,40 @@ def test_a_web_server_is_not_taken_for_a_node(web_server: tuple[str, list[bytes]
         assert "is it a GRIDNET node?" in one_line_error(result) and result.stdout == ""
 
 
+def accept_until(
+    server: socket.socket, done: threading.Event, serve: Callable[[socket.socket], object]
+) -> None:
+    """Hand each connection ``server`` takes to ``serve`` until ``done`` is set and no client
+    is waiting (at most a minute): every connection a client made before ``done`` is served,
+    and the thread ends once the test has its answer, not after a long accept timeout."""
+    server.settimeout(0.1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = server.accept()[0]
+        except TimeoutError:
+            if done.is_set():
+                return
+            continue
+        except OSError:
+            return
+        serve(conn)
+
+
 def test_a_server_that_never_answers_is_waited_for_once() -> None:
     """A read is asked again when a kept-alive connection was closed under it, not after a
     timeout: `gridnet status` against a silent server took twice its timeout."""
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     accepted: list[socket.socket] = []
-
-    def accept_and_say_nothing() -> None:
-        server.settimeout(30)
-        with contextlib.suppress(OSError):
-            while len(accepted) < 2:
-                accepted.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    done = threading.Event()
+    thread = threading.Thread(target=accept_until, args=(server, done, accepted.append), daemon=True)
     thread.start()
     with pytest.raises(NodeUnavailable, match="timed out"):
         NodeClient(f"127.0.0.1:{port}", timeout_s=1).call("GET", "/status")
-    server.close()
+    done.set()
     thread.join(60)
+    server.close()
     assert len(accepted) == 1
     for conn in accepted:
         conn.close()
@@ -114,20 +129,18 @@ def test_a_submission_whose_answer_is_lost_is_sent_once() -> None:
     port = server.getsockname()[1]
     requests: list[bytes] = []
 
-    def read_and_hang_up() -> None:
-        server.settimeout(5)
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = server.accept()
-                with conn:
-                    conn.settimeout(30)
-                    requests.append(conn.recv(65536))
+    def read_and_hang_up(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            requests.append(conn.recv(65536))
 
-    thread = threading.Thread(target=read_and_hang_up, daemon=True)
+    done = threading.Event()
+    thread = threading.Thread(target=accept_until, args=(server, done, read_and_hang_up), daemon=True)
     thread.start()
     client = NodeClient(f"127.0.0.1:{port}", timeout_s=30)
     with pytest.raises(NodeUnavailable, match="did not answer POST /transactions"):
         client.call("POST", "/transactions", {"tx": "00"})
+    done.set()
     thread.join(60)
     server.close()
     assert len(requests) == 1 and requests[0].startswith(b"POST /transactions")

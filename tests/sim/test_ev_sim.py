@@ -100,7 +100,7 @@ def test_a_deal_opened_too_late_is_counted_and_the_hotspots_later_transactions_s
     # turn until one run shows a late opening beside deals that opened, each opening taken by its
     # node (a node past the deal's first interval refuses it at once: it is counted refused, not
     # submitted); every run keeps the counts.
-    for seed in (8, 5, 6, 1, 2, 3, 4, 7, 9, 10, 11, 12):
+    for seed in (7, 8, 5, 6, 1, 2, 3, 4, 9, 10, 11, 12):  # (7 first: it shows all, since rules 5)
         slow = {
             **MORNING,
             "simulation": {**MORNING["simulation"], "seed": seed},
