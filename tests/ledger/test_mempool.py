@@ -199,6 +199,9 @@ def test_the_lost_log_numbers_what_left_and_forgets_the_oldest(chain: Chain) -> 
         log.add(e)
     assert log.first_kept == 3 and log.since(0) == [(3, events[2]), (4, events[3]), (5, events[4])]
     assert log.since(3, limit=1) == [(4, events[3])] and log.since(5) == [] and log.since(9) == []
+    # Any number past the last is an empty page, one past a machine word too (islice's ValueError).
+    for after in (2**63 - 1, 2**63, 10**30):
+        assert log.since(after) == [] and log.since(after, limit=10, max_bytes=1) == []
 
 
 def test_the_lost_log_keeps_at_most_its_bytes_of_transactions(chain: Chain) -> None:

@@ -412,6 +412,33 @@ def served(app: Any) -> Iterator[str]:
         sock.close()
 
 
+def test_integer_query_parameters_out_of_range_are_400_naming_them(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every integer a query takes is a whole number below 2^63: ``/mempool/lost?after=2^63``
+    was a 500 and a traceback in the node's log (``islice`` refuses a start past
+    ``sys.maxsize``), for anyone, with no token."""
+    interval = interval_of(NOW) + 2
+    for path, name in (
+        ("/mempool/lost?after=", "after"),
+        ("/mempool/lost?limit=", "limit"),
+        ("/mempool?limit=", "limit"),
+        ("/orders/north/{interval}?offset=", "offset"),
+        ("/orders/north/{interval}?limit=", "limit"),
+        ("/commands/north?after=", "after"),
+        (f"/meters/{address_to_text(METER_KEY.address)}?readings=", "readings"),
+    ):
+        for value in (2**63, 9_999_999_999_999_999_999, 10**40, -1):
+            with caplog.at_level("DEBUG"):
+                response = api.client.get(path.format(interval=interval) + str(value))
+            body = assert_error(response, 400, "BadRequest")
+            assert body["message"].startswith(f"query.{name}: "), (path, value, body)
+    assert [r.getMessage() for r in caplog.records if r.levelname not in ("DEBUG", "INFO")] == []
+    for path in ("/mempool/lost?after=", "/commands/north?after=", f"/orders/north/{interval}?offset="):
+        assert api.client.get(path + str(2**63 - 1)).status_code == 200, path
+    assert api.client.get(f"/mempool/lost?after={2**63 - 1}").json()["lost"] == []
+
+
 def test_refused_transactions_are_422_with_the_rule(api: Api) -> None:
     good = sign(api.node.chain, BOB, Transfer(ALICE.address, 5_000), nonce=1)
     forged = msgspec.structs.replace(good, signature=bytes(64))
@@ -548,11 +575,13 @@ def test_post_and_read_orders(api: Api) -> None:
     assert_error(api.client.get(f"/orders/{'x' * 40}/{interval}"), 400, "BadRequest")
     assert_error(api.client.get(f"/orders/n%C3%B6rth/{interval}"), 400, "BadRequest")
     assert_error(api.client.get("/orders/north/soon"), 400, "BadRequest")
-    # An offset past the end (past what a machine word holds, too) is an empty page.
-    for offset in (5, 2**63 - 1, 10**30):
+    # An offset past the end is an empty page; one of 2^63 or more is a 400 naming it.
+    for offset in (5, 2**63 - 1):
         page = api.client.get(f"/orders/north/{interval}?offset={offset}")
         assert page.status_code == 200, page.text
         assert page.json()["orders"] == [] and page.json()["next_offset"] is None
+    body = assert_error(api.client.get(f"/orders/north/{interval}?offset={10**30}"), 400, "BadRequest")
+    assert "offset" in body["message"]
 
 
 def test_an_order_breaking_placeorders_owner_rules_is_refused_by_name(

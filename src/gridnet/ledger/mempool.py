@@ -115,6 +115,8 @@ class LostLog:
         after them (or ``max_bytes`` of the log's own)."""
         first = self.first_kept
         start = max(after + 1, first)
+        if start > self.total:  # (none after it; islice refuses a start past sys.maxsize)
+            return []
         stop = self.total + 1 if limit is None else min(self.total + 1, start + limit)
         page: list[tuple[int, PoolEvent]] = []
         size = 0

@@ -48,6 +48,7 @@ from gridnet.node.api.common import (
     MAX_BODY_BYTES,
     MAX_LOST_PAGE,
     MAX_ORDERS_PAGE,
+    MAX_QUERY_INT,
     MAX_READINGS,
     MAX_STATE_KEY_BYTES,
     READING_SCAN,
@@ -599,7 +600,7 @@ def create_app(
         summary="Transactions the mempool let go without a block (evicted, dropped), oldest first",
     )
     async def get_lost(
-        after: int = Query(0, ge=0, description="Return only those numbered after this"),
+        after: int = Query(0, ge=0, le=MAX_QUERY_INT, description="Return only those numbered after this"),
         limit: int = Query(DEFAULT_LOST_PAGE, ge=1, le=MAX_LOST_PAGE, description="At most this many"),
     ) -> LostOut:
         log = node.lost
@@ -663,7 +664,7 @@ def create_app(
     async def get_orders(
         area: str,
         interval: str,
-        offset: int = Query(0, ge=0, description="Orders of the topic to skip"),
+        offset: int = Query(0, ge=0, le=MAX_QUERY_INT, description="Orders of the topic to skip"),
         limit: int = Query(DEFAULT_ORDERS_PAGE, ge=1, le=MAX_ORDERS_PAGE, description="Orders to return"),
     ) -> OrdersOut:
         if (problem := area_problem(area)) is not None:
@@ -706,7 +707,10 @@ def create_app(
         summary="DSO commands posted here for an area's devices, newer than a sequence number",
     )
     async def get_commands(
-        area: str, after: int = Query(0, ge=0, description="Return only commands after this sequence number")
+        area: str,
+        after: int = Query(
+            0, ge=0, le=MAX_QUERY_INT, description="Return only commands after this sequence number"
+        ),
     ) -> CommandsOut:
         if (problem := area_problem(area)) is not None:
             raise bad_request(f"{shown(area)}: {problem}")

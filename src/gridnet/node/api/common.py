@@ -46,6 +46,9 @@ as hex), but for its first, which comes whatever its size: the log keeps up to 1
 answer is built whole in memory and held while its client reads it."""
 HTTP_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}
 """The code of an HTTP error raised by the framework (a body it cannot parse is 400 BadRequest)."""
+MAX_QUERY_INT = 2**63 - 1
+"""Largest whole number an integer query parameter takes (sequence numbers, offsets): a
+larger one is 400 BadRequest naming the parameter, as for a number in a path."""
 MAX_STATE_KEY_BYTES = 64
 """Longer than any state table's key (the longest, a reading's, is 28 bytes)."""
 
