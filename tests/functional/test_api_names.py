@@ -24,7 +24,9 @@ from tests.ledger.test_aggregator import consortium_act
 from tests.ledger.test_credit import bank_act
 from tests.ledger.test_helios import COLLECTOR, MAKER, MEMBERS, OWNER, START, two_meters
 
-NAMES = ["a/b", ".", "..", "x/../y", "50% off?"]
+NAMES = ["a/b", ".", "..", "x/../y", "50% off?", "x", "x\n", "a\nb", "\n"]
+"""("x\n" beside "x": Starlette's routes matched "/credits/x%0A" as "/credits/x", and "a\nb"
+as no route at all.)"""
 CEILING = 120
 REGISTRY = COLLECTOR  # (a trusted vehicle registry, as in tests/ledger/test_vehicle.py)
 
@@ -97,4 +99,7 @@ def test_a_name_not_registered_is_a_404_naming_it(node: DevNode, tmp_path: Path)
         gridnet("chain", "ev", "--hotspot", "no/such", "--registrant", by, "--node", client.url, cwd=tmp_path)
     )
     assert "no/such" in line, line
+    two_lines = "no\nsuch"
+    status, answer = client.call("GET", f"/credits/{path_segment(two_lines)}?registrant={by}")
+    assert status == 404 and repr(two_lines) in answer["message"], answer
     client.close()

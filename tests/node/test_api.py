@@ -463,6 +463,14 @@ def test_malformed_submissions_are_400(api: Api) -> None:
 
 def test_errors_are_json_everywhere(api: Api) -> None:
     assert_error(api.client.get("/nowhere"), 404, "NotFound")
+    # A path is matched and quoted whole, a newline too ("/head%0A" was "/head"; a 404 quoted
+    # "/credits/ab" for "/credits/a%0Ab": Starlette's url.path drops newlines).
+    for path, quoted in (("/head%0A", "/head\n"), ("/nowhere%0Ax", "/nowhere\nx"), ("/%0A", "/\n")):
+        body = assert_error(api.client.get(path), 404, "NotFound")
+        assert body["message"] == f"no such endpoint: {quoted!r}", body
+    by = OWNER.public_key.hex()
+    body = assert_error(api.client.get(f"/credits/a%0Ab?registrant={by}"), 404, "NotFound")
+    assert repr("a\nb") in body["message"], body
     assert_error(api.client.delete("/head"), 405, "MethodNotAllowed")
     assert api.client.get("/docs").status_code == 200
     assert "/transactions/{txid}" in api.client.get("/openapi.json").json()["paths"]

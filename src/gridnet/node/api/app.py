@@ -57,6 +57,7 @@ from gridnet.node.api.common import (
     bad_request,
     bearer_auth,
     error_response,
+    exact_routes,
     not_found,
     parse_address,
     parse_hex,
@@ -305,7 +306,9 @@ def create_app(
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "HTTPError")
         message = (
-            str(exc.detail) if exc.status_code != 404 else f"no such endpoint: {shown(request.url.path)}"
+            str(exc.detail)
+            if exc.status_code != 404
+            else f"no such endpoint: {shown(request.scope.get('path', ''))}"  # (url.path drops newlines)
         )
         return error_response(exc.status_code, code, message)
 
@@ -425,7 +428,7 @@ def create_app(
         )
 
     @app.get(
-        "/credits/{controller:path}",
+        "/credits/{controller:name}",
         response_model=CreditsOut,
         summary="A Helios controller's credits: supply, and a holder's balance (?holder=ADDRESS)",
     )
@@ -455,7 +458,7 @@ def create_app(
         )
 
     @app.get(
-        "/credit-banks/{name:path}",
+        "/credit-banks/{name:name}",
         response_model=CreditBankOut,
         summary="A credit bank's criteria and books; with ?borrower=ADDRESS its credit value and loan",
     )
@@ -472,7 +475,7 @@ def create_app(
         return CreditBankOut(**figures)
 
     @app.get(
-        "/aggregators/{name:path}", summary="A consortium of energy aggregators: its members, fee and books"
+        "/aggregators/{name:name}", summary="A consortium of energy aggregators: its members, fee and books"
     )
     async def get_aggregators(
         name: str, registrant: str = Query(description=REGISTRANT_HELP)
@@ -489,7 +492,7 @@ def create_app(
             raise not_found(f"no trade record {tid[:16]} is on chain")
         return figures
 
-    @app.get("/ev-hotspots/{name:path}", summary="A vehicle-to-vehicle charging hotspot: its terms and books")
+    @app.get("/ev-hotspots/{name:name}", summary="A vehicle-to-vehicle charging hotspot: its terms and books")
     async def get_ev_hotspot(
         name: str, registrant: str = Query(description=REGISTRANT_HELP)
     ) -> dict[str, Any]:
@@ -746,4 +749,5 @@ def create_app(
         RequestGuard, token=token, protected=protected, max_body=MAX_BODY_BYTES, body_limits=body_limits
     )
     app.add_middleware(HeadAsGet)
+    exact_routes(app)
     return app

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
 import msgspec.inspect as mi
-from fastapi import Depends
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.errors import DecodeError, GridnetError, InvalidAddress, StoreCorrupt
@@ -114,6 +116,35 @@ def status_of(exc: GridnetError) -> int:
     if isinstance(exc, StoreCorrupt):
         return 500
     return 400 if isinstance(exc, DecodeError | InvalidAddress) else 422
+
+
+# --- paths ------------------------------------------------------------------------------
+
+
+class NameConvertor(Convertor[str]):
+    """The rest of a path taken whole, a group's name: the ledger allows any 1 to 64
+    characters, a newline too. Starlette's ``path`` is ``.*``, whose '.' takes no newline, so
+    "/credits/a%0Ab" was no route (404) and "/credits/x%0A" answered for the group "x"."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("name", NameConvertor())
+
+
+def exact_routes(app: FastAPI) -> None:
+    """Make each of ``app``'s routes match a path only whole: Starlette ends a route's pattern
+    with '$', which also matches before a last newline, so "/head%0A" was "/head"."""
+    for route in app.router.routes:
+        pattern = getattr(route, "path_regex", None)
+        if isinstance(pattern, re.Pattern) and pattern.pattern.endswith("$"):
+            route.path_regex = re.compile(pattern.pattern[:-1] + r"\Z", pattern.flags)  # type: ignore[attr-defined]
 
 
 # --- parsing path and body values --------------------------------------------------------
