@@ -11,8 +11,10 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1073,6 +1075,56 @@ def test_options_a_transaction_could_not_hold_are_named(
     """Refused by the option's name, not by the encoder's position in the transaction."""
     line = one_line_error(gridnet(*args, "--key", "none.key", cwd=tmp_path))
     assert expected in line and "$[" not in line
+
+
+def options_taking_values(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Each command's path and each of its options that takes a value (not a flag)."""
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from options_taking_values(sub, (*path, name))
+    for param in command.params:
+        long = [o for o in param.opts if o.startswith("--")]
+        if long and not (getattr(param, "is_flag", False) or getattr(param, "count", False)):
+            yield path, long[0]
+
+
+NOT_UTF8 = "give it in UTF-8 (a name, a path, any value)"
+
+
+def test_text_that_is_not_utf8_is_refused_by_its_option_whatever_the_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python turns argv bytes that do not decode into lone surrogates: any option given them
+    (a controller's name, a bank's, a vendor, a path...) met ``UnicodeEncodeError`` wherever it
+    was encoded, a 25-99 line traceback. ``main`` refuses them first, by the option's name."""
+    import typer.main
+
+    from gridnet.cli import app, main
+
+    checked = 0
+    for path, flag in options_taking_values(typer.main.get_command(app)):
+        for args in ((*path, flag, "x\udcff"), (*path, f"{flag}=x\udcff")):
+            monkeypatch.setattr(sys, "argv", ["gridnet", *args])
+            with pytest.raises(SystemExit) as exited:
+                main()
+            assert exited.value.code == 1, args
+            assert capsys.readouterr().err == f"error: {flag} is not valid UTF-8 text: 'x\\xff'; {NOT_UTF8}\n"
+            checked += 1
+    assert checked > 600  # (every command's: chain credits --controller, tx publish-advisory --vendor...)
+
+
+def test_text_that_is_not_utf8_is_one_line_before_anything_is_read_or_written(funded: Funded) -> None:
+    key = funded.root / "a.key"
+    for args, flag in (
+        (("chain", "credits", "--controller", "\udcff", "--registrant", "00" * 32), "--controller"),
+        (("tx", "register-controller", "--key", key, "--name", "c\udcff", "--member", "00" * 32), "--name"),
+        (("tx", "transfer-credits", "--key", key, "--controller", "\udcff"), "--controller"),
+        (("chain", "init"), "--data-dir"),
+        (("meter", "relay", "http://127.0.0.1:9", "\udcff", "close"), "a command-line argument"),
+    ):
+        data_dir = "E\udcff" if args == ("chain", "init") else funded.data
+        line = one_line_error(gridnet(*args, "--data-dir", data_dir, cwd=funded.root))
+        assert line.startswith(f"error: {flag} is not valid UTF-8 text: ") and NOT_UTF8 in line, line
+    assert all(name.isascii() for name in os.listdir(funded.root))  # (no E\xff was created)
 
 
 def test_chain_show_prints_hashes_whole_in_a_narrow_terminal(funded: Funded) -> None:

@@ -6,11 +6,13 @@ error a user can cause into one line.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich.text import Text
 
 from gridnet import __version__
@@ -55,10 +57,62 @@ _NAMED = InvalidTransaction | InvalidBlock | MempoolRejection | DecodeError | No
 """Errors printed with their rule's name first (InsufficientBalance: ...)."""
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` came from valid UTF-8: Python turns the bytes of a command-line
+    argument that do not decode into lone surrogates, which no encoder takes (an option's
+    value met ``UnicodeEncodeError`` wherever it was encoded: a name hashed, a path written)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _takes_value(command: Any, flag: str) -> bool:
+    """Whether ``flag`` is an option of ``command`` that takes a value (not a flag)."""
+    for param in getattr(command, "params", ()):
+        if flag in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
+            return not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+    return False
+
+
+@functools.cache
+def _command_tree() -> Any:
+    """The click command ``app`` runs as (its groups, commands and their options)."""
+    return typer.main.get_command(app)
+
+
+def _not_utf8(args: list[str]) -> str | None:
+    """The line refusing the first of ``args`` that is not UTF-8 text, naming its option
+    (None: all are): checked before any command runs, so nothing is loaded or written."""
+    bad = next((i for i, arg in enumerate(args) if not _is_utf8(arg)), None)
+    if bad is None:
+        return None
+    arg = args[bad]
+    command = _command_tree()
+    for token in args[:bad]:  # (the command named: its leading words)
+        sub = getattr(command, "commands", {}).get(token)
+        if sub is None:
+            break
+        command = sub
+    name, eq, value = arg.partition("=")
+    if arg.startswith("--") and eq and _is_utf8(name):
+        where, arg = name, value
+    elif bad > 0 and args[bad - 1].startswith("-") and _takes_value(command, args[bad - 1]):
+        where = args[bad - 1]
+    else:
+        where = "a command-line argument"
+    text = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = text if len(text) <= 60 else text[:60] + "..."
+    return f"{where} is not valid UTF-8 text: '{text}'; give it in UTF-8 (a name, a path, any value)"
+
+
 def main() -> None:
     """Run the command; an error a user can cause (a bad flag or value included) is one line
     and exit 1 (130 for Ctrl-C).
     GRIDNET_TRACEBACK=1 shows the traceback instead (for developers)."""
+    if (refused := _not_utf8(sys.argv[1:])) is not None:
+        _fail(refused)
     try:
         code = app(standalone_mode=False, prog_name="gridnet")
     except _UsageError as exc:
