@@ -746,6 +746,61 @@ def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Pat
     assert "UnknownMeter" in line or "not registered" in line, line
 
 
+U63 = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("caps", "expected"),
+    [
+        ((f"{U63}:10", f"{U63}:10"), f"the nodes' caps add up to more than {U63} W"),  # (was signed)
+        (
+            (f"{U63}:10", f"{U63}:10", f"{U63}:10"),
+            f"the nodes' caps add up to more than {U63} W",
+        ),  # (OverflowError)
+        (("0:0", "130:500"), "an island node may inject or withdraw something"),
+        (("3:500", "130:500"), "a cap of 3 W allows 0 Wh an interval"),
+    ],
+)
+def test_an_island_the_chain_would_refuse_is_refused_before_anyone_signs_it(
+    funded: Funded, caps: tuple[str, ...], expected: str
+) -> None:
+    """``consent-island`` and ``register-island`` check what the chain checks of an island (its
+    nodes' caps' sums are the gateway's, at most 2^63 - 1 W): an owner signed a consent to an
+    island no block could hold, or met ``OverflowError`` (a 60-line traceback)."""
+    from gridnet.crypto.address import address_to_text
+    from gridnet.crypto.keys import PrivateKey
+
+    meters = [
+        funded.b,
+        *(address_to_text(PrivateKey.from_label(f"cli-island-{i}").address) for i in range(2)),
+    ]
+    nodes = [f"--island-node={m}:{c}" for m, c in zip(meters, caps, strict=False)]
+    island = ("--controller", "Island", "--registrant", "00" * 32, "--gateway", funded.a, *nodes)
+    for args in (
+        ("consent-island", "--meter", funded.a),
+        ("register-island", "--member-key", "a.key"),
+    ):
+        line = one_line_error(
+            gridnet("tx", *args, "--key", "a.key", "--data-dir", funded.data, *island, cwd=funded.root)
+        )
+        assert line.startswith("error: --island-node: ") and expected in line, line
+
+
+def test_an_island_listing_a_meter_twice_or_its_gateway_is_refused_by_the_option(funded: Funded) -> None:
+    for nodes, expected in (
+        ((f"{funded.b}:130:500", f"{funded.b}:40:40"), f"--island-node: meter {funded.b} is given twice"),
+        ((f"{funded.a}:130:500",), "--island-node: the gateway's meter is not one of the island's nodes"),
+    ):
+        island = ("--controller", "Island", "--registrant", "00" * 32, "--gateway", funded.a)
+        line = one_line_error(
+            gridnet(
+                "tx", "consent-island", "--meter", funded.a, "--key", "a.key", "--data-dir", funded.data,
+                *island, *(f"--island-node={n}" for n in nodes), cwd=funded.root,
+            )
+        )  # fmt: skip
+        assert expected in line, line
+
+
 # --- the credit bank ---------------------------------------------------------------------------
 
 

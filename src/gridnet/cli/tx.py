@@ -8,6 +8,7 @@ transactions), so a transaction that cannot be mined is refused with its rule at
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import stat
 import time
@@ -77,6 +78,7 @@ from gridnet.ledger.txs.helios import (
     TransferCredits,
     controller_id,
     island_consents,
+    island_problem,
     sign_as_member,
     verify_island_consent,
 )
@@ -798,7 +800,13 @@ def _island(controller: str, registrant: str, gateway: str, island_node: list[st
                 f"--island-node {text!r}: give METER:INJECT_W:WITHDRAW_W, e.g. gn...:130:500"
             ) from None
     ordered = tuple(sorted(nodes, key=lambda n: n.meter))
-    return RegisterIsland(_controller(controller, registrant), address_from_text(gateway), ordered, (), ())
+    twice = next((a.meter for a, b in itertools.pairwise(ordered) if a.meter == b.meter), None)
+    if twice is not None:
+        raise ConfigError(f"--island-node: meter {address_to_text(twice)} is given twice; give each once")
+    gateway_meter = address_from_text(gateway)
+    if (problem := island_problem(gateway_meter, ordered)) is not None:  # (the chain's rules: refused)
+        raise ConfigError(f"--island-node: {problem}")
+    return RegisterIsland(_controller(controller, registrant), gateway_meter, ordered, (), ())
 
 
 def _consents(act: RegisterIsland, chain_id: bytes, given: list[str]) -> tuple[MemberSignature, ...]:

@@ -562,29 +562,41 @@ MIN_CAP_W = -(-3_600_000 // INTERVAL_MS)
 U63_MAX = 2**63 - 1
 
 
-def validate_register_island(payload: RegisterIsland, params: ChainParams) -> None:
-    meters = [n.meter for n in payload.nodes]
+def island_problem(gateway: Address, nodes: tuple[IslandNode, ...]) -> str | None:
+    """What makes an island of ``nodes`` behind ``gateway`` one the chain refuses (None:
+    nothing): what ``validate_register_island`` checks of it, and what a meter's owner checks
+    before consenting (``gridnet tx consent-island``)."""
+    meters = [n.meter for n in nodes]
     if not 1 <= len(meters) <= MAX_ISLAND_NODES or meters != sorted(set(meters)):
-        raise MalformedTransaction(f"an island lists 1 to {MAX_ISLAND_NODES} node meters, ordered, each once")
-    if payload.gateway in meters:
-        raise MalformedTransaction("the gateway's meter is not one of the island's nodes")
-    if any(n.inject_w == 0 and n.withdraw_w == 0 for n in payload.nodes):
-        raise MalformedTransaction("an island node may inject or withdraw something")
-    for n in payload.nodes:  # (a cap that allows nothing an interval is 0 W, and says so)
+        return f"an island lists 1 to {MAX_ISLAND_NODES} node meters, ordered, each once"
+    if gateway in meters:
+        return "the gateway's meter is not one of the island's nodes"
+    if any(n.inject_w == 0 and n.withdraw_w == 0 for n in nodes):
+        return "an island node may inject or withdraw something"
+    for n in nodes:  # (a cap that allows nothing an interval is 0 W, and says so)
         for watts in (n.inject_w, n.withdraw_w):
+            if not 0 <= watts <= U63_MAX:
+                return f"node {address_to_text(n.meter)}: a cap is 0 to {U63_MAX} W"
             if cap_wh(watts) == 0 < watts:
-                raise MalformedTransaction(
+                return (
                     f"node {address_to_text(n.meter)}: a cap of {watts} W allows 0 Wh an interval; give 0 W "
                     f"or at least {MIN_CAP_W} W"
                 )
-    island = Island(payload.gateway, payload.nodes)
+    island = Island(gateway, nodes)
     if max(island.absorb_w, island.supply_w) > U63_MAX:  # (the gateway's caps are their sums)
-        raise MalformedTransaction(f"the nodes' caps add up to more than {U63_MAX} W")
+        return f"the nodes' caps add up to more than {U63_MAX} W"
+    return None
+
+
+def validate_register_island(payload: RegisterIsland, params: ChainParams) -> None:
+    if (problem := island_problem(payload.gateway, payload.nodes)) is not None:
+        raise MalformedTransaction(problem)
     if len(payload.signatures) > MAX_MEMBERS:
         raise MalformedTransaction(f"at most {MAX_MEMBERS} signatures")
-    if len(payload.consents) != len(meters) + 1:
+    meters = len(payload.nodes) + 1
+    if len(payload.consents) != meters:
         raise MalformedTransaction(
-            f"{len(payload.consents)} owners' consents for {len(meters) + 1} meters: one for the gateway, "
+            f"{len(payload.consents)} owners' consents for {meters} meters: one for the gateway, "
             "then one for each node"
         )
 
