@@ -480,6 +480,28 @@ def test_errors_are_json_everywhere(api: Api) -> None:
     assert "Traceback" not in body["message"]
 
 
+def test_the_docs_assets_are_served_whole_and_their_errors_are_json(api: Api) -> None:
+    """Starlette's static files answered a malformed ``Range`` 400 and an unsatisfiable one 416,
+    in plain text (the 416 empty): the assets now ignore ``Range`` (RFC 9110 allows it) and
+    answer the whole file, and what is still an error is the API's JSON."""
+    css = "/docs/assets/swagger-ui.css"
+    whole = api.client.get(css)
+    assert whole.status_code == 200 and whole.content and "accept-ranges" not in whole.headers
+    for value in (
+        "bytes=abc",
+        "bytes=10-5",
+        "bytes=999999999-",
+        "items=0-1",
+        "bytes=",
+        "bytes=0-10",
+        "bytes=-5",
+    ):
+        answer = api.client.get(css, headers={"Range": value, "If-Range": whole.headers["etag"]})
+        assert answer.status_code == 200 and answer.content == whole.content, (value, answer.status_code)
+    assert_error(api.client.get("/docs/assets/nope.js"), 404, "NotFound")
+    assert_error(api.client.post(css), 405, "MethodNotAllowed")
+
+
 # --- orders --------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ UI 4 cannot) from ``/docs/assets/`` on the node itself, and names no other host:
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 DOCS_URL = "/docs"
 ASSETS_URL = "/docs/assets"
@@ -33,10 +36,38 @@ SWAGGER_UI_PARAMETERS: dict[str, Any] = {"validatorUrl": None}
 """Added to FastAPI's defaults: no request to the online validator."""
 
 
+RANGE_HEADERS = (b"range", b"if-range")
+
+
+class WholeFiles(StaticFiles):
+    """Static files served whole, never a byte range (RFC 9110 lets a server ignore ``Range``:
+    the answer is then 200 and the whole file). Starlette answered a malformed ``Range`` 400
+    and one past the end 416, in plain text, where every error of the API is JSON
+    ``{code, message}``; the assets are a few files a browser loads whole."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() not in RANGE_HEADERS]
+            scope = {**scope, "headers": headers}
+        await super().__call__(scope, receive, send)
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if "accept-ranges" in response.headers:  # (no ranges are offered)
+            del response.headers["accept-ranges"]
+        return response
+
+
 def docs_routes(app: FastAPI) -> None:
     """Add ``/docs`` and the files it loads (under ``/docs/assets/``) to ``app``."""
     # check_dir: a missing asset directory (a broken install) fails here, not as a blank page.
-    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR, check_dir=True), name="docs-assets")
+    app.mount(ASSETS_URL, WholeFiles(directory=ASSETS_DIR, check_dir=True), name="docs-assets")
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
