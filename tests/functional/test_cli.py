@@ -1132,6 +1132,161 @@ def test_options_a_transaction_could_not_hold_are_named(
     assert expected in line and "$[" not in line
 
 
+CONSORTIUM = ("--member-key", "m.key", "--data-dir", "D")
+HELIOS = ("--controller", "c", "--registrant", KEY_A, "--meter", "x")
+ADVISORY = ("tx", "publish-advisory", "--vendor", "v", "--model", "m")
+CRITERIA = (
+    "base_value = 10\nper_kwh_sold = 5\nper_loan_repaid = 20\nper_default = 100\nper_missed = 15\n"
+    "min_value = 5\ncoins_per_point = 100000000\nmax_loan = 1000000000\nevery_intervals = 4\n"
+    "interest_bps = 500\nrepay_share_pct = 50\n"
+)
+BANK = ("tx", "register-credit-bank", "--member", KEY_A, "--threshold", "1", "--capital", "1", *CONSORTIUM)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("tx", "register-controller", "--name", "", "--member", KEY_A, "--threshold", "1", *CONSORTIUM),
+            "error: --name has 0 characters: a controller's name has 1 to 64",
+        ),
+        (
+            (
+                "tx",
+                "register-controller",
+                "--name",
+                "n" * 65,
+                "--member",
+                KEY_A,
+                "--threshold",
+                "1",
+                *CONSORTIUM,
+            ),
+            "error: --name has 65 characters: a controller's name has 1 to 64",
+        ),
+        (
+            (*BANK, "--name", "", "--criteria", "c.toml"),
+            "error: --name has 0 characters: a bank's name has 1 to 64",
+        ),
+        (
+            (
+                "tx",
+                "register-controller",
+                "--name",
+                "c",
+                "--member",
+                KEY_A,
+                "--threshold",
+                "4294967296",
+                *CONSORTIUM,
+            ),
+            "error: Invalid value for '--threshold': Input should be less than or equal to 32",
+        ),
+        (
+            ("tx", "register-controller", "--name", "c", "--member", KEY_A, "--threshold", "2", *CONSORTIUM),
+            "error: --threshold 2 is more than the 1 --member",
+        ),
+        (
+            ("tx", "register-controller", "--name", "c", "--member", "00", "--threshold", "1", *CONSORTIUM),
+            "error: --member '00': give a consortium member's 32-byte public key in hex",
+        ),
+        (
+            (
+                "tx",
+                "register-controller",
+                "--name",
+                "c",
+                *("--member", KEY_A) * 2,
+                "--threshold",
+                "1",
+                *CONSORTIUM,
+            ),
+            f"error: --member {KEY_A} is given twice",
+        ),
+        (
+            ("tx", "enroll-producer", *HELIOS, "--every", str(2**63 - 1)),
+            "error: Invalid value for '--every': Input should be less than or equal to 672",
+        ),
+        (
+            ("tx", "redeem-credits", *HELIOS, "--credits", "1", "--within", str(2**63 - 1)),
+            "error: Invalid value for '--within': Input should be less than or equal to 672",
+        ),
+        (
+            ("tx", "publish-firmware", "--vendor", "", "--model", "m", "--version", "1", "--image", "img"),
+            "error: --vendor has 0 characters: a vendor has 1 to 64",
+        ),
+        (
+            (
+                "tx",
+                "publish-firmware",
+                "--vendor",
+                "v",
+                "--model",
+                "m",
+                "--version",
+                "9" * 65,
+                "--image",
+                "img",
+            ),
+            "error: --version has 65 characters: a firmware version has 1 to 64",
+        ),
+        (
+            (*ADVISORY, "--id", "", "--affected", "1.0"),
+            "error: --id has 0 characters: an advisory's id has 1 to 64",
+        ),
+        ((*ADVISORY, "--id", "A-1", "--affected", f"1.0,{'9' * 65}"), "error: --affected has 65 characters"),
+        (
+            (*ADVISORY, "--id", "A-1", "--affected", ",".join(map(str, range(65)))),
+            "error: --affected lists 65 versions: an advisory lists 1 to 64, each once",
+        ),
+        (
+            (*ADVISORY, "--id", "A-1", "--affected", "1.0", "--fixed-in", "1.0"),
+            "error: --fixed-in '1.0' is one of the --affected versions",
+        ),
+        (
+            (*ADVISORY, "--id", "A-1", "--affected", "1.0", "--fixed-in", "2" * 65),
+            "error: --fixed-in has 65 characters: the fixing version has 0 to 64",
+        ),
+        (
+            (
+                "tx",
+                "place-order",
+                "--at",
+                "2030-01-01T00:00:00Z",
+                "--side",
+                "bid",
+                *ORDER,
+                "--area",
+                "a" * 33,
+            ),
+            "error: --area has 33 characters: an area has 1 to 32",
+        ),
+        (
+            (*BANK, "--name", "b", "--criteria", "big.toml"),
+            "error: big.toml: not valid credit criteria (installments is not a whole number from 0 to "
+            "4,294,967,295)",
+        ),
+        (
+            (*BANK, "--name", "b", "--criteria", "zero.toml"),
+            "error: zero.toml: not valid credit criteria (installments must be 1 to 96, every_intervals "
+            "1 to 672)",
+        ),
+    ],
+)
+def test_options_take_the_ledgers_bounds_and_are_refused_by_name_at_once(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    """An option wider than its transaction field (a U32, a name of 1 to 64 characters) or than
+    the chain's rule for it was refused by the encoder ('WrongType: Expected int <= 4294967295 -
+    at $[0][3]') or the chain, after the key was loaded and the node asked: now at once, naming
+    the option (the key file given does not exist)."""
+    (tmp_path / "c.toml").write_text(CRITERIA + "installments = 4\n")
+    (tmp_path / "big.toml").write_text(CRITERIA + f"installments = {2**32}\n")
+    (tmp_path / "zero.toml").write_text(CRITERIA + "installments = 0\n")
+    line = one_line_error(gridnet(*args, "--key", "none.key", cwd=tmp_path))
+    assert line.startswith(expected) and "$[" not in line, line
+
+
 def options_taking_values(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
     """Each command's path and each of its options that takes a value (not a flag)."""
     for name, sub in sorted(getattr(command, "commands", {}).items()):

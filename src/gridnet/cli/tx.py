@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import msgspec
+import msgspec.inspect
 import typer
 
 from gridnet.cli.common import (
@@ -34,7 +35,7 @@ from gridnet.cli.common import (
 from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
-from gridnet.encoding import decode, encode
+from gridnet.encoding import AREA_MAX_CHARS, decode, encode
 from gridnet.errors import AlreadyKnown, ConfigError, DecodeError, GridnetError, NodeUnavailable
 from gridnet.files import read_toml
 from gridnet.identity import find_identity_proof
@@ -51,7 +52,7 @@ from gridnet.ledger.params import (
 )
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transactions import min_fee, sign_transaction, tx_id
-from gridnet.ledger.txs.advisory import PublishAdvisory
+from gridnet.ledger.txs.advisory import MAX_AFFECTED_VERSIONS, PublishAdvisory
 from gridnet.ledger.txs.auction import PlaceOrder
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.bond import Bond, Unbond
@@ -63,9 +64,12 @@ from gridnet.ledger.txs.credit import (
     RequestLoan,
     WithdrawCapital,
     bank_id,
+    criteria_problem,
 )
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.helios import (
+    MAX_MEMBERS,
+    MAX_SPAN_INTERVALS,
     CloseRedemption,
     EnrollProducer,
     IslandConsent,
@@ -100,7 +104,7 @@ from gridnet.node.client import (
     why_lost,
 )
 from gridnet.security.roles import Role
-from gridnet.units import INTERVAL_MS, interval_of
+from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, interval_of
 
 app = typer.Typer(
     help="Sign a transaction and submit it to a running node or a data directory's pending pool.",
@@ -130,6 +134,20 @@ WaitOpt = Annotated[
 ]
 U63_MAX = 2**63 - 1
 """The largest whole number a transaction field holds (larger ones are refused as options)."""
+NAME_CHARS: Final = 64
+"""Characters of a name or label a transaction carries, at most (a controller's, a bank's, an
+authority's, a vendor, a model, a version...)."""
+
+
+def _text(text: str, option: str, what: str, least: int = 1, most: int = NAME_CHARS) -> str:
+    """``text``, a transaction's text field of ``least`` to ``most`` characters; one line naming
+    ``option`` otherwise (the encoder's 'Expected str of length >= 1 - at $[0][1]' came after
+    the key was loaded and the node asked)."""
+    if not least <= len(text) <= most:
+        raise ConfigError(f"{option} has {len(text)} characters: {what} has {least} to {most}")
+    return text
+
+
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds --wait waits at most.")]
 
 Build = Callable[[ChainParams, PrivateKey], Payload]
@@ -351,9 +369,7 @@ def tx_register_authority(
         role = Role.parse(roles.split(","))
     except ValueError as exc:
         raise ConfigError(f"--roles: {exc}") from None
-    if not 1 <= len(name) <= 64:
-        raise ConfigError(f"--name has {len(name)} characters: an authority's name has 1 to 64")
-    return _constant(RegisterAuthority(int(role), name))
+    return _constant(RegisterAuthority(int(role), _text(name, "--name", "an authority's name")))
 
 
 @tx_command("publish-firmware")
@@ -364,6 +380,8 @@ def tx_publish_firmware(
     image: Annotated[Path, typer.Option("--image", help="The image file (its hash goes on chain).")],
 ) -> Build:
     """As a manufacturer: publish a firmware release (a meter's status may then name it)."""
+    vendor, model = _text(vendor, "--vendor", "a vendor"), _text(model, "--model", "a model")
+    version = _text(version, "--version", "a firmware version")
     return _constant(PublishFirmware(vendor, model, version, _image_hash(image)))
 
 
@@ -456,7 +474,19 @@ def tx_publish_advisory(
     versions = tuple(v.strip() for v in affected.split(",") if v.strip())
     if not withdraw and not versions:
         raise ConfigError("--affected: name the versions the advisory covers, e.g. --affected 1.0.0,1.0.1")
+    _text(advisory_id, "--id", "an advisory's id")
+    vendor, model = _text(vendor, "--vendor", "a vendor"), _text(model, "--model", "a model")
+    for v in versions:
+        _text(v, "--affected", "each version")
+    if len(versions) > MAX_AFFECTED_VERSIONS or len(set(versions)) != len(versions):
+        raise ConfigError(
+            f"--affected lists {len(versions)} versions: an advisory lists 1 to "
+            f"{MAX_AFFECTED_VERSIONS}, each once"
+        )
+    if fixed_in and fixed_in in versions:
+        raise ConfigError(f"--fixed-in {fixed_in!r} is one of the --affected versions")
     code = severity_code(severity, "--severity")
+    fixed_in = _text(fixed_in, "--fixed-in", "the fixing version", least=0)
     return _constant(PublishAdvisory(advisory_id, vendor, model, versions, code, fixed_in, not withdraw))
 
 
@@ -484,6 +514,7 @@ def tx_place_order(
     start = parse_time_ms(at, "--at")
     if start % INTERVAL_MS:
         raise ConfigError(f"--at {at}: a delivery interval starts on a quarter hour (e.g. 12:00, 12:15)")
+    area = _text(area, "--area", "an area", most=AREA_MAX_CHARS)
     order = PlaceOrder(sides[side.lower()], address_from_text(meter), area, interval_of(start), wh, 0)
     return _constant(msgspec.structs.replace(order, price=parse_price(price, "--price")))
 
@@ -673,26 +704,57 @@ def _member_signed(act: Any, member_keys: list[Path], passphrase_files: list[Pat
     return build
 
 
+ConsortiumMembers = Annotated[
+    list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
+]
+
+
+def _consortium(member: list[str], threshold: int) -> tuple[bytes, ...]:
+    """The ``--member`` keys, ordered, checked with ``--threshold`` as the chain checks a
+    consortium (``check_consortium_shape``): 1 to ``MAX_MEMBERS`` 32-byte keys, each once, and
+    a threshold of 1 to their number."""
+    keys: list[bytes] = []
+    for text in member:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != PUBLIC_KEY_BYTES:
+            raise ConfigError(f"--member {text[:70]!r}: give a consortium member's 32-byte public key in hex")
+        if key in keys:
+            raise ConfigError(f"--member {key.hex()} is given twice; give each member once")
+        keys.append(key)
+    if not 1 <= len(keys) <= MAX_MEMBERS:
+        raise ConfigError(f"--member is given {len(keys)} times: a consortium has 1 to {MAX_MEMBERS} members")
+    if threshold > len(keys):
+        raise ConfigError(
+            f"--threshold {threshold} is more than the {len(keys)} --member: a threshold is 1 to the "
+            "consortium's members"
+        )
+    return tuple(sorted(keys))
+
+
+Threshold = Annotated[
+    int,
+    typer.Option(
+        "--threshold", min=1, max=MAX_MEMBERS, help="Member signatures it needs (at most its members)."
+    ),
+]
+
+
 @tx_command("register-controller")
 def tx_register_controller(
     name: Annotated[
         str,
         typer.Option("--name", help="The controller's name (its id is the hash of your key and the name)."),
     ],
-    member: Annotated[
-        list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
-    ],
-    threshold: Annotated[
-        int, typer.Option("--threshold", min=1, max=U63_MAX, help="Member signatures a mint needs.")
-    ],
+    member: ConsortiumMembers,
+    threshold: Threshold,
     member_key: MemberKeys,
     member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """Register a Helios controller run by a consortium (signed by --threshold of its members)."""
-    try:
-        keys = tuple(sorted(bytes.fromhex(m) for m in member))
-    except ValueError:
-        raise ConfigError("--member: give each member's 32-byte public key in hex") from None
+    name, keys = _text(name, "--name", "a controller's name"), _consortium(member, threshold)
     return _member_signed(RegisterController(name, keys, threshold, ()), member_key, member_passphrase_file)
 
 
@@ -719,7 +781,13 @@ def tx_enroll_producer(
     registrant: Registrant,
     meter: Annotated[str, typer.Option("--meter", help="Your meter (gn...).")],
     every: Annotated[
-        int, typer.Option("--every", min=1, max=U63_MAX, help="Intervals (15 min) between mints.")
+        int,
+        typer.Option(
+            "--every",
+            min=1,
+            max=MAX_SPAN_INTERVALS,
+            help="Intervals (15 min) between mints (at most a week).",
+        ),
     ] = 4,
     min_wh: Annotated[int, typer.Option("--min-wh", min=1, max=U63_MAX, help="Smallest mint, in Wh.")] = 1,
 ) -> Build:
@@ -749,7 +817,13 @@ def tx_redeem_credits(
     ],
     meter: Annotated[str, typer.Option("--meter", help="Your meter the energy goes to (gn...).")],
     within: Annotated[
-        int, typer.Option("--within", min=1, max=U63_MAX, help="Intervals (15 min) the controller has.")
+        int,
+        typer.Option(
+            "--within",
+            min=1,
+            max=MAX_SPAN_INTERVALS,
+            help="Intervals (15 min) the controller has (at most a week).",
+        ),
     ] = 4,
 ) -> Build:
     """Hand credits back to the controller, which must then release that energy to your meter."""
@@ -902,15 +976,22 @@ def consent_island(
 def load_criteria(path: Path) -> CreditCriteria:
     """A credit bank's criteria from a TOML file (every field of docs/protocol.md section 24)."""
     doc = read_toml(path, "criteria file")
-    fields = CreditCriteria.__struct_fields__
-    wrong = sorted(set(doc) ^ set(fields))
-    bad = [k for k in fields if k in doc and (type(doc[k]) is not int or not 0 <= doc[k] < 2**63)]
+    info = msgspec.inspect.type_info(CreditCriteria)
+    assert isinstance(info, msgspec.inspect.StructType)
+    most: dict[str, int] = {f.name: getattr(f.type, "le", None) or 2**63 - 1 for f in info.fields}
+    wrong = sorted(set(doc) ^ set(most))  # (each field's bound is its type's: U32 or U63)
+    bad = [k for k in most if k in doc and (type(doc[k]) is not int or not 0 <= doc[k] <= most[k])]
     if wrong or bad:
         problem = (
-            f"keys missing or unknown: {', '.join(wrong)}" if wrong else f"not a whole number >= 0: {bad[0]}"
+            f"keys missing or unknown: {', '.join(wrong)}"
+            if wrong
+            else f"{bad[0]} is not a whole number from 0 to {most[bad[0]]:,}"
         )
         raise ConfigError(f"{path}: not valid credit criteria ({problem}); docs/cli.md lists the keys")
-    return CreditCriteria(**doc)
+    found = CreditCriteria(**doc)
+    if (rule := criteria_problem(found)) is not None:  # (the chain's rules: refused before signing)
+        raise ConfigError(f"{path}: not valid credit criteria ({rule})")
+    return found
 
 
 @tx_command("register-credit-bank")
@@ -918,12 +999,8 @@ def tx_register_credit_bank(
     name: Annotated[
         str, typer.Option("--name", help="The bank's name (its id is the hash of your key and the name).")
     ],
-    member: Annotated[
-        list[str], typer.Option("--member", help="A consortium member's public key in hex (repeat).")
-    ],
-    threshold: Annotated[
-        int, typer.Option("--threshold", min=1, max=U63_MAX, help="Member signatures it needs.")
-    ],
+    member: ConsortiumMembers,
+    threshold: Threshold,
     criteria: Annotated[
         Path, typer.Option("--criteria", help="TOML file of the criteria it publishes (docs/cli.md).")
     ],
@@ -932,10 +1009,7 @@ def tx_register_credit_bank(
     member_passphrase_file: MemberPassphraseFiles = None,
 ) -> Build:
     """Register a credit bank run by a consortium, with its published criteria and its capital."""
-    try:
-        keys = tuple(sorted(bytes.fromhex(m) for m in member))
-    except ValueError:
-        raise ConfigError("--member: give each member's 32-byte public key in hex") from None
+    name, keys = _text(name, "--name", "a bank's name"), _consortium(member, threshold)
     act = RegisterCreditBank(name, keys, threshold, load_criteria(criteria), parse_gnc(capital), ())
     return _member_signed(act, member_key, member_passphrase_file)
 

@@ -323,15 +323,21 @@ def record_sale(state: StateView, seller: Address, wh: int, paid: int) -> None:
 # --- rules ------------------------------------------------------------------------------------
 
 
+def criteria_problem(c: CreditCriteria) -> str | None:
+    """What makes ``c`` criteria the chain refuses (None: nothing): what
+    ``validate_register_bank`` checks of them, and ``gridnet tx register-credit-bank`` before
+    anything is signed."""
+    if not 1 <= c.installments <= MAX_INSTALLMENTS or not 1 <= c.every_intervals <= MAX_EVERY_INTERVALS:
+        return f"installments must be 1 to {MAX_INSTALLMENTS}, every_intervals 1 to {MAX_EVERY_INTERVALS}"
+    if c.interest_bps > 10_000 or not 1 <= c.repay_share_pct <= 100:
+        return "interest_bps must be 0 to 10,000 and repay_share_pct 1 to 100"
+    return None
+
+
 def validate_register_bank(payload: RegisterCreditBank, params: ChainParams) -> None:
     check_consortium_shape(payload.members, payload.threshold, payload.signatures)
-    c = payload.criteria
-    if not 1 <= c.installments <= MAX_INSTALLMENTS or not 1 <= c.every_intervals <= MAX_EVERY_INTERVALS:
-        raise MalformedTransaction(
-            f"installments must be 1 to {MAX_INSTALLMENTS}, every_intervals 1 to {MAX_EVERY_INTERVALS}"
-        )
-    if c.interest_bps > 10_000 or not 1 <= c.repay_share_pct <= 100:
-        raise MalformedTransaction("interest_bps must be 0 to 10,000 and repay_share_pct 1 to 100")
+    if (problem := criteria_problem(payload.criteria)) is not None:
+        raise MalformedTransaction(problem)
     if payload.capital < 1:
         raise MalformedTransaction("a bank needs capital to lend")
 
