@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.ledger.txs.authority import RegisterAuthority
 from gridnet.ledger.txs.helios import RegisterController
@@ -103,3 +104,27 @@ def test_a_name_not_registered_is_a_404_naming_it(node: DevNode, tmp_path: Path)
     status, answer = client.call("GET", f"/credits/{path_segment(two_lines)}?registrant={by}")
     assert status == 404 and repr(two_lines) in answer["message"], answer
     client.close()
+
+
+def test_a_transaction_naming_a_group_by_another_registrant_is_refused_by_name_and_key(
+    node: DevNode, tmp_path: Path
+) -> None:
+    """The node refuses it by the group's id ('UnknownController: no Helios controller
+    e6fc8cca...'): the command says which name and registrant it computed that id from."""
+    write_key_file(tmp_path / "owner.key", OWNER)
+    ours, theirs = OWNER.public_key.hex(), COLLECTOR.public_key.hex()  # (COLLECTOR's are banks)
+    to = address_to_text(MAKER.address)
+    for args, named in (
+        (
+            ("transfer-credits", "--controller", "a/b", "--registrant", theirs, "--to", to, "--credits", "1"),
+            f"UnknownController: no Helios controller named 'a/b' is registered by {theirs}",
+        ),
+        (
+            ("request-loan", "--bank", "x\n", "--registrant", ours, "--amount", "1"),
+            f"UnknownCreditBank: no credit bank named 'x\\n' is registered by {ours}",
+        ),
+    ):
+        sent = ("tx", *args, "--key", "owner.key", "--data-dir", node.data_dir)
+        line = one_line_error(gridnet(*sent, cwd=tmp_path))
+        assert line.startswith(f"error: {named} (id ") and "check --registrant" in line, line
+        assert "gridnet chain mine" not in line  # (refused by the node, not a pending pool)

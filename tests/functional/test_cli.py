@@ -702,6 +702,15 @@ def test_a_helios_controller_from_the_command_line(funded: Funded, tmp_path: Pat
                 cwd=tmp_path)
     )  # fmt: skip
     assert f"no Helios controller named 'Island' registered by {b_key}" in theirs, theirs
+    # A transaction naming it with another registrant is refused by that name and key, not by an id.
+    line = one_line_error(
+        gridnet("tx", "transfer-credits", "--data-dir", data, "--key", "a.key", "--controller", "Island",
+                "--registrant", b_key, "--to", funded.b, "--credits", "1", cwd=tmp_path)
+    )  # fmt: skip
+    assert line.startswith(
+        f"error: UnknownController: no Helios controller named 'Island' is registered by {b_key}"
+    )
+    assert "check --registrant" in line and "--controller" in line, line
     for wrong in ("abc", "00" * 31, funded.a):
         line = one_line_error(
             gridnet("tx", "enroll-producer", "--data-dir", data, "--key", "a.key", "--controller", "Island",
@@ -832,6 +841,15 @@ def test_a_credit_bank_from_the_command_line(funded: Funded, tmp_path: Path) -> 
     loan = ("tx", "request-loan", "--data-dir", data, "--key", "b.key", *bank)
     big = one_line_error(gridnet(*loan, "--amount", "11", cwd=tmp_path))
     assert "LoanTooLarge" in big, big
+    theirs = ok(gridnet("keys", "show", "--key", "b.key", "--public-key", cwd=tmp_path)).strip()
+    line = one_line_error(
+        gridnet("tx", "request-loan", "--data-dir", data, "--key", "b.key", "--bank", "Commons",
+                "--registrant", theirs, "--amount", "1", cwd=tmp_path)
+    )  # fmt: skip
+    assert line.startswith(
+        f"error: UnknownCreditBank: no credit bank named 'Commons' is registered by {theirs}"
+    )
+    assert "check --registrant" in line and "--bank" in line, line
     ok(gridnet(*loan, "--amount", "8", cwd=tmp_path))
     ok(gridnet("chain", "mine", "--data-dir", data, "--blocks", "1", "--key", "a.key", cwd=tmp_path))
     out = ok(

@@ -36,7 +36,15 @@ from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import AREA_MAX_CHARS, decode, encode
-from gridnet.errors import AlreadyKnown, ConfigError, DecodeError, GridnetError, NodeUnavailable
+from gridnet.errors import (
+    AlreadyKnown,
+    ConfigError,
+    DecodeError,
+    GridnetError,
+    NodeUnavailable,
+    UnknownController,
+    UnknownCreditBank,
+)
 from gridnet.files import read_toml
 from gridnet.identity import find_identity_proof
 from gridnet.ledger.blocks import Header, SignedVote
@@ -175,6 +183,8 @@ def _send(
     if client is not None:
         try:
             _send_to_node(client, signer, build, fee, nonce, wait, timeout)
+        except NodeRefused as exc:
+            raise _naming_groups(exc) from None
         finally:
             client.close()
         return
@@ -184,9 +194,39 @@ def _send(
     chain = Chain.open(data_dir)
     try:
         event = submit(chain, signer, build(chain.params, signer), fee, nonce)
+    except GridnetError as exc:
+        raise _naming_groups(exc) from None
     finally:
         chain.close()
     console.print(f"pending {event.txid.hex()} (mine it with 'gridnet chain mine --data-dir {data_dir}')")
+
+
+_ADDRESSED: dict[str, tuple[str, str, str, str]] = {}
+"""The groups the command addresses by name and registrant (``_controller``, ``_bank``): the
+first 16 hex digits of each id, as the chain's refusals quote it, -> what it is, its name,
+the registrant's key and the option naming it."""
+UNKNOWN_GROUP_RULES: Final = (UnknownController.__name__, UnknownCreditBank.__name__)
+
+
+def _addressed(what: str, option: str, name: str, registrant: bytes, group_id: bytes) -> bytes:
+    _ADDRESSED[group_id.hex()[:16]] = (what, name, registrant.hex(), option)
+    return group_id
+
+
+def _naming_groups(exc: GridnetError) -> GridnetError:
+    """``exc``, a refusal that a group is unknown ('no credit bank 178f212eafb7b271'), with the
+    name and the registrant the command computed that id from, and what to check."""
+    if exc.rule not in UNKNOWN_GROUP_RULES:
+        return exc
+    for prefix, (what, name, registrant, option) in _ADDRESSED.items():
+        if prefix in str(exc):
+            exc.args = (
+                f"no {what} named {name!r} is registered by {registrant} (id {prefix}...): check "
+                f"--registrant (the public key that registered it, as 'gridnet keys show --key FILE "
+                f"--public-key' prints it) and {option}",
+            )
+            break
+    return exc
 
 
 def _node_chain(client: NodeClient) -> tuple[ChainParams, bytes]:
@@ -299,6 +339,7 @@ def tx_command(name: str) -> Callable[[Callable[..., Build]], Callable[..., Buil
 
     def register(payload_of: Callable[..., Build]) -> Callable[..., Build]:
         def command(**options: Any) -> None:
+            _ADDRESSED.clear()
             shared = {k: options.pop(k) for k in _SHARED}
             shared["token_file"] = shared.pop("api_token_file")
             _send(payload_of(**options), **shared)
@@ -664,7 +705,8 @@ Controller = Annotated[str, typer.Option("--controller", help="The Helios contro
 
 def _controller(name: str, registrant: str) -> bytes:
     """The id of the controller ``name`` that the key ``registrant`` (--registrant) registered."""
-    return controller_id(parse_registrant(registrant), name)
+    key = parse_registrant(registrant)
+    return _addressed("Helios controller", "--controller", name, key, controller_id(key, name))
 
 
 MemberKeys = Annotated[
@@ -1016,7 +1058,8 @@ def tx_register_credit_bank(
 
 def _bank(name: str, registrant: str) -> bytes:
     """The id of the bank ``name`` that the key ``registrant`` (--registrant) registered."""
-    return bank_id(parse_registrant(registrant), name)
+    key = parse_registrant(registrant)
+    return _addressed("credit bank", "--bank", name, key, bank_id(key, name))
 
 
 @tx_command("request-loan")
