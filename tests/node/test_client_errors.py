@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -309,3 +310,38 @@ def test_a_node_url_with_more_than_host_and_port_is_refused_in_one_line(url: str
 def test_a_node_url_of_host_and_port_with_or_without_a_slash_is_taken() -> None:
     for url in ("127.0.0.1:8330", "http://127.0.0.1:8330", "http://127.0.0.1:8330/", "http://[::1]:8330"):
         assert NodeClient(url).port == 8330
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("garbage", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"pid": "x", "address": "n", "listen": "l", "api": null}', "its 'pid' is not a process id"),
+        ('{"pid": 7}', "no 'address' field"),
+    ],
+)
+def test_a_damaged_node_json_beside_a_running_node_is_named_not_taken_for_a_start(
+    tmp_path: Path, written: str, why: str
+) -> None:
+    """A node writes its node.json whole (by a rename): one that does not read is damaged, and
+    was answered 'the node ... is still starting; try again in a moment' for as long as it ran."""
+    from gridnet.errors import DataDirLocked
+    from gridnet.ledger.lock import LOCK_NAME, acquire
+    from gridnet.node.client import INFO_NAME, running_node
+
+    lock = acquire(tmp_path)
+    try:
+        (tmp_path / LOCK_NAME).write_text(f"{os.getpid()}\ngridnet node --data-dir {tmp_path}\n")
+        with pytest.raises(DataDirLocked, match="still starting"):  # (no node.json yet: it starts)
+            running_node(tmp_path)
+        (tmp_path / INFO_NAME).write_text(written)
+        with pytest.raises(DataDirLocked) as info:
+            running_node(tmp_path)
+        message = str(info.value)
+        assert f"{tmp_path / INFO_NAME}, where commands find its API, is damaged ({why})" in message
+        assert "restart the node" in message and "still starting" not in message
+        line = one_line_error(gridnet("status", "--data-dir", tmp_path, cwd=tmp_path))
+        assert "is damaged" in line, line
+    finally:
+        lock.release()

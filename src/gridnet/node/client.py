@@ -294,26 +294,57 @@ def running_node(data_dir: Path) -> RunningNode | None:
     lock = holder(data_dir)
     if lock is None:
         return None
-    try:
-        info = json.loads((data_dir / INFO_NAME).read_text())
-        node = RunningNode(
-            data_dir,
-            int(info["pid"]),
-            str(info["address"]),
-            str(info["listen"]),
-            None if info["api"] is None else str(info["api"]),
-            None if info.get("token_file") is None else str(info["token_file"]),
+    node = _read_info(data_dir)
+    if isinstance(node, RunningNode) and node.pid == lock.pid:
+        return node
+    who = "another process" if lock.pid is None else f"process {lock.pid}"
+    if " node" not in f" {lock.command}":
+        message = f"data directory {data_dir} is in use by {who} ({lock.command}); wait for it to finish"
+    elif isinstance(node, str):  # (the node writes it whole, by a rename: damaged after, or by hand)
+        message = (
+            f"the node on {data_dir} ({who}) runs, but {data_dir / INFO_NAME}, where commands find its API, "
+            f"is damaged ({node}); restart the node (it writes the file anew), or reach it with --node URL"
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        node = None
-    if node is None or node.pid != lock.pid:
-        who = "another process" if lock.pid is None else f"process {lock.pid}"
-        if " node" in f" {lock.command}":
-            message = f"the node on {data_dir} ({who}) is still starting; try again in a moment"
-        else:
-            message = f"data directory {data_dir} is in use by {who} ({lock.command}); wait for it to finish"
-        raise DataDirLocked(message, lock.pid)
-    return node
+    else:
+        message = f"the node on {data_dir} ({who}) is still starting; try again in a moment"
+    raise DataDirLocked(message, lock.pid)
+
+
+def _read_info(data_dir: Path) -> RunningNode | str | None:
+    """The node ``data_dir``'s node.json describes (None: there is none; a string: what is
+    wrong with it)."""
+    path = data_dir / INFO_NAME
+    try:
+        info = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    except ValueError:
+        return "not JSON"
+    if not isinstance(info, dict):
+        return "not a JSON object"
+    try:
+        pid, address, listen, api = (info[k] for k in ("pid", "address", "listen", "api"))
+        token_file = info.get("token_file")
+        return RunningNode(
+            data_dir,
+            _whole(pid),
+            str(address),
+            str(listen),
+            None if api is None else str(api),
+            None if token_file is None else str(token_file),
+        )
+    except KeyError as exc:
+        return f"no {exc.args[0]!r} field"
+    except ValueError:
+        return "its 'pid' is not a process id"
+
+
+def _whole(value: object) -> int:
+    if type(value) is not int or value <= 0:
+        raise ValueError(value)
+    return value
 
 
 def data_dir_token(data_dir: Path) -> str | None:
