@@ -14,6 +14,7 @@ import pytest
 
 from gridnet.crypto.keys import write_key_file
 from gridnet.errors import ConfigError
+from gridnet.ledger.chain import Chain
 from gridnet.node.auth import read_token_file
 from gridnet.node.client import NodeClient, RunningNode
 from tests.functional.test_cli import gridnet, one_line_error
@@ -58,6 +59,22 @@ def test_a_token_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path)
     # A client on the node's machine follows node.json's token_file: a FIFO there is no token.
     node = RunningNode(tmp_path, os.getpid(), "gn", "127.0.0.1:1", "127.0.0.1:2", str(tmp_path / "pipe"))
     assert node.token() is None
+
+
+def test_a_node_whose_token_file_is_missing_refuses_before_creating_anything(tmp_path: Path) -> None:
+    """The node key (and the data directory's log) were created before the token file was read."""
+    data = tmp_path / "d"
+    Chain.create(data, fast_params()).close()
+    before = sorted(p.name for p in data.iterdir())
+    for how in (("--api-token-file", "missing"), ("--config", "node.toml")):
+        (tmp_path / "node.toml").write_text('api_token_file = "missing"\n')
+        result = gridnet(
+            "node", "--data-dir", data, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", *how,
+            "--unencrypted-key", "--quiet", cwd=tmp_path, timeout=QUICK_S + 30,
+        )  # fmt: skip
+        line = one_line_error(result)
+        assert "API token file" in line and "missing" in line, line
+        assert sorted(p.name for p in data.iterdir()) == before, how  # (no node.key, node.log...)
 
 
 def test_a_node_refuses_a_fifo_or_a_token_a_header_cannot_carry_at_start(tmp_path: Path) -> None:

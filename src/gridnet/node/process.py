@@ -98,9 +98,11 @@ async def serve(
     stop: asyncio.Event,
     *,
     on_started: Callable[[], None] | None = None,
+    api_token: str | None = None,
 ) -> None:
     """Run the node on ``chain`` (opened by the caller, who holds its lock) until ``stop``;
-    ``on_started`` is called once it listens and serves its API."""
+    ``on_started`` is called once it listens and serves its API; ``api_token``: the token of
+    the configured token file, read already (None: it is read here)."""
     s = options.settings
     data_dir = options.data_dir
     clock = options.clock
@@ -153,7 +155,7 @@ async def serve(
 
             host, port = parse_host_port(s.api, "api")
             if token_file is not None:
-                token = read_token_file(token_file)
+                token = api_token if api_token is not None else read_token_file(token_file)
                 remove_cookie(data_dir)  # (a killed run's cookie must not mislead a client)
             sock = _bind_api(host, port)
             if token_file is None:
@@ -253,6 +255,11 @@ def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
     """Open the data directory (taking its lock), start logging into it, load the node key,
     and run until SIGTERM or SIGINT."""
     s = options.settings
+    # A token file that does not read is refused before anything is opened or created (the
+    # node key was created, and the data directory's log, before serve read it).
+    api_token = None
+    if s.api != API_OFF and s.api_token_file:
+        api_token = read_token_file(s.path(options.data_dir, s.api_token_file).resolve())
     chain = Chain.open(options.data_dir)  # no chain, or locked: a one-line error before anything else
     try:
         check_genesis_file(options.data_dir, chain.params)
@@ -278,7 +285,7 @@ def run(options: NodeOptions, load_key: Callable[[], PrivateKey]) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(options, chain, key, stop, on_started=settle_gc)
+            await serve(options, chain, key, stop, on_started=settle_gc, api_token=api_token)
 
         mode = os.environ.get(PROFILE_ENV, "")
         if mode in ("ops", "cpu", "wall"):
