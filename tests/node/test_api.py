@@ -176,6 +176,16 @@ def test_block_by_height_and_by_hash(api: Api) -> None:
 
 def test_unknown_and_garbage_block_refs(api: Api) -> None:
     assert_error(api.client.get("/blocks/99"), 404, "NotFound")
+    # Leading zeros add nothing: 63 of them are height 0 (was 400 "too large"), 2^63 is too large.
+    genesis = api.client.get("/blocks/0").json()
+    for ref in ("0" * 63, "00", "0" * 44 + "2"):
+        answer = api.client.get(f"/blocks/{ref}")
+        assert answer.status_code == 200, (ref, answer.text)
+        assert answer.json()["height"] == (2 if ref.endswith("2") else 0)
+    assert api.client.get(f"/blocks/{'0' * 63}").json() == genesis
+    body = assert_error(api.client.get(f"/blocks/{'0' * 40}{2**63}"), 400, "BadRequest")
+    assert "too large" in body["message"]
+    assert "too large" not in assert_error(api.client.get(f"/blocks/{'0' * 62}9"), 404, "NotFound")["message"]
     assert_error(api.client.get(f"/blocks/{'ab' * 32}"), 404, "NotFound")
     assert_error(api.client.get("/blocks/latest"), 400, "BadRequest")
     assert_error(api.client.get(f"/blocks/{'zz' * 32}"), 400, "BadRequest")

@@ -164,9 +164,10 @@ def parse_number(text: str, what: str) -> int:
     """A non-negative whole number written in ASCII digits ('²' or '١' are not numbers here)."""
     if not (text.isascii() and text.isdigit()):
         raise bad_request(f"{what} {shown(text, 40)} is not a whole number (ASCII digits)")
-    if len(text) > 19 or int(text) >= 2**63:
+    digits = text.lstrip("0")  # (leading zeros add nothing: 63 of them are 0, not too large)
+    if len(digits) > 19 or int(digits or "0") > MAX_QUERY_INT:
         raise bad_request(f"{what} {shown(text, 40)} is too large (at most 2^63 - 1)")
-    return int(text)
+    return int(digits or "0")
 
 
 def parse_address(text: str) -> bytes:
