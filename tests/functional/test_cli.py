@@ -1222,6 +1222,14 @@ BANK = ("tx", "register-credit-bank", "--member", KEY_A, "--threshold", "1", "--
             f"error: --member {KEY_A} is given twice",
         ),
         (
+            ("tx", "transfer-credits", "--controller", "", *HELIOS[2:4], "--to", "x", "--credits", "1"),
+            "error: --controller has 0 characters: a controller's name has 1 to 64",
+        ),
+        (
+            ("tx", "request-loan", "--bank", "b" * 65, "--registrant", KEY_A, "--amount", "1"),
+            "error: --bank has 65 characters: a bank's name has 1 to 64",
+        ),
+        (
             ("tx", "enroll-producer", *HELIOS, "--every", str(2**63 - 1)),
             "error: Invalid value for '--every': Input should be less than or equal to 672",
         ),

@@ -706,6 +706,7 @@ Controller = Annotated[str, typer.Option("--controller", help="The Helios contro
 def _controller(name: str, registrant: str) -> bytes:
     """The id of the controller ``name`` that the key ``registrant`` (--registrant) registered."""
     key = parse_registrant(registrant)
+    _text(name, "--controller", "a controller's name")  # (no other name was ever registered)
     return _addressed("Helios controller", "--controller", name, key, controller_id(key, name))
 
 
@@ -1059,6 +1060,7 @@ def tx_register_credit_bank(
 def _bank(name: str, registrant: str) -> bytes:
     """The id of the bank ``name`` that the key ``registrant`` (--registrant) registered."""
     key = parse_registrant(registrant)
+    _text(name, "--bank", "a bank's name")  # (no other name was ever registered)
     return _addressed("credit bank", "--bank", name, key, bank_id(key, name))
 
 
