@@ -221,6 +221,15 @@ def test_bad_requests_are_4xx_with_the_rule_never_500(meter: MeterProcess) -> No
     assert ask("GET", "/ac/-1/voltage") == (404, "NoSuchChannel")
     assert ask("GET", "/ac/x/voltage") == (400, "BadRequest")
     assert ask("GET", "/nothing") == (404, "NotFound")
+    # A route matched a path with a newline after it ("/meter%0A" was "/meter"), and a 404 quoted
+    # the path without its newlines.
+    assert ask("GET", "/meter%0A") == (404, "NotFound")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/no%0Athing")
+        assert json.loads(conn.getresponse().read())["message"] == "no such command: '/no\\nthing'"
+    finally:
+        conn.close()
     assert ask("POST", "/feed", b"not json") == (400, "BadRequest")
     assert ask("POST", "/feed", b'{"kind": "ac", "index": 0, "power_w": 1}') == (400, "BadRequest")
     assert ask("POST", "/feed", b'{"kind": "ac", "index": 0, "power_w": 1, "duration_ms": 0}') == (

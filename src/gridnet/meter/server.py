@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
 from gridnet.encoding import U63, decode, encode
-from gridnet.errors import ConfigError, GridnetError
+from gridnet.errors import ConfigError, GridnetError, shown
 from gridnet.files import replace_file
 from gridnet.meter.device import (
     KINDS,
@@ -59,7 +59,7 @@ from gridnet.meter.device import (
     UnknownQuantity,
 )
 from gridnet.meter.state import MeterStateUnwritable
-from gridnet.node.api.common import HTTP_CODES, error_response
+from gridnet.node.api.common import HTTP_CODES, error_response, exact_routes
 from gridnet.node.api.guard import RequestGuard
 from gridnet.node.config import format_host_port
 
@@ -136,7 +136,8 @@ def create_app(meter: Meter) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "HTTPError")
-        message = f"no such command: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        path = shown(request.scope.get("path", ""))  # (url.path drops newlines)
+        message = f"no such command: {path}" if exc.status_code == 404 else str(exc.detail)
         return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)
@@ -191,6 +192,7 @@ def create_app(meter: Meter) -> FastAPI:
         meter.set_clock((await _posted(request, ClockIn)).now_ms)
         return {"now_ms": meter.clock()}
 
+    exact_routes(app)
     app.add_middleware(RequestGuard, token=None, protected=(), max_body=MAX_BODY_BYTES)
     return app
 
