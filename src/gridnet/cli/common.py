@@ -57,14 +57,20 @@ Registrant = Annotated[
 ]
 
 
-def parse_registrant(text: str) -> bytes:
-    """A ``--registrant``: the 32-byte public key, in hex, whose registration named the group
-    (its id is that key and the name); one clear line if it is not one."""
+def public_key_in(text: str) -> bytes | None:
+    """The 32-byte public key ``text`` gives in hex (None: it gives none)."""
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        key = b""
-    if len(key) != PUBLIC_KEY_BYTES:
+        return None
+    return key if len(key) == PUBLIC_KEY_BYTES else None
+
+
+def parse_registrant(text: str) -> bytes:
+    """A ``--registrant``: the 32-byte public key, in hex, whose registration named the group
+    (its id is that key and the name); one clear line if it is not one."""
+    key = public_key_in(text)
+    if key is None:
         raise ConfigError(
             f"--registrant {text[:70]!r}: give the 32-byte public key, in hex, that registered it "
             "('gridnet keys show --key FILE --public-key')"

@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from gridnet.cli.common import KeyFile, NodeUrl, PassphraseFile, console
+from gridnet.cli.common import KeyFile, NodeUrl, PassphraseFile, console, public_key_in
 from gridnet.crypto.address import address_from_public_key, address_from_text, address_to_text
 from gridnet.errors import ConfigError, DecodeError
 from gridnet.meter.client import MeterClient
@@ -368,10 +368,7 @@ def _choice(text: str, choices: tuple[S, ...], what: str) -> S:
 
 
 def _public_key(text: str) -> bytes:
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != PUBLIC_KEY_BYTES:
+    key = public_key_in(text)
+    if key is None:
         raise ConfigError(f"{text!r} is not a public key ({PUBLIC_KEY_BYTES} bytes in hex)")
     return key

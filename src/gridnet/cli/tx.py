@@ -31,6 +31,7 @@ from gridnet.cli.common import (
     console,
     parse_gnc,
     parse_registrant,
+    public_key_in,
 )
 from gridnet.cli.passphrase import load_key
 from gridnet.crypto.address import address_from_text, address_to_text
@@ -112,7 +113,7 @@ from gridnet.node.client import (
     why_lost,
 )
 from gridnet.security.roles import Role
-from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, interval_of
+from gridnet.units import INTERVAL_MS, interval_of
 
 app = typer.Typer(
     help="Sign a transaction and submit it to a running node or a data directory's pending pool.",
@@ -758,11 +759,8 @@ def _consortium(member: list[str], threshold: int) -> tuple[bytes, ...]:
     a threshold of 1 to their number."""
     keys: list[bytes] = []
     for text in member:
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = b""
-        if len(key) != PUBLIC_KEY_BYTES:
+        key = public_key_in(text)
+        if key is None:
             raise ConfigError(f"--member {text[:70]!r}: give a consortium member's 32-byte public key in hex")
         if key in keys:
             raise ConfigError(f"--member {key.hex()} is given twice; give each member once")
