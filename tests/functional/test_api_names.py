@@ -88,6 +88,9 @@ def test_every_named_object_is_reached_by_its_name(node: DevNode, name: str, tmp
         by = ("--registrant", registrant.public_key.hex())
         printed = json.loads(ok(gridnet(*args, *by, "--node", url, "--json", cwd=tmp_path)))
         assert printed[field] == name, (args, printed)
+        if not name.isprintable():  # (the text form: one line, the name as its repr)
+            line = ok(gridnet(*args, *by, "--node", url, cwd=tmp_path)).strip()
+            assert "\n" not in line and line.startswith(f"{name!r}: "), (args, line)
     client.close()
 
 

@@ -26,6 +26,7 @@ from gridnet.cli.common import (
     parse_registrant,
     progress_bar,
     require_node,
+    shown_name,
 )
 from gridnet.cli.passphrase import create_key, load_key
 from gridnet.crypto.address import address_from_text, address_to_text
@@ -331,7 +332,7 @@ def chain_credits(
         print(json.dumps(figures))
         return
     line = (
-        f"{figures['controller']}: {figures['supply']} credits in circulation "
+        f"{shown_name(figures['controller'])}: {figures['supply']} credits in circulation "
         f"({figures['minted_wh']} minted, {figures['redeemed_wh']} redeemed, 1 credit = 1 Wh), "
         f"{figures['defaults']} default(s)"
     )
@@ -405,7 +406,8 @@ def chain_credit_bank(
         print(json.dumps(figures))
         return
     line = (
-        f"{figures['bank']}: {format_gnc(figures['capital'])} to lend, {figures['loans']} loan(s) "
+        f"{shown_name(figures['bank'])}: {format_gnc(figures['capital'])} to lend, "
+        f"{figures['loans']} loan(s) "
         f"({format_gnc(figures['lent'])} lent, {format_gnc(figures['repaid'])} repaid, "
         f"{format_gnc(figures['on_loan'])} of it still on loan), "
         f"{figures['defaults']} default(s); {format_gnc(figures['withdrawn'])} withdrawn in "
@@ -462,7 +464,8 @@ def chain_aggregators(
         print(json.dumps(figures if trade is None else {**figures, "record": trade}))
         return
     console.print(
-        f"{figures['aggregators']}: {len(figures['members'])} members (a majority: {figures['majority']}), "
+        f"{shown_name(figures['aggregators'])}: {len(figures['members'])} members "
+        f"(a majority: {figures['majority']}), "
         f"fee {figures['fee_bps']} bps, {figures['records']} record(s), {figures['traded_wh']} Wh, "
         f"treasury {format_gnc(figures['treasury'])}"
     )
@@ -523,7 +526,7 @@ def chain_ev(
         print(json.dumps(figures if record is None else {**figures, "record": record}))
         return
     console.print(
-        f"{figures['hotspot']}: fee {format_gnc(figures['fee'])}/kWh (charging discount "
+        f"{shown_name(figures['hotspot'])}: fee {format_gnc(figures['fee'])}/kWh (charging discount "
         f"{format_gnc(figures['charging_discount'])}/kWh, "
         f"parking discount {format_gnc(figures['parking_discount'])}/kWh), "
         f"penalty {figures['penalty_pct']} %; {figures['deals']} deal(s) settled, {figures['traded_wh']} Wh, "

@@ -57,6 +57,12 @@ Registrant = Annotated[
 ]
 
 
+def shown_name(name: str) -> str:
+    """A registered name as a line of output shows it: itself, or its repr when it holds a
+    character that does not print (a newline in a name split the line in two)."""
+    return name if name.isprintable() else repr(name)
+
+
 def public_key_in(text: str) -> bytes | None:
     """The 32-byte public key ``text`` gives in hex (None: it gives none)."""
     try:
