@@ -194,6 +194,13 @@ def hop_digest(encoded: bytes) -> Hash32:
     return _digest(_HOP, encoded)
 
 
+def registered_id(tag: bytes, registrant: bytes, name: str) -> Hash32:
+    """The id of a group named ``name`` by the key ``registrant`` (the sender of its
+    registration), under the group kind's ``tag`` (``b"credit-bank/"``...): each registrant
+    names its own, so nobody takes a name from another."""
+    return hash32(tag + registrant + name.encode())
+
+
 def pool_id(owner: bytes, final_hash: bytes) -> Hash32:
     return _digest(_POOL, owner + final_hash)
 

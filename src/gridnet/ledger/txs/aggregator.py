@@ -28,7 +28,7 @@ import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import hash32, registered_id
 from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import (
     U32,
@@ -172,7 +172,7 @@ PERIODS = register_table("aggregator_periods", b"p", PeriodTally)
 def aggregators_id(registrant: PublicKey, name: str) -> Hash32:
     """The id of the consortium ``name`` registered by the key ``registrant`` (the sender of its
     ``RegisterAggregators``): each registrant names its own, so nobody takes a name from another."""
-    return hash32(b"aggregators/" + registrant + name.encode())
+    return registered_id(b"aggregators/", registrant, name)
 
 
 def period_key(consortium: bytes, period: int) -> bytes:

@@ -32,7 +32,7 @@ import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import registered_id
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, Wire
 from gridnet.errors import (
     BankCapitalShort,
@@ -180,7 +180,7 @@ BANK_REPAID = register_table("credit_repaid", b"o", RepaidToBank)
 def bank_id(registrant: PublicKey, name: str) -> Hash32:
     """The id of the bank ``name`` registered by the key ``registrant`` (the sender of its
     ``RegisterCreditBank``): each registrant names its own, so nobody takes a name from another."""
-    return hash32(b"credit-bank/" + registrant + name.encode())
+    return registered_id(b"credit-bank/", registrant, name)
 
 
 class RegisterCreditBank(Wire, frozen=True, tag=34):

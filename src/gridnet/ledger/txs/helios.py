@@ -26,7 +26,7 @@ import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import registered_id
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.errors import (
@@ -190,7 +190,7 @@ last is closed or its window is over (one whose readings never all come is never
 def controller_id(registrant: PublicKey, name: str) -> Hash32:
     """The id of the controller ``name`` registered by the key ``registrant`` (the sender of its
     ``RegisterController``): each registrant names its own, so nobody takes a name from another."""
-    return hash32(b"helios-controller/" + registrant + name.encode())
+    return registered_id(b"helios-controller/", registrant, name)
 
 
 class RegisterController(Wire, frozen=True, tag=27):

@@ -33,7 +33,7 @@ import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import registered_id
 from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import (
     U8,
@@ -150,7 +150,7 @@ def station_id(registrant: PublicKey, name: str) -> bytes:
     """The id of the station ``name`` registered by the key ``registrant`` (the sender of its
     ``RegisterStation``, its owner): each registrant names its own, so nobody takes a name from
     another."""
-    return hash32(b"station/" + registrant + name.encode())[:20]
+    return registered_id(b"station/", registrant, name)[:20]
 
 
 def flag_key(station: bytes, seq: int) -> bytes:

@@ -25,7 +25,7 @@ import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_to_text
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import hash32, registered_id
 from gridnet.crypto.keys import Domain, PrivateKey, SignatureCheck, verify_signature
 from gridnet.encoding import U32, U63, AddressBytes, HashBytes, PublicKeyBytes, SignatureBytes, Wire, encode
 from gridnet.errors import (
@@ -101,7 +101,7 @@ def group_id(registrant: PublicKey, name: str) -> Hash32:
     """The id of the group ``name`` published by the key ``registrant`` (the key-management
     centre that sent its ``PublishGroup``): each registrant names its own, so nobody takes a
     name from another."""
-    return hash32(b"privacy-group/" + registrant + name.encode())
+    return registered_id(b"privacy-group/", registrant, name)
 
 
 def slot_key(group: bytes, slot: int) -> bytes:

@@ -40,7 +40,7 @@ import msgspec
 from msgspec.structs import replace
 
 from gridnet.crypto.address import address_from_public_key, address_to_text
-from gridnet.crypto.hashing import hash32
+from gridnet.crypto.hashing import hash32, registered_id
 from gridnet.crypto.keys import Domain, PrivateKey, verify_signature
 from gridnet.encoding import (
     U32,
@@ -238,7 +238,7 @@ def hotspot_id(registrant: PublicKey, name: str) -> Hash32:
     """The id of the hotspot ``name`` registered by the key ``registrant`` (the vehicle registry
     that sent its ``RegisterHotspot``): each registrant names its own, so nobody takes a name
     from another."""
-    return hash32(b"ev-hotspot/" + registrant + name.encode())
+    return registered_id(b"ev-hotspot/", registrant, name)
 
 
 def deal_id(terms: DealTerms) -> Hash32:
