@@ -82,16 +82,20 @@ def vehicle(
     )  # fmt: skip
 
 
+DEPOT = RegisterHotspot(
+    "Depot", STATION.public_key, tuple(k.public_key for k in LAGS), MAKER.address, FEE,
+    CHARGING_DISCOUNT, PARKING_DISCOUNT, PENALTY_PCT,
+)  # fmt: skip
+"""The registry's hotspot, as it registers it."""
+
+
 @pytest.fixture
 def h(tmp_path: Path) -> Helios:
     w = two_meters(tmp_path)
     w.mine(register_identity(w.chain, REGISTRY))
     w.nonces[REGISTRY.address] = 1
     w.mine(w.tx(REGISTRY, RegisterAuthority(int(Role.VEHICLE_REGISTRY), "Vehicle Registry")))
-    hotspot = RegisterHotspot(
-        "Depot", STATION.public_key, tuple(k.public_key for k in LAGS), MAKER.address, FEE,
-        CHARGING_DISCOUNT, PARKING_DISCOUNT, PENALTY_PCT,
-    )  # fmt: skip
+    hotspot = DEPOT
     w.mine(
         w.tx(REGISTRY, vehicle(w, CHARGING, BUYER)),
         w.tx(REGISTRY, vehicle(w, DISCHARGING, OWNER)),
@@ -198,10 +202,7 @@ def test_a_registration_copied_by_another_registry_takes_neither_name_nor_hotspo
     h.mine(register_identity(h.chain, STRANGER))
     h.nonces[STRANGER.address] = 1
     h.mine(h.tx(STRANGER, RegisterAuthority(int(Role.VEHICLE_REGISTRY), "Another Registry")))
-    copy = RegisterHotspot(
-        "Depot", STATION.public_key, tuple(k.public_key for k in LAGS), MAKER.address, FEE,
-        CHARGING_DISCOUNT, PARKING_DISCOUNT, PENALTY_PCT,
-    )  # fmt: skip
+    copy = DEPOT  # (the registry's own registration, sent by another)
     h.mine(h.tx(STRANGER, copy))
     theirs = hotspot_id(STRANGER.public_key, "Depot")
     view = h.chain.view()
