@@ -78,12 +78,17 @@ PRICE = 1_000_000  # base units/kWh
 
 
 def consortium_act(
-    h: Helios, name: str = NAME, keys: list[PrivateKey] = MEMBERS[:2], **changes: object
+    h: Helios,
+    name: str = NAME,
+    keys: list[PrivateKey] = MEMBERS[:2],
+    registrant: PrivateKey = COLLECTOR,
+    **changes: object,
 ) -> Payload:
+    """A RegisterAggregators of MEMBERS signed by ``keys`` for ``registrant`` to send."""
     members = tuple(k.public_key for k in MEMBERS)
     act = RegisterAggregators(name, members, FEE_BPS, PERIOD, 1, ())
     act = msgspec.structs.replace(act, **changes)  # type: ignore[arg-type]
-    sigs = tuple(sign_as_member(k, h.chain.chain_id, act) for k in keys)
+    sigs = tuple(sign_as_member(k, h.chain.chain_id, act, registrant=registrant.public_key) for k in keys)
     return msgspec.structs.replace(act, signatures=sigs)
 
 
@@ -179,23 +184,26 @@ def test_a_consortium_is_registered_by_a_majority(h: Helios) -> None:
     assert aggregator_figures(view, OWNER.public_key, NAME) is None  # (COLLECTOR's name, not OWNER's)
 
 
-def test_a_registration_copied_by_another_key_takes_neither_name_nor_consortium(tmp_path: Path) -> None:
+def test_a_registration_copied_by_another_key_is_refused_and_takes_nothing(tmp_path: Path) -> None:
     """A consortium's id was the hash of its name alone: a stranger who saw a
-    RegisterAggregators pending sent a copy (the members' signatures hold for any sender)
-    first, and the registrant's was refused as AggregatorsExist. Each registrant's names are
-    its own now: both are registered, and a trade recorded for the registrant's consortium
-    is in its books alone."""
+    RegisterAggregators pending sent a copy first, and the registrant's was refused as
+    AggregatorsExist. Each registrant's names are its own, and the members sign a
+    registration for the key that sends it: a copy carries no valid signature (it made a
+    look-alike consortium, the same name and members, under the copier's key). One the
+    members form for another registrant is its own: a trade recorded for the first
+    consortium is in its books alone."""
     w = two_meters(tmp_path, "area")
     act = consortium_act(w)
-    w.mine(w.tx(STRANGER, act), w.tx(COLLECTOR, act), interval=START)
+    assert w.refused(STRANGER, act) == "NoConsortiumMajority"
+    w.mine(w.tx(STRANGER, consortium_act(w, registrant=STRANGER)), w.tx(COLLECTOR, act), interval=START)
     theirs = aggregators_id(STRANGER.public_key, NAME)
     assert theirs != CID and w.chain.view().get(AGGREGATORS, theirs) is not None
     exported(w, START + 1, 120)
     w.mine(w.tx(COLLECTOR, record(w, START + 1)))
     view = w.chain.view()
-    ours, copy = view.get(AGGREGATORS, CID), view.get(AGGREGATORS, theirs)
-    assert ours is not None and copy is not None and (ours.records, copy.records) == (1, 0)
-    assert w.refused(STRANGER, act) == "AggregatorsExist"  # (a registrant's name is taken once)
+    ours, other = view.get(AGGREGATORS, CID), view.get(AGGREGATORS, theirs)
+    assert ours is not None and other is not None and (ours.records, other.records) == (1, 0)
+    assert w.refused(STRANGER, consortium_act(w, registrant=STRANGER)) == "AggregatorsExist"
 
 
 # --- records ---------------------------------------------------------------------------------

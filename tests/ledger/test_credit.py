@@ -19,6 +19,7 @@ from gridnet.contracts.channel import (
     sign_state,
     sign_terms,
 )
+from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import LoanTooLarge, MalformedTransaction
 from gridnet.ledger.registry import Payload
 from gridnet.ledger.transition import validate_transaction
@@ -85,12 +86,20 @@ BANK = bank_named("Commons")
 
 
 def bank_act(
-    h: Helios, name: str = "Commons", keys: list[object] = MEMBERS[:2], **changes: object
+    h: Helios,
+    name: str = "Commons",
+    keys: list[object] = MEMBERS[:2],
+    registrant: PrivateKey = COLLECTOR,
+    **changes: object,
 ) -> Payload:
+    """A RegisterCreditBank of MEMBERS signed by ``keys`` for ``registrant`` to send."""
     members = tuple(k.public_key for k in MEMBERS)
     act = RegisterCreditBank(name, members, 2, CRITERIA, 1_000_000, ())
     act = msgspec.structs.replace(act, **changes)  # type: ignore[arg-type]
-    sigs = tuple(sign_as_member(k, h.chain.chain_id, act) for k in keys)  # type: ignore[arg-type]
+    sigs = tuple(
+        sign_as_member(k, h.chain.chain_id, act, registrant=registrant.public_key)  # type: ignore[arg-type]
+        for k in keys
+    )
     return msgspec.structs.replace(act, signatures=sigs)
 
 
@@ -124,22 +133,25 @@ def test_a_bank_is_registered_by_its_consortium_with_its_capital(h: Helios) -> N
             )
 
 
-def test_a_registration_copied_by_another_key_takes_neither_name_nor_bank(tmp_path: Path) -> None:
+def test_a_registration_copied_by_another_key_is_refused_and_takes_nothing(tmp_path: Path) -> None:
     """A bank's id was the hash of its name alone: a stranger who saw a RegisterCreditBank
-    pending sent a copy (the consortium's signatures hold for any sender) first, and the
-    registrant's was refused as CreditBankExists. Each registrant's names are its own now:
-    both are registered, and a loan from the registrant's bank comes from its capital."""
+    pending sent a copy first, and the registrant's was refused as CreditBankExists. Each
+    registrant's names are its own, and the members sign a registration for the key that
+    sends it: a copy carries no valid signature (it made a look-alike bank, the same name and
+    members, under the copier's key). A bank the members form for another registrant is its
+    own, and a loan from the first comes from the first's capital."""
     w = two_meters(tmp_path)
     act = bank_act(w)
-    w.mine(w.tx(STRANGER, act), w.tx(COLLECTOR, act), interval=START)
+    assert w.refused(STRANGER, act) == "InsufficientConsortium"
+    w.mine(w.tx(STRANGER, bank_act(w, registrant=STRANGER)), w.tx(COLLECTOR, act), interval=START)
     theirs = bank_id(STRANGER.public_key, "Commons")
     assert theirs != BANK and w.chain.view().get(BANKS, theirs) is not None
     w.mine(w.tx(OWNER, RequestLoan(BANK, 1_000)))
     view = w.chain.view()
-    ours, copy = view.get(BANKS, BANK), view.get(BANKS, theirs)
-    assert ours is not None and copy is not None and (ours.lent, copy.lent) == (1_000, 0)
+    ours, other = view.get(BANKS, BANK), view.get(BANKS, theirs)
+    assert ours is not None and other is not None and (ours.lent, other.lent) == (1_000, 0)
     assert view.get(LOANS, OWNER.address).bank == BANK  # type: ignore[union-attr]
-    assert w.refused(STRANGER, act) == "CreditBankExists"  # (a registrant's name is taken once)
+    assert w.refused(STRANGER, bank_act(w, registrant=STRANGER)) == "CreditBankExists"
 
 
 def test_a_loan_is_judged_on_the_published_criteria(h: Helios) -> None:

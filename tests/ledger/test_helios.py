@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import (
     BlockTransactionInvalid,
+    InsufficientConsortium,
     InvalidTransaction,
     IslandConsentMissing,
     MalformedTransaction,
@@ -166,8 +167,12 @@ class Helios:
         assert template.rejected, "accepted"
         return template.rejected[0][1].rule
 
-    def signed_by(self, act: MintCredits | RegisterController, keys: list[PrivateKey]) -> Payload:
-        sigs = tuple(sign_as_member(k, self.chain.chain_id, act) for k in keys)
+    def signed_by(
+        self, act: MintCredits | RegisterController, keys: list[PrivateKey], registrant: PrivateKey = OWNER
+    ) -> Payload:
+        """``act`` signed by ``keys``; a registration, for ``registrant`` to send."""
+        sent_by = registrant.public_key if isinstance(act, RegisterController) else None
+        sigs = tuple(sign_as_member(k, self.chain.chain_id, act, registrant=sent_by) for k in keys)
         return msgspec.structs.replace(act, signatures=sigs)
 
     def mint(self, through: int, keys: list[PrivateKey] = MEMBERS[:2]) -> Payload:
@@ -231,29 +236,35 @@ def test_a_controller_is_registered_by_its_consortium(h: Helios) -> None:
         )
 
 
-def test_a_registration_copied_by_another_key_takes_neither_name_nor_controller(tmp_path: Path) -> None:
+def test_a_registration_copied_by_another_key_is_refused_and_takes_nothing(tmp_path: Path) -> None:
     """A controller's id was the hash of its name alone: a stranger who saw the owner's
-    RegisterController pending sent a copy (the consortium's signatures hold for any sender)
-    first, and the owner's was refused as ControllerExists, the name blocked for good. Each
-    registrant's names are its own now: both are registered, under two ids, and what the
-    owner does next reaches its own controller."""
+    RegisterController pending sent a copy first, and the owner's was refused as
+    ControllerExists, the name blocked for good. Each registrant's names are its own, and the
+    members sign a registration for the key that sends it: a copy carries no valid signature
+    (it made a look-alike controller, the same name and members, under the copier's key).
+    The members can still form a group of the same name under another registrant, who asks
+    them: its own id."""
     w = two_meters(tmp_path)
     act = w.signed_by(RegisterController(NAME, tuple(k.public_key for k in MEMBERS), 2, ()), MEMBERS[:2])
-    w.mine_vector(
-        "helios_controller_name_copied_by_another_registrant",
-        "a stranger's copy of a RegisterController, then the owner's own, in one block: both "
-        "registered, each under the hash of its sender's public key and the name",
-        w.tx(STRANGER, act),
-        w.tx(OWNER, act),
+    w.refuse_vector(
+        "helios_controller_registration_copied_by_another_key",
+        "a stranger sends a copy of the owner's RegisterController: its members signed it for the "
+        "owner's key, so no signature holds for the stranger's",
+        STRANGER,
+        act,
+        InsufficientConsortium,
     )
     theirs = controller_named(NAME, STRANGER)
+    members = tuple(k.public_key for k in MEMBERS)
+    asked = w.signed_by(RegisterController(NAME, members, 2, ()), MEMBERS[:2], STRANGER)
+    w.mine(w.tx(STRANGER, asked), w.tx(OWNER, act))
     view = w.chain.view()
     assert theirs != CID and None not in (view.get(CONTROLLERS, CID), view.get(CONTROLLERS, theirs))
     w.mine(w.tx(OWNER, EnrollProducer(CID, METER_KEY.address)), interval=START)
     view = w.chain.view()
     assert view.get(ENROLLMENTS, CID + METER_KEY.address) is not None
     assert view.get(ENROLLMENTS, theirs + METER_KEY.address) is None
-    assert w.refused(STRANGER, act) == "ControllerExists"  # (a registrant's name is taken once)
+    assert w.refused(STRANGER, asked) == "ControllerExists"  # (a registrant's name is taken once)
 
 
 def test_enrollment_rules(h: Helios) -> None:
@@ -690,7 +701,7 @@ def test_a_stranger_cannot_put_other_peoples_meters_in_its_island(h: Helios) -> 
     their own. Every meter an island names now needs its owner's consent."""
     squatter = PrivateKey.from_label("squatter-member")
     squat = RegisterController("Squat", (squatter.public_key,), 1, ())
-    h.mine(h.tx(STRANGER, h.signed_by(squat, [squatter])))
+    h.mine(h.tx(STRANGER, h.signed_by(squat, [squatter], STRANGER)))
     nodes = (IslandNode(METER_KEY.address, 0, 4),)  # (1 Wh an interval for OWNER's meter)
     act = RegisterIsland(controller_named("Squat", STRANGER), BUYER_METER_KEY.address, nodes, (), ())
     signed: RegisterIsland = h.signed_by(act, [squatter])  # type: ignore[arg-type,assignment]

@@ -66,7 +66,7 @@ from gridnet.ledger.txs.helios import MAX_MEMBERS, sign_as_member
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.market.orders import Side
 from gridnet.sim.scenario import MAX_GNC, bounded, gnc
-from gridnet.units import UNITS_PER_GNC, Interval, Wh, energy_cost, interval_start
+from gridnet.units import UNITS_PER_GNC, Interval, PublicKey, Wh, energy_cost, interval_start
 
 if TYPE_CHECKING:
     from gridnet.agents.home import Home
@@ -171,11 +171,15 @@ class AggregatorDesk(Agent):
         t = self.t
         members = tuple(k.public_key for k in self.members)
         act = RegisterAggregators(t.name, members, t.fee_bps, t.reward_every_intervals, t.reward_top, ())
-        world.submit(self, self._signed(world, act, self.members))
+        world.submit(self, self._signed(world, act, self.members, registrant=self.key.public_key))
 
-    def _signed(self, world: World, act: Any, keys: Sequence[PrivateKey]) -> Any:
+    def _signed(
+        self, world: World, act: Any, keys: Sequence[PrivateKey], registrant: PublicKey | None = None
+    ) -> Any:
+        """``act`` signed by a majority of ``keys`` (a registration: for ``registrant``)."""
         chain_id = world.backend.chain_id
-        signatures = tuple(sign_as_member(k, chain_id, act) for k in keys[: self.majority])
+        signed = keys[: self.majority]
+        signatures = tuple(sign_as_member(k, chain_id, act, registrant=registrant) for k in signed)
         return msgspec.structs.replace(act, signatures=signatures)
 
     # --- the clients' orders ---------------------------------------------------------------

@@ -119,7 +119,8 @@ class CreditBankAgent(Agent):
             gnc(self.t.capital_gnc), (),
         )  # fmt: skip
         chain_id = world.backend.chain_id
-        signatures = tuple(sign_as_member(k, chain_id, act) for k in self.members[: self.t.threshold])
+        signed = self.members[: self.t.threshold]
+        signatures = tuple(sign_as_member(k, chain_id, act, registrant=self.key.public_key) for k in signed)
         world.submit(self, msgspec.structs.replace(act, signatures=signatures))
 
     def tick(self, world: World) -> None:

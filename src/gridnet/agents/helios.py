@@ -55,7 +55,7 @@ from gridnet.ledger.txs.helios import (
 )
 from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
 from gridnet.sim.scenario import Scenario, bounded, gnc
-from gridnet.units import Interval, Wh, interval_of, interval_start
+from gridnet.units import Interval, PublicKey, Wh, interval_of, interval_start
 
 if TYPE_CHECKING:
     from gridnet.agents.home import Home
@@ -143,7 +143,7 @@ class HeliosController(Agent):
         from gridnet.agents.home import Home
 
         act = RegisterController(self.t.name, tuple(k.public_key for k in self.members), self.t.threshold, ())
-        world.submit(self, self._signed(world, act))
+        world.submit(self, self._signed(world, act, registrant=self.key.public_key))
         self.producers = [h for h in world.of(Home) if h.pv_kw > 0 and h.meter is not None]
 
         for home in self.producers:
@@ -200,9 +200,11 @@ class HeliosController(Agent):
 
         world.later(self, msgspec.structs.replace(self._signed(world, act), consents=consents), ready)
 
-    def _signed(self, world: World, act: Any) -> Any:
+    def _signed(self, world: World, act: Any, registrant: PublicKey | None = None) -> Any:
+        """``act`` signed by the threshold of members (a registration: for ``registrant``)."""
         chain_id = world.backend.chain_id
-        signatures = tuple(sign_as_member(k, chain_id, act) for k in self.members[: self.t.threshold])
+        signed = self.members[: self.t.threshold]
+        signatures = tuple(sign_as_member(k, chain_id, act, registrant=registrant) for k in signed)
         return msgspec.structs.replace(act, signatures=signatures)
 
     def tick(self, world: World) -> None:

@@ -729,9 +729,12 @@ MemberPassphraseFiles = Annotated[
 ]
 
 
-def _member_signed(act: Any, member_keys: list[Path], passphrase_files: list[Path] | None) -> Build:
+def _member_signed(
+    act: Any, member_keys: list[Path], passphrase_files: list[Path] | None, *, registration: bool = False
+) -> Build:
     """Build ``act`` signed by each member whose key file is given (with the id of the chain
-    it is sent to); ``passphrase_files``: none, or one per key file, in the same order."""
+    it is sent to; a ``registration`` also for the key that sends it, its registrant);
+    ``passphrase_files``: none, or one per key file, in the same order."""
     files: list[Path | None] = [*passphrase_files] if passphrase_files else [None] * len(member_keys)
     if len(files) != len(member_keys):
         raise ConfigError(
@@ -741,7 +744,8 @@ def _member_signed(act: Any, member_keys: list[Path], passphrase_files: list[Pat
     keys = [load_key(path, file) for path, file in zip(member_keys, files, strict=True)]
 
     def build(params: ChainParams, signer: PrivateKey) -> Payload:
-        signatures = tuple(sign_as_member(k, chain_id_of(params), act) for k in keys)
+        registrant = signer.public_key if registration else None
+        signatures = tuple(sign_as_member(k, chain_id_of(params), act, registrant=registrant) for k in keys)
         payload: Payload = msgspec.structs.replace(act, signatures=signatures)
         return payload
 
@@ -796,7 +800,8 @@ def tx_register_controller(
 ) -> Build:
     """Register a Helios controller run by a consortium (signed by --threshold of its members)."""
     name, keys = _text(name, "--name", "a controller's name"), _consortium(member, threshold)
-    return _member_signed(RegisterController(name, keys, threshold, ()), member_key, member_passphrase_file)
+    act = RegisterController(name, keys, threshold, ())
+    return _member_signed(act, member_key, member_passphrase_file, registration=True)
 
 
 @tx_command("mint-credits")
@@ -1052,7 +1057,7 @@ def tx_register_credit_bank(
     """Register a credit bank run by a consortium, with its published criteria and its capital."""
     name, keys = _text(name, "--name", "a bank's name"), _consortium(member, threshold)
     act = RegisterCreditBank(name, keys, threshold, load_criteria(criteria), parse_gnc(capital), ())
-    return _member_signed(act, member_key, member_passphrase_file)
+    return _member_signed(act, member_key, member_passphrase_file, registration=True)
 
 
 def _bank(name: str, registrant: str) -> bytes:

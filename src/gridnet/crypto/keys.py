@@ -54,6 +54,7 @@ class Domain(enum.Enum):
     VOTE = b"GRIDNET/finality-vote/v1\x00"
     VALIDATOR_SET = b"GRIDNET/validator-set/v1\x00"
     CONSORTIUM = b"GRIDNET/consortium/v1\x00"
+    REGISTRATION = b"GRIDNET/group-registration/v1\x00"
     METER_ANSWER = b"GRIDNET/meter-answer/v1\x00"
     RELAY_COMMAND = b"GRIDNET/relay-command/v1\x00"
     AGGREGATOR_REQUEST = b"GRIDNET/aggregator-request/v1\x00"

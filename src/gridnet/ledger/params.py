@@ -27,7 +27,7 @@ from gridnet.work import target_from_bits, target_from_bytes, target_to_bytes
 
 DEFAULT_GENESIS_TIME = "2026-01-01T00:00:00Z"
 
-RULES_VERSION: Final = 5
+RULES_VERSION: Final = 6
 """The consensus rules this gridnet implements: everything a block is checked against (the
 state transition and its tables, finality, the genesis state). Every chain it creates records
 the version (its store's meta row ``rules``), and a chain made under other rules is refused
@@ -86,7 +86,12 @@ refused (``ControllerExists``, ``CreditBankExists``, ``AggregatorsExist``, ``Hot
 ``StationExists``, ``GroupExists``) and the name blocked for good; those errors now mean the
 sender has registered that name already; a privacy group's Bloom filter admits a random key with
 probability at most 2^-64 (it was 2^-20: an outsider made keys until one passed, in 20 s, and
-published the group's aggregates in its place), and may take 32,768 bytes."""
+published the group's aggregates in its place), and may take 32,768 bytes.
+6 (2026-12-08, later): the members of a Helios controller, a credit bank or a consortium of
+aggregators sign its registration for its registrant (the ``REGISTRATION`` domain over chain id
+|| the sending key || the act): a copy of a pending registration sent by another key is
+``InsufficientConsortium`` (``NoConsortiumMajority``), where it made a look-alike group, the
+same name and members, under the copier's key."""
 
 
 class Allocation(Wire, frozen=True):

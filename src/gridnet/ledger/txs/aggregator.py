@@ -316,10 +316,14 @@ def _check_majority(
     members: tuple[bytes, ...],
     signatures: tuple[MemberSignature, ...],
     what: str,
+    *,
+    registrant: PublicKey | None = None,
 ) -> None:
     """``check_consortium`` with a majority of ``members`` as the threshold."""
     try:
-        check_consortium(chain_id, act, members, len(members) // 2 + 1, signatures, what)
+        check_consortium(
+            chain_id, act, members, len(members) // 2 + 1, signatures, what, registrant=registrant
+        )
     except InsufficientConsortium as e:
         raise NoConsortiumMajority(f"{e} (a majority of {len(members)})") from e
 
@@ -364,7 +368,10 @@ def apply_register(state: StateView, env: BlockEnv, sender: Address, payload: Re
             "already"
         )
     act = replace(payload, signatures=())
-    _check_majority(env.chain_id, act, payload.members, payload.signatures, "registering the aggregators")
+    _check_majority(
+        env.chain_id, act, payload.members, payload.signatures, "registering the aggregators",
+        registrant=env.sender_key,
+    )  # fmt: skip
     consortium = Aggregators(
         payload.name, payload.members, payload.fee_bps, payload.period_intervals, payload.reward_top
     )

@@ -352,8 +352,9 @@ def apply_register_bank(
         )
     act = replace(payload, signatures=())
     check_consortium(
-        env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering the bank"
-    )
+        env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering the bank",
+        registrant=env.sender_key,
+    )  # fmt: skip
     acct = state.account(sender)
     if acct.balance < payload.capital:
         raise InsufficientBalance(

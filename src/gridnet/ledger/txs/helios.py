@@ -66,7 +66,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 class MemberSignature(Wire, frozen=True):
     key: PublicKeyBytes
     signature: SignatureBytes
-    """Ed25519 over chain id || the encoded act (``consortium_message``), CONSORTIUM domain."""
+    """Ed25519 over chain id || the encoded act (``consortium_message``), CONSORTIUM domain; for a
+    registration, over chain id || the registrant's key || the encoded act
+    (``registration_message``), REGISTRATION domain."""
 
 
 class Controller(Wire, frozen=True):
@@ -260,8 +262,23 @@ def consortium_message(chain_id: Hash32, act: Wire) -> bytes:
     return chain_id + encode(act)
 
 
-def sign_as_member(key: PrivateKey, chain_id: Hash32, act: Wire) -> MemberSignature:
-    return MemberSignature(key.public_key, key.sign(Domain.CONSORTIUM, consortium_message(chain_id, act)))
+def registration_message(chain_id: Hash32, registrant: PublicKey, act: Wire) -> bytes:
+    """What members sign to form a group under ``registrant``, the key that sends the
+    registration ``act`` (the payload with no signatures): chain id || that key || the
+    encoded act, REGISTRATION domain. Their consent is to that registrant's group: a copy of
+    the registration sent by another key carries no valid signature."""
+    return chain_id + registrant + encode(act)
+
+
+def sign_as_member(
+    key: PrivateKey, chain_id: Hash32, act: Wire, *, registrant: PublicKey | None = None
+) -> MemberSignature:
+    """A member's signature of ``act``; of a registration (``registrant``: the key sending it)
+    with ``registration_message``."""
+    if registrant is None:
+        return MemberSignature(key.public_key, key.sign(Domain.CONSORTIUM, consortium_message(chain_id, act)))
+    message = registration_message(chain_id, registrant, act)
+    return MemberSignature(key.public_key, key.sign(Domain.REGISTRATION, message))
 
 
 def check_consortium(
@@ -271,15 +288,20 @@ def check_consortium(
     threshold: int,
     signatures: tuple[MemberSignature, ...],
     what: str,
+    *,
+    registrant: PublicKey | None = None,
 ) -> None:
-    message = consortium_message(chain_id, act)
+    """``InsufficientConsortium`` unless ``threshold`` distinct ``members`` signed ``act``
+    (a registration sent by ``registrant``: signed for that key, ``registration_message``)."""
+    if registrant is None:
+        domain, message = Domain.CONSORTIUM, consortium_message(chain_id, act)
+    else:
+        domain, message = Domain.REGISTRATION, registration_message(chain_id, registrant, act)
     signers: set[bytes] = set()
     for s in signatures:
-        if (
-            s.key in members
-            and s.key not in signers
-            and verify_signature(Domain.CONSORTIUM, s.key, message, s.signature)
-        ):
+        if s.key in signers or s.key not in members:
+            continue
+        if verify_signature(domain, s.key, message, s.signature):
             signers.add(s.key)
     if len(signers) < threshold:
         raise InsufficientConsortium(
@@ -358,7 +380,10 @@ def apply_register_controller(
             f"{address_to_text(sender)} has registered a Helios controller named {payload.name!r} already"
         )
     act = replace(payload, signatures=())
-    check_consortium(env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering")
+    check_consortium(
+        env.chain_id, act, payload.members, payload.threshold, payload.signatures, "registering",
+        registrant=env.sender_key,
+    )  # fmt: skip
     state.put(CONTROLLERS, cid, Controller(payload.name, payload.members, payload.threshold))
 
 
