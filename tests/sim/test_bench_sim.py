@@ -36,10 +36,13 @@ def test_speedup_is_one_core_over_the_most_cores() -> None:
 
 
 def test_a_bad_list_of_sizes_is_one_line() -> None:
-    result = CliRunner().invoke(app, ["bench", "sim", "--homes", "20,x"], env={"COLUMNS": "300"})
-    assert result.exit_code == 2
-    assert "'20,x' is not a comma-separated list of whole numbers" in result.output
-    assert "Traceback" not in result.output
+    """An item that is not a whole number is refused, an empty one too ("20,,5" ran 20 and 5
+    homes, taking a typo for a list of two)."""
+    for homes in ("20,x", "20,,5", "20,", ","):
+        result = CliRunner().invoke(app, ["bench", "sim", "--homes", homes], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, homes
+        assert f"{homes!r} is not a comma-separated list of whole numbers" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_a_size_or_a_core_count_the_run_cannot_have_is_one_line_before_any_run() -> None:

@@ -202,11 +202,11 @@ def bench_sim(
 
 def _int_list(text: str, option: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]  # (an empty item, as in "20,,5", is a typo)
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is not a comma-separated list of whole numbers", param_hint=option
         ) from None
-    if not values or min(values) < 0:
-        raise typer.BadParameter(f"{text!r}: give at least one number, none negative", param_hint=option)
+    if min(values) < 0:
+        raise typer.BadParameter(f"{text!r}: give whole numbers, none negative", param_hint=option)
     return values
