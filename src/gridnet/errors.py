@@ -1538,8 +1538,9 @@ class HeadersAhead(SyncDeclined):
 
 
 class RequestUnanswered(SyncDeclined):
-    """A peer left our request for headers or blocks unanswered for ``request_timeout_ms``:
-    the height it announced does not count towards the sync target until it answers."""
+    """A peer left our request for headers or blocks unanswered for ``request_timeout_ms``
+    (it may be asked again): the height it announced counts towards the sync target only as
+    far as the headers it served back it, as any peer's."""
 
 
 class PeerBusy(SyncDeclined):

@@ -11,6 +11,9 @@ that the node still syncs from an honest peer.
    (before: 20 MB stored in 6 s).
 3. 40 short links each sending one status with a 3.9 MB ``total_work`` (before: 170 MB held
    after they left).
+4. A height announced, never served: 10**15 with no work, every 2 s (before: /status said
+   syncing, progress 0.0, for as long as the link lasted); or more work than ours, answered
+   with headers the node holds.
 
 Every process started here is stopped, by PID (the ``nodes`` fixture)."""
 
@@ -486,3 +489,52 @@ def test_departed_peers_with_huge_work_fields_leave_no_memory_held(
     stop_all(nodes)
     assert grown < 32 * MB, f"the node holds {grown / MB:.0f} MB more after the links left"
     assert ": WrongType:" in log_of(victim)  # each status refused as it was decoded
+
+
+# --- 4. a height announced, never served -----------------------------------------------------
+
+
+def sync_status(node: DevNode) -> tuple[dict[str, object], float]:
+    """The node's ``/status`` sync object and its ``gridnet_sync_target_height`` metric."""
+    from tests.functional.test_node_ops import _metrics
+
+    client = node.client()
+    try:
+        sync = client.get("/status")["sync"]
+    finally:
+        client.close()
+    return sync, _metrics(node)["gridnet_sync_target_height"]
+
+
+def test_a_height_a_peer_announces_but_never_serves_does_not_make_the_node_syncing(
+    tmp_path: Path, nodes: list[DevNode]
+) -> None:
+    params = test_params([], block_interval_ms=500, genesis_time=int(time.time() * 1000) - 60_000)
+    victim = new_node(tmp_path, "victim", params)
+    honest_chain(victim.data_dir, params, 10)
+    chain = Chain.open(victim.data_dir, readonly=True)
+    ours = tuple(e.header for e in chain.main[1:])
+    chain.close()
+    nodes.append(victim)
+    started(victim)
+    genesis = chain_id_of(params)
+    synced = {"target_height": 10, "progress": 1.0, "syncing": False, "headers_pending": 0}
+    assert sync_status(victim) == (synced, 10)
+
+    async def attack() -> None:
+        liar = await Hostile.link(victim.port, genesis, "height-liar")
+        for _ in range(3):  # as often as an honest peer's status
+            await liar.send(StatusMsg(10**15, os.urandom(32), encode_work(0)))
+            await liar.handled(genesis)
+            assert await asyncio.to_thread(sync_status, victim) == (synced, 10)
+        stale = await Hostile.link(victim.port, genesis, "stale-liar")
+        await stale.send(StatusMsg(10**15, os.urandom(32), encode_work(LIE)))
+        while not isinstance(msg := await stale.receive(WAIT_S), GetHeadersMsg):
+            assert msg is not None, "the node closed the link"
+        await stale.send(HeadersMsg(ours))  # what the node holds
+        await stale.handled(genesis)
+        assert await asyncio.to_thread(sync_status, victim) == (synced, 10)
+        await liar.leave()
+        await stale.leave()
+
+    asyncio.run(attack())

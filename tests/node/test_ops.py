@@ -11,7 +11,9 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import msgspec
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,10 +32,12 @@ from gridnet.node.config import (
     settings_to_toml,
 )
 from gridnet.node.logs import LOG_NAME, configure, logger, reset
-from gridnet.node.messages import GetBlocksMsg, HeadersMsg, StatusMsg
-from gridnet.node.node import Node
+from gridnet.node.messages import GetBlocksMsg, GetHeadersMsg, HeadersMsg, StatusMsg, encode_work
+from gridnet.node.node import Node, Outgoing
 from gridnet.node.process import _bind_api
-from tests.helpers import extend, new_chain, test_keys, test_params
+from tests.helpers import add_blocks, extend, new_chain, test_keys, test_params
+
+_M = TypeVar("_M")
 
 
 @pytest.fixture
@@ -110,59 +114,79 @@ def test_health_is_503_once_the_store_is_found_damaged_and_the_bad_block_is_not_
     node.close()
 
 
+def ahead_of(node: Node, path: Path, blocks: int) -> Node:
+    """A peer holding ``node``'s main chain and ``blocks`` more blocks."""
+    chain = new_chain(path, node.chain.params)
+    add_blocks(chain, [b for h in range(1, node.chain.height + 1) if (b := node.chain.block_at(h))])
+    for _ in range(blocks):
+        extend(chain, miner=PrivateKey.from_label("ops-peer-miner"))
+    return Node("peer", chain)
+
+
+def only(out: list[Outgoing], kind: type[_M]) -> _M:
+    (msg,) = [m for _, m in out if isinstance(m, kind)]
+    return msg
+
+
 def test_status_reports_sync_progress_toward_the_best_known_height(tmp_path: Path) -> None:
     params = test_params(test_keys())
     chain = new_chain(tmp_path / "n", params)
     extend(chain)
     node = Node("n", chain)
+    peer = ahead_of(node, tmp_path / "p", 3)
     node.add_peer("p")
-    node.handle(
-        "p", StatusMsg(4, b"\x01" * 32, (10**6).to_bytes(40, "big")), now=params.genesis_time + 10_000
-    )
+    now = peer.chain.head.header.timestamp + 1_000
+    asked = only(node.handle("p", peer.status(), now), GetHeadersMsg)
+    assert node.sync_target() == 1  # its word alone: not yet
+    node.handle("p", only(peer.handle("n", asked, now), HeadersMsg), now)
     with TestClient(create_app(node, clock=lambda: 0, broadcast=lambda out: None)) as client:
         status = client.get("/status").json()
     assert status["height"] == 1 and status["sync"] == {
         "target_height": 4,
         "progress": 0.25,
         "syncing": True,
-        "headers_pending": 0,
+        "headers_pending": 3,
     }
     assert status["peers"]["count"] == 1 and status["listen"] is None
     node.close()
+    peer.close()
 
 
-def test_a_height_a_peer_never_serves_stops_counting_towards_the_sync_target(tmp_path: Path) -> None:
+def test_an_announced_height_counts_only_as_far_as_the_peers_checked_headers_back_it(tmp_path: Path) -> None:
+    """The red team's liar announced height 10**15 every 2 s with work 0: never asked for
+    headers (its work is not above ours), its word held /status at syncing, progress 0.0, for
+    as long as it stayed linked. A peer's height now counts only while it announces more work
+    than ours, and only up to its checked headers that lead past our best tip."""
     params = test_params(test_keys())
     chain = new_chain(tmp_path / "n", params)
     extend(chain)
     node = Node("n", chain)
-    node.add_peer("liar")
-    now = params.genesis_time + 10_000
-    claim = StatusMsg(2**63 - 1, b"\x01" * 32, b"\xff" * 40)
-    asked = node.handle("liar", claim, now)
-    assert [type(m).__name__ for _, m in asked] == ["GetHeadersMsg"]
-    assert node.sync_target() == 2**63 - 1  # its word, while its answer may still come
-    timeout = node.config.request_timeout_ms
-    for t in range(now, now + 3 * timeout, timeout // 4):  # asked again, never answered
-        node.tick(t)
-        node.handle("liar", claim, t)
+    peer = ahead_of(node, tmp_path / "p", 5)
+    now = peer.chain.head.header.timestamp + 1_000
+    for name in ("low", "liar", "stale", "honest"):
+        node.add_peer(name)
+    assert node.handle("low", StatusMsg(10**15, b"\x01" * 32, encode_work(0)), now) == []
     assert node.sync_target() == 1
-    assert node.stats.declined["RequestUnanswered"] == 1
-    # An answer with no headers does not back it either: its word still does not count.
-    node.handle("liar", HeadersMsg(()), now + 3 * timeout)
+    # More work than ours, but nothing served: its word does not count, asked or not.
+    claim = StatusMsg(2**63 - 1, b"\x02" * 32, b"\xff" * 40)
+    only(node.handle("liar", claim, now), GetHeadersMsg)
     assert node.sync_target() == 1
-    node.handle("liar", claim, now + 3 * timeout)
+    node.handle("liar", HeadersMsg(()), now)
     assert node.sync_target() == 1
-    # Nor does a prompt one, from a peer that never timed out; nor, then, another height it
-    # announces (until it sends headers).
-    node.add_peer("prompt")
-    asked = node.handle("prompt", claim, now + 3 * timeout)
-    assert [type(m).__name__ for _, m in asked] == ["GetHeadersMsg"]
-    node.handle("prompt", HeadersMsg(()), now + 3 * timeout)
-    assert node.sync_target() == 1
-    node.handle("prompt", StatusMsg(2**63 - 2, b"\x02" * 32, b"\xff" * 40), now + 3 * timeout)
-    assert node.sync_target() == 1
+    # More work than ours, answered with headers of the blocks we hold.
+    only(node.handle("stale", claim, now), GetHeadersMsg)
+    node.handle("stale", HeadersMsg((chain.main[1].header,)), now)
+    assert node.sync_target() == 1 and node.headers_pending() == 0
+    # An honest peer: its height counts as far as the headers it served.
+    asked = only(node.handle("honest", peer.status(), now), GetHeadersMsg)
+    three = msgspec.structs.replace(asked, limit=3)  # (it serves 3 of its 5 new headers at first)
+    node.handle("honest", only(peer.handle("n", three, now), HeadersMsg), now)
+    assert node.sync_target() == 4 and node.headers_pending() == 3
+    node.handle("low", StatusMsg(10**15, b"\x01" * 32, encode_work(0)), now)
+    node.handle("liar", claim, now)
+    assert node.sync_target() == 4
     node.close()
+    peer.close()
 
 
 def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from gridnet.ledger.state import IDENTITIES
 from gridnet.ledger.txs.identity import REVOKED, Revocation
 from gridnet.market.orders import Order, Side, SignedOrder, sign_order, topic
 from gridnet.net.memory import MemoryNetwork
-from gridnet.node.messages import OrderMsg, StatusMsg
+from gridnet.node.messages import HeadersMsg, OrderMsg, StatusMsg, encode_work
 from gridnet.node.node import Node, NodeConfig
 from gridnet.node.orders import OrderLimits
 from gridnet.units import interval_of
@@ -194,15 +194,34 @@ def test_the_orders_a_peer_left_held_go_with_it(tmp_path: Path) -> None:
 
 def test_no_fault_from_a_peer_ahead_of_us(tmp_path: Path) -> None:
     node = Node("n", new_chain(tmp_path / "n", PARAMS), NodeConfig(orders=OrderLimits(held_per_peer=2)))
+    ahead = Node("p", traders_chain(tmp_path / "p"))  # its head has the trader's registration
     node.add_peer("p")
-    head = node.chain.head
-    node.handle(
-        "p", StatusMsg(head.height + 5, b"\x01" * 32, b""), NOW
-    )  # (more work than ours is not needed)
+    ((_, ask),) = node.handle("p", ahead.status(), NOW)
+    ((_, headers),) = ahead.handle("n", ask, NOW)
+    node.handle("p", headers, NOW)  # its headers back the height it announces (its blocks are late)
     for n in range(5):  # beyond its share held aside: dropped, not a fault (it is ahead)
         node.handle("p", OrderMsg(order(n)), NOW)
     node.tick(NOW + GRACE)
     assert node.stats.peer_faults == {} and len(node.book) == 0 and len(node.held_orders) == 0
+    ahead.close()
+
+
+@pytest.mark.parametrize("work", [0, 2**64], ids=["less work", "more work, no headers"])
+def test_a_height_a_peer_announces_but_never_serves_does_not_spare_it_its_faults(
+    tmp_path: Path, work: int
+) -> None:
+    """A peer announcing height 10**15 counted as ahead of us: the orders it relayed were
+    never its fault, however many failed. Its height counts only as far as the headers it
+    served back it."""
+    node = Node("n", new_chain(tmp_path / "n", PARAMS), NodeConfig(orders=OrderLimits(held_per_peer=2)))
+    node.add_peer("p")
+    node.handle("p", StatusMsg(10**15, b"\x01" * 32, encode_work(work)), NOW)
+    node.handle("p", HeadersMsg(()), NOW)  # (asked for its headers when it announced more work)
+    for n in range(5):  # two held aside, three a fault at once
+        node.handle("p", OrderMsg(order(n)), NOW)
+    assert node.stats.peer_faults == {"p": 3} and len(node.held_orders) == 2
+    node.tick(NOW + GRACE)
+    assert node.stats.peer_faults == {"p": 5} and len(node.held_orders) == 0
 
 
 def test_a_revoked_identitys_order_is_refused_but_no_fault(

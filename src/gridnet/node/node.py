@@ -403,15 +403,11 @@ class Node:
         """Peer -> when we sent the oldest of its requests it has not answered (asking again
         does not reset it)."""
         self._unanswering: set[str] = set()
-        """Peers that left a request unanswered for ``request_timeout_ms``: what they announce
-        does not count towards the sync target until they answer."""
+        """Peers that left a request unanswered for ``request_timeout_ms`` (declined once,
+        ``RequestUnanswered``, until they answer)."""
         self._busy: dict[str, tuple[int, int]] = {}
         """Peer -> (when it may be asked again [ms], how many times in a row it answered
         busy): it answered our last request with ``BusyMsg`` (forgotten once it answers one)."""
-        self._unbacked: set[str] = set()
-        """Peers that announced more work than ours, then answered our request for the headers
-        with none: what they announce does not count towards the sync target until they send
-        headers (whatever height they announce meanwhile)."""
         self._peer_tip: dict[str, BlockEntry] = {}
         """Peer -> the last block of its answers: where the next request continues."""
         self.headers = PendingHeaders(
@@ -489,7 +485,6 @@ class Node:
         self._waiting_since.pop(peer, None)
         self._unanswering.discard(peer)
         self._busy.pop(peer, None)
-        self._unbacked.discard(peer)
         self._peer_tip.pop(peer, None)
         self.peer_work.pop(peer, None)
         self.peer_height.pop(peer, None)
@@ -547,16 +542,29 @@ class Node:
         self._log_once(peer, declined, _sync, "declined from")
 
     def sync_target(self) -> int:
-        """The highest height this node knows of: its own, a peer's announced, or a checked
-        header's whose block it lacks (sync progress is its height over this)."""
+        """The highest height this node knows of: its own, a peer's announced as far as the
+        peer backs it (``_backed_height``), or a checked header's whose block it lacks (sync
+        progress is its height over this)."""
         return max(self.chain.height, self._announced_height(), self.headers.best_height())
 
     def _announced_height(self) -> int:
-        """The highest height a peer that answers our requests announced (0: none did): a
-        peer's word counts only while it backs it, so one that announces a height it never
-        serves does not make the node look as if it were syncing."""
-        ignored = self._unanswering | self._unbacked
-        return max((h for p, h in self.peer_height.items() if p not in ignored), default=0)
+        """The highest height a peer announced and backs (0: none does)."""
+        return max(map(self._backed_height, self.peer_height), default=0)
+
+    def _backed_height(self, peer: str) -> int:
+        """The height ``peer`` announced, as far as it backs it (0: not at all): while it
+        announces more work than our best tip, up to the height of the last of its headers we
+        checked (its pending branch's tip, or its presync's last header) if that one leads
+        past our best tip's work. A bare claim backs nothing, nor do headers of blocks we
+        hold: a peer cannot make the node look as if it were syncing by announcing a height
+        it never serves."""
+        best = self.chain.best_tip().total_work
+        if self.peer_work.get(peer, 0) <= best:
+            return 0
+        tip, _ = self._checked_tip(peer)
+        if tip is None or tip.total_work <= best:
+            return 0
+        return min(self.peer_height.get(peer, 0), tip.height)
 
     def headers_pending(self) -> int:
         """Checked headers whose blocks are not here yet."""
@@ -1084,7 +1092,7 @@ class Node:
     def _hold_order(self, peer: str, signed: SignedOrder, error: OrderOwnerInvalid, now: int) -> None:
         """A peer's order whose owner or meter fails PlaceOrder's rules on our head: held
         aside (``HeldOrders``) for a newer head, or a fault at once when the peer has too
-        many held (unless it announced more blocks than we have). A revoked identity is no
+        many held (unless it is ahead of us: ``_peer_ahead``). A revoked identity is no
         fault: a peer behind our head may not know of the revocation yet."""
         if error.rule == IdentityRevoked.__name__:
             return
@@ -1092,11 +1100,9 @@ class Node:
             self._fault(peer, error)
 
     def _peer_ahead(self, peer: str) -> bool:
-        """Whether ``peer`` announced (and backs) more blocks than our head: what it relays
-        may pass on a head we do not have yet."""
-        if peer in self._unanswering or peer in self._unbacked:
-            return False
-        return self.peer_height.get(peer, 0) > self.chain.height
+        """Whether ``peer`` announced more blocks than our head and backs them
+        (``_backed_height``): what it relays may pass on a head we do not have yet."""
+        return self._backed_height(peer) > self.chain.height
 
     def _review_held_orders(self, now: int) -> list[Outgoing]:
         """The orders held aside, checked again on a new head (taken and gossiped if they
@@ -1505,10 +1511,7 @@ class Node:
         if not msg.headers:
             if presync is not None:  # its branch ends below the minimum
                 return self._presync(peer, presync, [], full=False, now=now)
-            if self.headers.tip(peer) is None and self.peer_work.get(peer, 0) > chain.best_tip().total_work:
-                self._unbacked.add(peer)  # it has nothing of what it announced
             return self._next_request(peer, now, more_headers=False)
-        self._unbacked.discard(peer)
         first = msg.headers[0].prev_hash
         if presync is not None and first == presync.last.hash:
             parent = presync.last
@@ -1710,7 +1713,7 @@ class Node:
                     peer,
                     RequestUnanswered(
                         f"no answer to our request for {timeout} ms: the height it announced "
-                        f"({self.peer_height.get(peer, 0)}) does not count until it answers"
+                        f"({self.peer_height.get(peer, 0)}) counts only as far as the headers it served"
                     ),
                 )
         for peer, count in self.headers.expire(now):

@@ -26,8 +26,8 @@ A peer's order that fails them is held aside (``HeldOrders``), neither kept nor 
 peer may have a newer head (the registration in a block that has not reached us yet). It is
 checked again on each new head, taken if it passes; still failing after ``grace_ms`` (and two
 block intervals: ``held_grace_ms``), it is a fault of the peer (unless the peer announced more
-blocks than we have). A peer with ``held_per_peer`` orders held aside is faulted at once for
-another (dropped if it is ahead).
+blocks than we have and backs them with headers: ``Node._peer_ahead``). A peer with
+``held_per_peer`` orders held aside is faulted at once for another (dropped if it is ahead).
 ``IdentityRevoked`` and a vulnerable meter are refused but are no fault: a peer behind our head
 may not know of the revocation or the advisory yet.
 """
