@@ -10,7 +10,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
+from gridnet.encoding import encode
 from gridnet.errors import WrongType
 from gridnet.ledger.blocks import Header
 from gridnet.ledger.chain import Chain
@@ -27,7 +29,7 @@ from gridnet.node.messages import (
     encode_message,
 )
 from gridnet.node.node import Node, NodeConfig, Outgoing
-from tests.helpers import extend, new_chain, sign, test_keys, test_params
+from tests.helpers import extend, new_chain, remine, sign, test_keys, test_params
 
 KEYS = test_keys(2)
 
@@ -235,3 +237,48 @@ def test_a_reorg_drops_what_follows_a_returned_transaction_that_fails(tmp_path: 
     assert lost == [(paid, "NonceTooLow"), (spent, "InsufficientBalance"), (waiting, "NonceGap")]
     assert all(e.tx is None for e in b.events)  # (the recent outcomes hold no transaction's bytes)
     assert ours.account(s.address).nonce == 0  # S signs its nonce 0 again: nothing is in the way
+
+
+def test_a_body_that_is_not_its_headers_own_costs_only_its_sender_its_branch(tmp_path: Path) -> None:
+    """The red team's peer copied an honest peer's headers and answered the request for their
+    blocks with the first block's header over another body (BadMerkleRoot): the node forgot
+    every peer's branch through that header, so the honest peer's blocks, in flight, were
+    discarded and its headers fetched again (a 3,000-block sync took twice as long). Only the
+    sender's branch goes now: the honest answer is imported as it comes."""
+    a, b = ahead_and_behind(tmp_path)
+    t = now(a.chain)
+    asked_a = only(b.handle("A", a.status(), t), GetHeadersMsg)
+    blocks_of_a = only(b.handle("A", only(a.handle("B", asked_a, t), HeadersMsg), t), GetBlocksMsg)  # type: ignore[arg-type]
+    lie = msgspec.structs.replace(a.status(), head=b"\x07" * 32)  # a head of its own: asked for headers
+    asked_h = only(b.handle("H", lie, t), GetHeadersMsg)
+    copies = only(a.handle("B", asked_h, t), HeadersMsg)  # type: ignore[arg-type]
+    blocks_of_h = b.handle("H", copies, t)  # type: ignore[arg-type]
+    assert blocks_of_h == [("H", blocks_of_a)]
+    real = a.chain.block_at(1)
+    assert real is not None
+    bad = msgspec.structs.replace(real, txs=real.txs + real.txs)
+    assert b.handle("H", BlocksMsg((bad,)), t) == []
+    assert b.stats.peer_faults == {"H": 1} and b.stats.block_rules["BadMerkleRoot"] == 1
+    assert b.headers.holders(a.chain.main[1].hash) == ["A"] and b.headers.held("H") == 0
+    out = b.handle("A", only(a.handle("B", blocks_of_a, t), BlocksMsg), t)  # type: ignore[arg-type]
+    assert b.chain.head.hash == a.chain.head.hash and b.headers_pending() == 0
+    assert not any(isinstance(m, GetHeadersMsg) for _, m in out)  # nothing fetched again
+
+
+def test_a_block_found_invalid_drops_every_branch_through_it(tmp_path: Path) -> None:
+    """A header whose block breaks the chain's rules (here its state root) is invalid
+    whoever sends it: every peer's pending branch through it goes."""
+    a, b = ahead_and_behind(tmp_path, blocks=1)
+    real = a.chain.block_at(1)
+    assert real is not None
+    forged = remine(real, state_root=bytes(32))  # its body is the header's own
+    t = now(a.chain)
+    for peer, head in (("A", b"\x01"), ("H", b"\x02")):
+        status = msgspec.structs.replace(a.status(), head=head * 32)
+        only(b.handle(peer, status, t), GetHeadersMsg)
+        b.handle(peer, HeadersMsg((forged.header,)), t)
+    h = header_hash(encode(forged.header))
+    assert sorted(b.headers.holders(h)) == ["A", "H"]
+    b.handle("H", BlocksMsg((forged,)), t)
+    assert b.chain.entries[h].invalid and b.stats.peer_faults == {"H": 1}
+    assert b.headers.holders(h) == [] and b.headers_pending() == 0

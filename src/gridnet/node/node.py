@@ -1459,7 +1459,9 @@ class Node:
     def _on_blocks(self, peer: str, msg: BlocksMsg, now: int) -> list[Outgoing]:
         """A batch answering our request: import in order the blocks of headers we checked,
         relay the new head once, and ask for what comes next (``_next_request``). Blocks
-        nobody asked for are not read."""
+        nobody asked for are not read. An invalid block ends the import and the sender's
+        branch; every peer's branch through it only when its header is found invalid
+        (``_condemned``), so a body that is not its header's costs the other peers nothing."""
         if not self._answered(peer, "blocks"):
             return []
         head_before = self.chain.head.hash
@@ -1478,7 +1480,8 @@ class Node:
                 break
             except InvalidBlock as exc:
                 self._invalid_block(peer, block.header.height, exc)
-                self.headers.drop_through(h)
+                if self._condemned(h, block.header):
+                    self.headers.drop_through(h)
                 self.headers.forget_branch(peer)
                 return out
             entry = self.chain.entries.get(result.block_hash)
@@ -1495,6 +1498,17 @@ class Node:
             self.headers.forget_branch(peer)
             return out + self._request_headers(peer, now)
         return out + self._next_request(peer, now, more_headers=bool(msg.blocks))
+
+    def _condemned(self, h: Hash32, header: Header) -> bool:
+        """Whether the chain marked header ``h``, or its parent, invalid: then no block of it
+        is valid, whoever sends it. A failure the chain does not mark — a body that is not the
+        header's own (``BadMerkleRoot``), or one too large (``BlockTooLarge``: the sender may
+        have padded it) — condemns only the block its sender sent: the header's own may still
+        come from another peer."""
+        return any(
+            e is not None and e.invalid
+            for e in (self.chain.entries.get(h), self.chain.entries.get(header.prev_hash))
+        )
 
     def _on_headers(self, peer: str, msg: HeadersMsg, now: int) -> list[Outgoing]:
         """Check a batch of headers we asked for as a chain — links, proof-of-work, retarget,
