@@ -208,7 +208,9 @@ def test_orders_far_ahead_cannot_evict_the_next_auction_and_one_key_cannot_fill_
 def test_free_keys_cannot_fill_the_next_auction(tmp_path: Path, nodes: list[DevNode]) -> None:
     """The red team's attack (256 fresh keys x 16 orders for the next auction over one peer
     link filled its topic and an honest POST /orders was 422 OrderBookFull): now none is kept,
-    the link is cut off for its faults, and the honest order is taken."""
+    and the honest order is taken. None is the link's fault: an honest relayer may have
+    checked such an order on another branch, where the owner is registered (docs/protocol.md
+    12)."""
     node, client = trading_node(tmp_path, nodes)
     now = interval_of(int(time.time() * 1000))
     free = [PrivateKey.from_label(f"free-key-{k}") for k in range(256)]
@@ -222,7 +224,7 @@ def test_free_keys_cannot_fill_the_next_auction(tmp_path: Path, nodes: list[DevN
     flood = [order(k, now + 1, n, chain_id) for k in free for n in range(16)]
     asyncio.run(send_orders(node.port, chain_id, flood))
     assert client.get(f"/orders/north/{now + 1}")["total"] == 0
-    assert any(k.startswith("gridnet_peer_faults_total") and "UnknownIdentity" in k for k in _metrics(node))
+    assert not any(k.startswith("gridnet_peer_faults_total") for k in _metrics(node))
     assert (
         client.call("POST", "/orders", {"order": encode(order(HONEST, now + 1, 0, chain_id)).hex()})[0] == 202
     )
@@ -242,7 +244,7 @@ async def send_orders(port: int, chain_id: bytes, orders: list[SignedOrder]) -> 
         writer.write_eof()
         while await asyncio.wait_for(reader.read(1 << 16), timeout=CEILING):
             pass
-    except ConnectionError:  # cut off for its faults
+    except ConnectionError:  # (the node closed the link first)
         pass
     writer.close()
 

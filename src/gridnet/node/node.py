@@ -1090,24 +1090,19 @@ class Node:
         return [(p, OrderMsg(signed)) for p in to]
 
     def _hold_order(self, peer: str, signed: SignedOrder, error: OrderOwnerInvalid, now: int) -> None:
-        """A peer's order whose owner or meter fails PlaceOrder's rules on our head: held
-        aside (``HeldOrders``) for a newer head, or a fault at once when the peer has too
-        many held (unless it is ahead of us: ``_peer_ahead``). A revoked identity is no
-        fault: a peer behind our head may not know of the revocation yet."""
-        if error.rule == IdentityRevoked.__name__:
-            return
-        if not self.held_orders.hold(peer, signed, error, now) and not self._peer_ahead(peer):
-            self._fault(peer, error)
-
-    def _peer_ahead(self, peer: str) -> bool:
-        """Whether ``peer`` announced more blocks than our head and backs them
-        (``_backed_height``): what it relays may pass on a head we do not have yet."""
-        return self._backed_height(peer) > self.chain.height
+        """A peer's order whose owner or meter fails PlaceOrder's rules on our head: refused,
+        and held aside (``HeldOrders``, within the peer's share) for a newer head where it may
+        pass. Never the peer's fault: it may have checked the order on another head where it
+        passed — a newer one, or one on another branch (the side of a fork that lost, or that
+        we never saw: an order valid there fails here for ever). A revoked identity is not
+        held: no newer head of ours lets it pass."""
+        if error.rule != IdentityRevoked.__name__:
+            self.held_orders.hold(peer, signed, now)
 
     def _review_held_orders(self, now: int) -> list[Outgoing]:
         """The orders held aside, checked again on a new head (taken and gossiped if they
-        pass now), and those whose grace is over: still failing, a fault of the peer that
-        sent them (if still linked and not ahead of us)."""
+        pass now), and those whose grace is over: still failing, dropped (no fault:
+        ``_hold_order``)."""
         head = self.chain.head.hash
         fresh, self._held_head = head != self._held_head, head
         if not len(self.held_orders):
@@ -1117,13 +1112,9 @@ class Node:
         for item in self.held_orders.take(now, every=fresh):
             try:
                 check_trader(view, self.chain.params, item.signed.order)
-            except OrderOwnerInvalid as exc:
-                if item.peer not in self.peers:
-                    continue  # (its peer left: what it sent goes with it)
-                if now - item.since < self.held_orders.limits.grace_ms:
-                    self.held_orders.put_back(item)
-                elif not self._peer_ahead(item.peer):
-                    self._fault(item.peer, exc)
+            except OrderOwnerInvalid:
+                if item.peer in self.peers and now - item.since < self.held_orders.limits.grace_ms:
+                    self.held_orders.put_back(item)  # (a peer that left takes what it sent)
                 continue
             except OrderRefused:
                 continue

@@ -25,11 +25,14 @@ fill a topic (a red team filled the next auction with 256 free keys' orders).
 A peer's order that fails them is held aside (``HeldOrders``), neither kept nor gossiped: the
 peer may have a newer head (the registration in a block that has not reached us yet). It is
 checked again on each new head, taken if it passes; still failing after ``grace_ms`` (and two
-block intervals: ``held_grace_ms``), it is a fault of the peer (unless the peer announced more
-blocks than we have and backs them with headers: ``Node._peer_ahead``). A peer with
-``held_per_peer`` orders held aside is faulted at once for another (dropped if it is ahead).
-``IdentityRevoked`` and a vulnerable meter are refused but are no fault: a peer behind our head
-may not know of the revocation or the advisory yet.
+block intervals: ``held_grace_ms``), it is dropped. A peer with ``held_per_peer`` orders held
+aside has the next ones dropped. None of this is the peer's fault: on one chain these rules
+only turn from failing to passing (a registration is never undone but by a revocation), so an
+order failing on our head passed, if anywhere, on another head — a newer one, or one on the
+other side of a fork — which an honest peer may have had when it relayed it.
+``IdentityRevoked`` and a vulnerable meter are refused, not held (no newer head lets them pass)
+and are no fault either: a peer behind our head may not know of the revocation or the
+advisory yet.
 """
 
 from __future__ import annotations
@@ -68,10 +71,10 @@ class OrderLimits:
     """Orders of one peer held aside (their owner failed ``check_trader`` on our head)."""
     grace_ms: int = 10_000
     """How long a peer's order held aside may wait for the head that makes it pass (five
-    status intervals: time for the peer's newer blocks to reach us) before it is a fault; at
-    least two of the chain's block intervals (``held_grace_ms``), so a peer on the other side
-    of a fork, or whose registration block we disconnected in a reorg, is not faulted for it
-    before the next blocks settle which head holds the registration."""
+    status intervals: time for the peer's newer blocks to reach us) before it is dropped; at
+    least two of the chain's block intervals (``held_grace_ms``), so an order whose
+    registration is on the other side of a fork, or in a block we disconnected in a reorg,
+    is taken if the next blocks settle the head on that registration."""
 
 
 def check_trader(state: StateView, params: ChainParams, order: Order) -> None:
@@ -197,15 +200,14 @@ class OrderBook:
 class HeldOrder:
     peer: str
     signed: SignedOrder
-    error: OrderOwnerInvalid
-    """The rule it failed when it came."""
     since: int
     """When it came [ms]."""
 
 
 def held_grace_ms(limits: OrderLimits, block_interval_ms: int) -> int:
-    """How long a held order waits before it is a fault: ``grace_ms``, and at least two block
-    intervals (a fork or a reorg is settled by the next blocks, not by the next status)."""
+    """How long a held order waits for a head it passes on: ``grace_ms``, and at least two
+    block intervals (a fork or a reorg is settled by the next blocks, not by the next
+    status)."""
     return max(limits.grace_ms, 2 * block_interval_ms)
 
 
@@ -221,17 +223,13 @@ class HeldOrders:
     def __len__(self) -> int:
         return sum(len(h) for h in self._held.values())
 
-    def hold(self, peer: str, signed: SignedOrder, error: OrderOwnerInvalid, now: int) -> bool:
-        """Hold ``signed`` from ``peer``; False (not held) if the peer has as many held as it
-        may. An order already held from the peer keeps its first time."""
+    def hold(self, peer: str, signed: SignedOrder, now: int) -> None:
+        """Hold ``signed`` from ``peer``, unless the peer has as many held as it may. An order
+        already held from the peer keeps its first time."""
         held = self._held.setdefault(peer, OrderedDict())
         oid = compute_order_id(signed.order)
-        if oid in held:
-            return True
-        if len(held) >= self.limits.held_per_peer:
-            return False
-        held[oid] = HeldOrder(peer, signed, error, now)
-        return True
+        if oid not in held and len(held) < self.limits.held_per_peer:
+            held[oid] = HeldOrder(peer, signed, now)
 
     def take(self, now: int, every: bool) -> list[HeldOrder]:
         """Take out (oldest first) every held order (``every``: a new head to check them on),
