@@ -223,6 +223,8 @@ def test_free_keys_cannot_fill_the_next_auction(tmp_path: Path, nodes: list[DevN
     assert (status, answer["code"]) == (422, "UnknownIdentity"), answer
     flood = [order(k, now + 1, n, chain_id) for k in free for n in range(16)]
     asyncio.run(send_orders(node.port, chain_id, flood))
+    refused = 'gridnet_orders_refused_total{rule="UnknownIdentity"}'
+    assert wait_for(lambda: _metrics(node).get(refused) == len(flood), CEILING)  # (all arrived)
     assert client.get(f"/orders/north/{now + 1}")["total"] == 0
     assert not any(k.startswith("gridnet_peer_faults_total") for k in _metrics(node))
     assert (

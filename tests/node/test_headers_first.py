@@ -13,7 +13,7 @@ import pytest
 from gridnet.crypto.hashing import header_hash
 from gridnet.crypto.keys import PrivateKey
 from gridnet.encoding import encode
-from gridnet.errors import WrongType
+from gridnet.errors import BadMerkleRoot, BlockTooLarge, ConflictsWithFinal, KnownInvalid, WrongType
 from gridnet.ledger.blocks import Header
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.mempool import EventKind
@@ -282,3 +282,19 @@ def test_a_block_found_invalid_drops_every_branch_through_it(tmp_path: Path) -> 
     b.handle("H", BlocksMsg((forged,)), t)
     assert b.chain.entries[h].invalid and b.stats.peer_faults == {"H": 1}
     assert b.headers.holders(h) == [] and b.headers_pending() == 0
+
+
+def test_a_header_that_conflicts_with_finality_condemns_every_copy_of_it(tmp_path: Path) -> None:
+    """The chain raises ``ConflictsWithFinal`` (a branch leaving the main chain below its last
+    final block) and ``KnownInvalid`` before it indexes a block, so it marks nothing: the
+    header alone earns them, whoever sends its block, and every peer's branch through it goes
+    (as for a block the chain marked invalid); a body that is not the header's own condemns
+    only the copy its sender sent."""
+    a, b = ahead_and_behind(tmp_path, blocks=1)
+    real = a.chain.block_at(1)
+    assert real is not None
+    h = header_hash(encode(real.header))
+    for error in (ConflictsWithFinal("below the last final block"), KnownInvalid("an ancestor")):
+        assert b._condemned(h, real.header, error)
+    assert not b._condemned(h, real.header, BadMerkleRoot("another body"))
+    assert not b._condemned(h, real.header, BlockTooLarge("padded"))

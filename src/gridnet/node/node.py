@@ -27,6 +27,7 @@ from gridnet.errors import (
     AlreadyKnown,
     BadVoteSignature,
     BelowMinChainWork,
+    ConflictsWithFinal,
     GridnetError,
     HeadersAhead,
     IdentityRevoked,
@@ -292,6 +293,10 @@ class NodeStats:
     ``NotAValidator`` for a key outside the set)."""
     tx_rules: Counter[str] = field(default_factory=Counter)
     """Transactions refused, evicted or dropped, by rule."""
+    orders_refused: Counter[str] = field(default_factory=Counter)
+    """Peers' orders whose owner or meter failed ``PlaceOrder``'s rules on our head, by rule
+    (``UnknownIdentity``, ``MeterNotOwned``, ``WrongArea``, ``IdentityRevoked``): held aside or
+    not, never a fault (``Node._hold_order``)."""
     blocks_imported: int = 0
     """Blocks from peers that became part of the main chain."""
     block_requests_delayed: int = 0
@@ -1095,7 +1100,8 @@ class Node:
         pass. Never the peer's fault: it may have checked the order on another head where it
         passed — a newer one, or one on another branch (the side of a fork that lost, or that
         we never saw: an order valid there fails here for ever). A revoked identity is not
-        held: no newer head of ours lets it pass."""
+        held: no newer head of ours lets it pass. Counted by rule (``orders_refused``)."""
+        self.stats.orders_refused[error.rule] += 1
         if error.rule != IdentityRevoked.__name__:
             self.held_orders.hold(peer, signed, now)
 
@@ -1471,7 +1477,7 @@ class Node:
                 break
             except InvalidBlock as exc:
                 self._invalid_block(peer, block.header.height, exc)
-                if self._condemned(h, block.header):
+                if self._condemned(h, block.header, exc):
                     self.headers.drop_through(h)
                 self.headers.forget_branch(peer)
                 return out
@@ -1490,12 +1496,16 @@ class Node:
             return out + self._request_headers(peer, now)
         return out + self._next_request(peer, now, more_headers=bool(msg.blocks))
 
-    def _condemned(self, h: Hash32, header: Header) -> bool:
-        """Whether the chain marked header ``h``, or its parent, invalid: then no block of it
-        is valid, whoever sends it. A failure the chain does not mark — a body that is not the
+    def _condemned(self, h: Hash32, header: Header, error: InvalidBlock) -> bool:
+        """Whether no block of header ``h`` can be valid, whoever sends it: the chain marked
+        it, or its parent, invalid, or ``error`` is one its header alone earns (it leaves the
+        main chain below its last final block, ``ConflictsWithFinal``; an ancestor was found
+        invalid, ``KnownInvalid``). A failure the chain does not mark — a body that is not the
         header's own (``BadMerkleRoot``), or one too large (``BlockTooLarge``: the sender may
         have padded it) — condemns only the block its sender sent: the header's own may still
         come from another peer."""
+        if isinstance(error, ConflictsWithFinal | KnownInvalid):
+            return True
         return any(
             e is not None and e.invalid
             for e in (self.chain.entries.get(h), self.chain.entries.get(header.prev_hash))

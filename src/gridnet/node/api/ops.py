@@ -127,6 +127,11 @@ class _NodeCollector(Collector):
             ("gridnet_invalid_blocks", "Invalid blocks and headers received, by rule", stats.block_rules),
             ("gridnet_peer_faults", "Rule-breaking messages from peers, by rule", stats.fault_rules),
             (
+                "gridnet_orders_refused",
+                "Peers' orders whose owner or meter failed the auction's rules on our head (no fault)",
+                stats.orders_refused,
+            ),
+            (
                 "gridnet_votes_refused",
                 "Finality votes not kept (no fault: too late, ahead, ...)",
                 stats.votes_refused,
