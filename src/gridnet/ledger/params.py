@@ -296,7 +296,7 @@ def severity_code(name: str, where: str) -> int:
     try:
         return SEVERITIES.index(name.strip().lower()) + 1
     except ValueError:
-        raise ConfigError(f"{where}: severity {name!r} is not one of {', '.join(SEVERITIES)}") from None
+        raise ConfigError(f"{where}: severity {shown(name)} is not one of {', '.join(SEVERITIES)}") from None
 
 
 def _work_bytes(text: str, where: str) -> bytes:
