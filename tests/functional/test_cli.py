@@ -980,6 +980,20 @@ def test_a_file_that_is_no_regular_file_is_one_line_not_read_for_ever(tmp_path: 
     assert not (tmp_path / "o").exists()
 
 
+def test_a_role_text_the_chain_would_refuse_stops_simulate_before_its_run(tmp_path: Path) -> None:
+    """[manufacturer] firmware = "" ran the day with every meter's registration refused
+    WrongType (no meter on chain, exit 0 in a sweep): now the scenario is refused in one line
+    before anything is written."""
+    (tmp_path / "s.toml").write_text(
+        '[simulation]\nintervals = 4\n[homes]\ncount = 4\n[manufacturer]\nfirmware = ""\n'
+    )
+    line = one_line_error(gridnet("simulate", "s.toml", "--out", "o", cwd=tmp_path))
+    assert line == (
+        "error: s.toml: [manufacturer] firmware must be 1 to 64 characters, what the chain takes ('' has 0)"
+    )
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [

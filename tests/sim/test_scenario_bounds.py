@@ -9,14 +9,14 @@ import tomllib
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import pytest
 
 from gridnet.agents.world import World
 from gridnet.errors import ConfigError
 from gridnet.sim.neighbourhood import Neighbourhood, simulate
-from gridnet.sim.scenario import _SECTIONS, BOUNDS, _role_tables, scenario_from_dict
+from gridnet.sim.scenario import _SECTIONS, BOUNDS, TEXT, _role_tables, scenario_from_dict
 
 LIBRARY = Path(__file__).parents[2] / "scenarios"
 HUGE = 2**52
@@ -123,6 +123,73 @@ def test_every_numeric_key_of_a_roles_table_has_its_bounds() -> None:
     assert unbounded == []
 
 
+@pytest.mark.parametrize(
+    ("table", "key", "value", "message"),
+    [
+        (
+            "manufacturer",
+            "firmware",
+            "",
+            "firmware must be 1 to 64 characters, what the chain takes ('' has 0)",
+        ),
+        ("manufacturer", "old_firmware", "v" * 65, "old_firmware must be 1 to 64 characters"),
+        ("aggregators", "name", "a" * 65, "name must be 1 to 64 characters"),
+        ("ev", "hotspot", "", "hotspot must be 1 to 64 characters"),
+        ("generation", "name", "", "name must be 1 to 64 characters"),
+        ("helios", "name", "", "name must be 1 to 64 characters"),
+        ("credit_bank", "name", "c" * 65, "name must be 1 to 64 characters"),
+        ("advisor", "id", "", "id must be 1 to 64 characters"),
+        (
+            "advisor",
+            "fixed_in",
+            "f" * 65,
+            "fixed_in must be at most 64 characters, what the chain takes ('ff",
+        ),
+        (
+            "advisor",
+            "affected",
+            ["1.0", ""],
+            "affected: each must be 1 to 64 characters, what the chain takes ('' has 0)",
+        ),
+    ],
+)
+def test_a_text_the_chain_would_refuse_is_refused_when_the_file_loads(
+    table: str, key: str, value: Any, message: str
+) -> None:
+    """[manufacturer] firmware = "" was taken: every meter's registration was refused WrongType
+    and a day ran with no meter on chain (exit 0 in a sweep); an [aggregators] name of 65
+    characters ran without its consortium. Now each is refused as the file loads, enabled or not,
+    with the chain's lengths (read from the ledger's type)."""
+    assert refusal({table: {key: value}}).startswith(f"s.toml: [{table}] {message}")
+
+
+NOT_ON_CHAIN: Final = {
+    ("advisor", "severity"),
+    ("ev", "arrive_utc"),
+    ("ev", "depart_utc"),
+    ("maintenance", "first_failure_utc"),
+    ("manufacturer", "not_updatable"),
+    ("manufacturer", "outdated"),
+    ("meters", "devices"),
+}
+"""The text keys of roles' tables that no role puts on chain as they are: each is read as a
+choice, a time of day or a participant's name (and refused as one)."""
+
+
+def test_every_text_key_of_a_roles_table_is_held_to_the_chains_lengths() -> None:
+    """What keeps a new text key from reaching the chain unchecked: each string (or list of
+    them) of every role's table is ``on_chain`` with the ledger's type, unless it is one of the
+    keys read as something else."""
+    texts = (str, tuple[str, ...], tuple[str, str])
+    unchecked = {
+        (name, key)
+        for name, table in _role_tables().items()
+        for key, hint in typing.get_type_hints(table).items()
+        if hint in texts and TEXT not in table.__dataclass_fields__[key].metadata
+    }
+    assert unchecked == NOT_ON_CHAIN
+
+
 def test_borrowers_start_with_what_a_home_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     """[credit_bank] borrower_start_gnc = 0 was taken: the borrowers could pay no fee and the
     run never converged (6 simulated hours on). Now it needs what [homes] start_gnc does."""
@@ -190,14 +257,20 @@ def bases() -> list[tuple[str, str, dict[str, Any]]]:
 BASES = bases()
 
 
-def extremes(value: Any) -> list[Any]:
-    """What a key whose default (or base value) is ``value`` is walked to."""
+TEXTS: Final = ("", "x" * 1_000)
+"""What a text key is walked to: empty, and longer than any text the chain takes."""
+
+
+def extremes(value: Any, hint: Any) -> list[Any]:
+    """What a key of type ``hint`` whose default (or base value) is ``value`` is walked to."""
+    if hint is str:
+        return list(TEXTS)
+    if hint in (tuple[str, ...], tuple[str, str]):
+        return [[], *([text] * max(len(value), 1) for text in TEXTS)]
     if isinstance(value, bool):
         return []
     if isinstance(value, int | float):
         return [HUGE, 0, -1]
-    if isinstance(value, tuple | list) and value and all(isinstance(v, str) for v in value):
-        return [[]]
     if isinstance(value, tuple | list):
         return [[HUGE, HUGE], [0, 0], [-1, -1], [0], []]
     return []
@@ -215,11 +288,12 @@ def walk(base: dict[str, Any], section: str, source: str) -> tuple[list[tuple[st
     """Each numeric key of ``section`` at each extreme on ``base``: (what was accepted, what
     failed otherwise than with one line)."""
     table = {**_SECTIONS, **_role_tables()}[section]
+    hints = typing.get_type_hints(table)
     accepted: list[tuple[str, Any]] = []
     failures: list[str] = []
     for f in fields(table):
         value = base.get(section, {}).get(f.name, getattr(table(), f.name))
-        for extreme in extremes(value):
+        for extreme in extremes(value, hints[f.name]):
             doc = copy.deepcopy(base)
             doc.setdefault(section, {})[f.name] = extreme
             try:
@@ -266,3 +340,4 @@ def test_every_numeric_key_at_its_extremes_is_taken_or_refused_in_one_line(
     if accepted:
         report = simulate(scenario_from_dict(combined, source), tmp_path / "out")
         assert report["converged"] and report["verify"]["ok"], combined[section]
+        assert "WrongType" not in report["transactions"]["refused"], combined[section]

@@ -21,10 +21,11 @@ from gridnet.encoding import decode, encode
 from gridnet.errors import ConfigError, GridnetError
 from gridnet.ledger.params import Allocation, default_params, severity_code
 from gridnet.ledger.state import StateView
-from gridnet.ledger.txs.advisory import PublishAdvisory, validate_publish_advisory, vulnerable_meter
+from gridnet.ledger.txs.advisory import PublishAdvisory, Version, validate_publish_advisory, vulnerable_meter
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
+from gridnet.meter.certificate import Label
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import MAX_INTERVALS, bounded, gnc
+from gridnet.sim.scenario import MAX_INTERVALS, bounded, gnc, on_chain
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
@@ -32,15 +33,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AdvisorTable:
-    affected: tuple[str, ...] = ()
+    affected: tuple[str, ...] = on_chain((), Label)
     """Firmware versions of the manufacturer's meters its advisory covers (none: no advisory)."""
     severity: str = "high"
     """low, medium, high or critical."""
-    fixed_in: str = ""
+    fixed_in: str = on_chain("", Version)
     """The version that fixes it ('' = no fix known)."""
     after_min: int = bounded(0, 0, MAX_INTERVALS * 15, "min")
     """When it publishes, in minutes after the run starts (0: before the first interval)."""
-    id: str = "GN-SIM-0001"
+    id: str = on_chain("GN-SIM-0001", Label)
 
 
 class Advisor(Agent):

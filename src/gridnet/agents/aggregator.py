@@ -47,6 +47,7 @@ from gridnet.ledger.txs.aggregator import (
     PERIODS,
     TRADE_RECORDS,
     Grant,
+    Name,
     RecordTrade,
     RegisterAggregators,
     RewardContributors,
@@ -65,7 +66,7 @@ from gridnet.ledger.txs.contract import CONTRACTS, OpenContract, SettleContract
 from gridnet.ledger.txs.helios import MAX_MEMBERS, sign_as_member
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.market.orders import Side
-from gridnet.sim.scenario import MAX_GNC, bounded, gnc
+from gridnet.sim.scenario import MAX_GNC, bounded, gnc, on_chain
 from gridnet.units import UNITS_PER_GNC, Interval, PublicKey, Wh, energy_cost, interval_start
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ GIVE_UP_MS = 3 * 3600 * 1000
 @dataclass(frozen=True)
 class AggregatorsTable:
     enabled: bool = False
-    name: str = "Aggregators"
+    name: str = on_chain("Aggregators", Name)
     """The consortium's name (its id on chain is its hash)."""
     members: int = bounded(3, 1, MAX_MEMBERS)
     """Aggregators in the consortium; a majority signs every act."""

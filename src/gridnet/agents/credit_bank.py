@@ -31,6 +31,7 @@ from gridnet.ledger.txs.credit import (
     MAX_INSTALLMENTS,
     REPAID,
     CreditCriteria,
+    Name,
     RegisterCreditBank,
     RepayLoan,
     ReportMissedRepayment,
@@ -41,7 +42,7 @@ from gridnet.ledger.txs.credit import (
     loan_limit,
 )
 from gridnet.ledger.txs.helios import MAX_MEMBERS, sign_as_member
-from gridnet.sim.scenario import IN_UNITS, MAX_GNC, MAX_HOMES, bounded, gnc, home_needs
+from gridnet.sim.scenario import IN_UNITS, MAX_GNC, MAX_HOMES, bounded, gnc, home_needs, on_chain
 from gridnet.units import UNITS_PER_GNC, format_gnc, interval_of
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ MAX_POINTS: Final = 1_000_000
 @dataclass(frozen=True)
 class CreditBankTable:
     enabled: bool = False
-    name: str = "Commons"
+    name: str = on_chain("Commons", Name)
     members: int = bounded(3, 1, MAX_MEMBERS)
     threshold: int = bounded(2, 1, MAX_MEMBERS)
     capital_gnc: float = bounded(100.0, 0, MAX_GNC, "GNC")

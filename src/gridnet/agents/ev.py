@@ -55,6 +55,7 @@ from gridnet.ledger.txs.vehicle import (
     DealStatus,
     DealTerms,
     Delivery,
+    Name,
     OpenEvDeal,
     Processing,
     RegisterHotspot,
@@ -71,7 +72,7 @@ from gridnet.ledger.txs.vehicle import (
 )
 from gridnet.market.ev_auction import Offer, Outcome, Request, iterative_auction, one_shot_auction
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import IN_UNITS, MAX_PRICE, PRICE, bounded, gnc
+from gridnet.sim.scenario import IN_UNITS, MAX_PRICE, PRICE, bounded, gnc, on_chain
 from gridnet.units import UNITS_PER_GNC, Interval, Wh, energy_cost
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ DEADBAND_WH = 500
 class EvTable:
     enabled: bool = False
     vehicles: int = bounded(12, 1, 1_000)
-    hotspot: str = "Depot"
+    hotspot: str = on_chain("Depot", Name)
     aggregators: int = bounded(2, 1, 32)
     """Local aggregators at the hotspot: one processes each deal, another its settlement."""
     home_charger_share: float = bounded(0.5, 0, 1)

@@ -31,6 +31,7 @@ from gridnet.ledger.txs.monitoring import (
     STATIONS,
     Flag,
     Measurement,
+    Name,
     RegisterStation,
     SignedRecord,
     SubmitMonitoring,
@@ -40,7 +41,7 @@ from gridnet.ledger.txs.monitoring import (
     station_id,
 )
 from gridnet.meter.certificate import issue_certificate
-from gridnet.sim.scenario import MAX_INTERVALS, bounded, gnc
+from gridnet.sim.scenario import MAX_INTERVALS, bounded, gnc, on_chain
 from gridnet.world.smib import Machine, Sample
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ MAX_OFFSET_S: Final = MAX_INTERVALS * 900
 @dataclass(frozen=True)
 class GenerationTable:
     enabled: bool = False
-    name: str = "Plant"
+    name: str = on_chain("Plant", Name)
     sample_s: int = bounded(2, 1, 60, "s")
     operator_opens_sl_s: int = bounded(-1, -1, MAX_OFFSET_S, "s")
     """When the operator opens the load switch (a real load rejection) [s after the start]."""

@@ -44,6 +44,7 @@ from gridnet.ledger.txs.helios import (
     EnrollProducer,
     IslandNode,
     MintCredits,
+    Name,
     RedeemCredits,
     RegisterController,
     RegisterIsland,
@@ -54,7 +55,7 @@ from gridnet.ledger.txs.helios import (
     sign_as_member,
 )
 from gridnet.ledger.txs.meter import METERS, READINGS, ReadingRecord, reading_key
-from gridnet.sim.scenario import Scenario, bounded, gnc
+from gridnet.sim.scenario import Scenario, bounded, gnc, on_chain
 from gridnet.units import Interval, PublicKey, Wh, interval_of, interval_start
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class HeliosTable:
     enabled: bool = False
-    name: str = "Helios"
+    name: str = on_chain("Helios", Name)
     """The controller's name (its id on chain is its hash)."""
     members: int = bounded(3, 1, MAX_MEMBERS)
     """Neighbours in the consortium that runs it."""

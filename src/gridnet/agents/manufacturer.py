@@ -22,11 +22,11 @@ from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
 from gridnet.ledger.txs.firmware import PublishFirmware
 from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.meter import registration
-from gridnet.meter.certificate import issue_certificate
+from gridnet.meter.certificate import Label, issue_certificate
 from gridnet.meter.status import firmware_image_hash
 from gridnet.meter.telemetry import SimulatedMeter
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import gnc
+from gridnet.sim.scenario import gnc, on_chain
 
 if TYPE_CHECKING:
     from gridnet.agents.world import World
@@ -37,11 +37,11 @@ MODEL = "GM-15"
 
 @dataclass(frozen=True)
 class ManufacturerTable:
-    firmware: str = "1.0.0"
+    firmware: str = on_chain("1.0.0", Label)
     """Firmware its meters ship with, published as a release when the run starts."""
     outdated: tuple[str, ...] = ()
     """Participants (e.g. "home-3") whose meter still runs ``old_firmware``."""
-    old_firmware: str = "0.9.0"
+    old_firmware: str = on_chain("0.9.0", Label)
     """What the ``outdated`` meters run until they install ``firmware``."""
     not_updatable: tuple[str, ...] = ()
     """Participants whose meter fails to install any release (it keeps what it runs)."""

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
+
 from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError, shown
 from gridnet.files import read_toml
@@ -298,6 +300,35 @@ def bounded(default: Any, low: float, high: float, unit: str = "") -> Any:
     return field(default=default, metadata={BOUNDS: (low, high, unit)})
 
 
+TEXT: Final = "text"
+"""A field's metadata key for the lengths the chain takes of it (``on_chain``)."""
+
+
+def on_chain(default: Any, wire: Any) -> Any:
+    """A table's text key (a string, or a list of them) that its role puts on chain as the
+    ledger's ``wire`` type (an ``Annotated[str, msgspec.Meta(...)]``): the loader refuses a
+    value (each of a list's) whose length the chain would refuse, before anything is built.
+    The lengths are read from ``wire`` itself. Every text key a role's table puts on chain has
+    them (tests/sim/test_scenario_bounds.py): without, ``[manufacturer] firmware = ""`` left
+    every meter's registration refused ``WrongType`` and a day ran with no meter on chain."""
+    info = msgspec.inspect.type_info(wire)
+    if not isinstance(info, msgspec.inspect.StrType) or info.max_length is None:
+        raise TypeError(f"{wire!r} is not a bounded string type of the ledger")
+    return field(default=default, metadata={TEXT: (info.min_length or 0, info.max_length)})
+
+
+def _out_of_lengths(value: Any, lengths: tuple[int, int], key: str) -> str | None:
+    """What is wrong with the text ``value`` (or a list's) under the chain's ``lengths`` (None:
+    nothing)."""
+    low, high = lengths
+    wrong = next((t for t in value if not low <= len(t) <= high), None) if isinstance(value, tuple) else value
+    if wrong is None or low <= len(wrong) <= high:
+        return None
+    span = f"{low} to {high}" if low else f"at most {high}"
+    whose = f": each must be {span}" if isinstance(value, tuple) else f" must be {span}"
+    return f"{key}{whose} characters, what the chain takes ({shown(wrong, 40)} has {len(wrong)})"
+
+
 def _figure(x: float) -> str:
     """A bound as a message shows it: 1000.0 -> "1,000", 0.5 -> "0.5"."""
     return f"{int(x):,}" if float(x).is_integer() else f"{x:,}"
@@ -388,7 +419,10 @@ def _section(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {_unknown('key', unknown, set(known))}")
     values = {k: _coerce(v, getattr(defaults, k), f"{where} {k}", fixed[k]) for k, v in data.items()}
     for k, v in values.items():
-        problem = _out_of_bounds(v, known[k].metadata[BOUNDS], k) if BOUNDS in known[k].metadata else None
+        metadata = known[k].metadata
+        problem = _out_of_bounds(v, metadata[BOUNDS], k) if BOUNDS in metadata else None
+        if problem is None and TEXT in metadata:
+            problem = _out_of_lengths(v, metadata[TEXT], k)
         if problem is not None:
             raise ConfigError(f"{where} {problem}")
     return cls(**values)
