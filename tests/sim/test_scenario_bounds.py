@@ -190,6 +190,27 @@ def test_every_text_key_of_a_roles_table_is_held_to_the_chains_lengths() -> None
     assert unchecked == NOT_ON_CHAIN
 
 
+@pytest.mark.parametrize(
+    ("file", "table", "key", "value", "shown"),
+    [
+        ("ev.toml", "ev", "arrive_utc", ["²:00", "09:00"], "'²:00'"),
+        ("maintenance.toml", "maintenance", "first_failure_utc", "08:٣٠", "'08:٣٠'"),
+    ],
+)
+def test_a_time_of_day_is_ascii_digits(
+    file: str, table: str, key: str, value: Any, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "²:00" passed ``str.isdigit`` and was a ValueError traceback (``int("²")``) as the run
+    was built; "٣٠" would have been taken for 30. A time of day is ASCII digits."""
+    path = LIBRARY / file
+    doc = shrunk(tomllib.loads(path.read_text()))
+    doc[table][key] = value
+    monkeypatch.setattr(World, "build_grid", stop)
+    with pytest.raises(ConfigError) as info:
+        built(doc, str(path))
+    assert str(info.value) == f'{path}: [{table}] {key}: {shown} is not a time of day as "HH:MM"'
+
+
 def test_borrowers_start_with_what_a_home_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     """[credit_bank] borrower_start_gnc = 0 was taken: the borrowers could pay no fee and the
     run never converged (6 simulated hours on). Now it needs what [homes] start_gnc does."""

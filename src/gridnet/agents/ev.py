@@ -43,7 +43,7 @@ from gridnet.agents.base import Agent
 from gridnet.agents.manufacturer import register_identity
 from gridnet.agents.roles import Role
 from gridnet.crypto.keys import PrivateKey
-from gridnet.errors import ConfigError, shown
+from gridnet.errors import ConfigError
 from gridnet.ledger.params import Allocation
 from gridnet.ledger.state import IDENTITIES, StateView
 from gridnet.ledger.txs.authority import AUTHORITIES, RegisterAuthority
@@ -72,7 +72,7 @@ from gridnet.ledger.txs.vehicle import (
 )
 from gridnet.market.ev_auction import Offer, Outcome, Request, iterative_auction, one_shot_auction
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import IN_UNITS, MAX_PRICE, PRICE, bounded, gnc, on_chain
+from gridnet.sim.scenario import IN_UNITS, MAX_PRICE, PRICE, bounded, gnc, on_chain, time_of_day
 from gridnet.units import UNITS_PER_GNC, Interval, Wh, energy_cost
 
 if TYPE_CHECKING:
@@ -144,14 +144,6 @@ class EvTable:
             f"up to {most / 1000:,g} kWh, and the smallest battery holds {smallest / 1000:,g} kWh; give a "
             "smaller commute_kwh or a larger battery_kwh"
         )
-
-
-def _hhmm(text: str, where: str) -> int:
-    """ "HH:MM" -> intervals after midnight (UTC)."""
-    hours, sep, minutes = text.partition(":")
-    if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
-        raise ConfigError(f"{where}: {shown(text)} is not a time HH:MM")
-    return int(hours) * 4 + int(minutes) // 15
 
 
 @dataclass
@@ -615,8 +607,8 @@ def build(world: World) -> list[Agent]:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{where} {message}")
-    arrive = tuple(_hhmm(x, f"{where} arrive_utc") for x in t.arrive_utc)
-    depart = tuple(_hhmm(x, f"{where} depart_utc") for x in t.depart_utc)
+    arrive = tuple(time_of_day(x, f"{where} arrive_utc") for x in t.arrive_utc)
+    depart = tuple(time_of_day(x, f"{where} depart_utc") for x in t.depart_utc)
     if not arrive[0] <= arrive[1] < depart[0] <= depart[1] <= DAY - 1 - COMMUTE_INTERVALS:
         raise ConfigError(f"{where} arrive_utc must be a window before depart_utc's, both within the day")
     if arrive[0] < COMMUTE_INTERVALS:

@@ -50,7 +50,7 @@ from gridnet.ledger.txs.maintenance import (
     penalty_of,
 )
 from gridnet.security.roles import Role as AuthorityRole
-from gridnet.sim.scenario import IN_UNITS, MAX_GNC, MAX_HOMES, bounded, gnc
+from gridnet.sim.scenario import IN_UNITS, MAX_GNC, MAX_HOMES, bounded, gnc, time_of_day
 from gridnet.units import UNITS_PER_GNC, interval_of
 
 if TYPE_CHECKING:
@@ -128,8 +128,7 @@ class MaintenanceDesk(Agent):
         self.t: MaintenanceTable = world.s.tables["maintenance"]
         self.teams = teams
         self.vendor = world.one(Manufacturer)
-        hours, _, minutes = self.t.first_failure_utc.partition(":")
-        first = world.first - world.first % 96 + int(hours) * 4 + int(minutes) // 15
+        first = world.first - world.first % 96 + time_of_day(self.t.first_failure_utc, "first_failure_utc")
         self.cases = [
             Case(
                 home,
@@ -318,9 +317,7 @@ def build(world: World) -> list[Agent]:
             f"{where} bid_intervals, failure_every_intervals, onsite_intervals and remote_every "
             "must be 1 or more"
         )
-    hours, _, minutes = t.first_failure_utc.partition(":")
-    if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
-        raise ConfigError(f'{where} first_failure_utc must be a time of day as "HH:MM"')
+    time_of_day(t.first_failure_utc, f"{where} first_failure_utc")
     teams = [MaintenanceTeam(f"maintenance-team-{i}", world, i) for i in range(t.teams)]
     return [*teams, MaintenanceDesk(world, teams, pv_homes[: t.failures])]
 

@@ -329,6 +329,17 @@ def _out_of_lengths(value: Any, lengths: tuple[int, int], key: str) -> str | Non
     return f"{key}{whose} characters, what the chain takes ({shown(wrong, 40)} has {len(wrong)})"
 
 
+def time_of_day(text: str, where: str) -> int:
+    """A role table's time of day "HH:MM" (UTC) -> the intervals of the day before it; a
+    ConfigError naming ``where`` for any other text. Its digits are ASCII: "²" is a digit to
+    ``str.isdigit`` that ``int`` refuses (a ValueError traceback as the run was built)."""
+    hours, sep, minutes = text.partition(":")
+    digits = sep and all(part.isascii() and part.isdigit() for part in (hours, minutes))
+    if not (digits and int(hours) < 24 and int(minutes) < 60):
+        raise ConfigError(f'{where}: {shown(text)} is not a time of day as "HH:MM"')
+    return int(hours) * 4 + int(minutes) // 15
+
+
 def _figure(x: float) -> str:
     """A bound as a message shows it: 1000.0 -> "1,000", 0.5 -> "0.5"."""
     return f"{int(x):,}" if float(x).is_integer() else f"{x:,}"
