@@ -1,5 +1,6 @@
-"""``files.replace_file``: what gridnet keeps on disk (a key, a meter's nonces, an info file, a
-sweep's records) is replaced whole or not at all."""
+"""``files.read_toml``: every TOML file a person writes is read in one place, and refused in
+one line whatever is wrong with it; ``files.replace_file``: what gridnet keeps on disk (a key,
+a meter's nonces, an info file, a sweep's records) is replaced whole or not at all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,42 @@ from pathlib import Path
 
 import pytest
 
-from gridnet.files import replace_file
+from gridnet.errors import ConfigError
+from gridnet.files import MAX_TOML_DEPTH, read_toml, replace_file
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 600 + "]" * 600,
+        "a = " + "{ b = " * 600 + "1" + " }" * 600,
+        ".".join(["a"] * 5_000) + " = 1",
+        "a = " + "[" * MAX_TOML_DEPTH + "]" * MAX_TOML_DEPTH,
+    ],
+    ids=["arrays", "inline-tables", "dotted-keys", "one-too-deep"],
+)
+def test_a_toml_file_nested_too_deep_is_one_line(tmp_path: Path, text: str) -> None:
+    """tomllib recurses into nested arrays and inline tables: 600 brackets were a RecursionError
+    traceback. 5,000 dotted keys parse without recursion into tables 5,000 deep, which a sweep
+    recursed into (a RecursionError after the file was read)."""
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_toml(path, "scenario file")
+    assert str(info.value) == (
+        f"scenario file {path} nests tables and arrays more than {MAX_TOML_DEPTH} deep; "
+        "check its brackets and dotted keys"
+    )
+
+
+def test_a_toml_file_nested_as_deep_as_allowed_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    depth = MAX_TOML_DEPTH - 1  # (the document is the first level)
+    path.write_text("a = " + "[" * depth + "]" * depth)
+    value = read_toml(path, "scenario file")["a"]
+    for _ in range(depth - 1):
+        (value,) = value
+    assert value == []
 
 
 def test_a_file_is_replaced_with_its_mode_less_the_umask(tmp_path: Path) -> None:

@@ -16,6 +16,10 @@ from gridnet.errors import ConfigError, GridnetError
 
 MAX_TOML_BYTES: Final = 16 << 20
 """A TOML file a person writes is at most this large (a scenario, a genesis: a few kB)."""
+MAX_TOML_DEPTH: Final = 32
+"""Tables and arrays nest at most this deep in a TOML file a person writes, the document
+itself the first (gridnet's own files nest 3 deep: ``[[line_owner]]`` in a scenario, a sweep's
+lists of ranges, a policy's ``[[buy]]``)."""
 
 
 def check_regular_file(
@@ -138,10 +142,40 @@ def read_toml(path: Path, what: str, error: type[GridnetError] = ConfigError) ->
         raise error(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    return parse_toml(text, f"{what} {path}", error)
+
+
+def parse_toml(text: str, where: str, error: type[GridnetError] = ConfigError) -> dict[str, Any]:
+    """The TOML document ``text`` (every TOML gridnet reads is parsed here); ``error`` naming
+    ``where`` when it is not valid TOML or nests deeper than ``MAX_TOML_DEPTH``. ``tomllib``
+    recurses once or more per nested array or inline table: 600 brackets (1.2 kB) were a
+    RecursionError traceback; 5,000 dotted keys parse (without recursion) into tables that deep,
+    which what reads the document next would recurse into."""
     try:
-        return tomllib.loads(text)
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise error(f"{what} {path} is not valid TOML: {exc}") from None
+        raise error(f"{where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        document = None
+    if document is None or _too_deep(document):
+        raise error(
+            f"{where} nests tables and arrays more than {MAX_TOML_DEPTH} deep; "
+            "check its brackets and dotted keys"
+        )
+    return document
+
+
+def _too_deep(document: dict[str, Any]) -> bool:
+    """Whether ``document``'s tables and arrays nest deeper than ``MAX_TOML_DEPTH`` (walked
+    without recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_TOML_DEPTH:
+            return True
+        inner = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in inner if isinstance(v, dict | list))
+    return False
 
 
 SHARED_MODE: Final = 0o755

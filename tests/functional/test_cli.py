@@ -22,7 +22,7 @@ from gridnet.cli.meter import read_hex_file
 from gridnet.crypto.address import address_from_text
 from gridnet.crypto.keys import write_key_file
 from gridnet.errors import ConfigError
-from gridnet.files import MAX_TOML_BYTES
+from gridnet.files import MAX_TOML_BYTES, MAX_TOML_DEPTH
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.params import load_genesis_file
 from gridnet.ledger.txs.firmware import RELEASES, release_key
@@ -977,6 +977,29 @@ def test_a_file_that_is_no_regular_file_is_one_line_not_read_for_ever(tmp_path: 
     weather.write_text('[weather]\nsky = "file"\nweather_file = "pipe"\n')
     line = one_line_error(gridnet("simulate", "weather.toml", "--out", "o", cwd=tmp_path))
     assert "the weather file" in line and "is not a regular file" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_toml_file_nested_too_deep_is_one_line_from_every_reader(tmp_path: Path) -> None:
+    """600 nested brackets (1.2 kB) were a RecursionError traceback from every TOML reader; a
+    policy file was read apart from them (a pipe named in [policies] was waited on for ever)."""
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 600 + "]" * 600 + "\n")
+    scenario = '[simulation]\nintervals = 2\n[homes]\ncount = 3\n[policies]\nhome-0 = "{}"\n'
+    (tmp_path / "policy.toml").write_text(scenario.format("deep.toml"))
+    deep = f"deep.toml nests tables and arrays more than {MAX_TOML_DEPTH} deep; "
+    deep += "check its brackets and dotted keys"
+    for args, what in (
+        (("simulate", "deep.toml", "--out", "o"), "scenario file"),
+        (("sweep", "deep.toml", "--workers", "1"), "sweep file"),
+        (("chain", "init", "--data-dir", "D", "--genesis", "deep.toml"), "genesis file"),
+        (("node", "--data-dir", "N", "--print-config", "--config", "deep.toml"), "config file"),
+        (("simulate", "policy.toml", "--out", "o"), "policy.toml: [policies] home-0: policy file"),
+    ):
+        assert one_line_error(gridnet(*args, cwd=tmp_path)) == f"error: {what} {deep}", args
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "piped.toml").write_text(scenario.format("pipe"))
+    line = one_line_error(gridnet("simulate", "piped.toml", "--out", "o", cwd=tmp_path, timeout=60))
+    assert "[policies] home-0: policy file pipe is not a regular file (a pipe or a device?)" in line, line
     assert not (tmp_path / "o").exists()
 
 

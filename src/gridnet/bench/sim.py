@@ -24,7 +24,6 @@ import queue
 import resource
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 from gridnet.crypto import ops
 from gridnet.crypto.ops import CryptoOps
 from gridnet.errors import ConfigError
+from gridnet.files import read_toml
 from gridnet.system import usable_cores
 
 DAY_INTERVALS = 96
@@ -47,7 +47,7 @@ def scenario_doc(homes: int, intervals: int = DAY_INTERVALS) -> dict[str, Any]:
     from gridnet.sim.scenario import DEFAULT_LINE_OWNERS
 
     base = Path(__file__).resolve().parents[3] / "scenarios" / "neighbourhood.toml"
-    doc: dict[str, Any] = tomllib.loads(base.read_text()) if base.exists() else {}
+    doc: dict[str, Any] = read_toml(base, "scenario file") if base.exists() else {}
     doc.setdefault("simulation", {}).update(name=f"bench-{homes}", intervals=intervals)
     doc.setdefault("homes", {}).update(count=homes, pv_share=1.0, battery_share=1.0, businesses=0)
     doc.setdefault("relay", {}).update(enabled=False, hill_homes=0)

@@ -46,7 +46,6 @@ UTC), once per lookup from a precomputed table: no date arithmetic.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -56,6 +55,7 @@ from typing import Any, Final
 
 from gridnet.crypto.address import address_from_public_key, address_from_text
 from gridnet.errors import ConfigError, InvalidAddress, shown
+from gridnet.files import parse_toml, read_toml
 from gridnet.market.orders import Order, Side
 from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, UNITS_PER_GNC, Address, Interval, UnitsPerKWh
 
@@ -499,20 +499,10 @@ def parse_policy(
     text: str, *, source: str = "policy", currencies: Mapping[str, Decimal] = GNC_ONLY
 ) -> Policy:
     """Parse a policy from TOML text; ``source`` names it in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc}); fix the syntax") from None
-    return policy_from_dict(data, source=source, currencies=currencies)
+    return policy_from_dict(parse_toml(text, source), source=source, currencies=currencies)
 
 
 def load_policy(path: Path, currencies: Mapping[str, Decimal] = GNC_ONLY) -> Policy:
     """Read and check a policy file (prices in GNC or any of ``currencies``); ConfigError
     names the file, the key and the fix."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"policy file {path} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"policy file {path} cannot be read: {exc}") from None
-    return parse_policy(text, source=str(path), currencies=currencies)
+    return policy_from_dict(read_toml(path, "policy file"), source=str(path), currencies=currencies)
