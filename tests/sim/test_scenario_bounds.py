@@ -16,7 +16,18 @@ import pytest
 from gridnet.agents.world import World
 from gridnet.errors import ConfigError
 from gridnet.sim.neighbourhood import Neighbourhood, simulate
-from gridnet.sim.scenario import _SECTIONS, BOUNDS, TEXT, _role_tables, scenario_from_dict
+from gridnet.sim.scenario import (
+    _SECTIONS,
+    BOUNDS,
+    MAX_INTERVALS,
+    OTHER_IDENTITIES,
+    POW_BUDGET,
+    TEXT,
+    _role_tables,
+    identity_work,
+    mining_work,
+    scenario_from_dict,
+)
 
 LIBRARY = Path(__file__).parents[2] / "scenarios"
 HUGE = 2**52
@@ -211,6 +222,45 @@ def test_a_time_of_day_is_ascii_digits(
     assert str(info.value) == f'{path}: [{table}] {key}: {shown} is not a time of day as "HH:MM"'
 
 
+def test_identity_proofs_are_bounded_by_the_work_they_take() -> None:
+    """[chain] identity_difficulty_bits = 32 was within its range: an hour of a core for each
+    identity's proof at the bootstrap. The expected hashes of all (2^bits for each of the homes
+    and the 32 others a run may have) are at most ``POW_BUDGET``; the line says how far to go."""
+    assert refusal({"chain": {"identity_difficulty_bits": 32}}) == (
+        "s.toml: [chain] identity_difficulty_bits = 32 makes the identity proofs about 223,338,299,392 "
+        "hashes (2^32 for each of up to 52 identities), more than the 1,073,741,824 a run may take: give "
+        "it at most 24, or fewer homes"
+    )
+    assert "give it at most 19" in refusal(
+        {"homes": {"count": 1_000}, "chain": {"identity_difficulty_bits": 20}}
+    )
+    for homes, bits in ((20, 24), (1_000, 19)):
+        scenario = scenario_from_dict(
+            {"homes": {"count": homes}, "chain": {"identity_difficulty_bits": bits}}
+        )
+        assert identity_work(scenario) <= POW_BUDGET
+
+
+def test_mining_is_bounded_by_the_hashes_it_takes() -> None:
+    """[network] hashes_per_tick = 1,000,000 was within its range: ten hours of a core's hashing
+    a simulated day (20,000 on one node: 46 s for one interval). Each node's hashes every tick of
+    the bootstrap and the intervals are at most ``POW_BUDGET`` in all, on a chain that mines."""
+    day = {"simulation": {"intervals": 96}, "network": {"nodes": 1, "hashes_per_tick": 1_000_000}}
+    assert refusal(day) == (
+        "s.toml: [network] hashes_per_tick = 1,000,000 on 1 node(s) makes the mining about "
+        "18,720,000,000 hashes over the bootstrap and the intervals, more than the 1,073,741,824 a run "
+        "may take: give it at most 57,358, or fewer nodes or intervals, or a longer tick_s"
+    )
+    day["network"]["hashes_per_tick"] = 57_358
+    assert mining_work(scenario_from_dict(day)) <= POW_BUDGET
+    day["network"]["hashes_per_tick"] = 57_359
+    assert "give it at most 57,358" in refusal(day)
+    day["chain"] = {"consensus": "poa"}  # (validators seal blocks: nothing is mined)
+    assert mining_work(scenario_from_dict(day)) == 0
+    longest = {"simulation": {"intervals": MAX_INTERVALS}, "network": {"nodes": 16, "tick_s": 0.5}}
+    assert mining_work(scenario_from_dict(longest)) <= POW_BUDGET  # (the default hash rate always fits)
+
+
 def test_borrowers_start_with_what_a_home_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     """[credit_bank] borrower_start_gnc = 0 was taken: the borrowers could pay no fee and the
     run never converged (6 simulated hours on). Now it needs what [homes] start_gnc does."""
@@ -359,6 +409,9 @@ def test_every_numeric_key_at_its_extremes_is_taken_or_refused_in_one_line(
             combined = trial
     assert failures == []
     if accepted:
-        report = simulate(scenario_from_dict(combined, source), tmp_path / "out")
+        scenario = scenario_from_dict(combined, source)
+        report = simulate(scenario, tmp_path / "out")
         assert report["converged"] and report["verify"]["ok"], combined[section]
         assert "WrongType" not in report["transactions"]["refused"], combined[section]
+        identities = report["transactions"]["submitted"]["RegisterIdentity"]
+        assert identities <= scenario.homes.count + OTHER_IDENTITIES  # (what identity_work counts)

@@ -57,13 +57,11 @@ from gridnet.sim.output import (
     write_report,
 )
 from gridnet.sim.report import build_report
-from gridnet.sim.scenario import Scenario, input_files
+from gridnet.sim.scenario import BOOTSTRAP_MS, Scenario, input_files
 from gridnet.system import fewer_gc_passes
 from gridnet.units import Address, Interval, interval_start
 from gridnet.work import target_from_bits, target_to_bytes
 
-BOOTSTRAP_MS = 2 * 3600 * 1000
-"""Simulated time before the first interval, for identities, authorities and meters."""
 CLEAR_AFTER_MS = 10 * 60_000
 """The hub clears an interval's auction this long after the orders are sent."""
 MIN_TRAVEL_MS = 60_000

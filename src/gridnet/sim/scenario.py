@@ -650,7 +650,7 @@ def _together(s: Scenario) -> Iterator[tuple[bool, str]]:
 
 def _check(s: Scenario) -> None:
     src = s.source
-    for ok, message in itertools.chain(_checks(s), _bounds(s), _together(s)):
+    for ok, message in itertools.chain(_checks(s), _bounds(s), _pow_costs(s), _together(s)):
         if not ok:
             raise ConfigError(f"{src}: {message}")
     start = s.start_ms
@@ -745,6 +745,59 @@ MAX_PRICE: Final = 1_000.0
 """The highest price or fee a scenario takes [GNC/kWh]."""
 PRICE: Final = "GNC/kWh"
 """The unit of prices (``bounded``)."""
+BOOTSTRAP_MS: Final = 2 * 3600 * 1000
+"""Simulated time before the first interval, for identities, authorities and meters (the
+genesis's time is this long before it)."""
+POW_BUDGET: Final = 2**30
+"""The most hashes a run's proof-of-work may come to by its estimates, the identity proofs'
+(``identity_work``) and the nodes' mining (``mining_work``) each: about a billion, what a core
+hashes in pure Python in 12 (identity proofs, about 1.5 million a second) to 20 minutes
+(mining, about 0.9 million). Counted, not timed: a scenario is valid on every machine or none.
+Within the keys' ranges alone, identity proofs of 32 bits took an hour per identity and
+1,000,000 hashes a tick ten hours a day."""
+OTHER_IDENTITIES: Final = 32
+"""Identities a run registers besides its homes', at most (the estimate counts this many): the
+DSO, the government, the manufacturer, the security lab, the advisor, the carrier and the
+roles' (the vehicle registry, up to 16 maintenance teams, the generation station and the key
+centre), 25 in all."""
+
+
+def identity_work(s: Scenario) -> int:
+    """The hashes the identity proofs of ``s`` take, expected: 2^identity_difficulty_bits for
+    each of its identities (its homes and ``OTHER_IDENTITIES``), searched at the bootstrap."""
+    return (s.homes.count + OTHER_IDENTITIES) << s.chain.identity_difficulty_bits
+
+
+def mining_work(s: Scenario) -> int:
+    """The hashes the nodes of ``s`` mine: ``hashes_per_tick`` on each node every tick of the
+    bootstrap and the intervals (the wait for the chain to settle after them not counted);
+    none on a permissioned chain (``consensus = "poa"``: its validators seal blocks)."""
+    if s.chain.consensus != "pow":
+        return 0
+    ticks = (BOOTSTRAP_MS + s.simulation.intervals * INTERVAL_MS) // round(s.network.tick_s * 1000)
+    return ticks * s.network.nodes * s.network.hashes_per_tick
+
+
+def _pow_costs(s: Scenario) -> Iterator[tuple[bool, str]]:
+    """The run's proof-of-work, by its estimates, within ``POW_BUDGET`` (each message names
+    the keys, the estimate and what to lower)."""
+    ids, bits = s.homes.count + OTHER_IDENTITIES, s.chain.identity_difficulty_bits
+    work = identity_work(s)
+    yield (
+        work <= POW_BUDGET,
+        f"[chain] identity_difficulty_bits = {bits} makes the identity proofs about {work:,} hashes "
+        f"(2^{bits} for each of up to {ids:,} identities), more than the {POW_BUDGET:,} a run may take: "
+        f"give it at most {(POW_BUDGET // ids).bit_length() - 1}, or fewer homes",
+    )
+    n = s.network
+    work = mining_work(s)
+    most = n.hashes_per_tick * POW_BUDGET // work if work else 0
+    yield (
+        work <= POW_BUDGET,
+        f"[network] hashes_per_tick = {n.hashes_per_tick:,} on {n.nodes} node(s) makes the mining about "
+        f"{work:,} hashes over the bootstrap and the intervals, more than the {POW_BUDGET:,} a run may "
+        f"take: give it at most {most:,}, or fewer nodes or intervals, or a longer tick_s",
+    )
 
 
 def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
