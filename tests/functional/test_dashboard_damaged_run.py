@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import string
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,12 +23,19 @@ import pytest
 
 from gridnet.crypto.address import address_to_text
 from gridnet.dashboard.app import create_dashboard
-from gridnet.dashboard.run import MAX_REPORT_BYTES, RunResults
+from gridnet.dashboard.run import (
+    MAX_REPORT_BYTES,
+    MAX_SERIES_ROW_BYTES,
+    SERIES_FILE_BYTES,
+    SHOWN_SERIES,
+    RunResults,
+)
 from gridnet.errors import RunDamaged, shown
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.txs.meter import METERS
 from gridnet.sim.neighbourhood import simulate
 from gridnet.sim.scenario import MAX_HOMES, MAX_INTERVALS, scenario_from_dict
+from gridnet.sim.series import SCHEMAS, write_series
 from tests.functional.test_dashboard_browser import RUN
 
 CLI_S = 120
@@ -304,6 +313,115 @@ def test_a_series_named_outside_the_run_directory_is_not_read(run_out: Path, tmp
         assert len(results.series["market"]) == len(pq.read_table(run_out / "series" / "market.parquet"))
     finally:
         results.close()
+
+
+MEMORY = """
+import sys
+from pathlib import Path
+from gridnet.dashboard.run import RunResults
+from gridnet.errors import RunDamaged
+
+try:
+    RunResults.open(Path(sys.argv[1])).close()
+except RunDamaged as exc:
+    print(exc)
+status = Path("/proc/self/status").read_text()  # (VmHWM: its peak; ru_maxrss keeps the forking one's)
+print(next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) // 1024)
+"""
+
+
+def test_a_series_with_rows_the_report_does_not_say_is_refused_before_it_is_read(
+    run_out: Path, tmp_path: Path
+) -> None:
+    """An orders.parquet of 29 kB holding 1,000,000 rows, where report.json said 20, was read
+    whole, every row a dict: 783 MB. The Parquet footer's rows are compared with the report's
+    before anything is read; a process that opens the run stays at what it takes to start."""
+    out = damaged(run_out, tmp_path / "rows")
+    orders = out / "series" / "orders.parquet"
+    table = pq.read_table(orders)
+    pq.write_table(table.take(pa.array([0] * 1_000_000, pa.int32())), orders, compression="zstd")
+    said = json.loads((out / "report.json").read_text())["series"]["tables"]["orders"]["rows"]
+    expected = f"cannot read the run's series 'orders', {orders}: it holds 1,000,000 rows, "
+    expected += f"report.json says {said:,}"
+    assert refused_in_process(out) == f"{expected}; run the scenario again"
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY, str(out)], capture_output=True, text=True, timeout=CLI_S, check=True
+    )
+    message, megabytes = result.stdout.splitlines()
+    assert message.startswith(expected) and int(megabytes) < 400, result.stdout
+    assert refusal(out) == f"error: {expected}; run the scenario again"
+
+
+def test_a_series_larger_than_its_rows_take_is_refused_before_it_is_read(
+    run_out: Path, tmp_path: Path
+) -> None:
+    """The rows as the report says, but more bytes than so many rows of a series take: a file
+    that large is not read, and a row of 10 MB, squeezed into a few kB, is not unpacked."""
+    said = json.loads((run_out / "report.json").read_text())["series"]["tables"]["orders"]["rows"]
+    most = SERIES_FILE_BYTES + said * MAX_SERIES_ROW_BYTES
+    for label, compression, expected in (
+        ("plain", "none", "it is 10,"),
+        ("squeezed", "zstd", "its rows are 10,"),
+    ):
+        out = damaged(run_out, tmp_path / label)
+        orders = out / "series" / "orders.parquet"
+        table = pq.read_table(orders)
+        owners = pa.array(["x" * 10_000_000, *table["owner"].to_pylist()[1:]])
+        wide = table.set_column(table.schema.get_field_index("owner"), "owner", owners)
+        pq.write_table(wide, orders, compression=compression)
+        message = refused_in_process(out)
+        assert message.startswith(f"cannot read the run's series 'orders', {orders}: {expected}"), message
+        assert f"more than {said:,} rows of a series take (at most {most:,})" in message
+
+
+def test_a_report_saying_more_rows_than_its_run_makes_is_refused(run_out: Path, tmp_path: Path) -> None:
+    """What report.json says a series holds is within what the run's homes, line owners and
+    intervals make (``SERIES_ROWS``): a report and a series grown together are refused too."""
+    report = json.loads((run_out / "report.json").read_text())
+    homes, owners = len(report["homes"]), len(report["grid"]["line_owners"])
+    intervals = report["scenario"]["intervals"]
+    for name, most in (
+        ("homes", homes * intervals),
+        ("lines", owners * intervals),
+        ("market", intervals),
+        ("orders", (3 * homes + 2) * intervals),
+    ):
+        assert report["series"]["tables"][name]["rows"] <= most  # (as the run wrote it)
+        out = damaged(run_out, tmp_path / name, put(f"series.tables.{name}.rows", most + 1))
+        sizes = f"{homes:,} homes, {owners:,} line owners and {intervals:,} intervals"
+        assert refused_in_process(out).startswith(
+            f"{out / 'report.json'}: series.tables.{name}.rows is {most + 1}, not a whole number from 0 to "
+            f"{most:,} (the most rows {sizes} make)"
+        )
+    out = damaged(run_out, tmp_path / "none", put("series.tables.orders", {"file": "series/orders.parquet"}))
+    assert refused_in_process(out).startswith(f"{out / 'report.json'}: series.tables.orders.rows is missing")
+
+
+def test_the_widest_rows_a_run_writes_fit_the_bounds(tmp_path: Path) -> None:
+    """Each series the dashboard reads, written as a run writes it, with every row as wide as a
+    run's can be (names of 64 characters, numbers that do not compress), takes less than
+    ``MAX_SERIES_ROW_BYTES`` a row beside ``SERIES_FILE_BYTES``, on disk and uncompressed."""
+    draw = random.Random(7)
+    values = {
+        pa.string(): lambda: "".join(draw.choices(string.ascii_letters, k=64)),
+        pa.int64(): lambda: draw.getrandbits(62),
+        pa.float64(): draw.random,
+        pa.bool_(): lambda: draw.random() < 0.5,
+        pa.timestamp("ms", tz="UTC"): lambda: draw.getrandbits(40),
+    }
+    rows = 20_000
+    built = {
+        name: pa.table({f.name: pa.array([values[f.type]() for _ in range(rows)], f.type) for f in schema})
+        for name, schema in SCHEMAS.items()
+        if name in SHOWN_SERIES
+    }
+    written = write_series(tmp_path, built)
+    for name in SHOWN_SERIES:
+        path = tmp_path / written["tables"][name]["file"]
+        meta = pq.read_metadata(path)
+        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        assert max(unpacked, path.stat().st_size) <= rows * MAX_SERIES_ROW_BYTES, name
+        assert meta.serialized_size <= SERIES_FILE_BYTES // 16, name
 
 
 THREADS = """

@@ -167,6 +167,25 @@ LINE_OWNER_FIELDS: Final[tuple[tuple[str, Kind], ...]] = (
 SHOWN_SERIES: Final = ("homes", "lines", "market", "orders")
 """The time series the dashboard draws (``series.tables`` in report.json lists more: those
 are not read)."""
+SERIES_ROWS: Final[dict[str, Callable[[int, int, int], int]]] = {
+    "homes": lambda homes, owners, intervals: homes * intervals,
+    "lines": lambda homes, owners, intervals: owners * intervals,
+    "market": lambda homes, owners, intervals: intervals,
+    "orders": lambda homes, owners, intervals: (3 * homes + 2) * intervals,
+}
+"""The most rows each series the dashboard reads has (``sim/series.py``), from the run's homes,
+line owners and intervals: a row per home and interval; per feeder (one a line owner) and
+interval; per interval cleared; per order cleared, at most 3 of a home's (an offer, a bid and
+its policy's check bid) and the DSO's bid and offer in each interval. report.json's count of a
+series' rows is held to it, and the file to that count (``read_series``): a series of 29 kB
+with 1,000,000 rows, where the report said 20, took 783 MB to read."""
+MAX_SERIES_ROW_BYTES: Final = 512
+"""A row of a series takes at most this many bytes in its Parquet file, uncompressed: 8 a
+number, a name's characters and 4 more (a row of homes.parquet, the widest, about 200: 22
+columns)."""
+SERIES_FILE_BYTES: Final = 1 << 20
+"""What a series' Parquet file holds beside its rows, at most: its schema, footer, pages'
+headers and statistics (5 kB in a run's homes.parquet)."""
 
 
 def check_report(report: dict[str, Any], path: Path) -> None:
@@ -196,10 +215,22 @@ def check_report(report: dict[str, Any], path: Path) -> None:
             ) from None
     tables = _field(report, "series.tables", path)
     _check(path, "series.tables", tables, OBJECT)
+    sizes = len(report["homes"]), len(report["grid"]["line_owners"]), report["scenario"]["intervals"]
     for name in SHOWN_SERIES:
         if name in tables:
             _check(path, f"series.tables.{name}", tables[name], OBJECT)
             _check(path, f"series.tables.{name}.file", tables[name].get("file", MISSING), TEXT)
+            _check(path, f"series.tables.{name}.rows", tables[name].get("rows", MISSING), _rows(*sizes, name))
+
+
+def _rows(homes: int, owners: int, intervals: int, name: str) -> Kind:
+    """What report.json may say the series ``name`` of a run of these sizes holds (``SERIES_ROWS``)."""
+    most = SERIES_ROWS[name](homes, owners, intervals)
+    return Kind(
+        f"a whole number from 0 to {most:,} (the most rows {homes:,} homes, {owners:,} line owners and "
+        f"{intervals:,} intervals make)",
+        lambda v: is_count(v) and v <= most,
+    )
 
 
 def _field(report: dict[str, Any], name: str, path: Path) -> Any:
@@ -231,12 +262,14 @@ def _shown(value: Any) -> str:
     return shown(value)
 
 
-def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
-    """The rows of the run's series ``name``, which report.json says is in ``file`` (relative to
-    the run's directory ``out``): a regular file inside ``out`` (a name such as /etc/passwd or
-    ../x, or a link that leads out of it, is refused, not opened), opened without blocking (a
-    pipe would be waited on for ever, /dev/zero read for ever) and read from the descriptor
-    checked. Else ``RunDamaged`` naming the series and saying what the file is."""
+def read_series(out: Path, name: str, file: str, rows: int) -> list[dict[str, Any]]:
+    """The ``rows`` rows of the run's series ``name``, which report.json says is in ``file``
+    (relative to the run's directory ``out``): a regular file inside ``out`` (a name such as
+    /etc/passwd or ../x, or a link that leads out of it, is refused, not opened), opened without
+    blocking (a pipe would be waited on for ever, /dev/zero read for ever) and read from the
+    descriptor checked; its size, and its Parquet footer's rows and their uncompressed bytes,
+    are checked before it is read (``SERIES_ROWS``). Else ``RunDamaged`` naming the series and
+    saying what the file is."""
     given = PurePosixPath(file)
     if given.is_absolute() or ".." in given.parts:
         raise RunDamaged(
@@ -264,6 +297,9 @@ def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):  # (replaced since it was looked at)
             raise RunDamaged(f"{where}: it is {_what_file(path, info)}, not a regular file")
+        most = SERIES_FILE_BYTES + rows * MAX_SERIES_ROW_BYTES
+        if info.st_size > most:
+            raise RunDamaged(f"{where}: it is {info.st_size:,} bytes, {_more(rows, most)}")
         os.set_blocking(fd, True)
         data = read_bounded(fd, info.st_size)  # (whole: pyarrow reading a Python file aborted at exit)
         # (one file, no pre-buffering, no threads: ``pq.read_table`` goes through pyarrow's
@@ -271,13 +307,23 @@ def read_series(out: Path, name: str, file: str) -> list[dict[str, Any]]:
         # refusing a later series after reading one aborted at exit now and then, "terminate
         # called without an active exception", a thread still joinable at exit)
         parquet = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
-        rows: list[dict[str, Any]] = parquet.read(use_threads=False).to_pylist()
+        meta = parquet.metadata
+        if meta.num_rows != rows:
+            raise RunDamaged(f"{where}: it holds {meta.num_rows:,} rows, report.json says {rows:,}")
+        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if unpacked > most:
+            raise RunDamaged(f"{where}: its rows are {unpacked:,} bytes uncompressed, {_more(rows, most)}")
+        table: list[dict[str, Any]] = parquet.read(use_threads=False).to_pylist()
     except (OSError, ValueError, OverflowError, pa.ArrowException) as exc:  # (Overflow: a time past 9999)
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise RunDamaged(f"{where}: it is not a time series as the run wrote it ({reason})") from None
     finally:
         os.close(fd)
-    return rows
+    return table
+
+
+def _more(rows: int, most: int) -> str:
+    return f"more than {rows:,} rows of a series take (at most {most:,})"
 
 
 _FILE_KINDS: Final = {
@@ -336,7 +382,9 @@ class RunResults:
         check_report(report, report_path)
         tables = report["series"]["tables"]
         series = {
-            name: read_series(out, name, tables[name]["file"]) for name in SHOWN_SERIES if name in tables
+            name: read_series(out, name, tables[name]["file"], tables[name]["rows"])
+            for name in SHOWN_SERIES
+            if name in tables
         }
         chain_dir = out / "chain" if (out / "chain").is_dir() else out / "n0"
         if not chain_dir.is_dir():
