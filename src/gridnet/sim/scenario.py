@@ -751,8 +751,9 @@ genesis's time is this long before it)."""
 POW_BUDGET: Final = 2**30
 """The most hashes a run's proof-of-work may come to by its estimates, the identity proofs'
 (``identity_work``) and the nodes' mining (``mining_work``) each: about a billion, what a core
-hashes in pure Python in 12 (identity proofs, about 1.5 million a second) to 20 minutes
-(mining, about 0.9 million). Counted, not timed: a scenario is valid on every machine or none.
+hashes in pure Python in 12 (identity proofs, about 1.5 million a second) to 25 minutes
+(mining in a run, about 0.7 million: 20,000 a tick on one node took 45 s for 32 million).
+Counted, not timed: a scenario is valid on every machine or none.
 Within the keys' ranges alone, identity proofs of 32 bits took an hour per identity and
 1,000,000 hashes a tick ten hours a day."""
 OTHER_IDENTITIES: Final = 32
