@@ -195,6 +195,7 @@ def test_load_policy_from_file(tmp_path: Path) -> None:
         ("[battery]\nnominal_v = inf\n", "battery.nominal_v"),
         ('[[buy]]\nfrom = "7:00"\nto = "09:00"\nmax_price = 1\n', "buy[0].from"),
         ('[[buy]]\nfrom = "07:00"\nto = "25:00"\nmax_price = 1\n', "buy[0].to"),
+        ('[[buy]]\nfrom = "0²:00"\nto = "09:00"\nmax_price = 1\n', "buy[0].from"),  # (int() refused it)
         ('[[buy]]\nfrom = "07:10"\nto = "09:00"\nmax_price = 1\n', "15-minute"),
         ('[[buy]]\nfrom = "07:00"\nto = "07:00"\nmax_price = 1\n', "same time"),
         ('[[buy]]\nfrom = "07:00"\nto = "09:00"\nmax_price = 1.5\n', "buy[0].max_price"),

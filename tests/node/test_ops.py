@@ -220,6 +220,7 @@ def test_settings_come_from_the_file_then_the_flags(tmp_path: Path) -> None:
         ('api = "10.0.0.1:8330"', "not a loopback address"),
         ('listen = "127.0.0.1:70000"', "out of range"),
         ('peers = ["nohost"]', "must look like"),
+        ('listen = "127.0.0.1:²"', "must look like"),  # (a digit to str.isdigit: int() raised ValueError)
         ("listen =", "not valid TOML"),
         ("colour = 1", "unknown key 'colour'"),
     ],

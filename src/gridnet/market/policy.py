@@ -265,7 +265,7 @@ def _time_of_day(value: Any, where: str) -> int:
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
         raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {shown(value)}')
     hh, mm = value[:2], value[3:]
-    if not (hh.isdigit() and mm.isdigit()):
+    if not (value.isascii() and hh.isdigit() and mm.isdigit()):  # ("²" is a digit int() refuses)
         raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {shown(value)}')
     minute = int(hh) * 60 + int(mm)
     if int(mm) >= 60 or minute > MINUTES_PER_DAY:

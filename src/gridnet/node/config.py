@@ -119,7 +119,7 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "127.0.0.1", text
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):  # ("²" is a digit int() refuses)
         raise ConfigError(f"{what} {text!r} must look like 127.0.0.1:9330")
     number = int(port)
     if number > 65_535:
