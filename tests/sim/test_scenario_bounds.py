@@ -20,12 +20,15 @@ from gridnet.sim.scenario import (
     _SECTIONS,
     BOUNDS,
     MAX_INTERVALS,
+    MIN_RUN_BLOCKS,
     OTHER_IDENTITIES,
     POW_BUDGET,
     TEXT,
     _role_tables,
+    block_seconds,
     identity_work,
     mining_work,
+    run_seconds,
     scenario_from_dict,
 )
 
@@ -415,3 +418,22 @@ def test_every_numeric_key_at_its_extremes_is_taken_or_refused_in_one_line(
         assert "WrongType" not in report["transactions"]["refused"], combined[section]
         identities = report["transactions"]["submitted"]["RegisterIdentity"]
         assert identities <= scenario.homes.count + OTHER_IDENTITIES  # (what identity_work counts)
+
+
+def test_a_chain_that_mines_must_expect_blocks_in_its_run() -> None:
+    """[chain] difficulty_bits = 32 was within its range and within the hashing budget: the
+    nodes hashed for the whole run and mined no block (about 1.2 billion simulated seconds a
+    block at 3 nodes x 6 hashes every 5 s), and the run ended unconverged with nothing
+    recorded. A run that mines expects at least ``MIN_RUN_BLOCKS`` blocks at its starting
+    difficulty; the line says how far to go."""
+    assert refusal({"chain": {"difficulty_bits": 32}}) == (
+        "s.toml: [chain] difficulty_bits = 32 takes 3 node(s) hashing 6 every 5 s about "
+        "1,193,046,471 s a block, expected: fewer than 4 blocks in the run's 93,600 s (the bootstrap "
+        "and the intervals), so it could not record what it simulates: give it at most 16, or more "
+        "nodes or hashes_per_tick"
+    )
+    for bits in (16, 10):
+        scenario = scenario_from_dict({"chain": {"difficulty_bits": bits}})
+        assert block_seconds(scenario) * MIN_RUN_BLOCKS <= run_seconds(scenario)
+    assert "give it at most 16" in refusal({"chain": {"difficulty_bits": 17}})
+    scenario_from_dict({"chain": {"difficulty_bits": 32, "consensus": "poa"}})  # (nothing is mined)

@@ -779,9 +779,26 @@ def mining_work(s: Scenario) -> int:
     return ticks * s.network.nodes * s.network.hashes_per_tick
 
 
+MIN_RUN_BLOCKS: Final = 4
+"""Blocks a run on a chain that mines must expect at its starting difficulty, at least."""
+
+
+def run_seconds(s: Scenario) -> float:
+    """Simulated time of the bootstrap and the intervals [s]."""
+    return (BOOTSTRAP_MS + s.simulation.intervals * INTERVAL_MS) / 1000
+
+
+def block_seconds(s: Scenario) -> float:
+    """Simulated time the nodes of ``s`` take to mine a block at the starting difficulty,
+    expected: 2^difficulty_bits hashes, ``hashes_per_tick`` on each node every ``tick_s`` [s]."""
+    n = s.network
+    return (1 << s.chain.difficulty_bits) / (n.nodes * n.hashes_per_tick) * n.tick_s
+
+
 def _pow_costs(s: Scenario) -> Iterator[tuple[bool, str]]:
-    """The run's proof-of-work, by its estimates, within ``POW_BUDGET`` (each message names
-    the keys, the estimate and what to lower)."""
+    """The run's proof-of-work, by its estimates, within ``POW_BUDGET``, and a chain that
+    mines at least ``MIN_RUN_BLOCKS`` blocks in the run at its starting difficulty (each
+    message names the keys, the estimate and what to change)."""
     ids, bits = s.homes.count + OTHER_IDENTITIES, s.chain.identity_difficulty_bits
     work = identity_work(s)
     yield (
@@ -799,6 +816,17 @@ def _pow_costs(s: Scenario) -> Iterator[tuple[bool, str]]:
         f"{work:,} hashes over the bootstrap and the intervals, more than the {POW_BUDGET:,} a run may "
         f"take: give it at most {most:,}, or fewer nodes or intervals, or a longer tick_s",
     )
+    if s.chain.consensus == "pow":
+        run, block = run_seconds(s), block_seconds(s)
+        bits = s.chain.difficulty_bits
+        fits = math.floor(math.log2(run / MIN_RUN_BLOCKS * n.nodes * n.hashes_per_tick / n.tick_s))
+        yield (
+            block * MIN_RUN_BLOCKS <= run,
+            f"[chain] difficulty_bits = {bits} takes {n.nodes} node(s) hashing {n.hashes_per_tick:,} every "
+            f"{n.tick_s:g} s about {block:,.0f} s a block, expected: fewer than {MIN_RUN_BLOCKS} blocks in "
+            f"the run's {run:,.0f} s (the bootstrap and the intervals), so it could not record what it "
+            f"simulates: give it at most {fits}, or more nodes or hashes_per_tick",
+        )
 
 
 def _bounds(s: Scenario) -> Iterator[tuple[bool, str]]:
