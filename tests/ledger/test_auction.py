@@ -19,6 +19,7 @@ from gridnet.errors import (
     MalformedTransaction,
     MarketOffChain,
     MeterNotOwned,
+    RevokedMeter,
     TooManyAuctionOrders,
     UnknownIdentity,
     VulnerableMeter,
@@ -44,7 +45,7 @@ from gridnet.ledger.txs.auction import (
 )
 from gridnet.ledger.txs.contract import CONTRACTS, SettleContract
 from gridnet.ledger.txs.firmware import PublishFirmware
-from gridnet.ledger.txs.meter import SubmitReadings, registration
+from gridnet.ledger.txs.meter import RevokeMeter, SubmitReadings, registration
 from gridnet.ledger.verify import verify_chain
 from gridnet.market.orders import Side
 from gridnet.meter.certificate import SignedCertificate, issue_certificate
@@ -142,6 +143,14 @@ def test_order_rules(market: Market) -> None:
     assert isinstance(refused(market, LINE_B, bid()), UnknownIdentity)  # funded, no identity
     market.mine(market.tx(ADVISOR, advisory()))
     assert isinstance(refused(market, SELLER, offer()), VulnerableMeter)
+
+
+def test_a_revoked_meter_places_no_order(market: Market) -> None:
+    """A meter its manufacturer revoked records no reading (``RevokedMeter``), so an order of
+    it could clear into a contract that is never settled: its orders were taken all the same,
+    and took their place in the auction from the honest ones. They are refused now."""
+    market.mine(market.tx(MAKER, RevokeMeter(SELLER_METER.key.address)))
+    assert isinstance(refused(market, SELLER, offer()), RevokedMeter)
 
 
 def test_the_block_that_reaches_the_closing_time_clears_the_auction(market: Market) -> None:

@@ -20,6 +20,7 @@ from gridnet.errors import (
     MeterStatusSignatureInvalid,
     NotAuthorized,
     OrderFromVulnerableMeter,
+    OrderOwnerInvalid,
     RevokedMeter,
     StaleMeterStatus,
     UnknownAdvisory,
@@ -279,6 +280,14 @@ def test_no_contract_opens_with_a_vulnerable_meter_on_either_side(market: Market
     market.mine(market.tx(BUYER, OpenContract(signed(terms(chain=market.chain.chain_id)))))
 
 
+def test_no_contract_opens_with_a_revoked_meter(market: Market) -> None:
+    """A revoked meter records no reading (``RevokedMeter``): a contract with it could never be
+    settled, and the buyer's deposit stayed locked until its close. It opens none now."""
+    market.mine(market.tx(MAKER, RevokeMeter(SELLER_METER.key.address)))
+    opening = OpenContract(signed(terms(chain=market.chain.chain_id)))
+    assert isinstance(market.refused(BUYER, opening), RevokedMeter)
+
+
 def test_settlement_waits_until_the_meter_is_fixed(market: Market) -> None:
     t = terms(chain=market.chain.chain_id)
     market.mine(market.tx(BUYER, OpenContract(signed(t))))
@@ -345,3 +354,25 @@ def test_a_node_leaves_a_vulnerable_meters_orders_out_of_its_book(market: Market
     market.mine(market.tx(SELLER, status(SELLER_METER.key, 1)))
     node.post_order(sign_order(SELLER, offer, market.chain.chain_id), now)
     assert len(node.book) == 1
+
+
+def test_a_node_takes_no_order_of_a_revoked_meter_and_holds_none_from_a_peer(market: Market) -> None:
+    """The node's book applies the chain's order rules: a revoked meter's order is refused
+    (``RevokedMeter``), from a user or a peer; a peer's is counted, not held for a newer head
+    (none makes it pass: revocation is for good), and no fault of the peer (it may not know of
+    the revocation yet)."""
+    node = Node("n", market.chain)
+    now = market.chain.head.header.timestamp
+    interval = interval_of(now) + 2
+    offer = Order(
+        Side.OFFER, SELLER.address, SELLER.public_key, SELLER_METER.meter_id, "north", interval, 500, 1,
+        interval, 0,
+    )  # fmt: skip
+    market.mine(market.tx(MAKER, RevokeMeter(SELLER_METER.key.address)))
+    with pytest.raises(OrderOwnerInvalid) as info:
+        node.post_order(sign_order(SELLER, offer, market.chain.chain_id), now)
+    assert info.value.rule == "RevokedMeter"
+    node.add_peer("p")
+    assert node.handle("p", OrderMsg(sign_order(SELLER, offer, market.chain.chain_id)), now) == []
+    assert node.stats.orders_refused == {"RevokedMeter": 1} and len(node.held_orders) == 0
+    assert node.stats.peer_faults.get("p", 0) == 0 and len(node.book) == 0

@@ -91,7 +91,9 @@ published the group's aggregates in its place), and may take 32,768 bytes.
 aggregators sign its registration for its registrant (the ``REGISTRATION`` domain over chain id
 || the sending key || the act): a copy of a pending registration sent by another key is
 ``InsufficientConsortium`` (``NoConsortiumMajority``), where it made a look-alike group, the
-same name and members, under the copier's key."""
+same name and members, under the copier's key; a meter its manufacturer revoked places no
+order and opens no contract (``RevokedMeter``: it records no reading, so neither could be
+settled)."""
 
 
 class Allocation(Wire, frozen=True):

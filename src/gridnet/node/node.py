@@ -47,6 +47,7 @@ from gridnet.errors import (
     RequestExpired,
     RequestSuperseded,
     RequestUnanswered,
+    RevokedMeter,
     ServeQueueFull,
     ServeRefused,
     StoreError,
@@ -295,8 +296,8 @@ class NodeStats:
     """Transactions refused, evicted or dropped, by rule."""
     orders_refused: Counter[str] = field(default_factory=Counter)
     """Peers' orders whose owner or meter failed ``PlaceOrder``'s rules on our head, by rule
-    (``UnknownIdentity``, ``MeterNotOwned``, ``WrongArea``, ``IdentityRevoked``): held aside or
-    not, never a fault (``Node._hold_order``)."""
+    (``UnknownIdentity``, ``MeterNotOwned``, ``WrongArea``, ``IdentityRevoked``,
+    ``RevokedMeter``): held aside or not, never a fault (``Node._hold_order``)."""
     blocks_imported: int = 0
     """Blocks from peers that became part of the main chain."""
     block_requests_delayed: int = 0
@@ -1099,10 +1100,10 @@ class Node:
         and held aside (``HeldOrders``, within the peer's share) for a newer head where it may
         pass. Never the peer's fault: it may have checked the order on another head where it
         passed — a newer one, or one on another branch (the side of a fork that lost, or that
-        we never saw: an order valid there fails here for ever). A revoked identity is not
-        held: no newer head of ours lets it pass. Counted by rule (``orders_refused``)."""
+        we never saw: an order valid there fails here for ever). A revoked identity or meter
+        is not held: no newer head of ours lets it pass. Counted by rule (``orders_refused``)."""
         self.stats.orders_refused[error.rule] += 1
-        if error.rule != IdentityRevoked.__name__:
+        if error.rule not in (IdentityRevoked.__name__, RevokedMeter.__name__):
             self.held_orders.hold(peer, signed, now)
 
     def _review_held_orders(self, now: int) -> list[Outgoing]:

@@ -44,6 +44,7 @@ from gridnet.errors import (
     MalformedTransaction,
     MarketOffChain,
     MeterNotOwned,
+    RevokedMeter,
     TooManyAuctionOrders,
     WrongArea,
 )
@@ -213,11 +214,15 @@ def require_trader(state: StateView, owner: Address, meter: Address, area: str) 
     """What an order's owner and meter must be, on chain (PlaceOrder) and off (a node's
     order book, ``node/orders.py``): the owner a registered identity, not revoked
     (``UnknownIdentity``, ``IdentityRevoked``), the meter registered to it
-    (``MeterNotOwned``) in the order's area (``WrongArea``). Returns the meter's record."""
+    (``MeterNotOwned``), not revoked by its manufacturer (``RevokedMeter``: it can record no
+    reading, so no trade of it could be settled), in the order's area (``WrongArea``).
+    Returns the meter's record."""
     require_identity(state, owner, "placing an order")
     record = state.get(METERS, meter)
     if record is None or record.owner != owner:
         raise MeterNotOwned(f"meter {address_to_text(meter)} is not registered to {address_to_text(owner)}")
+    if record.revoked:
+        raise RevokedMeter(f"meter {address_to_text(meter)} was revoked by its manufacturer")
     if record.area != area:
         raise WrongArea(f"meter {address_to_text(meter)} is in area {record.area!r}, not {area!r}")
     return record

@@ -50,6 +50,7 @@ from gridnet.errors import (
     MissingReading,
     NotAuthorized,
     NotEquivocation,
+    RevokedMeter,
     StaleState,
     StateRegression,
     StateSignatureInvalid,
@@ -143,6 +144,8 @@ def apply_open_contract(state: StateView, env: BlockEnv, sender: Address, payloa
             raise MeterNotOwned(
                 f"meter {address_to_text(meter)} is not registered to {address_to_text(party)}"
             )
+        if record.revoked:  # (it records no reading: the contract could never be settled)
+            raise RevokedMeter(f"meter {address_to_text(meter)} was revoked by its manufacturer")
         refuse_vulnerable(state, env.params, meter, "opening a contract")
     per_interval = -(-t.max_wh // (t.last_interval - t.first_interval + 1))
     refuse_over_cap(state, t.seller_meter, per_interval, inject=True, what="the contract's delivery")
