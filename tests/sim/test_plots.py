@@ -204,3 +204,25 @@ def test_the_price_line_covers_every_interval_the_volumes_do(tmp_path: Path, dra
     (line,) = [a for a in drawn[-1].axes[1].patches if a.get_label() == "clearing price"]
     values = list(line.get_data().values)
     assert values[0] == pytest.approx(0.101) and math.isnan(values[1]) and values[2] == pytest.approx(0.103)
+
+
+NAMES = ["Feeder $\\frac$ lines", "_east", "$x$ and $y$"]
+"""Names a scenario may give: mathtext that does not parse, mathtext that does, a leading "_"."""
+
+
+def test_a_name_is_drawn_as_it_is_written(tmp_path: Path, drawn: list[Figure]) -> None:
+    """A line owner named "Feeder $\\frac$ lines" passed the loader, then matplotlib's
+    mathtext failed the plots after the whole run; one named "_east" was left out of the
+    legend (matplotlib's mark of an unlabelled artist). Every name is text, in every legend."""
+    lines = [{**r, "line_owner": NAMES[i % len(NAMES)]} for i, r in enumerate(_lines(1))]
+    limits = {"max_loading_percent": 100.0, "v_min_pu": 0.95, "v_max_pu": 1.05}
+    plots.feeders(tmp_path / "feeders.png", lines, limits)
+    homes = [{**r, "home": NAMES[i % len(NAMES)]} for i, r in enumerate(_homes(1))]
+    plots.batteries(tmp_path / "batteries.png", homes)
+    for name in ("feeders.png", "batteries.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    feeders, batteries = drawn
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in (*feeders.axes, *batteries.axes)]
+    assert legends == [[*NAMES, "limit"], [f"{n}: far end" for n in NAMES], sorted(NAMES)]
+    texts = [t for fig in drawn for t in fig.findobj(lambda a: hasattr(a, "get_parse_math"))]
+    assert texts and not any(t.get_parse_math() for t in texts)

@@ -883,3 +883,13 @@ def test_a_plot_of_many_seeds_and_long_values_lays_out_without_a_warning(tmp_pat
         warnings.simplefilter("error")
         written = write_plots(sweep, results)
     assert len(written) == 2 and all(p.stat().st_size > 0 for p in written)
+
+
+def test_a_swept_value_is_drawn_as_it_is_written(tmp_path: Path) -> None:
+    """A swept name holding "$...$" is text on the plot's axis: matplotlib's mathtext failed
+    the sweep's plots after every run had finished, and again on every resume."""
+    path = write_sweep(tmp_path, {"simulation.name": ["a $\\frac$ b", "plain"]}, plot=["energy.p2p_wh"])
+    sweep = load_sweep(path, tmp_path / "out")
+    results = [RunResult(run, "ok", None, 1.0, {"energy.p2p_wh": 5.0}, False) for run in sweep.runs]
+    (written,) = write_plots(sweep, results)
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,6 +25,9 @@ prepare_matplotlib()
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: files only, never a window
+# Every text is drawn as it is written: "$...$" in a name (a line owner, a swept value) is no
+# mathtext, which failed the plots after the whole run ("Feeder $\frac$ lines").
+matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -83,6 +86,13 @@ def _finish(
         )
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+def legend(ax: Any, named: list[tuple[Any, str]], **options: Any) -> None:
+    """A legend of ``named`` (each artist with its name), every name as given: a legend
+    matplotlib gathers itself leaves out each label that starts with "_" (its mark of an
+    artist without one), a line owner named "_east" too."""
+    ax.legend([artist for artist, _ in named], [name for _, name in named], **options)
 
 
 def _time_axis(ax: Any) -> None:
@@ -162,20 +172,23 @@ def feeders(path: Path, lines: list[dict[str, Any]], limits: dict[str, float]) -
     by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in lines:
         by_owner[r["line_owner"]].append(r)
+    loads: list[tuple[Any, str]] = []
+    far_ends: list[tuple[Any, str]] = []
     for owner, rows in by_owner.items():
         t = _times(rows)
-        load_ax.plot(t, [r["max_loading_percent"] for r in rows], label=owner)
+        (load,) = load_ax.plot(t, [r["max_loading_percent"] for r in rows])
+        loads.append((load, owner))
         volt_ax.fill_between(t, [r["v_min_pu"] for r in rows], [r["v_max_pu"] for r in rows], alpha=0.3)
-        volt_ax.plot(t, [r["v_end_pu"] for r in rows], linewidth=1, label=f"{owner}: far end")
-    load_ax.axhline(
-        limits["max_loading_percent"], color="#de2d26", linestyle="--", linewidth=1, label="limit"
-    )
+        (far_end,) = volt_ax.plot(t, [r["v_end_pu"] for r in rows], linewidth=1)
+        far_ends.append((far_end, f"{owner}: far end"))
+    limit = load_ax.axhline(limits["max_loading_percent"], color="#de2d26", linestyle="--", linewidth=1)
     load_ax.set_ylabel("most loaded cable [%]")
-    load_ax.legend(loc="upper left", fontsize=8, ncol=1 if len(by_owner) <= 4 else 3)
+    columns = 1 if len(by_owner) <= 4 else 3
+    legend(load_ax, [*loads, (limit, "limit")], loc="upper left", fontsize=8, ncol=columns)
     for v in (limits["v_min_pu"], limits["v_max_pu"]):
         volt_ax.axhline(v, color="#de2d26", linestyle="--", linewidth=1)
     volt_ax.set_ylabel("home voltages [pu]")
-    volt_ax.legend(loc="upper left", fontsize=8, ncol=1 if len(by_owner) <= 4 else 3)
+    legend(volt_ax, far_ends, loc="upper left", fontsize=8, ncol=columns)
     _time_axis(volt_ax)
     _finish(fig, load_ax, path, "The feeders: cable loading and voltage band (dashed: limits)")
 
@@ -186,13 +199,15 @@ def batteries(path: Path, homes: list[dict[str, Any]]) -> None:
     for r in homes:
         if r["battery_soc_percent"] is not None:
             by_home[r["home"]].append(r)
+    named: list[tuple[Any, str]] = []
     for name, rows in sorted(by_home.items()):
-        ax.plot(_times(rows), [r["battery_soc_percent"] for r in rows], linewidth=1, label=name)
+        (line,) = ax.plot(_times(rows), [r["battery_soc_percent"] for r in rows], linewidth=1)
+        named.append((line, name))
     ax.set_ylim(0, 100)
     ax.set_ylabel("state of charge [%]")
     _time_axis(ax)
     if 0 < len(by_home) <= MAX_NAMED:
-        ax.legend(loc="upper left", fontsize=7, ncol=2)
+        legend(ax, named, loc="upper left", fontsize=7, ncol=2)
     elif by_home:
         ax.text(0.01, 0.97, f"{len(by_home)} homes' batteries", transform=ax.transAxes, va="top", fontsize=8)
     else:
