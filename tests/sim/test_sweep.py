@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -33,6 +35,7 @@ from gridnet.sim.sweep import (
     KNOWN_FIGURES,
     OPEN_FIGURES,
     RUN_FILE,
+    TABLE,
     RunResult,
     SchedulerUnavailable,
     Sweep,
@@ -68,6 +71,7 @@ enabled = false
 nodes = 1
 """
 FIGURES = ["energy.p2p_wh", "chain.height", "clearing_price.mean_gnc_per_kwh", "roles.meters.devices"]
+PNG = b"\x89PNG\r\n\x1a\n"
 FIXED_COLUMNS = ["run_id", "homes.pv_share", "seed", "status", "resumed", "wall_s", "error"]
 
 
@@ -881,8 +885,8 @@ def test_a_plot_of_many_seeds_and_long_values_lays_out_without_a_warning(tmp_pat
     results = [RunResult(run, "ok", None, 1.0, {"energy.p2p_wh": 5.0}, False) for run in sweep.runs]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        written = write_plots(sweep, results)
-    assert len(written) == 2 and all(p.stat().st_size > 0 for p in written)
+        written, failed = write_plots(sweep, results)
+    assert len(written) == 2 and all(p.stat().st_size > 0 for p in written) and failed == []
 
 
 def test_a_swept_value_is_drawn_as_it_is_written(tmp_path: Path) -> None:
@@ -891,5 +895,58 @@ def test_a_swept_value_is_drawn_as_it_is_written(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, {"simulation.name": ["a $\\frac$ b", "plain"]}, plot=["energy.p2p_wh"])
     sweep = load_sweep(path, tmp_path / "out")
     results = [RunResult(run, "ok", None, 1.0, {"energy.p2p_wh": 5.0}, False) for run in sweep.runs]
-    (written,) = write_plots(sweep, results)
-    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (written,), failed = write_plots(sweep, results)
+    assert written.read_bytes()[:8] == PNG and failed == []
+
+
+def test_a_plots_file_name_is_bounded_and_its_own(tmp_path: Path) -> None:
+    """A 306-character figure (any path under an open prefix is taken) had its plot fail, "File
+    name too long", after every run had finished, and again on every resume; two figures that
+    differ only in characters a file name does not take shared one file. A figure or key of
+    such characters, or of more than 100, is cut and given a digest of the whole. The plot of a
+    figure no run has says so, cut too (the whole name made matplotlib give up its layout, with
+    a warning)."""
+    long = "roles." + "a" * 300
+    figures = [long, "roles.a b", "roles.a-b", "energy.p2p_wh"]
+    path = write_sweep(tmp_path, {"homes.count": [4, 5]}, plot=figures)
+    sweep = load_sweep(path, tmp_path / "out")
+    results = [RunResult(run, "ok", None, 1.0, dict.fromkeys(figures[1:], 5.0), False) for run in sweep.runs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written, failed = write_plots(sweep, results)
+    assert failed == []
+    names = [p.name for p in written]
+    assert len(set(names)) == len(figures) and all(p.read_bytes()[:8] == PNG for p in written)
+    assert re.fullmatch(rf"{re.escape(long[:89])}-[0-9a-f]{{10}}--by--homes\.count\.png", names[0])
+    assert max(len(n.encode()) for n in names) <= 255
+    assert names[1:3] != ["roles.a-b--by--homes.count.png"] * 2 and "roles.a-b--by--homes.count.png" in names
+    assert names[3] == "energy.p2p_wh--by--homes.count.png"
+
+
+def test_a_plot_that_cannot_be_drawn_is_one_line_after_the_summary(
+    first: SweepResult, tmp_path: Path
+) -> None:
+    """A plot that fails (here the process may write no file past 16 KiB: its PNG fails with
+    EFBIG, as on a full disk) is left out and said in one line; the runs, the table and the
+    summary are written all the same, and the command exits 1 (it printed a traceback, and no
+    summary, on every resume)."""
+    path = copy_out(first, tmp_path / "copy")
+    out = path.parent / "out"
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "gridnet", "sweep", str(path), "--out", str(out)],
+        cwd=tmp_path,
+        env=dict(os.environ, COLUMNS="300", NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, hard)),
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout, done.stderr
+    name = "energy.p2p_wh--by--homes.pv_share.png"
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line.startswith("plot")] == [
+        f"plot not drawn: {name}: OSError: [Errno 27] File too large"
+    ]
+    assert any("2 completed by an earlier sweep" in line for line in lines)
+    assert not (out / "plots" / name).exists() and pq.read_table(out / TABLE).num_rows == 2

@@ -85,7 +85,7 @@ def sweep_cmd(
             "same command resumes the sweep"
         )
         raise typer.Exit(130)
-    if summary["failed"] or summary["unverified"]:
+    if summary["failed"] or summary["unverified"] or summary["plots_failed"]:
         raise typer.Exit(1)
 
 
@@ -117,6 +117,10 @@ def _print_summary(s: dict[str, object]) -> None:
     assert isinstance(plots, list)
     if plots:
         console.print(f"plots: {Path(plots[0]).parent}  ({', '.join(Path(p).name for p in plots)})")
+    plots_failed = s["plots_failed"]
+    assert isinstance(plots_failed, list)
+    for line in plots_failed:
+        console.print(f"plot not drawn: {line}")
     console.print(
         f"runs:  {Path(str(s['out'])) / 'runs'}  (each a 'gridnet simulate' output and its scenario.toml)"
     )

@@ -219,6 +219,8 @@ class SweepResult:
     seconds: float
     table: Path
     plots: list[Path] = field(default_factory=list)
+    plots_failed: list[str] = field(default_factory=list)
+    """Each plot that could not be drawn, as one line: its file's name and why."""
 
     def count(self, status: str, resumed: bool | None = None) -> int:
         return sum(
@@ -247,6 +249,7 @@ class SweepResult:
             "seconds": round(self.seconds, 1),
             "table": str(self.table),
             "plots": [str(p) for p in self.plots],
+            "plots_failed": self.plots_failed,
             "failures": [{"id": r.run.id, "error": r.error} for r in self.results if r.status == "failed"],
             "figures_in_no_run": absent,
         }
@@ -1095,9 +1098,10 @@ def _run_sweep(
                     done[run.id] = replace(finished, resumed=False)
     results = [done[run.id] for run in sweep.runs if run.id in done]
     table = write_table(sweep, results)
-    plots = write_plots(sweep, results)
+    plots, plots_failed = write_plots(sweep, results)
     pending = len(sweep.runs) - len(results)
-    return SweepResult(sweep, results, pending, interrupted, time.perf_counter() - started, table, plots)
+    seconds = time.perf_counter() - started
+    return SweepResult(sweep, results, pending, interrupted, seconds, table, plots, plots_failed)
 
 
 def _run_on(
@@ -1200,23 +1204,31 @@ def _array(values: list[Any]) -> Any:
     return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values])
 
 
-def write_plots(sweep: Sweep, results: list[RunResult]) -> list[Path]:
+def write_plots(sweep: Sweep, results: list[RunResult]) -> tuple[list[Path], list[str]]:
     """``OUT/plots/FIGURE--by--KEY.png`` for each plotted figure and varied key: each run
     as a dot, the mean over the seeds as a line with their range (one line per combination
-    of the other keys, or one for all when there are many)."""
+    of the other keys, or one for all when there are many). The plots written, and each that
+    could not be (matplotlib refused it, the disk is full) as one line: it is left out, and
+    the others are drawn all the same."""
     from gridnet.sim import plots  # (matplotlib: its Agg backend, files only)
 
     folder = sweep.out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()
-    written = []
+    written, failed = [], []
     for figure in sweep.plot:
         for key in sweep.vary:
             path = folder / f"{_file_name(figure)}--by--{_file_name(key)}.png"
-            _plot(plots, path, sweep, results, figure, key)
-            written.append(path)
-    return written
+            try:
+                _plot(plots, path, sweep, results, figure, key)
+            except Exception as exc:  # (said in the summary: the table and the runs are whole)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)  # (no part of a PNG left as if it were one)
+                failed.append(f"{path.name}: {describe(exc)}")
+            else:
+                written.append(path)
+    return written, failed
 
 
 def _plot(plots: Any, path: Path, sweep: Sweep, results: list[RunResult], figure: str, key: str) -> None:
@@ -1234,45 +1246,49 @@ def _plot(plots: Any, path: Path, sweep: Sweep, results: list[RunResult], figure
     if len(groups) > SERIES_PER_PLOT:
         groups = {"all runs": [r for rs in groups.values() for r in rs]}
     fig, ax = plt.subplots(figsize=plots.SIZE, layout="constrained")  # (fits what tight_layout could not)
-    for i, (name, runs) in enumerate(groups.items()):  # (in the grid's order)
-        color = f"C{i % 10}"
-        by_x: dict[float, list[float]] = {}
-        for r in runs:
-            by_x.setdefault(position[_show(r.run.values[key])], []).append(float(r.figures[figure]))
-        points = sorted(by_x.items())
-        ax.scatter(
-            [x for x, ys in points for _ in ys],
-            [y for _, ys in points for y in ys],
-            s=14,
-            alpha=0.45,
-            color=color,
-        )
-        means = [sum(ys) / len(ys) for _, ys in points]
-        spread = [
-            [m - min(ys) for m, (_, ys) in zip(means, points, strict=True)],
-            [max(ys) - m for m, (_, ys) in zip(means, points, strict=True)],
-        ]
-        ax.errorbar(
-            [x for x, _ in points],
-            means,
-            yerr=spread,
-            color=color,
-            marker="o",
-            capsize=3,
-            label=name or "all runs",
-        )
-    if not numeric:
-        ax.set_xticks(list(position.values()), [_label(x, LABEL_CHARS // 2) for x in position])
-    if not groups:
-        ax.text(0.5, 0.5, f"no run has {figure}", transform=ax.transAxes, ha="center")
-    else:
-        ax.legend(fontsize=8, title=f"mean and range over {_seeds_text(sweep.seeds)}", title_fontsize=8)
-    ax.set_xlabel(key)
-    ax.set_ylabel(figure)
-    ax.grid(alpha=0.3)
-    ax.set_title(_label(f"{sweep.name}: {figure} by {key}", 2 * LABEL_CHARS), loc="left", fontsize=11)
-    fig.savefig(path, dpi=plots.DPI)
-    plt.close(fig)
+    try:
+        for i, (name, runs) in enumerate(groups.items()):  # (in the grid's order)
+            color = f"C{i % 10}"
+            by_x: dict[float, list[float]] = {}
+            for r in runs:
+                by_x.setdefault(position[_show(r.run.values[key])], []).append(float(r.figures[figure]))
+            points = sorted(by_x.items())
+            ax.scatter(
+                [x for x, ys in points for _ in ys],
+                [y for _, ys in points for y in ys],
+                s=14,
+                alpha=0.45,
+                color=color,
+            )
+            means = [sum(ys) / len(ys) for _, ys in points]
+            spread = [
+                [m - min(ys) for m, (_, ys) in zip(means, points, strict=True)],
+                [max(ys) - m for m, (_, ys) in zip(means, points, strict=True)],
+            ]
+            ax.errorbar(
+                [x for x, _ in points],
+                means,
+                yerr=spread,
+                color=color,
+                marker="o",
+                capsize=3,
+                label=name or "all runs",
+            )
+        if not numeric:
+            ax.set_xticks(list(position.values()), [_label(x, LABEL_CHARS // 2) for x in position])
+        if not groups:
+            ax.text(
+                0.5, 0.5, _label(f"no run has {figure}", 2 * LABEL_CHARS), transform=ax.transAxes, ha="center"
+            )
+        else:
+            ax.legend(fontsize=8, title=f"mean and range over {_seeds_text(sweep.seeds)}", title_fontsize=8)
+        ax.set_xlabel(key)
+        ax.set_ylabel(figure)
+        ax.grid(alpha=0.3)
+        ax.set_title(_label(f"{sweep.name}: {figure} by {key}", 2 * LABEL_CHARS), loc="left", fontsize=11)
+        fig.savefig(path, dpi=plots.DPI)
+    finally:
+        plt.close(fig)  # (drawn or not: a sweep draws many)
 
 
 LABEL_CHARS: Final = 48
@@ -1292,5 +1308,18 @@ def _seeds_text(seeds: tuple[int, ...]) -> str:
     return f"{len(seeds):,} seeds ({min(seeds)} to {max(seeds)})"
 
 
+FILE_PART_CHARS: Final = 100
+"""The most characters of a figure's or a key's part of a plot's file name: FIGURE--by--KEY.png
+has at most 210, within the 255 bytes a file system takes."""
+
+
 def _file_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    """``text`` as its part of a plot's file name: itself when it is letters, digits, ".", "_"
+    and "-", at most ``FILE_PART_CHARS`` of them; else those of it (any other run of characters
+    a "-"), cut, and a digest of the whole, so that two figures never share a file and a name
+    of any length has one (a 306-character figure's failed, "File name too long", after every
+    run had finished)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    if safe == text and len(text) <= FILE_PART_CHARS:
+        return text
+    return f"{safe[: FILE_PART_CHARS - 11]}-{sha256_hex(text.encode())[:10]}"
