@@ -18,6 +18,11 @@ def shown(value: object, limit: int = ECHO_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def describe(exc: BaseException) -> str:
+    """An error as one line: its rule (class name) and message."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
 class GridnetError(Exception):
     """Base of every error GRIDNET raises on purpose."""
 
@@ -1567,6 +1572,11 @@ class WorkNotFound(GridnetError, RuntimeError):
 
 class AuditFailed(GridnetError, RuntimeError):
     """The process that audits a run's chain beside it stopped on an error (its last line)."""
+
+
+class PlotFailed(GridnetError):
+    """A plot of a run could not be drawn (matplotlib refused what it was given, or its file
+    could not be written): the run fails, and what it wrote is not kept."""
 
 
 # --- mempool ----------------------------------------------------------------------------

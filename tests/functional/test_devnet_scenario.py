@@ -11,8 +11,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from gridnet.errors import PlotFailed
+from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.verify import verify_chain
-from gridnet.sim.neighbourhood import simulate
+from gridnet.sim import plots
+from gridnet.sim.neighbourhood import simulate, simulate_on_devnet
+from gridnet.sim.output import MARKER
 from gridnet.sim.scenario import load_scenario
 
 SCENARIO = """
@@ -103,3 +109,27 @@ def test_a_scenario_on_node_processes_trades_what_the_simulation_trades(tmp_path
     for node in ("n0", "n1", "n2"):
         assert not alive(json.loads((out / node / "node.json").read_text())["pid"])
     assert "converged" in result.stdout and "relays are simulated only" in result.stderr
+
+
+def test_a_devnet_run_that_fails_after_its_nodes_stopped_leaves_the_earlier_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``gridnet simulate``: the devnet writes in OUT/.gridnet-new, moved in place of the
+    earlier results only once the run is complete; a run that fails as it draws its plots
+    (matplotlib's mathtext on a line owner's name, as the plots drew before) leaves them."""
+    out = tmp_path / "devnet"
+    (out / "n0").mkdir(parents=True)
+    earlier = {MARKER: "written by gridnet devnet; safe to delete\n", "report.json": "{}", "n0/node.log": "x"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    path = tmp_path / "scenario.toml"
+    path.write_text(
+        SCENARIO.replace("intervals = 6", "intervals = 2").replace("Hill Road Lines", "$\\\\frac$")
+    )
+    monkeypatch.setitem(plots.matplotlib.rcParams, "text.parse_math", True)
+    with pytest.raises(
+        PlotFailed, match=r"^the run's plot plots/feeders.png could not be drawn \(ValueError: "
+    ):
+        simulate_on_devnet(load_scenario(path), out, 2, 600)
+    assert {name: (out / name).read_text() for name in earlier} == earlier
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, LOCK_NAME, "report.json", "n0"])

@@ -22,12 +22,14 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey, write_key_file
 from gridnet.encoding import encode
 from gridnet.ledger.chain import Chain
+from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.params import ChainParams
 from gridnet.ledger.transactions import sign_transaction
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.node.auth import COOKIE_NAME
 from gridnet.node.client import NodeClient, data_dir_token
 from gridnet.node.devnet import LOCAL, DevNode, free_port
+from gridnet.sim.output import MARKER, STAGING
 from tests.functional.test_cli import gridnet, ok, one_line_error
 from tests.helpers import test_params, wait_for
 
@@ -640,8 +642,18 @@ def test_a_directory_without_write_permission_is_one_line() -> None:
 def test_ctrl_c_during_a_simulation_says_where_and_that_the_partial_chain_verifies(
     tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """Ctrl-C, or SIGTERM as a service manager stops it, alike."""
+    """Ctrl-C, or SIGTERM as a service manager stops it, alike. The earlier run's results in
+    ``--out`` are kept (they were deleted as the run began): the run writes beside them, in
+    ``OUT/.gridnet-new``, where its partial chain stays (the next run deletes it)."""
     out = tmp_path / "out"
+    (out / "series").mkdir(parents=True)
+    earlier = {
+        MARKER: "written by gridnet simulate; safe to delete\n",
+        "report.json": "{}",
+        "series/homes.parquet": "",
+    }
+    for name, text in earlier.items():
+        (out / name).write_text(text)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridnet", "simulate", "--out", str(out)],
         cwd=tmp_path,
@@ -652,8 +664,10 @@ def test_ctrl_c_during_a_simulation_says_where_and_that_the_partial_chain_verifi
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal would
     )
     try:
-        probe = DevNode("chain", out / "chain", 0, 0)
-        assert wait_for(lambda: (out / "chain" / "chain.sqlite").exists() and _stored(probe) >= 40, CEILING)
+        assert wait_for(
+            lambda: any(_stored(DevNode("chain", db.parent, 0, 0)) >= 40 for db in out.rglob("chain.sqlite")),
+            CEILING,
+        )
         proc.send_signal(stop)
         _, stderr = proc.communicate(timeout=CEILING)
     finally:
@@ -662,14 +676,17 @@ def test_ctrl_c_during_a_simulation_says_where_and_that_the_partial_chain_verifi
             proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+    assert {name: (out / name).read_text() for name in earlier if (out / name).exists()} == earlier
     line = stderr.strip().splitlines()[-1]
+    partial = out / STAGING / "chain"
     assert (
-        line.startswith("interrupted at interval ")
-        and f"the partial chain in {out / 'chain'} verifies" in line
+        line.startswith("interrupted at interval ") and f"; the partial chain in {partial} verifies (" in line
     )
-    assert "chain valid" in ok(
-        gridnet("chain", "verify", "--data-dir", out / "chain", "--quiet", cwd=tmp_path)
+    assert line.endswith(f"; {out} keeps the earlier run's results")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [MARKER, LOCK_NAME, STAGING, "report.json", "series"]
     )
+    assert "chain valid" in ok(gridnet("chain", "verify", "--data-dir", partial, "--quiet", cwd=tmp_path))
 
 
 def _stored(node: DevNode) -> int:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gridnet.errors import ConfigError
+from gridnet.errors import AuditFailed, ConfigError
 from gridnet.ledger.verify import verify_chain
+from gridnet.sim import ledger_demo
 from gridnet.sim.ledger_demo import DemoConfig, run_demo
+from gridnet.sim.output import STAGING
 
 SMALL = DemoConfig(participants=6, duration_s=120, partition_start_s=30, partition_s=60)
 
@@ -52,3 +54,23 @@ def test_a_negative_seed_is_refused_in_one_line(tmp_path: Path) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: Invalid value for '--seed'") and "greater than or equal to 0" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_demo_that_fails_leaves_the_earlier_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo deleted the earlier results as it began: one that failed (here its audit, the
+    last step) left none. It writes in OUT/.gridnet-new, moved in place only once complete."""
+    out = tmp_path / "out"
+    first = run_demo(out, SMALL)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    def audit_stops(chain_dir: Path) -> dict[str, object]:
+        raise AuditFailed(f"the audit of {chain_dir} stopped: MemoryError")
+
+    monkeypatch.setattr(ledger_demo, "audit", audit_stops)
+    with pytest.raises(AuditFailed):
+        run_demo(out, SMALL)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert json.loads((out / "report.json").read_text())["chain"]["head"] == first["chain"]["head"]
+    assert not (out / STAGING).exists()

@@ -19,13 +19,13 @@ from gridnet.agents.security_lab import flagged_meters
 from gridnet.cli.common import console
 from gridnet.cli.sim import _kwh, print_simulation_summary
 from gridnet.encoding import decode_lenient
-from gridnet.errors import ConfigError, DataDirLocked, GridOverloaded
+from gridnet.errors import ConfigError, DataDirLocked, GridOverloaded, PlotFailed
 from gridnet.ledger.chain import Chain
 from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.txs.contract import CONTRACTS, ContractRecord
 from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
-from gridnet.sim import series
+from gridnet.sim import plots, series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
 from gridnet.sim.output import MARKER, check_out_dir, prepare_out_dir
 from gridnet.sim.report import economy_report
@@ -731,6 +731,50 @@ def test_a_scenario_refused_while_it_builds_leaves_the_earlier_results(tmp_path:
     with pytest.raises(ConfigError, match="holds the results of 'gridnet ledger-demo'"):
         simulate(scenario_from_dict(SMALL, "small"), out)
     assert (out / "report.json").read_text() == "{}"
+
+
+TINY: dict[str, Any] = {
+    "simulation": {"intervals": 2, "start": "2026-06-21T11:00:00Z"},
+    "homes": {"count": 4},
+    "relay": {"enabled": False},
+    "network": {"nodes": 1},
+}
+"""Two intervals, four homes, one node: a run of a second or two."""
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_run_that_fails_after_the_simulation_leaves_the_earlier_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's plots are drawn after the whole simulation: one that failed there (matplotlib's
+    mathtext on a line owner named "Feeder $\\frac$ lines", before the plots drew names as text)
+    had deleted the earlier run's results as it began, and left a run without its report. A
+    run now writes in OUT/.gridnet-new, whose files take the earlier ones' place only once it
+    is complete: a failure, however late, is one line and leaves OUT as it was."""
+    out = tmp_path / "run"
+    simulate(scenario_from_dict(TINY, "tiny"), out)
+    before, names = _files(out), sorted(p.name for p in out.iterdir())
+    assert names == sorted([MARKER, LOCK_NAME, "report.json", "chain", "series", "plots"])
+    owner = {"name": "Feeder $\\frac$ lines", "fee": 0.01}
+    named = scenario_from_dict({**TINY, "line_owner": [owner]}, "named")
+    monkeypatch.setitem(plots.matplotlib.rcParams, "text.parse_math", True)  # (as the plots drew before)
+    with pytest.raises(PlotFailed) as info:
+        simulate(named, out)
+    assert _files(out) == before and sorted(p.name for p in out.iterdir()) == names
+    message = str(info.value)
+    assert message.startswith("the run's plot plots/feeders.png could not be drawn (ValueError: ")
+    assert message.endswith("; the run's results are not kept (GRIDNET_TRACEBACK=1 shows where it failed)")
+    assert "\n" not in message
+    # A complete run replaces them, whole.
+    monkeypatch.undo()
+    report = simulate(named, out)
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert json.loads((out / "report.json").read_text())["chain"]["head"] == report["chain"]["head"]
+    assert [o["name"] for o in report["grid"]["line_owners"]] == [owner["name"]]
+    assert verify_chain(out / "chain").ok
 
 
 def test_a_file_the_run_reads_inside_its_output_directory_is_refused_and_kept(tmp_path: Path) -> None:

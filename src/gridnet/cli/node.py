@@ -349,10 +349,10 @@ def _devnet_scenario(
 
         try:
             report = simulate_on_devnet(sc, out, nodes, speed, progress=progress, on_start=started)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             done.set()
             live.stop()
-            interrupted(state["interval"], sc.simulation.intervals, out / "n0")
+            interrupted(state["interval"], sc.simulation.intervals, out, stop, "n0")
         finally:
             done.set()
     print_simulation_summary(report, out, out / "n0")

@@ -46,22 +46,25 @@ def simulate_cmd(
         with as_keyboard_interrupt(), progress_bar() as progress:
             task = progress.add_task("simulating intervals", total=total)
             report = simulate(sc, out, progress=advanced, csv=csv)
-    except KeyboardInterrupt:
-        interrupted(done, total, out / "chain")
+    except KeyboardInterrupt as stop:
+        interrupted(done, total, out, stop, "chain")
     print_simulation_summary(report, out, out / "chain")
     if not report["verify"]["ok"] or not report["converged"]:
         raise typer.Exit(1)
 
 
-def interrupted(done: int, total: int, chain_dir: Path) -> NoReturn:
-    """Ctrl-C during a run: say where it stopped and whether the partial chain verifies
-    (every block is stored whole or not at all), and exit 130."""
+def interrupted(done: int, total: int, out: Path, stop: KeyboardInterrupt, chain: str) -> NoReturn:
+    """Ctrl-C during a run into ``out``: say where it stopped, whether the partial chain
+    (``chain`` in what the run wrote, ``RunInterrupted``) verifies (every block is stored whole
+    or not at all) and that ``out`` keeps an earlier run's results; exit 130."""
     from gridnet.ledger.store import DB_NAME
     from gridnet.ledger.verify import verify_chain
+    from gridnet.sim.output import REPORT, RunInterrupted
 
-    where = f"interrupted at interval {done} of {total}"
-    if not (chain_dir / DB_NAME).exists():
-        err_console.print(f"{where}, before any chain was written")
+    said = f"interrupted at interval {done} of {total}"
+    chain_dir = stop.partial / chain if isinstance(stop, RunInterrupted) else None
+    if chain_dir is None or not (chain_dir / DB_NAME).exists():
+        said += ", before any chain was written"
     else:
         audit = verify_chain(chain_dir)
         verdict = (
@@ -69,7 +72,10 @@ def interrupted(done: int, total: int, chain_dir: Path) -> NoReturn:
             if audit.ok
             else f"does NOT verify: height {audit.bad_height}: {audit.rule}: {audit.message}"
         )
-        err_console.print(f"{where}; the partial chain in {chain_dir} {verdict}")
+        said += f"; the partial chain in {chain_dir} {verdict}"
+    if (out / REPORT).exists():
+        said += f"; {out} keeps the earlier run's results"
+    err_console.print(said)
     raise SystemExit(130)
 
 

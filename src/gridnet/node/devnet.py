@@ -218,18 +218,17 @@ class Devnet:
         validators: int | None = None,
         equivocating: frozenset[int] = frozenset(),
         allocations: tuple[Allocation, ...] = (),
-        results: bool = False,
     ) -> None:
         """``params``: the genesis (default: ``devnet_params()``); ``clock``: a scenario clock
         every node runs on (default: the wall clock). ``consensus`` "poa": a permissioned chain
         whose validators are the first ``validators`` nodes (default all; each gets its node
         key before the genesis names it); those in ``equivocating`` seal and vote twice (fault
         injection). ``allocations``: coin in the default genesis (ignored with ``params``).
-        ``results``: a scenario's results go to ``root`` too (else a directory holding a run's
-        report is refused, not replaced)."""
+        A ``root`` holding a run's report is refused, not replaced (a scenario's run on a devnet
+        writes its own, ``simulate_on_devnet``)."""
         if consensus not in CONSENSUS_KINDS:
             raise ConfigError(f"consensus {consensus!r} is not one of {', '.join(CONSENSUS_KINDS)}")
-        self.out_lock = prepare_out_dir(root, "devnet", results=results)
+        self.out_lock = prepare_out_dir(root, "devnet", results=False)
         """Held while the devnet lives (to its process's exit, or ``out_lock.release()``)."""
         self.root = root
         share = cores_each(count)

@@ -38,7 +38,7 @@ from gridnet.ledger.txs.identity import RegisterIdentity
 from gridnet.ledger.txs.transfer import Transfer
 from gridnet.net.memory import MemoryNetwork
 from gridnet.node.node import Node, NodeConfig
-from gridnet.sim.output import audit, prepare_out_dir, write_report
+from gridnet.sim.output import audit, staged_out_dir, write_report
 from gridnet.units import UNITS_PER_GNC
 from gridnet.work import target_from_bits, target_to_bytes
 
@@ -78,11 +78,9 @@ def run_demo(
     out: Path, cfg: DemoConfig = DemoConfig(), progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    lock = prepare_out_dir(out, "ledger-demo")
-    try:
-        return _run_demo(out, cfg, progress, started)
-    finally:
-        lock.release()
+    with staged_out_dir(out, "ledger-demo") as staged:  # (replaced only by a complete demo)
+        report = _run_demo(staged.begin(), cfg, progress, started)
+    return report
 
 
 def _run_demo(

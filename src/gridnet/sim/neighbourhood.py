@@ -32,7 +32,6 @@ from gridnet.agents.roles import Role, roles
 from gridnet.agents.world import World
 from gridnet.crypto.keys import PrivateKey
 from gridnet.ledger.chain import Chain, now_ms
-from gridnet.ledger.lock import DataDirLock
 from gridnet.ledger.params import (
     CONSENSUS_POA,
     MARKET_MODES,
@@ -48,14 +47,7 @@ from gridnet.node.devnet import Devnet
 from gridnet.node.node import Node, NodeConfig
 from gridnet.sim import series
 from gridnet.sim.backends import Backend, DevnetBackend, MemoryBackend
-from gridnet.sim.output import (
-    audit,
-    audit_beside,
-    check_out_dir,
-    made_for_the_run,
-    prepare_out_dir,
-    write_report,
-)
+from gridnet.sim.output import audit, audit_beside, made_for_the_run, staged_out_dir, write_report
 from gridnet.sim.report import build_report
 from gridnet.sim.scenario import BOOTSTRAP_MS, Scenario, input_files
 from gridnet.system import fewer_gc_passes
@@ -289,49 +281,44 @@ def simulate(
 ) -> dict[str, Any]:
     """Run ``scenario``, write ``out/report.json``, ``out/series/`` (Parquet; CSV too with
     ``csv``), ``out/plots/`` and ``out/chain/``; returns the report. ``reads``: the files the
-    run reads, which ``out`` may not hold (default: the scenario file and those it names)."""
+    run reads, which ``out`` may not hold (default: the scenario file and those it names).
+    What ``out`` held is replaced only once all of it is written (``staged_out_dir``)."""
     inputs = input_files(scenario) if reads is None else reads
-    with made_for_the_run(out):
-        # (refused before any work; replaced once the scenario builds)
-        check_out_dir(out, "simulate", inputs=inputs)
-        nodes = memory_network(scenario, out)
-        locks: list[DataDirLock] = []
+    # (refused before any work; written once the scenario builds, replaced once complete)
+    with made_for_the_run(out), staged_out_dir(out, "simulate", inputs=inputs) as staged:
 
         def connect(params: ChainParams) -> Backend:
-            locks.append(prepare_out_dir(out, "simulate", inputs=inputs))
-            return nodes(params)
+            return memory_network(scenario, staged.begin())(params)
 
-        try:
-            with fewer_gc_passes():
-                sim = Neighbourhood(scenario, connect)
-                try:
-                    with audit_beside(out / "chain") as audited:  # (on another core, when there is one)
-                        report = sim.run(progress)
-                        sim.write_results(out, report, csv)
-                        report["verify"] = audited()
-                finally:
-                    sim.close()  # chains, MQTT clients and the broker, whatever happened
-            report["timing"]["audit_s"] = report["verify"]["seconds"]
-            write_report(out, report)
-        finally:
-            for lock in locks:
-                lock.release()
-        return report
+        with fewer_gc_passes():
+            sim = Neighbourhood(scenario, connect)
+            try:
+                with audit_beside(staged.path / "chain") as audited:  # (on another core, when there is one)
+                    report = sim.run(progress)
+                    sim.write_results(staged.path, report, csv)
+                    report["verify"] = audited()
+            finally:
+                sim.close()  # chains, MQTT clients and the broker, whatever happened
+        report["timing"]["audit_s"] = report["verify"]["seconds"]
+        write_report(staged.path, report)
+    return report
 
 
 def devnet_network(
-    s: Scenario, out: Path, nodes: int, speed: float, on_start: Callable[[Devnet], None] | None = None
+    s: Scenario,
+    out: Callable[[], Path],
+    nodes: int,
+    speed: float,
+    on_start: Callable[[Devnet], None] | None = None,
 ) -> Callable[[ChainParams], Backend]:
-    """``nodes`` node processes on 127.0.0.1 (``out/n0..``) on one scenario clock running
-    ``speed`` times faster than real time, at the scenario's simulated hash rate."""
+    """``nodes`` node processes on 127.0.0.1 (in ``out()``: ``n0..``) on one scenario clock
+    running ``speed`` times faster than real time, at the scenario's simulated hash rate."""
 
     def connect(params: ChainParams) -> Backend:
         sim_hash_rate = s.network.nodes * s.network.hashes_per_tick / s.network.tick_s  # per clock second
         per_tick = sim_hash_rate * speed * NODE_TICK_S / nodes
         clock = Clock(params.genesis_time + 1_000, now_ms(), speed)
-        devnet = Devnet(
-            out, nodes, hashes_per_tick=max(1, round(per_tick)), params=params, clock=clock, results=True
-        )
+        devnet = Devnet(out(), nodes, hashes_per_tick=max(1, round(per_tick)), params=params, clock=clock)
         backend = DevnetBackend(devnet, act_every_ms=max(STEP_MS, clock.span(500)))
         try:
             devnet.start()
@@ -360,11 +347,11 @@ def simulate_on_devnet(
     ``out/report.json``, ``out/series/`` and ``out/plots/``; every process is stopped at the
     end, whatever happens. The same agents act as on the in-memory network; relays are not
     simulated here (orders travel as the nodes' order gossip, DSO commands are read from the
-    DSO's node, contract states are handed to their sellers)."""
-    with made_for_the_run(out):
-        # (refused before the scenario builds; replaced when the devnet starts)
-        check_out_dir(out, "devnet", inputs=input_files(scenario))
-        connect = devnet_network(scenario, out, nodes, speed, on_start)
+    DSO's node, contract states are handed to their sellers). What ``out`` held is replaced
+    only once all of it is written (``staged_out_dir``)."""
+    # (refused before the scenario builds; written once the devnet starts, replaced once complete)
+    with made_for_the_run(out), staged_out_dir(out, "devnet", inputs=input_files(scenario)) as staged:
+        connect = devnet_network(scenario, staged.begin, nodes, speed, on_start)
         scenario = replace(
             scenario,
             network=replace(scenario.network, nodes=nodes),
@@ -373,11 +360,11 @@ def simulate_on_devnet(
         sim = Neighbourhood(scenario, connect)
         try:
             report = sim.run(progress)
-            sim.write_results(out, report, csv)
+            sim.write_results(staged.path, report, csv)
         finally:
             sim.close()
-        report["verify"] = audit(out / "n0")
+        report["verify"] = audit(staged.path / "n0")
         report["timing"]["audit_s"] = report["verify"]["seconds"]
         report["devnet"] = {"nodes": nodes, "speed": speed, "relays": "not simulated on a devnet"}
-        write_report(out, report)
-        return report
+        write_report(staged.path, report)
+    return report

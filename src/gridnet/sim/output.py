@@ -1,5 +1,11 @@
 """What every simulation writes: a fresh output directory, the audit of its chain, and
-``report.json``."""
+``report.json``.
+
+A run replaces the results in its ``--out`` only once it is complete (``staged_out_dir``): it
+writes in ``OUT/.gridnet-new/``, and its files take the place of the earlier ones as its last
+step. A run that fails, however late (its plots), or is interrupted leaves the earlier results
+as they were.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from typing import Any
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
 from gridnet.errors import AuditFailed, ConfigError, StoreError
+from gridnet.files import replace_file
+from gridnet.interrupts import held
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire, ensure_free
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.verify import Replay, VerifyReport, verify_chain
@@ -28,6 +36,14 @@ MARKER = ".gridnet-output"
 EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
 """Markers written by earlier versions (their output may be replaced too)."""
 
+
+STAGING = ".gridnet-new"
+"""Where a run writes inside its ``--out`` until it is complete (``staged_out_dir``); an
+interrupted run's partial chain stays there, until the next run into ``--out`` starts."""
+ASIDE = ".gridnet-old"
+"""Where the earlier results are moved while a complete run's files take their place."""
+REPORT = "report.json"
+"""A run's report: written last, moved in last (a directory without it holds no complete run)."""
 
 SAME_RESULTS = {"simulate", "devnet"}
 """Commands whose output directories hold the same kind of results (a scenario's run, on the
@@ -139,6 +155,109 @@ def prepare_out_dir(
         lock.release()
         raise
     return lock
+
+
+def _marker_text(command: str) -> str:
+    return f"written by gridnet {command}; safe to delete\n"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run once it had begun to write (``StagedOut.begin``):
+    what it wrote is in ``partial`` (``OUT/.gridnet-new``, its partial chain there); ``OUT``
+    holds what it held."""
+
+    def __init__(self, partial: Path) -> None:
+        super().__init__()
+        self.partial = partial
+
+
+class StagedOut:
+    """A run's output directory ``out``, replaced only by a complete run (``staged_out_dir``)."""
+
+    def __init__(self, out: Path, command: str, inputs: Mapping[str, Path] | None) -> None:
+        self.out = out
+        self.command = command
+        self.inputs = inputs
+        self.path = out / STAGING
+        """Where the run writes (once ``begin`` has made it)."""
+        self.lock: DataDirLock | None = None
+        check_out_dir(out, command, inputs=inputs)
+
+    def begin(self) -> Path:
+        """Lock ``out`` (``DataDirLocked`` while another run writes it) and make the run's own
+        directory in it, empty (what an interrupted run left there deleted); call it once the
+        run's inputs are checked. ``out`` keeps what it holds; a directory made for the run gets
+        its marker now (one left by a run killed meanwhile is the next run's to replace)."""
+        check_out_dir(self.out, self.command, inputs=self.inputs)
+        self.lock = acquire(self.out, "output directory")
+        try:
+            for leftover in (self.path, self.out / ASIDE):
+                if leftover.exists() or leftover.is_symlink():
+                    _remove(leftover)
+            if not (self.out / MARKER).exists():
+                (self.out / MARKER).write_text(_marker_text(self.command))
+            self.path.mkdir()
+        except OSError as exc:
+            raise unwritable(self.out, exc) from None
+        return self.path
+
+    def commit(self) -> None:
+        """The run's files in place of what ``out`` held: the earlier report moved away first
+        and the new one moved in last, so that ``out`` never holds a report beside another
+        run's files; then the earlier files are deleted. Ctrl-C meanwhile waits for the end."""
+        aside = self.out / ASIDE
+        keep = {LOCK_NAME, MARKER, STAGING, ASIDE}
+        try:
+            with held():
+                aside.mkdir()
+                earlier = [e for e in self.out.iterdir() if e.name not in keep]
+                for entry in sorted(earlier, key=lambda e: e.name != REPORT):
+                    entry.rename(aside / entry.name)
+                replace_file(self.out / MARKER, _marker_text(self.command).encode())
+                written = [e for e in self.path.iterdir() if e.name not in (LOCK_NAME, MARKER)]
+                for entry in sorted(written, key=lambda e: e.name == REPORT):
+                    entry.rename(self.out / entry.name)
+                _remove(self.path)
+                _remove(aside)
+        except OSError as exc:
+            raise unwritable(self.out, exc) from None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+@contextlib.contextmanager
+def staged_out_dir(
+    out: Path, command: str, *, inputs: Mapping[str, Path] | None = None
+) -> Iterator[StagedOut]:
+    """``with staged_out_dir(out, command) as staged:`` a run of ``command`` whose results
+    replace what ``out`` holds when, and only when, the block ends without an error. ``out``
+    is checked now (``check_out_dir``: a run refused before any work); ``staged.begin()``, once
+    the run's inputs are checked, gives the directory the run writes in (``out`` locked from
+    then on). An error, however late (the plots), leaves ``out`` as it was and deletes what
+    the run wrote; Ctrl-C keeps that, for its partial chain (``RunInterrupted``)."""
+    staged = StagedOut(out, command, inputs)
+    try:
+        yield staged
+    except KeyboardInterrupt:
+        if staged.lock is None:
+            raise
+        raise RunInterrupted(staged.path) from None
+    except BaseException:
+        if staged.lock is not None:
+            with contextlib.suppress(OSError):
+                _remove(staged.path)
+        raise
+    else:
+        if staged.lock is not None:
+            staged.commit()
+    finally:
+        if staged.lock is not None:
+            staged.lock.release()
 
 
 FOLLOW_POLL_S = 0.5

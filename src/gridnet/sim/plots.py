@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gridnet.errors import PlotFailed, describe
 from gridnet.mpl import prepare_matplotlib
 
 prepare_matplotlib()
@@ -260,7 +261,8 @@ def relays(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_plots(
     out: Path, tables: dict[str, pa.Table], report: dict[str, Any], limits: dict[str, float]
 ) -> list[str]:
-    """Every plot of the run in ``out/plots/``; their paths relative to ``out``."""
+    """Every plot of the run in ``out/plots/``; their paths relative to ``out``. ``PlotFailed``
+    (one line) for one that cannot be drawn."""
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     rows = {name: t.to_pylist() for name, t in tables.items()}
@@ -273,5 +275,11 @@ def write_plots(
         "relays.png": lambda p: relays(p, rows["relays"]),
     }
     for name, draw in drawn.items():
-        draw(folder / name)
+        try:
+            draw(folder / name)
+        except Exception as exc:  # one line, whatever failed: the run's output is not kept
+            raise PlotFailed(
+                f"the run's plot plots/{name} could not be drawn ({describe(exc)}); the run's results "
+                "are not kept (GRIDNET_TRACEBACK=1 shows where it failed)"
+            ) from exc
     return [f"plots/{name}" for name in drawn]

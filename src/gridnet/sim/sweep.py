@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 from gridnet.crypto.hashing import sha256_hex
 from gridnet.crypto.keys import CORES_ENV
-from gridnet.errors import ECHO_CHARS, ConfigError, GridnetError, shown
+from gridnet.errors import ECHO_CHARS, ConfigError, GridnetError, describe, shown
 from gridnet.files import read_toml, replace_file
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.node.config import format_host_port
@@ -690,11 +690,6 @@ def figure_value(report: dict[str, Any], path: str) -> Any:
         else:
             return None
     return node if isinstance(node, bool | int | float | str) else None
-
-
-def describe(exc: BaseException) -> str:
-    """An error as one line: its rule (class name) and message."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
 def scenario_toml(document: dict[str, Any], header: str = "") -> str:
