@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from gridnet.errors import ConfigError, DataDirLocked
+from gridnet.errors import ConfigError, DataDirLocked, shown
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import load_scenario, scenario_from_dict
 from gridnet.sim.sweep import FIGURES as FIGURES_BY_SECTION
@@ -400,6 +400,49 @@ def test_a_bad_sweep_file_is_refused_before_anything_runs(
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
     assert not (tmp_path / "out").exists()
+
+
+NO_PATHS = [
+    ("x\0y", "it holds a NUL character"),
+    ("n" * 256, "a name in it is 256 bytes long (at most 255)"),
+    ("/".join(["d" * 200] * 21), "bytes long (at most 4,095)"),
+]
+"""Paths no file can have: a NUL character, a name or a whole path longer than a file system takes."""
+
+
+@pytest.mark.parametrize(("value", "problem"), NO_PATHS, ids=["nul", "long name", "long path"])
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("out", 'out = {v}\n[vary]\n"homes.count" = [4]\n'),
+        ("scenario", 'scenario = {v}\n[vary]\n"homes.count" = [4]\n'),
+        ("[set] policies.home-0", '[set]\n"policies.home-0" = {v}\n[vary]\n"homes.count" = [4]\n'),
+        ("[vary] weather.weather_file", '[vary]\n"weather.weather_file" = [{v}]\n'),
+        ("[vary] policies.home-1", "[vary]\npolicies = [{{home-1 = {v}}}]\n"),
+    ],
+)
+def test_a_path_no_file_can_have_is_one_line_naming_its_key(
+    tmp_path: Path, key: str, text: str, value: str, problem: str
+) -> None:
+    """Every path-valued key of a sweep file is checked as a path as the file loads: an ``out``
+    with a NUL character stopped the sweep with a traceback (ValueError: embedded null byte),
+    a name too long failed late ("File name too long")."""
+    path = tmp_path / "sweep.toml"
+    path.write_text(text.format(v=json.dumps(value)))
+    with pytest.raises(SweepFileError) as caught:
+        load_sweep(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key} {shown(value)} is not a file's path: ") and problem in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_prints_one_line_for_an_out_with_a_nul_character(tmp_path: Path) -> None:
+    (tmp_path / "sweep.toml").write_text('out = "x\\u0000y"\n[vary]\n"homes.count" = [4]\n')
+    done = sweep_command("sweep.toml", "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: sweep.toml: out 'x\\x00y' is not a file's path: it holds a NUL character"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml"]
 
 
 def test_set_is_checked_with_each_runs_values(tmp_path: Path) -> None:

@@ -276,6 +276,11 @@ def sweep_from_dict(
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise SweepFileError(f"{where}: name must be 1 to 64 letters, digits, '.', '_' or '-' (a directory)")
+    if out is None:
+        given = doc.get("out")
+        if given is not None and (not isinstance(given, str) or not given):
+            raise SweepFileError(f"{where}: out must be a directory (relative to the sweep file)")
+        out = _file_path(given, path.parent, f"{where}: out") if given else Path("out") / name
     base_path, base = _base_scenario(doc.get("scenario"), path)
     base_label = str(base_path) if base_path is not None else "defaults"
     here = path.parent.resolve()
@@ -293,7 +298,8 @@ def sweep_from_dict(
     for key, values in vary.items():
         for value in values:
             _refuse_dates(value, f"{where}: [vary]", key)
-    fixed, vary = _sweep_paths(fixed, here, False), _sweep_paths(vary, here, True)
+    fixed = _sweep_paths(fixed, here, False, f"{where}: [set]")
+    vary = _sweep_paths(vary, here, True, f"{where}: [vary]")
     if not vary:
         raise SweepFileError(
             f'{where}: [vary] is empty: give at least one key, e.g. "homes.count" = [10, 20]'
@@ -344,11 +350,6 @@ def sweep_from_dict(
             runs.append(run)
             if progress is not None:
                 progress(len(runs), count)
-    if out is None:
-        given = doc.get("out")
-        if given is not None and (not isinstance(given, str) or not given):
-            raise SweepFileError(f"{where}: out must be a directory (relative to the sweep file)")
-        out = path.parent / given if given else Path("out") / name
     return Sweep(path, name, base_path, fixed, vary, seeds, figures, plot, out, tuple(runs))
 
 
@@ -383,7 +384,7 @@ def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]
         return None, {}
     if not isinstance(value, str) or not value:
         raise SweepFileError(f"{path}: scenario must be a scenario file's path, relative to the sweep file")
-    base = Path(os.path.normpath(path.parent / value))
+    base = Path(os.path.normpath(_file_path(value, path.parent, f"{path}: scenario")))
     try:
         found = base.is_file()
     except OSError as exc:  # (a name too long for the file system, say)
@@ -396,6 +397,31 @@ def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]
     document = read_toml(base, f"{path}: scenario file", SweepFileError)
     _refuse_dates(document, f"{path}: scenario file {base}:", "")
     return base, document
+
+
+MAX_PATH_BYTES: Final = 4095
+"""The longest path a file function takes (PATH_MAX, less its NUL)."""
+MAX_NAME_BYTES: Final = 255
+"""The longest name of a file or directory in a path (NAME_MAX)."""
+
+
+def _file_path(value: str, here: Path, where: str) -> Path:
+    """The path a path-valued key of the sweep file gives (``where`` names the key), relative
+    to ``here``; a ``SweepFileError`` for one that no file can have, at once: one with a NUL
+    character (Python's file functions raise ValueError on it: a traceback), or longer than a
+    file system takes (each use failed late, "File name too long")."""
+    full = here / value
+    size = len(os.fsencode(full))
+    longest = max(len(os.fsencode(part)) for part in full.parts)
+    if "\0" in value:
+        problem = "it holds a NUL character"
+    elif size > MAX_PATH_BYTES:
+        problem = f"it is {size:,} bytes long (at most {MAX_PATH_BYTES:,})"
+    elif longest > MAX_NAME_BYTES:
+        problem = f"a name in it is {longest:,} bytes long (at most {MAX_NAME_BYTES})"
+    else:
+        return full
+    raise SweepFileError(f"{where} {shown(value)} is not a file's path: {problem}")
 
 
 def _refuse_dates(value: Any, where: str, key: str) -> None:
@@ -439,22 +465,24 @@ def _dotted(table: Any, where: str, *, leaf_lists: bool) -> dict[str, Any]:
     return out
 
 
-def _sweep_paths(values: dict[str, Any], here: Path, lists: bool) -> dict[str, Any]:
+def _sweep_paths(values: dict[str, Any], here: Path, lists: bool, where: str) -> dict[str, Any]:
     """``values`` with the files they name (a home's policy, the weather file: relative to the
     sweep file, as the sweep's other paths) made absolute, however the key is written
-    (``"policies.home-0"``, or a whole ``policies`` or ``weather`` table as a value); a base
-    scenario's own files stay relative to it."""
+    (``"policies.home-0"``, or a whole ``policies`` or ``weather`` table as a value), each
+    checked as a path (``_file_path``); a base scenario's own files stay relative to it."""
 
-    def path(value: Any) -> Any:
-        return os.path.normpath(here / value) if isinstance(value, str) and value else value
+    def path(key: str, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value  # (the scenario's check says what it should be)
+        return os.path.normpath(_file_path(value, here, f"{where} {key}"))
 
     def files(key: str, value: Any) -> Any:
         if key.startswith("policies.") or key == "weather.weather_file":
-            return path(value)
+            return path(key, value)
         if key == "policies" and isinstance(value, dict):
-            return {home: path(v) for home, v in value.items()}
+            return {home: path(f"policies.{home}", v) for home, v in value.items()}
         if key == "weather" and isinstance(value, dict) and "weather_file" in value:
-            return {**value, "weather_file": path(value["weather_file"])}
+            return {**value, "weather_file": path("weather.weather_file", value["weather_file"])}
         return value
 
     return {k: [files(k, x) for x in v] if lists else files(k, v) for k, v in values.items()}
