@@ -26,6 +26,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridnet.errors import ConfigError, DataDirLocked, shown
 from gridnet.sim.report import resolved_scenario
@@ -48,6 +50,7 @@ from gridnet.sim.sweep import (
     open_client,
     prepare_sweep_dir,
     run_sweep,
+    scenario_toml,
     scheduler_address,
     write_plots,
 )
@@ -993,3 +996,52 @@ def test_a_plot_that_cannot_be_drawn_is_one_line_after_the_summary(
     ]
     assert any("2 completed by an earlier sweep" in line for line in lines)
     assert not (out / "plots" / name).exists() and pq.read_table(out / TABLE).num_rows == 2
+
+
+KEYS = st.text(max_size=12)
+SCALARS = st.one_of(
+    st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=24)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+TABLES = st.dictionaries(KEYS, VALUES, max_size=5)
+DOCUMENTS = st.dictionaries(KEYS, st.one_of(TABLES, st.lists(TABLES, min_size=1, max_size=3)), max_size=4)
+"""Scenario documents as ``scenario_toml`` takes them: tables, or arrays of tables, of any
+values, every string and key any text (an emoji, a control character, a quote)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(DOCUMENTS, st.text(max_size=40))
+def test_a_runs_scenario_toml_reads_back_as_its_document(document: dict[str, Any], header: str) -> None:
+    """JSON's escapes wrote a character outside the BMP (an emoji) as a surrogate pair, which
+    TOML refuses, and a control character in the header went into a comment as it was."""
+    assert tomllib.loads(scenario_toml(document, header)) == document
+
+
+def test_a_runs_scenario_toml_runs_again(client: Any, tmp_path: Path) -> None:
+    """The "run it again" command a run's scenario.toml names failed on a name with an emoji
+    (not valid TOML); it runs the same scenario."""
+    name = 'Sun \U0001f600 "q" \\ \u00e9'
+    (tmp_path / "tiny.toml").write_text(TINY)
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        f'scenario = "tiny.toml"\n[vary]\n"simulation.name" = [{json.dumps(name, ensure_ascii=False)}]\n',
+        encoding="utf-8",
+    )
+    sweep = load_sweep(path, tmp_path / "out")
+    (result,) = run_sweep(sweep, lambda: nullcontext(client)).results
+    assert result.status == "ok", result.error
+    again = tmp_path / "again"
+    toml = sweep.run_dir(result.run) / "scenario.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "gridnet", "simulate", str(toml), "--out", str(again)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((again / "report.json").read_text())["scenario"]["name"] == name

@@ -700,7 +700,7 @@ def run_one(
             out.mkdir(parents=True, exist_ok=True)
             (out / "error.txt").write_text(traceback.format_exc())
         wall_s = round(time.perf_counter() - started, 3)
-        (out / "scenario.toml").write_text(scenario_toml(document, header))
+        (out / "scenario.toml").write_text(scenario_toml(document, header), encoding="utf-8")
         record = {"id": run_id, "status": status, "error": error, "wall_s": wall_s}
         replace_file(out / RUN_FILE, f"{json.dumps(record, indent=2)}\n".encode())
     return {**record, "figures": found}
@@ -722,8 +722,9 @@ def figure_value(report: dict[str, Any], path: str) -> Any:
 
 def scenario_toml(document: dict[str, Any], header: str = "") -> str:
     """A scenario document (tables of values, ``line_owner`` an array of tables) as TOML that
-    ``gridnet simulate`` reads back to the same scenario."""
-    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    ``gridnet simulate`` reads back to the same scenario (``tomllib.loads`` gives ``document``
+    again), ``header`` as comments above it. UTF-8: write it as such."""
+    lines = [f"# {_toml_comment(line)}".rstrip() for line in header.splitlines()]
     for name, section in document.items():
         entries = section if isinstance(section, list) else [section]
         for entry in entries:
@@ -734,8 +735,38 @@ def scenario_toml(document: dict[str, Any], header: str = "") -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
+_TOML_ESCAPES: Final = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: a quote, a backslash and every control character
+    escaped (what TOML requires), every other character as itself (JSON's escapes wrote one
+    outside the BMP, an emoji, as a surrogate pair, which TOML refuses)."""
+    return (
+        '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if _control(c) else c) for c in text) + '"'
+    )
+
+
+def _control(c: str) -> bool:
+    """A control character, which TOML takes in neither a string nor a comment (a tab only)."""
+    return c < " " or c == "\x7f"
+
+
+def _toml_comment(text: str) -> str:
+    """``text`` in a TOML comment: each control character but a tab as its escape, as text."""
+    return "".join(f"\\x{ord(c):02x}" if _control(c) and c != "\t" else c for c in text)
+
+
 def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
 
 
 def _toml_value(value: Any) -> str:
@@ -746,7 +777,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else f"{value:+}")
     if isinstance(value, str):
-        return json.dumps(value).replace("\x7f", "\\u007f")
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
