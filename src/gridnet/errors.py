@@ -1576,7 +1576,7 @@ class AuditFailed(GridnetError, RuntimeError):
 
 class PlotFailed(GridnetError):
     """A plot of a run could not be drawn (matplotlib refused what it was given, or its file
-    could not be written): the run fails, and what it wrote is not kept."""
+    could not be written): the run fails, incomplete (its results replace no earlier ones)."""
 
 
 # --- mempool ----------------------------------------------------------------------------

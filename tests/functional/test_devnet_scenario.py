@@ -18,7 +18,7 @@ from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim import plots
 from gridnet.sim.neighbourhood import simulate, simulate_on_devnet
-from gridnet.sim.output import MARKER
+from gridnet.sim.output import MARKER, STAGING
 from gridnet.sim.scenario import load_scenario
 
 SCENARIO = """
@@ -116,7 +116,8 @@ def test_a_devnet_run_that_fails_after_its_nodes_stopped_leaves_the_earlier_resu
 ) -> None:
     """As ``gridnet simulate``: the devnet writes in OUT/.gridnet-new, moved in place of the
     earlier results only once the run is complete; a run that fails as it draws its plots
-    (matplotlib's mathtext on a line owner's name, as the plots drew before) leaves them."""
+    (matplotlib's mathtext on a line owner's name, as the plots drew before) leaves them, and
+    what it wrote (its nodes' logs) in OUT/.gridnet-new."""
     out = tmp_path / "devnet"
     (out / "n0").mkdir(parents=True)
     earlier = {MARKER: "written by gridnet devnet; safe to delete\n", "report.json": "{}", "n0/node.log": "x"}
@@ -132,4 +133,5 @@ def test_a_devnet_run_that_fails_after_its_nodes_stopped_leaves_the_earlier_resu
     ):
         simulate_on_devnet(load_scenario(path), out, 2, 600)
     assert {name: (out / name).read_text() for name in earlier} == earlier
-    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, LOCK_NAME, "report.json", "n0"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, LOCK_NAME, STAGING, "report.json", "n0"])
+    assert (out / STAGING / "n0" / "node.log").exists()  # (what the run wrote, until the next run)

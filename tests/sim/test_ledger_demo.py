@@ -63,14 +63,21 @@ def test_a_demo_that_fails_leaves_the_earlier_results(
     last step) left none. It writes in OUT/.gridnet-new, moved in place only once complete."""
     out = tmp_path / "out"
     first = run_demo(out, SMALL)
-    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    def files() -> dict[str, bytes]:
+        found = (p for p in sorted(out.rglob("*")) if p.is_file() and STAGING not in p.relative_to(out).parts)
+        return {str(p.relative_to(out)): p.read_bytes() for p in found}
+
+    before = files()
 
     def audit_stops(chain_dir: Path) -> dict[str, object]:
         raise AuditFailed(f"the audit of {chain_dir} stopped: MemoryError")
 
     monkeypatch.setattr(ledger_demo, "audit", audit_stops)
-    with pytest.raises(AuditFailed):
+    with pytest.raises(AuditFailed, match=f"^the audit of {out / STAGING / 'chain'} stopped: "):
         run_demo(out, SMALL)
-    assert {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert files() == before
     assert json.loads((out / "report.json").read_text())["chain"]["head"] == first["chain"]["head"]
-    assert not (out / STAGING).exists()
+    monkeypatch.undo()
+    run_demo(out, SMALL)
+    assert not (out / STAGING).exists() and files().keys() == before.keys()

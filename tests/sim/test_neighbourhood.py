@@ -27,7 +27,7 @@ from gridnet.ledger.txs.meter import READINGS, reading_key
 from gridnet.ledger.verify import verify_chain
 from gridnet.sim import plots, series
 from gridnet.sim.neighbourhood import Neighbourhood, memory_network, simulate
-from gridnet.sim.output import MARKER, check_out_dir, prepare_out_dir
+from gridnet.sim.output import MARKER, STAGING, check_out_dir, prepare_out_dir
 from gridnet.sim.report import economy_report
 from gridnet.sim.scenario import Scenario, load_scenario, scenario_from_dict
 from gridnet.units import UNITS_PER_GNC, energy_cost
@@ -743,7 +743,9 @@ TINY: dict[str, Any] = {
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    """Every file in ``out`` but what a run writes before it is complete."""
+    found = (p for p in sorted(out.rglob("*")) if p.is_file() and STAGING not in p.relative_to(out).parts)
+    return {str(p.relative_to(out)): p.read_bytes() for p in found}
 
 
 def test_a_run_that_fails_after_the_simulation_leaves_the_earlier_results(
@@ -753,7 +755,8 @@ def test_a_run_that_fails_after_the_simulation_leaves_the_earlier_results(
     mathtext on a line owner named "Feeder $\\frac$ lines", before the plots drew names as text)
     had deleted the earlier run's results as it began, and left a run without its report. A
     run now writes in OUT/.gridnet-new, whose files take the earlier ones' place only once it
-    is complete: a failure, however late, is one line and leaves OUT as it was."""
+    is complete: a failure, however late, is one line and leaves OUT as it was (what the run
+    wrote stays in OUT/.gridnet-new until the next run)."""
     out = tmp_path / "run"
     simulate(scenario_from_dict(TINY, "tiny"), out)
     before, names = _files(out), sorted(p.name for p in out.iterdir())
@@ -763,12 +766,15 @@ def test_a_run_that_fails_after_the_simulation_leaves_the_earlier_results(
     monkeypatch.setitem(plots.matplotlib.rcParams, "text.parse_math", True)  # (as the plots drew before)
     with pytest.raises(PlotFailed) as info:
         simulate(named, out)
-    assert _files(out) == before and sorted(p.name for p in out.iterdir()) == names
+    assert _files(out) == before and sorted(p.name for p in out.iterdir()) == sorted([*names, STAGING])
+    assert verify_chain(out / STAGING / "chain").ok and not (out / STAGING / "report.json").exists()
     message = str(info.value)
     assert message.startswith("the run's plot plots/feeders.png could not be drawn (ValueError: ")
-    assert message.endswith("; the run's results are not kept (GRIDNET_TRACEBACK=1 shows where it failed)")
+    assert message.endswith(
+        "; the run is incomplete and replaces no earlier results (GRIDNET_TRACEBACK=1 shows where it failed)"
+    )
     assert "\n" not in message
-    # A complete run replaces them, whole.
+    # A complete run replaces them, whole (and what the failed one wrote).
     monkeypatch.undo()
     report = simulate(named, out)
     assert sorted(p.name for p in out.iterdir()) == names

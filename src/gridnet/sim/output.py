@@ -4,7 +4,7 @@
 A run replaces the results in its ``--out`` only once it is complete (``staged_out_dir``): it
 writes in ``OUT/.gridnet-new/``, and its files take the place of the earlier ones as its last
 step. A run that fails, however late (its plots), or is interrupted leaves the earlier results
-as they were.
+as they were, and what it wrote in ``OUT/.gridnet-new/`` until the next run.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ EARLIER_MARKERS = (".gridnet-simulation", ".gridnet-demo")
 
 
 STAGING = ".gridnet-new"
-"""Where a run writes inside its ``--out`` until it is complete (``staged_out_dir``); an
-interrupted run's partial chain stays there, until the next run into ``--out`` starts."""
+"""Where a run writes inside its ``--out`` until it is complete (``staged_out_dir``); what a
+run that failed or was interrupted wrote stays there, until the next run into ``--out`` begins."""
 ASIDE = ".gridnet-old"
 """Where the earlier results are moved while a complete run's files take their place."""
 REPORT = "report.json"
@@ -238,8 +238,9 @@ def staged_out_dir(
     replace what ``out`` holds when, and only when, the block ends without an error. ``out``
     is checked now (``check_out_dir``: a run refused before any work); ``staged.begin()``, once
     the run's inputs are checked, gives the directory the run writes in (``out`` locked from
-    then on). An error, however late (the plots), leaves ``out`` as it was and deletes what
-    the run wrote; Ctrl-C keeps that, for its partial chain (``RunInterrupted``)."""
+    then on). An error, however late (the plots), or Ctrl-C (``RunInterrupted``) leaves ``out``
+    as it was; what the run wrote stays in ``OUT/.gridnet-new`` (its partial chain, its nodes'
+    logs that an error may name) until the next run begins."""
     staged = StagedOut(out, command, inputs)
     try:
         yield staged
@@ -247,11 +248,6 @@ def staged_out_dir(
         if staged.lock is None:
             raise
         raise RunInterrupted(staged.path) from None
-    except BaseException:
-        if staged.lock is not None:
-            with contextlib.suppress(OSError):
-                _remove(staged.path)
-        raise
     else:
         if staged.lock is not None:
             staged.commit()

@@ -277,9 +277,9 @@ def write_plots(
     for name, draw in drawn.items():
         try:
             draw(folder / name)
-        except Exception as exc:  # one line, whatever failed: the run's output is not kept
+        except Exception as exc:  # one line, whatever failed: the run is not complete
             raise PlotFailed(
-                f"the run's plot plots/{name} could not be drawn ({describe(exc)}); the run's results "
-                "are not kept (GRIDNET_TRACEBACK=1 shows where it failed)"
+                f"the run's plot plots/{name} could not be drawn ({describe(exc)}); the run is "
+                "incomplete and replaces no earlier results (GRIDNET_TRACEBACK=1 shows where it failed)"
             ) from exc
     return [f"plots/{name}" for name in drawn]
