@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,10 +17,12 @@ import pytest
 from gridnet.errors import PlotFailed
 from gridnet.ledger.lock import LOCK_NAME
 from gridnet.ledger.verify import verify_chain
+from gridnet.node.devnet import DevNode
 from gridnet.sim import plots
 from gridnet.sim.neighbourhood import simulate, simulate_on_devnet
 from gridnet.sim.output import MARKER, STAGING
 from gridnet.sim.scenario import load_scenario
+from tests.helpers import wait_for
 
 SCENARIO = """
 [simulation]
@@ -135,3 +138,62 @@ def test_a_devnet_run_that_fails_after_its_nodes_stopped_leaves_the_earlier_resu
     assert {name: (out / name).read_text() for name in earlier} == earlier
     assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, LOCK_NAME, STAGING, "report.json", "n0"])
     assert (out / STAGING / "n0" / "node.log").exists()  # (what the run wrote, until the next run)
+
+
+def _height(node: DevNode) -> int:
+    try:
+        return node.stored_height()
+    except Exception:  # created but not yet written
+        return -1
+
+
+def test_ctrl_c_during_a_devnet_run_keeps_the_earlier_results_and_says_where_its_chain_is(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C stops every node process; the earlier results in ``--out`` are kept, and the line
+    names the partial chain where the run wrote it (OUT/.gridnet-new/n0)."""
+    out = tmp_path / "devnet"
+    out.mkdir()
+    earlier = {MARKER: "written by gridnet devnet; safe to delete\n", "report.json": "{}"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    path = tmp_path / "scenario.toml"
+    path.write_text(SCENARIO)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gridnet", "devnet", "--nodes", "2"),
+            *("--scenario", str(path), "--out", str(out), "--speed", "600"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal would
+    )
+
+    def mining() -> list[Path]:
+        """The directory the nodes write in, once n0 has stored two blocks."""
+        return [
+            db.parent.parent
+            for db in out.rglob("n0/chain.sqlite")
+            if _height(DevNode("n0", db.parent, 0, 0)) >= 2
+        ]
+
+    try:
+        assert wait_for(mining, 240)
+        pids = [json.loads((mining()[0] / n / "node.json").read_text())["pid"] for n in ("n0", "n1")]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert {name: (out / name).read_text() for name in earlier} == earlier
+    line = stderr.strip().splitlines()[-1]
+    partial = out / STAGING / "n0"
+    assert (
+        line.startswith("interrupted at interval ") and f"; the partial chain in {partial} verifies (" in line
+    )
+    assert line.endswith(f"; {out} keeps the earlier run's results")
+    assert not any(alive(pid) for pid in pids)
