@@ -781,6 +781,15 @@ def test_a_run_that_fails_after_the_simulation_leaves_the_earlier_results(
     assert json.loads((out / "report.json").read_text())["chain"]["head"] == report["chain"]["head"]
     assert [o["name"] for o in report["grid"]["line_owners"]] == [owner["name"]]
     assert verify_chain(out / "chain").ok
+    # A directory made for a run that failed is the next run's to replace (its marker is written
+    # as the run begins, beside what it wrote).
+    fresh = tmp_path / "fresh"
+    monkeypatch.setitem(plots.matplotlib.rcParams, "text.parse_math", True)
+    with pytest.raises(PlotFailed):
+        simulate(named, fresh)
+    monkeypatch.undo()
+    simulate(named, fresh)
+    assert sorted(p.name for p in fresh.iterdir()) == names
 
 
 def test_a_file_the_run_reads_inside_its_output_directory_is_refused_and_kept(tmp_path: Path) -> None:

@@ -185,9 +185,10 @@ class StagedOut:
 
     def begin(self) -> Path:
         """Lock ``out`` (``DataDirLocked`` while another run writes it) and make the run's own
-        directory in it, empty (what an interrupted run left there deleted); call it once the
-        run's inputs are checked. ``out`` keeps what it holds; a directory made for the run gets
-        its marker now (one left by a run killed meanwhile is the next run's to replace)."""
+        directory in it, empty (what a run that failed or was interrupted left there deleted);
+        call it once the run's inputs are checked. ``out`` keeps what it holds; a directory made
+        for the run gets its marker now (one left by a run killed meanwhile is the next run's to
+        replace)."""
         check_out_dir(self.out, self.command, inputs=self.inputs)
         self.lock = acquire(self.out, "output directory")
         try:
