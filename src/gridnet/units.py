@@ -38,6 +38,12 @@ SIGNATURE_BYTES: Final = 64
 HASH_BYTES: Final = 32
 
 
+def is_decimal(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits, a whole number ``int`` reads (``str.isdigit``
+    also takes "²", which ``int`` refuses: a ValueError where a clear refusal was meant)."""
+    return text.isascii() and text.isdigit()
+
+
 def format_gnc(amount: Units) -> str:
     """Render base units as a GNC string with 8 decimals, e.g. ``12.50000000 GNC``."""
     sign = "-" if amount < 0 else ""

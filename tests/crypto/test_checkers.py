@@ -201,9 +201,10 @@ def test_the_environment_can_give_a_process_fewer_cores_for_its_checks(
     assert verification_cores() == 1
     with verification_limit(2):
         assert verification_cores() == 2  # (an explicit limit wins)
-    monkeypatch.setenv(CORES_ENV, "none")
-    with pytest.raises(ValueError, match=CORES_ENV):
-        verification_cores()
+    for wanted in ("none", "²"):  # ("²" passed str.isdigit, and int() refused it in its own words)
+        monkeypatch.setenv(CORES_ENV, wanted)
+        with pytest.raises(ValueError, match=CORES_ENV):
+            verification_cores()
 
 
 def test_a_stuck_helper_is_replaced_and_its_chunks_checked_by_the_caller(

@@ -12,7 +12,7 @@ from gridnet.crypto.address import address_to_text
 from gridnet.crypto.keys import PrivateKey
 from gridnet.errors import ConfigError
 from gridnet.market.orders import Order, Side
-from gridnet.market.policy import MeterStanding, Policy, PriceWindow, load_policy, parse_policy
+from gridnet.market.policy import MeterStanding, Policy, PriceWindow, load_policy, parse_policy, parse_price
 
 SECURITY = PrivateKey.from_label("policy-security")
 POLICE = PrivateKey.from_label("policy-police")
@@ -278,6 +278,7 @@ def test_dso_command_rules_follow_a_trusted_dso_except_the_kinds_overridden() ->
             "nominal_v",
         ),
         ('[[check]]\nevery = "soon"\nif_stored_below = 1\nbuy_until = 2\nmax_price = 1\n', "check[0].every"),
+        ('[[check]]\nevery = "²s"\nif_stored_below = 1\nbuy_until = 2\nmax_price = 1\n', "check[0].every"),
         (
             '[[check]]\nevery = "1m"\nif_stored_below = "inf Wh"\nbuy_until = 2\nmax_price = 1\n',
             "if_stored_below",
@@ -300,6 +301,14 @@ def test_bad_rules_are_one_line_naming_the_key(text: str, fragment: str) -> None
     with pytest.raises(ConfigError) as info:
         parse_policy(text, source="n1.toml")
     assert fragment in str(info.value) and "\n" not in str(info.value) and "n1.toml" in str(info.value)
+
+
+def test_a_price_of_digits_int_refuses_is_one_line() -> None:
+    """A command line's price in digits is read as base units: "²" passed str.isdigit and
+    int() refused it (a ValueError traceback from 'gridnet tx order --price ²')."""
+    assert parse_price("1200", "--price") == 1200
+    with pytest.raises(ConfigError, match="--price"):
+        parse_price("²", "--price")
 
 
 def test_prices_may_be_written_in_gnc_or_the_scenarios_currency() -> None:

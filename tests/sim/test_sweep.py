@@ -1045,3 +1045,13 @@ def test_a_runs_scenario_toml_runs_again(client: Any, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((again / "report.json").read_text())["scenario"]["name"] == name
+
+
+def test_a_figure_path_indexes_a_list_with_ascii_digits_only() -> None:
+    """A digit in a figure's path indexes a list: "²" passed str.isdigit and int() refused it,
+    a ValueError traceback after every run; it names nothing now (None, as any path a report
+    does not hold)."""
+    report = {"line_owners": [{"fees_gnc": 1.5}, {"fees_gnc": 2.5}]}
+    assert figure_value(report, "line_owners.1.fees_gnc") == 2.5
+    assert figure_value(report, "line_owners.².fees_gnc") is None
+    assert figure_value(report, "line_owners.9.fees_gnc") is None

@@ -113,7 +113,7 @@ from gridnet.node.client import (
     why_lost,
 )
 from gridnet.security.roles import Role
-from gridnet.units import INTERVAL_MS, interval_of
+from gridnet.units import INTERVAL_MS, interval_of, is_decimal
 
 app = typer.Typer(
     help="Sign a transaction and submit it to a running node or a data directory's pending pool.",
@@ -587,7 +587,7 @@ def _members(texts: list[str]) -> tuple[Validator, ...]:
             key = b""
         if not votes:
             weight = 1
-        elif votes.isascii() and votes.isdigit() and len(votes) <= 20:
+        elif is_decimal(votes) and len(votes) <= 20:
             weight = int(votes)
         else:
             weight = 0

@@ -32,7 +32,7 @@ from gridnet.crypto.ops import OPS
 from gridnet.errors import InvalidAddress, KeyFileError
 from gridnet.files import make_dirs, read_private, replace_file, sync_directory
 from gridnet.system import usable_cores
-from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature
+from gridnet.units import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Address, PublicKey, Signature, is_decimal
 
 
 class Domain(enum.Enum):
@@ -221,7 +221,7 @@ class _Cores:
         wanted = os.environ.get(CORES_ENV)
         if wanted is None:
             return usable_cores()
-        if not wanted.isdigit() or int(wanted) < 1:
+        if not is_decimal(wanted) or int(wanted) < 1:
             raise ValueError(f"{CORES_ENV}={wanted!r}: expected a whole number of cores, at least 1")
         return int(wanted)
 

@@ -57,7 +57,15 @@ from gridnet.crypto.address import address_from_public_key, address_from_text
 from gridnet.errors import ConfigError, InvalidAddress, shown
 from gridnet.files import parse_toml, read_toml
 from gridnet.market.orders import Order, Side
-from gridnet.units import INTERVAL_MS, PUBLIC_KEY_BYTES, UNITS_PER_GNC, Address, Interval, UnitsPerKWh
+from gridnet.units import (
+    INTERVAL_MS,
+    PUBLIC_KEY_BYTES,
+    UNITS_PER_GNC,
+    Address,
+    Interval,
+    UnitsPerKWh,
+    is_decimal,
+)
 
 MINUTES_PER_DAY: Final = 24 * 60
 SLOT_MINUTES: Final = INTERVAL_MS // 60_000
@@ -265,7 +273,7 @@ def _time_of_day(value: Any, where: str) -> int:
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
         raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {shown(value)}')
     hh, mm = value[:2], value[3:]
-    if not (value.isascii() and hh.isdigit() and mm.isdigit()):  # ("²" is a digit int() refuses)
+    if not (is_decimal(hh) and is_decimal(mm)):
         raise ConfigError(f'{where}: expected a time like "07:00" (HH:MM, UTC), got {shown(value)}')
     minute = int(hh) * 60 + int(mm)
     if int(mm) >= 60 or minute > MINUTES_PER_DAY:
@@ -311,7 +319,7 @@ def _price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY)
 def parse_price(value: Any, where: str, currencies: Mapping[str, Decimal] = GNC_ONLY) -> UnitsPerKWh:
     """A price from a file or a command line: whole base units per kWh, or "N CUR/kWh" or
     "N CUR/MWh" (a number on the command line is read as base units too)."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_decimal(value.strip()):
         value = int(value.strip())
     return _price(value, where, currencies)
 
@@ -406,7 +414,7 @@ def _energy(value: Any, where: str, nominal_v: float | None) -> int:
 def _every(value: Any, where: str) -> int:
     """A period like "30s", "1m", "15m" or "1h" -> seconds (at least 1)."""
     scale = {"s": 1, "m": 60, "h": 3600}
-    if isinstance(value, str) and value[:-1].isdigit() and value[-1:] in scale and int(value[:-1]) > 0:
+    if isinstance(value, str) and is_decimal(value[:-1]) and value[-1:] in scale and int(value[:-1]) > 0:
         return int(value[:-1]) * scale[value[-1]]
     raise ConfigError(f'{where}: expected a period like "30s", "1m" or "1h", got {shown(value)}')
 

@@ -62,6 +62,7 @@ from gridnet.meter.state import MeterStateUnwritable
 from gridnet.node.api.common import HTTP_CODES, error_response, exact_routes
 from gridnet.node.api.guard import RequestGuard
 from gridnet.node.config import format_host_port
+from gridnet.units import is_decimal
 
 T = TypeVar("T")
 
@@ -247,7 +248,7 @@ def _is_loopback_origin(origin: str) -> bool:
     host, colon, port = rest.rpartition(":") if not rest.endswith("]") else (rest, "", "")
     if not colon:
         host = rest
-    elif not port.isdigit():
+    elif not is_decimal(port):
         return False
     return scheme.lower() == "http" and host.lower() in LOOPBACK_HOSTS
 

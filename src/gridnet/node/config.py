@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from gridnet.errors import ConfigError
 from gridnet.files import read_toml
+from gridnet.units import is_decimal
 
 CONFIG_NAME: Final = "gridnet.toml"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -119,7 +120,7 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "127.0.0.1", text
-    if not host or not (port.isascii() and port.isdigit()):  # ("²" is a digit int() refuses)
+    if not host or not is_decimal(port):
         raise ConfigError(f"{what} {text!r} must look like 127.0.0.1:9330")
     number = int(port)
     if number > 65_535:

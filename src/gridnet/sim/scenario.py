@@ -26,7 +26,15 @@ from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError, shown
 from gridnet.files import read_toml
 from gridnet.ledger.params import default_params, parse_time_ms
-from gridnet.units import INTERVAL_MS, UNITS_PER_GNC, energy_cost, format_gnc, interval_of, interval_start
+from gridnet.units import (
+    INTERVAL_MS,
+    UNITS_PER_GNC,
+    energy_cost,
+    format_gnc,
+    interval_of,
+    interval_start,
+    is_decimal,
+)
 from gridnet.world.demand import PROFILES
 from gridnet.world.grid import GridSpec, equipment_problem
 from gridnet.world.solar import Site, check_weather_file
@@ -334,7 +342,7 @@ def time_of_day(text: str, where: str) -> int:
     ConfigError naming ``where`` for any other text. Its digits are ASCII: "²" is a digit to
     ``str.isdigit`` that ``int`` refuses (a ValueError traceback as the run was built)."""
     hours, sep, minutes = text.partition(":")
-    digits = sep and all(part.isascii() and part.isdigit() for part in (hours, minutes))
+    digits = sep and all(is_decimal(part) for part in (hours, minutes))
     if not (digits and int(hours) < 24 and int(minutes) < 60):
         raise ConfigError(f'{where}: {shown(text)} is not a time of day as "HH:MM"')
     return int(hours) * 4 + int(minutes) // 15

@@ -63,6 +63,7 @@ from gridnet.sim.output import refuse_inputs_inside, unwritable
 from gridnet.sim.report import resolved_scenario
 from gridnet.sim.scenario import Scenario, data_path, input_files, scenario_from_dict
 from gridnet.system import usable_cores
+from gridnet.units import is_decimal
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -713,7 +714,7 @@ def figure_value(report: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        elif isinstance(node, list) and is_decimal(part) and int(part) < len(node):
             node = node[int(part)]
         else:
             return None

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from gridnet.errors import ConfigError, shown
 from gridnet.files import check_regular_file
-from gridnet.units import INTERVAL_MS, Wh
+from gridnet.units import INTERVAL_MS, Wh, is_decimal
 
 SUBSTEPS = 3
 """Power samples per interval (every 5 minutes)."""
@@ -463,7 +463,7 @@ class _RecordHours:
 
     def _epw_hour(self, number: int, fields: list[str]) -> Hour:
         texts = [fields[i].strip() if i < len(fields) else "" for i in range(len(EPW_TIME_FIELDS))]
-        year, month, day, hour = (int(t) if t.isascii() and t.isdigit() else -1 for t in texts)
+        year, month, day, hour = (int(t) if is_decimal(t) else -1 for t in texts)
         if year < 0:
             raise self._refuse(number, 0, "year", texts[0], "not a year")
         if not 1 <= month <= 12:

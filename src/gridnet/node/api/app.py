@@ -107,7 +107,7 @@ from gridnet.node.api.ops import ops_routes
 from gridnet.node.client import INDEX_BUILDING
 from gridnet.node.node import Node, Outgoing
 from gridnet.node.relay_peer import RelayPeer
-from gridnet.units import HASH_BYTES, PUBLIC_KEY_BYTES, Hash32
+from gridnet.units import HASH_BYTES, PUBLIC_KEY_BYTES, Hash32, is_decimal
 
 # --- the transaction index ---------------------------------------------------------------
 
@@ -359,7 +359,7 @@ def create_app(
         full: bool = Query(False, description="Include each transaction's canonical bytes (hex)"),
     ) -> BlockOut:
         chain = node.chain
-        if ref.isascii() and ref.isdigit() and len(ref) < 2 * HASH_BYTES:
+        if is_decimal(ref) and len(ref) < 2 * HASH_BYTES:
             height = parse_number(ref, "block height")  # (2^63 or more: 400, as the docs say)
             if height > chain.height:
                 raise not_found(f"no block at height {height} (the head is at {chain.height})")

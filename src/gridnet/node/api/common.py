@@ -17,7 +17,7 @@ from gridnet.crypto.address import address_from_text, address_to_text
 from gridnet.errors import DecodeError, GridnetError, InvalidAddress, StoreCorrupt
 from gridnet.node.api.guard import UNAUTHORIZED
 from gridnet.node.auth import tokens_match
-from gridnet.units import ADDRESS_BYTES, PUBLIC_KEY_BYTES
+from gridnet.units import ADDRESS_BYTES, PUBLIC_KEY_BYTES, is_decimal
 
 MAX_BODY_HEX = 2 * 4 * 1024 * 1024
 """Longest hex accepted in a request body (a 4 MiB object)."""
@@ -162,7 +162,7 @@ def parse_hex(text: str, what: str, length: int | None = None) -> bytes:
 
 def parse_number(text: str, what: str) -> int:
     """A non-negative whole number written in ASCII digits ('²' or '١' are not numbers here)."""
-    if not (text.isascii() and text.isdigit()):
+    if not is_decimal(text):
         raise bad_request(f"{what} {shown(text, 40)} is not a whole number (ASCII digits)")
     digits = text.lstrip("0")  # (leading zeros add nothing: 63 of them are 0, not too large)
     if len(digits) > 19 or int(digits or "0") > MAX_QUERY_INT:

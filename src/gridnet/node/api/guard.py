@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridnet.node.auth import tokens_match
+from gridnet.units import is_decimal
 
 UNAUTHORIZED = (
     "this endpoint needs the node's API token: send 'Authorization: Bearer TOKEN' with the token "
@@ -56,7 +57,7 @@ class RequestGuard:
             refusal = _refuse(400, "BadRequest", "send one Authorization header, not several")
         elif b"transfer-encoding" in headers:  # (with a Content-Length too, the server would read past it)
             refusal = _refuse(411, "LengthRequired", "send the body with a Content-Length, not chunked")
-        elif length is not None and (not length.isdigit() or int(length) > (most := self._limit(scope))):
+        elif length is not None and (not is_decimal(length) or int(length) > (most := self._limit(scope))):
             refusal = _refuse(413, "PayloadTooLarge", f"this request's body has at most {most:,} bytes")
         elif self.token is not None and not self._authorized(headers) and self._is_protected(scope):
             refusal = _refuse(401, "Unauthorized", UNAUTHORIZED)

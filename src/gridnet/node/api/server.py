@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gridnet.net.hosts import host_group
+from gridnet.units import is_decimal
 
 REQUEST_TIMEOUT_S: Final = 30.0
 """Time a connection has to send a whole request (headers and body) [s]; a request the node
@@ -162,7 +163,7 @@ def host_is_loopback(value: str) -> bool:
     else:
         name, colon, port = text.partition(":")
         rest = colon + port
-    if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
+    if rest and not (rest.startswith(":") and is_decimal(rest[1:])):
         return False
     if name == "localhost" or name.endswith(".localhost"):
         return True
