@@ -1550,3 +1550,23 @@ def test_a_backup_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path
     assert "the copy of D does not open (StoreCorrupt: the header stored as block " in line, line
     assert "does not hash to it): D itself is damaged" in line, line
     assert not (tmp_path / "G").exists()  # (nor the directories made for it)
+
+
+def test_a_simulation_whose_chain_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """A simulated node's store that cannot be written (here: past the process's file-size
+    limit, as on a full disk) raised SQLite's OperationalError through the command: a
+    165-line traceback ending 'disk I/O error'. It is one line saying what to do, and --out
+    keeps nothing presented as a run (no report)."""
+    (tmp_path / "s.toml").write_text("[simulation]\nintervals = 4\n[homes]\ncount = 3\n")
+    small = subprocess.run(
+        [sys.executable, "-m", "gridnet", "simulate", "s.toml", "--out", "o"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10)),
+    )
+    line = one_line_error(small)
+    assert "a chain's SQLite store could not be written (disk I/O error)" in line, line
+    assert "free space or choose another directory" in line
+    assert not (tmp_path / "o" / "report.json").exists()

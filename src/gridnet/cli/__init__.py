@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from typing import Annotated, Any
 
@@ -137,6 +138,14 @@ def main() -> None:
             raise
         where = f" {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}:{where} (check the path and its permissions)")
+    except sqlite3.OperationalError as exc:  # a chain's store that cannot be written now
+        if os.environ.get("GRIDNET_TRACEBACK"):
+            raise
+        _fail(
+            f"a chain's SQLite store could not be written ({exc}): the disk is full, a file-size "
+            "limit was reached, or the directory is read-only; free space or choose another "
+            "directory, and run the command again"
+        )
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
