@@ -22,6 +22,27 @@ itself the first (gridnet's own files nest 3 deep: ``[[line_owner]]`` in a scena
 lists of ranges, a policy's ``[[buy]]``)."""
 
 
+MAX_PATH_BYTES: Final = 4095
+"""The longest path a file function takes (PATH_MAX, less its NUL)."""
+MAX_NAME_BYTES: Final = 255
+"""The longest name of a file or directory in a path (NAME_MAX)."""
+
+
+def path_problem(path: Path) -> str | None:
+    """Why no file can have ``path`` (None: one may): a NUL character (Python's file functions
+    raise ValueError on it, a traceback), or longer than a file system takes (each use failed
+    late, "File name too long")."""
+    if "\0" in str(path):
+        return "it holds a NUL character"
+    size = len(os.fsencode(path))
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if size > MAX_PATH_BYTES:
+        return f"it is {size:,} bytes long (at most {MAX_PATH_BYTES:,})"
+    if longest > MAX_NAME_BYTES:
+        return f"a name in it is {longest:,} bytes long (at most {MAX_NAME_BYTES})"
+    return None
+
+
 def check_regular_file(
     path: Path, what: str, most_bytes: int, error: type[GridnetError] = ConfigError
 ) -> None:

@@ -912,3 +912,27 @@ def test_a_battery_moves_at_most_its_power_in_an_interval(tmp_path: Path) -> Non
     moved = [r["pv_wh"] + r["import_wh"] - r["load_wh"] - r["export_wh"] - r["curtailed_wh"] for r in rows]
     assert max(abs(m) for m in moved) <= 250
     assert min(moved) == -250  # (the homes do sell down at full power)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("n" * 256, "a name in it is 256 bytes long (at most 255)"),
+        ("d/" * 2100, "bytes long (at most 4,095)"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("table", "key"), [("[weather]\nsky = 'file'\n", "weather_file"), ("[policies]\n", "home-1")]
+)
+def test_a_file_name_too_long_for_a_file_system_is_refused_by_its_key(
+    tmp_path: Path, name: str, problem: str, table: str, key: str
+) -> None:
+    """A name no file system takes (a name over 255 bytes, a path over 4,095) passed the
+    loader: the run failed late ('File name too long', the policy's as the homes were built).
+    The sweep file's paths were checked so; a scenario's are by the same rule (path_problem)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f"{table}{key} = '{name}'\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(bad)
+    assert "is not a file's path: " in str(info.value) and str(info.value).endswith(problem)
+    assert str(info.value).startswith(f"{bad}: [{table.split(']')[0][1:]}] {key}: ")

@@ -24,7 +24,7 @@ import msgspec
 
 from gridnet.encoding import area_problem
 from gridnet.errors import ConfigError, shown
-from gridnet.files import read_toml
+from gridnet.files import path_problem, read_toml
 from gridnet.ledger.params import default_params, parse_time_ms
 from gridnet.units import (
     INTERVAL_MS,
@@ -960,12 +960,12 @@ def pool_expiry(s: Scenario) -> int:
 
 def data_path(source: str, name: str) -> Path:
     """A file a scenario names, relative to the scenario file; a ConfigError for a name no
-    file has (a NUL character: Python's file functions raise ValueError on it)."""
-    if "\0" in name:
-        raise ConfigError(f"{shown(name)} is not a file's path: it holds a NUL character")
+    file has (``path_problem``: a NUL character, or too long)."""
     path = Path(name)
     if not path.is_absolute() and source != "defaults":
         path = Path(source).parent / path
+    if (problem := path_problem(path)) is not None:
+        raise ConfigError(f"{shown(name)} is not a file's path: {problem}")
     return path
 
 

@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 from gridnet.crypto.hashing import sha256_hex
 from gridnet.crypto.keys import CORES_ENV
 from gridnet.errors import ECHO_CHARS, ConfigError, GridnetError, describe, shown
-from gridnet.files import read_toml, replace_file
+from gridnet.files import path_problem, read_toml, replace_file
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire
 from gridnet.node.config import format_host_port
 from gridnet.sim.output import refuse_inputs_inside, unwritable
@@ -400,27 +400,12 @@ def _base_scenario(value: Any, path: Path) -> tuple[Path | None, dict[str, Any]]
     return base, document
 
 
-MAX_PATH_BYTES: Final = 4095
-"""The longest path a file function takes (PATH_MAX, less its NUL)."""
-MAX_NAME_BYTES: Final = 255
-"""The longest name of a file or directory in a path (NAME_MAX)."""
-
-
 def _file_path(value: str, here: Path, where: str) -> Path:
     """The path a path-valued key of the sweep file gives (``where`` names the key), relative
-    to ``here``; a ``SweepFileError`` for one that no file can have, at once: one with a NUL
-    character (Python's file functions raise ValueError on it: a traceback), or longer than a
-    file system takes (each use failed late, "File name too long")."""
+    to ``here``; a ``SweepFileError`` for one that no file can have, at once (``path_problem``)."""
     full = here / value
-    size = len(os.fsencode(full))
-    longest = max(len(os.fsencode(part)) for part in full.parts)
-    if "\0" in value:
-        problem = "it holds a NUL character"
-    elif size > MAX_PATH_BYTES:
-        problem = f"it is {size:,} bytes long (at most {MAX_PATH_BYTES:,})"
-    elif longest > MAX_NAME_BYTES:
-        problem = f"a name in it is {longest:,} bytes long (at most {MAX_NAME_BYTES})"
-    else:
+    problem = path_problem(full)
+    if problem is None:
         return full
     raise SweepFileError(f"{where} {shown(value)} is not a file's path: {problem}")
 
