@@ -61,6 +61,8 @@ def interrupted(done: int, total: int, out: Path, stop: KeyboardInterrupt, chain
     from gridnet.ledger.verify import verify_chain
     from gridnet.sim.output import REPORT, RunInterrupted
 
+    if isinstance(stop, RunInterrupted) and stop.complete:
+        completed(out)
     said = f"interrupted at interval {done} of {total}"
     chain_dir = stop.partial / chain if isinstance(stop, RunInterrupted) else None
     if chain_dir is None or not (chain_dir / DB_NAME).exists():
@@ -76,6 +78,13 @@ def interrupted(done: int, total: int, out: Path, stop: KeyboardInterrupt, chain
     if (out / REPORT).exists():
         said += f"; {out} keeps the earlier run's results"
     err_console.print(said)
+    raise SystemExit(130)
+
+
+def completed(out: Path) -> NoReturn:
+    """Ctrl-C as a complete run's files took their place in ``out`` (it waited for that): say
+    that ``out`` holds the new run; exit 130."""
+    err_console.print(f"interrupted as the run's results took their place: {out} holds the complete new run")
     raise SystemExit(130)
 
 
@@ -229,11 +238,17 @@ def demo(
 ) -> None:
     """Ledger demo: three mining nodes, identities, bonds, transfers, a partition healed."""
     from gridnet.sim.ledger_demo import DemoConfig, run_demo
+    from gridnet.sim.output import RunInterrupted
 
     cfg = DemoConfig(seed=seed)
-    with progress_bar() as progress:
-        task = progress.add_task("simulating (s)", total=cfg.duration_s)
-        report = run_demo(out, cfg, progress=lambda done, total: progress.update(task, completed=done))
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("simulating (s)", total=cfg.duration_s)
+            report = run_demo(out, cfg, progress=lambda done, total: progress.update(task, completed=done))
+    except RunInterrupted as stop:
+        if not stop.complete:
+            raise
+        completed(out)
     print_demo_summary(report, out)
     if not report["verify"]["ok"] or not report["converged"]:
         raise typer.Exit(1)

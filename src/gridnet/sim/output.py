@@ -26,7 +26,7 @@ from gridnet.crypto.keys import CORES_ENV
 from gridnet.crypto.ops import OPS, CryptoOps, snapshot
 from gridnet.errors import AuditFailed, ConfigError, StoreError
 from gridnet.files import replace_file
-from gridnet.interrupts import held
+from gridnet.interrupts import as_keyboard_interrupt, held
 from gridnet.ledger.lock import LOCK_NAME, DataDirLock, acquire, ensure_free
 from gridnet.ledger.store import DB_NAME, Store
 from gridnet.ledger.verify import Replay, VerifyReport, verify_chain
@@ -41,7 +41,10 @@ STAGING = ".gridnet-new"
 """Where a run writes inside its ``--out`` until it is complete (``staged_out_dir``); what a
 run that failed or was interrupted wrote stays there, until the next run into ``--out`` begins."""
 ASIDE = ".gridnet-old"
-"""Where the earlier results are moved while a complete run's files take their place."""
+"""Where the earlier results are, once all moved away, while a complete run's files take their
+place."""
+MOVING_ASIDE = ".gridnet-old-moving"
+"""Where the earlier results are moved, one by one, before it becomes ``ASIDE``."""
 REPORT = "report.json"
 """A run's report: written last, moved in last (a directory without it holds no complete run)."""
 
@@ -164,11 +167,13 @@ def _marker_text(command: str) -> str:
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a run once it had begun to write (``StagedOut.begin``):
     what it wrote is in ``partial`` (``OUT/.gridnet-new``, its partial chain there); ``OUT``
-    holds what it held."""
+    holds what it held. ``complete``: it came as the complete run's files took their place,
+    and waited for the end: ``OUT`` holds the new run."""
 
-    def __init__(self, partial: Path) -> None:
+    def __init__(self, partial: Path, *, complete: bool = False) -> None:
         super().__init__()
         self.partial = partial
+        self.complete = complete
 
 
 class StagedOut:
@@ -186,13 +191,16 @@ class StagedOut:
     def begin(self) -> Path:
         """Lock ``out`` (``DataDirLocked`` while another run writes it) and make the run's own
         directory in it, empty (what a run that failed or was interrupted left there deleted);
-        call it once the run's inputs are checked. ``out`` keeps what it holds; a directory made
-        for the run gets its marker now (one left by a run killed meanwhile is the next run's to
-        replace)."""
+        call it once the run's inputs are checked. ``out`` keeps what it holds, but a swap a
+        kill cut short (``commit``) is finished first: its run was complete. A directory made
+        for the run gets its marker now (one left by a run killed meanwhile is the next run's
+        to replace)."""
         check_out_dir(self.out, self.command, inputs=self.inputs)
         self.lock = acquire(self.out, "output directory")
         try:
-            for leftover in (self.path, self.out / ASIDE):
+            if _real_dir(self.out / MOVING_ASIDE) or _real_dir(self.out / ASIDE):
+                self._swap()  # (a complete run's swap, cut short: its files take their place)
+            for leftover in (self.path, self.out / ASIDE, self.out / MOVING_ASIDE):
                 if leftover.exists() or leftover.is_symlink():
                     _remove(leftover)
             if not (self.out / MARKER).exists():
@@ -203,25 +211,42 @@ class StagedOut:
         return self.path
 
     def commit(self) -> None:
-        """The run's files in place of what ``out`` held: the earlier report moved away first
-        and the new one moved in last, so that ``out`` never holds a report beside another
-        run's files; then the earlier files are deleted. Ctrl-C meanwhile waits for the end."""
-        aside = self.out / ASIDE
-        keep = {LOCK_NAME, MARKER, STAGING, ASIDE}
+        """The run's files in place of what ``out`` held (``_swap``). Ctrl-C or SIGTERM
+        meanwhile waits for the end, whoever called: a ``KeyboardInterrupt`` raised then comes
+        after the swap (``staged_out_dir`` says the run is in place)."""
         try:
-            with held():
-                aside.mkdir()
-                earlier = [e for e in self.out.iterdir() if e.name not in keep]
-                for entry in sorted(earlier, key=lambda e: e.name != REPORT):
-                    entry.rename(aside / entry.name)
-                replace_file(self.out / MARKER, _marker_text(self.command).encode())
-                written = [e for e in self.path.iterdir() if e.name not in (LOCK_NAME, MARKER)]
-                for entry in sorted(written, key=lambda e: e.name == REPORT):
-                    entry.rename(self.out / entry.name)
-                _remove(self.path)
-                _remove(aside)
+            with as_keyboard_interrupt(), held():
+                self._swap()
         except OSError as exc:
             raise unwritable(self.out, exc) from None
+
+    def _swap(self) -> None:
+        """Move the earlier files away one by one (the report first) into ``MOVING_ASIDE``,
+        which then becomes ``ASIDE`` at once; then the run's files in (its report last), then
+        delete the earlier ones. ``out`` never holds a report beside another run's files, and
+        each step can be taken up again where a kill left it (``begin``): before ``ASIDE``
+        exists, whatever ``out`` holds besides gridnet's own entries is the earlier run's."""
+        out, aside, moving = self.out, self.out / ASIDE, self.out / MOVING_ASIDE
+        keep = {LOCK_NAME, MARKER, STAGING, ASIDE, MOVING_ASIDE}
+        if not _real_dir(aside):
+            if not _real_dir(moving):
+                moving.mkdir()
+            earlier = [e for e in out.iterdir() if e.name not in keep]
+            for entry in sorted(earlier, key=lambda e: e.name != REPORT):
+                entry.rename(moving / entry.name)
+            moving.rename(aside)
+        replace_file(out / MARKER, _marker_text(self.command).encode())
+        if _real_dir(self.path):
+            written = [e for e in self.path.iterdir() if e.name not in (LOCK_NAME, MARKER)]
+            for entry in sorted(written, key=lambda e: e.name == REPORT):
+                entry.rename(out / entry.name)
+            _remove(self.path)
+        _remove(aside)
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory, not a link to one (``_swap`` never moves files through a link)."""
+    return path.is_dir() and not path.is_symlink()
 
 
 def _remove(path: Path) -> None:
@@ -251,7 +276,10 @@ def staged_out_dir(
         raise RunInterrupted(staged.path) from None
     else:
         if staged.lock is not None:
-            staged.commit()
+            try:
+                staged.commit()
+            except KeyboardInterrupt:  # (held until the swap ended: the run is in place)
+                raise RunInterrupted(staged.path, complete=True) from None
     finally:
         if staged.lock is not None:
             staged.lock.release()
