@@ -1508,6 +1508,18 @@ def test_chain_backup_copies_what_the_write_ahead_log_holds_beside_a_running_wri
     assert not (tmp_path / "C").exists()
 
 
+def within_file_size(most: int, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``gridnet ARGS`` in ``cwd`` with no file written past ``most`` bytes (as on a full disk)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gridnet", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (most, most)),
+    )
+
+
 def test_a_backup_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     """A copy that fails on its way (here: larger than the process may write, as on a full disk)
     is one line naming it, and leaves no partial file behind (it left a traceback and a
@@ -1526,14 +1538,7 @@ def test_a_backup_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path
     db.close()
     assert pages > 64 << 10  # (the copy is larger than the process may write; the -shm of 32 KiB is not)
     (tmp_path / "E").mkdir()
-    small = subprocess.run(
-        [sys.executable, "-m", "gridnet", "chain", "backup", "--data-dir", "D", "--out", "E"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10)),
-    )
+    small = within_file_size(64 << 10, tmp_path, "chain", "backup", "--data-dir", "D", "--out", "E")
     line = one_line_error(small)
     assert f"cannot write the copy {Path('E') / 'chain.sqlite'}" in line, line
     assert list((tmp_path / "E").iterdir()) == []
@@ -1558,14 +1563,7 @@ def test_a_simulation_whose_chain_cannot_be_written_is_one_line(tmp_path: Path) 
     165-line traceback ending 'disk I/O error'. It is one line saying what to do, and --out
     keeps nothing presented as a run (no report)."""
     (tmp_path / "s.toml").write_text("[simulation]\nintervals = 4\n[homes]\ncount = 3\n")
-    small = subprocess.run(
-        [sys.executable, "-m", "gridnet", "simulate", "s.toml", "--out", "o"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10)),
-    )
+    small = within_file_size(256 << 10, tmp_path, "simulate", "s.toml", "--out", "o")
     line = one_line_error(small)
     assert "a chain's SQLite store could not be written (disk I/O error)" in line, line
     assert "free space or choose another directory" in line
