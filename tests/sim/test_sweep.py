@@ -860,6 +860,7 @@ import asyncio, os, signal, sys, threading
 from tornado.ioloop import IOLoop
 from distributed.utils import sync
 from gridnet.sim.sweep import quiet_dask_interrupts
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (Ctrl-C, even if the runner ignores it)
 if sys.argv[1] == "quiet":
     quiet_dask_interrupts()
 ready, release, done = threading.Event(), threading.Event(), threading.Event()
