@@ -10,6 +10,7 @@ waits for its end, whoever called, and says the new run is in place."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,30 @@ def test_a_swap_cut_short_anywhere_is_finished_by_the_next_run(
         raise RuntimeError("the next run failed")
     assert held(out) == LATER  # the complete run B, whole; nothing of A
     assert not (out / ASIDE).exists() and not (out / MOVING_ASIDE).exists()
+
+
+def test_a_swap_cut_short_whose_run_was_deleted_since_puts_the_earlier_run_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed as the earlier files were moved away (the report first), then the staged run
+    deleted by hand: finishing the swap would have moved the rest of the earlier run away
+    with nothing to take its place. The earlier run is put back whole."""
+    out = tmp_path / "out"
+    run(out, "run A", {k: v for k, v in EARLIER.items() if k != REPORT})
+
+    def kill(n: int) -> None:
+        if n == 2:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        renames(m, kill)
+        with pytest.raises(Killed):
+            run(out, "run B", {k: v for k, v in LATER.items() if k != REPORT})
+    shutil.rmtree(out / STAGING)
+    with pytest.raises(RuntimeError, match="the next run failed"), staged_out_dir(out, "simulate") as staged:
+        staged.begin()
+        raise RuntimeError("the next run failed")
+    assert held(out) == EARLIER
 
 
 def test_ctrl_c_during_the_swap_waits_for_its_end_and_says_the_run_is_in_place(

@@ -192,13 +192,18 @@ class StagedOut:
         """Lock ``out`` (``DataDirLocked`` while another run writes it) and make the run's own
         directory in it, empty (what a run that failed or was interrupted left there deleted);
         call it once the run's inputs are checked. ``out`` keeps what it holds, but a swap a
-        kill cut short (``commit``) is finished first: its run was complete. A directory made
-        for the run gets its marker now (one left by a run killed meanwhile is the next run's
+        kill cut short (``commit``) is finished first: its run was complete (one whose run's
+        files were deleted since, before all the earlier ones were moved away, is undone). A
+        directory made for the run gets its marker now (one left by a run killed meanwhile is the next run's
         to replace)."""
         check_out_dir(self.out, self.command, inputs=self.inputs)
         self.lock = acquire(self.out, "output directory")
         try:
-            if _real_dir(self.out / MOVING_ASIDE) or _real_dir(self.out / ASIDE):
+            moving = self.out / MOVING_ASIDE
+            if _real_dir(moving) and not _real_dir(self.path):  # (the run's files are gone since)
+                for entry in moving.iterdir():
+                    entry.rename(self.out / entry.name)  # (the earlier run's, back in place)
+            elif _real_dir(moving) or _real_dir(self.out / ASIDE):
                 self._swap()  # (a complete run's swap, cut short: its files take their place)
             for leftover in (self.path, self.out / ASIDE, self.out / MOVING_ASIDE):
                 if leftover.exists() or leftover.is_symlink():
